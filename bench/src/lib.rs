@@ -1,0 +1,1 @@
+//! lessor-bench: criterion benchmarks live in benches/.

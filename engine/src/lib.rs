@@ -1,0 +1,1 @@
+//! lessor-engine: the in-memory lease engine.

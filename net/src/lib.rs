@@ -1,0 +1,1 @@
+//! lessor-net: sockets and batching for lessor.

@@ -1,0 +1,2 @@
+//! lessor-perf: load generator for lessor.
+fn main() {}

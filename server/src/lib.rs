@@ -1,0 +1,1 @@
+//! lessor-server: config, protocol logic and wiring of the lessor DHCP server.

@@ -1,0 +1,2 @@
+//! The lessor binary.
+fn main() {}
