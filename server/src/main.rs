@@ -1,2 +1,124 @@
-//! The lessor binary.
-fn main() {}
+//! The `lessor` binary: runs the DHCP server and its operator subcommands.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lessor_server::config::Config;
+use lessor_server::run::Server;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// lessor: a fast DHCP server with an in-memory lease engine and an append-only journal.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (YAML, or JSON when it ends in .json). Without it lessor runs on an
+    /// embedded default that listens on loopback only.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Override the config's UDP port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Override the number of worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Run,
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig {
+        /// The file to check (defaults to --config).
+        file: Option<PathBuf>,
+    },
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Ok(Config::from_file(p)?),
+        None => Ok(Config::default_loopback()),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lessor: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::CheckConfig { file }) => {
+            let path = file
+                .or(cli.config)
+                .context("check-config needs a FILE (or --config)")?;
+            let config = load(Some(&path))?;
+            print!("{}", config.effective_yaml());
+            eprintln!("lessor: {} is valid", path.display());
+            Ok(())
+        }
+        None | Some(Command::Run) => {
+            let mut config = load(cli.config.as_ref())?;
+            if let Some(p) = cli.port {
+                config.port = p;
+            }
+            if let Some(w) = cli.workers {
+                anyhow::ensure!(w >= 1, "--workers must be at least 1");
+                config.workers = Some(w);
+            }
+            init_logging(config.log_level.as_deref());
+            run(&config)
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(config: &Config) -> anyhow::Result<()> {
+    let server = Server::start(config)?;
+    let stop = server.stop_flag();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let mode = if config.port == lessor_server::v4::SERVER_PORT {
+        ""
+    } else {
+        " (test mode: replies go to the request's source address and port)"
+    };
+    for l in server.listening() {
+        println!("lessor: DHCPv4 listening on {l}{mode}");
+    }
+    let subnets = config.v4.subnets.len();
+    println!(
+        "lessor: {} worker(s), {subnets} v4 subnet(s), journal not yet persisted (in-memory leases)",
+        server.stats().len()
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("lessor: stopping");
+    let summary = server.join();
+    println!("lessor: {summary}");
+    Ok(())
+}

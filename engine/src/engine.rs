@@ -1,0 +1,649 @@
+//! The sharded engine: per-request entry points, borrowing between shards, replay and stats.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::error::{AllocError, BindError, Result};
+use crate::ident::ClientKey;
+use crate::lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseState, LeaseView, Time};
+use crate::pools::{EngineConfig, Place, PoolId, Pools};
+use crate::shard::{Avail, Claim, FreeSet, Shard, Term};
+
+#[cfg(test)]
+mod tests;
+
+/// Expired records an operation reclaims on its way in: keeps expiry moving even if the
+/// caller's `reclaim` timer lags, at a bounded cost.
+const LAZY_RECLAIM: usize = 4;
+/// Expired records a shard reclaims before it borrows from a sibling.
+const EXHAUSTED_RECLAIM: usize = 1024;
+/// Most free addresses one borrow takes from a sibling.
+const BORROW_CHUNK: u64 = 64;
+/// Borrows one offer may make before giving up (only reached if siblings race it).
+const MAX_BORROWS: u32 = 8;
+
+/// A DISCOVER to answer with an OFFER.
+#[derive(Clone, Copy, Debug)]
+pub struct OfferRequest<'a> {
+    /// Who asks.
+    pub client: &'a ClientKey,
+    /// Pools the client may get an address from, in order of preference.
+    pub pools: &'a [PoolId],
+    /// The client's reservation, if the server has one for it (authoritative).
+    pub reserved: Option<Ipv4Addr>,
+    /// The address the client asked for (option 50).
+    pub requested: Option<Ipv4Addr>,
+    /// What the server knows about the client.
+    pub info: LeaseInfo<'a>,
+}
+
+/// A REQUEST (selecting, init-reboot, renewing or rebinding) to bind or extend.
+#[derive(Clone, Copy, Debug)]
+pub struct BindRequest<'a> {
+    /// Who asks.
+    pub client: &'a ClientKey,
+    /// The address to bind.
+    pub address: Ipv4Addr,
+    /// Pools `address` may come from.
+    pub pools: &'a [PoolId],
+    /// `address` is this client's reservation.
+    pub reserved: bool,
+    /// Lease time in seconds.
+    pub lease_time: u32,
+    /// What the server knows about the client.
+    pub info: LeaseInfo<'a>,
+}
+
+/// Usage of one pool across all shards. `free + offered + bound + declined == total`
+/// (Released and Expired addresses are free).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// The pool.
+    pub pool: PoolId,
+    /// Dynamic addresses: the range minus excluded addresses.
+    pub total: u64,
+    /// Free in some shard (including Released/Expired ones remembered for a client).
+    pub free: u64,
+    /// Held by an OFFER.
+    pub offered: u64,
+    /// Bound.
+    pub bound: u64,
+    /// Quarantined after a DECLINE.
+    pub declined: u64,
+}
+
+/// What one locked pass of an offer decided.
+enum Step {
+    Done(u32),
+    /// Fetch this dynamic address from whichever sibling has it free, then try again.
+    Fetch {
+        pool: PoolId,
+        off: u32,
+        reserved: bool,
+    },
+    /// Nothing free here in any candidate pool: borrow from a sibling, then try again.
+    Borrow,
+}
+
+/// Remote work an offer has already tried, so that it is tried once.
+#[derive(Default)]
+struct Tried {
+    reserved: bool,
+    requested: bool,
+    borrows: u32,
+}
+
+/// In-memory DHCPv4 lease state, sharded across worker cores.
+///
+/// Worker `k` passes `shard = k` to every call; a call locks its own shard's mutex, and only
+/// briefly a sibling's (never two at once) when it must borrow an address. `Engine` is
+/// `Send + Sync`: share it as `Arc<Engine>`.
+///
+/// Every method that takes a `shard` panics if `shard >= self.shards()`.
+pub struct Engine {
+    pools: Pools,
+    offer_hold: u32,
+    decline_probation: u32,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("shards", &self.shards.len())
+            .field("pools", &self.pools.len())
+            .field("offer_hold", &self.offer_hold)
+            .field("decline_probation", &self.decline_probation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Validates `cfg` and splits each pool's dynamic addresses into one contiguous block per
+    /// shard. A pool costs memory in proportion to its fragmentation, not its size.
+    pub fn new(cfg: EngineConfig) -> Result<Engine> {
+        if cfg.shards == 0 {
+            return Err(crate::Error::NoShards);
+        }
+        let pools = Pools::new(&cfg.pools)?;
+        let mut free: Vec<Vec<FreeSet>> = (0..cfg.shards)
+            .map(|_| Vec::with_capacity(pools.len()))
+            .collect();
+        for (pool, _) in pools.iter() {
+            for (shard, block) in pools.blocks(pool, cfg.shards).into_iter().enumerate() {
+                free[shard].push(FreeSet {
+                    clean: block,
+                    remembered: Default::default(),
+                });
+            }
+        }
+        Ok(Engine {
+            pools,
+            offer_hold: cfg.offer_hold,
+            decline_probation: cfg.decline_probation,
+            shards: free
+                .into_iter()
+                .map(|free| Mutex::new(Shard::new(free)))
+                .collect(),
+        })
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        // A panic while a shard was locked cannot leave it half-updated in a way that
+        // matters more than stopping every worker would; keep serving.
+        self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn siblings(&self, shard: usize) -> impl Iterator<Item = usize> {
+        (0..self.shards.len()).filter(move |&s| s != shard)
+    }
+
+    /// DISCOVER: chooses an address and holds it for the client (state Offered, expires
+    /// `now + offer_hold`). Not an event.
+    ///
+    /// The choice, first that works: (1) the reservation, unless it is quarantined (a fixed
+    /// reserved address is taken back from anyone else holding it in this shard); (2) the
+    /// client's own record in a candidate pool, in any state but Declined; (3) the requested
+    /// address if in a candidate pool and free (here or in a sibling); (4) the next free
+    /// address of the candidate pools in order, preferring addresses nobody is remembered for
+    /// over those a Released/Expired record remembers. Only then are this shard's expired
+    /// records reclaimed and free addresses borrowed from the sibling with most.
+    ///
+    /// A client that already holds an Offered or Bound address it may use gets the same one
+    /// again (an offer's hold is renewed; a binding is left as it is). Moving the client to a
+    /// new address ends its previous record; the events that produces (Released for an
+    /// abandoned binding, Expired for records found expired) are handed out by the next
+    /// `bind`/`release`/`decline`/`reclaim` on this shard.
+    pub fn offer(
+        &self,
+        shard: usize,
+        req: &OfferRequest<'_>,
+        now: Time,
+    ) -> Result<Ipv4Addr, AllocError> {
+        let mut tried = Tried::default();
+        loop {
+            let step = self.offer_step(&mut self.lock(shard), req, now, &tried);
+            match step {
+                Step::Done(addr) => return Ok(Ipv4Addr::from(addr)),
+                Step::Fetch {
+                    pool,
+                    off,
+                    reserved,
+                } => {
+                    if reserved {
+                        tried.reserved = true;
+                    } else {
+                        tried.requested = true;
+                    }
+                    self.fetch(shard, pool, off, now);
+                }
+                Step::Borrow => {
+                    if tried.borrows == MAX_BORROWS || !self.borrow(shard, req.pools, now) {
+                        return Err(AllocError::Exhausted);
+                    }
+                    tried.borrows += 1;
+                }
+            }
+        }
+    }
+
+    fn offer_step(&self, g: &mut Shard, req: &OfferRequest<'_>, now: Time, tried: &Tried) -> Step {
+        g.reclaim(now, LAZY_RECLAIM);
+        let client = req.client;
+        let term = Term {
+            state: LeaseState::Offered,
+            starts: now,
+            expires: now.saturating_add(u64::from(self.offer_hold)),
+        };
+        // Offers `addr` if the client may have it; an existing binding stays as it is.
+        let take = |g: &mut Shard, addr: u32, place: Place, avail: Avail| -> Option<Step> {
+            match avail {
+                Avail::Own if g.state(addr) == Some(LeaseState::Bound) => {}
+                Avail::Own | Avail::Free => {
+                    g.hold(addr, place, client, req.info, term);
+                }
+                _ => return None,
+            }
+            Some(Step::Done(addr))
+        };
+        let in_candidates = |place: Place| matches!(place, Place::Dynamic { pool, .. } if req.pools.contains(&pool));
+
+        // 1. The reservation is authoritative: the server decided it is this client's.
+        if let Some(reserved) = req.reserved {
+            let addr = u32::from(reserved);
+            let place = self.pools.place(addr);
+            let avail = match g.availability(addr, place, client, now) {
+                // Only a fixed address can be taken back; a dynamic one (a reservation the
+                // server forgot to exclude) follows the ownership rules like any other.
+                Avail::HeldByOther if matches!(place, Place::Fixed { .. }) => Avail::Free,
+                Avail::Elsewhere if !tried.reserved => {
+                    if let Place::Dynamic { pool, off } = place {
+                        return Step::Fetch {
+                            pool,
+                            off,
+                            reserved: true,
+                        };
+                    }
+                    Avail::Elsewhere
+                }
+                avail => avail,
+            };
+            if let Some(step) = take(g, addr, place, avail) {
+                return step;
+            }
+        }
+
+        // 2. The client's own record: same address again (RFC 2131 §4.3.1).
+        if let Some(&addr) = g.clients.get(client) {
+            let place = self.pools.place(addr);
+            if in_candidates(place) {
+                let avail = g.availability(addr, place, client, now);
+                if let Some(step) = take(g, addr, place, avail) {
+                    return step;
+                }
+            }
+        }
+
+        // 3. The requested address.
+        if let Some(requested) = req.requested {
+            let addr = u32::from(requested);
+            let place = self.pools.place(addr);
+            if in_candidates(place) {
+                let avail = g.availability(addr, place, client, now);
+                if avail == Avail::Elsewhere
+                    && !tried.requested
+                    && let Place::Dynamic { pool, off } = place
+                {
+                    return Step::Fetch {
+                        pool,
+                        off,
+                        reserved: false,
+                    };
+                }
+                if let Some(step) = take(g, addr, place, avail) {
+                    return step;
+                }
+            }
+        }
+
+        // 4. The next free address, pools in order of preference.
+        for round in 0..2 {
+            for &pool in req.pools {
+                if let Some(off) = g.next_free(pool) {
+                    let addr = self.pools.addr(pool, off);
+                    g.hold(addr, Place::Dynamic { pool, off }, client, req.info, term);
+                    return Step::Done(addr);
+                }
+            }
+            if round == 0 && g.reclaim(now, EXHAUSTED_RECLAIM) == 0 {
+                break;
+            }
+        }
+        Step::Borrow
+    }
+
+    /// Moves `off` of `pool` from whichever sibling has it free into `shard`'s free set.
+    fn fetch(&self, shard: usize, pool: PoolId, off: u32, now: Time) -> bool {
+        let addr = self.pools.addr(pool, off);
+        for sibling in self.siblings(shard) {
+            if self.lock(sibling).take_free(pool, off, addr, now) {
+                self.lock(shard).free[pool.index()].clean.insert(off);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Borrows a chunk of free addresses of the first candidate pool a sibling has any of,
+    /// from the sibling with the most.
+    fn borrow(&self, shard: usize, pools: &[PoolId], now: Time) -> bool {
+        for &pool in pools {
+            let Some(layout) = self.pools.get(pool) else {
+                continue;
+            };
+            let mut donors: Vec<(u64, usize)> = self
+                .siblings(shard)
+                .map(|s| {
+                    let mut g = self.lock(s);
+                    // The sibling's own expired records count as free; their events wait in
+                    // its pending list for its worker.
+                    g.reclaim(now, EXHAUSTED_RECLAIM);
+                    (g.free_len(pool), s)
+                })
+                .filter(|&(free, _)| free > 0)
+                .collect();
+            donors.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, donor) in donors {
+                let lent = self.lock(donor).lend(pool, layout.first, BORROW_CHUNK);
+                if !lent.is_empty() {
+                    self.lock(shard).free[pool.index()].clean |= lent;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// REQUEST (or renewal): binds `req.address` to the client or extends its binding, and
+    /// pushes a Bound or Renewed event (after any pending events of this shard) into `events`,
+    /// which it never clears.
+    ///
+    /// It succeeds if the address is the client's own (any record of the client but a
+    /// quarantine), free in a candidate pool here or in a sibling, or the client's
+    /// reservation. A client binding a new address gives up its previous record (a previous
+    /// binding ends with a Released event).
+    pub fn bind(
+        &self,
+        shard: usize,
+        req: &BindRequest<'_>,
+        now: Time,
+        events: &mut Vec<LeaseEvent>,
+    ) -> Result<LeaseView, BindError> {
+        let addr = u32::from(req.address);
+        let place = self.pools.place(addr);
+        if !req.reserved && !place.pool().is_some_and(|pool| req.pools.contains(&pool)) {
+            return Err(BindError::NotInPool);
+        }
+        let mut fetched = false;
+        loop {
+            let mut g = self.lock(shard);
+            g.reclaim(now, LAZY_RECLAIM);
+            let fixed = matches!(place, Place::Fixed { .. });
+            let result = match g.availability(addr, place, req.client, now) {
+                Avail::Own => Ok(()),
+                // A fixed address is somebody's reservation, and only theirs.
+                Avail::Free if fixed && !req.reserved => Err(BindError::Taken),
+                Avail::Free => Ok(()),
+                Avail::HeldByOther if fixed && req.reserved => Ok(()),
+                Avail::Elsewhere if !fetched => {
+                    drop(g);
+                    if let Place::Dynamic { pool, off } = place {
+                        self.fetch(shard, pool, off, now);
+                    }
+                    fetched = true;
+                    continue;
+                }
+                Avail::Elsewhere | Avail::HeldByOther | Avail::Quarantined => Err(BindError::Taken),
+            };
+            let result = result.map(|()| {
+                let term = Term {
+                    state: LeaseState::Bound,
+                    starts: now,
+                    expires: now.saturating_add(u64::from(req.lease_time)),
+                };
+                let prior = g.hold(addr, place, req.client, req.info, term);
+                let kind = match prior {
+                    Some(LeaseState::Bound) => EventKind::Renewed,
+                    _ => EventKind::Bound,
+                };
+                let slot = &g.leases[&addr];
+                let lease = slot.lease(addr);
+                let view = slot.view(addr);
+                g.pending.push(LeaseEvent { kind, lease });
+                view
+            });
+            events.append(&mut g.pending);
+            return result;
+        }
+    }
+
+    /// RELEASE: only if `address` is bound to `client`. The record stays, Released, so the
+    /// client gets the address back if it is still free. Returns whether it did anything.
+    pub fn release(
+        &self,
+        shard: usize,
+        client: &ClientKey,
+        address: Ipv4Addr,
+        now: Time,
+        events: &mut Vec<LeaseEvent>,
+    ) -> bool {
+        let mut g = self.lock(shard);
+        g.reclaim(now, LAZY_RECLAIM);
+        let done = g.release(u32::from(address), client, now);
+        events.append(&mut g.pending);
+        done
+    }
+
+    /// DECLINE: only if `address` is offered or bound to `client`. The address is quarantined
+    /// until `now + decline_probation`; the client's next DISCOVER gets another address.
+    pub fn decline(
+        &self,
+        shard: usize,
+        client: &ClientKey,
+        address: Ipv4Addr,
+        now: Time,
+        events: &mut Vec<LeaseEvent>,
+    ) -> bool {
+        let mut g = self.lock(shard);
+        g.reclaim(now, LAZY_RECLAIM);
+        let until = now.saturating_add(u64::from(self.decline_probation));
+        let done = g.decline(u32::from(address), client, now, until);
+        events.append(&mut g.pending);
+        done
+    }
+
+    /// The client's current record in this shard (any state, as last updated; a record whose
+    /// time has passed shows until something reclaims it), without allocating.
+    pub fn lookup(&self, shard: usize, client: &ClientKey) -> Option<LeaseView> {
+        self.lock(shard).lookup(client)
+    }
+
+    /// Ends up to `budget` records whose time has passed, earliest first: bindings become
+    /// Expired (the record stays for the client) with an Expired event; offers end silently;
+    /// quarantines end with an Expired event. Also hands out events pending from earlier
+    /// calls. Returns how many records it ended.
+    pub fn reclaim(
+        &self,
+        shard: usize,
+        now: Time,
+        budget: usize,
+        events: &mut Vec<LeaseEvent>,
+    ) -> usize {
+        let mut g = self.lock(shard);
+        let done = g.reclaim(now, budget);
+        events.append(&mut g.pending);
+        done
+    }
+
+    /// Replay support: puts a lease record back, taking its address out of whichever shard
+    /// holds it. `shard` is the one the client is steered to; `lease.pool` is recomputed
+    /// from the current configuration.
+    ///
+    /// Replaying the journal's events in order with this rebuilds the state they describe,
+    /// even where events of different shards reached the journal out of order:
+    /// - A hold (Bound, Declined, Offered) replaces whatever record the address has, unless
+    ///   another client's hold there started later: then `Err(Taken)`, the event is stale.
+    ///   A Bound or Offered lease also ends the client's previous record in the shard.
+    /// - A Released or Expired lease whose address another client holds is stale:
+    ///   `Err(Taken)`. One that ends the client's own quarantine lifts it (the address is
+    ///   free, no record stays). One for a client that meanwhile holds another address only
+    ///   frees the address. Otherwise it becomes the client's record, its address free but
+    ///   remembered for it.
+    ///
+    /// Snapshot records ([`Engine::leases`]) can be restored in any order. Restore before
+    /// serving: it is safe alongside other calls but does not order itself against them.
+    pub fn restore(&self, shard: usize, lease: Lease) -> Result<(), BindError> {
+        assert!(shard < self.shards.len(), "shard {shard} out of range");
+        let addr = u32::from(lease.address);
+        let place = self.pools.place(addr);
+        let dynamic = matches!(place, Place::Dynamic { .. });
+        let (mut lifted, mut moved) = (false, false);
+        for sibling in self.siblings(shard) {
+            match self.lock(sibling).restore_claim(addr, place, &lease) {
+                Claim::Absent => {}
+                Claim::Taken => return Err(BindError::Taken),
+                Claim::Claimed { lifted: l } => {
+                    lifted |= l;
+                    moved |= dynamic;
+                    // A dynamic address lives in one shard; a fixed one may have records in
+                    // several after the shard count changed.
+                    if dynamic {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut g = self.lock(shard);
+        if let (true, Place::Dynamic { pool, off }) = (moved, place) {
+            g.free[pool.index()].clean.insert(off);
+        }
+        g.restore_local(addr, place, lease, lifted)
+    }
+
+    /// Every lease record of every shard, sorted by address, for dumps and snapshots.
+    pub fn leases(&self) -> Vec<Lease> {
+        let mut all = Vec::new();
+        for shard in 0..self.shards.len() {
+            let g = self.lock(shard);
+            all.extend(g.leases.iter().map(|(&addr, slot)| slot.lease(addr)));
+        }
+        all.sort_unstable_by_key(|lease| lease.address);
+        all
+    }
+
+    /// Usage of every pool, in configuration order.
+    pub fn stats(&self) -> Vec<PoolStats> {
+        let mut stats: Vec<PoolStats> = self
+            .pools
+            .iter()
+            .map(|(pool, layout)| PoolStats {
+                pool,
+                total: layout.total,
+                free: 0,
+                offered: 0,
+                bound: 0,
+                declined: 0,
+            })
+            .collect();
+        for shard in 0..self.shards.len() {
+            let g = self.lock(shard);
+            for (i, stat) in stats.iter_mut().enumerate() {
+                let counts = g.counts[i];
+                stat.free += g.free[i].len();
+                stat.offered += counts.offered;
+                stat.bound += counts.bound;
+                stat.declined += counts.declined;
+            }
+        }
+        stats
+    }
+}
+
+#[cfg(test)]
+impl Engine {
+    pub(crate) fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    /// Checks every bookkeeping rule across all shards; panics on the first broken one.
+    pub(crate) fn check_invariants(&self) {
+        use crate::shard::{Counts, is_held};
+        use roaring::RoaringBitmap;
+        use std::collections::HashSet;
+
+        let mut owned: Vec<RoaringBitmap> = vec![RoaringBitmap::new(); self.pools.len()];
+        let mut own = |pool: PoolId, off: u32, what: &str| {
+            assert!(
+                owned[pool.index()].insert(off),
+                "pool {pool} offset {off} owned twice ({what})"
+            );
+        };
+        let mut addresses = HashSet::new();
+        for shard in 0..self.shards.len() {
+            let g = self.lock(shard);
+            let mut counts = vec![Counts::default(); self.pools.len()];
+            let mut remembered = vec![RoaringBitmap::new(); self.pools.len()];
+            let heap: HashSet<(Time, u32)> = g.expiry.iter().map(|r| r.0).collect();
+            let mut held = 0;
+            for (&addr, slot) in &g.leases {
+                assert!(
+                    addresses.insert(addr),
+                    "{} has two records",
+                    Ipv4Addr::from(addr)
+                );
+                assert_eq!(slot.place, self.pools.place(addr), "place of {addr}");
+                if slot.state != LeaseState::Declined {
+                    assert_eq!(
+                        g.clients.get(&slot.client),
+                        Some(&addr),
+                        "{addr} not indexed"
+                    );
+                }
+                if is_held(slot.state) {
+                    held += 1;
+                    assert!(heap.contains(&(slot.expires, addr)), "{addr} not in heap");
+                }
+                let Place::Dynamic { pool, off } = slot.place else {
+                    continue;
+                };
+                let c = &mut counts[pool.index()];
+                match slot.state {
+                    LeaseState::Offered => c.offered += 1,
+                    LeaseState::Bound => c.bound += 1,
+                    LeaseState::Declined => c.declined += 1,
+                    LeaseState::Released | LeaseState::Expired => {
+                        remembered[pool.index()].insert(off);
+                    }
+                }
+                if is_held(slot.state) {
+                    own(pool, off, "held record");
+                }
+            }
+            for (client, &addr) in &g.clients {
+                let slot = g.leases.get(&addr).expect("index points at no record");
+                assert_eq!(
+                    &slot.client, client,
+                    "index points at another client's record"
+                );
+            }
+            assert_eq!(g.held, held, "held count");
+            assert!(g.expiry.len() <= 2 * held + 64, "expiry heap not pruned");
+            assert_eq!(&*g.counts, &counts[..], "counts of shard {shard}");
+            for (pool, layout) in self.pools.iter() {
+                let free = &g.free[pool.index()];
+                assert!(free.clean.is_disjoint(&free.remembered));
+                assert_eq!(free.remembered, remembered[pool.index()], "remembered set");
+                for off in free.clean.iter().chain(free.remembered.iter()) {
+                    assert!(!layout.excluded.contains(off), "excluded offset {off} free");
+                    assert!(u64::from(off) <= u64::from(layout.last - layout.first));
+                    own(pool, off, "free");
+                }
+            }
+        }
+        for (pool, layout) in self.pools.iter() {
+            assert_eq!(
+                owned[pool.index()].len(),
+                layout.total,
+                "pool {pool} lost addresses"
+            );
+        }
+    }
+}

@@ -1,0 +1,791 @@
+//! Unit tests of the engine's rules, one scenario each.
+
+use super::*;
+use crate::{AllocError, BindError, EngineConfig, HwAddr, PoolSpec};
+
+const HOLD: u32 = 30;
+const PROBATION: u32 = 600;
+const T0: Time = 1_000;
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, last)
+}
+
+fn pool(first: u8, last: u8, excluded: &[u8]) -> PoolSpec {
+    PoolSpec {
+        first: ip(first),
+        last: ip(last),
+        excluded: excluded.iter().map(|&a| ip(a)).collect(),
+    }
+}
+
+fn engine(shards: usize, pools: Vec<PoolSpec>) -> Engine {
+    Engine::new(EngineConfig {
+        shards,
+        pools,
+        offer_hold: HOLD,
+        decline_probation: PROBATION,
+    })
+    .unwrap()
+}
+
+fn client(n: u8) -> ClientKey {
+    ClientKey::hardware(1, &[2, 0, 0, 0, 0, n])
+}
+
+fn info(n: u8) -> LeaseInfo<'static> {
+    LeaseInfo {
+        hw: HwAddr::new(1, &[2, 0, 0, 0, 0, n]).unwrap(),
+        hostname: None,
+    }
+}
+
+const P0: &[PoolId] = &[PoolId(0)];
+
+/// Test driver: one engine, a clock, the events so far.
+struct T {
+    e: Engine,
+    events: Vec<LeaseEvent>,
+}
+
+impl T {
+    fn new(shards: usize, pools: Vec<PoolSpec>) -> Self {
+        Self {
+            e: engine(shards, pools),
+            events: Vec::new(),
+        }
+    }
+
+    fn offer_with(
+        &self,
+        shard: usize,
+        c: u8,
+        reserved: Option<Ipv4Addr>,
+        requested: Option<Ipv4Addr>,
+        now: Time,
+    ) -> Result<Ipv4Addr, AllocError> {
+        let key = client(c);
+        let req = OfferRequest {
+            client: &key,
+            pools: P0,
+            reserved,
+            requested,
+            info: info(c),
+        };
+        let r = self.e.offer(shard, &req, now);
+        self.e.check_invariants();
+        r
+    }
+
+    fn offer(&self, shard: usize, c: u8, now: Time) -> Result<Ipv4Addr, AllocError> {
+        self.offer_with(shard, c, None, None, now)
+    }
+
+    fn bind_with(
+        &mut self,
+        shard: usize,
+        c: u8,
+        addr: Ipv4Addr,
+        reserved: bool,
+        now: Time,
+    ) -> Result<LeaseView, BindError> {
+        let key = client(c);
+        let req = BindRequest {
+            client: &key,
+            address: addr,
+            pools: P0,
+            reserved,
+            lease_time: 100,
+            info: info(c),
+        };
+        let r = self.e.bind(shard, &req, now, &mut self.events);
+        self.e.check_invariants();
+        r
+    }
+
+    fn bind(
+        &mut self,
+        shard: usize,
+        c: u8,
+        addr: Ipv4Addr,
+        now: Time,
+    ) -> Result<LeaseView, BindError> {
+        self.bind_with(shard, c, addr, false, now)
+    }
+
+    fn release(&mut self, shard: usize, c: u8, addr: Ipv4Addr, now: Time) -> bool {
+        let r = self
+            .e
+            .release(shard, &client(c), addr, now, &mut self.events);
+        self.e.check_invariants();
+        r
+    }
+
+    fn decline(&mut self, shard: usize, c: u8, addr: Ipv4Addr, now: Time) -> bool {
+        let r = self
+            .e
+            .decline(shard, &client(c), addr, now, &mut self.events);
+        self.e.check_invariants();
+        r
+    }
+
+    fn reclaim(&mut self, shard: usize, now: Time) -> usize {
+        let r = self.e.reclaim(shard, now, usize::MAX, &mut self.events);
+        self.e.check_invariants();
+        r
+    }
+
+    /// Events since the last call, as (kind, address, state).
+    fn take_events(&mut self) -> Vec<(EventKind, Ipv4Addr, LeaseState)> {
+        self.events
+            .drain(..)
+            .map(|e| (e.kind, e.lease.address, e.lease.state))
+            .collect()
+    }
+
+    fn stats(&self) -> PoolStats {
+        self.e.stats()[0]
+    }
+}
+
+#[test]
+fn engine_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Engine>();
+}
+
+#[test]
+fn config_errors() {
+    let cfg = |shards, pools| EngineConfig {
+        shards,
+        pools,
+        offer_hold: HOLD,
+        decline_probation: PROBATION,
+    };
+    assert!(matches!(
+        Engine::new(cfg(0, vec![pool(10, 20, &[])])),
+        Err(crate::Error::NoShards)
+    ));
+    assert!(matches!(
+        Engine::new(cfg(1, vec![pool(20, 10, &[])])),
+        Err(crate::Error::PoolRange { .. })
+    ));
+    let err = Engine::new(cfg(1, vec![pool(10, 20, &[]), pool(20, 30, &[])])).unwrap_err();
+    assert_eq!(err.to_string(), "pools 0 and 1 overlap");
+    // No pools at all is a valid (reservation-only) engine.
+    let e = Engine::new(cfg(2, vec![])).unwrap();
+    assert!(e.stats().is_empty());
+}
+
+#[test]
+fn offer_holds_lowest_free_and_reoffers_the_same() {
+    let t = T::new(1, vec![pool(10, 20, &[])]);
+    assert_eq!(t.offer(0, 1, T0), Ok(ip(10)));
+    assert_eq!(t.offer(0, 2, T0), Ok(ip(11)));
+    // Re-offering does not take a second address.
+    assert_eq!(t.offer(0, 1, T0 + 5), Ok(ip(10)));
+    let view = t.e.lookup(0, &client(1)).unwrap();
+    assert_eq!(view.state, LeaseState::Offered);
+    assert_eq!(view.expires, T0 + 5 + u64::from(HOLD), "hold renewed");
+    let s = t.stats();
+    assert_eq!((s.total, s.free, s.offered, s.bound), (11, 9, 2, 0));
+}
+
+#[test]
+fn bind_emits_bound_and_renew_emits_renewed() {
+    let mut t = T::new(1, vec![pool(10, 20, &[])]);
+    let a = t.offer(0, 1, T0).unwrap();
+    assert!(t.take_events().is_empty(), "an offer is not an event");
+    let v = t.bind(0, 1, a, T0 + 1).unwrap();
+    assert_eq!(
+        (v.state, v.starts, v.expires),
+        (LeaseState::Bound, T0 + 1, T0 + 101)
+    );
+    assert_eq!(t.take_events(), [(EventKind::Bound, a, LeaseState::Bound)]);
+    let v = t.bind(0, 1, a, T0 + 50).unwrap();
+    assert_eq!(v.expires, T0 + 150);
+    assert_eq!(
+        t.take_events(),
+        [(EventKind::Renewed, a, LeaseState::Bound)]
+    );
+    // A re-offer to a bound client leaves the binding alone.
+    assert_eq!(t.offer(0, 1, T0 + 60), Ok(a));
+    assert_eq!(t.e.lookup(0, &client(1)).unwrap().state, LeaseState::Bound);
+    assert_eq!(t.stats().bound, 1);
+}
+
+#[test]
+fn hostname_is_kept_when_not_sent_again() {
+    let mut t = T::new(1, vec![pool(10, 20, &[])]);
+    let key = client(1);
+    let mut req = BindRequest {
+        client: &key,
+        address: ip(10),
+        pools: P0,
+        reserved: false,
+        lease_time: 100,
+        info: LeaseInfo {
+            hw: info(1).hw,
+            hostname: Some("printer"),
+        },
+    };
+    t.e.bind(0, &req, T0, &mut t.events).unwrap();
+    req.info.hostname = None;
+    t.e.bind(0, &req, T0 + 1, &mut t.events).unwrap();
+    assert_eq!(t.e.leases()[0].hostname.as_deref(), Some("printer"));
+}
+
+#[test]
+fn bind_refusals() {
+    let mut t = T::new(1, vec![pool(10, 20, &[15])]);
+    let a = t.offer(0, 1, T0).unwrap();
+    assert_eq!(
+        t.bind(0, 2, a, T0),
+        Err(BindError::Taken),
+        "another client's offer"
+    );
+    assert_eq!(t.bind(0, 2, ip(30), T0), Err(BindError::NotInPool));
+    assert_eq!(t.bind(0, 2, ip(15), T0), Err(BindError::Taken), "excluded");
+    let key = client(2);
+    let req = BindRequest {
+        client: &key,
+        address: ip(12),
+        pools: &[PoolId(7)],
+        reserved: false,
+        lease_time: 100,
+        info: info(2),
+    };
+    assert_eq!(
+        t.e.bind(0, &req, T0, &mut t.events),
+        Err(BindError::NotInPool),
+        "unknown pool"
+    );
+    assert!(t.take_events().is_empty());
+}
+
+#[test]
+fn binding_a_new_address_releases_the_old_one() {
+    let mut t = T::new(1, vec![pool(10, 20, &[])]);
+    t.bind(0, 1, ip(12), T0).unwrap();
+    t.take_events();
+    t.bind(0, 1, ip(14), T0 + 1).unwrap();
+    assert_eq!(
+        t.take_events(),
+        [
+            (EventKind::Released, ip(12), LeaseState::Released),
+            (EventKind::Bound, ip(14), LeaseState::Bound)
+        ]
+    );
+    assert_eq!(t.e.leases().len(), 1);
+    assert_eq!(t.stats().free, 10);
+}
+
+#[test]
+fn affinity_after_release() {
+    let mut t = T::new(1, vec![pool(10, 20, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.take_events();
+    assert!(!t.release(0, 2, ip(10), T0), "not the owner");
+    assert!(!t.release(0, 1, ip(11), T0), "not its address");
+    assert!(t.release(0, 1, ip(10), T0 + 1));
+    assert_eq!(
+        t.take_events(),
+        [(EventKind::Released, ip(10), LeaseState::Released)]
+    );
+    assert!(!t.release(0, 1, ip(10), T0 + 2), "already released");
+    assert_eq!(t.stats().free, 11);
+    // Others get addresses nobody is remembered for first.
+    assert_eq!(t.offer(0, 2, T0 + 3), Ok(ip(11)));
+    assert_eq!(t.offer(0, 1, T0 + 4), Ok(ip(10)));
+}
+
+#[test]
+fn release_of_an_offer_does_nothing() {
+    let mut t = T::new(1, vec![pool(10, 20, &[])]);
+    let a = t.offer(0, 1, T0).unwrap();
+    assert!(!t.release(0, 1, a, T0));
+    assert_eq!(
+        t.e.lookup(0, &client(1)).unwrap().state,
+        LeaseState::Offered
+    );
+}
+
+#[test]
+fn affinity_after_expiry() {
+    let mut t = T::new(1, vec![pool(10, 20, &[])]);
+    t.bind(0, 1, ip(13), T0).unwrap();
+    t.take_events();
+    assert_eq!(t.reclaim(0, T0 + 99), 0);
+    assert_eq!(t.reclaim(0, T0 + 100), 1);
+    assert_eq!(
+        t.take_events(),
+        [(EventKind::Expired, ip(13), LeaseState::Expired)]
+    );
+    assert_eq!(
+        t.e.lookup(0, &client(1)).unwrap().state,
+        LeaseState::Expired
+    );
+    assert_eq!(t.stats().bound, 0);
+    assert_eq!(t.offer(0, 1, T0 + 200), Ok(ip(13)));
+    // Renewing after expiry is a new binding.
+    t.bind(0, 1, ip(13), T0 + 201).unwrap();
+    assert_eq!(
+        t.take_events(),
+        [(EventKind::Bound, ip(13), LeaseState::Bound)]
+    );
+}
+
+#[test]
+fn a_passed_lease_is_ended_on_touch_even_before_reclaim() {
+    let mut t = T::new(1, vec![pool(10, 10, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.take_events();
+    // Client 2 may take the address once client 1's lease has run out.
+    t.bind(0, 2, ip(10), T0 + 100).unwrap();
+    assert_eq!(
+        t.take_events(),
+        [
+            (EventKind::Expired, ip(10), LeaseState::Expired),
+            (EventKind::Bound, ip(10), LeaseState::Bound)
+        ]
+    );
+    assert_eq!(
+        t.e.lookup(0, &client(1)),
+        None,
+        "client 1's memory of it dropped"
+    );
+}
+
+#[test]
+fn requested_address_is_honoured_when_free() {
+    let mut t = T::new(1, vec![pool(10, 20, &[15])]);
+    assert_eq!(t.offer_with(0, 1, None, Some(ip(17)), T0), Ok(ip(17)));
+    // Held by someone else: the next free one instead.
+    assert_eq!(t.offer_with(0, 2, None, Some(ip(17)), T0), Ok(ip(10)));
+    // Excluded, or outside the candidate pools: ignored.
+    assert_eq!(t.offer_with(0, 3, None, Some(ip(15)), T0), Ok(ip(11)));
+    assert_eq!(t.offer_with(0, 4, None, Some(ip(40)), T0), Ok(ip(12)));
+    // A client's own record comes before what it requests.
+    t.bind(0, 5, ip(19), T0).unwrap();
+    assert_eq!(t.offer_with(0, 5, None, Some(ip(18)), T0), Ok(ip(19)));
+}
+
+#[test]
+fn requested_address_is_fetched_from_a_sibling() {
+    // Shard 0 owns .10-.14, shard 1 owns .15-.19.
+    let mut t = T::new(2, vec![pool(10, 19, &[])]);
+    assert_eq!(t.offer_with(0, 1, None, Some(ip(18)), T0), Ok(ip(18)));
+    // And binding a sibling's free address directly works too.
+    t.bind(0, 2, ip(16), T0).unwrap();
+    // Unless a client there holds it.
+    t.offer(1, 3, T0).unwrap();
+    assert_eq!(t.offer(1, 3, T0), Ok(ip(15)));
+    assert_eq!(t.bind(0, 2, ip(15), T0), Err(BindError::Taken));
+    assert_eq!(t.offer_with(0, 4, None, Some(ip(15)), T0), Ok(ip(10)));
+}
+
+#[test]
+fn borrows_from_a_sibling_when_its_own_block_is_empty() {
+    // Shard 0 owns .10-.11, shard 1 owns .12-.13.
+    let t = T::new(2, vec![pool(10, 13, &[])]);
+    assert_eq!(t.offer(0, 1, T0), Ok(ip(10)));
+    assert_eq!(t.offer(0, 2, T0), Ok(ip(11)));
+    let borrowed = t.offer(0, 3, T0).unwrap();
+    assert!([ip(12), ip(13)].contains(&borrowed));
+    assert_eq!(t.e.lookup(0, &client(3)).unwrap().address, borrowed);
+    let last = t.offer(0, 4, T0).unwrap();
+    assert_ne!(last, borrowed);
+    assert_eq!(t.offer(0, 5, T0), Err(AllocError::Exhausted));
+    assert_eq!(t.offer(1, 6, T0), Err(AllocError::Exhausted));
+    assert_eq!(t.stats().free, 0);
+}
+
+#[test]
+fn exhausted_only_when_every_shard_is_empty() {
+    let t = T::new(3, vec![pool(10, 39, &[])]);
+    let mut seen = std::collections::HashSet::new();
+    for c in 0..30 {
+        let a = t
+            .offer(0, c, T0)
+            .unwrap_or_else(|e| panic!("client {c}: {e}"));
+        assert!(seen.insert(a), "{a} offered twice");
+    }
+    assert_eq!(t.offer(0, 30, T0), Err(AllocError::Exhausted));
+    // Once holds run out the shard reclaims before declaring exhaustion.
+    assert!(t.offer(0, 30, T0 + u64::from(HOLD)).is_ok());
+}
+
+#[test]
+fn exhaustion_counts_the_siblings_expired_records() {
+    let mut t = T::new(2, vec![pool(10, 11, &[])]);
+    t.bind(1, 1, ip(11), T0).unwrap();
+    t.bind(0, 2, ip(10), T0 + 50).unwrap();
+    t.take_events();
+    assert_eq!(t.offer(0, 3, T0 + 51), Err(AllocError::Exhausted));
+    // Shard 1's lease ran out; nobody called reclaim on shard 1, but shard 0 may borrow it.
+    assert_eq!(t.offer(0, 3, T0 + 100), Ok(ip(11)));
+    // Shard 1's Expired event waits for shard 1's next call.
+    t.reclaim(0, T0 + 100);
+    assert!(
+        t.take_events().iter().all(|(_, a, _)| *a == ip(10)),
+        "only shard 0's events"
+    );
+    t.reclaim(1, T0 + 100);
+    assert_eq!(
+        t.take_events(),
+        [(EventKind::Expired, ip(11), LeaseState::Expired)]
+    );
+}
+
+#[test]
+fn decline_quarantines_until_probation_ends() {
+    let mut t = T::new(1, vec![pool(10, 11, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.take_events();
+    assert!(!t.decline(0, 2, ip(10), T0), "not the owner");
+    assert!(t.decline(0, 1, ip(10), T0 + 1));
+    assert_eq!(
+        t.take_events(),
+        [(EventKind::Declined, ip(10), LeaseState::Declined)]
+    );
+    let v = t.e.lookup(0, &client(1)).unwrap();
+    assert_eq!(
+        (v.state, v.expires),
+        (LeaseState::Declined, T0 + 1 + u64::from(PROBATION))
+    );
+    assert_eq!(t.stats().declined, 1);
+    // Nobody gets it: not the decliner, not another client asking for it.
+    assert_eq!(t.offer(0, 1, T0 + 2), Ok(ip(11)));
+    assert_eq!(
+        t.offer_with(0, 2, None, Some(ip(10)), T0 + 2),
+        Err(AllocError::Exhausted)
+    );
+    assert_eq!(t.bind(0, 2, ip(10), T0 + 2), Err(BindError::Taken));
+    assert_eq!(t.bind(0, 1, ip(10), T0 + 2), Err(BindError::Taken));
+    // The decliner moved on, but the quarantine stays.
+    assert_eq!(t.stats().declined, 1);
+    let end = T0 + 1 + u64::from(PROBATION);
+    t.reclaim(0, end - 1);
+    assert_eq!(t.stats().declined, 1);
+    t.reclaim(0, end);
+    let events = t.take_events();
+    assert!(
+        events.contains(&(EventKind::Expired, ip(10), LeaseState::Expired)),
+        "{events:?}"
+    );
+    assert_eq!(t.stats().declined, 0);
+    assert_eq!(t.offer_with(0, 2, None, Some(ip(10)), end), Ok(ip(10)));
+}
+
+#[test]
+fn decline_of_an_offer_quarantines_it_too() {
+    let mut t = T::new(1, vec![pool(10, 20, &[])]);
+    let a = t.offer(0, 1, T0).unwrap();
+    assert!(t.decline(0, 1, a, T0));
+    assert_eq!(
+        t.take_events(),
+        [(EventKind::Declined, a, LeaseState::Declined)]
+    );
+    assert_ne!(t.offer(0, 1, T0), Ok(a));
+}
+
+#[test]
+fn reservations_are_never_handed_out_dynamically() {
+    let mut t = T::new(2, vec![pool(10, 13, &[11])]);
+    let mut got = Vec::new();
+    for c in 1..=3 {
+        got.push(t.offer(0, c, T0).unwrap());
+    }
+    got.sort();
+    assert_eq!(got, [ip(10), ip(12), ip(13)]);
+    assert_eq!(t.offer(0, 4, T0), Err(AllocError::Exhausted));
+    assert_eq!(
+        t.offer_with(1, 5, None, Some(ip(11)), T0),
+        Err(AllocError::Exhausted)
+    );
+    // The reserved client gets it, inside or outside the pools.
+    assert_eq!(t.offer_with(1, 9, Some(ip(11)), None, T0), Ok(ip(11)));
+    let v = t.bind_with(1, 9, ip(11), true, T0).unwrap();
+    assert_eq!(v.pool, Some(PoolId(0)));
+    assert_eq!(t.bind(1, 8, ip(11), T0), Err(BindError::Taken));
+    assert_eq!(t.offer_with(1, 8, Some(ip(99)), None, T0), Ok(ip(99)));
+    let v = t.bind_with(1, 8, ip(99), true, T0).unwrap();
+    assert_eq!(v.pool, None);
+    let s = t.stats();
+    assert_eq!(
+        (s.total, s.offered, s.bound, s.free),
+        (3, 3, 0, 0),
+        "reservations are not pool usage"
+    );
+}
+
+#[test]
+fn a_reservation_is_taken_back_but_a_quarantine_respected() {
+    let mut t = T::new(1, vec![pool(10, 20, &[])]);
+    // Client 1 has the fixed address .99 (the reservation moved to client 2 since).
+    t.bind_with(0, 1, ip(99), true, T0).unwrap();
+    t.take_events();
+    assert_eq!(t.offer_with(0, 2, Some(ip(99)), None, T0), Ok(ip(99)));
+    assert_eq!(
+        t.take_events(),
+        [],
+        "pending until the next call with events"
+    );
+    t.reclaim(0, T0);
+    assert_eq!(
+        t.take_events(),
+        [(EventKind::Released, ip(99), LeaseState::Released)]
+    );
+    assert_eq!(t.e.lookup(0, &client(1)), None);
+    // Declined by its owner: a dynamic address meanwhile.
+    assert!(t.decline(0, 2, ip(99), T0));
+    assert_eq!(t.offer_with(0, 2, Some(ip(99)), None, T0 + 1), Ok(ip(10)));
+    let end = T0 + u64::from(PROBATION);
+    assert_eq!(t.offer_with(0, 2, Some(ip(99)), None, end), Ok(ip(99)));
+}
+
+#[test]
+fn offer_hold_runs_out_silently() {
+    let mut t = T::new(1, vec![pool(10, 11, &[])]);
+    assert_eq!(t.offer(0, 1, T0), Ok(ip(10)));
+    assert_eq!(t.offer(0, 2, T0 + 10), Ok(ip(11)));
+    assert_eq!(t.offer(0, 3, T0 + 10), Err(AllocError::Exhausted));
+    // Client 1's hold has run out at T0 + HOLD.
+    let end = T0 + u64::from(HOLD);
+    assert_eq!(t.offer(0, 3, end), Ok(ip(10)));
+    assert_eq!(t.e.lookup(0, &client(1)), None);
+    assert_eq!(t.bind(0, 1, ip(10), end), Err(BindError::Taken), "too late");
+    assert_eq!(t.reclaim(0, end + 10), 1, "client 2's hold");
+    assert!(t.take_events().is_empty(), "offers are never events");
+}
+
+#[test]
+fn moving_to_another_pool_ends_the_old_binding() {
+    let mut t = T::new(1, vec![pool(10, 11, &[]), pool(20, 21, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.take_events();
+    let key = client(1);
+    let req = OfferRequest {
+        client: &key,
+        pools: &[PoolId(1)],
+        reserved: None,
+        requested: None,
+        info: info(1),
+    };
+    assert_eq!(t.e.offer(0, &req, T0 + 1), Ok(ip(20)));
+    t.e.check_invariants();
+    t.reclaim(0, T0 + 1);
+    assert_eq!(
+        t.take_events(),
+        [(EventKind::Released, ip(10), LeaseState::Released)]
+    );
+    assert_eq!(t.e.stats()[0].free, 2);
+}
+
+#[test]
+fn expiry_heap_stays_bounded() {
+    let t = T::new(1, vec![pool(10, 20, &[])]);
+    // Re-offers at one instant: every one leaves a dead heap entry nothing pops.
+    for _ in 0..10_000 {
+        t.offer(0, 1, T0).unwrap();
+    }
+    let g = t.e.lock(0);
+    assert!(g.expiry.len() <= 2 * g.held + 64, "{}", g.expiry.len());
+}
+
+#[test]
+fn snapshot_restores_exactly() {
+    let mut t = T::new(2, vec![pool(10, 30, &[12])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.bind(1, 2, ip(20), T0).unwrap();
+    t.bind(1, 3, ip(21), T0).unwrap();
+    t.release(1, 3, ip(21), T0 + 1);
+    t.bind(0, 4, ip(11), T0).unwrap();
+    t.decline(0, 4, ip(11), T0 + 2);
+    t.offer(0, 4, T0 + 3).unwrap();
+    t.bind_with(1, 5, ip(12), true, T0).unwrap();
+    let snapshot = t.e.leases();
+    for order in [false, true] {
+        let fresh = engine(2, vec![pool(10, 30, &[12])]);
+        let mut records = snapshot.clone();
+        if order {
+            records.reverse();
+        }
+        for lease in records {
+            let shard = if lease.client == client(2)
+                || lease.client == client(3)
+                || lease.client == client(5)
+            {
+                1
+            } else {
+                0
+            };
+            fresh.restore(shard, lease).unwrap();
+            fresh.check_invariants();
+        }
+        assert_eq!(fresh.leases(), snapshot);
+        assert_eq!(fresh.stats(), t.e.stats());
+        assert_eq!(
+            fresh.lookup(1, &client(3)).unwrap().state,
+            LeaseState::Released
+        );
+        assert_eq!(
+            fresh.lookup(0, &client(4)).unwrap().state,
+            LeaseState::Offered
+        );
+    }
+}
+
+#[test]
+fn replaying_events_out_of_order_keeps_the_newest_holder() {
+    let mut t = T::new(2, vec![pool(10, 10, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.reclaim(0, T0 + 100);
+    t.bind(1, 2, ip(10), T0 + 150).unwrap();
+    let events = std::mem::take(&mut t.events);
+    assert_eq!(events.len(), 3);
+    // The journal got shard 1's Bound before shard 0's Expired.
+    let fresh = engine(2, vec![pool(10, 10, &[])]);
+    assert_eq!(fresh.restore(0, events[0].lease.clone()), Ok(()));
+    assert_eq!(fresh.restore(1, events[2].lease.clone()), Ok(()));
+    assert_eq!(
+        fresh.restore(0, events[1].lease.clone()),
+        Err(BindError::Taken)
+    );
+    // And a stale Bound loses to the newer one.
+    assert_eq!(
+        fresh.restore(0, events[0].lease.clone()),
+        Err(BindError::Taken)
+    );
+    fresh.check_invariants();
+    let leases = fresh.leases();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(
+        (leases[0].client.clone(), leases[0].state),
+        (client(2), LeaseState::Bound)
+    );
+}
+
+#[test]
+fn replay_lifts_a_quarantine_and_keeps_the_new_binding() {
+    let mut t = T::new(1, vec![pool(10, 11, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.decline(0, 1, ip(10), T0);
+    t.bind(0, 1, ip(11), T0 + 1).unwrap();
+    t.reclaim(0, T0 + u64::from(PROBATION));
+    let events = std::mem::take(&mut t.events);
+    let fresh = engine(1, vec![pool(10, 11, &[])]);
+    for e in events {
+        fresh.restore(0, e.lease).unwrap();
+        fresh.check_invariants();
+    }
+    assert_eq!(fresh.leases(), t.e.leases());
+    assert_eq!(fresh.stats(), t.e.stats());
+}
+
+#[test]
+fn replay_of_a_quarantine_end_leaves_no_record() {
+    let mut t = T::new(1, vec![pool(10, 11, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.decline(0, 1, ip(10), T0);
+    t.reclaim(0, T0 + u64::from(PROBATION));
+    assert!(t.e.leases().is_empty());
+    let fresh = engine(1, vec![pool(10, 11, &[])]);
+    for e in std::mem::take(&mut t.events) {
+        fresh.restore(0, e.lease).unwrap();
+    }
+    fresh.check_invariants();
+    assert!(fresh.leases().is_empty(), "{:?}", fresh.leases());
+    assert_eq!(fresh.stats(), t.e.stats());
+}
+
+#[test]
+fn concurrent_workers_never_share_an_address() {
+    // Four workers on a pool too small for them all: they borrow from each other constantly.
+    let e = std::sync::Arc::new(engine(4, vec![pool(10, 49, &[20])]));
+    let workers: Vec<_> = (0..4u8)
+        .map(|w| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let mut events = Vec::new();
+                let mut bound = 0;
+                for round in 0..300u64 {
+                    let c = w * 16 + (round % 16) as u8;
+                    let key = client(c);
+                    let now = T0 + round;
+                    let req = OfferRequest {
+                        client: &key,
+                        pools: P0,
+                        reserved: None,
+                        requested: None,
+                        info: info(c),
+                    };
+                    let Ok(address) = e.offer(usize::from(w), &req, now) else {
+                        continue;
+                    };
+                    let req = BindRequest {
+                        client: &key,
+                        address,
+                        pools: P0,
+                        reserved: false,
+                        lease_time: 20,
+                        info: info(c),
+                    };
+                    if e.bind(usize::from(w), &req, now, &mut events).is_ok() {
+                        bound += 1;
+                    }
+                    if round % 3 == 0 {
+                        e.release(usize::from(w), &key, address, now, &mut events);
+                    }
+                    e.reclaim(usize::from(w), now, 8, &mut events);
+                }
+                bound
+            })
+        })
+        .collect();
+    let bound: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(bound > 0);
+    e.check_invariants();
+    let s = e.stats()[0];
+    assert_eq!(s.free + s.offered + s.bound + s.declined, 39);
+}
+
+#[test]
+fn a_slash_8_pool_builds_small_and_hands_out_distinct_addresses() {
+    let e = Engine::new(EngineConfig {
+        shards: 2,
+        pools: vec![PoolSpec {
+            first: Ipv4Addr::new(10, 0, 0, 0),
+            last: Ipv4Addr::new(10, 255, 255, 255),
+            excluded: vec![Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(10, 255, 255, 255)],
+        }],
+        offer_hold: HOLD,
+        decline_probation: PROBATION,
+    })
+    .unwrap();
+    assert_eq!(e.stats()[0].total, (1 << 24) - 2);
+    {
+        // Run containers: a few bytes per 64Ki addresses, not a bit per address.
+        let g = e.lock(0);
+        assert!(
+            g.free[0].clean.serialized_size() < 64 * 1024,
+            "{}",
+            g.free[0].clean.serialized_size()
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..1000u32 {
+        let key = ClientKey::client_id(&n.to_be_bytes());
+        let req = OfferRequest {
+            client: &key,
+            pools: P0,
+            reserved: None,
+            requested: None,
+            info: info(0),
+        };
+        let a = e.offer((n % 2) as usize, &req, T0).unwrap();
+        assert!(seen.insert(a));
+    }
+    let s = e.stats()[0];
+    assert_eq!((s.offered, s.free), (1000, s.total - 1000));
+}

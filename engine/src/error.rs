@@ -1,0 +1,59 @@
+//! The engine's error types: configuration errors and the two per-request outcomes.
+
+use std::net::Ipv4Addr;
+
+use crate::pools::PoolId;
+
+/// `Result` with the engine's configuration [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an [`EngineConfig`](crate::EngineConfig) was refused by [`Engine::new`](crate::Engine::new).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `shards` was zero: the engine needs at least one shard.
+    #[error("the engine needs at least one shard")]
+    NoShards,
+    /// A pool's first address is after its last address.
+    #[error("pool {pool}: first address {first} is after last address {last}")]
+    PoolRange {
+        /// The pool at fault.
+        pool: PoolId,
+        /// Its first address.
+        first: Ipv4Addr,
+        /// Its last address.
+        last: Ipv4Addr,
+    },
+    /// Two pools share at least one address.
+    #[error("pools {first} and {second} overlap")]
+    PoolsOverlap {
+        /// The lower-numbered pool.
+        first: PoolId,
+        /// The higher-numbered pool.
+        second: PoolId,
+    },
+    /// More pools than a [`PoolId`] can number.
+    #[error("{0} pools is more than a pool id can number")]
+    TooManyPools(usize),
+}
+
+/// Why [`Engine::offer`](crate::Engine::offer) found no address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AllocError {
+    /// Every candidate pool is exhausted in every shard.
+    #[error("every candidate pool is exhausted")]
+    Exhausted,
+}
+
+/// Why [`Engine::bind`](crate::Engine::bind) (or [`Engine::restore`](crate::Engine::restore))
+/// refused an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    /// Another client's offer or lease holds the address, it is quarantined after a DECLINE, or
+    /// it is not free anywhere (for example another client's reservation).
+    #[error("address is taken")]
+    Taken,
+    /// The address is in none of the candidate pools and is not the client's reservation.
+    #[error("address is not in any candidate pool")]
+    NotInPool,
+}

@@ -1,0 +1,95 @@
+//! Lease records, their states, the copyable view and the events the journal persists.
+
+use std::net::Ipv4Addr;
+
+use crate::ident::{ClientKey, HwAddr};
+use crate::pools::PoolId;
+
+/// Seconds since the Unix epoch. The engine never reads a clock; callers pass `now`.
+pub type Time = u64;
+
+/// Where a lease record is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Held for the client by an OFFER until `expires` (memory only, never journaled).
+    Offered,
+    /// Bound to the client until `expires`.
+    Bound,
+    /// The client released it; the address is free again but remembered for the client.
+    Released,
+    /// The lease ran out; the address is free again but remembered for the client.
+    Expired,
+    /// The client declined it (address in use on the wire): quarantined until `expires`.
+    Declined,
+}
+
+/// A full lease record, as [`Engine::leases`](crate::Engine::leases) and events carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The leased address.
+    pub address: Ipv4Addr,
+    /// The pool whose range holds `address`; `None` for a reserved address outside every pool.
+    pub pool: Option<PoolId>,
+    /// Who holds (or held) it.
+    pub client: ClientKey,
+    /// The client's hardware address as last seen.
+    pub hw: HwAddr,
+    /// The client's host name as last seen.
+    pub hostname: Option<Box<str>>,
+    /// Where the lease is in its life.
+    pub state: LeaseState,
+    /// When the current state began (for `Bound`: the latest bind or renewal).
+    pub starts: Time,
+    /// For `Bound`: end of the lease; `Offered`: end of the hold; `Declined`: end of
+    /// probation; `Released`/`Expired`: when it ended.
+    pub expires: Time,
+}
+
+/// What the server knows about the client at bind time.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseInfo<'a> {
+    /// The client's hardware address.
+    pub hw: HwAddr,
+    /// Option 12, if the client sent one. `None` keeps a host name already on record.
+    pub hostname: Option<&'a str>,
+}
+
+/// Copyable summary of a lease for the hot path (no allocation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseView {
+    /// The leased address.
+    pub address: Ipv4Addr,
+    /// The pool whose range holds `address`; `None` for a reserved address outside every pool.
+    pub pool: Option<PoolId>,
+    /// Where the lease is in its life.
+    pub state: LeaseState,
+    /// When the current state began.
+    pub starts: Time,
+    /// When the current state ends (see [`Lease::expires`]).
+    pub expires: Time,
+}
+
+/// What kind of change a [`LeaseEvent`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A new binding (including re-binding an address the client had before).
+    Bound,
+    /// An existing binding was extended.
+    Renewed,
+    /// The client released the lease, or abandoned it by moving to another address.
+    Released,
+    /// The client declined the address; it is quarantined.
+    Declined,
+    /// A binding ran out, or a quarantine ended (the lease then has state `Expired`).
+    Expired,
+}
+
+/// Every change that must survive a restart (OFFERs are never events). The journal persists
+/// these and gives them back to [`Engine::restore`](crate::Engine::restore) on replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The lease as it is after the change.
+    pub lease: Lease,
+}

@@ -1,0 +1,13 @@
+//! Integration tests for lessor-net, one binary: loopback sockets in the host namespace, and
+//! everything that needs interfaces of its own (veth pairs, ARP) inside network namespaces the
+//! tests create and delete. The namespace tests need root and iproute2 and fail, saying so,
+//! without them.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod alloc_tests;
+mod common;
+mod iface_tests;
+mod netns;
+mod netns_tests;
+mod v4_tests;

@@ -1,0 +1,97 @@
+//! A network namespace for one test, made with `ip netns add` and deleted on drop (also when the
+//! test panics), and a way to run code inside it.
+
+use std::fs::File;
+use std::process::Command;
+
+use nix::sched::{CloneFlags, setns};
+
+/// What these tests need, repeated in every failure message so a CI log says what is missing.
+const NEEDS: &str =
+    "the namespace tests need iproute2 (`ip`) and root (CAP_SYS_ADMIN, CAP_NET_ADMIN)";
+
+/// A named network namespace, `lessor-net-test-<pid>-<tag>`.
+#[derive(Debug)]
+pub(crate) struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Create the namespace, or panic saying why not.
+    pub(crate) fn new(tag: &str) -> Self {
+        let name = format!("lessor-net-test-{}-{tag}", std::process::id());
+        // A namespace of this name can only be left over from a killed run whose pid was
+        // reused; remove it quietly so `add` does not fail with "File exists".
+        if std::path::Path::new(&format!("/var/run/netns/{name}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        }
+        ip(&["netns", "add", &name]);
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The namespace's name, for `ip ... netns NAME`.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Run `ip -n NAME ARGS...`, panicking with its stderr if it fails.
+    pub(crate) fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Run `f` on a fresh thread that has joined this namespace (setns affects only the calling
+    /// thread, so the test's own thread stays where it was). Sockets made inside stay in the
+    /// namespace wherever they are used afterwards. A panic in `f` is re-raised here.
+    pub(crate) fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            let worker = s.spawn(move || {
+                let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}; {NEEDS}"));
+                setns(&ns, CloneFlags::CLONE_NEWNET)
+                    .unwrap_or_else(|e| panic!("setns({path}): {e}; {NEEDS}"));
+                f()
+            });
+            match worker.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace destroys its interfaces, and with a veth end the whole pair.
+        match Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output()
+        {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "warning: `ip netns del {}` failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("warning: cannot run `ip netns del {}`: {e}", self.name),
+        }
+    }
+}
+
+/// Run `ip ARGS...`, panicking with a clear message if `ip` is missing or the command fails.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `ip {}`: {e}; {NEEDS}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "`ip {}` failed ({}): {}; {NEEDS}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}

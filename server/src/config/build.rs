@@ -1,0 +1,969 @@
+//! Validation: walks the wire tree keeping the key path and builds the typed [`Config`].
+//!
+//! Every rejection names the key it is about. Cross-entry rules (overlaps, a relay or an
+//! interface selecting two links, duplicate ids) run after each subnet is built on its own, and
+//! name both entries.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+use super::error::{ConfigError, invalid};
+use super::options::{Level, OptionSet, parse_hex, parse_options};
+use super::path::{at, join};
+use super::wire::{self, Value};
+use super::{
+    Config, JournalConfig, Link4, Pool4, Reservation4, ReservationKey, Subnet4, SyncMode, V4Config,
+};
+
+pub(super) const DEFAULT_PORT: u16 = 67;
+pub(super) const DEFAULT_STATE_DIR: &str = "/var/lib/lessor";
+pub(super) const DEFAULT_INTERVAL_MS: u64 = 10;
+pub(super) const DEFAULT_LEASE_TIME: u32 = 3600;
+pub(super) const DEFAULT_OFFER_HOLD: u32 = 30;
+pub(super) const DEFAULT_DECLINE_PROBATION: u32 = 86_400;
+/// Upper bound on a subnet's expanded `excluded` list; bigger holes belong in the pool bounds.
+pub(super) const MAX_EXCLUDED: usize = 65_536;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(super) fn build(w: wire::Config) -> Result<Config> {
+    let mut interfaces: Vec<String> = Vec::new();
+    for (i, name) in w.interfaces.unwrap_or_default().into_iter().enumerate() {
+        let p = at("interfaces", i);
+        check_ifname(&p, &name)?;
+        if interfaces.contains(&name) {
+            return Err(invalid(p, format!("{name} is listed twice")));
+        }
+        interfaces.push(name);
+    }
+    let port = w.port.unwrap_or(DEFAULT_PORT);
+    if port == 0 {
+        return Err(invalid("port", "must be 1..=65535, not 0"));
+    }
+    let state_dir = w.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.to_owned());
+    if state_dir.trim().is_empty() {
+        return Err(invalid("state_dir", "must not be empty"));
+    }
+    if w.workers == Some(0) {
+        return Err(invalid(
+            "workers",
+            "must be at least 1 (omit it for one worker per core)",
+        ));
+    }
+    if w.log_level.as_deref().is_some_and(|l| l.trim().is_empty()) {
+        return Err(invalid(
+            "log_level",
+            "must not be empty (omit it for the default)",
+        ));
+    }
+    Ok(Config {
+        interfaces,
+        port,
+        state_dir: PathBuf::from(state_dir),
+        workers: w.workers,
+        log_level: w.log_level,
+        journal: journal(w.journal.unwrap_or_default())?,
+        v4: v4(w.v4.unwrap_or_default())?,
+    })
+}
+
+fn journal(j: wire::Journal) -> Result<JournalConfig> {
+    let sync = match j.sync.as_deref().unwrap_or("group") {
+        "group" => SyncMode::Group,
+        "interval" => {
+            let interval_ms = j.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS);
+            if interval_ms == 0 {
+                return Err(invalid("journal.interval_ms", "must be at least 1"));
+            }
+            SyncMode::Interval { interval_ms }
+        }
+        "none" => SyncMode::None,
+        other => {
+            return Err(invalid(
+                "journal.sync",
+                format!("unknown mode {other:?}, expected group, interval or none"),
+            ));
+        }
+    };
+    if j.interval_ms.is_some() && !matches!(sync, SyncMode::Interval { .. }) {
+        return Err(invalid(
+            "journal.interval_ms",
+            "only applies with sync: interval",
+        ));
+    }
+    Ok(JournalConfig { sync })
+}
+
+/// A lease-time triple as resolved at one level.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Leases {
+    lease: u32,
+    min: u32,
+    max: u32,
+}
+
+/// What a subnet inherits from the level above it.
+struct Scope {
+    link: usize,
+    /// The shared network's relays, each with its key path.
+    relays: Vec<(Ipv4Addr, String)>,
+    /// The shared network's interface and its key path.
+    interface: Option<(String, String)>,
+    /// Global options merged with the shared network's.
+    options: OptionSet,
+}
+
+/// Key paths of a built subnet's parts, for messages about two entries.
+struct Meta {
+    path: String,
+    pools: Vec<String>,
+    /// Parallel to `Subnet4::relays`.
+    relays: Vec<String>,
+    interface: Option<String>,
+}
+
+fn v4(w: wire::V4) -> Result<V4Config> {
+    let leases = lease_times(
+        "v4",
+        w.lease_time.as_ref(),
+        w.min_lease_time.as_ref(),
+        w.max_lease_time.as_ref(),
+        None,
+    )?;
+    let renew_time = opt_seconds("v4.renew_time", w.renew_time.as_ref())?;
+    let rebind_time = opt_seconds("v4.rebind_time", w.rebind_time.as_ref())?;
+    for (key, t) in [
+        ("v4.renew_time", renew_time),
+        ("v4.rebind_time", rebind_time),
+    ] {
+        if t == Some(0) {
+            return Err(invalid(key, "must be at least 1 second"));
+        }
+    }
+    if let (Some(t1), Some(t2)) = (renew_time, rebind_time)
+        && t1 >= t2
+    {
+        return Err(invalid(
+            "v4.renew_time",
+            format!("renew_time {t1} must be less than rebind_time {t2}"),
+        ));
+    }
+    for (key, name, t) in [
+        ("v4.rebind_time", "rebind_time", rebind_time),
+        ("v4.renew_time", "renew_time", renew_time),
+    ] {
+        if let Some(t) = t.filter(|&t| t >= leases.lease) {
+            return Err(invalid(
+                key,
+                format!("{name} {t} must be less than lease_time {}", leases.lease),
+            ));
+        }
+    }
+    let offer_hold =
+        opt_seconds("v4.offer_hold", w.offer_hold.as_ref())?.unwrap_or(DEFAULT_OFFER_HOLD);
+    if offer_hold == 0 {
+        return Err(invalid("v4.offer_hold", "must be at least 1 second"));
+    }
+    let decline_probation = opt_seconds("v4.decline_probation", w.decline_probation.as_ref())?
+        .unwrap_or(DEFAULT_DECLINE_PROBATION);
+    let server_id = w
+        .server_id
+        .as_deref()
+        .map(|s| unicast("v4.server_id", s))
+        .transpose()?;
+    let global = parse_options("v4.options", w.options.as_ref(), Level::Wide)?;
+
+    let mut subnets = Vec::new();
+    let mut metas = Vec::new();
+    let mut links = Vec::new();
+    for (i, ws) in w.subnets.unwrap_or_default().into_iter().enumerate() {
+        let scope = Scope {
+            link: links.len(),
+            relays: Vec::new(),
+            interface: None,
+            options: global.clone(),
+        };
+        let (s, meta) = subnet(ws, &at("v4.subnets", i), subnets.len() + 1, &scope, leases)?;
+        links.push(Link4 {
+            name: None,
+            subnets: vec![subnets.len()],
+        });
+        subnets.push(s);
+        metas.push(meta);
+    }
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (i, sn) in w
+        .shared_networks
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let path = at("v4.shared_networks", i);
+        let npath = join(&path, "name");
+        if sn.name.trim().is_empty() {
+            return Err(invalid(npath, "must not be empty"));
+        }
+        if let Some(other) = names.get(&sn.name) {
+            return Err(invalid(
+                npath,
+                format!("{:?} is already the name of {other}", sn.name),
+            ));
+        }
+        names.insert(sn.name.clone(), path.clone());
+        if sn.subnets.is_empty() {
+            return Err(invalid(
+                join(&path, "subnets"),
+                "a shared network needs at least one subnet",
+            ));
+        }
+        let relays = relay_list(&join(&path, "relays"), sn.relays.as_deref(), &[])?;
+        let interface = match sn.interface {
+            Some(name) => {
+                let p = join(&path, "interface");
+                check_ifname(&p, &name)?;
+                Some((name, p))
+            }
+            None => None,
+        };
+        let own = parse_options(&join(&path, "options"), sn.options.as_ref(), Level::Wide)?;
+        let scope = Scope {
+            link: links.len(),
+            relays,
+            interface,
+            options: global.merged(&own),
+        };
+        let mut members = Vec::new();
+        for (j, ws) in sn.subnets.into_iter().enumerate() {
+            let spath = at(&join(&path, "subnets"), j);
+            let (s, meta) = subnet(ws, &spath, subnets.len() + 1, &scope, leases)?;
+            members.push(subnets.len());
+            subnets.push(s);
+            metas.push(meta);
+        }
+        links.push(Link4 {
+            name: Some(sn.name),
+            subnets: members,
+        });
+    }
+
+    check_subnets(&subnets, &metas)?;
+    for (s, meta) in subnets.iter().zip(&metas) {
+        for (name, t) in [("rebind_time", rebind_time), ("renew_time", renew_time)] {
+            if let Some(t) = t.filter(|&t| t >= s.lease_time) {
+                return Err(invalid(
+                    join(&meta.path, "lease_time"),
+                    format!(
+                        "lease_time {} must be greater than v4.{name} {t}",
+                        s.lease_time
+                    ),
+                ));
+            }
+        }
+    }
+
+    Ok(V4Config {
+        lease_time: leases.lease,
+        min_lease_time: leases.min,
+        max_lease_time: leases.max,
+        renew_time,
+        rebind_time,
+        offer_hold,
+        decline_probation,
+        authoritative: w.authoritative.unwrap_or(true),
+        server_id,
+        options: global,
+        subnets,
+        links,
+    })
+}
+
+/// Resolves `lease_time`, `min_lease_time`, `max_lease_time` under `path`.
+///
+/// At the `v4` level min and max default to the lease time. A subnet that sets none of the three
+/// inherits all of them; otherwise what it does not set is inherited, with an inherited min or
+/// max widened to include the subnet's own lease time.
+fn lease_times(
+    path: &str,
+    lease: Option<&Value>,
+    min: Option<&Value>,
+    max: Option<&Value>,
+    parent: Option<Leases>,
+) -> Result<Leases> {
+    let lpath = join(path, "lease_time");
+    let minpath = join(path, "min_lease_time");
+    let maxpath = join(path, "max_lease_time");
+    let given = (
+        opt_seconds(&lpath, lease)?,
+        opt_seconds(&minpath, min)?,
+        opt_seconds(&maxpath, max)?,
+    );
+    let out = match parent {
+        None => {
+            let lease = given.0.unwrap_or(DEFAULT_LEASE_TIME);
+            Leases {
+                lease,
+                min: given.1.unwrap_or(lease),
+                max: given.2.unwrap_or(lease),
+            }
+        }
+        Some(p) if given == (None, None, None) => return Ok(p),
+        Some(p) => {
+            let lease = given.0.unwrap_or(p.lease);
+            Leases {
+                lease,
+                min: given.1.unwrap_or(p.min.min(lease)),
+                max: given.2.unwrap_or(p.max.max(lease)),
+            }
+        }
+    };
+    for (p, t) in [
+        (&lpath, out.lease),
+        (&minpath, out.min),
+        (&maxpath, out.max),
+    ] {
+        if t == 0 {
+            return Err(invalid(p.as_str(), "must be at least 1 second"));
+        }
+    }
+    if out.min > out.max {
+        return Err(if given.2.is_some() {
+            invalid(
+                maxpath,
+                format!(
+                    "max_lease_time {} is less than min_lease_time {}",
+                    out.max, out.min
+                ),
+            )
+        } else {
+            invalid(
+                minpath,
+                format!(
+                    "min_lease_time {} is greater than max_lease_time {}",
+                    out.min, out.max
+                ),
+            )
+        });
+    }
+    if out.lease < out.min {
+        let p = if given.0.is_some() { lpath } else { minpath };
+        return Err(invalid(
+            p,
+            format!(
+                "lease_time {} is below min_lease_time {}",
+                out.lease, out.min
+            ),
+        ));
+    }
+    if out.lease > out.max {
+        let p = if given.0.is_some() { lpath } else { maxpath };
+        return Err(invalid(
+            p,
+            format!(
+                "lease_time {} is above max_lease_time {}",
+                out.lease, out.max
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+fn subnet(
+    w: wire::Subnet,
+    path: &str,
+    position: usize,
+    scope: &Scope,
+    parent: Leases,
+) -> Result<(Subnet4, Meta)> {
+    let npath = join(path, "subnet");
+    let net: Ipv4Net = w.subnet.trim().parse().map_err(|_| {
+        invalid(
+            &npath,
+            format!("{:?} is not a CIDR subnet like 10.0.0.0/24", w.subnet),
+        )
+    })?;
+    if net.trunc() != net {
+        return Err(invalid(
+            npath,
+            format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+        ));
+    }
+    let id = match w.id {
+        Some(0) => return Err(invalid(join(path, "id"), "must be at least 1")),
+        Some(id) => id,
+        None => u32::try_from(position)
+            .map_err(|_| invalid(join(path, "id"), "too many subnets for automatic ids"))?,
+    };
+    let leases = lease_times(
+        path,
+        w.lease_time.as_ref(),
+        w.min_lease_time.as_ref(),
+        w.max_lease_time.as_ref(),
+        Some(parent),
+    )?;
+
+    let relays = relay_list(&join(path, "relays"), w.relays.as_deref(), &scope.relays)?;
+    let (relays, relay_paths): (Vec<_>, Vec<_>) = relays.into_iter().unzip();
+
+    let ipath = join(path, "interface");
+    let (interface, interface_path) = match (&scope.interface, w.interface) {
+        (Some((shared, spath)), Some(own)) if *shared != own => {
+            return Err(invalid(
+                ipath,
+                format!(
+                    "{own} conflicts with {spath} ({shared}); the subnets of a shared network \
+                     are all on its interface"
+                ),
+            ));
+        }
+        (Some((shared, spath)), _) => (Some(shared.clone()), Some(spath.clone())),
+        (None, Some(own)) => {
+            check_ifname(&ipath, &own)?;
+            (Some(own), Some(ipath))
+        }
+        (None, None) => (None, None),
+    };
+
+    // Network and broadcast addresses exist only up to /30 (RFC 3021 makes /31 all hosts).
+    let edges = (net.prefix_len() <= 30).then(|| (net.network(), net.broadcast()));
+    let mut derived = OptionSet::new();
+    derived.insert(1, net.netmask().octets());
+    if let Some((_, broadcast)) = edges {
+        derived.insert(28, broadcast.octets());
+    }
+    let own = parse_options(&join(path, "options"), w.options.as_ref(), Level::Narrow)?;
+    let options = scope.options.merged(&derived).merged(&own);
+
+    let mut pools = Vec::new();
+    let mut pool_paths = Vec::new();
+    for (i, v) in w.pools.unwrap_or_default().iter().enumerate() {
+        let p = at(&join(path, "pools"), i);
+        let (spec, spec_path, opts) = pool_entry(&p, v)?;
+        let (first, last) = range(&spec_path, spec)?;
+        if !net.contains(&first) || !net.contains(&last) {
+            return Err(invalid(
+                spec_path,
+                format!("{first}-{last} is not inside subnet {net}"),
+            ));
+        }
+        let own = parse_options(&join(&p, "options"), opts, Level::Narrow)?;
+        pools.push(Pool4 {
+            first,
+            last,
+            options: options.merged(&own),
+        });
+        pool_paths.push(p);
+    }
+
+    let mut excluded = BTreeSet::new();
+    for (i, s) in w.excluded.unwrap_or_default().iter().enumerate() {
+        let p = at(&join(path, "excluded"), i);
+        let (first, last) = range(&p, s)?;
+        if !net.contains(&first) || !net.contains(&last) {
+            return Err(invalid(p, format!("{s} is not inside subnet {net}")));
+        }
+        let n = (u32::from(last) - u32::from(first)) as usize + 1;
+        if n <= MAX_EXCLUDED {
+            excluded.extend((u32::from(first)..=u32::from(last)).map(Ipv4Addr::from));
+        }
+        if n > MAX_EXCLUDED || excluded.len() > MAX_EXCLUDED {
+            return Err(invalid(
+                p,
+                format!(
+                    "excluded addresses in this subnet would exceed {MAX_EXCLUDED}; shrink the \
+                     pools instead"
+                ),
+            ));
+        }
+    }
+    if let Some((network, broadcast)) = edges {
+        for a in [network, broadcast] {
+            if pools.iter().any(|p| (p.first..=p.last).contains(&a)) {
+                excluded.insert(a);
+            }
+        }
+    }
+    let excluded: Vec<Ipv4Addr> = excluded.into_iter().collect();
+
+    let wres = w.reservations.unwrap_or_default();
+    let mut reservations: Vec<Reservation4> = Vec::with_capacity(wres.len());
+    let mut by_key: HashMap<ReservationKey, usize> = HashMap::with_capacity(wres.len());
+    let mut by_addr: HashMap<Ipv4Addr, usize> = HashMap::with_capacity(wres.len());
+    for (i, r) in wres.into_iter().enumerate() {
+        let p = at(&join(path, "reservations"), i);
+        let (res, name, text) = reservation(&p, r, net, edges, &options, &pools)?;
+        let rpath = |j: usize| at(&join(path, "reservations"), j);
+        if let Some(&j) = by_key.get(&res.key) {
+            return Err(invalid(
+                join(&p, name),
+                format!("{name} {text} is already reserved by {}", rpath(j)),
+            ));
+        }
+        if let Some(&j) = by_addr.get(&res.address) {
+            return Err(invalid(
+                join(&p, "address"),
+                format!("{} is already reserved by {}", res.address, rpath(j)),
+            ));
+        }
+        by_key.insert(res.key.clone(), i);
+        by_addr.insert(res.address, i);
+        reservations.push(res);
+    }
+
+    let subnet = Subnet4 {
+        id,
+        net,
+        link: scope.link,
+        relays,
+        interface,
+        pools,
+        excluded,
+        reservations,
+        lease_time: leases.lease,
+        min_lease_time: leases.min,
+        max_lease_time: leases.max,
+        options,
+    };
+    let meta = Meta {
+        path: path.to_owned(),
+        pools: pool_paths,
+        relays: relay_paths,
+        interface: interface_path,
+    };
+    Ok((subnet, meta))
+}
+
+/// A pool entry: `"A-B"`, `"CIDR"`, or `{ pool: ..., options: ... }`. Returns the range text,
+/// its key path and the options node.
+fn pool_entry<'v>(path: &str, v: &'v Value) -> Result<(&'v str, String, Option<&'v Value>)> {
+    match v {
+        Value::Str(s) => Ok((s, path.to_owned(), None)),
+        Value::Map(entries) => {
+            let mut spec = None;
+            let mut opts = None;
+            for (k, v) in entries {
+                match k.as_str() {
+                    "pool" => spec = Some(v),
+                    "options" => opts = Some(v),
+                    other => {
+                        return Err(invalid(
+                            join(path, other),
+                            format!("unknown key `{other}`, expected pool or options"),
+                        ));
+                    }
+                }
+            }
+            let ppath = join(path, "pool");
+            match spec {
+                Some(Value::Str(s)) => Ok((s, ppath, opts)),
+                Some(other) => Err(invalid(
+                    ppath,
+                    format!(
+                        "expected a range \"FIRST-LAST\" or a CIDR, got {}",
+                        other.describe()
+                    ),
+                )),
+                None => Err(invalid(path, "missing key `pool`")),
+            }
+        }
+        other => Err(invalid(
+            path,
+            format!(
+                "expected \"FIRST-LAST\", a CIDR like \"10.0.0.0/25\", or {{ pool: ..., options: \
+                 ... }}, got {}",
+                other.describe()
+            ),
+        )),
+    }
+}
+
+fn reservation(
+    path: &str,
+    r: wire::Reservation,
+    net: Ipv4Net,
+    edges: Option<(Ipv4Addr, Ipv4Addr)>,
+    subnet_options: &OptionSet,
+    pools: &[Pool4],
+) -> Result<(Reservation4, &'static str, String)> {
+    let ids = [
+        ("hw_address", &r.hw_address),
+        ("client_id", &r.client_id),
+        ("circuit_id", &r.circuit_id),
+        ("remote_id", &r.remote_id),
+    ];
+    let given: Vec<(&'static str, &str)> = ids
+        .iter()
+        .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
+        .collect();
+    let (kname, ktext): (&'static str, &str) = match given.as_slice() {
+        [] => {
+            return Err(invalid(
+                path,
+                "needs an identifier: one of hw_address, client_id, circuit_id, remote_id",
+            ));
+        }
+        [one] => *one,
+        [a, b, ..] => {
+            return Err(invalid(
+                path,
+                format!("has both {} and {}; give exactly one identifier", a.0, b.0),
+            ));
+        }
+    };
+    let key = reservation_key(&join(path, kname), kname, ktext)?;
+
+    let apath = join(path, "address");
+    let address: Ipv4Addr = r
+        .address
+        .trim()
+        .parse()
+        .map_err(|_| invalid(&apath, format!("{:?} is not an IPv4 address", r.address)))?;
+    if !net.contains(&address) {
+        return Err(invalid(
+            apath,
+            format!("{address} is not inside subnet {net}"),
+        ));
+    }
+    if let Some((network, broadcast)) = edges {
+        let which = if address == network {
+            Some("network")
+        } else if address == broadcast {
+            Some("broadcast")
+        } else {
+            None
+        };
+        if let Some(which) = which {
+            return Err(invalid(
+                apath,
+                format!("{address} is the {which} address of {net}"),
+            ));
+        }
+    }
+    if let Some(h) = &r.hostname {
+        let bad =
+            h.is_empty() || h.len() > 255 || h.chars().any(|c| c.is_whitespace() || c.is_control());
+        if bad {
+            return Err(invalid(
+                join(path, "hostname"),
+                format!("{h:?} is not a host name (1 to 255 characters, no spaces)"),
+            ));
+        }
+    }
+    let own = parse_options(&join(path, "options"), r.options.as_ref(), Level::Narrow)?;
+    let mut options = pools
+        .iter()
+        .find(|p| (p.first..=p.last).contains(&address))
+        .map_or(subnet_options, |p| &p.options)
+        .clone();
+    if let Some(h) = &r.hostname {
+        options.insert(12, h.as_bytes());
+    }
+    let ktext = ktext.to_owned();
+    let res = Reservation4 {
+        key,
+        address,
+        hostname: r.hostname,
+        bootp: r.bootp.unwrap_or(true),
+        options: options.merged(&own),
+    };
+    Ok((res, kname, ktext))
+}
+
+fn reservation_key(path: &str, kind: &str, text: &str) -> Result<ReservationKey> {
+    match kind {
+        "hw_address" => {
+            let b = parse_hex(text).filter(|b| b.len() <= 16).ok_or_else(|| {
+                invalid(
+                    path,
+                    format!(
+                        "{text:?} is not a hardware address like \"02:23:10:00:00:50\" (1 to 16 \
+                         bytes)"
+                    ),
+                )
+            })?;
+            Ok(ReservationKey::HwAddress(b))
+        }
+        "client_id" => {
+            // RFC 2132 §9.14: at least two bytes (usually a type byte, then the identifier).
+            let b = parse_hex(text).filter(|b| (2..=255).contains(&b.len())).ok_or_else(|| {
+                invalid(
+                    path,
+                    format!(
+                        "{text:?} is not a client id in hex like \"01:02:23:10:00:00:50\" (2 to \
+                         255 bytes)"
+                    ),
+                )
+            })?;
+            Ok(ReservationKey::ClientId(b))
+        }
+        _ => {
+            let b = agent_id(text).ok_or_else(|| {
+                invalid(
+                    path,
+                    format!(
+                        "{text:?} is not a {kind}: write \"0x\" and hex digits, hex bytes \
+                         \"aa:bb\", or text (1 to 255 bytes)"
+                    ),
+                )
+            })?;
+            Ok(if kind == "circuit_id" {
+                ReservationKey::CircuitId(b)
+            } else {
+                ReservationKey::RemoteId(b)
+            })
+        }
+    }
+}
+
+/// A relay agent sub-option value (RFC 3046): `0x` + hex digits, or two-digit hex bytes joined
+/// by `:` (at least two), are bytes; anything else is the text's own bytes.
+pub(super) fn agent_id(text: &str) -> Option<Vec<u8>> {
+    let hexish = text.starts_with("0x")
+        || text.starts_with("0X")
+        || (text.contains(':')
+            && text
+                .split(':')
+                .all(|g| g.len() == 2 && g.bytes().all(|b| b.is_ascii_hexdigit())));
+    let b = if hexish {
+        parse_hex(text)?
+    } else {
+        text.as_bytes().to_vec()
+    };
+    (1..=255).contains(&b.len()).then_some(b)
+}
+
+/// Parses a relay list, refusing an address listed twice there or already in `inherited`.
+fn relay_list(
+    path: &str,
+    list: Option<&[String]>,
+    inherited: &[(Ipv4Addr, String)],
+) -> Result<Vec<(Ipv4Addr, String)>> {
+    let mut out = inherited.to_vec();
+    for (i, s) in list.unwrap_or_default().iter().enumerate() {
+        let p = at(path, i);
+        let r = unicast(&p, s)?;
+        if let Some((_, other)) = out.iter().find(|(o, _)| *o == r) {
+            return Err(invalid(
+                p,
+                format!("relay {r} is already listed at {other}"),
+            ));
+        }
+        out.push((r, p));
+    }
+    Ok(out)
+}
+
+/// Rules that need every subnet: ids, overlaps, and one link per relay and per interface.
+fn check_subnets(subnets: &[Subnet4], metas: &[Meta]) -> Result<()> {
+    let mut ids: HashMap<u32, usize> = HashMap::new();
+    for (i, s) in subnets.iter().enumerate() {
+        if let Some(&j) = ids.get(&s.id) {
+            return Err(invalid(
+                join(&metas[i].path, "id"),
+                format!("id {} is already used by {}", s.id, metas[j].path),
+            ));
+        }
+        ids.insert(s.id, i);
+    }
+
+    let mut order: Vec<usize> = (0..subnets.len()).collect();
+    order.sort_by_key(|&i| (subnets[i].net.network(), subnets[i].net.prefix_len()));
+    for pair in order.windows(2) {
+        let (a, b) = (pair[0].min(pair[1]), pair[0].max(pair[1]));
+        let (na, nb) = (subnets[a].net, subnets[b].net);
+        if na.contains(&nb.network()) || nb.contains(&na.network()) {
+            return Err(invalid(
+                join(&metas[b].path, "subnet"),
+                format!("{nb} overlaps {na} ({})", join(&metas[a].path, "subnet")),
+            ));
+        }
+    }
+
+    // (first, last, subnet, pool), by first address; a pool overlapping any earlier one
+    // overlaps the earlier one that reaches furthest.
+    let mut pools: Vec<(Ipv4Addr, Ipv4Addr, usize, usize)> = subnets
+        .iter()
+        .enumerate()
+        .flat_map(|(s, sub)| {
+            sub.pools
+                .iter()
+                .enumerate()
+                .map(move |(p, pool)| (pool.first, pool.last, s, p))
+        })
+        .collect();
+    pools.sort_unstable();
+    let mut reach: Option<(Ipv4Addr, Ipv4Addr, usize, usize)> = None;
+    for cur in pools {
+        if let Some(prev) = reach
+            && cur.0 <= prev.1
+        {
+            let (early, late) = if (prev.2, prev.3) < (cur.2, cur.3) {
+                (prev, cur)
+            } else {
+                (cur, prev)
+            };
+            return Err(invalid(
+                metas[late.2].pools[late.3].clone(),
+                format!(
+                    "{}-{} overlaps {} ({}-{})",
+                    late.0, late.1, metas[early.2].pools[early.3], early.0, early.1
+                ),
+            ));
+        }
+        if reach.is_none_or(|r| cur.1 > r.1) {
+            reach = Some(cur);
+        }
+    }
+
+    let mut relays: HashMap<Ipv4Addr, (usize, &str)> = HashMap::new();
+    let mut ifaces: HashMap<&str, (usize, &str)> = HashMap::new();
+    for (s, meta) in subnets.iter().zip(metas) {
+        for (r, p) in s.relays.iter().zip(&meta.relays) {
+            match relays.get(r) {
+                Some(&(link, other)) if link != s.link => {
+                    return Err(invalid(
+                        p.as_str(),
+                        format!(
+                            "relay {r} is also listed at {other}; a relay address selects one \
+                             subnet or shared network"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    relays.insert(*r, (s.link, p));
+                }
+            }
+        }
+        if let (Some(name), Some(p)) = (&s.interface, &meta.interface) {
+            match ifaces.get(name.as_str()) {
+                Some(&(link, other)) if link != s.link => {
+                    return Err(invalid(
+                        p.as_str(),
+                        format!(
+                            "interface {name} is also given at {other}; subnets on one link \
+                             belong in a shared network"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    ifaces.insert(name, (s.link, p));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `"A-B"`, a CIDR (all of its addresses), or one address.
+fn range(path: &str, s: &str) -> Result<(Ipv4Addr, Ipv4Addr)> {
+    let t = s.trim();
+    let parse = |a: &str| a.trim().parse::<Ipv4Addr>().ok();
+    let (first, last) = if let Some((a, b)) = t.split_once('-') {
+        parse(a).zip(parse(b)).ok_or_else(|| {
+            invalid(
+                path,
+                format!("{s:?} is not a range \"FIRST-LAST\" of IPv4 addresses"),
+            )
+        })?
+    } else if t.contains('/') {
+        let net: Ipv4Net = t
+            .parse()
+            .map_err(|_| invalid(path, format!("{s:?} is not a CIDR like 10.0.0.0/25")))?;
+        if net.trunc() != net {
+            return Err(invalid(
+                path,
+                format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+            ));
+        }
+        (net.network(), net.broadcast())
+    } else {
+        let a = parse(t).ok_or_else(|| {
+            invalid(
+                path,
+                format!("{s:?} is not an address, a range \"FIRST-LAST\" or a CIDR"),
+            )
+        })?;
+        (a, a)
+    };
+    if first > last {
+        return Err(invalid(path, format!("start {first} is after end {last}")));
+    }
+    Ok((first, last))
+}
+
+fn unicast(path: &str, s: &str) -> Result<Ipv4Addr> {
+    let a: Ipv4Addr = s
+        .trim()
+        .parse()
+        .map_err(|_| invalid(path, format!("{s:?} is not an IPv4 address")))?;
+    if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+        return Err(invalid(path, format!("{a} is not a unicast address")));
+    }
+    Ok(a)
+}
+
+/// Linux interface names: 1 to 15 bytes, no '/', no whitespace.
+fn check_ifname(path: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && !name.contains('/')
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            path,
+            format!("{name:?} is not an interface name (1 to 15 characters, no '/' or spaces)"),
+        ))
+    }
+}
+
+fn opt_seconds(path: &str, v: Option<&Value>) -> Result<Option<u32>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => seconds(path, v).map(Some),
+    }
+}
+
+/// Whole seconds: an integer, or a humantime string such as `"1h"`, `"30m"`, `"1h 30m"`.
+fn seconds(path: &str, v: &Value) -> Result<u32> {
+    let too_big = || invalid(path, format!("is too long (at most {} seconds)", u32::MAX));
+    match v {
+        Value::Int(i) if *i < 0 => Err(invalid(path, "must not be negative")),
+        Value::Int(i) => u32::try_from(*i).map_err(|_| too_big()),
+        Value::Str(s) => {
+            let t = s.trim();
+            if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+                return t.parse::<u32>().map_err(|_| too_big());
+            }
+            let d: Duration = humantime::parse_duration(t).map_err(|e| {
+                invalid(
+                    path,
+                    format!(
+                        "{s:?} is not a duration ({e}); write seconds or e.g. \"1h\", \"30m\", \
+                         \"90s\""
+                    ),
+                )
+            })?;
+            if d.subsec_nanos() != 0 {
+                return Err(invalid(
+                    path,
+                    format!("{s:?} is not a whole number of seconds"),
+                ));
+            }
+            u32::try_from(d.as_secs()).map_err(|_| too_big())
+        }
+        other => Err(invalid(
+            path,
+            format!(
+                "expected seconds or a duration such as \"1h\", got {}",
+                other.describe()
+            ),
+        )),
+    }
+}

@@ -1,0 +1,188 @@
+//! The effective config written back as YAML: every default spelled out, parsing back to the
+//! same [`Config`].
+//!
+//! Inherited values are flattened where the typed config no longer knows their origin: a shared
+//! network's relays, interface and options appear on each of its subnets, and options appear at
+//! the most general level that has them (global, then what each subnet, pool or reservation
+//! changes).
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use super::build::agent_id;
+use super::options::{OptionSet, format_hex, render_options};
+use super::wire::{self, Value};
+use super::{Config, ReservationKey, Subnet4, SyncMode, V4Config};
+
+pub(super) fn effective_yaml(c: &Config) -> String {
+    let body = serde_saphyr::to_string(&to_wire(c))
+        .unwrap_or_else(|e| format!("# cannot render the effective configuration: {e}\n"));
+    format!(
+        "# lessor effective configuration: every default filled in; a shared network's relays,\n\
+         # interface and options are shown on each of its subnets.\n{body}"
+    )
+}
+
+fn to_wire(c: &Config) -> wire::Config {
+    let (sync, interval_ms) = match c.journal.sync {
+        SyncMode::Group => ("group", None),
+        SyncMode::Interval { interval_ms } => ("interval", Some(interval_ms)),
+        SyncMode::None => ("none", None),
+    };
+    wire::Config {
+        interfaces: Some(c.interfaces.clone()),
+        port: Some(c.port),
+        state_dir: Some(c.state_dir.to_string_lossy().into_owned()),
+        workers: c.workers,
+        log_level: c.log_level.clone(),
+        journal: Some(wire::Journal {
+            sync: Some(sync.to_owned()),
+            interval_ms,
+        }),
+        v4: Some(v4(&c.v4)),
+    }
+}
+
+fn v4(v: &V4Config) -> wire::V4 {
+    let mut subnets = Vec::new();
+    let mut shared = Vec::new();
+    for link in &v.links {
+        let members = link
+            .subnets
+            .iter()
+            .map(|&i| subnet(&v.subnets[i], v))
+            .collect();
+        match &link.name {
+            None => subnets.extend(members),
+            Some(name) => shared.push(wire::SharedNetwork {
+                name: name.clone(),
+                subnets: members,
+                ..Default::default()
+            }),
+        }
+    }
+    wire::V4 {
+        lease_time: Some(duration(v.lease_time)),
+        min_lease_time: Some(duration(v.min_lease_time)),
+        max_lease_time: Some(duration(v.max_lease_time)),
+        renew_time: v.renew_time.map(duration),
+        rebind_time: v.rebind_time.map(duration),
+        offer_hold: Some(duration(v.offer_hold)),
+        decline_probation: Some(duration(v.decline_probation)),
+        authoritative: Some(v.authoritative),
+        server_id: v.server_id.map(|a| a.to_string()),
+        options: options(&v.options),
+        subnets: Some(subnets),
+        shared_networks: (!shared.is_empty()).then_some(shared),
+    }
+}
+
+fn subnet(s: &Subnet4, v: &V4Config) -> wire::Subnet {
+    let own_leases = (s.lease_time, s.min_lease_time, s.max_lease_time)
+        != (v.lease_time, v.min_lease_time, v.max_lease_time);
+    let lease = |t: u32| own_leases.then(|| duration(t));
+    let mut base = v.options.clone();
+    base.insert(1, s.net.netmask().octets());
+    if s.net.prefix_len() <= 30 {
+        base.insert(28, s.net.broadcast().octets());
+    }
+    let pools = s
+        .pools
+        .iter()
+        .map(|p| {
+            let range = Value::str(format!("{}-{}", p.first, p.last));
+            match options(&p.options.diff_from(&s.options)) {
+                None => range,
+                Some(o) => Value::Map(vec![("pool".to_owned(), range), ("options".to_owned(), o)]),
+            }
+        })
+        .collect();
+    let reservations = s
+        .reservations
+        .iter()
+        .map(|r| {
+            let mut base = s
+                .pools
+                .iter()
+                .find(|p| (p.first..=p.last).contains(&r.address))
+                .map_or(&s.options, |p| &p.options)
+                .clone();
+            if let Some(h) = &r.hostname {
+                base.insert(12, h.as_bytes());
+            }
+            let mut w = wire::Reservation {
+                address: r.address.to_string(),
+                hostname: r.hostname.clone(),
+                bootp: Some(r.bootp),
+                options: options(&r.options.diff_from(&base)),
+                ..Default::default()
+            };
+            match &r.key {
+                ReservationKey::HwAddress(b) => w.hw_address = Some(format_hex(b)),
+                ReservationKey::ClientId(b) => w.client_id = Some(format_hex(b)),
+                ReservationKey::CircuitId(b) => w.circuit_id = Some(agent_text(b)),
+                ReservationKey::RemoteId(b) => w.remote_id = Some(agent_text(b)),
+            }
+            w
+        })
+        .collect();
+    wire::Subnet {
+        subnet: s.net.to_string(),
+        id: Some(s.id),
+        interface: s.interface.clone(),
+        relays: (!s.relays.is_empty()).then(|| s.relays.iter().map(Ipv4Addr::to_string).collect()),
+        lease_time: lease(s.lease_time),
+        min_lease_time: lease(s.min_lease_time),
+        max_lease_time: lease(s.max_lease_time),
+        pools: Some(pools),
+        excluded: (!s.excluded.is_empty()).then(|| ranges(&s.excluded)),
+        options: options(&s.options.diff_from(&base)),
+        reservations: (!s.reservations.is_empty()).then_some(reservations),
+    }
+}
+
+fn options(set: &OptionSet) -> Option<Value> {
+    (!set.is_empty()).then(|| render_options(set))
+}
+
+/// A duration as humantime text when that reads back exactly, else as seconds.
+fn duration(secs: u32) -> Value {
+    let text = humantime::format_duration(Duration::from_secs(secs.into())).to_string();
+    match humantime::parse_duration(&text) {
+        Ok(d) if d.as_secs() == u64::from(secs) && !text.is_empty() => Value::Str(text),
+        _ => Value::Int(secs.into()),
+    }
+}
+
+/// Relay agent ids as text when they read back as the same bytes, else as `0x` hex.
+fn agent_text(b: &[u8]) -> String {
+    if let Ok(t) = std::str::from_utf8(b)
+        && t.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        && agent_id(t).as_deref() == Some(b)
+    {
+        return t.to_owned();
+    }
+    let mut s = "0x".to_owned();
+    for byte in b {
+        s.push_str(&format!("{byte:02x}"));
+    }
+    s
+}
+
+/// Sorted single addresses folded into `"A"` / `"A-B"` runs.
+fn ranges(addrs: &[Ipv4Addr]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut iter = addrs.iter().map(|a| u32::from(*a)).peekable();
+    while let Some(first) = iter.next() {
+        let mut last = first;
+        while iter.peek() == Some(&(last.wrapping_add(1))) && last != u32::MAX {
+            last = iter.next().unwrap_or(last);
+        }
+        out.push(if first == last {
+            Ipv4Addr::from(first).to_string()
+        } else {
+            format!("{}-{}", Ipv4Addr::from(first), Ipv4Addr::from(last))
+        });
+    }
+    out
+}

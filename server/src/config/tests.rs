@@ -1,0 +1,685 @@
+//! Tests of the whole config layer: documents in, typed config or exact error out.
+
+use std::net::Ipv4Addr;
+
+use super::*;
+
+/// The document from the design brief, verbatim.
+const ISSUE_YAML: &str = r#"
+interfaces: [eth1]            # omitted/empty: loopback only
+port: 67                      # not 67: test mode (replies go to the request's source addr:port)
+state_dir: /var/lib/lessor
+workers: 2                    # optional, default = number of cores
+journal: { sync: group }      # group | interval | none ; interval takes interval_ms (default 10)
+v4:
+  lease_time: 3600            # integer seconds or a humantime string "1h", "30m"; also min_lease_time / max_lease_time
+  subnets:
+    - subnet: 10.231.0.0/24
+      pools: [ "10.231.0.100-10.231.0.199" ]
+      relays: [ 10.231.0.1 ]  # optional: giaddrs that select this subnet
+      options: { routers: [10.231.0.1], domain_name_servers: [10.231.0.1], domain_name: example.test }
+      reservations:
+        - { hw_address: "02:23:10:00:00:50", address: 10.231.0.50, hostname: printer }
+"#;
+
+const ISSUE_JSON: &str = r#"{
+  "interfaces": ["eth1"],
+  "port": 67,
+  "state_dir": "/var/lib/lessor",
+  "workers": 2,
+  "journal": { "sync": "group" },
+  "v4": {
+    "lease_time": 3600,
+    "subnets": [{
+      "subnet": "10.231.0.0/24",
+      "pools": ["10.231.0.100-10.231.0.199"],
+      "relays": ["10.231.0.1"],
+      "options": { "routers": ["10.231.0.1"], "domain_name_servers": ["10.231.0.1"],
+                   "domain_name": "example.test" },
+      "reservations": [
+        { "hw_address": "02:23:10:00:00:50", "address": "10.231.0.50", "hostname": "printer" }
+      ]
+    }]
+  }
+}"#;
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn yaml(text: &str) -> Config {
+    Config::from_yaml_str(text).unwrap_or_else(|e| panic!("{}", e.report()))
+}
+
+fn yaml_err(text: &str) -> String {
+    match Config::from_yaml_str(text) {
+        Ok(c) => panic!("accepted:\n{text}\n{c:#?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn roundtrip(c: &Config) {
+    let text = c.effective_yaml();
+    let again = Config::from_yaml_str(&text)
+        .unwrap_or_else(|e| panic!("effective YAML does not parse: {}\n{text}", e.report()));
+    assert_eq!(&again, c, "effective YAML differs:\n{text}");
+}
+
+#[test]
+fn issue_example_parses_to_expected_values() {
+    let c = yaml(ISSUE_YAML);
+    assert_eq!(c.interfaces, ["eth1"]);
+    assert_eq!(c.port, 67);
+    assert_eq!(c.state_dir, PathBuf::from("/var/lib/lessor"));
+    assert_eq!(c.workers, Some(2));
+    assert_eq!(c.log_level, None);
+    assert_eq!(c.journal.sync, SyncMode::Group);
+    let v = &c.v4;
+    assert_eq!(
+        (v.lease_time, v.min_lease_time, v.max_lease_time),
+        (3600, 3600, 3600)
+    );
+    assert_eq!((v.renew_time, v.rebind_time), (None, None));
+    assert_eq!((v.offer_hold, v.decline_probation), (30, 86400));
+    assert!(v.authoritative);
+    assert_eq!(v.server_id, None);
+    assert!(v.options.is_empty());
+    assert_eq!(
+        v.links,
+        [Link4 {
+            name: None,
+            subnets: vec![0]
+        }]
+    );
+    let [s] = v.subnets.as_slice() else {
+        panic!("{:?}", v.subnets)
+    };
+    assert_eq!(s.id, 1);
+    assert_eq!(s.net, "10.231.0.0/24".parse().unwrap());
+    assert_eq!(s.link, 0);
+    assert_eq!(s.relays, [ip("10.231.0.1")]);
+    assert_eq!(s.interface, None);
+    assert!(s.excluded.is_empty());
+    assert_eq!(
+        (s.lease_time, s.min_lease_time, s.max_lease_time),
+        (3600, 3600, 3600)
+    );
+    let opts: Vec<(u8, Vec<u8>)> = s.options.iter().map(|(c, v)| (c, v.to_vec())).collect();
+    assert_eq!(
+        opts,
+        [
+            (1, vec![255, 255, 255, 0]),
+            (3, vec![10, 231, 0, 1]),
+            (6, vec![10, 231, 0, 1]),
+            (15, b"example.test".to_vec()),
+            (28, vec![10, 231, 0, 255]),
+        ]
+    );
+    let [p] = s.pools.as_slice() else { panic!() };
+    assert_eq!((p.first, p.last), (ip("10.231.0.100"), ip("10.231.0.199")));
+    assert_eq!(p.options, s.options);
+    let [r] = s.reservations.as_slice() else {
+        panic!()
+    };
+    assert_eq!(
+        r.key,
+        ReservationKey::HwAddress(vec![0x02, 0x23, 0x10, 0, 0, 0x50])
+    );
+    assert_eq!(r.address, ip("10.231.0.50"));
+    assert_eq!(r.hostname.as_deref(), Some("printer"));
+    assert!(r.bootp);
+    let mut want = s.options.clone();
+    want.insert(12, &b"printer"[..]);
+    assert_eq!(r.options, want);
+}
+
+#[test]
+fn json_parses_to_the_same_config() {
+    assert_eq!(Config::from_json_str(ISSUE_JSON).unwrap(), yaml(ISSUE_YAML));
+    // The full example, converted mechanically to JSON.
+    let value: serde_json::Value = serde_saphyr::from_str(EXAMPLE_FULL_YAML).unwrap();
+    let json = serde_json::to_string_pretty(&value).unwrap();
+    assert_eq!(
+        Config::from_json_str(&json).unwrap_or_else(|e| panic!("{e}\n{json}")),
+        yaml(EXAMPLE_FULL_YAML)
+    );
+}
+
+#[test]
+fn full_example_parses_and_uses_every_feature() {
+    let c = yaml(EXAMPLE_FULL_YAML);
+    assert_eq!(c.interfaces, ["eth1", "eth2"]);
+    assert_eq!(c.log_level.as_deref(), Some("info"));
+    assert_eq!(c.journal.sync, SyncMode::Interval { interval_ms: 10 });
+    let v = &c.v4;
+    assert_eq!(
+        (v.lease_time, v.min_lease_time, v.max_lease_time),
+        (3600, 600, 14400)
+    );
+    assert_eq!((v.renew_time, v.rebind_time), (Some(1800), Some(3150)));
+    assert_eq!(v.decline_probation, 86400);
+    assert_eq!(v.server_id, Some(ip("10.231.0.1")));
+    assert_eq!(v.options.get(150), Some(&[10, 231, 0, 5][..]));
+    assert_eq!(v.subnets.len(), 5);
+    assert_eq!(
+        v.subnets.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(v.links.len(), 4);
+    assert_eq!(v.links[2].name.as_deref(), Some("building-b"));
+    assert_eq!(v.links[2].subnets, [2, 3]);
+    assert_eq!(v.links[3].subnets, [4]);
+
+    let s0 = &v.subnets[0];
+    assert_eq!(s0.interface.as_deref(), Some("eth1"));
+    assert_eq!(s0.excluded.len(), 11);
+    assert_eq!(
+        s0.pools[1].options.get(15),
+        Some(&b"guests.example.test"[..])
+    );
+    assert_eq!(s0.options.get(15), Some(&b"example.test"[..]));
+    assert_eq!(s0.options.get(66), Some(&b"boot.example.test"[..]));
+    let keys: Vec<_> = v
+        .subnets
+        .iter()
+        .flat_map(|s| &s.reservations)
+        .map(|r| r.key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ReservationKey::HwAddress(vec![2, 0x23, 0x10, 0, 0, 0x50]),
+            ReservationKey::HwAddress(vec![2, 0x23, 0x10, 0, 0, 0x52]),
+            ReservationKey::ClientId(vec![1, 2, 0x23, 0x10, 0, 0, 0x51]),
+            ReservationKey::CircuitId(b"eth0/1/1:100".to_vec()),
+            ReservationKey::RemoteId(vec![0, 0x11, 0x22, 0x33, 0x44]),
+            ReservationKey::RemoteId(vec![0xaa, 0xbb, 0xcc]),
+        ]
+    );
+    assert!(!s0.reservations[1].bootp);
+    // In a pool with its own options: the pool's options reach the reservation.
+    assert_eq!(s0.reservations[1].options, s0.pools[0].options);
+
+    let s1 = &v.subnets[1];
+    // 8h widens the inherited max (4h); min stays.
+    assert_eq!(
+        (s1.lease_time, s1.min_lease_time, s1.max_lease_time),
+        (28800, 600, 28800)
+    );
+    // CIDR pool covering the network address: it is excluded.
+    assert_eq!(
+        (s1.pools[0].first, s1.pools[0].last),
+        (ip("10.232.0.0"), ip("10.232.0.127"))
+    );
+    assert_eq!(s1.excluded, [ip("10.232.0.0")]);
+
+    // Shared network: relays and options reach both subnets.
+    for s in &v.subnets[2..4] {
+        assert_eq!(s.relays, [ip("10.240.0.1")]);
+        assert_eq!(s.options.get(42), Some(&[10, 240, 0, 1][..]));
+        assert_eq!(s.link, 2);
+    }
+    assert_eq!(v.subnets[4].interface.as_deref(), Some("eth2"));
+}
+
+#[test]
+fn default_loopback_is_the_embedded_yaml() {
+    let c = Config::default_loopback();
+    assert!(c.interfaces.is_empty());
+    assert_eq!(c.port, 6767);
+    assert_eq!(c.state_dir, PathBuf::from("./lessor-state"));
+    assert_eq!(c.journal.sync, SyncMode::Group);
+    let [s] = c.v4.subnets.as_slice() else {
+        panic!()
+    };
+    assert_eq!(s.net, "10.0.0.0/8".parse().unwrap());
+    assert_eq!(s.relays, [ip("127.0.0.1")]);
+    assert_eq!(
+        (s.pools[0].first, s.pools[0].last),
+        (ip("10.0.0.1"), ip("10.255.255.254"))
+    );
+    assert!(s.excluded.is_empty());
+    assert_eq!(c.v4.lease_time, 3600);
+}
+
+#[test]
+fn empty_document_is_all_defaults() {
+    let c = yaml("# nothing here\n");
+    assert_eq!(c.port, 67);
+    assert!(c.v4.subnets.is_empty());
+    assert_eq!(yaml(""), c);
+    assert_eq!(yaml("v4: { subnets: [] }"), c);
+}
+
+#[test]
+fn durations_in_seconds_or_humantime() {
+    for (text, secs) in [
+        ("3600", 3600),
+        ("1h", 3600),
+        ("\"1h\"", 3600),
+        ("90s", 90),
+        ("30m", 1800),
+        ("1h 30m", 5400),
+        ("1day", 86400),
+        ("\"120\"", 120),
+    ] {
+        let c = yaml(&format!(
+            "v4: {{ lease_time: {text}, max_lease_time: 2days }}"
+        ));
+        assert_eq!(c.v4.lease_time, secs, "{text}");
+        assert_eq!(c.v4.max_lease_time, 172_800);
+    }
+    let c = yaml("v4: { offer_hold: 5, decline_probation: 0 }");
+    assert_eq!((c.v4.offer_hold, c.v4.decline_probation), (5, 0));
+    for (text, want) in [
+        (
+            "1 fortnight",
+            "v4.lease_time: \"1 fortnight\" is not a duration",
+        ),
+        (
+            "1500ms",
+            "v4.lease_time: \"1500ms\" is not a whole number of seconds",
+        ),
+        ("-5", "v4.lease_time: must not be negative"),
+        (
+            "1.5",
+            "v4.lease_time: expected seconds or a duration such as \"1h\", got the number 1.5",
+        ),
+        ("5000000000", "v4.lease_time: is too long"),
+        ("[1]", "v4.lease_time: expected seconds or a duration"),
+    ] {
+        let e = yaml_err(&format!("v4: {{ lease_time: {text} }}"));
+        assert!(e.contains(want), "{text}: {e}");
+    }
+}
+
+#[test]
+fn journal_modes() {
+    assert_eq!(
+        yaml("journal: { sync: interval }").journal.sync,
+        SyncMode::Interval { interval_ms: 10 }
+    );
+    assert_eq!(
+        yaml("journal: { sync: interval, interval_ms: 250 }")
+            .journal
+            .sync,
+        SyncMode::Interval { interval_ms: 250 }
+    );
+    assert_eq!(yaml("journal: { sync: none }").journal.sync, SyncMode::None);
+    assert_eq!(yaml("journal: {}").journal.sync, SyncMode::Group);
+}
+
+/// One document per rule; each message must carry the exact key path.
+#[test]
+fn validation_errors_name_the_key() {
+    let sub = |body: &str| format!("v4:\n  subnets:\n    - subnet: 10.0.0.0/24\n{body}");
+    let cases: Vec<(String, &str)> = vec![
+        // Top level.
+        ("port: 0".into(), "port: must be 1..=65535, not 0"),
+        ("workers: 0".into(), "workers: must be at least 1"),
+        ("log_level: \"\"".into(), "log_level: must not be empty"),
+        ("state_dir: \"\"".into(), "state_dir: must not be empty"),
+        ("interfaces: [eth1, eth1]".into(), "interfaces[1]: eth1 is listed twice"),
+        ("interfaces: [\"a b\"]".into(), "interfaces[0]: \"a b\" is not an interface name"),
+        ("journal: { sync: fast }".into(), "journal.sync: unknown mode \"fast\", expected group, interval or none"),
+        ("journal: { sync: group, interval_ms: 5 }".into(), "journal.interval_ms: only applies with sync: interval"),
+        ("journal: { sync: interval, interval_ms: 0 }".into(), "journal.interval_ms: must be at least 1"),
+        // Lease times.
+        ("v4: { lease_time: 0 }".into(), "v4.lease_time: must be at least 1 second"),
+        ("v4: { lease_time: 900, min_lease_time: 1200, max_lease_time: 600 }".into(), "v4.max_lease_time: max_lease_time 600 is less than min_lease_time 1200"),
+        ("v4: { min_lease_time: 7200 }".into(), "v4.min_lease_time: min_lease_time 7200 is greater than max_lease_time 3600"),
+        ("v4: { lease_time: 60, min_lease_time: 600, max_lease_time: 7200 }".into(), "v4.lease_time: lease_time 60 is below min_lease_time 600"),
+        ("v4: { lease_time: 9000, min_lease_time: 600, max_lease_time: 7200 }".into(), "v4.lease_time: lease_time 9000 is above max_lease_time 7200"),
+        ("v4: { renew_time: 2000, rebind_time: 1000 }".into(), "v4.renew_time: renew_time 2000 must be less than rebind_time 1000"),
+        ("v4: { renew_time: 1000, rebind_time: 1000 }".into(), "v4.renew_time: renew_time 1000 must be less than rebind_time 1000"),
+        ("v4: { rebind_time: 1h }".into(), "v4.rebind_time: rebind_time 3600 must be less than lease_time 3600"),
+        ("v4: { renew_time: 2h }".into(), "v4.renew_time: renew_time 7200 must be less than lease_time 3600"),
+        ("v4: { offer_hold: 0 }".into(), "v4.offer_hold: must be at least 1 second"),
+        ("v4: { server_id: 255.255.255.255 }".into(), "v4.server_id: 255.255.255.255 is not a unicast address"),
+        ("v4: { server_id: nope }".into(), "v4.server_id: \"nope\" is not an IPv4 address"),
+        (sub("      lease_time: 0"), "v4.subnets[0].lease_time: must be at least 1 second"),
+        ("v4:\n  rebind_time: 30m\n  subnets:\n    - subnet: 10.0.0.0/24\n      lease_time: 10m".into(), "v4.subnets[0].lease_time: lease_time 600 must be greater than v4.rebind_time 1800"),
+        (sub("      lease_time: 1h\n      min_lease_time: 2h"), "v4.subnets[0].min_lease_time: min_lease_time 7200 is greater than max_lease_time 3600"),
+        // Subnets.
+        ("v4: { subnets: [ { subnet: 10.0.0.0/33 } ] }".into(), "v4.subnets[0].subnet: \"10.0.0.0/33\" is not a CIDR subnet like 10.0.0.0/24"),
+        ("v4: { subnets: [ { subnet: 10.0.0.0 } ] }".into(), "v4.subnets[0].subnet: \"10.0.0.0\" is not a CIDR subnet"),
+        ("v4: { subnets: [ { subnet: 10.0.0.1/24 } ] }".into(), "v4.subnets[0].subnet: 10.0.0.1/24 has host bits set (did you mean 10.0.0.0/24?)"),
+        ("v4: { subnets: [ { subnet: 10.0.0.0/8 }, { subnet: 10.1.0.0/16 } ] }".into(), "v4.subnets[1].subnet: 10.1.0.0/16 overlaps 10.0.0.0/8 (v4.subnets[0].subnet)"),
+        ("v4: { subnets: [ { subnet: 10.1.0.0/16 }, { subnet: 10.0.0.0/8 } ] }".into(), "v4.subnets[1].subnet: 10.0.0.0/8 overlaps 10.1.0.0/16 (v4.subnets[0].subnet)"),
+        ("v4:\n  subnets: [ { subnet: 10.0.0.0/24 } ]\n  shared_networks: [ { name: a, subnets: [ { subnet: 10.0.0.128/25 } ] } ]".into(), "v4.shared_networks[0].subnets[0].subnet: 10.0.0.128/25 overlaps 10.0.0.0/24 (v4.subnets[0].subnet)"),
+        ("v4: { subnets: [ { subnet: 10.0.0.0/24, id: 2 }, { subnet: 10.0.1.0/24 } ] }".into(), "v4.subnets[1].id: id 2 is already used by v4.subnets[0]"),
+        ("v4: { subnets: [ { subnet: 10.0.0.0/24, id: 0 } ] }".into(), "v4.subnets[0].id: must be at least 1"),
+        // Pools.
+        (sub("      pools: [\"10.0.0.9-10.0.0.5\"]"), "v4.subnets[0].pools[0]: start 10.0.0.9 is after end 10.0.0.5"),
+        (sub("      pools: [{ pool: \"10.0.0.9-10.0.0.5\" }]"), "v4.subnets[0].pools[0].pool: start 10.0.0.9 is after end 10.0.0.5"),
+        (sub("      pools: [\"10.0.0.10-10.0.0.20\", \"10.1.0.1-10.1.0.9\"]"), "v4.subnets[0].pools[1]: 10.1.0.1-10.1.0.9 is not inside subnet 10.0.0.0/24"),
+        (sub("      pools: [\"10.0.0.128/24\"]"), "v4.subnets[0].pools[0]: 10.0.0.128/24 has host bits set"),
+        (sub("      pools: [\"10.0.0.0/23\"]"), "v4.subnets[0].pools[0]: 10.0.0.0-10.0.1.255 is not inside subnet 10.0.0.0/24"),
+        (sub("      pools: [\"10.0.0.1-x\"]"), "v4.subnets[0].pools[0]: \"10.0.0.1-x\" is not a range \"FIRST-LAST\""),
+        (sub("      pools: [\"10.0.0.10-10.0.0.100\", \"10.0.0.50-10.0.0.60\"]"), "v4.subnets[0].pools[1]: 10.0.0.50-10.0.0.60 overlaps v4.subnets[0].pools[0] (10.0.0.10-10.0.0.100)"),
+        (sub("      pools: [\"10.0.0.50-10.0.0.60\", \"10.0.0.10-10.0.0.100\"]"), "v4.subnets[0].pools[1]: 10.0.0.10-10.0.0.100 overlaps v4.subnets[0].pools[0] (10.0.0.50-10.0.0.60)"),
+        (sub("      pools: [\"10.0.0.10-10.0.0.100\", \"10.0.0.200-10.0.0.210\", \"10.0.0.100\"]"), "v4.subnets[0].pools[2]: 10.0.0.100-10.0.0.100 overlaps v4.subnets[0].pools[0]"),
+        (sub("      pools: [{ pool: \"10.0.0.1-10.0.0.9\", opts: {} }]"), "v4.subnets[0].pools[0].opts: unknown key `opts`, expected pool or options"),
+        (sub("      pools: [{ options: {} }]"), "v4.subnets[0].pools[0]: missing key `pool`"),
+        (sub("      pools: [5]"), "v4.subnets[0].pools[0]: expected \"FIRST-LAST\", a CIDR like \"10.0.0.0/25\", or { pool: ..., options: ... }, got the number 5"),
+        // Excluded.
+        (sub("      excluded: [10.1.0.5]"), "v4.subnets[0].excluded[0]: 10.1.0.5 is not inside subnet 10.0.0.0/24"),
+        (sub("      excluded: [\"10.0.0.9-10.0.0.1\"]"), "v4.subnets[0].excluded[0]: start 10.0.0.9 is after end 10.0.0.1"),
+        ("v4: { subnets: [ { subnet: 10.0.0.0/8, excluded: [\"10.0.0.0-10.1.0.0\"] } ] }".into(), "v4.subnets[0].excluded[0]: excluded addresses in this subnet would exceed 65536"),
+        // Relays and interfaces.
+        ("v4: { subnets: [ { subnet: 10.0.0.0/24, relays: [10.9.9.9] }, { subnet: 10.0.1.0/24, relays: [10.9.9.9] } ] }".into(), "v4.subnets[1].relays[0]: relay 10.9.9.9 is also listed at v4.subnets[0].relays[0]"),
+        (sub("      relays: [10.9.9.9, 10.9.9.9]"), "v4.subnets[0].relays[1]: relay 10.9.9.9 is already listed at v4.subnets[0].relays[0]"),
+        (sub("      relays: [0.0.0.0]"), "v4.subnets[0].relays[0]: 0.0.0.0 is not a unicast address"),
+        ("v4: { shared_networks: [ { name: a, relays: [10.9.9.9], subnets: [ { subnet: 10.0.0.0/24, relays: [10.9.9.9] } ] } ] }".into(), "v4.shared_networks[0].subnets[0].relays[0]: relay 10.9.9.9 is already listed at v4.shared_networks[0].relays[0]"),
+        ("v4:\n  subnets: [ { subnet: 10.0.0.0/24, relays: [10.9.9.9] } ]\n  shared_networks: [ { name: a, relays: [10.9.9.9], subnets: [ { subnet: 10.0.1.0/24 } ] } ]".into(), "v4.shared_networks[0].relays[0]: relay 10.9.9.9 is also listed at v4.subnets[0].relays[0]"),
+        ("v4: { subnets: [ { subnet: 10.0.0.0/24, interface: eth1 }, { subnet: 10.0.1.0/24, interface: eth1 } ] }".into(), "v4.subnets[1].interface: interface eth1 is also given at v4.subnets[0].interface"),
+        ("v4: { shared_networks: [ { name: a, interface: eth1, subnets: [ { subnet: 10.0.0.0/24, interface: eth2 } ] } ] }".into(), "v4.shared_networks[0].subnets[0].interface: eth2 conflicts with v4.shared_networks[0].interface (eth1)"),
+        // Shared networks.
+        ("v4: { shared_networks: [ { name: a, subnets: [] } ] }".into(), "v4.shared_networks[0].subnets: a shared network needs at least one subnet"),
+        ("v4: { shared_networks: [ { name: a, subnets: [ { subnet: 10.0.0.0/24 } ] }, { name: a, subnets: [ { subnet: 10.0.1.0/24 } ] } ] }".into(), "v4.shared_networks[1].name: \"a\" is already the name of v4.shared_networks[0]"),
+        ("v4: { shared_networks: [ { name: a, options: { broadcast_address: 10.0.0.255 }, subnets: [ { subnet: 10.0.0.0/24 } ] } ] }".into(), "v4.shared_networks[0].options.broadcast_address: option 28 (broadcast_address) is derived from each subnet"),
+        // Options.
+        ("v4: { options: { subnet_mask: 255.0.0.0 } }".into(), "v4.options.subnet_mask: option 1 (subnet_mask) is derived from each subnet"),
+        ("v4: { options: { \"1\": { ip: 255.0.0.0 } } }".into(), "v4.options.1: option 1 (subnet_mask) is derived"),
+        (sub("      options: { gateway: 10.0.0.1 }"), "v4.subnets[0].options.gateway: unknown option name `gateway`"),
+        ("v4: { options: { routers: [x] } }".into(), "v4.options.routers[0]: \"x\" is not an IPv4 address"),
+        (sub("      options: { interface_mtu: big }"), "v4.subnets[0].options.interface_mtu: expected an integer in 0..=65535, got the string \"big\""),
+        (sub("      options: { ip_forwarding: 1 }"), "v4.subnets[0].options.ip_forwarding: expected true or false, got the number 1"),
+        ("v4: { options: { \"300\": { u8: 1 } } }".into(), "v4.options.300: option code 300 is out of range 1..=254"),
+        ("v4: { options: { 51: { u32: 1 } } }".into(), "v4.options.51: option 51 (lease time; set lease_time) is managed by the server"),
+        ("v4: { options: { \"82\": { hex: \"01\" } } }".into(), "v4.options.82: option 82 (relay agent information) is managed by the server"),
+        ("v4: { options: [routers] }".into(), "v4.options: expected a map of option names (or codes) to values, got a list"),
+        (sub("      pools: [{ pool: 10.0.0.1-10.0.0.9, options: { routers: 5 } }]"), "v4.subnets[0].pools[0].options.routers: expected an IPv4 address, got the number 5"),
+        // Reservations.
+        (sub("      reservations: [ { address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[0]: needs an identifier: one of hw_address, client_id, circuit_id, remote_id"),
+        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", client_id: \"01:02\", address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[0]: has both hw_address and client_id; give exactly one identifier"),
+        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5 }, { hw_address: \"02-00-00-00-00-01\", address: 10.0.0.6 } ]"), "v4.subnets[0].reservations[1].hw_address: hw_address 02-00-00-00-00-01 is already reserved by v4.subnets[0].reservations[0]"),
+        (sub("      reservations: [ { circuit_id: ab, address: 10.0.0.5 }, { circuit_id: ab, address: 10.0.0.6 } ]"), "v4.subnets[0].reservations[1].circuit_id: circuit_id ab is already reserved by v4.subnets[0].reservations[0]"),
+        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5 }, { hw_address: \"02:00:00:00:00:02\", address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[1].address: 10.0.0.5 is already reserved by v4.subnets[0].reservations[0]"),
+        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.9.0.5 } ]"), "v4.subnets[0].reservations[0].address: 10.9.0.5 is not inside subnet 10.0.0.0/24"),
+        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.0 } ]"), "v4.subnets[0].reservations[0].address: 10.0.0.0 is the network address of 10.0.0.0/24"),
+        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.255 } ]"), "v4.subnets[0].reservations[0].address: 10.0.0.255 is the broadcast address of 10.0.0.0/24"),
+        (sub("      reservations: [ { hw_address: \"zz:00\", address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[0].hw_address: \"zz:00\" is not a hardware address"),
+        (sub("      reservations: [ { client_id: \"01\", address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[0].client_id: \"01\" is not a client id"),
+        (sub("      reservations: [ { remote_id: \"0xzz\", address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[0].remote_id: \"0xzz\" is not a remote_id"),
+        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5, hostname: \"a b\" } ]"), "v4.subnets[0].reservations[0].hostname: \"a b\" is not a host name"),
+        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5, options: { bogus: 1 } } ]"), "v4.subnets[0].reservations[0].options.bogus: unknown option name `bogus`"),
+    ];
+    for (doc, want) in &cases {
+        let got = yaml_err(doc);
+        assert!(
+            got.contains(want),
+            "document:\n{doc}\n got: {got}\nwant: {want}"
+        );
+    }
+}
+
+#[test]
+fn accepted_edge_cases() {
+    // The same relay on two subnets of one shared network selects that one link.
+    let c = yaml(
+        "v4: { shared_networks: [ { name: a, subnets: [ { subnet: 10.0.0.0/24, relays: [10.9.9.9] }, \
+         { subnet: 10.0.1.0/24, relays: [10.9.9.9] } ] } ] }",
+    );
+    assert_eq!(c.v4.links[0].subnets, [0, 1]);
+    // Reserved addresses may be inside a pool, outside it, or excluded from it.
+    let c = yaml(
+        "v4:\n  subnets:\n    - subnet: 10.0.0.0/24\n      pools: [10.0.0.10-10.0.0.20]\n      \
+         excluded: [10.0.0.15]\n      reservations:\n        - { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.11 }\n        \
+         - { hw_address: \"02:00:00:00:00:02\", address: 10.0.0.15 }\n        \
+         - { hw_address: \"02:00:00:00:00:03\", address: 10.0.0.99 }\n",
+    );
+    assert_eq!(c.v4.subnets[0].reservations.len(), 3);
+    // /31 and /32 have no network or broadcast address (RFC 3021).
+    let c = yaml(
+        "v4: { subnets: [ { subnet: 10.0.0.0/31, pools: [10.0.0.0/31] }, { subnet: 10.0.1.1/32, pools: [10.0.1.1] } ] }",
+    );
+    assert!(c.v4.subnets.iter().all(|s| s.excluded.is_empty()));
+    assert_eq!(c.v4.subnets[0].options.get(28), None);
+    assert_eq!(c.v4.subnets[1].options.get(1), Some(&[255; 4][..]));
+    // A CIDR pool covering the whole subnet excludes its network and broadcast addresses.
+    let c = yaml(
+        "v4: { subnets: [ { subnet: 10.0.0.0/24, pools: [10.0.0.0/24], excluded: [10.0.0.0] } ] }",
+    );
+    assert_eq!(c.v4.subnets[0].excluded, [ip("10.0.0.0"), ip("10.0.0.255")]);
+    // Excluded ranges expand to single addresses, sorted, without duplicates.
+    let c = yaml(
+        "v4: { subnets: [ { subnet: 10.0.0.0/24, excluded: [\"10.0.0.7-10.0.0.9\", 10.0.0.3, 10.0.0.8] } ] }",
+    );
+    assert_eq!(
+        c.v4.subnets[0].excluded,
+        ["10.0.0.3", "10.0.0.7", "10.0.0.8", "10.0.0.9"].map(ip)
+    );
+    // The cap counts distinct addresses: a /16 excluded twice is still 65,536.
+    let c = yaml(
+        "v4: { subnets: [ { subnet: 10.0.0.0/8, excluded: [10.1.0.0/16, \"10.1.0.0-10.1.255.255\"] } ] }",
+    );
+    assert_eq!(c.v4.subnets[0].excluded.len(), 65_536);
+}
+
+#[test]
+fn syntax_errors_have_position_and_path() {
+    let doc = "v4:\n  subnets:\n    - subnet: 10.0.0.0/24\n      poolz: []\n";
+    let e = Config::from_yaml_str(doc).unwrap_err();
+    let ConfigError::Syntax {
+        line, column, path, ..
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!((*line, *column), (4, 7));
+    assert_eq!(path.as_deref(), Some("v4.subnets[0].poolz"));
+    assert_eq!(e.path(), Some("v4.subnets[0].poolz"));
+    let text = e.to_string();
+    assert!(
+        text.starts_with("line 4, column 7: v4.subnets[0].poolz: unknown field `poolz`"),
+        "{text}"
+    );
+    assert!(e.report().contains("poolz: []"), "{}", e.report());
+
+    let e = yaml_err("port: 70000\n");
+    assert!(e.starts_with("line 1, column 7: port: "), "{e}");
+    let e = yaml_err(
+        "v4: { subnets: [ { subnet: 10.0.0.0/24, reservations: [ { hw_address: \"02:00:00:00:00:01\" } ] } ] }",
+    );
+    assert!(e.contains("missing field `address`"), "{e}");
+    let e = yaml_err("v4: [\n");
+    assert!(e.starts_with("line "), "{e}");
+
+    let e =
+        Config::from_json_str(r#"{"v4": {"subnets": [{"subnet": "10.0.0.0/24", "poolz": []}]}}"#)
+            .unwrap_err();
+    assert_eq!(e.path(), Some("v4.subnets[0].poolz"));
+    assert!(e.to_string().contains("unknown field `poolz`"), "{e}");
+}
+
+#[test]
+fn files_choose_the_format_by_extension_and_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = dir.path().join("lessor.yaml");
+    let j = dir.path().join("lessor.JSON");
+    std::fs::write(&y, ISSUE_YAML).unwrap();
+    std::fs::write(&j, ISSUE_JSON).unwrap();
+    assert_eq!(
+        Config::from_file(&y).unwrap(),
+        Config::from_file(&j).unwrap()
+    );
+
+    std::fs::write(&y, "port: 0\n").unwrap();
+    let e = Config::from_file(&y).unwrap_err();
+    assert_eq!(e.file(), Some(y.as_path()));
+    assert_eq!(
+        e.to_string(),
+        format!("{}: port: must be 1..=65535, not 0", y.display())
+    );
+
+    std::fs::write(&y, "prot: 67\n").unwrap();
+    let e = Config::from_file(&y).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}:1:1: prot: unknown field", y.display())),
+        "{e}"
+    );
+
+    let e = Config::from_file(&dir.path().join("missing.yaml")).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
+    assert!(e.to_string().contains("missing.yaml: cannot read"), "{e}");
+}
+
+#[test]
+fn options_inherit_global_shared_subnet_pool_reservation() {
+    let c = yaml(
+        r#"
+v4:
+  options: { domain_name: global, ntp_servers: [1.1.1.1], routers: [9.9.9.9], time_offset: 1 }
+  shared_networks:
+    - name: net
+      options: { domain_name: shared, time_offset: 2 }
+      subnets:
+        - subnet: 10.0.0.0/24
+          options: { routers: [10.0.0.1], subnet_mask: 255.255.0.0 }
+          pools:
+            - 10.0.0.10-10.0.0.19
+            - pool: 10.0.0.20-10.0.0.29
+              options: { domain_name: pool }
+          reservations:
+            - { hw_address: "02:00:00:00:00:01", address: 10.0.0.25, options: { ntp_servers: [2.2.2.2] } }
+            - { hw_address: "02:00:00:00:00:02", address: 10.0.0.99, hostname: box }
+            - { hw_address: "02:00:00:00:00:03", address: 10.0.0.98, hostname: box3, options: { host_name: other } }
+        - subnet: 10.0.1.0/24
+"#,
+    );
+    let [a, b] = c.v4.subnets.as_slice() else {
+        panic!()
+    };
+    let get = |set: &OptionSet, code| set.get(code).map(<[u8]>::to_vec);
+    // Subnet: shared beats global, subnet beats shared and the derived mask.
+    assert_eq!(get(&a.options, 15), Some(b"shared".to_vec()));
+    assert_eq!(get(&a.options, 2), Some(2i32.to_be_bytes().to_vec()));
+    assert_eq!(get(&a.options, 3), Some(vec![10, 0, 0, 1]));
+    assert_eq!(get(&a.options, 42), Some(vec![1, 1, 1, 1]));
+    assert_eq!(get(&a.options, 1), Some(vec![255, 255, 0, 0]));
+    assert_eq!(get(&a.options, 28), Some(vec![10, 0, 0, 255]));
+    // The sibling subnet sees global and shared, with its own derived values.
+    assert_eq!(get(&b.options, 15), Some(b"shared".to_vec()));
+    assert_eq!(get(&b.options, 3), Some(vec![9, 9, 9, 9]));
+    assert_eq!(get(&b.options, 1), Some(vec![255, 255, 255, 0]));
+    assert_eq!(get(&b.options, 28), Some(vec![10, 0, 1, 255]));
+    // Pools.
+    assert_eq!(a.pools[0].options, a.options);
+    assert_eq!(get(&a.pools[1].options, 15), Some(b"pool".to_vec()));
+    assert_eq!(get(&a.pools[1].options, 3), Some(vec![10, 0, 0, 1]));
+    // Reservation in the second pool: pool's options plus its own.
+    let r = &a.reservations;
+    assert_eq!(get(&r[0].options, 15), Some(b"pool".to_vec()));
+    assert_eq!(get(&r[0].options, 42), Some(vec![2, 2, 2, 2]));
+    assert_eq!(get(&r[0].options, 12), None);
+    // Outside any pool: the subnet's, plus the host name as option 12.
+    assert_eq!(get(&r[1].options, 15), Some(b"shared".to_vec()));
+    assert_eq!(get(&r[1].options, 12), Some(b"box".to_vec()));
+    // The reservation's own host_name option wins over `hostname`.
+    assert_eq!(get(&r[2].options, 12), Some(b"other".to_vec()));
+    assert_eq!(get(&c.v4.options, 15), Some(b"global".to_vec()));
+    roundtrip(&c);
+}
+
+#[test]
+fn per_subnet_lease_times() {
+    let c = yaml(
+        "v4:\n  lease_time: 1h\n  min_lease_time: 30m\n  max_lease_time: 2h\n  subnets:\n    \
+         - { subnet: 10.0.0.0/24 }\n    - { subnet: 10.0.1.0/24, lease_time: 4h }\n    \
+         - { subnet: 10.0.2.0/24, lease_time: 10m }\n    \
+         - { subnet: 10.0.3.0/24, lease_time: 10m, min_lease_time: 5m, max_lease_time: 15m }\n",
+    );
+    let t: Vec<_> =
+        c.v4.subnets
+            .iter()
+            .map(|s| (s.lease_time, s.min_lease_time, s.max_lease_time))
+            .collect();
+    assert_eq!(
+        t,
+        [
+            (3600, 1800, 7200),
+            (14400, 1800, 14400),
+            (600, 600, 7200),
+            (600, 300, 900)
+        ]
+    );
+    roundtrip(&c);
+}
+
+#[test]
+fn effective_yaml_round_trips() {
+    for doc in [ISSUE_YAML, EXAMPLE_FULL_YAML, DEFAULT_LOOPBACK_YAML, ""] {
+        roundtrip(&yaml(doc));
+    }
+    let c = yaml(
+        "workers: 3\nlog_level: debug\njournal: { sync: none }\nv4:\n  renew_time: 100\n  \
+         rebind_time: 200\n  server_id: 10.0.0.1\n  authoritative: false\n  subnets:\n    \
+         - subnet: 10.0.0.0/24\n      pools: [10.0.0.0/24]\n      reservations:\n        \
+         - { circuit_id: \"ab:cd\", address: 10.0.0.7 }\n        \
+         - { circuit_id: \"0x41\", address: 10.0.0.8 }\n        \
+         - { remote_id: \"port 7\", address: 10.0.0.9, bootp: false }\n      \
+         options: { \"12\": { hex: \"ff:fe\" }, \"200\": { u16: [1, 2] } }\n",
+    );
+    roundtrip(&c);
+    let text = c.effective_yaml();
+    // Defaults are spelled out.
+    for want in [
+        "port: 67",
+        "offer_hold: 30s",
+        "decline_probation: 1day",
+        "sync: none",
+        "id: 1",
+        "bootp: true",
+    ] {
+        assert!(text.contains(want), "{want} missing from\n{text}");
+    }
+}
+
+#[test]
+fn agent_ids_are_hex_or_text() {
+    let c = yaml(
+        "v4:\n  subnets:\n    - subnet: 10.0.0.0/24\n      reservations:\n        \
+         - { circuit_id: \"ab:cd\", address: 10.0.0.7 }\n        \
+         - { circuit_id: \"0xABce\", address: 10.0.0.8 }\n        \
+         - { circuit_id: \"eth0:1\", address: 10.0.0.9 }\n        \
+         - { remote_id: \"abcd\", address: 10.0.0.10 }\n",
+    );
+    let keys: Vec<_> = c.v4.subnets[0]
+        .reservations
+        .iter()
+        .map(|r| r.key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ReservationKey::CircuitId(vec![0xab, 0xcd]),
+            ReservationKey::CircuitId(vec![0xab, 0xce]),
+            ReservationKey::CircuitId(b"eth0:1".to_vec()),
+            ReservationKey::RemoteId(b"abcd".to_vec()),
+        ]
+    );
+}
+
+/// Past serde-saphyr's default budget (250,000 nodes, which 50,000 reservations reach), and
+/// checked in linear time. One parse: reaching the duplicate at the end proves all of it parsed.
+#[test]
+fn large_reservation_lists() {
+    let mut doc = String::from("v4:\n  subnets:\n    - subnet: 10.0.0.0/16\n      reservations:\n");
+    for i in 1..=50_000u32 {
+        let [_, _, a, b] = (0x0a00_0000 + i).to_be_bytes();
+        doc.push_str(&format!(
+            "        - {{ hw_address: \"02:00:00:00:{a:02x}:{b:02x}\", address: 10.0.{a}.{b} }}\n"
+        ));
+    }
+    doc.push_str("        - { hw_address: \"02:00:00:00:00:01\", address: 10.0.255.1 }\n");
+    let e = yaml_err(&doc);
+    assert!(
+        e.contains(
+            "v4.subnets[0].reservations[50000].hw_address: hw_address 02:00:00:00:00:01 is \
+             already reserved by v4.subnets[0].reservations[0]"
+        ),
+        "{e}"
+    );
+}

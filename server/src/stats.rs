@@ -1,0 +1,82 @@
+//! Counters of what the workers received, answered and dropped, shared lock-free.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::v4::{NoReply, ReplyKind};
+
+/// Counters for one worker. Only that worker writes them (relaxed atomics, so readers on
+/// other threads see plain numbers without locks).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Datagrams received.
+    pub received: AtomicU64,
+    /// OFFERs sent.
+    pub offers: AtomicU64,
+    /// ACKs sent.
+    pub acks: AtomicU64,
+    /// NAKs sent.
+    pub naks: AtomicU64,
+    /// BOOTP replies sent.
+    pub bootp: AtomicU64,
+    /// Replies the kernel refused to send.
+    pub send_errors: AtomicU64,
+    /// Leases reclaimed by expiry.
+    pub expired: AtomicU64,
+    /// Requests that got no reply, by reason (rarely written: a mutex is fine).
+    no_reply: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl WorkerStats {
+    /// Counts a reply sent.
+    pub fn replied(&self, kind: ReplyKind) {
+        let c = match kind {
+            ReplyKind::Offer => &self.offers,
+            ReplyKind::Ack => &self.acks,
+            ReplyKind::Nak => &self.naks,
+            ReplyKind::Bootp => &self.bootp,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request that got no reply.
+    pub fn no_reply(&self, why: NoReply) {
+        let mut m = self.no_reply.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(why.label()).or_default() += 1;
+    }
+
+    /// How many requests got no reply for `label`.
+    pub fn no_reply_count(&self, label: &str) -> u64 {
+        let m = self.no_reply.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(label).copied().unwrap_or(0)
+    }
+}
+
+/// A summary over all workers, for logs and the shutdown report.
+pub fn summary(workers: &[WorkerStats]) -> String {
+    let sum = |f: fn(&WorkerStats) -> &AtomicU64| -> u64 {
+        workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+    };
+    let mut dropped: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for w in workers {
+        let m = w.no_reply.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in m.iter() {
+            *dropped.entry(k).or_default() += v;
+        }
+    }
+    let mut s = format!(
+        "received={} offers={} acks={} naks={} bootp={} expired={} send_errors={}",
+        sum(|w| &w.received),
+        sum(|w| &w.offers),
+        sum(|w| &w.acks),
+        sum(|w| &w.naks),
+        sum(|w| &w.bootp),
+        sum(|w| &w.expired),
+        sum(|w| &w.send_errors),
+    );
+    for (k, v) in dropped {
+        s.push_str(&format!(" {k}={v}"));
+    }
+    s
+}

@@ -1,0 +1,812 @@
+//! DHCPv4 protocol decisions (RFC 2131 §4.3): request in, reply decision and lease events out.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use lessor_engine::{
+    BindError, BindRequest, ClientKey, Engine, EngineConfig, HwAddr, LeaseEvent, LeaseInfo,
+    LeaseState, OfferRequest, PoolId, PoolSpec, Time,
+};
+
+use super::packet::{self, Kind, Malformed, Request};
+use super::reply::{Encoder, ReplyKind};
+use crate::config::{Config, OptionSet, Reservation4, ReservationKey, Subnet4, V4Config};
+
+/// The DHCP server port (RFC 2131 §4.1).
+pub const SERVER_PORT: u16 = 67;
+/// The DHCP client port (RFC 2131 §4.1).
+pub const CLIENT_PORT: u16 = 68;
+
+/// How a request reached the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// The datagram's source.
+    pub src: SocketAddrV4,
+    /// Interface index it arrived on.
+    pub ifindex: u32,
+    /// The server's local address on that interface (IP_PKTINFO `ipi_spec_dst`).
+    pub local: Ipv4Addr,
+}
+
+/// Where a reply goes (RFC 2131 §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A plain unicast datagram.
+    Unicast(SocketAddrV4),
+    /// The limited broadcast address on the arrival interface.
+    Broadcast {
+        /// Destination port.
+        port: u16,
+        /// Interface to send on.
+        ifindex: u32,
+    },
+    /// Unicast to a client that has no address yet: the sender must install an ARP entry for
+    /// `mac` first (or fall back to broadcast).
+    UnicastToHardware {
+        /// The address being given to the client.
+        ip: Ipv4Addr,
+        /// The client's hardware address.
+        mac: [u8; 6],
+        /// Interface to send on.
+        ifindex: u32,
+    },
+}
+
+/// A reply written into the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// Message type sent.
+    pub kind: ReplyKind,
+    /// Where to send it.
+    pub dst: Destination,
+    /// The source address to send from.
+    pub src: Ipv4Addr,
+    /// The reply binds or extends a lease: it may leave only once the events pushed while
+    /// handling this request are durable (invariant 1).
+    pub needs_durable: bool,
+}
+
+/// Why no reply was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NoReply {
+    /// The datagram failed validation.
+    Malformed(Malformed),
+    /// No configured subnet matches the client's link.
+    NoSubnet,
+    /// The request names another server (option 54), or is a RELEASE/DECLINE for another.
+    NotForUs,
+    /// Every pool of the link is exhausted.
+    PoolExhausted,
+    /// Not authoritative, and the client is unknown or on a network we do not know.
+    NotAuthoritative,
+    /// A BOOTP client without a reservation that allows BOOTP.
+    BootpUnknown,
+    /// The request lacks a field its message type needs (e.g. REQUEST without an address).
+    Incomplete,
+    /// A RELEASE was applied (no reply is ever sent).
+    Released,
+    /// A DECLINE was applied (no reply is ever sent).
+    Declined,
+    /// A RELEASE or DECLINE for an address the client does not hold.
+    NoSuchLease,
+}
+
+impl NoReply {
+    /// A stable short name, used as a counter label.
+    pub fn label(self) -> &'static str {
+        match self {
+            NoReply::Malformed(m) => m.label(),
+            NoReply::NoSubnet => "no_subnet",
+            NoReply::NotForUs => "not_for_us",
+            NoReply::PoolExhausted => "pool_exhausted",
+            NoReply::NotAuthoritative => "not_authoritative",
+            NoReply::BootpUnknown => "bootp_unknown",
+            NoReply::Incomplete => "incomplete",
+            NoReply::Released => "released",
+            NoReply::Declined => "declined",
+            NoReply::NoSuchLease => "no_such_lease",
+        }
+    }
+}
+
+/// The result of handling one datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send the reply now in the output buffer.
+    Reply(Reply),
+    /// Send nothing.
+    NoReply(NoReply),
+}
+
+/// Which subnets an interface serves, learned at startup.
+#[derive(Clone, Debug)]
+pub struct InterfaceInfo {
+    /// Kernel interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Its IPv4 addresses.
+    pub addrs: Vec<Ipv4Addr>,
+}
+
+/// Reservations of one kind, by identifier bytes: the (subnet, reservation) pairs.
+type ReservationIndex = HashMap<Box<[u8]>, Vec<(usize, usize)>>;
+
+/// Everything the DHCPv4 handler needs that does not change per packet: the validated config
+/// and the lookup tables built from it.
+#[derive(Debug)]
+pub struct V4Context {
+    cfg: V4Config,
+    test_mode: bool,
+    /// Subnet indexes sorted by network address, for containment look-ups.
+    by_network: Vec<usize>,
+    /// Candidate pools per link (all subnets of a shared network).
+    link_pools: Vec<Vec<PoolId>>,
+    relay_subnet: HashMap<Ipv4Addr, usize>,
+    iface_subnet: HashMap<u32, usize>,
+    by_hw: ReservationIndex,
+    by_client_id: ReservationIndex,
+    by_circuit: ReservationIndex,
+    by_remote: ReservationIndex,
+}
+
+/// How the client was identified for a reservation look-up.
+#[derive(Clone, Copy, Debug)]
+struct Found<'c> {
+    subnet: usize,
+    res: &'c Reservation4,
+}
+
+impl V4Context {
+    /// Builds the look-up tables. `interfaces` are the interfaces the server listens on.
+    pub fn new(config: &Config, interfaces: &[InterfaceInfo]) -> Self {
+        let cfg = config.v4.clone();
+        let mut by_network: Vec<usize> = (0..cfg.subnets.len()).collect();
+        by_network.sort_by_key(|&i| cfg.subnets[i].net.network());
+
+        // Engine pool ids are the configured pools numbered in file order.
+        let mut next = 0u32;
+        let subnet_pools: Vec<Vec<PoolId>> = cfg
+            .subnets
+            .iter()
+            .map(|s| {
+                s.pools
+                    .iter()
+                    .map(|_| {
+                        next += 1;
+                        PoolId(next - 1)
+                    })
+                    .collect()
+            })
+            .collect();
+        let link_pools = cfg
+            .links
+            .iter()
+            .map(|l| {
+                l.subnets
+                    .iter()
+                    .flat_map(|&s| subnet_pools[s].iter().copied())
+                    .collect()
+            })
+            .collect();
+
+        let mut relay_subnet = HashMap::new();
+        let mut iface_subnet = HashMap::new();
+        let (mut by_hw, mut by_client_id, mut by_circuit, mut by_remote) = Default::default();
+        for (si, s) in cfg.subnets.iter().enumerate() {
+            for r in &s.relays {
+                relay_subnet.entry(*r).or_insert(si);
+            }
+            for iface in interfaces {
+                let named = s.interface.as_deref() == Some(iface.name.as_str());
+                if named || iface.addrs.iter().any(|a| s.net.contains(a)) {
+                    iface_subnet.entry(iface.index).or_insert(si);
+                }
+            }
+            for (ri, r) in s.reservations.iter().enumerate() {
+                let (map, key): (&mut ReservationIndex, &[u8]) = match &r.key {
+                    ReservationKey::HwAddress(k) => (&mut by_hw, k),
+                    ReservationKey::ClientId(k) => (&mut by_client_id, k),
+                    ReservationKey::CircuitId(k) => (&mut by_circuit, k),
+                    ReservationKey::RemoteId(k) => (&mut by_remote, k),
+                };
+                map.entry(key.into()).or_default().push((si, ri));
+            }
+        }
+        V4Context {
+            test_mode: config.port != SERVER_PORT,
+            cfg,
+            by_network,
+            link_pools,
+            relay_subnet,
+            iface_subnet,
+            by_hw,
+            by_client_id,
+            by_circuit,
+            by_remote,
+        }
+    }
+
+    /// The engine layout for this config: one engine pool per configured pool, in order.
+    /// Reserved and excluded addresses are kept out of the dynamic free sets.
+    pub fn engine_config(&self, shards: usize) -> EngineConfig {
+        let pools = self
+            .cfg
+            .subnets
+            .iter()
+            .flat_map(|s| {
+                s.pools.iter().map(move |p| {
+                    let inside = |a: &Ipv4Addr| (p.first..=p.last).contains(a);
+                    let excluded = s
+                        .excluded
+                        .iter()
+                        .copied()
+                        .chain(s.reservations.iter().map(|r| r.address))
+                        .filter(inside)
+                        .collect();
+                    PoolSpec {
+                        first: p.first,
+                        last: p.last,
+                        excluded,
+                    }
+                })
+            })
+            .collect();
+        EngineConfig {
+            shards,
+            pools,
+            offer_hold: self.cfg.offer_hold,
+            decline_probation: self.cfg.decline_probation,
+        }
+    }
+
+    /// The v4 configuration this context was built from.
+    pub fn config(&self) -> &V4Config {
+        &self.cfg
+    }
+
+    /// The subnet containing `ip`, if any.
+    pub fn subnet_containing(&self, ip: Ipv4Addr) -> Option<usize> {
+        let pos = self
+            .by_network
+            .partition_point(|&i| self.cfg.subnets[i].net.network() <= ip);
+        let i = *self.by_network.get(pos.checked_sub(1)?)?;
+        self.cfg.subnets[i].net.contains(&ip).then_some(i)
+    }
+
+    /// Picks the client's subnet (RFC 3527 link selection, RFC 3011 subnet selection, the relay
+    /// address, then the arrival interface or the client's own address).
+    fn select_subnet(&self, req: &Request<'_>, arrival: &Arrival) -> Option<usize> {
+        if let Some(ip) = req.relay.and_then(|r| r.link_selection) {
+            return self.subnet_containing(ip);
+        }
+        if let Some(ip) = req.subnet_selection {
+            return self.subnet_containing(ip);
+        }
+        if !req.giaddr.is_unspecified() {
+            return self
+                .relay_subnet
+                .get(&req.giaddr)
+                .copied()
+                .or_else(|| self.subnet_containing(req.giaddr));
+        }
+        self.iface_subnet
+            .get(&arrival.ifindex)
+            .copied()
+            .or_else(|| {
+                (!req.ciaddr.is_unspecified()).then(|| self.subnet_containing(req.ciaddr))?
+            })
+    }
+
+    fn on_link(&self, link: usize, ip: Ipv4Addr) -> Option<usize> {
+        self.subnet_containing(ip)
+            .filter(|&s| self.cfg.subnets[s].link == link)
+    }
+
+    /// The client's reservation on `link`: by hardware address, client id, then the relay's
+    /// circuit id and remote id.
+    fn reservation(&self, link: usize, req: &Request<'_>) -> Option<Found<'_>> {
+        let relay = req.relay.unwrap_or_default();
+        let tries: [(&ReservationIndex, Option<&[u8]>); 4] = [
+            (&self.by_hw, Some(req.chaddr)),
+            (&self.by_client_id, req.client_id),
+            (&self.by_circuit, relay.circuit_id),
+            (&self.by_remote, relay.remote_id),
+        ];
+        tries.into_iter().find_map(|(map, key)| {
+            let hits = map.get(key?)?;
+            hits.iter()
+                .find(|&&(s, _)| self.cfg.subnets[s].link == link)
+                .map(|&(s, r)| Found {
+                    subnet: s,
+                    res: &self.cfg.subnets[s].reservations[r],
+                })
+        })
+    }
+
+    /// The options that apply to `ip`: the reservation's, else its pool's, else its subnet's.
+    fn options_for<'c>(
+        &'c self,
+        subnet: usize,
+        ip: Ipv4Addr,
+        res: Option<Found<'c>>,
+    ) -> &'c OptionSet {
+        if let Some(f) = res {
+            return &f.res.options;
+        }
+        let s = &self.cfg.subnets[subnet];
+        s.pools
+            .iter()
+            .find(|p| (p.first..=p.last).contains(&ip))
+            .map_or(&s.options, |p| &p.options)
+    }
+
+    fn lease_time(&self, s: &Subnet4, requested: Option<u32>) -> u32 {
+        requested
+            .unwrap_or(s.lease_time)
+            .clamp(s.min_lease_time, s.max_lease_time)
+    }
+
+    /// T1 and T2 for a granted lease (RFC 2131 §4.4.5 defaults: 0.5 and 0.875).
+    fn timers(&self, lease: u32) -> (u32, u32) {
+        let t2 = self
+            .cfg
+            .rebind_time
+            .filter(|&t| t < lease)
+            .unwrap_or((u64::from(lease) * 7 / 8) as u32);
+        let t1 = self
+            .cfg
+            .renew_time
+            .filter(|&t| t < t2)
+            .unwrap_or(lease / 2)
+            .min(t2);
+        (t1, t2)
+    }
+
+    fn server_id(&self, req: &Request<'_>, arrival: &Arrival) -> Ipv4Addr {
+        req.relay
+            .and_then(|r| r.server_id_override)
+            .or(self.cfg.server_id)
+            .unwrap_or(arrival.local)
+    }
+
+    /// Reply routing, RFC 2131 §4.1 (and every reply to the source in test mode).
+    fn route(
+        &self,
+        req: &Request<'_>,
+        arrival: &Arrival,
+        kind: ReplyKind,
+        yiaddr: Ipv4Addr,
+    ) -> Destination {
+        if self.test_mode {
+            return Destination::Unicast(arrival.src);
+        }
+        if !req.giaddr.is_unspecified() {
+            return Destination::Unicast(SocketAddrV4::new(req.giaddr, SERVER_PORT));
+        }
+        let broadcast = Destination::Broadcast {
+            port: CLIENT_PORT,
+            ifindex: arrival.ifindex,
+        };
+        if kind == ReplyKind::Nak {
+            return broadcast;
+        }
+        if !req.ciaddr.is_unspecified() {
+            return Destination::Unicast(SocketAddrV4::new(req.ciaddr, CLIENT_PORT));
+        }
+        match (req.broadcast(), req.htype, <[u8; 6]>::try_from(req.chaddr)) {
+            (false, 1, Ok(mac)) if !yiaddr.is_unspecified() => Destination::UnicastToHardware {
+                ip: yiaddr,
+                mac,
+                ifindex: arrival.ifindex,
+            },
+            _ => broadcast,
+        }
+    }
+}
+
+/// The value a worker hashes to pick the shard that owns a client: bytes 2..6 of the chaddr
+/// field (packet offset 30), which a classic BPF program on the reuseport group can read too.
+pub fn steer_hash(chaddr_field: &[u8; 16]) -> u32 {
+    u32::from_be_bytes([
+        chaddr_field[2],
+        chaddr_field[3],
+        chaddr_field[4],
+        chaddr_field[5],
+    ])
+}
+
+/// The client's identity: option 61 when sent (RFC 2131 §4.2), else htype and chaddr.
+pub fn client_key(req: &Request<'_>) -> ClientKey {
+    match req.client_id {
+        Some(id) => ClientKey::client_id(id),
+        None => ClientKey::hardware(req.htype, req.chaddr),
+    }
+}
+
+/// Per-worker state the handler reuses between packets.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// Joined split options (RFC 3396).
+    pub joined: Vec<u8>,
+}
+
+/// Handles one datagram: validates it, applies it to the engine shard that owns the client,
+/// writes any reply into `out` and pushes lease events into `events`.
+#[allow(clippy::too_many_arguments)]
+pub fn handle(
+    ctx: &V4Context,
+    engine: &Engine,
+    data: &[u8],
+    arrival: &Arrival,
+    now: Time,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+    events: &mut Vec<LeaseEvent>,
+) -> Outcome {
+    let req = match packet::parse(data, &mut scratch.joined) {
+        Ok(r) => r,
+        Err(m) => return Outcome::NoReply(NoReply::Malformed(m)),
+    };
+    let mut h = Handling {
+        ctx,
+        engine,
+        req: &req,
+        arrival,
+        now,
+        out,
+        events,
+        shard: steer_hash(req.chaddr_field) as usize % engine.shards(),
+    };
+    match h.run() {
+        Ok(reply) => Outcome::Reply(reply),
+        Err(why) => Outcome::NoReply(why),
+    }
+}
+
+struct Handling<'h, 'r> {
+    ctx: &'h V4Context,
+    engine: &'h Engine,
+    req: &'h Request<'r>,
+    arrival: &'h Arrival,
+    now: Time,
+    out: &'h mut Vec<u8>,
+    events: &'h mut Vec<LeaseEvent>,
+    shard: usize,
+}
+
+/// What a positive reply carries.
+struct Grant<'c> {
+    kind: ReplyKind,
+    subnet: usize,
+    yiaddr: Ipv4Addr,
+    lease_time: Option<u32>,
+    res: Option<Found<'c>>,
+    needs_durable: bool,
+}
+
+impl Handling<'_, '_> {
+    fn run(&mut self) -> Result<Reply, NoReply> {
+        let subnet = self.ctx.select_subnet(self.req, self.arrival);
+        match self.req.kind {
+            Kind::Discover => self.discover(subnet.ok_or(NoReply::NoSubnet)?),
+            Kind::Request => self.request(subnet),
+            Kind::Inform => self.inform(subnet),
+            Kind::Release => self.release(),
+            Kind::Decline => self.decline(),
+            Kind::Bootp => self.bootp(subnet.ok_or(NoReply::NoSubnet)?),
+        }
+    }
+
+    fn link_of(&self, subnet: usize) -> usize {
+        self.ctx.cfg.subnets[subnet].link
+    }
+
+    fn discover(&mut self, subnet: usize) -> Result<Reply, NoReply> {
+        let link = self.link_of(subnet);
+        let res = self.ctx.reservation(link, self.req);
+        let client = client_key(self.req);
+        let offer = OfferRequest {
+            client: &client,
+            pools: &self.ctx.link_pools[link],
+            reserved: res.map(|f| f.res.address),
+            requested: self.req.requested_ip,
+            info: lease_info(self.req, res),
+        };
+        let addr = self
+            .engine
+            .offer(self.shard, &offer, self.now)
+            .map_err(|_| NoReply::PoolExhausted)?;
+        let subnet = self.ctx.on_link(link, addr).unwrap_or(subnet);
+        let lease = self
+            .ctx
+            .lease_time(&self.ctx.cfg.subnets[subnet], self.req.lease_time);
+        Ok(self.reply(Grant {
+            kind: ReplyKind::Offer,
+            subnet,
+            yiaddr: addr,
+            lease_time: Some(lease),
+            res,
+            needs_durable: false,
+        }))
+    }
+
+    /// RFC 2131 §4.3.2: SELECTING (server id present), INIT-REBOOT (requested address, no
+    /// ciaddr), RENEWING/REBINDING (ciaddr).
+    fn request(&mut self, subnet: Option<usize>) -> Result<Reply, NoReply> {
+        let req = self.req;
+        let authoritative = self.ctx.cfg.authoritative;
+        let ours = self.ctx.server_id(req, self.arrival);
+        let selecting = req.server_id.is_some();
+        if let Some(id) = req.server_id
+            && id != ours
+        {
+            // The client chose another server; our offer lapses at the end of its hold.
+            return Err(NoReply::NotForUs);
+        }
+        let addr = match (selecting, req.requested_ip, req.ciaddr.is_unspecified()) {
+            (true, Some(ip), _) => ip,
+            (true, None, _) => return Err(NoReply::Incomplete),
+            (false, Some(ip), true) => ip,
+            (false, _, false) => req.ciaddr,
+            (false, None, true) => return Err(NoReply::Incomplete),
+        };
+        let Some(subnet) = subnet else {
+            return if authoritative {
+                self.nak(ours)
+            } else {
+                Err(NoReply::NoSubnet)
+            };
+        };
+        let link = self.link_of(subnet);
+        let Some(addr_subnet) = self.ctx.on_link(link, addr) else {
+            // The client is on the wrong network (it moved): tell it to start over.
+            return if authoritative {
+                self.nak(ours)
+            } else {
+                Err(NoReply::NotAuthoritative)
+            };
+        };
+        let client = client_key(req);
+        let known = self.engine.lookup(self.shard, &client);
+        let holds_addr = known.is_some_and(|l| l.address == addr);
+        if !selecting && !holds_addr && !authoritative {
+            // INIT-REBOOT/RENEWING for a client we have no record of: stay silent (§4.3.2).
+            return Err(NoReply::NotAuthoritative);
+        }
+        if !selecting && known.is_some_and(|l| l.address != addr && l.state == LeaseState::Bound) {
+            // The client asks for an address other than the one bound to it.
+            return self.nak(ours);
+        }
+        let res = self.ctx.reservation(link, req);
+        if res.is_some_and(|f| f.res.address != addr) {
+            // A reserved client must use its reservation.
+            return self.nak(ours);
+        }
+        let s = &self.ctx.cfg.subnets[addr_subnet];
+        let lease_time = self.ctx.lease_time(s, req.lease_time);
+        let bind = BindRequest {
+            client: &client,
+            address: addr,
+            pools: &self.ctx.link_pools[link],
+            reserved: res.is_some(),
+            lease_time,
+            info: lease_info(req, res),
+        };
+        match self.engine.bind(self.shard, &bind, self.now, self.events) {
+            Ok(_) => Ok(self.reply(Grant {
+                kind: ReplyKind::Ack,
+                subnet: addr_subnet,
+                yiaddr: addr,
+                lease_time: Some(lease_time),
+                res,
+                needs_durable: true,
+            })),
+            Err(BindError::Taken | BindError::NotInPool) => self.nak(ours),
+        }
+    }
+
+    /// RFC 2131 §4.3.5: configuration only, no lease.
+    fn inform(&mut self, subnet: Option<usize>) -> Result<Reply, NoReply> {
+        let subnet = subnet
+            .or_else(|| self.ctx.subnet_containing(self.req.ciaddr))
+            .ok_or(NoReply::NoSubnet)?;
+        let res = self.ctx.reservation(self.link_of(subnet), self.req);
+        Ok(self.reply(Grant {
+            kind: ReplyKind::Ack,
+            subnet,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            lease_time: None,
+            res,
+            needs_durable: false,
+        }))
+    }
+
+    /// RFC 2131 §4.3.4: the address the client gives back is in ciaddr.
+    fn release(&mut self) -> Result<Reply, NoReply> {
+        self.check_server_id()?;
+        let client = client_key(self.req);
+        if self
+            .engine
+            .release(self.shard, &client, self.req.ciaddr, self.now, self.events)
+        {
+            Err(NoReply::Released)
+        } else {
+            Err(NoReply::NoSuchLease)
+        }
+    }
+
+    /// RFC 2131 §4.3.3: the address in use elsewhere is in option 50.
+    fn decline(&mut self) -> Result<Reply, NoReply> {
+        self.check_server_id()?;
+        let addr = self.req.requested_ip.ok_or(NoReply::Incomplete)?;
+        let client = client_key(self.req);
+        if self
+            .engine
+            .decline(self.shard, &client, addr, self.now, self.events)
+        {
+            tracing::warn!(%addr, client = %HwAddr::new(self.req.htype, self.req.chaddr).unwrap_or_default(),
+                "client declined the address: it is in use on the network; quarantined");
+            Err(NoReply::Declined)
+        } else {
+            Err(NoReply::NoSuchLease)
+        }
+    }
+
+    fn check_server_id(&self) -> Result<(), NoReply> {
+        match self.req.server_id {
+            Some(id) if id != self.ctx.server_id(self.req, self.arrival) => Err(NoReply::NotForUs),
+            _ => Ok(()),
+        }
+    }
+
+    /// BOOTP (RFC 951, RFC 1497): only clients with a reservation that allows it, for good.
+    fn bootp(&mut self, subnet: usize) -> Result<Reply, NoReply> {
+        let link = self.link_of(subnet);
+        let res = self
+            .ctx
+            .reservation(link, self.req)
+            .filter(|f| f.res.bootp)
+            .ok_or(NoReply::BootpUnknown)?;
+        let client = client_key(self.req);
+        let bind = BindRequest {
+            client: &client,
+            address: res.res.address,
+            pools: &self.ctx.link_pools[link],
+            reserved: true,
+            lease_time: u32::MAX,
+            info: lease_info(self.req, Some(res)),
+        };
+        self.engine
+            .bind(self.shard, &bind, self.now, self.events)
+            .map_err(|_| NoReply::BootpUnknown)?;
+        Ok(self.reply(Grant {
+            kind: ReplyKind::Bootp,
+            subnet: res.subnet,
+            yiaddr: res.res.address,
+            lease_time: None,
+            res: Some(res),
+            needs_durable: true,
+        }))
+    }
+
+    fn nak(&mut self, server_id: Ipv4Addr) -> Result<Reply, NoReply> {
+        let req = self.req;
+        let mut enc = Encoder::new(
+            self.out,
+            req,
+            ReplyKind::Nak,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+        );
+        enc.put_ip(54, server_id);
+        if let Some(id) = req.client_id {
+            enc.put(61, id);
+        }
+        enc.finish(req);
+        Ok(Reply {
+            kind: ReplyKind::Nak,
+            dst: self
+                .ctx
+                .route(req, self.arrival, ReplyKind::Nak, Ipv4Addr::UNSPECIFIED),
+            src: self.arrival.local,
+            needs_durable: false,
+        })
+    }
+
+    fn reply(&mut self, g: Grant<'_>) -> Reply {
+        let req = self.req;
+        let ctx = self.ctx;
+        let server_id = ctx.server_id(req, self.arrival);
+        // RFC 2131 Table 3: ciaddr is echoed in an ACK (for INFORM and renewals), 0 otherwise.
+        let ciaddr = if g.kind == ReplyKind::Ack {
+            req.ciaddr
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        };
+        let mut enc = Encoder::new(
+            self.out,
+            req,
+            g.kind,
+            ciaddr,
+            g.yiaddr,
+            Ipv4Addr::UNSPECIFIED,
+        );
+        if g.kind != ReplyKind::Bootp {
+            enc.put_ip(54, server_id);
+        }
+        if let Some(lease) = g.lease_time {
+            let (t1, t2) = ctx.timers(lease);
+            enc.put_u32(51, lease);
+            enc.put_u32(58, t1);
+            enc.put_u32(59, t2);
+        }
+        let options = ctx.options_for(g.subnet, g.yiaddr, g.res);
+        let hostname = g.res.and_then(|f| f.res.hostname.as_deref());
+        put_requested(&mut enc, options, req.parameter_list, hostname);
+        if let Some(id) = req.client_id {
+            // RFC 6842: echo the client identifier.
+            enc.put(61, id);
+        }
+        if enc.truncated > 0 {
+            tracing::debug!(
+                dropped = enc.truncated,
+                "options left out: over the client's maximum message size"
+            );
+        }
+        enc.finish(req);
+        Reply {
+            kind: g.kind,
+            dst: ctx.route(req, self.arrival, g.kind, g.yiaddr),
+            src: self.arrival.local,
+            needs_durable: g.needs_durable,
+        }
+    }
+}
+
+/// What the engine records about the client: its hardware address and a host name (the
+/// reservation's, else the one the client sent).
+fn lease_info<'x>(req: &Request<'x>, res: Option<Found<'x>>) -> LeaseInfo<'x> {
+    LeaseInfo {
+        hw: HwAddr::new(req.htype, req.chaddr).unwrap_or_default(),
+        hostname: res
+            .and_then(|f| f.res.hostname.as_deref())
+            .or_else(|| req.hostname_str()),
+    }
+}
+
+/// Writes the configured options the client asked for in option 55, in its order (RFC 2131
+/// §4.3.1), or all of them when it sent no list.
+fn put_requested(
+    enc: &mut Encoder<'_>,
+    options: &OptionSet,
+    prl: Option<&[u8]>,
+    hostname: Option<&str>,
+) {
+    match prl {
+        Some(list) => {
+            let mut sent = [false; 256];
+            for &code in list {
+                if std::mem::replace(&mut sent[usize::from(code)], true) {
+                    continue;
+                }
+                if let Some(v) = options.get(code) {
+                    enc.put(code, v);
+                } else if code == 12
+                    && let Some(h) = hostname
+                {
+                    enc.put(12, h.as_bytes());
+                }
+            }
+        }
+        None => {
+            for (code, v) in options.iter() {
+                enc.put(code, v);
+            }
+            if let (Some(h), None) = (hostname, options.get(12)) {
+                enc.put(12, h.as_bytes());
+            }
+        }
+    }
+}

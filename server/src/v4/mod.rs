@@ -1,0 +1,14 @@
+//! DHCPv4: packet validation, protocol decisions and reply encoding, all sans-IO.
+
+mod handler;
+mod packet;
+mod reply;
+#[cfg(test)]
+mod tests;
+
+pub use handler::{
+    Arrival, CLIENT_PORT, Destination, InterfaceInfo, NoReply, Outcome, Reply, SERVER_PORT,
+    Scratch, V4Context, client_key, handle, steer_hash,
+};
+pub use packet::{Kind, Malformed};
+pub use reply::ReplyKind;

@@ -1,0 +1,652 @@
+//! Fixtures: network namespaces joined by veth links, a running `lessor`, and helpers that run
+//! client tools under a deadline and read what they wrote.
+//!
+//! Nothing here asserts on timing: deadlines exist only so that a broken server fails a test
+//! instead of hanging it.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub(crate) const LESSOR: &str = env!("CARGO_BIN_EXE_lessor");
+
+/// How long lessor may take to start listening (it is generous: 2 cores, other builds running).
+const STARTUP: Duration = Duration::from_secs(20);
+/// How long lessor may take to exit after SIGTERM before it is killed and the test fails.
+const SHUTDOWN: Duration = Duration::from_secs(20);
+/// The deadline given to each client run (`timeout` kills it after this).
+pub(crate) const CLIENT_DEADLINE_SECS: u32 = 60;
+
+/// A name fragment unique to this test process and call: `<pid>n<k>`.
+///
+/// Interface names derive from it, so it must stay short: `lc` + 7 pid digits + `n` + 2 counter
+/// digits + 1 suffix letter is 13 characters, within Linux's 15.
+pub(crate) fn unique() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}n{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Fails the test unless it runs as root: namespaces and raw client sockets need it, and CI runs
+/// as root, so a non-root run is a broken setup, not a reason to skip.
+pub(crate) fn require_root() {
+    let status = fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .unwrap_or("?")
+        .to_owned();
+    assert_eq!(
+        euid, "0",
+        "these end-to-end tests create network namespaces and run DHCP clients, so they must run \
+         as root (effective uid here is {euid}); run `cargo test` as root, as CI does"
+    );
+}
+
+/// The path of an installed tool, searched in PATH and the sbin directories (which a non-login
+/// root shell may lack). Fails the test, naming the tool, when it is missing.
+pub(crate) fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let extra = ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from);
+    std::env::split_paths(&path)
+        .chain(extra)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not installed (not in PATH, /usr/sbin or /sbin); these end-to-end \
+                 tests need it (tests/run installs it on Debian)"
+            )
+        })
+}
+
+/// Runs `ip ARGS`, failing the test with its stderr when it fails.
+pub(crate) fn ip(args: &[&str]) {
+    let out = Command::new(tool("ip"))
+        .args(args)
+        .output()
+        .expect("running ip");
+    assert!(
+        out.status.success(),
+        "`ip {}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// A network namespace with `lo` up, deleted on drop together with every process still in it.
+#[derive(Debug)]
+pub(crate) struct Ns {
+    name: String,
+}
+
+impl Ns {
+    /// Creates namespace `name` (which must be unique: see [`unique`]).
+    pub(crate) fn new(name: String) -> Ns {
+        require_root();
+        ip(&["netns", "add", &name]);
+        // From here on Drop removes it, even if the next step fails.
+        let ns = Ns { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The namespace's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command that runs `program` in this namespace (`ip netns exec` execs it in place, so the
+    /// child's PID is the program's).
+    pub(crate) fn cmd(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut c = Command::new(tool("ip"));
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// A command that runs the tool `name` in this namespace under `timeout`, so that a client
+    /// that never gets an answer is killed instead of hanging the test.
+    pub(crate) fn timed(&self, name: &str) -> Command {
+        let mut c = self.cmd(tool("timeout"));
+        c.args(["-k", "5", &CLIENT_DEADLINE_SECS.to_string()])
+            .arg(tool(name));
+        c
+    }
+
+    /// PIDs of the processes running in this namespace.
+    fn pids(&self) -> Vec<String> {
+        Command::new(tool("ip"))
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        // Whatever still runs in a namespace this test created was started by this test (a
+        // daemonised dhclient, dhcpcd helpers): kill those, by PID, so the namespace and its
+        // links really go away.
+        for _ in 0..50 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in &pids {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        let ok = Command::new(tool("ip"))
+            .args(["netns", "del", &self.name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("warning: could not delete network namespace {}", self.name);
+        }
+    }
+}
+
+/// One client end: its namespace and the interface in it that faces the server.
+#[derive(Debug)]
+pub(crate) struct ClientLink {
+    /// The client's namespace.
+    pub(crate) ns: Ns,
+    /// Its interface (up, no address).
+    pub(crate) ifname: String,
+}
+
+impl ClientLink {
+    /// Sets the interface's MAC address (down, change, up).
+    pub(crate) fn set_mac(&self, mac: &str) {
+        let n = self.ns.name();
+        ip(&["-n", n, "link", "set", "dev", &self.ifname, "down"]);
+        ip(&["-n", n, "link", "set", "dev", &self.ifname, "address", mac]);
+        ip(&["-n", n, "link", "set", "dev", &self.ifname, "up"]);
+    }
+
+    /// The interface's MAC address.
+    pub(crate) fn mac(&self) -> String {
+        let path = format!("/sys/class/net/{}/address", self.ifname);
+        let out = self
+            .ns
+            .cmd(tool("cat"))
+            .arg(&path)
+            .output()
+            .expect("reading the MAC");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+/// The server's address on the test link, and its subnet.
+pub(crate) const SERVER_ADDR: &str = "10.231.0.1";
+
+/// A server namespace and client namespaces joined by veth links, as in BENCHMARKING.md.
+///
+/// The server's interface (`server_if`) holds 10.231.0.1/24; client interfaces are up with no
+/// address. Everything is removed on drop (the namespaces, hence the links, and the processes
+/// left in them). Links are created directly inside their namespaces, so their names never
+/// meet in the root namespace.
+#[derive(Debug)]
+pub(crate) struct Netns {
+    /// Where lessor runs.
+    pub(crate) server: Ns,
+    /// The interface lessor must serve (`interfaces: [..]`).
+    pub(crate) server_if: String,
+    /// The clients' ends.
+    pub(crate) clients: Vec<ClientLink>,
+}
+
+impl Netns {
+    /// One client on a veth pair `ls<id>` / `lc<id>`; the server's address is on `ls<id>`.
+    pub(crate) fn new() -> Netns {
+        require_root();
+        let id = unique();
+        let server = Ns::new(format!("lsrv-{id}"));
+        let server_if = format!("ls{id}");
+        let client = Self::link(
+            &server,
+            &server_if,
+            &format!("lcli-{id}"),
+            format!("lc{id}"),
+        );
+        ip(&[
+            "-n",
+            server.name(),
+            "addr",
+            "add",
+            &format!("{SERVER_ADDR}/24"),
+            "dev",
+            &server_if,
+        ]);
+        Netns {
+            server,
+            server_if,
+            clients: vec![client],
+        }
+    }
+
+    /// `n` clients, each in its own namespace, whose veths meet on a bridge `lb<id>` in the
+    /// server's namespace; the server's address is on the bridge.
+    pub(crate) fn bridged(n: usize) -> Netns {
+        require_root();
+        let id = unique();
+        let server = Ns::new(format!("lsrv-{id}"));
+        let bridge = format!("lb{id}");
+        let s = server.name().to_owned();
+        ip(&[
+            "-n",
+            &s,
+            "link",
+            "add",
+            &bridge,
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
+        ip(&[
+            "-n",
+            &s,
+            "addr",
+            "add",
+            &format!("{SERVER_ADDR}/24"),
+            "dev",
+            &bridge,
+        ]);
+        ip(&["-n", &s, "link", "set", &bridge, "up"]);
+        let clients = (0..n)
+            .map(|i| {
+                let c = char::from(b'a' + u8::try_from(i).expect("few clients"));
+                let port = format!("ls{id}{c}");
+                let link = Self::link(
+                    &server,
+                    &port,
+                    &format!("lcli-{id}-{c}"),
+                    format!("lc{id}{c}"),
+                );
+                ip(&["-n", &s, "link", "set", &port, "master", &bridge]);
+                link
+            })
+            .collect();
+        Netns {
+            server,
+            server_if: bridge,
+            clients,
+        }
+    }
+
+    /// Creates a client namespace `ns` and a veth pair `server_if` (in `server`) / `ifname` (in
+    /// the client namespace), both up.
+    fn link(server: &Ns, server_if: &str, ns: &str, ifname: String) -> ClientLink {
+        let cns = Ns::new(ns.to_owned());
+        ip(&[
+            "link",
+            "add",
+            server_if,
+            "netns",
+            server.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ifname,
+            "netns",
+            cns.name(),
+        ]);
+        ip(&["-n", server.name(), "link", "set", server_if, "up"]);
+        ip(&["-n", cns.name(), "link", "set", &ifname, "up"]);
+        ClientLink { ns: cns, ifname }
+    }
+
+    /// The first (often only) client.
+    pub(crate) fn client(&self) -> &ClientLink {
+        &self.clients[0]
+    }
+}
+
+/// Lines read from one of lessor's output streams, as they arrive.
+#[derive(Debug, Default)]
+struct Stream {
+    state: Mutex<(Vec<String>, bool)>,
+    changed: Condvar,
+}
+
+impl Stream {
+    fn follow(self: &Arc<Self>, r: impl Read + Send + 'static) -> thread::JoinHandle<()> {
+        let me = Arc::clone(self);
+        thread::spawn(move || {
+            for line in BufReader::new(r).lines() {
+                let Ok(line) = line else { break };
+                let mut s = me.state.lock().unwrap_or_else(|e| e.into_inner());
+                s.0.push(line);
+                me.changed.notify_all();
+            }
+            let mut s = me.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.1 = true;
+            me.changed.notify_all();
+        })
+    }
+
+    fn text(&self) -> String {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.0.join("\n")
+    }
+
+    /// Waits until a line contains `needle` (true) or the stream ends or `deadline` passes (false).
+    fn wait_for(&self, needle: &str, deadline: Instant) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if s.0.iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            let now = Instant::now();
+            if s.1 || now >= deadline {
+                return false;
+            }
+            s = self
+                .changed
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A running `lessor`, started on a config file in a temporary directory and stopped with
+/// SIGTERM on drop.
+#[derive(Debug)]
+pub(crate) struct Lessor {
+    child: Option<Child>,
+    stdout: Arc<Stream>,
+    stderr: Arc<Stream>,
+    readers: Vec<thread::JoinHandle<()>>,
+    dir: tempfile::TempDir,
+}
+
+/// What a stopped lessor left behind.
+#[derive(Debug)]
+pub(crate) struct Stopped {
+    /// Its exit status.
+    pub(crate) status: ExitStatus,
+    /// Everything it printed on stdout.
+    pub(crate) stdout: String,
+    /// Everything it printed on stderr (its log).
+    pub(crate) stderr: String,
+}
+
+impl Stopped {
+    /// The counters of the shutdown summary (`lessor: received=.. offers=.. ...`), by name.
+    pub(crate) fn counters(&self) -> BTreeMap<String, u64> {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("lessor: received="))
+            .unwrap_or_else(|| panic!("no counter summary on lessor's stdout:\n{}", self.stdout));
+        line.trim_start_matches("lessor: ")
+            .split_whitespace()
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_owned(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// One counter, 0 when the summary does not list it (drop reasons appear only once seen).
+    pub(crate) fn counter(&self, name: &str) -> u64 {
+        self.counters().get(name).copied().unwrap_or(0)
+    }
+}
+
+impl Lessor {
+    /// Writes `config` (in which `STATE_DIR` stands for a fresh temporary directory) and starts
+    /// `lessor --config FILE ARGS` in `ns` (or in the test's own namespace), then waits until it
+    /// says it is listening.
+    pub(crate) fn start(ns: Option<&Ns>, config: &str, args: &[&str]) -> Lessor {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let state = dir.path().join("state");
+        fs::create_dir(&state).expect("creating the state directory");
+        let config = config.replace("STATE_DIR", &state.display().to_string());
+        let file = dir.path().join("lessor.yaml");
+        fs::write(&file, config).expect("writing the config");
+        let mut full = vec!["--config".to_owned(), file.display().to_string()];
+        full.extend(args.iter().map(|&a| a.to_owned()));
+        Self::spawn(ns, &full, dir)
+    }
+
+    /// Starts `lessor ARGS` without a config file (its embedded loopback default).
+    pub(crate) fn start_default(ns: Option<&Ns>, args: &[&str]) -> Lessor {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+        Self::spawn(ns, &args, dir)
+    }
+
+    fn spawn(ns: Option<&Ns>, args: &[String], dir: tempfile::TempDir) -> Lessor {
+        let mut cmd = match ns {
+            Some(ns) => ns.cmd(LESSOR),
+            None => Command::new(LESSOR),
+        };
+        let mut child = cmd
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {LESSOR}: {e}"));
+        let stdout = Arc::new(Stream::default());
+        let stderr = Arc::new(Stream::default());
+        let out: ChildStdout = child.stdout.take().expect("piped stdout");
+        let err: ChildStderr = child.stderr.take().expect("piped stderr");
+        let readers = vec![stdout.follow(out), stderr.follow(err)];
+        let mut me = Lessor {
+            child: Some(child),
+            stdout,
+            stderr,
+            readers,
+            dir,
+        };
+        if !me.stdout.wait_for("listening on", Instant::now() + STARTUP) {
+            let status = me.kill();
+            panic!(
+                "lessor {} did not say it was listening within {STARTUP:?} ({status});\n\
+                 stdout:\n{}\nstderr:\n{}",
+                args.join(" "),
+                me.stdout.text(),
+                me.stderr.text()
+            );
+        }
+        me
+    }
+
+    /// The PID of the lessor process.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// What lessor printed on stdout so far.
+    pub(crate) fn stdout(&self) -> String {
+        self.stdout.text()
+    }
+
+    /// The temporary directory holding the config and state.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops lessor with SIGTERM and returns what it printed; fails the test if it does not
+    /// exit within the shutdown deadline.
+    pub(crate) fn stop(self) -> Stopped {
+        self.stop_with("TERM")
+    }
+
+    /// Stops lessor with `signal` (`TERM` or `INT`).
+    pub(crate) fn stop_with(mut self, signal: &str) -> Stopped {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "could not send SIG{signal} to lessor (pid {pid})");
+        let status = self.wait(SHUTDOWN);
+        let status = match status {
+            Some(s) => s,
+            None => {
+                let s = self.kill();
+                panic!(
+                    "lessor did not exit within {SHUTDOWN:?} of SIG{signal} (killed: {s});\n\
+                     stdout:\n{}\nstderr:\n{}",
+                    self.stdout.text(),
+                    self.stderr.text()
+                );
+            }
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Stopped {
+            status,
+            stdout: self.stdout.text(),
+            stderr: self.stderr.text(),
+        }
+    }
+
+    /// Waits up to `limit` for the child to exit.
+    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            match child.try_wait() {
+                Ok(Some(s)) => {
+                    self.child = None;
+                    return Some(s);
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Kills the child (our own, by PID) and reaps it.
+    fn kill(&mut self) -> String {
+        match self.child.take() {
+            Some(mut c) => {
+                let _ = c.kill();
+                c.wait().map_or_else(|e| e.to_string(), |s| s.to_string())
+            }
+            None => "already exited".to_owned(),
+        }
+    }
+}
+
+impl Drop for Lessor {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        if self.wait(SHUTDOWN).is_none() {
+            self.kill();
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        if thread::panicking() {
+            eprintln!(
+                "--- lessor stdout:\n{}\n--- lessor stderr:\n{}",
+                self.stdout.text(),
+                self.stderr.text()
+            );
+        }
+    }
+}
+
+/// Runs `cmd` to completion with stdout and stderr going to `log` (files, not pipes: a client
+/// that daemonises must not keep the test waiting on a pipe). Returns its status and the log.
+pub(crate) fn run_logged(cmd: &mut Command, log: &Path) -> (ExitStatus, String) {
+    let status = spawn_logged(cmd, log)
+        .wait()
+        .unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}"));
+    (status, fs::read_to_string(log).unwrap_or_default())
+}
+
+/// Starts `cmd` with stdout and stderr going to `log`.
+pub(crate) fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let f = fs::File::create(log).expect("creating a log file");
+    let g = f.try_clone().expect("duplicating a file handle");
+    cmd.stdin(Stdio::null())
+        .stdout(f)
+        .stderr(g)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
+}
+
+/// Writes an executable shell script.
+pub(crate) fn write_script(path: &Path, body: &str) {
+    fs::write(path, body).expect("writing a script");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod a script");
+}
+
+/// Polls `f` until it returns `Some`, or fails the test after `limit` naming `what`.
+pub(crate) fn wait_until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The records a client hook script appended to `path`: blocks of `key=value` lines, each
+/// block ended by a line `--`.
+pub(crate) fn read_records(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    // Only whole blocks: a hook may be appending one while we read.
+    let whole = text.rfind("\n--\n").map_or(0, |i| i + 4);
+    text[..whole]
+        .split("\n--\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| {
+            b.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Whether `addr` (dotted quad) lies in `first..=last` of 10.231.0.0/24.
+pub(crate) fn in_range(addr: &str, first: u8, last: u8) -> bool {
+    addr.strip_prefix("10.231.0.")
+        .and_then(|h| h.parse::<u8>().ok())
+        .is_some_and(|h| (first..=last).contains(&h))
+}

@@ -1,0 +1,156 @@
+//! perfdhcp (Kea's load generator) against lessor on loopback, as BENCHMARKING.md runs it, but at a
+//! modest rate: this checks that every exchange is answered correctly under load, not speed.
+//!
+//! Each test runs in a namespace of its own, so ports 6767/6768 never clash with a benchmark or
+//! another test running at the same time.
+
+use std::collections::BTreeMap;
+
+use crate::common::{Lessor, Ns, Stopped, run_logged, unique};
+
+/// perfdhcp acts as a relay with giaddr 127.0.0.1, which selects this subnet; its pool is far
+/// larger than the number of simulated clients.
+const CONFIG: &str = r#"port: 6767
+state_dir: STATE_DIR
+workers: 2
+v4:
+  lease_time: 3600
+  subnets:
+    - subnet: 10.232.0.0/16
+      pools: [ "10.232.0.1-10.232.255.254" ]
+      relays: [ 127.0.0.1 ]
+      options: { routers: [10.232.0.1], domain_name_servers: [10.232.0.1] }
+"#;
+
+/// perfdhcp's report: `section -> key -> value` for the integer-valued lines, e.g.
+/// `"DISCOVER-OFFER" -> "sent packets" -> 2500`.
+type Report = BTreeMap<String, BTreeMap<String, u64>>;
+
+fn parse(out: &str) -> Report {
+    let mut report = Report::new();
+    let mut section = String::new();
+    for line in out.lines().map(str::trim) {
+        if let Some(h) = line.strip_prefix("***").and_then(|l| l.strip_suffix("***")) {
+            section = h.strip_prefix("Statistics for: ").unwrap_or(h).to_owned();
+            continue;
+        }
+        if let Some((k, v)) = line.split_once(": ")
+            && let Ok(v) = v.trim().parse::<u64>()
+        {
+            report
+                .entry(section.clone())
+                .or_default()
+                .insert(k.to_owned(), v);
+        }
+    }
+    report
+}
+
+/// One exchange's numbers, failing the test with perfdhcp's output when the section is missing.
+fn exchange<'a>(report: &'a Report, name: &str, out: &str) -> &'a BTreeMap<String, u64> {
+    report
+        .get(name)
+        .unwrap_or_else(|| panic!("perfdhcp printed no statistics for {name}:\n{out}"))
+}
+
+fn get(stats: &BTreeMap<String, u64>, key: &str) -> u64 {
+    stats
+        .get(key)
+        .copied()
+        .unwrap_or_else(|| panic!("no `{key}` in {stats:?}"))
+}
+
+/// Checks one exchange: something was sent and answered, fewer than 1% dropped, every lease
+/// perfdhcp saw was unique and acceptable to it.
+fn assert_clean(report: &Report, name: &str, out: &str) -> (u64, u64) {
+    let s = exchange(report, name, out);
+    let (sent, received, drops) = (
+        get(s, "sent packets"),
+        get(s, "received packets"),
+        get(s, "drops"),
+    );
+    assert!(sent > 0, "{name}: nothing sent\n{out}");
+    assert!(received > 0, "{name}: nothing received\n{out}");
+    assert_eq!(
+        received + drops,
+        sent,
+        "{name}: received + drops != sent\n{out}"
+    );
+    assert!(
+        drops * 100 < sent,
+        "{name}: {drops} of {sent} dropped (1% allowed)\n{out}"
+    );
+    for key in ["non unique addresses", "rejected leases"] {
+        assert_eq!(get(s, key), 0, "{name}: {key}\n{out}");
+    }
+    (sent, received)
+}
+
+/// Runs lessor and then `perfdhcp ARGS` in a fresh namespace; returns perfdhcp's report and
+/// output, and lessor's stop summary.
+fn run(args: &[&str]) -> (Report, String, Stopped) {
+    let ns = Ns::new(format!("lperf-{}", unique()));
+    let lessor = Lessor::start(Some(&ns), CONFIG, &[]);
+    assert!(
+        lessor.stdout().contains("127.0.0.1:6767"),
+        "{}",
+        lessor.stdout()
+    );
+    let mut cmd = ns.timed("perfdhcp");
+    cmd.args([
+        "-4",
+        "-l",
+        "127.0.0.1",
+        "-N",
+        "6767",
+        "-L",
+        "6768",
+        "-g",
+        "single",
+    ])
+    .args(args)
+    .arg("127.0.0.1");
+    let (status, out) = run_logged(&mut cmd, &lessor.dir().join("perfdhcp.log"));
+    let report = parse(&out);
+    // 0: every exchange completed; 3: some did not (then the drop checks decide); anything else
+    // is an error of perfdhcp's own (bad arguments, no socket).
+    assert!(
+        matches!(status.code(), Some(0 | 3)),
+        "perfdhcp failed ({status}):\n{out}"
+    );
+    if let Some(m) = report.get("Malformed Packets") {
+        assert_eq!(
+            get(m, "Malformed packets"),
+            0,
+            "perfdhcp saw malformed replies:\n{out}"
+        );
+    }
+    let stopped = lessor.stop();
+    assert!(
+        stopped.status.success(),
+        "lessor exited with {}",
+        stopped.status
+    );
+    assert_eq!(stopped.counter("send_errors"), 0, "{}", stopped.stdout);
+    assert_eq!(stopped.counter("pool_exhausted"), 0, "{}", stopped.stdout);
+    (report, out, stopped)
+}
+
+#[test]
+fn perfdhcp_dora_is_answered_without_drops() {
+    // 5000 simulated clients, 500 new exchanges a second, 2500 of them; -W lets the last replies
+    // arrive before perfdhcp counts what is missing.
+    let (report, out, stopped) = run(&[
+        "-R", "5000", "-r", "500", "-n", "2500", "-p", "30", "-W", "2000000",
+    ]);
+    let (_, offers) = assert_clean(&report, "DISCOVER-OFFER", &out);
+    let (_, acks) = assert_clean(&report, "REQUEST-ACK", &out);
+    // The server answered at least what perfdhcp received, and every reply was an OFFER or ACK.
+    assert!(
+        stopped.counter("offers") >= offers,
+        "{}\n{out}",
+        stopped.stdout
+    );
+    assert!(stopped.counter("acks") >= acks, "{}\n{out}", stopped.stdout);
+    assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
+}
