@@ -43,7 +43,8 @@ enum Command {
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     match path {
-        Some(p) => Ok(Config::from_file(p)?),
+        // report() adds the offending line of the file under the one-line message.
+        Some(p) => Config::from_file(p).map_err(|e| anyhow::anyhow!(e.report())),
         None => Ok(Config::default_loopback()),
     }
 }

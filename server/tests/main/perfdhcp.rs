@@ -154,3 +154,37 @@ fn perfdhcp_dora_is_answered_without_drops() {
     assert!(stopped.counter("acks") >= acks, "{}\n{out}", stopped.stdout);
     assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
 }
+
+#[test]
+fn perfdhcp_renews_and_releases_are_handled() {
+    // 200 new exchanges a second, of which perfdhcp turns 100 into renewals (REQUEST from a
+    // bound client) and 50 into RELEASEs of leases it holds.
+    let (report, out, stopped) = run(&[
+        "-R", "500", "-r", "200", "-f", "100", "-F", "50", "-p", "5", "-W", "2000000",
+    ]);
+    let (_, offers) = assert_clean(&report, "DISCOVER-OFFER", &out);
+    let (_, acks) = assert_clean(&report, "REQUEST-ACK", &out);
+    let (_, renewed) = assert_clean(&report, "REQUEST-ACK (renewal)", &out);
+    // A RELEASE gets no answer, so perfdhcp counts every one as dropped: what matters is that
+    // lessor saw and honoured them.
+    let releases = get(exchange(&report, "RELEASE", &out), "sent packets");
+    assert!(releases > 0, "perfdhcp sent no RELEASE\n{out}");
+    let released = stopped.counter("released");
+    assert!(
+        released <= releases && released * 100 >= releases * 99,
+        "lessor released {released} of the {releases} leases perfdhcp released\n{}\n{out}",
+        stopped.stdout
+    );
+    assert!(
+        stopped.counter("offers") >= offers,
+        "{}\n{out}",
+        stopped.stdout
+    );
+    assert!(
+        stopped.counter("acks") >= acks + renewed,
+        "{}\n{out}",
+        stopped.stdout
+    );
+    assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
+    assert_eq!(stopped.counter("no_such_lease"), 0, "{}", stopped.stdout);
+}
