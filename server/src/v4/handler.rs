@@ -749,6 +749,9 @@ impl Handling<'_, '_> {
             // RFC 6842: echo the client identifier.
             enc.put(61, id);
         }
+        if let Some(fqdn) = req.fqdn.filter(|_| g.kind != ReplyKind::Bootp) {
+            put_fqdn(&mut enc, fqdn);
+        }
         if enc.truncated > 0 {
             tracing::debug!(
                 dropped = enc.truncated,
@@ -774,6 +777,19 @@ fn lease_info<'x>(req: &Request<'x>, res: Option<Found<'x>>) -> LeaseInfo<'x> {
             .and_then(|f| f.res.hostname.as_deref())
             .or_else(|| req.hostname_str()),
     }
+}
+
+/// Answers a client FQDN option (RFC 4702 §4): lessor performs no DNS updates, so the reply
+/// sets N (the server does none), sets O when the client had asked the server to update its A
+/// record (S), keeps the client's encoding (E) and name, and sets both RCODEs to 255.
+fn put_fqdn(enc: &mut Encoder<'_>, fqdn: &[u8]) {
+    let (flags, name) = (fqdn[0], &fqdn[3..]);
+    let out = (flags & 0x04) | 0x08 | if flags & 0x01 != 0 { 0x02 } else { 0 };
+    let mut v = [0u8; 255];
+    let n = name.len().min(252);
+    v[..3].copy_from_slice(&[out, 255, 255]);
+    v[3..3 + n].copy_from_slice(&name[..n]);
+    enc.put(81, &v[..3 + n]);
 }
 
 /// Writes the configured options the client asked for in option 55, in its order (RFC 2131

@@ -392,6 +392,26 @@ fn relay_agent_information_is_echoed_last() {
 }
 
 #[test]
+fn client_fqdn_is_answered_and_stored() {
+    let mut f = Fixture::new(YAML);
+    // S=1 (please update A), E=1 (wire-format name: dhcproto decodes only that form).
+    let p = Pkt::relayed(1).opt(81, b"\x05\0\0\x06laptop\x07example\x04test\0");
+    f.dora(p.clone());
+    assert_eq!(f.events[0].lease.hostname.as_deref(), Some("laptop"));
+    let (_, ack) = f.send(&p.kind(1), NOW);
+    let ack = ack.unwrap();
+    match ack.opts().get(OptionCode::ClientFQDN) {
+        Some(DhcpOption::ClientFQDN(fqdn)) => {
+            // N set, O set (we override the client's S), S clear.
+            let f = fqdn.flags();
+            assert!(f.n() && f.o() && !f.s() && f.e(), "{fqdn:?}");
+            assert_eq!(fqdn.r1(), 255);
+        }
+        other => panic!("no FQDN option in reply: {other:?}"),
+    }
+}
+
+#[test]
 fn requested_address_is_honoured_when_free() {
     let mut f = Fixture::new(YAML);
     let want = Ipv4Addr::new(10, 231, 0, 102);
