@@ -138,7 +138,7 @@ impl Engine {
                 });
             }
         }
-        Ok(Engine {
+        let engine = Engine {
             pools,
             offer_hold: cfg.offer_hold,
             decline_probation: cfg.decline_probation,
@@ -146,7 +146,15 @@ impl Engine {
                 .into_iter()
                 .map(|free| Mutex::new(Shard::new(free)))
                 .collect(),
-        })
+        };
+        #[cfg(test)]
+        {
+            let trace = std::sync::Arc::default();
+            for shard in 0..engine.shards.len() {
+                engine.lock(shard).trace = std::sync::Arc::clone(&trace);
+            }
+        }
+        Ok(engine)
     }
 
     /// Number of shards.
@@ -181,7 +189,9 @@ impl Engine {
     /// again (an offer's hold is renewed; a binding is left as it is). Moving the client to a
     /// new address ends its previous record; the events that produces (Released for an
     /// abandoned binding, Expired for records found expired) are handed out by the next
-    /// `bind`/`release`/`decline`/`reclaim` on this shard.
+    /// `bind`/`release`/`decline`/`reclaim` on this shard, with the versions of the changes
+    /// they record. An offer whose hold has passed is not the client's own any more, whether
+    /// or not `reclaim` has ended it yet.
     pub fn offer(
         &self,
         shard: usize,
@@ -261,7 +271,11 @@ impl Engine {
             }
         }
 
-        // 2. The client's own record: same address again (RFC 2131 §4.3.1).
+        // 2. The client's own record: same address again (RFC 2131 §4.3.1). An offer whose
+        // hold has passed is gone, whether or not `reclaim` has reached it yet.
+        if let Some(&addr) = g.clients.get(client) {
+            g.expire_if_due(addr, now);
+        }
         if let Some(&addr) = g.clients.get(client) {
             let place = self.pools.place(addr);
             if in_candidates(place) {
@@ -314,8 +328,14 @@ impl Engine {
     fn fetch(&self, shard: usize, pool: PoolId, off: u32, now: Time) -> bool {
         let addr = self.pools.addr(pool, off);
         for sibling in self.siblings(shard) {
-            if self.lock(sibling).take_free(pool, off, addr, now) {
-                self.lock(shard).free[pool.index()].clean.insert(off);
+            let mut g = self.lock(sibling);
+            if g.take_free(pool, off, addr, now) {
+                // Read under the lender's lock, after its last change to the address.
+                let clock = g.clock;
+                drop(g);
+                let mut g = self.lock(shard);
+                g.observe(clock);
+                g.free[pool.index()].clean.insert(off);
                 return true;
             }
         }
@@ -342,9 +362,15 @@ impl Engine {
                 .collect();
             donors.sort_unstable_by(|a, b| b.cmp(a));
             for (_, donor) in donors {
-                let lent = self.lock(donor).lend(pool, layout.first, BORROW_CHUNK);
+                let mut g = self.lock(donor);
+                let lent = g.lend(pool, layout.first, BORROW_CHUNK);
+                // Read under the lender's lock, after its last change to the addresses.
+                let clock = g.clock;
+                drop(g);
                 if !lent.is_empty() {
-                    self.lock(shard).free[pool.index()].clean |= lent;
+                    let mut g = self.lock(shard);
+                    g.observe(clock);
+                    g.free[pool.index()].clean |= lent;
                     return true;
                 }
             }
@@ -407,7 +433,7 @@ impl Engine {
                 let slot = &g.leases[&addr];
                 let lease = slot.lease(addr);
                 let view = slot.view(addr);
-                g.pending.push(LeaseEvent { kind, lease });
+                g.emit(kind, lease);
                 view
             });
             events.append(&mut g.pending);
@@ -474,48 +500,78 @@ impl Engine {
     }
 
     /// Replay support: puts a lease record back, taking its address out of whichever shard
-    /// holds it. `shard` is the one the client is steered to; `lease.pool` is recomputed
-    /// from the current configuration.
+    /// holds it, and raises `shard`'s clock to at least `lease.version`. `shard` is the one
+    /// the client is steered to; `lease.pool` is recomputed from the current configuration.
     ///
-    /// Replaying the journal's events in order with this rebuilds the state they describe,
-    /// even where events of different shards reached the journal out of order:
-    /// - A hold (Bound, Declined, Offered) replaces whatever record the address has, unless
-    ///   another client's hold there started later: then `Err(Taken)`, the event is stale.
-    ///   A Bound or Offered lease also ends the client's previous record in the shard.
-    /// - A Released or Expired lease whose address another client holds is stale:
-    ///   `Err(Taken)`. One that ends the client's own quarantine lifts it (the address is
-    ///   free, no record stays). One for a client that meanwhile holds another address only
-    ///   frees the address. Otherwise it becomes the client's record, its address free but
-    ///   remembered for it.
+    /// Give it the journal's fold (per address, the record with the highest
+    /// [`version`](Lease::version)) or a snapshot ([`Engine::leases`]), one record per
+    /// address, in any order: the result does not depend on the order. A record of an
+    /// address that already has one at least as new is refused with `Err(Taken)` (and an
+    /// older one is replaced), so duplicates do no harm either.
     ///
-    /// Snapshot records ([`Engine::leases`]) can be restored in any order. Restore before
-    /// serving: it is safe alongside other calls but does not order itself against them.
+    /// A client keeps one current record per shard (its address remembered for it, or held):
+    /// of a client's records the current one is its binding if it has one, else the one with
+    /// the highest version. A quarantine that is not current stays (a quarantine outlives the
+    /// client moving on); any other record that is not current is dropped, its address free.
+    /// So the restored Bound and Declined records are exactly those of the engine that
+    /// emitted the journal, with the client index, free sets, counts and expiry heap to
+    /// match. Offers are not journaled, and Released and Expired memories may differ where
+    /// the journal no longer says which came last (the end of a quarantine is restored as a
+    /// memory of the address for its decliner).
+    ///
+    /// Restore before serving, then call [`Engine::advance_versions`] with the highest
+    /// version in the journal. It is safe alongside other calls but does not order itself
+    /// against them.
     pub fn restore(&self, shard: usize, lease: Lease) -> Result<(), BindError> {
         assert!(shard < self.shards.len(), "shard {shard} out of range");
         let addr = u32::from(lease.address);
         let place = self.pools.place(addr);
-        let dynamic = matches!(place, Place::Dynamic { .. });
-        let (mut lifted, mut moved) = (false, false);
-        for sibling in self.siblings(shard) {
-            match self.lock(sibling).restore_claim(addr, place, &lease) {
+        let mut lender_clock = 0;
+        let mut claimed = false;
+        for s in 0..self.shards.len() {
+            match self
+                .lock(s)
+                .restore_claim(addr, place, lease.version, s == shard)
+            {
                 Claim::Absent => {}
-                Claim::Taken => return Err(BindError::Taken),
-                Claim::Claimed { lifted: l } => {
-                    lifted |= l;
-                    moved |= dynamic;
-                    // A dynamic address lives in one shard; a fixed one may have records in
-                    // several after the shard count changed.
-                    if dynamic {
-                        break;
-                    }
+                Claim::Newer => {
+                    let mut g = self.lock(shard);
+                    g.clock = g.clock.max(lease.version);
+                    return Err(BindError::Taken);
+                }
+                Claim::Claimed { clock } => {
+                    claimed = true;
+                    lender_clock = lender_clock.max(clock);
                 }
             }
         }
         let mut g = self.lock(shard);
-        if let (true, Place::Dynamic { pool, off }) = (moved, place) {
+        g.clock = g.clock.max(lender_clock);
+        if let (true, Place::Dynamic { pool, off }) = (claimed, place) {
             g.free[pool.index()].clean.insert(off);
         }
-        g.restore_local(addr, place, lease, lifted)
+        g.restore_local(addr, place, lease);
+        Ok(())
+    }
+
+    /// Raises every shard's clock to at least `floor`, so that every later change gets a
+    /// version above `floor`. After replay the server calls it with the highest version in
+    /// the journal, so that new events outrank every record still in old segments, even of
+    /// addresses it did not restore.
+    pub fn advance_versions(&self, floor: u64) {
+        for shard in 0..self.shards.len() {
+            let mut g = self.lock(shard);
+            g.clock = g.clock.max(floor);
+        }
+    }
+
+    /// The highest version any shard has given a change (or been raised to), for tests and
+    /// diagnostics.
+    pub fn max_version(&self) -> u64 {
+        (0..self.shards.len())
+            .map(|shard| self.lock(shard).clock)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Every lease record of every shard, sorted by address, for dumps and snapshots.
@@ -557,10 +613,58 @@ impl Engine {
     }
 }
 
+/// What the journal does before replay: per address, the record with the highest version,
+/// in the order the winners appear in `records`. Panics on two records of one address with
+/// the same version, which the versioning rules make impossible.
+#[cfg(test)]
+pub(crate) fn fold<'a>(records: impl IntoIterator<Item = &'a Lease>) -> Vec<Lease> {
+    use std::collections::{HashMap, HashSet};
+    let mut best: HashMap<Ipv4Addr, (usize, &Lease)> = HashMap::new();
+    let mut seen = HashSet::new();
+    for (i, lease) in records.into_iter().enumerate() {
+        assert!(
+            seen.insert((lease.address, lease.version)),
+            "two records of {} with version {}",
+            lease.address,
+            lease.version
+        );
+        let entry = best.entry(lease.address).or_insert((i, lease));
+        if lease.version > entry.1.version {
+            *entry = (i, lease);
+        }
+    }
+    let mut winners: Vec<(usize, &Lease)> = best.into_values().collect();
+    winners.sort_unstable_by_key(|&(i, _)| i);
+    winners.into_iter().map(|(_, l)| l.clone()).collect()
+}
+
 #[cfg(test)]
 impl Engine {
     pub(crate) fn pools(&self) -> &Pools {
         &self.pools
+    }
+
+    /// Every event of every shard as it was made: `(address, version)` in the real order of
+    /// the changes (each is logged under its shard's lock), which hand-out order is not.
+    pub(crate) fn trace(&self) -> Vec<(Ipv4Addr, u64)> {
+        self.lock(0).trace.lock().unwrap().clone()
+    }
+
+    /// Checks the rule replay rests on: for every address, the versions of its events
+    /// strictly increase in the real order of the changes. Returns how many events it saw.
+    pub(crate) fn check_causality(&self) -> usize {
+        use std::collections::HashMap;
+        let trace = self.trace();
+        let mut last: HashMap<Ipv4Addr, u64> = HashMap::new();
+        for &(addr, version) in &trace {
+            if let Some(prev) = last.insert(addr, version) {
+                assert!(
+                    version > prev,
+                    "{addr}: an event with version {version} made after one with {prev}"
+                );
+            }
+        }
+        trace.len()
     }
 
     /// Checks every bookkeeping rule across all shards; panics on the first broken one.
@@ -584,6 +688,13 @@ impl Engine {
             let heap: HashSet<(Time, u32)> = g.expiry.iter().map(|r| r.0).collect();
             let mut held = 0;
             for (&addr, slot) in &g.leases {
+                assert!(
+                    slot.version <= g.clock,
+                    "{} has version {} above its shard's clock {}",
+                    Ipv4Addr::from(addr),
+                    slot.version,
+                    g.clock
+                );
                 assert!(
                     addresses.insert(addr),
                     "{} has two records",

@@ -43,6 +43,11 @@ pub struct Lease {
     /// For `Bound`: end of the lease; `Offered`: end of the hold; `Declined`: end of
     /// probation; `Released`/`Expired`: when it ended.
     pub expires: Time,
+    /// Causal version of the record's last change: a tick of the owning shard's Lamport
+    /// clock. For one address, a later change always has a higher version, whichever shard
+    /// made it, so of several records of one address the one with the highest version is
+    /// current (see the crate docs, "Versions and replay").
+    pub version: u64,
 }
 
 /// What the server knows about the client at bind time.
@@ -85,7 +90,13 @@ pub enum EventKind {
 }
 
 /// Every change that must survive a restart (OFFERs are never events). The journal persists
-/// these and gives them back to [`Engine::restore`](crate::Engine::restore) on replay.
+/// these, keeps per address only the record with the highest
+/// [`version`](Lease::version), and gives those back to
+/// [`Engine::restore`](crate::Engine::restore) on replay.
+///
+/// `lease.version` is stamped when the change is made, not when the event is handed out: an
+/// event that waits in its shard (see [`Engine::offer`](crate::Engine::offer)) keeps its place
+/// in the address's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseEvent {
     /// What happened.

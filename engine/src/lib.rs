@@ -11,6 +11,42 @@
 //! Changes that must survive a restart come out as [`LeaseEvent`]s for the journal; OFFERs
 //! never do. [`Engine::restore`] and [`Engine::leases`] are the replay and snapshot side.
 //!
+//! # Versions and replay
+//!
+//! Each worker hands its events to the journal writer through its own channel, so events
+//! of different shards reach the journal in no guaranteed order, and a shard hands out
+//! some events later than it makes them (see [`Engine::offer`]). Times cannot order them
+//! either: they have one-second resolution. So every record carries a causal version,
+//! [`Lease::version`], from a Lamport clock per shard:
+//!
+//! - Every change to a record, under the shard's lock, does `clock += 1` and stamps the
+//!   record, and the event that records the change, with `clock`. An event waiting in its
+//!   shard keeps the stamp of its change.
+//! - Whenever a shard takes addresses from a sibling (a chunk of free ones, or one specific
+//!   free one), it reads the sibling's clock under the sibling's lock, after the sibling's
+//!   last change to them, and then sets its own `clock = max(clock, sibling) + 1` before it
+//!   changes any of them.
+//!
+//! Why that orders every address's history: a dynamic address changes only in the shard
+//! that owns it, and changes shard only by being lent. Within one shard the clock only
+//! rises, so the shard's changes to the address get strictly rising versions. When shard
+//! `S` lends it to `T`, every change `S` made to it has a version at most `S`'s clock at
+//! the lending, and `T` moves its clock above that before its first change to it; by
+//! induction along the chain of owners, every change to one address has a higher version
+//! than every change before it, in whichever shard. (Replay moves addresses too, but
+//! [`Engine::restore`] raises the target shard's clock to the restored version, and the
+//! server then calls [`Engine::advance_versions`] with the journal's highest version.) A
+//! fixed address (a reservation outside the dynamic ranges) is never lent: the argument
+//! holds for it as long as one shard keeps its records, which steering by client does
+//! while the reservation stays with one client.
+//!
+//! So two records of one address never share a version, and the one with the highest
+//! version is the latest. The journal folds its records to that one per address, and
+//! [`Engine::restore`] puts the fold back in any order. Snapshot records
+//! ([`Engine::leases`]) carry the versions of their records' last changes, which are
+//! older than every later change to the same address, so a snapshot folds with the
+//! segments after it the same way.
+//!
 //! It is not a server: it does no IO, reads no clock (time is a [`Time`] parameter), knows no
 //! wire format and decides no policy (which pools a client may use, its reservation, lease
 //! times): the server passes those in.

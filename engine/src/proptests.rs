@@ -7,19 +7,25 @@
 //! must return (reservation, own address, remembered address, requested address) or at
 //! least may return, and when a pool is exhausted. After every operation the engine's live
 //! records must match the model exactly, and `Engine::check_invariants` must pass. At the end
-//! the engine's snapshot must restore exactly, and replaying its events must rebuild its
-//! bindings and quarantines.
+//! the engine's snapshot must restore exactly, and its events, reordered as the journal may
+//! (each shard's in order but shards interleaved arbitrarily, or shuffled entirely), folded
+//! to the newest version per address and restored in that order, must rebuild its bindings
+//! and quarantines exactly. Causality is checked directly too: every address's versions
+//! strictly increase in the real order of its changes (the engine's test-only trace, since a
+//! delayed event is handed out after later changes), and each shard hands its events out in
+//! version order.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
+use crate::engine::fold;
 use crate::pools::Place;
 use crate::{
-    AllocError, BindError, BindRequest, ClientKey, Engine, EngineConfig, EventKind, HwAddr,
+    AllocError, BindError, BindRequest, ClientKey, Engine, EngineConfig, EventKind, HwAddr, Lease,
     LeaseEvent, LeaseInfo, LeaseState, LeaseView, OfferRequest, PoolId, PoolSpec, Time,
 };
 
@@ -233,12 +239,60 @@ impl Model {
     }
 }
 
+/// How the journal may reorder the events: proptest's choices.
+#[derive(Clone, Debug)]
+struct Reorder {
+    /// Which shard's next event comes next (modulo the shards with events left).
+    interleave: Vec<usize>,
+    /// Fisher-Yates draws for a full shuffle.
+    swaps: Vec<usize>,
+}
+
+fn reorder() -> impl Strategy<Value = Reorder> {
+    (
+        proptest::collection::vec(any::<usize>(), 1..64),
+        proptest::collection::vec(any::<usize>(), 1..64),
+    )
+        .prop_map(|(interleave, swaps)| Reorder { interleave, swaps })
+}
+
+impl Reorder {
+    /// Each shard's events in their order, the shards interleaved as `interleave` says.
+    fn interleaved(&self, events: &[(usize, LeaseEvent)], shards: usize) -> Vec<Lease> {
+        let mut queues: Vec<VecDeque<&Lease>> = vec![VecDeque::new(); shards];
+        for (shard, event) in events {
+            queues[*shard].push_back(&event.lease);
+        }
+        let mut out = Vec::with_capacity(events.len());
+        for k in 0.. {
+            let left: Vec<usize> = (0..shards).filter(|&s| !queues[s].is_empty()).collect();
+            if left.is_empty() {
+                break;
+            }
+            let pick = left[self.interleave[k % self.interleave.len()] % left.len()];
+            out.extend(queues[pick].pop_front().cloned());
+        }
+        out
+    }
+
+    /// Every event anywhere.
+    fn shuffled(&self, events: &[(usize, LeaseEvent)]) -> Vec<Lease> {
+        let mut out: Vec<Lease> = events.iter().map(|(_, e)| e.lease.clone()).collect();
+        for i in (1..out.len()).rev() {
+            let draw = self.swaps[i % self.swaps.len()].wrapping_add(i / self.swaps.len());
+            out.swap(i, draw % (i + 1));
+        }
+        out
+    }
+}
+
 struct Harness {
     setup: Setup,
     universe: Vec<Ipv4Addr>,
     engine: Engine,
     model: Model,
-    events: Vec<LeaseEvent>,
+    /// Every event in hand-out order, with the shard that handed it out.
+    events: Vec<(usize, LeaseEvent)>,
 }
 
 impl Harness {
@@ -255,6 +309,18 @@ impl Harness {
 
     fn shard(&self, c: u8) -> usize {
         shard_of(c, self.setup.shards)
+    }
+
+    /// Runs `call` on `shard` and records the events it hands out.
+    fn with_events<R>(
+        &mut self,
+        shard: usize,
+        call: impl FnOnce(&Engine, &mut Vec<LeaseEvent>) -> R,
+    ) -> R {
+        let mut out = Vec::new();
+        let r = call(&self.engine, &mut out);
+        self.events.extend(out.into_iter().map(|e| (shard, e)));
+        r
     }
 
     fn resolve(&self, c: u8, addr: Addr) -> Ipv4Addr {
@@ -281,7 +347,7 @@ impl Harness {
             Op::Tick(d) => self.model.now += d,
             Op::Reclaim { shard, budget } => {
                 let shard = shard % self.setup.shards;
-                let n = self.engine.reclaim(shard, now, budget, &mut self.events);
+                let n = self.with_events(shard, |e, ev| e.reclaim(shard, now, budget, ev));
                 assert!(n <= budget);
             }
             Op::Offer {
@@ -299,9 +365,8 @@ impl Harness {
                 let a = self.resolve(client, addr);
                 let expected = self.model.bound_to(client) == Some(a);
                 let shard = self.shard(client);
-                let done = self
-                    .engine
-                    .release(shard, &key(client), a, now, &mut self.events);
+                let done =
+                    self.with_events(shard, |e, ev| e.release(shard, &key(client), a, now, ev));
                 assert_eq!(done, expected, "release {a} by {client}");
                 if done {
                     self.model.bound.remove(&client);
@@ -312,9 +377,8 @@ impl Harness {
                 let m = &self.model;
                 let expected = m.bound_to(client) == Some(a) || m.offered_to(client) == Some(a);
                 let shard = self.shard(client);
-                let done = self
-                    .engine
-                    .decline(shard, &key(client), a, now, &mut self.events);
+                let done =
+                    self.with_events(shard, |e, ev| e.decline(shard, &key(client), a, now, ev));
                 assert_eq!(done, expected, "decline {a} by {client}");
                 if done {
                     self.model.bound.remove(&client);
@@ -411,7 +475,7 @@ impl Harness {
             info: info(c),
         };
         let shard = self.shard(c);
-        let got = self.engine.bind(shard, &req, now, &mut self.events);
+        let got = self.with_events(shard, |e, ev| e.bind(shard, &req, now, ev));
         assert_eq!(
             got.map(|_| ()),
             expected,
@@ -430,7 +494,8 @@ impl Harness {
                     expires
                 }
             );
-            let event = self.events.last().expect("bind emits an event");
+            let (from, event) = self.events.last().expect("bind emits an event");
+            assert_eq!(*from, shard);
             let kind = if renew {
                 EventKind::Renewed
             } else {
@@ -495,12 +560,47 @@ impl Harness {
         }
     }
 
-    /// A snapshot restores exactly; replaying the events rebuilds bindings and quarantines.
-    fn check_restart(&mut self) {
-        for shard in 0..self.setup.shards {
-            self.engine
-                .reclaim(shard, self.model.now, 0, &mut self.events);
+    /// Every address's versions rise in the real order of its changes; each shard hands
+    /// out its events in version order; what was handed out is what was made.
+    fn check_versions(&self) {
+        let made = self.engine.check_causality();
+        assert_eq!(
+            made,
+            self.events.len(),
+            "every event made is handed out once"
+        );
+        let mut traced = self.engine.trace();
+        let mut handed: Vec<(Ipv4Addr, u64)> = self
+            .events
+            .iter()
+            .map(|(_, e)| (e.lease.address, e.lease.version))
+            .collect();
+        traced.sort_unstable();
+        handed.sort_unstable();
+        assert_eq!(handed, traced);
+        let mut last = vec![0; self.setup.shards];
+        for (shard, event) in &self.events {
+            assert!(
+                event.lease.version > last[*shard],
+                "shard {shard} handed out version {} after {}",
+                event.lease.version,
+                last[*shard]
+            );
+            last[*shard] = event.lease.version;
         }
+        let max = self.events.iter().map(|(_, e)| e.lease.version).max();
+        assert!(max.unwrap_or(0) <= self.engine.max_version());
+    }
+
+    /// A snapshot restores exactly; the events, reordered as the journal may and folded,
+    /// rebuild bindings and quarantines exactly.
+    fn check_restart(&mut self, reorder: &Reorder) {
+        let now = self.model.now;
+        for shard in 0..self.setup.shards {
+            self.with_events(shard, |e, ev| e.reclaim(shard, now, 0, ev));
+        }
+        self.check_versions();
+
         let snapshot = self.engine.leases();
         let fresh = Engine::new(self.setup.config()).unwrap();
         for lease in snapshot.iter().rev() {
@@ -511,20 +611,50 @@ impl Harness {
         assert_eq!(fresh.leases(), snapshot, "snapshot restore");
         assert_eq!(fresh.stats(), self.engine.stats());
 
-        let replayed = Engine::new(self.setup.config()).unwrap();
-        for event in &self.events {
-            let shard = self.shard(client_of(&event.lease.client));
-            // Err(Taken) marks an event overtaken by a newer one from another shard.
-            let _ = replayed.restore(shard, event.lease.clone());
-            replayed.check_invariants();
-        }
         let holds = |e: &Engine| {
             e.leases()
                 .into_iter()
                 .filter(|l| matches!(l.state, LeaseState::Bound | LeaseState::Declined))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(holds(&replayed), holds(&self.engine), "event replay");
+        let usage = |e: &Engine| {
+            e.stats()
+                .into_iter()
+                .map(|s| (s.free + s.offered, s.bound, s.declined))
+                .collect::<Vec<_>>()
+        };
+        let handed: Vec<Lease> = self.events.iter().map(|(_, e)| e.lease.clone()).collect();
+        let mut reversed = handed.clone();
+        reversed.reverse();
+        let orders = [
+            ("hand-out order", handed),
+            ("reversed", reversed),
+            (
+                "shards interleaved",
+                reorder.interleaved(&self.events, self.setup.shards),
+            ),
+            ("shuffled", reorder.shuffled(&self.events)),
+        ];
+        let top = self.engine.max_version();
+        for (name, journal) in orders {
+            assert_eq!(journal.len(), self.events.len());
+            // Panics on a version tie between two records of one address.
+            let folded = fold(&journal);
+            let replayed = Engine::new(self.setup.config()).unwrap();
+            for lease in &folded {
+                let shard = self.shard(client_of(&lease.client));
+                replayed
+                    .restore(shard, lease.clone())
+                    .unwrap_or_else(|e| panic!("{name}: restore {lease:?}: {e}"));
+                replayed.check_invariants();
+            }
+            assert_eq!(holds(&replayed), holds(&self.engine), "{name}");
+            assert_eq!(usage(&replayed), usage(&self.engine), "{name}");
+            let journal_top = folded.iter().map(|l| l.version).max().unwrap_or(0);
+            assert_eq!(replayed.max_version(), journal_top, "{name}");
+            replayed.advance_versions(top);
+            assert_eq!(replayed.max_version(), top);
+        }
     }
 }
 
@@ -532,11 +662,15 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_matches_model(setup in setup(), ops in proptest::collection::vec(op(), 1..120)) {
+    fn engine_matches_model(
+        setup in setup(),
+        ops in proptest::collection::vec(op(), 1..120),
+        reorder in reorder(),
+    ) {
         let mut h = Harness::new(setup);
         for op in &ops {
             h.step(op);
         }
-        h.check_restart();
+        h.check_restart(&reorder);
     }
 }

@@ -10,6 +10,9 @@
 //!   one, and quarantines outlive the client moving on.
 //! - Every held record has an entry `(expires, address)` in the expiry heap; entries that no
 //!   longer match a record are skipped when popped.
+//! - Every change to a record takes a fresh tick of the shard's Lamport clock as the record's
+//!   version, and every event carries the tick of the change it records; no record's version
+//!   exceeds the clock.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -39,6 +42,8 @@ pub(crate) struct Slot {
     pub(crate) starts: Time,
     pub(crate) expires: Time,
     pub(crate) place: Place,
+    /// The tick of the shard's clock at the record's last change.
+    pub(crate) version: u64,
 }
 
 impl Slot {
@@ -52,6 +57,7 @@ impl Slot {
             state: self.state,
             starts: self.starts,
             expires: self.expires,
+            version: self.version,
         }
     }
 
@@ -135,24 +141,23 @@ pub(crate) struct Term {
     pub(crate) expires: Time,
 }
 
-/// What [`Shard::restore_claim`] found in a sibling.
+/// What [`Shard::restore_claim`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Claim {
-    /// Nothing of that address here.
+    /// Nothing of that address here (any older record of it is gone).
     Absent,
-    /// A record here must win over the restored one.
-    Taken,
-    /// Taken out of this shard; `lifted` if that ended the restored client's quarantine.
-    Claimed { lifted: bool },
+    /// A record of the address here is at least as new as the restored one.
+    Newer,
+    /// The free address was taken out of this shard, whose clock was then `clock`.
+    Claimed { clock: u64 },
 }
 
-/// Whether the record `slot` must win over a restored `lease` for the same address: another
-/// client's hold, unless the restored lease is a hold that started no earlier.
-fn restore_conflict(slot: &Slot, lease: &Lease) -> bool {
-    if slot.client == lease.client || !is_held(slot.state) {
-        return false;
-    }
-    !is_held(lease.state) || slot.starts > lease.starts
+/// Which of a client's records is its current (indexed) one on replay: a binding first (a
+/// binding in a folded journal is always live, while a Released or Expired record of the
+/// client with a higher version can be the end of an old quarantine), then the highest
+/// version (the address breaks ties, which a consistent journal never has).
+fn current_rank(state: LeaseState, version: u64, addr: u32) -> (bool, u64, u32) {
+    (state == LeaseState::Bound, version, addr)
 }
 
 /// One shard's state. See the module docs for the rules it keeps.
@@ -170,6 +175,12 @@ pub(crate) struct Shard {
     /// Events from work done by calls that take no event vector (OFFER's bookkeeping, a
     /// sibling's borrowing), handed out by the next call that does.
     pub(crate) pending: Vec<LeaseEvent>,
+    /// The shard's Lamport clock: the last version it gave a change.
+    pub(crate) clock: u64,
+    /// Test-only log of every event as it is made, shared by all shards of an engine: the
+    /// real order of changes, which hand-out order is not.
+    #[cfg(test)]
+    pub(crate) trace: std::sync::Arc<std::sync::Mutex<Vec<(Ipv4Addr, u64)>>>,
 }
 
 impl Shard {
@@ -183,7 +194,22 @@ impl Shard {
             counts,
             held: 0,
             pending: Vec::new(),
+            clock: 0,
+            #[cfg(test)]
+            trace: Default::default(),
         }
+    }
+
+    /// The next version: every change to a record takes one.
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Called after taking addresses from a sibling whose clock was `sibling`, before any
+    /// change to them: every later change here is newer than every change the sibling made.
+    pub(crate) fn observe(&mut self, sibling: u64) {
+        self.clock = self.clock.max(sibling) + 1;
     }
 
     pub(crate) fn view(&self, addr: u32) -> Option<LeaseView> {
@@ -264,6 +290,8 @@ impl Shard {
         slot.state = term.state;
         slot.starts = term.starts;
         slot.expires = term.expires;
+        self.clock += 1;
+        slot.version = self.clock;
         if is_held(old) {
             self.held -= 1;
             tally(&mut self.counts, place, old, false);
@@ -284,7 +312,13 @@ impl Shard {
         }
     }
 
-    fn emit(&mut self, kind: EventKind, lease: Lease) {
+    /// Queues the event of a change just made (`lease.version` is that change's tick).
+    pub(crate) fn emit(&mut self, kind: EventKind, lease: Lease) {
+        #[cfg(test)]
+        self.trace
+            .lock()
+            .unwrap()
+            .push((lease.address, lease.version));
         self.pending.push(LeaseEvent { kind, lease });
     }
 
@@ -320,6 +354,7 @@ impl Shard {
                 if let Some(slot) = self.remove(addr) {
                     let mut lease = slot.lease(addr);
                     lease.state = LeaseState::Expired;
+                    lease.version = self.tick();
                     self.emit(EventKind::Expired, lease);
                 }
             }
@@ -410,7 +445,7 @@ impl Shard {
         if let Some(&old) = self.clients.get(client)
             && old != addr
         {
-            self.abandon(old, term.starts, true);
+            self.abandon(old, term.starts);
         }
         let prior = match self.leases.get_mut(&addr) {
             Some(slot) if slot.client == *client && slot.state != LeaseState::Declined => {
@@ -441,6 +476,7 @@ impl Shard {
                 starts: term.starts,
                 expires: term.expires,
                 place,
+                version: self.tick(),
             };
             self.insert(addr, slot);
         }
@@ -451,18 +487,15 @@ impl Shard {
     }
 
     /// Ends a client's indexed record at `addr` because the client moved to another address.
-    /// A quarantine stays (only the index entry goes); a binding is released, with an event
-    /// if `journaled`.
-    fn abandon(&mut self, addr: u32, now: Time, journaled: bool) {
+    /// A quarantine stays (only the index entry goes); a binding is released, with an event.
+    fn abandon(&mut self, addr: u32, now: Time) {
         let Some(slot) = self.leases.get(&addr) else {
             return;
         };
         if slot.state == LeaseState::Declined {
             self.clients.remove(&slot.client);
-        } else if journaled {
-            self.evict(addr, now);
         } else {
-            self.remove(addr);
+            self.evict(addr, now);
         }
     }
 
@@ -474,6 +507,7 @@ impl Shard {
             let mut lease = slot.lease(addr);
             lease.state = LeaseState::Released;
             lease.expires = now;
+            lease.version = self.tick();
             self.emit(EventKind::Released, lease);
         }
     }
@@ -569,71 +603,62 @@ impl Shard {
         lent
     }
 
-    /// Replay, in a shard other than the target: takes `addr` out of this shard unless a
-    /// record here must win.
-    pub(crate) fn restore_claim(&mut self, addr: u32, place: Place, lease: &Lease) -> Claim {
+    /// Replay, in every shard in turn: drops a record of `addr` here older than `version`
+    /// (refusing if one is not older), and, unless this is the `target` shard, takes the free
+    /// dynamic address out of this shard.
+    pub(crate) fn restore_claim(
+        &mut self,
+        addr: u32,
+        place: Place,
+        version: u64,
+        target: bool,
+    ) -> Claim {
         if let Some(slot) = self.leases.get(&addr) {
-            if restore_conflict(slot, lease) {
-                return Claim::Taken;
+            if slot.version >= version {
+                return Claim::Newer;
             }
-            let lifted = !is_held(lease.state)
-                && slot.state == LeaseState::Declined
-                && slot.client == lease.client;
+            // An older record of the address (the caller gave more than a journal's fold).
             self.remove(addr);
-            if let Place::Dynamic { pool, off } = place {
-                self.free[pool.index()].clean.remove(off);
-            }
-            return Claim::Claimed { lifted };
         }
         match place {
-            Place::Dynamic { pool, off } if self.free[pool.index()].clean.remove(off) => {
-                Claim::Claimed { lifted: false }
+            Place::Dynamic { pool, off }
+                if !target && self.free[pool.index()].clean.remove(off) =>
+            {
+                Claim::Claimed { clock: self.clock }
             }
             _ => Claim::Absent,
         }
     }
 
-    /// Replay, in the target shard (which now owns `addr` if it is dynamic): puts `lease`
-    /// back. See [`Engine::restore`](crate::Engine::restore) for the rules.
-    pub(crate) fn restore_local(
-        &mut self,
-        addr: u32,
-        place: Place,
-        lease: Lease,
-        lifted: bool,
-    ) -> Result<(), crate::BindError> {
-        let existing = self.leases.get(&addr);
-        if existing.is_some_and(|slot| restore_conflict(slot, &lease)) {
-            return Err(crate::BindError::Taken);
-        }
-        let held = is_held(lease.state);
-        let lifted = lifted
-            || existing.is_some_and(|slot| {
-                !held && slot.state == LeaseState::Declined && slot.client == lease.client
-            });
-        if lifted {
-            // The end of the client's own quarantine: the address is simply free.
-            self.remove(addr);
-            return Ok(());
-        }
-        let current = self.clients.get(&lease.client).copied();
-        if let Some(cur) = current.filter(|&cur| cur != addr) {
-            let cur_live = matches!(
-                self.state(cur),
-                Some(LeaseState::Offered | LeaseState::Bound)
-            );
-            if !held && cur_live {
-                // The client has moved on since: a stale memory, the address is free.
-                self.remove(addr);
-                return Ok(());
+    /// Replay, in the target shard (which owns `addr` if it is dynamic, and has no record of
+    /// it): puts `lease` back. See [`Engine::restore`](crate::Engine::restore) for the rules.
+    pub(crate) fn restore_local(&mut self, addr: u32, place: Place, lease: Lease) {
+        debug_assert!(!self.leases.contains_key(&addr), "restore over a record");
+        self.clock = self.clock.max(lease.version);
+        let rank = current_rank(lease.state, lease.version, addr);
+        let current = self.clients.get(&lease.client).copied().and_then(|cur| {
+            let slot = self.leases.get(&cur)?;
+            Some((cur, slot.state, current_rank(slot.state, slot.version, cur)))
+        });
+        let indexed = match current {
+            None => true,
+            Some((_, _, cur_rank)) if cur_rank > rank => false,
+            Some((cur, state, _)) => {
+                if state == LeaseState::Declined {
+                    // A quarantine outlives the client moving on.
+                    self.clients.remove(&lease.client);
+                } else {
+                    // Superseded: the address is simply free.
+                    self.remove(cur);
+                }
+                true
             }
-            if lease.state != LeaseState::Declined {
-                self.abandon(cur, lease.starts, false);
-            }
+        };
+        if !indexed && lease.state != LeaseState::Declined {
+            // Superseded by the client's current record: the address is simply free (a
+            // dynamic one is already in this shard's clean set).
+            return;
         }
-        self.remove(addr);
-        let index =
-            lease.state != LeaseState::Declined || !self.clients.contains_key(&lease.client);
         let slot = Slot {
             client: lease.client,
             hw: lease.hw,
@@ -642,12 +667,12 @@ impl Shard {
             starts: lease.starts,
             expires: lease.expires,
             place,
+            version: lease.version,
         };
-        let key = index.then(|| slot.client.clone());
+        let key = indexed.then(|| slot.client.clone());
         self.insert(addr, slot);
         if let Some(key) = key {
             self.clients.insert(key, addr);
         }
-        Ok(())
     }
 }

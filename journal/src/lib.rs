@@ -1,1 +1,199 @@
-//! lessor-journal: the append-only lease journal (made real by the journal issue).
+//! lessor-journal: an append-only journal of records with group commit, per-writer durable
+//! watermarks, background compaction into snapshots, crash recovery and offline repair.
+//!
+//! It knows nothing of DHCP: it stores values of a [`Record`] type it is given, each with a
+//! key and a version, and replays the newest record per key. It is not a database (no
+//! queries, no indexes: the caller keeps its state in memory and uses the journal to get it
+//! back after a restart) and not a replicated log.
+//!
+//! # How it is used
+//!
+//! ```
+//! use lessor_journal::{Journal, Options, Record, Ticket};
+//! use std::time::Duration;
+//!
+//! #[derive(Clone, Debug, bincode::Encode, bincode::Decode)]
+//! struct Lease { addr: u32, version: u64, expires: u64 }
+//!
+//! impl Record for Lease {
+//!     type Key = u32;
+//!     fn key(&self) -> u32 { self.addr }
+//!     fn version(&self) -> u64 { self.version }
+//!     fn keep(&self, now: u64) -> bool { self.expires > now }
+//! }
+//!
+//! # fn main() -> lessor_journal::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let (journal, _report) = Journal::<Lease>::open_dir(Options::new(dir.path(), 2), |_lease| {})?;
+//! let mut lane = journal.lane(0); // one per worker thread
+//! let t: Ticket = lane.append(Lease { addr: 1, version: 1, expires: u64::MAX });
+//! // Acknowledge only once the record is durable (fdatasync'ed: group commit).
+//! assert!(lane.wait_durable(t, Duration::from_secs(10)));
+//! journal.shutdown()?;
+//!
+//! let (leases, _) = lessor_journal::read_live::<Lease>(dir.path())?;
+//! assert_eq!(leases.len(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # Group commit
+//!
+//! Every worker owns a [`Lane`]: [`Lane::append`] sends the record down the lane's own
+//! lock-free channel and returns a [`Ticket`] (the lane's sequence number) without waiting.
+//! One writer thread sleeps until something arrives, then drains every lane, encodes all of it
+//! into one buffer, writes it with one `write`, syncs once (`fdatasync`), and publishes each
+//! lane's durable watermark ("every ticket up to N"). Records that arrive while a sync runs
+//! queue up in the channels and go out together with the next one: the slower the disk, the
+//! bigger the batches. [`Lane::durable`] reads the watermark (an atomic);
+//! [`Lane::wait_durable`] sleeps on a per-lane condition variable that the writer signals after
+//! each publish; no lock is ever held during IO. [`SyncPolicy::Interval`] and
+//! [`SyncPolicy::None`] publish after the write instead, and sync on a timer or only when a
+//! segment is sealed: they give up invariant 1 (no acknowledged lease lost on power loss)
+//! for throughput, explicitly.
+//!
+//! # IO errors
+//!
+//! A failed write or sync makes [`Journal::health`] [`Health::Failing`], is logged with
+//! `tracing::error!`, and stops the watermarks: nothing more is reported durable. After a
+//! failed `fsync` the state of that file's pages is unknown (Linux drops the dirty pages and
+//! marks them clean, so a second `fsync` "succeeds" without writing them), so the writer does
+//! not retry on that file. It keeps every byte written since the last successful sync in
+//! memory and, after 1 s (backing off to 5 s), starts a new segment whose header records the
+//! last synced length of the abandoned one, rewrites those bytes into it and syncs. When that
+//! succeeds, health returns to `Ok` and the watermarks move on. The abandoned segment's bytes
+//! past the recorded length are ignored by replay.
+//!
+//! # Compaction and tombstones
+//!
+//! When sealed segments add up to [`Options::compact_bytes`] (or on
+//! [`Journal::compact_now`]), a compactor thread folds the newest snapshot and the sealed
+//! segments (never the active one: the cut is the last sealed segment, a consistent cut by
+//! construction) into a new snapshot, and deletes the files it covers only after the
+//! snapshot is durable. The writer never waits for it. Keys whose newest record does not
+//! [`Record::keep`] are dropped, except one case: records of one key may reach the writer
+//! through two lanes (a lease handed from one worker to another), so an older version can land
+//! in the batch after a newer one, possibly in the next segment. Only the very next batch:
+//! the writer drains every lane each round, and whatever was sent before the tombstone is in
+//! a channel by then. So tombstones from the newest folded source that holds records (the
+//! last non-empty segment of the cut, or the previous snapshot if no segment since holds any)
+//! are kept in the snapshot until a later compaction folds a batch after them, and such a
+//! straggler cannot resurrect its key.
+//!
+//! # On-disk format
+//!
+//! All integers are little endian. crc32c is CRC-32C (Castagnoli). The directory holds:
+//!
+//! * `NNNNNNNNNNNNNNNN.log`: segments, numbered from 1 without gaps (16 decimal digits);
+//! * `snapshot-NNNNNNNNNNNNNNNN.snap`: a snapshot of everything up to and including segment N;
+//! * `*.tmp`: a snapshot being written (removed on open);
+//! * `LOCK`: the lock file that keeps two writers out.
+//!
+//! ## Segment header (32 bytes)
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `LSRJLOG\0` |
+//! | 8 | 4 | format version, u32 = 1 |
+//! | 12 | 8 | segment number, u64 (must match the file name) |
+//! | 20 | 8 | `prev_len`, u64: how many bytes of the previous segment are valid (0 if none) |
+//! | 28 | 4 | crc32c of bytes 0..28 |
+//!
+//! `prev_len` is what makes a segment sealed: a segment's valid end is stated by its
+//! successor, written and synced (with a directory sync) before any record goes into the
+//! successor. It is the full length of a segment sealed normally, or the last synced length of
+//! one abandoned after an IO error.
+//!
+//! ## Record frame (8 + len bytes), after the header, back to back
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | `len`, u32: payload length, 1..=[`MAX_RECORD_LEN`] (1 MiB); anything else is corruption |
+//! | 4 | 4 | crc32c of the payload |
+//! | 8 | len | payload: the record, bincode 2 with `config::standard().with_fixed_int_encoding()` (little endian) |
+//!
+//! A zero length is invalid, so a zero-filled tail (a crash after the file grew but before
+//! its data landed) is never read as records. A frame whose checksum verifies but whose
+//! payload does not decode as the record type (or leaves bytes over) is corruption, never a
+//! torn tail: opening a journal with the wrong type fails instead of truncating it.
+//!
+//! ## Snapshot
+//!
+//! Header (24 bytes):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `LSRJSNP\0` |
+//! | 8 | 4 | format version, u32 = 1 |
+//! | 12 | 8 | cut, u64: the last segment covered (must match the file name) |
+//! | 20 | 4 | crc32c of bytes 0..20 |
+//!
+//! then record frames as in segments (one per live key, in no order), then the footer
+//! (24 bytes, the last of the file):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `LSRJEND\0` |
+//! | 8 | 8 | record count, u64 |
+//! | 16 | 4 | crc32c of every byte of the file before the footer |
+//! | 20 | 4 | crc32c of footer bytes 0..20 |
+//!
+//! A snapshot is written as `snapshot-N.snap.tmp`, synced, renamed, and the directory synced;
+//! then segments `<= N` and older snapshots are deleted and the directory synced again.
+//!
+//! # Recovery
+//!
+//! Replay takes the newest snapshot whose footer, checksums and record count verify; a newer
+//! one that does not is passed over (and removed) if an older one and all segments after it
+//! are present, else it is [`Error::Corrupt`]. Then the segments after the snapshot, which
+//! must be numbered without gaps ([`Error::MissingSegment`]). Each sealed segment is read up
+//! to the `prev_len` in its successor's header; any bad frame there is [`Error::Corrupt`]
+//! naming the file and offset. The last segment is read until its first bad frame (bad length,
+//! short, checksum mismatch): with [`Recovery::TolerateTornTail`] (the default) the rest is cut
+//! off and reported in [`ReplayReport::truncated`]; if intact records follow the damage (a bit
+//! flip rather than a torn write), they are also copied to `<segment>.tail-<offset>.bad` and
+//! logged as an error. A last segment whose header is incomplete (a crash while it was being
+//! started) is dropped the same way. [`Recovery::Strict`] refuses all of it.
+//! [`repair`] salvages every valid record of a damaged journal.
+//!
+//! Reading uses plain buffered reads (`std::fs::read`), not `mmap`: mapping is `unsafe` and
+//! this crate forbids `unsafe`.
+
+mod compact;
+mod error;
+mod format;
+mod fs;
+mod journal;
+mod offline;
+mod replay;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod writer;
+
+pub use compact::CompactReport;
+pub use error::{Error, Result};
+pub use format::MAX_RECORD_LEN;
+pub use fs::{DirLock, Fs, FsFile, RealFs};
+pub use journal::{
+    Health, Journal, Lane, MIN_SEGMENT_BYTES, Options, Recovery, Stats, SyncPolicy, Ticket,
+};
+pub use offline::{
+    FileCheck, FileKind, OfflineStats, Problem, RepairReport, SnapshotInfo, VerifyReport,
+    append_offline, append_offline_with, compact_offline, compact_offline_with, read_live,
+    read_live_with, repair, repair_with, stats_offline, stats_offline_with, verify, verify_with,
+};
+pub use replay::ReplayReport;
+
+/// A journal record. Records with the same key supersede each other: the one with the highest
+/// version wins, whatever order they are in the files (versions are causal per key; the
+/// producer guarantees they strictly increase per key).
+pub trait Record: bincode::Encode + bincode::Decode<()> + Clone + Send + 'static {
+    /// What records supersede each other by.
+    type Key: Eq + std::hash::Hash + Clone + Send + 'static;
+    /// This record's key.
+    fn key(&self) -> Self::Key;
+    /// This record's version: higher is newer, per key.
+    fn version(&self) -> u64;
+    /// Whether compaction and replay keep this record when it is the newest for its key, at
+    /// unix time `now` (false = a tombstone, or no longer needed).
+    fn keep(&self, now: u64) -> bool;
+}

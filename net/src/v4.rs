@@ -180,13 +180,23 @@ impl V4Socket {
     /// when a datagram was dropped because it was longer than `buf` (counted in
     /// [`truncated_drops`](Self::truncated_drops)): a cut-off DHCP message must not be parsed.
     pub fn recv(&self, buf: &mut [u8]) -> Result<Option<RecvMeta>> {
+        self.recv_with(buf, MsgFlags::empty())
+    }
+
+    /// Like [`V4Socket::recv`] but never waits: `Ok(None)` at once when nothing is queued.
+    /// Workers use it while replies wait for the journal, so they keep draining the socket.
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<Option<RecvMeta>> {
+        self.recv_with(buf, MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&self, buf: &mut [u8], flags: MsgFlags) -> Result<Option<RecvMeta>> {
         let mut cmsg = CmsgBuf::<RECV_CMSG_SPACE>::new();
         let mut iov = [IoSliceMut::new(buf)];
         let msg = match recvmsg::<SockaddrIn>(
             self.sock.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg.bytes),
-            MsgFlags::empty(),
+            flags,
         ) {
             Ok(msg) => msg,
             // EWOULDBLOCK is EAGAIN on Linux: the SO_RCVTIMEO timeout.

@@ -148,6 +148,30 @@ fn recv_timeout_is_none() {
 }
 
 #[test]
+fn try_recv_never_waits_and_still_receives() {
+    let group = loopback_group(1, None);
+    // A read timeout far longer than any test: try_recv must ignore it.
+    group[0].set_read_timeout(None).expect("blocking socket");
+    let mut buf = [0u8; 64];
+    assert_eq!(group[0].try_recv(&mut buf).expect("try_recv"), None);
+    let cli = client((Ipv4Addr::LOCALHOST, 0));
+    cli.send_to(b"hi", group[0].local_addr().expect("addr"))
+        .expect("send");
+    // The datagram is queued by the time send_to returns on loopback, but allow the kernel a
+    // moment: poll a bounded number of times rather than assert on timing.
+    let meta = (0..1000)
+        .find_map(|_| {
+            let m = group[0].try_recv(&mut buf).expect("try_recv");
+            if m.is_none() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            m
+        })
+        .expect("the datagram arrives");
+    assert_eq!(&buf[..meta.len], b"hi");
+}
+
+#[test]
 fn oversized_datagram_is_dropped_and_counted() {
     let group = loopback_group(1, None);
     let server = group[0].local_addr().expect("local_addr");

@@ -7,6 +7,9 @@
 //! `lessor-net`.
 
 pub mod config;
+pub mod journal_cli;
+pub mod kea;
+pub mod lease_record;
 pub mod run;
 pub mod stats;
 pub mod v4;

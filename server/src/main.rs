@@ -1,5 +1,6 @@
 //! The `lessor` binary: runs the DHCP server and its operator subcommands.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -39,6 +40,37 @@ enum Command {
         /// The file to check (defaults to --config).
         file: Option<PathBuf>,
     },
+    /// Inspect and maintain the lease journal (the tools that write need the server stopped).
+    Journal {
+        /// The state directory (defaults to the config's state_dir).
+        #[arg(long, global = true)]
+        state_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: JournalCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JournalCmd {
+    /// One line per lease: address, hw_address, client_id, hostname, state, times, subnet.
+    Dump {
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
+    /// Files, sizes and record counts.
+    Stats,
+    /// Check every file; change nothing. Exits non-zero on any problem.
+    Verify,
+    /// Fold the journal into a new snapshot now (server stopped).
+    Compact,
+    /// Salvage every valid record of a damaged journal and report what was dropped.
+    Repair,
+    /// Import a Kea memfile lease file (leases4.csv), so no lease is lost in the switch.
+    ImportKea {
+        /// Kea's lease file.
+        file: PathBuf,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -71,6 +103,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             eprintln!("lessor: {} is valid", path.display());
             Ok(())
         }
+        Some(Command::Journal { state_dir, cmd }) => {
+            let config = load(cli.config.as_ref())?;
+            let dir = state_dir.unwrap_or_else(|| config.state_dir.clone());
+            journal_command(&dir, &config, cmd)
+        }
         None | Some(Command::Run) => {
             let mut config = load(cli.config.as_ref())?;
             if let Some(p) = cli.port {
@@ -84,6 +121,36 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             run(&config)
         }
     }
+}
+
+fn journal_command(dir: &std::path::Path, config: &Config, cmd: JournalCmd) -> anyhow::Result<()> {
+    use lessor_server::journal_cli::{self as j, DumpFormat};
+    match cmd {
+        JournalCmd::Dump { format } => {
+            let format = match format.as_str() {
+                "jsonl" => DumpFormat::Jsonl,
+                "csv" => DumpFormat::Csv,
+                other => anyhow::bail!("--format: {other:?} is not jsonl or csv"),
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match j::dump(dir, config, format, &mut out).and_then(|_| Ok(out.flush()?)) {
+                // `lessor journal dump | head` closing the pipe early is not an error.
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {}
+                other => other?,
+            }
+        }
+        JournalCmd::Stats => println!("{}", j::stats(dir)?),
+        JournalCmd::Verify => println!("{}", j::verify(dir)?),
+        JournalCmd::Compact => println!("{}", j::compact(dir)?),
+        JournalCmd::Repair => println!("{}", j::repair(dir)?),
+        JournalCmd::ImportKea { file } => {
+            let n = j::import_kea(dir, &file)?;
+            println!("lessor: imported {n} lease rows from {}", file.display());
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(level: Option<&str>) {
@@ -111,15 +178,29 @@ fn run(config: &Config) -> anyhow::Result<()> {
         println!("lessor: DHCPv4 listening on {l}{mode}");
     }
     let subnets = config.v4.subnets.len();
+    let (replay, skipped) = server.replay();
     println!(
-        "lessor: {} worker(s), {subnets} v4 subnet(s), journal not yet persisted (in-memory leases)",
-        server.stats().len()
+        "lessor: {} worker(s), {subnets} v4 subnet(s); journal {} (sync: {}): replayed {} records, {} leases live, {skipped} skipped, in {:.3}s{}",
+        server.stats().len(),
+        lessor_server::run::journal_dir(&config.state_dir).display(),
+        config.journal.sync.name(),
+        replay.records_read,
+        replay.live,
+        replay.elapsed.as_secs_f64(),
+        replay
+            .truncated
+            .as_ref()
+            .map(|(f, off, n)| format!(
+                "; torn tail of {} truncated at byte {off} ({n} bytes)",
+                f.display()
+            ))
+            .unwrap_or_default(),
     );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("lessor: stopping");
-    let summary = server.join();
+    let summary = server.join()?;
     println!("lessor: {summary}");
     Ok(())
 }

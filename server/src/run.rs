@@ -1,24 +1,87 @@
 //! Wiring: sockets, one worker thread per core, the engine, reclamation and shutdown.
 
+use std::collections::VecDeque;
+use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use lessor_engine::{Engine, LeaseEvent, Time};
+use lessor_journal::{Health, Journal, Lane, ReplayReport, Ticket};
 use lessor_net::{SendMeta, V4Socket, V4SocketConfig};
 
-use crate::config::Config;
+use crate::config::{Config, SyncMode};
+use crate::lease_record::LeaseRecord;
 use crate::stats::{self, WorkerStats};
-use crate::v4::{self, Arrival, Destination, InterfaceInfo, Outcome, V4Context};
+use crate::v4::{self, Arrival, Destination, InterfaceInfo, Outcome, ReplyKind, V4Context};
 
 /// How often each worker reclaims expired leases of its shard, and how many at a time.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 const RECLAIM_BUDGET: usize = 4096;
 /// Largest datagram accepted (a DHCPv4 message cannot exceed an Ethernet frame here).
 const RECV_BUF: usize = 2048;
+/// Replies waiting for the journal, per worker, before the oldest is dropped (invariant 6:
+/// under overload the oldest work goes first; the client retries).
+const MAX_PENDING: usize = 8192;
+/// How long a worker with waiting replies sleeps when its socket is empty, at most.
+const DURABLE_POLL: Duration = Duration::from_millis(2);
+
+/// The journal directory inside the state directory.
+pub fn journal_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal")
+}
+
+/// Takes the state directory's lock file, so two servers (or a server and an offline journal
+/// tool) never write one journal. Held until the returned file is dropped.
+pub fn lock_state_dir(state_dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("state_dir: cannot create {}", state_dir.display()))?;
+    let path = state_dir.join("lessor.lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "state_dir {} is in use by another lessor process (lock {})",
+            state_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Journal options from the config.
+pub fn journal_options(config: &Config, lanes: usize) -> lessor_journal::Options {
+    let mut o = lessor_journal::Options::new(journal_dir(&config.state_dir), lanes);
+    o.sync = match config.journal.sync {
+        SyncMode::Group => lessor_journal::SyncPolicy::Group,
+        SyncMode::Interval { interval_ms } => {
+            lessor_journal::SyncPolicy::Interval(Duration::from_millis(interval_ms))
+        }
+        SyncMode::None => lessor_journal::SyncPolicy::None,
+    };
+    o
+}
+
+/// Puts every replayed lease back into the engine, on the shard its client steers to.
+/// Returns how many records could not be restored (stale or out of range).
+pub fn restore_into(engine: &Engine, rec: &LeaseRecord) -> bool {
+    let Some(lease) = rec.to_lease() else {
+        return false;
+    };
+    let shard = v4::steer_hash(&rec.chaddr_field()) as usize % engine.shards();
+    engine.restore(shard, lease).is_ok()
+}
 
 /// The current time as the engine counts it.
 pub fn now() -> Time {
@@ -35,6 +98,10 @@ pub struct Server {
     stats: Arc<[WorkerStats]>,
     engine: Arc<Engine>,
     listen: Vec<String>,
+    journal: Journal<LeaseRecord>,
+    replay: ReplayReport,
+    skipped: u64,
+    _lock: File,
 }
 
 impl Server {
@@ -68,6 +135,23 @@ impl Server {
         let ctx = Arc::new(V4Context::new(config, &infos));
         let engine =
             Arc::new(Engine::new(ctx.engine_config(workers)).context("building the lease engine")?);
+
+        // Replay before any socket opens: the engine must hold exactly what was acknowledged.
+        let lock = lock_state_dir(&config.state_dir)?;
+        let mut skipped = 0u64;
+        let (journal, replay) = Journal::open_dir(journal_options(config, workers), |rec| {
+            if !restore_into(&engine, &rec) {
+                skipped += 1;
+            }
+        })
+        .with_context(|| {
+            format!(
+                "replaying the journal in {} (if it is damaged, `lessor journal repair --state-dir {}` salvages every valid record)",
+                journal_dir(&config.state_dir).display(),
+                config.state_dir.display()
+            )
+        })?;
+        engine.advance_versions(replay.max_version);
 
         // Loopback only unless interfaces are named: never answer on a real LAN by default.
         let (bind, device) = match config.interfaces.as_slice() {
@@ -104,7 +188,9 @@ impl Server {
         for (k, socket) in sockets.into_iter().enumerate() {
             let w = Worker {
                 k,
+                workers,
                 socket,
+                lane: journal.lane(k),
                 ctx: Arc::clone(&ctx),
                 engine: Arc::clone(&engine),
                 stop: Arc::clone(&stop),
@@ -125,6 +211,10 @@ impl Server {
             stats,
             engine,
             listen,
+            journal,
+            replay,
+            skipped,
+            _lock: lock,
         })
     }
 
@@ -148,18 +238,41 @@ impl Server {
         Arc::clone(&self.stop)
     }
 
-    /// Waits for the workers to stop and returns the counter summary.
-    pub fn join(self) -> String {
+    /// What replay found at startup, and how many records could not be restored.
+    pub fn replay(&self) -> (&ReplayReport, u64) {
+        (&self.replay, self.skipped)
+    }
+
+    /// The journal's health: failing while writes or syncs fail (bindings then wait).
+    pub fn journal_health(&self) -> Health {
+        self.journal.health()
+    }
+
+    /// Waits for the workers to stop, closes the journal (everything queued is written and
+    /// synced) and returns the counter summary.
+    pub fn join(self) -> anyhow::Result<String> {
         for h in self.workers {
             let _ = h.join();
         }
-        stats::summary(&self.stats)
+        self.journal.shutdown().context("closing the journal")?;
+        Ok(stats::summary(&self.stats))
     }
+}
+
+/// A reply that may leave only once the journal has made `ticket` durable.
+struct Pending {
+    ticket: Ticket,
+    buf: Vec<u8>,
+    dst: Destination,
+    src: Ipv4Addr,
+    kind: ReplyKind,
 }
 
 struct Worker {
     k: usize,
+    workers: usize,
     socket: V4Socket,
+    lane: Lane<LeaseRecord>,
     ctx: Arc<V4Context>,
     engine: Arc<Engine>,
     stop: Arc<AtomicBool>,
@@ -169,30 +282,54 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(self) {
-        let stats = &self.stats[self.k];
+    fn run(mut self) {
+        let stats = Arc::clone(&self.stats);
+        let stats = &stats[self.k];
         let mut buf = vec![0u8; RECV_BUF];
         let mut out = Vec::with_capacity(RECV_BUF);
         let mut events: Vec<LeaseEvent> = Vec::with_capacity(16);
         let mut scratch = v4::Scratch::default();
-        let mut last_reclaim = std::time::Instant::now();
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let mut last_reclaim = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             if last_reclaim.elapsed() >= RECLAIM_EVERY {
-                last_reclaim = std::time::Instant::now();
+                last_reclaim = Instant::now();
                 let n = self
                     .engine
                     .reclaim(self.k, now(), RECLAIM_BUDGET, &mut events);
                 stats.expired.fetch_add(n as u64, Ordering::Relaxed);
                 self.persist(&mut events);
             }
-            let meta = match self.socket.recv(&mut buf) {
+            self.flush(&mut pending, &mut spare, stats);
+            // While replies wait for the disk, keep draining the socket without blocking, so
+            // everything that arrives during one sync joins the next one (group commit).
+            let got = if pending.is_empty() {
+                self.socket.recv(&mut buf)
+            } else {
+                self.socket.try_recv(&mut buf)
+            };
+            let meta = match got {
                 Ok(Some(m)) => m,
-                Ok(None) => continue,
+                Ok(None) => {
+                    if let Some(p) = pending.front() {
+                        self.lane.wait_durable(p.ticket, DURABLE_POLL);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(worker = self.k, error = %e, "receive failed");
                     continue;
                 }
             };
+            // Linux hands a broadcast datagram to every socket of the reuseport group: only
+            // the worker whose shard owns the client answers it (invariant 3).
+            if self.workers > 1
+                && meta.dst != meta.local
+                && v4::owner_shard(&buf[..meta.len], self.workers) != self.k
+            {
+                continue;
+            }
             stats.received.fetch_add(1, Ordering::Relaxed);
             if let Some(allowed) = &self.allowed
                 && !allowed.contains(&meta.ifindex)
@@ -214,26 +351,80 @@ impl Worker {
                 &mut out,
                 &mut events,
             );
-            self.persist(&mut events);
+            let ticket = self.persist(&mut events);
             match outcome {
-                Outcome::Reply(reply) => {
-                    self.send(&out, reply.dst, reply.src, stats);
-                    stats.replied(reply.kind);
-                }
+                Outcome::Reply(reply) => match ticket {
+                    // Invariant 1: a reply that binds waits until its lease is durable.
+                    Some(t) if reply.needs_durable && t > self.lane.durable() => {
+                        let mut b = spare.pop().unwrap_or_default();
+                        b.clear();
+                        b.extend_from_slice(&out);
+                        pending.push_back(Pending {
+                            ticket: t,
+                            buf: b,
+                            dst: reply.dst,
+                            src: reply.src,
+                            kind: reply.kind,
+                        });
+                        if pending.len() > MAX_PENDING
+                            && let Some(old) = pending.pop_front()
+                        {
+                            // The lease is still recorded; only this reply is lost.
+                            stats.overload_drops.fetch_add(1, Ordering::Relaxed);
+                            spare.push(old.buf);
+                        }
+                    }
+                    _ => {
+                        self.send(&out, reply.dst, reply.src, stats);
+                        stats.replied(reply.kind);
+                    }
+                },
                 Outcome::NoReply(why) => {
                     tracing::debug!(worker = self.k, reason = why.label(), src = %meta.src, "no reply");
                     stats.no_reply(why);
                 }
             }
         }
+        // Stopping: the journal's shutdown syncs what is queued; replies whose leases are
+        // durable by then still go out.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while let Some(p) = pending.front() {
+            if !self
+                .lane
+                .wait_durable(p.ticket, deadline.saturating_duration_since(Instant::now()))
+            {
+                break;
+            }
+            self.flush(&mut pending, &mut spare, stats);
+        }
     }
 
-    /// Hands lease events to the journal. Until the journal exists the server keeps its
-    /// state in memory only, so this only logs them.
-    fn persist(&self, events: &mut Vec<LeaseEvent>) {
-        for e in events.drain(..) {
-            tracing::debug!(kind = ?e.kind, address = %e.lease.address, hw = %e.lease.hw, "lease event");
+    /// Sends every waiting reply whose lease is now durable, oldest first.
+    fn flush(
+        &self,
+        pending: &mut VecDeque<Pending>,
+        spare: &mut Vec<Vec<u8>>,
+        stats: &WorkerStats,
+    ) {
+        if pending.is_empty() {
+            return;
         }
+        let durable = self.lane.durable();
+        while pending.front().is_some_and(|p| p.ticket <= durable) {
+            let Some(p) = pending.pop_front() else { break };
+            self.send(&p.buf, p.dst, p.src, stats);
+            stats.replied(p.kind);
+            spare.push(p.buf);
+        }
+    }
+
+    /// Hands lease events to the journal; returns the ticket of the last one.
+    fn persist(&mut self, events: &mut Vec<LeaseEvent>) -> Option<Ticket> {
+        let mut last = None;
+        for e in events.drain(..) {
+            last = Some(self.lane.append(LeaseRecord::from_event(&e)));
+        }
+        last
     }
 
     fn send(&self, out: &[u8], dst: Destination, src: Ipv4Addr, stats: &WorkerStats) {

@@ -24,6 +24,8 @@ pub struct WorkerStats {
     pub send_errors: AtomicU64,
     /// Leases reclaimed by expiry.
     pub expired: AtomicU64,
+    /// Replies dropped because too many were waiting for the journal (overload).
+    pub overload_drops: AtomicU64,
     /// Requests that got no reply, by reason (rarely written: a mutex is fine).
     no_reply: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -66,7 +68,7 @@ pub fn summary(workers: &[WorkerStats]) -> String {
         }
     }
     let mut s = format!(
-        "received={} offers={} acks={} naks={} bootp={} expired={} send_errors={}",
+        "received={} offers={} acks={} naks={} bootp={} expired={} send_errors={} overload_drops={}",
         sum(|w| &w.received),
         sum(|w| &w.offers),
         sum(|w| &w.acks),
@@ -74,6 +76,7 @@ pub fn summary(workers: &[WorkerStats]) -> String {
         sum(|w| &w.bootp),
         sum(|w| &w.expired),
         sum(|w| &w.send_errors),
+        sum(|w| &w.overload_drops),
     );
     for (k, v) in dropped {
         s.push_str(&format!(" {k}={v}"));

@@ -1,6 +1,7 @@
 //! Unit tests of the engine's rules, one scenario each.
 
 use super::*;
+use crate::engine::fold;
 use crate::{AllocError, BindError, EngineConfig, HwAddr, PoolSpec};
 
 const HOLD: u32 = 30;
@@ -560,6 +561,20 @@ fn offer_hold_runs_out_silently() {
 }
 
 #[test]
+fn a_passed_offer_is_not_the_clients_own_even_before_reclaim() {
+    let t = T::new(1, vec![pool(10, 20, &[])]);
+    // Client 1's offer of .10 runs out with client 2's, which reclaim reaches first.
+    assert_eq!(t.offer_with(0, 2, None, Some(ip(11)), T0), Ok(ip(11)));
+    assert_eq!(t.offer_with(0, 1, None, Some(ip(20)), T0), Ok(ip(20)));
+    for c in 3..=6 {
+        t.offer(0, c, T0).unwrap();
+    }
+    // Now it asks for another address: it gets that one, not its old offer again.
+    let end = T0 + u64::from(HOLD);
+    assert_eq!(t.offer_with(0, 1, None, Some(ip(19)), end), Ok(ip(19)));
+}
+
+#[test]
 fn moving_to_another_pool_ends_the_old_binding() {
     let mut t = T::new(1, vec![pool(10, 11, &[]), pool(20, 21, &[])]);
     t.bind(0, 1, ip(10), T0).unwrap();
@@ -636,6 +651,31 @@ fn snapshot_restores_exactly() {
     }
 }
 
+/// The records a restart must rebuild exactly: bindings and quarantines.
+fn holds(e: &Engine) -> Vec<Lease> {
+    e.leases()
+        .into_iter()
+        .filter(|l| matches!(l.state, LeaseState::Bound | LeaseState::Declined))
+        .collect()
+}
+
+/// Restores `records` into a fresh engine, each into the shard `shard_of` its client.
+fn restore_into(
+    shards: usize,
+    pools: Vec<PoolSpec>,
+    records: &[Lease],
+    shard_of: impl Fn(&ClientKey) -> usize,
+) -> Engine {
+    let fresh = engine(shards, pools);
+    for lease in records {
+        fresh
+            .restore(shard_of(&lease.client), lease.clone())
+            .unwrap();
+        fresh.check_invariants();
+    }
+    fresh
+}
+
 #[test]
 fn replaying_events_out_of_order_keeps_the_newest_holder() {
     let mut t = T::new(2, vec![pool(10, 10, &[])]);
@@ -644,7 +684,9 @@ fn replaying_events_out_of_order_keeps_the_newest_holder() {
     t.bind(1, 2, ip(10), T0 + 150).unwrap();
     let events = std::mem::take(&mut t.events);
     assert_eq!(events.len(), 3);
-    // The journal got shard 1's Bound before shard 0's Expired.
+    let versions: Vec<u64> = events.iter().map(|e| e.lease.version).collect();
+    assert!(versions.is_sorted_by(|a, b| a < b), "{versions:?}");
+    // The journal got shard 1's Bound before shard 0's Expired, and nobody folded them.
     let fresh = engine(2, vec![pool(10, 10, &[])]);
     assert_eq!(fresh.restore(0, events[0].lease.clone()), Ok(()));
     assert_eq!(fresh.restore(1, events[2].lease.clone()), Ok(()));
@@ -664,6 +706,139 @@ fn replaying_events_out_of_order_keeps_the_newest_holder() {
         (leases[0].client.clone(), leases[0].state),
         (client(2), LeaseState::Bound)
     );
+    assert_eq!(holds(&fresh), holds(&t.e));
+}
+
+/// The hazard versions exist for: shard 0 releases client 1's address, lends it to shard 1,
+/// which binds it to client 2 in the same second; shard 1's event reaches the journal first.
+#[test]
+fn release_lend_and_rebind_in_one_second_replays_in_any_order() {
+    for fetch in [false, true] {
+        // Shard 0 owns .10, shard 1 owns .11.
+        let pools = || vec![pool(10, 11, &[])];
+        let mut t = T::new(2, pools());
+        t.bind(1, 3, ip(11), T0).unwrap();
+        // Shard 0's clock runs well ahead of shard 1's.
+        for _ in 0..6 {
+            t.bind(0, 1, ip(10), T0).unwrap();
+        }
+        assert!(t.release(0, 1, ip(10), T0));
+        if fetch {
+            // Shard 1 takes that one address from shard 0.
+            t.bind(1, 2, ip(10), T0).unwrap();
+        } else {
+            // Shard 1 has nothing free: it borrows a chunk of shard 0's free addresses.
+            assert_eq!(t.offer(1, 2, T0), Ok(ip(10)));
+            t.bind(1, 2, ip(10), T0).unwrap();
+        }
+        let events = std::mem::take(&mut t.events);
+        let released = events
+            .iter()
+            .find(|e| e.kind == EventKind::Released)
+            .unwrap();
+        let bound = events.last().unwrap();
+        assert_eq!(
+            (bound.kind, bound.lease.address, bound.lease.client.clone()),
+            (EventKind::Bound, ip(10), client(2))
+        );
+        assert_eq!(released.lease.address, ip(10));
+        assert_eq!(
+            (released.lease.expires, bound.lease.starts),
+            (T0, T0),
+            "times cannot tell"
+        );
+        assert!(
+            bound.lease.version > released.lease.version,
+            "lending orders the versions: {} then {}",
+            released.lease.version,
+            bound.lease.version
+        );
+        let shard_of = |c: &ClientKey| usize::from(*c != client(1));
+        // The journal's order: shard 1's events first.
+        let mut journal: Vec<Lease> = events.iter().map(|e| e.lease.clone()).collect();
+        journal.reverse();
+        let fresh = restore_into(2, pools(), &fold(&journal), shard_of);
+        assert_eq!(holds(&fresh), holds(&t.e), "fetch: {fetch}");
+        assert_eq!(fresh.leases(), t.e.leases(), "fetch: {fetch}");
+        assert_eq!(fresh.stats(), t.e.stats());
+        // Unfolded, in that order, the stale Released is refused rather than winning.
+        let fresh = engine(2, pools());
+        let results: Vec<_> = journal
+            .iter()
+            .map(|l| fresh.restore(shard_of(&l.client), l.clone()))
+            .collect();
+        assert!(results.contains(&Err(BindError::Taken)));
+        assert_eq!(holds(&fresh), holds(&t.e), "unfolded, fetch: {fetch}");
+    }
+}
+
+/// An event that waits in its shard keeps the version of its change, not of its hand-out.
+#[test]
+fn a_delayed_event_keeps_the_version_of_its_change() {
+    // Shard 0 owns .10 and .20, shard 1 owns .11 and .21.
+    let pools = || vec![pool(10, 11, &[]), pool(20, 21, &[])];
+    let mut t = T::new(2, pools());
+    t.bind(1, 3, ip(11), T0).unwrap();
+    t.bind(0, 1, ip(10), T0).unwrap();
+    let offer_p1 = |t: &T, shard: usize, c: u8| {
+        let key = client(c);
+        let req = OfferRequest {
+            client: &key,
+            pools: &[PoolId(1)],
+            reserved: None,
+            requested: None,
+            info: info(c),
+        };
+        t.e.offer(shard, &req, T0).unwrap()
+    };
+    // Client 1 moves to pool 1: its binding of .10 ends, the Released event waits in shard 0.
+    assert_eq!(offer_p1(&t, 0, 1), ip(20));
+    // Shard 1 borrows .10 and binds it to client 2; shard 0 keeps changing things.
+    assert_eq!(t.offer(1, 2, T0), Ok(ip(10)));
+    t.bind(1, 2, ip(10), T0).unwrap();
+    for _ in 0..10 {
+        offer_p1(&t, 0, 4);
+    }
+    t.reclaim(0, T0);
+    let events = std::mem::take(&mut t.events);
+    let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.lease.address)).collect();
+    assert_eq!(
+        kinds[2..],
+        [(EventKind::Bound, ip(10)), (EventKind::Released, ip(10))],
+        "handed out late"
+    );
+    assert!(events[3].lease.version < events[2].lease.version);
+    let shard_of = |c: &ClientKey| usize::from(*c == client(2) || *c == client(3));
+    let journal: Vec<Lease> = events.iter().map(|e| e.lease.clone()).collect();
+    let fresh = restore_into(2, pools(), &fold(&journal), shard_of);
+    assert_eq!(holds(&fresh), holds(&t.e));
+}
+
+#[test]
+fn a_client_with_two_records_keeps_the_newer_in_any_order() {
+    // Released X, then bound Y.
+    let mut t = T::new(1, vec![pool(10, 20, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    assert!(t.release(0, 1, ip(10), T0 + 1));
+    t.bind(0, 1, ip(12), T0 + 2).unwrap();
+    // Declined X, then bound Y: the quarantine stays.
+    t.bind(0, 2, ip(14), T0).unwrap();
+    assert!(t.decline(0, 2, ip(14), T0 + 1));
+    t.bind(0, 2, ip(15), T0 + 2).unwrap();
+    let journal: Vec<Lease> = t.events.iter().map(|e| e.lease.clone()).collect();
+    let folded = fold(&journal);
+    assert_eq!(folded.len(), 4);
+    for reverse in [false, true] {
+        let mut records = folded.clone();
+        if reverse {
+            records.reverse();
+        }
+        let fresh = restore_into(1, vec![pool(10, 20, &[])], &records, |_| 0);
+        assert_eq!(fresh.leases(), t.e.leases(), "reverse: {reverse}");
+        assert_eq!(fresh.stats(), t.e.stats());
+        assert_eq!(fresh.lookup(0, &client(1)).unwrap().address, ip(12));
+        assert_eq!(fresh.lookup(0, &client(2)).unwrap().address, ip(15));
+    }
 }
 
 #[test]
@@ -671,32 +846,91 @@ fn replay_lifts_a_quarantine_and_keeps_the_new_binding() {
     let mut t = T::new(1, vec![pool(10, 11, &[])]);
     t.bind(0, 1, ip(10), T0).unwrap();
     t.decline(0, 1, ip(10), T0);
-    t.bind(0, 1, ip(11), T0 + 1).unwrap();
-    t.reclaim(0, T0 + u64::from(PROBATION));
-    let events = std::mem::take(&mut t.events);
-    let fresh = engine(1, vec![pool(10, 11, &[])]);
-    for e in events {
-        fresh.restore(0, e.lease).unwrap();
-        fresh.check_invariants();
+    // The quarantine ends while the client's new binding is live, so the end of the
+    // quarantine has a higher version than the binding.
+    let end = T0 + u64::from(PROBATION);
+    t.bind(0, 1, ip(11), end - 10).unwrap();
+    t.reclaim(0, end);
+    assert_eq!(t.e.lookup(0, &client(1)).unwrap().state, LeaseState::Bound);
+    let journal: Vec<Lease> = t.events.iter().map(|e| e.lease.clone()).collect();
+    let folded = fold(&journal);
+    for reverse in [false, true] {
+        let mut records = folded.clone();
+        if reverse {
+            records.reverse();
+        }
+        let fresh = restore_into(1, vec![pool(10, 11, &[])], &records, |_| 0);
+        assert_eq!(fresh.leases(), t.e.leases());
+        assert_eq!(fresh.stats(), t.e.stats());
     }
-    assert_eq!(fresh.leases(), t.e.leases());
-    assert_eq!(fresh.stats(), t.e.stats());
 }
 
 #[test]
-fn replay_of_a_quarantine_end_leaves_no_record() {
+fn replay_of_a_quarantine_end_leaves_no_hold() {
     let mut t = T::new(1, vec![pool(10, 11, &[])]);
     t.bind(0, 1, ip(10), T0).unwrap();
     t.decline(0, 1, ip(10), T0);
     t.reclaim(0, T0 + u64::from(PROBATION));
     assert!(t.e.leases().is_empty());
-    let fresh = engine(1, vec![pool(10, 11, &[])]);
-    for e in std::mem::take(&mut t.events) {
-        fresh.restore(0, e.lease).unwrap();
-    }
-    fresh.check_invariants();
-    assert!(fresh.leases().is_empty(), "{:?}", fresh.leases());
+    let journal: Vec<Lease> = t.events.iter().map(|e| e.lease.clone()).collect();
+    let fresh = restore_into(1, vec![pool(10, 11, &[])], &fold(&journal), |_| 0);
+    // At most a memory of the address for its decliner, which is free.
+    assert!(holds(&fresh).is_empty(), "{:?}", fresh.leases());
     assert_eq!(fresh.stats(), t.e.stats());
+}
+
+#[test]
+fn advance_versions_puts_every_later_event_above_the_floor() {
+    let mut t = T::new(3, vec![pool(10, 40, &[])]);
+    for shard in 0..3 {
+        t.bind(shard, shard as u8, ip(10 + 10 * shard as u8), T0)
+            .unwrap();
+    }
+    let before = t.e.max_version();
+    assert!(before >= 1);
+    let floor = before + 1000;
+    t.e.advance_versions(floor);
+    assert_eq!(t.e.max_version(), floor);
+    // It never lowers a clock.
+    t.e.advance_versions(1);
+    assert_eq!(t.e.max_version(), floor);
+    t.take_events();
+    for shard in 0..3 {
+        t.bind(shard, 10 + shard as u8, ip(11 + 10 * shard as u8), T0 + 1)
+            .unwrap();
+        let events = std::mem::take(&mut t.events);
+        assert_eq!(events.len(), 1);
+        assert!(
+            events[0].lease.version > floor,
+            "shard {shard}: {} <= {floor}",
+            events[0].lease.version
+        );
+    }
+}
+
+#[test]
+fn restore_raises_its_shards_clock() {
+    let mut t = T::new(2, vec![pool(10, 20, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    let mut lease = t.e.leases().remove(0);
+    lease.version = 5000;
+    let fresh = engine(2, vec![pool(10, 20, &[])]);
+    fresh.restore(1, lease).unwrap();
+    assert_eq!(fresh.max_version(), 5000);
+    let mut events = Vec::new();
+    let key = client(1);
+    let req = BindRequest {
+        client: &key,
+        address: ip(10),
+        pools: P0,
+        reserved: false,
+        lease_time: 100,
+        info: info(1),
+    };
+    fresh.bind(1, &req, T0 + 1, &mut events).unwrap();
+    assert_eq!(events[0].kind, EventKind::Renewed);
+    assert!(events[0].lease.version > 5000);
+    fresh.check_invariants();
 }
 
 #[test]
@@ -746,6 +980,8 @@ fn concurrent_workers_never_share_an_address() {
     let bound: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
     assert!(bound > 0);
     e.check_invariants();
+    // Lending under contention still orders every address's versions.
+    assert!(e.check_causality() > 0);
     let s = e.stats()[0];
     assert_eq!(s.free + s.offered + s.bound + s.declined, 39);
 }

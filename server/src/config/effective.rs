@@ -24,10 +24,10 @@ pub(super) fn effective_yaml(c: &Config) -> String {
 }
 
 fn to_wire(c: &Config) -> wire::Config {
-    let (sync, interval_ms) = match c.journal.sync {
-        SyncMode::Group => ("group", None),
-        SyncMode::Interval { interval_ms } => ("interval", Some(interval_ms)),
-        SyncMode::None => ("none", None),
+    let sync = c.journal.sync.name();
+    let interval_ms = match c.journal.sync {
+        SyncMode::Interval { interval_ms } => Some(interval_ms),
+        SyncMode::Group | SyncMode::None => None,
     };
     wire::Config {
         interfaces: Some(c.interfaces.clone()),

@@ -146,6 +146,17 @@ pub enum SyncMode {
     None,
 }
 
+impl SyncMode {
+    /// The name the config file uses for this mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncMode::Group => "group",
+            SyncMode::Interval { .. } => "interval",
+            SyncMode::None => "none",
+        }
+    }
+}
+
 /// DHCPv4 settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct V4Config {

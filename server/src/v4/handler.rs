@@ -416,6 +416,14 @@ pub fn steer_hash(chaddr_field: &[u8; 16]) -> u32 {
     ])
 }
 
+/// The shard (and worker) that owns the client of the datagram `data`, from its chaddr field;
+/// 0 for a datagram too short to have one (it will be dropped as malformed anyway).
+pub fn owner_shard(data: &[u8], shards: usize) -> usize {
+    data.get(28..44)
+        .and_then(|f| <&[u8; 16]>::try_from(f).ok())
+        .map_or(0, |f| steer_hash(f) as usize % shards.max(1))
+}
+
 /// The client's identity: option 61 when sent (RFC 2131 §4.2), else htype and chaddr.
 pub fn client_key(req: &Request<'_>) -> ClientKey {
     match req.client_id {
@@ -456,7 +464,7 @@ pub fn handle(
         now,
         out,
         events,
-        shard: steer_hash(req.chaddr_field) as usize % engine.shards(),
+        shard: owner_shard(data, engine.shards()),
     };
     match h.run() {
         Ok(reply) => Outcome::Reply(reply),

@@ -489,6 +489,35 @@ fn two_clients_get_two_addresses() {
     assert!(stopped.counter("acks") >= 2, "{}", stopped.stdout);
 }
 
+#[test]
+fn each_broadcast_request_is_answered_once() {
+    let net = Netns::new();
+    // Two workers (the config's): a broadcast must still be handled by exactly one of them.
+    let lessor = Lessor::start(Some(&net.server), &config(&net.server_if, POOL, 3600), &[]);
+    let dir = tempdir();
+    let (_, log) = udhcpc(net.client(), dir.path());
+    // udhcpc logs every request it sends, retransmissions included.
+    let sent = log
+        .lines()
+        .filter(|l| l.contains("broadcasting discover") || l.contains("broadcasting select"))
+        .count();
+    let sent = u64::try_from(sent).expect("a small count");
+    assert!(
+        sent >= 2,
+        "udhcpc's log shows no DISCOVER and REQUEST:\n{log}"
+    );
+
+    let stopped = lessor.stop();
+    let replies = stopped.counter("offers") + stopped.counter("acks") + stopped.counter("naks");
+    assert_eq!(
+        (stopped.counter("received"), replies),
+        (sent, sent),
+        "udhcpc broadcast {sent} requests; lessor's (received, replies) differ: is each broadcast \
+         delivered to every worker's socket?\n{}\n{log}",
+        stopped.stdout
+    );
+}
+
 /// Every tool these tests use is installed, and the tests run as root: one clear failure
 /// naming what is missing, besides the others' failures.
 #[test]

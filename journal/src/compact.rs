@@ -1,0 +1,273 @@
+//! Compaction: folding the newest snapshot and the sealed segments into a new snapshot, then
+//! deleting what it covers. Runs on its own thread; the writer never waits for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::error::{Error, Result};
+use crate::format::{self, FileName};
+use crate::fs::Fs;
+use crate::replay::{self, Tail};
+use crate::writer::Shared;
+use crate::{Record, Recovery};
+
+/// What a compaction did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// The snapshot written, or `None` when there was nothing new to compact.
+    pub snapshot: Option<PathBuf>,
+    /// The last segment the snapshot covers.
+    pub cut: u64,
+    /// Records read (the previous snapshot and the segments).
+    pub records_read: u64,
+    /// Records written into the snapshot.
+    pub records_written: u64,
+    /// Of those, records kept although `keep` said no, because newer-looking stale records
+    /// may still follow them (see the crate docs on tombstones).
+    pub tombstones_kept: u64,
+    /// Files deleted after the snapshot was durable (segments and older snapshots).
+    pub files_removed: u64,
+    /// Of those, segments.
+    pub segments_removed: u64,
+    /// Bytes in the files folded (previous snapshot plus segments).
+    pub bytes_before: u64,
+    /// Bytes in the new snapshot.
+    pub bytes_after: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Messages to the compactor thread.
+pub(crate) enum CompactorMsg {
+    /// Compact everything up to segment `cut` (sealed).
+    Compact {
+        cut: u64,
+        reply: Option<Sender<Result<CompactReport>>>,
+    },
+    /// Stop after the compaction in progress.
+    Stop,
+}
+
+/// First wait before retrying a failed compaction, and the longest.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// The compactor thread's body.
+pub(crate) fn run<R: Record>(
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    rx: Receiver<CompactorMsg>,
+) {
+    let mut pending: Option<u64> = None;
+    let mut replies: Vec<Sender<Result<CompactReport>>> = Vec::new();
+    let mut backoff = RETRY_FIRST;
+    loop {
+        let msg = if pending.is_some() && replies.is_empty() {
+            match rx.recv_timeout(backoff) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            }
+        };
+        let mut stop = false;
+        let mut take = |m: CompactorMsg, pending: &mut Option<u64>, replies: &mut Vec<_>| match m {
+            CompactorMsg::Compact { cut, reply } => {
+                *pending = Some(pending.map_or(cut, |p: u64| p.max(cut)));
+                replies.extend(reply);
+            }
+            CompactorMsg::Stop => stop = true,
+        };
+        if let Some(m) = msg {
+            take(m, &mut pending, &mut replies);
+        }
+        while let Ok(m) = rx.try_recv() {
+            take(m, &mut pending, &mut replies);
+        }
+        if stop {
+            return;
+        }
+        let Some(cut) = pending else { continue };
+        match compact::<R>(&*fs, &dir, cut, true) {
+            Ok(report) => {
+                pending = None;
+                backoff = RETRY_FIRST;
+                let c = &shared.counters;
+                if report.snapshot.is_some() {
+                    c.compactions.fetch_add(1, Ordering::Relaxed);
+                    c.snapshot_seq.store(report.cut, Ordering::Relaxed);
+                    c.segments.fetch_sub(
+                        report
+                            .segments_removed
+                            .min(c.segments.load(Ordering::Relaxed)),
+                        Ordering::Relaxed,
+                    );
+                    tracing::info!(?report, "journal compacted");
+                }
+                for r in replies.drain(..) {
+                    let _ = r.send(Ok(report.clone()));
+                }
+            }
+            Err(e) => {
+                shared
+                    .counters
+                    .compaction_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                let msg = format!("compaction: {e}");
+                shared.set_last_error(msg.clone());
+                tracing::error!(error = %e, retry_in = ?backoff, "journal compaction failed; nothing was deleted, will retry");
+                for r in replies.drain(..) {
+                    let _ = r.send(Err(Error::Compaction(msg.clone())));
+                }
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Folds the newest snapshot and the segments up to `cut` into `snapshot-<cut>.snap`, then
+/// deletes the segments up to `cut` and the older snapshots. With `retain_tombstones`, a
+/// key whose newest record is in the newest source holding records is kept even when `keep`
+/// says no (see the crate docs on tombstones).
+pub(crate) fn compact<R: Record>(
+    fs: &dyn Fs,
+    dir: &Path,
+    cut: u64,
+    retain_tombstones: bool,
+) -> Result<CompactReport> {
+    let started = Instant::now();
+    let listing = replay::list(fs, dir)?;
+    let base_cut = listing.snapshots.keys().next_back().copied().unwrap_or(0);
+    if cut == 0 || cut <= base_cut {
+        return Ok(CompactReport {
+            cut: base_cut,
+            elapsed: started.elapsed(),
+            ..Default::default()
+        });
+    }
+    let folded = replay::fold::<R>(fs, dir, Tail::Report(Recovery::Strict), Some(cut))?;
+    let mut bytes_before = folded.segment_bytes;
+    if let Some(s) = &folded.base.snapshot {
+        bytes_before += s.bytes.len() as u64;
+    }
+    let records_read = folded.report.records_read;
+    let now = replay::unix_now();
+    // A straggler can only be in the batch right after its tombstone's, so only tombstones
+    // of the newest source that holds records (usually segment `cut`; an earlier one if the
+    // last segments are empty, e.g. abandoned after an IO error) can still be followed by one.
+    let retain = retain_tombstones.then_some(folded.last_source);
+    let mut tombstones_kept = 0u64;
+    let survivors = folded.survivors(now, retain).inspect(|r| {
+        if !r.keep(now) {
+            tombstones_kept += 1;
+        }
+    });
+    let (path, records_written, bytes_after) = write_snapshot(fs, dir, cut, survivors)?;
+    let (files_removed, segments_removed) = remove_covered(fs, dir, cut);
+    Ok(CompactReport {
+        snapshot: Some(path),
+        cut,
+        records_read,
+        records_written,
+        tombstones_kept,
+        files_removed,
+        segments_removed,
+        bytes_before,
+        bytes_after,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Writes a snapshot covering segments up to `cut`: to `*.tmp`, synced, renamed, directory
+/// synced. Returns its path, record count and size.
+pub(crate) fn write_snapshot<R: Record>(
+    fs: &dyn Fs,
+    dir: &Path,
+    cut: u64,
+    records: impl Iterator<Item = R>,
+) -> Result<(PathBuf, u64, u64)> {
+    const CHUNK: usize = 1 << 20;
+    let tmp = dir.join(format::snapshot_tmp_name(cut));
+    let path = format::snapshot_path(dir, cut);
+    let mut file = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    let mut buf = Vec::with_capacity(CHUNK + 4096);
+    buf.extend_from_slice(&format::encode_snapshot_header(cut));
+    let mut crc = 0u32;
+    let mut count = 0u64;
+    let mut size = 0u64;
+    let mut flush = |buf: &mut Vec<u8>, crc: &mut u32, size: &mut u64| -> Result<()> {
+        *crc = crc32c::crc32c_append(*crc, buf);
+        *size += buf.len() as u64;
+        file.write_all(buf)
+            .map_err(|e| Error::io("write", &tmp, e))?;
+        buf.clear();
+        Ok(())
+    };
+    for r in records {
+        format::encode_frame(&mut buf, &r).map_err(Error::Encode)?;
+        count += 1;
+        if buf.len() >= CHUNK {
+            flush(&mut buf, &mut crc, &mut size)?;
+        }
+    }
+    flush(&mut buf, &mut crc, &mut size)?;
+    buf.extend_from_slice(&format::encode_footer(count, crc));
+    size += buf.len() as u64;
+    file.write_all(&buf)
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    file.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
+    drop(file);
+    fs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io("sync", dir, e))?;
+    Ok((path, count, size))
+}
+
+/// Deletes segments up to `cut` and snapshots older than `cut` (the new one is durable by
+/// now). Failures only leave stale files behind, which the next open or compaction removes.
+/// Returns the files and, of those, the segments removed.
+pub(crate) fn remove_covered(fs: &dyn Fs, dir: &Path, cut: u64) -> (u64, u64) {
+    let names = match fs.list_dir(dir) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "journal: cannot list the directory to remove compacted files");
+            return (0, 0);
+        }
+    };
+    let mut removed = 0u64;
+    let mut segments = 0u64;
+    for name in names {
+        let covered = match format::classify(&name) {
+            FileName::Segment(n) => n <= cut,
+            FileName::Snapshot(n) => n < cut,
+            _ => false,
+        };
+        if covered {
+            let p = dir.join(&name);
+            match fs.remove_file(&p) {
+                Ok(()) => {
+                    removed += 1;
+                    if matches!(format::classify(&name), FileName::Segment(_)) {
+                        segments += 1;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(file = %p.display(), error = %e, "journal: cannot remove a compacted file")
+                }
+            }
+        }
+    }
+    if let Err(e) = fs.sync_dir(dir) {
+        tracing::warn!(error = %e, "journal: cannot sync the directory after removing compacted files");
+    }
+    (removed, segments)
+}

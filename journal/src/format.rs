@@ -1,0 +1,425 @@
+//! The on-disk format: file names, headers, record frames and the snapshot footer.
+//!
+//! Everything here is pure (bytes in, bytes or verdicts out); the layout is documented byte by
+//! byte in the crate docs.
+
+use std::path::{Path, PathBuf};
+
+/// First 8 bytes of every segment file.
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"LSRJLOG\0";
+/// First 8 bytes of every snapshot file.
+pub(crate) const SNAPSHOT_MAGIC: [u8; 8] = *b"LSRJSNP\0";
+/// First 8 bytes of the snapshot footer.
+pub(crate) const FOOTER_MAGIC: [u8; 8] = *b"LSRJEND\0";
+/// The format version written into every header. Readers reject any other.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// Length of a segment header: magic, version, seq, prev_len, crc.
+pub(crate) const SEGMENT_HEADER_LEN: usize = 32;
+/// Length of a snapshot header: magic, version, cut, crc.
+pub(crate) const SNAPSHOT_HEADER_LEN: usize = 24;
+/// Length of the snapshot footer: magic, count, body crc, footer crc.
+pub(crate) const FOOTER_LEN: usize = 24;
+/// Length of a record frame header: len, crc.
+pub(crate) const FRAME_HEADER_LEN: usize = 8;
+/// The largest payload a frame may carry. Anything longer is corruption on read and refused on
+/// write: a lease record is a few hundred bytes, and a corrupted length must not make a reader
+/// allocate gigabytes.
+pub const MAX_RECORD_LEN: usize = 1 << 20;
+
+/// The bincode configuration of every payload: fixed-width little-endian integers, so a
+/// record's size does not depend on its values, and a decode limit of [`MAX_RECORD_LEN`].
+pub(crate) fn codec() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_fixed_int_encoding()
+        .with_little_endian()
+        .with_limit::<MAX_RECORD_LEN>()
+}
+
+/// `NNNNNNNNNNNNNNNN.log`.
+pub(crate) fn segment_name(seq: u64) -> String {
+    format!("{seq:016}.log")
+}
+
+/// `snapshot-NNNNNNNNNNNNNNNN.snap`.
+pub(crate) fn snapshot_name(cut: u64) -> String {
+    format!("snapshot-{cut:016}.snap")
+}
+
+/// Where a snapshot is written before it is complete and renamed.
+pub(crate) fn snapshot_tmp_name(cut: u64) -> String {
+    format!("snapshot-{cut:016}.snap.tmp")
+}
+
+pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(segment_name(seq))
+}
+
+pub(crate) fn snapshot_path(dir: &Path, cut: u64) -> PathBuf {
+    dir.join(snapshot_name(cut))
+}
+
+fn sixteen_digits(s: &str) -> Option<u64> {
+    if s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// What a file name in the journal directory is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileName {
+    Segment(u64),
+    Snapshot(u64),
+    /// A `*.tmp` left by an interrupted snapshot or repair.
+    Temporary,
+    /// The directory lock file.
+    Lock,
+    /// Anything else: left alone.
+    Other,
+}
+
+pub(crate) const LOCK_NAME: &str = "LOCK";
+
+pub(crate) fn classify(name: &str) -> FileName {
+    if name == LOCK_NAME {
+        FileName::Lock
+    } else if name.ends_with(".tmp") {
+        FileName::Temporary
+    } else if let Some(n) = name.strip_suffix(".log").and_then(sixteen_digits) {
+        FileName::Segment(n)
+    } else if let Some(n) = name
+        .strip_prefix("snapshot-")
+        .and_then(|s| s.strip_suffix(".snap"))
+        .and_then(sixteen_digits)
+    {
+        FileName::Snapshot(n)
+    } else {
+        FileName::Other
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// A segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    /// The segment's number; must equal the one in its file name.
+    pub(crate) seq: u64,
+    /// How many bytes of segment `seq - 1` are valid (its length when it was sealed, or its
+    /// last synced length when the writer abandoned it after an IO error). 0 when there is no
+    /// predecessor.
+    pub(crate) prev_len: u64,
+}
+
+impl SegmentHeader {
+    pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut b = [0u8; SEGMENT_HEADER_LEN];
+        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[12..20].copy_from_slice(&self.seq.to_le_bytes());
+        b[20..28].copy_from_slice(&self.prev_len.to_le_bytes());
+        let crc = crc32c::crc32c(&b[0..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parses the first bytes of a segment file; the error is the reason it is not a header.
+    pub(crate) fn decode(b: &[u8]) -> Result<Self, String> {
+        if b.len() < SEGMENT_HEADER_LEN {
+            return Err(format!(
+                "segment header is {} bytes, needs {SEGMENT_HEADER_LEN}",
+                b.len()
+            ));
+        }
+        if b[0..8] != SEGMENT_MAGIC {
+            return Err("not a journal segment (bad magic)".into());
+        }
+        if crc32c::crc32c(&b[0..28]) != u32_at(b, 28) {
+            return Err("segment header checksum mismatch".into());
+        }
+        let version = u32_at(b, 8);
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "segment format version {version}, this build reads {FORMAT_VERSION}"
+            ));
+        }
+        Ok(SegmentHeader {
+            seq: u64_at(b, 12),
+            prev_len: u64_at(b, 20),
+        })
+    }
+}
+
+/// A snapshot header.
+pub(crate) fn encode_snapshot_header(cut: u64) -> [u8; SNAPSHOT_HEADER_LEN] {
+    let mut b = [0u8; SNAPSHOT_HEADER_LEN];
+    b[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    b[12..20].copy_from_slice(&cut.to_le_bytes());
+    let crc = crc32c::crc32c(&b[0..20]);
+    b[20..24].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Parses a snapshot header; returns its cut.
+pub(crate) fn decode_snapshot_header(b: &[u8]) -> Result<u64, String> {
+    if b.len() < SNAPSHOT_HEADER_LEN {
+        return Err(format!(
+            "snapshot header is {} bytes, needs {SNAPSHOT_HEADER_LEN}",
+            b.len()
+        ));
+    }
+    if b[0..8] != SNAPSHOT_MAGIC {
+        return Err("not a journal snapshot (bad magic)".into());
+    }
+    if crc32c::crc32c(&b[0..20]) != u32_at(b, 20) {
+        return Err("snapshot header checksum mismatch".into());
+    }
+    let version = u32_at(b, 8);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "snapshot format version {version}, this build reads {FORMAT_VERSION}"
+        ));
+    }
+    Ok(u64_at(b, 12))
+}
+
+/// The footer that proves a snapshot complete: `body` is everything before it.
+pub(crate) fn encode_footer(count: u64, body_crc: u32) -> [u8; FOOTER_LEN] {
+    let mut b = [0u8; FOOTER_LEN];
+    b[0..8].copy_from_slice(&FOOTER_MAGIC);
+    b[8..16].copy_from_slice(&count.to_le_bytes());
+    b[16..20].copy_from_slice(&body_crc.to_le_bytes());
+    let crc = crc32c::crc32c(&b[0..20]);
+    b[20..24].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Checks a whole snapshot file: header, footer, body checksum. Returns the cut and the record
+/// count the footer promises; the caller still walks the frames and compares the count.
+pub(crate) fn check_snapshot(file: &[u8]) -> Result<(u64, u64), (u64, String)> {
+    let cut = decode_snapshot_header(file).map_err(|e| (0, e))?;
+    if file.len() < SNAPSHOT_HEADER_LEN + FOOTER_LEN {
+        return Err((
+            file.len() as u64,
+            "snapshot ends before its footer (incomplete)".into(),
+        ));
+    }
+    let at = file.len() - FOOTER_LEN;
+    let f = &file[at..];
+    if f[0..8] != FOOTER_MAGIC {
+        return Err((at as u64, "snapshot footer missing (incomplete)".into()));
+    }
+    if crc32c::crc32c(&f[0..20]) != u32_at(f, 20) {
+        return Err((at as u64, "snapshot footer checksum mismatch".into()));
+    }
+    if crc32c::crc32c(&file[..at]) != u32_at(f, 16) {
+        return Err((
+            SNAPSHOT_HEADER_LEN as u64,
+            "snapshot body checksum mismatch".into(),
+        ));
+    }
+    Ok((cut, u64_at(f, 8)))
+}
+
+/// Appends one frame (`len | crc | payload`) holding `rec` to `buf`. On error `buf` is left as
+/// it was.
+pub(crate) fn encode_frame<T: bincode::Encode>(buf: &mut Vec<u8>, rec: &T) -> Result<(), String> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    let res = bincode::encode_into_std_write(rec, buf, codec());
+    let len = buf.len() - start - FRAME_HEADER_LEN;
+    let err = match res {
+        Err(e) => Some(format!("record does not encode: {e}")),
+        Ok(_) if len == 0 => Some("record encodes to zero bytes".into()),
+        Ok(_) if len > MAX_RECORD_LEN => Some(format!(
+            "record encodes to {len} bytes, more than the {MAX_RECORD_LEN} allowed"
+        )),
+        Ok(_) => None,
+    };
+    if let Some(e) = err {
+        buf.truncate(start);
+        return Err(e);
+    }
+    let crc = crc32c::crc32c(&buf[start + FRAME_HEADER_LEN..]);
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Appends a frame around an already encoded payload (repair copies payloads it cannot decode).
+pub(crate) fn encode_raw_frame(buf: &mut Vec<u8>, payload: &[u8]) {
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    buf.extend_from_slice(payload);
+}
+
+/// Decodes one payload; the whole payload must be consumed.
+pub(crate) fn decode_payload<T: bincode::Decode<()>>(payload: &[u8]) -> Result<T, String> {
+    match bincode::decode_from_slice::<T, _>(payload, codec()) {
+        Ok((v, used)) if used == payload.len() => Ok(v),
+        Ok((_, used)) => Err(format!(
+            "payload of {} bytes decodes from only {used}: not this record type",
+            payload.len()
+        )),
+        Err(e) => Err(format!("payload does not decode: {e}")),
+    }
+}
+
+/// The frame at `at` in `buf` (which ends at `end`), if it is a whole, valid frame: returns
+/// the payload range. The error says why not.
+pub(crate) fn frame_at(buf: &[u8], at: usize, end: usize) -> Result<(usize, usize), String> {
+    let rest = end.saturating_sub(at);
+    if rest < FRAME_HEADER_LEN {
+        return Err(format!(
+            "{rest} bytes left, a frame header needs {FRAME_HEADER_LEN}"
+        ));
+    }
+    let len = u32_at(buf, at) as usize;
+    if len == 0 || len > MAX_RECORD_LEN {
+        return Err(format!(
+            "record length {len} is out of range 1..={MAX_RECORD_LEN}"
+        ));
+    }
+    if rest - FRAME_HEADER_LEN < len {
+        return Err(format!(
+            "record of {len} bytes is cut short ({} bytes left)",
+            rest - FRAME_HEADER_LEN
+        ));
+    }
+    let p = at + FRAME_HEADER_LEN;
+    if crc32c::crc32c(&buf[p..p + len]) != u32_at(buf, at + 4) {
+        return Err("record checksum mismatch".into());
+    }
+    Ok((p, p + len))
+}
+
+/// How a walk over frames ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum WalkEnd {
+    /// Every byte up to `end` was a valid frame.
+    Clean,
+    /// The frame at `offset` is not valid.
+    Bad { offset: u64, reason: String },
+}
+
+/// Calls `each(offset, payload)` for every valid frame from `start` up to `end`, stopping at the
+/// first invalid one. `each` may stop the walk by returning an error (offset, reason).
+pub(crate) fn walk_frames(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<WalkEnd, (u64, String)> {
+    let mut at = start;
+    while at < end {
+        match frame_at(buf, at, end) {
+            Ok((p, q)) => {
+                each(at as u64, &buf[p..q]).map_err(|e| (at as u64, e))?;
+                at = q;
+            }
+            Err(reason) => {
+                return Ok(WalkEnd::Bad {
+                    offset: at as u64,
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(WalkEnd::Clean)
+}
+
+/// From `from`, the offset of the next valid frame before `end` (repair's resync).
+pub(crate) fn resync(buf: &[u8], from: usize, end: usize) -> Option<usize> {
+    (from..end).find(|&at| frame_at(buf, at, end).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(segment_name(7), "0000000000000007.log");
+        assert_eq!(classify(&segment_name(7)), FileName::Segment(7));
+        assert_eq!(classify(&snapshot_name(42)), FileName::Snapshot(42));
+        assert_eq!(classify(&snapshot_tmp_name(42)), FileName::Temporary);
+        assert_eq!(classify("LOCK"), FileName::Lock);
+        assert_eq!(classify("7.log"), FileName::Other);
+        assert_eq!(classify("000000000000000x.log"), FileName::Other);
+        assert_eq!(
+            classify("snapshot-0000000000000001.snap.bad"),
+            FileName::Other
+        );
+    }
+
+    #[test]
+    fn segment_header_round_trips_and_detects_damage() {
+        let h = SegmentHeader {
+            seq: 9,
+            prev_len: 1234,
+        };
+        let mut b = h.encode();
+        assert_eq!(SegmentHeader::decode(&b), Ok(h));
+        assert!(SegmentHeader::decode(&b[..31]).is_err());
+        for i in 0..SEGMENT_HEADER_LEN {
+            b[i] ^= 0x10;
+            assert!(SegmentHeader::decode(&b).is_err(), "flip at {i} undetected");
+            b[i] ^= 0x10;
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_and_detect_damage() {
+        let mut buf = Vec::new();
+        encode_frame(&mut buf, &(7u32, String::from("abc"))).unwrap();
+        encode_frame(&mut buf, &(8u32, String::from("de"))).unwrap();
+        let mut seen = Vec::new();
+        let end = walk_frames(&buf, 0, buf.len(), |at, p| {
+            seen.push((at, decode_payload::<(u32, String)>(p)?));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(end, WalkEnd::Clean);
+        // 4 (u32) + 8 (fixed-int string length) + 3 = 15 bytes of payload.
+        assert_eq!(seen, vec![(0, (7, "abc".into())), (23, (8, "de".into()))]);
+        for i in 0..buf.len() {
+            let mut b = buf.clone();
+            b[i] ^= 1;
+            let end = walk_frames(&b, 0, b.len(), |_, _| Ok(())).unwrap();
+            assert!(matches!(end, WalkEnd::Bad { .. }), "flip at {i} undetected");
+        }
+        // Eight zero bytes (a zero-filled tail after a crash) are not an empty record.
+        assert!(frame_at(&[0u8; 8], 0, 8).is_err());
+        assert_eq!(resync(&buf, 1, buf.len()), Some(23));
+    }
+
+    #[test]
+    fn oversized_records_are_refused_on_write() {
+        let mut buf = vec![1, 2, 3];
+        let big = vec![0u8; MAX_RECORD_LEN];
+        assert!(encode_frame(&mut buf, &big).is_err());
+        assert_eq!(buf, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn snapshot_footer_is_checked() {
+        let mut f = encode_snapshot_header(5).to_vec();
+        encode_frame(&mut f, &1u64).unwrap();
+        let crc = crc32c::crc32c(&f);
+        f.extend_from_slice(&encode_footer(1, crc));
+        assert_eq!(check_snapshot(&f), Ok((5, 1)));
+        assert!(check_snapshot(&f[..f.len() - 1]).is_err());
+        let mut g = f.clone();
+        g[SNAPSHOT_HEADER_LEN + 9] ^= 4;
+        assert!(check_snapshot(&g).is_err());
+    }
+}

@@ -1,0 +1,490 @@
+//! The running journal: options, the handle, lanes and their tickets.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::Record;
+use crate::compact::{self, CompactReport, CompactorMsg};
+use crate::error::{Error, Result};
+use crate::fs::{DirLock, Fs, RealFs};
+use crate::replay::{self, ReplayReport, Tail};
+use crate::writer::{Ctl, Shared, Start, Writer};
+
+/// When a record counts as durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Durable = `fdatasync`ed. Every batch is synced before its tickets are published, so a
+    /// power loss loses nothing that was reported durable. The default, and the only policy
+    /// that keeps invariant 1 (no acknowledged lease is lost).
+    Group,
+    /// Durable = written to the kernel; synced when this much time has passed since the last
+    /// sync. A power loss (not a process crash) can lose up to that much.
+    Interval(Duration),
+    /// Durable = written to the kernel; synced only when a segment is sealed and at shutdown.
+    /// A power loss can lose up to a segment.
+    None,
+}
+
+/// What replay does with a damaged tail of the last segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Recovery {
+    /// Cut it off and report it in [`ReplayReport::truncated`]: a crash during a write leaves
+    /// exactly this, and nothing in it was ever reported durable.
+    #[default]
+    TolerateTornTail,
+    /// Refuse to open ([`Error::Corrupt`]).
+    Strict,
+}
+
+/// How to open a journal.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The journal directory (created if missing).
+    pub dir: PathBuf,
+    /// When records count as durable.
+    pub sync: SyncPolicy,
+    /// How many lanes (one per worker thread).
+    pub lanes: usize,
+    /// The active segment is sealed and a new one started once it reaches this size.
+    pub segment_bytes: u64,
+    /// Sealed segments adding up to this many bytes trigger a background compaction.
+    pub compact_bytes: u64,
+    /// What replay does with a damaged tail of the last segment.
+    pub recovery: Recovery,
+}
+
+/// The smallest `segment_bytes` accepted (a header plus a little).
+pub const MIN_SEGMENT_BYTES: u64 = 64;
+
+impl Options {
+    /// Defaults: group commit, 64 MiB segments, compaction after 256 MiB of sealed segments,
+    /// torn tails tolerated.
+    pub fn new(dir: impl Into<PathBuf>, lanes: usize) -> Self {
+        Options {
+            dir: dir.into(),
+            sync: SyncPolicy::Group,
+            lanes,
+            segment_bytes: 64 << 20,
+            compact_bytes: 256 << 20,
+            recovery: Recovery::TolerateTornTail,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.lanes == 0 {
+            return Err(Error::InvalidOptions("lanes must be at least 1".into()));
+        }
+        if self.segment_bytes < MIN_SEGMENT_BYTES {
+            return Err(Error::InvalidOptions(format!(
+                "segment_bytes must be at least {MIN_SEGMENT_BYTES}"
+            )));
+        }
+        if self.compact_bytes == 0 {
+            return Err(Error::InvalidOptions(
+                "compact_bytes must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A lane's sequence number for one record. Per lane, tickets start at 1 and increase by one
+/// per append; durability is published as "every ticket up to N".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Ticket(pub u64);
+
+/// Whether the writer is keeping up.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Health {
+    /// Writes and syncs succeed.
+    #[default]
+    Ok,
+    /// The last write or sync failed (and is being retried), or a record was refused.
+    /// Nothing more becomes durable until it recovers.
+    Failing {
+        /// The error, with the file it happened to.
+        error: String,
+    },
+}
+
+/// Counters of a running journal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records the writer has taken from the lanes.
+    pub appended: u64,
+    /// Record bytes written (frames, rewrites after errors included; not headers).
+    pub bytes: u64,
+    /// Write batches (each one `write` of everything that had queued up).
+    pub batches: u64,
+    /// `fdatasync`s of batches.
+    pub syncs: u64,
+    /// Records in the last batch.
+    pub last_batch: u64,
+    /// Segment files in the directory.
+    pub segments: u64,
+    /// The segment being appended to.
+    pub active_segment: u64,
+    /// The last segment covered by the newest snapshot (0 = no snapshot).
+    pub snapshot_seq: u64,
+    /// Compactions completed.
+    pub compactions: u64,
+    /// Compactions that failed (and were retried).
+    pub compaction_failures: u64,
+    /// Writes or syncs that failed.
+    pub write_failures: u64,
+    /// The last error of the writer or the compactor.
+    pub last_error: Option<String>,
+    /// The writer's health.
+    pub health: Health,
+}
+
+/// The sending end of a lane's channel: (ticket, record).
+type LaneSender<R> = Sender<(u64, R)>;
+
+/// An open journal: the writer thread, the compactor thread and the lanes that feed them.
+///
+/// Dropping it without [`Journal::shutdown`] still stops the threads after a last write and
+/// sync, ignoring errors.
+pub struct Journal<R: Record> {
+    shared: Arc<Shared>,
+    lanes: Mutex<Vec<Option<LaneSender<R>>>>,
+    ctl: Sender<Ctl>,
+    compactor_tx: Sender<CompactorMsg>,
+    writer: Option<JoinHandle<Result<()>>>,
+    compactor: Option<JoinHandle<()>>,
+    dir: PathBuf,
+    _lock: Box<dyn DirLock>,
+}
+
+impl<R: Record> fmt::Debug for Journal<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir)
+            .field("health", &self.health())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Record> Journal<R> {
+    /// Opens the journal in `opts.dir` (creating the directory), recovers and replays it:
+    /// folds the newest valid snapshot and every segment after it (the highest version per
+    /// key wins; keys whose newest record does not `keep(now)` are dropped) and calls `f` once
+    /// per surviving record, in no particular order. Then starts a new segment and the writer
+    /// and compactor threads.
+    ///
+    /// Recovery changes the directory: a torn tail of the last segment is cut off (with
+    /// [`Recovery::TolerateTornTail`]), and snapshots and segments left by an interrupted
+    /// compaction are removed.
+    pub fn open(
+        opts: Options,
+        fs: Arc<dyn Fs>,
+        mut f: impl FnMut(R),
+    ) -> Result<(Journal<R>, ReplayReport)> {
+        let started = Instant::now();
+        opts.validate()?;
+        let dir = opts.dir.clone();
+        fs.create_dir_all(&dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock = fs.lock_dir(&dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
+            _ => Error::io("lock", &dir, e),
+        })?;
+        let folded = replay::fold::<R>(&*fs, &dir, Tail::Truncate(opts.recovery), None)?;
+
+        // Leftovers of an interrupted compaction or snapshot write.
+        let listing = replay::list(&*fs, &dir)?;
+        let leftovers: Vec<&PathBuf> = folded
+            .base
+            .ignored
+            .iter()
+            .chain(&folded.base.stale)
+            .chain(&listing.temporaries)
+            .collect();
+        if !leftovers.is_empty() {
+            for p in &leftovers {
+                tracing::info!(file = %p.display(), "journal: removing a file left by an interrupted compaction");
+                fs.remove_file(p).map_err(|e| Error::io("remove", *p, e))?;
+            }
+            fs.sync_dir(&dir).map_err(|e| Error::io("sync", &dir, e))?;
+        }
+
+        let shared = Arc::new(Shared::new(opts.lanes));
+        let c = &shared.counters;
+        c.segments
+            .store(folded.report.segments as u64, Ordering::Relaxed);
+        c.snapshot_seq.store(folded.base.cut(), Ordering::Relaxed);
+        let start = Start {
+            next_seq: folded.next_seq,
+            prev_len: folded.prev_len,
+            last_sealed: folded.last_replayed.unwrap_or(0),
+            sealed_bytes: folded.segment_bytes,
+        };
+        let mut report = folded.report.clone();
+        let now = replay::unix_now();
+        let mut live = 0u64;
+        for r in folded.survivors(now, None) {
+            live += 1;
+            f(r);
+        }
+        report.live = live;
+
+        let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
+        let (comp_tx, comp_rx) = crossbeam_channel::unbounded();
+        let mut senders = Vec::with_capacity(opts.lanes);
+        let mut receivers = Vec::with_capacity(opts.lanes);
+        for _ in 0..opts.lanes {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            senders.push(Some(tx));
+            receivers.push(rx);
+        }
+        let mut writer = Writer::new(
+            fs.clone(),
+            dir.clone(),
+            opts.sync,
+            opts.segment_bytes,
+            opts.compact_bytes,
+            shared.clone(),
+            receivers,
+            ctl_rx,
+            comp_tx.clone(),
+            start,
+        );
+        writer.start()?;
+        let compactor = {
+            let (fs, dir, shared) = (fs.clone(), dir.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("journal-compact".into())
+                .spawn(move || compact::run::<R>(fs, dir, shared, comp_rx))
+                .map_err(|e| Error::io("spawn compactor thread", &opts.dir, e))?
+        };
+        let writer = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Error::io("spawn writer thread", &opts.dir, e))?;
+        report.elapsed = started.elapsed();
+        tracing::info!(?report, "journal replayed");
+        Ok((
+            Journal {
+                shared,
+                lanes: Mutex::new(senders),
+                ctl: ctl_tx,
+                compactor_tx: comp_tx,
+                writer: Some(writer),
+                compactor: Some(compactor),
+                dir,
+                _lock: lock,
+            },
+            report,
+        ))
+    }
+
+    /// [`Journal::open`] on the real filesystem.
+    pub fn open_dir(opts: Options, f: impl FnMut(R)) -> Result<(Journal<R>, ReplayReport)> {
+        Self::open(opts, Arc::new(RealFs), f)
+    }
+
+    /// The journal directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The lane for worker `k` (`0..lanes`).
+    ///
+    /// # Panics
+    /// If `k` is out of range or lane `k` was already taken: both are wiring bugs, and two
+    /// owners of one lane would break its ticket order. [`Journal::try_lane`] returns an
+    /// error instead.
+    pub fn lane(&self, k: usize) -> Lane<R> {
+        match self.try_lane(k) {
+            Ok(l) => l,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The lane for worker `k`, or an error if it is out of range or already taken.
+    pub fn try_lane(&self, k: usize) -> Result<Lane<R>> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = lanes.get_mut(k).ok_or(Error::Lane {
+            lane: k,
+            reason: "out of range",
+        })?;
+        let tx = slot.take().ok_or(Error::Lane {
+            lane: k,
+            reason: "already taken",
+        })?;
+        Ok(Lane {
+            k,
+            next: 0,
+            tx,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Whether writes and syncs currently succeed.
+    pub fn health(&self) -> Health {
+        self.shared
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            appended: l(&c.appended),
+            bytes: l(&c.bytes),
+            batches: l(&c.batches),
+            syncs: l(&c.syncs),
+            last_batch: l(&c.last_batch),
+            segments: l(&c.segments),
+            active_segment: l(&c.active_segment),
+            snapshot_seq: l(&c.snapshot_seq),
+            compactions: l(&c.compactions),
+            compaction_failures: l(&c.compaction_failures),
+            write_failures: l(&c.write_failures),
+            last_error: self
+                .shared
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            health: self.health(),
+        }
+    }
+
+    /// Asks for a compaction now, in the background: the writer seals the active segment if
+    /// it holds records, and the compactor folds everything sealed into a new snapshot.
+    pub fn compact_now(&self) {
+        let _ = self.ctl.send(Ctl::Compact(None));
+    }
+
+    /// Like [`Journal::compact_now`], but waits for that compaction and returns its report
+    /// (for the control API and tests). The writer is not blocked meanwhile.
+    pub fn compact_blocking(&self) -> Result<CompactReport> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.ctl
+            .send(Ctl::Compact(Some(tx)))
+            .map_err(|_| Error::Compaction("the journal is shutting down".into()))?;
+        rx.recv().map_err(|_| {
+            Error::Compaction("the journal stopped before the compaction ran".into())
+        })?
+    }
+
+    /// Stops accepting records, writes and syncs everything queued, and joins the writer and
+    /// the compactor (waiting for a compaction in progress). Records appended after this
+    /// begins are never made durable.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        let _ = self.ctl.send(Ctl::Shutdown);
+        let res = writer
+            .join()
+            .unwrap_or(Err(Error::ThreadPanicked("writer")));
+        let _ = self.compactor_tx.send(CompactorMsg::Stop);
+        if let Some(c) = self.compactor.take()
+            && c.join().is_err()
+            && res.is_ok()
+        {
+            return Err(Error::ThreadPanicked("compactor"));
+        }
+        res
+    }
+}
+
+impl<R: Record> Drop for Journal<R> {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::error!(error = %e, "journal dropped without shutdown and its last write failed");
+        }
+    }
+}
+
+/// One worker's way into the journal: `Send`, owned by one worker thread ([`Lane::append`]
+/// takes `&mut self`, so tickets are handed out in order).
+pub struct Lane<R> {
+    k: usize,
+    next: u64,
+    tx: Sender<(u64, R)>,
+    shared: Arc<Shared>,
+}
+
+impl<R> fmt::Debug for Lane<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lane")
+            .field("lane", &self.k)
+            .field("appended", &self.next)
+            .field("durable", &self.durable_raw())
+            .finish()
+    }
+}
+
+impl<R> Lane<R> {
+    fn durable_raw(&self) -> u64 {
+        self.shared.lanes[self.k].durable.load(Ordering::Acquire)
+    }
+
+    /// This lane's number.
+    pub fn index(&self) -> usize {
+        self.k
+    }
+
+    /// The ticket of the last record appended (0 if none).
+    pub fn last_ticket(&self) -> Ticket {
+        Ticket(self.next)
+    }
+}
+
+impl<R: Record> Lane<R> {
+    /// Hands a record to the writer without blocking (never waits for the disk) and returns
+    /// its ticket. After the journal has shut down the record goes nowhere and its ticket
+    /// never becomes durable.
+    pub fn append(&mut self, rec: R) -> Ticket {
+        self.next += 1;
+        let _ = self.tx.send((self.next, rec));
+        Ticket(self.next)
+    }
+
+    /// The highest ticket of this lane that is durable (with [`SyncPolicy::Group`]: synced;
+    /// with the other policies: written to the kernel). Every lower ticket is durable too.
+    pub fn durable(&self) -> Ticket {
+        Ticket(self.durable_raw())
+    }
+
+    /// Blocks until `t` is durable or `timeout` has passed; returns whether it is durable.
+    pub fn wait_durable(&self, t: Ticket, timeout: Duration) -> bool {
+        if self.durable_raw() >= t.0 {
+            return true;
+        }
+        let deadline = Instant::now() + timeout;
+        let lane = &self.shared.lanes[self.k];
+        let mut g = lane.lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.durable_raw() >= t.0 {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = lane
+                .cv
+                .wait_timeout(g, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}

@@ -1,0 +1,542 @@
+//! The writer thread: drains the lanes, writes each batch with one write, syncs once per batch
+//! (group commit), publishes per-lane durable watermarks, rotates segments, and survives IO
+//! errors by starting a new segment and rewriting what was not yet durable.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
+
+use crate::compact::CompactorMsg;
+use crate::error::{Error, Result};
+use crate::format::{self, SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::fs::{Fs, FsFile};
+use crate::journal::{Health, SyncPolicy};
+use crate::{CompactReport, Record};
+
+/// First wait before retrying after a write or sync error.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between retries.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// One lane's durable watermark and the condition variable its waiters sleep on.
+#[derive(Debug, Default)]
+pub(crate) struct LaneState {
+    pub(crate) durable: AtomicU64,
+    pub(crate) lock: Mutex<()>,
+    pub(crate) cv: Condvar,
+}
+
+impl LaneState {
+    fn publish(&self, ticket: u64) {
+        self.durable.store(ticket, Ordering::Release);
+        // Taking the lock orders this store with a waiter that checked the watermark and is
+        // about to sleep: it is either before its check or already asleep. Held for no IO.
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.cv.notify_all();
+    }
+}
+
+/// Counters behind [`Stats`](crate::Stats).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) appended: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    pub(crate) last_batch: AtomicU64,
+    pub(crate) segments: AtomicU64,
+    pub(crate) active_segment: AtomicU64,
+    pub(crate) snapshot_seq: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) compaction_failures: AtomicU64,
+    pub(crate) write_failures: AtomicU64,
+}
+
+/// State shared by the journal handle, its lanes, the writer and the compactor.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) lanes: Vec<LaneState>,
+    pub(crate) counters: Counters,
+    pub(crate) health: Mutex<Health>,
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn new(lanes: usize) -> Self {
+        Shared {
+            lanes: (0..lanes).map(|_| LaneState::default()).collect(),
+            counters: Counters::default(),
+            health: Mutex::new(Health::Ok),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn set_health(&self, h: Health) {
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = h;
+    }
+
+    pub(crate) fn set_last_error(&self, e: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+}
+
+/// Messages from the journal handle to the writer.
+pub(crate) enum Ctl {
+    /// Write and sync everything queued, then stop.
+    Shutdown,
+    /// Seal the active segment (if it holds records) and have everything sealed compacted.
+    Compact(Option<Sender<Result<CompactReport>>>),
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+struct Active {
+    file: Box<dyn FsFile>,
+    seq: u64,
+    path: PathBuf,
+}
+
+/// The writer's state. Invariant: the active segment's length is `synced_len` plus the first
+/// `written` bytes of `unsynced`; `unsynced` holds every byte received since the last
+/// successful sync, so after any error it can be rewritten whole into a new segment.
+pub(crate) struct Writer<R: Record> {
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) dir: PathBuf,
+    pub(crate) policy: SyncPolicy,
+    pub(crate) segment_bytes: u64,
+    pub(crate) compact_bytes: u64,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) lanes: Vec<Receiver<(u64, R)>>,
+    pub(crate) ctl: Receiver<Ctl>,
+    pub(crate) compactor: Sender<CompactorMsg>,
+
+    active: Option<Active>,
+    /// The number the next segment gets.
+    next_seq: u64,
+    /// Valid length of segment `next_seq - 1`, for the next segment's header.
+    prev_len: u64,
+    synced_len: u64,
+    unsynced: Vec<u8>,
+    written: usize,
+    /// Records in `unsynced`.
+    unsynced_records: u64,
+    /// Per lane: the highest ticket encoded into `unsynced` or synced before.
+    received: Vec<u64>,
+    /// Per lane: the highest ticket published durable.
+    published: Vec<u64>,
+    /// Per lane: the first ticket that could not be stored; the watermark stays below it.
+    poisoned: Vec<Option<u64>>,
+    alive: Vec<bool>,
+    /// The last write/sync error and when to retry.
+    failing: Option<(String, Instant, Duration)>,
+    /// A record that could not be encoded: health stays failing for good.
+    poison_error: Option<String>,
+    last_sync: Instant,
+    /// The segment given up (sealed or abandoned) and its valid length; it counts as sealed
+    /// once its successor's header is durable.
+    pending_seal: Option<(u64, u64)>,
+    last_sealed: u64,
+    sealed_bytes: u64,
+}
+
+/// Where the writer starts, from the replay.
+#[derive(Debug)]
+pub(crate) struct Start {
+    pub(crate) next_seq: u64,
+    pub(crate) prev_len: u64,
+    pub(crate) last_sealed: u64,
+    pub(crate) sealed_bytes: u64,
+}
+
+impl<R: Record> std::fmt::Debug for Writer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("dir", &self.dir)
+            .field("active", &self.active.as_ref().map(|a| a.seq))
+            .field("synced_len", &self.synced_len)
+            .field("unsynced", &self.unsynced.len())
+            .field("failing", &self.failing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Record> Writer<R> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        fs: Arc<dyn Fs>,
+        dir: PathBuf,
+        policy: SyncPolicy,
+        segment_bytes: u64,
+        compact_bytes: u64,
+        shared: Arc<Shared>,
+        lanes: Vec<Receiver<(u64, R)>>,
+        ctl: Receiver<Ctl>,
+        compactor: Sender<CompactorMsg>,
+        start: Start,
+    ) -> Self {
+        let n = lanes.len();
+        Writer {
+            fs,
+            dir,
+            policy,
+            segment_bytes,
+            compact_bytes,
+            shared,
+            lanes,
+            ctl,
+            compactor,
+            active: None,
+            next_seq: start.next_seq,
+            prev_len: start.prev_len,
+            synced_len: 0,
+            unsynced: Vec::new(),
+            written: 0,
+            unsynced_records: 0,
+            received: vec![0; n],
+            published: vec![0; n],
+            poisoned: vec![None; n],
+            alive: vec![true; n],
+            failing: None,
+            poison_error: None,
+            last_sync: Instant::now(),
+            pending_seal: None,
+            last_sealed: start.last_sealed,
+            sealed_bytes: start.sealed_bytes,
+        }
+    }
+
+    /// Creates the first segment (on the opening thread, so that an unwritable directory
+    /// fails `open`).
+    pub(crate) fn start(&mut self) -> Result<()> {
+        let path = format::segment_path(&self.dir, self.next_seq);
+        self.open_segment()
+            .map_err(|e| Error::io("start segment", path, e))?;
+        self.maybe_trigger_compaction();
+        Ok(())
+    }
+
+    /// The thread's body. Returns when told to shut down, after a last write and sync.
+    pub(crate) fn run(mut self) -> Result<()> {
+        let mut compact_requests = Vec::new();
+        loop {
+            self.wait();
+            let mut shutdown = false;
+            loop {
+                match self.ctl.try_recv() {
+                    Ok(Ctl::Shutdown) | Err(TryRecvError::Disconnected) => {
+                        shutdown = true;
+                        break;
+                    }
+                    Ok(Ctl::Compact(reply)) => compact_requests.push(reply),
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            self.drain();
+            if shutdown {
+                return self.finish();
+            }
+            let retry_due = match &self.failing {
+                Some((_, at, _)) => Instant::now() >= *at,
+                None => true,
+            };
+            if retry_due {
+                self.step(false);
+            }
+            if !compact_requests.is_empty() {
+                if self.failing.is_none() && self.active_has_records() {
+                    self.rotate();
+                }
+                for reply in compact_requests.drain(..) {
+                    let _ = self.compactor.send(CompactorMsg::Compact {
+                        cut: self.last_sealed,
+                        reply,
+                    });
+                }
+                self.sealed_bytes = 0;
+            }
+        }
+    }
+
+    /// Blocks until a lane or the control channel has something, or a retry or interval
+    /// sync is due.
+    fn wait(&self) {
+        let now = Instant::now();
+        let timeout = match (&self.failing, self.policy) {
+            (Some((_, at, _)), _) => Some(at.saturating_duration_since(now)),
+            (None, SyncPolicy::Interval(d)) if !self.unsynced.is_empty() => {
+                Some((self.last_sync + d).saturating_duration_since(now))
+            }
+            _ => None,
+        };
+        if timeout == Some(Duration::ZERO) {
+            return;
+        }
+        let mut sel = Select::new();
+        for (rx, alive) in self.lanes.iter().zip(&self.alive) {
+            if *alive {
+                sel.recv(rx);
+            }
+        }
+        sel.recv(&self.ctl);
+        match timeout {
+            Some(d) => {
+                let _ = sel.ready_timeout(d);
+            }
+            None => {
+                sel.ready();
+            }
+        }
+    }
+
+    /// Takes everything queued on every lane and encodes it into `unsynced`.
+    fn drain(&mut self) {
+        let mut n = 0u64;
+        for k in 0..self.lanes.len() {
+            if !self.alive[k] {
+                continue;
+            }
+            loop {
+                match self.lanes[k].try_recv() {
+                    Ok((ticket, rec)) => {
+                        n += 1;
+                        match format::encode_frame(&mut self.unsynced, &rec) {
+                            Ok(()) => {
+                                self.unsynced_records += 1;
+                                self.received[k] = ticket;
+                            }
+                            Err(e) => self.poison(k, ticket, e),
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.alive[k] = false;
+                        break;
+                    }
+                }
+            }
+        }
+        if n > 0 {
+            self.shared
+                .counters
+                .appended
+                .fetch_add(n, Ordering::Relaxed);
+            self.shared.counters.last_batch.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// A record that cannot be stored is a programming error (it encodes to nothing or to
+    /// more than `MAX_RECORD_LEN`). It is not written, and its lane's watermark never passes
+    /// it, so nothing from that lane is acknowledged from then on: failing closed is the only
+    /// answer that keeps invariant 1.
+    fn poison(&mut self, lane: usize, ticket: u64, e: String) {
+        tracing::error!(lane, ticket, error = %e, "journal record refused; this lane can no longer become durable");
+        if self.poisoned[lane].is_none() {
+            self.poisoned[lane] = Some(ticket);
+        }
+        let msg = format!("lane {lane} record {ticket} refused: {e}");
+        self.shared.set_last_error(msg.clone());
+        self.poison_error = Some(msg.clone());
+        self.shared.set_health(Health::Failing { error: msg });
+    }
+
+    fn active_has_records(&self) -> bool {
+        self.active.is_some()
+            && (self.synced_len > SEGMENT_HEADER_LEN as u64 || !self.unsynced.is_empty())
+    }
+
+    /// Writes what is unwritten, syncs per policy, rotates if the segment is full. On error,
+    /// enters (or stays in) the failing state.
+    fn step(&mut self, force_sync: bool) {
+        match self.try_step(force_sync) {
+            Ok(()) => {
+                if let Some((e, _, _)) = self.failing.take() {
+                    tracing::info!(previous_error = %e, "journal writes succeed again");
+                    if self.poison_error.is_none() {
+                        self.shared.set_health(Health::Ok);
+                    }
+                }
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn try_step(&mut self, force_sync: bool) -> io::Result<()> {
+        if self.active.is_none() {
+            self.open_segment()?;
+        }
+        if self.written < self.unsynced.len() {
+            let a = self.active.as_mut().expect("active segment");
+            a.file.write_all(&self.unsynced[self.written..])?;
+            let n = (self.unsynced.len() - self.written) as u64;
+            self.written = self.unsynced.len();
+            self.shared.counters.bytes.fetch_add(n, Ordering::Relaxed);
+            self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
+            if self.policy != SyncPolicy::Group {
+                // Interval and None: "durable" means handed to the kernel.
+                self.publish();
+            }
+        }
+        let len = self.synced_len + self.unsynced.len() as u64;
+        let full = len >= self.segment_bytes;
+        let sync = !self.unsynced.is_empty()
+            && (force_sync
+                || full
+                || match self.policy {
+                    SyncPolicy::Group => true,
+                    SyncPolicy::Interval(d) => self.last_sync.elapsed() >= d,
+                    SyncPolicy::None => false,
+                });
+        if sync {
+            self.sync()?;
+        }
+        if full {
+            self.rotate_now()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let a = self.active.as_mut().expect("active segment");
+        a.file.sync_data()?;
+        self.synced_len += self.unsynced.len() as u64;
+        self.unsynced.clear();
+        self.written = 0;
+        self.unsynced_records = 0;
+        self.last_sync = Instant::now();
+        self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        self.publish();
+        Ok(())
+    }
+
+    /// Seals the active segment (synced by now) and starts the next one.
+    fn rotate_now(&mut self) -> io::Result<()> {
+        debug_assert!(self.unsynced.is_empty());
+        if let Some(a) = self.active.take() {
+            self.prev_len = self.synced_len;
+            self.pending_seal = Some((a.seq, self.synced_len));
+        }
+        self.open_segment()
+    }
+
+    /// Syncs and rotates now (for a compaction request).
+    fn rotate(&mut self) {
+        let r = (|| {
+            if !self.unsynced.is_empty() {
+                if self.written < self.unsynced.len() {
+                    let a = self.active.as_mut().expect("active segment");
+                    a.file.write_all(&self.unsynced[self.written..])?;
+                    self.written = self.unsynced.len();
+                }
+                self.sync()?;
+            }
+            self.rotate_now()
+        })();
+        if let Err(e) = r {
+            self.fail(e);
+        }
+    }
+
+    /// Creates segment `next_seq`: header, sync, directory sync. Only then does the number
+    /// advance; a failed attempt is retried under the same name (`create` truncates).
+    fn open_segment(&mut self) -> io::Result<()> {
+        let seq = self.next_seq;
+        let path = format::segment_path(&self.dir, seq);
+        let mut file = self.fs.create(&path)?;
+        let header = SegmentHeader {
+            seq,
+            prev_len: self.prev_len,
+        };
+        file.write_all(&header.encode())?;
+        file.sync_data()?;
+        self.fs.sync_dir(&self.dir)?;
+        self.next_seq += 1;
+        self.synced_len = SEGMENT_HEADER_LEN as u64;
+        self.written = 0;
+        self.active = Some(Active { file, seq, path });
+        self.shared
+            .counters
+            .segments
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .active_segment
+            .store(seq, Ordering::Relaxed);
+        if let Some((sealed, len)) = self.pending_seal.take() {
+            self.last_sealed = sealed;
+            self.sealed_bytes += len;
+            self.maybe_trigger_compaction();
+        }
+        Ok(())
+    }
+
+    fn maybe_trigger_compaction(&mut self) {
+        if self.sealed_bytes >= self.compact_bytes && self.last_sealed > 0 {
+            let _ = self.compactor.send(CompactorMsg::Compact {
+                cut: self.last_sealed,
+                reply: None,
+            });
+            self.sealed_bytes = 0;
+        }
+    }
+
+    /// After a write or sync error: the state of the file in the page cache is unknown (a
+    /// failed fsync may have dropped dirty pages), so the segment is given up at its last
+    /// synced length and everything since is rewritten into a new one on retry.
+    fn fail(&mut self, e: io::Error) {
+        let path = self.active.as_ref().map_or_else(
+            || format::segment_path(&self.dir, self.next_seq),
+            |a| a.path.clone(),
+        );
+        let msg = format!("{}: {e}", path.display());
+        self.shared
+            .counters
+            .write_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.set_last_error(msg.clone());
+        if let Some(a) = self.active.take() {
+            self.prev_len = self.synced_len;
+            self.pending_seal = Some((a.seq, self.synced_len));
+        }
+        self.written = 0;
+        let backoff = match &self.failing {
+            Some((_, _, b)) => (*b * 2).min(RETRY_MAX),
+            None => RETRY_FIRST,
+        };
+        tracing::error!(
+            error = %msg, pending_records = self.unsynced_records, retry_in = ?backoff,
+            "journal write or sync failed; nothing more is acknowledged until a retry succeeds in a new segment"
+        );
+        self.failing = Some((msg.clone(), Instant::now() + backoff, backoff));
+        self.shared.set_health(Health::Failing { error: msg });
+    }
+
+    fn publish(&mut self) {
+        for k in 0..self.received.len() {
+            let mut t = self.received[k];
+            if let Some(p) = self.poisoned[k] {
+                t = t.min(p - 1);
+            }
+            if t > self.published[k] {
+                self.published[k] = t;
+                self.shared.lanes[k].publish(t);
+            }
+        }
+    }
+
+    /// Shutdown: one last write and sync of everything received.
+    fn finish(mut self) -> Result<()> {
+        self.step(true);
+        if let Some((e, _, _)) = self.failing.take() {
+            // Hand the records back as not durable.
+            return Err(Error::NotDurable {
+                records: self.unsynced_records,
+                error: e,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,215 @@
+//! Group commit and IO errors: nothing is reported durable that a power loss could take away.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use lessor_journal::testing::{FaultyFs, SyncFault};
+use lessor_journal::{Health, SyncPolicy, Ticket};
+
+use crate::common::*;
+
+/// Each appender thread, every few appends, reads its watermark and then takes a power-loss
+/// image: every record up to the watermark must be in it.
+#[test]
+fn durable_never_exceeds_what_was_synced() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(2));
+    let checks: Vec<(u32, Ticket, FaultyFs)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2u32)
+            .map(|k| {
+                let mut lane = j.lane(k as usize);
+                let fs = fs.clone();
+                s.spawn(move || {
+                    let mut checks = Vec::new();
+                    for i in 1..=600u32 {
+                        // Key = lane * 100000 + ticket: one record per key.
+                        let t = lane.append(rec(k * 100_000 + i, 1));
+                        assert_eq!(t, Ticket(i as u64));
+                        if i % 40 == 0 {
+                            let d = lane.durable();
+                            checks.push((k, d, fs.crash_image()));
+                        }
+                        if i % 120 == 0 {
+                            // Let the watermark move; the other lane keeps appending.
+                            assert!(lane.wait_durable(t, LONG));
+                        }
+                    }
+                    assert!(lane.wait_durable(Ticket(600), LONG));
+                    checks.push((k, lane.durable(), fs.crash_image()));
+                    checks
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let syncs_seen = fs.syncs();
+    let stats = j.stats();
+    j.shutdown().unwrap();
+    assert!(stats.syncs <= syncs_seen);
+    assert!(stats.batches < 1200, "no batching happened: {stats:?}");
+    let mut nonzero = 0;
+    for (k, d, img) in checks {
+        let got = live(&img);
+        for t in 1..=d.0 as u32 {
+            assert!(
+                got.contains_key(&(k * 100_000 + t)),
+                "lane {k} ticket {t} durable ({d:?}) but lost"
+            );
+        }
+        nonzero += usize::from(d.0 > 0);
+    }
+    assert!(nonzero > 2);
+}
+
+/// A failing sync holds the watermark; the retry goes to a new segment; once syncs work
+/// again everything becomes durable and survives a power loss.
+#[test]
+fn failed_sync_holds_the_watermark_until_a_retry_succeeds() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(1));
+    let mut lane = j.lane(0);
+    let t0 = lane.append(rec(1, 1));
+    assert!(lane.wait_durable(t0, LONG));
+    let seg_before = j.stats().active_segment;
+
+    fs.fail_syncs(SyncFault::UntilCleared, Some(".log"));
+    let t1 = lane.append(rec(2, 1));
+    assert!(fs.wait_failed_syncs(1, LONG));
+    assert!(eventually(|| matches!(j.health(), Health::Failing { .. })));
+    assert!(lane.durable() < t1);
+    let t2 = lane.append(rec(3, 1));
+    // The retry (a new segment, whose header sync fails too) does not publish either.
+    assert!(fs.wait_failed_syncs(2, LONG));
+    assert!(lane.durable() < t1);
+    assert!(!lane.wait_durable(t1, Duration::from_millis(50)));
+    // A power loss now keeps t0 and replays cleanly (the unsynced tail is zeros on "disk").
+    let img = fs.crash_image();
+    assert!(live(&img).contains_key(&1));
+
+    fs.clear_faults();
+    assert!(lane.wait_durable(t2, LONG));
+    assert!(eventually(|| j.health() == Health::Ok));
+    let st = j.stats();
+    assert!(st.write_failures >= 2, "{st:?}");
+    assert!(
+        st.active_segment > seg_before,
+        "retry must use a new segment: {st:?}"
+    );
+    assert!(st.last_error.is_some());
+    let got = live(&fs.crash_image());
+    assert_eq!(
+        got.keys().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([1, 2, 3])
+    );
+    j.shutdown().unwrap();
+    let (j, got, _) = open(&fs, opts(1));
+    assert_eq!(got.len(), 3);
+    j.shutdown().unwrap();
+}
+
+/// One failed fsync, after which the kernel reports the same file clean: a writer that simply
+/// synced the same file again would publish data that is zeros on disk.
+#[test]
+fn one_failed_fsync_does_not_lose_the_batch() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(1));
+    let mut lane = j.lane(0);
+    fs.fail_syncs(SyncFault::Times(1), Some(".log"));
+    let recs: Vec<Rec> = (0..5).map(|i| rec(i, 1)).collect();
+    let mut last = Ticket(0);
+    for r in &recs {
+        last = lane.append(r.clone());
+    }
+    assert!(lane.wait_durable(last, LONG));
+    assert_eq!(fs.failed_syncs(), 1);
+    assert_eq!(live(&fs.crash_image()), model(&recs));
+    j.shutdown().unwrap();
+}
+
+/// Short writes and a full disk: health fails, nothing is published, and after space is
+/// freed the records are durable; the abandoned partial write is ignored on replay.
+#[test]
+fn short_write_and_enospc_recover_in_a_new_segment() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(1));
+    let mut lane = j.lane(0);
+    let mut all = vec![rec(1, 1)];
+    let t = lane_append(&mut lane, &all[0]);
+    assert!(lane.wait_durable(t, LONG));
+
+    fs.short_next_write(5, Some(".log"));
+    all.push(rec(2, 1));
+    let t = lane_append(&mut lane, &all[1]);
+    // The retry after a short write succeeds by itself.
+    assert!(lane.wait_durable(t, LONG));
+
+    let used: u64 = fs
+        .file_names(&dir())
+        .iter()
+        .map(|n| fs.read_file(&dir().join(n)).unwrap().len() as u64)
+        .sum();
+    fs.set_space_limit(Some(used + 10));
+    all.push(rec(3, 1));
+    let t = lane_append(&mut lane, &all[2]);
+    assert!(eventually(|| matches!(j.health(), Health::Failing { .. })));
+    assert!(lane.durable() < t);
+    fs.set_space_limit(None);
+    assert!(lane.wait_durable(t, LONG));
+    assert!(eventually(|| j.health() == Health::Ok));
+    j.shutdown().unwrap();
+
+    let (j, got, rep) = open(&fs, opts(1));
+    assert_eq!(got, model(&all));
+    assert!(rep.abandoned_bytes >= 5, "{rep:?}");
+    j.shutdown().unwrap();
+    let v = lessor_journal::verify_with(&fs, &dir()).unwrap();
+    assert!(v.is_clean(), "{v:#?}");
+}
+
+fn lane_append(lane: &mut lessor_journal::Lane<Rec>, r: &Rec) -> Ticket {
+    lane.append(r.clone())
+}
+
+/// Shutdown while the disk refuses: an error, never a silent loss.
+#[test]
+fn shutdown_reports_records_that_never_became_durable() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(1));
+    let mut lane = j.lane(0);
+    fs.fail_syncs(SyncFault::UntilCleared, None);
+    let t = lane.append(rec(1, 1));
+    assert!(fs.wait_failed_syncs(1, LONG));
+    let err = j.shutdown().unwrap_err();
+    assert!(
+        matches!(err, lessor_journal::Error::NotDurable { records: 1, .. }),
+        "{err}"
+    );
+    assert!(lane.durable() < t);
+}
+
+/// Interval and None publish after the write; the data are in the page cache (a process
+/// crash keeps them) and shutdown syncs.
+#[test]
+fn interval_and_none_publish_after_write() {
+    for policy in [
+        SyncPolicy::Interval(Duration::from_secs(3600)),
+        SyncPolicy::None,
+    ] {
+        let fs = FaultyFs::new();
+        let mut o = opts(1);
+        o.sync = policy;
+        o.segment_bytes = 1 << 20;
+        let (j, _, _) = open(&fs, o.clone());
+        let mut lane = j.lane(0);
+        let syncs = fs.syncs();
+        let t = lane.append(rec(1, 1));
+        assert!(lane.wait_durable(t, LONG));
+        assert_eq!(fs.syncs(), syncs, "{policy:?} synced a batch");
+        assert!(live(&fs.disk_image()).contains_key(&1));
+        j.shutdown().unwrap();
+        assert!(
+            live(&fs.crash_image()).contains_key(&1),
+            "{policy:?}: shutdown must sync"
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! Recovery: torn tails, bit flips, missing segments, damaged snapshots; verify and repair.
+
+use lessor_journal::testing::FaultyFs;
+use lessor_journal::{Error, Recovery, Ticket};
+
+use crate::common::*;
+
+/// Writes `n` records (one key each) durably, without shutting down.
+fn journal_with(
+    fs: &FaultyFs,
+    n: u32,
+) -> (
+    lessor_journal::Journal<Rec>,
+    lessor_journal::Lane<Rec>,
+    Vec<Rec>,
+) {
+    let mut o = opts(1);
+    o.segment_bytes = 1 << 20;
+    let (j, _, _) = open(fs, o);
+    let mut lane = j.lane(0);
+    let recs: Vec<Rec> = (0..n).map(|i| rec(i, 1)).collect();
+    let mut last = Ticket(0);
+    for r in &recs {
+        last = lane.append(r.clone());
+    }
+    assert!(lane.wait_durable(last, LONG));
+    (j, lane, recs)
+}
+
+/// A crash tears the write of the last record after `k` bytes, for every `k`: reopen cuts the
+/// tail off at the start of that record and keeps everything before it.
+#[test]
+fn torn_tail_at_every_byte_offset_of_the_last_record() {
+    let last = rec(1000, 1);
+    let len = frame_len(&last);
+    for k in 0..len {
+        let fs = FaultyFs::new();
+        let (j, mut lane, recs) = journal_with(&fs, 20);
+        let seg_path = seg(j.stats().active_segment);
+        let before = fs.read_file(&seg_path).unwrap().len() as u64;
+        fs.tear_next_write(k, Some(".log"));
+        let t = lane.append(last.clone());
+        assert!(eventually(|| fs.is_crashed()));
+        let img = fs.disk_image();
+        assert!(lane.durable() < t);
+        drop(j);
+
+        assert_eq!(
+            img.read_file(&seg_path).unwrap().len() as u64,
+            before + k as u64
+        );
+        let (j, got, rep) = open(&img, opts(1));
+        assert_eq!(got, model(&recs), "k = {k}");
+        if k == 0 {
+            assert_eq!(rep.truncated, None);
+        } else {
+            assert_eq!(
+                rep.truncated,
+                Some((seg_path.clone(), before, k as u64)),
+                "k = {k}"
+            );
+        }
+        // The file was cut back.
+        assert_eq!(img.read_file(&seg_path).unwrap().len() as u64, before);
+        j.shutdown().unwrap();
+        let (j, got, rep) = open(&img, opts(1));
+        assert_eq!(got, model(&recs));
+        assert_eq!(rep.truncated, None);
+        j.shutdown().unwrap();
+    }
+}
+
+/// The same on a real directory: cut the last segment at every offset inside its last record.
+#[test]
+fn torn_tail_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = lessor_journal::Options::new(tmp.path(), 1);
+    o.segment_bytes = 1 << 20;
+    let recs: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
+    let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
+    let mut lane = j.lane(0);
+    for r in &recs {
+        lane.append(r.clone());
+    }
+    j.shutdown().unwrap();
+    let seg_path = tmp.path().join(format!("{:016}.log", 1));
+    let full = std::fs::read(&seg_path).unwrap();
+    let last_len = frame_len(&recs[9]);
+    let start = full.len() - last_len;
+    for cut in start..full.len() {
+        std::fs::write(&seg_path, &full[..cut]).unwrap();
+        // Remove what later opens created, so the torn segment is the last one.
+        for e in std::fs::read_dir(tmp.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p != seg_path && p.extension().is_some_and(|x| x == "log") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let (got, rep) = lessor_journal::read_live::<Rec>(tmp.path()).unwrap();
+        assert_eq!(got.len(), 9, "cut at {cut}");
+        if cut > start {
+            assert_eq!(
+                rep.truncated,
+                Some((seg_path.clone(), start as u64, (cut - start) as u64))
+            );
+        }
+        let mut strict = o.clone();
+        strict.recovery = Recovery::Strict;
+        if cut > start {
+            let err = lessor_journal::Journal::<Rec>::open_dir(strict, |_| {}).unwrap_err();
+            assert!(
+                matches!(err, Error::Corrupt { ref file, offset, .. } if *file == seg_path && offset == start as u64),
+                "{err}"
+            );
+        }
+        let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
+        j.shutdown().unwrap();
+        assert_eq!(std::fs::metadata(&seg_path).unwrap().len(), start as u64);
+    }
+}
+
+/// A crash while a new segment's header is being written: the half-made segment is dropped.
+#[test]
+fn torn_segment_header() {
+    for k in [0usize, 1, 12, 31] {
+        let fs = FaultyFs::new();
+        let mut o = opts(1);
+        o.segment_bytes = 200;
+        let (j, _, _) = open(&fs, o.clone());
+        let mut lane = j.lane(0);
+        let mut recs = Vec::new();
+        // Fill segment 1 just past its size, so the next batch rotates; tear the header of 2.
+        fs.tear_next_write(k, Some(&format!("{:016}.log", 2)));
+        let mut t = Ticket(0);
+        while !fs.is_crashed() && recs.len() < 100 {
+            let r = rec(recs.len() as u32, 1);
+            t = lane.append(r.clone());
+            recs.push(r);
+            let _ = lane.wait_durable(t, std::time::Duration::from_millis(200));
+        }
+        assert!(fs.is_crashed());
+        let durable = lane.durable();
+        let img = fs.disk_image();
+        drop(j);
+        let (j, got, rep) = open(&img, o.clone());
+        // Every durable record is there (all of segment 1 was synced before the rotation).
+        for r in &recs[..durable.0 as usize] {
+            assert_eq!(got.get(&r.key), Some(r));
+        }
+        assert!(durable <= t);
+        let (file, off, _) = rep.truncated.clone().expect("torn header reported");
+        assert_eq!((file, off), (seg(2), 0));
+        j.shutdown().unwrap();
+        let (j, got2, _) = open(&img, o);
+        assert_eq!(got2, got);
+        j.shutdown().unwrap();
+    }
+}
+
+/// Many segments; returns the records (one key each) and the segment count.
+fn several_segments(fs: &FaultyFs) -> (Vec<Rec>, u64) {
+    let (j, _, _) = open(fs, opts(1));
+    let mut lane = j.lane(0);
+    let recs: Vec<Rec> = (0..200).map(|i| rec(i, 1)).collect();
+    for r in &recs {
+        let last = lane.append(r.clone());
+        // One batch per record, so segments hold whole, predictable runs.
+        assert!(lane.wait_durable(last, LONG));
+    }
+    let segs = j.stats().active_segment;
+    j.shutdown().unwrap();
+    assert!(segs >= 5);
+    (recs, segs)
+}
+
+/// Offset of the `i`-th record frame in a segment's bytes.
+fn frame_offset(bytes: &[u8], i: usize) -> usize {
+    let mut at = 32;
+    for _ in 0..i {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    at
+}
+
+#[test]
+fn bit_flip_in_a_middle_segment_is_corruption_and_repair_salvages_the_rest() {
+    let fs = FaultyFs::new();
+    let (recs, _) = several_segments(&fs);
+    let victim = seg(2);
+    let bytes = fs.read_file(&victim).unwrap();
+    let at = frame_offset(&bytes, 2);
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as u64 + 8;
+    // The payload's key field: which record is lost.
+    let lost_key = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+    fs.flip_bit(&victim, at as u64 + 9, 3);
+
+    let err = open_with(&fs, opts(1)).map(|_| ()).unwrap_err();
+    match &err {
+        Error::Corrupt { file, offset, .. } => {
+            assert_eq!((file, *offset), (&victim, at as u64), "{err}");
+        }
+        e => panic!("expected Corrupt, got {e}"),
+    }
+    assert!(lessor_journal::read_live_with::<Rec>(&fs, &dir()).is_err());
+
+    let v = lessor_journal::verify_with(&fs, &dir()).unwrap();
+    assert_eq!(v.problems.len(), 1, "{v:#?}");
+    assert_eq!(
+        (&v.problems[0].file, v.problems[0].offset),
+        (&victim, at as u64)
+    );
+
+    let r = lessor_journal::repair_with(&fs, &dir()).unwrap();
+    assert!(r.changed);
+    assert_eq!(r.dropped, vec![(victim.clone(), at as u64, len)]);
+    assert_eq!(r.salvaged, 199);
+    let backup = r.backup.clone().unwrap();
+    assert!(
+        fs.file_names(&backup)
+            .contains(&"0000000000000002.log".to_string())
+    );
+    assert!(lessor_journal::verify_with(&fs, &dir()).unwrap().is_clean());
+
+    let (j, got, _) = open(&fs, opts(1));
+    let mut want = model(&recs);
+    want.remove(&lost_key);
+    assert_eq!(got, want);
+    j.shutdown().unwrap();
+    // Nothing to repair any more.
+    assert!(!lessor_journal::repair_with(&fs, &dir()).unwrap().changed);
+}
+
+/// A bit flip in the last segment with intact records after it is cut off like a torn tail
+/// (by default), but the tail is kept aside and Strict refuses.
+#[test]
+fn bit_flip_in_the_last_segment() {
+    let fs = FaultyFs::new();
+    let (_, segs) = several_segments(&fs);
+    // The newest segment holding records (the last one may be empty after the shutdown).
+    let mut victim_n = segs;
+    while fs.read_file(&seg(victim_n)).unwrap().len() <= 32 + 100 {
+        fs.delete_file(&seg(victim_n));
+        victim_n -= 1;
+    }
+    let victim = seg(victim_n);
+    let bytes = fs.read_file(&victim).unwrap();
+    let at = frame_offset(&bytes, 1);
+    fs.flip_bit(&victim, at as u64 + 10, 0);
+
+    let mut strict = opts(1);
+    strict.recovery = Recovery::Strict;
+    let err = open_with(&fs, strict).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { ref file, offset, .. } if *file == victim && offset == at as u64),
+        "{err}"
+    );
+
+    let img = fs.disk_image();
+    let (j, _, rep) = open(&img, opts(1));
+    assert_eq!(
+        rep.truncated,
+        Some((victim.clone(), at as u64, (bytes.len() - at) as u64))
+    );
+    let name = format!("{:016}.log.tail-{at}.bad", victim_n);
+    assert!(
+        img.file_names(&dir()).contains(&name),
+        "{:?}",
+        img.file_names(&dir())
+    );
+    j.shutdown().unwrap();
+}
+
+#[test]
+fn a_missing_segment_is_an_error() {
+    let fs = FaultyFs::new();
+    several_segments(&fs);
+    fs.delete_file(&seg(3));
+    let err = open_with(&fs, opts(1)).map(|_| ()).unwrap_err();
+    assert!(matches!(err, Error::MissingSegment { seq: 3, .. }), "{err}");
+    let v = lessor_journal::verify_with(&fs, &dir()).unwrap();
+    assert_eq!(v.problems.len(), 1);
+    assert_eq!(v.problems[0].file, seg(3));
+    let r = lessor_journal::repair_with(&fs, &dir()).unwrap();
+    assert_eq!(r.missing, vec![3]);
+    let (j, _, _) = open(&fs, opts(1));
+    j.shutdown().unwrap();
+}
+
+/// A different record type does not decode: corruption, never a "torn tail" to cut off.
+#[test]
+fn wrong_record_type_is_corruption_not_a_torn_tail() {
+    #[derive(Clone, Debug, bincode::Encode, bincode::Decode)]
+    struct Other {
+        x: u8,
+    }
+    impl lessor_journal::Record for Other {
+        type Key = u8;
+        fn key(&self) -> u8 {
+            self.x
+        }
+        fn version(&self) -> u64 {
+            0
+        }
+        fn keep(&self, _: u64) -> bool {
+            true
+        }
+    }
+    let fs = FaultyFs::new();
+    let (j, _lane, _) = journal_with(&fs, 3);
+    j.shutdown().unwrap();
+    let before = fs.read_file(&seg(1)).unwrap();
+    let err =
+        lessor_journal::Journal::<Other>::open(opts(1), std::sync::Arc::new(fs.clone()), |_| {})
+            .unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { ref file, offset: 32, .. } if *file == seg(1)),
+        "{err}"
+    );
+    assert_eq!(fs.read_file(&seg(1)).unwrap(), before);
+}
+
+/// Damaged snapshots: the only one is an error; a newer incomplete one beside a complete
+/// older one with all its segments is passed over and removed.
+#[test]
+fn damaged_snapshots() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(1));
+    let mut lane = j.lane(0);
+    let mut all = Vec::new();
+    for i in 0..60 {
+        all.push(rec(i, 1));
+        lane.append(all.last().unwrap().clone());
+    }
+    let rep = j.compact_blocking().unwrap();
+    let snap = rep.snapshot.clone().unwrap();
+    for i in 60..80 {
+        all.push(rec(i, 1));
+        let t = lane.append(all.last().unwrap().clone());
+        assert!(lane.wait_durable(t, LONG));
+    }
+    let active = j.stats().active_segment;
+    j.shutdown().unwrap();
+
+    // An incomplete newer snapshot (header only) is passed over and removed.
+    let fake = dir().join(format!("snapshot-{:016}.snap", active));
+    let real = fs.read_file(&snap).unwrap();
+    fs.write_file(&fake, &real[..24]);
+    let (j, got, rep) = open(&fs, opts(1));
+    assert_eq!(got, model(&all));
+    assert_eq!(rep.ignored_snapshots, vec![fake.clone()]);
+    assert_eq!(rep.snapshot, Some(snap.clone()));
+    assert!(fs.read_file(&fake).is_none());
+    j.shutdown().unwrap();
+
+    // The only snapshot damaged: corruption, naming it.
+    fs.flip_bit(&snap, 40, 1);
+    let err = open_with(&fs, opts(1)).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { ref file, .. } if *file == snap),
+        "{err}"
+    );
+    let v = lessor_journal::verify_with(&fs, &dir()).unwrap();
+    assert!(v.problems.iter().any(|p| p.file == snap));
+    let r = lessor_journal::repair_with(&fs, &dir()).unwrap();
+    assert!(r.changed);
+    let (j, got, _) = open(&fs, opts(1));
+    // The flipped byte is in one record of the snapshot; everything else survives.
+    assert!(got.len() >= all.len() - 1, "{} of {}", got.len(), all.len());
+    j.shutdown().unwrap();
+}
