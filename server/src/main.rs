@@ -153,6 +153,22 @@ fn journal_command(dir: &std::path::Path, config: &Config, cmd: JournalCmd) -> a
     Ok(())
 }
 
+/// Keeps `STATE_DIR/health` saying `ok` or `failing: <error>` for monitoring. Best effort: the
+/// disk may be the thing that fails.
+fn write_health(path: &std::path::Path, h: &lessor_journal::Health) {
+    let text = match h {
+        lessor_journal::Health::Failing { error } => format!("failing: {error}\n"),
+        _ => "ok\n".to_owned(),
+    };
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .is_err()
+    {
+        tracing::debug!(path = %path.display(), "could not update the health file");
+    }
+}
+
 fn init_logging(level: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
@@ -196,8 +212,24 @@ fn run(config: &Config) -> anyhow::Result<()> {
             ))
             .unwrap_or_default(),
     );
+    let health_file = config.state_dir.join("health");
+    let mut health = lessor_journal::Health::Ok;
+    write_health(&health_file, &health);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        let now = server.journal_health();
+        if now != health {
+            match &now {
+                lessor_journal::Health::Failing { error } => tracing::error!(
+                    %error,
+                    "journal writes are failing: no lease is acknowledged until they work again \
+                     (OFFERs and INFORMs continue; clients retry)"
+                ),
+                _ => tracing::info!("journal writes work again: acknowledging leases"),
+            }
+            write_health(&health_file, &now);
+            health = now;
+        }
     }
     println!("lessor: stopping");
     let summary = server.join()?;
