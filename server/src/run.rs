@@ -73,8 +73,8 @@ pub fn journal_options(config: &Config, lanes: usize) -> lessor_journal::Options
     o
 }
 
-/// Puts every replayed lease back into the engine, on the shard its client steers to.
-/// Returns how many records could not be restored (stale or out of range).
+/// Puts one replayed lease back into the engine, on the shard its client steers to. False if
+/// the record could not be restored (a field out of range, or the engine refused it).
 pub fn restore_into(engine: &Engine, rec: &LeaseRecord) -> bool {
     let Some(lease) = rec.to_lease() else {
         return false;
