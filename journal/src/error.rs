@@ -8,15 +8,17 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A filesystem operation failed.
-    #[error("journal IO error: {op} {}: {source}", path.display())]
+    ///
+    /// The operating system's error is part of the message (most logs print only the message),
+    /// so it is deliberately not also the `source()`: chained printers would show it twice.
+    #[error("journal IO error: {op} {}: {error}", path.display())]
     Io {
         /// What was being done (`"create"`, `"sync"`, `"rename"`, ...).
         op: &'static str,
         /// The file or directory it was done to.
         path: PathBuf,
         /// The operating system's error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 
     /// A file holds bytes that are not what the journal wrote: a bad header, a record whose
@@ -98,7 +100,7 @@ impl Error {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

@@ -110,6 +110,27 @@ pub enum Error {
         reason: String,
     },
 
+    /// `SO_ATTACH_REUSEPORT_CBPF` failed: the kernel rejected the steering program or the
+    /// socket is not in a `SO_REUSEPORT` group (`EINVAL`), or socket option memory ran out
+    /// (`ENOMEM`, `net.core.optmem_max`).
+    #[error("cannot attach the steering program to a group of {workers} sockets: {source}")]
+    Steering {
+        /// Sockets in the group.
+        workers: usize,
+        /// The kernel's reason.
+        source: io::Error,
+    },
+
+    /// `sched_setaffinity(2)` refused to pin the thread to this core (`EINVAL`: not allowed,
+    /// offline, or out of range).
+    #[error("cannot pin thread to core {core}: {source}")]
+    Affinity {
+        /// The core asked for.
+        core: usize,
+        /// The kernel's reason.
+        source: io::Error,
+    },
+
     /// `SIOCSARP` failed: `EPERM` without `CAP_NET_ADMIN`, `ENODEV` for an unknown interface,
     /// `EINVAL` for an interface without Ethernet ARP (loopback, tun). The caller should fall
     /// back to a broadcast reply.
@@ -138,7 +159,9 @@ impl Error {
             | Self::Send { source, .. }
             | Self::SocketQuery { source, .. }
             | Self::Interfaces { source }
-            | Self::Arp { source, .. } => Some(source),
+            | Self::Arp { source, .. }
+            | Self::Steering { source, .. }
+            | Self::Affinity { source, .. } => Some(source),
             Self::InvalidConfig(_)
             | Self::MissingPacketInfo { .. }
             | Self::ShortSend { .. }

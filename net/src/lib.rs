@@ -2,28 +2,38 @@
 //! reply.
 //!
 //! It opens one `SO_REUSEPORT` group of IPv4 UDP sockets, one socket per worker
-//! ([`open_v4_group`]), receives datagrams together with where they arrived (`IP_PKTINFO`:
-//! interface, local address, header destination; [`RecvMeta`]) and sends replies out of a chosen
-//! interface from a chosen source address ([`SendMeta`]). It lists the host's interfaces
-//! ([`interfaces`]) and installs ARP entries ([`set_arp_entry`]) so a reply can be unicast to a
-//! client that has no address yet.
+//! ([`open_v4_group`]), and can have the kernel steer each datagram to the worker that owns its
+//! client with a classic BPF program on the group ([`attach_steering`], [`steer_index`]). It
+//! receives datagrams together with where they arrived (`IP_PKTINFO`: interface, local address,
+//! header destination; [`RecvMeta`]) and sends replies out of a chosen interface from a chosen
+//! source address ([`SendMeta`]), one at a time or many per system call ([`RecvBatch`],
+//! [`SendBatch`]: `recvmmsg`, `sendmmsg`). It lists the host's interfaces ([`interfaces`]),
+//! installs ARP entries ([`set_arp_entry`]) so a reply can be unicast to a client that has no
+//! address yet, and pins worker threads to cores ([`pin_current_thread`]).
 //!
 //! It is not a DHCP implementation: it knows ports and addresses, never message types, options
-//! or leases, and it makes no decision about where a reply should go; the server does that and
-//! hands over a [`SendMeta`]. The receive and send paths do not allocate.
+//! or leases (steering reads four bytes at a fixed offset, nothing more), and it makes no
+//! decision about where a reply should go; the server does that and hands over a [`SendMeta`].
+//! The receive and send paths, batched or not, do not allocate.
 //!
 //! Linux only. `unsafe` is confined to the kernel interfaces that nix and socket2 do not wrap
-//! without allocating (the `IP_PKTINFO` control message on send, the `SIOCSARP` ioctl); every
-//! block says why it is sound.
+//! without allocating (the `IP_PKTINFO` control messages, `recvmmsg`/`sendmmsg` with a control
+//! message per datagram, the `SIOCSARP` ioctl); every block says why it is sound.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod affinity;
 mod arp;
+mod batch;
 mod error;
 mod iface;
+mod steer;
 mod v4;
 
+pub use affinity::{available_cores, pin_current_thread};
 pub use arp::set_arp_entry;
+pub use batch::{MAX_BATCH, RecvBatch, SendBatch, SendReport};
 pub use error::{Error, Result};
 pub use iface::{Interface, interface_index, interfaces};
+pub use steer::{STEER_OFFSET, attach_steering, steer_index};
 pub use v4::{DEFAULT_READ_TIMEOUT, RecvMeta, SendMeta, V4Socket, V4SocketConfig, open_v4_group};

@@ -8,9 +8,11 @@
 //! the outgoing interface and the source address, per datagram, on an unbound-to-device socket.
 //!
 //! Each worker owns one socket of the group; the kernel spreads datagrams across the group by a
-//! hash of the 4-tuple (cBPF steering by client identity comes later). Sockets block with a
-//! short receive timeout rather than being nonblocking, so a worker needs no poller and still
-//! notices shutdown within [`DEFAULT_READ_TIMEOUT`].
+//! hash of the 4-tuple, or by client with [`attach_steering`](crate::attach_steering). Sockets
+//! block with a short receive timeout rather than being nonblocking, so a worker needs no poller
+//! and still notices shutdown within [`DEFAULT_READ_TIMEOUT`]. Batched receive and send
+//! (`recvmmsg`, `sendmmsg`) go through [`RecvBatch`](crate::RecvBatch) and
+//! [`SendBatch`](crate::SendBatch).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::{align_of, size_of};
@@ -43,6 +45,19 @@ pub struct RecvMeta {
     pub local: Ipv4Addr,
     /// The destination in the IP header (`ipi_addr`); 255.255.255.255 for a limited broadcast.
     pub dst: Ipv4Addr,
+}
+
+impl RecvMeta {
+    /// The metadata of a `len`-byte datagram from `src` that arrived as `info` says.
+    pub(crate) fn new(len: usize, src: SocketAddrV4, info: &libc::in_pktinfo) -> Self {
+        Self {
+            len,
+            src,
+            ifindex: u32::try_from(info.ipi_ifindex).unwrap_or(0),
+            local: Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)),
+            dst: Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)),
+        }
+    }
 }
 
 /// How to send one reply.
@@ -96,13 +111,16 @@ impl Default for V4SocketConfig {
 /// returns `Ok(None)` now and then and the worker can look at its shutdown flag.
 ///
 /// `recv` and `send` take `&self` and keep their control-message space on the stack, so they
-/// neither allocate nor need a lock; batched variants will take a caller-owned, preallocated
-/// batch in the same way.
+/// neither allocate nor need a lock; the batched variants
+/// ([`recv_batch`](Self::recv_batch), [`send_batch`](Self::send_batch)) take a caller-owned,
+/// preallocated batch instead.
 #[derive(Debug)]
 pub struct V4Socket {
-    sock: Socket,
+    pub(crate) sock: Socket,
     /// Datagrams dropped because they did not fit the caller's buffer.
-    truncated: AtomicU64,
+    pub(crate) truncated: AtomicU64,
+    /// Datagrams [`recv_batch`](Self::recv_batch) dropped for want of `IP_PKTINFO`.
+    pub(crate) no_pktinfo: AtomicU64,
 }
 
 /// Open `cfg.workers` sockets bound to the same address and port (one `SO_REUSEPORT` group),
@@ -171,6 +189,7 @@ impl V4Socket {
         Ok(Self {
             sock,
             truncated: AtomicU64::new(0),
+            no_pktinfo: AtomicU64::new(0),
         })
     }
 
@@ -223,13 +242,7 @@ impl V4Socket {
         let Some(info) = info else {
             return Err(Error::MissingPacketInfo { src });
         };
-        Ok(Some(RecvMeta {
-            len: msg.bytes,
-            src,
-            ifindex: u32::try_from(info.ipi_ifindex).unwrap_or(0),
-            local: Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)),
-            dst: Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)),
-        }))
+        Ok(Some(RecvMeta::new(msg.bytes, src, &info)))
     }
 
     /// Send `buf` as one datagram as `meta` says. With `meta.ifindex == 0` and `meta.src ==
@@ -309,9 +322,17 @@ impl V4Socket {
             })
     }
 
-    /// Datagrams [`recv`](Self::recv) dropped because they were longer than its buffer.
+    /// Datagrams [`recv`](Self::recv), [`try_recv`](Self::try_recv) and
+    /// [`recv_batch`](Self::recv_batch) dropped because they were longer than the buffer.
     pub fn truncated_drops(&self) -> u64 {
         self.truncated.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams [`recv_batch`](Self::recv_batch) dropped because they came without
+    /// `IP_PKTINFO` (where [`recv`](Self::recv) returns [`Error::MissingPacketInfo`]). Not
+    /// expected to move: every socket of a group asks for it.
+    pub fn missing_pktinfo_drops(&self) -> u64 {
+        self.no_pktinfo.load(Ordering::Relaxed)
     }
 
     /// [`set_arp_entry`](crate::set_arp_entry) through this socket instead of a fresh one: the
@@ -376,7 +397,7 @@ fn set_buffer(sock: &Socket, which: Buffer, size: usize) -> io::Result<()> {
 
 // SAFETY: CMSG_SPACE is arithmetic on its argument (libc marks it unsafe only because it is a
 // macro in C); it reads no memory.
-const PKTINFO_SPACE: usize =
+pub(crate) const PKTINFO_SPACE: usize =
     unsafe { libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as libc::c_uint) } as usize;
 // SAFETY: as above, CMSG_LEN only computes.
 const PKTINFO_LEN: usize =
@@ -384,7 +405,7 @@ const PKTINFO_LEN: usize =
 /// Where a control message's data starts, relative to its header (`CMSG_DATA - cmsg`).
 const CMSG_DATA_OFFSET: usize = PKTINFO_LEN - size_of::<libc::in_pktinfo>();
 /// Receive room: one `IP_PKTINFO` is all a group socket asks for; twice that for slack.
-const RECV_CMSG_SPACE: usize = 2 * PKTINFO_SPACE;
+pub(crate) const RECV_CMSG_SPACE: usize = 2 * PKTINFO_SPACE;
 
 // The layout `CmsgBuf::pktinfo` writes by hand: a header, then the data at a properly aligned
 // offset, all inside the space CMSG_SPACE reserves.
@@ -395,24 +416,67 @@ const _: () = assert!(PKTINFO_LEN <= PKTINFO_SPACE);
 /// Control-message space aligned for `cmsghdr`, as the `CMSG_*` macros (and nix's iterator,
 /// which takes `&cmsghdr` into it) require.
 #[repr(C)]
-struct CmsgBuf<const N: usize> {
+#[derive(Clone, Copy)]
+pub(crate) struct CmsgBuf<const N: usize> {
     _align: [libc::cmsghdr; 0],
     bytes: [u8; N],
 }
 
+// The batches point `msg_control` at a `CmsgBuf` itself: its bytes must start there.
+const _: () = assert!(std::mem::offset_of!(CmsgBuf<PKTINFO_SPACE>, bytes) == 0);
+const _: () = assert!(std::mem::offset_of!(CmsgBuf<RECV_CMSG_SPACE>, bytes) == 0);
+
 impl<const N: usize> CmsgBuf<N> {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             _align: [],
             bytes: [0; N],
         }
+    }
+
+    /// The `IP_PKTINFO` among the first `len` bytes of control messages the kernel wrote here
+    /// (`msg_controllen` after a receive), if there is a complete one.
+    pub(crate) fn find_pktinfo(&self, len: usize) -> Option<libc::in_pktinfo> {
+        let limit = len.min(N);
+        let base = self.bytes.as_ptr();
+        // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+        let mut mhdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        mhdr.msg_control = base.cast_mut().cast();
+        mhdr.msg_controllen = limit as _;
+        // SAFETY: `mhdr` describes the first `limit` bytes of `self.bytes`, which is borrowed for
+        // the whole block and aligned for `cmsghdr` (`_align`). CMSG_FIRSTHDR returns the start
+        // of the buffer only if a whole header fits in `limit`, and CMSG_NXTHDR only a header
+        // that, with its `cmsg_len`, lies inside `limit` (null otherwise, also for a `cmsg_len`
+        // too small to step over), so every header read is in bounds. The `in_pktinfo` is read
+        // only when the header's own `cmsg_len` covers it and stays inside `limit`, with
+        // `read_unaligned`; nothing is written through the `cast_mut` pointer.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&mhdr);
+            while !c.is_null() {
+                let offset = c as usize - base as usize;
+                let clen = (*c).cmsg_len as usize;
+                if (*c).cmsg_level == libc::IPPROTO_IP
+                    && (*c).cmsg_type == libc::IP_PKTINFO
+                    && clen >= PKTINFO_LEN
+                    && clen <= limit - offset
+                {
+                    return Some(
+                        libc::CMSG_DATA(c)
+                            .cast::<libc::in_pktinfo>()
+                            .read_unaligned(),
+                    );
+                }
+                c = libc::CMSG_NXTHDR(&mhdr, c);
+            }
+        }
+        None
     }
 }
 
 impl CmsgBuf<PKTINFO_SPACE> {
     /// One `IP_PKTINFO` control message for `sendmsg`: out of interface `ifindex` (0: any)
     /// from source `spec_dst` (0.0.0.0: any). `ipi_addr` is ignored on send and left zero.
-    fn pktinfo(ifindex: libc::c_int, spec_dst: Ipv4Addr) -> Self {
+    pub(crate) fn pktinfo(ifindex: libc::c_int, spec_dst: Ipv4Addr) -> Self {
         let mut buf = Self::new();
         let base = buf.bytes.as_mut_ptr();
         let hdr = base.cast::<libc::cmsghdr>();
@@ -466,6 +530,40 @@ mod tests {
             assert_eq!(info.ipi_addr.s_addr, 0);
             assert!(libc::CMSG_NXTHDR(&mhdr, c).is_null());
         }
+    }
+
+    /// The receive-side parser finds what the send-side builder wrote, skips other control
+    /// messages, and refuses a message cut short.
+    #[test]
+    fn find_pktinfo_reads_back_and_checks_bounds() {
+        let one = CmsgBuf::pktinfo(7, Ipv4Addr::new(192, 0, 2, 1));
+        let info = one.find_pktinfo(PKTINFO_SPACE).expect("pktinfo");
+        assert_eq!(info.ipi_ifindex, 7);
+        assert_eq!(
+            info.ipi_spec_dst.s_addr,
+            u32::from(Ipv4Addr::new(192, 0, 2, 1)).to_be()
+        );
+        assert!(
+            one.find_pktinfo(PKTINFO_LEN).is_some(),
+            "the last message needs no padding"
+        );
+        assert!(one.find_pktinfo(PKTINFO_LEN - 1).is_none(), "cut short");
+        assert!(one.find_pktinfo(0).is_none());
+
+        // Two messages: something else first (here IP_TOS in a pktinfo-sized frame), then the
+        // pktinfo.
+        let mut two = CmsgBuf::<RECV_CMSG_SPACE>::new();
+        two.bytes[..PKTINFO_SPACE].copy_from_slice(&one.bytes);
+        let second = CmsgBuf::pktinfo(9, Ipv4Addr::new(198, 51, 100, 1));
+        two.bytes[PKTINFO_SPACE..].copy_from_slice(&second.bytes);
+        let ty = std::mem::offset_of!(libc::cmsghdr, cmsg_type);
+        two.bytes[ty..ty + 4].copy_from_slice(&libc::IP_TOS.to_ne_bytes());
+        let info = two.find_pktinfo(RECV_CMSG_SPACE).expect("second message");
+        assert_eq!(info.ipi_ifindex, 9);
+        assert!(
+            two.find_pktinfo(PKTINFO_SPACE).is_none(),
+            "only the first message"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use lessor_net::{SendMeta, interface_index};
+use lessor_net::{RecvBatch, SendBatch, SendMeta, interface_index};
 
 use crate::common::{client, loopback_group, recv_any};
 
@@ -95,6 +95,55 @@ fn recv_and_send_do_not_allocate() {
                 from,
                 SocketAddrV4::new(Ipv4Addr::LOCALHOST, server.port()).into()
             );
+        }
+    }
+}
+
+#[test]
+fn recv_batch_and_send_batch_do_not_allocate() {
+    let group = loopback_group(1, None);
+    let server = group[0].local_addr().expect("local_addr");
+    let lo = interface_index("lo").expect("index of lo");
+    let cli = client((Ipv4Addr::LOCALHOST, 0));
+    let cli_addr = match cli.local_addr().expect("client addr") {
+        std::net::SocketAddr::V4(a) => a,
+        other => panic!("expected IPv4, got {other}"),
+    };
+    // Made once, outside the counted window, as a worker makes them at startup.
+    let mut rx = RecvBatch::new(16, 1500).expect("recv batch");
+    let mut tx = SendBatch::new(16, 1500).expect("send batch");
+    group[0]
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut got = [0u8; 64];
+    for round in 0..3 {
+        for _ in 0..4 {
+            cli.send_to(b"request", server).expect("client send");
+        }
+        // Waits for the first datagram; the rest may come in a later call.
+        let mut received = 0;
+        while received < 4 {
+            let (res, n) = allocations(|| group[0].recv_batch(&mut rx, true));
+            received += res.expect("recv_batch");
+            assert_eq!(n, 0, "recv_batch allocated {n} times (round {round})");
+        }
+        let (res, n) = allocations(|| {
+            for i in 0..4 {
+                let meta = SendMeta {
+                    dst: cli_addr,
+                    ifindex: if i % 2 == 0 { lo } else { 0 },
+                    src: (i < 2).then_some(Ipv4Addr::LOCALHOST),
+                };
+                assert!(tx.push(b"reply", &meta));
+            }
+            group[0].send_batch(&mut tx)
+        });
+        let report = res.expect("send_batch");
+        assert_eq!((report.sent, report.failed), (4, 0));
+        assert_eq!(n, 0, "push/send_batch allocated {n} times (round {round})");
+        for _ in 0..4 {
+            let (len, _) = cli.recv_from(&mut got).expect("client receives");
+            assert_eq!(&got[..len], b"reply");
         }
     }
 }

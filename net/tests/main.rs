@@ -5,9 +5,12 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod affinity_tests;
 mod alloc_tests;
+mod batch_tests;
 mod common;
 mod iface_tests;
 mod netns;
 mod netns_tests;
+mod steer_tests;
 mod v4_tests;

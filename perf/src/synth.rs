@@ -162,8 +162,8 @@ impl Synth {
     }
 
     fn address(&self, i: u64) -> u32 {
-        let off = (u128::from(i) * u128::from(self.mul) + u128::from(self.add))
-            % u128::from(self.hosts);
+        let off =
+            (u128::from(i) * u128::from(self.mul) + u128::from(self.add)) % u128::from(self.hosts);
         self.first + off as u32
     }
 
@@ -223,8 +223,14 @@ mod tests {
     #[test]
     fn addresses_macs_and_renewals_are_distinct() {
         for shuffled in [false, true] {
-            let s = Synth::new("10.0.0.0/20".parse().unwrap(), 4000, shuffled, 2_000_000_000, 3600)
-                .unwrap();
+            let s = Synth::new(
+                "10.0.0.0/20".parse().unwrap(),
+                4000,
+                shuffled,
+                2_000_000_000,
+                3600,
+            )
+            .unwrap();
             let mut addrs = HashSet::new();
             let mut macs = HashSet::new();
             for i in 0..4000 {

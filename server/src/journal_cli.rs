@@ -21,6 +21,25 @@ pub enum DumpFormat {
     Csv,
 }
 
+/// The journal directory of `state_dir`, which must exist (for the read-only tools: a missing
+/// one is most likely a mistyped --state-dir, which must not look like an empty journal).
+fn existing_journal(state_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let dir = journal_dir(state_dir);
+    anyhow::ensure!(
+        dir.is_dir(),
+        "no journal in {}: lessor has not run with this state_dir (give --state-dir or --config)",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// The journal directory of `state_dir`, created if missing (for the tools that write).
+fn journal_for_writing(state_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let dir = journal_dir(state_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
 fn rfc3339(t: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
 }
@@ -57,13 +76,9 @@ pub fn dump(
     format: DumpFormat,
     out: &mut dyn Write,
 ) -> anyhow::Result<usize> {
-    let (mut recs, _) = lessor_journal::read_live::<LeaseRecord>(&journal_dir(state_dir))
-        .with_context(|| {
-            format!(
-                "reading the journal in {}",
-                journal_dir(state_dir).display()
-            )
-        })?;
+    let dir = existing_journal(state_dir)?;
+    let (mut recs, _) = lessor_journal::read_live::<LeaseRecord>(&dir)
+        .with_context(|| format!("reading the journal in {}", dir.display()))?;
     recs.sort_by_key(|r| r.key);
     let subnet_of = |r: &LeaseRecord| {
         config
@@ -113,13 +128,13 @@ pub fn dump(
 
 /// `lessor journal stats`.
 pub fn stats(state_dir: &Path) -> anyhow::Result<String> {
-    let s = lessor_journal::stats_offline(&journal_dir(state_dir))?;
+    let s = lessor_journal::stats_offline(&existing_journal(state_dir)?)?;
     Ok(format!("{s:#?}"))
 }
 
 /// `lessor journal verify`: every file checked, nothing changed. Errors if any problem.
 pub fn verify(state_dir: &Path) -> anyhow::Result<String> {
-    let r = lessor_journal::verify(&journal_dir(state_dir))?;
+    let r = lessor_journal::verify(&existing_journal(state_dir)?)?;
     anyhow::ensure!(r.is_clean(), "the journal has problems:\n{r:#?}");
     Ok(format!("{r:#?}"))
 }
@@ -127,14 +142,14 @@ pub fn verify(state_dir: &Path) -> anyhow::Result<String> {
 /// `lessor journal compact` (server stopped).
 pub fn compact(state_dir: &Path) -> anyhow::Result<String> {
     let _lock = lock_state_dir(state_dir)?;
-    let r = lessor_journal::compact_offline::<LeaseRecord>(&journal_dir(state_dir))?;
+    let r = lessor_journal::compact_offline::<LeaseRecord>(&existing_journal(state_dir)?)?;
     Ok(format!("{r:#?}"))
 }
 
 /// `lessor journal repair` (server stopped).
 pub fn repair(state_dir: &Path) -> anyhow::Result<String> {
     let _lock = lock_state_dir(state_dir)?;
-    let r = lessor_journal::repair(&journal_dir(state_dir))?;
+    let r = lessor_journal::repair(&existing_journal(state_dir)?)?;
     Ok(format!("{r:#?}"))
 }
 
@@ -144,13 +159,14 @@ pub fn import_kea(state_dir: &Path, file: &Path) -> anyhow::Result<usize> {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let recs = kea::parse_leases4(&text, now()).with_context(|| format!("{}", file.display()))?;
     let _lock = lock_state_dir(state_dir)?;
+    let dir = journal_for_writing(state_dir)?;
     // Imported versions are row numbers; the journal may already hold records with higher
     // versions from an earlier run, so lift the imported ones above everything present.
-    let (_, report) = lessor_journal::read_live::<LeaseRecord>(&journal_dir(state_dir))?;
+    let (_, report) = lessor_journal::read_live::<LeaseRecord>(&dir)?;
     let base = report.max_version;
     let n = recs.len();
     lessor_journal::append_offline(
-        &journal_dir(state_dir),
+        &dir,
         recs.into_iter().map(|mut r| {
             r.version += base;
             r

@@ -650,3 +650,44 @@ pub(crate) fn in_range(addr: &str, first: u8, last: u8) -> bool {
         .and_then(|h| h.parse::<u8>().ok())
         .is_some_and(|h| (first..=last).contains(&h))
 }
+
+impl Lessor {
+    /// Waits until a line of lessor's stdout contains `needle` and returns that line; fails the
+    /// test (with everything lessor printed) if none does within the startup deadline.
+    pub(crate) fn stdout_line(&self, needle: &str) -> String {
+        let found = self.stdout.wait_for(needle, Instant::now() + STARTUP);
+        let text = self.stdout.text();
+        assert!(
+            found,
+            "lessor printed no line containing {needle:?} within {STARTUP:?};\nstdout:\n{text}\n\
+             stderr:\n{}",
+            self.stderr.text()
+        );
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// What lessor logged on stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Kills lessor with SIGKILL: a crash, with no shutdown and no final sync. Returns what it
+    /// printed up to then.
+    pub(crate) fn crash(mut self) -> Stopped {
+        let mut child = self.child.take().expect("lessor is running");
+        // Child::kill sends SIGKILL, to our own child by PID (`ip netns exec` execs in place).
+        child.kill().expect("sending SIGKILL to lessor");
+        let status = child.wait().expect("reaping lessor");
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Stopped {
+            status,
+            stdout: self.stdout.text(),
+            stderr: self.stderr.text(),
+        }
+    }
+}

@@ -10,4 +10,5 @@
 mod cli;
 mod clients;
 mod common;
+mod journal;
 mod perfdhcp;

@@ -100,10 +100,7 @@ pub(crate) fn run(a: &GenArgs) -> anyhow::Result<()> {
     let _lock = lock_state_dir(&a.state_dir)?;
     let dir = journal_dir(&a.state_dir);
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        bail!(
-            "{} already holds a journal; remove it first",
-            dir.display()
-        );
+        bail!("{} already holds a journal; remove it first", dir.display());
     }
     let synth = Synth::new(a.subnet, a.leases, a.clients_shuffled, now(), a.lease_time)?;
     let renewals = (a.renewals * a.leases as f64).round() as u64;

@@ -1,0 +1,197 @@
+//! The lease journal on the real disk: append throughput per sync policy, group-commit latency
+//! (append to durable) per batch size, and replay's fold and restore.
+//!
+//! Journals go to a directory under `/var/tmp` (or `$LESSOR_BENCH_DIR`), not `/tmp`, which
+//! may be a tmpfs where `fdatasync` costs nothing.
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use lessor_engine::{Engine, EngineConfig, PoolSpec};
+use lessor_journal::{Journal, Options, SyncPolicy, Ticket};
+use lessor_server::lease_record::{LeaseKey, LeaseRecord};
+use lessor_server::run::restore_into;
+
+/// Whether this run measures (`cargo bench`) rather than runs every bench once to see that it
+/// works (`cargo test --all-targets`, `cargo bench -- --test`): only then are fixtures big.
+fn measuring() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    has("--bench") && !has("--test") && !has("--list")
+}
+
+/// A fresh directory on the disk the server's state would be on.
+fn disk_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("LESSOR_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let base = if base.is_dir() {
+        base
+    } else {
+        std::env::temp_dir()
+    };
+    tempfile::Builder::new()
+        .prefix("lessor-bench-journal-")
+        .tempdir_in(base)
+        .expect("creating a journal directory")
+}
+
+const NOW: u64 = 1_800_000_000;
+
+/// The record a binding of client `n` makes: an 8-byte client key, a 6-byte MAC, and a host
+/// name for three clients in four (about 85 bytes framed, as in a real journal).
+fn record(n: u32) -> LeaseRecord {
+    let [a, b, c, d] = n.to_be_bytes();
+    let mac = vec![0x02, 0x00, a, b, c, d];
+    let mut client = vec![0, 1];
+    client.extend_from_slice(&mac);
+    LeaseRecord {
+        version: u64::from(n) + 1,
+        event: 0,
+        key: LeaseKey::V4(u32::from(Ipv4Addr::new(10, 0, 0, 1)) + n % 0x00ff_fffe),
+        client,
+        htype: 1,
+        hw: mac,
+        hostname: (n % 4 != 0).then(|| format!("DESKTOP-{n:07X}")),
+        state: 1,
+        starts: NOW,
+        expires: NOW + 3600,
+    }
+}
+
+fn open(dir: &std::path::Path, sync: SyncPolicy) -> Journal<LeaseRecord> {
+    let mut opts = Options::new(dir, 1);
+    opts.sync = sync;
+    // Compaction runs on its own thread and would compete for the cores: these benches are
+    // about the writer.
+    opts.compact_bytes = u64::MAX;
+    Journal::open_dir(opts, |_| {})
+        .expect("opening the journal")
+        .0
+}
+
+/// Records per second through one lane, counted until the writer has written them (durable
+/// for these policies: handed to the kernel). The producer builds each record, as a worker
+/// does.
+fn append(c: &mut Criterion) {
+    let mut g = c.benchmark_group("journal_append");
+    g.throughput(Throughput::Elements(1));
+    for (name, sync) in [
+        ("none", SyncPolicy::None),
+        (
+            "interval_10ms",
+            SyncPolicy::Interval(Duration::from_millis(10)),
+        ),
+    ] {
+        let dir = disk_dir();
+        let journal = open(dir.path(), sync);
+        let mut lane = journal.lane(0);
+        let mut n = 0u32;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                let mut last = Ticket(0);
+                for _ in 0..iters {
+                    n = n.wrapping_add(1);
+                    last = lane.append(record(n));
+                }
+                assert!(lane.wait_durable(last, Duration::from_secs(120)));
+                start.elapsed()
+            })
+        });
+        drop(lane);
+        journal.shutdown().expect("closing the journal");
+    }
+    g.finish();
+}
+
+/// Group commit: the time from appending a batch of K records to the last one being
+/// fdatasync'ed (what a binding reply waits for), per batch.
+fn group_commit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("journal_group_commit");
+    let dir = disk_dir();
+    let journal = open(dir.path(), SyncPolicy::Group);
+    let mut lane = journal.lane(0);
+    let mut n = 0u32;
+    for k in [1u32, 16, 256] {
+        g.throughput(Throughput::Elements(u64::from(k)));
+        g.bench_with_input(BenchmarkId::new("append_to_durable", k), &k, |b, &k| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let mut last = Ticket(0);
+                    for _ in 0..k {
+                        n = n.wrapping_add(1);
+                        last = lane.append(record(n));
+                    }
+                    assert!(lane.wait_durable(last, Duration::from_secs(10)));
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+    drop(lane);
+    journal.shutdown().expect("closing the journal");
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig {
+        shards: 2,
+        pools: vec![PoolSpec {
+            first: Ipv4Addr::new(10, 0, 0, 1),
+            last: Ipv4Addr::new(10, 255, 255, 254),
+            excluded: vec![],
+        }],
+        offer_hold: 30,
+        decline_probation: 86400,
+    })
+    .expect("engine")
+}
+
+/// Replay's two halves: the fold of the files into the newest record per address
+/// (`read_live`, the same fold `Journal::open` does), and putting those into the engine.
+fn replay(c: &mut Criterion) {
+    let n: u32 = if measuring() { 100_000 } else { 1_000 };
+    let dir = disk_dir();
+    lessor_journal::append_offline(dir.path(), (0..n).map(record)).expect("writing the fixture");
+    let mut g = c.benchmark_group("journal_replay");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(u64::from(n)));
+    g.bench_function(BenchmarkId::new("read_live", n), |b| {
+        b.iter(|| {
+            let (recs, report) =
+                lessor_journal::read_live::<LeaseRecord>(dir.path()).expect("replay");
+            assert_eq!(report.live, u64::from(n));
+            black_box(recs)
+        })
+    });
+    let (recs, _) = lessor_journal::read_live::<LeaseRecord>(dir.path()).expect("replay");
+    g.bench_function(BenchmarkId::new("restore_into_engine", n), |b| {
+        b.iter_batched(
+            engine,
+            |e| {
+                for r in &recs {
+                    assert!(restore_into(&e, r));
+                }
+                e
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = journal_benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = append, group_commit, replay
+}
+criterion_main!(journal_benches);
