@@ -55,7 +55,7 @@ fn record(n: u32) -> LeaseRecord {
         client,
         htype: 1,
         hw: mac,
-        hostname: (n % 4 != 0).then(|| format!("DESKTOP-{n:07X}")),
+        hostname: (!n.is_multiple_of(4)).then(|| format!("DESKTOP-{n:07X}")),
         state: 1,
         starts: NOW,
         expires: NOW + 3600,

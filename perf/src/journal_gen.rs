@@ -122,7 +122,7 @@ pub(crate) fn run(a: &GenArgs) -> anyhow::Result<()> {
         .chain((0..renewals).map(|k| synth.renewal(k)));
     for rec in records {
         let t = lane.append(rec);
-        if t.0 % CHECK_EVERY == 0
+        if t.0.is_multiple_of(CHECK_EVERY)
             && t.0 > WINDOW
             && !lane.wait_durable(Ticket(t.0 - WINDOW), Duration::from_secs(120))
         {
