@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use lessor_engine::{Engine, LeaseEvent, Time};
 use lessor_journal::{Health, Journal, Lane, ReplayReport, Ticket};
-use lessor_net::{SendMeta, V4Socket, V4SocketConfig};
+use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, V4SocketConfig};
 
 use crate::config::{Config, SyncMode};
 use crate::lease_record::LeaseRecord;
@@ -24,6 +24,10 @@ const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 const RECLAIM_BUDGET: usize = 4096;
 /// Largest datagram accepted (a DHCPv4 message cannot exceed an Ethernet frame here).
 const RECV_BUF: usize = 2048;
+/// Largest reply: the encoder never exceeds an Ethernet MTU's UDP payload.
+const MAX_REPLY: usize = 1500;
+/// Datagrams received (recvmmsg) and replies sent (sendmmsg) per system call, at most.
+const BATCH: usize = 64;
 /// Replies waiting for the journal, per worker, before the oldest is dropped (invariant 6:
 /// under overload the oldest work goes first; the client retries).
 const MAX_PENDING: usize = 8192;
@@ -168,6 +172,12 @@ impl Server {
             send_buffer: Some(4 << 20),
         })
         .with_context(|| format!("opening UDP {bind}:{} for DHCPv4", config.port))?;
+        if workers > 1 {
+            // The kernel hands each datagram to the worker whose shard owns its client
+            // (invariant 3), so a worker rarely touches another shard.
+            lessor_net::attach_steering(&sockets).context("attaching the steering program")?;
+        }
+        let cores = lessor_net::available_cores();
         let allowed: Option<Vec<u32>> =
             (config.interfaces.len() > 1).then(|| infos.iter().map(|i| i.index).collect());
 
@@ -189,6 +199,7 @@ impl Server {
             let w = Worker {
                 k,
                 workers,
+                core: cores.get(k % cores.len().max(1)).copied(),
                 socket,
                 lane: journal.lane(k),
                 ctx: Arc::clone(&ctx),
@@ -271,6 +282,8 @@ struct Pending {
 struct Worker {
     k: usize,
     workers: usize,
+    /// The core this worker pins itself to.
+    core: Option<usize>,
     socket: V4Socket,
     lane: Lane<LeaseRecord>,
     ctx: Arc<V4Context>,
@@ -285,7 +298,21 @@ impl Worker {
     fn run(mut self) {
         let stats = Arc::clone(&self.stats);
         let stats = &stats[self.k];
-        let mut buf = vec![0u8; RECV_BUF];
+        if let Some(core) = self.core
+            && let Err(e) = lessor_net::pin_current_thread(core)
+        {
+            tracing::warn!(worker = self.k, core, error = %e, "could not pin the worker to its core");
+        }
+        let (mut rx, mut tx) = match (
+            RecvBatch::new(BATCH, RECV_BUF),
+            SendBatch::new(BATCH, MAX_REPLY),
+        ) {
+            (Ok(rx), Ok(tx)) => (rx, tx),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(worker = self.k, error = %e, "cannot allocate packet batches");
+                return;
+            }
+        };
         let mut out = Vec::with_capacity(RECV_BUF);
         let mut events: Vec<LeaseEvent> = Vec::with_capacity(16);
         let mut scratch = v4::Scratch::default();
@@ -301,89 +328,88 @@ impl Worker {
                 stats.expired.fetch_add(n as u64, Ordering::Relaxed);
                 self.persist(&mut events);
             }
-            self.flush(&mut pending, &mut spare, stats);
+            self.flush(&mut pending, &mut spare, &mut tx, stats);
             // While replies wait for the disk, keep draining the socket without blocking, so
             // everything that arrives during one sync joins the next one (group commit).
-            let got = if pending.is_empty() {
-                self.socket.recv(&mut buf)
-            } else {
-                self.socket.try_recv(&mut buf)
-            };
-            let meta = match got {
-                Ok(Some(m)) => m,
-                Ok(None) => {
-                    if let Some(p) = pending.front() {
-                        self.lane.wait_durable(p.ticket, DURABLE_POLL);
-                    }
-                    continue;
-                }
+            let n = match self.socket.recv_batch(&mut rx, pending.is_empty()) {
+                Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(worker = self.k, error = %e, "receive failed");
+                    0
+                }
+            };
+            if n == 0 {
+                if let Some(p) = pending.front() {
+                    self.lane.wait_durable(p.ticket, DURABLE_POLL);
+                }
+                continue;
+            }
+            let now = now();
+            for (data, meta) in rx.iter() {
+                // Linux hands a broadcast datagram to every socket of the reuseport group (the
+                // steering program only sees unicast): only the owner's worker answers it.
+                if self.workers > 1
+                    && meta.dst != meta.local
+                    && v4::owner_shard(data, self.workers) != self.k
+                {
                     continue;
                 }
-            };
-            // Linux hands a broadcast datagram to every socket of the reuseport group: only
-            // the worker whose shard owns the client answers it (invariant 3).
-            if self.workers > 1
-                && meta.dst != meta.local
-                && v4::owner_shard(&buf[..meta.len], self.workers) != self.k
-            {
-                continue;
-            }
-            stats.received.fetch_add(1, Ordering::Relaxed);
-            if let Some(allowed) = &self.allowed
-                && !allowed.contains(&meta.ifindex)
-            {
-                continue;
-            }
-            let arrival = Arrival {
-                src: meta.src,
-                ifindex: meta.ifindex,
-                local: meta.local,
-            };
-            let outcome = v4::handle(
-                &self.ctx,
-                &self.engine,
-                &buf[..meta.len],
-                &arrival,
-                now(),
-                &mut scratch,
-                &mut out,
-                &mut events,
-            );
-            let ticket = self.persist(&mut events);
-            match outcome {
-                Outcome::Reply(reply) => match ticket {
-                    // Invariant 1: a reply that binds waits until its lease is durable.
-                    Some(t) if reply.needs_durable && t > self.lane.durable() => {
-                        let mut b = spare.pop().unwrap_or_default();
-                        b.clear();
-                        b.extend_from_slice(&out);
-                        pending.push_back(Pending {
-                            ticket: t,
-                            buf: b,
-                            dst: reply.dst,
-                            src: reply.src,
-                            kind: reply.kind,
-                        });
-                        if pending.len() > MAX_PENDING
-                            && let Some(old) = pending.pop_front()
-                        {
-                            // The lease is still recorded; only this reply is lost.
-                            stats.overload_drops.fetch_add(1, Ordering::Relaxed);
-                            spare.push(old.buf);
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                if let Some(allowed) = &self.allowed
+                    && !allowed.contains(&meta.ifindex)
+                {
+                    continue;
+                }
+                let arrival = Arrival {
+                    src: meta.src,
+                    ifindex: meta.ifindex,
+                    local: meta.local,
+                };
+                let outcome = v4::handle(
+                    &self.ctx,
+                    &self.engine,
+                    data,
+                    &arrival,
+                    now,
+                    &mut scratch,
+                    &mut out,
+                    &mut events,
+                );
+                let ticket = self.persist(&mut events);
+                match outcome {
+                    Outcome::Reply(reply) => match ticket {
+                        // Invariant 1: a reply that binds waits until its lease is durable.
+                        Some(t) if reply.needs_durable && t > self.lane.durable() => {
+                            let mut b = spare.pop().unwrap_or_default();
+                            b.clear();
+                            b.extend_from_slice(&out);
+                            pending.push_back(Pending {
+                                ticket: t,
+                                buf: b,
+                                dst: reply.dst,
+                                src: reply.src,
+                                kind: reply.kind,
+                            });
+                            if pending.len() > MAX_PENDING
+                                && let Some(old) = pending.pop_front()
+                            {
+                                // The lease is still recorded; only this reply is lost.
+                                stats.overload_drops.fetch_add(1, Ordering::Relaxed);
+                                spare.push(old.buf);
+                            }
                         }
+                        _ => {
+                            self.queue(&mut tx, &out, reply.dst, reply.src, stats);
+                            stats.replied(reply.kind);
+                        }
+                    },
+                    Outcome::NoReply(why) => {
+                        tracing::debug!(worker = self.k, reason = why.label(), src = %meta.src, "no reply");
+                        stats.no_reply(why);
                     }
-                    _ => {
-                        self.send(&out, reply.dst, reply.src, stats);
-                        stats.replied(reply.kind);
-                    }
-                },
-                Outcome::NoReply(why) => {
-                    tracing::debug!(worker = self.k, reason = why.label(), src = %meta.src, "no reply");
-                    stats.no_reply(why);
                 }
             }
+            self.send_all(&mut tx, stats);
         }
         // Stopping: the journal's shutdown syncs what is queued; replies whose leases are
         // durable by then still go out.
@@ -395,7 +421,7 @@ impl Worker {
             {
                 break;
             }
-            self.flush(&mut pending, &mut spare, stats);
+            self.flush(&mut pending, &mut spare, &mut tx, stats);
         }
     }
 
@@ -404,6 +430,7 @@ impl Worker {
         &self,
         pending: &mut VecDeque<Pending>,
         spare: &mut Vec<Vec<u8>>,
+        tx: &mut SendBatch,
         stats: &WorkerStats,
     ) {
         if pending.is_empty() {
@@ -412,10 +439,11 @@ impl Worker {
         let durable = self.lane.durable();
         while pending.front().is_some_and(|p| p.ticket <= durable) {
             let Some(p) = pending.pop_front() else { break };
-            self.send(&p.buf, p.dst, p.src, stats);
+            self.queue(tx, &p.buf, p.dst, p.src, stats);
             stats.replied(p.kind);
             spare.push(p.buf);
         }
+        self.send_all(tx, stats);
     }
 
     /// Hands lease events to the journal; returns the ticket of the last one.
@@ -427,9 +455,53 @@ impl Worker {
         last
     }
 
-    fn send(&self, out: &[u8], dst: Destination, src: Ipv4Addr, stats: &WorkerStats) {
+    /// Adds a reply to the send batch (routing it per RFC 2131 §4.1); sends the batch first
+    /// when it is full.
+    fn queue(
+        &self,
+        tx: &mut SendBatch,
+        out: &[u8],
+        dst: Destination,
+        src: Ipv4Addr,
+        stats: &WorkerStats,
+    ) {
+        let meta = self.route(dst, src);
+        if tx.push(out, &meta) {
+            return;
+        }
+        self.send_all(tx, stats);
+        if !tx.push(out, &meta)
+            && let Err(e) = self.socket.send(out, &meta)
+        {
+            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(worker = self.k, error = %e, dst = %meta.dst, "send failed");
+        }
+    }
+
+    fn send_all(&self, tx: &mut SendBatch, stats: &WorkerStats) {
+        if tx.is_empty() {
+            return;
+        }
+        match self.socket.send_batch(tx) {
+            Ok(r) if r.failed > 0 => {
+                stats
+                    .send_errors
+                    .fetch_add(r.failed as u64, Ordering::Relaxed);
+                tracing::debug!(worker = self.k, failed = r.failed, error = ?r.first_error, "some replies were not sent");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(worker = self.k, error = %e, "send failed");
+            }
+        }
+    }
+
+    /// Where a reply goes on the wire. A unicast to a client that has no address yet needs
+    /// an ARP entry first; without one (no privilege, unknown interface) it is broadcast.
+    fn route(&self, dst: Destination, src: Ipv4Addr) -> SendMeta {
         let src = (!src.is_unspecified() && !src.is_broadcast()).then_some(src);
-        let meta = match dst {
+        match dst {
             Destination::Unicast(to) => SendMeta {
                 dst: to,
                 ifindex: 0,
@@ -446,24 +518,16 @@ impl Worker {
                     .iter()
                     .find(|(i, _)| *i == ifindex)
                     .map(|(_, n)| n);
-                match name.map(|n| lessor_net::set_arp_entry(n, ip, mac)) {
-                    Some(Ok(())) => SendMeta {
-                        dst: SocketAddrV4::new(ip, v4::CLIENT_PORT),
-                        ifindex,
-                        src,
-                    },
-                    // No ARP entry possible (no privilege, unknown interface): broadcast.
-                    _ => SendMeta {
-                        dst: SocketAddrV4::new(Ipv4Addr::BROADCAST, v4::CLIENT_PORT),
-                        ifindex,
-                        src,
-                    },
+                let to = match name.map(|n| self.socket.set_arp_entry(n, ip, mac)) {
+                    Some(Ok(())) => ip,
+                    _ => Ipv4Addr::BROADCAST,
+                };
+                SendMeta {
+                    dst: SocketAddrV4::new(to, v4::CLIENT_PORT),
+                    ifindex,
+                    src,
                 }
             }
-        };
-        if let Err(e) = self.socket.send(out, &meta) {
-            stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(worker = self.k, error = %e, dst = %meta.dst, "send failed");
         }
     }
 }
