@@ -43,6 +43,30 @@ impl Netns {
         ip(&all);
     }
 
+    /// Waits until `dev` reports operstate UP. A veth's carrier is applied asynchronously by the
+    /// kernel's linkwatch (up to a second after `ip link set up`); until then its queueing
+    /// discipline is still the no-op one and drops what is sent, which made exchanges right
+    /// after setup fail about once in a hundred runs.
+    pub(crate) fn wait_up(&self, dev: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let out = Command::new("ip")
+                .args(["-n", self.name.as_str(), "-br", "link", "show", "dev", dev])
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run ip: {e}; {NEEDS}"));
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text.split_whitespace().nth(1) == Some("UP") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{dev} in {} never came up: {text}",
+                self.name
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Run `f` on a fresh thread that has joined this namespace (setns affects only the calling
     /// thread, so the test's own thread stays where it was). Sockets made inside stay in the
     /// namespace wherever they are used afterwards. A panic in `f` is re-raised here.

@@ -128,6 +128,8 @@ fn link(tag: &str, client_arp: bool) -> Link {
         client.ip(&["link", "set", "v1", "arp", "off"]);
     }
     client.ip(&["link", "set", "v1", "up"]);
+    server.wait_up("v0");
+    client.wait_up("v1");
     Link { client, server }
 }
 
