@@ -10,8 +10,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::{Error, Result};
 use crate::format::{self, FileName};
-use crate::fs::Fs;
-use crate::replay::{self, Tail};
+use crate::fs::{Fs, FsFile};
+use crate::replay::{self, Keep, Tail};
 use crate::writer::Shared;
 use crate::{Record, Recovery};
 
@@ -138,6 +138,9 @@ pub(crate) fn run<R: Record>(
 /// deletes the segments up to `cut` and the older snapshots. With `retain_tombstones`, a
 /// key whose newest record is in the newest source holding records is kept even when `keep`
 /// says no (see the crate docs on tombstones).
+///
+/// The survivors stream from the replay into the new snapshot: memory is the fold of the
+/// segments and a chunk of each snapshot, not the snapshot's records.
 pub(crate) fn compact<R: Record>(
     fs: &dyn Fs,
     dir: &Path,
@@ -154,82 +157,190 @@ pub(crate) fn compact<R: Record>(
             ..Default::default()
         });
     }
-    let folded = replay::fold::<R>(fs, dir, Tail::Report(Recovery::Strict), Some(cut))?;
-    let mut bytes_before = folded.segment_bytes;
-    if let Some(s) = &folded.base.snapshot {
-        bytes_before += s.bytes.len() as u64;
-    }
-    let records_read = folded.report.records_read;
-    let now = replay::unix_now();
-    // A straggler can only be in the batch right after its tombstone's, so only tombstones
-    // of the newest source that holds records (usually segment `cut`; an earlier one if the
-    // last segments are empty, e.g. abandoned after an IO error) can still be followed by one.
-    let retain = retain_tombstones.then_some(folded.last_source);
-    let mut tombstones_kept = 0u64;
-    let survivors = folded.survivors(now, retain).inspect(|r| {
-        if !r.keep(now) {
-            tombstones_kept += 1;
-        }
-    });
-    let (path, records_written, bytes_after) = write_snapshot(fs, dir, cut, survivors)?;
+    let base = replay::choose_base(fs, dir, &listing, Some(cut))?;
+    let keep = Keep {
+        now: replay::unix_now(),
+        // A straggler can only be in the batch right after its tombstone's, so only
+        // tombstones of the newest source that holds records (usually segment `cut`; an
+        // earlier one if the last segments are empty, e.g. abandoned after an IO error) can
+        // still be followed by one.
+        retain_tombstones,
+    };
+    let w = write_from_replay::<R>(
+        fs,
+        dir,
+        cut,
+        base,
+        Tail::Report(Recovery::Strict),
+        Some(cut),
+        keep,
+    )?;
     let (files_removed, segments_removed) = remove_covered(fs, dir, cut);
     Ok(CompactReport {
-        snapshot: Some(path),
+        snapshot: Some(w.path),
         cut,
-        records_read,
-        records_written,
-        tombstones_kept,
+        records_read: w.replayed.report.records_read,
+        records_written: w.records,
+        tombstones_kept: w.tombstones,
         files_removed,
         segments_removed,
-        bytes_before,
-        bytes_after,
+        bytes_before: w.bytes_before,
+        bytes_after: w.bytes,
         elapsed: started.elapsed(),
     })
 }
 
-/// Writes a snapshot covering segments up to `cut`: to `*.tmp`, synced, renamed, directory
-/// synced. Returns its path, record count and size.
-pub(crate) fn write_snapshot<R: Record>(
+/// A snapshot written from a replay.
+#[derive(Debug)]
+pub(crate) struct Written {
+    pub(crate) replayed: replay::Replayed,
+    pub(crate) path: PathBuf,
+    /// Records in it, and how many of those are tombstones kept (`!keep(now)`).
+    pub(crate) records: u64,
+    pub(crate) tombstones: u64,
+    /// Its size, and the size of what it folded (the previous snapshot and the segments).
+    pub(crate) bytes: u64,
+    pub(crate) bytes_before: u64,
+}
+
+/// Replays from `base` straight into a new snapshot covering segments up to `cut`. On
+/// failure the unfinished snapshot is removed.
+pub(crate) fn write_from_replay<R: Record>(
     fs: &dyn Fs,
     dir: &Path,
     cut: u64,
-    records: impl Iterator<Item = R>,
-) -> Result<(PathBuf, u64, u64)> {
-    const CHUNK: usize = 1 << 20;
-    let tmp = dir.join(format::snapshot_tmp_name(cut));
-    let path = format::snapshot_path(dir, cut);
-    let mut file = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    let mut buf = Vec::with_capacity(CHUNK + 4096);
-    buf.extend_from_slice(&format::encode_snapshot_header(cut));
-    let mut crc = 0u32;
-    let mut count = 0u64;
-    let mut size = 0u64;
-    let mut flush = |buf: &mut Vec<u8>, crc: &mut u32, size: &mut u64| -> Result<()> {
-        *crc = crc32c::crc32c_append(*crc, buf);
-        *size += buf.len() as u64;
-        file.write_all(buf)
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        buf.clear();
-        Ok(())
-    };
-    for r in records {
-        format::encode_frame(&mut buf, &r).map_err(Error::Encode)?;
-        count += 1;
-        if buf.len() >= CHUNK {
-            flush(&mut buf, &mut crc, &mut size)?;
+    base: replay::Base,
+    tail: Tail,
+    upto: Option<u64>,
+    keep: Keep,
+) -> Result<Written> {
+    let started = Instant::now();
+    let mut w = SnapshotWriter::create(fs, dir, cut)?;
+    let mut tombstones = 0u64;
+    let replayed = replay::replay_base::<R>(
+        fs,
+        base,
+        tail,
+        upto,
+        keep,
+        |r| {
+            if !r.keep(keep.now) {
+                tombstones += 1;
+            }
+            w.push(&r)
+        },
+        started,
+    );
+    let done = replayed.and_then(|r| w.finish().map(|(path, n, size)| (r, path, n, size)));
+    match done {
+        Ok((replayed, path, records, bytes)) => {
+            let bytes_before =
+                replayed.segment_bytes + replayed.base.snapshot.as_ref().map_or(0, |s| s.len);
+            Ok(Written {
+                replayed,
+                path,
+                records,
+                tombstones,
+                bytes,
+                bytes_before,
+            })
+        }
+        Err(e) => {
+            let tmp = dir.join(format::snapshot_tmp_name(cut));
+            if let Err(re) = fs.remove_file(&tmp) {
+                tracing::debug!(file = %tmp.display(), error = %re, "journal: cannot remove an unfinished snapshot (open removes it)");
+            }
+            Err(e)
         }
     }
-    flush(&mut buf, &mut crc, &mut size)?;
-    buf.extend_from_slice(&format::encode_footer(count, crc));
-    size += buf.len() as u64;
-    file.write_all(&buf)
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    file.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
-    drop(file);
-    fs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
-    fs.sync_dir(dir).map_err(|e| Error::io("sync", dir, e))?;
-    Ok((path, count, size))
+}
+
+/// A snapshot being written record by record: to `snapshot-<cut>.snap.tmp`, in 1 MiB writes,
+/// with one running crc32c for the footer; [`SnapshotWriter::finish`] syncs it, renames it
+/// into place and syncs the directory.
+pub(crate) struct SnapshotWriter<'a> {
+    fs: &'a dyn Fs,
+    dir: &'a Path,
+    cut: u64,
+    tmp: PathBuf,
+    file: Box<dyn FsFile>,
+    buf: Vec<u8>,
+    crc: u32,
+    count: u64,
+    size: u64,
+}
+
+impl std::fmt::Debug for SnapshotWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotWriter")
+            .field("tmp", &self.tmp)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> SnapshotWriter<'a> {
+    const CHUNK: usize = 1 << 20;
+
+    pub(crate) fn create(fs: &'a dyn Fs, dir: &'a Path, cut: u64) -> Result<Self> {
+        let tmp = dir.join(format::snapshot_tmp_name(cut));
+        let file = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let mut buf = Vec::with_capacity(Self::CHUNK + 4096);
+        buf.extend_from_slice(&format::encode_snapshot_header(cut));
+        Ok(SnapshotWriter {
+            fs,
+            dir,
+            cut,
+            tmp,
+            file,
+            buf,
+            crc: 0,
+            count: 0,
+            size: 0,
+        })
+    }
+
+    pub(crate) fn push<R: Record>(&mut self, r: &R) -> Result<()> {
+        format::encode_frame(&mut self.buf, r).map_err(Error::Encode)?;
+        self.count += 1;
+        if self.buf.len() >= Self::CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf);
+        self.size += self.buf.len() as u64;
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| Error::io("write", &self.tmp, e))?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes the footer, syncs, renames into place, syncs the directory. Returns the
+    /// snapshot's path, record count and size.
+    pub(crate) fn finish(mut self) -> Result<(PathBuf, u64, u64)> {
+        self.flush()?;
+        let footer = format::encode_footer(self.count, self.crc);
+        self.size += footer.len() as u64;
+        self.file
+            .write_all(&footer)
+            .map_err(|e| Error::io("write", &self.tmp, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("sync", &self.tmp, e))?;
+        drop(self.file);
+        let path = format::snapshot_path(self.dir, self.cut);
+        self.fs
+            .rename(&self.tmp, &path)
+            .map_err(|e| Error::io("rename", &self.tmp, e))?;
+        self.fs
+            .sync_dir(self.dir)
+            .map_err(|e| Error::io("sync", self.dir, e))?;
+        Ok((path, self.count, self.size))
+    }
 }
 
 /// Deletes segments up to `cut` and snapshots older than `cut` (the new one is durable by

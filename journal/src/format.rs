@@ -203,6 +203,30 @@ pub(crate) fn encode_footer(count: u64, body_crc: u32) -> [u8; FOOTER_LEN] {
     b
 }
 
+/// What a snapshot footer says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Footer {
+    /// How many record frames the snapshot holds.
+    pub(crate) count: u64,
+    /// crc32c of every byte of the file before the footer.
+    pub(crate) body_crc: u32,
+}
+
+/// Parses the last [`FOOTER_LEN`] bytes of a snapshot; the error says why they are not a
+/// footer (the snapshot is incomplete or damaged).
+pub(crate) fn decode_footer(f: &[u8]) -> Result<Footer, String> {
+    if f.len() != FOOTER_LEN || f[0..8] != FOOTER_MAGIC {
+        return Err("snapshot footer missing (incomplete)".into());
+    }
+    if crc32c::crc32c(&f[0..20]) != u32_at(f, 20) {
+        return Err("snapshot footer checksum mismatch".into());
+    }
+    Ok(Footer {
+        count: u64_at(f, 8),
+        body_crc: u32_at(f, 16),
+    })
+}
+
 /// Checks a whole snapshot file: header, footer, body checksum. Returns the cut and the record
 /// count the footer promises; the caller still walks the frames and compares the count.
 pub(crate) fn check_snapshot(file: &[u8]) -> Result<(u64, u64), (u64, String)> {
@@ -214,20 +238,14 @@ pub(crate) fn check_snapshot(file: &[u8]) -> Result<(u64, u64), (u64, String)> {
         ));
     }
     let at = file.len() - FOOTER_LEN;
-    let f = &file[at..];
-    if f[0..8] != FOOTER_MAGIC {
-        return Err((at as u64, "snapshot footer missing (incomplete)".into()));
-    }
-    if crc32c::crc32c(&f[0..20]) != u32_at(f, 20) {
-        return Err((at as u64, "snapshot footer checksum mismatch".into()));
-    }
-    if crc32c::crc32c(&file[..at]) != u32_at(f, 16) {
+    let footer = decode_footer(&file[at..]).map_err(|e| (at as u64, e))?;
+    if crc32c::crc32c(&file[..at]) != footer.body_crc {
         return Err((
             SNAPSHOT_HEADER_LEN as u64,
             "snapshot body checksum mismatch".into(),
         ));
     }
-    Ok((cut, u64_at(f, 8)))
+    Ok((cut, footer.count))
 }
 
 /// Appends one frame (`len | crc | payload`) holding `rec` to `buf`. On error `buf` is left as
@@ -277,6 +295,27 @@ pub(crate) fn decode_payload<T: bincode::Decode<()>>(payload: &[u8]) -> Result<T
 /// The frame at `at` in `buf` (which ends at `end`), if it is a whole, valid frame: returns
 /// the payload range. The error says why not.
 pub(crate) fn frame_at(buf: &[u8], at: usize, end: usize) -> Result<(usize, usize), String> {
+    let (p, q) = frame_bounds(buf, at, end)?;
+    check_payload(buf, at, p, q)?;
+    Ok((p, q))
+}
+
+/// The declared length of the frame whose header starts at `at`, if `buf` holds that header.
+pub(crate) fn frame_len_at(buf: &[u8], at: usize) -> Option<usize> {
+    (buf.len() >= at + FRAME_HEADER_LEN).then(|| u32_at(buf, at) as usize)
+}
+
+/// Whether the payload `p..q` of the frame at `at` matches the checksum in its header.
+fn check_payload(buf: &[u8], at: usize, p: usize, q: usize) -> Result<(), String> {
+    if crc32c::crc32c(&buf[p..q]) != u32_at(buf, at + 4) {
+        return Err("record checksum mismatch".into());
+    }
+    Ok(())
+}
+
+/// The framing half of [`frame_at`]: the length is in range and the payload is all there
+/// (its checksum is not looked at). Returns the payload range.
+pub(crate) fn frame_bounds(buf: &[u8], at: usize, end: usize) -> Result<(usize, usize), String> {
     let rest = end.saturating_sub(at);
     if rest < FRAME_HEADER_LEN {
         return Err(format!(
@@ -296,9 +335,6 @@ pub(crate) fn frame_at(buf: &[u8], at: usize, end: usize) -> Result<(usize, usiz
         ));
     }
     let p = at + FRAME_HEADER_LEN;
-    if crc32c::crc32c(&buf[p..p + len]) != u32_at(buf, at + 4) {
-        return Err("record checksum mismatch".into());
-    }
     Ok((p, p + len))
 }
 

@@ -50,8 +50,8 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
 
 /// The real filesystem (`std::fs`). Reads are plain buffered reads, not `mmap`: mapping a
 /// file is `unsafe` (another process may truncate it under the mapping), and this crate
-/// forbids `unsafe`. A replay reads each file once, front to back, so a plain read costs
-/// little more.
+/// forbids `unsafe`. A replay reads segments whole and snapshots in chunks, front to back, so
+/// a plain read costs little more.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RealFs;
 

@@ -13,7 +13,7 @@ use crate::Record;
 use crate::compact::{self, CompactReport, CompactorMsg};
 use crate::error::{Error, Result};
 use crate::fs::{DirLock, Fs, RealFs};
-use crate::replay::{self, ReplayReport, Tail};
+use crate::replay::{self, Keep, ReplayReport, Tail};
 use crate::writer::{Ctl, Shared, Start, Writer};
 
 /// When a record counts as durable.
@@ -159,7 +159,8 @@ pub struct Journal<R: Record> {
     writer: Option<JoinHandle<Result<()>>>,
     compactor: Option<JoinHandle<()>>,
     dir: PathBuf,
-    _lock: Box<dyn DirLock>,
+    /// Held until the journal is dropped (`None` only after `shutdown_keeping_lock`).
+    lock: Option<Box<dyn DirLock>>,
 }
 
 impl<R: Record> fmt::Debug for Journal<R> {
@@ -175,12 +176,19 @@ impl<R: Record> Journal<R> {
     /// Opens the journal in `opts.dir` (creating the directory), recovers and replays it:
     /// folds the newest valid snapshot and every segment after it (the highest version per
     /// key wins; keys whose newest record does not `keep(now)` are dropped) and calls `f` once
-    /// per surviving record, in no particular order. Then starts a new segment and the writer
-    /// and compactor threads.
+    /// per surviving record, in no particular order. Then starts a segment (reusing the last
+    /// one if it holds no record) and the writer and compactor threads.
+    ///
+    /// `f` is called while the snapshot streams by, not after the whole fold: if `open` then
+    /// fails, `f` may have seen some records, and the caller must discard them. Every check
+    /// that decides which files are replayed, and every damage found by checksums or framing,
+    /// comes before the first call (see the crate docs on recovery); what can fail later is
+    /// a payload that does not decode as `R` or an IO error.
     ///
     /// Recovery changes the directory: a torn tail of the last segment is cut off (with
-    /// [`Recovery::TolerateTornTail`]), and snapshots and segments left by an interrupted
-    /// compaction are removed.
+    /// [`Recovery::TolerateTornTail`]), snapshots and segments left by an interrupted
+    /// compaction are removed, and empty segments left by earlier restarts after the last
+    /// segment holding records are removed.
     pub fn open(
         opts: Options,
         fs: Arc<dyn Fs>,
@@ -195,7 +203,17 @@ impl<R: Record> Journal<R> {
             std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
             _ => Error::io("lock", &dir, e),
         })?;
-        let folded = replay::fold::<R>(&*fs, &dir, Tail::Truncate(opts.recovery), None)?;
+        let mut folded = replay::replay::<R>(
+            &*fs,
+            &dir,
+            Tail::Truncate(opts.recovery),
+            None,
+            Keep::now(),
+            |r| {
+                f(r);
+                Ok(())
+            },
+        )?;
 
         // Leftovers of an interrupted compaction or snapshot write.
         let listing = replay::list(&*fs, &dir)?;
@@ -214,25 +232,22 @@ impl<R: Record> Journal<R> {
             fs.sync_dir(&dir).map_err(|e| Error::io("sync", &dir, e))?;
         }
 
+        let reuse = replay::reclaim_empty_tail(&*fs, &dir, &mut folded)?;
+
         let shared = Arc::new(Shared::new(opts.lanes));
         let c = &shared.counters;
+        // The writer counts the segment it starts (or reuses) itself.
         c.segments
-            .store(folded.report.segments as u64, Ordering::Relaxed);
+            .store(folded.segments.len() as u64, Ordering::Relaxed);
         c.snapshot_seq.store(folded.base.cut(), Ordering::Relaxed);
         let start = Start {
             next_seq: folded.next_seq,
             prev_len: folded.prev_len,
             last_sealed: folded.last_replayed.unwrap_or(0),
             sealed_bytes: folded.segment_bytes,
+            reused: reuse.is_some(),
         };
-        let mut report = folded.report.clone();
-        let now = replay::unix_now();
-        let mut live = 0u64;
-        for r in folded.survivors(now, None) {
-            live += 1;
-            f(r);
-        }
-        report.live = live;
+        let mut report = folded.report;
 
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
         let (comp_tx, comp_rx) = crossbeam_channel::unbounded();
@@ -278,7 +293,7 @@ impl<R: Record> Journal<R> {
                 writer: Some(writer),
                 compactor: Some(compactor),
                 dir,
-                _lock: lock,
+                lock: Some(lock),
             },
             report,
         ))
@@ -384,6 +399,13 @@ impl<R: Record> Journal<R> {
     /// begins are never made durable.
     pub fn shutdown(mut self) -> Result<()> {
         self.stop()
+    }
+
+    /// [`Journal::shutdown`], handing back the directory lock: for offline tools that still
+    /// change the directory after the writer has stopped.
+    pub(crate) fn shutdown_keeping_lock(mut self) -> (Result<()>, Option<Box<dyn DirLock>>) {
+        let res = self.stop();
+        (res, self.lock.take())
     }
 
     fn stop(&mut self) -> Result<()> {

@@ -139,6 +139,31 @@
 //!
 //! A snapshot is written as `snapshot-N.snap.tmp`, synced, renamed, and the directory synced;
 //! then segments `<= N` and older snapshots are deleted and the directory synced again.
+//! Compaction streams: the survivors go from the replay straight into the new snapshot.
+//!
+//! ## Empty segments
+//!
+//! Every open starts a segment, which stays empty if nothing is appended before the next
+//! stop. So that restarts do not pile up files until a compaction, open reuses an empty last
+//! segment: the writer recreates it under its own number with the header it had (same
+//! `prev_len`) instead of starting the next one. A run of empty segments after the last one
+//! holding records (left by versions before this) is removed, top down with a directory sync
+//! after each removal, and its first one reused. The chain stays correct:
+//!
+//! * numbers: only the end of the chain goes, highest first and each removal durable before
+//!   the next, so a power loss at any point leaves a chain without gaps;
+//! * `prev_len`: a segment is removed or reused only if its predecessor's whole file is valid
+//!   (its `prev_len` equals the predecessor's length) or it has no predecessor after the
+//!   snapshot. If its header is then lost (a crash while it is recreated leaves a torn header
+//!   on the last segment, which replay drops like any segment being started at a crash), the
+//!   predecessor, read as the last segment up to its first bad frame, ends exactly where that
+//!   header said. A predecessor with bytes past its valid end (abandoned after an IO error)
+//!   keeps its successor: read as the last segment, those bytes could come back.
+//!
+//! Empty segments between segments holding records (abandoned after an IO error) cannot go
+//! without renumbering; compaction removes them. A compaction asked for right after an open
+//! that reused a segment seals it even though it is empty, as the restart would have, so it
+//! still covers everything up to the restart.
 //!
 //! # Recovery
 //!
@@ -155,9 +180,40 @@
 //! started) is dropped the same way. [`Recovery::Strict`] refuses all of it.
 //! [`repair`] salvages every valid record of a damaged journal.
 //!
-//! Reading uses plain buffered reads (`std::fs::read`), not `mmap`: mapping is `unsafe` and
-//! this crate forbids `unsafe`.
+//! ## How replay reads
+//!
+//! A snapshot holds exactly one record per key, the newest at its cut, so it never goes
+//! through a map. Replay first reads and folds only the segments after the snapshot (the
+//! newest record per key, in a map pre-sized from each segment's record count), then streams
+//! the snapshot's records straight to the caller, skipping each key the segments hold a newer
+//! record of (a newer tombstone drops the key), and last hands on the segments' survivors.
+//! Every record read counts towards [`ReplayReport::max_version`], tombstones and superseded
+//! records included. Memory is the segments' map and a chunk of the snapshot.
+//!
+//! The snapshot is read twice, in 4 MiB chunks ([`Fs::read_range`]), never whole:
+//!
+//! 1. verification: one running crc32c over everything before the footer, compared with the
+//!    footer, and a walk over the frames' lengths counting them against the footer. This is
+//!    the completeness proof, and it finishes before any record is handed on: a snapshot
+//!    that does not verify is passed over (or is an error) having contributed nothing. It
+//!    costs one more read of the file at memory speed (hardware crc32c): about 0.3 s for the
+//!    900 MB of 10 million leases, warm page cache.
+//! 2. decoding: the frames again, each payload decoded and handed on, under the same running
+//!    checksum, compared with the footer at the end. Bytes that changed between the passes
+//!    (a disk returning other data once the pages were evicted) fail the replay, after some
+//!    records were handed on: [`Journal::open`] then fails and its caller drops what it got.
+//!    Per-payload checksums are not recomputed (they cost more than the running checksum, one
+//!    call per small payload, and would find the same change no earlier for the caller).
+//!
+//! Verifying while decoding instead (reading the footer first, failing at the end) would
+//! save the first pass but hand on records of a snapshot that turns out damaged, and leave no
+//! way to fall back to an older one.
+//!
+//! Reading uses plain reads ([`Fs::read`], [`Fs::read_range`]), not `mmap`: mapping is
+//! `unsafe` and this crate forbids `unsafe`. Segments (at most `segment_bytes` each) are read
+//! whole.
 
+mod chunked;
 mod compact;
 mod error;
 mod format;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::compact::{self, CompactReport};
 use crate::error::{Error, Result};
@@ -11,7 +11,7 @@ use crate::format::{
     self, FOOTER_LEN, SEGMENT_HEADER_LEN, SNAPSHOT_HEADER_LEN, SegmentHeader, WalkEnd,
 };
 use crate::fs::{DirLock, Fs, RealFs};
-use crate::journal::{Journal, Options};
+use crate::journal::{Health, Journal, Lane, Options, SyncPolicy, Ticket};
 use crate::replay::{self, ReplayReport, Tail};
 use crate::{Record, Recovery};
 
@@ -94,14 +94,10 @@ pub fn verify_with(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
             records: 0,
             note: None,
         };
-        match replay::read_snapshot(fs, path, cut) {
+        match replay::verify_snapshot(fs, path, cut) {
             Ok(s) => {
                 newest_valid = newest_valid.max(cut);
-                let end = s.bytes.len() - FOOTER_LEN;
-                let _ = format::walk_frames(&s.bytes, SNAPSHOT_HEADER_LEN, end, |_, _| {
-                    check.records += 1;
-                    Ok(())
-                });
+                check.records = s.count;
             }
             Err(Error::Corrupt {
                 file,
@@ -422,9 +418,10 @@ pub fn compact_offline<R: Record>(dir: &Path) -> Result<CompactReport> {
 pub fn compact_offline_with<R: Record>(fs: &dyn Fs, dir: &Path) -> Result<CompactReport> {
     let started = Instant::now();
     let _lock = lock(fs, dir)?;
-    let folded = replay::fold::<R>(fs, dir, Tail::Report(Recovery::TolerateTornTail), None)?;
-    let base_cut = folded.base.cut();
-    let cut = folded.base.chain.last().map_or(base_cut, |(n, _)| *n);
+    let listing = replay::list(fs, dir)?;
+    let base = replay::choose_base(fs, dir, &listing, None)?;
+    let base_cut = base.cut();
+    let cut = base.chain.last().map_or(base_cut, |(n, _)| *n);
     if cut == base_cut {
         return Ok(CompactReport {
             cut,
@@ -432,32 +429,34 @@ pub fn compact_offline_with<R: Record>(fs: &dyn Fs, dir: &Path) -> Result<Compac
             ..Default::default()
         });
     }
-    let mut bytes_before = folded.segment_bytes;
-    if let Some(s) = &folded.base.snapshot {
-        bytes_before += s.bytes.len() as u64;
-    }
-    let records_read = folded.report.records_read;
-    let leftovers: Vec<PathBuf> = folded.base.ignored.clone();
     // Nothing is appended concurrently, so no stale record can follow a tombstone: all go.
-    let (path, records_written, bytes_after) =
-        compact::write_snapshot(fs, dir, cut, folded.survivors(replay::unix_now(), None))?;
+    let keep = replay::Keep::now();
+    let w = compact::write_from_replay::<R>(
+        fs,
+        dir,
+        cut,
+        base,
+        Tail::Report(Recovery::TolerateTornTail),
+        None,
+        keep,
+    )?;
     let (mut files_removed, segments_removed) = compact::remove_covered(fs, dir, cut);
-    for p in leftovers {
-        if fs.remove_file(&p).is_ok() {
+    for p in &w.replayed.base.ignored {
+        if fs.remove_file(p).is_ok() {
             files_removed += 1;
         }
     }
     let _ = fs.sync_dir(dir);
     Ok(CompactReport {
-        snapshot: Some(path),
+        snapshot: Some(w.path),
         cut,
-        records_read,
-        records_written,
+        records_read: w.replayed.report.records_read,
+        records_written: w.records,
         tombstones_kept: 0,
         files_removed,
         segments_removed,
-        bytes_before,
-        bytes_after,
+        bytes_before: w.bytes_before,
+        bytes_after: w.bytes,
         elapsed: started.elapsed(),
     })
 }
@@ -471,13 +470,19 @@ pub fn read_live<R: Record>(dir: &Path) -> Result<(Vec<R>, ReplayReport)> {
 
 /// [`read_live`] through a given filesystem.
 pub fn read_live_with<R: Record>(fs: &dyn Fs, dir: &Path) -> Result<(Vec<R>, ReplayReport)> {
-    let started = Instant::now();
-    let folded = replay::fold::<R>(fs, dir, Tail::Report(Recovery::TolerateTornTail), None)?;
-    let mut report = folded.report.clone();
-    let recs: Vec<R> = folded.survivors(replay::unix_now(), None).collect();
-    report.live = recs.len() as u64;
-    report.elapsed = started.elapsed();
-    Ok((recs, report))
+    let mut recs = Vec::new();
+    let replayed = replay::replay::<R>(
+        fs,
+        dir,
+        Tail::Report(Recovery::TolerateTornTail),
+        None,
+        replay::Keep::now(),
+        |r| {
+            recs.push(r);
+            Ok(())
+        },
+    )?;
+    Ok((recs, replayed.report))
 }
 
 /// Facts about the newest snapshot.
@@ -552,16 +557,8 @@ pub fn stats_offline_with(fs: &dyn Fs, dir: &Path) -> Result<OfflineStats> {
     }
     if let Some((&cut, p)) = l.snapshots.iter().next_back() {
         let bytes = fs.file_len(p).map_err(|e| Error::io("stat", p, e))?;
-        let (records, valid) = match replay::read_snapshot(fs, p, cut) {
-            Ok(v) => {
-                let mut n = 0;
-                let end = v.bytes.len() - FOOTER_LEN;
-                let _ = format::walk_frames(&v.bytes, SNAPSHOT_HEADER_LEN, end, |_, _| {
-                    n += 1;
-                    Ok(())
-                });
-                (n, true)
-            }
+        let (records, valid) = match replay::verify_snapshot(fs, p, cut) {
+            Ok(v) => (v.count, true),
             Err(_) => (0, false),
         };
         s.snapshot = Some(SnapshotInfo {
@@ -575,9 +572,24 @@ pub fn stats_offline_with(fs: &dyn Fs, dir: &Path) -> Result<OfflineStats> {
     Ok(s)
 }
 
+/// Records an offline append may hand the writer ahead of what it has written: bounds the
+/// memory the lane's channel holds, whatever the number of records.
+const APPEND_WINDOW: u64 = 64 * 1024;
+/// How often (in records) an offline append checks how far behind the writer is.
+const APPEND_CHECK_EVERY: u64 = 4 * 1024;
+
 /// Appends records to the journal in `dir` with no server running (for importing leases):
 /// opens it (replaying it), appends every record, syncs and closes. Returns how many were
 /// appended.
+///
+/// The records stream: each is checked (that it can be stored) just before it is handed to
+/// the writer, and at most a bounded window of them waits for the writer at any time, so
+/// memory does not grow with their number. All or nothing: if a record cannot be stored, or
+/// the writer fails, what this call wrote is taken back before the error is returned (the
+/// segments it started are removed, top down, and the one it started in is cut back to its
+/// header), so the journal holds what it held (and at most one empty segment more, which the
+/// next open reuses). Only a crash in the middle leaves a prefix of the records appended. No
+/// compaction runs meanwhile (one would fold the records in).
 pub fn append_offline<R: Record>(dir: &Path, recs: impl IntoIterator<Item = R>) -> Result<u64> {
     append_offline_with(Arc::new(RealFs), dir, recs)
 }
@@ -588,20 +600,160 @@ pub fn append_offline_with<R: Record>(
     dir: &Path,
     recs: impl IntoIterator<Item = R>,
 ) -> Result<u64> {
-    // Refuse a record that cannot be stored before appending any: the writer would only
-    // log it, and a half-done import is worse than none.
-    let recs: Vec<R> = recs.into_iter().collect();
-    let mut scratch = Vec::new();
-    for r in &recs {
-        scratch.clear();
-        format::encode_frame(&mut scratch, r).map_err(Error::Encode)?;
-    }
-    let (journal, _) = Journal::<R>::open(Options::new(dir, 1), fs, |_| {})?;
+    append_with_options(fs, Options::new(dir, 1), recs)
+}
+
+/// [`append_offline`] with given options (their sync policy and compaction are overridden).
+fn append_with_options<R: Record>(
+    fs: Arc<dyn Fs>,
+    mut opts: Options,
+    recs: impl IntoIterator<Item = R>,
+) -> Result<u64> {
+    let dir = opts.dir.clone();
+    opts.compact_bytes = u64::MAX;
+    // Durable means written until the end, where shutdown syncs everything: success is only
+    // reported after that.
+    opts.sync = SyncPolicy::None;
+    let (journal, _) = Journal::<R>::open(opts, fs.clone(), |_| {})?;
+    let first = journal.stats().active_segment;
     let mut lane = journal.lane(0);
-    let n = recs.len() as u64;
+    let mut scratch = Vec::new();
+    let mut n = 0u64;
+    let mut failed = None;
     for r in recs {
-        lane.append(r);
+        // Refuse a record that cannot be stored here: the writer would only log it.
+        scratch.clear();
+        if let Err(e) = format::encode_frame(&mut scratch, &r) {
+            failed = Some(Error::Encode(e));
+            break;
+        }
+        let t = lane.append(r);
+        n += 1;
+        if t.0.is_multiple_of(APPEND_CHECK_EVERY)
+            && t.0 > APPEND_WINDOW
+            && let Err(e) = wait_for_writer(&journal, &lane, Ticket(t.0 - APPEND_WINDOW))
+        {
+            failed = Some(e);
+            break;
+        }
     }
-    journal.shutdown()?;
-    Ok(n)
+    drop(lane);
+    let (closed, _lock) = journal.shutdown_keeping_lock();
+    let Some(e) = failed.or(closed.err()) else {
+        return Ok(n);
+    };
+    if let Err(te) = take_back(&*fs, &dir, first) {
+        tracing::error!(error = %te, "journal: a failed offline append could not take back what it wrote");
+    }
+    Err(e)
+}
+
+/// Waits until the writer has `t` (or fails).
+fn wait_for_writer<R: Record>(journal: &Journal<R>, lane: &Lane<R>, t: Ticket) -> Result<()> {
+    loop {
+        if lane.wait_durable(t, Duration::from_millis(100)) {
+            return Ok(());
+        }
+        if let Health::Failing { error } = journal.health() {
+            return Err(Error::NotDurable {
+                records: lane.last_ticket().0 - lane.durable().0,
+                error,
+            });
+        }
+    }
+}
+
+/// Takes back what a failed [`append_offline`] wrote, starting in segment `first`: the
+/// segments after it are removed top down, the directory synced after each (a power loss
+/// never leaves a gap in the chain), then `first` is cut back to its header.
+fn take_back(fs: &dyn Fs, dir: &Path, first: u64) -> Result<()> {
+    let l = replay::list(fs, dir)?;
+    for (_, p) in l.segments.range(first + 1..).rev() {
+        fs.remove_file(p).map_err(|e| Error::io("remove", p, e))?;
+        fs.sync_dir(dir).map_err(|e| Error::io("sync", dir, e))?;
+    }
+    if let Some(p) = l.segments.get(&first) {
+        fs.truncate(p, SEGMENT_HEADER_LEN as u64)
+            .map_err(|e| Error::io("truncate", p, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::MAX_RECORD_LEN;
+    use crate::testing::FaultyFs;
+
+    #[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+    struct T {
+        key: u32,
+        version: u64,
+        pad: Vec<u8>,
+    }
+
+    impl Record for T {
+        type Key = u32;
+        fn key(&self) -> u32 {
+            self.key
+        }
+        fn version(&self) -> u64 {
+            self.version
+        }
+        fn keep(&self, _now: u64) -> bool {
+            true
+        }
+    }
+
+    fn t(key: u32, version: u64) -> T {
+        T {
+            key,
+            version,
+            pad: vec![1; 20],
+        }
+    }
+
+    fn files(fs: &FaultyFs, dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        fs.file_names(dir)
+            .into_iter()
+            .filter(|n| n != "LOCK")
+            .map(|n| {
+                let data = fs.read_file(&dir.join(&n)).unwrap();
+                (n, data)
+            })
+            .collect()
+    }
+
+    /// An import that spans many segments and then meets a record it cannot store leaves
+    /// the directory byte for byte as it was.
+    #[test]
+    fn a_refused_record_takes_back_every_segment_the_append_wrote() {
+        let fs = FaultyFs::new();
+        let dir = PathBuf::from("/j");
+        let mut opts = Options::new(&dir, 1);
+        opts.segment_bytes = 256;
+        let arc: Arc<dyn Fs> = Arc::new(fs.clone());
+        append_with_options(arc.clone(), opts.clone(), (0..50).map(|i| t(i, 1))).unwrap();
+        compact_offline_with::<T>(&fs, &dir).unwrap();
+        append_with_options(arc.clone(), opts.clone(), (50..60).map(|i| t(i, 1))).unwrap();
+        // Reopened once, so the last segment is an empty one the next append reuses.
+        append_with_options(arc.clone(), opts.clone(), std::iter::empty::<T>()).unwrap();
+        let before = files(&fs, &dir);
+        let (live_before, _) = read_live_with::<T>(&fs, &dir).unwrap();
+
+        let big = T {
+            key: 7,
+            version: 9,
+            pad: vec![0; MAX_RECORD_LEN],
+        };
+        let recs = (100..400).map(|i| t(i, 1)).chain([big]);
+        let err = append_with_options(arc.clone(), opts.clone(), recs).unwrap_err();
+        assert!(matches!(err, Error::Encode(_)), "{err}");
+        assert_eq!(files(&fs, &dir), before);
+        let (live_after, _) = read_live_with::<T>(&fs, &dir).unwrap();
+        assert_eq!(live_after.len(), live_before.len());
+        assert!(verify_with(&fs, &dir).unwrap().is_clean());
+    }
 }

@@ -1,10 +1,13 @@
-//! Recovery: which files make up the journal, and folding them into the newest record per key.
+//! Recovery: which files make up the journal, and replaying them: the segments after the
+//! snapshot folded into the newest record per key, the snapshot streamed past that fold.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::chunked::{self, Next};
 use crate::error::{Error, Result};
 use crate::format::{
     self, FOOTER_LEN, FileName, SEGMENT_HEADER_LEN, SNAPSHOT_HEADER_LEN, SegmentHeader, WalkEnd,
@@ -77,19 +80,50 @@ pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing> {
     Ok(l)
 }
 
-/// A snapshot whose header, footer, body checksum and record count all verify.
+/// A snapshot whose header, footer, body checksum, framing and record count all verify.
 #[derive(Debug)]
 pub(crate) struct VerifiedSnapshot {
     pub(crate) cut: u64,
     pub(crate) path: PathBuf,
-    pub(crate) bytes: Vec<u8>,
+    /// The file's length.
+    pub(crate) len: u64,
+    /// The records it holds.
+    pub(crate) count: u64,
+    /// crc32c of its header, and of everything before the footer (as the footer says).
+    header_crc: u32,
+    body_crc: u32,
 }
 
-/// Reads and verifies a snapshot file (framing only, no decoding).
-pub(crate) fn read_snapshot(fs: &dyn Fs, path: &Path, named_cut: u64) -> Result<VerifiedSnapshot> {
-    let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
-    let (cut, count) =
-        format::check_snapshot(&bytes).map_err(|(o, r)| Error::corrupt(path, o, r))?;
+/// Verifies a snapshot file without decoding it and without holding it in memory: reads the
+/// header and the footer, then streams the file once in [`CHUNK`](chunked::CHUNK)-byte
+/// reads, keeping one running crc32c of everything before the footer and walking the frames
+/// (lengths only: their payload checksums are checked when they are decoded) to count them.
+///
+/// This is the completeness proof, and it runs before any record of the snapshot is handed
+/// on: a snapshot that does not verify is passed over (or is an error) having contributed
+/// nothing. It costs one read of the file at memory speed (the checksum is hardware crc32c).
+pub(crate) fn verify_snapshot(
+    fs: &dyn Fs,
+    path: &Path,
+    named_cut: u64,
+) -> Result<VerifiedSnapshot> {
+    let len = fs.file_len(path).map_err(|e| Error::io("stat", path, e))?;
+    let head = fs
+        .read_range(path, 0, SNAPSHOT_HEADER_LEN)
+        .map_err(|e| Error::io("read", path, e))?;
+    let cut = format::decode_snapshot_header(&head).map_err(|r| Error::corrupt(path, 0, r))?;
+    if len < (SNAPSHOT_HEADER_LEN + FOOTER_LEN) as u64 {
+        return Err(Error::corrupt(
+            path,
+            len,
+            "snapshot ends before its footer (incomplete)",
+        ));
+    }
+    let end = len - FOOTER_LEN as u64;
+    let foot = fs
+        .read_range(path, end, FOOTER_LEN)
+        .map_err(|e| Error::io("read", path, e))?;
+    let footer = format::decode_footer(&foot).map_err(|r| Error::corrupt(path, end, r))?;
     if cut != named_cut {
         return Err(Error::corrupt(
             path,
@@ -97,29 +131,96 @@ pub(crate) fn read_snapshot(fs: &dyn Fs, path: &Path, named_cut: u64) -> Result<
             format!("header says cut {cut}, file name says {named_cut}"),
         ));
     }
-    let end = bytes.len() - FOOTER_LEN;
+    let header_crc = crc32c::crc32c(&head);
+    let mut frames =
+        chunked::Frames::new(fs, path, SNAPSHOT_HEADER_LEN as u64, end, Some(header_crc));
     let mut n = 0u64;
-    match format::walk_frames(&bytes, SNAPSHOT_HEADER_LEN, end, |_, _| {
-        n += 1;
-        Ok(())
-    }) {
-        Ok(WalkEnd::Clean) => {}
-        Ok(WalkEnd::Bad { offset, reason }) | Err((offset, reason)) => {
-            return Err(Error::corrupt(path, offset, reason));
+    let bad = loop {
+        match frames.next()? {
+            Next::Frame { .. } => n += 1,
+            Next::End => break None,
+            Next::Bad { offset, reason } => break Some((offset, reason)),
         }
-    }
-    if n != count {
+    };
+    let crc = match bad {
+        None => frames.crc().unwrap_or_default(),
+        Some(_) => frames.crc_to_end()?,
+    };
+    // Damage shows as a checksum mismatch first (as it always has); bad framing under a
+    // matching checksum is a snapshot written wrong.
+    if crc != footer.body_crc {
         return Err(Error::corrupt(
             path,
-            end as u64,
-            format!("footer promises {count} records, the snapshot holds {n}"),
+            SNAPSHOT_HEADER_LEN as u64,
+            "snapshot body checksum mismatch",
+        ));
+    }
+    if let Some((offset, reason)) = bad {
+        return Err(Error::corrupt(path, offset, reason));
+    }
+    if n != footer.count {
+        return Err(Error::corrupt(
+            path,
+            end,
+            format!(
+                "footer promises {} records, the snapshot holds {n}",
+                footer.count
+            ),
         ));
     }
     Ok(VerifiedSnapshot {
         cut,
         path: path.to_owned(),
-        bytes,
+        len,
+        count: n,
+        header_crc,
+        body_crc: footer.body_crc,
     })
+}
+
+/// Decodes the records of a verified snapshot, streaming it in chunks, and calls `each` on
+/// every one.
+///
+/// The file was proven whole by [`verify_snapshot`]; this pass keeps the same running
+/// checksum and compares it with the footer at the end, so bytes that changed in between
+/// (a disk returning other data once the pages were evicted) fail the replay. It does not
+/// check each payload's own checksum on the way: that costs more than the running one (a
+/// call per small payload), and either way such a change is only found after some records
+/// were handed on, and fails the replay.
+fn stream_snapshot<R: Record>(
+    fs: &dyn Fs,
+    s: &VerifiedSnapshot,
+    mut each: impl FnMut(R) -> Result<()>,
+) -> Result<()> {
+    let end = s.len - FOOTER_LEN as u64;
+    let mut frames = chunked::Frames::new(
+        fs,
+        &s.path,
+        SNAPSHOT_HEADER_LEN as u64,
+        end,
+        Some(s.header_crc),
+    );
+    let mut n = 0u64;
+    loop {
+        match frames.next()? {
+            Next::Frame { offset, payload } => {
+                let rec = format::decode_payload::<R>(payload)
+                    .map_err(|r| Error::corrupt(&s.path, offset, r))?;
+                n += 1;
+                each(rec)?;
+            }
+            Next::End => break,
+            Next::Bad { offset, reason } => return Err(Error::corrupt(&s.path, offset, reason)),
+        }
+    }
+    if n != s.count || frames.crc() != Some(s.body_crc) {
+        return Err(Error::corrupt(
+            &s.path,
+            SNAPSHOT_HEADER_LEN as u64,
+            "snapshot changed while it was replayed (it verified before)",
+        ));
+    }
+    Ok(())
 }
 
 /// Where a replay starts and which files it reads.
@@ -199,7 +300,7 @@ pub(crate) fn choose_base(fs: &dyn Fs, dir: &Path, l: &Listing, upto: Option<u64
         if upto.is_some_and(|u| cut > u) {
             continue;
         }
-        match read_snapshot(fs, path, cut) {
+        match verify_snapshot(fs, path, cut) {
             Ok(s) => {
                 chosen = Some(s);
                 break;
@@ -244,31 +345,75 @@ pub(crate) fn choose_base(fs: &dyn Fs, dir: &Path, l: &Listing, upto: Option<u64
     })
 }
 
-/// The newest record per key, with where it came from: the segment number, or for the
-/// snapshot its cut.
-#[derive(Debug)]
-pub(crate) struct Folded<R: Record> {
-    pub(crate) map: HashMap<R::Key, (R, u64)>,
-    /// The newest source (as in `map`) that held any record.
-    pub(crate) last_source: u64,
-    pub(crate) report: ReplayReport,
-    pub(crate) base: Base,
-    /// Where the writer continues: the next segment number and the valid length of the one
-    /// before it.
-    pub(crate) next_seq: u64,
-    pub(crate) prev_len: u64,
-    /// Bytes in the replayed segments (each up to its valid end).
-    pub(crate) segment_bytes: u64,
-    /// The newest segment replayed (with a valid header).
-    pub(crate) last_replayed: Option<u64>,
+/// A multiply-rotate hasher (the idea of `rustc-hash`) for the tail fold's map. The fold
+/// hashes every key it reads and looks up every snapshot record while the tail is not
+/// empty, so SipHash would cost more than the rest of the map work. Not DoS-resistant, which
+/// does not matter here: the keys come from the journal's own files.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl KeyHasher {
+    const MUL: u64 = 0xf135_7aea_2e62_a9c5;
+    const FINISH: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn add(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(Self::MUL);
+    }
 }
 
-impl<R: Record> Folded<R> {
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        // A plain multiply leaves the low bits (which pick the bucket) depending only on the
+        // low bits of the input; folding the high half of a wide multiply in mixes them all.
+        let m = u128::from(self.0) * u128::from(Self::FINISH);
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+/// The newest record per key of the segments after the snapshot, with the segment it came
+/// from.
+struct TailFold<R: Record> {
+    map: HashMap<R::Key, (R, u64), BuildHasherDefault<KeyHasher>>,
+    /// The newest segment that held any record (0 if none).
+    last_source: u64,
+    records: u64,
+    max_version: u64,
+}
+
+impl<R: Record> TailFold<R> {
     fn add(&mut self, rec: R, src: u64) {
-        self.report.records_read += 1;
+        self.records += 1;
         self.last_source = self.last_source.max(src);
         let v = rec.version();
-        self.report.max_version = self.report.max_version.max(v);
+        self.max_version = self.max_version.max(v);
         match self.map.entry(rec.key()) {
             Entry::Occupied(mut o) => {
                 if v > o.get().0.version() {
@@ -281,26 +426,79 @@ impl<R: Record> Folded<R> {
         }
     }
 
-    /// The records that survive: the newest per key whose `keep(now)` holds, plus, when
-    /// `retain_from` is given, the newest of every key that came from that source whatever
-    /// `keep` says (see the crate docs on tombstones).
-    pub(crate) fn survivors(self, now: u64, retain_from: Option<u64>) -> impl Iterator<Item = R> {
-        self.map
-            .into_values()
-            .filter(move |(r, src)| r.keep(now) || retain_from.is_some_and(|s| s == *src))
-            .map(|(r, _)| r)
+    /// Decodes and folds the frames of `bytes[start..end]` (a segment read whole).
+    fn add_frames(
+        &mut self,
+        bytes: &[u8],
+        start: usize,
+        end: usize,
+        src: u64,
+    ) -> Result<WalkEnd, (u64, String)> {
+        // Room for every record of this segment (an upper bound on its new keys): the map
+        // grows at most once per segment instead of doubling its way up.
+        let mut n = 0usize;
+        let mut at = start;
+        while let Ok((_, q)) = format::frame_bounds(bytes, at, end) {
+            n += 1;
+            at = q;
+        }
+        self.map.reserve(n);
+        format::walk_frames(bytes, start, end, |_, payload| {
+            let rec = format::decode_payload::<R>(payload)?;
+            self.add(rec, src);
+            Ok(())
+        })
     }
 }
 
-fn decode_into<R: Record>(
-    f: &mut Folded<R>,
-    src: u64,
-) -> impl FnMut(u64, &[u8]) -> Result<(), String> + '_ {
-    move |_, payload| {
-        let rec = format::decode_payload::<R>(payload)?;
-        f.add(rec, src);
-        Ok(())
+/// What replay keeps of the newest record of each key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Keep {
+    /// Unix time for [`Record::keep`].
+    pub(crate) now: u64,
+    /// Also keep the newest record of every key that comes from the newest source holding
+    /// records, whatever `keep` says: compaction, see the crate docs on tombstones.
+    pub(crate) retain_tombstones: bool,
+}
+
+impl Keep {
+    /// Replay's rule: what `keep(now)` says, now.
+    pub(crate) fn now() -> Self {
+        Keep {
+            now: unix_now(),
+            retain_tombstones: false,
+        }
     }
+}
+
+/// One segment a replay read (with a valid header).
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentInfo {
+    pub(crate) seq: u64,
+    pub(crate) path: PathBuf,
+    /// The `prev_len` of its header.
+    pub(crate) prev_len: u64,
+    /// Its length (after a torn tail was cut off).
+    pub(crate) len: u64,
+    /// Where its valid records end.
+    pub(crate) valid_end: u64,
+}
+
+/// What a replay found, and where the writer continues.
+#[derive(Debug)]
+pub(crate) struct Replayed {
+    pub(crate) report: ReplayReport,
+    pub(crate) base: Base,
+    /// Where the writer continues: the next segment number and the valid length of the one
+    /// before it.
+    pub(crate) next_seq: u64,
+    pub(crate) prev_len: u64,
+    /// Bytes in the replayed segments (each up to its valid end).
+    pub(crate) segment_bytes: u64,
+    /// The newest segment replayed (with a valid header).
+    pub(crate) last_replayed: Option<u64>,
+    /// The segments replayed, in order.
+    pub(crate) segments: Vec<SegmentInfo>,
 }
 
 /// How to treat a damaged tail of the last segment.
@@ -312,58 +510,135 @@ pub(crate) enum Tail {
     Report(Recovery),
 }
 
-/// Folds the journal in `dir`: the base snapshot and the chain of segments after it (only up
-/// to `upto` when given; every such segment then counts as sealed and `upto + 1` must exist).
-pub(crate) fn fold<R: Record>(
+/// Replays the journal in `dir`: the base snapshot and the chain of segments after it (only
+/// up to `upto` when given; every such segment then counts as sealed and `upto + 1` must
+/// exist), calling `emit` once per surviving record (the newest of its key, kept by `keep`),
+/// in no particular order. An error from `emit` stops the replay and is returned.
+///
+/// A snapshot holds exactly one record per key (the newest at its cut), so only the segments
+/// after it go through a map: they are read and folded first (usually a small tail), then
+/// the snapshot is streamed straight through, each record skipped if the tail holds a newer
+/// one of its key, and last the tail's survivors are emitted. Memory: the tail's map and one
+/// chunk of the snapshot, never the snapshot's records.
+///
+/// Every check that can pass a snapshot over (for an older one) or fail the replay on damage
+/// runs before the first `emit`: the snapshot is verified whole by [`verify_snapshot`] and
+/// the segments are folded before it is streamed. What can still fail after records were
+/// emitted is a payload that does not decode as `R`, bytes that changed between the two
+/// reads of the snapshot, an IO error, or `emit` itself; the caller then discards what it
+/// got (`Journal::open` fails).
+pub(crate) fn replay<R: Record>(
     fs: &dyn Fs,
     dir: &Path,
     tail: Tail,
     upto: Option<u64>,
-) -> Result<Folded<R>> {
+    keep: Keep,
+    emit: impl FnMut(R) -> Result<()>,
+) -> Result<Replayed> {
     let started = Instant::now();
     let l = list(fs, dir)?;
     let base = choose_base(fs, dir, &l, upto)?;
-    let cut = base.cut();
-    let mut f = Folded {
-        map: HashMap::new(),
+    replay_base(fs, base, tail, upto, keep, emit, started)
+}
+
+/// [`replay`] from a base already chosen (with the same `upto`).
+pub(crate) fn replay_base<R: Record>(
+    fs: &dyn Fs,
+    base: Base,
+    tail: Tail,
+    upto: Option<u64>,
+    keep: Keep,
+    mut emit: impl FnMut(R) -> Result<()>,
+    started: Instant,
+) -> Result<Replayed> {
+    let mut fold = TailFold::<R> {
+        map: HashMap::default(),
         last_source: 0,
-        report: ReplayReport::default(),
+        records: 0,
+        max_version: 0,
+    };
+    let mut out = Replayed {
+        report: ReplayReport {
+            ignored_snapshots: base.ignored.clone(),
+            ..ReplayReport::default()
+        },
         base: Base::default(),
-        next_seq: cut + 1,
+        next_seq: base.cut() + 1,
         prev_len: 0,
         segment_bytes: 0,
         last_replayed: None,
+        segments: Vec::new(),
     };
-    f.report.ignored_snapshots = base.ignored.clone();
+    fold_segments(fs, &base, tail, upto, &mut fold, &mut out)?;
+
+    // The newest source holding records: a segment if any holds one, else the snapshot.
+    let newest_source = match &base.snapshot {
+        Some(s) if fold.last_source == 0 && s.count > 0 => s.cut,
+        _ => fold.last_source,
+    };
+    let retain_from = keep.retain_tombstones.then_some(newest_source);
+    let wanted = |r: &R, src: u64| r.keep(keep.now) || retain_from == Some(src);
+    let mut read = fold.records;
+    let mut max_version = fold.max_version;
+    let mut live = 0u64;
     if let Some(s) = &base.snapshot {
-        f.report.snapshot = Some(s.path.clone());
-        let end = s.bytes.len() - FOOTER_LEN;
-        let walked = format::walk_frames(
-            &s.bytes,
-            SNAPSHOT_HEADER_LEN,
-            end,
-            decode_into(&mut f, s.cut),
-        );
-        match walked {
-            Ok(WalkEnd::Clean) => {}
-            Ok(WalkEnd::Bad { offset, reason }) | Err((offset, reason)) => {
-                return Err(Error::corrupt(&s.path, offset, reason));
+        out.report.snapshot = Some(s.path.clone());
+        let map = &mut fold.map;
+        stream_snapshot::<R>(fs, s, |rec| {
+            read += 1;
+            let v = rec.version();
+            max_version = max_version.max(v);
+            if !map.is_empty() {
+                let k = rec.key();
+                match map.get(&k) {
+                    // The tail holds a newer record of this key: it replaces this one.
+                    Some((newer, _)) if newer.version() > v => return Ok(()),
+                    // A straggler older than the snapshot's record: this one stands.
+                    Some(_) => {
+                        map.remove(&k);
+                    }
+                    None => {}
+                }
             }
+            if wanted(&rec, s.cut) {
+                live += 1;
+                emit(rec)?;
+            }
+            Ok(())
+        })?;
+    }
+    for (rec, src) in fold.map.into_values() {
+        if wanted(&rec, src) {
+            live += 1;
+            emit(rec)?;
         }
     }
+    out.report.records_read = read;
+    out.report.max_version = max_version;
+    out.report.live = live;
+    out.base = base;
+    out.report.elapsed = started.elapsed();
+    Ok(out)
+}
+
+/// Reads the segments of `base.chain` (up to `upto`) into `fold`: each sealed one up to the
+/// valid end its successor's header states, the last one up to its first bad frame.
+fn fold_segments<R: Record>(
+    fs: &dyn Fs,
+    base: &Base,
+    tail: Tail,
+    upto: Option<u64>,
+    fold: &mut TailFold<R>,
+    f: &mut Replayed,
+) -> Result<()> {
     let recovery = match tail {
         Tail::Truncate(r) | Tail::Report(r) => r,
     };
-    let segs: Vec<(u64, PathBuf)> = match upto {
-        Some(u) => base
-            .chain
-            .iter()
-            .filter(|(n, _)| *n <= u)
-            .cloned()
-            .collect(),
-        None => base.chain.clone(),
-    };
-    for (i, (seq, path)) in segs.iter().enumerate() {
+    let segs = base
+        .chain
+        .iter()
+        .filter(|(n, _)| upto.is_none_or(|u| *n <= u));
+    for (i, (seq, path)) in segs.enumerate() {
         let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
         let len = bytes.len() as u64;
         let successor = base.chain.get(i + 1);
@@ -409,7 +684,7 @@ pub(crate) fn fold<R: Record>(
                 Err(reason) => return Err(Error::corrupt(next, 0, reason)),
             }
         }
-        match valid_end {
+        let (valid, file_len) = match valid_end {
             Some(end) => {
                 if end < SEGMENT_HEADER_LEN as u64 || end > len {
                     return Err(Error::corrupt(
@@ -420,34 +695,22 @@ pub(crate) fn fold<R: Record>(
                         ),
                     ));
                 }
-                let end = end as usize;
-                match format::walk_frames(
-                    &bytes,
-                    SEGMENT_HEADER_LEN,
-                    end,
-                    decode_into(&mut f, *seq),
-                ) {
+                match fold.add_frames(&bytes, SEGMENT_HEADER_LEN, end as usize, *seq) {
                     Ok(WalkEnd::Clean) => {}
                     Ok(WalkEnd::Bad { offset, reason }) | Err((offset, reason)) => {
                         return Err(Error::corrupt(path, offset, reason));
                     }
                 }
-                if len > end as u64 {
-                    tracing::info!(file = %path.display(), bytes = len - end as u64, "journal: ignoring bytes after a sealed segment's valid end (abandoned after an IO error)");
-                    f.report.abandoned_bytes += len - end as u64;
+                if len > end {
+                    tracing::info!(file = %path.display(), bytes = len - end, "journal: ignoring bytes after a sealed segment's valid end (abandoned after an IO error)");
+                    f.report.abandoned_bytes += len - end;
                 }
-                f.segment_bytes += end as u64;
-                f.prev_len = end as u64;
+                (end, len)
             }
             None => {
-                let walked = format::walk_frames(
-                    &bytes,
-                    SEGMENT_HEADER_LEN,
-                    bytes.len(),
-                    decode_into(&mut f, *seq),
-                );
-                let valid = match walked {
-                    Ok(WalkEnd::Clean) => len,
+                let walked = fold.add_frames(&bytes, SEGMENT_HEADER_LEN, bytes.len(), *seq);
+                match walked {
+                    Ok(WalkEnd::Clean) => (len, len),
                     Err((offset, reason)) => return Err(Error::corrupt(path, offset, reason)),
                     Ok(WalkEnd::Bad { offset, reason }) => {
                         if recovery == Recovery::Strict {
@@ -455,18 +718,80 @@ pub(crate) fn fold<R: Record>(
                         }
                         torn_tail(fs, path, &bytes, offset, &reason, tail)?;
                         f.report.truncated = Some((path.clone(), offset, len - offset));
-                        offset
+                        let kept = match tail {
+                            Tail::Truncate(_) => offset,
+                            Tail::Report(_) => len,
+                        };
+                        (offset, kept)
                     }
-                };
-                f.segment_bytes += valid;
-                f.prev_len = valid;
+                }
             }
-        }
+        };
+        f.segment_bytes += valid;
+        f.prev_len = valid;
+        f.segments.push(SegmentInfo {
+            seq: *seq,
+            path: path.clone(),
+            prev_len: header.prev_len,
+            len: file_len,
+            valid_end: valid,
+        });
         f.next_seq = seq + 1;
     }
-    f.base = base;
-    f.report.elapsed = started.elapsed();
-    Ok(f)
+    Ok(())
+}
+
+/// Open leaves the last segment empty when nothing is appended before the next stop, so
+/// without this every restart would add a file until a compaction. Picks the segment the
+/// writer should start in: the trailing run of segments holding no record collapses into its
+/// lowest one, which is reused (recreated under its own number with its own header) instead
+/// of starting another. Returns it, or `None` to start a new segment as usual.
+///
+/// Why the chain stays correct:
+/// * Only segments after the last one holding records go, top down, with a directory sync
+///   after each removal: whatever a power loss keeps is a gap-free chain whose last segment
+///   is empty.
+/// * A segment `j` goes (or is reused, which truncates it first) only if its predecessor's
+///   whole file is valid (`prev_len` of `j` equals the predecessor's length). Losing `j`'s
+///   header then loses nothing: the predecessor, read as the last segment up to its first bad
+///   frame, ends exactly where `j`'s header said. A predecessor with bytes past its valid end
+///   (abandoned after an IO error) keeps its successor, since read as the last segment it
+///   could resurrect those bytes.
+/// * The reused segment gets the header it had (same number, same `prev_len`), so the chain
+///   reads as before; a crash while it is recreated leaves a torn header on the last segment,
+///   which replay drops as it drops any segment being started at a crash.
+pub(crate) fn reclaim_empty_tail(fs: &dyn Fs, dir: &Path, r: &mut Replayed) -> Result<Option<u64>> {
+    let segs = &r.segments;
+    let Some(last) = segs.last() else {
+        return Ok(None);
+    };
+    // A torn-headered segment after the last one replayed is recreated anyway.
+    if r.next_seq != last.seq + 1 {
+        return Ok(None);
+    }
+    let empty = |s: &SegmentInfo| s.valid_end == SEGMENT_HEADER_LEN as u64 && s.len == s.valid_end;
+    // Whether the predecessor of segments[i] is whole (or there is none after the snapshot).
+    let whole_before = |i: usize| i == 0 || segs[i - 1].len == segs[i].prev_len;
+    let mut i = segs.len() - 1;
+    if !empty(&segs[i]) || !whole_before(i) {
+        return Ok(None);
+    }
+    while i > 0 && empty(&segs[i - 1]) && whole_before(i - 1) {
+        i -= 1;
+    }
+    let keep = segs[i].clone();
+    for s in segs[i + 1..].iter().rev() {
+        tracing::info!(file = %s.path.display(), "journal: removing an empty segment left by a restart");
+        fs.remove_file(&s.path)
+            .map_err(|e| Error::io("remove", &s.path, e))?;
+        fs.sync_dir(dir).map_err(|e| Error::io("sync", dir, e))?;
+    }
+    r.segments.truncate(i);
+    r.next_seq = keep.seq;
+    r.prev_len = keep.prev_len;
+    r.last_replayed = r.segments.last().map(|s| s.seq);
+    r.segment_bytes = r.segments.iter().map(|s| s.valid_end).sum();
+    Ok(Some(keep.seq))
 }
 
 /// Handles a damaged tail of the last segment from `offset` on.
@@ -512,4 +837,444 @@ fn torn_tail(
             .map_err(|e| Error::io("truncate", path, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::fs::{DirLock, FsFile};
+    use crate::testing::FaultyFs;
+
+    /// `live == false` is a tombstone.
+    #[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+    struct T {
+        key: u32,
+        version: u64,
+        live: bool,
+    }
+
+    impl Record for T {
+        type Key = u32;
+        fn key(&self) -> u32 {
+            self.key
+        }
+        fn version(&self) -> u64 {
+            self.version
+        }
+        fn keep(&self, _now: u64) -> bool {
+            self.live
+        }
+    }
+
+    fn t(key: u32, version: u64) -> T {
+        T {
+            key,
+            version,
+            live: true,
+        }
+    }
+
+    fn tomb(key: u32, version: u64) -> T {
+        T {
+            key,
+            version,
+            live: false,
+        }
+    }
+
+    fn dir() -> PathBuf {
+        PathBuf::from("/j")
+    }
+
+    fn snapshot_bytes(cut: u64, recs: &[T]) -> Vec<u8> {
+        let mut b = format::encode_snapshot_header(cut).to_vec();
+        for r in recs {
+            format::encode_frame(&mut b, r).unwrap();
+        }
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&format::encode_footer(recs.len() as u64, crc));
+        b
+    }
+
+    fn segment_bytes(seq: u64, prev_len: u64, recs: &[T]) -> Vec<u8> {
+        let mut b = SegmentHeader { seq, prev_len }.encode().to_vec();
+        for r in recs {
+            format::encode_frame(&mut b, r).unwrap();
+        }
+        b
+    }
+
+    fn put_snapshot(fs: &FaultyFs, cut: u64, recs: &[T]) -> PathBuf {
+        let p = format::snapshot_path(&dir(), cut);
+        fs.write_file(&p, &snapshot_bytes(cut, recs));
+        p
+    }
+
+    /// Writes segments `first..` holding `recs`, each sealed by the next one's header.
+    fn put_segments(fs: &FaultyFs, first: u64, segs: &[&[T]]) {
+        let mut prev = 0;
+        for (i, recs) in segs.iter().enumerate() {
+            let seq = first + i as u64;
+            let b = segment_bytes(seq, prev, recs);
+            prev = b.len() as u64;
+            fs.write_file(&format::segment_path(&dir(), seq), &b);
+        }
+    }
+
+    fn fresh() -> FaultyFs {
+        let fs = FaultyFs::new();
+        fs.create_dir_all(&dir()).unwrap();
+        fs
+    }
+
+    /// Replays read-only; returns what was emitted (in order) and the replay.
+    fn run(fs: &dyn Fs, retain: bool) -> (Vec<T>, Result<Replayed>) {
+        let mut got = Vec::new();
+        let keep = Keep {
+            now: 0,
+            retain_tombstones: retain,
+        };
+        let r = replay::<T>(
+            fs,
+            &dir(),
+            Tail::Report(Recovery::TolerateTornTail),
+            None,
+            keep,
+            |r| {
+                got.push(r);
+                Ok(())
+            },
+        );
+        (got, r)
+    }
+
+    fn by_key(recs: &[T]) -> BTreeMap<u32, T> {
+        let m: BTreeMap<u32, T> = recs.iter().map(|r| (r.key, r.clone())).collect();
+        assert_eq!(m.len(), recs.len(), "a key was emitted twice: {recs:?}");
+        m
+    }
+
+    /// The snapshot of segment 2 and a tail (segments 3 and 4) that replaces, deletes,
+    /// straggles behind and adds keys.
+    fn snapshot_and_tail(fs: &FaultyFs) {
+        put_snapshot(
+            fs,
+            2,
+            &[
+                t(1, 10),
+                t(2, 10),
+                t(3, 10),
+                t(4, 10),
+                t(5, 10),
+                tomb(6, 40),
+            ],
+        );
+        put_segments(
+            fs,
+            3,
+            &[
+                // Newer: replaces. A newer tombstone: deletes. Older (a straggler from
+                // another lane): the snapshot's record stands.
+                &[t(1, 11), tomb(2, 12), t(3, 5)],
+                // A new key; a tombstone of a key nobody else has.
+                &[t(7, 1), tomb(8, 30)],
+            ],
+        );
+    }
+
+    #[test]
+    fn the_tail_overrides_the_snapshot_and_every_key_is_emitted_once() {
+        let fs = fresh();
+        snapshot_and_tail(&fs);
+        let (got, r) = run(&fs, false);
+        let r = r.unwrap();
+        assert_eq!(
+            by_key(&got),
+            by_key(&[t(1, 11), t(3, 10), t(4, 10), t(5, 10), t(7, 1)])
+        );
+        assert_eq!(r.report.records_read, 11);
+        assert_eq!(r.report.live, 5);
+        // The snapshot's tombstone has the highest version: it counts though nothing of it
+        // is emitted.
+        assert_eq!(r.report.max_version, 40);
+        assert_eq!(r.report.segments, 2);
+        assert_eq!(r.report.snapshot, Some(format::snapshot_path(&dir(), 2)));
+    }
+
+    #[test]
+    fn max_version_counts_superseded_records_and_tombstones_of_the_tail() {
+        let fs = fresh();
+        put_snapshot(&fs, 1, &[t(1, 3)]);
+        put_segments(&fs, 2, &[&[t(1, 4), t(1, 90), tomb(1, 100), t(2, 1)]]);
+        let (got, r) = run(&fs, false);
+        let r = r.unwrap();
+        assert_eq!(got, vec![t(2, 1)]);
+        assert_eq!((r.report.records_read, r.report.max_version), (5, 100));
+    }
+
+    #[test]
+    fn compaction_keeps_the_tombstones_of_the_newest_source_only() {
+        let fs = fresh();
+        snapshot_and_tail(&fs);
+        // Segment 4 is the newest source: its tombstone stays, the snapshot's goes.
+        let (got, r) = run(&fs, true);
+        r.unwrap();
+        let got = by_key(&got);
+        assert_eq!(got.get(&8), Some(&tomb(8, 30)));
+        assert!(!got.contains_key(&6) && !got.contains_key(&2), "{got:?}");
+
+        // With no record after the snapshot, the snapshot is the newest source.
+        let fs = fresh();
+        put_snapshot(&fs, 2, &[t(1, 1), tomb(6, 40)]);
+        put_segments(&fs, 3, &[&[], &[]]);
+        let (got, r) = run(&fs, true);
+        r.unwrap();
+        assert_eq!(by_key(&got), by_key(&[t(1, 1), tomb(6, 40)]));
+        let (got, _) = run(&fs, false);
+        assert_eq!(got, vec![t(1, 1)]);
+    }
+
+    /// An older snapshot with the segments after it, and a newer one (covering them) that
+    /// also holds key 99, which nothing else has.
+    fn two_snapshots(fs: &FaultyFs) -> (PathBuf, PathBuf) {
+        let old = put_snapshot(fs, 1, &[t(1, 1), t(2, 1)]);
+        put_segments(fs, 2, &[&[t(3, 2)], &[t(4, 3)]]);
+        let new = put_snapshot(fs, 3, &[t(1, 1), t(2, 1), t(3, 2), t(4, 3), t(99, 50)]);
+        (old, new)
+    }
+
+    #[test]
+    fn a_damaged_newer_snapshot_contributes_nothing() {
+        let fs = fresh();
+        let (old, new) = two_snapshots(&fs);
+        let good = fs.read_file(&new).unwrap();
+        let end = good.len() - FOOTER_LEN;
+        // A flipped bit in the last record (the one with key 99), in the footer's count,
+        // and a truncated file: all found before a record of it is handed on.
+        let mut damages: Vec<Vec<u8>> = Vec::new();
+        let mut b = good.clone();
+        b[end - 2] ^= 1;
+        damages.push(b);
+        let mut b = good.clone();
+        b[end + 8] ^= 1;
+        damages.push(b);
+        damages.push(good[..end + 10].to_vec());
+        // A footer whose checksums match but whose count does not (a snapshot written
+        // wrong).
+        let mut b = good[..end].to_vec();
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&format::encode_footer(4, crc));
+        damages.push(b);
+        for (i, d) in damages.iter().enumerate() {
+            fs.write_file(&new, d);
+            let (got, r) = run(&fs, false);
+            let r = r.unwrap_or_else(|e| panic!("damage {i}: {e}"));
+            assert_eq!(
+                by_key(&got),
+                by_key(&[t(1, 1), t(2, 1), t(3, 2), t(4, 3)]),
+                "damage {i}"
+            );
+            assert_eq!(r.report.snapshot, Some(old.clone()), "damage {i}");
+            assert_eq!(r.report.ignored_snapshots, vec![new.clone()], "damage {i}");
+            assert_eq!(r.report.max_version, 3, "damage {i}");
+        }
+    }
+
+    #[test]
+    fn the_only_snapshot_damaged_is_an_error_before_anything_is_emitted() {
+        let fs = fresh();
+        let p = put_snapshot(&fs, 1, &[t(1, 1), t(2, 1), t(3, 1)]);
+        let len = fs.read_file(&p).unwrap().len() as u64;
+        fs.flip_bit(&p, len - FOOTER_LEN as u64 - 1, 0);
+        let (got, r) = run(&fs, false);
+        match r {
+            Err(Error::Corrupt { file, .. }) => assert_eq!(file, p),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(
+            got.is_empty(),
+            "records of a damaged snapshot emitted: {got:?}"
+        );
+    }
+
+    #[test]
+    fn every_check_of_the_segments_runs_before_the_snapshot_streams() {
+        let fs = fresh();
+        put_snapshot(&fs, 1, &[t(1, 1), t(2, 1)]);
+        put_segments(&fs, 2, &[&[t(3, 2)], &[t(4, 3)], &[t(5, 4)]]);
+        // A bit flip in a sealed segment: corruption, found before any record is handed on.
+        let seg3 = format::segment_path(&dir(), 3);
+        fs.flip_bit(&seg3, SEGMENT_HEADER_LEN as u64 + 9, 2);
+        let (got, r) = run(&fs, false);
+        assert!(matches!(r, Err(Error::Corrupt { ref file, .. }) if *file == seg3));
+        assert!(got.is_empty(), "{got:?}");
+        // A missing segment likewise.
+        fs.delete_file(&seg3);
+        let (got, r) = run(&fs, false);
+        assert!(matches!(r, Err(Error::MissingSegment { seq: 3, .. })));
+        assert!(got.is_empty(), "{got:?}");
+    }
+
+    /// An `Fs` that flips a bit of one file when that file's frames are read from the start
+    /// for the second time: bytes that change between the verifying and the decoding pass.
+    #[derive(Debug)]
+    struct ChangesBetweenPasses {
+        fs: FaultyFs,
+        path: PathBuf,
+        flip_at: u64,
+        starts: Mutex<u32>,
+    }
+
+    impl Fs for ChangesBetweenPasses {
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            self.fs.create_dir_all(dir)
+        }
+        fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+            self.fs.list_dir(dir)
+        }
+        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+            self.fs.read(path)
+        }
+        fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+            if path == self.path && offset == SNAPSHOT_HEADER_LEN as u64 {
+                let mut n = self.starts.lock().unwrap();
+                *n += 1;
+                if *n == 2 {
+                    self.fs.flip_bit(path, self.flip_at, 0);
+                }
+            }
+            self.fs.read_range(path, offset, len)
+        }
+        fn file_len(&self, path: &Path) -> io::Result<u64> {
+            self.fs.file_len(path)
+        }
+        fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+            self.fs.create(path)
+        }
+        fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+            self.fs.truncate(path, len)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.fs.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            self.fs.remove_file(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.fs.sync_dir(dir)
+        }
+        fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>> {
+            self.fs.lock_dir(dir)
+        }
+    }
+
+    #[test]
+    fn bytes_that_change_between_the_two_passes_fail_the_replay() {
+        let fs = fresh();
+        let p = put_snapshot(&fs, 1, &[t(1, 1), t(2, 1), t(3, 1)]);
+        // The version of the second record: it still decodes, only the checksum can tell.
+        let flip_at = (SNAPSHOT_HEADER_LEN + FRAME_LEN + 8 + 4) as u64;
+        let changing = ChangesBetweenPasses {
+            fs: fs.clone(),
+            path: p.clone(),
+            flip_at,
+            starts: Mutex::new(0),
+        };
+        let (_, r) = run(&changing, false);
+        match r {
+            Err(Error::Corrupt { file, reason, .. }) => {
+                assert_eq!(file, p);
+                assert!(reason.contains("changed"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    /// Frame length of a `T`: 8 + key 4 + version 8 + live 1.
+    const FRAME_LEN: usize = 8 + 4 + 8 + 1;
+
+    /// The fold replay used to do: every record of the snapshot, then of each segment in
+    /// order, into one map (a record replaces its key's only if its version is higher);
+    /// survivors are those `keep` holds for, plus with `retain` those from the newest
+    /// source holding records.
+    fn model(snapshot: &[T], segments: &[Vec<T>], retain: bool) -> BTreeMap<u32, T> {
+        let mut m: BTreeMap<u32, (T, u64)> = BTreeMap::new();
+        let mut newest = 0;
+        let sources = std::iter::once((2u64, snapshot)).chain(
+            segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (3 + i as u64, s.as_slice())),
+        );
+        for (src, recs) in sources {
+            for r in recs {
+                newest = src;
+                if m.get(&r.key).is_none_or(|(o, _)| r.version > o.version) {
+                    m.insert(r.key, (r.clone(), src));
+                }
+            }
+        }
+        m.into_iter()
+            .filter(|(_, (r, src))| r.live || (retain && *src == newest))
+            .map(|(k, (r, _))| (k, r))
+            .collect()
+    }
+
+    fn arb_t() -> impl proptest::strategy::Strategy<Value = T> {
+        use proptest::prelude::*;
+        (0..24u32, 0..12u64, prop::bool::weighted(0.7)).prop_map(|(key, version, live)| T {
+            key,
+            version,
+            live,
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        #[test]
+        fn streaming_the_snapshot_past_the_tail_is_the_old_fold(
+            snap in proptest::collection::vec(arb_t(), 0..30),
+            segs in proptest::collection::vec(proptest::collection::vec(arb_t(), 0..12), 0..4),
+            retain: bool,
+        ) {
+            // A snapshot holds one record per key.
+            let mut seen = std::collections::BTreeSet::new();
+            let snap: Vec<T> = snap.into_iter().filter(|r| seen.insert(r.key)).collect();
+            let fs = fresh();
+            put_snapshot(&fs, 2, &snap);
+            let seg_refs: Vec<&[T]> = segs.iter().map(Vec::as_slice).collect();
+            put_segments(&fs, 3, &seg_refs);
+            let (got, r) = run(&fs, retain);
+            let r = r.unwrap();
+            let got_map: BTreeMap<u32, T> = got.iter().map(|r| (r.key, r.clone())).collect();
+            proptest::prop_assert_eq!(got_map.len(), got.len(), "a key emitted twice");
+            proptest::prop_assert_eq!(&got_map, &model(&snap, &segs, retain));
+            let all: Vec<&T> = snap.iter().chain(segs.iter().flatten()).collect();
+            proptest::prop_assert_eq!(r.report.records_read, all.len() as u64);
+            proptest::prop_assert_eq!(
+                r.report.max_version,
+                all.iter().map(|r| r.version).max().unwrap_or(0)
+            );
+            proptest::prop_assert_eq!(r.report.live, got.len() as u64);
+        }
+    }
+
+    #[test]
+    fn the_key_hasher_spreads_keys_that_share_their_low_bits() {
+        use std::hash::BuildHasher;
+        let b = BuildHasherDefault::<KeyHasher>::default();
+        // Keys 1024 apart: a table of 1024 buckets must not put them all in one.
+        let buckets: std::collections::BTreeSet<u64> =
+            (0..1000u32).map(|i| b.hash_one(i << 10) & 1023).collect();
+        assert!(buckets.len() > 500, "{} buckets used", buckets.len());
+    }
 }

@@ -141,6 +141,11 @@ pub(crate) struct Writer<R: Record> {
     pending_seal: Option<(u64, u64)>,
     last_sealed: u64,
     sealed_bytes: u64,
+    /// The active segment is one an earlier run left empty, reused. A compaction request
+    /// seals it even while it holds no record, as it would have been sealed by the restart
+    /// that reused it: so a compaction asked for after a restart still covers everything
+    /// up to the restart, as it did before segments were reused.
+    active_reused: bool,
 }
 
 /// Where the writer starts, from the replay.
@@ -150,6 +155,9 @@ pub(crate) struct Start {
     pub(crate) prev_len: u64,
     pub(crate) last_sealed: u64,
     pub(crate) sealed_bytes: u64,
+    /// `next_seq` is an empty segment of an earlier run, recreated rather than followed by
+    /// a new one (see `replay::reclaim_empty_tail`).
+    pub(crate) reused: bool,
 }
 
 impl<R: Record> std::fmt::Debug for Writer<R> {
@@ -206,15 +214,19 @@ impl<R: Record> Writer<R> {
             pending_seal: None,
             last_sealed: start.last_sealed,
             sealed_bytes: start.sealed_bytes,
+            active_reused: start.reused,
         }
     }
 
     /// Creates the first segment (on the opening thread, so that an unwritable directory
-    /// fails `open`).
+    /// fails `open`). A reused segment is created anew under its number (`create`
+    /// truncates), with the header it had.
     pub(crate) fn start(&mut self) -> Result<()> {
         let path = format::segment_path(&self.dir, self.next_seq);
+        let reused = self.active_reused;
         self.open_segment()
             .map_err(|e| Error::io("start segment", path, e))?;
+        self.active_reused = reused;
         self.maybe_trigger_compaction();
         Ok(())
     }
@@ -247,7 +259,7 @@ impl<R: Record> Writer<R> {
                 self.step(false);
             }
             if !compact_requests.is_empty() {
-                if self.failing.is_none() && self.active_has_records() {
+                if self.failing.is_none() && (self.active_has_records() || self.active_reused) {
                     self.rotate();
                 }
                 for reply in compact_requests.drain(..) {
@@ -457,6 +469,7 @@ impl<R: Record> Writer<R> {
         self.synced_len = SEGMENT_HEADER_LEN as u64;
         self.written = 0;
         self.active = Some(Active { file, seq, path });
+        self.active_reused = false;
         self.shared
             .counters
             .segments

@@ -6,4 +6,5 @@ mod fault_tests;
 mod offline_tests;
 mod prop_tests;
 mod recovery_tests;
+mod reuse_tests;
 mod roundtrip_tests;

@@ -79,3 +79,48 @@ fn append_offline_refuses_an_oversized_record_before_writing_any() {
     let (recs, _) = lessor_journal::read_live::<Rec>(tmp.path()).unwrap();
     assert!(recs.is_empty());
 }
+
+/// More records than the append window, from a generator: every one arrives.
+#[test]
+fn append_offline_streams_a_large_import() {
+    let fs = lessor_journal::testing::FaultyFs::new();
+    let n = 150_000u32;
+    let appended = lessor_journal::append_offline_with(
+        std::sync::Arc::new(fs.clone()),
+        &dir(),
+        (0..n).map(|i| rec(i, 1)),
+    )
+    .unwrap();
+    assert_eq!(appended, u64::from(n));
+    let got = live(&fs);
+    assert_eq!(got.len(), n as usize);
+    assert_eq!(got.get(&(n - 1)), Some(&rec(n - 1, 1)));
+}
+
+/// The disk fills up during an offline append: an error, and the journal holds what it
+/// held before.
+#[test]
+fn a_failing_offline_append_is_taken_back() {
+    let fs = lessor_journal::testing::FaultyFs::new();
+    let arc = || -> std::sync::Arc<dyn lessor_journal::Fs> { std::sync::Arc::new(fs.clone()) };
+    let first: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
+    lessor_journal::append_offline_with(arc(), &dir(), first.clone()).unwrap();
+    let used: u64 = fs
+        .file_names(&dir())
+        .iter()
+        .map(|n| fs.read_file(&dir().join(n)).unwrap().len() as u64)
+        .sum();
+    fs.set_space_limit(Some(used + 200));
+    let err = lessor_journal::append_offline_with(arc(), &dir(), (100..1100).map(|i| rec(i, 1)))
+        .unwrap_err();
+    assert!(
+        matches!(err, lessor_journal::Error::NotDurable { .. }),
+        "{err}"
+    );
+    fs.set_space_limit(None);
+    assert_eq!(live(&fs), model(&first));
+    assert!(lessor_journal::verify_with(&fs, &dir()).unwrap().is_clean());
+    let (j, got, _) = open(&fs, opts(1));
+    assert_eq!(got, model(&first));
+    j.shutdown().unwrap();
+}
