@@ -8,7 +8,7 @@ use crate::error::{AllocError, BindError, Result};
 use crate::ident::ClientKey;
 use crate::lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseState, LeaseView, Time};
 use crate::pools::{EngineConfig, Place, PoolId, Pools};
-use crate::shard::{Avail, Claim, FreeSet, Shard, Term};
+use crate::shard::{Avail, FreeSet, Shard, Term};
 
 #[cfg(test)]
 mod tests;
@@ -102,10 +102,10 @@ struct Tried {
 ///
 /// Every method that takes a `shard` panics if `shard >= self.shards()`.
 pub struct Engine {
-    pools: Pools,
+    pub(crate) pools: Pools,
     offer_hold: u32,
     decline_probation: u32,
-    shards: Box<[Mutex<Shard>]>,
+    pub(crate) shards: Box<[Mutex<Shard>]>,
 }
 
 impl fmt::Debug for Engine {
@@ -130,9 +130,10 @@ impl Engine {
         let mut free: Vec<Vec<FreeSet>> = (0..cfg.shards)
             .map(|_| Vec::with_capacity(pools.len()))
             .collect();
-        for (pool, _) in pools.iter() {
+        for (pool, layout) in pools.iter() {
             for (shard, block) in pools.blocks(pool, cfg.shards).into_iter().enumerate() {
                 free[shard].push(FreeSet {
+                    first: layout.first,
                     clean: block,
                     remembered: Default::default(),
                 });
@@ -162,7 +163,7 @@ impl Engine {
         self.shards.len()
     }
 
-    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+    pub(crate) fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
         // A panic while a shard was locked cannot leave it half-updated in a way that
         // matters more than stopping every worker would; keep serving.
         self.shards[shard]
@@ -273,10 +274,10 @@ impl Engine {
 
         // 2. The client's own record: same address again (RFC 2131 §4.3.1). An offer whose
         // hold has passed is gone, whether or not `reclaim` has reached it yet.
-        if let Some(&addr) = g.clients.get(client) {
+        if let Some(addr) = g.client_addr(client) {
             g.expire_if_due(addr, now);
         }
-        if let Some(&addr) = g.clients.get(client) {
+        if let Some(addr) = g.client_addr(client) {
             let place = self.pools.place(addr);
             if in_candidates(place) {
                 let avail = g.availability(addr, place, client, now);
@@ -425,14 +426,13 @@ impl Engine {
                     starts: now,
                     expires: now.saturating_add(u64::from(req.lease_time)),
                 };
-                let prior = g.hold(addr, place, req.client, req.info, term);
+                let (prior, idx) = g.hold(addr, place, req.client, req.info, term);
                 let kind = match prior {
                     Some(LeaseState::Bound) => EventKind::Renewed,
                     _ => EventKind::Bound,
                 };
-                let slot = &g.leases[&addr];
-                let lease = slot.lease(addr);
-                let view = slot.view(addr);
+                let lease = g.records.lease(idx);
+                let view = g.records.view(idx);
                 g.emit(kind, lease);
                 view
             });
@@ -521,37 +521,11 @@ impl Engine {
     ///
     /// Restore before serving, then call [`Engine::advance_versions`] with the highest
     /// version in the journal. It is safe alongside other calls but does not order itself
-    /// against them.
+    /// against them. At startup, [`Engine::restorer`] does the same for a whole journal much
+    /// faster.
     pub fn restore(&self, shard: usize, lease: Lease) -> Result<(), BindError> {
-        assert!(shard < self.shards.len(), "shard {shard} out of range");
-        let addr = u32::from(lease.address);
-        let place = self.pools.place(addr);
-        let mut lender_clock = 0;
-        let mut claimed = false;
-        for s in 0..self.shards.len() {
-            match self
-                .lock(s)
-                .restore_claim(addr, place, lease.version, s == shard)
-            {
-                Claim::Absent => {}
-                Claim::Newer => {
-                    let mut g = self.lock(shard);
-                    g.clock = g.clock.max(lease.version);
-                    return Err(BindError::Taken);
-                }
-                Claim::Claimed { clock } => {
-                    claimed = true;
-                    lender_clock = lender_clock.max(clock);
-                }
-            }
-        }
-        let mut g = self.lock(shard);
-        g.clock = g.clock.max(lender_clock);
-        if let (true, Place::Dynamic { pool, off }) = (claimed, place) {
-            g.free[pool.index()].clean.insert(off);
-        }
-        g.restore_local(addr, place, lease);
-        Ok(())
+        let mut access = self;
+        crate::restore::restore_one(&mut access, self.shards.len(), &self.pools, shard, &lease)
     }
 
     /// Raises every shard's clock to at least `floor`, so that every later change gets a
@@ -579,7 +553,7 @@ impl Engine {
         let mut all = Vec::new();
         for shard in 0..self.shards.len() {
             let g = self.lock(shard);
-            all.extend(g.leases.iter().map(|(&addr, slot)| slot.lease(addr)));
+            all.extend(g.records.iter().map(|idx| g.records.lease(idx)));
         }
         all.sort_unstable_by_key(|lease| lease.address);
         all
@@ -685,34 +659,36 @@ impl Engine {
             let g = self.lock(shard);
             let mut counts = vec![Counts::default(); self.pools.len()];
             let mut remembered = vec![RoaringBitmap::new(); self.pools.len()];
-            let heap: HashSet<(Time, u32)> = g.expiry.iter().map(|r| r.0).collect();
+            let heap: HashSet<(u32, u32)> = g.expiry.iter().map(|r| r.0).collect();
             let mut held = 0;
-            for (&addr, slot) in &g.leases {
+            g.check_records();
+            for idx in g.records.iter() {
+                let slot = *g.records.slot(idx);
+                let addr = g.addr_of(idx);
+                let place = g.records.place(idx);
                 assert!(
                     slot.version <= g.clock,
-                    "{} has version {} above its shard's clock {}",
-                    Ipv4Addr::from(addr),
+                    "{addr} has version {} above its shard's clock {}",
                     slot.version,
                     g.clock
                 );
-                assert!(
-                    addresses.insert(addr),
-                    "{} has two records",
-                    Ipv4Addr::from(addr)
-                );
-                assert_eq!(slot.place, self.pools.place(addr), "place of {addr}");
+                assert!(addresses.insert(addr), "{addr} has two records");
+                assert_eq!(place, self.pools.place(slot.addr), "place of {addr}");
                 if slot.state != LeaseState::Declined {
-                    assert_eq!(
-                        g.clients.get(&slot.client),
-                        Some(&addr),
-                        "{addr} not indexed"
-                    );
+                    assert!(slot.is_indexed(), "{addr} not indexed");
+                }
+                if slot.is_indexed() {
+                    let key = ClientKey::from_bytes(g.records.key(idx));
+                    assert_eq!(g.records.client(&key), Some(idx), "index of {addr}");
                 }
                 if is_held(slot.state) {
                     held += 1;
-                    assert!(heap.contains(&(slot.expires, addr)), "{addr} not in heap");
+                    assert!(
+                        heap.contains(&(slot.expires, slot.addr)),
+                        "{addr} not in heap"
+                    );
                 }
-                let Place::Dynamic { pool, off } = slot.place else {
+                let Place::Dynamic { pool, off } = place else {
                     continue;
                 };
                 let c = &mut counts[pool.index()];
@@ -727,13 +703,6 @@ impl Engine {
                 if is_held(slot.state) {
                     own(pool, off, "held record");
                 }
-            }
-            for (client, &addr) in &g.clients {
-                let slot = g.leases.get(&addr).expect("index points at no record");
-                assert_eq!(
-                    &slot.client, client,
-                    "index points at another client's record"
-                );
             }
             assert_eq!(g.held, held, "held count");
             assert!(g.expiry.len() <= 2 * held + 64, "expiry heap not pruned");

@@ -6,6 +6,10 @@ use crate::ident::{ClientKey, HwAddr};
 use crate::pools::PoolId;
 
 /// Seconds since the Unix epoch. The engine never reads a clock; callers pass `now`.
+///
+/// Records keep their times as `u32` seconds: a start or end later than `u32::MAX`
+/// (2106-02-07), such as the end of an "infinite" BOOTP lease (lease time `u32::MAX`), is
+/// kept, and comes back, as `u32::MAX`.
 pub type Time = u64;
 
 /// Where a lease record is in its life.
@@ -48,6 +52,60 @@ pub struct Lease {
     /// made it, so of several records of one address the one with the highest version is
     /// current (see the crate docs, "Versions and replay").
     pub version: u64,
+}
+
+/// A [`Lease`] borrowed from wherever the caller keeps it, for
+/// [`Restorer::add_ref`](crate::Restorer::add_ref): replay without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseRef<'a> {
+    /// The leased address.
+    pub address: Ipv4Addr,
+    /// The client key's bytes, as [`ClientKey::as_bytes`] gives them.
+    pub client: &'a [u8],
+    /// The client's hardware address as last seen.
+    pub hw: HwAddr,
+    /// The client's host name as last seen.
+    pub hostname: Option<&'a str>,
+    /// Where the lease is in its life.
+    pub state: LeaseState,
+    /// See [`Lease::starts`].
+    pub starts: Time,
+    /// See [`Lease::expires`].
+    pub expires: Time,
+    /// See [`Lease::version`].
+    pub version: u64,
+}
+
+impl<'a> From<&'a Lease> for LeaseRef<'a> {
+    fn from(lease: &'a Lease) -> Self {
+        LeaseRef {
+            address: lease.address,
+            client: lease.client.as_bytes(),
+            hw: lease.hw,
+            hostname: lease.hostname.as_deref(),
+            state: lease.state,
+            starts: lease.starts,
+            expires: lease.expires,
+            version: lease.version,
+        }
+    }
+}
+
+impl LeaseRef<'_> {
+    /// The owned lease (`pool` is left to the engine, which recomputes it on restore).
+    pub fn to_lease(&self) -> Lease {
+        Lease {
+            address: self.address,
+            pool: None,
+            client: ClientKey::from_bytes(self.client),
+            hw: self.hw,
+            hostname: self.hostname.map(Box::from),
+            state: self.state,
+            starts: self.starts,
+            expires: self.expires,
+            version: self.version,
+        }
+    }
 }
 
 /// What the server knows about the client at bind time.

@@ -9,7 +9,19 @@
 //! address from being bound to two clients.
 //!
 //! Changes that must survive a restart come out as [`LeaseEvent`]s for the journal; OFFERs
-//! never do. [`Engine::restore`] and [`Engine::leases`] are the replay and snapshot side.
+//! never do. [`Engine::restorer`] (in bulk, for startup), [`Engine::restore`] (one record at a
+//! time) and [`Engine::leases`] are the replay and snapshot side.
+//!
+//! # Memory
+//!
+//! A record is a 48-byte slot in its shard's slab: address, times (`u32` seconds, see
+//! [`Time`]), version, state, pool, and the client key inline up to 17 bytes. The host name,
+//! a longer key and a hardware address other than the one the key spells (htype + MAC, what
+//! nearly every client sends) go to a per-shard byte arena. The address index and the client
+//! index are hash tables of 4-byte slab indexes (hashbrown's `HashTable`, foldhash with a
+//! random seed per shard against keys chosen to collide), and the expiry heap holds 8-byte
+//! `(expires, address)` entries: about 85 bytes per live lease at 10 million, measured by
+//! `examples/restore_rss.rs`.
 //!
 //! # Versions and replay
 //!
@@ -85,6 +97,8 @@ mod error;
 mod ident;
 mod lease;
 mod pools;
+mod records;
+mod restore;
 mod shard;
 
 #[cfg(test)]
@@ -93,5 +107,6 @@ mod proptests;
 pub use engine::{BindRequest, Engine, OfferRequest, PoolStats};
 pub use error::{AllocError, BindError, Error, Result};
 pub use ident::{ClientKey, HwAddr};
-pub use lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseState, LeaseView, Time};
+pub use lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseState, LeaseView, Time};
 pub use pools::{EngineConfig, PoolId, PoolSpec};
+pub use restore::{RestoreReport, Restorer};

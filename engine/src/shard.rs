@@ -15,14 +15,18 @@
 //!   exceeds the clock.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+#[cfg(test)]
 use std::net::Ipv4Addr;
 
 use roaring::RoaringBitmap;
 
-use crate::ident::{ClientKey, HwAddr};
-use crate::lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseState, LeaseView, Time};
+use crate::ident::ClientKey;
+use crate::lease::{
+    EventKind, Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseState, LeaseView, Time,
+};
 use crate::pools::{Place, PoolId};
+use crate::records::{NewRecord, Records, clamp};
 
 /// Whether a record in `state` keeps its address out of the free sets.
 pub(crate) fn is_held(state: LeaseState) -> bool {
@@ -32,49 +36,11 @@ pub(crate) fn is_held(state: LeaseState) -> bool {
     )
 }
 
-/// A lease record, keyed by its address in [`Shard::leases`].
-#[derive(Debug)]
-pub(crate) struct Slot {
-    pub(crate) client: ClientKey,
-    pub(crate) hw: HwAddr,
-    pub(crate) hostname: Option<Box<str>>,
-    pub(crate) state: LeaseState,
-    pub(crate) starts: Time,
-    pub(crate) expires: Time,
-    pub(crate) place: Place,
-    /// The tick of the shard's clock at the record's last change.
-    pub(crate) version: u64,
-}
-
-impl Slot {
-    pub(crate) fn lease(&self, addr: u32) -> Lease {
-        Lease {
-            address: Ipv4Addr::from(addr),
-            pool: self.place.pool(),
-            client: self.client.clone(),
-            hw: self.hw,
-            hostname: self.hostname.clone(),
-            state: self.state,
-            starts: self.starts,
-            expires: self.expires,
-            version: self.version,
-        }
-    }
-
-    pub(crate) fn view(&self, addr: u32) -> LeaseView {
-        LeaseView {
-            address: Ipv4Addr::from(addr),
-            pool: self.place.pool(),
-            state: self.state,
-            starts: self.starts,
-            expires: self.expires,
-        }
-    }
-}
-
 /// A shard's free offsets in one pool.
 #[derive(Debug, Default)]
 pub(crate) struct FreeSet {
+    /// The pool's first address: offsets count from it.
+    pub(crate) first: u32,
     /// Free, and no client is remembered for them: handed out first.
     pub(crate) clean: RoaringBitmap,
     /// Free, but a Released/Expired record in this shard remembers them for a client.
@@ -100,7 +66,7 @@ pub(crate) struct Counts {
     pub(crate) declined: u64,
 }
 
-fn tally(counts: &mut [Counts], place: Place, state: LeaseState, up: bool) {
+pub(crate) fn tally(counts: &mut [Counts], place: Place, state: LeaseState, up: bool) {
     let Place::Dynamic { pool, .. } = place else {
         return;
     };
@@ -156,7 +122,7 @@ pub(crate) enum Claim {
 /// binding in a folded journal is always live, while a Released or Expired record of the
 /// client with a higher version can be the end of an old quarantine), then the highest
 /// version (the address breaks ties, which a consistent journal never has).
-fn current_rank(state: LeaseState, version: u64, addr: u32) -> (bool, u64, u32) {
+pub(crate) fn current_rank(state: LeaseState, version: u64, addr: u32) -> (bool, u64, u32) {
     (state == LeaseState::Bound, version, addr)
 }
 
@@ -165,9 +131,10 @@ fn current_rank(state: LeaseState, version: u64, addr: u32) -> (bool, u64, u32) 
 pub(crate) struct Shard {
     /// Indexed by pool.
     pub(crate) free: Box<[FreeSet]>,
-    pub(crate) leases: HashMap<u32, Slot>,
-    pub(crate) clients: HashMap<ClientKey, u32>,
-    pub(crate) expiry: BinaryHeap<Reverse<(Time, u32)>>,
+    /// The lease records, by address and (current ones) by client.
+    pub(crate) records: Records,
+    /// `(expires, address)` of held records, earliest first (times as the records keep them).
+    pub(crate) expiry: BinaryHeap<Reverse<(u32, u32)>>,
     /// Indexed by pool.
     pub(crate) counts: Box<[Counts]>,
     /// Number of held records (the live part of `expiry`).
@@ -186,10 +153,10 @@ pub(crate) struct Shard {
 impl Shard {
     pub(crate) fn new(free: Vec<FreeSet>) -> Self {
         let counts = vec![Counts::default(); free.len()].into();
+        let firsts = free.iter().map(|f| f.first).collect();
         Self {
             free: free.into(),
-            leases: HashMap::new(),
-            clients: HashMap::new(),
+            records: Records::new(firsts),
             expiry: BinaryHeap::new(),
             counts,
             held: 0,
@@ -212,86 +179,98 @@ impl Shard {
         self.clock = self.clock.max(sibling) + 1;
     }
 
-    pub(crate) fn view(&self, addr: u32) -> Option<LeaseView> {
-        self.leases.get(&addr).map(|slot| slot.view(addr))
+    pub(crate) fn lookup(&self, client: &ClientKey) -> Option<LeaseView> {
+        self.records
+            .client(client)
+            .map(|idx| self.records.view(idx))
     }
 
-    pub(crate) fn lookup(&self, client: &ClientKey) -> Option<LeaseView> {
-        self.clients.get(client).and_then(|&addr| self.view(addr))
+    /// The address of the client's current record.
+    pub(crate) fn client_addr(&self, client: &ClientKey) -> Option<u32> {
+        self.records
+            .client(client)
+            .map(|idx| self.records.slot(idx).addr)
     }
 
     pub(crate) fn state(&self, addr: u32) -> Option<LeaseState> {
-        self.leases.get(&addr).map(|slot| slot.state)
+        self.records.get(addr).map(|slot| slot.state)
     }
 
-    fn push_expiry(&mut self, expires: Time, addr: u32) {
+    fn push_expiry(&mut self, expires: u32, addr: u32) {
         self.expiry.push(Reverse((expires, addr)));
         // Lazy deletion leaves dead entries behind; rebuilding once they outnumber the live
         // ones keeps the heap within a constant factor of the records, amortised O(1).
         if self.expiry.len() > 2 * self.held + 64 {
-            self.expiry = self
-                .leases
-                .iter()
-                .filter(|(_, slot)| is_held(slot.state))
-                .map(|(&addr, slot)| Reverse((slot.expires, addr)))
-                .collect();
+            self.rebuild_expiry();
         }
     }
 
-    /// Puts `slot` at `addr`, which has no record here, taking the address out of the free
+    /// The expiry heap from the held records, exactly.
+    pub(crate) fn rebuild_expiry(&mut self) {
+        let mut entries = std::mem::take(&mut self.expiry).into_vec();
+        entries.clear();
+        entries.extend(self.records.iter().filter_map(|idx| {
+            let slot = self.records.slot(idx);
+            is_held(slot.state).then_some(Reverse((slot.expires, slot.addr)))
+        }));
+        self.expiry = BinaryHeap::from(entries);
+    }
+
+    /// Adds `rec` at its address, which has no record here, taking the address out of the free
     /// sets if the record holds it, or marking it remembered if not.
-    pub(crate) fn insert(&mut self, addr: u32, slot: Slot) {
-        if let Place::Dynamic { pool, off } = slot.place {
+    pub(crate) fn insert(&mut self, rec: &NewRecord<'_>) -> u32 {
+        if let Place::Dynamic { pool, off } = rec.place {
             let free = &mut self.free[pool.index()];
             free.clean.remove(off);
-            if is_held(slot.state) {
+            if is_held(rec.state) {
                 free.remembered.remove(off);
             } else {
                 free.remembered.insert(off);
             }
         }
-        let (held, expires) = (is_held(slot.state), slot.expires);
+        let held = is_held(rec.state);
         if held {
             self.held += 1;
-            tally(&mut self.counts, slot.place, slot.state, true);
+            tally(&mut self.counts, rec.place, rec.state, true);
         }
-        let previous = self.leases.insert(addr, slot);
-        debug_assert!(previous.is_none(), "insert over a record");
+        let idx = self.records.insert(rec);
         if held {
-            self.push_expiry(expires, addr);
+            self.push_expiry(clamp(rec.expires), rec.addr);
         }
+        idx
     }
 
     /// Drops the record at `addr` (and its client's index entry if it is the indexed one);
-    /// a dynamic address becomes clean free.
-    pub(crate) fn remove(&mut self, addr: u32) -> Option<Slot> {
-        let slot = self.leases.remove(&addr)?;
-        if self.clients.get(&slot.client) == Some(&addr) {
-            self.clients.remove(&slot.client);
-        }
-        if let Place::Dynamic { pool, off } = slot.place {
+    /// a dynamic address becomes clean free. Returns the record's state, and the record as a
+    /// lease if it was Bound or Declined (the callers that emit an event need it then).
+    pub(crate) fn remove(&mut self, addr: u32) -> Option<(LeaseState, Option<Lease>)> {
+        let idx = self.records.find(addr)?;
+        let state = self.records.slot(idx).state;
+        let place = self.records.place(idx);
+        let lease = matches!(state, LeaseState::Bound | LeaseState::Declined)
+            .then(|| self.records.lease(idx));
+        self.records.remove(idx);
+        if let Place::Dynamic { pool, off } = place {
             let free = &mut self.free[pool.index()];
             free.remembered.remove(off);
             free.clean.insert(off);
         }
-        if is_held(slot.state) {
+        if is_held(state) {
             self.held -= 1;
-            tally(&mut self.counts, slot.place, slot.state, false);
+            tally(&mut self.counts, place, state, false);
         }
-        Some(slot)
+        Some((state, lease))
     }
 
-    /// Moves the record at `addr` to `term`, keeping free sets, counts and heap in step.
-    fn set_term(&mut self, addr: u32, term: Term) {
-        let Some(slot) = self.leases.get_mut(&addr) else {
-            return;
-        };
-        let (old, place) = (slot.state, slot.place);
-        slot.state = term.state;
-        slot.starts = term.starts;
-        slot.expires = term.expires;
-        self.clock += 1;
-        slot.version = self.clock;
+    /// Moves the record at slab index `idx` to `term`, keeping free sets, counts and heap in
+    /// step.
+    fn set_term(&mut self, idx: u32, term: Term) {
+        let slot = self.records.slot(idx);
+        let (old, addr) = (slot.state, slot.addr);
+        let place = self.records.place(idx);
+        let version = self.tick();
+        self.records
+            .set_term(idx, term.state, term.starts, term.expires, version);
         if is_held(old) {
             self.held -= 1;
             tally(&mut self.counts, place, old, false);
@@ -308,7 +287,7 @@ impl Shard {
         if is_held(term.state) {
             self.held += 1;
             tally(&mut self.counts, place, term.state, true);
-            self.push_expiry(term.expires, addr);
+            self.push_expiry(clamp(term.expires), addr);
         }
     }
 
@@ -322,18 +301,17 @@ impl Shard {
         self.pending.push(LeaseEvent { kind, lease });
     }
 
-    fn emit_current(&mut self, kind: EventKind, addr: u32) {
-        if let Some(slot) = self.leases.get(&addr) {
-            let lease = slot.lease(addr);
-            self.emit(kind, lease);
-        }
+    fn emit_current(&mut self, kind: EventKind, idx: u32) {
+        let lease = self.records.lease(idx);
+        self.emit(kind, lease);
     }
 
     /// Ends the held record at `addr` whose time has come.
     fn expire(&mut self, addr: u32) {
-        let Some(slot) = self.leases.get(&addr) else {
+        let Some(idx) = self.records.find(addr) else {
             return;
         };
+        let slot = *self.records.slot(idx);
         match slot.state {
             // An offer ends silently: it was never journaled.
             LeaseState::Offered => {
@@ -343,16 +321,15 @@ impl Shard {
             LeaseState::Bound => {
                 let term = Term {
                     state: LeaseState::Expired,
-                    starts: slot.starts,
-                    expires: slot.expires,
+                    starts: Time::from(slot.starts),
+                    expires: Time::from(slot.expires),
                 };
-                self.set_term(addr, term);
-                self.emit_current(EventKind::Expired, addr);
+                self.set_term(idx, term);
+                self.emit_current(EventKind::Expired, idx);
             }
             // The quarantine ends; the journal hears of it so that replay lifts it too.
             LeaseState::Declined => {
-                if let Some(slot) = self.remove(addr) {
-                    let mut lease = slot.lease(addr);
+                if let Some((_, Some(mut lease))) = self.remove(addr) {
                     lease.state = LeaseState::Expired;
                     lease.version = self.tick();
                     self.emit(EventKind::Expired, lease);
@@ -367,9 +344,9 @@ impl Shard {
     /// anyone, whether or not `reclaim` has reached it yet.
     pub(crate) fn expire_if_due(&mut self, addr: u32, now: Time) {
         if self
-            .leases
-            .get(&addr)
-            .is_some_and(|slot| is_held(slot.state) && slot.expires <= now)
+            .records
+            .get(addr)
+            .is_some_and(|slot| is_held(slot.state) && Time::from(slot.expires) <= now)
         {
             self.expire(addr);
         }
@@ -382,14 +359,14 @@ impl Shard {
             let Some(&Reverse((expires, addr))) = self.expiry.peek() else {
                 break;
             };
-            if expires > now {
+            if Time::from(expires) > now {
                 break;
             }
             self.expiry.pop();
             // Skip entries left behind by records that changed since.
             if self
-                .leases
-                .get(&addr)
+                .records
+                .get(addr)
                 .is_some_and(|slot| is_held(slot.state) && slot.expires == expires)
             {
                 self.expire(addr);
@@ -408,9 +385,13 @@ impl Shard {
         now: Time,
     ) -> Avail {
         self.expire_if_due(addr, now);
-        match self.leases.get(&addr) {
-            Some(slot) => match slot.state {
-                LeaseState::Offered | LeaseState::Bound if slot.client == *client => Avail::Own,
+        match self.records.find(addr) {
+            Some(idx) => match self.records.slot(idx).state {
+                LeaseState::Offered | LeaseState::Bound
+                    if self.records.key(idx) == client.as_bytes() =>
+                {
+                    Avail::Own
+                }
                 LeaseState::Offered | LeaseState::Bound => Avail::HeldByOther,
                 LeaseState::Declined => Avail::Quarantined,
                 LeaseState::Released | LeaseState::Expired => Avail::Free,
@@ -432,7 +413,8 @@ impl Shard {
 
     /// Gives `addr` to `client` with `term` (Offered or Bound). The caller has checked that
     /// the address is the client's own, free here, or a fixed address it may take. Returns
-    /// the state of the client's record at `addr` before, if it had one.
+    /// the state of the client's record at `addr` before, if it had one, and the record's
+    /// slab index.
     pub(crate) fn hold(
         &mut self,
         addr: u32,
@@ -440,22 +422,20 @@ impl Shard {
         client: &ClientKey,
         info: LeaseInfo<'_>,
         term: Term,
-    ) -> Option<LeaseState> {
+    ) -> (Option<LeaseState>, u32) {
         // A client has one record per shard: moving to another address ends the old one.
-        if let Some(&old) = self.clients.get(client)
+        if let Some(old) = self.client_addr(client)
             && old != addr
         {
             self.abandon(old, term.starts);
         }
-        let prior = match self.leases.get_mut(&addr) {
-            Some(slot) if slot.client == *client && slot.state != LeaseState::Declined => {
-                slot.hw = info.hw;
-                if let Some(name) = info.hostname
-                    && slot.hostname.as_deref() != Some(name)
-                {
-                    slot.hostname = Some(name.into());
-                }
-                Some(slot.state)
+        let prior = match self.records.find(addr) {
+            Some(idx)
+                if self.records.key(idx) == client.as_bytes()
+                    && self.records.slot(idx).state != LeaseState::Declined =>
+            {
+                self.records.set_info(idx, info.hw, info.hostname);
+                Some((self.records.slot(idx).state, idx))
             }
             Some(_) => {
                 // Someone else's remembered address, or a fixed address taken back for the
@@ -465,35 +445,42 @@ impl Shard {
             }
             None => None,
         };
-        if prior.is_some() {
-            self.set_term(addr, term);
-        } else {
-            let slot = Slot {
-                client: client.clone(),
-                hw: info.hw,
-                hostname: info.hostname.map(Box::from),
-                state: term.state,
-                starts: term.starts,
-                expires: term.expires,
-                place,
-                version: self.tick(),
-            };
-            self.insert(addr, slot);
+        let (prior, idx) = match prior {
+            Some((state, idx)) => {
+                self.set_term(idx, term);
+                (Some(state), idx)
+            }
+            None => {
+                let version = self.tick();
+                let idx = self.insert(&NewRecord {
+                    addr,
+                    place,
+                    key: client.as_bytes(),
+                    hw: info.hw,
+                    hostname: info.hostname,
+                    state: term.state,
+                    starts: term.starts,
+                    expires: term.expires,
+                    version,
+                });
+                (None, idx)
+            }
+        };
+        // The client's old record, if any, is gone from the index by now.
+        if !self.records.slot(idx).is_indexed() {
+            self.records.index(idx);
         }
-        if self.clients.get(client) != Some(&addr) {
-            self.clients.insert(client.clone(), addr);
-        }
-        prior
+        (prior, idx)
     }
 
     /// Ends a client's indexed record at `addr` because the client moved to another address.
     /// A quarantine stays (only the index entry goes); a binding is released, with an event.
     fn abandon(&mut self, addr: u32, now: Time) {
-        let Some(slot) = self.leases.get(&addr) else {
+        let Some(idx) = self.records.find(addr) else {
             return;
         };
-        if slot.state == LeaseState::Declined {
-            self.clients.remove(&slot.client);
+        if self.records.slot(idx).state == LeaseState::Declined {
+            self.records.unindex(idx);
         } else {
             self.evict(addr, now);
         }
@@ -501,10 +488,7 @@ impl Shard {
 
     /// Drops the record at `addr`; a binding ends with a Released event.
     fn evict(&mut self, addr: u32, now: Time) {
-        if let Some(slot) = self.remove(addr)
-            && slot.state == LeaseState::Bound
-        {
-            let mut lease = slot.lease(addr);
+        if let Some((LeaseState::Bound, Some(mut lease))) = self.remove(addr) {
             lease.state = LeaseState::Released;
             lease.expires = now;
             lease.version = self.tick();
@@ -515,19 +499,20 @@ impl Shard {
     /// RELEASE: the client's binding at `addr` becomes Released (remembered for it).
     pub(crate) fn release(&mut self, addr: u32, client: &ClientKey, now: Time) -> bool {
         self.expire_if_due(addr, now);
-        let Some(slot) = self.leases.get(&addr) else {
+        let Some(idx) = self.records.find(addr) else {
             return false;
         };
-        if slot.client != *client || slot.state != LeaseState::Bound {
+        let slot = self.records.slot(idx);
+        if self.records.key(idx) != client.as_bytes() || slot.state != LeaseState::Bound {
             return false;
         }
         let term = Term {
             state: LeaseState::Released,
-            starts: slot.starts,
+            starts: Time::from(slot.starts),
             expires: now,
         };
-        self.set_term(addr, term);
-        self.emit_current(EventKind::Released, addr);
+        self.set_term(idx, term);
+        self.emit_current(EventKind::Released, idx);
         true
     }
 
@@ -540,10 +525,14 @@ impl Shard {
         until: Time,
     ) -> bool {
         self.expire_if_due(addr, now);
-        let Some(slot) = self.leases.get(&addr) else {
+        let Some(idx) = self.records.find(addr) else {
             return false;
         };
-        if slot.client != *client || !matches!(slot.state, LeaseState::Offered | LeaseState::Bound)
+        if self.records.key(idx) != client.as_bytes()
+            || !matches!(
+                self.records.slot(idx).state,
+                LeaseState::Offered | LeaseState::Bound
+            )
         {
             return false;
         }
@@ -552,8 +541,8 @@ impl Shard {
             starts: now,
             expires: until,
         };
-        self.set_term(addr, term);
-        self.emit_current(EventKind::Declined, addr);
+        self.set_term(idx, term);
+        self.emit_current(EventKind::Declined, idx);
         true
     }
 
@@ -613,7 +602,7 @@ impl Shard {
         version: u64,
         target: bool,
     ) -> Claim {
-        if let Some(slot) = self.leases.get(&addr) {
+        if let Some(slot) = self.records.get(addr) {
             if slot.version >= version {
                 return Claim::Newer;
             }
@@ -632,21 +621,26 @@ impl Shard {
 
     /// Replay, in the target shard (which owns `addr` if it is dynamic, and has no record of
     /// it): puts `lease` back. See [`Engine::restore`](crate::Engine::restore) for the rules.
-    pub(crate) fn restore_local(&mut self, addr: u32, place: Place, lease: Lease) {
-        debug_assert!(!self.leases.contains_key(&addr), "restore over a record");
+    pub(crate) fn restore_local(&mut self, addr: u32, place: Place, lease: &Lease) {
+        debug_assert!(self.records.find(addr).is_none(), "restore over a record");
         self.clock = self.clock.max(lease.version);
         let rank = current_rank(lease.state, lease.version, addr);
-        let current = self.clients.get(&lease.client).copied().and_then(|cur| {
-            let slot = self.leases.get(&cur)?;
-            Some((cur, slot.state, current_rank(slot.state, slot.version, cur)))
+        let current = self.records.client(&lease.client).map(|idx| {
+            let slot = self.records.slot(idx);
+            (
+                idx,
+                slot.addr,
+                slot.state,
+                current_rank(slot.state, slot.version, slot.addr),
+            )
         });
         let indexed = match current {
             None => true,
-            Some((_, _, cur_rank)) if cur_rank > rank => false,
-            Some((cur, state, _)) => {
+            Some((_, _, _, cur_rank)) if cur_rank > rank => false,
+            Some((idx, cur, state, _)) => {
                 if state == LeaseState::Declined {
                     // A quarantine outlives the client moving on.
-                    self.clients.remove(&lease.client);
+                    self.records.unindex(idx);
                 } else {
                     // Superseded: the address is simply free.
                     self.remove(cur);
@@ -659,20 +653,40 @@ impl Shard {
             // dynamic one is already in this shard's clean set).
             return;
         }
-        let slot = Slot {
-            client: lease.client,
+        let idx = self.insert(&NewRecord::of(lease, place));
+        if indexed {
+            self.records.index(idx);
+        }
+    }
+}
+
+impl<'a> NewRecord<'a> {
+    /// The record of `lease` at `place`.
+    pub(crate) fn of(lease: impl Into<LeaseRef<'a>>, place: Place) -> Self {
+        let lease = lease.into();
+        NewRecord {
+            addr: u32::from(lease.address),
+            place,
+            key: lease.client,
             hw: lease.hw,
             hostname: lease.hostname,
             state: lease.state,
             starts: lease.starts,
             expires: lease.expires,
-            place,
             version: lease.version,
-        };
-        let key = indexed.then(|| slot.client.clone());
-        self.insert(addr, slot);
-        if let Some(key) = key {
-            self.clients.insert(key, addr);
         }
+    }
+}
+
+#[cfg(test)]
+impl Shard {
+    /// Checks the records' own indexes.
+    pub(crate) fn check_records(&self) {
+        self.records.check();
+    }
+
+    /// The address of a record, for messages.
+    pub(crate) fn addr_of(&self, idx: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.records.slot(idx).addr)
     }
 }

@@ -1,13 +1,17 @@
 //! lessor-perf: measurements of lessor that criterion cannot make: multi-million-lease
-//! journals, the server's startup replay against them, and where its time and memory go.
+//! journals, the server's startup replay against them, and where its time and memory go; and
+//! the wire-level load: a batched DHCPv4 load generator and a stateless null responder.
 //!
 //! Every subcommand prints one JSON object on stdout (progress goes to stderr), so runs can be
 //! collected and compared.
 
 mod journal_gen;
+mod loadgen;
 mod mem;
+mod null_responder;
 mod replay;
 mod synth;
+mod wire;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +38,12 @@ enum Command {
     /// Replay's work split into phases (read, checksums, decode, fold, restore), each timed
     /// and weighed, plus a lazy fold for comparison.
     ReplayBreakdown(replay::Target),
+    /// DHCPv4 load as a relay on loopback (like perfdhcp, batched): DORAs open or closed
+    /// loop, drops, latency percentiles, and a check that no address went to two clients.
+    Load(loadgen::LoadArgs),
+    /// A stateless DHCPv4 server answering every DISCOVER and REQUEST: the ceiling a load
+    /// generator and a real server can reach on this machine.
+    NullResponder(null_responder::NullArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +52,8 @@ fn main() -> std::process::ExitCode {
         Command::JournalGen(a) => journal_gen::run(a),
         Command::Replay(t) => replay::replay(t),
         Command::ReplayBreakdown(t) => replay::breakdown(t),
+        Command::Load(a) => loadgen::run(a),
+        Command::NullResponder(a) => null_responder::run(a),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

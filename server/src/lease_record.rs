@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use bincode::{Decode, Encode};
-use lessor_engine::{ClientKey, EventKind, HwAddr, Lease, LeaseEvent, LeaseState};
+use lessor_engine::{ClientKey, EventKind, HwAddr, Lease, LeaseEvent, LeaseRef, LeaseState};
 
 /// How long a released or expired lease is remembered for the client's affinity before
 /// compaction may forget it.
@@ -123,6 +123,21 @@ impl LeaseRecord {
             client: ClientKey::from_bytes(&self.client),
             hw: HwAddr::new(self.htype, &self.hw)?,
             hostname: self.hostname.as_deref().map(Into::into),
+            state: state_from(self.state)?,
+            starts: self.starts,
+            expires: self.expires,
+            version: self.version,
+        })
+    }
+
+    /// The engine lease this record describes, borrowed (replay allocates nothing per record),
+    /// or `None` if a field is out of range.
+    pub fn to_lease_ref(&self) -> Option<LeaseRef<'_>> {
+        Some(LeaseRef {
+            address: self.ipv4(),
+            client: &self.client,
+            hw: HwAddr::new(self.htype, &self.hw)?,
+            hostname: self.hostname.as_deref(),
             state: state_from(self.state)?,
             starts: self.starts,
             expires: self.expires,

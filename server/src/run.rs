@@ -77,14 +77,54 @@ pub fn journal_options(config: &Config, lanes: usize) -> lessor_journal::Options
     o
 }
 
-/// Puts one replayed lease back into the engine, on the shard its client steers to. False if
-/// the record could not be restored (a field out of range, or the engine refused it).
+/// Puts one replayed lease back into the engine, on the shard its client steers to, one at a
+/// time. False if the record could not be restored. Startup uses [`replay_journal`] (bulk);
+/// this stays for tools that compare the two.
 pub fn restore_into(engine: &Engine, rec: &LeaseRecord) -> bool {
     let Some(lease) = rec.to_lease() else {
         return false;
     };
-    let shard = v4::steer_hash(&rec.chaddr_field()) as usize % engine.shards();
-    engine.restore(shard, lease).is_ok()
+    engine.restore(shard_of(engine, rec), lease).is_ok()
+}
+
+fn shard_of(engine: &Engine, rec: &LeaseRecord) -> usize {
+    v4::steer_hash(&rec.chaddr_field()) as usize % engine.shards()
+}
+
+/// Opens the journal and replays it into the (fresh) engine in bulk, then raises the engine's
+/// versions above everything the journal held. Returns the journal ready for appending, the
+/// replay report and the number of records that could not be restored.
+pub fn replay_journal(
+    config: &Config,
+    engine: &Engine,
+    lanes: usize,
+) -> anyhow::Result<(Journal<LeaseRecord>, ReplayReport, u64)> {
+    let dir = journal_dir(&config.state_dir);
+    // An upper bound of the live records (snapshot footer plus segment records), so the
+    // engine's tables are sized once; 0 for a new journal.
+    let expected = lessor_journal::stats_offline(&dir).map_or(0, |s| {
+        s.snapshot.map_or(0, |x| x.records) + s.segment_records
+    });
+    let mut restorer = engine.restorer(usize::try_from(expected).unwrap_or(0));
+    let mut skipped = 0u64;
+    let (journal, replay) = Journal::open_dir(journal_options(config, lanes), |rec: LeaseRecord| {
+        let ok = rec
+            .to_lease_ref()
+            .is_some_and(|l| restorer.add_ref(shard_of(engine, &rec), l).is_ok());
+        if !ok {
+            skipped += 1;
+        }
+    })
+    .with_context(|| {
+        format!(
+            "replaying the journal in {} (if it is damaged, `lessor journal repair --state-dir {}` salvages every valid record)",
+            dir.display(),
+            config.state_dir.display()
+        )
+    })?;
+    skipped += restorer.finish().refused;
+    engine.advance_versions(replay.max_version);
+    Ok((journal, replay, skipped))
 }
 
 /// The current time as the engine counts it.
@@ -142,20 +182,7 @@ impl Server {
 
         // Replay before any socket opens: the engine must hold exactly what was acknowledged.
         let lock = lock_state_dir(&config.state_dir)?;
-        let mut skipped = 0u64;
-        let (journal, replay) = Journal::open_dir(journal_options(config, workers), |rec| {
-            if !restore_into(&engine, &rec) {
-                skipped += 1;
-            }
-        })
-        .with_context(|| {
-            format!(
-                "replaying the journal in {} (if it is damaged, `lessor journal repair --state-dir {}` salvages every valid record)",
-                journal_dir(&config.state_dir).display(),
-                config.state_dir.display()
-            )
-        })?;
-        engine.advance_versions(replay.max_version);
+        let (journal, replay, skipped) = replay_journal(config, &engine, workers)?;
 
         // Loopback only unless interfaces are named: never answer on a real LAN by default.
         let (bind, device) = match config.interfaces.as_slice() {

@@ -1025,3 +1025,285 @@ fn a_slash_8_pool_builds_small_and_hands_out_distinct_addresses() {
     let s = e.stats()[0];
     assert_eq!((s.offered, s.free), (1000, s.total - 1000));
 }
+
+/// Restores `records` through a [`Restorer`], each into the shard `shard_of` its client.
+fn bulk_into(
+    shards: usize,
+    pools: Vec<PoolSpec>,
+    records: &[Lease],
+    shard_of: impl Fn(&ClientKey) -> usize,
+) -> (Engine, crate::RestoreReport) {
+    let fresh = engine(shards, pools);
+    let mut restorer = fresh.restorer(records.len());
+    for lease in records {
+        restorer
+            .add(shard_of(&lease.client), lease.clone())
+            .unwrap();
+    }
+    let report = restorer.finish();
+    fresh.check_invariants();
+    (fresh, report)
+}
+
+#[test]
+fn bulk_restore_of_a_snapshot_is_exact() {
+    let mut t = T::new(2, vec![pool(10, 30, &[12])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.bind(1, 2, ip(20), T0).unwrap();
+    t.bind(1, 3, ip(21), T0).unwrap();
+    t.release(1, 3, ip(21), T0 + 1);
+    t.bind(0, 4, ip(11), T0).unwrap();
+    t.decline(0, 4, ip(11), T0 + 2);
+    t.offer(0, 4, T0 + 3).unwrap();
+    t.bind_with(1, 5, ip(12), true, T0).unwrap();
+    let snapshot = t.e.leases();
+    let shard_of = |c: &ClientKey| usize::from([client(2), client(3), client(5)].contains(c));
+    for reverse in [false, true] {
+        let mut records = snapshot.clone();
+        if reverse {
+            records.reverse();
+        }
+        let (fresh, report) = bulk_into(2, vec![pool(10, 30, &[12])], &records, shard_of);
+        assert!(report.bulk);
+        assert_eq!((report.added, report.refused), (snapshot.len() as u64, 0));
+        assert_eq!(report.records, snapshot.len() as u64);
+        assert_eq!(fresh.leases(), snapshot);
+        assert_eq!(fresh.stats(), t.e.stats());
+        assert_eq!(fresh.max_version(), t.e.max_version());
+        assert_eq!(
+            fresh.lookup(1, &client(3)).unwrap().state,
+            LeaseState::Released
+        );
+        assert_eq!(
+            fresh.lookup(0, &client(4)).unwrap().state,
+            LeaseState::Offered
+        );
+    }
+}
+
+#[test]
+fn bulk_restore_keeps_the_newest_record_of_an_address() {
+    let mut t = T::new(2, vec![pool(10, 10, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.reclaim(0, T0 + 100);
+    t.bind(1, 2, ip(10), T0 + 150).unwrap();
+    let events = std::mem::take(&mut t.events);
+    let journal: Vec<Lease> = events.iter().map(|e| e.lease.clone()).collect();
+    let shard_of = |c: &ClientKey| usize::from(*c == client(2));
+    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+        let records: Vec<Lease> = order.iter().map(|&i| journal[i].clone()).collect();
+        let (fresh, report) = bulk_into(2, vec![pool(10, 10, &[])], &records, shard_of);
+        assert_eq!((report.added, report.refused, report.records), (1, 2, 1));
+        assert_eq!(holds(&fresh), holds(&t.e), "{order:?}");
+        assert_eq!(fresh.leases(), t.e.leases(), "{order:?}");
+        assert_eq!(fresh.stats(), t.e.stats());
+        // Refused records still raise their shard's clock, as `restore` does.
+        assert_eq!(fresh.max_version(), events[2].lease.version);
+    }
+}
+
+#[test]
+fn a_restorer_on_an_engine_in_use_goes_one_by_one() {
+    let mut t = T::new(2, vec![pool(10, 30, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.bind(1, 2, ip(25), T0).unwrap();
+    let snapshot = t.e.leases();
+    let used = engine(2, vec![pool(10, 30, &[])]);
+    used.restore(0, snapshot[0].clone()).unwrap();
+    let mut restorer = used.restorer(1);
+    assert_eq!(restorer.add(0, snapshot[0].clone()), Err(BindError::Taken));
+    assert_eq!(restorer.add_ref(1, (&snapshot[1]).into()), Ok(()));
+    let report = restorer.finish();
+    assert!(!report.bulk);
+    assert_eq!((report.added, report.refused, report.records), (1, 1, 2));
+    used.check_invariants();
+    assert_eq!(used.leases(), snapshot);
+    assert_eq!(used.stats(), t.e.stats());
+    // An engine whose free sets moved (an offer came and went) is not fresh either.
+    let moved = engine(2, vec![pool(10, 11, &[])]);
+    let key = client(9);
+    let req = OfferRequest {
+        client: &key,
+        pools: P0,
+        reserved: None,
+        requested: Some(ip(11)),
+        info: info(9),
+    };
+    assert_eq!(moved.offer(0, &req, T0), Ok(ip(11)));
+    moved.reclaim(0, T0 + 1000, 10, &mut Vec::new());
+    assert!(moved.leases().is_empty());
+    assert!(!moved.restorer(0).finish().bulk);
+}
+
+#[test]
+fn a_dropped_restorer_finishes() {
+    let mut t = T::new(2, vec![pool(10, 30, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    t.bind(1, 2, ip(25), T0).unwrap();
+    let fresh = engine(2, vec![pool(10, 30, &[])]);
+    {
+        let mut restorer = fresh.restorer(2);
+        for lease in t.e.leases() {
+            let shard = usize::from(lease.client == client(2));
+            restorer.add(shard, lease).unwrap();
+        }
+    }
+    fresh.check_invariants();
+    assert_eq!(fresh.leases(), t.e.leases());
+    assert_eq!(fresh.stats(), t.e.stats());
+}
+
+#[test]
+fn restore_clamps_times_to_u32() {
+    let mut t = T::new(1, vec![pool(10, 20, &[])]);
+    t.bind(0, 1, ip(10), T0).unwrap();
+    let mut lease = t.e.leases().remove(0);
+    lease.starts = u64::from(u32::MAX) + 5;
+    lease.expires = u64::MAX;
+    for bulk in [false, true] {
+        let fresh = engine(1, vec![pool(10, 20, &[])]);
+        if bulk {
+            let mut restorer = fresh.restorer(1);
+            restorer.add(0, lease.clone()).unwrap();
+            restorer.finish();
+        } else {
+            fresh.restore(0, lease.clone()).unwrap();
+        }
+        let back = fresh.leases().remove(0);
+        assert_eq!(
+            (back.starts, back.expires),
+            (u64::from(u32::MAX), u64::from(u32::MAX))
+        );
+        fresh.check_invariants();
+    }
+    // A BOOTP binding (lease time u32::MAX) runs until u32::MAX: "never".
+    let mut events = Vec::new();
+    let key = client(2);
+    let req = BindRequest {
+        client: &key,
+        address: ip(11),
+        pools: P0,
+        reserved: false,
+        lease_time: u32::MAX,
+        info: info(2),
+    };
+    let view = t.e.bind(0, &req, T0, &mut events).unwrap();
+    assert_eq!(view.expires, u64::from(u32::MAX));
+    assert_eq!(t.e.reclaim(0, u64::from(u32::MAX) - 1, 10, &mut events), 1);
+}
+
+/// Enough records for the restorer's threads, in a scrambled order, with a few clients that
+/// have two records, long client ids, host names and hardware addresses the key does not
+/// spell; then the engine serves.
+#[test]
+fn a_large_bulk_restore_matches_one_by_one_and_then_serves() {
+    let pools = || {
+        vec![
+            PoolSpec {
+                first: Ipv4Addr::new(10, 1, 0, 0),
+                last: Ipv4Addr::new(10, 2, 255, 255),
+                excluded: vec![Ipv4Addr::new(10, 1, 0, 7)],
+            },
+            pool(10, 200, &[]),
+        ]
+    };
+    // Past the restorer's threshold for threads; addresses distinct.
+    let n = 66_000u32;
+    let record = |i: u32| {
+        let off = (u64::from(i) * 40_503 % 131_072) as u32;
+        let address = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 1, 0, 0)) + off);
+        let id = i % 60_000;
+        let client = if id.is_multiple_of(7) {
+            ClientKey::client_id(&[0xff; 30][..20 + (id % 11) as usize])
+                .as_bytes()
+                .iter()
+                .chain(&id.to_be_bytes())
+                .copied()
+                .collect::<Vec<u8>>()
+        } else {
+            ClientKey::hardware(1, &[2, 0, 0, (id >> 16) as u8, (id >> 8) as u8, id as u8])
+                .as_bytes()
+                .to_vec()
+        };
+        let state = match i % 13 {
+            0 => LeaseState::Released,
+            1 => LeaseState::Declined,
+            2 => LeaseState::Expired,
+            _ => LeaseState::Bound,
+        };
+        Lease {
+            address,
+            pool: None,
+            client: ClientKey::from_bytes(&client),
+            hw: HwAddr::new(1, &[4, 0, 0, (id >> 16) as u8, (id >> 8) as u8, id as u8]).unwrap(),
+            hostname: (!i.is_multiple_of(3)).then(|| format!("host-{i}").into()),
+            state,
+            starts: T0,
+            expires: T0 + 100 + u64::from(i % 1000),
+            version: u64::from(i) * 3 + 1,
+        }
+    };
+    let records: Vec<Lease> = (0..n).map(record).collect();
+    let shard_of = |c: &ClientKey| c.as_bytes().iter().map(|&b| usize::from(b)).sum::<usize>() % 3;
+    let single = restore_into(3, pools(), &records[..0], shard_of);
+    for lease in &records {
+        // The excluded address is fixed: whoever restores it keeps it.
+        single
+            .restore(shard_of(&lease.client), lease.clone())
+            .unwrap();
+    }
+    single.check_invariants();
+    let (bulk, report) = bulk_into(3, pools(), &records, shard_of);
+    assert!(report.bulk);
+    assert_eq!(report.records as usize, single.leases().len());
+    assert_eq!(bulk.leases(), single.leases());
+    assert_eq!(bulk.stats(), single.stats());
+    assert_eq!(bulk.max_version(), single.max_version());
+    for lease in &records {
+        let shard = shard_of(&lease.client);
+        assert_eq!(
+            bulk.lookup(shard, &lease.client),
+            single.lookup(shard, &lease.client)
+        );
+    }
+    // Serving: a renewal of a restored binding, and new clients in every shard.
+    let bound = bulk
+        .leases()
+        .into_iter()
+        .find(|l| l.state == LeaseState::Bound && l.expires > T0 + 50)
+        .unwrap();
+    let shard = shard_of(&bound.client);
+    let mut events = Vec::new();
+    let req = BindRequest {
+        client: &bound.client,
+        address: bound.address,
+        pools: &[PoolId(0)],
+        reserved: false,
+        lease_time: 100,
+        info: info(1),
+    };
+    bulk.bind(shard, &req, T0 + 50, &mut events).unwrap();
+    assert_eq!(events.last().unwrap().kind, EventKind::Renewed);
+    assert!(events.last().unwrap().lease.version > bound.version);
+    let before = bulk.leases();
+    let mut offered = std::collections::HashSet::new();
+    for c in 0..30u8 {
+        let key = ClientKey::client_id(&[9, c]);
+        let req = OfferRequest {
+            client: &key,
+            pools: &[PoolId(0)],
+            reserved: None,
+            requested: None,
+            info: info(c),
+        };
+        let a = bulk.offer(usize::from(c % 3), &req, T0 + 50).unwrap();
+        assert!(offered.insert(a));
+        assert!(
+            before
+                .iter()
+                .all(|l| l.address != a || !crate::shard::is_held(l.state))
+        );
+    }
+    bulk.check_invariants();
+    assert!(bulk.check_causality() > 0);
+}

@@ -1,0 +1,567 @@
+//! Replay: [`Engine::restore`] one record at a time, and [`Engine::restorer`] in bulk.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::MutexGuard;
+
+use roaring::RoaringBitmap;
+
+use crate::engine::Engine;
+use crate::error::BindError;
+use crate::lease::{Lease, LeaseRef, LeaseState};
+use crate::pools::{Place, PoolId, Pools};
+use crate::records::NewRecord;
+use crate::shard::{Claim, Counts, Shard, current_rank, is_held, tally};
+
+/// What [`Restorer::finish`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreReport {
+    /// Records taken: those [`Restorer::add`] accepted, less those `finish` refused.
+    pub added: u64,
+    /// Records refused because their address had a record at least as new (by `add` on an
+    /// engine that was not fresh, by `finish` in bulk).
+    pub refused: u64,
+    /// Records the engine holds afterwards: the records taken, less those superseded by
+    /// their client's current record (and, in bulk, by a newer record of their address).
+    pub records: u64,
+    /// Whether the records went in in bulk (the engine was fresh), rather than one by one
+    /// as [`Engine::restore`] puts them.
+    pub bulk: bool,
+}
+
+/// Replays lease records into an engine in bulk: [`Engine::restorer`].
+///
+/// It holds every shard's lock from [`Engine::restorer`] until [`Restorer::finish`] (or
+/// until it is dropped, which finishes too), so other calls on the engine wait for it.
+pub struct Restorer<'a> {
+    pools: &'a Pools,
+    guards: Vec<MutexGuard<'a, Shard>>,
+    /// `None`: the engine was not fresh, and records go in one by one.
+    bulk: Option<Bulk>,
+    report: RestoreReport,
+    finished: bool,
+}
+
+impl fmt::Debug for Restorer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Restorer")
+            .field("shards", &self.guards.len())
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bulk path's bookkeeping.
+struct Bulk {
+    /// The highest version given to each shard, refused records included.
+    versions: Vec<u64>,
+}
+
+/// One shard at a time, whichever way the shards are held.
+pub(crate) trait Access {
+    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R;
+}
+
+impl Access for &Engine {
+    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
+        f(&mut self.lock(shard))
+    }
+}
+
+impl Access for [MutexGuard<'_, Shard>] {
+    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
+        f(&mut self[shard])
+    }
+}
+
+/// [`Engine::restore`]'s work: claims the address from whichever shard has it, then puts the
+/// record back in `shard`.
+pub(crate) fn restore_one(
+    shards: &mut (impl Access + ?Sized),
+    count: usize,
+    pools: &Pools,
+    shard: usize,
+    lease: &Lease,
+) -> Result<(), BindError> {
+    assert!(shard < count, "shard {shard} out of range");
+    let addr = u32::from(lease.address);
+    let place = pools.place(addr);
+    let mut lender_clock = 0;
+    let mut claimed = false;
+    for s in 0..count {
+        match shards.with(s, |g| {
+            g.restore_claim(addr, place, lease.version, s == shard)
+        }) {
+            Claim::Absent => {}
+            Claim::Newer => {
+                shards.with(shard, |g| g.clock = g.clock.max(lease.version));
+                return Err(BindError::Taken);
+            }
+            Claim::Claimed { clock } => {
+                claimed = true;
+                lender_clock = lender_clock.max(clock);
+            }
+        }
+    }
+    shards.with(shard, |g| {
+        g.clock = g.clock.max(lender_clock);
+        if let (true, Place::Dynamic { pool, off }) = (claimed, place) {
+            g.free[pool.index()].clean.insert(off);
+        }
+        g.restore_local(addr, place, lease);
+    });
+    Ok(())
+}
+
+impl Engine {
+    /// Replay in bulk: a [`Restorer`] that takes the journal's records one by one with
+    /// [`Restorer::add`] and puts them all in place at [`Restorer::finish`]. `expected` is how
+    /// many records are coming (a hint: room is reserved for them).
+    ///
+    /// The result is the one [`Engine::restore`] gives for the same records in any order:
+    /// give it the journal's fold or a snapshot, one record per address. Of several records of
+    /// one address, the one with the highest version stays and the others are refused (or
+    /// replaced): the journal's own fold. A client keeps one current record per shard, its
+    /// binding if it has one, else its record with the highest version; quarantines that are
+    /// not current stay, other records that are not current are dropped and their addresses
+    /// are free. Each shard's clock ends at least at the highest version given to it, and at
+    /// least at the clock of every shard it took an address from.
+    ///
+    /// On a fresh engine (no records, every address still in the shard [`Engine::new`] gave
+    /// it) it does not look anything up per record: `add` appends the record to its shard,
+    /// and `finish` builds each shard's indexes in one pass, ordered by hash bucket, takes
+    /// the claimed addresses out of the free sets as one difference per shard and pool, and
+    /// does the shards in parallel on scoped threads. On an engine that is not fresh, `add`
+    /// does what [`Engine::restore`] does.
+    ///
+    /// It locks every shard until `finish`, so every other call on the engine waits for it
+    /// (and one made by the thread that holds the restorer deadlocks): finish, then call
+    /// [`Engine::advance_versions`] and serve. `finish` uses up to one thread per shard for a
+    /// moment (below 65536 records, none).
+    ///
+    /// ```
+    /// # use lessor_engine::*;
+    /// # use std::net::Ipv4Addr;
+    /// # let cfg = || EngineConfig {
+    /// #     shards: 2,
+    /// #     pools: vec![PoolSpec {
+    /// #         first: Ipv4Addr::new(10, 0, 0, 10),
+    /// #         last: Ipv4Addr::new(10, 0, 0, 200),
+    /// #         excluded: vec![],
+    /// #     }],
+    /// #     offer_hold: 30,
+    /// #     decline_probation: 3600,
+    /// # };
+    /// # let running = Engine::new(cfg())?;
+    /// # let client = ClientKey::hardware(1, &[2, 0, 0, 0, 0, 1]);
+    /// # let info = LeaseInfo { hw: HwAddr::new(1, &[2, 0, 0, 0, 0, 1]).unwrap(), hostname: Some("pc") };
+    /// # let req = BindRequest { client: &client, address: Ipv4Addr::new(10, 0, 0, 10), pools: &[PoolId(0)], reserved: false, lease_time: 3600, info };
+    /// # running.bind(0, &req, 1_700_000_000, &mut Vec::new()).unwrap();
+    /// // What the journal's replay hands over: per address the newest record, and the shard
+    /// // each record's client is steered to.
+    /// let journal: Vec<(usize, Lease)> = running.leases().into_iter().map(|l| (0, l)).collect();
+    /// let engine = Engine::new(cfg())?;
+    /// let mut restorer = engine.restorer(journal.len());
+    /// for (shard, lease) in journal {
+    ///     restorer.add(shard, lease).unwrap();
+    /// }
+    /// let report = restorer.finish();
+    /// assert_eq!((report.records, report.refused), (1, 0));
+    /// engine.advance_versions(running.max_version());
+    /// assert_eq!(engine.leases(), running.leases());
+    /// # Ok::<(), lessor_engine::Error>(())
+    /// ```
+    pub fn restorer(&self, expected: usize) -> Restorer<'_> {
+        let shards = self.shards.len();
+        let guards: Vec<MutexGuard<'_, Shard>> = (0..shards).map(|s| self.lock(s)).collect();
+        let fresh = guards.iter().all(|g| g.records.is_empty())
+            && self.pools.iter().all(|(pool, _)| {
+                let blocks = self.pools.blocks(pool, shards);
+                guards.iter().zip(blocks).all(|(g, block)| {
+                    let free = &g.free[pool.index()];
+                    free.remembered.is_empty() && free.clean == block
+                })
+            });
+        let mut restorer = Restorer {
+            pools: &self.pools,
+            guards,
+            bulk: None,
+            report: RestoreReport {
+                bulk: fresh,
+                ..RestoreReport::default()
+            },
+            finished: false,
+        };
+        if fresh {
+            let share = expected.div_ceil(shards);
+            for g in &mut restorer.guards {
+                g.records.reserve(share + share / 8);
+            }
+            restorer.bulk = Some(Bulk {
+                versions: vec![0; shards],
+            });
+        }
+        restorer
+    }
+}
+
+impl Restorer<'_> {
+    /// Takes one record for `shard` (the shard its client is steered to). Panics if `shard`
+    /// is out of range.
+    ///
+    /// In bulk (a fresh engine) it only appends the record, and returns `Ok`: records of an
+    /// address that already had one at least as new are found by [`Restorer::finish`], which
+    /// drops them and counts them in [`RestoreReport::refused`]. Otherwise it does what
+    /// [`Engine::restore`] does, `Err(Taken)` included.
+    pub fn add(&mut self, shard: usize, lease: Lease) -> Result<(), BindError> {
+        if self.bulk.is_some() {
+            return self.add_ref(shard, LeaseRef::from(&lease));
+        }
+        let count = self.guards.len();
+        let result = restore_one(&mut self.guards[..], count, self.pools, shard, &lease);
+        match result {
+            Ok(()) => self.report.added += 1,
+            Err(_) => self.report.refused += 1,
+        }
+        result
+    }
+
+    /// [`Restorer::add`] for a borrowed record: in bulk it allocates nothing per record (the
+    /// record is copied into the shard's slab and arena).
+    pub fn add_ref(&mut self, shard: usize, lease: LeaseRef<'_>) -> Result<(), BindError> {
+        let Some(bulk) = &mut self.bulk else {
+            return self.add(shard, lease.to_lease());
+        };
+        assert!(shard < self.guards.len(), "shard {shard} out of range");
+        let place = self.pools.place(u32::from(lease.address));
+        bulk.versions[shard] = bulk.versions[shard].max(lease.version);
+        self.guards[shard]
+            .records
+            .push_unindexed(&NewRecord::of(lease, place));
+        self.report.added += 1;
+        Ok(())
+    }
+
+    /// Puts every record in place and releases the shards.
+    pub fn finish(mut self) -> RestoreReport {
+        self.complete();
+        self.report
+    }
+
+    fn complete(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if let Some(bulk) = self.bulk.take() {
+            let refused = finish_bulk(bulk, &mut self.guards, self.pools);
+            self.report.added -= refused;
+            self.report.refused += refused;
+        }
+        self.report.records = self.guards.iter().map(|g| g.records.len() as u64).sum();
+    }
+}
+
+impl Drop for Restorer<'_> {
+    fn drop(&mut self) {
+        self.complete();
+    }
+}
+
+/// Records below which `finish` does not bother with threads.
+const PARALLEL_MIN: usize = 1 << 16;
+
+/// `f(shard, index)` for every shard, on scoped threads if `parallel`.
+fn each_shard<R: Send>(
+    guards: &mut [MutexGuard<'_, Shard>],
+    parallel: bool,
+    f: impl Fn(&mut Shard, usize) -> R + Sync,
+) -> Vec<R> {
+    if !parallel {
+        return guards
+            .iter_mut()
+            .enumerate()
+            .map(|(s, g)| f(g, s))
+            .collect();
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = guards
+            .iter_mut()
+            .enumerate()
+            .map(|(s, g)| {
+                let shard: &mut Shard = g;
+                scope.spawn(move || f(shard, s))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// Where ascending addresses fall: which pool, and which shard's initial block.
+struct Cursor {
+    /// `(first, last, pool)` sorted by `first`.
+    ranges: Vec<(u32, u32, PoolId)>,
+    next: usize,
+    shards: u64,
+    /// The current pool: `(first, last, pool, size)`, and its current block `(owner, end)`.
+    current: Option<(u32, u32, PoolId, u64)>,
+    block: (usize, u64),
+}
+
+impl Cursor {
+    fn new(pools: &Pools, shards: usize) -> Self {
+        let mut ranges: Vec<(u32, u32, PoolId)> = pools
+            .iter()
+            .map(|(pool, layout)| (layout.first, layout.last, pool))
+            .collect();
+        ranges.sort_unstable();
+        Self {
+            ranges,
+            next: 0,
+            shards: shards as u64,
+            current: None,
+            block: (0, 0),
+        }
+    }
+
+    /// The pool, offset and initial owner of `addr`, which is not below the last one asked.
+    /// Excluded addresses come out too (they are in no free set, so claiming them is moot).
+    fn locate(&mut self, addr: u32) -> Option<(PoolId, u32, usize)> {
+        if self.current.is_none_or(|(_, last, _, _)| addr > last) {
+            self.current = None;
+            while let Some(&(first, last, pool)) = self.ranges.get(self.next) {
+                if addr > last {
+                    self.next += 1;
+                    continue;
+                }
+                if addr >= first {
+                    let size = u64::from(last - first) + 1;
+                    self.current = Some((first, last, pool, size));
+                    self.block = (0, size / self.shards);
+                }
+                break;
+            }
+        }
+        let (first, _, pool, size) = self.current?;
+        if addr < first {
+            return None;
+        }
+        let off = addr - first;
+        while u64::from(off) >= self.block.1 {
+            let owner = self.block.0 + 1;
+            self.block = (owner, size * (owner as u64 + 1) / self.shards);
+        }
+        Some((pool, off, self.block.0))
+    }
+}
+
+/// The bulk `finish`: drops all but the newest record of each address, takes every address
+/// out of the free set of the block it started in, then indexes each shard. Returns how many
+/// records it dropped as duplicates.
+fn finish_bulk(bulk: Bulk, guards: &mut [MutexGuard<'_, Shard>], pools: &Pools) -> u64 {
+    let count = guards.len();
+    let total: usize = guards.iter().map(|g| g.records.len()).sum();
+    let parallel = count > 1 && total >= PARALLEL_MIN;
+
+    // 1. Each shard's addresses in order, merged: the addresses with more than one record,
+    // and each pool's claimed offsets block by block, ascending.
+    let sorted = each_shard(guards, parallel, |shard, _| shard.records.addresses());
+    let mut claimed = vec![vec![RoaringBitmap::new(); pools.len()]; count];
+    let mut moved = vec![false; count * count];
+    let mut twice = HashSet::new();
+    let mut pos = vec![0usize; count];
+    let mut cursor = Cursor::new(pools, count);
+    // Offsets claimed from one (owner, pool), ascending, not yet in `claimed`.
+    let mut run: (usize, usize, Vec<u32>) = (0, 0, Vec::new());
+    let flush = |run: &mut (usize, usize, Vec<u32>), claimed: &mut [Vec<RoaringBitmap>]| {
+        if !run.2.is_empty() {
+            let offsets = RoaringBitmap::from_sorted_iter(run.2.drain(..)).expect("ascending");
+            claimed[run.0][run.1] |= offsets;
+        }
+    };
+    while let Some(addr) = (0..count)
+        .filter_map(|t| sorted[t].get(pos[t]).copied())
+        .min()
+    {
+        let located = cursor.locate(addr);
+        let mut records = 0;
+        for (t, p) in pos.iter_mut().enumerate() {
+            while sorted[t].get(*p) == Some(&addr) {
+                *p += 1;
+                records += 1;
+                if let Some((_, _, owner)) = located {
+                    moved[t * count + owner] |= owner != t;
+                }
+            }
+        }
+        if records > 1 {
+            twice.insert(addr);
+        }
+        if let Some((pool, off, owner)) = located {
+            if (owner, pool.index()) != (run.0, run.1) || run.2.len() >= 1 << 16 {
+                flush(&mut run, &mut claimed);
+                (run.0, run.1) = (owner, pool.index());
+            }
+            run.2.push(off);
+        }
+    }
+    flush(&mut run, &mut claimed);
+    drop(sorted);
+
+    // Rare: addresses with more than one record. The newest stays, as in the journal's fold.
+    let mut refused = 0;
+    if !twice.is_empty() {
+        let mut dups: Vec<(u32, u64, usize, u32)> = Vec::new();
+        for (t, g) in guards.iter().enumerate() {
+            for (addr, idx) in g.records.find_unindexed(&twice) {
+                dups.push((addr, g.records.slot(idx).version, t, idx));
+            }
+        }
+        // By address, the newest last.
+        dups.sort_unstable();
+        for (i, &(addr, _, t, idx)) in dups.iter().enumerate() {
+            if dups.get(i + 1).is_some_and(|next| next.0 == addr) {
+                guards[t].records.drop_unindexed(idx);
+                refused += 1;
+            }
+        }
+    }
+
+    // 2. Each shard on its own.
+    let claimed: Vec<std::sync::Mutex<Vec<RoaringBitmap>>> =
+        claimed.into_iter().map(std::sync::Mutex::new).collect();
+    each_shard(guards, parallel, |shard, s| {
+        let claimed = std::mem::take(&mut *claimed[s].lock().unwrap_or_else(|e| e.into_inner()));
+        finish_shard(shard, &claimed, pools);
+    });
+
+    // 3. Clocks.
+    let mut clocks: Vec<u64> = guards
+        .iter()
+        .zip(&bulk.versions)
+        .map(|(g, &v)| g.clock.max(v))
+        .collect();
+    // A shard that took an address of another's block ends at least at that one's clock, as
+    // lending makes it (see the crate docs, "Versions and replay").
+    loop {
+        let mut changed = false;
+        for t in 0..count {
+            for s in 0..count {
+                if moved[t * count + s] && clocks[t] < clocks[s] {
+                    clocks[t] = clocks[s];
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (g, clock) in guards.iter_mut().zip(clocks) {
+        g.clock = clock;
+    }
+    refused
+}
+
+/// Indexes a shard's records, chooses each client's current one, and brings the shard's
+/// counts, expiry heap and free sets in line: `claimed` (by pool) leaves its free sets,
+/// dropped records' addresses come back as free in it, and Released/Expired records'
+/// addresses as remembered.
+fn finish_shard(shard: &mut Shard, claimed: &[RoaringBitmap], pools: &Pools) {
+    let dropped = shard.records.build(
+        |slot| current_rank(slot.state, slot.version, slot.addr),
+        |slot| slot.state == LeaseState::Declined,
+    );
+    let mut freed: Vec<Vec<u32>> = vec![Vec::new(); pools.len()];
+    for place in dropped {
+        if let Place::Dynamic { pool, off } = place {
+            freed[pool.index()].push(off);
+        }
+    }
+    let mut remembered: Vec<Vec<u32>> = vec![Vec::new(); pools.len()];
+    let mut counts = vec![Counts::default(); pools.len()];
+    let mut heap = Vec::with_capacity(shard.records.len());
+    let mut held = 0;
+    let records = &shard.records;
+    for idx in records.iter() {
+        let slot = records.slot(idx);
+        let place = records.place(idx);
+        if is_held(slot.state) {
+            held += 1;
+            tally(&mut counts, place, slot.state, true);
+            heap.push(std::cmp::Reverse((slot.expires, slot.addr)));
+        } else if let Place::Dynamic { pool, off } = place {
+            remembered[pool.index()].push(off);
+        }
+    }
+    shard.held = held;
+    shard.counts = counts.into();
+    // The shard had no records: whatever the heap held was dead.
+    shard.expiry = heap.into();
+
+    for (pool, claimed) in claimed.iter().enumerate() {
+        let free = &mut shard.free[pool];
+        if !claimed.is_empty() {
+            // A run container loses values one memmove at a time; a bitmap all at once.
+            free.clean.remove_run_compression();
+            free.clean -= claimed;
+        }
+        let mut back = std::mem::take(&mut freed[pool]);
+        if !back.is_empty() {
+            back.sort_unstable();
+            free.clean |= RoaringBitmap::from_sorted_iter(back).expect("sorted");
+        }
+        let mut kept = std::mem::take(&mut remembered[pool]);
+        if !kept.is_empty() {
+            kept.sort_unstable();
+            free.remembered |= RoaringBitmap::from_sorted_iter(kept).expect("sorted");
+        }
+        free.clean.optimize();
+        free.remembered.optimize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_finds_pool_offset_and_block() {
+        let spec = |first: u32, last: u32| crate::PoolSpec {
+            first: first.into(),
+            last: last.into(),
+            excluded: vec![],
+        };
+        let specs = [spec(100, 139), spec(10, 12), spec(50, 50), spec(60, 99)];
+        let pools = Pools::new(&specs).unwrap();
+        for shards in 1..9usize {
+            let mut cursor = Cursor::new(&pools, shards);
+            for addr in (0..200).step_by(1 + shards % 3) {
+                let expected = specs.iter().enumerate().find_map(|(i, p)| {
+                    let (first, last) = (u32::from(p.first), u32::from(p.last));
+                    (first..=last).contains(&addr).then(|| {
+                        let (off, size) = (addr - first, u64::from(last - first) + 1);
+                        let owner = (0..shards)
+                            .find(|&s| {
+                                let lo = size * s as u64 / shards as u64;
+                                let hi = size * (s as u64 + 1) / shards as u64;
+                                (lo..hi).contains(&u64::from(off))
+                            })
+                            .unwrap();
+                        (PoolId(i as u32), off, owner)
+                    })
+                });
+                assert_eq!(cursor.locate(addr), expected, "{addr} in {shards} shards");
+            }
+        }
+        let pools = Pools::new(&[spec(0, u32::MAX)]).unwrap();
+        let mut cursor = Cursor::new(&pools, 3);
+        assert_eq!(cursor.locate(5), Some((PoolId(0), 5, 0)));
+        assert_eq!(cursor.locate(u32::MAX), Some((PoolId(0), u32::MAX, 2)));
+    }
+}
