@@ -691,3 +691,29 @@ impl Lessor {
         }
     }
 }
+
+/// perfdhcp's report: `section -> key -> value` for the integer-valued lines, e.g.
+/// `"DISCOVER-OFFER" -> "sent packets" -> 2500`.
+pub(crate) type Report =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>;
+
+/// Parses perfdhcp's statistics output into a [`Report`].
+pub(crate) fn perfdhcp_report(out: &str) -> Report {
+    let mut report = Report::new();
+    let mut section = String::new();
+    for line in out.lines().map(str::trim) {
+        if let Some(h) = line.strip_prefix("***").and_then(|l| l.strip_suffix("***")) {
+            section = h.strip_prefix("Statistics for: ").unwrap_or(h).to_owned();
+            continue;
+        }
+        if let Some((k, v)) = line.split_once(": ")
+            && let Ok(v) = v.trim().parse::<u64>()
+        {
+            report
+                .entry(section.clone())
+                .or_default()
+                .insert(k.to_owned(), v);
+        }
+    }
+    report
+}

@@ -25,8 +25,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{
-    ClientLink, LESSOR, Lessor, Netns, Ns, read_records, run_logged, spawn_logged, tool, unique,
-    wait_until, write_script,
+    ClientLink, LESSOR, Lessor, Netns, Ns, perfdhcp_report, read_records, run_logged, spawn_logged,
+    tool, unique, wait_until, write_script,
 };
 
 /// How long a helper process (tshark, perfdhcp, kea-dhcp4) may take to start or to stop.
@@ -176,32 +176,9 @@ fn perfdhcp(ns: &Ns, timed: bool, args: &[&str]) -> Command {
     c
 }
 
-/// perfdhcp's report: `section -> key -> value` for its integer-valued lines.
-type Report = BTreeMap<String, BTreeMap<String, u64>>;
-
-fn parse_report(out: &str) -> Report {
-    let mut report = Report::new();
-    let mut section = String::new();
-    for line in out.lines().map(str::trim) {
-        if let Some(h) = line.strip_prefix("***").and_then(|l| l.strip_suffix("***")) {
-            section = h.strip_prefix("Statistics for: ").unwrap_or(h).to_owned();
-            continue;
-        }
-        if let Some((k, v)) = line.split_once(": ")
-            && let Ok(v) = v.trim().parse::<u64>()
-        {
-            report
-                .entry(section.clone())
-                .or_default()
-                .insert(k.to_owned(), v);
-        }
-    }
-    report
-}
-
 /// `(sent, received)` of one perfdhcp exchange, failing the test when it is missing.
 fn sent_received(out: &str, exchange: &str) -> (u64, u64) {
-    let r = parse_report(out);
+    let r = perfdhcp_report(out);
     let s = r
         .get(exchange)
         .unwrap_or_else(|| panic!("perfdhcp printed no statistics for {exchange}:\n{out}"));

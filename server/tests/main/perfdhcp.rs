@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{Lessor, Ns, Stopped, run_logged, unique};
+use crate::common::{Lessor, Ns, Report, Stopped, perfdhcp_report, run_logged, unique};
 
 /// perfdhcp acts as a relay with giaddr 127.0.0.1, which selects this subnet; its pool is far
 /// larger than the number of simulated clients.
@@ -21,30 +21,6 @@ v4:
       relays: [ 127.0.0.1 ]
       options: { routers: [10.232.0.1], domain_name_servers: [10.232.0.1] }
 "#;
-
-/// perfdhcp's report: `section -> key -> value` for the integer-valued lines, e.g.
-/// `"DISCOVER-OFFER" -> "sent packets" -> 2500`.
-type Report = BTreeMap<String, BTreeMap<String, u64>>;
-
-fn parse(out: &str) -> Report {
-    let mut report = Report::new();
-    let mut section = String::new();
-    for line in out.lines().map(str::trim) {
-        if let Some(h) = line.strip_prefix("***").and_then(|l| l.strip_suffix("***")) {
-            section = h.strip_prefix("Statistics for: ").unwrap_or(h).to_owned();
-            continue;
-        }
-        if let Some((k, v)) = line.split_once(": ")
-            && let Ok(v) = v.trim().parse::<u64>()
-        {
-            report
-                .entry(section.clone())
-                .or_default()
-                .insert(k.to_owned(), v);
-        }
-    }
-    report
-}
 
 /// One exchange's numbers, failing the test with perfdhcp's output when the section is missing.
 fn exchange<'a>(report: &'a Report, name: &str, out: &str) -> &'a BTreeMap<String, u64> {
@@ -111,7 +87,7 @@ fn run(args: &[&str]) -> (Report, String, Stopped) {
     .args(args)
     .arg("127.0.0.1");
     let (status, out) = run_logged(&mut cmd, &lessor.dir().join("perfdhcp.log"));
-    let report = parse(&out);
+    let report = perfdhcp_report(&out);
     // 0: every exchange completed; 3: some did not (then the drop checks decide); anything else
     // is an error of perfdhcp's own (bad arguments, no socket).
     assert!(
