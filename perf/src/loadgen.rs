@@ -7,7 +7,8 @@
 //! the DORA or starts a renewal or release), expire exchanges older than the timeout, start new
 //! DORAs (on the clock in open loop, to keep N in flight in closed loop), and send everything
 //! queued with one `sendmmsg`. When there is nothing to do it sleeps in `poll` until the next
-//! due send, timeout or reply.
+//! due send, timeout or reply; a wait shorter than poll's millisecond is spun, so in open loop
+//! above 1000/s per worker it keeps its core busy (give it a core of its own).
 //!
 //! Per-client state lives in flat arrays indexed by the client's number within its worker, and
 //! the xid carries that number (low 24 bits) and a per-client sequence number (high 8 bits), so
@@ -18,7 +19,8 @@
 //!
 //! Correctness: every ACK's address is entered in a map address -> client shared by the
 //! workers (one atomic slot per address of 10.0.0.0/8); an address ACKed to a second client
-//! while the first still holds it (it was not released) is a violation, and the run fails.
+//! while the first still holds it (it neither released it nor was ACKed another address since)
+//! is a violation, and the run fails.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -446,6 +448,8 @@ struct Worker {
     t_phase: Vec<u64>,
     addr: Vec<u32>,
     server: Vec<u32>,
+    /// The address last ACKed to the client and not released (0: none).
+    bound: Vec<u32>,
     n_local: u32,
     next_local: u32,
     deadlines: VecDeque<Deadline>,
@@ -541,11 +545,17 @@ impl Worker {
             self.c.garbage += 1;
             return Ok(());
         }
+        let l = (client / self.plan.workers) as usize;
         if r.kind == wire::ACK && r.yiaddr != 0 {
-            // Every ACK counts for correctness, late ones included: the server did bind.
+            // Every ACK counts for correctness, late ones included: the server did bind. A
+            // client moved to another address no longer holds its old one (a server may then
+            // give that to someone else).
+            let old = std::mem::replace(&mut self.bound[l], r.yiaddr);
+            if old != 0 && old != r.yiaddr {
+                self.owners.release(old, client);
+            }
             self.owners.ack(r.yiaddr, client, &mut self.c);
         }
-        let l = (client / self.plan.workers) as usize;
         let phase = self.state[l];
         if phase == IDLE || self.seq[l] != seq {
             self.c.late += 1;
@@ -624,6 +634,7 @@ impl Worker {
         } else if roll < self.plan.renew_pct.saturating_add(self.plan.release_pct) {
             // Cleared before the RELEASE leaves: from then on the server may give it away.
             self.owners.release(addr, client);
+            self.bound[l] = 0;
             let xid = self.next_xid(l);
             self.c.releases += 1;
             self.link
@@ -1069,6 +1080,7 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
             t_phase: vec![0; n],
             addr: vec![0; n],
             server: vec![0; n],
+            bound: vec![0; n],
             n_local,
             next_local: 0,
             deadlines: VecDeque::with_capacity(deadline_capacity(&plan)),
