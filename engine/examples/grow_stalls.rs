@@ -13,8 +13,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use lessor_engine::{
-    BindRequest, ClientKey, Engine, EngineConfig, HwAddr, LeaseInfo, OfferRequest, PoolId,
-    PoolSpec,
+    BindRequest, ClientKey, Engine, EngineConfig, HwAddr, LeaseInfo, OfferRequest, PoolId, PoolSpec,
 };
 
 #[global_allocator]
@@ -41,7 +40,10 @@ fn main() {
     let (mut slow, mut slow_total, mut worst) = (0u64, Duration::ZERO, Duration::ZERO);
     let start = Instant::now();
     for i in 0..n {
-        let [_, a, b, c, d, e] = (i | 0x0200_0000_0000).to_be_bytes()[2..8].try_into().map(|x: [u8; 6]| [0, x[1], x[2], x[3], x[4], x[5]]).unwrap_or([0; 6]);
+        let [_, a, b, c, d, e] = (i | 0x0200_0000_0000).to_be_bytes()[2..8]
+            .try_into()
+            .map(|x: [u8; 6]| [0, x[1], x[2], x[3], x[4], x[5]])
+            .unwrap_or([0; 6]);
         let mac = [0x02, a, b, c, d, e];
         let client = ClientKey::hardware(1, &mac);
         let info = LeaseInfo {

@@ -305,6 +305,17 @@ impl Records {
         self.find(addr).map(|i| &self.slots[i as usize])
     }
 
+    /// Slots in the slab, vacant ones included (slab indexes are below this).
+    pub(crate) fn slab_len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The slot at `idx`, unless it is vacant.
+    pub(crate) fn live_slot(&self, idx: u32) -> Option<&Slot> {
+        let slot = &self.slots[idx as usize];
+        (!slot.is_vacant()).then_some(slot)
+    }
+
     pub(crate) fn slot(&self, idx: u32) -> &Slot {
         &self.slots[idx as usize]
     }
@@ -316,8 +327,9 @@ impl Records {
 
     fn client_bytes(&self, key: &[u8]) -> Option<u32> {
         let (slots, arena) = (&self.slots, &self.arena);
-        self.by_client
-            .find(self.hash_key(key), |i| key_bytes(&slots[i as usize], arena) == key)
+        self.by_client.find(self.hash_key(key), |i| {
+            key_bytes(&slots[i as usize], arena) == key
+        })
     }
 
     /// The client key of the record.
