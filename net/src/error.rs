@@ -177,6 +177,16 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// `setpriority(2)` refused to change the thread's nice value (`EACCES`: lowering it
+    /// needs `CAP_SYS_NICE`).
+    #[error("cannot set the thread's nice value to {nice}: {source}")]
+    Priority {
+        /// The nice value asked for.
+        nice: i32,
+        /// The kernel's reason.
+        source: io::Error,
+    },
+
     /// `SIOCSARP` failed: `EPERM` without `CAP_NET_ADMIN`, `ENODEV` for an unknown interface,
     /// `EINVAL` for an interface without Ethernet ARP (loopback, tun). The caller should fall
     /// back to a broadcast reply.
@@ -209,7 +219,8 @@ impl Error {
             | Self::Interfaces { source }
             | Self::Arp { source, .. }
             | Self::Steering { source, .. }
-            | Self::Affinity { source, .. } => Some(source),
+            | Self::Affinity { source, .. }
+            | Self::Priority { source, .. } => Some(source),
             Self::InvalidConfig(_)
             | Self::MissingPacketInfo { .. }
             | Self::MissingPacketInfo6 { .. }

@@ -36,7 +36,9 @@ mod steer;
 mod v4;
 mod v6;
 
-pub use affinity::{available_cores, pin_current_thread};
+pub use affinity::{
+    available_cores, current_thread_nice, pin_current_thread, set_current_thread_nice,
+};
 pub use arp::set_arp_entry;
 pub use batch::{MAX_BATCH, RecvBatch, RecvBatch6, SendBatch, SendBatch6, SendReport};
 pub use error::{Error, Result};
