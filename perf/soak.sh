@@ -62,6 +62,7 @@ sleep 1.5
 kill -0 "$server" || { cat "$out/server.log"; exit 1; }
 
 seconds=$((minutes * 60))
+date +%s.%N >"$out/start"
 taskset -c 0 "$bin/lessor-perf" load --rate "$rate" --duration "$seconds" --clients "$clients" \
     --server-pid "$server" --json "$out/load.json" >/dev/null 2>"$out/load.err" &
 load=$!
@@ -79,8 +80,9 @@ while kill -0 "$load" 2>/dev/null; do
 done
 wait "$load" || true
 
-python3 - "$out/rss.csv" "$full_at" "$out/load.json" <<'PY'
-import csv, json, sys
+python3 - "$out/rss.csv" "$full_at" "$out/load.json" "$out/load.err" "$out/server.log" \
+    "$out/start" <<'PY'
+import csv, datetime, json, re, statistics, sys
 rows = [(int(r["seconds"]), float(r["rss_mib"]), float(r["journal_mib"]))
         for r in csv.DictReader(open(sys.argv[1]))]
 full_at = int(sys.argv[2])
@@ -99,4 +101,30 @@ print(f"load: {report['achieved_dora_per_s']:.0f} DORA/s achieved, drops DO "
       f"{report['discover_offer_drops']['percent']:.3f}% RA {report['request_ack_drops']['percent']:.3f}%, "
       f"DORA p50 {lat['p50']:.0f} us p99 {lat['p99']:.0f} us p99.9 {lat['p99_9']:.0f} us, "
       f"violations {report['correctness']['violations']}")
+# Per-second DORA p99 (the generator's progress lines) in seconds that overlap a compaction
+# (from the server log: when each "journal compacted" line was written, and how long it took)
+# against the others.
+start = float(open(sys.argv[6]).read())
+p99 = {}
+for line in open(sys.argv[4]):
+    m = re.match(r"\[\s*(\d+)s\].* p99 (\d+)us", line)
+    if m:
+        p99[int(m.group(1))] = int(m.group(2))
+busy = set()
+for line in open(sys.argv[5]):
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+    if "journal compacted" not in line:
+        continue
+    stamp = re.match(r"\S+", line).group(0).replace("Z", "+00:00")
+    end = datetime.datetime.fromisoformat(stamp).timestamp() - start
+    m = re.search(r"elapsed: ([\d.]+)(ms|s|µs)", line)
+    took = float(m.group(1)) * {"s": 1, "ms": 1e-3, "µs": 1e-6}[m.group(2)] if m else 0
+    busy.update(range(int(end - took), int(end) + 2))
+print(f"compactions: {sum('journal compacted' in l for l in open(sys.argv[5]))}")
+inside = [v for k, v in p99.items() if k in busy]
+outside = [v for k, v in p99.items() if k not in busy and k > 1]
+if inside and outside:
+    print(f"per-second DORA p99: median {statistics.median(inside)} us in the {len(inside)} seconds "
+          f"with a compaction, {statistics.median(outside)} us in the {len(outside)} others "
+          f"(max {max(inside)} / {max(outside)} us)")
 PY
