@@ -41,14 +41,14 @@ use crate::wire::{self, RequestKind, Template};
 
 /// Clients are numbered in 24 bits: the xid's low 24 bits, chaddr bytes 3..6, and the
 /// correctness map's slot in 10.0.0.0/8 all hold one.
-const MAX_CLIENTS: u32 = 1 << 24;
+pub(crate) const MAX_CLIENTS: u32 = 1 << 24;
 /// Bytes of each receive buffer: a reply with every option lessor can add fits.
-const RECV_BUF: usize = 1500;
+pub(crate) const RECV_BUF: usize = 1500;
 /// Socket buffers asked for (forced past rmem_max/wmem_max when running as root): a burst of
 /// replies must not overflow the generator's own receive queue.
-const SOCKET_BUFFER: usize = 8 << 20;
+pub(crate) const SOCKET_BUFFER: usize = 8 << 20;
 /// Longest the loop sleeps in `poll` before it looks at the clock again.
-const MAX_IDLE: Duration = Duration::from_millis(100);
+pub(crate) const MAX_IDLE: Duration = Duration::from_millis(100);
 /// Highest latency the histograms hold, in nanoseconds (larger values are clamped).
 const HIST_MAX_NS: u64 = 60_000_000_000;
 
@@ -135,24 +135,25 @@ pub(crate) struct LoadArgs {
 
 /// Declares the counters a worker keeps, with element-wise add and subtract.
 macro_rules! counters {
-    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+    ($ty:ident { $($(#[doc = $doc:literal])* $name:ident,)* }) => {
         /// Event counts of one worker, or summed over workers.
         #[derive(Clone, Copy, Debug, Default, Serialize)]
-        struct Counters {
+        struct $ty {
             $($(#[doc = $doc])* $name: u64,)*
         }
-        impl Counters {
-            fn add(&mut self, o: &Counters) {
+        impl $ty {
+            fn add(&mut self, o: &$ty) {
                 $(self.$name += o.$name;)*
             }
-            fn minus(&self, o: &Counters) -> Counters {
-                Counters { $($name: self.$name.saturating_sub(o.$name),)* }
+            fn minus(&self, o: &$ty) -> $ty {
+                $ty { $($name: self.$name.saturating_sub(o.$name),)* }
             }
         }
     };
 }
+pub(crate) use counters;
 
-counters! {
+counters! { Counters {
     /// Datagrams received.
     received,
     /// DORAs started (DISCOVERs sent).
@@ -201,7 +202,7 @@ counters! {
     acks_unchecked,
     /// ACKs of an address held by another client.
     violations,
-}
+} }
 
 /// Latency histograms in nanoseconds.
 #[derive(Debug, Clone)]
@@ -214,7 +215,7 @@ struct Hists {
     lag: Histogram<u64>,
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
 }
 
@@ -424,10 +425,10 @@ struct Tick {
 /// Where the workers wait until all are ready, so that the clock starts for all at once
 /// (after sockets, arrays and pinning are done).
 #[derive(Debug)]
-struct StartLine {
-    ready: Barrier,
-    go: Barrier,
-    epoch: OnceLock<Instant>,
+pub(crate) struct StartLine {
+    pub(crate) ready: Barrier,
+    pub(crate) go: Barrier,
+    pub(crate) epoch: OnceLock<Instant>,
 }
 
 /// What a worker hands back at the end.
@@ -801,22 +802,22 @@ impl Worker {
 
 /// Latency percentiles of one histogram, in microseconds.
 #[derive(Debug, Serialize)]
-struct Percentiles {
-    count: u64,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    p99_9: f64,
-    max: f64,
-    mean: f64,
+pub(crate) struct Percentiles {
+    pub(crate) count: u64,
+    pub(crate) p50: f64,
+    pub(crate) p90: f64,
+    pub(crate) p99: f64,
+    pub(crate) p99_9: f64,
+    pub(crate) max: f64,
+    pub(crate) mean: f64,
 }
 
-fn us(ns: u64) -> f64 {
+pub(crate) fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
 impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Self {
+    pub(crate) fn of(h: &Histogram<u64>) -> Self {
         Percentiles {
             count: h.len(),
             p50: us(h.value_at_quantile(0.50)),
@@ -830,12 +831,12 @@ impl Percentiles {
 }
 
 #[derive(Debug, Serialize)]
-struct Drops {
-    count: u64,
-    percent: f64,
+pub(crate) struct Drops {
+    pub(crate) count: u64,
+    pub(crate) percent: f64,
 }
 
-fn drops(count: u64, of: u64) -> Drops {
+pub(crate) fn drops(count: u64, of: u64) -> Drops {
     Drops {
         count,
         percent: if of == 0 {
@@ -1262,10 +1263,10 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
 
 /// Clock ticks per second of the times in /proc/PID/stat (`USER_HZ`, fixed at 100 by the
 /// kernel's ABI).
-const USER_HZ: f64 = 100.0;
+pub(crate) const USER_HZ: f64 = 100.0;
 
 /// utime + stime of process `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.

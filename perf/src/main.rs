@@ -1,17 +1,21 @@
 //! lessor-perf: measurements of lessor that criterion cannot make: multi-million-lease
 //! journals, the server's startup replay against them, and where its time and memory go; and
-//! the wire-level load: a batched DHCPv4 load generator and a stateless null responder.
+//! the wire-level load: batched DHCPv4 and DHCPv6 load generators and stateless null
+//! responders.
 //!
 //! Every subcommand prints one JSON object on stdout (progress goes to stderr), so runs can be
 //! collected and compared.
 
 mod journal_gen;
 mod loadgen;
+mod loadgen6;
 mod mem;
 mod null_responder;
+mod null_responder6;
 mod replay;
 mod synth;
 mod wire;
+mod wire6;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +48,13 @@ enum Command {
     /// A stateless DHCPv4 server answering every DISCOVER and REQUEST: the ceiling a load
     /// generator and a real server can reach on this machine.
     NullResponder(null_responder::NullArgs),
+    /// DHCPv6 load as one relay agent on loopback (like perfdhcp -6 -A 1, batched): SOLICIT,
+    /// ADVERTISE, REQUEST, REPLY (or rapid commit), renew and release mixes, IA_NA and IA_PD,
+    /// drops, latency percentiles, and a check that no address or prefix went to two clients.
+    Load6(loadgen6::LoadArgs6),
+    /// A stateless DHCPv6 server answering every relayed SOLICIT, REQUEST, RENEW and RELEASE:
+    /// the ceiling `load6` and perfdhcp -6 can reach on this machine.
+    NullResponder6(null_responder6::NullArgs6),
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +65,8 @@ fn main() -> std::process::ExitCode {
         Command::ReplayBreakdown(t) => replay::breakdown(t),
         Command::Load(a) => loadgen::run(a),
         Command::NullResponder(a) => null_responder::run(a),
+        Command::Load6(a) => loadgen6::run(a),
+        Command::NullResponder6(a) => null_responder6::run(a),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

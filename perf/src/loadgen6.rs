@@ -1,0 +1,1623 @@
+//! `load6`: lessor's DHCPv6 load generator, one relay agent on loopback (like `perfdhcp -6 -A 1`,
+//! batched), built as `load` is (see [`crate::loadgen`]).
+//!
+//! Every client message leaves in a RELAY-FORW (hop-count 0, the configured link-address, the
+//! client's link-local address as peer-address, optional Interface-ID, Remote-ID and
+//! Subscriber-ID, and the Relay Source Port option naming the worker's port); the server answers
+//! with a RELAY-REPL to the source address and port. An exchange is SOLICIT, ADVERTISE,
+//! REQUEST, REPLY (or SOLICIT with Rapid Commit, REPLY), optionally followed by a RENEW or a
+//! RELEASE and its REPLY. Each worker owns one socket (its own port), the clients `n` with
+//! `n % workers == k` and all their state, in flat zero-allocated arrays indexed by `n /
+//! workers`. A reply finds its client by the peer-address the server echoes (it encodes `n`),
+//! and the 24-bit transaction id carries a per-client sequence number in its high byte, so a
+//! late reply to an earlier exchange is told from the current one. The server's DUID (needed in
+//! REQUEST, RENEW and RELEASE) is kept once per worker in a small table, each client holding an
+//! index into it. Requests are written into one reused buffer; the loop allocates nothing per
+//! packet.
+//!
+//! Correctness: every address and every delegated prefix a REPLY grants (late replies
+//! included) is entered in a map resource -> client shared by the workers: a hash map per kind,
+//! sharded under mutexes, holding only the resources currently held (24-byte entries, so a
+//! million leases take tens of megabytes). A resource granted to a second client while the
+//! first holds it (it has neither released it nor been granted another one in that IA since)
+//! is a violation, and the run fails.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::ValueEnum;
+use hdrhistogram::Histogram;
+use lessor_net::{RecvBatch6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use serde::Serialize;
+
+use crate::loadgen::{
+    Drops, MAX_CLIENTS, MAX_IDLE, Percentiles, RECV_BUF, SOCKET_BUFFER, StartLine, USER_HZ,
+    counters, cpu_ticks, drops, histogram, us,
+};
+use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
+
+/// Distinct server DUIDs a worker remembers (one per server answering; more is an error).
+const MAX_SERVERS: usize = 16;
+
+/// What each client does after its SOLICIT-REQUEST exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Mix6 {
+    /// SOLICIT, ADVERTISE, REQUEST, REPLY, and nothing else.
+    SolicitRequest,
+    /// Then a RENEW (the server's DUID and the leases held) and its REPLY.
+    Renew,
+    /// Then a RELEASE and its REPLY.
+    Release,
+    /// Renew with --renew-pct, release with --release-pct, else nothing.
+    Mixed,
+}
+
+/// Which IAs every client asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum IaMode {
+    /// One IA_NA (IAID 1): an address.
+    Na,
+    /// One IA_PD (IAID 1): a delegated prefix.
+    Pd,
+    /// Both.
+    Both,
+}
+
+impl IaMode {
+    fn na(self) -> bool {
+        self != IaMode::Pd
+    }
+    fn pd(self) -> bool {
+        self != IaMode::Na
+    }
+}
+
+/// `load6` arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LoadArgs6 {
+    /// The server's address.
+    #[arg(long, default_value_t = Ipv6Addr::LOCALHOST)]
+    server: Ipv6Addr,
+    /// The server's UDP port (not 547: the server answers the source port only in test mode,
+    /// or, like Kea, the port the Relay Source Port option names).
+    #[arg(long, default_value_t = 6547)]
+    port: u16,
+    /// The relay's local address (requests come from it; replies return to it).
+    #[arg(long, default_value_t = Ipv6Addr::LOCALHOST)]
+    local: Ipv6Addr,
+    /// Local UDP port of worker 0; worker k uses LOCAL_PORT + k.
+    #[arg(long, default_value_t = 6548)]
+    local_port: u16,
+    /// The relay's link-address in every RELAY-FORW: the server selects the subnet by it.
+    #[arg(long, default_value = "fd00:231::1")]
+    link_address: Ipv6Addr,
+    /// Interface-ID option (18) in every RELAY-FORW, which the server must echo; `{n}` is
+    /// replaced by the client number (e.g. `port{n}`).
+    #[arg(long)]
+    interface_id: Option<String>,
+    /// Remote-ID option (37): ENTERPRISE:ID, `{n}` in ID replaced by the client number (e.g.
+    /// `3561:CUST{n}`, as dhcpkit-style static assignments name customer lines).
+    #[arg(long)]
+    remote_id: Option<String>,
+    /// Subscriber-ID option (38); `{n}` replaced by the client number.
+    #[arg(long)]
+    subscriber_id: Option<String>,
+    /// Leave out the Relay Source Port option (135, RFC 8357) that tells the server to answer
+    /// on the worker's port rather than 547.
+    #[arg(long)]
+    no_source_port: bool,
+    /// Which IAs each client asks for.
+    #[arg(long, value_enum, default_value_t = IaMode::Na)]
+    ia: IaMode,
+    /// SOLICITs carry Rapid Commit (14): a server that allows it answers with a REPLY at once.
+    #[arg(long)]
+    rapid_commit: bool,
+    /// New exchanges per second, sent on the clock whatever the replies (open loop). 0: closed
+    /// loop, as fast as the server answers with --inflight exchanges outstanding.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Closed loop: clients in the middle of an exchange at any time, over all workers.
+    #[arg(long, default_value_t = 256)]
+    inflight: usize,
+    /// Seconds during which new exchanges start; then the run waits for the outstanding ones
+    /// (at most 3 timeouts).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Distinct clients (DUIDs and peer-addresses), taken in turn and reused after the last
+    /// one; at most 2^24.
+    #[arg(long, default_value_t = 10_000_000)]
+    clients: u32,
+    /// What each client does after its exchange.
+    #[arg(long, value_enum, default_value_t = Mix6::SolicitRequest)]
+    mix: Mix6,
+    /// With --mix mixed: percent of clients that renew.
+    #[arg(long, default_value_t = 30)]
+    renew_pct: u8,
+    /// With --mix mixed: percent of clients that release.
+    #[arg(long, default_value_t = 10)]
+    release_pct: u8,
+    /// A two-way exchange not answered within this is a drop; nothing is retransmitted.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+    /// Worker threads, each with its own socket and port, pinned to the cores the process may
+    /// use (taskset) in turn.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Datagrams per recvmmsg/sendmmsg.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Leave the workers unpinned.
+    #[arg(long)]
+    no_pin: bool,
+    /// The server's process id: report its CPU time (utime + stime from /proc/PID/stat) per
+    /// completed exchange.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No per-second progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+counters! { Counters6 {
+    /// Datagrams received.
+    received,
+    /// Exchanges started (SOLICITs sent).
+    solicits,
+    /// ADVERTISEs that answered the current SOLICIT.
+    advertises,
+    /// ... of them without every requested IA's lease (their status codes are counted below).
+    advertise_refused,
+    /// SOLICITs without an ADVERTISE (or rapid REPLY) in time.
+    sa_drops,
+    /// REQUESTs sent.
+    requests,
+    /// REPLYs that answered the current REQUEST with every requested lease.
+    replies,
+    /// REPLYs that answered a Rapid Commit SOLICIT with every requested lease.
+    rapid_replies,
+    /// Exchanges completed (the two above) while new ones were still starting.
+    completed_in_window,
+    /// REPLYs to a REQUEST or rapid SOLICIT without every requested lease.
+    refused,
+    /// REQUESTs without a REPLY in time.
+    rr_drops,
+    /// REPLYs granting another address or prefix than the one advertised.
+    reply_other_resource,
+    /// RENEWs sent.
+    renews,
+    /// Their REPLYs extending every lease.
+    renew_replies,
+    /// Their REPLYs refusing one (NoBinding, lifetimes 0, ...).
+    renew_refused,
+    /// RENEWs without a REPLY in time.
+    renew_drops,
+    /// RELEASEs sent.
+    releases,
+    /// Their REPLYs.
+    release_replies,
+    /// RELEASEs without a REPLY in time.
+    release_drops,
+    /// Status codes in refusals: NoAddrsAvail.
+    no_addrs_avail,
+    /// NoPrefixAvail.
+    no_prefix_avail,
+    /// NoBinding.
+    no_binding,
+    /// NotOnLink.
+    not_on_link,
+    /// Any other status, or a requested IA missing from the reply.
+    other_status,
+    /// Replies to an exchange that had already timed out or ended.
+    late,
+    /// Replies of a type the exchange did not expect.
+    unexpected,
+    /// Datagrams that are not a well-formed RELAY-REPL around a server message for one of our
+    /// clients (lengths that lie included).
+    garbage,
+    /// Replies whose Client Identifier is not the DUID of the client the peer-address names.
+    wrong_duid,
+    /// Replies without the Interface-ID that was sent (RFC 8415 §21.18: it must be echoed).
+    interface_id_missing,
+    /// ADVERTISEs or rapid REPLYs without a Server Identifier, or from more servers than a
+    /// worker remembers.
+    bad_server_id,
+    /// Replies naming a client of another worker or beyond --clients.
+    foreign,
+    /// Datagrams the kernel refused to send.
+    send_errors,
+    /// Clients passed over because they were still busy when their turn came again.
+    busy_skips,
+    /// Leases (addresses and prefixes) entered in the correctness map.
+    leases_checked,
+    /// Leases granted while another client held them.
+    violations,
+} }
+
+/// Latency histograms in nanoseconds.
+#[derive(Debug, Clone)]
+struct Hists {
+    solicit_advertise: Histogram<u64>,
+    request_reply: Histogram<u64>,
+    exchange: Histogram<u64>,
+    renew: Histogram<u64>,
+    release: Histogram<u64>,
+    lag: Histogram<u64>,
+}
+
+impl Hists {
+    fn new() -> Self {
+        Hists {
+            solicit_advertise: histogram(),
+            request_reply: histogram(),
+            exchange: histogram(),
+            renew: histogram(),
+            release: histogram(),
+            lag: histogram(),
+        }
+    }
+
+    fn add(&mut self, o: &Hists) {
+        // Same bounds everywhere: adding cannot fail.
+        let _ = self.solicit_advertise.add(&o.solicit_advertise);
+        let _ = self.request_reply.add(&o.request_reply);
+        let _ = self.exchange.add(&o.exchange);
+        let _ = self.renew.add(&o.renew);
+        let _ = self.release.add(&o.release);
+        let _ = self.lag.add(&o.lag);
+    }
+}
+
+/// A lease granted to a second client.
+#[derive(Clone, Debug, Serialize)]
+struct Violation6 {
+    /// "address" or "prefix".
+    kind: &'static str,
+    resource: Ipv6Addr,
+    len: u8,
+    first_client: u32,
+    second_client: u32,
+}
+
+/// A cheap, well-mixed hash of a 128-bit resource (fold, then murmur3's 64-bit finaliser).
+#[derive(Clone, Copy, Debug, Default)]
+struct Mix64(u64);
+
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+impl Hasher for Mix64 {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= (v as u64) ^ ((v >> 64) as u64).rotate_left(29);
+    }
+    fn finish(&self) -> u64 {
+        fmix64(self.0)
+    }
+}
+
+type ResourceMap = HashMap<u128, u32, BuildHasherDefault<Mix64>>;
+
+/// Shards per kind: a few times the workers there can be, so two rarely wait on one lock.
+const OWNER_SHARDS: usize = 64;
+
+/// Which client holds each resource of one kind (client + 1), for the resources held now.
+#[derive(Debug)]
+struct Holders {
+    shards: Box<[Mutex<ResourceMap>]>,
+}
+
+impl Holders {
+    /// Pre-sized for `expected` resources, so that a run of that size does not rehash.
+    fn new(expected: usize) -> Self {
+        let per = expected.div_ceil(OWNER_SHARDS);
+        Holders {
+            shards: (0..OWNER_SHARDS)
+                .map(|_| {
+                    Mutex::new(ResourceMap::with_capacity_and_hasher(
+                        per,
+                        Default::default(),
+                    ))
+                })
+                .collect(),
+        }
+    }
+
+    fn shard(&self, r: u128) -> std::sync::MutexGuard<'_, ResourceMap> {
+        // Another mix than the map's own hash, so each shard still sees well-spread hashes.
+        let i = fmix64((r as u64) ^ ((r >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            as usize
+            % OWNER_SHARDS;
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The correctness map, shared by the workers: addresses and prefixes apart.
+#[derive(Debug)]
+struct Owners6 {
+    na: Holders,
+    pd: Holders,
+    examples: Mutex<Vec<Violation6>>,
+}
+
+const MAX_EXAMPLES: usize = 20;
+
+impl Owners6 {
+    fn holders(&self, pd: bool) -> &Holders {
+        if pd { &self.pd } else { &self.na }
+    }
+
+    /// `r` (length `len`) was granted to `client`.
+    fn grant(&self, pd: bool, r: u128, len: u8, client: u32, c: &mut Counters6) {
+        c.leases_checked += 1;
+        let prev = *self.holders(pd).shard(r).entry(r).or_insert(client + 1);
+        if prev != client + 1 {
+            c.violations += 1;
+            let mut ex = self.examples.lock().unwrap_or_else(|e| e.into_inner());
+            if ex.len() < MAX_EXAMPLES {
+                ex.push(Violation6 {
+                    kind: if pd { "prefix" } else { "address" },
+                    resource: Ipv6Addr::from(r),
+                    len,
+                    first_client: prev - 1,
+                    second_client: client,
+                });
+            }
+        }
+    }
+
+    /// `client` gives `r` up (about to release it, or was granted another one).
+    fn release(&self, pd: bool, r: u128, client: u32) {
+        let mut m = self.holders(pd).shard(r);
+        if m.get(&r) == Some(&(client + 1)) {
+            m.remove(&r);
+        }
+    }
+}
+
+/// Per-client phase.
+const IDLE: u8 = 0;
+const SOLICITING: u8 = 1;
+const REQUESTING: u8 = 2;
+const RENEWING: u8 = 3;
+const RELEASING: u8 = 4;
+
+/// An exchange's deadline; stale once the client moved on.
+#[derive(Clone, Copy, Debug)]
+struct Deadline {
+    at: u64,
+    local: u32,
+    seq: u8,
+}
+
+/// A worker's socket, batches and request builder.
+struct Link {
+    sock: V6Socket,
+    to: SendMeta6,
+    rx: RecvBatch6,
+    tx: SendBatch6,
+    builder: Builder,
+    send_errors: u64,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// Queue one request; sends the batch first when it is full.
+    fn queue(&mut self, r: &Request<'_>) -> anyhow::Result<()> {
+        let bytes = self.builder.build(r);
+        if !self.tx.push(bytes, &self.to) {
+            let report = self
+                .sock
+                .send_batch(&mut self.tx)
+                .context("sending a batch")?;
+            self.send_errors += report.failed as u64;
+            if !self.tx.push(bytes, &self.to) {
+                bail!("a {}-byte request does not fit the send batch", bytes.len());
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let report = self
+            .sock
+            .send_batch(&mut self.tx)
+            .context("sending a batch")?;
+        self.send_errors += report.failed as u64;
+        Ok(())
+    }
+}
+
+/// The settings every worker shares.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    workers: u32,
+    clients: u32,
+    rate: u64,
+    end_ns: u64,
+    timeout_ns: u64,
+    renew_pct: u8,
+    release_pct: u8,
+    ia: IaMode,
+    rapid_commit: bool,
+}
+
+/// Room for a worker's deadlines (one per request, kept for the timeout), as in `load`.
+fn deadline_capacity(plan: &Plan) -> usize {
+    let per_worker = if plan.rate == 0 {
+        250_000.0
+    } else {
+        plan.rate as f64 / f64::from(plan.workers)
+    };
+    let phases = if plan.renew_pct > 0 || plan.release_pct > 0 {
+        3.0
+    } else {
+        2.0
+    };
+    let secs = plan.timeout_ns as f64 / 1e9;
+    ((per_worker * phases * secs * 1.25) as usize + 4096).min(1 << 22)
+}
+
+/// One second's worth of a worker's progress.
+#[derive(Debug)]
+struct Tick {
+    worker: usize,
+    last: bool,
+    second: u64,
+    counters: Counters6,
+    active: u64,
+    exchange: Histogram<u64>,
+    lag: u64,
+}
+
+#[derive(Debug)]
+struct Finished {
+    counters: Counters6,
+    hists: Hists,
+}
+
+struct Worker {
+    id: u32,
+    plan: Plan,
+    link: Link,
+    /// Per client (index = client number / workers).
+    state: Vec<u8>,
+    seq: Vec<u8>,
+    /// Index into `servers` of the server that advertised.
+    server: Vec<u8>,
+    t_start: Vec<u64>,
+    t_phase: Vec<u64>,
+    /// The address and prefix advertised, then granted (0: none).
+    na: Vec<u128>,
+    pd: Vec<u128>,
+    pd_len: Vec<u8>,
+    /// What the client holds for the correctness map (0: nothing).
+    na_held: Vec<u128>,
+    pd_held: Vec<u128>,
+    /// Server DUIDs seen, `servers[i].0[..servers[i].1]`.
+    servers: Vec<([u8; MAX_DUID], u8)>,
+    n_local: u32,
+    next_local: u32,
+    deadlines: VecDeque<Deadline>,
+    active: usize,
+    max_active: usize,
+    c: Counters6,
+    h: Hists,
+    tick_exchange: Histogram<u64>,
+    tick_lag: u64,
+    owners: Arc<Owners6>,
+    rng: u64,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn client(&self, local: u32) -> u32 {
+        local * self.plan.workers + self.id
+    }
+
+    /// The transaction id of the client's current exchange: its sequence number, then the low
+    /// 16 bits of its number.
+    fn xid(&self, l: usize) -> u32 {
+        (u32::from(self.seq[l]) << 16) | (self.client(l as u32) & 0xffff)
+    }
+
+    fn enter(&mut self, l: usize, phase: u8, now: u64) {
+        self.seq[l] = self.seq[l].wrapping_add(1);
+        self.state[l] = phase;
+        self.t_phase[l] = now;
+        self.deadlines.push_back(Deadline {
+            at: now + self.plan.timeout_ns,
+            local: l as u32,
+            seq: self.seq[l],
+        });
+    }
+
+    fn finish(&mut self, l: usize) {
+        self.state[l] = IDLE;
+        self.active -= 1;
+    }
+
+    /// Queue the client's request of `kind` (the IA contents from its state).
+    fn send(&mut self, l: usize, kind: Kind, now: u64) -> anyhow::Result<()> {
+        let ia = self.plan.ia;
+        let (na, pd) = match kind {
+            Kind::Solicit => (0, (0, 0)),
+            _ => (self.na[l], (self.pd[l], self.pd_len[l])),
+        };
+        let server = usize::from(self.server[l]);
+        let req = Request {
+            kind,
+            xid: self.xid(l),
+            client: self.client(l as u32),
+            elapsed_cs: ((now.saturating_sub(self.t_start[l])) / 10_000_000).min(0xffff) as u16,
+            rapid_commit: self.plan.rapid_commit,
+            na: ia.na().then_some(na),
+            pd: ia.pd().then_some(pd),
+            server_id: (kind != Kind::Solicit).then(|| {
+                let (id, len) = &self.servers[server];
+                &id[..usize::from(*len)]
+            }),
+        };
+        self.link.queue(&req)
+    }
+
+    /// Start an exchange for the next idle client; `false` if every client is busy.
+    fn start(&mut self, now: u64) -> anyhow::Result<bool> {
+        for _ in 0..self.n_local {
+            let l = self.next_local as usize;
+            self.next_local = if self.next_local + 1 == self.n_local {
+                0
+            } else {
+                self.next_local + 1
+            };
+            if self.state[l] != IDLE {
+                self.c.busy_skips += 1;
+                continue;
+            }
+            self.t_start[l] = now;
+            self.enter(l, SOLICITING, now);
+            self.active += 1;
+            self.c.solicits += 1;
+            self.send(l, Kind::Solicit, now)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn count_status(&mut self, code: u16) {
+        match code {
+            wire6::STATUS_NO_ADDRS_AVAIL => self.c.no_addrs_avail += 1,
+            wire6::STATUS_NO_PREFIX_AVAIL => self.c.no_prefix_avail += 1,
+            wire6::STATUS_NO_BINDING => self.c.no_binding += 1,
+            wire6::STATUS_NOT_ON_LINK => self.c.not_on_link += 1,
+            _ => self.c.other_status += 1,
+        }
+    }
+
+    /// Does `r` grant every IA the run asks for? (A refusal's status code is counted: the
+    /// IA's, else the message's, else "other" for an IA missing from the reply.)
+    fn grant(&mut self, r: &wire6::Reply) -> bool {
+        let ia = self.plan.ia;
+        for (wanted, got) in [(ia.na(), &r.na), (ia.pd(), &r.pd)] {
+            if wanted && !got.granted() {
+                let code = if !got.present {
+                    u16::MAX
+                } else if got.status != wire6::STATUS_SUCCESS {
+                    got.status
+                } else if r.status != wire6::STATUS_SUCCESS {
+                    r.status
+                } else {
+                    u16::MAX
+                };
+                self.count_status(code);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Remember the server's DUID from an ADVERTISE or rapid REPLY; `false` if it has none or
+    /// the table is full.
+    fn note_server(&mut self, l: usize, r: &wire6::Reply) -> bool {
+        let id = r.server_id();
+        if id.is_empty() {
+            return false;
+        }
+        let known = self
+            .servers
+            .iter()
+            .position(|(s, len)| &s[..usize::from(*len)] == id);
+        let i = match known {
+            Some(i) => i,
+            None if self.servers.len() < MAX_SERVERS => {
+                let mut s = [0u8; MAX_DUID];
+                s[..id.len()].copy_from_slice(id);
+                self.servers.push((s, r.server_id_len));
+                self.servers.len() - 1
+            }
+            None => return false,
+        };
+        self.server[l] = i as u8;
+        true
+    }
+
+    /// Enter the leases of a REPLY in the correctness map (before anything else: the server
+    /// did grant them, even to an exchange that timed out).
+    fn check_leases(&mut self, l: usize, client: u32, r: &wire6::Reply) {
+        if r.na.granted() {
+            let old = std::mem::replace(&mut self.na_held[l], r.na.resource);
+            if old != 0 && old != r.na.resource {
+                self.owners.release(false, old, client);
+            }
+            self.owners
+                .grant(false, r.na.resource, 128, client, &mut self.c);
+        }
+        if r.pd.granted() {
+            let old = std::mem::replace(&mut self.pd_held[l], r.pd.resource);
+            if old != 0 && old != r.pd.resource {
+                self.owners.release(true, old, client);
+            }
+            self.owners
+                .grant(true, r.pd.resource, r.pd.len, client, &mut self.c);
+        }
+    }
+
+    /// The exchange completed with `r`'s leases: record, then renew, release or rest.
+    fn completed(&mut self, l: usize, r: &wire6::Reply, now: u64) -> anyhow::Result<()> {
+        let ia = self.plan.ia;
+        if (ia.na() && r.na.resource != self.na[l])
+            || (ia.pd() && (r.pd.resource, r.pd.len) != (self.pd[l], self.pd_len[l]))
+        {
+            self.c.reply_other_resource += 1;
+        }
+        self.na[l] = r.na.resource;
+        self.pd[l] = r.pd.resource;
+        self.pd_len[l] = r.pd.len;
+        if now < self.plan.end_ns {
+            self.c.completed_in_window += 1;
+        }
+        let took = now.saturating_sub(self.t_start[l]);
+        self.h.exchange.saturating_record(took);
+        self.tick_exchange.saturating_record(took);
+
+        let roll = if self.plan.renew_pct == 0 && self.plan.release_pct == 0 {
+            100
+        } else {
+            // xorshift64: cheap and good enough to pick a branch.
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            (self.rng % 100) as u8
+        };
+        if roll < self.plan.renew_pct {
+            self.enter(l, RENEWING, now);
+            self.c.renews += 1;
+            self.send(l, Kind::Renew, now)?;
+        } else if roll < self.plan.renew_pct.saturating_add(self.plan.release_pct) {
+            // Cleared before the RELEASE leaves: from then on the server may give them away.
+            let client = self.client(l as u32);
+            for (pd, held) in [(false, &mut self.na_held[l]), (true, &mut self.pd_held[l])] {
+                if *held != 0 {
+                    self.owners.release(pd, *held, client);
+                    *held = 0;
+                }
+            }
+            self.enter(l, RELEASING, now);
+            self.c.releases += 1;
+            self.send(l, Kind::Release, now)?;
+        } else {
+            self.finish(l);
+        }
+        Ok(())
+    }
+
+    fn on_datagram(&mut self, r: Option<wire6::Reply>, now: u64) -> anyhow::Result<()> {
+        let Some(r) = r else {
+            self.c.garbage += 1;
+            return Ok(());
+        };
+        let client = r.client;
+        if client >= self.plan.clients || client % self.plan.workers != self.id {
+            self.c.foreign += 1;
+            return Ok(());
+        }
+        if !r.duid_ok {
+            self.c.wrong_duid += 1;
+            return Ok(());
+        }
+        if !r.interface_id_ok {
+            self.c.interface_id_missing += 1;
+        }
+        let l = (client / self.plan.workers) as usize;
+        if r.kind == wire6::REPLY {
+            self.check_leases(l, client, &r);
+        }
+        let phase = self.state[l];
+        if phase == IDLE || r.xid != self.xid(l) {
+            self.c.late += 1;
+            return Ok(());
+        }
+        let took = now.saturating_sub(self.t_phase[l]);
+        match (phase, r.kind) {
+            (SOLICITING, wire6::ADVERTISE) => {
+                self.c.advertises += 1;
+                self.h.solicit_advertise.saturating_record(took);
+                if !self.grant(&r) {
+                    self.c.advertise_refused += 1;
+                    self.finish(l);
+                    return Ok(());
+                }
+                if !self.note_server(l, &r) {
+                    self.c.bad_server_id += 1;
+                    self.finish(l);
+                    return Ok(());
+                }
+                self.na[l] = r.na.resource;
+                self.pd[l] = r.pd.resource;
+                self.pd_len[l] = r.pd.len;
+                self.enter(l, REQUESTING, now);
+                self.c.requests += 1;
+                self.send(l, Kind::Request, now)?;
+            }
+            (SOLICITING, wire6::REPLY) if self.plan.rapid_commit => {
+                self.h.solicit_advertise.saturating_record(took);
+                match (self.grant(&r), self.note_server(l, &r)) {
+                    (true, true) => {
+                        self.c.rapid_replies += 1;
+                        // Nothing was advertised: the granted leases are what was asked for.
+                        self.na[l] = r.na.resource;
+                        self.pd[l] = r.pd.resource;
+                        self.pd_len[l] = r.pd.len;
+                        self.completed(l, &r, now)?;
+                    }
+                    (true, false) => {
+                        self.c.bad_server_id += 1;
+                        self.finish(l);
+                    }
+                    (false, _) => {
+                        self.c.refused += 1;
+                        self.finish(l);
+                    }
+                }
+            }
+            (REQUESTING, wire6::REPLY) => {
+                self.h.request_reply.saturating_record(took);
+                if self.grant(&r) {
+                    self.c.replies += 1;
+                    self.completed(l, &r, now)?;
+                } else {
+                    self.c.refused += 1;
+                    self.finish(l);
+                }
+            }
+            (RENEWING, wire6::REPLY) => {
+                self.h.renew.saturating_record(took);
+                if self.grant(&r) {
+                    self.c.renew_replies += 1;
+                } else {
+                    self.c.renew_refused += 1;
+                }
+                self.finish(l);
+            }
+            (RELEASING, wire6::REPLY) => {
+                self.h.release.saturating_record(took);
+                self.c.release_replies += 1;
+                self.finish(l);
+            }
+            _ => self.c.unexpected += 1,
+        }
+        Ok(())
+    }
+
+    /// Drop the exchanges whose deadline passed (all of them with `force`).
+    fn expire(&mut self, now: u64, force: bool) {
+        while let Some(&d) = self.deadlines.front() {
+            if d.at > now && !force {
+                break;
+            }
+            self.deadlines.pop_front();
+            let l = d.local as usize;
+            let current = self.seq[l] == d.seq && self.t_phase[l] + self.plan.timeout_ns == d.at;
+            if !current {
+                continue;
+            }
+            match self.state[l] {
+                SOLICITING => self.c.sa_drops += 1,
+                REQUESTING => self.c.rr_drops += 1,
+                RENEWING => self.c.renew_drops += 1,
+                RELEASING => self.c.release_drops += 1,
+                _ => continue,
+            }
+            self.finish(l);
+        }
+    }
+
+    /// Sleep in `poll` until a reply arrives or `wake` comes; a wait under a millisecond is
+    /// spun instead (poll counts in milliseconds).
+    fn idle_until(&self, now: u64, wake: u64) {
+        let wait = Duration::from_nanos(wake.saturating_sub(now)).min(MAX_IDLE);
+        let ms = wait.as_millis();
+        if ms == 0 {
+            std::hint::spin_loop();
+            return;
+        }
+        let mut fds = [PollFd::new(self.link.sock.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(
+            &mut fds,
+            PollTimeout::from(ms.min(u128::from(u16::MAX)) as u16),
+        );
+    }
+
+    fn run(
+        mut self,
+        ticks: crossbeam_channel::Sender<Tick>,
+        start: &StartLine,
+    ) -> anyhow::Result<Finished> {
+        start.ready.wait();
+        start.go.wait();
+        self.epoch = *start.epoch.get().context("no start time")?;
+        let plan = self.plan;
+        let end = plan.end_ns;
+        let drain_end = end + 3 * plan.timeout_ns + 10_000_000;
+        let (interval, offset) = if plan.rate > 0 {
+            let iv = 1e9 * f64::from(plan.workers) / plan.rate as f64;
+            (iv, f64::from(self.id) * 1e9 / plan.rate as f64)
+        } else {
+            (0.0, 0.0)
+        };
+        let mut due_k: u64 = 0;
+        let per_round = self.link.tx.capacity();
+        let mut next_tick = 1_000_000_000u64;
+        let mut second = 1;
+        loop {
+            let got = self
+                .link
+                .sock
+                .recv_batch(&mut self.link.rx, false)
+                .context("receiving replies")?;
+            let now = self.now();
+            self.c.received += got as u64;
+            for i in 0..got {
+                let reply = wire6::parse_reply(self.link.rx.get(i).0, self.link.builder.relay());
+                self.on_datagram(reply, now)?;
+            }
+            self.expire(now, false);
+
+            let mut started = 0;
+            if now < end {
+                if plan.rate == 0 {
+                    while self.active < self.max_active && started < per_round && self.start(now)? {
+                        started += 1;
+                    }
+                } else {
+                    loop {
+                        let due = (offset + due_k as f64 * interval) as u64;
+                        if due > now || started >= per_round {
+                            break;
+                        }
+                        self.h.lag.saturating_record(now - due);
+                        self.tick_lag = self.tick_lag.max(now - due);
+                        due_k += 1;
+                        if self.start(now)? {
+                            started += 1;
+                        }
+                    }
+                }
+            }
+            let sent = !self.link.tx.is_empty();
+            self.link.flush()?;
+            self.c.send_errors = self.link.send_errors;
+
+            if now >= next_tick {
+                let tick = Tick {
+                    worker: self.id as usize,
+                    last: false,
+                    second,
+                    counters: self.c,
+                    active: self.active as u64,
+                    exchange: self.tick_exchange.clone(),
+                    lag: self.tick_lag,
+                };
+                self.tick_exchange.reset();
+                self.tick_lag = 0;
+                let _ = ticks.send(tick);
+                second += 1;
+                next_tick += 1_000_000_000;
+            }
+            if now >= end && (self.active == 0 || now >= drain_end) {
+                break;
+            }
+            if got == 0 && !sent {
+                let mut wake = next_tick.min(drain_end);
+                if let Some(d) = self.deadlines.front() {
+                    wake = wake.min(d.at);
+                }
+                if now < end {
+                    wake = wake.min(end);
+                    if plan.rate > 0 {
+                        wake = wake.min((offset + due_k as f64 * interval) as u64);
+                    } else if self.active < self.max_active {
+                        wake = now;
+                    }
+                }
+                self.idle_until(now, wake);
+            }
+        }
+        self.expire(u64::MAX, true);
+        let _ = ticks.send(Tick {
+            worker: self.id as usize,
+            last: true,
+            second,
+            counters: self.c,
+            active: 0,
+            exchange: self.tick_exchange.clone(),
+            lag: self.tick_lag,
+        });
+        Ok(Finished {
+            counters: self.c,
+            hists: self.h,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Latencies6 {
+    /// SOLICIT to ADVERTISE (or to the REPLY of a rapid commit).
+    solicit_advertise: Percentiles,
+    request_reply: Percentiles,
+    /// SOLICIT sent to the REPLY that completes the exchange.
+    exchange: Percentiles,
+    renew: Percentiles,
+    release: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+struct Correctness6 {
+    leases_checked: u64,
+    violations: u64,
+    examples: Vec<Violation6>,
+}
+
+/// The relay's settings, as reported.
+#[derive(Debug, Serialize)]
+struct RelayReport {
+    link_address: Ipv6Addr,
+    interface_id: Option<String>,
+    remote_id: Option<String>,
+    subscriber_id: Option<String>,
+    source_port_option: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    got: Vec<Option<Counters6>>,
+    active: u64,
+    exchange: Histogram<u64>,
+    lag: u64,
+}
+
+/// One second of the run, over all workers.
+#[derive(Debug, Serialize)]
+struct Second6 {
+    second: u64,
+    solicits: u64,
+    requests: u64,
+    completed: u64,
+    sa_drops: u64,
+    rr_drops: u64,
+    refused: u64,
+    active: u64,
+    exchange_p50_us: f64,
+    exchange_p99_us: f64,
+    lag_max_us: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct LoadReport6 {
+    server: SocketAddrV6,
+    mode: &'static str,
+    mix: Mix6,
+    ia: IaMode,
+    rapid_commit: bool,
+    relay: RelayReport,
+    renew_pct: u8,
+    release_pct: u8,
+    rate_requested: u64,
+    inflight: Option<usize>,
+    workers: usize,
+    clients: u32,
+    duration_s: f64,
+    timeout_ms: u64,
+    /// Exchanges started per second of the sending window.
+    offered_per_s: f64,
+    /// Exchanges completed (every requested lease granted) within the window, per second.
+    achieved_per_s: f64,
+    solicits: u64,
+    advertises: u64,
+    solicit_advertise_drops: Drops,
+    requests: u64,
+    replies: u64,
+    rapid_replies: u64,
+    refused: u64,
+    request_reply_drops: Drops,
+    renews: u64,
+    renew_replies: u64,
+    renew_refused: u64,
+    renew_drops: Drops,
+    releases: u64,
+    release_replies: u64,
+    release_drops: Drops,
+    latency_us: Latencies6,
+    schedule_lag_us: Option<Percentiles>,
+    packets_per_s: f64,
+    /// The generator's own CPU time per completed exchange, microseconds.
+    load_cpu_us_per_exchange: f64,
+    /// With --server-pid: the server's utime + stime per completed exchange (renewals and
+    /// releases included in the time), microseconds.
+    server_cpu_us_per_exchange: Option<f64>,
+    correctness: Correctness6,
+    counters: Counters6,
+    per_second: Vec<Second6>,
+}
+
+fn pct(n: u64, of: u64) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        100.0 * n as f64 / of as f64
+    }
+}
+
+fn progress_line(s: &Second6) -> String {
+    format!(
+        "[{:>4}s] offered {:>7}/s  done {:>7}/s  drops SA {} ({:.2}%) RR {} ({:.2}%)  refused {}  \
+         p50 {:.0}us p99 {:.0}us  in flight {}{}",
+        s.second,
+        s.solicits,
+        s.completed,
+        s.sa_drops,
+        pct(s.sa_drops, s.solicits),
+        s.rr_drops,
+        pct(s.rr_drops, s.requests),
+        s.refused,
+        s.exchange_p50_us,
+        s.exchange_p99_us,
+        s.active,
+        if s.lag_max_us > 0.0 {
+            format!("  send lag max {:.0}us", s.lag_max_us)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// `ENTERPRISE:ID` of --remote-id.
+fn parse_remote_id(s: &str) -> anyhow::Result<(u32, IdPattern)> {
+    let (e, id) = s
+        .split_once(':')
+        .context("--remote-id must be ENTERPRISE:ID, e.g. 3561:CUST{n}")?;
+    let e: u32 = e
+        .parse()
+        .context("--remote-id: the enterprise number must be a decimal u32")?;
+    let id = IdPattern::parse(id).map_err(|m| anyhow::anyhow!("--remote-id: {m}"))?;
+    Ok((e, id))
+}
+
+/// Runs the load and prints the JSON report on stdout (progress and the summary on stderr).
+/// Fails, after reporting, if any lease was granted to two clients.
+pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
+    ensure!(
+        (1..=MAX_CLIENTS).contains(&a.clients),
+        "--clients must be 1 to 2^24 (16777216)"
+    );
+    ensure!(a.workers >= 1, "--workers must be at least 1");
+    ensure!(
+        a.workers as u64 <= u64::from(a.clients),
+        "--workers must not exceed --clients"
+    );
+    ensure!(
+        a.duration > 0.0 && a.duration.is_finite(),
+        "--duration must be positive"
+    );
+    ensure!(a.timeout_ms >= 1, "--timeout-ms must be at least 1");
+    ensure!(
+        a.rate > 0 || a.inflight >= a.workers,
+        "closed loop needs --inflight >= --workers"
+    );
+    let (renew_pct, release_pct) = match a.mix {
+        Mix6::SolicitRequest => (0, 0),
+        Mix6::Renew => (100, 0),
+        Mix6::Release => (0, 100),
+        Mix6::Mixed => {
+            ensure!(
+                u16::from(a.renew_pct) + u16::from(a.release_pct) <= 100,
+                "--renew-pct + --release-pct must not exceed 100"
+            );
+            (a.renew_pct, a.release_pct)
+        }
+    };
+    let interface_id = a
+        .interface_id
+        .as_deref()
+        .map(IdPattern::parse)
+        .transpose()
+        .map_err(|m| anyhow::anyhow!("--interface-id: {m}"))?;
+    let remote_id = a.remote_id.as_deref().map(parse_remote_id).transpose()?;
+    let subscriber_id = a
+        .subscriber_id
+        .as_deref()
+        .map(IdPattern::parse)
+        .transpose()
+        .map_err(|m| anyhow::anyhow!("--subscriber-id: {m}"))?;
+    let workers = a.workers as u32;
+    let plan = Plan {
+        workers,
+        clients: a.clients,
+        rate: a.rate,
+        end_ns: (a.duration * 1e9) as u64,
+        timeout_ns: a.timeout_ms * 1_000_000,
+        renew_pct,
+        release_pct,
+        ia: a.ia,
+        rapid_commit: a.rapid_commit,
+    };
+    let server = SocketAddrV6::new(a.server, a.port, 0, 0);
+
+    let mut socks = Vec::with_capacity(a.workers);
+    for w in 0..a.workers {
+        let port = u16::try_from(usize::from(a.local_port) + w)
+            .ok()
+            .context("local ports run past 65535")?;
+        let cfg = V6SocketConfig {
+            bind: a.local,
+            port,
+            device: None,
+            workers: 1,
+            recv_buffer: Some(SOCKET_BUFFER),
+            send_buffer: Some(SOCKET_BUFFER),
+            multicast_ifindexes: Vec::new(),
+        };
+        let mut group = lessor_net::open_v6_group(&cfg)
+            .with_context(|| format!("opening [{}]:{port}", a.local))?;
+        socks.push((port, group.pop().context("an empty socket group")?));
+    }
+
+    // Sized for what a run of the expected length holds at most (every client used once), so
+    // the maps do not rehash during it.
+    let expected = match a.rate {
+        0 => 2_000_000,
+        r => (r as f64 * a.duration) as usize,
+    }
+    .min(a.clients as usize);
+    let owners = Arc::new(Owners6 {
+        na: Holders::new(if a.ia.na() { expected } else { 0 }),
+        pd: Holders::new(if a.ia.pd() { expected } else { 0 }),
+        examples: Mutex::new(Vec::new()),
+    });
+    let cores = if a.no_pin {
+        Vec::new()
+    } else {
+        lessor_net::available_cores()
+    };
+    let cpu_before = a.server_pid.map(cpu_ticks).transpose()?;
+    let own_before = cpu_ticks(std::process::id())?;
+    let (tick_tx, tick_rx) = crossbeam_channel::unbounded::<Tick>();
+    let start = Arc::new(StartLine {
+        ready: Barrier::new(a.workers + 1),
+        go: Barrier::new(a.workers + 1),
+        epoch: OnceLock::new(),
+    });
+    let mut handles = Vec::with_capacity(a.workers);
+    for (w, (port, sock)) in socks.into_iter().enumerate() {
+        let id = w as u32;
+        let n_local = (a.clients - id).div_ceil(workers);
+        let max_active = if a.rate == 0 {
+            a.inflight / a.workers + usize::from(w < a.inflight % a.workers)
+        } else {
+            usize::MAX
+        };
+        let n = n_local as usize;
+        let relay = Relay {
+            link_address: a.link_address,
+            interface_id: interface_id.clone(),
+            remote_id: remote_id.clone(),
+            subscriber_id: subscriber_id.clone(),
+            source_port: (!a.no_source_port).then_some(port),
+        };
+        let link = Link {
+            sock,
+            to: SendMeta6 {
+                dst: server,
+                src: None,
+                ifindex: None,
+            },
+            rx: RecvBatch6::new(a.batch, RECV_BUF).context("receive batch")?,
+            tx: SendBatch6::new(a.batch, RECV_BUF).context("send batch")?,
+            builder: Builder::new(relay),
+            send_errors: 0,
+        };
+        let worker = Worker {
+            id,
+            plan,
+            link,
+            state: vec![0; n],
+            seq: vec![0; n],
+            server: vec![0; n],
+            t_start: vec![0; n],
+            t_phase: vec![0; n],
+            na: vec![0; n],
+            pd: vec![0; n],
+            pd_len: vec![0; n],
+            na_held: vec![0; n],
+            pd_held: vec![0; n],
+            servers: Vec::with_capacity(MAX_SERVERS),
+            n_local,
+            next_local: 0,
+            deadlines: VecDeque::with_capacity(deadline_capacity(&plan)),
+            active: 0,
+            max_active,
+            c: Counters6::default(),
+            h: Hists::new(),
+            tick_exchange: histogram(),
+            tick_lag: 0,
+            owners: owners.clone(),
+            rng: 0x9e37_79b9_7f4a_7c15 ^ (u64::from(id) + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+            epoch: Instant::now(),
+        };
+        let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
+        let ticks = tick_tx.clone();
+        let start = start.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("load6-{w}"))
+            .spawn(move || {
+                if let Some(core) = core
+                    && let Err(e) = lessor_net::pin_current_thread(core)
+                {
+                    eprintln!("lessor-perf: worker {w} not pinned: {e}");
+                }
+                worker.run(ticks, &start)
+            })
+            .context("spawning a worker")?;
+        handles.push(h);
+    }
+    drop(tick_tx);
+    start.ready.wait();
+    let epoch = Instant::now();
+    let _ = start.epoch.set(epoch);
+    start.go.wait();
+
+    // Progress: one line per second once every worker has reported it (or has finished).
+    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+    let mut finals: Vec<Option<(u64, Counters6)>> = vec![None; a.workers];
+    let mut prev = Counters6::default();
+    let mut per_second = Vec::new();
+    for t in tick_rx.iter() {
+        let e = pending.entry(t.second).or_insert_with(|| Pending {
+            got: vec![None; a.workers],
+            active: 0,
+            exchange: histogram(),
+            lag: 0,
+        });
+        e.got[t.worker] = Some(t.counters);
+        e.active += t.active;
+        e.lag = e.lag.max(t.lag);
+        let _ = e.exchange.add(&t.exchange);
+        if t.last {
+            finals[t.worker] = Some((t.second, t.counters));
+        }
+        while let Some(entry) = pending.first_entry() {
+            let sec = *entry.key();
+            let p = entry.get();
+            let mut sum = Counters6::default();
+            let mut complete = true;
+            for (got, fin) in p.got.iter().zip(&finals) {
+                match (got, fin) {
+                    (Some(c), _) => sum.add(c),
+                    (None, Some((f, c))) if *f <= sec => sum.add(c),
+                    _ => complete = false,
+                }
+            }
+            if !complete {
+                break;
+            }
+            let p = entry.remove();
+            let d = sum.minus(&prev);
+            prev = sum;
+            let s = Second6 {
+                second: sec,
+                solicits: d.solicits,
+                requests: d.requests,
+                completed: d.replies + d.rapid_replies,
+                sa_drops: d.sa_drops,
+                rr_drops: d.rr_drops,
+                refused: d.refused + d.advertise_refused,
+                active: p.active,
+                exchange_p50_us: us(p.exchange.value_at_quantile(0.5)),
+                exchange_p99_us: us(p.exchange.value_at_quantile(0.99)),
+                lag_max_us: us(p.lag),
+            };
+            if !a.quiet {
+                eprintln!("{}", progress_line(&s));
+            }
+            per_second.push(s);
+        }
+    }
+    let mut total = Counters6::default();
+    let mut hists = Hists::new();
+    for h in handles {
+        let f = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+        total.add(&f.counters);
+        hists.add(&f.hists);
+    }
+    let run_seconds = epoch.elapsed().as_secs_f64();
+    let own_cpu = cpu_ticks(std::process::id())?.saturating_sub(own_before) as f64 / USER_HZ;
+    let completed = total.replies + total.rapid_replies;
+    let sent = total.solicits + total.requests + total.renews + total.releases;
+    let server_cpu_us_per_exchange = match (a.server_pid, cpu_before) {
+        (Some(pid), Some(before)) => {
+            let used = cpu_ticks(pid)?.saturating_sub(before);
+            Some(used as f64 * 1e6 / USER_HZ / completed.max(1) as f64)
+        }
+        _ => None,
+    };
+    let examples = owners
+        .examples
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let report = LoadReport6 {
+        server,
+        mode: if a.rate == 0 { "closed" } else { "open" },
+        mix: a.mix,
+        ia: a.ia,
+        rapid_commit: a.rapid_commit,
+        relay: RelayReport {
+            link_address: a.link_address,
+            interface_id: a.interface_id.clone(),
+            remote_id: a.remote_id.clone(),
+            subscriber_id: a.subscriber_id.clone(),
+            source_port_option: !a.no_source_port,
+        },
+        renew_pct,
+        release_pct,
+        rate_requested: a.rate,
+        inflight: (a.rate == 0).then_some(a.inflight),
+        workers: a.workers,
+        clients: a.clients,
+        duration_s: a.duration,
+        timeout_ms: a.timeout_ms,
+        offered_per_s: total.solicits as f64 / a.duration,
+        achieved_per_s: total.completed_in_window as f64 / a.duration,
+        solicits: total.solicits,
+        advertises: total.advertises,
+        solicit_advertise_drops: drops(total.sa_drops, total.solicits),
+        requests: total.requests,
+        replies: total.replies,
+        rapid_replies: total.rapid_replies,
+        refused: total.refused + total.advertise_refused,
+        request_reply_drops: drops(total.rr_drops, total.requests),
+        renews: total.renews,
+        renew_replies: total.renew_replies,
+        renew_refused: total.renew_refused,
+        renew_drops: drops(total.renew_drops, total.renews),
+        releases: total.releases,
+        release_replies: total.release_replies,
+        release_drops: drops(total.release_drops, total.releases),
+        latency_us: Latencies6 {
+            solicit_advertise: Percentiles::of(&hists.solicit_advertise),
+            request_reply: Percentiles::of(&hists.request_reply),
+            exchange: Percentiles::of(&hists.exchange),
+            renew: Percentiles::of(&hists.renew),
+            release: Percentiles::of(&hists.release),
+        },
+        schedule_lag_us: (a.rate > 0).then(|| Percentiles::of(&hists.lag)),
+        packets_per_s: (sent + total.received) as f64 / run_seconds,
+        load_cpu_us_per_exchange: own_cpu * 1e6 / completed.max(1) as f64,
+        server_cpu_us_per_exchange,
+        correctness: Correctness6 {
+            leases_checked: total.leases_checked,
+            violations: total.violations,
+            examples,
+        },
+        counters: total,
+        per_second,
+    };
+    eprint!("{}", summary(&report));
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &a.json {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{json}");
+    if report.correctness.violations > 0 {
+        bail!(
+            "{} leases granted while another client held them (first: {:?})",
+            report.correctness.violations,
+            report.correctness.examples.first()
+        );
+    }
+    Ok(())
+}
+
+fn summary(r: &LoadReport6) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let lat = |s: &mut String, name: &str, p: &Percentiles| {
+        if p.count > 0 {
+            let _ = writeln!(
+                s,
+                "  {name:<17} p50 {:>8.1}  p90 {:>8.1}  p99 {:>8.1}  p99.9 {:>8.1}  max {:>9.1}  (n={})",
+                p.p50, p.p90, p.p99, p.p99_9, p.max, p.count
+            );
+        }
+    };
+    let mode = match r.inflight {
+        Some(n) => format!("closed loop, {n} in flight"),
+        None => format!("open loop, {}/s requested", r.rate_requested),
+    };
+    let _ = writeln!(
+        s,
+        "load6 -> {}: {mode}, mix {:?}, IA {:?}{}, {} worker(s), {:.1}s",
+        r.server,
+        r.mix,
+        r.ia,
+        if r.rapid_commit { ", rapid commit" } else { "" },
+        r.workers,
+        r.duration_s
+    );
+    let _ = writeln!(
+        s,
+        "  offered {:.0}/s, achieved {:.0} exchanges/s ({} rapid)",
+        r.offered_per_s, r.achieved_per_s, r.rapid_replies
+    );
+    let c = &r.counters;
+    let _ = writeln!(
+        s,
+        "  SOLICIT-ADVERTISE drops {} ({:.3}%), REQUEST-REPLY drops {} ({:.3}%), refused {} \
+         (NoAddrsAvail {}, NoPrefixAvail {}, other {})",
+        r.solicit_advertise_drops.count,
+        r.solicit_advertise_drops.percent,
+        r.request_reply_drops.count,
+        r.request_reply_drops.percent,
+        r.refused,
+        c.no_addrs_avail,
+        c.no_prefix_avail,
+        c.other_status + c.no_binding + c.not_on_link,
+    );
+    if r.renews > 0 || r.releases > 0 {
+        let _ = writeln!(
+            s,
+            "  renewals {} (extended {}, refused {}, drops {} {:.3}%), releases {} (replies {}, \
+             drops {} {:.3}%)",
+            r.renews,
+            r.renew_replies,
+            r.renew_refused,
+            r.renew_drops.count,
+            r.renew_drops.percent,
+            r.releases,
+            r.release_replies,
+            r.release_drops.count,
+            r.release_drops.percent
+        );
+    }
+    let _ = writeln!(s, "  latency (us):");
+    lat(&mut s, "SOLICIT-ADVERTISE", &r.latency_us.solicit_advertise);
+    lat(&mut s, "REQUEST-REPLY", &r.latency_us.request_reply);
+    lat(&mut s, "exchange", &r.latency_us.exchange);
+    lat(&mut s, "RENEW", &r.latency_us.renew);
+    lat(&mut s, "RELEASE", &r.latency_us.release);
+    let _ = writeln!(
+        s,
+        "  late {}, unexpected {}, garbage {}, wrong DUID {}, interface-id missing {}, foreign {}, \
+         send errors {}, busy skips {}, schedule lag p99.9 {:.0}us max {:.0}us",
+        c.late,
+        c.unexpected,
+        c.garbage,
+        c.wrong_duid,
+        c.interface_id_missing,
+        c.foreign,
+        c.send_errors,
+        c.busy_skips,
+        r.schedule_lag_us.as_ref().map_or(0.0, |p| p.p99_9),
+        r.schedule_lag_us.as_ref().map_or(0.0, |p| p.max),
+    );
+    let _ = write!(
+        s,
+        "  generator: {:.0} packets/s, {:.2}us CPU per exchange",
+        r.packets_per_s, r.load_cpu_us_per_exchange
+    );
+    match r.server_cpu_us_per_exchange {
+        Some(cpu) => {
+            let _ = writeln!(s, "; server: {cpu:.2}us CPU per exchange");
+        }
+        None => s.push('\n'),
+    }
+    let _ = writeln!(
+        s,
+        "  correctness: {} leases checked, {} violations",
+        r.correctness.leases_checked, r.correctness.violations
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_track_holders() {
+        let o = Owners6 {
+            na: Holders::new(16),
+            pd: Holders::new(16),
+            examples: Mutex::new(Vec::new()),
+        };
+        let mut c = Counters6::default();
+        let a = 0xfd00_0231_u128 << 96 | 0x1000;
+        o.grant(false, a, 128, 1, &mut c);
+        o.grant(false, a, 128, 1, &mut c); // a renewal
+        o.grant(true, a, 56, 2, &mut c); // another kind: no conflict
+        assert_eq!(c.violations, 0);
+        o.grant(false, a, 128, 3, &mut c);
+        assert_eq!(c.violations, 1);
+        o.release(false, a, 3); // not the holder: nothing changes
+        o.grant(false, a, 128, 4, &mut c);
+        assert_eq!(c.violations, 2);
+        o.release(false, a, 1);
+        o.grant(false, a, 128, 4, &mut c);
+        assert_eq!((c.violations, c.leases_checked), (2, 6));
+        let ex = o.examples.lock().expect("lock");
+        assert_eq!((ex[0].first_client, ex[0].second_client), (1, 3));
+    }
+
+    #[test]
+    fn remote_id_argument() {
+        let (e, p) = parse_remote_id("3561:CUST{n}").expect("parses");
+        assert_eq!(e, 3561);
+        assert_eq!(p, IdPattern::parse("CUST{n}").expect("pattern"));
+        assert!(parse_remote_id("CUST1").is_err());
+        assert!(parse_remote_id("x:CUST1").is_err());
+        assert!(parse_remote_id("3561:").is_err());
+    }
+}
