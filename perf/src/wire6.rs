@@ -853,8 +853,11 @@ mod tests {
         assert_eq!(&out[..n], b"eth0");
         assert!(IdPattern::parse("").is_err());
         assert!(IdPattern::parse("{n}{n}").is_err());
-        assert!(IdPattern::parse(&"x".repeat(121)).is_err());
-        assert!(IdPattern::parse(&"x".repeat(120)).is_ok());
+        // 128 bytes at most, counting 8 digits for {n}.
+        assert!(IdPattern::parse(&"x".repeat(129)).is_err());
+        assert!(IdPattern::parse(&"x".repeat(128)).is_ok());
+        assert!(IdPattern::parse(&format!("{}{{n}}", "x".repeat(121))).is_err());
+        assert!(IdPattern::parse(&format!("{}{{n}}", "x".repeat(120))).is_ok());
     }
 
     /// The relay options of a RELAY-FORW or RELAY-REPL, raw: (code, value) in order.
@@ -986,7 +989,7 @@ mod tests {
         );
         assert_eq!(
             (Ipv6Addr::from(r.pd.resource).to_string(), r.pd.len),
-            ("fd00:2300:12:3400::".to_owned(), 56)
+            ("fd00:2300:1234:5600::".to_owned(), 56)
         );
 
         // Without rapid commit: ADVERTISE.
