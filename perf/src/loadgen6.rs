@@ -872,11 +872,19 @@ impl Worker {
         }
     }
 
-    /// Sleep in `poll` until a reply arrives or `wake` comes; a wait under a millisecond is
-    /// spun instead (poll counts in milliseconds).
-    fn idle_until(&self, now: u64, wake: u64) {
+    /// Sleep in `poll` until a reply arrives or `wake` comes. poll counts in milliseconds: a
+    /// `precise` wake (a send due on the clock) under a millisecond is spun; any other (a
+    /// timeout, the next progress line) is rounded up, since being up to a millisecond late
+    /// to declare a drop changes nothing, while spinning on the deadline queue (one entry
+    /// per request, the oldest always about to fall due at a few thousand requests per
+    /// second) would keep the core busy in closed loop against a slow server.
+    fn idle_until(&self, now: u64, wake: u64, precise: bool) {
         let wait = Duration::from_nanos(wake.saturating_sub(now)).min(MAX_IDLE);
-        let ms = wait.as_millis();
+        let ms = if precise {
+            wait.as_millis()
+        } else {
+            wait.as_nanos().div_ceil(1_000_000)
+        };
         if ms == 0 {
             std::hint::spin_loop();
             return;
@@ -969,18 +977,22 @@ impl Worker {
             }
             if got == 0 && !sent {
                 let mut wake = next_tick.min(drain_end);
+                let mut precise = false;
                 if let Some(d) = self.deadlines.front() {
                     wake = wake.min(d.at);
                 }
                 if now < end {
                     wake = wake.min(end);
                     if plan.rate > 0 {
-                        wake = wake.min((offset + due_k as f64 * interval) as u64);
+                        let due = (offset + due_k as f64 * interval) as u64;
+                        if due <= wake {
+                            (wake, precise) = (due, true);
+                        }
                     } else if self.active < self.max_active {
-                        wake = now;
+                        (wake, precise) = (now, true);
                     }
                 }
-                self.idle_until(now, wake);
+                self.idle_until(now, wake, precise);
             }
         }
         self.expire(u64::MAX, true);
