@@ -19,8 +19,8 @@
 //! included) is entered in a map resource -> client shared by the workers: a hash map per kind,
 //! sharded under mutexes, holding only the resources currently held (24-byte entries, so a
 //! million leases take tens of megabytes). A resource granted to a second client while the
-//! first holds it (it has neither released it nor been granted another one in that IA since)
-//! is a violation, and the run fails.
+//! first holds it (it has neither released it, nor been granted another one in that IA, nor
+//! been told NoBinding since) is a violation, and the run fails.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -701,23 +701,32 @@ impl Worker {
     }
 
     /// Enter the leases of a REPLY in the correctness map (before anything else: the server
-    /// did grant them, even to an exchange that timed out).
+    /// did grant them, even to an exchange that timed out), and take out a lease the REPLY
+    /// says the client no longer has.
     fn check_leases(&mut self, l: usize, client: u32, r: &wire6::Reply) {
-        if r.na.granted() {
-            let old = std::mem::replace(&mut self.na_held[l], r.na.resource);
-            if old != 0 && old != r.na.resource {
-                self.owners.release(false, old, client);
+        for (pd, ia) in [(false, &r.na), (true, &r.pd)] {
+            let held = if pd {
+                &mut self.pd_held[l]
+            } else {
+                &mut self.na_held[l]
+            };
+            if ia.granted() {
+                let old = std::mem::replace(held, ia.resource);
+                if old != 0 && old != ia.resource {
+                    self.owners.release(pd, old, client);
+                }
+                self.owners
+                    .grant(pd, ia.resource, ia.len, client, &mut self.c);
+            } else if *held != 0
+                && ia.present
+                && (ia.status == wire6::STATUS_NO_BINDING
+                    || (ia.resource == *held && ia.valid == 0))
+            {
+                // The server says the client no longer has it (RFC 8415 §18.3.4: NoBinding,
+                // or the lease given back with lifetimes 0): it may go to another client.
+                self.owners.release(pd, *held, client);
+                *held = 0;
             }
-            self.owners
-                .grant(false, r.na.resource, 128, client, &mut self.c);
-        }
-        if r.pd.granted() {
-            let old = std::mem::replace(&mut self.pd_held[l], r.pd.resource);
-            if old != 0 && old != r.pd.resource {
-                self.owners.release(true, old, client);
-            }
-            self.owners
-                .grant(true, r.pd.resource, r.pd.len, client, &mut self.c);
         }
     }
 
