@@ -130,7 +130,11 @@ impl Assignments {
             };
             let prefix = match fields[cp].trim() {
                 "" => None,
-                p => Some(prefix(p).map_err(|e| error(line, e))?),
+                p => {
+                    let p = prefix(p).map_err(|e| error(line, e))?;
+                    outside_pd_pools(p, v6).map_err(|e| error(line, e))?;
+                    Some(p)
+                }
             };
             if address.is_none() && prefix.is_none() {
                 return Err(error(
@@ -378,12 +382,47 @@ fn address(text: &str, v6: &V6Config) -> Result<Ipv6Addr, String> {
     if a.is_unspecified() || a.is_multicast() {
         return Err(format!("{a} is not a unicast address"));
     }
-    if !v6.subnets.iter().any(|s| s.net.contains(&a)) {
+    let Some((si, s)) = v6
+        .subnets
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.net.contains(&a))
+    else {
         return Err(format!(
             "{a} is in no v6 subnet (an assigned address must be on the client's link)"
         ));
+    };
+    // The engine keeps static resources out of the dynamic pools only as configured at
+    // startup; a file re-read later must not claim what a pool may have handed out.
+    if let Some(pi) = s.pools.iter().position(|p| (p.first..=p.last).contains(&a))
+        && s.excluded.binary_search(&a).is_err()
+    {
+        return Err(format!(
+            "{a} is inside the dynamic pool v6.subnets[{si}].pools[{pi}]; an assigned address \
+             must lie outside the pools or be in the subnet's excluded list"
+        ));
     }
     Ok(a)
+}
+
+/// Refuses a prefix overlapping a delegation pool, unless one of the pool's `excluded`
+/// prefixes covers it (see [`address`]).
+fn outside_pd_pools(p: Ipv6Net, v6: &V6Config) -> Result<(), String> {
+    for (si, s) in v6.subnets.iter().enumerate() {
+        for (pi, pool) in s.pd_pools.iter().enumerate() {
+            let overlaps = pool.prefix.contains(&p.network()) || p.contains(&pool.prefix.network());
+            let carved = pool.excluded.iter().any(|x| x.contains(&p));
+            if overlaps && !carved {
+                return Err(format!(
+                    "{p} overlaps the delegation pool v6.subnets[{si}].pd_pools[{pi}] ({}); an \
+                     assigned prefix must lie outside the pools or inside one of the pool's \
+                     excluded prefixes",
+                    pool.prefix
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn prefix(text: &str) -> Result<Ipv6Net, String> {
@@ -406,7 +445,10 @@ mod tests {
 
     fn v6() -> V6Config {
         Config::from_yaml_str(
-            "v6:\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n      reservations:\n        \
+            "v6:\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n      pools: [\"2001:db8:1::1:0/112\"]\n      \
+             excluded: [\"2001:db8:1::1:5\"]\n      \
+             pd_pools: [ { prefix: \"2001:db8:e000::/40\", delegated_len: 56, excluded: [\"2001:db8:e0ff::/48\"] } ]\n      \
+             reservations:\n        \
              - { duid: \"00:03:00:01:02:00:00:00:00:07\", address: \"2001:db8:1::7\", prefix: \"2001:db8:ff00::/56\" }\n",
         )
         .unwrap()
@@ -453,6 +495,16 @@ mod tests {
         );
         assert!(a.by_subscriber_id(&[0xab, 0xcd]).is_some());
         assert!(a.by_subscriber_id(b"a,b").is_some());
+    }
+
+    #[test]
+    fn pool_exclusions_make_room_for_assignments() {
+        let a = Assignments::parse(
+            "id,address,prefix\nduid:000300010201,2001:db8:1::1:5,2001:db8:e0ff:100::/56\n",
+            &v6(),
+        )
+        .unwrap();
+        assert_eq!(a.len(), 1);
     }
 
     #[test]

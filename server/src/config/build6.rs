@@ -628,12 +628,20 @@ fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
         ids.insert(s.id, i);
     }
 
-    let nets: Vec<(Ipv6Net, String)> = subnets
+    // Subnets, then delegation pools: neither may overlap another (a delegated prefix holding
+    // on-link addresses would route them away from the link).
+    let prefixes: Vec<(Ipv6Net, String)> = subnets
         .iter()
         .zip(metas)
         .map(|(s, m)| (s.net, join(&m.path, "subnet")))
+        .chain(subnets.iter().zip(metas).flat_map(|(s, m)| {
+            s.pd_pools
+                .iter()
+                .zip(&m.pd_pools)
+                .map(|(p, path)| (p.prefix, join(path, "prefix")))
+        }))
         .collect();
-    check_prefix_overlaps(&nets)?;
+    check_prefix_overlaps(&prefixes)?;
 
     // Address pools: (first, last, subnet, pool) by first address; a pool overlapping any
     // earlier one overlaps the earlier one that reaches furthest.
@@ -670,18 +678,6 @@ fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
             reach = Some(cur);
         }
     }
-
-    let pds: Vec<(Ipv6Net, String)> = subnets
-        .iter()
-        .zip(metas)
-        .flat_map(|(s, m)| {
-            s.pd_pools
-                .iter()
-                .zip(&m.pd_pools)
-                .map(|(p, path)| (p.prefix, join(path, "prefix")))
-        })
-        .collect();
-    check_prefix_overlaps(&pds)?;
 
     let mut relays: HashMap<Ipv6Addr, &str> = HashMap::new();
     let mut iids: HashMap<&[u8], &str> = HashMap::new();

@@ -284,6 +284,7 @@ fn validation_errors_name_the_key() {
         (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 56, excluded_prefix: \"2001:db8:200::/64\" } ]"), "v6.subnets[0].pd_pools[0].excluded_prefix: 2001:db8:200::/64 is not inside the pool's prefix 2001:db8:100::/48"),
         (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 56, excluded: [\"2001:db8:200::/56\"] } ]"), "v6.subnets[0].pd_pools[0].excluded[0]: 2001:db8:200::/56 is not inside the pool's prefix 2001:db8:100::/48"),
         ("v6:\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n      pd_pools: [ { prefix: \"2001:db8:100::/40\", delegated_len: 56 } ]\n    - subnet: \"2001:db8:2::/64\"\n      pd_pools: [ { prefix: \"2001:db8:100:100::/56\", delegated_len: 60 } ]".into(), "v6.subnets[1].pd_pools[0].prefix: 2001:db8:100:100::/56 overlaps 2001:db8:100::/40 (v6.subnets[0].pd_pools[0].prefix)"),
+        (sub("      pd_pools: [ { prefix: \"2001:db8::/32\", delegated_len: 56 } ]"), "v6.subnets[0].pd_pools[0].prefix: 2001:db8::/32 overlaps 2001:db8:1::/64 (v6.subnets[0].subnet)"),
         // Selection.
         (sub("      relays: [\"2001:db8:9::1\", \"2001:db8:9::1\"]"), "v6.subnets[0].relays[1]: relay 2001:db8:9::1 is already listed at v6.subnets[0].relays[0]"),
         ("v6: { subnets: [ { subnet: \"2001:db8:1::/64\", relays: [\"2001:db8:9::1\"] }, { subnet: \"2001:db8:2::/64\", relays: [\"2001:db8:9::1\"] } ] }".into(), "v6.subnets[1].relays[0]: relay 2001:db8:9::1 is also listed at v6.subnets[0].relays[0]"),
