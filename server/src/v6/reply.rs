@@ -72,8 +72,8 @@ impl Status {
 /// A reply under construction. Option writes past 65535 bytes in one option cannot be
 /// represented; the encoder then marks itself overflowed and [`Encoder::finish`] fails.
 #[derive(Debug)]
-pub(super) struct Encoder<'b> {
-    buf: &'b mut Vec<u8>,
+pub(super) struct Encoder {
+    buf: Vec<u8>,
     /// Offsets of the Relay Message options' length fields, outermost first.
     relay_lens: [usize; HOP_COUNT_LIMIT],
     relays: usize,
@@ -82,10 +82,10 @@ pub(super) struct Encoder<'b> {
     overflow: bool,
 }
 
-impl<'b> Encoder<'b> {
-    /// Starts a reply of `kind` to `req` in `buf` (cleared first): the RELAY-REPL layers and
-    /// the client message header.
-    pub(super) fn new(buf: &'b mut Vec<u8>, req: &Request<'_>, kind: ReplyKind) -> Self {
+impl Encoder {
+    /// Starts a reply of `kind` to `req` in `buf` (cleared first, its allocation reused): the
+    /// RELAY-REPL layers and the client message header.
+    pub(super) fn new(mut buf: Vec<u8>, req: &Request<'_>, kind: ReplyKind) -> Self {
         buf.clear();
         let mut relay_lens = [0; HOP_COUNT_LIMIT];
         let hops = req.hops();
@@ -96,7 +96,7 @@ impl<'b> Encoder<'b> {
             buf.extend_from_slice(&hop.peer_address.octets());
             if let Some(id) = hop.interface_id {
                 // Validated at most 65535 bytes by the parser (it came in one option).
-                put_raw(buf, opt::INTERFACE_ID, id);
+                put_raw(&mut buf, opt::INTERFACE_ID, id);
             }
             buf.extend_from_slice(&opt::RELAY_MSG.to_be_bytes());
             relay_lens[i] = buf.len();
@@ -120,7 +120,7 @@ impl<'b> Encoder<'b> {
             self.overflow = true;
             return;
         }
-        put_raw(self.buf, code, value);
+        put_raw(&mut self.buf, code, value);
     }
 
     /// Opens option `code` whose body follows; returns the mark to [`Encoder::close`] it with.
@@ -193,17 +193,18 @@ impl<'b> Encoder<'b> {
         self.buf.truncate(mark.max(self.start + 4));
     }
 
-    /// Patches the Relay Message lengths. Fails if some length does not fit 16 bits.
-    pub(super) fn finish(self) -> Result<(), TooLarge> {
-        if self.overflow {
-            return Err(TooLarge);
-        }
+    /// Patches the Relay Message lengths and gives the buffer back, with an error if some
+    /// length does not fit 16 bits.
+    pub(super) fn finish(mut self) -> (Vec<u8>, Result<(), TooLarge>) {
         let end = self.buf.len();
+        let mut ok = !self.overflow;
         for &at in &self.relay_lens[..self.relays] {
-            let len = u16::try_from(end - at - 2).map_err(|_| TooLarge)?;
-            self.buf[at..at + 2].copy_from_slice(&len.to_be_bytes());
+            match u16::try_from(end - at - 2) {
+                Ok(len) => self.buf[at..at + 2].copy_from_slice(&len.to_be_bytes()),
+                Err(_) => ok = false,
+            }
         }
-        Ok(())
+        (self.buf, if ok { Ok(()) } else { Err(TooLarge) })
     }
 }
 
