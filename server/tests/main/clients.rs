@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{
-    ClientLink, Lessor, Netns, SERVER_ADDR, in_range, read_records, run_logged, tool, write_script,
+    ClientLink, Lessor, Netns, SERVER_ADDR, in_range, read_records, run_logged, tempdir, tool,
+    write_script,
 };
 
 /// The link's subnet, pool 10.231.0.100-199 (unless `pool` says otherwise), router, DNS, domain
@@ -266,10 +267,6 @@ fn dhcpcd(link: &ClientLink, dir: &Path) -> (BTreeMap<String, String>, String) {
         .find(|r| matches!(r["reason"].as_str(), "BOUND" | "REBOOT" | "RENEW"))
         .unwrap_or_else(|| panic!("dhcpcd exited 0 but its hook saw no binding:\n{text}"));
     (rec, text)
-}
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("creating a temporary directory")
 }
 
 const DHCLIENT_KEYS: [&str; 4] = [

@@ -73,6 +73,11 @@ pub(crate) fn tool(name: &str) -> PathBuf {
         })
 }
 
+/// A fresh temporary directory, removed on drop.
+pub(crate) fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("creating a temporary directory")
+}
+
 /// Runs `ip ARGS`, failing the test with its stderr when it fails.
 pub(crate) fn ip(args: &[&str]) {
     let out = Command::new(tool("ip"))
@@ -374,7 +379,11 @@ fn sysctl(ns: &Ns, key: &str, value: &str) {
         .args(["-c", &format!("echo {value} > /proc/sys/{key}")])
         .status()
         .expect("running sh");
-    assert!(status.success(), "setting {key} = {value} in {} failed", ns.name());
+    assert!(
+        status.success(),
+        "setting {key} = {value} in {} failed",
+        ns.name()
+    );
 }
 
 /// Lines read from one of lessor's output streams, as they arrive.

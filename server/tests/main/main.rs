@@ -9,6 +9,7 @@
 
 mod cli;
 mod clients;
+mod clients6;
 mod common;
 mod journal;
 mod perfdhcp;
