@@ -132,6 +132,20 @@ impl Ns {
         c
     }
 
+    /// Runs `f` on a thread that has entered this namespace (`setns`), so sockets it opens
+    /// live there; the calling thread stays where it is. Panics in `f` fail the test.
+    pub(crate) fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        thread::spawn(move || {
+            let file = fs::File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("entering {path}: {e}"));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
     /// PIDs of the processes running in this namespace.
     fn pids(&self) -> Vec<String> {
         Command::new(tool("ip"))

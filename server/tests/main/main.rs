@@ -13,3 +13,4 @@ mod clients6;
 mod common;
 mod journal;
 mod perfdhcp;
+mod relay6;
