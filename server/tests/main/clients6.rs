@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
+use crate::clients::Dhclient;
 use crate::common::{
     ClientLink, Lessor, Netns, SERVER_ADDR6, read_records, run_logged, tempdir, write_script,
 };
@@ -59,122 +59,65 @@ fn delegated(prefix: &str, len: &str) -> bool {
     len == "56" && seg[0] == 0xfd00 && seg[1] == 0x2310 && seg[2] == 0 && seg[3] & 0xff == 0
 }
 
-/// ISC dhclient in DHCPv6 mode on one client link, with its own lease file, pid file, config
-/// and hook script.
-struct Dhclient6<'a> {
-    link: &'a ClientLink,
-    dir: PathBuf,
-    runs: std::cell::Cell<u32>,
+/// ISC dhclient in DHCPv6 mode (`-6`) with a hook that records the DHCPv6 variables.
+fn dhclient6<'a>(link: &'a ClientLink, dir: &Path) -> Dhclient<'a> {
+    let d = Dhclient::bare(link, dir, "dhclient6", "-6");
+    let vars = [
+        "reason",
+        "new_ip6_address",
+        "new_ip6_prefixlen",
+        "new_ip6_prefix",
+        "new_dhcp6_name_servers",
+        "new_max_life",
+        "new_preferred_life",
+        "old_ip6_address",
+    ];
+    let fields: Vec<String> = vars.iter().map(|v| format!("\"{v}=${v}\"")).collect();
+    write_script(
+        &d.path("hook.sh"),
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' {} -- >> '{}'\nexit 0\n",
+            fields.join(" "),
+            d.path("env").display()
+        ),
+    );
+    std::fs::write(
+        d.path("dhclient.conf"),
+        "timeout 30;\nretry 5;\nrequest dhcp6.name-servers;\n",
+    )
+    .expect("writing dhclient.conf");
+    d
 }
 
-impl<'a> Dhclient6<'a> {
-    fn new(link: &'a ClientLink, dir: &Path) -> Dhclient6<'a> {
-        let dir = dir.join(format!("dhclient6-{}", link.ifname));
-        std::fs::create_dir_all(&dir).expect("creating the client directory");
-        let me = Dhclient6 {
-            link,
-            dir,
-            runs: std::cell::Cell::new(0),
-        };
-        let vars = [
-            "reason",
-            "new_ip6_address",
-            "new_ip6_prefixlen",
-            "new_ip6_prefix",
-            "new_dhcp6_name_servers",
-            "new_max_life",
-            "new_preferred_life",
-            "old_ip6_address",
-        ];
-        let fields: Vec<String> = vars.iter().map(|v| format!("\"{v}=${v}\"")).collect();
-        write_script(
-            &me.path("hook.sh"),
-            &format!(
-                "#!/bin/sh\nprintf '%s\\n' {} -- >> '{}'\nexit 0\n",
-                fields.join(" "),
-                me.path("env").display()
-            ),
-        );
-        std::fs::write(
-            me.path("dhclient.conf"),
-            "timeout 30;\nretry 5;\nrequest dhcp6.name-servers;\n",
-        )
-        .expect("writing dhclient.conf");
-        me
-    }
+/// Makes dhclient use `duid` (colon-separated hex) as its DUID: dhclient reads it from the
+/// lease file it is given.
+fn set_duid(d: &Dhclient<'_>, duid: &str) {
+    let octal: String = duid
+        .split(':')
+        .map(|b| format!("\\{:03o}", u8::from_str_radix(b, 16).expect("hex DUID")))
+        .collect();
+    std::fs::write(d.path("leases"), format!("default-duid \"{octal}\";\n"))
+        .expect("writing the lease file");
+}
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// Makes dhclient use `duid` (colon-separated hex) as its DUID: dhclient reads it from the
-    /// lease file it is given.
-    fn set_duid(&self, duid: &str) {
-        let octal: String = duid
-            .split(':')
-            .map(|b| format!("\\{:03o}", u8::from_str_radix(b, 16).expect("hex DUID")))
-            .collect();
-        std::fs::write(self.path("leases"), format!("default-duid \"{octal}\";\n"))
-            .expect("writing the lease file");
-    }
-
-    fn command(&self, mode: &[&str]) -> Command {
-        let mut c = self.link.ns.timed("dhclient");
-        c.arg("-6")
-            .arg("-v")
-            .args(mode)
-            .arg("-cf")
-            .arg(self.path("dhclient.conf"))
-            .arg("-lf")
-            .arg(self.path("leases"))
-            .arg("-pf")
-            .arg(self.path("pid"))
-            .arg("-sf")
-            .arg(self.path("hook.sh"))
-            .arg(&self.link.ifname);
-        c
-    }
-
-    fn run(&self, mode: &[&str], what: &str) -> String {
-        let n = self.runs.get() + 1;
-        self.runs.set(n);
-        let log = self.path(&format!("run{n}.log"));
-        let (status, text) = run_logged(&mut self.command(mode), &log);
-        assert!(
-            status.success(),
-            "dhclient -6 ({what}) failed: {status}\n{text}"
-        );
-        text
-    }
-
-    /// Gets a binding (`-1`: one attempt, then it daemonises) with the IA flags in `ias`
-    /// (`-N` address, `-P` prefix); returns every hook record of the binding (dhclient runs
-    /// the hook once per IA) and the log.
-    fn obtain(&self, ias: &[&str]) -> (Vec<BTreeMap<String, String>>, String) {
-        let before = self.records().len();
-        let mut mode = vec!["-1"];
-        mode.extend_from_slice(ias);
-        let log = self.run(&mode, "obtaining a binding");
-        let recs: Vec<_> = self.records()[before..]
-            .iter()
-            .filter(|r| matches!(r["reason"].as_str(), "BOUND6" | "REBOOT6" | "RENEW6"))
-            .cloned()
-            .collect();
-        assert!(
-            !recs.is_empty(),
-            "dhclient -6 exited 0 but its hook saw no binding:\n{log}"
-        );
-        (recs, log)
-    }
-
-    /// Stops the running dhclient without releasing (`-x`).
-    fn stop(&self) -> String {
-        self.run(&["-x"], "stopping")
-    }
-
-    fn records(&self) -> Vec<BTreeMap<String, String>> {
-        read_records(&self.path("env"))
-    }
+/// Gets a binding (`-1`: one attempt, then it daemonises) with the IA flags in `ias` (`-N`
+/// address, `-P` prefix); returns every hook record of the binding (dhclient runs the hook
+/// once per IA) and the log.
+fn obtain6(d: &Dhclient<'_>, ias: &[&str]) -> (Vec<BTreeMap<String, String>>, String) {
+    let before = d.records().len();
+    let mut mode = vec!["-1"];
+    mode.extend_from_slice(ias);
+    let log = d.run(&mode, "obtaining a binding");
+    let recs: Vec<_> = d.records()[before..]
+        .iter()
+        .filter(|r| matches!(r["reason"].as_str(), "BOUND6" | "REBOOT6" | "RENEW6"))
+        .cloned()
+        .collect();
+    assert!(
+        !recs.is_empty(),
+        "dhclient -6 exited 0 but its hook saw no binding:\n{log}"
+    );
+    (recs, log)
 }
 
 /// The first non-empty value of `key` among `recs`.
@@ -201,8 +144,8 @@ fn dhclient6_gets_an_address_and_a_delegated_prefix() {
     net.enable_v6();
     let (lessor, _state) = start(&net);
     let dir = tempdir();
-    let client = Dhclient6::new(net.client(), dir.path());
-    let (recs, log) = client.obtain(&["-N", "-P"]);
+    let client = dhclient6(net.client(), dir.path());
+    let (recs, log) = obtain6(&client, &["-N", "-P"]);
     let addr = field(&recs, "new_ip6_address");
     assert!(
         in_pool(addr),
@@ -240,9 +183,9 @@ fn dhclient6_duid_reservation_and_restart_keep_the_address() {
 
     // The reservation by DUID.
     let lessor = Lessor::start(Some(&net.server), &config, &[]);
-    let reserved = Dhclient6::new(net.client(), &dir.path().join("reserved"));
-    reserved.set_duid(RESERVED_DUID);
-    let (recs, log) = reserved.obtain(&["-N"]);
+    let reserved = dhclient6(net.client(), &dir.path().join("reserved"));
+    set_duid(&reserved, RESERVED_DUID);
+    let (recs, log) = obtain6(&reserved, &["-N"]);
     assert_eq!(
         field(&recs, "new_ip6_address"),
         RESERVED_ADDR,
@@ -252,9 +195,9 @@ fn dhclient6_duid_reservation_and_restart_keep_the_address() {
 
     // A dynamic client, then a restart of lessor on the same state: the same client (same
     // DUID, fresh lease file) gets the same address back from the replayed journal.
-    let client = Dhclient6::new(net.client(), &dir.path().join("dynamic"));
-    client.set_duid("00:03:00:01:02:23:10:00:00:99");
-    let (recs, log) = client.obtain(&["-N"]);
+    let client = dhclient6(net.client(), &dir.path().join("dynamic"));
+    set_duid(&client, "00:03:00:01:02:23:10:00:00:99");
+    let (recs, log) = obtain6(&client, &["-N"]);
     let first = field(&recs, "new_ip6_address").to_owned();
     assert!(in_pool(&first), "address {first:?}; {recs:?}\n{log}");
     client.stop();
@@ -271,9 +214,9 @@ fn dhclient6_duid_reservation_and_restart_keep_the_address() {
         "both v6 leases replayed:\n{}",
         lessor.stdout()
     );
-    let again = Dhclient6::new(net.client(), &dir.path().join("again"));
-    again.set_duid("00:03:00:01:02:23:10:00:00:99");
-    let (recs, log) = again.obtain(&["-N"]);
+    let again = dhclient6(net.client(), &dir.path().join("again"));
+    set_duid(&again, "00:03:00:01:02:23:10:00:00:99");
+    let (recs, log) = obtain6(&again, &["-N"]);
     assert_eq!(
         field(&recs, "new_ip6_address"),
         first,
