@@ -83,6 +83,8 @@ mod space;
 #[cfg(test)]
 mod checks;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use engine::{BindRequest6, SolicitRequest, V6Engine, V6PoolStats};

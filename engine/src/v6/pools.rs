@@ -150,7 +150,6 @@ impl Layout {
     }
 
     /// The shard whose initial block holds `off`.
-    #[allow(dead_code)] // The bulk restorer's, next.
     pub(crate) fn block_owner(&self, off: u128, shards: usize) -> usize {
         let n = shards as u128;
         let (base, rem) = (self.size / n, self.size % n);

@@ -179,7 +179,7 @@ impl Lent {
 }
 
 /// One shard's share of one pool (see the module docs).
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Space {
     Dense {
         /// Free offsets nobody is remembered for (offsets are below 2^32 in a dense pool).
