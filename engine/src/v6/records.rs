@@ -525,6 +525,15 @@ impl Records {
         out
     }
 
+    /// Bytes the records take on the heap, as allocated (slab, tables, arena).
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        // A table's bucket is its 4-byte entry and a control byte.
+        self.slots.capacity() * size_of::<Slot>()
+            + (self.by_res.capacity() + self.by_client.capacity()) * 5
+            + self.arena.bytes.capacity()
+    }
+
     /// Checks the indexes against the slots; panics on the first inconsistency.
     #[cfg(test)]
     pub(crate) fn check(&self) {
