@@ -11,7 +11,7 @@ use super::key::{IaKey, Resource};
 use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
 use super::pools::{Place, Pools, V6EngineConfig, V6PoolId};
 use super::shard::{Avail, Give, Part, Shard, Term};
-use super::space::{DENSE_MAX, Lent, Space};
+use super::space::{DENSE_MAX, Space};
 
 /// Expired records an operation reclaims on its way in: keeps expiry moving even if the
 /// caller's `reclaim` timer lags, at a bounded cost.
@@ -409,9 +409,7 @@ impl V6Engine {
                     drop(g);
                     let mut g = self.lock(shard);
                     g.observe(clock);
-                    g.parts[pool.index()]
-                        .space
-                        .receive(Lent::one(layout.dense, off));
+                    g.parts[pool.index()].space.receive_one(off);
                     return Give::Given;
                 }
                 Give::NotHere => {}

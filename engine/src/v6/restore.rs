@@ -1,6 +1,7 @@
 //! v6 replay: [`V6Engine::restore`] one record at a time, and [`V6Engine::restorer`] in bulk.
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::MutexGuard;
 
 use super::engine::V6Engine;
@@ -10,7 +11,7 @@ use super::lease::{V6Lease, V6LeaseRef};
 use super::pools::{Place, Pools};
 use super::records::NewRecord;
 use super::shard::{Claim, Shard};
-use super::space::{Lent, Space};
+use super::space::Space;
 
 /// What [`V6Restorer::finish`] reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,8 +98,7 @@ pub(crate) fn restore_one(
     shards.with(shard, |g| {
         g.clock = g.clock.max(lender_clock);
         if let (true, Place::Dynamic { pool, off }) = (claimed, place) {
-            let dense = pools.layout(pool).dense;
-            g.parts[pool.index()].space.receive(Lent::one(dense, off));
+            g.parts[pool.index()].space.receive_one(off);
         }
         g.restore_local(res, place, lease);
     });
@@ -223,38 +223,55 @@ impl Drop for V6Restorer<'_> {
 /// version given to each shard. Returns how many records it dropped as duplicates.
 fn finish_bulk(versions: &[u64], guards: &mut [MutexGuard<'_, Shard>], pools: &Pools) -> u64 {
     let count = guards.len();
-    // 1. The fold: every record's (resource, version, shard, slab index), by resource and
-    // newest first; all but the first of each resource go.
-    let mut all: Vec<(Resource, u64, u32, u32)> = Vec::new();
+    // 1. The fold. Every record as a 16-byte `(hash of its resource, shard, slab index)`,
+    // sorted by hash: records of one resource are neighbours, and a run of equal hashes
+    // (nearly always one record) is sorted out against the slots themselves.
+    let seed = hashbrown::DefaultHashBuilder::default();
+    let mut all: Vec<(u64, u32, u32)> =
+        Vec::with_capacity(guards.iter().map(|g| g.records.len()).sum());
     for (s, g) in guards.iter().enumerate() {
         all.extend(g.records.iter().map(|idx| {
-            let slot = g.records.slot(idx);
-            (slot.resource(), slot.version, s as u32, idx)
+            let res = g.records.slot(idx).resource();
+            (
+                seed.hash_one((u128::from(res.addr), res.len)),
+                s as u32,
+                idx,
+            )
         }));
     }
-    all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    all.sort_unstable();
     let mut refused = 0;
     let mut moved = vec![false; count * count];
-    let mut last = None;
-    for &(res, _, s, idx) in &all {
-        let s = s as usize;
-        if last == Some(res) {
-            guards[s].records.drop_unindexed(idx);
-            refused += 1;
-            continue;
-        }
-        last = Some(res);
-        // 2. The resource moves to its record's shard.
-        if let Place::Dynamic { pool, off } = pools.place(res) {
-            let layout = pools.layout(pool);
-            let owner = layout.block_owner(off, count);
-            if owner != s {
-                let given = guards[owner].parts[pool.index()].space.give(off);
-                debug_assert!(given, "{res} not in its initial shard");
-                guards[s].parts[pool.index()]
-                    .space
-                    .receive(Lent::one(layout.dense, off));
-                moved[s * count + owner] = true;
+    let mut run: Vec<(Resource, std::cmp::Reverse<u64>, u32, u32)> = Vec::new();
+    let mut at = 0;
+    while at < all.len() {
+        let end = at + all[at..].partition_point(|e| e.0 == all[at].0);
+        run.clear();
+        run.extend(all[at..end].iter().map(|&(_, s, idx)| {
+            let slot = guards[s as usize].records.slot(idx);
+            (slot.resource(), std::cmp::Reverse(slot.version), s, idx)
+        }));
+        at = end;
+        // By resource, newest first: the first of each resource stays.
+        run.sort_unstable();
+        let mut last = None;
+        for &(res, _, s, idx) in &run {
+            let s = s as usize;
+            if last == Some(res) {
+                guards[s].records.drop_unindexed(idx);
+                refused += 1;
+                continue;
+            }
+            last = Some(res);
+            // 2. The resource moves to its record's shard.
+            if let Place::Dynamic { pool, off } = pools.place(res) {
+                let owner = pools.layout(pool).block_owner(off, count);
+                if owner != s {
+                    let given = guards[owner].parts[pool.index()].space.give(off);
+                    debug_assert!(given, "{res} not in its initial shard");
+                    guards[s].parts[pool.index()].space.receive_one(off);
+                    moved[s * count + owner] = true;
+                }
             }
         }
     }
