@@ -276,7 +276,8 @@ impl Pools {
                 res_len,
                 size,
                 total: size - gone,
-                dense: size <= dense_max,
+                // Dense offsets are `u32`s in a roaring bitmap.
+                dense: size <= dense_max.min(1 << 32),
                 excluded,
             });
             sorted.push((first, last, pool));
