@@ -10,8 +10,8 @@ use super::error::{V6BindError, V6ConfigError};
 use super::key::{IaKey, Resource};
 use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
 use super::pools::{Place, Pools, V6EngineConfig, V6PoolId};
-use super::shard::{Avail, Part, Shard, Term};
-use super::space::{DENSE_MAX, Lent, Space};
+use super::shard::{Avail, Give, Part, Shard, Term};
+use super::space::{DENSE_MAX, Space};
 
 /// Expired records an operation reclaims on its way in: keeps expiry moving even if the
 /// caller's `reclaim` timer lags, at a bounded cost.
@@ -163,6 +163,7 @@ impl V6Engine {
                         ),
                         remembered: Default::default(),
                         counts: Default::default(),
+                        trim: false,
                     })
                     .collect();
                 Mutex::new(Shard::new(parts, &pools, tuning.remember_min))
@@ -253,7 +254,12 @@ impl V6Engine {
     ) -> Option<V6LeaseView> {
         let mut tried = Tried::default();
         loop {
-            let step = self.solicit_step(&mut self.lock(shard), req, now, &tried);
+            let step = {
+                let mut g = self.lock(shard);
+                let step = self.solicit_step(&mut g, req, now, &tried);
+                g.settle();
+                step
+            };
             match step {
                 Step::Done(view) => return Some(view),
                 Step::Fetch {
@@ -389,25 +395,28 @@ impl V6Engine {
         Step::Borrow
     }
 
-    /// Moves `off` of `pool` from whichever sibling has it free into `shard`'s space.
-    fn fetch(&self, shard: usize, pool: V6PoolId, off: u128, now: Time) -> bool {
+    /// Moves `off` of `pool` from whichever sibling has it free into `shard`'s space; else
+    /// says what holds it in the sibling that owns it.
+    fn fetch(&self, shard: usize, pool: V6PoolId, off: u128, now: Time) -> Give {
         let layout = self.pools.layout(pool);
         let res = layout.resource(off);
         for sibling in self.siblings(shard) {
             let mut g = self.lock(sibling);
-            if g.take_free(pool, off, res, now) {
-                // Read under the lender's lock, after its last change to the resource.
-                let clock = g.clock;
-                drop(g);
-                let mut g = self.lock(shard);
-                g.observe(clock);
-                g.parts[pool.index()]
-                    .space
-                    .receive(Lent::one(layout.dense, off));
-                return true;
+            match g.take_free(pool, off, res, now) {
+                Give::Given => {
+                    // Read under the lender's lock, after its last change to the resource.
+                    let clock = g.clock;
+                    drop(g);
+                    let mut g = self.lock(shard);
+                    g.observe(clock);
+                    g.parts[pool.index()].space.receive_one(off);
+                    return Give::Given;
+                }
+                Give::NotHere => {}
+                held => return held,
             }
         }
-        false
+        Give::NotHere
     }
 
     /// Borrows a chunk of free resources of the first candidate pool a sibling has any of,
@@ -424,6 +433,7 @@ impl V6Engine {
                     // The sibling's own expired records count as free; their events wait in
                     // its pending list for its worker.
                     g.reclaim(now, EXHAUSTED_RECLAIM);
+                    g.settle();
                     (g.free_len(pool), s)
                 })
                 .filter(|&(free, _)| free > 0)
@@ -472,24 +482,29 @@ impl V6Engine {
         {
             return Err(V6BindError::NotInPool);
         }
-        let mut fetched = false;
+        let fixed = matches!(place, Place::Fixed { .. });
+        if fixed && !req.reserved {
+            // A fixed resource is somebody's static assignment, and only theirs.
+            return Err(V6BindError::Taken);
+        }
+        // What the sibling that owns the resource said, once asked.
+        let mut fetched = None;
         loop {
             let mut g = self.lock(shard);
             g.reclaim(now, LAZY_RECLAIM);
-            let fixed = matches!(place, Place::Fixed { .. });
             let result = match g.availability(res, place, req.client, now) {
-                Avail::Own => Ok(()),
-                // A fixed resource is somebody's static assignment, and only theirs.
-                Avail::Free if fixed && !req.reserved => Err(V6BindError::Taken),
-                Avail::Free => Ok(()),
+                Avail::Own | Avail::Free => Ok(()),
                 Avail::HeldByOther if fixed && req.reserved => Ok(()),
-                Avail::Elsewhere if !fetched => {
+                Avail::Elsewhere if fetched.is_none() => {
                     drop(g);
-                    if let Place::Dynamic { pool, off } = place {
-                        self.fetch(shard, pool, off, now);
-                    }
-                    fetched = true;
+                    fetched = Some(match place {
+                        Place::Dynamic { pool, off } => self.fetch(shard, pool, off, now),
+                        Place::Fixed { .. } => Give::NotHere,
+                    });
                     continue;
+                }
+                Avail::Elsewhere if fetched == Some(Give::Quarantined) => {
+                    Err(V6BindError::Quarantined)
                 }
                 Avail::Quarantined => Err(V6BindError::Quarantined),
                 Avail::Elsewhere | Avail::HeldByOther => Err(V6BindError::Taken),
@@ -510,6 +525,7 @@ impl V6Engine {
                 g.emit_current(kind, idx);
                 view
             });
+            g.settle();
             events.append(&mut g.pending);
             return result;
         }
@@ -528,6 +544,7 @@ impl V6Engine {
         let mut g = self.lock(shard);
         g.reclaim(now, LAZY_RECLAIM);
         let done = g.release(resource, client, now);
+        g.settle();
         events.append(&mut g.pending);
         done
     }
@@ -546,6 +563,7 @@ impl V6Engine {
         g.reclaim(now, LAZY_RECLAIM);
         let until = now.saturating_add(u64::from(self.decline_probation));
         let done = g.decline(resource, client, now, until);
+        g.settle();
         events.append(&mut g.pending);
         done
     }
@@ -569,6 +587,7 @@ impl V6Engine {
     ) -> usize {
         let mut g = self.lock(shard);
         let done = g.reclaim(now, budget);
+        g.settle();
         events.append(&mut g.pending);
         done
     }

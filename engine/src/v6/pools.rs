@@ -150,7 +150,6 @@ impl Layout {
     }
 
     /// The shard whose initial block holds `off`.
-    #[allow(dead_code)] // The bulk restorer's, next.
     pub(crate) fn block_owner(&self, off: u128, shards: usize) -> usize {
         let n = shards as u128;
         let (base, rem) = (self.size / n, self.size % n);
@@ -277,7 +276,8 @@ impl Pools {
                 res_len,
                 size,
                 total: size - gone,
-                dense: size <= dense_max,
+                // Dense offsets are `u32`s in a roaring bitmap.
+                dense: size <= dense_max.min(1 << 32),
                 excluded,
             });
             sorted.push((first, last, pool));

@@ -525,6 +525,15 @@ impl Records {
         out
     }
 
+    /// Bytes the records take on the heap, as allocated (slab, tables, arena).
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        // A table's bucket is its 4-byte entry and a control byte.
+        self.slots.capacity() * size_of::<Slot>()
+            + (self.by_res.capacity() + self.by_client.capacity()) * 5
+            + self.arena.bytes.capacity()
+    }
+
     /// Checks the indexes against the slots; panics on the first inconsistency.
     #[cfg(test)]
     pub(crate) fn check(&self) {
@@ -561,7 +570,6 @@ impl Records {
 
 /// Bulk loading, for [`V6Restorer`](super::V6Restorer): records are appended unindexed, then
 /// indexed all at once.
-#[allow(dead_code)] // The bulk restorer's, next.
 impl Records {
     /// Reserves room for `n` more records.
     pub(crate) fn reserve(&mut self, n: usize) {
@@ -580,12 +588,12 @@ impl Records {
 
     /// Indexes every record (the indexes must be empty). Of the records of one IA, the one
     /// `rank` ranks highest becomes its current record; each of the others is kept unindexed
-    /// if `keep` says so and dropped otherwise. Returns the places of the records it dropped.
+    /// if `keep` says so and dropped otherwise. Returns how many it dropped.
     pub(crate) fn build(
         &mut self,
         rank: impl Fn(&Slot) -> (bool, u64, Resource),
         keep: impl Fn(&Slot) -> bool,
-    ) -> Vec<Place> {
+    ) -> usize {
         debug_assert!(self.by_res.is_empty() && self.by_client.is_empty());
         self.by_client = HashTable::with_capacity(self.live);
         self.by_res = HashTable::with_capacity(self.live);
@@ -616,13 +624,13 @@ impl Records {
         for &idx in &all {
             self.slots[idx as usize].flags |= INDEXED;
         }
-        let mut dropped = Vec::new();
+        let mut dropped = 0;
         for idx in losers {
             self.slots[idx as usize].flags &= !INDEXED;
             if keep(&self.slots[idx as usize]) {
                 continue;
             }
-            dropped.push(self.place(idx));
+            dropped += 1;
             self.release(idx);
         }
         let (slots, hasher) = (&self.slots, &self.hasher);

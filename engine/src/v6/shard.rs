@@ -73,6 +73,8 @@ pub(crate) struct Part {
     /// Released/Expired records of the pool, oldest first.
     pub(crate) remembered: List,
     pub(crate) counts: Counts,
+    /// `remembered` grew since the last [`Shard::settle`].
+    pub(crate) trim: bool,
 }
 
 impl Part {
@@ -100,6 +102,19 @@ pub(crate) enum Avail {
     HeldByOther,
     /// Quarantined after a DECLINE.
     Quarantined,
+}
+
+/// What [`Shard::take_free`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Give {
+    /// The free resource left this shard.
+    Given,
+    /// Quarantined here.
+    Quarantined,
+    /// Another IA's advertise or binding here.
+    Held,
+    /// This shard does not own it.
+    NotHere,
 }
 
 /// The state, start, preferred lifetime and end a record is given.
@@ -150,7 +165,7 @@ pub(crate) struct Shard {
     /// Seeds the IA keys' targets in sparse pools.
     hasher: DefaultHashBuilder,
     /// A pool's remembered records are trimmed, oldest first, beyond the larger of this and
-    /// its held records (see [`Shard::trim`]).
+    /// its held records (see [`Shard::settle`]).
     remember_min: u64,
     /// Test-only log of every event as it is made, shared by all shards of an engine.
     #[cfg(test)]
@@ -301,31 +316,35 @@ impl Shard {
                 self.records.unlink(&mut part.remembered, idx);
             } else if !now && !slot.is_listed() {
                 self.records.push_back(&mut part.remembered, idx);
-                self.trim(pool, idx);
+                part.trim = true;
             }
         }
     }
 
-    /// Forgets the pool's oldest remembered records (silently: they are free resources, and
-    /// the journal's record of them does no harm) while the pool has more of them than the
-    /// larger of `remember_min` and its held records, but never `keep`, the one just added.
+    /// Forgets the oldest remembered records of every pool that has more of them than the
+    /// larger of `remember_min` and its held records (silently: they are free resources,
+    /// and the journal's record of them does no harm). Every entry point calls it last, once
+    /// it has done its work, so that it never takes a record from under the operation (an
+    /// IA's memory it is about to use, say).
     ///
     /// In a dense pool that is a bound on memory the pool's size bounds anyway; in a sparse
     /// pool nothing else would: its clean offsets never run out, so nothing would ever reuse
     /// them, and every IA that ever came and went would stay. The IA of a forgotten record
     /// still tends to get the same resource back in a sparse pool, from its hashed target.
-    fn trim(&mut self, pool: V6PoolId, keep: u32) {
-        loop {
-            let part = &self.parts[pool.index()];
-            let cap = self.remember_min.max(part.counts.held());
-            if part.remembered.len <= cap {
-                return;
+    pub(crate) fn settle(&mut self) {
+        for p in 0..self.parts.len() {
+            if !std::mem::take(&mut self.parts[p].trim) {
+                continue;
             }
-            match part.remembered.front() {
-                Some(oldest) if oldest != keep => {
-                    self.remove(oldest);
+            loop {
+                let part = &self.parts[p];
+                let cap = self.remember_min.max(part.counts.held());
+                match part.remembered.front() {
+                    Some(oldest) if part.remembered.len > cap => {
+                        self.remove(oldest);
+                    }
+                    _ => break,
                 }
-                _ => return,
             }
         }
     }
@@ -597,27 +616,31 @@ impl Shard {
         true
     }
 
-    /// Gives offset `off` of `pool` (resource `res`) up for a sibling if it is free here; a
-    /// remembered IA loses its claim to it.
+    /// Gives offset `off` of `pool` (resource `res`) up for a sibling if it is free here (a
+    /// remembered IA loses its claim to it); else says what holds it here.
     pub(crate) fn take_free(
         &mut self,
         pool: V6PoolId,
         off: u128,
         res: Resource,
         now: Time,
-    ) -> bool {
+    ) -> Give {
         if pool.index() >= self.parts.len() {
-            return false;
+            return Give::NotHere;
         }
         self.expire_if_due(res, now);
-        match self.records.find(res) {
+        let given = match self.records.find(res) {
             None => self.parts[pool.index()].space.give(off),
-            Some(idx) if !is_held(self.records.slot(idx).state) => {
-                self.remove(idx);
-                self.parts[pool.index()].space.give(off)
-            }
-            Some(_) => false,
-        }
+            Some(idx) => match self.records.slot(idx).state {
+                LeaseState::Declined => return Give::Quarantined,
+                LeaseState::Offered | LeaseState::Bound => return Give::Held,
+                LeaseState::Released | LeaseState::Expired => {
+                    self.remove(idx);
+                    self.parts[pool.index()].space.give(off)
+                }
+            },
+        };
+        if given { Give::Given } else { Give::NotHere }
     }
 
     /// Free resources this shard has in `pool`.
@@ -717,6 +740,49 @@ impl Shard {
         if indexed {
             self.records.index(idx);
         }
+    }
+}
+
+/// Bulk replay, for the restorer.
+impl Shard {
+    /// Indexes the records appended unindexed (their dynamic resources are this shard's),
+    /// chooses each IA's current one, drops the others but quarantines, and brings spaces,
+    /// counts, expiry heap and remembered lists in line.
+    pub(crate) fn finish_restore(&mut self) {
+        // The resources of records it drops stay this shard's, free: nothing marked them
+        // taken yet.
+        self.records.build(
+            |slot| current_rank(slot.state, slot.version, slot.resource()),
+            |slot| slot.state == LeaseState::Declined,
+        );
+        let mut remembered: Vec<(u64, u32, V6PoolId)> = Vec::new();
+        let mut heap = Vec::new();
+        let mut held = 0;
+        for idx in self.records.iter() {
+            let slot = *self.records.slot(idx);
+            let place = self.records.place(idx);
+            if is_held(slot.state) {
+                held += 1;
+                heap.push(Reverse((slot.expires, idx)));
+            }
+            if let Place::Dynamic { pool, off } = place {
+                let part = &mut self.parts[pool.index()];
+                part.space.taken(off);
+                if is_held(slot.state) {
+                    part.counts.tally(slot.state, true);
+                } else {
+                    remembered.push((slot.version, idx, pool));
+                }
+            }
+        }
+        // Oldest first, as they would have been remembered.
+        remembered.sort_unstable();
+        for (_, idx, pool) in remembered {
+            self.records
+                .push_back(&mut self.parts[pool.index()].remembered, idx);
+        }
+        self.held = held;
+        self.expiry = heap.into();
     }
 }
 

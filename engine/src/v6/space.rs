@@ -156,15 +156,6 @@ impl Lent {
         }
     }
 
-    /// One offset.
-    pub(crate) fn one(dense: bool, off: u128) -> Lent {
-        if dense {
-            Lent::Dense(std::iter::once(off as u32).collect())
-        } else {
-            Lent::Sparse(vec![(off, off)])
-        }
-    }
-
     pub(crate) fn add(&mut self, off: u128) {
         match self {
             Lent::Dense(b) => {
@@ -179,7 +170,7 @@ impl Lent {
 }
 
 /// One shard's share of one pool (see the module docs).
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Space {
     Dense {
         /// Free offsets nobody is remembered for (offsets are below 2^32 in a dense pool).
@@ -277,6 +268,16 @@ impl Space {
                 }
             }
             _ => unreachable!("a pool is dense in every shard or in none"),
+        }
+    }
+
+    /// Takes one offset a sibling gave up.
+    pub(crate) fn receive_one(&mut self, off: u128) {
+        match self {
+            Space::Dense { clean } => {
+                clean.insert(off as u32);
+            }
+            Space::Sparse { owned, .. } => owned.insert(off, off),
         }
     }
 
@@ -419,7 +420,7 @@ mod tests {
         let mut other = Space::new(false, (0, 0), &[]);
         assert_eq!(other.pick(0, 0, |_| false), None);
         other.receive(lent);
-        other.receive(Lent::one(false, 11));
+        other.receive_one(11);
         assert_eq!(other.clean_len(0), 4);
         assert_eq!(other.pick(0, 0, |_| false), Some(11));
 

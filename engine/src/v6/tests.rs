@@ -437,6 +437,15 @@ fn a_64_pool_and_a_32_into_56_pool_cost_only_their_leases() {
     t.e.check_invariants();
     let records: usize = (0..2).map(|s| t.e.lock(s).records.len()).sum();
     assert_eq!(records, 4000);
+    // About 100 bytes a lease, whatever the pools' sizes (slab and table growth included):
+    // the slab's 80-byte slots, two tables of 4-byte entries, an 8-byte heap entry.
+    let bytes: usize = (0..2)
+        .map(|s| {
+            let g = t.e.lock(s);
+            g.records.heap_bytes() + g.expiry.capacity() * 8
+        })
+        .sum();
+    assert!(bytes < 4000 * 256, "{bytes} bytes for 4000 leases");
     let stats = t.e.stats();
     assert_eq!(stats[0].free, (1 << 64) - 1 - 2000);
     assert_eq!(stats[1].bound, 2000);
@@ -533,4 +542,26 @@ fn snapshot_restores_exactly() {
     }
     restored.advance_versions(t.e.max_version());
     assert_eq!(restored.max_version(), t.e.max_version());
+}
+
+#[test]
+fn a_32_into_64_pd_pool_delegates_from_2_to_the_32_prefixes() {
+    let mut t = T::new(
+        3,
+        vec![pd_pool("2001:db8::", 32, 64, &[("2001:db8::", 48)])],
+    );
+    t.check = false;
+    assert_eq!(t.e.stats()[0].total, (1 << 32) - (1 << 16));
+    for n in 0..300 {
+        let c = pd(n);
+        let p = t.solicit(&c, P0, T0).unwrap();
+        assert_eq!(p.len, 64);
+        let bits = u128::from(p.addr);
+        assert_eq!(bits >> 96, 0x2001_0db8);
+        assert_eq!(bits & u128::from(u64::MAX), 0);
+        assert_ne!((bits >> 80) & 0xffff, 0, "{p} is in the excluded /48");
+        t.bind(&c, p, P0, T0).unwrap();
+    }
+    t.e.check_invariants();
+    assert_eq!(t.e.stats()[0].bound, 300);
 }
