@@ -101,6 +101,7 @@ mod pools;
 mod records;
 mod restore;
 mod shard;
+pub mod v6;
 
 #[cfg(test)]
 mod proptests;

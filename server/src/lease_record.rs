@@ -1,23 +1,42 @@
-//! The journal's record type: one lease as it is after a change, keyed by its address.
+//! The journal's record type: one lease as it is after a change, keyed by its address (v4) or
+//! by its address or prefix (v6).
+//!
+//! The payload is bincode with fixed-width little-endian integers (the journal's codec). The
+//! key is an enum whose variant index comes first: `V4` is 0 and `V6` was added after it as 1,
+//! so journals written before DHCPv6 existed decode unchanged (a test replays such a file).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bincode::{Decode, Encode};
+use lessor_engine::v6::{IaKey, Resource, V6Lease, V6LeaseEvent};
 use lessor_engine::{ClientKey, EventKind, HwAddr, Lease, LeaseEvent, LeaseRef, LeaseState};
 
 /// How long a released or expired lease is remembered for the client's affinity before
 /// compaction may forget it.
 pub const AFFINITY_MEMORY_SECS: u64 = 7 * 24 * 3600;
 
-/// The address a record is about. Room for DHCPv6 addresses and prefixes comes with v6.
+/// What a record is about: records with the same key supersede each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
 pub enum LeaseKey {
     /// An IPv4 address, as a big-endian u32.
     V4(u32),
+    /// A DHCPv6 address (`len` 128) or delegated prefix: the address as a big-endian u128.
+    /// New variants go after this one, never before (the variant index is on disk).
+    V6 {
+        /// The address, or the prefix's first address.
+        addr: u128,
+        /// 128 for an address, the prefix length for a prefix.
+        len: u8,
+    },
 }
 
 /// One lease record in the journal. Fields are plain data so the format does not depend on
 /// the engine's in-memory types.
+///
+/// A DHCPv6 record (`key` is [`LeaseKey::V6`]) uses the same fields: `client` holds the IA's
+/// key ([`IaKey::as_bytes`]: IA kind, IAID, DUID), `htype` is 0, `hw` holds the preferred
+/// lifetime as 4 big-endian bytes, `hostname` is `None`; `starts` and `expires` are the start
+/// and the end of the valid lifetime (or of the hold or quarantine), as for v4.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct LeaseRecord {
     /// The engine's causal version: for one address, higher is newer.
@@ -44,6 +63,16 @@ pub struct LeaseRecord {
 
 /// Event code for records imported from another server's lease file.
 pub const EVENT_IMPORTED: u8 = 5;
+
+fn event_code(k: EventKind) -> u8 {
+    match k {
+        EventKind::Bound => 0,
+        EventKind::Renewed => 1,
+        EventKind::Released => 2,
+        EventKind::Declined => 3,
+        EventKind::Expired => 4,
+    }
+}
 
 fn state_code(s: LeaseState) -> u8 {
     match s {
@@ -81,14 +110,7 @@ pub fn state_name(code: u8) -> &'static str {
 impl LeaseRecord {
     /// The record for an engine event.
     pub fn from_event(e: &LeaseEvent) -> Self {
-        let event = match e.kind {
-            EventKind::Bound => 0,
-            EventKind::Renewed => 1,
-            EventKind::Released => 2,
-            EventKind::Declined => 3,
-            EventKind::Expired => 4,
-        };
-        Self::from_lease(&e.lease, event)
+        Self::from_lease(&e.lease, event_code(e.kind))
     }
 
     /// The record for a lease as the engine holds it.
@@ -107,16 +129,96 @@ impl LeaseRecord {
         }
     }
 
-    /// The IPv4 address of the record.
+    /// The IPv4 address of the record; `0.0.0.0` for a DHCPv6 record.
     pub fn ipv4(&self) -> Ipv4Addr {
         match self.key {
             LeaseKey::V4(a) => Ipv4Addr::from(a),
+            LeaseKey::V6 { .. } => Ipv4Addr::UNSPECIFIED,
         }
     }
 
+    /// Whether this is a DHCPv6 record.
+    pub fn is_v6(&self) -> bool {
+        matches!(self.key, LeaseKey::V6 { .. })
+    }
+
+    /// The record's address: IPv4, or the v6 address or prefix start.
+    pub fn address(&self) -> IpAddr {
+        match self.key {
+            LeaseKey::V4(a) => IpAddr::V4(Ipv4Addr::from(a)),
+            LeaseKey::V6 { addr, .. } => IpAddr::V6(Ipv6Addr::from(addr)),
+        }
+    }
+
+    /// What the record is about as `lessor journal dump` would print it: `10.0.0.5`,
+    /// `2001:db8::5` or `2001:db8:100::/56`.
+    pub fn resource_text(&self) -> String {
+        match self.v6_resource() {
+            Some(r) => r.to_string(),
+            None => self.ipv4().to_string(),
+        }
+    }
+
+    /// The v6 address or prefix of a DHCPv6 record.
+    pub fn v6_resource(&self) -> Option<Resource> {
+        match self.key {
+            LeaseKey::V6 { addr, len } => Some(Resource::prefix(Ipv6Addr::from(addr), len)),
+            LeaseKey::V4(_) => None,
+        }
+    }
+
+    /// The record for a v6 engine event.
+    pub fn from_v6_event(e: &V6LeaseEvent) -> Self {
+        Self::from_v6_lease(&e.lease, event_code(e.kind))
+    }
+
+    /// The record for a v6 lease as the engine holds it.
+    pub fn from_v6_lease(l: &V6Lease, event: u8) -> Self {
+        LeaseRecord {
+            version: l.version,
+            event,
+            key: LeaseKey::V6 {
+                addr: u128::from(l.resource.addr),
+                len: l.resource.len,
+            },
+            client: l.client.as_bytes().to_vec(),
+            htype: 0,
+            hw: l.preferred.to_be_bytes().to_vec(),
+            hostname: None,
+            state: state_code(l.state),
+            starts: l.starts,
+            expires: l.expires,
+        }
+    }
+
+    /// The IA of a DHCPv6 record (whose DUID picks its shard, `V6Engine::owner`).
+    pub fn v6_client(&self) -> Option<IaKey> {
+        self.is_v6().then(|| IaKey::from_bytes(&self.client))?
+    }
+
+    /// The v6 engine lease a DHCPv6 record describes, or `None` for a v4 record or one with a
+    /// field out of range (replay counts and skips it).
+    pub fn to_v6_lease(&self) -> Option<V6Lease> {
+        let resource = self.v6_resource().filter(|r| r.len <= 128)?;
+        let preferred = u32::from_be_bytes(self.hw.as_slice().try_into().ok()?);
+        Some(V6Lease {
+            resource,
+            pool: None,
+            client: self.v6_client()?,
+            state: state_from(self.state)?,
+            starts: self.starts,
+            preferred,
+            expires: self.expires,
+            version: self.version,
+        })
+    }
+
     /// The engine lease this record describes, or `None` if a field is out of range (a record
-    /// from a newer format, say): replay counts and skips it.
+    /// from a newer format, say) or it is a DHCPv6 record: replay counts and skips it.
     pub fn to_lease(&self) -> Option<Lease> {
+        if self.is_v6() {
+            return None;
+        }
         Some(Lease {
             address: self.ipv4(),
             pool: None,
@@ -131,8 +233,11 @@ impl LeaseRecord {
     }
 
     /// The engine lease this record describes, borrowed (replay allocates nothing per record),
-    /// or `None` if a field is out of range.
+    /// or `None` if a field is out of range or it is a DHCPv6 record.
     pub fn to_lease_ref(&self) -> Option<LeaseRef<'_>> {
+        if self.is_v6() {
+            return None;
+        }
         Some(LeaseRef {
             address: self.ipv4(),
             client: &self.client,
@@ -145,9 +250,13 @@ impl LeaseRecord {
         })
     }
 
-    /// The 16-byte chaddr field the client would send, for steering the record to its shard.
+    /// The 16-byte chaddr field the client would send, for steering the record to its shard
+    /// (all zero for a DHCPv6 record, which steers by its DUID instead).
     pub fn chaddr_field(&self) -> [u8; 16] {
         let mut f = [0u8; 16];
+        if self.is_v6() {
+            return f;
+        }
         let n = self.hw.len().min(16);
         f[..n].copy_from_slice(&self.hw[..n]);
         f
@@ -166,7 +275,8 @@ impl lessor_journal::Record for LeaseRecord {
     }
 
     /// Holds (bound, declined, offered) are always kept; a released or expired lease is kept
-    /// for a week after it ended so the client gets the same address back.
+    /// for a week after it ended so the client gets the same address back. The same for v6
+    /// addresses and prefixes.
     fn keep(&self, now: u64) -> bool {
         match state_from(self.state) {
             Some(LeaseState::Released | LeaseState::Expired) => {
@@ -181,6 +291,7 @@ impl lessor_journal::Record for LeaseRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lessor_engine::v6::IaKind;
     use lessor_journal::Record;
 
     fn lease(state: LeaseState) -> Lease {
@@ -223,6 +334,149 @@ mod tests {
         assert!(!r.keep(200 + AFFINITY_MEMORY_SECS));
         let b = LeaseRecord::from_lease(&lease(LeaseState::Bound), 0);
         assert!(b.keep(u64::MAX), "a binding is never dropped by compaction");
+    }
+
+    /// Segment `0000000000000001.log` as `append_offline` wrote it before the v6 variant
+    /// existed (two v4 records: 10.231.0.100 bound, 10.231.0.101 released), byte for byte.
+    const V4_SEGMENT_BEFORE_V6: &str = concat!(
+        "4c53524a4c4f4700010000000100000000000000000000000000000014ffcf2c4e000000238b2276",
+        "070000000000000000000000006400e70a0700000000000000010200000000010106000000000000",
+        "00020000000001010500000000000000686f7374310100d2496b0000000010e0496b000000004100",
+        "0000cbd1cc06090000000000000002000000006500e70a0700000000000000010200000000020106",
+        "00000000000000020000000002000264d2496b00000000c8d2496b00000000",
+    );
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn v4_records_of_the_fixture() -> Vec<LeaseRecord> {
+        vec![
+            LeaseRecord {
+                version: 7,
+                event: 0,
+                key: LeaseKey::V4(0x0ae7_0064),
+                client: vec![1, 2, 0, 0, 0, 0, 1],
+                htype: 1,
+                hw: vec![2, 0, 0, 0, 0, 1],
+                hostname: Some("host1".into()),
+                state: 1,
+                starts: 1_800_000_000,
+                expires: 1_800_003_600,
+            },
+            LeaseRecord {
+                version: 9,
+                event: 2,
+                key: LeaseKey::V4(0x0ae7_0065),
+                client: vec![1, 2, 0, 0, 0, 0, 2],
+                htype: 1,
+                hw: vec![2, 0, 0, 0, 0, 2],
+                hostname: None,
+                state: 2,
+                starts: 1_800_000_100,
+                expires: 1_800_000_200,
+            },
+        ]
+    }
+
+    /// A journal written before DHCPv6 (the fixture) replays to the same records, and
+    /// today's encoding of those records is byte for byte what was written then.
+    #[test]
+    fn a_v4_journal_from_before_v6_still_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = unhex(V4_SEGMENT_BEFORE_V6);
+        std::fs::write(dir.path().join("0000000000000001.log"), &old).unwrap();
+        let (mut live, report) = lessor_journal::read_live::<LeaseRecord>(dir.path()).unwrap();
+        live.sort_by_key(|r| r.key);
+        assert_eq!(live, v4_records_of_the_fixture(), "{report:?}");
+        let live_lease = live[0].to_lease().unwrap();
+        assert_eq!(live_lease.address, Ipv4Addr::new(10, 231, 0, 100));
+
+        let fresh = tempfile::tempdir().unwrap();
+        lessor_journal::append_offline(fresh.path(), v4_records_of_the_fixture()).unwrap();
+        let new = std::fs::read(fresh.path().join("0000000000000001.log")).unwrap();
+        assert_eq!(new, old, "the v4 record encoding changed");
+    }
+
+    fn v6_lease(state: LeaseState, len: u8) -> V6Lease {
+        let kind = if len == 128 { IaKind::Na } else { IaKind::Pd };
+        V6Lease {
+            resource: Resource::prefix("2001:db8:100::".parse().unwrap(), len),
+            pool: None,
+            client: IaKey::new(&[0, 3, 0, 1, 2, 0, 0, 0, 0, 9], 0xdead_beef, kind),
+            state,
+            starts: 100,
+            preferred: 1800,
+            expires: 3700,
+            version: 42,
+        }
+    }
+
+    #[test]
+    fn v6_records_round_trip_through_the_engine_lease_and_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recs = vec![LeaseRecord::from_lease(&lease(LeaseState::Bound), 0)];
+        for (i, s) in [
+            LeaseState::Bound,
+            LeaseState::Released,
+            LeaseState::Declined,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for len in [128u8, 56] {
+                let mut l = v6_lease(s, len);
+                l.resource.addr = Ipv6Addr::from(u128::from(l.resource.addr) + ((i as u128) << 80));
+                // Far enough ahead that replay keeps the released one too.
+                l.expires = 4_000_000_000;
+                let r = LeaseRecord::from_v6_event(&V6LeaseEvent {
+                    kind: EventKind::Bound,
+                    lease: l.clone(),
+                });
+                assert!(r.is_v6());
+                assert_eq!(r.to_v6_lease(), Some(l.clone()));
+                assert_eq!(r.v6_client().unwrap().duid(), l.client.duid());
+                assert_eq!(r.to_lease(), None, "a v6 record is no v4 lease");
+                assert_eq!(r.to_lease_ref(), None);
+                assert_eq!(r.ipv4(), Ipv4Addr::UNSPECIFIED);
+                assert_eq!(r.chaddr_field(), [0; 16]);
+                recs.push(r);
+            }
+        }
+        assert_eq!(recs[2].resource_text(), "2001:db8:100::/56");
+        assert_eq!(recs[1].resource_text(), "2001:db8:100::");
+        assert_eq!(recs[0].resource_text(), "10.0.0.7");
+        assert_eq!(recs[0].to_v6_lease(), None);
+        lessor_journal::append_offline(dir.path(), recs.clone()).unwrap();
+        let (mut live, _) = lessor_journal::read_live::<LeaseRecord>(dir.path()).unwrap();
+        live.sort_by_key(|r| r.key);
+        let mut want = recs;
+        want.sort_by_key(|r| r.key);
+        assert_eq!(live, want);
+    }
+
+    #[test]
+    fn v6_keys_are_address_and_length() {
+        // An address and the /64 starting at it are two records.
+        let a = LeaseRecord::from_v6_lease(&v6_lease(LeaseState::Bound, 128), 0);
+        let p = LeaseRecord::from_v6_lease(&v6_lease(LeaseState::Bound, 64), 0);
+        assert_ne!(a.key(), p.key());
+        assert_eq!(a.address(), p.address());
+        // Compaction keeps v6 leases exactly like v4 ones.
+        let released = LeaseRecord::from_v6_lease(&v6_lease(LeaseState::Released, 56), 2);
+        assert!(released.keep(3700 + AFFINITY_MEMORY_SECS - 1));
+        assert!(!released.keep(3700 + AFFINITY_MEMORY_SECS));
+        assert!(p.keep(u64::MAX));
+        // A preferred lifetime that is not 4 bytes is a damaged record: skipped, not a panic.
+        let mut bad = p.clone();
+        bad.hw.push(0);
+        assert_eq!(bad.to_v6_lease(), None);
+        bad.hw.truncate(4);
+        bad.client = vec![9];
+        assert_eq!(bad.to_v6_lease(), None);
     }
 
     #[test]

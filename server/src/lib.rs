@@ -1,10 +1,10 @@
 //! lessor-server: the DHCP server itself, minus lease state and sockets.
 //!
-//! It holds the configuration (YAML or JSON, validated into typed form), the DHCPv4 protocol logic
-//! and the wiring that joins the engine, the journal and the sockets into worker loops. The
-//! protocol handlers are sans-IO: a function from (config, engine shard, request bytes, arrival,
-//! now) to a reply decision. Lease state lives only in `lessor-engine`; sockets only in
-//! `lessor-net`.
+//! It holds the configuration (YAML or JSON, validated into typed form), the DHCPv4 and DHCPv6
+//! protocol logic and the wiring that joins the engine, the journal and the sockets into worker
+//! loops. The protocol handlers are sans-IO: a function from (config, engine shard, request
+//! bytes, arrival, now) to a reply decision. Lease state lives only in `lessor-engine`; sockets
+//! only in `lessor-net`.
 
 pub mod config;
 pub mod journal_cli;
@@ -13,3 +13,6 @@ pub mod lease_record;
 pub mod run;
 pub mod stats;
 pub mod v4;
+pub mod v6;
+mod waiting;
+mod worker6;

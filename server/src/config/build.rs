@@ -68,6 +68,7 @@ pub(super) fn build(w: wire::Config) -> Result<Config> {
         log_level: w.log_level,
         journal: journal(w.journal.unwrap_or_default())?,
         v4: v4(w.v4.unwrap_or_default())?,
+        v6: super::build6::v6(w.v6.unwrap_or_default())?,
     })
 }
 
@@ -908,7 +909,7 @@ fn unicast(path: &str, s: &str) -> Result<Ipv4Addr> {
 }
 
 /// Linux interface names: 1 to 15 bytes, no '/', no whitespace.
-fn check_ifname(path: &str, name: &str) -> Result<()> {
+pub(super) fn check_ifname(path: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 15
         && !name.contains('/')
@@ -923,7 +924,7 @@ fn check_ifname(path: &str, name: &str) -> Result<()> {
     }
 }
 
-fn opt_seconds(path: &str, v: Option<&Value>) -> Result<Option<u32>> {
+pub(super) fn opt_seconds(path: &str, v: Option<&Value>) -> Result<Option<u32>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(v) => seconds(path, v).map(Some),

@@ -6,13 +6,14 @@
 //! the most general level that has them (global, then what each subnet, pool or reservation
 //! changes).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::build::agent_id;
 use super::options::{OptionSet, format_hex, render_options};
+use super::options6::{OptionSet6, render_options6};
 use super::wire::{self, Value};
-use super::{Config, ReservationKey, Subnet4, SyncMode, V4Config};
+use super::{Config, ReservationKey, Subnet4, Subnet6, SyncMode, V4Config, V6Config, V6Identifier};
 
 pub(super) fn effective_yaml(c: &Config) -> String {
     let body = serde_saphyr::to_string(&to_wire(c))
@@ -40,6 +41,8 @@ fn to_wire(c: &Config) -> wire::Config {
             interval_ms,
         }),
         v4: Some(v4(&c.v4)),
+        // A config without DHCPv6 shows no v6 section, as it was written.
+        v6: (c.v6 != V6Config::default()).then(|| v6(&c.v6)),
     }
 }
 
@@ -182,6 +185,139 @@ fn ranges(addrs: &[Ipv4Addr]) -> Vec<String> {
             Ipv4Addr::from(first).to_string()
         } else {
             format!("{}-{}", Ipv4Addr::from(first), Ipv4Addr::from(last))
+        });
+    }
+    out
+}
+
+fn v6(v: &V6Config) -> wire::V6 {
+    wire::V6 {
+        port: Some(v.port),
+        preferred_lifetime: Some(duration(v.preferred_lifetime)),
+        valid_lifetime: Some(duration(v.valid_lifetime)),
+        renew_time: v.renew_time.map(duration),
+        rebind_time: v.rebind_time.map(duration),
+        rapid_commit: Some(v.rapid_commit),
+        preference: v.preference.map(|p| Value::Int(p.into())),
+        offer_hold: Some(duration(v.offer_hold)),
+        decline_probation: Some(duration(v.decline_probation)),
+        server_duid: v.server_duid.as_deref().map(format_hex),
+        server_unicast: v.server_unicast.map(|a| a.to_string()),
+        options: options6(&v.options),
+        subnets: Some(v.subnets.iter().map(|s| subnet6(s, v)).collect()),
+        assignments_file: v
+            .assignments_file
+            .as_ref()
+            .map(|f| f.to_string_lossy().into_owned()),
+    }
+}
+
+fn subnet6(s: &Subnet6, v: &V6Config) -> wire::Subnet6 {
+    // What the subnet would inherit; its own values are written only where they differ.
+    let inherited = V6Config {
+        subnets: Vec::new(),
+        ..v.clone()
+    };
+    let p = u64::from(v.preferred_lifetime);
+    let timers = (
+        v.renew_time.unwrap_or((p / 2) as u32),
+        v.rebind_time.unwrap_or((p * 4 / 5) as u32),
+    );
+    let own_times = (
+        s.preferred_lifetime,
+        s.valid_lifetime,
+        s.renew_time,
+        s.rebind_time,
+    ) != (
+        inherited.preferred_lifetime,
+        inherited.valid_lifetime,
+        timers.0,
+        timers.1,
+    );
+    let time = |t: u32| own_times.then(|| duration(t));
+    let reservations = s
+        .reservations
+        .iter()
+        .map(|r| {
+            let mut w = wire::Reservation6 {
+                address: r.address.map(|a| a.to_string()),
+                prefix: r.prefix.map(|p| p.to_string()),
+                options: options6(&r.options.diff_from(&s.options)),
+                ..Default::default()
+            };
+            match &r.key {
+                V6Identifier::Duid(b) => w.duid = Some(format_hex(b)),
+                V6Identifier::InterfaceId(b) => w.interface_id = Some(agent_text(b)),
+                V6Identifier::SubscriberId(b) => w.subscriber_id = Some(agent_text(b)),
+                V6Identifier::RemoteId { enterprise, id } => {
+                    w.remote_id = Some(format!("{enterprise}:{}", agent_text(id)));
+                }
+            }
+            w
+        })
+        .collect();
+    let pd_pools = s
+        .pd_pools
+        .iter()
+        .map(|p| wire::PdPool {
+            prefix: p.prefix.to_string(),
+            delegated_len: Value::Int(p.delegated_len.into()),
+            excluded_prefix: p.excluded_prefix.map(|x| x.to_string()),
+            excluded: (!p.excluded.is_empty())
+                .then(|| p.excluded.iter().map(ToString::to_string).collect()),
+        })
+        .collect();
+    wire::Subnet6 {
+        subnet: s.net.to_string(),
+        id: Some(s.id),
+        interface: s.interface.clone(),
+        relays: (!s.relays.is_empty()).then(|| s.relays.iter().map(Ipv6Addr::to_string).collect()),
+        interface_ids: (!s.interface_ids.is_empty())
+            .then(|| s.interface_ids.iter().map(|b| agent_text(b)).collect()),
+        preferred_lifetime: time(s.preferred_lifetime),
+        valid_lifetime: time(s.valid_lifetime),
+        renew_time: time(s.renew_time),
+        rebind_time: time(s.rebind_time),
+        rapid_commit: (s.rapid_commit != v.rapid_commit).then_some(s.rapid_commit),
+        preference: (s.preference != v.preference)
+            .then(|| s.preference.map(|p| Value::Int(p.into())))
+            .flatten(),
+        pools: Some(
+            s.pools
+                .iter()
+                .map(|p| {
+                    if p.first == p.last {
+                        p.first.to_string()
+                    } else {
+                        format!("{}-{}", p.first, p.last)
+                    }
+                })
+                .collect(),
+        ),
+        pd_pools: (!s.pd_pools.is_empty()).then_some(pd_pools),
+        excluded: (!s.excluded.is_empty()).then(|| ranges6(&s.excluded)),
+        options: options6(&s.options.diff_from(&v.options)),
+        reservations: (!s.reservations.is_empty()).then_some(reservations),
+    }
+}
+
+fn options6(set: &OptionSet6) -> Option<Value> {
+    (!set.is_empty()).then(|| render_options6(set))
+}
+
+/// Sorted single IPv6 addresses folded into `"A"` / `"A-B"` runs.
+fn ranges6(addrs: &[Ipv6Addr]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut iter = addrs.iter().map(|a| u128::from(*a)).peekable();
+    while let Some(first) = iter.next() {
+        let mut last = first;
+        while last != u128::MAX && iter.peek() == Some(&(last + 1)) {
+            last = iter.next().unwrap_or(last);
+        }
+        out.push(if first == last {
+            Ipv6Addr::from(first).to_string()
+        } else {
+            format!("{}-{}", Ipv6Addr::from(first), Ipv6Addr::from(last))
         });
     }
     out

@@ -47,13 +47,23 @@ pub enum ConfigError {
         /// Why it is rejected, e.g. `10.9.0.5 is not inside subnet 10.231.0.0/24`.
         reason: String,
     },
+    /// A line of the v6 assignments file (CSV) is not acceptable.
+    #[error("{}", LineDisplay { file: file.as_deref(), line: *line, reason })]
+    Assignments {
+        /// The CSV file, if the text came from one.
+        file: Option<PathBuf>,
+        /// 1-based line number.
+        line: u64,
+        /// Why it is rejected.
+        reason: String,
+    },
 }
 
 impl ConfigError {
     /// The key path the error is about, when known.
     pub fn path(&self) -> Option<&str> {
         match self {
-            ConfigError::Read { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Assignments { .. } => None,
             ConfigError::Syntax { path, .. } => path.as_deref(),
             ConfigError::Invalid { path, .. } => Some(path),
         }
@@ -63,7 +73,9 @@ impl ConfigError {
     pub fn file(&self) -> Option<&Path> {
         match self {
             ConfigError::Read { file, .. } => Some(file),
-            ConfigError::Syntax { file, .. } | ConfigError::Invalid { file, .. } => file.as_deref(),
+            ConfigError::Syntax { file, .. }
+            | ConfigError::Invalid { file, .. }
+            | ConfigError::Assignments { file, .. } => file.as_deref(),
         }
     }
 
@@ -80,7 +92,9 @@ impl ConfigError {
     pub(super) fn with_file(mut self, name: &Path) -> Self {
         match &mut self {
             ConfigError::Read { .. } => {}
-            ConfigError::Syntax { file, .. } | ConfigError::Invalid { file, .. } => {
+            ConfigError::Syntax { file, .. }
+            | ConfigError::Invalid { file, .. }
+            | ConfigError::Assignments { file, .. } => {
                 *file = Some(name.to_owned());
             }
         }
@@ -135,5 +149,20 @@ impl fmt::Display for InvalidDisplay<'_> {
             write!(f, "{}: ", self.path)?;
         }
         f.write_str(self.reason)
+    }
+}
+
+struct LineDisplay<'a> {
+    file: Option<&'a Path>,
+    line: u64,
+    reason: &'a str,
+}
+
+impl fmt::Display for LineDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.file {
+            Some(file) => write!(f, "{}:{}: {}", file.display(), self.line, self.reason),
+            None => write!(f, "line {}: {}", self.line, self.reason),
+        }
     }
 }

@@ -10,3 +10,7 @@ pub const DEFAULT_LOOPBACK_YAML: &str = include_str!("../../../examples/default.
 
 /// An example using every key the config accepts (see the module docs for what each means).
 pub const EXAMPLE_FULL_YAML: &str = include_str!("../../../examples/full.yaml");
+
+/// A DHCPv6-only example: an ISP's customer link with address and prefix delegation pools and
+/// static prefixes by remote-id.
+pub const EXAMPLE_V6_YAML: &str = include_str!("../../../examples/v6.yaml");

@@ -55,6 +55,71 @@
 //!   is taken as its own (ASCII/UTF-8) bytes, e.g. `"eth0/1/1:100"`. To match text that looks
 //!   like hex bytes, write its `0x` form.
 //!
+//! `v6` (DHCPv6, RFC 8415; absent or without subnets: DHCPv6 is off):
+//! - `port` (default 547): any other port is *test mode*: replies, relayed or not, go to the
+//!   request's source address and port, and unicast requests are accepted.
+//! - `preferred_lifetime` (default 1h) and `valid_lifetime` (default 2h) of every address and
+//!   prefix handed out; `renew_time` / `rebind_time` (T1/T2 of every IA; default 50% / 80% of
+//!   the preferred lifetime, RFC 8415 §21.4). T1 must be below T2 and T2 below the valid
+//!   lifetime. Durations as in `v4`.
+//! - `rapid_commit` (default false): answer a SOLICIT carrying Rapid Commit (option 14) with a
+//!   REPLY that binds at once (RFC 8415 §18.3.1). `preference` (0-255; default: no Preference
+//!   option, which clients read as 0; 255 makes a client take the first ADVERTISE at once).
+//! - `offer_hold` (default 30s): how long an ADVERTISE keeps its address or prefix;
+//!   `decline_probation` (default 1 day).
+//! - `server_duid`: the server's DUID as hex bytes (default: a DUID-LLT generated once and kept
+//!   in `state_dir`, see `v6::load_or_create_duid`). `server_unicast`: an address of the server
+//!   sent as the Server Unicast option (12); only then are direct clients allowed to send
+//!   REQUEST, RENEW, RELEASE and DECLINE by unicast (otherwise they get UseMulticast).
+//! - `options`: global DHCPv6 options; `subnets`; `assignments_file`: a CSV file of static
+//!   assignments in dhcpkit's shape (below), read at startup and again on reload. A relative
+//!   path is relative to the config file's directory.
+//!
+//! A v6 subnet: `subnet` (a prefix, e.g. `2001:db8:1::/64`), `id` (default its position from
+//! 1), `interface` (direct clients arriving there select it), `relays` (relay link-address
+//! values that select it besides the ones inside the subnet), `interface_ids` (Interface-ID
+//! option values, option 18, that select it; written like v4's `circuit_id`), `pools` (address
+//! ranges `"A-B"`, CIDRs or single addresses, inside the subnet, of any size), `pd_pools`,
+//! `excluded` (addresses or `"A-B"` ranges never handed out dynamically), `options`,
+//! `reservations`, and its own `preferred_lifetime`, `valid_lifetime`, `renew_time`,
+//! `rebind_time`, `rapid_commit` and `preference` (what it leaves out is inherited from `v6`).
+//!
+//! A relayed client's subnet is chosen by the Interface-ID of the relay closest to it when an
+//! `interface_ids` entry names it, else by the link-address of the closest relay that set one
+//! (a lightweight relay, RFC 6221, leaves it unspecified): a `relays` entry, else the subnet
+//! containing it. A direct client's subnet is the arrival interface's (named by `interface`, or
+//! holding an address inside the subnet).
+//!
+//! A prefix delegation pool: `{ prefix: "2001:db8:100::/40", delegated_len: 56,
+//! excluded_prefix: "2001:db8:100:0:ff00::/72", excluded: ["2001:db8:1ff::/48"] }`. Every
+//! `/delegated_len` inside `prefix` is delegated, minus those overlapping an `excluded` prefix.
+//! `excluded_prefix` (optional, RFC 6603) is longer than `delegated_len`; its bits after
+//! `delegated_len` name a sub-prefix of each delegated prefix that the requesting router must not
+//! use (its uplink), sent as option 67 to clients that ask for it. Delegated prefixes need not be
+//! inside the subnet.
+//!
+//! A v6 reservation: exactly one identifier, then `address` (inside the subnet) and/or `prefix`
+//! (anywhere), and `options`. Identifiers:
+//! - `duid`: the client's DUID as hex bytes (`"00:03:00:01:02:23:10:00:00:60"`).
+//! - `interface_id`, `subscriber_id`: options 18 and 38 (RFC 4580) of the relay closest to the
+//!   client, written like v4's `circuit_id` (`0x` hex, `aa:bb` hex bytes, or text).
+//! - `remote_id`: option 37 (RFC 4649), `"ENTERPRISE:ID"`: the enterprise number in decimal,
+//!   then the id written like `interface_id` (`"3561:CUST1"`, `"9:0x0123"`).
+//!
+//! The first IA_NA of a reserved client gets the reserved address and its first IA_PD the
+//! reserved prefix (further IAs are served from the pools). A reservation is looked up by DUID,
+//! interface-id, remote-id, then subscriber-id, in the subnet's `reservations` first, then in the
+//! assignments file.
+//!
+//! The assignments file is CSV with a header naming the columns `id`, `address` and `prefix` (in
+//! any order; other columns are ignored; `,`, `;` or tab separated, `"quoted"` fields allowed;
+//! blank lines and lines starting with `#` are skipped). `address` and `prefix` may each be
+//! empty but not both. Ids: `duid:HEX`, `interface-id:HEX`, `interface-id-str:TEXT`,
+//! `remote-id:ENTERPRISE:HEX`, `remote-id-str:ENTERPRISE:TEXT`, `subscriber-id:HEX`,
+//! `subscriber-id-str:TEXT` (HEX may separate bytes with `:` or `-`). An address must lie in a
+//! configured v6 subnet; no address or prefix may be assigned twice, nor one already reserved in
+//! the YAML. Errors name the line.
+//!
 //! # Options
 //!
 //! An `options:` map may appear globally, on a shared network, a subnet, a pool or a
@@ -85,25 +150,44 @@
 //!
 //! Values are stored whole even past 255 bytes; the packet encoder splits long ones into several
 //! instances of the option (RFC 3396).
+//!
+//! DHCPv6 options (`v6.options`, a v6 subnet's or reservation's `options`; each level overrides
+//! its parent per code) are sent only when the client's Option Request option (6) asks for them.
+//! By name: `sip_server_domains` (21, domain names), `sip_servers` (22), `dns_servers` (23),
+//! `domain_search` (24, domain names), `nis_servers` (27), `nisp_servers` (28), `nis_domain` (29,
+//! domain names), `nisp_domain` (30, domain names), `sntp_servers` (31), `information_refresh_time`
+//! (32, u32 seconds, at least 600), `posix_timezone` (41, text), `tz_database` (42, text),
+//! `ntp_servers` (56, RFC 5908: each entry an address, a multicast address or a host name),
+//! `bootfile_url` (59, text), `aftr_name` (64, one domain name), `captive_portal` (103, text
+//! URI). Unmarked ones are lists of IPv6 addresses. By code (1 to 65535) with the typed values
+//! of v4 (`ip`/`ips` hold IPv6 addresses). Codes the protocol manages (0-9, 11-14, 18-20, 25, 26,
+//! 37, 38, 67, 79) are rejected.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
+mod assignments;
 mod build;
+mod build6;
 mod effective;
 mod error;
 mod examples;
 mod locate;
 mod options;
+mod options6;
 mod path;
 mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;
 
+pub use assignments::{Assignment, Assignments};
 pub use error::ConfigError;
-pub use examples::{DEFAULT_LOOPBACK_YAML, EXAMPLE_FULL_YAML};
+pub use examples::{DEFAULT_LOOPBACK_YAML, EXAMPLE_FULL_YAML, EXAMPLE_V6_YAML};
 pub use options::{OptionSet, option_name};
+pub use options6::{OptionSet6, option6_name};
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +206,8 @@ pub struct Config {
     pub journal: JournalConfig,
     /// DHCPv4.
     pub v4: V4Config,
+    /// DHCPv6.
+    pub v6: V6Config,
 }
 
 /// `journal:`.
@@ -267,6 +353,173 @@ pub struct Reservation4 {
     pub options: OptionSet,
 }
 
+/// DHCPv6 settings (`v6:`). With no subnets DHCPv6 is off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct V6Config {
+    /// UDP port to listen on; anything but 547 is test mode.
+    pub port: u16,
+    /// Default preferred lifetime, seconds.
+    pub preferred_lifetime: u32,
+    /// Default valid lifetime, seconds.
+    pub valid_lifetime: u32,
+    /// T1 as written at `v6` level; `None`: half the preferred lifetime.
+    pub renew_time: Option<u32>,
+    /// T2 as written at `v6` level; `None`: 80% of the preferred lifetime.
+    pub rebind_time: Option<u32>,
+    /// Default for answering Rapid Commit SOLICITs with a binding REPLY.
+    pub rapid_commit: bool,
+    /// Default Preference option value; `None`: not sent.
+    pub preference: Option<u8>,
+    /// How long an ADVERTISE holds its address or prefix, seconds.
+    pub offer_hold: u32,
+    /// How long a declined address stays out of use, seconds.
+    pub decline_probation: u32,
+    /// The server DUID to use instead of the generated one.
+    pub server_duid: Option<Vec<u8>>,
+    /// The Server Unicast address (option 12) to offer, if any.
+    pub server_unicast: Option<Ipv6Addr>,
+    /// The global `v6.options` as written. Already merged into every subnet's set.
+    pub options: OptionSet6,
+    /// The subnets, in config order. Each is one link.
+    pub subnets: Vec<Subnet6>,
+    /// The CSV file of static assignments, if any.
+    pub assignments_file: Option<PathBuf>,
+}
+
+/// One DHCPv6 subnet (one link), with everything it inherits already applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subnet6 {
+    /// Stable id (explicit, or the position among v6 subnets from 1).
+    pub id: u32,
+    /// The on-link prefix.
+    pub net: ipnet::Ipv6Net,
+    /// Interface whose direct clients select this subnet.
+    pub interface: Option<String>,
+    /// Relay link-addresses that select this subnet (besides those inside `net`).
+    pub relays: Vec<Ipv6Addr>,
+    /// Interface-ID option values (18) that select this subnet.
+    pub interface_ids: Vec<Vec<u8>>,
+    /// Dynamic address ranges, in config order.
+    pub pools: Vec<Pool6>,
+    /// Prefix delegation pools, in config order.
+    pub pd_pools: Vec<PdPool6>,
+    /// Addresses never handed out dynamically, sorted.
+    pub excluded: Vec<Ipv6Addr>,
+    /// Reservations, in config order.
+    pub reservations: Vec<Reservation6>,
+    /// Preferred lifetime, seconds.
+    pub preferred_lifetime: u32,
+    /// Valid lifetime, seconds.
+    pub valid_lifetime: u32,
+    /// T1 sent in every IA, seconds.
+    pub renew_time: u32,
+    /// T2 sent in every IA, seconds.
+    pub rebind_time: u32,
+    /// Whether a Rapid Commit SOLICIT is answered with a binding REPLY.
+    pub rapid_commit: bool,
+    /// Preference option value, if sent.
+    pub preference: Option<u8>,
+    /// Effective options: global, then the subnet's own.
+    pub options: OptionSet6,
+}
+
+/// A dynamic address range, inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool6 {
+    /// First address.
+    pub first: Ipv6Addr,
+    /// Last address.
+    pub last: Ipv6Addr,
+}
+
+/// A prefix delegation pool: every `/delegated_len` inside `prefix`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PdPool6 {
+    /// The prefix delegated prefixes are taken from.
+    pub prefix: ipnet::Ipv6Net,
+    /// Length of each delegated prefix.
+    pub delegated_len: u8,
+    /// RFC 6603 excluded prefix: its bits after `delegated_len` name the sub-prefix of each
+    /// delegated prefix that is sent as option 67.
+    pub excluded_prefix: Option<ipnet::Ipv6Net>,
+    /// Prefixes never delegated (a delegated prefix overlapping one is skipped).
+    pub excluded: Vec<ipnet::Ipv6Net>,
+}
+
+/// What identifies a DHCPv6 client for a reservation or an assignment.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum V6Identifier {
+    /// The client's DUID (option 1).
+    Duid(Vec<u8>),
+    /// The Interface-ID (option 18) of the relay closest to the client that sent one.
+    InterfaceId(Vec<u8>),
+    /// The Remote-ID (option 37, RFC 4649) of the relay closest to the client that sent one.
+    RemoteId {
+        /// IANA enterprise number of the relay's vendor.
+        enterprise: u32,
+        /// The remote-id bytes after the enterprise number.
+        id: Vec<u8>,
+    },
+    /// The Subscriber-ID (option 38, RFC 4580) of the relay closest to the client that sent one.
+    SubscriberId(Vec<u8>),
+}
+
+impl V6Identifier {
+    /// The bytes as they appear in the option payload (for a remote-id: the enterprise number,
+    /// big-endian, then the id): what look-ups compare.
+    pub fn wire_bytes(&self) -> Vec<u8> {
+        match self {
+            V6Identifier::Duid(b)
+            | V6Identifier::InterfaceId(b)
+            | V6Identifier::SubscriberId(b) => b.clone(),
+            V6Identifier::RemoteId { enterprise, id } => {
+                let mut v = enterprise.to_be_bytes().to_vec();
+                v.extend_from_slice(id);
+                v
+            }
+        }
+    }
+
+    /// The config key naming this kind of identifier.
+    pub fn key_name(&self) -> &'static str {
+        match self {
+            V6Identifier::Duid(_) => "duid",
+            V6Identifier::InterfaceId(_) => "interface_id",
+            V6Identifier::RemoteId { .. } => "remote_id",
+            V6Identifier::SubscriberId(_) => "subscriber_id",
+        }
+    }
+}
+
+/// A fixed address and/or delegated prefix for one DHCPv6 client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation6 {
+    /// Who.
+    pub key: V6Identifier,
+    /// The address for the client's first IA_NA, inside the subnet.
+    pub address: Option<Ipv6Addr>,
+    /// The prefix for the client's first IA_PD.
+    pub prefix: Option<ipnet::Ipv6Net>,
+    /// Effective options: the subnet's, then the reservation's own.
+    pub options: OptionSet6,
+}
+
+impl Default for V6Config {
+    /// The configuration of an absent `v6:` section: DHCPv6 off, every default in place.
+    fn default() -> Self {
+        // An empty section always validates; failing here is a build defect, not input.
+        build6::v6(wire::V6::default())
+            .unwrap_or_else(|e| panic!("the empty v6 section is invalid: {e}"))
+    }
+}
+
+impl V6Config {
+    /// Whether DHCPv6 is to be served (at least one subnet).
+    pub fn enabled(&self) -> bool {
+        !self.subnets.is_empty()
+    }
+}
+
 impl Config {
     /// Reads and validates a config file: JSON if the name ends in `.json`, YAML otherwise.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -282,7 +535,24 @@ impl Config {
         } else {
             parse_yaml(&text, Some(&path.display().to_string()))
         };
-        wire.and_then(build::build).map_err(|e| e.with_file(path))
+        let mut config = wire.and_then(build::build).map_err(|e| e.with_file(path))?;
+        if let Some(f) = &mut config.v6.assignments_file
+            && f.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            *f = dir.join(&*f);
+        }
+        Ok(config)
+    }
+
+    /// Reads and checks `v6.assignments_file` (an empty table when none is configured), against
+    /// this config's v6 subnets and reservations. Called at startup and on every reload; a
+    /// failed reload keeps the table in use.
+    pub fn load_assignments(&self) -> Result<Assignments, ConfigError> {
+        match &self.v6.assignments_file {
+            None => Ok(Assignments::default()),
+            Some(path) => Assignments::load(path, &self.v6),
+        }
     }
 
     /// Parses and validates a YAML document.

@@ -436,7 +436,7 @@ fn what(kind: Kind) -> &'static str {
 }
 
 /// A scalar as a one-element list, or the items of a non-empty list, each with its path.
-fn one_or_many<'v>(
+pub(super) fn one_or_many<'v>(
     v: &'v Value,
     path: &str,
     what: &str,
@@ -455,11 +455,11 @@ fn one_or_many<'v>(
     }
 }
 
-fn expected(path: &str, what: &str, got: &Value) -> ConfigError {
+pub(super) fn expected(path: &str, what: &str, got: &Value) -> ConfigError {
     invalid(path, format!("expected {what}, got {}", got.describe()))
 }
 
-fn string<'v>(v: &'v Value, path: &str, what: &str) -> Result<&'v str, ConfigError> {
+pub(super) fn string<'v>(v: &'v Value, path: &str, what: &str) -> Result<&'v str, ConfigError> {
     match v {
         Value::Str(s) => Ok(s),
         other => Err(expected(path, what, other)),
@@ -522,7 +522,7 @@ pub(super) fn format_hex(bytes: &[u8]) -> String {
 
 /// Appends `name` in RFC 1035 §3.1 label form (length-prefixed labels, a zero byte at the end),
 /// without compression; RFC 3397 allows but does not require it.
-fn encode_domain(name: &str, out: &mut Vec<u8>) -> Result<(), String> {
+pub(super) fn encode_domain(name: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let trimmed = name.strip_suffix('.').unwrap_or(name);
     if trimmed.is_empty() {
         return Err(format!("{name:?} is not a domain name"));
@@ -547,7 +547,7 @@ fn encode_domain(name: &str, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-fn decode_domains(mut b: &[u8]) -> Option<Vec<String>> {
+pub(super) fn decode_domains(mut b: &[u8]) -> Option<Vec<String>> {
     let mut names = Vec::new();
     while !b.is_empty() {
         let mut labels = Vec::new();

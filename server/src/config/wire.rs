@@ -27,6 +27,8 @@ pub(super) struct Config {
     pub(super) journal: Option<Journal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) v4: Option<V4>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) v6: Option<V6>,
 }
 
 /// `journal:`
@@ -128,6 +130,109 @@ pub(super) struct Reservation {
     pub(super) hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) bootp: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) options: Option<Value>,
+}
+
+/// `v6:`
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct V6 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) preferred_lifetime: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) valid_lifetime: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) renew_time: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) rebind_time: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) rapid_commit: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) preference: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) offer_hold: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) decline_probation: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) server_duid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) server_unicast: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) options: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) subnets: Option<Vec<Subnet6>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) assignments_file: Option<String>,
+}
+
+/// `v6.subnets[i]`
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Subnet6 {
+    pub(super) subnet: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) relays: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) interface_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) preferred_lifetime: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) valid_lifetime: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) renew_time: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) rebind_time: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) rapid_commit: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) preference: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) pools: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) pd_pools: Option<Vec<PdPool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) excluded: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) options: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) reservations: Option<Vec<Reservation6>>,
+}
+
+/// `v6.subnets[i].pd_pools[j]`
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PdPool {
+    pub(super) prefix: String,
+    pub(super) delegated_len: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) excluded_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) excluded: Option<Vec<String>>,
+}
+
+/// `v6.subnets[i].reservations[j]`
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Reservation6 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) duid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) interface_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) remote_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) subscriber_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) options: Option<Value>,
 }

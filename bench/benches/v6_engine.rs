@@ -1,0 +1,146 @@
+//! v6 engine operations on a /64 IA_NA pool and a /32-into-/56 IA_PD pool: solicit+bind of
+//! new IAs, renew, release and rebind, reclaim.
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use lessor_engine::v6::{
+    BindRequest6, IaKey, IaKind, Resource, SolicitRequest, V6Engine, V6EngineConfig, V6LeaseEvent,
+    V6PoolId, V6PoolSpec,
+};
+
+fn engine(shards: usize) -> V6Engine {
+    V6Engine::new(V6EngineConfig {
+        shards,
+        pools: vec![
+            V6PoolSpec::Na {
+                first: "2001:db8::".parse().unwrap(),
+                last: "2001:db8::ffff:ffff:ffff:ffff".parse().unwrap(),
+                excluded: vec![],
+            },
+            V6PoolSpec::Pd {
+                prefix: "2001:db9::".parse().unwrap(),
+                prefix_len: 32,
+                delegated_len: 56,
+                excluded: vec![],
+            },
+        ],
+        offer_hold: 30,
+        decline_probation: 86400,
+    })
+    .unwrap()
+}
+
+/// IA `n`'s key: a DUID-LLT for Ethernet (14 bytes), as most clients send.
+fn key(n: u32, kind: IaKind) -> IaKey {
+    let b = n.to_be_bytes();
+    let duid = [
+        0, 1, 0, 1, 0x2a, 0x3b, 0x4c, 0x5d, 2, 0, b[0], b[1], b[2], b[3],
+    ];
+    IaKey::new(&duid, 1, kind)
+}
+
+const NA: &[V6PoolId] = &[V6PoolId(0)];
+const PD: &[V6PoolId] = &[V6PoolId(1)];
+const NOW: u64 = 1_800_000_000;
+
+fn solicit_bind(
+    e: &V6Engine,
+    k: &IaKey,
+    pools: &[V6PoolId],
+    events: &mut Vec<V6LeaseEvent>,
+) -> Resource {
+    let req = SolicitRequest {
+        client: k,
+        pools,
+        reserved: None,
+        hint: None,
+    };
+    let res = e.solicit(0, &req, NOW).unwrap().resource;
+    let bind = BindRequest6 {
+        client: k,
+        resource: res,
+        pools,
+        reserved: false,
+        preferred: 1800,
+        valid: 3600,
+    };
+    e.bind(0, &bind, NOW, events).unwrap();
+    res
+}
+
+fn benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("v6_engine");
+    let mut events = Vec::new();
+
+    for (name, kind, pools) in [("na", IaKind::Na, NA), ("pd", IaKind::Pd, PD)] {
+        let e = engine(1);
+        let mut n = 0u32;
+        g.bench_function(format!("solicit_bind_new_{name}"), |b| {
+            b.iter(|| {
+                n += 1;
+                events.clear();
+                black_box(solicit_bind(&e, &key(n, kind), pools, &mut events))
+            })
+        });
+    }
+
+    let e = engine(1);
+    let ias: Vec<(IaKey, Resource)> = (0..100_000)
+        .map(|i| {
+            let k = key(i, IaKind::Na);
+            let r = solicit_bind(&e, &k, NA, &mut events);
+            (k, r)
+        })
+        .collect();
+    let mut i = 0;
+    g.bench_function("renew_100k_live", |b| {
+        b.iter(|| {
+            i = (i + 1) % ias.len();
+            let (k, r) = &ias[i];
+            events.clear();
+            let bind = BindRequest6 {
+                client: k,
+                resource: *r,
+                pools: NA,
+                reserved: false,
+                preferred: 1800,
+                valid: 3600,
+            };
+            black_box(e.bind(0, &bind, NOW + 10, &mut events).unwrap())
+        })
+    });
+
+    let mut i = 0;
+    g.bench_function("release_and_rebind_100k_live", |b| {
+        b.iter(|| {
+            i = (i + 1) % ias.len();
+            let (k, r) = &ias[i];
+            events.clear();
+            e.release(0, k, *r, NOW + 20, &mut events);
+            black_box(solicit_bind(&e, k, NA, &mut events))
+        })
+    });
+
+    g.bench_function("reclaim_10k_expired", |b| {
+        b.iter_batched(
+            || {
+                let e = engine(1);
+                let mut ev = Vec::new();
+                for i in 0..10_000 {
+                    solicit_bind(&e, &key(i, IaKind::Na), NA, &mut ev);
+                }
+                e
+            },
+            |e| {
+                let mut ev = Vec::with_capacity(10_000);
+                black_box(e.reclaim(0, NOW + 4000, 10_000, &mut ev))
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(v6_engine_benches, benches);
+criterion_main!(v6_engine_benches);

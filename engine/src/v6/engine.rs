@@ -1,0 +1,672 @@
+//! The sharded v6 engine: per-request entry points, borrowing between shards, replay and
+//! stats (v4's `engine.rs`, by IA and resource).
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::lease::{EventKind, LeaseState, Time};
+
+use super::error::{V6BindError, V6ConfigError};
+use super::key::{IaKey, Resource};
+use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
+use super::pools::{Place, Pools, V6EngineConfig, V6PoolId};
+use super::shard::{Avail, Give, Part, Shard, Term};
+use super::space::{DENSE_MAX, Space};
+
+/// Expired records an operation reclaims on its way in: keeps expiry moving even if the
+/// caller's `reclaim` timer lags, at a bounded cost.
+const LAZY_RECLAIM: usize = 4;
+/// Expired records a shard reclaims before it borrows from a sibling.
+const EXHAUSTED_RECLAIM: usize = 1024;
+/// Most free resources one borrow takes from a sibling.
+const BORROW_CHUNK: u64 = 64;
+/// Borrows one solicit may make before giving up (only reached if siblings race it).
+const MAX_BORROWS: u32 = 8;
+/// Remembered (Released/Expired) records a pool keeps per shard beyond its held ones.
+const REMEMBER_MIN: u64 = 4096;
+
+/// A SOLICIT (or a REQUEST for an IA with no lease yet) to answer with an ADVERTISE.
+#[derive(Clone, Copy, Debug)]
+pub struct SolicitRequest<'a> {
+    /// The IA that asks.
+    pub client: &'a IaKey,
+    /// Pools the IA may get a resource from, in order of preference. Pools of another kind
+    /// than the IA's are ignored.
+    pub pools: &'a [V6PoolId],
+    /// The IA's static assignment, if the server has one for it (authoritative).
+    pub reserved: Option<Resource>,
+    /// What the client asked for in its IA, if anything.
+    pub hint: Option<Resource>,
+}
+
+/// A REQUEST, RENEW or REBIND (or a SOLICIT with rapid commit) to bind or extend.
+#[derive(Clone, Copy, Debug)]
+pub struct BindRequest6<'a> {
+    /// The IA that asks.
+    pub client: &'a IaKey,
+    /// The resource to bind.
+    pub resource: Resource,
+    /// Pools `resource` may come from (pools of another kind than the IA's are ignored).
+    pub pools: &'a [V6PoolId],
+    /// `resource` is this IA's static assignment.
+    pub reserved: bool,
+    /// Preferred lifetime in seconds (at most `valid` is kept).
+    pub preferred: u32,
+    /// Valid lifetime in seconds.
+    pub valid: u32,
+}
+
+/// Usage of one pool across all shards. `free + offered + bound + declined == total`
+/// (Released and Expired resources are free).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6PoolStats {
+    /// The pool.
+    pub pool: V6PoolId,
+    /// Dynamic resources: the range minus excluded ones (a /64 of addresses has 2^64).
+    pub total: u128,
+    /// Free in some shard (including Released/Expired ones remembered for an IA).
+    pub free: u128,
+    /// Held by an ADVERTISE.
+    pub offered: u64,
+    /// Bound.
+    pub bound: u64,
+    /// Quarantined after a DECLINE.
+    pub declined: u64,
+}
+
+/// Knobs the tests turn: which pools are dense, how many remembered records a pool keeps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tuning {
+    pub(crate) dense_max: u128,
+    pub(crate) remember_min: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            dense_max: DENSE_MAX,
+            remember_min: REMEMBER_MIN,
+        }
+    }
+}
+
+/// What one locked pass of a solicit decided.
+enum Step {
+    Done(V6LeaseView),
+    /// Fetch this dynamic resource from whichever sibling has it free, then try again.
+    Fetch {
+        pool: V6PoolId,
+        off: u128,
+        reserved: bool,
+    },
+    /// Nothing free here in any candidate pool: borrow from a sibling, then try again.
+    Borrow,
+}
+
+/// Remote work a solicit has already tried, so that it is tried once.
+#[derive(Default)]
+struct Tried {
+    reserved: bool,
+    hint: bool,
+    borrows: u32,
+}
+
+/// In-memory DHCPv6 lease state (IA_NA addresses and IA_PD prefixes), sharded across worker
+/// cores like v4's [`Engine`](crate::Engine).
+///
+/// Worker `k` passes `shard = k` to every call, for IAs whose DUID it owns
+/// ([`V6Engine::owner`]); a call locks its own shard's mutex, and only briefly a sibling's
+/// (never two at once) when it must borrow. `V6Engine` is `Send + Sync`: share it as
+/// `Arc<V6Engine>`. Every method that takes a `shard` panics if `shard >= self.shards()`.
+pub struct V6Engine {
+    pub(crate) pools: Pools,
+    offer_hold: u32,
+    decline_probation: u32,
+    pub(crate) shards: Box<[Mutex<Shard>]>,
+}
+
+impl fmt::Debug for V6Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("V6Engine")
+            .field("shards", &self.shards.len())
+            .field("pools", &self.pools.len())
+            .field("offer_hold", &self.offer_hold)
+            .field("decline_probation", &self.decline_probation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl V6Engine {
+    /// Validates `cfg` and splits each pool's offsets into one contiguous block per shard.
+    /// A pool costs memory in proportion to its leases and fragmentation, not its size.
+    pub fn new(cfg: V6EngineConfig) -> Result<V6Engine, V6ConfigError> {
+        Self::with_tuning(cfg, Tuning::default())
+    }
+
+    pub(crate) fn with_tuning(
+        cfg: V6EngineConfig,
+        tuning: Tuning,
+    ) -> Result<V6Engine, V6ConfigError> {
+        if cfg.shards == 0 {
+            return Err(V6ConfigError::NoShards);
+        }
+        let pools = Pools::new(&cfg.pools, tuning.dense_max)?;
+        let shards: Box<[Mutex<Shard>]> = (0..cfg.shards)
+            .map(|s| {
+                let parts = pools
+                    .iter()
+                    .map(|(_, layout)| Part {
+                        space: Space::new(
+                            layout.dense,
+                            layout.block(s, cfg.shards),
+                            &layout.excluded,
+                        ),
+                        remembered: Default::default(),
+                        counts: Default::default(),
+                        trim: false,
+                    })
+                    .collect();
+                Mutex::new(Shard::new(parts, &pools, tuning.remember_min))
+            })
+            .collect();
+        let engine = V6Engine {
+            pools,
+            offer_hold: cfg.offer_hold,
+            decline_probation: cfg.decline_probation,
+            shards,
+        };
+        #[cfg(test)]
+        {
+            let trace = std::sync::Arc::default();
+            for shard in 0..engine.shards.len() {
+                engine.lock(shard).trace = std::sync::Arc::clone(&trace);
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard that owns the leases of every IA of the client with this DUID: the server
+    /// steers (or forwards) the client's messages to its worker. It is FNV-1a (64-bit) of the
+    /// DUID's bytes, mixed by MurmurHash3's 64-bit finalizer and scaled to `0..shards()`
+    /// (`(hash * shards) >> 64`): a fixed function, so the same DUID has the same owner
+    /// across restarts.
+    pub fn owner(&self, duid: &[u8]) -> usize {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in duid {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        ((u128::from(h) * self.shards.len() as u128) >> 64) as usize
+    }
+
+    pub(crate) fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        // A panic while a shard was locked cannot leave it half-updated in a way that
+        // matters more than stopping every worker would; keep serving.
+        self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn siblings(&self, shard: usize) -> impl Iterator<Item = usize> {
+        (0..self.shards.len()).filter(move |&s| s != shard)
+    }
+
+    /// Whether `pool` is a pool of `client`'s kind.
+    fn fits(&self, pool: V6PoolId, client: &IaKey) -> bool {
+        self.pools
+            .get(pool)
+            .is_some_and(|l| l.kind == client.kind())
+    }
+
+    /// SOLICIT: chooses a resource and holds it for the IA (state Offered, expires
+    /// `now + offer_hold`). Not an event. `None` when every candidate pool is exhausted.
+    ///
+    /// The choice, first that works: (1) the reservation, unless it is quarantined (a fixed
+    /// reserved resource is taken back from anyone else holding it in this shard); (2) the
+    /// IA's own record in a candidate pool, in any state but Declined; (3) the hint if it is
+    /// in a candidate pool and free (here or in a sibling); (4) a free resource of the
+    /// candidate pools in order (see `space.rs` for which), preferring resources nobody is
+    /// remembered for over those a Released/Expired record remembers. Only then are this
+    /// shard's expired records reclaimed and free resources borrowed from the sibling with
+    /// most.
+    ///
+    /// An IA that already holds an Offered or Bound resource it may use gets the same one
+    /// again (an advertise's hold is renewed; a binding is left as it is). Moving the IA to
+    /// a new resource ends its previous record; the events that produces (Released for an
+    /// abandoned binding, Expired for records found expired) are handed out by the next
+    /// `bind`/`release`/`decline`/`reclaim` on this shard, with the versions of the changes
+    /// they record.
+    pub fn solicit(
+        &self,
+        shard: usize,
+        req: &SolicitRequest<'_>,
+        now: Time,
+    ) -> Option<V6LeaseView> {
+        let mut tried = Tried::default();
+        loop {
+            let step = {
+                let mut g = self.lock(shard);
+                let step = self.solicit_step(&mut g, req, now, &tried);
+                g.settle();
+                step
+            };
+            match step {
+                Step::Done(view) => return Some(view),
+                Step::Fetch {
+                    pool,
+                    off,
+                    reserved,
+                } => {
+                    if reserved {
+                        tried.reserved = true;
+                    } else {
+                        tried.hint = true;
+                    }
+                    self.fetch(shard, pool, off, now);
+                }
+                Step::Borrow => {
+                    if tried.borrows == MAX_BORROWS || !self.borrow(shard, req, now) {
+                        return None;
+                    }
+                    tried.borrows += 1;
+                }
+            }
+        }
+    }
+
+    fn solicit_step(
+        &self,
+        g: &mut Shard,
+        req: &SolicitRequest<'_>,
+        now: Time,
+        tried: &Tried,
+    ) -> Step {
+        g.reclaim(now, LAZY_RECLAIM);
+        let client = req.client;
+        let term = Term {
+            state: LeaseState::Offered,
+            starts: now,
+            preferred: 0,
+            expires: now.saturating_add(u64::from(self.offer_hold)),
+        };
+        // Advertises `res` if the IA may have it; an existing binding stays as it is.
+        let take = |g: &mut Shard, res: Resource, place: Place, avail: Avail| -> Option<Step> {
+            match avail {
+                Avail::Own if g.state(res) == Some(LeaseState::Bound) => {}
+                Avail::Own | Avail::Free => {
+                    g.hold(res, place, client, term);
+                }
+                _ => return None,
+            }
+            let idx = g.records.find(res)?;
+            Some(Step::Done(g.records.view(idx)))
+        };
+        let in_candidates = |place: Place| {
+            matches!(place, Place::Dynamic { pool, .. }
+                if req.pools.contains(&pool) && self.fits(pool, client))
+        };
+
+        // 1. The reservation is authoritative: the server decided it is this IA's.
+        if let Some(reserved) = req.reserved {
+            let place = self.pools.place(reserved);
+            let avail = match g.availability(reserved, place, client, now) {
+                // Only a fixed resource can be taken back; a dynamic one (a reservation the
+                // server forgot to exclude) follows the ownership rules like any other.
+                Avail::HeldByOther if matches!(place, Place::Fixed { .. }) => Avail::Free,
+                Avail::Elsewhere if !tried.reserved => {
+                    if let Place::Dynamic { pool, off } = place {
+                        return Step::Fetch {
+                            pool,
+                            off,
+                            reserved: true,
+                        };
+                    }
+                    Avail::Elsewhere
+                }
+                avail => avail,
+            };
+            if let Some(step) = take(g, reserved, place, avail) {
+                return step;
+            }
+        }
+
+        // 2. The IA's own record: the same resource again. An advertise whose hold has
+        // passed is gone, whether or not `reclaim` has reached it yet.
+        if let Some(res) = g.client_res(client) {
+            g.expire_if_due(res, now);
+        }
+        if let Some(res) = g.client_res(client) {
+            let place = self.pools.place(res);
+            if in_candidates(place) {
+                let avail = g.availability(res, place, client, now);
+                if let Some(step) = take(g, res, place, avail) {
+                    return step;
+                }
+            }
+        }
+
+        // 3. The hint.
+        if let Some(hint) = req.hint {
+            let place = self.pools.place(hint);
+            if in_candidates(place) {
+                let avail = g.availability(hint, place, client, now);
+                if avail == Avail::Elsewhere
+                    && !tried.hint
+                    && let Place::Dynamic { pool, off } = place
+                {
+                    return Step::Fetch {
+                        pool,
+                        off,
+                        reserved: false,
+                    };
+                }
+                if let Some(step) = take(g, hint, place, avail) {
+                    return step;
+                }
+            }
+        }
+
+        // 4. A free resource, pools in order of preference.
+        for round in 0..2 {
+            for &pool in req.pools {
+                if !self.fits(pool, client) {
+                    continue;
+                }
+                if let Some(off) = g.next_free(&self.pools, pool, client) {
+                    let res = self.pools.resource(pool, off);
+                    let (_, idx) = g.hold(res, Place::Dynamic { pool, off }, client, term);
+                    return Step::Done(g.records.view(idx));
+                }
+            }
+            if round == 0 && g.reclaim(now, EXHAUSTED_RECLAIM) == 0 {
+                break;
+            }
+        }
+        Step::Borrow
+    }
+
+    /// Moves `off` of `pool` from whichever sibling has it free into `shard`'s space; else
+    /// says what holds it in the sibling that owns it.
+    fn fetch(&self, shard: usize, pool: V6PoolId, off: u128, now: Time) -> Give {
+        let layout = self.pools.layout(pool);
+        let res = layout.resource(off);
+        for sibling in self.siblings(shard) {
+            let mut g = self.lock(sibling);
+            match g.take_free(pool, off, res, now) {
+                Give::Given => {
+                    // Read under the lender's lock, after its last change to the resource.
+                    let clock = g.clock;
+                    drop(g);
+                    let mut g = self.lock(shard);
+                    g.observe(clock);
+                    g.parts[pool.index()].space.receive_one(off);
+                    return Give::Given;
+                }
+                Give::NotHere => {}
+                held => return held,
+            }
+        }
+        Give::NotHere
+    }
+
+    /// Borrows a chunk of free resources of the first candidate pool a sibling has any of,
+    /// from the sibling with the most.
+    fn borrow(&self, shard: usize, req: &SolicitRequest<'_>, now: Time) -> bool {
+        for &pool in req.pools {
+            if !self.fits(pool, req.client) {
+                continue;
+            }
+            let mut donors: Vec<(u128, usize)> = self
+                .siblings(shard)
+                .map(|s| {
+                    let mut g = self.lock(s);
+                    // The sibling's own expired records count as free; their events wait in
+                    // its pending list for its worker.
+                    g.reclaim(now, EXHAUSTED_RECLAIM);
+                    g.settle();
+                    (g.free_len(pool), s)
+                })
+                .filter(|&(free, _)| free > 0)
+                .collect();
+            donors.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, donor) in donors {
+                let mut g = self.lock(donor);
+                let lent = g.lend(&self.pools, pool, BORROW_CHUNK);
+                // Read under the lender's lock, after its last change to the resources.
+                let clock = g.clock;
+                drop(g);
+                if !lent.is_empty() {
+                    let mut g = self.lock(shard);
+                    g.observe(clock);
+                    g.parts[pool.index()].space.receive(lent);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// REQUEST, RENEW, REBIND (or rapid commit): binds `req.resource` to the IA or extends
+    /// its binding, and pushes a Bound or Renewed event (after any pending events of this
+    /// shard) into `events`, which it never clears.
+    ///
+    /// It succeeds if the resource is the IA's own (any record of the IA but a quarantine),
+    /// free in a candidate pool here or in a sibling, or the IA's reservation. An IA binding
+    /// a new resource gives up its previous record (a previous binding ends with a Released
+    /// event). Errors: [`V6BindError::NotInPool`] (in no candidate pool and not reserved),
+    /// [`V6BindError::Quarantined`], [`V6BindError::Taken`] (another IA's, or somebody's
+    /// static assignment).
+    pub fn bind(
+        &self,
+        shard: usize,
+        req: &BindRequest6<'_>,
+        now: Time,
+        events: &mut Vec<V6LeaseEvent>,
+    ) -> Result<V6LeaseView, V6BindError> {
+        let res = req.resource;
+        let place = self.pools.place(res);
+        if !req.reserved
+            && !place
+                .pool()
+                .is_some_and(|pool| req.pools.contains(&pool) && self.fits(pool, req.client))
+        {
+            return Err(V6BindError::NotInPool);
+        }
+        let fixed = matches!(place, Place::Fixed { .. });
+        if fixed && !req.reserved {
+            // A fixed resource is somebody's static assignment, and only theirs.
+            return Err(V6BindError::Taken);
+        }
+        // What the sibling that owns the resource said, once asked.
+        let mut fetched = None;
+        loop {
+            let mut g = self.lock(shard);
+            g.reclaim(now, LAZY_RECLAIM);
+            let result = match g.availability(res, place, req.client, now) {
+                Avail::Own | Avail::Free => Ok(()),
+                Avail::HeldByOther if fixed && req.reserved => Ok(()),
+                Avail::Elsewhere if fetched.is_none() => {
+                    drop(g);
+                    fetched = Some(match place {
+                        Place::Dynamic { pool, off } => self.fetch(shard, pool, off, now),
+                        Place::Fixed { .. } => Give::NotHere,
+                    });
+                    continue;
+                }
+                Avail::Elsewhere if fetched == Some(Give::Quarantined) => {
+                    Err(V6BindError::Quarantined)
+                }
+                Avail::Quarantined => Err(V6BindError::Quarantined),
+                Avail::Elsewhere | Avail::HeldByOther => Err(V6BindError::Taken),
+            };
+            let result = result.map(|()| {
+                let term = Term {
+                    state: LeaseState::Bound,
+                    starts: now,
+                    preferred: req.preferred.min(req.valid),
+                    expires: now.saturating_add(u64::from(req.valid)),
+                };
+                let (prior, idx) = g.hold(res, place, req.client, term);
+                let kind = match prior {
+                    Some(LeaseState::Bound) => EventKind::Renewed,
+                    _ => EventKind::Bound,
+                };
+                let view = g.records.view(idx);
+                g.emit_current(kind, idx);
+                view
+            });
+            g.settle();
+            events.append(&mut g.pending);
+            return result;
+        }
+    }
+
+    /// RELEASE: only if `resource` is bound to `client`. The record stays, Released, so the
+    /// IA gets the resource back if it is still free. Returns whether it did anything.
+    pub fn release(
+        &self,
+        shard: usize,
+        client: &IaKey,
+        resource: Resource,
+        now: Time,
+        events: &mut Vec<V6LeaseEvent>,
+    ) -> bool {
+        let mut g = self.lock(shard);
+        g.reclaim(now, LAZY_RECLAIM);
+        let done = g.release(resource, client, now);
+        g.settle();
+        events.append(&mut g.pending);
+        done
+    }
+
+    /// DECLINE: only if `resource` is advertised or bound to `client`. The resource is
+    /// quarantined until `now + decline_probation`; the IA's next SOLICIT gets another one.
+    pub fn decline(
+        &self,
+        shard: usize,
+        client: &IaKey,
+        resource: Resource,
+        now: Time,
+        events: &mut Vec<V6LeaseEvent>,
+    ) -> bool {
+        let mut g = self.lock(shard);
+        g.reclaim(now, LAZY_RECLAIM);
+        let until = now.saturating_add(u64::from(self.decline_probation));
+        let done = g.decline(resource, client, now, until);
+        g.settle();
+        events.append(&mut g.pending);
+        done
+    }
+
+    /// The IA's current record in this shard (any state, as last updated; a record whose
+    /// time has passed shows until something reclaims it), without allocating.
+    pub fn lookup(&self, shard: usize, client: &IaKey) -> Option<V6LeaseView> {
+        self.lock(shard).lookup(client)
+    }
+
+    /// Ends up to `budget` records whose time has passed, earliest first: bindings become
+    /// Expired (the record stays for the IA) with an Expired event; advertises end silently;
+    /// quarantines end with an Expired event. Also hands out events pending from earlier
+    /// calls. Returns how many records it ended.
+    pub fn reclaim(
+        &self,
+        shard: usize,
+        now: Time,
+        budget: usize,
+        events: &mut Vec<V6LeaseEvent>,
+    ) -> usize {
+        let mut g = self.lock(shard);
+        let done = g.reclaim(now, budget);
+        g.settle();
+        events.append(&mut g.pending);
+        done
+    }
+
+    /// Replay support, one record at a time: puts a lease record back, taking its resource
+    /// out of whichever shard holds it, and raises `shard`'s clock to at least
+    /// `lease.version`. `shard` is the one the IA's DUID is steered to
+    /// ([`V6Engine::owner`]); `lease.pool` is recomputed from the current configuration.
+    ///
+    /// The rules are v4's ([`Engine::restore`](crate::Engine::restore)): give it the
+    /// journal's fold (per resource, the record with the highest version) or a snapshot, in
+    /// any order; a record of a resource that already has one at least as new is refused
+    /// with `Err(Taken)`. An IA keeps one current record per shard: its binding if it has
+    /// one, else its record with the highest version; a quarantine that is not current
+    /// stays, other records that are not current are dropped. At startup,
+    /// [`V6Engine::restorer`] does the same for a whole journal faster.
+    pub fn restore(&self, shard: usize, lease: V6Lease) -> Result<(), V6BindError> {
+        let mut access = self;
+        super::restore::restore_one(
+            &mut access,
+            self.shards.len(),
+            &self.pools,
+            shard,
+            &V6LeaseRef::from(&lease),
+        )
+    }
+
+    /// Raises every shard's clock to at least `floor`, so that every later change gets a
+    /// version above `floor`. After replay the server calls it with the highest version in
+    /// the journal.
+    pub fn advance_versions(&self, floor: u64) {
+        for shard in 0..self.shards.len() {
+            let mut g = self.lock(shard);
+            g.clock = g.clock.max(floor);
+        }
+    }
+
+    /// The highest version any shard has given a change (or been raised to).
+    pub fn max_version(&self) -> u64 {
+        (0..self.shards.len())
+            .map(|shard| self.lock(shard).clock)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every lease record of every shard, sorted by resource, for dumps and snapshots.
+    pub fn leases(&self) -> Vec<V6Lease> {
+        let mut all = Vec::new();
+        for shard in 0..self.shards.len() {
+            let g = self.lock(shard);
+            all.extend(g.records.iter().map(|idx| g.records.lease(idx)));
+        }
+        all.sort_unstable_by_key(|lease| lease.resource);
+        all
+    }
+
+    /// Usage of every pool, in configuration order.
+    pub fn stats(&self) -> Vec<V6PoolStats> {
+        let mut stats: Vec<V6PoolStats> = self
+            .pools
+            .iter()
+            .map(|(pool, layout)| V6PoolStats {
+                pool,
+                total: layout.total,
+                free: 0,
+                offered: 0,
+                bound: 0,
+                declined: 0,
+            })
+            .collect();
+        for shard in 0..self.shards.len() {
+            let g = self.lock(shard);
+            for (stat, part) in stats.iter_mut().zip(g.parts.iter()) {
+                stat.free += part.free_len();
+                stat.offered += part.counts.offered;
+                stat.bound += part.counts.bound;
+                stat.declined += part.counts.declined;
+            }
+        }
+        stats
+    }
+}

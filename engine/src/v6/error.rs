@@ -1,0 +1,72 @@
+//! The v6 engine's errors: configuration errors and why a bind was refused.
+
+use std::net::Ipv6Addr;
+
+use super::pools::V6PoolId;
+
+/// Why a [`V6EngineConfig`](super::V6EngineConfig) was refused by
+/// [`V6Engine::new`](super::V6Engine::new).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum V6ConfigError {
+    /// `shards` was zero: the engine needs at least one shard.
+    #[error("the engine needs at least one shard")]
+    NoShards,
+    /// An IA_NA pool's first address is after its last address.
+    #[error("pool {pool}: first address {first} is after last address {last}")]
+    PoolRange {
+        /// The pool at fault.
+        pool: V6PoolId,
+        /// Its first address.
+        first: Ipv6Addr,
+        /// Its last address.
+        last: Ipv6Addr,
+    },
+    /// An IA_PD pool's lengths are not `prefix_len <= delegated_len <= 128`, or its prefix
+    /// has bits set beyond `prefix_len`.
+    #[error("pool {pool}: {prefix}/{prefix_len} cannot be delegated in /{delegated_len}s")]
+    PoolPrefix {
+        /// The pool at fault.
+        pool: V6PoolId,
+        /// Its prefix.
+        prefix: Ipv6Addr,
+        /// Its prefix length.
+        prefix_len: u8,
+        /// Its delegated length.
+        delegated_len: u8,
+    },
+    /// A pool of 2^128 resources (the whole address space as one range): offsets would not
+    /// fit.
+    #[error("pool {0} has 2^128 resources")]
+    PoolTooLarge(V6PoolId),
+    /// Two pools share at least one address.
+    #[error("pools {first} and {second} overlap")]
+    PoolsOverlap {
+        /// The lower-numbered pool.
+        first: V6PoolId,
+        /// The higher-numbered pool.
+        second: V6PoolId,
+    },
+    /// More pools than a [`V6PoolId`] can number.
+    #[error("{0} pools is more than a pool id can number")]
+    TooManyPools(usize),
+}
+
+/// Why [`V6Engine::bind`](super::V6Engine::bind) (or a restore) refused a resource.
+///
+/// For RENEW/REBIND the server maps `NotInPool` to NotOnLink (or lifetimes 0) and the others
+/// to NoBinding: the resource is not this IA's to extend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum V6BindError {
+    /// Another IA's advertise or lease holds the resource, or it is a static assignment
+    /// (excluded from or outside every pool) that is not this IA's.
+    #[error("resource is held by another IA")]
+    Taken,
+    /// The resource is quarantined after a DECLINE.
+    #[error("resource is quarantined")]
+    Quarantined,
+    /// The resource is in none of the candidate pools and is not the IA's reservation.
+    #[error("resource is not in any candidate pool")]
+    NotInPool,
+}

@@ -1,0 +1,108 @@
+//! v6 lease records, the copyable view and the events the journal persists.
+
+use crate::lease::{EventKind, LeaseState, Time};
+
+use super::key::{IaKey, Resource};
+use super::pools::V6PoolId;
+
+/// A full v6 lease record, as [`V6Engine::leases`](super::V6Engine::leases) and events carry
+/// it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct V6Lease {
+    /// The leased address or prefix.
+    pub resource: Resource,
+    /// The pool whose range holds `resource`; `None` for a static assignment outside every
+    /// pool.
+    pub pool: Option<V6PoolId>,
+    /// Who holds (or held) it.
+    pub client: IaKey,
+    /// Where the lease is in its life (`Offered`: held by an ADVERTISE).
+    pub state: LeaseState,
+    /// When the current state began (for `Bound`: the latest bind or renewal).
+    pub starts: Time,
+    /// Preferred lifetime in seconds while `Bound`; 0 in every other state.
+    pub preferred: u32,
+    /// For `Bound`: end of the valid lifetime; `Offered`: end of the hold; `Declined`: end of
+    /// probation; `Released`/`Expired`: when it ended.
+    pub expires: Time,
+    /// Causal version of the record's last change, as in v4 (see the crate docs, "Versions
+    /// and replay"): of several records of one resource the highest version is current.
+    pub version: u64,
+}
+
+/// A [`V6Lease`] borrowed from wherever the caller keeps it, for
+/// [`V6Restorer::add_ref`](super::V6Restorer::add_ref). The pool is recomputed on restore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6LeaseRef<'a> {
+    /// The leased address or prefix.
+    pub resource: Resource,
+    /// Who holds (or held) it.
+    pub client: &'a IaKey,
+    /// Where the lease is in its life.
+    pub state: LeaseState,
+    /// See [`V6Lease::starts`].
+    pub starts: Time,
+    /// See [`V6Lease::preferred`].
+    pub preferred: u32,
+    /// See [`V6Lease::expires`].
+    pub expires: Time,
+    /// See [`V6Lease::version`].
+    pub version: u64,
+}
+
+impl<'a> From<&'a V6Lease> for V6LeaseRef<'a> {
+    fn from(lease: &'a V6Lease) -> Self {
+        V6LeaseRef {
+            resource: lease.resource,
+            client: &lease.client,
+            state: lease.state,
+            starts: lease.starts,
+            preferred: lease.preferred,
+            expires: lease.expires,
+            version: lease.version,
+        }
+    }
+}
+
+impl V6LeaseRef<'_> {
+    /// The owned lease (`pool` is left `None`: the engine recomputes it on restore).
+    pub fn to_lease(&self) -> V6Lease {
+        V6Lease {
+            resource: self.resource,
+            pool: None,
+            client: self.client.clone(),
+            state: self.state,
+            starts: self.starts,
+            preferred: self.preferred,
+            expires: self.expires,
+            version: self.version,
+        }
+    }
+}
+
+/// Copyable summary of a lease for the hot path (no allocation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6LeaseView {
+    /// The leased address or prefix.
+    pub resource: Resource,
+    /// See [`V6Lease::pool`].
+    pub pool: Option<V6PoolId>,
+    /// Where the lease is in its life.
+    pub state: LeaseState,
+    /// When the current state began.
+    pub starts: Time,
+    /// See [`V6Lease::preferred`].
+    pub preferred: u32,
+    /// When the current state ends (see [`V6Lease::expires`]).
+    pub expires: Time,
+}
+
+/// Every change that must survive a restart (ADVERTISE holds never are). The journal keeps per
+/// resource only the record with the highest [`version`](V6Lease::version).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct V6LeaseEvent {
+    /// What happened (the same kinds as v4).
+    pub kind: EventKind,
+    /// The lease as it is after the change.
+    pub lease: V6Lease,
+}

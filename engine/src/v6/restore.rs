@@ -1,0 +1,310 @@
+//! v6 replay: [`V6Engine::restore`] one record at a time, and [`V6Engine::restorer`] in bulk.
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::MutexGuard;
+
+use super::engine::V6Engine;
+use super::error::V6BindError;
+use super::key::Resource;
+use super::lease::{V6Lease, V6LeaseRef};
+use super::pools::{Place, Pools};
+use super::records::NewRecord;
+use super::shard::{Claim, Shard};
+use super::space::Space;
+
+/// What [`V6Restorer::finish`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct V6RestoreReport {
+    /// Records taken: those [`V6Restorer::add`] accepted, less those `finish` refused.
+    pub added: u64,
+    /// Records refused because their resource had a record at least as new.
+    pub refused: u64,
+    /// Records the engine holds afterwards.
+    pub records: u64,
+    /// Whether the records went in in bulk (the engine was fresh).
+    pub bulk: bool,
+}
+
+/// Replays lease records into a [`V6Engine`]: [`V6Engine::restorer`].
+///
+/// It holds every shard's lock from [`V6Engine::restorer`] until [`V6Restorer::finish`] (or
+/// until it is dropped, which finishes too), so other calls on the engine wait for it.
+pub struct V6Restorer<'a> {
+    pools: &'a Pools,
+    guards: Vec<MutexGuard<'a, Shard>>,
+    /// In bulk (the engine was fresh): the highest version given to each shard.
+    bulk: Option<Vec<u64>>,
+    report: V6RestoreReport,
+    finished: bool,
+}
+
+impl fmt::Debug for V6Restorer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("V6Restorer")
+            .field("shards", &self.guards.len())
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One shard at a time, whichever way the shards are held.
+pub(crate) trait Access {
+    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R;
+}
+
+impl Access for &V6Engine {
+    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
+        f(&mut self.lock(shard))
+    }
+}
+
+impl Access for [MutexGuard<'_, Shard>] {
+    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
+        f(&mut self[shard])
+    }
+}
+
+/// [`V6Engine::restore`]'s work: claims the resource from whichever shard has it, then puts
+/// the record back in `shard`.
+pub(crate) fn restore_one(
+    shards: &mut (impl Access + ?Sized),
+    count: usize,
+    pools: &Pools,
+    shard: usize,
+    lease: &V6LeaseRef<'_>,
+) -> Result<(), V6BindError> {
+    assert!(shard < count, "shard {shard} out of range");
+    let res = lease.resource;
+    let place = pools.place(res);
+    let mut lender_clock = 0;
+    let mut claimed = false;
+    for s in 0..count {
+        match shards.with(s, |g| {
+            g.restore_claim(res, place, lease.version, s == shard)
+        }) {
+            Claim::Absent => {}
+            Claim::Newer => {
+                shards.with(shard, |g| g.clock = g.clock.max(lease.version));
+                return Err(V6BindError::Taken);
+            }
+            Claim::Claimed { clock } => {
+                claimed = true;
+                lender_clock = lender_clock.max(clock);
+            }
+        }
+    }
+    shards.with(shard, |g| {
+        g.clock = g.clock.max(lender_clock);
+        if let (true, Place::Dynamic { pool, off }) = (claimed, place) {
+            g.parts[pool.index()].space.receive_one(off);
+        }
+        g.restore_local(res, place, lease);
+    });
+    Ok(())
+}
+
+impl V6Engine {
+    /// Replay in bulk: a [`V6Restorer`] that takes the journal's records one by one with
+    /// [`V6Restorer::add`] and puts them all in place at [`V6Restorer::finish`]. `expected`
+    /// is how many records are coming (a hint: room is reserved for them).
+    ///
+    /// The result is the one [`V6Engine::restore`] gives for the same records in any order:
+    /// give it the journal's fold or a snapshot. Of several records of one resource the one
+    /// with the highest version stays and the others are refused (the journal's own fold).
+    /// An IA keeps one current record per shard, its binding if it has one, else its record
+    /// with the highest version; quarantines that are not current stay, other records that
+    /// are not current are dropped and their resources are free. Each shard's clock ends at
+    /// least at the highest version given to it, and at least at the clock of every shard it
+    /// took a resource from.
+    ///
+    /// On a fresh engine (no records, every offset still in the shard [`V6Engine::new`] gave
+    /// it) `add` only appends the record to its shard, and `finish` folds, moves resources
+    /// to the shards their records went to, and indexes each shard in one pass. On an engine
+    /// that is not fresh, `add` does what [`V6Engine::restore`] does.
+    ///
+    /// It locks every shard until `finish` (every other call on the engine waits, and one
+    /// made by the thread that holds the restorer deadlocks): finish, then call
+    /// [`V6Engine::advance_versions`] and serve.
+    pub fn restorer(&self, expected: usize) -> V6Restorer<'_> {
+        let shards = self.shards.len();
+        let mut guards: Vec<MutexGuard<'_, Shard>> = (0..shards).map(|s| self.lock(s)).collect();
+        let fresh = guards.iter().enumerate().all(|(s, g)| {
+            g.records.is_empty()
+                && self.pools.iter().all(|(pool, layout)| {
+                    g.parts[pool.index()].space
+                        == Space::new(layout.dense, layout.block(s, shards), &layout.excluded)
+                })
+        });
+        let bulk = fresh.then(|| {
+            let share = expected.div_ceil(shards);
+            for g in &mut guards {
+                g.records.reserve(share + share / 8);
+            }
+            vec![0; shards]
+        });
+        V6Restorer {
+            pools: &self.pools,
+            guards,
+            bulk,
+            report: V6RestoreReport {
+                bulk: fresh,
+                ..V6RestoreReport::default()
+            },
+            finished: false,
+        }
+    }
+}
+
+impl V6Restorer<'_> {
+    /// Takes one record for `shard` (the shard its IA's DUID is steered to,
+    /// [`V6Engine::owner`]). Panics if `shard` is out of range.
+    ///
+    /// In bulk (a fresh engine) it only appends the record and returns `Ok`: records of a
+    /// resource that has one at least as new are found by [`V6Restorer::finish`], which
+    /// drops them and counts them in [`V6RestoreReport::refused`]. Otherwise it does what
+    /// [`V6Engine::restore`] does, `Err(Taken)` included.
+    pub fn add(&mut self, shard: usize, lease: V6Lease) -> Result<(), V6BindError> {
+        self.add_ref(shard, V6LeaseRef::from(&lease))
+    }
+
+    /// [`V6Restorer::add`] for a borrowed record: in bulk it allocates nothing per record
+    /// (the record is copied into the shard's slab).
+    pub fn add_ref(&mut self, shard: usize, lease: V6LeaseRef<'_>) -> Result<(), V6BindError> {
+        assert!(shard < self.guards.len(), "shard {shard} out of range");
+        if let Some(versions) = &mut self.bulk {
+            let place = self.pools.place(lease.resource);
+            versions[shard] = versions[shard].max(lease.version);
+            self.guards[shard]
+                .records
+                .push_unindexed(&NewRecord::of(&lease, place));
+            self.report.added += 1;
+            return Ok(());
+        }
+        let count = self.guards.len();
+        let result = restore_one(&mut self.guards[..], count, self.pools, shard, &lease);
+        match result {
+            Ok(()) => self.report.added += 1,
+            Err(_) => self.report.refused += 1,
+        }
+        result
+    }
+
+    /// Puts every record in place and releases the shards.
+    pub fn finish(mut self) -> V6RestoreReport {
+        self.complete();
+        self.report
+    }
+
+    fn complete(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if let Some(versions) = self.bulk.take() {
+            let refused = finish_bulk(&versions, &mut self.guards, self.pools);
+            self.report.added -= refused;
+            self.report.refused += refused;
+        }
+        self.report.records = self.guards.iter().map(|g| g.records.len() as u64).sum();
+    }
+}
+
+impl Drop for V6Restorer<'_> {
+    fn drop(&mut self) {
+        self.complete();
+    }
+}
+
+/// The bulk `finish`: keeps only the newest record of each resource, moves every dynamic
+/// resource from the shard whose initial block has it to the shard its record went to, then
+/// indexes each shard and rebuilds its counts, heap and lists. `versions` is the highest
+/// version given to each shard. Returns how many records it dropped as duplicates.
+fn finish_bulk(versions: &[u64], guards: &mut [MutexGuard<'_, Shard>], pools: &Pools) -> u64 {
+    let count = guards.len();
+    // 1. The fold. Every record as a 16-byte `(hash of its resource, shard, slab index)`,
+    // sorted by hash: records of one resource are neighbours, and a run of equal hashes
+    // (nearly always one record) is sorted out against the slots themselves.
+    let seed = hashbrown::DefaultHashBuilder::default();
+    let mut all: Vec<(u64, u32, u32)> =
+        Vec::with_capacity(guards.iter().map(|g| g.records.len()).sum());
+    for (s, g) in guards.iter().enumerate() {
+        all.extend(g.records.iter().map(|idx| {
+            let res = g.records.slot(idx).resource();
+            (
+                seed.hash_one((u128::from(res.addr), res.len)),
+                s as u32,
+                idx,
+            )
+        }));
+    }
+    all.sort_unstable();
+    let mut refused = 0;
+    let mut moved = vec![false; count * count];
+    let mut run: Vec<(Resource, std::cmp::Reverse<u64>, u32, u32)> = Vec::new();
+    let mut at = 0;
+    while at < all.len() {
+        let end = at + all[at..].partition_point(|e| e.0 == all[at].0);
+        run.clear();
+        run.extend(all[at..end].iter().map(|&(_, s, idx)| {
+            let slot = guards[s as usize].records.slot(idx);
+            (slot.resource(), std::cmp::Reverse(slot.version), s, idx)
+        }));
+        at = end;
+        // By resource, newest first: the first of each resource stays.
+        run.sort_unstable();
+        let mut last = None;
+        for &(res, _, s, idx) in &run {
+            let s = s as usize;
+            if last == Some(res) {
+                guards[s].records.drop_unindexed(idx);
+                refused += 1;
+                continue;
+            }
+            last = Some(res);
+            // 2. The resource moves to its record's shard.
+            if let Place::Dynamic { pool, off } = pools.place(res) {
+                let owner = pools.layout(pool).block_owner(off, count);
+                if owner != s {
+                    let given = guards[owner].parts[pool.index()].space.give(off);
+                    debug_assert!(given, "{res} not in its initial shard");
+                    guards[s].parts[pool.index()].space.receive_one(off);
+                    moved[s * count + owner] = true;
+                }
+            }
+        }
+    }
+    drop(all);
+
+    // 3. Each shard on its own.
+    for g in guards.iter_mut() {
+        g.finish_restore();
+    }
+
+    // 4. Clocks: a shard that took a resource of another's block ends at least at that
+    // one's clock, as lending makes it.
+    let mut clocks: Vec<u64> = guards
+        .iter()
+        .zip(versions)
+        .map(|(g, &v)| g.clock.max(v))
+        .collect();
+    loop {
+        let mut changed = false;
+        for t in 0..count {
+            for s in 0..count {
+                if moved[t * count + s] && clocks[t] < clocks[s] {
+                    clocks[t] = clocks[s];
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (g, clock) in guards.iter_mut().zip(clocks) {
+        g.clock = clock;
+    }
+    refused
+}

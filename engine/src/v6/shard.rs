@@ -1,0 +1,807 @@
+//! One v6 shard: its share of each pool, its lease records, IA index and expiry heap, and the
+//! state transitions that keep them consistent (v4's `shard.rs`, by resource).
+//!
+//! Bookkeeping rules every method keeps (checked by `V6Engine::check_invariants` in tests):
+//! - Every dynamic offset is owned by exactly one shard: free in its [`Space`], or the
+//!   offset of one of its records. A record of a dynamic resource is in its shard's space
+//!   (dense: not in the clean bitmap; sparse: inside the owned intervals).
+//! - A dynamic resource's Released/Expired record is in its pool's remembered list; held
+//!   ones (Offered, Bound, Declined) are not. Lending or handing a remembered resource to
+//!   another IA drops the record, so a remembered resource never leaves its shard.
+//! - Every record except a Declined one is its IA's indexed record: an IA has at most one,
+//!   and quarantines outlive the IA moving on.
+//! - Every held record has an entry `(expires, slab index)` in the expiry heap; entries that
+//!   no longer match a record are skipped when popped.
+//! - Every change to a record takes a fresh tick of the shard's Lamport clock as the record's
+//!   version, and every event carries the tick of the change it records; no record's version
+//!   exceeds the clock.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
+
+use hashbrown::DefaultHashBuilder;
+
+use crate::lease::{EventKind, LeaseState, Time};
+
+use super::key::{IaKey, Resource};
+use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
+use super::pools::{Place, Pools, V6PoolId};
+use super::records::{List, NewRecord, Records, clamp};
+use super::space::{Lent, Space};
+
+/// Whether a record in `state` keeps its resource from being free.
+pub(crate) fn is_held(state: LeaseState) -> bool {
+    matches!(
+        state,
+        LeaseState::Offered | LeaseState::Bound | LeaseState::Declined
+    )
+}
+
+/// Held records of dynamic resources in one pool, for stats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) offered: u64,
+    pub(crate) bound: u64,
+    pub(crate) declined: u64,
+}
+
+impl Counts {
+    pub(crate) fn held(&self) -> u64 {
+        self.offered + self.bound + self.declined
+    }
+
+    pub(crate) fn tally(&mut self, state: LeaseState, up: bool) {
+        let n = match state {
+            LeaseState::Offered => &mut self.offered,
+            LeaseState::Bound => &mut self.bound,
+            LeaseState::Declined => &mut self.declined,
+            LeaseState::Released | LeaseState::Expired => return,
+        };
+        if up {
+            *n += 1;
+        } else {
+            *n -= 1;
+        }
+    }
+}
+
+/// A shard's share of one pool.
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub(crate) space: Space,
+    /// Released/Expired records of the pool, oldest first.
+    pub(crate) remembered: List,
+    pub(crate) counts: Counts,
+    /// `remembered` grew since the last [`Shard::settle`].
+    pub(crate) trim: bool,
+}
+
+impl Part {
+    /// Records of the pool's dynamic resources in this shard.
+    pub(crate) fn records(&self) -> u64 {
+        self.counts.held() + self.remembered.len
+    }
+
+    /// Free resources: clean ones and remembered ones.
+    pub(crate) fn free_len(&self) -> u128 {
+        self.space.clean_len(self.records()) + u128::from(self.remembered.len)
+    }
+}
+
+/// What a resource is to an IA, in one shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Avail {
+    /// The IA's own advertise or lease.
+    Own,
+    /// Free here (or a fixed resource nobody holds here).
+    Free,
+    /// A dynamic resource this shard does not own: a sibling may have it free.
+    Elsewhere,
+    /// Another IA's live advertise or lease.
+    HeldByOther,
+    /// Quarantined after a DECLINE.
+    Quarantined,
+}
+
+/// What [`Shard::take_free`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Give {
+    /// The free resource left this shard.
+    Given,
+    /// Quarantined here.
+    Quarantined,
+    /// Another IA's advertise or binding here.
+    Held,
+    /// This shard does not own it.
+    NotHere,
+}
+
+/// The state, start, preferred lifetime and end a record is given.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Term {
+    pub(crate) state: LeaseState,
+    pub(crate) starts: Time,
+    pub(crate) preferred: u32,
+    pub(crate) expires: Time,
+}
+
+/// What [`Shard::restore_claim`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Nothing of that resource here (any older record of it is gone).
+    Absent,
+    /// A record of the resource here is at least as new as the restored one.
+    Newer,
+    /// The free resource was taken out of this shard, whose clock was then `clock`.
+    Claimed { clock: u64 },
+}
+
+/// Which of an IA's records is its current (indexed) one on replay: a binding first, then
+/// the highest version (the resource breaks ties, which a consistent journal never has).
+pub(crate) fn current_rank(
+    state: LeaseState,
+    version: u64,
+    res: Resource,
+) -> (bool, u64, Resource) {
+    (state == LeaseState::Bound, version, res)
+}
+
+/// One shard's state. See the module docs for the rules it keeps.
+#[derive(Debug)]
+pub(crate) struct Shard {
+    /// Indexed by pool.
+    pub(crate) parts: Box<[Part]>,
+    pub(crate) records: Records,
+    /// `(expires, slab index)` of held records, earliest first.
+    pub(crate) expiry: BinaryHeap<Reverse<(u32, u32)>>,
+    /// Number of held records (the live part of `expiry`).
+    pub(crate) held: usize,
+    /// Events from work done by calls that take no event vector (SOLICIT's bookkeeping, a
+    /// sibling's borrowing), handed out by the next call that does.
+    pub(crate) pending: Vec<V6LeaseEvent>,
+    /// The shard's Lamport clock: the last version it gave a change.
+    pub(crate) clock: u64,
+    /// Seeds the IA keys' targets in sparse pools.
+    hasher: DefaultHashBuilder,
+    /// A pool's remembered records are trimmed, oldest first, beyond the larger of this and
+    /// its held records (see [`Shard::settle`]).
+    remember_min: u64,
+    /// Test-only log of every event as it is made, shared by all shards of an engine.
+    #[cfg(test)]
+    pub(crate) trace: std::sync::Arc<std::sync::Mutex<Vec<(Resource, u64)>>>,
+}
+
+impl Shard {
+    pub(crate) fn new(parts: Vec<Part>, pools: &Pools, remember_min: u64) -> Self {
+        let layout = pools.iter().map(|(_, l)| (l.first, l.shift)).collect();
+        Self {
+            parts: parts.into(),
+            records: Records::new(layout),
+            expiry: BinaryHeap::new(),
+            held: 0,
+            pending: Vec::new(),
+            clock: 0,
+            hasher: DefaultHashBuilder::default(),
+            remember_min: remember_min.max(1),
+            #[cfg(test)]
+            trace: Default::default(),
+        }
+    }
+
+    /// The next version: every change to a record takes one.
+    pub(crate) fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Called after taking resources from a sibling whose clock was `sibling`, before any
+    /// change to them: every later change here is newer than every change the sibling made.
+    pub(crate) fn observe(&mut self, sibling: u64) {
+        self.clock = self.clock.max(sibling) + 1;
+    }
+
+    pub(crate) fn lookup(&self, client: &IaKey) -> Option<V6LeaseView> {
+        self.records
+            .client(client)
+            .map(|idx| self.records.view(idx))
+    }
+
+    /// The resource of the IA's current record.
+    pub(crate) fn client_res(&self, client: &IaKey) -> Option<Resource> {
+        self.records
+            .client(client)
+            .map(|idx| self.records.slot(idx).resource())
+    }
+
+    pub(crate) fn state(&self, res: Resource) -> Option<LeaseState> {
+        self.records
+            .find(res)
+            .map(|idx| self.records.slot(idx).state)
+    }
+
+    fn push_expiry(&mut self, expires: u32, idx: u32) {
+        self.expiry.push(Reverse((expires, idx)));
+        // Lazy deletion leaves dead entries behind; rebuilding once they outnumber the live
+        // ones keeps the heap within a constant factor of the records, amortised O(1).
+        if self.expiry.len() > 2 * self.held + 64 {
+            self.rebuild_expiry();
+        }
+    }
+
+    /// The expiry heap from the held records, exactly.
+    pub(crate) fn rebuild_expiry(&mut self) {
+        let mut entries = std::mem::take(&mut self.expiry).into_vec();
+        entries.clear();
+        entries.extend(self.records.iter().filter_map(|idx| {
+            let slot = self.records.slot(idx);
+            is_held(slot.state).then_some(Reverse((slot.expires, idx)))
+        }));
+        self.expiry = BinaryHeap::from(entries);
+    }
+
+    /// Adds `rec` at its resource, which has no record here: a dynamic resource must be this
+    /// shard's. Never trims the remembered lists (replay puts records back in any order).
+    pub(crate) fn insert(&mut self, rec: &NewRecord<'_>) -> u32 {
+        let idx = self.records.insert(rec);
+        let held = is_held(rec.state);
+        if let Place::Dynamic { pool, off } = rec.place {
+            let part = &mut self.parts[pool.index()];
+            part.space.taken(off);
+            if held {
+                part.counts.tally(rec.state, true);
+            } else {
+                self.records.push_back(&mut part.remembered, idx);
+            }
+        }
+        if held {
+            self.held += 1;
+            self.push_expiry(clamp(rec.expires), idx);
+        }
+        idx
+    }
+
+    /// Drops the record (and its IA's index entry if it is the indexed one); a dynamic
+    /// resource becomes clean free. Returns the record's state, and the record as a lease if
+    /// it was Bound or Declined (the callers that emit an event need it then).
+    pub(crate) fn remove(&mut self, idx: u32) -> (LeaseState, Option<V6Lease>) {
+        let slot = *self.records.slot(idx);
+        let place = self.records.place(idx);
+        let lease = matches!(slot.state, LeaseState::Bound | LeaseState::Declined)
+            .then(|| self.records.lease(idx));
+        if let Place::Dynamic { pool, off } = place {
+            let part = &mut self.parts[pool.index()];
+            if slot.is_listed() {
+                self.records.unlink(&mut part.remembered, idx);
+            }
+            part.counts.tally(slot.state, false);
+            self.records.remove(idx);
+            part.space.returned(off);
+        } else {
+            self.records.remove(idx);
+        }
+        if is_held(slot.state) {
+            self.held -= 1;
+        }
+        (slot.state, lease)
+    }
+
+    /// Moves the record at slab index `idx` to `term`, keeping spaces, lists, counts and heap
+    /// in step.
+    fn set_term(&mut self, idx: u32, term: Term) {
+        let slot = *self.records.slot(idx);
+        let place = self.records.place(idx);
+        let version = self.tick();
+        self.records.set_term(
+            idx,
+            term.state,
+            term.starts,
+            term.preferred,
+            term.expires,
+            version,
+        );
+        let (was, now) = (is_held(slot.state), is_held(term.state));
+        if was {
+            self.held -= 1;
+        }
+        if now {
+            self.held += 1;
+            self.push_expiry(clamp(term.expires), idx);
+        }
+        if let Place::Dynamic { pool, .. } = place {
+            let part = &mut self.parts[pool.index()];
+            part.counts.tally(slot.state, false);
+            part.counts.tally(term.state, true);
+            if now && slot.is_listed() {
+                self.records.unlink(&mut part.remembered, idx);
+            } else if !now && !slot.is_listed() {
+                self.records.push_back(&mut part.remembered, idx);
+                part.trim = true;
+            }
+        }
+    }
+
+    /// Forgets the oldest remembered records of every pool that has more of them than the
+    /// larger of `remember_min` and its held records (silently: they are free resources,
+    /// and the journal's record of them does no harm). Every entry point calls it last, once
+    /// it has done its work, so that it never takes a record from under the operation (an
+    /// IA's memory it is about to use, say).
+    ///
+    /// In a dense pool that is a bound on memory the pool's size bounds anyway; in a sparse
+    /// pool nothing else would: its clean offsets never run out, so nothing would ever reuse
+    /// them, and every IA that ever came and went would stay. The IA of a forgotten record
+    /// still tends to get the same resource back in a sparse pool, from its hashed target.
+    pub(crate) fn settle(&mut self) {
+        for p in 0..self.parts.len() {
+            if !std::mem::take(&mut self.parts[p].trim) {
+                continue;
+            }
+            loop {
+                let part = &self.parts[p];
+                let cap = self.remember_min.max(part.counts.held());
+                match part.remembered.front() {
+                    Some(oldest) if part.remembered.len > cap => {
+                        self.remove(oldest);
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    /// Queues the event of a change just made (`lease.version` is that change's tick).
+    pub(crate) fn emit(&mut self, kind: EventKind, lease: V6Lease) {
+        #[cfg(test)]
+        self.trace
+            .lock()
+            .unwrap()
+            .push((lease.resource, lease.version));
+        self.pending.push(V6LeaseEvent { kind, lease });
+    }
+
+    pub(crate) fn emit_current(&mut self, kind: EventKind, idx: u32) {
+        let lease = self.records.lease(idx);
+        self.emit(kind, lease);
+    }
+
+    /// Ends the held record at `idx` whose time has come.
+    fn expire(&mut self, idx: u32) {
+        let slot = *self.records.slot(idx);
+        match slot.state {
+            // An advertise ends silently: it was never journaled.
+            LeaseState::Offered => {
+                self.remove(idx);
+            }
+            // The record stays so the IA gets the same resource back if still free.
+            LeaseState::Bound => {
+                let term = Term {
+                    state: LeaseState::Expired,
+                    starts: Time::from(slot.starts),
+                    preferred: 0,
+                    expires: Time::from(slot.expires),
+                };
+                self.set_term(idx, term);
+                self.emit_current(EventKind::Expired, idx);
+            }
+            // The quarantine ends; the journal hears of it so that replay lifts it too.
+            LeaseState::Declined => {
+                if let (_, Some(mut lease)) = self.remove(idx) {
+                    lease.state = LeaseState::Expired;
+                    lease.version = self.tick();
+                    self.emit(EventKind::Expired, lease);
+                }
+            }
+            LeaseState::Released | LeaseState::Expired => {}
+        }
+    }
+
+    /// Ends the record of `res` if it is held and its time has passed. Every check of a
+    /// specific resource goes through this, so a record whose time has passed never blocks
+    /// anyone, whether or not `reclaim` has reached it yet.
+    pub(crate) fn expire_if_due(&mut self, res: Resource, now: Time) {
+        if let Some(idx) = self.records.find(res) {
+            let slot = self.records.slot(idx);
+            if is_held(slot.state) && Time::from(slot.expires) <= now {
+                self.expire(idx);
+            }
+        }
+    }
+
+    /// Ends up to `budget` held records whose time has passed, earliest first.
+    pub(crate) fn reclaim(&mut self, now: Time, budget: usize) -> usize {
+        let mut done = 0;
+        while done < budget {
+            let Some(&Reverse((expires, idx))) = self.expiry.peek() else {
+                break;
+            };
+            if Time::from(expires) > now {
+                break;
+            }
+            self.expiry.pop();
+            // Skip entries left behind by records that changed since (a slot reused by a
+            // record with the same end is due all the same).
+            let slot = self.records.slot(idx);
+            if !slot.is_vacant() && is_held(slot.state) && slot.expires == expires {
+                self.expire(idx);
+                done += 1;
+            }
+        }
+        done
+    }
+
+    /// What `res` (at `place`) is to `client` here.
+    pub(crate) fn availability(
+        &mut self,
+        res: Resource,
+        place: Place,
+        client: &IaKey,
+        now: Time,
+    ) -> Avail {
+        self.expire_if_due(res, now);
+        match self.records.find(res) {
+            Some(idx) => match self.records.slot(idx).state {
+                LeaseState::Offered | LeaseState::Bound
+                    if self.records.key(idx) == client.as_bytes() =>
+                {
+                    Avail::Own
+                }
+                LeaseState::Offered | LeaseState::Bound => Avail::HeldByOther,
+                LeaseState::Declined => Avail::Quarantined,
+                LeaseState::Released | LeaseState::Expired => Avail::Free,
+            },
+            None => match place {
+                Place::Dynamic { pool, off } if self.parts[pool.index()].space.has_free(off) => {
+                    Avail::Free
+                }
+                Place::Dynamic { .. } => Avail::Elsewhere,
+                Place::Fixed { .. } => Avail::Free,
+            },
+        }
+    }
+
+    /// The target hash of `client` (sparse pools).
+    fn target(&self, client: &IaKey) -> u128 {
+        let h = self.hasher.hash_one(client.as_bytes());
+        let spread = h.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (h >> 29);
+        (u128::from(h) << 64) | u128::from(spread)
+    }
+
+    /// A free offset of `pool` for `client`, if this shard has one: a clean one if it can
+    /// (see `space.rs`), else the oldest remembered one.
+    pub(crate) fn next_free(&self, pools: &Pools, pool: V6PoolId, client: &IaKey) -> Option<u128> {
+        let part = self.parts.get(pool.index())?;
+        let layout = pools.layout(pool);
+        let records = &self.records;
+        let clean = part.space.pick(self.target(client), part.records(), |off| {
+            records.find(layout.resource(off)).is_some()
+        });
+        clean.or_else(|| {
+            part.remembered
+                .front()
+                .and_then(|idx| match records.place(idx) {
+                    Place::Dynamic { off, .. } => Some(off),
+                    Place::Fixed { .. } => None,
+                })
+        })
+    }
+
+    /// Gives `res` to `client` with `term` (Offered or Bound). The caller has checked that
+    /// the resource is the IA's own, free here, or a fixed resource it may take. Returns the
+    /// state of the IA's record of `res` before, if it had one, and the record's slab index.
+    pub(crate) fn hold(
+        &mut self,
+        res: Resource,
+        place: Place,
+        client: &IaKey,
+        term: Term,
+    ) -> (Option<LeaseState>, u32) {
+        // An IA has one record per shard: moving to another resource ends the old one.
+        if let Some(old) = self.records.client(client)
+            && self.records.slot(old).resource() != res
+        {
+            self.abandon(old, term.starts);
+        }
+        let prior = match self.records.find(res) {
+            Some(idx)
+                if self.records.key(idx) == client.as_bytes()
+                    && self.records.slot(idx).state != LeaseState::Declined =>
+            {
+                Some((self.records.slot(idx).state, idx))
+            }
+            Some(idx) => {
+                // Someone else's remembered resource, or a fixed resource taken back for the
+                // IA it is reserved for.
+                self.evict(idx, term.starts);
+                None
+            }
+            None => None,
+        };
+        let (prior, idx) = match prior {
+            Some((state, idx)) => {
+                self.set_term(idx, term);
+                (Some(state), idx)
+            }
+            None => {
+                let version = self.tick();
+                let idx = self.insert(&NewRecord {
+                    res,
+                    place,
+                    key: client.as_bytes(),
+                    state: term.state,
+                    starts: term.starts,
+                    preferred: term.preferred,
+                    expires: term.expires,
+                    version,
+                });
+                (None, idx)
+            }
+        };
+        // The IA's old record, if any, is gone from the index by now.
+        if !self.records.slot(idx).is_indexed() {
+            self.records.index(idx);
+        }
+        (prior, idx)
+    }
+
+    /// Ends an IA's indexed record because the IA moved to another resource. A quarantine
+    /// stays (only the index entry goes); a binding is released, with an event.
+    fn abandon(&mut self, idx: u32, now: Time) {
+        if self.records.slot(idx).state == LeaseState::Declined {
+            self.records.unindex(idx);
+        } else {
+            self.evict(idx, now);
+        }
+    }
+
+    /// Drops the record; a binding ends with a Released event.
+    fn evict(&mut self, idx: u32, now: Time) {
+        if let (LeaseState::Bound, Some(mut lease)) = self.remove(idx) {
+            lease.state = LeaseState::Released;
+            lease.preferred = 0;
+            lease.expires = now;
+            lease.version = self.tick();
+            self.emit(EventKind::Released, lease);
+        }
+    }
+
+    /// RELEASE: the IA's binding of `res` becomes Released (remembered for it).
+    pub(crate) fn release(&mut self, res: Resource, client: &IaKey, now: Time) -> bool {
+        self.expire_if_due(res, now);
+        let Some(idx) = self.records.find(res) else {
+            return false;
+        };
+        let slot = *self.records.slot(idx);
+        if self.records.key(idx) != client.as_bytes() || slot.state != LeaseState::Bound {
+            return false;
+        }
+        let term = Term {
+            state: LeaseState::Released,
+            starts: Time::from(slot.starts),
+            preferred: 0,
+            expires: now,
+        };
+        self.set_term(idx, term);
+        self.emit_current(EventKind::Released, idx);
+        true
+    }
+
+    /// DECLINE: the IA's advertise or binding of `res` is quarantined until `until`.
+    pub(crate) fn decline(
+        &mut self,
+        res: Resource,
+        client: &IaKey,
+        now: Time,
+        until: Time,
+    ) -> bool {
+        self.expire_if_due(res, now);
+        let Some(idx) = self.records.find(res) else {
+            return false;
+        };
+        if self.records.key(idx) != client.as_bytes()
+            || !matches!(
+                self.records.slot(idx).state,
+                LeaseState::Offered | LeaseState::Bound
+            )
+        {
+            return false;
+        }
+        let term = Term {
+            state: LeaseState::Declined,
+            starts: now,
+            preferred: 0,
+            expires: until,
+        };
+        self.set_term(idx, term);
+        self.emit_current(EventKind::Declined, idx);
+        true
+    }
+
+    /// Gives offset `off` of `pool` (resource `res`) up for a sibling if it is free here (a
+    /// remembered IA loses its claim to it); else says what holds it here.
+    pub(crate) fn take_free(
+        &mut self,
+        pool: V6PoolId,
+        off: u128,
+        res: Resource,
+        now: Time,
+    ) -> Give {
+        if pool.index() >= self.parts.len() {
+            return Give::NotHere;
+        }
+        self.expire_if_due(res, now);
+        let given = match self.records.find(res) {
+            None => self.parts[pool.index()].space.give(off),
+            Some(idx) => match self.records.slot(idx).state {
+                LeaseState::Declined => return Give::Quarantined,
+                LeaseState::Offered | LeaseState::Bound => return Give::Held,
+                LeaseState::Released | LeaseState::Expired => {
+                    self.remove(idx);
+                    self.parts[pool.index()].space.give(off)
+                }
+            },
+        };
+        if given { Give::Given } else { Give::NotHere }
+    }
+
+    /// Free resources this shard has in `pool`.
+    pub(crate) fn free_len(&self, pool: V6PoolId) -> u128 {
+        self.parts.get(pool.index()).map_or(0, Part::free_len)
+    }
+
+    /// Gives up a chunk of `pool`'s free offsets to a sibling: half of them, at most `max`,
+    /// at least one. Clean ones go first; remembered ones only if needed, oldest first,
+    /// dropping their records.
+    pub(crate) fn lend(&mut self, pools: &Pools, pool: V6PoolId, max: u64) -> Lent {
+        let layout = pools.layout(pool);
+        let part = &self.parts[pool.index()];
+        let records_n = part.records();
+        let want = part.free_len().div_ceil(2).min(u128::from(max)) as u64;
+        let clean = part.space.clean_len(records_n);
+        let from_clean = u128::from(want).min(clean) as u64;
+        let records = &self.records;
+        let mut lent = self.parts[pool.index()]
+            .space
+            .lend_clean(from_clean, records_n, |off| {
+                records.find(layout.resource(off)).is_some()
+            });
+        for _ in from_clean..want {
+            let Some(idx) = self.parts[pool.index()].remembered.front() else {
+                break;
+            };
+            let Place::Dynamic { off, .. } = self.records.place(idx) else {
+                break;
+            };
+            self.remove(idx);
+            self.parts[pool.index()].space.give(off);
+            lent.add(off);
+        }
+        lent
+    }
+
+    /// Replay, in every shard in turn: drops a record of `res` here older than `version`
+    /// (refusing if one is not older), and, unless this is the `target` shard, takes the free
+    /// dynamic resource out of this shard.
+    pub(crate) fn restore_claim(
+        &mut self,
+        res: Resource,
+        place: Place,
+        version: u64,
+        target: bool,
+    ) -> Claim {
+        if let Some(idx) = self.records.find(res) {
+            if self.records.slot(idx).version >= version {
+                return Claim::Newer;
+            }
+            // An older record of the resource (the caller gave more than a journal's fold).
+            self.remove(idx);
+        }
+        match place {
+            Place::Dynamic { pool, off } if !target && self.parts[pool.index()].space.give(off) => {
+                Claim::Claimed { clock: self.clock }
+            }
+            _ => Claim::Absent,
+        }
+    }
+
+    /// Replay, in the target shard (which owns `res` if it is dynamic, and has no record of
+    /// it): puts `lease` back. See `V6Engine::restore` for the rules.
+    pub(crate) fn restore_local(&mut self, res: Resource, place: Place, lease: &V6LeaseRef<'_>) {
+        debug_assert!(self.records.find(res).is_none(), "restore over a record");
+        self.clock = self.clock.max(lease.version);
+        let rank = current_rank(lease.state, lease.version, res);
+        let current = self.records.client(lease.client).map(|idx| {
+            let slot = self.records.slot(idx);
+            (
+                idx,
+                slot.state,
+                current_rank(slot.state, slot.version, slot.resource()),
+            )
+        });
+        let indexed = match current {
+            None => true,
+            Some((_, _, cur_rank)) if cur_rank > rank => false,
+            Some((idx, state, _)) => {
+                if state == LeaseState::Declined {
+                    // A quarantine outlives the IA moving on.
+                    self.records.unindex(idx);
+                } else {
+                    // Superseded: the resource is simply free.
+                    self.remove(idx);
+                }
+                true
+            }
+        };
+        if !indexed && lease.state != LeaseState::Declined {
+            // Superseded by the IA's current record: the resource is simply free (a dynamic
+            // one is this shard's already).
+            return;
+        }
+        let idx = self.insert(&NewRecord::of(lease, place));
+        if indexed {
+            self.records.index(idx);
+        }
+    }
+}
+
+/// Bulk replay, for the restorer.
+impl Shard {
+    /// Indexes the records appended unindexed (their dynamic resources are this shard's),
+    /// chooses each IA's current one, drops the others but quarantines, and brings spaces,
+    /// counts, expiry heap and remembered lists in line.
+    pub(crate) fn finish_restore(&mut self) {
+        // The resources of records it drops stay this shard's, free: nothing marked them
+        // taken yet.
+        self.records.build(
+            |slot| current_rank(slot.state, slot.version, slot.resource()),
+            |slot| slot.state == LeaseState::Declined,
+        );
+        let mut remembered: Vec<(u64, u32, V6PoolId)> = Vec::new();
+        let mut heap = Vec::new();
+        let mut held = 0;
+        for idx in self.records.iter() {
+            let slot = *self.records.slot(idx);
+            let place = self.records.place(idx);
+            if is_held(slot.state) {
+                held += 1;
+                heap.push(Reverse((slot.expires, idx)));
+            }
+            if let Place::Dynamic { pool, off } = place {
+                let part = &mut self.parts[pool.index()];
+                part.space.taken(off);
+                if is_held(slot.state) {
+                    part.counts.tally(slot.state, true);
+                } else {
+                    remembered.push((slot.version, idx, pool));
+                }
+            }
+        }
+        // Oldest first, as they would have been remembered.
+        remembered.sort_unstable();
+        for (_, idx, pool) in remembered {
+            self.records
+                .push_back(&mut self.parts[pool.index()].remembered, idx);
+        }
+        self.held = held;
+        self.expiry = heap.into();
+    }
+}
+
+impl<'a> NewRecord<'a> {
+    /// The record of `lease` at `place`.
+    pub(crate) fn of(lease: &V6LeaseRef<'a>, place: Place) -> Self {
+        NewRecord {
+            res: lease.resource,
+            place,
+            key: lease.client.as_bytes(),
+            state: lease.state,
+            starts: lease.starts,
+            preferred: if lease.state == LeaseState::Bound {
+                lease.preferred
+            } else {
+                0
+            },
+            expires: lease.expires,
+            version: lease.version,
+        }
+    }
+}

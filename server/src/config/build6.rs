@@ -1,0 +1,814 @@
+//! Validation of the `v6:` section: walks the wire tree keeping the key path and builds the
+//! typed [`V6Config`].
+//!
+//! Like `build.rs` for v4: each subnet is built on its own, then the rules that need every
+//! subnet (overlaps, a relay, interface or interface-id selecting two subnets, a resource
+//! reserved twice) name both entries.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv6Net;
+
+use super::build::{
+    DEFAULT_DECLINE_PROBATION, DEFAULT_OFFER_HOLD, MAX_EXCLUDED, agent_id, check_ifname,
+    opt_seconds,
+};
+use super::error::{ConfigError, invalid};
+use super::options::parse_hex;
+use super::options6::{OptionSet6, parse_options6};
+use super::path::{at, join};
+use super::wire::{self, Value};
+use super::{PdPool6, Pool6, Reservation6, Subnet6, V6Config, V6Identifier};
+
+pub(super) const DEFAULT_PORT6: u16 = 547;
+pub(super) const DEFAULT_PREFERRED: u32 = 3600;
+pub(super) const DEFAULT_VALID: u32 = 7200;
+/// RFC 8415 §11.1: a DUID is at most 128 octets plus its 2-octet type.
+pub(super) const MAX_DUID_LEN: usize = 130;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Lifetimes and timers as resolved at one level, each with the key path that set it (for
+/// messages about a value that was inherited).
+#[derive(Clone)]
+struct Lifetimes {
+    preferred: (u32, String),
+    valid: (u32, String),
+    renew: Option<(u32, String)>,
+    rebind: Option<(u32, String)>,
+}
+
+impl Lifetimes {
+    /// T1 and T2 as sent: the configured ones, else 50% and 80% of the preferred lifetime
+    /// (RFC 8415 §21.4).
+    fn timers(&self) -> (u32, u32) {
+        let p = u64::from(self.preferred.0);
+        let t2 = self.rebind.as_ref().map_or((p * 4 / 5) as u32, |r| r.0);
+        let t1 = self.renew.as_ref().map_or((p / 2) as u32, |r| r.0);
+        (t1, t2)
+    }
+}
+
+/// Reads the four lifetime keys under `path`, over `parent` (None at `v6` level).
+fn lifetimes(
+    path: &str,
+    preferred: Option<&Value>,
+    valid: Option<&Value>,
+    renew: Option<&Value>,
+    rebind: Option<&Value>,
+    parent: Option<&Lifetimes>,
+) -> Result<Lifetimes> {
+    let read = |key: &str, v: Option<&Value>| -> Result<Option<(u32, String)>> {
+        let p = join(path, key);
+        match opt_seconds(&p, v)? {
+            Some(0) => Err(invalid(p, "must be at least 1 second")),
+            Some(t) => Ok(Some((t, p))),
+            None => Ok(None),
+        }
+    };
+    let given = (
+        read("preferred_lifetime", preferred)?,
+        read("valid_lifetime", valid)?,
+        read("renew_time", renew)?,
+        read("rebind_time", rebind)?,
+    );
+    let (gave_preferred, gave_valid) = (given.0.is_some(), given.1.is_some());
+    let out = match parent {
+        None => Lifetimes {
+            preferred: given
+                .0
+                .unwrap_or((DEFAULT_PREFERRED, join(path, "preferred_lifetime"))),
+            valid: given
+                .1
+                .unwrap_or((DEFAULT_VALID, join(path, "valid_lifetime"))),
+            renew: given.2,
+            rebind: given.3,
+        },
+        Some(p) => Lifetimes {
+            preferred: given.0.unwrap_or_else(|| p.preferred.clone()),
+            valid: given.1.unwrap_or_else(|| p.valid.clone()),
+            renew: given.2.or_else(|| p.renew.clone()),
+            rebind: given.3.or_else(|| p.rebind.clone()),
+        },
+    };
+    // RFC 8415 §21.6: a client discards an address whose preferred lifetime exceeds its valid
+    // lifetime; §21.4: and an IA whose T1 exceeds T2.
+    let ((pref, ppath), (valid, vpath)) = (&out.preferred, &out.valid);
+    if pref > valid {
+        let blame = if gave_preferred || !gave_valid {
+            ppath
+        } else {
+            vpath
+        };
+        return Err(invalid(
+            blame.as_str(),
+            format!("preferred_lifetime {pref} must not exceed valid_lifetime {valid}"),
+        ));
+    }
+    let (t1, t2) = out.timers();
+    let describe = |key: &str, given: &Option<(u32, String)>, t: u32, share: &str| match given {
+        Some(_) => format!("{key} {t}"),
+        None => format!("{key} {t} ({share} of preferred_lifetime {pref} by default)"),
+    };
+    let (renew_path, rebind_path) = (
+        out.renew
+            .as_ref()
+            .map_or_else(|| join(path, "renew_time"), |r| r.1.clone()),
+        out.rebind
+            .as_ref()
+            .map_or_else(|| join(path, "rebind_time"), |r| r.1.clone()),
+    );
+    if t1 >= t2 {
+        let blame = if out.renew.is_some() {
+            renew_path
+        } else {
+            rebind_path
+        };
+        return Err(invalid(
+            blame,
+            format!(
+                "{} must be less than {}",
+                describe("renew_time", &out.renew, t1, "50%"),
+                describe("rebind_time", &out.rebind, t2, "80%")
+            ),
+        ));
+    }
+    if t2 >= *valid {
+        let blame = if out.rebind.is_some() {
+            rebind_path
+        } else {
+            vpath.clone()
+        };
+        return Err(invalid(
+            blame,
+            format!(
+                "{} must be less than valid_lifetime {valid}",
+                describe("rebind_time", &out.rebind, t2, "80%")
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+fn preference(path: &str, v: Option<&Value>) -> Result<Option<u8>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Int(i)) => u8::try_from(*i)
+            .map(Some)
+            .map_err(|_| invalid(path, format!("expected an integer in 0..=255, got {i}"))),
+        Some(other) => Err(invalid(
+            path,
+            format!("expected an integer in 0..=255, got {}", other.describe()),
+        )),
+    }
+}
+
+/// Key paths of a built subnet's parts, for messages about two entries.
+struct Meta {
+    path: String,
+    pools: Vec<String>,
+    pd_pools: Vec<String>,
+    relays: Vec<String>,
+    interface_ids: Vec<String>,
+    interface: Option<String>,
+    reservations: Vec<String>,
+}
+
+pub(super) fn v6(w: wire::V6) -> Result<V6Config> {
+    let port = w.port.unwrap_or(DEFAULT_PORT6);
+    if port == 0 {
+        return Err(invalid("v6.port", "must be 1..=65535, not 0"));
+    }
+    let life = lifetimes(
+        "v6",
+        w.preferred_lifetime.as_ref(),
+        w.valid_lifetime.as_ref(),
+        w.renew_time.as_ref(),
+        w.rebind_time.as_ref(),
+        None,
+    )?;
+    let rapid_commit = w.rapid_commit.unwrap_or(false);
+    let pref = preference("v6.preference", w.preference.as_ref())?;
+    let offer_hold =
+        opt_seconds("v6.offer_hold", w.offer_hold.as_ref())?.unwrap_or(DEFAULT_OFFER_HOLD);
+    if offer_hold == 0 {
+        return Err(invalid("v6.offer_hold", "must be at least 1 second"));
+    }
+    let decline_probation = opt_seconds("v6.decline_probation", w.decline_probation.as_ref())?
+        .unwrap_or(DEFAULT_DECLINE_PROBATION);
+    let server_duid = match &w.server_duid {
+        None => None,
+        Some(s) => Some(
+            parse_hex(s)
+                .filter(|b| (3..=MAX_DUID_LEN).contains(&b.len()))
+                .ok_or_else(|| {
+                    invalid(
+                        "v6.server_duid",
+                        format!(
+                            "{s:?} is not a DUID in hex like \"00:01:00:01:2d:3e:4f:50:02:00:00:00:00:01\" \
+                             (3 to {MAX_DUID_LEN} bytes)"
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let server_unicast = w
+        .server_unicast
+        .as_deref()
+        .map(|s| unicast6("v6.server_unicast", s))
+        .transpose()?;
+    let global = parse_options6("v6.options", w.options.as_ref())?;
+    let assignments_file = match w.assignments_file {
+        Some(f) if f.trim().is_empty() => {
+            return Err(invalid(
+                "v6.assignments_file",
+                "must not be empty (omit it for none)",
+            ));
+        }
+        f => f.map(PathBuf::from),
+    };
+
+    let mut subnets = Vec::new();
+    let mut metas = Vec::new();
+    for (i, ws) in w.subnets.unwrap_or_default().into_iter().enumerate() {
+        let path = at("v6.subnets", i);
+        let (s, meta) = subnet(ws, &path, i + 1, &global, &life, rapid_commit, pref)?;
+        subnets.push(s);
+        metas.push(meta);
+    }
+    check_subnets(&subnets, &metas)?;
+
+    Ok(V6Config {
+        port,
+        preferred_lifetime: life.preferred.0,
+        valid_lifetime: life.valid.0,
+        renew_time: life.renew.map(|r| r.0),
+        rebind_time: life.rebind.map(|r| r.0),
+        rapid_commit,
+        preference: pref,
+        offer_hold,
+        decline_probation,
+        server_duid,
+        server_unicast,
+        options: global,
+        subnets,
+        assignments_file,
+    })
+}
+
+fn subnet(
+    w: wire::Subnet6,
+    path: &str,
+    position: usize,
+    global: &OptionSet6,
+    parent: &Lifetimes,
+    rapid_commit: bool,
+    pref: Option<u8>,
+) -> Result<(Subnet6, Meta)> {
+    let npath = join(path, "subnet");
+    let net = cidr6(&npath, &w.subnet)?;
+    let id = match w.id {
+        Some(0) => return Err(invalid(join(path, "id"), "must be at least 1")),
+        Some(id) => id,
+        None => u32::try_from(position)
+            .map_err(|_| invalid(join(path, "id"), "too many subnets for automatic ids"))?,
+    };
+    let life = lifetimes(
+        path,
+        w.preferred_lifetime.as_ref(),
+        w.valid_lifetime.as_ref(),
+        w.renew_time.as_ref(),
+        w.rebind_time.as_ref(),
+        Some(parent),
+    )?;
+    let (renew_time, rebind_time) = life.timers();
+    let preference = match preference(&join(path, "preference"), w.preference.as_ref())? {
+        Some(p) => Some(p),
+        None => pref,
+    };
+
+    let interface = match w.interface {
+        Some(name) => {
+            check_ifname(&join(path, "interface"), &name)?;
+            Some(name)
+        }
+        None => None,
+    };
+    let mut relays = Vec::new();
+    let mut relay_paths: Vec<String> = Vec::new();
+    for (i, s) in w.relays.unwrap_or_default().iter().enumerate() {
+        let p = at(&join(path, "relays"), i);
+        let r = unicast6(&p, s)?;
+        if let Some(j) = relays.iter().position(|o| *o == r) {
+            return Err(invalid(
+                p,
+                format!("relay {r} is already listed at {}", relay_paths[j]),
+            ));
+        }
+        relays.push(r);
+        relay_paths.push(p);
+    }
+    let mut interface_ids: Vec<Vec<u8>> = Vec::new();
+    let mut iid_paths: Vec<String> = Vec::new();
+    for (i, s) in w.interface_ids.unwrap_or_default().iter().enumerate() {
+        let p = at(&join(path, "interface_ids"), i);
+        let b = agent_id(s).ok_or_else(|| {
+            invalid(
+                &p,
+                format!(
+                    "{s:?} is not an interface-id: write \"0x\" and hex digits, hex bytes \
+                     \"aa:bb\", or text (1 to 255 bytes)"
+                ),
+            )
+        })?;
+        if let Some(j) = interface_ids.iter().position(|o| *o == b) {
+            return Err(invalid(
+                p,
+                format!("interface-id {s} is already listed at {}", iid_paths[j]),
+            ));
+        }
+        interface_ids.push(b);
+        iid_paths.push(p);
+    }
+
+    let own = parse_options6(&join(path, "options"), w.options.as_ref())?;
+    let options = global.merged(&own);
+
+    let mut pools = Vec::new();
+    let mut pool_paths = Vec::new();
+    for (i, s) in w.pools.unwrap_or_default().iter().enumerate() {
+        let p = at(&join(path, "pools"), i);
+        let (first, last) = range6(&p, s)?;
+        if !net.contains(&first) || !net.contains(&last) {
+            return Err(invalid(
+                p,
+                format!("{first}-{last} is not inside subnet {net}"),
+            ));
+        }
+        pools.push(Pool6 { first, last });
+        pool_paths.push(p);
+    }
+
+    let mut pd_pools = Vec::new();
+    let mut pd_paths = Vec::new();
+    for (i, pd) in w.pd_pools.unwrap_or_default().into_iter().enumerate() {
+        let p = at(&join(path, "pd_pools"), i);
+        pd_pools.push(pd_pool(&p, pd)?);
+        pd_paths.push(p);
+    }
+
+    let mut excluded = BTreeSet::new();
+    for (i, s) in w.excluded.unwrap_or_default().iter().enumerate() {
+        let p = at(&join(path, "excluded"), i);
+        let (first, last) = range6(&p, s)?;
+        if !net.contains(&first) || !net.contains(&last) {
+            return Err(invalid(p, format!("{s} is not inside subnet {net}")));
+        }
+        let n = u128::from(last) - u128::from(first) + 1;
+        if n <= MAX_EXCLUDED as u128 {
+            excluded.extend((u128::from(first)..=u128::from(last)).map(Ipv6Addr::from));
+        }
+        if n > MAX_EXCLUDED as u128 || excluded.len() > MAX_EXCLUDED {
+            return Err(invalid(
+                p,
+                format!(
+                    "excluded addresses in this subnet would exceed {MAX_EXCLUDED}; shrink the \
+                     pools instead"
+                ),
+            ));
+        }
+    }
+    let excluded: Vec<Ipv6Addr> = excluded.into_iter().collect();
+
+    let wres = w.reservations.unwrap_or_default();
+    let mut reservations: Vec<Reservation6> = Vec::with_capacity(wres.len());
+    let mut res_paths = Vec::with_capacity(wres.len());
+    let mut by_key: HashMap<V6Identifier, usize> = HashMap::with_capacity(wres.len());
+    for (i, r) in wres.into_iter().enumerate() {
+        let p = at(&join(path, "reservations"), i);
+        let (res, text) = reservation(&p, r, net, &options)?;
+        if let Some(&j) = by_key.get(&res.key) {
+            let name = res.key.key_name();
+            return Err(invalid(
+                join(&p, name),
+                format!("{name} {text} is already reserved by {}", res_paths[j]),
+            ));
+        }
+        by_key.insert(res.key.clone(), i);
+        reservations.push(res);
+        res_paths.push(p);
+    }
+
+    let subnet = Subnet6 {
+        id,
+        net,
+        interface,
+        relays,
+        interface_ids,
+        pools,
+        pd_pools,
+        excluded,
+        reservations,
+        preferred_lifetime: life.preferred.0,
+        valid_lifetime: life.valid.0,
+        renew_time,
+        rebind_time,
+        rapid_commit: w.rapid_commit.unwrap_or(rapid_commit),
+        preference,
+        options,
+    };
+    let meta = Meta {
+        path: path.to_owned(),
+        pools: pool_paths,
+        pd_pools: pd_paths,
+        relays: relay_paths,
+        interface_ids: iid_paths,
+        interface: subnet.interface.as_ref().map(|_| join(path, "interface")),
+        reservations: res_paths,
+    };
+    Ok((subnet, meta))
+}
+
+fn pd_pool(path: &str, w: wire::PdPool) -> Result<PdPool6> {
+    let prefix = cidr6(&join(path, "prefix"), &w.prefix)?;
+    let dpath = join(path, "delegated_len");
+    let delegated_len = match &w.delegated_len {
+        Value::Int(i) => u8::try_from(*i).ok().filter(|&l| l <= 128),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        invalid(
+            &dpath,
+            format!(
+                "expected a prefix length in 1..=128, got {}",
+                w.delegated_len.describe()
+            ),
+        )
+    })?;
+    if delegated_len < prefix.prefix_len() {
+        return Err(invalid(
+            dpath,
+            format!(
+                "delegated_len {delegated_len} is shorter than the pool's prefix {prefix}; it \
+                 must be at least {}",
+                prefix.prefix_len()
+            ),
+        ));
+    }
+    let excluded_prefix = match &w.excluded_prefix {
+        None => None,
+        Some(s) => {
+            let p = join(path, "excluded_prefix");
+            let x = cidr6(&p, s)?;
+            if x.prefix_len() <= delegated_len {
+                return Err(invalid(
+                    p,
+                    format!(
+                        "{x} must be longer than delegated_len {delegated_len} (RFC 6603: it \
+                         names a part of each delegated prefix)"
+                    ),
+                ));
+            }
+            if !prefix.contains(&x.network()) {
+                return Err(invalid(
+                    p,
+                    format!("{x} is not inside the pool's prefix {prefix}"),
+                ));
+            }
+            Some(x)
+        }
+    };
+    let mut excluded = Vec::new();
+    for (i, s) in w.excluded.unwrap_or_default().iter().enumerate() {
+        let p = at(&join(path, "excluded"), i);
+        let x = cidr6(&p, s)?;
+        if !prefix.contains(&x.network()) {
+            return Err(invalid(
+                p,
+                format!("{x} is not inside the pool's prefix {prefix}"),
+            ));
+        }
+        excluded.push(x);
+    }
+    Ok(PdPool6 {
+        prefix,
+        delegated_len,
+        excluded_prefix,
+        excluded,
+    })
+}
+
+/// Builds one reservation; returns it with its identifier as written (for messages).
+fn reservation(
+    path: &str,
+    r: wire::Reservation6,
+    net: Ipv6Net,
+    subnet_options: &OptionSet6,
+) -> Result<(Reservation6, String)> {
+    let ids = [
+        ("duid", &r.duid),
+        ("interface_id", &r.interface_id),
+        ("remote_id", &r.remote_id),
+        ("subscriber_id", &r.subscriber_id),
+    ];
+    let given: Vec<(&'static str, &str)> = ids
+        .iter()
+        .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
+        .collect();
+    let (kname, ktext) = match given.as_slice() {
+        [] => {
+            return Err(invalid(
+                path,
+                "needs an identifier: one of duid, interface_id, remote_id, subscriber_id",
+            ));
+        }
+        [one] => *one,
+        [a, b, ..] => {
+            return Err(invalid(
+                path,
+                format!("has both {} and {}; give exactly one identifier", a.0, b.0),
+            ));
+        }
+    };
+    let key = identifier(&join(path, kname), kname, ktext)?;
+    let address = match &r.address {
+        None => None,
+        Some(s) => {
+            let p = join(path, "address");
+            let a = unicast6(&p, s)?;
+            if !net.contains(&a) {
+                return Err(invalid(p, format!("{a} is not inside subnet {net}")));
+            }
+            Some(a)
+        }
+    };
+    let prefix = r
+        .prefix
+        .as_deref()
+        .map(|s| cidr6(&join(path, "prefix"), s))
+        .transpose()?;
+    if address.is_none() && prefix.is_none() {
+        return Err(invalid(
+            path,
+            "reserves nothing: give an address, a prefix or both",
+        ));
+    }
+    let own = parse_options6(&join(path, "options"), r.options.as_ref())?;
+    let res = Reservation6 {
+        key,
+        address,
+        prefix,
+        options: subnet_options.merged(&own),
+    };
+    Ok((res, ktext.to_owned()))
+}
+
+/// A reservation identifier as written in the YAML (see the module docs of `config`).
+fn identifier(path: &str, kind: &str, text: &str) -> Result<V6Identifier> {
+    let agent = |t: &str, what: &str| {
+        agent_id(t).ok_or_else(|| {
+            invalid(
+                path,
+                format!(
+                    "{text:?} is not a {what}: write \"0x\" and hex digits, hex bytes \"aa:bb\", \
+                     or text (1 to 255 bytes)"
+                ),
+            )
+        })
+    };
+    match kind {
+        "duid" => {
+            let b = parse_hex(text)
+                .filter(|b| (3..=MAX_DUID_LEN).contains(&b.len()))
+                .ok_or_else(|| {
+                    invalid(
+                        path,
+                        format!(
+                            "{text:?} is not a DUID in hex like \"00:03:00:01:02:23:10:00:00:60\" \
+                             (3 to {MAX_DUID_LEN} bytes)"
+                        ),
+                    )
+                })?;
+            Ok(V6Identifier::Duid(b))
+        }
+        "interface_id" => Ok(V6Identifier::InterfaceId(agent(text, "interface_id")?)),
+        "subscriber_id" => Ok(V6Identifier::SubscriberId(agent(text, "subscriber_id")?)),
+        _ => {
+            let bad = || {
+                invalid(
+                    path,
+                    format!(
+                        "{text:?} is not a remote_id \"ENTERPRISE:ID\" (the enterprise number in \
+                         decimal, then the id as \"0x\" hex, hex bytes or text), e.g. \
+                         \"3561:CUST1\""
+                    ),
+                )
+            };
+            let (ent, id) = text.split_once(':').ok_or_else(bad)?;
+            let enterprise: u32 = ent.trim().parse().map_err(|_| bad())?;
+            let id = agent_id(id).ok_or_else(bad)?;
+            Ok(V6Identifier::RemoteId { enterprise, id })
+        }
+    }
+}
+
+/// Rules that need every subnet: ids, overlaps, and one subnet per relay, interface and
+/// interface-id, and each address or prefix reserved once.
+fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
+    let mut ids: HashMap<u32, usize> = HashMap::new();
+    for (i, s) in subnets.iter().enumerate() {
+        if let Some(&j) = ids.get(&s.id) {
+            return Err(invalid(
+                join(&metas[i].path, "id"),
+                format!("id {} is already used by {}", s.id, metas[j].path),
+            ));
+        }
+        ids.insert(s.id, i);
+    }
+
+    // Subnets, then delegation pools: neither may overlap another (a delegated prefix holding
+    // on-link addresses would route them away from the link).
+    let prefixes: Vec<(Ipv6Net, String)> = subnets
+        .iter()
+        .zip(metas)
+        .map(|(s, m)| (s.net, join(&m.path, "subnet")))
+        .chain(subnets.iter().zip(metas).flat_map(|(s, m)| {
+            s.pd_pools
+                .iter()
+                .zip(&m.pd_pools)
+                .map(|(p, path)| (p.prefix, join(path, "prefix")))
+        }))
+        .collect();
+    check_prefix_overlaps(&prefixes)?;
+
+    // Address pools: (first, last, subnet, pool) by first address; a pool overlapping any
+    // earlier one overlaps the earlier one that reaches furthest.
+    let mut pools: Vec<(Ipv6Addr, Ipv6Addr, usize, usize)> = subnets
+        .iter()
+        .enumerate()
+        .flat_map(|(s, sub)| {
+            sub.pools
+                .iter()
+                .enumerate()
+                .map(move |(p, pool)| (pool.first, pool.last, s, p))
+        })
+        .collect();
+    pools.sort_unstable();
+    let mut reach: Option<(Ipv6Addr, Ipv6Addr, usize, usize)> = None;
+    for cur in pools {
+        if let Some(prev) = reach
+            && cur.0 <= prev.1
+        {
+            let (early, late) = if (prev.2, prev.3) < (cur.2, cur.3) {
+                (prev, cur)
+            } else {
+                (cur, prev)
+            };
+            return Err(invalid(
+                metas[late.2].pools[late.3].clone(),
+                format!(
+                    "{}-{} overlaps {} ({}-{})",
+                    late.0, late.1, metas[early.2].pools[early.3], early.0, early.1
+                ),
+            ));
+        }
+        if reach.is_none_or(|r| cur.1 > r.1) {
+            reach = Some(cur);
+        }
+    }
+
+    let mut relays: HashMap<Ipv6Addr, &str> = HashMap::new();
+    let mut iids: HashMap<&[u8], &str> = HashMap::new();
+    let mut ifaces: HashMap<&str, &str> = HashMap::new();
+    let mut addrs: HashMap<Ipv6Addr, String> = HashMap::new();
+    let mut prefixes: HashMap<Ipv6Net, String> = HashMap::new();
+    for (s, meta) in subnets.iter().zip(metas) {
+        for (r, p) in s.relays.iter().zip(&meta.relays) {
+            if let Some(other) = relays.insert(*r, p) {
+                return Err(invalid(
+                    p.as_str(),
+                    format!(
+                        "relay {r} is also listed at {other}; a relay link-address selects one \
+                         subnet"
+                    ),
+                ));
+            }
+        }
+        for (id, p) in s.interface_ids.iter().zip(&meta.interface_ids) {
+            if let Some(other) = iids.insert(id, p) {
+                return Err(invalid(
+                    p.as_str(),
+                    format!("this interface-id is also listed at {other}"),
+                ));
+            }
+        }
+        if let (Some(name), Some(p)) = (&s.interface, &meta.interface)
+            && let Some(other) = ifaces.insert(name, p)
+        {
+            return Err(invalid(
+                p.as_str(),
+                format!("interface {name} is also given at {other}"),
+            ));
+        }
+        for (r, p) in s.reservations.iter().zip(&meta.reservations) {
+            if let Some(a) = r.address {
+                let ap = join(p, "address");
+                if let Some(other) = addrs.insert(a, p.clone()) {
+                    return Err(invalid(ap, format!("{a} is already reserved by {other}")));
+                }
+            }
+            if let Some(x) = r.prefix {
+                let xp = join(p, "prefix");
+                if let Some(other) = prefixes.insert(x, p.clone()) {
+                    return Err(invalid(xp, format!("{x} is already reserved by {other}")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses two overlapping prefixes (one containing the other), naming the later one.
+fn check_prefix_overlaps(list: &[(Ipv6Net, String)]) -> Result<()> {
+    let mut order: Vec<usize> = (0..list.len()).collect();
+    order.sort_by_key(|&i| (list[i].0.network(), list[i].0.prefix_len()));
+    // Sorted by start then length: a prefix overlapping any earlier one overlaps the
+    // earlier one that reaches furthest.
+    let mut reach: Option<usize> = None;
+    for &i in &order {
+        if let Some(r) = reach {
+            let (nr, ni) = (list[r].0, list[i].0);
+            if nr.contains(&ni.network()) {
+                let (a, b) = (r.min(i), r.max(i));
+                return Err(invalid(
+                    list[b].1.as_str(),
+                    format!("{} overlaps {} ({})", list[b].0, list[a].0, list[a].1),
+                ));
+            }
+        }
+        if reach.is_none_or(|r| list[i].0.broadcast() > list[r].0.broadcast()) {
+            reach = Some(i);
+        }
+    }
+    Ok(())
+}
+
+/// A prefix without host bits.
+pub(super) fn cidr6(path: &str, s: &str) -> Result<Ipv6Net> {
+    let net: Ipv6Net = s.trim().parse().map_err(|_| {
+        invalid(
+            path,
+            format!("{s:?} is not an IPv6 prefix like 2001:db8::/48"),
+        )
+    })?;
+    if net.trunc() != net {
+        return Err(invalid(
+            path,
+            format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+        ));
+    }
+    Ok(net)
+}
+
+/// `"A-B"`, a CIDR (all of its addresses), or one address.
+fn range6(path: &str, s: &str) -> Result<(Ipv6Addr, Ipv6Addr)> {
+    let t = s.trim();
+    let parse = |a: &str| a.trim().parse::<Ipv6Addr>().ok();
+    let (first, last) = if let Some((a, b)) = t.split_once('-') {
+        parse(a).zip(parse(b)).ok_or_else(|| {
+            invalid(
+                path,
+                format!("{s:?} is not a range \"FIRST-LAST\" of IPv6 addresses"),
+            )
+        })?
+    } else if t.contains('/') {
+        let net = cidr6(path, t)?;
+        (net.network(), net.broadcast())
+    } else {
+        let a = parse(t).ok_or_else(|| {
+            invalid(
+                path,
+                format!("{s:?} is not an IPv6 address, a range \"FIRST-LAST\" or a prefix"),
+            )
+        })?;
+        (a, a)
+    };
+    if first > last {
+        return Err(invalid(path, format!("start {first} is after end {last}")));
+    }
+    Ok((first, last))
+}
+
+/// A unicast IPv6 address: not unspecified, loopback is allowed (tests), not multicast.
+pub(super) fn unicast6(path: &str, s: &str) -> Result<Ipv6Addr> {
+    let a: Ipv6Addr = s
+        .trim()
+        .parse()
+        .map_err(|_| invalid(path, format!("{s:?} is not an IPv6 address")))?;
+    if a.is_unspecified() || a.is_multicast() {
+        return Err(invalid(path, format!("{a} is not a unicast address")));
+    }
+    Ok(a)
+}

@@ -1,0 +1,349 @@
+//! Tests of the `v6:` section: documents in, typed config or exact error out.
+
+use std::net::Ipv6Addr;
+
+use super::*;
+
+/// The document from issue 5, verbatim.
+const ISSUE_V6_YAML: &str = r#"
+v6:
+  subnets:
+    - subnet: fd00:231::/64
+      pools: [ "fd00:231::1000-fd00:231::1fff" ]
+      pd_pools: [ { prefix: "fd00:2310::/48", delegated_len: 56 } ]
+      options: { dns_servers: [ "fd00:231::1" ] }
+      reservations:
+        - { duid: "00:03:00:01:02:23:10:00:00:60", address: "fd00:231::60" }
+        - { remote_id: "3561:CUST1", prefix: "fd00:2311:100::/56" }
+  assignments_file: assignments.csv
+"#;
+
+fn a6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn yaml(text: &str) -> Config {
+    Config::from_yaml_str(text).unwrap_or_else(|e| panic!("{}", e.report()))
+}
+
+fn yaml_err(text: &str) -> String {
+    match Config::from_yaml_str(text) {
+        Ok(c) => panic!("accepted:\n{text}\n{:#?}", c.v6),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn roundtrip(c: &Config) {
+    let text = c.effective_yaml();
+    let again = Config::from_yaml_str(&text)
+        .unwrap_or_else(|e| panic!("effective YAML does not parse: {}\n{text}", e.report()));
+    assert_eq!(&again, c, "effective YAML differs:\n{text}");
+}
+
+#[test]
+fn issue_example_loads_as_is() {
+    let c = yaml(ISSUE_V6_YAML);
+    assert!(c.v4.subnets.is_empty());
+    let v = &c.v6;
+    assert!(v.enabled());
+    assert_eq!(v.port, 547);
+    assert_eq!((v.preferred_lifetime, v.valid_lifetime), (3600, 7200));
+    assert_eq!((v.renew_time, v.rebind_time), (None, None));
+    assert!(!v.rapid_commit);
+    assert_eq!(v.preference, None);
+    assert_eq!((v.offer_hold, v.decline_probation), (30, 86400));
+    assert_eq!(v.assignments_file, Some(PathBuf::from("assignments.csv")));
+    let [s] = v.subnets.as_slice() else {
+        panic!("{:?}", v.subnets)
+    };
+    assert_eq!(s.id, 1);
+    assert_eq!(s.net, "fd00:231::/64".parse().unwrap());
+    assert_eq!(
+        s.pools,
+        [Pool6 {
+            first: a6("fd00:231::1000"),
+            last: a6("fd00:231::1fff")
+        }]
+    );
+    assert_eq!(
+        s.pd_pools,
+        [PdPool6 {
+            prefix: "fd00:2310::/48".parse().unwrap(),
+            delegated_len: 56,
+            excluded_prefix: None,
+            excluded: vec![],
+        }]
+    );
+    // T1/T2 default to 50% / 80% of the preferred lifetime (RFC 8415 §21.4).
+    assert_eq!((s.renew_time, s.rebind_time), (1800, 2880));
+    assert_eq!(s.options.get(23), Some(&a6("fd00:231::1").octets()[..]));
+    assert_eq!(
+        s.reservations[0].key,
+        V6Identifier::Duid(vec![0, 3, 0, 1, 2, 0x23, 0x10, 0, 0, 0x60])
+    );
+    assert_eq!(s.reservations[0].address, Some(a6("fd00:231::60")));
+    assert_eq!(s.reservations[0].prefix, None);
+    assert_eq!(
+        s.reservations[1].key,
+        V6Identifier::RemoteId {
+            enterprise: 3561,
+            id: b"CUST1".to_vec()
+        }
+    );
+    assert_eq!(
+        s.reservations[1].key.wire_bytes(),
+        [0, 0, 0x0d, 0xe9, b'C', b'U', b'S', b'T', b'1']
+    );
+    assert_eq!(
+        s.reservations[1].prefix,
+        Some("fd00:2311:100::/56".parse().unwrap())
+    );
+    roundtrip(&c);
+}
+
+#[test]
+fn v4_only_configs_have_v6_off_and_unchanged_output() {
+    let c = yaml("v4: { subnets: [ { subnet: 10.0.0.0/24 } ] }");
+    assert!(!c.v6.enabled());
+    assert_eq!(c.v6, V6Config::default());
+    assert!(!c.effective_yaml().contains("v6"));
+    assert_eq!(yaml("v6: {}").v6, V6Config::default());
+    assert_eq!(yaml("v6: { subnets: [] }"), yaml(""));
+}
+
+#[test]
+fn full_example_v6_section() {
+    let c = yaml(EXAMPLE_FULL_YAML);
+    let v = &c.v6;
+    assert_eq!((v.preferred_lifetime, v.valid_lifetime), (3600, 7200));
+    assert_eq!((v.renew_time, v.rebind_time), (Some(1800), Some(2880)));
+    assert!(v.rapid_commit);
+    assert_eq!(v.preference, Some(255));
+    assert_eq!(v.server_unicast, Some(a6("2001:db8:231::2")));
+    assert_eq!(
+        v.server_duid.as_deref(),
+        Some(&[0, 2, 0, 0, 0xde, 0xad, b'l', b'e', b's', b's', b'o', b'r'][..])
+    );
+    assert_eq!(v.options.get(32), Some(&86400u32.to_be_bytes()[..]));
+    assert_eq!(v.options.get(65001), Some(&b"hello"[..]));
+    let [s0, s1] = v.subnets.as_slice() else {
+        panic!()
+    };
+    assert_eq!(s0.interface.as_deref(), Some("eth1"));
+    assert_eq!(s0.pools.len(), 2);
+    assert_eq!(s0.pools[1].last, a6("2001:db8:231:0:1:ffff:ffff:ffff"));
+    assert_eq!(s0.excluded.len(), 17);
+    assert_eq!(s0.pd_pools[1].delegated_len, 48);
+    assert_eq!(
+        s0.pd_pools[1].excluded_prefix,
+        Some("2001:db8:2400:ff00::/64".parse().unwrap())
+    );
+    // The subnet's domain_search overrides the global one; dns_servers is inherited.
+    assert_eq!(s0.options.get(23), v.options.get(23));
+    assert_ne!(s0.options.get(24), v.options.get(24));
+    let keys: Vec<&str> = s0.reservations.iter().map(|r| r.key.key_name()).collect();
+    assert_eq!(keys, ["duid", "remote_id", "interface_id", "subscriber_id"]);
+    assert_eq!(
+        s0.reservations[2].key,
+        V6Identifier::InterfaceId(b"ge-0/0/1.100".to_vec())
+    );
+    assert_eq!(
+        s0.reservations[2].options.get(23),
+        Some(&a6("2001:db8:231::54").octets()[..])
+    );
+    assert_eq!(
+        s0.reservations[3].key,
+        V6Identifier::SubscriberId(vec![0, 0xc0, 0xff, 0xee])
+    );
+    assert_eq!(s1.relays, [a6("2001:db8:9::1")]);
+    assert_eq!(s1.interface_ids, [b"olt1/port3".to_vec()]);
+    // Own preferred/valid lifetimes; T1/T2 are inherited from v6.
+    assert_eq!(
+        (
+            s1.preferred_lifetime,
+            s1.valid_lifetime,
+            s1.renew_time,
+            s1.rebind_time
+        ),
+        (14400, 28800, 1800, 2880)
+    );
+    assert!(!s1.rapid_commit);
+    assert_eq!(s1.preference, Some(255));
+    roundtrip(&c);
+}
+
+#[test]
+fn v6_example_loads_and_its_file_is_relative_to_the_config() {
+    let c = yaml(EXAMPLE_V6_YAML);
+    assert_eq!(c.v6.subnets.len(), 1);
+    roundtrip(&c);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("lessor.yaml");
+    std::fs::write(&f, EXAMPLE_V6_YAML).unwrap();
+    let c = Config::from_file(&f).unwrap();
+    assert_eq!(
+        c.v6.assignments_file,
+        Some(dir.path().join("assignments.csv"))
+    );
+    // The file is read by load_assignments, not by the config load.
+    assert!(matches!(
+        c.load_assignments(),
+        Err(ConfigError::Read { .. })
+    ));
+    std::fs::write(
+        dir.path().join("assignments.csv"),
+        "id,address,prefix\nremote-id-str:3561:CUST2,,2001:db8:f000:200::/56\n\
+         duid:000300010200000001a0,2001:db8:100::1a0,\n",
+    )
+    .unwrap();
+    assert_eq!(c.load_assignments().unwrap().len(), 2);
+    assert!(yaml("").load_assignments().unwrap().is_empty());
+}
+
+#[test]
+fn lifetimes_inherit_and_timers_follow_the_preferred_lifetime() {
+    let c = yaml(
+        "v6:\n  preferred_lifetime: 1000\n  valid_lifetime: 2000\n  subnets:\n    \
+         - subnet: \"2001:db8:1::/64\"\n    \
+         - subnet: \"2001:db8:2::/64\"\n      preferred_lifetime: 100\n    \
+         - subnet: \"2001:db8:3::/64\"\n      renew_time: 10\n      rebind_time: 20\n      \
+         rapid_commit: true\n      preference: 7\n",
+    );
+    let t: Vec<_> =
+        c.v6.subnets
+            .iter()
+            .map(|s| {
+                (
+                    s.preferred_lifetime,
+                    s.valid_lifetime,
+                    s.renew_time,
+                    s.rebind_time,
+                    s.rapid_commit,
+                    s.preference,
+                )
+            })
+            .collect();
+    assert_eq!(
+        t,
+        [
+            (1000, 2000, 500, 800, false, None),
+            (100, 2000, 50, 80, false, None),
+            (1000, 2000, 10, 20, true, Some(7)),
+        ]
+    );
+    roundtrip(&c);
+}
+
+#[test]
+fn validation_errors_name_the_key() {
+    let sub = |body: &str| format!("v6:\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n{body}");
+    let res = |r: &str| sub(&format!("      reservations: [ {r} ]"));
+    let cases: Vec<(String, &str)> = vec![
+        ("v6: { port: 0 }".into(), "v6.port: must be 1..=65535, not 0"),
+        ("v6: { preferred_lifetime: 0 }".into(), "v6.preferred_lifetime: must be at least 1 second"),
+        ("v6: { preferred_lifetime: 3h }".into(), "v6.preferred_lifetime: preferred_lifetime 10800 must not exceed valid_lifetime 7200"),
+        ("v6: { valid_lifetime: 10m }".into(), "v6.valid_lifetime: preferred_lifetime 3600 must not exceed valid_lifetime 600"),
+        ("v6: { renew_time: 1h }".into(), "v6.renew_time: renew_time 3600 must be less than rebind_time 2880 (80% of preferred_lifetime 3600 by default)"),
+        ("v6: { renew_time: 100, rebind_time: 100 }".into(), "v6.renew_time: renew_time 100 must be less than rebind_time 100"),
+        ("v6: { rebind_time: 20m }".into(), "v6.rebind_time: renew_time 1800 (50% of preferred_lifetime 3600 by default) must be less than rebind_time 1200"),
+        ("v6: { rebind_time: 2h, preferred_lifetime: 2h, valid_lifetime: 2h }".into(), "v6.rebind_time: rebind_time 7200 must be less than valid_lifetime 7200"),
+        ("v6: { offer_hold: 0 }".into(), "v6.offer_hold: must be at least 1 second"),
+        ("v6: { preference: 256 }".into(), "v6.preference: expected an integer in 0..=255, got 256"),
+        ("v6: { preference: high }".into(), "v6.preference: expected an integer in 0..=255, got the string \"high\""),
+        ("v6: { server_duid: \"00:01\" }".into(), "v6.server_duid: \"00:01\" is not a DUID in hex"),
+        ("v6: { server_unicast: \"ff02::1:2\" }".into(), "v6.server_unicast: ff02::1:2 is not a unicast address"),
+        ("v6: { server_unicast: 10.0.0.1 }".into(), "v6.server_unicast: \"10.0.0.1\" is not an IPv6 address"),
+        ("v6: { assignments_file: \"\" }".into(), "v6.assignments_file: must not be empty"),
+        ("v6: { options: { routers: [\"2001:db8::1\"] } }".into(), "v6.options.routers: unknown DHCPv6 option name `routers`"),
+        ("v6: { options: { \"14\": { hex: \"\" } } }".into(), "v6.options.14: option 14 (rapid commit; set rapid_commit) is managed"),
+        ("v6: { bogus: 1 }".into(), "v6.bogus: unknown field `bogus`"),
+        // Subnets.
+        ("v6: { subnets: [ { subnet: \"2001:db8::/129\" } ] }".into(), "v6.subnets[0].subnet: \"2001:db8::/129\" is not an IPv6 prefix"),
+        ("v6: { subnets: [ { subnet: 10.0.0.0/8 } ] }".into(), "v6.subnets[0].subnet: \"10.0.0.0/8\" is not an IPv6 prefix"),
+        ("v6: { subnets: [ { subnet: \"2001:db8::1/64\" } ] }".into(), "v6.subnets[0].subnet: 2001:db8::1/64 has host bits set (did you mean 2001:db8::/64?)"),
+        ("v6: { subnets: [ { subnet: \"2001:db8::/48\" }, { subnet: \"2001:db8:0:5::/64\" } ] }".into(), "v6.subnets[1].subnet: 2001:db8:0:5::/64 overlaps 2001:db8::/48 (v6.subnets[0].subnet)"),
+        ("v6: { subnets: [ { subnet: \"2001:db8:0:5::/64\" }, { subnet: \"2001:db8::/48\" } ] }".into(), "v6.subnets[1].subnet: 2001:db8::/48 overlaps 2001:db8:0:5::/64 (v6.subnets[0].subnet)"),
+        ("v6: { subnets: [ { subnet: \"2001:db8:1::/64\", id: 2 }, { subnet: \"2001:db8:2::/64\" } ] }".into(), "v6.subnets[1].id: id 2 is already used by v6.subnets[0]"),
+        (sub("      preferred_lifetime: 3h"), "v6.subnets[0].preferred_lifetime: preferred_lifetime 10800 must not exceed valid_lifetime 7200"),
+        ("v6:\n  renew_time: 1000\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n      preferred_lifetime: 1000".into(), "v6.renew_time: renew_time 1000 must be less than rebind_time 800"),
+        // Pools.
+        (sub("      pools: [\"2001:db8:1::9-2001:db8:1::5\"]"), "v6.subnets[0].pools[0]: start 2001:db8:1::9 is after end 2001:db8:1::5"),
+        (sub("      pools: [\"2001:db8:2::1-2001:db8:2::9\"]"), "v6.subnets[0].pools[0]: 2001:db8:2::1-2001:db8:2::9 is not inside subnet 2001:db8:1::/64"),
+        (sub("      pools: [\"2001:db8:1::1/120\"]"), "v6.subnets[0].pools[0]: 2001:db8:1::1/120 has host bits set"),
+        (sub("      pools: [\"2001:db8::/63\"]"), "v6.subnets[0].pools[0]: 2001:db8::-2001:db8:0:1:ffff:ffff:ffff:ffff is not inside subnet 2001:db8:1::/64"),
+        (sub("      pools: [\"2001:db8:1::1-x\"]"), "v6.subnets[0].pools[0]: \"2001:db8:1::1-x\" is not a range \"FIRST-LAST\" of IPv6 addresses"),
+        (sub("      pools: [\"2001:db8:1::/80\", \"2001:db8:1::100-2001:db8:1::200\"]"), "v6.subnets[0].pools[1]: 2001:db8:1::100-2001:db8:1::200 overlaps v6.subnets[0].pools[0] (2001:db8:1::-2001:db8:1::ffff:ffff:ffff)"),
+        (sub("      excluded: [\"2001:db8:2::1\"]"), "v6.subnets[0].excluded[0]: 2001:db8:2::1 is not inside subnet 2001:db8:1::/64"),
+        (sub("      excluded: [\"2001:db8:1::/100\"]"), "v6.subnets[0].excluded[0]: excluded addresses in this subnet would exceed 65536"),
+        // Prefix delegation pools.
+        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/36\", delegated_len: 56 } ]"), "v6.subnets[0].pd_pools[0].prefix: 2001:db8:100::/36 has host bits set"),
+        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 40 } ]"), "v6.subnets[0].pd_pools[0].delegated_len: delegated_len 40 is shorter than the pool's prefix 2001:db8:100::/48; it must be at least 48"),
+        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 129 } ]"), "v6.subnets[0].pd_pools[0].delegated_len: expected a prefix length in 1..=128, got the number 129"),
+        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\" } ]"), "missing field `delegated_len`"),
+        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 56, excluded_prefix: \"2001:db8:100::/56\" } ]"), "v6.subnets[0].pd_pools[0].excluded_prefix: 2001:db8:100::/56 must be longer than delegated_len 56"),
+        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 56, excluded_prefix: \"2001:db8:200::/64\" } ]"), "v6.subnets[0].pd_pools[0].excluded_prefix: 2001:db8:200::/64 is not inside the pool's prefix 2001:db8:100::/48"),
+        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 56, excluded: [\"2001:db8:200::/56\"] } ]"), "v6.subnets[0].pd_pools[0].excluded[0]: 2001:db8:200::/56 is not inside the pool's prefix 2001:db8:100::/48"),
+        ("v6:\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n      pd_pools: [ { prefix: \"2001:db8:100::/40\", delegated_len: 56 } ]\n    - subnet: \"2001:db8:2::/64\"\n      pd_pools: [ { prefix: \"2001:db8:100:100::/56\", delegated_len: 60 } ]".into(), "v6.subnets[1].pd_pools[0].prefix: 2001:db8:100:100::/56 overlaps 2001:db8:100::/40 (v6.subnets[0].pd_pools[0].prefix)"),
+        (sub("      pd_pools: [ { prefix: \"2001:db8::/32\", delegated_len: 56 } ]"), "v6.subnets[0].pd_pools[0].prefix: 2001:db8::/32 overlaps 2001:db8:1::/64 (v6.subnets[0].subnet)"),
+        // Selection.
+        (sub("      relays: [\"2001:db8:9::1\", \"2001:db8:9::1\"]"), "v6.subnets[0].relays[1]: relay 2001:db8:9::1 is already listed at v6.subnets[0].relays[0]"),
+        ("v6: { subnets: [ { subnet: \"2001:db8:1::/64\", relays: [\"2001:db8:9::1\"] }, { subnet: \"2001:db8:2::/64\", relays: [\"2001:db8:9::1\"] } ] }".into(), "v6.subnets[1].relays[0]: relay 2001:db8:9::1 is also listed at v6.subnets[0].relays[0]"),
+        ("v6: { subnets: [ { subnet: \"2001:db8:1::/64\", interface_ids: [a] }, { subnet: \"2001:db8:2::/64\", interface_ids: [\"0x61\"] } ] }".into(), "v6.subnets[1].interface_ids[0]: this interface-id is also listed at v6.subnets[0].interface_ids[0]"),
+        ("v6: { subnets: [ { subnet: \"2001:db8:1::/64\", interface: eth1 }, { subnet: \"2001:db8:2::/64\", interface: eth1 } ] }".into(), "v6.subnets[1].interface: interface eth1 is also given at v6.subnets[0].interface"),
+        (sub("      interface_ids: [\"0xz\"]"), "v6.subnets[0].interface_ids[0]: \"0xz\" is not an interface-id"),
+        // Reservations.
+        (res("{ address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0]: needs an identifier: one of duid, interface_id, remote_id, subscriber_id"),
+        (res("{ duid: \"00:03:00:01:02:00\", remote_id: \"9:a\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0]: has both duid and remote_id"),
+        (res("{ duid: \"00:03:00:01:02:00\" }"), "v6.subnets[0].reservations[0]: reserves nothing: give an address, a prefix or both"),
+        (res("{ duid: \"00:03\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0].duid: \"00:03\" is not a DUID in hex"),
+        (res("{ remote_id: \"CUST1\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0].remote_id: \"CUST1\" is not a remote_id \"ENTERPRISE:ID\""),
+        (res("{ remote_id: \"x:CUST1\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0].remote_id: \"x:CUST1\" is not a remote_id"),
+        (res("{ subscriber_id: \"0x\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0].subscriber_id: \"0x\" is not a subscriber_id"),
+        (res("{ duid: \"00:03:00:01:02:00\", address: \"2001:db8:2::5\" }"), "v6.subnets[0].reservations[0].address: 2001:db8:2::5 is not inside subnet 2001:db8:1::/64"),
+        (res("{ duid: \"00:03:00:01:02:00\", prefix: \"2001:db8:1:1::1/64\" }"), "v6.subnets[0].reservations[0].prefix: 2001:db8:1:1::1/64 has host bits set"),
+        (res("{ duid: \"00:03:00:01:02:00\", address: \"2001:db8:1::5\" }, { duid: \"00-03-00-01-02-00\", address: \"2001:db8:1::6\" }"), "v6.subnets[0].reservations[1].duid: duid 00-03-00-01-02-00 is already reserved by v6.subnets[0].reservations[0]"),
+        (res("{ duid: \"00:03:00:01:02:00\", address: \"2001:db8:1::5\" }, { duid: \"00:03:00:01:02:01\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[1].address: 2001:db8:1::5 is already reserved by v6.subnets[0].reservations[0]"),
+        (res("{ remote_id: \"9:a\", prefix: \"2001:db8:100::/56\" }, { remote_id: \"9:b\", prefix: \"2001:db8:100::/56\" }"), "v6.subnets[0].reservations[1].prefix: 2001:db8:100::/56 is already reserved by v6.subnets[0].reservations[0]"),
+        (res("{ duid: \"00:03:00:01:02:00\", address: \"2001:db8:1::5\", options: { dns_servers: 5 } }"), "v6.subnets[0].reservations[0].options.dns_servers: expected an IPv6 address, got the number 5"),
+    ];
+    for (doc, want) in &cases {
+        let got = yaml_err(doc);
+        assert!(
+            got.contains(want),
+            "document:\n{doc}\n got: {got}\nwant: {want}"
+        );
+    }
+}
+
+#[test]
+fn effective_yaml_round_trips_v6() {
+    let c = yaml(
+        "v6:\n  port: 5547\n  preference: 10\n  server_duid: \"0x000200000009ab\"\n  \
+         options: { \"300\": { u16: [1, 2] }, ntp_servers: [ntp.example] }\n  subnets:\n    \
+         - subnet: \"2001:db8:1::/64\"\n      pools: [\"2001:db8:1::1:5\", \"2001:db8:1::/120\"]\n      \
+         excluded: [\"2001:db8:1::7\", \"2001:db8:1::8\", \"2001:db8:1::a\"]\n      \
+         interface_ids: [\"ab:cd\", \"port 1\"]\n      rapid_commit: true\n      \
+         reservations:\n        - { interface_id: \"0x41\", address: \"2001:db8:1::99\" }\n        \
+         - { subscriber_id: \"x:y\", prefix: \"2001:db8:ff::/48\" }\n        \
+         - { remote_id: \"9:0xcafe\", prefix: \"2001:db8:fe::/48\", options: { dns_servers: \"2001:db8::1\" } }\n",
+    );
+    roundtrip(&c);
+    let text = c.effective_yaml();
+    for want in [
+        "port: 5547",
+        "preferred_lifetime: 1h",
+        "offer_hold: 30s",
+        "preference: 10",
+        "2001:db8:1::7-2001:db8:1::8",
+        "remote_id: 9:0xcafe",
+    ] {
+        assert!(text.contains(want), "{want} missing from\n{text}");
+    }
+}
+
+#[test]
+fn json_with_v6_parses_like_yaml() {
+    let value: serde_json::Value = serde_saphyr::from_str(ISSUE_V6_YAML).unwrap();
+    let json = serde_json::to_string_pretty(&value).unwrap();
+    assert_eq!(Config::from_json_str(&json).unwrap(), yaml(ISSUE_V6_YAML));
+}

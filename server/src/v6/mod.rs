@@ -1,0 +1,24 @@
+//! DHCPv6 (RFC 8415): packet validation, protocol decisions and reply encoding, all sans-IO,
+//! and the server's DUID.
+//!
+//! The handler mirrors v4's: [`handle`] takes a datagram, how it arrived and the time, applies
+//! it to the engine shard that owns the client ([`owner_shard`]: by DUID, through any relay
+//! layers) and writes the reply, wrapped in one RELAY-REPL per relay, into the caller's buffer.
+//! Replies that bind or extend a lease say so (`needs_durable`) and wait for the journal.
+
+mod duid;
+mod handler;
+mod packet;
+mod reply;
+#[cfg(test)]
+mod tests;
+
+pub use duid::{DUID_FILE, duid_llt, duid_uuid, format_duid, load_or_create_duid, server_duid};
+pub use handler::{
+    Arrival, CLIENT_PORT, InterfaceInfo, NoReply, Outcome, Reply, SERVER_PORT, V6Context, handle,
+    owner_shard,
+};
+pub use packet::{
+    HOP_COUNT_LIMIT, Hop, Ia, IaEntry, IaType, Kind, MAX_IAS, Malformed, Request, client_duid,
+};
+pub use reply::{ReplyKind, Status};
