@@ -88,10 +88,9 @@ start_server() { # name
     lessor-*)
       local sync=${name#lessor-}
       if [ "$family" = 6 ]; then
-        # The v6 section in the shape of server/src/config (v6-server branch): subnet selected
-        # by perfdhcp's relay address ::1 (and load6's default link-address fd00:231::1), pools
-        # large enough for every client of a 25k/s x 10 s run (checked with the v6-server
-        # branch's `lessor check-config`). port: v4 in test mode too, never 67.
+        # The v6 section (server/src/config): subnet selected by perfdhcp's relay address ::1
+        # (and load6's default link-address fd00:231::1), pools large enough for every client
+        # of a 25k/s x 10 s run. port: v4 in test mode too, never 67.
         cat > "$work/lessor.yaml" <<EOF
 port: 6767
 state_dir: $work/state
