@@ -392,15 +392,11 @@ impl V6Context {
             }
         }
         let a = &self.assignments;
-        let lookups: [for<'x> fn(&'x Assignments, &[u8]) -> Option<&'x Assignment>; 4] = [
-            Assignments::by_duid,
-            Assignments::by_interface_id,
-            Assignments::by_remote_id,
-            Assignments::by_subscriber_id,
-        ];
-        keys.iter()
-            .zip(lookups)
-            .find_map(|(key, f)| f(a, (*key)?))
+        let [duid, iid, rid, sid] = keys;
+        duid.and_then(|k| a.by_duid(k))
+            .or_else(|| iid.and_then(|k| a.by_interface_id(k)))
+            .or_else(|| rid.and_then(|k| a.by_remote_id(k)))
+            .or_else(|| sid.and_then(|k| a.by_subscriber_id(k)))
             .map(|x| Static {
                 address: x.address,
                 prefix: x

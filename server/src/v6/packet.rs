@@ -743,7 +743,7 @@ pub(crate) mod tests {
             // An option claiming 40 bytes with 3 left; a header cut short.
             (
                 {
-                    let mut m = message(1, &[ok.clone()]);
+                    let mut m = message(1, std::slice::from_ref(&ok));
                     m.extend([0, 6, 0, 40, 0, 23, 0]);
                     m
                 },
@@ -751,7 +751,7 @@ pub(crate) mod tests {
             ),
             (
                 {
-                    let mut m = message(1, &[ok.clone()]);
+                    let mut m = message(1, std::slice::from_ref(&ok));
                     m.extend([0, 6, 0]);
                     m
                 },
