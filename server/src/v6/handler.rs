@@ -541,8 +541,8 @@ impl<'h, 'r> Handling<'h, 'r> {
             Kind::Renew => self.extend(subnet.ok_or(NoReply::NoSubnet)?, false),
             Kind::Rebind => self.extend(subnet.ok_or(NoReply::NoSubnet)?, true),
             Kind::Confirm => self.confirm(subnet.ok_or(NoReply::NoSubnet)?),
-            Kind::Release => self.release_or_decline(subnet, false),
-            Kind::Decline => self.release_or_decline(subnet, true),
+            Kind::Release => self.release_or_decline(false),
+            Kind::Decline => self.release_or_decline(true),
             Kind::InformationRequest => self.information(subnet),
         }
     }
@@ -843,11 +843,7 @@ impl<'h, 'r> Handling<'h, 'r> {
     /// RFC 8415 §18.3.7 (RELEASE) and §18.3.8 (DECLINE): each listed resource the IA holds is
     /// released (declined: quarantined); IAs with none get NoBinding. DECLINE is about
     /// addresses only: its IA_PDs are ignored.
-    fn release_or_decline(
-        &mut self,
-        subnet: Option<usize>,
-        decline: bool,
-    ) -> Result<Reply, NoReply> {
+    fn release_or_decline(&mut self, decline: bool) -> Result<Reply, NoReply> {
         let req = self.req;
         let mut enc = Encoder::new(std::mem::take(self.out), req, ReplyKind::Reply);
         self.ids(&mut enc);
@@ -877,8 +873,8 @@ impl<'h, 'r> Handling<'h, 'r> {
                 write_ia(&mut enc, &ia, 0, 0, |e| e.status(Status::NoBinding));
             }
         }
+        // §18.3.7 / §18.3.8: the identifiers and the statuses, no configuration.
         enc.status(Status::Success);
-        self.options(&mut enc, subnet, None);
         self.finish(enc, ReplyKind::Reply)
     }
 
