@@ -659,7 +659,8 @@ impl Engine {
             let g = self.lock(shard);
             let mut counts = vec![Counts::default(); self.pools.len()];
             let mut remembered = vec![RoaringBitmap::new(); self.pools.len()];
-            let heap: HashSet<(u32, u32)> = g.expiry.iter().map(|r| r.0).collect();
+            let heap: HashSet<(u32, u32)> =
+                g.expiry.iter().map(crate::shard::expiry_parts).collect();
             let mut held = 0;
             g.check_records();
             for idx in g.records.iter() {
@@ -705,7 +706,7 @@ impl Engine {
                 }
             }
             assert_eq!(g.held, held, "held count");
-            assert!(g.expiry.len() <= 2 * held + 64, "expiry heap not pruned");
+            assert!(g.expiry.len() <= g.expiry_bound(), "expiry heap not pruned");
             assert_eq!(&*g.counts, &counts[..], "counts of shard {shard}");
             for (pool, layout) in self.pools.iter() {
                 let free = &g.free[pool.index()];

@@ -94,6 +94,7 @@
 
 mod engine;
 mod error;
+mod grow;
 mod ident;
 mod lease;
 mod pools;

@@ -1,9 +1,11 @@
 //! The lease records of one shard, stored compactly.
 //!
-//! A record is a 48-byte [`Slot`] in a slab (`Vec<Slot>` with a free list), found by address
-//! through `by_addr` and, if it is its client's current record, by client key through
-//! `by_client`. Both indexes are `hashbrown::HashTable<u32>`s of slab indexes: the address and
-//! the key are stored once, in the slot, and the tables hold 4 bytes per entry.
+//! A record is a 48-byte [`Slot`] in a slab (a chunked [`Slab`] with a free list), found by
+//! address through `by_addr` and, if it is its client's current record, by client key through
+//! `by_client`. Both indexes are hash tables of slab indexes ([`IndexTable`], hashbrown's
+//! `HashTable<u32>` resized a little at a time): the address and the key are stored once, in
+//! the slot, and the tables hold 4 bytes per entry. Neither the slab nor the tables ever
+//! copy everything at once as they grow (see [`crate::grow`]).
 //!
 //! What does not fit a slot lives in the shard's [`Arena`], one blob per slot: the host name,
 //! a client key longer than [`KEY_INLINE`] bytes, and the hardware address when it is not the
@@ -20,7 +22,9 @@
 use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
+
+use crate::grow::{IndexTable, Slab};
 
 use crate::ident::{ClientKey, HwAddr};
 use crate::lease::{Lease, LeaseState, LeaseView, Time};
@@ -239,12 +243,12 @@ pub(crate) struct NewRecord<'a> {
 /// One shard's lease records and their two indexes.
 #[derive(Debug)]
 pub(crate) struct Records {
-    slots: Vec<Slot>,
+    slots: Slab<Slot>,
     /// Head of the free list of vacant slots, linked through `extra`.
     vacant: u32,
     live: usize,
-    by_addr: HashTable<u32>,
-    by_client: HashTable<u32>,
+    by_addr: IndexTable,
+    by_client: IndexTable,
     hasher: DefaultHashBuilder,
     arena: Arena,
     /// First address of each pool, for the offsets of dynamic addresses.
@@ -262,11 +266,11 @@ fn key_bytes<'a>(slot: &'a Slot, arena: &'a Arena) -> &'a [u8] {
 impl Records {
     pub(crate) fn new(firsts: Box<[u32]>) -> Self {
         Self {
-            slots: Vec::new(),
+            slots: Slab::default(),
             vacant: NONE,
             live: 0,
-            by_addr: HashTable::new(),
-            by_client: HashTable::new(),
+            by_addr: IndexTable::default(),
+            by_client: IndexTable::default(),
             hasher: DefaultHashBuilder::default(),
             arena: Arena::default(),
             firsts,
@@ -294,12 +298,22 @@ impl Records {
     pub(crate) fn find(&self, addr: u32) -> Option<u32> {
         let slots = &self.slots;
         self.by_addr
-            .find(self.hash_addr(addr), |&i| slots[i as usize].addr == addr)
-            .copied()
+            .find(self.hash_addr(addr), |i| slots[i as usize].addr == addr)
     }
 
     pub(crate) fn get(&self, addr: u32) -> Option<&Slot> {
         self.find(addr).map(|i| &self.slots[i as usize])
+    }
+
+    /// Slots in the slab, vacant ones included (slab indexes are below this).
+    pub(crate) fn slab_len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The slot at `idx`, unless it is vacant.
+    pub(crate) fn live_slot(&self, idx: u32) -> Option<&Slot> {
+        let slot = &self.slots[idx as usize];
+        (!slot.is_vacant()).then_some(slot)
     }
 
     pub(crate) fn slot(&self, idx: u32) -> &Slot {
@@ -313,11 +327,9 @@ impl Records {
 
     fn client_bytes(&self, key: &[u8]) -> Option<u32> {
         let (slots, arena) = (&self.slots, &self.arena);
-        self.by_client
-            .find(self.hash_key(key), |&i| {
-                key_bytes(&slots[i as usize], arena) == key
-            })
-            .copied()
+        self.by_client.find(self.hash_key(key), |i| {
+            key_bytes(&slots[i as usize], arena) == key
+        })
     }
 
     /// The client key of the record.
@@ -466,7 +478,7 @@ impl Records {
         let hash = self.hash_addr(rec.addr);
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.by_addr
-            .insert_unique(hash, idx, |&i| addr_hash(hasher, slots[i as usize].addr));
+            .insert(hash, idx, |i| addr_hash(hasher, slots[i as usize].addr));
         idx
     }
 
@@ -476,7 +488,7 @@ impl Records {
         debug_assert!(self.client_bytes(self.key(idx)).is_none(), "indexed twice");
         let hash = self.hash_key(self.key(idx));
         let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-        self.by_client.insert_unique(hash, idx, |&i| {
+        self.by_client.insert(hash, idx, |i| {
             key_hash(hasher, key_bytes(&slots[i as usize], arena))
         });
         self.slots[idx as usize].flags |= INDEXED;
@@ -488,9 +500,7 @@ impl Records {
             return;
         }
         let hash = self.hash_key(self.key(idx));
-        if let Ok(entry) = self.by_client.find_entry(hash, |&i| i == idx) {
-            entry.remove();
-        }
+        self.by_client.remove(hash, |i| i == idx);
         self.slots[idx as usize].flags &= !INDEXED;
     }
 
@@ -498,9 +508,7 @@ impl Records {
     pub(crate) fn remove(&mut self, idx: u32) {
         self.unindex(idx);
         let hash = self.hash_addr(self.slots[idx as usize].addr);
-        if let Ok(entry) = self.by_addr.find_entry(hash, |&i| i == idx) {
-            entry.remove();
-        }
+        self.by_addr.remove(hash, |i| i == idx);
         self.release(idx);
     }
 
@@ -560,7 +568,7 @@ impl Records {
             return;
         }
         let mut bytes = Vec::with_capacity(arena.bytes.len() - arena.garbage);
-        for slot in &mut self.slots {
+        for slot in self.slots.iter_mut() {
             if slot.is_vacant() || !slot.has_extra() {
                 continue;
             }
@@ -606,7 +614,7 @@ impl Records {
         keep: impl Fn(&Slot) -> bool,
     ) -> Vec<Place> {
         debug_assert!(self.by_addr.is_empty() && self.by_client.is_empty());
-        self.by_client = HashTable::with_capacity(self.live);
+        self.by_client = IndexTable::with_capacity(self.live);
         let buckets = self.by_client.num_buckets();
         let mut order: Vec<u64> = self
             .iter()
@@ -620,7 +628,7 @@ impl Records {
                 let (hash, idx) = unpack(entry);
                 // Only a candidate with the same 7-bit tag is compared, so the slot itself is
                 // rarely read here.
-                let same = |&j: &u32| {
+                let same = |j: u32| {
                     key_bytes(&slots[j as usize], arena) == key_bytes(&slots[idx as usize], arena)
                 };
                 match self.by_client.find_mut(hash, same) {
@@ -633,12 +641,12 @@ impl Records {
                     }
                     None => {
                         // No resize: the table was made for every record.
-                        self.by_client.insert_unique(hash, idx, |_| unreachable!());
+                        self.by_client.insert_presized(hash, idx);
                     }
                 }
             }
         }
-        for slot in &mut self.slots {
+        for slot in self.slots.iter_mut() {
             if !slot.is_vacant() {
                 slot.flags |= INDEXED;
             }
@@ -652,7 +660,7 @@ impl Records {
             }
         }
 
-        self.by_addr = HashTable::with_capacity(self.live);
+        self.by_addr = IndexTable::with_capacity(self.live);
         let buckets = self.by_addr.num_buckets();
         order.clear();
         order.extend(
@@ -662,7 +670,7 @@ impl Records {
         bucket_order(&mut order, buckets);
         for &entry in &order {
             let (hash, idx) = unpack(entry);
-            self.by_addr.insert_unique(hash, idx, |_| unreachable!());
+            self.by_addr.insert_presized(hash, idx);
         }
         dropped
     }

@@ -494,7 +494,7 @@ fn finish_shard(shard: &mut Shard, claimed: &[RoaringBitmap], pools: &Pools) {
         if is_held(slot.state) {
             held += 1;
             tally(&mut counts, place, slot.state, true);
-            heap.push(std::cmp::Reverse((slot.expires, slot.addr)));
+            heap.push(crate::shard::expiry_entry(slot.expires, slot.addr));
         } else if let Place::Dynamic { pool, off } = place {
             remembered[pool.index()].push(off);
         }
@@ -502,7 +502,8 @@ fn finish_shard(shard: &mut Shard, claimed: &[RoaringBitmap], pools: &Pools) {
     shard.held = held;
     shard.counts = counts.into();
     // The shard had no records: whatever the heap held was dead.
-    shard.expiry = heap.into();
+    shard.expiry = crate::grow::MinHeap::from_vec(heap);
+    shard.rebuild = None;
 
     for (pool, claimed) in claimed.iter().enumerate() {
         let free = &mut shard.free[pool];

@@ -14,13 +14,12 @@
 //!   version, and every event carries the tick of the change it records; no record's version
 //!   exceeds the clock.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 #[cfg(test)]
 use std::net::Ipv4Addr;
 
 use roaring::RoaringBitmap;
 
+use crate::grow::MinHeap;
 use crate::ident::ClientKey;
 use crate::lease::{
     EventKind, Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseState, LeaseView, Time,
@@ -126,6 +125,27 @@ pub(crate) fn current_rank(state: LeaseState, version: u64, addr: u32) -> (bool,
     (state == LeaseState::Bound, version, addr)
 }
 
+/// Slab slots a rebuild of the expiry heap scans per push.
+const REBUILD_STEP: usize = 16;
+
+/// A pruned expiry heap under construction: the held records of slab slots below `cursor`,
+/// and every entry pushed since it began.
+#[derive(Debug)]
+pub(crate) struct Rebuild {
+    heap: MinHeap,
+    cursor: usize,
+}
+
+/// An expiry heap entry: the end time in the high half, so entries order by it.
+pub(crate) fn expiry_entry(expires: u32, addr: u32) -> u64 {
+    (u64::from(expires) << 32) | u64::from(addr)
+}
+
+/// `(expires, address)` of an expiry heap entry.
+pub(crate) fn expiry_parts(entry: u64) -> (u32, u32) {
+    ((entry >> 32) as u32, entry as u32)
+}
+
 /// One shard's state. See the module docs for the rules it keeps.
 #[derive(Debug)]
 pub(crate) struct Shard {
@@ -133,8 +153,11 @@ pub(crate) struct Shard {
     pub(crate) free: Box<[FreeSet]>,
     /// The lease records, by address and (current ones) by client.
     pub(crate) records: Records,
-    /// `(expires, address)` of held records, earliest first (times as the records keep them).
-    pub(crate) expiry: BinaryHeap<Reverse<(u32, u32)>>,
+    /// `(expires, address)` of held records, earliest first (times as the records keep
+    /// them), packed by [`expiry_entry`].
+    pub(crate) expiry: MinHeap,
+    /// A pruned heap being built a few records at a time (see [`Shard::push_expiry`]).
+    pub(crate) rebuild: Option<Rebuild>,
     /// Indexed by pool.
     pub(crate) counts: Box<[Counts]>,
     /// Number of held records (the live part of `expiry`).
@@ -157,7 +180,8 @@ impl Shard {
         Self {
             free: free.into(),
             records: Records::new(firsts),
-            expiry: BinaryHeap::new(),
+            expiry: MinHeap::default(),
+            rebuild: None,
             counts,
             held: 0,
             pending: Vec::new(),
@@ -196,24 +220,47 @@ impl Shard {
         self.records.get(addr).map(|slot| slot.state)
     }
 
+    /// Lazy deletion leaves dead entries behind (a renewal pushes the new end and leaves the
+    /// old one). Once they outnumber the live ones a pruned heap is built beside this one
+    /// from the held records, [`REBUILD_STEP`] slab slots per push, and replaces it when
+    /// done: the heap stays within a constant factor of the records and no push scans them
+    /// all at once.
     fn push_expiry(&mut self, expires: u32, addr: u32) {
-        self.expiry.push(Reverse((expires, addr)));
-        // Lazy deletion leaves dead entries behind; rebuilding once they outnumber the live
-        // ones keeps the heap within a constant factor of the records, amortised O(1).
-        if self.expiry.len() > 2 * self.held + 64 {
-            self.rebuild_expiry();
+        let entry = expiry_entry(expires, addr);
+        self.expiry.push(entry);
+        match &mut self.rebuild {
+            Some(rebuild) => {
+                rebuild.heap.push(entry);
+                let end = (rebuild.cursor + REBUILD_STEP).min(self.records.slab_len());
+                for idx in rebuild.cursor..end {
+                    if let Some(slot) = self.records.live_slot(idx as u32)
+                        && is_held(slot.state)
+                    {
+                        rebuild.heap.push(expiry_entry(slot.expires, slot.addr));
+                    }
+                }
+                rebuild.cursor = end;
+                if end == self.records.slab_len()
+                    && let Some(done) = self.rebuild.take()
+                {
+                    self.expiry = done.heap;
+                }
+            }
+            None if self.expiry.len() > 2 * self.held + 64 => {
+                self.rebuild = Some(Rebuild {
+                    heap: MinHeap::default(),
+                    cursor: 0,
+                });
+            }
+            None => {}
         }
     }
 
-    /// The expiry heap from the held records, exactly.
-    pub(crate) fn rebuild_expiry(&mut self) {
-        let mut entries = std::mem::take(&mut self.expiry).into_vec();
-        entries.clear();
-        entries.extend(self.records.iter().filter_map(|idx| {
-            let slot = self.records.slot(idx);
-            is_held(slot.state).then_some(Reverse((slot.expires, slot.addr)))
-        }));
-        self.expiry = BinaryHeap::from(entries);
+    /// The most entries the expiry heap may hold: twice the held records plus slack, and
+    /// what a rebuild under way adds before it ends.
+    #[cfg(test)]
+    pub(crate) fn expiry_bound(&self) -> usize {
+        2 * self.held + 64 + self.records.slab_len() / REBUILD_STEP + 1
     }
 
     /// Adds `rec` at its address, which has no record here, taking the address out of the free
@@ -356,7 +403,7 @@ impl Shard {
     pub(crate) fn reclaim(&mut self, now: Time, budget: usize) -> usize {
         let mut done = 0;
         while done < budget {
-            let Some(&Reverse((expires, addr))) = self.expiry.peek() else {
+            let Some((expires, addr)) = self.expiry.peek().map(expiry_parts) else {
                 break;
             };
             if Time::from(expires) > now {

@@ -57,6 +57,19 @@ pub struct Options {
     pub compact_bytes: u64,
     /// What replay does with a damaged tail of the last segment.
     pub recovery: Recovery,
+    /// Run first thing on the compaction thread, e.g. to lower its priority so that it
+    /// takes a shared core mostly while the workers wait (the server raises its nice value).
+    pub on_compactor_start: Option<ThreadHook>,
+}
+
+/// Code a background thread runs when it starts (see [`Options::on_compactor_start`]).
+#[derive(Clone)]
+pub struct ThreadHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for ThreadHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ThreadHook(..)")
+    }
 }
 
 /// The smallest `segment_bytes` accepted (a header plus a little).
@@ -73,6 +86,7 @@ impl Options {
             segment_bytes: 64 << 20,
             compact_bytes: 256 << 20,
             recovery: Recovery::TolerateTornTail,
+            on_compactor_start: None,
         }
     }
 
@@ -273,9 +287,15 @@ impl<R: Record> Journal<R> {
         writer.start()?;
         let compactor = {
             let (fs, dir, shared) = (fs.clone(), dir.clone(), shared.clone());
+            let hook = opts.on_compactor_start.clone();
             std::thread::Builder::new()
                 .name("journal-compact".into())
-                .spawn(move || compact::run::<R>(fs, dir, shared, comp_rx))
+                .spawn(move || {
+                    if let Some(hook) = hook {
+                        (hook.0)();
+                    }
+                    compact::run::<R>(fs, dir, shared, comp_rx)
+                })
                 .map_err(|e| Error::io("spawn compactor thread", &opts.dir, e))?
         };
         let writer = std::thread::Builder::new()

@@ -230,7 +230,8 @@ pub use error::{Error, Result};
 pub use format::MAX_RECORD_LEN;
 pub use fs::{DirLock, Fs, FsFile, RealFs};
 pub use journal::{
-    Health, Journal, Lane, MIN_SEGMENT_BYTES, Options, Recovery, Stats, SyncPolicy, Ticket,
+    Health, Journal, Lane, MIN_SEGMENT_BYTES, Options, Recovery, Stats, SyncPolicy, ThreadHook,
+    Ticket,
 };
 pub use offline::{
     FileCheck, FileKind, OfflineStats, Problem, RepairReport, SnapshotInfo, VerifyReport,

@@ -398,10 +398,21 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// The newest record per key of the segments after the snapshot, with the segment it came
-/// from.
+/// Where the newest record of a key in the segments is: its version, and the segment and
+/// offset of its frame.
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    version: u64,
+    src: u64,
+    offset: u64,
+}
+
+/// The newest record per key of the segments after the snapshot, by location. The records
+/// themselves are read again, once each, when they are emitted: the fold holds 24 bytes and
+/// a key per record instead of the record, which matters when the segments hold a record of
+/// every lease (compaction of a busy journal folds hundreds of megabytes of them).
 struct TailFold<R: Record> {
-    map: HashMap<R::Key, (R, u64), BuildHasherDefault<KeyHasher>>,
+    map: HashMap<R::Key, Loc, BuildHasherDefault<KeyHasher>>,
     /// The newest segment that held any record (0 if none).
     last_source: u64,
     records: u64,
@@ -409,19 +420,18 @@ struct TailFold<R: Record> {
 }
 
 impl<R: Record> TailFold<R> {
-    fn add(&mut self, rec: R, src: u64) {
+    fn add(&mut self, key: R::Key, loc: Loc) {
         self.records += 1;
-        self.last_source = self.last_source.max(src);
-        let v = rec.version();
-        self.max_version = self.max_version.max(v);
-        match self.map.entry(rec.key()) {
+        self.last_source = self.last_source.max(loc.src);
+        self.max_version = self.max_version.max(loc.version);
+        match self.map.entry(key) {
             Entry::Occupied(mut o) => {
-                if v > o.get().0.version() {
-                    o.insert((rec, src));
+                if loc.version > o.get().version {
+                    o.insert(loc);
                 }
             }
             Entry::Vacant(e) => {
-                e.insert((rec, src));
+                e.insert(loc);
             }
         }
     }
@@ -434,21 +444,59 @@ impl<R: Record> TailFold<R> {
         end: usize,
         src: u64,
     ) -> Result<WalkEnd, (u64, String)> {
-        // Room for every record of this segment (an upper bound on its new keys): the map
-        // grows at most once per segment instead of doubling its way up.
-        let mut n = 0usize;
-        let mut at = start;
-        while let Ok((_, q)) = format::frame_bounds(bytes, at, end) {
-            n += 1;
-            at = q;
-        }
-        self.map.reserve(n);
-        format::walk_frames(bytes, start, end, |_, payload| {
+        format::walk_frames(bytes, start, end, |offset, payload| {
             let rec = format::decode_payload::<R>(payload)?;
-            self.add(rec, src);
+            let loc = Loc {
+                version: rec.version(),
+                src,
+                offset,
+            };
+            self.add(rec.key(), loc);
             Ok(())
         })
     }
+}
+
+/// Reads the fold's records back from the segments, one segment at a time and in file
+/// order, and hands each to `emit` with its segment.
+fn emit_tail<R: Record>(
+    fs: &dyn Fs,
+    segments: &[SegmentInfo],
+    map: HashMap<R::Key, Loc, BuildHasherDefault<KeyHasher>>,
+    mut emit: impl FnMut(R, u64) -> Result<()>,
+) -> Result<()> {
+    let mut locs: Vec<(u64, u64)> = map.into_values().map(|l| (l.src, l.offset)).collect();
+    locs.sort_unstable();
+    let mut rest = &locs[..];
+    for seg in segments {
+        let n = rest.iter().take_while(|(src, _)| *src == seg.seq).count();
+        let (here, later) = rest.split_at(n);
+        rest = later;
+        if here.is_empty() {
+            continue;
+        }
+        let bytes = fs
+            .read_range(&seg.path, 0, seg.valid_end as usize)
+            .map_err(|e| Error::io("read", &seg.path, e))?;
+        let end = bytes.len();
+        for &(_, offset) in here {
+            let changed = |reason: String| {
+                Error::corrupt(
+                    &seg.path,
+                    offset,
+                    format!("changed since the replay read it: {reason}"),
+                )
+            };
+            let (p, q) = format::frame_at(&bytes, offset as usize, end).map_err(changed)?;
+            let rec = format::decode_payload::<R>(&bytes[p..q]).map_err(changed)?;
+            emit(rec, seg.seq)?;
+        }
+    }
+    debug_assert!(
+        rest.is_empty(),
+        "a folded record's segment was not replayed"
+    );
+    Ok(())
 }
 
 /// What replay keeps of the newest record of each key.
@@ -525,8 +573,9 @@ pub(crate) enum Tail {
 /// runs before the first `emit`: the snapshot is verified whole by [`verify_snapshot`] and
 /// the segments are folded before it is streamed. What can still fail after records were
 /// emitted is a payload that does not decode as `R`, bytes that changed between the two
-/// reads of the snapshot, an IO error, or `emit` itself; the caller then discards what it
-/// got (`Journal::open` fails).
+/// reads of the snapshot or of a segment (the tail's survivors are read back by location),
+/// an IO error, or `emit` itself; the caller then discards what it got (`Journal::open`
+/// fails).
 pub(crate) fn replay<R: Record>(
     fs: &dyn Fs,
     dir: &Path,
@@ -592,7 +641,7 @@ pub(crate) fn replay_base<R: Record>(
                 let k = rec.key();
                 match map.get(&k) {
                     // The tail holds a newer record of this key: it replaces this one.
-                    Some((newer, _)) if newer.version() > v => return Ok(()),
+                    Some(newer) if newer.version > v => return Ok(()),
                     // A straggler older than the snapshot's record: this one stands.
                     Some(_) => {
                         map.remove(&k);
@@ -607,12 +656,13 @@ pub(crate) fn replay_base<R: Record>(
             Ok(())
         })?;
     }
-    for (rec, src) in fold.map.into_values() {
+    emit_tail::<R>(fs, &out.segments, fold.map, |rec, src| {
         if wanted(&rec, src) {
             live += 1;
             emit(rec)?;
         }
-    }
+        Ok(())
+    })?;
     out.report.records_read = read;
     out.report.max_version = max_version;
     out.report.live = live;

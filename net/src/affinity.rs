@@ -19,6 +19,45 @@ pub fn pin_current_thread(core: usize) -> Result<()> {
     sched_setaffinity(Pid::from_raw(0), &set).map_err(err)
 }
 
+/// Sets the calling thread's nice value (`setpriority(PRIO_PROCESS, gettid(), nice)`; on
+/// Linux a nice value belongs to the thread). Background threads that must not take a core
+/// from a worker when they share it (journal compaction) run at a higher nice value: the
+/// scheduler then gives them the core mostly while the worker waits.
+///
+/// Fails with [`Error::Priority`]; raising the value (lower priority) needs no privilege.
+pub fn set_current_thread_nice(nice: i32) -> Result<()> {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority takes plain integers and only reads them; `tid` is this thread's
+    // id, so it cannot name another process.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::Priority {
+            nice,
+            source: std::io::Error::last_os_error(),
+        })
+    }
+}
+
+/// The nice value of the calling thread (`getpriority`), for tests and logs.
+pub fn current_thread_nice() -> Result<i32> {
+    // SAFETY: as in `set_current_thread_nice`.
+    let tid = unsafe { libc::gettid() };
+    // getpriority returns -1 both as a value and on error: errno tells them apart.
+    nix::errno::Errno::clear();
+    // SAFETY: plain integer arguments; the call only reads them.
+    let value = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+    if value == -1 && nix::errno::Errno::last_raw() != 0 {
+        return Err(Error::Priority {
+            nice: value,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(value)
+}
+
 /// The cores the process may run on, ascending: the affinity mask of its main thread (the
 /// thread whose id is the process id), as `taskset` or a cgroup cpuset left it. Worker `k` pins
 /// to `cores[k % cores.len()]`.

@@ -1,28 +1,275 @@
 //! Batched receive and send (`recvmmsg`, `sendmmsg`): one system call for many datagrams.
 //!
-//! A worker owns one [`RecvBatch`] and one [`SendBatch`], made once at startup; every buffer,
+//! A worker owns one receive batch and one send batch ([`RecvBatch`] and [`SendBatch`] for
+//! IPv4, [`RecvBatch6`] and [`SendBatch6`] for IPv6), made once at startup; every buffer,
 //! address, `iovec`, control-message area and `mmsghdr` they need is allocated then, so
-//! [`V4Socket::recv_batch`] and [`V4Socket::send_batch`] allocate nothing. The `mmsghdr` array
-//! points into the batch's own heap buffers; those pointers are rewritten just before each call
-//! (so they never go stale when the batch is moved) and are read only by the kernel.
+//! `recv_batch` and `send_batch` allocate nothing. The `mmsghdr` array points into the batch's
+//! own heap buffers; those pointers are rewritten just before each call (so they never go stale
+//! when the batch is moved) and are read only by the kernel.
 //!
 //! nix's `sendmmsg` shares one set of control messages across the batch, but every reply needs
-//! its own `IP_PKTINFO` (interface and source address), so both directions build the `mmsghdr`
+//! its own packet info (interface and source address), so both directions build the `mmsghdr`
 //! array here and call libc directly.
+//!
+//! The machinery is written once, generic over the address family ([`Family`]: the `sockaddr`
+//! type, the packet-info control message and the metadata types), and monomorphised per family,
+//! so the IPv4 path does exactly the work it did before IPv6 existed. The public batch types are
+//! thin, concrete wrappers, one pair per family.
 
+use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::mem::size_of;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
+use crate::cmsg::CmsgBuf;
 use crate::error::{Error, Result};
-use crate::v4::{CmsgBuf, PKTINFO_SPACE, RECV_CMSG_SPACE, RecvMeta, SendMeta, V4Socket};
+use crate::v4::{PKTINFO_SPACE, RECV_CMSG_SPACE, RecvMeta, SendMeta, V4Socket};
+use crate::v6::{PKTINFO6_SPACE, RECV6_CMSG_SPACE, RecvMeta6, SendMeta6, V6Socket};
 
 /// Most datagrams one batch may hold: the kernel handles at most `UIO_MAXIOV` (1024) messages
 /// per `recvmmsg`/`sendmmsg` call and silently ignores the rest.
 pub const MAX_BATCH: usize = 1024;
+
+/// What differs between IPv4 and IPv6 in a batch: the socket address type, the packet-info
+/// control message, and the metadata the caller sees. Everything else is shared.
+pub(crate) trait Family {
+    /// `sockaddr_in` or `sockaddr_in6`: where a datagram came from or goes to.
+    type Addr: Copy;
+    /// The sender as the caller sees it (`SocketAddrV4`, `SocketAddrV6`).
+    type Src: Copy + fmt::Display;
+    /// Room for the control messages of one received datagram.
+    type RecvCmsg: Copy;
+    /// One packet-info control message for one sent datagram.
+    type SendCmsg: Copy;
+    /// How a datagram arrived.
+    type RecvMeta: Copy;
+    /// How to send a datagram.
+    type SendMeta: Copy;
+    /// The control message, for log lines.
+    const PKTINFO: &'static str;
+
+    fn blank_addr() -> Self::Addr;
+    fn blank_recv_cmsg() -> Self::RecvCmsg;
+    fn blank_send_cmsg() -> Self::SendCmsg;
+    fn blank_send_meta() -> Self::SendMeta;
+    /// The sender in `addr`, of which the kernel filled `namelen` bytes; `None` if it is not
+    /// this family's (impossible on a socket of the family; the datagram is then unanswerable).
+    fn source(addr: &Self::Addr, namelen: usize) -> Option<Self::Src>;
+    /// The metadata of a `len`-byte datagram from `src` whose control messages are the first
+    /// `control_len` bytes of `cmsg`; `None` without a packet-info message.
+    fn recv_meta(
+        len: usize,
+        src: Self::Src,
+        cmsg: &Self::RecvCmsg,
+        control_len: usize,
+    ) -> Option<Self::RecvMeta>;
+    /// The datagram length recorded in `meta`.
+    fn meta_len(meta: &Self::RecvMeta) -> usize;
+    /// Write `meta`'s destination into `addr` and, when it asks for an interface or a source,
+    /// a packet-info message into `cmsg`. `Some(true)` when `cmsg` is to be sent, `Some(false)`
+    /// when not, `None` when the kernel could not take `meta` (an interface index beyond
+    /// `c_int`).
+    fn encode(
+        meta: &Self::SendMeta,
+        addr: &mut Self::Addr,
+        cmsg: &mut Self::SendCmsg,
+    ) -> Option<bool>;
+    /// The error for a reply the kernel refused.
+    fn send_error(meta: &Self::SendMeta, source: io::Error) -> Error;
+    /// The error for a reply the kernel took only in part.
+    fn short_send(meta: &Self::SendMeta, sent: usize, len: usize) -> Error;
+}
+
+/// IPv4: `sockaddr_in`, `IP_PKTINFO`, [`RecvMeta`], [`SendMeta`].
+#[derive(Debug)]
+pub(crate) enum V4 {}
+
+impl Family for V4 {
+    type Addr = libc::sockaddr_in;
+    type Src = SocketAddrV4;
+    type RecvCmsg = CmsgBuf<RECV_CMSG_SPACE>;
+    type SendCmsg = CmsgBuf<PKTINFO_SPACE>;
+    type RecvMeta = RecvMeta;
+    type SendMeta = SendMeta;
+    const PKTINFO: &'static str = "IP_PKTINFO";
+
+    fn blank_addr() -> libc::sockaddr_in {
+        sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+    }
+
+    fn blank_recv_cmsg() -> Self::RecvCmsg {
+        CmsgBuf::new()
+    }
+
+    fn blank_send_cmsg() -> Self::SendCmsg {
+        CmsgBuf::new()
+    }
+
+    fn blank_send_meta() -> SendMeta {
+        SendMeta {
+            dst: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            ifindex: 0,
+            src: None,
+        }
+    }
+
+    #[inline]
+    fn source(addr: &libc::sockaddr_in, namelen: usize) -> Option<SocketAddrV4> {
+        if namelen < size_of::<libc::sockaddr_in>()
+            || addr.sin_family != libc::AF_INET as libc::sa_family_t
+        {
+            return None;
+        }
+        Some(SocketAddrV4::new(
+            Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
+            u16::from_be(addr.sin_port),
+        ))
+    }
+
+    #[inline]
+    fn recv_meta(
+        len: usize,
+        src: SocketAddrV4,
+        cmsg: &Self::RecvCmsg,
+        control_len: usize,
+    ) -> Option<RecvMeta> {
+        let info = cmsg.find_pktinfo(control_len)?;
+        Some(RecvMeta::new(len, src, &info))
+    }
+
+    #[inline]
+    fn meta_len(meta: &RecvMeta) -> usize {
+        meta.len
+    }
+
+    #[inline]
+    fn encode(
+        meta: &SendMeta,
+        addr: &mut libc::sockaddr_in,
+        cmsg: &mut Self::SendCmsg,
+    ) -> Option<bool> {
+        let ifindex = libc::c_int::try_from(meta.ifindex).ok()?;
+        *addr = sockaddr_in(meta.dst);
+        let pktinfo = ifindex != 0 || meta.src.is_some();
+        if pktinfo {
+            *cmsg = CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED));
+        }
+        Some(pktinfo)
+    }
+
+    fn send_error(meta: &SendMeta, source: io::Error) -> Error {
+        Error::Send {
+            dst: meta.dst,
+            ifindex: meta.ifindex,
+            source,
+        }
+    }
+
+    fn short_send(meta: &SendMeta, sent: usize, len: usize) -> Error {
+        Error::ShortSend {
+            dst: meta.dst,
+            sent,
+            len,
+        }
+    }
+}
+
+/// IPv6: `sockaddr_in6` (with the scope id), `IPV6_PKTINFO`, [`RecvMeta6`], [`SendMeta6`].
+#[derive(Debug)]
+pub(crate) enum V6 {}
+
+impl Family for V6 {
+    type Addr = libc::sockaddr_in6;
+    type Src = SocketAddrV6;
+    type RecvCmsg = CmsgBuf<RECV6_CMSG_SPACE>;
+    type SendCmsg = CmsgBuf<PKTINFO6_SPACE>;
+    type RecvMeta = RecvMeta6;
+    type SendMeta = SendMeta6;
+    const PKTINFO: &'static str = "IPV6_PKTINFO";
+
+    fn blank_addr() -> libc::sockaddr_in6 {
+        sockaddr_in6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0))
+    }
+
+    fn blank_recv_cmsg() -> Self::RecvCmsg {
+        CmsgBuf::new()
+    }
+
+    fn blank_send_cmsg() -> Self::SendCmsg {
+        CmsgBuf::new()
+    }
+
+    fn blank_send_meta() -> SendMeta6 {
+        SendMeta6 {
+            dst: SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0),
+            src: None,
+            ifindex: None,
+        }
+    }
+
+    #[inline]
+    fn source(addr: &libc::sockaddr_in6, namelen: usize) -> Option<SocketAddrV6> {
+        if namelen < size_of::<libc::sockaddr_in6>()
+            || addr.sin6_family != libc::AF_INET6 as libc::sa_family_t
+        {
+            return None;
+        }
+        Some(socket_addr_v6(addr))
+    }
+
+    #[inline]
+    fn recv_meta(
+        len: usize,
+        src: SocketAddrV6,
+        cmsg: &Self::RecvCmsg,
+        control_len: usize,
+    ) -> Option<RecvMeta6> {
+        let info = cmsg.find_pktinfo6(control_len)?;
+        Some(RecvMeta6::new(len, src, &info))
+    }
+
+    #[inline]
+    fn meta_len(meta: &RecvMeta6) -> usize {
+        meta.len
+    }
+
+    #[inline]
+    fn encode(
+        meta: &SendMeta6,
+        addr: &mut libc::sockaddr_in6,
+        cmsg: &mut Self::SendCmsg,
+    ) -> Option<bool> {
+        let ifindex = meta.ifindex.unwrap_or(0);
+        // The kernel's `in6_pktinfo` holds the index in an `int`.
+        libc::c_int::try_from(ifindex).ok()?;
+        *addr = sockaddr_in6(meta.dst);
+        let pktinfo = ifindex != 0 || meta.src.is_some();
+        if pktinfo {
+            *cmsg = CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED));
+        }
+        Some(pktinfo)
+    }
+
+    fn send_error(meta: &SendMeta6, source: io::Error) -> Error {
+        Error::Send6 {
+            dst: meta.dst,
+            ifindex: meta.ifindex.unwrap_or(0),
+            source,
+        }
+    }
+
+    fn short_send(meta: &SendMeta6, sent: usize, len: usize) -> Error {
+        Error::ShortSend6 {
+            dst: meta.dst,
+            sent,
+            len,
+        }
+    }
+}
 
 /// Check a batch shape and return the bytes its buffers take.
 fn batch_bytes(count: usize, buf_size: usize) -> Result<usize> {
@@ -61,79 +308,82 @@ fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
     }
 }
 
-/// Preallocated room for receiving up to `capacity` datagrams of up to `buf_size` bytes each in
-/// one [`V4Socket::recv_batch`]; what was received is read with [`get`](Self::get) or
-/// [`iter`](Self::iter) until the next receive.
-pub struct RecvBatch {
+/// The kernel's form of `addr`. The flow label and scope id are copied as they are, as std and
+/// socket2 convert them.
+pub(crate) fn sockaddr_in6(addr: SocketAddrV6) -> libc::sockaddr_in6 {
+    libc::sockaddr_in6 {
+        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+        sin6_port: addr.port().to_be(),
+        sin6_flowinfo: addr.flowinfo(),
+        sin6_addr: libc::in6_addr {
+            s6_addr: addr.ip().octets(),
+        },
+        sin6_scope_id: addr.scope_id(),
+    }
+}
+
+/// The inverse of [`sockaddr_in6`].
+pub(crate) fn socket_addr_v6(addr: &libc::sockaddr_in6) -> SocketAddrV6 {
+    SocketAddrV6::new(
+        Ipv6Addr::from(addr.sin6_addr.s6_addr),
+        u16::from_be(addr.sin6_port),
+        addr.sin6_flowinfo,
+        addr.sin6_scope_id,
+    )
+}
+
+/// The drop counters of the socket a batch receives on.
+pub(crate) struct Drops<'a> {
+    /// Datagrams longer than the buffer.
+    pub(crate) truncated: &'a AtomicU64,
+    /// Datagrams without packet info.
+    pub(crate) no_pktinfo: &'a AtomicU64,
+}
+
+/// The receive machinery behind [`RecvBatch`] and [`RecvBatch6`].
+struct RecvRing<F: Family> {
     buf_size: usize,
     /// `capacity` buffers of `buf_size` bytes, back to back.
     bufs: Box<[u8]>,
     iovs: Box<[libc::iovec]>,
-    addrs: Box<[libc::sockaddr_in]>,
-    cmsgs: Box<[CmsgBuf<RECV_CMSG_SPACE>]>,
+    addrs: Box<[F::Addr]>,
+    cmsgs: Box<[F::RecvCmsg]>,
     hdrs: Box<[libc::mmsghdr]>,
     /// The datagrams of the last receive that are usable: slot and metadata. Capacity
     /// `capacity`, so pushing never reallocates.
-    ready: Vec<(usize, RecvMeta)>,
+    ready: Vec<(usize, F::RecvMeta)>,
 }
 
 // SAFETY: the raw pointers in `iovs` and `hdrs` (what makes the type `!Send`) only ever point
-// into this batch's own heap allocations; they are rewritten before every receive and
-// dereferenced only by the kernel during `recv_batch`, which holds `&mut self`. Moving the
-// batch to another thread moves the allocations' owner with them and shares nothing.
-unsafe impl Send for RecvBatch {}
+// into this ring's own heap allocations; they are rewritten before every receive and
+// dereferenced only by the kernel during `recv`, which holds `&mut self`. Moving the ring to
+// another thread moves the allocations' owner with them and shares nothing. The other fields are
+// plain data (`F::Addr`, `F::RecvCmsg`, `F::RecvMeta` are `Copy` values without pointers).
+unsafe impl<F: Family> Send for RecvRing<F> {}
 
-impl RecvBatch {
-    /// Room for `capacity` datagrams (1 to [`MAX_BATCH`]) of up to `buf_size` bytes each. A
-    /// datagram longer than `buf_size` is dropped and counted, never cut: size it for the
-    /// largest datagram the server accepts (e.g. 1500 for DHCPv4 on Ethernet, or 65507).
-    pub fn new(capacity: usize, buf_size: usize) -> Result<Self> {
+impl<F: Family> RecvRing<F> {
+    fn new(capacity: usize, buf_size: usize) -> Result<Self> {
         let bytes = batch_bytes(capacity, buf_size)?;
-        let addr = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
         Ok(Self {
             buf_size,
             bufs: vec![0; bytes].into_boxed_slice(),
             iovs: vec![empty_iovec(); capacity].into_boxed_slice(),
-            addrs: vec![addr; capacity].into_boxed_slice(),
-            cmsgs: vec![CmsgBuf::new(); capacity].into_boxed_slice(),
+            addrs: vec![F::blank_addr(); capacity].into_boxed_slice(),
+            cmsgs: vec![F::blank_recv_cmsg(); capacity].into_boxed_slice(),
             hdrs: vec![empty_mmsghdr(); capacity].into_boxed_slice(),
             ready: Vec::with_capacity(capacity),
         })
     }
 
-    /// Most datagrams one receive takes.
-    pub fn capacity(&self) -> usize {
+    fn capacity(&self) -> usize {
         self.hdrs.len()
     }
 
-    /// Size of each datagram buffer.
-    pub fn buf_size(&self) -> usize {
-        self.buf_size
-    }
-
-    /// Usable datagrams from the last receive.
-    pub fn len(&self) -> usize {
-        self.ready.len()
-    }
-
-    /// No usable datagram from the last receive.
-    pub fn is_empty(&self) -> bool {
-        self.ready.is_empty()
-    }
-
-    /// Datagram `i` of the last receive (`i < len()`), with how it arrived.
-    ///
-    /// # Panics
-    /// If `i >= self.len()`.
-    pub fn get(&self, i: usize) -> (&[u8], RecvMeta) {
+    fn get(&self, i: usize) -> (&[u8], F::RecvMeta) {
         let (slot, meta) = self.ready[i];
         let start = slot * self.buf_size;
-        (&self.bufs[start..start + meta.len.min(self.buf_size)], meta)
-    }
-
-    /// The usable datagrams of the last receive, in arrival order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], RecvMeta)> + '_ {
-        (0..self.len()).map(|i| self.get(i))
+        let len = F::meta_len(&meta).min(self.buf_size);
+        (&self.bufs[start..start + len], meta)
     }
 
     /// Point every header at its own buffer, address and control area, with full lengths: the
@@ -151,128 +401,130 @@ impl RecvBatch {
         for (i, m) in self.hdrs.iter_mut().enumerate() {
             let h = &mut m.msg_hdr;
             h.msg_name = addrs.wrapping_add(i).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_namelen = size_of::<F::Addr>() as libc::socklen_t;
             h.msg_iov = iovs.wrapping_add(i);
             h.msg_iovlen = 1;
             h.msg_control = cmsgs.wrapping_add(i).cast();
-            h.msg_controllen = RECV_CMSG_SPACE as _;
+            h.msg_controllen = size_of::<F::RecvCmsg>() as _;
             h.msg_flags = 0;
             m.msg_len = 0;
         }
     }
-}
 
-impl std::fmt::Debug for RecvBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecvBatch")
-            .field("capacity", &self.capacity())
-            .field("buf_size", &self.buf_size)
-            .field("len", &self.len())
-            .finish_non_exhaustive()
+    /// `recvmmsg` on `fd` into this ring; see `V4Socket::recv_batch` for the contract.
+    fn recv(&mut self, fd: RawFd, drops: &Drops<'_>, wait: bool) -> Result<usize> {
+        self.ready.clear();
+        self.prepare();
+        let flags = if wait {
+            libc::MSG_WAITFORONE
+        } else {
+            libc::MSG_DONTWAIT
+        };
+        let vlen = self.hdrs.len() as libc::c_uint;
+        // SAFETY: `prepare` pointed each of the `vlen` headers at its own `F::Addr`
+        // (`msg_namelen` its size), its own one-entry `iovec` over `buf_size` bytes of `bufs`,
+        // and its own cmsghdr-aligned control area (`msg_controllen` its size). All are heap
+        // allocations owned by `self`, which is borrowed mutably for the call, so they stay put
+        // and nothing else touches them; the kernel writes no more than those lengths, plus
+        // `msg_len` and the lengths and flags in each header. `vlen` <= MAX_BATCH fits. A null
+        // timeout is allowed (the socket's SO_RCVTIMEO applies).
+        let got = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                vlen,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        let got = match Errno::result(got) {
+            Ok(n) => usize::try_from(n).unwrap_or(0).min(self.hdrs.len()),
+            // EWOULDBLOCK is EAGAIN on Linux: the SO_RCVTIMEO timeout, or nothing queued.
+            Err(Errno::EAGAIN | Errno::EINTR) => return Ok(0),
+            Err(e) => return Err(Error::Recv { source: e.into() }),
+        };
+        for (i, m) in self.hdrs[..got].iter().enumerate() {
+            let h = &m.msg_hdr;
+            let Some(src) = F::source(&self.addrs[i], h.msg_namelen as usize) else {
+                // A datagram socket always reports a source of its own family; nothing to
+                // answer.
+                continue;
+            };
+            if h.msg_flags & libc::MSG_TRUNC != 0 {
+                drops.truncated.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%src, buf = self.buf_size, "dropped datagram longer than the buffer");
+                continue;
+            }
+            // `msg_controllen` is a `size_t` on glibc but a `socklen_t` on musl.
+            #[allow(clippy::unnecessary_cast)]
+            let control_len = h.msg_controllen as usize;
+            let Some(meta) = F::recv_meta(m.msg_len as usize, src, &self.cmsgs[i], control_len)
+            else {
+                drops.no_pktinfo.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%src, "dropped datagram without {}", F::PKTINFO);
+                continue;
+            };
+            self.ready.push((i, meta));
+        }
+        Ok(self.ready.len())
     }
 }
 
-/// Preallocated room for up to `capacity` replies of up to `buf_size` bytes each, each with its
-/// own [`SendMeta`], sent together by [`V4Socket::send_batch`].
-pub struct SendBatch {
+/// The send machinery behind [`SendBatch`] and [`SendBatch6`].
+struct SendRing<F: Family> {
     buf_size: usize,
     /// Queued datagrams.
     len: usize,
     /// `capacity` buffers of `buf_size` bytes, back to back.
     bufs: Box<[u8]>,
     lens: Box<[usize]>,
-    metas: Box<[SendMeta]>,
-    addrs: Box<[libc::sockaddr_in]>,
-    cmsgs: Box<[CmsgBuf<PKTINFO_SPACE>]>,
-    /// Whether datagram `i` carries `cmsgs[i]` (`IP_PKTINFO`) or lets the kernel choose.
+    metas: Box<[F::SendMeta]>,
+    addrs: Box<[F::Addr]>,
+    cmsgs: Box<[F::SendCmsg]>,
+    /// Whether datagram `i` carries `cmsgs[i]` (packet info) or lets the kernel choose.
     with_pktinfo: Box<[bool]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
 }
 
-// SAFETY: as for `RecvBatch`: the raw pointers in `iovs` and `hdrs` point only into this
-// batch's own heap allocations, are rewritten before every send and are read only by the
-// kernel during `send_batch`, which holds `&mut self`.
-unsafe impl Send for SendBatch {}
+// SAFETY: as for `RecvRing`: the raw pointers in `iovs` and `hdrs` point only into this ring's
+// own heap allocations, are rewritten before every send and are read only by the kernel during
+// `send`, which holds `&mut self`; the rest is plain data.
+unsafe impl<F: Family> Send for SendRing<F> {}
 
-impl SendBatch {
-    /// Room for `capacity` replies (1 to [`MAX_BATCH`]) of up to `buf_size` bytes each.
-    pub fn new(capacity: usize, buf_size: usize) -> Result<Self> {
+impl<F: Family> SendRing<F> {
+    fn new(capacity: usize, buf_size: usize) -> Result<Self> {
         let bytes = batch_bytes(capacity, buf_size)?;
-        let nowhere = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
-        let meta = SendMeta {
-            dst: nowhere,
-            ifindex: 0,
-            src: None,
-        };
         Ok(Self {
             buf_size,
             len: 0,
             bufs: vec![0; bytes].into_boxed_slice(),
             lens: vec![0; capacity].into_boxed_slice(),
-            metas: vec![meta; capacity].into_boxed_slice(),
-            addrs: vec![sockaddr_in(nowhere); capacity].into_boxed_slice(),
-            cmsgs: vec![CmsgBuf::new(); capacity].into_boxed_slice(),
+            metas: vec![F::blank_send_meta(); capacity].into_boxed_slice(),
+            addrs: vec![F::blank_addr(); capacity].into_boxed_slice(),
+            cmsgs: vec![F::blank_send_cmsg(); capacity].into_boxed_slice(),
             with_pktinfo: vec![false; capacity].into_boxed_slice(),
             iovs: vec![empty_iovec(); capacity].into_boxed_slice(),
             hdrs: vec![empty_mmsghdr(); capacity].into_boxed_slice(),
         })
     }
 
-    /// Most replies the batch holds.
-    pub fn capacity(&self) -> usize {
+    fn capacity(&self) -> usize {
         self.hdrs.len()
     }
 
-    /// Size of each reply buffer.
-    pub fn buf_size(&self) -> usize {
-        self.buf_size
-    }
-
-    /// Replies queued.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Nothing queued.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// No room for another reply.
-    pub fn is_full(&self) -> bool {
-        self.len == self.capacity()
-    }
-
-    /// Drop every queued reply unsent.
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    /// Queue a copy of `payload`, to be sent as `meta` says (like [`V4Socket::send`]: an
-    /// `IP_PKTINFO` control message when `meta.ifindex` or `meta.src` is set).
-    ///
-    /// `false`, queueing nothing, when the batch [is full](Self::is_full), when `payload` is
-    /// longer than [`buf_size`](Self::buf_size), or when `meta.ifindex` is beyond what the kernel
-    /// takes (`i32::MAX`). So a worker sends the batch and pushes again when it was full, and
-    /// falls back to [`V4Socket::send`] (which reports the reason) when it still fails.
-    pub fn push(&mut self, payload: &[u8], meta: &SendMeta) -> bool {
+    fn push(&mut self, payload: &[u8], meta: &F::SendMeta) -> bool {
         let i = self.len;
         if i == self.capacity() || payload.len() > self.buf_size {
             return false;
         }
-        let Ok(ifindex) = libc::c_int::try_from(meta.ifindex) else {
+        let Some(pktinfo) = F::encode(meta, &mut self.addrs[i], &mut self.cmsgs[i]) else {
             return false;
         };
         let start = i * self.buf_size;
         self.bufs[start..start + payload.len()].copy_from_slice(payload);
         self.lens[i] = payload.len();
         self.metas[i] = *meta;
-        self.addrs[i] = sockaddr_in(meta.dst);
-        let pktinfo = ifindex != 0 || meta.src.is_some();
-        if pktinfo {
-            self.cmsgs[i] = CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED));
-        }
         self.with_pktinfo[i] = pktinfo;
         self.len += 1;
         true
@@ -293,12 +545,12 @@ impl SendBatch {
         for (i, m) in self.hdrs[..self.len].iter_mut().enumerate() {
             let h = &mut m.msg_hdr;
             h.msg_name = addrs.wrapping_add(i).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_namelen = size_of::<F::Addr>() as libc::socklen_t;
             h.msg_iov = iovs.wrapping_add(i);
             h.msg_iovlen = 1;
             if self.with_pktinfo[i] {
                 h.msg_control = cmsgs.wrapping_add(i).cast();
-                h.msg_controllen = PKTINFO_SPACE as _;
+                h.msg_controllen = size_of::<F::SendCmsg>() as _;
             } else {
                 h.msg_control = std::ptr::null_mut();
                 h.msg_controllen = 0;
@@ -307,25 +559,251 @@ impl SendBatch {
             m.msg_len = 0;
         }
     }
-}
 
-impl std::fmt::Debug for SendBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendBatch")
-            .field("capacity", &self.capacity())
-            .field("buf_size", &self.buf_size)
-            .field("len", &self.len)
-            .finish_non_exhaustive()
+    /// `sendmmsg` on `fd` of everything queued; see `V4Socket::send_batch` for the contract.
+    fn send(&mut self, fd: RawFd) -> Result<SendReport> {
+        let mut report = SendReport::default();
+        let n = self.len;
+        if n == 0 {
+            return Ok(report);
+        }
+        self.prepare();
+        let mut start = 0;
+        let result = loop {
+            if start >= n {
+                break Ok(report);
+            }
+            let rest = &mut self.hdrs[start..n];
+            // SAFETY: `prepare` pointed each of the queued headers (`rest` is a tail of them) at
+            // its own `F::Addr` (`msg_namelen` its size), its own one-entry `iovec` over the
+            // reply's `lens[i]` initialised bytes in `bufs`, and either its own complete,
+            // cmsghdr-aligned packet-info message (`msg_controllen` the size of its `CmsgBuf`,
+            // all of it initialised) or no control data (null, 0). All are heap allocations owned
+            // by `self`, which is borrowed mutably for the call, so they stay put and unchanged;
+            // the kernel only reads them and writes each header's `msg_len`. `rest.len()` <=
+            // MAX_BATCH fits a c_uint.
+            let r = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
+            match Errno::result(r) {
+                Ok(k) => {
+                    // 0 is impossible for a non-empty batch; count it as a refusal of the first
+                    // message so the loop always moves on.
+                    let k = usize::try_from(k).unwrap_or(0).min(n - start);
+                    if k == 0 {
+                        report.fail(F::send_error(
+                            &self.metas[start],
+                            io::ErrorKind::WriteZero.into(),
+                        ));
+                        start += 1;
+                        continue;
+                    }
+                    for i in start..start + k {
+                        let (sent, len) = (self.hdrs[i].msg_len as usize, self.lens[i]);
+                        if sent == len {
+                            report.sent += 1;
+                        } else {
+                            report.fail(F::short_send(&self.metas[i], sent, len));
+                        }
+                    }
+                    start += k;
+                }
+                Err(Errno::EINTR) => {}
+                Err(e @ (Errno::EBADF | Errno::ENOTSOCK | Errno::EFAULT)) => {
+                    break Err(F::send_error(&self.metas[start], e.into()));
+                }
+                // The kernel refused the first message of `rest`: skip it and go on.
+                Err(e) => {
+                    report.fail(F::send_error(&self.metas[start], e.into()));
+                    start += 1;
+                }
+            }
+        };
+        self.len = 0;
+        result
     }
 }
 
-/// What [`V4Socket::send_batch`] did with the queued replies: `sent + failed` of them.
+/// The public batch types of one family: concrete wrappers around the generic rings, so that
+/// each family's API reads (and documents) in its own types.
+macro_rules! batch_types {
+    (
+        family: $fam:ty,
+        socket: $Sock:ident,
+        recv_meta: $Meta:ident,
+        send_meta: $SMeta:ident,
+        $(#[$rdoc:meta])*
+        recv: $Recv:ident,
+        $(#[$sdoc:meta])*
+        send: $Send:ident,
+    ) => {
+        $(#[$rdoc])*
+        pub struct $Recv {
+            ring: RecvRing<$fam>,
+        }
+
+        impl $Recv {
+            /// Room for `capacity` datagrams (1 to [`MAX_BATCH`]) of up to `buf_size` bytes
+            /// each. A datagram longer than `buf_size` is dropped and counted, never cut: size it
+            /// for the largest datagram the server accepts (e.g. 1500 for DHCP on Ethernet, or
+            /// 65507).
+            pub fn new(capacity: usize, buf_size: usize) -> Result<Self> {
+                Ok(Self {
+                    ring: RecvRing::new(capacity, buf_size)?,
+                })
+            }
+
+            /// Most datagrams one receive takes.
+            pub fn capacity(&self) -> usize {
+                self.ring.capacity()
+            }
+
+            /// Size of each datagram buffer.
+            pub fn buf_size(&self) -> usize {
+                self.ring.buf_size
+            }
+
+            /// Usable datagrams from the last receive.
+            pub fn len(&self) -> usize {
+                self.ring.ready.len()
+            }
+
+            /// No usable datagram from the last receive.
+            pub fn is_empty(&self) -> bool {
+                self.ring.ready.is_empty()
+            }
+
+            /// Datagram `i` of the last receive (`i < len()`), with how it arrived.
+            ///
+            /// # Panics
+            /// If `i >= self.len()`.
+            pub fn get(&self, i: usize) -> (&[u8], $Meta) {
+                self.ring.get(i)
+            }
+
+            /// The usable datagrams of the last receive, in arrival order.
+            pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], $Meta)> + '_ {
+                (0..self.len()).map(|i| self.get(i))
+            }
+        }
+
+        impl fmt::Debug for $Recv {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($Recv))
+                    .field("capacity", &self.capacity())
+                    .field("buf_size", &self.buf_size())
+                    .field("len", &self.len())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        $(#[$sdoc])*
+        pub struct $Send {
+            ring: SendRing<$fam>,
+        }
+
+        impl $Send {
+            /// Room for `capacity` replies (1 to [`MAX_BATCH`]) of up to `buf_size` bytes each.
+            pub fn new(capacity: usize, buf_size: usize) -> Result<Self> {
+                Ok(Self {
+                    ring: SendRing::new(capacity, buf_size)?,
+                })
+            }
+
+            /// Most replies the batch holds.
+            pub fn capacity(&self) -> usize {
+                self.ring.capacity()
+            }
+
+            /// Size of each reply buffer.
+            pub fn buf_size(&self) -> usize {
+                self.ring.buf_size
+            }
+
+            /// Replies queued.
+            pub fn len(&self) -> usize {
+                self.ring.len
+            }
+
+            /// Nothing queued.
+            pub fn is_empty(&self) -> bool {
+                self.ring.len == 0
+            }
+
+            /// No room for another reply.
+            pub fn is_full(&self) -> bool {
+                self.ring.len == self.capacity()
+            }
+
+            /// Drop every queued reply unsent.
+            pub fn clear(&mut self) {
+                self.ring.len = 0;
+            }
+
+            #[doc = concat!(
+                "Queue a copy of `payload`, to be sent as `meta` says (like [`",
+                stringify!($Sock),
+                "::send`]: a packet-info control message when `meta` names an interface or a ",
+                "source).\n\n",
+                "`false`, queueing nothing, when the batch [is full](Self::is_full), when ",
+                "`payload` is longer than [`buf_size`](Self::buf_size), or when the interface ",
+                "index is beyond what the kernel takes (`i32::MAX`). So a worker sends the batch ",
+                "and pushes again when it was full, and falls back to [`",
+                stringify!($Sock),
+                "::send`] (which reports the reason) when it still fails."
+            )]
+            pub fn push(&mut self, payload: &[u8], meta: &$SMeta) -> bool {
+                self.ring.push(payload, meta)
+            }
+        }
+
+        impl fmt::Debug for $Send {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($Send))
+                    .field("capacity", &self.capacity())
+                    .field("buf_size", &self.buf_size())
+                    .field("len", &self.len())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+batch_types! {
+    family: V4,
+    socket: V4Socket,
+    recv_meta: RecvMeta,
+    send_meta: SendMeta,
+    /// Preallocated room for receiving up to `capacity` IPv4 datagrams of up to `buf_size`
+    /// bytes each in one [`V4Socket::recv_batch`]; what was received is read with
+    /// [`get`](Self::get) or [`iter`](Self::iter) until the next receive.
+    recv: RecvBatch,
+    /// Preallocated room for up to `capacity` IPv4 replies of up to `buf_size` bytes each, each
+    /// with its own [`SendMeta`], sent together by [`V4Socket::send_batch`].
+    send: SendBatch,
+}
+
+batch_types! {
+    family: V6,
+    socket: V6Socket,
+    recv_meta: RecvMeta6,
+    send_meta: SendMeta6,
+    /// Preallocated room for receiving up to `capacity` IPv6 datagrams of up to `buf_size`
+    /// bytes each in one [`V6Socket::recv_batch`]; what was received is read with
+    /// [`get`](Self::get) or [`iter`](Self::iter) until the next receive.
+    recv: RecvBatch6,
+    /// Preallocated room for up to `capacity` IPv6 replies of up to `buf_size` bytes each, each
+    /// with its own [`SendMeta6`], sent together by [`V6Socket::send_batch`].
+    send: SendBatch6,
+}
+
+/// What `send_batch` ([`V4Socket::send_batch`], [`V6Socket::send_batch`]) did with the queued
+/// replies: `sent + failed` of them.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct SendReport {
     /// Replies the kernel took whole.
     pub sent: usize,
-    /// Replies it refused ([`Error::Send`]) or took only in part ([`Error::ShortSend`]).
+    /// Replies it refused ([`Error::Send`], [`Error::Send6`]) or took only in part
+    /// ([`Error::ShortSend`], [`Error::ShortSend6`]).
     pub failed: usize,
     /// Why the first failed one failed, naming its destination.
     pub first_error: Option<Error>,
@@ -352,67 +830,11 @@ impl V4Socket {
     /// AF_INET source; one without `IP_PKTINFO` is dropped and counted
     /// ([`missing_pktinfo_drops`](Self::missing_pktinfo_drops)) rather than failing the batch.
     pub fn recv_batch(&self, batch: &mut RecvBatch, wait: bool) -> Result<usize> {
-        batch.ready.clear();
-        batch.prepare();
-        let flags = if wait {
-            libc::MSG_WAITFORONE
-        } else {
-            libc::MSG_DONTWAIT
+        let drops = Drops {
+            truncated: &self.truncated,
+            no_pktinfo: &self.no_pktinfo,
         };
-        let vlen = batch.hdrs.len() as libc::c_uint;
-        // SAFETY: `prepare` pointed each of the `vlen` headers at its own `sockaddr_in`
-        // (`msg_namelen` its size), its own one-entry `iovec` over `buf_size` bytes of `bufs`,
-        // and its own cmsghdr-aligned control area (`msg_controllen` its size). All are heap
-        // allocations owned by `batch`, which is borrowed mutably for the call, so they stay put
-        // and nothing else touches them; the kernel writes no more than those lengths, plus
-        // `msg_len` and the lengths and flags in each header. `vlen` <= MAX_BATCH fits. A null
-        // timeout is allowed (the socket's SO_RCVTIMEO applies).
-        let got = unsafe {
-            libc::recvmmsg(
-                self.sock.as_raw_fd(),
-                batch.hdrs.as_mut_ptr(),
-                vlen,
-                flags,
-                std::ptr::null_mut(),
-            )
-        };
-        let got = match Errno::result(got) {
-            Ok(n) => usize::try_from(n).unwrap_or(0).min(batch.hdrs.len()),
-            // EWOULDBLOCK is EAGAIN on Linux: the SO_RCVTIMEO timeout, or nothing queued.
-            Err(Errno::EAGAIN | Errno::EINTR) => return Ok(0),
-            Err(e) => return Err(Error::Recv { source: e.into() }),
-        };
-        for (i, m) in batch.hdrs[..got].iter().enumerate() {
-            let h = &m.msg_hdr;
-            let addr = &batch.addrs[i];
-            if (h.msg_namelen as usize) < size_of::<libc::sockaddr_in>()
-                || addr.sin_family != libc::AF_INET as libc::sa_family_t
-            {
-                // An AF_INET datagram socket always reports an AF_INET source; nothing to answer.
-                continue;
-            }
-            let src = SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
-                u16::from_be(addr.sin_port),
-            );
-            if h.msg_flags & libc::MSG_TRUNC != 0 {
-                self.truncated.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%src, buf = batch.buf_size, "dropped datagram longer than the buffer");
-                continue;
-            }
-            // `msg_controllen` is a `size_t` on glibc but a `socklen_t` on musl.
-            #[allow(clippy::unnecessary_cast)]
-            let control_len = h.msg_controllen as usize;
-            let Some(info) = batch.cmsgs[i].find_pktinfo(control_len) else {
-                self.no_pktinfo.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%src, "dropped datagram without IP_PKTINFO");
-                continue;
-            };
-            batch
-                .ready
-                .push((i, RecvMeta::new(m.msg_len as usize, src, &info)));
-        }
-        Ok(batch.ready.len())
+        batch.ring.recv(self.sock.as_raw_fd(), &drops, wait)
     }
 
     /// Send every reply queued in `batch` with `sendmmsg(2)`, each with its own destination and
@@ -424,82 +846,34 @@ impl V4Socket {
     /// `Err` only when the socket itself is unusable (`EBADF`, `ENOTSOCK`, `EFAULT`); the batch
     /// is emptied then too.
     pub fn send_batch(&self, batch: &mut SendBatch) -> Result<SendReport> {
-        let mut report = SendReport::default();
-        let n = batch.len;
-        if n == 0 {
-            return Ok(report);
-        }
-        batch.prepare();
-        let mut start = 0;
-        let result = loop {
-            if start >= n {
-                break Ok(report);
-            }
-            let rest = &mut batch.hdrs[start..n];
-            // SAFETY: `prepare` pointed each of the queued headers (`rest` is a tail of them) at
-            // its own `sockaddr_in` (`msg_namelen` its size), its own one-entry `iovec` over the
-            // reply's `lens[i]` initialised bytes in `bufs`, and either its own complete,
-            // cmsghdr-aligned `IP_PKTINFO` message (`msg_controllen` PKTINFO_SPACE) or no control
-            // data (null, 0). All are heap allocations owned by `batch`, which is borrowed
-            // mutably for the call, so they stay put and unchanged; the kernel only reads them and
-            // writes each header's `msg_len`. `rest.len()` <= MAX_BATCH fits a c_uint.
-            let r = unsafe {
-                libc::sendmmsg(
-                    self.sock.as_raw_fd(),
-                    rest.as_mut_ptr(),
-                    rest.len() as libc::c_uint,
-                    0,
-                )
-            };
-            match Errno::result(r) {
-                Ok(k) => {
-                    // 0 is impossible for a non-empty batch; count it as a refusal of the first
-                    // message so the loop always moves on.
-                    let k = usize::try_from(k).unwrap_or(0).min(n - start);
-                    if k == 0 {
-                        report.fail(Error::Send {
-                            dst: batch.metas[start].dst,
-                            ifindex: batch.metas[start].ifindex,
-                            source: io::ErrorKind::WriteZero.into(),
-                        });
-                        start += 1;
-                        continue;
-                    }
-                    for i in start..start + k {
-                        let (sent, len) = (batch.hdrs[i].msg_len as usize, batch.lens[i]);
-                        if sent == len {
-                            report.sent += 1;
-                        } else {
-                            report.fail(Error::ShortSend {
-                                dst: batch.metas[i].dst,
-                                sent,
-                                len,
-                            });
-                        }
-                    }
-                    start += k;
-                }
-                Err(Errno::EINTR) => {}
-                Err(e @ (Errno::EBADF | Errno::ENOTSOCK | Errno::EFAULT)) => {
-                    break Err(Error::Send {
-                        dst: batch.metas[start].dst,
-                        ifindex: batch.metas[start].ifindex,
-                        source: e.into(),
-                    });
-                }
-                // The kernel refused the first message of `rest`: skip it and go on.
-                Err(e) => {
-                    report.fail(Error::Send {
-                        dst: batch.metas[start].dst,
-                        ifindex: batch.metas[start].ifindex,
-                        source: e.into(),
-                    });
-                    start += 1;
-                }
-            }
+        batch.ring.send(self.sock.as_raw_fd())
+    }
+}
+
+impl V6Socket {
+    /// Receive up to `batch.capacity()` datagrams with one `recvmmsg(2)`; returns how many are
+    /// usable, to read with [`RecvBatch6::get`] or [`RecvBatch6::iter`].
+    ///
+    /// As [`V4Socket::recv_batch`]: `wait` blocks for the first datagram up to the read timeout
+    /// (`MSG_WAITFORONE`), otherwise it never blocks; `Ok(0)` on timeout, interruption, nothing
+    /// queued, or everything dropped. Datagrams longer than the buffers are dropped
+    /// ([`truncated_drops`](Self::truncated_drops)), as are those without `IPV6_PKTINFO`
+    /// ([`missing_pktinfo_drops`](Self::missing_pktinfo_drops)). A multicast datagram is in
+    /// every socket's batch of the group; see [`V6Socket`].
+    pub fn recv_batch(&self, batch: &mut RecvBatch6, wait: bool) -> Result<usize> {
+        let drops = Drops {
+            truncated: &self.truncated,
+            no_pktinfo: &self.no_pktinfo,
         };
-        batch.clear();
-        result
+        batch.ring.recv(self.sock.as_raw_fd(), &drops, wait)
+    }
+
+    /// Send every reply queued in `batch` with `sendmmsg(2)`, each with its own destination
+    /// (scope id included) and `IPV6_PKTINFO`, and empty the batch. Failures are handled as in
+    /// [`V4Socket::send_batch`]: a refused reply is counted and skipped ([`Error::Send6`]),
+    /// `Err` only for an unusable socket.
+    pub fn send_batch(&self, batch: &mut SendBatch6) -> Result<SendReport> {
+        batch.ring.send(self.sock.as_raw_fd())
     }
 }
 

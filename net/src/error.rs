@@ -1,7 +1,7 @@
 //! The crate's error type.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// Result of a lessor-net operation.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -11,7 +11,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A [`V4SocketConfig`](crate::V4SocketConfig) that cannot be opened as given.
+    /// A [`V4SocketConfig`](crate::V4SocketConfig) or [`V6SocketConfig`](crate::V6SocketConfig)
+    /// that cannot be opened as given, or a batch shape or timeout out of range.
     #[error("invalid socket configuration: {0}")]
     InvalidConfig(&'static str),
 
@@ -21,7 +22,7 @@ pub enum Error {
         /// The step that failed, e.g. "set SO_REUSEPORT".
         what: &'static str,
         /// The address the socket was being opened for.
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         /// The kernel's reason.
         source: io::Error,
     },
@@ -31,7 +32,7 @@ pub enum Error {
     #[error("cannot bind UDP socket to {addr}: {source}")]
     Bind {
         /// The address being bound.
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         /// The kernel's reason.
         source: io::Error,
     },
@@ -42,7 +43,7 @@ pub enum Error {
         /// The interface name from the configuration.
         device: String,
         /// The address the socket was being opened for.
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         /// The kernel's reason.
         source: io::Error,
     },
@@ -82,6 +83,51 @@ pub enum Error {
         sent: usize,
         /// Bytes in the datagram.
         len: usize,
+    },
+
+    /// An IPv6 datagram arrived without its `IPV6_PKTINFO` control message, so there is no
+    /// telling which interface it came in on or whether it was multicast. Not expected: every
+    /// socket of a group has `IPV6_RECVPKTINFO` on.
+    #[error("received datagram from {src} without IPV6_PKTINFO")]
+    MissingPacketInfo6 {
+        /// Who sent the datagram.
+        src: SocketAddrV6,
+    },
+
+    /// `sendmsg(2)` on an IPv6 socket failed (e.g. `ENETUNREACH`; `EINVAL` for a source address
+    /// that is not local, or an interface that contradicts the destination's scope id).
+    #[error("cannot send to {dst} (ifindex {ifindex}): {source}")]
+    Send6 {
+        /// The destination of the reply.
+        dst: SocketAddrV6,
+        /// The interface index asked for, 0 if routing (or the scope id) chose.
+        ifindex: u32,
+        /// The kernel's reason.
+        source: io::Error,
+    },
+
+    /// `sendmsg(2)` on an IPv6 socket took fewer bytes than the datagram holds.
+    #[error("short send to {dst}: {sent} of {len} bytes")]
+    ShortSend6 {
+        /// The destination of the reply.
+        dst: SocketAddrV6,
+        /// Bytes the kernel took.
+        sent: usize,
+        /// Bytes in the datagram.
+        len: usize,
+    },
+
+    /// Joining a multicast group (`IPV6_ADD_MEMBERSHIP`) failed: `ENODEV` for an unknown
+    /// interface index, `EADDRINUSE` when this socket has joined it there already, `ENOMEM` when
+    /// socket option memory (`net.core.optmem_max`) runs out after many interfaces.
+    #[error("cannot join multicast group {group} on interface {ifindex}: {source}")]
+    JoinMulticast {
+        /// The group, e.g. ff02::1:2.
+        group: Ipv6Addr,
+        /// The interface index it was joined on.
+        ifindex: u32,
+        /// The kernel's reason.
+        source: io::Error,
     },
 
     /// Reading a socket's own state (local address, options) failed.
@@ -131,6 +177,16 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// `setpriority(2)` refused to change the thread's nice value (`EACCES`: lowering it
+    /// needs `CAP_SYS_NICE`).
+    #[error("cannot set the thread's nice value to {nice}: {source}")]
+    Priority {
+        /// The nice value asked for.
+        nice: i32,
+        /// The kernel's reason.
+        source: io::Error,
+    },
+
     /// `SIOCSARP` failed: `EPERM` without `CAP_NET_ADMIN`, `ENODEV` for an unknown interface,
     /// `EINVAL` for an interface without Ethernet ARP (loopback, tun). The caller should fall
     /// back to a broadcast reply.
@@ -157,14 +213,19 @@ impl Error {
             | Self::BindDevice { source, .. }
             | Self::Recv { source }
             | Self::Send { source, .. }
+            | Self::Send6 { source, .. }
+            | Self::JoinMulticast { source, .. }
             | Self::SocketQuery { source, .. }
             | Self::Interfaces { source }
             | Self::Arp { source, .. }
             | Self::Steering { source, .. }
-            | Self::Affinity { source, .. } => Some(source),
+            | Self::Affinity { source, .. }
+            | Self::Priority { source, .. } => Some(source),
             Self::InvalidConfig(_)
             | Self::MissingPacketInfo { .. }
+            | Self::MissingPacketInfo6 { .. }
             | Self::ShortSend { .. }
+            | Self::ShortSend6 { .. }
             | Self::InterfaceName { .. } => None,
         }
     }

@@ -1,6 +1,6 @@
 //! The host's network interfaces, as the server needs them to match subnets and route replies.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use nix::ifaddrs::getifaddrs;
 use nix::net::if_::{InterfaceFlags, if_nametoindex};
@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// Longest interface name Linux accepts: `IFNAMSIZ` less the terminating NUL.
 pub(crate) const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
 
-/// One network interface with its IPv4 addresses.
+/// One network interface with its IPv4 and IPv6 addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
     /// Kernel name, e.g. "eth0"; addresses on labels such as "eth0:1" are listed under "eth0".
@@ -19,6 +19,8 @@ pub struct Interface {
     pub index: u32,
     /// IPv4 addresses with their prefix lengths, in the kernel's order (the primary first).
     pub v4: Vec<(Ipv4Addr, u8)>,
+    /// IPv6 addresses (link-local ones included) with their prefix lengths.
+    pub v6: Vec<(Ipv6Addr, u8)>,
     /// The Ethernet hardware address; `None` for interfaces without one (loopback, tun, or an
     /// all-zero address).
     pub mac: Option<[u8; 6]>,
@@ -54,6 +56,7 @@ pub fn interfaces() -> Result<Vec<Interface>> {
                     name: name.to_owned(),
                     index,
                     v4: Vec::new(),
+                    v6: Vec::new(),
                     mac: None,
                     is_loopback: addr.flags.contains(InterfaceFlags::IFF_LOOPBACK),
                     is_up: addr.flags.contains(InterfaceFlags::IFF_UP),
@@ -73,6 +76,13 @@ pub fn interfaces() -> Result<Vec<Interface>> {
                 .and_then(|m| m.as_sockaddr_in())
                 .map_or(32, |m| u32::from(m.ip()).count_ones() as u8);
             iface.v4.push((sin.ip(), prefix));
+        } else if let Some(sin6) = address.as_sockaddr_in6() {
+            let prefix = addr
+                .netmask
+                .as_ref()
+                .and_then(|m| m.as_sockaddr_in6())
+                .map_or(128, |m| u128::from(m.ip()).count_ones() as u8);
+            iface.v6.push((sin6.ip(), prefix));
         } else if let Some(link) = address.as_link_addr()
             && link.halen() == 6
         {

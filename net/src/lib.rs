@@ -7,33 +7,45 @@
 //! receives datagrams together with where they arrived (`IP_PKTINFO`: interface, local address,
 //! header destination; [`RecvMeta`]) and sends replies out of a chosen interface from a chosen
 //! source address ([`SendMeta`]), one at a time or many per system call ([`RecvBatch`],
-//! [`SendBatch`]: `recvmmsg`, `sendmmsg`). It lists the host's interfaces ([`interfaces`]),
-//! installs ARP entries ([`set_arp_entry`]) so a reply can be unicast to a client that has no
-//! address yet, and pins worker threads to cores ([`pin_current_thread`]).
+//! [`SendBatch`]: `recvmmsg`, `sendmmsg`). It does the same for IPv6 ([`open_v6_group`],
+//! `IPV6_PKTINFO`, [`RecvMeta6`], [`SendMeta6`], [`RecvBatch6`], [`SendBatch6`]), where every
+//! socket of a group also joins the DHCPv6 multicast group ff02::1:2 on the interfaces it
+//! serves. It lists the host's interfaces ([`interfaces`]), installs ARP entries
+//! ([`set_arp_entry`]) so a reply can be unicast to a client that has no address yet, and pins
+//! worker threads to cores ([`pin_current_thread`]).
 //!
 //! It is not a DHCP implementation: it knows ports and addresses, never message types, options
 //! or leases (steering reads four bytes at a fixed offset, nothing more), and it makes no
-//! decision about where a reply should go; the server does that and hands over a [`SendMeta`].
-//! The receive and send paths, batched or not, do not allocate.
+//! decision about where a reply should go; the server does that and hands over a [`SendMeta`]
+//! or [`SendMeta6`]. The receive and send paths, batched or not, do not allocate.
 //!
 //! Linux only. `unsafe` is confined to the kernel interfaces that nix and socket2 do not wrap
-//! without allocating (the `IP_PKTINFO` control messages, `recvmmsg`/`sendmmsg` with a control
-//! message per datagram, the `SIOCSARP` ioctl); every block says why it is sound.
+//! without allocating (the `IP_PKTINFO` and `IPV6_PKTINFO` control messages,
+//! `recvmmsg`/`sendmmsg` with a control message per datagram, the `SIOCSARP` ioctl); every block
+//! says why it is sound.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod affinity;
 mod arp;
 mod batch;
+mod cmsg;
 mod error;
 mod iface;
 mod steer;
 mod v4;
+mod v6;
 
-pub use affinity::{available_cores, pin_current_thread};
+pub use affinity::{
+    available_cores, current_thread_nice, pin_current_thread, set_current_thread_nice,
+};
 pub use arp::set_arp_entry;
-pub use batch::{MAX_BATCH, RecvBatch, SendBatch, SendReport};
+pub use batch::{MAX_BATCH, RecvBatch, RecvBatch6, SendBatch, SendBatch6, SendReport};
 pub use error::{Error, Result};
 pub use iface::{Interface, interface_index, interfaces};
 pub use steer::{STEER_OFFSET, attach_steering, steer_index};
 pub use v4::{DEFAULT_READ_TIMEOUT, RecvMeta, SendMeta, V4Socket, V4SocketConfig, open_v4_group};
+pub use v6::{
+    ALL_DHCP_RELAY_AGENTS_AND_SERVERS, RecvMeta6, SendMeta6, V6Socket, V6SocketConfig,
+    open_v6_group,
+};

@@ -25,6 +25,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
 use socket2::{Domain, MsgHdr, Protocol, SockAddr, Socket, Type};
 
+use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
 use crate::error::{Error, Result};
 
 /// Receive timeout every socket of a group starts with: how long a worker blocked in
@@ -156,8 +157,13 @@ pub fn open_v4_group(cfg: &V4SocketConfig) -> Result<Vec<V4Socket>> {
 
 impl V4Socket {
     fn open(cfg: &V4SocketConfig, addr: SocketAddrV4) -> Result<Self> {
-        let setup =
-            |what: &'static str| move |source: io::Error| Error::SocketSetup { what, addr, source };
+        let setup = |what: &'static str| {
+            move |source: io::Error| Error::SocketSetup {
+                what,
+                addr: addr.into(),
+                source,
+            }
+        };
         let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
             .map_err(setup("create socket"))?;
         sock.set_reuse_address(true)
@@ -172,7 +178,7 @@ impl V4Socket {
             sock.bind_device(Some(device.as_bytes()))
                 .map_err(|source| Error::BindDevice {
                     device: device.clone(),
-                    addr,
+                    addr: addr.into(),
                     source,
                 })?;
         }
@@ -185,7 +191,10 @@ impl V4Socket {
         sock.set_read_timeout(Some(DEFAULT_READ_TIMEOUT))
             .map_err(setup("set SO_RCVTIMEO"))?;
         sock.bind(&SockAddr::from(addr))
-            .map_err(|source| Error::Bind { addr, source })?;
+            .map_err(|source| Error::Bind {
+                addr: addr.into(),
+                source,
+            })?;
         Ok(Self {
             sock,
             truncated: AtomicU64::new(0),
@@ -317,7 +326,8 @@ impl V4Socket {
                 what: "set SO_RCVTIMEO",
                 addr: self
                     .local_addr()
-                    .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+                    .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+                    .into(),
                 source,
             })
     }
@@ -356,14 +366,14 @@ impl AsRawFd for V4Socket {
 }
 
 #[derive(Clone, Copy)]
-enum Buffer {
+pub(crate) enum Buffer {
     Recv,
     Send,
 }
 
 /// Set a socket buffer size, past the sysctl cap if allowed (`SO_*BUFFORCE` needs
 /// `CAP_NET_ADMIN`), and warn if the kernel granted less than asked.
-fn set_buffer(sock: &Socket, which: Buffer, size: usize) -> io::Result<()> {
+pub(crate) fn set_buffer(sock: &Socket, which: Buffer, size: usize) -> io::Result<()> {
     let forced = match which {
         Buffer::Recv => setsockopt(sock, sockopt::RcvBufForce, &size),
         Buffer::Send => setsockopt(sock, sockopt::SndBufForce, &size),
@@ -395,13 +405,8 @@ fn set_buffer(sock: &Socket, which: Buffer, size: usize) -> io::Result<()> {
     Ok(())
 }
 
-// SAFETY: CMSG_SPACE is arithmetic on its argument (libc marks it unsafe only because it is a
-// macro in C); it reads no memory.
-pub(crate) const PKTINFO_SPACE: usize =
-    unsafe { libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as libc::c_uint) } as usize;
-// SAFETY: as above, CMSG_LEN only computes.
-const PKTINFO_LEN: usize =
-    unsafe { libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as libc::c_uint) } as usize;
+pub(crate) const PKTINFO_SPACE: usize = cmsg_space::<libc::in_pktinfo>();
+const PKTINFO_LEN: usize = cmsg_len::<libc::in_pktinfo>();
 /// Where a control message's data starts, relative to its header (`CMSG_DATA - cmsg`).
 const CMSG_DATA_OFFSET: usize = PKTINFO_LEN - size_of::<libc::in_pktinfo>();
 /// Receive room: one `IP_PKTINFO` is all a group socket asks for; twice that for slack.
@@ -413,63 +418,11 @@ const _: () = assert!(CMSG_DATA_OFFSET >= size_of::<libc::cmsghdr>());
 const _: () = assert!(CMSG_DATA_OFFSET.is_multiple_of(align_of::<libc::in_pktinfo>()));
 const _: () = assert!(PKTINFO_LEN <= PKTINFO_SPACE);
 
-/// Control-message space aligned for `cmsghdr`, as the `CMSG_*` macros (and nix's iterator,
-/// which takes `&cmsghdr` into it) require.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct CmsgBuf<const N: usize> {
-    _align: [libc::cmsghdr; 0],
-    bytes: [u8; N],
-}
-
-// The batches point `msg_control` at a `CmsgBuf` itself: its bytes must start there.
-const _: () = assert!(std::mem::offset_of!(CmsgBuf<PKTINFO_SPACE>, bytes) == 0);
-const _: () = assert!(std::mem::offset_of!(CmsgBuf<RECV_CMSG_SPACE>, bytes) == 0);
-
 impl<const N: usize> CmsgBuf<N> {
-    pub(crate) const fn new() -> Self {
-        Self {
-            _align: [],
-            bytes: [0; N],
-        }
-    }
-
     /// The `IP_PKTINFO` among the first `len` bytes of control messages the kernel wrote here
     /// (`msg_controllen` after a receive), if there is a complete one.
     pub(crate) fn find_pktinfo(&self, len: usize) -> Option<libc::in_pktinfo> {
-        let limit = len.min(N);
-        let base = self.bytes.as_ptr();
-        // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
-        let mut mhdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        mhdr.msg_control = base.cast_mut().cast();
-        mhdr.msg_controllen = limit as _;
-        // SAFETY: `mhdr` describes the first `limit` bytes of `self.bytes`, which is borrowed for
-        // the whole block and aligned for `cmsghdr` (`_align`). CMSG_FIRSTHDR returns the start
-        // of the buffer only if a whole header fits in `limit`, and CMSG_NXTHDR only a header
-        // that, with its `cmsg_len`, lies inside `limit` (null otherwise, also for a `cmsg_len`
-        // too small to step over), so every header read is in bounds. The `in_pktinfo` is read
-        // only when the header's own `cmsg_len` covers it and stays inside `limit`, with
-        // `read_unaligned`; nothing is written through the `cast_mut` pointer.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&mhdr);
-            while !c.is_null() {
-                let offset = c as usize - base as usize;
-                let clen = (*c).cmsg_len as usize;
-                if (*c).cmsg_level == libc::IPPROTO_IP
-                    && (*c).cmsg_type == libc::IP_PKTINFO
-                    && clen >= PKTINFO_LEN
-                    && clen <= limit - offset
-                {
-                    return Some(
-                        libc::CMSG_DATA(c)
-                            .cast::<libc::in_pktinfo>()
-                            .read_unaligned(),
-                    );
-                }
-                c = libc::CMSG_NXTHDR(&mhdr, c);
-            }
-        }
-        None
+        self.find(len, libc::IPPROTO_IP, libc::IP_PKTINFO)
     }
 }
 

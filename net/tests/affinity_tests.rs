@@ -71,3 +71,22 @@ fn pinning_to_a_core_outside_the_mask_fails() {
     .join()
     .expect("thread");
 }
+
+#[test]
+fn nice_value_is_per_thread() {
+    let before = lessor_net::current_thread_nice().unwrap();
+    let inside = std::thread::spawn(move || {
+        let target = (before + 7).min(19);
+        lessor_net::set_current_thread_nice(target).unwrap();
+        (target, lessor_net::current_thread_nice().unwrap())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(inside.0, inside.1, "the thread's own nice value");
+    assert_ne!(inside.1, before, "the value changed");
+    assert_eq!(
+        lessor_net::current_thread_nice().unwrap(),
+        before,
+        "another thread's change left this one alone"
+    );
+}

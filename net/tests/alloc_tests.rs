@@ -44,8 +44,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// Allocations `f` makes on this thread.
-fn allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
+/// Allocations `f` makes on this thread (also used by `v6_tests`).
+pub(crate) fn allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
     COUNT.with(|c| c.set(0));
     ARMED.with(|a| a.set(true));
     let out = f();

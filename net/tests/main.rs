@@ -14,3 +14,5 @@ mod netns;
 mod netns_tests;
 mod steer_tests;
 mod v4_tests;
+mod v6_netns_tests;
+mod v6_tests;

@@ -114,7 +114,7 @@ pub(crate) fn replay(t: &Target) -> anyhow::Result<()> {
     let opened = Instant::now();
     // Exactly what Server::start does (bulk restore).
     let (journal, report, skipped_bulk) =
-        lessor_server::run::replay_journal(&config, &engine, workers)?;
+        lessor_server::run::replay_journal(&config, &engine, None, workers)?;
     skipped += skipped_bulk;
     let open_end = Instant::now();
     let wall = opened.elapsed();

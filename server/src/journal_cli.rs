@@ -6,6 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use lessor_engine::ClientKey;
+use lessor_engine::v6::IaKind;
 
 use crate::config::Config;
 use crate::kea;
@@ -80,28 +81,58 @@ pub fn dump(
     let (mut recs, _) = lessor_journal::read_live::<LeaseRecord>(&dir)
         .with_context(|| format!("reading the journal in {}", dir.display()))?;
     recs.sort_by_key(|r| r.key);
-    let subnet_of = |r: &LeaseRecord| {
-        config
+    let subnet_of = |r: &LeaseRecord| match r.v6_resource() {
+        // A delegated prefix lies outside the link's subnet: its pool names the subnet.
+        Some(res) => config
+            .v6
+            .subnets
+            .iter()
+            .find(|s| {
+                s.net.contains(&res.addr) || s.pd_pools.iter().any(|p| p.prefix.contains(&res.addr))
+            })
+            .map(|s| s.net.to_string())
+            .unwrap_or_default(),
+        None => config
             .v4
             .subnets
             .iter()
             .find(|s| s.net.contains(&r.ipv4()))
             .map(|s| s.net.to_string())
-            .unwrap_or_default()
+            .unwrap_or_default(),
     };
     if format == DumpFormat::Csv {
         writeln!(
             out,
-            "address,hw_address,client_id,hostname,state,starts_at,expires_at,subnet"
+            "address,hw_address,client_id,hostname,state,starts_at,expires_at,subnet,type,iaid"
         )?;
     }
     for r in &recs {
-        let (addr, hw, cid, host) = (
-            r.ipv4().to_string(),
-            hex(&r.hw),
-            client_id(r),
-            r.hostname.clone().unwrap_or_default(),
-        );
+        // DHCPv6: the address or prefix, the DUID as the client id, the IA's type and IAID.
+        let ia = r.v6_client();
+        let (addr, hw, cid, host) = match &ia {
+            Some(ia) => (
+                r.resource_text(),
+                String::new(),
+                hex(ia.duid()),
+                String::new(),
+            ),
+            None => (
+                r.ipv4().to_string(),
+                hex(&r.hw),
+                client_id(r),
+                r.hostname.clone().unwrap_or_default(),
+            ),
+        };
+        let (kind, iaid) = match &ia {
+            Some(ia) => (
+                match ia.kind() {
+                    IaKind::Na => "ia_na",
+                    IaKind::Pd => "ia_pd",
+                },
+                ia.iaid().to_string(),
+            ),
+            None => ("v4", String::new()),
+        };
         let (state, starts, expires, subnet) = (
             state_name(r.state),
             rfc3339(r.starts),
@@ -110,15 +141,19 @@ pub fn dump(
         );
         match format {
             DumpFormat::Jsonl => {
-                let v = serde_json::json!({
+                let mut v = serde_json::json!({
                     "address": addr, "hw_address": hw, "client_id": cid, "hostname": host,
                     "state": state, "starts_at": starts, "expires_at": expires, "subnet": subnet,
+                    "type": kind,
                 });
+                if let Some(ia) = &ia {
+                    v["iaid"] = ia.iaid().into();
+                }
                 writeln!(out, "{v}")?;
             }
             DumpFormat::Csv => writeln!(
                 out,
-                "{addr},{hw},{cid},{},{state},{starts},{expires},{subnet}",
+                "{addr},{hw},{cid},{},{state},{starts},{expires},{subnet},{kind},{iaid}",
                 csv_field(&host)
             )?,
         }

@@ -14,3 +14,5 @@ pub mod run;
 pub mod stats;
 pub mod v4;
 pub mod v6;
+mod waiting;
+mod worker6;

@@ -2,7 +2,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -175,6 +176,8 @@ fn init_logging(level: Option<&str>) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a log file or the journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -193,10 +196,23 @@ fn run(config: &Config) -> anyhow::Result<()> {
     for l in server.listening() {
         println!("lessor: DHCPv4 listening on {l}{mode}");
     }
+    let mode6 = if config.v6.port == lessor_server::v6::SERVER_PORT {
+        ""
+    } else {
+        " (test mode: replies go to the request's source address and port)"
+    };
+    for l in server.listening6() {
+        println!("lessor: DHCPv6 listening on {l}{mode6}");
+    }
+    // SIGHUP reloads v6.assignments_file; leases and packets in flight are untouched.
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("installing the SIGHUP handler")?;
     let subnets = config.v4.subnets.len();
+    let subnets6 = config.v6.subnets.len();
     let (replay, skipped) = server.replay();
     println!(
-        "lessor: {} worker(s), {subnets} v4 subnet(s); journal {} (sync: {}): replayed {} records, {} leases live, {skipped} skipped, in {:.3}s{}",
+        "lessor: {} worker(s), {subnets} v4 subnet(s), {subnets6} v6 subnet(s); journal {} (sync: {}): replayed {} records, {} leases live, {skipped} skipped, in {:.3}s{}",
         server.stats().len(),
         lessor_server::run::journal_dir(&config.state_dir).display(),
         config.journal.sync.name(),
@@ -217,6 +233,19 @@ fn run(config: &Config) -> anyhow::Result<()> {
     write_health(&health_file, &health);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if reload.swap(false, Ordering::Relaxed) {
+            match server.reload_assignments(config) {
+                Ok(Some(n)) => {
+                    tracing::info!(assignments = n, "reloaded v6.assignments_file");
+                    println!("lessor: reloaded v6.assignments_file: {n} assignment(s)");
+                }
+                Ok(None) => tracing::info!("SIGHUP: nothing to reload (DHCPv6 is off)"),
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "SIGHUP: the assignments file was not reloaded; the previous one stays in use"
+                ),
+            }
+        }
         let now = server.journal_health();
         if now != health {
             match &now {

@@ -1,8 +1,7 @@
 //! Wiring: sockets, one worker thread per core, the engine, reclamation and shutdown.
 
-use std::collections::VecDeque;
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,29 +9,33 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use lessor_engine::v6::V6Engine;
 use lessor_engine::{Engine, LeaseEvent, Time};
 use lessor_journal::{Health, Journal, Lane, ReplayReport, Ticket};
-use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, V4SocketConfig};
+use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, V4SocketConfig, V6SocketConfig};
 
 use crate::config::{Config, SyncMode};
 use crate::lease_record::LeaseRecord;
 use crate::stats::{self, WorkerStats};
 use crate::v4::{self, Arrival, Destination, InterfaceInfo, Outcome, ReplyKind, V4Context};
+use crate::v6::{self, V6Context};
+use crate::waiting::WaitQueue;
+use crate::worker6::{Assignments6, Worker6};
 
 /// How often each worker reclaims expired leases of its shard, and how many at a time.
-const RECLAIM_EVERY: Duration = Duration::from_secs(1);
-const RECLAIM_BUDGET: usize = 4096;
+pub(crate) const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const RECLAIM_BUDGET: usize = 4096;
 /// Largest datagram accepted (a DHCPv4 message cannot exceed an Ethernet frame here).
-const RECV_BUF: usize = 2048;
+pub(crate) const RECV_BUF: usize = 2048;
 /// Largest reply: the encoder never exceeds an Ethernet MTU's UDP payload.
-const MAX_REPLY: usize = 1500;
+pub(crate) const MAX_REPLY: usize = 1500;
 /// Datagrams received (recvmmsg) and replies sent (sendmmsg) per system call, at most.
-const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 /// Replies waiting for the journal, per worker, before the oldest is dropped (invariant 6:
 /// under overload the oldest work goes first; the client retries).
-const MAX_PENDING: usize = 8192;
+pub(crate) const MAX_PENDING: usize = 8192;
 /// How long a worker with waiting replies sleeps when its socket is empty, at most.
-const DURABLE_POLL: Duration = Duration::from_millis(2);
+pub(crate) const DURABLE_POLL: Duration = Duration::from_millis(2);
 
 /// The journal directory inside the state directory.
 pub fn journal_dir(state_dir: &Path) -> PathBuf {
@@ -74,8 +77,19 @@ pub fn journal_options(config: &Config, lanes: usize) -> lessor_journal::Options
         }
         SyncMode::None => lessor_journal::SyncPolicy::None,
     };
+    // Compaction is background work: on a core it shares with a worker it should take the
+    // core while the worker waits, not from it. Nice 10 weighs it at about a tenth of a
+    // worker, so it still finishes under full load.
+    o.on_compactor_start = Some(lessor_journal::ThreadHook(Arc::new(|| {
+        if let Err(e) = lessor_net::set_current_thread_nice(COMPACTOR_NICE) {
+            tracing::warn!(error = %e, "cannot lower the compaction thread's priority");
+        }
+    })));
     o
 }
+
+/// The compaction thread's nice value.
+const COMPACTOR_NICE: i32 = 10;
 
 /// Puts one replayed lease back into the engine, on the shard its client steers to, one at a
 /// time. False if the record could not be restored. Startup uses [`replay_journal`] (bulk);
@@ -97,6 +111,7 @@ fn shard_of(engine: &Engine, rec: &LeaseRecord) -> usize {
 pub fn replay_journal(
     config: &Config,
     engine: &Engine,
+    engine6: Option<&V6Engine>,
     lanes: usize,
 ) -> anyhow::Result<(Journal<LeaseRecord>, ReplayReport, u64)> {
     let dir = journal_dir(&config.state_dir);
@@ -105,12 +120,25 @@ pub fn replay_journal(
     let expected = lessor_journal::stats_offline(&dir).map_or(0, |s| {
         s.snapshot.map_or(0, |x| x.records) + s.segment_records
     });
-    let mut restorer = engine.restorer(usize::try_from(expected).unwrap_or(0));
+    let expected = usize::try_from(expected).unwrap_or(0);
+    let mut restorer = engine.restorer(expected);
+    // DHCPv6 records go to the DHCPv6 engine; without one (v6 not configured) they are
+    // kept in the journal but not served, and counted as skipped.
+    let mut restorer6 = engine6.map(|e| (e, e.restorer(0)));
     let mut skipped = 0u64;
     let (journal, replay) = Journal::open_dir(journal_options(config, lanes), |rec: LeaseRecord| {
-        let ok = rec
-            .to_lease_ref()
-            .is_some_and(|l| restorer.add_ref(shard_of(engine, &rec), l).is_ok());
+        let ok = if rec.is_v6() {
+            match (&mut restorer6, rec.to_v6_lease()) {
+                (Some((e, r)), Some(lease)) => {
+                    let shard = e.owner(lease.client.duid());
+                    r.add(shard, lease).is_ok()
+                }
+                _ => false,
+            }
+        } else {
+            rec.to_lease_ref()
+                .is_some_and(|l| restorer.add_ref(shard_of(engine, &rec), l).is_ok())
+        };
         if !ok {
             skipped += 1;
         }
@@ -124,6 +152,10 @@ pub fn replay_journal(
     })?;
     skipped += restorer.finish().refused;
     engine.advance_versions(replay.max_version);
+    if let Some((e, r)) = restorer6 {
+        skipped += r.finish().refused;
+        e.advance_versions(replay.max_version);
+    }
     Ok((journal, replay, skipped))
 }
 
@@ -140,8 +172,12 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     workers: Vec<thread::JoinHandle<()>>,
     stats: Arc<[WorkerStats]>,
+    stats6: Arc<[WorkerStats]>,
     engine: Arc<Engine>,
+    engine6: Option<Arc<V6Engine>>,
+    ctx6: Option<Arc<Assignments6>>,
     listen: Vec<String>,
+    listen6: Vec<String>,
     journal: Journal<LeaseRecord>,
     replay: ReplayReport,
     skipped: u64,
@@ -182,7 +218,39 @@ impl Server {
 
         // Replay before any socket opens: the engine must hold exactly what was acknowledged.
         let lock = lock_state_dir(&config.state_dir)?;
-        let (journal, replay, skipped) = replay_journal(config, &engine, workers)?;
+        let v6_on = config.v6.enabled();
+        let (ctx6, engine6) = if v6_on {
+            let duid = v6::server_duid(config).with_context(|| {
+                format!(
+                    "reading or creating the server DUID in {}",
+                    config.state_dir.display()
+                )
+            })?;
+            let infos6: Vec<v6::InterfaceInfo> = chosen
+                .iter()
+                .map(|i| v6::InterfaceInfo {
+                    index: i.index,
+                    name: i.name.clone(),
+                    addrs: i.v6.iter().map(|(a, _)| *a).collect(),
+                })
+                .collect();
+            let table = config
+                .load_assignments()
+                .context("loading v6.assignments_file")?;
+            let ctx6 = V6Context::new(config, &duid, &infos6, Arc::new(table));
+            let engine6 = V6Engine::new(ctx6.engine_config(workers))
+                .context("building the DHCPv6 lease engine")?;
+            (
+                Some(Arc::new(Assignments6::new(ctx6))),
+                Some(Arc::new(engine6)),
+            )
+        } else {
+            (None, None)
+        };
+        // A lane per worker thread: the DHCPv4 workers', then the DHCPv6 workers'.
+        let lanes = if v6_on { 2 * workers } else { workers };
+        let (journal, replay, skipped) =
+            replay_journal(config, &engine, engine6.as_deref(), lanes)?;
 
         // Loopback only unless interfaces are named: never answer on a real LAN by default.
         let (bind, device) = match config.interfaces.as_slice() {
@@ -243,12 +311,73 @@ impl Server {
                     .context("spawning a worker thread")?,
             );
         }
+        let mut listen6 = Vec::new();
+        let stats6: Arc<[WorkerStats]> = if v6_on {
+            (0..workers).map(|_| WorkerStats::default()).collect()
+        } else {
+            Arc::new([])
+        };
+        if let (Some(ctx6), Some(engine6)) = (&ctx6, &engine6) {
+            let bind6 = if config.interfaces.is_empty() {
+                Ipv6Addr::LOCALHOST
+            } else {
+                Ipv6Addr::UNSPECIFIED
+            };
+            // Clients on a served link send to ff02::1:2; loopback carries no multicast.
+            let multicast: Vec<u32> = chosen
+                .iter()
+                .filter(|i| !i.is_loopback)
+                .map(|i| i.index)
+                .collect();
+            let sockets6 = lessor_net::open_v6_group(&V6SocketConfig {
+                bind: bind6,
+                port: config.v6.port,
+                device: device.clone(),
+                workers,
+                recv_buffer: Some(4 << 20),
+                send_buffer: Some(4 << 20),
+                multicast_ifindexes: multicast,
+            })
+            .with_context(|| format!("opening UDP [{bind6}]:{} for DHCPv6", config.v6.port))?;
+            listen6 = if infos.is_empty() {
+                vec![format!("[{bind6}]:{}", config.v6.port)]
+            } else {
+                infos
+                    .iter()
+                    .map(|i| format!("[{bind6}]:{} on {}", config.v6.port, i.name))
+                    .collect()
+            };
+            for (k, socket) in sockets6.into_iter().enumerate() {
+                let w = Worker6 {
+                    k,
+                    workers,
+                    core: cores.get(k % cores.len().max(1)).copied(),
+                    socket,
+                    lane: journal.lane(workers + k),
+                    ctx: Arc::clone(ctx6),
+                    engine: Arc::clone(engine6),
+                    stop: Arc::clone(&stop),
+                    stats: Arc::clone(&stats6),
+                    allowed: allowed.clone(),
+                };
+                handles.push(
+                    thread::Builder::new()
+                        .name(format!("lessor-v6-{k}"))
+                        .spawn(move || w.run())
+                        .context("spawning a DHCPv6 worker thread")?,
+                );
+            }
+        }
         Ok(Server {
             stop,
             workers: handles,
             stats,
+            stats6,
             engine,
+            engine6,
+            ctx6,
             listen,
+            listen6,
             journal,
             replay,
             skipped,
@@ -261,9 +390,34 @@ impl Server {
         &self.listen
     }
 
+    /// Where the DHCPv6 workers listen (empty when DHCPv6 is off).
+    pub fn listening6(&self) -> &[String] {
+        &self.listen6
+    }
+
     /// The lease engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The DHCPv6 lease engine, when DHCPv6 is on.
+    pub fn engine6(&self) -> Option<&V6Engine> {
+        self.engine6.as_deref()
+    }
+
+    /// Reloads `v6.assignments_file` into a new DHCPv6 context (the workers switch between
+    /// two batches; no lease or packet is lost). On error the old table stays in use.
+    /// Returns the number of assignments now loaded; `Ok(None)` when DHCPv6 is off.
+    pub fn reload_assignments(&self, config: &Config) -> anyhow::Result<Option<usize>> {
+        let Some(ctx6) = &self.ctx6 else {
+            return Ok(None);
+        };
+        let table = config
+            .load_assignments()
+            .context("reloading v6.assignments_file")?;
+        let n = table.len();
+        ctx6.replace(ctx6.current().with_assignments(Arc::new(table)));
+        Ok(Some(n))
     }
 
     /// Per-worker counters.
@@ -293,17 +447,13 @@ impl Server {
             let _ = h.join();
         }
         self.journal.shutdown().context("closing the journal")?;
-        Ok(stats::summary(&self.stats))
+        let mut summary = stats::summary(&self.stats);
+        if self.engine6.is_some() {
+            summary.push(' ');
+            summary.push_str(&stats::summary6(&self.stats6));
+        }
+        Ok(summary)
     }
-}
-
-/// A reply that may leave only once the journal has made `ticket` durable.
-struct Pending {
-    ticket: Ticket,
-    buf: Vec<u8>,
-    dst: Destination,
-    src: Ipv4Addr,
-    kind: ReplyKind,
 }
 
 struct Worker {
@@ -343,8 +493,8 @@ impl Worker {
         let mut out = Vec::with_capacity(RECV_BUF);
         let mut events: Vec<LeaseEvent> = Vec::with_capacity(16);
         let mut scratch = v4::Scratch::default();
-        let mut pending: VecDeque<Pending> = VecDeque::new();
-        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let mut pending: WaitQueue<(Destination, Ipv4Addr, ReplyKind)> =
+            WaitQueue::new(MAX_PENDING);
         let mut last_reclaim = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             if last_reclaim.elapsed() >= RECLAIM_EVERY {
@@ -355,7 +505,7 @@ impl Worker {
                 stats.expired.fetch_add(n as u64, Ordering::Relaxed);
                 self.persist(&mut events);
             }
-            self.flush(&mut pending, &mut spare, &mut tx, stats);
+            self.flush(&mut pending, &mut tx, stats);
             // While replies wait for the disk, keep draining the socket without blocking, so
             // everything that arrives during one sync joins the next one (group commit).
             let n = match self.socket.recv_batch(&mut rx, pending.is_empty()) {
@@ -366,8 +516,8 @@ impl Worker {
                 }
             };
             if n == 0 {
-                if let Some(p) = pending.front() {
-                    self.lane.wait_durable(p.ticket, DURABLE_POLL);
+                if let Some(t) = pending.oldest() {
+                    self.lane.wait_durable(t, DURABLE_POLL);
                 }
                 continue;
             }
@@ -407,22 +557,9 @@ impl Worker {
                     Outcome::Reply(reply) => match ticket {
                         // Invariant 1: a reply that binds waits until its lease is durable.
                         Some(t) if reply.needs_durable && t > self.lane.durable() => {
-                            let mut b = spare.pop().unwrap_or_default();
-                            b.clear();
-                            b.extend_from_slice(&out);
-                            pending.push_back(Pending {
-                                ticket: t,
-                                buf: b,
-                                dst: reply.dst,
-                                src: reply.src,
-                                kind: reply.kind,
-                            });
-                            if pending.len() > MAX_PENDING
-                                && let Some(old) = pending.pop_front()
-                            {
+                            if pending.push(t, &out, (reply.dst, reply.src, reply.kind)) {
                                 // The lease is still recorded; only this reply is lost.
                                 stats.overload_drops.fetch_add(1, Ordering::Relaxed);
-                                spare.push(old.buf);
                             }
                         }
                         _ => {
@@ -437,39 +574,43 @@ impl Worker {
                 }
             }
             self.send_all(&mut tx, stats);
+            if !pending.is_empty() {
+                // Replies wait for the journal writer. When it shares this core (a one-core
+                // server, or more workers than cores) it runs only when this thread gives the
+                // core up, and under steady load this loop never blocks: without the yield
+                // the writer would wait for the scheduler to preempt us, milliseconds later.
+                // When the writer has nothing to do, the yield returns at once.
+                thread::yield_now();
+            }
         }
         // Stopping: the journal's shutdown syncs what is queued; replies whose leases are
         // durable by then still go out.
         let deadline = Instant::now() + Duration::from_millis(500);
-        while let Some(p) = pending.front() {
+        while let Some(t) = pending.oldest() {
             if !self
                 .lane
-                .wait_durable(p.ticket, deadline.saturating_duration_since(Instant::now()))
+                .wait_durable(t, deadline.saturating_duration_since(Instant::now()))
             {
                 break;
             }
-            self.flush(&mut pending, &mut spare, &mut tx, stats);
+            self.flush(&mut pending, &mut tx, stats);
         }
     }
 
     /// Sends every waiting reply whose lease is now durable, oldest first.
     fn flush(
         &self,
-        pending: &mut VecDeque<Pending>,
-        spare: &mut Vec<Vec<u8>>,
+        pending: &mut WaitQueue<(Destination, Ipv4Addr, ReplyKind)>,
         tx: &mut SendBatch,
         stats: &WorkerStats,
     ) {
         if pending.is_empty() {
             return;
         }
-        let durable = self.lane.durable();
-        while pending.front().is_some_and(|p| p.ticket <= durable) {
-            let Some(p) = pending.pop_front() else { break };
-            self.queue(tx, &p.buf, p.dst, p.src, stats);
-            stats.replied(p.kind);
-            spare.push(p.buf);
-        }
+        pending.release(self.lane.durable(), |buf, &(dst, src, kind)| {
+            self.queue(tx, buf, dst, src, stats);
+            stats.replied(kind);
+        });
         self.send_all(tx, stats);
     }
 

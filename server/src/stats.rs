@@ -20,6 +20,10 @@ pub struct WorkerStats {
     pub naks: AtomicU64,
     /// BOOTP replies sent.
     pub bootp: AtomicU64,
+    /// DHCPv6 ADVERTISEs sent.
+    pub advertises: AtomicU64,
+    /// DHCPv6 REPLYs sent.
+    pub replies6: AtomicU64,
     /// Replies the kernel refused to send.
     pub send_errors: AtomicU64,
     /// Leases reclaimed by expiry.
@@ -42,10 +46,24 @@ impl WorkerStats {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a DHCPv6 reply sent.
+    pub fn replied6(&self, kind: crate::v6::ReplyKind) {
+        let c = match kind {
+            crate::v6::ReplyKind::Advertise => &self.advertises,
+            crate::v6::ReplyKind::Reply => &self.replies6,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a request that got no reply.
     pub fn no_reply(&self, why: NoReply) {
+        self.no_reply_label(why.label());
+    }
+
+    /// Counts a request that got no reply, by the reason's label.
+    pub fn no_reply_label(&self, label: &'static str) {
         let mut m = self.no_reply.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(why.label()).or_default() += 1;
+        *m.entry(label).or_default() += 1;
     }
 
     /// How many requests got no reply for `label`.
@@ -55,11 +73,8 @@ impl WorkerStats {
     }
 }
 
-/// A summary over all workers, for logs and the shutdown report.
-pub fn summary(workers: &[WorkerStats]) -> String {
-    let sum = |f: fn(&WorkerStats) -> &AtomicU64| -> u64 {
-        workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
-    };
+/// Requests that got no reply, by reason, over all `workers`.
+fn drops(workers: &[WorkerStats]) -> BTreeMap<&'static str, u64> {
     let mut dropped: BTreeMap<&'static str, u64> = BTreeMap::new();
     for w in workers {
         let m = w.no_reply.lock().unwrap_or_else(|e| e.into_inner());
@@ -67,6 +82,14 @@ pub fn summary(workers: &[WorkerStats]) -> String {
             *dropped.entry(k).or_default() += v;
         }
     }
+    dropped
+}
+
+/// A summary over all workers, for logs and the shutdown report.
+pub fn summary(workers: &[WorkerStats]) -> String {
+    let sum = |f: fn(&WorkerStats) -> &AtomicU64| -> u64 {
+        workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+    };
     let mut s = format!(
         "received={} offers={} acks={} naks={} bootp={} expired={} send_errors={} overload_drops={}",
         sum(|w| &w.received),
@@ -78,7 +101,28 @@ pub fn summary(workers: &[WorkerStats]) -> String {
         sum(|w| &w.send_errors),
         sum(|w| &w.overload_drops),
     );
-    for (k, v) in dropped {
+    for (k, v) in drops(workers) {
+        s.push_str(&format!(" {k}={v}"));
+    }
+    s
+}
+
+/// The DHCPv6 workers' counters, appended to [`summary`]'s line (their drop reasons are
+/// named `v6_...` already).
+pub fn summary6(workers: &[WorkerStats]) -> String {
+    let sum = |f: fn(&WorkerStats) -> &AtomicU64| -> u64 {
+        workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+    };
+    let mut s = format!(
+        "v6_received={} advertises={} replies6={} v6_expired={} v6_send_errors={} v6_overload_drops={}",
+        sum(|w| &w.received),
+        sum(|w| &w.advertises),
+        sum(|w| &w.replies6),
+        sum(|w| &w.expired),
+        sum(|w| &w.send_errors),
+        sum(|w| &w.overload_drops),
+    );
+    for (k, v) in drops(workers) {
         s.push_str(&format!(" {k}={v}"));
     }
     s

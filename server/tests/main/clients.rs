@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{
-    ClientLink, Lessor, Netns, SERVER_ADDR, in_range, read_records, run_logged, tool, write_script,
+    ClientLink, Lessor, Netns, SERVER_ADDR, in_range, read_records, run_logged, tempdir, tool,
+    write_script,
 };
 
 /// The link's subnet, pool 10.231.0.100-199 (unless `pool` says otherwise), router, DNS, domain
@@ -61,22 +62,36 @@ fn record_line(vars: &[(&str, &str)], out: &Path) -> String {
     )
 }
 
-/// ISC dhclient on one client link, with its own lease file, pid file, config and hook script.
-struct Dhclient<'a> {
+/// ISC dhclient on one client link, with its own lease file, pid file, config and hook script
+/// (`-4`, or `-6` for `clients6.rs`).
+pub(crate) struct Dhclient<'a> {
     link: &'a ClientLink,
     dir: PathBuf,
     runs: std::cell::Cell<u32>,
+    family: &'static str,
 }
 
 impl<'a> Dhclient<'a> {
-    fn new(link: &'a ClientLink, dir: &Path) -> Dhclient<'a> {
-        let dir = dir.join(format!("dhclient-{}", link.ifname));
+    /// A dhclient of `family` (`"-4"` or `"-6"`) with its files in `dir`/`name`-IFNAME; the
+    /// caller writes `hook.sh` and `dhclient.conf` there.
+    pub(crate) fn bare(
+        link: &'a ClientLink,
+        dir: &Path,
+        name: &str,
+        family: &'static str,
+    ) -> Dhclient<'a> {
+        let dir = dir.join(format!("{name}-{}", link.ifname));
         std::fs::create_dir_all(&dir).expect("creating the client directory");
-        let me = Dhclient {
+        Dhclient {
             link,
             dir,
             runs: std::cell::Cell::new(0),
-        };
+            family,
+        }
+    }
+
+    fn new(link: &'a ClientLink, dir: &Path) -> Dhclient<'a> {
+        let me = Dhclient::bare(link, dir, "dhclient", "-4");
         let ip = tool("ip");
         let record = record_line(
             &[
@@ -113,13 +128,13 @@ impl<'a> Dhclient<'a> {
         me
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     fn command(&self, mode: &[&str]) -> Command {
         let mut c = self.link.ns.timed("dhclient");
-        c.arg("-4")
+        c.arg(self.family)
             .arg("-v")
             .args(mode)
             .arg("-cf")
@@ -135,14 +150,15 @@ impl<'a> Dhclient<'a> {
     }
 
     /// Runs dhclient with `mode` flags to completion; returns its log.
-    fn run(&self, mode: &[&str], what: &str) -> String {
+    pub(crate) fn run(&self, mode: &[&str], what: &str) -> String {
         let n = self.runs.get() + 1;
         self.runs.set(n);
         let log = self.path(&format!("run{n}.log"));
         let (status, text) = run_logged(&mut self.command(mode), &log);
         assert!(
             status.success(),
-            "dhclient ({what}) failed: {status}\n{text}"
+            "dhclient {} ({what}) failed: {status}\n{text}",
+            self.family
         );
         text
     }
@@ -167,7 +183,7 @@ impl<'a> Dhclient<'a> {
     }
 
     /// Stops the running dhclient without releasing (`dhclient -x`).
-    fn stop(&self) -> String {
+    pub(crate) fn stop(&self) -> String {
         self.run(&["-x"], "stopping")
     }
 
@@ -176,7 +192,7 @@ impl<'a> Dhclient<'a> {
         self.run(&["-r"], "releasing")
     }
 
-    fn records(&self) -> Vec<BTreeMap<String, String>> {
+    pub(crate) fn records(&self) -> Vec<BTreeMap<String, String>> {
         read_records(&self.path("env"))
     }
 }
@@ -266,10 +282,6 @@ fn dhcpcd(link: &ClientLink, dir: &Path) -> (BTreeMap<String, String>, String) {
         .find(|r| matches!(r["reason"].as_str(), "BOUND" | "REBOOT" | "RENEW"))
         .unwrap_or_else(|| panic!("dhcpcd exited 0 but its hook saw no binding:\n{text}"));
     (rec, text)
-}
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("creating a temporary directory")
 }
 
 const DHCLIENT_KEYS: [&str; 4] = [

@@ -73,6 +73,11 @@ pub(crate) fn tool(name: &str) -> PathBuf {
         })
 }
 
+/// A fresh temporary directory, removed on drop.
+pub(crate) fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("creating a temporary directory")
+}
+
 /// Runs `ip ARGS`, failing the test with its stderr when it fails.
 pub(crate) fn ip(args: &[&str]) {
     let out = Command::new(tool("ip"))
@@ -125,6 +130,20 @@ impl Ns {
         c.args(["-k", "5", &CLIENT_DEADLINE_SECS.to_string()])
             .arg(tool(name));
         c
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (`setns`), so sockets it opens
+    /// live there; the calling thread stays where it is. Panics in `f` fail the test.
+    pub(crate) fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        thread::spawn(move || {
+            let file = fs::File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("entering {path}: {e}"));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
     }
 
     /// PIDs of the processes running in this namespace.
@@ -323,6 +342,62 @@ impl Netns {
     pub(crate) fn client(&self) -> &ClientLink {
         &self.clients[0]
     }
+
+    /// Readies the links for DHCPv6: duplicate address detection off on both ends (then the
+    /// links bounce, so their link-local addresses come back without it), the server's
+    /// [`SERVER_ADDR6`]/64 on its interface, and a wait until no address is tentative any more
+    /// (a client cannot send from a tentative link-local address).
+    pub(crate) fn enable_v6(&self) {
+        let mut ends: Vec<(&Ns, &str)> = vec![(&self.server, self.server_if.as_str())];
+        ends.extend(self.clients.iter().map(|c| (&c.ns, c.ifname.as_str())));
+        for (ns, ifname) in &ends {
+            for key in ["all", "default", ifname] {
+                sysctl(ns, &format!("net/ipv6/conf/{key}/accept_dad"), "0");
+                sysctl(ns, &format!("net/ipv6/conf/{key}/disable_ipv6"), "0");
+            }
+            ip(&["-n", ns.name(), "link", "set", ifname, "down"]);
+            ip(&["-n", ns.name(), "link", "set", ifname, "up"]);
+        }
+        ip(&[
+            "-n",
+            self.server.name(),
+            "addr",
+            "add",
+            &format!("{SERVER_ADDR6}/64"),
+            "dev",
+            &self.server_if,
+            "nodad",
+        ]);
+        for (ns, ifname) in &ends {
+            wait_until(Duration::from_secs(10), "IPv6 addresses ready", || {
+                let out = ns
+                    .cmd(tool("ip"))
+                    .args(["-6", "addr", "show", "dev", ifname])
+                    .output()
+                    .ok()?;
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                (text.contains("fe80::") && !text.contains("tentative")).then_some(())
+            });
+        }
+    }
+}
+
+/// The server's IPv6 address on the test link (see [`Netns::enable_v6`]), in fd00:231::/64.
+pub(crate) const SERVER_ADDR6: &str = "fd00:231::1";
+
+/// Sets `/proc/sys/{key}` inside a namespace (its network sysctls are its own), failing the
+/// test if it cannot. Through `sh`, so the tests do not need procps.
+fn sysctl(ns: &Ns, key: &str, value: &str) {
+    let status = ns
+        .cmd(tool("sh"))
+        .args(["-c", &format!("echo {value} > /proc/sys/{key}")])
+        .status()
+        .expect("running sh");
+    assert!(
+        status.success(),
+        "setting {key} = {value} in {} failed",
+        ns.name()
+    );
 }
 
 /// Lines read from one of lessor's output streams, as they arrive.

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{
     ClientLink, LESSOR, Lessor, Netns, Ns, perfdhcp_report, read_records, run_logged, spawn_logged,
-    tool, unique, wait_until, write_script,
+    tempdir, tool, unique, wait_until, write_script,
 };
 
 /// How long a helper process (tshark, perfdhcp, kea-dhcp4) may take to start or to stop.
@@ -35,10 +35,6 @@ const HELPER_DEADLINE: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------------
-
-fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("creating a temporary directory")
-}
 
 /// A lessor config for perfdhcp on loopback (port 6767, relay 127.0.0.1) whose state is in
 /// `state` (an absolute path, so that restarts share it).

@@ -9,6 +9,8 @@
 
 mod cli;
 mod clients;
+mod clients6;
 mod common;
 mod journal;
 mod perfdhcp;
+mod relay6;

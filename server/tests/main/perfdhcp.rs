@@ -22,6 +22,21 @@ v4:
       options: { routers: [10.232.0.1], domain_name_servers: [10.232.0.1] }
 "#;
 
+/// The same for DHCPv6: perfdhcp -6 -A 1 relays from ::1 with link-address ::1, which
+/// selects this subnet; its address pool and prefix pool are far larger than the clients.
+const CONFIG6: &str = r#"port: 6767
+state_dir: STATE_DIR
+workers: 2
+v6:
+  port: 6767
+  subnets:
+    - subnet: fd00:232::/64
+      relays: [ "::1" ]
+      pools: [ "fd00:232::1:0-fd00:232::ffff:ffff" ]
+      pd_pools: [ { prefix: "fd00:2320::/40", delegated_len: 56 } ]
+      options: { dns_servers: [ "fd00:232::1" ] }
+"#;
+
 /// One exchange's numbers, failing the test with perfdhcp's output when the section is missing.
 fn exchange<'a>(report: &'a Report, name: &str, out: &str) -> &'a BTreeMap<String, u64> {
     report
@@ -65,27 +80,28 @@ fn assert_clean(report: &Report, name: &str, out: &str) -> (u64, u64) {
 /// Runs lessor and then `perfdhcp ARGS` in a fresh namespace; returns perfdhcp's report and
 /// output, and lessor's stop summary.
 fn run(args: &[&str]) -> (Report, String, Stopped) {
+    run_family(false, args)
+}
+
+/// [`run`] for DHCPv4 (`v6` false) or DHCPv6 (relayed, `-A 1`).
+fn run_family(v6: bool, args: &[&str]) -> (Report, String, Stopped) {
     let ns = Ns::new(format!("lperf-{}", unique()));
-    let lessor = Lessor::start(Some(&ns), CONFIG, &[]);
-    assert!(
-        lessor.stdout().contains("127.0.0.1:6767"),
-        "{}",
-        lessor.stdout()
-    );
+    let (config, local, listening) = if v6 {
+        (CONFIG6, "::1", "[::1]:6767")
+    } else {
+        (CONFIG, "127.0.0.1", "127.0.0.1:6767")
+    };
+    let lessor = Lessor::start(Some(&ns), config, &[]);
+    assert!(lessor.stdout().contains(listening), "{}", lessor.stdout());
     let mut cmd = ns.timed("perfdhcp");
-    cmd.args([
-        "-4",
-        "-l",
-        "127.0.0.1",
-        "-N",
-        "6767",
-        "-L",
-        "6768",
-        "-g",
-        "single",
-    ])
+    cmd.args(if v6 {
+        ["-6", "-A", "1"]
+    } else {
+        ["-4", "-g", "single"]
+    })
+    .args(["-l", local, "-N", "6767", "-L", "6768"])
     .args(args)
-    .arg("127.0.0.1");
+    .arg(local);
     let (status, out) = run_logged(&mut cmd, &lessor.dir().join("perfdhcp.log"));
     let report = perfdhcp_report(&out);
     // 0: every exchange completed; 3: some did not (then the drop checks decide); anything else
@@ -168,4 +184,56 @@ fn perfdhcp_renews_and_releases_are_handled() {
         stopped.stdout
     );
     assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
+}
+
+#[test]
+fn perfdhcp6_solicit_request_with_address_and_prefix_is_answered_without_drops() {
+    // Relayed SOLICIT/ADVERTISE/REQUEST/REPLY, each with an IA_NA and an IA_PD.
+    let (report, out, stopped) = run_family(
+        true,
+        &[
+            "-e",
+            "address-and-prefix",
+            "-R",
+            "2000",
+            "-r",
+            "400",
+            "-n",
+            "2000",
+            "-p",
+            "30",
+            "-W",
+            "2000000",
+        ],
+    );
+    let (_, advertises) = assert_clean(&report, "SOLICIT-ADVERTISE", &out);
+    let (_, replies) = assert_clean(&report, "REQUEST-REPLY", &out);
+    assert!(
+        stopped.counter("advertises") >= advertises,
+        "{}\n{out}",
+        stopped.stdout
+    );
+    assert!(
+        stopped.counter("replies6") >= replies,
+        "{}\n{out}",
+        stopped.stdout
+    );
+    assert_eq!(stopped.counter("v6_send_errors"), 0, "{}", stopped.stdout);
+}
+
+#[test]
+fn perfdhcp6_renews_and_releases_are_answered() {
+    let (report, out, stopped) = run_family(
+        true,
+        &[
+            "-R", "500", "-r", "200", "-f", "100", "-F", "50", "-p", "5", "-W", "2000000",
+        ],
+    );
+    assert_clean(&report, "SOLICIT-ADVERTISE", &out);
+    assert_clean(&report, "REQUEST-REPLY", &out);
+    // A DHCPv6 RENEW and RELEASE each get a REPLY.
+    let (renews, _) = assert_clean(&report, "RENEW-REPLY", &out);
+    let (releases, _) = assert_clean(&report, "RELEASE-REPLY", &out);
+    assert!(renews > 0 && releases > 0, "{out}");
+    assert_eq!(stopped.counter("v6_send_errors"), 0, "{}", stopped.stdout);
 }

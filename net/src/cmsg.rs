@@ -1,0 +1,97 @@
+//! Control-message space shared by the IPv4 and IPv6 sockets, and the one parser both use.
+//!
+//! nix decodes control messages too, but its send side allocates and its batch side shares one
+//! set of messages across every datagram; lessor needs one packet-info message per datagram with
+//! no allocation, so it keeps a fixed, `cmsghdr`-aligned area per datagram and walks it with the
+//! `CMSG_*` macros itself. The builders for each family's packet-info message live beside their
+//! socket (`v4.rs`, `v6.rs`).
+
+use std::mem::size_of;
+
+/// Control-message space aligned for `cmsghdr`, as the `CMSG_*` macros (and nix's iterator,
+/// which takes `&cmsghdr` into it) require.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct CmsgBuf<const N: usize> {
+    _align: [libc::cmsghdr; 0],
+    pub(crate) bytes: [u8; N],
+}
+
+/// The payload of a control message this crate reads back.
+///
+/// # Safety
+/// Every bit pattern of `size_of::<Self>()` bytes must be a valid `Self` (plain integers and
+/// byte arrays, no references, no enums), so that reading one out of kernel-written bytes is
+/// sound.
+pub(crate) unsafe trait CmsgData: Copy {}
+
+// SAFETY: `in_pktinfo` is three integers (`c_int`, two `in_addr` = `u32`).
+unsafe impl CmsgData for libc::in_pktinfo {}
+// SAFETY: `in6_pktinfo` is an `in6_addr` (16 bytes) and a `c_uint`.
+unsafe impl CmsgData for libc::in6_pktinfo {}
+
+/// `CMSG_LEN(size_of::<T>())`: a header plus `T`, unpadded.
+pub(crate) const fn cmsg_len<T>() -> usize {
+    // SAFETY: CMSG_LEN is arithmetic on its argument (libc marks it unsafe only because it is a
+    // macro in C); it reads no memory.
+    unsafe { libc::CMSG_LEN(size_of::<T>() as libc::c_uint) as usize }
+}
+
+/// `CMSG_SPACE(size_of::<T>())`: a header plus `T`, padded for the next message.
+pub(crate) const fn cmsg_space<T>() -> usize {
+    // SAFETY: as for `cmsg_len`, CMSG_SPACE only computes.
+    unsafe { libc::CMSG_SPACE(size_of::<T>() as libc::c_uint) as usize }
+}
+
+// The batches point `msg_control` at a `CmsgBuf` itself: its bytes must start there.
+const _: () = assert!(std::mem::offset_of!(CmsgBuf<64>, bytes) == 0);
+
+impl<const N: usize> CmsgBuf<N> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            _align: [],
+            bytes: [0; N],
+        }
+    }
+
+    /// The first complete control message of `level`/`ty` among the first `len` bytes of
+    /// control messages the kernel wrote here (`msg_controllen` after a receive), read as `T`.
+    /// `None` if there is none, or if the one there is too short to hold a `T`.
+    pub(crate) fn find<T: CmsgData>(
+        &self,
+        len: usize,
+        level: libc::c_int,
+        ty: libc::c_int,
+    ) -> Option<T> {
+        let limit = len.min(N);
+        let base = self.bytes.as_ptr();
+        // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+        let mut mhdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        mhdr.msg_control = base.cast_mut().cast();
+        mhdr.msg_controllen = limit as _;
+        // SAFETY: `mhdr` describes the first `limit` bytes of `self.bytes`, which is borrowed for
+        // the whole block and aligned for `cmsghdr` (`_align`). CMSG_FIRSTHDR returns the start
+        // of the buffer only if a whole header fits in `limit`, and CMSG_NXTHDR only a header
+        // that, with its `cmsg_len`, lies inside `limit` (null otherwise, also for a `cmsg_len`
+        // too small to step over), so every header read is in bounds. The `T` is read only when
+        // the header's own `cmsg_len` covers it and stays inside `limit`, with `read_unaligned`,
+        // and any bytes are a valid `T` (`CmsgData`); nothing is written through the `cast_mut`
+        // pointer.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&mhdr);
+            while !c.is_null() {
+                let offset = c as usize - base as usize;
+                let clen = (*c).cmsg_len as usize;
+                if (*c).cmsg_level == level
+                    && (*c).cmsg_type == ty
+                    && clen >= cmsg_len::<T>()
+                    && clen <= limit - offset
+                {
+                    return Some(libc::CMSG_DATA(c).cast::<T>().read_unaligned());
+                }
+                c = libc::CMSG_NXTHDR(&mhdr, c);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,606 @@
+//! IPv6 UDP sockets in `SO_REUSEPORT` groups, joined to ff02::1:2, with `IPV6_PKTINFO` in both
+//! directions.
+//!
+//! A DHCPv6 client that is on the server's link sends to the All_DHCP_Relay_Agents_and_Servers
+//! group ff02::1:2, port 547, from its link-local address (RFC 8415 §7.1, §7.2); a relay sends
+//! RELAY-FORW by unicast. The server needs to know which interface a datagram came in on and
+//! whether it was multicast or unicast, and answers a direct client by unicast to the
+//! link-local source, through that same interface (RFC 8415 §18.3.10). `IPV6_RECVPKTINFO`
+//! reports the arrival interface and the header destination; the sender's `sockaddr_in6`
+//! carries the scope id (the interface index) of a link-local source, so [`RecvMeta6::src`] can
+//! be used as a reply destination as it is; an `IPV6_PKTINFO` control message on send pins the
+//! source address and the outgoing interface per datagram ([`SendMeta6`]).
+//!
+//! # Multicast and the `SO_REUSEPORT` group
+//!
+//! Each worker owns one socket of the group, as for IPv4, and the kernel spreads *unicast*
+//! datagrams over the group by a hash of the 4-tuple. A *multicast* datagram skips that
+//! selection: like an IPv4 broadcast it is copied to every socket of the group that matches
+//! it, so every worker sees every request sent to ff02::1:2. Every socket joins the group (on
+//! each interface of [`V6SocketConfig::multicast_ifindexes`]), so that the group keeps working
+//! whichever sockets exist. The server must answer such a request once: each worker recognises
+//! it by [`RecvMeta6::dst`] being multicast and keeps only the requests whose client it owns
+//! (for example by the engine's shard for the client's DUID), dropping the other copies
+//! silently.
+//!
+//! The kernel's per-socket multicast filter compares the group address, not the interface. So
+//! every socket turns `IPV6_MULTICAST_ALL` off: without that, a socket bound to `[::]:547`
+//! would also receive datagrams to any group anything on the host joined (ff02::1 all-nodes
+//! included). What remains: a datagram to ff02::1:2 that arrives on an interface where
+//! *something else* joined ff02::1:2 (a relay agent on the same host) also reaches the group.
+//! The server checks [`RecvMeta6::ifindex`] against the interfaces it serves, or sets
+//! [`V6SocketConfig::device`].
+//!
+//! A DHCPv6 server never sends multicast (its replies go to a client's link-local address or a
+//! relay's address, both unicast), so the multicast hop limit and loopback keep the kernel's
+//! defaults (1 and on).
+//!
+//! # Test mode
+//!
+//! Bound to a unicast address such as ::1 on a port other than 547, with no multicast groups,
+//! the group behaves as a plain unicast server: replies go to the source address and port of
+//! the request, which is what [`RecvMeta6::src`] holds.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::{align_of, size_of};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, setsockopt, sockopt};
+use socket2::{Domain, MsgHdr, Protocol, SockAddr, Socket, Type};
+
+use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
+use crate::error::{Error, Result};
+use crate::v4::{Buffer, DEFAULT_READ_TIMEOUT, set_buffer};
+
+/// All_DHCP_Relay_Agents_and_Servers, ff02::1:2 (RFC 8415 §7.1): where clients on the link send
+/// every request.
+pub const ALL_DHCP_RELAY_AGENTS_AND_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+
+/// Where a datagram came from and how it arrived (from `IPV6_PKTINFO`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecvMeta6 {
+    /// Bytes of the datagram, at the start of the buffer given to [`V6Socket::recv`].
+    pub len: usize,
+    /// The sender's address and port. For a link-local sender the scope id is the arrival
+    /// interface, so this is a usable reply destination as it is.
+    pub src: SocketAddrV6,
+    /// The destination in the IP header (`ipi6_addr`): ff02::1:2 for a request from a client on
+    /// the link, which every socket of the group receives a copy of; a unicast address of this
+    /// host for a relay's RELAY-FORW or a unicast request, which one socket receives.
+    pub dst: Ipv6Addr,
+    /// Index of the interface the datagram arrived on (`ipi6_ifindex`).
+    pub ifindex: u32,
+}
+
+impl RecvMeta6 {
+    /// The metadata of a `len`-byte datagram from `src` that arrived as `info` says.
+    pub(crate) fn new(len: usize, src: SocketAddrV6, info: &libc::in6_pktinfo) -> Self {
+        Self {
+            len,
+            src,
+            dst: Ipv6Addr::from(info.ipi6_addr.s6_addr),
+            ifindex: info.ipi6_ifindex,
+        }
+    }
+}
+
+/// How to send one datagram.
+///
+/// For a client on the link, the usual reply is `dst: meta.src` (link-local, with its scope
+/// id), `ifindex: Some(meta.ifindex)` and `src` the server's link-local address on that
+/// interface or `None` to let the kernel pick one. For a relay, `dst: meta.src` and `src:
+/// Some(meta.dst)` (the address the relay sent to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendMeta6 {
+    /// Destination address and port. A link-local destination needs its scope id (the
+    /// interface index) unless `ifindex` is given; when both are, they must agree (the kernel
+    /// says `EINVAL` otherwise).
+    pub dst: SocketAddrV6,
+    /// Source address (`ipi6_addr`); `None` lets the kernel choose. Must be an address of this
+    /// host, and for a link-local one, of the outgoing interface.
+    pub src: Option<Ipv6Addr>,
+    /// Interface to send out of (`ipi6_ifindex`); `None` (or `Some(0)`) lets the scope id or
+    /// routing decide.
+    pub ifindex: Option<u32>,
+}
+
+/// How to open a group of worker sockets with [`open_v6_group`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct V6SocketConfig {
+    /// Address to bind: `::` to hear multicast and every unicast address, or a specific address
+    /// such as ::1 (test mode; no multicast arrives then).
+    pub bind: Ipv6Addr,
+    /// UDP port (547 for a DHCPv6 server). Must not be 0: a group needs one known port.
+    pub port: u16,
+    /// Interface to restrict the sockets to (`SO_BINDTODEVICE`), `None` for all.
+    pub device: Option<String>,
+    /// Sockets in the group, one per worker; at least 1.
+    pub workers: usize,
+    /// `SO_RCVBUF` in bytes, `None` for the system default. Forced past `net.core.rmem_max`
+    /// when the process may (`CAP_NET_ADMIN`); a warning is logged if the kernel grants less.
+    pub recv_buffer: Option<usize>,
+    /// `SO_SNDBUF` in bytes, `None` for the system default; forced like `recv_buffer`.
+    pub send_buffer: Option<usize>,
+    /// Indexes of the interfaces on which every socket joins
+    /// [`ff02::1:2`](ALL_DHCP_RELAY_AGENTS_AND_SERVERS) (e.g. from
+    /// [`interface_index`](crate::interface_index)). Empty: unicast only, as behind relays or in
+    /// test mode. Needs `bind` = `::`; no index may be 0 or repeated.
+    pub multicast_ifindexes: Vec<u32>,
+}
+
+impl Default for V6SocketConfig {
+    /// The DHCPv6 server port on every address, one worker, system buffer sizes, no multicast
+    /// group joined (set [`multicast_ifindexes`](Self::multicast_ifindexes) to hear clients on
+    /// the link).
+    fn default() -> Self {
+        Self {
+            bind: Ipv6Addr::UNSPECIFIED,
+            port: 547,
+            device: None,
+            workers: 1,
+            recv_buffer: None,
+            send_buffer: None,
+            multicast_ifindexes: Vec::new(),
+        }
+    }
+}
+
+/// One `SO_REUSEPORT` IPv6 UDP socket of a group, owned by one worker.
+///
+/// Options: `IPV6_V6ONLY`, `SO_REUSEADDR`, `SO_REUSEPORT`, `IPV6_RECVPKTINFO`,
+/// `IPV6_MULTICAST_ALL` off, membership of ff02::1:2 on the configured interfaces,
+/// close-on-exec, and blocking with a receive timeout ([`DEFAULT_READ_TIMEOUT`]) so that
+/// [`recv`](Self::recv) returns `Ok(None)` now and then and the worker can look at its shutdown
+/// flag. Multicast datagrams reach every socket of the group ([below](#multicast)); unicast
+/// ones reach one.
+///
+/// `recv` and `send` take `&self` and keep their control-message space on the stack, so they
+/// neither allocate nor need a lock; the batched variants ([`recv_batch`](Self::recv_batch),
+/// [`send_batch`](Self::send_batch)) take a caller-owned, preallocated batch instead.
+///
+/// # Multicast
+///
+/// A datagram to ff02::1:2 is delivered to every socket of the group, not to one: each worker
+/// must tell by [`RecvMeta6::dst`] that it is a shared copy and answer only the clients it owns.
+/// The sockets hear only the group they joined (`IPV6_MULTICAST_ALL` off), but the kernel does
+/// not filter by interface: check [`RecvMeta6::ifindex`], or set [`V6SocketConfig::device`].
+#[derive(Debug)]
+pub struct V6Socket {
+    pub(crate) sock: Socket,
+    /// Datagrams dropped because they did not fit the caller's buffer.
+    pub(crate) truncated: AtomicU64,
+    /// Datagrams [`recv_batch`](Self::recv_batch) dropped for want of `IPV6_PKTINFO`.
+    pub(crate) no_pktinfo: AtomicU64,
+}
+
+/// Open `cfg.workers` IPv6 sockets bound to the same address and port (one `SO_REUSEPORT`
+/// group), one per worker, each joined to ff02::1:2 on every interface of
+/// `cfg.multicast_ifindexes`.
+///
+/// Fails as a whole: a socket that cannot be set up closes the ones opened before it. A port
+/// held by a socket outside the group gives [`Error::Bind`] with `AddrInUse`; an interface index
+/// that does not exist gives [`Error::JoinMulticast`] with `ENODEV`.
+pub fn open_v6_group(cfg: &V6SocketConfig) -> Result<Vec<V6Socket>> {
+    if cfg.workers == 0 {
+        return Err(Error::InvalidConfig("workers must be at least 1"));
+    }
+    if cfg.port == 0 {
+        return Err(Error::InvalidConfig(
+            "port must not be 0: every socket of a group binds the same known port",
+        ));
+    }
+    if cfg.device.as_deref() == Some("") {
+        return Err(Error::InvalidConfig("device must not be empty"));
+    }
+    if !cfg.multicast_ifindexes.is_empty() && !cfg.bind.is_unspecified() {
+        return Err(Error::InvalidConfig(
+            "joining ff02::1:2 needs bind = `::`: a socket bound to a unicast address never \
+             receives multicast",
+        ));
+    }
+    if cfg.multicast_ifindexes.contains(&0) {
+        return Err(Error::InvalidConfig(
+            "multicast interface index 0 would let routing pick the link; name each interface",
+        ));
+    }
+    for (i, ifindex) in cfg.multicast_ifindexes.iter().enumerate() {
+        if cfg.multicast_ifindexes[..i].contains(ifindex) {
+            return Err(Error::InvalidConfig(
+                "multicast interface indexes must not repeat",
+            ));
+        }
+    }
+    let addr = SocketAddrV6::new(cfg.bind, cfg.port, 0, 0);
+    let group = (0..cfg.workers)
+        .map(|_| V6Socket::open(cfg, addr))
+        .collect::<Result<Vec<_>>>()?;
+    tracing::debug!(
+        %addr,
+        device = cfg.device.as_deref().unwrap_or("*"),
+        workers = cfg.workers,
+        multicast_ifindexes = ?cfg.multicast_ifindexes,
+        "opened IPv6 SO_REUSEPORT group"
+    );
+    Ok(group)
+}
+
+impl V6Socket {
+    fn open(cfg: &V6SocketConfig, addr: SocketAddrV6) -> Result<Self> {
+        let setup = |what: &'static str| {
+            move |source: io::Error| Error::SocketSetup {
+                what,
+                addr: addr.into(),
+                source,
+            }
+        };
+        let sock = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))
+            .map_err(setup("create socket"))?;
+        // Without it a socket bound to `::` would also take IPv4 datagrams (as v4-mapped
+        // addresses) on the same port, and collide with an IPv4 group there.
+        sock.set_only_v6(true).map_err(setup("set IPV6_V6ONLY"))?;
+        sock.set_reuse_address(true)
+            .map_err(setup("set SO_REUSEADDR"))?;
+        sock.set_reuse_port(true)
+            .map_err(setup("set SO_REUSEPORT"))?;
+        setsockopt(&sock, sockopt::Ipv6RecvPacketInfo, &true)
+            .map_err(|e| setup("set IPV6_RECVPKTINFO")(e.into()))?;
+        sock.set_multicast_all_v6(false)
+            .map_err(setup("clear IPV6_MULTICAST_ALL"))?;
+        if let Some(device) = &cfg.device {
+            sock.bind_device(Some(device.as_bytes()))
+                .map_err(|source| Error::BindDevice {
+                    device: device.clone(),
+                    addr: addr.into(),
+                    source,
+                })?;
+        }
+        if let Some(size) = cfg.recv_buffer {
+            set_buffer(&sock, Buffer::Recv, size).map_err(setup("set SO_RCVBUF"))?;
+        }
+        if let Some(size) = cfg.send_buffer {
+            set_buffer(&sock, Buffer::Send, size).map_err(setup("set SO_SNDBUF"))?;
+        }
+        sock.set_read_timeout(Some(DEFAULT_READ_TIMEOUT))
+            .map_err(setup("set SO_RCVTIMEO"))?;
+        sock.bind(&SockAddr::from(addr))
+            .map_err(|source| Error::Bind {
+                addr: addr.into(),
+                source,
+            })?;
+        for &ifindex in &cfg.multicast_ifindexes {
+            sock.join_multicast_v6(&ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ifindex)
+                .map_err(|source| Error::JoinMulticast {
+                    group: ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
+                    ifindex,
+                    source,
+                })?;
+        }
+        Ok(Self {
+            sock,
+            truncated: AtomicU64::new(0),
+            no_pktinfo: AtomicU64::new(0),
+        })
+    }
+
+    /// Receive one datagram into `buf`.
+    ///
+    /// `Ok(None)` when the receive timeout expired or a signal interrupted the wait, and also
+    /// when a datagram was dropped because it was longer than `buf` (counted in
+    /// [`truncated_drops`](Self::truncated_drops)): a cut-off DHCP message must not be parsed.
+    pub fn recv(&self, buf: &mut [u8]) -> Result<Option<RecvMeta6>> {
+        self.recv_with(buf, MsgFlags::empty())
+    }
+
+    /// Like [`V6Socket::recv`] but never waits: `Ok(None)` at once when nothing is queued.
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<Option<RecvMeta6>> {
+        self.recv_with(buf, MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&self, buf: &mut [u8], flags: MsgFlags) -> Result<Option<RecvMeta6>> {
+        let mut cmsg = CmsgBuf::<RECV6_CMSG_SPACE>::new();
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = match recvmsg::<SockaddrIn6>(
+            self.sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg.bytes),
+            flags,
+        ) {
+            Ok(msg) => msg,
+            // EWOULDBLOCK is EAGAIN on Linux: the SO_RCVTIMEO timeout.
+            Err(Errno::EAGAIN | Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(Error::Recv { source: e.into() }),
+        };
+        let Some(src) = msg.address else {
+            // An AF_INET6 datagram socket always reports an AF_INET6 source; nothing to answer.
+            return Ok(None);
+        };
+        let src = SocketAddrV6::from(src);
+        if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+            self.truncated.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%src, buf = msg.bytes, "dropped datagram longer than the buffer");
+            return Ok(None);
+        }
+        // `cmsgs` fails only on MSG_CTRUNC, which cannot happen with room for two pktinfos.
+        let info = msg.cmsgs().ok().and_then(|mut cmsgs| {
+            cmsgs.find_map(|c| match c {
+                ControlMessageOwned::Ipv6PacketInfo(info) => Some(info),
+                _ => None,
+            })
+        });
+        let Some(info) = info else {
+            return Err(Error::MissingPacketInfo6 { src });
+        };
+        Ok(Some(RecvMeta6::new(msg.bytes, src, &info)))
+    }
+
+    /// Send `buf` as one datagram as `meta` says. Without `meta.ifindex` and `meta.src` this is
+    /// a plain `sendto` (a link-local destination then leaves by its scope id); otherwise an
+    /// `IPV6_PKTINFO` control message carries the interface and source address.
+    ///
+    /// nix's `sendmsg` would allocate its control buffer per call, so this goes through
+    /// socket2's `sendmsg` with the control message built on the stack.
+    pub fn send(&self, buf: &[u8], meta: &SendMeta6) -> Result<()> {
+        let ifindex = meta.ifindex.unwrap_or(0);
+        let send_err = |source: io::Error| Error::Send6 {
+            dst: meta.dst,
+            ifindex,
+            source,
+        };
+        if libc::c_int::try_from(ifindex).is_err() {
+            return Err(send_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "interface index out of range",
+            )));
+        }
+        let addr = SockAddr::from(meta.dst);
+        let iov = [IoSlice::new(buf)];
+        let cmsg;
+        let mut msg = MsgHdr::new().with_addr(&addr).with_buffers(&iov);
+        if ifindex != 0 || meta.src.is_some() {
+            cmsg = CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED));
+            msg = msg.with_control(&cmsg.bytes);
+        }
+        let sent = loop {
+            match self.sock.sendmsg(&msg, 0) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(send_err(e)),
+            }
+        };
+        if sent != buf.len() {
+            return Err(Error::ShortSend6 {
+                dst: meta.dst,
+                sent,
+                len: buf.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The address and port this socket is bound to.
+    pub fn local_addr(&self) -> Result<SocketAddrV6> {
+        let query = |source| Error::SocketQuery {
+            what: "read local address",
+            source,
+        };
+        let addr = self.sock.local_addr().map_err(query)?;
+        addr.as_socket_ipv6().ok_or_else(|| {
+            query(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "local address is not IPv6",
+            ))
+        })
+    }
+
+    /// Set how long [`recv`](Self::recv) blocks before returning `Ok(None)`; `None` blocks until
+    /// a datagram arrives. A zero duration is rejected (the kernel would read it as "forever").
+    pub fn set_read_timeout(&self, d: Option<Duration>) -> Result<()> {
+        if d == Some(Duration::ZERO) {
+            return Err(Error::InvalidConfig(
+                "read timeout must be positive, or None to block",
+            ));
+        }
+        self.sock
+            .set_read_timeout(d)
+            .map_err(|source| Error::SocketSetup {
+                what: "set SO_RCVTIMEO",
+                addr: self
+                    .local_addr()
+                    .unwrap_or(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0))
+                    .into(),
+                source,
+            })
+    }
+
+    /// Datagrams [`recv`](Self::recv), [`try_recv`](Self::try_recv) and
+    /// [`recv_batch`](Self::recv_batch) dropped because they were longer than the buffer.
+    pub fn truncated_drops(&self) -> u64 {
+        self.truncated.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams [`recv_batch`](Self::recv_batch) dropped because they came without
+    /// `IPV6_PKTINFO` (where [`recv`](Self::recv) returns [`Error::MissingPacketInfo6`]). Not
+    /// expected to move: every socket of a group asks for it.
+    pub fn missing_pktinfo_drops(&self) -> u64 {
+        self.no_pktinfo.load(Ordering::Relaxed)
+    }
+}
+
+impl AsFd for V6Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+impl AsRawFd for V6Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+pub(crate) const PKTINFO6_SPACE: usize = cmsg_space::<libc::in6_pktinfo>();
+const PKTINFO6_LEN: usize = cmsg_len::<libc::in6_pktinfo>();
+/// Where a control message's data starts, relative to its header (`CMSG_DATA - cmsg`).
+const CMSG_DATA_OFFSET: usize = PKTINFO6_LEN - size_of::<libc::in6_pktinfo>();
+/// Receive room: one `IPV6_PKTINFO` is all a group socket asks for; twice that for slack.
+pub(crate) const RECV6_CMSG_SPACE: usize = 2 * PKTINFO6_SPACE;
+
+// The layout `CmsgBuf::pktinfo6` writes by hand: a header, then the data at a properly aligned
+// offset, all inside the space CMSG_SPACE reserves; and an `in6_pktinfo` without padding, so
+// writing it whole initialises every byte.
+const _: () = assert!(CMSG_DATA_OFFSET >= size_of::<libc::cmsghdr>());
+const _: () = assert!(CMSG_DATA_OFFSET.is_multiple_of(align_of::<libc::in6_pktinfo>()));
+const _: () = assert!(PKTINFO6_LEN <= PKTINFO6_SPACE);
+const _: () = assert!(size_of::<libc::in6_pktinfo>() == 16 + size_of::<libc::c_uint>());
+
+impl<const N: usize> CmsgBuf<N> {
+    /// The `IPV6_PKTINFO` among the first `len` bytes of control messages the kernel wrote here
+    /// (`msg_controllen` after a receive), if there is a complete one.
+    pub(crate) fn find_pktinfo6(&self, len: usize) -> Option<libc::in6_pktinfo> {
+        self.find(len, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+    }
+}
+
+impl CmsgBuf<PKTINFO6_SPACE> {
+    /// One `IPV6_PKTINFO` control message for `sendmsg`: out of interface `ifindex` (0: any)
+    /// from source `src` (`::`: any).
+    pub(crate) fn pktinfo6(ifindex: u32, src: Ipv6Addr) -> Self {
+        let mut buf = Self::new();
+        let base = buf.bytes.as_mut_ptr();
+        let hdr = base.cast::<libc::cmsghdr>();
+        // SAFETY: `bytes` is PKTINFO6_SPACE long and aligned for `cmsghdr` (the `_align` field),
+        // so a `cmsghdr` fits at its start, and an `in6_pktinfo` at CMSG_DATA_OFFSET, which is
+        // inside the space and aligned for it (const asserts above). The header is written field
+        // by field through raw pointers, so its padding (if any) keeps the zeroes of `new`; the
+        // `in6_pktinfo` has no padding (asserted), so writing it whole leaves every byte of the
+        // view handed to sendmsg initialised.
+        unsafe {
+            (&raw mut (*hdr).cmsg_len).write(PKTINFO6_LEN as _);
+            (&raw mut (*hdr).cmsg_level).write(libc::IPPROTO_IPV6);
+            (&raw mut (*hdr).cmsg_type).write(libc::IPV6_PKTINFO);
+            base.add(CMSG_DATA_OFFSET)
+                .cast::<libc::in6_pktinfo>()
+                .write(libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: src.octets(),
+                    },
+                    ipi6_ifindex: ifindex,
+                });
+        }
+        buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-built control message must read back through libc's `CMSG_*` macros, the way
+    /// the kernel walks it, as the pktinfo that was written.
+    #[test]
+    fn pktinfo6_cmsg_matches_cmsg_macros() {
+        let src = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+        let buf = CmsgBuf::pktinfo6(7, src);
+        // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+        let mut mhdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        mhdr.msg_control = buf.bytes.as_ptr().cast_mut().cast();
+        mhdr.msg_controllen = buf.bytes.len() as _;
+        // SAFETY: mhdr points at `buf`, which lives for the whole block and holds one complete,
+        // aligned control message of PKTINFO6_SPACE bytes.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&mhdr);
+            assert!(!c.is_null());
+            assert_eq!((*c).cmsg_level, libc::IPPROTO_IPV6);
+            assert_eq!((*c).cmsg_type, libc::IPV6_PKTINFO);
+            assert_eq!((*c).cmsg_len as usize, PKTINFO6_LEN);
+            let info = libc::CMSG_DATA(c)
+                .cast::<libc::in6_pktinfo>()
+                .read_unaligned();
+            assert_eq!(info.ipi6_ifindex, 7);
+            assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), src);
+            assert!(libc::CMSG_NXTHDR(&mhdr, c).is_null());
+        }
+    }
+
+    /// The receive-side parser finds what the send-side builder wrote, ignores an IPv4
+    /// pktinfo, and refuses a message cut short.
+    #[test]
+    fn find_pktinfo6_reads_back_and_checks_bounds() {
+        let one = CmsgBuf::pktinfo6(9, Ipv6Addr::LOCALHOST);
+        let info = one.find_pktinfo6(PKTINFO6_SPACE).expect("pktinfo");
+        assert_eq!(info.ipi6_ifindex, 9);
+        assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), Ipv6Addr::LOCALHOST);
+        assert!(one.find_pktinfo6(PKTINFO6_LEN).is_some());
+        assert!(one.find_pktinfo6(PKTINFO6_LEN - 1).is_none(), "cut short");
+        assert!(one.find_pktinfo6(0).is_none());
+        assert!(
+            one.find_pktinfo(PKTINFO6_SPACE).is_none(),
+            "not an IP_PKTINFO"
+        );
+
+        // Two messages: an IPv4 pktinfo (same type number space, other level) first.
+        let mut two = CmsgBuf::<RECV6_CMSG_SPACE>::new();
+        let v4 = CmsgBuf::pktinfo(3, std::net::Ipv4Addr::LOCALHOST);
+        two.bytes[..v4.bytes.len()].copy_from_slice(&v4.bytes);
+        two.bytes[v4.bytes.len()..v4.bytes.len() + PKTINFO6_SPACE].copy_from_slice(&one.bytes);
+        let info = two.find_pktinfo6(RECV6_CMSG_SPACE).expect("second message");
+        assert_eq!(info.ipi6_ifindex, 9);
+        assert!(two.find_pktinfo6(v4.bytes.len()).is_none());
+    }
+
+    #[test]
+    fn meta_from_pktinfo() {
+        let info = libc::in6_pktinfo {
+            ipi6_addr: libc::in6_addr {
+                s6_addr: ALL_DHCP_RELAY_AGENTS_AND_SERVERS.octets(),
+            },
+            ipi6_ifindex: 4,
+        };
+        let src = SocketAddrV6::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2), 546, 0, 4);
+        let meta = RecvMeta6::new(10, src, &info);
+        assert_eq!(meta.dst, ALL_DHCP_RELAY_AGENTS_AND_SERVERS);
+        assert_eq!((meta.len, meta.src, meta.ifindex), (10, src, 4));
+        assert_eq!(ALL_DHCP_RELAY_AGENTS_AND_SERVERS.to_string(), "ff02::1:2");
+    }
+
+    #[test]
+    fn config_errors() {
+        let bad = [
+            V6SocketConfig {
+                workers: 0,
+                ..V6SocketConfig::default()
+            },
+            V6SocketConfig {
+                port: 0,
+                ..V6SocketConfig::default()
+            },
+            V6SocketConfig {
+                device: Some(String::new()),
+                ..V6SocketConfig::default()
+            },
+            V6SocketConfig {
+                bind: Ipv6Addr::LOCALHOST,
+                multicast_ifindexes: vec![1],
+                ..V6SocketConfig::default()
+            },
+            V6SocketConfig {
+                multicast_ifindexes: vec![0],
+                ..V6SocketConfig::default()
+            },
+            V6SocketConfig {
+                multicast_ifindexes: vec![1, 2, 1],
+                ..V6SocketConfig::default()
+            },
+        ];
+        for cfg in bad {
+            assert!(
+                matches!(open_v6_group(&cfg), Err(Error::InvalidConfig(_))),
+                "{cfg:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! DHCPv6 over a veth pair between a server namespace and a client namespace: a client on the
+//! link sends from its link-local address to ff02::1:2 port 547, every socket of the server's
+//! group receives it with the multicast destination and the arrival interface, and a reply
+//! sent to the client's link-local address (with its scope id) arrives from the source address
+//! `SendMeta6` asked for. Needs root and iproute2; fails saying so without them.
+
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lessor_net::{
+    ALL_DHCP_RELAY_AGENTS_AND_SERVERS, RecvBatch6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig,
+    interface_index, open_v6_group,
+};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::netns::Netns;
+
+/// A unique-local address on the server's interface, to prove that `SendMeta6::src` is used (a
+/// reply to a link-local address would otherwise come from the link-local address).
+const SERVER_ULA: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 1);
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// A server namespace with `v0` and a client namespace with its peer `v1`, both up with their
+/// link-local addresses usable (not tentative).
+struct Link6 {
+    // Field order is drop order: the client namespace goes first, then the server's (and with
+    // it the veth pair).
+    client: Netns,
+    server: Netns,
+    /// `v0`'s index, in the server namespace.
+    v0: u32,
+    /// `v1`'s index, in the client namespace.
+    v1: u32,
+    server_ll: Ipv6Addr,
+    client_ll: Ipv6Addr,
+}
+
+/// Turn off duplicate address detection on `dev` (before it goes up), so its link-local address
+/// is usable at once instead of "tentative" for a second or two, during which the kernel will
+/// not send from it. Written from a thread inside the namespace: `/proc/sys/net` is the
+/// namespace of the thread that opens it.
+fn no_dad(ns: &Netns, dev: &str) {
+    let path = format!("/proc/sys/net/ipv6/conf/{dev}/accept_dad");
+    ns.run(|| std::fs::write(&path, "0"))
+        .unwrap_or_else(|e| panic!("write {path} in {}: {e}", ns.name()));
+}
+
+/// Wait (up to 10 s) until `dev` has a link-local address that is neither tentative nor failed,
+/// and return it.
+fn link_local(ns: &Netns, dev: &str) -> Ipv6Addr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("ip")
+            .args(["-n", ns.name(), "-6", "-o", "addr", "show", "dev", dev])
+            .args(["scope", "link"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ip: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let usable = text.lines().find_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.contains(&"tentative") || words.contains(&"dadfailed") {
+                return None;
+            }
+            let at = words.iter().position(|w| *w == "inet6")?;
+            words
+                .get(at + 1)?
+                .split('/')
+                .next()?
+                .parse::<Ipv6Addr>()
+                .ok()
+        });
+        if let Some(addr) = usable {
+            return addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dev} in {} has no usable link-local address: {text}",
+            ns.name()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn link6(tag: &str) -> Link6 {
+    let server = Netns::new(&format!("{tag}-s"));
+    let client = Netns::new(&format!("{tag}-c"));
+    server.ip(&[
+        "link",
+        "add",
+        "v0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "v1",
+        "netns",
+        client.name(),
+    ]);
+    no_dad(&server, "v0");
+    no_dad(&client, "v1");
+    server.ip(&["addr", "add", "fd00:99::1/64", "dev", "v0", "nodad"]);
+    server.ip(&["link", "set", "v0", "up"]);
+    client.ip(&["link", "set", "v1", "up"]);
+    server.wait_up("v0");
+    client.wait_up("v1");
+    let server_ll = link_local(&server, "v0");
+    let client_ll = link_local(&client, "v1");
+    let v0 = server.run(|| interface_index("v0")).expect("index of v0");
+    let v1 = client.run(|| interface_index("v1")).expect("index of v1");
+    Link6 {
+        client,
+        server,
+        v0,
+        v1,
+        server_ll,
+        client_ll,
+    }
+}
+
+/// The server's group: `[::]:547`, two workers, ff02::1:2 joined on `v0`.
+fn server_group(link: &Link6) -> Vec<V6Socket> {
+    let group = link.server.run(|| {
+        open_v6_group(&V6SocketConfig {
+            multicast_ifindexes: vec![link.v0],
+            workers: 2,
+            ..V6SocketConfig::default()
+        })
+        .expect("open server group")
+    });
+    for s in &group {
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+    }
+    group
+}
+
+/// A DHCPv6 client's socket: its link-local address on `v1`, port 546.
+fn client_socket(link: &Link6) -> UdpSocket {
+    link.client.run(|| {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+        s.bind(&SocketAddrV6::new(link.client_ll, 546, 0, link.v1).into())
+            .expect("bind client to its link-local address");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("client timeout");
+        UdpSocket::from(s)
+    })
+}
+
+/// The client's view of a multicast group on its link.
+fn on_link(link: &Link6, group: Ipv6Addr) -> SocketAddrV6 {
+    SocketAddrV6::new(group, 547, 0, link.v1)
+}
+
+#[test]
+fn multicast_request_reaches_every_socket_and_link_local_reply_reaches_the_client() {
+    let link = link6("mc6");
+    let group = server_group(&link);
+    let cli = client_socket(&link);
+    let client_seen_by_server = SocketAddrV6::new(link.client_ll, 546, 0, link.v0);
+
+    cli.send_to(
+        b"solicit",
+        on_link(&link, ALL_DHCP_RELAY_AGENTS_AND_SERVERS),
+    )
+    .expect("client sends to ff02::1:2");
+    // A multicast datagram skips SO_REUSEPORT selection: every socket of the group has a copy.
+    let mut buf = [0u8; 1500];
+    let mut metas = Vec::new();
+    for (k, s) in group.iter().enumerate() {
+        let meta = s
+            .recv(&mut buf)
+            .expect("recv")
+            .unwrap_or_else(|| panic!("socket {k} got no copy of the multicast request"));
+        assert_eq!(&buf[..meta.len], b"solicit");
+        assert_eq!(meta.dst, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, "socket {k}");
+        assert_eq!(meta.ifindex, link.v0, "socket {k}");
+        assert_eq!(meta.src, client_seen_by_server, "socket {k}");
+        metas.push(meta);
+    }
+    let meta = metas[0];
+
+    // RFC 8415 §18.3.10: unicast to the client's link-local source, through the arrival
+    // interface, here from the server's link-local address.
+    let reply = SendMeta6 {
+        dst: meta.src,
+        src: Some(link.server_ll),
+        ifindex: Some(meta.ifindex),
+    };
+    group[1].send(b"advertise", &reply).expect("reply");
+    let mut got = [0u8; 64];
+    let (n, from) = cli.recv_from(&mut got).expect("client receives the reply");
+    assert_eq!(&got[..n], b"advertise");
+    assert_eq!(
+        from,
+        SocketAddrV6::new(link.server_ll, 547, 0, link.v1).into()
+    );
+
+    // The source comes from SendMeta6 (the kernel alone would pick the link-local address for
+    // a link-local destination); the scope id alone picks the interface.
+    let from_ula = SendMeta6 {
+        dst: meta.src,
+        src: Some(SERVER_ULA),
+        ifindex: None,
+    };
+    group[0]
+        .send(b"reply", &from_ula)
+        .expect("reply from the ULA");
+    let (n, from) = cli.recv_from(&mut got).expect("client receives the reply");
+    assert_eq!(&got[..n], b"reply");
+    assert_eq!(from, SocketAddrV6::new(SERVER_ULA, 547, 0, 0).into());
+
+    // The same through the batches: a multicast request in a RecvBatch6, two replies in one
+    // sendmmsg.
+    cli.send_to(
+        b"request",
+        on_link(&link, ALL_DHCP_RELAY_AGENTS_AND_SERVERS),
+    )
+    .expect("client sends to ff02::1:2");
+    let mut rx = RecvBatch6::new(8, 1500).expect("recv batch");
+    for (k, s) in group.iter().enumerate() {
+        assert_eq!(
+            s.recv_batch(&mut rx, true).expect("recv_batch"),
+            1,
+            "socket {k}"
+        );
+        let (payload, meta) = rx.get(0);
+        assert_eq!(payload, b"request");
+        assert_eq!(meta.dst, ALL_DHCP_RELAY_AGENTS_AND_SERVERS);
+        assert_eq!(meta.ifindex, link.v0);
+        assert_eq!(meta.src, client_seen_by_server);
+    }
+    let mut tx = SendBatch6::new(8, 1500).expect("send batch");
+    assert!(tx.push(b"reply 1", &reply));
+    assert!(tx.push(b"reply 2", &from_ula));
+    let report = group[0].send_batch(&mut tx).expect("send_batch");
+    assert_eq!((report.sent, report.failed), (2, 0), "{report:?}");
+    for (want, src) in [(&b"reply 1"[..], link.server_ll), (b"reply 2", SERVER_ULA)] {
+        let (n, from) = cli.recv_from(&mut got).expect("client receives");
+        assert_eq!(&got[..n], want);
+        let SocketAddr::V6(from) = from else {
+            panic!("expected IPv6, got {from}")
+        };
+        assert_eq!((*from.ip(), from.port()), (src, 547));
+    }
+
+    // A link-local destination whose scope id contradicts the interface asked for is refused,
+    // not sent out of either.
+    let contradiction = SendMeta6 {
+        ifindex: Some(1), // lo
+        ..reply
+    };
+    let err = group[0].send(b"x", &contradiction).unwrap_err();
+    assert_eq!(
+        err.io_error().and_then(|e| e.raw_os_error()),
+        Some(libc::EINVAL),
+        "{err}"
+    );
+}
+
+/// `IPV6_MULTICAST_ALL` is off: the group hears ff02::1:2, which it joined, and not ff02::1
+/// (all-nodes), which every interface is a member of. A plain socket on the same port (with
+/// the default, on) receives the all-nodes datagram, so it did arrive.
+#[test]
+fn group_hears_only_the_dhcp_multicast_group() {
+    let link = link6("mcall6");
+    let group = server_group(&link);
+    let witness = link.server.run(|| {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+        s.set_only_v6(true).expect("V6ONLY");
+        // SO_REUSEADDR on both sides lets it share [::]:547 with the group without joining
+        // the SO_REUSEPORT group.
+        s.set_reuse_address(true).expect("SO_REUSEADDR");
+        s.bind(&SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 547, 0, 0).into())
+            .expect("bind witness");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        UdpSocket::from(s)
+    });
+    let cli = client_socket(&link);
+
+    cli.send_to(b"to all nodes", on_link(&link, ALL_NODES))
+        .expect("client sends to ff02::1");
+    let mut got = [0u8; 64];
+    let (n, _) = witness
+        .recv_from(&mut got)
+        .expect("the all-nodes datagram arrives at the witness");
+    assert_eq!(&got[..n], b"to all nodes");
+
+    cli.send_to(
+        b"to servers",
+        on_link(&link, ALL_DHCP_RELAY_AGENTS_AND_SERVERS),
+    )
+    .expect("client sends to ff02::1:2");
+    // Each socket's first datagram is the ff02::1:2 one: the all-nodes one, sent before it,
+    // never reached the group.
+    let mut buf = [0u8; 64];
+    for (k, s) in group.iter().enumerate() {
+        let meta = s.recv(&mut buf).expect("recv").expect("a datagram");
+        assert_eq!(&buf[..meta.len], b"to servers", "socket {k}");
+        assert_eq!(meta.dst, ALL_DHCP_RELAY_AGENTS_AND_SERVERS, "socket {k}");
+    }
+}

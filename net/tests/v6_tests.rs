@@ -1,0 +1,543 @@
+//! IPv6 worker socket groups on ::1 in the host namespace (test mode: no multicast, replies to
+//! the request's source address and port): single and batched receive and send, with the
+//! `IPV6_PKTINFO` metadata checked.
+
+use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::time::Duration;
+
+use lessor_net::{
+    Error, RecvBatch6, RecvMeta6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig, interface_index,
+    open_v6_group,
+};
+
+use crate::alloc_tests::allocations;
+
+fn v6(addr: SocketAddr) -> SocketAddrV6 {
+    match addr {
+        SocketAddr::V6(a) => a,
+        SocketAddr::V4(a) => panic!("expected IPv6, got {a}"),
+    }
+}
+
+/// Open a group on ::1 at a port that was free a moment ago, retrying if another process takes
+/// it in between (as `common::loopback_group` does for IPv4).
+fn loopback_group6(workers: usize, adjust: impl Fn(&mut V6SocketConfig)) -> Vec<V6Socket> {
+    for _ in 0..20 {
+        let port = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0))
+            .and_then(|s| s.local_addr())
+            .expect("bind a probe socket on ::1")
+            .port();
+        let mut cfg = V6SocketConfig {
+            workers,
+            ..V6SocketConfig::default()
+        };
+        adjust(&mut cfg);
+        cfg.bind = Ipv6Addr::LOCALHOST;
+        cfg.port = port;
+        match open_v6_group(&cfg) {
+            Ok(group) => return group,
+            Err(e) if e.io_error().map(|e| e.kind()) == Some(ErrorKind::AddrInUse) => continue,
+            Err(e) => panic!("open_v6_group({cfg:?}): {e}"),
+        }
+    }
+    panic!("no free ::1 port after 20 tries");
+}
+
+fn one_socket() -> (V6Socket, SocketAddrV6) {
+    let sock = loopback_group6(1, |_| {}).pop().expect("one socket");
+    let addr = sock.local_addr().expect("local_addr");
+    (sock, addr)
+}
+
+/// A plain client socket on ::1 with a generous receive timeout, so a lost reply fails the test
+/// instead of hanging it.
+fn client6() -> UdpSocket {
+    let s = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).expect("bind client socket on ::1");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("client read timeout");
+    s
+}
+
+/// Wait for one datagram on any socket of `group` (about 10 s at most); returns the socket's
+/// position and what it received.
+fn recv_any6(group: &[V6Socket], buf: &mut [u8]) -> (usize, RecvMeta6) {
+    for s in group {
+        s.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("set read timeout");
+    }
+    for _ in 0..500 {
+        for (k, s) in group.iter().enumerate() {
+            if let Some(meta) = s.recv(buf).expect("recv") {
+                return (k, meta);
+            }
+        }
+    }
+    panic!("no datagram reached the group");
+}
+
+fn lo() -> u32 {
+    interface_index("lo").expect("index of lo")
+}
+
+/// One request into a two-socket group and one reply out, with the arrival metadata checked.
+fn roundtrip(device: Option<&str>) {
+    let group = loopback_group6(2, |cfg| cfg.device = device.map(str::to_owned));
+    let server = group[0].local_addr().expect("local_addr");
+    assert_eq!(server.ip(), &Ipv6Addr::LOCALHOST);
+    assert_eq!(group[1].local_addr().expect("local_addr"), server);
+
+    let cli = client6();
+    let cli_addr = v6(cli.local_addr().expect("client addr"));
+    cli.send_to(b"solicit", server).expect("client send");
+
+    let mut buf = [0u8; 1500];
+    let (k, meta) = recv_any6(&group, &mut buf);
+    assert_eq!(&buf[..meta.len], b"solicit");
+    assert_eq!(meta.len, 7);
+    assert_eq!(meta.src, cli_addr);
+    assert_eq!(meta.dst, Ipv6Addr::LOCALHOST);
+    assert!(!meta.dst.is_multicast());
+    assert_eq!(meta.ifindex, lo());
+
+    // Test mode: the reply goes to the request's source address and port.
+    group[k]
+        .send(
+            b"advertise",
+            &SendMeta6 {
+                dst: meta.src,
+                src: Some(meta.dst),
+                ifindex: Some(meta.ifindex),
+            },
+        )
+        .expect("send reply");
+    let mut got = [0u8; 64];
+    let (n, from) = cli.recv_from(&mut got).expect("client receives the reply");
+    assert_eq!(&got[..n], b"advertise");
+    assert_eq!(v6(from), server);
+}
+
+#[test]
+fn loopback_group_roundtrip() {
+    roundtrip(None);
+}
+
+#[test]
+fn bind_to_device_lo_roundtrip() {
+    roundtrip(Some("lo"));
+}
+
+/// `SO_REUSEPORT` spreads unicast datagrams over the group: every one of them reaches exactly
+/// one socket, none is copied and none is lost.
+#[test]
+fn each_unicast_datagram_reaches_exactly_one_socket() {
+    let group = loopback_group6(2, |_| {});
+    let server = group[0].local_addr().expect("local_addr");
+    // Different source ports: different 4-tuple hashes, so both sockets are likely to be used.
+    let clients: Vec<UdpSocket> = (0..16).map(|_| client6()).collect();
+    for (i, c) in clients.iter().enumerate() {
+        c.send_to(format!("request {i:02}").as_bytes(), server)
+            .expect("send");
+    }
+    let mut seen = BTreeSet::new();
+    let mut per_socket = [0usize; 2];
+    let mut buf = [0u8; 64];
+    for _ in 0..16 {
+        let (k, meta) = recv_any6(&group, &mut buf);
+        let text = String::from_utf8(buf[..meta.len].to_vec()).expect("utf8");
+        assert!(seen.insert(text.clone()), "{text} arrived twice");
+        per_socket[k] += 1;
+    }
+    assert_eq!(seen.len(), 16);
+    // Nothing left anywhere: no copies.
+    for s in &group {
+        assert_eq!(s.try_recv(&mut buf).expect("try_recv"), None);
+    }
+    assert_eq!(per_socket[0] + per_socket[1], 16, "{per_socket:?}");
+}
+
+#[test]
+fn missing_device_is_named_in_the_error() {
+    let cfg = V6SocketConfig {
+        bind: Ipv6Addr::LOCALHOST,
+        port: 9,
+        device: Some("lessor-nodev0".to_owned()),
+        ..V6SocketConfig::default()
+    };
+    let err = open_v6_group(&cfg).unwrap_err();
+    assert!(matches!(err, Error::BindDevice { .. }), "{err:?}");
+    assert!(err.to_string().contains("\"lessor-nodev0\""), "{err}");
+    assert!(err.to_string().contains("[::1]:9"), "{err}");
+    assert_eq!(
+        err.io_error().and_then(|e| e.raw_os_error()),
+        Some(libc::ENODEV)
+    );
+}
+
+#[test]
+fn port_held_outside_the_group_is_addr_in_use() {
+    let holder = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).expect("bind holder");
+    let cfg = V6SocketConfig {
+        bind: Ipv6Addr::LOCALHOST,
+        port: holder.local_addr().expect("holder addr").port(),
+        workers: 2,
+        ..V6SocketConfig::default()
+    };
+    let err = open_v6_group(&cfg).unwrap_err();
+    assert!(matches!(err, Error::Bind { .. }), "{err:?}");
+    assert_eq!(err.io_error().map(|e| e.kind()), Some(ErrorKind::AddrInUse));
+}
+
+/// `IPV6_V6ONLY`: a group on `[::]` does not claim the IPv4 port of the same number. Here
+/// that port is held by a plain IPv4 socket (no `SO_REUSEADDR`), so without the option the
+/// group's bind fails with `AddrInUse`; and an IPv4 datagram to it still reaches the holder.
+#[test]
+fn v6_group_on_any_leaves_the_ipv4_port_alone() {
+    for _ in 0..20 {
+        let holder = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind IPv4 holder");
+        holder
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let port = holder.local_addr().expect("holder addr").port();
+        let group = match open_v6_group(&V6SocketConfig {
+            port,
+            workers: 2,
+            ..V6SocketConfig::default()
+        }) {
+            Ok(group) => group,
+            // Someone else's IPv6 socket may hold this port number: try another. Without
+            // IPV6_V6ONLY every try ends here, and the test fails below.
+            Err(Error::Bind { source, .. }) if source.kind() == ErrorKind::AddrInUse => continue,
+            Err(e) => panic!("IPv6 group on [::]:{port} beside an IPv4 socket: {e}"),
+        };
+        assert_eq!(group.len(), 2);
+        let cli = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("IPv4 client");
+        cli.send_to(b"v4", (Ipv4Addr::LOCALHOST, port))
+            .expect("send");
+        let mut got = [0u8; 8];
+        let (n, _) = holder.recv_from(&mut got).expect("the holder receives");
+        assert_eq!(&got[..n], b"v4");
+        return;
+    }
+    panic!("20 IPv6 groups on [::] could not share a port number with an IPv4 socket (V6ONLY?)");
+}
+
+/// The `IPV6_PKTINFO` control message reaches the kernel: a source address this host does not
+/// have and an interface that does not exist are refused (a plain `sendto` would succeed), and
+/// `::1` from `lo` goes through. An index beyond `c_int` never reaches the kernel.
+#[test]
+fn send_meta_reaches_the_kernel() {
+    let (sock, server) = one_socket();
+    let cli = client6();
+    let dst = v6(cli.local_addr().expect("client addr"));
+    let mut got = [0u8; 16];
+    for (src, ifindex) in [
+        (Some(Ipv6Addr::LOCALHOST), Some(lo())),
+        (Some(Ipv6Addr::LOCALHOST), None),
+        (None, Some(lo())),
+        (None, Some(0)),
+        (None, None),
+    ] {
+        let meta = SendMeta6 { dst, src, ifindex };
+        sock.send(b"reply", &meta).expect("send");
+        let (n, from) = cli.recv_from(&mut got).expect("client receives");
+        assert_eq!(&got[..n], b"reply");
+        assert_eq!(v6(from), server, "{meta:?}");
+    }
+
+    let not_ours = SendMeta6 {
+        dst,
+        src: Some("2001:db8::1".parse().expect("addr")),
+        ifindex: None,
+    };
+    let err = sock.send(b"x", &not_ours).unwrap_err();
+    assert!(
+        matches!(err, Error::Send6 { dst: d, ifindex: 0, .. } if d == dst),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.io_error().and_then(|e| e.raw_os_error()),
+        Some(libc::EINVAL)
+    );
+
+    let no_such_interface = SendMeta6 {
+        dst,
+        src: None,
+        ifindex: Some(999_999),
+    };
+    let err = sock.send(b"x", &no_such_interface).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Send6 {
+                ifindex: 999_999,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.io_error().and_then(|e| e.raw_os_error()),
+        Some(libc::ENODEV)
+    );
+
+    let huge = SendMeta6 {
+        dst,
+        src: None,
+        ifindex: Some(u32::MAX),
+    };
+    let err = sock.send(b"x", &huge).unwrap_err();
+    assert_eq!(
+        err.io_error().map(|e| e.kind()),
+        Some(ErrorKind::InvalidInput)
+    );
+    cli.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    assert!(cli.recv_from(&mut got).is_err(), "a refused send arrived");
+}
+
+#[test]
+fn recv_timeout_try_recv_and_oversized_datagrams() {
+    let (sock, server) = one_socket();
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 10];
+    assert_eq!(sock.recv(&mut buf).expect("recv"), None);
+    assert!(matches!(
+        sock.set_read_timeout(Some(Duration::ZERO)),
+        Err(Error::InvalidConfig(_))
+    ));
+    sock.set_read_timeout(None).expect("blocking socket");
+    assert_eq!(sock.try_recv(&mut buf).expect("try_recv"), None);
+
+    let cli = client6();
+    cli.send_to(&[7u8; 100], server).expect("send big");
+    cli.send_to(b"small", server).expect("send small");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // The big one is dropped (Ok(None)), then the small one arrives whole.
+    let meta = (0..1000)
+        .find_map(|_| sock.recv(&mut buf).expect("recv"))
+        .expect("the small datagram arrives");
+    assert_eq!(&buf[..meta.len], b"small");
+    assert_eq!(sock.truncated_drops(), 1);
+    assert_eq!(sock.missing_pktinfo_drops(), 0);
+}
+
+/// Many datagrams in, many replies out: `recvmmsg` into a `RecvBatch6`, each with its
+/// metadata; `sendmmsg` from a `SendBatch6`, each reply to its own client, with and without
+/// packet info.
+#[test]
+fn batch_round_trip_of_many_datagrams() {
+    const CLIENTS: usize = 64;
+    const PER_CLIENT: usize = 4;
+    let (sock, server) = one_socket();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let clients: Vec<UdpSocket> = (0..CLIENTS).map(|_| client6()).collect();
+    let addrs: Vec<SocketAddrV6> = clients
+        .iter()
+        .map(|c| v6(c.local_addr().expect("client addr")))
+        .collect();
+    let mut rx = RecvBatch6::new(32, 1500).expect("recv batch");
+    let mut tx = SendBatch6::new(32, 1500).expect("send batch");
+    assert_eq!((rx.capacity(), rx.buf_size(), rx.len()), (32, 1500, 0));
+    assert_eq!((tx.capacity(), tx.buf_size(), tx.len()), (32, 1500, 0));
+
+    for round in 0..PER_CLIENT {
+        for (i, c) in clients.iter().enumerate() {
+            c.send_to(format!("request {i:02} {round}").as_bytes(), server)
+                .expect("send");
+        }
+    }
+    let mut received = 0;
+    let mut sent = 0;
+    let mut calls = 0;
+    while received < CLIENTS * PER_CLIENT {
+        let n = sock.recv_batch(&mut rx, true).expect("recv_batch");
+        assert!(n > 0, "timed out after {received} datagrams");
+        assert!(n <= 32);
+        calls += 1;
+        assert_eq!(rx.len(), n);
+        for (payload, meta) in rx.iter() {
+            let text = std::str::from_utf8(payload).expect("utf8");
+            let i: usize = text[8..10].parse().expect("client number");
+            assert_eq!(payload.len(), meta.len);
+            assert_eq!(meta.src, addrs[i], "{text}");
+            assert_eq!(meta.dst, Ipv6Addr::LOCALHOST);
+            assert_eq!(meta.ifindex, lo());
+            let reply = SendMeta6 {
+                dst: meta.src,
+                src: i.is_multiple_of(2).then_some(meta.dst),
+                ifindex: i.is_multiple_of(3).then_some(meta.ifindex),
+            };
+            let answer = format!("reply {}", &text[8..]);
+            if !tx.push(answer.as_bytes(), &reply) {
+                assert!(tx.is_full());
+                let report = sock.send_batch(&mut tx).expect("send_batch");
+                assert_eq!((report.sent, report.failed), (32, 0), "{report:?}");
+                sent += report.sent;
+                assert!(tx.push(answer.as_bytes(), &reply));
+            }
+        }
+        received += n;
+    }
+    assert!(
+        calls < CLIENTS * PER_CLIENT,
+        "recvmmsg took one datagram per call"
+    );
+    let report = sock.send_batch(&mut tx).expect("send_batch");
+    assert_eq!(report.failed, 0, "{report:?}");
+    sent += report.sent;
+    assert_eq!(sent, CLIENTS * PER_CLIENT);
+    assert!(tx.is_empty());
+
+    // Every client gets its own replies, in order, from the server's address.
+    let mut got = [0u8; 64];
+    for (i, c) in clients.iter().enumerate() {
+        for round in 0..PER_CLIENT {
+            let (n, from) = c.recv_from(&mut got).expect("client receives its reply");
+            assert_eq!(&got[..n], format!("reply {i:02} {round}").as_bytes());
+            assert_eq!(v6(from), server);
+        }
+    }
+    assert_eq!(sock.recv_batch(&mut rx, false).expect("recv_batch"), 0);
+    assert!(rx.is_empty());
+}
+
+#[test]
+fn recv_batch6_drops_and_counts_oversized_datagrams() {
+    let (sock, server) = one_socket();
+    let cli = client6();
+    cli.send_to(b"small", server).expect("send");
+    cli.send_to(&[7u8; 100], server).expect("send");
+    cli.send_to(&[7u8; 16], server).expect("send"); // exactly the buffer: fits
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut batch = RecvBatch6::new(8, 16).expect("batch");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        assert!(sock.recv_batch(&mut batch, true).expect("recv_batch") > 0);
+        got.extend(batch.iter().map(|(p, _)| p.to_vec()));
+    }
+    assert_eq!(got, [b"small".to_vec(), vec![7u8; 16]]);
+    assert_eq!(sock.truncated_drops(), 1);
+}
+
+/// A reply the kernel refuses is counted and skipped; the rest of the batch still goes out.
+#[test]
+fn send_batch6_skips_refused_replies_and_sends_the_rest() {
+    let (sock, server) = one_socket();
+    let cli = client6();
+    let dst = v6(cli.local_addr().expect("client addr"));
+    let plain = SendMeta6 {
+        dst,
+        src: None,
+        ifindex: None,
+    };
+    let no_such_interface = SendMeta6 {
+        ifindex: Some(999_999),
+        ..plain
+    };
+    let not_ours = SendMeta6 {
+        src: Some("2001:db8::1".parse().expect("addr")),
+        ..plain
+    };
+    let mut batch = SendBatch6::new(8, 64).expect("batch");
+    assert!(batch.push(b"first", &plain));
+    assert!(batch.push(b"no route", &no_such_interface));
+    assert!(batch.push(b"second", &plain));
+    assert!(batch.push(b"not our address", &not_ours));
+    assert!(batch.push(b"third", &plain));
+    assert!(!batch.push(&[0u8; 65], &plain), "longer than a slot");
+    let huge = SendMeta6 {
+        ifindex: Some(u32::MAX),
+        ..plain
+    };
+    assert!(!batch.push(b"x", &huge), "ifindex beyond c_int");
+    assert_eq!(batch.len(), 5);
+
+    let report = sock.send_batch(&mut batch).expect("send_batch");
+    assert_eq!((report.sent, report.failed), (3, 2), "{report:?}");
+    match &report.first_error {
+        Some(Error::Send6 {
+            dst: d,
+            ifindex: 999_999,
+            source,
+        }) if *d == dst => assert_eq!(source.raw_os_error(), Some(libc::ENODEV), "{source}"),
+        other => panic!("first error should be the unknown interface: {other:?}"),
+    }
+    assert!(batch.is_empty());
+    let mut got = [0u8; 64];
+    for want in [&b"first"[..], b"second", b"third"] {
+        let (n, from) = cli.recv_from(&mut got).expect("client receives");
+        assert_eq!(&got[..n], want);
+        assert_eq!(v6(from), server);
+    }
+}
+
+/// The IPv6 receive and send paths, single and batched, do not allocate (counted by the
+/// allocator of `alloc_tests`).
+#[test]
+fn v6_paths_do_not_allocate() {
+    let (sock, server) = one_socket();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let lo = lo();
+    let cli = client6();
+    let cli_addr = v6(cli.local_addr().expect("client addr"));
+    let mut rx = RecvBatch6::new(16, 1500).expect("recv batch");
+    let mut tx = SendBatch6::new(16, 1500).expect("send batch");
+    let mut buf = [0u8; 1500];
+    let mut got = [0u8; 64];
+    let metas = [
+        SendMeta6 {
+            dst: cli_addr,
+            src: Some(Ipv6Addr::LOCALHOST),
+            ifindex: Some(lo),
+        },
+        SendMeta6 {
+            dst: cli_addr,
+            src: None,
+            ifindex: None,
+        },
+    ];
+    for round in 0..3 {
+        cli.send_to(b"request", server).expect("client send");
+        let (meta, n) = allocations(|| sock.recv(&mut buf));
+        let meta = meta.expect("recv").expect("a datagram");
+        assert_eq!(meta.src, cli_addr);
+        assert_eq!(n, 0, "recv allocated {n} times (round {round})");
+        for reply in &metas {
+            let (res, n) = allocations(|| sock.send(b"reply", reply));
+            res.expect("send");
+            assert_eq!(n, 0, "send allocated {n} times ({reply:?})");
+            let (len, _) = cli.recv_from(&mut got).expect("client receives");
+            assert_eq!(&got[..len], b"reply");
+        }
+
+        for _ in 0..4 {
+            cli.send_to(b"request", server).expect("client send");
+        }
+        let mut received = 0;
+        while received < 4 {
+            let (res, n) = allocations(|| sock.recv_batch(&mut rx, true));
+            received += res.expect("recv_batch");
+            assert_eq!(n, 0, "recv_batch allocated {n} times (round {round})");
+        }
+        let (res, n) = allocations(|| {
+            for i in 0..4 {
+                assert!(tx.push(b"reply", &metas[i % 2]));
+            }
+            sock.send_batch(&mut tx)
+        });
+        let report = res.expect("send_batch");
+        assert_eq!((report.sent, report.failed), (4, 0));
+        assert_eq!(n, 0, "push/send_batch allocated {n} times (round {round})");
+        for _ in 0..4 {
+            let (len, _) = cli.recv_from(&mut got).expect("client receives");
+            assert_eq!(&got[..len], b"reply");
+        }
+    }
+}

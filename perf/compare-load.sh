@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Side by side with lessor's own load generator (`lessor-perf load`, which perfdhcp's ceiling
+# does not limit): lessor (journal sync group and none) and kea-dhcp4 (memfile, persist on,
+# multi-threading on), DHCPv4 DORA as a relay on loopback.
+#
+#   perf/compare-load.sh [--seconds 10] [--runs 3] [--inflight 256] [--workers 1]
+#                        [--servers "lessor-group lessor-none kea"]
+#
+# For every server: RUNS closed-loop runs (INFLIGHT exchanges outstanding) give its maximum
+# DORA/s (the median), then RUNS open-loop runs at half that median give the latency there.
+# Each run starts a fresh server with an empty state. Server on core 1 (cores 0-1 with
+# --workers 2), generator on core 0. Prints per run: DORA/s, drops, DORA p50/p99/p99.9, the
+# server's CPU per DORA and the correctness check; then per server the medians, and the
+# ratio of each lessor maximum to Kea's.
+set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
+cd "$(dirname "$0")/.."
+
+seconds=10 runs=3 inflight=256 workers=1
+servers="lessor-group lessor-none kea"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) seconds=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --inflight) inflight=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    --servers) servers=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+cargo build --release -q -p lessor-server -p lessor-perf
+bin=$PWD/target/release
+work=$(mktemp -d /var/tmp/lessor-load.XXXXXX)
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+cores=1; gen_pin=(taskset -c 0); [ "$workers" -gt 1 ] && cores=0-1 && gen_pin=(taskset -c 0-1)
+
+start() { # server
+  rm -rf "$work/state" "$work/kea"; mkdir -p "$work/state" "$work/kea" /run/kea
+  case "$1" in
+    lessor-*)
+      printf 'port: 6767\nstate_dir: %s\nworkers: %s\njournal: { sync: %s }\nv4:\n  lease_time: 4000\n  subnets:\n    - subnet: 10.0.0.0/8\n      relays: [127.0.0.1]\n      pools: ["10.0.0.1-10.255.255.254"]\n' \
+        "$work/state" "$workers" "${1#lessor-}" > "$work/lessor.yaml"
+      RUST_LOG=warn taskset -c "$cores" "$bin/lessor" --config "$work/lessor.yaml" > "$work/server.log" 2>&1 &
+      ;;
+    kea)
+      printf '{ "Dhcp4": { "interfaces-config": { "interfaces": [ "lo" ], "dhcp-socket-type": "udp" },
+  "lease-database": { "type": "memfile", "persist": true, "name": "%s/kea/leases4.csv" },
+  "multi-threading": { "enable-multi-threading": true, "thread-pool-size": 2, "packet-queue-size": 64 },
+  "valid-lifetime": 4000,
+  "subnet4": [ { "id": 1, "subnet": "10.0.0.0/8", "pools": [ { "pool": "10.0.0.1 - 10.255.255.254" } ],
+                 "relay": { "ip-addresses": [ "127.0.0.1" ] } } ] } }\n' "$work" > "$work/kea.json"
+      taskset -c "$cores" kea-dhcp4 -c "$work/kea.json" -p 6767 -P 6768 > "$work/server.log" 2>&1 &
+      ;;
+  esac
+  pid=$!
+  sleep 2
+  kill -0 "$pid" || { cat "$work/server.log" >&2; exit 1; }
+}
+stop() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }
+
+run() { # server, then load arguments; prints "dora/s drops% p50 p99 p99.9 cpu_us violations"
+  local server=$1; shift
+  start "$server"
+  "${gen_pin[@]}" "$bin/lessor-perf" load --duration "$seconds" --server-pid "$pid" \
+    --json "$work/out.json" --quiet "$@" > /dev/null 2>&1 || true
+  stop
+  python3 - "$work/out.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+d = j["latency_us"]["dora"]
+drops = j["discover_offer_drops"]["percent"] + j["request_ack_drops"]["percent"]
+print(f'{j["achieved_dora_per_s"]:.0f} {drops:.3f} {d["p50"]:.0f} {d["p99"]:.0f} {d["p99_9"]:.0f} '
+      f'{j.get("server_cpu_us_per_dora") or 0:.1f} {j["correctness"]["violations"]}')
+PY
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+printf "%-13s %-6s %3s %9s %7s %8s %8s %8s %7s %4s\n" server mode run DORA/s drop% p50us p99us p99.9us cpu_us viol
+declare -A max
+for server in $servers; do
+  : > "$work/closed"
+  for r in $(seq 1 "$runs"); do
+    line=$(run "$server" --inflight "$inflight")
+    echo "$line" >> "$work/closed"
+    printf "%-13s %-6s %3s %9s %7s %8s %8s %8s %7s %4s\n" "$server" closed "$r" $line
+  done
+  max[$server]=$(cut -d' ' -f1 "$work/closed" | median)
+  half=$(( ${max[$server]} / 2 ))
+  : > "$work/open"
+  for r in $(seq 1 "$runs"); do
+    line=$(run "$server" --rate "$half")
+    echo "$line" >> "$work/open"
+    printf "%-13s %-6s %3s %9s %7s %8s %8s %8s %7s %4s\n" "$server" "$half" "$r" $line
+  done
+  echo "$server: max ${max[$server]} DORA/s (median of $runs); at $half/s: p99 $(cut -d' ' -f4 "$work/open" | median) us, p99.9 $(cut -d' ' -f5 "$work/open" | median) us (medians); CPU $(cut -d' ' -f6 "$work/closed" | median) us/DORA at the max"
+done
+if [ -n "${max[kea]:-}" ]; then
+  for server in $servers; do
+    [ "$server" = kea ] && continue
+    echo "$server / kea: $(python3 -c "print(f'{${max[$server]} / ${max[kea]}:.1f}x')")"
+  done
+fi
