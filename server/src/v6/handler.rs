@@ -282,7 +282,7 @@ impl V6Context {
                     .excluded
                     .iter()
                     .copied()
-                    .chain(s.reservations.iter().filter_map(|r| r.prefix))
+                    // A reserved prefix may be any subnet's: delegated prefixes are not on-link.
                     .chain(
                         cfg.subnets
                             .iter()
