@@ -96,7 +96,7 @@ pub fn format_duid(duid: &[u8]) -> String {
 /// Colon-separated (or plain) hex, 3 to 130 bytes (RFC 8415 §11.1).
 fn parse_duid(text: &str) -> Option<Vec<u8>> {
     let digits: String = text.trim().chars().filter(|&c| c != ':').collect();
-    if digits.len() % 2 != 0 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !digits.len().is_multiple_of(2) || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let b: Vec<u8> = (0..digits.len())

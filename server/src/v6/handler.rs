@@ -282,7 +282,7 @@ impl V6Context {
                     .excluded
                     .iter()
                     .copied()
-                    .chain(s.reservations.iter().filter_map(|r| r.prefix))
+                    // A reserved prefix may be any subnet's: delegated prefixes are not on-link.
                     .chain(
                         cfg.subnets
                             .iter()
@@ -392,15 +392,11 @@ impl V6Context {
             }
         }
         let a = &self.assignments;
-        let lookups: [for<'x> fn(&'x Assignments, &[u8]) -> Option<&'x Assignment>; 4] = [
-            Assignments::by_duid,
-            Assignments::by_interface_id,
-            Assignments::by_remote_id,
-            Assignments::by_subscriber_id,
-        ];
-        keys.iter()
-            .zip(lookups)
-            .find_map(|(key, f)| f(a, (*key)?))
+        let [duid, iid, rid, sid] = keys;
+        duid.and_then(|k| a.by_duid(k))
+            .or_else(|| iid.and_then(|k| a.by_interface_id(k)))
+            .or_else(|| rid.and_then(|k| a.by_remote_id(k)))
+            .or_else(|| sid.and_then(|k| a.by_subscriber_id(k)))
             .map(|x| Static {
                 address: x.address,
                 prefix: x
@@ -545,8 +541,8 @@ impl<'h, 'r> Handling<'h, 'r> {
             Kind::Renew => self.extend(subnet.ok_or(NoReply::NoSubnet)?, false),
             Kind::Rebind => self.extend(subnet.ok_or(NoReply::NoSubnet)?, true),
             Kind::Confirm => self.confirm(subnet.ok_or(NoReply::NoSubnet)?),
-            Kind::Release => self.release_or_decline(subnet, false),
-            Kind::Decline => self.release_or_decline(subnet, true),
+            Kind::Release => self.release_or_decline(false),
+            Kind::Decline => self.release_or_decline(true),
             Kind::InformationRequest => self.information(subnet),
         }
     }
@@ -847,11 +843,7 @@ impl<'h, 'r> Handling<'h, 'r> {
     /// RFC 8415 §18.3.7 (RELEASE) and §18.3.8 (DECLINE): each listed resource the IA holds is
     /// released (declined: quarantined); IAs with none get NoBinding. DECLINE is about
     /// addresses only: its IA_PDs are ignored.
-    fn release_or_decline(
-        &mut self,
-        subnet: Option<usize>,
-        decline: bool,
-    ) -> Result<Reply, NoReply> {
+    fn release_or_decline(&mut self, decline: bool) -> Result<Reply, NoReply> {
         let req = self.req;
         let mut enc = Encoder::new(std::mem::take(self.out), req, ReplyKind::Reply);
         self.ids(&mut enc);
@@ -881,8 +873,8 @@ impl<'h, 'r> Handling<'h, 'r> {
                 write_ia(&mut enc, &ia, 0, 0, |e| e.status(Status::NoBinding));
             }
         }
+        // §18.3.7 / §18.3.8: the identifiers and the statuses, no configuration.
         enc.status(Status::Success);
-        self.options(&mut enc, subnet, None);
         self.finish(enc, ReplyKind::Reply)
     }
 

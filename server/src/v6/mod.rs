@@ -20,5 +20,6 @@ pub use handler::{
 };
 pub use packet::{
     HOP_COUNT_LIMIT, Hop, Ia, IaEntry, IaType, Kind, MAX_IAS, Malformed, Request, client_duid,
+    parse,
 };
 pub use reply::{ReplyKind, Status};

@@ -410,8 +410,9 @@ fn check_ia_options(kind: IaType, area: &[u8]) -> Result<(), Malformed> {
 }
 
 /// Parses and validates `buf`: relay layers first (at most [`HOP_COUNT_LIMIT`]), then the
-/// client message.
-pub(super) fn parse(buf: &[u8]) -> Result<Request<'_>, Malformed> {
+/// client message. [`handle`](super::handle) does this itself; it is public for tools and
+/// the fuzz target.
+pub fn parse(buf: &[u8]) -> Result<Request<'_>, Malformed> {
     let mut hops = [NO_HOP; HOP_COUNT_LIMIT];
     let mut relay_count = 0;
     let mut cur = buf;
@@ -743,7 +744,7 @@ pub(crate) mod tests {
             // An option claiming 40 bytes with 3 left; a header cut short.
             (
                 {
-                    let mut m = message(1, &[ok.clone()]);
+                    let mut m = message(1, std::slice::from_ref(&ok));
                     m.extend([0, 6, 0, 40, 0, 23, 0]);
                     m
                 },
@@ -751,7 +752,7 @@ pub(crate) mod tests {
             ),
             (
                 {
-                    let mut m = message(1, &[ok.clone()]);
+                    let mut m = message(1, std::slice::from_ref(&ok));
                     m.extend([0, 6, 0]);
                     m
                 },

@@ -209,10 +209,10 @@ fn dhclient6_duid_reservation_and_restart_keep_the_address() {
     );
 
     let lessor = Lessor::start(Some(&net.server), &config, &[]);
+    let replay = lessor.stdout_line("leases live");
     assert!(
-        lessor.stdout().contains("2 leases live"),
-        "both v6 leases replayed:\n{}",
-        lessor.stdout()
+        replay.contains("2 leases live"),
+        "both v6 leases replayed: {replay}"
     );
     let again = dhclient6(net.client(), &dir.path().join("again"));
     set_duid(&again, "00:03:00:01:02:23:10:00:00:99");
