@@ -59,6 +59,15 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Load(_) | Command::Load6(_) | Command::NullResponder(_) | Command::NullResponder6(_)
+    ) {
+        // The load tools must not disturb what they measure: with transparent huge pages on,
+        // their allocations woke kcompactd, whose page migration stalled the server under test
+        // for 13 ms every 100 ms or so (perf sched, docs/PERFORMANCE.md).
+        let _ = nix::sys::prctl::set_thp_disable(true);
+    }
     let res = match &cli.command {
         Command::JournalGen(a) => journal_gen::run(a),
         Command::Replay(t) => replay::replay(t),

@@ -34,8 +34,46 @@ pub(crate) const BATCH: usize = 64;
 /// Replies waiting for the journal, per worker, before the oldest is dropped (invariant 6:
 /// under overload the oldest work goes first; the client retries).
 pub(crate) const MAX_PENDING: usize = 8192;
-/// How long a worker with waiting replies sleeps when its socket is empty, at most.
-pub(crate) const DURABLE_POLL: Duration = Duration::from_millis(2);
+/// How long a worker with waiting replies blocks on its empty socket before it looks at the
+/// journal's durable watermark again: the most a durable reply waits to leave.
+pub(crate) const DURABLE_POLL: Duration = Duration::from_micros(100);
+/// How long a worker with nothing waiting blocks on its socket before it checks the stop flag
+/// and the reclaim timer.
+pub(crate) const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// A socket's receive timeout as last set, so that it is set only when it changes.
+#[derive(Default)]
+pub(crate) struct ReadTimeout(Option<Duration>);
+
+/// The two socket kinds a worker blocks on.
+pub(crate) trait SetReadTimeout {
+    fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()>;
+}
+
+impl SetReadTimeout for V4Socket {
+    fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()> {
+        V4Socket::set_read_timeout(self, d)
+    }
+}
+
+impl SetReadTimeout for lessor_net::V6Socket {
+    fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()> {
+        lessor_net::V6Socket::set_read_timeout(self, d)
+    }
+}
+
+impl ReadTimeout {
+    /// Sets `socket`'s receive timeout to `d` (`None`: [`IDLE_POLL`]) unless it already is.
+    pub(crate) fn want(&mut self, socket: &impl SetReadTimeout, d: Option<Duration>) {
+        let d = Some(d.unwrap_or(IDLE_POLL));
+        if self.0 != d {
+            match socket.set_read_timeout(d) {
+                Ok(()) => self.0 = d,
+                Err(e) => tracing::warn!(error = %e, "cannot set the socket's receive timeout"),
+            }
+        }
+    }
+}
 
 /// The journal directory inside the state directory.
 pub fn journal_dir(state_dir: &Path) -> PathBuf {
@@ -496,6 +534,7 @@ impl Worker {
         let mut pending: WaitQueue<(Destination, Ipv4Addr, ReplyKind)> =
             WaitQueue::new(MAX_PENDING);
         let mut last_reclaim = Instant::now();
+        let mut timeout = ReadTimeout::default();
         while !self.stop.load(Ordering::Relaxed) {
             if last_reclaim.elapsed() >= RECLAIM_EVERY {
                 last_reclaim = Instant::now();
@@ -506,9 +545,12 @@ impl Worker {
                 self.persist(&mut events);
             }
             self.flush(&mut pending, &mut tx, stats);
-            // While replies wait for the disk, keep draining the socket without blocking, so
-            // everything that arrives during one sync joins the next one (group commit).
-            let n = match self.socket.recv_batch(&mut rx, pending.is_empty()) {
+            // While replies wait for the disk the socket is still what the worker blocks on,
+            // for at most DURABLE_POLL: a request arriving meanwhile is answered at once (an
+            // OFFER) or joins the next sync, and a reply whose lease became durable leaves
+            // within DURABLE_POLL. With nothing waiting it blocks until a datagram comes.
+            timeout.want(&self.socket, (!pending.is_empty()).then_some(DURABLE_POLL));
+            let n = match self.socket.recv_batch(&mut rx, true) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(worker = self.k, error = %e, "receive failed");
@@ -516,9 +558,6 @@ impl Worker {
                 }
             };
             if n == 0 {
-                if let Some(t) = pending.oldest() {
-                    self.lane.wait_durable(t, DURABLE_POLL);
-                }
                 continue;
             }
             let now = now();

@@ -102,6 +102,7 @@ impl Worker6 {
         let mut last_reclaim = Instant::now();
         let mut ctx = self.ctx.current();
         let mut generation = self.ctx.generation();
+        let mut timeout = super::run::ReadTimeout::default();
         while !self.stop.load(Ordering::Relaxed) {
             if self.ctx.generation() != generation {
                 generation = self.ctx.generation();
@@ -116,7 +117,12 @@ impl Worker6 {
                 self.persist(&mut events);
             }
             self.flush(&mut pending, &mut tx, stats);
-            let n = match self.socket.recv_batch(&mut rx, pending.is_empty()) {
+            // As in the DHCPv4 worker: block on the socket, briefly while replies wait.
+            timeout.want(
+                &self.socket,
+                (!pending.is_empty()).then_some(super::run::DURABLE_POLL),
+            );
+            let n = match self.socket.recv_batch(&mut rx, true) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(worker = self.k, error = %e, "receive failed");
@@ -124,9 +130,6 @@ impl Worker6 {
                 }
             };
             if n == 0 {
-                if let Some(t) = pending.oldest() {
-                    self.lane.wait_durable(t, super::run::DURABLE_POLL);
-                }
                 continue;
             }
             let now = now();
