@@ -61,7 +61,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Load(_) | Command::Load6(_) | Command::NullResponder(_) | Command::NullResponder6(_)
+        Command::Load(_)
+            | Command::Load6(_)
+            | Command::NullResponder(_)
+            | Command::NullResponder6(_)
     ) {
         // The load tools must not disturb what they measure: with transparent huge pages on,
         // their allocations woke kcompactd, whose page migration stalled the server under test
