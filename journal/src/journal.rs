@@ -500,6 +500,12 @@ impl<R: Record> Lane<R> {
         Ticket(self.next)
     }
 
+    /// Records appended on this lane and not yet durable: what the journal still holds for it
+    /// in memory.
+    pub fn backlog(&self) -> u64 {
+        self.next.saturating_sub(self.durable_raw())
+    }
+
     /// The highest ticket of this lane that is durable (with [`SyncPolicy::Group`]: synced;
     /// with the other policies: written to the kernel). Every lower ticket is durable too.
     pub fn durable(&self) -> Ticket {

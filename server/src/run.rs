@@ -341,6 +341,7 @@ impl Server {
                 stats: Arc::clone(&stats),
                 allowed: allowed.clone(),
                 names: Arc::clone(&names),
+                max_backlog: config.journal.max_backlog,
             };
             handles.push(
                 thread::Builder::new()
@@ -397,6 +398,7 @@ impl Server {
                     stop: Arc::clone(&stop),
                     stats: Arc::clone(&stats6),
                     allowed: allowed.clone(),
+                    max_backlog: config.journal.max_backlog,
                 };
                 handles.push(
                     thread::Builder::new()
@@ -507,7 +509,12 @@ struct Worker {
     stats: Arc<[WorkerStats]>,
     allowed: Option<Vec<u32>>,
     names: Arc<Vec<(u32, String)>>,
+    /// `journal.max_backlog`.
+    max_backlog: u64,
 }
+
+/// The counter of requests dropped because the journal's backlog was full.
+pub(crate) const JOURNAL_BACKLOG: &str = "journal_backlog";
 
 impl Worker {
     fn run(mut self) {
@@ -561,6 +568,10 @@ impl Worker {
                 continue;
             }
             let now = now();
+            // Invariant 6 for the journal: while this lane holds more than max_backlog
+            // records that are not durable (a slow or full disk), requests that would add
+            // more are dropped and counted; the rest (DISCOVER, INFORM) is still answered.
+            let backlogged = self.lane.backlog() > self.max_backlog;
             for (data, meta) in rx.iter() {
                 // Linux hands a broadcast datagram to every socket of the reuseport group (the
                 // steering program only sees unicast): only the owner's worker answers it.
@@ -574,6 +585,10 @@ impl Worker {
                 if let Some(allowed) = &self.allowed
                     && !allowed.contains(&meta.ifindex)
                 {
+                    continue;
+                }
+                if backlogged && v4::writes_lease(data, &mut scratch) {
+                    stats.no_reply_label(JOURNAL_BACKLOG);
                     continue;
                 }
                 let arrival = Arrival {

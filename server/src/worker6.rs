@@ -75,6 +75,8 @@ pub(crate) struct Worker6 {
     pub(crate) stats: Arc<[WorkerStats]>,
     /// Interfaces served (when several are named): datagrams from others are ignored.
     pub(crate) allowed: Option<Vec<u32>>,
+    /// `journal.max_backlog`.
+    pub(crate) max_backlog: u64,
 }
 
 impl Worker6 {
@@ -133,6 +135,8 @@ impl Worker6 {
                 continue;
             }
             let now = now();
+            // As in the DHCPv4 worker: a full journal backlog stops requests that write.
+            let backlogged = self.lane.backlog() > self.max_backlog;
             for (data, meta) in rx.iter() {
                 // Every socket of the group gets a multicast datagram: only the worker of the
                 // client's shard answers it.
@@ -146,6 +150,10 @@ impl Worker6 {
                 if let Some(allowed) = &self.allowed
                     && !allowed.contains(&meta.ifindex)
                 {
+                    continue;
+                }
+                if backlogged && v6::writes_lease(data) {
+                    stats.no_reply_label(super::run::JOURNAL_BACKLOG);
                     continue;
                 }
                 let arrival = Arrival {

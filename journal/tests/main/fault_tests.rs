@@ -213,3 +213,29 @@ fn interval_and_none_publish_after_write() {
         );
     }
 }
+
+/// `Lane::backlog` counts what is appended and not durable: it grows while syncs fail and
+/// falls to zero once they work again (the server stops taking writes past a bound on it).
+#[test]
+fn backlog_grows_while_syncs_fail_and_drains_after() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(1));
+    let mut lane = j.lane(0);
+    let t = lane.append(rec(1, 1));
+    assert!(lane.wait_durable(t, LONG));
+    assert_eq!(lane.backlog(), 0);
+    fs.fail_syncs(SyncFault::UntilCleared, None);
+    let mut last = t;
+    for i in 2..=50u32 {
+        last = lane.append(rec(i, 1));
+    }
+    assert!(!lane.wait_durable(last, Duration::from_millis(300)));
+    assert_eq!(lane.backlog(), 49, "every record since the failure is held");
+    fs.clear_faults();
+    assert!(
+        lane.wait_durable(last, LONG),
+        "durable again once syncs work"
+    );
+    assert_eq!(lane.backlog(), 0);
+    j.shutdown().unwrap();
+}

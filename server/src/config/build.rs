@@ -96,7 +96,11 @@ fn journal(j: wire::Journal) -> Result<JournalConfig> {
             "only applies with sync: interval",
         ));
     }
-    Ok(JournalConfig { sync })
+    let max_backlog = j.max_backlog.unwrap_or(super::DEFAULT_MAX_BACKLOG);
+    if max_backlog == 0 {
+        return Err(invalid("journal.max_backlog", "must be at least 1"));
+    }
+    Ok(JournalConfig { sync, max_backlog })
 }
 
 /// A lease-time triple as resolved at one level.

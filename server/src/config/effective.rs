@@ -39,6 +39,7 @@ fn to_wire(c: &Config) -> wire::Config {
         journal: Some(wire::Journal {
             sync: Some(sync.to_owned()),
             interval_ms,
+            max_backlog: Some(c.journal.max_backlog),
         }),
         v4: Some(v4(&c.v4)),
         // A config without DHCPv6 shows no v6 section, as it was written.

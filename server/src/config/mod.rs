@@ -21,6 +21,11 @@
 //! - `journal.sync`: `group` (default; an ACK is sent only after its event is fdatasync'ed),
 //!   `interval` (fdatasync every `interval_ms`, default 10; ACKs do not wait, so a crash can lose
 //!   the last interval's leases) or `none` (the OS decides; a crash can lose any recent lease).
+//! - `journal.max_backlog` (default 65536): records a worker may have waiting for the journal
+//!   (appended, not yet durable). Past it, while the disk is slow or full, the worker drops
+//!   requests that would write (DHCPREQUEST, DECLINE, RELEASE, BOOTP; DHCPv6 REQUEST, RENEW,
+//!   REBIND, RELEASE, DECLINE, rapid-commit SOLICIT) and counts them as `journal_backlog`,
+//!   so memory stays bounded; OFFERs, ADVERTISEs and INFORMs go on, and clients retry.
 //!
 //! `v4`:
 //! - Durations are whole seconds: an integer (`3600`) or humantime text (`"1h"`, `"90s"`,
@@ -215,7 +220,12 @@ pub struct Config {
 pub struct JournalConfig {
     /// When journal writes are made durable.
     pub sync: SyncMode,
+    /// Records a worker may have waiting for the journal before it drops requests that write.
+    pub max_backlog: u64,
 }
+
+/// Default of `journal.max_backlog`.
+pub const DEFAULT_MAX_BACKLOG: u64 = 1 << 16;
 
 /// When journal writes are made durable, and whether ACKs wait for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -307,6 +307,14 @@ fn journal_modes() {
     );
     assert_eq!(yaml("journal: { sync: none }").journal.sync, SyncMode::None);
     assert_eq!(yaml("journal: {}").journal.sync, SyncMode::Group);
+    assert_eq!(
+        yaml("journal: {}").journal.max_backlog,
+        super::DEFAULT_MAX_BACKLOG
+    );
+    assert_eq!(
+        yaml("journal: { max_backlog: 20 }").journal.max_backlog,
+        20
+    );
 }
 
 /// One document per rule; each message must carry the exact key path.
@@ -324,6 +332,7 @@ fn validation_errors_name_the_key() {
         ("journal: { sync: fast }".into(), "journal.sync: unknown mode \"fast\", expected group, interval or none"),
         ("journal: { sync: group, interval_ms: 5 }".into(), "journal.interval_ms: only applies with sync: interval"),
         ("journal: { sync: interval, interval_ms: 0 }".into(), "journal.interval_ms: must be at least 1"),
+        ("journal: { max_backlog: 0 }".into(), "journal.max_backlog: must be at least 1"),
         // Lease times.
         ("v4: { lease_time: 0 }".into(), "v4.lease_time: must be at least 1 second"),
         ("v4: { lease_time: 900, min_lease_time: 1200, max_lease_time: 600 }".into(), "v4.max_lease_time: max_lease_time 600 is less than min_lease_time 1200"),

@@ -39,6 +39,8 @@ pub(super) struct Journal {
     pub(super) sync: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) max_backlog: Option<u64>,
 }
 
 /// `v4:`

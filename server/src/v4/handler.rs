@@ -439,6 +439,18 @@ pub struct Scratch {
     pub joined: Vec<u8>,
 }
 
+/// Whether handling `data` may write to the journal (a DHCPREQUEST, DECLINE, RELEASE or BOOTP
+/// request): what a worker stops taking while its journal backlog is full. A datagram that
+/// does not parse writes nothing (it is dropped as malformed).
+pub fn writes_lease(data: &[u8], scratch: &mut Scratch) -> bool {
+    packet::parse(data, &mut scratch.joined).is_ok_and(|req| {
+        matches!(
+            req.kind,
+            Kind::Request | Kind::Decline | Kind::Release | Kind::Bootp
+        )
+    })
+}
+
 /// Handles one datagram: validates it, applies it to the engine shard that owns the client,
 /// writes any reply into `out` and pushes lease events into `events`.
 #[allow(clippy::too_many_arguments)]

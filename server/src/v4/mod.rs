@@ -8,7 +8,7 @@ mod tests;
 
 pub use handler::{
     Arrival, CLIENT_PORT, Destination, InterfaceInfo, NoReply, Outcome, Reply, SERVER_PORT,
-    Scratch, V4Context, client_key, handle, owner_shard, steer_hash,
+    Scratch, V4Context, client_key, handle, owner_shard, steer_hash, writes_lease,
 };
 pub use packet::{Kind, Malformed};
 pub use reply::ReplyKind;

@@ -429,6 +429,17 @@ fn pd_exclude(excluded: Ipv6Addr, excluded_len: u8, delegated_len: u8) -> Box<[u
     out.into_boxed_slice()
 }
 
+/// Whether handling `data` may write to the journal (REQUEST, RENEW, REBIND, RELEASE,
+/// DECLINE, or a SOLICIT with Rapid Commit): what a worker stops taking while its journal
+/// backlog is full. A datagram that does not parse writes nothing.
+pub fn writes_lease(data: &[u8]) -> bool {
+    packet::parse(data).is_ok_and(|req| match req.kind {
+        Kind::Request | Kind::Renew | Kind::Rebind | Kind::Release | Kind::Decline => true,
+        Kind::Solicit => req.rapid_commit,
+        Kind::Confirm | Kind::InformationRequest => false,
+    })
+}
+
 /// The shard (and worker) that owns the client of the datagram `data`: the engine's owner of
 /// its DUID, through any relay layers; 0 when it has none (a stateless INFORMATION-REQUEST,
 /// or a datagram that will be dropped as malformed).

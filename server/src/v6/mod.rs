@@ -16,7 +16,7 @@ mod tests;
 pub use duid::{DUID_FILE, duid_llt, duid_uuid, format_duid, load_or_create_duid, server_duid};
 pub use handler::{
     Arrival, CLIENT_PORT, InterfaceInfo, NoReply, Outcome, Reply, SERVER_PORT, V6Context, handle,
-    owner_shard,
+    owner_shard, writes_lease,
 };
 pub use packet::{
     HOP_COUNT_LIMIT, Hop, Ia, IaEntry, IaType, Kind, MAX_IAS, Malformed, Request, client_duid,

@@ -994,7 +994,13 @@ fn disk_full_withholds_acks_then_resumes() {
     let dir = tempdir();
     let tmpfs = Tmpfs::mount(&dir.path().join("disk"), "4m");
     let state = tmpfs.dir.join("state");
-    let config = loopback_config(&state, "10.0.0.0/8", "10.0.0.1-10.255.255.254");
+    // A small backlog bound, so that the full disk reaches it: past 20 records waiting per
+    // worker, REQUESTs are dropped (counted) instead of piling up in memory.
+    let config = loopback_config(&state, "10.0.0.0/8", "10.0.0.1-10.255.255.254").replace(
+        "journal: { sync: group }",
+        "journal: { sync: group, max_backlog: 20 }",
+    );
+    assert!(config.contains("max_backlog: 20"));
     let cfg = config_file(dir.path(), &config);
     let cap = Capture::start(&ns, dir.path(), "full");
     let lessor = Lessor::start(Some(&ns), &config, &[]);
@@ -1075,6 +1081,11 @@ fn disk_full_withholds_acks_then_resumes() {
     );
     assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
     assert_eq!(stopped.counter("send_errors"), 0, "{}", stopped.stdout);
+    assert!(
+        stopped.counter("journal_backlog") > 0,
+        "with the disk full, the backlog bound never dropped a REQUEST:\n{}",
+        stopped.stdout
+    );
 
     // Every ACK that left lessor, in both phases, is bound in the journal.
     let acks = captured_acks(&pcap);
