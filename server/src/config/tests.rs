@@ -311,10 +311,7 @@ fn journal_modes() {
         yaml("journal: {}").journal.max_backlog,
         super::DEFAULT_MAX_BACKLOG
     );
-    assert_eq!(
-        yaml("journal: { max_backlog: 20 }").journal.max_backlog,
-        20
-    );
+    assert_eq!(yaml("journal: { max_backlog: 20 }").journal.max_backlog, 20);
 }
 
 /// One document per rule; each message must carry the exact key path.
