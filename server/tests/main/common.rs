@@ -541,7 +541,9 @@ impl Lessor {
             readers,
             dir,
         };
-        if !me.stdout.wait_for("listening on", Instant::now() + STARTUP) {
+        // The startup summary ("... leases live ...") comes after every "listening on" line
+        // (DHCPv4's, then DHCPv6's): waiting for it means every socket is open.
+        if !me.stdout.wait_for("leases live", Instant::now() + STARTUP) {
             let status = me.kill();
             panic!(
                 "lessor {} did not say it was listening within {STARTUP:?} ({status});\n\

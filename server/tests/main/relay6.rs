@@ -181,11 +181,9 @@ fn remote_id_assignments_from_yaml_and_csv_and_a_sighup_reload_under_traffic() {
         let mut answered = 0;
         for n in 0..300u32 {
             if n == 150 {
-                let status = std::process::Command::new("kill")
-                    .args(["-HUP", &pid.to_string()])
-                    .status()
-                    .expect("kill -HUP");
-                assert!(status.success(), "kill -HUP {pid}");
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP)
+                    .unwrap_or_else(|e| panic!("SIGHUP to {pid}: {e}"));
             }
             // Clients with CUST2's remote-id: the same static prefix for each of them would be
             // a conflict, so ask as different clients of an unassigned remote-id.
