@@ -45,26 +45,99 @@ pub(crate) const IDLE_POLL: Duration = Duration::from_millis(200);
 #[derive(Default)]
 pub(crate) struct ReadTimeout(Option<Duration>);
 
-/// The two socket kinds a worker blocks on.
-pub(crate) trait SetReadTimeout {
+/// What a worker needs from its socket, for both families: batched and single sends, and a
+/// receive timeout.
+pub(crate) trait WorkerSocket {
+    type Batch;
+    type Meta: std::fmt::Debug;
     fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()>;
+    fn push(batch: &mut Self::Batch, out: &[u8], meta: &Self::Meta) -> bool;
+    fn is_empty(batch: &Self::Batch) -> bool;
+    fn send_batch(&self, batch: &mut Self::Batch) -> lessor_net::Result<lessor_net::SendReport>;
+    fn send(&self, out: &[u8], meta: &Self::Meta) -> lessor_net::Result<()>;
 }
 
-impl SetReadTimeout for V4Socket {
-    fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()> {
-        V4Socket::set_read_timeout(self, d)
+macro_rules! worker_socket {
+    ($socket:ty, $batch:ty, $meta:ty) => {
+        impl WorkerSocket for $socket {
+            type Batch = $batch;
+            type Meta = $meta;
+            fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()> {
+                <$socket>::set_read_timeout(self, d)
+            }
+            fn push(batch: &mut $batch, out: &[u8], meta: &$meta) -> bool {
+                batch.push(out, meta)
+            }
+            fn is_empty(batch: &$batch) -> bool {
+                batch.is_empty()
+            }
+            fn send_batch(&self, batch: &mut $batch) -> lessor_net::Result<lessor_net::SendReport> {
+                <$socket>::send_batch(self, batch)
+            }
+            fn send(&self, out: &[u8], meta: &$meta) -> lessor_net::Result<()> {
+                <$socket>::send(self, out, meta)
+            }
+        }
+    };
+}
+
+worker_socket!(V4Socket, SendBatch, SendMeta);
+worker_socket!(
+    lessor_net::V6Socket,
+    lessor_net::SendBatch6,
+    lessor_net::SendMeta6
+);
+
+/// Adds a reply to the send batch, sending the batch first when it is full (and the reply on
+/// its own if even an empty batch refuses it).
+pub(crate) fn queue<S: WorkerSocket>(
+    socket: &S,
+    worker: usize,
+    tx: &mut S::Batch,
+    out: &[u8],
+    meta: &S::Meta,
+    stats: &WorkerStats,
+) {
+    if S::push(tx, out, meta) {
+        return;
+    }
+    send_all(socket, worker, tx, stats);
+    if !S::push(tx, out, meta)
+        && let Err(e) = socket.send(out, meta)
+    {
+        stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(worker, error = %e, ?meta, "send failed");
     }
 }
 
-impl SetReadTimeout for lessor_net::V6Socket {
-    fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()> {
-        lessor_net::V6Socket::set_read_timeout(self, d)
+/// Sends the batch (one sendmmsg), counting what the kernel refused.
+pub(crate) fn send_all<S: WorkerSocket>(
+    socket: &S,
+    worker: usize,
+    tx: &mut S::Batch,
+    stats: &WorkerStats,
+) {
+    if S::is_empty(tx) {
+        return;
+    }
+    match socket.send_batch(tx) {
+        Ok(r) if r.failed > 0 => {
+            stats
+                .send_errors
+                .fetch_add(r.failed as u64, Ordering::Relaxed);
+            tracing::debug!(worker, failed = r.failed, error = ?r.first_error, "some replies were not sent");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(worker, error = %e, "send failed");
+        }
     }
 }
 
 impl ReadTimeout {
     /// Sets `socket`'s receive timeout to `d` (`None`: [`IDLE_POLL`]) unless it already is.
-    pub(crate) fn want(&mut self, socket: &impl SetReadTimeout, d: Option<Duration>) {
+    pub(crate) fn want(&mut self, socket: &impl WorkerSocket, d: Option<Duration>) {
         let d = Some(d.unwrap_or(IDLE_POLL));
         if self.0 != d {
             match socket.set_read_timeout(d) {
@@ -688,35 +761,11 @@ impl Worker {
         stats: &WorkerStats,
     ) {
         let meta = self.route(dst, src);
-        if tx.push(out, &meta) {
-            return;
-        }
-        self.send_all(tx, stats);
-        if !tx.push(out, &meta)
-            && let Err(e) = self.socket.send(out, &meta)
-        {
-            stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(worker = self.k, error = %e, dst = %meta.dst, "send failed");
-        }
+        queue(&self.socket, self.k, tx, out, &meta, stats);
     }
 
     fn send_all(&self, tx: &mut SendBatch, stats: &WorkerStats) {
-        if tx.is_empty() {
-            return;
-        }
-        match self.socket.send_batch(tx) {
-            Ok(r) if r.failed > 0 => {
-                stats
-                    .send_errors
-                    .fetch_add(r.failed as u64, Ordering::Relaxed);
-                tracing::debug!(worker = self.k, failed = r.failed, error = ?r.first_error, "some replies were not sent");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(worker = self.k, error = %e, "send failed");
-            }
-        }
+        send_all(&self.socket, self.k, tx, stats);
     }
 
     /// Where a reply goes on the wire. A unicast to a client that has no address yet needs

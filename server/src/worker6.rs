@@ -237,34 +237,10 @@ impl Worker6 {
     }
 
     fn queue(&self, tx: &mut SendBatch6, out: &[u8], meta: &SendMeta6, stats: &WorkerStats) {
-        if tx.push(out, meta) {
-            return;
-        }
-        self.send_all(tx, stats);
-        if !tx.push(out, meta)
-            && let Err(e) = self.socket.send(out, meta)
-        {
-            stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(worker = self.k, error = %e, dst = %meta.dst, "send failed");
-        }
+        super::run::queue(&self.socket, self.k, tx, out, meta, stats);
     }
 
     fn send_all(&self, tx: &mut SendBatch6, stats: &WorkerStats) {
-        if tx.is_empty() {
-            return;
-        }
-        match self.socket.send_batch(tx) {
-            Ok(r) if r.failed > 0 => {
-                stats
-                    .send_errors
-                    .fetch_add(r.failed as u64, Ordering::Relaxed);
-                tracing::debug!(worker = self.k, failed = r.failed, error = ?r.first_error, "some DHCPv6 replies were not sent");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(worker = self.k, error = %e, "send failed");
-            }
-        }
+        super::run::send_all(&self.socket, self.k, tx, stats);
     }
 }
