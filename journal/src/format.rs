@@ -343,8 +343,18 @@ pub(crate) fn frame_bounds(buf: &[u8], at: usize, end: usize) -> Result<(usize, 
 pub(crate) enum WalkEnd {
     /// Every byte up to `end` was a valid frame.
     Clean,
+    /// Valid frames up to `offset`, then only zero bytes up to `end`: the unused space of a
+    /// preallocated segment (a zero length is never a valid frame). At the end of the last
+    /// segment that is where its records end; inside a sealed segment's valid length it is
+    /// lost data.
+    Zeros { offset: u64 },
     /// The frame at `offset` is not valid.
     Bad { offset: u64, reason: String },
+}
+
+/// Whether `buf[at..end]` holds only zero bytes (preallocated space).
+pub(crate) fn all_zero(buf: &[u8], at: usize, end: usize) -> bool {
+    buf[at.min(end)..end].iter().all(|&b| b == 0)
 }
 
 /// Calls `each(offset, payload)` for every valid frame from `start` up to `end`, stopping at the
@@ -361,6 +371,9 @@ pub(crate) fn walk_frames(
             Ok((p, q)) => {
                 each(at as u64, &buf[p..q]).map_err(|e| (at as u64, e))?;
                 at = q;
+            }
+            Err(_) if all_zero(buf, at, end) => {
+                return Ok(WalkEnd::Zeros { offset: at as u64 });
             }
             Err(reason) => {
                 return Ok(WalkEnd::Bad {
@@ -436,6 +449,39 @@ mod tests {
         // Eight zero bytes (a zero-filled tail after a crash) are not an empty record.
         assert!(frame_at(&[0u8; 8], 0, 8).is_err());
         assert_eq!(resync(&buf, 1, buf.len()), Some(23));
+    }
+
+    #[test]
+    fn zeros_after_the_last_frame_end_the_walk_and_zeros_before_data_do_not() {
+        let mut buf = Vec::new();
+        encode_frame(&mut buf, &(7u32, String::from("abc"))).unwrap();
+        let frames = buf.len();
+        // A payload that ends in zero bytes is still one whole frame.
+        encode_frame(&mut buf, &(0u32, 0u64)).unwrap();
+        let data = buf.len();
+        buf.resize(data + 100, 0);
+        let mut n = 0;
+        let end = walk_frames(&buf, 0, buf.len(), |_, _| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            end,
+            WalkEnd::Zeros {
+                offset: data as u64
+            }
+        );
+        assert_eq!(n, 2);
+        // A hole of zeros with a frame after it is damage, not the end.
+        let mut holed = buf[..frames].to_vec();
+        holed.extend_from_slice(&[0u8; 16]);
+        holed.extend_from_slice(&buf[..frames]);
+        let end = walk_frames(&holed, 0, holed.len(), |_, _| Ok(())).unwrap();
+        assert!(
+            matches!(end, WalkEnd::Bad { offset, .. } if offset == frames as u64),
+            "{end:?}"
+        );
     }
 
     #[test]

@@ -5,9 +5,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-/// A file opened for writing by [`Fs::create`]. Writes always append.
+/// A file opened for writing by [`Fs::create`] or [`Fs::open_overwrite`]. Writes are
+/// sequential from the start of the file.
 pub trait FsFile: Send + fmt::Debug {
-    /// Appends all of `buf`. On error an unknown prefix of `buf` may have landed.
+    /// Writes all of `buf` at the file position and advances it. On error an unknown prefix
+    /// of `buf` may have landed.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Makes everything written so far durable (`fdatasync`).
     fn sync_data(&mut self) -> io::Result<()>;
@@ -19,9 +21,10 @@ pub trait DirLock: Send + Sync + fmt::Debug {}
 /// All file IO of the journal. [`RealFs`] is `std::fs`; tests substitute a filesystem that
 /// tears writes, fails syncs or flips bits (`FaultyFs`, behind the `testing` feature).
 ///
-/// Files are only ever created, appended to through the returned [`FsFile`], read whole or in
-/// part, truncated, renamed and removed: the journal never reopens an existing file for
-/// writing, so the writer always knows exactly what it wrote to the file it has open.
+/// Files are only ever created, written front to back through the returned [`FsFile`], read
+/// whole or in part, truncated, renamed and removed. The one existing file the journal opens
+/// for writing is a preallocated segment, all zeros, which the writer then fills from its
+/// first byte: so it always knows exactly what the file it has open holds.
 pub trait Fs: Send + Sync + fmt::Debug + 'static {
     /// Creates `dir` and its parents if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
@@ -35,6 +38,9 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
     fn file_len(&self, path: &Path) -> io::Result<u64>;
     /// Creates `path` (truncating it if it exists) and opens it for appending.
     fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// Opens an existing file for writing from its first byte without truncating it (a
+    /// preallocated segment): writes overwrite, and extend the file past its end.
+    fn open_overwrite(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
     /// Cuts a file to `len` bytes and makes the new length durable.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Renames a file (atomically replacing `to`); durable after [`Fs::sync_dir`].
@@ -46,6 +52,8 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
     /// Takes an exclusive lock on the directory (a `LOCK` file in it), failing with
     /// [`io::ErrorKind::WouldBlock`] if it is held elsewhere.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>>;
+    /// Bytes still free for an unprivileged writer on the filesystem holding `dir`.
+    fn available_space(&self, dir: &Path) -> io::Result<u64>;
 }
 
 /// The real filesystem (`std::fs`). Reads are plain buffered reads, not `mmap`: mapping a
@@ -114,6 +122,18 @@ impl Fs for RealFs {
             .truncate(true)
             .open(path)?;
         Ok(Box::new(RealFile(f)))
+    }
+
+    fn open_overwrite(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        Ok(Box::new(RealFile(
+            OpenOptions::new().write(true).open(path)?,
+        )))
+    }
+
+    fn available_space(&self, dir: &Path) -> io::Result<u64> {
+        let s = nix::sys::statvfs::statvfs(dir)?;
+        #[allow(clippy::useless_conversion)] // fsblkcnt_t and c_ulong are not u64 everywhere
+        Ok(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {

@@ -14,6 +14,7 @@ use crate::compact::{self, CompactReport, CompactorMsg};
 use crate::error::{Error, Result};
 use crate::fs::{DirLock, Fs, RealFs};
 use crate::replay::{self, Keep, ReplayReport, Tail};
+use crate::spare::Spares;
 use crate::writer::{Ctl, Shared, Start, Writer};
 
 /// When a record counts as durable.
@@ -57,12 +58,22 @@ pub struct Options {
     pub compact_bytes: u64,
     /// What replay does with a damaged tail of the last segment.
     pub recovery: Recovery,
-    /// Run first thing on the compaction thread, e.g. to lower its priority so that it
-    /// takes a shared core mostly while the workers wait (the server raises its nice value).
-    pub on_compactor_start: Option<ThreadHook>,
+    /// Run first thing on the background threads (compaction, preallocation), e.g. to lower
+    /// their priority so that they take a shared core mostly while the workers wait (the
+    /// server raises their nice value).
+    pub on_background_start: Option<ThreadHook>,
+    /// Fill each segment with zeros before writing records into it, so that a sync flushes
+    /// data only and no filesystem metadata (see the crate docs on preallocated segments).
+    /// Worth it on ext4 and XFS; on a copy-on-write filesystem (btrfs, ZFS) it only costs
+    /// the zeros.
+    pub preallocate: bool,
+    /// Run by the writer thread just before and just after each `fdatasync` of records, e.g.
+    /// to hold a real-time scheduling class while it waits on the disk (the server does).
+    pub around_sync: Option<(ThreadHook, ThreadHook)>,
 }
 
-/// Code a background thread runs when it starts (see [`Options::on_compactor_start`]).
+/// Code a journal thread runs at a given point (see [`Options::on_background_start`] and
+/// [`Options::around_sync`]).
 #[derive(Clone)]
 pub struct ThreadHook(pub Arc<dyn Fn() + Send + Sync>);
 
@@ -76,8 +87,8 @@ impl fmt::Debug for ThreadHook {
 pub const MIN_SEGMENT_BYTES: u64 = 64;
 
 impl Options {
-    /// Defaults: group commit, 64 MiB segments, compaction after 256 MiB of sealed segments,
-    /// torn tails tolerated.
+    /// Defaults: group commit, 64 MiB segments, preallocated, compaction after 256 MiB of
+    /// sealed segments, torn tails tolerated.
     pub fn new(dir: impl Into<PathBuf>, lanes: usize) -> Self {
         Options {
             dir: dir.into(),
@@ -86,7 +97,9 @@ impl Options {
             segment_bytes: 64 << 20,
             compact_bytes: 256 << 20,
             recovery: Recovery::TolerateTornTail,
-            on_compactor_start: None,
+            on_background_start: None,
+            preallocate: true,
+            around_sync: None,
         }
     }
 
@@ -152,6 +165,8 @@ pub struct Stats {
     pub compaction_failures: u64,
     /// Writes or syncs that failed.
     pub write_failures: u64,
+    /// Segments started in a preallocated (zero-filled) file.
+    pub preallocated: u64,
     /// The last error of the writer or the compactor.
     pub last_error: Option<String>,
     /// The writer's health.
@@ -272,22 +287,33 @@ impl<R: Record> Journal<R> {
             senders.push(Some(tx));
             receivers.push(rx);
         }
+        let spares = if opts.preallocate {
+            let s = Spares::spawn(
+                fs.clone(),
+                &dir,
+                opts.segment_bytes,
+                opts.on_background_start.clone(),
+            )
+            .map_err(|e| Error::io("spawn preallocation thread", &opts.dir, e))?;
+            Some(s)
+        } else {
+            None
+        };
         let mut writer = Writer::new(
             fs.clone(),
             dir.clone(),
-            opts.sync,
-            opts.segment_bytes,
-            opts.compact_bytes,
+            &opts,
             shared.clone(),
             receivers,
             ctl_rx,
             comp_tx.clone(),
             start,
+            spares,
         );
         writer.start()?;
         let compactor = {
             let (fs, dir, shared) = (fs.clone(), dir.clone(), shared.clone());
-            let hook = opts.on_compactor_start.clone();
+            let hook = opts.on_background_start.clone();
             std::thread::Builder::new()
                 .name("journal-compact".into())
                 .spawn(move || {
@@ -386,6 +412,7 @@ impl<R: Record> Journal<R> {
             compactions: l(&c.compactions),
             compaction_failures: l(&c.compaction_failures),
             write_failures: l(&c.write_failures),
+            preallocated: l(&c.preallocated),
             last_error: self
                 .shared
                 .last_error

@@ -141,6 +141,22 @@
 //! then segments `<= N` and older snapshots are deleted and the directory synced again.
 //! Compaction streams: the survivors go from the replay straight into the new snapshot.
 //!
+//! ## Preallocated segments
+//!
+//! With [`Options::preallocate`] (the default) a segment file is filled with zeros to
+//! [`Options::segment_bytes`] and synced before its header is written, and the records are
+//! written over the zeros. A sync then has only data to flush: the file's size and blocks are
+//! already on disk, so ext4 commits no metadata per sync. The `journal-prealloc` thread keeps
+//! one such file ready as `spare-segment.tmp` (removed by an open, like any `*.tmp`), which
+//! the writer renames to the next segment's name when it rotates; the first segment of a run
+//! is filled on the opening thread. Without a spare (a full disk) the writer starts a plain
+//! segment. So a segment may end in zeros after its last frame:
+//!
+//! * in the last segment, zeros from a frame boundary to the end of the file are where the
+//!   records end (not a torn tail: there was nothing there);
+//! * in a sealed segment, zeros after the valid end are unused space (not abandoned bytes);
+//!   zeros before it are lost data, [`Error::Corrupt`].
+//!
 //! ## Empty segments
 //!
 //! Every open starts a segment, which stays empty if nothing is appended before the next
@@ -153,7 +169,8 @@
 //! * numbers: only the end of the chain goes, highest first and each removal durable before
 //!   the next, so a power loss at any point leaves a chain without gaps;
 //! * `prev_len`: a segment is removed or reused only if its predecessor's whole file is valid
-//!   (its `prev_len` equals the predecessor's length) or it has no predecessor after the
+//!   (its `prev_len` equals the predecessor's length, preallocated zeros after the records not
+//!   counted) or it has no predecessor after the
 //!   snapshot. If its header is then lost (a crash while it is recreated leaves a torn header
 //!   on the last segment, which replay drops like any segment being started at a crash), the
 //!   predecessor, read as the last segment up to its first bad frame, ends exactly where that
@@ -221,6 +238,7 @@ mod fs;
 mod journal;
 mod offline;
 mod replay;
+mod spare;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod writer;

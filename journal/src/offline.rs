@@ -197,7 +197,7 @@ pub fn verify_with(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
                 len
             }
             Some(h) => {
-                if h.prev_len < len {
+                if h.prev_len < len && !format::all_zero(&bytes, h.prev_len as usize, bytes.len()) {
                     check.note = Some(format!(
                         "{} bytes after the valid end {} (abandoned after an IO error; ignored)",
                         len - h.prev_len,
@@ -212,6 +212,13 @@ pub fn verify_with(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
             check.records += 1;
             Ok(())
         });
+        let walked = match walked {
+            Ok(WalkEnd::Zeros { offset }) if next_header.is_some() => Ok(WalkEnd::Bad {
+                offset,
+                reason: replay::ZEROS_IN_SEALED.to_string(),
+            }),
+            w => w,
+        };
         if let Ok(WalkEnd::Bad { offset, reason }) = walked {
             let reason = if next_header.is_none() && is_last {
                 format!(
@@ -315,7 +322,8 @@ pub fn repair_with(fs: &dyn Fs, dir: &Path) -> Result<RepairReport> {
     let mut salvage =
         |path: &Path, bytes: &[u8], start: usize, end: usize, report: &mut RepairReport| {
             let mut at = start;
-            while at < end {
+            // A preallocated segment's unused zeros are not damage.
+            while at < end && !format::all_zero(bytes, at, end) {
                 match format::frame_at(bytes, at, end) {
                     Ok((p, q)) => {
                         format::encode_raw_frame(&mut out, &bytes[p..q]);
@@ -331,7 +339,7 @@ pub fn repair_with(fs: &dyn Fs, dir: &Path) -> Result<RepairReport> {
                     }
                 }
             }
-            if end < bytes.len() {
+            if end < bytes.len() && !format::all_zero(bytes, end, bytes.len()) {
                 report
                     .dropped
                     .push((path.to_owned(), end as u64, (bytes.len() - end) as u64));
@@ -614,6 +622,9 @@ fn append_with_options<R: Record>(
     // Durable means written until the end, where shutdown syncs everything: success is only
     // reported after that.
     opts.sync = SyncPolicy::None;
+    // Nothing waits for a sync here, and a failed append can cut its first segment back to
+    // its header only if that segment holds no zeros beyond it.
+    opts.preallocate = false;
     let (journal, _) = Journal::<R>::open(opts, fs.clone(), |_| {})?;
     let first = journal.stats().active_segment;
     let mut lane = journal.lane(0);

@@ -519,6 +519,11 @@ impl Keep {
     }
 }
 
+/// Why zeros inside a sealed segment's valid length are an error: that space held records
+/// that were reported durable.
+pub(crate) const ZEROS_IN_SEALED: &str =
+    "zero bytes where the next segment's header says records are (lost data)";
+
 /// One segment a replay read (with a valid header).
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentInfo {
@@ -526,7 +531,8 @@ pub(crate) struct SegmentInfo {
     pub(crate) path: PathBuf,
     /// The `prev_len` of its header.
     pub(crate) prev_len: u64,
-    /// Its length (after a torn tail was cut off).
+    /// Its length (after a torn tail was cut off), not counting the zeros of a preallocated
+    /// segment after its records.
     pub(crate) len: u64,
     /// Where its valid records end.
     pub(crate) valid_end: u64,
@@ -747,20 +753,28 @@ fn fold_segments<R: Record>(
                 }
                 match fold.add_frames(&bytes, SEGMENT_HEADER_LEN, end as usize, *seq) {
                     Ok(WalkEnd::Clean) => {}
+                    Ok(WalkEnd::Zeros { offset }) => {
+                        return Err(Error::corrupt(path, offset, ZEROS_IN_SEALED));
+                    }
                     Ok(WalkEnd::Bad { offset, reason }) | Err((offset, reason)) => {
                         return Err(Error::corrupt(path, offset, reason));
                     }
                 }
-                if len > end {
+                if format::all_zero(&bytes, end as usize, bytes.len()) {
+                    // Preallocated space the segment was sealed before filling.
+                    (end, end)
+                } else {
                     tracing::info!(file = %path.display(), bytes = len - end, "journal: ignoring bytes after a sealed segment's valid end (abandoned after an IO error)");
                     f.report.abandoned_bytes += len - end;
+                    (end, len)
                 }
-                (end, len)
             }
             None => {
                 let walked = fold.add_frames(&bytes, SEGMENT_HEADER_LEN, bytes.len(), *seq);
                 match walked {
                     Ok(WalkEnd::Clean) => (len, len),
+                    // The records end where the preallocated zeros begin.
+                    Ok(WalkEnd::Zeros { offset }) => (offset, offset),
                     Err((offset, reason)) => return Err(Error::corrupt(path, offset, reason)),
                     Ok(WalkEnd::Bad { offset, reason }) => {
                         if recovery == Recovery::Strict {
@@ -1204,6 +1218,12 @@ mod tests {
         }
         fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
             self.fs.create(path)
+        }
+        fn open_overwrite(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+            self.fs.open_overwrite(path)
+        }
+        fn available_space(&self, dir: &Path) -> io::Result<u64> {
+            self.fs.available_space(dir)
         }
         fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
             self.fs.truncate(path, len)

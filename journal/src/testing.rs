@@ -47,6 +47,10 @@ struct Inode {
     data: Vec<u8>,
     /// Bytes before this survive a power loss (except `lost` ranges).
     synced: usize,
+    /// The length a power loss leaves: the length at the last successful sync. Bytes from
+    /// `synced` up to it read as zeros after a power loss: only a preallocated (zero-filled)
+    /// file is ever overwritten, so what an unsynced overwrite covered was zeros.
+    durable_len: usize,
     /// Ranges whose pages a failed sync dropped: zeros after a power loss.
     lost: Vec<Range<usize>>,
 }
@@ -125,7 +129,11 @@ impl State {
         for (p, ino) in names {
             let i = &self.inodes[ino];
             let mut data = if power_loss {
-                i.data[..i.synced.min(i.data.len())].to_vec()
+                let mut d = i.data[..i.synced.min(i.data.len())].to_vec();
+                if d.len() < i.durable_len {
+                    d.resize(i.durable_len, 0);
+                }
+                d
             } else {
                 i.data.clone()
             };
@@ -141,6 +149,7 @@ impl State {
             s.inodes.entry(*ino).or_insert(Inode {
                 data,
                 synced,
+                durable_len: synced,
                 lost: Vec::new(),
             });
             s.names.insert(p.clone(), *ino);
@@ -308,6 +317,7 @@ impl FaultyFs {
             Inode {
                 data: data.to_vec(),
                 synced: data.len(),
+                durable_len: data.len(),
                 lost: Vec::new(),
             },
         );
@@ -320,6 +330,7 @@ impl FaultyFs {
         let i = s.inodes.get_mut(&ino).expect("inode");
         i.data.truncate(len as usize);
         i.synced = i.data.len();
+        i.durable_len = i.data.len();
     }
 
     /// Removes a file, durably.
@@ -345,6 +356,8 @@ struct FaultyFile {
     fs: FaultyFs,
     ino: u64,
     path: PathBuf,
+    /// Where the next write lands.
+    pos: usize,
 }
 
 impl FsFile for FaultyFile {
@@ -388,12 +401,14 @@ impl FsFile for FaultyFile {
                 err = Some(io::Error::from(io::ErrorKind::StorageFull));
             }
         }
-        let ino = self.ino;
-        s.inodes
-            .get_mut(&ino)
-            .expect("inode")
-            .data
-            .extend_from_slice(&buf[..land]);
+        let i = s.inodes.get_mut(&self.ino).expect("inode");
+        let (at, to) = (self.pos, self.pos + land);
+        if i.data.len() < to {
+            i.data.resize(to, 0);
+        }
+        i.data[at..to].copy_from_slice(&buf[..land]);
+        i.synced = i.synced.min(at);
+        self.pos = to;
         match err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -412,11 +427,13 @@ impl FsFile for FaultyFile {
                 i.lost.push(lost);
             }
             i.synced = i.data.len();
+            i.durable_len = i.data.len();
             self.fs.inner.cv.notify_all();
             return Err(eio("sync failed"));
         }
         let i = s.inodes.get_mut(&self.ino).expect("inode");
         i.synced = i.data.len();
+        i.durable_len = i.data.len();
         s.syncs += 1;
         Ok(())
     }
@@ -520,6 +537,30 @@ impl Fs for FaultyFs {
             fs: self.clone(),
             ino,
             path: path.to_owned(),
+            pos: 0,
+        }))
+    }
+
+    fn available_space(&self, _dir: &Path) -> io::Result<u64> {
+        let s = self.lock();
+        s.alive()?;
+        Ok(s.faults
+            .space
+            .map_or(u64::MAX, |limit| limit.saturating_sub(s.used())))
+    }
+
+    fn open_overwrite(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        let s = self.lock();
+        s.alive()?;
+        let ino = *s
+            .names
+            .get(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(Box::new(FaultyFile {
+            fs: self.clone(),
+            ino,
+            path: path.to_owned(),
+            pos: 0,
         }))
     }
 
@@ -536,6 +577,7 @@ impl Fs for FaultyFs {
         let i = s.inodes.get_mut(&ino).expect("inode");
         i.data.truncate(len as usize);
         i.synced = i.data.len();
+        i.durable_len = i.data.len();
         Ok(())
     }
 

@@ -14,7 +14,8 @@ use crate::compact::CompactorMsg;
 use crate::error::{Error, Result};
 use crate::format::{self, SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::fs::{Fs, FsFile};
-use crate::journal::{Health, SyncPolicy};
+use crate::journal::{Health, Options, SyncPolicy, ThreadHook};
+use crate::spare::Spares;
 use crate::{CompactReport, Record};
 
 /// First wait before retrying after a write or sync error.
@@ -54,6 +55,7 @@ pub(crate) struct Counters {
     pub(crate) compactions: AtomicU64,
     pub(crate) compaction_failures: AtomicU64,
     pub(crate) write_failures: AtomicU64,
+    pub(crate) preallocated: AtomicU64,
 }
 
 /// State shared by the journal handle, its lanes, the writer and the compactor.
@@ -113,6 +115,9 @@ pub(crate) struct Writer<R: Record> {
     pub(crate) lanes: Vec<Receiver<(u64, R)>>,
     pub(crate) ctl: Receiver<Ctl>,
     pub(crate) compactor: Sender<CompactorMsg>,
+    /// Preallocated segments, when `Options::preallocate` is on.
+    spares: Option<Spares>,
+    around_sync: Option<(ThreadHook, ThreadHook)>,
 
     active: Option<Active>,
     /// The number the next segment gets.
@@ -177,26 +182,27 @@ impl<R: Record> Writer<R> {
     pub(crate) fn new(
         fs: Arc<dyn Fs>,
         dir: PathBuf,
-        policy: SyncPolicy,
-        segment_bytes: u64,
-        compact_bytes: u64,
+        opts: &Options,
         shared: Arc<Shared>,
         lanes: Vec<Receiver<(u64, R)>>,
         ctl: Receiver<Ctl>,
         compactor: Sender<CompactorMsg>,
         start: Start,
+        spares: Option<Spares>,
     ) -> Self {
         let n = lanes.len();
         Writer {
             fs,
             dir,
-            policy,
-            segment_bytes,
-            compact_bytes,
+            policy: opts.sync,
+            segment_bytes: opts.segment_bytes,
+            compact_bytes: opts.compact_bytes,
             shared,
             lanes,
             ctl,
             compactor,
+            spares,
+            around_sync: opts.around_sync.clone(),
             active: None,
             next_seq: start.next_seq,
             prev_len: start.prev_len,
@@ -224,6 +230,9 @@ impl<R: Record> Writer<R> {
     pub(crate) fn start(&mut self) -> Result<()> {
         let path = format::segment_path(&self.dir, self.next_seq);
         let reused = self.active_reused;
+        if let Some(spares) = &mut self.spares {
+            spares.fill_now();
+        }
         self.open_segment()
             .map_err(|e| Error::io("start segment", path, e))?;
         self.active_reused = reused;
@@ -413,7 +422,14 @@ impl<R: Record> Writer<R> {
 
     fn sync(&mut self) -> io::Result<()> {
         let a = self.active.as_mut().expect("active segment");
-        a.file.sync_data()?;
+        if let Some((before, _)) = &self.around_sync {
+            (before.0)();
+        }
+        let synced = a.file.sync_data();
+        if let Some((_, after)) = &self.around_sync {
+            (after.0)();
+        }
+        synced?;
         self.synced_len += self.unsynced.len() as u64;
         self.unsynced.clear();
         self.written = 0;
@@ -457,7 +473,17 @@ impl<R: Record> Writer<R> {
     fn open_segment(&mut self) -> io::Result<()> {
         let seq = self.next_seq;
         let path = format::segment_path(&self.dir, seq);
-        let mut file = self.fs.create(&path)?;
+        let mut file = match self.spares.as_mut().and_then(Spares::take) {
+            Some(spare) => {
+                self.fs.rename(&spare, &path)?;
+                self.shared
+                    .counters
+                    .preallocated
+                    .fetch_add(1, Ordering::Relaxed);
+                self.fs.open_overwrite(&path)?
+            }
+            None => self.fs.create(&path)?,
+        };
         let header = SegmentHeader {
             seq,
             prev_len: self.prev_len,
@@ -470,6 +496,9 @@ impl<R: Record> Writer<R> {
         self.written = 0;
         self.active = Some(Active { file, seq, path });
         self.active_reused = false;
+        if let Some(spares) = &mut self.spares {
+            spares.ask();
+        }
         self.shared
             .counters
             .segments

@@ -58,6 +58,45 @@ pub fn current_thread_nice() -> Result<i32> {
     Ok(value)
 }
 
+/// Puts the calling thread in the real-time class (`SCHED_FIFO` at `priority`, 1 to 99) or,
+/// with `None`, back in the normal one (`SCHED_OTHER`, its nice value unchanged).
+///
+/// The journal writer holds the real-time class only while it is blocked in `fdatasync`: on a
+/// machine whose cores are busy, a normal thread woken by the disk waits for the scheduler's
+/// next slot (up to a tick, several milliseconds), and every acknowledgement waits with it. A
+/// thread that is real-time only while it sleeps on the device cannot take a core from anyone.
+///
+/// Fails with [`Error::Scheduler`]: entering the real-time class needs `CAP_SYS_NICE` or an
+/// `RLIMIT_RTPRIO` of at least `priority`.
+pub fn set_current_thread_realtime(priority: Option<i32>) -> Result<()> {
+    let (policy, name, prio) = match priority {
+        Some(p) => (libc::SCHED_FIFO, "SCHED_FIFO", p),
+        None => (libc::SCHED_OTHER, "SCHED_OTHER", 0),
+    };
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: pid 0 names the calling thread; `param` is a valid, initialised sched_param that
+    // outlives the call, which only reads it.
+    let rc = unsafe { libc::sched_setscheduler(0, policy, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::Scheduler {
+            policy: name,
+            source: std::io::Error::last_os_error(),
+        })
+    }
+}
+
+/// Whether the calling thread is in a real-time class (`SCHED_FIFO` or `SCHED_RR`), for tests
+/// and logs.
+pub fn current_thread_is_realtime() -> bool {
+    // SAFETY: pid 0 names the calling thread; the call takes no pointer.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    policy == libc::SCHED_FIFO || policy == libc::SCHED_RR
+}
+
 /// The cores the process may run on, ascending: the affinity mask of its main thread (the
 /// thread whose id is the process id), as `taskset` or a cgroup cpuset left it. Worker `k` pins
 /// to `cores[k % cores.len()]`.

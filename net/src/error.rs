@@ -187,6 +187,16 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// `sched_setscheduler(2)` refused to change the thread's scheduling policy (`EPERM`:
+    /// a real-time policy needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` that allows it).
+    #[error("cannot set the thread's scheduling policy to {policy}: {source}")]
+    Scheduler {
+        /// The policy asked for.
+        policy: &'static str,
+        /// The kernel's reason.
+        source: io::Error,
+    },
+
     /// `SIOCSARP` failed: `EPERM` without `CAP_NET_ADMIN`, `ENODEV` for an unknown interface,
     /// `EINVAL` for an interface without Ethernet ARP (loopback, tun). The caller should fall
     /// back to a broadcast reply.
@@ -220,7 +230,8 @@ impl Error {
             | Self::Arp { source, .. }
             | Self::Steering { source, .. }
             | Self::Affinity { source, .. }
-            | Self::Priority { source, .. } => Some(source),
+            | Self::Priority { source, .. }
+            | Self::Scheduler { source, .. } => Some(source),
             Self::InvalidConfig(_)
             | Self::MissingPacketInfo { .. }
             | Self::MissingPacketInfo6 { .. }

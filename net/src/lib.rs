@@ -37,7 +37,8 @@ mod v4;
 mod v6;
 
 pub use affinity::{
-    available_cores, current_thread_nice, pin_current_thread, set_current_thread_nice,
+    available_cores, current_thread_is_realtime, current_thread_nice, pin_current_thread,
+    set_current_thread_nice, set_current_thread_realtime,
 };
 pub use arp::set_arp_entry;
 pub use batch::{MAX_BATCH, RecvBatch, RecvBatch6, SendBatch, SendBatch6, SendReport};

@@ -90,3 +90,43 @@ fn nice_value_is_per_thread() {
         "another thread's change left this one alone"
     );
 }
+
+#[test]
+fn realtime_class_is_per_thread_and_returns_to_normal_with_the_nice_value_kept() {
+    let nice_before = lessor_net::current_thread_nice().unwrap();
+    let inside = std::thread::spawn(move || {
+        lessor_net::set_current_thread_nice((nice_before + 3).min(19)).unwrap();
+        let nice = lessor_net::current_thread_nice().unwrap();
+        match lessor_net::set_current_thread_realtime(Some(1)) {
+            Ok(()) => {}
+            Err(e) => {
+                // Without CAP_SYS_NICE (not root) the kernel refuses, and says so.
+                assert!(matches!(e, Error::Scheduler { .. }), "{e:?}");
+                assert_eq!(
+                    e.io_error().and_then(|e| e.raw_os_error()),
+                    Some(libc::EPERM)
+                );
+                return None;
+            }
+        }
+        let during = lessor_net::current_thread_is_realtime();
+        lessor_net::set_current_thread_realtime(None).unwrap();
+        Some((
+            during,
+            lessor_net::current_thread_is_realtime(),
+            nice,
+            lessor_net::current_thread_nice().unwrap(),
+        ))
+    })
+    .join()
+    .unwrap();
+    if let Some((during, after, nice, nice_after)) = inside {
+        assert!(during, "SCHED_FIFO while set");
+        assert!(!after, "SCHED_OTHER again");
+        assert_eq!(nice, nice_after, "the nice value survives the round trip");
+    }
+    assert!(
+        !lessor_net::current_thread_is_realtime(),
+        "another thread's class left this one alone"
+    );
+}

@@ -7,8 +7,10 @@
 //! the DORA or starts a renewal or release), expire exchanges older than the timeout, start new
 //! DORAs (on the clock in open loop, to keep N in flight in closed loop), and send everything
 //! queued with one `sendmmsg`. When there is nothing to do it sleeps in `poll` until the next
-//! due send, timeout or reply; a wait shorter than poll's millisecond is spun, so in open loop
-//! above 1000/s per worker it keeps its core busy (give it a core of its own).
+//! due send, timeout or reply; only a send due on the clock less than poll's millisecond away
+//! is spun, so in open loop above 1000/s per worker it keeps its core busy (give it a core of
+//! its own). That loop, the start of the workers and the per-second progress are
+//! [`crate::load_common`]'s, shared with `load6`; this module is the DHCPv4 exchange.
 //!
 //! Per-client state lives in flat arrays indexed by the client's number within its worker, and
 //! the xid carries that number (low 24 bits) and a per-client sequence number (high 8 bits), so
@@ -22,35 +24,25 @@
 //! while the first still holds it (it neither released it nor was ACKed another address since)
 //! is a violation, and the run fails.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Barrier, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, V4SocketConfig};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
+use crate::load_common::{
+    self, CpuMeter, Deadline, Drops, LoadWorker, MAX_CLIENTS, Merge, Percentiles, Plan, RECV_BUF,
+    RunReport, SOCKET_BUFFER, SecondFigures, counters, drops, histogram, pct,
+};
 use crate::wire::{self, RequestKind, Template};
-
-/// Clients are numbered in 24 bits: the xid's low 24 bits, chaddr bytes 3..6, and the
-/// correctness map's slot in 10.0.0.0/8 all hold one.
-pub(crate) const MAX_CLIENTS: u32 = 1 << 24;
-/// Bytes of each receive buffer: a reply with every option lessor can add fits.
-pub(crate) const RECV_BUF: usize = 1500;
-/// Socket buffers asked for (forced past rmem_max/wmem_max when running as root): a burst of
-/// replies must not overflow the generator's own receive queue.
-pub(crate) const SOCKET_BUFFER: usize = 8 << 20;
-/// Longest the loop sleeps in `poll` before it looks at the clock again.
-pub(crate) const MAX_IDLE: Duration = Duration::from_millis(100);
-/// Highest latency the histograms hold, in nanoseconds (larger values are clamped).
-const HIST_MAX_NS: u64 = 60_000_000_000;
 
 /// What each new client does after its DORA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -133,26 +125,6 @@ pub(crate) struct LoadArgs {
     quiet: bool,
 }
 
-/// Declares the counters a worker keeps, with element-wise add and subtract.
-macro_rules! counters {
-    ($ty:ident { $($(#[doc = $doc:literal])* $name:ident,)* }) => {
-        /// Event counts of one worker, or summed over workers.
-        #[derive(Clone, Copy, Debug, Default, Serialize)]
-        struct $ty {
-            $($(#[doc = $doc])* $name: u64,)*
-        }
-        impl $ty {
-            fn add(&mut self, o: &$ty) {
-                $(self.$name += o.$name;)*
-            }
-            fn minus(&self, o: &$ty) -> $ty {
-                $ty { $($name: self.$name.saturating_sub(o.$name),)* }
-            }
-        }
-    };
-}
-pub(crate) use counters;
-
 counters! { Counters {
     /// Datagrams received.
     received,
@@ -215,12 +187,8 @@ struct Hists {
     lag: Histogram<u64>,
 }
 
-pub(crate) fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
-}
-
-impl Hists {
-    fn new() -> Self {
+impl Default for Hists {
+    fn default() -> Self {
         Hists {
             discover_offer: histogram(),
             request_ack: histogram(),
@@ -229,8 +197,10 @@ impl Hists {
             lag: histogram(),
         }
     }
+}
 
-    fn add(&mut self, o: &Hists) {
+impl Merge for Hists {
+    fn merge(&mut self, o: &Hists) {
         // Same bounds everywhere: adding cannot fail.
         let _ = self.discover_offer.add(&o.discover_offer);
         let _ = self.request_ack.add(&o.request_ack);
@@ -313,14 +283,6 @@ const DISCOVERING: u8 = 1;
 const REQUESTING: u8 = 2;
 const RENEWING: u8 = 3;
 
-/// An exchange's deadline; stale once the client moved on (other seq or phase start).
-#[derive(Clone, Copy, Debug)]
-struct Deadline {
-    at: u64,
-    local: u32,
-    seq: u8,
-}
-
 /// A worker's socket and its outgoing batch, with a template per request kind.
 struct Link {
     sock: V4Socket,
@@ -381,63 +343,6 @@ impl Link {
     }
 }
 
-/// Room for a worker's deadlines, so the queue never grows (and copies) during the run: one
-/// entry per request sent, each kept for the timeout. Closed loop assumes at most 250k DORAs
-/// per second per worker.
-fn deadline_capacity(plan: &Plan) -> usize {
-    let per_worker = if plan.rate == 0 {
-        250_000.0
-    } else {
-        plan.rate as f64 / f64::from(plan.workers)
-    };
-    let phases = if plan.renew_pct > 0 { 3.0 } else { 2.0 };
-    let secs = plan.timeout_ns as f64 / 1e9;
-    ((per_worker * phases * secs * 1.25) as usize + 4096).min(1 << 22)
-}
-
-/// The settings every worker shares.
-#[derive(Clone, Copy, Debug)]
-struct Plan {
-    workers: u32,
-    clients: u32,
-    /// New DORAs per second over all workers; 0 for closed loop.
-    rate: u64,
-    end_ns: u64,
-    timeout_ns: u64,
-    renew_pct: u8,
-    release_pct: u8,
-}
-
-/// One second's worth of a worker's progress.
-#[derive(Debug)]
-struct Tick {
-    worker: usize,
-    /// The worker's last report (its final, partial second).
-    last: bool,
-    second: u64,
-    counters: Counters,
-    active: u64,
-    dora: Histogram<u64>,
-    /// Largest schedule lag, nanoseconds.
-    lag: u64,
-}
-
-/// Where the workers wait until all are ready, so that the clock starts for all at once
-/// (after sockets, arrays and pinning are done).
-#[derive(Debug)]
-pub(crate) struct StartLine {
-    pub(crate) ready: Barrier,
-    pub(crate) go: Barrier,
-    pub(crate) epoch: OnceLock<Instant>,
-}
-
-/// What a worker hands back at the end.
-#[derive(Debug)]
-struct Finished {
-    counters: Counters,
-    hists: Hists,
-}
-
 struct Worker {
     id: u32,
     plan: Plan,
@@ -451,7 +356,6 @@ struct Worker {
     server: Vec<u32>,
     /// The address last ACKed to the client and not released (0: none).
     bound: Vec<u32>,
-    n_local: u32,
     next_local: u32,
     deadlines: VecDeque<Deadline>,
     active: usize,
@@ -459,11 +363,8 @@ struct Worker {
     c: Counters,
     h: Hists,
     tick_dora: Histogram<u64>,
-    /// Largest schedule lag this second.
-    tick_lag: u64,
     owners: Arc<Owners>,
     rng: u64,
-    epoch: Instant,
 }
 
 impl std::fmt::Debug for Worker {
@@ -476,10 +377,6 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
-    }
-
     fn client(&self, local: u32) -> u32 {
         local * self.plan.workers + self.id
     }
@@ -503,32 +400,6 @@ impl Worker {
     fn finish(&mut self, l: usize) {
         self.state[l] = IDLE;
         self.active -= 1;
-    }
-
-    /// Start a DORA for the next idle client; `false` if every client is busy.
-    fn start(&mut self, now: u64) -> anyhow::Result<bool> {
-        for _ in 0..self.n_local {
-            let l = self.next_local as usize;
-            self.next_local = if self.next_local + 1 == self.n_local {
-                0
-            } else {
-                self.next_local + 1
-            };
-            if self.state[l] != IDLE {
-                self.c.busy_skips += 1;
-                continue;
-            }
-            let xid = self.next_xid(l);
-            self.t_start[l] = now;
-            self.enter(l, DISCOVERING, now);
-            self.active += 1;
-            self.c.discovers += 1;
-            let client = self.client(l as u32);
-            self.link
-                .queue(RequestKind::Discover, xid, client, 0, 0, 0)?;
-            return Ok(true);
-        }
-        Ok(false)
     }
 
     fn on_datagram(&mut self, r: Option<wire::Reply>, now: u64) -> anyhow::Result<()> {
@@ -616,15 +487,7 @@ impl Worker {
 
     /// The client is bound: renew, release or rest, as the mix says.
     fn after_dora(&mut self, l: usize, client: u32, now: u64) -> anyhow::Result<()> {
-        let roll = if self.plan.renew_pct == 0 && self.plan.release_pct == 0 {
-            100
-        } else {
-            // xorshift64: cheap and good enough to pick a branch.
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            (self.rng % 100) as u8
-        };
+        let roll = self.plan.roll(&mut self.rng);
         let addr = self.addr[l];
         if roll < self.plan.renew_pct {
             let xid = self.next_xid(l);
@@ -646,19 +509,54 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+impl LoadWorker for Worker {
+    type Counters = Counters;
+    type Hists = Hists;
+
+    fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.link.sock.as_fd()
+    }
+
+    fn per_round(&self) -> usize {
+        self.link.tx.capacity()
+    }
+
+    fn receive(&mut self) -> anyhow::Result<usize> {
+        self.link
+            .sock
+            .recv_batch(&mut self.link.rx, false)
+            .context("receiving replies")
+    }
+
+    fn on_replies(&mut self, got: usize, now: u64) -> anyhow::Result<()> {
+        self.c.received += got as u64;
+        for i in 0..got {
+            let reply = wire::parse_reply(self.link.rx.get(i).0);
+            self.on_datagram(reply, now)?;
+        }
+        Ok(())
+    }
 
     /// Drop the exchanges whose deadline passed (all of them with `force`).
     fn expire(&mut self, now: u64, force: bool) {
-        while let Some(&d) = self.deadlines.front() {
-            if d.at > now && !force {
-                break;
-            }
-            self.deadlines.pop_front();
-            let l = d.local as usize;
-            let current = self.seq[l] == d.seq && self.t_phase[l] + self.plan.timeout_ns == d.at;
-            if !current {
-                continue;
-            }
+        while let Some(l) = load_common::next_expired(
+            &mut self.deadlines,
+            &self.seq,
+            &self.t_phase,
+            self.plan.timeout_ns,
+            now,
+            force,
+        ) {
             match self.state[l] {
                 DISCOVERING => self.c.do_drops += 1,
                 REQUESTING => self.c.ra_drops += 1,
@@ -669,181 +567,62 @@ impl Worker {
         }
     }
 
-    /// Sleep in `poll` until a reply arrives or `wake` (nanoseconds since the epoch) comes;
-    /// a wait under a millisecond is spun instead (poll counts in milliseconds).
-    fn idle_until(&self, now: u64, wake: u64) {
-        let wait = Duration::from_nanos(wake.saturating_sub(now)).min(MAX_IDLE);
-        let ms = wait.as_millis();
-        if ms == 0 {
-            std::hint::spin_loop();
-            return;
-        }
-        let mut fds = [PollFd::new(self.link.sock.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(
-            &mut fds,
-            PollTimeout::from(ms.min(u128::from(u16::MAX)) as u16),
-        );
+    fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.front().map(|d| d.at)
     }
 
-    fn run(
-        mut self,
-        ticks: crossbeam_channel::Sender<Tick>,
-        start: &StartLine,
-    ) -> anyhow::Result<Finished> {
-        start.ready.wait();
-        start.go.wait();
-        self.epoch = *start.epoch.get().context("no start time")?;
-        let plan = self.plan;
-        let end = plan.end_ns;
-        let drain_end = end + 3 * plan.timeout_ns + 10_000_000;
-        // Open loop: this worker's k-th DORA is due at offset + k * interval.
-        let (interval, offset) = if plan.rate > 0 {
-            let iv = 1e9 * f64::from(plan.workers) / plan.rate as f64;
-            (iv, f64::from(self.id) * 1e9 / plan.rate as f64)
-        } else {
-            (0.0, 0.0)
+    fn active(&self) -> usize {
+        self.active
+    }
+
+    fn max_active(&self) -> usize {
+        self.max_active
+    }
+
+    /// Start a DORA for the next idle client; `false` if every client is busy.
+    fn start(&mut self, now: u64) -> anyhow::Result<bool> {
+        let Some(l) = load_common::next_idle(
+            &self.state,
+            IDLE,
+            &mut self.next_local,
+            &mut self.c.busy_skips,
+        ) else {
+            return Ok(false);
         };
-        let mut due_k: u64 = 0;
-        let per_round = self.link.tx.capacity();
-        let mut next_tick = 1_000_000_000u64;
-        let mut second = 1;
-        loop {
-            let got = self
-                .link
-                .sock
-                .recv_batch(&mut self.link.rx, false)
-                .context("receiving replies")?;
-            let now = self.now();
-            self.c.received += got as u64;
-            for i in 0..got {
-                let reply = wire::parse_reply(self.link.rx.get(i).0);
-                self.on_datagram(reply, now)?;
-            }
-            self.expire(now, false);
-
-            let mut started = 0;
-            if now < end {
-                if plan.rate == 0 {
-                    while self.active < self.max_active && started < per_round && self.start(now)? {
-                        started += 1;
-                    }
-                } else {
-                    loop {
-                        let due = (offset + due_k as f64 * interval) as u64;
-                        if due > now || started >= per_round {
-                            break;
-                        }
-                        self.h.lag.saturating_record(now - due);
-                        self.tick_lag = self.tick_lag.max(now - due);
-                        due_k += 1;
-                        // All clients busy (a tiny --clients): the slot is lost, not queued.
-                        if self.start(now)? {
-                            started += 1;
-                        }
-                    }
-                }
-            }
-            let sent = !self.link.tx.is_empty();
-            self.link.flush()?;
-            self.c.send_errors = self.link.send_errors;
-
-            if now >= next_tick {
-                let tick = Tick {
-                    worker: self.id as usize,
-                    last: false,
-                    second,
-                    counters: self.c,
-                    active: self.active as u64,
-                    dora: self.tick_dora.clone(),
-                    lag: self.tick_lag,
-                };
-                self.tick_dora.reset();
-                self.tick_lag = 0;
-                let _ = ticks.send(tick);
-                second += 1;
-                next_tick += 1_000_000_000;
-            }
-            if now >= end && (self.active == 0 || now >= drain_end) {
-                break;
-            }
-            if got == 0 && !sent {
-                let mut wake = next_tick.min(drain_end);
-                if let Some(d) = self.deadlines.front() {
-                    wake = wake.min(d.at);
-                }
-                if now < end {
-                    wake = wake.min(end);
-                    if plan.rate > 0 {
-                        wake = wake.min((offset + due_k as f64 * interval) as u64);
-                    } else if self.active < self.max_active {
-                        wake = now;
-                    }
-                }
-                self.idle_until(now, wake);
-            }
-        }
-        self.expire(u64::MAX, true);
-        // The last partial second, so the per-second series adds up to the totals.
-        let _ = ticks.send(Tick {
-            worker: self.id as usize,
-            last: true,
-            second,
-            counters: self.c,
-            active: 0,
-            dora: self.tick_dora.clone(),
-            lag: self.tick_lag,
-        });
-        Ok(Finished {
-            counters: self.c,
-            hists: self.h,
-        })
+        let xid = self.next_xid(l);
+        self.t_start[l] = now;
+        self.enter(l, DISCOVERING, now);
+        self.active += 1;
+        self.c.discovers += 1;
+        let client = self.client(l as u32);
+        self.link
+            .queue(RequestKind::Discover, xid, client, 0, 0, 0)?;
+        Ok(true)
     }
-}
 
-/// Latency percentiles of one histogram, in microseconds.
-#[derive(Debug, Serialize)]
-pub(crate) struct Percentiles {
-    pub(crate) count: u64,
-    pub(crate) p50: f64,
-    pub(crate) p90: f64,
-    pub(crate) p99: f64,
-    pub(crate) p99_9: f64,
-    pub(crate) max: f64,
-    pub(crate) mean: f64,
-}
-
-pub(crate) fn us(ns: u64) -> f64 {
-    ns as f64 / 1000.0
-}
-
-impl Percentiles {
-    pub(crate) fn of(h: &Histogram<u64>) -> Self {
-        Percentiles {
-            count: h.len(),
-            p50: us(h.value_at_quantile(0.50)),
-            p90: us(h.value_at_quantile(0.90)),
-            p99: us(h.value_at_quantile(0.99)),
-            p99_9: us(h.value_at_quantile(0.999)),
-            max: us(h.max()),
-            mean: h.mean() / 1000.0,
-        }
+    fn lagged(&mut self, lag: u64) {
+        self.h.lag.saturating_record(lag);
     }
-}
 
-#[derive(Debug, Serialize)]
-pub(crate) struct Drops {
-    pub(crate) count: u64,
-    pub(crate) percent: f64,
-}
+    fn flush(&mut self) -> anyhow::Result<bool> {
+        let sent = !self.link.tx.is_empty();
+        self.link.flush()?;
+        self.c.send_errors = self.link.send_errors;
+        Ok(sent)
+    }
 
-pub(crate) fn drops(count: u64, of: u64) -> Drops {
-    Drops {
-        count,
-        percent: if of == 0 {
-            0.0
-        } else {
-            100.0 * count as f64 / of as f64
-        },
+    fn counters(&self) -> Counters {
+        self.c
+    }
+
+    fn take_latency(&mut self) -> Histogram<u64> {
+        let h = self.tick_dora.clone();
+        self.tick_dora.reset();
+        h
+    }
+
+    fn into_hists(self) -> Hists {
+        self.h
     }
 }
 
@@ -863,15 +642,6 @@ struct Correctness {
     examples: Vec<Violation>,
 }
 
-/// The reports of one second received so far.
-#[derive(Debug)]
-struct Pending {
-    got: Vec<Option<Counters>>,
-    active: u64,
-    dora: Histogram<u64>,
-    lag: u64,
-}
-
 /// One second of the run, over all workers.
 #[derive(Debug, Serialize)]
 struct Second {
@@ -889,19 +659,31 @@ struct Second {
     lag_max_us: f64,
 }
 
+impl Second {
+    fn new(second: u64, d: &Counters, f: &SecondFigures) -> Self {
+        Second {
+            second,
+            discovers: d.discovers,
+            requests: d.requests,
+            doras: d.acks,
+            do_drops: d.do_drops,
+            ra_drops: d.ra_drops,
+            naks: d.naks,
+            active: f.active,
+            dora_p50_us: f.p50_us,
+            dora_p99_us: f.p99_us,
+            lag_max_us: f.lag_max_us,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct LoadReport {
     server: SocketAddrV4,
     mode: &'static str,
     mix: Mix,
-    renew_pct: u8,
-    release_pct: u8,
-    rate_requested: u64,
-    inflight: Option<usize>,
-    workers: usize,
-    clients: u32,
-    duration_s: f64,
-    timeout_ms: u64,
+    #[serde(flatten)]
+    run: RunReport,
     /// DORAs started per second of the sending window.
     offered_per_s: f64,
     /// DORAs completed (ACKed) within the sending window, per second of it.
@@ -937,13 +719,6 @@ struct LoadReport {
 }
 
 fn progress_line(s: &Second) -> String {
-    let pct = |n: u64, of: u64| {
-        if of == 0 {
-            0.0
-        } else {
-            100.0 * n as f64 / of as f64
-        }
-    };
     format!(
         "[{:>4}s] offered {:>7}/s  dora {:>7}/s  drops DO {} ({:.2}%) RA {} ({:.2}%)  naks {}  \
          dora p50 {:.0}us p99 {:.0}us  in flight {}{}",
@@ -958,65 +733,33 @@ fn progress_line(s: &Second) -> String {
         s.dora_p50_us,
         s.dora_p99_us,
         s.active,
-        if s.lag_max_us > 0.0 {
-            format!("  send lag max {:.0}us", s.lag_max_us)
-        } else {
-            String::new()
-        }
+        load_common::lag_suffix(s.lag_max_us)
     )
 }
 
 /// Runs the load and prints the JSON report on stdout (progress and the summary on stderr).
 /// Fails, after reporting, if any address was ACKed to two clients.
 pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
-    ensure!(
-        (1..=MAX_CLIENTS).contains(&a.clients),
-        "--clients must be 1 to 2^24 (16777216)"
-    );
-    ensure!(a.workers >= 1, "--workers must be at least 1");
-    ensure!(
-        a.workers as u64 <= u64::from(a.clients),
-        "--workers must not exceed --clients"
-    );
-    ensure!(
-        a.duration > 0.0 && a.duration.is_finite(),
-        "--duration must be positive"
-    );
-    ensure!(a.timeout_ms >= 1, "--timeout-ms must be at least 1");
-    ensure!(
-        a.rate > 0 || a.inflight >= a.workers,
-        "closed loop needs --inflight >= --workers"
-    );
-    let (renew_pct, release_pct) = match a.mix {
+    let plan = Plan::new(
+        a.workers,
+        a.clients,
+        a.rate,
+        a.inflight,
+        a.duration,
+        a.timeout_ms,
+    )?
+    .with_mix(match a.mix {
         Mix::Dora => (0, 0),
         Mix::Renew => (100, 0),
         Mix::Release => (0, 100),
-        Mix::Mixed => {
-            ensure!(
-                u16::from(a.renew_pct) + u16::from(a.release_pct) <= 100,
-                "--renew-pct + --release-pct must not exceed 100"
-            );
-            (a.renew_pct, a.release_pct)
-        }
-    };
-    let workers = a.workers as u32;
-    let plan = Plan {
-        workers,
-        clients: a.clients,
-        rate: a.rate,
-        end_ns: (a.duration * 1e9) as u64,
-        timeout_ns: a.timeout_ms * 1_000_000,
-        renew_pct,
-        release_pct,
-    };
+        Mix::Mixed => (a.renew_pct, a.release_pct),
+    })?;
     let server = SocketAddrV4::new(a.server, a.port);
 
     // Sockets first, so a port in use fails before any thread starts.
     let mut socks = Vec::with_capacity(a.workers);
     for w in 0..a.workers {
-        let port = u16::try_from(usize::from(a.local_port) + w)
-            .ok()
-            .context("local ports run past 65535")?;
+        let port = load_common::worker_port(a.local_port, w)?;
         let cfg = V4SocketConfig {
             bind: a.local,
             port,
@@ -1031,29 +774,11 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
     }
 
     let owners = Arc::new(Owners::new());
-    let cores = if a.no_pin {
-        Vec::new()
-    } else {
-        lessor_net::available_cores()
-    };
-    let cpu_before = a.server_pid.map(cpu_ticks).transpose()?;
-    let own_before = cpu_ticks(std::process::id())?;
-    let (tick_tx, tick_rx) = crossbeam_channel::unbounded::<Tick>();
-    let start = Arc::new(StartLine {
-        ready: Barrier::new(a.workers + 1),
-        go: Barrier::new(a.workers + 1),
-        epoch: OnceLock::new(),
-    });
-    let mut handles = Vec::with_capacity(a.workers);
+    let cpu = CpuMeter::start(a.server_pid)?;
+    let mut workers = Vec::with_capacity(a.workers);
     for (w, sock) in socks.into_iter().enumerate() {
         let id = w as u32;
-        let n_local = (a.clients - id).div_ceil(workers);
-        let max_active = if a.rate == 0 {
-            a.inflight / a.workers + usize::from(w < a.inflight % a.workers)
-        } else {
-            usize::MAX
-        };
-        let n = n_local as usize;
+        let n = plan.local_clients(id) as usize;
         let link = Link {
             sock,
             to: SendMeta {
@@ -1071,7 +796,7 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
             ],
             send_errors: 0,
         };
-        let worker = Worker {
+        workers.push(Worker {
             id,
             plan,
             link,
@@ -1082,117 +807,24 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
             addr: vec![0; n],
             server: vec![0; n],
             bound: vec![0; n],
-            n_local,
             next_local: 0,
-            deadlines: VecDeque::with_capacity(deadline_capacity(&plan)),
+            // A RELEASE awaits no reply: only a renewal is a third phase.
+            deadlines: VecDeque::with_capacity(plan.deadline_capacity(plan.renew_pct > 0)),
             active: 0,
-            max_active,
+            max_active: plan.max_active(id),
             c: Counters::default(),
-            h: Hists::new(),
+            h: Hists::default(),
             tick_dora: histogram(),
-            tick_lag: 0,
             owners: owners.clone(),
-            rng: 0x9e37_79b9_7f4a_7c15 ^ (u64::from(id) + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
-            // Replaced by the common start time once every worker is ready.
-            epoch: Instant::now(),
-        };
-        let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
-        let ticks = tick_tx.clone();
-        let start = start.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("load-{w}"))
-            .spawn(move || {
-                if let Some(core) = core
-                    && let Err(e) = lessor_net::pin_current_thread(core)
-                {
-                    eprintln!("lessor-perf: worker {w} not pinned: {e}");
-                }
-                worker.run(ticks, &start)
-            })
-            .context("spawning a worker")?;
-        handles.push(h);
-    }
-    drop(tick_tx);
-    start.ready.wait();
-    let epoch = Instant::now();
-    let _ = start.epoch.set(epoch);
-    start.go.wait();
-
-    // Progress: one line per second once every worker has reported it (or has finished).
-    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
-    let mut finals: Vec<Option<(u64, Counters)>> = vec![None; a.workers];
-    let mut prev = Counters::default();
-    let mut per_second = Vec::new();
-    for t in tick_rx.iter() {
-        let e = pending.entry(t.second).or_insert_with(|| Pending {
-            got: vec![None; a.workers],
-            active: 0,
-            dora: histogram(),
-            lag: 0,
+            rng: Plan::rng_seed(id),
         });
-        e.got[t.worker] = Some(t.counters);
-        e.active += t.active;
-        e.lag = e.lag.max(t.lag);
-        let _ = e.dora.add(&t.dora);
-        if t.last {
-            finals[t.worker] = Some((t.second, t.counters));
-        }
-        while let Some(entry) = pending.first_entry() {
-            let sec = *entry.key();
-            let p = entry.get();
-            let mut sum = Counters::default();
-            let mut complete = true;
-            for (got, fin) in p.got.iter().zip(&finals) {
-                match (got, fin) {
-                    (Some(c), _) => sum.add(c),
-                    (None, Some((f, c))) if *f <= sec => sum.add(c),
-                    _ => complete = false,
-                }
-            }
-            if !complete {
-                break;
-            }
-            let p = entry.remove();
-            let d = sum.minus(&prev);
-            prev = sum;
-            let s = Second {
-                second: sec,
-                discovers: d.discovers,
-                requests: d.requests,
-                doras: d.acks,
-                do_drops: d.do_drops,
-                ra_drops: d.ra_drops,
-                naks: d.naks,
-                active: p.active,
-                dora_p50_us: us(p.dora.value_at_quantile(0.5)),
-                dora_p99_us: us(p.dora.value_at_quantile(0.99)),
-                lag_max_us: us(p.lag),
-            };
-            if !a.quiet {
-                eprintln!("{}", progress_line(&s));
-            }
-            per_second.push(s);
-        }
     }
-    let mut total = Counters::default();
-    let mut hists = Hists::new();
-    for h in handles {
-        let f = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
-        total.add(&f.counters);
-        hists.add(&f.hists);
-    }
-    let run_seconds = epoch.elapsed().as_secs_f64();
-    let own_cpu = cpu_ticks(std::process::id())?.saturating_sub(own_before) as f64 / USER_HZ;
+    let running = load_common::launch("load", workers, a.no_pin)?;
+    let per_second = running.seconds(a.quiet, Second::new, progress_line);
+    let done = running.join()?;
+    let (total, hists) = (done.counters, done.hists);
     let sent = total.discovers + total.requests + total.renews + total.releases;
-    let server_cpu_us_per_dora = match (a.server_pid, cpu_before) {
-        (Some(pid), Some(before)) => {
-            let used = cpu_ticks(pid)?.saturating_sub(before);
-            Some(used as f64 * 1e6 / USER_HZ / total.acks.max(1) as f64)
-        }
-        _ => None,
-    };
+    let (load_cpu_us_per_dora, server_cpu_us_per_dora) = cpu.per_exchange(total.acks)?;
 
     let examples = owners
         .examples
@@ -1201,16 +833,9 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         .clone();
     let report = LoadReport {
         server,
-        mode: if a.rate == 0 { "closed" } else { "open" },
+        mode: plan.mode(),
         mix: a.mix,
-        renew_pct,
-        release_pct,
-        rate_requested: a.rate,
-        inflight: (a.rate == 0).then_some(a.inflight),
-        workers: a.workers,
-        clients: a.clients,
-        duration_s: a.duration,
-        timeout_ms: a.timeout_ms,
+        run: RunReport::of(&plan, a.duration, a.timeout_ms),
         offered_per_s: total.discovers as f64 / a.duration,
         achieved_dora_per_s: total.acks_in_window as f64 / a.duration,
         discovers: total.discovers,
@@ -1232,8 +857,8 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
             renew: Percentiles::of(&hists.renew),
         },
         schedule_lag_us: (a.rate > 0).then(|| Percentiles::of(&hists.lag)),
-        packets_per_s: (sent + total.received) as f64 / run_seconds,
-        load_cpu_us_per_dora: own_cpu * 1e6 / total.acks.max(1) as f64,
+        packets_per_s: (sent + total.received) as f64 / done.seconds,
+        load_cpu_us_per_dora,
         server_cpu_us_per_dora,
         correctness: Correctness {
             acks_checked: total.acks_checked,
@@ -1244,13 +869,7 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         counters: total,
         per_second,
     };
-    eprint!("{}", summary(&report));
-    let json = serde_json::to_string_pretty(&report)?;
-    if let Some(path) = &a.json {
-        std::fs::write(path, format!("{json}\n"))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    println!("{json}");
+    load_common::emit(&report, &summary(&report), a.json.as_deref())?;
     if report.correctness.violations > 0 {
         bail!(
             "{} ACKs gave an address already held by another client (first: {:?})",
@@ -1261,50 +880,17 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Clock ticks per second of the times in /proc/PID/stat (`USER_HZ`, fixed at 100 by the
-/// kernel's ABI).
-pub(crate) const USER_HZ: f64 = 100.0;
-
-/// utime + stime of process `pid`, in clock ticks.
-pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .with_context(|| format!("{path}: no command field"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of the line, 12 and 13 after the command.
-    let field = |i: usize| -> anyhow::Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("{path}: field {} unreadable", i + 3))
-    };
-    Ok(field(11)? + field(12)?)
-}
-
 fn summary(r: &LoadReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let lat = |s: &mut String, name: &str, p: &Percentiles| {
-        if p.count > 0 {
-            let _ = writeln!(
-                s,
-                "  {name:<15} p50 {:>8.1}  p90 {:>8.1}  p99 {:>8.1}  p99.9 {:>8.1}  max {:>9.1}  (n={})",
-                p.p50, p.p90, p.p99, p.p99_9, p.max, p.count
-            );
-        }
-    };
-    let mode = match r.inflight {
-        Some(n) => format!("closed loop, {n} in flight"),
-        None => format!("open loop, {}/s requested", r.rate_requested),
-    };
     let _ = writeln!(
         s,
-        "load -> {}: {mode}, mix {:?}, {} worker(s), {:.1}s",
-        r.server, r.mix, r.workers, r.duration_s
+        "load -> {}: {}, mix {:?}, {} worker(s), {:.1}s",
+        r.server,
+        r.run.mode(),
+        r.mix,
+        r.run.workers,
+        r.run.duration_s
     );
     let _ = writeln!(
         s,
@@ -1333,35 +919,26 @@ fn summary(r: &LoadReport) -> String {
         );
     }
     let _ = writeln!(s, "  latency (us):");
-    lat(&mut s, "DISCOVER-OFFER", &r.latency_us.discover_offer);
-    lat(&mut s, "REQUEST-ACK", &r.latency_us.request_ack);
-    lat(&mut s, "DORA", &r.latency_us.dora);
-    lat(&mut s, "RENEW", &r.latency_us.renew);
+    let lat = &r.latency_us;
+    load_common::latency_line(&mut s, "DISCOVER-OFFER", 15, &lat.discover_offer);
+    load_common::latency_line(&mut s, "REQUEST-ACK", 15, &lat.request_ack);
+    load_common::latency_line(&mut s, "DORA", 15, &lat.dora);
+    load_common::latency_line(&mut s, "RENEW", 15, &lat.renew);
     let c = &r.counters;
+    let (lag_p99_9, lag_max) = load_common::lag_tail(r.schedule_lag_us.as_ref());
     let _ = writeln!(
         s,
         "  late {}, unexpected {}, garbage {}, foreign {}, send errors {}, busy skips {}, \
-         schedule lag p99.9 {:.0}us max {:.0}us",
-        c.late,
-        c.unexpected,
-        c.garbage,
-        c.foreign,
-        c.send_errors,
-        c.busy_skips,
-        r.schedule_lag_us.as_ref().map_or(0.0, |p| p.p99_9),
-        r.schedule_lag_us.as_ref().map_or(0.0, |p| p.max),
+         schedule lag p99.9 {lag_p99_9:.0}us max {lag_max:.0}us",
+        c.late, c.unexpected, c.garbage, c.foreign, c.send_errors, c.busy_skips,
     );
-    let _ = write!(
-        s,
-        "  generator: {:.0} packets/s, {:.2}us CPU per DORA",
-        r.packets_per_s, r.load_cpu_us_per_dora
+    load_common::cpu_line(
+        &mut s,
+        r.packets_per_s,
+        r.load_cpu_us_per_dora,
+        r.server_cpu_us_per_dora,
+        "DORA",
     );
-    match r.server_cpu_us_per_dora {
-        Some(cpu) => {
-            let _ = writeln!(s, "; server: {cpu:.2}us CPU per DORA");
-        }
-        None => s.push('\n'),
-    }
     let _ = writeln!(
         s,
         "  correctness: {} ACKs checked, {} outside 10.0.0.0/8, {} violations",

@@ -13,7 +13,8 @@
 //! late reply to an earlier exchange is told from the current one. The server's DUID (needed in
 //! REQUEST, RENEW and RELEASE) is kept once per worker in a small table, each client holding an
 //! index into it. Requests are written into one reused buffer; the loop allocates nothing per
-//! packet.
+//! packet. The worker loop, the start of the workers and the per-second progress are
+//! [`crate::load_common`]'s; this module is the DHCPv6 exchange.
 //!
 //! Correctness: every address and every delegated prefix a REPLY grants (late replies
 //! included) is entered in a map resource -> client shared by the workers: a hash map per kind,
@@ -22,24 +23,22 @@
 //! first holds it (it has neither released it, nor been granted another one in that IA, nor
 //! been told NoBinding since) is a violation, and the run fails.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv6Addr, SocketAddrV6};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
-use std::sync::{Arc, Barrier, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use lessor_net::{RecvBatch6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
-use crate::loadgen::{
-    Drops, MAX_CLIENTS, MAX_IDLE, Percentiles, RECV_BUF, SOCKET_BUFFER, StartLine, USER_HZ,
-    counters, cpu_ticks, drops, histogram, us,
+use crate::load_common::{
+    self, CpuMeter, Deadline, Drops, LoadWorker, Merge, Percentiles, Plan, RECV_BUF, RunReport,
+    SOCKET_BUFFER, SecondFigures, counters, drops, histogram, pct,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
 
@@ -256,8 +255,8 @@ struct Hists {
     lag: Histogram<u64>,
 }
 
-impl Hists {
-    fn new() -> Self {
+impl Default for Hists {
+    fn default() -> Self {
         Hists {
             solicit_advertise: histogram(),
             request_reply: histogram(),
@@ -267,8 +266,10 @@ impl Hists {
             lag: histogram(),
         }
     }
+}
 
-    fn add(&mut self, o: &Hists) {
+impl Merge for Hists {
+    fn merge(&mut self, o: &Hists) {
         // Same bounds everywhere: adding cannot fail.
         let _ = self.solicit_advertise.add(&o.solicit_advertise);
         let _ = self.request_reply.add(&o.request_reply);
@@ -421,14 +422,6 @@ const REQUESTING: u8 = 2;
 const RENEWING: u8 = 3;
 const RELEASING: u8 = 4;
 
-/// An exchange's deadline; stale once the client moved on.
-#[derive(Clone, Copy, Debug)]
-struct Deadline {
-    at: u64,
-    local: u32,
-    seq: u8,
-}
-
 /// A worker's socket, batches and request builder.
 struct Link {
     sock: V6Socket,
@@ -474,57 +467,12 @@ impl Link {
     }
 }
 
-/// The settings every worker shares.
-#[derive(Clone, Copy, Debug)]
-struct Plan {
-    workers: u32,
-    clients: u32,
-    rate: u64,
-    end_ns: u64,
-    timeout_ns: u64,
-    renew_pct: u8,
-    release_pct: u8,
-    ia: IaMode,
-    rapid_commit: bool,
-}
-
-/// Room for a worker's deadlines (one per request, kept for the timeout), as in `load`.
-fn deadline_capacity(plan: &Plan) -> usize {
-    let per_worker = if plan.rate == 0 {
-        250_000.0
-    } else {
-        plan.rate as f64 / f64::from(plan.workers)
-    };
-    let phases = if plan.renew_pct > 0 || plan.release_pct > 0 {
-        3.0
-    } else {
-        2.0
-    };
-    let secs = plan.timeout_ns as f64 / 1e9;
-    ((per_worker * phases * secs * 1.25) as usize + 4096).min(1 << 22)
-}
-
-/// One second's worth of a worker's progress.
-#[derive(Debug)]
-struct Tick {
-    worker: usize,
-    last: bool,
-    second: u64,
-    counters: Counters6,
-    active: u64,
-    exchange: Histogram<u64>,
-    lag: u64,
-}
-
-#[derive(Debug)]
-struct Finished {
-    counters: Counters6,
-    hists: Hists,
-}
-
 struct Worker {
     id: u32,
     plan: Plan,
+    /// Which IAs every client asks for; whether SOLICITs carry Rapid Commit.
+    ia: IaMode,
+    rapid_commit: bool,
     link: Link,
     /// Per client (index = client number / workers).
     state: Vec<u8>,
@@ -542,7 +490,6 @@ struct Worker {
     pd_held: Vec<u128>,
     /// Server DUIDs seen, `servers[i].0[..servers[i].1]`.
     servers: Vec<([u8; MAX_DUID], u8)>,
-    n_local: u32,
     next_local: u32,
     deadlines: VecDeque<Deadline>,
     active: usize,
@@ -550,10 +497,8 @@ struct Worker {
     c: Counters6,
     h: Hists,
     tick_exchange: Histogram<u64>,
-    tick_lag: u64,
     owners: Arc<Owners6>,
     rng: u64,
-    epoch: Instant,
 }
 
 impl std::fmt::Debug for Worker {
@@ -566,10 +511,6 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
-    }
-
     fn client(&self, local: u32) -> u32 {
         local * self.plan.workers + self.id
     }
@@ -598,7 +539,7 @@ impl Worker {
 
     /// Queue the client's request of `kind` (the IA contents from its state).
     fn send(&mut self, l: usize, kind: Kind, now: u64) -> anyhow::Result<()> {
-        let ia = self.plan.ia;
+        let ia = self.ia;
         let (na, pd) = match kind {
             Kind::Solicit => (0, (0, 0)),
             _ => (self.na[l], (self.pd[l], self.pd_len[l])),
@@ -609,7 +550,7 @@ impl Worker {
             xid: self.xid(l),
             client: self.client(l as u32),
             elapsed_cs: ((now.saturating_sub(self.t_start[l])) / 10_000_000).min(0xffff) as u16,
-            rapid_commit: self.plan.rapid_commit,
+            rapid_commit: self.rapid_commit,
             na: ia.na().then_some(na),
             pd: ia.pd().then_some(pd),
             server_id: (kind != Kind::Solicit).then(|| {
@@ -618,29 +559,6 @@ impl Worker {
             }),
         };
         self.link.queue(&req)
-    }
-
-    /// Start an exchange for the next idle client; `false` if every client is busy.
-    fn start(&mut self, now: u64) -> anyhow::Result<bool> {
-        for _ in 0..self.n_local {
-            let l = self.next_local as usize;
-            self.next_local = if self.next_local + 1 == self.n_local {
-                0
-            } else {
-                self.next_local + 1
-            };
-            if self.state[l] != IDLE {
-                self.c.busy_skips += 1;
-                continue;
-            }
-            self.t_start[l] = now;
-            self.enter(l, SOLICITING, now);
-            self.active += 1;
-            self.c.solicits += 1;
-            self.send(l, Kind::Solicit, now)?;
-            return Ok(true);
-        }
-        Ok(false)
     }
 
     fn count_status(&mut self, code: u16) {
@@ -656,7 +574,7 @@ impl Worker {
     /// Does `r` grant every IA the run asks for? (A refusal's status code is counted: the
     /// IA's, else the message's, else "other" for an IA missing from the reply.)
     fn grant(&mut self, r: &wire6::Reply) -> bool {
-        let ia = self.plan.ia;
+        let ia = self.ia;
         for (wanted, got) in [(ia.na(), &r.na), (ia.pd(), &r.pd)] {
             if wanted && !got.granted() {
                 let code = if !got.present {
@@ -732,7 +650,7 @@ impl Worker {
 
     /// The exchange completed with `r`'s leases: record, then renew, release or rest.
     fn completed(&mut self, l: usize, r: &wire6::Reply, now: u64) -> anyhow::Result<()> {
-        let ia = self.plan.ia;
+        let ia = self.ia;
         if (ia.na() && r.na.resource != self.na[l])
             || (ia.pd() && (r.pd.resource, r.pd.len) != (self.pd[l], self.pd_len[l]))
         {
@@ -748,15 +666,7 @@ impl Worker {
         self.h.exchange.saturating_record(took);
         self.tick_exchange.saturating_record(took);
 
-        let roll = if self.plan.renew_pct == 0 && self.plan.release_pct == 0 {
-            100
-        } else {
-            // xorshift64: cheap and good enough to pick a branch.
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            (self.rng % 100) as u8
-        };
+        let roll = self.plan.roll(&mut self.rng);
         if roll < self.plan.renew_pct {
             self.enter(l, RENEWING, now);
             self.c.renews += 1;
@@ -827,7 +737,7 @@ impl Worker {
                 self.c.requests += 1;
                 self.send(l, Kind::Request, now)?;
             }
-            (SOLICITING, wire6::REPLY) if self.plan.rapid_commit => {
+            (SOLICITING, wire6::REPLY) if self.rapid_commit => {
                 self.h.solicit_advertise.saturating_record(took);
                 match (self.grant(&r), self.note_server(l, &r)) {
                     (true, true) => {
@@ -876,19 +786,54 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+impl LoadWorker for Worker {
+    type Counters = Counters6;
+    type Hists = Hists;
+
+    fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.link.sock.as_fd()
+    }
+
+    fn per_round(&self) -> usize {
+        self.link.tx.capacity()
+    }
+
+    fn receive(&mut self) -> anyhow::Result<usize> {
+        self.link
+            .sock
+            .recv_batch(&mut self.link.rx, false)
+            .context("receiving replies")
+    }
+
+    fn on_replies(&mut self, got: usize, now: u64) -> anyhow::Result<()> {
+        self.c.received += got as u64;
+        for i in 0..got {
+            let reply = wire6::parse_reply(self.link.rx.get(i).0, self.link.builder.relay());
+            self.on_datagram(reply, now)?;
+        }
+        Ok(())
+    }
 
     /// Drop the exchanges whose deadline passed (all of them with `force`).
     fn expire(&mut self, now: u64, force: bool) {
-        while let Some(&d) = self.deadlines.front() {
-            if d.at > now && !force {
-                break;
-            }
-            self.deadlines.pop_front();
-            let l = d.local as usize;
-            let current = self.seq[l] == d.seq && self.t_phase[l] + self.plan.timeout_ns == d.at;
-            if !current {
-                continue;
-            }
+        while let Some(l) = load_common::next_expired(
+            &mut self.deadlines,
+            &self.seq,
+            &self.t_phase,
+            self.plan.timeout_ns,
+            now,
+            force,
+        ) {
             match self.state[l] {
                 SOLICITING => self.c.sa_drops += 1,
                 REQUESTING => self.c.rr_drops += 1,
@@ -900,143 +845,59 @@ impl Worker {
         }
     }
 
-    /// Sleep in `poll` until a reply arrives or `wake` comes. poll counts in milliseconds: a
-    /// `precise` wake (a send due on the clock) under a millisecond is spun; any other (a
-    /// timeout, the next progress line) is rounded up, since being up to a millisecond late
-    /// to declare a drop changes nothing, while spinning on the deadline queue (one entry
-    /// per request, the oldest always about to fall due at a few thousand requests per
-    /// second) would keep the core busy in closed loop against a slow server.
-    fn idle_until(&self, now: u64, wake: u64, precise: bool) {
-        let wait = Duration::from_nanos(wake.saturating_sub(now)).min(MAX_IDLE);
-        let ms = if precise {
-            wait.as_millis()
-        } else {
-            wait.as_nanos().div_ceil(1_000_000)
-        };
-        if ms == 0 {
-            std::hint::spin_loop();
-            return;
-        }
-        let mut fds = [PollFd::new(self.link.sock.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(
-            &mut fds,
-            PollTimeout::from(ms.min(u128::from(u16::MAX)) as u16),
-        );
+    fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.front().map(|d| d.at)
     }
 
-    fn run(
-        mut self,
-        ticks: crossbeam_channel::Sender<Tick>,
-        start: &StartLine,
-    ) -> anyhow::Result<Finished> {
-        start.ready.wait();
-        start.go.wait();
-        self.epoch = *start.epoch.get().context("no start time")?;
-        let plan = self.plan;
-        let end = plan.end_ns;
-        let drain_end = end + 3 * plan.timeout_ns + 10_000_000;
-        let (interval, offset) = if plan.rate > 0 {
-            let iv = 1e9 * f64::from(plan.workers) / plan.rate as f64;
-            (iv, f64::from(self.id) * 1e9 / plan.rate as f64)
-        } else {
-            (0.0, 0.0)
+    fn active(&self) -> usize {
+        self.active
+    }
+
+    fn max_active(&self) -> usize {
+        self.max_active
+    }
+
+    /// Start an exchange for the next idle client; `false` if every client is busy.
+    fn start(&mut self, now: u64) -> anyhow::Result<bool> {
+        let Some(l) = load_common::next_idle(
+            &self.state,
+            IDLE,
+            &mut self.next_local,
+            &mut self.c.busy_skips,
+        ) else {
+            return Ok(false);
         };
-        let mut due_k: u64 = 0;
-        let per_round = self.link.tx.capacity();
-        let mut next_tick = 1_000_000_000u64;
-        let mut second = 1;
-        loop {
-            let got = self
-                .link
-                .sock
-                .recv_batch(&mut self.link.rx, false)
-                .context("receiving replies")?;
-            let now = self.now();
-            self.c.received += got as u64;
-            for i in 0..got {
-                let reply = wire6::parse_reply(self.link.rx.get(i).0, self.link.builder.relay());
-                self.on_datagram(reply, now)?;
-            }
-            self.expire(now, false);
+        self.t_start[l] = now;
+        self.enter(l, SOLICITING, now);
+        self.active += 1;
+        self.c.solicits += 1;
+        self.send(l, Kind::Solicit, now)?;
+        Ok(true)
+    }
 
-            let mut started = 0;
-            if now < end {
-                if plan.rate == 0 {
-                    while self.active < self.max_active && started < per_round && self.start(now)? {
-                        started += 1;
-                    }
-                } else {
-                    loop {
-                        let due = (offset + due_k as f64 * interval) as u64;
-                        if due > now || started >= per_round {
-                            break;
-                        }
-                        self.h.lag.saturating_record(now - due);
-                        self.tick_lag = self.tick_lag.max(now - due);
-                        due_k += 1;
-                        if self.start(now)? {
-                            started += 1;
-                        }
-                    }
-                }
-            }
-            let sent = !self.link.tx.is_empty();
-            self.link.flush()?;
-            self.c.send_errors = self.link.send_errors;
+    fn lagged(&mut self, lag: u64) {
+        self.h.lag.saturating_record(lag);
+    }
 
-            if now >= next_tick {
-                let tick = Tick {
-                    worker: self.id as usize,
-                    last: false,
-                    second,
-                    counters: self.c,
-                    active: self.active as u64,
-                    exchange: self.tick_exchange.clone(),
-                    lag: self.tick_lag,
-                };
-                self.tick_exchange.reset();
-                self.tick_lag = 0;
-                let _ = ticks.send(tick);
-                second += 1;
-                next_tick += 1_000_000_000;
-            }
-            if now >= end && (self.active == 0 || now >= drain_end) {
-                break;
-            }
-            if got == 0 && !sent {
-                let mut wake = next_tick.min(drain_end);
-                let mut precise = false;
-                if let Some(d) = self.deadlines.front() {
-                    wake = wake.min(d.at);
-                }
-                if now < end {
-                    wake = wake.min(end);
-                    if plan.rate > 0 {
-                        let due = (offset + due_k as f64 * interval) as u64;
-                        if due <= wake {
-                            (wake, precise) = (due, true);
-                        }
-                    } else if self.active < self.max_active {
-                        (wake, precise) = (now, true);
-                    }
-                }
-                self.idle_until(now, wake, precise);
-            }
-        }
-        self.expire(u64::MAX, true);
-        let _ = ticks.send(Tick {
-            worker: self.id as usize,
-            last: true,
-            second,
-            counters: self.c,
-            active: 0,
-            exchange: self.tick_exchange.clone(),
-            lag: self.tick_lag,
-        });
-        Ok(Finished {
-            counters: self.c,
-            hists: self.h,
-        })
+    fn flush(&mut self) -> anyhow::Result<bool> {
+        let sent = !self.link.tx.is_empty();
+        self.link.flush()?;
+        self.c.send_errors = self.link.send_errors;
+        Ok(sent)
+    }
+
+    fn counters(&self) -> Counters6 {
+        self.c
+    }
+
+    fn take_latency(&mut self) -> Histogram<u64> {
+        let h = self.tick_exchange.clone();
+        self.tick_exchange.reset();
+        h
+    }
+
+    fn into_hists(self) -> Hists {
+        self.h
     }
 }
 
@@ -1068,14 +929,6 @@ struct RelayReport {
     source_port_option: bool,
 }
 
-#[derive(Debug)]
-struct Pending {
-    got: Vec<Option<Counters6>>,
-    active: u64,
-    exchange: Histogram<u64>,
-    lag: u64,
-}
-
 /// One second of the run, over all workers.
 #[derive(Debug, Serialize)]
 struct Second6 {
@@ -1092,6 +945,24 @@ struct Second6 {
     lag_max_us: f64,
 }
 
+impl Second6 {
+    fn new(second: u64, d: &Counters6, f: &SecondFigures) -> Self {
+        Second6 {
+            second,
+            solicits: d.solicits,
+            requests: d.requests,
+            completed: d.replies + d.rapid_replies,
+            sa_drops: d.sa_drops,
+            rr_drops: d.rr_drops,
+            refused: d.refused + d.advertise_refused,
+            active: f.active,
+            exchange_p50_us: f.p50_us,
+            exchange_p99_us: f.p99_us,
+            lag_max_us: f.lag_max_us,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct LoadReport6 {
     server: SocketAddrV6,
@@ -1100,14 +971,8 @@ struct LoadReport6 {
     ia: IaMode,
     rapid_commit: bool,
     relay: RelayReport,
-    renew_pct: u8,
-    release_pct: u8,
-    rate_requested: u64,
-    inflight: Option<usize>,
-    workers: usize,
-    clients: u32,
-    duration_s: f64,
-    timeout_ms: u64,
+    #[serde(flatten)]
+    run: RunReport,
     /// Exchanges started per second of the sending window.
     offered_per_s: f64,
     /// Exchanges completed (every requested lease granted) within the window, per second.
@@ -1140,14 +1005,6 @@ struct LoadReport6 {
     per_second: Vec<Second6>,
 }
 
-fn pct(n: u64, of: u64) -> f64 {
-    if of == 0 {
-        0.0
-    } else {
-        100.0 * n as f64 / of as f64
-    }
-}
-
 fn progress_line(s: &Second6) -> String {
     format!(
         "[{:>4}s] offered {:>7}/s  done {:>7}/s  drops SA {} ({:.2}%) RR {} ({:.2}%)  refused {}  \
@@ -1163,11 +1020,7 @@ fn progress_line(s: &Second6) -> String {
         s.exchange_p50_us,
         s.exchange_p99_us,
         s.active,
-        if s.lag_max_us > 0.0 {
-            format!("  send lag max {:.0}us", s.lag_max_us)
-        } else {
-            String::new()
-        }
+        load_common::lag_suffix(s.lag_max_us)
     )
 }
 
@@ -1186,36 +1039,20 @@ fn parse_remote_id(s: &str) -> anyhow::Result<(u32, IdPattern)> {
 /// Runs the load and prints the JSON report on stdout (progress and the summary on stderr).
 /// Fails, after reporting, if any lease was granted to two clients.
 pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
-    ensure!(
-        (1..=MAX_CLIENTS).contains(&a.clients),
-        "--clients must be 1 to 2^24 (16777216)"
-    );
-    ensure!(a.workers >= 1, "--workers must be at least 1");
-    ensure!(
-        a.workers as u64 <= u64::from(a.clients),
-        "--workers must not exceed --clients"
-    );
-    ensure!(
-        a.duration > 0.0 && a.duration.is_finite(),
-        "--duration must be positive"
-    );
-    ensure!(a.timeout_ms >= 1, "--timeout-ms must be at least 1");
-    ensure!(
-        a.rate > 0 || a.inflight >= a.workers,
-        "closed loop needs --inflight >= --workers"
-    );
-    let (renew_pct, release_pct) = match a.mix {
+    let plan = Plan::new(
+        a.workers,
+        a.clients,
+        a.rate,
+        a.inflight,
+        a.duration,
+        a.timeout_ms,
+    )?
+    .with_mix(match a.mix {
         Mix6::SolicitRequest => (0, 0),
         Mix6::Renew => (100, 0),
         Mix6::Release => (0, 100),
-        Mix6::Mixed => {
-            ensure!(
-                u16::from(a.renew_pct) + u16::from(a.release_pct) <= 100,
-                "--renew-pct + --release-pct must not exceed 100"
-            );
-            (a.renew_pct, a.release_pct)
-        }
-    };
+        Mix6::Mixed => (a.renew_pct, a.release_pct),
+    })?;
     let interface_id = a
         .interface_id
         .as_deref()
@@ -1229,25 +1066,11 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         .map(IdPattern::parse)
         .transpose()
         .map_err(|m| anyhow::anyhow!("--subscriber-id: {m}"))?;
-    let workers = a.workers as u32;
-    let plan = Plan {
-        workers,
-        clients: a.clients,
-        rate: a.rate,
-        end_ns: (a.duration * 1e9) as u64,
-        timeout_ns: a.timeout_ms * 1_000_000,
-        renew_pct,
-        release_pct,
-        ia: a.ia,
-        rapid_commit: a.rapid_commit,
-    };
     let server = SocketAddrV6::new(a.server, a.port, 0, 0);
 
     let mut socks = Vec::with_capacity(a.workers);
     for w in 0..a.workers {
-        let port = u16::try_from(usize::from(a.local_port) + w)
-            .ok()
-            .context("local ports run past 65535")?;
+        let port = load_common::worker_port(a.local_port, w)?;
         let cfg = V6SocketConfig {
             bind: a.local,
             port,
@@ -1274,29 +1097,11 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         pd: Holders::new(if a.ia.pd() { expected } else { 0 }),
         examples: Mutex::new(Vec::new()),
     });
-    let cores = if a.no_pin {
-        Vec::new()
-    } else {
-        lessor_net::available_cores()
-    };
-    let cpu_before = a.server_pid.map(cpu_ticks).transpose()?;
-    let own_before = cpu_ticks(std::process::id())?;
-    let (tick_tx, tick_rx) = crossbeam_channel::unbounded::<Tick>();
-    let start = Arc::new(StartLine {
-        ready: Barrier::new(a.workers + 1),
-        go: Barrier::new(a.workers + 1),
-        epoch: OnceLock::new(),
-    });
-    let mut handles = Vec::with_capacity(a.workers);
+    let cpu = CpuMeter::start(a.server_pid)?;
+    let mut workers = Vec::with_capacity(a.workers);
     for (w, (port, sock)) in socks.into_iter().enumerate() {
         let id = w as u32;
-        let n_local = (a.clients - id).div_ceil(workers);
-        let max_active = if a.rate == 0 {
-            a.inflight / a.workers + usize::from(w < a.inflight % a.workers)
-        } else {
-            usize::MAX
-        };
-        let n = n_local as usize;
+        let n = plan.local_clients(id) as usize;
         let relay = Relay {
             link_address: a.link_address,
             interface_id: interface_id.clone(),
@@ -1316,9 +1121,11 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             builder: Builder::new(relay),
             send_errors: 0,
         };
-        let worker = Worker {
+        workers.push(Worker {
             id,
             plan,
+            ia: a.ia,
+            rapid_commit: a.rapid_commit,
             link,
             state: vec![0; n],
             seq: vec![0; n],
@@ -1331,117 +1138,27 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             na_held: vec![0; n],
             pd_held: vec![0; n],
             servers: Vec::with_capacity(MAX_SERVERS),
-            n_local,
             next_local: 0,
-            deadlines: VecDeque::with_capacity(deadline_capacity(&plan)),
+            // A RELEASE awaits its REPLY too.
+            deadlines: VecDeque::with_capacity(
+                plan.deadline_capacity(plan.renew_pct > 0 || plan.release_pct > 0),
+            ),
             active: 0,
-            max_active,
+            max_active: plan.max_active(id),
             c: Counters6::default(),
-            h: Hists::new(),
+            h: Hists::default(),
             tick_exchange: histogram(),
-            tick_lag: 0,
             owners: owners.clone(),
-            rng: 0x9e37_79b9_7f4a_7c15 ^ (u64::from(id) + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
-            epoch: Instant::now(),
-        };
-        let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
-        let ticks = tick_tx.clone();
-        let start = start.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("load6-{w}"))
-            .spawn(move || {
-                if let Some(core) = core
-                    && let Err(e) = lessor_net::pin_current_thread(core)
-                {
-                    eprintln!("lessor-perf: worker {w} not pinned: {e}");
-                }
-                worker.run(ticks, &start)
-            })
-            .context("spawning a worker")?;
-        handles.push(h);
-    }
-    drop(tick_tx);
-    start.ready.wait();
-    let epoch = Instant::now();
-    let _ = start.epoch.set(epoch);
-    start.go.wait();
-
-    // Progress: one line per second once every worker has reported it (or has finished).
-    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
-    let mut finals: Vec<Option<(u64, Counters6)>> = vec![None; a.workers];
-    let mut prev = Counters6::default();
-    let mut per_second = Vec::new();
-    for t in tick_rx.iter() {
-        let e = pending.entry(t.second).or_insert_with(|| Pending {
-            got: vec![None; a.workers],
-            active: 0,
-            exchange: histogram(),
-            lag: 0,
+            rng: Plan::rng_seed(id),
         });
-        e.got[t.worker] = Some(t.counters);
-        e.active += t.active;
-        e.lag = e.lag.max(t.lag);
-        let _ = e.exchange.add(&t.exchange);
-        if t.last {
-            finals[t.worker] = Some((t.second, t.counters));
-        }
-        while let Some(entry) = pending.first_entry() {
-            let sec = *entry.key();
-            let p = entry.get();
-            let mut sum = Counters6::default();
-            let mut complete = true;
-            for (got, fin) in p.got.iter().zip(&finals) {
-                match (got, fin) {
-                    (Some(c), _) => sum.add(c),
-                    (None, Some((f, c))) if *f <= sec => sum.add(c),
-                    _ => complete = false,
-                }
-            }
-            if !complete {
-                break;
-            }
-            let p = entry.remove();
-            let d = sum.minus(&prev);
-            prev = sum;
-            let s = Second6 {
-                second: sec,
-                solicits: d.solicits,
-                requests: d.requests,
-                completed: d.replies + d.rapid_replies,
-                sa_drops: d.sa_drops,
-                rr_drops: d.rr_drops,
-                refused: d.refused + d.advertise_refused,
-                active: p.active,
-                exchange_p50_us: us(p.exchange.value_at_quantile(0.5)),
-                exchange_p99_us: us(p.exchange.value_at_quantile(0.99)),
-                lag_max_us: us(p.lag),
-            };
-            if !a.quiet {
-                eprintln!("{}", progress_line(&s));
-            }
-            per_second.push(s);
-        }
     }
-    let mut total = Counters6::default();
-    let mut hists = Hists::new();
-    for h in handles {
-        let f = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
-        total.add(&f.counters);
-        hists.add(&f.hists);
-    }
-    let run_seconds = epoch.elapsed().as_secs_f64();
-    let own_cpu = cpu_ticks(std::process::id())?.saturating_sub(own_before) as f64 / USER_HZ;
+    let running = load_common::launch("load6", workers, a.no_pin)?;
+    let per_second = running.seconds(a.quiet, Second6::new, progress_line);
+    let done = running.join()?;
+    let (total, hists) = (done.counters, done.hists);
     let completed = total.replies + total.rapid_replies;
     let sent = total.solicits + total.requests + total.renews + total.releases;
-    let server_cpu_us_per_exchange = match (a.server_pid, cpu_before) {
-        (Some(pid), Some(before)) => {
-            let used = cpu_ticks(pid)?.saturating_sub(before);
-            Some(used as f64 * 1e6 / USER_HZ / completed.max(1) as f64)
-        }
-        _ => None,
-    };
+    let (load_cpu_us_per_exchange, server_cpu_us_per_exchange) = cpu.per_exchange(completed)?;
     let examples = owners
         .examples
         .lock()
@@ -1449,7 +1166,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         .clone();
     let report = LoadReport6 {
         server,
-        mode: if a.rate == 0 { "closed" } else { "open" },
+        mode: plan.mode(),
         mix: a.mix,
         ia: a.ia,
         rapid_commit: a.rapid_commit,
@@ -1460,14 +1177,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             subscriber_id: a.subscriber_id.clone(),
             source_port_option: !a.no_source_port,
         },
-        renew_pct,
-        release_pct,
-        rate_requested: a.rate,
-        inflight: (a.rate == 0).then_some(a.inflight),
-        workers: a.workers,
-        clients: a.clients,
-        duration_s: a.duration,
-        timeout_ms: a.timeout_ms,
+        run: RunReport::of(&plan, a.duration, a.timeout_ms),
         offered_per_s: total.solicits as f64 / a.duration,
         achieved_per_s: total.completed_in_window as f64 / a.duration,
         solicits: total.solicits,
@@ -1493,8 +1203,8 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             release: Percentiles::of(&hists.release),
         },
         schedule_lag_us: (a.rate > 0).then(|| Percentiles::of(&hists.lag)),
-        packets_per_s: (sent + total.received) as f64 / run_seconds,
-        load_cpu_us_per_exchange: own_cpu * 1e6 / completed.max(1) as f64,
+        packets_per_s: (sent + total.received) as f64 / done.seconds,
+        load_cpu_us_per_exchange,
         server_cpu_us_per_exchange,
         correctness: Correctness6 {
             leases_checked: total.leases_checked,
@@ -1504,13 +1214,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         counters: total,
         per_second,
     };
-    eprint!("{}", summary(&report));
-    let json = serde_json::to_string_pretty(&report)?;
-    if let Some(path) = &a.json {
-        std::fs::write(path, format!("{json}\n"))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    println!("{json}");
+    load_common::emit(&report, &summary(&report), a.json.as_deref())?;
     if report.correctness.violations > 0 {
         bail!(
             "{} leases granted while another client held them (first: {:?})",
@@ -1524,28 +1228,16 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
 fn summary(r: &LoadReport6) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let lat = |s: &mut String, name: &str, p: &Percentiles| {
-        if p.count > 0 {
-            let _ = writeln!(
-                s,
-                "  {name:<17} p50 {:>8.1}  p90 {:>8.1}  p99 {:>8.1}  p99.9 {:>8.1}  max {:>9.1}  (n={})",
-                p.p50, p.p90, p.p99, p.p99_9, p.max, p.count
-            );
-        }
-    };
-    let mode = match r.inflight {
-        Some(n) => format!("closed loop, {n} in flight"),
-        None => format!("open loop, {}/s requested", r.rate_requested),
-    };
     let _ = writeln!(
         s,
-        "load6 -> {}: {mode}, mix {:?}, IA {:?}{}, {} worker(s), {:.1}s",
+        "load6 -> {}: {}, mix {:?}, IA {:?}{}, {} worker(s), {:.1}s",
         r.server,
+        r.run.mode(),
         r.mix,
         r.ia,
         if r.rapid_commit { ", rapid commit" } else { "" },
-        r.workers,
-        r.duration_s
+        r.run.workers,
+        r.run.duration_s
     );
     let _ = writeln!(
         s,
@@ -1583,15 +1275,17 @@ fn summary(r: &LoadReport6) -> String {
         );
     }
     let _ = writeln!(s, "  latency (us):");
-    lat(&mut s, "SOLICIT-ADVERTISE", &r.latency_us.solicit_advertise);
-    lat(&mut s, "REQUEST-REPLY", &r.latency_us.request_reply);
-    lat(&mut s, "exchange", &r.latency_us.exchange);
-    lat(&mut s, "RENEW", &r.latency_us.renew);
-    lat(&mut s, "RELEASE", &r.latency_us.release);
+    let lat = &r.latency_us;
+    load_common::latency_line(&mut s, "SOLICIT-ADVERTISE", 17, &lat.solicit_advertise);
+    load_common::latency_line(&mut s, "REQUEST-REPLY", 17, &lat.request_reply);
+    load_common::latency_line(&mut s, "exchange", 17, &lat.exchange);
+    load_common::latency_line(&mut s, "RENEW", 17, &lat.renew);
+    load_common::latency_line(&mut s, "RELEASE", 17, &lat.release);
+    let (lag_p99_9, lag_max) = load_common::lag_tail(r.schedule_lag_us.as_ref());
     let _ = writeln!(
         s,
         "  late {}, unexpected {}, garbage {}, wrong DUID {}, interface-id missing {}, foreign {}, \
-         send errors {}, busy skips {}, schedule lag p99.9 {:.0}us max {:.0}us",
+         send errors {}, busy skips {}, schedule lag p99.9 {lag_p99_9:.0}us max {lag_max:.0}us",
         c.late,
         c.unexpected,
         c.garbage,
@@ -1600,20 +1294,14 @@ fn summary(r: &LoadReport6) -> String {
         c.foreign,
         c.send_errors,
         c.busy_skips,
-        r.schedule_lag_us.as_ref().map_or(0.0, |p| p.p99_9),
-        r.schedule_lag_us.as_ref().map_or(0.0, |p| p.max),
     );
-    let _ = write!(
-        s,
-        "  generator: {:.0} packets/s, {:.2}us CPU per exchange",
-        r.packets_per_s, r.load_cpu_us_per_exchange
+    load_common::cpu_line(
+        &mut s,
+        r.packets_per_s,
+        r.load_cpu_us_per_exchange,
+        r.server_cpu_us_per_exchange,
+        "exchange",
     );
-    match r.server_cpu_us_per_exchange {
-        Some(cpu) => {
-            let _ = writeln!(s, "; server: {cpu:.2}us CPU per exchange");
-        }
-        None => s.push('\n'),
-    }
     let _ = writeln!(
         s,
         "  correctness: {} leases checked, {} violations",

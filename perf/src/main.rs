@@ -7,9 +7,11 @@
 //! collected and compared.
 
 mod journal_gen;
+mod load_common;
 mod loadgen;
 mod loadgen6;
 mod mem;
+mod null_common;
 mod null_responder;
 mod null_responder6;
 mod replay;

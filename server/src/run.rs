@@ -191,16 +191,60 @@ pub fn journal_options(config: &Config, lanes: usize) -> lessor_journal::Options
     // Compaction is background work: on a core it shares with a worker it should take the
     // core while the worker waits, not from it. Nice 10 weighs it at about a tenth of a
     // worker, so it still finishes under full load.
-    o.on_compactor_start = Some(lessor_journal::ThreadHook(Arc::new(|| {
-        if let Err(e) = lessor_net::set_current_thread_nice(COMPACTOR_NICE) {
-            tracing::warn!(error = %e, "cannot lower the compaction thread's priority");
+    o.on_background_start = Some(lessor_journal::ThreadHook(Arc::new(|| {
+        if let Err(e) = lessor_net::set_current_thread_nice(BACKGROUND_NICE) {
+            tracing::warn!(error = %e, "cannot lower a journal background thread's priority");
         }
     })));
+    o.preallocate = config.journal.preallocate;
+    if config.journal.realtime_sync {
+        o.around_sync = Some(realtime_sync());
+    }
     o
 }
 
-/// The compaction thread's nice value.
-const COMPACTOR_NICE: i32 = 10;
+/// The nice value of the journal's compaction and preallocation threads.
+const BACKGROUND_NICE: i32 = 10;
+
+/// The writer's real-time priority while it waits in `fdatasync`: the lowest, since all it
+/// must beat is the normal class.
+const SYNC_RT_PRIORITY: i32 = 1;
+
+/// Hooks that put the journal writer in the real-time class for the length of each
+/// `fdatasync`. On a machine whose cores are busy (workers, the load itself), a normal thread
+/// woken by the disk waits for the scheduler's next slot, up to a tick of several
+/// milliseconds, and every ACK waits with it; a real-time one runs at once. Outside the sync
+/// the writer drains channels whose senders it could otherwise preempt mid-send (they spin
+/// and yield, which a real-time thread never lets a normal one do), so the class is left the
+/// moment the sync returns. If the kernel refuses (no `CAP_SYS_NICE`), lessor warns once and
+/// stops asking.
+fn realtime_sync() -> (lessor_journal::ThreadHook, lessor_journal::ThreadHook) {
+    let refused = Arc::new(AtomicBool::new(false));
+    let entered = Arc::new(AtomicBool::new(false));
+    let before = {
+        let (refused, entered) = (refused.clone(), entered.clone());
+        lessor_journal::ThreadHook(Arc::new(move || {
+            if refused.load(Ordering::Relaxed) {
+                return;
+            }
+            match lessor_net::set_current_thread_realtime(Some(SYNC_RT_PRIORITY)) {
+                Ok(()) => entered.store(true, Ordering::Relaxed),
+                Err(e) => {
+                    refused.store(true, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "journal.realtime_sync: the kernel refuses a real-time class; syncing in the normal class (ACKs may wait a scheduler tick more on a busy machine)");
+                }
+            }
+        }))
+    };
+    let after = lessor_journal::ThreadHook(Arc::new(move || {
+        if entered.swap(false, Ordering::Relaxed)
+            && let Err(e) = lessor_net::set_current_thread_realtime(None)
+        {
+            tracing::error!(error = %e, "cannot return the journal writer to the normal class");
+        }
+    }));
+    (before, after)
+}
 
 /// Puts one replayed lease back into the engine, on the shard its client steers to, one at a
 /// time. False if the record could not be restored. Startup uses [`replay_journal`] (bulk);
@@ -800,5 +844,28 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The hooks put the calling thread in the real-time class and take it out again (or,
+    /// without the privilege, leave it alone).
+    #[test]
+    fn realtime_sync_hooks_enter_and_leave_the_realtime_class() {
+        std::thread::spawn(|| {
+            let (before, after) = super::realtime_sync();
+            assert!(!lessor_net::current_thread_is_realtime());
+            let allowed = lessor_net::set_current_thread_realtime(Some(1)).is_ok();
+            lessor_net::set_current_thread_realtime(None).unwrap();
+            for _ in 0..3 {
+                (before.0)();
+                assert_eq!(lessor_net::current_thread_is_realtime(), allowed);
+                (after.0)();
+                assert!(!lessor_net::current_thread_is_realtime());
+            }
+        })
+        .join()
+        .unwrap();
     }
 }

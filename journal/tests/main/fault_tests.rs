@@ -199,6 +199,8 @@ fn interval_and_none_publish_after_write() {
         let mut o = opts(1);
         o.sync = policy;
         o.segment_bytes = 1 << 20;
+        // The preallocation thread syncs its zeros: only the writer's syncs count here.
+        o.preallocate = false;
         let (j, _, _) = open(&fs, o.clone());
         let mut lane = j.lane(0);
         let syncs = fs.syncs();
@@ -238,4 +240,70 @@ fn backlog_grows_while_syncs_fail_and_drains_after() {
     );
     assert_eq!(lane.backlog(), 0);
     j.shutdown().unwrap();
+}
+
+/// Segments come preallocated: the first from the open, the later ones from the spare the
+/// background thread keeps ready. A power loss keeps every durable record, and the journal
+/// reads back whole.
+#[test]
+fn rotations_take_the_preallocated_spare() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(1));
+    assert_eq!(j.stats().preallocated, 1);
+    let mut lane = j.lane(0);
+    let mut recs = Vec::new();
+    for i in 0..200u32 {
+        recs.push(rec(i, 1));
+        let t = lane.append(rec(i, 1));
+        assert!(lane.wait_durable(t, LONG));
+        // Give the spare thread its turn, as the time between rotations would.
+        if i % 10 == 0 {
+            assert!(eventually(|| fs
+                .file_names(&dir())
+                .iter()
+                .any(|n| n == "spare-segment.tmp")));
+        }
+    }
+    let st = j.stats();
+    assert!(st.active_segment > 5, "{st:?}");
+    // The file shows up as soon as the thread starts on it, so a rotation can still, rarely,
+    // come before it is filled and start a plain segment.
+    assert!(
+        st.preallocated * 2 > st.active_segment,
+        "most of {} segments preallocated: {st:?}",
+        st.active_segment
+    );
+    assert_eq!(live(&fs.crash_image()), model(&recs));
+    j.shutdown().unwrap();
+    assert!(!fs.file_names(&dir()).iter().any(|n| n.ends_with(".tmp")));
+    assert!(lessor_journal::verify_with(&fs, &dir()).unwrap().is_clean());
+    let (_j, got, rep) = open(&fs, opts(1));
+    assert_eq!(got, model(&recs));
+    assert_eq!(rep.abandoned_bytes, 0);
+    assert_eq!(rep.truncated, None);
+}
+
+/// With too little space for a spare and its headroom, the journal does not make the disk
+/// fuller: it starts plain segments and leaves no spare behind.
+#[test]
+fn no_spare_on_a_nearly_full_disk() {
+    let fs = FaultyFs::new();
+    let mut o = opts(1);
+    o.segment_bytes = 4096;
+    fs.set_space_limit(Some(4096 * 4));
+    let (j, _, _) = open(&fs, o.clone());
+    assert_eq!(j.stats().preallocated, 0);
+    let mut lane = j.lane(0);
+    let t = lane.append(rec(1, 1));
+    assert!(lane.wait_durable(t, LONG));
+    j.shutdown().unwrap();
+    assert!(!fs.file_names(&dir()).iter().any(|n| n.ends_with(".tmp")));
+    fs.set_space_limit(None);
+    let (j, got, _) = open(&fs, o);
+    assert_eq!(
+        j.stats().preallocated,
+        1,
+        "with room again, it preallocates"
+    );
+    assert_eq!(got.len(), 1);
 }

@@ -9,6 +9,7 @@ use crate::common::*;
 fn journal_with(
     fs: &FaultyFs,
     n: u32,
+    preallocate: bool,
 ) -> (
     lessor_journal::Journal<Rec>,
     lessor_journal::Lane<Rec>,
@@ -16,6 +17,7 @@ fn journal_with(
 ) {
     let mut o = opts(1);
     o.segment_bytes = 1 << 20;
+    o.preallocate = preallocate;
     let (j, _, _) = open(fs, o);
     let mut lane = j.lane(0);
     let recs: Vec<Rec> = (0..n).map(|i| rec(i, 1)).collect();
@@ -28,45 +30,66 @@ fn journal_with(
 }
 
 /// A crash tears the write of the last record after `k` bytes, for every `k`: reopen cuts the
-/// tail off at the start of that record and keeps everything before it.
+/// tail off at the start of that record and keeps everything before it. In a plain segment the
+/// torn bytes are the file's last; in a preallocated one they land on zeros, and what follows
+/// them is zeros.
 #[test]
 fn torn_tail_at_every_byte_offset_of_the_last_record() {
     let last = rec(1000, 1);
     let len = frame_len(&last);
-    for k in 0..len {
-        let fs = FaultyFs::new();
-        let (j, mut lane, recs) = journal_with(&fs, 20);
-        let seg_path = seg(j.stats().active_segment);
-        let before = fs.read_file(&seg_path).unwrap().len() as u64;
-        fs.tear_next_write(k, Some(".log"));
-        let t = lane.append(last.clone());
-        assert!(eventually(|| fs.is_crashed()));
-        let img = fs.disk_image();
-        assert!(lane.durable() < t);
-        drop(j);
+    for preallocate in [false, true] {
+        for k in 0..len {
+            let fs = FaultyFs::new();
+            let (j, mut lane, recs) = journal_with(&fs, 20, preallocate);
+            let seg_path = seg(j.stats().active_segment);
+            // Where the records end: the header, then the frames.
+            let before = (32 + recs.iter().map(frame_len).sum::<usize>()) as u64;
+            let file = fs.read_file(&seg_path).unwrap().len() as u64;
+            assert_eq!(file, if preallocate { 1 << 20 } else { before });
+            fs.tear_next_write(k, Some(".log"));
+            let t = lane.append(last.clone());
+            assert!(eventually(|| fs.is_crashed()));
+            let img = fs.disk_image();
+            assert!(lane.durable() < t);
+            drop(j);
 
-        assert_eq!(
-            img.read_file(&seg_path).unwrap().len() as u64,
-            before + k as u64
-        );
-        let (j, got, rep) = open(&img, opts(1));
-        assert_eq!(got, model(&recs), "k = {k}");
-        if k == 0 {
+            let torn = img.read_file(&seg_path).unwrap();
+            assert_eq!(torn.len() as u64, file.max(before + k as u64));
+            let landed = &torn[before as usize..before as usize + k];
+            let (j, got, rep) = open(&img, opts(1));
+            assert_eq!(got, model(&recs), "k = {k}, preallocate {preallocate}");
+            if preallocate && landed.iter().all(|&b| b == 0) {
+                // Nothing but zeros landed: the records simply end at `before`.
+                assert_eq!(rep.truncated, None, "k = {k}");
+            } else if !preallocate {
+                if k == 0 {
+                    assert_eq!(rep.truncated, None);
+                } else {
+                    assert_eq!(
+                        rep.truncated,
+                        Some((seg_path.clone(), before, k as u64)),
+                        "k = {k}"
+                    );
+                }
+            } else {
+                let (path, at, _) = rep.truncated.clone().expect("a torn tail");
+                assert_eq!((path, at), (seg_path.clone(), before), "k = {k}");
+            }
+            // The torn bytes are gone; only zeros (if any) follow the records.
+            let after = img.read_file(&seg_path).unwrap();
+            assert!(after.len() as u64 >= before);
+            assert!(after[before as usize..].iter().all(|&b| b == 0), "k = {k}");
+            j.shutdown().unwrap();
+            let (j, got, rep) = open(&img, opts(1));
+            assert_eq!(got, model(&recs));
             assert_eq!(rep.truncated, None);
-        } else {
-            assert_eq!(
-                rep.truncated,
-                Some((seg_path.clone(), before, k as u64)),
-                "k = {k}"
+            j.shutdown().unwrap();
+            assert!(
+                lessor_journal::verify_with(&img, &dir())
+                    .unwrap()
+                    .is_clean()
             );
         }
-        // The file was cut back.
-        assert_eq!(img.read_file(&seg_path).unwrap().len() as u64, before);
-        j.shutdown().unwrap();
-        let (j, got, rep) = open(&img, opts(1));
-        assert_eq!(got, model(&recs));
-        assert_eq!(rep.truncated, None);
-        j.shutdown().unwrap();
     }
 }
 
@@ -76,6 +99,8 @@ fn torn_tail_on_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let mut o = lessor_journal::Options::new(tmp.path(), 1);
     o.segment_bytes = 1 << 20;
+    // The file ends where the records do (preallocated segments: the next test).
+    o.preallocate = false;
     let recs: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
     let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
     let mut lane = j.lane(0);
@@ -117,6 +142,93 @@ fn torn_tail_on_disk() {
         j.shutdown().unwrap();
         assert_eq!(std::fs::metadata(&seg_path).unwrap().len(), start as u64);
     }
+}
+
+/// Preallocated segments on a real directory: the segment is zero-filled to its full size
+/// before the first record; replay ends at the zeros, and a torn record written over them is
+/// cut off at its start. Segments sealed with zeros left read as whole, and `verify` agrees.
+#[test]
+fn preallocated_segments_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = lessor_journal::Options::new(tmp.path(), 1);
+    o.segment_bytes = 1 << 16;
+    let recs: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
+    let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
+    assert_eq!(
+        j.stats().preallocated,
+        1,
+        "the first segment is preallocated"
+    );
+    let mut lane = j.lane(0);
+    for r in &recs {
+        lane.append(r.clone());
+    }
+    j.shutdown().unwrap();
+    let seg_path = tmp.path().join(format!("{:016}.log", 1));
+    let full = std::fs::read(&seg_path).unwrap();
+    assert_eq!(full.len(), 1 << 16);
+    let end = 32 + recs.iter().map(frame_len).sum::<usize>();
+    assert!(full[end..].iter().all(|&b| b == 0));
+    assert!(
+        full[end - 1] != 0 || full[end - 2] != 0,
+        "records before the zeros"
+    );
+    // No spare is left behind by a clean shutdown.
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+
+    let (got, rep) = lessor_journal::read_live::<Rec>(tmp.path()).unwrap();
+    assert_eq!(got.len(), 10);
+    assert_eq!(rep.truncated, None);
+    assert!(lessor_journal::verify(tmp.path()).unwrap().is_clean());
+
+    // Half a record written over the zeros, as a crash mid-write leaves it.
+    let mut extra = Vec::new();
+    let r = rec(50, 1);
+    {
+        // The frame's bytes, from a scratch journal's segment.
+        let t2 = tempfile::tempdir().unwrap();
+        let mut o2 = lessor_journal::Options::new(t2.path(), 1);
+        o2.preallocate = false;
+        let (j2, _) = lessor_journal::Journal::<Rec>::open_dir(o2, |_| {}).unwrap();
+        j2.lane(0).append(r.clone());
+        j2.shutdown().unwrap();
+        let b = std::fs::read(t2.path().join(format!("{:016}.log", 1))).unwrap();
+        extra.extend_from_slice(&b[32..32 + frame_len(&r) / 2]);
+    }
+    let mut torn = full.clone();
+    torn[end..end + extra.len()].copy_from_slice(&extra);
+    std::fs::write(&seg_path, &torn).unwrap();
+    let (got, rep) = lessor_journal::read_live::<Rec>(tmp.path()).unwrap();
+    assert_eq!(got.len(), 10);
+    assert_eq!(
+        rep.truncated.map(|(p, at, _)| (p, at)),
+        Some((seg_path.clone(), end as u64))
+    );
+
+    // Open cuts the torn record off; segment 1 is then sealed with its records only, and the
+    // new segment 2 is preallocated too. More records, another restart: everything is there.
+    let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
+    assert_eq!(std::fs::metadata(&seg_path).unwrap().len(), end as u64);
+    let mut lane = j.lane(0);
+    let more: Vec<Rec> = (10..20).map(|i| rec(i, 1)).collect();
+    let mut t = lessor_journal::Ticket(0);
+    for r in &more {
+        t = lane.append(r.clone());
+    }
+    assert!(lane.wait_durable(t, LONG));
+    assert_eq!(j.stats().preallocated, 1);
+    j.shutdown().unwrap();
+    let seg2 = tmp.path().join(format!("{:016}.log", 2));
+    assert_eq!(std::fs::metadata(&seg2).unwrap().len(), 1 << 16);
+    let (got, rep) = lessor_journal::read_live::<Rec>(tmp.path()).unwrap();
+    assert_eq!(got.len(), 20);
+    assert_eq!(rep.truncated, None);
+    assert_eq!(rep.abandoned_bytes, 0);
+    assert!(lessor_journal::verify(tmp.path()).unwrap().is_clean());
 }
 
 /// A crash while a new segment's header is being written: the half-made segment is dropped.
@@ -307,7 +419,7 @@ fn wrong_record_type_is_corruption_not_a_torn_tail() {
         }
     }
     let fs = FaultyFs::new();
-    let (j, _lane, _) = journal_with(&fs, 3);
+    let (j, _lane, _) = journal_with(&fs, 3, true);
     j.shutdown().unwrap();
     let before = fs.read_file(&seg(1)).unwrap();
     let err =

@@ -33,9 +33,13 @@ fn big_segments() -> lessor_journal::Options {
     o
 }
 
-/// Segment 1 holding `n` records, written by a journal (then shut down).
+/// Segment 1 holding `n` records, written by a journal (then shut down). Not preallocated,
+/// so that the file's length is where its records end, for the tests that build segments
+/// after it by hand.
 fn one_segment_with_records(fs: &FaultyFs, n: u32) -> Vec<Rec> {
-    let (j, _, _) = open(fs, big_segments());
+    let mut o = big_segments();
+    o.preallocate = false;
+    let (j, _, _) = open(fs, o);
     let mut lane = j.lane(0);
     let recs: Vec<Rec> = (0..n).map(|i| rec(i, 1)).collect();
     let mut t = Ticket(0);

@@ -100,7 +100,12 @@ fn journal(j: wire::Journal) -> Result<JournalConfig> {
     if max_backlog == 0 {
         return Err(invalid("journal.max_backlog", "must be at least 1"));
     }
-    Ok(JournalConfig { sync, max_backlog })
+    Ok(JournalConfig {
+        sync,
+        max_backlog,
+        preallocate: j.preallocate.unwrap_or(true),
+        realtime_sync: j.realtime_sync.unwrap_or(true),
+    })
 }
 
 /// A lease-time triple as resolved at one level.

@@ -40,6 +40,8 @@ fn to_wire(c: &Config) -> wire::Config {
             sync: Some(sync.to_owned()),
             interval_ms,
             max_backlog: Some(c.journal.max_backlog),
+            preallocate: Some(c.journal.preallocate),
+            realtime_sync: Some(c.journal.realtime_sync),
         }),
         v4: Some(v4(&c.v4)),
         // A config without DHCPv6 shows no v6 section, as it was written.

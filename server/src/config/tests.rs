@@ -312,6 +312,10 @@ fn journal_modes() {
         super::DEFAULT_MAX_BACKLOG
     );
     assert_eq!(yaml("journal: { max_backlog: 20 }").journal.max_backlog, 20);
+    let j = yaml("journal: {}").journal;
+    assert!(j.preallocate && j.realtime_sync, "both on by default");
+    let j = yaml("journal: { preallocate: false, realtime_sync: false }").journal;
+    assert!(!j.preallocate && !j.realtime_sync);
 }
 
 /// One document per rule; each message must carry the exact key path.

@@ -41,6 +41,10 @@ pub(super) struct Journal {
     pub(super) interval_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) max_backlog: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) preallocate: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) realtime_sync: Option<bool>,
 }
 
 /// `v4:`

@@ -1,0 +1,868 @@
+//! What `load` and `load6` share: the plan of a run, the worker loop, the per-second progress
+//! and the report's common parts.
+//!
+//! A generator supplies its protocol as a [`LoadWorker`] (take replies, start an exchange,
+//! expire the late ones, send); [`drive`] runs it on the clock (open loop) or at a fixed number
+//! in flight (closed loop) and sleeps in `poll` when there is nothing to do; [`launch`] starts
+//! the workers together, and [`Running::seconds`] folds their reports into one line per second.
+//! The JSON field names stay each generator's own: only the figures behind them are shared.
+
+use std::collections::VecDeque;
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+use std::sync::{Arc, Barrier, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use crossbeam_channel::{Receiver, Sender};
+use hdrhistogram::Histogram;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use serde::Serialize;
+
+/// Clients are numbered in 24 bits (the v4 xid's low bits, chaddr bytes 3..6, the v4
+/// correctness map's slot in 10.0.0.0/8).
+pub(crate) const MAX_CLIENTS: u32 = 1 << 24;
+/// Bytes of each receive buffer: a reply with every option lessor can add fits.
+pub(crate) const RECV_BUF: usize = 1500;
+/// Socket buffers asked for (forced past rmem_max/wmem_max when running as root): a burst of
+/// replies must not overflow the generator's own receive queue.
+pub(crate) const SOCKET_BUFFER: usize = 8 << 20;
+/// Longest the loop sleeps in `poll` before it looks at the clock again.
+const MAX_IDLE: Duration = Duration::from_millis(100);
+/// Highest latency the histograms hold, in nanoseconds (larger values are clamped).
+const HIST_MAX_NS: u64 = 60_000_000_000;
+/// Nanoseconds per second, the progress lines' period.
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// Counts that add up over workers and subtract between seconds.
+pub(crate) trait Tally: Copy + Default + Send + 'static {
+    fn add(&mut self, o: &Self);
+    fn minus(&self, o: &Self) -> Self;
+}
+
+/// Declares the counters a worker keeps, as a [`Tally`].
+macro_rules! counters {
+    ($ty:ident { $($(#[doc = $doc:literal])* $name:ident,)* }) => {
+        /// Event counts of one worker, or summed over workers.
+        #[derive(Clone, Copy, Debug, Default, Serialize)]
+        struct $ty {
+            $($(#[doc = $doc])* $name: u64,)*
+        }
+        impl $crate::load_common::Tally for $ty {
+            fn add(&mut self, o: &$ty) {
+                $(self.$name += o.$name;)*
+            }
+            fn minus(&self, o: &$ty) -> $ty {
+                $ty { $($name: self.$name.saturating_sub(o.$name),)* }
+            }
+        }
+    };
+}
+pub(crate) use counters;
+
+/// A worker's latency histograms, added up at the end.
+pub(crate) trait Merge: Default + Send + 'static {
+    fn merge(&mut self, o: &Self);
+}
+
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
+}
+
+/// The settings every worker of a run shares.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    pub(crate) workers: u32,
+    pub(crate) clients: u32,
+    /// New exchanges per second over all workers; 0 for closed loop.
+    pub(crate) rate: u64,
+    /// Closed loop: exchanges outstanding at any time, over all workers.
+    inflight: usize,
+    /// When new exchanges stop starting, nanoseconds after the start.
+    pub(crate) end_ns: u64,
+    pub(crate) timeout_ns: u64,
+    /// Percent of clients that renew, and that release, after their exchange.
+    pub(crate) renew_pct: u8,
+    pub(crate) release_pct: u8,
+}
+
+impl Plan {
+    /// Checks the arguments both generators take alike (the mix comes with [`Plan::with_mix`]).
+    pub(crate) fn new(
+        workers: usize,
+        clients: u32,
+        rate: u64,
+        inflight: usize,
+        duration: f64,
+        timeout_ms: u64,
+    ) -> anyhow::Result<Self> {
+        ensure!(
+            (1..=MAX_CLIENTS).contains(&clients),
+            "--clients must be 1 to 2^24 (16777216)"
+        );
+        ensure!(workers >= 1, "--workers must be at least 1");
+        ensure!(
+            workers as u64 <= u64::from(clients),
+            "--workers must not exceed --clients"
+        );
+        ensure!(
+            duration > 0.0 && duration.is_finite(),
+            "--duration must be positive"
+        );
+        ensure!(timeout_ms >= 1, "--timeout-ms must be at least 1");
+        ensure!(
+            rate > 0 || inflight >= workers,
+            "closed loop needs --inflight >= --workers"
+        );
+        Ok(Plan {
+            workers: workers as u32,
+            clients,
+            rate,
+            inflight,
+            end_ns: (duration * 1e9) as u64,
+            timeout_ns: timeout_ms * 1_000_000,
+            renew_pct: 0,
+            release_pct: 0,
+        })
+    }
+
+    /// With `renew_pct` and `release_pct` percent of clients renewing and releasing.
+    pub(crate) fn with_mix(self, (renew_pct, release_pct): (u8, u8)) -> anyhow::Result<Self> {
+        ensure!(
+            u16::from(renew_pct) + u16::from(release_pct) <= 100,
+            "--renew-pct + --release-pct must not exceed 100"
+        );
+        Ok(Plan {
+            renew_pct,
+            release_pct,
+            ..self
+        })
+    }
+
+    /// "closed" or "open", as reported.
+    pub(crate) fn mode(&self) -> &'static str {
+        if self.rate == 0 { "closed" } else { "open" }
+    }
+
+    /// How many clients worker `id` owns (client `n` belongs to worker `n % workers`).
+    pub(crate) fn local_clients(&self, id: u32) -> u32 {
+        (self.clients - id).div_ceil(self.workers)
+    }
+
+    /// Worker `id`'s share of --inflight in closed loop; no limit in open loop.
+    pub(crate) fn max_active(&self, id: u32) -> usize {
+        if self.rate == 0 {
+            let workers = self.workers as usize;
+            self.inflight / workers + usize::from((id as usize) < self.inflight % workers)
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// Room for a worker's deadlines, so the queue never grows (and copies) during the run: one
+    /// entry per request awaiting a reply (`three_phases`: a renewal or release after the
+    /// exchange waits too), each kept for the timeout. Closed loop assumes at most 250k
+    /// exchanges per second per worker.
+    pub(crate) fn deadline_capacity(&self, three_phases: bool) -> usize {
+        let per_worker = if self.rate == 0 {
+            250_000.0
+        } else {
+            self.rate as f64 / f64::from(self.workers)
+        };
+        let phases = if three_phases { 3.0 } else { 2.0 };
+        let secs = self.timeout_ns as f64 / 1e9;
+        ((per_worker * phases * secs * 1.25) as usize + 4096).min(1 << 22)
+    }
+
+    /// The state of worker `id`'s generator for [`Plan::roll`].
+    pub(crate) fn rng_seed(id: u32) -> u64 {
+        0x9e37_79b9_7f4a_7c15 ^ (u64::from(id) + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+    }
+
+    /// What a client does after its exchange: renew if the roll is below `renew_pct`, release
+    /// if below `renew_pct + release_pct`; 100 (rest) when the mix has neither.
+    pub(crate) fn roll(&self, rng: &mut u64) -> u8 {
+        if self.renew_pct == 0 && self.release_pct == 0 {
+            return 100;
+        }
+        // xorshift64: cheap and good enough to pick a branch.
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        (*rng % 100) as u8
+    }
+}
+
+/// Local UDP port of worker `w`: `base + w`.
+pub(crate) fn worker_port(base: u16, w: usize) -> anyhow::Result<u16> {
+    u16::try_from(usize::from(base) + w)
+        .ok()
+        .context("local ports run past 65535")
+}
+
+/// Takes the next idle client of a worker in turn, counting the busy ones passed over;
+/// `None` if every client is busy. `idle` is the phase of a client between exchanges.
+pub(crate) fn next_idle(
+    state: &[u8],
+    idle: u8,
+    next: &mut u32,
+    busy_skips: &mut u64,
+) -> Option<usize> {
+    let n = state.len() as u32;
+    for _ in 0..n {
+        let l = *next as usize;
+        *next = if *next + 1 == n { 0 } else { *next + 1 };
+        if state[l] == idle {
+            return Some(l);
+        }
+        *busy_skips += 1;
+    }
+    None
+}
+
+/// An exchange's deadline; stale once the client moved on (another sequence number or phase
+/// start).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    pub(crate) at: u64,
+    pub(crate) local: u32,
+    pub(crate) seq: u8,
+}
+
+/// Pops the deadlines that passed by `now` (all of them with `force`) and returns the first
+/// client whose current exchange one of them ends; `None` once no more are due. A client's
+/// exchange is current while its sequence number and phase start (`t_phase`) are the
+/// deadline's.
+pub(crate) fn next_expired(
+    deadlines: &mut VecDeque<Deadline>,
+    seq: &[u8],
+    t_phase: &[u64],
+    timeout_ns: u64,
+    now: u64,
+    force: bool,
+) -> Option<usize> {
+    while let Some(&d) = deadlines.front() {
+        if d.at > now && !force {
+            break;
+        }
+        deadlines.pop_front();
+        let l = d.local as usize;
+        if seq[l] == d.seq && t_phase[l] + timeout_ns == d.at {
+            return Some(l);
+        }
+    }
+    None
+}
+
+/// One second's worth of a worker's progress.
+#[derive(Debug)]
+pub(crate) struct Tick<C> {
+    worker: usize,
+    /// The worker's last report (its final, partial second).
+    last: bool,
+    second: u64,
+    counters: C,
+    active: u64,
+    /// Latency of the exchanges completed this second.
+    latency: Histogram<u64>,
+    /// Largest schedule lag, nanoseconds.
+    lag: u64,
+}
+
+/// A generator's worker, as [`drive`] runs it. It owns its socket, its clients and their state.
+pub(crate) trait LoadWorker: Send + 'static {
+    type Counters: Tally;
+    type Hists: Merge;
+    fn id(&self) -> u32;
+    fn plan(&self) -> &Plan;
+    /// The socket `poll` waits on.
+    fn socket(&self) -> BorrowedFd<'_>;
+    /// Most exchanges one round starts (the send batch's capacity).
+    fn per_round(&self) -> usize;
+    /// Take the replies queued now, without blocking; returns how many.
+    fn receive(&mut self) -> anyhow::Result<usize>;
+    /// Advance the clients the `got` replies just received answer (counting them).
+    fn on_replies(&mut self, got: usize, now: u64) -> anyhow::Result<()>;
+    /// Drop the exchanges whose deadline passed (all of them with `force`).
+    fn expire(&mut self, now: u64, force: bool);
+    /// The earliest deadline outstanding, if any.
+    fn next_deadline(&self) -> Option<u64>;
+    /// Exchanges in flight.
+    fn active(&self) -> usize;
+    /// Closed loop: exchanges this worker keeps in flight.
+    fn max_active(&self) -> usize;
+    /// Start an exchange for the next idle client; `false` if every client is busy.
+    fn start(&mut self, now: u64) -> anyhow::Result<bool>;
+    /// Open loop: an exchange started `lag` nanoseconds after it was due.
+    fn lagged(&mut self, lag: u64);
+    /// Send what is queued; `true` if there was anything.
+    fn flush(&mut self) -> anyhow::Result<bool>;
+    fn counters(&self) -> Self::Counters;
+    /// The latencies of the exchanges completed since the last call.
+    fn take_latency(&mut self) -> Histogram<u64>;
+    fn into_hists(self) -> Self::Hists;
+}
+
+/// Sleep in `poll` until a reply arrives on `sock` or `wake` comes. poll counts in
+/// milliseconds: a `precise` wake (a send due on the clock) under a millisecond is spun; any
+/// other (a timeout, the next progress line) is rounded up, since being up to a millisecond
+/// late to declare a drop changes nothing, while spinning on the deadline queue (one entry per
+/// request, the oldest always about to fall due at a few thousand requests per second) would
+/// keep the core busy in closed loop against a slow server.
+fn idle_until(sock: BorrowedFd<'_>, now: u64, wake: u64, precise: bool) {
+    let wait = Duration::from_nanos(wake.saturating_sub(now)).min(MAX_IDLE);
+    let ms = if precise {
+        wait.as_millis()
+    } else {
+        wait.as_nanos().div_ceil(1_000_000)
+    };
+    if ms == 0 {
+        std::hint::spin_loop();
+        return;
+    }
+    let mut fds = [PollFd::new(sock, PollFlags::POLLIN)];
+    let _ = poll(
+        &mut fds,
+        PollTimeout::from(ms.min(u128::from(u16::MAX)) as u16),
+    );
+}
+
+/// A worker's loop: take whatever replies are queued, expire exchanges past their timeout,
+/// start new ones (on the clock in open loop, up to the worker's share in flight in closed
+/// loop), send, report each second; sleep when there is nothing to do. After the sending
+/// window it waits for the exchanges outstanding, at most 3 timeouts.
+fn drive<W: LoadWorker>(
+    mut w: W,
+    ticks: &Sender<Tick<W::Counters>>,
+    start: &StartLine,
+) -> Finished<W> {
+    start.ready.wait();
+    start.go.wait();
+    let epoch = *start.epoch.get().context("no start time")?;
+    let plan = *w.plan();
+    let id = w.id();
+    let end = plan.end_ns;
+    let drain_end = end + 3 * plan.timeout_ns + 10_000_000;
+    // Open loop: this worker's k-th exchange is due at offset + k * interval.
+    let (interval, offset) = if plan.rate > 0 {
+        let iv = 1e9 * f64::from(plan.workers) / plan.rate as f64;
+        (iv, f64::from(id) * 1e9 / plan.rate as f64)
+    } else {
+        (0.0, 0.0)
+    };
+    let due = |k: u64| (offset + k as f64 * interval) as u64;
+    let mut due_k: u64 = 0;
+    let per_round = w.per_round();
+    let mut next_tick = SECOND_NS;
+    let mut second = 1;
+    // Largest schedule lag this second.
+    let mut tick_lag = 0;
+    let tick = |w: &mut W, second: u64, last: bool, lag: u64| Tick {
+        worker: id as usize,
+        last,
+        second,
+        counters: w.counters(),
+        active: if last { 0 } else { w.active() as u64 },
+        latency: w.take_latency(),
+        lag,
+    };
+    loop {
+        let got = w.receive()?;
+        let now = epoch.elapsed().as_nanos() as u64;
+        w.on_replies(got, now)?;
+        w.expire(now, false);
+
+        let mut started = 0;
+        if now < end {
+            if plan.rate == 0 {
+                while w.active() < w.max_active() && started < per_round && w.start(now)? {
+                    started += 1;
+                }
+            } else {
+                loop {
+                    let due = due(due_k);
+                    if due > now || started >= per_round {
+                        break;
+                    }
+                    w.lagged(now - due);
+                    tick_lag = tick_lag.max(now - due);
+                    due_k += 1;
+                    // All clients busy (a tiny --clients): the slot is lost, not queued.
+                    if w.start(now)? {
+                        started += 1;
+                    }
+                }
+            }
+        }
+        let sent = w.flush()?;
+
+        if now >= next_tick {
+            let _ = ticks.send(tick(&mut w, second, false, tick_lag));
+            tick_lag = 0;
+            second += 1;
+            next_tick += SECOND_NS;
+        }
+        if now >= end && (w.active() == 0 || now >= drain_end) {
+            break;
+        }
+        if got == 0 && !sent {
+            let mut wake = next_tick.min(drain_end);
+            let mut precise = false;
+            if let Some(at) = w.next_deadline() {
+                wake = wake.min(at);
+            }
+            if now < end {
+                wake = wake.min(end);
+                if plan.rate > 0 {
+                    let due = due(due_k);
+                    if due <= wake {
+                        (wake, precise) = (due, true);
+                    }
+                } else if w.active() < w.max_active() {
+                    (wake, precise) = (now, true);
+                }
+            }
+            idle_until(w.socket(), now, wake, precise);
+        }
+    }
+    w.expire(u64::MAX, true);
+    // The last partial second, so the per-second series adds up to the totals.
+    let _ = ticks.send(tick(&mut w, second, true, tick_lag));
+    Ok((w.counters(), w.into_hists()))
+}
+
+/// What a worker hands back at the end: its counters and histograms.
+type Finished<W> = anyhow::Result<(<W as LoadWorker>::Counters, <W as LoadWorker>::Hists)>;
+
+/// Where the workers wait until all are ready, so that the clock starts for all at once
+/// (after sockets, arrays and pinning are done).
+#[derive(Debug)]
+struct StartLine {
+    ready: Barrier,
+    go: Barrier,
+    epoch: OnceLock<Instant>,
+}
+
+/// A run whose workers have started.
+#[derive(Debug)]
+pub(crate) struct Running<W: LoadWorker> {
+    handles: Vec<JoinHandle<Finished<W>>>,
+    ticks: Receiver<Tick<W::Counters>>,
+    epoch: Instant,
+}
+
+/// Starts one thread per worker (named `name-k`, pinned to the cores the process may use in
+/// turn unless `no_pin`) and the clock once every one is ready.
+pub(crate) fn launch<W: LoadWorker>(
+    name: &str,
+    workers: Vec<W>,
+    no_pin: bool,
+) -> anyhow::Result<Running<W>> {
+    let cores = if no_pin {
+        Vec::new()
+    } else {
+        lessor_net::available_cores()
+    };
+    let (tick_tx, ticks) = crossbeam_channel::unbounded();
+    let start = Arc::new(StartLine {
+        ready: Barrier::new(workers.len() + 1),
+        go: Barrier::new(workers.len() + 1),
+        epoch: OnceLock::new(),
+    });
+    let mut handles = Vec::with_capacity(workers.len());
+    for (w, worker) in workers.into_iter().enumerate() {
+        let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
+        let tick_tx = tick_tx.clone();
+        let start = start.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("{name}-{w}"))
+            .spawn(move || {
+                if let Some(core) = core
+                    && let Err(e) = lessor_net::pin_current_thread(core)
+                {
+                    eprintln!("lessor-perf: worker {w} not pinned: {e}");
+                }
+                drive(worker, &tick_tx, &start)
+            })
+            .context("spawning a worker")?;
+        handles.push(h);
+    }
+    start.ready.wait();
+    let epoch = Instant::now();
+    let _ = start.epoch.set(epoch);
+    start.go.wait();
+    Ok(Running {
+        handles,
+        ticks,
+        epoch,
+    })
+}
+
+/// One second over all workers, beside the counters' difference.
+#[derive(Debug)]
+pub(crate) struct SecondFigures {
+    /// Exchanges in flight at the end of the second.
+    pub(crate) active: u64,
+    /// Latency of the exchanges completed in the second, microseconds.
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    /// Open loop: the generator's largest schedule lag in the second, microseconds.
+    pub(crate) lag_max_us: f64,
+}
+
+/// The reports of one second received so far.
+#[derive(Debug)]
+struct Pending<C> {
+    got: Vec<Option<C>>,
+    active: u64,
+    latency: Histogram<u64>,
+    lag: u64,
+}
+
+/// What the workers did over the whole run.
+#[derive(Debug)]
+pub(crate) struct Totals<C, H> {
+    pub(crate) counters: C,
+    pub(crate) hists: H,
+    /// From the start to the last worker's end.
+    pub(crate) seconds: f64,
+}
+
+impl<W: LoadWorker> Running<W> {
+    /// Collects the workers' reports until all have finished: one second once every worker
+    /// has reported it (or has finished), made by `make` from the counters' difference and
+    /// printed on stderr as `line` unless `quiet`.
+    pub(crate) fn seconds<S>(
+        &self,
+        quiet: bool,
+        mut make: impl FnMut(u64, &W::Counters, &SecondFigures) -> S,
+        line: impl Fn(&S) -> String,
+    ) -> Vec<S> {
+        let workers = self.handles.len();
+        let mut pending: std::collections::BTreeMap<u64, Pending<W::Counters>> =
+            std::collections::BTreeMap::new();
+        let mut finals: Vec<Option<(u64, W::Counters)>> = vec![None; workers];
+        let mut prev = W::Counters::default();
+        let mut out = Vec::new();
+        for t in self.ticks.iter() {
+            let e = pending.entry(t.second).or_insert_with(|| Pending {
+                got: vec![None; workers],
+                active: 0,
+                latency: histogram(),
+                lag: 0,
+            });
+            e.got[t.worker] = Some(t.counters);
+            e.active += t.active;
+            e.lag = e.lag.max(t.lag);
+            let _ = e.latency.add(&t.latency);
+            if t.last {
+                finals[t.worker] = Some((t.second, t.counters));
+            }
+            while let Some(entry) = pending.first_entry() {
+                let sec = *entry.key();
+                let p = entry.get();
+                let mut sum = W::Counters::default();
+                let mut complete = true;
+                for (got, fin) in p.got.iter().zip(&finals) {
+                    match (got, fin) {
+                        (Some(c), _) => sum.add(c),
+                        (None, Some((f, c))) if *f <= sec => sum.add(c),
+                        _ => complete = false,
+                    }
+                }
+                if !complete {
+                    break;
+                }
+                let p = entry.remove();
+                let d = sum.minus(&prev);
+                prev = sum;
+                let s = make(
+                    sec,
+                    &d,
+                    &SecondFigures {
+                        active: p.active,
+                        p50_us: us(p.latency.value_at_quantile(0.5)),
+                        p99_us: us(p.latency.value_at_quantile(0.99)),
+                        lag_max_us: us(p.lag),
+                    },
+                );
+                if !quiet {
+                    eprintln!("{}", line(&s));
+                }
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Waits for the workers and adds up what they did.
+    pub(crate) fn join(self) -> anyhow::Result<Totals<W::Counters, W::Hists>> {
+        let mut counters = W::Counters::default();
+        let mut hists = W::Hists::default();
+        for h in self.handles {
+            let (c, hs) = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+            counters.add(&c);
+            hists.merge(&hs);
+        }
+        Ok(Totals {
+            counters,
+            hists,
+            seconds: self.epoch.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Clock ticks per second of the times in /proc/PID/stat (`USER_HZ`, fixed at 100 by the
+/// kernel's ABI).
+const USER_HZ: f64 = 100.0;
+
+/// utime + stime of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .with_context(|| format!("{path}: no command field"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the line, 12 and 13 after the command.
+    let field = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("{path}: field {} unreadable", i + 3))
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// CPU time of the generator and, with its pid, the server, from the start of a run.
+#[derive(Debug)]
+pub(crate) struct CpuMeter {
+    server: Option<(u32, u64)>,
+    own_before: u64,
+}
+
+impl CpuMeter {
+    pub(crate) fn start(server_pid: Option<u32>) -> anyhow::Result<Self> {
+        let server = server_pid
+            .map(|pid| cpu_ticks(pid).map(|t| (pid, t)))
+            .transpose()?;
+        Ok(CpuMeter {
+            server,
+            own_before: cpu_ticks(std::process::id())?,
+        })
+    }
+
+    /// Microseconds of CPU per completed exchange so far: the generator's own (all threads),
+    /// and the server's when its pid was given.
+    pub(crate) fn per_exchange(&self, completed: u64) -> anyhow::Result<(f64, Option<f64>)> {
+        let n = completed.max(1) as f64;
+        let own = cpu_ticks(std::process::id())?.saturating_sub(self.own_before) as f64 / USER_HZ;
+        let server = match self.server {
+            Some((pid, before)) => {
+                let used = cpu_ticks(pid)?.saturating_sub(before);
+                Some(used as f64 * 1e6 / USER_HZ / n)
+            }
+            None => None,
+        };
+        Ok((own * 1e6 / n, server))
+    }
+}
+
+/// Latency percentiles of one histogram, in microseconds.
+#[derive(Debug, Serialize)]
+pub(crate) struct Percentiles {
+    pub(crate) count: u64,
+    pub(crate) p50: f64,
+    pub(crate) p90: f64,
+    pub(crate) p99: f64,
+    pub(crate) p99_9: f64,
+    pub(crate) max: f64,
+    pub(crate) mean: f64,
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+impl Percentiles {
+    pub(crate) fn of(h: &Histogram<u64>) -> Self {
+        Percentiles {
+            count: h.len(),
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p99_9: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Drops {
+    pub(crate) count: u64,
+    pub(crate) percent: f64,
+}
+
+pub(crate) fn drops(count: u64, of: u64) -> Drops {
+    Drops {
+        count,
+        percent: pct(count, of),
+    }
+}
+
+/// `n` in percent of `of` (0 when `of` is).
+pub(crate) fn pct(n: u64, of: u64) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        100.0 * n as f64 / of as f64
+    }
+}
+
+/// The settings of a run, as both reports give them (flattened into each).
+#[derive(Debug, Serialize)]
+pub(crate) struct RunReport {
+    pub(crate) renew_pct: u8,
+    pub(crate) release_pct: u8,
+    pub(crate) rate_requested: u64,
+    pub(crate) inflight: Option<usize>,
+    pub(crate) workers: usize,
+    pub(crate) clients: u32,
+    pub(crate) duration_s: f64,
+    pub(crate) timeout_ms: u64,
+}
+
+impl RunReport {
+    pub(crate) fn of(plan: &Plan, duration_s: f64, timeout_ms: u64) -> Self {
+        RunReport {
+            renew_pct: plan.renew_pct,
+            release_pct: plan.release_pct,
+            rate_requested: plan.rate,
+            inflight: (plan.rate == 0).then_some(plan.inflight),
+            workers: plan.workers as usize,
+            clients: plan.clients,
+            duration_s,
+            timeout_ms,
+        }
+    }
+
+    /// "closed loop, N in flight" or "open loop, R/s requested".
+    pub(crate) fn mode(&self) -> String {
+        match self.inflight {
+            Some(n) => format!("closed loop, {n} in flight"),
+            None => format!("open loop, {}/s requested", self.rate_requested),
+        }
+    }
+}
+
+/// A progress line's ending: the largest schedule lag of the second, if any.
+pub(crate) fn lag_suffix(lag_max_us: f64) -> String {
+    if lag_max_us > 0.0 {
+        format!("  send lag max {lag_max_us:.0}us")
+    } else {
+        String::new()
+    }
+}
+
+/// Appends a summary's latency line for `p` (nothing if it holds no value), the name padded
+/// to `width`.
+pub(crate) fn latency_line(s: &mut String, name: &str, width: usize, p: &Percentiles) {
+    use std::fmt::Write;
+    if p.count > 0 {
+        let _ = writeln!(
+            s,
+            "  {name:<width$} p50 {:>8.1}  p90 {:>8.1}  p99 {:>8.1}  p99.9 {:>8.1}  max {:>9.1}  (n={})",
+            p.p50, p.p90, p.p99, p.p99_9, p.max, p.count
+        );
+    }
+}
+
+/// The schedule lag's p99.9 and max for a summary (0 in closed loop).
+pub(crate) fn lag_tail(lag: Option<&Percentiles>) -> (f64, f64) {
+    lag.map_or((0.0, 0.0), |p| (p.p99_9, p.max))
+}
+
+/// Appends a summary's CPU line: packets and CPU per `unit` of the generator, and of the
+/// server when known.
+pub(crate) fn cpu_line(
+    s: &mut String,
+    packets_per_s: f64,
+    load_cpu: f64,
+    server_cpu: Option<f64>,
+    unit: &str,
+) {
+    use std::fmt::Write;
+    let _ = write!(
+        s,
+        "  generator: {packets_per_s:.0} packets/s, {load_cpu:.2}us CPU per {unit}"
+    );
+    match server_cpu {
+        Some(cpu) => {
+            let _ = writeln!(s, "; server: {cpu:.2}us CPU per {unit}");
+        }
+        None => s.push('\n'),
+    }
+}
+
+/// Prints the summary on stderr and the report as JSON on stdout, and writes the JSON to
+/// `json` too.
+pub(crate) fn emit(
+    report: &impl Serialize,
+    summary: &str,
+    json: Option<&Path>,
+) -> anyhow::Result<()> {
+    eprint!("{summary}");
+    let text = serde_json::to_string_pretty(report)?;
+    if let Some(path) = json {
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{text}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_wait_under_a_millisecond_blocks() {
+        // A deadline 0.2 ms away: poll waits a whole millisecond rather than returning at once.
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let t = Instant::now();
+        idle_until(sock.as_fd(), 1_000, 201_000, false);
+        assert!(
+            t.elapsed() >= Duration::from_micros(900),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn inflight_is_shared_out() {
+        let plan = Plan::new(3, 100, 0, 10, 1.0, 1000).expect("valid");
+        let shares: Vec<usize> = (0..3).map(|w| plan.max_active(w)).collect();
+        assert_eq!(shares, [4, 3, 3]);
+        assert_eq!((0..3).map(|w| plan.local_clients(w)).sum::<u32>(), 100);
+        assert!(plan.with_mix((60, 50)).is_err());
+        assert!(Plan::new(3, 100, 0, 2, 1.0, 1000).is_err());
+    }
+
+    #[test]
+    fn idle_clients_in_turn() {
+        let state = [0, 1, 0];
+        let (mut next, mut skips) = (1, 0);
+        assert_eq!(next_idle(&state, 0, &mut next, &mut skips), Some(2));
+        assert_eq!(next_idle(&state, 0, &mut next, &mut skips), Some(0));
+        assert_eq!(next_idle(&state, 0, &mut next, &mut skips), Some(2));
+        assert_eq!(skips, 2);
+        assert_eq!(next_idle(&[1, 1], 0, &mut next, &mut skips), None);
+    }
+}
