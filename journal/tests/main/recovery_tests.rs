@@ -93,6 +93,22 @@ fn torn_tail_at_every_byte_offset_of_the_last_record() {
     }
 }
 
+/// Opens a journal on a real directory, appends `recs`, shuts it down: segment 1's path and
+/// the journal's counters at the end.
+fn write_on_disk(
+    o: &lessor_journal::Options,
+    recs: &[Rec],
+) -> (std::path::PathBuf, lessor_journal::Stats) {
+    let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
+    let mut lane = j.lane(0);
+    for r in recs {
+        lane.append(r.clone());
+    }
+    let stats = j.stats();
+    j.shutdown().unwrap();
+    (o.dir.join(format!("{:016}.log", 1)), stats)
+}
+
 /// The same on a real directory: cut the last segment at every offset inside its last record.
 #[test]
 fn torn_tail_on_disk() {
@@ -102,13 +118,7 @@ fn torn_tail_on_disk() {
     // The file ends where the records do (preallocated segments: the next test).
     o.preallocate = false;
     let recs: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
-    let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
-    let mut lane = j.lane(0);
-    for r in &recs {
-        lane.append(r.clone());
-    }
-    j.shutdown().unwrap();
-    let seg_path = tmp.path().join(format!("{:016}.log", 1));
+    let (seg_path, _) = write_on_disk(&o, &recs);
     let full = std::fs::read(&seg_path).unwrap();
     let last_len = frame_len(&recs[9]);
     let start = full.len() - last_len;
@@ -153,18 +163,8 @@ fn preallocated_segments_on_disk() {
     let mut o = lessor_journal::Options::new(tmp.path(), 1);
     o.segment_bytes = 1 << 16;
     let recs: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
-    let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
-    assert_eq!(
-        j.stats().preallocated,
-        1,
-        "the first segment is preallocated"
-    );
-    let mut lane = j.lane(0);
-    for r in &recs {
-        lane.append(r.clone());
-    }
-    j.shutdown().unwrap();
-    let seg_path = tmp.path().join(format!("{:016}.log", 1));
+    let (seg_path, stats) = write_on_disk(&o, &recs);
+    assert_eq!(stats.preallocated, 1, "the first segment is preallocated");
     let full = std::fs::read(&seg_path).unwrap();
     assert_eq!(full.len(), 1 << 16);
     let end = 32 + recs.iter().map(frame_len).sum::<usize>();
