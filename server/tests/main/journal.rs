@@ -1117,11 +1117,15 @@ fn segment(state: &Path, n: u64) -> PathBuf {
 }
 
 /// Offsets of the record frames of a segment (after its 32-byte header: `len u32 LE | crc u32
-/// | payload`, as the journal crate documents).
+/// | payload`, as the journal crate documents), up to the zeros that follow the last frame of a
+/// preallocated segment.
 fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut at = 32;
     while at + 8 <= bytes.len() {
+        if bytes[at..].iter().all(|&b| b == 0) {
+            return out;
+        }
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
         assert!(
             len > 0 && at + 8 + len <= bytes.len(),
