@@ -167,6 +167,9 @@ pub struct Stats {
     pub write_failures: u64,
     /// Segments started in a preallocated (zero-filled) file.
     pub preallocated: u64,
+    /// Spares the preallocation thread has finished (one more than `preallocated` while a
+    /// spare waits for the next rotation; the first segment's is not counted).
+    pub spares: u64,
     /// The last error of the writer or the compactor.
     pub last_error: Option<String>,
     /// The writer's health.
@@ -293,6 +296,7 @@ impl<R: Record> Journal<R> {
                 &dir,
                 opts.segment_bytes,
                 opts.on_background_start.clone(),
+                shared.clone(),
             )
             .map_err(|e| Error::io("spawn preallocation thread", &opts.dir, e))?;
             Some(s)
@@ -413,6 +417,7 @@ impl<R: Record> Journal<R> {
             compaction_failures: l(&c.compaction_failures),
             write_failures: l(&c.write_failures),
             preallocated: l(&c.preallocated),
+            spares: l(&c.spares),
             last_error: self
                 .shared
                 .last_error

@@ -14,12 +14,14 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::fs::Fs;
 use crate::journal::ThreadHook;
+use crate::writer::Shared;
 
 /// The spare's file name: a `*.tmp`, so that an open removes one left by a crash.
 pub(crate) const SPARE_NAME: &str = "spare-segment.tmp";
@@ -91,6 +93,7 @@ impl Spares {
         dir: &Path,
         len: u64,
         hook: Option<ThreadHook>,
+        shared: Arc<Shared>,
     ) -> io::Result<Self> {
         let path = dir.join(SPARE_NAME);
         let (ask, asked) = crossbeam_channel::unbounded::<()>();
@@ -104,8 +107,15 @@ impl Spares {
                         (hook.0)();
                     }
                     while asked.recv().is_ok() {
-                        if done_tx.send(zero_fill(&*fs, &path, len)).is_err() {
+                        let made = zero_fill(&*fs, &path, len);
+                        let ok = made.is_ok();
+                        if done_tx.send(made).is_err() {
                             return;
+                        }
+                        // After the send: whoever sees the count can rely on the writer
+                        // finding the spare at its next rotation.
+                        if ok {
+                            shared.counters.spares.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 })?

@@ -56,6 +56,7 @@ pub(crate) struct Counters {
     pub(crate) compaction_failures: AtomicU64,
     pub(crate) write_failures: AtomicU64,
     pub(crate) preallocated: AtomicU64,
+    pub(crate) spares: AtomicU64,
 }
 
 /// State shared by the journal handle, its lanes, the writer and the compactor.
