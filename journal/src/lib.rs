@@ -146,7 +146,7 @@
 //! With [`Options::preallocate`] (the default) a segment file is filled with zeros to
 //! [`Options::segment_bytes`] and synced before its header is written, and the records are
 //! written over the zeros. A sync then has only data to flush: the file's size and blocks are
-//! already on disk, so ext4 commits no metadata per sync. The `journal-prealloc` thread keeps
+//! already on disk, so the filesystem writes no inode per sync. The `journal-prealloc` thread keeps
 //! one such file ready as `spare-segment.tmp` (removed by an open, like any `*.tmp`), which
 //! the writer renames to the next segment's name when it rotates; the first segment of a run
 //! is filled on the opening thread. Without a spare (a full disk) the writer starts a plain

@@ -219,25 +219,22 @@ const SYNC_RT_PRIORITY: i32 = 1;
 /// moment the sync returns. If the kernel refuses (no `CAP_SYS_NICE`), lessor warns once and
 /// stops asking.
 fn realtime_sync() -> (lessor_journal::ThreadHook, lessor_journal::ThreadHook) {
+    // Both hooks run on the writer thread, one after the other: while the kernel has not
+    // refused, `before` has entered the class and `after` leaves it.
     let refused = Arc::new(AtomicBool::new(false));
-    let entered = Arc::new(AtomicBool::new(false));
     let before = {
-        let (refused, entered) = (refused.clone(), entered.clone());
+        let refused = refused.clone();
         lessor_journal::ThreadHook(Arc::new(move || {
-            if refused.load(Ordering::Relaxed) {
-                return;
-            }
-            match lessor_net::set_current_thread_realtime(Some(SYNC_RT_PRIORITY)) {
-                Ok(()) => entered.store(true, Ordering::Relaxed),
-                Err(e) => {
-                    refused.store(true, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "journal.realtime_sync: the kernel refuses a real-time class; syncing in the normal class (ACKs may wait a scheduler tick more on a busy machine)");
-                }
+            if !refused.load(Ordering::Relaxed)
+                && let Err(e) = lessor_net::set_current_thread_realtime(Some(SYNC_RT_PRIORITY))
+            {
+                refused.store(true, Ordering::Relaxed);
+                tracing::warn!(error = %e, "journal.realtime_sync: the kernel refuses a real-time class; syncing in the normal class (ACKs may wait a scheduler tick more on a busy machine)");
             }
         }))
     };
     let after = lessor_journal::ThreadHook(Arc::new(move || {
-        if entered.swap(false, Ordering::Relaxed)
+        if !refused.load(Ordering::Relaxed)
             && let Err(e) = lessor_net::set_current_thread_realtime(None)
         {
             tracing::error!(error = %e, "cannot return the journal writer to the normal class");
