@@ -385,7 +385,10 @@ impl Capture {
     fn start(ns: &Ns, dir: &Path, name: &str) -> Capture {
         let file = dir.join(format!("{name}.pcapng"));
         let mut cmd = ns.cmd(tool("tshark"));
-        cmd.args(["-i", "lo", "-f", "udp dst port 6768", "-w"])
+        // A 64 MiB capture buffer (dumpcap's default is 2): with other tests loading both cores,
+        // the default ring dropped ACKs that perfdhcp received, and the check that every ACK
+        // was seen then failed for the capture's sake.
+        cmd.args(["-i", "lo", "-B", "64", "-f", "udp dst port 6768", "-w"])
             .arg(&file);
         let mut bg = Bg::spawn("tshark", &mut cmd, &dir.join(format!("{name}.tshark.log")));
         // dumpcap prints this once the capture is open and filtered.
