@@ -9,9 +9,13 @@
 # For every server: RUNS closed-loop runs (INFLIGHT exchanges outstanding) give its maximum
 # DORA/s (the median), then RUNS open-loop runs at half that median give the latency there.
 # Each run starts a fresh server with an empty state. Server on core 1 (cores 0-1 with
-# --workers 2), generator on core 0. Prints per run: DORA/s, drops, DORA p50/p99/p99.9, the
-# server's CPU per DORA and the correctness check; then per server the medians, and the
-# ratio of each lessor maximum to Kea's.
+# --workers 2), generator on core 0. Each open-loop run of a lessor server is followed by one
+# of the null responder (`lessor-perf null-responder`, which answers without any state) at
+# the same rate: the latency floor the machine and the generator set at that moment, since a
+# VM's floor moves from one minute to the next. Prints per run: DORA/s, drops, DORA
+# p50/p99/p99.9, the server's CPU per DORA and the correctness check; then per server the
+# medians, and the ratio of each lessor maximum to Kea's. `--servers null` alone gives the
+# null responder's own maximum: the ceiling of the generator and the machine.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 cd "$(dirname "$0")/.."
@@ -43,6 +47,9 @@ start() { # server
       printf 'port: 6767\nstate_dir: %s\nworkers: %s\njournal: { sync: %s }\nv4:\n  lease_time: 4000\n  subnets:\n    - subnet: 10.0.0.0/8\n      relays: [127.0.0.1]\n      pools: ["10.0.0.1-10.255.255.254"]\n' \
         "$work/state" "$workers" "${1#lessor-}" > "$work/lessor.yaml"
       RUST_LOG=warn taskset -c "$cores" "$bin/lessor" --config "$work/lessor.yaml" > "$work/server.log" 2>&1 &
+      ;;
+    null)
+      taskset -c "$cores" "$bin/lessor-perf" null-responder --workers "$workers" > "$work/server.log" 2>&1 &
       ;;
     kea)
       printf '{ "Dhcp4": { "interfaces-config": { "interfaces": [ "lo" ], "dhcp-socket-type": "udp" },
@@ -89,13 +96,22 @@ for server in $servers; do
   done
   max[$server]=$(cut -d' ' -f1 "$work/closed" | median)
   half=$(( ${max[$server]} / 2 ))
-  : > "$work/open"
+  : > "$work/open"; : > "$work/floor"
   for r in $(seq 1 "$runs"); do
     line=$(run "$server" --rate "$half")
     echo "$line" >> "$work/open"
     printf "%-13s %-6s %3s %9s %7s %8s %8s %8s %7s %4s\n" "$server" "$half" "$r" $line
+    if [ "${server%%-*}" = lessor ]; then
+      line=$(run null --rate "$half")
+      echo "$line" >> "$work/floor"
+      printf "%-13s %-6s %3s %9s %7s %8s %8s %8s %7s %4s\n" "(null)" "$half" "$r" $line
+    fi
   done
-  echo "$server: max ${max[$server]} DORA/s (median of $runs); at $half/s: p99 $(cut -d' ' -f4 "$work/open" | median) us, p99.9 $(cut -d' ' -f5 "$work/open" | median) us (medians); CPU $(cut -d' ' -f6 "$work/closed" | median) us/DORA at the max"
+  floor=""
+  if [ -s "$work/floor" ]; then
+    floor="; null responder at the same rate: p99 $(cut -d' ' -f4 "$work/floor" | median) us, p99.9 $(cut -d' ' -f5 "$work/floor" | median) us"
+  fi
+  echo "$server: max ${max[$server]} DORA/s (median of $runs); at $half/s: p99 $(cut -d' ' -f4 "$work/open" | median) us, p99.9 $(cut -d' ' -f5 "$work/open" | median) us (medians)$floor; CPU $(cut -d' ' -f6 "$work/closed" | median) us/DORA at the max"
 done
 if [ -n "${max[kea]:-}" ]; then
   for server in $servers; do

@@ -1,6 +1,7 @@
 //! The running journal: options, the handle, lanes and their tickets.
 
 use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::Record;
 use crate::compact::{self, CompactReport, CompactorMsg};
@@ -67,8 +69,9 @@ pub struct Options {
     /// Worth it on ext4 and XFS; on a copy-on-write filesystem (btrfs, ZFS) it only costs
     /// the zeros.
     pub preallocate: bool,
-    /// Run by the writer thread just before and just after each `fdatasync` of records, e.g.
-    /// to hold a real-time scheduling class while it waits on the disk (the server does).
+    /// Run by the writer thread just before each `fdatasync` of records and just after the
+    /// watermarks it made durable are published (doorbells rung), e.g. to hold a real-time
+    /// scheduling class while it waits on the disk and releases the replies (the server does).
     pub around_sync: Option<(ThreadHook, ThreadHook)>,
 }
 
@@ -552,19 +555,89 @@ impl<R: Record> Lane<R> {
         let deadline = Instant::now() + timeout;
         let lane = &self.shared.lanes[self.k];
         let mut g = lane.lock.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if self.durable_raw() >= t.0 {
-                return true;
+        lane.waiters.fetch_add(1, Ordering::SeqCst);
+        let durable = loop {
+            if lane.durable.load(Ordering::SeqCst) >= t.0 {
+                break true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                break false;
             }
             g = lane
                 .cv
                 .wait_timeout(g, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+        };
+        lane.waiters.fetch_sub(1, Ordering::SeqCst);
+        durable
+    }
+
+    /// This lane's [`Doorbell`] (an eventfd, created on first use).
+    pub fn doorbell(&self) -> std::io::Result<Doorbell> {
+        let lane = &self.shared.lanes[self.k];
+        if lane.bell.get().is_none() {
+            let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+            let _ = lane.bell.set(bell);
         }
+        Ok(Doorbell {
+            shared: Arc::clone(&self.shared),
+            k: self.k,
+        })
+    }
+}
+
+/// A lane's doorbell: a file descriptor that becomes readable when the writer moves the lane's
+/// watermark after [`Doorbell::arm`]. A worker polls it together with its socket, so that it
+/// sleeps until either a request comes or a waiting reply may leave: woken once per sync,
+/// not on a timer.
+pub struct Doorbell {
+    shared: Arc<Shared>,
+    k: usize,
+}
+
+impl fmt::Debug for Doorbell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Doorbell").field("lane", &self.k).finish()
+    }
+}
+
+impl Doorbell {
+    fn bell(&self) -> &EventFd {
+        self.shared.lanes[self.k]
+            .bell
+            .get()
+            .expect("created by Lane::doorbell")
+    }
+
+    /// Asks the writer to ring at its next publish on this lane, unless `t` is durable
+    /// already: returns false then, and the caller should not sleep. After its sleep the
+    /// caller calls [`Doorbell::disarm`].
+    pub fn arm(&self, t: Ticket) -> bool {
+        let lane = &self.shared.lanes[self.k];
+        lane.armed.store(true, Ordering::SeqCst);
+        if lane.durable.load(Ordering::SeqCst) >= t.0 {
+            lane.armed.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Ends a sleep: no ring is wanted any more, and one that came is consumed. (A ring racing
+    /// with this call leaves the doorbell readable: the next sleep ends at once, one spurious
+    /// wake-up.)
+    pub fn disarm(&self) {
+        self.shared.lanes[self.k]
+            .armed
+            .store(false, Ordering::SeqCst);
+        // EAGAIN: it did not ring.
+        let _ = self.bell().read();
+    }
+}
+
+impl AsFd for Doorbell {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.bell().as_fd()
     }
 }

@@ -46,7 +46,9 @@
 //! queue up in the channels and go out together with the next one: the slower the disk, the
 //! bigger the batches. [`Lane::durable`] reads the watermark (an atomic);
 //! [`Lane::wait_durable`] sleeps on a per-lane condition variable that the writer signals after
-//! each publish; no lock is ever held during IO. [`SyncPolicy::Interval`] and
+//! each publish, and a [`Doorbell`] (an eventfd, from [`Lane::doorbell`]) lets a thread that
+//! also waits for other file descriptors sleep in `poll` until the writer publishes; no lock
+//! is ever held during IO. [`SyncPolicy::Interval`] and
 //! [`SyncPolicy::None`] publish after the write instead, and sync on a timer or only when a
 //! segment is sealed: they give up invariant 1 (no acknowledged lease lost on power loss)
 //! for throughput, explicitly.
@@ -248,8 +250,8 @@ pub use error::{Error, Result};
 pub use format::MAX_RECORD_LEN;
 pub use fs::{DirLock, Fs, FsFile, RealFs};
 pub use journal::{
-    Health, Journal, Lane, MIN_SEGMENT_BYTES, Options, Recovery, Stats, SyncPolicy, ThreadHook,
-    Ticket,
+    Doorbell, Health, Journal, Lane, MIN_SEGMENT_BYTES, Options, Recovery, Stats, SyncPolicy,
+    ThreadHook, Ticket,
 };
 pub use offline::{
     FileCheck, FileKind, OfflineStats, Problem, RepairReport, SnapshotInfo, VerifyReport,

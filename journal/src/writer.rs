@@ -4,11 +4,12 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
+use nix::sys::eventfd::EventFd;
 
 use crate::compact::CompactorMsg;
 use crate::error::{Error, Result};
@@ -23,21 +24,42 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest wait between retries.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// One lane's durable watermark and the condition variable its waiters sleep on.
+/// One lane's durable watermark, the condition variable [`Lane::wait_durable`] sleeps on, and
+/// the lane's doorbell: an eventfd the writer makes readable when the watermark moves while
+/// the lane's worker waits for it in `poll` (see [`Lane::arm_doorbell`]).
+///
+/// [`Lane::wait_durable`]: crate::Lane::wait_durable
+/// [`Lane::arm_doorbell`]: crate::Lane::arm_doorbell
 #[derive(Debug, Default)]
 pub(crate) struct LaneState {
     pub(crate) durable: AtomicU64,
     pub(crate) lock: Mutex<()>,
     pub(crate) cv: Condvar,
+    /// Threads inside `wait_durable`: without any, a publish makes no futex call.
+    pub(crate) waiters: AtomicUsize,
+    pub(crate) bell: OnceLock<EventFd>,
+    /// The worker sleeps on the doorbell: the next publish rings it (once).
+    pub(crate) armed: AtomicBool,
 }
 
 impl LaneState {
     fn publish(&self, ticket: u64) {
-        self.durable.store(ticket, Ordering::Release);
-        // Taking the lock orders this store with a waiter that checked the watermark and is
-        // about to sleep: it is either before its check or already asleep. Held for no IO.
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.cv.notify_all();
+        // SeqCst on both sides: a waiter announces itself (`waiters`, `armed`) and then reads
+        // the watermark, the writer stores the watermark and then reads the announcements,
+        // so at least one of the two sees the other and no waiter sleeps through a publish.
+        self.durable.store(ticket, Ordering::SeqCst);
+        if self.armed.swap(false, Ordering::SeqCst)
+            && let Some(bell) = self.bell.get()
+        {
+            // Never fails short of a counter overflow (2^64 - 1 rings); a missed ring costs
+            // the worker its poll timeout, nothing else.
+            let _ = bell.write(1);
+        }
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            // Taking the lock orders this with a waiter between its check and its sleep.
+            let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.cv.notify_all();
+        }
     }
 }
 
@@ -427,18 +449,23 @@ impl<R: Record> Writer<R> {
             (before.0)();
         }
         let synced = a.file.sync_data();
+        if synced.is_ok() {
+            self.synced_len += self.unsynced.len() as u64;
+            self.unsynced.clear();
+            self.written = 0;
+            self.unsynced_records = 0;
+            self.last_sync = Instant::now();
+            self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            // Still inside the hooks: a writer that has just left the real-time class can be
+            // preempted by the worker it shares a core with, and the publish would then wait
+            // for the scheduler's next slot (a tick, 3.3 ms at HZ 300) while the replies it
+            // releases sit in the worker's queue.
+            self.publish();
+        }
         if let Some((_, after)) = &self.around_sync {
             (after.0)();
         }
-        synced?;
-        self.synced_len += self.unsynced.len() as u64;
-        self.unsynced.clear();
-        self.written = 0;
-        self.unsynced_records = 0;
-        self.last_sync = Instant::now();
-        self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        self.publish();
-        Ok(())
+        synced
     }
 
     /// Seals the active segment (synced by now) and starts the next one.

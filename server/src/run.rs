@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use lessor_engine::v6::V6Engine;
 use lessor_engine::{Engine, LeaseEvent, Time};
-use lessor_journal::{Health, Journal, Lane, ReplayReport, Ticket};
+use lessor_journal::{Doorbell, Health, Journal, Lane, ReplayReport, Ticket};
 use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, V4SocketConfig, V6SocketConfig};
+use nix::poll::{PollFd, PollFlags, poll};
 
 use crate::config::{Config, SyncMode};
 use crate::lease_record::LeaseRecord;
@@ -34,23 +36,18 @@ pub(crate) const BATCH: usize = 64;
 /// Replies waiting for the journal, per worker, before the oldest is dropped (invariant 6:
 /// under overload the oldest work goes first; the client retries).
 pub(crate) const MAX_PENDING: usize = 8192;
-/// How long a worker with waiting replies blocks on its empty socket before it looks at the
-/// journal's durable watermark again: the most a durable reply waits to leave.
-pub(crate) const DURABLE_POLL: Duration = Duration::from_micros(100);
-/// How long a worker with nothing waiting blocks on its socket before it checks the stop flag
-/// and the reclaim timer.
+/// How long a worker blocks on its socket (or its socket and doorbell) before it checks the
+/// stop flag and the reclaim timer.
 pub(crate) const IDLE_POLL: Duration = Duration::from_millis(200);
 
-/// A socket's receive timeout as last set, so that it is set only when it changes.
-#[derive(Default)]
-pub(crate) struct ReadTimeout(Option<Duration>);
-
-/// What a worker needs from its socket, for both families: batched and single sends, and a
-/// receive timeout.
-pub(crate) trait WorkerSocket {
+/// What a worker needs from its socket, for both families: batched receives, batched and
+/// single sends, a receive timeout, and its descriptor to poll.
+pub(crate) trait WorkerSocket: AsFd {
+    type Rx;
     type Batch;
     type Meta: std::fmt::Debug;
     fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()>;
+    fn recv_batch(&self, rx: &mut Self::Rx, wait: bool) -> lessor_net::Result<usize>;
     fn push(batch: &mut Self::Batch, out: &[u8], meta: &Self::Meta) -> bool;
     fn is_empty(batch: &Self::Batch) -> bool;
     fn send_batch(&self, batch: &mut Self::Batch) -> lessor_net::Result<lessor_net::SendReport>;
@@ -58,12 +55,16 @@ pub(crate) trait WorkerSocket {
 }
 
 macro_rules! worker_socket {
-    ($socket:ty, $batch:ty, $meta:ty) => {
+    ($socket:ty, $rx:ty, $batch:ty, $meta:ty) => {
         impl WorkerSocket for $socket {
+            type Rx = $rx;
             type Batch = $batch;
             type Meta = $meta;
             fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()> {
                 <$socket>::set_read_timeout(self, d)
+            }
+            fn recv_batch(&self, rx: &mut $rx, wait: bool) -> lessor_net::Result<usize> {
+                <$socket>::recv_batch(self, rx, wait)
             }
             fn push(batch: &mut $batch, out: &[u8], meta: &$meta) -> bool {
                 batch.push(out, meta)
@@ -81,12 +82,84 @@ macro_rules! worker_socket {
     };
 }
 
-worker_socket!(V4Socket, SendBatch, SendMeta);
+worker_socket!(V4Socket, RecvBatch, SendBatch, SendMeta);
 worker_socket!(
     lessor_net::V6Socket,
+    lessor_net::RecvBatch6,
     lessor_net::SendBatch6,
     lessor_net::SendMeta6
 );
+
+/// Sets the receive timeout a worker's blocking receives use: [`IDLE_POLL`].
+pub(crate) fn set_idle_timeout(socket: &impl WorkerSocket, worker: usize) {
+    if let Err(e) = socket.set_read_timeout(Some(IDLE_POLL)) {
+        tracing::warn!(worker, error = %e, "cannot set the socket's receive timeout");
+    }
+}
+
+/// Why [`receive`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// This many datagrams are in the batch.
+    Datagrams(usize),
+    /// The journal published this lane's watermark (or already had past the oldest waiting
+    /// reply): replies may leave.
+    Published,
+    /// Nothing: a timeout, a signal, or every datagram received was dropped.
+    Nothing,
+}
+
+/// Receives a worker's next batch of datagrams, or says why there is none; the caller then
+/// sends what became durable and comes back.
+///
+/// With no reply waiting for the journal (`oldest` is `None`) the worker blocks on its
+/// socket, for at most [`IDLE_POLL`]. With replies waiting it takes whatever is queued without
+/// blocking; only when nothing is does it sleep, in `poll` on the socket and the lane's
+/// doorbell together. So a request is handled the moment it arrives, a waiting reply leaves the
+/// moment the writer publishes its lease, and a worker whose replies wait is woken once per
+/// sync rather than on a timer.
+pub(crate) fn receive<S: WorkerSocket>(
+    socket: &S,
+    rx: &mut S::Rx,
+    doorbell: &Doorbell,
+    oldest: Option<Ticket>,
+    worker: usize,
+) -> Received {
+    let recv = |rx: &mut S::Rx, wait| match socket.recv_batch(rx, wait) {
+        Ok(0) => Received::Nothing,
+        Ok(n) => Received::Datagrams(n),
+        Err(e) => {
+            tracing::warn!(worker, error = %e, "receive failed");
+            Received::Nothing
+        }
+    };
+    let Some(oldest) = oldest else {
+        return recv(rx, true);
+    };
+    if let got @ Received::Datagrams(_) = recv(rx, false) {
+        return got;
+    }
+    if !doorbell.arm(oldest) {
+        return Received::Published;
+    }
+    let mut fds = [
+        PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+        PollFd::new(doorbell.as_fd(), PollFlags::POLLIN),
+    ];
+    let ready = poll(&mut fds, IDLE_POLL.as_millis() as u16);
+    let datagram = fds[0].any().unwrap_or(false);
+    let rang = fds[1].any().unwrap_or(false);
+    doorbell.disarm();
+    match ready {
+        Ok(_) if datagram => recv(rx, false),
+        Ok(_) if rang => Received::Published,
+        Ok(_) | Err(nix::errno::Errno::EINTR) => Received::Nothing,
+        Err(e) => {
+            tracing::warn!(worker, error = %e, "poll failed");
+            Received::Nothing
+        }
+    }
+}
 
 /// Adds a reply to the send batch, sending the batch first when it is full (and the reply on
 /// its own if even an empty batch refuses it).
@@ -131,19 +204,6 @@ pub(crate) fn send_all<S: WorkerSocket>(
         Err(e) => {
             stats.send_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(worker, error = %e, "send failed");
-        }
-    }
-}
-
-impl ReadTimeout {
-    /// Sets `socket`'s receive timeout to `d` (`None`: [`IDLE_POLL`]) unless it already is.
-    pub(crate) fn want(&mut self, socket: &impl WorkerSocket, d: Option<Duration>) {
-        let d = Some(d.unwrap_or(IDLE_POLL));
-        if self.0 != d {
-            match socket.set_read_timeout(d) {
-                Ok(()) => self.0 = d,
-                Err(e) => tracing::warn!(error = %e, "cannot set the socket's receive timeout"),
-            }
         }
     }
 }
@@ -443,12 +503,16 @@ impl Server {
             Arc::new(infos.iter().map(|i| (i.index, i.name.clone())).collect());
         let mut handles = Vec::with_capacity(workers);
         for (k, socket) in sockets.into_iter().enumerate() {
+            let lane = journal.lane(k);
             let w = Worker {
                 k,
                 workers,
                 core: cores.get(k % cores.len().max(1)).copied(),
                 socket,
-                lane: journal.lane(k),
+                doorbell: lane
+                    .doorbell()
+                    .context("creating a worker's journal doorbell")?,
+                lane,
                 ctx: Arc::clone(&ctx),
                 engine: Arc::clone(&engine),
                 stop: Arc::clone(&stop),
@@ -501,12 +565,16 @@ impl Server {
                     .collect()
             };
             for (k, socket) in sockets6.into_iter().enumerate() {
+                let lane = journal.lane(workers + k);
                 let w = Worker6 {
                     k,
                     workers,
                     core: cores.get(k % cores.len().max(1)).copied(),
                     socket,
-                    lane: journal.lane(workers + k),
+                    doorbell: lane
+                        .doorbell()
+                        .context("creating a worker's journal doorbell")?,
+                    lane,
                     ctx: Arc::clone(ctx6),
                     engine: Arc::clone(engine6),
                     stop: Arc::clone(&stop),
@@ -617,6 +685,8 @@ struct Worker {
     core: Option<usize>,
     socket: V4Socket,
     lane: Lane<LeaseRecord>,
+    /// Rung by the journal writer when this lane's watermark moves.
+    doorbell: Doorbell,
     ctx: Arc<V4Context>,
     engine: Arc<Engine>,
     stop: Arc<AtomicBool>,
@@ -655,7 +725,7 @@ impl Worker {
         let mut pending: WaitQueue<(Destination, Ipv4Addr, ReplyKind)> =
             WaitQueue::new(MAX_PENDING);
         let mut last_reclaim = Instant::now();
-        let mut timeout = ReadTimeout::default();
+        set_idle_timeout(&self.socket, self.k);
         while !self.stop.load(Ordering::Relaxed) {
             if last_reclaim.elapsed() >= RECLAIM_EVERY {
                 last_reclaim = Instant::now();
@@ -666,21 +736,15 @@ impl Worker {
                 self.persist(&mut events);
             }
             self.flush(&mut pending, &mut tx, stats);
-            // While replies wait for the disk the socket is still what the worker blocks on,
-            // for at most DURABLE_POLL: a request arriving meanwhile is answered at once (an
-            // OFFER) or joins the next sync, and a reply whose lease became durable leaves
-            // within DURABLE_POLL. With nothing waiting it blocks until a datagram comes.
-            timeout.want(&self.socket, (!pending.is_empty()).then_some(DURABLE_POLL));
-            let n = match self.socket.recv_batch(&mut rx, true) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(worker = self.k, error = %e, "receive failed");
-                    0
-                }
-            };
-            if n == 0 {
+            let Received::Datagrams(_) = receive(
+                &self.socket,
+                &mut rx,
+                &self.doorbell,
+                pending.oldest(),
+                self.k,
+            ) else {
                 continue;
-            }
+            };
             let now = now();
             // Invariant 6 for the journal: while this lane holds more than max_backlog
             // records that are not durable (a slow or full disk), requests that would add
@@ -846,6 +910,110 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use lessor_journal::testing::FaultyFs;
+    use lessor_journal::{Journal, Options, Ticket};
+    use lessor_net::{RecvBatch, V4SocketConfig};
+
+    use super::{Received, receive};
+    use crate::lease_record::{LeaseKey, LeaseRecord};
+
+    fn record(n: u32) -> LeaseRecord {
+        LeaseRecord {
+            version: u64::from(n),
+            event: 0,
+            key: LeaseKey::V4(n),
+            client: vec![1, 2, 3],
+            htype: 1,
+            hw: vec![2, 0, 0, 0, 0, 9],
+            hostname: None,
+            state: 1,
+            starts: 100,
+            expires: 200,
+        }
+    }
+
+    /// A worker whose reply waits for the journal sleeps in `receive` until the writer rings
+    /// its doorbell (not until the poll timeout), wakes for a datagram while it waits, and
+    /// without a waiting reply just receives.
+    #[test]
+    fn receive_wakes_on_the_journal_publish_and_on_datagrams() {
+        let fs = FaultyFs::new();
+        let (journal, _) =
+            Journal::<LeaseRecord>::open(Options::new("/j", 1), Arc::new(fs.clone()), |_| {})
+                .unwrap();
+        let mut lane = journal.lane(0);
+        let doorbell = lane.doorbell().unwrap();
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port();
+        let socket = lessor_net::open_v4_group(&V4SocketConfig {
+            bind: Ipv4Addr::LOCALHOST,
+            port,
+            ..V4SocketConfig::default()
+        })
+        .unwrap()
+        .remove(0);
+        super::set_idle_timeout(&socket, 0);
+        let mut rx = RecvBatch::new(4, super::RECV_BUF).unwrap();
+
+        // The writer stalls on the segment: the ticket cannot become durable yet.
+        fs.block_writes(".log");
+        let t = lane.append(record(1));
+        assert!(fs.wait_blocked(Duration::from_secs(10)));
+        let unblock = std::thread::spawn({
+            let fs = fs.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(50));
+                fs.unblock();
+            }
+        });
+        // No datagram comes; only the publish can end this sleep before IDLE_POLL.
+        assert_eq!(
+            receive(&socket, &mut rx, &doorbell, Some(t), 0),
+            Received::Published
+        );
+        assert!(lane.durable() >= t);
+        unblock.join().unwrap();
+
+        // A datagram ends the wait too, while the journal is stalled again.
+        fs.block_writes(".log");
+        let t = lane.append(record(2));
+        assert!(fs.wait_blocked(Duration::from_secs(10)));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let send = std::thread::spawn({
+            let client = client.try_clone().unwrap();
+            move || {
+                std::thread::sleep(Duration::from_millis(50));
+                client.send_to(b"hello", ("127.0.0.1", port)).unwrap();
+            }
+        });
+        assert_eq!(
+            receive(&socket, &mut rx, &doorbell, Some(t), 0),
+            Received::Datagrams(1)
+        );
+        send.join().unwrap();
+        assert!(lane.durable() < t);
+        fs.unblock();
+        assert!(lane.wait_durable(t, Duration::from_secs(10)));
+        // Durable already: no sleep at all.
+        assert_eq!(
+            receive(&socket, &mut rx, &doorbell, Some(t), 0),
+            Received::Published
+        );
+        // Nothing waits: a plain blocking receive.
+        client.send_to(b"again", ("127.0.0.1", port)).unwrap();
+        assert_eq!(
+            receive(&socket, &mut rx, &doorbell, None::<Ticket>, 0),
+            Received::Datagrams(1)
+        );
+        journal.shutdown().unwrap();
+    }
+
     /// The hooks put the calling thread in the real-time class and take it out again (or,
     /// without the privilege, leave it alone).
     #[test]

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lessor_engine::v6::{V6Engine, V6LeaseEvent};
-use lessor_journal::{Lane, Ticket};
+use lessor_journal::{Doorbell, Lane, Ticket};
 use lessor_net::{RecvBatch6, SendBatch6, SendMeta6, V6Socket};
 
 use crate::lease_record::LeaseRecord;
@@ -69,6 +69,7 @@ pub(crate) struct Worker6 {
     pub(crate) core: Option<usize>,
     pub(crate) socket: V6Socket,
     pub(crate) lane: Lane<LeaseRecord>,
+    pub(crate) doorbell: Doorbell,
     pub(crate) ctx: Arc<Assignments6>,
     pub(crate) engine: Arc<V6Engine>,
     pub(crate) stop: Arc<AtomicBool>,
@@ -104,7 +105,7 @@ impl Worker6 {
         let mut last_reclaim = Instant::now();
         let mut ctx = self.ctx.current();
         let mut generation = self.ctx.generation();
-        let mut timeout = super::run::ReadTimeout::default();
+        super::run::set_idle_timeout(&self.socket, self.k);
         while !self.stop.load(Ordering::Relaxed) {
             if self.ctx.generation() != generation {
                 generation = self.ctx.generation();
@@ -119,21 +120,17 @@ impl Worker6 {
                 self.persist(&mut events);
             }
             self.flush(&mut pending, &mut tx, stats);
-            // As in the DHCPv4 worker: block on the socket, briefly while replies wait.
-            timeout.want(
+            // As in the DHCPv4 worker: block on the socket, and on the doorbell while replies
+            // wait.
+            let super::run::Received::Datagrams(_) = super::run::receive(
                 &self.socket,
-                (!pending.is_empty()).then_some(super::run::DURABLE_POLL),
-            );
-            let n = match self.socket.recv_batch(&mut rx, true) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(worker = self.k, error = %e, "receive failed");
-                    0
-                }
-            };
-            if n == 0 {
+                &mut rx,
+                &self.doorbell,
+                pending.oldest(),
+                self.k,
+            ) else {
                 continue;
-            }
+            };
             let now = now();
             // As in the DHCPv4 worker: a full journal backlog stops requests that write.
             let backlogged = self.lane.backlog() > self.max_backlog;

@@ -303,3 +303,46 @@ fn no_spare_on_a_nearly_full_disk() {
     );
     assert_eq!(got.len(), 1);
 }
+
+/// Whether `fd` is readable within `ms` milliseconds.
+fn rings(bell: &lessor_journal::Doorbell, ms: u16) -> bool {
+    use nix::poll::{PollFd, PollFlags, poll};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(bell.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, ms).unwrap() == 1
+}
+
+/// The doorbell rings once the watermark passes an armed ticket, not while syncs fail, not
+/// when nobody armed it, and a disarm consumes the ring.
+#[test]
+fn doorbell_rings_when_the_watermark_moves_and_only_then() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(1));
+    let mut lane = j.lane(0);
+    let t0 = lane.append(rec(1, 1));
+    assert!(lane.wait_durable(t0, LONG));
+    let bell = lane.doorbell().unwrap();
+    assert!(!bell.arm(t0), "already durable: no sleep");
+    assert!(!rings(&bell, 0));
+
+    // Not armed: a publish does not ring.
+    let t1 = lane.append(rec(2, 1));
+    assert!(lane.wait_durable(t1, LONG));
+    assert!(!rings(&bell, 20));
+
+    // Armed while syncs fail: the watermark stays and the bell is silent.
+    fs.fail_syncs(SyncFault::UntilCleared, Some(".log"));
+    let t2 = lane.append(rec(3, 1));
+    assert!(bell.arm(t2));
+    assert!(fs.wait_failed_syncs(1, LONG));
+    assert!(!rings(&bell, 50));
+    assert!(lane.durable() < t2);
+
+    // The retry succeeds: one ring, and after the disarm the bell is quiet again.
+    fs.clear_faults();
+    assert!(rings(&bell, 10_000));
+    assert!(lane.durable() >= t2);
+    bell.disarm();
+    assert!(!rings(&bell, 0));
+    j.shutdown().unwrap();
+}

@@ -32,9 +32,10 @@
 //!   p90 3.4 ms to 0.3 ms here). Turn it off on copy-on-write filesystems (btrfs, ZFS), where it
 //!   only costs the zeros.
 //! - `journal.realtime_sync` (default true): the journal writer enters the real-time class
-//!   (`SCHED_FIFO` 1) for the duration of each `fdatasync` and leaves it right after, so that
-//!   when the disk answers it runs at once instead of waiting for a busy core's next slot
-//!   (every ACK waits for it). It never runs code of its own in that class. Needs
+//!   (`SCHED_FIFO` 1) for the duration of each `fdatasync` and the publish right after it
+//!   (an atomic store and a ring of each waiting worker's doorbell), so that when the disk
+//!   answers the ACKs are released at once instead of after a busy core's next slot. Nothing
+//!   else runs in that class. Needs
 //!   `CAP_SYS_NICE` (root has it); without it lessor warns once and syncs in the normal class.
 //!
 //! `v4`:
