@@ -396,22 +396,42 @@ impl Capture {
         Capture { bg, file }
     }
 
-    /// Stops tshark (SIGINT: it finishes the file) and returns the file.
-    fn finish(self) -> PathBuf {
+    /// Stops tshark once its file holds at least `acks` DHCPACKs, or after 30 s. dumpcap reads
+    /// the kernel's capture ring a block at a time, and a SIGINT can stop it before the last
+    /// block of a loaded machine reaches the file: a test that needs every ACK waits for them.
+    fn finish_with(self, acks: usize) -> (PathBuf, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            // The file is being written: tshark may fail on its last, partial packet.
+            let seen = text(&read_acks(&self.file).stdout)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count();
+            if seen >= acks {
+                break;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        self.finish()
+    }
+
+    /// Stops tshark (SIGINT: it finishes the file) and returns the file and tshark's log
+    /// (which ends with the packets it captured and dropped).
+    fn finish(self) -> (PathBuf, String) {
         let (_, log) = self.bg.stop("INT");
         assert!(
             self.file.is_file(),
             "tshark wrote no capture file {}:\n{log}",
             self.file.display()
         );
-        self.file
+        (self.file, log)
     }
 }
 
-/// Every DHCPACK in `pcap`: (your address, client MAC), in capture order.
-fn captured_acks(pcap: &Path) -> Vec<(Ipv4Addr, String)> {
+/// tshark's listing of the DHCPACKs in `pcap`, one "yiaddr TAB chaddr" line each.
+fn read_acks(pcap: &Path) -> std::process::Output {
     let p = dhcp_proto();
-    let out = Command::new(tool("tshark"))
+    Command::new(tool("tshark"))
         .arg("-r")
         .arg(pcap)
         .args([
@@ -427,7 +447,12 @@ fn captured_acks(pcap: &Path) -> Vec<(Ipv4Addr, String)> {
             &format!("{p}.hw.mac_addr"),
         ])
         .output()
-        .expect("running tshark -r");
+        .expect("running tshark -r")
+}
+
+/// Every DHCPACK in `pcap`: (your address, client MAC), in capture order.
+fn captured_acks(pcap: &Path) -> Vec<(Ipv4Addr, String)> {
+    let out = read_acks(pcap);
     assert!(
         out.status.success(),
         "tshark -r {} failed ({}): {}",
@@ -511,7 +536,7 @@ fn crash_under_load_loses_no_acknowledged_lease() {
         perf.assert_running();
         let crashed = lessor.crash();
         let (_, perf_out) = perf.stop("INT");
-        let pcap = cap.finish();
+        let (pcap, _) = cap.finish();
 
         let acks = captured_acks(&pcap);
         assert!(
@@ -1075,7 +1100,7 @@ fn disk_full_withholds_acks_then_resumes() {
     );
     let pid = lessor.pid();
     let stopped = lessor.stop();
-    let pcap = cap.finish();
+    let (pcap, tshark_log) = cap.finish_with((full_acks + after) as usize);
     assert!(
         stopped.status.success(),
         "lessor exited with {} (journal not durable at shutdown?):\n{}",
@@ -1094,7 +1119,7 @@ fn disk_full_withholds_acks_then_resumes() {
     let acks = captured_acks(&pcap);
     assert!(
         acks.len() as u64 >= full_acks + after,
-        "tshark saw {} ACKs, perfdhcp received {}",
+        "tshark saw {} ACKs, perfdhcp received {}; tshark's log:\n{tshark_log}",
         acks.len(),
         full_acks + after
     );
