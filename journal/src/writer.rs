@@ -26,10 +26,10 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// One lane's durable watermark, the condition variable [`Lane::wait_durable`] sleeps on, and
 /// the lane's doorbell: an eventfd the writer makes readable when the watermark moves while
-/// the lane's worker waits for it in `poll` (see [`Lane::arm_doorbell`]).
+/// the lane's worker waits for it in `poll` (see [`Doorbell::arm`]).
 ///
 /// [`Lane::wait_durable`]: crate::Lane::wait_durable
-/// [`Lane::arm_doorbell`]: crate::Lane::arm_doorbell
+/// [`Doorbell::arm`]: crate::Doorbell::arm
 #[derive(Debug, Default)]
 pub(crate) struct LaneState {
     pub(crate) durable: AtomicU64,
