@@ -3,14 +3,20 @@
 //! Every rejection names the key it is about. Cross-entry rules (overlaps, a relay or an
 //! interface selecting two links, duplicate ids) run after each subnet is built on its own, and
 //! name both entries.
+//!
+//! The checks whose logic is the same for both address families (subnet ids, relay lists, address
+//! ranges, `excluded`, pool overlaps, a reservation's one identifier) are written here once, over
+//! [`Addr`], and `build6.rs` calls them.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Display;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
+use super::addr::{self, Addr};
 use super::error::{ConfigError, invalid};
 use super::options::{Level, OptionSet, parse_hex, parse_options};
 use super::path::{at, join};
@@ -173,13 +179,8 @@ fn v4(w: wire::V4) -> Result<V4Config> {
             ));
         }
     }
-    let offer_hold =
-        opt_seconds("v4.offer_hold", w.offer_hold.as_ref())?.unwrap_or(DEFAULT_OFFER_HOLD);
-    if offer_hold == 0 {
-        return Err(invalid("v4.offer_hold", "must be at least 1 second"));
-    }
-    let decline_probation = opt_seconds("v4.decline_probation", w.decline_probation.as_ref())?
-        .unwrap_or(DEFAULT_DECLINE_PROBATION);
+    let (offer_hold, decline_probation) =
+        hold_times("v4", w.offer_hold.as_ref(), w.decline_probation.as_ref())?;
     let server_id = w
         .server_id
         .as_deref()
@@ -230,7 +231,7 @@ fn v4(w: wire::V4) -> Result<V4Config> {
                 "a shared network needs at least one subnet",
             ));
         }
-        let relays = relay_list(&join(&path, "relays"), sn.relays.as_deref(), &[])?;
+        let relays = relay_list(&join(&path, "relays"), sn.relays.as_deref(), &[], unicast)?;
         let interface = match sn.interface {
             Some(name) => {
                 let p = join(&path, "interface");
@@ -395,18 +396,8 @@ fn subnet(
             format!("{:?} is not a CIDR subnet like 10.0.0.0/24", w.subnet),
         )
     })?;
-    if net.trunc() != net {
-        return Err(invalid(
-            npath,
-            format!("{net} has host bits set (did you mean {}?)", net.trunc()),
-        ));
-    }
-    let id = match w.id {
-        Some(0) => return Err(invalid(join(path, "id"), "must be at least 1")),
-        Some(id) => id,
-        None => u32::try_from(position)
-            .map_err(|_| invalid(join(path, "id"), "too many subnets for automatic ids"))?,
-    };
+    let net = no_host_bits(&npath, net, net.trunc())?;
+    let id = subnet_id(path, w.id, position)?;
     let leases = lease_times(
         path,
         w.lease_time.as_ref(),
@@ -415,7 +406,12 @@ fn subnet(
         Some(parent),
     )?;
 
-    let relays = relay_list(&join(path, "relays"), w.relays.as_deref(), &scope.relays)?;
+    let relays = relay_list(
+        &join(path, "relays"),
+        w.relays.as_deref(),
+        &scope.relays,
+        unicast,
+    )?;
     let (relays, relay_paths): (Vec<_>, Vec<_>) = relays.into_iter().unzip();
 
     let ipath = join(path, "interface");
@@ -468,27 +464,7 @@ fn subnet(
         pool_paths.push(p);
     }
 
-    let mut excluded = BTreeSet::new();
-    for (i, s) in w.excluded.unwrap_or_default().iter().enumerate() {
-        let p = at(&join(path, "excluded"), i);
-        let (first, last) = range(&p, s)?;
-        if !net.contains(&first) || !net.contains(&last) {
-            return Err(invalid(p, format!("{s} is not inside subnet {net}")));
-        }
-        let n = (u32::from(last) - u32::from(first)) as usize + 1;
-        if n <= MAX_EXCLUDED {
-            excluded.extend((u32::from(first)..=u32::from(last)).map(Ipv4Addr::from));
-        }
-        if n > MAX_EXCLUDED || excluded.len() > MAX_EXCLUDED {
-            return Err(invalid(
-                p,
-                format!(
-                    "excluded addresses in this subnet would exceed {MAX_EXCLUDED}; shrink the \
-                     pools instead"
-                ),
-            ));
-        }
-    }
+    let mut excluded = excluded_set(path, w.excluded, &net, |a| net.contains(&a), range)?;
     if let Some((network, broadcast)) = edges {
         for a in [network, broadcast] {
             if pools.iter().any(|p| (p.first..=p.last).contains(&a)) {
@@ -598,39 +574,19 @@ fn reservation(
     subnet_options: &OptionSet,
     pools: &[Pool4],
 ) -> Result<(Reservation4, &'static str, String)> {
-    let ids = [
-        ("hw_address", &r.hw_address),
-        ("client_id", &r.client_id),
-        ("circuit_id", &r.circuit_id),
-        ("remote_id", &r.remote_id),
-    ];
-    let given: Vec<(&'static str, &str)> = ids
-        .iter()
-        .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
-        .collect();
-    let (kname, ktext): (&'static str, &str) = match given.as_slice() {
-        [] => {
-            return Err(invalid(
-                path,
-                "needs an identifier: one of hw_address, client_id, circuit_id, remote_id",
-            ));
-        }
-        [one] => *one,
-        [a, b, ..] => {
-            return Err(invalid(
-                path,
-                format!("has both {} and {}; give exactly one identifier", a.0, b.0),
-            ));
-        }
-    };
+    let (kname, ktext) = one_identifier(
+        path,
+        &[
+            ("hw_address", &r.hw_address),
+            ("client_id", &r.client_id),
+            ("circuit_id", &r.circuit_id),
+            ("remote_id", &r.remote_id),
+        ],
+    )?;
     let key = reservation_key(&join(path, kname), kname, ktext)?;
 
     let apath = join(path, "address");
-    let address: Ipv4Addr = r
-        .address
-        .trim()
-        .parse()
-        .map_err(|_| invalid(&apath, format!("{:?} is not an IPv4 address", r.address)))?;
+    let address: Ipv4Addr = addr::parse(&apath, &r.address)?;
     if !net.contains(&address) {
         return Err(invalid(
             apath,
@@ -746,11 +702,12 @@ pub(super) fn agent_id(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Parses a relay list, refusing an address listed twice there or already in `inherited`.
-fn relay_list(
+pub(super) fn relay_list<A: Addr>(
     path: &str,
     list: Option<&[String]>,
-    inherited: &[(Ipv4Addr, String)],
-) -> Result<Vec<(Ipv4Addr, String)>> {
+    inherited: &[(A, String)],
+    unicast: fn(&str, &str) -> Result<A>,
+) -> Result<Vec<(A, String)>> {
     let mut out = inherited.to_vec();
     for (i, s) in list.unwrap_or_default().iter().enumerate() {
         let p = at(path, i);
@@ -768,16 +725,12 @@ fn relay_list(
 
 /// Rules that need every subnet: ids, overlaps, and one link per relay and per interface.
 fn check_subnets(subnets: &[Subnet4], metas: &[Meta]) -> Result<()> {
-    let mut ids: HashMap<u32, usize> = HashMap::new();
-    for (i, s) in subnets.iter().enumerate() {
-        if let Some(&j) = ids.get(&s.id) {
-            return Err(invalid(
-                join(&metas[i].path, "id"),
-                format!("id {} is already used by {}", s.id, metas[j].path),
-            ));
-        }
-        ids.insert(s.id, i);
-    }
+    check_ids(
+        subnets
+            .iter()
+            .zip(metas)
+            .map(|(s, m)| (s.id, m.path.as_str())),
+    )?;
 
     let mut order: Vec<usize> = (0..subnets.len()).collect();
     order.sort_by_key(|&i| (subnets[i].net.network(), subnets[i].net.prefix_len()));
@@ -792,41 +745,12 @@ fn check_subnets(subnets: &[Subnet4], metas: &[Meta]) -> Result<()> {
         }
     }
 
-    // (first, last, subnet, pool), by first address; a pool overlapping any earlier one
-    // overlaps the earlier one that reaches furthest.
-    let mut pools: Vec<(Ipv4Addr, Ipv4Addr, usize, usize)> = subnets
-        .iter()
-        .enumerate()
-        .flat_map(|(s, sub)| {
-            sub.pools
-                .iter()
-                .enumerate()
-                .map(move |(p, pool)| (pool.first, pool.last, s, p))
-        })
-        .collect();
-    pools.sort_unstable();
-    let mut reach: Option<(Ipv4Addr, Ipv4Addr, usize, usize)> = None;
-    for cur in pools {
-        if let Some(prev) = reach
-            && cur.0 <= prev.1
-        {
-            let (early, late) = if (prev.2, prev.3) < (cur.2, cur.3) {
-                (prev, cur)
-            } else {
-                (cur, prev)
-            };
-            return Err(invalid(
-                metas[late.2].pools[late.3].clone(),
-                format!(
-                    "{}-{} overlaps {} ({}-{})",
-                    late.0, late.1, metas[early.2].pools[early.3], early.0, early.1
-                ),
-            ));
-        }
-        if reach.is_none_or(|r| cur.1 > r.1) {
-            reach = Some(cur);
-        }
-    }
+    check_pool_overlaps(
+        subnets
+            .iter()
+            .map(|s| s.pools.iter().map(|p| (p.first, p.last))),
+        |s, p| &metas[s].pools[p],
+    )?;
 
     let mut relays: HashMap<Ipv4Addr, (usize, &str)> = HashMap::new();
     let mut ifaces: HashMap<&str, (usize, &str)> = HashMap::new();
@@ -871,33 +795,45 @@ fn check_subnets(subnets: &[Subnet4], metas: &[Meta]) -> Result<()> {
 
 /// `"A-B"`, a CIDR (all of its addresses), or one address.
 fn range(path: &str, s: &str) -> Result<(Ipv4Addr, Ipv4Addr)> {
+    let cidr = |t: &str| {
+        let net: Ipv4Net = t
+            .parse()
+            .map_err(|_| invalid(path, format!("{s:?} is not a CIDR like 10.0.0.0/25")))?;
+        let net = no_host_bits(path, net, net.trunc())?;
+        Ok((net.network(), net.broadcast()))
+    };
+    address_range(
+        path,
+        s,
+        cidr,
+        "an address, a range \"FIRST-LAST\" or a CIDR",
+    )
+}
+
+/// `"A-B"`, a prefix (`cidr` turns its trimmed text into the first and last address), or one
+/// address; `forms` names the three in the message for text that is none of them.
+pub(super) fn address_range<A: Addr>(
+    path: &str,
+    s: &str,
+    cidr: impl FnOnce(&str) -> Result<(A, A)>,
+    forms: &str,
+) -> Result<(A, A)> {
     let t = s.trim();
-    let parse = |a: &str| a.trim().parse::<Ipv4Addr>().ok();
+    let parse = |a: &str| a.trim().parse::<A>().ok();
     let (first, last) = if let Some((a, b)) = t.split_once('-') {
         parse(a).zip(parse(b)).ok_or_else(|| {
             invalid(
                 path,
-                format!("{s:?} is not a range \"FIRST-LAST\" of IPv4 addresses"),
+                format!(
+                    "{s:?} is not a range \"FIRST-LAST\" of {} addresses",
+                    A::NAME
+                ),
             )
         })?
     } else if t.contains('/') {
-        let net: Ipv4Net = t
-            .parse()
-            .map_err(|_| invalid(path, format!("{s:?} is not a CIDR like 10.0.0.0/25")))?;
-        if net.trunc() != net {
-            return Err(invalid(
-                path,
-                format!("{net} has host bits set (did you mean {}?)", net.trunc()),
-            ));
-        }
-        (net.network(), net.broadcast())
+        cidr(t)?
     } else {
-        let a = parse(t).ok_or_else(|| {
-            invalid(
-                path,
-                format!("{s:?} is not an address, a range \"FIRST-LAST\" or a CIDR"),
-            )
-        })?;
+        let a = parse(t).ok_or_else(|| invalid(path, format!("{s:?} is not {forms}")))?;
         (a, a)
     };
     if first > last {
@@ -906,15 +842,174 @@ fn range(path: &str, s: &str) -> Result<(Ipv4Addr, Ipv4Addr)> {
     Ok((first, last))
 }
 
+/// `net`, refused when it has host bits set (`trunc` is `net` without them).
+pub(super) fn no_host_bits<N: PartialEq + Display>(path: &str, net: N, trunc: N) -> Result<N> {
+    if trunc != net {
+        return Err(invalid(
+            path,
+            format!("{net} has host bits set (did you mean {trunc}?)"),
+        ));
+    }
+    Ok(net)
+}
+
 fn unicast(path: &str, s: &str) -> Result<Ipv4Addr> {
-    let a: Ipv4Addr = s
-        .trim()
-        .parse()
-        .map_err(|_| invalid(path, format!("{s:?} is not an IPv4 address")))?;
+    let a: Ipv4Addr = addr::parse(path, s)?;
     if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
         return Err(invalid(path, format!("{a} is not a unicast address")));
     }
     Ok(a)
+}
+
+/// A subnet's `id`: as written (at least 1), else its `position` counted from 1.
+pub(super) fn subnet_id(path: &str, id: Option<u32>, position: usize) -> Result<u32> {
+    match id {
+        Some(0) => Err(invalid(join(path, "id"), "must be at least 1")),
+        Some(id) => Ok(id),
+        None => u32::try_from(position)
+            .map_err(|_| invalid(join(path, "id"), "too many subnets for automatic ids")),
+    }
+}
+
+/// `offer_hold` (at least 1 second) and `decline_probation` of a section, with their defaults.
+pub(super) fn hold_times(
+    section: &str,
+    offer_hold: Option<&Value>,
+    decline_probation: Option<&Value>,
+) -> Result<(u32, u32)> {
+    let opath = join(section, "offer_hold");
+    let offer_hold = opt_seconds(&opath, offer_hold)?.unwrap_or(DEFAULT_OFFER_HOLD);
+    if offer_hold == 0 {
+        return Err(invalid(opath, "must be at least 1 second"));
+    }
+    let decline_probation = opt_seconds(&join(section, "decline_probation"), decline_probation)?
+        .unwrap_or(DEFAULT_DECLINE_PROBATION);
+    Ok((offer_hold, decline_probation))
+}
+
+/// The one identifier a reservation gives among `ids` (key and value as written), by key name
+/// and text.
+pub(super) fn one_identifier<'r>(
+    path: &str,
+    ids: &[(&'static str, &'r Option<String>)],
+) -> Result<(&'static str, &'r str)> {
+    let given: Vec<(&'static str, &str)> = ids
+        .iter()
+        .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
+        .collect();
+    match given.as_slice() {
+        [] => {
+            let names: Vec<&str> = ids.iter().map(|(k, _)| *k).collect();
+            Err(invalid(
+                path,
+                format!("needs an identifier: one of {}", names.join(", ")),
+            ))
+        }
+        [one] => Ok(*one),
+        [a, b, ..] => Err(invalid(
+            path,
+            format!("has both {} and {}; give exactly one identifier", a.0, b.0),
+        )),
+    }
+}
+
+/// A subnet's `excluded` list (ranges inside `net`, as `range` reads them) expanded to single
+/// addresses; more than [`MAX_EXCLUDED`] is refused, since big holes belong in the pool bounds.
+pub(super) fn excluded_set<A: Addr>(
+    path: &str,
+    list: Option<Vec<String>>,
+    net: &dyn Display,
+    contains: impl Fn(A) -> bool,
+    range: fn(&str, &str) -> Result<(A, A)>,
+) -> Result<BTreeSet<A>> {
+    let mut excluded = BTreeSet::new();
+    for (i, s) in list.unwrap_or_default().iter().enumerate() {
+        let p = at(&join(path, "excluded"), i);
+        let (first, last) = range(&p, s)?;
+        if !contains(first) || !contains(last) {
+            return Err(invalid(p, format!("{s} is not inside subnet {net}")));
+        }
+        let (first, last) = (first.to_u128(), last.to_u128());
+        let n = last - first + 1;
+        if n <= MAX_EXCLUDED as u128 {
+            excluded.extend((first..=last).map(A::from_u128));
+        }
+        if n > MAX_EXCLUDED as u128 || excluded.len() > MAX_EXCLUDED {
+            return Err(invalid(
+                p,
+                format!(
+                    "excluded addresses in this subnet would exceed {MAX_EXCLUDED}; shrink the \
+                     pools instead"
+                ),
+            ));
+        }
+    }
+    Ok(excluded)
+}
+
+/// Refuses two subnets with one id, naming the later one. `ids`: each subnet's id and key path.
+pub(super) fn check_ids<'p>(ids: impl Iterator<Item = (u32, &'p str)>) -> Result<()> {
+    let mut seen: HashMap<u32, &str> = HashMap::new();
+    for (id, path) in ids {
+        if let Some(first) = seen.get(&id) {
+            return Err(invalid(
+                join(path, "id"),
+                format!("id {id} is already used by {first}"),
+            ));
+        }
+        seen.insert(id, path);
+    }
+    Ok(())
+}
+
+/// Refuses two overlapping pools, naming the later one in config order. `subnets` yields each
+/// subnet's pools as (first, last); `path(subnet, pool)` is a pool's key path.
+pub(super) fn check_pool_overlaps<'m, A, P>(
+    subnets: impl Iterator<Item = P>,
+    path: impl Fn(usize, usize) -> &'m str,
+) -> Result<()>
+where
+    A: Addr,
+    P: Iterator<Item = (A, A)>,
+{
+    // (first, last, subnet, pool), by first address; a pool overlapping any earlier one
+    // overlaps the earlier one that reaches furthest.
+    let mut pools: Vec<(A, A, usize, usize)> = subnets
+        .enumerate()
+        .flat_map(|(s, pools)| {
+            pools
+                .enumerate()
+                .map(move |(p, (first, last))| (first, last, s, p))
+        })
+        .collect();
+    pools.sort_unstable();
+    let mut reach: Option<(A, A, usize, usize)> = None;
+    for cur in pools {
+        if let Some(prev) = reach
+            && cur.0 <= prev.1
+        {
+            let (early, late) = if (prev.2, prev.3) < (cur.2, cur.3) {
+                (prev, cur)
+            } else {
+                (cur, prev)
+            };
+            return Err(invalid(
+                path(late.2, late.3),
+                format!(
+                    "{}-{} overlaps {} ({}-{})",
+                    late.0,
+                    late.1,
+                    path(early.2, early.3),
+                    early.0,
+                    early.1
+                ),
+            ));
+        }
+        if reach.is_none_or(|r| cur.1 > r.1) {
+            reach = Some(cur);
+        }
+    }
+    Ok(())
 }
 
 /// Linux interface names: 1 to 15 bytes, no '/', no whitespace.

@@ -5,15 +5,16 @@
 //! subnet (overlaps, a relay, interface or interface-id selecting two subnets, a resource
 //! reserved twice) name both entries.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
 use ipnet::Ipv6Net;
 
+use super::addr;
 use super::build::{
-    DEFAULT_DECLINE_PROBATION, DEFAULT_OFFER_HOLD, MAX_EXCLUDED, agent_id, check_ifname,
-    opt_seconds,
+    address_range, agent_id, check_ids, check_ifname, check_pool_overlaps, excluded_set,
+    hold_times, no_host_bits, one_identifier, opt_seconds, relay_list, subnet_id,
 };
 use super::error::{ConfigError, invalid};
 use super::options::parse_hex;
@@ -191,13 +192,8 @@ pub(super) fn v6(w: wire::V6) -> Result<V6Config> {
     )?;
     let rapid_commit = w.rapid_commit.unwrap_or(false);
     let pref = preference("v6.preference", w.preference.as_ref())?;
-    let offer_hold =
-        opt_seconds("v6.offer_hold", w.offer_hold.as_ref())?.unwrap_or(DEFAULT_OFFER_HOLD);
-    if offer_hold == 0 {
-        return Err(invalid("v6.offer_hold", "must be at least 1 second"));
-    }
-    let decline_probation = opt_seconds("v6.decline_probation", w.decline_probation.as_ref())?
-        .unwrap_or(DEFAULT_DECLINE_PROBATION);
+    let (offer_hold, decline_probation) =
+        hold_times("v6", w.offer_hold.as_ref(), w.decline_probation.as_ref())?;
     let server_duid = match &w.server_duid {
         None => None,
         Some(s) => Some(
@@ -269,12 +265,7 @@ fn subnet(
 ) -> Result<(Subnet6, Meta)> {
     let npath = join(path, "subnet");
     let net = cidr6(&npath, &w.subnet)?;
-    let id = match w.id {
-        Some(0) => return Err(invalid(join(path, "id"), "must be at least 1")),
-        Some(id) => id,
-        None => u32::try_from(position)
-            .map_err(|_| invalid(join(path, "id"), "too many subnets for automatic ids"))?,
-    };
+    let id = subnet_id(path, w.id, position)?;
     let life = lifetimes(
         path,
         w.preferred_lifetime.as_ref(),
@@ -296,20 +287,8 @@ fn subnet(
         }
         None => None,
     };
-    let mut relays = Vec::new();
-    let mut relay_paths: Vec<String> = Vec::new();
-    for (i, s) in w.relays.unwrap_or_default().iter().enumerate() {
-        let p = at(&join(path, "relays"), i);
-        let r = unicast6(&p, s)?;
-        if let Some(j) = relays.iter().position(|o| *o == r) {
-            return Err(invalid(
-                p,
-                format!("relay {r} is already listed at {}", relay_paths[j]),
-            ));
-        }
-        relays.push(r);
-        relay_paths.push(p);
-    }
+    let relays = relay_list(&join(path, "relays"), w.relays.as_deref(), &[], unicast6)?;
+    let (relays, relay_paths): (Vec<_>, Vec<_>) = relays.into_iter().unzip();
     let mut interface_ids: Vec<Vec<u8>> = Vec::new();
     let mut iid_paths: Vec<String> = Vec::new();
     for (i, s) in w.interface_ids.unwrap_or_default().iter().enumerate() {
@@ -359,27 +338,7 @@ fn subnet(
         pd_paths.push(p);
     }
 
-    let mut excluded = BTreeSet::new();
-    for (i, s) in w.excluded.unwrap_or_default().iter().enumerate() {
-        let p = at(&join(path, "excluded"), i);
-        let (first, last) = range6(&p, s)?;
-        if !net.contains(&first) || !net.contains(&last) {
-            return Err(invalid(p, format!("{s} is not inside subnet {net}")));
-        }
-        let n = u128::from(last) - u128::from(first) + 1;
-        if n <= MAX_EXCLUDED as u128 {
-            excluded.extend((u128::from(first)..=u128::from(last)).map(Ipv6Addr::from));
-        }
-        if n > MAX_EXCLUDED as u128 || excluded.len() > MAX_EXCLUDED {
-            return Err(invalid(
-                p,
-                format!(
-                    "excluded addresses in this subnet would exceed {MAX_EXCLUDED}; shrink the \
-                     pools instead"
-                ),
-            ));
-        }
-    }
+    let excluded = excluded_set(path, w.excluded, &net, |a| net.contains(&a), range6)?;
     let excluded: Vec<Ipv6Addr> = excluded.into_iter().collect();
 
     let wres = w.reservations.unwrap_or_default();
@@ -507,31 +466,15 @@ fn reservation(
     net: Ipv6Net,
     subnet_options: &OptionSet6,
 ) -> Result<(Reservation6, String)> {
-    let ids = [
-        ("duid", &r.duid),
-        ("interface_id", &r.interface_id),
-        ("remote_id", &r.remote_id),
-        ("subscriber_id", &r.subscriber_id),
-    ];
-    let given: Vec<(&'static str, &str)> = ids
-        .iter()
-        .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
-        .collect();
-    let (kname, ktext) = match given.as_slice() {
-        [] => {
-            return Err(invalid(
-                path,
-                "needs an identifier: one of duid, interface_id, remote_id, subscriber_id",
-            ));
-        }
-        [one] => *one,
-        [a, b, ..] => {
-            return Err(invalid(
-                path,
-                format!("has both {} and {}; give exactly one identifier", a.0, b.0),
-            ));
-        }
-    };
+    let (kname, ktext) = one_identifier(
+        path,
+        &[
+            ("duid", &r.duid),
+            ("interface_id", &r.interface_id),
+            ("remote_id", &r.remote_id),
+            ("subscriber_id", &r.subscriber_id),
+        ],
+    )?;
     let key = identifier(&join(path, kname), kname, ktext)?;
     let address = match &r.address {
         None => None,
@@ -617,16 +560,12 @@ fn identifier(path: &str, kind: &str, text: &str) -> Result<V6Identifier> {
 /// Rules that need every subnet: ids, overlaps, and one subnet per relay, interface and
 /// interface-id, and each address or prefix reserved once.
 fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
-    let mut ids: HashMap<u32, usize> = HashMap::new();
-    for (i, s) in subnets.iter().enumerate() {
-        if let Some(&j) = ids.get(&s.id) {
-            return Err(invalid(
-                join(&metas[i].path, "id"),
-                format!("id {} is already used by {}", s.id, metas[j].path),
-            ));
-        }
-        ids.insert(s.id, i);
-    }
+    check_ids(
+        subnets
+            .iter()
+            .zip(metas)
+            .map(|(s, m)| (s.id, m.path.as_str())),
+    )?;
 
     // Subnets, then delegation pools: neither may overlap another (a delegated prefix holding
     // on-link addresses would route them away from the link).
@@ -643,41 +582,12 @@ fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
         .collect();
     check_prefix_overlaps(&prefixes)?;
 
-    // Address pools: (first, last, subnet, pool) by first address; a pool overlapping any
-    // earlier one overlaps the earlier one that reaches furthest.
-    let mut pools: Vec<(Ipv6Addr, Ipv6Addr, usize, usize)> = subnets
-        .iter()
-        .enumerate()
-        .flat_map(|(s, sub)| {
-            sub.pools
-                .iter()
-                .enumerate()
-                .map(move |(p, pool)| (pool.first, pool.last, s, p))
-        })
-        .collect();
-    pools.sort_unstable();
-    let mut reach: Option<(Ipv6Addr, Ipv6Addr, usize, usize)> = None;
-    for cur in pools {
-        if let Some(prev) = reach
-            && cur.0 <= prev.1
-        {
-            let (early, late) = if (prev.2, prev.3) < (cur.2, cur.3) {
-                (prev, cur)
-            } else {
-                (cur, prev)
-            };
-            return Err(invalid(
-                metas[late.2].pools[late.3].clone(),
-                format!(
-                    "{}-{} overlaps {} ({}-{})",
-                    late.0, late.1, metas[early.2].pools[early.3], early.0, early.1
-                ),
-            ));
-        }
-        if reach.is_none_or(|r| cur.1 > r.1) {
-            reach = Some(cur);
-        }
-    }
+    check_pool_overlaps(
+        subnets
+            .iter()
+            .map(|s| s.pools.iter().map(|p| (p.first, p.last))),
+        |s, p| &metas[s].pools[p],
+    )?;
 
     let mut relays: HashMap<Ipv6Addr, &str> = HashMap::new();
     let mut iids: HashMap<&[u8], &str> = HashMap::new();
@@ -763,50 +673,23 @@ pub(super) fn cidr6(path: &str, s: &str) -> Result<Ipv6Net> {
             format!("{s:?} is not an IPv6 prefix like 2001:db8::/48"),
         )
     })?;
-    if net.trunc() != net {
-        return Err(invalid(
-            path,
-            format!("{net} has host bits set (did you mean {}?)", net.trunc()),
-        ));
-    }
-    Ok(net)
+    no_host_bits(path, net, net.trunc())
 }
 
 /// `"A-B"`, a CIDR (all of its addresses), or one address.
 fn range6(path: &str, s: &str) -> Result<(Ipv6Addr, Ipv6Addr)> {
-    let t = s.trim();
-    let parse = |a: &str| a.trim().parse::<Ipv6Addr>().ok();
-    let (first, last) = if let Some((a, b)) = t.split_once('-') {
-        parse(a).zip(parse(b)).ok_or_else(|| {
-            invalid(
-                path,
-                format!("{s:?} is not a range \"FIRST-LAST\" of IPv6 addresses"),
-            )
-        })?
-    } else if t.contains('/') {
-        let net = cidr6(path, t)?;
-        (net.network(), net.broadcast())
-    } else {
-        let a = parse(t).ok_or_else(|| {
-            invalid(
-                path,
-                format!("{s:?} is not an IPv6 address, a range \"FIRST-LAST\" or a prefix"),
-            )
-        })?;
-        (a, a)
-    };
-    if first > last {
-        return Err(invalid(path, format!("start {first} is after end {last}")));
-    }
-    Ok((first, last))
+    let cidr = |t: &str| cidr6(path, t).map(|net| (net.network(), net.broadcast()));
+    address_range(
+        path,
+        s,
+        cidr,
+        "an IPv6 address, a range \"FIRST-LAST\" or a prefix",
+    )
 }
 
 /// A unicast IPv6 address: not unspecified, loopback is allowed (tests), not multicast.
 pub(super) fn unicast6(path: &str, s: &str) -> Result<Ipv6Addr> {
-    let a: Ipv6Addr = s
-        .trim()
-        .parse()
-        .map_err(|_| invalid(path, format!("{s:?} is not an IPv6 address")))?;
+    let a: Ipv6Addr = addr::parse(path, s)?;
     if a.is_unspecified() || a.is_multicast() {
         return Err(invalid(path, format!("{a} is not a unicast address")));
     }

@@ -9,6 +9,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use super::addr::fold_ranges;
 use super::build::agent_id;
 use super::options::{OptionSet, format_hex, render_options};
 use super::options6::{OptionSet6, render_options6};
@@ -141,7 +142,7 @@ fn subnet(s: &Subnet4, v: &V4Config) -> wire::Subnet {
         min_lease_time: lease(s.min_lease_time),
         max_lease_time: lease(s.max_lease_time),
         pools: Some(pools),
-        excluded: (!s.excluded.is_empty()).then(|| ranges(&s.excluded)),
+        excluded: (!s.excluded.is_empty()).then(|| fold_ranges(&s.excluded)),
         options: options(&s.options.diff_from(&base)),
         reservations: (!s.reservations.is_empty()).then_some(reservations),
     }
@@ -173,24 +174,6 @@ fn agent_text(b: &[u8]) -> String {
         s.push_str(&format!("{byte:02x}"));
     }
     s
-}
-
-/// Sorted single addresses folded into `"A"` / `"A-B"` runs.
-fn ranges(addrs: &[Ipv4Addr]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut iter = addrs.iter().map(|a| u32::from(*a)).peekable();
-    while let Some(first) = iter.next() {
-        let mut last = first;
-        while iter.peek() == Some(&(last.wrapping_add(1))) && last != u32::MAX {
-            last = iter.next().unwrap_or(last);
-        }
-        out.push(if first == last {
-            Ipv4Addr::from(first).to_string()
-        } else {
-            format!("{}-{}", Ipv4Addr::from(first), Ipv4Addr::from(last))
-        });
-    }
-    out
 }
 
 fn v6(v: &V6Config) -> wire::V6 {
@@ -298,7 +281,7 @@ fn subnet6(s: &Subnet6, v: &V6Config) -> wire::Subnet6 {
                 .collect(),
         ),
         pd_pools: (!s.pd_pools.is_empty()).then_some(pd_pools),
-        excluded: (!s.excluded.is_empty()).then(|| ranges6(&s.excluded)),
+        excluded: (!s.excluded.is_empty()).then(|| fold_ranges(&s.excluded)),
         options: options6(&s.options.diff_from(&v.options)),
         reservations: (!s.reservations.is_empty()).then_some(reservations),
     }
@@ -306,22 +289,4 @@ fn subnet6(s: &Subnet6, v: &V6Config) -> wire::Subnet6 {
 
 fn options6(set: &OptionSet6) -> Option<Value> {
     (!set.is_empty()).then(|| render_options6(set))
-}
-
-/// Sorted single IPv6 addresses folded into `"A"` / `"A-B"` runs.
-fn ranges6(addrs: &[Ipv6Addr]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut iter = addrs.iter().map(|a| u128::from(*a)).peekable();
-    while let Some(first) = iter.next() {
-        let mut last = first;
-        while last != u128::MAX && iter.peek() == Some(&(last + 1)) {
-            last = iter.next().unwrap_or(last);
-        }
-        out.push(if first == last {
-            Ipv6Addr::from(first).to_string()
-        } else {
-            format!("{}-{}", Ipv6Addr::from(first), Ipv6Addr::from(last))
-        });
-    }
-    out
 }

@@ -182,6 +182,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
+mod addr;
 mod assignments;
 mod build;
 mod build6;
@@ -202,7 +203,7 @@ mod tests6;
 pub use assignments::{Assignment, Assignments};
 pub use error::ConfigError;
 pub use examples::{DEFAULT_LOOPBACK_YAML, EXAMPLE_FULL_YAML, EXAMPLE_V6_YAML};
-pub use options::{OptionSet, option_name};
+pub use options::{EncodedOptions, OptionSet, option_name};
 pub use options6::{OptionSet6, option6_name};
 
 /// A validated configuration.

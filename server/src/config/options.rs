@@ -1,36 +1,46 @@
-//! DHCPv4 options: the name catalogue, value checking, and encoding to wire bytes at load time.
+//! DHCPv4 options (the name catalogue and its rules), and the scheme both DHCP versions share:
+//! value kinds, checking and encoding to wire bytes at load time, and rendering back.
 //!
 //! An `options:` map takes known names (`routers: [10.0.0.1]`) or numeric codes with a typed
 //! value (`"150": { ip: [10.0.0.5] }`). Either way the value is encoded here, once, into the
 //! option's payload bytes; the packet path only copies them. Payloads longer than 255 bytes are
 //! kept whole: splitting them into several instances of the option is the encoder's job
-//! (RFC 3396).
+//! (RFC 3396). What differs between DHCPv4 and DHCPv6 (code width, catalogue, extra rules) is a
+//! [`Scheme`]; `options6.rs` holds the DHCPv6 one.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use super::addr::{self, Addr};
 use super::error::{ConfigError, invalid};
+use super::options6::{decode_ntp, encode_ntp};
 use super::path::{at, join};
 use super::wire::Value;
 
-/// Encoded DHCPv4 options, sorted by code, at most one entry per code.
+/// Encoded options, sorted by code, at most one entry per code: [`OptionSet`] for DHCPv4 (8-bit
+/// codes), [`OptionSet6`](super::OptionSet6) for DHCPv6 (16-bit codes).
 ///
-/// Each entry is an option's payload (no code or length byte), ready to be copied into a reply.
+/// Each entry is an option's payload (no code or length), ready to be copied into a reply.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OptionSet {
-    entries: Vec<(u8, Box<[u8]>)>,
+pub struct EncodedOptions<C> {
+    entries: Vec<(C, Box<[u8]>)>,
 }
 
-impl OptionSet {
+/// Encoded DHCPv4 options, sorted by code, at most one entry per code.
+pub type OptionSet = EncodedOptions<u8>;
+
+impl<C: Copy + Ord> EncodedOptions<C> {
     /// An empty set.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            entries: Vec::new(),
+        }
     }
 
     /// The payload of option `code`, if set.
-    pub fn get(&self, code: u8) -> Option<&[u8]> {
+    pub fn get(&self, code: C) -> Option<&[u8]> {
         self.entries
             .binary_search_by_key(&code, |(c, _)| *c)
             .ok()
@@ -38,12 +48,12 @@ impl OptionSet {
     }
 
     /// Whether option `code` is set.
-    pub fn contains(&self, code: u8) -> bool {
+    pub fn contains(&self, code: C) -> bool {
         self.get(code).is_some()
     }
 
     /// All options, by increasing code.
-    pub fn iter(&self) -> impl Iterator<Item = (u8, &[u8])> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (C, &[u8])> + '_ {
         self.entries.iter().map(|(c, v)| (*c, &**v))
     }
 
@@ -58,7 +68,7 @@ impl OptionSet {
     }
 
     /// Sets option `code` to `payload`, returning the payload it replaces.
-    pub fn insert(&mut self, code: u8, payload: impl Into<Box<[u8]>>) -> Option<Box<[u8]>> {
+    pub fn insert(&mut self, code: C, payload: impl Into<Box<[u8]>>) -> Option<Box<[u8]>> {
         let payload = payload.into();
         match self.entries.binary_search_by_key(&code, |(c, _)| *c) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, payload)),
@@ -70,14 +80,14 @@ impl OptionSet {
     }
 
     /// Removes option `code`, returning its payload.
-    pub fn remove(&mut self, code: u8) -> Option<Box<[u8]>> {
+    pub fn remove(&mut self, code: C) -> Option<Box<[u8]>> {
         let i = self.entries.binary_search_by_key(&code, |(c, _)| *c).ok()?;
         Some(self.entries.remove(i).1)
     }
 
     /// This set with every option of `child` replacing or adding to it (the inheritance step:
     /// global, shared network, subnet, pool, reservation).
-    pub fn merged(&self, child: &OptionSet) -> OptionSet {
+    pub fn merged(&self, child: &Self) -> Self {
         let mut out = self.clone();
         for (code, v) in child.iter() {
             out.insert(code, v);
@@ -87,8 +97,8 @@ impl OptionSet {
 
     /// The options of `self` that `base` lacks or has with another payload: what a child level
     /// must say so that `base.merged(&diff) == self`.
-    pub(super) fn diff_from(&self, base: &OptionSet) -> OptionSet {
-        let mut out = OptionSet::new();
+    pub(super) fn diff_from(&self, base: &Self) -> Self {
+        let mut out = Self::new();
         for (code, v) in self.iter() {
             if base.get(code) != Some(v) {
                 out.insert(code, v);
@@ -98,12 +108,13 @@ impl OptionSet {
     }
 }
 
-/// How a value is written in the config and encoded on the wire.
+/// How a value is written in the config and encoded on the wire. A scheme's catalogue uses the
+/// kinds that exist in its protocol; by-code values take the ones in [`TYPED`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// One IPv4 address.
+pub(super) enum Kind {
+    /// One address of the scheme's family.
     Ip,
-    /// One or more IPv4 addresses, concatenated.
+    /// One or more addresses of the scheme's family, concatenated.
     Ips,
     U8,
     U16,
@@ -115,26 +126,103 @@ enum Kind {
     Str,
     /// Raw bytes written as hex.
     Hex,
-    /// Domain names in RFC 1035 label form, no compression (RFC 3397).
+    /// Domain names in RFC 1035 label form, no compression (RFC 3397, RFC 8415 §10).
     Domains,
+    /// Exactly one domain name (e.g. the DS-Lite AFTR name, RFC 6334).
+    Domain,
     /// RFC 2132 §5.8 static routes: `DEST via ROUTER` pairs.
     Routes,
     /// RFC 3442 classless static routes: `DEST/LEN via ROUTER`.
     ClasslessRoutes,
+    /// RFC 5908 NTP server sub-options: an address, a multicast address or a name each.
+    Ntp,
 }
 
-struct Named {
+/// An option known by name.
+pub(super) struct Named<C> {
     name: &'static str,
-    code: u8,
+    code: C,
     kind: Kind,
 }
 
-const fn named(name: &'static str, code: u8, kind: Kind) -> Named {
+pub(super) const fn named<C>(name: &'static str, code: C, kind: Kind) -> Named<C> {
     Named { name, code, kind }
 }
 
+/// Type names accepted in a by-code value, `"150": { ip: [10.0.0.5] }`.
+const TYPED: &[(&str, Kind)] = &[
+    ("ip", Kind::Ips),
+    ("ips", Kind::Ips),
+    ("u8", Kind::U8),
+    ("u16", Kind::U16),
+    ("u32", Kind::U32),
+    ("i32", Kind::I32),
+    ("bool", Kind::Bool),
+    ("string", Kind::Str),
+    ("hex", Kind::Hex),
+    ("domains", Kind::Domains),
+];
+
+/// What one DHCP version's options look like; parsing, encoding and rendering are shared.
+pub(super) trait Scheme {
+    /// An option code.
+    type Code: Copy + Ord + fmt::Display + TryFrom<u32> + 'static;
+    /// The address family of `ip` values.
+    type Addr: Addr;
+    /// Options known by name. Any other code is reachable by number with a typed value.
+    const NAMED: &'static [Named<Self::Code>];
+    /// Codes the server writes itself (or that only clients and relays send); a config may not
+    /// set them. With the reason, or the key to use instead.
+    const SERVER_MANAGED: &'static [(Self::Code, &'static str)];
+    /// The highest code a config may set, for the out-of-range message.
+    const MAX_CODE: &'static str;
+    /// What an unknown name is not, in messages: "option" or "DHCPv6 option".
+    const OPTION: &'static str;
+    /// A code for the by-code example in messages.
+    const EXAMPLE_CODE: &'static str;
+    /// An address for the typed-value example in messages.
+    const EXAMPLE_IP: &'static str;
+
+    /// The rules of named option `code` beyond its kind, on its encoded `bytes`.
+    fn check_named(code: Self::Code, bytes: &[u8], path: &str) -> Result<(), ConfigError>;
+
+    /// The limit on an encoded payload's length, if the protocol has one.
+    fn check_len(_len: usize, _path: &str) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// DHCPv4 (RFC 2132).
+pub(super) struct V4;
+
+impl Scheme for V4 {
+    type Code = u8;
+    type Addr = Ipv4Addr;
+    const NAMED: &'static [Named<u8>] = NAMED;
+    const SERVER_MANAGED: &'static [(u8, &'static str)] = SERVER_MANAGED;
+    const MAX_CODE: &'static str = "254";
+    const OPTION: &'static str = "option";
+    const EXAMPLE_CODE: &'static str = "150";
+    const EXAMPLE_IP: &'static str = "10.0.0.5";
+
+    fn check_named(code: u8, bytes: &[u8], path: &str) -> Result<(), ConfigError> {
+        match code {
+            // RFC 1191 / RFC 2132 §5.1: the minimum legal MTU is 68.
+            26 if u16::from_be_bytes([bytes[0], bytes[1]]) < 68 => {
+                Err(invalid(path, "interface_mtu must be at least 68"))
+            }
+            // RFC 2132 §8.7: B-node, P-node, M-node, H-node.
+            46 if ![1, 2, 4, 8].contains(&bytes[0]) => Err(invalid(
+                path,
+                "netbios_node_type must be 1 (B), 2 (P), 4 (M) or 8 (H)",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Options known by name. Any other code is reachable by number with a typed value.
-const NAMED: &[Named] = &[
+const NAMED: &[Named<u8>] = &[
     named("subnet_mask", 1, Kind::Ip),
     named("time_offset", 2, Kind::I32),
     named("routers", 3, Kind::Ips),
@@ -170,20 +258,6 @@ const NAMED: &[Named] = &[
     named("classless_static_routes", 121, Kind::ClasslessRoutes),
 ];
 
-/// Type names accepted in a by-code value, `"150": { ip: [10.0.0.5] }`.
-const TYPED: &[(&str, Kind)] = &[
-    ("ip", Kind::Ips),
-    ("ips", Kind::Ips),
-    ("u8", Kind::U8),
-    ("u16", Kind::U16),
-    ("u32", Kind::U32),
-    ("i32", Kind::I32),
-    ("bool", Kind::Bool),
-    ("string", Kind::Str),
-    ("hex", Kind::Hex),
-    ("domains", Kind::Domains),
-];
-
 /// Codes the server writes itself (or that only clients and relays send); a config may not set
 /// them. With the reason, or the key to use instead.
 const SERVER_MANAGED: &[(u8, &str)] = &[
@@ -204,7 +278,12 @@ const SERVER_MANAGED: &[(u8, &str)] = &[
 
 /// The config name of option `code`, if it has one (for logs and messages).
 pub fn option_name(code: u8) -> Option<&'static str> {
-    NAMED.iter().find(|n| n.code == code).map(|n| n.name)
+    name_of::<V4>(code)
+}
+
+/// The config name of `code` in scheme `S`.
+pub(super) fn name_of<S: Scheme>(code: S::Code) -> Option<&'static str> {
+    S::NAMED.iter().find(|n| n.code == code).map(|n| n.name)
 }
 
 /// Where an `options:` map sits; decides which codes it may set.
@@ -222,8 +301,31 @@ pub(super) fn parse_options(
     value: Option<&Value>,
     level: Level,
 ) -> Result<OptionSet, ConfigError> {
+    parse_map::<V4>(path, value, |kpath, code| {
+        if level == Level::Wide && (code == 1 || code == 28) {
+            return Err(invalid(
+                kpath,
+                format!(
+                    "option {code} ({}) is derived from each subnet; set it in a subnet's options \
+                     if the derived value is wrong",
+                    option_name(code).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Parses and encodes the `options:` map at `path` in scheme `S` (absent or null: no options).
+/// `allowed` refuses codes the map's level may not set; it sees each entry in turn, so the first
+/// bad entry is the one reported.
+pub(super) fn parse_map<S: Scheme>(
+    path: &str,
+    value: Option<&Value>,
+    allowed: impl Fn(&str, S::Code) -> Result<(), ConfigError>,
+) -> Result<EncodedOptions<S::Code>, ConfigError> {
     let entries = match value {
-        None | Some(Value::Null) => return Ok(OptionSet::new()),
+        None | Some(Value::Null) => return Ok(EncodedOptions::new()),
         Some(Value::Map(entries)) => entries,
         Some(other) => {
             return Err(invalid(
@@ -235,36 +337,30 @@ pub(super) fn parse_options(
             ));
         }
     };
-    let mut set = OptionSet::new();
-    let mut keys: Vec<(u8, &str)> = Vec::new();
+    let mut set = EncodedOptions::new();
+    let mut keys: Vec<(S::Code, &str)> = Vec::new();
     for (key, v) in entries {
         let kpath = join(path, key);
         let (code, payload) = if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
-            let code = check_code(&kpath, key)?;
-            (code, encode_typed(&kpath, v)?)
+            let code = check_code::<S>(&kpath, key)?;
+            (code, encode_typed::<S>(&kpath, v)?)
         } else {
-            let Some(n) = NAMED.iter().find(|n| n.name == key) else {
+            let Some(n) = S::NAMED.iter().find(|n| n.name == key) else {
                 return Err(invalid(
                     kpath,
                     format!(
-                        "unknown option name `{key}` (known names are listed in the config \
-                         docs; any other option can be given by code with a typed value, \
-                         e.g. \"150\": {{ ip: [10.0.0.5] }})"
+                        "unknown {} name `{key}` (known names are listed in the config docs; any \
+                         other option can be given by code with a typed value, e.g. \"{}\": {{ \
+                         ip: [{}] }})",
+                        S::OPTION,
+                        S::EXAMPLE_CODE,
+                        S::EXAMPLE_IP
                     ),
                 ));
             };
-            (n.code, encode_named(n, v, &kpath)?)
+            (n.code, encode_named::<S>(n, v, &kpath)?)
         };
-        if level == Level::Wide && (code == 1 || code == 28) {
-            return Err(invalid(
-                kpath,
-                format!(
-                    "option {code} ({}) is derived from each subnet; set it in a subnet's options \
-                     if the derived value is wrong",
-                    option_name(code).unwrap_or_default()
-                ),
-            ));
-        }
+        allowed(&kpath, code)?;
         if let Some((_, first)) = keys.iter().find(|(c, _)| *c == code) {
             return Err(invalid(
                 kpath,
@@ -277,44 +373,43 @@ pub(super) fn parse_options(
     Ok(set)
 }
 
-fn check_code(path: &str, key: &str) -> Result<u8, ConfigError> {
+fn check_code<S: Scheme>(path: &str, key: &str) -> Result<S::Code, ConfigError> {
     let code = key.parse::<u32>().unwrap_or(u32::MAX);
-    if let Ok(c) = u8::try_from(code)
-        && let Some((_, why)) = SERVER_MANAGED.iter().find(|(m, _)| *m == c)
+    if let Ok(c) = S::Code::try_from(code)
+        && let Some((_, why)) = S::SERVER_MANAGED.iter().find(|(m, _)| *m == c)
     {
         return Err(invalid(
             path,
             format!("option {c} ({why}) is managed by the server and cannot be configured"),
         ));
     }
-    u8::try_from(code)
-        .map_err(|_| invalid(path, format!("option code {key} is out of range 1..=254")))
-}
-
-fn encode_named(n: &Named, v: &Value, path: &str) -> Result<Vec<u8>, ConfigError> {
-    let bytes = encode(n.kind, v, path, false)?;
-    match n.code {
-        // RFC 1191 / RFC 2132 §5.1: the minimum legal MTU is 68.
-        26 if u16::from_be_bytes([bytes[0], bytes[1]]) < 68 => {
-            Err(invalid(path, "interface_mtu must be at least 68"))
-        }
-        // RFC 2132 §8.7: B-node, P-node, M-node, H-node.
-        46 if ![1, 2, 4, 8].contains(&bytes[0]) => Err(invalid(
+    S::Code::try_from(code).map_err(|_| {
+        invalid(
             path,
-            "netbios_node_type must be 1 (B), 2 (P), 4 (M) or 8 (H)",
-        )),
-        _ => Ok(bytes),
-    }
+            format!("option code {key} is out of range 1..={}", S::MAX_CODE),
+        )
+    })
 }
 
-fn encode_typed(path: &str, v: &Value) -> Result<Vec<u8>, ConfigError> {
+fn encode_named<S: Scheme>(
+    n: &Named<S::Code>,
+    v: &Value,
+    path: &str,
+) -> Result<Vec<u8>, ConfigError> {
+    let bytes = encode::<S>(n.kind, v, path, false)?;
+    S::check_named(n.code, &bytes, path)?;
+    Ok(bytes)
+}
+
+fn encode_typed<S: Scheme>(path: &str, v: &Value) -> Result<Vec<u8>, ConfigError> {
     let types = || TYPED.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ");
     let Value::Map(entries) = v else {
         return Err(invalid(
             path,
             format!(
-                "an option given by code needs a typed value such as {{ ip: [10.0.0.5] }}, got \
-                 {}; types: {}",
+                "an option given by code needs a typed value such as {{ ip: [{}] }}, got {}; \
+                 types: {}",
+                S::EXAMPLE_IP,
                 v.describe(),
                 types()
             ),
@@ -333,14 +428,19 @@ fn encode_typed(path: &str, v: &Value) -> Result<Vec<u8>, ConfigError> {
             format!("unknown value type `{ty}`, expected one of {}", types()),
         ));
     };
-    encode(*kind, inner, &tpath, true)
+    encode::<S>(*kind, inner, &tpath, true)
 }
 
 /// Encodes `v` as `kind`. `many` lets integer and boolean kinds take a list too.
-fn encode(kind: Kind, v: &Value, path: &str, many: bool) -> Result<Vec<u8>, ConfigError> {
+fn encode<S: Scheme>(
+    kind: Kind,
+    v: &Value,
+    path: &str,
+    many: bool,
+) -> Result<Vec<u8>, ConfigError> {
     let mut out = Vec::new();
     match kind {
-        Kind::Ip => out.extend(ip(v, path)?.octets()),
+        Kind::Ip => address::<S::Addr>(v, path)?.put(&mut out),
         Kind::Str => match v {
             Value::Str(s) if !s.is_empty() => out.extend(s.as_bytes()),
             Value::Str(_) => return Err(invalid(path, "must not be empty")),
@@ -357,10 +457,14 @@ fn encode(kind: Kind, v: &Value, path: &str, many: bool) -> Result<Vec<u8>, Conf
             }
             other => return Err(expected(path, "hex bytes such as \"01:02:0a\"", other)),
         },
-        Kind::Ips | Kind::Domains | Kind::Routes | Kind::ClasslessRoutes => {
-            for (p, item) in one_or_many(v, path, what(kind))? {
+        Kind::Domain => {
+            let s = string(v, path, "a domain name")?;
+            encode_domain(s, &mut out).map_err(|e| invalid(path, e))?;
+        }
+        Kind::Ips | Kind::Domains | Kind::Routes | Kind::ClasslessRoutes | Kind::Ntp => {
+            for (p, item) in one_or_many(v, path, &what::<S>(kind))? {
                 match kind {
-                    Kind::Ips => out.extend(ip(item, &p)?.octets()),
+                    Kind::Ips => address::<S::Addr>(item, &p)?.put(&mut out),
                     Kind::Domains => {
                         let s = string(item, &p, "a domain name")?;
                         encode_domain(s, &mut out).map_err(|e| invalid(&p, e))?;
@@ -371,17 +475,18 @@ fn encode(kind: Kind, v: &Value, path: &str, many: bool) -> Result<Vec<u8>, Conf
                         out.extend(dest.octets());
                         out.extend(router.octets());
                     }
-                    _ => {
+                    Kind::ClasslessRoutes => {
                         let s = string(item, &p, "a route \"DEST/LEN via ROUTER\"")?;
                         let (dest, router) = classless_route(s).map_err(|e| invalid(&p, e))?;
                         encode_classless(dest, router, &mut out);
                     }
+                    _ => encode_ntp(item, &p, &mut out)?,
                 }
             }
         }
         Kind::U8 | Kind::U16 | Kind::U32 | Kind::I32 | Kind::Bool => {
             let items = if many {
-                one_or_many(v, path, what(kind))?
+                one_or_many(v, path, &what::<S>(kind))?
             } else {
                 vec![(path.to_owned(), v)]
             };
@@ -390,6 +495,7 @@ fn encode(kind: Kind, v: &Value, path: &str, many: bool) -> Result<Vec<u8>, Conf
             }
         }
     }
+    S::check_len(out.len(), path)?;
     Ok(out)
 }
 
@@ -424,14 +530,16 @@ fn encode_number(kind: Kind, v: &Value, path: &str, out: &mut Vec<u8>) -> Result
     Ok(())
 }
 
-fn what(kind: Kind) -> &'static str {
+/// What a list of `kind` holds, for messages.
+fn what<S: Scheme>(kind: Kind) -> String {
     match kind {
-        Kind::Ips => "IPv4 addresses",
-        Kind::Domains => "domain names",
-        Kind::Routes => "routes \"DEST via ROUTER\"",
-        Kind::ClasslessRoutes => "routes \"DEST/LEN via ROUTER\"",
-        Kind::Bool => "booleans",
-        _ => "integers",
+        Kind::Ips => format!("{} addresses", S::Addr::NAME),
+        Kind::Domains => "domain names".to_owned(),
+        Kind::Routes => "routes \"DEST via ROUTER\"".to_owned(),
+        Kind::ClasslessRoutes => "routes \"DEST/LEN via ROUTER\"".to_owned(),
+        Kind::Ntp => "NTP servers (addresses or host names)".to_owned(),
+        Kind::Bool => "booleans".to_owned(),
+        _ => "integers".to_owned(),
     }
 }
 
@@ -466,11 +574,12 @@ pub(super) fn string<'v>(v: &'v Value, path: &str, what: &str) -> Result<&'v str
     }
 }
 
-fn ip(v: &Value, path: &str) -> Result<Ipv4Addr, ConfigError> {
-    let s = string(v, path, "an IPv4 address")?;
-    s.trim()
-        .parse()
-        .map_err(|_| invalid(path, format!("{s:?} is not an IPv4 address")))
+/// One address of family `A`.
+fn address<A: Addr>(v: &Value, path: &str) -> Result<A, ConfigError> {
+    let Value::Str(s) = v else {
+        return Err(expected(path, &format!("an {} address", A::NAME), v));
+    };
+    addr::parse(path, s)
 }
 
 /// Hex bytes: `01:02:0a`, `01-02-0a`, `0x01020a` or `01020a`. None if malformed or empty.
@@ -634,23 +743,27 @@ fn decode_classless(mut b: &[u8]) -> Option<Vec<String>> {
     Some(routes)
 }
 
-fn ips(b: &[u8]) -> Option<Vec<Ipv4Addr>> {
-    (!b.is_empty() && b.len().is_multiple_of(4)).then(|| {
-        b.chunks_exact(4)
-            .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
-            .collect()
-    })
+/// Concatenated addresses of family `A`: at least one, none cut short.
+fn addresses<A: Addr>(b: &[u8]) -> Option<Vec<A>> {
+    (!b.is_empty() && b.len().is_multiple_of(A::LEN))
+        .then(|| b.chunks_exact(A::LEN).map(A::from_slice).collect())
+        .flatten()
 }
 
 fn strs(items: Vec<String>) -> Value {
     Value::Seq(items.into_iter().map(Value::Str).collect())
 }
 
-/// The config value that encodes to `b` as `kind`, if there is one.
-fn decode(kind: Kind, b: &[u8]) -> Option<Value> {
+/// The config value that encodes to `b` as `kind` in scheme `S`, if there is one.
+fn decode<S: Scheme>(kind: Kind, b: &[u8]) -> Option<Value> {
     Some(match kind {
-        Kind::Ip => Value::str(Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?).to_string()),
-        Kind::Ips => strs(ips(b)?.iter().map(Ipv4Addr::to_string).collect()),
+        Kind::Ip => Value::str(S::Addr::from_slice(b)?.to_string()),
+        Kind::Ips => strs(
+            addresses::<S::Addr>(b)?
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        ),
         Kind::U8 => Value::Int(u8::from_be_bytes(b.try_into().ok()?).into()),
         Kind::U16 => Value::Int(u16::from_be_bytes(b.try_into().ok()?).into()),
         Kind::U32 => Value::Int(u32::from_be_bytes(b.try_into().ok()?).into()),
@@ -663,8 +776,12 @@ fn decode(kind: Kind, b: &[u8]) -> Option<Value> {
         Kind::Str => Value::str(std::str::from_utf8(b).ok()?),
         Kind::Hex => Value::str(format_hex(b)),
         Kind::Domains => strs(decode_domains(b)?),
+        Kind::Domain => match decode_domains(b)?.as_slice() {
+            [one] => Value::str(one.clone()),
+            _ => return None,
+        },
         Kind::Routes => strs(
-            ips(b)?
+            addresses::<Ipv4Addr>(b)?
                 .chunks(2)
                 .map(|p| match p {
                     [d, r] => Some(format!("{d} via {r}")),
@@ -673,18 +790,24 @@ fn decode(kind: Kind, b: &[u8]) -> Option<Value> {
                 .collect::<Option<_>>()?,
         ),
         Kind::ClasslessRoutes => strs(decode_classless(b)?),
+        Kind::Ntp => strs(decode_ntp(b)?),
     })
 }
 
 /// The `options:` map that parses back to exactly `set`: by name where the payload decodes and
 /// re-encodes to the same bytes, otherwise by code as hex.
 pub(super) fn render_options(set: &OptionSet) -> Value {
+    render::<V4>(set)
+}
+
+/// [`render_options`] for scheme `S`.
+pub(super) fn render<S: Scheme>(set: &EncodedOptions<S::Code>) -> Value {
     let entries = set
         .iter()
         .map(|(code, bytes)| {
-            let by_name = NAMED.iter().find(|n| n.code == code).and_then(|n| {
-                let v = decode(n.kind, bytes)?;
-                let same = encode_named(n, &v, "").ok()? == bytes;
+            let by_name = S::NAMED.iter().find(|n| n.code == code).and_then(|n| {
+                let v = decode::<S>(n.kind, bytes)?;
+                let same = encode_named::<S>(n, &v, "").ok()? == bytes;
                 same.then(|| (n.name.to_owned(), v))
             });
             by_name.unwrap_or_else(|| {

@@ -47,22 +47,36 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn yaml(text: &str) -> Config {
+/// The config `text` describes; panics with the report if it is refused.
+pub(super) fn yaml(text: &str) -> Config {
     Config::from_yaml_str(text).unwrap_or_else(|e| panic!("{}", e.report()))
 }
 
-fn yaml_err(text: &str) -> String {
+/// The message `text` is refused with; panics if it is accepted.
+pub(super) fn yaml_err(text: &str) -> String {
     match Config::from_yaml_str(text) {
         Ok(c) => panic!("accepted:\n{text}\n{c:#?}"),
         Err(e) => e.to_string(),
     }
 }
 
-fn roundtrip(c: &Config) {
+/// Checks that `c` written as effective YAML reads back as `c`.
+pub(super) fn roundtrip(c: &Config) {
     let text = c.effective_yaml();
     let again = Config::from_yaml_str(&text)
         .unwrap_or_else(|e| panic!("effective YAML does not parse: {}\n{text}", e.report()));
     assert_eq!(&again, c, "effective YAML differs:\n{text}");
+}
+
+/// Checks that each document is refused with a message containing its expected text.
+pub(super) fn assert_errors(cases: &[(String, &str)]) {
+    for (doc, want) in cases {
+        let got = yaml_err(doc);
+        assert!(
+            got.contains(want),
+            "document:\n{doc}\n got: {got}\nwant: {want}"
+        );
+    }
 }
 
 #[test]
@@ -415,13 +429,7 @@ fn validation_errors_name_the_key() {
         (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5, hostname: \"a b\" } ]"), "v4.subnets[0].reservations[0].hostname: \"a b\" is not a host name"),
         (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5, options: { bogus: 1 } } ]"), "v4.subnets[0].reservations[0].options.bogus: unknown option name `bogus`"),
     ];
-    for (doc, want) in &cases {
-        let got = yaml_err(doc);
-        assert!(
-            got.contains(want),
-            "document:\n{doc}\n got: {got}\nwant: {want}"
-        );
-    }
+    assert_errors(&cases);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use std::net::Ipv6Addr;
 
+use super::tests::{assert_errors, roundtrip, yaml};
 use super::*;
 
 /// The document from issue 5, verbatim.
@@ -20,24 +21,6 @@ v6:
 
 fn a6(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
-}
-
-fn yaml(text: &str) -> Config {
-    Config::from_yaml_str(text).unwrap_or_else(|e| panic!("{}", e.report()))
-}
-
-fn yaml_err(text: &str) -> String {
-    match Config::from_yaml_str(text) {
-        Ok(c) => panic!("accepted:\n{text}\n{:#?}", c.v6),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn roundtrip(c: &Config) {
-    let text = c.effective_yaml();
-    let again = Config::from_yaml_str(&text)
-        .unwrap_or_else(|e| panic!("effective YAML does not parse: {}\n{text}", e.report()));
-    assert_eq!(&again, c, "effective YAML differs:\n{text}");
 }
 
 #[test]
@@ -306,13 +289,7 @@ fn validation_errors_name_the_key() {
         (res("{ remote_id: \"9:a\", prefix: \"2001:db8:100::/56\" }, { remote_id: \"9:b\", prefix: \"2001:db8:100::/56\" }"), "v6.subnets[0].reservations[1].prefix: 2001:db8:100::/56 is already reserved by v6.subnets[0].reservations[0]"),
         (res("{ duid: \"00:03:00:01:02:00\", address: \"2001:db8:1::5\", options: { dns_servers: 5 } }"), "v6.subnets[0].reservations[0].options.dns_servers: expected an IPv6 address, got the number 5"),
     ];
-    for (doc, want) in &cases {
-        let got = yaml_err(doc);
-        assert!(
-            got.contains(want),
-            "document:\n{doc}\n got: {got}\nwant: {want}"
-        );
-    }
+    assert_errors(&cases);
 }
 
 #[test]
