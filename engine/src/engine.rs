@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
+use crate::common;
 use crate::error::{AllocError, BindError, Result};
 use crate::ident::ClientKey;
 use crate::lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseState, LeaseView, Time};
@@ -149,12 +150,7 @@ impl Engine {
                 .collect(),
         };
         #[cfg(test)]
-        {
-            let trace = std::sync::Arc::default();
-            for shard in 0..engine.shards.len() {
-                engine.lock(shard).trace = std::sync::Arc::clone(&trace);
-            }
-        }
+        common::share_trace(&engine.shards, |g| &mut g.trace);
         Ok(engine)
     }
 
@@ -164,15 +160,28 @@ impl Engine {
     }
 
     pub(crate) fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
-        // A panic while a shard was locked cannot leave it half-updated in a way that
-        // matters more than stopping every worker would; keep serving.
-        self.shards[shard]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        common::lock(&self.shards, shard)
     }
 
     fn siblings(&self, shard: usize) -> impl Iterator<Item = usize> {
-        (0..self.shards.len()).filter(move |&s| s != shard)
+        common::siblings(self.shards.len(), shard)
+    }
+
+    /// Runs `f` on `shard` after its lazy reclaim, then hands out the shard's pending
+    /// events into `events`.
+    #[inline]
+    fn on_shard<R>(
+        &self,
+        shard: usize,
+        now: Time,
+        events: &mut Vec<LeaseEvent>,
+        f: impl FnOnce(&mut Shard) -> R,
+    ) -> R {
+        let mut g = self.lock(shard);
+        g.reclaim(now, LAZY_RECLAIM);
+        let r = f(&mut g);
+        events.append(&mut g.pending);
+        r
     }
 
     /// DISCOVER: chooses an address and holds it for the client (state Offered, expires
@@ -451,11 +460,9 @@ impl Engine {
         now: Time,
         events: &mut Vec<LeaseEvent>,
     ) -> bool {
-        let mut g = self.lock(shard);
-        g.reclaim(now, LAZY_RECLAIM);
-        let done = g.release(u32::from(address), client, now);
-        events.append(&mut g.pending);
-        done
+        self.on_shard(shard, now, events, |g| {
+            g.release(u32::from(address), client, now)
+        })
     }
 
     /// DECLINE: only if `address` is offered or bound to `client`. The address is quarantined
@@ -468,12 +475,10 @@ impl Engine {
         now: Time,
         events: &mut Vec<LeaseEvent>,
     ) -> bool {
-        let mut g = self.lock(shard);
-        g.reclaim(now, LAZY_RECLAIM);
         let until = now.saturating_add(u64::from(self.decline_probation));
-        let done = g.decline(u32::from(address), client, now, until);
-        events.append(&mut g.pending);
-        done
+        self.on_shard(shard, now, events, |g| {
+            g.decline(u32::from(address), client, now, until)
+        })
     }
 
     /// The client's current record in this shard (any state, as last updated; a record whose
@@ -524,8 +529,7 @@ impl Engine {
     /// against them. At startup, [`Engine::restorer`] does the same for a whole journal much
     /// faster.
     pub fn restore(&self, shard: usize, lease: Lease) -> Result<(), BindError> {
-        let mut access = self;
-        crate::restore::restore_one(&mut access, self.shards.len(), &self.pools, shard, &lease)
+        crate::restore::restore_one(&mut &self.shards[..], &self.pools, shard, &lease)
     }
 
     /// Raises every shard's clock to at least `floor`, so that every later change gets a
@@ -533,30 +537,18 @@ impl Engine {
     /// the journal, so that new events outrank every record still in old segments, even of
     /// addresses it did not restore.
     pub fn advance_versions(&self, floor: u64) {
-        for shard in 0..self.shards.len() {
-            let mut g = self.lock(shard);
-            g.clock = g.clock.max(floor);
-        }
+        common::advance_versions(&self.shards, floor);
     }
 
     /// The highest version any shard has given a change (or been raised to), for tests and
     /// diagnostics.
     pub fn max_version(&self) -> u64 {
-        (0..self.shards.len())
-            .map(|shard| self.lock(shard).clock)
-            .max()
-            .unwrap_or(0)
+        common::max_version(&self.shards)
     }
 
     /// Every lease record of every shard, sorted by address, for dumps and snapshots.
     pub fn leases(&self) -> Vec<Lease> {
-        let mut all = Vec::new();
-        for shard in 0..self.shards.len() {
-            let g = self.lock(shard);
-            all.extend(g.records.iter().map(|idx| g.records.lease(idx)));
-        }
-        all.sort_unstable_by_key(|lease| lease.address);
-        all
+        common::leases(&self.shards, |lease| lease.address)
     }
 
     /// Usage of every pool, in configuration order.
@@ -587,31 +579,6 @@ impl Engine {
     }
 }
 
-/// What the journal does before replay: per address, the record with the highest version,
-/// in the order the winners appear in `records`. Panics on two records of one address with
-/// the same version, which the versioning rules make impossible.
-#[cfg(test)]
-pub(crate) fn fold<'a>(records: impl IntoIterator<Item = &'a Lease>) -> Vec<Lease> {
-    use std::collections::{HashMap, HashSet};
-    let mut best: HashMap<Ipv4Addr, (usize, &Lease)> = HashMap::new();
-    let mut seen = HashSet::new();
-    for (i, lease) in records.into_iter().enumerate() {
-        assert!(
-            seen.insert((lease.address, lease.version)),
-            "two records of {} with version {}",
-            lease.address,
-            lease.version
-        );
-        let entry = best.entry(lease.address).or_insert((i, lease));
-        if lease.version > entry.1.version {
-            *entry = (i, lease);
-        }
-    }
-    let mut winners: Vec<(usize, &Lease)> = best.into_values().collect();
-    winners.sort_unstable_by_key(|&(i, _)| i);
-    winners.into_iter().map(|(_, l)| l.clone()).collect()
-}
-
 #[cfg(test)]
 impl Engine {
     pub(crate) fn pools(&self) -> &Pools {
@@ -627,18 +594,7 @@ impl Engine {
     /// Checks the rule replay rests on: for every address, the versions of its events
     /// strictly increase in the real order of the changes. Returns how many events it saw.
     pub(crate) fn check_causality(&self) -> usize {
-        use std::collections::HashMap;
-        let trace = self.trace();
-        let mut last: HashMap<Ipv4Addr, u64> = HashMap::new();
-        for &(addr, version) in &trace {
-            if let Some(prev) = last.insert(addr, version) {
-                assert!(
-                    version > prev,
-                    "{addr}: an event with version {version} made after one with {prev}"
-                );
-            }
-        }
-        trace.len()
+        crate::testkit::check_causality(&self.trace())
     }
 
     /// Checks every bookkeeping rule across all shards; panics on the first broken one.

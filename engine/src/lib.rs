@@ -92,6 +92,7 @@
 //! # Ok::<(), lessor_engine::Error>(())
 //! ```
 
+mod common;
 mod engine;
 mod error;
 mod grow;
@@ -105,6 +106,8 @@ pub mod v6;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod testkit;
 
 pub use engine::{BindRequest, Engine, OfferRequest, PoolStats};
 pub use error::{AllocError, BindError, Error, Result};

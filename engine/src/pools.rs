@@ -126,14 +126,8 @@ impl Pools {
             sorted.push((first, last, id(i)?));
         }
         sorted.sort_unstable();
-        for pair in sorted.windows(2) {
-            let ((_, a_last, a), (b_first, _, b)) = (pair[0], pair[1]);
-            if a_last >= b_first {
-                return Err(Error::PoolsOverlap {
-                    first: a.min(b),
-                    second: a.max(b),
-                });
-            }
+        if let Some((first, second)) = crate::common::overlap(&sorted) {
+            return Err(Error::PoolsOverlap { first, second });
         }
         Ok(Self {
             layouts: layouts.into(),

@@ -16,17 +16,17 @@
 //! version order.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
-use crate::engine::fold;
 use crate::pools::Place;
+use crate::testkit::{Reorder, check_versions, fold, reorder};
 use crate::{
-    AllocError, BindError, BindRequest, ClientKey, Engine, EngineConfig, EventKind, HwAddr, Lease,
-    LeaseEvent, LeaseInfo, LeaseState, LeaseView, OfferRequest, PoolId, PoolSpec, Time,
+    AllocError, BindError, BindRequest, ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseEvent,
+    LeaseInfo, LeaseState, LeaseView, OfferRequest, PoolId, PoolSpec,
 };
 
 const HOLD: u32 = 30;
@@ -199,92 +199,7 @@ fn shard_of(c: u8, shards: usize) -> usize {
 }
 
 /// What a server could know: live offers and bindings per client, quarantines.
-#[derive(Debug, Default)]
-struct Model {
-    now: Time,
-    bound: BTreeMap<u8, (Ipv4Addr, Time)>,
-    offered: BTreeMap<u8, (Ipv4Addr, Time)>,
-    quarantine: BTreeMap<Ipv4Addr, Time>,
-}
-
-impl Model {
-    fn live(&self, entry: Option<&(Ipv4Addr, Time)>) -> Option<Ipv4Addr> {
-        entry
-            .filter(|(_, until)| *until > self.now)
-            .map(|(a, _)| *a)
-    }
-
-    fn bound_to(&self, c: u8) -> Option<Ipv4Addr> {
-        self.live(self.bound.get(&c))
-    }
-
-    fn offered_to(&self, c: u8) -> Option<Ipv4Addr> {
-        self.live(self.offered.get(&c))
-    }
-
-    fn quarantined(&self, a: Ipv4Addr) -> bool {
-        self.quarantine
-            .get(&a)
-            .is_some_and(|&until| until > self.now)
-    }
-
-    fn held_by_other(&self, a: Ipv4Addr, c: u8) -> bool {
-        (0..CLIENTS)
-            .filter(|&o| o != c)
-            .any(|o| self.bound_to(o) == Some(a) || self.offered_to(o) == Some(a))
-    }
-
-    fn available_to(&self, a: Ipv4Addr, c: u8) -> bool {
-        !self.quarantined(a) && !self.held_by_other(a, c)
-    }
-}
-
-/// How the journal may reorder the events: proptest's choices.
-#[derive(Clone, Debug)]
-struct Reorder {
-    /// Which shard's next event comes next (modulo the shards with events left).
-    interleave: Vec<usize>,
-    /// Fisher-Yates draws for a full shuffle.
-    swaps: Vec<usize>,
-}
-
-fn reorder() -> impl Strategy<Value = Reorder> {
-    (
-        proptest::collection::vec(any::<usize>(), 1..64),
-        proptest::collection::vec(any::<usize>(), 1..64),
-    )
-        .prop_map(|(interleave, swaps)| Reorder { interleave, swaps })
-}
-
-impl Reorder {
-    /// Each shard's events in their order, the shards interleaved as `interleave` says.
-    fn interleaved(&self, events: &[(usize, LeaseEvent)], shards: usize) -> Vec<Lease> {
-        let mut queues: Vec<VecDeque<&Lease>> = vec![VecDeque::new(); shards];
-        for (shard, event) in events {
-            queues[*shard].push_back(&event.lease);
-        }
-        let mut out = Vec::with_capacity(events.len());
-        for k in 0.. {
-            let left: Vec<usize> = (0..shards).filter(|&s| !queues[s].is_empty()).collect();
-            if left.is_empty() {
-                break;
-            }
-            let pick = left[self.interleave[k % self.interleave.len()] % left.len()];
-            out.extend(queues[pick].pop_front().cloned());
-        }
-        out
-    }
-
-    /// Every event anywhere.
-    fn shuffled(&self, events: &[(usize, LeaseEvent)]) -> Vec<Lease> {
-        let mut out: Vec<Lease> = events.iter().map(|(_, e)| e.lease.clone()).collect();
-        for i in (1..out.len()).rev() {
-            let draw = self.swaps[i % self.swaps.len()].wrapping_add(i / self.swaps.len());
-            out.swap(i, draw % (i + 1));
-        }
-        out
-    }
-}
+type Model = crate::testkit::Model<Ipv4Addr>;
 
 struct Harness {
     setup: Setup,
@@ -302,7 +217,7 @@ impl Harness {
             universe: setup.universe(),
             setup,
             engine,
-            model: Model::default(),
+            model: Model::new(CLIENTS),
             events: Vec::new(),
         }
     }
@@ -494,24 +409,9 @@ impl Harness {
                     expires
                 }
             );
-            let (from, event) = self.events.last().expect("bind emits an event");
-            assert_eq!(*from, shard);
-            let kind = if renew {
-                EventKind::Renewed
-            } else {
-                EventKind::Bound
-            };
-            assert_eq!(event.kind, kind);
-            assert_eq!(
-                (event.lease.address, client_of(&event.lease.client)),
-                (a, c)
-            );
-            assert_eq!(
-                (event.lease.state, event.lease.expires),
-                (LeaseState::Bound, expires)
-            );
-            self.model.offered.remove(&c);
-            self.model.bound.insert(c, (a, expires));
+            let client = |l: &Lease| client_of(&l.client);
+            self.model
+                .bound(&self.events, shard, (c, a), renew, expires, client);
         }
     }
 
@@ -533,24 +433,7 @@ impl Harness {
                 live.insert(lease.address, (lease.state, c, lease.expires));
             }
         }
-        let mut model = BTreeMap::new();
-        for (&c, &(a, until)) in &self.model.bound {
-            if until > now {
-                model.insert(a, (LeaseState::Bound, c, until));
-            }
-        }
-        for (&c, &(a, until)) in &self.model.offered {
-            if until > now {
-                assert!(model.insert(a, (LeaseState::Offered, c, until)).is_none());
-            }
-        }
-        for (&a, &until) in &self.model.quarantine {
-            if until > now {
-                // Who declined is not the model's business; take the engine's word.
-                let c = live.get(&a).map_or(u8::MAX, |&(_, c, _)| c);
-                assert!(model.insert(a, (LeaseState::Declined, c, until)).is_none());
-            }
-        }
+        let model = self.model.expected(&live);
         assert_eq!(live, model, "live records at {now}");
         for stat in self.engine.stats() {
             assert_eq!(
@@ -563,33 +446,13 @@ impl Harness {
     /// Every address's versions rise in the real order of its changes; each shard hands
     /// out its events in version order; what was handed out is what was made.
     fn check_versions(&self) {
-        let made = self.engine.check_causality();
-        assert_eq!(
-            made,
-            self.events.len(),
-            "every event made is handed out once"
+        check_versions(
+            &self.events,
+            self.setup.shards,
+            self.engine.check_causality(),
+            self.engine.trace(),
+            self.engine.max_version(),
         );
-        let mut traced = self.engine.trace();
-        let mut handed: Vec<(Ipv4Addr, u64)> = self
-            .events
-            .iter()
-            .map(|(_, e)| (e.lease.address, e.lease.version))
-            .collect();
-        traced.sort_unstable();
-        handed.sort_unstable();
-        assert_eq!(handed, traced);
-        let mut last = vec![0; self.setup.shards];
-        for (shard, event) in &self.events {
-            assert!(
-                event.lease.version > last[*shard],
-                "shard {shard} handed out version {} after {}",
-                event.lease.version,
-                last[*shard]
-            );
-            last[*shard] = event.lease.version;
-        }
-        let max = self.events.iter().map(|(_, e)| e.lease.version).max();
-        assert!(max.unwrap_or(0) <= self.engine.max_version());
     }
 
     /// A fresh engine with `records` restored, each into its shard, one by one or in bulk.
@@ -663,18 +526,7 @@ impl Harness {
                 .map(|s| (s.free + s.offered, s.bound, s.declined))
                 .collect::<Vec<_>>()
         };
-        let handed: Vec<Lease> = self.events.iter().map(|(_, e)| e.lease.clone()).collect();
-        let mut reversed = handed.clone();
-        reversed.reverse();
-        let orders = [
-            ("hand-out order", handed),
-            ("reversed", reversed),
-            (
-                "shards interleaved",
-                reorder.interleaved(&self.events, self.setup.shards),
-            ),
-            ("shuffled", reorder.shuffled(&self.events)),
-        ];
+        let orders = reorder.journals(&self.events, self.setup.shards);
         let top = self.engine.max_version();
         for (name, journal) in orders {
             assert_eq!(journal.len(), self.events.len());

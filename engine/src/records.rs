@@ -24,23 +24,19 @@ use std::net::Ipv4Addr;
 
 use hashbrown::DefaultHashBuilder;
 
+use crate::common::slot::{
+    COMPACT_MIN, KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT,
+    clamp,
+};
 use crate::grow::{IndexTable, Slab};
 
 use crate::ident::{ClientKey, HwAddr};
 use crate::lease::{Lease, LeaseState, LeaseView, Time};
 use crate::pools::{Place, PoolId};
 
-/// "No index" in the slab's free list and "no blob" in [`Slot::extra`].
-pub(crate) const NONE: u32 = u32::MAX;
-
 /// Key bytes a slot holds inline (longer keys go to the arena).
 pub(crate) const KEY_INLINE: usize = 17;
 
-const KIND_MASK: u8 = 0b11;
-const KIND_DYNAMIC: u8 = 0;
-const KIND_FIXED_IN_POOL: u8 = 1;
-const KIND_FIXED: u8 = 2;
-const KIND_VACANT: u8 = 3;
 /// The hardware address is in the blob (it is not the one the key spells).
 const HW_EXTRA: u8 = 1 << 2;
 /// The key is in the blob (longer than [`KEY_INLINE`]).
@@ -49,17 +45,6 @@ const KEY_EXTRA: u8 = 1 << 3;
 const NAME_EXTRA: u8 = 1 << 4;
 /// The record is its client's current one (in `by_client`).
 const INDEXED: u8 = 1 << 5;
-
-/// Blobs start at multiples of this many bytes: `extra` counts units, so a shard's arena can
-/// hold 16 GiB.
-const UNIT: usize = 4;
-/// The arena is compacted once at least this much of it is garbage, and more than half.
-const COMPACT_MIN: usize = 1 << 16;
-
-/// A time as the slots keep it: seconds since the epoch, saturating at `u32::MAX`.
-pub(crate) fn clamp(t: Time) -> u32 {
-    u32::try_from(t).unwrap_or(u32::MAX)
-}
 
 /// The hardware address a key spells: htype + chaddr for a hardware key, and for a client
 /// identifier its first byte as htype and the rest as the address (RFC 2132 §9.14).

@@ -6,12 +6,13 @@ use std::sync::MutexGuard;
 
 use roaring::RoaringBitmap;
 
+use crate::common::{self, Access};
 use crate::engine::Engine;
 use crate::error::BindError;
 use crate::lease::{Lease, LeaseRef, LeaseState};
 use crate::pools::{Place, PoolId, Pools};
 use crate::records::NewRecord;
-use crate::shard::{Claim, Counts, Shard, current_rank, is_held, tally};
+use crate::shard::{Counts, Shard, current_rank, is_held, tally};
 
 /// What [`Restorer::finish`] reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,60 +59,24 @@ struct Bulk {
     versions: Vec<u64>,
 }
 
-/// One shard at a time, whichever way the shards are held.
-pub(crate) trait Access {
-    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R;
-}
-
-impl Access for &Engine {
-    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
-        f(&mut self.lock(shard))
-    }
-}
-
-impl Access for [MutexGuard<'_, Shard>] {
-    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
-        f(&mut self[shard])
-    }
-}
-
 /// [`Engine::restore`]'s work: claims the address from whichever shard has it, then puts the
 /// record back in `shard`.
 pub(crate) fn restore_one(
-    shards: &mut (impl Access + ?Sized),
-    count: usize,
+    shards: &mut (impl Access<Shard> + ?Sized),
     pools: &Pools,
     shard: usize,
     lease: &Lease,
 ) -> Result<(), BindError> {
-    assert!(shard < count, "shard {shard} out of range");
     let addr = u32::from(lease.address);
     let place = pools.place(addr);
-    let mut lender_clock = 0;
-    let mut claimed = false;
-    for s in 0..count {
-        match shards.with(s, |g| {
-            g.restore_claim(addr, place, lease.version, s == shard)
-        }) {
-            Claim::Absent => {}
-            Claim::Newer => {
-                shards.with(shard, |g| g.clock = g.clock.max(lease.version));
-                return Err(BindError::Taken);
-            }
-            Claim::Claimed { clock } => {
-                claimed = true;
-                lender_clock = lender_clock.max(clock);
-            }
-        }
+    let claim = (addr, place, lease.version);
+    if common::restore_one(shards, shard, claim, |g| {
+        g.restore_local(addr, place, lease)
+    }) {
+        Ok(())
+    } else {
+        Err(BindError::Taken)
     }
-    shards.with(shard, |g| {
-        g.clock = g.clock.max(lender_clock);
-        if let (true, Place::Dynamic { pool, off }) = (claimed, place) {
-            g.free[pool.index()].clean.insert(off);
-        }
-        g.restore_local(addr, place, lease);
-    });
-    Ok(())
 }
 
 impl Engine {
@@ -218,8 +183,7 @@ impl Restorer<'_> {
         if self.bulk.is_some() {
             return self.add_ref(shard, LeaseRef::from(&lease));
         }
-        let count = self.guards.len();
-        let result = restore_one(&mut self.guards[..], count, self.pools, shard, &lease);
+        let result = restore_one(&mut self.guards[..], self.pools, shard, &lease);
         match result {
             Ok(()) => self.report.added += 1,
             Err(_) => self.report.refused += 1,

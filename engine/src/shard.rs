@@ -19,21 +19,17 @@ use std::net::Ipv4Addr;
 
 use roaring::RoaringBitmap;
 
+use crate::common::Sharded;
+use crate::common::slot::clamp;
 use crate::grow::MinHeap;
 use crate::ident::ClientKey;
 use crate::lease::{
     EventKind, Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseState, LeaseView, Time,
 };
 use crate::pools::{Place, PoolId};
-use crate::records::{NewRecord, Records, clamp};
+use crate::records::{NewRecord, Records};
 
-/// Whether a record in `state` keeps its address out of the free sets.
-pub(crate) fn is_held(state: LeaseState) -> bool {
-    matches!(
-        state,
-        LeaseState::Offered | LeaseState::Bound | LeaseState::Declined
-    )
-}
+pub(crate) use crate::common::{Avail, Claim, Counts, current_rank, is_held};
 
 /// A shard's free offsets in one pool.
 #[derive(Debug, Default)]
@@ -57,45 +53,11 @@ impl FreeSet {
     }
 }
 
-/// Held records of dynamic addresses in one pool, for [`Engine::stats`](crate::Engine::stats).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) offered: u64,
-    pub(crate) bound: u64,
-    pub(crate) declined: u64,
-}
-
+/// Counts a record of `place` in `state` in (`up`) or out, if its address is dynamic.
 pub(crate) fn tally(counts: &mut [Counts], place: Place, state: LeaseState, up: bool) {
-    let Place::Dynamic { pool, .. } = place else {
-        return;
-    };
-    let counts = &mut counts[pool.index()];
-    let n = match state {
-        LeaseState::Offered => &mut counts.offered,
-        LeaseState::Bound => &mut counts.bound,
-        LeaseState::Declined => &mut counts.declined,
-        LeaseState::Released | LeaseState::Expired => return,
-    };
-    if up {
-        *n += 1;
-    } else {
-        *n -= 1;
+    if let Place::Dynamic { pool, .. } = place {
+        counts[pool.index()].tally(state, up);
     }
-}
-
-/// What an address is to a client, in one shard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Avail {
-    /// The client's own offer or lease.
-    Own,
-    /// Free here (or a fixed address nobody holds here).
-    Free,
-    /// A dynamic address this shard does not own: a sibling may have it free.
-    Elsewhere,
-    /// Another client's live offer or lease.
-    HeldByOther,
-    /// Quarantined after a DECLINE.
-    Quarantined,
 }
 
 /// The state, start and end a record is given.
@@ -104,25 +66,6 @@ pub(crate) struct Term {
     pub(crate) state: LeaseState,
     pub(crate) starts: Time,
     pub(crate) expires: Time,
-}
-
-/// What [`Shard::restore_claim`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Claim {
-    /// Nothing of that address here (any older record of it is gone).
-    Absent,
-    /// A record of the address here is at least as new as the restored one.
-    Newer,
-    /// The free address was taken out of this shard, whose clock was then `clock`.
-    Claimed { clock: u64 },
-}
-
-/// Which of a client's records is its current (indexed) one on replay: a binding first (a
-/// binding in a folded journal is always live, while a Released or Expired record of the
-/// client with a higher version can be the end of an old quarantine), then the highest
-/// version (the address breaks ties, which a consistent journal never has).
-pub(crate) fn current_rank(state: LeaseState, version: u64, addr: u32) -> (bool, u64, u32) {
-    (state == LeaseState::Bound, version, addr)
 }
 
 /// Slab slots a rebuild of the expiry heap scans per push.
@@ -170,7 +113,7 @@ pub(crate) struct Shard {
     /// Test-only log of every event as it is made, shared by all shards of an engine: the
     /// real order of changes, which hand-out order is not.
     #[cfg(test)]
-    pub(crate) trace: std::sync::Arc<std::sync::Mutex<Vec<(Ipv4Addr, u64)>>>,
+    pub(crate) trace: crate::common::Trace<Ipv4Addr>,
 }
 
 impl Shard {
@@ -639,33 +582,6 @@ impl Shard {
         lent
     }
 
-    /// Replay, in every shard in turn: drops a record of `addr` here older than `version`
-    /// (refusing if one is not older), and, unless this is the `target` shard, takes the free
-    /// dynamic address out of this shard.
-    pub(crate) fn restore_claim(
-        &mut self,
-        addr: u32,
-        place: Place,
-        version: u64,
-        target: bool,
-    ) -> Claim {
-        if let Some(slot) = self.records.get(addr) {
-            if slot.version >= version {
-                return Claim::Newer;
-            }
-            // An older record of the address (the caller gave more than a journal's fold).
-            self.remove(addr);
-        }
-        match place {
-            Place::Dynamic { pool, off }
-                if !target && self.free[pool.index()].clean.remove(off) =>
-            {
-                Claim::Claimed { clock: self.clock }
-            }
-            _ => Claim::Absent,
-        }
-    }
-
     /// Replay, in the target shard (which owns `addr` if it is dynamic, and has no record of
     /// it): puts `lease` back. See [`Engine::restore`](crate::Engine::restore) for the rules.
     pub(crate) fn restore_local(&mut self, addr: u32, place: Place, lease: &Lease) {
@@ -703,6 +619,44 @@ impl Shard {
         let idx = self.insert(&NewRecord::of(lease, place));
         if indexed {
             self.records.index(idx);
+        }
+    }
+}
+
+impl Sharded for Shard {
+    type Lease = Lease;
+    type Res = u32;
+    type Place = Place;
+
+    fn clock(&mut self) -> &mut u64 {
+        &mut self.clock
+    }
+
+    fn leases_into(&self, out: &mut Vec<Lease>) {
+        out.extend(self.records.iter().map(|idx| self.records.lease(idx)));
+    }
+
+    fn restore_claim(&mut self, addr: u32, place: Place, version: u64, target: bool) -> Claim {
+        if let Some(slot) = self.records.get(addr) {
+            if slot.version >= version {
+                return Claim::Newer;
+            }
+            // An older record of the address (the caller gave more than a journal's fold).
+            self.remove(addr);
+        }
+        match place {
+            Place::Dynamic { pool, off }
+                if !target && self.free[pool.index()].clean.remove(off) =>
+            {
+                Claim::Claimed { clock: self.clock }
+            }
+            _ => Claim::Absent,
+        }
+    }
+
+    fn receive_claimed(&mut self, place: Place) {
+        if let Place::Dynamic { pool, off } = place {
+            self.free[pool.index()].clean.insert(off);
         }
     }
 }

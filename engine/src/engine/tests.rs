@@ -1,7 +1,7 @@
 //! Unit tests of the engine's rules, one scenario each.
 
 use super::*;
-use crate::engine::fold;
+use crate::testkit::fold;
 use crate::{AllocError, BindError, EngineConfig, HwAddr, PoolSpec};
 
 const HOLD: u32 = 30;
@@ -609,8 +609,9 @@ fn expiry_heap_stays_bounded() {
     assert!(g.expiry.len() <= 2 * g.held + 64 + 16, "{}", g.expiry.len());
 }
 
-#[test]
-fn snapshot_restores_exactly() {
+/// Two shards with a record in every state but Expired (clients 2, 3 and 5 in shard 1):
+/// what the snapshot tests restore.
+fn every_state() -> T {
     let mut t = T::new(2, vec![pool(10, 30, &[12])]);
     t.bind(0, 1, ip(10), T0).unwrap();
     t.bind(1, 2, ip(20), T0).unwrap();
@@ -620,6 +621,12 @@ fn snapshot_restores_exactly() {
     t.decline(0, 4, ip(11), T0 + 2);
     t.offer(0, 4, T0 + 3).unwrap();
     t.bind_with(1, 5, ip(12), true, T0).unwrap();
+    t
+}
+
+#[test]
+fn snapshot_restores_exactly() {
+    let t = every_state();
     let snapshot = t.e.leases();
     for order in [false, true] {
         let fresh = engine(2, vec![pool(10, 30, &[12])]);
@@ -1048,15 +1055,7 @@ fn bulk_into(
 
 #[test]
 fn bulk_restore_of_a_snapshot_is_exact() {
-    let mut t = T::new(2, vec![pool(10, 30, &[12])]);
-    t.bind(0, 1, ip(10), T0).unwrap();
-    t.bind(1, 2, ip(20), T0).unwrap();
-    t.bind(1, 3, ip(21), T0).unwrap();
-    t.release(1, 3, ip(21), T0 + 1);
-    t.bind(0, 4, ip(11), T0).unwrap();
-    t.decline(0, 4, ip(11), T0 + 2);
-    t.offer(0, 4, T0 + 3).unwrap();
-    t.bind_with(1, 5, ip(12), true, T0).unwrap();
+    let t = every_state();
     let snapshot = t.e.leases();
     let shard_of = |c: &ClientKey| usize::from([client(2), client(3), client(5)].contains(c));
     for reverse in [false, true] {

@@ -1,7 +1,7 @@
 //! Test-only: every bookkeeping rule of the v6 engine, checked across all shards, and the
 //! causality log.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use roaring::RoaringBitmap;
 
@@ -27,17 +27,7 @@ impl V6Engine {
     /// For every resource, the versions of its events strictly increase in the real order of
     /// the changes. Returns how many events it saw.
     pub(crate) fn check_causality(&self) -> usize {
-        let trace = self.trace();
-        let mut last: HashMap<Resource, u64> = HashMap::new();
-        for &(res, version) in &trace {
-            if let Some(prev) = last.insert(res, version) {
-                assert!(
-                    version > prev,
-                    "{res}: an event with version {version} made after one with {prev}"
-                );
-            }
-        }
-        trace.len()
+        crate::testkit::check_causality(&self.trace())
     }
 
     /// Checks every bookkeeping rule across all shards; panics on the first broken one.

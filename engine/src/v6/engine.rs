@@ -2,8 +2,9 @@
 //! stats (v4's `engine.rs`, by IA and resource).
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
+use crate::common;
 use crate::lease::{EventKind, LeaseState, Time};
 
 use super::error::{V6BindError, V6ConfigError};
@@ -176,12 +177,7 @@ impl V6Engine {
             shards,
         };
         #[cfg(test)]
-        {
-            let trace = std::sync::Arc::default();
-            for shard in 0..engine.shards.len() {
-                engine.lock(shard).trace = std::sync::Arc::clone(&trace);
-            }
-        }
+        common::share_trace(&engine.shards, |g| &mut g.trace);
         Ok(engine)
     }
 
@@ -210,15 +206,29 @@ impl V6Engine {
     }
 
     pub(crate) fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
-        // A panic while a shard was locked cannot leave it half-updated in a way that
-        // matters more than stopping every worker would; keep serving.
-        self.shards[shard]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        common::lock(&self.shards, shard)
     }
 
     fn siblings(&self, shard: usize) -> impl Iterator<Item = usize> {
-        (0..self.shards.len()).filter(move |&s| s != shard)
+        common::siblings(self.shards.len(), shard)
+    }
+
+    /// Runs `f` on `shard` after its lazy reclaim, then settles the shard and hands out its
+    /// pending events into `events`.
+    #[inline]
+    fn on_shard<R>(
+        &self,
+        shard: usize,
+        now: Time,
+        events: &mut Vec<V6LeaseEvent>,
+        f: impl FnOnce(&mut Shard) -> R,
+    ) -> R {
+        let mut g = self.lock(shard);
+        g.reclaim(now, LAZY_RECLAIM);
+        let r = f(&mut g);
+        g.settle();
+        events.append(&mut g.pending);
+        r
     }
 
     /// Whether `pool` is a pool of `client`'s kind.
@@ -541,12 +551,7 @@ impl V6Engine {
         now: Time,
         events: &mut Vec<V6LeaseEvent>,
     ) -> bool {
-        let mut g = self.lock(shard);
-        g.reclaim(now, LAZY_RECLAIM);
-        let done = g.release(resource, client, now);
-        g.settle();
-        events.append(&mut g.pending);
-        done
+        self.on_shard(shard, now, events, |g| g.release(resource, client, now))
     }
 
     /// DECLINE: only if `resource` is advertised or bound to `client`. The resource is
@@ -559,13 +564,10 @@ impl V6Engine {
         now: Time,
         events: &mut Vec<V6LeaseEvent>,
     ) -> bool {
-        let mut g = self.lock(shard);
-        g.reclaim(now, LAZY_RECLAIM);
         let until = now.saturating_add(u64::from(self.decline_probation));
-        let done = g.decline(resource, client, now, until);
-        g.settle();
-        events.append(&mut g.pending);
-        done
+        self.on_shard(shard, now, events, |g| {
+            g.decline(resource, client, now, until)
+        })
     }
 
     /// The IA's current record in this shard (any state, as last updated; a record whose
@@ -605,10 +607,8 @@ impl V6Engine {
     /// stays, other records that are not current are dropped. At startup,
     /// [`V6Engine::restorer`] does the same for a whole journal faster.
     pub fn restore(&self, shard: usize, lease: V6Lease) -> Result<(), V6BindError> {
-        let mut access = self;
         super::restore::restore_one(
-            &mut access,
-            self.shards.len(),
+            &mut &self.shards[..],
             &self.pools,
             shard,
             &V6LeaseRef::from(&lease),
@@ -619,29 +619,17 @@ impl V6Engine {
     /// version above `floor`. After replay the server calls it with the highest version in
     /// the journal.
     pub fn advance_versions(&self, floor: u64) {
-        for shard in 0..self.shards.len() {
-            let mut g = self.lock(shard);
-            g.clock = g.clock.max(floor);
-        }
+        common::advance_versions(&self.shards, floor);
     }
 
     /// The highest version any shard has given a change (or been raised to).
     pub fn max_version(&self) -> u64 {
-        (0..self.shards.len())
-            .map(|shard| self.lock(shard).clock)
-            .max()
-            .unwrap_or(0)
+        common::max_version(&self.shards)
     }
 
     /// Every lease record of every shard, sorted by resource, for dumps and snapshots.
     pub fn leases(&self) -> Vec<V6Lease> {
-        let mut all = Vec::new();
-        for shard in 0..self.shards.len() {
-            let g = self.lock(shard);
-            all.extend(g.records.iter().map(|idx| g.records.lease(idx)));
-        }
-        all.sort_unstable_by_key(|lease| lease.resource);
-        all
+        common::leases(&self.shards, |lease| lease.resource)
     }
 
     /// Usage of every pool, in configuration order.

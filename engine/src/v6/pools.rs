@@ -283,14 +283,8 @@ impl Pools {
             sorted.push((first, last, pool));
         }
         sorted.sort_unstable();
-        for pair in sorted.windows(2) {
-            let ((_, a_last, a), (b_first, _, b)) = (pair[0], pair[1]);
-            if a_last >= b_first {
-                return Err(V6ConfigError::PoolsOverlap {
-                    first: a.min(b),
-                    second: a.max(b),
-                });
-            }
+        if let Some((first, second)) = crate::common::overlap(&sorted) {
+            return Err(V6ConfigError::PoolsOverlap { first, second });
         }
         Ok(Self {
             layouts: layouts.into(),

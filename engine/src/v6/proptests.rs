@@ -17,12 +17,13 @@
 //! journal may and folded per resource, rebuild the bindings and quarantines exactly; every
 //! resource's versions strictly increase in the real order of its changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 
 use proptest::prelude::*;
 
-use crate::lease::{EventKind, LeaseState, Time};
+use crate::lease::LeaseState;
+use crate::testkit::{Reorder, check_versions, fold, reorder};
 
 use super::engine::Tuning;
 use super::pools::Place;
@@ -257,111 +258,7 @@ fn ia_of(key: &IaKey) -> u8 {
 }
 
 /// What a server could know: live advertises and bindings per IA, quarantines.
-#[derive(Debug, Default)]
-struct Model {
-    now: Time,
-    bound: BTreeMap<u8, (Resource, Time)>,
-    offered: BTreeMap<u8, (Resource, Time)>,
-    quarantine: BTreeMap<Resource, Time>,
-}
-
-impl Model {
-    fn live(&self, entry: Option<&(Resource, Time)>) -> Option<Resource> {
-        entry
-            .filter(|(_, until)| *until > self.now)
-            .map(|(r, _)| *r)
-    }
-
-    fn bound_to(&self, ia: u8) -> Option<Resource> {
-        self.live(self.bound.get(&ia))
-    }
-
-    fn offered_to(&self, ia: u8) -> Option<Resource> {
-        self.live(self.offered.get(&ia))
-    }
-
-    fn quarantined(&self, r: Resource) -> bool {
-        self.quarantine
-            .get(&r)
-            .is_some_and(|&until| until > self.now)
-    }
-
-    fn held_by_other(&self, r: Resource, ia: u8) -> bool {
-        (0..IAS)
-            .filter(|&o| o != ia)
-            .any(|o| self.bound_to(o) == Some(r) || self.offered_to(o) == Some(r))
-    }
-
-    fn available_to(&self, r: Resource, ia: u8) -> bool {
-        !self.quarantined(r) && !self.held_by_other(r, ia)
-    }
-}
-
-/// How the journal may reorder the events: proptest's choices.
-#[derive(Clone, Debug)]
-struct Reorder {
-    interleave: Vec<usize>,
-    swaps: Vec<usize>,
-}
-
-fn reorder() -> impl Strategy<Value = Reorder> {
-    (
-        proptest::collection::vec(any::<usize>(), 1..64),
-        proptest::collection::vec(any::<usize>(), 1..64),
-    )
-        .prop_map(|(interleave, swaps)| Reorder { interleave, swaps })
-}
-
-impl Reorder {
-    /// Each shard's events in their order, the shards interleaved as `interleave` says.
-    fn interleaved(&self, events: &[(usize, V6LeaseEvent)], shards: usize) -> Vec<V6Lease> {
-        let mut queues: Vec<VecDeque<&V6Lease>> = vec![VecDeque::new(); shards];
-        for (shard, event) in events {
-            queues[*shard].push_back(&event.lease);
-        }
-        let mut out = Vec::with_capacity(events.len());
-        for k in 0.. {
-            let left: Vec<usize> = (0..shards).filter(|&s| !queues[s].is_empty()).collect();
-            if left.is_empty() {
-                break;
-            }
-            let pick = left[self.interleave[k % self.interleave.len()] % left.len()];
-            out.extend(queues[pick].pop_front().cloned());
-        }
-        out
-    }
-
-    fn shuffled(&self, events: &[(usize, V6LeaseEvent)]) -> Vec<V6Lease> {
-        let mut out: Vec<V6Lease> = events.iter().map(|(_, e)| e.lease.clone()).collect();
-        for i in (1..out.len()).rev() {
-            let draw = self.swaps[i % self.swaps.len()].wrapping_add(i / self.swaps.len());
-            out.swap(i, draw % (i + 1));
-        }
-        out
-    }
-}
-
-/// The journal's fold: per resource, the record with the highest version, in the order the
-/// winners appear. Panics on two records of one resource with the same version.
-fn fold(records: &[V6Lease]) -> Vec<V6Lease> {
-    let mut best: HashMap<Resource, (usize, &V6Lease)> = HashMap::new();
-    let mut seen = HashSet::new();
-    for (i, lease) in records.iter().enumerate() {
-        assert!(
-            seen.insert((lease.resource, lease.version)),
-            "two records of {} with version {}",
-            lease.resource,
-            lease.version
-        );
-        let entry = best.entry(lease.resource).or_insert((i, lease));
-        if lease.version > entry.1.version {
-            *entry = (i, lease);
-        }
-    }
-    let mut winners: Vec<(usize, &V6Lease)> = best.into_values().collect();
-    winners.sort_unstable_by_key(|&(i, _)| i);
-    winners.into_iter().map(|(_, l)| l.clone()).collect()
-}
+type Model = crate::testkit::Model<Resource>;
 
 struct Harness {
     setup: Setup,
@@ -378,7 +275,7 @@ impl Harness {
             universe: setup.universe(),
             engine: setup.engine(),
             setup,
-            model: Model::default(),
+            model: Model::new(IAS),
             events: Vec::new(),
         }
     }
@@ -583,21 +480,9 @@ impl Harness {
                     expires,
                 }
             );
-            let (from, event) = self.events.last().expect("bind emits an event");
-            assert_eq!(*from, shard);
-            let kind = if renew {
-                EventKind::Renewed
-            } else {
-                EventKind::Bound
-            };
-            assert_eq!(event.kind, kind);
-            assert_eq!((event.lease.resource, ia_of(&event.lease.client)), (r, ia));
-            assert_eq!(
-                (event.lease.state, event.lease.expires),
-                (LeaseState::Bound, expires)
-            );
-            self.model.offered.remove(&ia);
-            self.model.bound.insert(ia, (r, expires));
+            let client = |l: &V6Lease| ia_of(&l.client);
+            self.model
+                .bound(&self.events, shard, (ia, r), renew, expires, client);
         }
     }
 
@@ -619,53 +504,18 @@ impl Harness {
                 live.insert(lease.resource, (lease.state, ia, lease.expires));
             }
         }
-        let mut model = BTreeMap::new();
-        for (&ia, &(r, until)) in &self.model.bound {
-            if until > now {
-                model.insert(r, (LeaseState::Bound, ia, until));
-            }
-        }
-        for (&ia, &(r, until)) in &self.model.offered {
-            if until > now {
-                assert!(model.insert(r, (LeaseState::Offered, ia, until)).is_none());
-            }
-        }
-        for (&r, &until) in &self.model.quarantine {
-            if until > now {
-                // Who declined is not the model's business; take the engine's word.
-                let ia = live.get(&r).map_or(u8::MAX, |&(_, ia, _)| ia);
-                assert!(model.insert(r, (LeaseState::Declined, ia, until)).is_none());
-            }
-        }
+        let model = self.model.expected(&live);
         assert_eq!(live, model, "live records at {now}");
     }
 
     fn check_versions(&self) {
-        let made = self.engine.check_causality();
-        assert_eq!(
-            made,
-            self.events.len(),
-            "every event made is handed out once"
+        check_versions(
+            &self.events,
+            self.setup.shards,
+            self.engine.check_causality(),
+            self.engine.trace(),
+            self.engine.max_version(),
         );
-        let mut traced = self.engine.trace();
-        let mut handed: Vec<(Resource, u64)> = self
-            .events
-            .iter()
-            .map(|(_, e)| (e.lease.resource, e.lease.version))
-            .collect();
-        traced.sort_unstable();
-        handed.sort_unstable();
-        assert_eq!(handed, traced);
-        let mut last = vec![0; self.setup.shards];
-        for (shard, event) in &self.events {
-            assert!(
-                event.lease.version > last[*shard],
-                "shard {shard} out of version order"
-            );
-            last[*shard] = event.lease.version;
-        }
-        let max = self.events.iter().map(|(_, e)| e.lease.version).max();
-        assert!(max.unwrap_or(0) <= self.engine.max_version());
     }
 
     fn owner_of(&self, lease: &V6Lease) -> usize {
@@ -741,18 +591,7 @@ impl Harness {
                 .map(|s| (s.free + u128::from(s.offered), s.bound, s.declined))
                 .collect::<Vec<_>>()
         };
-        let handed: Vec<V6Lease> = self.events.iter().map(|(_, e)| e.lease.clone()).collect();
-        let mut reversed = handed.clone();
-        reversed.reverse();
-        let orders = [
-            ("hand-out order", handed),
-            ("reversed", reversed),
-            (
-                "shards interleaved",
-                reorder.interleaved(&self.events, self.setup.shards),
-            ),
-            ("shuffled", reorder.shuffled(&self.events)),
-        ];
+        let orders = reorder.journals(&self.events, self.setup.shards);
         let top = self.engine.max_version();
         for (name, journal) in orders {
             let folded = fold(&journal);

@@ -14,39 +14,25 @@ use std::net::Ipv6Addr;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+use crate::common::slot::{
+    COMPACT_MIN, KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT,
+    clamp,
+};
 use crate::lease::{LeaseState, Time};
 
 use super::key::{IaKey, Resource};
 use super::lease::{V6Lease, V6LeaseView};
 use super::pools::{Place, V6PoolId};
 
-/// "No index" in the free list and the lists, and "no blob" in [`Slot::extra`].
-pub(crate) const NONE: u32 = u32::MAX;
-
 /// Key bytes a slot holds inline (longer keys go to the arena).
 pub(crate) const KEY_INLINE: usize = 24;
 
-const KIND_MASK: u8 = 0b11;
-const KIND_DYNAMIC: u8 = 0;
-const KIND_FIXED_IN_POOL: u8 = 1;
-const KIND_FIXED: u8 = 2;
-const KIND_VACANT: u8 = 3;
 /// The key is in the arena.
 const KEY_EXTRA: u8 = 1 << 2;
 /// The record is its IA's current one (in `by_client`).
 const INDEXED: u8 = 1 << 3;
 /// The record is in its pool's remembered list.
 const LISTED: u8 = 1 << 4;
-
-/// Arena blobs start at multiples of this many bytes (`extra` counts units).
-const UNIT: usize = 4;
-/// The arena is compacted once at least this much of it is garbage, and more than half.
-const COMPACT_MIN: usize = 1 << 16;
-
-/// A time as the slots keep it: seconds since the epoch, saturating at `u32::MAX`.
-pub(crate) fn clamp(t: Time) -> u32 {
-    u32::try_from(t).unwrap_or(u32::MAX)
-}
 
 /// One lease record (80 bytes).
 #[derive(Clone, Copy, Debug)]

@@ -4,13 +4,15 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::MutexGuard;
 
+use crate::common::{self, Access};
+
 use super::engine::V6Engine;
 use super::error::V6BindError;
 use super::key::Resource;
 use super::lease::{V6Lease, V6LeaseRef};
 use super::pools::{Place, Pools};
 use super::records::NewRecord;
-use super::shard::{Claim, Shard};
+use super::shard::Shard;
 use super::space::Space;
 
 /// What [`V6Restorer::finish`] reports.
@@ -49,60 +51,22 @@ impl fmt::Debug for V6Restorer<'_> {
     }
 }
 
-/// One shard at a time, whichever way the shards are held.
-pub(crate) trait Access {
-    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R;
-}
-
-impl Access for &V6Engine {
-    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
-        f(&mut self.lock(shard))
-    }
-}
-
-impl Access for [MutexGuard<'_, Shard>] {
-    fn with<R>(&mut self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
-        f(&mut self[shard])
-    }
-}
-
 /// [`V6Engine::restore`]'s work: claims the resource from whichever shard has it, then puts
 /// the record back in `shard`.
 pub(crate) fn restore_one(
-    shards: &mut (impl Access + ?Sized),
-    count: usize,
+    shards: &mut (impl Access<Shard> + ?Sized),
     pools: &Pools,
     shard: usize,
     lease: &V6LeaseRef<'_>,
 ) -> Result<(), V6BindError> {
-    assert!(shard < count, "shard {shard} out of range");
     let res = lease.resource;
     let place = pools.place(res);
-    let mut lender_clock = 0;
-    let mut claimed = false;
-    for s in 0..count {
-        match shards.with(s, |g| {
-            g.restore_claim(res, place, lease.version, s == shard)
-        }) {
-            Claim::Absent => {}
-            Claim::Newer => {
-                shards.with(shard, |g| g.clock = g.clock.max(lease.version));
-                return Err(V6BindError::Taken);
-            }
-            Claim::Claimed { clock } => {
-                claimed = true;
-                lender_clock = lender_clock.max(clock);
-            }
-        }
+    let claim = (res, place, lease.version);
+    if common::restore_one(shards, shard, claim, |g| g.restore_local(res, place, lease)) {
+        Ok(())
+    } else {
+        Err(V6BindError::Taken)
     }
-    shards.with(shard, |g| {
-        g.clock = g.clock.max(lender_clock);
-        if let (true, Place::Dynamic { pool, off }) = (claimed, place) {
-            g.parts[pool.index()].space.receive_one(off);
-        }
-        g.restore_local(res, place, lease);
-    });
-    Ok(())
 }
 
 impl V6Engine {
@@ -182,8 +146,7 @@ impl V6Restorer<'_> {
             self.report.added += 1;
             return Ok(());
         }
-        let count = self.guards.len();
-        let result = restore_one(&mut self.guards[..], count, self.pools, shard, &lease);
+        let result = restore_one(&mut self.guards[..], self.pools, shard, &lease);
         match result {
             Ok(()) => self.report.added += 1,
             Err(_) => self.report.refused += 1,

@@ -22,49 +22,17 @@ use std::hash::BuildHasher;
 
 use hashbrown::DefaultHashBuilder;
 
+use crate::common::Sharded;
+use crate::common::slot::clamp;
 use crate::lease::{EventKind, LeaseState, Time};
 
 use super::key::{IaKey, Resource};
 use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
 use super::pools::{Place, Pools, V6PoolId};
-use super::records::{List, NewRecord, Records, clamp};
+use super::records::{List, NewRecord, Records};
 use super::space::{Lent, Space};
 
-/// Whether a record in `state` keeps its resource from being free.
-pub(crate) fn is_held(state: LeaseState) -> bool {
-    matches!(
-        state,
-        LeaseState::Offered | LeaseState::Bound | LeaseState::Declined
-    )
-}
-
-/// Held records of dynamic resources in one pool, for stats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) offered: u64,
-    pub(crate) bound: u64,
-    pub(crate) declined: u64,
-}
-
-impl Counts {
-    pub(crate) fn held(&self) -> u64 {
-        self.offered + self.bound + self.declined
-    }
-
-    pub(crate) fn tally(&mut self, state: LeaseState, up: bool) {
-        let n = match state {
-            LeaseState::Offered => &mut self.offered,
-            LeaseState::Bound => &mut self.bound,
-            LeaseState::Declined => &mut self.declined,
-            LeaseState::Released | LeaseState::Expired => return,
-        };
-        if up {
-            *n += 1;
-        } else {
-            *n -= 1;
-        }
-    }
-}
+pub(crate) use crate::common::{Avail, Claim, Counts, current_rank, is_held};
 
 /// A shard's share of one pool.
 #[derive(Debug)]
@@ -89,21 +57,6 @@ impl Part {
     }
 }
 
-/// What a resource is to an IA, in one shard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Avail {
-    /// The IA's own advertise or lease.
-    Own,
-    /// Free here (or a fixed resource nobody holds here).
-    Free,
-    /// A dynamic resource this shard does not own: a sibling may have it free.
-    Elsewhere,
-    /// Another IA's live advertise or lease.
-    HeldByOther,
-    /// Quarantined after a DECLINE.
-    Quarantined,
-}
-
 /// What [`Shard::take_free`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Give {
@@ -124,27 +77,6 @@ pub(crate) struct Term {
     pub(crate) starts: Time,
     pub(crate) preferred: u32,
     pub(crate) expires: Time,
-}
-
-/// What [`Shard::restore_claim`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Claim {
-    /// Nothing of that resource here (any older record of it is gone).
-    Absent,
-    /// A record of the resource here is at least as new as the restored one.
-    Newer,
-    /// The free resource was taken out of this shard, whose clock was then `clock`.
-    Claimed { clock: u64 },
-}
-
-/// Which of an IA's records is its current (indexed) one on replay: a binding first, then
-/// the highest version (the resource breaks ties, which a consistent journal never has).
-pub(crate) fn current_rank(
-    state: LeaseState,
-    version: u64,
-    res: Resource,
-) -> (bool, u64, Resource) {
-    (state == LeaseState::Bound, version, res)
 }
 
 /// One shard's state. See the module docs for the rules it keeps.
@@ -169,7 +101,7 @@ pub(crate) struct Shard {
     remember_min: u64,
     /// Test-only log of every event as it is made, shared by all shards of an engine.
     #[cfg(test)]
-    pub(crate) trace: std::sync::Arc<std::sync::Mutex<Vec<(Resource, u64)>>>,
+    pub(crate) trace: crate::common::Trace<Resource>,
 }
 
 impl Shard {
@@ -678,31 +610,6 @@ impl Shard {
         lent
     }
 
-    /// Replay, in every shard in turn: drops a record of `res` here older than `version`
-    /// (refusing if one is not older), and, unless this is the `target` shard, takes the free
-    /// dynamic resource out of this shard.
-    pub(crate) fn restore_claim(
-        &mut self,
-        res: Resource,
-        place: Place,
-        version: u64,
-        target: bool,
-    ) -> Claim {
-        if let Some(idx) = self.records.find(res) {
-            if self.records.slot(idx).version >= version {
-                return Claim::Newer;
-            }
-            // An older record of the resource (the caller gave more than a journal's fold).
-            self.remove(idx);
-        }
-        match place {
-            Place::Dynamic { pool, off } if !target && self.parts[pool.index()].space.give(off) => {
-                Claim::Claimed { clock: self.clock }
-            }
-            _ => Claim::Absent,
-        }
-    }
-
     /// Replay, in the target shard (which owns `res` if it is dynamic, and has no record of
     /// it): puts `lease` back. See `V6Engine::restore` for the rules.
     pub(crate) fn restore_local(&mut self, res: Resource, place: Place, lease: &V6LeaseRef<'_>) {
@@ -783,6 +690,42 @@ impl Shard {
         }
         self.held = held;
         self.expiry = heap.into();
+    }
+}
+
+impl Sharded for Shard {
+    type Lease = V6Lease;
+    type Res = Resource;
+    type Place = Place;
+
+    fn clock(&mut self) -> &mut u64 {
+        &mut self.clock
+    }
+
+    fn leases_into(&self, out: &mut Vec<V6Lease>) {
+        out.extend(self.records.iter().map(|idx| self.records.lease(idx)));
+    }
+
+    fn restore_claim(&mut self, res: Resource, place: Place, version: u64, target: bool) -> Claim {
+        if let Some(idx) = self.records.find(res) {
+            if self.records.slot(idx).version >= version {
+                return Claim::Newer;
+            }
+            // An older record of the resource (the caller gave more than a journal's fold).
+            self.remove(idx);
+        }
+        match place {
+            Place::Dynamic { pool, off } if !target && self.parts[pool.index()].space.give(off) => {
+                Claim::Claimed { clock: self.clock }
+            }
+            _ => Claim::Absent,
+        }
+    }
+
+    fn receive_claimed(&mut self, place: Place) {
+        if let Place::Dynamic { pool, off } = place {
+            self.parts[pool.index()].space.receive_one(off);
+        }
     }
 }
 

@@ -396,19 +396,21 @@ fn advertises_end_silently_and_bindings_expire_with_events() {
     assert_eq!(t.last_event().0, EventKind::Bound);
 }
 
+/// A /64 of addresses (one excluded) and a /32 split into /56s.
+fn huge_pools() -> Vec<V6PoolSpec> {
+    vec![
+        na_pool(
+            "2001:db8::",
+            "2001:db8::ffff:ffff:ffff:ffff",
+            &["2001:db8::1"],
+        ),
+        pd_pool("2001:db9::", 32, 56, &[]),
+    ]
+}
+
 #[test]
 fn a_64_pool_and_a_32_into_56_pool_cost_only_their_leases() {
-    let mut t = T::new(
-        2,
-        vec![
-            na_pool(
-                "2001:db8::",
-                "2001:db8::ffff:ffff:ffff:ffff",
-                &["2001:db8::1"],
-            ),
-            pd_pool("2001:db9::", 32, 56, &[]),
-        ],
-    );
+    let mut t = T::new(2, huge_pools());
     t.check = false;
     let stats = t.e.stats();
     assert_eq!(stats[0].total, (1 << 64) - 1);
@@ -455,17 +457,7 @@ fn a_64_pool_and_a_32_into_56_pool_cost_only_their_leases() {
         .filter(|r| r.len == 128 && u128::from(r.addr) & ((1 << 64) - 1) > 1 << 62)
         .count();
     assert!(high > 1000, "{high}");
-    let restored = t.restored(
-        2,
-        vec![
-            na_pool(
-                "2001:db8::",
-                "2001:db8::ffff:ffff:ffff:ffff",
-                &["2001:db8::1"],
-            ),
-            pd_pool("2001:db9::", 32, 56, &[]),
-        ],
-    );
+    let restored = t.restored(2, huge_pools());
     assert_eq!(restored.leases(), t.e.leases());
     assert_eq!(restored.stats(), t.e.stats());
 }
