@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lessor_engine::{Engine, EngineConfig, PoolSpec};
+use lessor_engine::{ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseState, PoolSpec};
 use lessor_journal::{Journal, Options, SyncPolicy, Ticket};
-use lessor_server::lease_record::{LeaseKey, LeaseRecord};
+use lessor_server::lease_record::{LeaseKey, LeaseRecord, LeaseRecordRef};
 use lessor_server::run::restore_into;
 
 /// Whether this run measures (`cargo bench`) rather than runs every bench once to see that it
@@ -62,6 +62,22 @@ fn record(n: u32) -> LeaseRecord {
     }
 }
 
+/// The engine's lease behind [`record`]`(n)`: what a worker journals, as a borrowed view.
+fn lease(n: u32) -> Lease {
+    let r = record(n);
+    Lease {
+        address: r.ipv4(),
+        pool: None,
+        client: ClientKey::from_bytes(&r.client),
+        hw: HwAddr::new(r.htype, &r.hw).expect("a 6-byte MAC"),
+        hostname: r.hostname.as_deref().map(Into::into),
+        state: LeaseState::Bound,
+        starts: r.starts,
+        expires: r.expires,
+        version: r.version,
+    }
+}
+
 fn open(dir: &std::path::Path, sync: SyncPolicy) -> Journal<LeaseRecord> {
     let mut opts = Options::new(dir, 1);
     opts.sync = sync;
@@ -74,7 +90,8 @@ fn open(dir: &std::path::Path, sync: SyncPolicy) -> Journal<LeaseRecord> {
 }
 
 /// Records per second through one lane, counted until the writer has written them (durable
-/// for these policies: handed to the kernel). The producer builds each record, as a worker
+/// for these policies: handed to the kernel). `none` and `interval_10ms` build each record
+/// (owned, with its allocations); `none_view` appends a view of an engine lease, as a worker
 /// does.
 fn append(c: &mut Criterion) {
     let mut g = c.benchmark_group("journal_append");
@@ -96,7 +113,7 @@ fn append(c: &mut Criterion) {
                 let mut last = Ticket(0);
                 for _ in 0..iters {
                     n = n.wrapping_add(1);
-                    last = lane.append(record(n));
+                    last = lane.append(&record(n));
                 }
                 assert!(lane.wait_durable(last, Duration::from_secs(120)));
                 start.elapsed()
@@ -105,6 +122,27 @@ fn append(c: &mut Criterion) {
         drop(lane);
         journal.shutdown().expect("closing the journal");
     }
+    // What the workers do: append a view of the engine's lease (no record built, nothing
+    // allocated); the writer only copies frames.
+    let leases: Vec<Lease> = (0..4096).map(lease).collect();
+    let dir = disk_dir();
+    let journal = open(dir.path(), SyncPolicy::None);
+    let mut lane = journal.lane(0);
+    let mut n = 0usize;
+    g.bench_function("none_view", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            let mut last = Ticket(0);
+            for _ in 0..iters {
+                n = n.wrapping_add(1);
+                last = lane.append(&LeaseRecordRef::from_lease(&leases[n % leases.len()], 0));
+            }
+            assert!(lane.wait_durable(last, Duration::from_secs(120)));
+            start.elapsed()
+        })
+    });
+    drop(lane);
+    journal.shutdown().expect("closing the journal");
     g.finish();
 }
 
@@ -126,7 +164,7 @@ fn group_commit(c: &mut Criterion) {
                     let mut last = Ticket(0);
                     for _ in 0..k {
                         n = n.wrapping_add(1);
-                        last = lane.append(record(n));
+                        last = lane.append(&record(n));
                     }
                     assert!(lane.wait_durable(last, Duration::from_secs(10)));
                     total += start.elapsed();

@@ -72,6 +72,16 @@ impl<T> Slab<T> {
         value
     }
 
+    /// Empties it, keeping as many chunks as `n` elements need, so that filling it again up
+    /// to `n` allocates nothing.
+    pub(crate) fn clear_keeping(&mut self, n: usize) {
+        self.chunks.truncate(n.div_ceil(CHUNK));
+        for chunk in &mut self.chunks {
+            chunk.clear();
+        }
+        self.len = 0;
+    }
+
     /// Makes room for `n` more elements up front (bulk loading).
     pub(crate) fn reserve(&mut self, n: usize) {
         let chunks = (self.len + n).div_ceil(CHUNK);
@@ -132,6 +142,11 @@ impl MinHeap {
             at = parent;
         }
         items[at] = value;
+    }
+
+    /// Empties it, keeping room for `n` entries (see [`Slab::clear_keeping`]).
+    pub(crate) fn clear_keeping(&mut self, n: usize) {
+        self.items.clear_keeping(n);
     }
 
     /// The heap of these entries (bottom-up, O(n)).

@@ -101,6 +101,8 @@ pub(crate) struct Shard {
     pub(crate) expiry: MinHeap,
     /// A pruned heap being built a few records at a time (see [`Shard::push_expiry`]).
     pub(crate) rebuild: Option<Rebuild>,
+    /// An empty heap with room, for the next rebuild to fill (see [`Shard::push_expiry`]).
+    pub(crate) spare_heap: MinHeap,
     /// Indexed by pool.
     pub(crate) counts: Box<[Counts]>,
     /// Number of held records (the live part of `expiry`).
@@ -125,6 +127,7 @@ impl Shard {
             records: Records::new(firsts),
             expiry: MinHeap::default(),
             rebuild: None,
+            spare_heap: MinHeap::default(),
             counts,
             held: 0,
             pending: Vec::new(),
@@ -186,12 +189,19 @@ impl Shard {
                 if end == self.records.slab_len()
                     && let Some(done) = self.rebuild.take()
                 {
-                    self.expiry = done.heap;
+                    // The old heap's chunks become the next rebuild's: in steady state the
+                    // heap is rebuilt every few thousand changes, and without this each
+                    // rebuild allocated (and the old heap freed) a 256 KiB chunk or more.
+                    // Kept: room for what the next rebuild starts with (the held records)
+                    // and the pushes while it runs.
+                    let mut old = std::mem::replace(&mut self.expiry, done.heap);
+                    old.clear_keeping(self.held + self.held / 2 + 64);
+                    self.spare_heap = old;
                 }
             }
             None if self.expiry.len() > 2 * self.held + 64 => {
                 self.rebuild = Some(Rebuild {
-                    heap: MinHeap::default(),
+                    heap: std::mem::take(&mut self.spare_heap),
                     cursor: 0,
                 });
             }

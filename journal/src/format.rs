@@ -250,7 +250,10 @@ pub(crate) fn check_snapshot(file: &[u8]) -> Result<(u64, u64), (u64, String)> {
 
 /// Appends one frame (`len | crc | payload`) holding `rec` to `buf`. On error `buf` is left as
 /// it was.
-pub(crate) fn encode_frame<T: bincode::Encode>(buf: &mut Vec<u8>, rec: &T) -> Result<(), String> {
+pub(crate) fn encode_frame<T: bincode::Encode + ?Sized>(
+    buf: &mut Vec<u8>,
+    rec: &T,
+) -> Result<(), String> {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
     let res = bincode::encode_into_std_write(rec, buf, codec());

@@ -1,6 +1,7 @@
 //! The running journal: options, the handle, lanes and their tickets.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -11,13 +12,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::Record;
 use crate::compact::{self, CompactReport, CompactorMsg};
 use crate::error::{Error, Result};
 use crate::fs::{DirLock, Fs, RealFs};
 use crate::replay::{self, Keep, ReplayReport, Tail};
 use crate::spare::Spares;
 use crate::writer::{Ctl, Shared, Start, Writer};
+use crate::{EncodesAs, Record, format};
 
 /// When a record counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,16 +180,14 @@ pub struct Stats {
     pub health: Health,
 }
 
-/// The sending end of a lane's channel: (ticket, record).
-type LaneSender<R> = Sender<(u64, R)>;
-
 /// An open journal: the writer thread, the compactor thread and the lanes that feed them.
 ///
 /// Dropping it without [`Journal::shutdown`] still stops the threads after a last write and
 /// sync, ignoring errors.
 pub struct Journal<R: Record> {
     shared: Arc<Shared>,
-    lanes: Mutex<Vec<Option<LaneSender<R>>>>,
+    /// Which lanes have been handed out.
+    taken: Mutex<Vec<bool>>,
     ctl: Sender<Ctl>,
     compactor_tx: Sender<CompactorMsg>,
     writer: Option<JoinHandle<Result<()>>>,
@@ -196,6 +195,7 @@ pub struct Journal<R: Record> {
     dir: PathBuf,
     /// Held until the journal is dropped (`None` only after `shutdown_keeping_lock`).
     lock: Option<Box<dyn DirLock>>,
+    record: PhantomData<fn(R)>,
 }
 
 impl<R: Record> fmt::Debug for Journal<R> {
@@ -286,13 +286,6 @@ impl<R: Record> Journal<R> {
 
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
         let (comp_tx, comp_rx) = crossbeam_channel::unbounded();
-        let mut senders = Vec::with_capacity(opts.lanes);
-        let mut receivers = Vec::with_capacity(opts.lanes);
-        for _ in 0..opts.lanes {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            senders.push(Some(tx));
-            receivers.push(rx);
-        }
         let spares = if opts.preallocate {
             let s = Spares::spawn(
                 fs.clone(),
@@ -311,7 +304,6 @@ impl<R: Record> Journal<R> {
             dir.clone(),
             &opts,
             shared.clone(),
-            receivers,
             ctl_rx,
             comp_tx.clone(),
             start,
@@ -340,13 +332,14 @@ impl<R: Record> Journal<R> {
         Ok((
             Journal {
                 shared,
-                lanes: Mutex::new(senders),
+                taken: Mutex::new(vec![false; opts.lanes]),
                 ctl: ctl_tx,
                 compactor_tx: comp_tx,
                 writer: Some(writer),
                 compactor: Some(compactor),
                 dir,
                 lock: Some(lock),
+                record: PhantomData,
             },
             report,
         ))
@@ -377,20 +370,22 @@ impl<R: Record> Journal<R> {
 
     /// The lane for worker `k`, or an error if it is out of range or already taken.
     pub fn try_lane(&self, k: usize) -> Result<Lane<R>> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = lanes.get_mut(k).ok_or(Error::Lane {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = taken.get_mut(k).ok_or(Error::Lane {
             lane: k,
             reason: "out of range",
         })?;
-        let tx = slot.take().ok_or(Error::Lane {
-            lane: k,
-            reason: "already taken",
-        })?;
+        if std::mem::replace(slot, true) {
+            return Err(Error::Lane {
+                lane: k,
+                reason: "already taken",
+            });
+        }
         Ok(Lane {
             k,
             next: 0,
-            tx,
             shared: self.shared.clone(),
+            record: PhantomData,
         })
     }
 
@@ -435,6 +430,7 @@ impl<R: Record> Journal<R> {
     /// it holds records, and the compactor folds everything sealed into a new snapshot.
     pub fn compact_now(&self) {
         let _ = self.ctl.send(Ctl::Compact(None));
+        self.shared.kick_writer();
     }
 
     /// Like [`Journal::compact_now`], but waits for that compaction and returns its report
@@ -444,6 +440,7 @@ impl<R: Record> Journal<R> {
         self.ctl
             .send(Ctl::Compact(Some(tx)))
             .map_err(|_| Error::Compaction("the journal is shutting down".into()))?;
+        self.shared.kick_writer();
         rx.recv().map_err(|_| {
             Error::Compaction("the journal stopped before the compaction ran".into())
         })?
@@ -468,6 +465,7 @@ impl<R: Record> Journal<R> {
             return Ok(());
         };
         let _ = self.ctl.send(Ctl::Shutdown);
+        self.shared.kick_writer();
         let res = writer
             .join()
             .unwrap_or(Err(Error::ThreadPanicked("writer")));
@@ -495,8 +493,8 @@ impl<R: Record> Drop for Journal<R> {
 pub struct Lane<R> {
     k: usize,
     next: u64,
-    tx: Sender<(u64, R)>,
     shared: Arc<Shared>,
+    record: PhantomData<fn(&R)>,
 }
 
 impl<R> fmt::Debug for Lane<R> {
@@ -526,12 +524,43 @@ impl<R> Lane<R> {
 }
 
 impl<R: Record> Lane<R> {
-    /// Hands a record to the writer without blocking (never waits for the disk) and returns
-    /// its ticket. After the journal has shut down the record goes nowhere and its ticket
-    /// never becomes durable.
-    pub fn append(&mut self, rec: R) -> Ticket {
+    /// Hands a record to the writer without waiting for the disk and returns its ticket.
+    ///
+    /// The record is encoded and framed (checksum included) here, on the caller's thread, into
+    /// the lane's queue, which the writer swaps out for an empty buffer when it takes it: the
+    /// only lock is the lane's own, shared with the writer for that swap, and once the
+    /// buffers have grown nothing is allocated. `rec` is an `R` or a borrowed view that
+    /// encodes as one ([`EncodesAs`]).
+    ///
+    /// A record that cannot be encoded (or encodes to more than [`MAX_RECORD_LEN`]) is not
+    /// written, and from its ticket on nothing of this lane becomes durable (see
+    /// [`Health::Failing`]). After the journal has shut down the record goes nowhere and its
+    /// ticket never becomes durable.
+    ///
+    /// [`MAX_RECORD_LEN`]: crate::MAX_RECORD_LEN
+    pub fn append<E: EncodesAs<R> + ?Sized>(&mut self, rec: &E) -> Ticket {
         self.next += 1;
-        let _ = self.tx.send((self.next, rec));
+        let lane = &self.shared.lanes[self.k];
+        {
+            let mut q = lane.queue();
+            if q.closed {
+                return Ticket(self.next);
+            }
+            match format::encode_frame(&mut q.bytes, rec) {
+                Ok(()) => {
+                    q.records += 1;
+                    q.last = self.next;
+                }
+                Err(e) => {
+                    if q.refused.is_none() {
+                        q.refused = Some((self.next, e));
+                    }
+                }
+            }
+            q.ticket = self.next;
+        }
+        lane.queued.store(self.next, Ordering::Relaxed);
+        self.shared.wake_writer();
         Ticket(self.next)
     }
 

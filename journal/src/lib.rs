@@ -26,7 +26,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let (journal, _report) = Journal::<Lease>::open_dir(Options::new(dir.path(), 2), |_lease| {})?;
 //! let mut lane = journal.lane(0); // one per worker thread
-//! let t: Ticket = lane.append(Lease { addr: 1, version: 1, expires: u64::MAX });
+//! let t: Ticket = lane.append(&Lease { addr: 1, version: 1, expires: u64::MAX });
 //! // Acknowledge only once the record is durable (fdatasync'ed: group commit).
 //! assert!(lane.wait_durable(t, Duration::from_secs(10)));
 //! journal.shutdown()?;
@@ -38,13 +38,15 @@
 //!
 //! # Group commit
 //!
-//! Every worker owns a [`Lane`]: [`Lane::append`] sends the record down the lane's own
-//! lock-free channel and returns a [`Ticket`] (the lane's sequence number) without waiting.
-//! One writer thread sleeps until something arrives, then drains every lane, encodes all of it
-//! into one buffer, writes it with one `write`, syncs once (`fdatasync`), and publishes each
+//! Every worker owns a [`Lane`]: [`Lane::append`] encodes the record into a frame at the end
+//! of the lane's own queue (a buffer behind a lock that only the lane and the writer take)
+//! and returns a [`Ticket`] (the lane's sequence number) without waiting. One writer thread
+//! sleeps until something arrives, then takes every lane's queue (swapping in an empty
+//! buffer), writes it all with one `write`, syncs once (`fdatasync`), and publishes each
 //! lane's durable watermark ("every ticket up to N"). Records that arrive while a sync runs
-//! queue up in the channels and go out together with the next one: the slower the disk, the
-//! bigger the batches. [`Lane::durable`] reads the watermark (an atomic);
+//! queue up in the lanes and go out together with the next one: the slower the disk, the
+//! bigger the batches. Encoding and checksumming happen on the workers, so the one writer
+//! only copies bytes and syncs, and once the buffers have grown an append allocates nothing. [`Lane::durable`] reads the watermark (an atomic);
 //! [`Lane::wait_durable`] sleeps on a per-lane condition variable that the writer signals after
 //! each publish, and a [`Doorbell`] (an eventfd, from [`Lane::doorbell`]) lets a thread that
 //! also waits for other file descriptors sleep in `poll` until the writer publishes; no lock
@@ -259,6 +261,15 @@ pub use offline::{
     read_live_with, repair, repair_with, stats_offline, stats_offline_with, verify, verify_with,
 };
 pub use replay::ReplayReport;
+
+/// A value [`Lane::append`] can take for records of type `R`: one that encodes, byte for
+/// byte, as some `R` would. `R` itself is one; a producer may add a borrowed view of its own
+/// state (implementing `bincode::Encode` field by field as `R`'s derive does) so that it need
+/// not build an owned record, with its allocations, for every change. The view's author
+/// keeps the two encodings equal; a test that encodes both is the way to hold it to that.
+pub trait EncodesAs<R>: bincode::Encode {}
+
+impl<R: Record> EncodesAs<R> for R {}
 
 /// A journal record. Records with the same key supersede each other: the one with the highest
 /// version wins, whatever order they are in the files (versions are causal per key; the

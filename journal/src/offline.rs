@@ -638,7 +638,7 @@ fn append_with_options<R: Record>(
             failed = Some(Error::Encode(e));
             break;
         }
-        let t = lane.append(r);
+        let t = lane.append(&r);
         n += 1;
         if t.0.is_multiple_of(APPEND_CHECK_EVERY)
             && t.0 > APPEND_WINDOW

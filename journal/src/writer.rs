@@ -1,37 +1,50 @@
-//! The writer thread: drains the lanes, writes each batch with one write, syncs once per batch
-//! (group commit), publishes per-lane durable watermarks, rotates segments, and survives IO
-//! errors by starting a new segment and rewriting what was not yet durable.
+//! The writer thread: takes the frames the lanes have encoded, writes each batch with one
+//! write, syncs once per batch (group commit), publishes per-lane durable watermarks, rotates
+//! segments, and survives IO errors by starting a new segment and rewriting what was not yet
+//! durable.
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_utils::Backoff;
 use nix::sys::eventfd::EventFd;
 
+use crate::CompactReport;
 use crate::compact::CompactorMsg;
 use crate::error::{Error, Result};
 use crate::format::{self, SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::fs::{Fs, FsFile};
 use crate::journal::{Health, Options, SyncPolicy, ThreadHook};
 use crate::spare::Spares;
-use crate::{CompactReport, Record};
 
 /// First wait before retrying after a write or sync error.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest wait between retries.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// One lane's durable watermark, the condition variable [`Lane::wait_durable`] sleeps on, and
-/// the lane's doorbell: an eventfd the writer makes readable when the watermark moves while
-/// the lane's worker waits for it in `poll` (see [`Doorbell::arm`]).
+/// One lane's queue of encoded frames, its durable watermark, the condition variable
+/// [`Lane::wait_durable`] sleeps on, and the lane's doorbell: an eventfd the writer makes
+/// readable when the watermark moves while the lane's worker waits for it in `poll` (see
+/// [`Doorbell::arm`]).
+///
+/// Aligned to two cache lines so that workers appending on neighbouring lanes do not write
+/// to the same line.
 ///
 /// [`Lane::wait_durable`]: crate::Lane::wait_durable
 /// [`Doorbell::arm`]: crate::Doorbell::arm
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct LaneState {
+    /// Frames encoded by the lane's worker and not yet taken by the writer.
+    pub(crate) queue: Mutex<Queued>,
+    /// The lane's last ticket, stored after its frame is queued: the writer's look for work
+    /// without taking the lock.
+    pub(crate) queued: AtomicU64,
     pub(crate) durable: AtomicU64,
     pub(crate) lock: Mutex<()>,
     pub(crate) cv: Condvar,
@@ -42,7 +55,28 @@ pub(crate) struct LaneState {
     pub(crate) armed: AtomicBool,
 }
 
+/// What a lane has handed over since the writer last took its frames.
+#[derive(Debug, Default)]
+pub(crate) struct Queued {
+    /// Frames (`len | crc | payload`), in ticket order.
+    pub(crate) bytes: Vec<u8>,
+    /// Frames in `bytes`.
+    pub(crate) records: u64,
+    /// The ticket of the last frame in `bytes`.
+    pub(crate) last: u64,
+    /// The lane's last ticket, whether its record was queued or refused.
+    pub(crate) ticket: u64,
+    /// The first record that could not be encoded: its ticket, and why.
+    pub(crate) refused: Option<(u64, String)>,
+    /// The writer has stopped: records go nowhere and their tickets never become durable.
+    pub(crate) closed: bool,
+}
+
 impl LaneState {
+    pub(crate) fn queue(&self) -> MutexGuard<'_, Queued> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn publish(&self, ticket: u64) {
         // SeqCst on both sides: a waiter announces itself (`waiters`, `armed`) and then reads
         // the watermark, the writer stores the watermark and then reads the announcements,
@@ -88,6 +122,10 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) health: Mutex<Health>,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// The writer thread, for waking it (set by the writer before it first sleeps).
+    writer: OnceLock<Thread>,
+    /// The writer is about to sleep or sleeps: the next append wakes it.
+    writer_idle: AtomicBool,
 }
 
 impl Shared {
@@ -97,6 +135,32 @@ impl Shared {
             counters: Counters::default(),
             health: Mutex::new(Health::Ok),
             last_error: Mutex::new(None),
+            writer: OnceLock::new(),
+            writer_idle: AtomicBool::new(false),
+        }
+    }
+
+    /// After a lane has queued a frame: wakes the writer if it sleeps (or is about to). The
+    /// SeqCst fences here and in [`Writer::wait`] order the queueing with the writer's look
+    /// for work, so that at least one of the two sees the other: either the writer finds the
+    /// frame before it sleeps, or this sees it idle and unparks it. While the writer is busy
+    /// this is one fence and one load, no syscall.
+    pub(crate) fn wake_writer(&self) {
+        fence(Ordering::SeqCst);
+        if self.writer_idle.load(Ordering::Relaxed)
+            && self.writer_idle.swap(false, Ordering::Acquire)
+            && let Some(w) = self.writer.get()
+        {
+            w.unpark();
+        }
+    }
+
+    /// After a control message: wakes the writer whatever it is doing (the fence pairs with
+    /// the one in [`Writer::wait`] as in [`Shared::wake_writer`]).
+    pub(crate) fn kick_writer(&self) {
+        fence(Ordering::SeqCst);
+        if let Some(w) = self.writer.get() {
+            w.unpark();
         }
     }
 
@@ -128,14 +192,13 @@ struct Active {
 /// The writer's state. Invariant: the active segment's length is `synced_len` plus the first
 /// `written` bytes of `unsynced`; `unsynced` holds every byte received since the last
 /// successful sync, so after any error it can be rewritten whole into a new segment.
-pub(crate) struct Writer<R: Record> {
+pub(crate) struct Writer {
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) dir: PathBuf,
     pub(crate) policy: SyncPolicy,
     pub(crate) segment_bytes: u64,
     pub(crate) compact_bytes: u64,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) lanes: Vec<Receiver<(u64, R)>>,
     pub(crate) ctl: Receiver<Ctl>,
     pub(crate) compactor: Sender<CompactorMsg>,
     /// Preallocated segments, when `Options::preallocate` is on.
@@ -152,13 +215,17 @@ pub(crate) struct Writer<R: Record> {
     written: usize,
     /// Records in `unsynced`.
     unsynced_records: u64,
-    /// Per lane: the highest ticket encoded into `unsynced` or synced before.
+    /// The buffer swapped with a lane's queue when its frames are taken (kept for its
+    /// capacity: taking frames allocates nothing once buffers have grown).
+    spare: Vec<u8>,
+    /// Per lane: the last ticket taken (queued or refused).
+    taken: Vec<u64>,
+    /// Per lane: the highest ticket copied into `unsynced` or synced before.
     received: Vec<u64>,
     /// Per lane: the highest ticket published durable.
     published: Vec<u64>,
     /// Per lane: the first ticket that could not be stored; the watermark stays below it.
     poisoned: Vec<Option<u64>>,
-    alive: Vec<bool>,
     /// The last write/sync error and when to retry.
     failing: Option<(String, Instant, Duration)>,
     /// A record that could not be encoded: health stays failing for good.
@@ -188,7 +255,7 @@ pub(crate) struct Start {
     pub(crate) reused: bool,
 }
 
-impl<R: Record> std::fmt::Debug for Writer<R> {
+impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
             .field("dir", &self.dir)
@@ -200,20 +267,19 @@ impl<R: Record> std::fmt::Debug for Writer<R> {
     }
 }
 
-impl<R: Record> Writer<R> {
+impl Writer {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         fs: Arc<dyn Fs>,
         dir: PathBuf,
         opts: &Options,
         shared: Arc<Shared>,
-        lanes: Vec<Receiver<(u64, R)>>,
         ctl: Receiver<Ctl>,
         compactor: Sender<CompactorMsg>,
         start: Start,
         spares: Option<Spares>,
     ) -> Self {
-        let n = lanes.len();
+        let n = shared.lanes.len();
         Writer {
             fs,
             dir,
@@ -221,7 +287,6 @@ impl<R: Record> Writer<R> {
             segment_bytes: opts.segment_bytes,
             compact_bytes: opts.compact_bytes,
             shared,
-            lanes,
             ctl,
             compactor,
             spares,
@@ -233,10 +298,11 @@ impl<R: Record> Writer<R> {
             unsynced: Vec::new(),
             written: 0,
             unsynced_records: 0,
+            spare: Vec::new(),
+            taken: vec![0; n],
             received: vec![0; n],
             published: vec![0; n],
             poisoned: vec![None; n],
-            alive: vec![true; n],
             failing: None,
             poison_error: None,
             last_sync: Instant::now(),
@@ -265,6 +331,7 @@ impl<R: Record> Writer<R> {
 
     /// The thread's body. Returns when told to shut down, after a last write and sync.
     pub(crate) fn run(mut self) -> Result<()> {
+        let _ = self.shared.writer.set(thread::current());
         let mut compact_requests = Vec::new();
         loop {
             self.wait();
@@ -319,48 +386,71 @@ impl<R: Record> Writer<R> {
         if timeout == Some(Duration::ZERO) {
             return;
         }
-        let mut sel = Select::new();
-        for (rx, alive) in self.lanes.iter().zip(&self.alive) {
-            if *alive {
-                sel.recv(rx);
-            }
-        }
-        sel.recv(&self.ctl);
-        match timeout {
-            Some(d) => {
-                let _ = sel.ready_timeout(d);
-            }
-            None => {
-                sel.ready();
-            }
-        }
-    }
-
-    /// Takes everything queued on every lane and encodes it into `unsynced`.
-    fn drain(&mut self) {
-        let mut n = 0u64;
-        for k in 0..self.lanes.len() {
-            if !self.alive[k] {
+        let deadline = timeout.map(|d| now + d);
+        self.shared.writer_idle.store(true, Ordering::SeqCst);
+        // Pairs with the fences of `Shared::wake_writer` and `kick_writer`.
+        fence(Ordering::SeqCst);
+        // A short spin, then a few yields, before the futex sleep. When the writer shares a
+        // core with a worker (one core, or more workers than cores) the yields are what lets
+        // the worker run on and queue its next records before the writer sleeps; measured
+        // without them, every sync that found nothing new cost a futex sleep and a wake-up
+        // that preempted the worker one record later (a third more context switches per
+        // lease). Appends during the spin unpark a thread that is not parked: an atomic swap,
+        // no syscall.
+        let backoff = Backoff::new();
+        while !self.has_work() {
+            if !backoff.is_completed() {
+                backoff.snooze();
                 continue;
             }
-            loop {
-                match self.lanes[k].try_recv() {
-                    Ok((ticket, rec)) => {
-                        n += 1;
-                        match format::encode_frame(&mut self.unsynced, &rec) {
-                            Ok(()) => {
-                                self.unsynced_records += 1;
-                                self.received[k] = ticket;
-                            }
-                            Err(e) => self.poison(k, ticket, e),
-                        }
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        self.alive[k] = false;
-                        break;
-                    }
-                }
+            // An unpark that came first makes this return at once; spurious returns only
+            // cost a loop in `run`.
+            match deadline {
+                Some(at) => thread::park_timeout(at.saturating_duration_since(Instant::now())),
+                None => thread::park(),
+            }
+            break;
+        }
+        self.shared.writer_idle.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether a lane has queued frames not yet taken, or a control message waits.
+    fn has_work(&self) -> bool {
+        !self.ctl.is_empty()
+            || self
+                .shared
+                .lanes
+                .iter()
+                .zip(&self.taken)
+                .any(|(lane, &taken)| lane.queued.load(Ordering::Relaxed) != taken)
+    }
+
+    /// Takes every lane's queued frames into `unsynced`: a swap of buffers under the lane's
+    /// lock and a copy, nothing encoded here (the lanes did that).
+    fn drain(&mut self) {
+        let mut n = 0u64;
+        for k in 0..self.shared.lanes.len() {
+            let lane = &self.shared.lanes[k];
+            if lane.queued.load(Ordering::Relaxed) == self.taken[k] {
+                continue;
+            }
+            let (records, last, refused) = {
+                let mut q = lane.queue();
+                std::mem::swap(&mut q.bytes, &mut self.spare);
+                self.taken[k] = q.ticket;
+                let taken = (q.records, q.last, q.refused.take());
+                q.records = 0;
+                taken
+            };
+            self.unsynced.extend_from_slice(&self.spare);
+            self.spare.clear();
+            if records > 0 {
+                n += records;
+                self.unsynced_records += records;
+                self.received[k] = last;
+            }
+            if let Some((ticket, e)) = refused {
+                self.poison(k, ticket, e);
             }
         }
         if n > 0 {
@@ -597,7 +687,8 @@ impl<R: Record> Writer<R> {
         }
     }
 
-    /// Shutdown: one last write and sync of everything received.
+    /// Shutdown: one last write and sync of everything received. (Dropping the writer then
+    /// closes the lanes.)
     fn finish(mut self) -> Result<()> {
         self.step(true);
         if let Some((e, _, _)) = self.failing.take() {
@@ -608,5 +699,19 @@ impl<R: Record> Writer<R> {
             });
         }
         Ok(())
+    }
+}
+
+impl Drop for Writer {
+    /// Whether the writer stopped or panicked: from now on the lanes' records go nowhere
+    /// instead of piling up in memory, and what was queued and not taken is let go (its
+    /// tickets never become durable).
+    fn drop(&mut self) {
+        for lane in &self.shared.lanes {
+            let mut q = lane.queue();
+            q.closed = true;
+            q.bytes = Vec::new();
+            q.records = 0;
+        }
     }
 }

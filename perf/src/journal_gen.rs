@@ -121,7 +121,7 @@ pub(crate) fn run(a: &GenArgs) -> anyhow::Result<()> {
         .map(|i| synth.bound(i))
         .chain((0..renewals).map(|k| synth.renewal(k)));
     for rec in records {
-        let t = lane.append(rec);
+        let t = lane.append(&rec);
         if t.0.is_multiple_of(CHECK_EVERY)
             && t.0 > WINDOW
             && !lane.wait_durable(Ticket(t.0 - WINDOW), Duration::from_secs(120))

@@ -7,6 +7,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use bincode::enc::Encoder;
+use bincode::error::EncodeError;
 use bincode::{Decode, Encode};
 use lessor_engine::v6::{IaKey, Resource, V6Lease, V6LeaseEvent};
 use lessor_engine::{ClientKey, EventKind, HwAddr, Lease, LeaseEvent, LeaseRef, LeaseState};
@@ -107,26 +109,134 @@ pub fn state_name(code: u8) -> &'static str {
     }
 }
 
-impl LeaseRecord {
-    /// The record for an engine event.
-    pub fn from_event(e: &LeaseEvent) -> Self {
+/// A [`LeaseRecord`] as a view of an engine lease: what the workers hand to the journal. It
+/// encodes byte for byte as the owned record would (field by field, in the order of the
+/// record's derive), so a lease change is journaled without building the record and its
+/// allocations. The owned record is made from the view ([`LeaseRecordRef::to_record`]), so the
+/// two cannot map a lease differently.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseRecordRef<'a> {
+    version: u64,
+    event: u8,
+    key: LeaseKey,
+    client: &'a [u8],
+    htype: u8,
+    /// `hw` bytes: a hardware address (at most 16 bytes) or a v6 preferred lifetime (4).
+    hw: [u8; 16],
+    hw_len: u8,
+    hostname: Option<&'a str>,
+    state: u8,
+    starts: u64,
+    expires: u64,
+}
+
+impl<'a> LeaseRecordRef<'a> {
+    /// The view of a v4 engine event.
+    pub fn from_event(e: &'a LeaseEvent) -> Self {
         Self::from_lease(&e.lease, event_code(e.kind))
     }
 
-    /// The record for a lease as the engine holds it.
-    pub fn from_lease(l: &Lease, event: u8) -> Self {
-        LeaseRecord {
+    /// The view of a v4 lease as the engine holds it.
+    pub fn from_lease(l: &'a Lease, event: u8) -> Self {
+        let (hw, hw_len) = hw_field(l.hw.bytes());
+        LeaseRecordRef {
             version: l.version,
             event,
             key: LeaseKey::V4(u32::from(l.address)),
-            client: l.client.as_bytes().to_vec(),
+            client: l.client.as_bytes(),
             htype: l.hw.htype(),
-            hw: l.hw.bytes().to_vec(),
-            hostname: l.hostname.as_deref().map(str::to_owned),
+            hw,
+            hw_len,
+            hostname: l.hostname.as_deref(),
             state: state_code(l.state),
             starts: l.starts,
             expires: l.expires,
         }
+    }
+
+    /// The view of a v6 engine event.
+    pub fn from_v6_event(e: &'a V6LeaseEvent) -> Self {
+        Self::from_v6_lease(&e.lease, event_code(e.kind))
+    }
+
+    /// The view of a v6 lease as the engine holds it.
+    pub fn from_v6_lease(l: &'a V6Lease, event: u8) -> Self {
+        let (hw, hw_len) = hw_field(&l.preferred.to_be_bytes());
+        LeaseRecordRef {
+            version: l.version,
+            event,
+            key: LeaseKey::V6 {
+                addr: u128::from(l.resource.addr),
+                len: l.resource.len,
+            },
+            client: l.client.as_bytes(),
+            htype: 0,
+            hw,
+            hw_len,
+            hostname: None,
+            state: state_code(l.state),
+            starts: l.starts,
+            expires: l.expires,
+        }
+    }
+
+    fn hw(&self) -> &[u8] {
+        &self.hw[..usize::from(self.hw_len)]
+    }
+
+    /// The owned record.
+    pub fn to_record(&self) -> LeaseRecord {
+        LeaseRecord {
+            version: self.version,
+            event: self.event,
+            key: self.key,
+            client: self.client.to_vec(),
+            htype: self.htype,
+            hw: self.hw().to_vec(),
+            hostname: self.hostname.map(str::to_owned),
+            state: self.state,
+            starts: self.starts,
+            expires: self.expires,
+        }
+    }
+}
+
+/// `bytes` (a hardware address, at most 16 bytes as `HwAddr` holds) in a fixed array.
+fn hw_field(bytes: &[u8]) -> ([u8; 16], u8) {
+    let mut hw = [0u8; 16];
+    let n = bytes.len().min(16);
+    hw[..n].copy_from_slice(&bytes[..n]);
+    (hw, n as u8)
+}
+
+impl Encode for LeaseRecordRef<'_> {
+    /// `LeaseRecord`'s fields in their order; a slice encodes as a `Vec` of it, an
+    /// `Option<&str>` as an `Option<String>`.
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        self.version.encode(e)?;
+        self.event.encode(e)?;
+        self.key.encode(e)?;
+        self.client.encode(e)?;
+        self.htype.encode(e)?;
+        self.hw().encode(e)?;
+        self.hostname.encode(e)?;
+        self.state.encode(e)?;
+        self.starts.encode(e)?;
+        self.expires.encode(e)
+    }
+}
+
+impl lessor_journal::EncodesAs<LeaseRecord> for LeaseRecordRef<'_> {}
+
+impl LeaseRecord {
+    /// The record for an engine event.
+    pub fn from_event(e: &LeaseEvent) -> Self {
+        LeaseRecordRef::from_event(e).to_record()
+    }
+
+    /// The record for a lease as the engine holds it.
+    pub fn from_lease(l: &Lease, event: u8) -> Self {
+        LeaseRecordRef::from_lease(l, event).to_record()
     }
 
     /// The IPv4 address of the record; `0.0.0.0` for a DHCPv6 record.
@@ -169,26 +279,12 @@ impl LeaseRecord {
 
     /// The record for a v6 engine event.
     pub fn from_v6_event(e: &V6LeaseEvent) -> Self {
-        Self::from_v6_lease(&e.lease, event_code(e.kind))
+        LeaseRecordRef::from_v6_event(e).to_record()
     }
 
     /// The record for a v6 lease as the engine holds it.
     pub fn from_v6_lease(l: &V6Lease, event: u8) -> Self {
-        LeaseRecord {
-            version: l.version,
-            event,
-            key: LeaseKey::V6 {
-                addr: u128::from(l.resource.addr),
-                len: l.resource.len,
-            },
-            client: l.client.as_bytes().to_vec(),
-            htype: 0,
-            hw: l.preferred.to_be_bytes().to_vec(),
-            hostname: None,
-            state: state_code(l.state),
-            starts: l.starts,
-            expires: l.expires,
-        }
+        LeaseRecordRef::from_v6_lease(l, event).to_record()
     }
 
     /// The IA of a DHCPv6 record (whose DUID picks its shard, `V6Engine::owner`).
@@ -293,6 +389,7 @@ mod tests {
     use super::*;
     use lessor_engine::v6::IaKind;
     use lessor_journal::Record;
+    use proptest::prelude::*;
 
     fn lease(state: LeaseState) -> Lease {
         Lease {
@@ -399,6 +496,85 @@ mod tests {
         lessor_journal::append_offline(fresh.path(), v4_records_of_the_fixture()).unwrap();
         let new = std::fs::read(fresh.path().join("0000000000000001.log")).unwrap();
         assert_eq!(new, old, "the v4 record encoding changed");
+    }
+
+    /// Bytes of `v` in the journal's codec and in bincode's default one.
+    fn encodings(v: &impl Encode) -> [Vec<u8>; 2] {
+        let fixed = bincode::config::standard().with_fixed_int_encoding();
+        [
+            bincode::encode_to_vec(v, fixed).unwrap(),
+            bincode::encode_to_vec(v, bincode::config::standard()).unwrap(),
+        ]
+    }
+
+    fn any_state() -> impl Strategy<Value = LeaseState> {
+        prop_oneof![
+            Just(LeaseState::Offered),
+            Just(LeaseState::Bound),
+            Just(LeaseState::Released),
+            Just(LeaseState::Expired),
+            Just(LeaseState::Declined),
+        ]
+    }
+
+    proptest! {
+        /// The view the workers journal encodes exactly as the owned record the journal
+        /// decodes: v4 leases with any client key (inline or on the heap), hardware address
+        /// and host name.
+        #[test]
+        fn the_v4_view_encodes_as_the_record(
+            address: u32,
+            client in proptest::collection::vec(any::<u8>(), 1..80),
+            htype: u8,
+            hw in proptest::collection::vec(any::<u8>(), 0..=16),
+            hostname in proptest::option::of("[a-z0-9.-]{0,40}"),
+            state in any_state(),
+            event in 0u8..6,
+            (starts, expires, version) in (any::<u64>(), any::<u64>(), any::<u64>()),
+        ) {
+            let l = Lease {
+                address: Ipv4Addr::from(address),
+                pool: None,
+                client: ClientKey::from_bytes(&client),
+                hw: HwAddr::new(htype, &hw).unwrap(),
+                hostname: hostname.map(Into::into),
+                state,
+                starts,
+                expires,
+                version,
+            };
+            let view = LeaseRecordRef::from_lease(&l, event);
+            let owned = view.to_record();
+            prop_assert_eq!(encodings(&view), encodings(&owned));
+            prop_assert_eq!(owned.to_lease(), Some(l));
+        }
+
+        /// The same for v6 addresses and prefixes.
+        #[test]
+        fn the_v6_view_encodes_as_the_record(
+            addr: u128,
+            len in 0u8..=128,
+            duid in proptest::collection::vec(any::<u8>(), 1..130),
+            iaid: u32,
+            state in any_state(),
+            (starts, preferred, expires, version) in (any::<u64>(), any::<u32>(), any::<u64>(), any::<u64>()),
+        ) {
+            let kind = if len == 128 { IaKind::Na } else { IaKind::Pd };
+            let l = V6Lease {
+                resource: Resource::prefix(Ipv6Addr::from(addr), len),
+                pool: None,
+                client: IaKey::new(&duid, iaid, kind),
+                state,
+                starts,
+                preferred,
+                expires,
+                version,
+            };
+            let view = LeaseRecordRef::from_v6_lease(&l, 0);
+            let owned = view.to_record();
+            prop_assert_eq!(encodings(&view), encodings(&owned));
+            prop_assert_eq!(owned.to_v6_lease(), Some(l));
+        }
     }
 
     fn v6_lease(state: LeaseState, len: u8) -> V6Lease {

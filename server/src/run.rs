@@ -17,7 +17,7 @@ use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, V4SocketConfig, V6Soc
 use nix::poll::{PollFd, PollFlags, poll};
 
 use crate::config::{Config, SyncMode};
-use crate::lease_record::LeaseRecord;
+use crate::lease_record::{LeaseRecord, LeaseRecordRef};
 use crate::stats::{self, WorkerStats};
 use crate::v4::{self, Arrival, Destination, InterfaceInfo, Outcome, ReplyKind, V4Context};
 use crate::v6::{self, V6Context};
@@ -113,9 +113,10 @@ pub(crate) enum Received {
 /// sends what became durable and comes back.
 ///
 /// With no reply waiting for the journal (`oldest` is `None`) the worker blocks on its
-/// socket, for at most [`IDLE_POLL`]. With replies waiting it takes whatever is queued without
-/// blocking; only when nothing is does it sleep, in `poll` on the socket and the lane's
-/// doorbell together. So a request is handled the moment it arrives, a waiting reply leaves the
+/// socket, for at most its receive timeout ([`IDLE_POLL`]). With replies waiting it takes
+/// whatever is queued without blocking; only when nothing is does it sleep, for at most
+/// `sleep` (workers pass [`IDLE_POLL`]), in `poll` on the socket and the lane's doorbell
+/// together. So a request is handled the moment it arrives, a waiting reply leaves the
 /// moment the writer publishes its lease, and a worker whose replies wait is woken once per
 /// sync rather than on a timer.
 pub(crate) fn receive<S: WorkerSocket>(
@@ -123,6 +124,7 @@ pub(crate) fn receive<S: WorkerSocket>(
     rx: &mut S::Rx,
     doorbell: &Doorbell,
     oldest: Option<Ticket>,
+    sleep: Duration,
     worker: usize,
 ) -> Received {
     let recv = |rx: &mut S::Rx, wait| match socket.recv_batch(rx, wait) {
@@ -146,7 +148,10 @@ pub(crate) fn receive<S: WorkerSocket>(
         PollFd::new(socket.as_fd(), PollFlags::POLLIN),
         PollFd::new(doorbell.as_fd(), PollFlags::POLLIN),
     ];
-    let ready = poll(&mut fds, IDLE_POLL.as_millis() as u16);
+    let ready = poll(
+        &mut fds,
+        u16::try_from(sleep.as_millis()).unwrap_or(u16::MAX),
+    );
     let datagram = fds[0].any().unwrap_or(false);
     let rang = fds[1].any().unwrap_or(false);
     doorbell.disarm();
@@ -741,6 +746,7 @@ impl Worker {
                 &mut rx,
                 &self.doorbell,
                 pending.oldest(),
+                IDLE_POLL,
                 self.k,
             ) else {
                 continue;
@@ -850,7 +856,7 @@ impl Worker {
     fn persist(&mut self, events: &mut Vec<LeaseEvent>) -> Option<Ticket> {
         let mut last = None;
         for e in events.drain(..) {
-            last = Some(self.lane.append(LeaseRecord::from_event(&e)));
+            last = Some(self.lane.append(&LeaseRecordRef::from_event(&e)));
         }
         last
     }
@@ -936,6 +942,9 @@ mod tests {
         }
     }
 
+    /// What bounds a hung test's sleeps; a working doorbell ends them within milliseconds.
+    const LONG: Duration = Duration::from_secs(60);
+
     /// A worker whose reply waits for the journal sleeps in `receive` until the writer rings
     /// its doorbell (not until the poll timeout), wakes for a datagram while it waits, and
     /// without a waiting reply just receives.
@@ -963,7 +972,7 @@ mod tests {
 
         // The writer stalls on the segment: the ticket cannot become durable yet.
         fs.block_writes(".log");
-        let t = lane.append(record(1));
+        let t = lane.append(&record(1));
         assert!(fs.wait_blocked(Duration::from_secs(10)));
         let unblock = std::thread::spawn({
             let fs = fs.clone();
@@ -972,9 +981,9 @@ mod tests {
                 fs.unblock();
             }
         });
-        // No datagram comes; only the publish can end this sleep before IDLE_POLL.
+        // No datagram comes; only the publish can end this sleep (LONG bounds a hung test).
         assert_eq!(
-            receive(&socket, &mut rx, &doorbell, Some(t), 0),
+            receive(&socket, &mut rx, &doorbell, Some(t), LONG, 0),
             Received::Published
         );
         assert!(lane.durable() >= t);
@@ -982,7 +991,7 @@ mod tests {
 
         // A datagram ends the wait too, while the journal is stalled again.
         fs.block_writes(".log");
-        let t = lane.append(record(2));
+        let t = lane.append(&record(2));
         assert!(fs.wait_blocked(Duration::from_secs(10)));
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         let send = std::thread::spawn({
@@ -993,7 +1002,7 @@ mod tests {
             }
         });
         assert_eq!(
-            receive(&socket, &mut rx, &doorbell, Some(t), 0),
+            receive(&socket, &mut rx, &doorbell, Some(t), LONG, 0),
             Received::Datagrams(1)
         );
         send.join().unwrap();
@@ -1002,13 +1011,13 @@ mod tests {
         assert!(lane.wait_durable(t, Duration::from_secs(10)));
         // Durable already: no sleep at all.
         assert_eq!(
-            receive(&socket, &mut rx, &doorbell, Some(t), 0),
+            receive(&socket, &mut rx, &doorbell, Some(t), LONG, 0),
             Received::Published
         );
         // Nothing waits: a plain blocking receive.
         client.send_to(b"again", ("127.0.0.1", port)).unwrap();
         assert_eq!(
-            receive(&socket, &mut rx, &doorbell, None::<Ticket>, 0),
+            receive(&socket, &mut rx, &doorbell, None::<Ticket>, LONG, 0),
             Received::Datagrams(1)
         );
         journal.shutdown().unwrap();

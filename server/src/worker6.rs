@@ -21,7 +21,7 @@ use lessor_engine::v6::{V6Engine, V6LeaseEvent};
 use lessor_journal::{Doorbell, Lane, Ticket};
 use lessor_net::{RecvBatch6, SendBatch6, SendMeta6, V6Socket};
 
-use crate::lease_record::LeaseRecord;
+use crate::lease_record::{LeaseRecord, LeaseRecordRef};
 use crate::run::now;
 use crate::stats::WorkerStats;
 use crate::v6::{self, Arrival, Outcome, ReplyKind, V6Context};
@@ -127,6 +127,7 @@ impl Worker6 {
                 &mut rx,
                 &self.doorbell,
                 pending.oldest(),
+                super::run::IDLE_POLL,
                 self.k,
             ) else {
                 continue;
@@ -228,7 +229,7 @@ impl Worker6 {
     fn persist(&mut self, events: &mut Vec<V6LeaseEvent>) -> Option<Ticket> {
         let mut last = None;
         for e in events.drain(..) {
-            last = Some(self.lane.append(LeaseRecord::from_v6_event(&e)));
+            last = Some(self.lane.append(&LeaseRecordRef::from_v6_event(&e)));
         }
         last
     }

@@ -22,14 +22,14 @@ fn compaction_folds_drops_tombstones_and_deletes_covered_files() {
                 rec(k, v)
             };
             let lane = if k % 2 == 0 { &mut a } else { &mut b };
-            lane.append(r.clone());
+            lane.append(&r);
             all.push(r);
         }
         // Several batches, so several segments.
         let (ta, tb) = (a.last_ticket(), b.last_ticket());
         assert!(a.wait_durable(ta, LONG) && b.wait_durable(tb, LONG));
     }
-    let t = a.append(rec(1000, 1));
+    let t = a.append(&rec(1000, 1));
     all.push(rec(1000, 1));
     assert!(a.wait_durable(t, LONG));
     let segs_before = j.stats().segments;
@@ -37,7 +37,7 @@ fn compaction_folds_drops_tombstones_and_deletes_covered_files() {
     let snap = rep.snapshot.clone().expect("a snapshot");
     assert_eq!(rep.records_read, all.len() as u64);
     // One more append after the compaction lands in the new active segment.
-    let t = b.append(rec(2000, 1));
+    let t = b.append(&rec(2000, 1));
     all.push(rec(2000, 1));
     assert!(b.wait_durable(t, LONG));
     let st = j.stats();
@@ -79,7 +79,7 @@ fn compaction_never_blocks_the_writer() {
     let mut t = Ticket(0);
     for i in 0..100 {
         all.push(rec(i, 1));
-        t = lane.append(all.last().unwrap().clone());
+        t = lane.append(all.last().unwrap());
     }
     assert!(lane.wait_durable(t, LONG));
     fs.block_writes("snapshot");
@@ -90,7 +90,7 @@ fn compaction_never_blocks_the_writer() {
     );
     for i in 100..300 {
         all.push(rec(i, 1));
-        t = lane.append(all.last().unwrap().clone());
+        t = lane.append(all.last().unwrap());
         if i % 20 == 0 {
             assert!(
                 lane.wait_durable(t, LONG),
@@ -124,7 +124,7 @@ fn compaction_triggers_on_sealed_bytes() {
     let mut all = Vec::new();
     for i in 0..400u32 {
         all.push(rec(i % 50, u64::from(i) + 1));
-        let t = lane.append(all.last().unwrap().clone());
+        let t = lane.append(all.last().unwrap());
         if i % 10 == 0 {
             assert!(lane.wait_durable(t, LONG));
         }
@@ -145,7 +145,7 @@ fn failed_compaction_loses_nothing() {
     let mut all = Vec::new();
     for i in 0..80 {
         all.push(rec(i, 1));
-        lane.append(all.last().unwrap().clone());
+        lane.append(all.last().unwrap());
     }
     fs.short_next_write(3, Some("snapshot"));
     assert!(j.compact_blocking().is_err());
@@ -170,10 +170,10 @@ fn leftovers_of_an_interrupted_compaction_are_removed() {
     let mut all = Vec::new();
     for i in 0..80 {
         all.push(rec(i, 1));
-        lane.append(all.last().unwrap().clone());
+        lane.append(all.last().unwrap());
     }
     // Keep copies of the segments the compaction will delete.
-    let t = lane.append(rec(500, 1));
+    let t = lane.append(&rec(500, 1));
     all.push(rec(500, 1));
     assert!(lane.wait_durable(t, LONG));
     let saved: Vec<(String, Vec<u8>)> = fs
@@ -212,15 +212,15 @@ fn a_straggler_after_a_compacted_tombstone_does_not_resurrect_its_key() {
     let fs = FaultyFs::new();
     let (j, _, _) = open(&fs, opts(2));
     let (mut a, mut b) = (j.lane(0), j.lane(1));
-    let t = a.append(rec(7, 1));
+    let t = a.append(&rec(7, 1));
     assert!(a.wait_durable(t, LONG));
-    let t = b.append(tomb(1, 2));
+    let t = b.append(&tomb(1, 2));
     assert!(b.wait_durable(t, LONG));
     // Hold the compaction after the writer has sealed the segment with the tombstone.
     fs.block_writes("snapshot");
     j.compact_now();
     assert!(fs.wait_blocked(LONG));
-    let t = a.append(rec(1, 1));
+    let t = a.append(&rec(1, 1));
     assert!(a.wait_durable(t, LONG));
     fs.unblock();
     assert!(eventually(|| j.stats().compactions == 1));
@@ -244,7 +244,7 @@ fn a_tombstone_survives_compactions_of_empty_segments() {
     let fs = FaultyFs::new();
     let (j, _, _) = open(&fs, opts(2));
     let mut b = j.lane(1);
-    let t = b.append(tomb(1, 2));
+    let t = b.append(&tomb(1, 2));
     assert!(b.wait_durable(t, LONG));
     let first = j.compact_blocking().unwrap();
     assert_eq!(first.tombstones_kept, 1);
@@ -254,7 +254,7 @@ fn a_tombstone_survives_compactions_of_empty_segments() {
     assert!(second.cut > first.cut, "{second:?}");
     assert_eq!(second.tombstones_kept, 1);
     let mut a = j.lane(0);
-    let t = a.append(rec(1, 1));
+    let t = a.append(&rec(1, 1));
     assert!(a.wait_durable(t, LONG));
     j.shutdown().unwrap();
     let (j, got, _) = open(&fs, opts(2));

@@ -23,7 +23,7 @@ fn durable_never_exceeds_what_was_synced() {
                     let mut checks = Vec::new();
                     for i in 1..=600u32 {
                         // Key = lane * 100000 + ticket: one record per key.
-                        let t = lane.append(rec(k * 100_000 + i, 1));
+                        let t = lane.append(&rec(k * 100_000 + i, 1));
                         assert_eq!(t, Ticket(i as u64));
                         if i % 40 == 0 {
                             let d = lane.durable();
@@ -68,16 +68,16 @@ fn failed_sync_holds_the_watermark_until_a_retry_succeeds() {
     let fs = FaultyFs::new();
     let (j, _, _) = open(&fs, opts(1));
     let mut lane = j.lane(0);
-    let t0 = lane.append(rec(1, 1));
+    let t0 = lane.append(&rec(1, 1));
     assert!(lane.wait_durable(t0, LONG));
     let seg_before = j.stats().active_segment;
 
     fs.fail_syncs(SyncFault::UntilCleared, Some(".log"));
-    let t1 = lane.append(rec(2, 1));
+    let t1 = lane.append(&rec(2, 1));
     assert!(fs.wait_failed_syncs(1, LONG));
     assert!(eventually(|| matches!(j.health(), Health::Failing { .. })));
     assert!(lane.durable() < t1);
-    let t2 = lane.append(rec(3, 1));
+    let t2 = lane.append(&rec(3, 1));
     // The retry (a new segment, whose header sync fails too) does not publish either.
     assert!(fs.wait_failed_syncs(2, LONG));
     assert!(lane.durable() < t1);
@@ -118,7 +118,7 @@ fn one_failed_fsync_does_not_lose_the_batch() {
     let recs: Vec<Rec> = (0..5).map(|i| rec(i, 1)).collect();
     let mut last = Ticket(0);
     for r in &recs {
-        last = lane.append(r.clone());
+        last = lane.append(r);
     }
     assert!(lane.wait_durable(last, LONG));
     assert_eq!(fs.failed_syncs(), 1);
@@ -167,7 +167,7 @@ fn short_write_and_enospc_recover_in_a_new_segment() {
 }
 
 fn lane_append(lane: &mut lessor_journal::Lane<Rec>, r: &Rec) -> Ticket {
-    lane.append(r.clone())
+    lane.append(r)
 }
 
 /// Shutdown while the disk refuses: an error, never a silent loss.
@@ -177,7 +177,7 @@ fn shutdown_reports_records_that_never_became_durable() {
     let (j, _, _) = open(&fs, opts(1));
     let mut lane = j.lane(0);
     fs.fail_syncs(SyncFault::UntilCleared, None);
-    let t = lane.append(rec(1, 1));
+    let t = lane.append(&rec(1, 1));
     assert!(fs.wait_failed_syncs(1, LONG));
     let err = j.shutdown().unwrap_err();
     assert!(
@@ -204,7 +204,7 @@ fn interval_and_none_publish_after_write() {
         let (j, _, _) = open(&fs, o.clone());
         let mut lane = j.lane(0);
         let syncs = fs.syncs();
-        let t = lane.append(rec(1, 1));
+        let t = lane.append(&rec(1, 1));
         assert!(lane.wait_durable(t, LONG));
         assert_eq!(fs.syncs(), syncs, "{policy:?} synced a batch");
         assert!(live(&fs.disk_image()).contains_key(&1));
@@ -223,13 +223,13 @@ fn backlog_grows_while_syncs_fail_and_drains_after() {
     let fs = FaultyFs::new();
     let (j, _, _) = open(&fs, opts(1));
     let mut lane = j.lane(0);
-    let t = lane.append(rec(1, 1));
+    let t = lane.append(&rec(1, 1));
     assert!(lane.wait_durable(t, LONG));
     assert_eq!(lane.backlog(), 0);
     fs.fail_syncs(SyncFault::UntilCleared, None);
     let mut last = t;
     for i in 2..=50u32 {
-        last = lane.append(rec(i, 1));
+        last = lane.append(&rec(i, 1));
     }
     assert!(!lane.wait_durable(last, Duration::from_millis(300)));
     assert_eq!(lane.backlog(), 49, "every record since the failure is held");
@@ -254,7 +254,7 @@ fn rotations_take_the_preallocated_spare() {
     let mut recs = Vec::new();
     for i in 0..200u32 {
         recs.push(rec(i, 1));
-        let t = lane.append(rec(i, 1));
+        let t = lane.append(&rec(i, 1));
         assert!(lane.wait_durable(t, LONG));
         // Give the spare thread its turn, as the time between rotations would: a spare is
         // ready once one more is made than started (the first segment's is not counted).
@@ -290,7 +290,7 @@ fn no_spare_on_a_nearly_full_disk() {
     let (j, _, _) = open(&fs, o.clone());
     assert_eq!(j.stats().preallocated, 0);
     let mut lane = j.lane(0);
-    let t = lane.append(rec(1, 1));
+    let t = lane.append(&rec(1, 1));
     assert!(lane.wait_durable(t, LONG));
     j.shutdown().unwrap();
     assert!(!fs.file_names(&dir()).iter().any(|n| n.ends_with(".tmp")));
@@ -319,20 +319,20 @@ fn doorbell_rings_when_the_watermark_moves_and_only_then() {
     let fs = FaultyFs::new();
     let (j, _, _) = open(&fs, opts(1));
     let mut lane = j.lane(0);
-    let t0 = lane.append(rec(1, 1));
+    let t0 = lane.append(&rec(1, 1));
     assert!(lane.wait_durable(t0, LONG));
     let bell = lane.doorbell().unwrap();
     assert!(!bell.arm(t0), "already durable: no sleep");
     assert!(!rings(&bell, 0));
 
     // Not armed: a publish does not ring.
-    let t1 = lane.append(rec(2, 1));
+    let t1 = lane.append(&rec(2, 1));
     assert!(lane.wait_durable(t1, LONG));
     assert!(!rings(&bell, 20));
 
     // Armed while syncs fail: the watermark stays and the bell is silent.
     fs.fail_syncs(SyncFault::UntilCleared, Some(".log"));
-    let t2 = lane.append(rec(3, 1));
+    let t2 = lane.append(&rec(3, 1));
     assert!(bell.arm(t2));
     assert!(fs.wait_failed_syncs(1, LONG));
     assert!(!rings(&bell, 50));
@@ -345,4 +345,67 @@ fn doorbell_rings_when_the_watermark_moves_and_only_then() {
     bell.disarm();
     assert!(!rings(&bell, 0));
     j.shutdown().unwrap();
+}
+
+/// A record that cannot be stored (here: larger than `MAX_RECORD_LEN`) is refused on its
+/// lane: it is not written, that lane's watermark never passes it (fail closed: nothing
+/// later from it is acknowledged either), health says which record, and the other lanes go
+/// on.
+#[test]
+fn a_refused_record_stops_its_lane_short_of_it_and_only_its_lane() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(2));
+    let (mut a, mut b) = (j.lane(0), j.lane(1));
+    let big = Rec {
+        key: 2,
+        version: 1,
+        live: true,
+        pad: vec![0; lessor_journal::MAX_RECORD_LEN],
+    };
+    let t1 = a.append(&rec(1, 1));
+    assert_eq!(a.append(&big), Ticket(2));
+    let t3 = a.append(&rec(3, 1));
+    let tb = b.append(&rec(4, 1));
+    assert!(b.wait_durable(tb, LONG), "the other lane goes on");
+    // Appended after `tb` was synced, so the batch that holds it also holds all of lane 0.
+    let tb = b.append(&rec(5, 1));
+    assert!(b.wait_durable(tb, LONG));
+    assert!(
+        a.wait_durable(t1, LONG),
+        "what came before the refused record is durable"
+    );
+    assert!(!a.wait_durable(t3, Duration::from_millis(50)));
+    assert_eq!(
+        a.durable(),
+        t1,
+        "the watermark stops short of the refused record"
+    );
+    match j.health() {
+        Health::Failing { error } => assert!(error.contains("lane 0 record 2"), "{error}"),
+        h => panic!("health {h:?}"),
+    }
+    j.shutdown().unwrap();
+    let got = live(&fs);
+    assert!(
+        !got.contains_key(&2),
+        "the refused record is not in the journal"
+    );
+    assert!(got.contains_key(&1) && got.contains_key(&4));
+}
+
+/// After shutdown a lane takes records without error; they go nowhere and never become
+/// durable, and replay finds only what came before.
+#[test]
+fn appends_after_shutdown_go_nowhere() {
+    let fs = FaultyFs::new();
+    let (j, _, _) = open(&fs, opts(1));
+    let mut lane = j.lane(0);
+    let t1 = lane.append(&rec(1, 1));
+    j.shutdown().unwrap();
+    assert!(lane.durable() >= t1, "shutdown syncs what was queued");
+    let t2 = lane.append(&rec(2, 1));
+    assert_eq!(t2, Ticket(2));
+    assert!(!lane.wait_durable(t2, Duration::from_millis(20)));
+    let got = live(&fs);
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1]);
 }

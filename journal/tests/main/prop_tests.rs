@@ -130,7 +130,7 @@ proptest! {
                     let v = w.version.entry(key).or_default();
                     *v += 1;
                     let r = if live { rec(key, *v) } else { tomb(key, *v) };
-                    let t = w.lanes[lane].append(r.clone());
+                    let t = w.lanes[lane].append(&r);
                     w.appended[lane].push(r.clone());
                     prop_assert_eq!(t, Ticket(w.appended[lane].len() as u64));
                     w.all.insert((key, r.version), r);

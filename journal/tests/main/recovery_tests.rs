@@ -23,7 +23,7 @@ fn journal_with(
     let recs: Vec<Rec> = (0..n).map(|i| rec(i, 1)).collect();
     let mut last = Ticket(0);
     for r in &recs {
-        last = lane.append(r.clone());
+        last = lane.append(r);
     }
     assert!(lane.wait_durable(last, LONG));
     (j, lane, recs)
@@ -47,7 +47,7 @@ fn torn_tail_at_every_byte_offset_of_the_last_record() {
             let file = fs.read_file(&seg_path).unwrap().len() as u64;
             assert_eq!(file, if preallocate { 1 << 20 } else { before });
             fs.tear_next_write(k, Some(".log"));
-            let t = lane.append(last.clone());
+            let t = lane.append(&last);
             assert!(eventually(|| fs.is_crashed()));
             let img = fs.disk_image();
             assert!(lane.durable() < t);
@@ -102,7 +102,7 @@ fn write_on_disk(
     let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
     let mut lane = j.lane(0);
     for r in recs {
-        lane.append(r.clone());
+        lane.append(r);
     }
     let stats = j.stats();
     j.shutdown().unwrap();
@@ -194,7 +194,7 @@ fn preallocated_segments_on_disk() {
         let mut o2 = lessor_journal::Options::new(t2.path(), 1);
         o2.preallocate = false;
         let (j2, _) = lessor_journal::Journal::<Rec>::open_dir(o2, |_| {}).unwrap();
-        j2.lane(0).append(r.clone());
+        j2.lane(0).append(&r);
         j2.shutdown().unwrap();
         let b = std::fs::read(t2.path().join(format!("{:016}.log", 1))).unwrap();
         extra.extend_from_slice(&b[32..32 + frame_len(&r) / 2]);
@@ -217,7 +217,7 @@ fn preallocated_segments_on_disk() {
     let more: Vec<Rec> = (10..20).map(|i| rec(i, 1)).collect();
     let mut t = lessor_journal::Ticket(0);
     for r in &more {
-        t = lane.append(r.clone());
+        t = lane.append(r);
     }
     assert!(lane.wait_durable(t, LONG));
     assert_eq!(j.stats().preallocated, 1);
@@ -246,7 +246,7 @@ fn torn_segment_header() {
         let mut t = Ticket(0);
         while !fs.is_crashed() && recs.len() < 100 {
             let r = rec(recs.len() as u32, 1);
-            t = lane.append(r.clone());
+            t = lane.append(&r);
             recs.push(r);
             let _ = lane.wait_durable(t, std::time::Duration::from_millis(200));
         }
@@ -275,7 +275,7 @@ fn several_segments(fs: &FaultyFs) -> (Vec<Rec>, u64) {
     let mut lane = j.lane(0);
     let recs: Vec<Rec> = (0..200).map(|i| rec(i, 1)).collect();
     for r in &recs {
-        let last = lane.append(r.clone());
+        let last = lane.append(r);
         // One batch per record, so segments hold whole, predictable runs.
         assert!(lane.wait_durable(last, LONG));
     }
@@ -442,13 +442,13 @@ fn damaged_snapshots() {
     let mut all = Vec::new();
     for i in 0..60 {
         all.push(rec(i, 1));
-        lane.append(all.last().unwrap().clone());
+        lane.append(all.last().unwrap());
     }
     let rep = j.compact_blocking().unwrap();
     let snap = rep.snapshot.clone().unwrap();
     for i in 60..80 {
         all.push(rec(i, 1));
-        let t = lane.append(all.last().unwrap().clone());
+        let t = lane.append(all.last().unwrap());
         assert!(lane.wait_durable(t, LONG));
     }
     let active = j.stats().active_segment;

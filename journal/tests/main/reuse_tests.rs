@@ -44,7 +44,7 @@ fn one_segment_with_records(fs: &FaultyFs, n: u32) -> Vec<Rec> {
     let recs: Vec<Rec> = (0..n).map(|i| rec(i, 1)).collect();
     let mut t = Ticket(0);
     for r in &recs {
-        t = lane.append(r.clone());
+        t = lane.append(r);
     }
     assert!(lane.wait_durable(t, LONG));
     j.shutdown().unwrap();
@@ -110,7 +110,7 @@ fn a_run_of_empty_segments_is_removed_and_its_first_reused() {
     // Power loss right now: the removals were synced one by one, the chain has no gap.
     let img = fs.crash_image();
     let mut lane = j.lane(0);
-    let t = lane.append(rec(100, 1));
+    let t = lane.append(&rec(100, 1));
     assert!(lane.wait_durable(t, LONG));
     j.shutdown().unwrap();
     assert_eq!(segment_names(&fs), vec![name(1), name(2)]);

@@ -30,7 +30,7 @@ fn round_trip(policy: SyncPolicy) {
                         } else {
                             rec(key, i + 1)
                         };
-                        last = lane.append(r.clone());
+                        last = lane.append(&r);
                         mine.push(r);
                         if i % 25 == 24 {
                             // Smaller batches, so the small segments rotate often.
@@ -93,9 +93,9 @@ fn round_trip_on_disk() {
         for i in 0..500u64 {
             let r = rec((i % 100) as u32, i + 1);
             if i % 2 == 0 {
-                last.0 = a.append(r.clone());
+                last.0 = a.append(&r);
             } else {
-                last.1 = b.append(r.clone());
+                last.1 = b.append(&r);
             }
             all.push(r);
             if i % 50 == 49 {
@@ -124,13 +124,13 @@ fn tickets_are_per_lane_and_monotonic() {
     let mut a = j.lane(0);
     let mut b = j.lane(2);
     assert_eq!(a.durable(), Ticket(0));
-    assert_eq!(a.append(rec(1, 1)), Ticket(1));
-    assert_eq!(a.append(rec(1, 2)), Ticket(2));
-    assert_eq!(b.append(rec(2, 1)), Ticket(1));
+    assert_eq!(a.append(&rec(1, 1)), Ticket(1));
+    assert_eq!(a.append(&rec(1, 2)), Ticket(2));
+    assert_eq!(b.append(&rec(2, 1)), Ticket(1));
     let mut seen = Ticket(0);
     let mut prev = Ticket(0);
     for v in 3..200 {
-        let t = a.append(rec(1, v));
+        let t = a.append(&rec(1, v));
         assert_eq!(t, Ticket(prev.0.max(2) + 1));
         prev = t;
         let d = a.durable();
@@ -173,14 +173,14 @@ fn reopen_without_shutdown_after_drop_keeps_everything() {
     let mut lane = j.lane(0);
     let recs: Vec<Rec> = (0..50).map(|i| rec(i, 1)).collect();
     for r in &recs {
-        lane.append(r.clone());
+        lane.append(r);
     }
     // Dropping the journal still writes and syncs what was queued.
     drop(j);
     let (j, got, _) = open(&fs, opts(1));
     assert_eq!(got, model(&recs));
     // The lane of the dropped journal goes nowhere now.
-    let t = lane.append(rec(99, 1));
+    let t = lane.append(&rec(99, 1));
     assert!(t > lane.durable());
     j.shutdown().unwrap();
 }
