@@ -4,7 +4,7 @@
 # multi-threading on), DHCPv4 DORA as a relay on loopback.
 #
 #   perf/compare-load.sh [--seconds 10] [--runs 3] [--inflight 256] [--workers 1]
-#                        [--servers "lessor-group lessor-none kea"]
+#                        [--servers "lessor-group lessor-none kea"] [--bin DIR]
 #
 # For every server: RUNS closed-loop runs (INFLIGHT exchanges outstanding) give its maximum
 # DORA/s (the median), then RUNS open-loop runs at half that median give the latency there.
@@ -15,13 +15,16 @@
 # VM's floor moves from one minute to the next. Prints per run: DORA/s, drops, DORA
 # p50/p99/p99.9, the server's CPU per DORA and the correctness check; then per server the
 # medians, and the ratio of each lessor maximum to Kea's. `--servers null` alone gives the
-# null responder's own maximum: the ceiling of the generator and the machine.
+# null responder's own maximum: the ceiling of the generator and the machine. `--bin DIR` takes
+# lessor and lessor-perf from DIR instead of building them (to compare two builds: copy each
+# build's target/release/{lessor,lessor-perf} aside and run the script once per copy).
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 cd "$(dirname "$0")/.."
 
 seconds=10 runs=3 inflight=256 workers=1
 servers="lessor-group lessor-none kea"
+bin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;
@@ -29,11 +32,14 @@ while [ $# -gt 0 ]; do
     --inflight) inflight=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
+    --bin) bin=$(cd "$2" && pwd); shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-cargo build --release -q -p lessor-server -p lessor-perf
-bin=$PWD/target/release
+if [ -z "$bin" ]; then
+  cargo build --release -q -p lessor-server -p lessor-perf
+  bin=$PWD/target/release
+fi
 work=$(mktemp -d /var/tmp/lessor-load.XXXXXX)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
