@@ -1,6 +1,7 @@
 //! The hot path does not allocate: a whole server (worker, journal writer with `sync: group`,
 //! every other thread) runs in this process under dhat's global allocator, which counts every
-//! allocation any thread makes, and real DHCPv4 exchanges go through it over loopback.
+//! allocation any thread makes, and real exchanges go through it over loopback: DHCPv4 DORA
+//! as a relay, and DHCPv6 relayed rapid-commit SOLICIT/REPLY with an IA_NA.
 //!
 //! Steady state is what is measured: the clients' first exchanges (which grow the lease table,
 //! the journal's buffers and the socket batches) run before the count starts; the counted
@@ -9,7 +10,8 @@
 //! A test binary of its own (not a module of `tests/main`): the count is process-wide, so no
 //! other test may run beside it.
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -96,23 +98,130 @@ fn exchanges(sock: &UdpSocket, server: SocketAddrV4, p: &mut Packets) -> u32 {
     acks
 }
 
+/// A RELAY-FORW from `::1` (hop 0, link-address `::1`) around a rapid-commit SOLICIT from
+/// client `n` (DUID-LL) for one address (IA_NA, IAID 1).
+fn relayed_solicit(n: u32) -> Vec<u8> {
+    fn put(out: &mut Vec<u8>, code: u16, payload: &[u8]) {
+        out.extend_from_slice(&code.to_be_bytes());
+        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+    let mut inner = vec![1u8]; // SOLICIT
+    inner.extend_from_slice(&n.to_be_bytes()[1..]);
+    let mut duid = vec![0, 3, 0, 1, 0x02, 0x33];
+    duid.extend_from_slice(&n.to_be_bytes());
+    put(&mut inner, 1, &duid);
+    put(&mut inner, 14, &[]); // rapid commit
+    put(&mut inner, 8, &[0, 0]); // elapsed time
+    put(&mut inner, 3, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]); // IA_NA, IAID 1
+    let mut msg = vec![12u8, 0]; // RELAY-FORW, hop count
+    msg.extend_from_slice(&Ipv6Addr::LOCALHOST.octets()); // link-address
+    msg.extend_from_slice(&Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).octets()); // peer
+    put(&mut msg, 9, &inner);
+    msg
+}
+
+/// The client number of a RELAY-REPL around a REPLY whose IA_NA holds an address (the
+/// transaction id is the client's number), or `None`.
+fn bound_client6(b: &[u8]) -> Option<u32> {
+    // RELAY-REPL: type, hops, link-address, peer-address, then options; the relay message
+    // (9) is its only option here.
+    let opt = b.get(34..)?;
+    if b[0] != 13 || u16::from_be_bytes([opt[0], opt[1]]) != 9 {
+        return None;
+    }
+    let reply = opt.get(4..)?;
+    if reply[0] != 7 {
+        return None;
+    }
+    let n = u32::from_be_bytes([0, reply[1], reply[2], reply[3]]);
+    let mut o = &reply[4..];
+    while o.len() >= 4 {
+        let (code, len) = (
+            u16::from_be_bytes([o[0], o[1]]),
+            usize::from(u16::from_be_bytes([o[2], o[3]])),
+        );
+        // IA_NA whose first sub-option (after IAID, T1, T2) is an IAADDR.
+        if code == 3 && len >= 16 && u16::from_be_bytes([o[16], o[17]]) == 5 {
+            return Some(n);
+        }
+        o = o.get(4 + len..)?;
+    }
+    None
+}
+
+/// One relayed SOLICIT/REPLY (rapid commit: the address is bound and journaled) per client,
+/// `WINDOW` in flight. Returns how many REPLYs bound an address.
+fn exchanges6(sock: &UdpSocket, server: SocketAddrV6, solicits: &[Vec<u8>]) -> u32 {
+    let mut buf = [0u8; 1500];
+    let mut bound = 0;
+    for chunk in solicits.chunks(WINDOW as usize) {
+        for s in chunk {
+            sock.send_to(s, server).unwrap();
+        }
+        for _ in chunk {
+            let len = sock.recv(&mut buf).expect("a REPLY within 10 s");
+            assert!(
+                bound_client6(&buf[..len]).is_some(),
+                "a REPLY with an address"
+            );
+            bound += 1;
+        }
+    }
+    bound
+}
+
+/// Counts every allocation of every thread while `f` runs. On drop the profiler writes where
+/// each came from to `sites`, for a failure to point at.
+fn allocations<T>(sites: &Path, f: impl FnOnce() -> T) -> (T, u64) {
+    let profiler = dhat::Profiler::builder().file_name(sites).build();
+    let out = f();
+    let n = dhat::HeapStats::get().total_blocks;
+    drop(profiler);
+    (out, n)
+}
+
 #[test]
-fn dora_through_a_whole_server_does_not_allocate_in_steady_state() {
+fn dhcp_through_a_whole_server_does_not_allocate_in_steady_state() {
     let state = tempfile::tempdir().unwrap();
-    let probe = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
+    let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port();
+    let port6 = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0))
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port();
     let yaml = format!(
-        "port: {port}\nstate_dir: {}\nworkers: 1\njournal: {{ sync: group }}\nv4:\n  lease_time: 4000\n  subnets:\n    - subnet: 10.0.0.0/8\n      relays: [127.0.0.1]\n      pools: [\"10.0.0.1-10.255.255.254\"]\n",
+        r#"port: {port}
+state_dir: {}
+workers: 1
+journal: {{ sync: group }}
+v4:
+  lease_time: 4000
+  subnets:
+    - subnet: 10.0.0.0/8
+      relays: [127.0.0.1]
+      pools: ["10.0.0.1-10.255.255.254"]
+v6:
+  port: {port6}
+  rapid_commit: true
+  subnets:
+    - subnet: fd00:233::/64
+      relays: [ "::1" ]
+      pools: [ "fd00:233::1000-fd00:233::ffff" ]
+"#,
         state.path().display()
     );
     let config = Config::from_yaml_str(&yaml).unwrap();
     let server = Server::start(&config).unwrap();
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+
+    // DHCPv4: DORA.
     let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-
     let mut packets = Packets {
         discovers: (0..CLIENTS).map(|n| request(n, 1, &[])).collect(),
         // Room for options 50 and 54, so filling them in never reallocates.
@@ -127,24 +236,44 @@ fn dora_through_a_whole_server_does_not_allocate_in_steady_state() {
     // Warm-up: first leases, table growth, buffers at their working size.
     assert_eq!(exchanges(&sock, to, &mut packets), CLIENTS);
     assert_eq!(exchanges(&sock, to, &mut packets), CLIENTS);
-
-    // On drop it writes where each allocation came from, for a failure to point at.
-    let sites = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hot-path-dhat.json");
-    let profiler = dhat::Profiler::builder().file_name(&sites).build();
-    let mut acks = 0;
-    for _ in 0..ROUNDS {
-        acks += exchanges(&sock, to, &mut packets);
-    }
-    let allocated = dhat::HeapStats::get().total_blocks;
-    drop(profiler);
+    let sites = tmp.join("hot-path-v4-dhat.json");
+    let (acks, allocated) = allocations(&sites, || {
+        (0..ROUNDS)
+            .map(|_| exchanges(&sock, to, &mut packets))
+            .sum::<u32>()
+    });
     assert_eq!(acks, ROUNDS * CLIENTS);
-    eprintln!("{allocated} allocations in {acks} exchanges");
+    eprintln!("DHCPv4: {allocated} allocations in {acks} DORA exchanges");
+    assert_eq!(
+        allocated,
+        0,
+        "the DHCPv4 hot path allocated; the call sites are in {} (dhat's viewer, or the \"tb\" counts)",
+        sites.display()
+    );
+
+    // DHCPv6: relayed rapid-commit SOLICIT/REPLY.
+    let sock6 = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+    sock6
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let to6 = SocketAddrV6::new(Ipv6Addr::LOCALHOST, port6, 0, 0);
+    let solicits: Vec<Vec<u8>> = (0..CLIENTS).map(relayed_solicit).collect();
+    assert_eq!(exchanges6(&sock6, to6, &solicits), CLIENTS);
+    assert_eq!(exchanges6(&sock6, to6, &solicits), CLIENTS);
+    let sites = tmp.join("hot-path-v6-dhat.json");
+    let (bound, allocated) = allocations(&sites, || {
+        (0..ROUNDS)
+            .map(|_| exchanges6(&sock6, to6, &solicits))
+            .sum::<u32>()
+    });
+    assert_eq!(bound, ROUNDS * CLIENTS);
+    eprintln!("DHCPv6: {allocated} allocations in {bound} SOLICIT/REPLY exchanges");
     server.stop_flag().store(true, Ordering::SeqCst);
     server.join().unwrap();
     assert_eq!(
         allocated,
         0,
-        "the hot path allocated; the call sites are in {} (open it in dhat's viewer, or look for \"tb\" counts)",
+        "the DHCPv6 hot path allocated; the call sites are in {} (dhat's viewer, or the \"tb\" counts)",
         sites.display()
     );
 }
