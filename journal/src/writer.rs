@@ -22,6 +22,13 @@ use crate::fs::{Fs, FsFile};
 use crate::journal::{Health, Options, SyncPolicy, ThreadHook};
 use crate::spare::Spares;
 
+/// Starting room of a lane's queue and of the writer's spare: about 750 records. The buffers
+/// grow past it when a batch is bigger (a slow disk), and keep what they grew to, so a steady
+/// server appends without allocating whatever its first batches were.
+const LANE_BUFFER: usize = 64 << 10;
+/// Starting room of the writer's batch buffer (all lanes' frames since the last sync).
+const BATCH_BUFFER: usize = 1 << 20;
+
 /// First wait before retrying after a write or sync error.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest wait between retries.
@@ -131,7 +138,15 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(lanes: usize) -> Self {
         Shared {
-            lanes: (0..lanes).map(|_| LaneState::default()).collect(),
+            lanes: (0..lanes)
+                .map(|_| LaneState {
+                    queue: Mutex::new(Queued {
+                        bytes: Vec::with_capacity(LANE_BUFFER),
+                        ..Queued::default()
+                    }),
+                    ..LaneState::default()
+                })
+                .collect(),
             counters: Counters::default(),
             health: Mutex::new(Health::Ok),
             last_error: Mutex::new(None),
@@ -295,10 +310,10 @@ impl Writer {
             next_seq: start.next_seq,
             prev_len: start.prev_len,
             synced_len: 0,
-            unsynced: Vec::new(),
+            unsynced: Vec::with_capacity(BATCH_BUFFER),
             written: 0,
             unsynced_records: 0,
-            spare: Vec::new(),
+            spare: Vec::with_capacity(LANE_BUFFER),
             taken: vec![0; n],
             received: vec![0; n],
             published: vec![0; n],

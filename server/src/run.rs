@@ -667,6 +667,11 @@ impl Server {
         self.journal.health()
     }
 
+    /// The journal's counters.
+    pub fn journal_stats(&self) -> lessor_journal::Stats {
+        self.journal.stats()
+    }
+
     /// Waits for the workers to stop, closes the journal (everything queued is written and
     /// synced) and returns the counter summary.
     pub fn join(self) -> anyhow::Result<String> {
@@ -728,7 +733,7 @@ impl Worker {
         let mut events: Vec<LeaseEvent> = Vec::with_capacity(16);
         let mut scratch = v4::Scratch::default();
         let mut pending: WaitQueue<(Destination, Ipv4Addr, ReplyKind)> =
-            WaitQueue::new(MAX_PENDING);
+            WaitQueue::new(MAX_PENDING, MAX_REPLY);
         let mut last_reclaim = Instant::now();
         set_idle_timeout(&self.socket, self.k);
         while !self.stop.load(Ordering::Relaxed) {

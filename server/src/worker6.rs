@@ -101,7 +101,8 @@ impl Worker6 {
         };
         let mut out = Vec::with_capacity(super::run::RECV_BUF);
         let mut events: Vec<V6LeaseEvent> = Vec::with_capacity(16);
-        let mut pending: WaitQueue<Dst6> = WaitQueue::new(super::run::MAX_PENDING);
+        let mut pending: WaitQueue<Dst6> =
+            WaitQueue::new(super::run::MAX_PENDING, super::run::MAX_REPLY);
         let mut last_reclaim = Instant::now();
         let mut ctx = self.ctx.current();
         let mut generation = self.ctx.generation();
