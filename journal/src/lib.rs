@@ -77,8 +77,8 @@
 //! [`Record::keep`] are dropped, except one case: records of one key may reach the writer
 //! through two lanes (a lease handed from one worker to another), so an older version can land
 //! in the batch after a newer one, possibly in the next segment. Only the very next batch:
-//! the writer drains every lane each round, and whatever was sent before the tombstone is in
-//! a channel by then. So tombstones from the newest folded source that holds records (the
+//! the writer takes every lane's queue each round, and whatever was appended before the
+//! tombstone is in its lane's queue by then. So tombstones from the newest folded source that holds records (the
 //! last non-empty segment of the cut, or the previous snapshot if no segment since holds any)
 //! are kept in the snapshot until a later compaction folds a batch after them, and such a
 //! straggler cannot resurrect its key.

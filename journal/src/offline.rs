@@ -581,7 +581,7 @@ pub fn stats_offline_with(fs: &dyn Fs, dir: &Path) -> Result<OfflineStats> {
 }
 
 /// Records an offline append may hand the writer ahead of what it has written: bounds the
-/// memory the lane's channel holds, whatever the number of records.
+/// memory the lane's queue holds, whatever the number of records.
 const APPEND_WINDOW: u64 = 64 * 1024;
 /// How often (in records) an offline append checks how far behind the writer is.
 const APPEND_CHECK_EVERY: u64 = 4 * 1024;
