@@ -229,11 +229,6 @@ impl Encode for LeaseRecordRef<'_> {
 impl lessor_journal::EncodesAs<LeaseRecord> for LeaseRecordRef<'_> {}
 
 impl LeaseRecord {
-    /// The record for an engine event.
-    pub fn from_event(e: &LeaseEvent) -> Self {
-        LeaseRecordRef::from_event(e).to_record()
-    }
-
     /// The record for a lease as the engine holds it.
     pub fn from_lease(l: &Lease, event: u8) -> Self {
         LeaseRecordRef::from_lease(l, event).to_record()
@@ -349,13 +344,10 @@ impl LeaseRecord {
     /// The 16-byte chaddr field the client would send, for steering the record to its shard
     /// (all zero for a DHCPv6 record, which steers by its DUID instead).
     pub fn chaddr_field(&self) -> [u8; 16] {
-        let mut f = [0u8; 16];
         if self.is_v6() {
-            return f;
+            return [0u8; 16];
         }
-        let n = self.hw.len().min(16);
-        f[..n].copy_from_slice(&self.hw[..n]);
-        f
+        hw_field(&self.hw).0
     }
 }
 
