@@ -10,13 +10,15 @@
 //! [`SendBatch`]: `recvmmsg`, `sendmmsg`). It does the same for IPv6 ([`open_v6_group`],
 //! `IPV6_PKTINFO`, [`RecvMeta6`], [`SendMeta6`], [`RecvBatch6`], [`SendBatch6`]), where every
 //! socket of a group also joins the DHCPv6 multicast group ff02::1:2 on the interfaces it
-//! serves. It lists the host's interfaces ([`interfaces`]), installs ARP entries
+//! serves, and the steering program walks relay layers to the client's DUID
+//! ([`attach_steering6`], [`steer_index6`]). It lists the host's interfaces ([`interfaces`]), installs ARP entries
 //! ([`set_arp_entry`]) so a reply can be unicast to a client that has no address yet, and pins
 //! worker threads to cores ([`pin_current_thread`]).
 //!
-//! It is not a DHCP implementation: it knows ports and addresses, never message types, options
-//! or leases (steering reads four bytes at a fixed offset, nothing more), and it makes no
-//! decision about where a reply should go; the server does that and hands over a [`SendMeta`]
+//! It is not a DHCP implementation: it knows ports and addresses, never leases, and of the
+//! messages only what steering reads (four bytes at a fixed offset for DHCPv4; for DHCPv6 the
+//! relay header, option headers and the DUID's last four bytes). It makes no decision about
+//! where a reply should go; the server does that and hands over a [`SendMeta`]
 //! or [`SendMeta6`]. The receive and send paths, batched or not, do not allocate.
 //!
 //! Linux only. `unsafe` is confined to the kernel interfaces that nix and socket2 do not wrap
@@ -44,7 +46,9 @@ pub use arp::set_arp_entry;
 pub use batch::{MAX_BATCH, RecvBatch, RecvBatch6, SendBatch, SendBatch6, SendReport};
 pub use error::{Error, Result};
 pub use iface::{Interface, interface_index, interfaces};
-pub use steer::{STEER_OFFSET, attach_steering, steer_index};
+pub use steer::{
+    STEER_OFFSET, STEER6_STEPS, attach_steering, attach_steering6, steer_index, steer_index6,
+};
 pub use v4::{DEFAULT_READ_TIMEOUT, RecvMeta, SendMeta, V4Socket, V4SocketConfig, open_v4_group};
 pub use v6::{
     ALL_DHCP_RELAY_AGENTS_AND_SERVERS, RecvMeta6, SendMeta6, V6Socket, V6SocketConfig,

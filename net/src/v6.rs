@@ -14,7 +14,8 @@
 //! # Multicast and the `SO_REUSEPORT` group
 //!
 //! Each worker owns one socket of the group, as for IPv4, and the kernel spreads *unicast*
-//! datagrams over the group by a hash of the 4-tuple. A *multicast* datagram skips that
+//! datagrams over the group by a hash of the 4-tuple, or by the client's DUID once
+//! [`attach_steering6`](crate::attach_steering6) put its program on the group. A *multicast* datagram skips that
 //! selection: like an IPv4 broadcast it is copied to every socket of the group that matches
 //! it, so every worker sees every request sent to ff02::1:2. Every socket joins the group (on
 //! each interface of [`V6SocketConfig::multicast_ifindexes`]), so that the group keeps working

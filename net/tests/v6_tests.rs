@@ -1,6 +1,6 @@
 //! IPv6 worker socket groups on ::1 in the host namespace (test mode: no multicast, replies to
 //! the request's source address and port): single and batched receive and send, with the
-//! `IPV6_PKTINFO` metadata checked.
+//! `IPV6_PKTINFO` metadata checked, and DHCPv6 steering on a group.
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::time::Duration;
 
 use lessor_net::{
-    Error, RecvBatch6, RecvMeta6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig, interface_index,
-    open_v6_group,
+    Error, RecvBatch6, RecvMeta6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig,
+    attach_steering6, interface_index, open_v6_group, steer_index6,
 };
 
 use crate::alloc_tests::allocations;
@@ -540,4 +540,97 @@ fn v6_paths_do_not_allocate() {
             assert_eq!(&got[..len], b"reply");
         }
     }
+}
+
+/// A relayed SOLICIT as one relay agent sends it: `id` in the transaction id, DUID-LLT
+/// `duid_tail` as the last four bytes of its link-layer address, an interface-id ahead of
+/// the RELAY_MSG and an elapsed-time option ahead of the CLIENTID.
+fn relayed_solicit(id: u32, duid_tail: u32, with_duid: bool) -> Vec<u8> {
+    let option = |code: u16, value: &[u8]| {
+        let mut o = code.to_be_bytes().to_vec();
+        o.extend((value.len() as u16).to_be_bytes());
+        o.extend_from_slice(value);
+        o
+    };
+    let mut client = vec![1];
+    client.extend(&id.to_be_bytes()[1..]);
+    client.extend(option(8, &[0, 0]));
+    if with_duid {
+        let mut duid = vec![0, 1, 0, 1, 0x2a, 0x3b, 0x4c, 0x5d, 0x02, 0x42];
+        duid.extend(duid_tail.to_be_bytes());
+        client.extend(option(1, &duid));
+    }
+    client.extend(option(3, &[0; 12]));
+    let mut relay = vec![12, 0];
+    relay.extend(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets());
+    relay.extend(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, id as u16).octets());
+    relay.extend(option(18, b"ge-0/0/1"));
+    relay.extend(option(9, &client));
+    relay
+}
+
+/// The transaction id of a datagram made by [`relayed_solicit`].
+fn solicit_id(p: &[u8]) -> u32 {
+    // The client message sits after the relay header (34), the interface-id (4 + 8) and the
+    // RELAY_MSG header (4).
+    let m = &p[50..];
+    u32::from_be_bytes([0, m[1], m[2], m[3]])
+}
+
+/// One relay, one 4-tuple: without a program the kernel puts every datagram on one socket.
+/// With [`attach_steering6`] each lands on the socket [`steer_index6`] names for its DUID, and
+/// the datagrams without one still arrive, once each, where the 4-tuple hash puts them.
+#[test]
+fn v6_steering_spreads_one_relay_by_duid() {
+    const N: usize = 4;
+    let group = loopback_group6(N, |cfg| cfg.recv_buffer = Some(1 << 20));
+    attach_steering6(&group).expect("attach_steering6");
+    let server = group[0].local_addr().expect("local_addr");
+    let relay = client6();
+    let mut seed = 0x2545_f491_u32;
+    let mut sent = std::collections::HashMap::new();
+    for id in 0..240u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let p = relayed_solicit(id, seed, id % 8 != 7);
+        relay.send_to(&p, server).expect("send");
+        sent.insert(id, p);
+    }
+    let mut per_socket = [0usize; N];
+    let mut unsteered = BTreeSet::new();
+    let mut buf = [0u8; 512];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sent.is_empty() && std::time::Instant::now() < deadline {
+        for (k, s) in group.iter().enumerate() {
+            while let Some(meta) = s.try_recv(&mut buf).expect("try_recv") {
+                let p = &buf[..meta.len];
+                let id = solicit_id(p);
+                assert_eq!(
+                    sent.remove(&id).as_deref(),
+                    Some(p),
+                    "datagram {id} arrived once, intact"
+                );
+                match steer_index6(p, N) {
+                    Some(want) => assert_eq!(k, want, "datagram {id}"),
+                    None => {
+                        assert_eq!(id % 8, 7, "datagram {id} has a DUID to steer by");
+                        unsteered.insert(k);
+                    }
+                }
+                per_socket[k] += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(sent.is_empty(), "lost: {:?}", sent.keys());
+    for s in &group {
+        assert_eq!(s.try_recv(&mut buf).expect("try_recv"), None, "no copies");
+    }
+    assert!(per_socket.iter().all(|&c| c > 20), "{per_socket:?}");
+    assert_eq!(
+        unsteered.len(),
+        1,
+        "one 4-tuple, one hashed socket: {unsteered:?}"
+    );
 }

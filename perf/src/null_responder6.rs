@@ -6,9 +6,9 @@
 //! [`Responder`]), relay levels are unwrapped and wrapped back with their Interface-IDs, and
 //! each reply goes to the request's source address and port. Workers are one `SO_REUSEPORT`
 //! group, each pinned to a core and receiving and sending in batches (`recvmmsg`, `sendmmsg`),
-//! as in `null-responder`. lessor-net's steering program reads a DHCPv4 header, so the v6
-//! group is not steered: the kernel spreads datagrams by their 4-tuple, which for one relay
-//! means one worker per relay port (give `load6` as many workers).
+//! as in `null-responder`, and steered like lessor's: the group's classic BPF program hands
+//! each datagram to the worker of its client's DUID (`lessor_net::attach_steering6`), so one
+//! relay's clients spread over the workers.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 
@@ -135,6 +135,8 @@ pub(crate) fn run(a: &NullArgs6) -> anyhow::Result<()> {
     };
     let socks = lessor_net::open_v6_group(&cfg)
         .with_context(|| format!("listening on [{}]:{}", a.bind, a.port))?;
+    // Like lessor: the kernel hands each client's requests to the worker of its DUID.
+    lessor_net::attach_steering6(&socks).context("attaching the DHCPv6 steering program")?;
     null_common::run(
         &a.run,
         "null-responder6",

@@ -561,6 +561,12 @@ impl Server {
                 multicast_ifindexes: multicast,
             })
             .with_context(|| format!("opening UDP [{bind6}]:{} for DHCPv6", config.v6.port))?;
+            if workers > 1 {
+                // By the client's DUID, through relay layers: one relay's clients spread over
+                // the workers that own them instead of all landing on one by 4-tuple.
+                lessor_net::attach_steering6(&sockets6)
+                    .context("attaching the DHCPv6 steering program")?;
+            }
             listen6 = if infos.is_empty() {
                 vec![format!("[{bind6}]:{}", config.v6.port)]
             } else {
@@ -762,13 +768,14 @@ impl Worker {
             // more are dropped and counted; the rest (DISCOVER, INFORM) is still answered.
             let backlogged = self.lane.backlog() > self.max_backlog;
             for (data, meta) in rx.iter() {
-                // Linux hands a broadcast datagram to every socket of the reuseport group (the
-                // steering program only sees unicast): only the owner's worker answers it.
-                if self.workers > 1
-                    && meta.dst != meta.local
-                    && v4::owner_shard(data, self.workers) != self.k
-                {
-                    continue;
+                if self.workers > 1 && v4::owner_shard(data, self.workers) != self.k {
+                    // Linux hands a broadcast datagram to every socket of the reuseport group
+                    // (the steering program only sees unicast): only the owner's worker
+                    // answers it.
+                    if meta.dst != meta.local {
+                        continue;
+                    }
+                    stats.other_shard.fetch_add(1, Ordering::Relaxed);
                 }
                 stats.received.fetch_add(1, Ordering::Relaxed);
                 if let Some(allowed) = &self.allowed

@@ -12,6 +12,11 @@ use crate::v4::{NoReply, ReplyKind};
 pub struct WorkerStats {
     /// Datagrams received.
     pub received: AtomicU64,
+    /// Unicast datagrams received for a client whose shard another worker owns, which the
+    /// worker handles under that shard's lock: those the kernel's steering program could not
+    /// place (a DHCPv6 DUID it did not reach). DHCPv4 steering reads a fixed offset, so there
+    /// this stays 0 unless the program is missing.
+    pub other_shard: AtomicU64,
     /// OFFERs sent.
     pub offers: AtomicU64,
     /// ACKs sent.
@@ -91,8 +96,9 @@ pub fn summary(workers: &[WorkerStats]) -> String {
         workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
     };
     let mut s = format!(
-        "received={} offers={} acks={} naks={} bootp={} expired={} send_errors={} overload_drops={}",
+        "received={} other_shard={} offers={} acks={} naks={} bootp={} expired={} send_errors={} overload_drops={}",
         sum(|w| &w.received),
+        sum(|w| &w.other_shard),
         sum(|w| &w.offers),
         sum(|w| &w.acks),
         sum(|w| &w.naks),
@@ -114,8 +120,9 @@ pub fn summary6(workers: &[WorkerStats]) -> String {
         workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
     };
     let mut s = format!(
-        "v6_received={} advertises={} replies6={} v6_expired={} v6_send_errors={} v6_overload_drops={}",
+        "v6_received={} v6_other_shard={} advertises={} replies6={} v6_expired={} v6_send_errors={} v6_overload_drops={}",
         sum(|w| &w.received),
+        sum(|w| &w.other_shard),
         sum(|w| &w.advertises),
         sum(|w| &w.replies6),
         sum(|w| &w.expired),

@@ -2,12 +2,14 @@
 //! `SO_REUSEPORT` group, its own journal lane, and the same batching and group commit.
 //!
 //! Steering: a DHCPv6 client is known by its DUID, which sits at no fixed offset (often inside
-//! relay layers), so no classic BPF program can pick the worker. The kernel spreads unicast
-//! datagrams (relayed traffic) over the group by 4-tuple instead, and a worker handles a
-//! client on the shard that owns its DUID ([`V6Engine::owner`]): the shard's mutex makes that
-//! safe, and the cost is a lock another core touched last, not a wrong answer. Multicast
-//! (clients on a served link) reaches every socket of the group; only the owner's worker
-//! answers it, so each request gets one reply.
+//! relay layers). The group's classic BPF program walks the relay layers and options to it
+//! (`lessor_net::attach_steering6`) and hands the datagram to the worker of the shard that
+//! owns it ([`V6Engine::owner`]), so one relay's clients spread over the workers. A datagram
+//! the program cannot place goes where the kernel's 4-tuple hash puts it; that worker handles
+//! the client on its owner's shard anyway, under the shard's mutex (counted as
+//! `v6_other_shard`): the cost is a lock another core touched last, not a wrong answer.
+//! Multicast (clients on a served link) reaches every socket of the group; only the owner's
+//! worker answers it, so each request gets one reply.
 //!
 //! The static assignments behind [`V6Context`] can be reloaded while workers run
 //! ([`Assignments6`]): a worker picks the new table up between two batches, so every packet
@@ -137,13 +139,13 @@ impl Worker6 {
             // As in the DHCPv4 worker: a full journal backlog stops requests that write.
             let backlogged = self.lane.backlog() > self.max_backlog;
             for (data, meta) in rx.iter() {
-                // Every socket of the group gets a multicast datagram: only the worker of the
-                // client's shard answers it.
-                if self.workers > 1
-                    && meta.dst.is_multicast()
-                    && v6::owner_shard(data, &self.engine) != self.k
-                {
-                    continue;
+                if self.workers > 1 && v6::owner_shard(data, &self.engine) != self.k {
+                    // Every socket of the group gets a multicast datagram: only the worker of
+                    // the client's shard answers it.
+                    if meta.dst.is_multicast() {
+                        continue;
+                    }
+                    stats.other_shard.fetch_add(1, Ordering::Relaxed);
                 }
                 stats.received.fetch_add(1, Ordering::Relaxed);
                 if let Some(allowed) = &self.allowed

@@ -187,22 +187,16 @@ impl V6Engine {
     }
 
     /// The shard that owns the leases of every IA of the client with this DUID: the server
-    /// steers (or forwards) the client's messages to its worker. It is FNV-1a (64-bit) of the
-    /// DUID's bytes, mixed by MurmurHash3's 64-bit finalizer and scaled to `0..shards()`
-    /// (`(hash * shards) >> 64`): a fixed function, so the same DUID has the same owner
-    /// across restarts.
+    /// steers the client's messages to its worker. It is the DUID's last four bytes, read as a
+    /// big-endian number (zero-padded in front when the DUID is shorter), modulo `shards()`.
+    /// For DUID-LLT and DUID-LL those are the end of the link-layer address, the bytes DHCPv4
+    /// steers by. A fixed function, simple enough for a classic BPF program on the socket
+    /// group to compute (`lessor_net::attach_steering6`), so the kernel hands each datagram to
+    /// the owner's worker, and the same DUID has the same owner across restarts.
     pub fn owner(&self, duid: &[u8]) -> usize {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in duid {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^= h >> 33;
-        ((u128::from(h) * self.shards.len() as u128) >> 64) as usize
+        let tail = &duid[duid.len().saturating_sub(4)..];
+        let word = tail.iter().fold(0u32, |w, &b| (w << 8) | u32::from(b));
+        (u64::from(word) % self.shards.len() as u64) as usize
     }
 
     pub(crate) fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {

@@ -237,7 +237,8 @@ fn solicit_bind_renew_release_and_affinity() {
 #[test]
 fn ia_keys_of_one_duid_are_independent() {
     let mut t = T::new(2, small());
-    let d = duid(7);
+    let d = duid(8); // owned by shard 0, whose block starts the prefix pool
+    assert_eq!(t.e.owner(&d), 0);
     let (one, two) = (IaKey::new(&d, 1, IaKind::Na), IaKey::new(&d, 2, IaKind::Na));
     let prefix = IaKey::new(&d, 1, IaKind::Pd);
     let a1 = t.solicit(&one, P0, T0).unwrap();
@@ -497,6 +498,19 @@ fn owner_is_a_fixed_function_of_the_duid() {
         counts[s] += 1;
     }
     assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    // The last four bytes, big-endian, modulo the shards: what the steering program reads.
+    let g = V6Engine::new(config(5, vec![])).unwrap();
+    assert_eq!(
+        g.owner(&[0, 1, 0, 1, 9, 9, 9, 9, 0, 0x42, 0, 0, 1, 7]),
+        0x0107 % 5
+    );
+    assert_eq!(
+        g.owner(&[0xff, 0xff, 0xff, 0xfe]),
+        (0xffff_fffe_u32 % 5) as usize
+    );
+    // Shorter DUIDs are zero-padded in front.
+    assert_eq!(g.owner(&[1, 3]), 0x0103 % 5);
+    assert_eq!(g.owner(&[]), 0);
     assert_eq!(V6Engine::new(config(1, vec![])).unwrap().owner(&[]), 0);
     assert!(matches!(
         V6Engine::new(config(0, vec![])),

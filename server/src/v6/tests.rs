@@ -1169,6 +1169,29 @@ fn owner_shard_follows_the_duid_through_relays() {
     );
 }
 
+/// The kernel's steering program (`lessor_net::attach_steering6`, mirrored by `steer_index6`)
+/// picks the worker the server's own rule names, for clients sent direct and through relays
+/// that add options of their own, with any number of workers.
+#[test]
+fn the_steering_program_picks_the_owner() {
+    let f = Fixture::new(YAML);
+    for workers in 1..=6 {
+        let engine = V6Engine::new(f.ctx.engine_config(workers)).unwrap();
+        for n in 0..=255u8 {
+            let m = Client::new(n).solicit();
+            let once = relay(&m, 0, a(RELAY_SRC), a("fe80::1"), &[option(18, b"eth0")]);
+            let twice = relay(&once, 1, a(RELAY_SRC), a("fe80::2"), &[option(37, &[0; 8])]);
+            for p in [&m, &once, &twice] {
+                assert_eq!(
+                    lessor_net::steer_index6(p, workers),
+                    Some(owner_shard(p, &engine)),
+                    "client {n}, {workers} workers"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn malformed_input_is_counted_not_fatal() {
     let mut f = Fixture::new(YAML);
