@@ -20,7 +20,9 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use lessor_engine::{ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseState, PoolSpec};
+use lessor_engine::{
+    ClientKey, Engine, EngineConfig, HostName, HwAddr, Lease, LeaseState, PoolSpec,
+};
 
 const FIRST: u32 = 0x0a00_0001;
 const HOSTS: u64 = (1 << 24) - 2;
@@ -42,7 +44,7 @@ fn mac(i: u64) -> [u8; 6] {
     [0xf0, 0x18, vendor, a, b, c]
 }
 
-fn hostname(h: u64) -> Option<Box<str>> {
+fn hostname(h: u64) -> Option<HostName> {
     let r = h >> 8;
     let name = match h % 10 {
         0 | 1 => format!("DESKTOP-{:07X}", r & 0xfff_ffff),
@@ -53,7 +55,7 @@ fn hostname(h: u64) -> Option<Box<str>> {
         6 => format!("host-{}", r % 1_000_000),
         _ => return None,
     };
-    Some(name.into())
+    Some(HostName::new(&name))
 }
 
 /// Lease `i` of `n`: addresses in a scrambled order over the whole /8.

@@ -1,8 +1,10 @@
-//! Client identities: the opaque [`ClientKey`] and the inline hardware address [`HwAddr`].
+//! Client identities: the opaque [`ClientKey`], the inline hardware address [`HwAddr`], and
+//! the client's [`HostName`].
 
-use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+
+use crate::inline::InlineBytes;
 
 const TAG_HARDWARE: u8 = 0;
 const TAG_CLIENT_ID: u8 = 1;
@@ -12,62 +14,33 @@ const TAG_CLIENT_ID: u8 = 1;
 ///
 /// The two kinds are tagged so that a client id can never collide with a hardware address.
 /// Keys of up to [`ClientKey::INLINE`] bytes (tag included: every hardware address and nearly
-/// every client identifier) are stored inline, without allocating.
-#[derive(Clone)]
-pub struct ClientKey(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Inline {
-        len: u8,
-        bytes: [u8; ClientKey::INLINE],
-    },
-    Heap(Box<[u8]>),
-}
+/// every client identifier, RFC 4361's 0xff + IAID + DUID-UUID among them) are stored inline,
+/// without allocating.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientKey(InlineBytes<{ ClientKey::INLINE }>);
 
 impl ClientKey {
     /// The longest key stored without allocating, in bytes (tag included).
-    pub const INLINE: usize = 22;
-
-    fn build(parts: &[&[u8]]) -> Self {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len <= Self::INLINE {
-            let mut bytes = [0; Self::INLINE];
-            let mut at = 0;
-            for part in parts {
-                bytes[at..at + part.len()].copy_from_slice(part);
-                at += part.len();
-            }
-            Self(Repr::Inline {
-                len: len as u8,
-                bytes,
-            })
-        } else {
-            Self(Repr::Heap(parts.concat().into_boxed_slice()))
-        }
-    }
+    pub const INLINE: usize = 38;
 
     /// A key from the client identifier option (61): tag 1, then the option's bytes.
     pub fn client_id(id: &[u8]) -> Self {
-        Self::build(&[&[TAG_CLIENT_ID], id])
+        Self(InlineBytes::concat(&[&[TAG_CLIENT_ID], id]))
     }
 
     /// A key from the hardware address: tag 0, `htype`, then `chaddr`.
     pub fn hardware(htype: u8, chaddr: &[u8]) -> Self {
-        Self::build(&[&[TAG_HARDWARE, htype], chaddr])
+        Self(InlineBytes::concat(&[&[TAG_HARDWARE, htype], chaddr]))
     }
 
     /// Rebuilds a key from [`ClientKey::as_bytes`] (for the journal and snapshots).
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        Self::build(&[bytes])
+        Self(InlineBytes::concat(&[bytes]))
     }
 
     /// The tagged bytes of the key.
     pub fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Repr::Heap(bytes) => bytes,
-        }
+        self.0.as_bytes()
     }
 }
 
@@ -77,29 +50,51 @@ impl fmt::Debug for ClientKey {
     }
 }
 
-impl PartialEq for ClientKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
+/// The host name a client gave (option 12) or its reservation names, as a lease carries it:
+/// up to [`HostName::INLINE`] bytes (a DNS label is at most 63) stored inline, without
+/// allocating. It reads as a `&str`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostName(InlineBytes<{ HostName::INLINE }>);
+
+impl HostName {
+    /// The longest name stored without allocating, in bytes.
+    pub const INLINE: usize = 62;
+
+    /// The name `name`.
+    pub fn new(name: &str) -> Self {
+        Self(InlineBytes::concat(&[name.as_bytes()]))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Only ever built from a `&str`.
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 }
 
-impl Eq for ClientKey {}
+impl Deref for HostName {
+    type Target = str;
 
-impl Hash for ClientKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
+    fn deref(&self) -> &str {
+        self.as_str()
     }
 }
 
-impl PartialOrd for ClientKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+impl From<&str> for HostName {
+    fn from(name: &str) -> Self {
+        Self::new(name)
     }
 }
 
-impl Ord for ClientKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
+impl fmt::Debug for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -164,11 +159,15 @@ mod tests {
 
     #[test]
     fn short_keys_are_inline_and_long_ones_compare_the_same() {
-        assert_eq!(size_of::<ClientKey>(), 24);
+        assert_eq!(size_of::<ClientKey>(), 40);
         let short = ClientKey::client_id(&[7; ClientKey::INLINE - 1]);
-        assert!(matches!(short.0, Repr::Inline { .. }));
+        assert!(short.0.is_inline());
+        // RFC 4361: 0xff, IAID, DUID-UUID (type 4 + 16 bytes).
+        let rfc4361 =
+            ClientKey::client_id(&[[0xff, 0, 0, 0, 1, 0, 4].as_slice(), &[9; 16]].concat());
+        assert!(rfc4361.0.is_inline());
         let long = ClientKey::client_id(&[7; ClientKey::INLINE]);
-        assert!(matches!(long.0, Repr::Heap(_)));
+        assert!(!long.0.is_inline());
         assert_eq!(long.as_bytes().len(), ClientKey::INLINE + 1);
         assert!(short < long);
         assert_eq!(ClientKey::from_bytes(long.as_bytes()), long);
@@ -179,6 +178,26 @@ mod tests {
         use std::hash::BuildHasher;
         let state = std::collections::hash_map::RandomState::new();
         assert_eq!(state.hash_one(&long), state.hash_one(long.as_bytes()));
+    }
+
+    #[test]
+    fn host_names_read_as_str_and_usual_ones_are_inline() {
+        assert_eq!(size_of::<Option<HostName>>(), 64);
+        let label = HostName::new(&"a".repeat(HostName::INLINE));
+        assert!(label.0.is_inline());
+        assert_eq!(label.len(), HostName::INLINE);
+        let longer = HostName::new(&"a".repeat(HostName::INLINE + 1));
+        assert!(!longer.0.is_inline());
+        assert!(label < longer);
+        assert_eq!(HostName::from("pc-07").as_str(), "pc-07");
+        assert_eq!(
+            format!("{:?} {}", HostName::new("ü"), HostName::new("ü")),
+            "\"ü\" ü"
+        );
+        assert_eq!(
+            HostName::new("x".repeat(255).as_str()).as_str(),
+            "x".repeat(255)
+        );
     }
 
     #[test]

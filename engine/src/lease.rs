@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::ident::{ClientKey, HwAddr};
+use crate::ident::{ClientKey, HostName, HwAddr};
 use crate::pools::PoolId;
 
 /// Seconds since the Unix epoch. The engine never reads a clock; callers pass `now`.
@@ -39,7 +39,7 @@ pub struct Lease {
     /// The client's hardware address as last seen.
     pub hw: HwAddr,
     /// The client's host name as last seen.
-    pub hostname: Option<Box<str>>,
+    pub hostname: Option<HostName>,
     /// Where the lease is in its life.
     pub state: LeaseState,
     /// When the current state began (for `Bound`: the latest bind or renewal).
@@ -99,7 +99,7 @@ impl LeaseRef<'_> {
             pool: None,
             client: ClientKey::from_bytes(self.client),
             hw: self.hw,
-            hostname: self.hostname.map(Box::from),
+            hostname: self.hostname.map(HostName::new),
             state: self.state,
             starts: self.starts,
             expires: self.expires,

@@ -97,6 +97,7 @@ mod engine;
 mod error;
 mod grow;
 mod ident;
+mod inline;
 mod lease;
 mod pools;
 mod records;
@@ -111,7 +112,7 @@ mod testkit;
 
 pub use engine::{BindRequest, Engine, OfferRequest, PoolStats};
 pub use error::{AllocError, BindError, Error, Result};
-pub use ident::{ClientKey, HwAddr};
+pub use ident::{ClientKey, HostName, HwAddr};
 pub use lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseState, LeaseView, Time};
 pub use pools::{EngineConfig, PoolId, PoolSpec};
 pub use restore::{RestoreReport, Restorer};

@@ -30,7 +30,7 @@ use crate::common::slot::{
 };
 use crate::grow::{IndexTable, Slab};
 
-use crate::ident::{ClientKey, HwAddr};
+use crate::ident::{ClientKey, HostName, HwAddr};
 use crate::lease::{Lease, LeaseState, LeaseView, Time};
 use crate::pools::{Place, PoolId};
 
@@ -381,7 +381,7 @@ impl Records {
             pool: self.place(idx).pool(),
             client: ClientKey::from_bytes(self.key(idx)),
             hw: self.hw(idx),
-            hostname: self.hostname(idx).map(Box::from),
+            hostname: self.hostname(idx).map(HostName::new),
             state: slot.state,
             starts: Time::from(slot.starts),
             expires: Time::from(slot.expires),
@@ -519,7 +519,7 @@ impl Records {
         }
         let slot = self.slots[idx as usize];
         let key = ClientKey::from_bytes(self.key(idx));
-        let name: Option<Box<str>> = hostname.or(self.hostname(idx)).map(Box::from);
+        let name: Option<HostName> = hostname.or(self.hostname(idx)).map(HostName::new);
         let hw_extra = (spelled_hw(key.as_bytes()) != Some(hw)).then_some(hw);
         let long_key = slot.flags & KEY_EXTRA != 0;
         if slot.has_extra() {

@@ -529,7 +529,7 @@ mod tests {
                 pool: None,
                 client: ClientKey::from_bytes(&client),
                 hw: HwAddr::new(htype, &hw).unwrap(),
-                hostname: hostname.map(Into::into),
+                hostname: hostname.as_deref().map(Into::into),
                 state,
                 starts,
                 expires,

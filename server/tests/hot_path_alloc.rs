@@ -1,7 +1,8 @@
 //! The hot path does not allocate: a whole server (worker, journal writer with `sync: group`,
 //! every other thread) runs in this process under dhat's global allocator, which counts every
 //! allocation any thread makes, and real exchanges go through it over loopback: DHCPv4 DORA
-//! as a relay, and DHCPv6 relayed rapid-commit SOLICIT/REPLY with an IA_NA.
+//! as a relay (half the clients with a host name and a 23-byte client identifier, as real
+//! clients send them), and DHCPv6 relayed rapid-commit SOLICIT/REPLY with an IA_NA.
 //!
 //! Steady state is what is measured: the clients' first exchanges (which grow the lease table,
 //! the journal's buffers and the socket batches) run before the count starts; the counted
@@ -29,8 +30,9 @@ const ROUNDS: u32 = 3;
 /// no timing of the counted rounds can make them grow.
 const WINDOW: u32 = 64;
 
-/// A relayed DHCPv4 request from client `n`: message type `kind`, extra options.
-fn request(n: u32, kind: u8, opts: &[(u8, [u8; 4])]) -> Vec<u8> {
+/// A relayed DHCPv4 request from client `n`: message type `kind`, then client `n`'s own
+/// options ([`client_options`]). Returns the packet and its length before the end option.
+fn request(n: u32, kind: u8) -> (Vec<u8>, usize) {
     let mut b = vec![0u8; 236];
     b[..4].copy_from_slice(&[1, 1, 6, 1]);
     b[4..8].copy_from_slice(&n.to_be_bytes());
@@ -38,12 +40,26 @@ fn request(n: u32, kind: u8, opts: &[(u8, [u8; 4])]) -> Vec<u8> {
     b[28..30].copy_from_slice(&[2, 0]);
     b[30..34].copy_from_slice(&n.to_be_bytes());
     b.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
-    for (code, v) in opts {
-        b.extend_from_slice(&[*code, 4]);
-        b.extend_from_slice(v);
-    }
+    b.extend(client_options(n));
+    let base = b.len();
     b.push(255);
-    b
+    (b, base)
+}
+
+/// What client `n` says about itself. Even clients are like perfdhcp's: a MAC and nothing
+/// else. Odd ones are like dhclient's or systemd-networkd's: a host name (option 12), and a
+/// client identifier (option 61) of RFC 4361's form, 0xff, an IAID and a DUID-UUID, 23 bytes.
+fn client_options(n: u32) -> Vec<u8> {
+    if n.is_multiple_of(2) {
+        return Vec::new();
+    }
+    let name = format!("host-{n:05}");
+    let mut o = vec![12, name.len() as u8];
+    o.extend_from_slice(name.as_bytes());
+    o.extend_from_slice(&[61, 23, 0xff, 0, 0, 0, 1, 0, 4]);
+    o.extend_from_slice(&[0x5c; 12]);
+    o.extend_from_slice(&n.to_be_bytes());
+    o
 }
 
 /// The message type of a reply (option 53), or 0.
@@ -65,7 +81,8 @@ fn reply_kind(b: &[u8]) -> u8 {
 /// The test client's packets, built before the count is armed.
 struct Packets {
     discovers: Vec<Vec<u8>>,
-    requests: Vec<Vec<u8>>,
+    /// Each REQUEST with its length before the end option.
+    requests: Vec<(Vec<u8>, usize)>,
 }
 
 /// One DISCOVER/OFFER, REQUEST/ACK exchange per client, `window` clients in flight. Returns
@@ -86,8 +103,8 @@ fn exchanges(sock: &UdpSocket, server: SocketAddrV4, p: &mut Packets, window: u3
                 2 => {
                     let n = u32::from_be_bytes(buf[4..8].try_into().unwrap());
                     // REQUEST (selecting) for the offered address: options 50 and 54.
-                    let r = &mut p.requests[n as usize];
-                    r.truncate(243);
+                    let (r, base) = &mut p.requests[n as usize];
+                    r.truncate(*base);
                     r.extend_from_slice(&[50, 4]);
                     r.extend_from_slice(&buf[16..20]);
                     r.extend_from_slice(&[54, 4, 127, 0, 0, 1, 255]);
@@ -236,12 +253,12 @@ v6:
         .unwrap();
     let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
     let mut packets = Packets {
-        discovers: (0..CLIENTS).map(|n| request(n, 1, &[])).collect(),
+        discovers: (0..CLIENTS).map(|n| request(n, 1).0).collect(),
         // Room for options 50 and 54, so filling them in never reallocates.
         requests: (0..CLIENTS)
             .map(|n| {
-                let mut r = request(n, 3, &[]);
-                r.reserve(16);
+                let mut r = request(n, 3);
+                r.0.reserve(16);
                 r
             })
             .collect(),

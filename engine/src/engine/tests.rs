@@ -1236,7 +1236,7 @@ fn a_large_bulk_restore_matches_one_by_one_and_then_serves() {
             pool: None,
             client: ClientKey::from_bytes(&client),
             hw: HwAddr::new(1, &[4, 0, 0, (id >> 16) as u8, (id >> 8) as u8, id as u8]).unwrap(),
-            hostname: (!i.is_multiple_of(3)).then(|| format!("host-{i}").into()),
+            hostname: (!i.is_multiple_of(3)).then(|| format!("host-{i}").as_str().into()),
             state,
             starts: T0,
             expires: T0 + 100 + u64::from(i % 1000),

@@ -1,9 +1,9 @@
 //! Who holds a v6 lease ([`IaKey`]: DUID + IAID + IA kind) and what is leased ([`Resource`]).
 
-use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::net::Ipv6Addr;
+
+use crate::inline::InlineBytes;
 
 /// The kind of identity association a lease belongs to. IA_TA is refused by the server and
 /// never reaches the engine.
@@ -39,14 +39,8 @@ impl IaKind {
 /// (DUIDs up to 33 bytes: DUID-LLT, DUID-LL, DUID-UUID and nearly every DUID-EN) are stored
 /// inline, without allocating; longer ones (a DUID is at most 130 bytes, RFC 8415 §11.1) go to
 /// the heap.
-#[derive(Clone)]
-pub struct IaKey(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Inline { len: u8, bytes: [u8; IaKey::INLINE] },
-    Heap(Box<[u8]>),
-}
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IaKey(InlineBytes<{ IaKey::INLINE }>);
 
 /// Bytes before the DUID in a key: the kind's tag and the IAID.
 const HEADER: usize = 5;
@@ -57,20 +51,9 @@ impl IaKey {
 
     /// The key of IA `iaid` of kind `kind` of the client with this DUID.
     pub fn new(duid: &[u8], iaid: u32, kind: IaKind) -> IaKey {
-        let len = HEADER + duid.len();
         let id = iaid.to_be_bytes();
         let header = [kind.tag(), id[0], id[1], id[2], id[3]];
-        if len <= Self::INLINE {
-            let mut bytes = [0; Self::INLINE];
-            bytes[..HEADER].copy_from_slice(&header);
-            bytes[HEADER..len].copy_from_slice(duid);
-            IaKey(Repr::Inline {
-                len: len as u8,
-                bytes,
-            })
-        } else {
-            IaKey(Repr::Heap([&header[..], duid].concat().into_boxed_slice()))
-        }
+        IaKey(InlineBytes::concat(&[&header, duid]))
     }
 
     /// The client's DUID.
@@ -92,10 +75,7 @@ impl IaKey {
 
     /// The key's bytes: tag, IAID, DUID (see the type's docs). The journal form.
     pub fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Repr::Heap(bytes) => bytes,
-        }
+        self.0.as_bytes()
     }
 
     /// Rebuilds a key from [`IaKey::as_bytes`]; `None` if `bytes` is shorter than the header
@@ -112,7 +92,7 @@ impl IaKey {
     /// Whether the key is stored inline (tests of the no-allocation claim).
     #[cfg(test)]
     pub(crate) fn is_inline(&self) -> bool {
-        matches!(self.0, Repr::Inline { .. })
+        self.0.is_inline()
     }
 }
 
@@ -126,32 +106,6 @@ impl fmt::Debug for IaKey {
             write!(f, "{b:02x}")?;
         }
         f.write_str(")")
-    }
-}
-
-impl PartialEq for IaKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for IaKey {}
-
-impl Hash for IaKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl PartialOrd for IaKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for IaKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
