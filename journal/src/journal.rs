@@ -558,8 +558,12 @@ impl<R: Record> Lane<R> {
                 }
             }
             q.ticket = self.next;
+            // Under the lock, with `q.ticket`: a writer that sees the new count finds the frames
+            // (or waits on the lock for them). Stored after the unlock, a writer that preempted
+            // this thread in between would take the frames, count them taken, and still see
+            // the old count as work: it would loop until this thread ran again.
+            lane.queued.store(self.next, Ordering::Relaxed);
         }
-        lane.queued.store(self.next, Ordering::Relaxed);
         self.shared.wake_writer();
         Ticket(self.next)
     }
