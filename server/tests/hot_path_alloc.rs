@@ -2,7 +2,7 @@
 //! every other thread) runs in this process under dhat's global allocator, which counts every
 //! allocation any thread makes, and real exchanges go through it over loopback: DHCPv4 DORA
 //! as a relay (half the clients with a host name and a 23-byte client identifier, as real
-//! clients send them), and DHCPv6 relayed rapid-commit SOLICIT/REPLY with an IA_NA.
+//! clients send them, and relay agent information), and DHCPv6 relayed rapid-commit SOLICIT/REPLY with an IA_NA.
 //!
 //! Steady state is what is measured: the clients' first exchanges (which grow the lease table,
 //! the journal's buffers and the socket batches) run before the count starts; the counted
@@ -46,9 +46,11 @@ fn request(n: u32, kind: u8) -> (Vec<u8>, usize) {
     (b, base)
 }
 
-/// What client `n` says about itself. Even clients are like perfdhcp's: a MAC and nothing
-/// else. Odd ones are like dhclient's or systemd-networkd's: a host name (option 12), and a
-/// client identifier (option 61) of RFC 4361's form, 0xff, an IAID and a DUID-UUID, 23 bytes.
+/// What client `n` says about itself, and what its relay adds. Even clients are like
+/// perfdhcp's: a MAC and nothing else. Odd ones are like dhclient's or systemd-networkd's: a
+/// host name (option 12), and a client identifier (option 61) of RFC 4361's form, 0xff, an
+/// IAID and a DUID-UUID, 23 bytes; their relay adds agent information (option 82, RFC 3046:
+/// circuit-id and remote-id), which the server echoes.
 fn client_options(n: u32) -> Vec<u8> {
     if n.is_multiple_of(2) {
         return Vec::new();
@@ -59,23 +61,36 @@ fn client_options(n: u32) -> Vec<u8> {
     o.extend_from_slice(&[61, 23, 0xff, 0, 0, 0, 1, 0, 4]);
     o.extend_from_slice(&[0x5c; 12]);
     o.extend_from_slice(&n.to_be_bytes());
+    let circuit = format!("ge-0/0/{}:{}", n % 48, n % 4094);
+    let remote = [0x00, 0x1b, 0x21, 0x3c, 0x4d, n as u8];
+    o.extend_from_slice(&[82, (4 + circuit.len() + remote.len()) as u8]);
+    o.extend_from_slice(&[1, circuit.len() as u8]);
+    o.extend_from_slice(circuit.as_bytes());
+    o.extend_from_slice(&[2, remote.len() as u8]);
+    o.extend_from_slice(&remote);
     o
 }
 
-/// The message type of a reply (option 53), or 0.
-fn reply_kind(b: &[u8]) -> u8 {
+/// The value of option `code` in a reply, if it has one.
+fn option(b: &[u8], code: u8) -> Option<&[u8]> {
     let mut i = 240;
     while i + 1 < b.len() && b[i] != 255 {
         if b[i] == 0 {
             i += 1;
             continue;
         }
-        if b[i] == 53 {
-            return b[i + 2];
+        let len = b[i + 1] as usize;
+        if b[i] == code {
+            return b.get(i + 2..i + 2 + len);
         }
-        i += 2 + b[i + 1] as usize;
+        i += 2 + len;
     }
-    0
+    None
+}
+
+/// The message type of a reply (option 53), or 0.
+fn reply_kind(b: &[u8]) -> u8 {
+    option(b, 53).and_then(|v| v.first().copied()).unwrap_or(0)
 }
 
 /// The test client's packets, built before the count is armed.
@@ -111,6 +126,10 @@ fn exchanges(sock: &UdpSocket, server: SocketAddrV4, p: &mut Packets, window: u3
                     sock.send_to(r, server).unwrap();
                 }
                 5 => {
+                    // The relay's agent information comes back (RFC 3046): the option was
+                    // read, not skipped.
+                    let n = u32::from_be_bytes(buf[4..8].try_into().unwrap());
+                    assert_eq!(option(&buf[..len], 82).is_some(), n % 2 == 1, "client {n}");
                     done += 1;
                     acks += 1;
                 }
