@@ -146,7 +146,7 @@ fuzz_target!(|data: &[u8]| {
         dst,
     };
     let now = 1_800_000_000 + u64::from(sel) * 97;
-    let shard = v6::owner_shard(pkt, engine);
+    let shard = v6::owner_shard(pkt, engine).unwrap_or(0);
     engine.reclaim(shard, now, 64, events);
 
     let parsed = v6::parse(pkt);

@@ -139,13 +139,16 @@ impl Worker6 {
             // As in the DHCPv4 worker: a full journal backlog stops requests that write.
             let backlogged = self.lane.backlog() > self.max_backlog;
             for (data, meta) in rx.iter() {
-                if self.workers > 1 && v6::owner_shard(data, &self.engine) != self.k {
+                if self.workers > 1 {
+                    let owner = v6::owner_shard(data, &self.engine);
                     // Every socket of the group gets a multicast datagram: only the worker of
-                    // the client's shard answers it.
-                    if meta.dst.is_multicast() {
+                    // the client's shard answers it (worker 0 when it has no DUID).
+                    if meta.dst.is_multicast() && owner.unwrap_or(0) != self.k {
                         continue;
                     }
-                    stats.other_shard.fetch_add(1, Ordering::Relaxed);
+                    if owner.is_some_and(|o| o != self.k) {
+                        stats.other_shard.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 stats.received.fetch_add(1, Ordering::Relaxed);
                 if let Some(allowed) = &self.allowed

@@ -441,10 +441,11 @@ pub fn writes_lease(data: &[u8]) -> bool {
 }
 
 /// The shard (and worker) that owns the client of the datagram `data`: the engine's owner of
-/// its DUID, through any relay layers; 0 when it has none (a stateless INFORMATION-REQUEST,
-/// or a datagram that will be dropped as malformed).
-pub fn owner_shard(data: &[u8], engine: &V6Engine) -> usize {
-    packet::client_duid(data).map_or(0, |d| engine.owner(d))
+/// its DUID, through any relay layers; `None` when it has none (a stateless
+/// INFORMATION-REQUEST, or a datagram that will be dropped as malformed), which any worker
+/// may answer.
+pub fn owner_shard(data: &[u8], engine: &V6Engine) -> Option<usize> {
+    packet::client_duid(data).map(|d| engine.owner(d))
 }
 
 /// Handles one datagram: validates it, applies it to the engine shard that owns the client
