@@ -83,11 +83,17 @@ fn concurrent_workers_exhaust_pools_exactly_and_replay_restores_them() {
                             valid: 600,
                         };
                         engine.bind(k, &bind, NOW, &mut events).unwrap();
-                        // Every third IA releases and comes back: it gets the same resource.
+                        // Every third IA releases and comes back. Its resource is free in
+                        // between, and a worker whose block ran dry may borrow it first (the
+                        // pools are nearly exhausted), so the IA may get another resource or
+                        // none: then it is one more refusal, and the one that took it is one
+                        // fewer. (Getting the same resource back is tested single-threaded.)
                         if round % 3 == 0 {
                             assert!(engine.release(k, &key, view.resource, NOW + 1, &mut events));
-                            let again = engine.solicit(k, &req, NOW + 2).unwrap();
-                            assert_eq!(again.resource, view.resource);
+                            let Some(again) = engine.solicit(k, &req, NOW + 2) else {
+                                refused += 1;
+                                continue;
+                            };
                             let bind = BindRequest6 {
                                 resource: again.resource,
                                 ..bind
