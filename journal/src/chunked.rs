@@ -16,8 +16,13 @@ const _: () = assert!(CHUNK >= FRAME_HEADER_LEN + MAX_RECORD_LEN);
 /// What [`Frames::next`] found.
 #[derive(Debug)]
 pub(crate) enum Next<'b> {
-    /// A valid frame at `offset` (of the file) with this payload.
-    Frame { offset: u64, payload: &'b [u8] },
+    /// A frame at `offset` (of the file) with this payload and the checksum its header
+    /// states (not compared here).
+    Frame {
+        offset: u64,
+        payload: &'b [u8],
+        crc: u32,
+    },
     /// The region ended exactly after the last frame.
     End,
     /// The frame at `offset` is not valid.
@@ -126,9 +131,11 @@ impl<'a> Frames<'a> {
             Err(reason) => return Ok(Next::Bad { offset: at, reason }),
         };
         self.pos = q;
+        let crc = u32::from_le_bytes(self.buf[p - 4..p].try_into().expect("4 bytes"));
         Ok(Next::Frame {
             offset: at,
             payload: &self.buf[p..q],
+            crc,
         })
     }
 
@@ -229,7 +236,9 @@ mod tests {
             let mut got = Vec::new();
             loop {
                 match w.next().unwrap() {
-                    Next::Frame { offset, payload } => got.push((offset, payload.to_vec())),
+                    Next::Frame {
+                        offset, payload, ..
+                    } => got.push((offset, payload.to_vec())),
                     Next::End => break,
                     Next::Bad { offset, reason } => panic!("chunk {chunk}: {offset}: {reason}"),
                 }

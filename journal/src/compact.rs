@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::error::{Error, Result};
 use crate::format::{self, FileName};
 use crate::fs::{Fs, FsFile};
-use crate::replay::{self, Keep, Tail};
+use crate::replay::{self, Keep};
 use crate::writer::Shared;
 use crate::{Record, Recovery};
 
@@ -166,15 +166,7 @@ pub(crate) fn compact<R: Record>(
         // still be followed by one.
         retain_tombstones,
     };
-    let w = write_from_replay::<R>(
-        fs,
-        dir,
-        cut,
-        base,
-        Tail::Report(Recovery::Strict),
-        Some(cut),
-        keep,
-    )?;
+    let w = write_from_replay::<R>(fs, dir, cut, base, Recovery::Strict, Some(cut), keep)?;
     let (files_removed, segments_removed) = remove_covered(fs, dir, cut);
     Ok(CompactReport {
         snapshot: Some(w.path),
@@ -210,7 +202,7 @@ pub(crate) fn write_from_replay<R: Record>(
     dir: &Path,
     cut: u64,
     base: replay::Base,
-    tail: Tail,
+    recovery: Recovery,
     upto: Option<u64>,
     keep: Keep,
 ) -> Result<Written> {
@@ -220,7 +212,7 @@ pub(crate) fn write_from_replay<R: Record>(
     let replayed = replay::replay_base::<R>(
         fs,
         base,
-        tail,
+        recovery,
         upto,
         keep,
         |r| {

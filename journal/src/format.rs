@@ -229,6 +229,7 @@ pub(crate) fn decode_footer(f: &[u8]) -> Result<Footer, String> {
 
 /// Checks a whole snapshot file: header, footer, body checksum. Returns the cut and the record
 /// count the footer promises; the caller still walks the frames and compares the count.
+#[cfg(test)]
 pub(crate) fn check_snapshot(file: &[u8]) -> Result<(u64, u64), (u64, String)> {
     let cut = decode_snapshot_header(file).map_err(|e| (0, e))?;
     if file.len() < SNAPSHOT_HEADER_LEN + FOOTER_LEN {
@@ -392,6 +393,73 @@ pub(crate) fn walk_frames(
 /// From `from`, the offset of the next valid frame before `end` (repair's resync).
 pub(crate) fn resync(buf: &[u8], from: usize, end: usize) -> Option<usize> {
     (from..end).find(|&at| frame_at(buf, at, end).is_ok())
+}
+
+/// Where the bytes of `buf` end: after its last non-zero byte (0 if it is all zeros). The
+/// zeros after it are a preallocated segment's unused space, or nothing at all.
+pub(crate) fn real_end(buf: &[u8]) -> usize {
+    buf.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+}
+
+/// What a salvaging walk over the last segment found (see [`walk_salvaging`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Salvage {
+    /// Where the last valid frame ends (the walk's start if there is none).
+    pub(crate) end: u64,
+    /// Where the segment's bytes end ([`real_end`], at least the walk's start).
+    pub(crate) real_end: u64,
+    /// Damaged ranges with valid frames after them: offset, length, why the frame at the
+    /// offset is not valid.
+    pub(crate) damaged: Vec<(u64, u64, String)>,
+    /// A damaged range with nothing valid after it, up to `real_end` (a torn write): offset,
+    /// length, why.
+    pub(crate) torn: Option<(u64, u64, String)>,
+    /// Valid frames after the first damaged range.
+    pub(crate) salvaged: u64,
+    /// Valid frames in all.
+    pub(crate) frames: u64,
+}
+
+/// Calls `each(offset, payload)` for every valid frame of `buf` from `start` on, resyncing
+/// after damage on the next offset whose length and checksum verify (as `repair` does) and
+/// stopping where the bytes end (preallocated zeros or the end of the file), never scanning
+/// those zeros. `each` may stop the walk by returning an error (offset, reason).
+pub(crate) fn walk_salvaging(
+    buf: &[u8],
+    start: usize,
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<Salvage, (u64, String)> {
+    let real = real_end(buf).max(start);
+    let mut s = Salvage {
+        end: start as u64,
+        real_end: real as u64,
+        ..Salvage::default()
+    };
+    let mut at = start;
+    while at < real {
+        match frame_at(buf, at, buf.len()) {
+            Ok((p, q)) => {
+                each(at as u64, &buf[p..q]).map_err(|e| (at as u64, e))?;
+                s.frames += 1;
+                if !s.damaged.is_empty() {
+                    s.salvaged += 1;
+                }
+                s.end = q as u64;
+                at = q;
+            }
+            Err(reason) => match (at + 1..real).find(|&p| frame_at(buf, p, buf.len()).is_ok()) {
+                Some(next) => {
+                    s.damaged.push((at as u64, (next - at) as u64, reason));
+                    at = next;
+                }
+                None => {
+                    s.torn = Some((at as u64, (real - at) as u64, reason));
+                    break;
+                }
+            },
+        }
+    }
+    Ok(s)
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-/// A file opened for writing by [`Fs::create`] or [`Fs::open_overwrite`]. Writes are
-/// sequential from the start of the file.
+/// A file opened for writing by [`Fs::create`] or [`Fs::open_at`]. Writes are sequential
+/// from where it was opened.
 pub trait FsFile: Send + fmt::Debug {
     /// Writes all of `buf` at the file position and advances it. On error an unknown prefix
     /// of `buf` may have landed.
@@ -22,9 +22,10 @@ pub trait DirLock: Send + Sync + fmt::Debug {}
 /// tears writes, fails syncs or flips bits (`FaultyFs`, behind the `testing` feature).
 ///
 /// Files are only ever created, written front to back through the returned [`FsFile`], read
-/// whole or in part, truncated, renamed and removed. The one existing file the journal opens
-/// for writing is a preallocated segment, all zeros, which the writer then fills from its
-/// first byte: so it always knows exactly what the file it has open holds.
+/// whole or in part, truncated, renamed and removed. The existing files the journal opens for
+/// writing are a preallocated segment, all zeros, which the writer then fills from its first
+/// byte, and the last segment, which it resumes where its records end (zeros or the end of the
+/// file after them): so it always knows exactly what the file it has open holds.
 pub trait Fs: Send + Sync + fmt::Debug + 'static {
     /// Creates `dir` and its parents if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
@@ -38,9 +39,10 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
     fn file_len(&self, path: &Path) -> io::Result<u64>;
     /// Creates `path` (truncating it if it exists) and opens it for appending.
     fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
-    /// Opens an existing file for writing from its first byte without truncating it (a
-    /// preallocated segment): writes overwrite, and extend the file past its end.
-    fn open_overwrite(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// Opens an existing file for writing from byte `offset` without truncating it (a
+    /// preallocated segment, or the last segment the writer resumes): writes overwrite, and
+    /// extend the file past its end.
+    fn open_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn FsFile>>;
     /// Cuts a file to `len` bytes and makes the new length durable.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Renames a file (atomically replacing `to`); durable after [`Fs::sync_dir`].
@@ -124,10 +126,10 @@ impl Fs for RealFs {
         Ok(Box::new(RealFile(f)))
     }
 
-    fn open_overwrite(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        Ok(Box::new(RealFile(
-            OpenOptions::new().write(true).open(path)?,
-        )))
+    fn open_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn FsFile>> {
+        let mut f = OpenOptions::new().write(true).open(path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(RealFile(f)))
     }
 
     fn available_space(&self, dir: &Path) -> io::Result<u64> {

@@ -15,8 +15,8 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use crate::compact::{self, CompactReport, CompactorMsg};
 use crate::error::{Error, Result};
 use crate::fs::{DirLock, Fs, RealFs};
-use crate::replay::{self, Keep, ReplayReport, Tail};
-use crate::spare::Spares;
+use crate::replay::{self, Keep, ReplayReport};
+use crate::spare::{self, Spares};
 use crate::writer::{Ctl, Shared, Start, Writer};
 use crate::{EncodesAs, Record, format};
 
@@ -57,8 +57,13 @@ pub struct Options {
     pub lanes: usize,
     /// The active segment is sealed and a new one started once it reaches this size.
     pub segment_bytes: u64,
-    /// Sealed segments adding up to this many bytes trigger a background compaction.
+    /// Sealed segments taking this many bytes on disk (preallocated zeros included) trigger
+    /// a background compaction.
     pub compact_bytes: u64,
+    /// So many sealed segments trigger a background compaction too, however few bytes they
+    /// take: segments sealed early (by a compaction request, or after an IO error) each cost
+    /// a file and a read at every start.
+    pub compact_segments: u64,
     /// What replay does with a damaged tail of the last segment.
     pub recovery: Recovery,
     /// Run first thing on the background threads (compaction, preallocation), e.g. to lower
@@ -91,7 +96,7 @@ impl fmt::Debug for ThreadHook {
 pub const MIN_SEGMENT_BYTES: u64 = 64;
 
 impl Options {
-    /// Defaults: group commit, 64 MiB segments, preallocated, compaction after 256 MiB of
+    /// Defaults: group commit, 64 MiB segments, preallocated, compaction after 256 MiB or 8
     /// sealed segments, torn tails tolerated.
     pub fn new(dir: impl Into<PathBuf>, lanes: usize) -> Self {
         Options {
@@ -100,6 +105,7 @@ impl Options {
             lanes,
             segment_bytes: 64 << 20,
             compact_bytes: 256 << 20,
+            compact_segments: 8,
             recovery: Recovery::TolerateTornTail,
             on_background_start: None,
             preallocate: true,
@@ -119,6 +125,11 @@ impl Options {
         if self.compact_bytes == 0 {
             return Err(Error::InvalidOptions(
                 "compact_bytes must be at least 1".into(),
+            ));
+        }
+        if self.compact_segments == 0 {
+            return Err(Error::InvalidOptions(
+                "compact_segments must be at least 1".into(),
             ));
         }
         Ok(())
@@ -195,6 +206,8 @@ pub struct Journal<R: Record> {
     dir: PathBuf,
     /// Held until the journal is dropped (`None` only after `shutdown_keeping_lock`).
     lock: Option<Box<dyn DirLock>>,
+    /// The segment the writer started in and the offset it started appending at.
+    pub(crate) started_at: (u64, u64),
     record: PhantomData<fn(R)>,
 }
 
@@ -211,8 +224,9 @@ impl<R: Record> Journal<R> {
     /// Opens the journal in `opts.dir` (creating the directory), recovers and replays it:
     /// folds the newest valid snapshot and every segment after it (the highest version per
     /// key wins; keys whose newest record does not `keep(now)` are dropped) and calls `f` once
-    /// per surviving record, in no particular order. Then starts a segment (reusing the last
-    /// one if it holds no record) and the writer and compactor threads.
+    /// per surviving record, in no particular order. Then starts the writer (resuming the
+    /// last segment where its records end, or starting a new one if it is full) and the
+    /// compactor.
     ///
     /// `f` is called while the snapshot streams by, not after the whole fold: if `open` then
     /// fails, `f` may have seen some records, and the caller must discard them. Every check
@@ -220,10 +234,12 @@ impl<R: Record> Journal<R> {
     /// comes before the first call (see the crate docs on recovery); what can fail later is
     /// a payload that does not decode as `R` or an IO error.
     ///
-    /// Recovery changes the directory: a torn tail of the last segment is cut off (with
-    /// [`Recovery::TolerateTornTail`]), snapshots and segments left by an interrupted
-    /// compaction are removed, and empty segments left by earlier restarts after the last
-    /// segment holding records are removed.
+    /// Recovery changes the directory: a torn tail of the last segment is cleared, a last
+    /// segment with damaged records is rewritten without them (a copy kept aside) and one
+    /// being started at a crash is removed (with [`Recovery::TolerateTornTail`]), snapshots
+    /// and segments left by an interrupted compaction are removed, and empty segments left by
+    /// earlier restarts after the last segment holding records are removed. The writer then
+    /// resumes the last segment (see the crate docs on recovery).
     pub fn open(
         opts: Options,
         fs: Arc<dyn Fs>,
@@ -238,50 +254,64 @@ impl<R: Record> Journal<R> {
             std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
             _ => Error::io("lock", &dir, e),
         })?;
-        let mut folded = replay::replay::<R>(
-            &*fs,
-            &dir,
-            Tail::Truncate(opts.recovery),
-            None,
-            Keep::now(),
-            |r| {
-                f(r);
-                Ok(())
-            },
-        )?;
+        let mut folded = replay::replay::<R>(&*fs, &dir, opts.recovery, None, Keep::now(), |r| {
+            f(r);
+            Ok(())
+        })?;
 
-        // Leftovers of an interrupted compaction or snapshot write.
+        // A preallocated spare left by the last run is used, not made again.
+        let spare_path = dir.join(spare::SPARE_NAME);
+        let spare_ready = opts.preallocate
+            && fs
+                .file_len(&spare_path)
+                .is_ok_and(|n| n == opts.segment_bytes);
+        // Leftovers of an interrupted compaction, snapshot write, rewrite or preallocation.
         let listing = replay::list(&*fs, &dir)?;
-        let leftovers: Vec<&PathBuf> = folded
-            .base
-            .ignored
-            .iter()
-            .chain(&folded.base.stale)
-            .chain(&listing.temporaries)
-            .collect();
-        if !leftovers.is_empty() {
-            for p in &leftovers {
-                tracing::info!(file = %p.display(), "journal: removing a file left by an interrupted compaction");
-                fs.remove_file(p).map_err(|e| Error::io("remove", *p, e))?;
+        let mut removed = false;
+        for p in folded.base.ignored.iter().chain(&folded.base.stale) {
+            tracing::info!(file = %p.display(), "journal: removing a file left by an interrupted compaction");
+            fs.remove_file(p).map_err(|e| Error::io("remove", p, e))?;
+            removed = true;
+        }
+        for p in &listing.temporaries {
+            if spare_ready && *p == spare_path {
+                continue;
             }
+            tracing::info!(file = %p.display(), "journal: removing an unfinished temporary file");
+            fs.remove_file(p).map_err(|e| Error::io("remove", p, e))?;
+            removed = true;
+        }
+        if removed {
             fs.sync_dir(&dir).map_err(|e| Error::io("sync", &dir, e))?;
         }
 
-        let reuse = replay::reclaim_empty_tail(&*fs, &dir, &mut folded)?;
+        let pad = opts.preallocate.then_some(opts.segment_bytes);
+        replay::repair_last(&*fs, &dir, &mut folded, pad)?;
+        replay::reclaim_empty_tail(&*fs, &dir, &mut folded)?;
 
         let shared = Arc::new(Shared::new(opts.lanes));
         let c = &shared.counters;
-        // The writer counts the segment it starts (or reuses) itself.
+        // The writer counts a segment it starts itself.
         c.segments
             .store(folded.segments.len() as u64, Ordering::Relaxed);
         c.snapshot_seq.store(folded.base.cut(), Ordering::Relaxed);
+        // The writer resumes the last segment where its records end, unless it is full:
+        // restarts add no segment (see the crate docs, "Resuming the last segment").
+        let resume = folded
+            .segments
+            .last()
+            .filter(|s| s.valid_end < opts.segment_bytes)
+            .map(|s| (s.seq, s.valid_end));
+        let sealed = &folded.segments[..folded.segments.len() - usize::from(resume.is_some())];
         let start = Start {
             next_seq: folded.next_seq,
             prev_len: folded.prev_len,
-            last_sealed: folded.last_replayed.unwrap_or(0),
-            sealed_bytes: folded.segment_bytes,
-            reused: reuse.is_some(),
+            last_sealed: sealed.last().map_or(0, |s| s.seq),
+            sealed_bytes: sealed.iter().map(|s| s.file_len.max(s.valid_end)).sum(),
+            sealed_segments: sealed.len() as u64,
+            resume,
         };
+        let started_at = resume.unwrap_or((folded.next_seq, format::SEGMENT_HEADER_LEN as u64));
         let mut report = folded.report;
 
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
@@ -291,6 +321,7 @@ impl<R: Record> Journal<R> {
                 fs.clone(),
                 &dir,
                 opts.segment_bytes,
+                spare_ready,
                 opts.on_background_start.clone(),
                 shared.clone(),
             )
@@ -339,6 +370,7 @@ impl<R: Record> Journal<R> {
                 compactor: Some(compactor),
                 dir,
                 lock: Some(lock),
+                started_at,
                 record: PhantomData,
             },
             report,

@@ -161,45 +161,54 @@
 //! * in a sealed segment, zeros after the valid end are unused space (not abandoned bytes);
 //!   zeros before it are lost data, [`Error::Corrupt`].
 //!
-//! ## Empty segments
+//! ## Resuming the last segment
 //!
-//! Every open starts a segment, which stays empty if nothing is appended before the next
-//! stop. So that restarts do not pile up files until a compaction, open reuses an empty last
-//! segment: the writer recreates it under its own number with the header it had (same
-//! `prev_len`) instead of starting the next one. A run of empty segments after the last one
-//! holding records (left by versions before this) is removed, top down with a directory sync
-//! after each removal, and its first one reused. The chain stays correct:
+//! An open resumes the last segment where its records end (over its preallocated zeros, or
+//! at the end of the file), unless it is full: restarts, clean or not, add no segment and
+//! write no spare (a whole `spare-segment.tmp` left by the last run is used, not made
+//! again). Segments are only started by rotation, a compaction request, or an IO error.
+//! Empty segments at the end of the chain (left by versions that started a segment at every
+//! open) are removed, highest first with a directory sync after each, so that the writer
+//! resumes the last one holding records; a segment goes only if its predecessor's whole
+//! file is valid (its `prev_len` equals the predecessor's length, preallocated zeros after
+//! the records not counted), so that the predecessor, read as the last segment, ends exactly
+//! where the removed header said. A predecessor with bytes past its valid end (abandoned
+//! after an IO error) keeps its successor, which is resumed instead: read as the last
+//! segment, those bytes could come back. Empty segments between segments holding records
+//! (abandoned after an IO error) cannot go without renumbering; compaction removes them.
 //!
-//! * numbers: only the end of the chain goes, highest first and each removal durable before
-//!   the next, so a power loss at any point leaves a chain without gaps;
-//! * `prev_len`: a segment is removed or reused only if its predecessor's whole file is valid
-//!   (its `prev_len` equals the predecessor's length, preallocated zeros after the records not
-//!   counted) or it has no predecessor after the
-//!   snapshot. If its header is then lost (a crash while it is recreated leaves a torn header
-//!   on the last segment, which replay drops like any segment being started at a crash), the
-//!   predecessor, read as the last segment up to its first bad frame, ends exactly where that
-//!   header said. A predecessor with bytes past its valid end (abandoned after an IO error)
-//!   keeps its successor: read as the last segment, those bytes could come back.
-//!
-//! Empty segments between segments holding records (abandoned after an IO error) cannot go
-//! without renumbering; compaction removes them. A compaction asked for right after an open
-//! that reused a segment seals it even though it is empty, as the restart would have, so it
-//! still covers everything up to the restart.
+//! Compaction starts when the sealed segments take [`Options::compact_bytes`] on disk
+//! (preallocated zeros included: a segment sealed early costs its whole size) or number
+//! [`Options::compact_segments`], so the files a replay reads are bounded by the live data
+//! plus those limits. Replay reads a sealed segment only up to its valid end, never its
+//! preallocated zeros.
 //!
 //! # Recovery
 //!
 //! Replay takes the newest snapshot whose footer, checksums and record count verify; a newer
 //! one that does not is passed over (and removed) if an older one and all segments after it
-//! are present, else it is [`Error::Corrupt`]. Then the segments after the snapshot, which
-//! must be numbered without gaps ([`Error::MissingSegment`]). Each sealed segment is read up
-//! to the `prev_len` in its successor's header; any bad frame there is [`Error::Corrupt`]
-//! naming the file and offset. The last segment is read until its first bad frame (bad length,
-//! short, checksum mismatch): with [`Recovery::TolerateTornTail`] (the default) the rest is cut
-//! off and reported in [`ReplayReport::truncated`]; if intact records follow the damage (a bit
-//! flip rather than a torn write), they are also copied to `<segment>.tail-<offset>.bad` and
-//! logged as an error. A last segment whose header is incomplete (a crash while it was being
-//! started) is dropped the same way. [`Recovery::Strict`] refuses all of it.
-//! [`repair`] salvages every valid record of a damaged journal.
+//! are present, else it is [`Error::Corrupt`] (naming the first record whose checksum fails,
+//! or the footer). Then the segments after the snapshot, which must be numbered without gaps
+//! ([`Error::MissingSegment`]). Each sealed segment is read up to the `prev_len` in its
+//! successor's header; any bad frame there is [`Error::Corrupt`] naming the file and offset.
+//!
+//! The last segment is the only one a crash can leave half written, and what [`Journal::open`]
+//! does with it (with [`Recovery::TolerateTornTail`], the default) is:
+//!
+//! | found | records | reported | the file |
+//! |---|---|---|---|
+//! | a header shorter than 32 bytes, or not valid with nothing but zeros after it (a crash while the segment was started) | none existed: a record is only written after its segment's header is durable | [`ReplayReport::truncated`] at offset 0 | removed; its predecessor is the last segment |
+//! | a bad frame with no valid frame after it up to the last non-zero byte (a torn write) | those before it kept; the torn one was never reported durable | [`ReplayReport::truncated`]: offset, and the torn bytes up to the last non-zero one (not the zeros after) | the torn bytes overwritten with zeros, synced |
+//! | a bad frame with valid frames after it (a bit flip: a torn write only damages the end) | the damaged record dropped; every valid one before and after it kept (resync on the next offset whose length and checksum verify, as [`repair`] does, stopping at the zeros) | [`ReplayReport::damaged`] (each range), [`ReplayReport::salvaged`], an error in the log | bytes from the first damage on copied to `<segment>.tail-<offset>.bad`; the segment rewritten with its valid records (as a `*.tmp`, synced, renamed over it) |
+//! | a damaged header (bad magic, checksum, version) with bytes after it | every valid frame after the header kept | [`ReplayReport::damaged`] at offset 0, [`ReplayReport::salvaged`] | as above, under a new header (its `prev_len`: where the predecessor's records end) |
+//!
+//! A crash during any of these leaves either the old file, repaired again by the next open,
+//! or the new one. If the last segment's header is damaged and its predecessor (then read up
+//! to where its records end) has a damaged record with valid ones after it, where the
+//! predecessor ends is unknown: [`Error::Corrupt`], and [`repair`] salvages everything.
+//! [`Recovery::Strict`] refuses every case above with [`Error::Corrupt`] (file and offset).
+//! [`read_live`] and [`verify`] report the same and change nothing. [`repair`] salvages every
+//! valid record of a journal damaged anywhere else.
 //!
 //! ## How replay reads
 //!

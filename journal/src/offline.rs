@@ -12,7 +12,7 @@ use crate::format::{
 };
 use crate::fs::{DirLock, Fs, RealFs};
 use crate::journal::{Health, Journal, Lane, Options, SyncPolicy, Ticket};
-use crate::replay::{self, ReplayReport, Tail};
+use crate::replay::{self, ReplayReport};
 use crate::{Record, Recovery};
 
 /// What kind of file the journal directory holds.
@@ -154,16 +154,34 @@ pub fn verify_with(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
         let is_last = Some(seq) == last;
         let header = SegmentHeader::decode(&bytes);
         match &header {
-            Err(reason) => {
-                let reason = if is_last {
-                    format!("{reason} (a segment being started at a crash; open drops it)")
-                } else {
-                    reason.clone()
-                };
+            Err(reason) if is_last && replay::incomplete(&bytes) => {
                 r.problems.push(Problem {
                     file: path.clone(),
                     offset: 0,
-                    reason,
+                    reason: format!(
+                        "{reason} (a segment being started at a crash: it holds no record; open removes it)"
+                    ),
+                });
+                r.files.push(check);
+                continue;
+            }
+            Err(reason) if is_last => {
+                r.problems.push(Problem {
+                    file: path.clone(),
+                    offset: 0,
+                    reason: format!(
+                        "{reason} (open keeps the valid records after it and rewrites the segment)"
+                    ),
+                });
+                salvage_check(&bytes, path, &mut check, &mut r.problems);
+                r.files.push(check);
+                continue;
+            }
+            Err(reason) => {
+                r.problems.push(Problem {
+                    file: path.clone(),
+                    offset: 0,
+                    reason: reason.clone(),
                 });
                 r.files.push(check);
                 continue;
@@ -206,6 +224,11 @@ pub fn verify_with(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
                 }
                 h.prev_len
             }
+            None if is_last => {
+                salvage_check(&bytes, path, &mut check, &mut r.problems);
+                r.files.push(check);
+                continue;
+            }
             None => len,
         };
         let walked = format::walk_frames(&bytes, SEGMENT_HEADER_LEN, end as usize, |_, _| {
@@ -247,6 +270,33 @@ pub fn verify_with(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
         });
     }
     Ok(r)
+}
+
+/// Checks the last segment as open reads it: every damaged range with valid records after
+/// it, and a torn tail, is a problem; the valid records are counted.
+fn salvage_check(bytes: &[u8], path: &Path, check: &mut FileCheck, problems: &mut Vec<Problem>) {
+    let s = format::walk_salvaging(bytes, SEGMENT_HEADER_LEN, |_, _| {
+        check.records += 1;
+        Ok(())
+    })
+    .unwrap_or_default();
+    for (offset, n, reason) in s.damaged {
+        problems.push(Problem {
+            file: path.to_owned(),
+            offset,
+            reason: format!(
+                "{reason}: {n} damaged bytes with valid records after them (open drops this range, keeps the {} records after it and rewrites the segment)",
+                s.salvaged
+            ),
+        });
+    }
+    if let Some((offset, n, reason)) = s.torn {
+        problems.push(Problem {
+            file: path.to_owned(),
+            offset,
+            reason: format!("{reason}: torn tail of {n} bytes (open clears it)"),
+        });
+    }
 }
 
 /// The result of [`repair`].
@@ -352,8 +402,13 @@ pub fn repair_with(fs: &dyn Fs, dir: &Path) -> Result<RepairReport> {
         } else {
             0
         };
-        let end = if format::check_snapshot(&bytes).is_ok() {
-            bytes.len() - FOOTER_LEN
+        // The footer is not a record: leave it out whenever it is intact, even if the body
+        // does not verify.
+        let footer_at = bytes.len().saturating_sub(FOOTER_LEN);
+        let end = if bytes.len() >= start + FOOTER_LEN
+            && format::decode_footer(&bytes[footer_at..]).is_ok()
+        {
+            footer_at
         } else {
             bytes.len()
         };
@@ -444,7 +499,7 @@ pub fn compact_offline_with<R: Record>(fs: &dyn Fs, dir: &Path) -> Result<Compac
         dir,
         cut,
         base,
-        Tail::Report(Recovery::TolerateTornTail),
+        Recovery::TolerateTornTail,
         None,
         keep,
     )?;
@@ -482,7 +537,7 @@ pub fn read_live_with<R: Record>(fs: &dyn Fs, dir: &Path) -> Result<(Vec<R>, Rep
     let replayed = replay::replay::<R>(
         fs,
         dir,
-        Tail::Report(Recovery::TolerateTornTail),
+        Recovery::TolerateTornTail,
         None,
         replay::Keep::now(),
         |r| {
@@ -622,11 +677,11 @@ fn append_with_options<R: Record>(
     // Durable means written until the end, where shutdown syncs everything: success is only
     // reported after that.
     opts.sync = SyncPolicy::None;
-    // Nothing waits for a sync here, and a failed append can cut its first segment back to
-    // its header only if that segment holds no zeros beyond it.
+    // Nothing waits for a sync here, and a failed append cuts its first segment back to
+    // where it started.
     opts.preallocate = false;
     let (journal, _) = Journal::<R>::open(opts, fs.clone(), |_| {})?;
-    let first = journal.stats().active_segment;
+    let first = journal.started_at;
     let mut lane = journal.lane(0);
     let mut scratch = Vec::new();
     let mut n = 0u64;
@@ -674,17 +729,19 @@ fn wait_for_writer<R: Record>(journal: &Journal<R>, lane: &Lane<R>, t: Ticket) -
     }
 }
 
-/// Takes back what a failed [`append_offline`] wrote, starting in segment `first`: the
-/// segments after it are removed top down, the directory synced after each (a power loss
-/// never leaves a gap in the chain), then `first` is cut back to its header.
-fn take_back(fs: &dyn Fs, dir: &Path, first: u64) -> Result<()> {
+/// Takes back what a failed [`append_offline`] wrote, starting in segment `first.0` at
+/// offset `first.1` (the end of its records, or its header): the segments after it are
+/// removed top down, the directory synced after each (a power loss never leaves a gap in the
+/// chain), then `first` is cut back to that offset.
+fn take_back(fs: &dyn Fs, dir: &Path, first: (u64, u64)) -> Result<()> {
+    let (seq, at) = first;
     let l = replay::list(fs, dir)?;
-    for (_, p) in l.segments.range(first + 1..).rev() {
+    for (_, p) in l.segments.range(seq + 1..).rev() {
         fs.remove_file(p).map_err(|e| Error::io("remove", p, e))?;
         fs.sync_dir(dir).map_err(|e| Error::io("sync", dir, e))?;
     }
-    if let Some(p) = l.segments.get(&first) {
-        fs.truncate(p, SEGMENT_HEADER_LEN as u64)
+    if let Some(p) = l.segments.get(&seq) {
+        fs.truncate(p, at)
             .map_err(|e| Error::io("truncate", p, e))?;
     }
     Ok(())

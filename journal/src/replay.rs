@@ -36,9 +36,20 @@ pub struct ReplayReport {
     pub live: u64,
     /// The highest version seen in any record (0 if none).
     pub max_version: u64,
-    /// A torn or corrupt tail cut off the last segment: the file, the offset the valid data
-    /// ends at, and how many bytes were dropped. With [`Recovery::TolerateTornTail`] only.
+    /// A torn tail of the last segment (a write cut short by a crash: nothing valid after
+    /// it): the file, the offset its records end at, and how many bytes of the torn write
+    /// were there (up to the last non-zero byte: a preallocated segment's zeros do not
+    /// count). Also a last segment whose header never became complete (offset 0): it holds
+    /// no record. With [`Recovery::TolerateTornTail`] only; an open clears both.
     pub truncated: Option<(PathBuf, u64, u64)>,
+    /// Damaged ranges of the last segment that valid records follow (a bit flip, or a
+    /// damaged segment header, not a torn write): file, offset, bytes. The record in each is
+    /// dropped; the ones after are kept ([`ReplayReport::salvaged`]). An open rewrites the
+    /// segment without them and keeps a copy of its bytes from the first damaged one on in
+    /// `<segment>.tail-<offset>.bad`. With [`Recovery::TolerateTornTail`] only.
+    pub damaged: Vec<(PathBuf, u64, u64)>,
+    /// Valid records of the last segment after a damaged range, kept.
+    pub salvaged: u64,
     /// Snapshots that failed verification and were passed over for an older one whose
     /// segments are all present (and removed, when the journal was opened for writing).
     pub ignored_snapshots: Vec<PathBuf>,
@@ -149,11 +160,23 @@ pub(crate) fn verify_snapshot(
     // Damage shows as a checksum mismatch first (as it always has); bad framing under a
     // matching checksum is a snapshot written wrong.
     if crc != footer.body_crc {
-        return Err(Error::corrupt(
-            path,
-            SNAPSHOT_HEADER_LEN as u64,
-            "snapshot body checksum mismatch",
-        ));
+        let (offset, reason) = match bad {
+            Some((offset, reason)) => (
+                offset,
+                format!("{reason} (snapshot body checksum mismatch)"),
+            ),
+            None => match first_bad_payload(fs, path, end)? {
+                Some(offset) => (
+                    offset,
+                    "record checksum mismatch (snapshot body checksum mismatch)".into(),
+                ),
+                None => (
+                    SNAPSHOT_HEADER_LEN as u64,
+                    "snapshot body checksum mismatch".into(),
+                ),
+            },
+        };
+        return Err(Error::corrupt(path, offset, reason));
     }
     if let Some((offset, reason)) = bad {
         return Err(Error::corrupt(path, offset, reason));
@@ -176,6 +199,23 @@ pub(crate) fn verify_snapshot(
         header_crc,
         body_crc: footer.body_crc,
     })
+}
+
+/// The offset of the first frame of a snapshot whose payload does not match its checksum:
+/// where a bit flip that failed the body checksum is, so that the error names the record.
+fn first_bad_payload(fs: &dyn Fs, path: &Path, end: u64) -> Result<Option<u64>> {
+    let mut frames = chunked::Frames::new(fs, path, SNAPSHOT_HEADER_LEN as u64, end, None);
+    loop {
+        match frames.next()? {
+            Next::Frame {
+                offset,
+                payload,
+                crc,
+            } if crc32c::crc32c(payload) != crc => return Ok(Some(offset)),
+            Next::Frame { .. } => {}
+            Next::End | Next::Bad { .. } => return Ok(None),
+        }
+    }
 }
 
 /// Decodes the records of a verified snapshot, streaming it in chunks, and calls `each` on
@@ -203,7 +243,9 @@ fn stream_snapshot<R: Record>(
     let mut n = 0u64;
     loop {
         match frames.next()? {
-            Next::Frame { offset, payload } => {
+            Next::Frame {
+                offset, payload, ..
+            } => {
                 let rec = format::decode_payload::<R>(payload)
                     .map_err(|r| Error::corrupt(&s.path, offset, r))?;
                 n += 1;
@@ -435,26 +477,6 @@ impl<R: Record> TailFold<R> {
             }
         }
     }
-
-    /// Decodes and folds the frames of `bytes[start..end]` (a segment read whole).
-    fn add_frames(
-        &mut self,
-        bytes: &[u8],
-        start: usize,
-        end: usize,
-        src: u64,
-    ) -> Result<WalkEnd, (u64, String)> {
-        format::walk_frames(bytes, start, end, |offset, payload| {
-            let rec = format::decode_payload::<R>(payload)?;
-            let loc = Loc {
-                version: rec.version(),
-                src,
-                offset,
-            };
-            self.add(rec.key(), loc);
-            Ok(())
-        })
-    }
 }
 
 /// Reads the fold's records back from the segments, one segment at a time and in file
@@ -531,9 +553,11 @@ pub(crate) struct SegmentInfo {
     pub(crate) path: PathBuf,
     /// The `prev_len` of its header.
     pub(crate) prev_len: u64,
-    /// Its length (after a torn tail was cut off), not counting the zeros of a preallocated
-    /// segment after its records.
+    /// Its length (for the last segment: once an open has repaired it), not counting the
+    /// zeros of a preallocated segment after its records.
     pub(crate) len: u64,
+    /// The file's length on disk, zeros included.
+    pub(crate) file_len: u64,
     /// Where its valid records end.
     pub(crate) valid_end: u64,
 }
@@ -553,15 +577,26 @@ pub(crate) struct Replayed {
     pub(crate) last_replayed: Option<u64>,
     /// The segments replayed, in order.
     pub(crate) segments: Vec<SegmentInfo>,
+    /// What an open must repair in the last of `segments`.
+    pub(crate) fix: Option<Fix>,
+    /// A last segment whose header never became complete (it holds no record): not in
+    /// `segments`, and an open removes it.
+    pub(crate) incomplete: Option<PathBuf>,
 }
 
-/// How to treat a damaged tail of the last segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Tail {
-    /// Open for writing: cut it off the file (and keep a copy if it holds intact records).
-    Truncate(Recovery),
-    /// Read only: leave the file alone, report what would be cut.
-    Report(Recovery),
+/// What an open must do to the last segment before the writer resumes it (replay itself
+/// never changes a file: see [`repair_last`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Fix {
+    /// Zero `from..to`: a torn write, nothing valid after it.
+    ZeroTail { from: u64, to: u64 },
+    /// Rewrite the segment with its valid records only, under a header with `prev_len`;
+    /// keep a copy of its bytes `first_damage..real_end`.
+    Rewrite {
+        prev_len: u64,
+        first_damage: u64,
+        real_end: u64,
+    },
 }
 
 /// Replays the journal in `dir`: the base snapshot and the chain of segments after it (only
@@ -585,7 +620,7 @@ pub(crate) enum Tail {
 pub(crate) fn replay<R: Record>(
     fs: &dyn Fs,
     dir: &Path,
-    tail: Tail,
+    recovery: Recovery,
     upto: Option<u64>,
     keep: Keep,
     emit: impl FnMut(R) -> Result<()>,
@@ -593,14 +628,14 @@ pub(crate) fn replay<R: Record>(
     let started = Instant::now();
     let l = list(fs, dir)?;
     let base = choose_base(fs, dir, &l, upto)?;
-    replay_base(fs, base, tail, upto, keep, emit, started)
+    replay_base(fs, base, recovery, upto, keep, emit, started)
 }
 
 /// [`replay`] from a base already chosen (with the same `upto`).
 pub(crate) fn replay_base<R: Record>(
     fs: &dyn Fs,
     base: Base,
-    tail: Tail,
+    recovery: Recovery,
     upto: Option<u64>,
     keep: Keep,
     mut emit: impl FnMut(R) -> Result<()>,
@@ -623,8 +658,10 @@ pub(crate) fn replay_base<R: Record>(
         segment_bytes: 0,
         last_replayed: None,
         segments: Vec::new(),
+        fix: None,
+        incomplete: None,
     };
-    fold_segments(fs, &base, tail, upto, &mut fold, &mut out)?;
+    fold_segments(fs, &base, recovery, upto, &mut fold, &mut out)?;
 
     // The newest source holding records: a segment if any holds one, else the snapshot.
     let newest_source = match &base.snapshot {
@@ -677,81 +714,130 @@ pub(crate) fn replay_base<R: Record>(
     Ok(out)
 }
 
+/// Bytes read past a sealed segment's valid end to tell preallocated zeros (nothing past
+/// them is read: replay reads what the records take, not the files' preallocated size)
+/// from bytes a write abandoned after an IO error (which start right at the valid end).
+const TRAILER_PROBE: u64 = 4096;
+
+/// Whether a segment whose header does not decode is one that was being started at a crash:
+/// shorter than a header, or nothing but zeros after it. No record is written into a segment
+/// before its header is durable, so such a segment never held one.
+pub(crate) fn incomplete(bytes: &[u8]) -> bool {
+    bytes.len() < SEGMENT_HEADER_LEN || format::all_zero(bytes, SEGMENT_HEADER_LEN, bytes.len())
+}
+
 /// Reads the segments of `base.chain` (up to `upto`) into `fold`: each sealed one up to the
-/// valid end its successor's header states, the last one up to its first bad frame.
+/// valid end its successor's header states, the last one with [`format::walk_salvaging`].
+/// See the crate docs ("Recovery") for what is dropped, kept, refused and reported.
 fn fold_segments<R: Record>(
     fs: &dyn Fs,
     base: &Base,
-    tail: Tail,
+    recovery: Recovery,
     upto: Option<u64>,
     fold: &mut TailFold<R>,
     f: &mut Replayed,
 ) -> Result<()> {
-    let recovery = match tail {
-        Tail::Truncate(r) | Tail::Report(r) => r,
-    };
-    let segs = base
-        .chain
-        .iter()
-        .filter(|(n, _)| upto.is_none_or(|u| *n <= u));
-    for (i, (seq, path)) in segs.enumerate() {
+    let mut chain: Vec<&(u64, PathBuf)> = base.chain.iter().collect();
+    // The last segment, read once here: if it was being started at a crash it is not part
+    // of the chain at all, and its predecessor is the last one.
+    let mut last_bytes = None;
+    if upto.is_none()
+        && let Some((_, path)) = chain.last().copied()
+    {
         let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
-        let len = bytes.len() as u64;
-        let successor = base.chain.get(i + 1);
-        let is_last = successor.is_none();
-        let header = match SegmentHeader::decode(&bytes) {
-            Ok(h) => h,
-            Err(reason) if is_last && upto.is_none() => {
-                // A crash while a new segment was being started: its header never became
-                // durable, so nothing in it was ever reported durable.
+        match SegmentHeader::decode(&bytes) {
+            Err(reason) if incomplete(&bytes) => {
                 if recovery == Recovery::Strict {
                     return Err(Error::corrupt(path, 0, reason));
                 }
-                tracing::warn!(file = %path.display(), %reason, "journal: last segment has no valid header; dropping it");
-                f.report.truncated = Some((path.clone(), 0, len));
-                f.next_seq = *seq;
-                break;
+                tracing::warn!(file = %path.display(), %reason, "journal: the last segment was being started at a crash (no record in it); removing it");
+                let real = format::real_end(&bytes) as u64;
+                f.report.truncated = Some((path.clone(), 0, real));
+                f.incomplete = Some(path.clone());
+                chain.pop();
             }
-            Err(reason) => return Err(Error::corrupt(path, 0, reason)),
-        };
-        if header.seq != *seq {
-            return Err(Error::corrupt(
-                path,
-                12,
-                format!(
-                    "header says segment {}, the file name says {seq}",
-                    header.seq
-                ),
-            ));
+            _ => last_bytes = Some(bytes),
         }
-        f.report.segments += 1;
-        f.last_replayed = Some(*seq);
+    }
+    let segs = chain.iter().filter(|(n, _)| upto.is_none_or(|u| *n <= u));
+    for (i, &&(seq, ref path)) in segs.enumerate() {
+        let successor = chain.get(i + 1);
+        let is_last = successor.is_none();
         // The valid end of a sealed segment is in its successor's header.
-        let mut valid_end = None;
+        let mut sealed_at = None;
         if let Some((_, next)) = successor {
             let h = fs
                 .read_range(next, 0, SEGMENT_HEADER_LEN)
                 .map_err(|e| Error::io("read", next, e))?;
             match SegmentHeader::decode(&h) {
-                Ok(nh) => valid_end = Some(nh.prev_len),
-                // The successor is the last segment and has a torn header: this one is the
-                // last one with data (the successor is handled in the next round).
-                Err(_) if i + 2 == base.chain.len() && upto.is_none() => {}
+                Ok(nh) => sealed_at = Some(nh.prev_len),
+                // The successor is the last segment and its header is damaged (its records
+                // are salvaged in the next round): this one ends where its records do.
+                Err(_) if i + 2 == chain.len() && upto.is_none() => {}
                 Err(reason) => return Err(Error::corrupt(next, 0, reason)),
             }
         }
-        let (valid, file_len) = match valid_end {
+        let file_len = match (&last_bytes, is_last) {
+            (Some(b), true) => b.len() as u64,
+            _ => fs.file_len(path).map_err(|e| Error::io("stat", path, e))?,
+        };
+        let bytes = match (is_last, sealed_at) {
+            (true, _) => match last_bytes.take() {
+                Some(b) => b,
+                None => fs.read(path).map_err(|e| Error::io("read", path, e))?,
+            },
+            (false, Some(end)) => fs
+                .read_range(
+                    path,
+                    0,
+                    end.saturating_add(TRAILER_PROBE).min(file_len) as usize,
+                )
+                .map_err(|e| Error::io("read", path, e))?,
+            (false, None) => fs.read(path).map_err(|e| Error::io("read", path, e))?,
+        };
+        let header = match SegmentHeader::decode(&bytes) {
+            Ok(h) => Ok(h),
+            // Damaged, with bytes after it (an incomplete one left the chain above).
+            Err(reason) if is_last && upto.is_none() && recovery != Recovery::Strict => Err(reason),
+            Err(reason) => return Err(Error::corrupt(path, 0, reason)),
+        };
+        if let Ok(h) = &header
+            && h.seq != seq
+        {
+            return Err(Error::corrupt(
+                path,
+                12,
+                format!("header says segment {}, the file name says {seq}", h.seq),
+            ));
+        }
+        f.report.segments += 1;
+        f.last_replayed = Some(seq);
+        let add = |offset: u64, payload: &[u8]| -> std::result::Result<(), String> {
+            let rec = format::decode_payload::<R>(payload)?;
+            fold.add(
+                rec.key(),
+                Loc {
+                    version: rec.version(),
+                    src: seq,
+                    offset,
+                },
+            );
+            Ok(())
+        };
+        let corrupt = |(offset, reason): (u64, String)| Error::corrupt(path, offset, reason);
+        let (valid, len) = match sealed_at {
             Some(end) => {
-                if end < SEGMENT_HEADER_LEN as u64 || end > len {
+                if end < SEGMENT_HEADER_LEN as u64 || end > file_len {
                     return Err(Error::corrupt(
                         path,
-                        len.min(end),
+                        file_len.min(end),
                         format!(
-                            "segment is {len} bytes, its successor's header says {end} are valid"
+                            "segment is {file_len} bytes, its successor's header says {end} are valid"
                         ),
                     ));
                 }
-                match fold.add_frames(&bytes, SEGMENT_HEADER_LEN, end as usize, *seq) {
+                let mut add = add;
+                match format::walk_frames(&bytes, SEGMENT_HEADER_LEN, end as usize, &mut add) {
                     Ok(WalkEnd::Clean) => {}
                     Ok(WalkEnd::Zeros { offset }) => {
                         return Err(Error::corrupt(path, offset, ZEROS_IN_SEALED));
@@ -764,142 +850,212 @@ fn fold_segments<R: Record>(
                     // Preallocated space the segment was sealed before filling.
                     (end, end)
                 } else {
-                    tracing::info!(file = %path.display(), bytes = len - end, "journal: ignoring bytes after a sealed segment's valid end (abandoned after an IO error)");
-                    f.report.abandoned_bytes += len - end;
-                    (end, len)
+                    tracing::info!(file = %path.display(), bytes = file_len - end, "journal: ignoring bytes after a sealed segment's valid end (abandoned after an IO error)");
+                    f.report.abandoned_bytes += file_len - end;
+                    (end, file_len)
                 }
+            }
+            None if !is_last => {
+                // Read as the last one, before a last segment with a damaged header. Its
+                // valid end was in that header, so a torn write after its records is
+                // ignored (the successor is rewritten saying where they end), but damage
+                // with records after it cannot be told from records of its own.
+                let s = format::walk_salvaging(&bytes, SEGMENT_HEADER_LEN, add).map_err(corrupt)?;
+                if let Some((offset, _, reason)) = s.damaged.first() {
+                    return Err(Error::corrupt(
+                        path,
+                        *offset,
+                        format!(
+                            "{reason}; the next segment's header is damaged too, so where this one ends is unknown (run `lessor journal repair`)"
+                        ),
+                    ));
+                }
+                if let Some((offset, n, _)) = s.torn {
+                    f.report.damaged.push((path.clone(), offset, n));
+                }
+                (s.end, s.end)
             }
             None => {
-                let walked = fold.add_frames(&bytes, SEGMENT_HEADER_LEN, bytes.len(), *seq);
-                match walked {
-                    Ok(WalkEnd::Clean) => (len, len),
-                    // The records end where the preallocated zeros begin.
-                    Ok(WalkEnd::Zeros { offset }) => (offset, offset),
-                    Err((offset, reason)) => return Err(Error::corrupt(path, offset, reason)),
-                    Ok(WalkEnd::Bad { offset, reason }) => {
-                        if recovery == Recovery::Strict {
-                            return Err(Error::corrupt(path, offset, reason));
-                        }
-                        torn_tail(fs, path, &bytes, offset, &reason, tail)?;
-                        f.report.truncated = Some((path.clone(), offset, len - offset));
-                        let kept = match tail {
-                            Tail::Truncate(_) => offset,
-                            Tail::Report(_) => len,
-                        };
-                        (offset, kept)
-                    }
+                let s = format::walk_salvaging(&bytes, SEGMENT_HEADER_LEN, add).map_err(corrupt)?;
+                let mut damaged = s.damaged;
+                // Behind a damaged header every record is one kept after damage.
+                let salvaged = if header.is_err() {
+                    s.frames
+                } else {
+                    s.salvaged
+                };
+                if let Err(reason) = &header {
+                    damaged.insert(
+                        0,
+                        (
+                            0,
+                            SEGMENT_HEADER_LEN as u64,
+                            format!("segment header: {reason}"),
+                        ),
+                    );
                 }
+                let first = damaged.first().or(s.torn.as_ref());
+                if recovery == Recovery::Strict
+                    && let Some((offset, _, reason)) = first
+                {
+                    return Err(Error::corrupt(path, *offset, reason.clone()));
+                }
+                for (offset, bytes, reason) in &damaged {
+                    tracing::error!(
+                        file = %path.display(), offset, bytes, %reason, kept_after = salvaged,
+                        "journal: damaged record in the last segment (not a torn write: valid records follow it); dropping it, keeping the records after it"
+                    );
+                    f.report.damaged.push((path.clone(), *offset, *bytes));
+                }
+                f.report.salvaged += salvaged;
+                if let Some((offset, bytes, reason)) = &s.torn {
+                    tracing::warn!(file = %path.display(), offset, bytes, %reason, "journal: torn tail of the last segment");
+                    f.report.truncated = Some((path.clone(), *offset, *bytes));
+                }
+                f.fix = match (damaged.first(), &s.torn) {
+                    (Some((offset, _, _)), _) => Some(Fix::Rewrite {
+                        prev_len: header.as_ref().map_or(f.prev_len, |h| h.prev_len),
+                        first_damage: *offset,
+                        real_end: s.real_end,
+                    }),
+                    (None, Some((offset, _, _))) => Some(Fix::ZeroTail {
+                        from: *offset,
+                        to: s.real_end,
+                    }),
+                    (None, None) => None,
+                };
+                (s.end, s.end)
             }
         };
-        f.segment_bytes += valid;
-        f.prev_len = valid;
         f.segments.push(SegmentInfo {
-            seq: *seq,
+            seq,
             path: path.clone(),
-            prev_len: header.prev_len,
-            len: file_len,
+            prev_len: header.as_ref().map_or(f.prev_len, |h| h.prev_len),
+            len,
+            file_len,
             valid_end: valid,
         });
+        f.segment_bytes += valid;
+        f.prev_len = valid;
         f.next_seq = seq + 1;
     }
     Ok(())
 }
 
-/// Open leaves the last segment empty when nothing is appended before the next stop, so
-/// without this every restart would add a file until a compaction. Picks the segment the
-/// writer should start in: the trailing run of segments holding no record collapses into its
-/// lowest one, which is reused (recreated under its own number with its own header) instead
-/// of starting another. Returns it, or `None` to start a new segment as usual.
+/// Repairs the last segment as the replay found it, before the writer resumes it: removes a
+/// segment that was being started at a crash, clears a torn tail (zeros, so that a
+/// preallocated segment stays preallocated) and rewrites a segment with damaged ranges
+/// without them (into a `*.tmp`, synced, renamed over it), after copying its bytes from the
+/// first damage on aside into `<segment>.tail-<offset>.bad`. A crash at any point leaves
+/// either the old segment, repaired again by the next open, or the new one.
 ///
-/// Why the chain stays correct:
-/// * Only segments after the last one holding records go, top down, with a directory sync
-///   after each removal: whatever a power loss keeps is a gap-free chain whose last segment
-///   is empty.
-/// * A segment `j` goes (or is reused, which truncates it first) only if its predecessor's
-///   whole file is valid (`prev_len` of `j` equals the predecessor's length). Losing `j`'s
-///   header then loses nothing: the predecessor, read as the last segment up to its first bad
-///   frame, ends exactly where `j`'s header said. A predecessor with bytes past its valid end
-///   (abandoned after an IO error) keeps its successor, since read as the last segment it
-///   could resurrect those bytes.
-/// * The reused segment gets the header it had (same number, same `prev_len`), so the chain
-///   reads as before; a crash while it is recreated leaves a torn header on the last segment,
-///   which replay drops as it drops any segment being started at a crash.
-pub(crate) fn reclaim_empty_tail(fs: &dyn Fs, dir: &Path, r: &mut Replayed) -> Result<Option<u64>> {
-    let segs = &r.segments;
-    let Some(last) = segs.last() else {
-        return Ok(None);
-    };
-    // A torn-headered segment after the last one replayed is recreated anyway.
-    if r.next_seq != last.seq + 1 {
-        return Ok(None);
-    }
-    let empty = |s: &SegmentInfo| s.valid_end == SEGMENT_HEADER_LEN as u64 && s.len == s.valid_end;
-    // Whether the predecessor of segments[i] is whole (or there is none after the snapshot).
-    let whole_before = |i: usize| i == 0 || segs[i - 1].len == segs[i].prev_len;
-    let mut i = segs.len() - 1;
-    if !empty(&segs[i]) || !whole_before(i) {
-        return Ok(None);
-    }
-    while i > 0 && empty(&segs[i - 1]) && whole_before(i - 1) {
-        i -= 1;
-    }
-    let keep = segs[i].clone();
-    for s in segs[i + 1..].iter().rev() {
-        tracing::info!(file = %s.path.display(), "journal: removing an empty segment left by a restart");
-        fs.remove_file(&s.path)
-            .map_err(|e| Error::io("remove", &s.path, e))?;
+/// `pad_to`: a rewritten segment is filled with zeros up to this size (preallocation).
+pub(crate) fn repair_last(
+    fs: &dyn Fs,
+    dir: &Path,
+    r: &mut Replayed,
+    pad_to: Option<u64>,
+) -> Result<()> {
+    if let Some(p) = r.incomplete.take() {
+        fs.remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
         fs.sync_dir(dir).map_err(|e| Error::io("sync", dir, e))?;
     }
-    r.segments.truncate(i);
-    r.next_seq = keep.seq;
-    r.prev_len = keep.prev_len;
-    r.last_replayed = r.segments.last().map(|s| s.seq);
-    r.segment_bytes = r.segments.iter().map(|s| s.valid_end).sum();
-    Ok(Some(keep.seq))
+    let Some(fix) = r.fix.take() else {
+        return Ok(());
+    };
+    let Some(last) = r.segments.last_mut() else {
+        return Ok(());
+    };
+    let path = last.path.clone();
+    match fix {
+        Fix::ZeroTail { from, to } => {
+            let mut w = fs
+                .open_at(&path, from)
+                .map_err(|e| Error::io("open", &path, e))?;
+            w.write_all(&vec![0; (to - from) as usize])
+                .and_then(|()| w.sync_data())
+                .map_err(|e| Error::io("clear the torn tail of", &path, e))?;
+        }
+        Fix::Rewrite {
+            prev_len,
+            first_damage,
+            real_end,
+        } => {
+            let bytes = fs.read(&path).map_err(|e| Error::io("read", &path, e))?;
+            let mut copy = path.as_os_str().to_owned();
+            copy.push(format!(".tail-{first_damage}.bad"));
+            let copy = PathBuf::from(copy);
+            write_synced(fs, &copy, &bytes[first_damage as usize..real_end as usize])?;
+            let mut out = SegmentHeader {
+                seq: last.seq,
+                prev_len,
+            }
+            .encode()
+            .to_vec();
+            format::walk_salvaging(&bytes, SEGMENT_HEADER_LEN, |_, payload| {
+                format::encode_raw_frame(&mut out, payload);
+                Ok(())
+            })
+            .map_err(|(offset, reason)| Error::corrupt(&path, offset, reason))?;
+            let end = out.len() as u64;
+            if let Some(n) = pad_to
+                && end < n
+            {
+                out.resize(n as usize, 0);
+            }
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".rewrite.tmp");
+            let tmp = PathBuf::from(tmp);
+            write_synced(fs, &tmp, &out)?;
+            fs.rename(&tmp, &path)
+                .map_err(|e| Error::io("rename", &tmp, e))?;
+            fs.sync_dir(dir).map_err(|e| Error::io("sync", dir, e))?;
+            tracing::warn!(file = %path.display(), copy = %copy.display(), "journal: rewrote the last segment without its damaged records; the damaged bytes are kept aside");
+            r.segment_bytes = r.segment_bytes - last.valid_end + end;
+            last.valid_end = end;
+            last.len = end;
+            last.file_len = out.len() as u64;
+            last.prev_len = prev_len;
+            r.prev_len = end;
+        }
+    }
+    Ok(())
 }
 
-/// Handles a damaged tail of the last segment from `offset` on.
-fn torn_tail(
-    fs: &dyn Fs,
-    path: &Path,
-    bytes: &[u8],
-    offset: u64,
-    reason: &str,
-    tail: Tail,
-) -> Result<()> {
-    let dropped = bytes.len() as u64 - offset;
-    // A crash tears only what was written after the last sync; whole valid records after the
-    // damage mean a bit flip more likely than a torn write. They were not necessarily
-    // acknowledged, but keep a copy so `repair` can be run on them by hand.
-    let mut intact = 0u64;
-    let mut at = offset as usize + 1;
-    while let Some(p) = format::resync(bytes, at, bytes.len()) {
-        intact += 1;
-        at = format::frame_at(bytes, p, bytes.len()).map_or(p + 1, |(_, q)| q);
-    }
-    if intact > 0 {
-        tracing::error!(
-            file = %path.display(), offset, dropped, intact, %reason,
-            "journal: the damaged tail of the last segment holds intact records after the damage (a bit flip rather than a torn write?)"
-        );
-    } else {
-        tracing::warn!(file = %path.display(), offset, dropped, %reason, "journal: torn tail of the last segment");
-    }
-    if let Tail::Truncate(_) = tail {
-        if intact > 0 {
-            let mut copy = path.as_os_str().to_owned();
-            copy.push(format!(".tail-{offset}.bad"));
-            let copy = PathBuf::from(copy);
-            let mut w = fs
-                .create(&copy)
-                .map_err(|e| Error::io("create", &copy, e))?;
-            w.write_all(&bytes[offset as usize..])
-                .map_err(|e| Error::io("write", &copy, e))?;
-            w.sync_data().map_err(|e| Error::io("sync", &copy, e))?;
+fn write_synced(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut w = fs.create(path).map_err(|e| Error::io("create", path, e))?;
+    w.write_all(bytes)
+        .and_then(|()| w.sync_data())
+        .map_err(|e| Error::io("write", path, e))
+}
+
+/// Removes the empty segments at the end of the chain (left by restarts of versions that
+/// started a new segment at every open), so that the writer resumes the last segment holding
+/// records. Every segment but the first after the snapshot may go, highest first with a
+/// directory sync after each removal, and only if its predecessor's whole file is valid
+/// (its `prev_len` equals the predecessor's length, preallocated zeros after the records
+/// not counted): the predecessor, read as the last segment, then ends exactly where the
+/// removed header said. A predecessor with bytes past its valid end (abandoned after an IO
+/// error) keeps its successor, since read as the last segment those bytes could come back.
+/// A power loss at any point leaves a chain without gaps.
+pub(crate) fn reclaim_empty_tail(fs: &dyn Fs, dir: &Path, r: &mut Replayed) -> Result<()> {
+    let empty = |s: &SegmentInfo| s.valid_end == SEGMENT_HEADER_LEN as u64 && s.len == s.valid_end;
+    while r.segments.len() > 1 {
+        let n = r.segments.len();
+        let (last, before) = (&r.segments[n - 1], &r.segments[n - 2]);
+        if r.next_seq != last.seq + 1 || !empty(last) || before.len != last.prev_len {
+            break;
         }
-        fs.truncate(path, offset)
-            .map_err(|e| Error::io("truncate", path, e))?;
+        tracing::info!(file = %last.path.display(), "journal: removing an empty segment left by a restart");
+        fs.remove_file(&last.path)
+            .map_err(|e| Error::io("remove", &last.path, e))?;
+        fs.sync_dir(dir).map_err(|e| Error::io("sync", dir, e))?;
+        r.next_seq = last.seq;
+        r.segment_bytes -= last.valid_end;
+        r.prev_len = before.valid_end;
+        r.segments.pop();
     }
+    r.last_replayed = r.segments.last().map(|s| s.seq);
     Ok(())
 }
 
@@ -1002,17 +1158,10 @@ mod tests {
             now: 0,
             retain_tombstones: retain,
         };
-        let r = replay::<T>(
-            fs,
-            &dir(),
-            Tail::Report(Recovery::TolerateTornTail),
-            None,
-            keep,
-            |r| {
-                got.push(r);
-                Ok(())
-            },
-        );
+        let r = replay::<T>(fs, &dir(), Recovery::TolerateTornTail, None, keep, |r| {
+            got.push(r);
+            Ok(())
+        });
         (got, r)
     }
 
@@ -1219,8 +1368,8 @@ mod tests {
         fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
             self.fs.create(path)
         }
-        fn open_overwrite(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-            self.fs.open_overwrite(path)
+        fn open_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn FsFile>> {
+            self.fs.open_at(path, offset)
         }
         fn available_space(&self, dir: &Path) -> io::Result<u64> {
             self.fs.available_space(dir)

@@ -8,8 +8,10 @@
 //! zero length is never a valid frame).
 //!
 //! One spare is kept ready by the `journal-prealloc` thread, so that a rotation under load
-//! does not wait for 64 MiB of zeros; the first segment of a run is filled on the opening
-//! thread. If a spare cannot be made (a full disk, say) the writer creates a plain segment as
+//! does not wait for 64 MiB of zeros; the first segment of a journal is filled on the opening
+//! thread. A spare left by the last run (a process that was killed keeps it) is used by the
+//! next, so restarts do not write it again: it only ever holds zeros, and one of full length
+//! is whole. If a spare cannot be made (a full disk, say) the writer creates a plain segment as
 //! before, and asks again at the next rotation.
 
 use std::io;
@@ -88,11 +90,13 @@ pub(crate) struct Spares {
 }
 
 impl Spares {
-    /// Starts the thread that makes spares of `len` bytes in `dir`.
+    /// Starts the thread that makes spares of `len` bytes in `dir`. `ready`: a whole spare
+    /// left by the last run is there, to be used first.
     pub(crate) fn spawn(
         fs: Arc<dyn Fs>,
         dir: &Path,
         len: u64,
+        ready: bool,
         hook: Option<ThreadHook>,
         shared: Arc<Shared>,
     ) -> io::Result<Self> {
@@ -125,7 +129,7 @@ impl Spares {
             fs,
             path,
             len,
-            state: State::None,
+            state: if ready { State::Ready } else { State::None },
             ask: Some(ask),
             done,
             thread: Some(thread),

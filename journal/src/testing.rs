@@ -549,7 +549,7 @@ impl Fs for FaultyFs {
             .map_or(u64::MAX, |limit| limit.saturating_sub(s.used())))
     }
 
-    fn open_overwrite(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+    fn open_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn FsFile>> {
         let s = self.lock();
         s.alive()?;
         let ino = *s
@@ -560,7 +560,7 @@ impl Fs for FaultyFs {
             fs: self.clone(),
             ino,
             path: path.to_owned(),
-            pos: 0,
+            pos: offset as usize,
         }))
     }
 

@@ -202,6 +202,8 @@ struct Active {
     file: Box<dyn FsFile>,
     seq: u64,
     path: PathBuf,
+    /// The file's length when it was opened (a preallocated segment's full size).
+    disk_len: u64,
 }
 
 /// The writer's state. Invariant: the active segment's length is `synced_len` plus the first
@@ -213,6 +215,7 @@ pub(crate) struct Writer {
     pub(crate) policy: SyncPolicy,
     pub(crate) segment_bytes: u64,
     pub(crate) compact_bytes: u64,
+    pub(crate) compact_segments: u64,
     pub(crate) shared: Arc<Shared>,
     pub(crate) ctl: Receiver<Ctl>,
     pub(crate) compactor: Sender<CompactorMsg>,
@@ -246,16 +249,19 @@ pub(crate) struct Writer {
     /// A record that could not be encoded: health stays failing for good.
     poison_error: Option<String>,
     last_sync: Instant,
-    /// The segment given up (sealed or abandoned) and its valid length; it counts as sealed
-    /// once its successor's header is durable.
+    /// The segment given up (sealed or abandoned) and the bytes it takes on disk; it counts
+    /// as sealed once its successor's header is durable.
     pending_seal: Option<(u64, u64)>,
     last_sealed: u64,
+    /// Disk bytes and number of the segments sealed since the last compaction was asked for.
     sealed_bytes: u64,
-    /// The active segment is one an earlier run left empty, reused. A compaction request
-    /// seals it even while it holds no record, as it would have been sealed by the restart
-    /// that reused it: so a compaction asked for after a restart still covers everything
-    /// up to the restart, as it did before segments were reused.
+    sealed_segments: u64,
+    /// The active segment is one an earlier run left, resumed. A compaction request seals it
+    /// even while it holds no record, as the restart would have before segments were
+    /// resumed: so a compaction asked for after a restart still covers everything up to it.
     active_reused: bool,
+    /// Where [`Writer::start`] resumes the last segment: its number and where its records end.
+    resume: Option<(u64, u64)>,
 }
 
 /// Where the writer starts, from the replay.
@@ -264,10 +270,12 @@ pub(crate) struct Start {
     pub(crate) next_seq: u64,
     pub(crate) prev_len: u64,
     pub(crate) last_sealed: u64,
+    /// Disk bytes and number of the sealed segments after the snapshot.
     pub(crate) sealed_bytes: u64,
-    /// `next_seq` is an empty segment of an earlier run, recreated rather than followed by
-    /// a new one (see `replay::reclaim_empty_tail`).
-    pub(crate) reused: bool,
+    pub(crate) sealed_segments: u64,
+    /// Resume this segment (the last one, `next_seq - 1`) where its records end, at this
+    /// offset, instead of starting segment `next_seq`.
+    pub(crate) resume: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -301,6 +309,7 @@ impl Writer {
             policy: opts.sync,
             segment_bytes: opts.segment_bytes,
             compact_bytes: opts.compact_bytes,
+            compact_segments: opts.compact_segments,
             shared,
             ctl,
             compactor,
@@ -324,22 +333,49 @@ impl Writer {
             pending_seal: None,
             last_sealed: start.last_sealed,
             sealed_bytes: start.sealed_bytes,
-            active_reused: start.reused,
+            sealed_segments: start.sealed_segments,
+            active_reused: false,
+            resume: start.resume,
         }
     }
 
-    /// Creates the first segment (on the opening thread, so that an unwritable directory
-    /// fails `open`). A reused segment is created anew under its number (`create`
-    /// truncates), with the header it had.
+    /// Opens the segment to append to (on the opening thread, so that an unwritable
+    /// directory fails `open`): the last one, where its records end, or a new one.
     pub(crate) fn start(&mut self) -> Result<()> {
-        let path = format::segment_path(&self.dir, self.next_seq);
-        let reused = self.active_reused;
-        if let Some(spares) = &mut self.spares {
-            spares.fill_now();
+        if let Some((seq, end)) = self.resume.take() {
+            let path = format::segment_path(&self.dir, seq);
+            let disk_len = self
+                .fs
+                .file_len(&path)
+                .map_err(|e| Error::io("stat", &path, e))?;
+            let file = self
+                .fs
+                .open_at(&path, end)
+                .map_err(|e| Error::io("resume segment", &path, e))?;
+            self.synced_len = end;
+            self.written = 0;
+            self.active = Some(Active {
+                file,
+                seq,
+                path,
+                disk_len,
+            });
+            self.active_reused = true;
+            self.shared
+                .counters
+                .active_segment
+                .store(seq, Ordering::Relaxed);
+            if let Some(spares) = &mut self.spares {
+                spares.ask();
+            }
+        } else {
+            let path = format::segment_path(&self.dir, self.next_seq);
+            if let Some(spares) = &mut self.spares {
+                spares.fill_now();
+            }
+            self.open_segment()
+                .map_err(|e| Error::io("start segment", path, e))?;
         }
-        self.open_segment()
-            .map_err(|e| Error::io("start segment", path, e))?;
-        self.active_reused = reused;
         self.maybe_trigger_compaction();
         Ok(())
     }
@@ -383,6 +419,7 @@ impl Writer {
                     });
                 }
                 self.sealed_bytes = 0;
+                self.sealed_segments = 0;
             }
         }
     }
@@ -578,7 +615,7 @@ impl Writer {
         debug_assert!(self.unsynced.is_empty());
         if let Some(a) = self.active.take() {
             self.prev_len = self.synced_len;
-            self.pending_seal = Some((a.seq, self.synced_len));
+            self.pending_seal = Some((a.seq, a.disk_len.max(self.synced_len)));
         }
         self.open_segment()
     }
@@ -606,16 +643,16 @@ impl Writer {
     fn open_segment(&mut self) -> io::Result<()> {
         let seq = self.next_seq;
         let path = format::segment_path(&self.dir, seq);
-        let mut file = match self.spares.as_mut().and_then(Spares::take) {
+        let (mut file, disk_len) = match self.spares.as_mut().and_then(Spares::take) {
             Some(spare) => {
                 self.fs.rename(&spare, &path)?;
                 self.shared
                     .counters
                     .preallocated
                     .fetch_add(1, Ordering::Relaxed);
-                self.fs.open_overwrite(&path)?
+                (self.fs.open_at(&path, 0)?, self.segment_bytes)
             }
-            None => self.fs.create(&path)?,
+            None => (self.fs.create(&path)?, 0),
         };
         let header = SegmentHeader {
             seq,
@@ -627,7 +664,12 @@ impl Writer {
         self.next_seq += 1;
         self.synced_len = SEGMENT_HEADER_LEN as u64;
         self.written = 0;
-        self.active = Some(Active { file, seq, path });
+        self.active = Some(Active {
+            file,
+            seq,
+            path,
+            disk_len,
+        });
         self.active_reused = false;
         if let Some(spares) = &mut self.spares {
             spares.ask();
@@ -640,21 +682,25 @@ impl Writer {
             .counters
             .active_segment
             .store(seq, Ordering::Relaxed);
-        if let Some((sealed, len)) = self.pending_seal.take() {
+        if let Some((sealed, disk)) = self.pending_seal.take() {
             self.last_sealed = sealed;
-            self.sealed_bytes += len;
+            self.sealed_bytes += disk;
+            self.sealed_segments += 1;
             self.maybe_trigger_compaction();
         }
         Ok(())
     }
 
     fn maybe_trigger_compaction(&mut self) {
-        if self.sealed_bytes >= self.compact_bytes && self.last_sealed > 0 {
+        let due = self.sealed_bytes >= self.compact_bytes
+            || self.sealed_segments >= self.compact_segments;
+        if due && self.last_sealed > 0 {
             let _ = self.compactor.send(CompactorMsg::Compact {
                 cut: self.last_sealed,
                 reply: None,
             });
             self.sealed_bytes = 0;
+            self.sealed_segments = 0;
         }
     }
 
@@ -674,7 +720,7 @@ impl Writer {
         self.shared.set_last_error(msg.clone());
         if let Some(a) = self.active.take() {
             self.prev_len = self.synced_len;
-            self.pending_seal = Some((a.seq, self.synced_len));
+            self.pending_seal = Some((a.seq, a.disk_len.max(self.synced_len)));
         }
         self.written = 0;
         let backoff = match &self.failing {

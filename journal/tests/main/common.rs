@@ -70,6 +70,7 @@ pub(crate) fn opts(lanes: usize) -> Options {
     let mut o = Options::new(DIR, lanes);
     o.segment_bytes = 512;
     o.compact_bytes = u64::MAX;
+    o.compact_segments = u64::MAX;
     o
 }
 

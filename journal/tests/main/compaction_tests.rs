@@ -136,6 +136,78 @@ fn compaction_triggers_on_sealed_bytes() {
     j.shutdown().unwrap();
 }
 
+/// Segments count as well as bytes: `compact_segments` sealed segments start a compaction
+/// however few bytes they hold, and a segment sealed early counts its preallocated size.
+#[test]
+fn compaction_triggers_on_sealed_segments_and_their_disk_size() {
+    for (segments, preallocated) in [(3, false), (u64::MAX, true)] {
+        let fs = FaultyFs::new();
+        let mut o = opts(1);
+        o.compact_segments = segments;
+        o.preallocate = preallocated;
+        // Preallocated: three sealed segments take 3 x 512 bytes on disk, whatever they hold.
+        o.compact_bytes = if preallocated { 3 * 512 } else { u64::MAX };
+        let (j, _, _) = open(&fs, o.clone());
+        let mut lane = j.lane(0);
+        let mut all = Vec::new();
+        let mut i = 0u32;
+        while j.stats().compactions == 0 && i < 2000 {
+            all.push(rec(i % 50, u64::from(i) + 1));
+            let t = lane.append(all.last().unwrap());
+            assert!(lane.wait_durable(t, LONG));
+            i += 1;
+        }
+        assert!(
+            eventually(|| j.stats().compactions >= 1),
+            "{segments} {preallocated}"
+        );
+        // Not before: three segments of 512 bytes hold about 60 records of 21 bytes.
+        assert!(i > 40, "{i} records before the first compaction");
+        j.shutdown().unwrap();
+        let (j, got, _) = open(&fs, o);
+        assert_eq!(got, model(&all));
+        j.shutdown().unwrap();
+    }
+}
+
+/// Restarts (each a crash: nothing shut down) resume the last segment, so the journal's
+/// files do not grow with the number of restarts: only with the records.
+#[test]
+fn twenty_crash_restarts_add_no_segment() {
+    let mut fs = FaultyFs::new();
+    let mut o = opts(1);
+    o.segment_bytes = 1 << 16;
+    let mut all = Vec::new();
+    for round in 0..20u32 {
+        let (j, got, _) = open(&fs, o.clone());
+        assert_eq!(got, model(&all), "round {round}");
+        let mut lane = j.lane(0);
+        let mut t = lessor_journal::Ticket(0);
+        for i in 0..5 {
+            all.push(rec(round * 10 + i, 1));
+            t = lane.append(all.last().unwrap());
+        }
+        assert!(lane.wait_durable(t, LONG));
+        // A crash (kill -9): what was written is on disk, nothing more happens.
+        let img = fs.disk_image();
+        drop(j);
+        fs = img;
+        let names = fs.file_names(&dir());
+        let logs = names.iter().filter(|n| n.ends_with(".log")).count();
+        assert_eq!(logs, 1, "round {round}: {names:?}");
+        // The segment and at most one spare, each preallocated to 64 KiB.
+        let bytes: usize = names
+            .iter()
+            .filter(|n| *n != "LOCK")
+            .map(|n| fs.read_file(&dir().join(n)).unwrap().len())
+            .sum();
+        assert!(
+            bytes <= 2 << 16,
+            "round {round}: {bytes} bytes in {names:?}"
+        );
+    }
+}
+
 /// A failed snapshot write deletes nothing; a later compaction succeeds.
 #[test]
 fn failed_compaction_loses_nothing() {

@@ -58,23 +58,20 @@ fn torn_tail_at_every_byte_offset_of_the_last_record() {
             let landed = &torn[before as usize..before as usize + k];
             let (j, got, rep) = open(&img, opts(1));
             assert_eq!(got, model(&recs), "k = {k}, preallocate {preallocate}");
-            if preallocate && landed.iter().all(|&b| b == 0) {
+            // The bytes of the torn write: up to its last non-zero byte (zeros after it are
+            // the file's end or its preallocated space, not torn bytes).
+            let real = landed.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            if real == 0 {
                 // Nothing but zeros landed: the records simply end at `before`.
                 assert_eq!(rep.truncated, None, "k = {k}");
-            } else if !preallocate {
-                if k == 0 {
-                    assert_eq!(rep.truncated, None);
-                } else {
-                    assert_eq!(
-                        rep.truncated,
-                        Some((seg_path.clone(), before, k as u64)),
-                        "k = {k}"
-                    );
-                }
             } else {
-                let (path, at, _) = rep.truncated.clone().expect("a torn tail");
-                assert_eq!((path, at), (seg_path.clone(), before), "k = {k}");
+                assert_eq!(
+                    rep.truncated,
+                    Some((seg_path.clone(), before, real as u64)),
+                    "k = {k}, preallocate {preallocate}"
+                );
             }
+            assert!(rep.damaged.is_empty(), "k = {k}: {rep:?}");
             // The torn bytes are gone; only zeros (if any) follow the records.
             let after = img.read_file(&seg_path).unwrap();
             assert!(after.len() as u64 >= before);
@@ -133,10 +130,15 @@ fn torn_tail_on_disk() {
         }
         let (got, rep) = lessor_journal::read_live::<Rec>(tmp.path()).unwrap();
         assert_eq!(got.len(), 9, "cut at {cut}");
+        // Up to the last non-zero byte of what is left of the record.
+        let real = full[start..cut]
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i + 1);
         if cut > start {
             assert_eq!(
                 rep.truncated,
-                Some((seg_path.clone(), start as u64, (cut - start) as u64))
+                Some((seg_path.clone(), start as u64, real as u64))
             );
         }
         let mut strict = o.clone();
@@ -150,7 +152,10 @@ fn torn_tail_on_disk() {
         }
         let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
         j.shutdown().unwrap();
-        assert_eq!(std::fs::metadata(&seg_path).unwrap().len(), start as u64);
+        // Open cleared the torn bytes: zeros (if anything) after the records.
+        let after = std::fs::read(&seg_path).unwrap();
+        assert_eq!(after[..start], full[..start]);
+        assert!(after[start..].iter().all(|&b| b == 0), "cut at {cut}");
     }
 }
 
@@ -209,10 +214,13 @@ fn preallocated_segments_on_disk() {
         Some((seg_path.clone(), end as u64))
     );
 
-    // Open cuts the torn record off; segment 1 is then sealed with its records only, and the
-    // new segment 2 is preallocated too. More records, another restart: everything is there.
+    // Open clears the torn record (zeros over it: the segment stays preallocated) and
+    // resumes segment 1 there. More records, another restart: everything is there, in
+    // segment 1, still 64 KiB.
     let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
-    assert_eq!(std::fs::metadata(&seg_path).unwrap().len(), end as u64);
+    let cleared = std::fs::read(&seg_path).unwrap();
+    assert_eq!(cleared.len(), 1 << 16);
+    assert!(cleared[end..].iter().all(|&b| b == 0));
     let mut lane = j.lane(0);
     let more: Vec<Rec> = (10..20).map(|i| rec(i, 1)).collect();
     let mut t = lessor_journal::Ticket(0);
@@ -220,10 +228,10 @@ fn preallocated_segments_on_disk() {
         t = lane.append(r);
     }
     assert!(lane.wait_durable(t, LONG));
-    assert_eq!(j.stats().preallocated, 1);
+    assert_eq!(j.stats().active_segment, 1);
+    assert_eq!(j.stats().segments, 1);
     j.shutdown().unwrap();
-    let seg2 = tmp.path().join(format!("{:016}.log", 2));
-    assert_eq!(std::fs::metadata(&seg2).unwrap().len(), 1 << 16);
+    assert_eq!(std::fs::metadata(&seg_path).unwrap().len(), 1 << 16);
     let (got, rep) = lessor_journal::read_live::<Rec>(tmp.path()).unwrap();
     assert_eq!(got.len(), 20);
     assert_eq!(rep.truncated, None);
@@ -343,44 +351,172 @@ fn bit_flip_in_a_middle_segment_is_corruption_and_repair_salvages_the_rest() {
     assert!(!lessor_journal::repair_with(&fs, &dir()).unwrap().changed);
 }
 
-/// A bit flip in the last segment with intact records after it is cut off like a torn tail
-/// (by default), but the tail is kept aside and Strict refuses.
+/// A flipped bit in the last segment's third-last record (issue: intact acknowledged records
+/// after it were dropped). Damage followed by valid records is not a torn write: open drops
+/// only the damaged record, keeps the two after it, reports the range, keeps a copy of the
+/// damaged bytes and rewrites the segment so that the next open (and `verify`) find it
+/// clean. Strict refuses, naming the file and offset. In a plain and in a preallocated
+/// segment.
 #[test]
-fn bit_flip_in_the_last_segment() {
-    let fs = FaultyFs::new();
-    let (_, segs) = several_segments(&fs);
-    // The newest segment holding records (the last one may be empty after the shutdown).
-    let mut victim_n = segs;
-    while fs.read_file(&seg(victim_n)).unwrap().len() <= 32 + 100 {
-        fs.delete_file(&seg(victim_n));
-        victim_n -= 1;
+fn bit_flip_in_the_last_segment_keeps_the_records_after_it() {
+    for preallocate in [false, true] {
+        let fs = FaultyFs::new();
+        let (j, _lane, recs) = journal_with(&fs, 30, preallocate);
+        let victim_n = j.stats().active_segment;
+        drop(j);
+        let victim = seg(victim_n);
+        let bytes = fs.read_file(&victim).unwrap();
+        let frames = (32..bytes.len())
+            .scan(32usize, |at, _| {
+                let here = *at;
+                if here + 8 > bytes.len() {
+                    return None;
+                }
+                let len = u32::from_le_bytes(bytes[here..here + 4].try_into().unwrap()) as usize;
+                (len > 0).then(|| {
+                    *at += 8 + len;
+                    here
+                })
+            })
+            .collect::<Vec<_>>();
+        let at = frames[frames.len() - 3];
+        let lost_key = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+        fs.flip_bit(&victim, at as u64 + 10, 0);
+
+        let mut strict = opts(1);
+        strict.recovery = Recovery::Strict;
+        let err = open_with(&fs, strict).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt { ref file, offset, .. } if *file == victim && offset == at as u64),
+            "{err}"
+        );
+        let v = lessor_journal::verify_with(&fs, &dir()).unwrap();
+        assert_eq!(
+            v.problems
+                .iter()
+                .map(|p| (&p.file, p.offset))
+                .collect::<Vec<_>>(),
+            vec![(&victim, at as u64)],
+            "{v:#?}"
+        );
+
+        let mut want = model(&recs);
+        want.remove(&lost_key);
+        let (j, got, rep) = open(&fs, opts(1));
+        assert_eq!(got, want, "preallocate {preallocate}");
+        let frame = frames[frames.len() - 2] - at;
+        assert_eq!(rep.damaged, vec![(victim.clone(), at as u64, frame as u64)]);
+        assert_eq!(rep.salvaged, 2);
+        assert_eq!(rep.truncated, None);
+        let name = format!("{:016}.log.tail-{at}.bad", victim_n);
+        assert!(
+            fs.file_names(&dir()).contains(&name),
+            "{:?}",
+            fs.file_names(&dir())
+        );
+        // The copy holds the real bytes from the damage on, not a preallocated segment's zeros.
+        let end = *frames.last().unwrap()
+            + 8
+            + u32::from_le_bytes(bytes[*frames.last().unwrap()..][..4].try_into().unwrap())
+                as usize;
+        assert_eq!(
+            fs.read_file(&dir().join(&name)).unwrap().len(),
+            end - at,
+            "preallocate {preallocate}"
+        );
+        // New records go after the kept ones, in the rewritten segment.
+        let mut lane = j.lane(0);
+        let t = lane.append(&rec(900, 1));
+        assert!(lane.wait_durable(t, LONG));
+        j.shutdown().unwrap();
+        want.insert(900, rec(900, 1));
+        assert!(lessor_journal::verify_with(&fs, &dir()).unwrap().is_clean());
+        for img in [fs.disk_image(), fs.crash_image()] {
+            let (j, got, rep) = open(&img, opts(1));
+            assert_eq!(got, want);
+            assert_eq!((rep.damaged.len(), rep.truncated), (0, None));
+            j.shutdown().unwrap();
+        }
     }
-    let victim = seg(victim_n);
-    let bytes = fs.read_file(&victim).unwrap();
-    let at = frame_offset(&bytes, 1);
-    fs.flip_bit(&victim, at as u64 + 10, 0);
+}
 
-    let mut strict = opts(1);
-    strict.recovery = Recovery::Strict;
-    let err = open_with(&fs, strict).map(|_| ()).unwrap_err();
-    assert!(
-        matches!(err, Error::Corrupt { ref file, offset, .. } if *file == victim && offset == at as u64),
-        "{err}"
-    );
+/// The newest segment's header damaged (a bad magic, a flipped bit in its checksum) on a
+/// segment that holds records: never dropped. Open keeps every record after the header and
+/// rewrites the segment under a good one; Strict refuses; `verify` names it.
+#[test]
+fn a_damaged_header_on_the_last_segment_keeps_its_records() {
+    for (what, offset, bit) in [
+        ("magic", 0u64, 1u8),
+        ("checksum", 29, 4),
+        ("prev_len", 21, 0),
+    ] {
+        for preallocate in [false, true] {
+            let fs = FaultyFs::new();
+            let (j, _lane, recs) = journal_with(&fs, 25, preallocate);
+            let victim = seg(j.stats().active_segment);
+            drop(j);
+            fs.flip_bit(&victim, offset, bit);
+            let case = format!("{what}, preallocate {preallocate}");
 
-    let img = fs.disk_image();
-    let (j, _, rep) = open(&img, opts(1));
+            let mut strict = opts(1);
+            strict.recovery = Recovery::Strict;
+            let err = open_with(&fs, strict).map(|_| ()).unwrap_err();
+            assert!(
+                matches!(err, Error::Corrupt { ref file, offset: 0, .. } if *file == victim),
+                "{case}: {err}"
+            );
+            let v = lessor_journal::verify_with(&fs, &dir()).unwrap();
+            assert!(
+                v.problems.iter().any(|p| p.file == victim && p.offset == 0),
+                "{case}: {v:#?}"
+            );
+
+            let (j, got, rep) = open(&fs, opts(1));
+            assert_eq!(got, model(&recs), "{case}");
+            assert_eq!(rep.damaged, vec![(victim.clone(), 0, 32)], "{case}");
+            assert_eq!(rep.salvaged, 25, "{case}");
+            assert!(
+                fs.file_names(&dir())
+                    .iter()
+                    .any(|n| n.ends_with(".tail-0.bad")),
+                "{case}"
+            );
+            j.shutdown().unwrap();
+            assert!(
+                lessor_journal::verify_with(&fs, &dir()).unwrap().is_clean(),
+                "{case}"
+            );
+            let (j, got, rep) = open(&fs, opts(1));
+            assert_eq!(got, model(&recs), "{case}");
+            assert!(rep.damaged.is_empty(), "{case}");
+            j.shutdown().unwrap();
+        }
+    }
+}
+
+/// Recovery from tail damage reads what the records take, not a preallocated segment's
+/// zeros: the report counts the bytes of the torn record, and resyncing stops at the zeros.
+#[test]
+fn a_torn_tail_in_a_preallocated_segment_reports_its_own_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = lessor_journal::Options::new(tmp.path(), 1);
+    o.segment_bytes = 64 << 20;
+    let recs: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
+    let (seg_path, _) = write_on_disk(&o, &recs);
+    let mut bytes = std::fs::read(&seg_path).unwrap();
+    assert_eq!(bytes.len(), 64 << 20);
+    let end = 32 + recs.iter().map(frame_len).sum::<usize>();
+    // The last record's checksum damaged: nothing valid after it.
+    let last = end - frame_len(&recs[9]);
+    bytes[last + 5] ^= 0x10;
+    std::fs::write(&seg_path, &bytes).unwrap();
+    let (got, rep) = lessor_journal::read_live::<Rec>(tmp.path()).unwrap();
+    assert_eq!(got.len(), 9);
     assert_eq!(
         rep.truncated,
-        Some((victim.clone(), at as u64, (bytes.len() - at) as u64))
+        Some((seg_path.clone(), last as u64, frame_len(&recs[9]) as u64))
     );
-    let name = format!("{:016}.log.tail-{at}.bad", victim_n);
-    assert!(
-        img.file_names(&dir()).contains(&name),
-        "{:?}",
-        img.file_names(&dir())
-    );
-    j.shutdown().unwrap();
+    assert!(rep.damaged.is_empty());
 }
 
 #[test]

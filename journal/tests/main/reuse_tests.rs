@@ -1,4 +1,5 @@
-//! Empty segments left by restarts: reused or removed on open, never at the cost of the chain.
+//! Restarts resume the last segment; empty segments left by older versions are removed on
+//! open, never at the cost of the chain.
 
 use lessor_journal::Ticket;
 use lessor_journal::testing::FaultyFs;
@@ -74,7 +75,8 @@ fn restarts_do_not_pile_up_empty_segments() {
     let all = one_segment_with_records(&fs, 10);
     restart(&fs, &all);
     let after_one = segment_names(&fs);
-    assert_eq!(after_one, vec![name(1), name(2)]);
+    // The segment holding records is resumed: no new file.
+    assert_eq!(after_one, vec![name(1)]);
     for _ in 0..20 {
         restart(&fs, &all);
     }
@@ -92,9 +94,9 @@ fn restarts_do_not_pile_up_empty_segments() {
 }
 
 /// What restarts used to leave behind: a run of empty segments after the last one holding
-/// records. Open removes all but the first of them and reuses that one.
+/// records. Open removes them all and resumes the one holding records.
 #[test]
-fn a_run_of_empty_segments_is_removed_and_its_first_reused() {
+fn a_run_of_empty_segments_is_removed_and_the_last_with_records_resumed() {
     let fs = FaultyFs::new();
     let all = one_segment_with_records(&fs, 10);
     let mut prev = fs.read_file(&seg(1)).unwrap().len() as u64;
@@ -106,14 +108,15 @@ fn a_run_of_empty_segments_is_removed_and_its_first_reused() {
     let (j, got, rep) = open(&fs, big_segments());
     assert_eq!(got, model(&all));
     assert_eq!(rep.segments, 40);
-    assert_eq!(j.stats().active_segment, 2);
+    assert_eq!(j.stats().active_segment, 1);
+    assert_eq!(j.stats().segments, 1);
     // Power loss right now: the removals were synced one by one, the chain has no gap.
     let img = fs.crash_image();
     let mut lane = j.lane(0);
     let t = lane.append(&rec(100, 1));
     assert!(lane.wait_durable(t, LONG));
     j.shutdown().unwrap();
-    assert_eq!(segment_names(&fs), vec![name(1), name(2)]);
+    assert_eq!(segment_names(&fs), vec![name(1)]);
     let mut more = all.clone();
     more.push(rec(100, 1));
     restart(&fs, &more);
@@ -136,32 +139,54 @@ fn an_empty_segment_after_abandoned_bytes_is_kept() {
     let (j, got, rep) = open(&fs, big_segments());
     assert_eq!(got, model(&all));
     assert_eq!(rep.abandoned_bytes, frame_len(&all[0]) as u64);
-    assert_eq!(j.stats().active_segment, 3);
+    assert_eq!(j.stats().active_segment, 2);
     j.shutdown().unwrap();
-    assert_eq!(segment_names(&fs), vec![name(1), name(2), name(3)]);
-    // Segment 3's predecessor is whole: segment 3 is reused from now on.
+    assert_eq!(segment_names(&fs), vec![name(1), name(2)]);
+    // Segment 2 is resumed from now on.
     for _ in 0..5 {
         restart(&fs, &all);
     }
-    assert_eq!(segment_names(&fs), vec![name(1), name(2), name(3)]);
+    assert_eq!(segment_names(&fs), vec![name(1), name(2)]);
 }
 
-/// A crash while the reused segment's header is rewritten, at every length of it: replay
-/// drops the torn segment and reads its predecessor to the same end.
+/// A crash tears the first write into the resumed segment at every length (power loss or
+/// process crash): replay ends where the records of the last run did, and the next run
+/// resumes there again.
 #[test]
-fn a_crash_while_a_reused_segment_is_recreated_loses_nothing() {
-    for k in [0usize, 1, 12, 31] {
+fn a_torn_first_write_into_a_resumed_segment_loses_nothing() {
+    let extra = rec(500, 1);
+    for k in [0usize, 1, 4, 8, 12, frame_len(&extra) - 1] {
         let fs = FaultyFs::new();
         let all = one_segment_with_records(&fs, 10);
-        restart(&fs, &all);
-        assert_eq!(segment_names(&fs), vec![name(1), name(2)]);
-        fs.tear_next_write(k, Some(&name(2)));
-        assert!(open_with(&fs, big_segments()).is_err(), "k = {k}");
-        for img in [fs.disk_image(), fs.crash_image()] {
-            let (j, got, _) = open(&img, big_segments());
+        let end = fs.read_file(&seg(1)).unwrap().len();
+        let (j, _, _) = open(&fs, big_segments());
+        assert_eq!(j.stats().active_segment, 1);
+        fs.tear_next_write(k, Some(&name(1)));
+        let mut lane = j.lane(0);
+        let t = lane.append(&extra);
+        assert!(eventually(|| fs.is_crashed()), "k = {k}");
+        assert!(lane.durable() < t);
+        // After a process crash the torn bytes are there; after a power loss they are not.
+        let images = [(fs.disk_image(), true), (fs.crash_image(), false)];
+        drop(j);
+        for (img, torn) in images {
+            let (j, got, rep) = open(&img, big_segments());
             assert_eq!(got, model(&all), "k = {k}");
+            if k > 0 && torn {
+                assert_eq!(
+                    rep.truncated.as_ref().map(|(p, at, _)| (p.clone(), *at)),
+                    Some((seg(1), end as u64)),
+                    "k = {k}"
+                );
+            }
+            let mut lane = j.lane(0);
+            let t = lane.append(&rec(600, 1));
+            assert!(lane.wait_durable(t, LONG));
             j.shutdown().unwrap();
-            restart(&img, &all);
+            let mut more = all.clone();
+            more.push(rec(600, 1));
+            restart(&img, &more);
+            assert_eq!(segment_names(&img), vec![name(1)]);
             assert!(
                 lessor_journal::verify_with(&img, &dir())
                     .unwrap()
