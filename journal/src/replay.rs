@@ -1305,7 +1305,11 @@ mod tests {
         fs.flip_bit(&p, len - FOOTER_LEN as u64 - 1, 0);
         let (got, r) = run(&fs, false);
         match r {
-            Err(Error::Corrupt { file, .. }) => assert_eq!(file, p),
+            // Named at the damaged record (the third), not at the start of the body.
+            Err(Error::Corrupt { file, offset, .. }) => {
+                assert_eq!(file, p);
+                assert_eq!(offset, (SNAPSHOT_HEADER_LEN + 2 * FRAME_LEN) as u64);
+            }
             other => panic!("expected Corrupt, got {other:?}"),
         }
         assert!(

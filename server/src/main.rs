@@ -154,19 +154,45 @@ fn journal_command(dir: &std::path::Path, config: &Config, cmd: JournalCmd) -> a
     Ok(())
 }
 
-/// Keeps `STATE_DIR/health` saying `ok` or `failing: <error>` for monitoring. Best effort: the
-/// disk may be the thing that fails.
-fn write_health(path: &std::path::Path, h: &lessor_journal::Health) {
-    let text = match h {
-        lessor_journal::Health::Failing { error } => format!("failing: {error}\n"),
-        _ => "ok\n".to_owned(),
-    };
-    let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .is_err()
-    {
-        tracing::debug!(path = %path.display(), "could not update the health file");
+/// `STATE_DIR/health`: `ok` or `failing: <error>`, for monitoring.
+///
+/// It lives on the journal's filesystem, which may be the thing that is full, so it is
+/// opened once and rewritten in place (a short text within the block it already has needs
+/// no new space); if even that fails it is truncated to nothing, never left saying `ok`.
+/// The log and the shutdown summary say the same.
+struct HealthFile {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl HealthFile {
+    fn open(path: std::path::PathBuf) -> HealthFile {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "cannot open the health file"))
+            .ok();
+        HealthFile { path, file }
+    }
+
+    fn write(&mut self, h: &lessor_journal::Health) {
+        use std::os::unix::fs::FileExt;
+        let text = match h {
+            lessor_journal::Health::Failing { error } => format!("failing: {error}\n"),
+            _ => "ok\n".to_owned(),
+        };
+        let Some(f) = &self.file else { return };
+        let written = f
+            .write_all_at(text.as_bytes(), 0)
+            .and_then(|()| f.set_len(text.len() as u64));
+        if let Err(e) = written {
+            // Nothing stale: an empty file says nothing, an old `ok` would lie.
+            let _ = f.set_len(0);
+            tracing::warn!(path = %self.path.display(), error = %e, "could not update the health file; it is left empty");
+        }
     }
 }
 
@@ -226,18 +252,11 @@ fn run(config: &Config) -> anyhow::Result<()> {
         replay.records_read,
         replay.live,
         replay.elapsed.as_secs_f64(),
-        replay
-            .truncated
-            .as_ref()
-            .map(|(f, off, n)| format!(
-                "; torn tail of {} truncated at byte {off} ({n} bytes)",
-                f.display()
-            ))
-            .unwrap_or_default(),
+        replay_notes(&replay),
     );
-    let health_file = config.state_dir.join("health");
+    let mut health_file = HealthFile::open(config.state_dir.join("health"));
     let mut health = lessor_journal::Health::Ok;
-    write_health(&health_file, &health);
+    health_file.write(&health);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if reload.swap(false, Ordering::Relaxed) {
@@ -263,12 +282,40 @@ fn run(config: &Config) -> anyhow::Result<()> {
                 ),
                 _ => tracing::info!("journal writes work again: acknowledging leases"),
             }
-            write_health(&health_file, &now);
+            health_file.write(&now);
             health = now;
         }
     }
     println!("lessor: stopping");
     let summary = server.join()?;
-    println!("lessor: {summary}");
+    let journal = match &health {
+        lessor_journal::Health::Failing { error } => format!("failing ({error})"),
+        _ => "ok".to_owned(),
+    };
+    println!("lessor: {summary} journal={journal}");
     Ok(())
+}
+
+/// What the startup line says of a damaged journal tail, if anything.
+fn replay_notes(r: &lessor_journal::ReplayReport) -> String {
+    let mut s = String::new();
+    if let Some((f, off, n)) = &r.truncated {
+        s += &format!(
+            "; torn tail of {} cleared at byte {off} ({n} bytes)",
+            f.display()
+        );
+    }
+    for (f, off, n) in &r.damaged {
+        s += &format!(
+            "; DAMAGED record dropped in {} at byte {off} ({n} bytes)",
+            f.display()
+        );
+    }
+    if r.salvaged > 0 {
+        s += &format!(
+            "; {} records after damage kept (a copy of the damaged bytes is beside the segment)",
+            r.salvaged
+        );
+    }
+    s
 }

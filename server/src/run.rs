@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use lessor_engine::v6::V6Engine;
-use lessor_engine::{Engine, LeaseEvent, Time};
+use lessor_engine::{Engine, EventKind, LeaseEvent, Time};
 use lessor_journal::{Doorbell, Health, Journal, Lane, ReplayReport, Ticket};
 use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, V4SocketConfig, V6SocketConfig};
 use nix::poll::{PollFd, PollFlags, poll};
@@ -745,10 +745,8 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             if last_reclaim.elapsed() >= RECLAIM_EVERY {
                 last_reclaim = Instant::now();
-                let n = self
-                    .engine
+                self.engine
                     .reclaim(self.k, now(), RECLAIM_BUDGET, &mut events);
-                stats.expired.fetch_add(n as u64, Ordering::Relaxed);
                 self.persist(&mut events);
             }
             self.flush(&mut pending, &mut tx, stats);
@@ -865,10 +863,19 @@ impl Worker {
     }
 
     /// Hands lease events to the journal; returns the ticket of the last one.
+    /// Journals `events` (draining it) and returns the last ticket. Every expiry passes
+    /// here once, whether the sweep or a request found it, so this is where it is counted.
     fn persist(&mut self, events: &mut Vec<LeaseEvent>) -> Option<Ticket> {
         let mut last = None;
+        let mut expired = 0;
         for e in events.drain(..) {
+            expired += u64::from(e.kind == EventKind::Expired);
             last = Some(self.lane.append(&LeaseRecordRef::from_event(&e)));
+        }
+        if expired > 0 {
+            self.stats[self.k]
+                .expired
+                .fetch_add(expired, Ordering::Relaxed);
         }
         last
     }

@@ -31,7 +31,8 @@ pub struct WorkerStats {
     pub replies6: AtomicU64,
     /// Replies the kernel refused to send.
     pub send_errors: AtomicU64,
-    /// Leases reclaimed by expiry.
+    /// Leases (and decline quarantines) that ended by expiry, each counted once, whether the
+    /// periodic sweep or a request found it.
     pub expired: AtomicU64,
     /// Replies dropped because too many were waiting for the journal (overload).
     pub overload_drops: AtomicU64,

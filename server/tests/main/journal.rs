@@ -587,6 +587,116 @@ fn crash_under_load_loses_no_acknowledged_lease() {
     }
 }
 
+/// Twenty kill -9 restarts under load: every restart resumes the last segment, so the
+/// journal keeps one segment (and at most one spare) however many restarts there were, and
+/// every ACKed lease replays.
+#[test]
+fn kill_9_restarts_leave_the_journal_bounded() {
+    let ns = Ns::new(format!("ljkr-{}", unique()));
+    let dir = tempdir();
+    let state = dir.path().join("state");
+    let config = loopback_config(&state, "10.0.0.0/8", "10.0.0.1-10.255.255.254");
+    let journal = state.join("journal");
+    let mut live = 0;
+    for round in 0..20u32 {
+        let lessor = Lessor::start(Some(&ns), &config, &[]);
+        let replay = replay_line(&lessor);
+        assert!(
+            replay.live >= live,
+            "round {round}: {} live after {live}: {}",
+            replay.live,
+            replay.line
+        );
+        let out = run_perfdhcp(
+            &ns,
+            &dir.path().join(format!("perfdhcp-{round}.log")),
+            &[
+                "-R",
+                "1000000",
+                "-r",
+                "2000",
+                "-n",
+                "300",
+                "-b",
+                &format!("mac=02:05:{round:02x}:00:00:00"),
+            ],
+        );
+        live = replay.live + sent_received(&out, "REQUEST-ACK").1;
+        lessor.crash();
+        let files: Vec<(String, u64)> = fs::read_dir(&journal)
+            .expect("reading the journal directory")
+            .map(|e| {
+                let e = e.unwrap();
+                let len = e.metadata().unwrap().len();
+                (e.file_name().to_string_lossy().into_owned(), len)
+            })
+            .collect();
+        let logs = files.iter().filter(|(n, _)| n.ends_with(".log")).count();
+        let bytes: u64 = files.iter().map(|(_, n)| n).sum();
+        assert_eq!(logs, 1, "round {round}: {files:?}");
+        // One 64 MiB segment and at most one 64 MiB spare (plus a batch past the segment).
+        assert!(
+            bytes <= (2 << 26) + (1 << 20),
+            "round {round}: {bytes} bytes: {files:?}"
+        );
+    }
+    let lessor = Lessor::start(Some(&ns), &config, &[]);
+    let replay = replay_line(&lessor);
+    assert!(
+        replay.live >= live,
+        "{} < {live}: {}",
+        replay.live,
+        replay.line
+    );
+    assert!(lessor.stop().status.success());
+    eprintln!(
+        "20 kill -9 restarts: {} leases live, one segment",
+        replay.live
+    );
+}
+
+/// The `expired` counter counts every lease that ends by expiry exactly once, whether the
+/// once-a-second sweep or a returning client's request finds it (it once counted only the
+/// sweep's, and offers among them).
+#[test]
+fn every_expiry_is_counted_once() {
+    let ns = Ns::new(format!("ljex-{}", unique()));
+    let dir = tempdir();
+    let state = dir.path().join("state");
+    let config = loopback_config(&state, "10.0.0.0/8", "10.0.0.1-10.255.255.254")
+        .replace("lease_time: 3600", "lease_time: 4");
+    assert!(config.contains("lease_time: 4\n"));
+    let clients = [
+        "-R",
+        "1000000",
+        "-r",
+        "4000",
+        "-n",
+        "6000",
+        "-b",
+        "mac=02:06:00:00:00:00",
+    ];
+    let lessor = Lessor::start(Some(&ns), &config, &[]);
+    replay_line(&lessor);
+    run_perfdhcp(&ns, &dir.path().join("perfdhcp-1.log"), &clients);
+    assert!(lessor.stop().status.success());
+    // The leases bound, exactly: what a restart replays (before any has expired).
+    let lessor = Lessor::start(Some(&ns), &config, &[]);
+    let bound = replay_line(&lessor).live;
+    assert!(bound > 1000, "only {bound} leases bound");
+    // Let them expire; the sweep finds some, the same clients coming back find the rest.
+    thread::sleep(Duration::from_millis(4200));
+    run_perfdhcp(&ns, &dir.path().join("perfdhcp-2.log"), &clients);
+    let stopped = lessor.stop();
+    assert!(stopped.status.success());
+    assert_eq!(
+        stopped.counter("expired"),
+        bound,
+        "{bound} leases expired:\n{}",
+        stopped.stdout
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. dhclient across a restart
 // ---------------------------------------------------------------------------------------------
@@ -1070,6 +1180,21 @@ fn disk_full_withholds_acks_then_resumes() {
         "lessor logged no write error:\n{}",
         lessor.stderr()
     );
+    // The health file is on the full disk too: it must not keep saying `ok`.
+    let health_path = state.join("health");
+    let mut health = String::new();
+    wait_until(
+        Duration::from_secs(10),
+        "the health file to stop saying ok",
+        || {
+            health = fs::read_to_string(&health_path).unwrap_or_default();
+            (!health.starts_with("ok")).then_some(())
+        },
+    );
+    assert!(
+        health.is_empty() || health.starts_with("failing: "),
+        "health file with the disk full: {health:?}"
+    );
 
     // Space again: without a restart, ACKs come back (the journal retries within seconds).
     fs::remove_file(&filler).expect("removing the filler");
@@ -1097,6 +1222,11 @@ fn disk_full_withholds_acks_then_resumes() {
             after = sent_received(&out, "REQUEST-ACK").1;
             (after > 0).then_some(())
         },
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the health file to say ok again",
+        || (fs::read_to_string(&health_path).unwrap_or_default() == "ok\n").then_some(()),
     );
     let pid = lessor.pid();
     let stopped = lessor.stop();
