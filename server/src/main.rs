@@ -252,7 +252,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
         replay.records_read,
         replay.live,
         replay.elapsed.as_secs_f64(),
-        replay_notes(&replay),
+        replay_notes(replay),
     );
     let mut health_file = HealthFile::open(config.state_dir.join("health"));
     let mut health = lessor_journal::Health::Ok;
