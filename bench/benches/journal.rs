@@ -225,11 +225,64 @@ fn replay(c: &mut Criterion) {
     g.finish();
 }
 
+/// Replay of a journal whose last segment (preallocated, 64 MiB) holds a few thousand
+/// records and a flipped bit in its third-last record, against the same segment undamaged:
+/// what a start after such damage costs (the damaged record is dropped, the two after it
+/// kept). See docs/PERFORMANCE.md, "Replay after tail damage".
+fn replay_after_damage(c: &mut Criterion) {
+    let n: u32 = 3000;
+    let clean = disk_dir();
+    let mut o = Options::new(clean.path(), 1);
+    o.segment_bytes = 64 << 20;
+    let (journal, _) = Journal::<LeaseRecord>::open_dir(o, |_| {}).expect("opening");
+    let mut lane = journal.lane(0);
+    for i in 0..n {
+        lane.append(&record(i));
+    }
+    drop(lane);
+    journal.shutdown().expect("closing the journal");
+    let seg = clean.path().join(format!("{:016}.log", 1));
+    let bytes = std::fs::read(&seg).expect("reading the segment");
+    // The frames' offsets, to damage the third-last.
+    let mut at = 32;
+    let mut frames = Vec::new();
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            break;
+        }
+        frames.push(at);
+        at += 8 + len;
+    }
+    assert_eq!(frames.len(), n as usize);
+    let damaged = disk_dir();
+    let mut bad = bytes.clone();
+    bad[frames[frames.len() - 3] + 12] ^= 0x04;
+    std::fs::write(damaged.path().join(format!("{:016}.log", 1)), &bad).expect("writing");
+
+    let mut g = c.benchmark_group("journal_replay_64mib_segment");
+    g.sample_size(10);
+    for (name, dir, live) in [
+        ("clean", &clean, n),
+        ("third_last_record_damaged", &damaged, n - 1),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let (recs, report) =
+                    lessor_journal::read_live::<LeaseRecord>(dir.path()).expect("replay");
+                assert_eq!(report.live, u64::from(live));
+                black_box(recs)
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = journal_benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = append, group_commit, replay
+    targets = append, group_commit, replay, replay_after_damage
 }
 criterion_main!(journal_benches);

@@ -257,8 +257,13 @@ fn run(config: &Config) -> anyhow::Result<()> {
     let mut health_file = HealthFile::open(config.state_dir.join("health"));
     let mut health = lessor_journal::Health::Ok;
     health_file.write(&health);
+    let mut last_summary = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if last_summary.elapsed() >= SUMMARY_EVERY {
+            last_summary = std::time::Instant::now();
+            tracing::info!("{} journal={}", server.summary(), health_word(&health));
+        }
         if reload.swap(false, Ordering::Relaxed) {
             match server.reload_assignments(config) {
                 Ok(Some(n)) => {
@@ -288,12 +293,19 @@ fn run(config: &Config) -> anyhow::Result<()> {
     }
     println!("lessor: stopping");
     let summary = server.join()?;
-    let journal = match &health {
+    println!("lessor: {summary} journal={}", health_word(&health));
+    Ok(())
+}
+
+/// How often the counter summary and the journal's health are logged while running.
+const SUMMARY_EVERY: Duration = Duration::from_secs(300);
+
+/// The journal's health as the summary lines give it.
+fn health_word(h: &lessor_journal::Health) -> String {
+    match h {
         lessor_journal::Health::Failing { error } => format!("failing ({error})"),
         _ => "ok".to_owned(),
-    };
-    println!("lessor: {summary} journal={journal}");
-    Ok(())
+    }
 }
 
 /// What the startup line says of a damaged journal tail, if anything.

@@ -680,17 +680,23 @@ impl Server {
 
     /// Waits for the workers to stop, closes the journal (everything queued is written and
     /// synced) and returns the counter summary.
-    pub fn join(self) -> anyhow::Result<String> {
-        for h in self.workers {
+    pub fn join(mut self) -> anyhow::Result<String> {
+        for h in std::mem::take(&mut self.workers) {
             let _ = h.join();
         }
+        let summary = self.summary();
         self.journal.shutdown().context("closing the journal")?;
+        Ok(summary)
+    }
+
+    /// The counter summary so far (what [`Server::join`] returns at the end).
+    pub fn summary(&self) -> String {
         let mut summary = stats::summary(&self.stats);
         if self.engine6.is_some() {
             summary.push(' ');
             summary.push_str(&stats::summary6(&self.stats6));
         }
-        Ok(summary)
+        summary
     }
 }
 

@@ -1278,21 +1278,23 @@ fn segment(state: &Path, n: u64) -> PathBuf {
 /// | payload`, as the journal crate documents), up to the zeros that follow the last frame of a
 /// preallocated segment.
 fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    frames_from(bytes, 32, bytes.len())
+}
+
+/// The frames of `bytes[start..end]`, up to a preallocated segment's zeros.
+fn frames_from(bytes: &[u8], start: usize, end: usize) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let mut at = 32;
-    while at + 8 <= bytes.len() {
-        if bytes[at..].iter().all(|&b| b == 0) {
+    let mut at = start;
+    while at + 8 <= end {
+        if bytes[at..end].iter().all(|&b| b == 0) {
             return out;
         }
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        assert!(
-            len > 0 && at + 8 + len <= bytes.len(),
-            "unexpected frame at {at}"
-        );
+        assert!(len > 0 && at + 8 + len <= end, "unexpected frame at {at}");
         out.push((at, len));
         at += 8 + len;
     }
-    assert_eq!(at, bytes.len(), "the segment does not end on a frame");
+    assert_eq!(at, end, "the file does not end on a frame");
     out
 }
 
@@ -1303,7 +1305,8 @@ fn journal_tools_on_a_damaged_journal() {
     let state = dir.path().join("state");
     let config = loopback_config(&state, "10.0.0.0/8", "10.0.0.1-10.255.255.254");
     let cfg = config_file(dir.path(), &config);
-    // Two runs, two segments (each start opens a new one), different clients in each.
+    // Two runs, different clients in each; between them an offline compaction folds the
+    // first run's segment into a snapshot, so the second run writes segment 2.
     for (run, base) in ["02:05:00:00:00:00", "02:06:00:00:00:00"]
         .iter()
         .enumerate()
@@ -1325,30 +1328,37 @@ fn journal_tools_on_a_damaged_journal() {
         );
         assert!(sent_received(&out, "REQUEST-ACK").1 > 0, "{out}");
         assert!(lessor.stop().status.success());
+        if run == 0 {
+            let out = lessor_tool(&cfg, &["journal", "compact", "--state-dir", &pstr(&state)]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
     }
     verify_clean(&cfg, &state);
     let before = dump(&cfg, &state);
-    let seg1 = segment(&state, 1);
+    let snap = state
+        .join("journal")
+        .join(format!("snapshot-{:016}.snap", 1));
+    assert!(snap.is_file(), "no snapshot of segment 1");
     assert!(
         segment(&state, 2).is_file(),
-        "two runs left no second segment"
+        "the second run wrote no segment 2"
     );
     assert!(!segment(&state, 3).is_file(), "more segments than runs");
 
-    // Flip one byte in the middle of the payload of the middle record of segment 1.
-    let mut bytes = fs::read(&seg1).expect("reading segment 1");
-    let seg1_frames = frames(&bytes);
+    // Flip one byte in the middle of the payload of the middle record of the snapshot.
+    let mut bytes = fs::read(&snap).expect("reading the snapshot");
+    let snap_frames = frames_from(&bytes, 24, bytes.len() - 24);
     assert!(
-        seg1_frames.len() > 10,
-        "segment 1 holds only {} records",
-        seg1_frames.len()
+        snap_frames.len() > 10,
+        "the snapshot holds only {} records",
+        snap_frames.len()
     );
     let total_records =
-        seg1_frames.len() + frames(&fs::read(segment(&state, 2)).expect("reading segment 2")).len();
-    let (off, len) = seg1_frames[seg1_frames.len() / 2];
+        snap_frames.len() + frames(&fs::read(segment(&state, 2)).expect("reading segment 2")).len();
+    let (off, len) = snap_frames[snap_frames.len() / 2];
     bytes[off + 8 + len / 2] ^= 0x5a;
-    fs::write(&seg1, &bytes).expect("writing segment 1");
-    let name = seg1
+    fs::write(&snap, &bytes).expect("writing the snapshot");
+    let name = snap
         .file_name()
         .expect("name")
         .to_string_lossy()
