@@ -18,11 +18,12 @@ use ipnet::Ipv4Net;
 
 use super::addr::{self, Addr};
 use super::error::{ConfigError, invalid};
-use super::options::{Level, OptionSet, parse_hex, parse_options};
+use super::options::{Level, OptionSet, parse_hex, parse_options, string};
 use super::path::{at, join};
 use super::wire::{self, Value};
 use super::{
-    Config, JournalConfig, Link4, Pool4, Reservation4, ReservationKey, Subnet4, SyncMode, V4Config,
+    BootFields, Config, JournalConfig, Link4, Pool4, Reservation4, ReservationKey, Subnet4,
+    SyncMode, V4Config,
 };
 
 pub(super) const DEFAULT_PORT: u16 = 67;
@@ -131,6 +132,8 @@ struct Scope {
     interface: Option<(String, String)>,
     /// Global options merged with the shared network's.
     options: OptionSet,
+    /// The global BOOTP header fields.
+    boot: BootFields,
 }
 
 /// Key paths of a built subnet's parts, for messages about two entries.
@@ -187,6 +190,12 @@ fn v4(w: wire::V4) -> Result<V4Config> {
         .map(|s| unicast("v4.server_id", s))
         .transpose()?;
     let global = parse_options("v4.options", w.options.as_ref(), Level::Wide)?;
+    let boot = boot_fields(
+        "v4",
+        w.next_server.as_deref(),
+        w.server_hostname.as_deref(),
+        w.boot_file_name.as_deref(),
+    )?;
 
     let mut subnets = Vec::new();
     let mut metas = Vec::new();
@@ -197,6 +206,7 @@ fn v4(w: wire::V4) -> Result<V4Config> {
             relays: Vec::new(),
             interface: None,
             options: global.clone(),
+            boot: boot.clone(),
         };
         let (s, meta) = subnet(ws, &at("v4.subnets", i), subnets.len() + 1, &scope, leases)?;
         links.push(Link4 {
@@ -246,6 +256,7 @@ fn v4(w: wire::V4) -> Result<V4Config> {
             relays,
             interface,
             options: global.merged(&own),
+            boot: boot.clone(),
         };
         let mut members = Vec::new();
         for (j, ws) in sn.subnets.into_iter().enumerate() {
@@ -276,6 +287,8 @@ fn v4(w: wire::V4) -> Result<V4Config> {
         }
     }
 
+    let reservations = global_reservations(w.reservations.unwrap_or_default(), &subnets)?;
+
     Ok(V4Config {
         lease_time: leases.lease,
         min_lease_time: leases.min,
@@ -286,6 +299,9 @@ fn v4(w: wire::V4) -> Result<V4Config> {
         decline_probation,
         authoritative: w.authoritative.unwrap_or(true),
         server_id,
+        bootp_dynamic: w.bootp_dynamic.unwrap_or(false),
+        boot,
+        reservations,
         options: global,
         subnets,
         links,
@@ -442,12 +458,18 @@ fn subnet(
     }
     let own = parse_options(&join(path, "options"), w.options.as_ref(), Level::Narrow)?;
     let options = scope.options.merged(&derived).merged(&own);
+    let boot = scope.boot.merged(&boot_fields(
+        path,
+        w.next_server.as_deref(),
+        w.server_hostname.as_deref(),
+        w.boot_file_name.as_deref(),
+    )?);
 
     let mut pools = Vec::new();
     let mut pool_paths = Vec::new();
     for (i, v) in w.pools.unwrap_or_default().iter().enumerate() {
         let p = at(&join(path, "pools"), i);
-        let (spec, spec_path, opts) = pool_entry(&p, v)?;
+        let (spec, spec_path, opts, own_boot) = pool_entry(&p, v)?;
         let (first, last) = range(&spec_path, spec)?;
         if !net.contains(&first) || !net.contains(&last) {
             return Err(invalid(
@@ -460,6 +482,7 @@ fn subnet(
             first,
             last,
             options: options.merged(&own),
+            boot: boot.merged(&own_boot),
         });
         pool_paths.push(p);
     }
@@ -480,7 +503,19 @@ fn subnet(
     let mut by_addr: HashMap<Ipv4Addr, usize> = HashMap::with_capacity(wres.len());
     for (i, r) in wres.into_iter().enumerate() {
         let p = at(&join(path, "reservations"), i);
-        let (res, name, text) = reservation(&p, r, net, edges, &options, &pools)?;
+        let address: Ipv4Addr = addr::parse(&join(&p, "address"), &r.address)?;
+        let (scope_options, scope_boot) = pools
+            .iter()
+            .find(|p| (p.first..=p.last).contains(&address))
+            .map_or((&options, &boot), |p| (&p.options, &p.boot));
+        let (res, name, text) = reservation(&p, r, scope_options, scope_boot)?;
+        if !net.contains(&address) {
+            return Err(invalid(
+                join(&p, "address"),
+                format!("{address} is not inside subnet {net}"),
+            ));
+        }
+        not_an_edge(&join(&p, "address"), address, net, edges)?;
         let rpath = |j: usize| at(&join(path, "reservations"), j);
         if let Some(&j) = by_key.get(&res.key) {
             return Err(invalid(
@@ -512,6 +547,7 @@ fn subnet(
         min_lease_time: leases.min,
         max_lease_time: leases.max,
         options,
+        boot,
     };
     let meta = Meta {
         path: path.to_owned(),
@@ -522,29 +558,39 @@ fn subnet(
     Ok((subnet, meta))
 }
 
-/// A pool entry: `"A-B"`, `"CIDR"`, or `{ pool: ..., options: ... }`. Returns the range text,
-/// its key path and the options node.
-fn pool_entry<'v>(path: &str, v: &'v Value) -> Result<(&'v str, String, Option<&'v Value>)> {
+/// A pool entry: `"A-B"`, `"CIDR"`, or `{ pool: ..., options: ..., next_server: ..., ... }`.
+/// Returns the range text, its key path, the options node and the pool's own boot fields.
+fn pool_entry<'v>(
+    path: &str,
+    v: &'v Value,
+) -> Result<(&'v str, String, Option<&'v Value>, BootFields)> {
     match v {
-        Value::Str(s) => Ok((s, path.to_owned(), None)),
+        Value::Str(s) => Ok((s, path.to_owned(), None, BootFields::default())),
         Value::Map(entries) => {
             let mut spec = None;
             let mut opts = None;
+            let mut boot: [Option<&str>; 3] = [None; 3];
             for (k, v) in entries {
-                match k.as_str() {
-                    "pool" => spec = Some(v),
-                    "options" => opts = Some(v),
-                    other => {
+                let slot = BOOT_KEYS.iter().position(|b| b == k);
+                match (k.as_str(), slot) {
+                    ("pool", _) => spec = Some(v),
+                    ("options", _) => opts = Some(v),
+                    (key, Some(i)) => boot[i] = Some(string(v, &join(path, key), "a string")?),
+                    (other, None) => {
                         return Err(invalid(
                             join(path, other),
-                            format!("unknown key `{other}`, expected pool or options"),
+                            format!(
+                                "unknown key `{other}`, expected pool, options, next_server, \
+                                 server_hostname or boot_file_name"
+                            ),
                         ));
                     }
                 }
             }
+            let boot = boot_fields(path, boot[0], boot[1], boot[2])?;
             let ppath = join(path, "pool");
             match spec {
-                Some(Value::Str(s)) => Ok((s, ppath, opts)),
+                Some(Value::Str(s)) => Ok((s, ppath, opts, boot)),
                 Some(other) => Err(invalid(
                     ppath,
                     format!(
@@ -566,13 +612,14 @@ fn pool_entry<'v>(path: &str, v: &'v Value) -> Result<(&'v str, String, Option<&
     }
 }
 
+/// A reservation's identifier, host name, options and boot fields; the caller checks its
+/// address (already parsed into `r.address`'s key path) against the subnet. `scope_options` and
+/// `scope_boot` are what it inherits (its pool's, its subnet's, or nothing for a global one).
 fn reservation(
     path: &str,
     r: wire::Reservation,
-    net: Ipv4Net,
-    edges: Option<(Ipv4Addr, Ipv4Addr)>,
-    subnet_options: &OptionSet,
-    pools: &[Pool4],
+    scope_options: &OptionSet,
+    scope_boot: &BootFields,
 ) -> Result<(Reservation4, &'static str, String)> {
     let (kname, ktext) = one_identifier(
         path,
@@ -584,30 +631,7 @@ fn reservation(
         ],
     )?;
     let key = reservation_key(&join(path, kname), kname, ktext)?;
-
-    let apath = join(path, "address");
-    let address: Ipv4Addr = addr::parse(&apath, &r.address)?;
-    if !net.contains(&address) {
-        return Err(invalid(
-            apath,
-            format!("{address} is not inside subnet {net}"),
-        ));
-    }
-    if let Some((network, broadcast)) = edges {
-        let which = if address == network {
-            Some("network")
-        } else if address == broadcast {
-            Some("broadcast")
-        } else {
-            None
-        };
-        if let Some(which) = which {
-            return Err(invalid(
-                apath,
-                format!("{address} is the {which} address of {net}"),
-            ));
-        }
-    }
+    let address: Ipv4Addr = addr::parse(&join(path, "address"), &r.address)?;
     if let Some(h) = &r.hostname {
         let bad =
             h.is_empty() || h.len() > 255 || h.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -619,11 +643,13 @@ fn reservation(
         }
     }
     let own = parse_options(&join(path, "options"), r.options.as_ref(), Level::Narrow)?;
-    let mut options = pools
-        .iter()
-        .find(|p| (p.first..=p.last).contains(&address))
-        .map_or(subnet_options, |p| &p.options)
-        .clone();
+    let boot = boot_fields(
+        path,
+        r.next_server.as_deref(),
+        r.server_hostname.as_deref(),
+        r.boot_file_name.as_deref(),
+    )?;
+    let mut options = scope_options.clone();
     if let Some(h) = &r.hostname {
         options.insert(12, h.as_bytes());
     }
@@ -634,8 +660,140 @@ fn reservation(
         hostname: r.hostname,
         bootp: r.bootp.unwrap_or(true),
         options: options.merged(&own),
+        boot: scope_boot.merged(&boot),
     };
     Ok((res, kname, ktext))
+}
+
+/// Refuses the network or broadcast address of `net` (`edges`) for a reservation.
+fn not_an_edge(
+    path: &str,
+    address: Ipv4Addr,
+    net: Ipv4Net,
+    edges: Option<(Ipv4Addr, Ipv4Addr)>,
+) -> Result<()> {
+    if let Some((network, broadcast)) = edges {
+        let which = if address == network {
+            Some("network")
+        } else if address == broadcast {
+            Some("broadcast")
+        } else {
+            None
+        };
+        if let Some(which) = which {
+            return Err(invalid(
+                path,
+                format!("{address} is the {which} address of {net}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `v4.reservations`: like a subnet's, but the address may lie in any configured subnet (it is
+/// used only where the client arrives on that subnet's link). One identifier or one address
+/// may not be reserved twice among them, nor an address reserved by a subnet too.
+fn global_reservations(
+    list: Vec<wire::Reservation>,
+    subnets: &[Subnet4],
+) -> Result<Vec<Reservation4>> {
+    let mut out: Vec<Reservation4> = Vec::with_capacity(list.len());
+    let mut by_key: HashMap<ReservationKey, usize> = HashMap::new();
+    let mut by_addr: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let subnet_addrs: HashMap<Ipv4Addr, usize> = subnets
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| s.reservations.iter().map(move |r| (r.address, si)))
+        .collect();
+    let none = OptionSet::new();
+    for (i, r) in list.into_iter().enumerate() {
+        let p = at("v4.reservations", i);
+        let apath = join(&p, "address");
+        let (res, name, text) = reservation(&p, r, &none, &BootFields::default())?;
+        let address = res.address;
+        let Some(s) = subnets.iter().find(|s| s.net.contains(&address)) else {
+            return Err(invalid(
+                apath,
+                format!("{address} is not inside any v4 subnet"),
+            ));
+        };
+        let edges = (s.net.prefix_len() <= 30).then(|| (s.net.network(), s.net.broadcast()));
+        not_an_edge(&apath, address, s.net, edges)?;
+        if let Some(&j) = by_key.get(&res.key) {
+            return Err(invalid(
+                join(&p, name),
+                format!(
+                    "{name} {text} is already reserved by {}",
+                    at("v4.reservations", j)
+                ),
+            ));
+        }
+        if let Some(&j) = by_addr.get(&address) {
+            return Err(invalid(
+                apath,
+                format!(
+                    "{address} is already reserved by {}",
+                    at("v4.reservations", j)
+                ),
+            ));
+        }
+        if let Some(&si) = subnet_addrs.get(&address) {
+            return Err(invalid(
+                apath,
+                format!(
+                    "{address} is already reserved in subnet {}",
+                    subnets[si].net
+                ),
+            ));
+        }
+        by_key.insert(res.key.clone(), i);
+        by_addr.insert(address, i);
+        out.push(res);
+    }
+    Ok(out)
+}
+
+/// The keys of the fixed BOOTP header fields, in [`boot_fields`]' argument order.
+const BOOT_KEYS: [&str; 3] = ["next_server", "server_hostname", "boot_file_name"];
+
+/// A level's `next_server`, `server_hostname` and `boot_file_name` under `path`. The text
+/// fields must fit their header field with the terminating NUL (RFC 2131 §2: `sname` is 64
+/// bytes, `file` 128).
+fn boot_fields(
+    path: &str,
+    next_server: Option<&str>,
+    server_hostname: Option<&str>,
+    boot_file_name: Option<&str>,
+) -> Result<BootFields> {
+    let next_server = next_server
+        .map(|s| unicast(&join(path, BOOT_KEYS[0]), s))
+        .transpose()?;
+    let text = |key: &str, v: Option<&str>, field: usize| -> Result<Option<String>> {
+        let Some(v) = v else { return Ok(None) };
+        let p = join(path, key);
+        if v.is_empty() {
+            return Err(invalid(p, "must not be empty (omit it to send none)"));
+        }
+        if v.bytes().any(|b| b == 0) {
+            return Err(invalid(p, "must not contain a NUL byte"));
+        }
+        if v.len() >= field {
+            return Err(invalid(
+                p,
+                format!(
+                    "is {} bytes long; the {field}-byte header field holds at most {} and a NUL",
+                    v.len(),
+                    field - 1
+                ),
+            ));
+        }
+        Ok(Some(v.to_owned()))
+    };
+    Ok(BootFields {
+        next_server,
+        server_hostname: text(BOOT_KEYS[1], server_hostname, 64)?,
+        boot_file_name: text(BOOT_KEYS[2], boot_file_name, 128)?,
+    })
 }
 
 fn reservation_key(path: &str, kind: &str, text: &str) -> Result<ReservationKey> {

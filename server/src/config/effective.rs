@@ -14,7 +14,10 @@ use super::build::agent_id;
 use super::options::{OptionSet, format_hex, render_options};
 use super::options6::{OptionSet6, render_options6};
 use super::wire::{self, Value};
-use super::{Config, ReservationKey, Subnet4, Subnet6, SyncMode, V4Config, V6Config, V6Identifier};
+use super::{
+    BootFields, Config, Reservation4, ReservationKey, Subnet4, Subnet6, SyncMode, V4Config,
+    V6Config, V6Identifier,
+};
 
 pub(super) fn effective_yaml(c: &Config) -> String {
     let body = serde_saphyr::to_string(&to_wire(c))
@@ -78,7 +81,17 @@ fn v4(v: &V4Config) -> wire::V4 {
         decline_probation: Some(duration(v.decline_probation)),
         authoritative: Some(v.authoritative),
         server_id: v.server_id.map(|a| a.to_string()),
+        bootp_dynamic: Some(v.bootp_dynamic),
+        next_server: v.boot.next_server.map(|a| a.to_string()),
+        server_hostname: v.boot.server_hostname.clone(),
+        boot_file_name: v.boot.boot_file_name.clone(),
         options: options(&v.options),
+        reservations: (!v.reservations.is_empty()).then(|| {
+            v.reservations
+                .iter()
+                .map(|r| reservation(r, &OptionSet::new(), &BootFields::default()))
+                .collect()
+        }),
         subnets: Some(subnets),
         shared_networks: (!shared.is_empty()).then_some(shared),
     }
@@ -98,9 +111,24 @@ fn subnet(s: &Subnet4, v: &V4Config) -> wire::Subnet {
         .iter()
         .map(|p| {
             let range = Value::str(format!("{}-{}", p.first, p.last));
-            match options(&p.options.diff_from(&s.options)) {
-                None => range,
-                Some(o) => Value::Map(vec![("pool".to_owned(), range), ("options".to_owned(), o)]),
+            let mut entries = vec![("pool".to_owned(), range.clone())];
+            if let Some(o) = options(&p.options.diff_from(&s.options)) {
+                entries.push(("options".to_owned(), o));
+            }
+            let [n, h, f] = boot_diff(&p.boot, &s.boot);
+            for (k, v) in [
+                ("next_server", n),
+                ("server_hostname", h),
+                ("boot_file_name", f),
+            ] {
+                if let Some(v) = v {
+                    entries.push((k.to_owned(), Value::Str(v)));
+                }
+            }
+            if entries.len() == 1 {
+                range
+            } else {
+                Value::Map(entries)
             }
         })
         .collect();
@@ -108,31 +136,15 @@ fn subnet(s: &Subnet4, v: &V4Config) -> wire::Subnet {
         .reservations
         .iter()
         .map(|r| {
-            let mut base = s
+            let (opts, boot) = s
                 .pools
                 .iter()
                 .find(|p| (p.first..=p.last).contains(&r.address))
-                .map_or(&s.options, |p| &p.options)
-                .clone();
-            if let Some(h) = &r.hostname {
-                base.insert(12, h.as_bytes());
-            }
-            let mut w = wire::Reservation {
-                address: r.address.to_string(),
-                hostname: r.hostname.clone(),
-                bootp: Some(r.bootp),
-                options: options(&r.options.diff_from(&base)),
-                ..Default::default()
-            };
-            match &r.key {
-                ReservationKey::HwAddress(b) => w.hw_address = Some(format_hex(b)),
-                ReservationKey::ClientId(b) => w.client_id = Some(format_hex(b)),
-                ReservationKey::CircuitId(b) => w.circuit_id = Some(agent_text(b)),
-                ReservationKey::RemoteId(b) => w.remote_id = Some(agent_text(b)),
-            }
-            w
+                .map_or((&s.options, &s.boot), |p| (&p.options, &p.boot));
+            reservation(r, opts, boot)
         })
         .collect();
+    let [next_server, server_hostname, boot_file_name] = boot_diff(&s.boot, &v.boot);
     wire::Subnet {
         subnet: s.net.to_string(),
         id: Some(s.id),
@@ -143,9 +155,50 @@ fn subnet(s: &Subnet4, v: &V4Config) -> wire::Subnet {
         max_lease_time: lease(s.max_lease_time),
         pools: Some(pools),
         excluded: (!s.excluded.is_empty()).then(|| fold_ranges(&s.excluded)),
+        next_server,
+        server_hostname,
+        boot_file_name,
         options: options(&s.options.diff_from(&base)),
         reservations: (!s.reservations.is_empty()).then_some(reservations),
     }
+}
+
+/// A reservation as written, given the options and boot fields it inherits.
+fn reservation(r: &Reservation4, inherited: &OptionSet, boot: &BootFields) -> wire::Reservation {
+    let mut base = inherited.clone();
+    if let Some(h) = &r.hostname {
+        base.insert(12, h.as_bytes());
+    }
+    let [next_server, server_hostname, boot_file_name] = boot_diff(&r.boot, boot);
+    let mut w = wire::Reservation {
+        address: r.address.to_string(),
+        hostname: r.hostname.clone(),
+        bootp: Some(r.bootp),
+        next_server,
+        server_hostname,
+        boot_file_name,
+        options: options(&r.options.diff_from(&base)),
+        ..Default::default()
+    };
+    match &r.key {
+        ReservationKey::HwAddress(b) => w.hw_address = Some(format_hex(b)),
+        ReservationKey::ClientId(b) => w.client_id = Some(format_hex(b)),
+        ReservationKey::CircuitId(b) => w.circuit_id = Some(agent_text(b)),
+        ReservationKey::RemoteId(b) => w.remote_id = Some(agent_text(b)),
+    }
+    w
+}
+
+/// The boot fields `own` sets differently from `parent`, as text: what a level writes.
+fn boot_diff(own: &BootFields, parent: &BootFields) -> [Option<String>; 3] {
+    let differ = |a: &Option<String>, b: &Option<String>| (a != b).then(|| a.clone()).flatten();
+    [
+        (own.next_server != parent.next_server)
+            .then(|| own.next_server.map(|a| a.to_string()))
+            .flatten(),
+        differ(&own.server_hostname, &parent.server_hostname),
+        differ(&own.boot_file_name, &parent.boot_file_name),
+    ]
 }
 
 fn options(set: &OptionSet) -> Option<Value> {

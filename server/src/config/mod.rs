@@ -49,6 +49,17 @@
 //!   below every `lease_time`; for a shorter granted lease the server falls back to the defaults.
 //! - `offer_hold` (default 30s), `decline_probation` (default 1 day), `authoritative` (default
 //!   true), `server_id` (default: the address the request arrived on).
+//! - `bootp_dynamic` (default false): BOOTP clients (no message type option) without a
+//!   reservation get a pool address with an infinite lease (RFC 1534), journaled like any other.
+//! - `next_server` (an address), `server_hostname` (at most 63 bytes) and `boot_file_name` (at
+//!   most 127 bytes): the fixed `siaddr`, `sname` and `file` header fields of OFFERs, ACKs and
+//!   BOOTP replies (RFC 2131 §2; PXE needs `siaddr`). Also per subnet, pool and reservation; the
+//!   most specific level that sets a field wins.
+//! - `reservations`: global reservations, shaped like a subnet's. One holds in whichever subnet
+//!   the client arrives in (as Kea's global reservations do): its address, which must lie in
+//!   some subnet, is used only when that subnet is on the client's link; its host name, options
+//!   and boot fields apply everywhere, over the subnet's or pool's. A subnet's reservation for
+//!   the same client wins over a global one.
 //! - `options`: global options. `subnets`: a list of subnets. `shared_networks`: `{ name,
 //!   relays?, interface?, options?, subnets }`, several subnets on one link; the shared network's
 //!   relays, interface and options apply to each of its subnets.
@@ -58,12 +69,14 @@
 //! (direct clients on that interface select it), `options`, `excluded` (addresses or `"A-B"`
 //! ranges never handed out dynamically; reservations may still use them), `reservations`, and
 //! its own lease times. A pool is `"A-B"`, a CIDR `"10.0.0.0/25"`, a single address, or `{ pool:
-//! "A-B", options: {...} }`. The subnet's network and broadcast addresses (up to /30) are never
+//! "A-B", options: {...} }` (such a map may also set the pool's `next_server`, `server_hostname`
+//! and `boot_file_name`). The subnet's network and broadcast addresses (up to /30) are never
 //! handed out: when a pool covers them they are added to [`Subnet4::excluded`].
 //!
 //! A reservation: exactly one identifier, then `address` (inside the subnet, in a pool or not),
 //! optional `hostname` (sent as option 12 unless the reservation's options set 12), `options`,
-//! and `bootp` (default true: BOOTP clients get their reservation, RFC 1497). Identifiers:
+//! the boot fields, and `bootp` (default true: BOOTP clients get their reservation, RFC 1497).
+//! Identifiers:
 //! - `hw_address`: hex bytes separated by `:` or `-` (`"02:23:10:00:00:50"`), 1 to 16 bytes.
 //! - `client_id`: option 61 as hex bytes (`"01:02:23:10:00:00:50"`, or `"0x01..."`).
 //! - `circuit_id` / `remote_id`: relay agent sub-options 1 and 2 (RFC 3046). `"0x"` followed by
@@ -290,6 +303,14 @@ pub struct V4Config {
     pub authoritative: bool,
     /// The server identifier to send; `None`: the address the request arrived on.
     pub server_id: Option<Ipv4Addr>,
+    /// Whether BOOTP clients without a reservation get a pool address for good (RFC 1534).
+    pub bootp_dynamic: bool,
+    /// The global `next_server`, `server_hostname` and `boot_file_name`. Already merged into
+    /// every subnet's; kept for display.
+    pub boot: BootFields,
+    /// Global reservations (`v4.reservations`): they hold in whichever subnet the client
+    /// arrives in. `options` and `boot` hold only the reservation's own values.
+    pub reservations: Vec<Reservation4>,
     /// The global `v4.options` as written. Already merged into every subnet's set; kept for
     /// display.
     pub options: OptionSet,
@@ -337,6 +358,38 @@ pub struct Subnet4 {
     /// Effective options: global, shared network, derived subnet mask (1) and broadcast (28),
     /// then the subnet's own.
     pub options: OptionSet,
+    /// Effective BOOTP header fields: the global ones, then the subnet's own.
+    pub boot: BootFields,
+}
+
+/// The fixed BOOTP header fields of a reply (RFC 2131 §2): `siaddr`, `sname` and `file`.
+///
+/// Each level (global, subnet, pool, reservation) overrides its parent per field.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootFields {
+    /// `siaddr`: the next server in the boot process (the TFTP server for PXE).
+    pub next_server: Option<Ipv4Addr>,
+    /// `sname`: at most 63 bytes, so that a NUL fits in the 64-byte field.
+    pub server_hostname: Option<String>,
+    /// `file`: at most 127 bytes, so that a NUL fits in the 128-byte field.
+    pub boot_file_name: Option<String>,
+}
+
+impl BootFields {
+    /// `child`'s fields where it sets them, else `self`'s.
+    pub fn merged(&self, child: &BootFields) -> BootFields {
+        BootFields {
+            next_server: child.next_server.or(self.next_server),
+            server_hostname: child
+                .server_hostname
+                .clone()
+                .or_else(|| self.server_hostname.clone()),
+            boot_file_name: child
+                .boot_file_name
+                .clone()
+                .or_else(|| self.boot_file_name.clone()),
+        }
+    }
 }
 
 /// A dynamic address range.
@@ -348,6 +401,8 @@ pub struct Pool4 {
     pub last: Ipv4Addr,
     /// Effective options: the subnet's, then the pool's own.
     pub options: OptionSet,
+    /// Effective BOOTP header fields: the subnet's, then the pool's own.
+    pub boot: BootFields,
 }
 
 /// What identifies a reserved client.
@@ -375,8 +430,11 @@ pub struct Reservation4 {
     /// Whether a BOOTP client may use this reservation.
     pub bootp: bool,
     /// Effective options: the subnet's (its pool's if the address is in a pool), the host name,
-    /// then the reservation's own.
+    /// then the reservation's own. For a global reservation: the host name and its own only.
     pub options: OptionSet,
+    /// Effective BOOTP header fields: the subnet's (or its pool's), then the reservation's own.
+    /// For a global reservation: its own only.
+    pub boot: BootFields,
 }
 
 /// DHCPv6 settings (`v6:`). With no subnets DHCPv6 is off.

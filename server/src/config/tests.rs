@@ -214,6 +214,22 @@ fn full_example_parses_and_uses_every_feature() {
     // In a pool with its own options: the pool's options reach the reservation.
     assert_eq!(s0.reservations[1].options, s0.pools[0].options);
 
+    // Boot fields: global, per subnet, per pool, per reservation; global reservations.
+    assert!(v.bootp_dynamic);
+    assert_eq!(v.boot.next_server, Some(ip("10.231.0.5")));
+    assert_eq!(
+        s0.pools[1].boot.boot_file_name.as_deref(),
+        Some("guests.efi")
+    );
+    assert_eq!(
+        s0.pools[0].boot.boot_file_name.as_deref(),
+        Some("pxelinux.0")
+    );
+    assert_eq!(s0.reservations[2].boot.next_server, Some(ip("10.231.0.6")));
+    assert_eq!(v.subnets[1].boot.next_server, Some(ip("10.232.0.5")));
+    assert_eq!(v.reservations.len(), 1);
+    assert_eq!(v.reservations[0].hostname.as_deref(), Some("roamer"));
+
     let s1 = &v.subnets[1];
     // 8h widens the inherited max (4h); min stays.
     assert_eq!(
@@ -383,7 +399,7 @@ fn validation_errors_name_the_key() {
         (sub("      pools: [\"10.0.0.10-10.0.0.100\", \"10.0.0.50-10.0.0.60\"]"), "v4.subnets[0].pools[1]: 10.0.0.50-10.0.0.60 overlaps v4.subnets[0].pools[0] (10.0.0.10-10.0.0.100)"),
         (sub("      pools: [\"10.0.0.50-10.0.0.60\", \"10.0.0.10-10.0.0.100\"]"), "v4.subnets[0].pools[1]: 10.0.0.10-10.0.0.100 overlaps v4.subnets[0].pools[0] (10.0.0.50-10.0.0.60)"),
         (sub("      pools: [\"10.0.0.10-10.0.0.100\", \"10.0.0.200-10.0.0.210\", \"10.0.0.100\"]"), "v4.subnets[0].pools[2]: 10.0.0.100-10.0.0.100 overlaps v4.subnets[0].pools[0]"),
-        (sub("      pools: [{ pool: \"10.0.0.1-10.0.0.9\", opts: {} }]"), "v4.subnets[0].pools[0].opts: unknown key `opts`, expected pool or options"),
+        (sub("      pools: [{ pool: \"10.0.0.1-10.0.0.9\", opts: {} }]"), "v4.subnets[0].pools[0].opts: unknown key `opts`, expected pool, options, next_server, server_hostname or boot_file_name"),
         (sub("      pools: [{ options: {} }]"), "v4.subnets[0].pools[0]: missing key `pool`"),
         (sub("      pools: [5]"), "v4.subnets[0].pools[0]: expected \"FIRST-LAST\", a CIDR like \"10.0.0.0/25\", or { pool: ..., options: ... }, got the number 5"),
         // Excluded.
@@ -700,4 +716,209 @@ fn large_reservation_lists() {
         ),
         "{e}"
     );
+}
+
+#[test]
+fn boot_fields_inherit_global_subnet_pool_reservation() {
+    let c = yaml(
+        "v4:\n  next_server: 10.0.0.9\n  server_hostname: boot.example.test\n  \
+         boot_file_name: global.efi\n  subnets:\n    - subnet: 10.0.0.0/24\n      \
+         boot_file_name: subnet.efi\n      pools:\n        \
+         - { pool: 10.0.0.10-10.0.0.19, next_server: 10.0.0.8 }\n        \
+         - 10.0.0.20-10.0.0.29\n      reservations:\n        \
+         - { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.11, server_hostname: own }\n",
+    );
+    let s = &c.v4.subnets[0];
+    let boot = |n: &str, h: &str, f: &str| BootFields {
+        next_server: Some(ip(n)),
+        server_hostname: Some(h.to_owned()),
+        boot_file_name: Some(f.to_owned()),
+    };
+    assert_eq!(
+        c.v4.boot,
+        boot("10.0.0.9", "boot.example.test", "global.efi")
+    );
+    assert_eq!(s.boot, boot("10.0.0.9", "boot.example.test", "subnet.efi"));
+    assert_eq!(
+        s.pools[0].boot,
+        boot("10.0.0.8", "boot.example.test", "subnet.efi")
+    );
+    assert_eq!(s.pools[1].boot, s.boot);
+    // The reservation's address is in the first pool: it inherits that pool's.
+    assert_eq!(
+        s.reservations[0].boot,
+        boot("10.0.0.8", "own", "subnet.efi")
+    );
+    roundtrip(&c);
+    // Nothing set: all empty.
+    let c = yaml("v4: { subnets: [ { subnet: 10.0.0.0/24 } ] }");
+    assert_eq!(c.v4.subnets[0].boot, BootFields::default());
+}
+
+#[test]
+fn bad_boot_fields_name_the_key() {
+    let sub = |body: &str| format!("v4:\n  subnets:\n    - subnet: 10.0.0.0/24\n{body}");
+    let long = |n: usize| "x".repeat(n);
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "v4: { next_server: 10.0.0.256 }".into(),
+            "v4.next_server: \"10.0.0.256\" is not an IPv4 address",
+        ),
+        (
+            "v4: { next_server: 0.0.0.0 }".into(),
+            "v4.next_server: 0.0.0.0 is not a unicast address",
+        ),
+        (
+            format!("v4: {{ server_hostname: {} }}", long(64)),
+            "v4.server_hostname: is 64 bytes long; the 64-byte header field holds at most 63 and a NUL",
+        ),
+        (
+            "v4: { server_hostname: \"\" }".into(),
+            "v4.server_hostname: must not be empty",
+        ),
+        (
+            format!("v4: {{ boot_file_name: {} }}", long(128)),
+            "v4.boot_file_name: is 128 bytes long; the 128-byte header field holds at most 127 and a NUL",
+        ),
+        (
+            "v4: { boot_file_name: \"a\\0b\" }".into(),
+            "v4.boot_file_name: must not contain a NUL byte",
+        ),
+        (
+            sub(&format!("      boot_file_name: {}", long(200))),
+            "v4.subnets[0].boot_file_name: is 200 bytes long",
+        ),
+        (
+            sub("      next_server: 224.0.0.1"),
+            "v4.subnets[0].next_server: 224.0.0.1 is not a unicast address",
+        ),
+        (
+            sub(&format!(
+                "      pools: [ {{ pool: 10.0.0.10-10.0.0.20, server_hostname: {} }} ]",
+                long(70)
+            )),
+            "v4.subnets[0].pools[0].server_hostname: is 70 bytes long",
+        ),
+        (
+            sub("      pools: [ { pool: 10.0.0.10-10.0.0.20, next_server: [1] } ]"),
+            "v4.subnets[0].pools[0].next_server: expected a string, got a list",
+        ),
+        (
+            sub(&format!(
+                "      reservations: [ {{ hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5, boot_file_name: {} }} ]",
+                long(128)
+            )),
+            "v4.subnets[0].reservations[0].boot_file_name: is 128 bytes long",
+        ),
+        (
+            format!(
+                "v4: {{ reservations: [ {{ hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5, server_hostname: {} }} ], subnets: [ {{ subnet: 10.0.0.0/24 }} ] }}",
+                long(64)
+            ),
+            "v4.reservations[0].server_hostname: is 64 bytes long",
+        ),
+        ("v4: { bootp_dynamic: yes please }".into(), "bootp_dynamic"),
+    ];
+    assert_errors(&cases);
+    // The longest values that fit are accepted.
+    let c = yaml(&format!(
+        "v4: {{ server_hostname: {}, boot_file_name: {} }}",
+        long(63),
+        long(127)
+    ));
+    assert_eq!(c.v4.boot.boot_file_name.map(|f| f.len()), Some(127));
+}
+
+#[test]
+fn global_reservations_and_bootp_dynamic() {
+    let doc = "v4:\n  bootp_dynamic: true\n  reservations:\n    \
+               - { hw_address: \"02:00:00:00:00:01\", address: 10.0.1.5, hostname: roamer, next_server: 10.0.0.9, options: { domain_name: roam.test } }\n    \
+               - { client_id: \"01:02:00:00:00:00:02\", address: 10.0.0.6, bootp: false }\n  \
+               subnets:\n    - subnet: 10.0.0.0/24\n      pools: [10.0.0.2-10.0.0.9]\n      \
+               options: { routers: [10.0.0.1] }\n    - subnet: 10.0.1.0/24\n";
+    let c = yaml(doc);
+    assert!(c.v4.bootp_dynamic);
+    assert_eq!(c.v4.reservations.len(), 2);
+    let r = &c.v4.reservations[0];
+    assert_eq!(r.address, ip("10.0.1.5"));
+    assert_eq!(r.boot.next_server, Some(ip("10.0.0.9")));
+    // Only its own options and the host name: the subnet's are added where the client is.
+    assert_eq!(r.options.get(12), Some(&b"roamer"[..]));
+    assert_eq!(r.options.get(15), Some(&b"roam.test"[..]));
+    assert_eq!(r.options.get(3), None);
+    assert!(!c.v4.reservations[1].bootp);
+    roundtrip(&c);
+    let json = r#"{"v4": {"bootp_dynamic": true, "next_server": "10.0.0.9", "server_hostname": "boot",
+        "boot_file_name": "pxelinux.0", "reservations": [{"hw_address": "02:00:00:00:00:01",
+        "address": "10.0.0.5", "boot_file_name": "own.0"}], "subnets": [{"subnet": "10.0.0.0/24",
+        "next_server": "10.0.0.8", "pools": [{"pool": "10.0.0.10-10.0.0.20", "boot_file_name": "p.0"}]}]}}"#;
+    let yaml_doc = "v4:\n  bootp_dynamic: true\n  next_server: 10.0.0.9\n  server_hostname: boot\n  \
+                    boot_file_name: pxelinux.0\n  reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5, boot_file_name: own.0 } ]\n  \
+                    subnets: [ { subnet: 10.0.0.0/24, next_server: 10.0.0.8, pools: [ { pool: 10.0.0.10-10.0.0.20, boot_file_name: p.0 } ] } ]\n";
+    let from_json = Config::from_json_str(json).unwrap_or_else(|e| panic!("{}", e.report()));
+    assert_eq!(from_json, yaml(yaml_doc), "YAML and JSON agree");
+    roundtrip(&from_json);
+    let text = from_json.effective_yaml();
+    for want in [
+        "bootp_dynamic: true",
+        "next_server: \"10.0.0.8\"",
+        "boot_file_name: p.0",
+        "boot_file_name: own.0",
+    ] {
+        assert!(text.contains(want), "{want} missing from\n{text}");
+    }
+    // The default is spelled out.
+    assert!(yaml("").effective_yaml().contains("bootp_dynamic: false"));
+
+    let g = |body: &str| {
+        format!(
+            "v4:\n  reservations:\n{body}\n  subnets:\n    - subnet: 10.0.0.0/24\n      \
+                                  reservations: [ {{ hw_address: \"02:00:00:00:00:09\", address: 10.0.0.9 }} ]\n"
+        )
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (
+            g("    - { hw_address: \"02:00:00:00:00:01\", address: 10.9.0.5 }"),
+            "v4.reservations[0].address: 10.9.0.5 is not inside any v4 subnet",
+        ),
+        (
+            g("    - { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.255 }"),
+            "v4.reservations[0].address: 10.0.0.255 is the broadcast address of 10.0.0.0/24",
+        ),
+        (
+            g("    - { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.9 }"),
+            "v4.reservations[0].address: 10.0.0.9 is already reserved in subnet 10.0.0.0/24",
+        ),
+        (
+            g(
+                "    - { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5 }\n    - { hw_address: \"02:00:00:00:00:02\", address: 10.0.0.5 }",
+            ),
+            "v4.reservations[1].address: 10.0.0.5 is already reserved by v4.reservations[0]",
+        ),
+        (
+            g(
+                "    - { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5 }\n    - { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.6 }",
+            ),
+            "v4.reservations[1].hw_address: hw_address 02:00:00:00:00:01 is already reserved by v4.reservations[0]",
+        ),
+        (
+            g("    - { address: 10.0.0.5 }"),
+            "v4.reservations[0]: needs an identifier",
+        ),
+        (
+            g("    - { hw_address: \"02:00:00:00:00:01\", address: x }"),
+            "v4.reservations[0].address: \"x\" is not an IPv4 address",
+        ),
+        (
+            g(
+                "    - { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5, options: { bogus: 1 } }",
+            ),
+            "v4.reservations[0].options.bogus: unknown option name `bogus`",
+        ),
+    ];
+    assert_errors(&cases);
+    // The same client may have a subnet reservation and a global one.
+    yaml(&g(
+        "    - { hw_address: \"02:00:00:00:00:09\", address: 10.0.0.5 }",
+    ));
 }

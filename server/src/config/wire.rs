@@ -70,7 +70,17 @@ pub(super) struct V4 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) server_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) bootp_dynamic: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) next_server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) server_hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) boot_file_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) options: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) reservations: Option<Vec<Reservation>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) subnets: Option<Vec<Subnet>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,12 +124,18 @@ pub(super) struct Subnet {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) excluded: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) next_server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) server_hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) boot_file_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) options: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) reservations: Option<Vec<Reservation>>,
 }
 
-/// `v4.subnets[i].reservations[j]`
+/// `v4.subnets[i].reservations[j]`, and `v4.reservations[j]` (global)
 #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Reservation {
@@ -136,6 +152,12 @@ pub(super) struct Reservation {
     pub(super) hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) bootp: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) next_server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) server_hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) boot_file_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) options: Option<Value>,
 }

@@ -5,12 +5,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use lessor_engine::{
     BindError, BindRequest, ClientKey, Engine, EngineConfig, HwAddr, LeaseEvent, LeaseInfo,
-    LeaseState, OfferRequest, PoolId, PoolSpec, Time,
+    OfferRequest, PoolId, PoolSpec, Time,
 };
 
 use super::packet::{self, Kind, Malformed, Request};
 use super::reply::{Encoder, ReplyKind};
-use crate::config::{Config, OptionSet, Reservation4, ReservationKey, Subnet4, V4Config};
+use crate::config::{
+    BootFields, Config, OptionSet, Reservation4, ReservationKey, Subnet4, V4Config,
+};
 
 /// The DHCP server port (RFC 2131 §4.1).
 pub const SERVER_PORT: u16 = 67;
@@ -79,8 +81,14 @@ pub enum NoReply {
     PoolExhausted,
     /// Not authoritative, and the client is unknown or on a network we do not know.
     NotAuthoritative,
-    /// A BOOTP client without a reservation that allows BOOTP.
+    /// A BOOTP client without a reservation that allows BOOTP (and `bootp_dynamic` off).
     BootpUnknown,
+    /// An INIT-REBOOT, RENEWING or REBINDING REQUEST from a client the server has no record
+    /// of: it stays silent (RFC 2131 §4.3.2).
+    UnknownClient,
+    /// A DHCPINFORM without the client's address in ciaddr: there is nowhere to reply
+    /// (RFC 2131 §4.4.3).
+    InformWithoutAddress,
     /// The request lacks a field its message type needs (e.g. REQUEST without an address).
     Incomplete,
     /// A RELEASE was applied (no reply is ever sent).
@@ -101,6 +109,8 @@ impl NoReply {
             NoReply::PoolExhausted => "pool_exhausted",
             NoReply::NotAuthoritative => "not_authoritative",
             NoReply::BootpUnknown => "bootp_unknown",
+            NoReply::UnknownClient => "unknown_client",
+            NoReply::InformWithoutAddress => "inform_without_ciaddr",
             NoReply::Incomplete => "incomplete",
             NoReply::Released => "released",
             NoReply::Declined => "declined",
@@ -129,8 +139,12 @@ pub struct InterfaceInfo {
     pub addrs: Vec<Ipv4Addr>,
 }
 
-/// Reservations of one kind, by identifier bytes: the (subnet, reservation) pairs.
+/// Reservations of one kind, by identifier bytes: the (subnet, reservation) pairs, with
+/// [`GLOBAL`] for the subnet of a global reservation.
 type ReservationIndex = HashMap<Box<[u8]>, Vec<(usize, usize)>>;
+
+/// The subnet index a global reservation (`v4.reservations`) is filed under.
+const GLOBAL: usize = usize::MAX;
 
 /// Everything the DHCPv4 handler needs that does not change per packet: the validated config
 /// and the lookup tables built from it.
@@ -150,11 +164,15 @@ pub struct V4Context {
     by_remote: ReservationIndex,
 }
 
-/// How the client was identified for a reservation look-up.
+/// The client's reservation, as it applies on the client's link.
 #[derive(Clone, Copy, Debug)]
 struct Found<'c> {
-    subnet: usize,
     res: &'c Reservation4,
+    /// The reserved address, when it lies on the client's link: a global reservation's
+    /// address elsewhere is not used (its host name, options and boot fields still are).
+    address: Option<Ipv4Addr>,
+    /// A global reservation: its options and boot fields go over the subnet's or pool's.
+    global: bool,
 }
 
 impl V4Context {
@@ -203,7 +221,14 @@ impl V4Context {
                     iface_subnet.entry(iface.index).or_insert(si);
                 }
             }
-            for (ri, r) in s.reservations.iter().enumerate() {
+        }
+        let scoped = cfg
+            .subnets
+            .iter()
+            .enumerate()
+            .map(|(si, s)| (si, &s.reservations));
+        for (si, list) in scoped.chain([(GLOBAL, &cfg.reservations)]) {
+            for (ri, r) in list.iter().enumerate() {
                 let (map, key): (&mut ReservationIndex, &[u8]) = match &r.key {
                     ReservationKey::HwAddress(k) => (&mut by_hw, k),
                     ReservationKey::ClientId(k) => (&mut by_client_id, k),
@@ -242,6 +267,7 @@ impl V4Context {
                         .iter()
                         .copied()
                         .chain(s.reservations.iter().map(|r| r.address))
+                        .chain(self.cfg.reservations.iter().map(|r| r.address))
                         .filter(inside)
                         .collect();
                     PoolSpec {
@@ -303,9 +329,11 @@ impl V4Context {
             .filter(|&s| self.cfg.subnets[s].link == link)
     }
 
-    /// The client's reservation on `link`: by hardware address, client id, then the relay's
-    /// circuit id and remote id.
-    fn reservation(&self, link: usize, req: &Request<'_>) -> Option<Found<'_>> {
+    /// The client's reservation on the link of `subnet` (the selected one): by hardware
+    /// address, client id, then the relay's circuit id and remote id; a subnet's reservation
+    /// first, then a global one (Kea's global reservations).
+    fn reservation(&self, subnet: usize, req: &Request<'_>) -> Option<Found<'_>> {
+        let link = self.cfg.subnets[subnet].link;
         let relay = req.relay.unwrap_or_default();
         let tries: [(&ReservationIndex, Option<&[u8]>); 4] = [
             (&self.by_hw, Some(req.chaddr)),
@@ -313,32 +341,40 @@ impl V4Context {
             (&self.by_circuit, relay.circuit_id),
             (&self.by_remote, relay.remote_id),
         ];
-        tries.into_iter().find_map(|(map, key)| {
+        let scoped = tries.into_iter().find_map(|(map, key)| {
             let hits = map.get(key?)?;
             hits.iter()
-                .find(|&&(s, _)| self.cfg.subnets[s].link == link)
-                .map(|&(s, r)| Found {
-                    subnet: s,
-                    res: &self.cfg.subnets[s].reservations[r],
+                .find(|&&(s, _)| s != GLOBAL && self.cfg.subnets[s].link == link)
+                .map(|&(s, r)| {
+                    let res = &self.cfg.subnets[s].reservations[r];
+                    Found {
+                        res,
+                        address: Some(res.address),
+                        global: false,
+                    }
                 })
+        });
+        scoped.or_else(|| {
+            tries.into_iter().find_map(|(map, key)| {
+                let &(_, r) = map.get(key?)?.iter().find(|&&(s, _)| s == GLOBAL)?;
+                let res = &self.cfg.reservations[r];
+                let on_link = self.on_link(link, res.address).is_some();
+                Some(Found {
+                    res,
+                    address: on_link.then_some(res.address),
+                    global: true,
+                })
+            })
         })
     }
 
-    /// The options that apply to `ip`: the reservation's, else its pool's, else its subnet's.
-    fn options_for<'c>(
-        &'c self,
-        subnet: usize,
-        ip: Ipv4Addr,
-        res: Option<Found<'c>>,
-    ) -> &'c OptionSet {
-        if let Some(f) = res {
-            return &f.res.options;
-        }
+    /// The options and boot fields of the pool holding `ip`, else of `subnet`.
+    fn scope_of(&self, subnet: usize, ip: Ipv4Addr) -> (&OptionSet, &BootFields) {
         let s = &self.cfg.subnets[subnet];
         s.pools
             .iter()
             .find(|p| (p.first..=p.last).contains(&ip))
-            .map_or(&s.options, |p| &p.options)
+            .map_or((&s.options, &s.boot), |p| (&p.options, &p.boot))
     }
 
     fn lease_time(&self, s: &Subnet4, requested: Option<u32>) -> u32 {
@@ -524,12 +560,12 @@ impl Handling<'_, '_> {
 
     fn discover(&mut self, subnet: usize) -> Result<Reply, NoReply> {
         let link = self.link_of(subnet);
-        let res = self.ctx.reservation(link, self.req);
+        let res = self.ctx.reservation(subnet, self.req);
         let client = client_key(self.req);
         let offer = OfferRequest {
             client: &client,
             pools: &self.ctx.link_pools[link],
-            reserved: res.map(|f| f.res.address),
+            reserved: res.and_then(|f| f.address),
             requested: self.req.requested_ip,
             info: lease_info(self.req, res),
         };
@@ -588,18 +624,22 @@ impl Handling<'_, '_> {
             };
         };
         let client = client_key(req);
-        let known = self.engine.lookup(self.shard, &client);
-        let holds_addr = known.is_some_and(|l| l.address == addr);
-        if !selecting && !holds_addr && !authoritative {
-            // INIT-REBOOT/RENEWING for a client we have no record of: stay silent (§4.3.2).
-            return Err(NoReply::NotAuthoritative);
+        let recorded = self.engine.lookup(self.shard, &client).map(|l| l.address);
+        let res = self.ctx.reservation(subnet, req);
+        let reserved = res.and_then(|f| f.address);
+        if !selecting {
+            // RFC 2131 §4.3.2: INIT-REBOOT, RENEWING and REBINDING confirm a lease the client
+            // believes it holds. With no record of the client (the journal is durable, so its
+            // lease came from elsewhere) the server MUST remain silent; a record or a
+            // reservation for another address is a wrong "requested IP address": NAK.
+            if recorded.is_none() && reserved.is_none() {
+                return Err(NoReply::UnknownClient);
+            }
+            if recorded != Some(addr) && reserved != Some(addr) {
+                return self.nak(ours);
+            }
         }
-        if !selecting && known.is_some_and(|l| l.address != addr && l.state == LeaseState::Bound) {
-            // The client asks for an address other than the one bound to it.
-            return self.nak(ours);
-        }
-        let res = self.ctx.reservation(link, req);
-        if res.is_some_and(|f| f.res.address != addr) {
+        if reserved.is_some_and(|r| r != addr) {
             // A reserved client must use its reservation.
             return self.nak(ours);
         }
@@ -609,7 +649,7 @@ impl Handling<'_, '_> {
             client: &client,
             address: addr,
             pools: &self.ctx.link_pools[link],
-            reserved: res.is_some(),
+            reserved: reserved.is_some(),
             lease_time,
             info: lease_info(req, res),
         };
@@ -628,10 +668,15 @@ impl Handling<'_, '_> {
 
     /// RFC 2131 §4.3.5: configuration only, no lease.
     fn inform(&mut self, subnet: Option<usize>) -> Result<Reply, NoReply> {
+        if self.req.ciaddr.is_unspecified() {
+            // RFC 2131 §4.4.3: the client puts its address in ciaddr; without one there is
+            // no address to answer (and nothing says the client has one at all).
+            return Err(NoReply::InformWithoutAddress);
+        }
         let subnet = subnet
             .or_else(|| self.ctx.subnet_containing(self.req.ciaddr))
             .ok_or(NoReply::NoSubnet)?;
-        let res = self.ctx.reservation(self.link_of(subnet), self.req);
+        let res = self.ctx.reservation(subnet, self.req);
         Ok(self.reply(Grant {
             kind: ReplyKind::Ack,
             subnet,
@@ -680,32 +725,59 @@ impl Handling<'_, '_> {
         }
     }
 
-    /// BOOTP (RFC 951, RFC 1497): only clients with a reservation that allows it, for good.
+    /// BOOTP (RFC 951, RFC 1497): a reserved client gets its reservation, others a pool
+    /// address when `bootp_dynamic` is on (RFC 1534 §2); either way for good.
     fn bootp(&mut self, subnet: usize) -> Result<Reply, NoReply> {
         let link = self.link_of(subnet);
-        let res = self
-            .ctx
-            .reservation(link, self.req)
-            .filter(|f| f.res.bootp)
-            .ok_or(NoReply::BootpUnknown)?;
-        let client = client_key(self.req);
+        let req = self.req;
+        let res = self.ctx.reservation(subnet, req);
+        if res.is_some_and(|f| !f.res.bootp) {
+            return Err(NoReply::BootpUnknown);
+        }
+        let client = client_key(req);
+        let pools = &self.ctx.link_pools[link];
+        let (address, reserved) = match res.and_then(|f| f.address) {
+            Some(a) => (a, true),
+            None if self.ctx.cfg.bootp_dynamic => {
+                // RFC 1534 §2: the server allocates from its pool and never reclaims it.
+                let offer = OfferRequest {
+                    client: &client,
+                    pools,
+                    reserved: None,
+                    requested: None,
+                    info: lease_info(req, res),
+                };
+                let a = self
+                    .engine
+                    .offer(self.shard, &offer, self.now)
+                    .map_err(|_| NoReply::PoolExhausted)?;
+                (a, false)
+            }
+            None => return Err(NoReply::BootpUnknown),
+        };
         let bind = BindRequest {
             client: &client,
-            address: res.res.address,
-            pools: &self.ctx.link_pools[link],
-            reserved: true,
+            address,
+            pools,
+            reserved,
             lease_time: u32::MAX,
-            info: lease_info(self.req, Some(res)),
+            info: lease_info(req, res),
         };
         self.engine
             .bind(self.shard, &bind, self.now, self.events)
-            .map_err(|_| NoReply::BootpUnknown)?;
+            .map_err(|_| {
+                if reserved {
+                    NoReply::BootpUnknown
+                } else {
+                    NoReply::PoolExhausted
+                }
+            })?;
         Ok(self.reply(Grant {
             kind: ReplyKind::Bootp,
-            subnet: res.subnet,
-            yiaddr: res.res.address,
+            subnet: self.ctx.on_link(link, address).unwrap_or(subnet),
+            yiaddr: address,
             lease_time: None,
-            res: Some(res),
+            res,
             needs_durable: true,
         }))
     }
@@ -745,13 +817,27 @@ impl Handling<'_, '_> {
         } else {
             Ipv4Addr::UNSPECIFIED
         };
-        let mut enc = Encoder::new(
-            self.out,
-            req,
-            g.kind,
-            ciaddr,
-            g.yiaddr,
-            Ipv4Addr::UNSPECIFIED,
+        let (scope_options, scope_boot) = ctx.scope_of(g.subnet, g.yiaddr);
+        // A subnet's reservation holds its effective options; a global one only its own,
+        // which go over the scope's.
+        let (top, options) = match g.res {
+            Some(f) if f.global => (Some(&f.res.options), scope_options),
+            Some(f) => (None, &f.res.options),
+            None => (None, scope_options),
+        };
+        // RFC 2131 §2: siaddr, sname and file, most specific level first.
+        let own = g.res.map(|f| &f.res.boot);
+        let pick = |field: fn(&BootFields) -> Option<&str>| {
+            own.and_then(field).or_else(|| field(scope_boot))
+        };
+        let siaddr = own
+            .and_then(|b| b.next_server)
+            .or(scope_boot.next_server)
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let mut enc = Encoder::new(self.out, req, g.kind, ciaddr, g.yiaddr, siaddr);
+        enc.set_boot_names(
+            pick(|b| b.server_hostname.as_deref()),
+            pick(|b| b.boot_file_name.as_deref()),
         );
         if g.kind != ReplyKind::Bootp {
             enc.put_ip(54, server_id);
@@ -762,9 +848,8 @@ impl Handling<'_, '_> {
             enc.put_u32(58, t1);
             enc.put_u32(59, t2);
         }
-        let options = ctx.options_for(g.subnet, g.yiaddr, g.res);
         let hostname = g.res.and_then(|f| f.res.hostname.as_deref());
-        put_requested(&mut enc, options, req.parameter_list, hostname);
+        put_requested(&mut enc, top, options, req.parameter_list, hostname);
         if let Some(id) = req.client_id {
             // RFC 6842: echo the client identifier.
             enc.put(61, id);
@@ -813,13 +898,16 @@ fn put_fqdn(enc: &mut Encoder<'_>, fqdn: &[u8]) {
 }
 
 /// Writes the configured options the client asked for in option 55, in its order (RFC 2131
-/// §4.3.1), or all of them when it sent no list.
+/// §4.3.1), or all of them when it sent no list. `top` (a global reservation's own options)
+/// goes over `options` per code.
 fn put_requested(
     enc: &mut Encoder<'_>,
+    top: Option<&OptionSet>,
     options: &OptionSet,
     prl: Option<&[u8]>,
     hostname: Option<&str>,
 ) {
+    let get = |code: u8| top.and_then(|t| t.get(code)).or_else(|| options.get(code));
     match prl {
         Some(list) => {
             let mut sent = [false; 256];
@@ -827,7 +915,7 @@ fn put_requested(
                 if std::mem::replace(&mut sent[usize::from(code)], true) {
                     continue;
                 }
-                if let Some(v) = options.get(code) {
+                if let Some(v) = get(code) {
                     enc.put(code, v);
                 } else if code == 12
                     && let Some(h) = hostname
@@ -837,10 +925,14 @@ fn put_requested(
             }
         }
         None => {
-            for (code, v) in options.iter() {
+            let shown = top.into_iter().flat_map(|t| t.iter());
+            let under = options
+                .iter()
+                .filter(|&(code, _)| !top.is_some_and(|t| t.contains(code)));
+            for (code, v) in shown.chain(under) {
                 enc.put(code, v);
             }
-            if let (Some(h), None) = (hostname, options.get(12)) {
+            if let (Some(h), None) = (hostname, get(12)) {
                 enc.put(12, h.as_bytes());
             }
         }

@@ -82,6 +82,17 @@ impl<'b> Encoder<'b> {
         enc
     }
 
+    /// Writes `sname` and `file` into the header (RFC 2131 §2), each cut to leave its
+    /// terminating NUL (the config allows no longer value).
+    pub(super) fn set_boot_names(&mut self, sname: Option<&str>, file: Option<&str>) {
+        for (value, field) in [(sname, 44..108), (file, 108..236)] {
+            if let Some(v) = value {
+                let n = v.len().min(field.len() - 1);
+                self.buf[field.start..field.start + n].copy_from_slice(&v.as_bytes()[..n]);
+            }
+        }
+    }
+
     /// Appends option `code`, split into 255-byte instances when longer (RFC 3396). An option
     /// that does not fit within the client's maximum message size is left out and counted.
     pub(super) fn put(&mut self, code: u8, value: &[u8]) {

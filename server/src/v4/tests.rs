@@ -453,9 +453,9 @@ fn init_reboot_on_the_wrong_network_is_naked() {
         "lease_time: 3600\n  authoritative: false\n",
     ));
     assert_eq!(no_reply(f.send(&req, NOW).0), NoReply::NotAuthoritative);
-    // ... also for a client it does not know asking for an address on the right network.
+    // ... and for a client it does not know asking for an address on the right network.
     let req = Pkt::relayed(1).kind(3).opt(50, &[10, 231, 0, 101]);
-    assert_eq!(no_reply(f.send(&req, NOW).0), NoReply::NotAuthoritative);
+    assert_eq!(no_reply(f.send(&req, NOW).0), NoReply::UnknownClient);
 }
 
 #[test]
@@ -665,6 +665,303 @@ fn malformed_input_is_counted_not_fatal() {
         &mut f.events,
     );
     assert_eq!(o, Outcome::NoReply(NoReply::Malformed(Malformed::BadHlen)));
+}
+
+/// A relayed INIT-REBOOT REQUEST: option 50, no server identifier, ciaddr 0.
+fn init_reboot(mac_last: u8, ip: Ipv4Addr) -> Pkt {
+    Pkt::relayed(mac_last).kind(3).opt(50, &ip.octets())
+}
+
+/// The NUL-terminated text of a reply's header field `range` (`sname` 44..108, `file` 108..236).
+fn header_text(out: &[u8], range: std::ops::Range<usize>) -> &str {
+    let field = &out[range];
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    std::str::from_utf8(&field[..end]).expect("header text is UTF-8")
+}
+
+#[test]
+fn an_init_reboot_from_an_unknown_client_is_dropped_and_counted() {
+    let mut f = Fixture::new(YAML);
+    let ip = Ipv4Addr::new(10, 231, 0, 101);
+    // Relayed, then direct on eth9's subnet: the address is right for the network, but the
+    // server has no record of the client (RFC 2131 §4.3.2: it MUST remain silent).
+    let (o, _) = f.send(&init_reboot(1, ip), NOW);
+    assert_eq!(no_reply(o), NoReply::UnknownClient);
+    assert_eq!(NoReply::UnknownClient.label(), "unknown_client");
+    let mut direct = init_reboot(2, Ipv4Addr::new(10, 232, 0, 15));
+    direct.giaddr = Ipv4Addr::UNSPECIFIED;
+    direct.ifindex = 9;
+    assert_eq!(no_reply(f.send(&direct, NOW).0), NoReply::UnknownClient);
+    assert!(f.events.is_empty(), "nothing was bound");
+    // The address stays free: another client is offered it when it asks.
+    let (_, offer) = f.send(&Pkt::relayed(3).kind(1).opt(50, &ip.octets()), NOW);
+    assert_eq!(offer.unwrap().yiaddr(), ip);
+}
+
+#[test]
+fn renewing_and_rebinding_from_an_unknown_client_are_dropped() {
+    let mut f = Fixture::new(YAML);
+    let ip = Ipv4Addr::new(10, 231, 0, 102);
+    // RENEWING: unicast, ciaddr set, no option 50 or 54.
+    let mut renew = Pkt::relayed(1).kind(3);
+    renew.giaddr = Ipv4Addr::UNSPECIFIED;
+    renew.ciaddr = ip;
+    renew.ifindex = 77;
+    assert_eq!(no_reply(f.send(&renew, NOW).0), NoReply::UnknownClient);
+    // REBINDING: broadcast, reaching the server through the relay.
+    let mut rebind = Pkt::relayed(1).kind(3);
+    rebind.ciaddr = ip;
+    assert_eq!(no_reply(f.send(&rebind, NOW).0), NoReply::UnknownClient);
+    assert!(f.events.is_empty(), "nothing was bound");
+}
+
+#[test]
+fn an_init_reboot_for_an_address_other_than_the_record_is_naked() {
+    let mut f = Fixture::new(YAML);
+    let ip = f.dora(Pkt::relayed(1));
+    let mut rel = Pkt::relayed(1).kind(7).opt(54, &SERVER.octets());
+    rel.ciaddr = ip;
+    assert_eq!(no_reply(f.send(&rel, NOW + 5).0), NoReply::Released);
+    // The record is Released now, still for `ip`: another address is wrong for this client.
+    let other = if ip == Ipv4Addr::new(10, 231, 0, 103) {
+        Ipv4Addr::new(10, 231, 0, 102)
+    } else {
+        Ipv4Addr::new(10, 231, 0, 103)
+    };
+    let (o, nak) = f.send(&init_reboot(1, other), NOW + 6);
+    assert_eq!(reply(o).kind, ReplyKind::Nak);
+    assert_eq!(msg_type(&nak.unwrap()), MessageType::Nak);
+    // Its own address again, still free: ACKed.
+    let (_, ack) = f.send(&init_reboot(1, ip), NOW + 7);
+    assert_eq!(msg_type(&ack.unwrap()), MessageType::Ack);
+}
+
+#[test]
+fn an_init_reboot_from_a_reserved_client_without_a_lease_is_acked() {
+    let mut f = Fixture::new(YAML);
+    let mut p = init_reboot(0, Ipv4Addr::new(10, 231, 0, 50));
+    p.chaddr = [2, 0x23, 0x10, 0, 0, 0x50];
+    let (o, ack) = f.send(&p, NOW);
+    assert!(reply(o).needs_durable);
+    assert_eq!(ack.unwrap().yiaddr(), Ipv4Addr::new(10, 231, 0, 50));
+    // Any other address is wrong for it.
+    let p = p.opt(50, &[10, 231, 0, 101]);
+    assert_eq!(msg_type(&f.send(&p, NOW).1.unwrap()), MessageType::Nak);
+}
+
+#[test]
+fn an_inform_without_ciaddr_is_dropped_and_counted() {
+    let mut f = Fixture::new(YAML);
+    // Relayed and direct: ciaddr 0.0.0.0 leaves nowhere to reply (RFC 2131 §4.4.3).
+    let (o, _) = f.send(&Pkt::relayed(1).kind(8), NOW);
+    assert_eq!(no_reply(o), NoReply::InformWithoutAddress);
+    assert_eq!(
+        NoReply::InformWithoutAddress.label(),
+        "inform_without_ciaddr"
+    );
+    let mut direct = Pkt::relayed(1).kind(8);
+    direct.giaddr = Ipv4Addr::UNSPECIFIED;
+    direct.ifindex = 9;
+    assert_eq!(
+        no_reply(f.send(&direct, NOW).0),
+        NoReply::InformWithoutAddress
+    );
+}
+
+#[test]
+fn an_inform_through_a_relay_is_answered_through_the_relay() {
+    let mut f = Fixture::new(YAML);
+    let mut inf = Pkt::relayed(1).kind(8);
+    inf.ciaddr = Ipv4Addr::new(10, 231, 0, 9);
+    let (o, ack) = f.send(&inf, NOW);
+    // RFC 2131 §4.1: giaddr set, so the reply goes to the relay's server port; the relay
+    // delivers it to ciaddr.
+    assert_eq!(
+        reply(o).dst,
+        Destination::Unicast(SocketAddrV4::new(RELAY, SERVER_PORT))
+    );
+    let ack = ack.unwrap();
+    assert_eq!(msg_type(&ack), MessageType::Ack);
+    assert_eq!(ack.ciaddr(), inf.ciaddr);
+    assert_eq!(ack.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert!(ack.opts().get(OptionCode::AddressLeaseTime).is_none());
+}
+
+const BOOT_YAML: &str = r#"
+port: 67
+v4:
+  next_server: 10.231.0.9
+  server_hostname: boot.example.test
+  boot_file_name: global.efi
+  bootp_dynamic: true
+  subnets:
+    - subnet: 10.231.0.0/24
+      relays: [ 10.231.0.1 ]
+      boot_file_name: subnet.efi
+      pools:
+        - { pool: "10.231.0.100-10.231.0.100", next_server: 10.231.0.8 }
+        - "10.231.0.101-10.231.0.103"
+      options: { routers: [10.231.0.1] }
+      reservations:
+        - { hw_address: "02:23:10:00:00:50", address: 10.231.0.50, boot_file_name: printer.bin }
+    - subnet: 10.232.0.0/24
+      relays: [ 10.232.0.1 ]
+      pools: [ "10.232.0.10-10.232.0.20" ]
+      options: { routers: [10.232.0.1] }
+"#;
+
+#[test]
+fn boot_fields_fill_siaddr_sname_and_file_most_specific_first() {
+    let mut f = Fixture::new(BOOT_YAML);
+    // The first pool sets next_server; the subnet sets the file; sname is global.
+    let (_, offer) = f.send(&Pkt::relayed(1).kind(1).opt(50, &[10, 231, 0, 100]), NOW);
+    let offer = offer.unwrap();
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 231, 0, 100));
+    assert_eq!(offer.siaddr(), Ipv4Addr::new(10, 231, 0, 8));
+    assert_eq!(header_text(&f.out, 44..108), "boot.example.test");
+    assert_eq!(header_text(&f.out, 108..236), "subnet.efi");
+    // The ACK carries them too.
+    let ip = f.dora(Pkt::relayed(1).opt(50, &[10, 231, 0, 100]));
+    assert_eq!(ip, Ipv4Addr::new(10, 231, 0, 100));
+    assert_eq!(
+        u32::from_be_bytes(f.out[20..24].try_into().unwrap()),
+        u32::from(Ipv4Addr::new(10, 231, 0, 8))
+    );
+    assert_eq!(header_text(&f.out, 108..236), "subnet.efi");
+    // The second pool inherits the global next_server.
+    let (_, offer) = f.send(&Pkt::relayed(2).kind(1), NOW);
+    assert_eq!(offer.unwrap().siaddr(), Ipv4Addr::new(10, 231, 0, 9));
+    // A reservation's own file wins.
+    let mut res = Pkt::relayed(0).kind(1);
+    res.chaddr = [2, 0x23, 0x10, 0, 0, 0x50];
+    let (_, offer) = f.send(&res, NOW);
+    assert_eq!(offer.unwrap().siaddr(), Ipv4Addr::new(10, 231, 0, 9));
+    assert_eq!(header_text(&f.out, 108..236), "printer.bin");
+    // Another subnet has only the global ones; a NAK has none.
+    let mut other = Pkt::relayed(3).kind(1);
+    other.giaddr = Ipv4Addr::new(10, 232, 0, 1);
+    f.send(&other, NOW);
+    assert_eq!(header_text(&f.out, 108..236), "global.efi");
+    let (o, _) = f.send(&init_reboot(1, Ipv4Addr::new(192, 168, 0, 1)), NOW);
+    assert_eq!(reply(o).kind, ReplyKind::Nak);
+    assert!(f.out[20..24].iter().all(|&b| b == 0), "a NAK has no siaddr");
+    assert!(
+        f.out[44..236].iter().all(|&b| b == 0),
+        "a NAK has no sname or file"
+    );
+}
+
+#[test]
+fn bootp_dynamic_gives_a_pool_address_for_good() {
+    let mut f = Fixture::new(BOOT_YAML);
+    let bootp = Pkt::relayed(7).no_opt(53);
+    let (o, rep) = f.send(&bootp, NOW);
+    assert!(reply(o).needs_durable, "the binding is journaled first");
+    let rep = rep.unwrap();
+    let ip = rep.yiaddr();
+    assert!((Ipv4Addr::new(10, 231, 0, 100)..=Ipv4Addr::new(10, 231, 0, 103)).contains(&ip));
+    assert!(rep.opts().get(OptionCode::MessageType).is_none());
+    assert!(rep.opts().get(OptionCode::AddressLeaseTime).is_none());
+    assert_eq!(header_text(&f.out, 108..236), "subnet.efi");
+    // RFC 1534 §2: an infinite lease (kept as the end of time, u32::MAX seconds), journaled
+    // like any other.
+    assert_eq!(f.events.len(), 1);
+    assert_eq!(f.events[0].kind, EventKind::Bound);
+    assert_eq!(f.events[0].lease.address, ip);
+    assert_eq!(f.events[0].lease.expires, u64::from(u32::MAX));
+    // The same client asking again, much later, keeps its address.
+    let (_, again) = f.send(&bootp, NOW + 10 * 86_400);
+    assert_eq!(again.unwrap().yiaddr(), ip);
+    // Off by default: only reservations are served.
+    let mut f = Fixture::new(&BOOT_YAML.replace("  bootp_dynamic: true\n", ""));
+    assert_eq!(no_reply(f.send(&bootp, NOW).0), NoReply::BootpUnknown);
+}
+
+const GLOBAL_YAML: &str = r#"
+port: 67
+v4:
+  reservations:
+    - hw_address: "02:00:00:00:00:61"
+      address: 10.232.0.61
+      hostname: roamer
+      next_server: 10.0.0.5
+      boot_file_name: roamer.efi
+      options: { domain_name: roam.example.test }
+    - { hw_address: "02:00:00:00:00:62", address: 10.232.0.62, hostname: global-name }
+  subnets:
+    - subnet: 10.231.0.0/24
+      relays: [ 10.231.0.1 ]
+      pools: [ "10.231.0.100-10.231.0.103" ]
+      options: { routers: [10.231.0.1], domain_name: example.test }
+      reservations:
+        - { hw_address: "02:00:00:00:00:62", address: 10.231.0.62, hostname: subnet-name }
+    - subnet: 10.232.0.0/24
+      relays: [ 10.232.0.1 ]
+      pools: [ "10.232.0.60-10.232.0.70" ]
+      options: { routers: [10.232.0.1] }
+"#;
+
+#[test]
+fn a_global_reservation_holds_in_whichever_subnet_the_client_arrives_in() {
+    let mut f = Fixture::new(GLOBAL_YAML);
+    let mut roamer = Pkt::relayed(0x61);
+    roamer.giaddr = Ipv4Addr::new(10, 232, 0, 1);
+    // In the subnet holding its address: that address, with its own options and boot fields
+    // over the subnet's.
+    assert_eq!(f.dora(roamer.clone()), Ipv4Addr::new(10, 232, 0, 61));
+    let (_, offer) = f.send(&roamer.clone().kind(1), NOW);
+    let offer = offer.unwrap();
+    assert_eq!(offer.siaddr(), Ipv4Addr::new(10, 0, 0, 5));
+    assert_eq!(header_text(&f.out, 108..236), "roamer.efi");
+    let o = offer.opts();
+    assert_eq!(
+        o.get(OptionCode::Hostname),
+        Some(&DhcpOption::Hostname("roamer".into()))
+    );
+    assert_eq!(
+        o.get(OptionCode::DomainName),
+        Some(&DhcpOption::DomainName("roam.example.test".into()))
+    );
+    assert_eq!(
+        o.get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 232, 0, 1)]))
+    );
+    // Its address is out of the pool for everyone else.
+    let mut thief = Pkt::relayed(9).opt(50, &[10, 232, 0, 61]);
+    thief.giaddr = Ipv4Addr::new(10, 232, 0, 1);
+    assert_ne!(f.dora(thief), Ipv4Addr::new(10, 232, 0, 61));
+    // In another subnet: a pool address there, but still its host name and boot fields.
+    let roamer = Pkt::relayed(0x61);
+    let ip = f.dora(roamer.clone());
+    assert!((Ipv4Addr::new(10, 231, 0, 100)..=Ipv4Addr::new(10, 231, 0, 103)).contains(&ip));
+    let (_, offer) = f.send(&roamer.kind(1), NOW);
+    let offer = offer.unwrap();
+    assert_eq!(offer.siaddr(), Ipv4Addr::new(10, 0, 0, 5));
+    assert_eq!(
+        offer.opts().get(OptionCode::Hostname),
+        Some(&DhcpOption::Hostname("roamer".into()))
+    );
+    assert_eq!(
+        offer.opts().get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![RELAY]))
+    );
+}
+
+#[test]
+fn a_subnet_reservation_wins_over_a_global_one() {
+    let mut f = Fixture::new(GLOBAL_YAML);
+    // 02:..:62 is reserved in 10.231.0.0/24 and globally: the subnet's reservation applies.
+    let p = Pkt::relayed(0x62);
+    assert_eq!(f.dora(p.clone()), Ipv4Addr::new(10, 231, 0, 62));
+    let (_, offer) = f.send(&p.kind(1), NOW);
+    assert_eq!(
+        offer.unwrap().opts().get(OptionCode::Hostname),
+        Some(&DhcpOption::Hostname("subnet-name".into()))
+    );
+    // In the other subnet only the global one exists.
+    let mut p = Pkt::relayed(0x62);
+    p.giaddr = Ipv4Addr::new(10, 232, 0, 1);
+    assert_eq!(f.dora(p), Ipv4Addr::new(10, 232, 0, 62));
 }
 
 proptest! {
