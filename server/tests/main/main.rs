@@ -11,6 +11,7 @@ mod cli;
 mod clients;
 mod clients6;
 mod common;
+mod conformance4;
 mod journal;
 mod perfdhcp;
 mod relay6;
