@@ -174,7 +174,7 @@
 //! By code, any other: the key is the number and the value a one-entry typed map: `{ ip: [...] }`
 //! / `{ ips: [...] }`, `{ u8: 1 }`, `{ u16: .. }`, `{ u32: .. }`, `{ i32: .. }`, `{ bool: true }`
 //! (integers and booleans may also be lists), `{ string: "x" }`, `{ hex: "01:02:0a" }`,
-//! `{ domains: [...] }`. Codes 0, 50-55, 57-59, 61, 82 and 255 are managed by the server and
+//! `{ domains: [...] }`. Codes 0, 50-55, 57-59, 61, 82, 118 and 255 are managed by the server and
 //! rejected.
 //!
 //! Values are stored whole even past 255 bytes; the packet encoder splits long ones into several

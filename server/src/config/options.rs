@@ -273,6 +273,7 @@ const SERVER_MANAGED: &[(u8, &str)] = &[
     (59, "rebinding time; set v4.rebind_time"),
     (61, "client identifier"),
     (82, "relay agent information"),
+    (118, "subnet selection; echoed from the client, RFC 3011"),
     (255, "end"),
 ];
 

@@ -428,6 +428,7 @@ fn validation_errors_name_the_key() {
         ("v4: { options: { \"300\": { u8: 1 } } }".into(), "v4.options.300: option code 300 is out of range 1..=254"),
         ("v4: { options: { 51: { u32: 1 } } }".into(), "v4.options.51: option 51 (lease time; set lease_time) is managed by the server"),
         ("v4: { options: { \"82\": { hex: \"01\" } } }".into(), "v4.options.82: option 82 (relay agent information) is managed by the server"),
+        ("v4: { options: { \"118\": { ip: 10.0.0.0 } } }".into(), "v4.options.118: option 118 (subnet selection; echoed from the client, RFC 3011) is managed by the server"),
         ("v4: { options: [routers] }".into(), "v4.options: expected a map of option names (or codes) to values, got a list"),
         (sub("      pools: [{ pool: 10.0.0.1-10.0.0.9, options: { routers: 5 } }]"), "v4.subnets[0].pools[0].options.routers: expected an IPv4 address, got the number 5"),
         // Reservations.

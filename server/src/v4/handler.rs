@@ -792,9 +792,18 @@ impl Handling<'_, '_> {
             Ipv4Addr::UNSPECIFIED,
             Ipv4Addr::UNSPECIFIED,
         );
+        if !req.giaddr.is_unspecified() {
+            // RFC 2131 §4.3.2: the relay must broadcast a NAK to the client, which may have no
+            // correct address and may not answer ARP.
+            enc.set_broadcast();
+        }
         enc.put_ip(54, server_id);
         if let Some(id) = req.client_id {
             enc.put(61, id);
+        }
+        if let Some(ip) = req.subnet_selection {
+            // RFC 3011 §3: an identical copy to any client that sends it.
+            enc.put_ip(118, ip);
         }
         enc.finish(req);
         Ok(Reply {
@@ -853,6 +862,11 @@ impl Handling<'_, '_> {
         if let Some(id) = req.client_id {
             // RFC 6842: echo the client identifier.
             enc.put(61, id);
+        }
+        if let Some(ip) = req.subnet_selection {
+            // RFC 3011 §3: an identical copy to any client that sends it, asked for or not;
+            // a client that sent it discards a reply without it.
+            enc.put_ip(118, ip);
         }
         if let Some(fqdn) = req.fqdn.filter(|_| g.kind != ReplyKind::Bootp) {
             put_fqdn(&mut enc, fqdn);

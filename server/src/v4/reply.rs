@@ -93,6 +93,11 @@ impl<'b> Encoder<'b> {
         }
     }
 
+    /// Sets the broadcast bit of `flags` (RFC 2131 §2).
+    pub(super) fn set_broadcast(&mut self) {
+        self.buf[10] |= 0x80;
+    }
+
     /// Appends option `code`, split into 255-byte instances when longer (RFC 3396). An option
     /// that does not fit within the client's maximum message size is left out and counted.
     pub(super) fn put(&mut self, code: u8, value: &[u8]) {

@@ -787,6 +787,67 @@ fn an_inform_through_a_relay_is_answered_through_the_relay() {
     assert!(ack.opts().get(OptionCode::AddressLeaseTime).is_none());
 }
 
+#[test]
+fn a_nak_through_a_relay_has_the_broadcast_bit_set() {
+    let mut f = Fixture::new(YAML);
+    // RFC 2131 §4.3.2: the relay must broadcast the NAK, so the server sets the bit.
+    let (o, nak) = f.send(&init_reboot(1, Ipv4Addr::new(192, 168, 1, 9)), NOW);
+    let r = reply(o);
+    assert_eq!(r.kind, ReplyKind::Nak);
+    assert_eq!(
+        r.dst,
+        Destination::Unicast(SocketAddrV4::new(RELAY, SERVER_PORT))
+    );
+    assert!(nak.unwrap().flags().broadcast(), "broadcast bit in the NAK");
+    // An OFFER through the relay keeps the client's flags.
+    let (_, offer) = f.send(&Pkt::relayed(2).kind(1), NOW);
+    assert!(!offer.unwrap().flags().broadcast());
+    // A direct client's NAK is broadcast by the server itself (RFC 2131 §4.1).
+    let mut direct = init_reboot(3, Ipv4Addr::new(192, 168, 1, 9));
+    direct.giaddr = Ipv4Addr::UNSPECIFIED;
+    direct.ifindex = 9;
+    let (o, _) = f.send(&direct, NOW);
+    assert_eq!(
+        reply(o).dst,
+        Destination::Broadcast {
+            port: CLIENT_PORT,
+            ifindex: 9
+        }
+    );
+}
+
+#[test]
+fn subnet_selection_is_echoed_in_every_reply() {
+    let mut f = Fixture::new(YAML);
+    let want = Some(&DhcpOption::SubnetSelection(Ipv4Addr::new(10, 232, 0, 0)));
+    // RFC 3011 §3: echoed whether or not the parameter request list asks for it.
+    let p = Pkt::relayed(1).opt(118, &[10, 232, 0, 0]);
+    let (_, offer) = f.send(&p.clone().kind(1), NOW);
+    let offer = offer.unwrap();
+    assert_eq!(offer.opts().get(OptionCode::SubnetSelection), want);
+    let (_, ack) = f.send(
+        &p.clone()
+            .kind(3)
+            .opt(50, &offer.yiaddr().octets())
+            .opt(54, &SERVER.octets()),
+        NOW,
+    );
+    assert_eq!(ack.unwrap().opts().get(OptionCode::SubnetSelection), want);
+    let (_, nak) = f.send(&p.kind(3).opt(50, &[192, 168, 1, 9]), NOW);
+    let nak = nak.unwrap();
+    assert_eq!(msg_type(&nak), MessageType::Nak);
+    assert_eq!(nak.opts().get(OptionCode::SubnetSelection), want);
+    // Not sent to a client that did not send it.
+    let (_, offer) = f.send(&Pkt::relayed(2).kind(1), NOW);
+    assert!(
+        offer
+            .unwrap()
+            .opts()
+            .get(OptionCode::SubnetSelection)
+            .is_none()
+    );
+}
+
 const BOOT_YAML: &str = r#"
 port: 67
 v4:
