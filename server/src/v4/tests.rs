@@ -848,6 +848,61 @@ fn subnet_selection_is_echoed_in_every_reply() {
     );
 }
 
+#[test]
+fn relay_suboptions_select_the_subnet_and_the_server_id_but_not_the_route() {
+    let mut f = Fixture::new(YAML);
+    // RFC 3527: link selection picks 10.232.0.0/24; the reply still goes to giaddr.
+    let linked = Pkt::relayed(1).opt(82, &[5, 4, 10, 232, 0, 0]);
+    let (o, offer) = f.send(&linked.clone().kind(1), NOW);
+    assert_eq!(
+        reply(o).dst,
+        Destination::Unicast(SocketAddrV4::new(RELAY, SERVER_PORT))
+    );
+    assert!(offer.unwrap().yiaddr().octets().starts_with(&[10, 232]));
+    // RFC 5107: with a server identifier override, a REQUEST naming the override is for us
+    // (and its ACK names it too); one naming our own address is not.
+    let over = Ipv4Addr::new(10, 231, 0, 1);
+    let p = Pkt::relayed(2).opt(82, &[11, 4, 10, 231, 0, 1]);
+    let (_, offer) = f.send(&p.clone().kind(1), NOW);
+    let ip = offer.unwrap().yiaddr();
+    let req = p.kind(3).opt(50, &ip.octets());
+    let (_, ack) = f.send(&req.clone().opt(54, &over.octets()), NOW);
+    let ack = ack.expect("an ACK for a REQUEST naming the override");
+    assert_eq!(msg_type(&ack), MessageType::Ack);
+    assert_eq!(
+        ack.opts().get(OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(over))
+    );
+    assert_eq!(
+        no_reply(f.send(&req.opt(54, &SERVER.octets()), NOW).0),
+        NoReply::NotForUs
+    );
+}
+
+#[test]
+fn a_request_from_an_unknown_link_is_naked_only_when_authoritative() {
+    let mut f = Fixture::new(YAML);
+    let mut p = init_reboot(1, Ipv4Addr::new(10, 231, 0, 101));
+    p.giaddr = Ipv4Addr::new(192, 0, 2, 1); // a relay no subnet is reached through
+    let (o, _) = f.send(&p, NOW);
+    assert_eq!(reply(o).kind, ReplyKind::Nak);
+    let mut f = Fixture::new(&YAML.replace(
+        "lease_time: 3600\n",
+        "lease_time: 3600\n  authoritative: false\n",
+    ));
+    assert_eq!(no_reply(f.send(&p, NOW).0), NoReply::NoSubnet);
+}
+
+#[test]
+fn a_selecting_request_without_a_requested_address_is_dropped() {
+    let mut f = Fixture::new(YAML);
+    // RFC 2131 Table 5: SELECTING MUST carry option 50; ciaddr is not used instead.
+    let mut p = Pkt::relayed(1).kind(3).opt(54, &SERVER.octets());
+    p.ciaddr = Ipv4Addr::new(10, 231, 0, 100);
+    assert_eq!(no_reply(f.send(&p, NOW).0), NoReply::Incomplete);
+    assert!(f.events.is_empty());
+}
+
 const BOOT_YAML: &str = r#"
 port: 67
 v4:
