@@ -716,6 +716,25 @@ fn renewing_and_rebinding_from_an_unknown_client_are_dropped() {
 }
 
 #[test]
+fn a_rebinding_client_on_the_wrong_network_is_naked() {
+    let mut f = Fixture::new(YAML);
+    let ip = f.dora(Pkt::relayed(1));
+    // REBINDING through the relay of another link (the client moved): RFC 2131 §4.3.2, the
+    // server checks ciaddr for correctness; it is wrong for this network.
+    let mut rebind = Pkt::relayed(1).kind(3);
+    rebind.ciaddr = ip;
+    rebind.giaddr = Ipv4Addr::new(10, 240, 0, 1);
+    let (o, nak) = f.send(&rebind, NOW + 3000);
+    assert_eq!(reply(o).kind, ReplyKind::Nak);
+    assert_eq!(msg_type(&nak.unwrap()), MessageType::Nak);
+    // Through its own relay: ACKed, the lease extended.
+    rebind.giaddr = RELAY;
+    let (_, ack) = f.send(&rebind, NOW + 3000);
+    assert_eq!(ack.unwrap().yiaddr(), ip);
+    assert_eq!(f.events.last().unwrap().kind, EventKind::Renewed);
+}
+
+#[test]
 fn an_init_reboot_for_an_address_other_than_the_record_is_naked() {
     let mut f = Fixture::new(YAML);
     let ip = f.dora(Pkt::relayed(1));
