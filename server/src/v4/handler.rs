@@ -79,9 +79,10 @@ pub enum NoReply {
     NotForUs,
     /// Every pool of the link is exhausted.
     PoolExhausted,
-    /// Not authoritative, and the client is unknown or on a network we do not know.
+    /// Not authoritative, and the requested address is wrong for the client's network.
     NotAuthoritative,
-    /// A BOOTP client without a reservation that allows BOOTP (and `bootp_dynamic` off).
+    /// A BOOTP client whose reservation does not allow BOOTP, or without a reservation while
+    /// `bootp_dynamic` is off.
     BootpUnknown,
     /// An INIT-REBOOT, RENEWING or REBINDING REQUEST from a client the server has no record
     /// of: it stays silent (RFC 2131 §4.3.2).

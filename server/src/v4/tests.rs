@@ -753,6 +753,19 @@ fn an_init_reboot_for_an_address_other_than_the_record_is_naked() {
     // Its own address again, still free: ACKed.
     let (_, ack) = f.send(&init_reboot(1, ip), NOW + 7);
     assert_eq!(msg_type(&ack.unwrap()), MessageType::Ack);
+    // The server knows this address is wrong for the client even when not authoritative.
+    let mut f = Fixture::new(&YAML.replace(
+        "lease_time: 3600\n",
+        "lease_time: 3600\n  authoritative: false\n",
+    ));
+    let ip = f.dora(Pkt::relayed(1));
+    let other = if ip == Ipv4Addr::new(10, 231, 0, 103) {
+        Ipv4Addr::new(10, 231, 0, 102)
+    } else {
+        Ipv4Addr::new(10, 231, 0, 103)
+    };
+    let (o, _) = f.send(&init_reboot(1, other), NOW + 6);
+    assert_eq!(reply(o).kind, ReplyKind::Nak);
 }
 
 #[test]
