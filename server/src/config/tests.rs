@@ -818,7 +818,10 @@ fn bad_boot_fields_name_the_key() {
             ),
             "v4.reservations[0].server_hostname: is 64 bytes long",
         ),
-        ("v4: { bootp_dynamic: yes please }".into(), "bootp_dynamic"),
+        (
+            "v4:\n  bootp_dynamic: yes please".into(),
+            "v4.bootp_dynamic: invalid boolean",
+        ),
     ];
     assert_errors(&cases);
     // The longest values that fit are accepted.
