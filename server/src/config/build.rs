@@ -612,9 +612,9 @@ fn pool_entry<'v>(
     }
 }
 
-/// A reservation's identifier, host name, options and boot fields; the caller checks its
-/// address (already parsed into `r.address`'s key path) against the subnet. `scope_options` and
-/// `scope_boot` are what it inherits (its pool's, its subnet's, or nothing for a global one).
+/// A reservation's identifier, address, host name, options and boot fields, which go over
+/// `scope_options` and `scope_boot` (its pool's, its subnet's, or nothing for a global one).
+/// Where the address may lie is for the caller to check.
 fn reservation(
     path: &str,
     r: wire::Reservation,
