@@ -241,6 +241,13 @@ workers: 1
 journal: {{ sync: group }}
 v4:
   lease_time: 4000
+  # Boot fields and a global reservation are in the config too: a config that uses them
+  # must not allocate on the hot path either.
+  next_server: 10.0.0.2
+  server_hostname: boot.example.test
+  boot_file_name: pxelinux.0
+  reservations:
+    - {{ hw_address: "02:ff:00:00:00:01", address: 10.0.0.3, boot_file_name: other.efi }}
   subnets:
     - subnet: 10.0.0.0/8
       relays: [127.0.0.1]
