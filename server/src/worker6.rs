@@ -26,7 +26,7 @@ use lessor_net::{RecvBatch6, SendBatch6, SendMeta6, V6Socket};
 use crate::lease_record::{LeaseRecord, LeaseRecordRef};
 use crate::run::now;
 use crate::stats::WorkerStats;
-use crate::v6::{self, Arrival, Outcome, ReplyKind, V6Context};
+use crate::v6::{self, Arrival, NoReply, Outcome, ReplyKind, V6Context};
 use crate::waiting::WaitQueue;
 
 /// The DHCPv6 context the workers read, swappable while they run (SIGHUP reloads the
@@ -177,6 +177,9 @@ impl Worker6 {
                 let ticket = self.persist(&mut events);
                 match outcome {
                     Outcome::Reply(reply) => {
+                        if reply.no_subnet {
+                            stats.no_reply_label(NoReply::NoSubnet.label());
+                        }
                         let send = SendMeta6 {
                             dst: reply.dst,
                             src: reply.src,

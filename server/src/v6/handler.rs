@@ -50,6 +50,9 @@ pub struct Reply {
     /// The reply binds or extends a lease: it may leave only once the events pushed while
     /// handling this request are durable (invariant 1).
     pub needs_durable: bool,
+    /// No configured subnet matches the client's link: the reply only says so, per IA
+    /// (counted as [`NoReply::NoSubnet`] too).
+    pub no_subnet: bool,
 }
 
 /// Why no reply was sent.
@@ -65,9 +68,12 @@ pub enum NoReply {
     NotForUs,
     /// An INFORMATION-REQUEST carrying IA options (RFC 8415 §16.12).
     IaInInformationRequest,
-    /// A SOLICIT, CONFIRM or REBIND sent to a unicast address (RFC 8415 §16).
+    /// A SOLICIT, CONFIRM, REBIND or INFORMATION-REQUEST sent to a unicast address (RFC 8415
+    /// §16).
     Unicast,
-    /// No configured subnet matches the client's link.
+    /// No configured subnet matches the client's link (a CONFIRM or REBIND, which the server
+    /// cannot judge without one; SOLICIT, REQUEST and RENEW are answered per IA and counted
+    /// under the same label).
     NoSubnet,
     /// A CONFIRM listing no addresses (RFC 8415 §18.3.3: no reply).
     NothingToConfirm,
@@ -477,6 +483,7 @@ pub fn handle(
         events,
         shard: engine.owner(duid),
         bound: false,
+        no_subnet: false,
     };
     match h.run() {
         Ok(reply) => Outcome::Reply(reply),
@@ -497,6 +504,8 @@ struct Handling<'h, 'r> {
     shard: usize,
     /// A binding was made or extended: the reply waits for the journal.
     bound: bool,
+    /// The reply says only that no subnet matches the client's link.
+    no_subnet: bool,
 }
 
 /// The resources of one IA kind in a subnet, and the client's static one.
@@ -541,22 +550,53 @@ impl<'h, 'r> Handling<'h, 'r> {
         // unicast address (test mode takes everything: tools send unicast).
         if !self.t.test_mode && !req.relayed() && !self.arrival.dst.is_multicast() {
             match req.kind {
-                Kind::Solicit | Kind::Confirm | Kind::Rebind => return Err(NoReply::Unicast),
+                // RFC 8415 §16: discarded even when we offered Server Unicast.
+                Kind::Solicit | Kind::Confirm | Kind::Rebind | Kind::InformationRequest => {
+                    return Err(NoReply::Unicast);
+                }
                 _ if self.t.cfg.server_unicast.is_none() => return self.use_multicast(),
                 _ => {}
             }
         }
         let subnet = self.ctx.select_subnet(req, self.arrival);
-        match req.kind {
-            Kind::Solicit => self.solicit(subnet.ok_or(NoReply::NoSubnet)?),
-            Kind::Request => self.request(subnet.ok_or(NoReply::NoSubnet)?),
-            Kind::Renew => self.extend(subnet.ok_or(NoReply::NoSubnet)?, false),
-            Kind::Rebind => self.extend(subnet.ok_or(NoReply::NoSubnet)?, true),
-            Kind::Confirm => self.confirm(subnet.ok_or(NoReply::NoSubnet)?),
-            Kind::Release => self.release_or_decline(false),
-            Kind::Decline => self.release_or_decline(true),
-            Kind::InformationRequest => self.information(subnet),
+        match (req.kind, subnet) {
+            (Kind::Solicit, Some(s)) => self.solicit(s),
+            (Kind::Request, Some(s)) => self.request(s),
+            (Kind::Renew, Some(s)) => self.extend(s, false),
+            (Kind::Rebind, Some(s)) => self.extend(s, true),
+            (Kind::Confirm, Some(s)) => self.confirm(s),
+            (Kind::Solicit | Kind::Request | Kind::Renew, None) => self.no_subnet(),
+            // RFC 8415 §18.3.3: no link, no way to tell; §18.3.5: a REBIND the server cannot
+            // judge is discarded.
+            (Kind::Confirm | Kind::Rebind, None) => Err(NoReply::NoSubnet),
+            (Kind::Release, _) => self.release_or_decline(false),
+            (Kind::Decline, _) => self.release_or_decline(true),
+            (Kind::InformationRequest, _) => self.information(subnet),
         }
+    }
+
+    /// No subnet matches the client's link: as Kea, an ADVERTISE (SOLICIT) or REPLY whose every
+    /// IA says NoAddrsAvail / NoPrefixAvail (RFC 8415 §18.3.9, §18.3.2), or NoBinding for a
+    /// RENEW (§18.3.4), with the global options the ORO asks for.
+    fn no_subnet(&mut self) -> Result<Reply, NoReply> {
+        let req = self.req;
+        let kind = match req.kind {
+            Kind::Solicit => ReplyKind::Advertise,
+            _ => ReplyKind::Reply,
+        };
+        let mut enc = Encoder::new(std::mem::take(self.out), req, kind);
+        self.ids(&mut enc);
+        for ia in req.ias() {
+            let status = match (req.kind, ia.kind) {
+                (Kind::Renew, _) => Status::NoBinding,
+                (_, IaType::Pd) => Status::NoPrefixAvail,
+                _ => Status::NoAddrsAvail,
+            };
+            write_ia(&mut enc, &ia, 0, 0, |e| e.status(status));
+        }
+        self.options(&mut enc, None, None);
+        self.no_subnet = true;
+        self.finish(enc, kind)
     }
 
     fn subnet(&self, s: usize) -> &'h Subnet6 {
@@ -659,8 +699,7 @@ impl<'h, 'r> Handling<'h, 'r> {
         let st = ctx.static_for(Some(s), req);
         let mut enc = Encoder::new(std::mem::take(self.out), req, kind);
         self.ids(&mut enc);
-        let after_ids = enc.mark();
-        let (mut granted, mut first_na, mut first_pd) = (0, true, true);
+        let (mut first_na, mut first_pd) = (true, true);
         for ia in req.ias() {
             let Some(key) = self.key(&ia) else {
                 write_ia(&mut enc, &ia, 0, 0, |e| e.status(Status::NoAddrsAvail));
@@ -673,26 +712,20 @@ impl<'h, 'r> Handling<'h, 'r> {
             let c = self.candidates(s, key.kind(), st, first);
             let hint = listed(&ia);
             match self.allocate(&key, &c, hint, s, rapid) {
-                Some(r) => {
-                    granted += 1;
-                    self.write_granted(&mut enc, &ia, s, r);
-                }
+                Some(r) => self.write_granted(&mut enc, &ia, s, r),
+                // RFC 8415 §18.3.9: an IA we cannot serve comes back with NoAddrsAvail
+                // (NoPrefixAvail for IA_PD) inside it, even when no IA is served, and the
+                // requested options still go with it.
                 None => write_ia(&mut enc, &ia, 0, 0, |e| e.status(unavailable(c.kind))),
             }
         }
-        if !rapid && req.has_ias && granted == 0 {
-            // §18.3.9: nothing to offer: only the identifiers and NoAddrsAvail.
-            enc.truncate(after_ids);
-            enc.status(Status::NoAddrsAvail);
-        } else {
-            if rapid {
-                enc.put(opt::RAPID_COMMIT, &[]);
-            }
-            if let (false, Some(p)) = (rapid, self.subnet(s).preference) {
-                enc.put(packet::opt::PREFERENCE, &[p]);
-            }
-            self.options(&mut enc, Some(s), st);
+        if rapid {
+            enc.put(opt::RAPID_COMMIT, &[]);
         }
+        if let (false, Some(p)) = (rapid, self.subnet(s).preference) {
+            enc.put(packet::opt::PREFERENCE, &[p]);
+        }
+        self.options(&mut enc, Some(s), st);
         self.finish(enc, kind)
     }
 
@@ -974,6 +1007,7 @@ impl<'h, 'r> Handling<'h, 'r> {
             ifindex: self.arrival.ifindex,
             src: Some(self.arrival.dst).filter(|a| !a.is_multicast() && !a.is_unspecified()),
             needs_durable: self.bound,
+            no_subnet: self.no_subnet,
         })
     }
 

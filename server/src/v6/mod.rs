@@ -19,7 +19,7 @@ pub use handler::{
     owner_shard, writes_lease,
 };
 pub use packet::{
-    HOP_COUNT_LIMIT, Hop, Ia, IaEntry, IaType, Kind, MAX_IAS, Malformed, Request, client_duid,
+    Hop, Ia, IaEntry, IaType, Kind, MAX_IAS, MAX_RELAY_LAYERS, Malformed, Request, client_duid,
     parse,
 };
 pub use reply::{ReplyKind, Status};

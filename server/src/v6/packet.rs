@@ -10,9 +10,11 @@
 
 use std::net::Ipv6Addr;
 
-/// RFC 8415 §7.6: relays refuse messages with this many hops; we accept at most this many
-/// nested RELAY-FORW layers.
-pub const HOP_COUNT_LIMIT: usize = 8;
+/// At most this many nested RELAY-FORW layers are answered; deeper ones are dropped as
+/// [`Malformed::TooManyHops`]. RFC 8415 §7.6 bounds what relays forward (HOP_COUNT_LIMIT, 8)
+/// but sets the server no limit, and Kea answers deeper nesting; the bound keeps the per-message
+/// work and the stack arrays fixed.
+pub const MAX_RELAY_LAYERS: usize = 32;
 
 /// At most this many IA options per message; more is refused (bounds the per-message work, and
 /// no client has a use for more).
@@ -108,7 +110,7 @@ pub enum Malformed {
     BadOptionLength(u16),
     /// A RELAY-FORW without a Relay Message option.
     NoRelayMessage,
-    /// More nested RELAY-FORW layers than [`HOP_COUNT_LIMIT`].
+    /// More nested RELAY-FORW layers than [`MAX_RELAY_LAYERS`].
     TooManyHops,
     /// An option that may appear once appears twice (Client/Server Identifier, Relay Message).
     DuplicateOption(u16),
@@ -263,7 +265,7 @@ pub struct Request<'a> {
     /// Whether the message carries any IA_NA, IA_TA or IA_PD.
     pub has_ias: bool,
     /// Relay layers, outermost (the one the server received) first.
-    hops: [Hop<'a>; HOP_COUNT_LIMIT],
+    hops: [Hop<'a>; MAX_RELAY_LAYERS],
     relay_count: usize,
     /// The client message's options (validated).
     opts: &'a [u8],
@@ -409,11 +411,11 @@ fn check_ia_options(kind: IaType, area: &[u8]) -> Result<(), Malformed> {
     })
 }
 
-/// Parses and validates `buf`: relay layers first (at most [`HOP_COUNT_LIMIT`]), then the
+/// Parses and validates `buf`: relay layers first (at most [`MAX_RELAY_LAYERS`]), then the
 /// client message. [`handle`](super::handle) does this itself; it is public for tools and
 /// the fuzz target.
 pub fn parse(buf: &[u8]) -> Result<Request<'_>, Malformed> {
-    let mut hops = [NO_HOP; HOP_COUNT_LIMIT];
+    let mut hops = [NO_HOP; MAX_RELAY_LAYERS];
     let mut relay_count = 0;
     let mut cur = buf;
     loop {
@@ -421,7 +423,7 @@ pub fn parse(buf: &[u8]) -> Result<Request<'_>, Malformed> {
         if t != msg::RELAY_FORW {
             break;
         }
-        if relay_count == HOP_COUNT_LIMIT {
+        if relay_count == MAX_RELAY_LAYERS {
             return Err(Malformed::TooManyHops);
         }
         if cur.len() < 34 {
@@ -537,7 +539,7 @@ pub fn parse(buf: &[u8]) -> Result<Request<'_>, Malformed> {
 /// validation.
 pub fn client_duid(buf: &[u8]) -> Option<&[u8]> {
     let mut cur = buf;
-    for _ in 0..=HOP_COUNT_LIMIT {
+    for _ in 0..=MAX_RELAY_LAYERS {
         match *cur.first()? {
             msg::RELAY_FORW => {
                 cur = find(cur.get(34..)?, opt::RELAY_MSG)?;
@@ -713,12 +715,12 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn nesting_stops_at_the_hop_count_limit() {
+    fn nesting_stops_past_the_relay_layer_bound() {
         let mut m = message(msg::SOLICIT, &[option(opt::CLIENTID, DUID)]);
-        for depth in 1..=HOP_COUNT_LIMIT + 1 {
+        for depth in 1..=33 {
             m = relay(&m, depth as u8 - 1, a("2001:db8::1"), a("fe80::1"), &[]);
             let got = parse(&m).map(|r| r.hops().len());
-            if depth <= HOP_COUNT_LIMIT {
+            if depth <= 32 {
                 assert_eq!(got, Ok(depth));
                 assert_eq!(client_duid(&m), Some(DUID));
             } else {

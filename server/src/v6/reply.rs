@@ -7,7 +7,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::packet::{HOP_COUNT_LIMIT, Request, msg, opt};
+use super::packet::{MAX_RELAY_LAYERS, Request, msg, opt};
 
 /// The message sent to the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,10 +75,8 @@ impl Status {
 pub(super) struct Encoder {
     buf: Vec<u8>,
     /// Offsets of the Relay Message options' length fields, outermost first.
-    relay_lens: [usize; HOP_COUNT_LIMIT],
+    relay_lens: [usize; MAX_RELAY_LAYERS],
     relays: usize,
-    /// Where the client message starts.
-    start: usize,
     overflow: bool,
 }
 
@@ -87,7 +85,7 @@ impl Encoder {
     /// RELAY-REPL layers and the client message header.
     pub(super) fn new(mut buf: Vec<u8>, req: &Request<'_>, kind: ReplyKind) -> Self {
         buf.clear();
-        let mut relay_lens = [0; HOP_COUNT_LIMIT];
+        let mut relay_lens = [0; MAX_RELAY_LAYERS];
         let hops = req.hops();
         for (i, hop) in hops.iter().enumerate() {
             buf.push(msg::RELAY_REPL);
@@ -102,14 +100,12 @@ impl Encoder {
             relay_lens[i] = buf.len();
             buf.extend_from_slice(&[0, 0]);
         }
-        let start = buf.len();
         buf.push(kind.code());
         buf.extend_from_slice(&req.xid);
         Encoder {
             buf,
             relay_lens,
             relays: hops.len(),
-            start,
             overflow: false,
         }
     }
@@ -181,16 +177,6 @@ impl Encoder {
             self.extend(&valid.to_be_bytes());
             self.close(m);
         }
-    }
-
-    /// The length of the client message so far (for rolling back to a mark).
-    pub(super) fn mark(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Drops everything written after `mark`.
-    pub(super) fn truncate(&mut self, mark: usize) {
-        self.buf.truncate(mark.max(self.start + 4));
     }
 
     /// Patches the Relay Message lengths and gives the buffer back, with an error if some

@@ -68,8 +68,13 @@ const RELAY_SRC: &str = "2001:db8:1::1";
 
 impl Fixture {
     fn new(yaml: &str) -> Self {
+        Self::with_csv(yaml, CSV)
+    }
+
+    /// A fixture with the assignments file `csv`.
+    fn with_csv(yaml: &str, csv: &str) -> Self {
         let config = Config::from_yaml_str(yaml).expect("test config is valid");
-        let assignments = Assignments::parse(CSV, &config.v6).unwrap();
+        let assignments = Assignments::parse(csv, &config.v6).unwrap();
         let ifaces = [InterfaceInfo {
             index: 9,
             name: "eth9".into(),
@@ -499,24 +504,41 @@ fn exhaustion_gives_no_addrs_avail_and_no_prefix_avail() {
     for i in 1..=4 {
         f.lease(&Client::new(i).pd(&[1]));
     }
-    // Addresses only: nothing at all to offer, RFC 8415 §18.3.9's short ADVERTISE.
-    let (_, adv) = f.relayed(&Client::new(5).solicit(), NOW);
+    // Addresses only, none left: RFC 8415 §18.3.9: the IA comes back with NoAddrsAvail in it,
+    // and the options the ORO asks for still come (not RFC 3315's bare status-only ADVERTISE).
+    let (o, adv) = f.relayed(&Client::new(5).solicit(), NOW);
+    assert!(!reply(o).needs_durable);
     let m = adv.unwrap().msg;
-    assert_eq!(status(m.opts()), Some(v6::Status::NoAddrsAvail));
-    assert!(nas(&m).is_empty());
-    assert!(m.opts().get(OptionCode::DomainNameServers).is_none());
-    // Both kinds, neither left: each IA says why (a REQUEST answers per IA).
+    assert_eq!(m.msg_type(), MessageType::Advertise);
+    assert_eq!(status(m.opts()), None, "the status is per IA");
+    assert_eq!(nas(&m).len(), 1);
+    assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoAddrsAvail));
+    assert!(addr_of(nas(&m)[0]).is_none());
+    assert_eq!(
+        m.opts().get(OptionCode::DomainNameServers),
+        Some(&DhcpOption::DomainNameServers(vec![a("2001:db8:1::53")]))
+    );
+    // Both kinds, neither left: each IA says why, in the ADVERTISE and in the REPLY to a
+    // REQUEST (RFC 8415 §18.3.2 / §18.3.10).
     let c = Client::new(5).pd(&[1]);
+    let (_, adv) = f.relayed(&c.solicit(), NOW);
+    let m = adv.unwrap().msg;
+    assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoAddrsAvail));
+    assert_eq!(status(&pds(&m)[0].opts), Some(v6::Status::NoPrefixAvail));
+    assert!(m.opts().get(OptionCode::DomainNameServers).is_some());
     let mut o = c.base();
     o.push(option(opt::SERVERID, SERVER_DUID));
     o.push(ia_na(1, &[]));
     o.push(ia_pd(1, &[]));
-    let (_, rep) = f.relayed(&message(msg::REQUEST, &o), NOW);
+    let (r, rep) = f.relayed(&message(msg::REQUEST, &o), NOW);
+    assert!(!reply(r).needs_durable);
     let m = rep.unwrap().msg;
+    assert_eq!(status(m.opts()), None);
     assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoAddrsAvail));
     assert_eq!(status(&pds(&m)[0].opts), Some(v6::Status::NoPrefixAvail));
     assert!(addr_of(nas(&m)[0]).is_none());
     assert_eq!((nas(&m)[0].t1, nas(&m)[0].t2), (0, 0));
+    assert!(m.opts().get(OptionCode::DomainNameServers).is_some());
 }
 
 #[test]
@@ -592,10 +614,13 @@ fn rapid_commit_binds_at_once_where_the_subnet_allows_it() {
 }
 
 #[test]
-fn relays_nest_up_to_the_hop_limit_and_every_layer_is_answered() {
+/// RFC 8415 §7.6 limits relays (HOP_COUNT_LIMIT 8), not servers: 12 layers are answered as
+/// Kea does, up to our bound of 32; a 33rd is dropped and counted.
+fn relays_nest_up_to_32_layers_every_layer_is_answered_and_33_are_dropped() {
     let mut f = Fixture::new(YAML);
     let mut m = Client::new(1).solicit();
-    for depth in 1..=HOP_COUNT_LIMIT + 1 {
+    // Literal numbers, not the constant: the bound is part of the behaviour.
+    for depth in 1..=33 {
         // Only the first relay (closest to the client) has a real link-address; the others
         // add an interface-id each.
         let link = if depth == 1 {
@@ -612,7 +637,7 @@ fn relays_nest_up_to_the_hop_limit_and_every_layer_is_answered() {
             &[option(opt::INTERFACE_ID, iid.as_bytes())],
         );
         let (o, adv) = f.raw(&m, NOW);
-        if depth > HOP_COUNT_LIMIT {
+        if depth > 32 {
             assert_eq!(no_reply(o), NoReply::Malformed(Malformed::TooManyHops));
             assert_eq!(no_reply(o).label(), "v6_too_many_hops");
             continue;
@@ -816,7 +841,8 @@ fn interface_id_and_link_address_select_the_subnet() {
     );
     let (_, adv) = f.raw(&relay(&ldra, 1, a(RELAY_SRC), a("fe80::1da"), &[]), NOW);
     assert!(in_pool1(addr_of(nas(&adv.unwrap().msg)[0]).unwrap().0));
-    // A link nobody serves.
+    // A link nobody serves: NoAddrsAvail, flagged no_subnet (see
+    // a_relayed_solicit_from_a_link_no_subnet_matches_gets_no_addrs_avail_per_ia).
     let m = relay(
         &Client::new(3).solicit(),
         0,
@@ -824,13 +850,15 @@ fn interface_id_and_link_address_select_the_subnet() {
         a("fe80::c3"),
         &[],
     );
-    assert_eq!(no_reply(f.raw(&m, NOW).0), NoReply::NoSubnet);
+    assert!(reply(f.raw(&m, NOW).0).no_subnet);
     // Straight from a client on an interface with no subnet.
     let mut arr = direct_arrival();
     arr.ifindex = 3;
+    let r = reply(f.handle(&Client::new(4).solicit(), &arr, NOW));
+    assert!(r.no_subnet);
     assert_eq!(
-        no_reply(f.handle(&Client::new(4).solicit(), &arr, NOW)),
-        NoReply::NoSubnet
+        status(&nas(&unwrap(&f.out).msg)[0].opts),
+        Some(v6::Status::NoAddrsAvail)
     );
 }
 
@@ -1063,12 +1091,8 @@ fn decline_quarantines_and_the_next_solicit_gets_another_address() {
     for i in 1..=4 {
         let (_, adv) = f.relayed(&Client::new(i).solicit(), NOW + 1);
         let m = adv.unwrap().msg;
-        if let Some(ia) = nas(&m).first() {
-            assert_ne!(
-                addr_of(ia).unwrap().0,
-                bad,
-                "a declined address was handed out"
-            );
+        if let Some((x, _, _)) = nas(&m).first().and_then(|ia| addr_of(ia)) {
+            assert_ne!(x, bad, "a declined address was handed out");
         }
     }
 }
@@ -1205,6 +1229,250 @@ fn malformed_input_is_counted_not_fatal() {
         no_reply(f.relayed(&[msg::ADVERTISE, 0, 0, 0], NOW).0).label(),
         "v6_not_client_message"
     );
+}
+
+/// The server's own unicast addresses on eth9, where a client could send to.
+fn unicast_arrivals() -> [Arrival; 2] {
+    let mut global = direct_arrival();
+    global.src = SocketAddrV6::new(a("2001:db8:1::100"), CLIENT_PORT, 0, 0);
+    global.dst = a("2001:db8:1::2");
+    let mut link_local = direct_arrival();
+    link_local.dst = a("fe80::9");
+    [global, link_local]
+}
+
+#[test]
+fn an_information_request_sent_to_a_unicast_address_is_dropped_and_counted() {
+    let with_unicast = YAML.replace(
+        "  preference: 10\n",
+        "  preference: 10\n  server_unicast: \"2001:db8:1::2\"\n",
+    );
+    let ir = message(
+        msg::INFORMATION_REQUEST,
+        &[option(opt::CLIENTID, &duid(1)), option(opt::ORO, &[0, 23])],
+    );
+    for yaml in [YAML, with_unicast.as_str()] {
+        let mut f = Fixture::new(yaml);
+        for arrival in unicast_arrivals() {
+            // RFC 8415 §16: discarded even when Server Unicast was offered.
+            let why = no_reply(f.handle(&ir, &arrival, NOW));
+            assert_eq!(why, NoReply::Unicast, "to {}", arrival.dst);
+            assert_eq!(why.label(), "v6_unicast");
+        }
+        // To the multicast address it is answered, and through a relay (which sends to our
+        // unicast address) too.
+        assert!(f.direct(&ir, NOW).1.is_some());
+        let (o, rep) = f.relayed(&ir, NOW);
+        assert_eq!(reply(o).src, Some(relay_arrival().dst));
+        assert_eq!(rep.unwrap().msg.msg_type(), MessageType::Reply);
+    }
+}
+
+#[test]
+fn solicit_confirm_and_rebind_to_a_unicast_address_are_dropped_and_the_rest_get_use_multicast() {
+    let mut f = Fixture::new(YAML);
+    let c = Client::new(1);
+    let mut ia = c.base();
+    ia.push(ia_na(1, &[iaaddr(a("2001:db8:1::100"), 0, 0)]));
+    let mut named = ia.clone();
+    named.push(option(opt::SERVERID, SERVER_DUID));
+    for arrival in unicast_arrivals() {
+        // RFC 8415 §16.
+        for t in [msg::SOLICIT, msg::CONFIRM, msg::REBIND] {
+            assert_eq!(
+                no_reply(f.handle(&message(t, &ia), &arrival, NOW)),
+                NoReply::Unicast,
+                "message type {t}"
+            );
+        }
+        // RFC 8415 §18.4: no Server Unicast offered: UseMulticast, the identifiers, no IA.
+        for t in [msg::REQUEST, msg::RENEW, msg::RELEASE, msg::DECLINE] {
+            let r = reply(f.handle(&message(t, &named), &arrival, NOW));
+            assert_eq!(r.src, Some(arrival.dst));
+            let m = unwrap(&f.out).msg;
+            assert_eq!(status(m.opts()), Some(v6::Status::UseMulticast), "type {t}");
+            assert!(nas(&m).is_empty());
+        }
+    }
+    assert!(f.events.is_empty());
+}
+
+#[test]
+fn a_release_or_decline_of_an_ia_without_a_binding_names_that_ia_with_no_binding() {
+    let mut f = Fixture::new(YAML);
+    let c = Client::new(1).na(&[1]);
+    let rep = f.lease(&c);
+    let (mine, _, _) = addr_of(nas(&rep.msg)[0]).unwrap();
+    let other = f.lease(&Client::new(2));
+    let (theirs, _, _) = addr_of(nas(&other.msg)[0]).unwrap();
+    f.events.clear();
+    for t in [msg::RELEASE, msg::DECLINE] {
+        let mut o = c.base();
+        o.push(option(opt::SERVERID, SERVER_DUID));
+        // IA 2 was never bound; IA 3 lists another client's address; the IA_PD has none.
+        o.push(ia_na(2, &[iaaddr(mine, 0, 0)]));
+        o.push(ia_na(3, &[iaaddr(theirs, 0, 0)]));
+        o.push(ia_pd(4, &[iaprefix(a("2001:db8:100:100::"), 56, 0, 0)]));
+        let (r, rep) = f.relayed(&message(t, &o), NOW);
+        assert!(!reply(r).needs_durable);
+        let m = rep.unwrap().msg;
+        // RFC 8415 §18.3.7 / §18.3.8: Success at the top, NoBinding inside each such IA.
+        assert_eq!(status(m.opts()), Some(v6::Status::Success), "type {t}");
+        let ias: Vec<_> = nas(&m).iter().map(|ia| (ia.id, status(&ia.opts))).collect();
+        assert_eq!(
+            ias,
+            [
+                (2, Some(v6::Status::NoBinding)),
+                (3, Some(v6::Status::NoBinding))
+            ],
+            "type {t}"
+        );
+        assert!(nas(&m).iter().all(|ia| addr_of(ia).is_none()));
+        if t == msg::RELEASE {
+            assert_eq!(status(&pds(&m)[0].opts), Some(v6::Status::NoBinding));
+        } else {
+            // §18.3.8: a DECLINE is about addresses; an IA_PD in it is ignored.
+            assert!(pds(&m).is_empty());
+        }
+        assert!(f.events.is_empty(), "nobody's lease changed");
+    }
+    // The IA that is bound is released, and is not named in the reply.
+    let (_, rep) = f.relayed(&c.echo(msg::RELEASE, &rep.msg), NOW);
+    let m = rep.unwrap().msg;
+    assert_eq!(status(m.opts()), Some(v6::Status::Success));
+    assert!(nas(&m).is_empty());
+    assert_eq!(f.events.last().unwrap().kind, EventKind::Released);
+    // Released twice: now it has no binding.
+    let (_, rep) = f.relayed(&c.echo(msg::RELEASE, &rep_with(mine)), NOW);
+    let m = rep.unwrap().msg;
+    assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoBinding));
+}
+
+/// A REPLY-shaped message holding IA_NA 1 with `addr`, for [`Client::echo`].
+fn rep_with(addr: Ipv6Addr) -> v6::Message {
+    let mut m = v6::Message::new(MessageType::Reply);
+    let ia = IANA {
+        id: 1,
+        t1: 0,
+        t2: 0,
+        opts: vec![DhcpOption::IAAddr(v6::IAAddr {
+            addr,
+            preferred_life: 0,
+            valid_life: 0,
+            opts: DhcpOptions::new(),
+        })]
+        .into_iter()
+        .collect(),
+    };
+    m.opts_mut().insert(DhcpOption::IANA(ia));
+    m
+}
+
+#[test]
+fn a_subnet_without_pools_still_sends_the_requested_options_with_no_addrs_avail() {
+    let yaml = "v6:\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n      interface: eth9\n      options: { dns_servers: [\"2001:db8:1::53\"] }\n";
+    let mut f = Fixture::with_csv(yaml, "id,address,prefix\n");
+    let c = Client::new(1).pd(&[2]);
+    let (o, adv) = f.direct(&c.solicit(), NOW);
+    assert_eq!(reply(o).kind, ReplyKind::Advertise);
+    let m = adv.unwrap().msg;
+    // RFC 8415 §18.3.9.
+    assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoAddrsAvail));
+    assert_eq!(status(&pds(&m)[0].opts), Some(v6::Status::NoPrefixAvail));
+    assert_eq!(
+        m.opts().get(OptionCode::DomainNameServers),
+        Some(&DhcpOption::DomainNameServers(vec![a("2001:db8:1::53")]))
+    );
+}
+
+/// YAML with global options, so an answer without a subnet has something to carry.
+fn yaml_with_global_options() -> String {
+    YAML.replace(
+        "  preference: 10\n",
+        "  preference: 10\n  options: { dns_servers: [\"2001:db8:ff::53\"] }\n",
+    )
+}
+
+#[test]
+fn a_relayed_solicit_from_a_link_no_subnet_matches_gets_no_addrs_avail_per_ia() {
+    let mut f = Fixture::new(&yaml_with_global_options());
+    let c = Client::new(1).pd(&[2]);
+    // A link-address outside every subnet, and an interface-id no subnet lists (with no
+    // link-address, as a lightweight relay sends).
+    let off_link = relay(&c.solicit(), 0, a("2001:db8:77::1"), a("fe80::c1"), &[]);
+    let unknown_iid = relay(
+        &c.solicit(),
+        0,
+        Ipv6Addr::UNSPECIFIED,
+        a("fe80::c1"),
+        &[option(opt::INTERFACE_ID, b"nobody/1")],
+    );
+    for m in [off_link, unknown_iid] {
+        let (o, adv) = f.raw(&m, NOW);
+        let r = reply(o);
+        assert_eq!(r.kind, ReplyKind::Advertise);
+        assert!(r.no_subnet, "counted as no_subnet");
+        assert!(!r.needs_durable);
+        let adv = adv.unwrap();
+        assert_eq!(adv.layers.len(), 1);
+        let m = adv.msg;
+        // As Kea: each IA says why (RFC 8415 §18.3.9), the global options come along.
+        assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoAddrsAvail));
+        assert_eq!(status(&pds(&m)[0].opts), Some(v6::Status::NoPrefixAvail));
+        assert_eq!(
+            m.opts().get(OptionCode::DomainNameServers),
+            Some(&DhcpOption::DomainNameServers(vec![a("2001:db8:ff::53")]))
+        );
+        assert!(m.opts().get(OptionCode::ServerId).is_some());
+    }
+    assert!(f.events.is_empty());
+    // A matching link is not flagged.
+    let (o, _) = f.relayed(&c.solicit(), NOW);
+    assert!(!reply(o).no_subnet);
+}
+
+#[test]
+fn request_renew_rebind_and_confirm_from_a_link_no_subnet_matches() {
+    let mut f = Fixture::new(&yaml_with_global_options());
+    let c = Client::new(1);
+    let send = |f: &mut Fixture, t: u8, named: bool| {
+        let mut o = c.base();
+        if named {
+            o.push(option(opt::SERVERID, SERVER_DUID));
+        }
+        o.push(ia_na(1, &[iaaddr(a("2001:db8:77::5"), 0, 0)]));
+        o.push(ia_pd(2, &[]));
+        let m = relay(&message(t, &o), 0, a("2001:db8:77::1"), a("fe80::c1"), &[]);
+        let (o, d) = f.raw(&m, NOW);
+        (o, d.map(|d| d.msg))
+    };
+    // RFC 8415 §18.3.2: nothing to assign there.
+    let (o, m) = send(&mut f, msg::REQUEST, true);
+    assert!(reply(o).no_subnet);
+    let m = m.unwrap();
+    assert_eq!(m.msg_type(), MessageType::Reply);
+    assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoAddrsAvail));
+    assert_eq!(status(&pds(&m)[0].opts), Some(v6::Status::NoPrefixAvail));
+    // §18.3.4: no binding can be found without the link.
+    let (o, m) = send(&mut f, msg::RENEW, true);
+    assert!(reply(o).no_subnet);
+    let m = m.unwrap();
+    assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoBinding));
+    assert_eq!(status(&pds(&m)[0].opts), Some(v6::Status::NoBinding));
+    // §18.3.5 and §18.3.3: the server cannot judge the addresses, so it stays silent.
+    let (o, _) = send(&mut f, msg::REBIND, false);
+    assert_eq!(no_reply(o), NoReply::NoSubnet);
+    let (o, _) = send(&mut f, msg::CONFIRM, false);
+    assert_eq!(no_reply(o), NoReply::NoSubnet);
+    assert_eq!(NoReply::NoSubnet.label(), "v6_no_subnet");
+    // RELEASE needs no link: NoBinding, as anywhere.
+    let (o, m) = send(&mut f, msg::RELEASE, true);
+    assert!(!reply(o).no_subnet);
+    assert_eq!(
+        status(&nas(&m.unwrap())[0].opts),
+        Some(v6::Status::NoBinding)
+    );
+    assert!(f.events.is_empty());
 }
 
 proptest! {
