@@ -12,6 +12,7 @@ mod clients;
 mod clients6;
 mod common;
 mod conformance4;
+mod conformance6;
 mod journal;
 mod perfdhcp;
 mod relay6;
