@@ -598,9 +598,10 @@ impl Default for V6Config {
 }
 
 impl V6Config {
-    /// Whether DHCPv6 is to be served (at least one subnet).
+    /// Whether DHCPv6 is to be served: at least one subnet, or only `v6.options` (stateless
+    /// service, RFC 8415 §18.3.6: Information-requests get the options, IAs get NoAddrsAvail).
     pub fn enabled(&self) -> bool {
-        !self.subnets.is_empty()
+        !self.subnets.is_empty() || !self.options.is_empty()
     }
 }
 

@@ -324,3 +324,17 @@ fn json_with_v6_parses_like_yaml() {
     let json = serde_json::to_string_pretty(&value).unwrap();
     assert_eq!(Config::from_json_str(&json).unwrap(), yaml(ISSUE_V6_YAML));
 }
+
+#[test]
+fn v6_options_without_subnets_is_a_stateless_service() {
+    let c = yaml("v6: { options: { dns_servers: [\"2001:db8::53\"] } }");
+    assert!(c.v6.subnets.is_empty());
+    assert!(
+        c.v6.enabled(),
+        "RFC 8415 §18.3.6: Information-requests are answered"
+    );
+    assert!(c.effective_yaml().contains("dns_servers"));
+    roundtrip(&c);
+    // Nothing to serve at all: off.
+    assert!(!yaml("v6: { rapid_commit: true }").v6.enabled());
+}

@@ -1475,6 +1475,44 @@ fn request_renew_rebind_and_confirm_from_a_link_no_subnet_matches() {
     assert!(f.events.is_empty());
 }
 
+#[test]
+fn a_stateless_server_answers_information_requests_and_refuses_ias() {
+    let yaml = "v6:\n  options: { dns_servers: [\"2001:db8:ff::53\"], sntp_servers: [\"2001:db8:ff::123\"] }\n";
+    let mut f = Fixture::with_csv(yaml, "id,address,prefix\n");
+    assert!(f.ctx.config().enabled());
+    // RFC 8415 §18.3.6: the options the ORO asks for, no IA, no lease.
+    let ir = message(
+        msg::INFORMATION_REQUEST,
+        &[option(opt::CLIENTID, &duid(1)), option(opt::ORO, &[0, 23])],
+    );
+    let (o, rep) = f.direct(&ir, NOW);
+    assert!(!reply(o).no_subnet);
+    let m = rep.unwrap().msg;
+    assert_eq!(m.msg_type(), MessageType::Reply);
+    assert_eq!(
+        m.opts().get(OptionCode::DomainNameServers),
+        Some(&DhcpOption::DomainNameServers(vec![a("2001:db8:ff::53")]))
+    );
+    assert!(unknown(m.opts(), 31).is_none(), "not in the ORO");
+    // Relayed too.
+    let (_, rep) = f.relayed(&ir, NOW);
+    assert!(
+        rep.unwrap()
+            .msg
+            .opts()
+            .get(OptionCode::DomainNameServers)
+            .is_some()
+    );
+    // A SOLICIT learns there is nothing to assign, with the options (RFC 8415 §18.3.9).
+    let (o, adv) = f.direct(&Client::new(2).pd(&[3]).solicit(), NOW);
+    assert!(reply(o).no_subnet);
+    let m = adv.unwrap().msg;
+    assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoAddrsAvail));
+    assert_eq!(status(&pds(&m)[0].opts), Some(v6::Status::NoPrefixAvail));
+    assert!(m.opts().get(OptionCode::DomainNameServers).is_some());
+    assert!(f.events.is_empty());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 

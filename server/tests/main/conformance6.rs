@@ -395,3 +395,43 @@ fn an_information_request_to_the_servers_unicast_address_is_dropped_and_counted(
     assert!(m.get(DNS_SERVERS).is_some(), "{m:?}");
     assert_eq!(stopped.counter("v6_unicast"), 1, "{}", stopped.stdout);
 }
+
+#[test]
+fn a_v6_section_with_options_and_no_subnets_answers_information_requests() {
+    let ns = Ns::new(format!("lsl6-{}", unique()));
+    let config = "port: 6767\nstate_dir: STATE_DIR\nv6:\n  port: 6767\n  \
+                  options: { dns_servers: [ \"fd00:ff::53\" ] }\n";
+    let lessor = Lessor::start(Some(&ns), config, &[]);
+    let (info, advertise) = ns.run_in(|| {
+        let sock = UdpSocket::bind("[::1]:0").expect("binding the relay's socket");
+        sock.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let server = SocketAddrV6::new(Ipv6Addr::LOCALHOST, 6767, 0, 0);
+        let wrap = |m: &[u8]| relay(m, 0, Ipv6Addr::LOCALHOST, "fe80::c1".parse().expect("peer"));
+        let info = ask(
+            &sock,
+            server,
+            &wrap(&message(INFORMATION_REQUEST, 1, &base(1))),
+        );
+        let mut o = base(2);
+        o.push(ia(IA_NA, 1, &[]));
+        let advertise = ask(&sock, server, &wrap(&message(SOLICIT, 2, &o)));
+        (info, advertise)
+    });
+    let stopped = lessor.stop();
+    assert!(
+        stopped.status.success(),
+        "lessor exited with {}",
+        stopped.status
+    );
+    // RFC 8415 §18.3.6.
+    let info = info.expect("the Information-request is answered");
+    assert_eq!(info.kind, REPLY);
+    assert_eq!(
+        info.get(DNS_SERVERS),
+        Some(&"fd00:ff::53".parse::<Ipv6Addr>().expect("dns").octets()[..])
+    );
+    assert!(info.ias(IA_NA).is_empty());
+    let adv = advertise.expect("the Solicit is answered");
+    assert_eq!(adv.ias(IA_NA), [(1, Some(NO_ADDRS_AVAIL), false)]);
+}
