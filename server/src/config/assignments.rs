@@ -97,13 +97,22 @@ impl Assignments {
         let mut reserved_prefixes: HashMap<Ipv6Net, String> = HashMap::new();
         for (si, s) in v6.subnets.iter().enumerate() {
             for (ri, r) in s.reservations.iter().enumerate() {
-                let at = format!("v6.subnets[{si}].reservations[{ri}]");
+                let at = format!("{}.reservations[{ri}]", v6.subnet_path(si));
                 if let Some(a) = r.address {
                     reserved.insert(a, at.clone());
                 }
                 if let Some(p) = r.prefix {
                     reserved_prefixes.insert(p, at);
                 }
+            }
+        }
+        for (ri, r) in v6.reservations.iter().enumerate() {
+            let at = format!("v6.reservations[{ri}]");
+            if let Some(a) = r.address {
+                reserved.insert(a, at.clone());
+            }
+            if let Some(p) = r.prefix {
+                reserved_prefixes.insert(p, at);
             }
         }
 
@@ -398,8 +407,9 @@ fn address(text: &str, v6: &V6Config) -> Result<Ipv6Addr, String> {
         && s.excluded.binary_search(&a).is_err()
     {
         return Err(format!(
-            "{a} is inside the dynamic pool v6.subnets[{si}].pools[{pi}]; an assigned address \
-             must lie outside the pools or be in the subnet's excluded list"
+            "{a} is inside the dynamic pool {}.pools[{pi}]; an assigned address must lie \
+             outside the pools or be in the subnet's excluded list",
+            v6.subnet_path(si)
         ));
     }
     Ok(a)
@@ -414,9 +424,10 @@ fn outside_pd_pools(p: Ipv6Net, v6: &V6Config) -> Result<(), String> {
             let carved = pool.excluded.iter().any(|x| x.contains(&p));
             if overlaps && !carved {
                 return Err(format!(
-                    "{p} overlaps the delegation pool v6.subnets[{si}].pd_pools[{pi}] ({}); an \
-                     assigned prefix must lie outside the pools or inside one of the pool's \
-                     excluded prefixes",
+                    "{p} overlaps the delegation pool {}.pd_pools[{pi}] ({}); an assigned \
+                     prefix must lie outside the pools or inside one of the pool's excluded \
+                     prefixes",
+                    v6.subnet_path(si),
                     pool.prefix
                 ));
             }

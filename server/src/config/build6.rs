@@ -21,7 +21,7 @@ use super::options::parse_hex;
 use super::options6::{OptionSet6, parse_options6};
 use super::path::{at, join};
 use super::wire::{self, Value};
-use super::{PdPool6, Pool6, Reservation6, Subnet6, V6Config, V6Identifier};
+use super::{Link6, PdPool6, Pool6, Reservation6, Subnet6, V6Config, V6Identifier};
 
 pub(super) const DEFAULT_PORT6: u16 = 547;
 pub(super) const DEFAULT_PREFERRED: u32 = 3600;
@@ -166,6 +166,29 @@ fn preference(path: &str, v: Option<&Value>) -> Result<Option<u8>> {
     }
 }
 
+/// What a subnet inherits from the level above it: its shared network's link selectors (each
+/// with its key path) and options merged over the global ones.
+struct Scope {
+    link: usize,
+    relays: Vec<(Ipv6Addr, String)>,
+    interface: Option<(String, String)>,
+    interface_ids: Vec<(Vec<u8>, String)>,
+    options: OptionSet6,
+}
+
+impl Scope {
+    /// A lone subnet's scope: link `link`, the global options.
+    fn alone(link: usize, global: &OptionSet6) -> Self {
+        Scope {
+            link,
+            relays: Vec::new(),
+            interface: None,
+            interface_ids: Vec::new(),
+            options: global.clone(),
+        }
+    }
+}
+
 /// Key paths of a built subnet's parts, for messages about two entries.
 struct Meta {
     path: String,
@@ -228,13 +251,43 @@ pub(super) fn v6(w: wire::V6) -> Result<V6Config> {
 
     let mut subnets = Vec::new();
     let mut metas = Vec::new();
+    let mut links = Vec::new();
     for (i, ws) in w.subnets.unwrap_or_default().into_iter().enumerate() {
         let path = at("v6.subnets", i);
-        let (s, meta) = subnet(ws, &path, i + 1, &global, &life, rapid_commit, pref)?;
+        let scope = Scope::alone(links.len(), &global);
+        let (s, meta) = subnet(ws, &path, i + 1, &scope, &life, rapid_commit, pref)?;
+        links.push(Link6 {
+            name: None,
+            subnets: vec![subnets.len()],
+        });
         subnets.push(s);
         metas.push(meta);
     }
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (i, sn) in w
+        .shared_networks
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let path = at("v6.shared_networks", i);
+        let scope = shared_scope(&path, &sn, links.len(), &global, &mut names)?;
+        let mut members = Vec::new();
+        for (j, ws) in sn.subnets.into_iter().enumerate() {
+            let spath = at(&join(&path, "subnets"), j);
+            let position = subnets.len() + 1;
+            let (s, meta) = subnet(ws, &spath, position, &scope, &life, rapid_commit, pref)?;
+            members.push(subnets.len());
+            subnets.push(s);
+            metas.push(meta);
+        }
+        links.push(Link6 {
+            name: Some(sn.name),
+            subnets: members,
+        });
+    }
     check_subnets(&subnets, &metas)?;
+    let reservations = global_reservations(w.reservations.unwrap_or_default(), &subnets, &metas)?;
 
     Ok(V6Config {
         port,
@@ -250,15 +303,162 @@ pub(super) fn v6(w: wire::V6) -> Result<V6Config> {
         server_unicast,
         options: global,
         subnets,
+        links,
+        reservations,
         assignments_file,
     })
+}
+
+/// A shared network's name, selectors and options (`v6.shared_networks[i]`), checked.
+fn shared_scope(
+    path: &str,
+    sn: &wire::SharedNetwork6,
+    link: usize,
+    global: &OptionSet6,
+    names: &mut HashMap<String, String>,
+) -> Result<Scope> {
+    let npath = join(path, "name");
+    if sn.name.trim().is_empty() {
+        return Err(invalid(npath, "must not be empty"));
+    }
+    if let Some(other) = names.get(&sn.name) {
+        return Err(invalid(
+            npath,
+            format!("{:?} is already the name of {other}", sn.name),
+        ));
+    }
+    names.insert(sn.name.clone(), path.to_owned());
+    if sn.subnets.is_empty() {
+        return Err(invalid(
+            join(path, "subnets"),
+            "a shared network needs at least one subnet",
+        ));
+    }
+    let relays = relay_list(&join(path, "relays"), sn.relays.as_deref(), &[], unicast6)?;
+    let interface = match &sn.interface {
+        Some(name) => {
+            let p = join(path, "interface");
+            check_ifname(&p, name)?;
+            Some((name.clone(), p))
+        }
+        None => None,
+    };
+    let interface_ids = interface_id_list(
+        &join(path, "interface_ids"),
+        sn.interface_ids.as_deref(),
+        &[],
+    )?;
+    let own = parse_options6(&join(path, "options"), sn.options.as_ref())?;
+    Ok(Scope {
+        link,
+        relays,
+        interface,
+        interface_ids,
+        options: global.merged(&own),
+    })
+}
+
+/// `interface_ids` under `path` after the `inherited` ones, each with its key path; an id listed
+/// twice is refused.
+fn interface_id_list(
+    path: &str,
+    list: Option<&[String]>,
+    inherited: &[(Vec<u8>, String)],
+) -> Result<Vec<(Vec<u8>, String)>> {
+    let mut out = inherited.to_vec();
+    for (i, s) in list.unwrap_or_default().iter().enumerate() {
+        let p = at(path, i);
+        let b = agent_id(s).ok_or_else(|| {
+            invalid(
+                &p,
+                format!(
+                    "{s:?} is not an interface-id: write \"0x\" and hex digits, hex bytes \
+                     \"aa:bb\", or text (1 to 255 bytes)"
+                ),
+            )
+        })?;
+        if let Some((_, other)) = out.iter().find(|(o, _)| *o == b) {
+            return Err(invalid(
+                p,
+                format!("interface-id {s} is already listed at {other}"),
+            ));
+        }
+        out.push((b, p));
+    }
+    Ok(out)
+}
+
+/// `v6.reservations`: reservations that hold in any subnet. An address is checked against no
+/// subnet here (it is used only where it is on the client's link); an address or prefix is
+/// reserved once, here or in a subnet.
+fn global_reservations(
+    list: Vec<wire::Reservation6>,
+    subnets: &[Subnet6],
+    metas: &[Meta],
+) -> Result<Vec<Reservation6>> {
+    let in_subnets = |pick: &dyn Fn(&Reservation6) -> bool| {
+        subnets.iter().zip(metas).find_map(|(s, m)| {
+            s.reservations
+                .iter()
+                .zip(&m.reservations)
+                .find(|(r, _)| pick(r))
+                .map(|(_, p)| p.clone())
+        })
+    };
+    let mut out: Vec<Reservation6> = Vec::with_capacity(list.len());
+    let mut by_key: HashMap<V6Identifier, usize> = HashMap::with_capacity(list.len());
+    for (i, r) in list.into_iter().enumerate() {
+        let p = at("v6.reservations", i);
+        // Its own options only: they go over those of whichever subnet the client is in.
+        let (res, text) = reservation(&p, r, None, &OptionSet6::new())?;
+        if let Some(&j) = by_key.get(&res.key) {
+            let name = res.key.key_name();
+            return Err(invalid(
+                join(&p, name),
+                format!("{name} {text} is already reserved by v6.reservations[{j}]"),
+            ));
+        }
+        if let Some(a) = res.address
+            && let Some(other) = in_subnets(&|r| r.address == Some(a))
+        {
+            return Err(invalid(
+                join(&p, "address"),
+                format!("{a} is already reserved by {other}"),
+            ));
+        }
+        if let Some(x) = res.prefix
+            && let Some(other) = in_subnets(&|r| r.prefix == Some(x))
+        {
+            return Err(invalid(
+                join(&p, "prefix"),
+                format!("{x} is already reserved by {other}"),
+            ));
+        }
+        for (j, o) in out.iter().enumerate() {
+            if let Some(a) = res.address.filter(|a| o.address == Some(*a)) {
+                return Err(invalid(
+                    join(&p, "address"),
+                    format!("{a} is already reserved by v6.reservations[{j}]"),
+                ));
+            }
+            if let Some(x) = res.prefix.filter(|x| o.prefix == Some(*x)) {
+                return Err(invalid(
+                    join(&p, "prefix"),
+                    format!("{x} is already reserved by v6.reservations[{j}]"),
+                ));
+            }
+        }
+        by_key.insert(res.key.clone(), i);
+        out.push(res);
+    }
+    Ok(out)
 }
 
 fn subnet(
     w: wire::Subnet6,
     path: &str,
     position: usize,
-    global: &OptionSet6,
+    scope: &Scope,
     parent: &Lifetimes,
     rapid_commit: bool,
     pref: Option<u8>,
@@ -280,40 +480,40 @@ fn subnet(
         None => pref,
     };
 
-    let interface = match w.interface {
-        Some(name) => {
-            check_ifname(&join(path, "interface"), &name)?;
-            Some(name)
-        }
-        None => None,
-    };
-    let relays = relay_list(&join(path, "relays"), w.relays.as_deref(), &[], unicast6)?;
-    let (relays, relay_paths): (Vec<_>, Vec<_>) = relays.into_iter().unzip();
-    let mut interface_ids: Vec<Vec<u8>> = Vec::new();
-    let mut iid_paths: Vec<String> = Vec::new();
-    for (i, s) in w.interface_ids.unwrap_or_default().iter().enumerate() {
-        let p = at(&join(path, "interface_ids"), i);
-        let b = agent_id(s).ok_or_else(|| {
-            invalid(
-                &p,
-                format!(
-                    "{s:?} is not an interface-id: write \"0x\" and hex digits, hex bytes \
-                     \"aa:bb\", or text (1 to 255 bytes)"
-                ),
-            )
-        })?;
-        if let Some(j) = interface_ids.iter().position(|o| *o == b) {
+    let ipath = join(path, "interface");
+    let (interface, interface_path) = match (&scope.interface, w.interface) {
+        (Some((shared, spath)), Some(own)) if *shared != own => {
             return Err(invalid(
-                p,
-                format!("interface-id {s} is already listed at {}", iid_paths[j]),
+                ipath,
+                format!(
+                    "{own} conflicts with {spath} ({shared}); the subnets of a shared network \
+                     are all on its interface"
+                ),
             ));
         }
-        interface_ids.push(b);
-        iid_paths.push(p);
-    }
+        (Some((shared, spath)), _) => (Some(shared.clone()), Some(spath.clone())),
+        (None, Some(own)) => {
+            check_ifname(&ipath, &own)?;
+            (Some(own), Some(ipath))
+        }
+        (None, None) => (None, None),
+    };
+    let relays = relay_list(
+        &join(path, "relays"),
+        w.relays.as_deref(),
+        &scope.relays,
+        unicast6,
+    )?;
+    let (relays, relay_paths): (Vec<_>, Vec<_>) = relays.into_iter().unzip();
+    let iids = interface_id_list(
+        &join(path, "interface_ids"),
+        w.interface_ids.as_deref(),
+        &scope.interface_ids,
+    )?;
+    let (interface_ids, iid_paths): (Vec<_>, Vec<_>) = iids.into_iter().unzip();
 
     let own = parse_options6(&join(path, "options"), w.options.as_ref())?;
-    let options = global.merged(&own);
+    let options = scope.options.merged(&own);
 
     let mut pools = Vec::new();
     let mut pool_paths = Vec::new();
@@ -347,7 +547,7 @@ fn subnet(
     let mut by_key: HashMap<V6Identifier, usize> = HashMap::with_capacity(wres.len());
     for (i, r) in wres.into_iter().enumerate() {
         let p = at(&join(path, "reservations"), i);
-        let (res, text) = reservation(&p, r, net, &options)?;
+        let (res, text) = reservation(&p, r, Some(net), &options)?;
         if let Some(&j) = by_key.get(&res.key) {
             let name = res.key.key_name();
             return Err(invalid(
@@ -362,6 +562,7 @@ fn subnet(
 
     let subnet = Subnet6 {
         id,
+        link: scope.link,
         net,
         interface,
         relays,
@@ -384,7 +585,7 @@ fn subnet(
         pd_pools: pd_paths,
         relays: relay_paths,
         interface_ids: iid_paths,
-        interface: subnet.interface.as_ref().map(|_| join(path, "interface")),
+        interface: interface_path,
         reservations: res_paths,
     };
     Ok((subnet, meta))
@@ -463,7 +664,7 @@ fn pd_pool(path: &str, w: wire::PdPool) -> Result<PdPool6> {
 fn reservation(
     path: &str,
     r: wire::Reservation6,
-    net: Ipv6Net,
+    net: Option<Ipv6Net>,
     subnet_options: &OptionSet6,
 ) -> Result<(Reservation6, String)> {
     let (kname, ktext) = one_identifier(
@@ -481,7 +682,7 @@ fn reservation(
         Some(s) => {
             let p = join(path, "address");
             let a = unicast6(&p, s)?;
-            if !net.contains(&a) {
+            if let Some(net) = net.filter(|n| !n.contains(&a)) {
                 return Err(invalid(p, format!("{a} is not inside subnet {net}")));
             }
             Some(a)
@@ -589,38 +790,51 @@ fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
         |s, p| &metas[s].pools[p],
     )?;
 
-    let mut relays: HashMap<Ipv6Addr, &str> = HashMap::new();
-    let mut iids: HashMap<&[u8], &str> = HashMap::new();
-    let mut ifaces: HashMap<&str, &str> = HashMap::new();
+    // A selector may repeat only within one link (a shared network's, copied to its subnets).
+    let mut relays: HashMap<Ipv6Addr, (usize, &str)> = HashMap::new();
+    let mut iids: HashMap<&[u8], (usize, &str)> = HashMap::new();
+    let mut ifaces: HashMap<&str, (usize, &str)> = HashMap::new();
     let mut addrs: HashMap<Ipv6Addr, String> = HashMap::new();
     let mut prefixes: HashMap<Ipv6Net, String> = HashMap::new();
     for (s, meta) in subnets.iter().zip(metas) {
         for (r, p) in s.relays.iter().zip(&meta.relays) {
-            if let Some(other) = relays.insert(*r, p) {
+            if let Some(&(link, other)) = relays.get(r)
+                && link != s.link
+            {
                 return Err(invalid(
                     p.as_str(),
                     format!(
                         "relay {r} is also listed at {other}; a relay link-address selects one \
-                         subnet"
+                         subnet or shared network"
                     ),
                 ));
             }
+            relays.entry(*r).or_insert((s.link, p));
         }
         for (id, p) in s.interface_ids.iter().zip(&meta.interface_ids) {
-            if let Some(other) = iids.insert(id, p) {
+            if let Some(&(link, other)) = iids.get(id.as_slice())
+                && link != s.link
+            {
                 return Err(invalid(
                     p.as_str(),
                     format!("this interface-id is also listed at {other}"),
                 ));
             }
+            iids.entry(id).or_insert((s.link, p));
         }
-        if let (Some(name), Some(p)) = (&s.interface, &meta.interface)
-            && let Some(other) = ifaces.insert(name, p)
-        {
-            return Err(invalid(
-                p.as_str(),
-                format!("interface {name} is also given at {other}"),
-            ));
+        if let (Some(name), Some(p)) = (&s.interface, &meta.interface) {
+            if let Some(&(link, other)) = ifaces.get(name.as_str())
+                && link != s.link
+            {
+                return Err(invalid(
+                    p.as_str(),
+                    format!(
+                        "interface {name} is also given at {other}; subnets on one link belong \
+                         in a shared network"
+                    ),
+                ));
+            }
+            ifaces.entry(name).or_insert((s.link, p));
         }
         for (r, p) in s.reservations.iter().zip(&meta.reservations) {
             if let Some(a) = r.address {

@@ -15,8 +15,8 @@ use super::options::{OptionSet, format_hex, render_options};
 use super::options6::{OptionSet6, render_options6};
 use super::wire::{self, Value};
 use super::{
-    BootFields, Config, Reservation4, ReservationKey, Subnet4, Subnet6, SyncMode, V4Config,
-    V6Config, V6Identifier,
+    BootFields, Config, Reservation4, Reservation6, ReservationKey, Subnet4, Subnet6, SyncMode,
+    V4Config, V6Config, V6Identifier,
 };
 
 pub(super) fn effective_yaml(c: &Config) -> String {
@@ -230,6 +230,23 @@ fn agent_text(b: &[u8]) -> String {
 }
 
 fn v6(v: &V6Config) -> wire::V6 {
+    let mut subnets = Vec::new();
+    let mut shared = Vec::new();
+    for link in &v.links {
+        let members = link
+            .subnets
+            .iter()
+            .map(|&i| subnet6(&v.subnets[i], v))
+            .collect();
+        match &link.name {
+            None => subnets.extend(members),
+            Some(name) => shared.push(wire::SharedNetwork6 {
+                name: name.clone(),
+                subnets: members,
+                ..Default::default()
+            }),
+        }
+    }
     wire::V6 {
         port: Some(v.port),
         preferred_lifetime: Some(duration(v.preferred_lifetime)),
@@ -243,7 +260,14 @@ fn v6(v: &V6Config) -> wire::V6 {
         server_duid: v.server_duid.as_deref().map(format_hex),
         server_unicast: v.server_unicast.map(|a| a.to_string()),
         options: options6(&v.options),
-        subnets: Some(v.subnets.iter().map(|s| subnet6(s, v)).collect()),
+        subnets: Some(subnets),
+        shared_networks: (!shared.is_empty()).then_some(shared),
+        reservations: (!v.reservations.is_empty()).then(|| {
+            v.reservations
+                .iter()
+                .map(|r| reservation6(r, &OptionSet6::new()))
+                .collect()
+        }),
         assignments_file: v
             .assignments_file
             .as_ref()
@@ -255,6 +279,8 @@ fn subnet6(s: &Subnet6, v: &V6Config) -> wire::Subnet6 {
     // What the subnet would inherit; its own values are written only where they differ.
     let inherited = V6Config {
         subnets: Vec::new(),
+        links: Vec::new(),
+        reservations: Vec::new(),
         ..v.clone()
     };
     let p = u64::from(v.preferred_lifetime);
@@ -277,23 +303,7 @@ fn subnet6(s: &Subnet6, v: &V6Config) -> wire::Subnet6 {
     let reservations = s
         .reservations
         .iter()
-        .map(|r| {
-            let mut w = wire::Reservation6 {
-                address: r.address.map(|a| a.to_string()),
-                prefix: r.prefix.map(|p| p.to_string()),
-                options: options6(&r.options.diff_from(&s.options)),
-                ..Default::default()
-            };
-            match &r.key {
-                V6Identifier::Duid(b) => w.duid = Some(format_hex(b)),
-                V6Identifier::InterfaceId(b) => w.interface_id = Some(agent_text(b)),
-                V6Identifier::SubscriberId(b) => w.subscriber_id = Some(agent_text(b)),
-                V6Identifier::RemoteId { enterprise, id } => {
-                    w.remote_id = Some(format!("{enterprise}:{}", agent_text(id)));
-                }
-            }
-            w
-        })
+        .map(|r| reservation6(r, &s.options))
         .collect();
     let pd_pools = s
         .pd_pools
@@ -338,6 +348,25 @@ fn subnet6(s: &Subnet6, v: &V6Config) -> wire::Subnet6 {
         options: options6(&s.options.diff_from(&v.options)),
         reservations: (!s.reservations.is_empty()).then_some(reservations),
     }
+}
+
+/// A reservation with the options it adds to `base` (its subnet's, or the global ones).
+fn reservation6(r: &Reservation6, base: &OptionSet6) -> wire::Reservation6 {
+    let mut w = wire::Reservation6 {
+        address: r.address.map(|a| a.to_string()),
+        prefix: r.prefix.map(|p| p.to_string()),
+        options: options6(&r.options.diff_from(base)),
+        ..Default::default()
+    };
+    match &r.key {
+        V6Identifier::Duid(b) => w.duid = Some(format_hex(b)),
+        V6Identifier::InterfaceId(b) => w.interface_id = Some(agent_text(b)),
+        V6Identifier::SubscriberId(b) => w.subscriber_id = Some(agent_text(b)),
+        V6Identifier::RemoteId { enterprise, id } => {
+            w.remote_id = Some(format!("{enterprise}:{}", agent_text(id)));
+        }
+    }
+    w
 }
 
 fn options6(set: &OptionSet6) -> Option<Value> {

@@ -437,7 +437,7 @@ pub struct Reservation4 {
     pub boot: BootFields,
 }
 
-/// DHCPv6 settings (`v6:`). With no subnets DHCPv6 is off.
+/// DHCPv6 settings (`v6:`). With neither subnets nor options DHCPv6 is off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct V6Config {
     /// UDP port to listen on; anything but 547 is test mode.
@@ -464,17 +464,33 @@ pub struct V6Config {
     pub server_unicast: Option<Ipv6Addr>,
     /// The global `v6.options` as written. Already merged into every subnet's set.
     pub options: OptionSet6,
-    /// The subnets, in config order. Each is one link.
+    /// The subnets: those of `v6.subnets` in config order, then each shared network's.
     pub subnets: Vec<Subnet6>,
+    /// The links: one per subnet outside a shared network, then one per shared network.
+    pub links: Vec<Link6>,
+    /// `v6.reservations`: global reservations, held in whichever subnet the client arrives in
+    /// (an address or prefix only when it lies in that subnet / its link's delegation pools).
+    pub reservations: Vec<Reservation6>,
     /// The CSV file of static assignments, if any.
     pub assignments_file: Option<PathBuf>,
 }
 
-/// One DHCPv6 subnet (one link), with everything it inherits already applied.
+/// A DHCPv6 link: one subnet, or the subnets of a shared network (tried in order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link6 {
+    /// The shared network's name; `None` for a lone subnet.
+    pub name: Option<String>,
+    /// Indexes into [`V6Config::subnets`].
+    pub subnets: Vec<usize>,
+}
+
+/// One DHCPv6 subnet, with everything it inherits already applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subnet6 {
     /// Stable id (explicit, or the position among v6 subnets from 1).
     pub id: u32,
+    /// Index into [`V6Config::links`].
+    pub link: usize,
     /// The on-link prefix.
     pub net: ipnet::Ipv6Net,
     /// Interface whose direct clients select this subnet.
@@ -598,6 +614,21 @@ impl Default for V6Config {
 }
 
 impl V6Config {
+    /// The key path of subnet `s` as written: `v6.subnets[i]`, or
+    /// `v6.shared_networks[i].subnets[j]`.
+    pub fn subnet_path(&self, s: usize) -> String {
+        let mut shared = 0;
+        for link in &self.links {
+            match (&link.name, link.subnets.iter().position(|&m| m == s)) {
+                (None, Some(_)) => return format!("v6.subnets[{s}]"),
+                (Some(_), Some(j)) => return format!("v6.shared_networks[{shared}].subnets[{j}]"),
+                (Some(_), None) => shared += 1,
+                (None, None) => {}
+            }
+        }
+        format!("v6.subnets[{s}]")
+    }
+
     /// Whether DHCPv6 is to be served: at least one subnet, or only `v6.options` (stateless
     /// service, RFC 8415 §18.3.6: Information-requests get the options, IAs get NoAddrsAvail).
     pub fn enabled(&self) -> bool {

@@ -109,9 +109,23 @@ fn full_example_v6_section() {
     );
     assert_eq!(v.options.get(32), Some(&86400u32.to_be_bytes()[..]));
     assert_eq!(v.options.get(65001), Some(&b"hello"[..]));
-    let [s0, s1] = v.subnets.as_slice() else {
+    let [s0, s1, s2, s3] = v.subnets.as_slice() else {
         panic!()
     };
+    // The shared network: two subnets on one link, selected by its relay and interface-id.
+    assert_eq!(v.links[2].name.as_deref(), Some("building2"));
+    assert_eq!(v.links[2].subnets, [2, 3]);
+    for s in [s2, s3] {
+        assert_eq!(s.relays, [a6("2001:db8:9::2")]);
+        assert_eq!(s.interface_ids, [b"olt1/port4".to_vec()]);
+        assert_eq!(s.options.get(23), v.options.get(23));
+    }
+    assert_eq!(s3.pd_pools[0].delegated_len, 56);
+    // Global reservations keep only their own options.
+    assert_eq!(v.reservations.len(), 2);
+    assert_eq!(v.reservations[0].address, Some(a6("2001:db8:233::70")));
+    assert!(v.reservations[0].options.contains(31));
+    assert!(!v.reservations[0].options.contains(23));
     assert_eq!(s0.interface.as_deref(), Some("eth1"));
     assert_eq!(s0.pools.len(), 2);
     assert_eq!(s0.pools[1].last, a6("2001:db8:231:0:1:ffff:ffff:ffff"));
@@ -337,4 +351,101 @@ fn v6_options_without_subnets_is_a_stateless_service() {
     roundtrip(&c);
     // Nothing to serve at all: off.
     assert!(!yaml("v6: { rapid_commit: true }").v6.enabled());
+}
+
+const SHARED_YAML: &str = "v6:\n  options: { dns_servers: [\"2001:db8::53\"] }\n  \
+    subnets:\n    - { subnet: \"2001:db8:9::/64\", relays: [\"2001:db8:9::1\"] }\n  \
+    shared_networks:\n    - name: floor1\n      relays: [\"2001:db8:ffff::1\"]\n      \
+    interface_ids: [\"olt/1\"]\n      options: { domain_search: [floor1.example] }\n      \
+    subnets:\n        - subnet: \"2001:db8:1::/64\"\n          pools: [\"2001:db8:1::10-2001:db8:1::11\"]\n        \
+    - subnet: \"2001:db8:2::/64\"\n          pools: [\"2001:db8:2::10-2001:db8:2::1f\"]\n          \
+    relays: [\"2001:db8:2::1\"]\n          preferred_lifetime: 30m\n  \
+    reservations:\n    - { duid: \"00:03:00:01:02:00:00:00:00:07\", address: \"2001:db8:2::7\", \
+    options: { sntp_servers: [\"2001:db8::123\"] } }\n    \
+    - { remote_id: \"3561:CUST9\", prefix: \"2001:db8:f900::/56\" }\n";
+
+#[test]
+fn shared_networks_put_several_subnets_on_one_link() {
+    let c = yaml(SHARED_YAML);
+    let v = &c.v6;
+    assert_eq!(v.subnets.len(), 3);
+    assert_eq!(
+        v.links,
+        [
+            Link6 {
+                name: None,
+                subnets: vec![0]
+            },
+            Link6 {
+                name: Some("floor1".into()),
+                subnets: vec![1, 2]
+            },
+        ]
+    );
+    let (a, b) = (&v.subnets[1], &v.subnets[2]);
+    assert_eq!((a.link, b.link, a.id, b.id), (1, 1, 2, 3));
+    // Each member inherits the shared network's selectors and options.
+    assert_eq!(a.relays, [a6("2001:db8:ffff::1")]);
+    assert_eq!(b.relays, [a6("2001:db8:ffff::1"), a6("2001:db8:2::1")]);
+    assert_eq!(a.interface_ids, [b"olt/1".to_vec()]);
+    assert_eq!(b.interface_ids, [b"olt/1".to_vec()]);
+    assert!(a.options.contains(24) && a.options.contains(23));
+    assert!(!v.subnets[0].options.contains(24));
+    assert_eq!((a.preferred_lifetime, b.preferred_lifetime), (3600, 1800));
+    assert_eq!(v.subnet_path(2), "v6.shared_networks[0].subnets[1]");
+    assert_eq!(v.subnet_path(0), "v6.subnets[0]");
+    roundtrip(&c);
+    let text = c.effective_yaml();
+    assert!(
+        text.contains("shared_networks:") && text.contains("name: floor1"),
+        "{text}"
+    );
+    // JSON says the same.
+    let value: serde_json::Value = serde_saphyr::from_str(SHARED_YAML).unwrap();
+    let json = serde_json::to_string(&value).unwrap();
+    assert_eq!(Config::from_json_str(&json).unwrap(), c);
+    let effective: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let json = serde_json::to_string(&effective).unwrap();
+    assert_eq!(Config::from_json_str(&json).unwrap(), c);
+}
+
+#[test]
+fn global_reservations_keep_their_own_options_only() {
+    let c = yaml(SHARED_YAML);
+    let r = &c.v6.reservations;
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].address, Some(a6("2001:db8:2::7")));
+    assert!(r[0].options.contains(31) && !r[0].options.contains(23));
+    assert_eq!(r[1].prefix, Some("2001:db8:f900::/56".parse().unwrap()));
+    let text = c.effective_yaml();
+    assert!(text.contains("remote_id: 3561:CUST9"), "{text}");
+}
+
+#[test]
+fn shared_network_and_global_reservation_errors_name_the_key() {
+    let shared = |body: &str| format!("v6:\n  shared_networks:\n{body}");
+    let net = "      subnets: [ { subnet: \"2001:db8:1::/64\" } ]\n";
+    let cases: Vec<(String, &str)> = vec![
+        (shared("    - { name: \"\", subnets: [ { subnet: \"2001:db8:1::/64\" } ] }\n"), "v6.shared_networks[0].name: must not be empty"),
+        (shared("    - { name: a }\n"), "v6.shared_networks[0].subnets: a shared network needs at least one subnet"),
+        (shared(&format!("    - name: a\n{net}    - name: a\n      subnets: [ {{ subnet: \"2001:db8:2::/64\" }} ]\n")), "v6.shared_networks[1].name: \"a\" is already the name of v6.shared_networks[0]"),
+        (shared(&format!("    - name: a\n      relays: [\"ff02::1\"]\n{net}")), "v6.shared_networks[0].relays[0]: ff02::1 is not a unicast address"),
+        (shared(&format!("    - name: a\n      interface_ids: [\"\"]\n{net}")), "v6.shared_networks[0].interface_ids[0]: \"\" is not an interface-id"),
+        (shared(&format!("    - name: a\n      options: {{ dns_servers: 5 }}\n{net}")), "v6.shared_networks[0].options.dns_servers: expected an IPv6 address"),
+        (shared(&format!("    - name: a\n      bogus: 1\n{net}")), "v6.shared_networks[0].bogus: unknown field `bogus`"),
+        (shared("    - name: a\n      interface: eth1\n      subnets: [ { subnet: \"2001:db8:1::/64\", interface: eth2 } ]\n"), "v6.shared_networks[0].subnets[0].interface: eth2 conflicts with v6.shared_networks[0].interface (eth1)"),
+        (shared("    - name: a\n      relays: [\"2001:db8::1\"]\n      subnets: [ { subnet: \"2001:db8:1::/64\", relays: [\"2001:db8::1\"] } ]\n"), "v6.shared_networks[0].subnets[0].relays[0]: relay 2001:db8::1 is already listed at v6.shared_networks[0].relays[0]"),
+        (format!("v6:\n  subnets: [ {{ subnet: \"2001:db8:9::/64\", relays: [\"2001:db8::1\"] }} ]\n  shared_networks:\n    - name: a\n      relays: [\"2001:db8::1\"]\n{net}"), "v6.shared_networks[0].relays[0]: relay 2001:db8::1 is also listed at v6.subnets[0].relays[0]"),
+        (shared(&format!("    - name: a\n{net}    - name: b\n      subnets: [ {{ subnet: \"2001:db8:1::/80\" }} ]\n")), "v6.shared_networks[1].subnets[0].subnet: 2001:db8:1::/80 overlaps 2001:db8:1::/64 (v6.shared_networks[0].subnets[0].subnet)"),
+        ("v6: { reservations: [ { duid: \"00:03:00:01\" } ] }".into(), "v6.reservations[0]: reserves nothing"),
+        ("v6: { reservations: [ { duid: \"zz\", address: \"2001:db8::5\" } ] }".into(), "v6.reservations[0].duid: \"zz\" is not a DUID in hex"),
+        ("v6: { reservations: [ { duid: \"00:03:00:01\", address: \"ff02::2\" } ] }".into(), "v6.reservations[0].address: ff02::2 is not a unicast address"),
+        ("v6: { reservations: [ { duid: \"00:03:00:01\", prefix: \"2001:db8::1/48\" } ] }".into(), "v6.reservations[0].prefix: 2001:db8::1/48 has host bits set"),
+        ("v6: { reservations: [ { duid: \"00:03:00:01\", address: \"2001:db8::5\", options: { dns_servers: 5 } } ] }".into(), "v6.reservations[0].options.dns_servers: expected an IPv6 address"),
+        ("v6: { reservations: [ { duid: \"00:03:00:01\", address: \"2001:db8::5\" }, { duid: \"00:03:00:01\", address: \"2001:db8::6\" } ] }".into(), "v6.reservations[1].duid: duid 00:03:00:01 is already reserved by v6.reservations[0]"),
+        ("v6: { reservations: [ { duid: \"00:03:00:01\", address: \"2001:db8::5\" }, { duid: \"00:03:00:02\", address: \"2001:db8::5\" } ] }".into(), "v6.reservations[1].address: 2001:db8::5 is already reserved by v6.reservations[0]"),
+        ("v6:\n  subnets: [ { subnet: \"2001:db8::/64\", reservations: [ { duid: \"00:03:00:01\", address: \"2001:db8::5\" } ] } ]\n  reservations: [ { duid: \"00:03:00:02\", address: \"2001:db8::5\" } ]\n".into(), "v6.reservations[0].address: 2001:db8::5 is already reserved by v6.subnets[0].reservations[0]"),
+        ("v6: { reservations: [ { duid: \"00:03:00:01\", address: \"2001:db8::5\", bogus: 1 } ] }".into(), "v6.reservations[0].bogus: unknown field `bogus`"),
+    ];
+    assert_errors(&cases);
 }

@@ -193,7 +193,28 @@ pub(super) struct V6 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) subnets: Option<Vec<Subnet6>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) shared_networks: Option<Vec<SharedNetwork6>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) reservations: Option<Vec<Reservation6>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) assignments_file: Option<String>,
+}
+
+/// `v6.shared_networks[i]`
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SharedNetwork6 {
+    pub(super) name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) relays: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) interface_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) options: Option<Value>,
+    #[serde(default)]
+    pub(super) subnets: Vec<Subnet6>,
 }
 
 /// `v6.subnets[i]`

@@ -136,6 +136,8 @@ struct Tables {
     test_mode: bool,
     /// Subnet indexes sorted by network, for containment look-ups (subnets never overlap).
     by_network: Vec<usize>,
+    /// By link: the address / delegation pools of every subnet on it, in config order (a
+    /// shared network tries each subnet in turn).
     na_pools: Vec<Vec<V6PoolId>>,
     pd_pools: Vec<Vec<V6PoolId>>,
     pools: Vec<PoolInfo>,
@@ -144,6 +146,8 @@ struct Tables {
     iface_subnet: HashMap<u32, usize>,
     /// By DUID, interface-id, remote-id, subscriber-id.
     reservations: [ReservationIndex; 4],
+    /// `v6.reservations` by the same four identifiers: index into `cfg.reservations`.
+    global_reservations: [HashMap<Box<[u8]>, usize>; 4],
 }
 
 /// Everything the DHCPv6 handler needs that does not change per packet: the validated config,
@@ -163,8 +167,10 @@ pub struct V6Context {
 struct Static<'c> {
     address: Option<Ipv6Addr>,
     prefix: Option<Resource>,
-    /// A YAML reservation's options (already merged with its subnet's).
+    /// A subnet reservation's options (already merged with its subnet's).
     options: Option<&'c OptionSet6>,
+    /// A global reservation's own options, laid over those of the client's subnet.
+    own_options: Option<&'c OptionSet6>,
 }
 
 impl V6Context {
@@ -202,6 +208,25 @@ impl V6Context {
             }
             na_pools.push(na);
             pd_pools.push(pd);
+        }
+        // By link: the pools of its subnets, in order.
+        let by_link = |per_subnet: &[Vec<V6PoolId>]| -> Vec<Vec<V6PoolId>> {
+            cfg.links
+                .iter()
+                .map(|l| {
+                    l.subnets
+                        .iter()
+                        .flat_map(|&s| per_subnet[s].iter().copied())
+                        .collect()
+                })
+                .collect()
+        };
+        let (na_pools, pd_pools) = (by_link(&na_pools), by_link(&pd_pools));
+        let mut global_reservations: [HashMap<Box<[u8]>, usize>; 4] = Default::default();
+        for (i, r) in cfg.reservations.iter().enumerate() {
+            global_reservations[kind_index(&r.key)]
+                .entry(r.key.wire_bytes().into_boxed_slice())
+                .or_insert(i);
         }
 
         let mut relay_subnet = HashMap::new();
@@ -243,6 +268,7 @@ impl V6Context {
                 iid_subnet,
                 iface_subnet,
                 reservations,
+                global_reservations,
             }),
             assignments,
         }
@@ -271,6 +297,7 @@ impl V6Context {
                     .iter()
                     .copied()
                     .chain(s.reservations.iter().filter_map(|r| r.address))
+                    .chain(cfg.reservations.iter().filter_map(|r| r.address))
                     .chain(assigned.iter().filter_map(|a| a.address))
                     .filter(|a| range.contains(a))
                     .collect();
@@ -292,7 +319,9 @@ impl V6Context {
                     .chain(
                         cfg.subnets
                             .iter()
-                            .flat_map(|o| o.reservations.iter().filter_map(|r| r.prefix)),
+                            .flat_map(|o| o.reservations.iter())
+                            .chain(&cfg.reservations)
+                            .filter_map(|r| r.prefix),
                     )
                     .chain(assigned.iter().filter_map(|a| a.prefix))
                     .filter(overlaps)
@@ -380,11 +409,13 @@ impl V6Context {
             req.relay_option(|h| h.remote_id),
             req.relay_option(|h| h.subscriber_id),
         ];
+        let t = &self.t;
         if let Some(s) = subnet {
-            let t = &self.t;
+            // A reservation of any subnet on the client's link (a shared network's).
+            let link = t.cfg.subnets[s].link;
             let found = keys.iter().enumerate().find_map(|(k, key)| {
                 let hits = t.reservations[k].get((*key)?)?;
-                hits.iter().find(|&&(si, _)| si == s)
+                hits.iter().find(|&&(si, _)| t.cfg.subnets[si].link == link)
             });
             if let Some(&(si, ri)) = found {
                 let r = &t.cfg.subnets[si].reservations[ri];
@@ -394,8 +425,35 @@ impl V6Context {
                         .prefix
                         .map(|p| Resource::prefix(p.network(), p.prefix_len())),
                     options: Some(&r.options),
+                    own_options: None,
                 });
             }
+        }
+        // As Kea's global reservations: the options always, an address only on the client's
+        // link (checked with the IA), a prefix only inside its link's delegation pools.
+        let global = keys.iter().enumerate().find_map(|(k, key)| {
+            let &i = t.global_reservations[k].get((*key)?)?;
+            t.cfg.reservations.get(i)
+        });
+        if let Some(r) = global {
+            let in_pools = |p: &ipnet::Ipv6Net| {
+                subnet.is_some_and(|s| {
+                    t.cfg.links[t.cfg.subnets[s].link]
+                        .subnets
+                        .iter()
+                        .flat_map(|&m| &t.cfg.subnets[m].pd_pools)
+                        .any(|pool| pool.prefix.contains(p))
+                })
+            };
+            return Some(Static {
+                address: r.address.filter(|_| subnet.is_some()),
+                prefix: r
+                    .prefix
+                    .filter(in_pools)
+                    .map(|p| Resource::prefix(p.network(), p.prefix_len())),
+                options: None,
+                own_options: Some(&r.options),
+            });
         }
         let a = &self.assignments;
         let [duid, iid, rid, sid] = keys;
@@ -409,6 +467,7 @@ impl V6Context {
                     .prefix
                     .map(|p| Resource::prefix(p.network(), p.prefix_len())),
                 options: None,
+                own_options: None,
             })
     }
 }
@@ -594,7 +653,8 @@ impl<'h, 'r> Handling<'h, 'r> {
             };
             write_ia(&mut enc, &ia, 0, 0, |e| e.status(status));
         }
-        self.options(&mut enc, None, None);
+        let ctx: &'h V6Context = self.ctx;
+        self.options(&mut enc, None, ctx.static_for(None, req));
         self.no_subnet = true;
         self.finish(enc, kind)
     }
@@ -602,6 +662,36 @@ impl<'h, 'r> Handling<'h, 'r> {
     fn subnet(&self, s: usize) -> &'h Subnet6 {
         let t: &'h Tables = self.t;
         &t.cfg.subnets[s]
+    }
+
+    /// The subnets on `s`'s link: `s` alone, or its shared network's, in order.
+    fn link(&self, s: usize) -> &'h [usize] {
+        let t: &'h Tables = self.t;
+        &t.cfg.links[t.cfg.subnets[s].link].subnets
+    }
+
+    /// Whether `addr` is on `s`'s link (in any of its subnets).
+    fn on_link(&self, s: usize, addr: Ipv6Addr) -> bool {
+        self.link(s)
+            .iter()
+            .any(|&m| self.subnet(m).net.contains(&addr))
+    }
+
+    /// The subnet of `s`'s link that `r` belongs to (whose lifetimes it gets): the one holding
+    /// the address, or the delegation pool holding the prefix; `s` when none does (a reserved
+    /// prefix outside the pools).
+    fn home(&self, s: usize, kind: IaKind, r: Resource) -> usize {
+        self.link(s)
+            .iter()
+            .copied()
+            .find(|&m| {
+                let sub = self.subnet(m);
+                match kind {
+                    IaKind::Na => sub.net.contains(&r.addr),
+                    IaKind::Pd => sub.pd_pools.iter().any(|p| p.prefix.contains(&r.addr)),
+                }
+            })
+            .unwrap_or(s)
     }
 
     /// The pools and static resource for IAs of `kind`; the static one goes only to the first
@@ -617,13 +707,13 @@ impl<'h, 'r> Handling<'h, 'r> {
         let reserved = st.filter(|_| first).and_then(|st| match kind {
             IaKind::Na => st
                 .address
-                .filter(|a| self.subnet(s).net.contains(a))
+                .filter(|a| self.on_link(s, *a))
                 .map(Resource::address),
             IaKind::Pd => st.prefix,
         });
         let pools = match kind {
-            IaKind::Na => &t.na_pools[s],
-            IaKind::Pd => &t.pd_pools[s],
+            IaKind::Na => &t.na_pools[self.subnet(s).link],
+            IaKind::Pd => &t.pd_pools[self.subnet(s).link],
         };
         Candidates {
             kind,
@@ -648,7 +738,7 @@ impl<'h, 'r> Handling<'h, 'r> {
         resource: Resource,
         s: usize,
     ) -> Result<Resource, V6BindError> {
-        let sub = self.subnet(s);
+        let sub = self.subnet(self.home(s, c.kind, resource));
         let req = BindRequest6 {
             client: key,
             resource,
@@ -751,7 +841,7 @@ impl<'h, 'r> Handling<'h, 'r> {
             let asked = listed(&ia);
             if c.kind == IaKind::Na
                 && c.reserved.is_none()
-                && let Some(a) = asked.filter(|a| !self.subnet(s).net.contains(&a.addr))
+                && let Some(a) = asked.filter(|a| !self.on_link(s, a.addr))
             {
                 tracing::debug!(addr = %a.addr, "REQUEST for an address off the client's link");
                 write_ia(&mut enc, &ia, 0, 0, |e| e.status(Status::NotOnLink));
@@ -825,7 +915,7 @@ impl<'h, 'r> Handling<'h, 'r> {
                 write_ia(&mut enc, &ia, 0, 0, |e| e.status(Status::NoBinding));
                 continue;
             }
-            let sub = self.subnet(s);
+            let sub = self.subnet(self.home(s, c.kind, target));
             let (t1, t2) = match result {
                 Ok(_) => (sub.renew_time, sub.rebind_time),
                 Err(_) => (0, 0),
@@ -862,13 +952,12 @@ impl<'h, 'r> Handling<'h, 'r> {
     /// RFC 8415 §18.3.3: are the client's addresses on its link?
     fn confirm(&mut self, s: usize) -> Result<Reply, NoReply> {
         let req = self.req;
-        let net = self.subnet(s).net;
         let mut any = false;
         let mut on_link = true;
         for ia in req.ias().filter(|ia| ia.kind != IaType::Pd) {
             for e in ia.entries() {
                 any = true;
-                on_link &= net.contains(&e.addr);
+                on_link &= self.on_link(s, e.addr);
             }
         }
         if !any {
@@ -968,8 +1057,9 @@ impl<'h, 'r> Handling<'h, 'r> {
 
     /// An IA with the resource it gets and the subnet's timers and lifetimes.
     fn write_granted(&self, enc: &mut Encoder, ia: &Ia<'_>, s: usize, r: Resource) {
-        let sub = self.subnet(s);
         let prefix = ia.kind == IaType::Pd;
+        let kind = if prefix { IaKind::Pd } else { IaKind::Na };
+        let sub = self.subnet(self.home(s, kind, r));
         let pd_exclude = self.key(ia).and_then(|k| self.pd_exclude_for(&k, r));
         let (preferred, valid) = (sub.preferred_lifetime, sub.valid_lifetime);
         write_ia(enc, ia, sub.renew_time, sub.rebind_time, |e| {
@@ -985,9 +1075,15 @@ impl<'h, 'r> Handling<'h, 'r> {
             .and_then(|s| s.options)
             .or_else(|| subnet.map(|s| &self.subnet(s).options))
             .unwrap_or(&self.t.cfg.options);
+        let over = st.and_then(|s| s.own_options);
         if self.req.oro.is_some() {
-            for (code, v) in set.iter() {
+            for (code, v) in over.into_iter().flat_map(|o| o.iter()) {
                 if self.req.requests(code) {
+                    enc.put(code, v);
+                }
+            }
+            for (code, v) in set.iter() {
+                if self.req.requests(code) && !over.is_some_and(|o| o.contains(code)) {
                     enc.put(code, v);
                 }
             }

@@ -1513,6 +1513,194 @@ fn a_stateless_server_answers_information_requests_and_refuses_ias() {
     assert!(f.events.is_empty());
 }
 
+const SHARED: &str = r#"
+v6:
+  options: { dns_servers: ["2001:db8::53"] }
+  subnets:
+    - { subnet: "2001:db8:9::/64", relays: ["2001:db8:99::9"], pools: ["2001:db8:9::10-2001:db8:9::1f"] }
+  shared_networks:
+    - name: floor1
+      relays: ["2001:db8:ffff::1"]
+      interface_ids: ["olt/1"]
+      subnets:
+        - subnet: "2001:db8:1::/64"
+          pools: ["2001:db8:1::10-2001:db8:1::11"]
+          preferred_lifetime: 1000
+          valid_lifetime: 2000
+        - subnet: "2001:db8:2::/64"
+          pools: ["2001:db8:2::10-2001:db8:2::1f"]
+          preferred_lifetime: 500
+          valid_lifetime: 1500
+          reservations:
+            - { duid: "00:03:00:01:02:00:00:00:00:40", address: "2001:db8:2::40" }
+"#;
+
+/// Sends `m` from a relay whose link-address is `link` (and interface-id `iid`, if any).
+fn via(f: &mut Fixture, m: &[u8], link: &str, iid: Option<&[u8]>) -> Decoded {
+    let opts: Vec<Vec<u8>> = iid
+        .map(|i| option(opt::INTERFACE_ID, i))
+        .into_iter()
+        .collect();
+    let wrapped = relay(m, 0, a(link), a("fe80::c1"), &opts);
+    f.raw(&wrapped, NOW).1.expect("a reply")
+}
+
+#[test]
+fn a_shared_network_fills_its_subnets_in_order_each_with_its_own_lifetimes() {
+    let mut f = Fixture::with_csv(SHARED, "id,address,prefix\n");
+    let mut got = Vec::new();
+    for n in 1..=3u8 {
+        let c = Client::new(n).with(option(opt::RAPID_COMMIT, &[]));
+        let (o, adv) = f.raw(
+            &relay(&c.solicit(), 0, a("2001:db8:ffff::1"), a("fe80::c1"), &[]),
+            NOW,
+        );
+        assert!(!reply(o).no_subnet);
+        let m = adv.unwrap().msg;
+        got.push(addr_of(nas(&m)[0]).expect("an address"));
+    }
+    // The first subnet's two addresses, then the second subnet's, each with its lifetimes.
+    assert_eq!(got[0].1, 1000);
+    assert_eq!(got[1].1, 1000);
+    assert!([a("2001:db8:1::10"), a("2001:db8:1::11")].contains(&got[0].0));
+    assert!([a("2001:db8:1::10"), a("2001:db8:1::11")].contains(&got[1].0));
+    assert!((a("2001:db8:2::10")..=a("2001:db8:2::1f")).contains(&got[2].0));
+    assert_eq!((got[2].1, got[2].2), (500, 1500));
+    // The interface-id selects the same link: its next client also lands in the second subnet.
+    let m = via(&mut f, &Client::new(4).solicit(), "::", Some(b"olt/1")).msg;
+    let (x, _, _) = addr_of(nas(&m)[0]).unwrap();
+    assert!(
+        (a("2001:db8:2::10")..=a("2001:db8:2::1f")).contains(&x),
+        "{x}"
+    );
+    // A reservation in the second subnet holds when the link was chosen by the shared relay.
+    let mut r = Client::new(0x40);
+    r.duid = vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 0x40];
+    let m = via(&mut f, &r.solicit(), "2001:db8:ffff::1", None).msg;
+    assert_eq!(addr_of(nas(&m)[0]).unwrap().0, a("2001:db8:2::40"));
+    // Every subnet of the link is on-link (RFC 8415 §18.3.3); another subnet is not.
+    let confirm = |addr: &str| {
+        let mut o = Client::new(9).base();
+        o.push(ia_na(1, &[iaaddr(a(addr), 0, 0)]));
+        message(msg::CONFIRM, &o)
+    };
+    for (addr, want) in [
+        ("2001:db8:1::99", v6::Status::Success),
+        ("2001:db8:2::99", v6::Status::Success),
+        ("2001:db8:9::99", v6::Status::NotOnLink),
+    ] {
+        let m = via(&mut f, &confirm(addr), "2001:db8:ffff::1", None).msg;
+        assert_eq!(status(m.opts()), Some(want), "{addr}");
+    }
+    // The lone subnet is a link of its own.
+    let m = via(&mut f, &Client::new(5).solicit(), "2001:db8:99::9", None).msg;
+    let (x, _, _) = addr_of(nas(&m)[0]).unwrap();
+    assert!(
+        (a("2001:db8:9::10")..=a("2001:db8:9::1f")).contains(&x),
+        "{x}"
+    );
+}
+
+const GLOBAL: &str = r#"
+v6:
+  options: { dns_servers: ["2001:db8::53"] }
+  subnets:
+    - subnet: "2001:db8:1::/64"
+      pools: ["2001:db8:1::100-2001:db8:1::1ff"]
+      pd_pools: [ { prefix: "2001:db8:100::/48", delegated_len: 56 } ]
+      reservations:
+        - { duid: "00:03:00:01:02:00:00:00:00:03", address: "2001:db8:1::33" }
+    - subnet: "2001:db8:2::/64"
+      relays: ["2001:db8:99::1"]
+      pools: ["2001:db8:2::100-2001:db8:2::1ff"]
+  reservations:
+    - { duid: "00:03:00:01:02:00:00:00:00:01", address: "2001:db8:1::11", options: { sntp_servers: ["2001:db8::123"] } }
+    - { duid: "00:03:00:01:02:00:00:00:00:02", prefix: "2001:db8:100:ab00::/56" }
+    - { duid: "00:03:00:01:02:00:00:00:00:03", address: "2001:db8:1::34", options: { sntp_servers: ["2001:db8::124"] } }
+    - { remote_id: "3561:FAR", prefix: "2001:db8:f000::/56" }
+"#;
+
+#[test]
+fn global_reservations_hold_where_they_fit_and_their_options_always() {
+    let mut f = Fixture::with_csv(GLOBAL, "id,address,prefix\n");
+    let mut c = Client::new(1).pd(&[2]);
+    c.oro = vec![23, 31];
+    // Arriving in subnet 1: the reserved address, its options over the subnet's.
+    let m = f.lease(&c).msg;
+    assert_eq!(addr_of(nas(&m)[0]).unwrap().0, a("2001:db8:1::11"));
+    assert_eq!(
+        unknown(m.opts(), 31),
+        Some(a("2001:db8::123").octets().to_vec())
+    );
+    assert_eq!(
+        m.opts().get(OptionCode::DomainNameServers),
+        Some(&DhcpOption::DomainNameServers(vec![a("2001:db8::53")]))
+    );
+    // Arriving in subnet 2: the address is off-link, so a dynamic one; the options still apply.
+    let mut c2 = c.clone();
+    c2.na = vec![7];
+    let m = via(&mut f, &c2.solicit(), "2001:db8:99::1", None).msg;
+    let (x, _, _) = addr_of(nas(&m)[0]).unwrap();
+    assert!(
+        (a("2001:db8:2::100")..=a("2001:db8:2::1ff")).contains(&x),
+        "{x}"
+    );
+    assert_eq!(
+        unknown(m.opts(), 31),
+        Some(a("2001:db8::123").octets().to_vec())
+    );
+    // A reserved prefix inside the link's delegation pools is used; never handed to others.
+    let m = f.lease(&Client::new(2).pd(&[1])).msg;
+    assert_eq!(prefix_of(pds(&m)[0]).unwrap().0, a("2001:db8:100:ab00::"));
+    // One outside them is not: a dynamic prefix.
+    let far = relay(
+        &Client::new(4).pd(&[1]).solicit(),
+        0,
+        a(RELAY_SRC),
+        a("fe80::c4"),
+        &[option(opt::REMOTE_ID, b"\x00\x00\x0d\xe9FAR")],
+    );
+    let m = f.raw(&far, NOW).1.unwrap().msg;
+    let (p, len, _, _) = prefix_of(pds(&m)[0]).unwrap();
+    assert_eq!(len, 56);
+    assert!(
+        ipnet::Ipv6Net::new(a("2001:db8:100::"), 48)
+            .unwrap()
+            .contains(&p),
+        "{p}"
+    );
+    // The subnet's own reservation wins over the global one, options included.
+    let mut c3 = Client::new(3);
+    c3.oro = vec![31];
+    let m = f.lease(&c3).msg;
+    assert_eq!(addr_of(nas(&m)[0]).unwrap().0, a("2001:db8:1::33"));
+    assert!(unknown(m.opts(), 31).is_none());
+    // Dynamic clients never get a globally reserved address or prefix.
+    for n in 10..40u8 {
+        let m = f.lease(&Client::new(n).pd(&[1])).msg;
+        assert_ne!(addr_of(nas(&m)[0]).unwrap().0, a("2001:db8:1::11"));
+        assert_ne!(prefix_of(pds(&m)[0]).unwrap().0, a("2001:db8:100:ab00::"));
+    }
+}
+
+#[test]
+fn a_global_reservations_options_answer_an_information_request() {
+    let mut f = Fixture::with_csv(GLOBAL, "id,address,prefix\n");
+    let ir = message(
+        msg::INFORMATION_REQUEST,
+        &[
+            option(opt::CLIENTID, &duid(1)),
+            option(opt::ORO, &[0, 23, 0, 31]),
+        ],
+    );
+    let m = f.relayed(&ir, NOW).1.unwrap().msg;
+    assert_eq!(
+        unknown(m.opts(), 31),
+        Some(a("2001:db8::123").octets().to_vec())
+    );
+    assert!(m.opts().get(OptionCode::DomainNameServers).is_some());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
