@@ -103,7 +103,8 @@ pub fn dump(
     if format == DumpFormat::Csv {
         writeln!(
             out,
-            "address,hw_address,client_id,hostname,state,starts_at,expires_at,subnet,type,iaid"
+            "address,hw_address,client_id,hostname,state,starts_at,expires_at,subnet,type,iaid,\
+             valid_lifetime,preferred_lifetime"
         )?;
     }
     for r in &recs {
@@ -133,6 +134,15 @@ pub fn dump(
             ),
             None => ("v4", String::new()),
         };
+        // DHCPv6 lifetimes in seconds, as last sent: the record carries the preferred
+        // lifetime (0 unless bound); the valid one runs from the latest bind or renewal.
+        let lifetimes = ia.as_ref().and_then(|_| r.to_v6_lease()).map(|l| {
+            let valid = match l.state {
+                lessor_engine::LeaseState::Bound => l.expires.saturating_sub(l.starts),
+                _ => 0,
+            };
+            (valid, l.preferred)
+        });
         let (state, starts, expires, subnet) = (
             state_name(r.state),
             rfc3339(r.starts),
@@ -149,13 +159,23 @@ pub fn dump(
                 if let Some(ia) = &ia {
                     v["iaid"] = ia.iaid().into();
                 }
+                if let Some((valid, preferred)) = lifetimes {
+                    v["valid_lifetime"] = valid.into();
+                    v["preferred_lifetime"] = preferred.into();
+                }
                 writeln!(out, "{v}")?;
             }
-            DumpFormat::Csv => writeln!(
-                out,
-                "{addr},{hw},{cid},{},{state},{starts},{expires},{subnet},{kind},{iaid}",
-                csv_field(&host)
-            )?,
+            DumpFormat::Csv => {
+                let (valid, preferred) = lifetimes
+                    .map(|(v, p)| (v.to_string(), p.to_string()))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{addr},{hw},{cid},{},{state},{starts},{expires},{subnet},{kind},{iaid},\
+                     {valid},{preferred}",
+                    csv_field(&host)
+                )?;
+            }
         }
     }
     Ok(recs.len())
@@ -208,4 +228,73 @@ pub fn import_kea(state_dir: &Path, file: &Path) -> anyhow::Result<usize> {
         }),
     )?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use lessor_engine::LeaseState;
+    use lessor_engine::v6::{IaKey, Resource, V6Lease};
+
+    use super::*;
+
+    const YAML: &str = "v6:\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n      \
+                        pools: [\"2001:db8:1::100-2001:db8:1::1ff\"]\n";
+
+    fn lease(n: u8, state: LeaseState, preferred: u32) -> LeaseRecord {
+        let addr: Ipv6Addr = format!("2001:db8:1::1{n:02x}").parse().unwrap();
+        let duid = [0, 3, 0, 1, 2, 0, 0, 0, 0, n];
+        let l = V6Lease {
+            resource: Resource::address(addr),
+            pool: None,
+            client: IaKey::new(&duid, 1, IaKind::Na),
+            state,
+            starts: 1_800_000_000,
+            preferred,
+            expires: 1_800_000_000 + 7200,
+            version: u64::from(n),
+        };
+        LeaseRecord::from_v6_lease(&l, 0)
+    }
+
+    /// Writes `recs` into a fresh state directory's journal and dumps it.
+    fn dumped(recs: Vec<LeaseRecord>, format: DumpFormat) -> String {
+        let state = tempfile::tempdir().unwrap();
+        let dir = journal_for_writing(state.path()).unwrap();
+        lessor_journal::append_offline(&dir, recs).unwrap();
+        let config = Config::from_yaml_str(YAML).unwrap();
+        let mut out = Vec::new();
+        dump(state.path(), &config, format, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_v6_lease_dump_shows_its_preferred_lifetime_beside_its_valid_lifetime() {
+        let recs = vec![
+            lease(1, LeaseState::Bound, 3600),
+            lease(2, LeaseState::Released, 0),
+        ];
+        let text = dumped(recs.clone(), DumpFormat::Jsonl);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["address"], "2001:db8:1::101");
+        assert_eq!(lines[0]["valid_lifetime"], 7200);
+        assert_eq!(lines[0]["preferred_lifetime"], 3600);
+        assert_eq!(lines[0]["subnet"], "2001:db8:1::/64");
+        // Not bound: no lifetime left.
+        assert_eq!(lines[1]["valid_lifetime"], 0);
+        assert_eq!(lines[1]["preferred_lifetime"], 0);
+
+        let csv = dumped(recs, DumpFormat::Csv);
+        let mut rows = csv.lines();
+        let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+        let row: Vec<&str> = rows.next().unwrap().split(',').collect();
+        let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+        assert_eq!(col("valid_lifetime"), "7200");
+        assert_eq!(col("preferred_lifetime"), "3600");
+        assert_eq!(col("type"), "ia_na");
+    }
 }
