@@ -66,6 +66,9 @@ pub enum NoReply {
     NoServerId,
     /// The Server Identifier is another server's.
     NotForUs,
+    /// A SOLICIT, CONFIRM or REBIND carrying our own Server Identifier, which they must not
+    /// carry (RFC 8415 §16.2, §16.5, §16.7).
+    ServerIdForbidden,
     /// An INFORMATION-REQUEST carrying IA options (RFC 8415 §16.12).
     IaInInformationRequest,
     /// A SOLICIT, CONFIRM, REBIND or INFORMATION-REQUEST sent to a unicast address (RFC 8415
@@ -89,6 +92,7 @@ impl NoReply {
             NoReply::NoClientId => "v6_no_client_id",
             NoReply::NoServerId => "v6_no_server_id",
             NoReply::NotForUs => "v6_not_for_us",
+            NoReply::ServerIdForbidden => "v6_server_id_forbidden",
             NoReply::IaInInformationRequest => "v6_ia_in_information_request",
             NoReply::Unicast => "v6_unicast",
             NoReply::NoSubnet => "v6_no_subnet",
@@ -582,10 +586,12 @@ impl<'h, 'r> Handling<'h, 'r> {
         match req.kind {
             Kind::Solicit | Kind::Confirm | Kind::Rebind => {
                 req.client_id.ok_or(NoReply::NoClientId)?;
-                // Such messages carry no Server Identifier; one naming another server is
-                // certainly not for us (one naming us is answered).
-                if req.server_id.is_some_and(|s| s != ours) {
-                    return Err(NoReply::NotForUs);
+                // RFC 8415 §16.2, §16.5, §16.7: discarded when they carry a Server Identifier
+                // at all (as Kea does); another server's is counted as not for us.
+                match req.server_id {
+                    Some(s) if s != ours => return Err(NoReply::NotForUs),
+                    Some(_) => return Err(NoReply::ServerIdForbidden),
+                    None => {}
                 }
             }
             Kind::Request | Kind::Renew | Kind::Release | Kind::Decline => {

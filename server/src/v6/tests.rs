@@ -903,9 +903,16 @@ fn server_identifier_rules() {
             "{t}"
         );
     }
-    // Ours on a SOLICIT is tolerated.
+    // RFC 8415 §16.2, §16.5, §16.7: even our own Server Identifier makes a SOLICIT, CONFIRM
+    // or REBIND one to discard.
+    for t in [msg::SOLICIT, msg::CONFIRM, msg::REBIND] {
+        let why = no_reply(f.relayed(&with(t, &[ia.clone(), ours.clone()]), NOW).0);
+        assert_eq!(why, NoReply::ServerIdForbidden, "{t}");
+        assert_eq!(why.label(), "v6_server_id_forbidden");
+    }
+    // An INFORMATION-REQUEST may name us (§16.12).
     assert!(matches!(
-        f.relayed(&with(msg::SOLICIT, &[ia.clone(), ours]), NOW).0,
+        f.relayed(&with(msg::INFORMATION_REQUEST, &[ours]), NOW).0,
         Outcome::Reply(_)
     ));
     // No client identifier.

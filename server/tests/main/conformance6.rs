@@ -201,6 +201,7 @@ struct Seen {
     no_subnet: Answer,
     twelve: Option<Answer>,
     thirty_three: Option<Answer>,
+    named_solicit: Option<Answer>,
 }
 
 #[test]
@@ -274,6 +275,11 @@ fn relayed_exhaustion_no_binding_unknown_links_and_deep_relays_follow_rfc_8415()
         if twelve.is_some() {
             thirty_three = ask(&sock, server, &deep);
         }
+        // A Solicit naming this very server (RFC 8415 §16.2: discarded).
+        let mut o = base(10);
+        o.push(option(SERVERID, &server_id));
+        o.push(ia(IA_NA, 1, &[]));
+        let named_solicit = ask(&sock, server, &on_link(&message(SOLICIT, 10, &o)));
         Seen {
             exhausted,
             release,
@@ -281,6 +287,7 @@ fn relayed_exhaustion_no_binding_unknown_links_and_deep_relays_follow_rfc_8415()
             no_subnet,
             twelve,
             thirty_three,
+            named_solicit,
         }
     });
     let stopped = lessor.stop();
@@ -323,6 +330,13 @@ fn relayed_exhaustion_no_binding_unknown_links_and_deep_relays_follow_rfc_8415()
     );
     assert_eq!(stopped.counter("v6_no_subnet"), 1, "{}", stopped.stdout);
     assert_eq!(stopped.counter("v6_too_many_hops"), 1, "{}", stopped.stdout);
+    assert!(seen.named_solicit.is_none(), "{:?}", seen.named_solicit);
+    assert_eq!(
+        stopped.counter("v6_server_id_forbidden"),
+        1,
+        "{}",
+        stopped.stdout
+    );
 }
 
 /// The link's subnet with DNS servers, on the standard ports (unicast rules apply there).
