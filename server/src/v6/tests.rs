@@ -1708,6 +1708,77 @@ fn a_global_reservations_options_answer_an_information_request() {
     assert!(m.opts().get(OptionCode::DomainNameServers).is_some());
 }
 
+#[test]
+fn pd_exclude_is_sent_only_when_the_oro_asks_for_it() {
+    let mut f = Fixture::new(YAML);
+    let mut c = Client::new(1).na(&[]).pd(&[7]);
+    // RFC 6603 §4.2: not in the ORO, not sent, though the pool has an excluded prefix.
+    c.oro = vec![23];
+    let (_, adv) = f.direct(&c.solicit(), NOW);
+    let m = adv.unwrap().msg;
+    let DhcpOption::IAPrefix(iap) = pds(&m)[0].opts.get(OptionCode::IAPrefix).unwrap() else {
+        panic!("{m:?}")
+    };
+    assert_eq!(unknown(&iap.opts, 67), None);
+    c.oro = vec![23, 67];
+    let (_, adv) = f.direct(&c.solicit(), NOW);
+    let m = adv.unwrap().msg;
+    let DhcpOption::IAPrefix(iap) = pds(&m)[0].opts.get(OptionCode::IAPrefix).unwrap() else {
+        panic!("{m:?}")
+    };
+    assert_eq!(unknown(&iap.opts, 67), Some(vec![64, 0xff]));
+}
+
+#[test]
+fn a_subscriber_id_reservation_holds_and_relay_options_are_not_echoed() {
+    let yaml = YAML.replace(
+        "        - { remote_id: \"3561:CUST1\", prefix: \"2001:db8:f000:100::/56\" }\n",
+        "        - { remote_id: \"3561:CUST1\", prefix: \"2001:db8:f000:100::/56\" }\n        \
+         - { subscriber_id: \"sub-42\", prefix: \"2001:db8:f000:4200::/56\" }\n",
+    );
+    let mut f = Fixture::new(&yaml);
+    // RFC 4580: the subscriber-id (option 38) names the customer; with a remote-id (RFC 4649)
+    // and an interface-id beside it.
+    let m = relay(
+        &Client::new(1).na(&[]).pd(&[1]).solicit(),
+        0,
+        a(RELAY_SRC),
+        a("fe80::c1"),
+        &[
+            option(opt::SUBSCRIBER_ID, b"sub-42"),
+            option(opt::REMOTE_ID, b"\x00\x00\x0d\xe9NOBODY"),
+            option(opt::INTERFACE_ID, b"port1"),
+        ],
+    );
+    let (_, adv) = f.raw(&m, NOW);
+    // `unwrap` refuses any RELAY-REPL option but Interface-ID and Relay Message (RFC 8415
+    // §19.3: only the Interface-ID is copied back).
+    let adv = adv.unwrap();
+    assert_eq!(adv.layers[0].interface_id.as_deref(), Some(&b"port1"[..]));
+    assert_eq!(
+        prefix_of(pds(&adv.msg)[0]).unwrap().0,
+        a("2001:db8:f000:4200::")
+    );
+}
+
+/// A deliberate deviation (docs/CONFORMANCE.md): RFC 8415 §18.3.8 answers NoBinding for an
+/// IA without a binding, but an address only advertised to the client is quarantined all the
+/// same, so it is handed to nobody else while it may be in use.
+#[test]
+fn a_decline_of_an_advertised_address_quarantines_it() {
+    let mut f = Fixture::new(YAML);
+    let c = Client::new(1);
+    let (_, adv) = f.relayed(&c.solicit(), NOW);
+    let adv = adv.unwrap().msg;
+    let (x, _, _) = addr_of(nas(&adv)[0]).unwrap();
+    let (_, rep) = f.relayed(&c.echo(msg::DECLINE, &adv), NOW);
+    let m = rep.unwrap().msg;
+    assert_eq!(status(m.opts()), Some(v6::Status::Success));
+    assert!(nas(&m).is_empty(), "{m:?}");
+    assert_eq!(f.events.last().unwrap().kind, EventKind::Declined);
+    assert_eq!(f.events.last().unwrap().lease.resource.addr, x);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
