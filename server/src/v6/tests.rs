@@ -519,7 +519,7 @@ fn exhaustion_gives_no_addrs_avail_and_no_prefix_avail() {
         Some(&DhcpOption::DomainNameServers(vec![a("2001:db8:1::53")]))
     );
     // Both kinds, neither left: each IA says why, in the ADVERTISE and in the REPLY to a
-    // REQUEST (RFC 8415 §18.3.2 / §18.3.10).
+    // REQUEST (RFC 8415 §18.3.2).
     let c = Client::new(5).pd(&[1]);
     let (_, adv) = f.relayed(&c.solicit(), NOW);
     let m = adv.unwrap().msg;
