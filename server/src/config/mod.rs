@@ -84,7 +84,8 @@
 //!   is taken as its own (ASCII/UTF-8) bytes, e.g. `"eth0/1/1:100"`. To match text that looks
 //!   like hex bytes, write its `0x` form.
 //!
-//! `v6` (DHCPv6, RFC 8415; absent or without subnets: DHCPv6 is off):
+//! `v6` (DHCPv6, RFC 8415; absent, or with neither subnets nor options: DHCPv6 is off; options
+//! alone: a stateless service, RFC 8415 §18.3.6):
 //! - `port` (default 547): any other port is *test mode*: replies, relayed or not, go to the
 //!   request's source address and port, and unicast requests are accepted.
 //! - `preferred_lifetime` (default 1h) and `valid_lifetime` (default 2h) of every address and
@@ -103,6 +104,14 @@
 //! - `options`: global DHCPv6 options; `subnets`; `assignments_file`: a CSV file of static
 //!   assignments in dhcpkit's shape (below), read at startup and again on reload. A relative
 //!   path is relative to the config file's directory.
+//! - `shared_networks`: `{ name, relays?, interface_ids?, interface?, options?, subnets }`,
+//!   several subnets on one link, as in `v4`: the shared network's selectors and options apply
+//!   to each of its subnets; allocation tries each subnet's pools in order, and a resource gets
+//!   the lifetimes of the subnet holding it.
+//! - `reservations`: global reservations (the shape of a subnet's, the address anywhere), held
+//!   in whichever subnet the client arrives in, as Kea's: the address only when it is on the
+//!   client's link, the prefix only inside its link's delegation pools, the options always
+//!   (over the subnet's). A subnet's reservation for the same client wins.
 //!
 //! A v6 subnet: `subnet` (a prefix, e.g. `2001:db8:1::/64`), `id` (default its position from
 //! 1), `interface` (direct clients arriving there select it), `relays` (relay link-address

@@ -144,6 +144,9 @@ struct Tables {
     /// shared network tries each subnet in turn).
     na_pools: Vec<Vec<V6PoolId>>,
     pd_pools: Vec<Vec<V6PoolId>>,
+    /// By subnet: its own address / delegation pools.
+    subnet_na_pools: Vec<Vec<V6PoolId>>,
+    subnet_pd_pools: Vec<Vec<V6PoolId>>,
     pools: Vec<PoolInfo>,
     relay_subnet: HashMap<Ipv6Addr, usize>,
     iid_subnet: HashMap<Box<[u8]>, usize>,
@@ -225,7 +228,8 @@ impl V6Context {
                 })
                 .collect()
         };
-        let (na_pools, pd_pools) = (by_link(&na_pools), by_link(&pd_pools));
+        let (subnet_na_pools, subnet_pd_pools) = (na_pools, pd_pools);
+        let (na_pools, pd_pools) = (by_link(&subnet_na_pools), by_link(&subnet_pd_pools));
         let mut global_reservations: [HashMap<Box<[u8]>, usize>; 4] = Default::default();
         for (i, r) in cfg.reservations.iter().enumerate() {
             global_reservations[kind_index(&r.key)]
@@ -267,6 +271,8 @@ impl V6Context {
                 by_network,
                 na_pools,
                 pd_pools,
+                subnet_na_pools,
+                subnet_pd_pools,
                 pools,
                 relay_subnet,
                 iid_subnet,
@@ -687,17 +693,18 @@ impl<'h, 'r> Handling<'h, 'r> {
     /// the address, or the delegation pool holding the prefix; `s` when none does (a reserved
     /// prefix outside the pools).
     fn home(&self, s: usize, kind: IaKind, r: Resource) -> usize {
-        self.link(s)
-            .iter()
-            .copied()
-            .find(|&m| {
-                let sub = self.subnet(m);
-                match kind {
-                    IaKind::Na => sub.net.contains(&r.addr),
-                    IaKind::Pd => sub.pd_pools.iter().any(|p| p.prefix.contains(&r.addr)),
-                }
-            })
-            .unwrap_or(s)
+        self.home_in_link(s, kind, r).unwrap_or(s)
+    }
+
+    /// The subnet of `s`'s link that `r` belongs to, if any (see [`Self::home`]).
+    fn home_in_link(&self, s: usize, kind: IaKind, r: Resource) -> Option<usize> {
+        self.link(s).iter().copied().find(|&m| {
+            let sub = self.subnet(m);
+            match kind {
+                IaKind::Na => sub.net.contains(&r.addr),
+                IaKind::Pd => sub.pd_pools.iter().any(|p| p.prefix.contains(&r.addr)),
+            }
+        })
     }
 
     /// The pools and static resource for IAs of `kind`; the static one goes only to the first
@@ -767,13 +774,49 @@ impl<'h, 'r> Handling<'h, 'r> {
         s: usize,
         bind: bool,
     ) -> Option<Resource> {
-        let sr = SolicitRequest {
-            client: key,
-            pools: c.pools,
-            reserved: c.reserved,
-            hint,
+        let link = self.link(s);
+        let view = if link.len() == 1 {
+            let sr = SolicitRequest {
+                client: key,
+                pools: c.pools,
+                reserved: c.reserved,
+                hint,
+            };
+            self.engine.solicit(self.shard, &sr, self.now)?
+        } else {
+            // A shared network: one subnet at a time, so the engine (which takes what its own
+            // shard has free in any listed pool before borrowing) fills them in order. The
+            // subnet of the IA's record, or of its hint, comes first: that is where the engine
+            // gives the same resource back.
+            let t: &'h Tables = self.t;
+            let known = self
+                .engine
+                .lookup(self.shard, key)
+                .map(|v| v.resource)
+                .or(hint)
+                .and_then(|r| self.home_in_link(s, c.kind, r));
+            let order = known
+                .into_iter()
+                .chain(link.iter().copied().filter(|&m| Some(m) != known));
+            let mut found = None;
+            for m in order {
+                let pools = match c.kind {
+                    IaKind::Na => &t.subnet_na_pools[m],
+                    IaKind::Pd => &t.subnet_pd_pools[m],
+                };
+                let sr = SolicitRequest {
+                    client: key,
+                    pools,
+                    reserved: c.reserved,
+                    hint,
+                };
+                found = self.engine.solicit(self.shard, &sr, self.now);
+                if found.is_some() {
+                    break;
+                }
+            }
+            found?
         };
-        let view = self.engine.solicit(self.shard, &sr, self.now)?;
         if bind {
             self.bind(key, c, view.resource, s).ok()
         } else {

@@ -1608,6 +1608,51 @@ fn a_shared_network_fills_its_subnets_in_order_each_with_its_own_lifetimes() {
     );
 }
 
+#[test]
+fn a_shared_network_offers_its_first_subnet_first_whatever_the_clients_shard() {
+    let yaml = SHARED.replace(
+        "pools: [\"2001:db8:1::10-2001:db8:1::11\"]",
+        "pools: [\"2001:db8:1::10\"]",
+    );
+    // The engine splits the one address of the first subnet to one of its two shards; clients
+    // of either shard get it first, and the second subnet after it.
+    for n in [1u8, 2] {
+        let mut f = Fixture::with_csv(&yaml, "id,address,prefix\n");
+        let m = via(&mut f, &Client::new(n).solicit(), "2001:db8:ffff::1", None).msg;
+        assert_eq!(
+            addr_of(nas(&m)[0]).unwrap().0,
+            a("2001:db8:1::10"),
+            "client {n}"
+        );
+        let rep = f.lease(&Client::new(n)).msg;
+        assert_eq!(addr_of(nas(&rep)[0]).unwrap().0, a("2001:db8:1::10"));
+        let other = via(
+            &mut f,
+            &Client::new(n + 2).solicit(),
+            "2001:db8:ffff::1",
+            None,
+        )
+        .msg;
+        let (x, _, _) = addr_of(nas(&other)[0]).unwrap();
+        assert!(
+            (a("2001:db8:2::10")..=a("2001:db8:2::1f")).contains(&x),
+            "{x}"
+        );
+        // The first subnet's address is free again, but a client that holds one in the
+        // second subnet keeps getting that one (its record's subnet is tried first).
+        let (_, rel) = f.relayed(&Client::new(n).echo(msg::RELEASE, &rep), NOW);
+        assert_eq!(status(rel.unwrap().msg.opts()), Some(v6::Status::Success));
+        let again = via(
+            &mut f,
+            &Client::new(n + 2).solicit(),
+            "2001:db8:ffff::1",
+            None,
+        )
+        .msg;
+        assert_eq!(addr_of(nas(&again)[0]).unwrap().0, x);
+    }
+}
+
 const GLOBAL: &str = r#"
 v6:
   options: { dns_servers: ["2001:db8::53"] }

@@ -449,3 +449,68 @@ fn a_v6_section_with_options_and_no_subnets_answers_information_requests() {
     let adv = advertise.expect("the Solicit is answered");
     assert_eq!(adv.ias(IA_NA), [(1, Some(NO_ADDRS_AVAIL), false)]);
 }
+
+/// A shared network of two subnets (one address in the first) selected by the relay `::1`, and
+/// a global reservation whose address lies in the second.
+const SHARED: &str = r#"port: 6767
+state_dir: STATE_DIR
+v6:
+  port: 6767
+  rapid_commit: true
+  shared_networks:
+    - name: floor1
+      relays: [ "::1" ]
+      subnets:
+        - { subnet: "fd00:234::/64", pools: [ "fd00:234::1000" ] }
+        - { subnet: "fd00:235::/64", pools: [ "fd00:235::1000-fd00:235::10ff" ], preferred_lifetime: 20m }
+  reservations:
+    - { duid: "00:03:00:01:02:23:30:00:00:09", address: "fd00:235::9", options: { dns_servers: [ "fd00:ff::9" ] } }
+"#;
+
+#[test]
+fn a_shared_network_and_a_global_reservation_over_the_wire() {
+    let ns = Ns::new(format!("lsh6-{}", unique()));
+    let lessor = Lessor::start(Some(&ns), SHARED, &[]);
+    let answers = ns.run_in(|| {
+        let sock = UdpSocket::bind("[::1]:0").expect("binding the relay's socket");
+        sock.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let server = SocketAddrV6::new(Ipv6Addr::LOCALHOST, 6767, 0, 0);
+        // Clients 1 and 2 (rapid commit), then the reserved client 9.
+        [1u8, 2, 9].map(|n| {
+            let mut o = base(n);
+            o.push(option(RAPID_COMMIT, &[]));
+            o.push(ia(IA_NA, 1, &[]));
+            let m = relay(
+                &message(SOLICIT, n.into(), &o),
+                0,
+                Ipv6Addr::LOCALHOST,
+                "fe80::c1".parse().expect("peer"),
+            );
+            ask(&sock, server, &m).expect("an answer")
+        })
+    });
+    let stopped = lessor.stop();
+    assert!(
+        stopped.status.success(),
+        "lessor exited with {}",
+        stopped.status
+    );
+    let addr = |i: usize| answers[i].address().expect("an address");
+    // The first subnet's only address, then the second subnet, with its own lifetimes.
+    assert_eq!(addr(0), "fd00:234::1000".parse::<Ipv6Addr>().expect("addr"));
+    assert_eq!(addr(1), "fd00:235::1000".parse::<Ipv6Addr>().expect("addr"));
+    let lifetimes = |a: &Answer| {
+        let p = a.get(IA_NA).expect("an IA_NA");
+        let x = find(&options(&p[12..]), IAADDR).expect("an IAADDR");
+        u32::from_be_bytes([x[16], x[17], x[18], x[19]])
+    };
+    assert_eq!(lifetimes(&answers[0]), 3600);
+    assert_eq!(lifetimes(&answers[1]), 1200);
+    // The global reservation: its address (on this link), its options.
+    assert_eq!(addr(2), "fd00:235::9".parse::<Ipv6Addr>().expect("addr"));
+    assert_eq!(
+        answers[2].get(DNS_SERVERS),
+        Some(&"fd00:ff::9".parse::<Ipv6Addr>().expect("dns").octets()[..])
+    );
+}
