@@ -449,3 +449,26 @@ fn shared_network_and_global_reservation_errors_name_the_key() {
     ];
     assert_errors(&cases);
 }
+
+#[test]
+fn a_shared_networks_interface_applies_to_each_subnet_and_round_trips() {
+    let c = yaml(
+        "v6:\n  shared_networks:\n    - name: lan\n      interface: eth3\n      \
+         subnets: [ { subnet: \"2001:db8:1::/64\" }, { subnet: \"2001:db8:2::/64\", interface: eth3 } ]\n",
+    );
+    assert!(
+        c.v6.subnets
+            .iter()
+            .all(|s| s.interface.as_deref() == Some("eth3"))
+    );
+    roundtrip(&c);
+    // The same interface on two links is refused.
+    let err = super::tests::yaml_err(
+        "v6:\n  subnets: [ { subnet: \"2001:db8:9::/64\", interface: eth3 } ]\n  shared_networks:\n    \
+         - name: lan\n      interface: eth3\n      subnets: [ { subnet: \"2001:db8:1::/64\" } ]\n",
+    );
+    assert!(
+        err.contains("v6.shared_networks[0].interface: interface eth3 is also given at v6.subnets[0].interface"),
+        "{err}"
+    );
+}
