@@ -441,10 +441,14 @@ impl V6Context {
         }
         // As Kea's global reservations: the options always, an address only on the client's
         // link (checked with the IA), a prefix only inside its link's delegation pools.
-        let global = keys.iter().enumerate().find_map(|(k, key)| {
-            let &i = t.global_reservations[k].get((*key)?)?;
-            t.cfg.reservations.get(i)
-        });
+        let global = keys
+            .iter()
+            .enumerate()
+            .filter(|_| !t.cfg.reservations.is_empty())
+            .find_map(|(k, key)| {
+                let &i = t.global_reservations[k].get((*key)?)?;
+                t.cfg.reservations.get(i)
+            });
         if let Some(r) = global {
             let in_pools = |p: &ipnet::Ipv6Net| {
                 subnet.is_some_and(|s| {
