@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lessor_engine::EventKind;
 use lessor_engine::v6::{V6Engine, V6LeaseEvent};
 use lessor_journal::{Doorbell, Lane, Ticket};
 use lessor_net::{RecvBatch6, SendBatch6, SendMeta6, V6Socket};
@@ -116,10 +117,8 @@ impl Worker6 {
             }
             if last_reclaim.elapsed() >= super::run::RECLAIM_EVERY {
                 last_reclaim = Instant::now();
-                let n = self
-                    .engine
+                self.engine
                     .reclaim(self.k, now(), super::run::RECLAIM_BUDGET, &mut events);
-                stats.expired.fetch_add(n as u64, Ordering::Relaxed);
                 self.persist(&mut events);
             }
             self.flush(&mut pending, &mut tx, stats);
@@ -235,10 +234,18 @@ impl Worker6 {
     }
 
     /// Hands lease events to the journal; returns the ticket of the last one.
+    /// Journals `events` (draining it), counting expiries as v4's `Worker::persist` does.
     fn persist(&mut self, events: &mut Vec<V6LeaseEvent>) -> Option<Ticket> {
         let mut last = None;
+        let mut expired = 0;
         for e in events.drain(..) {
+            expired += u64::from(e.kind == EventKind::Expired);
             last = Some(self.lane.append(&LeaseRecordRef::from_v6_event(&e)));
+        }
+        if expired > 0 {
+            self.stats[self.k]
+                .expired
+                .fetch_add(expired, Ordering::Relaxed);
         }
         last
     }
