@@ -610,8 +610,16 @@ fn damaged_snapshots() {
     );
     let v = lessor_journal::verify_with(&fs, &dir()).unwrap();
     assert!(v.problems.iter().any(|p| p.file == snap));
+    let snap_len = fs.read_file(&snap).unwrap().len() as u64;
     let r = lessor_journal::repair_with(&fs, &dir()).unwrap();
     assert!(r.changed);
+    // One damaged record dropped; the snapshot's intact footer is not a dropped range.
+    assert_eq!(r.dropped.len(), 1, "{:?}", r.dropped);
+    assert!(
+        r.dropped.iter().all(|(_, at, n)| at + n <= snap_len - 24),
+        "{:?}",
+        r.dropped
+    );
     let (j, got, _) = open(&fs, opts(1));
     // The flipped byte is in one record of the snapshot; everything else survives.
     assert!(got.len() >= all.len() - 1, "{} of {}", got.len(), all.len());
