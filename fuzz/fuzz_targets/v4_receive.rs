@@ -15,6 +15,12 @@ use libfuzzer_sys::fuzz_target;
 const CONFIG: &str = r#"
 port: 67
 v4:
+  bootp_dynamic: true
+  next_server: 10.231.0.5
+  server_hostname: boot.example.test
+  boot_file_name: pxelinux.0
+  reservations:
+    - { hw_address: "02:23:10:00:00:70", address: 10.232.0.70, boot_file_name: roamer.efi }
   subnets:
     - subnet: 10.231.0.0/24
       pools: [ "10.231.0.100-10.231.0.110" ]

@@ -36,6 +36,17 @@ v6:
       rapid_commit: true
       pools: ["2001:db8:2::/112"]
       pd_pools: [ { prefix: "2001:db8:200::/48", delegated_len: 64 } ]
+  shared_networks:
+    - name: building2
+      relays: ["2001:db8:9::2"]
+      interface_ids: ["olt1/port4"]
+      subnets:
+        - subnet: "2001:db8:233::/64"
+          pools: ["2001:db8:233::1000-2001:db8:233::1003"]
+        - subnet: "2001:db8:234::/64"
+          pools: ["2001:db8:234::1000-2001:db8:234::10ff"]
+  reservations:
+    - { duid: "00:03:00:01:02:23:10:00:00:70", address: "2001:db8:234::70" }
 "#;
 
 const SERVER_DUID: &[u8] = &[0, 2, 0, 0, 0, 9, 0x6c, 0x65, 0x73, 0x73];
