@@ -352,22 +352,16 @@ impl Writer {
                 .fs
                 .open_at(&path, end)
                 .map_err(|e| Error::io("resume segment", &path, e))?;
-            self.synced_len = end;
-            self.written = 0;
-            self.active = Some(Active {
-                file,
-                seq,
-                path,
-                disk_len,
-            });
+            self.activate(
+                Active {
+                    file,
+                    seq,
+                    path,
+                    disk_len,
+                },
+                end,
+            );
             self.active_reused = true;
-            self.shared
-                .counters
-                .active_segment
-                .store(seq, Ordering::Relaxed);
-            if let Some(spares) = &mut self.spares {
-                spares.ask();
-            }
         } else {
             let path = format::segment_path(&self.dir, self.next_seq);
             if let Some(spares) = &mut self.spares {
@@ -662,26 +656,19 @@ impl Writer {
         file.sync_data()?;
         self.fs.sync_dir(&self.dir)?;
         self.next_seq += 1;
-        self.synced_len = SEGMENT_HEADER_LEN as u64;
-        self.written = 0;
-        self.active = Some(Active {
-            file,
-            seq,
-            path,
-            disk_len,
-        });
-        self.active_reused = false;
-        if let Some(spares) = &mut self.spares {
-            spares.ask();
-        }
+        self.activate(
+            Active {
+                file,
+                seq,
+                path,
+                disk_len,
+            },
+            SEGMENT_HEADER_LEN as u64,
+        );
         self.shared
             .counters
             .segments
             .fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .counters
-            .active_segment
-            .store(seq, Ordering::Relaxed);
         if let Some((sealed, disk)) = self.pending_seal.take() {
             self.last_sealed = sealed;
             self.sealed_bytes += disk;
@@ -689,6 +676,22 @@ impl Writer {
             self.maybe_trigger_compaction();
         }
         Ok(())
+    }
+
+    /// Makes `a`, whose records end (synced) at `synced_len`, the segment appended to, and
+    /// has a spare made for the next one.
+    fn activate(&mut self, a: Active, synced_len: u64) {
+        self.shared
+            .counters
+            .active_segment
+            .store(a.seq, Ordering::Relaxed);
+        self.active = Some(a);
+        self.synced_len = synced_len;
+        self.written = 0;
+        self.active_reused = false;
+        if let Some(spares) = &mut self.spares {
+            spares.ask();
+        }
     }
 
     fn maybe_trigger_compaction(&mut self) {

@@ -224,23 +224,7 @@ fn v4(w: wire::V4) -> Result<V4Config> {
         .enumerate()
     {
         let path = at("v4.shared_networks", i);
-        let npath = join(&path, "name");
-        if sn.name.trim().is_empty() {
-            return Err(invalid(npath, "must not be empty"));
-        }
-        if let Some(other) = names.get(&sn.name) {
-            return Err(invalid(
-                npath,
-                format!("{:?} is already the name of {other}", sn.name),
-            ));
-        }
-        names.insert(sn.name.clone(), path.clone());
-        if sn.subnets.is_empty() {
-            return Err(invalid(
-                join(&path, "subnets"),
-                "a shared network needs at least one subnet",
-            ));
-        }
+        check_shared_network(&path, &sn.name, sn.subnets.is_empty(), &mut names)?;
         let relays = relay_list(&join(&path, "relays"), sn.relays.as_deref(), &[], unicast)?;
         let interface = match sn.interface {
             Some(name) => {
@@ -1166,6 +1150,34 @@ where
         if reach.is_none_or(|r| cur.1 > r.1) {
             reach = Some(cur);
         }
+    }
+    Ok(())
+}
+
+/// A shared network's `name` (not empty, unique: `names` maps each name to its path) and
+/// that it has subnets: the rules both families' `shared_networks` follow.
+pub(super) fn check_shared_network(
+    path: &str,
+    name: &str,
+    no_subnets: bool,
+    names: &mut HashMap<String, String>,
+) -> Result<()> {
+    let npath = join(path, "name");
+    if name.trim().is_empty() {
+        return Err(invalid(npath, "must not be empty"));
+    }
+    if let Some(other) = names.get(name) {
+        return Err(invalid(
+            npath,
+            format!("{name:?} is already the name of {other}"),
+        ));
+    }
+    names.insert(name.to_owned(), path.to_owned());
+    if no_subnets {
+        return Err(invalid(
+            join(path, "subnets"),
+            "a shared network needs at least one subnet",
+        ));
     }
     Ok(())
 }

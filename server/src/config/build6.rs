@@ -13,8 +13,8 @@ use ipnet::Ipv6Net;
 
 use super::addr;
 use super::build::{
-    address_range, agent_id, check_ids, check_ifname, check_pool_overlaps, excluded_set,
-    hold_times, no_host_bits, one_identifier, opt_seconds, relay_list, subnet_id,
+    address_range, agent_id, check_ids, check_ifname, check_pool_overlaps, check_shared_network,
+    excluded_set, hold_times, no_host_bits, one_identifier, opt_seconds, relay_list, subnet_id,
 };
 use super::error::{ConfigError, invalid};
 use super::options::parse_hex;
@@ -317,23 +317,7 @@ fn shared_scope(
     global: &OptionSet6,
     names: &mut HashMap<String, String>,
 ) -> Result<Scope> {
-    let npath = join(path, "name");
-    if sn.name.trim().is_empty() {
-        return Err(invalid(npath, "must not be empty"));
-    }
-    if let Some(other) = names.get(&sn.name) {
-        return Err(invalid(
-            npath,
-            format!("{:?} is already the name of {other}", sn.name),
-        ));
-    }
-    names.insert(sn.name.clone(), path.to_owned());
-    if sn.subnets.is_empty() {
-        return Err(invalid(
-            join(path, "subnets"),
-            "a shared network needs at least one subnet",
-        ));
-    }
+    check_shared_network(path, &sn.name, sn.subnets.is_empty(), names)?;
     let relays = relay_list(&join(path, "relays"), sn.relays.as_deref(), &[], unicast6)?;
     let interface = match &sn.interface {
         Some(name) => {
