@@ -39,6 +39,15 @@ pub(crate) fn unique() -> String {
     )
 }
 
+/// Taken by the tests that load both cores with perfdhcp at thousands of exchanges a second,
+/// and by those whose tshark capture must see every ACK: run side by side on a 2-core
+/// machine, the load starved dumpcap and captures missed ACKs that perfdhcp received (the
+/// check that every ACK is bound then failed for the capture's sake). They take turns.
+pub(crate) fn heavy_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Fails the test unless it runs as root: namespaces and raw client sockets need it, and CI runs
 /// as root, so a non-root run is a broken setup, not a reason to skip.
 pub(crate) fn require_root() {

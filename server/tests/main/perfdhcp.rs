@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{Lessor, Ns, Report, Stopped, perfdhcp_report, run_logged, unique};
+use crate::common::{Lessor, Ns, Report, Stopped, heavy_turn, perfdhcp_report, run_logged, unique};
 
 /// perfdhcp acts as a relay with giaddr 127.0.0.1, which selects this subnet; its pool is far
 /// larger than the number of simulated clients.
@@ -85,6 +85,7 @@ fn run(args: &[&str]) -> (Report, String, Stopped) {
 
 /// [`run`] for DHCPv4 (`v6` false) or DHCPv6 (relayed, `-A 1`).
 fn run_family(v6: bool, args: &[&str]) -> (Report, String, Stopped) {
+    let _turn = heavy_turn();
     let ns = Ns::new(format!("lperf-{}", unique()));
     let (config, local, listening) = if v6 {
         (CONFIG6, "::1", "[::1]:6767")
