@@ -25,7 +25,8 @@ use crate::{EncodesAs, Record, format};
 pub enum SyncPolicy {
     /// Durable = `fdatasync`ed. Every batch is synced before its tickets are published, so a
     /// power loss loses nothing that was reported durable. The default, and the only policy
-    /// that keeps invariant 1 (no acknowledged lease is lost).
+    /// that keeps the durable-ACK invariant (docs/ARCHITECTURE.md: no acknowledged lease is
+    /// lost).
     Group,
     /// Durable = written to the kernel; synced when this much time has passed since the last
     /// sync. A power loss (not a process crash) can lose up to that much.

@@ -52,8 +52,8 @@
 //! also waits for other file descriptors sleep in `poll` until the writer publishes; no lock
 //! is ever held during IO. [`SyncPolicy::Interval`] and
 //! [`SyncPolicy::None`] publish after the write instead, and sync on a timer or only when a
-//! segment is sealed: they give up invariant 1 (no acknowledged lease lost on power loss)
-//! for throughput, explicitly.
+//! segment is sealed: they give up the durable-ACK invariant (docs/ARCHITECTURE.md: no
+//! acknowledged lease lost on power loss) for throughput, explicitly.
 //!
 //! # IO errors
 //!

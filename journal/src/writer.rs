@@ -511,7 +511,7 @@ impl Writer {
     /// A record that cannot be stored is a programming error (it encodes to nothing or to
     /// more than `MAX_RECORD_LEN`). It is not written, and its lane's watermark never passes
     /// it, so nothing from that lane is acknowledged from then on: failing closed is the only
-    /// answer that keeps invariant 1.
+    /// answer that keeps the durable-ACK invariant.
     fn poison(&mut self, lane: usize, ticket: u64, e: String) {
         tracing::error!(lane, ticket, error = %e, "journal record refused; this lane can no longer become durable");
         if self.poisoned[lane].is_none() {
