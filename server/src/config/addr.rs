@@ -1,11 +1,16 @@
 //! The little the config layer needs to know about an address family, so that parsing addresses,
-//! encoding them into options and walking address ranges is written once for IPv4 and IPv6.
+//! encoding them into options and walking address ranges is written once for IPv4 and IPv6; and
+//! the address, range and prefix texts the config accepts.
 
 use std::fmt::Display;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use ipnet::{Ipv4Net, Ipv6Net};
+
 use super::error::{ConfigError, invalid};
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
 /// An IPv4 or IPv6 address.
 pub(super) trait Addr: Copy + Ord + Display + FromStr {
@@ -95,4 +100,103 @@ pub(super) fn fold_ranges<A: Addr>(addrs: &[A]) -> Vec<String> {
         });
     }
     out
+}
+
+/// `"A-B"`, a prefix (`cidr` turns its trimmed text into the first and last address), or one
+/// address; `forms` names the three in the message for text that is none of them.
+pub(super) fn address_range<A: Addr>(
+    path: &str,
+    s: &str,
+    cidr: impl FnOnce(&str) -> Result<(A, A)>,
+    forms: &str,
+) -> Result<(A, A)> {
+    let t = s.trim();
+    let parse = |a: &str| a.trim().parse::<A>().ok();
+    let (first, last) = if let Some((a, b)) = t.split_once('-') {
+        parse(a).zip(parse(b)).ok_or_else(|| {
+            invalid(
+                path,
+                format!(
+                    "{s:?} is not a range \"FIRST-LAST\" of {} addresses",
+                    A::NAME
+                ),
+            )
+        })?
+    } else if t.contains('/') {
+        cidr(t)?
+    } else {
+        let a = parse(t).ok_or_else(|| invalid(path, format!("{s:?} is not {forms}")))?;
+        (a, a)
+    };
+    if first > last {
+        return Err(invalid(path, format!("start {first} is after end {last}")));
+    }
+    Ok((first, last))
+}
+
+/// `net`, refused when it has host bits set (`trunc` is `net` without them).
+pub(super) fn no_host_bits<N: PartialEq + Display>(path: &str, net: N, trunc: N) -> Result<N> {
+    if trunc != net {
+        return Err(invalid(
+            path,
+            format!("{net} has host bits set (did you mean {trunc}?)"),
+        ));
+    }
+    Ok(net)
+}
+
+/// `"A-B"`, a CIDR (all of its addresses), or one address.
+pub(super) fn range(path: &str, s: &str) -> Result<(Ipv4Addr, Ipv4Addr)> {
+    let cidr = |t: &str| {
+        let net: Ipv4Net = t
+            .parse()
+            .map_err(|_| invalid(path, format!("{s:?} is not a CIDR like 10.0.0.0/25")))?;
+        let net = no_host_bits(path, net, net.trunc())?;
+        Ok((net.network(), net.broadcast()))
+    };
+    address_range(
+        path,
+        s,
+        cidr,
+        "an address, a range \"FIRST-LAST\" or a CIDR",
+    )
+}
+
+pub(super) fn unicast(path: &str, s: &str) -> Result<Ipv4Addr> {
+    let a: Ipv4Addr = parse(path, s)?;
+    if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+        return Err(invalid(path, format!("{a} is not a unicast address")));
+    }
+    Ok(a)
+}
+
+/// A prefix without host bits.
+pub(super) fn cidr6(path: &str, s: &str) -> Result<Ipv6Net> {
+    let net: Ipv6Net = s.trim().parse().map_err(|_| {
+        invalid(
+            path,
+            format!("{s:?} is not an IPv6 prefix like 2001:db8::/48"),
+        )
+    })?;
+    no_host_bits(path, net, net.trunc())
+}
+
+/// `"A-B"`, a CIDR (all of its addresses), or one address.
+pub(super) fn range6(path: &str, s: &str) -> Result<(Ipv6Addr, Ipv6Addr)> {
+    let cidr = |t: &str| cidr6(path, t).map(|net| (net.network(), net.broadcast()));
+    address_range(
+        path,
+        s,
+        cidr,
+        "an IPv6 address, a range \"FIRST-LAST\" or a prefix",
+    )
+}
+
+/// A unicast IPv6 address: not unspecified, loopback is allowed (tests), not multicast.
+pub(super) fn unicast6(path: &str, s: &str) -> Result<Ipv6Addr> {
+    let a: Ipv6Addr = parse(path, s)?;
+    if a.is_unspecified() || a.is_multicast() {
+        return Err(invalid(path, format!("{a} is not a unicast address")));
+    }
+    Ok(a)
 }

@@ -11,147 +11,24 @@ use std::path::PathBuf;
 
 use ipnet::Ipv6Net;
 
-use super::addr;
-use super::build::{
-    address_range, agent_id, check_ids, check_ifname, check_pool_overlaps, check_shared_network,
-    excluded_set, hold_times, no_host_bits, one_identifier, opt_seconds, relay_list, subnet_id,
-};
+use super::addr::{cidr6, range6, unicast6};
 use super::error::{ConfigError, invalid};
 use super::options::parse_hex;
 use super::options6::{OptionSet6, parse_options6};
 use super::path::{at, join};
+use super::shared::{
+    agent_id, check_ids, check_ifname, check_pool_overlaps, check_shared_network, excluded_set,
+    one_identifier, relay_list, subnet_id,
+};
+use super::times::{Lifetimes, hold_times, lifetimes};
 use super::wire::{self, Value};
 use super::{Link6, PdPool6, Pool6, Reservation6, Subnet6, V6Config, V6Identifier};
 
 pub(super) const DEFAULT_PORT6: u16 = 547;
-pub(super) const DEFAULT_PREFERRED: u32 = 3600;
-pub(super) const DEFAULT_VALID: u32 = 7200;
 /// RFC 8415 §11.1: a DUID is at most 128 octets plus its 2-octet type.
 pub(super) const MAX_DUID_LEN: usize = 130;
 
 type Result<T> = std::result::Result<T, ConfigError>;
-
-/// Lifetimes and timers as resolved at one level, each with the key path that set it (for
-/// messages about a value that was inherited).
-#[derive(Clone)]
-struct Lifetimes {
-    preferred: (u32, String),
-    valid: (u32, String),
-    renew: Option<(u32, String)>,
-    rebind: Option<(u32, String)>,
-}
-
-impl Lifetimes {
-    /// T1 and T2 as sent: the configured ones, else 50% and 80% of the preferred lifetime
-    /// (RFC 8415 §21.4).
-    fn timers(&self) -> (u32, u32) {
-        let p = u64::from(self.preferred.0);
-        let t2 = self.rebind.as_ref().map_or((p * 4 / 5) as u32, |r| r.0);
-        let t1 = self.renew.as_ref().map_or((p / 2) as u32, |r| r.0);
-        (t1, t2)
-    }
-}
-
-/// Reads the four lifetime keys under `path`, over `parent` (None at `v6` level).
-fn lifetimes(
-    path: &str,
-    preferred: Option<&Value>,
-    valid: Option<&Value>,
-    renew: Option<&Value>,
-    rebind: Option<&Value>,
-    parent: Option<&Lifetimes>,
-) -> Result<Lifetimes> {
-    let read = |key: &str, v: Option<&Value>| -> Result<Option<(u32, String)>> {
-        let p = join(path, key);
-        match opt_seconds(&p, v)? {
-            Some(0) => Err(invalid(p, "must be at least 1 second")),
-            Some(t) => Ok(Some((t, p))),
-            None => Ok(None),
-        }
-    };
-    let given = (
-        read("preferred_lifetime", preferred)?,
-        read("valid_lifetime", valid)?,
-        read("renew_time", renew)?,
-        read("rebind_time", rebind)?,
-    );
-    let (gave_preferred, gave_valid) = (given.0.is_some(), given.1.is_some());
-    let out = match parent {
-        None => Lifetimes {
-            preferred: given
-                .0
-                .unwrap_or((DEFAULT_PREFERRED, join(path, "preferred_lifetime"))),
-            valid: given
-                .1
-                .unwrap_or((DEFAULT_VALID, join(path, "valid_lifetime"))),
-            renew: given.2,
-            rebind: given.3,
-        },
-        Some(p) => Lifetimes {
-            preferred: given.0.unwrap_or_else(|| p.preferred.clone()),
-            valid: given.1.unwrap_or_else(|| p.valid.clone()),
-            renew: given.2.or_else(|| p.renew.clone()),
-            rebind: given.3.or_else(|| p.rebind.clone()),
-        },
-    };
-    // RFC 8415 §21.6: a client discards an address whose preferred lifetime exceeds its valid
-    // lifetime; §21.4: and an IA whose T1 exceeds T2.
-    let ((pref, ppath), (valid, vpath)) = (&out.preferred, &out.valid);
-    if pref > valid {
-        let blame = if gave_preferred || !gave_valid {
-            ppath
-        } else {
-            vpath
-        };
-        return Err(invalid(
-            blame.as_str(),
-            format!("preferred_lifetime {pref} must not exceed valid_lifetime {valid}"),
-        ));
-    }
-    let (t1, t2) = out.timers();
-    let describe = |key: &str, given: &Option<(u32, String)>, t: u32, share: &str| match given {
-        Some(_) => format!("{key} {t}"),
-        None => format!("{key} {t} ({share} of preferred_lifetime {pref} by default)"),
-    };
-    let (renew_path, rebind_path) = (
-        out.renew
-            .as_ref()
-            .map_or_else(|| join(path, "renew_time"), |r| r.1.clone()),
-        out.rebind
-            .as_ref()
-            .map_or_else(|| join(path, "rebind_time"), |r| r.1.clone()),
-    );
-    if t1 >= t2 {
-        let blame = if out.renew.is_some() {
-            renew_path
-        } else {
-            rebind_path
-        };
-        return Err(invalid(
-            blame,
-            format!(
-                "{} must be less than {}",
-                describe("renew_time", &out.renew, t1, "50%"),
-                describe("rebind_time", &out.rebind, t2, "80%")
-            ),
-        ));
-    }
-    if t2 >= *valid {
-        let blame = if out.rebind.is_some() {
-            rebind_path
-        } else {
-            vpath.clone()
-        };
-        return Err(invalid(
-            blame,
-            format!(
-                "{} must be less than valid_lifetime {valid}",
-                describe("rebind_time", &out.rebind, t2, "80%")
-            ),
-        ));
-    }
-    Ok(out)
-}
 
 fn preference(path: &str, v: Option<&Value>) -> Result<Option<u8>> {
     match v {
@@ -861,35 +738,4 @@ fn check_prefix_overlaps(list: &[(Ipv6Net, String)]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A prefix without host bits.
-pub(super) fn cidr6(path: &str, s: &str) -> Result<Ipv6Net> {
-    let net: Ipv6Net = s.trim().parse().map_err(|_| {
-        invalid(
-            path,
-            format!("{s:?} is not an IPv6 prefix like 2001:db8::/48"),
-        )
-    })?;
-    no_host_bits(path, net, net.trunc())
-}
-
-/// `"A-B"`, a CIDR (all of its addresses), or one address.
-fn range6(path: &str, s: &str) -> Result<(Ipv6Addr, Ipv6Addr)> {
-    let cidr = |t: &str| cidr6(path, t).map(|net| (net.network(), net.broadcast()));
-    address_range(
-        path,
-        s,
-        cidr,
-        "an IPv6 address, a range \"FIRST-LAST\" or a prefix",
-    )
-}
-
-/// A unicast IPv6 address: not unspecified, loopback is allowed (tests), not multicast.
-pub(super) fn unicast6(path: &str, s: &str) -> Result<Ipv6Addr> {
-    let a: Ipv6Addr = addr::parse(path, s)?;
-    if a.is_unspecified() || a.is_multicast() {
-        return Err(invalid(path, format!("{a} is not a unicast address")));
-    }
-    Ok(a)
 }

@@ -10,9 +10,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::addr::fold_ranges;
-use super::build::agent_id;
 use super::options::{OptionSet, format_hex, render_options};
 use super::options6::{OptionSet6, render_options6};
+use super::shared::agent_id;
 use super::wire::{self, Value};
 use super::{
     BootFields, Config, Reservation4, Reservation6, ReservationKey, Subnet4, Subnet6, SyncMode,

@@ -207,6 +207,7 @@ use std::path::{Path, PathBuf};
 mod addr;
 mod assignments;
 mod build;
+mod build4;
 mod build6;
 mod effective;
 mod error;
@@ -215,6 +216,8 @@ mod locate;
 mod options;
 mod options6;
 mod path;
+mod shared;
+mod times;
 mod wire;
 
 #[cfg(test)]

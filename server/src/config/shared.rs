@@ -1,0 +1,234 @@
+//! The validation rules both families follow, written once over [`Addr`]: subnet ids, relay
+//! lists, address ranges, `excluded`, pool overlaps, shared networks, a reservation's one
+//! identifier, interface names and durations. `build4.rs` and `build6.rs` call them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Display;
+
+use super::addr::Addr;
+use super::error::{ConfigError, invalid};
+use super::options::parse_hex;
+use super::path::{at, join};
+
+/// Upper bound on a subnet's expanded `excluded` list; bigger holes belong in the pool bounds.
+pub(super) const MAX_EXCLUDED: usize = 65_536;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// A relay agent sub-option value (RFC 3046): `0x` + hex digits, or two-digit hex bytes joined
+/// by `:` (at least two), are bytes; anything else is the text's own bytes.
+pub(super) fn agent_id(text: &str) -> Option<Vec<u8>> {
+    let hexish = text.starts_with("0x")
+        || text.starts_with("0X")
+        || (text.contains(':')
+            && text
+                .split(':')
+                .all(|g| g.len() == 2 && g.bytes().all(|b| b.is_ascii_hexdigit())));
+    let b = if hexish {
+        parse_hex(text)?
+    } else {
+        text.as_bytes().to_vec()
+    };
+    (1..=255).contains(&b.len()).then_some(b)
+}
+
+/// Parses a relay list, refusing an address listed twice there or already in `inherited`.
+pub(super) fn relay_list<A: Addr>(
+    path: &str,
+    list: Option<&[String]>,
+    inherited: &[(A, String)],
+    unicast: fn(&str, &str) -> Result<A>,
+) -> Result<Vec<(A, String)>> {
+    let mut out = inherited.to_vec();
+    for (i, s) in list.unwrap_or_default().iter().enumerate() {
+        let p = at(path, i);
+        let r = unicast(&p, s)?;
+        if let Some((_, other)) = out.iter().find(|(o, _)| *o == r) {
+            return Err(invalid(
+                p,
+                format!("relay {r} is already listed at {other}"),
+            ));
+        }
+        out.push((r, p));
+    }
+    Ok(out)
+}
+
+/// A subnet's `id`: as written (at least 1), else its `position` counted from 1.
+pub(super) fn subnet_id(path: &str, id: Option<u32>, position: usize) -> Result<u32> {
+    match id {
+        Some(0) => Err(invalid(join(path, "id"), "must be at least 1")),
+        Some(id) => Ok(id),
+        None => u32::try_from(position)
+            .map_err(|_| invalid(join(path, "id"), "too many subnets for automatic ids")),
+    }
+}
+
+/// The one identifier a reservation gives among `ids` (key and value as written), by key name
+/// and text.
+pub(super) fn one_identifier<'r>(
+    path: &str,
+    ids: &[(&'static str, &'r Option<String>)],
+) -> Result<(&'static str, &'r str)> {
+    let given: Vec<(&'static str, &str)> = ids
+        .iter()
+        .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
+        .collect();
+    match given.as_slice() {
+        [] => {
+            let names: Vec<&str> = ids.iter().map(|(k, _)| *k).collect();
+            Err(invalid(
+                path,
+                format!("needs an identifier: one of {}", names.join(", ")),
+            ))
+        }
+        [one] => Ok(*one),
+        [a, b, ..] => Err(invalid(
+            path,
+            format!("has both {} and {}; give exactly one identifier", a.0, b.0),
+        )),
+    }
+}
+
+/// A subnet's `excluded` list (ranges inside `net`, as `range` reads them) expanded to single
+/// addresses; more than [`MAX_EXCLUDED`] is refused, since big holes belong in the pool bounds.
+pub(super) fn excluded_set<A: Addr>(
+    path: &str,
+    list: Option<Vec<String>>,
+    net: &dyn Display,
+    contains: impl Fn(A) -> bool,
+    range: fn(&str, &str) -> Result<(A, A)>,
+) -> Result<BTreeSet<A>> {
+    let mut excluded = BTreeSet::new();
+    for (i, s) in list.unwrap_or_default().iter().enumerate() {
+        let p = at(&join(path, "excluded"), i);
+        let (first, last) = range(&p, s)?;
+        if !contains(first) || !contains(last) {
+            return Err(invalid(p, format!("{s} is not inside subnet {net}")));
+        }
+        let (first, last) = (first.to_u128(), last.to_u128());
+        let n = last - first + 1;
+        if n <= MAX_EXCLUDED as u128 {
+            excluded.extend((first..=last).map(A::from_u128));
+        }
+        if n > MAX_EXCLUDED as u128 || excluded.len() > MAX_EXCLUDED {
+            return Err(invalid(
+                p,
+                format!(
+                    "excluded addresses in this subnet would exceed {MAX_EXCLUDED}; shrink the \
+                     pools instead"
+                ),
+            ));
+        }
+    }
+    Ok(excluded)
+}
+
+/// Refuses two subnets with one id, naming the later one. `ids`: each subnet's id and key path.
+pub(super) fn check_ids<'p>(ids: impl Iterator<Item = (u32, &'p str)>) -> Result<()> {
+    let mut seen: HashMap<u32, &str> = HashMap::new();
+    for (id, path) in ids {
+        if let Some(first) = seen.get(&id) {
+            return Err(invalid(
+                join(path, "id"),
+                format!("id {id} is already used by {first}"),
+            ));
+        }
+        seen.insert(id, path);
+    }
+    Ok(())
+}
+
+/// Refuses two overlapping pools, naming the later one in config order. `subnets` yields each
+/// subnet's pools as (first, last); `path(subnet, pool)` is a pool's key path.
+pub(super) fn check_pool_overlaps<'m, A, P>(
+    subnets: impl Iterator<Item = P>,
+    path: impl Fn(usize, usize) -> &'m str,
+) -> Result<()>
+where
+    A: Addr,
+    P: Iterator<Item = (A, A)>,
+{
+    // (first, last, subnet, pool), by first address; a pool overlapping any earlier one
+    // overlaps the earlier one that reaches furthest.
+    let mut pools: Vec<(A, A, usize, usize)> = subnets
+        .enumerate()
+        .flat_map(|(s, pools)| {
+            pools
+                .enumerate()
+                .map(move |(p, (first, last))| (first, last, s, p))
+        })
+        .collect();
+    pools.sort_unstable();
+    let mut reach: Option<(A, A, usize, usize)> = None;
+    for cur in pools {
+        if let Some(prev) = reach
+            && cur.0 <= prev.1
+        {
+            let (early, late) = if (prev.2, prev.3) < (cur.2, cur.3) {
+                (prev, cur)
+            } else {
+                (cur, prev)
+            };
+            return Err(invalid(
+                path(late.2, late.3),
+                format!(
+                    "{}-{} overlaps {} ({}-{})",
+                    late.0,
+                    late.1,
+                    path(early.2, early.3),
+                    early.0,
+                    early.1
+                ),
+            ));
+        }
+        if reach.is_none_or(|r| cur.1 > r.1) {
+            reach = Some(cur);
+        }
+    }
+    Ok(())
+}
+
+/// A shared network's `name` (not empty, unique: `names` maps each name to its path) and
+/// that it has subnets: the rules both families' `shared_networks` follow.
+pub(super) fn check_shared_network(
+    path: &str,
+    name: &str,
+    no_subnets: bool,
+    names: &mut HashMap<String, String>,
+) -> Result<()> {
+    let npath = join(path, "name");
+    if name.trim().is_empty() {
+        return Err(invalid(npath, "must not be empty"));
+    }
+    if let Some(other) = names.get(name) {
+        return Err(invalid(
+            npath,
+            format!("{name:?} is already the name of {other}"),
+        ));
+    }
+    names.insert(name.to_owned(), path.to_owned());
+    if no_subnets {
+        return Err(invalid(
+            join(path, "subnets"),
+            "a shared network needs at least one subnet",
+        ));
+    }
+    Ok(())
+}
+
+/// Linux interface names: 1 to 15 bytes, no '/', no whitespace.
+pub(super) fn check_ifname(path: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && !name.contains('/')
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            path,
+            format!("{name:?} is not an interface name (1 to 15 characters, no '/' or spaces)"),
+        ))
+    }
+}
