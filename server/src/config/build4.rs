@@ -11,7 +11,8 @@ use ipnet::Ipv4Net;
 
 use super::addr::{self, no_host_bits, range, unicast};
 use super::error::{ConfigError, invalid};
-use super::options::{Level, OptionSet, parse_hex, parse_options, string};
+use super::options::{parse_hex, string};
+use super::options4::{Level, OptionSet, parse_options};
 use super::path::{at, join};
 use super::shared::{
     agent_id, check_ids, check_ifname, check_pool_overlaps, check_shared_network, excluded_set,

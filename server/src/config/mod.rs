@@ -214,6 +214,7 @@ mod error;
 mod examples;
 mod locate;
 mod options;
+mod options4;
 mod options6;
 mod path;
 mod shared;
@@ -228,7 +229,8 @@ mod tests6;
 pub use assignments::{Assignment, Assignments};
 pub use error::ConfigError;
 pub use examples::{DEFAULT_LOOPBACK_YAML, EXAMPLE_FULL_YAML, EXAMPLE_V6_YAML};
-pub use options::{EncodedOptions, OptionSet, option_name};
+pub use options::EncodedOptions;
+pub use options4::{OptionSet, option_name};
 pub use options6::{OptionSet6, option6_name};
 
 /// A validated configuration.

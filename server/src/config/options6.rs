@@ -8,10 +8,7 @@
 use std::net::Ipv6Addr;
 
 use super::error::{ConfigError, invalid};
-use super::options::{
-    EncodedOptions, Kind, Named, Scheme, decode_domains, encode_domain, name_of, named, parse_map,
-    render, string,
-};
+use super::options::{EncodedOptions, Kind, Named, Scheme, name_of, named, parse_map, render};
 use super::wire::Value;
 
 /// Encoded DHCPv6 options, sorted by code, at most one entry per code.
@@ -102,11 +99,6 @@ const SERVER_MANAGED: &[(u16, &str)] = &[
     (79, "client link-layer address"),
 ];
 
-/// NTP sub-option codes (RFC 5908 §4).
-const NTP_SRV_ADDR: u16 = 1;
-const NTP_MC_ADDR: u16 = 2;
-const NTP_SRV_FQDN: u16 = 3;
-
 /// The config name of DHCPv6 option `code`, if it has one (for logs and messages).
 pub fn option6_name(code: u16) -> Option<&'static str> {
     name_of::<V6>(code)
@@ -117,51 +109,6 @@ pub(super) fn parse_options6(path: &str, value: Option<&Value>) -> Result<Option
     parse_map::<V6>(path, value, |_, _| Ok(()))
 }
 
-/// One RFC 5908 sub-option: a unicast address (1), a multicast address (2) or a name (3).
-pub(super) fn encode_ntp(v: &Value, path: &str, out: &mut Vec<u8>) -> Result<(), ConfigError> {
-    let s = string(v, path, "an IPv6 address or a host name")?;
-    let (code, body) = match s.trim().parse::<Ipv6Addr>() {
-        Ok(a) if a.is_multicast() => (NTP_MC_ADDR, a.octets().to_vec()),
-        Ok(a) => (NTP_SRV_ADDR, a.octets().to_vec()),
-        Err(_) => {
-            let mut name = Vec::new();
-            encode_domain(s, &mut name).map_err(|e| {
-                invalid(
-                    path,
-                    format!("neither an IPv6 address nor a host name: {e}"),
-                )
-            })?;
-            (NTP_SRV_FQDN, name)
-        }
-    };
-    out.extend(code.to_be_bytes());
-    // A domain is at most 255 bytes, an address 16: the length always fits.
-    out.extend((body.len() as u16).to_be_bytes());
-    out.extend(body);
-    Ok(())
-}
-
-pub(super) fn decode_ntp(mut b: &[u8]) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let code = u16::from_be_bytes([*b.first()?, *b.get(1)?]);
-        let len = usize::from(u16::from_be_bytes([*b.get(2)?, *b.get(3)?]));
-        let body = b.get(4..4 + len)?;
-        out.push(match code {
-            NTP_SRV_ADDR | NTP_MC_ADDR => {
-                Ipv6Addr::from(<[u8; 16]>::try_from(body).ok()?).to_string()
-            }
-            NTP_SRV_FQDN => match decode_domains(body)?.as_slice() {
-                [one] => one.clone(),
-                _ => return None,
-            },
-            _ => return None,
-        });
-        b = &b[4 + len..];
-    }
-    Some(out)
-}
-
 /// The `options:` map that parses back to exactly `set`: by name where the payload decodes and
 /// re-encodes to the same bytes, otherwise by code as hex.
 pub(super) fn render_options6(set: &OptionSet6) -> Value {
@@ -170,6 +117,7 @@ pub(super) fn render_options6(set: &OptionSet6) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use super::super::options::decode_ntp;
     use super::*;
 
     fn enc(yaml_value: &str) -> Result<OptionSet6, String> {
