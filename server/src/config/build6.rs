@@ -1,7 +1,7 @@
 //! Validation of the `v6:` section: walks the wire tree keeping the key path and builds the
 //! typed [`V6Config`].
 //!
-//! Like `build.rs` for v4: each subnet is built on its own, then the rules that need every
+//! Like `build4.rs` for v4: each subnet is built on its own, then the rules that need every
 //! subnet (overlaps, a relay, interface or interface-id selecting two subnets, a resource
 //! reserved twice) name both entries.
 

@@ -18,8 +18,8 @@ use super::error::{ConfigError, invalid};
 use super::path::{at, join};
 use super::wire::Value;
 
-/// Encoded options, sorted by code, at most one entry per code: [`OptionSet`] for DHCPv4 (8-bit
-/// codes), [`OptionSet6`](super::OptionSet6) for DHCPv6 (16-bit codes).
+/// Encoded options, sorted by code, at most one entry per code: [`OptionSet`](super::OptionSet)
+/// for DHCPv4 (8-bit codes), [`OptionSet6`](super::OptionSet6) for DHCPv6 (16-bit codes).
 ///
 /// Each entry is an option's payload (no code or length), ready to be copied into a reply.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -721,7 +721,8 @@ fn decode<S: Scheme>(kind: Kind, b: &[u8]) -> Option<Value> {
     })
 }
 
-/// [`render_options`] for scheme `S`.
+/// The `options:` map that parses back to exactly `set` in scheme `S`: by name where the payload
+/// decodes and re-encodes to the same bytes, otherwise by code as hex.
 pub(super) fn render<S: Scheme>(set: &EncodedOptions<S::Code>) -> Value {
     let entries = set
         .iter()
