@@ -9,281 +9,226 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-/// The whole document.
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Config {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) interfaces: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) port: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) state_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) workers: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) log_level: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) journal: Option<Journal>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) v4: Option<V4>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) v6: Option<V6>,
+/// Declares a wire struct, written as a plain struct: each `Option` field is an optional key (absent
+/// reads as `None`, and `None` is not written back); other fields are as written.
+macro_rules! wire_struct {
+    ($(#[$a:meta])* struct $name:ident { $($body:tt)* }) => {
+        wire_struct!(@field [$(#[$a])*] $name [] $($body)*);
+    };
+    (@field $a:tt $name:ident [$($out:tt)*]
+        $(#[$fa:meta])* $f:ident: Option<$t:ty>, $($rest:tt)*) => {
+        wire_struct!(@field $a $name [$($out)*
+            $(#[$fa])*
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub(super) $f: Option<$t>,
+        ] $($rest)*);
+    };
+    (@field $a:tt $name:ident [$($out:tt)*] $(#[$fa:meta])* $f:ident: $t:ty, $($rest:tt)*) => {
+        wire_struct!(@field $a $name [$($out)* $(#[$fa])* pub(super) $f: $t,] $($rest)*);
+    };
+    (@field [$($a:tt)*] $name:ident [$($out:tt)*]) => {
+        $($a)*
+        pub(super) struct $name { $($out)* }
+    };
 }
 
-/// `journal:`
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Journal {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) sync: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) interval_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) max_backlog: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) preallocate: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) realtime_sync: Option<bool>,
+wire_struct! {
+    /// The whole document.
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Config {
+        interfaces: Option<Vec<String>>,
+        port: Option<u16>,
+        state_dir: Option<String>,
+        workers: Option<usize>,
+        log_level: Option<String>,
+        journal: Option<Journal>,
+        v4: Option<V4>,
+        v6: Option<V6>,
+    }
 }
 
-/// `v4:`
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct V4 {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) lease_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) min_lease_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) max_lease_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) renew_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) rebind_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) offer_hold: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) decline_probation: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) authoritative: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) server_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) bootp_dynamic: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) next_server: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) server_hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) boot_file_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) options: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) reservations: Option<Vec<Reservation>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) subnets: Option<Vec<Subnet>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) shared_networks: Option<Vec<SharedNetwork>>,
+wire_struct! {
+    /// `journal:`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Journal {
+        sync: Option<String>,
+        interval_ms: Option<u64>,
+        max_backlog: Option<u64>,
+        preallocate: Option<bool>,
+        realtime_sync: Option<bool>,
+    }
 }
 
-/// `v4.shared_networks[i]`
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SharedNetwork {
-    pub(super) name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) relays: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) interface: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) options: Option<Value>,
-    #[serde(default)]
-    pub(super) subnets: Vec<Subnet>,
+wire_struct! {
+    /// `v4:`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct V4 {
+        lease_time: Option<Value>,
+        min_lease_time: Option<Value>,
+        max_lease_time: Option<Value>,
+        renew_time: Option<Value>,
+        rebind_time: Option<Value>,
+        offer_hold: Option<Value>,
+        decline_probation: Option<Value>,
+        authoritative: Option<bool>,
+        server_id: Option<String>,
+        bootp_dynamic: Option<bool>,
+        next_server: Option<String>,
+        server_hostname: Option<String>,
+        boot_file_name: Option<String>,
+        options: Option<Value>,
+        reservations: Option<Vec<Reservation>>,
+        subnets: Option<Vec<Subnet>>,
+        shared_networks: Option<Vec<SharedNetwork>>,
+    }
 }
 
-/// `v4.subnets[i]`
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Subnet {
-    pub(super) subnet: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) id: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) interface: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) relays: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) lease_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) min_lease_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) max_lease_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) pools: Option<Vec<Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) excluded: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) next_server: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) server_hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) boot_file_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) options: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) reservations: Option<Vec<Reservation>>,
+wire_struct! {
+    /// `v4.shared_networks[i]`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct SharedNetwork {
+        name: String,
+        relays: Option<Vec<String>>,
+        interface: Option<String>,
+        options: Option<Value>,
+        #[serde(default)]
+        subnets: Vec<Subnet>,
+    }
 }
 
-/// `v4.subnets[i].reservations[j]`, and `v4.reservations[j]` (global)
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Reservation {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) hw_address: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) client_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) circuit_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) remote_id: Option<String>,
-    pub(super) address: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) bootp: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) next_server: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) server_hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) boot_file_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) options: Option<Value>,
+wire_struct! {
+    /// `v4.subnets[i]`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Subnet {
+        subnet: String,
+        id: Option<u32>,
+        interface: Option<String>,
+        relays: Option<Vec<String>>,
+        lease_time: Option<Value>,
+        min_lease_time: Option<Value>,
+        max_lease_time: Option<Value>,
+        pools: Option<Vec<Value>>,
+        excluded: Option<Vec<String>>,
+        next_server: Option<String>,
+        server_hostname: Option<String>,
+        boot_file_name: Option<String>,
+        options: Option<Value>,
+        reservations: Option<Vec<Reservation>>,
+    }
 }
 
-/// `v6:`
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct V6 {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) port: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) preferred_lifetime: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) valid_lifetime: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) renew_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) rebind_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) rapid_commit: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) preference: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) offer_hold: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) decline_probation: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) server_duid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) server_unicast: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) options: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) subnets: Option<Vec<Subnet6>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) shared_networks: Option<Vec<SharedNetwork6>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) reservations: Option<Vec<Reservation6>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) assignments_file: Option<String>,
+wire_struct! {
+    /// `v4.subnets[i].reservations[j]`, and `v4.reservations[j]` (global)
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Reservation {
+        hw_address: Option<String>,
+        client_id: Option<String>,
+        circuit_id: Option<String>,
+        remote_id: Option<String>,
+        address: String,
+        hostname: Option<String>,
+        bootp: Option<bool>,
+        next_server: Option<String>,
+        server_hostname: Option<String>,
+        boot_file_name: Option<String>,
+        options: Option<Value>,
+    }
 }
 
-/// `v6.shared_networks[i]`
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SharedNetwork6 {
-    pub(super) name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) interface: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) relays: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) interface_ids: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) options: Option<Value>,
-    #[serde(default)]
-    pub(super) subnets: Vec<Subnet6>,
+wire_struct! {
+    /// `v6:`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct V6 {
+        port: Option<u16>,
+        preferred_lifetime: Option<Value>,
+        valid_lifetime: Option<Value>,
+        renew_time: Option<Value>,
+        rebind_time: Option<Value>,
+        rapid_commit: Option<bool>,
+        preference: Option<Value>,
+        offer_hold: Option<Value>,
+        decline_probation: Option<Value>,
+        server_duid: Option<String>,
+        server_unicast: Option<String>,
+        options: Option<Value>,
+        subnets: Option<Vec<Subnet6>>,
+        shared_networks: Option<Vec<SharedNetwork6>>,
+        reservations: Option<Vec<Reservation6>>,
+        assignments_file: Option<String>,
+    }
 }
 
-/// `v6.subnets[i]`
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Subnet6 {
-    pub(super) subnet: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) id: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) interface: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) relays: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) interface_ids: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) preferred_lifetime: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) valid_lifetime: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) renew_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) rebind_time: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) rapid_commit: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) preference: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) pools: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) pd_pools: Option<Vec<PdPool>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) excluded: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) options: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) reservations: Option<Vec<Reservation6>>,
+wire_struct! {
+    /// `v6.shared_networks[i]`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct SharedNetwork6 {
+        name: String,
+        interface: Option<String>,
+        relays: Option<Vec<String>>,
+        interface_ids: Option<Vec<String>>,
+        options: Option<Value>,
+        #[serde(default)]
+        subnets: Vec<Subnet6>,
+    }
 }
 
-/// `v6.subnets[i].pd_pools[j]`
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PdPool {
-    pub(super) prefix: String,
-    pub(super) delegated_len: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) excluded_prefix: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) excluded: Option<Vec<String>>,
+wire_struct! {
+    /// `v6.subnets[i]`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Subnet6 {
+        subnet: String,
+        id: Option<u32>,
+        interface: Option<String>,
+        relays: Option<Vec<String>>,
+        interface_ids: Option<Vec<String>>,
+        preferred_lifetime: Option<Value>,
+        valid_lifetime: Option<Value>,
+        renew_time: Option<Value>,
+        rebind_time: Option<Value>,
+        rapid_commit: Option<bool>,
+        preference: Option<Value>,
+        pools: Option<Vec<String>>,
+        pd_pools: Option<Vec<PdPool>>,
+        excluded: Option<Vec<String>>,
+        options: Option<Value>,
+        reservations: Option<Vec<Reservation6>>,
+    }
 }
 
-/// `v6.subnets[i].reservations[j]`
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Reservation6 {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) duid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) interface_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) remote_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) subscriber_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) address: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) prefix: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) options: Option<Value>,
+wire_struct! {
+    /// `v6.subnets[i].pd_pools[j]`
+    #[derive(Debug, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct PdPool {
+        prefix: String,
+        delegated_len: Value,
+        excluded_prefix: Option<String>,
+        excluded: Option<Vec<String>>,
+    }
+}
+
+wire_struct! {
+    /// `v6.subnets[i].reservations[j]`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Reservation6 {
+        duid: Option<String>,
+        interface_id: Option<String>,
+        remote_id: Option<String>,
+        subscriber_id: Option<String>,
+        address: Option<String>,
+        prefix: Option<String>,
+        options: Option<Value>,
+    }
 }
 
 /// Any YAML/JSON node, for the places whose type depends on a sibling or on a name.
