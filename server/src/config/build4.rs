@@ -13,10 +13,10 @@ use super::addr::{self, no_host_bits, range, unicast};
 use super::error::{ConfigError, invalid};
 use super::options::{parse_hex, string};
 use super::options4::{Level, OptionSet, parse_options};
-use super::path::{at, join};
+use super::path::{At, at, join};
 use super::shared::{
-    agent_id, check_ids, check_ifname, check_pool_overlaps, check_shared_network, excluded_set,
-    one_identifier, relay_list, subnet_id,
+    Links, agent_id, check_ids, check_pool_overlaps, check_shared_network, excluded_set,
+    one_identifier, relay_list, shared_interface, subnet_id, subnet_interface,
 };
 use super::times::{Leases, hold_times, lease_times, opt_seconds};
 use super::wire::{self, Value};
@@ -27,10 +27,10 @@ type Result<T> = std::result::Result<T, ConfigError>;
 /// What a subnet inherits from the level above it.
 struct Scope {
     link: usize,
-    /// The shared network's relays, each with its key path.
-    relays: Vec<(Ipv4Addr, String)>,
-    /// The shared network's interface and its key path.
-    interface: Option<(String, String)>,
+    /// The shared network's relays.
+    relays: Vec<At<Ipv4Addr>>,
+    /// The shared network's interface.
+    interface: Option<At<String>>,
     /// Global options merged with the shared network's.
     options: OptionSet,
     /// The global BOOTP header fields.
@@ -41,9 +41,9 @@ struct Scope {
 struct Meta {
     path: String,
     pools: Vec<String>,
-    /// Parallel to `Subnet4::relays`.
-    relays: Vec<String>,
-    interface: Option<String>,
+    /// The subnet's relays (`Subnet4::relays`), own or inherited.
+    relays: Vec<At<Ipv4Addr>>,
+    interface: Option<At<String>>,
 }
 
 pub(super) fn v4(w: wire::V4) -> Result<V4Config> {
@@ -127,14 +127,7 @@ pub(super) fn v4(w: wire::V4) -> Result<V4Config> {
         let path = at("v4.shared_networks", i);
         check_shared_network(&path, &sn.name, sn.subnets.is_empty(), &mut names)?;
         let relays = relay_list(&join(&path, "relays"), sn.relays.as_deref(), &[], unicast)?;
-        let interface = match sn.interface {
-            Some(name) => {
-                let p = join(&path, "interface");
-                check_ifname(&p, &name)?;
-                Some((name, p))
-            }
-            None => None,
-        };
+        let interface = shared_interface(join(&path, "interface"), sn.interface)?;
         let own = parse_options(&join(&path, "options"), sn.options.as_ref(), Level::Wide)?;
         let scope = Scope {
             link: links.len(),
@@ -223,26 +216,11 @@ fn subnet(
         &scope.relays,
         unicast,
     )?;
-    let (relays, relay_paths): (Vec<_>, Vec<_>) = relays.into_iter().unzip();
-
-    let ipath = join(path, "interface");
-    let (interface, interface_path) = match (&scope.interface, w.interface) {
-        (Some((shared, spath)), Some(own)) if *shared != own => {
-            return Err(invalid(
-                ipath,
-                format!(
-                    "{own} conflicts with {spath} ({shared}); the subnets of a shared network \
-                     are all on its interface"
-                ),
-            ));
-        }
-        (Some((shared, spath)), _) => (Some(shared.clone()), Some(spath.clone())),
-        (None, Some(own)) => {
-            check_ifname(&ipath, &own)?;
-            (Some(own), Some(ipath))
-        }
-        (None, None) => (None, None),
-    };
+    let interface = subnet_interface(
+        join(path, "interface"),
+        scope.interface.as_ref(),
+        w.interface,
+    )?;
 
     // Network and broadcast addresses exist only up to /30 (RFC 3021 makes /31 all hosts).
     let edges = (net.prefix_len() <= 30).then(|| (net.network(), net.broadcast()));
@@ -333,8 +311,8 @@ fn subnet(
         id,
         net,
         link: scope.link,
-        relays,
-        interface,
+        relays: relays.iter().map(|r| r.value).collect(),
+        interface: interface.as_ref().map(|i| i.value.clone()),
         pools,
         excluded,
         reservations,
@@ -347,8 +325,8 @@ fn subnet(
     let meta = Meta {
         path: path.to_owned(),
         pools: pool_paths,
-        relays: relay_paths,
-        interface: interface_path,
+        relays,
+        interface,
     };
     Ok((subnet, meta))
 }
@@ -666,43 +644,10 @@ fn check_subnets(subnets: &[Subnet4], metas: &[Meta]) -> Result<()> {
         |s, p| &metas[s].pools[p],
     )?;
 
-    let mut relays: HashMap<Ipv4Addr, (usize, &str)> = HashMap::new();
-    let mut ifaces: HashMap<&str, (usize, &str)> = HashMap::new();
+    let mut links = Links::new();
     for (s, meta) in subnets.iter().zip(metas) {
-        for (r, p) in s.relays.iter().zip(&meta.relays) {
-            match relays.get(r) {
-                Some(&(link, other)) if link != s.link => {
-                    return Err(invalid(
-                        p.as_str(),
-                        format!(
-                            "relay {r} is also listed at {other}; a relay address selects one \
-                             subnet or shared network"
-                        ),
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    relays.insert(*r, (s.link, p));
-                }
-            }
-        }
-        if let (Some(name), Some(p)) = (&s.interface, &meta.interface) {
-            match ifaces.get(name.as_str()) {
-                Some(&(link, other)) if link != s.link => {
-                    return Err(invalid(
-                        p.as_str(),
-                        format!(
-                            "interface {name} is also given at {other}; subnets on one link \
-                             belong in a shared network"
-                        ),
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    ifaces.insert(name, (s.link, p));
-                }
-            }
-        }
+        links.relays(s.link, &meta.relays, "a relay address")?;
+        links.interface(s.link, meta.interface.as_ref())?;
     }
     Ok(())
 }

@@ -15,10 +15,10 @@ use super::addr::{cidr6, range6, unicast6};
 use super::error::{ConfigError, invalid};
 use super::options::parse_hex;
 use super::options6::{OptionSet6, parse_options6};
-use super::path::{at, join};
+use super::path::{At, at, join};
 use super::shared::{
-    agent_id, check_ids, check_ifname, check_pool_overlaps, check_shared_network, excluded_set,
-    one_identifier, relay_list, subnet_id,
+    Links, agent_id, check_ids, check_pool_overlaps, check_shared_network, excluded_set,
+    one_identifier, relay_list, shared_interface, subnet_id, subnet_interface,
 };
 use super::times::{Lifetimes, hold_times, lifetimes};
 use super::wire::{self, Value};
@@ -47,8 +47,8 @@ fn preference(path: &str, v: Option<&Value>) -> Result<Option<u8>> {
 /// with its key path) and options merged over the global ones.
 struct Scope {
     link: usize,
-    relays: Vec<(Ipv6Addr, String)>,
-    interface: Option<(String, String)>,
+    relays: Vec<At<Ipv6Addr>>,
+    interface: Option<At<String>>,
     interface_ids: Vec<(Vec<u8>, String)>,
     options: OptionSet6,
 }
@@ -71,9 +71,10 @@ struct Meta {
     path: String,
     pools: Vec<String>,
     pd_pools: Vec<String>,
-    relays: Vec<String>,
+    /// The subnet's relays (`Subnet6::relays`), own or inherited.
+    relays: Vec<At<Ipv6Addr>>,
     interface_ids: Vec<String>,
-    interface: Option<String>,
+    interface: Option<At<String>>,
     reservations: Vec<String>,
 }
 
@@ -196,14 +197,7 @@ fn shared_scope(
 ) -> Result<Scope> {
     check_shared_network(path, &sn.name, sn.subnets.is_empty(), names)?;
     let relays = relay_list(&join(path, "relays"), sn.relays.as_deref(), &[], unicast6)?;
-    let interface = match &sn.interface {
-        Some(name) => {
-            let p = join(path, "interface");
-            check_ifname(&p, name)?;
-            Some((name.clone(), p))
-        }
-        None => None,
-    };
+    let interface = shared_interface(join(path, "interface"), sn.interface.clone())?;
     let interface_ids = interface_id_list(
         &join(path, "interface_ids"),
         sn.interface_ids.as_deref(),
@@ -341,31 +335,17 @@ fn subnet(
         None => pref,
     };
 
-    let ipath = join(path, "interface");
-    let (interface, interface_path) = match (&scope.interface, w.interface) {
-        (Some((shared, spath)), Some(own)) if *shared != own => {
-            return Err(invalid(
-                ipath,
-                format!(
-                    "{own} conflicts with {spath} ({shared}); the subnets of a shared network \
-                     are all on its interface"
-                ),
-            ));
-        }
-        (Some((shared, spath)), _) => (Some(shared.clone()), Some(spath.clone())),
-        (None, Some(own)) => {
-            check_ifname(&ipath, &own)?;
-            (Some(own), Some(ipath))
-        }
-        (None, None) => (None, None),
-    };
+    let interface = subnet_interface(
+        join(path, "interface"),
+        scope.interface.as_ref(),
+        w.interface,
+    )?;
     let relays = relay_list(
         &join(path, "relays"),
         w.relays.as_deref(),
         &scope.relays,
         unicast6,
     )?;
-    let (relays, relay_paths): (Vec<_>, Vec<_>) = relays.into_iter().unzip();
     let iids = interface_id_list(
         &join(path, "interface_ids"),
         w.interface_ids.as_deref(),
@@ -425,8 +405,8 @@ fn subnet(
         id,
         link: scope.link,
         net,
-        interface,
-        relays,
+        interface: interface.as_ref().map(|i| i.value.clone()),
+        relays: relays.iter().map(|r| r.value).collect(),
         interface_ids,
         pools,
         pd_pools,
@@ -444,9 +424,9 @@ fn subnet(
         path: path.to_owned(),
         pools: pool_paths,
         pd_pools: pd_paths,
-        relays: relay_paths,
+        relays,
         interface_ids: iid_paths,
-        interface: interface_path,
+        interface,
         reservations: res_paths,
     };
     Ok((subnet, meta))
@@ -652,26 +632,12 @@ fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
     )?;
 
     // A selector may repeat only within one link (a shared network's, copied to its subnets).
-    let mut relays: HashMap<Ipv6Addr, (usize, &str)> = HashMap::new();
+    let mut links = Links::new();
     let mut iids: HashMap<&[u8], (usize, &str)> = HashMap::new();
-    let mut ifaces: HashMap<&str, (usize, &str)> = HashMap::new();
     let mut addrs: HashMap<Ipv6Addr, String> = HashMap::new();
     let mut prefixes: HashMap<Ipv6Net, String> = HashMap::new();
     for (s, meta) in subnets.iter().zip(metas) {
-        for (r, p) in s.relays.iter().zip(&meta.relays) {
-            if let Some(&(link, other)) = relays.get(r)
-                && link != s.link
-            {
-                return Err(invalid(
-                    p.as_str(),
-                    format!(
-                        "relay {r} is also listed at {other}; a relay link-address selects one \
-                         subnet or shared network"
-                    ),
-                ));
-            }
-            relays.entry(*r).or_insert((s.link, p));
-        }
+        links.relays(s.link, &meta.relays, "a relay link-address")?;
         for (id, p) in s.interface_ids.iter().zip(&meta.interface_ids) {
             if let Some(&(link, other)) = iids.get(id.as_slice())
                 && link != s.link
@@ -683,20 +649,7 @@ fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
             }
             iids.entry(id).or_insert((s.link, p));
         }
-        if let (Some(name), Some(p)) = (&s.interface, &meta.interface) {
-            if let Some(&(link, other)) = ifaces.get(name.as_str())
-                && link != s.link
-            {
-                return Err(invalid(
-                    p.as_str(),
-                    format!(
-                        "interface {name} is also given at {other}; subnets on one link belong \
-                         in a shared network"
-                    ),
-                ));
-            }
-            ifaces.entry(name).or_insert((s.link, p));
-        }
+        links.interface(s.link, meta.interface.as_ref())?;
         for (r, p) in s.reservations.iter().zip(&meta.reservations) {
             if let Some(a) = r.address {
                 let ap = join(p, "address");

@@ -13,3 +13,11 @@ pub(super) fn join(parent: &str, key: &str) -> String {
 pub(super) fn at(parent: &str, i: usize) -> String {
     format!("{parent}[{i}]")
 }
+
+/// A value with the key path that set it; an inherited value keeps its parent's path, so a
+/// message about it names where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct At<T> {
+    pub(super) value: T,
+    pub(super) path: String,
+}

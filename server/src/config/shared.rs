@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
+use std::hash::Hash;
 
 use super::addr::Addr;
 use super::error::{ConfigError, invalid};
 use super::options::parse_hex;
-use super::path::{at, join};
+use super::path::{At, at, join};
 
 /// Upper bound on a subnet's expanded `excluded` list; bigger holes belong in the pool bounds.
 pub(super) const MAX_EXCLUDED: usize = 65_536;
@@ -32,26 +33,122 @@ pub(super) fn agent_id(text: &str) -> Option<Vec<u8>> {
     (1..=255).contains(&b.len()).then_some(b)
 }
 
-/// Parses a relay list, refusing an address listed twice there or already in `inherited`.
+/// Parses a relay list after the `inherited` ones, refusing an address listed twice.
 pub(super) fn relay_list<A: Addr>(
     path: &str,
     list: Option<&[String]>,
-    inherited: &[(A, String)],
+    inherited: &[At<A>],
     unicast: fn(&str, &str) -> Result<A>,
-) -> Result<Vec<(A, String)>> {
+) -> Result<Vec<At<A>>> {
     let mut out = inherited.to_vec();
     for (i, s) in list.unwrap_or_default().iter().enumerate() {
         let p = at(path, i);
         let r = unicast(&p, s)?;
-        if let Some((_, other)) = out.iter().find(|(o, _)| *o == r) {
+        if let Some(other) = out.iter().find(|o| o.value == r) {
             return Err(invalid(
                 p,
-                format!("relay {r} is already listed at {other}"),
+                format!("relay {r} is already listed at {}", other.path),
             ));
         }
-        out.push((r, p));
+        out.push(At { value: r, path: p });
     }
     Ok(out)
+}
+
+/// A shared network's `interface` at `path`, checked.
+pub(super) fn shared_interface(path: String, name: Option<String>) -> Result<Option<At<String>>> {
+    match name {
+        Some(name) => {
+            check_ifname(&path, &name)?;
+            Ok(Some(At { value: name, path }))
+        }
+        None => Ok(None),
+    }
+}
+
+/// A subnet's interface: its own `interface` at `path`, or the shared network's (`inherited`),
+/// which it may repeat but not contradict.
+pub(super) fn subnet_interface(
+    path: String,
+    inherited: Option<&At<String>>,
+    own: Option<String>,
+) -> Result<Option<At<String>>> {
+    match (inherited, own) {
+        (Some(shared), Some(own)) if shared.value != own => Err(invalid(
+            path,
+            format!(
+                "{own} conflicts with {} ({}); the subnets of a shared network are all on its \
+                 interface",
+                shared.path, shared.value
+            ),
+        )),
+        (Some(shared), _) => Ok(Some(shared.clone())),
+        (None, Some(own)) => {
+            check_ifname(&path, &own)?;
+            Ok(Some(At { value: own, path }))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The relays and interfaces seen so far across subnets, each with the link it selects: a
+/// selector may repeat only within one link (a shared network's, copied to its subnets).
+pub(super) struct Links<'p, A> {
+    relays: HashMap<A, (usize, &'p str)>,
+    interfaces: HashMap<&'p str, (usize, &'p str)>,
+}
+
+impl<'p, A: Addr + Hash> Links<'p, A> {
+    pub(super) fn new() -> Self {
+        Links {
+            relays: HashMap::new(),
+            interfaces: HashMap::new(),
+        }
+    }
+
+    /// Adds link `link`'s relays; `what` names a relay's value in the message ("a relay
+    /// address").
+    pub(super) fn relays(&mut self, link: usize, relays: &'p [At<A>], what: &str) -> Result<()> {
+        for r in relays {
+            if let Some(&(other_link, other)) = self.relays.get(&r.value)
+                && other_link != link
+            {
+                return Err(invalid(
+                    r.path.as_str(),
+                    format!(
+                        "relay {} is also listed at {other}; {what} selects one subnet or \
+                         shared network",
+                        r.value
+                    ),
+                ));
+            }
+            self.relays.entry(r.value).or_insert((link, &r.path));
+        }
+        Ok(())
+    }
+
+    /// Adds link `link`'s interface, if it has one.
+    pub(super) fn interface(
+        &mut self,
+        link: usize,
+        interface: Option<&'p At<String>>,
+    ) -> Result<()> {
+        let Some(i) = interface else { return Ok(()) };
+        if let Some(&(other_link, other)) = self.interfaces.get(i.value.as_str())
+            && other_link != link
+        {
+            return Err(invalid(
+                i.path.as_str(),
+                format!(
+                    "interface {} is also given at {other}; subnets on one link belong in a \
+                     shared network",
+                    i.value
+                ),
+            ));
+        }
+        self.interfaces.entry(&i.value).or_insert((link, &i.path));
+        Ok(())
+    }
 }
 
 /// A subnet's `id`: as written (at least 1), else its `position` counted from 1.
