@@ -37,11 +37,12 @@ struct Scope {
     boot: BootFields,
 }
 
-/// Key paths of a built subnet's parts, for messages about two entries.
-struct Meta {
+/// A built subnet with its key path, and its relays and interface (own or inherited) with
+/// theirs, for the checks across subnets to name both entries; dropped once they pass.
+struct Built {
+    subnet: Subnet4,
+    /// `v4.subnets[i]` or `v4.shared_networks[i].subnets[j]`; its pools are at `path.pools[k]`.
     path: String,
-    pools: Vec<String>,
-    /// The subnet's relays (`Subnet4::relays`), own or inherited.
     relays: Vec<At<Ipv4Addr>>,
     interface: Option<At<String>>,
 }
@@ -98,8 +99,7 @@ pub(super) fn v4(w: wire::V4) -> Result<V4Config> {
         w.boot_file_name.as_deref(),
     )?;
 
-    let mut subnets = Vec::new();
-    let mut metas = Vec::new();
+    let mut subnets: Vec<Built> = Vec::new();
     let mut links = Vec::new();
     for (i, ws) in w.subnets.unwrap_or_default().into_iter().enumerate() {
         let scope = Scope {
@@ -109,13 +109,12 @@ pub(super) fn v4(w: wire::V4) -> Result<V4Config> {
             options: global.clone(),
             boot: boot.clone(),
         };
-        let (s, meta) = subnet(ws, &at("v4.subnets", i), subnets.len() + 1, &scope, leases)?;
+        let s = subnet(ws, &at("v4.subnets", i), subnets.len() + 1, &scope, leases)?;
         links.push(Link4 {
             name: None,
             subnets: vec![subnets.len()],
         });
         subnets.push(s);
-        metas.push(meta);
     }
     let mut names: HashMap<String, String> = HashMap::new();
     for (i, sn) in w
@@ -139,10 +138,9 @@ pub(super) fn v4(w: wire::V4) -> Result<V4Config> {
         let mut members = Vec::new();
         for (j, ws) in sn.subnets.into_iter().enumerate() {
             let spath = at(&join(&path, "subnets"), j);
-            let (s, meta) = subnet(ws, &spath, subnets.len() + 1, &scope, leases)?;
+            let s = subnet(ws, &spath, subnets.len() + 1, &scope, leases)?;
             members.push(subnets.len());
             subnets.push(s);
-            metas.push(meta);
         }
         links.push(Link4 {
             name: Some(sn.name),
@@ -150,12 +148,15 @@ pub(super) fn v4(w: wire::V4) -> Result<V4Config> {
         });
     }
 
-    check_subnets(&subnets, &metas)?;
-    for (s, meta) in subnets.iter().zip(&metas) {
+    check_subnets(&subnets)?;
+    for Built {
+        subnet: s, path, ..
+    } in &subnets
+    {
         for (name, t) in [("rebind_time", rebind_time), ("renew_time", renew_time)] {
             if let Some(t) = t.filter(|&t| t >= s.lease_time) {
                 return Err(invalid(
-                    join(&meta.path, "lease_time"),
+                    join(path, "lease_time"),
                     format!(
                         "lease_time {} must be greater than v4.{name} {t}",
                         s.lease_time
@@ -165,6 +166,7 @@ pub(super) fn v4(w: wire::V4) -> Result<V4Config> {
         }
     }
 
+    let subnets: Vec<Subnet4> = subnets.into_iter().map(|b| b.subnet).collect();
     let reservations = global_reservations(w.reservations.unwrap_or_default(), &subnets)?;
 
     Ok(V4Config {
@@ -192,7 +194,7 @@ fn subnet(
     position: usize,
     scope: &Scope,
     parent: Leases,
-) -> Result<(Subnet4, Meta)> {
+) -> Result<Built> {
     let npath = join(path, "subnet");
     let net: Ipv4Net = w.subnet.trim().parse().map_err(|_| {
         invalid(
@@ -239,7 +241,6 @@ fn subnet(
     )?);
 
     let mut pools = Vec::new();
-    let mut pool_paths = Vec::new();
     for (i, v) in w.pools.unwrap_or_default().iter().enumerate() {
         let p = at(&join(path, "pools"), i);
         let (spec, spec_path, opts, own_boot) = pool_entry(&p, v)?;
@@ -257,7 +258,6 @@ fn subnet(
             options: options.merged(&own),
             boot: boot.merged(&own_boot),
         });
-        pool_paths.push(p);
     }
 
     let mut excluded = excluded_set(path, w.excluded, &net, |a| net.contains(&a), range)?;
@@ -322,13 +322,12 @@ fn subnet(
         options,
         boot,
     };
-    let meta = Meta {
+    Ok(Built {
+        subnet,
         path: path.to_owned(),
-        pools: pool_paths,
         relays,
         interface,
-    };
-    Ok((subnet, meta))
+    })
 }
 
 /// A pool entry: `"A-B"`, `"CIDR"`, or `{ pool: ..., options: ..., next_server: ..., ... }`.
@@ -616,23 +615,21 @@ fn reservation_key(path: &str, kind: &str, text: &str) -> Result<ReservationKey>
 }
 
 /// Rules that need every subnet: ids, overlaps, and one link per relay and per interface.
-fn check_subnets(subnets: &[Subnet4], metas: &[Meta]) -> Result<()> {
-    check_ids(
-        subnets
-            .iter()
-            .zip(metas)
-            .map(|(s, m)| (s.id, m.path.as_str())),
-    )?;
+fn check_subnets(subnets: &[Built]) -> Result<()> {
+    check_ids(subnets.iter().map(|b| (b.subnet.id, b.path.as_str())))?;
 
     let mut order: Vec<usize> = (0..subnets.len()).collect();
-    order.sort_by_key(|&i| (subnets[i].net.network(), subnets[i].net.prefix_len()));
+    order.sort_by_key(|&i| {
+        let net = subnets[i].subnet.net;
+        (net.network(), net.prefix_len())
+    });
     for pair in order.windows(2) {
         let (a, b) = (pair[0].min(pair[1]), pair[0].max(pair[1]));
-        let (na, nb) = (subnets[a].net, subnets[b].net);
+        let (na, nb) = (subnets[a].subnet.net, subnets[b].subnet.net);
         if na.contains(&nb.network()) || nb.contains(&na.network()) {
             return Err(invalid(
-                join(&metas[b].path, "subnet"),
-                format!("{nb} overlaps {na} ({})", join(&metas[a].path, "subnet")),
+                join(&subnets[b].path, "subnet"),
+                format!("{nb} overlaps {na} ({})", join(&subnets[a].path, "subnet")),
             ));
         }
     }
@@ -640,14 +637,14 @@ fn check_subnets(subnets: &[Subnet4], metas: &[Meta]) -> Result<()> {
     check_pool_overlaps(
         subnets
             .iter()
-            .map(|s| s.pools.iter().map(|p| (p.first, p.last))),
-        |s, p| &metas[s].pools[p],
+            .map(|b| b.subnet.pools.iter().map(|p| (p.first, p.last))),
+        |s, p| at(&join(&subnets[s].path, "pools"), p),
     )?;
 
     let mut links = Links::new();
-    for (s, meta) in subnets.iter().zip(metas) {
-        links.relays(s.link, &meta.relays, "a relay address")?;
-        links.interface(s.link, meta.interface.as_ref())?;
+    for b in subnets {
+        links.relays(b.subnet.link, &b.relays, "a relay address")?;
+        links.interface(b.subnet.link, b.interface.as_ref())?;
     }
     Ok(())
 }

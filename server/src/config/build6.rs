@@ -49,7 +49,7 @@ struct Scope {
     link: usize,
     relays: Vec<At<Ipv6Addr>>,
     interface: Option<At<String>>,
-    interface_ids: Vec<(Vec<u8>, String)>,
+    interface_ids: Vec<At<Vec<u8>>>,
     options: OptionSet6,
 }
 
@@ -66,16 +66,16 @@ impl Scope {
     }
 }
 
-/// Key paths of a built subnet's parts, for messages about two entries.
-struct Meta {
+/// A built subnet with its key path, and its link selectors (own or inherited) with theirs, for
+/// the checks across subnets to name both entries; dropped once they pass.
+struct Built {
+    subnet: Subnet6,
+    /// `v6.subnets[i]` or `v6.shared_networks[i].subnets[j]`; its pools, delegation pools and
+    /// reservations are at `path.pools[k]`, `path.pd_pools[k]` and `path.reservations[k]`.
     path: String,
-    pools: Vec<String>,
-    pd_pools: Vec<String>,
-    /// The subnet's relays (`Subnet6::relays`), own or inherited.
     relays: Vec<At<Ipv6Addr>>,
-    interface_ids: Vec<String>,
+    interface_ids: Vec<At<Vec<u8>>>,
     interface: Option<At<String>>,
-    reservations: Vec<String>,
 }
 
 pub(super) fn v6(w: wire::V6) -> Result<V6Config> {
@@ -127,19 +127,17 @@ pub(super) fn v6(w: wire::V6) -> Result<V6Config> {
         f => f.map(PathBuf::from),
     };
 
-    let mut subnets = Vec::new();
-    let mut metas = Vec::new();
+    let mut subnets: Vec<Built> = Vec::new();
     let mut links = Vec::new();
     for (i, ws) in w.subnets.unwrap_or_default().into_iter().enumerate() {
         let path = at("v6.subnets", i);
         let scope = Scope::alone(links.len(), &global);
-        let (s, meta) = subnet(ws, &path, i + 1, &scope, &life, rapid_commit, pref)?;
+        let s = subnet(ws, &path, i + 1, &scope, &life, rapid_commit, pref)?;
         links.push(Link6 {
             name: None,
             subnets: vec![subnets.len()],
         });
         subnets.push(s);
-        metas.push(meta);
     }
     let mut names: HashMap<String, String> = HashMap::new();
     for (i, sn) in w
@@ -154,18 +152,18 @@ pub(super) fn v6(w: wire::V6) -> Result<V6Config> {
         for (j, ws) in sn.subnets.into_iter().enumerate() {
             let spath = at(&join(&path, "subnets"), j);
             let position = subnets.len() + 1;
-            let (s, meta) = subnet(ws, &spath, position, &scope, &life, rapid_commit, pref)?;
+            let s = subnet(ws, &spath, position, &scope, &life, rapid_commit, pref)?;
             members.push(subnets.len());
             subnets.push(s);
-            metas.push(meta);
         }
         links.push(Link6 {
             name: Some(sn.name),
             subnets: members,
         });
     }
-    check_subnets(&subnets, &metas)?;
-    let reservations = global_reservations(w.reservations.unwrap_or_default(), &subnets, &metas)?;
+    check_subnets(&subnets)?;
+    let reservations = global_reservations(w.reservations.unwrap_or_default(), &subnets)?;
+    let subnets: Vec<Subnet6> = subnets.into_iter().map(|b| b.subnet).collect();
 
     Ok(V6Config {
         port,
@@ -218,8 +216,8 @@ fn shared_scope(
 fn interface_id_list(
     path: &str,
     list: Option<&[String]>,
-    inherited: &[(Vec<u8>, String)],
-) -> Result<Vec<(Vec<u8>, String)>> {
+    inherited: &[At<Vec<u8>>],
+) -> Result<Vec<At<Vec<u8>>>> {
     let mut out = inherited.to_vec();
     for (i, s) in list.unwrap_or_default().iter().enumerate() {
         let p = at(path, i);
@@ -232,13 +230,13 @@ fn interface_id_list(
                 ),
             )
         })?;
-        if let Some((_, other)) = out.iter().find(|(o, _)| *o == b) {
+        if let Some(other) = out.iter().find(|o| o.value == b) {
             return Err(invalid(
                 p,
-                format!("interface-id {s} is already listed at {other}"),
+                format!("interface-id {s} is already listed at {}", other.path),
             ));
         }
-        out.push((b, p));
+        out.push(At { value: b, path: p });
     }
     Ok(out)
 }
@@ -248,16 +246,12 @@ fn interface_id_list(
 /// reserved once, here or in a subnet.
 fn global_reservations(
     list: Vec<wire::Reservation6>,
-    subnets: &[Subnet6],
-    metas: &[Meta],
+    subnets: &[Built],
 ) -> Result<Vec<Reservation6>> {
     let in_subnets = |pick: &dyn Fn(&Reservation6) -> bool| {
-        subnets.iter().zip(metas).find_map(|(s, m)| {
-            s.reservations
-                .iter()
-                .zip(&m.reservations)
-                .find(|(r, _)| pick(r))
-                .map(|(_, p)| p.clone())
+        subnets.iter().find_map(|b| {
+            let k = b.subnet.reservations.iter().position(pick)?;
+            Some(at(&join(&b.path, "reservations"), k))
         })
     };
     let mut out: Vec<Reservation6> = Vec::with_capacity(list.len());
@@ -317,7 +311,7 @@ fn subnet(
     parent: &Lifetimes,
     rapid_commit: bool,
     pref: Option<u8>,
-) -> Result<(Subnet6, Meta)> {
+) -> Result<Built> {
     let npath = join(path, "subnet");
     let net = cidr6(&npath, &w.subnet)?;
     let id = subnet_id(path, w.id, position)?;
@@ -351,13 +345,11 @@ fn subnet(
         w.interface_ids.as_deref(),
         &scope.interface_ids,
     )?;
-    let (interface_ids, iid_paths): (Vec<_>, Vec<_>) = iids.into_iter().unzip();
 
     let own = parse_options6(&join(path, "options"), w.options.as_ref())?;
     let options = scope.options.merged(&own);
 
     let mut pools = Vec::new();
-    let mut pool_paths = Vec::new();
     for (i, s) in w.pools.unwrap_or_default().iter().enumerate() {
         let p = at(&join(path, "pools"), i);
         let (first, last) = range6(&p, s)?;
@@ -368,15 +360,12 @@ fn subnet(
             ));
         }
         pools.push(Pool6 { first, last });
-        pool_paths.push(p);
     }
 
     let mut pd_pools = Vec::new();
-    let mut pd_paths = Vec::new();
     for (i, pd) in w.pd_pools.unwrap_or_default().into_iter().enumerate() {
         let p = at(&join(path, "pd_pools"), i);
         pd_pools.push(pd_pool(&p, pd)?);
-        pd_paths.push(p);
     }
 
     let excluded = excluded_set(path, w.excluded, &net, |a| net.contains(&a), range6)?;
@@ -384,7 +373,6 @@ fn subnet(
 
     let wres = w.reservations.unwrap_or_default();
     let mut reservations: Vec<Reservation6> = Vec::with_capacity(wres.len());
-    let mut res_paths = Vec::with_capacity(wres.len());
     let mut by_key: HashMap<V6Identifier, usize> = HashMap::with_capacity(wres.len());
     for (i, r) in wres.into_iter().enumerate() {
         let p = at(&join(path, "reservations"), i);
@@ -393,12 +381,14 @@ fn subnet(
             let name = res.key.key_name();
             return Err(invalid(
                 join(&p, name),
-                format!("{name} {text} is already reserved by {}", res_paths[j]),
+                format!(
+                    "{name} {text} is already reserved by {}",
+                    at(&join(path, "reservations"), j)
+                ),
             ));
         }
         by_key.insert(res.key.clone(), i);
         reservations.push(res);
-        res_paths.push(p);
     }
 
     let subnet = Subnet6 {
@@ -407,7 +397,7 @@ fn subnet(
         net,
         interface: interface.as_ref().map(|i| i.value.clone()),
         relays: relays.iter().map(|r| r.value).collect(),
-        interface_ids,
+        interface_ids: iids.iter().map(|i| i.value.clone()).collect(),
         pools,
         pd_pools,
         excluded,
@@ -420,16 +410,13 @@ fn subnet(
         preference,
         options,
     };
-    let meta = Meta {
+    Ok(Built {
+        subnet,
         path: path.to_owned(),
-        pools: pool_paths,
-        pd_pools: pd_paths,
         relays,
-        interface_ids: iid_paths,
+        interface_ids: iids,
         interface,
-        reservations: res_paths,
-    };
-    Ok((subnet, meta))
+    })
 }
 
 fn pd_pool(path: &str, w: wire::PdPool) -> Result<PdPool6> {
@@ -601,25 +588,19 @@ fn identifier(path: &str, kind: &str, text: &str) -> Result<V6Identifier> {
 
 /// Rules that need every subnet: ids, overlaps, and one subnet per relay, interface and
 /// interface-id, and each address or prefix reserved once.
-fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
-    check_ids(
-        subnets
-            .iter()
-            .zip(metas)
-            .map(|(s, m)| (s.id, m.path.as_str())),
-    )?;
+fn check_subnets(subnets: &[Built]) -> Result<()> {
+    check_ids(subnets.iter().map(|b| (b.subnet.id, b.path.as_str())))?;
 
     // Subnets, then delegation pools: neither may overlap another (a delegated prefix holding
     // on-link addresses would route them away from the link).
     let prefixes: Vec<(Ipv6Net, String)> = subnets
         .iter()
-        .zip(metas)
-        .map(|(s, m)| (s.net, join(&m.path, "subnet")))
-        .chain(subnets.iter().zip(metas).flat_map(|(s, m)| {
-            s.pd_pools
-                .iter()
-                .zip(&m.pd_pools)
-                .map(|(p, path)| (p.prefix, join(path, "prefix")))
+        .map(|b| (b.subnet.net, join(&b.path, "subnet")))
+        .chain(subnets.iter().flat_map(|b| {
+            b.subnet.pd_pools.iter().enumerate().map(|(k, p)| {
+                let path = at(&join(&b.path, "pd_pools"), k);
+                (p.prefix, join(&path, "prefix"))
+            })
         }))
         .collect();
     check_prefix_overlaps(&prefixes)?;
@@ -627,8 +608,8 @@ fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
     check_pool_overlaps(
         subnets
             .iter()
-            .map(|s| s.pools.iter().map(|p| (p.first, p.last))),
-        |s, p| &metas[s].pools[p],
+            .map(|b| b.subnet.pools.iter().map(|p| (p.first, p.last))),
+        |s, p| at(&join(&subnets[s].path, "pools"), p),
     )?;
 
     // A selector may repeat only within one link (a shared network's, copied to its subnets).
@@ -636,29 +617,31 @@ fn check_subnets(subnets: &[Subnet6], metas: &[Meta]) -> Result<()> {
     let mut iids: HashMap<&[u8], (usize, &str)> = HashMap::new();
     let mut addrs: HashMap<Ipv6Addr, String> = HashMap::new();
     let mut prefixes: HashMap<Ipv6Net, String> = HashMap::new();
-    for (s, meta) in subnets.iter().zip(metas) {
-        links.relays(s.link, &meta.relays, "a relay link-address")?;
-        for (id, p) in s.interface_ids.iter().zip(&meta.interface_ids) {
-            if let Some(&(link, other)) = iids.get(id.as_slice())
-                && link != s.link
+    for b in subnets {
+        let (s, link) = (&b.subnet, b.subnet.link);
+        links.relays(link, &b.relays, "a relay link-address")?;
+        for id in &b.interface_ids {
+            if let Some(&(other_link, other)) = iids.get(id.value.as_slice())
+                && other_link != link
             {
                 return Err(invalid(
-                    p.as_str(),
+                    id.path.as_str(),
                     format!("this interface-id is also listed at {other}"),
                 ));
             }
-            iids.entry(id).or_insert((s.link, p));
+            iids.entry(&id.value).or_insert((link, &id.path));
         }
-        links.interface(s.link, meta.interface.as_ref())?;
-        for (r, p) in s.reservations.iter().zip(&meta.reservations) {
+        links.interface(link, b.interface.as_ref())?;
+        for (k, r) in s.reservations.iter().enumerate() {
+            let p = at(&join(&b.path, "reservations"), k);
             if let Some(a) = r.address {
-                let ap = join(p, "address");
+                let ap = join(&p, "address");
                 if let Some(other) = addrs.insert(a, p.clone()) {
                     return Err(invalid(ap, format!("{a} is already reserved by {other}")));
                 }
             }
             if let Some(x) = r.prefix {
-                let xp = join(p, "prefix");
+                let xp = join(&p, "prefix");
                 if let Some(other) = prefixes.insert(x, p.clone()) {
                     return Err(invalid(xp, format!("{x} is already reserved by {other}")));
                 }

@@ -238,9 +238,9 @@ pub(super) fn check_ids<'p>(ids: impl Iterator<Item = (u32, &'p str)>) -> Result
 
 /// Refuses two overlapping pools, naming the later one in config order. `subnets` yields each
 /// subnet's pools as (first, last); `path(subnet, pool)` is a pool's key path.
-pub(super) fn check_pool_overlaps<'m, A, P>(
+pub(super) fn check_pool_overlaps<A, P>(
     subnets: impl Iterator<Item = P>,
-    path: impl Fn(usize, usize) -> &'m str,
+    path: impl Fn(usize, usize) -> String,
 ) -> Result<()>
 where
     A: Addr,
