@@ -16,8 +16,8 @@ use super::options6::{OptionSet6, render_options6};
 use super::shared::agent_id;
 use super::wire::{self, Value};
 use super::{
-    BootFields, Config, Reservation4, Reservation6, ReservationKey, Subnet4, Subnet6, SyncMode,
-    V4Config, V6Config, V6Identifier,
+    BootFields, Config, Link, Reservation4, Reservation6, ReservationKey, Subnet4, Subnet6,
+    SyncMode, V4Config, V6Config, V6Identifier,
 };
 
 pub(super) fn effective_yaml(c: &Config) -> String {
@@ -54,24 +54,35 @@ fn to_wire(c: &Config) -> wire::Config {
     }
 }
 
-fn v4(v: &V4Config) -> wire::V4 {
+/// A family's subnets as written: those of lone links in the `subnets` list, the others in
+/// their shared network (`shared(name, subnets)` makes one), links in order.
+fn by_link<W, N>(
+    links: &[Link],
+    subnet: impl Fn(usize) -> W,
+    shared: impl Fn(String, Vec<W>) -> N,
+) -> (Vec<W>, Vec<N>) {
     let mut subnets = Vec::new();
-    let mut shared = Vec::new();
-    for link in &v.links {
-        let members = link
-            .subnets
-            .iter()
-            .map(|&i| subnet(&v.subnets[i], v))
-            .collect();
+    let mut networks = Vec::new();
+    for link in links {
+        let members = link.subnets.iter().map(|&i| subnet(i));
         match &link.name {
             None => subnets.extend(members),
-            Some(name) => shared.push(wire::SharedNetwork {
-                name: name.clone(),
-                subnets: members,
-                ..Default::default()
-            }),
+            Some(name) => networks.push(shared(name.clone(), members.collect())),
         }
     }
+    (subnets, networks)
+}
+
+fn v4(v: &V4Config) -> wire::V4 {
+    let (subnets, shared) = by_link(
+        &v.links,
+        |i| subnet(&v.subnets[i], v),
+        |name, subnets| wire::SharedNetwork {
+            name,
+            subnets,
+            ..Default::default()
+        },
+    );
     wire::V4 {
         lease_time: Some(duration(v.lease_time)),
         min_lease_time: Some(duration(v.min_lease_time)),
@@ -231,23 +242,15 @@ fn agent_text(b: &[u8]) -> String {
 }
 
 fn v6(v: &V6Config) -> wire::V6 {
-    let mut subnets = Vec::new();
-    let mut shared = Vec::new();
-    for link in &v.links {
-        let members = link
-            .subnets
-            .iter()
-            .map(|&i| subnet6(&v.subnets[i], v))
-            .collect();
-        match &link.name {
-            None => subnets.extend(members),
-            Some(name) => shared.push(wire::SharedNetwork6 {
-                name: name.clone(),
-                subnets: members,
-                ..Default::default()
-            }),
-        }
-    }
+    let (subnets, shared) = by_link(
+        &v.links,
+        |i| subnet6(&v.subnets[i], v),
+        |name, subnets| wire::SharedNetwork6 {
+            name,
+            subnets,
+            ..Default::default()
+        },
+    );
     wire::V6 {
         port: Some(v.port),
         preferred_lifetime: Some(duration(v.preferred_lifetime)),
