@@ -15,12 +15,12 @@ use super::options::{parse_hex, string};
 use super::options4::{Level, OptionSet, parse_options};
 use super::path::{At, at, join};
 use super::shared::{
-    Links, agent_id, check_ids, check_pool_overlaps, check_shared_network, excluded_set,
+    Links, agent_id, check_ids, check_pool_overlaps, check_shared_network, excluded_set, layout,
     one_identifier, relay_list, shared_interface, subnet_id, subnet_interface,
 };
 use super::times::{Leases, hold_times, lease_times, opt_seconds};
 use super::wire::{self, Value};
-use super::{BootFields, Link4, Pool4, Reservation4, ReservationKey, Subnet4, V4Config};
+use super::{BootFields, Pool4, Reservation4, ReservationKey, Subnet4, V4Config};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -99,54 +99,34 @@ pub(super) fn v4(w: wire::V4) -> Result<V4Config> {
         w.boot_file_name.as_deref(),
     )?;
 
-    let mut subnets: Vec<Built> = Vec::new();
-    let mut links = Vec::new();
-    for (i, ws) in w.subnets.unwrap_or_default().into_iter().enumerate() {
-        let scope = Scope {
-            link: links.len(),
+    let mut names: HashMap<String, String> = HashMap::new();
+    let (subnets, links) = layout(
+        "v4",
+        w.subnets.unwrap_or_default(),
+        w.shared_networks.unwrap_or_default(),
+        |link| Scope {
+            link,
             relays: Vec::new(),
             interface: None,
             options: global.clone(),
             boot: boot.clone(),
-        };
-        let s = subnet(ws, &at("v4.subnets", i), subnets.len() + 1, &scope, leases)?;
-        links.push(Link4 {
-            name: None,
-            subnets: vec![subnets.len()],
-        });
-        subnets.push(s);
-    }
-    let mut names: HashMap<String, String> = HashMap::new();
-    for (i, sn) in w
-        .shared_networks
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        let path = at("v4.shared_networks", i);
-        check_shared_network(&path, &sn.name, sn.subnets.is_empty(), &mut names)?;
-        let relays = relay_list(&join(&path, "relays"), sn.relays.as_deref(), &[], unicast)?;
-        let interface = shared_interface(join(&path, "interface"), sn.interface)?;
-        let own = parse_options(&join(&path, "options"), sn.options.as_ref(), Level::Wide)?;
-        let scope = Scope {
-            link: links.len(),
-            relays,
-            interface,
-            options: global.merged(&own),
-            boot: boot.clone(),
-        };
-        let mut members = Vec::new();
-        for (j, ws) in sn.subnets.into_iter().enumerate() {
-            let spath = at(&join(&path, "subnets"), j);
-            let s = subnet(ws, &spath, subnets.len() + 1, &scope, leases)?;
-            members.push(subnets.len());
-            subnets.push(s);
-        }
-        links.push(Link4 {
-            name: Some(sn.name),
-            subnets: members,
-        });
-    }
+        },
+        |path, sn, link| {
+            check_shared_network(path, &sn.name, sn.subnets.is_empty(), &mut names)?;
+            let relays = relay_list(&join(path, "relays"), sn.relays.as_deref(), &[], unicast)?;
+            let interface = shared_interface(join(path, "interface"), sn.interface)?;
+            let own = parse_options(&join(path, "options"), sn.options.as_ref(), Level::Wide)?;
+            let scope = Scope {
+                link,
+                relays,
+                interface,
+                options: global.merged(&own),
+                boot: boot.clone(),
+            };
+            Ok((sn.name, sn.subnets, scope))
+        },
+        |ws, path, position, scope| subnet(ws, path, position, scope, leases),
+    )?;
 
     check_subnets(&subnets)?;
     for Built {

@@ -17,12 +17,12 @@ use super::options::parse_hex;
 use super::options6::{OptionSet6, parse_options6};
 use super::path::{At, at, join};
 use super::shared::{
-    Links, agent_id, check_ids, check_pool_overlaps, check_shared_network, excluded_set,
+    Links, agent_id, check_ids, check_pool_overlaps, check_shared_network, excluded_set, layout,
     one_identifier, relay_list, shared_interface, subnet_id, subnet_interface,
 };
 use super::times::{Lifetimes, hold_times, lifetimes};
 use super::wire::{self, Value};
-use super::{Link6, PdPool6, Pool6, Reservation6, Subnet6, V6Config, V6Identifier};
+use super::{PdPool6, Pool6, Reservation6, Subnet6, V6Config, V6Identifier};
 
 pub(super) const DEFAULT_PORT6: u16 = 547;
 /// RFC 8415 §11.1: a DUID is at most 128 octets plus its 2-octet type.
@@ -127,40 +127,18 @@ pub(super) fn v6(w: wire::V6) -> Result<V6Config> {
         f => f.map(PathBuf::from),
     };
 
-    let mut subnets: Vec<Built> = Vec::new();
-    let mut links = Vec::new();
-    for (i, ws) in w.subnets.unwrap_or_default().into_iter().enumerate() {
-        let path = at("v6.subnets", i);
-        let scope = Scope::alone(links.len(), &global);
-        let s = subnet(ws, &path, i + 1, &scope, &life, rapid_commit, pref)?;
-        links.push(Link6 {
-            name: None,
-            subnets: vec![subnets.len()],
-        });
-        subnets.push(s);
-    }
     let mut names: HashMap<String, String> = HashMap::new();
-    for (i, sn) in w
-        .shared_networks
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        let path = at("v6.shared_networks", i);
-        let scope = shared_scope(&path, &sn, links.len(), &global, &mut names)?;
-        let mut members = Vec::new();
-        for (j, ws) in sn.subnets.into_iter().enumerate() {
-            let spath = at(&join(&path, "subnets"), j);
-            let position = subnets.len() + 1;
-            let s = subnet(ws, &spath, position, &scope, &life, rapid_commit, pref)?;
-            members.push(subnets.len());
-            subnets.push(s);
-        }
-        links.push(Link6 {
-            name: Some(sn.name),
-            subnets: members,
-        });
-    }
+    let (subnets, links) = layout(
+        "v6",
+        w.subnets.unwrap_or_default(),
+        w.shared_networks.unwrap_or_default(),
+        |link| Scope::alone(link, &global),
+        |path, sn, link| {
+            let scope = shared_scope(path, &sn, link, &global, &mut names)?;
+            Ok((sn.name, sn.subnets, scope))
+        },
+        |ws, path, position, scope| subnet(ws, path, position, scope, &life, rapid_commit, pref),
+    )?;
     check_subnets(&subnets)?;
     let reservations = global_reservations(w.reservations.unwrap_or_default(), &subnets)?;
     let subnets: Vec<Subnet6> = subnets.into_iter().map(|b| b.subnet).collect();

@@ -210,16 +210,7 @@ fn parse_yaml(text: &str, name: Option<&str>) -> Result<wire::Config, ConfigErro
                 .render_with_options(opts)
                 .split_once('\n')
                 .map(|(_, excerpt)| excerpt.trim_end().to_owned());
-            ConfigError::Syntax {
-                file: None,
-                line,
-                column,
-                path: (line > 0)
-                    .then(|| locate::path_at(text, line, column))
-                    .flatten(),
-                message,
-                excerpt,
-            }
+            syntax(text, line, column, message, excerpt)
         })
 }
 
@@ -242,15 +233,27 @@ fn parse_json(text: &str) -> Result<wire::Config, ConfigError> {
         let full = e.to_string();
         let suffix = format!(" at line {line} column {column}");
         let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
-        ConfigError::Syntax {
-            file: None,
-            line,
-            column,
-            path: (line > 0)
-                .then(|| locate::path_at(text, line, column))
-                .flatten(),
-            message,
-            excerpt: None,
-        }
+        syntax(text, line, column, message, None)
     })
+}
+
+/// A syntax error at `line`:`column` of `text` (1-based; line 0: no position), with the key
+/// path found there.
+fn syntax(
+    text: &str,
+    line: u64,
+    column: u64,
+    message: String,
+    excerpt: Option<String>,
+) -> ConfigError {
+    ConfigError::Syntax {
+        file: None,
+        line,
+        column,
+        path: (line > 0)
+            .then(|| locate::path_at(text, line, column))
+            .flatten(),
+        message,
+        excerpt,
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::hash::Hash;
 
+use super::Link;
 use super::addr::Addr;
 use super::error::{ConfigError, invalid};
 use super::options::parse_hex;
@@ -328,4 +329,45 @@ pub(super) fn check_ifname(path: &str, name: &str) -> Result<()> {
             format!("{name:?} is not an interface name (1 to 15 characters, no '/' or spaces)"),
         ))
     }
+}
+
+/// Builds a family's subnets and lays them out in links: each of `section.subnets` on a link of
+/// its own, then each of `section.shared_networks` on one link. `alone(link)` is a lone subnet's
+/// scope; `network(path, network, link)` checks a shared network and gives its name, subnets
+/// and their scope; `subnet(wire, path, position, scope)` builds one (`position` counts from 1
+/// across the section, the default id).
+pub(super) fn layout<W, N, S, C>(
+    section: &str,
+    lone: Vec<W>,
+    shared: Vec<N>,
+    alone: impl Fn(usize) -> C,
+    mut network: impl FnMut(&str, N, usize) -> Result<(String, Vec<W>, C)>,
+    mut subnet: impl FnMut(W, &str, usize, &C) -> Result<S>,
+) -> Result<(Vec<S>, Vec<Link>)> {
+    let mut subnets = Vec::new();
+    let mut links = Vec::new();
+    for (i, w) in lone.into_iter().enumerate() {
+        let scope = alone(links.len());
+        let path = at(&join(section, "subnets"), i);
+        subnets.push(subnet(w, &path, subnets.len() + 1, &scope)?);
+        links.push(Link {
+            name: None,
+            subnets: vec![subnets.len() - 1],
+        });
+    }
+    for (i, n) in shared.into_iter().enumerate() {
+        let path = at(&join(section, "shared_networks"), i);
+        let (name, members, scope) = network(&path, n, links.len())?;
+        let mut indexes = Vec::new();
+        for (j, w) in members.into_iter().enumerate() {
+            let spath = at(&join(&path, "subnets"), j);
+            indexes.push(subnets.len());
+            subnets.push(subnet(w, &spath, subnets.len() + 1, &scope)?);
+        }
+        links.push(Link {
+            name: Some(name),
+            subnets: indexes,
+        });
+    }
+    Ok((subnets, links))
 }
