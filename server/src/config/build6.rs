@@ -66,8 +66,8 @@ impl Scope {
     }
 }
 
-/// A built subnet with its key path, and its link selectors (own or inherited) with theirs, for
-/// the checks across subnets to name both entries; dropped once they pass.
+/// A built subnet with what the checks across subnets name, as in `build4.rs`, and its
+/// interface-ids among the link selectors.
 struct Built {
     subnet: Subnet6,
     /// `v6.subnets[i]` or `v6.shared_networks[i].subnets[j]`; its pools, delegation pools and
