@@ -78,6 +78,14 @@ struct Built {
     interface: Option<At<String>>,
 }
 
+impl Default for V6Config {
+    /// The configuration of an absent `v6:` section: DHCPv6 off, every default in place.
+    fn default() -> Self {
+        // An empty section always validates; failing here is a build defect, not input.
+        v6(wire::V6::default()).unwrap_or_else(|e| panic!("the empty v6 section is invalid: {e}"))
+    }
+}
+
 pub(super) fn v6(w: wire::V6) -> Result<V6Config> {
     let port = w.port.unwrap_or(DEFAULT_PORT6);
     if port == 0 {

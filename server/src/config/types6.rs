@@ -3,7 +3,7 @@
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
-use super::{Link6, OptionSet6, build6, wire};
+use super::{Link6, OptionSet6};
 
 /// DHCPv6 settings (`v6:`). With neither subnets nor options DHCPv6 is off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,15 +161,6 @@ pub struct Reservation6 {
     pub prefix: Option<ipnet::Ipv6Net>,
     /// Effective options: the subnet's, then the reservation's own.
     pub options: OptionSet6,
-}
-
-impl Default for V6Config {
-    /// The configuration of an absent `v6:` section: DHCPv6 off, every default in place.
-    fn default() -> Self {
-        // An empty section always validates; failing here is a build defect, not input.
-        build6::v6(wire::V6::default())
-            .unwrap_or_else(|e| panic!("the empty v6 section is invalid: {e}"))
-    }
 }
 
 impl V6Config {
