@@ -6,17 +6,20 @@
 //! layers) and writes the reply, wrapped in one RELAY-REPL per relay, into the caller's buffer.
 //! Replies that bind or extend a lease say so (`needs_durable`) and wait for the journal.
 
+mod context;
 mod duid;
 mod handler;
+mod ia;
 mod packet;
 mod reply;
 #[cfg(test)]
 mod tests;
 
+pub use context::V6Context;
 pub use duid::{DUID_FILE, duid_llt, duid_uuid, format_duid, load_or_create_duid, server_duid};
 pub use handler::{
-    Arrival, CLIENT_PORT, InterfaceInfo, NoReply, Outcome, Reply, SERVER_PORT, V6Context, handle,
-    owner_shard, writes_lease,
+    Arrival, CLIENT_PORT, InterfaceInfo, NoReply, Outcome, Reply, SERVER_PORT, handle, owner_shard,
+    writes_lease,
 };
 pub use packet::{
     Hop, Ia, IaEntry, IaType, Kind, MAX_IAS, MAX_RELAY_LAYERS, Malformed, Request, client_duid,
