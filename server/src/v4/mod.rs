@@ -1,14 +1,16 @@
 //! DHCPv4: packet validation, protocol decisions and reply encoding, all sans-IO.
 
+mod context;
 mod handler;
 mod packet;
 mod reply;
 #[cfg(test)]
 mod tests;
 
+pub use context::V4Context;
 pub use handler::{
     Arrival, CLIENT_PORT, Destination, InterfaceInfo, NoReply, Outcome, Reply, SERVER_PORT,
-    Scratch, V4Context, client_key, handle, owner_shard, steer_hash, writes_lease,
+    Scratch, client_key, handle, owner_shard, steer_hash, writes_lease,
 };
 pub use packet::{Kind, Malformed};
 pub use reply::ReplyKind;
