@@ -10,6 +10,7 @@ pub mod config;
 pub mod journal_cli;
 pub mod kea;
 pub mod lease_record;
+pub(crate) mod proto;
 pub mod run;
 pub mod stats;
 pub mod v4;

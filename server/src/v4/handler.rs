@@ -118,24 +118,10 @@ impl NoReply {
 }
 
 /// The result of handling one datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Send the reply now in the output buffer.
-    Reply(Reply),
-    /// Send nothing.
-    NoReply(NoReply),
-}
+pub type Outcome = crate::proto::Outcome<Reply, NoReply>;
 
-/// Which subnets an interface serves, learned at startup.
-#[derive(Clone, Debug)]
-pub struct InterfaceInfo {
-    /// Kernel interface index.
-    pub index: u32,
-    /// Interface name.
-    pub name: String,
-    /// Its IPv4 addresses.
-    pub addrs: Vec<Ipv4Addr>,
-}
+/// An interface the server listens on, learned at startup, with its IPv4 addresses.
+pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv4Addr>;
 
 /// The value a worker hashes to pick the shard that owns a client: bytes 2..6 of the chaddr
 /// field (packet offset 30), which a classic BPF program on the reuseport group can read too.
@@ -210,10 +196,7 @@ pub fn handle(
         events,
         shard: owner_shard(data, engine.shards()),
     };
-    match h.run() {
-        Ok(reply) => Outcome::Reply(reply),
-        Err(why) => Outcome::NoReply(why),
-    }
+    h.run().into()
 }
 
 struct Handling<'h, 'r> {

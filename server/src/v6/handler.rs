@@ -97,24 +97,10 @@ impl NoReply {
 }
 
 /// The result of handling one datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Send the reply now in the output buffer.
-    Reply(Reply),
-    /// Send nothing.
-    NoReply(NoReply),
-}
+pub type Outcome = crate::proto::Outcome<Reply, NoReply>;
 
-/// An interface the server listens on, learned at startup.
-#[derive(Clone, Debug)]
-pub struct InterfaceInfo {
-    /// Kernel interface index.
-    pub index: u32,
-    /// Interface name.
-    pub name: String,
-    /// Its IPv6 addresses.
-    pub addrs: Vec<Ipv6Addr>,
-}
+/// An interface the server listens on, learned at startup, with its IPv6 addresses.
+pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv6Addr>;
 
 /// Whether handling `data` may write to the journal (REQUEST, RENEW, REBIND, RELEASE,
 /// DECLINE, or a SOLICIT with Rapid Commit): what a worker stops taking while its journal
@@ -166,10 +152,7 @@ pub fn handle(
         bound: false,
         no_subnet: false,
     };
-    match h.run() {
-        Ok(reply) => Outcome::Reply(reply),
-        Err(why) => Outcome::NoReply(why),
-    }
+    h.run().into()
 }
 
 pub(super) struct Handling<'h, 'r> {
