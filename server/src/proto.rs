@@ -31,3 +31,21 @@ pub struct InterfaceInfo<A> {
     /// Its addresses of the family.
     pub addrs: Vec<A>,
 }
+
+/// The reply in `o`; panics with the reason when there is none (tests of both families).
+#[cfg(test)]
+pub(crate) fn reply<R: std::fmt::Debug, N: std::fmt::Debug>(o: Outcome<R, N>) -> R {
+    match o {
+        Outcome::Reply(r) => r,
+        Outcome::NoReply(n) => panic!("expected a reply, got {n:?}"),
+    }
+}
+
+/// The reason in `o` there is no reply; panics when there is one (tests of both families).
+#[cfg(test)]
+pub(crate) fn no_reply<R: std::fmt::Debug, N: std::fmt::Debug>(o: Outcome<R, N>) -> N {
+    match o {
+        Outcome::NoReply(n) => n,
+        Outcome::Reply(r) => panic!("expected no reply, got {r:?}"),
+    }
+}

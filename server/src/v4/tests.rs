@@ -10,6 +10,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::config::Config;
+use crate::proto::{no_reply, reply};
 
 const YAML: &str = r#"
 port: 67
@@ -187,20 +188,6 @@ fn msg_type(m: &v4::Message) -> MessageType {
     match m.opts().get(OptionCode::MessageType) {
         Some(DhcpOption::MessageType(t)) => *t,
         other => panic!("no message type: {other:?}"),
-    }
-}
-
-fn reply(o: Outcome) -> Reply {
-    match o {
-        Outcome::Reply(r) => r,
-        Outcome::NoReply(n) => panic!("expected a reply, got {n:?}"),
-    }
-}
-
-fn no_reply(o: Outcome) -> NoReply {
-    match o {
-        Outcome::NoReply(n) => n,
-        Outcome::Reply(r) => panic!("expected no reply, got {r:?}"),
     }
 }
 

@@ -236,28 +236,33 @@ impl<'h, 'r> Handling<'h, 'r> {
 
     /// RFC 8415 §18.3.6: configuration only.
     fn information(&mut self, subnet: Option<usize>) -> Result<Reply, NoReply> {
-        let req = self.req;
-        let ctx: &'h V6Context = self.ctx;
-        let st = ctx.static_for(subnet, req);
-        let mut enc = Encoder::new(std::mem::take(self.out), req, ReplyKind::Reply);
-        self.ids(&mut enc);
+        let st = self.client_static(subnet);
+        let mut enc = self.open(ReplyKind::Reply);
         self.options(&mut enc, subnet, st);
         self.finish(enc, ReplyKind::Reply)
     }
 
     /// RFC 8415 §18.4: a unicast message we did not invite: UseMulticast, nothing else.
     fn use_multicast(&mut self) -> Result<Reply, NoReply> {
-        let mut enc = Encoder::new(std::mem::take(self.out), self.req, ReplyKind::Reply);
-        self.ids(&mut enc);
+        let mut enc = self.open(ReplyKind::Reply);
         enc.status(Status::UseMulticast);
         self.finish(enc, ReplyKind::Reply)
     }
 
-    pub(super) fn ids(&self, enc: &mut Encoder) {
+    /// Opens a reply of `kind` in the output buffer, with the Server and Client Identifiers.
+    pub(super) fn open(&mut self, kind: ReplyKind) -> Encoder {
+        let mut enc = Encoder::new(std::mem::take(self.out), self.req, kind);
         enc.put(opt::SERVERID, &self.t.duid);
         if let Some(id) = self.req.client_id {
             enc.put(opt::CLIENTID, id);
         }
+        enc
+    }
+
+    /// The client's static assignment, on `subnet`'s link when there is one.
+    pub(super) fn client_static(&self, subnet: Option<usize>) -> Option<Static<'h>> {
+        let ctx: &'h V6Context = self.ctx;
+        ctx.static_for(subnet, self.req)
     }
 
     /// The configured options the client's ORO asks for (RFC 8415 §18.3: only those), from the

@@ -8,7 +8,7 @@ use lessor_engine::v6::{
     BindRequest6, IaKey, IaKind, Resource, SolicitRequest, V6BindError, V6PoolId,
 };
 
-use super::context::{Static, Tables, V6Context};
+use super::context::{Static, Tables};
 use super::handler::{Handling, NoReply, Reply};
 use super::packet::{self, Ia, IaType, Kind, opt};
 use super::reply::{Encoder, ReplyKind, Status};
@@ -31,8 +31,7 @@ impl<'h> Handling<'h, '_> {
             Kind::Solicit => ReplyKind::Advertise,
             _ => ReplyKind::Reply,
         };
-        let mut enc = Encoder::new(std::mem::take(self.out), req, kind);
-        self.ids(&mut enc);
+        let mut enc = self.open(kind);
         for ia in req.ias() {
             let status = match (req.kind, ia.kind) {
                 (Kind::Renew, _) => Status::NoBinding,
@@ -41,8 +40,7 @@ impl<'h> Handling<'h, '_> {
             };
             write_ia(&mut enc, &ia, 0, 0, |e| e.status(status));
         }
-        let ctx: &'h V6Context = self.ctx;
-        self.options(&mut enc, None, ctx.static_for(None, req));
+        self.options(&mut enc, None, self.client_static(None));
         self.no_subnet = true;
         self.finish(enc, kind)
     }
@@ -234,10 +232,8 @@ impl<'h> Handling<'h, '_> {
         } else {
             ReplyKind::Advertise
         };
-        let ctx: &'h V6Context = self.ctx;
-        let st = ctx.static_for(Some(s), req);
-        let mut enc = Encoder::new(std::mem::take(self.out), req, kind);
-        self.ids(&mut enc);
+        let st = self.client_static(Some(s));
+        let mut enc = self.open(kind);
         let mut firsts = [true; 2];
         for ia in req.ias() {
             let Some((key, c)) =
@@ -268,10 +264,8 @@ impl<'h> Handling<'h, '_> {
     /// something else when that is gone.
     pub(super) fn request(&mut self, s: usize) -> Result<Reply, NoReply> {
         let req = self.req;
-        let ctx: &'h V6Context = self.ctx;
-        let st = ctx.static_for(Some(s), req);
-        let mut enc = Encoder::new(std::mem::take(self.out), req, ReplyKind::Reply);
-        self.ids(&mut enc);
+        let st = self.client_static(Some(s));
+        let mut enc = self.open(ReplyKind::Reply);
         let mut firsts = [true; 2];
         for ia in req.ias() {
             let Some((key, c)) =
@@ -316,10 +310,8 @@ impl<'h> Handling<'h, '_> {
     /// client lists that is not (or no longer) its binding comes back with lifetimes 0.
     pub(super) fn extend(&mut self, s: usize, rebind: bool) -> Result<Reply, NoReply> {
         let req = self.req;
-        let ctx: &'h V6Context = self.ctx;
-        let st = ctx.static_for(Some(s), req);
-        let mut enc = Encoder::new(std::mem::take(self.out), req, ReplyKind::Reply);
-        self.ids(&mut enc);
+        let st = self.client_static(Some(s));
+        let mut enc = self.open(ReplyKind::Reply);
         let mut firsts = [true; 2];
         for ia in req.ias() {
             let Some((key, c)) = self.next_ia(&mut enc, &ia, s, st, &mut firsts, Status::NoBinding)
@@ -399,8 +391,7 @@ impl<'h> Handling<'h, '_> {
         if !any {
             return Err(NoReply::NothingToConfirm);
         }
-        let mut enc = Encoder::new(std::mem::take(self.out), req, ReplyKind::Reply);
-        self.ids(&mut enc);
+        let mut enc = self.open(ReplyKind::Reply);
         enc.status(if on_link {
             Status::Success
         } else {
@@ -415,8 +406,7 @@ impl<'h> Handling<'h, '_> {
     /// addresses only: its IA_PDs are ignored.
     pub(super) fn release_or_decline(&mut self, decline: bool) -> Result<Reply, NoReply> {
         let req = self.req;
-        let mut enc = Encoder::new(std::mem::take(self.out), req, ReplyKind::Reply);
-        self.ids(&mut enc);
+        let mut enc = self.open(ReplyKind::Reply);
         for ia in req.ias() {
             if decline && ia.kind == IaType::Pd {
                 continue;

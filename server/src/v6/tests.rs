@@ -14,6 +14,7 @@ use super::packet::tests::{ia_na, ia_pd, iaaddr, iaprefix, message, option, rela
 use super::packet::{Options, msg, opt};
 use super::*;
 use crate::config::{Assignments, Config};
+use crate::proto::{no_reply, reply};
 
 const YAML: &str = r#"
 v6:
@@ -348,20 +349,6 @@ fn unknown(opts: &DhcpOptions, code: u16) -> Option<Vec<u8>> {
         DhcpOption::Unknown(u) if u16::from(u.code()) == code => Some(u.data().to_vec()),
         _ => None,
     })
-}
-
-fn reply(o: Outcome) -> Reply {
-    match o {
-        Outcome::Reply(r) => r,
-        Outcome::NoReply(n) => panic!("expected a reply, got {n:?}"),
-    }
-}
-
-fn no_reply(o: Outcome) -> NoReply {
-    match o {
-        Outcome::NoReply(n) => n,
-        Outcome::Reply(r) => panic!("expected no reply, got {r:?}"),
-    }
 }
 
 fn in_pool1(x: Ipv6Addr) -> bool {
