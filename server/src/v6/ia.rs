@@ -109,28 +109,34 @@ impl<'h> Handling<'h, '_> {
         }
     }
 
-    /// The key and candidates for the next IA, or `None` for an IA_TA, which is not served and
-    /// gets `refused` instead. Only the first IA of each kind may get the static resource:
-    /// `firsts` (NA, PD) says which kinds are still to come.
-    fn next_ia(
-        &self,
-        enc: &mut Encoder,
-        ia: &Ia<'_>,
+    /// Opens a reply of `kind` and writes each IA of the request into it: an IA_TA, which is
+    /// not served, gets `refused`; any other what `per_ia` writes, given its key and
+    /// candidates. Only the first IA of each kind may get the static resource. Returns the
+    /// reply and the client's static assignment (for the options).
+    fn each_ia(
+        &mut self,
         s: usize,
-        st: Option<Static<'_>>,
-        firsts: &mut [bool; 2],
+        kind: ReplyKind,
         refused: Status,
-    ) -> Option<(IaKey, Candidates<'h>)> {
-        let Some(key) = self.key(ia) else {
-            write_ia(enc, ia, 0, 0, |e| e.status(refused));
-            return None;
-        };
-        let first = match key.kind() {
-            IaKind::Na => std::mem::replace(&mut firsts[0], false),
-            IaKind::Pd => std::mem::replace(&mut firsts[1], false),
-        };
-        let c = self.candidates(s, key.kind(), st, first);
-        Some((key, c))
+        mut per_ia: impl FnMut(&mut Self, &mut Encoder, &Ia<'_>, IaKey, Candidates<'h>),
+    ) -> (Encoder, Option<Static<'h>>) {
+        let req = self.req;
+        let st = self.client_static(Some(s));
+        let mut enc = self.open(kind);
+        let (mut first_na, mut first_pd) = (true, true);
+        for ia in req.ias() {
+            let Some(key) = self.key(&ia) else {
+                write_ia(&mut enc, &ia, 0, 0, |e| e.status(refused));
+                continue;
+            };
+            let first = match key.kind() {
+                IaKind::Na => std::mem::replace(&mut first_na, false),
+                IaKind::Pd => std::mem::replace(&mut first_pd, false),
+            };
+            let c = self.candidates(s, key.kind(), st, first);
+            per_ia(self, &mut enc, &ia, key, c);
+        }
+        (enc, st)
     }
 
     fn key(&self, ia: &Ia<'_>) -> Option<IaKey> {
@@ -232,24 +238,16 @@ impl<'h> Handling<'h, '_> {
         } else {
             ReplyKind::Advertise
         };
-        let st = self.client_static(Some(s));
-        let mut enc = self.open(kind);
-        let mut firsts = [true; 2];
-        for ia in req.ias() {
-            let Some((key, c)) =
-                self.next_ia(&mut enc, &ia, s, st, &mut firsts, Status::NoAddrsAvail)
-            else {
-                continue;
-            };
-            let hint = listed(&ia);
-            match self.allocate(&key, &c, hint, s, rapid) {
-                Some(r) => self.write_granted(&mut enc, &ia, s, r),
+        let (mut enc, st) = self.each_ia(s, kind, Status::NoAddrsAvail, |h, enc, ia, key, c| {
+            let hint = listed(ia);
+            match h.allocate(&key, &c, hint, s, rapid) {
+                Some(r) => h.write_granted(enc, ia, s, r),
                 // RFC 8415 §18.3.9: an IA we cannot serve comes back with NoAddrsAvail
                 // (NoPrefixAvail for IA_PD) inside it, even when no IA is served, and the
                 // requested options still go with it.
-                None => write_ia(&mut enc, &ia, 0, 0, |e| e.status(unavailable(c.kind))),
+                None => write_ia(enc, ia, 0, 0, |e| e.status(unavailable(c.kind))),
             }
-        }
+        });
         if rapid {
             enc.put(opt::RAPID_COMMIT, &[]);
         }
@@ -263,45 +261,41 @@ impl<'h> Handling<'h, '_> {
     /// RFC 8415 §18.3.2: binds what the client asks for in each IA (what we advertised), or
     /// something else when that is gone.
     pub(super) fn request(&mut self, s: usize) -> Result<Reply, NoReply> {
-        let req = self.req;
-        let st = self.client_static(Some(s));
-        let mut enc = self.open(ReplyKind::Reply);
-        let mut firsts = [true; 2];
-        for ia in req.ias() {
-            let Some((key, c)) =
-                self.next_ia(&mut enc, &ia, s, st, &mut firsts, Status::NoAddrsAvail)
-            else {
-                continue;
-            };
-            let asked = listed(&ia);
-            if c.kind == IaKind::Na
-                && c.reserved.is_none()
-                && let Some(a) = asked.filter(|a| !self.on_link(s, a.addr))
-            {
-                tracing::debug!(addr = %a.addr, "REQUEST for an address off the client's link");
-                write_ia(&mut enc, &ia, 0, 0, |e| e.status(Status::NotOnLink));
-                continue;
-            }
-            // The static resource, else what the client asks for, else what we advertised.
-            let target = c.reserved.or(asked).or_else(|| {
-                self.engine
-                    .lookup(self.shard, &key)
-                    .filter(|v| matches!(v.state, LeaseState::Offered | LeaseState::Bound))
-                    .map(|v| v.resource)
-            });
-            let got = match target {
-                Some(r) => match self.bind(&key, &c, r, s) {
-                    Ok(r) => Some(r),
-                    // Gone, or not ours to give: give another one.
-                    Err(_) => self.allocate(&key, &c, None, s, true),
-                },
-                None => self.allocate(&key, &c, None, s, true),
-            };
-            match got {
-                Some(r) => self.write_granted(&mut enc, &ia, s, r),
-                None => write_ia(&mut enc, &ia, 0, 0, |e| e.status(unavailable(c.kind))),
-            }
-        }
+        let (mut enc, st) = self.each_ia(
+            s,
+            ReplyKind::Reply,
+            Status::NoAddrsAvail,
+            |h, enc, ia, key, c| {
+                let asked = listed(ia);
+                if c.kind == IaKind::Na
+                    && c.reserved.is_none()
+                    && let Some(a) = asked.filter(|a| !h.on_link(s, a.addr))
+                {
+                    tracing::debug!(addr = %a.addr, "REQUEST for an address off the client's link");
+                    write_ia(enc, ia, 0, 0, |e| e.status(Status::NotOnLink));
+                    return;
+                }
+                // The static resource, else what the client asks for, else what we advertised.
+                let target = c.reserved.or(asked).or_else(|| {
+                    h.engine
+                        .lookup(h.shard, &key)
+                        .filter(|v| matches!(v.state, LeaseState::Offered | LeaseState::Bound))
+                        .map(|v| v.resource)
+                });
+                let got = match target {
+                    Some(r) => match h.bind(&key, &c, r, s) {
+                        Ok(r) => Some(r),
+                        // Gone, or not ours to give: give another one.
+                        Err(_) => h.allocate(&key, &c, None, s, true),
+                    },
+                    None => h.allocate(&key, &c, None, s, true),
+                };
+                match got {
+                    Some(r) => h.write_granted(enc, ia, s, r),
+                    None => write_ia(enc, ia, 0, 0, |e| e.status(unavailable(c.kind))),
+                }
+            },
+        );
         self.options(&mut enc, Some(s), st);
         self.finish(enc, ReplyKind::Reply)
     }
@@ -309,70 +303,67 @@ impl<'h> Handling<'h, '_> {
     /// RFC 8415 §18.3.4 (RENEW) and §18.3.5 (REBIND): extends each IA's binding. What the
     /// client lists that is not (or no longer) its binding comes back with lifetimes 0.
     pub(super) fn extend(&mut self, s: usize, rebind: bool) -> Result<Reply, NoReply> {
-        let req = self.req;
-        let st = self.client_static(Some(s));
-        let mut enc = self.open(ReplyKind::Reply);
-        let mut firsts = [true; 2];
-        for ia in req.ias() {
-            let Some((key, c)) = self.next_ia(&mut enc, &ia, s, st, &mut firsts, Status::NoBinding)
-            else {
-                continue;
-            };
-            let current = self
-                .engine
-                .lookup(self.shard, &key)
-                .filter(|v| v.state != LeaseState::Declined)
-                .map(|v| v.resource);
-            // A changed static assignment replaces the binding; without any binding a REBIND
-            // may take back what the client lists when it is still free (§18.3.5).
-            let target = match (current, c.reserved) {
-                (Some(cur), Some(r)) if cur != r => Some(r),
-                (Some(cur), _) => Some(cur),
-                (None, _) if rebind => listed(&ia),
-                (None, _) => None,
-            };
-            let Some(target) = target else {
-                write_ia(&mut enc, &ia, 0, 0, |e| e.status(Status::NoBinding));
-                continue;
-            };
-            let result = self.bind(&key, &c, target, s);
-            if !rebind
-                && current.is_some()
-                && matches!(result, Err(V6BindError::Taken | V6BindError::Quarantined))
-            {
-                write_ia(&mut enc, &ia, 0, 0, |e| e.status(Status::NoBinding));
-                continue;
-            }
-            let sub = self.subnet(self.home(s, c.kind, target));
-            let (t1, t2) = match result {
-                Ok(_) => (sub.renew_time, sub.rebind_time),
-                Err(_) => (0, 0),
-            };
-            let (preferred, valid) = (sub.preferred_lifetime, sub.valid_lifetime);
-            let pd_exclude = self.pd_exclude_for(&key, target);
-            let kind = c.kind;
-            write_ia(&mut enc, &ia, t1, t2, |e| {
-                if result.is_ok() {
-                    e.resource(
-                        kind == IaKind::Pd,
-                        target.addr,
-                        target.len,
-                        preferred,
-                        valid,
-                        pd_exclude,
-                    );
-                } else {
-                    // Not (or no longer) appropriate, or another's: stop using it.
-                    e.resource(kind == IaKind::Pd, target.addr, target.len, 0, 0, None);
+        let (mut enc, st) = self.each_ia(
+            s,
+            ReplyKind::Reply,
+            Status::NoBinding,
+            |h, enc, ia, key, c| {
+                let current = self
+                    .engine
+                    .lookup(h.shard, &key)
+                    .filter(|v| v.state != LeaseState::Declined)
+                    .map(|v| v.resource);
+                // A changed static assignment replaces the binding; without any binding a REBIND
+                // may take back what the client lists when it is still free (§18.3.5).
+                let target = match (current, c.reserved) {
+                    (Some(cur), Some(r)) if cur != r => Some(r),
+                    (Some(cur), _) => Some(cur),
+                    (None, _) if rebind => listed(ia),
+                    (None, _) => None,
+                };
+                let Some(target) = target else {
+                    write_ia(enc, ia, 0, 0, |e| e.status(Status::NoBinding));
+                    return;
+                };
+                let result = h.bind(&key, &c, target, s);
+                if !rebind
+                    && current.is_some()
+                    && matches!(result, Err(V6BindError::Taken | V6BindError::Quarantined))
+                {
+                    write_ia(enc, ia, 0, 0, |e| e.status(Status::NoBinding));
+                    return;
                 }
-                for x in ia.entries() {
-                    let r = Resource::prefix(x.addr, x.len);
-                    if r != target {
-                        e.resource(kind == IaKind::Pd, x.addr, x.len, 0, 0, None);
+                let sub = h.subnet(h.home(s, c.kind, target));
+                let (t1, t2) = match result {
+                    Ok(_) => (sub.renew_time, sub.rebind_time),
+                    Err(_) => (0, 0),
+                };
+                let (preferred, valid) = (sub.preferred_lifetime, sub.valid_lifetime);
+                let pd_exclude = h.pd_exclude_for(&key, target);
+                let kind = c.kind;
+                write_ia(enc, ia, t1, t2, |e| {
+                    if result.is_ok() {
+                        e.resource(
+                            kind == IaKind::Pd,
+                            target.addr,
+                            target.len,
+                            preferred,
+                            valid,
+                            pd_exclude,
+                        );
+                    } else {
+                        // Not (or no longer) appropriate, or another's: stop using it.
+                        e.resource(kind == IaKind::Pd, target.addr, target.len, 0, 0, None);
                     }
-                }
-            });
-        }
+                    for x in ia.entries() {
+                        let r = Resource::prefix(x.addr, x.len);
+                        if r != target {
+                            e.resource(kind == IaKind::Pd, x.addr, x.len, 0, 0, None);
+                        }
+                    }
+                });
+            },
+        );
         self.options(&mut enc, Some(s), st);
         self.finish(enc, ReplyKind::Reply)
     }
