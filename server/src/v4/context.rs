@@ -23,7 +23,7 @@ const GLOBAL: usize = usize::MAX;
 /// Everything the DHCPv4 handler needs that does not change per packet: the validated config
 /// and the lookup tables built from it.
 #[derive(Debug)]
-pub struct V4Context {
+pub struct Context {
     pub(super) cfg: V4Config,
     test_mode: bool,
     /// Subnet indexes sorted by network address, for containment look-ups.
@@ -49,7 +49,7 @@ pub(super) struct Found<'c> {
     pub(super) global: bool,
 }
 
-impl V4Context {
+impl Context {
     /// Builds the look-up tables. `interfaces` are the interfaces the server listens on.
     pub fn new(config: &Config, interfaces: &[InterfaceInfo]) -> Self {
         let cfg = config.v4.clone();
@@ -112,7 +112,7 @@ impl V4Context {
                 map.entry(key.into()).or_default().push((si, ri));
             }
         }
-        V4Context {
+        Context {
             test_mode: config.port != SERVER_PORT,
             cfg,
             by_network,

@@ -6,7 +6,7 @@ use lessor_engine::{
     BindError, BindRequest, ClientKey, Engine, HwAddr, LeaseEvent, LeaseInfo, OfferRequest, Time,
 };
 
-use super::context::{Found, V4Context};
+use super::context::{Context, Found};
 use super::packet::{self, Kind, Malformed, Request};
 use super::reply::{Encoder, ReplyKind};
 use crate::config::{BootFields, OptionSet};
@@ -173,7 +173,7 @@ pub fn writes_lease(data: &[u8], scratch: &mut Scratch) -> bool {
 /// writes any reply into `out` and pushes lease events into `events`.
 #[allow(clippy::too_many_arguments)]
 pub fn handle(
-    ctx: &V4Context,
+    ctx: &Context,
     engine: &Engine,
     data: &[u8],
     arrival: &Arrival,
@@ -200,7 +200,7 @@ pub fn handle(
 }
 
 struct Handling<'h, 'r> {
-    ctx: &'h V4Context,
+    ctx: &'h Context,
     engine: &'h Engine,
     req: &'h Request<'r>,
     arrival: &'h Arrival,

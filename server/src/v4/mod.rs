@@ -7,7 +7,9 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
-pub use context::V4Context;
+pub use context::Context;
+/// The former name of [`Context`], kept for callers not yet moved to `v4::Context`.
+pub use context::Context as V4Context;
 pub use handler::{
     Arrival, CLIENT_PORT, Destination, InterfaceInfo, NoReply, Outcome, Reply, SERVER_PORT,
     Scratch, client_key, handle, owner_shard, steer_hash, writes_lease,

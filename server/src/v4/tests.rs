@@ -47,7 +47,7 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 2);
 const NOW: u64 = 1_800_000_000;
 
 struct Fixture {
-    ctx: V4Context,
+    ctx: Context,
     engine: Engine,
     scratch: Scratch,
     out: Vec<u8>,
@@ -62,7 +62,7 @@ impl Fixture {
             name: "eth9".into(),
             addrs: vec![Ipv4Addr::new(10, 232, 0, 1)],
         }];
-        let ctx = V4Context::new(&config, &ifaces);
+        let ctx = Context::new(&config, &ifaces);
         let engine = Engine::new(ctx.engine_config(2)).unwrap();
         Fixture {
             ctx,

@@ -50,10 +50,10 @@ pub(super) struct Tables {
 /// the server DUID, the look-up tables built from them, and the static assignments file.
 ///
 /// Cheap to clone (two `Arc`s). A reload of the assignments file makes a new context with
-/// [`V6Context::with_assignments`]; workers swap the one they read through, so a packet sees
+/// [`Context::with_assignments`]; workers swap the one they read through, so a packet sees
 /// one table or the other, whole.
 #[derive(Clone, Debug)]
-pub struct V6Context {
+pub struct Context {
     pub(super) t: Arc<Tables>,
     assignments: Arc<Assignments>,
 }
@@ -69,7 +69,7 @@ pub(super) struct Static<'c> {
     pub(super) own_options: Option<&'c OptionSet6>,
 }
 
-impl V6Context {
+impl Context {
     /// Builds the look-up tables. `server_duid` is what [`super::server_duid`] gives;
     /// `interfaces` are the interfaces the server listens on; `assignments` is the file's table
     /// ([`Config::load_assignments`]).
@@ -152,7 +152,7 @@ impl V6Context {
                     .push((si, ri));
             }
         }
-        V6Context {
+        Context {
             t: Arc::new(Tables {
                 test_mode: cfg.port != SERVER_PORT,
                 cfg,
@@ -175,7 +175,7 @@ impl V6Context {
 
     /// The same context with another assignments table (a reloaded file).
     pub fn with_assignments(&self, assignments: Arc<Assignments>) -> Self {
-        V6Context {
+        Context {
             t: Arc::clone(&self.t),
             assignments,
         }

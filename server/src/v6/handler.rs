@@ -6,7 +6,7 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 use lessor_engine::Time;
 use lessor_engine::v6::{V6Engine, V6LeaseEvent};
 
-use super::context::{Static, Tables, V6Context};
+use super::context::{Context, Static, Tables};
 use super::packet::{self, Kind, Malformed, Request, opt};
 use super::reply::{Encoder, ReplyKind, Status};
 
@@ -125,7 +125,7 @@ pub fn owner_shard(data: &[u8], engine: &V6Engine) -> Option<usize> {
 /// ([`owner_shard`]; the caller runs on that shard's worker), writes any reply into `out` and
 /// pushes lease events into `events`.
 pub fn handle(
-    ctx: &V6Context,
+    ctx: &Context,
     engine: &V6Engine,
     data: &[u8],
     arrival: &Arrival,
@@ -156,7 +156,7 @@ pub fn handle(
 }
 
 pub(super) struct Handling<'h, 'r> {
-    pub(super) ctx: &'h V6Context,
+    pub(super) ctx: &'h Context,
     pub(super) t: &'h Tables,
     pub(super) engine: &'h V6Engine,
     pub(super) req: &'h Request<'r>,
@@ -261,7 +261,7 @@ impl<'h, 'r> Handling<'h, 'r> {
 
     /// The client's static assignment, on `subnet`'s link when there is one.
     pub(super) fn client_static(&self, subnet: Option<usize>) -> Option<Static<'h>> {
-        let ctx: &'h V6Context = self.ctx;
+        let ctx: &'h Context = self.ctx;
         ctx.static_for(subnet, self.req)
     }
 

@@ -15,7 +15,9 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
-pub use context::V6Context;
+pub use context::Context;
+/// The former name of [`Context`], kept for callers not yet moved to `v6::Context`.
+pub use context::Context as V6Context;
 pub use duid::{DUID_FILE, duid_llt, duid_uuid, format_duid, load_or_create_duid, server_duid};
 pub use handler::{
     Arrival, CLIENT_PORT, InterfaceInfo, NoReply, Outcome, Reply, SERVER_PORT, handle, owner_shard,

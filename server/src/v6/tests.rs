@@ -58,7 +58,7 @@ fn duid(n: u8) -> Vec<u8> {
 }
 
 struct Fixture {
-    ctx: V6Context,
+    ctx: Context,
     engine: V6Engine,
     out: Vec<u8>,
     events: Vec<V6LeaseEvent>,
@@ -81,7 +81,7 @@ impl Fixture {
             name: "eth9".into(),
             addrs: vec![a("fe80::9")],
         }];
-        let ctx = V6Context::new(&config, SERVER_DUID, &ifaces, Arc::new(assignments));
+        let ctx = Context::new(&config, SERVER_DUID, &ifaces, Arc::new(assignments));
         let engine = V6Engine::new(ctx.engine_config(2)).unwrap();
         Fixture {
             ctx,
