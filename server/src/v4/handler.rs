@@ -61,7 +61,7 @@ pub struct Reply {
     /// The source address to send from.
     pub src: Ipv4Addr,
     /// The reply binds or extends a lease: it may leave only once the events pushed while
-    /// handling this request are durable (invariant 1).
+    /// handling this request are durable (durable ACK).
     pub needs_durable: bool,
 }
 

@@ -42,7 +42,7 @@ pub struct Reply {
     /// (unicast); `None` for multicast, where the kernel picks.
     pub src: Option<Ipv6Addr>,
     /// The reply binds or extends a lease: it may leave only once the events pushed while
-    /// handling this request are durable (invariant 1).
+    /// handling this request are durable (durable ACK).
     pub needs_durable: bool,
     /// No configured subnet matches the client's link: the reply only says so, per IA
     /// (counted as [`NoReply::NoSubnet`] too).
