@@ -25,6 +25,9 @@
 //! without allocating (the `IP_PKTINFO` and `IPV6_PKTINFO` control messages,
 //! `recvmmsg`/`sendmmsg` with a control message per datagram, the `SIOCSARP` ioctl); every block
 //! says why it is sound.
+//!
+//! The DHCP header offsets the steering programs and the server's parsers share are named once
+//! in [`wire`].
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -37,6 +40,7 @@ mod iface;
 mod steer;
 mod v4;
 mod v6;
+pub mod wire;
 
 pub use affinity::{
     available_cores, current_thread_is_realtime, current_thread_nice, pin_current_thread,

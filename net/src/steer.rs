@@ -10,9 +10,11 @@ use nix::sys::socket::{setsockopt, sockopt};
 use crate::error::{Error, Result};
 use crate::v4::V4Socket;
 use crate::v6::V6Socket;
+use crate::wire::v4::field as v4f;
+use crate::wire::v6::field as v6f;
 
 /// Offset, from the start of the UDP payload, of the word the program loads: `chaddr[2..6]`.
-pub const STEER_OFFSET: usize = 30;
+pub const STEER_OFFSET: usize = v4f::CHADDR.start + 2;
 
 /// The steering program for a group of `n` sockets (`n >= 1`).
 fn steering_program(n: u32) -> [libc::sock_filter; 3] {
@@ -136,9 +138,13 @@ pub const STEER6_STEPS: usize = 32;
 /// DHCPv6 message type RELAY-FORW (RFC 8415 §7.3).
 const RELAY_FORW: u32 = 12;
 /// RELAY-FORW header: msg-type, hop-count, link-address, peer-address.
-const RELAY_HEADER: u32 = 34;
+const RELAY_HEADER: u32 = v6f::RELAY_OPTIONS.start as u32;
 /// Client message header: msg-type, transaction-id.
-const CLIENT_HEADER: u32 = 4;
+const CLIENT_HEADER: u32 = v6f::OPTIONS.start as u32;
+/// Option header: code, length.
+const OPTION_HEADER: u32 = v6f::OPTION_DATA.start as u32;
+/// Where an option's length sits, from its start.
+const OPTION_LEN: u32 = v6f::OPTION_LEN.start as u32;
 /// OPTION_CLIENTID and OPTION_RELAY_MSG (RFC 8415 §21.2, §21.10).
 const OPTION_CLIENTID: u32 = 1;
 const OPTION_RELAY_MSG: u32 = 9;
@@ -148,7 +154,7 @@ const DUID_MIN: u32 = 4;
 const DUID_MAX: u32 = 130;
 /// The smallest datagram the program walks: a client message header, an option header and a
 /// 4-byte DUID. It also keeps `len - 4` from wrapping below.
-const MIN_WALK: u32 = CLIENT_HEADER + 4 + DUID_MIN;
+const MIN_WALK: u32 = CLIENT_HEADER + OPTION_HEADER + DUID_MIN;
 /// What the program returns when it finds no DUID: no socket has this index, so the kernel
 /// falls back to its 4-tuple hash.
 const NO_INDEX: u32 = u32::MAX;
@@ -271,7 +277,7 @@ fn steering_program6(n: u32) -> Vec<libc::sock_filter> {
         a.bind(opt[i]);
         let (no_header, duid, descend) = (a.label(), a.label(), a.label());
         a.op(BPF_LD | BPF_W | BPF_LEN, 0);
-        a.op(BPF_ALU | BPF_SUB | BPF_K, 4);
+        a.op(BPF_ALU | BPF_SUB | BPF_K, OPTION_HEADER);
         a.jump(BPF_JMP | BPF_JGE | BPF_X, 0, None, Some(no_header)); // X + 4 <= len
         a.op(BPF_LD | BPF_H | BPF_IND, 0);
         a.jump(BPF_JMP | BPF_JEQ | BPF_K, OPTION_CLIENTID, Some(duid), None);
@@ -281,8 +287,8 @@ fn steering_program6(n: u32) -> Vec<libc::sock_filter> {
             Some(descend),
             None,
         );
-        a.op(BPF_LD | BPF_H | BPF_IND, 2);
-        a.op(BPF_ALU | BPF_ADD | BPF_K, 4);
+        a.op(BPF_LD | BPF_H | BPF_IND, OPTION_LEN);
+        a.op(BPF_ALU | BPF_ADD | BPF_K, OPTION_HEADER);
         a.op(BPF_ALU | BPF_ADD | BPF_X, 0);
         a.op(BPF_MISC | BPF_TAX, 0);
         a.ja(opt[i + 1]);
@@ -292,7 +298,7 @@ fn steering_program6(n: u32) -> Vec<libc::sock_filter> {
         a.ja(found);
         a.bind(descend);
         a.op(BPF_MISC | BPF_TXA, 0);
-        a.op(BPF_ALU | BPF_ADD | BPF_K, 4);
+        a.op(BPF_ALU | BPF_ADD | BPF_K, OPTION_HEADER);
         a.op(BPF_MISC | BPF_TAX, 0);
     }
     a.bind(msg[STEER6_STEPS]);
@@ -301,7 +307,7 @@ fn steering_program6(n: u32) -> Vec<libc::sock_filter> {
 
     // X is at the CLIENTID option: its last four bytes are at X + 4 + L - 4 = X + L.
     a.bind(found);
-    a.op(BPF_LD | BPF_H | BPF_IND, 2);
+    a.op(BPF_LD | BPF_H | BPF_IND, OPTION_LEN);
     a.jump(BPF_JMP | BPF_JGE | BPF_K, DUID_MIN, None, Some(fail));
     a.jump(BPF_JMP | BPF_JGT | BPF_K, DUID_MAX, Some(fail), None);
     a.op(BPF_ALU | BPF_ADD | BPF_X, 0);
@@ -371,7 +377,7 @@ pub fn steer_index6(payload: &[u8], n: usize) -> Option<usize> {
         return None;
     }
     let enter = |x: usize| -> Option<usize> {
-        let header = if u32::from(*payload.get(x)?) == RELAY_FORW {
+        let header = if u32::from(*payload.get(x + v6f::MSG_TYPE)?) == RELAY_FORW {
             RELAY_HEADER
         } else {
             CLIENT_HEADER
@@ -380,12 +386,13 @@ pub fn steer_index6(payload: &[u8], n: usize) -> Option<usize> {
     };
     let mut x = enter(0)?;
     for step in 0..STEER6_STEPS {
-        if x + 4 > len {
+        let hdr = OPTION_HEADER as usize;
+        if x + hdr > len {
             return None;
         }
-        match be16(x) as u32 {
+        match be16(x + v6f::OPTION_CODE.start) as u32 {
             OPTION_CLIENTID => {
-                let l = be16(x + 2);
+                let l = be16(x + OPTION_LEN as usize);
                 if !(DUID_MIN as usize..=DUID_MAX as usize).contains(&l) || x + l + 4 > len {
                     return None;
                 }
@@ -393,9 +400,9 @@ pub fn steer_index6(payload: &[u8], n: usize) -> Option<usize> {
                 let word = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
                 return usize::try_from(word % n).ok();
             }
-            OPTION_RELAY_MSG if step + 1 < STEER6_STEPS => x = enter(x + 4)?,
+            OPTION_RELAY_MSG if step + 1 < STEER6_STEPS => x = enter(x + hdr)?,
             OPTION_RELAY_MSG => return None,
-            _ => x += 4 + be16(x + 2),
+            _ => x += hdr + be16(x + OPTION_LEN as usize),
         }
     }
     None

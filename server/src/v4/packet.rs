@@ -3,14 +3,10 @@
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::borrowed::Message;
+use lessor_net::wire::v4::field;
 
-/// Fixed BOOTP header length up to and including the `file` field.
-const HEADER_LEN: usize = 236;
 /// The options magic cookie (RFC 2131 §3).
 const MAGIC: [u8; 4] = [99, 130, 83, 99];
-/// Byte range of `sname` and `file` (RFC 2131 Figure 1), reused for option overload (RFC 2132 §9.3).
-const SNAME: std::ops::Range<usize> = 44..108;
-const FILE: std::ops::Range<usize> = 108..236;
 
 /// DHCP message types the server acts on (RFC 2132 §9.6), plus plain BOOTP (no option 53).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -168,21 +164,23 @@ fn joined_code(code: u8) -> bool {
 pub(super) fn parse<'a>(buf: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Request<'a>, Malformed> {
     let msg = Message::new(buf).map_err(|_| Malformed::TooShort)?;
     // Header: the borrowed message trusts `hlen` when slicing chaddr, so check it first.
-    if buf[0] != 1 {
+    if buf[field::OP] != 1 {
         return Err(Malformed::NotRequest);
     }
     let hlen = usize::from(msg.hlen());
     if hlen > 16 {
         return Err(Malformed::BadHlen);
     }
-    let chaddr_field: &[u8; 16] = buf[28..44].try_into().map_err(|_| Malformed::TooShort)?;
+    let chaddr_field: &[u8; 16] = buf[field::CHADDR]
+        .try_into()
+        .map_err(|_| Malformed::TooShort)?;
 
     let mut req = Request {
         kind: Kind::Bootp,
-        htype: buf[1],
+        htype: buf[field::HTYPE],
         hops: msg.hops(),
         xid: msg.xid(),
-        flags: u16::from_be_bytes([buf[10], buf[11]]),
+        flags: u16::from_be_bytes([buf[field::FLAGS.start], buf[field::FLAGS.start + 1]]),
         ciaddr: msg.ciaddr(),
         giaddr: msg.giaddr(),
         chaddr: &chaddr_field[..hlen],
@@ -198,7 +196,7 @@ pub(super) fn parse<'a>(buf: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Reque
         relay: None,
         subnet_selection: None,
     };
-    if buf[HEADER_LEN..HEADER_LEN + 4] != MAGIC {
+    if buf[field::MAGIC_NUMBER] != MAGIC {
         // RFC 951 BOOTP with a vendor area that is not RFC 1497 options: no options at all.
         return Ok(req);
     }
@@ -211,11 +209,19 @@ pub(super) fn parse<'a>(buf: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Reque
         }
         set_option(req, code, data)
     };
-    let main = &buf[HEADER_LEN + 4..];
+    let main = &buf[field::OPTIONS];
     let overload = scan(main, &mut |c, d| visit(&mut req, c, d))?.overload;
     // RFC 2132 §9.3: with option 52, `file` and then `sname` hold more options.
-    let file: &[u8] = if overload & 1 != 0 { &buf[FILE] } else { &[] };
-    let sname: &[u8] = if overload & 2 != 0 { &buf[SNAME] } else { &[] };
+    let file: &[u8] = if overload & 1 != 0 {
+        &buf[field::FILE]
+    } else {
+        &[]
+    };
+    let sname: &[u8] = if overload & 2 != 0 {
+        &buf[field::SNAME]
+    } else {
+        &[]
+    };
     for area in [file, sname] {
         scan(area, &mut |c, d| visit(&mut req, c, d))?;
     }
@@ -378,12 +384,12 @@ pub(crate) mod tests {
 
     /// Builds a BOOTREQUEST with the given options (each `(code, value)`), chaddr 02:00:00:00:00:01.
     pub(crate) fn request(opts: &[(u8, &[u8])]) -> Vec<u8> {
-        let mut b = vec![0u8; HEADER_LEN];
-        b[0] = 1;
-        b[1] = 1;
-        b[2] = 6;
-        b[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
-        b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        let mut b = vec![0u8; field::MAGIC_NUMBER.start];
+        b[field::OP] = 1;
+        b[field::HTYPE] = 1;
+        b[field::HLEN] = 6;
+        b[field::XID].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        b[field::CHADDR.start..field::CHADDR.start + 6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
         b.extend_from_slice(&MAGIC);
         for (code, val) in opts {
             b.push(*code);
@@ -430,7 +436,7 @@ pub(crate) mod tests {
             Malformed::TooShort
         );
         let mut buf = request(&[(53, &[1])]);
-        buf[2] = 200;
+        buf[field::HLEN] = 200;
         assert_eq!(parse(&buf, &mut scratch).unwrap_err(), Malformed::BadHlen);
 
         // Option 12 claims 40 bytes but the packet ends after 3.
@@ -473,7 +479,7 @@ pub(crate) mod tests {
             Malformed::BadRelayInfo
         );
         let mut buf = request(&[(53, &[1])]);
-        buf[0] = 2;
+        buf[field::OP] = 2;
         assert_eq!(
             parse(&buf, &mut scratch).unwrap_err(),
             Malformed::NotRequest
@@ -509,7 +515,8 @@ pub(crate) mod tests {
     #[test]
     fn overloaded_file_field_holds_options() {
         let mut buf = request(&[(53, &[1]), (52, &[1])]);
-        buf[FILE.start..FILE.start + 7].copy_from_slice(&[12, 4, b'h', b'o', b's', b't', 255]);
+        buf[field::FILE.start..field::FILE.start + 7]
+            .copy_from_slice(&[12, 4, b'h', b'o', b's', b't', 255]);
         let mut scratch = Vec::new();
         let r = parse(&buf, &mut scratch).unwrap();
         assert_eq!(r.hostname, Some(&b"host"[..]));

@@ -10,6 +10,19 @@
 
 use std::net::Ipv6Addr;
 
+use lessor_net::wire::{Field, v6::field};
+
+use ia::{check_ia_options, ia};
+use options::{check_duid, find, scan, set_once};
+
+pub use ia::{Ia, IaEntry, IaType};
+pub(super) use options::Options;
+
+mod ia;
+mod options;
+#[cfg(test)]
+pub(crate) mod tests;
+
 /// At most this many nested RELAY-FORW layers are answered; deeper ones are dropped as
 /// [`Malformed::TooManyHops`]. RFC 8415 §7.6 bounds what relays forward (HOP_COUNT_LIMIT, 8)
 /// but sets the server no limit, and Kea answers deeper nesting; the bound keeps the per-message
@@ -163,87 +176,6 @@ const NO_HOP: Hop<'static> = Hop {
     subscriber_id: None,
 };
 
-/// The kind of an identity association.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IaType {
-    /// IA_NA (3): non-temporary addresses.
-    Na,
-    /// IA_TA (4): temporary addresses (refused by this server).
-    Ta,
-    /// IA_PD (25): delegated prefixes.
-    Pd,
-}
-
-/// An address or prefix listed inside an IA (IAADDR or IAPREFIX).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IaEntry {
-    /// The address, or the prefix's first address.
-    pub addr: Ipv6Addr,
-    /// 128 for an address, the prefix length for a prefix.
-    pub len: u8,
-    /// Preferred lifetime the client gave.
-    pub preferred: u32,
-    /// Valid lifetime the client gave.
-    pub valid: u32,
-}
-
-/// One validated IA option.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ia<'a> {
-    /// IA_NA, IA_TA or IA_PD.
-    pub kind: IaType,
-    /// The client's identifier for this IA.
-    pub iaid: u32,
-    /// The T1 the client suggested (0 for IA_TA).
-    pub t1: u32,
-    /// The T2 the client suggested (0 for IA_TA).
-    pub t2: u32,
-    /// The IA's own options (validated).
-    opts: &'a [u8],
-}
-
-impl<'a> Ia<'a> {
-    /// The addresses (IA_NA, IA_TA) or prefixes (IA_PD) the client listed, in order.
-    pub fn entries(&self) -> impl Iterator<Item = IaEntry> + 'a {
-        let want = if self.kind == IaType::Pd {
-            opt::IAPREFIX
-        } else {
-            opt::IAADDR
-        };
-        Options(self.opts)
-            .filter_map(move |(code, d)| (code == want).then(|| entry(code, d)).flatten())
-    }
-
-    /// The first address or prefix the client listed, if any.
-    pub fn first(&self) -> Option<IaEntry> {
-        self.entries().next()
-    }
-}
-
-fn entry(code: u16, d: &[u8]) -> Option<IaEntry> {
-    let u32_at = |i: usize| Some(u32::from_be_bytes(d.get(i..i + 4)?.try_into().ok()?));
-    let addr = |i: usize| {
-        Some(Ipv6Addr::from(
-            <[u8; 16]>::try_from(d.get(i..i + 16)?).ok()?,
-        ))
-    };
-    if code == opt::IAADDR {
-        Some(IaEntry {
-            addr: addr(0)?,
-            len: 128,
-            preferred: u32_at(16)?,
-            valid: u32_at(20)?,
-        })
-    } else {
-        Some(IaEntry {
-            preferred: u32_at(0)?,
-            valid: u32_at(4)?,
-            len: *d.get(8)?,
-            addr: addr(9)?,
-        })
-    }
-}
-
 /// A client message whose relay layers and options have been validated. Borrowed from the
 /// receive buffer.
 #[derive(Clone, Copy, Debug)]
@@ -308,109 +240,6 @@ impl<'a> Request<'a> {
     }
 }
 
-fn ia(code: u16, d: &[u8]) -> Option<Ia<'_>> {
-    let word = |i: usize| Some(u32::from_be_bytes(d.get(i..i + 4)?.try_into().ok()?));
-    match code {
-        opt::IA_NA | opt::IA_PD => Some(Ia {
-            kind: if code == opt::IA_NA {
-                IaType::Na
-            } else {
-                IaType::Pd
-            },
-            iaid: word(0)?,
-            t1: word(4)?,
-            t2: word(8)?,
-            opts: d.get(12..)?,
-        }),
-        opt::IA_TA => Some(Ia {
-            kind: IaType::Ta,
-            iaid: word(0)?,
-            t1: 0,
-            t2: 0,
-            opts: d.get(4..)?,
-        }),
-        _ => None,
-    }
-}
-
-/// Iterates `code, data` over an option area that has already been validated; stops at the
-/// first inconsistency (which validation has ruled out).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Options<'a>(pub(super) &'a [u8]);
-
-impl<'a> Iterator for Options<'a> {
-    type Item = (u16, &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let b = self.0;
-        let code = u16::from_be_bytes([*b.first()?, *b.get(1)?]);
-        let len = usize::from(u16::from_be_bytes([*b.get(2)?, *b.get(3)?]));
-        let data = b.get(4..4 + len)?;
-        self.0 = &b[4 + len..];
-        Some((code, data))
-    }
-}
-
-/// Walks an option area checking every header and length against its end.
-fn scan<'a>(
-    area: &'a [u8],
-    mut f: impl FnMut(u16, &'a [u8]) -> Result<(), Malformed>,
-) -> Result<(), Malformed> {
-    let mut rest = area;
-    while !rest.is_empty() {
-        let header = rest.get(..4).ok_or(Malformed::OptionOverrun)?;
-        let code = u16::from_be_bytes([header[0], header[1]]);
-        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-        let data = rest.get(4..4 + len).ok_or(Malformed::OptionOverrun)?;
-        f(code, data)?;
-        rest = &rest[4 + len..];
-    }
-    Ok(())
-}
-
-/// RFC 8415 §11.1: a DUID is a 2-byte type and at most 128 bytes more; at least one.
-fn check_duid(code: u16, d: &[u8]) -> Result<(), Malformed> {
-    if (3..=130).contains(&d.len()) {
-        Ok(())
-    } else {
-        Err(Malformed::BadOptionLength(code))
-    }
-}
-
-fn set_once<'a>(slot: &mut Option<&'a [u8]>, code: u16, d: &'a [u8]) -> Result<(), Malformed> {
-    if slot.replace(d).is_some() {
-        return Err(Malformed::DuplicateOption(code));
-    }
-    Ok(())
-}
-
-/// Validates the options inside an IA (and those inside its IAADDR/IAPREFIX options).
-fn check_ia_options(kind: IaType, area: &[u8]) -> Result<(), Malformed> {
-    scan(area, |code, d| {
-        let inner = match code {
-            opt::IAADDR if kind != IaType::Pd => {
-                if d.len() < 24 {
-                    return Err(Malformed::BadOptionLength(code));
-                }
-                &d[24..]
-            }
-            opt::IAPREFIX if kind == IaType::Pd => {
-                // RFC 8415 §21.22: lifetimes, prefix length (at most 128), prefix.
-                if d.len() < 25 || d[8] > 128 {
-                    return Err(Malformed::BadOptionLength(code));
-                }
-                &d[25..]
-            }
-            opt::STATUS_CODE if d.len() < 2 => return Err(Malformed::BadOptionLength(code)),
-            _ => return Ok(()),
-        };
-        scan(inner, |c, d| match c {
-            opt::STATUS_CODE if d.len() < 2 => Err(Malformed::BadOptionLength(c)),
-            _ => Ok(()),
-        })
-    })
-}
-
 /// Parses and validates `buf`: relay layers first (at most [`MAX_RELAY_LAYERS`]), then the
 /// client message. [`handle`](super::handle) does this itself; it is public for tools and
 /// the fuzz target.
@@ -419,28 +248,28 @@ pub fn parse(buf: &[u8]) -> Result<Request<'_>, Malformed> {
     let mut relay_count = 0;
     let mut cur = buf;
     loop {
-        let &t = cur.first().ok_or(Malformed::TooShort)?;
+        let &t = cur.get(field::MSG_TYPE).ok_or(Malformed::TooShort)?;
         if t != msg::RELAY_FORW {
             break;
         }
         if relay_count == MAX_RELAY_LAYERS {
             return Err(Malformed::TooManyHops);
         }
-        if cur.len() < 34 {
+        if cur.len() < field::RELAY_OPTIONS.start {
             return Err(Malformed::TooShort);
         }
-        let addr = |i: usize| {
-            let b: [u8; 16] = cur[i..i + 16].try_into().unwrap_or_default();
+        let addr = |f: Field| {
+            let b: [u8; 16] = cur[f].try_into().unwrap_or_default();
             Ipv6Addr::from(b)
         };
         let mut hop = Hop {
-            hop_count: cur[1],
-            link_address: addr(2),
-            peer_address: addr(18),
+            hop_count: cur[field::HOP_COUNT],
+            link_address: addr(field::LINK_ADDRESS),
+            peer_address: addr(field::PEER_ADDRESS),
             ..NO_HOP
         };
         let mut inner = None;
-        scan(&cur[34..], |code, d| {
+        scan(&cur[field::RELAY_OPTIONS], |code, d| {
             match code {
                 opt::RELAY_MSG => set_once(&mut inner, code, d)?,
                 opt::INTERFACE_ID if d.is_empty() => {
@@ -463,10 +292,10 @@ pub fn parse(buf: &[u8]) -> Result<Request<'_>, Malformed> {
         cur = inner.ok_or(Malformed::NoRelayMessage)?;
     }
 
-    if cur.len() < 4 {
+    if cur.len() < field::OPTIONS.start {
         return Err(Malformed::TooShort);
     }
-    let kind = match cur[0] {
+    let kind = match cur[field::MSG_TYPE] {
         msg::SOLICIT => Kind::Solicit,
         msg::REQUEST => Kind::Request,
         msg::CONFIRM => Kind::Confirm,
@@ -477,10 +306,10 @@ pub fn parse(buf: &[u8]) -> Result<Request<'_>, Malformed> {
         msg::INFORMATION_REQUEST => Kind::InformationRequest,
         other => return Err(Malformed::NotClientMessage(other)),
     };
-    let opts = &cur[4..];
+    let opts = &cur[field::OPTIONS];
     let mut req = Request {
         kind,
-        xid: [cur[1], cur[2], cur[3]],
+        xid: cur[field::TRANSACTION_ID].try_into().unwrap_or_default(),
         client_id: None,
         server_id: None,
         oro: None,
@@ -540,398 +369,16 @@ pub fn parse(buf: &[u8]) -> Result<Request<'_>, Malformed> {
 pub fn client_duid(buf: &[u8]) -> Option<&[u8]> {
     let mut cur = buf;
     for _ in 0..=MAX_RELAY_LAYERS {
-        match *cur.first()? {
+        match *cur.get(field::MSG_TYPE)? {
             msg::RELAY_FORW => {
-                cur = find(cur.get(34..)?, opt::RELAY_MSG)?;
+                cur = find(cur.get(field::RELAY_OPTIONS)?, opt::RELAY_MSG)?;
             }
             msg::RELAY_REPL | msg::ADVERTISE | msg::REPLY => return None,
             _ => {
-                return find(cur.get(4..)?, opt::CLIENTID).filter(|d| (3..=130).contains(&d.len()));
+                return find(cur.get(field::OPTIONS)?, opt::CLIENTID)
+                    .filter(|d| (3..=130).contains(&d.len()));
             }
         }
     }
     None
-}
-
-/// The first option `code` in `area`, stopping at the first malformed header.
-fn find(area: &[u8], code: u16) -> Option<&[u8]> {
-    Options(area).find(|(c, _)| *c == code).map(|(_, d)| d)
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// One option: code, length, value.
-    pub(crate) fn option(code: u16, value: &[u8]) -> Vec<u8> {
-        let mut b = code.to_be_bytes().to_vec();
-        b.extend((value.len() as u16).to_be_bytes());
-        b.extend_from_slice(value);
-        b
-    }
-
-    /// A client message of type `t` with xid 0x123456 and the given options.
-    pub(crate) fn message(t: u8, opts: &[Vec<u8>]) -> Vec<u8> {
-        let mut b = vec![t, 0x12, 0x34, 0x56];
-        for o in opts {
-            b.extend_from_slice(o);
-        }
-        b
-    }
-
-    /// Wraps `inner` in a RELAY-FORW with the given addresses and extra options.
-    pub(crate) fn relay(
-        inner: &[u8],
-        hop: u8,
-        link: Ipv6Addr,
-        peer: Ipv6Addr,
-        opts: &[Vec<u8>],
-    ) -> Vec<u8> {
-        let mut b = vec![msg::RELAY_FORW, hop];
-        b.extend(link.octets());
-        b.extend(peer.octets());
-        for o in opts {
-            b.extend_from_slice(o);
-        }
-        b.extend(option(opt::RELAY_MSG, inner));
-        b
-    }
-
-    pub(crate) fn ia_na(iaid: u32, addrs: &[Vec<u8>]) -> Vec<u8> {
-        let mut v = iaid.to_be_bytes().to_vec();
-        v.extend([0; 8]);
-        for a in addrs {
-            v.extend_from_slice(a);
-        }
-        option(opt::IA_NA, &v)
-    }
-
-    pub(crate) fn ia_pd(iaid: u32, prefixes: &[Vec<u8>]) -> Vec<u8> {
-        let mut v = iaid.to_be_bytes().to_vec();
-        v.extend([0; 8]);
-        for p in prefixes {
-            v.extend_from_slice(p);
-        }
-        option(opt::IA_PD, &v)
-    }
-
-    pub(crate) fn iaaddr(a: Ipv6Addr, preferred: u32, valid: u32) -> Vec<u8> {
-        let mut v = a.octets().to_vec();
-        v.extend(preferred.to_be_bytes());
-        v.extend(valid.to_be_bytes());
-        option(opt::IAADDR, &v)
-    }
-
-    pub(crate) fn iaprefix(p: Ipv6Addr, len: u8, preferred: u32, valid: u32) -> Vec<u8> {
-        let mut v = preferred.to_be_bytes().to_vec();
-        v.extend(valid.to_be_bytes());
-        v.push(len);
-        v.extend(p.octets());
-        option(opt::IAPREFIX, &v)
-    }
-
-    const DUID: &[u8] = &[0, 3, 0, 1, 2, 0, 0, 0, 0, 1];
-
-    fn a(s: &str) -> Ipv6Addr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn parses_a_solicit() {
-        let m = message(
-            msg::SOLICIT,
-            &[
-                option(opt::CLIENTID, DUID),
-                option(opt::ELAPSED_TIME, &[0, 0]),
-                option(opt::ORO, &[0, 23, 0, 24]),
-                option(opt::RAPID_COMMIT, &[]),
-                ia_na(7, &[iaaddr(a("2001:db8::5"), 1, 2)]),
-                ia_pd(8, &[iaprefix(a("2001:db8:100::"), 56, 3, 4)]),
-            ],
-        );
-        let r = parse(&m).unwrap();
-        assert_eq!(r.kind, Kind::Solicit);
-        assert_eq!(r.xid, [0x12, 0x34, 0x56]);
-        assert_eq!(r.client_id, Some(DUID));
-        assert!(r.rapid_commit && r.has_ias && !r.relayed());
-        assert!(r.requests(23) && r.requests(24) && !r.requests(31));
-        let ias: Vec<_> = r.ias().collect();
-        assert_eq!(ias.len(), 2);
-        assert_eq!((ias[0].kind, ias[0].iaid), (IaType::Na, 7));
-        assert_eq!(
-            ias[0].first(),
-            Some(IaEntry {
-                addr: a("2001:db8::5"),
-                len: 128,
-                preferred: 1,
-                valid: 2
-            })
-        );
-        assert_eq!((ias[1].kind, ias[1].iaid), (IaType::Pd, 8));
-        assert_eq!(
-            ias[1].first(),
-            Some(IaEntry {
-                addr: a("2001:db8:100::"),
-                len: 56,
-                preferred: 3,
-                valid: 4
-            })
-        );
-        assert_eq!(client_duid(&m), Some(DUID));
-    }
-
-    #[test]
-    fn collects_every_relay_hop() {
-        let m = message(msg::REQUEST, &[option(opt::CLIENTID, DUID)]);
-        let l1 = relay(
-            &m,
-            0,
-            Ipv6Addr::UNSPECIFIED,
-            a("fe80::1"),
-            &[
-                option(opt::INTERFACE_ID, b"port7"),
-                option(opt::REMOTE_ID, &[0, 0, 0x0d, 0xe9, b'C']),
-            ],
-        );
-        let l2 = relay(
-            &l1,
-            1,
-            a("2001:db8:1::1"),
-            a("fe80::2"),
-            &[option(opt::SUBSCRIBER_ID, b"sub")],
-        );
-        let r = parse(&l2).unwrap();
-        assert_eq!(r.kind, Kind::Request);
-        let hops = r.hops();
-        assert_eq!(hops.len(), 2);
-        assert_eq!(hops[0].link_address, a("2001:db8:1::1"));
-        assert_eq!(hops[0].subscriber_id, Some(&b"sub"[..]));
-        assert_eq!(hops[1].peer_address, a("fe80::1"));
-        assert_eq!(hops[1].interface_id, Some(&b"port7"[..]));
-        assert_eq!(r.closest_hop().unwrap().hop_count, 0);
-        assert_eq!(r.relay_option(|h| h.subscriber_id), Some(&b"sub"[..]));
-        assert_eq!(r.relay_option(|h| h.interface_id), Some(&b"port7"[..]));
-        assert_eq!(client_duid(&l2), Some(DUID));
-    }
-
-    #[test]
-    fn nesting_stops_past_the_relay_layer_bound() {
-        let mut m = message(msg::SOLICIT, &[option(opt::CLIENTID, DUID)]);
-        for depth in 1..=33 {
-            m = relay(&m, depth as u8 - 1, a("2001:db8::1"), a("fe80::1"), &[]);
-            let got = parse(&m).map(|r| r.hops().len());
-            if depth <= 32 {
-                assert_eq!(got, Ok(depth));
-                assert_eq!(client_duid(&m), Some(DUID));
-            } else {
-                assert_eq!(got, Err(Malformed::TooManyHops));
-                assert_eq!(client_duid(&m), None);
-            }
-        }
-    }
-
-    #[test]
-    fn rejects_lies_and_oddities() {
-        let ok = option(opt::CLIENTID, DUID);
-        let cases: Vec<(Vec<u8>, Malformed)> = vec![
-            (vec![1, 2, 3], Malformed::TooShort),
-            (vec![], Malformed::TooShort),
-            (message(msg::ADVERTISE, &[]), Malformed::NotClientMessage(2)),
-            (
-                message(msg::RELAY_REPL, &[]),
-                Malformed::NotClientMessage(13),
-            ),
-            (message(10, &[]), Malformed::NotClientMessage(10)),
-            (message(200, &[]), Malformed::NotClientMessage(200)),
-            // An option claiming 40 bytes with 3 left; a header cut short.
-            (
-                {
-                    let mut m = message(1, std::slice::from_ref(&ok));
-                    m.extend([0, 6, 0, 40, 0, 23, 0]);
-                    m
-                },
-                Malformed::OptionOverrun,
-            ),
-            (
-                {
-                    let mut m = message(1, std::slice::from_ref(&ok));
-                    m.extend([0, 6, 0]);
-                    m
-                },
-                Malformed::OptionOverrun,
-            ),
-            (
-                message(1, &[option(opt::CLIENTID, &[0, 1])]),
-                Malformed::BadOptionLength(1),
-            ),
-            (
-                message(1, &[option(opt::CLIENTID, &[0; 131])]),
-                Malformed::BadOptionLength(1),
-            ),
-            (
-                message(1, &[ok.clone(), ok.clone()]),
-                Malformed::DuplicateOption(1),
-            ),
-            (
-                message(
-                    3,
-                    &[
-                        ok.clone(),
-                        option(opt::SERVERID, DUID),
-                        option(opt::SERVERID, DUID),
-                    ],
-                ),
-                Malformed::DuplicateOption(2),
-            ),
-            (
-                message(1, &[option(opt::ORO, &[0, 23, 0])]),
-                Malformed::BadOptionLength(6),
-            ),
-            (
-                message(1, &[option(opt::ELAPSED_TIME, &[0])]),
-                Malformed::BadOptionLength(8),
-            ),
-            (
-                message(1, &[option(opt::RAPID_COMMIT, &[1])]),
-                Malformed::BadOptionLength(14),
-            ),
-            (
-                message(1, &[option(opt::IA_NA, &[0; 11])]),
-                Malformed::BadOptionLength(3),
-            ),
-            (
-                message(1, &[option(opt::IA_TA, &[0; 3])]),
-                Malformed::BadOptionLength(4),
-            ),
-            (
-                message(1, &[ia_na(1, &[option(opt::IAADDR, &[0; 23])])]),
-                Malformed::BadOptionLength(5),
-            ),
-            (
-                message(1, &[ia_pd(1, &[option(opt::IAPREFIX, &[0; 24])])]),
-                Malformed::BadOptionLength(26),
-            ),
-            (
-                message(1, &[ia_pd(1, &[iaprefix(a("2001:db8::"), 129, 0, 0)])]),
-                Malformed::BadOptionLength(26),
-            ),
-            // Lying lengths inside an IA and inside its address.
-            (
-                message(1, &[ia_na(1, &[vec![0, 5, 0, 30, 1]])]),
-                Malformed::OptionOverrun,
-            ),
-            (
-                message(
-                    1,
-                    &[ia_na(
-                        1,
-                        &[{
-                            let mut o = iaaddr(a("::1"), 0, 0);
-                            o[3] += 4;
-                            o.extend([0, 13, 0, 9]);
-                            o
-                        }],
-                    )],
-                ),
-                Malformed::OptionOverrun,
-            ),
-            (
-                message(1, &[ia_na(1, &[option(opt::STATUS_CODE, &[0])])]),
-                Malformed::BadOptionLength(13),
-            ),
-            (
-                message(1, &[ia_na(1, &[]), ia_na(1, &[])]),
-                Malformed::DuplicateIa,
-            ),
-            (
-                message(
-                    1,
-                    &(0..=MAX_IAS as u32)
-                        .map(|i| ia_na(i, &[]))
-                        .collect::<Vec<_>>(),
-                ),
-                Malformed::TooManyIas,
-            ),
-            // Relays.
-            (vec![msg::RELAY_FORW; 33], Malformed::TooShort),
-            (relay(&[], 0, a("::1"), a("::1"), &[]), Malformed::TooShort),
-            (
-                {
-                    let mut r = relay(&message(1, &[]), 0, a("::1"), a("::1"), &[]);
-                    r.truncate(34);
-                    r
-                },
-                Malformed::NoRelayMessage,
-            ),
-            (
-                {
-                    let mut r = relay(&message(1, &[]), 0, a("::1"), a("::1"), &[]);
-                    r.pop();
-                    r
-                },
-                Malformed::OptionOverrun,
-            ),
-            (
-                relay(
-                    &message(1, &[]),
-                    0,
-                    a("::1"),
-                    a("::1"),
-                    &[option(opt::RELAY_MSG, &message(1, &[]))],
-                ),
-                Malformed::DuplicateOption(9),
-            ),
-            (
-                relay(
-                    &message(1, &[]),
-                    0,
-                    a("::1"),
-                    a("::1"),
-                    &[option(opt::REMOTE_ID, &[0, 0, 0, 9])],
-                ),
-                Malformed::BadOptionLength(37),
-            ),
-            (
-                relay(
-                    &message(1, &[]),
-                    0,
-                    a("::1"),
-                    a("::1"),
-                    &[option(opt::INTERFACE_ID, &[])],
-                ),
-                Malformed::BadOptionLength(18),
-            ),
-            (
-                relay(&message(msg::REPLY, &[]), 0, a("::1"), a("::1"), &[]),
-                Malformed::NotClientMessage(7),
-            ),
-        ];
-        for (i, (m, want)) in cases.iter().enumerate() {
-            assert_eq!(parse(m).err(), Some(*want), "case {i}: {m:?}");
-        }
-    }
-
-    #[test]
-    fn ia_ta_and_ordinary_options_are_accepted() {
-        let mut ta = 9u32.to_be_bytes().to_vec();
-        ta.extend(iaaddr(a("2001:db8::9"), 0, 0));
-        let m = message(
-            msg::SOLICIT,
-            &[
-                option(opt::CLIENTID, DUID),
-                option(opt::IA_TA, &ta),
-                option(opt::ORO, &[]),
-                option(1234, &[1, 2, 3]),
-            ],
-        );
-        let r = parse(&m).unwrap();
-        let [t] = r.ias().collect::<Vec<_>>()[..] else {
-            panic!()
-        };
-        assert_eq!(
-            (t.kind, t.iaid, t.first().unwrap().addr),
-            (IaType::Ta, 9, a("2001:db8::9"))
-        );
-        assert_eq!(r.oro, Some(&[][..]));
-    }
 }
