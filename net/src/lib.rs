@@ -38,6 +38,7 @@ mod cmsg;
 mod error;
 mod iface;
 mod steer;
+mod udp;
 mod v4;
 mod v6;
 pub mod wire;

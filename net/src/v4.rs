@@ -14,7 +14,7 @@
 //! (`recvmmsg`, `sendmmsg`) go through [`RecvBatch`](crate::RecvBatch) and
 //! [`SendBatch`](crate::SendBatch).
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io;
 use std::mem::{align_of, size_of};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -22,11 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
-use socket2::{Domain, MsgHdr, Protocol, SockAddr, Socket, Type};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, setsockopt, sockopt};
+use socket2::{Domain, SockAddr, Socket};
 
 use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
 use crate::error::{Error, Result};
+use crate::udp::{self, GroupOpts, setup_err};
 
 /// Receive timeout every socket of a group starts with: how long a worker blocked in
 /// [`V4Socket::recv`] may take to notice that it should stop.
@@ -131,17 +132,7 @@ pub struct V4Socket {
 /// held by a socket outside the group (another process, another user id, or a socket without
 /// `SO_REUSEPORT`) gives [`Error::Bind`] with `AddrInUse`.
 pub fn open_v4_group(cfg: &V4SocketConfig) -> Result<Vec<V4Socket>> {
-    if cfg.workers == 0 {
-        return Err(Error::InvalidConfig("workers must be at least 1"));
-    }
-    if cfg.port == 0 {
-        return Err(Error::InvalidConfig(
-            "port must not be 0: every socket of a group binds the same known port",
-        ));
-    }
-    if cfg.device.as_deref() == Some("") {
-        return Err(Error::InvalidConfig("device must not be empty"));
-    }
+    group_opts(cfg).check()?;
     let addr = SocketAddrV4::new(cfg.bind, cfg.port);
     let group = (0..cfg.workers)
         .map(|_| V4Socket::open(cfg, addr))
@@ -155,46 +146,27 @@ pub fn open_v4_group(cfg: &V4SocketConfig) -> Result<Vec<V4Socket>> {
     Ok(group)
 }
 
+/// The settings of `cfg` that every family's group takes.
+fn group_opts(cfg: &V4SocketConfig) -> GroupOpts<'_> {
+    GroupOpts {
+        workers: cfg.workers,
+        port: cfg.port,
+        device: cfg.device.as_ref(),
+        recv_buffer: cfg.recv_buffer,
+        send_buffer: cfg.send_buffer,
+    }
+}
+
 impl V4Socket {
     fn open(cfg: &V4SocketConfig, addr: SocketAddrV4) -> Result<Self> {
-        let setup = |what: &'static str| {
-            move |source: io::Error| Error::SocketSetup {
-                what,
-                addr: addr.into(),
-                source,
-            }
-        };
-        let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-            .map_err(setup("create socket"))?;
-        sock.set_reuse_address(true)
-            .map_err(setup("set SO_REUSEADDR"))?;
-        sock.set_reuse_port(true)
-            .map_err(setup("set SO_REUSEPORT"))?;
-        sock.set_broadcast(true)
-            .map_err(setup("set SO_BROADCAST"))?;
-        setsockopt(&sock, sockopt::Ipv4PacketInfo, &true)
-            .map_err(|e| setup("set IP_PKTINFO")(e.into()))?;
-        if let Some(device) = &cfg.device {
-            sock.bind_device(Some(device.as_bytes()))
-                .map_err(|source| Error::BindDevice {
-                    device: device.clone(),
-                    addr: addr.into(),
-                    source,
-                })?;
-        }
-        if let Some(size) = cfg.recv_buffer {
-            set_buffer(&sock, Buffer::Recv, size).map_err(setup("set SO_RCVBUF"))?;
-        }
-        if let Some(size) = cfg.send_buffer {
-            set_buffer(&sock, Buffer::Send, size).map_err(setup("set SO_SNDBUF"))?;
-        }
-        sock.set_read_timeout(Some(DEFAULT_READ_TIMEOUT))
-            .map_err(setup("set SO_RCVTIMEO"))?;
-        sock.bind(&SockAddr::from(addr))
-            .map_err(|source| Error::Bind {
-                addr: addr.into(),
-                source,
-            })?;
+        let setup = |what| setup_err(what, addr.into());
+        let sock = udp::open(Domain::IPV4, addr.into(), &group_opts(cfg), |sock| {
+            sock.set_broadcast(true)
+                .map_err(setup("set SO_BROADCAST"))?;
+            setsockopt(sock, sockopt::Ipv4PacketInfo, &true)
+                .map_err(|e| setup("set IP_PKTINFO")(e.into()))?;
+            Ok(())
+        })?;
         Ok(Self {
             sock,
             truncated: AtomicU64::new(0),
@@ -219,39 +191,25 @@ impl V4Socket {
 
     fn recv_with(&self, buf: &mut [u8], flags: MsgFlags) -> Result<Option<RecvMeta>> {
         let mut cmsg = CmsgBuf::<RECV_CMSG_SPACE>::new();
-        let mut iov = [IoSliceMut::new(buf)];
-        let msg = match recvmsg::<SockaddrIn>(
-            self.sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg.bytes),
+        let pktinfo = |c| match c {
+            ControlMessageOwned::Ipv4PacketInfo(info) => Some(info),
+            _ => None,
+        };
+        let received = udp::recv::<SockaddrIn, SocketAddrV4, _>(
+            &self.sock,
+            buf,
+            &mut cmsg.bytes,
             flags,
-        ) {
-            Ok(msg) => msg,
-            // EWOULDBLOCK is EAGAIN on Linux: the SO_RCVTIMEO timeout.
-            Err(Errno::EAGAIN | Errno::EINTR) => return Ok(None),
-            Err(e) => return Err(Error::Recv { source: e.into() }),
-        };
-        let Some(src) = msg.address else {
-            // An AF_INET datagram socket always reports an AF_INET source; nothing to answer.
+            &self.truncated,
+            pktinfo,
+        )?;
+        let Some((len, src, info)) = received else {
             return Ok(None);
         };
-        let src = SocketAddrV4::from(src);
-        if msg.flags.contains(MsgFlags::MSG_TRUNC) {
-            self.truncated.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%src, buf = msg.bytes, "dropped datagram longer than the buffer");
-            return Ok(None);
-        }
-        // `cmsgs` fails only on MSG_CTRUNC, which cannot happen with room for two pktinfos.
-        let info = msg.cmsgs().ok().and_then(|mut cmsgs| {
-            cmsgs.find_map(|c| match c {
-                ControlMessageOwned::Ipv4PacketInfo(info) => Some(info),
-                _ => None,
-            })
-        });
         let Some(info) = info else {
             return Err(Error::MissingPacketInfo { src });
         };
-        Ok(Some(RecvMeta::new(msg.bytes, src, &info)))
+        Ok(Some(RecvMeta::new(len, src, &info)))
     }
 
     /// Send `buf` as one datagram as `meta` says. With `meta.ifindex == 0` and `meta.src ==
@@ -272,21 +230,10 @@ impl V4Socket {
                 "interface index out of range",
             ))
         })?;
-        let addr = SockAddr::from(meta.dst);
-        let iov = [IoSlice::new(buf)];
-        let cmsg;
-        let mut msg = MsgHdr::new().with_addr(&addr).with_buffers(&iov);
-        if ifindex != 0 || meta.src.is_some() {
-            cmsg = CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED));
-            msg = msg.with_control(&cmsg.bytes);
-        }
-        let sent = loop {
-            match self.sock.sendmsg(&msg, 0) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(send_err(e)),
-            }
-        };
+        let cmsg = (ifindex != 0 || meta.src.is_some())
+            .then(|| CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED)));
+        let cmsg = cmsg.as_ref().map(|c| &c.bytes[..]);
+        let sent = udp::send(&self.sock, buf, &SockAddr::from(meta.dst), cmsg).map_err(send_err)?;
         if sent != buf.len() {
             return Err(Error::ShortSend {
                 dst: meta.dst,
@@ -299,37 +246,21 @@ impl V4Socket {
 
     /// The address and port this socket is bound to.
     pub fn local_addr(&self) -> Result<SocketAddrV4> {
-        let query = |source| Error::SocketQuery {
-            what: "read local address",
-            source,
-        };
-        let addr = self.sock.local_addr().map_err(query)?;
-        addr.as_socket_ipv4().ok_or_else(|| {
-            query(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "local address is not IPv4",
-            ))
-        })
+        udp::local_addr(
+            &self.sock,
+            SockAddr::as_socket_ipv4,
+            "local address is not IPv4",
+        )
     }
 
     /// Set how long [`recv`](Self::recv) blocks before returning `Ok(None)`; `None` blocks until
     /// a datagram arrives. A zero duration is rejected (the kernel would read it as "forever").
     pub fn set_read_timeout(&self, d: Option<Duration>) -> Result<()> {
-        if d == Some(Duration::ZERO) {
-            return Err(Error::InvalidConfig(
-                "read timeout must be positive, or None to block",
-            ));
-        }
-        self.sock
-            .set_read_timeout(d)
-            .map_err(|source| Error::SocketSetup {
-                what: "set SO_RCVTIMEO",
-                addr: self
-                    .local_addr()
-                    .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
-                    .into(),
-                source,
-            })
+        udp::set_read_timeout(&self.sock, d, || {
+            self.local_addr()
+                .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+                .into()
+        })
     }
 
     /// Datagrams [`recv`](Self::recv), [`try_recv`](Self::try_recv) and

@@ -42,20 +42,19 @@
 //! the group behaves as a plain unicast server: replies go to the source address and port of
 //! the request, which is what [`RecvMeta6::src`] holds.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io;
 use std::mem::{align_of, size_of};
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, setsockopt, sockopt};
-use socket2::{Domain, MsgHdr, Protocol, SockAddr, Socket, Type};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, setsockopt, sockopt};
+use socket2::{Domain, SockAddr, Socket};
 
 use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
 use crate::error::{Error, Result};
-use crate::v4::{Buffer, DEFAULT_READ_TIMEOUT, set_buffer};
+use crate::udp::{self, GroupOpts, setup_err};
 
 /// All_DHCP_Relay_Agents_and_Servers, ff02::1:2 (RFC 8415 §7.1): where clients on the link send
 /// every request.
@@ -186,17 +185,7 @@ pub struct V6Socket {
 /// held by a socket outside the group gives [`Error::Bind`] with `AddrInUse`; an interface index
 /// that does not exist gives [`Error::JoinMulticast`] with `ENODEV`.
 pub fn open_v6_group(cfg: &V6SocketConfig) -> Result<Vec<V6Socket>> {
-    if cfg.workers == 0 {
-        return Err(Error::InvalidConfig("workers must be at least 1"));
-    }
-    if cfg.port == 0 {
-        return Err(Error::InvalidConfig(
-            "port must not be 0: every socket of a group binds the same known port",
-        ));
-    }
-    if cfg.device.as_deref() == Some("") {
-        return Err(Error::InvalidConfig("device must not be empty"));
-    }
+    group_opts(cfg).check()?;
     if !cfg.multicast_ifindexes.is_empty() && !cfg.bind.is_unspecified() {
         return Err(Error::InvalidConfig(
             "joining ff02::1:2 needs bind = `::`: a socket bound to a unicast address never \
@@ -229,49 +218,30 @@ pub fn open_v6_group(cfg: &V6SocketConfig) -> Result<Vec<V6Socket>> {
     Ok(group)
 }
 
+/// The settings of `cfg` that every family's group takes.
+fn group_opts(cfg: &V6SocketConfig) -> GroupOpts<'_> {
+    GroupOpts {
+        workers: cfg.workers,
+        port: cfg.port,
+        device: cfg.device.as_ref(),
+        recv_buffer: cfg.recv_buffer,
+        send_buffer: cfg.send_buffer,
+    }
+}
+
 impl V6Socket {
     fn open(cfg: &V6SocketConfig, addr: SocketAddrV6) -> Result<Self> {
-        let setup = |what: &'static str| {
-            move |source: io::Error| Error::SocketSetup {
-                what,
-                addr: addr.into(),
-                source,
-            }
-        };
-        let sock = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))
-            .map_err(setup("create socket"))?;
-        // Without it a socket bound to `::` would also take IPv4 datagrams (as v4-mapped
-        // addresses) on the same port, and collide with an IPv4 group there.
-        sock.set_only_v6(true).map_err(setup("set IPV6_V6ONLY"))?;
-        sock.set_reuse_address(true)
-            .map_err(setup("set SO_REUSEADDR"))?;
-        sock.set_reuse_port(true)
-            .map_err(setup("set SO_REUSEPORT"))?;
-        setsockopt(&sock, sockopt::Ipv6RecvPacketInfo, &true)
-            .map_err(|e| setup("set IPV6_RECVPKTINFO")(e.into()))?;
-        sock.set_multicast_all_v6(false)
-            .map_err(setup("clear IPV6_MULTICAST_ALL"))?;
-        if let Some(device) = &cfg.device {
-            sock.bind_device(Some(device.as_bytes()))
-                .map_err(|source| Error::BindDevice {
-                    device: device.clone(),
-                    addr: addr.into(),
-                    source,
-                })?;
-        }
-        if let Some(size) = cfg.recv_buffer {
-            set_buffer(&sock, Buffer::Recv, size).map_err(setup("set SO_RCVBUF"))?;
-        }
-        if let Some(size) = cfg.send_buffer {
-            set_buffer(&sock, Buffer::Send, size).map_err(setup("set SO_SNDBUF"))?;
-        }
-        sock.set_read_timeout(Some(DEFAULT_READ_TIMEOUT))
-            .map_err(setup("set SO_RCVTIMEO"))?;
-        sock.bind(&SockAddr::from(addr))
-            .map_err(|source| Error::Bind {
-                addr: addr.into(),
-                source,
-            })?;
+        let setup = |what| setup_err(what, addr.into());
+        let sock = udp::open(Domain::IPV6, addr.into(), &group_opts(cfg), |sock| {
+            // Without it a socket bound to `::` would also take IPv4 datagrams (as v4-mapped
+            // addresses) on the same port, and collide with an IPv4 group there.
+            sock.set_only_v6(true).map_err(setup("set IPV6_V6ONLY"))?;
+            setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true)
+                .map_err(|e| setup("set IPV6_RECVPKTINFO")(e.into()))?;
+            sock.set_multicast_all_v6(false)
+                .map_err(setup("clear IPV6_MULTICAST_ALL"))?;
+            Ok(())
+        })?;
         for &ifindex in &cfg.multicast_ifindexes {
             sock.join_multicast_v6(&ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ifindex)
                 .map_err(|source| Error::JoinMulticast {
@@ -303,39 +273,25 @@ impl V6Socket {
 
     fn recv_with(&self, buf: &mut [u8], flags: MsgFlags) -> Result<Option<RecvMeta6>> {
         let mut cmsg = CmsgBuf::<RECV6_CMSG_SPACE>::new();
-        let mut iov = [IoSliceMut::new(buf)];
-        let msg = match recvmsg::<SockaddrIn6>(
-            self.sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg.bytes),
+        let pktinfo = |c| match c {
+            ControlMessageOwned::Ipv6PacketInfo(info) => Some(info),
+            _ => None,
+        };
+        let received = udp::recv::<SockaddrIn6, SocketAddrV6, _>(
+            &self.sock,
+            buf,
+            &mut cmsg.bytes,
             flags,
-        ) {
-            Ok(msg) => msg,
-            // EWOULDBLOCK is EAGAIN on Linux: the SO_RCVTIMEO timeout.
-            Err(Errno::EAGAIN | Errno::EINTR) => return Ok(None),
-            Err(e) => return Err(Error::Recv { source: e.into() }),
-        };
-        let Some(src) = msg.address else {
-            // An AF_INET6 datagram socket always reports an AF_INET6 source; nothing to answer.
+            &self.truncated,
+            pktinfo,
+        )?;
+        let Some((len, src, info)) = received else {
             return Ok(None);
         };
-        let src = SocketAddrV6::from(src);
-        if msg.flags.contains(MsgFlags::MSG_TRUNC) {
-            self.truncated.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%src, buf = msg.bytes, "dropped datagram longer than the buffer");
-            return Ok(None);
-        }
-        // `cmsgs` fails only on MSG_CTRUNC, which cannot happen with room for two pktinfos.
-        let info = msg.cmsgs().ok().and_then(|mut cmsgs| {
-            cmsgs.find_map(|c| match c {
-                ControlMessageOwned::Ipv6PacketInfo(info) => Some(info),
-                _ => None,
-            })
-        });
         let Some(info) = info else {
             return Err(Error::MissingPacketInfo6 { src });
         };
-        Ok(Some(RecvMeta6::new(msg.bytes, src, &info)))
+        Ok(Some(RecvMeta6::new(len, src, &info)))
     }
 
     /// Send `buf` as one datagram as `meta` says. Without `meta.ifindex` and `meta.src` this is
@@ -357,21 +313,10 @@ impl V6Socket {
                 "interface index out of range",
             )));
         }
-        let addr = SockAddr::from(meta.dst);
-        let iov = [IoSlice::new(buf)];
-        let cmsg;
-        let mut msg = MsgHdr::new().with_addr(&addr).with_buffers(&iov);
-        if ifindex != 0 || meta.src.is_some() {
-            cmsg = CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED));
-            msg = msg.with_control(&cmsg.bytes);
-        }
-        let sent = loop {
-            match self.sock.sendmsg(&msg, 0) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(send_err(e)),
-            }
-        };
+        let cmsg = (ifindex != 0 || meta.src.is_some())
+            .then(|| CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED)));
+        let cmsg = cmsg.as_ref().map(|c| &c.bytes[..]);
+        let sent = udp::send(&self.sock, buf, &SockAddr::from(meta.dst), cmsg).map_err(send_err)?;
         if sent != buf.len() {
             return Err(Error::ShortSend6 {
                 dst: meta.dst,
@@ -384,37 +329,21 @@ impl V6Socket {
 
     /// The address and port this socket is bound to.
     pub fn local_addr(&self) -> Result<SocketAddrV6> {
-        let query = |source| Error::SocketQuery {
-            what: "read local address",
-            source,
-        };
-        let addr = self.sock.local_addr().map_err(query)?;
-        addr.as_socket_ipv6().ok_or_else(|| {
-            query(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "local address is not IPv6",
-            ))
-        })
+        udp::local_addr(
+            &self.sock,
+            SockAddr::as_socket_ipv6,
+            "local address is not IPv6",
+        )
     }
 
     /// Set how long [`recv`](Self::recv) blocks before returning `Ok(None)`; `None` blocks until
     /// a datagram arrives. A zero duration is rejected (the kernel would read it as "forever").
     pub fn set_read_timeout(&self, d: Option<Duration>) -> Result<()> {
-        if d == Some(Duration::ZERO) {
-            return Err(Error::InvalidConfig(
-                "read timeout must be positive, or None to block",
-            ));
-        }
-        self.sock
-            .set_read_timeout(d)
-            .map_err(|source| Error::SocketSetup {
-                what: "set SO_RCVTIMEO",
-                addr: self
-                    .local_addr()
-                    .unwrap_or(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0))
-                    .into(),
-                source,
-            })
+        udp::set_read_timeout(&self.sock, d, || {
+            self.local_addr()
+                .unwrap_or(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0))
+                .into()
+        })
     }
 
     /// Datagrams [`recv`](Self::recv), [`try_recv`](Self::try_recv) and
