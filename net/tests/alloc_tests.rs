@@ -115,7 +115,6 @@ fn recv_batch_and_send_batch_do_not_allocate() {
     group[0]
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .expect("timeout");
-    let mut got = [0u8; 64];
     for round in 0..3 {
         for _ in 0..4 {
             cli.send_to(b"request", server).expect("client send");
@@ -138,12 +137,25 @@ fn recv_batch_and_send_batch_do_not_allocate() {
             }
             group[0].send_batch(&mut tx)
         });
-        let report = res.expect("send_batch");
-        assert_eq!((report.sent, report.failed), (4, 0));
-        assert_eq!(n, 0, "push/send_batch allocated {n} times (round {round})");
-        for _ in 0..4 {
-            let (len, _) = cli.recv_from(&mut got).expect("client receives");
-            assert_eq!(&got[..len], b"reply");
-        }
+        four_replies_sent_without_allocating(res, n, round, &cli);
+    }
+}
+
+/// The checks after a round of four replies pushed and sent by `send_batch`, which `n`
+/// allocations made and which returned `res`: all four sent, nothing allocated, and `cli`
+/// receives the four of them.
+pub(crate) fn four_replies_sent_without_allocating(
+    res: lessor_net::Result<lessor_net::SendReport>,
+    n: u64,
+    round: usize,
+    cli: &std::net::UdpSocket,
+) {
+    let report = res.expect("send_batch");
+    assert_eq!((report.sent, report.failed), (4, 0));
+    assert_eq!(n, 0, "push/send_batch allocated {n} times (round {round})");
+    let mut got = [0u8; 64];
+    for _ in 0..4 {
+        let (len, _) = cli.recv_from(&mut got).expect("client receives");
+        assert_eq!(&got[..len], b"reply");
     }
 }

@@ -1,14 +1,107 @@
-//! Helpers shared by the test modules.
+//! Helpers shared by the test modules, written once over [`Family`] for IPv4 and IPv6.
 
+use std::fmt::Debug;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::time::Duration;
 
-use lessor_net::{RecvMeta, V4Socket, V4SocketConfig, open_v4_group};
+use lessor_net::{
+    RecvMeta, RecvMeta6, V4Socket, V4SocketConfig, V6Socket, V6SocketConfig, open_v4_group,
+    open_v6_group,
+};
 
-/// Open a group on 127.0.0.1 at a port that was free a moment ago: bind a plain socket to port
-/// 0, note the port, close it, open the group there; another process may take the port in
-/// between, so retry on `AddrInUse`.
+/// What the shared helpers need of a socket family: its group, its config and its loopback.
+pub(crate) trait Family {
+    /// The group's socket.
+    type Socket;
+    /// The group's configuration.
+    type Config: Default + Debug;
+    /// What one receive reports.
+    type Meta;
+    /// The loopback address groups are opened on.
+    const LOOPBACK: IpAddr;
+
+    /// Sets the address and port of `cfg` to the loopback address and `port`.
+    fn bind(cfg: &mut Self::Config, port: u16);
+    /// Opens the group `cfg` describes.
+    fn open(cfg: &Self::Config) -> lessor_net::Result<Vec<Self::Socket>>;
+    /// Sets the socket's receive timeout.
+    fn set_read_timeout(s: &Self::Socket, d: Duration);
+    /// Receives one datagram.
+    fn recv(s: &Self::Socket, buf: &mut [u8]) -> lessor_net::Result<Option<Self::Meta>>;
+}
+
+/// IPv4 on 127.0.0.1.
+pub(crate) enum V4 {}
+
+impl Family for V4 {
+    type Socket = V4Socket;
+    type Config = V4SocketConfig;
+    type Meta = RecvMeta;
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn bind(cfg: &mut V4SocketConfig, port: u16) {
+        cfg.bind = Ipv4Addr::LOCALHOST;
+        cfg.port = port;
+    }
+    fn open(cfg: &V4SocketConfig) -> lessor_net::Result<Vec<V4Socket>> {
+        open_v4_group(cfg)
+    }
+    fn set_read_timeout(s: &V4Socket, d: Duration) {
+        s.set_read_timeout(Some(d)).expect("set read timeout");
+    }
+    fn recv(s: &V4Socket, buf: &mut [u8]) -> lessor_net::Result<Option<RecvMeta>> {
+        s.recv(buf)
+    }
+}
+
+/// IPv6 on ::1.
+pub(crate) enum V6 {}
+
+impl Family for V6 {
+    type Socket = V6Socket;
+    type Config = V6SocketConfig;
+    type Meta = RecvMeta6;
+    const LOOPBACK: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+    fn bind(cfg: &mut V6SocketConfig, port: u16) {
+        cfg.bind = Ipv6Addr::LOCALHOST;
+        cfg.port = port;
+    }
+    fn open(cfg: &V6SocketConfig) -> lessor_net::Result<Vec<V6Socket>> {
+        open_v6_group(cfg)
+    }
+    fn set_read_timeout(s: &V6Socket, d: Duration) {
+        s.set_read_timeout(Some(d)).expect("set read timeout");
+    }
+    fn recv(s: &V6Socket, buf: &mut [u8]) -> lessor_net::Result<Option<RecvMeta6>> {
+        s.recv(buf)
+    }
+}
+
+/// Open a group on the family's loopback at a port that was free a moment ago: bind a plain
+/// socket to port 0, note the port, close it, open the group there; another process may take
+/// the port in between, so retry on `AddrInUse`. `adjust` edits the configuration first (bind
+/// and port are set after).
+pub(crate) fn loopback<F: Family>(adjust: impl Fn(&mut F::Config)) -> Vec<F::Socket> {
+    for _ in 0..20 {
+        let port = UdpSocket::bind((F::LOOPBACK, 0))
+            .and_then(|s| s.local_addr())
+            .unwrap_or_else(|e| panic!("bind a probe socket on {}: {e}", F::LOOPBACK))
+            .port();
+        let mut cfg = F::Config::default();
+        adjust(&mut cfg);
+        F::bind(&mut cfg, port);
+        match F::open(&cfg) {
+            Ok(group) => return group,
+            Err(e) if e.io_error().map(|e| e.kind()) == Some(ErrorKind::AddrInUse) => continue,
+            Err(e) => panic!("open group ({cfg:?}): {e}"),
+        }
+    }
+    panic!("no free {} port after 20 tries", F::LOOPBACK);
+}
+
+/// [`loopback`] for IPv4 with `workers` sockets bound to `device`.
 pub(crate) fn loopback_group(workers: usize, device: Option<&str>) -> Vec<V4Socket> {
     loopback_group_with(|cfg| {
         cfg.workers = workers;
@@ -16,37 +109,32 @@ pub(crate) fn loopback_group(workers: usize, device: Option<&str>) -> Vec<V4Sock
     })
 }
 
-/// [`loopback_group`] with the configuration adjusted by `adjust` (bind and port are set after).
+/// [`loopback`] for IPv4.
 pub(crate) fn loopback_group_with(adjust: impl Fn(&mut V4SocketConfig)) -> Vec<V4Socket> {
-    for _ in 0..20 {
-        let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|s| s.local_addr())
-            .expect("bind a probe socket on 127.0.0.1")
-            .port();
-        let mut cfg = V4SocketConfig::default();
-        adjust(&mut cfg);
-        cfg.bind = Ipv4Addr::LOCALHOST;
-        cfg.port = port;
-        match open_v4_group(&cfg) {
-            Ok(group) => return group,
-            Err(e) if e.io_error().map(|e| e.kind()) == Some(ErrorKind::AddrInUse) => continue,
-            Err(e) => panic!("open_v4_group({cfg:?}): {e}"),
-        }
-    }
-    panic!("no free loopback port after 20 tries");
+    loopback::<V4>(adjust)
+}
+
+/// [`loopback`] for IPv6 with `workers` sockets.
+pub(crate) fn loopback_group6(
+    workers: usize,
+    adjust: impl Fn(&mut V6SocketConfig),
+) -> Vec<V6Socket> {
+    loopback::<V6>(|cfg| {
+        cfg.workers = workers;
+        adjust(cfg);
+    })
 }
 
 /// Wait for one datagram on any socket of `group`; which socket gets it is the kernel's choice.
 /// Returns the socket's position in the group and what it received. The overall wait is a
 /// liveness bound (about 10 s), not an assertion about timing.
-pub(crate) fn recv_any(group: &[V4Socket], buf: &mut [u8]) -> (usize, RecvMeta) {
+pub(crate) fn recv_any_of<F: Family>(group: &[F::Socket], buf: &mut [u8]) -> (usize, F::Meta) {
     for s in group {
-        s.set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("set read timeout");
+        F::set_read_timeout(s, Duration::from_millis(20));
     }
     for _ in 0..500 {
         for (k, s) in group.iter().enumerate() {
-            if let Some(meta) = s.recv(buf).expect("recv") {
+            if let Some(meta) = F::recv(s, buf).expect("recv") {
                 return (k, meta);
             }
         }
@@ -54,11 +142,52 @@ pub(crate) fn recv_any(group: &[V4Socket], buf: &mut [u8]) -> (usize, RecvMeta) 
     panic!("no datagram reached the group");
 }
 
+/// [`recv_any_of`] for IPv4.
+pub(crate) fn recv_any(group: &[V4Socket], buf: &mut [u8]) -> (usize, RecvMeta) {
+    recv_any_of::<V4>(group, buf)
+}
+
+/// [`recv_any_of`] for IPv6.
+pub(crate) fn recv_any6(group: &[V6Socket], buf: &mut [u8]) -> (usize, RecvMeta6) {
+    recv_any_of::<V6>(group, buf)
+}
+
 /// A plain client socket with a generous receive timeout, so a lost reply fails the test
 /// instead of hanging it.
-pub(crate) fn client(bind: (Ipv4Addr, u16)) -> UdpSocket {
-    let s = UdpSocket::bind(bind).expect("bind client socket");
+pub(crate) fn client(bind: impl Into<SocketAddr>) -> UdpSocket {
+    let s = UdpSocket::bind(bind.into()).expect("bind client socket");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("client read timeout");
     s
+}
+
+/// [`client`] on ::1.
+pub(crate) fn client6() -> UdpSocket {
+    client((Ipv6Addr::LOCALHOST, 0))
+}
+
+/// The IPv4 address in `addr`.
+pub(crate) fn v4(addr: SocketAddr) -> SocketAddrV4 {
+    match addr {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(a) => panic!("expected IPv4, got {a}"),
+    }
+}
+
+/// The IPv6 address in `addr`.
+pub(crate) fn v6(addr: SocketAddr) -> SocketAddrV6 {
+    match addr {
+        SocketAddr::V6(a) => a,
+        SocketAddr::V4(a) => panic!("expected IPv6, got {a}"),
+    }
+}
+
+/// The client `cli` receives `wants`, in order, each from `server`.
+pub(crate) fn expect_replies(cli: &UdpSocket, wants: &[&[u8]], server: SocketAddr) {
+    let mut buf = [0u8; 64];
+    for want in wants {
+        let (n, from) = cli.recv_from(&mut buf).expect("client receives");
+        assert_eq!(&buf[..n], *want);
+        assert_eq!(from, server);
+    }
 }

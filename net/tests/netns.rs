@@ -119,3 +119,23 @@ fn ip(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr).trim()
     );
 }
+
+/// Two fresh namespaces, `{tag}-s` (the server's, returned first) and `{tag}-c`, joined by a
+/// veth pair: `v0` in the server's, `v1` in the client's, both down and without addresses.
+pub(crate) fn veth_pair(tag: &str) -> (Netns, Netns) {
+    let server = Netns::new(&format!("{tag}-s"));
+    let client = Netns::new(&format!("{tag}-c"));
+    server.ip(&[
+        "link",
+        "add",
+        "v0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "v1",
+        "netns",
+        client.name(),
+    ]);
+    (server, client)
+}

@@ -11,7 +11,7 @@ use lessor_net::{
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::common::recv_any;
-use crate::netns::Netns;
+use crate::netns::{Netns, veth_pair};
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 1, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 1, 2);
@@ -107,20 +107,7 @@ struct Link {
 }
 
 fn link(tag: &str, client_arp: bool) -> Link {
-    let server = Netns::new(&format!("{tag}-s"));
-    let client = Netns::new(&format!("{tag}-c"));
-    server.ip(&[
-        "link",
-        "add",
-        "v0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "v1",
-        "netns",
-        client.name(),
-    ]);
+    let (server, client) = veth_pair(tag);
     server.ip(&["addr", "add", "10.99.1.1/24", "dev", "v0"]);
     server.ip(&["link", "set", "v0", "up"]);
     client.ip(&["addr", "add", "10.99.1.2/24", "dev", "v1"]);

@@ -6,14 +6,7 @@ use std::time::Duration;
 
 use lessor_net::{Error, SendMeta, V4SocketConfig, interface_index, open_v4_group};
 
-use crate::common::{client, loopback_group, loopback_group_with, recv_any};
-
-fn v4(addr: std::net::SocketAddr) -> SocketAddrV4 {
-    match addr {
-        std::net::SocketAddr::V4(a) => a,
-        std::net::SocketAddr::V6(a) => panic!("expected IPv4, got {a}"),
-    }
-}
+use crate::common::{client, loopback_group, loopback_group_with, recv_any, v4};
 
 /// One request into a two-socket group and one reply out, with the arrival metadata checked.
 fn roundtrip(device: Option<&str>) {

@@ -14,7 +14,7 @@ use lessor_net::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::netns::Netns;
+use crate::netns::{Netns, veth_pair};
 
 /// A unique-local address on the server's interface, to prove that `SendMeta6::src` is used (a
 /// reply to a link-local address would otherwise come from the link-local address).
@@ -83,20 +83,7 @@ fn link_local(ns: &Netns, dev: &str) -> Ipv6Addr {
 }
 
 fn link6(tag: &str) -> Link6 {
-    let server = Netns::new(&format!("{tag}-s"));
-    let client = Netns::new(&format!("{tag}-c"));
-    server.ip(&[
-        "link",
-        "add",
-        "v0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "v1",
-        "netns",
-        client.name(),
-    ]);
+    let (server, client) = veth_pair(tag);
     no_dad(&server, "v0");
     no_dad(&client, "v1");
     server.ip(&["addr", "add", "fd00:99::1/64", "dev", "v0", "nodad"]);

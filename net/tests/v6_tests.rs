@@ -4,77 +4,21 @@
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::time::Duration;
 
 use lessor_net::{
-    Error, RecvBatch6, RecvMeta6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig,
-    attach_steering6, interface_index, open_v6_group, steer_index6,
+    Error, RecvBatch6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig, attach_steering6,
+    interface_index, open_v6_group, steer_index6,
 };
 
-use crate::alloc_tests::allocations;
-
-fn v6(addr: SocketAddr) -> SocketAddrV6 {
-    match addr {
-        SocketAddr::V6(a) => a,
-        SocketAddr::V4(a) => panic!("expected IPv6, got {a}"),
-    }
-}
-
-/// Open a group on ::1 at a port that was free a moment ago, retrying if another process takes
-/// it in between (as `common::loopback_group` does for IPv4).
-fn loopback_group6(workers: usize, adjust: impl Fn(&mut V6SocketConfig)) -> Vec<V6Socket> {
-    for _ in 0..20 {
-        let port = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0))
-            .and_then(|s| s.local_addr())
-            .expect("bind a probe socket on ::1")
-            .port();
-        let mut cfg = V6SocketConfig {
-            workers,
-            ..V6SocketConfig::default()
-        };
-        adjust(&mut cfg);
-        cfg.bind = Ipv6Addr::LOCALHOST;
-        cfg.port = port;
-        match open_v6_group(&cfg) {
-            Ok(group) => return group,
-            Err(e) if e.io_error().map(|e| e.kind()) == Some(ErrorKind::AddrInUse) => continue,
-            Err(e) => panic!("open_v6_group({cfg:?}): {e}"),
-        }
-    }
-    panic!("no free ::1 port after 20 tries");
-}
+use crate::alloc_tests::{allocations, four_replies_sent_without_allocating};
+use crate::common::{client6, expect_replies, loopback_group6, recv_any6, v6};
 
 fn one_socket() -> (V6Socket, SocketAddrV6) {
     let sock = loopback_group6(1, |_| {}).pop().expect("one socket");
     let addr = sock.local_addr().expect("local_addr");
     (sock, addr)
-}
-
-/// A plain client socket on ::1 with a generous receive timeout, so a lost reply fails the test
-/// instead of hanging it.
-fn client6() -> UdpSocket {
-    let s = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).expect("bind client socket on ::1");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("client read timeout");
-    s
-}
-
-/// Wait for one datagram on any socket of `group` (about 10 s at most); returns the socket's
-/// position and what it received.
-fn recv_any6(group: &[V6Socket], buf: &mut [u8]) -> (usize, RecvMeta6) {
-    for s in group {
-        s.set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("set read timeout");
-    }
-    for _ in 0..500 {
-        for (k, s) in group.iter().enumerate() {
-            if let Some(meta) = s.recv(buf).expect("recv") {
-                return (k, meta);
-            }
-        }
-    }
-    panic!("no datagram reached the group");
 }
 
 fn lo() -> u32 {
@@ -469,12 +413,7 @@ fn send_batch6_skips_refused_replies_and_sends_the_rest() {
         other => panic!("first error should be the unknown interface: {other:?}"),
     }
     assert!(batch.is_empty());
-    let mut got = [0u8; 64];
-    for want in [&b"first"[..], b"second", b"third"] {
-        let (n, from) = cli.recv_from(&mut got).expect("client receives");
-        assert_eq!(&got[..n], want);
-        assert_eq!(v6(from), server);
-    }
+    expect_replies(&cli, &[b"first", b"second", b"third"], server.into());
 }
 
 /// The IPv6 receive and send paths, single and batched, do not allocate (counted by the
@@ -532,13 +471,7 @@ fn v6_paths_do_not_allocate() {
             }
             sock.send_batch(&mut tx)
         });
-        let report = res.expect("send_batch");
-        assert_eq!((report.sent, report.failed), (4, 0));
-        assert_eq!(n, 0, "push/send_batch allocated {n} times (round {round})");
-        for _ in 0..4 {
-            let (len, _) = cli.recv_from(&mut got).expect("client receives");
-            assert_eq!(&got[..len], b"reply");
-        }
+        four_replies_sent_without_allocating(res, n, round, &cli);
     }
 }
 
