@@ -201,6 +201,13 @@ impl Asm {
         self.op(libc::BPF_JMP | libc::BPF_JA, 0);
     }
 
+    /// `X += k`, through A (`txa; add #k; tax`): classic BPF has no arithmetic on X.
+    fn add_x(&mut self, k: u32) {
+        self.op(libc::BPF_MISC | libc::BPF_TXA, 0);
+        self.op(libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K, k);
+        self.op(libc::BPF_MISC | libc::BPF_TAX, 0);
+    }
+
     fn finish(self) -> Vec<libc::sock_filter> {
         let at = |l: Label| self.labels[l.0].expect("every label is bound");
         let mut out: Vec<libc::sock_filter> = self
@@ -235,7 +242,7 @@ fn steering_program6(n: u32) -> Vec<libc::sock_filter> {
     use libc::{
         BPF_A, BPF_ADD, BPF_ALU, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JEQ, BPF_JGE, BPF_JGT,
         BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_MISC, BPF_MOD, BPF_RET, BPF_SUB, BPF_TAX,
-        BPF_TXA, BPF_W, BPF_X,
+        BPF_W, BPF_X,
     };
     let mut a = Asm::default();
     let fail = a.label();
@@ -262,16 +269,12 @@ fn steering_program6(n: u32) -> Vec<libc::sock_filter> {
         a.jump(BPF_JMP | BPF_JGE | BPF_X, 0, None, Some(no_type)); // X + 1 <= len
         a.op(BPF_LD | BPF_B | BPF_IND, 0);
         a.jump(BPF_JMP | BPF_JEQ | BPF_K, RELAY_FORW, Some(relay), None);
-        a.op(BPF_MISC | BPF_TXA, 0);
-        a.op(BPF_ALU | BPF_ADD | BPF_K, CLIENT_HEADER);
-        a.op(BPF_MISC | BPF_TAX, 0);
+        a.add_x(CLIENT_HEADER);
         a.ja(opt[i]);
         a.bind(no_type);
         a.ja(fail);
         a.bind(relay);
-        a.op(BPF_MISC | BPF_TXA, 0);
-        a.op(BPF_ALU | BPF_ADD | BPF_K, RELAY_HEADER);
-        a.op(BPF_MISC | BPF_TAX, 0);
+        a.add_x(RELAY_HEADER);
 
         // An option: the client's DUID, a relayed message to descend into, or one to skip.
         a.bind(opt[i]);
@@ -297,9 +300,7 @@ fn steering_program6(n: u32) -> Vec<libc::sock_filter> {
         a.bind(duid);
         a.ja(found);
         a.bind(descend);
-        a.op(BPF_MISC | BPF_TXA, 0);
-        a.op(BPF_ALU | BPF_ADD | BPF_K, OPTION_HEADER);
-        a.op(BPF_MISC | BPF_TAX, 0);
+        a.add_x(OPTION_HEADER);
     }
     a.bind(msg[STEER6_STEPS]);
     a.bind(opt[STEER6_STEPS]);

@@ -57,25 +57,32 @@ pub mod v6 {
     pub mod field {
         use crate::wire::{Field, Rest};
 
-        /// Message type, in every message (client, server or relay).
+        // Every message.
+        /// Message type (client, server or relay message).
         pub const MSG_TYPE: usize = 0;
-        /// Transaction id of a client/server message.
+
+        // A client/server message (RFC 8415 §8).
+        /// Transaction id.
         pub const TRANSACTION_ID: Field = 1..4;
-        /// Options of a client/server message.
+        /// Options, to the end of the message.
         pub const OPTIONS: Rest = 4..;
-        /// Hop count of a relay message.
+
+        // A relay message (RFC 8415 §9).
+        /// Hop count.
         pub const HOP_COUNT: usize = 1;
-        /// Link address of a relay message.
+        /// Link address.
         pub const LINK_ADDRESS: Field = 2..18;
-        /// Peer address of a relay message.
+        /// Peer address.
         pub const PEER_ADDRESS: Field = 18..34;
-        /// Options of a relay message.
+        /// Options, to the end of the message.
         pub const RELAY_OPTIONS: Rest = 34..;
-        /// Option code, relative to the option's start.
+
+        // An option (RFC 8415 §21.1), relative to its start.
+        /// Option code.
         pub const OPTION_CODE: Field = 0..2;
-        /// Option length, relative to the option's start.
+        /// Option length: of the data, not counting this header.
         pub const OPTION_LEN: Field = 2..4;
-        /// Option data, relative to the option's start; its start is the option header length.
+        /// Option data; its start is the option header's length.
         pub const OPTION_DATA: Rest = 4..;
     }
 }
