@@ -191,3 +191,17 @@ pub(crate) fn expect_replies(cli: &UdpSocket, wants: &[&[u8]], server: SocketAdd
         assert_eq!(from, server);
     }
 }
+
+/// `err` is the failure to bind to the device `lessor-nodev0`, which does not exist: a
+/// [`Error::BindDevice`](lessor_net::Error::BindDevice) naming it, from `ENODEV`.
+pub(crate) fn assert_names_missing_device(err: &lessor_net::Error) {
+    assert!(
+        matches!(err, lessor_net::Error::BindDevice { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("\"lessor-nodev0\""), "{err}");
+    assert_eq!(
+        err.io_error().and_then(|e| e.raw_os_error()),
+        Some(libc::ENODEV)
+    );
+}

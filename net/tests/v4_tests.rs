@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use lessor_net::{Error, SendMeta, V4SocketConfig, interface_index, open_v4_group};
 
-use crate::common::{client, loopback_group, loopback_group_with, recv_any, v4};
+use crate::common::{
+    assert_names_missing_device, client, expect_replies, loopback_group, loopback_group_with,
+    recv_any, v4,
+};
 
 /// One request into a two-socket group and one reply out, with the arrival metadata checked.
 fn roundtrip(device: Option<&str>) {
@@ -54,10 +57,7 @@ fn roundtrip(device: Option<&str>) {
         src: Some(Ipv4Addr::LOCALHOST),
     };
     group[k].send(b"offer", &reply).expect("send reply");
-    let mut got = [0u8; 64];
-    let (n, from) = cli.recv_from(&mut got).expect("client receives the reply");
-    assert_eq!(&got[..n], b"offer");
-    assert_eq!(v4(from), server);
+    expect_replies(&cli, &[b"offer"], server.into());
 }
 
 #[test]
@@ -81,12 +81,7 @@ fn missing_device_is_named_in_the_error() {
         send_buffer: None,
     };
     let err = open_v4_group(&cfg).unwrap_err();
-    assert!(matches!(err, Error::BindDevice { .. }), "{err:?}");
-    assert!(err.to_string().contains("\"lessor-nodev0\""), "{err}");
-    assert_eq!(
-        err.io_error().and_then(|e| e.raw_os_error()),
-        Some(libc::ENODEV)
-    );
+    assert_names_missing_device(&err);
 }
 
 /// The reply's source address is the one asked for in `SendMeta::src`, not the socket's bound
