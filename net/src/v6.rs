@@ -153,7 +153,8 @@ impl Default for V6SocketConfig {
 ///
 /// Options: `IPV6_V6ONLY`, `SO_REUSEADDR`, `SO_REUSEPORT`, `IPV6_RECVPKTINFO`,
 /// `IPV6_MULTICAST_ALL` off, membership of ff02::1:2 on the configured interfaces,
-/// close-on-exec, and blocking with a receive timeout ([`DEFAULT_READ_TIMEOUT`]) so that
+/// close-on-exec, and blocking with a receive timeout
+/// ([`DEFAULT_READ_TIMEOUT`](crate::DEFAULT_READ_TIMEOUT)) so that
 /// [`recv`](Self::recv) returns `Ok(None)` now and then and the worker can look at its shutdown
 /// flag. Multicast datagrams reach every socket of the group ([below](#multicast)); unicast
 /// ones reach one.
@@ -257,11 +258,9 @@ impl V6Socket {
         })
     }
 
-    /// Receive one datagram into `buf`.
-    ///
-    /// `Ok(None)` when the receive timeout expired or a signal interrupted the wait, and also
-    /// when a datagram was dropped because it was longer than `buf` (counted in
-    /// [`truncated_drops`](Self::truncated_drops)): a cut-off DHCP message must not be parsed.
+    /// Receive one datagram into `buf`; `Ok(None)` in the cases
+    /// [`V4Socket::recv`](crate::V4Socket::recv) lists (timeout, signal, an oversized datagram
+    /// counted in [`truncated_drops`](Self::truncated_drops)).
     pub fn recv(&self, buf: &mut [u8]) -> Result<Option<RecvMeta6>> {
         self.recv_with(buf, MsgFlags::empty())
     }
@@ -336,8 +335,8 @@ impl V6Socket {
         )
     }
 
-    /// Set how long [`recv`](Self::recv) blocks before returning `Ok(None)`; `None` blocks until
-    /// a datagram arrives. A zero duration is rejected (the kernel would read it as "forever").
+    /// Set how long [`recv`](Self::recv) blocks, as
+    /// [`V4Socket::set_read_timeout`](crate::V4Socket::set_read_timeout) does.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> Result<()> {
         udp::set_read_timeout(&self.sock, d, || {
             self.local_addr()
@@ -346,8 +345,7 @@ impl V6Socket {
         })
     }
 
-    /// Datagrams [`recv`](Self::recv), [`try_recv`](Self::try_recv) and
-    /// [`recv_batch`](Self::recv_batch) dropped because they were longer than the buffer.
+    /// Datagrams dropped for being longer than the buffer, by any receive call of this socket.
     pub fn truncated_drops(&self) -> u64 {
         self.truncated.load(Ordering::Relaxed)
     }

@@ -57,32 +57,35 @@ pub mod v6 {
     pub mod field {
         use crate::wire::{Field, Rest};
 
-        // Every message.
-        /// Message type (client, server or relay message).
+        /// Message type, the first byte of every message: client, server or relay
+        /// (RFC 8415 §7.3 lists them).
         pub const MSG_TYPE: usize = 0;
-
-        // A client/server message (RFC 8415 §8).
-        /// Transaction id.
+        /// Transaction id of a client/server message, three bytes
+        /// (RFC 8415 §8).
         pub const TRANSACTION_ID: Field = 1..4;
-        /// Options, to the end of the message.
+        /// Options of a client/server message, to its end
+        /// (RFC 8415 §8).
         pub const OPTIONS: Rest = 4..;
-
-        // A relay message (RFC 8415 §9).
-        /// Hop count.
+        /// Hop count of a relay message: how many relays the message passed
+        /// (RFC 8415 §9).
         pub const HOP_COUNT: usize = 1;
-        /// Link address.
+        /// Link address of a relay message: an address on the client's link, or unspecified
+        /// (RFC 8415 §9).
         pub const LINK_ADDRESS: Field = 2..18;
-        /// Peer address.
+        /// Peer address of a relay message: where the relay got the message from
+        /// (RFC 8415 §9).
         pub const PEER_ADDRESS: Field = 18..34;
-        /// Options, to the end of the message.
+        /// Options of a relay message, to its end
+        /// (RFC 8415 §9).
         pub const RELAY_OPTIONS: Rest = 34..;
-
-        // An option (RFC 8415 §21.1), relative to its start.
-        /// Option code.
+        /// Option code, relative to the option's start
+        /// (RFC 8415 §21.1).
         pub const OPTION_CODE: Field = 0..2;
-        /// Option length: of the data, not counting this header.
+        /// Option length, relative to the option's start: of the data, not counting the header
+        /// (RFC 8415 §21.1).
         pub const OPTION_LEN: Field = 2..4;
-        /// Option data; its start is the option header's length.
+        /// Option data, relative to the option's start; its start is the option header's length
+        /// (RFC 8415 §21.1).
         pub const OPTION_DATA: Rest = 4..;
     }
 }
