@@ -5,9 +5,9 @@ use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
-use lessor_net::{Error, RecvBatch, SendBatch, SendMeta, V4Socket, interface_index};
+use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, interface_index};
 
-use crate::common::{client, expect_replies, loopback_group, v4};
+use crate::common::{assert_unknown_interface, client, expect_replies, loopback_group, v4};
 
 /// Loopback hands a datagram to the receiving socket within the sender's `send_to` (the
 /// softirq runs as the send path re-enables bottom halves); this pause only covers a softirq
@@ -202,14 +202,7 @@ fn send_batch_skips_refused_replies_and_sends_the_rest() {
 
     let report = sock.send_batch(&mut batch).expect("send_batch");
     assert_eq!((report.sent, report.failed), (4, 2), "{report:?}");
-    match &report.first_error {
-        Some(Error::Send {
-            dst: d,
-            ifindex: 999_999,
-            source,
-        }) if *d == dst => assert_eq!(source.raw_os_error(), Some(libc::ENODEV), "{source}"),
-        other => panic!("first error should be the unknown interface: {other:?}"),
-    }
+    assert_unknown_interface(report.first_error.as_ref(), dst.into());
     assert!(batch.is_empty());
 
     expect_replies(

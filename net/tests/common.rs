@@ -205,3 +205,24 @@ pub(crate) fn assert_names_missing_device(err: &lessor_net::Error) {
         Some(libc::ENODEV)
     );
 }
+
+/// `first`, the first error of a batch send, is the kernel's `ENODEV` for the reply to `dst`
+/// through interface 999999, an index no interface has.
+pub(crate) fn assert_unknown_interface(first: Option<&lessor_net::Error>, dst: SocketAddr) {
+    use lessor_net::Error;
+    let (to, ifindex, source) = match first {
+        Some(Error::Send {
+            dst,
+            ifindex,
+            source,
+        }) => (SocketAddr::from(*dst), *ifindex, source),
+        Some(Error::Send6 {
+            dst,
+            ifindex,
+            source,
+        }) => (SocketAddr::from(*dst), *ifindex, source),
+        other => panic!("first error should be the unknown interface: {other:?}"),
+    };
+    assert_eq!((to, ifindex), (dst, 999_999), "first error: {source}");
+    assert_eq!(source.raw_os_error(), Some(libc::ENODEV), "{source}");
+}

@@ -14,7 +14,8 @@ use lessor_net::{
 
 use crate::alloc_tests::{allocations, four_replies_sent_without_allocating};
 use crate::common::{
-    assert_names_missing_device, client6, expect_replies, loopback_group6, recv_any6, v6,
+    assert_names_missing_device, assert_unknown_interface, client6, expect_replies,
+    loopback_group6, recv_any6, v6,
 };
 
 fn one_socket() -> (V6Socket, SocketAddrV6) {
@@ -395,14 +396,7 @@ fn send_batch6_skips_refused_replies_and_sends_the_rest() {
 
     let report = sock.send_batch(&mut batch).expect("send_batch");
     assert_eq!((report.sent, report.failed), (3, 2), "{report:?}");
-    match &report.first_error {
-        Some(Error::Send6 {
-            dst: d,
-            ifindex: 999_999,
-            source,
-        }) if *d == dst => assert_eq!(source.raw_os_error(), Some(libc::ENODEV), "{source}"),
-        other => panic!("first error should be the unknown interface: {other:?}"),
-    }
+    assert_unknown_interface(report.first_error.as_ref(), dst.into());
     assert!(batch.is_empty());
     expect_replies(&cli, &[b"first", b"second", b"third"], server.into());
 }
