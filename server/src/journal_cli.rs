@@ -4,14 +4,15 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::Context;
 use lessor_engine::ClientKey;
 use lessor_engine::v6::IaKind;
 
 use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::kea;
 use crate::lease_record::{LeaseRecord, state_name};
-use crate::run::{journal_dir, lock_state_dir, now};
+use crate::state_dir::{journal_dir, lock_state_dir};
+use crate::worker::now;
 
 /// Output format of `lessor journal dump`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,21 +25,25 @@ pub enum DumpFormat {
 
 /// The journal directory of `state_dir`, which must exist (for the read-only tools: a missing
 /// one is most likely a mistyped --state-dir, which must not look like an empty journal).
-fn existing_journal(state_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+fn existing_journal(state_dir: &Path) -> Result<std::path::PathBuf> {
     let dir = journal_dir(state_dir);
-    anyhow::ensure!(
-        dir.is_dir(),
-        "no journal in {}: lessor has not run with this state_dir (give --state-dir or --config)",
-        dir.display()
-    );
+    if !dir.is_dir() {
+        return Err(Error::NoJournal { dir });
+    }
     Ok(dir)
 }
 
 /// The journal directory of `state_dir`, created if missing (for the tools that write).
-fn journal_for_writing(state_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+fn journal_for_writing(state_dir: &Path) -> Result<std::path::PathBuf> {
     let dir = journal_dir(state_dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
+    match std::fs::create_dir_all(&dir) {
+        Ok(()) => Ok(dir),
+        Err(source) => Err(Error::Io {
+            action: "create",
+            path: dir,
+            source,
+        }),
+    }
 }
 
 fn rfc3339(t: u64) -> String {
@@ -76,10 +81,11 @@ pub fn dump(
     config: &Config,
     format: DumpFormat,
     out: &mut dyn Write,
-) -> anyhow::Result<usize> {
+) -> Result<usize> {
     let dir = existing_journal(state_dir)?;
-    let (mut recs, _) = lessor_journal::read_live::<LeaseRecord>(&dir)
-        .with_context(|| format!("reading the journal in {}", dir.display()))?;
+    let (mut recs, _) = lessor_journal::read_live::<LeaseRecord>(&dir).map_err(Error::journal(
+        format!("reading the journal in {}", dir.display()),
+    ))?;
     recs.sort_by_key(|r| r.key);
     let subnet_of = |r: &LeaseRecord| match r.v6_resource() {
         // A delegated prefix lies outside the link's subnet: its pool names the subnet.
@@ -105,7 +111,8 @@ pub fn dump(
             out,
             "address,hw_address,client_id,hostname,state,starts_at,expires_at,subnet,type,iaid,\
              valid_lifetime,preferred_lifetime"
-        )?;
+        )
+        .map_err(Error::Output)?;
     }
     for r in &recs {
         // DHCPv6: the address or prefix, the DUID as the client id, the IA's type and IAID.
@@ -163,7 +170,7 @@ pub fn dump(
                     v["valid_lifetime"] = valid.into();
                     v["preferred_lifetime"] = preferred.into();
                 }
-                writeln!(out, "{v}")?;
+                writeln!(out, "{v}").map_err(Error::Output)?;
             }
             DumpFormat::Csv => {
                 let (valid, preferred) = lifetimes
@@ -174,7 +181,8 @@ pub fn dump(
                     "{addr},{hw},{cid},{},{state},{starts},{expires},{subnet},{kind},{iaid},\
                      {valid},{preferred}",
                     csv_field(&host)
-                )?;
+                )
+                .map_err(Error::Output)?;
             }
         }
     }
@@ -182,42 +190,69 @@ pub fn dump(
 }
 
 /// `lessor journal stats`.
-pub fn stats(state_dir: &Path) -> anyhow::Result<String> {
-    let s = lessor_journal::stats_offline(&existing_journal(state_dir)?)?;
+pub fn stats(state_dir: &Path) -> Result<String> {
+    let dir = existing_journal(state_dir)?;
+    let s = lessor_journal::stats_offline(&dir).map_err(Error::journal(format!(
+        "reading the journal's statistics in {}",
+        dir.display()
+    )))?;
     Ok(format!("{s:#?}"))
 }
 
 /// `lessor journal verify`: every file checked, nothing changed. Errors if any problem.
-pub fn verify(state_dir: &Path) -> anyhow::Result<String> {
-    let r = lessor_journal::verify(&existing_journal(state_dir)?)?;
-    anyhow::ensure!(r.is_clean(), "the journal has problems:\n{r:#?}");
+pub fn verify(state_dir: &Path) -> Result<String> {
+    let dir = existing_journal(state_dir)?;
+    let r = lessor_journal::verify(&dir).map_err(Error::journal(format!(
+        "verifying the journal in {}",
+        dir.display()
+    )))?;
+    if !r.is_clean() {
+        return Err(Error::JournalProblems {
+            report: format!("{r:#?}"),
+        });
+    }
     Ok(format!("{r:#?}"))
 }
 
 /// `lessor journal compact` (server stopped).
-pub fn compact(state_dir: &Path) -> anyhow::Result<String> {
+pub fn compact(state_dir: &Path) -> Result<String> {
     let _lock = lock_state_dir(state_dir)?;
-    let r = lessor_journal::compact_offline::<LeaseRecord>(&existing_journal(state_dir)?)?;
+    let dir = existing_journal(state_dir)?;
+    let r = lessor_journal::compact_offline::<LeaseRecord>(&dir).map_err(Error::journal(
+        format!("compacting the journal in {}", dir.display()),
+    ))?;
     Ok(format!("{r:#?}"))
 }
 
 /// `lessor journal repair` (server stopped).
-pub fn repair(state_dir: &Path) -> anyhow::Result<String> {
+pub fn repair(state_dir: &Path) -> Result<String> {
     let _lock = lock_state_dir(state_dir)?;
-    let r = lessor_journal::repair(&existing_journal(state_dir)?)?;
+    let dir = existing_journal(state_dir)?;
+    let r = lessor_journal::repair(&dir).map_err(Error::journal(format!(
+        "repairing the journal in {}",
+        dir.display()
+    )))?;
     Ok(format!("{r:#?}"))
 }
 
 /// `lessor journal import-kea FILE` (server stopped): appends every lease of a Kea memfile.
-pub fn import_kea(state_dir: &Path, file: &Path) -> anyhow::Result<usize> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let recs = kea::parse_leases4(&text, now()).with_context(|| format!("{}", file.display()))?;
+pub fn import_kea(state_dir: &Path, file: &Path) -> Result<usize> {
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Io {
+        action: "read",
+        path: file.to_owned(),
+        source,
+    })?;
+    let recs = kea::parse_leases4(&text, now()).map_err(|source| Error::Kea {
+        path: file.to_owned(),
+        source,
+    })?;
     let _lock = lock_state_dir(state_dir)?;
     let dir = journal_for_writing(state_dir)?;
     // Imported versions are row numbers; the journal may already hold records with higher
     // versions from an earlier run, so lift the imported ones above everything present.
-    let (_, report) = lessor_journal::read_live::<LeaseRecord>(&dir)?;
+    let (_, report) = lessor_journal::read_live::<LeaseRecord>(&dir).map_err(Error::journal(
+        format!("reading the journal in {}", dir.display()),
+    ))?;
     let base = report.max_version;
     let n = recs.len();
     lessor_journal::append_offline(
@@ -226,7 +261,11 @@ pub fn import_kea(state_dir: &Path, file: &Path) -> anyhow::Result<usize> {
             r.version += base;
             r
         }),
-    )?;
+    )
+    .map_err(Error::journal(format!(
+        "appending to the journal in {}",
+        dir.display()
+    )))?;
     Ok(n)
 }
 

@@ -7,13 +7,19 @@
 //! only in `lessor-net`.
 
 pub mod config;
+pub mod error;
 pub mod journal_cli;
 pub mod kea;
 pub mod lease_record;
 pub(crate) mod proto;
+pub mod replay;
 pub mod run;
+pub mod server;
+pub mod state_dir;
 pub mod stats;
 pub mod v4;
 pub mod v6;
 mod waiting;
-mod worker6;
+mod worker;
+
+pub use error::{Error, Result};

@@ -134,11 +134,16 @@ fn journal_command(dir: &std::path::Path, config: &Config, cmd: JournalCmd) -> a
                 other => anyhow::bail!("--format: {other:?} is not jsonl or csv"),
             };
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            match j::dump(dir, config, format, &mut out).and_then(|_| Ok(out.flush()?)) {
+            let dumped = j::dump(dir, config, format, &mut out)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| Ok(out.flush()?));
+            match dumped {
                 // `lessor journal dump | head` closing the pipe early is not an error.
                 Err(e)
-                    if e.downcast_ref::<std::io::Error>()
-                        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {}
+                    if e.chain().any(|c| {
+                        c.downcast_ref::<std::io::Error>()
+                            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+                    }) => {}
                 other => other?,
             }
         }

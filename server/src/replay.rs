@@ -1,0 +1,78 @@
+//! Start-up replay: the journal's live records back into the (fresh) engines.
+
+use lessor_engine::Engine;
+use lessor_engine::v6::V6Engine;
+use lessor_journal::{Journal, ReplayReport};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lease_record::LeaseRecord;
+use crate::state_dir::{journal_dir, journal_options};
+use crate::v4;
+
+/// Puts one replayed lease back into the engine, on the shard its client steers to, one at a
+/// time. False if the record could not be restored. Startup uses [`replay_journal`] (bulk);
+/// this stays for tools that compare the two.
+pub fn restore_into(engine: &Engine, rec: &LeaseRecord) -> bool {
+    let Some(lease) = rec.to_lease() else {
+        return false;
+    };
+    engine.restore(shard_of(engine, rec), lease).is_ok()
+}
+
+fn shard_of(engine: &Engine, rec: &LeaseRecord) -> usize {
+    v4::steer_hash(&rec.chaddr_field()) as usize % engine.shards()
+}
+
+/// Opens the journal and replays it into the (fresh) engine in bulk, then raises the engine's
+/// versions above everything the journal held. Returns the journal ready for appending, the
+/// replay report and the number of records that could not be restored.
+pub fn replay_journal(
+    config: &Config,
+    engine: &Engine,
+    engine6: Option<&V6Engine>,
+    lanes: usize,
+) -> Result<(Journal<LeaseRecord>, ReplayReport, u64)> {
+    let dir = journal_dir(&config.state_dir);
+    // An upper bound of the live records (snapshot footer plus segment records), so the
+    // engine's tables are sized once; 0 for a new journal.
+    let expected = lessor_journal::stats_offline(&dir).map_or(0, |s| {
+        s.snapshot.map_or(0, |x| x.records) + s.segment_records
+    });
+    let expected = usize::try_from(expected).unwrap_or(0);
+    let mut restorer = engine.restorer(expected);
+    // DHCPv6 records go to the DHCPv6 engine; without one (v6 not configured) they are
+    // kept in the journal but not served, and counted as skipped.
+    let mut restorer6 = engine6.map(|e| (e, e.restorer(0)));
+    let mut skipped = 0u64;
+    let (journal, replay) =
+        Journal::open_dir(journal_options(config, lanes), |rec: LeaseRecord| {
+            let ok = if rec.is_v6() {
+                match (&mut restorer6, rec.to_v6_lease()) {
+                    (Some((e, r)), Some(lease)) => {
+                        let shard = e.owner(lease.client.duid());
+                        r.add(shard, lease).is_ok()
+                    }
+                    _ => false,
+                }
+            } else {
+                rec.to_lease_ref()
+                    .is_some_and(|l| restorer.add_ref(shard_of(engine, &rec), l).is_ok())
+            };
+            if !ok {
+                skipped += 1;
+            }
+        })
+        .map_err(|source| Error::Replay {
+            dir: dir.clone(),
+            state_dir: config.state_dir.clone(),
+            source,
+        })?;
+    skipped += restorer.finish().refused;
+    engine.advance_versions(replay.max_version);
+    if let Some((e, r)) = restorer6 {
+        skipped += r.finish().refused;
+        e.advance_versions(replay.max_version);
+    }
+    Ok((journal, replay, skipped))
+}

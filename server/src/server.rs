@@ -1,0 +1,415 @@
+//! The running server: start-up as a list of named steps, then the handle `main` holds.
+//!
+//! [`Server::start`] takes the state directory's lock, builds both engines, replays the
+//! journal into them before any socket opens (the engines must hold exactly what was
+//! acknowledged), then opens each family's socket group and starts its workers
+//! ([`crate::worker`]).
+
+use std::fs::File;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread;
+
+use lessor_engine::Engine;
+use lessor_engine::v6::V6Engine;
+use lessor_journal::{Health, Journal, ReplayReport};
+use lessor_net::{Interface, V4SocketConfig, V6SocketConfig};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lease_record::LeaseRecord;
+use crate::replay::replay_journal;
+use crate::state_dir::lock_state_dir;
+use crate::stats::{self, WorkerStats};
+use crate::v4::{InterfaceInfo, V4Context};
+use crate::v6::{self, V6Context};
+use crate::worker::v4::V4;
+use crate::worker::v6::{Assignments6, V6};
+use crate::worker::{self, Shared};
+
+/// Kernel socket buffers asked for, each way: room for a burst while a worker is busy.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A running server: its workers and the flag that stops them.
+#[derive(Debug)]
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    workers: Vec<thread::JoinHandle<()>>,
+    stats: Arc<[WorkerStats]>,
+    stats6: Arc<[WorkerStats]>,
+    engine: Arc<Engine>,
+    engine6: Option<Arc<V6Engine>>,
+    ctx6: Option<Arc<Assignments6>>,
+    listen: Vec<String>,
+    listen6: Vec<String>,
+    journal: Journal<LeaseRecord>,
+    replay: ReplayReport,
+    skipped: u64,
+    _lock: File,
+}
+
+/// The DHCPv6 half before its sockets open.
+struct V6Parts {
+    ctx: Arc<Assignments6>,
+    engine: Arc<V6Engine>,
+}
+
+/// Where one family's sockets bind, and the names the startup message gives them.
+struct Bind {
+    device: Option<String>,
+    /// The served interfaces (empty: loopback only, no interface named).
+    names: Vec<String>,
+}
+
+impl Bind {
+    /// Loopback only unless interfaces are named: never answer on a real LAN by default.
+    fn new(config: &Config, infos: &[InterfaceInfo]) -> Bind {
+        let device = match config.interfaces.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        };
+        Bind {
+            device,
+            names: infos.iter().map(|i| i.name.clone()).collect(),
+        }
+    }
+
+    /// "ADDR:PORT" once, or once per served interface.
+    fn listening(&self, addr: &str, port: u16) -> Vec<String> {
+        if self.names.is_empty() {
+            vec![format!("{addr}:{port}")]
+        } else {
+            self.names
+                .iter()
+                .map(|n| format!("{addr}:{port} on {n}"))
+                .collect()
+        }
+    }
+}
+
+impl Server {
+    /// Opens the sockets and starts the workers.
+    pub fn start(config: &Config) -> Result<Server> {
+        let workers = config
+            .workers
+            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+        let chosen = chosen_interfaces(config)?;
+        let infos: Vec<InterfaceInfo> = chosen
+            .iter()
+            .map(|i| InterfaceInfo {
+                index: i.index,
+                name: i.name.clone(),
+                addrs: i.v4.iter().map(|(a, _)| *a).collect(),
+            })
+            .collect();
+        let ctx = Arc::new(V4Context::new(config, &infos));
+        let engine =
+            Arc::new(
+                Engine::new(ctx.engine_config(workers)).map_err(|e| Error::Engine {
+                    family: "",
+                    source: e.into(),
+                })?,
+            );
+
+        // Replay before any socket opens: the engines must hold exactly what was acknowledged.
+        let lock = lock_state_dir(&config.state_dir)?;
+        let v6 = if config.v6.enabled() {
+            Some(build_v6(config, &chosen, workers)?)
+        } else {
+            None
+        };
+        // A lane per worker thread: the DHCPv4 workers', then the DHCPv6 workers'.
+        let lanes = if v6.is_some() { 2 * workers } else { workers };
+        let engine6 = v6.as_ref().map(|p| Arc::clone(&p.engine));
+        let (journal, replay, skipped) =
+            replay_journal(config, &engine, engine6.as_deref(), lanes)?;
+
+        let shared = Shared {
+            workers,
+            cores: lessor_net::available_cores(),
+            stop: Arc::new(AtomicBool::new(false)),
+            allowed: (config.interfaces.len() > 1).then(|| infos.iter().map(|i| i.index).collect()),
+            max_backlog: config.journal.max_backlog,
+        };
+        let bind = Bind::new(config, &infos);
+        let names: Arc<Vec<(u32, String)>> =
+            Arc::new(infos.iter().map(|i| (i.index, i.name.clone())).collect());
+        let mut handles = Vec::with_capacity(2 * workers);
+        let (stats, listen) = start_v4(
+            config,
+            &bind,
+            &shared,
+            &journal,
+            &ctx,
+            &engine,
+            names,
+            &mut handles,
+        )?;
+        let (stats6, listen6) = match &v6 {
+            Some(v6) => start_v6(config, &bind, &chosen, &shared, &journal, v6, &mut handles)?,
+            None => (Arc::new([]) as Arc<[WorkerStats]>, Vec::new()),
+        };
+        Ok(Server {
+            stop: shared.stop,
+            workers: handles,
+            stats,
+            stats6,
+            engine,
+            engine6,
+            ctx6: v6.map(|p| p.ctx),
+            listen,
+            listen6,
+            journal,
+            replay,
+            skipped,
+            _lock: lock,
+        })
+    }
+
+    /// Where the server listens, for the startup message.
+    pub fn listening(&self) -> &[String] {
+        &self.listen
+    }
+
+    /// Where the DHCPv6 workers listen (empty when DHCPv6 is off).
+    pub fn listening6(&self) -> &[String] {
+        &self.listen6
+    }
+
+    /// The lease engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The DHCPv6 lease engine, when DHCPv6 is on.
+    pub fn engine6(&self) -> Option<&V6Engine> {
+        self.engine6.as_deref()
+    }
+
+    /// Reloads `v6.assignments_file` into a new DHCPv6 context (the workers switch between
+    /// two batches; no lease or packet is lost). On error the old table stays in use.
+    /// Returns the number of assignments now loaded; `Ok(None)` when DHCPv6 is off.
+    pub fn reload_assignments(&self, config: &Config) -> Result<Option<usize>> {
+        let Some(ctx6) = &self.ctx6 else {
+            return Ok(None);
+        };
+        let table = config.load_assignments().map_err(|e| Error::Assignments {
+            what: "reloading",
+            source: e.into(),
+        })?;
+        let n = table.len();
+        ctx6.replace(ctx6.current().with_assignments(Arc::new(table)));
+        Ok(Some(n))
+    }
+
+    /// Per-worker counters.
+    pub fn stats(&self) -> &[WorkerStats] {
+        &self.stats
+    }
+
+    /// The flag that stops the workers when set (signal handlers set it).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// What replay found at startup, and how many records could not be restored.
+    pub fn replay(&self) -> (&ReplayReport, u64) {
+        (&self.replay, self.skipped)
+    }
+
+    /// The journal's health: failing while writes or syncs fail (bindings then wait).
+    pub fn journal_health(&self) -> Health {
+        self.journal.health()
+    }
+
+    /// The journal's counters.
+    pub fn journal_stats(&self) -> lessor_journal::Stats {
+        self.journal.stats()
+    }
+
+    /// Waits for the workers to stop, closes the journal (everything queued is written and
+    /// synced) and returns the counter summary.
+    pub fn join(mut self) -> Result<String> {
+        for h in std::mem::take(&mut self.workers) {
+            let _ = h.join();
+        }
+        let summary = self.summary();
+        self.journal
+            .shutdown()
+            .map_err(Error::journal("closing the journal"))?;
+        Ok(summary)
+    }
+
+    /// The counter summary so far (what [`Server::join`] returns at the end).
+    pub fn summary(&self) -> String {
+        let mut summary = stats::summary(&self.stats);
+        if self.engine6.is_some() {
+            summary.push(' ');
+            summary.push_str(&stats::summary6(&self.stats6));
+        }
+        summary
+    }
+}
+
+/// The interfaces served: those `interfaces` names, or the loopback ones when it names none.
+fn chosen_interfaces(config: &Config) -> Result<Vec<Interface>> {
+    let all = lessor_net::interfaces().map_err(Error::net("listing network interfaces"))?;
+    if config.interfaces.is_empty() {
+        return Ok(all.into_iter().filter(|i| i.is_loopback).collect());
+    }
+    config
+        .interfaces
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|i| &i.name == name)
+                .cloned()
+                .ok_or_else(|| Error::NoSuchInterface { name: name.clone() })
+        })
+        .collect()
+}
+
+/// Builds the DHCPv6 context (server DUID, interfaces, assignments) and engine.
+fn build_v6(config: &Config, chosen: &[Interface], workers: usize) -> Result<V6Parts> {
+    let duid = v6::server_duid(config).map_err(|source| Error::ServerDuid {
+        state_dir: config.state_dir.clone(),
+        source,
+    })?;
+    let infos6: Vec<v6::InterfaceInfo> = chosen
+        .iter()
+        .map(|i| v6::InterfaceInfo {
+            index: i.index,
+            name: i.name.clone(),
+            addrs: i.v6.iter().map(|(a, _)| *a).collect(),
+        })
+        .collect();
+    let table = config.load_assignments().map_err(|e| Error::Assignments {
+        what: "loading",
+        source: e.into(),
+    })?;
+    let ctx = V6Context::new(config, &duid, &infos6, Arc::new(table));
+    let engine = V6Engine::new(ctx.engine_config(workers)).map_err(|e| Error::Engine {
+        family: "DHCPv6 ",
+        source: e.into(),
+    })?;
+    Ok(V6Parts {
+        ctx: Arc::new(Assignments6::new(ctx)),
+        engine: Arc::new(engine),
+    })
+}
+
+/// Opens the DHCPv4 socket group, steers it, and starts its workers on lanes `0..workers`.
+#[allow(clippy::too_many_arguments)]
+fn start_v4(
+    config: &Config,
+    bind: &Bind,
+    shared: &Shared,
+    journal: &Journal<LeaseRecord>,
+    ctx: &Arc<V4Context>,
+    engine: &Arc<Engine>,
+    names: Arc<Vec<(u32, String)>>,
+    handles: &mut Vec<thread::JoinHandle<()>>,
+) -> Result<(Arc<[WorkerStats]>, Vec<String>)> {
+    let addr = if config.interfaces.is_empty() {
+        Ipv4Addr::LOCALHOST
+    } else {
+        Ipv4Addr::UNSPECIFIED
+    };
+    let sockets = lessor_net::open_v4_group(&V4SocketConfig {
+        bind: addr,
+        port: config.port,
+        device: bind.device.clone(),
+        workers: shared.workers,
+        recv_buffer: Some(SOCKET_BUFFER),
+        send_buffer: Some(SOCKET_BUFFER),
+    })
+    .map_err(Error::net(format!(
+        "opening UDP {addr}:{} for DHCPv4",
+        config.port
+    )))?;
+    if shared.workers > 1 {
+        // The kernel hands each datagram to the worker whose shard owns its client ("owner
+        // answers"), so a worker rarely touches another shard.
+        lessor_net::attach_steering(&sockets)
+            .map_err(Error::net("attaching the steering program"))?;
+    }
+    let stats: Arc<[WorkerStats]> = (0..shared.workers)
+        .map(|_| WorkerStats::default())
+        .collect();
+    for (k, socket) in sockets.into_iter().enumerate() {
+        let family = V4 {
+            ctx: Arc::clone(ctx),
+            engine: Arc::clone(engine),
+            names: Arc::clone(&names),
+            scratch: Default::default(),
+        };
+        handles.push(worker::spawn(
+            k,
+            socket,
+            journal.lane(k),
+            family,
+            Arc::clone(&stats),
+            shared,
+        )?);
+    }
+    Ok((stats, bind.listening(&addr.to_string(), config.port)))
+}
+
+/// Opens the DHCPv6 socket group, steers it, and starts its workers on lanes
+/// `workers..2 * workers`.
+fn start_v6(
+    config: &Config,
+    bind: &Bind,
+    chosen: &[Interface],
+    shared: &Shared,
+    journal: &Journal<LeaseRecord>,
+    v6: &V6Parts,
+    handles: &mut Vec<thread::JoinHandle<()>>,
+) -> Result<(Arc<[WorkerStats]>, Vec<String>)> {
+    let addr = if config.interfaces.is_empty() {
+        Ipv6Addr::LOCALHOST
+    } else {
+        Ipv6Addr::UNSPECIFIED
+    };
+    // Clients on a served link send to ff02::1:2; loopback carries no multicast.
+    let multicast: Vec<u32> = chosen
+        .iter()
+        .filter(|i| !i.is_loopback)
+        .map(|i| i.index)
+        .collect();
+    let sockets = lessor_net::open_v6_group(&V6SocketConfig {
+        bind: addr,
+        port: config.v6.port,
+        device: bind.device.clone(),
+        workers: shared.workers,
+        recv_buffer: Some(SOCKET_BUFFER),
+        send_buffer: Some(SOCKET_BUFFER),
+        multicast_ifindexes: multicast,
+    })
+    .map_err(Error::net(format!(
+        "opening UDP [{addr}]:{} for DHCPv6",
+        config.v6.port
+    )))?;
+    if shared.workers > 1 {
+        // By the client's DUID, through relay layers: one relay's clients spread over the
+        // workers that own them instead of all landing on one by 4-tuple.
+        lessor_net::attach_steering6(&sockets)
+            .map_err(Error::net("attaching the DHCPv6 steering program"))?;
+    }
+    let stats: Arc<[WorkerStats]> = (0..shared.workers)
+        .map(|_| WorkerStats::default())
+        .collect();
+    for (k, socket) in sockets.into_iter().enumerate() {
+        let family = V6::new(Arc::clone(&v6.engine), Arc::clone(&v6.ctx));
+        handles.push(worker::spawn(
+            k,
+            socket,
+            journal.lane(shared.workers + k),
+            family,
+            Arc::clone(&stats),
+            shared,
+        )?);
+    }
+    Ok((stats, bind.listening(&format!("[{addr}]"), config.v6.port)))
+}

@@ -1,0 +1,465 @@
+//! The worker loop, written once for both families: one thread per core and family, each with
+//! its own socket of a `SO_REUSEPORT` group and its own journal lane.
+//!
+//! A worker receives a batch, handles each datagram on the engine, journals the lease events,
+//! and sends the replies in one batch. A reply that binds a lease (ACK, REPLY) leaves only when
+//! its journal ticket is durable (the "durable ACK" invariant in docs/ARCHITECTURE.md): it
+//! waits in a [`WaitQueue`] and the worker sleeps on the lane's doorbell as well as its
+//! socket. OFFERs, ADVERTISEs and NAKs never wait. Every [`RECLAIM_EVERY`] the worker sweeps
+//! its shard for expired leases and journals them like any other event.
+//!
+//! What differs between DHCPv4 and DHCPv6 (socket and batch types, steering, handler, reply
+//! routing, counters) is a [`Family`], implemented in [`v4`] and [`v6`]; the loop is
+//! monomorphic in it.
+
+mod io;
+pub(crate) mod v4;
+pub(crate) mod v6;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lessor_engine::Time;
+use lessor_journal::{Doorbell, Lane, Ticket};
+
+pub(crate) use self::io::WorkerSocket;
+use self::io::{Received, queue, receive, send_all, set_idle_timeout};
+use crate::error::{Error, Result};
+use crate::lease_record::{LeaseRecord, LeaseRecordRef};
+use crate::stats::WorkerStats;
+use crate::waiting::WaitQueue;
+
+/// How often each worker reclaims expired leases of its shard, and how many at a time.
+pub(crate) const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const RECLAIM_BUDGET: usize = 4096;
+/// Largest datagram accepted (a DHCPv4 message cannot exceed an Ethernet frame here).
+pub(crate) const RECV_BUF: usize = 2048;
+/// Largest reply: the encoder never exceeds an Ethernet MTU's UDP payload.
+pub(crate) const MAX_REPLY: usize = 1500;
+/// Datagrams received (recvmmsg) and replies sent (sendmmsg) per system call, at most.
+pub(crate) const BATCH: usize = 64;
+/// Replies waiting for the journal, per worker, before the oldest is dropped ("oldest dropped first":
+/// under overload the oldest work goes first; the client retries).
+pub(crate) const MAX_PENDING: usize = 8192;
+/// How long a worker blocks on its socket (or its socket and doorbell) before it checks the
+/// stop flag and the reclaim timer.
+pub(crate) const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// The counter of requests dropped because the journal's backlog was full.
+pub(crate) const JOURNAL_BACKLOG: &str = "journal_backlog";
+
+/// The current time as the engine counts it.
+pub fn now() -> Time {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What a datagram's steering says to do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Steered {
+    /// Another worker's socket got a copy too (broadcast, multicast): skip it.
+    Elsewhere,
+    /// This worker answers, on its own shard.
+    Mine,
+    /// This worker answers, on the shard of another worker (counted as `other_shard`).
+    OtherShard,
+}
+
+/// What the handler decided for one request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Handled<W> {
+    /// The reply is in the output buffer; `to` says where it goes and what it is.
+    Reply {
+        /// Where and what, kept with the bytes while the reply waits for the journal.
+        to: W,
+        /// The reply binds a lease: it leaves only once the lease is durable.
+        needs_durable: bool,
+    },
+    /// No reply, for the reason labelled.
+    NoReply(&'static str),
+}
+
+/// What the worker loop needs from one DHCP family.
+pub(crate) trait Family {
+    /// "DHCPv4" or "DHCPv6", for logs.
+    const NAME: &'static str;
+    /// "v4" or "v6", for thread names.
+    const TAG: &'static str;
+    /// The family's socket.
+    type Socket: WorkerSocket;
+    /// A lease event of the family's engine.
+    type Event;
+    /// Where a reply goes and what it is, kept while it waits for the journal.
+    type To: Copy;
+
+    /// Called before each batch (DHCPv6 picks up reloaded assignments here).
+    fn between_batches(&mut self) {}
+    /// Sweeps expired leases of `shard` into `events`.
+    fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<Self::Event>);
+    /// The journal record of an event.
+    fn record(e: &Self::Event) -> LeaseRecordRef<'_>;
+    /// Whether the event ends a lease by expiry.
+    fn is_expiry(e: &Self::Event) -> bool;
+    /// Whether worker `k` of `workers` answers this datagram (see [`Steered`]).
+    fn steer(
+        &self,
+        data: &[u8],
+        meta: &<Self::Socket as WorkerSocket>::RecvMeta,
+        k: usize,
+        workers: usize,
+    ) -> Steered;
+    /// The interface a datagram arrived on.
+    fn ifindex(meta: &<Self::Socket as WorkerSocket>::RecvMeta) -> u32;
+    /// Its sender, for logs.
+    fn source(meta: &<Self::Socket as WorkerSocket>::RecvMeta) -> SocketAddr;
+    /// Whether handling `data` may write a lease (dropped while the journal is backlogged).
+    fn writes_lease(&mut self, data: &[u8]) -> bool;
+    /// Handles one request: the reply (if any) into `out`, lease events into `events`.
+    #[allow(clippy::too_many_arguments)]
+    fn handle(
+        &mut self,
+        data: &[u8],
+        meta: &<Self::Socket as WorkerSocket>::RecvMeta,
+        now: Time,
+        out: &mut Vec<u8>,
+        events: &mut Vec<Self::Event>,
+        stats: &WorkerStats,
+    ) -> Handled<Self::To>;
+    /// The send metadata of a reply.
+    fn route(&self, socket: &Self::Socket, to: &Self::To) -> <Self::Socket as WorkerSocket>::Meta;
+    /// Counts a reply sent.
+    fn replied(stats: &WorkerStats, to: &Self::To);
+}
+
+/// What every worker of a server shares.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    /// Workers per family.
+    pub(crate) workers: usize,
+    /// The cores workers pin themselves to, in turn.
+    pub(crate) cores: Vec<usize>,
+    /// Set to stop the workers.
+    pub(crate) stop: Arc<AtomicBool>,
+    /// Interfaces served (when several are named): datagrams from others are ignored.
+    pub(crate) allowed: Option<Vec<u32>>,
+    /// `journal.max_backlog`.
+    pub(crate) max_backlog: u64,
+}
+
+/// Starts worker `k` of family `F` on its own thread.
+pub(crate) fn spawn<F: Family + Send + 'static>(
+    k: usize,
+    socket: F::Socket,
+    lane: Lane<LeaseRecord>,
+    family: F,
+    stats: Arc<[WorkerStats]>,
+    shared: &Shared,
+) -> Result<thread::JoinHandle<()>>
+where
+    F::Socket: Send,
+{
+    let w = Worker {
+        k,
+        core: shared.cores.get(k % shared.cores.len().max(1)).copied(),
+        socket,
+        doorbell: lane.doorbell().map_err(Error::Doorbell)?,
+        lane,
+        family,
+        stats,
+        shared: shared.clone(),
+    };
+    thread::Builder::new()
+        .name(format!("lessor-{}-{k}", F::TAG))
+        .spawn(move || w.run())
+        .map_err(|source| Error::Spawn {
+            family: F::NAME,
+            source,
+        })
+}
+
+/// One worker thread's state.
+struct Worker<F: Family> {
+    k: usize,
+    /// The core this worker pins itself to.
+    core: Option<usize>,
+    socket: F::Socket,
+    lane: Lane<LeaseRecord>,
+    /// Rung by the journal writer when this lane's watermark moves.
+    doorbell: Doorbell,
+    family: F,
+    stats: Arc<[WorkerStats]>,
+    shared: Shared,
+}
+
+impl<F: Family> Worker<F> {
+    fn run(mut self) {
+        let stats = Arc::clone(&self.stats);
+        let stats = &stats[self.k];
+        if let Some(core) = self.core
+            && let Err(e) = lessor_net::pin_current_thread(core)
+        {
+            tracing::warn!(worker = self.k, family = F::NAME, core, error = %e, "could not pin the worker to its core");
+        }
+        let (mut rx, mut tx) = match F::Socket::batches() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(worker = self.k, error = %e, "cannot allocate packet batches");
+                return;
+            }
+        };
+        let mut out = Vec::with_capacity(RECV_BUF);
+        let mut events: Vec<F::Event> = Vec::with_capacity(16);
+        let mut pending: WaitQueue<F::To> = WaitQueue::new(MAX_PENDING, MAX_REPLY);
+        let mut last_reclaim = Instant::now();
+        set_idle_timeout(&self.socket, self.k);
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            self.family.between_batches();
+            if last_reclaim.elapsed() >= RECLAIM_EVERY {
+                last_reclaim = Instant::now();
+                self.family.reclaim(self.k, now(), &mut events);
+                self.persist(&mut events);
+            }
+            self.flush(&mut pending, &mut tx, stats);
+            let Received::Datagrams(_) = receive(
+                &self.socket,
+                &mut rx,
+                &self.doorbell,
+                pending.oldest(),
+                IDLE_POLL,
+                self.k,
+            ) else {
+                continue;
+            };
+            let now = now();
+            // "Oldest dropped first" for the journal: while this lane holds more than
+            // max_backlog records that are not durable (a slow or full disk), requests that
+            // would add more are dropped and counted; the rest is still answered.
+            let backlogged = self.lane.backlog() > self.shared.max_backlog;
+            for i in 0..F::Socket::received(&rx) {
+                let (data, meta) = F::Socket::datagram(&rx, i);
+                match self.family.steer(data, &meta, self.k, self.shared.workers) {
+                    Steered::Elsewhere => continue,
+                    Steered::OtherShard => {
+                        stats.other_shard.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Steered::Mine => {}
+                }
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                if let Some(allowed) = &self.shared.allowed
+                    && !allowed.contains(&F::ifindex(&meta))
+                {
+                    continue;
+                }
+                if backlogged && self.family.writes_lease(data) {
+                    stats.no_reply_label(JOURNAL_BACKLOG);
+                    continue;
+                }
+                let handled = self
+                    .family
+                    .handle(data, &meta, now, &mut out, &mut events, stats);
+                let ticket = self.persist(&mut events);
+                match handled {
+                    Handled::Reply { to, needs_durable } => match ticket {
+                        // Durable ACK: a reply that binds waits until its lease is durable.
+                        Some(t) if needs_durable && t > self.lane.durable() => {
+                            if pending.push(t, &out, to) {
+                                // The lease is still recorded; only this reply is lost.
+                                stats.overload_drops.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        _ => {
+                            self.queue(&mut tx, &out, &to, stats);
+                            F::replied(stats, &to);
+                        }
+                    },
+                    Handled::NoReply(reason) => {
+                        tracing::debug!(worker = self.k, family = F::NAME, reason, src = %F::source(&meta), "no reply");
+                        stats.no_reply_label(reason);
+                    }
+                }
+            }
+            send_all(&self.socket, self.k, &mut tx, stats);
+            if !pending.is_empty() {
+                // Replies wait for the journal writer. When it shares this core (a one-core
+                // server, or more workers than cores) it runs only when this thread gives the
+                // core up, and under steady load this loop never blocks: without the yield
+                // the writer would wait for the scheduler to preempt us, milliseconds later.
+                // When the writer has nothing to do, the yield returns at once.
+                thread::yield_now();
+            }
+        }
+        // Stopping: the journal's shutdown syncs what is queued; replies whose leases are
+        // durable by then still go out.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while let Some(t) = pending.oldest() {
+            if !self
+                .lane
+                .wait_durable(t, deadline.saturating_duration_since(Instant::now()))
+            {
+                break;
+            }
+            self.flush(&mut pending, &mut tx, stats);
+        }
+    }
+
+    /// Sends every waiting reply whose lease is now durable, oldest first.
+    fn flush(
+        &self,
+        pending: &mut WaitQueue<F::To>,
+        tx: &mut <F::Socket as WorkerSocket>::Batch,
+        stats: &WorkerStats,
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        pending.release(self.lane.durable(), |buf, to| {
+            self.queue(tx, buf, to, stats);
+            F::replied(stats, to);
+        });
+        send_all(&self.socket, self.k, tx, stats);
+    }
+
+    /// Journals `events` (draining it) and returns the last ticket. Every expiry passes here
+    /// once, whether the sweep or a request found it, so this is where it is counted.
+    fn persist(&mut self, events: &mut Vec<F::Event>) -> Option<Ticket> {
+        let mut last = None;
+        let mut expired = 0;
+        for e in events.drain(..) {
+            expired += u64::from(F::is_expiry(&e));
+            last = Some(self.lane.append(&F::record(&e)));
+        }
+        if expired > 0 {
+            self.stats[self.k]
+                .expired
+                .fetch_add(expired, Ordering::Relaxed);
+        }
+        last
+    }
+
+    /// Adds a reply to the send batch, routed by the family; sends the batch first when it
+    /// is full.
+    fn queue(
+        &self,
+        tx: &mut <F::Socket as WorkerSocket>::Batch,
+        out: &[u8],
+        to: &F::To,
+        stats: &WorkerStats,
+    ) {
+        let meta = self.family.route(&self.socket, to);
+        queue(&self.socket, self.k, tx, out, &meta, stats);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use lessor_journal::testing::FaultyFs;
+    use lessor_journal::{Journal, Options, Ticket};
+    use lessor_net::{RecvBatch, V4SocketConfig};
+
+    use super::io::{Received, receive};
+    use crate::lease_record::{LeaseKey, LeaseRecord};
+
+    fn record(n: u32) -> LeaseRecord {
+        LeaseRecord {
+            version: u64::from(n),
+            event: 0,
+            key: LeaseKey::V4(n),
+            client: vec![1, 2, 3],
+            htype: 1,
+            hw: vec![2, 0, 0, 0, 0, 9],
+            hostname: None,
+            state: 1,
+            starts: 100,
+            expires: 200,
+        }
+    }
+
+    /// What bounds a hung test's sleeps; a working doorbell ends them within milliseconds.
+    const LONG: Duration = Duration::from_secs(60);
+
+    /// A worker whose reply waits for the journal sleeps in `receive` until the writer rings
+    /// its doorbell (not until the poll timeout), wakes for a datagram while it waits, and
+    /// without a waiting reply just receives.
+    #[test]
+    fn receive_wakes_on_the_journal_publish_and_on_datagrams() {
+        let fs = FaultyFs::new();
+        let (journal, _) =
+            Journal::<LeaseRecord>::open(Options::new("/j", 1), Arc::new(fs.clone()), |_| {})
+                .unwrap();
+        let mut lane = journal.lane(0);
+        let doorbell = lane.doorbell().unwrap();
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port();
+        let socket = lessor_net::open_v4_group(&V4SocketConfig {
+            bind: Ipv4Addr::LOCALHOST,
+            port,
+            ..V4SocketConfig::default()
+        })
+        .unwrap()
+        .remove(0);
+        super::io::set_idle_timeout(&socket, 0);
+        let mut rx = RecvBatch::new(4, super::RECV_BUF).unwrap();
+
+        // The writer stalls on the segment: the ticket cannot become durable yet.
+        fs.block_writes(".log");
+        let t = lane.append(&record(1));
+        assert!(fs.wait_blocked(Duration::from_secs(10)));
+        let unblock = std::thread::spawn({
+            let fs = fs.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(50));
+                fs.unblock();
+            }
+        });
+        // No datagram comes; only the publish can end this sleep (LONG bounds a hung test).
+        assert_eq!(
+            receive(&socket, &mut rx, &doorbell, Some(t), LONG, 0),
+            Received::Published
+        );
+        assert!(lane.durable() >= t);
+        unblock.join().unwrap();
+
+        // A datagram ends the wait too, while the journal is stalled again.
+        fs.block_writes(".log");
+        let t = lane.append(&record(2));
+        assert!(fs.wait_blocked(Duration::from_secs(10)));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let send = std::thread::spawn({
+            let client = client.try_clone().unwrap();
+            move || {
+                std::thread::sleep(Duration::from_millis(50));
+                client.send_to(b"hello", ("127.0.0.1", port)).unwrap();
+            }
+        });
+        assert_eq!(
+            receive(&socket, &mut rx, &doorbell, Some(t), LONG, 0),
+            Received::Datagrams(1)
+        );
+        send.join().unwrap();
+        assert!(lane.durable() < t);
+        fs.unblock();
+        assert!(lane.wait_durable(t, Duration::from_secs(10)));
+        // Durable already: no sleep at all.
+        assert_eq!(
+            receive(&socket, &mut rx, &doorbell, Some(t), LONG, 0),
+            Received::Published
+        );
+        // Nothing waits: a plain blocking receive.
+        client.send_to(b"again", ("127.0.0.1", port)).unwrap();
+        assert_eq!(
+            receive(&socket, &mut rx, &doorbell, None::<Ticket>, LONG, 0),
+            Received::Datagrams(1)
+        );
+        journal.shutdown().unwrap();
+    }
+}

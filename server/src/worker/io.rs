@@ -1,0 +1,207 @@
+//! A worker's socket IO, the same for both families: batched receive (waking for the journal's
+//! doorbell too) and batched send.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lessor_journal::{Doorbell, Ticket};
+use lessor_net::{RecvBatch, RecvMeta, SendBatch, SendMeta, V4Socket};
+use nix::poll::{PollFd, PollFlags, poll};
+
+use super::{BATCH, IDLE_POLL, MAX_REPLY, RECV_BUF};
+use crate::stats::WorkerStats;
+
+/// What a worker needs from its socket, for both families: batched receives, batched and
+/// single sends, a receive timeout, and its descriptor to poll.
+pub(crate) trait WorkerSocket: AsFd {
+    type Rx;
+    type Batch;
+    type RecvMeta: Copy;
+    type Meta: std::fmt::Debug;
+    /// A receive batch and a send batch of [`BATCH`] datagrams each.
+    fn batches() -> lessor_net::Result<(Self::Rx, Self::Batch)>;
+    /// How many datagrams the last receive left in `rx`.
+    fn received(rx: &Self::Rx) -> usize;
+    /// The `i`th datagram of `rx` and where it came from.
+    fn datagram(rx: &Self::Rx, i: usize) -> (&[u8], Self::RecvMeta);
+    fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()>;
+    fn recv_batch(&self, rx: &mut Self::Rx, wait: bool) -> lessor_net::Result<usize>;
+    fn push(batch: &mut Self::Batch, out: &[u8], meta: &Self::Meta) -> bool;
+    fn is_empty(batch: &Self::Batch) -> bool;
+    fn send_batch(&self, batch: &mut Self::Batch) -> lessor_net::Result<lessor_net::SendReport>;
+    fn send(&self, out: &[u8], meta: &Self::Meta) -> lessor_net::Result<()>;
+}
+
+macro_rules! worker_socket {
+    ($socket:ty, $rx:ty, $batch:ty, $recv_meta:ty, $meta:ty) => {
+        impl WorkerSocket for $socket {
+            type Rx = $rx;
+            type Batch = $batch;
+            type RecvMeta = $recv_meta;
+            type Meta = $meta;
+            fn batches() -> lessor_net::Result<($rx, $batch)> {
+                Ok((
+                    <$rx>::new(BATCH, RECV_BUF)?,
+                    <$batch>::new(BATCH, MAX_REPLY)?,
+                ))
+            }
+            fn received(rx: &$rx) -> usize {
+                rx.len()
+            }
+            fn datagram(rx: &$rx, i: usize) -> (&[u8], $recv_meta) {
+                rx.get(i)
+            }
+            fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()> {
+                <$socket>::set_read_timeout(self, d)
+            }
+            fn recv_batch(&self, rx: &mut $rx, wait: bool) -> lessor_net::Result<usize> {
+                <$socket>::recv_batch(self, rx, wait)
+            }
+            fn push(batch: &mut $batch, out: &[u8], meta: &$meta) -> bool {
+                batch.push(out, meta)
+            }
+            fn is_empty(batch: &$batch) -> bool {
+                batch.is_empty()
+            }
+            fn send_batch(&self, batch: &mut $batch) -> lessor_net::Result<lessor_net::SendReport> {
+                <$socket>::send_batch(self, batch)
+            }
+            fn send(&self, out: &[u8], meta: &$meta) -> lessor_net::Result<()> {
+                <$socket>::send(self, out, meta)
+            }
+        }
+    };
+}
+
+worker_socket!(V4Socket, RecvBatch, SendBatch, RecvMeta, SendMeta);
+worker_socket!(
+    lessor_net::V6Socket,
+    lessor_net::RecvBatch6,
+    lessor_net::SendBatch6,
+    lessor_net::RecvMeta6,
+    lessor_net::SendMeta6
+);
+
+/// Sets the receive timeout a worker's blocking receives use: [`IDLE_POLL`].
+pub(crate) fn set_idle_timeout(socket: &impl WorkerSocket, worker: usize) {
+    if let Err(e) = socket.set_read_timeout(Some(IDLE_POLL)) {
+        tracing::warn!(worker, error = %e, "cannot set the socket's receive timeout");
+    }
+}
+
+/// Why [`receive`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// This many datagrams are in the batch.
+    Datagrams(usize),
+    /// The journal published this lane's watermark (or already had past the oldest waiting
+    /// reply): replies may leave.
+    Published,
+    /// Nothing: a timeout, a signal, or every datagram received was dropped.
+    Nothing,
+}
+
+/// Receives a worker's next batch of datagrams, or says why there is none; the caller then
+/// sends what became durable and comes back.
+///
+/// With no reply waiting for the journal (`oldest` is `None`) the worker blocks on its
+/// socket, for at most its receive timeout ([`IDLE_POLL`]). With replies waiting it takes
+/// whatever is queued without blocking; only when nothing is does it sleep, for at most
+/// `sleep` (workers pass [`IDLE_POLL`]), in `poll` on the socket and the lane's doorbell
+/// together. So a request is handled the moment it arrives, a waiting reply leaves the
+/// moment the writer publishes its lease, and a worker whose replies wait is woken once per
+/// sync rather than on a timer.
+pub(crate) fn receive<S: WorkerSocket>(
+    socket: &S,
+    rx: &mut S::Rx,
+    doorbell: &Doorbell,
+    oldest: Option<Ticket>,
+    sleep: Duration,
+    worker: usize,
+) -> Received {
+    let recv = |rx: &mut S::Rx, wait| match socket.recv_batch(rx, wait) {
+        Ok(0) => Received::Nothing,
+        Ok(n) => Received::Datagrams(n),
+        Err(e) => {
+            tracing::warn!(worker, error = %e, "receive failed");
+            Received::Nothing
+        }
+    };
+    let Some(oldest) = oldest else {
+        return recv(rx, true);
+    };
+    if let got @ Received::Datagrams(_) = recv(rx, false) {
+        return got;
+    }
+    if !doorbell.arm(oldest) {
+        return Received::Published;
+    }
+    let mut fds = [
+        PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+        PollFd::new(doorbell.as_fd(), PollFlags::POLLIN),
+    ];
+    let ready = poll(
+        &mut fds,
+        u16::try_from(sleep.as_millis()).unwrap_or(u16::MAX),
+    );
+    let datagram = fds[0].any().unwrap_or(false);
+    let rang = fds[1].any().unwrap_or(false);
+    doorbell.disarm();
+    match ready {
+        Ok(_) if datagram => recv(rx, false),
+        Ok(_) if rang => Received::Published,
+        Ok(_) | Err(nix::errno::Errno::EINTR) => Received::Nothing,
+        Err(e) => {
+            tracing::warn!(worker, error = %e, "poll failed");
+            Received::Nothing
+        }
+    }
+}
+
+/// Adds a reply to the send batch, sending the batch first when it is full (and the reply on
+/// its own if even an empty batch refuses it).
+pub(crate) fn queue<S: WorkerSocket>(
+    socket: &S,
+    worker: usize,
+    tx: &mut S::Batch,
+    out: &[u8],
+    meta: &S::Meta,
+    stats: &WorkerStats,
+) {
+    if S::push(tx, out, meta) {
+        return;
+    }
+    send_all(socket, worker, tx, stats);
+    if !S::push(tx, out, meta)
+        && let Err(e) = socket.send(out, meta)
+    {
+        stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(worker, error = %e, ?meta, "send failed");
+    }
+}
+
+/// Sends the batch (one sendmmsg), counting what the kernel refused.
+pub(crate) fn send_all<S: WorkerSocket>(
+    socket: &S,
+    worker: usize,
+    tx: &mut S::Batch,
+    stats: &WorkerStats,
+) {
+    if S::is_empty(tx) {
+        return;
+    }
+    match socket.send_batch(tx) {
+        Ok(r) if r.failed > 0 => {
+            stats
+                .send_errors
+                .fetch_add(r.failed as u64, Ordering::Relaxed);
+            tracing::debug!(worker, failed = r.failed, error = ?r.first_error, "some replies were not sent");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(worker, error = %e, "send failed");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The DHCPv4 [`Family`]: steering by `chaddr`, the v4 handler, and RFC 2131 §4.1 routing.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use lessor_engine::{Engine, EventKind, LeaseEvent, Time};
+use lessor_net::{RecvMeta, SendMeta, V4Socket};
+
+use super::{Family, Handled, RECLAIM_BUDGET, Steered};
+use crate::lease_record::LeaseRecordRef;
+use crate::stats::WorkerStats;
+use crate::v4::{self, Arrival, Destination, Outcome, ReplyKind, V4Context};
+
+/// A DHCPv4 worker's view of the server.
+#[derive(Debug)]
+pub(crate) struct V4 {
+    pub(crate) ctx: Arc<V4Context>,
+    pub(crate) engine: Arc<Engine>,
+    /// Index and name of each served interface, for ARP entries.
+    pub(crate) names: Arc<Vec<(u32, String)>>,
+    pub(crate) scratch: v4::Scratch,
+}
+
+impl Family for V4 {
+    const NAME: &'static str = "DHCPv4";
+    const TAG: &'static str = "v4";
+    type Socket = V4Socket;
+    type Event = LeaseEvent;
+    type To = (Destination, Ipv4Addr, ReplyKind);
+
+    fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<LeaseEvent>) {
+        self.engine.reclaim(shard, now, RECLAIM_BUDGET, events);
+    }
+
+    fn record(e: &LeaseEvent) -> LeaseRecordRef<'_> {
+        LeaseRecordRef::from_event(e)
+    }
+
+    fn is_expiry(e: &LeaseEvent) -> bool {
+        e.kind == EventKind::Expired
+    }
+
+    fn steer(&self, data: &[u8], meta: &RecvMeta, k: usize, workers: usize) -> Steered {
+        if workers <= 1 || v4::owner_shard(data, workers) == k {
+            return Steered::Mine;
+        }
+        // Linux hands a broadcast datagram to every socket of the reuseport group (the
+        // steering program only sees unicast): only the owner's worker answers it.
+        if meta.dst != meta.local {
+            Steered::Elsewhere
+        } else {
+            Steered::OtherShard
+        }
+    }
+
+    fn ifindex(meta: &RecvMeta) -> u32 {
+        meta.ifindex
+    }
+
+    fn source(meta: &RecvMeta) -> SocketAddr {
+        SocketAddr::V4(meta.src)
+    }
+
+    fn writes_lease(&mut self, data: &[u8]) -> bool {
+        v4::writes_lease(data, &mut self.scratch)
+    }
+
+    fn handle(
+        &mut self,
+        data: &[u8],
+        meta: &RecvMeta,
+        now: Time,
+        out: &mut Vec<u8>,
+        events: &mut Vec<LeaseEvent>,
+        _stats: &WorkerStats,
+    ) -> Handled<Self::To> {
+        let arrival = Arrival {
+            src: meta.src,
+            ifindex: meta.ifindex,
+            local: meta.local,
+        };
+        match v4::handle(
+            &self.ctx,
+            &self.engine,
+            data,
+            &arrival,
+            now,
+            &mut self.scratch,
+            out,
+            events,
+        ) {
+            Outcome::Reply(reply) => Handled::Reply {
+                to: (reply.dst, reply.src, reply.kind),
+                needs_durable: reply.needs_durable,
+            },
+            Outcome::NoReply(why) => Handled::NoReply(why.label()),
+        }
+    }
+
+    /// A unicast to a client that has no address yet needs an ARP entry first; without one
+    /// (no privilege, unknown interface) the reply is broadcast.
+    fn route(&self, socket: &V4Socket, &(dst, src, _): &Self::To) -> SendMeta {
+        let src = (!src.is_unspecified() && !src.is_broadcast()).then_some(src);
+        match dst {
+            Destination::Unicast(to) => SendMeta {
+                dst: to,
+                ifindex: 0,
+                src,
+            },
+            Destination::Broadcast { port, ifindex } => SendMeta {
+                dst: SocketAddrV4::new(Ipv4Addr::BROADCAST, port),
+                ifindex,
+                src,
+            },
+            Destination::UnicastToHardware { ip, mac, ifindex } => {
+                let name = self
+                    .names
+                    .iter()
+                    .find(|(i, _)| *i == ifindex)
+                    .map(|(_, n)| n);
+                let to = match name.map(|n| socket.set_arp_entry(n, ip, mac)) {
+                    Some(Ok(())) => ip,
+                    _ => Ipv4Addr::BROADCAST,
+                };
+                SendMeta {
+                    dst: SocketAddrV4::new(to, v4::CLIENT_PORT),
+                    ifindex,
+                    src,
+                }
+            }
+        }
+    }
+
+    fn replied(stats: &WorkerStats, &(_, _, kind): &Self::To) {
+        stats.replied(kind);
+    }
+}
