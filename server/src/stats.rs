@@ -1,4 +1,7 @@
-//! Counters of what the workers received, answered and dropped, shared lock-free.
+//! Counters of what the workers received, answered and dropped, read by other threads.
+//!
+//! The per-packet counters are relaxed atomics that only their worker writes; the rarely
+//! written no-reply reasons sit behind a mutex.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -91,47 +94,83 @@ fn drops(workers: &[WorkerStats]) -> BTreeMap<&'static str, u64> {
     dropped
 }
 
-/// A summary over all workers, for logs and the shutdown report.
-pub fn summary(workers: &[WorkerStats]) -> String {
-    let sum = |f: fn(&WorkerStats) -> &AtomicU64| -> u64 {
-        workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
-    };
-    let mut s = format!(
-        "received={} other_shard={} offers={} acks={} naks={} bootp={} expired={} send_errors={} overload_drops={}",
-        sum(|w| &w.received),
-        sum(|w| &w.other_shard),
-        sum(|w| &w.offers),
-        sum(|w| &w.acks),
-        sum(|w| &w.naks),
-        sum(|w| &w.bootp),
-        sum(|w| &w.expired),
-        sum(|w| &w.send_errors),
-        sum(|w| &w.overload_drops),
-    );
+/// A counter and the name the summary line gives it.
+type Named = (&'static str, fn(&WorkerStats) -> &AtomicU64);
+
+/// `name=total` for each counter over all `workers`, then each no-reply reason.
+fn line(workers: &[WorkerStats], counters: &[Named]) -> String {
+    let mut s = String::new();
+    for (name, f) in counters {
+        let total: u64 = workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum();
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(&format!("{name}={total}"));
+    }
     for (k, v) in drops(workers) {
         s.push_str(&format!(" {k}={v}"));
     }
     s
 }
 
+/// A summary over all workers, for logs and the shutdown report.
+pub fn summary(workers: &[WorkerStats]) -> String {
+    line(
+        workers,
+        &[
+            ("received", |w| &w.received),
+            ("other_shard", |w| &w.other_shard),
+            ("offers", |w| &w.offers),
+            ("acks", |w| &w.acks),
+            ("naks", |w| &w.naks),
+            ("bootp", |w| &w.bootp),
+            ("expired", |w| &w.expired),
+            ("send_errors", |w| &w.send_errors),
+            ("overload_drops", |w| &w.overload_drops),
+        ],
+    )
+}
+
 /// The DHCPv6 workers' counters, appended to [`summary`]'s line (their drop reasons are
 /// named `v6_...` already).
 pub fn summary6(workers: &[WorkerStats]) -> String {
-    let sum = |f: fn(&WorkerStats) -> &AtomicU64| -> u64 {
-        workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
-    };
-    let mut s = format!(
-        "v6_received={} v6_other_shard={} advertises={} replies6={} v6_expired={} v6_send_errors={} v6_overload_drops={}",
-        sum(|w| &w.received),
-        sum(|w| &w.other_shard),
-        sum(|w| &w.advertises),
-        sum(|w| &w.replies6),
-        sum(|w| &w.expired),
-        sum(|w| &w.send_errors),
-        sum(|w| &w.overload_drops),
-    );
-    for (k, v) in drops(workers) {
-        s.push_str(&format!(" {k}={v}"));
+    line(
+        workers,
+        &[
+            ("v6_received", |w| &w.received),
+            ("v6_other_shard", |w| &w.other_shard),
+            ("advertises", |w| &w.advertises),
+            ("replies6", |w| &w.replies6),
+            ("v6_expired", |w| &w.expired),
+            ("v6_send_errors", |w| &w.send_errors),
+            ("v6_overload_drops", |w| &w.overload_drops),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::{WorkerStats, summary, summary6};
+
+    /// The summary lines keep their field names and order: operators and tests parse them.
+    #[test]
+    fn summary_lines_name_every_counter_in_order() {
+        let w = [WorkerStats::default(), WorkerStats::default()];
+        w[0].received.store(3, Ordering::Relaxed);
+        w[1].received.store(4, Ordering::Relaxed);
+        w[1].expired.store(2, Ordering::Relaxed);
+        w[0].no_reply_label("journal_backlog");
+        assert_eq!(
+            summary(&w),
+            "received=7 other_shard=0 offers=0 acks=0 naks=0 bootp=0 expired=2 send_errors=0 \
+             overload_drops=0 journal_backlog=1"
+        );
+        assert_eq!(
+            summary6(&w),
+            "v6_received=7 v6_other_shard=0 advertises=0 replies6=0 v6_expired=2 \
+             v6_send_errors=0 v6_overload_drops=0 journal_backlog=1"
+        );
     }
-    s
 }

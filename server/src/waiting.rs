@@ -1,6 +1,6 @@
 //! Replies that wait for the journal: with `journal.sync: group` a reply that binds or extends
-//! a lease leaves only once its record is durable (invariant 1). Both the DHCPv4 and the
-//! DHCPv6 workers keep theirs here.
+//! a lease leaves only once its record is durable ("durable ACK" in docs/ARCHITECTURE.md).
+//! Every worker keeps its own queue ([`crate::worker`]).
 
 use std::collections::VecDeque;
 
@@ -27,8 +27,8 @@ pub(crate) struct WaitQueue<D> {
 const READY: usize = 128;
 
 impl<D> WaitQueue<D> {
-    /// At most `limit` replies wait; past that the oldest is dropped (invariant 6). Replies
-    /// are at most `reply_len` bytes.
+    /// At most `limit` replies wait; past that the oldest is dropped ("oldest dropped
+    /// first"). Replies are at most `reply_len` bytes.
     pub(crate) fn new(limit: usize, reply_len: usize) -> Self {
         let ready = READY.min(limit);
         WaitQueue {
