@@ -26,7 +26,7 @@ use crate::v4::{InterfaceInfo, V4Context};
 use crate::v6::{self, V6Context};
 use crate::worker::v4::V4;
 use crate::worker::v6::{Assignments6, V6};
-use crate::worker::{self, Shared};
+use crate::worker::{self, Family, Shared};
 
 /// Kernel socket buffers asked for, each way: room for a burst while a worker is busy.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -334,25 +334,13 @@ fn start_v4(
         lessor_net::attach_steering(&sockets)
             .map_err(Error::net("attaching the steering program"))?;
     }
-    let stats: Arc<[WorkerStats]> = (0..shared.workers)
-        .map(|_| WorkerStats::default())
-        .collect();
-    for (k, socket) in sockets.into_iter().enumerate() {
-        let family = V4 {
-            ctx: Arc::clone(ctx),
-            engine: Arc::clone(engine),
-            names: Arc::clone(&names),
-            scratch: Default::default(),
-        };
-        handles.push(worker::spawn(
-            k,
-            socket,
-            journal.lane(k),
-            family,
-            Arc::clone(&stats),
-            shared,
-        )?);
-    }
+    let family = || V4 {
+        ctx: Arc::clone(ctx),
+        engine: Arc::clone(engine),
+        names: Arc::clone(&names),
+        scratch: Default::default(),
+    };
+    let stats = spawn_workers(sockets, 0, family, journal, shared, handles)?;
     Ok((stats, bind.listening(&addr.to_string(), config.port)))
 }
 
@@ -397,19 +385,37 @@ fn start_v6(
         lessor_net::attach_steering6(&sockets)
             .map_err(Error::net("attaching the DHCPv6 steering program"))?;
     }
+    let family = || V6::new(Arc::clone(&v6.engine), Arc::clone(&v6.ctx));
+    let stats = spawn_workers(sockets, shared.workers, family, journal, shared, handles)?;
+    Ok((stats, bind.listening(&format!("[{addr}]"), config.v6.port)))
+}
+
+/// Starts one worker of family `F` per socket, worker `k` on lane `first_lane + k`, and
+/// returns their counters.
+fn spawn_workers<F: Family + Send + 'static>(
+    sockets: Vec<F::Socket>,
+    first_lane: usize,
+    family: impl Fn() -> F,
+    journal: &Journal<LeaseRecord>,
+    shared: &Shared,
+    handles: &mut Vec<thread::JoinHandle<()>>,
+) -> Result<Arc<[WorkerStats]>>
+where
+    F::Socket: Send,
+{
     let stats: Arc<[WorkerStats]> = (0..shared.workers)
         .map(|_| WorkerStats::default())
         .collect();
     for (k, socket) in sockets.into_iter().enumerate() {
-        let family = V6::new(Arc::clone(&v6.engine), Arc::clone(&v6.ctx));
+        let lane = journal.lane(first_lane + k);
         handles.push(worker::spawn(
             k,
             socket,
-            journal.lane(shared.workers + k),
-            family,
+            lane,
+            family(),
             Arc::clone(&stats),
             shared,
         )?);
     }
-    Ok((stats, bind.listening(&format!("[{addr}]"), config.v6.port)))
+    Ok(stats)
 }
