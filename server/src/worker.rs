@@ -26,7 +26,9 @@ use lessor_engine::Time;
 use lessor_journal::{Doorbell, Lane, Ticket};
 
 pub(crate) use self::io::WorkerSocket;
-use self::io::{Received, queue, receive, send_all, set_idle_timeout};
+use self::io::{
+    IDLE_POLL, MAX_REPLY, RECV_BUF, Received, queue, receive, send_all, set_idle_timeout,
+};
 use crate::error::{Error, Result};
 use crate::lease_record::{LeaseRecord, LeaseRecordRef};
 use crate::stats::WorkerStats;
@@ -35,18 +37,9 @@ use crate::waiting::WaitQueue;
 /// How often each worker reclaims expired leases of its shard, and how many at a time.
 pub(crate) const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 pub(crate) const RECLAIM_BUDGET: usize = 4096;
-/// Largest datagram accepted (a DHCPv4 message cannot exceed an Ethernet frame here).
-pub(crate) const RECV_BUF: usize = 2048;
-/// Largest reply: the encoder never exceeds an Ethernet MTU's UDP payload.
-pub(crate) const MAX_REPLY: usize = 1500;
-/// Datagrams received (recvmmsg) and replies sent (sendmmsg) per system call, at most.
-pub(crate) const BATCH: usize = 64;
 /// Replies waiting for the journal, per worker, before the oldest is dropped ("oldest dropped first":
 /// under overload the oldest work goes first; the client retries).
 pub(crate) const MAX_PENDING: usize = 8192;
-/// How long a worker blocks on its socket (or its socket and doorbell) before it checks the
-/// stop flag and the reclaim timer.
-pub(crate) const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// The counter of requests dropped because the journal's backlog was full.
 pub(crate) const JOURNAL_BACKLOG: &str = "journal_backlog";
@@ -351,115 +344,5 @@ impl<F: Family> Worker<F> {
     ) {
         let meta = self.family.route(&self.socket, to);
         queue(&self.socket, self.k, tx, out, &meta, stats);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::{Ipv4Addr, UdpSocket};
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use lessor_journal::testing::FaultyFs;
-    use lessor_journal::{Journal, Options, Ticket};
-    use lessor_net::{RecvBatch, V4SocketConfig};
-
-    use super::io::{Received, receive};
-    use crate::lease_record::{LeaseKey, LeaseRecord};
-
-    fn record(n: u32) -> LeaseRecord {
-        LeaseRecord {
-            version: u64::from(n),
-            event: 0,
-            key: LeaseKey::V4(n),
-            client: vec![1, 2, 3],
-            htype: 1,
-            hw: vec![2, 0, 0, 0, 0, 9],
-            hostname: None,
-            state: 1,
-            starts: 100,
-            expires: 200,
-        }
-    }
-
-    /// What bounds a hung test's sleeps; a working doorbell ends them within milliseconds.
-    const LONG: Duration = Duration::from_secs(60);
-
-    /// A worker whose reply waits for the journal sleeps in `receive` until the writer rings
-    /// its doorbell (not until the poll timeout), wakes for a datagram while it waits, and
-    /// without a waiting reply just receives.
-    #[test]
-    fn receive_wakes_on_the_journal_publish_and_on_datagrams() {
-        let fs = FaultyFs::new();
-        let (journal, _) =
-            Journal::<LeaseRecord>::open(Options::new("/j", 1), Arc::new(fs.clone()), |_| {})
-                .unwrap();
-        let mut lane = journal.lane(0);
-        let doorbell = lane.doorbell().unwrap();
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .unwrap()
-            .port();
-        let socket = lessor_net::open_v4_group(&V4SocketConfig {
-            bind: Ipv4Addr::LOCALHOST,
-            port,
-            ..V4SocketConfig::default()
-        })
-        .unwrap()
-        .remove(0);
-        super::io::set_idle_timeout(&socket, 0);
-        let mut rx = RecvBatch::new(4, super::RECV_BUF).unwrap();
-
-        // The writer stalls on the segment: the ticket cannot become durable yet.
-        fs.block_writes(".log");
-        let t = lane.append(&record(1));
-        assert!(fs.wait_blocked(Duration::from_secs(10)));
-        let unblock = std::thread::spawn({
-            let fs = fs.clone();
-            move || {
-                std::thread::sleep(Duration::from_millis(50));
-                fs.unblock();
-            }
-        });
-        // No datagram comes; only the publish can end this sleep (LONG bounds a hung test).
-        assert_eq!(
-            receive(&socket, &mut rx, &doorbell, Some(t), LONG, 0),
-            Received::Published
-        );
-        assert!(lane.durable() >= t);
-        unblock.join().unwrap();
-
-        // A datagram ends the wait too, while the journal is stalled again.
-        fs.block_writes(".log");
-        let t = lane.append(&record(2));
-        assert!(fs.wait_blocked(Duration::from_secs(10)));
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let send = std::thread::spawn({
-            let client = client.try_clone().unwrap();
-            move || {
-                std::thread::sleep(Duration::from_millis(50));
-                client.send_to(b"hello", ("127.0.0.1", port)).unwrap();
-            }
-        });
-        assert_eq!(
-            receive(&socket, &mut rx, &doorbell, Some(t), LONG, 0),
-            Received::Datagrams(1)
-        );
-        send.join().unwrap();
-        assert!(lane.durable() < t);
-        fs.unblock();
-        assert!(lane.wait_durable(t, Duration::from_secs(10)));
-        // Durable already: no sleep at all.
-        assert_eq!(
-            receive(&socket, &mut rx, &doorbell, Some(t), LONG, 0),
-            Received::Published
-        );
-        // Nothing waits: a plain blocking receive.
-        client.send_to(b"again", ("127.0.0.1", port)).unwrap();
-        assert_eq!(
-            receive(&socket, &mut rx, &doorbell, None::<Ticket>, LONG, 0),
-            Received::Datagrams(1)
-        );
-        journal.shutdown().unwrap();
     }
 }
