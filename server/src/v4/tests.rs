@@ -1102,7 +1102,7 @@ fn a_subnet_reservation_wins_over_a_global_one() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// Invariant 5: no input panics the handler.
+    /// No input stalls (docs/ARCHITECTURE.md): no input panics the handler.
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
         let mut f = Fixture::new(YAML);

@@ -1814,7 +1814,7 @@ fn a_decline_of_an_advertised_address_quarantines_it() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// Invariant 5: no input panics the handler.
+    /// No input stalls (docs/ARCHITECTURE.md): no input panics the handler.
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
         let mut f = Fixture::new(YAML);

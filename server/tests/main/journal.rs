@@ -479,7 +479,7 @@ fn captured_acks(pcap: &Path) -> Vec<(Ipv4Addr, String)> {
 }
 
 /// Adds `acks` to `bound` (address -> MAC), failing if an address was ACKed to two MACs
-/// (invariant 2: nothing in these tests releases a lease or lets one expire).
+/// (the one-owner invariant: nothing in these tests releases a lease or lets one expire).
 fn merge_acks(bound: &mut BTreeMap<Ipv4Addr, String>, acks: &[(Ipv4Addr, String)], whence: &str) {
     for (addr, mac) in acks {
         if let Some(prev) = bound.insert(*addr, mac.clone()) {
