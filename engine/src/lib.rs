@@ -1,4 +1,11 @@
-//! lessor-engine: the in-memory DHCPv4 lease state of lessor, sharded across worker cores.
+//! lessor-engine: the in-memory DHCPv4 and DHCPv6 lease state of lessor, sharded across
+//! worker cores.
+//!
+//! Each family has its module, with the same names for the same things: [`v4`]
+//! ([`v4::Engine`], keyed by client key, holding IPv4 addresses) and [`v6`] ([`v6::Engine`],
+//! keyed by IA, holding IA_NA addresses and IA_PD prefixes). The rest of these docs speak of
+//! v4; they hold for v6 as they are, and [`v6`] lists where it differs. The v4 names are also
+//! re-exported at the crate root, as they were before [`v4`] existed.
 //!
 //! It holds each pool's free addresses as roaring bitmaps of offsets, the lease records, a
 //! client index and an expiry heap, split into shards: worker `k` calls every method with
@@ -103,6 +110,7 @@ mod pools;
 mod records;
 mod restore;
 mod shard;
+pub mod v4;
 pub mod v6;
 
 #[cfg(test)]

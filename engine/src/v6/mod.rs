@@ -9,8 +9,8 @@
 //!   prefixes: no bitmap over the range. Small pools keep v4's bitmaps; large ones keep,
 //!   per shard, only the intervals of offsets the shard owns and find free ones by probing
 //!   its records from a hashed target (see `space.rs` for the choice and its costs). Both
-//!   keep invariant 2 the v4 way: every offset is owned by exactly one shard, and shards
-//!   lend each other free ones, one lock at a time.
+//!   keep the "One owner" invariant (docs/ARCHITECTURE.md) the v4 way: every offset is
+//!   owned by exactly one shard, and shards lend each other free ones, one lock at a time.
 //! - **Static assignments** are passed in per request (`reserved`), as in v4. One inside a
 //!   pool must be excluded from the pool ([`V6PoolSpec`]'s `excluded`), which is what keeps
 //!   the engine from handing it out dynamically.
@@ -101,9 +101,20 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{BindRequest6, SolicitRequest, V6Engine, V6PoolStats};
-pub use error::{V6BindError, V6ConfigError};
+pub use engine::{
+    BindRequest6 as BindRequest, SolicitRequest, V6Engine as Engine, V6PoolStats as PoolStats,
+};
+pub use error::{V6BindError as BindError, V6ConfigError as ConfigError};
 pub use key::{IaKey, IaKind, Resource};
+pub use lease::{
+    V6Lease as Lease, V6LeaseEvent as LeaseEvent, V6LeaseRef as LeaseRef, V6LeaseView as LeaseView,
+};
+pub use pools::{V6EngineConfig as EngineConfig, V6PoolId as PoolId, V6PoolSpec as PoolSpec};
+pub use restore::{V6RestoreReport as RestoreReport, V6Restorer as Restorer};
+
+// The older, suffixed names of the same types, kept until every caller uses the ones above.
+pub use engine::{BindRequest6, V6Engine, V6PoolStats};
+pub use error::{V6BindError, V6ConfigError};
 pub use lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
 pub use pools::{V6EngineConfig, V6PoolId, V6PoolSpec};
 pub use restore::{V6RestoreReport, V6Restorer};
