@@ -600,6 +600,7 @@ impl Engine {
     /// Checks every bookkeeping rule across all shards; panics on the first broken one.
     pub(crate) fn check_invariants(&self) {
         use crate::shard::{Counts, is_held};
+        use crate::slots::Slot as _;
         use roaring::RoaringBitmap;
         use std::collections::HashSet;
 

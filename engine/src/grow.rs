@@ -247,6 +247,12 @@ impl IndexTable {
         self.cur.num_buckets()
     }
 
+    /// Entries the two tables have room for, as allocated.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.cur.capacity() + self.old.capacity()
+    }
+
     /// Whether a resize is under way (an old table still has entries).
     #[cfg(test)]
     pub(crate) fn resizing(&self) -> bool {

@@ -110,6 +110,7 @@ mod pools;
 mod records;
 mod restore;
 mod shard;
+mod slots;
 pub mod v4;
 pub mod v6;
 

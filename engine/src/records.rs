@@ -1,11 +1,9 @@
-//! The lease records of one shard, stored compactly.
+//! The v4 lease records of one shard: the [`Slot`] layout, its blob, and what only v4
+//! records hold (a hardware address and a host name).
 //!
-//! A record is a 48-byte [`Slot`] in a slab (a chunked [`Slab`] with a free list), found by
-//! address through `by_addr` and, if it is its client's current record, by client key through
-//! `by_client`. Both indexes are hash tables of slab indexes ([`IndexTable`], hashbrown's
-//! `HashTable<u32>` resized a little at a time): the address and the key are stored once, in
-//! the slot, and the tables hold 4 bytes per entry. Neither the slab nor the tables ever
-//! copy everything at once as they grow (see [`crate::grow`]).
+//! A record is a 48-byte [`Slot`] in the shared [`Records`](crate::slots::Records) (a
+//! chunked [`Slab`] with a free list, and its two index tables). Neither the slab nor the
+//! tables ever copy everything at once as they grow (see [`crate::grow`]).
 //!
 //! What does not fit a slot lives in the shard's [`Arena`], one blob per slot: the host name,
 //! a client key longer than [`KEY_INLINE`] bytes, and the hardware address when it is not the
@@ -13,22 +11,14 @@
 //! is htype + MAC, which is what nearly every client sends). Times are `u32` seconds since
 //! the epoch: anything later than `u32::MAX` (2106-02-07, and the "infinite" BOOTP lease) is
 //! kept as `u32::MAX`.
-//!
-//! The tables hash with foldhash (hashbrown's default hasher) under a per-table random seed:
-//! client keys come from the network, and the seed keeps a client from choosing keys that
-//! collide. It is not a keyed cryptographic hash; it is the defense std's and hashbrown's
-//! maps use by default.
 
-use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 
-use hashbrown::DefaultHashBuilder;
-
 use crate::common::slot::{
-    COMPACT_MIN, KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT,
-    clamp,
+    KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT, clamp,
 };
-use crate::grow::{IndexTable, Slab};
+use crate::grow::Slab;
+use crate::slots::{self, Arena, partition};
 
 use crate::ident::{ClientKey, HostName, HwAddr};
 use crate::lease::{Lease, LeaseState, LeaseView, Time};
@@ -89,14 +79,6 @@ impl Slot {
         }
     }
 
-    pub(crate) fn is_vacant(&self) -> bool {
-        self.flags & KIND_MASK == KIND_VACANT
-    }
-
-    pub(crate) fn is_indexed(&self) -> bool {
-        self.flags & INDEXED != 0
-    }
-
     fn has_extra(&self) -> bool {
         self.flags & (HW_EXTRA | KEY_EXTRA | NAME_EXTRA) != 0
     }
@@ -109,6 +91,60 @@ impl Slot {
         };
         self.flags = (self.flags & !KIND_MASK) | kind;
         self.pool = pool;
+    }
+}
+
+impl slots::Slot for Slot {
+    type Res = u32;
+    type Place = Place;
+    type Layout = Box<[u32]>;
+    type Slab = Slab<Slot>;
+    const INDEXED: u8 = INDEXED;
+
+    fn vacant(next: u32) -> Slot {
+        Slot::vacant(next)
+    }
+    fn flags(&self) -> u8 {
+        self.flags
+    }
+    fn flags_mut(&mut self) -> &mut u8 {
+        &mut self.flags
+    }
+    fn extra(&self) -> u32 {
+        self.extra
+    }
+    fn extra_mut(&mut self) -> &mut u32 {
+        &mut self.extra
+    }
+    fn res(&self) -> u32 {
+        self.addr
+    }
+
+    /// `layout` holds the first address of each pool, for the offsets of dynamic addresses.
+    fn place(&self, firsts: &Box<[u32]>) -> Place {
+        match self.flags & KIND_MASK {
+            KIND_DYNAMIC => Place::Dynamic {
+                pool: PoolId(self.pool),
+                off: self.addr - firsts[self.pool as usize],
+            },
+            KIND_FIXED_IN_POOL => Place::Fixed {
+                pool: Some(PoolId(self.pool)),
+            },
+            _ => Place::Fixed { pool: None },
+        }
+    }
+
+    fn key<'a>(&'a self, arena: &'a Arena) -> &'a [u8] {
+        if self.flags & KEY_EXTRA == 0 {
+            &self.key[1..1 + usize::from(self.key[0])]
+        } else {
+            parts(arena, self.extra, self.flags).key.unwrap_or_default()
+        }
+    }
+
+    fn blob_len(&self, arena: &Arena) -> Option<usize> {
+        self.has_extra()
+            .then(|| parts(arena, self.extra, self.flags).len)
     }
 }
 
@@ -144,71 +180,49 @@ fn get_len(bytes: &[u8], at: &mut usize) -> usize {
     }
 }
 
-/// Variable-length parts of the records: one blob per slot that needs one, appended; a blob
-/// that is replaced or dropped becomes garbage, and the arena is compacted once garbage is
-/// most of it (amortised O(1) per byte written).
-#[derive(Debug, Default)]
-pub(crate) struct Arena {
-    bytes: Vec<u8>,
-    garbage: usize,
+/// The parts of the blob at `off` of a slot with `flags`.
+fn parts(arena: &Arena, off: u32, flags: u8) -> Parts<'_> {
+    let start = off as usize * UNIT;
+    let b = &arena.bytes;
+    let mut at = start;
+    let mut parts = Parts::default();
+    if flags & HW_EXTRA != 0 {
+        let (htype, len) = (b[at], usize::from(b[at + 1]));
+        parts.hw = HwAddr::new(htype, &b[at + 2..at + 2 + len]);
+        at += 2 + len;
+    }
+    if flags & KEY_EXTRA != 0 {
+        let len = get_len(b, &mut at);
+        parts.key = Some(&b[at..at + len]);
+        at += len;
+    }
+    if flags & NAME_EXTRA != 0 {
+        let len = get_len(b, &mut at);
+        parts.name = Some(&b[at..at + len]);
+        at += len;
+    }
+    parts.len = (at - start).next_multiple_of(UNIT);
+    parts
 }
 
-impl Arena {
-    fn parts(&self, off: u32, flags: u8) -> Parts<'_> {
-        let start = off as usize * UNIT;
-        let b = &self.bytes;
-        let mut at = start;
-        let mut parts = Parts::default();
-        if flags & HW_EXTRA != 0 {
-            let (htype, len) = (b[at], usize::from(b[at + 1]));
-            parts.hw = HwAddr::new(htype, &b[at + 2..at + 2 + len]);
-            at += 2 + len;
-        }
-        if flags & KEY_EXTRA != 0 {
-            let len = get_len(b, &mut at);
-            parts.key = Some(&b[at..at + len]);
-            at += len;
-        }
-        if flags & NAME_EXTRA != 0 {
-            let len = get_len(b, &mut at);
-            parts.name = Some(&b[at..at + len]);
-            at += len;
-        }
-        parts.len = (at - start).next_multiple_of(UNIT);
-        parts
+/// Appends a blob of the given parts; returns its offset in units.
+fn push(arena: &mut Arena, hw: Option<HwAddr>, key: Option<&[u8]>, name: Option<&[u8]>) -> u32 {
+    let start = arena.bytes.len();
+    if let Some(hw) = hw {
+        arena
+            .bytes
+            .extend_from_slice(&[hw.htype(), hw.bytes().len() as u8]);
+        arena.bytes.extend_from_slice(hw.bytes());
     }
-
-    /// Appends a blob of the given parts; returns its offset in units.
-    fn push(&mut self, hw: Option<HwAddr>, key: Option<&[u8]>, name: Option<&[u8]>) -> u32 {
-        let start = self.bytes.len();
-        debug_assert_eq!(start % UNIT, 0);
-        if let Some(hw) = hw {
-            self.bytes
-                .extend_from_slice(&[hw.htype(), hw.bytes().len() as u8]);
-            self.bytes.extend_from_slice(hw.bytes());
-        }
-        if let Some(key) = key {
-            put_len(&mut self.bytes, key.len());
-            self.bytes.extend_from_slice(key);
-        }
-        if let Some(name) = name {
-            put_len(&mut self.bytes, name.len());
-            self.bytes.extend_from_slice(name);
-        }
-        self.bytes
-            .resize(self.bytes.len().next_multiple_of(UNIT), 0);
-        let off = start / UNIT;
-        assert!(
-            self.bytes.len() / UNIT < NONE as usize,
-            "a shard holds more than 16 GiB of host names and long client keys"
-        );
-        off as u32
+    if let Some(key) = key {
+        put_len(&mut arena.bytes, key.len());
+        arena.bytes.extend_from_slice(key);
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
+    if let Some(name) = name {
+        put_len(&mut arena.bytes, name.len());
+        arena.bytes.extend_from_slice(name);
     }
+    arena.seal(start)
 }
 
 /// What [`Records::insert`] stores.
@@ -225,122 +239,19 @@ pub(crate) struct NewRecord<'a> {
     pub(crate) version: u64,
 }
 
-/// One shard's lease records and their two indexes.
-#[derive(Debug)]
-pub(crate) struct Records {
-    slots: Slab<Slot>,
-    /// Head of the free list of vacant slots, linked through `extra`.
-    vacant: u32,
-    live: usize,
-    by_addr: IndexTable,
-    by_client: IndexTable,
-    hasher: DefaultHashBuilder,
-    arena: Arena,
-    /// First address of each pool, for the offsets of dynamic addresses.
-    firsts: Box<[u32]>,
-}
-
-fn key_bytes<'a>(slot: &'a Slot, arena: &'a Arena) -> &'a [u8] {
-    if slot.flags & KEY_EXTRA == 0 {
-        &slot.key[1..1 + usize::from(slot.key[0])]
-    } else {
-        arena.parts(slot.extra, slot.flags).key.unwrap_or_default()
-    }
-}
+/// One shard's v4 lease records and their two indexes.
+pub(crate) type Records = slots::Records<Slot>;
 
 impl Records {
-    pub(crate) fn new(firsts: Box<[u32]>) -> Self {
-        Self {
-            slots: Slab::default(),
-            vacant: NONE,
-            live: 0,
-            by_addr: IndexTable::default(),
-            by_client: IndexTable::default(),
-            hasher: DefaultHashBuilder::default(),
-            arena: Arena::default(),
-            firsts,
-        }
-    }
-
-    /// Number of records.
-    pub(crate) fn len(&self) -> usize {
-        self.live
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.live == 0
-    }
-
-    fn hash_addr(&self, addr: u32) -> u64 {
-        addr_hash(&self.hasher, addr)
-    }
-
-    fn hash_key(&self, key: &[u8]) -> u64 {
-        key_hash(&self.hasher, key)
-    }
-
-    /// The record of `addr`.
-    pub(crate) fn find(&self, addr: u32) -> Option<u32> {
-        let slots = &self.slots;
-        self.by_addr
-            .find(self.hash_addr(addr), |i| slots[i as usize].addr == addr)
-    }
-
-    pub(crate) fn get(&self, addr: u32) -> Option<&Slot> {
-        self.find(addr).map(|i| &self.slots[i as usize])
-    }
-
-    /// Slots in the slab, vacant ones included (slab indexes are below this).
-    pub(crate) fn slab_len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// The slot at `idx`, unless it is vacant.
-    pub(crate) fn live_slot(&self, idx: u32) -> Option<&Slot> {
-        let slot = &self.slots[idx as usize];
-        (!slot.is_vacant()).then_some(slot)
-    }
-
-    pub(crate) fn slot(&self, idx: u32) -> &Slot {
-        &self.slots[idx as usize]
-    }
-
     /// The client's current record.
     pub(crate) fn client(&self, key: &ClientKey) -> Option<u32> {
         self.client_bytes(key.as_bytes())
     }
 
-    fn client_bytes(&self, key: &[u8]) -> Option<u32> {
-        let (slots, arena) = (&self.slots, &self.arena);
-        self.by_client.find(self.hash_key(key), |i| {
-            key_bytes(&slots[i as usize], arena) == key
-        })
-    }
-
-    /// The client key of the record.
-    pub(crate) fn key(&self, idx: u32) -> &[u8] {
-        key_bytes(&self.slots[idx as usize], &self.arena)
-    }
-
-    pub(crate) fn place(&self, idx: u32) -> Place {
-        let slot = &self.slots[idx as usize];
-        match slot.flags & KIND_MASK {
-            KIND_DYNAMIC => Place::Dynamic {
-                pool: PoolId(slot.pool),
-                off: slot.addr - self.firsts[slot.pool as usize],
-            },
-            KIND_FIXED_IN_POOL => Place::Fixed {
-                pool: Some(PoolId(slot.pool)),
-            },
-            _ => Place::Fixed { pool: None },
-        }
-    }
-
     pub(crate) fn hw(&self, idx: u32) -> HwAddr {
         let slot = &self.slots[idx as usize];
         if slot.flags & HW_EXTRA != 0 {
-            self.arena
-                .parts(slot.extra, slot.flags)
+            parts(&self.arena, slot.extra, slot.flags)
                 .hw
                 .unwrap_or_default()
         } else {
@@ -353,7 +264,7 @@ impl Records {
         if slot.flags & NAME_EXTRA == 0 {
             return None;
         }
-        let name = self.arena.parts(slot.extra, slot.flags).name?;
+        let name = parts(&self.arena, slot.extra, slot.flags).name?;
         // Only ever written from a `&str`.
         std::str::from_utf8(name).ok()
     }
@@ -367,7 +278,7 @@ impl Records {
         expires: Time,
         version: u64,
     ) {
-        let slot = &mut self.slots[idx as usize];
+        let slot = self.slot_mut(idx);
         slot.state = state;
         slot.starts = clamp(starts);
         slot.expires = clamp(expires);
@@ -400,15 +311,6 @@ impl Records {
         }
     }
 
-    /// Every record's slab index.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| !slot.is_vacant())
-            .map(|(i, _)| i as u32)
-    }
-
     /// Builds the slot of `rec` (writing its blob) in a vacant slot or a new one, indexed
     /// nowhere yet.
     fn alloc(&mut self, rec: &NewRecord<'_>) -> u32 {
@@ -434,79 +336,22 @@ impl Records {
             slot.flags |= NAME_EXTRA;
         }
         if slot.has_extra() {
-            slot.extra = self.arena.push(
+            slot.extra = push(
+                &mut self.arena,
                 hw,
                 long_key.then_some(rec.key),
                 rec.hostname.map(str::as_bytes),
             );
         }
-        self.live += 1;
-        if self.vacant == NONE {
-            let idx = u32::try_from(self.slots.len())
-                .ok()
-                .filter(|&i| i != NONE)
-                .expect("more than 2^32 - 1 records in a shard");
-            self.slots.push(slot);
-            idx
-        } else {
-            let idx = self.vacant;
-            self.vacant = self.slots[idx as usize].extra;
-            self.slots[idx as usize] = slot;
-            idx
-        }
+        self.push_slot(slot)
     }
 
     /// Adds a record for `rec.addr`, which has none; not indexed by client.
     pub(crate) fn insert(&mut self, rec: &NewRecord<'_>) -> u32 {
         debug_assert!(self.find(rec.addr).is_none(), "insert over a record");
         let idx = self.alloc(rec);
-        let hash = self.hash_addr(rec.addr);
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.by_addr
-            .insert(hash, idx, |i| addr_hash(hasher, slots[i as usize].addr));
+        self.index_res(idx);
         idx
-    }
-
-    /// Makes the record its client's current one. The client must have none.
-    pub(crate) fn index(&mut self, idx: u32) {
-        debug_assert!(!self.slots[idx as usize].is_indexed());
-        debug_assert!(self.client_bytes(self.key(idx)).is_none(), "indexed twice");
-        let hash = self.hash_key(self.key(idx));
-        let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-        self.by_client.insert(hash, idx, |i| {
-            key_hash(hasher, key_bytes(&slots[i as usize], arena))
-        });
-        self.slots[idx as usize].flags |= INDEXED;
-    }
-
-    /// Takes the record out of the client index, if it is there.
-    pub(crate) fn unindex(&mut self, idx: u32) {
-        if !self.slots[idx as usize].is_indexed() {
-            return;
-        }
-        let hash = self.hash_key(self.key(idx));
-        self.by_client.remove(hash, |i| i == idx);
-        self.slots[idx as usize].flags &= !INDEXED;
-    }
-
-    /// Drops the record, from both indexes.
-    pub(crate) fn remove(&mut self, idx: u32) {
-        self.unindex(idx);
-        let hash = self.hash_addr(self.slots[idx as usize].addr);
-        self.by_addr.remove(hash, |i| i == idx);
-        self.release(idx);
-    }
-
-    /// Frees the slot and its blob; the indexes must not point at it.
-    fn release(&mut self, idx: u32) {
-        let slot = self.slots[idx as usize];
-        if slot.has_extra() {
-            self.arena.garbage += self.arena.parts(slot.extra, slot.flags).len;
-        }
-        self.slots[idx as usize] = Slot::vacant(self.vacant);
-        self.vacant = idx;
-        self.live -= 1;
-        self.maybe_compact();
     }
 
     /// Records what the server knows about the client now: its hardware address, and its
@@ -523,7 +368,7 @@ impl Records {
         let hw_extra = (spelled_hw(key.as_bytes()) != Some(hw)).then_some(hw);
         let long_key = slot.flags & KEY_EXTRA != 0;
         if slot.has_extra() {
-            self.arena.garbage += self.arena.parts(slot.extra, slot.flags).len;
+            self.arena.garbage += parts(&self.arena, slot.extra, slot.flags).len;
         }
         let mut flags = slot.flags & !(HW_EXTRA | NAME_EXTRA);
         if hw_extra.is_some() {
@@ -533,7 +378,8 @@ impl Records {
             flags |= NAME_EXTRA;
         }
         let extra = if flags & (HW_EXTRA | KEY_EXTRA | NAME_EXTRA) != 0 {
-            self.arena.push(
+            push(
+                &mut self.arena,
                 hw_extra,
                 long_key.then_some(key.as_bytes()),
                 name.as_deref().map(str::as_bytes),
@@ -541,33 +387,14 @@ impl Records {
         } else {
             NONE
         };
-        let slot = &mut self.slots[idx as usize];
+        let slot = self.slot_mut(idx);
         slot.flags = flags;
         slot.extra = extra;
         self.maybe_compact();
     }
-
-    fn maybe_compact(&mut self) {
-        let arena = &self.arena;
-        if arena.garbage < COMPACT_MIN || arena.garbage * 2 < arena.bytes.len() {
-            return;
-        }
-        let mut bytes = Vec::with_capacity(arena.bytes.len() - arena.garbage);
-        for slot in self.slots.iter_mut() {
-            if slot.is_vacant() || !slot.has_extra() {
-                continue;
-            }
-            let start = slot.extra as usize * UNIT;
-            let len = arena.parts(slot.extra, slot.flags).len;
-            slot.extra = (bytes.len() / UNIT) as u32;
-            bytes.extend_from_slice(&arena.bytes[start..start + len]);
-        }
-        self.arena = Arena { bytes, garbage: 0 };
-    }
 }
 
-/// Bulk loading, for [`Restorer`](crate::Restorer): records are appended unindexed, then
-/// [`Records::build`] indexes them all at once.
+/// Bulk loading, for [`Restorer`](crate::Restorer) (see [`Records::build`]).
 impl Records {
     /// Reserves room for `n` more records (and a guess at their host names).
     pub(crate) fn reserve(&mut self, n: usize) {
@@ -578,86 +405,6 @@ impl Records {
     /// Appends a record that no index knows yet (until [`Records::build`]).
     pub(crate) fn push_unindexed(&mut self, rec: &NewRecord<'_>) -> u32 {
         self.alloc(rec)
-    }
-
-    /// Drops a record appended by [`Records::push_unindexed`], before [`Records::build`].
-    pub(crate) fn drop_unindexed(&mut self, idx: u32) {
-        self.release(idx);
-    }
-
-    /// Indexes every record (the indexes must be empty). Of the records of one client, the
-    /// one `rank` ranks highest becomes its current record; each of the others is kept
-    /// unindexed if `keep` says so and dropped otherwise. Returns the places of the
-    /// records it dropped.
-    ///
-    /// Both tables are filled in the order of their buckets, so each is written front to
-    /// back instead of at random: at millions of records that is the difference between a
-    /// cache miss per record and a streaming pass.
-    pub(crate) fn build(
-        &mut self,
-        rank: impl Fn(&Slot) -> (bool, u64, u32),
-        keep: impl Fn(&Slot) -> bool,
-    ) -> Vec<Place> {
-        debug_assert!(self.by_addr.is_empty() && self.by_client.is_empty());
-        self.by_client = IndexTable::with_capacity(self.live);
-        let buckets = self.by_client.num_buckets();
-        let mut order: Vec<u64> = self
-            .iter()
-            .map(|i| pack(self.hash_key(self.key(i)), i))
-            .collect();
-        bucket_order(&mut order, buckets);
-        let mut losers = Vec::new();
-        {
-            let (slots, arena) = (&self.slots, &self.arena);
-            for &entry in &order {
-                let (hash, idx) = unpack(entry);
-                // Only a candidate with the same 7-bit tag is compared, so the slot itself is
-                // rarely read here.
-                let same = |j: u32| {
-                    key_bytes(&slots[j as usize], arena) == key_bytes(&slots[idx as usize], arena)
-                };
-                match self.by_client.find_mut(hash, same) {
-                    Some(current) => {
-                        if rank(&slots[idx as usize]) > rank(&slots[*current as usize]) {
-                            losers.push(std::mem::replace(current, idx));
-                        } else {
-                            losers.push(idx);
-                        }
-                    }
-                    None => {
-                        // No resize: the table was made for every record.
-                        self.by_client.insert_presized(hash, idx);
-                    }
-                }
-            }
-        }
-        for slot in self.slots.iter_mut() {
-            if !slot.is_vacant() {
-                slot.flags |= INDEXED;
-            }
-        }
-        let mut dropped = Vec::new();
-        for idx in losers {
-            self.slots[idx as usize].flags &= !INDEXED;
-            if !keep(&self.slots[idx as usize]) {
-                dropped.push(self.place(idx));
-                self.release(idx);
-            }
-        }
-
-        self.by_addr = IndexTable::with_capacity(self.live);
-        let buckets = self.by_addr.num_buckets();
-        order.clear();
-        order.extend(
-            self.iter()
-                .map(|i| pack(self.hash_addr(self.slots[i as usize].addr), i)),
-        );
-        bucket_order(&mut order, buckets);
-        for &entry in &order {
-            let (hash, idx) = unpack(entry);
-            self.by_addr.insert_presized(hash, idx);
-        }
-        dropped
     }
 
     /// Every record's address, ascending (an address twice if it has two records).
@@ -678,143 +425,16 @@ impl Records {
             .filter(|(a, _)| addrs.contains(a))
             .collect()
     }
-
-    /// Checks the indexes against the slots; panics on the first inconsistency.
-    #[cfg(test)]
-    pub(crate) fn check(&self) {
-        let mut indexed = 0;
-        for idx in self.iter() {
-            let slot = &self.slots[idx as usize];
-            assert_eq!(self.find(slot.addr), Some(idx), "{} not found", slot.addr);
-            if slot.is_indexed() {
-                indexed += 1;
-                assert_eq!(
-                    self.client_bytes(self.key(idx)),
-                    Some(idx),
-                    "index of {idx}"
-                );
-            }
-            if slot.has_extra() {
-                let parts = self.arena.parts(slot.extra, slot.flags);
-                assert!((slot.extra as usize * UNIT + parts.len) <= self.arena.bytes.len());
-            }
-        }
-        assert_eq!(self.by_addr.len(), self.live, "address index size");
-        assert_eq!(self.by_client.len(), indexed, "client index size");
-        let mut vacant = 0;
-        let mut next = self.vacant;
-        while next != NONE {
-            assert!(self.slots[next as usize].is_vacant());
-            vacant += 1;
-            next = self.slots[next as usize].extra;
-        }
-        assert_eq!(vacant + self.live, self.slots.len(), "free list");
-    }
-}
-
-/// The hash the tables use: 32 bits of foldhash's, repeated in the high half (hashbrown
-/// takes the bucket from the low bits and a 7-bit tag from the top ones). 32 bits are what
-/// `build` can carry beside a slab index in a `u64`.
-fn table_hash(full: u64) -> u64 {
-    let low = full & 0xffff_ffff;
-    (low << 32) | low
-}
-
-/// The table hash of an address: every insert, lookup and resize of `by_addr` uses it.
-fn addr_hash(hasher: &DefaultHashBuilder, addr: u32) -> u64 {
-    table_hash(hasher.hash_one(addr))
-}
-
-/// The table hash of a client key: every insert, lookup and resize of `by_client` uses it.
-fn key_hash(hasher: &DefaultHashBuilder, key: &[u8]) -> u64 {
-    table_hash(hasher.hash_one(key))
-}
-
-/// A table entry to insert as one `u64`: its hash (a [`table_hash`]) and its slab index.
-fn pack(hash: u64, idx: u32) -> u64 {
-    (u64::from(idx) << 32) | (hash & 0xffff_ffff)
-}
-
-/// The hash and slab index of a packed entry.
-fn unpack(entry: u64) -> (u64, u32) {
-    (table_hash(entry), (entry >> 32) as u32)
-}
-
-/// Orders packed entries roughly by bucket, in place: by the top 11 bits of the bucket index,
-/// so that inserting them in this order walks the table front to back, a window of
-/// `buckets / 2048` buckets at a time.
-fn bucket_order(entries: &mut [u64], buckets: usize) {
-    // Bucket indexes are the low bits of the hash, which are the low bits of the entry.
-    let bits = buckets.trailing_zeros().min(32);
-    let shift = bits.saturating_sub(11);
-    let mask = (1u64 << (bits - shift)) - 1;
-    partition(entries, 1 << 11, |&e| ((e >> shift) & mask) as usize);
-}
-
-/// Rearranges `items` in place so that their `digit`s (below `radix`) ascend: one pass of an
-/// American flag sort. Returns where each digit's part starts, and the end (`radix + 1`
-/// bounds).
-fn partition<T>(items: &mut [T], radix: usize, digit: impl Fn(&T) -> usize) -> Vec<usize> {
-    let mut bounds = vec![0usize; radix + 1];
-    for item in items.iter() {
-        bounds[digit(item) + 1] += 1;
-    }
-    for d in 0..radix {
-        bounds[d + 1] += bounds[d];
-    }
-    let mut next = bounds[..radix].to_vec();
-    for d in 0..radix {
-        while next[d] < bounds[d + 1] {
-            let to = digit(&items[next[d]]);
-            if to == d {
-                next[d] += 1;
-            } else {
-                items.swap(next[d], next[to]);
-                next[to] += 1;
-            }
-        }
-    }
-    bounds
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::slot::COMPACT_MIN;
 
     #[test]
     fn a_slot_is_48_bytes() {
         assert_eq!(size_of::<Slot>(), 48);
-    }
-
-    #[test]
-    fn partition_and_packing() {
-        let mut items: Vec<u32> = (0..5000u32)
-            .map(|i| i.wrapping_mul(2_654_435_761))
-            .collect();
-        let mut sorted = items.clone();
-        let bounds = partition(&mut items, 2048, |&v| (v >> 21) as usize);
-        assert_eq!(bounds.len(), 2049);
-        assert_eq!(bounds[2048], items.len());
-        assert!(items.windows(2).all(|w| w[0] >> 21 <= w[1] >> 21));
-        for d in 0..2048 {
-            assert!(
-                items[bounds[d]..bounds[d + 1]]
-                    .iter()
-                    .all(|&v| (v >> 21) as usize == d)
-            );
-        }
-        items.sort_unstable();
-        sorted.sort_unstable();
-        assert_eq!(items, sorted);
-        let hash = table_hash(0xfedc_ba98_7654_3210);
-        assert_eq!(hash, 0x7654_3210_7654_3210);
-        assert_eq!(unpack(pack(hash, 77)), (hash, 77));
-        let mut entries: Vec<u64> = (0..3000u64)
-            .map(|i| pack(table_hash(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)), i as u32))
-            .collect();
-        bucket_order(&mut entries, 1 << 20);
-        let window = |e: u64| (e & ((1 << 20) - 1)) >> 9;
-        assert!(entries.windows(2).all(|w| window(w[0]) <= window(w[1])));
     }
 
     fn rec<'a>(addr: u32, key: &'a [u8], hw: HwAddr, hostname: Option<&'a str>) -> NewRecord<'a> {
@@ -914,7 +534,11 @@ mod tests {
             r.set_info(idxs[n], hw, None);
             assert_eq!(r.hostname(idxs[n]), Some(name.as_str()));
         }
-        assert!(r.arena.len() < 2 * COMPACT_MIN + 4096, "{}", r.arena.len());
+        assert!(
+            r.arena.bytes.len() < 2 * COMPACT_MIN + 4096,
+            "{}",
+            r.arena.bytes.len()
+        );
         r.check();
         for (n, (key, _, _)) in cases.iter().enumerate() {
             assert_eq!(r.key(idxs[n]), &key[..]);

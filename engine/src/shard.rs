@@ -28,6 +28,7 @@ use crate::lease::{
 };
 use crate::pools::{Place, PoolId};
 use crate::records::{NewRecord, Records};
+use crate::slots::Slot as _;
 
 pub(crate) use crate::common::{Avail, Claim, Counts, current_rank, is_held};
 

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use roaring::RoaringBitmap;
 
 use crate::lease::LeaseState;
+use crate::slots::Slot as _;
 
 use super::engine::V6Engine;
 use super::key::{IaKey, Resource};

@@ -1,24 +1,20 @@
-//! The v6 lease records of one shard, stored compactly (the v4 `records.rs` layout).
+//! The v6 lease records of one shard: the [`Slot`] layout, and the remembered lists only v6
+//! keeps.
 //!
-//! A record is an 80-byte [`Slot`] in a slab (`Vec<Slot>` with a free list), found by
-//! resource through `by_res` and, if it is its IA's current record, by IA key through
-//! `by_client`. Both indexes are `hashbrown::HashTable<u32>`s of slab indexes hashed with
-//! foldhash under a per-table random seed (keys come from the network). An IA key of up to
-//! [`KEY_INLINE`] bytes (a DUID of up to 19: DUID-LLT, DUID-LL, DUID-UUID and most DUID-EN)
-//! lives in the slot; a longer one in the shard's arena. Released/Expired records of dynamic
-//! resources are also linked, through the slots, into their pool's list of remembered
-//! records, oldest first ([`List`]).
+//! A record is an 80-byte [`Slot`] in the shared [`Records`](crate::slots::Records) (a `Vec`
+//! slab with a free list, and its two index tables). An IA key of up to [`KEY_INLINE`] bytes
+//! (a DUID of up to 19: DUID-LLT, DUID-LL, DUID-UUID and most DUID-EN) lives in the slot; a
+//! longer one in the shard's arena. Released/Expired records of dynamic resources are also
+//! linked, through the slots, into their pool's list of remembered records, oldest first
+//! ([`List`]).
 
-use std::hash::BuildHasher;
 use std::net::Ipv6Addr;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
-
 use crate::common::slot::{
-    COMPACT_MIN, KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT,
-    clamp,
+    KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT, clamp,
 };
 use crate::lease::{LeaseState, Time};
+use crate::slots::{self, Arena};
 
 use super::key::{IaKey, Resource};
 use super::lease::{V6Lease, V6LeaseView};
@@ -78,14 +74,6 @@ impl Slot {
         }
     }
 
-    pub(crate) fn is_vacant(&self) -> bool {
-        self.flags & KIND_MASK == KIND_VACANT
-    }
-
-    pub(crate) fn is_indexed(&self) -> bool {
-        self.flags & INDEXED != 0
-    }
-
     pub(crate) fn is_listed(&self) -> bool {
         self.flags & LISTED != 0
     }
@@ -134,44 +122,82 @@ impl List {
     }
 }
 
-/// Long keys: one blob per slot that needs one, appended; a dropped blob becomes garbage and
-/// the arena is compacted once garbage is most of it (amortised O(1) per byte written).
-#[derive(Debug, Default)]
-struct Arena {
-    bytes: Vec<u8>,
-    garbage: usize,
+impl slots::Slot for Slot {
+    type Res = Resource;
+    type Place = Place;
+    type Layout = Box<[(u128, u32)]>;
+    type Slab = Vec<Slot>;
+    const INDEXED: u8 = INDEXED;
+
+    fn vacant(next: u32) -> Slot {
+        Slot::vacant(next)
+    }
+    fn flags(&self) -> u8 {
+        self.flags
+    }
+    fn flags_mut(&mut self) -> &mut u8 {
+        &mut self.flags
+    }
+    fn extra(&self) -> u32 {
+        self.extra
+    }
+    fn extra_mut(&mut self) -> &mut u32 {
+        &mut self.extra
+    }
+    fn res(&self) -> Resource {
+        self.resource()
+    }
+
+    /// `layout` holds `(first, shift)` of each pool, for the offsets of dynamic resources.
+    fn place(&self, layout: &Box<[(u128, u32)]>) -> Place {
+        match self.flags & KIND_MASK {
+            KIND_DYNAMIC => {
+                let (first, shift) = layout[self.pool as usize];
+                Place::Dynamic {
+                    pool: V6PoolId(self.pool),
+                    off: (u128::from(self.resource().addr) - first) >> shift,
+                }
+            }
+            KIND_FIXED_IN_POOL => Place::Fixed {
+                pool: Some(V6PoolId(self.pool)),
+            },
+            _ => Place::Fixed { pool: None },
+        }
+    }
+
+    fn key<'a>(&'a self, arena: &'a Arena) -> &'a [u8] {
+        if self.flags & KEY_EXTRA == 0 {
+            &self.key[1..1 + usize::from(self.key[0])]
+        } else {
+            long_key(arena, self.extra)
+        }
+    }
+
+    fn blob_len(&self, arena: &Arena) -> Option<usize> {
+        (self.flags & KEY_EXTRA != 0)
+            .then(|| (4 + long_key(arena, self.extra).len()).next_multiple_of(UNIT))
+    }
+
+    fn removable(&self) -> bool {
+        !self.is_listed()
+    }
 }
 
-impl Arena {
-    fn get(&self, off: u32) -> &[u8] {
-        let at = off as usize * UNIT;
-        let len = u32::from_le_bytes([
-            self.bytes[at],
-            self.bytes[at + 1],
-            self.bytes[at + 2],
-            self.bytes[at + 3],
-        ]) as usize;
-        &self.bytes[at + 4..at + 4 + len]
-    }
+/// The long key whose blob is at `off`: its length as 4 bytes, then its bytes.
+fn long_key(arena: &Arena, off: u32) -> &[u8] {
+    let at = off as usize * UNIT;
+    let b = &arena.bytes;
+    let len = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+    &b[at + 4..at + 4 + len]
+}
 
-    /// Bytes the blob at `off` takes, padding included.
-    fn size(&self, off: u32) -> usize {
-        (4 + self.get(off).len()).next_multiple_of(UNIT)
-    }
-
-    fn push(&mut self, key: &[u8]) -> u32 {
-        let start = self.bytes.len();
-        let len = u32::try_from(key.len()).expect("an IA key longer than 4 GiB");
-        self.bytes.extend_from_slice(&len.to_le_bytes());
-        self.bytes.extend_from_slice(key);
-        self.bytes
-            .resize(self.bytes.len().next_multiple_of(UNIT), 0);
-        assert!(
-            self.bytes.len() / UNIT < NONE as usize,
-            "a shard holds more than 16 GiB of long IA keys"
-        );
-        (start / UNIT) as u32
-    }
+/// Appends a long key's blob; returns its offset in units.
+fn push_key(arena: &mut Arena, key: &[u8]) -> u32 {
+    let start = arena.bytes.len();
+    let len = u32::try_from(key.len()).expect("an IA key longer than 4 GiB");
+    arena.bytes.extend_from_slice(&len.to_le_bytes());
+    arena.bytes.extend_from_slice(key);
+    arena.seal(start)
 }
 
 /// What [`Records::insert`] stores.
@@ -187,108 +213,13 @@ pub(crate) struct NewRecord<'a> {
     pub(crate) version: u64,
 }
 
-/// One shard's lease records and their two indexes.
-#[derive(Debug)]
-pub(crate) struct Records {
-    slots: Vec<Slot>,
-    /// Head of the free list of vacant slots, linked through `extra`.
-    vacant: u32,
-    live: usize,
-    by_res: HashTable<u32>,
-    by_client: HashTable<u32>,
-    hasher: DefaultHashBuilder,
-    arena: Arena,
-    /// `(first, shift)` of each pool, for the offsets of dynamic resources.
-    layout: Box<[(u128, u32)]>,
-}
-
-fn key_bytes<'a>(slot: &'a Slot, arena: &'a Arena) -> &'a [u8] {
-    if slot.flags & KEY_EXTRA == 0 {
-        &slot.key[1..1 + usize::from(slot.key[0])]
-    } else {
-        arena.get(slot.extra)
-    }
-}
-
-fn res_hash(hasher: &DefaultHashBuilder, res: Resource) -> u64 {
-    hasher.hash_one((u128::from(res.addr), res.len))
-}
-
-fn key_hash(hasher: &DefaultHashBuilder, key: &[u8]) -> u64 {
-    hasher.hash_one(key)
-}
+/// One shard's v6 lease records and their two indexes.
+pub(crate) type Records = slots::Records<Slot>;
 
 impl Records {
-    pub(crate) fn new(layout: Box<[(u128, u32)]>) -> Self {
-        Self {
-            slots: Vec::new(),
-            vacant: NONE,
-            live: 0,
-            by_res: HashTable::new(),
-            by_client: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
-            arena: Arena::default(),
-            layout,
-        }
-    }
-
-    /// Number of records.
-    pub(crate) fn len(&self) -> usize {
-        self.live
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.live == 0
-    }
-
-    /// The record of `res`.
-    pub(crate) fn find(&self, res: Resource) -> Option<u32> {
-        let slots = &self.slots;
-        self.by_res
-            .find(res_hash(&self.hasher, res), |&i| {
-                slots[i as usize].resource() == res
-            })
-            .copied()
-    }
-
-    pub(crate) fn slot(&self, idx: u32) -> &Slot {
-        &self.slots[idx as usize]
-    }
-
     /// The IA's current record.
     pub(crate) fn client(&self, key: &IaKey) -> Option<u32> {
         self.client_bytes(key.as_bytes())
-    }
-
-    fn client_bytes(&self, key: &[u8]) -> Option<u32> {
-        let (slots, arena) = (&self.slots, &self.arena);
-        self.by_client
-            .find(key_hash(&self.hasher, key), |&i| {
-                key_bytes(&slots[i as usize], arena) == key
-            })
-            .copied()
-    }
-
-    /// The IA key bytes of the record.
-    pub(crate) fn key(&self, idx: u32) -> &[u8] {
-        key_bytes(&self.slots[idx as usize], &self.arena)
-    }
-
-    pub(crate) fn place(&self, idx: u32) -> Place {
-        let slot = &self.slots[idx as usize];
-        match slot.flags & KIND_MASK {
-            KIND_DYNAMIC => {
-                let (first, shift) = self.layout[slot.pool as usize];
-                Place::Dynamic {
-                    pool: V6PoolId(slot.pool),
-                    off: (u128::from(slot.resource().addr) - first) >> shift,
-                }
-            }
-            KIND_FIXED_IN_POOL => Place::Fixed {
-                pool: Some(V6PoolId(slot.pool)),
-            },
-            _ => Place::Fixed { pool: None },
-        }
     }
 
     /// Sets the record's state, times and version.
@@ -301,7 +232,7 @@ impl Records {
         expires: Time,
         version: u64,
     ) {
-        let slot = &mut self.slots[idx as usize];
+        let slot = self.slot_mut(idx);
         slot.state = state;
         slot.starts = clamp(starts);
         slot.preferred = preferred;
@@ -336,15 +267,6 @@ impl Records {
         }
     }
 
-    /// Every record's slab index.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| !slot.is_vacant())
-            .map(|(i, _)| i as u32)
-    }
-
     /// Builds the slot of `rec` in a vacant slot or a new one, indexed nowhere yet.
     fn alloc(&mut self, rec: &NewRecord<'_>) -> u32 {
         let mut slot = Slot::vacant(NONE);
@@ -359,102 +281,20 @@ impl Records {
         slot.set_place(rec.place);
         if rec.key.len() > KEY_INLINE {
             slot.flags |= KEY_EXTRA;
-            slot.extra = self.arena.push(rec.key);
+            slot.extra = push_key(&mut self.arena, rec.key);
         } else {
             slot.key[0] = rec.key.len() as u8;
             slot.key[1..1 + rec.key.len()].copy_from_slice(rec.key);
         }
-        self.live += 1;
-        if self.vacant == NONE {
-            let idx = u32::try_from(self.slots.len())
-                .ok()
-                .filter(|&i| i != NONE)
-                .expect("more than 2^32 - 1 records in a shard");
-            self.slots.push(slot);
-            idx
-        } else {
-            let idx = self.vacant;
-            self.vacant = self.slots[idx as usize].extra;
-            self.slots[idx as usize] = slot;
-            idx
-        }
+        self.push_slot(slot)
     }
 
     /// Adds a record for `rec.res`, which has none; not indexed by IA.
     pub(crate) fn insert(&mut self, rec: &NewRecord<'_>) -> u32 {
         debug_assert!(self.find(rec.res).is_none(), "insert over a record");
         let idx = self.alloc(rec);
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.by_res
-            .insert_unique(res_hash(hasher, rec.res), idx, |&i| {
-                res_hash(hasher, slots[i as usize].resource())
-            });
+        self.index_res(idx);
         idx
-    }
-
-    /// Makes the record its IA's current one. The IA must have none.
-    pub(crate) fn index(&mut self, idx: u32) {
-        debug_assert!(!self.slots[idx as usize].is_indexed());
-        debug_assert!(self.client_bytes(self.key(idx)).is_none(), "indexed twice");
-        let hash = key_hash(&self.hasher, self.key(idx));
-        let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-        self.by_client.insert_unique(hash, idx, |&i| {
-            key_hash(hasher, key_bytes(&slots[i as usize], arena))
-        });
-        self.slots[idx as usize].flags |= INDEXED;
-    }
-
-    /// Takes the record out of the IA index, if it is there.
-    pub(crate) fn unindex(&mut self, idx: u32) {
-        if !self.slots[idx as usize].is_indexed() {
-            return;
-        }
-        let hash = key_hash(&self.hasher, self.key(idx));
-        if let Ok(entry) = self.by_client.find_entry(hash, |&i| i == idx) {
-            entry.remove();
-        }
-        self.slots[idx as usize].flags &= !INDEXED;
-    }
-
-    /// Drops the record, from both indexes (it must not be in a list).
-    pub(crate) fn remove(&mut self, idx: u32) {
-        debug_assert!(!self.slots[idx as usize].is_listed());
-        self.unindex(idx);
-        let hash = res_hash(&self.hasher, self.slots[idx as usize].resource());
-        if let Ok(entry) = self.by_res.find_entry(hash, |&i| i == idx) {
-            entry.remove();
-        }
-        self.release(idx);
-    }
-
-    /// Frees the slot and its blob; the indexes must not point at it.
-    fn release(&mut self, idx: u32) {
-        let slot = self.slots[idx as usize];
-        if slot.flags & KEY_EXTRA != 0 {
-            self.arena.garbage += self.arena.size(slot.extra);
-        }
-        self.slots[idx as usize] = Slot::vacant(self.vacant);
-        self.vacant = idx;
-        self.live -= 1;
-        self.maybe_compact();
-    }
-
-    fn maybe_compact(&mut self) {
-        let arena = &self.arena;
-        if arena.garbage < COMPACT_MIN || arena.garbage * 2 < arena.bytes.len() {
-            return;
-        }
-        let mut bytes = Vec::with_capacity(arena.bytes.len() - arena.garbage);
-        for slot in &mut self.slots {
-            if slot.is_vacant() || slot.flags & KEY_EXTRA == 0 {
-                continue;
-            }
-            let start = slot.extra as usize * UNIT;
-            let size = arena.size(slot.extra);
-            slot.extra = (bytes.len() / UNIT) as u32;
-            bytes.extend_from_slice(&arena.bytes[start..start + size]);
-        }
-        self.arena = Arena { bytes, garbage: 0 };
     }
 
     /// Appends the record to the back of `list` (it must be in none).
@@ -514,48 +354,11 @@ impl Records {
     /// Bytes the records take on the heap, as allocated (slab, tables, arena).
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
-        // A table's bucket is its 4-byte entry and a control byte.
-        self.slots.capacity() * size_of::<Slot>()
-            + (self.by_res.capacity() + self.by_client.capacity()) * 5
-            + self.arena.bytes.capacity()
-    }
-
-    /// Checks the indexes against the slots; panics on the first inconsistency.
-    #[cfg(test)]
-    pub(crate) fn check(&self) {
-        let mut indexed = 0;
-        for idx in self.iter() {
-            let slot = &self.slots[idx as usize];
-            assert_eq!(
-                self.find(slot.resource()),
-                Some(idx),
-                "{:?} not found",
-                slot.resource()
-            );
-            if slot.is_indexed() {
-                indexed += 1;
-                assert_eq!(
-                    self.client_bytes(self.key(idx)),
-                    Some(idx),
-                    "index of {idx}"
-                );
-            }
-        }
-        assert_eq!(self.by_res.len(), self.live, "resource index size");
-        assert_eq!(self.by_client.len(), indexed, "IA index size");
-        let mut vacant = 0;
-        let mut next = self.vacant;
-        while next != NONE {
-            assert!(self.slots[next as usize].is_vacant());
-            vacant += 1;
-            next = self.slots[next as usize].extra;
-        }
-        assert_eq!(vacant + self.live, self.slots.len(), "free list");
+        self.slots.capacity() * size_of::<Slot>() + self.table_bytes() + self.arena.bytes.capacity()
     }
 }
 
-/// Bulk loading, for [`V6Restorer`](super::V6Restorer): records are appended unindexed, then
-/// indexed all at once.
+/// Bulk loading, for [`V6Restorer`](super::V6Restorer) (see [`Records::build`]).
 impl Records {
     /// Reserves room for `n` more records.
     pub(crate) fn reserve(&mut self, n: usize) {
@@ -566,76 +369,12 @@ impl Records {
     pub(crate) fn push_unindexed(&mut self, rec: &NewRecord<'_>) -> u32 {
         self.alloc(rec)
     }
-
-    /// Drops a record appended by [`Records::push_unindexed`], before [`Records::build`].
-    pub(crate) fn drop_unindexed(&mut self, idx: u32) {
-        self.release(idx);
-    }
-
-    /// Indexes every record (the indexes must be empty). Of the records of one IA, the one
-    /// `rank` ranks highest becomes its current record; each of the others is kept unindexed
-    /// if `keep` says so and dropped otherwise. Returns how many it dropped.
-    pub(crate) fn build(
-        &mut self,
-        rank: impl Fn(&Slot) -> (bool, u64, Resource),
-        keep: impl Fn(&Slot) -> bool,
-    ) -> usize {
-        debug_assert!(self.by_res.is_empty() && self.by_client.is_empty());
-        self.by_client = HashTable::with_capacity(self.live);
-        self.by_res = HashTable::with_capacity(self.live);
-        let all: Vec<u32> = self.iter().collect();
-        let mut losers = Vec::new();
-        {
-            let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-            for &idx in &all {
-                let key = key_bytes(&slots[idx as usize], arena);
-                let hash = key_hash(hasher, key);
-                let same = |&j: &u32| key_bytes(&slots[j as usize], arena) == key;
-                match self.by_client.find_mut(hash, same) {
-                    Some(current) => {
-                        if rank(&slots[idx as usize]) > rank(&slots[*current as usize]) {
-                            losers.push(std::mem::replace(current, idx));
-                        } else {
-                            losers.push(idx);
-                        }
-                    }
-                    None => {
-                        self.by_client.insert_unique(hash, idx, |&i| {
-                            key_hash(hasher, key_bytes(&slots[i as usize], arena))
-                        });
-                    }
-                }
-            }
-        }
-        for &idx in &all {
-            self.slots[idx as usize].flags |= INDEXED;
-        }
-        let mut dropped = 0;
-        for idx in losers {
-            self.slots[idx as usize].flags &= !INDEXED;
-            if keep(&self.slots[idx as usize]) {
-                continue;
-            }
-            dropped += 1;
-            self.release(idx);
-        }
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        for (idx, slot) in slots.iter().enumerate() {
-            if slot.is_vacant() {
-                continue;
-            }
-            self.by_res
-                .insert_unique(res_hash(hasher, slot.resource()), idx as u32, |&i| {
-                    res_hash(hasher, slots[i as usize].resource())
-                });
-        }
-        dropped
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::slot::COMPACT_MIN;
     use crate::v6::key::IaKind;
 
     #[test]

@@ -31,6 +31,7 @@ use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
 use super::pools::{Place, Pools, V6PoolId};
 use super::records::{List, NewRecord, Records};
 use super::space::{Lent, Space};
+use crate::slots::Slot as _;
 
 pub(crate) use crate::common::{Avail, Claim, Counts, current_rank, is_held};
 
