@@ -1,7 +1,6 @@
 //! Replay: [`Engine::restore`] one record at a time, and [`Engine::restorer`] in bulk.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::sync::MutexGuard;
 
 use roaring::RoaringBitmap;
@@ -12,52 +11,15 @@ use crate::error::BindError;
 use crate::lease::{Lease, LeaseRef, LeaseState};
 use crate::pools::{Place, PoolId, Pools};
 use crate::records::NewRecord;
+use crate::replay::{Replayer, RestoreReport};
 use crate::shard::{Counts, Shard, current_rank, is_held, tally};
-
-/// What [`Restorer::finish`] reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RestoreReport {
-    /// Records taken: those [`Restorer::add`] accepted, less those `finish` refused.
-    pub added: u64,
-    /// Records refused because their address had a record at least as new (by `add` on an
-    /// engine that was not fresh, by `finish` in bulk).
-    pub refused: u64,
-    /// Records the engine holds afterwards: the records taken, less those superseded by
-    /// their client's current record (and, in bulk, by a newer record of their address).
-    pub records: u64,
-    /// Whether the records went in in bulk (the engine was fresh), rather than one by one
-    /// as [`Engine::restore`] puts them.
-    pub bulk: bool,
-}
 
 /// Replays lease records into an engine in bulk: [`Engine::restorer`].
 ///
 /// It holds every shard's lock from [`Engine::restorer`] until [`Restorer::finish`] (or
 /// until it is dropped, which finishes too), so other calls on the engine wait for it.
-pub struct Restorer<'a> {
-    pools: &'a Pools,
-    guards: Vec<MutexGuard<'a, Shard>>,
-    /// `None`: the engine was not fresh, and records go in one by one.
-    bulk: Option<Bulk>,
-    report: RestoreReport,
-    finished: bool,
-}
-
-impl fmt::Debug for Restorer<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Restorer")
-            .field("shards", &self.guards.len())
-            .field("report", &self.report)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The bulk path's bookkeeping.
-struct Bulk {
-    /// The highest version given to each shard, refused records included.
-    versions: Vec<u64>,
-}
+#[derive(Debug)]
+pub struct Restorer<'a>(Replayer<'a, Shard, Pools>);
 
 /// [`Engine::restore`]'s work: claims the address from whichever shard has it, then puts the
 /// record back in `shard`.
@@ -148,26 +110,14 @@ impl Engine {
                     free.remembered.is_empty() && free.clean == block
                 })
             });
-        let mut restorer = Restorer {
-            pools: &self.pools,
+        Restorer(Replayer::new(
+            &self.pools,
             guards,
-            bulk: None,
-            report: RestoreReport {
-                bulk: fresh,
-                ..RestoreReport::default()
-            },
-            finished: false,
-        };
-        if fresh {
-            let share = expected.div_ceil(shards);
-            for g in &mut restorer.guards {
-                g.records.reserve(share + share / 8);
-            }
-            restorer.bulk = Some(Bulk {
-                versions: vec![0; shards],
-            });
-        }
-        restorer
+            fresh,
+            expected,
+            |g, n| g.records.reserve(n),
+            finish_bulk,
+        ))
     }
 }
 
@@ -180,56 +130,35 @@ impl Restorer<'_> {
     /// drops them and counts them in [`RestoreReport::refused`]. Otherwise it does what
     /// [`Engine::restore`] does, `Err(Taken)` included.
     pub fn add(&mut self, shard: usize, lease: Lease) -> Result<(), BindError> {
-        if self.bulk.is_some() {
+        if self.0.is_bulk() {
             return self.add_ref(shard, LeaseRef::from(&lease));
         }
-        let result = restore_one(&mut self.guards[..], self.pools, shard, &lease);
-        match result {
-            Ok(()) => self.report.added += 1,
-            Err(_) => self.report.refused += 1,
-        }
-        result
+        self.0
+            .one(|guards, pools| restore_one(guards, pools, shard, &lease))
     }
 
     /// [`Restorer::add`] for a borrowed record: in bulk it allocates nothing per record (the
     /// record is copied into the shard's slab and arena).
     pub fn add_ref(&mut self, shard: usize, lease: LeaseRef<'_>) -> Result<(), BindError> {
-        let Some(bulk) = &mut self.bulk else {
+        if !self.0.is_bulk() {
             return self.add(shard, lease.to_lease());
-        };
-        assert!(shard < self.guards.len(), "shard {shard} out of range");
-        let place = self.pools.place(u32::from(lease.address));
-        bulk.versions[shard] = bulk.versions[shard].max(lease.version);
-        self.guards[shard]
-            .records
-            .push_unindexed(&NewRecord::of(lease, place));
-        self.report.added += 1;
+        }
+        self.0.push(shard, lease.version, |g, pools| {
+            let place = pools.place(u32::from(lease.address));
+            g.records.push_unindexed(&NewRecord::of(lease, place));
+        });
         Ok(())
     }
 
     /// Puts every record in place and releases the shards.
     pub fn finish(mut self) -> RestoreReport {
-        self.complete();
-        self.report
-    }
-
-    fn complete(&mut self) {
-        if self.finished {
-            return;
-        }
-        self.finished = true;
-        if let Some(bulk) = self.bulk.take() {
-            let refused = finish_bulk(bulk, &mut self.guards, self.pools);
-            self.report.added -= refused;
-            self.report.refused += refused;
-        }
-        self.report.records = self.guards.iter().map(|g| g.records.len() as u64).sum();
+        self.0.complete(|g| g.records.len())
     }
 }
 
 impl Drop for Restorer<'_> {
     fn drop(&mut self) {
-        self.complete();
+        self.0.complete(|g| g.records.len());
     }
 }
 
@@ -327,7 +256,7 @@ impl Cursor {
 /// The bulk `finish`: drops all but the newest record of each address, takes every address
 /// out of the free set of the block it started in, then indexes each shard. Returns how many
 /// records it dropped as duplicates.
-fn finish_bulk(bulk: Bulk, guards: &mut [MutexGuard<'_, Shard>], pools: &Pools) -> u64 {
+fn finish_bulk(versions: &[u64], guards: &mut [MutexGuard<'_, Shard>], pools: &Pools) -> u64 {
     let count = guards.len();
     let total: usize = guards.iter().map(|g| g.records.len()).sum();
     let parallel = count > 1 && total >= PARALLEL_MIN;
@@ -407,7 +336,7 @@ fn finish_bulk(bulk: Bulk, guards: &mut [MutexGuard<'_, Shard>], pools: &Pools) 
     // 3. Clocks.
     let mut clocks: Vec<u64> = guards
         .iter()
-        .zip(&bulk.versions)
+        .zip(versions)
         .map(|(g, &v)| g.clock.max(v))
         .collect();
     // A shard that took an address of another's block ends at least at that one's clock, as

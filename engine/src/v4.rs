@@ -8,4 +8,5 @@ pub use crate::error::{AllocError, BindError, Error as ConfigError};
 pub use crate::ident::{ClientKey, HostName, HwAddr};
 pub use crate::lease::{Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseView};
 pub use crate::pools::{EngineConfig, PoolId, PoolSpec};
-pub use crate::restore::{RestoreReport, Restorer};
+pub use crate::replay::RestoreReport;
+pub use crate::restore::Restorer;

@@ -1,10 +1,10 @@
 //! v6 replay: [`V6Engine::restore`] one record at a time, and [`V6Engine::restorer`] in bulk.
 
-use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::MutexGuard;
 
 use crate::common::{self, Access};
+use crate::replay::{Replayer, RestoreReport};
 
 use super::engine::V6Engine;
 use super::error::V6BindError;
@@ -15,41 +15,15 @@ use super::records::NewRecord;
 use super::shard::Shard;
 use super::space::Space;
 
-/// What [`V6Restorer::finish`] reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct V6RestoreReport {
-    /// Records taken: those [`V6Restorer::add`] accepted, less those `finish` refused.
-    pub added: u64,
-    /// Records refused because their resource had a record at least as new.
-    pub refused: u64,
-    /// Records the engine holds afterwards.
-    pub records: u64,
-    /// Whether the records went in in bulk (the engine was fresh).
-    pub bulk: bool,
-}
+/// What [`V6Restorer::finish`] reports: the same as v4's.
+pub type V6RestoreReport = RestoreReport;
 
 /// Replays lease records into a [`V6Engine`]: [`V6Engine::restorer`].
 ///
 /// It holds every shard's lock from [`V6Engine::restorer`] until [`V6Restorer::finish`] (or
 /// until it is dropped, which finishes too), so other calls on the engine wait for it.
-pub struct V6Restorer<'a> {
-    pools: &'a Pools,
-    guards: Vec<MutexGuard<'a, Shard>>,
-    /// In bulk (the engine was fresh): the highest version given to each shard.
-    bulk: Option<Vec<u64>>,
-    report: V6RestoreReport,
-    finished: bool,
-}
-
-impl fmt::Debug for V6Restorer<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("V6Restorer")
-            .field("shards", &self.guards.len())
-            .field("report", &self.report)
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub struct V6Restorer<'a>(Replayer<'a, Shard, Pools>);
 
 /// [`V6Engine::restore`]'s work: claims the resource from whichever shard has it, then puts
 /// the record back in `shard`.
@@ -93,7 +67,7 @@ impl V6Engine {
     /// [`V6Engine::advance_versions`] and serve.
     pub fn restorer(&self, expected: usize) -> V6Restorer<'_> {
         let shards = self.shards.len();
-        let mut guards: Vec<MutexGuard<'_, Shard>> = (0..shards).map(|s| self.lock(s)).collect();
+        let guards: Vec<MutexGuard<'_, Shard>> = (0..shards).map(|s| self.lock(s)).collect();
         let fresh = guards.iter().enumerate().all(|(s, g)| {
             g.records.is_empty()
                 && self.pools.iter().all(|(pool, layout)| {
@@ -101,23 +75,14 @@ impl V6Engine {
                         == Space::new(layout.dense, layout.block(s, shards), &layout.excluded)
                 })
         });
-        let bulk = fresh.then(|| {
-            let share = expected.div_ceil(shards);
-            for g in &mut guards {
-                g.records.reserve(share + share / 8);
-            }
-            vec![0; shards]
-        });
-        V6Restorer {
-            pools: &self.pools,
+        V6Restorer(Replayer::new(
+            &self.pools,
             guards,
-            bulk,
-            report: V6RestoreReport {
-                bulk: fresh,
-                ..V6RestoreReport::default()
-            },
-            finished: false,
-        }
+            fresh,
+            expected,
+            |g, n| g.records.reserve(n),
+            finish_bulk,
+        ))
     }
 }
 
@@ -136,47 +101,28 @@ impl V6Restorer<'_> {
     /// [`V6Restorer::add`] for a borrowed record: in bulk it allocates nothing per record
     /// (the record is copied into the shard's slab).
     pub fn add_ref(&mut self, shard: usize, lease: V6LeaseRef<'_>) -> Result<(), V6BindError> {
-        assert!(shard < self.guards.len(), "shard {shard} out of range");
-        if let Some(versions) = &mut self.bulk {
-            let place = self.pools.place(lease.resource);
-            versions[shard] = versions[shard].max(lease.version);
-            self.guards[shard]
-                .records
-                .push_unindexed(&NewRecord::of(&lease, place));
-            self.report.added += 1;
-            return Ok(());
+        if !self.0.is_bulk() {
+            assert!(shard < self.0.guards.len(), "shard {shard} out of range");
+            return self
+                .0
+                .one(|guards, pools| restore_one(guards, pools, shard, &lease));
         }
-        let result = restore_one(&mut self.guards[..], self.pools, shard, &lease);
-        match result {
-            Ok(()) => self.report.added += 1,
-            Err(_) => self.report.refused += 1,
-        }
-        result
+        self.0.push(shard, lease.version, |g, pools| {
+            let place = pools.place(lease.resource);
+            g.records.push_unindexed(&NewRecord::of(&lease, place));
+        });
+        Ok(())
     }
 
     /// Puts every record in place and releases the shards.
     pub fn finish(mut self) -> V6RestoreReport {
-        self.complete();
-        self.report
-    }
-
-    fn complete(&mut self) {
-        if self.finished {
-            return;
-        }
-        self.finished = true;
-        if let Some(versions) = self.bulk.take() {
-            let refused = finish_bulk(&versions, &mut self.guards, self.pools);
-            self.report.added -= refused;
-            self.report.refused += refused;
-        }
-        self.report.records = self.guards.iter().map(|g| g.records.len() as u64).sum();
+        self.0.complete(|g| g.records.len())
     }
 }
 
 impl Drop for V6Restorer<'_> {
     fn drop(&mut self) {
-        self.complete();
+        self.0.complete(|g| g.records.len());
     }
 }
 
