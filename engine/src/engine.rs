@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Tried};
 use crate::common;
 use crate::error::{AllocError, BindError, Result};
 use crate::ident::ClientKey;
@@ -14,15 +15,8 @@ use crate::shard::{Avail, FreeSet, Shard, Term};
 #[cfg(test)]
 mod tests;
 
-/// Expired records an operation reclaims on its way in: keeps expiry moving even if the
-/// caller's `reclaim` timer lags, at a bounded cost.
-const LAZY_RECLAIM: usize = 4;
-/// Expired records a shard reclaims before it borrows from a sibling.
-const EXHAUSTED_RECLAIM: usize = 1024;
 /// Most free addresses one borrow takes from a sibling.
 const BORROW_CHUNK: u64 = 64;
-/// Borrows one offer may make before giving up (only reached if siblings race it).
-const MAX_BORROWS: u32 = 8;
 
 /// A DISCOVER to answer with an OFFER.
 #[derive(Clone, Copy, Debug)]
@@ -74,26 +68,7 @@ pub struct PoolStats {
     pub declined: u64,
 }
 
-/// What one locked pass of an offer decided.
-enum Step {
-    Done(u32),
-    /// Fetch this dynamic address from whichever sibling has it free, then try again.
-    Fetch {
-        pool: PoolId,
-        off: u32,
-        reserved: bool,
-    },
-    /// Nothing free here in any candidate pool: borrow from a sibling, then try again.
-    Borrow,
-}
-
-/// Remote work an offer has already tried, so that it is tried once.
-#[derive(Default)]
-struct Tried {
-    reserved: bool,
-    requested: bool,
-    borrows: u32,
-}
+type Step = choose::Step<u32, PoolId, u32>;
 
 /// In-memory DHCPv4 lease state, sharded across worker cores.
 ///
@@ -236,102 +211,21 @@ impl Engine {
     }
 
     fn offer_step(&self, g: &mut Shard, req: &OfferRequest<'_>, now: Time, tried: &Tried) -> Step {
-        g.reclaim(now, LAZY_RECLAIM);
-        let client = req.client;
         let term = Term {
             state: LeaseState::Offered,
             starts: now,
             expires: now.saturating_add(u64::from(self.offer_hold)),
         };
-        // Offers `addr` if the client may have it; an existing binding stays as it is.
-        let take = |g: &mut Shard, addr: u32, place: Place, avail: Avail| -> Option<Step> {
-            match avail {
-                Avail::Own if g.state(addr) == Some(LeaseState::Bound) => {}
-                Avail::Own | Avail::Free => {
-                    g.hold(addr, place, client, req.info, term);
-                }
-                _ => return None,
-            }
-            Some(Step::Done(addr))
-        };
-        let in_candidates = |place: Place| matches!(place, Place::Dynamic { pool, .. } if req.pools.contains(&pool));
-
-        // 1. The reservation is authoritative: the server decided it is this client's.
-        if let Some(reserved) = req.reserved {
-            let addr = u32::from(reserved);
-            let place = self.pools.place(addr);
-            let avail = match g.availability(addr, place, client, now) {
-                // Only a fixed address can be taken back; a dynamic one (a reservation the
-                // server forgot to exclude) follows the ownership rules like any other.
-                Avail::HeldByOther if matches!(place, Place::Fixed { .. }) => Avail::Free,
-                Avail::Elsewhere if !tried.reserved => {
-                    if let Place::Dynamic { pool, off } = place {
-                        return Step::Fetch {
-                            pool,
-                            off,
-                            reserved: true,
-                        };
-                    }
-                    Avail::Elsewhere
-                }
-                avail => avail,
-            };
-            if let Some(step) = take(g, addr, place, avail) {
-                return step;
-            }
-        }
-
-        // 2. The client's own record: same address again (RFC 2131 §4.3.1). An offer whose
-        // hold has passed is gone, whether or not `reclaim` has reached it yet.
-        if let Some(addr) = g.client_addr(client) {
-            g.expire_if_due(addr, now);
-        }
-        if let Some(addr) = g.client_addr(client) {
-            let place = self.pools.place(addr);
-            if in_candidates(place) {
-                let avail = g.availability(addr, place, client, now);
-                if let Some(step) = take(g, addr, place, avail) {
-                    return step;
-                }
-            }
-        }
-
-        // 3. The requested address.
-        if let Some(requested) = req.requested {
-            let addr = u32::from(requested);
-            let place = self.pools.place(addr);
-            if in_candidates(place) {
-                let avail = g.availability(addr, place, client, now);
-                if avail == Avail::Elsewhere
-                    && !tried.requested
-                    && let Place::Dynamic { pool, off } = place
-                {
-                    return Step::Fetch {
-                        pool,
-                        off,
-                        reserved: false,
-                    };
-                }
-                if let Some(step) = take(g, addr, place, avail) {
-                    return step;
-                }
-            }
-        }
-
-        // 4. The next free address, pools in order of preference.
-        for round in 0..2 {
-            for &pool in req.pools {
-                if let Some(off) = g.next_free(pool) {
-                    let addr = self.pools.addr(pool, off);
-                    g.hold(addr, Place::Dynamic { pool, off }, client, req.info, term);
-                    return Step::Done(addr);
-                }
-            }
-            if round == 0 && g.reclaim(now, EXHAUSTED_RECLAIM) == 0 {
-                break;
-            }
-        }
-        Step::Borrow
+        choose::step(
+            &Offering {
+                engine: self,
+                req,
+                term,
+            },
+            g,
+            now,
+            tried,
+        )
     }
 
     /// Moves `off` of `pool` from whichever sibling has it free into `shard`'s free set.
@@ -576,6 +470,71 @@ impl Engine {
             }
         }
         stats
+    }
+}
+
+/// An offer, as [`choose::step`] sees it.
+struct Offering<'e, 'r> {
+    engine: &'e Engine,
+    req: &'r OfferRequest<'r>,
+    term: Term,
+}
+
+impl choose::Offer for Offering<'_, '_> {
+    type Shard = Shard;
+    type Res = u32;
+    type Place = Place;
+    type Pool = PoolId;
+    type Off = u32;
+    type Done = u32;
+
+    fn reserved(&self) -> Option<u32> {
+        self.req.reserved.map(u32::from)
+    }
+    fn requested(&self) -> Option<u32> {
+        self.req.requested.map(u32::from)
+    }
+    fn pools(&self) -> &[PoolId] {
+        self.req.pools
+    }
+    fn place(&self, addr: u32) -> Place {
+        self.engine.pools.place(addr)
+    }
+    fn dynamic(place: Place) -> Option<(PoolId, u32)> {
+        match place {
+            Place::Dynamic { pool, off } => Some((pool, off)),
+            Place::Fixed { .. } => None,
+        }
+    }
+    fn in_candidates(&self, place: Place) -> bool {
+        matches!(place, Place::Dynamic { pool, .. } if self.req.pools.contains(&pool))
+    }
+    fn reclaim(g: &mut Shard, now: Time, budget: usize) -> usize {
+        g.reclaim(now, budget)
+    }
+    fn client_res(&self, g: &Shard) -> Option<u32> {
+        g.client_addr(self.req.client)
+    }
+    fn expire_if_due(g: &mut Shard, addr: u32, now: Time) {
+        g.expire_if_due(addr, now);
+    }
+    fn state(g: &Shard, addr: u32) -> Option<LeaseState> {
+        g.state(addr)
+    }
+    fn availability(&self, g: &mut Shard, addr: u32, place: Place, now: Time) -> Avail {
+        g.availability(addr, place, self.req.client, now)
+    }
+    fn hold(&self, g: &mut Shard, addr: u32, place: Place) -> u32 {
+        g.hold(addr, place, self.req.client, self.req.info, self.term);
+        addr
+    }
+    fn own(&self, _: &Shard, addr: u32) -> u32 {
+        addr
+    }
+    fn hold_next_free(&self, g: &mut Shard, pool: PoolId) -> Option<u32> {
+        let off = g.next_free(pool)?;
+        let addr = self.engine.pools.addr(pool, off);
+        Some(self.hold(g, addr, Place::Dynamic { pool, off }))
     }
 }
 

@@ -99,6 +99,7 @@
 //! # Ok::<(), lessor_engine::Error>(())
 //! ```
 
+mod choose;
 mod common;
 mod engine;
 mod error;

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Tried};
 use crate::common;
 use crate::lease::{EventKind, LeaseState, Time};
 
@@ -14,15 +15,8 @@ use super::pools::{Place, Pools, V6EngineConfig, V6PoolId};
 use super::shard::{Avail, Give, Part, Shard, Term};
 use super::space::{DENSE_MAX, Space};
 
-/// Expired records an operation reclaims on its way in: keeps expiry moving even if the
-/// caller's `reclaim` timer lags, at a bounded cost.
-const LAZY_RECLAIM: usize = 4;
-/// Expired records a shard reclaims before it borrows from a sibling.
-const EXHAUSTED_RECLAIM: usize = 1024;
 /// Most free resources one borrow takes from a sibling.
 const BORROW_CHUNK: u64 = 64;
-/// Borrows one solicit may make before giving up (only reached if siblings race it).
-const MAX_BORROWS: u32 = 8;
 /// Remembered (Released/Expired) records a pool keeps per shard beyond its held ones.
 const REMEMBER_MIN: u64 = 4096;
 
@@ -92,25 +86,7 @@ impl Default for Tuning {
 }
 
 /// What one locked pass of a solicit decided.
-enum Step {
-    Done(V6LeaseView),
-    /// Fetch this dynamic resource from whichever sibling has it free, then try again.
-    Fetch {
-        pool: V6PoolId,
-        off: u128,
-        reserved: bool,
-    },
-    /// Nothing free here in any candidate pool: borrow from a sibling, then try again.
-    Borrow,
-}
-
-/// Remote work a solicit has already tried, so that it is tried once.
-#[derive(Default)]
-struct Tried {
-    reserved: bool,
-    hint: bool,
-    borrows: u32,
-}
+type Step = choose::Step<V6LeaseView, V6PoolId, u128>;
 
 /// In-memory DHCPv6 lease state (IA_NA addresses and IA_PD prefixes), sharded across worker
 /// cores like v4's [`Engine`](crate::Engine).
@@ -274,7 +250,7 @@ impl V6Engine {
                     if reserved {
                         tried.reserved = true;
                     } else {
-                        tried.hint = true;
+                        tried.requested = true;
                     }
                     self.fetch(shard, pool, off, now);
                 }
@@ -295,108 +271,22 @@ impl V6Engine {
         now: Time,
         tried: &Tried,
     ) -> Step {
-        g.reclaim(now, LAZY_RECLAIM);
-        let client = req.client;
         let term = Term {
             state: LeaseState::Offered,
             starts: now,
             preferred: 0,
             expires: now.saturating_add(u64::from(self.offer_hold)),
         };
-        // Advertises `res` if the IA may have it; an existing binding stays as it is.
-        let take = |g: &mut Shard, res: Resource, place: Place, avail: Avail| -> Option<Step> {
-            match avail {
-                Avail::Own if g.state(res) == Some(LeaseState::Bound) => {}
-                Avail::Own | Avail::Free => {
-                    g.hold(res, place, client, term);
-                }
-                _ => return None,
-            }
-            let idx = g.records.find(res)?;
-            Some(Step::Done(g.records.view(idx)))
-        };
-        let in_candidates = |place: Place| {
-            matches!(place, Place::Dynamic { pool, .. }
-                if req.pools.contains(&pool) && self.fits(pool, client))
-        };
-
-        // 1. The reservation is authoritative: the server decided it is this IA's.
-        if let Some(reserved) = req.reserved {
-            let place = self.pools.place(reserved);
-            let avail = match g.availability(reserved, place, client, now) {
-                // Only a fixed resource can be taken back; a dynamic one (a reservation the
-                // server forgot to exclude) follows the ownership rules like any other.
-                Avail::HeldByOther if matches!(place, Place::Fixed { .. }) => Avail::Free,
-                Avail::Elsewhere if !tried.reserved => {
-                    if let Place::Dynamic { pool, off } = place {
-                        return Step::Fetch {
-                            pool,
-                            off,
-                            reserved: true,
-                        };
-                    }
-                    Avail::Elsewhere
-                }
-                avail => avail,
-            };
-            if let Some(step) = take(g, reserved, place, avail) {
-                return step;
-            }
-        }
-
-        // 2. The IA's own record: the same resource again. An advertise whose hold has
-        // passed is gone, whether or not `reclaim` has reached it yet.
-        if let Some(res) = g.client_res(client) {
-            g.expire_if_due(res, now);
-        }
-        if let Some(res) = g.client_res(client) {
-            let place = self.pools.place(res);
-            if in_candidates(place) {
-                let avail = g.availability(res, place, client, now);
-                if let Some(step) = take(g, res, place, avail) {
-                    return step;
-                }
-            }
-        }
-
-        // 3. The hint.
-        if let Some(hint) = req.hint {
-            let place = self.pools.place(hint);
-            if in_candidates(place) {
-                let avail = g.availability(hint, place, client, now);
-                if avail == Avail::Elsewhere
-                    && !tried.hint
-                    && let Place::Dynamic { pool, off } = place
-                {
-                    return Step::Fetch {
-                        pool,
-                        off,
-                        reserved: false,
-                    };
-                }
-                if let Some(step) = take(g, hint, place, avail) {
-                    return step;
-                }
-            }
-        }
-
-        // 4. A free resource, pools in order of preference.
-        for round in 0..2 {
-            for &pool in req.pools {
-                if !self.fits(pool, client) {
-                    continue;
-                }
-                if let Some(off) = g.next_free(&self.pools, pool, client) {
-                    let res = self.pools.resource(pool, off);
-                    let (_, idx) = g.hold(res, Place::Dynamic { pool, off }, client, term);
-                    return Step::Done(g.records.view(idx));
-                }
-            }
-            if round == 0 && g.reclaim(now, EXHAUSTED_RECLAIM) == 0 {
-                break;
-            }
-        }
-        Step::Borrow
+        choose::step(
+            &Soliciting {
+                engine: self,
+                req,
+                term,
+            },
+            g,
+            now,
+            tried,
+        )
     }
 
     /// Moves `off` of `pool` from whichever sibling has it free into `shard`'s space; else
@@ -650,5 +540,75 @@ impl V6Engine {
             }
         }
         stats
+    }
+}
+
+/// A solicit, as [`choose::step`] sees it.
+struct Soliciting<'e, 'r> {
+    engine: &'e V6Engine,
+    req: &'r SolicitRequest<'r>,
+    term: Term,
+}
+
+impl choose::Offer for Soliciting<'_, '_> {
+    type Shard = Shard;
+    type Res = Resource;
+    type Place = Place;
+    type Pool = V6PoolId;
+    type Off = u128;
+    type Done = V6LeaseView;
+
+    fn reserved(&self) -> Option<Resource> {
+        self.req.reserved
+    }
+    fn requested(&self) -> Option<Resource> {
+        self.req.hint
+    }
+    fn pools(&self) -> &[V6PoolId] {
+        self.req.pools
+    }
+    fn place(&self, res: Resource) -> Place {
+        self.engine.pools.place(res)
+    }
+    fn dynamic(place: Place) -> Option<(V6PoolId, u128)> {
+        match place {
+            Place::Dynamic { pool, off } => Some((pool, off)),
+            Place::Fixed { .. } => None,
+        }
+    }
+    fn in_candidates(&self, place: Place) -> bool {
+        matches!(place, Place::Dynamic { pool, .. }
+            if self.req.pools.contains(&pool) && self.engine.fits(pool, self.req.client))
+    }
+    fn reclaim(g: &mut Shard, now: Time, budget: usize) -> usize {
+        g.reclaim(now, budget)
+    }
+    fn client_res(&self, g: &Shard) -> Option<Resource> {
+        g.client_res(self.req.client)
+    }
+    fn expire_if_due(g: &mut Shard, res: Resource, now: Time) {
+        g.expire_if_due(res, now);
+    }
+    fn state(g: &Shard, res: Resource) -> Option<LeaseState> {
+        g.state(res)
+    }
+    fn availability(&self, g: &mut Shard, res: Resource, place: Place, now: Time) -> Avail {
+        g.availability(res, place, self.req.client, now)
+    }
+    fn hold(&self, g: &mut Shard, res: Resource, place: Place) -> V6LeaseView {
+        let (_, idx) = g.hold(res, place, self.req.client, self.term);
+        g.records.view(idx)
+    }
+    fn own(&self, g: &Shard, res: Resource) -> V6LeaseView {
+        let idx = g.records.find(res).expect("the client's own record");
+        g.records.view(idx)
+    }
+    fn hold_next_free(&self, g: &mut Shard, pool: V6PoolId) -> Option<V6LeaseView> {
+        if !self.engine.fits(pool, self.req.client) {
+            return None;
+        }
+        let off = g.next_free(&self.engine.pools, pool, self.req.client)?;
+        let res = self.engine.pools.resource(pool, off);
+        Some(self.hold(g, res, Place::Dynamic { pool, off }))
     }
 }
