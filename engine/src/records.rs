@@ -119,6 +119,12 @@ impl slots::Slot for Slot {
     fn res(&self) -> u32 {
         self.addr
     }
+    fn state(&self) -> LeaseState {
+        self.state
+    }
+    fn starts(&self) -> u32 {
+        self.starts
+    }
 
     /// `layout` holds the first address of each pool, for the offsets of dynamic addresses.
     fn place(&self, firsts: &Box<[u32]>) -> Place {

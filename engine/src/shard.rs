@@ -19,15 +19,15 @@ use std::net::Ipv4Addr;
 
 use roaring::RoaringBitmap;
 
-use crate::common::Sharded;
 use crate::common::slot::clamp;
+use crate::common::{self, Sharded};
 use crate::grow::MinHeap;
 use crate::ident::ClientKey;
 use crate::lease::{
     EventKind, Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseState, LeaseView, Time,
 };
 use crate::pools::{Place, PoolId};
-use crate::records::{NewRecord, Records};
+use crate::records::{NewRecord, Records, Slot};
 use crate::slots::Slot as _;
 
 pub(crate) use crate::common::{Avail, Claim, Counts, current_rank, is_held};
@@ -499,22 +499,7 @@ impl Shard {
 
     /// RELEASE: the client's binding at `addr` becomes Released (remembered for it).
     pub(crate) fn release(&mut self, addr: u32, client: &ClientKey, now: Time) -> bool {
-        self.expire_if_due(addr, now);
-        let Some(idx) = self.records.find(addr) else {
-            return false;
-        };
-        let slot = self.records.slot(idx);
-        if self.records.key(idx) != client.as_bytes() || slot.state != LeaseState::Bound {
-            return false;
-        }
-        let term = Term {
-            state: LeaseState::Released,
-            starts: Time::from(slot.starts),
-            expires: now,
-        };
-        self.set_term(idx, term);
-        self.emit_current(EventKind::Released, idx);
-        true
+        common::release(self, addr, client.as_bytes(), now)
     }
 
     /// DECLINE: the client's offer or binding at `addr` is quarantined until `until`.
@@ -525,26 +510,7 @@ impl Shard {
         now: Time,
         until: Time,
     ) -> bool {
-        self.expire_if_due(addr, now);
-        let Some(idx) = self.records.find(addr) else {
-            return false;
-        };
-        if self.records.key(idx) != client.as_bytes()
-            || !matches!(
-                self.records.slot(idx).state,
-                LeaseState::Offered | LeaseState::Bound
-            )
-        {
-            return false;
-        }
-        let term = Term {
-            state: LeaseState::Declined,
-            starts: now,
-            expires: until,
-        };
-        self.set_term(idx, term);
-        self.emit_current(EventKind::Declined, idx);
-        true
+        common::decline(self, addr, client.as_bytes(), now, until)
     }
 
     /// Takes offset `off` of `pool` (address `addr`) out of this shard's free set for a
@@ -700,5 +666,25 @@ impl Shard {
     /// The address of a record, for messages.
     pub(crate) fn addr_of(&self, idx: u32) -> Ipv4Addr {
         Ipv4Addr::from(self.records.slot(idx).addr)
+    }
+}
+
+impl common::Ends for Shard {
+    type Slot = Slot;
+
+    fn records(&self) -> &Records {
+        &self.records
+    }
+    fn expire_if_due(&mut self, addr: u32, now: Time) {
+        Shard::expire_if_due(self, addr, now);
+    }
+    fn end(&mut self, idx: u32, state: LeaseState, starts: Time, expires: Time, kind: EventKind) {
+        let term = Term {
+            state,
+            starts,
+            expires,
+        };
+        self.set_term(idx, term);
+        self.emit_current(kind, idx);
     }
 }

@@ -21,6 +21,7 @@ use hashbrown::DefaultHashBuilder;
 
 use crate::common::slot::{COMPACT_MIN, KIND_MASK, KIND_VACANT, NONE, UNIT};
 use crate::grow::{IndexTable, Slab};
+use crate::lease::LeaseState;
 
 /// A family's record slot, as the shared record code sees it.
 pub(crate) trait Slot: Copy + Debug {
@@ -43,6 +44,9 @@ pub(crate) trait Slot: Copy + Debug {
     fn extra(&self) -> u32;
     fn extra_mut(&mut self) -> &mut u32;
     fn res(&self) -> Self::Res;
+    fn state(&self) -> LeaseState;
+    /// When the record's current state began, as the slot keeps it.
+    fn starts(&self) -> u32;
     fn place(&self, layout: &Self::Layout) -> Self::Place;
     /// The client key's bytes.
     fn key<'a>(&'a self, arena: &'a Arena) -> &'a [u8];

@@ -147,6 +147,12 @@ impl slots::Slot for Slot {
     fn res(&self) -> Resource {
         self.resource()
     }
+    fn state(&self) -> LeaseState {
+        self.state
+    }
+    fn starts(&self) -> u32 {
+        self.starts
+    }
 
     /// `layout` holds `(first, shift)` of each pool, for the offsets of dynamic resources.
     fn place(&self, layout: &Box<[(u128, u32)]>) -> Place {

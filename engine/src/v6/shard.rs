@@ -22,14 +22,14 @@ use std::hash::BuildHasher;
 
 use hashbrown::DefaultHashBuilder;
 
-use crate::common::Sharded;
 use crate::common::slot::clamp;
+use crate::common::{self, Sharded};
 use crate::lease::{EventKind, LeaseState, Time};
 
 use super::key::{IaKey, Resource};
 use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
 use super::pools::{Place, Pools, V6PoolId};
-use super::records::{List, NewRecord, Records};
+use super::records::{List, NewRecord, Records, Slot};
 use super::space::{Lent, Space};
 use crate::slots::Slot as _;
 
@@ -499,23 +499,7 @@ impl Shard {
 
     /// RELEASE: the IA's binding of `res` becomes Released (remembered for it).
     pub(crate) fn release(&mut self, res: Resource, client: &IaKey, now: Time) -> bool {
-        self.expire_if_due(res, now);
-        let Some(idx) = self.records.find(res) else {
-            return false;
-        };
-        let slot = *self.records.slot(idx);
-        if self.records.key(idx) != client.as_bytes() || slot.state != LeaseState::Bound {
-            return false;
-        }
-        let term = Term {
-            state: LeaseState::Released,
-            starts: Time::from(slot.starts),
-            preferred: 0,
-            expires: now,
-        };
-        self.set_term(idx, term);
-        self.emit_current(EventKind::Released, idx);
-        true
+        common::release(self, res, client.as_bytes(), now)
     }
 
     /// DECLINE: the IA's advertise or binding of `res` is quarantined until `until`.
@@ -526,27 +510,7 @@ impl Shard {
         now: Time,
         until: Time,
     ) -> bool {
-        self.expire_if_due(res, now);
-        let Some(idx) = self.records.find(res) else {
-            return false;
-        };
-        if self.records.key(idx) != client.as_bytes()
-            || !matches!(
-                self.records.slot(idx).state,
-                LeaseState::Offered | LeaseState::Bound
-            )
-        {
-            return false;
-        }
-        let term = Term {
-            state: LeaseState::Declined,
-            starts: now,
-            preferred: 0,
-            expires: until,
-        };
-        self.set_term(idx, term);
-        self.emit_current(EventKind::Declined, idx);
-        true
+        common::decline(self, res, client.as_bytes(), now, until)
     }
 
     /// Gives offset `off` of `pool` (resource `res`) up for a sibling if it is free here (a
@@ -747,5 +711,26 @@ impl<'a> NewRecord<'a> {
             expires: lease.expires,
             version: lease.version,
         }
+    }
+}
+
+impl common::Ends for Shard {
+    type Slot = Slot;
+
+    fn records(&self) -> &Records {
+        &self.records
+    }
+    fn expire_if_due(&mut self, res: Resource, now: Time) {
+        Shard::expire_if_due(self, res, now);
+    }
+    fn end(&mut self, idx: u32, state: LeaseState, starts: Time, expires: Time, kind: EventKind) {
+        let term = Term {
+            state,
+            starts,
+            preferred: 0,
+            expires,
+        };
+        self.set_term(idx, term);
+        self.emit_current(kind, idx);
     }
 }
