@@ -1,8 +1,10 @@
 //! What `load` and `load6` share: the plan of a run, the worker loop, the per-second progress
 //! and the report's common parts.
 //!
-//! A generator supplies its protocol as a [`LoadWorker`] (take replies, start an exchange,
-//! expire the late ones, send); [`drive`] runs it on the clock (open loop) or at a fixed number
+//! A generator supplies its protocol as an [`Exchange`] (take replies and move each client to
+//! its next phase, start an exchange, count a drop, send) over the clients' [`Slots`], which
+//! keep what every family's client has (phase, sequence number, times) and the deadlines;
+//! [`drive`] runs it on the clock (open loop) or at a fixed number
 //! in flight (closed loop) and sleeps in `poll` when there is nothing to do; [`launch`] starts
 //! the workers together, and [`Running::seconds`] folds their reports into one line per second.
 //! The JSON field names stay each generator's own: only the figures behind them are shared.
@@ -201,58 +203,221 @@ pub(crate) fn worker_port(base: u16, w: usize) -> anyhow::Result<u16> {
         .context("local ports run past 65535")
 }
 
-/// Takes the next idle client of a worker in turn, counting the busy ones passed over;
-/// `None` if every client is busy. `idle` is the phase of a client between exchanges.
-pub(crate) fn next_idle(
-    state: &[u8],
-    idle: u8,
-    next: &mut u32,
-    busy_skips: &mut u64,
-) -> Option<usize> {
-    let n = state.len() as u32;
-    for _ in 0..n {
-        let l = *next as usize;
-        *next = if *next + 1 == n { 0 } else { *next + 1 };
-        if state[l] == idle {
-            return Some(l);
-        }
-        *busy_skips += 1;
-    }
-    None
-}
-
 /// An exchange's deadline; stale once the client moved on (another sequence number or phase
 /// start).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Deadline {
-    pub(crate) at: u64,
-    pub(crate) local: u32,
-    pub(crate) seq: u8,
+struct Deadline {
+    at: u64,
+    local: u32,
+    seq: u8,
 }
 
-/// Pops the deadlines that passed by `now` (all of them with `force`) and returns the first
-/// client whose current exchange one of them ends; `None` once no more are due. A client's
-/// exchange is current while its sequence number and phase start (`t_phase`) are the
-/// deadline's.
-pub(crate) fn next_expired(
-    deadlines: &mut VecDeque<Deadline>,
-    seq: &[u8],
-    t_phase: &[u64],
-    timeout_ns: u64,
-    now: u64,
-    force: bool,
-) -> Option<usize> {
-    while let Some(&d) = deadlines.front() {
-        if d.at > now && !force {
-            break;
-        }
-        deadlines.pop_front();
-        let l = d.local as usize;
-        if seq[l] == d.seq && t_phase[l] + timeout_ns == d.at {
-            return Some(l);
+/// A client's phase in its family's exchange; `Default` is idle (between exchanges).
+pub(crate) trait Phase: Copy + Eq + Default + Send + 'static {}
+
+/// One client of a worker: what the driver keeps of every client, and the family's own state.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Client<P, S> {
+    pub(crate) phase: P,
+    /// Sequence number of the client's current request (part of its transaction id).
+    pub(crate) seq: u8,
+    /// When the exchange started, and when its current phase did.
+    pub(crate) t_start: u64,
+    pub(crate) t_phase: u64,
+    pub(crate) st: S,
+}
+
+/// A worker's clients and the driver's bookkeeping of them: deadlines, exchanges in flight,
+/// the latencies of the current second and the schedule lag.
+///
+/// Clients live in one `Vec` reserved up front and filled as they are first used (they are
+/// taken in turn from 0), so a run touches only the pages of the clients it uses.
+#[derive(Debug)]
+pub(crate) struct Slots<P, S> {
+    pub(crate) id: u32,
+    pub(crate) plan: Plan,
+    clients: Vec<Client<P, S>>,
+    /// Clients this worker owns.
+    count: u32,
+    next_local: u32,
+    deadlines: VecDeque<Deadline>,
+    active: usize,
+    max_active: usize,
+    /// Generator state for [`Plan::roll`].
+    pub(crate) rng: u64,
+    /// Latency of the exchanges completed since the last progress tick.
+    tick: Histogram<u64>,
+    /// Open loop: how late each exchange started against its due time.
+    lag: Histogram<u64>,
+}
+
+impl<P: Phase, S: Default> Slots<P, S> {
+    /// Worker `id`'s clients; `phases` requests of an exchange may await a reply at once (see
+    /// [`Plan::deadline_capacity`]).
+    pub(crate) fn new(id: u32, plan: Plan, three_phases: bool) -> Self {
+        Slots {
+            id,
+            plan,
+            clients: Vec::with_capacity(plan.local_clients(id) as usize),
+            count: plan.local_clients(id),
+            next_local: 0,
+            deadlines: VecDeque::with_capacity(plan.deadline_capacity(three_phases)),
+            active: 0,
+            max_active: plan.max_active(id),
+            rng: Plan::rng_seed(id),
+            tick: histogram(),
+            lag: histogram(),
         }
     }
-    None
+
+    /// The client number of local client `l`.
+    pub(crate) fn number(&self, l: usize) -> u32 {
+        l as u32 * self.plan.workers + self.id
+    }
+
+    /// The local index of client number `client`, if this worker owns it.
+    pub(crate) fn local(&self, client: u32) -> Option<usize> {
+        (client < self.plan.clients && client % self.plan.workers == self.id)
+            .then(|| (client / self.plan.workers) as usize)
+    }
+
+    /// Local client `l` (one this worker owns), created idle if never used yet.
+    pub(crate) fn get(&mut self, l: usize) -> &mut Client<P, S> {
+        while self.clients.len() <= l {
+            self.clients.push(Client::default());
+        }
+        &mut self.clients[l]
+    }
+
+    /// Takes the next idle client in turn, counting the busy ones passed over; `None` if
+    /// every client is busy. The exchange starts at `now`.
+    pub(crate) fn start(&mut self, now: u64, busy_skips: &mut u64) -> Option<usize> {
+        let n = self.count;
+        for _ in 0..n {
+            let l = self.next_local as usize;
+            self.next_local = if self.next_local + 1 == n {
+                0
+            } else {
+                self.next_local + 1
+            };
+            let c = self.get(l);
+            if c.phase == P::default() {
+                c.t_start = now;
+                self.active += 1;
+                return Some(l);
+            }
+            *busy_skips += 1;
+        }
+        None
+    }
+
+    /// Advances the client's sequence number (a request that awaits no reply).
+    pub(crate) fn next_seq(&mut self, l: usize) -> u8 {
+        let c = &mut self.clients[l];
+        c.seq = c.seq.wrapping_add(1);
+        c.seq
+    }
+
+    /// The client sends its next request and waits for its reply in `phase` until the timeout.
+    pub(crate) fn enter(&mut self, l: usize, phase: P, now: u64) {
+        let seq = self.next_seq(l);
+        let c = &mut self.clients[l];
+        c.phase = phase;
+        c.t_phase = now;
+        self.deadlines.push_back(Deadline {
+            at: now + self.plan.timeout_ns,
+            local: l as u32,
+            seq,
+        });
+    }
+
+    /// The client's exchange ended: it is idle again.
+    pub(crate) fn finish(&mut self, l: usize) {
+        self.clients[l].phase = P::default();
+        self.active -= 1;
+    }
+
+    /// An exchange completed `took` nanoseconds after it started (for the progress lines).
+    pub(crate) fn completed(&mut self, took: u64) {
+        self.tick.saturating_record(took);
+    }
+
+    /// Pops the deadlines that passed by `now` (all of them with `force`) and returns the
+    /// first client, with its phase, whose current exchange one of them ends; `None` once no
+    /// more are due. A client's exchange is current while its sequence number and phase start
+    /// are the deadline's and it is not idle.
+    pub(crate) fn next_expired(&mut self, now: u64, force: bool) -> Option<(usize, P)> {
+        while let Some(&d) = self.deadlines.front() {
+            if d.at > now && !force {
+                break;
+            }
+            self.deadlines.pop_front();
+            let l = d.local as usize;
+            let c = &self.clients[l];
+            if c.seq == d.seq && c.t_phase + self.plan.timeout_ns == d.at && c.phase != P::default()
+            {
+                return Some((l, c.phase));
+            }
+        }
+        None
+    }
+}
+
+/// A family's side of a worker: its socket, its counters and histograms, and the exchange
+/// state machine over the clients' [`Slots`] (build the next request for a client, take a
+/// reply and move the client to its next phase). [`drive`] runs it.
+pub(crate) trait Exchange: Send + 'static {
+    type Phase: Phase;
+    /// The family's own state of a client.
+    type State: Default + Send + 'static;
+    type Counters: Tally;
+    type Hists: Merge;
+    /// The socket `poll` waits on.
+    fn socket(&self) -> BorrowedFd<'_>;
+    /// Most exchanges one round starts (the send batch's capacity).
+    fn per_round(&self) -> usize;
+    /// Take the replies queued now, without blocking; returns how many.
+    fn receive(&mut self) -> anyhow::Result<usize>;
+    /// Advance the clients the `got` replies just received answer (counting them).
+    fn on_replies(
+        &mut self,
+        s: &mut Slots<Self::Phase, Self::State>,
+        got: usize,
+        now: u64,
+    ) -> anyhow::Result<()>;
+    /// Start an exchange for the next idle client; `false` if every client is busy.
+    fn start(&mut self, s: &mut Slots<Self::Phase, Self::State>, now: u64) -> anyhow::Result<bool>;
+    /// Count the drop of an exchange that timed out in `phase` (the driver then ends it).
+    fn dropped(&mut self, phase: Self::Phase);
+    /// Send what is queued; `true` if there was anything.
+    fn flush(&mut self) -> anyhow::Result<bool>;
+    fn counters(&self) -> Self::Counters;
+    fn into_hists(self) -> Self::Hists;
+}
+
+/// A worker as [`drive`] runs it: a family's exchange over its clients. It owns its socket,
+/// its clients and their state.
+#[derive(Debug)]
+pub(crate) struct Worker<E: Exchange> {
+    pub(crate) slots: Slots<E::Phase, E::State>,
+    pub(crate) ex: E,
+}
+
+impl<E: Exchange> Worker<E> {
+    /// Drop the exchanges whose deadline passed (all of them with `force`).
+    fn expire(&mut self, now: u64, force: bool) {
+        while let Some((l, phase)) = self.slots.next_expired(now, force) {
+            self.ex.dropped(phase);
+            self.slots.finish(l);
+        }
+    }
+
+    /// The latencies of the exchanges completed since the last call.
+    fn take_latency(&mut self) -> Histogram<u64> {
+        let h = self.slots.tick.clone();
+        self.slots.tick.reset();
+        h
+    }
 }
 
 /// One second's worth of a worker's progress.
@@ -268,40 +433,6 @@ pub(crate) struct Tick<C> {
     latency: Histogram<u64>,
     /// Largest schedule lag, nanoseconds.
     lag: u64,
-}
-
-/// A generator's worker, as [`drive`] runs it. It owns its socket, its clients and their state.
-pub(crate) trait LoadWorker: Send + 'static {
-    type Counters: Tally;
-    type Hists: Merge;
-    fn id(&self) -> u32;
-    fn plan(&self) -> &Plan;
-    /// The socket `poll` waits on.
-    fn socket(&self) -> BorrowedFd<'_>;
-    /// Most exchanges one round starts (the send batch's capacity).
-    fn per_round(&self) -> usize;
-    /// Take the replies queued now, without blocking; returns how many.
-    fn receive(&mut self) -> anyhow::Result<usize>;
-    /// Advance the clients the `got` replies just received answer (counting them).
-    fn on_replies(&mut self, got: usize, now: u64) -> anyhow::Result<()>;
-    /// Drop the exchanges whose deadline passed (all of them with `force`).
-    fn expire(&mut self, now: u64, force: bool);
-    /// The earliest deadline outstanding, if any.
-    fn next_deadline(&self) -> Option<u64>;
-    /// Exchanges in flight.
-    fn active(&self) -> usize;
-    /// Closed loop: exchanges this worker keeps in flight.
-    fn max_active(&self) -> usize;
-    /// Start an exchange for the next idle client; `false` if every client is busy.
-    fn start(&mut self, now: u64) -> anyhow::Result<bool>;
-    /// Open loop: an exchange started `lag` nanoseconds after it was due.
-    fn lagged(&mut self, lag: u64);
-    /// Send what is queued; `true` if there was anything.
-    fn flush(&mut self) -> anyhow::Result<bool>;
-    fn counters(&self) -> Self::Counters;
-    /// The latencies of the exchanges completed since the last call.
-    fn take_latency(&mut self) -> Histogram<u64>;
-    fn into_hists(self) -> Self::Hists;
 }
 
 /// Sleep in `poll` until a reply arrives on `sock` or `wake` comes. poll counts in
@@ -332,16 +463,16 @@ fn idle_until(sock: BorrowedFd<'_>, now: u64, wake: u64, precise: bool) {
 /// start new ones (on the clock in open loop, up to the worker's share in flight in closed
 /// loop), send, report each second; sleep when there is nothing to do. After the sending
 /// window it waits for the exchanges outstanding, at most 3 timeouts.
-fn drive<W: LoadWorker>(
-    mut w: W,
-    ticks: &Sender<Tick<W::Counters>>,
+fn drive<E: Exchange>(
+    mut w: Worker<E>,
+    ticks: &Sender<Tick<E::Counters>>,
     start: &StartLine,
-) -> Finished<W> {
+) -> Finished<E> {
     start.ready.wait();
     start.go.wait();
     let epoch = *start.epoch.get().context("no start time")?;
-    let plan = *w.plan();
-    let id = w.id();
+    let plan = w.slots.plan;
+    let id = w.slots.id;
     let end = plan.end_ns;
     let drain_end = end + 3 * plan.timeout_ns + 10_000_000;
     // Open loop: this worker's k-th exchange is due at offset + k * interval.
@@ -353,30 +484,33 @@ fn drive<W: LoadWorker>(
     };
     let due = |k: u64| (offset + k as f64 * interval) as u64;
     let mut due_k: u64 = 0;
-    let per_round = w.per_round();
+    let per_round = w.ex.per_round();
     let mut next_tick = SECOND_NS;
     let mut second = 1;
     // Largest schedule lag this second.
     let mut tick_lag = 0;
-    let tick = |w: &mut W, second: u64, last: bool, lag: u64| Tick {
+    let tick = |w: &mut Worker<E>, second: u64, last: bool, lag: u64| Tick {
         worker: id as usize,
         last,
         second,
-        counters: w.counters(),
-        active: if last { 0 } else { w.active() as u64 },
+        counters: w.ex.counters(),
+        active: if last { 0 } else { w.slots.active as u64 },
         latency: w.take_latency(),
         lag,
     };
     loop {
-        let got = w.receive()?;
+        let got = w.ex.receive()?;
         let now = epoch.elapsed().as_nanos() as u64;
-        w.on_replies(got, now)?;
+        w.ex.on_replies(&mut w.slots, got, now)?;
         w.expire(now, false);
 
         let mut started = 0;
         if now < end {
             if plan.rate == 0 {
-                while w.active() < w.max_active() && started < per_round && w.start(now)? {
+                while w.slots.active < w.slots.max_active
+                    && started < per_round
+                    && w.ex.start(&mut w.slots, now)?
+                {
                     started += 1;
                 }
             } else {
@@ -385,17 +519,17 @@ fn drive<W: LoadWorker>(
                     if due > now || started >= per_round {
                         break;
                     }
-                    w.lagged(now - due);
+                    w.slots.lag.saturating_record(now - due);
                     tick_lag = tick_lag.max(now - due);
                     due_k += 1;
                     // All clients busy (a tiny --clients): the slot is lost, not queued.
-                    if w.start(now)? {
+                    if w.ex.start(&mut w.slots, now)? {
                         started += 1;
                     }
                 }
             }
         }
-        let sent = w.flush()?;
+        let sent = w.ex.flush()?;
 
         if now >= next_tick {
             let _ = ticks.send(tick(&mut w, second, false, tick_lag));
@@ -403,13 +537,14 @@ fn drive<W: LoadWorker>(
             second += 1;
             next_tick += SECOND_NS;
         }
-        if now >= end && (w.active() == 0 || now >= drain_end) {
+        if now >= end && (w.slots.active == 0 || now >= drain_end) {
             break;
         }
         if got == 0 && !sent {
             let mut wake = next_tick.min(drain_end);
             let mut precise = false;
-            if let Some(at) = w.next_deadline() {
+            if let Some(d) = w.slots.deadlines.front() {
+                let at = d.at;
                 wake = wake.min(at);
             }
             if now < end {
@@ -419,21 +554,25 @@ fn drive<W: LoadWorker>(
                     if due <= wake {
                         (wake, precise) = (due, true);
                     }
-                } else if w.active() < w.max_active() {
+                } else if w.slots.active < w.slots.max_active {
                     (wake, precise) = (now, true);
                 }
             }
-            idle_until(w.socket(), now, wake, precise);
+            idle_until(w.ex.socket(), now, wake, precise);
         }
     }
     w.expire(u64::MAX, true);
     // The last partial second, so the per-second series adds up to the totals.
     let _ = ticks.send(tick(&mut w, second, true, tick_lag));
-    Ok((w.counters(), w.into_hists()))
+    Ok((w.ex.counters(), w.ex.into_hists(), w.slots.lag))
 }
 
-/// What a worker hands back at the end: its counters and histograms.
-type Finished<W> = anyhow::Result<(<W as LoadWorker>::Counters, <W as LoadWorker>::Hists)>;
+/// What a worker hands back at the end: its counters, histograms and schedule lag.
+type Finished<E> = anyhow::Result<(
+    <E as Exchange>::Counters,
+    <E as Exchange>::Hists,
+    Histogram<u64>,
+)>;
 
 /// Where the workers wait until all are ready, so that the clock starts for all at once
 /// (after sockets, arrays and pinning are done).
@@ -446,19 +585,19 @@ struct StartLine {
 
 /// A run whose workers have started.
 #[derive(Debug)]
-pub(crate) struct Running<W: LoadWorker> {
-    handles: Vec<JoinHandle<Finished<W>>>,
-    ticks: Receiver<Tick<W::Counters>>,
+pub(crate) struct Running<E: Exchange> {
+    handles: Vec<JoinHandle<Finished<E>>>,
+    ticks: Receiver<Tick<E::Counters>>,
     epoch: Instant,
 }
 
 /// Starts one thread per worker (named `name-k`, pinned to the cores the process may use in
 /// turn unless `no_pin`) and the clock once every one is ready.
-pub(crate) fn launch<W: LoadWorker>(
+pub(crate) fn launch<E: Exchange>(
     name: &str,
-    workers: Vec<W>,
+    workers: Vec<Worker<E>>,
     no_pin: bool,
-) -> anyhow::Result<Running<W>> {
+) -> anyhow::Result<Running<E>> {
     let cores = if no_pin {
         Vec::new()
     } else {
@@ -525,25 +664,27 @@ struct Pending<C> {
 pub(crate) struct Totals<C, H> {
     pub(crate) counters: C,
     pub(crate) hists: H,
+    /// Open loop: how late each exchange started against its due time.
+    pub(crate) lag: Histogram<u64>,
     /// From the start to the last worker's end.
     pub(crate) seconds: f64,
 }
 
-impl<W: LoadWorker> Running<W> {
+impl<E: Exchange> Running<E> {
     /// Collects the workers' reports until all have finished: one second once every worker
     /// has reported it (or has finished), made by `make` from the counters' difference and
     /// printed on stderr as `line` unless `quiet`.
     pub(crate) fn seconds<S>(
         &self,
         quiet: bool,
-        mut make: impl FnMut(u64, &W::Counters, &SecondFigures) -> S,
+        mut make: impl FnMut(u64, &E::Counters, &SecondFigures) -> S,
         line: impl Fn(&S) -> String,
     ) -> Vec<S> {
         let workers = self.handles.len();
-        let mut pending: std::collections::BTreeMap<u64, Pending<W::Counters>> =
+        let mut pending: std::collections::BTreeMap<u64, Pending<E::Counters>> =
             std::collections::BTreeMap::new();
-        let mut finals: Vec<Option<(u64, W::Counters)>> = vec![None; workers];
-        let mut prev = W::Counters::default();
+        let mut finals: Vec<Option<(u64, E::Counters)>> = vec![None; workers];
+        let mut prev = E::Counters::default();
         let mut out = Vec::new();
         for t in self.ticks.iter() {
             let e = pending.entry(t.second).or_insert_with(|| Pending {
@@ -562,7 +703,7 @@ impl<W: LoadWorker> Running<W> {
             while let Some(entry) = pending.first_entry() {
                 let sec = *entry.key();
                 let p = entry.get();
-                let mut sum = W::Counters::default();
+                let mut sum = E::Counters::default();
                 let mut complete = true;
                 for (got, fin) in p.got.iter().zip(&finals) {
                     match (got, fin) {
@@ -597,19 +738,22 @@ impl<W: LoadWorker> Running<W> {
     }
 
     /// Waits for the workers and adds up what they did.
-    pub(crate) fn join(self) -> anyhow::Result<Totals<W::Counters, W::Hists>> {
-        let mut counters = W::Counters::default();
-        let mut hists = W::Hists::default();
+    pub(crate) fn join(self) -> anyhow::Result<Totals<E::Counters, E::Hists>> {
+        let mut counters = E::Counters::default();
+        let mut hists = E::Hists::default();
+        let mut lag = histogram();
         for h in self.handles {
-            let (c, hs) = h
+            let (c, hs, l) = h
                 .join()
                 .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
             counters.add(&c);
             hists.merge(&hs);
+            let _ = lag.add(&l);
         }
         Ok(Totals {
             counters,
             hists,
+            lag,
             seconds: self.epoch.elapsed().as_secs_f64(),
         })
     }
@@ -855,14 +999,43 @@ mod tests {
         assert!(Plan::new(3, 100, 0, 2, 1.0, 1000).is_err());
     }
 
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    enum TestPhase {
+        #[default]
+        Idle,
+        Busy,
+    }
+    impl Phase for TestPhase {}
+
     #[test]
     fn idle_clients_in_turn() {
-        let state = [0, 1, 0];
-        let (mut next, mut skips) = (1, 0);
-        assert_eq!(next_idle(&state, 0, &mut next, &mut skips), Some(2));
-        assert_eq!(next_idle(&state, 0, &mut next, &mut skips), Some(0));
-        assert_eq!(next_idle(&state, 0, &mut next, &mut skips), Some(2));
+        let plan = Plan::new(1, 3, 0, 1, 1.0, 1000).expect("valid");
+        let mut s: Slots<TestPhase, ()> = Slots::new(0, plan, false);
+        s.get(2);
+        s.get(1).phase = TestPhase::Busy;
+        s.next_local = 1;
+        let mut skips = 0;
+        assert_eq!(s.start(0, &mut skips), Some(2));
+        assert_eq!(s.start(0, &mut skips), Some(0));
+        assert_eq!(s.start(0, &mut skips), Some(2));
         assert_eq!(skips, 2);
-        assert_eq!(next_idle(&[1, 1], 0, &mut next, &mut skips), None);
+        let plan = Plan::new(1, 2, 0, 1, 1.0, 1000).expect("valid");
+        let mut s: Slots<TestPhase, ()> = Slots::new(0, plan, false);
+        s.get(0).phase = TestPhase::Busy;
+        s.get(1).phase = TestPhase::Busy;
+        assert_eq!(s.start(0, &mut skips), None);
+    }
+
+    #[test]
+    fn a_deadline_ends_only_the_current_phase() {
+        let plan = Plan::new(1, 2, 0, 1, 1.0, 1).expect("valid");
+        let mut s: Slots<TestPhase, ()> = Slots::new(0, plan, false);
+        let l = s.start(0, &mut 0).expect("idle");
+        s.enter(l, TestPhase::Busy, 0);
+        s.enter(l, TestPhase::Busy, 10);
+        assert_eq!(s.next_expired(1_000_000, false), None);
+        assert_eq!(s.next_expired(1_000_010, false), Some((l, TestPhase::Busy)));
+        s.finish(l);
+        assert_eq!(s.active, 0);
     }
 }

@@ -12,19 +12,17 @@
 //! its own). That loop, the start of the workers and the per-second progress are
 //! [`crate::load_common`]'s, shared with `load6`; this module is the DHCPv4 exchange.
 //!
-//! Per-client state lives in flat arrays indexed by the client's number within its worker, and
-//! the xid carries that number (low 24 bits) and a per-client sequence number (high 8 bits), so
-//! a reply finds its client without a lookup and a late reply to an earlier exchange is told
-//! apart from the current one. The arrays are zero-allocated, so a run touches only the pages
-//! of the clients it uses. Packets are templates patched in place; the loop allocates nothing
-//! per packet.
+//! Per-client state lives in the worker's [`Slots`], indexed by the client's number within its
+//! worker, and the xid carries that number (low 24 bits) and a per-client sequence number (high
+//! 8 bits), so a reply finds its client without a lookup and a late reply to an earlier
+//! exchange is told apart from the current one. Packets are templates patched in place; the
+//! loop allocates nothing per packet.
 //!
 //! Correctness: every ACK's address is entered in a map address -> client shared by the
 //! workers (one atomic slot per address of 10.0.0.0/8); an address ACKed to a second client
 //! while the first still holds it (it neither released it nor was ACKed another address since)
 //! is a violation, and the run fails.
 
-use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
@@ -39,8 +37,8 @@ use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, V4SocketConfig};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, CpuMeter, Deadline, Drops, LoadWorker, MAX_CLIENTS, Merge, Percentiles, Plan, RECV_BUF,
-    RunReport, SOCKET_BUFFER, SecondFigures, counters, drops, histogram, pct,
+    self, CpuMeter, Drops, Exchange, MAX_CLIENTS, Merge, Percentiles, Phase, Plan, RECV_BUF,
+    RunReport, SOCKET_BUFFER, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
 };
 use crate::wire::{self, RequestKind, Template};
 
@@ -183,8 +181,6 @@ struct Hists {
     request_ack: Histogram<u64>,
     dora: Histogram<u64>,
     renew: Histogram<u64>,
-    /// Open loop: how late each DISCOVER left against its due time (the generator's own lag).
-    lag: Histogram<u64>,
 }
 
 impl Default for Hists {
@@ -194,7 +190,6 @@ impl Default for Hists {
             request_ack: histogram(),
             dora: histogram(),
             renew: histogram(),
-            lag: histogram(),
         }
     }
 }
@@ -206,7 +201,6 @@ impl Merge for Hists {
         let _ = self.request_ack.add(&o.request_ack);
         let _ = self.dora.add(&o.dora);
         let _ = self.renew.add(&o.renew);
-        let _ = self.lag.add(&o.lag);
     }
 }
 
@@ -277,12 +271,6 @@ impl Owners {
     }
 }
 
-/// Per-client phase.
-const IDLE: u8 = 0;
-const DISCOVERING: u8 = 1;
-const REQUESTING: u8 = 2;
-const RENEWING: u8 = 3;
-
 /// A worker's socket and its outgoing batch, with a template per request kind.
 struct Link {
     sock: V4Socket,
@@ -343,99 +331,96 @@ impl Link {
     }
 }
 
-struct Worker {
-    id: u32,
-    plan: Plan,
-    link: Link,
-    /// Per client (index = client number / workers).
-    state: Vec<u8>,
-    seq: Vec<u8>,
-    t_start: Vec<u64>,
-    t_phase: Vec<u64>,
-    addr: Vec<u32>,
-    server: Vec<u32>,
-    /// The address last ACKed to the client and not released (0: none).
-    bound: Vec<u32>,
-    next_local: u32,
-    deadlines: VecDeque<Deadline>,
-    active: usize,
-    max_active: usize,
-    c: Counters,
-    h: Hists,
-    tick_dora: Histogram<u64>,
-    owners: Arc<Owners>,
-    rng: u64,
+/// What the driver waits for from a client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Phase4 {
+    #[default]
+    Idle,
+    /// An OFFER to its DISCOVER.
+    Discovering,
+    /// An ACK or NAK to its SELECTING REQUEST.
+    Requesting,
+    /// An ACK or NAK to its RENEWING REQUEST.
+    Renewing,
 }
 
-impl std::fmt::Debug for Worker {
+impl Phase for Phase4 {}
+
+/// A client's DHCPv4 state.
+#[derive(Clone, Copy, Debug, Default)]
+struct State4 {
+    /// The address offered, then ACKed.
+    addr: u32,
+    /// The server id it requests from.
+    server: u32,
+    /// The address last ACKed to the client and not released (0: none).
+    bound: u32,
+}
+
+type Slots4 = Slots<Phase4, State4>;
+
+/// The DHCPv4 exchange of one worker.
+struct Dora {
+    link: Link,
+    c: Counters,
+    h: Hists,
+    owners: Arc<Owners>,
+}
+
+impl std::fmt::Debug for Dora {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
-            .field("id", &self.id)
-            .field("active", &self.active)
+        f.debug_struct("Dora")
+            .field("link", &self.link)
             .finish_non_exhaustive()
     }
 }
 
-impl Worker {
-    fn client(&self, local: u32) -> u32 {
-        local * self.plan.workers + self.id
-    }
+/// The xid of the client's current request: its sequence number, then its number.
+fn xid(s: &mut Slots4, l: usize) -> u32 {
+    (u32::from(s.get(l).seq) << 24) | s.number(l)
+}
 
-    /// Advance the client's sequence number and return the xid of its next request.
-    fn next_xid(&mut self, l: usize) -> u32 {
-        self.seq[l] = self.seq[l].wrapping_add(1);
-        (u32::from(self.seq[l]) << 24) | self.client(l as u32)
-    }
-
-    fn enter(&mut self, l: usize, phase: u8, now: u64) {
-        self.state[l] = phase;
-        self.t_phase[l] = now;
-        self.deadlines.push_back(Deadline {
-            at: now + self.plan.timeout_ns,
-            local: l as u32,
-            seq: self.seq[l],
-        });
-    }
-
-    fn finish(&mut self, l: usize) {
-        self.state[l] = IDLE;
-        self.active -= 1;
-    }
-
-    fn on_datagram(&mut self, r: Option<wire::Reply>, now: u64) -> anyhow::Result<()> {
+impl Dora {
+    fn on_datagram(
+        &mut self,
+        s: &mut Slots4,
+        r: Option<wire::Reply>,
+        now: u64,
+    ) -> anyhow::Result<()> {
         let Some(r) = r else {
             self.c.garbage += 1;
             return Ok(());
         };
         let client = r.xid & (MAX_CLIENTS - 1);
         let seq = (r.xid >> 24) as u8;
-        if client >= self.plan.clients || client % self.plan.workers != self.id {
+        let Some(l) = s.local(client) else {
             self.c.foreign += 1;
             return Ok(());
-        }
+        };
         if r.mac != wire::mac(client) {
             self.c.garbage += 1;
             return Ok(());
         }
-        let l = (client / self.plan.workers) as usize;
+        let end_ns = s.plan.end_ns;
+        let cl = s.get(l);
         if r.kind == wire::ACK && r.yiaddr != 0 {
             // Every ACK counts for correctness, late ones included: the server did bind. A
             // client moved to another address no longer holds its old one (a server may then
             // give that to someone else).
-            let old = std::mem::replace(&mut self.bound[l], r.yiaddr);
+            let old = std::mem::replace(&mut cl.st.bound, r.yiaddr);
             if old != 0 && old != r.yiaddr {
                 self.owners.release(old, client);
             }
             self.owners.ack(r.yiaddr, client, &mut self.c);
         }
-        let phase = self.state[l];
-        if phase == IDLE || self.seq[l] != seq {
+        let phase = cl.phase;
+        if phase == Phase4::Idle || cl.seq != seq {
             self.c.late += 1;
             return Ok(());
         }
-        let took = now.saturating_sub(self.t_phase[l]);
+        let took = now.saturating_sub(cl.t_phase);
         match (phase, r.kind) {
-            (DISCOVERING, wire::OFFER) => {
+            (Phase4::Discovering, wire::OFFER) => {
                 self.c.offers += 1;
                 self.h.discover_offer.saturating_record(took);
                 let server_id = if r.server_id == 0 {
@@ -444,41 +429,41 @@ impl Worker {
                 } else {
                     r.server_id
                 };
-                self.addr[l] = r.yiaddr;
-                self.server[l] = server_id;
-                let xid = self.next_xid(l);
-                self.enter(l, REQUESTING, now);
+                cl.st.addr = r.yiaddr;
+                cl.st.server = server_id;
+                s.enter(l, Phase4::Requesting, now);
                 self.c.requests += 1;
+                let xid = xid(s, l);
                 self.link
                     .queue(RequestKind::Select, xid, client, 0, r.yiaddr, server_id)?;
             }
-            (REQUESTING, wire::ACK) => {
+            (Phase4::Requesting, wire::ACK) => {
                 self.c.acks += 1;
-                if now < self.plan.end_ns {
+                if now < end_ns {
                     self.c.acks_in_window += 1;
                 }
-                if r.yiaddr != self.addr[l] {
+                if r.yiaddr != cl.st.addr {
                     self.c.ack_other_address += 1;
-                    self.addr[l] = r.yiaddr;
+                    cl.st.addr = r.yiaddr;
                 }
                 self.h.request_ack.saturating_record(took);
-                let dora = now.saturating_sub(self.t_start[l]);
+                let dora = now.saturating_sub(cl.t_start);
                 self.h.dora.saturating_record(dora);
-                self.tick_dora.saturating_record(dora);
-                self.after_dora(l, client, now)?;
+                s.completed(dora);
+                self.after_dora(s, l, client, now)?;
             }
-            (REQUESTING, wire::NAK) => {
+            (Phase4::Requesting, wire::NAK) => {
                 self.c.naks += 1;
-                self.finish(l);
+                s.finish(l);
             }
-            (RENEWING, wire::ACK) => {
+            (Phase4::Renewing, wire::ACK) => {
                 self.c.renew_acks += 1;
                 self.h.renew.saturating_record(took);
-                self.finish(l);
+                s.finish(l);
             }
-            (RENEWING, wire::NAK) => {
+            (Phase4::Renewing, wire::NAK) => {
                 self.c.renew_naks += 1;
-                self.finish(l);
+                s.finish(l);
             }
             _ => self.c.unexpected += 1,
         }
@@ -486,42 +471,43 @@ impl Worker {
     }
 
     /// The client is bound: renew, release or rest, as the mix says.
-    fn after_dora(&mut self, l: usize, client: u32, now: u64) -> anyhow::Result<()> {
-        let roll = self.plan.roll(&mut self.rng);
-        let addr = self.addr[l];
-        if roll < self.plan.renew_pct {
-            let xid = self.next_xid(l);
-            self.enter(l, RENEWING, now);
+    fn after_dora(
+        &mut self,
+        s: &mut Slots4,
+        l: usize,
+        client: u32,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        let roll = s.plan.roll(&mut s.rng);
+        let st = s.get(l).st;
+        if roll < s.plan.renew_pct {
+            s.enter(l, Phase4::Renewing, now);
             self.c.renews += 1;
+            let xid = xid(s, l);
             self.link
-                .queue(RequestKind::Renew, xid, client, addr, 0, 0)?;
-        } else if roll < self.plan.renew_pct.saturating_add(self.plan.release_pct) {
+                .queue(RequestKind::Renew, xid, client, st.addr, 0, 0)?;
+        } else if roll < s.plan.renew_pct.saturating_add(s.plan.release_pct) {
             // Cleared before the RELEASE leaves: from then on the server may give it away.
-            self.owners.release(addr, client);
-            self.bound[l] = 0;
-            let xid = self.next_xid(l);
+            self.owners.release(st.addr, client);
+            s.get(l).st.bound = 0;
+            s.next_seq(l);
             self.c.releases += 1;
+            let xid = xid(s, l);
             self.link
-                .queue(RequestKind::Release, xid, client, addr, 0, self.server[l])?;
-            self.finish(l);
+                .queue(RequestKind::Release, xid, client, st.addr, 0, st.server)?;
+            s.finish(l);
         } else {
-            self.finish(l);
+            s.finish(l);
         }
         Ok(())
     }
 }
 
-impl LoadWorker for Worker {
+impl Exchange for Dora {
+    type Phase = Phase4;
+    type State = State4;
     type Counters = Counters;
     type Hists = Hists;
-
-    fn id(&self) -> u32 {
-        self.id
-    }
-
-    fn plan(&self) -> &Plan {
-        &self.plan
-    }
 
     fn socket(&self) -> BorrowedFd<'_> {
         self.link.sock.as_fd()
@@ -538,70 +524,35 @@ impl LoadWorker for Worker {
             .context("receiving replies")
     }
 
-    fn on_replies(&mut self, got: usize, now: u64) -> anyhow::Result<()> {
+    fn on_replies(&mut self, s: &mut Slots4, got: usize, now: u64) -> anyhow::Result<()> {
         self.c.received += got as u64;
         for i in 0..got {
             let reply = wire::parse_reply(self.link.rx.get(i).0);
-            self.on_datagram(reply, now)?;
+            self.on_datagram(s, reply, now)?;
         }
         Ok(())
     }
 
-    /// Drop the exchanges whose deadline passed (all of them with `force`).
-    fn expire(&mut self, now: u64, force: bool) {
-        while let Some(l) = load_common::next_expired(
-            &mut self.deadlines,
-            &self.seq,
-            &self.t_phase,
-            self.plan.timeout_ns,
-            now,
-            force,
-        ) {
-            match self.state[l] {
-                DISCOVERING => self.c.do_drops += 1,
-                REQUESTING => self.c.ra_drops += 1,
-                RENEWING => self.c.renew_drops += 1,
-                _ => continue,
-            }
-            self.finish(l);
-        }
-    }
-
-    fn next_deadline(&self) -> Option<u64> {
-        self.deadlines.front().map(|d| d.at)
-    }
-
-    fn active(&self) -> usize {
-        self.active
-    }
-
-    fn max_active(&self) -> usize {
-        self.max_active
-    }
-
-    /// Start a DORA for the next idle client; `false` if every client is busy.
-    fn start(&mut self, now: u64) -> anyhow::Result<bool> {
-        let Some(l) = load_common::next_idle(
-            &self.state,
-            IDLE,
-            &mut self.next_local,
-            &mut self.c.busy_skips,
-        ) else {
+    /// Start a DORA for the next idle client.
+    fn start(&mut self, s: &mut Slots4, now: u64) -> anyhow::Result<bool> {
+        let Some(l) = s.start(now, &mut self.c.busy_skips) else {
             return Ok(false);
         };
-        let xid = self.next_xid(l);
-        self.t_start[l] = now;
-        self.enter(l, DISCOVERING, now);
-        self.active += 1;
+        s.enter(l, Phase4::Discovering, now);
         self.c.discovers += 1;
-        let client = self.client(l as u32);
+        let xid = xid(s, l);
         self.link
-            .queue(RequestKind::Discover, xid, client, 0, 0, 0)?;
+            .queue(RequestKind::Discover, xid, s.number(l), 0, 0, 0)?;
         Ok(true)
     }
 
-    fn lagged(&mut self, lag: u64) {
-        self.h.lag.saturating_record(lag);
+    fn dropped(&mut self, phase: Phase4) {
+        match phase {
+            Phase4::Discovering => self.c.do_drops += 1,
+            Phase4::Requesting => self.c.ra_drops += 1,
+            Phase4::Renewing => self.c.renew_drops += 1,
+            Phase4::Idle => {}
+        }
     }
 
     fn flush(&mut self) -> anyhow::Result<bool> {
@@ -615,17 +566,10 @@ impl LoadWorker for Worker {
         self.c
     }
 
-    fn take_latency(&mut self) -> Histogram<u64> {
-        let h = self.tick_dora.clone();
-        self.tick_dora.reset();
-        h
-    }
-
     fn into_hists(self) -> Hists {
         self.h
     }
 }
-
 #[derive(Debug, Serialize)]
 struct Latencies {
     discover_offer: Percentiles,
@@ -778,7 +722,6 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
     let mut workers = Vec::with_capacity(a.workers);
     for (w, sock) in socks.into_iter().enumerate() {
         let id = w as u32;
-        let n = plan.local_clients(id) as usize;
         let link = Link {
             sock,
             to: SendMeta {
@@ -797,26 +740,14 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
             send_errors: 0,
         };
         workers.push(Worker {
-            id,
-            plan,
-            link,
-            state: vec![0; n],
-            seq: vec![0; n],
-            t_start: vec![0; n],
-            t_phase: vec![0; n],
-            addr: vec![0; n],
-            server: vec![0; n],
-            bound: vec![0; n],
-            next_local: 0,
             // A RELEASE awaits no reply: only a renewal is a third phase.
-            deadlines: VecDeque::with_capacity(plan.deadline_capacity(plan.renew_pct > 0)),
-            active: 0,
-            max_active: plan.max_active(id),
-            c: Counters::default(),
-            h: Hists::default(),
-            tick_dora: histogram(),
-            owners: owners.clone(),
-            rng: Plan::rng_seed(id),
+            slots: Slots::new(id, plan, plan.renew_pct > 0),
+            ex: Dora {
+                link,
+                c: Counters::default(),
+                h: Hists::default(),
+                owners: owners.clone(),
+            },
         });
     }
     let running = load_common::launch("load", workers, a.no_pin)?;
@@ -856,7 +787,7 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
             dora: Percentiles::of(&hists.dora),
             renew: Percentiles::of(&hists.renew),
         },
-        schedule_lag_us: (a.rate > 0).then(|| Percentiles::of(&hists.lag)),
+        schedule_lag_us: (a.rate > 0).then(|| Percentiles::of(&done.lag)),
         packets_per_s: (sent + total.received) as f64 / done.seconds,
         load_cpu_us_per_dora,
         server_cpu_us_per_dora,

@@ -7,8 +7,7 @@
 //! with a RELAY-REPL to the source address and port. An exchange is SOLICIT, ADVERTISE,
 //! REQUEST, REPLY (or SOLICIT with Rapid Commit, REPLY), optionally followed by a RENEW or a
 //! RELEASE and its REPLY. Each worker owns one socket (its own port), the clients `n` with
-//! `n % workers == k` and all their state, in flat zero-allocated arrays indexed by `n /
-//! workers`. A reply finds its client by the peer-address the server echoes (it encodes `n`),
+//! `n % workers == k` and all their state, in its [`Slots`] indexed by `n / workers`. A reply finds its client by the peer-address the server echoes (it encodes `n`),
 //! and the 24-bit transaction id carries a per-client sequence number in its high byte, so a
 //! late reply to an earlier exchange is told from the current one. The server's DUID (needed in
 //! REQUEST, RENEW and RELEASE) is kept once per worker in a small table, each client holding an
@@ -23,7 +22,7 @@
 //! first holds it (it has neither released it, nor been granted another one in that IA, nor
 //! been told NoBinding since) is a violation, and the run fails.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -37,8 +36,8 @@ use lessor_net::{RecvBatch6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, CpuMeter, Deadline, Drops, LoadWorker, Merge, Percentiles, Plan, RECV_BUF, RunReport,
-    SOCKET_BUFFER, SecondFigures, counters, drops, histogram, pct,
+    self, CpuMeter, Drops, Exchange, Merge, Percentiles, Phase, Plan, RECV_BUF, RunReport,
+    SOCKET_BUFFER, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
 
@@ -252,7 +251,6 @@ struct Hists {
     exchange: Histogram<u64>,
     renew: Histogram<u64>,
     release: Histogram<u64>,
-    lag: Histogram<u64>,
 }
 
 impl Default for Hists {
@@ -263,7 +261,6 @@ impl Default for Hists {
             exchange: histogram(),
             renew: histogram(),
             release: histogram(),
-            lag: histogram(),
         }
     }
 }
@@ -276,7 +273,6 @@ impl Merge for Hists {
         let _ = self.exchange.add(&o.exchange);
         let _ = self.renew.add(&o.renew);
         let _ = self.release.add(&o.release);
-        let _ = self.lag.add(&o.lag);
     }
 }
 
@@ -415,13 +411,6 @@ impl Owners6 {
     }
 }
 
-/// Per-client phase.
-const IDLE: u8 = 0;
-const SOLICITING: u8 = 1;
-const REQUESTING: u8 = 2;
-const RENEWING: u8 = 3;
-const RELEASING: u8 = 4;
-
 /// A worker's socket, batches and request builder.
 struct Link {
     sock: V6Socket,
@@ -467,89 +456,83 @@ impl Link {
     }
 }
 
-struct Worker {
-    id: u32,
-    plan: Plan,
+/// What the driver waits for from a client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Phase6 {
+    #[default]
+    Idle,
+    /// An ADVERTISE (or, with Rapid Commit, a REPLY) to its SOLICIT.
+    Soliciting,
+    /// The REPLY to its REQUEST.
+    Requesting,
+    /// The REPLY to its RENEW.
+    Renewing,
+    /// The REPLY to its RELEASE.
+    Releasing,
+}
+
+impl Phase for Phase6 {}
+
+/// A client's DHCPv6 state.
+#[derive(Clone, Copy, Debug, Default)]
+struct State6 {
+    /// Index into the worker's server table of the server that advertised.
+    server: u8,
+    /// The address and prefix advertised, then granted (0: none).
+    na: u128,
+    pd: u128,
+    pd_len: u8,
+    /// What the client holds for the correctness map (0: nothing).
+    na_held: u128,
+    pd_held: u128,
+}
+
+type Slots6 = Slots<Phase6, State6>;
+
+/// The DHCPv6 exchange of one worker.
+struct Sarr {
     /// Which IAs every client asks for; whether SOLICITs carry Rapid Commit.
     ia: IaMode,
     rapid_commit: bool,
     link: Link,
-    /// Per client (index = client number / workers).
-    state: Vec<u8>,
-    seq: Vec<u8>,
-    /// Index into `servers` of the server that advertised.
-    server: Vec<u8>,
-    t_start: Vec<u64>,
-    t_phase: Vec<u64>,
-    /// The address and prefix advertised, then granted (0: none).
-    na: Vec<u128>,
-    pd: Vec<u128>,
-    pd_len: Vec<u8>,
-    /// What the client holds for the correctness map (0: nothing).
-    na_held: Vec<u128>,
-    pd_held: Vec<u128>,
     /// Server DUIDs seen, `servers[i].0[..servers[i].1]`.
     servers: Vec<([u8; MAX_DUID], u8)>,
-    next_local: u32,
-    deadlines: VecDeque<Deadline>,
-    active: usize,
-    max_active: usize,
     c: Counters6,
     h: Hists,
-    tick_exchange: Histogram<u64>,
     owners: Arc<Owners6>,
-    rng: u64,
 }
 
-impl std::fmt::Debug for Worker {
+impl std::fmt::Debug for Sarr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
-            .field("id", &self.id)
-            .field("active", &self.active)
+        f.debug_struct("Sarr")
+            .field("link", &self.link)
             .finish_non_exhaustive()
     }
 }
 
-impl Worker {
-    fn client(&self, local: u32) -> u32 {
-        local * self.plan.workers + self.id
-    }
+/// The transaction id of the client's current exchange: its sequence number, then the low 16
+/// bits of its number.
+fn xid(s: &mut Slots6, l: usize) -> u32 {
+    (u32::from(s.get(l).seq) << 16) | (s.number(l) & 0xffff)
+}
 
-    /// The transaction id of the client's current exchange: its sequence number, then the low
-    /// 16 bits of its number.
-    fn xid(&self, l: usize) -> u32 {
-        (u32::from(self.seq[l]) << 16) | (self.client(l as u32) & 0xffff)
-    }
-
-    fn enter(&mut self, l: usize, phase: u8, now: u64) {
-        self.seq[l] = self.seq[l].wrapping_add(1);
-        self.state[l] = phase;
-        self.t_phase[l] = now;
-        self.deadlines.push_back(Deadline {
-            at: now + self.plan.timeout_ns,
-            local: l as u32,
-            seq: self.seq[l],
-        });
-    }
-
-    fn finish(&mut self, l: usize) {
-        self.state[l] = IDLE;
-        self.active -= 1;
-    }
-
+impl Sarr {
     /// Queue the client's request of `kind` (the IA contents from its state).
-    fn send(&mut self, l: usize, kind: Kind, now: u64) -> anyhow::Result<()> {
+    fn send(&mut self, s: &mut Slots6, l: usize, kind: Kind, now: u64) -> anyhow::Result<()> {
         let ia = self.ia;
+        let xid = xid(s, l);
+        let client = s.number(l);
+        let c = s.get(l);
         let (na, pd) = match kind {
             Kind::Solicit => (0, (0, 0)),
-            _ => (self.na[l], (self.pd[l], self.pd_len[l])),
+            _ => (c.st.na, (c.st.pd, c.st.pd_len)),
         };
-        let server = usize::from(self.server[l]);
+        let server = usize::from(c.st.server);
         let req = Request {
             kind,
-            xid: self.xid(l),
-            client: self.client(l as u32),
-            elapsed_cs: ((now.saturating_sub(self.t_start[l])) / 10_000_000).min(0xffff) as u16,
+            xid,
+            client,
+            elapsed_cs: ((now.saturating_sub(c.t_start)) / 10_000_000).min(0xffff) as u16,
             rapid_commit: self.rapid_commit,
             na: ia.na().then_some(na),
             pd: ia.pd().then_some(pd),
@@ -595,7 +578,7 @@ impl Worker {
 
     /// Remember the server's DUID from an ADVERTISE or rapid REPLY; `false` if it has none or
     /// the table is full.
-    fn note_server(&mut self, l: usize, r: &wire6::Reply) -> bool {
+    fn note_server(&mut self, st: &mut State6, r: &wire6::Reply) -> bool {
         let id = r.server_id();
         if id.is_empty() {
             return false;
@@ -614,20 +597,16 @@ impl Worker {
             }
             None => return false,
         };
-        self.server[l] = i as u8;
+        st.server = i as u8;
         true
     }
 
     /// Enter the leases of a REPLY in the correctness map (before anything else: the server
     /// did grant them, even to an exchange that timed out), and take out a lease the REPLY
     /// says the client no longer has.
-    fn check_leases(&mut self, l: usize, client: u32, r: &wire6::Reply) {
+    fn check_leases(&mut self, st: &mut State6, client: u32, r: &wire6::Reply) {
         for (pd, ia) in [(false, &r.na), (true, &r.pd)] {
-            let held = if pd {
-                &mut self.pd_held[l]
-            } else {
-                &mut self.na_held[l]
-            };
+            let held = if pd { &mut st.pd_held } else { &mut st.na_held };
             if ia.granted() {
                 let old = std::mem::replace(held, ia.resource);
                 if old != 0 && old != ia.resource {
@@ -649,56 +628,70 @@ impl Worker {
     }
 
     /// The exchange completed with `r`'s leases: record, then renew, release or rest.
-    fn completed(&mut self, l: usize, r: &wire6::Reply, now: u64) -> anyhow::Result<()> {
+    fn completed(
+        &mut self,
+        s: &mut Slots6,
+        l: usize,
+        r: &wire6::Reply,
+        now: u64,
+    ) -> anyhow::Result<()> {
         let ia = self.ia;
-        if (ia.na() && r.na.resource != self.na[l])
-            || (ia.pd() && (r.pd.resource, r.pd.len) != (self.pd[l], self.pd_len[l]))
+        let end_ns = s.plan.end_ns;
+        let c = s.get(l);
+        if (ia.na() && r.na.resource != c.st.na)
+            || (ia.pd() && (r.pd.resource, r.pd.len) != (c.st.pd, c.st.pd_len))
         {
             self.c.reply_other_resource += 1;
         }
-        self.na[l] = r.na.resource;
-        self.pd[l] = r.pd.resource;
-        self.pd_len[l] = r.pd.len;
-        if now < self.plan.end_ns {
+        c.st.na = r.na.resource;
+        c.st.pd = r.pd.resource;
+        c.st.pd_len = r.pd.len;
+        if now < end_ns {
             self.c.completed_in_window += 1;
         }
-        let took = now.saturating_sub(self.t_start[l]);
+        let took = now.saturating_sub(c.t_start);
         self.h.exchange.saturating_record(took);
-        self.tick_exchange.saturating_record(took);
+        s.completed(took);
 
-        let roll = self.plan.roll(&mut self.rng);
-        if roll < self.plan.renew_pct {
-            self.enter(l, RENEWING, now);
+        let roll = s.plan.roll(&mut s.rng);
+        if roll < s.plan.renew_pct {
+            s.enter(l, Phase6::Renewing, now);
             self.c.renews += 1;
-            self.send(l, Kind::Renew, now)?;
-        } else if roll < self.plan.renew_pct.saturating_add(self.plan.release_pct) {
+            self.send(s, l, Kind::Renew, now)?;
+        } else if roll < s.plan.renew_pct.saturating_add(s.plan.release_pct) {
             // Cleared before the RELEASE leaves: from then on the server may give them away.
-            let client = self.client(l as u32);
-            for (pd, held) in [(false, &mut self.na_held[l]), (true, &mut self.pd_held[l])] {
+            let client = s.number(l);
+            let st = &mut s.get(l).st;
+            for (pd, held) in [(false, &mut st.na_held), (true, &mut st.pd_held)] {
                 if *held != 0 {
                     self.owners.release(pd, *held, client);
                     *held = 0;
                 }
             }
-            self.enter(l, RELEASING, now);
+            s.enter(l, Phase6::Releasing, now);
             self.c.releases += 1;
-            self.send(l, Kind::Release, now)?;
+            self.send(s, l, Kind::Release, now)?;
         } else {
-            self.finish(l);
+            s.finish(l);
         }
         Ok(())
     }
 
-    fn on_datagram(&mut self, r: Option<wire6::Reply>, now: u64) -> anyhow::Result<()> {
+    fn on_datagram(
+        &mut self,
+        s: &mut Slots6,
+        r: Option<wire6::Reply>,
+        now: u64,
+    ) -> anyhow::Result<()> {
         let Some(r) = r else {
             self.c.garbage += 1;
             return Ok(());
         };
         let client = r.client;
-        if client >= self.plan.clients || client % self.plan.workers != self.id {
+        let Some(l) = s.local(client) else {
             self.c.foreign += 1;
             return Ok(());
-        }
+        };
         if !r.duid_ok {
             self.c.wrong_duid += 1;
             return Ok(());
@@ -706,81 +699,82 @@ impl Worker {
         if !r.interface_id_ok {
             self.c.interface_id_missing += 1;
         }
-        let l = (client / self.plan.workers) as usize;
         if r.kind == wire6::REPLY {
-            self.check_leases(l, client, &r);
+            self.check_leases(&mut s.get(l).st, client, &r);
         }
-        let phase = self.state[l];
-        if phase == IDLE || r.xid != self.xid(l) {
+        let phase = s.get(l).phase;
+        if phase == Phase6::Idle || r.xid != xid(s, l) {
             self.c.late += 1;
             return Ok(());
         }
-        let took = now.saturating_sub(self.t_phase[l]);
+        let took = now.saturating_sub(s.get(l).t_phase);
         match (phase, r.kind) {
-            (SOLICITING, wire6::ADVERTISE) => {
+            (Phase6::Soliciting, wire6::ADVERTISE) => {
                 self.c.advertises += 1;
                 self.h.solicit_advertise.saturating_record(took);
                 if !self.grant(&r) {
                     self.c.advertise_refused += 1;
-                    self.finish(l);
+                    s.finish(l);
                     return Ok(());
                 }
-                if !self.note_server(l, &r) {
+                let st = &mut s.get(l).st;
+                if !self.note_server(st, &r) {
                     self.c.bad_server_id += 1;
-                    self.finish(l);
+                    s.finish(l);
                     return Ok(());
                 }
-                self.na[l] = r.na.resource;
-                self.pd[l] = r.pd.resource;
-                self.pd_len[l] = r.pd.len;
-                self.enter(l, REQUESTING, now);
+                st.na = r.na.resource;
+                st.pd = r.pd.resource;
+                st.pd_len = r.pd.len;
+                s.enter(l, Phase6::Requesting, now);
                 self.c.requests += 1;
-                self.send(l, Kind::Request, now)?;
+                self.send(s, l, Kind::Request, now)?;
             }
-            (SOLICITING, wire6::REPLY) if self.rapid_commit => {
+            (Phase6::Soliciting, wire6::REPLY) if self.rapid_commit => {
                 self.h.solicit_advertise.saturating_record(took);
-                match (self.grant(&r), self.note_server(l, &r)) {
+                let st = &mut s.get(l).st;
+                match (self.grant(&r), self.note_server(st, &r)) {
                     (true, true) => {
                         self.c.rapid_replies += 1;
                         // Nothing was advertised: the granted leases are what was asked for.
-                        self.na[l] = r.na.resource;
-                        self.pd[l] = r.pd.resource;
-                        self.pd_len[l] = r.pd.len;
-                        self.completed(l, &r, now)?;
+                        st.na = r.na.resource;
+                        st.pd = r.pd.resource;
+                        st.pd_len = r.pd.len;
+                        self.completed(s, l, &r, now)?;
                     }
                     (true, false) => {
                         self.c.bad_server_id += 1;
-                        self.finish(l);
+                        s.finish(l);
                     }
                     (false, _) => {
                         self.c.refused += 1;
-                        self.finish(l);
+                        s.finish(l);
                     }
                 }
             }
-            (REQUESTING, wire6::REPLY) => {
+            (Phase6::Requesting, wire6::REPLY) => {
                 self.h.request_reply.saturating_record(took);
                 if self.grant(&r) {
                     self.c.replies += 1;
-                    self.completed(l, &r, now)?;
+                    self.completed(s, l, &r, now)?;
                 } else {
                     self.c.refused += 1;
-                    self.finish(l);
+                    s.finish(l);
                 }
             }
-            (RENEWING, wire6::REPLY) => {
+            (Phase6::Renewing, wire6::REPLY) => {
                 self.h.renew.saturating_record(took);
                 if self.grant(&r) {
                     self.c.renew_replies += 1;
                 } else {
                     self.c.renew_refused += 1;
                 }
-                self.finish(l);
+                s.finish(l);
             }
-            (RELEASING, wire6::REPLY) => {
+            (Phase6::Releasing, wire6::REPLY) => {
                 self.h.release.saturating_record(took);
                 self.c.release_replies += 1;
-                self.finish(l);
+                s.finish(l);
             }
             _ => self.c.unexpected += 1,
         }
@@ -788,17 +782,11 @@ impl Worker {
     }
 }
 
-impl LoadWorker for Worker {
+impl Exchange for Sarr {
+    type Phase = Phase6;
+    type State = State6;
     type Counters = Counters6;
     type Hists = Hists;
-
-    fn id(&self) -> u32 {
-        self.id
-    }
-
-    fn plan(&self) -> &Plan {
-        &self.plan
-    }
 
     fn socket(&self) -> BorrowedFd<'_> {
         self.link.sock.as_fd()
@@ -815,68 +803,34 @@ impl LoadWorker for Worker {
             .context("receiving replies")
     }
 
-    fn on_replies(&mut self, got: usize, now: u64) -> anyhow::Result<()> {
+    fn on_replies(&mut self, s: &mut Slots6, got: usize, now: u64) -> anyhow::Result<()> {
         self.c.received += got as u64;
         for i in 0..got {
             let reply = wire6::parse_reply(self.link.rx.get(i).0, self.link.builder.relay());
-            self.on_datagram(reply, now)?;
+            self.on_datagram(s, reply, now)?;
         }
         Ok(())
     }
 
-    /// Drop the exchanges whose deadline passed (all of them with `force`).
-    fn expire(&mut self, now: u64, force: bool) {
-        while let Some(l) = load_common::next_expired(
-            &mut self.deadlines,
-            &self.seq,
-            &self.t_phase,
-            self.plan.timeout_ns,
-            now,
-            force,
-        ) {
-            match self.state[l] {
-                SOLICITING => self.c.sa_drops += 1,
-                REQUESTING => self.c.rr_drops += 1,
-                RENEWING => self.c.renew_drops += 1,
-                RELEASING => self.c.release_drops += 1,
-                _ => continue,
-            }
-            self.finish(l);
-        }
-    }
-
-    fn next_deadline(&self) -> Option<u64> {
-        self.deadlines.front().map(|d| d.at)
-    }
-
-    fn active(&self) -> usize {
-        self.active
-    }
-
-    fn max_active(&self) -> usize {
-        self.max_active
-    }
-
-    /// Start an exchange for the next idle client; `false` if every client is busy.
-    fn start(&mut self, now: u64) -> anyhow::Result<bool> {
-        let Some(l) = load_common::next_idle(
-            &self.state,
-            IDLE,
-            &mut self.next_local,
-            &mut self.c.busy_skips,
-        ) else {
+    /// Start a SOLICIT for the next idle client.
+    fn start(&mut self, s: &mut Slots6, now: u64) -> anyhow::Result<bool> {
+        let Some(l) = s.start(now, &mut self.c.busy_skips) else {
             return Ok(false);
         };
-        self.t_start[l] = now;
-        self.enter(l, SOLICITING, now);
-        self.active += 1;
+        s.enter(l, Phase6::Soliciting, now);
         self.c.solicits += 1;
-        self.send(l, Kind::Solicit, now)?;
+        self.send(s, l, Kind::Solicit, now)?;
         Ok(true)
     }
 
-    fn lagged(&mut self, lag: u64) {
-        self.h.lag.saturating_record(lag);
+    fn dropped(&mut self, phase: Phase6) {
+        match phase {
+            Phase6::Soliciting => self.c.sa_drops += 1,
+            Phase6::Requesting => self.c.rr_drops += 1,
+            Phase6::Renewing => self.c.renew_drops += 1,
+            Phase6::Releasing => self.c.release_drops += 1,
+            Phase6::Idle => {}
+        }
     }
 
     fn flush(&mut self) -> anyhow::Result<bool> {
@@ -888,12 +842,6 @@ impl LoadWorker for Worker {
 
     fn counters(&self) -> Counters6 {
         self.c
-    }
-
-    fn take_latency(&mut self) -> Histogram<u64> {
-        let h = self.tick_exchange.clone();
-        self.tick_exchange.reset();
-        h
     }
 
     fn into_hists(self) -> Hists {
@@ -1101,7 +1049,6 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
     let mut workers = Vec::with_capacity(a.workers);
     for (w, (port, sock)) in socks.into_iter().enumerate() {
         let id = w as u32;
-        let n = plan.local_clients(id) as usize;
         let relay = Relay {
             link_address: a.link_address,
             interface_id: interface_id.clone(),
@@ -1122,34 +1069,17 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             send_errors: 0,
         };
         workers.push(Worker {
-            id,
-            plan,
-            ia: a.ia,
-            rapid_commit: a.rapid_commit,
-            link,
-            state: vec![0; n],
-            seq: vec![0; n],
-            server: vec![0; n],
-            t_start: vec![0; n],
-            t_phase: vec![0; n],
-            na: vec![0; n],
-            pd: vec![0; n],
-            pd_len: vec![0; n],
-            na_held: vec![0; n],
-            pd_held: vec![0; n],
-            servers: Vec::with_capacity(MAX_SERVERS),
-            next_local: 0,
             // A RELEASE awaits its REPLY too.
-            deadlines: VecDeque::with_capacity(
-                plan.deadline_capacity(plan.renew_pct > 0 || plan.release_pct > 0),
-            ),
-            active: 0,
-            max_active: plan.max_active(id),
-            c: Counters6::default(),
-            h: Hists::default(),
-            tick_exchange: histogram(),
-            owners: owners.clone(),
-            rng: Plan::rng_seed(id),
+            slots: Slots::new(id, plan, plan.renew_pct > 0 || plan.release_pct > 0),
+            ex: Sarr {
+                ia: a.ia,
+                rapid_commit: a.rapid_commit,
+                link,
+                servers: Vec::with_capacity(MAX_SERVERS),
+                c: Counters6::default(),
+                h: Hists::default(),
+                owners: owners.clone(),
+            },
         });
     }
     let running = load_common::launch("load6", workers, a.no_pin)?;
@@ -1202,7 +1132,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             renew: Percentiles::of(&hists.renew),
             release: Percentiles::of(&hists.release),
         },
-        schedule_lag_us: (a.rate > 0).then(|| Percentiles::of(&hists.lag)),
+        schedule_lag_us: (a.rate > 0).then(|| Percentiles::of(&done.lag)),
         packets_per_s: (sent + total.received) as f64 / done.seconds,
         load_cpu_us_per_exchange,
         server_cpu_us_per_exchange,
