@@ -16,11 +16,13 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail, ensure};
 use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
+
+use crate::batch_socket::BatchSocket;
 
 /// Clients are numbered in 24 bits (the v4 xid's low bits, chaddr bytes 3..6, the v4
 /// correctness map's slot in 10.0.0.0/8).
@@ -363,6 +365,74 @@ impl<P: Phase, S: Default> Slots<P, S> {
     }
 }
 
+/// A worker's socket and its batches, and where its requests go.
+pub(crate) struct Link<S: BatchSocket> {
+    pub(crate) sock: S,
+    pub(crate) to: S::To,
+    rx: S::Rx,
+    tx: S::Tx,
+    /// Datagrams the kernel refused to send.
+    pub(crate) send_errors: u64,
+}
+
+impl<S: BatchSocket> std::fmt::Debug for Link<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: BatchSocket> Link<S> {
+    /// `sock` sending to `to`, `batch` datagrams per system call.
+    pub(crate) fn new(sock: S, to: S::To, batch: usize) -> anyhow::Result<Self> {
+        let (rx, tx) = S::batches(batch, RECV_BUF).context("batches")?;
+        Ok(Link {
+            sock,
+            to,
+            rx,
+            tx,
+            send_errors: 0,
+        })
+    }
+
+    /// Take the replies queued now, without blocking; returns how many.
+    fn receive(&mut self) -> anyhow::Result<usize> {
+        self.sock
+            .recv(&mut self.rx, false)
+            .context("receiving replies")
+    }
+
+    /// Reply `i` of those just received.
+    pub(crate) fn reply(&self, i: usize) -> &[u8] {
+        S::datagram(&self.rx, i)
+    }
+
+    /// Queue one request; sends the batch first when it is full.
+    pub(crate) fn queue(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        if !S::push(&mut self.tx, bytes, &self.to) {
+            self.send()?;
+            if !S::push(&mut self.tx, bytes, &self.to) {
+                bail!("a {}-byte request does not fit the send batch", bytes.len());
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> anyhow::Result<()> {
+        let report = self.sock.send(&mut self.tx).context("sending a batch")?;
+        self.send_errors += report.failed as u64;
+        Ok(())
+    }
+
+    /// Send what is queued; `true` if there was anything.
+    fn flush(&mut self) -> anyhow::Result<bool> {
+        let sent = !S::is_empty(&self.tx);
+        self.send()?;
+        Ok(sent)
+    }
+}
+
 /// A family's side of a worker: its socket, its counters and histograms, and the exchange
 /// state machine over the clients' [`Slots`] (build the next request for a client, take a
 /// reply and move the client to its next phase). [`drive`] runs it.
@@ -372,12 +442,8 @@ pub(crate) trait Exchange: Send + 'static {
     type State: Default + Send + 'static;
     type Counters: Tally;
     type Hists: Merge;
-    /// The socket `poll` waits on.
-    fn socket(&self) -> BorrowedFd<'_>;
-    /// Most exchanges one round starts (the send batch's capacity).
-    fn per_round(&self) -> usize;
-    /// Take the replies queued now, without blocking; returns how many.
-    fn receive(&mut self) -> anyhow::Result<usize>;
+    type Sock: BatchSocket;
+    fn link(&mut self) -> &mut Link<Self::Sock>;
     /// Advance the clients the `got` replies just received answer (counting them).
     fn on_replies(
         &mut self,
@@ -389,8 +455,6 @@ pub(crate) trait Exchange: Send + 'static {
     fn start(&mut self, s: &mut Slots<Self::Phase, Self::State>, now: u64) -> anyhow::Result<bool>;
     /// Count the drop of an exchange that timed out in `phase` (the driver then ends it).
     fn dropped(&mut self, phase: Self::Phase);
-    /// Send what is queued; `true` if there was anything.
-    fn flush(&mut self) -> anyhow::Result<bool>;
     fn counters(&self) -> Self::Counters;
     fn into_hists(self) -> Self::Hists;
 }
@@ -484,7 +548,7 @@ fn drive<E: Exchange>(
     };
     let due = |k: u64| (offset + k as f64 * interval) as u64;
     let mut due_k: u64 = 0;
-    let per_round = w.ex.per_round();
+    let per_round = <E::Sock as BatchSocket>::capacity(&w.ex.link().tx);
     let mut next_tick = SECOND_NS;
     let mut second = 1;
     // Largest schedule lag this second.
@@ -499,7 +563,7 @@ fn drive<E: Exchange>(
         lag,
     };
     loop {
-        let got = w.ex.receive()?;
+        let got = w.ex.link().receive()?;
         let now = epoch.elapsed().as_nanos() as u64;
         w.ex.on_replies(&mut w.slots, got, now)?;
         w.expire(now, false);
@@ -529,7 +593,7 @@ fn drive<E: Exchange>(
                 }
             }
         }
-        let sent = w.ex.flush()?;
+        let sent = w.ex.link().flush()?;
 
         if now >= next_tick {
             let _ = ticks.send(tick(&mut w, second, false, tick_lag));
@@ -558,7 +622,7 @@ fn drive<E: Exchange>(
                     (wake, precise) = (now, true);
                 }
             }
-            idle_until(w.ex.socket(), now, wake, precise);
+            idle_until(w.ex.link().sock.fd(), now, wake, precise);
         }
     }
     w.expire(u64::MAX, true);

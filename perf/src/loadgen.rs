@@ -24,7 +24,6 @@
 //! is a violation, and the run fails.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -33,12 +32,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
-use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, V4SocketConfig};
+use lessor_net::{SendMeta, V4Socket, V4SocketConfig};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, CpuMeter, Drops, Exchange, MAX_CLIENTS, Merge, Percentiles, Phase, Plan, RECV_BUF,
-    RunReport, SOCKET_BUFFER, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
+    self, CpuMeter, Drops, Exchange, Link, MAX_CLIENTS, Merge, Percentiles, Phase, Plan, RunReport,
+    SOCKET_BUFFER, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
 };
 use crate::wire::{self, RequestKind, Template};
 
@@ -271,63 +270,12 @@ impl Owners {
     }
 }
 
-/// A worker's socket and its outgoing batch, with a template per request kind.
-struct Link {
-    sock: V4Socket,
-    to: SendMeta,
-    rx: RecvBatch,
-    tx: SendBatch,
-    templates: [Template; 4],
-    send_errors: u64,
-}
-
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link")
-            .field("to", &self.to)
-            .finish_non_exhaustive()
-    }
-}
-
 fn template_index(kind: RequestKind) -> usize {
     match kind {
         RequestKind::Discover => 0,
         RequestKind::Select => 1,
         RequestKind::Renew => 2,
         RequestKind::Release => 3,
-    }
-}
-
-fn flush_batch(sock: &V4Socket, tx: &mut SendBatch, errors: &mut u64) -> anyhow::Result<()> {
-    let report = sock.send_batch(tx).context("sending a batch")?;
-    *errors += report.failed as u64;
-    Ok(())
-}
-
-impl Link {
-    /// Queue one request; sends the batch first when it is full.
-    fn queue(
-        &mut self,
-        kind: RequestKind,
-        xid: u32,
-        client: u32,
-        ciaddr: u32,
-        requested: u32,
-        server_id: u32,
-    ) -> anyhow::Result<()> {
-        let bytes =
-            self.templates[template_index(kind)].fill(xid, client, ciaddr, requested, server_id);
-        if !self.tx.push(bytes, &self.to) {
-            flush_batch(&self.sock, &mut self.tx, &mut self.send_errors)?;
-            if !self.tx.push(bytes, &self.to) {
-                bail!("a {}-byte request does not fit the send batch", bytes.len());
-            }
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> anyhow::Result<()> {
-        flush_batch(&self.sock, &mut self.tx, &mut self.send_errors)
     }
 }
 
@@ -361,7 +309,9 @@ type Slots4 = Slots<Phase4, State4>;
 
 /// The DHCPv4 exchange of one worker.
 struct Dora {
-    link: Link,
+    link: Link<V4Socket>,
+    /// A template per request kind.
+    templates: [Template; 4],
     c: Counters,
     h: Hists,
     owners: Arc<Owners>,
@@ -381,6 +331,21 @@ fn xid(s: &mut Slots4, l: usize) -> u32 {
 }
 
 impl Dora {
+    /// Queue one request.
+    fn queue(
+        &mut self,
+        kind: RequestKind,
+        xid: u32,
+        client: u32,
+        ciaddr: u32,
+        requested: u32,
+        server_id: u32,
+    ) -> anyhow::Result<()> {
+        let bytes =
+            self.templates[template_index(kind)].fill(xid, client, ciaddr, requested, server_id);
+        self.link.queue(bytes)
+    }
+
     fn on_datagram(
         &mut self,
         s: &mut Slots4,
@@ -434,8 +399,7 @@ impl Dora {
                 s.enter(l, Phase4::Requesting, now);
                 self.c.requests += 1;
                 let xid = xid(s, l);
-                self.link
-                    .queue(RequestKind::Select, xid, client, 0, r.yiaddr, server_id)?;
+                self.queue(RequestKind::Select, xid, client, 0, r.yiaddr, server_id)?;
             }
             (Phase4::Requesting, wire::ACK) => {
                 self.c.acks += 1;
@@ -484,8 +448,7 @@ impl Dora {
             s.enter(l, Phase4::Renewing, now);
             self.c.renews += 1;
             let xid = xid(s, l);
-            self.link
-                .queue(RequestKind::Renew, xid, client, st.addr, 0, 0)?;
+            self.queue(RequestKind::Renew, xid, client, st.addr, 0, 0)?;
         } else if roll < s.plan.renew_pct.saturating_add(s.plan.release_pct) {
             // Cleared before the RELEASE leaves: from then on the server may give it away.
             self.owners.release(st.addr, client);
@@ -493,8 +456,7 @@ impl Dora {
             s.next_seq(l);
             self.c.releases += 1;
             let xid = xid(s, l);
-            self.link
-                .queue(RequestKind::Release, xid, client, st.addr, 0, st.server)?;
+            self.queue(RequestKind::Release, xid, client, st.addr, 0, st.server)?;
             s.finish(l);
         } else {
             s.finish(l);
@@ -509,25 +471,16 @@ impl Exchange for Dora {
     type Counters = Counters;
     type Hists = Hists;
 
-    fn socket(&self) -> BorrowedFd<'_> {
-        self.link.sock.as_fd()
-    }
+    type Sock = V4Socket;
 
-    fn per_round(&self) -> usize {
-        self.link.tx.capacity()
-    }
-
-    fn receive(&mut self) -> anyhow::Result<usize> {
-        self.link
-            .sock
-            .recv_batch(&mut self.link.rx, false)
-            .context("receiving replies")
+    fn link(&mut self) -> &mut Link<V4Socket> {
+        &mut self.link
     }
 
     fn on_replies(&mut self, s: &mut Slots4, got: usize, now: u64) -> anyhow::Result<()> {
         self.c.received += got as u64;
         for i in 0..got {
-            let reply = wire::parse_reply(self.link.rx.get(i).0);
+            let reply = wire::parse_reply(self.link.reply(i));
             self.on_datagram(s, reply, now)?;
         }
         Ok(())
@@ -541,8 +494,7 @@ impl Exchange for Dora {
         s.enter(l, Phase4::Discovering, now);
         self.c.discovers += 1;
         let xid = xid(s, l);
-        self.link
-            .queue(RequestKind::Discover, xid, s.number(l), 0, 0, 0)?;
+        self.queue(RequestKind::Discover, xid, s.number(l), 0, 0, 0)?;
         Ok(true)
     }
 
@@ -555,15 +507,11 @@ impl Exchange for Dora {
         }
     }
 
-    fn flush(&mut self) -> anyhow::Result<bool> {
-        let sent = !self.link.tx.is_empty();
-        self.link.flush()?;
-        self.c.send_errors = self.link.send_errors;
-        Ok(sent)
-    }
-
     fn counters(&self) -> Counters {
-        self.c
+        Counters {
+            send_errors: self.link.send_errors,
+            ..self.c
+        }
     }
 
     fn into_hists(self) -> Hists {
@@ -722,28 +670,23 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
     let mut workers = Vec::with_capacity(a.workers);
     for (w, sock) in socks.into_iter().enumerate() {
         let id = w as u32;
-        let link = Link {
-            sock,
-            to: SendMeta {
-                dst: server,
-                ifindex: 0,
-                src: None,
-            },
-            rx: RecvBatch::new(a.batch, RECV_BUF).context("receive batch")?,
-            tx: SendBatch::new(a.batch, RECV_BUF).context("send batch")?,
-            templates: [
-                Template::new(RequestKind::Discover, a.local),
-                Template::new(RequestKind::Select, a.local),
-                Template::new(RequestKind::Renew, a.local),
-                Template::new(RequestKind::Release, a.local),
-            ],
-            send_errors: 0,
+        let to = SendMeta {
+            dst: server,
+            ifindex: 0,
+            src: None,
         };
+        let link = Link::new(sock, to, a.batch)?;
         workers.push(Worker {
             // A RELEASE awaits no reply: only a renewal is a third phase.
             slots: Slots::new(id, plan, plan.renew_pct > 0),
             ex: Dora {
                 link,
+                templates: [
+                    Template::new(RequestKind::Discover, a.local),
+                    Template::new(RequestKind::Select, a.local),
+                    Template::new(RequestKind::Renew, a.local),
+                    Template::new(RequestKind::Release, a.local),
+                ],
                 c: Counters::default(),
                 h: Hists::default(),
                 owners: owners.clone(),

@@ -25,18 +25,17 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv6Addr, SocketAddrV6};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
-use lessor_net::{RecvBatch6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig};
+use lessor_net::{SendMeta6, V6Socket, V6SocketConfig};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, CpuMeter, Drops, Exchange, Merge, Percentiles, Phase, Plan, RECV_BUF, RunReport,
+    self, CpuMeter, Drops, Exchange, Link, Merge, Percentiles, Phase, Plan, RunReport,
     SOCKET_BUFFER, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
@@ -411,51 +410,6 @@ impl Owners6 {
     }
 }
 
-/// A worker's socket, batches and request builder.
-struct Link {
-    sock: V6Socket,
-    to: SendMeta6,
-    rx: RecvBatch6,
-    tx: SendBatch6,
-    builder: Builder,
-    send_errors: u64,
-}
-
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link")
-            .field("to", &self.to)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Link {
-    /// Queue one request; sends the batch first when it is full.
-    fn queue(&mut self, r: &Request<'_>) -> anyhow::Result<()> {
-        let bytes = self.builder.build(r);
-        if !self.tx.push(bytes, &self.to) {
-            let report = self
-                .sock
-                .send_batch(&mut self.tx)
-                .context("sending a batch")?;
-            self.send_errors += report.failed as u64;
-            if !self.tx.push(bytes, &self.to) {
-                bail!("a {}-byte request does not fit the send batch", bytes.len());
-            }
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> anyhow::Result<()> {
-        let report = self
-            .sock
-            .send_batch(&mut self.tx)
-            .context("sending a batch")?;
-        self.send_errors += report.failed as u64;
-        Ok(())
-    }
-}
-
 /// What the driver waits for from a client.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Phase6 {
@@ -494,7 +448,9 @@ struct Sarr {
     /// Which IAs every client asks for; whether SOLICITs carry Rapid Commit.
     ia: IaMode,
     rapid_commit: bool,
-    link: Link,
+    link: Link<V6Socket>,
+    /// Writes each request into one reused buffer.
+    builder: Builder,
     /// Server DUIDs seen, `servers[i].0[..servers[i].1]`.
     servers: Vec<([u8; MAX_DUID], u8)>,
     c: Counters6,
@@ -541,7 +497,7 @@ impl Sarr {
                 &id[..usize::from(*len)]
             }),
         };
-        self.link.queue(&req)
+        self.link.queue(self.builder.build(&req))
     }
 
     fn count_status(&mut self, code: u16) {
@@ -788,25 +744,16 @@ impl Exchange for Sarr {
     type Counters = Counters6;
     type Hists = Hists;
 
-    fn socket(&self) -> BorrowedFd<'_> {
-        self.link.sock.as_fd()
-    }
+    type Sock = V6Socket;
 
-    fn per_round(&self) -> usize {
-        self.link.tx.capacity()
-    }
-
-    fn receive(&mut self) -> anyhow::Result<usize> {
-        self.link
-            .sock
-            .recv_batch(&mut self.link.rx, false)
-            .context("receiving replies")
+    fn link(&mut self) -> &mut Link<V6Socket> {
+        &mut self.link
     }
 
     fn on_replies(&mut self, s: &mut Slots6, got: usize, now: u64) -> anyhow::Result<()> {
         self.c.received += got as u64;
         for i in 0..got {
-            let reply = wire6::parse_reply(self.link.rx.get(i).0, self.link.builder.relay());
+            let reply = wire6::parse_reply(self.link.reply(i), self.builder.relay());
             self.on_datagram(s, reply, now)?;
         }
         Ok(())
@@ -833,15 +780,11 @@ impl Exchange for Sarr {
         }
     }
 
-    fn flush(&mut self) -> anyhow::Result<bool> {
-        let sent = !self.link.tx.is_empty();
-        self.link.flush()?;
-        self.c.send_errors = self.link.send_errors;
-        Ok(sent)
-    }
-
     fn counters(&self) -> Counters6 {
-        self.c
+        Counters6 {
+            send_errors: self.link.send_errors,
+            ..self.c
+        }
     }
 
     fn into_hists(self) -> Hists {
@@ -1056,18 +999,12 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             subscriber_id: subscriber_id.clone(),
             source_port: (!a.no_source_port).then_some(port),
         };
-        let link = Link {
-            sock,
-            to: SendMeta6 {
-                dst: server,
-                src: None,
-                ifindex: None,
-            },
-            rx: RecvBatch6::new(a.batch, RECV_BUF).context("receive batch")?,
-            tx: SendBatch6::new(a.batch, RECV_BUF).context("send batch")?,
-            builder: Builder::new(relay),
-            send_errors: 0,
+        let to = SendMeta6 {
+            dst: server,
+            src: None,
+            ifindex: None,
         };
+        let link = Link::new(sock, to, a.batch)?;
         workers.push(Worker {
             // A RELEASE awaits its REPLY too.
             slots: Slots::new(id, plan, plan.renew_pct > 0 || plan.release_pct > 0),
@@ -1075,6 +1012,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
                 ia: a.ia,
                 rapid_commit: a.rapid_commit,
                 link,
+                builder: Builder::new(relay),
                 servers: Vec::with_capacity(MAX_SERVERS),
                 c: Counters6::default(),
                 h: Hists::default(),

@@ -6,6 +6,7 @@
 //! Every subcommand prints one JSON object on stdout (progress goes to stderr), so runs can be
 //! collected and compared.
 
+mod batch_socket;
 mod journal_gen;
 mod load_common;
 mod loadgen;

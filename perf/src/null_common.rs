@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use lessor_net::SendReport;
 use serde::Serialize;
+
+use crate::batch_socket::BatchSocket;
 
 /// Socket buffers asked for (forced when running as root).
 pub(crate) const SOCKET_BUFFER: usize = 8 << 20;
@@ -42,23 +43,6 @@ impl NullRunArgs {
     }
 }
 
-/// A socket of a responder's group with its batches, v4 or v6.
-pub(crate) trait NullSocket: Send + 'static {
-    type Rx;
-    type Tx;
-    /// Where a reply goes.
-    type To;
-    /// Bytes of each receive and send buffer: any request the responder answers fits.
-    const BUF: usize;
-    fn batches(n: usize) -> lessor_net::Result<(Self::Rx, Self::Tx)>;
-    /// Blocks for the first datagram up to the socket's read timeout, then takes what is queued.
-    fn recv(&self, rx: &mut Self::Rx) -> lessor_net::Result<usize>;
-    /// The datagrams received, each with its sender as the reply's destination.
-    fn received(rx: &Self::Rx) -> impl Iterator<Item = (&[u8], Self::To)>;
-    fn push(tx: &mut Self::Tx, reply: &[u8], to: &Self::To) -> bool;
-    fn send(&self, tx: &mut Self::Tx) -> lessor_net::Result<SendReport>;
-}
-
 /// What one worker (or all of them) did.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 struct Counts {
@@ -81,19 +65,19 @@ struct NullReport<A> {
     answered_per_s: f64,
 }
 
-fn serve<S: NullSocket>(
+fn serve<S: BatchSocket>(
     sock: &S,
     answer: impl Fn(&[u8], &mut [u8]) -> Option<usize>,
     batch: usize,
     stop: &AtomicBool,
 ) -> anyhow::Result<Counts> {
-    let (mut rx, mut tx) = S::batches(batch)?;
-    let mut out = vec![0u8; S::BUF];
+    let (mut rx, mut tx) = S::batches(batch, S::NULL_BUF)?;
+    let mut out = vec![0u8; S::NULL_BUF];
     let mut c = Counts::default();
     while !stop.load(Ordering::Relaxed) {
         // Blocks for the first datagram up to the socket's read timeout (200 ms), so the stop
         // flag is seen soon after it is set.
-        let n = sock.recv(&mut rx).context("receiving")?;
+        let n = sock.recv(&mut rx, true).context("receiving")?;
         c.received += n as u64;
         for (data, to) in S::received(&rx) {
             let Some(len) = answer(data, &mut out) else {
@@ -125,7 +109,7 @@ pub(crate) fn run<S, A>(
     listen: A,
 ) -> anyhow::Result<()>
 where
-    S: NullSocket,
+    S: BatchSocket,
     A: Display + Serialize,
 {
     let stop = Arc::new(AtomicBool::new(false));

@@ -10,9 +10,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use anyhow::Context;
-use lessor_net::{RecvBatch, SendBatch, SendMeta, SendReport, V4Socket, V4SocketConfig};
+use lessor_net::V4SocketConfig;
 
-use crate::null_common::{self, NullRunArgs, NullSocket, SOCKET_BUFFER};
+use crate::null_common::{self, NullRunArgs, SOCKET_BUFFER};
 use crate::wire::Responder;
 
 /// `null-responder` arguments.
@@ -32,41 +32,6 @@ pub(crate) struct NullArgs {
     /// Option 51 in every reply, seconds.
     #[arg(long, default_value_t = 3600)]
     lease_time: u32,
-}
-
-impl NullSocket for V4Socket {
-    type Rx = RecvBatch;
-    type Tx = SendBatch;
-    type To = SendMeta;
-    // Any DHCPv4 request on Ethernet fits.
-    const BUF: usize = 1500;
-
-    fn batches(n: usize) -> lessor_net::Result<(RecvBatch, SendBatch)> {
-        Ok((RecvBatch::new(n, Self::BUF)?, SendBatch::new(n, Self::BUF)?))
-    }
-
-    fn recv(&self, rx: &mut RecvBatch) -> lessor_net::Result<usize> {
-        self.recv_batch(rx, true)
-    }
-
-    fn received(rx: &RecvBatch) -> impl Iterator<Item = (&[u8], SendMeta)> {
-        rx.iter().map(|(data, meta)| {
-            let to = SendMeta {
-                dst: meta.src,
-                ifindex: 0,
-                src: None,
-            };
-            (data, to)
-        })
-    }
-
-    fn push(tx: &mut SendBatch, reply: &[u8], to: &SendMeta) -> bool {
-        tx.push(reply, to)
-    }
-
-    fn send(&self, tx: &mut SendBatch) -> lessor_net::Result<SendReport> {
-        self.send_batch(tx)
-    }
 }
 
 /// Runs the responder; with `--duration`, prints a JSON report on stdout at the end.

@@ -13,9 +13,9 @@
 use std::net::{Ipv6Addr, SocketAddrV6};
 
 use anyhow::{Context, ensure};
-use lessor_net::{RecvBatch6, SendBatch6, SendMeta6, SendReport, V6Socket, V6SocketConfig};
+use lessor_net::V6SocketConfig;
 
-use crate::null_common::{self, NullRunArgs, NullSocket, SOCKET_BUFFER};
+use crate::null_common::{self, NullRunArgs, SOCKET_BUFFER};
 use crate::wire6::{NULL_SERVER_DUID, Responder};
 
 /// `null-responder6` arguments.
@@ -48,44 +48,6 @@ pub(crate) struct NullArgs6 {
     /// Answer a SOLICIT with Rapid Commit with an ADVERTISE anyway.
     #[arg(long)]
     no_rapid_commit: bool,
-}
-
-impl NullSocket for V6Socket {
-    type Rx = RecvBatch6;
-    type Tx = SendBatch6;
-    type To = SendMeta6;
-    // A relayed request with several levels fits.
-    const BUF: usize = 2048;
-
-    fn batches(n: usize) -> lessor_net::Result<(RecvBatch6, SendBatch6)> {
-        Ok((
-            RecvBatch6::new(n, Self::BUF)?,
-            SendBatch6::new(n, Self::BUF)?,
-        ))
-    }
-
-    fn recv(&self, rx: &mut RecvBatch6) -> lessor_net::Result<usize> {
-        self.recv_batch(rx, true)
-    }
-
-    fn received(rx: &RecvBatch6) -> impl Iterator<Item = (&[u8], SendMeta6)> {
-        rx.iter().map(|(data, meta)| {
-            let to = SendMeta6 {
-                dst: meta.src,
-                src: None,
-                ifindex: None,
-            };
-            (data, to)
-        })
-    }
-
-    fn push(tx: &mut SendBatch6, reply: &[u8], to: &SendMeta6) -> bool {
-        tx.push(reply, to)
-    }
-
-    fn send(&self, tx: &mut SendBatch6) -> lessor_net::Result<SendReport> {
-        self.send_batch(tx)
-    }
 }
 
 /// `ADDR/LEN` with the bits after LEN zero.

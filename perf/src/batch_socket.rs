@@ -1,0 +1,103 @@
+//! A family's UDP socket with its batches, as the load generators and the null responders use
+//! it: the one place that names `lessor_net`'s v4 and v6 socket and batch types.
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use lessor_net::{
+    RecvBatch, RecvBatch6, SendBatch, SendBatch6, SendMeta, SendMeta6, SendReport, V4Socket,
+    V6Socket,
+};
+
+/// A socket of either family with its receive and send batches.
+pub(crate) trait BatchSocket: Send + 'static {
+    type Rx: Send;
+    type Tx: Send;
+    /// Where a datagram goes.
+    type To: Send + std::fmt::Debug;
+    /// Bytes of each buffer a null responder receives into and answers from: any request it
+    /// answers fits.
+    const NULL_BUF: usize;
+    fn batches(n: usize, buf: usize) -> lessor_net::Result<(Self::Rx, Self::Tx)>;
+    fn fd(&self) -> BorrowedFd<'_>;
+    /// Takes what is queued; with `wait`, blocks for the first datagram up to the socket's read
+    /// timeout.
+    fn recv(&self, rx: &mut Self::Rx, wait: bool) -> lessor_net::Result<usize>;
+    /// Datagram `i` of those received.
+    fn datagram(rx: &Self::Rx, i: usize) -> &[u8];
+    /// The datagrams received, each with its sender as the reply's destination.
+    fn received(rx: &Self::Rx) -> impl Iterator<Item = (&[u8], Self::To)>;
+    fn push(tx: &mut Self::Tx, datagram: &[u8], to: &Self::To) -> bool;
+    fn capacity(tx: &Self::Tx) -> usize;
+    fn is_empty(tx: &Self::Tx) -> bool;
+    fn send(&self, tx: &mut Self::Tx) -> lessor_net::Result<SendReport>;
+}
+
+/// Implements [`BatchSocket`] for one family's types; `$reply` makes the destination of a
+/// reply to a datagram from `src`.
+macro_rules! batch_socket {
+    ($sock:ty, $rx:ty, $tx:ty, $to:ty, $buf:expr, |$src:ident| $reply:expr) => {
+        impl BatchSocket for $sock {
+            type Rx = $rx;
+            type Tx = $tx;
+            type To = $to;
+            const NULL_BUF: usize = $buf;
+
+            fn batches(n: usize, buf: usize) -> lessor_net::Result<($rx, $tx)> {
+                Ok((<$rx>::new(n, buf)?, <$tx>::new(n, buf)?))
+            }
+
+            fn fd(&self) -> BorrowedFd<'_> {
+                self.as_fd()
+            }
+
+            fn recv(&self, rx: &mut $rx, wait: bool) -> lessor_net::Result<usize> {
+                self.recv_batch(rx, wait)
+            }
+
+            fn datagram(rx: &$rx, i: usize) -> &[u8] {
+                rx.get(i).0
+            }
+
+            fn received(rx: &$rx) -> impl Iterator<Item = (&[u8], $to)> {
+                rx.iter().map(|(data, meta)| {
+                    let $src = meta.src;
+                    (data, $reply)
+                })
+            }
+
+            fn push(tx: &mut $tx, datagram: &[u8], to: &$to) -> bool {
+                tx.push(datagram, to)
+            }
+
+            fn capacity(tx: &$tx) -> usize {
+                tx.capacity()
+            }
+
+            fn is_empty(tx: &$tx) -> bool {
+                tx.is_empty()
+            }
+
+            fn send(&self, tx: &mut $tx) -> lessor_net::Result<SendReport> {
+                self.send_batch(tx)
+            }
+        }
+    };
+}
+
+// Any DHCPv4 request on Ethernet fits.
+batch_socket!(V4Socket, RecvBatch, SendBatch, SendMeta, 1500, |src| {
+    SendMeta {
+        dst: src,
+        ifindex: 0,
+        src: None,
+    }
+});
+
+// A relayed request with several levels fits.
+batch_socket!(V6Socket, RecvBatch6, SendBatch6, SendMeta6, 2048, |src| {
+    SendMeta6 {
+        dst: src,
+        src: None,
+        ifindex: None,
+    }
+});
