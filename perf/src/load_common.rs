@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::BorrowedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -72,6 +72,74 @@ pub(crate) trait Merge: Default + Send + 'static {
 
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
+}
+
+/// The arguments both generators take alike.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// New exchanges (DORAs for `load`) per second, sent on the clock whatever the replies
+    /// (open loop). 0: closed loop, as fast as the server answers with --inflight exchanges
+    /// outstanding.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) rate: u64,
+    /// Closed loop: clients in the middle of an exchange at any time, over all workers.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) inflight: usize,
+    /// Seconds during which new exchanges start; then the run waits for the outstanding ones
+    /// (at most 3 timeouts).
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) duration: f64,
+    /// Distinct clients (MACs and client ids for `load`, DUIDs and peer-addresses for
+    /// `load6`), taken in turn and reused after the last one; at most 2^24.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub(crate) clients: u32,
+    /// With --mix mixed: percent of clients that renew after their exchange.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) renew_pct: u8,
+    /// With --mix mixed: percent of clients that release after their exchange.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) release_pct: u8,
+    /// A two-way exchange (DISCOVER-OFFER, SOLICIT-ADVERTISE, ...) not answered within this is
+    /// a drop; nothing is retransmitted.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) timeout_ms: u64,
+    /// Worker threads, each with its own socket and port, pinned to the cores the process may
+    /// use (taskset) in turn.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) workers: usize,
+    /// Datagrams per recvmmsg/sendmmsg.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) batch: usize,
+    /// Leave the workers unpinned (when the server runs on the same cores with its own
+    /// pinning, both would otherwise start on the first core).
+    #[arg(long)]
+    pub(crate) no_pin: bool,
+    /// The server's process id: report its CPU time (utime + stime from /proc/PID/stat) per
+    /// completed exchange.
+    #[arg(long)]
+    pub(crate) server_pid: Option<u32>,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// No per-second progress lines on stderr.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+impl RunArgs {
+    /// The run's plan: `fixed` percents renewing and releasing, or (`None`, --mix mixed)
+    /// --renew-pct and --release-pct.
+    pub(crate) fn plan(&self, fixed: Option<(u8, u8)>) -> anyhow::Result<Plan> {
+        Plan::new(
+            self.workers,
+            self.clients,
+            self.rate,
+            self.inflight,
+            self.duration,
+            self.timeout_ms,
+        )?
+        .with_mix(fixed.unwrap_or((self.renew_pct, self.release_pct)))
+    }
 }
 
 /// The settings every worker of a run shares.

@@ -24,7 +24,6 @@
 //! is a violation, and the run fails.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -36,8 +35,8 @@ use lessor_net::{SendMeta, V4Socket, V4SocketConfig};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, CpuMeter, Drops, Exchange, Link, MAX_CLIENTS, Merge, Percentiles, Phase, Plan, RunReport,
-    SOCKET_BUFFER, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
+    self, CpuMeter, Drops, Exchange, Link, MAX_CLIENTS, Merge, Percentiles, Phase, RunArgs,
+    RunReport, SOCKET_BUFFER, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
 };
 use crate::wire::{self, RequestKind, Template};
 
@@ -71,55 +70,11 @@ pub(crate) struct LoadArgs {
     /// the request's source port (lessor does on any port but 67: test mode).
     #[arg(long, default_value_t = 6768)]
     local_port: u16,
-    /// New DORAs per second, sent on the clock whatever the replies (open loop). 0: closed
-    /// loop, as fast as the server answers with --inflight exchanges outstanding.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
-    /// Closed loop: clients in the middle of an exchange at any time, over all workers.
-    #[arg(long, default_value_t = 256)]
-    inflight: usize,
-    /// Seconds during which new DORAs start; then the run waits for the outstanding ones
-    /// (at most 3 timeouts).
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Distinct clients (MACs and client ids), taken in turn and reused after the last one;
-    /// at most 2^24.
-    #[arg(long, default_value_t = 10_000_000)]
-    clients: u32,
     /// What each client does after its DORA.
     #[arg(long, value_enum, default_value_t = Mix::Dora)]
     mix: Mix,
-    /// With --mix mixed: percent of clients that renew after their DORA.
-    #[arg(long, default_value_t = 30)]
-    renew_pct: u8,
-    /// With --mix mixed: percent of clients that release after their DORA.
-    #[arg(long, default_value_t = 10)]
-    release_pct: u8,
-    /// A two-way exchange (DISCOVER-OFFER, REQUEST-ACK) not answered within this is a drop;
-    /// nothing is retransmitted.
-    #[arg(long, default_value_t = 1000)]
-    timeout_ms: u64,
-    /// Worker threads, each with its own socket and port, pinned to the cores the process may
-    /// use (taskset) in turn.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-    /// Datagrams per recvmmsg/sendmmsg.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// Leave the workers unpinned (when the server runs on the same cores with its own
-    /// pinning, both would otherwise start on the first core).
-    #[arg(long)]
-    no_pin: bool,
-    /// The server's process id: report its CPU time (utime + stime from /proc/PID/stat) per
-    /// completed DORA.
-    #[arg(long)]
-    server_pid: Option<u32>,
-    /// Also write the JSON report to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// No per-second progress lines on stderr.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 counters! { Counters {
@@ -632,25 +587,17 @@ fn progress_line(s: &Second) -> String {
 /// Runs the load and prints the JSON report on stdout (progress and the summary on stderr).
 /// Fails, after reporting, if any address was ACKed to two clients.
 pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
-    let plan = Plan::new(
-        a.workers,
-        a.clients,
-        a.rate,
-        a.inflight,
-        a.duration,
-        a.timeout_ms,
-    )?
-    .with_mix(match a.mix {
-        Mix::Dora => (0, 0),
-        Mix::Renew => (100, 0),
-        Mix::Release => (0, 100),
-        Mix::Mixed => (a.renew_pct, a.release_pct),
+    let plan = a.run.plan(match a.mix {
+        Mix::Dora => Some((0, 0)),
+        Mix::Renew => Some((100, 0)),
+        Mix::Release => Some((0, 100)),
+        Mix::Mixed => None,
     })?;
     let server = SocketAddrV4::new(a.server, a.port);
 
     // Sockets first, so a port in use fails before any thread starts.
-    let mut socks = Vec::with_capacity(a.workers);
-    for w in 0..a.workers {
+    let mut socks = Vec::with_capacity(a.run.workers);
+    for w in 0..a.run.workers {
         let port = load_common::worker_port(a.local_port, w)?;
         let cfg = V4SocketConfig {
             bind: a.local,
@@ -666,8 +613,8 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
     }
 
     let owners = Arc::new(Owners::new());
-    let cpu = CpuMeter::start(a.server_pid)?;
-    let mut workers = Vec::with_capacity(a.workers);
+    let cpu = CpuMeter::start(a.run.server_pid)?;
+    let mut workers = Vec::with_capacity(a.run.workers);
     for (w, sock) in socks.into_iter().enumerate() {
         let id = w as u32;
         let to = SendMeta {
@@ -675,7 +622,7 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
             ifindex: 0,
             src: None,
         };
-        let link = Link::new(sock, to, a.batch)?;
+        let link = Link::new(sock, to, a.run.batch)?;
         workers.push(Worker {
             // A RELEASE awaits no reply: only a renewal is a third phase.
             slots: Slots::new(id, plan, plan.renew_pct > 0),
@@ -693,8 +640,8 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
             },
         });
     }
-    let running = load_common::launch("load", workers, a.no_pin)?;
-    let per_second = running.seconds(a.quiet, Second::new, progress_line);
+    let running = load_common::launch("load", workers, a.run.no_pin)?;
+    let per_second = running.seconds(a.run.quiet, Second::new, progress_line);
     let done = running.join()?;
     let (total, hists) = (done.counters, done.hists);
     let sent = total.discovers + total.requests + total.renews + total.releases;
@@ -709,9 +656,9 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         server,
         mode: plan.mode(),
         mix: a.mix,
-        run: RunReport::of(&plan, a.duration, a.timeout_ms),
-        offered_per_s: total.discovers as f64 / a.duration,
-        achieved_dora_per_s: total.acks_in_window as f64 / a.duration,
+        run: RunReport::of(&plan, a.run.duration, a.run.timeout_ms),
+        offered_per_s: total.discovers as f64 / a.run.duration,
+        achieved_dora_per_s: total.acks_in_window as f64 / a.run.duration,
         discovers: total.discovers,
         offers: total.offers,
         discover_offer_drops: drops(total.do_drops, total.discovers),
@@ -730,7 +677,7 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
             dora: Percentiles::of(&hists.dora),
             renew: Percentiles::of(&hists.renew),
         },
-        schedule_lag_us: (a.rate > 0).then(|| Percentiles::of(&done.lag)),
+        schedule_lag_us: (a.run.rate > 0).then(|| Percentiles::of(&done.lag)),
         packets_per_s: (sent + total.received) as f64 / done.seconds,
         load_cpu_us_per_dora,
         server_cpu_us_per_dora,
@@ -743,7 +690,7 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         counters: total,
         per_second,
     };
-    load_common::emit(&report, &summary(&report), a.json.as_deref())?;
+    load_common::emit(&report, &summary(&report), a.run.json.as_deref())?;
     if report.correctness.violations > 0 {
         bail!(
             "{} ACKs gave an address already held by another client (first: {:?})",

@@ -25,7 +25,6 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv6Addr, SocketAddrV6};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
@@ -35,7 +34,7 @@ use lessor_net::{SendMeta6, V6Socket, V6SocketConfig};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, CpuMeter, Drops, Exchange, Link, Merge, Percentiles, Phase, Plan, RunReport,
+    self, CpuMeter, Drops, Exchange, Link, Merge, Percentiles, Phase, RunArgs, RunReport,
     SOCKET_BUFFER, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
@@ -118,53 +117,11 @@ pub(crate) struct LoadArgs6 {
     /// SOLICITs carry Rapid Commit (14): a server that allows it answers with a REPLY at once.
     #[arg(long)]
     rapid_commit: bool,
-    /// New exchanges per second, sent on the clock whatever the replies (open loop). 0: closed
-    /// loop, as fast as the server answers with --inflight exchanges outstanding.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
-    /// Closed loop: clients in the middle of an exchange at any time, over all workers.
-    #[arg(long, default_value_t = 256)]
-    inflight: usize,
-    /// Seconds during which new exchanges start; then the run waits for the outstanding ones
-    /// (at most 3 timeouts).
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Distinct clients (DUIDs and peer-addresses), taken in turn and reused after the last
-    /// one; at most 2^24.
-    #[arg(long, default_value_t = 10_000_000)]
-    clients: u32,
     /// What each client does after its exchange.
     #[arg(long, value_enum, default_value_t = Mix6::SolicitRequest)]
     mix: Mix6,
-    /// With --mix mixed: percent of clients that renew.
-    #[arg(long, default_value_t = 30)]
-    renew_pct: u8,
-    /// With --mix mixed: percent of clients that release.
-    #[arg(long, default_value_t = 10)]
-    release_pct: u8,
-    /// A two-way exchange not answered within this is a drop; nothing is retransmitted.
-    #[arg(long, default_value_t = 1000)]
-    timeout_ms: u64,
-    /// Worker threads, each with its own socket and port, pinned to the cores the process may
-    /// use (taskset) in turn.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-    /// Datagrams per recvmmsg/sendmmsg.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// Leave the workers unpinned.
-    #[arg(long)]
-    no_pin: bool,
-    /// The server's process id: report its CPU time (utime + stime from /proc/PID/stat) per
-    /// completed exchange.
-    #[arg(long)]
-    server_pid: Option<u32>,
-    /// Also write the JSON report to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// No per-second progress lines on stderr.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 counters! { Counters6 {
@@ -930,19 +887,11 @@ fn parse_remote_id(s: &str) -> anyhow::Result<(u32, IdPattern)> {
 /// Runs the load and prints the JSON report on stdout (progress and the summary on stderr).
 /// Fails, after reporting, if any lease was granted to two clients.
 pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
-    let plan = Plan::new(
-        a.workers,
-        a.clients,
-        a.rate,
-        a.inflight,
-        a.duration,
-        a.timeout_ms,
-    )?
-    .with_mix(match a.mix {
-        Mix6::SolicitRequest => (0, 0),
-        Mix6::Renew => (100, 0),
-        Mix6::Release => (0, 100),
-        Mix6::Mixed => (a.renew_pct, a.release_pct),
+    let plan = a.run.plan(match a.mix {
+        Mix6::SolicitRequest => Some((0, 0)),
+        Mix6::Renew => Some((100, 0)),
+        Mix6::Release => Some((0, 100)),
+        Mix6::Mixed => None,
     })?;
     let interface_id = a
         .interface_id
@@ -959,8 +908,8 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         .map_err(|m| anyhow::anyhow!("--subscriber-id: {m}"))?;
     let server = SocketAddrV6::new(a.server, a.port, 0, 0);
 
-    let mut socks = Vec::with_capacity(a.workers);
-    for w in 0..a.workers {
+    let mut socks = Vec::with_capacity(a.run.workers);
+    for w in 0..a.run.workers {
         let port = load_common::worker_port(a.local_port, w)?;
         let cfg = V6SocketConfig {
             bind: a.local,
@@ -978,18 +927,18 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
 
     // Sized for what a run of the expected length holds at most (every client used once), up
     // to a bound (see `Holders::new`).
-    let expected = match a.rate {
+    let expected = match a.run.rate {
         0 => 2_000_000,
-        r => (r as f64 * a.duration) as usize,
+        r => (r as f64 * a.run.duration) as usize,
     }
-    .min(a.clients as usize);
+    .min(a.run.clients as usize);
     let owners = Arc::new(Owners6 {
         na: Holders::new(if a.ia.na() { expected } else { 0 }),
         pd: Holders::new(if a.ia.pd() { expected } else { 0 }),
         examples: Mutex::new(Vec::new()),
     });
-    let cpu = CpuMeter::start(a.server_pid)?;
-    let mut workers = Vec::with_capacity(a.workers);
+    let cpu = CpuMeter::start(a.run.server_pid)?;
+    let mut workers = Vec::with_capacity(a.run.workers);
     for (w, (port, sock)) in socks.into_iter().enumerate() {
         let id = w as u32;
         let relay = Relay {
@@ -1004,7 +953,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             src: None,
             ifindex: None,
         };
-        let link = Link::new(sock, to, a.batch)?;
+        let link = Link::new(sock, to, a.run.batch)?;
         workers.push(Worker {
             // A RELEASE awaits its REPLY too.
             slots: Slots::new(id, plan, plan.renew_pct > 0 || plan.release_pct > 0),
@@ -1020,8 +969,8 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             },
         });
     }
-    let running = load_common::launch("load6", workers, a.no_pin)?;
-    let per_second = running.seconds(a.quiet, Second6::new, progress_line);
+    let running = load_common::launch("load6", workers, a.run.no_pin)?;
+    let per_second = running.seconds(a.run.quiet, Second6::new, progress_line);
     let done = running.join()?;
     let (total, hists) = (done.counters, done.hists);
     let completed = total.replies + total.rapid_replies;
@@ -1045,9 +994,9 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             subscriber_id: a.subscriber_id.clone(),
             source_port_option: !a.no_source_port,
         },
-        run: RunReport::of(&plan, a.duration, a.timeout_ms),
-        offered_per_s: total.solicits as f64 / a.duration,
-        achieved_per_s: total.completed_in_window as f64 / a.duration,
+        run: RunReport::of(&plan, a.run.duration, a.run.timeout_ms),
+        offered_per_s: total.solicits as f64 / a.run.duration,
+        achieved_per_s: total.completed_in_window as f64 / a.run.duration,
         solicits: total.solicits,
         advertises: total.advertises,
         solicit_advertise_drops: drops(total.sa_drops, total.solicits),
@@ -1070,7 +1019,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
             renew: Percentiles::of(&hists.renew),
             release: Percentiles::of(&hists.release),
         },
-        schedule_lag_us: (a.rate > 0).then(|| Percentiles::of(&done.lag)),
+        schedule_lag_us: (a.run.rate > 0).then(|| Percentiles::of(&done.lag)),
         packets_per_s: (sent + total.received) as f64 / done.seconds,
         load_cpu_us_per_exchange,
         server_cpu_us_per_exchange,
@@ -1082,7 +1031,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         counters: total,
         per_second,
     };
-    load_common::emit(&report, &summary(&report), a.json.as_deref())?;
+    load_common::emit(&report, &summary(&report), a.run.json.as_deref())?;
     if report.correctness.violations > 0 {
         bail!(
             "{} leases granted while another client held them (first: {:?})",
