@@ -1,15 +1,22 @@
 //! A family's UDP socket with its batches, as the load generators and the null responders use
 //! it: the one place that names `lessor_net`'s v4 and v6 socket and batch types.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use lessor_net::{
     RecvBatch, RecvBatch6, SendBatch, SendBatch6, SendMeta, SendMeta6, SendReport, V4Socket,
-    V6Socket,
+    V4SocketConfig, V6Socket, V6SocketConfig,
 };
 
+/// Socket buffers asked for (forced past rmem_max/wmem_max when running as root): a burst of
+/// datagrams must not overflow a receive queue.
+pub(crate) const SOCKET_BUFFER: usize = 8 << 20;
+
 /// A socket of either family with its receive and send batches.
-pub(crate) trait BatchSocket: Send + 'static {
+pub(crate) trait BatchSocket: Send + Sized + 'static {
+    /// The family's address.
+    type Ip: Copy + Into<IpAddr>;
     type Rx: Send;
     type Tx: Send;
     /// Where a datagram goes.
@@ -17,6 +24,8 @@ pub(crate) trait BatchSocket: Send + 'static {
     /// Bytes of each buffer a null responder receives into and answers from: any request it
     /// answers fits.
     const NULL_BUF: usize;
+    /// A group of `workers` sockets bound to `bind`:`port`, with [`SOCKET_BUFFER`] buffers.
+    fn open_group(bind: Self::Ip, port: u16, workers: usize) -> lessor_net::Result<Vec<Self>>;
     fn batches(n: usize, buf: usize) -> lessor_net::Result<(Self::Rx, Self::Tx)>;
     fn fd(&self) -> BorrowedFd<'_>;
     /// Takes what is queued; with `wait`, blocks for the first datagram up to the socket's read
@@ -35,12 +44,22 @@ pub(crate) trait BatchSocket: Send + 'static {
 /// Implements [`BatchSocket`] for one family's types; `$reply` makes the destination of a
 /// reply to a datagram from `src`.
 macro_rules! batch_socket {
-    ($sock:ty, $rx:ty, $tx:ty, $to:ty, $buf:expr, |$src:ident| $reply:expr) => {
+    (
+        $sock:ty, $ip:ty, $rx:ty, $tx:ty, $to:ty, $buf:expr,
+        open: |$cfg:ident| $open:expr,
+        reply: |$src:ident| $reply:expr
+    ) => {
         impl BatchSocket for $sock {
+            type Ip = $ip;
             type Rx = $rx;
             type Tx = $tx;
             type To = $to;
             const NULL_BUF: usize = $buf;
+
+            fn open_group(bind: $ip, port: u16, workers: usize) -> lessor_net::Result<Vec<Self>> {
+                let $cfg = (bind, port, workers, Some(SOCKET_BUFFER));
+                $open
+            }
 
             fn batches(n: usize, buf: usize) -> lessor_net::Result<($rx, $tx)> {
                 Ok((<$rx>::new(n, buf)?, <$tx>::new(n, buf)?))
@@ -85,19 +104,48 @@ macro_rules! batch_socket {
 }
 
 // Any DHCPv4 request on Ethernet fits.
-batch_socket!(V4Socket, RecvBatch, SendBatch, SendMeta, 1500, |src| {
-    SendMeta {
+batch_socket!(
+    V4Socket,
+    Ipv4Addr,
+    RecvBatch,
+    SendBatch,
+    SendMeta,
+    1500,
+    open: |c| lessor_net::open_v4_group(&V4SocketConfig {
+        bind: c.0,
+        port: c.1,
+        device: None,
+        workers: c.2,
+        recv_buffer: c.3,
+        send_buffer: c.3,
+    }),
+    reply: |src| SendMeta {
         dst: src,
         ifindex: 0,
         src: None,
     }
-});
+);
 
 // A relayed request with several levels fits.
-batch_socket!(V6Socket, RecvBatch6, SendBatch6, SendMeta6, 2048, |src| {
-    SendMeta6 {
+batch_socket!(
+    V6Socket,
+    Ipv6Addr,
+    RecvBatch6,
+    SendBatch6,
+    SendMeta6,
+    2048,
+    open: |c| lessor_net::open_v6_group(&V6SocketConfig {
+        bind: c.0,
+        port: c.1,
+        device: None,
+        workers: c.2,
+        recv_buffer: c.3,
+        send_buffer: c.3,
+        multicast_ifindexes: Vec::new(),
+    }),
+    reply: |src| SendMeta6 {
         dst: src,
         src: None,
         ifindex: None,
     }
-});
+);

@@ -10,6 +10,7 @@
 //! The JSON field names stay each generator's own: only the figures behind them are shared.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, OnceLock};
@@ -29,9 +30,6 @@ use crate::batch_socket::BatchSocket;
 pub(crate) const MAX_CLIENTS: u32 = 1 << 24;
 /// Bytes of each receive buffer: a reply with every option lessor can add fits.
 pub(crate) const RECV_BUF: usize = 1500;
-/// Socket buffers asked for (forced past rmem_max/wmem_max when running as root): a burst of
-/// replies must not overflow the generator's own receive queue.
-pub(crate) const SOCKET_BUFFER: usize = 8 << 20;
 /// Longest the loop sleeps in `poll` before it looks at the clock again.
 const MAX_IDLE: Duration = Duration::from_millis(100);
 /// Highest latency the histograms hold, in nanoseconds (larger values are clamped).
@@ -266,11 +264,23 @@ impl Plan {
     }
 }
 
-/// Local UDP port of worker `w`: `base + w`.
-pub(crate) fn worker_port(base: u16, w: usize) -> anyhow::Result<u16> {
-    u16::try_from(usize::from(base) + w)
-        .ok()
-        .context("local ports run past 65535")
+/// One socket per worker, worker `w` on `local`:`base + w`, with its port. Opened before any
+/// thread starts, so a port in use fails first.
+pub(crate) fn open_workers<S: BatchSocket>(
+    local: S::Ip,
+    base: u16,
+    workers: usize,
+) -> anyhow::Result<Vec<(u16, S)>> {
+    let mut socks = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let port = u16::try_from(usize::from(base) + w)
+            .ok()
+            .context("local ports run past 65535")?;
+        let mut group = S::open_group(local, port, 1)
+            .with_context(|| format!("opening {}", SocketAddr::new(local.into(), port)))?;
+        socks.push((port, group.pop().context("an empty socket group")?));
+    }
+    Ok(socks)
 }
 
 /// An exchange's deadline; stale once the client moved on (another sequence number or phase

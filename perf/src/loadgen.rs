@@ -28,15 +28,15 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
-use lessor_net::{SendMeta, V4Socket, V4SocketConfig};
+use lessor_net::{SendMeta, V4Socket};
 use serde::Serialize;
 
 use crate::load_common::{
     self, CpuMeter, Drops, Exchange, Link, MAX_CLIENTS, Merge, Percentiles, Phase, RunArgs,
-    RunReport, SOCKET_BUFFER, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
+    RunReport, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
 };
 use crate::wire::{self, RequestKind, Template};
 
@@ -596,26 +596,12 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
     let server = SocketAddrV4::new(a.server, a.port);
 
     // Sockets first, so a port in use fails before any thread starts.
-    let mut socks = Vec::with_capacity(a.run.workers);
-    for w in 0..a.run.workers {
-        let port = load_common::worker_port(a.local_port, w)?;
-        let cfg = V4SocketConfig {
-            bind: a.local,
-            port,
-            device: None,
-            workers: 1,
-            recv_buffer: Some(SOCKET_BUFFER),
-            send_buffer: Some(SOCKET_BUFFER),
-        };
-        let mut group = lessor_net::open_v4_group(&cfg)
-            .with_context(|| format!("opening {}:{port}", a.local))?;
-        socks.push(group.pop().context("an empty socket group")?);
-    }
+    let socks = load_common::open_workers::<V4Socket>(a.local, a.local_port, a.run.workers)?;
 
     let owners = Arc::new(Owners::new());
     let cpu = CpuMeter::start(a.run.server_pid)?;
     let mut workers = Vec::with_capacity(a.run.workers);
-    for (w, sock) in socks.into_iter().enumerate() {
+    for (w, (_, sock)) in socks.into_iter().enumerate() {
         let id = w as u32;
         let to = SendMeta {
             dst: server,

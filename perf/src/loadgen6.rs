@@ -30,12 +30,12 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
-use lessor_net::{SendMeta6, V6Socket, V6SocketConfig};
+use lessor_net::{SendMeta6, V6Socket};
 use serde::Serialize;
 
 use crate::load_common::{
     self, CpuMeter, Drops, Exchange, Link, Merge, Percentiles, Phase, RunArgs, RunReport,
-    SOCKET_BUFFER, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
+    SecondFigures, Slots, Worker, counters, drops, histogram, pct,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
 
@@ -908,22 +908,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         .map_err(|m| anyhow::anyhow!("--subscriber-id: {m}"))?;
     let server = SocketAddrV6::new(a.server, a.port, 0, 0);
 
-    let mut socks = Vec::with_capacity(a.run.workers);
-    for w in 0..a.run.workers {
-        let port = load_common::worker_port(a.local_port, w)?;
-        let cfg = V6SocketConfig {
-            bind: a.local,
-            port,
-            device: None,
-            workers: 1,
-            recv_buffer: Some(SOCKET_BUFFER),
-            send_buffer: Some(SOCKET_BUFFER),
-            multicast_ifindexes: Vec::new(),
-        };
-        let mut group = lessor_net::open_v6_group(&cfg)
-            .with_context(|| format!("opening [{}]:{port}", a.local))?;
-        socks.push((port, group.pop().context("an empty socket group")?));
-    }
+    let socks = load_common::open_workers::<V6Socket>(a.local, a.local_port, a.run.workers)?;
 
     // Sized for what a run of the expected length holds at most (every client used once), up
     // to a bound (see `Holders::new`).

@@ -12,9 +12,6 @@ use serde::Serialize;
 
 use crate::batch_socket::BatchSocket;
 
-/// Socket buffers asked for (forced when running as root).
-pub(crate) const SOCKET_BUFFER: usize = 8 << 20;
-
 /// The arguments both null responders take.
 #[derive(Debug, clap::Args)]
 pub(crate) struct NullRunArgs {

@@ -7,12 +7,13 @@
 //! (`recvmmsg`, `sendmmsg`), so its cost per exchange is the kernel's and little else: the
 //! ceiling a real server approaches.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use anyhow::Context;
-use lessor_net::V4SocketConfig;
+use lessor_net::V4Socket;
 
-use crate::null_common::{self, NullRunArgs, SOCKET_BUFFER};
+use crate::batch_socket::BatchSocket;
+use crate::null_common::{self, NullRunArgs};
 use crate::wire::Responder;
 
 /// `null-responder` arguments.
@@ -37,16 +38,8 @@ pub(crate) struct NullArgs {
 /// Runs the responder; with `--duration`, prints a JSON report on stdout at the end.
 pub(crate) fn run(a: &NullArgs) -> anyhow::Result<()> {
     a.run.check()?;
-    let cfg = V4SocketConfig {
-        bind: a.bind,
-        port: a.port,
-        device: None,
-        workers: a.run.workers,
-        recv_buffer: Some(SOCKET_BUFFER),
-        send_buffer: Some(SOCKET_BUFFER),
-    };
-    let socks = lessor_net::open_v4_group(&cfg)
-        .with_context(|| format!("listening on {}:{}", a.bind, a.port))?;
+    let socks = V4Socket::open_group(a.bind, a.port, a.run.workers)
+        .with_context(|| format!("listening on {}", SocketAddr::new(a.bind.into(), a.port)))?;
     // Like lessor: the kernel hands client n's requests to worker n % workers.
     lessor_net::attach_steering(&socks).context("attaching the steering program")?;
     let responder = Responder {

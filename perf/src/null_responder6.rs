@@ -10,12 +10,13 @@
 //! each datagram to the worker of its client's DUID (`lessor_net::attach_steering6`), so one
 //! relay's clients spread over the workers.
 
-use std::net::{Ipv6Addr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use anyhow::{Context, ensure};
-use lessor_net::V6SocketConfig;
+use lessor_net::V6Socket;
 
-use crate::null_common::{self, NullRunArgs, SOCKET_BUFFER};
+use crate::batch_socket::BatchSocket;
+use crate::null_common::{self, NullRunArgs};
 use crate::wire6::{NULL_SERVER_DUID, Responder};
 
 /// `null-responder6` arguments.
@@ -86,17 +87,8 @@ pub(crate) fn run(a: &NullArgs6) -> anyhow::Result<()> {
         valid: a.valid,
         rapid_commit: !a.no_rapid_commit,
     };
-    let cfg = V6SocketConfig {
-        bind: a.bind,
-        port: a.port,
-        device: None,
-        workers: a.run.workers,
-        recv_buffer: Some(SOCKET_BUFFER),
-        send_buffer: Some(SOCKET_BUFFER),
-        multicast_ifindexes: Vec::new(),
-    };
-    let socks = lessor_net::open_v6_group(&cfg)
-        .with_context(|| format!("listening on [{}]:{}", a.bind, a.port))?;
+    let socks = V6Socket::open_group(a.bind, a.port, a.run.workers)
+        .with_context(|| format!("listening on {}", SocketAddr::new(a.bind.into(), a.port)))?;
     // Like lessor: the kernel hands each client's requests to the worker of its DUID.
     lessor_net::attach_steering6(&socks).context("attaching the DHCPv6 steering program")?;
     null_common::run(
