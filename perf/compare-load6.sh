@@ -4,16 +4,18 @@
 # multi-threading on), a fresh server per run, server on core 1 and generator on core 0.
 #
 #   perf/compare-load6.sh [--runs 3] [--seconds 10] [--inflight 256] [--ia both] [--workers 1]
+#                         [--servers "lessor kea"] [--bin DIR]
 #
 # With --workers 2, lessor runs two workers (steered by DUID) and Kea two threads as always,
 # and server and generator share cores 0-1.
 #
 # Prints per run exchanges/s, drops, the server's CPU per exchange and the correctness check,
-# then the medians and the ratio lessor / Kea.
+# then the medians and the ratio lessor / Kea. `--bin DIR` takes lessor and lessor-perf from DIR
+# instead of building them, as in compare-load.sh (to compare two builds, run once per copy).
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 cd "$(dirname "$0")/.."
-runs=3 seconds=10 inflight=256 ia=both workers=1
+runs=3 seconds=10 inflight=256 ia=both workers=1 servers="lessor kea" bin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -21,11 +23,15 @@ while [ $# -gt 0 ]; do
     --inflight) inflight=$2; shift 2 ;;
     --ia) ia=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
+    --servers) servers=$2; shift 2 ;;
+    --bin) bin=$(cd "$2" && pwd); shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-cargo build --release -q -p lessor-server -p lessor-perf
-bin=$PWD/target/release
+if [ -z "$bin" ]; then
+  cargo build --release -q -p lessor-server -p lessor-perf
+  bin=$PWD/target/release
+fi
 cores=1; gen_pin=(taskset -c 0); [ "$workers" -gt 1 ] && cores=0-1 && gen_pin=(taskset -c 0-1)
 work=$(mktemp -d /var/tmp/lessor-load6.XXXXXX)
 pid=""
@@ -58,7 +64,7 @@ start() { # lessor | kea
 
 declare -A med
 printf "%-7s %3s %12s %8s %8s %10s %5s\n" server run exchanges/s SA%drop RR%drop cpu_us viol
-for server in lessor kea; do
+for server in $servers; do
   : > "$work/rates"
   for r in $(seq 1 "$runs"); do
     start "$server"
@@ -79,4 +85,6 @@ PY
   med[$server]=$(sort -n "$work/rates" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
   echo "$server: median ${med[$server]} exchanges/s"
 done
-python3 -c "print(f'lessor / kea: {${med[lessor]} / ${med[kea]}:.1f}x')"
+if [ -n "${med[lessor]:-}" ] && [ -n "${med[kea]:-}" ]; then
+  python3 -c "print(f'lessor / kea: {${med[lessor]} / ${med[kea]}:.1f}x')"
+fi
