@@ -117,6 +117,8 @@ pub mod v4;
 pub mod v6;
 
 #[cfg(test)]
+mod model;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod testkit;

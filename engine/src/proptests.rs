@@ -1,49 +1,29 @@
-//! Property test: random operation sequences against a small model, with every invariant
-//! checked after every step (the roaring-rs `bitmap/proptests.rs` approach).
-//!
-//! The model knows only what a server could: which client holds which offer or binding
-//! until when, and which addresses are quarantined. From that it predicts every outcome:
-//! which bind succeeds and how, which release/decline does something, which address an offer
-//! must return (reservation, own address, remembered address, requested address) or at
-//! least may return, and when a pool is exhausted. After every operation the engine's live
-//! records must match the model exactly, and `Engine::check_invariants` must pass. At the end
-//! the engine's snapshot must restore exactly, and its events, reordered as the journal may
-//! (each shard's in order but shards interleaved arbitrarily, or shuffled entirely), folded
-//! to the newest version per address and restored in that order, must rebuild its bindings
-//! and quarantines exactly. Causality is checked directly too: every address's versions
-//! strictly increase in the real order of its changes (the engine's test-only trace, since a
-//! delayed event is handed out after later changes), and each shard hands its events out in
-//! version order.
+//! The v4 instance of the property test in `model.rs`: two pools of 5 to 40 addresses,
+//! client 0's reservation excluded from pool 0 and client 1's outside every pool, eight
+//! clients keyed by hardware address (with that address as their `LeaseInfo`), steered to
+//! shards by a hash as the server does.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
+use crate::lease::Time;
+use crate::model::{Counts, Family, HOLD, PROBATION, Refusal, Spot, op, run};
 use crate::pools::Place;
-use crate::testkit::{Reorder, check_versions, fold, reorder};
+use crate::replay::RestoreReport;
+use crate::testkit::reorder;
 use crate::{
     AllocError, BindError, BindRequest, ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseEvent,
-    LeaseInfo, LeaseState, LeaseView, OfferRequest, PoolId, PoolSpec,
+    LeaseInfo, LeaseState, LeaseView, OfferRequest, PoolId, PoolSpec, PoolStats,
 };
 
-const HOLD: u32 = 30;
-const PROBATION: u32 = 50;
-const CLIENTS: u8 = 8;
 const POOL_FIRST: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 1, 10)];
 /// Client 1's reservation, outside every pool.
 const OUTSIDE_RESERVED: Ipv4Addr = Ipv4Addr::new(10, 9, 9, 9);
 /// An address outside every pool that nobody has reserved.
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
-const CANDIDATES: [&[PoolId]; 5] = [
-    &[],
-    &[PoolId(0)],
-    &[PoolId(1)],
-    &[PoolId(0), PoolId(1)],
-    &[PoolId(1), PoolId(0)],
-];
 
 fn add(a: Ipv4Addr, n: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(a) + n)
@@ -122,60 +102,6 @@ fn setup() -> impl Strategy<Value = Setup> {
         })
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Addr {
-    /// The client's current record's address (else the first of the universe).
-    Current,
-    /// An address of the universe (index modulo its length).
-    Pick(usize),
-}
-
-#[derive(Clone, Debug)]
-enum Op {
-    Offer {
-        client: u8,
-        pools: usize,
-        requested: Option<Addr>,
-    },
-    Bind {
-        client: u8,
-        addr: Addr,
-        pools: usize,
-        lease_time: u32,
-    },
-    Release {
-        client: u8,
-        addr: Addr,
-    },
-    Decline {
-        client: u8,
-        addr: Addr,
-    },
-    Reclaim {
-        shard: usize,
-        budget: usize,
-    },
-    Tick(u64),
-}
-
-fn addr() -> impl Strategy<Value = Addr> {
-    prop_oneof![Just(Addr::Current), any::<usize>().prop_map(Addr::Pick)]
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    let client = 0..CLIENTS;
-    prop_oneof![
-        4 => (client.clone(), 0..5usize, proptest::option::of(addr()))
-            .prop_map(|(client, pools, requested)| Op::Offer { client, pools, requested }),
-        4 => (client.clone(), addr(), 0..5usize, 0..120u32)
-            .prop_map(|(client, addr, pools, lease_time)| Op::Bind { client, addr, pools, lease_time }),
-        1 => (client.clone(), addr()).prop_map(|(client, addr)| Op::Release { client, addr }),
-        1 => (client, addr()).prop_map(|(client, addr)| Op::Decline { client, addr }),
-        1 => (0..4usize, 0..4usize).prop_map(|(shard, budget)| Op::Reclaim { shard, budget }),
-        2 => (0..40u64).prop_map(Op::Tick),
-    ]
-}
-
 fn key(c: u8) -> ClientKey {
     ClientKey::hardware(1, &[2, 0, 0, 0, 0, c])
 }
@@ -198,141 +124,85 @@ fn shard_of(c: u8, shards: usize) -> usize {
     (h.finish() % shards as u64) as usize
 }
 
-/// What a server could know: live offers and bindings per client, quarantines.
-type Model = crate::testkit::Model<Ipv4Addr>;
+/// The v4 family: IPv4 addresses, clients keyed by hardware address.
+struct V4;
 
-struct Harness {
-    setup: Setup,
-    universe: Vec<Ipv4Addr>,
-    engine: Engine,
-    model: Model,
-    /// Every event in hand-out order, with the shard that handed it out.
-    events: Vec<(usize, LeaseEvent)>,
-}
+impl Family for V4 {
+    type Setup = Setup;
+    type Engine = Engine;
+    type Res = Ipv4Addr;
+    type Pool = PoolId;
+    type Lease = Lease;
+    type Event = LeaseEvent;
+    type View = LeaseView;
+    type Stats = PoolStats;
+    type BindError = BindError;
 
-impl Harness {
-    fn new(setup: Setup) -> Self {
-        let engine = Engine::new(setup.config()).unwrap();
-        Self {
-            universe: setup.universe(),
-            setup,
-            engine,
-            model: Model::new(CLIENTS),
-            events: Vec::new(),
+    const CLIENTS: u8 = 8;
+    const CANDIDATES: [&'static [PoolId]; 5] = [
+        &[],
+        &[PoolId(0)],
+        &[PoolId(1)],
+        &[PoolId(0), PoolId(1)],
+        &[PoolId(1), PoolId(0)],
+    ];
+
+    fn setup() -> BoxedStrategy<Setup> {
+        setup().boxed()
+    }
+    fn shards(setup: &Setup) -> usize {
+        setup.shards
+    }
+    fn engine(setup: &Setup) -> Engine {
+        Engine::new(setup.config()).unwrap()
+    }
+    fn universe(setup: &Setup) -> Vec<Ipv4Addr> {
+        setup.universe()
+    }
+    fn reservation(setup: &Setup, c: u8) -> Option<Ipv4Addr> {
+        setup.client_reservation(c)
+    }
+    fn shard(setup: &Setup, _: &Engine, c: u8) -> usize {
+        shard_of(c, setup.shards)
+    }
+    fn client_of(lease: &Lease) -> u8 {
+        client_of(&lease.client)
+    }
+    fn spot(engine: &Engine, a: Ipv4Addr) -> Spot<PoolId> {
+        let place = engine.pools().place(u32::from(a));
+        let dynamic = matches!(place, Place::Dynamic { .. });
+        Spot {
+            pool: place.pool(),
+            dynamic,
+        }
+    }
+    fn serves(pool: PoolId, pools: &[PoolId], _: u8) -> bool {
+        pools.contains(&pool)
+    }
+    /// v4 refuses a quarantined address as taken.
+    fn refusal(why: Refusal) -> BindError {
+        match why {
+            Refusal::NotInPool => BindError::NotInPool,
+            Refusal::Fixed | Refusal::Quarantined | Refusal::HeldByOther => BindError::Taken,
         }
     }
 
-    fn shard(&self, c: u8) -> usize {
-        shard_of(c, self.setup.shards)
+    fn view(v: &LeaseView) -> (Ipv4Addr, LeaseState, Time) {
+        (v.address, v.state, v.expires)
     }
-
-    /// Runs `call` on `shard` and records the events it hands out.
-    fn with_events<R>(
-        &mut self,
+    fn lookup(engine: &Engine, shard: usize, c: u8) -> Option<LeaseView> {
+        engine.lookup(shard, &key(c))
+    }
+    fn offer(
+        engine: &Engine,
         shard: usize,
-        call: impl FnOnce(&Engine, &mut Vec<LeaseEvent>) -> R,
-    ) -> R {
-        let mut out = Vec::new();
-        let r = call(&self.engine, &mut out);
-        self.events.extend(out.into_iter().map(|e| (shard, e)));
-        r
-    }
-
-    fn resolve(&self, c: u8, addr: Addr) -> Ipv4Addr {
-        match addr {
-            Addr::Current => self
-                .engine
-                .lookup(self.shard(c), &key(c))
-                .map_or(self.universe[0], |v| v.address),
-            Addr::Pick(i) => self.universe[i % self.universe.len()],
-        }
-    }
-
-    fn place(&self, a: Ipv4Addr) -> Place {
-        self.engine.pools().place(u32::from(a))
-    }
-
-    fn dynamic_in(&self, a: Ipv4Addr, pools: &[PoolId]) -> bool {
-        matches!(self.place(a), Place::Dynamic { pool, .. } if pools.contains(&pool))
-    }
-
-    fn step(&mut self, op: &Op) {
-        let now = self.model.now;
-        match *op {
-            Op::Tick(d) => self.model.now += d,
-            Op::Reclaim { shard, budget } => {
-                let shard = shard % self.setup.shards;
-                let n = self.with_events(shard, |e, ev| e.reclaim(shard, now, budget, ev));
-                assert!(n <= budget);
-            }
-            Op::Offer {
-                client,
-                pools,
-                requested,
-            } => self.offer(client, CANDIDATES[pools], requested),
-            Op::Bind {
-                client,
-                addr,
-                pools,
-                lease_time,
-            } => self.bind(client, addr, CANDIDATES[pools], lease_time),
-            Op::Release { client, addr } => {
-                let a = self.resolve(client, addr);
-                let expected = self.model.bound_to(client) == Some(a);
-                let shard = self.shard(client);
-                let done =
-                    self.with_events(shard, |e, ev| e.release(shard, &key(client), a, now, ev));
-                assert_eq!(done, expected, "release {a} by {client}");
-                if done {
-                    self.model.bound.remove(&client);
-                }
-            }
-            Op::Decline { client, addr } => {
-                let a = self.resolve(client, addr);
-                let m = &self.model;
-                let expected = m.bound_to(client) == Some(a) || m.offered_to(client) == Some(a);
-                let shard = self.shard(client);
-                let done =
-                    self.with_events(shard, |e, ev| e.decline(shard, &key(client), a, now, ev));
-                assert_eq!(done, expected, "decline {a} by {client}");
-                if done {
-                    self.model.bound.remove(&client);
-                    self.model.offered.remove(&client);
-                    self.model.quarantine.insert(a, now + u64::from(PROBATION));
-                }
-            }
-        }
-        self.check();
-    }
-
-    fn offer(&mut self, c: u8, pools: &[PoolId], requested: Option<Addr>) {
-        let m = &self.model;
-        let now = m.now;
-        let shard = self.shard(c);
-        let requested = requested.map(|r| self.resolve(c, r));
-        let reserved = self.setup.client_reservation(c);
-        let before = self.engine.lookup(shard, &key(c));
-        let remembered = before
-            .filter(|v| {
-                matches!(v.state, LeaseState::Released | LeaseState::Expired)
-                    || (v.state == LeaseState::Bound && v.expires <= now)
-            })
-            .map(|v| v.address);
-        let own_in_pools = |a: Option<Ipv4Addr>| a.filter(|&a| self.dynamic_in(a, pools));
-        // What the engine must offer, if the model can tell; else the set it may offer from.
-        let must: Option<Ipv4Addr> = reserved
-            .filter(|&r| !m.quarantined(r))
-            .or_else(|| own_in_pools(m.bound_to(c)))
-            .or_else(|| own_in_pools(m.offered_to(c)))
-            .or_else(|| own_in_pools(remembered))
-            .or_else(|| requested.filter(|&r| self.dynamic_in(r, pools) && m.available_to(r, c)));
-        let may: BTreeSet<Ipv4Addr> = self
-            .universe
-            .iter()
-            .copied()
-            .filter(|&a| self.dynamic_in(a, pools) && m.available_to(a, c))
-            .collect();
-
+        c: u8,
+        pools: &[PoolId],
+        reserved: Option<Ipv4Addr>,
+        requested: Option<Ipv4Addr>,
+        now: Time,
+        _: Option<Ipv4Addr>,
+    ) -> Option<Ipv4Addr> {
         let req = OfferRequest {
             client: &key(c),
             pools,
@@ -340,240 +210,133 @@ impl Harness {
             requested,
             info: info(c),
         };
-        let got = self.engine.offer(shard, &req, now);
-        match (got, must) {
-            (Ok(a), Some(expected)) => assert_eq!(a, expected, "offer to {c}"),
-            (Ok(a), None) => assert!(may.contains(&a), "offer of {a} to {c}: may {may:?}"),
-            (Err(AllocError::Exhausted), None) => {
-                assert!(may.is_empty(), "exhausted for {c} but {may:?} free");
-                for stat in self.engine.stats() {
-                    if pools.contains(&stat.pool) {
-                        assert_eq!(stat.free, 0, "exhausted with free addresses");
-                    }
-                }
+        match engine.offer(shard, &req, now) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                assert!(matches!(e, AllocError::Exhausted), "offer to {c}: {e}");
+                None
             }
-            (Err(e), Some(expected)) => panic!("offer to {c}: {e}, expected {expected}"),
-        }
-        let a = got.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        if got.is_ok() && self.model.bound_to(c) != Some(a) {
-            // The client moved on from any binding it had: DISCOVER means it uses none.
-            self.model.bound.remove(&c);
-            self.model.offered.insert(c, (a, now + u64::from(HOLD)));
         }
     }
-
-    fn bind(&mut self, c: u8, addr: Addr, pools: &[PoolId], lease_time: u32) {
-        let m = &self.model;
-        let now = m.now;
-        let a = self.resolve(c, addr);
-        let reserved = self.setup.client_reservation(c) == Some(a);
-        let place = self.place(a);
-        let renew = m.bound_to(c) == Some(a);
-        let own = renew || m.offered_to(c) == Some(a);
-        let expected = if !reserved && !place.pool().is_some_and(|p| pools.contains(&p)) {
-            Err(BindError::NotInPool)
-        } else if m.quarantined(a)
-            || (!own && m.held_by_other(a, c))
-            || (matches!(place, Place::Fixed { .. }) && !reserved)
-        {
-            // Quarantined, someone else's, or somebody's reservation.
-            Err(BindError::Taken)
-        } else {
-            Ok(())
-        };
+    fn bind(
+        engine: &Engine,
+        shard: usize,
+        c: u8,
+        address: Ipv4Addr,
+        pools: &[PoolId],
+        reserved: bool,
+        (lease_time, _): (u32, u32),
+        now: Time,
+        events: &mut Vec<LeaseEvent>,
+    ) -> Result<LeaseView, BindError> {
         let req = BindRequest {
             client: &key(c),
-            address: a,
+            address,
             pools,
             reserved,
             lease_time,
             info: info(c),
         };
-        let shard = self.shard(c);
-        let got = self.with_events(shard, |e, ev| e.bind(shard, &req, now, ev));
-        assert_eq!(
-            got.map(|_| ()),
-            expected,
-            "bind {a} by {c} ({op:?})",
-            op = (reserved, place)
-        );
-        if let Ok(view) = got {
-            let expires = now + u64::from(lease_time);
-            assert_eq!(
-                view,
-                LeaseView {
-                    address: a,
-                    pool: place.pool(),
-                    state: LeaseState::Bound,
-                    starts: now,
-                    expires
-                }
-            );
-            let client = |l: &Lease| client_of(&l.client);
-            self.model
-                .bound(&self.events, shard, (c, a), renew, expires, client);
+        engine.bind(shard, &req, now, events)
+    }
+    fn bound_view(
+        address: Ipv4Addr,
+        pool: Option<PoolId>,
+        now: Time,
+        lease_time: u32,
+        _: u32,
+    ) -> LeaseView {
+        LeaseView {
+            address,
+            pool,
+            state: LeaseState::Bound,
+            starts: now,
+            expires: now + u64::from(lease_time),
         }
     }
-
-    /// The engine's live records are exactly the model's, and every invariant holds.
-    fn check(&self) {
-        self.engine.check_invariants();
-        let now = self.model.now;
-        let mut live = BTreeMap::new();
-        for lease in self.engine.leases() {
-            let c = client_of(&lease.client);
-            if matches!(self.place(lease.address), Place::Fixed { .. }) {
-                assert_eq!(
-                    self.setup.client_reservation(c),
-                    Some(lease.address),
-                    "fixed address held by a client it is not reserved for"
-                );
-            }
-            if crate::shard::is_held(lease.state) && lease.expires > now {
-                live.insert(lease.address, (lease.state, c, lease.expires));
-            }
-        }
-        let model = self.model.expected(&live);
-        assert_eq!(live, model, "live records at {now}");
-        for stat in self.engine.stats() {
-            assert_eq!(
-                stat.free + stat.offered + stat.bound + stat.declined,
-                stat.total
-            );
-        }
+    fn release(
+        e: &Engine,
+        shard: usize,
+        c: u8,
+        a: Ipv4Addr,
+        now: Time,
+        ev: &mut Vec<LeaseEvent>,
+    ) -> bool {
+        e.release(shard, &key(c), a, now, ev)
+    }
+    fn decline(
+        e: &Engine,
+        shard: usize,
+        c: u8,
+        a: Ipv4Addr,
+        now: Time,
+        ev: &mut Vec<LeaseEvent>,
+    ) -> bool {
+        e.decline(shard, &key(c), a, now, ev)
+    }
+    fn reclaim(
+        e: &Engine,
+        shard: usize,
+        now: Time,
+        budget: usize,
+        ev: &mut Vec<LeaseEvent>,
+    ) -> usize {
+        e.reclaim(shard, now, budget, ev)
     }
 
-    /// Every address's versions rise in the real order of its changes; each shard hands
-    /// out its events in version order; what was handed out is what was made.
-    fn check_versions(&self) {
-        check_versions(
-            &self.events,
-            self.setup.shards,
-            self.engine.check_causality(),
-            self.engine.trace(),
-            self.engine.max_version(),
-        );
+    fn check_invariants(engine: &Engine) {
+        engine.check_invariants();
     }
-
-    /// A fresh engine with `records` restored, each into its shard, one by one or in bulk.
-    fn replay<'a>(
-        &self,
-        records: impl IntoIterator<Item = (usize, &'a Lease)>,
-        bulk: bool,
-    ) -> Engine {
-        let engine = Engine::new(self.setup.config()).unwrap();
-        if bulk {
-            let mut restorer = engine.restorer(0);
-            let mut added = 0;
-            for (shard, lease) in records {
-                // Owned and borrowed records alike.
-                if added % 2 == 0 {
-                    restorer.add(shard, lease.clone()).unwrap();
-                } else {
-                    restorer.add_ref(shard, lease.into()).unwrap();
-                }
-                added += 1;
-            }
-            let report = restorer.finish();
-            assert!(report.bulk);
-            assert_eq!(report.added + report.refused, added);
-        } else {
-            for (shard, lease) in records {
-                engine.restore(shard, lease.clone()).unwrap();
-            }
+    fn check_causality(engine: &Engine) -> usize {
+        engine.check_causality()
+    }
+    fn trace(engine: &Engine) -> Vec<(Ipv4Addr, u64)> {
+        engine.trace()
+    }
+    fn max_version(engine: &Engine) -> u64 {
+        engine.max_version()
+    }
+    fn advance_versions(engine: &Engine, floor: u64) {
+        engine.advance_versions(floor);
+    }
+    fn leases(engine: &Engine) -> Vec<Lease> {
+        engine.leases()
+    }
+    fn stats(engine: &Engine) -> Vec<PoolStats> {
+        engine.stats()
+    }
+    fn counts(s: &PoolStats) -> Counts<PoolId> {
+        Counts {
+            pool: s.pool,
+            total: s.total.into(),
+            free: s.free.into(),
+            offered: s.offered.into(),
+            bound: s.bound.into(),
+            declined: s.declined.into(),
         }
+    }
+    fn restore(engine: &Engine, shard: usize, lease: Lease) {
         engine
+            .restore(shard, lease.clone())
+            .unwrap_or_else(|e| panic!("restore {lease:?}: {e}"));
     }
-
-    /// A snapshot restores exactly; the events, reordered as the journal may and folded,
-    /// rebuild bindings and quarantines exactly.
-    fn check_restart(&mut self, reorder: &Reorder) {
-        let now = self.model.now;
-        for shard in 0..self.setup.shards {
-            self.with_events(shard, |e, ev| e.reclaim(shard, now, 0, ev));
+    fn restore_bulk<'a>(
+        engine: &Engine,
+        records: impl IntoIterator<Item = (usize, &'a Lease)>,
+    ) -> (RestoreReport, u64) {
+        let mut restorer = engine.restorer(0);
+        let mut added = 0;
+        for (shard, lease) in records {
+            // Owned and borrowed records alike.
+            let done = if added % 2 == 0 {
+                restorer.add(shard, lease.clone())
+            } else {
+                restorer.add_ref(shard, lease.into())
+            };
+            done.unwrap();
+            added += 1;
         }
-        self.check_versions();
-
-        let snapshot = self.engine.leases();
-        let restored = [false, true].map(|bulk| {
-            let records = snapshot
-                .iter()
-                .rev()
-                .map(|l| (self.shard(client_of(&l.client)), l));
-            let fresh = self.replay(records, bulk);
-            fresh.check_invariants();
-            assert_eq!(fresh.leases(), snapshot, "snapshot restore, bulk: {bulk}");
-            assert_eq!(fresh.stats(), self.engine.stats());
-            fresh
-        });
-        for c in 0..CLIENTS {
-            let shard = self.shard(c);
-            assert_eq!(
-                restored[0].lookup(shard, &key(c)),
-                restored[1].lookup(shard, &key(c))
-            );
-        }
-
-        let holds = |e: &Engine| {
-            e.leases()
-                .into_iter()
-                .filter(|l| matches!(l.state, LeaseState::Bound | LeaseState::Declined))
-                .collect::<Vec<_>>()
-        };
-        let usage = |e: &Engine| {
-            e.stats()
-                .into_iter()
-                .map(|s| (s.free + s.offered, s.bound, s.declined))
-                .collect::<Vec<_>>()
-        };
-        let orders = reorder.journals(&self.events, self.setup.shards);
-        let top = self.engine.max_version();
-        for (name, journal) in orders {
-            assert_eq!(journal.len(), self.events.len());
-            // Panics on a version tie between two records of one address.
-            let folded = fold(&journal);
-            let replayed = Engine::new(self.setup.config()).unwrap();
-            for lease in &folded {
-                let shard = self.shard(client_of(&lease.client));
-                replayed
-                    .restore(shard, lease.clone())
-                    .unwrap_or_else(|e| panic!("{name}: restore {lease:?}: {e}"));
-                replayed.check_invariants();
-            }
-            assert_eq!(holds(&replayed), holds(&self.engine), "{name}");
-            assert_eq!(usage(&replayed), usage(&self.engine), "{name}");
-            // In bulk: the same state exactly, memories and client index included.
-            let bulk = self.replay(
-                folded.iter().map(|l| (self.shard(client_of(&l.client)), l)),
-                true,
-            );
-            bulk.check_invariants();
-            assert_eq!(bulk.leases(), replayed.leases(), "{name}, bulk");
-            assert_eq!(bulk.stats(), replayed.stats(), "{name}, bulk");
-            assert_eq!(bulk.max_version(), replayed.max_version(), "{name}, bulk");
-            for c in 0..CLIENTS {
-                let shard = self.shard(c);
-                assert_eq!(bulk.lookup(shard, &key(c)), replayed.lookup(shard, &key(c)));
-            }
-            // Unfolded, the bulk path folds by itself: the newest record of each address.
-            let unfolded = self.replay(
-                journal
-                    .iter()
-                    .map(|l| (self.shard(client_of(&l.client)), l)),
-                true,
-            );
-            unfolded.check_invariants();
-            assert_eq!(
-                unfolded.leases(),
-                replayed.leases(),
-                "{name}, unfolded bulk"
-            );
-            assert_eq!(unfolded.stats(), replayed.stats(), "{name}, unfolded bulk");
-            let journal_top = folded.iter().map(|l| l.version).max().unwrap_or(0);
-            assert_eq!(replayed.max_version(), journal_top, "{name}");
-            replayed.advance_versions(top);
-            assert_eq!(replayed.max_version(), top);
-        }
+        (restorer.finish(), added)
     }
 }
 
@@ -582,14 +345,10 @@ proptest! {
 
     #[test]
     fn engine_matches_model(
-        setup in setup(),
-        ops in proptest::collection::vec(op(), 1..120),
+        setup in V4::setup(),
+        ops in proptest::collection::vec(op(V4::CLIENTS), 1..120),
         reorder in reorder(),
     ) {
-        let mut h = Harness::new(setup);
-        for op in &ops {
-            h.step(op);
-        }
-        h.check_restart(&reorder);
+        run::<V4>(setup, &ops, &reorder);
     }
 }
