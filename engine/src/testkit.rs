@@ -25,37 +25,29 @@ pub(crate) trait Journaled: Clone {
     fn expires(&self) -> Time;
 }
 
-impl Journaled for Lease {
-    type Res = Ipv4Addr;
-    fn res(&self) -> Ipv4Addr {
-        self.address
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn state(&self) -> LeaseState {
-        self.state
-    }
-    fn expires(&self) -> Time {
-        self.expires
-    }
+/// Implements [`Journaled`] for a family's lease, whose resource is in field `$res`.
+macro_rules! journaled {
+    ($lease:ty, $res:ty, $field:ident) => {
+        impl Journaled for $lease {
+            type Res = $res;
+            fn res(&self) -> $res {
+                self.$field
+            }
+            fn version(&self) -> u64 {
+                self.version
+            }
+            fn state(&self) -> LeaseState {
+                self.state
+            }
+            fn expires(&self) -> Time {
+                self.expires
+            }
+        }
+    };
 }
 
-impl Journaled for V6Lease {
-    type Res = Resource;
-    fn res(&self) -> Resource {
-        self.resource
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn state(&self) -> LeaseState {
-        self.state
-    }
-    fn expires(&self) -> Time {
-        self.expires
-    }
-}
+journaled!(Lease, Ipv4Addr, address);
+journaled!(V6Lease, Resource, resource);
 
 /// An event, for the record it carries.
 pub(crate) trait Event {
@@ -64,25 +56,23 @@ pub(crate) trait Event {
     fn lease(&self) -> &Self::Lease;
 }
 
-impl Event for LeaseEvent {
-    type Lease = Lease;
-    fn kind(&self) -> EventKind {
-        self.kind
-    }
-    fn lease(&self) -> &Lease {
-        &self.lease
-    }
+/// Implements [`Event`] for a family's event type.
+macro_rules! event {
+    ($event:ty, $lease:ty) => {
+        impl Event for $event {
+            type Lease = $lease;
+            fn kind(&self) -> EventKind {
+                self.kind
+            }
+            fn lease(&self) -> &$lease {
+                &self.lease
+            }
+        }
+    };
 }
 
-impl Event for V6LeaseEvent {
-    type Lease = V6Lease;
-    fn kind(&self) -> EventKind {
-        self.kind
-    }
-    fn lease(&self) -> &V6Lease {
-        &self.lease
-    }
-}
+event!(LeaseEvent, Lease);
+event!(V6LeaseEvent, V6Lease);
 
 /// What the journal does before replay: per address (resource), the record with the highest
 /// version, in the order the winners appear in `records`. Panics on two records of one
