@@ -135,19 +135,12 @@ pub(crate) trait Family {
         lease_time: u32,
         preferred: u32,
     ) -> Self::View;
-    fn release(
+    /// RELEASE (or DECLINE, if `decline`) of `r` by client `c`: whether it did something.
+    fn end(
         e: &Self::Engine,
         shard: usize,
-        c: u8,
-        r: Self::Res,
-        now: Time,
-        ev: &mut Vec<Self::Event>,
-    ) -> bool;
-    fn decline(
-        e: &Self::Engine,
-        shard: usize,
-        c: u8,
-        r: Self::Res,
+        held: (u8, Self::Res),
+        decline: bool,
         now: Time,
         ev: &mut Vec<Self::Event>,
     ) -> bool;
@@ -333,7 +326,7 @@ impl<F: Family> Harness<F> {
                 let expected = self.model.bound_to(client) == Some(r);
                 let shard = self.shard(client);
                 let done =
-                    self.with_events(shard, |e, ev| F::release(e, shard, client, r, now, ev));
+                    self.with_events(shard, |e, ev| F::end(e, shard, (client, r), false, now, ev));
                 assert_eq!(done, expected, "release {r} by {client}");
                 if done {
                     self.model.bound.remove(&client);
@@ -345,7 +338,7 @@ impl<F: Family> Harness<F> {
                 let expected = m.bound_to(client) == Some(r) || m.offered_to(client) == Some(r);
                 let shard = self.shard(client);
                 let done =
-                    self.with_events(shard, |e, ev| F::decline(e, shard, client, r, now, ev));
+                    self.with_events(shard, |e, ev| F::end(e, shard, (client, r), true, now, ev));
                 assert_eq!(done, expected, "decline {r} by {client}");
                 if done {
                     self.model.bound.remove(&client);

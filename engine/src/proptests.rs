@@ -254,25 +254,18 @@ impl Family for V4 {
             expires: now + u64::from(lease_time),
         }
     }
-    fn release(
+    fn end(
         e: &Engine,
         shard: usize,
-        c: u8,
-        a: Ipv4Addr,
+        (c, a): (u8, Ipv4Addr),
+        decline: bool,
         now: Time,
         ev: &mut Vec<LeaseEvent>,
     ) -> bool {
-        e.release(shard, &key(c), a, now, ev)
-    }
-    fn decline(
-        e: &Engine,
-        shard: usize,
-        c: u8,
-        a: Ipv4Addr,
-        now: Time,
-        ev: &mut Vec<LeaseEvent>,
-    ) -> bool {
-        e.decline(shard, &key(c), a, now, ev)
+        match decline {
+            false => e.release(shard, &key(c), a, now, ev),
+            true => e.decline(shard, &key(c), a, now, ev),
+        }
     }
     fn reclaim(
         e: &Engine,

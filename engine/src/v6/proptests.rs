@@ -323,25 +323,18 @@ impl Family for V6 {
             expires: now + u64::from(valid),
         }
     }
-    fn release(
+    fn end(
         e: &V6Engine,
         shard: usize,
-        ia: u8,
-        r: Resource,
+        (c, r): (u8, Resource),
+        decline: bool,
         now: Time,
         ev: &mut Vec<V6LeaseEvent>,
     ) -> bool {
-        e.release(shard, &key(ia), r, now, ev)
-    }
-    fn decline(
-        e: &V6Engine,
-        shard: usize,
-        ia: u8,
-        r: Resource,
-        now: Time,
-        ev: &mut Vec<V6LeaseEvent>,
-    ) -> bool {
-        e.decline(shard, &key(ia), r, now, ev)
+        match decline {
+            false => e.release(shard, &key(c), r, now, ev),
+            true => e.decline(shard, &key(c), r, now, ev),
+        }
     }
     fn reclaim(
         e: &V6Engine,
