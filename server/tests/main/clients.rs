@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{
-    ClientLink, Lessor, Netns, SERVER_ADDR, in_range, read_records, run_logged, tempdir, tool,
-    write_script,
+    ClientLink, HookedClient, Lessor, Netns, SERVER_ADDR, in_range, read_records, record_line,
+    run_logged, tempdir, tool, write_script,
 };
 
 /// The link's subnet, pool 10.231.0.100-199 (unless `pool` says otherwise), router, DNS, domain
@@ -50,16 +50,6 @@ fn assert_pool_lease(rec: &BTreeMap<String, String>, keys: [&str; 4], log: &str)
     assert_eq!(routers, SERVER_ADDR, "routers; record {rec:?}");
     assert_eq!(dns, SERVER_ADDR, "DNS servers; record {rec:?}");
     assert_eq!(domain, "example.test", "domain name; record {rec:?}");
-}
-
-/// The shell line a hook script uses to record `vars` (shell expressions by name) in `out`.
-fn record_line(vars: &[(&str, &str)], out: &Path) -> String {
-    let fields: Vec<String> = vars.iter().map(|(k, v)| format!("\"{k}={v}\"")).collect();
-    format!(
-        "printf '%s\\n' {} -- >> '{}'",
-        fields.join(" "),
-        out.display()
-    )
 }
 
 /// ISC dhclient on one client link, with its own lease file, pid file, config and hook script
@@ -199,10 +189,11 @@ impl<'a> Dhclient<'a> {
 
 /// Runs busybox udhcpc once (`-n -q -f`: foreground, quit when bound, fail when not) and returns
 /// the hook record of the binding and udhcpc's log.
-fn udhcpc(link: &ClientLink, dir: &Path) -> (BTreeMap<String, String>, String) {
-    let env = dir.join(format!("udhcpc-{}.env", link.ifname));
-    let script = dir.join(format!("udhcpc-{}.sh", link.ifname));
-    let record = record_line(
+fn udhcpc(link: &ClientLink, dir: &Path) -> (Record, String) {
+    let client = HookedClient::new(
+        link,
+        dir,
+        "udhcpc",
         &[
             ("event", "$1"),
             ("ip", "$ip"),
@@ -212,41 +203,19 @@ fn udhcpc(link: &ClientLink, dir: &Path) -> (BTreeMap<String, String>, String) {
             ("domain", "$domain"),
             ("lease", "$lease"),
         ],
-        &env,
     );
-    write_script(&script, &format!("#!/bin/sh\n{record}\nexit 0\n"));
-    let log = dir.join(format!("udhcpc-{}.log", link.ifname));
-    let mut cmd = link.ns.timed("udhcpc");
-    cmd.args([
-        "-i",
-        &link.ifname,
-        "-n",
-        "-q",
-        "-f",
-        "-t",
-        "5",
-        "-T",
-        "3",
-        "-s",
-    ])
-    .arg(&script);
-    let (status, text) = run_logged(&mut cmd, &log);
-    assert!(status.success(), "udhcpc failed: {status}\n{text}");
-    let rec = read_records(&env)
-        .into_iter()
-        .rev()
-        .find(|r| r["event"] == "bound")
-        .unwrap_or_else(|| panic!("udhcpc exited 0 but its hook saw no `bound`:\n{text}"));
-    (rec, text)
+    let args = ["-i", &link.ifname, "-n", "-q", "-f", "-t", "5", "-T", "3"];
+    let (mut recs, log) = client.run(&args, "-s", &[], ("event", &["bound"]), None);
+    (recs.pop().expect("at least one record"), log)
 }
 
 /// Runs dhcpcd once (`-1 -B`: one shot, foreground) with our config and hook script and
 /// returns the hook record of the binding and dhcpcd's log.
-fn dhcpcd(link: &ClientLink, dir: &Path) -> (BTreeMap<String, String>, String) {
-    let env = dir.join(format!("dhcpcd-{}.env", link.ifname));
-    let script = dir.join(format!("dhcpcd-{}.sh", link.ifname));
-    let conf = dir.join(format!("dhcpcd-{}.conf", link.ifname));
-    let record = record_line(
+fn dhcpcd(link: &ClientLink, dir: &Path) -> (Record, String) {
+    let client = HookedClient::new(
+        link,
+        dir,
+        "dhcpcd",
         &[
             ("reason", "$reason"),
             ("new_ip_address", "$new_ip_address"),
@@ -254,9 +223,8 @@ fn dhcpcd(link: &ClientLink, dir: &Path) -> (BTreeMap<String, String>, String) {
             ("new_domain_name_servers", "$new_domain_name_servers"),
             ("new_domain_name", "$new_domain_name"),
         ],
-        &env,
     );
-    write_script(&script, &format!("#!/bin/sh\n{record}\nexit 0\n"));
+    let conf = client.file("conf");
     // Not /etc/dhcpcd.conf: the test must not depend on the host's. No ARP probe of the offered
     // address and no link-local fallback: neither is under test and both only add delay.
     std::fs::write(
@@ -264,24 +232,17 @@ fn dhcpcd(link: &ClientLink, dir: &Path) -> (BTreeMap<String, String>, String) {
         "noarp\nnoipv4ll\noption subnet_mask, routers, domain_name_servers, domain_name\n",
     )
     .expect("writing dhcpcd.conf");
-    let log = dir.join(format!("dhcpcd-{}.log", link.ifname));
-    let mut cmd = link.ns.timed("dhcpcd");
-    cmd.args(["-4", "-1", "-B", "-t", "30", "-f"])
-        .arg(&conf)
-        .arg("-c")
-        .arg(&script)
-        .arg(&link.ifname);
-    let (status, text) = run_logged(&mut cmd, &log);
+    let conf = conf.display().to_string();
     // dhcpcd keeps a lease file per interface name in its database directory; ours are unique
-    // to this test, so remove it rather than leave it behind.
-    let _ = std::fs::remove_file(format!("/var/lib/dhcpcd/{}.lease", link.ifname));
-    assert!(status.success(), "dhcpcd failed: {status}\n{text}");
-    let rec = read_records(&env)
-        .into_iter()
-        .rev()
-        .find(|r| matches!(r["reason"].as_str(), "BOUND" | "REBOOT" | "RENEW"))
-        .unwrap_or_else(|| panic!("dhcpcd exited 0 but its hook saw no binding:\n{text}"));
-    (rec, text)
+    // to this test, so it is removed rather than left behind.
+    let (mut recs, log) = client.run(
+        &["-4", "-1", "-B", "-t", "30", "-f", &conf],
+        "-c",
+        &[&link.ifname],
+        ("reason", &["BOUND", "REBOOT", "RENEW"]),
+        Some(format!("/var/lib/dhcpcd/{}.lease", link.ifname)),
+    );
+    (recs.pop().expect("at least one record"), log)
 }
 
 const DHCLIENT_KEYS: [&str; 4] = [
@@ -291,77 +252,70 @@ const DHCLIENT_KEYS: [&str; 4] = [
     "new_domain_name",
 ];
 
+type Record = BTreeMap<String, String>;
+
+/// Starts lessor on `net`'s server link with `config(pool, lease_time)`; returns it and a
+/// directory for the clients' files.
+fn serve(net: &Netns, pool: &str, lease_time: u32) -> (Lessor, tempfile::TempDir) {
+    let config = config(&net.server_if, pool, lease_time);
+    (Lessor::start(Some(&net.server), &config, &[]), tempdir())
+}
+
+/// Lets `get` obtain a lease on a fresh link from lessor with the pool and a one-hour lease,
+/// asserts that it is a pool lease (the client names its variables `keys`, as for
+/// `assert_pool_lease`) and that lessor ACKed it and exits 0; returns the record, the client's
+/// log and what lessor left.
+fn pool_lease_from(
+    keys: [&str; 4],
+    get: impl FnOnce(&ClientLink, &Path) -> (Record, String),
+) -> (Record, String, crate::common::Stopped) {
+    let net = Netns::new();
+    let (lessor, dir) = serve(&net, POOL, 3600);
+    let (rec, log) = get(net.client(), dir.path());
+    assert_pool_lease(&rec, keys, &log);
+    let stopped = lessor.stop();
+    stopped.assert_success();
+    assert!(stopped.counter("acks") >= 1, "{}", stopped.stdout);
+    (rec, log, stopped)
+}
+
 #[test]
 fn dhclient_gets_a_lease_with_router_and_dns() {
-    let net = Netns::new();
-    let lessor = Lessor::start(Some(&net.server), &config(&net.server_if, POOL, 3600), &[]);
-    let dir = tempdir();
-    let client = Dhclient::new(net.client(), dir.path());
-    let (rec, log) = client.obtain();
-    assert_pool_lease(&rec, DHCLIENT_KEYS, &log);
+    let (rec, log, stopped) = pool_lease_from(DHCLIENT_KEYS, |link, dir| {
+        let client = Dhclient::new(link, dir);
+        let got = client.obtain();
+        client.stop();
+        got
+    });
     assert_eq!(
         rec["new_dhcp_lease_time"], "3600",
         "lease time; record {rec:?}"
     );
     assert!(log.contains(&format!("from {SERVER_ADDR}")), "{log}");
-    client.stop();
-
-    let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
     assert!(stopped.counter("offers") >= 1, "{}", stopped.stdout);
-    assert!(stopped.counter("acks") >= 1, "{}", stopped.stdout);
     assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
 }
 
 #[test]
 fn udhcpc_gets_a_lease_with_router_and_dns() {
-    let net = Netns::new();
-    let lessor = Lessor::start(Some(&net.server), &config(&net.server_if, POOL, 3600), &[]);
-    let dir = tempdir();
-    let (rec, log) = udhcpc(net.client(), dir.path());
-    assert_pool_lease(&rec, ["ip", "router", "dns", "domain"], &log);
+    let (rec, _, _) = pool_lease_from(["ip", "router", "dns", "domain"], udhcpc);
     assert_eq!(
         rec["subnet"], "255.255.255.0",
         "subnet mask; record {rec:?}"
     );
     assert_eq!(rec["lease"], "3600", "lease time; record {rec:?}");
-
-    let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
-    assert!(stopped.counter("acks") >= 1, "{}", stopped.stdout);
 }
 
 #[test]
 fn dhcpcd_gets_a_lease_with_router_and_dns() {
-    let net = Netns::new();
-    let lessor = Lessor::start(Some(&net.server), &config(&net.server_if, POOL, 3600), &[]);
-    let dir = tempdir();
-    let (rec, log) = dhcpcd(net.client(), dir.path());
-    assert_pool_lease(&rec, DHCLIENT_KEYS, &log);
-
-    let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
-    assert!(stopped.counter("acks") >= 1, "{}", stopped.stdout);
+    pool_lease_from(DHCLIENT_KEYS, dhcpcd);
 }
 
 #[test]
 fn a_reservation_is_honoured() {
     let net = Netns::new();
     net.client().set_mac(RESERVED_MAC);
-    let lessor = Lessor::start(Some(&net.server), &config(&net.server_if, POOL, 3600), &[]);
-    let dir = tempdir();
+    let (lessor, dir) = serve(&net, POOL, 3600);
     let client = Dhclient::new(net.client(), dir.path());
     let (rec, log) = client.obtain();
     assert_eq!(
@@ -380,8 +334,7 @@ fn a_reservation_is_honoured() {
 #[test]
 fn a_restarted_dhclient_keeps_its_address() {
     let net = Netns::new();
-    let lessor = Lessor::start(Some(&net.server), &config(&net.server_if, POOL, 3600), &[]);
-    let dir = tempdir();
+    let (lessor, dir) = serve(&net, POOL, 3600);
     let client = Dhclient::new(net.client(), dir.path());
     let (first, _) = client.obtain();
     client.stop();
@@ -402,11 +355,7 @@ fn a_restarted_dhclient_keeps_its_address() {
     client.stop();
 
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
     // One DISCOVER-OFFER, then an ACK for each run.
     assert!(stopped.counter("offers") >= 1, "{}", stopped.stdout);
     assert!(stopped.counter("acks") >= 2, "{}", stopped.stdout);
@@ -417,8 +366,7 @@ fn a_restarted_dhclient_keeps_its_address() {
 fn dhclient_renews_its_lease_in_place() {
     let net = Netns::new();
     // A 20 s lease: T1 is 10 s, when the running dhclient unicasts its RENEW from the address.
-    let lessor = Lessor::start(Some(&net.server), &config(&net.server_if, POOL, 20), &[]);
-    let dir = tempdir();
+    let (lessor, dir) = serve(&net, POOL, 20);
     let client = Dhclient::new(net.client(), dir.path());
     let (bound, _) = client.obtain();
     let renewed = crate::common::wait_until(Duration::from_secs(60), "dhclient to renew", || {
@@ -448,8 +396,7 @@ fn a_released_address_goes_to_the_next_client() {
     // A pool of one address: the second client gets it only if the release freed it.
     let only = "10.231.0.100";
     let pool = format!("{only}-{only}");
-    let lessor = Lessor::start(Some(&net.server), &config(&net.server_if, &pool, 3600), &[]);
-    let dir = tempdir();
+    let (lessor, dir) = serve(&net, &pool, 3600);
     let client = Dhclient::new(net.client(), dir.path());
     let (rec, _) = client.obtain();
     assert_eq!(rec["new_ip_address"], only);
@@ -477,8 +424,7 @@ fn a_released_address_goes_to_the_next_client() {
 #[test]
 fn two_clients_get_two_addresses() {
     let net = Netns::bridged(2);
-    let lessor = Lessor::start(Some(&net.server), &config(&net.server_if, POOL, 3600), &[]);
-    let dir = tempdir();
+    let (lessor, dir) = serve(&net, POOL, 3600);
     let (a, b) = (&net.clients[0], &net.clients[1]);
     assert_ne!(a.mac(), b.mac());
     // Both at once: dhclient on one link, udhcpc on the other.
@@ -505,8 +451,7 @@ fn two_clients_get_two_addresses() {
 fn each_broadcast_request_is_answered_once() {
     let net = Netns::new();
     // Two workers (the config's): a broadcast must still be handled by exactly one of them.
-    let lessor = Lessor::start(Some(&net.server), &config(&net.server_if, POOL, 3600), &[]);
-    let dir = tempdir();
+    let (lessor, dir) = serve(&net, POOL, 3600);
     let (_, log) = udhcpc(net.client(), dir.path());
     // udhcpc logs every request it sends, retransmissions included.
     let sent = log

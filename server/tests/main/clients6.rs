@@ -8,7 +8,8 @@ use std::path::Path;
 
 use crate::clients::Dhclient;
 use crate::common::{
-    ClientLink, Lessor, Netns, SERVER_ADDR6, read_records, run_logged, tempdir, write_script,
+    ClientLink, HookedClient, Lessor, Netns, SERVER_ADDR6, record_line, same_named, tempdir,
+    write_script,
 };
 
 /// The link's subnet with an address pool, a /48 split into /56s for delegation, DNS, and a
@@ -62,24 +63,22 @@ fn delegated(prefix: &str, len: &str) -> bool {
 /// ISC dhclient in DHCPv6 mode (`-6`) with a hook that records the DHCPv6 variables.
 fn dhclient6<'a>(link: &'a ClientLink, dir: &Path) -> Dhclient<'a> {
     let d = Dhclient::bare(link, dir, "dhclient6", "-6");
-    let vars = [
-        "reason",
-        "new_ip6_address",
-        "new_ip6_prefixlen",
-        "new_ip6_prefix",
-        "new_dhcp6_name_servers",
-        "new_max_life",
-        "new_preferred_life",
-        "old_ip6_address",
-    ];
-    let fields: Vec<String> = vars.iter().map(|v| format!("\"{v}=${v}\"")).collect();
+    let record = record_line(
+        &same_named(&[
+            "reason",
+            "new_ip6_address",
+            "new_ip6_prefixlen",
+            "new_ip6_prefix",
+            "new_dhcp6_name_servers",
+            "new_max_life",
+            "new_preferred_life",
+            "old_ip6_address",
+        ]),
+        &d.path("env"),
+    );
     write_script(
         &d.path("hook.sh"),
-        &format!(
-            "#!/bin/sh\nprintf '%s\\n' {} -- >> '{}'\nexit 0\n",
-            fields.join(" "),
-            d.path("env").display()
-        ),
+        &format!("#!/bin/sh\n{record}\nexit 0\n"),
     );
     std::fs::write(
         d.path("dhclient.conf"),
@@ -128,22 +127,36 @@ fn field<'r>(recs: &'r [BTreeMap<String, String>], key: &str) -> &'r str {
         .map_or("", String::as_str)
 }
 
-fn start(net: &Netns) -> (Lessor, tempfile::TempDir) {
+/// Starts lessor with `config` on a fresh pair of namespaces with IPv6 enabled; returns them,
+/// lessor, its state directory and a directory for the clients' files.
+fn serve6() -> (Netns, Lessor, tempfile::TempDir, tempfile::TempDir) {
+    let net = Netns::new();
+    net.enable_v6();
     let state = tempdir();
     let lessor = Lessor::start(
         Some(&net.server),
         &config(&net.server_if, &state.path().display().to_string()),
         &[],
     );
-    (lessor, state)
+    (net, lessor, state, tempdir())
+}
+
+/// A dhclient -6 with its files in `dir` and DUID `duid` that gets an address (`-N`); returns
+/// it (running, to be stopped), the hook records and the log.
+fn dhclient6_with_duid<'a>(
+    link: &'a ClientLink,
+    dir: &Path,
+    duid: &str,
+) -> (Dhclient<'a>, Vec<BTreeMap<String, String>>, String) {
+    let d = dhclient6(link, dir);
+    set_duid(&d, duid);
+    let (recs, log) = obtain6(&d, &["-N"]);
+    (d, recs, log)
 }
 
 #[test]
 fn dhclient6_gets_an_address_and_a_delegated_prefix() {
-    let net = Netns::new();
-    net.enable_v6();
-    let (lessor, _state) = start(&net);
-    let dir = tempdir();
+    let (net, lessor, _state, dir) = serve6();
     let client = dhclient6(net.client(), dir.path());
     let (recs, log) = obtain6(&client, &["-N", "-P"]);
     let addr = field(&recs, "new_ip6_address");
@@ -164,28 +177,20 @@ fn dhclient6_gets_an_address_and_a_delegated_prefix() {
     );
     client.stop();
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
     assert!(stopped.counter("replies6") >= 1, "{}", stopped.stdout);
     assert!(stopped.counter("advertises") >= 1, "{}", stopped.stdout);
 }
 
 #[test]
 fn dhclient6_duid_reservation_and_restart_keep_the_address() {
-    let net = Netns::new();
-    net.enable_v6();
-    let dir = tempdir();
-    let state = tempdir();
+    let (net, lessor, state, dir) = serve6();
     let config = config(&net.server_if, &state.path().display().to_string());
+    let dynamic = "00:03:00:01:02:23:10:00:00:99";
 
     // The reservation by DUID.
-    let lessor = Lessor::start(Some(&net.server), &config, &[]);
-    let reserved = dhclient6(net.client(), &dir.path().join("reserved"));
-    set_duid(&reserved, RESERVED_DUID);
-    let (recs, log) = obtain6(&reserved, &["-N"]);
+    let (reserved, recs, log) =
+        dhclient6_with_duid(net.client(), &dir.path().join("reserved"), RESERVED_DUID);
     assert_eq!(
         field(&recs, "new_ip6_address"),
         RESERVED_ADDR,
@@ -195,18 +200,12 @@ fn dhclient6_duid_reservation_and_restart_keep_the_address() {
 
     // A dynamic client, then a restart of lessor on the same state: the same client (same
     // DUID, fresh lease file) gets the same address back from the replayed journal.
-    let client = dhclient6(net.client(), &dir.path().join("dynamic"));
-    set_duid(&client, "00:03:00:01:02:23:10:00:00:99");
-    let (recs, log) = obtain6(&client, &["-N"]);
+    let (client, recs, log) =
+        dhclient6_with_duid(net.client(), &dir.path().join("dynamic"), dynamic);
     let first = field(&recs, "new_ip6_address").to_owned();
     assert!(in_pool(&first), "address {first:?}; {recs:?}\n{log}");
     client.stop();
-    let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    lessor.stop().assert_success();
 
     let lessor = Lessor::start(Some(&net.server), &config, &[]);
     let replay = lessor.stdout_line("leases live");
@@ -214,50 +213,34 @@ fn dhclient6_duid_reservation_and_restart_keep_the_address() {
         replay.contains("2 leases live"),
         "both v6 leases replayed: {replay}"
     );
-    let again = dhclient6(net.client(), &dir.path().join("again"));
-    set_duid(&again, "00:03:00:01:02:23:10:00:00:99");
-    let (recs, log) = obtain6(&again, &["-N"]);
+    let (again, recs, log) = dhclient6_with_duid(net.client(), &dir.path().join("again"), dynamic);
     assert_eq!(
         field(&recs, "new_ip6_address"),
         first,
         "same address after the restart; {recs:?}\n{log}"
     );
     again.stop();
-    let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    lessor.stop().assert_success();
 }
 
 #[test]
 fn dhcpcd6_gets_an_address_and_a_delegated_prefix() {
-    let net = Netns::new();
-    net.enable_v6();
-    let (lessor, _state) = start(&net);
-    let dir = tempdir();
+    let (net, lessor, _state, dir) = serve6();
     let link = net.client();
-    let env = dir.path().join("dhcpcd6.env");
-    let script = dir.path().join("dhcpcd6.sh");
-    let conf = dir.path().join("dhcpcd6.conf");
     // dhcpcd names its variables after the IA: ia_na 1 -> new_dhcp6_ia_na1_ia_addr1.
-    let vars = [
-        "reason",
-        "new_dhcp6_ia_na1_ia_addr1",
-        "new_dhcp6_ia_pd1_prefix1",
-        "new_dhcp6_ia_pd1_prefix1_length",
-        "new_dhcp6_name_servers",
-    ];
-    let fields: Vec<String> = vars.iter().map(|v| format!("\"{v}=${v}\"")).collect();
-    write_script(
-        &script,
-        &format!(
-            "#!/bin/sh\nprintf '%s\\n' {} -- >> '{}'\nexit 0\n",
-            fields.join(" "),
-            env.display()
-        ),
+    let client = HookedClient::new(
+        link,
+        dir.path(),
+        "dhcpcd",
+        &same_named(&[
+            "reason",
+            "new_dhcp6_ia_na1_ia_addr1",
+            "new_dhcp6_ia_pd1_prefix1",
+            "new_dhcp6_ia_pd1_prefix1_length",
+            "new_dhcp6_name_servers",
+        ]),
     );
+    let conf = client.file("conf");
     // Our own config (not the host's): DHCPv6 only, no router solicitation (nothing sends
     // RAs here; explicit IAs make dhcpcd start DHCPv6 by itself), an address and a prefix
     // that is requested but assigned to no interface.
@@ -270,21 +253,14 @@ fn dhcpcd6_gets_an_address_and_a_delegated_prefix() {
         ),
     )
     .expect("writing dhcpcd.conf");
-    let log = dir.path().join("dhcpcd6.log");
-    let mut cmd = link.ns.timed("dhcpcd");
-    cmd.args(["-6", "-1", "-B", "-d", "-t", "30", "-f"])
-        .arg(&conf)
-        .arg("-c")
-        .arg(&script)
-        .arg(&link.ifname);
-    let (status, text) = run_logged(&mut cmd, &log);
-    let _ = std::fs::remove_file(format!("/var/lib/dhcpcd/{}.lease6", link.ifname));
-    assert!(status.success(), "dhcpcd -6 failed: {status}\n{text}");
-    let recs: Vec<_> = read_records(&env)
-        .into_iter()
-        .filter(|r| r["reason"] == "BOUND6")
-        .collect();
-    assert!(!recs.is_empty(), "dhcpcd saw no BOUND6:\n{text}");
+    let conf = conf.display().to_string();
+    let (recs, text) = client.run(
+        &["-6", "-1", "-B", "-d", "-t", "30", "-f", &conf],
+        "-c",
+        &[&link.ifname],
+        ("reason", &["BOUND6"]),
+        Some(format!("/var/lib/dhcpcd/{}.lease6", link.ifname)),
+    );
     let addr = field(&recs, "new_dhcp6_ia_na1_ia_addr1");
     assert!(in_pool(addr), "address {addr:?}; {recs:?}\n{text}");
     let prefix = field(&recs, "new_dhcp6_ia_pd1_prefix1");
@@ -294,10 +270,6 @@ fn dhcpcd6_gets_an_address_and_a_delegated_prefix() {
         "prefix {prefix:?}/{len:?}; {recs:?}\n{text}"
     );
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
     assert!(stopped.counter("replies6") >= 1, "{}", stopped.stdout);
 }

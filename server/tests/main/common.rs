@@ -803,3 +803,100 @@ pub(crate) fn perfdhcp_report(out: &str) -> Report {
     }
     report
 }
+
+impl Stopped {
+    /// Asserts that lessor exited 0, and returns itself for the counter checks that follow.
+    pub(crate) fn assert_success(&self) -> &Stopped {
+        assert!(self.status.success(), "lessor exited with {}", self.status);
+        self
+    }
+}
+
+/// The shell line a hook script uses to record `vars` (shell expressions by name) in `out`.
+pub(crate) fn record_line<V: AsRef<str>>(vars: &[(&str, V)], out: &Path) -> String {
+    let fields: Vec<String> = vars
+        .iter()
+        .map(|(k, v)| format!("\"{k}={}\"", v.as_ref()))
+        .collect();
+    format!(
+        "printf '%s\\n' {} -- >> '{}'",
+        fields.join(" "),
+        out.display()
+    )
+}
+
+/// A one-shot run of a real DHCP client (udhcpc, dhcpcd) on a client link, with a hook script
+/// of ours that records the client's variables (see `read_records`).
+///
+/// Its files are `DIR/NAME-IFNAME.{sh,env,log,conf}`, so two runs on different links or of
+/// different clients never share one.
+pub(crate) struct HookedClient<'a> {
+    /// The link the client runs on, in its namespace.
+    pub(crate) link: &'a ClientLink,
+    name: &'static str,
+    dir: PathBuf,
+}
+
+impl<'a> HookedClient<'a> {
+    /// The client program `name` on `link` whose hook records `vars` (shell expressions by name).
+    pub(crate) fn new<V: AsRef<str>>(
+        link: &'a ClientLink,
+        dir: &Path,
+        name: &'static str,
+        vars: &[(&str, V)],
+    ) -> HookedClient<'a> {
+        let me = HookedClient {
+            link,
+            name,
+            dir: dir.to_owned(),
+        };
+        let record = record_line(vars, &me.file("env"));
+        write_script(&me.file("sh"), &format!("#!/bin/sh\n{record}\nexit 0\n"));
+        me
+    }
+
+    /// The client's file with extension `ext`.
+    pub(crate) fn file(&self, ext: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}-{}.{ext}", self.name, self.link.ifname))
+    }
+
+    /// Runs the client (`args`, then `-X HOOK` per `hook_flag`, then `tail`) under the deadline
+    /// and asserts it exited 0 (after removing `leftover`, a file it keeps outside our
+    /// directory); returns the records whose `key` is one of `reasons` (at least one) and the
+    /// log.
+    pub(crate) fn run(
+        &self,
+        args: &[&str],
+        hook_flag: &str,
+        tail: &[&str],
+        (key, reasons): (&str, &[&str]),
+        leftover: Option<String>,
+    ) -> (Vec<BTreeMap<String, String>>, String) {
+        let mut cmd = self.link.ns.timed(self.name);
+        cmd.args(args)
+            .arg(hook_flag)
+            .arg(self.file("sh"))
+            .args(tail);
+        let (status, text) = run_logged(&mut cmd, &self.file("log"));
+        if let Some(f) = leftover {
+            let _ = fs::remove_file(f);
+        }
+        assert!(status.success(), "{} failed: {status}\n{text}", self.name);
+        let recs: Vec<_> = read_records(&self.file("env"))
+            .into_iter()
+            .filter(|r| reasons.contains(&r[key].as_str()))
+            .collect();
+        assert!(
+            !recs.is_empty(),
+            "{} exited 0 but its hook saw no binding ({key} in {reasons:?}):\n{text}",
+            self.name
+        );
+        (recs, text)
+    }
+}
+
+/// Shell variables recorded under their own names (`name=$name`), for `record_line`.
+pub(crate) fn same_named<'v>(names: &[&'v str]) -> Vec<(&'v str, String)> {
+    names.iter().map(|v| (*v, format!("${v}"))).collect()
+}
