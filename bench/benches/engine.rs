@@ -1,8 +1,11 @@
 //! Engine operations on a /8 pool: offer+bind of new clients, renew, release, reclaim.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
+use common::NOW;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use lessor_engine::{
     BindRequest, ClientKey, Engine, EngineConfig, HwAddr, LeaseInfo, OfferRequest, PoolId, PoolSpec,
@@ -35,7 +38,6 @@ fn client(n: u32) -> (ClientKey, HwAddr) {
 }
 
 const POOLS: &[PoolId] = &[PoolId(0)];
-const NOW: u64 = 1_800_000_000;
 
 fn dora(e: &Engine, n: u32, events: &mut Vec<lessor_engine::LeaseEvent>) -> Ipv4Addr {
     let (key, hw) = client(n);
@@ -66,13 +68,8 @@ fn benches(c: &mut Criterion) {
 
     let e = engine(1);
     let mut events = Vec::new();
-    let mut n = 0u32;
-    g.bench_function("offer_bind_new_client", |b| {
-        b.iter(|| {
-            n += 1;
-            events.clear();
-            black_box(dora(&e, n, &mut events))
-        })
+    common::new_clients(&mut g, "offer_bind_new_client", &mut events, |n, ev| {
+        dora(&e, n, ev)
     });
 
     let e = engine(1);
@@ -122,23 +119,14 @@ fn benches(c: &mut Criterion) {
         )
     });
 
-    g.bench_function("reclaim_10k_expired", |b| {
-        b.iter_batched(
-            || {
-                let e = engine(1);
-                let mut ev = Vec::new();
-                for i in 0..10_000 {
-                    dora(&e, i, &mut ev);
-                }
-                e
-            },
-            |e| {
-                let mut ev = Vec::with_capacity(10_000);
-                black_box(e.reclaim(0, NOW + 4000, 10_000, &mut ev))
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    common::reclaim_10k_expired(
+        &mut g,
+        || engine(1),
+        |e, i, ev| {
+            dora(e, i, ev);
+        },
+        |e, now, max, ev| e.reclaim(0, now, max, ev),
+    );
     g.finish();
 }
 

@@ -1,9 +1,12 @@
 //! v6 engine operations on a /64 IA_NA pool and a /32-into-/56 IA_PD pool: solicit+bind of
 //! new IAs, renew, release and rebind, reclaim.
 
+mod common;
+
 use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use common::NOW;
+use criterion::{Criterion, criterion_group, criterion_main};
 use lessor_engine::v6::{
     BindRequest6, IaKey, IaKind, Resource, SolicitRequest, V6Engine, V6EngineConfig, V6LeaseEvent,
     V6PoolId, V6PoolSpec,
@@ -42,7 +45,6 @@ fn key(n: u32, kind: IaKind) -> IaKey {
 
 const NA: &[V6PoolId] = &[V6PoolId(0)];
 const PD: &[V6PoolId] = &[V6PoolId(1)];
-const NOW: u64 = 1_800_000_000;
 
 fn solicit_bind(
     e: &V6Engine,
@@ -75,13 +77,9 @@ fn benches(c: &mut Criterion) {
 
     for (name, kind, pools) in [("na", IaKind::Na, NA), ("pd", IaKind::Pd, PD)] {
         let e = engine(1);
-        let mut n = 0u32;
-        g.bench_function(format!("solicit_bind_new_{name}"), |b| {
-            b.iter(|| {
-                n += 1;
-                events.clear();
-                black_box(solicit_bind(&e, &key(n, kind), pools, &mut events))
-            })
+        let id = format!("solicit_bind_new_{name}");
+        common::new_clients(&mut g, &id, &mut events, |n, ev| {
+            solicit_bind(&e, &key(n, kind), pools, ev)
         });
     }
 
@@ -122,23 +120,14 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    g.bench_function("reclaim_10k_expired", |b| {
-        b.iter_batched(
-            || {
-                let e = engine(1);
-                let mut ev = Vec::new();
-                for i in 0..10_000 {
-                    solicit_bind(&e, &key(i, IaKind::Na), NA, &mut ev);
-                }
-                e
-            },
-            |e| {
-                let mut ev = Vec::with_capacity(10_000);
-                black_box(e.reclaim(0, NOW + 4000, 10_000, &mut ev))
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    common::reclaim_10k_expired(
+        &mut g,
+        || engine(1),
+        |e, i, ev| {
+            solicit_bind(e, &key(i, IaKind::Na), NA, ev);
+        },
+        |e, now, max, ev| e.reclaim(0, now, max, ev),
+    );
     g.finish();
 }
 
