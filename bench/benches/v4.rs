@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lessor_bench::request;
-use lessor_engine::Engine;
+use lessor_engine::{Engine, LeaseEvent};
 use lessor_server::config::Config;
 use lessor_server::v4::{Arrival, Outcome, Scratch, V4Context, handle};
 
@@ -21,18 +21,54 @@ v4:
 const RELAY: [u8; 4] = [127, 0, 0, 1];
 const NOW: u64 = 1_800_000_000;
 
+/// The handler's per-worker state: its context, engine and buffers, as a worker holds them.
+struct Worker {
+    ctx: V4Context,
+    engine: Engine,
+    arrival: Arrival,
+    scratch: Scratch,
+    out: Vec<u8>,
+    events: Vec<LeaseEvent>,
+}
+
+impl Worker {
+    /// Handles `pkt` arriving at `now`; the reply, if any, is in `out`.
+    fn handle(&mut self, pkt: &[u8], now: u64) -> Outcome {
+        handle(
+            &self.ctx,
+            &self.engine,
+            pkt,
+            &self.arrival,
+            now,
+            &mut self.scratch,
+            &mut self.out,
+            &mut self.events,
+        )
+    }
+
+    /// Handles `pkt` at `now` with the events cleared first; whether it was answered.
+    fn answers(&mut self, pkt: &[u8], now: u64) -> bool {
+        self.events.clear();
+        matches!(self.handle(pkt, now), Outcome::Reply(_))
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let config = Config::from_yaml_str(CONFIG).unwrap();
     let ctx = V4Context::new(&config, &[]);
     let engine = Engine::new(ctx.engine_config(1)).unwrap();
-    let arrival = Arrival {
-        src: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 67),
-        ifindex: 1,
-        local: Ipv4Addr::LOCALHOST,
+    let mut w = Worker {
+        ctx,
+        engine,
+        arrival: Arrival {
+            src: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 67),
+            ifindex: 1,
+            local: Ipv4Addr::LOCALHOST,
+        },
+        scratch: Scratch::default(),
+        out: Vec::with_capacity(2048),
+        events: Vec::new(),
     };
-    let mut scratch = Scratch::default();
-    let mut out = Vec::with_capacity(2048);
-    let mut events = Vec::new();
     let mut g = c.benchmark_group("v4");
     g.throughput(Throughput::Elements(1));
 
@@ -42,16 +78,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let pkt = request(n, 1, RELAY, [0; 4], &[]);
-            let o = handle(
-                &ctx,
-                &engine,
-                &pkt,
-                &arrival,
-                NOW,
-                &mut scratch,
-                &mut out,
-                &mut events,
-            );
+            let o = w.handle(&pkt, NOW);
             black_box(matches!(o, Outcome::Reply(_)))
         })
     });
@@ -61,16 +88,8 @@ fn benches(c: &mut Criterion) {
         .map(|i| {
             let m = 10_000_000 + i;
             let pkt = request(m, 1, RELAY, [0; 4], &[]);
-            handle(
-                &ctx,
-                &engine,
-                &pkt,
-                &arrival,
-                NOW,
-                &mut scratch,
-                &mut out,
-                &mut events,
-            );
+            w.handle(&pkt, NOW);
+            let out = &w.out;
             let yiaddr = Ipv4Addr::new(out[16], out[17], out[18], out[19]);
             let req = request(
                 m,
@@ -87,18 +106,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let (pkt, _) = &offers[i % offers.len()];
             i += 1;
-            events.clear();
-            let o = handle(
-                &ctx,
-                &engine,
-                pkt,
-                &arrival,
-                NOW,
-                &mut scratch,
-                &mut out,
-                &mut events,
-            );
-            black_box(matches!(o, Outcome::Reply(_)))
+            black_box(w.answers(pkt, NOW))
         })
     });
 
@@ -112,53 +120,18 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let pkt = &renews[i % renews.len()];
             i += 1;
-            events.clear();
-            let o = handle(
-                &ctx,
-                &engine,
-                pkt,
-                &arrival,
-                NOW + 100,
-                &mut scratch,
-                &mut out,
-                &mut events,
-            );
-            black_box(matches!(o, Outcome::Reply(_)))
+            black_box(w.answers(pkt, NOW + 100))
         })
     });
 
     let inform = request(7, 8, RELAY, [10, 0, 0, 9], &[]);
-    g.bench_function("inform", |b| {
-        b.iter(|| {
-            black_box(handle(
-                &ctx,
-                &engine,
-                &inform,
-                &arrival,
-                NOW,
-                &mut scratch,
-                &mut out,
-                &mut events,
-            ))
-        })
-    });
+    g.bench_function("inform", |b| b.iter(|| black_box(w.handle(&inform, NOW))));
 
     let mut bad = request(7, 1, RELAY, [0; 4], &[]);
     bad.truncate(bad.len() - 4);
     bad.extend_from_slice(&[12, 200, b'x']);
     g.bench_function("malformed_drop", |b| {
-        b.iter(|| {
-            black_box(handle(
-                &ctx,
-                &engine,
-                &bad,
-                &arrival,
-                NOW,
-                &mut scratch,
-                &mut out,
-                &mut events,
-            ))
-        })
+        b.iter(|| black_box(w.handle(&bad, NOW)))
     });
     g.finish();
 }
