@@ -36,6 +36,8 @@ v4:
 }
 
 const POOL: &str = "10.231.0.100-10.231.0.199";
+/// What a client's hook recorded for one event, by variable name.
+type Record = BTreeMap<String, String>;
 const RESERVED_MAC: &str = "02:23:10:00:00:50";
 
 /// Asserts that a client's record shows a lease from the pool with lessor's router, DNS and
@@ -251,8 +253,6 @@ const DHCLIENT_KEYS: [&str; 4] = [
     "new_domain_name_servers",
     "new_domain_name",
 ];
-
-type Record = BTreeMap<String, String>;
 
 /// Starts lessor on `net`'s server link with `config(pool, lease_time)`; returns it and a
 /// directory for the clients' files.

@@ -831,8 +831,7 @@ pub(crate) fn record_line<V: AsRef<str>>(vars: &[(&str, V)], out: &Path) -> Stri
 /// Its files are `DIR/NAME-IFNAME.{sh,env,log,conf}`, so two runs on different links or of
 /// different clients never share one.
 pub(crate) struct HookedClient<'a> {
-    /// The link the client runs on, in its namespace.
-    pub(crate) link: &'a ClientLink,
+    link: &'a ClientLink,
     name: &'static str,
     dir: PathBuf,
 }
@@ -861,10 +860,10 @@ impl<'a> HookedClient<'a> {
             .join(format!("{}-{}.{ext}", self.name, self.link.ifname))
     }
 
-    /// Runs the client (`args`, then `-X HOOK` per `hook_flag`, then `tail`) under the deadline
-    /// and asserts it exited 0 (after removing `leftover`, a file it keeps outside our
+    /// Runs `NAME ARGS HOOK_FLAG HOOK TAIL` in the link's namespace under the deadline and
+    /// asserts it exited 0 (after removing `leftover`, a file the client keeps outside our
     /// directory); returns the records whose `key` is one of `reasons` (at least one) and the
-    /// log.
+    /// client's log.
     pub(crate) fn run(
         &self,
         args: &[&str],
