@@ -1302,12 +1302,13 @@ fn disk_full_withholds_acks_then_resumes() {
 
     // Every ACK that left lessor, in both phases, is bound in the journal.
     let acks = captured_acks(&pcap);
-    // The capture is the independent witness, and it must have seen nearly every ACK for the
-    // check below to mean something. Not every one: in full-suite runs (and on the previous
-    // build too) it lost a fraction of a second of one perfdhcp run, 2-42 of ~270 ACKs, with
-    // the packets after the gap captured, so waiting longer does not bring them back.
+    // The capture is the independent witness, and it must have seen most ACKs for the check
+    // below to mean something. Not every one: in full-suite runs on 2 cores (and on the
+    // previous build too) dumpcap lost a fraction of a second of one perfdhcp run, 2-42 of
+    // ~270 ACKs, with the packets after the gap captured, so waiting longer does not bring
+    // them back. Every ACK it did see must be bound.
     assert!(
-        acks.len() as u64 * 10 >= (full_acks + after) * 9,
+        acks.len() as u64 * 4 >= (full_acks + after) * 3,
         "tshark saw {} ACKs, perfdhcp received {}; tshark's log:\n{tshark_log}",
         acks.len(),
         full_acks + after
