@@ -13,7 +13,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use lessor_engine::{ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseState, PoolSpec};
 use lessor_journal::{Journal, Options, SyncPolicy, Ticket};
 use lessor_server::lease_record::{LeaseKey, LeaseRecord, LeaseRecordRef};
-use lessor_server::run::restore_into;
+use lessor_server::replay::restore_into;
 
 /// Whether this run measures (`cargo bench`) rather than runs every bench once to see that it
 /// works (`cargo test --all-targets`, `cargo bench -- --test`): only then are fixtures big.

@@ -7,7 +7,8 @@ use anyhow::{Context, bail, ensure};
 use clap::ValueEnum;
 use lessor_journal::{Journal, Options, SyncPolicy, Ticket};
 use lessor_server::lease_record::LeaseRecord;
-use lessor_server::run::{journal_dir, lock_state_dir, now};
+use lessor_server::now;
+use lessor_server::state_dir::{journal_dir, lock_state_dir};
 use serde::Serialize;
 
 use crate::synth::{Subnet, Synth};

@@ -11,7 +11,9 @@ use lessor_engine::Engine;
 use lessor_journal::Record;
 use lessor_server::config::Config;
 use lessor_server::lease_record::{LeaseKey, LeaseRecord};
-use lessor_server::run::{journal_dir, lock_state_dir, now, restore_into};
+use lessor_server::now;
+use lessor_server::replay::restore_into;
+use lessor_server::state_dir::{journal_dir, lock_state_dir};
 use lessor_server::v4::V4Context;
 use serde::Serialize;
 
@@ -114,7 +116,7 @@ pub(crate) fn replay(t: &Target) -> anyhow::Result<()> {
     let opened = Instant::now();
     // Exactly what Server::start does (bulk restore).
     let (journal, report, skipped_bulk) =
-        lessor_server::run::replay_journal(&config, &engine, None, workers)?;
+        lessor_server::replay::replay_journal(&config, &engine, None, workers)?;
     skipped += skipped_bulk;
     let open_end = Instant::now();
     let wall = opened.elapsed();

@@ -13,7 +13,6 @@ pub mod kea;
 pub mod lease_record;
 pub(crate) mod proto;
 pub mod replay;
-pub mod run;
 pub mod server;
 pub mod state_dir;
 pub mod stats;
@@ -23,3 +22,5 @@ mod waiting;
 mod worker;
 
 pub use error::{Error, Result};
+pub use server::Server;
+pub use worker::now;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use lessor_server::Server;
 use lessor_server::config::Config;
-use lessor_server::run::Server;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -252,7 +252,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
     println!(
         "lessor: {} worker(s), {subnets} v4 subnet(s), {subnets6} v6 subnet(s); journal {} (sync: {}): replayed {} records, {} leases live, {skipped} skipped, in {:.3}s{}",
         server.stats().len(),
-        lessor_server::run::journal_dir(&config.state_dir).display(),
+        lessor_server::state_dir::journal_dir(&config.state_dir).display(),
         config.journal.sync.name(),
         replay.records_read,
         replay.live,

@@ -3,7 +3,7 @@
 //! [`Server::start`] takes the state directory's lock, builds both engines, replays the
 //! journal into them before any socket opens (the engines must hold exactly what was
 //! acknowledged), then opens each family's socket group and starts its workers
-//! ([`crate::worker`]).
+//! (`server/src/worker.rs`).
 
 use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr};

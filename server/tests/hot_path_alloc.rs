@@ -16,8 +16,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use lessor_server::Server;
 use lessor_server::config::Config;
-use lessor_server::run::Server;
 
 // Passes every call to the system allocator until a profiler starts; then it counts.
 #[global_allocator]
