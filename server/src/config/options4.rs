@@ -203,20 +203,7 @@ mod tests {
     #[test]
     fn domain_search_rfc3397() {
         let got = one("domain_search: [eng.apple.com., marketing.apple.com]", 119);
-        let mut want = vec![3];
-        want.extend(b"eng");
-        want.push(5);
-        want.extend(b"apple");
-        want.push(3);
-        want.extend(b"com");
-        want.push(0);
-        want.push(9);
-        want.extend(b"marketing");
-        want.push(5);
-        want.extend(b"apple");
-        want.push(3);
-        want.extend(b"com");
-        want.push(0);
+        let want: &[u8] = b"\x03eng\x05apple\x03com\x00\x09marketing\x05apple\x03com\x00";
         assert_eq!(got, want);
         // The first name is byte for byte the RFC's.
         assert_eq!(

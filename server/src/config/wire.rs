@@ -10,10 +10,33 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// Declares a wire struct, written as a plain struct: each `Option` field is an optional key (absent
-/// reads as `None`, and `None` is not written back); other fields are as written.
+/// reads as `None`, and `None` is not written back); other fields are as written. `..group,`
+/// splices in a field group that several sections share (the `..` rules below); its keys stay
+/// plain keys of the struct, so the YAML and `deny_unknown_fields` see no difference.
 macro_rules! wire_struct {
     ($(#[$a:meta])* struct $name:ident { $($body:tt)* }) => {
         wire_struct!(@field [$(#[$a])*] $name [] $($body)*);
+    };
+    (@field $a:tt $name:ident $out:tt ..boot, $($rest:tt)*) => {
+        wire_struct!(@field $a $name $out next_server: Option<String>,
+            server_hostname: Option<String>, boot_file_name: Option<String>, $($rest)*);
+    };
+    (@field $a:tt $name:ident $out:tt ..lease_times, $($rest:tt)*) => {
+        wire_struct!(@field $a $name $out lease_time: Option<Value>,
+            min_lease_time: Option<Value>, max_lease_time: Option<Value>, $($rest)*);
+    };
+    (@field $a:tt $name:ident $out:tt ..lifetimes, $($rest:tt)*) => {
+        wire_struct!(@field $a $name $out preferred_lifetime: Option<Value>,
+            valid_lifetime: Option<Value>, renew_time: Option<Value>, rebind_time: Option<Value>,
+            rapid_commit: Option<bool>, preference: Option<Value>, $($rest)*);
+    };
+    (@field $a:tt $name:ident $out:tt ..holds, $($rest:tt)*) => {
+        wire_struct!(@field $a $name $out offer_hold: Option<Value>,
+            decline_probation: Option<Value>, $($rest)*);
+    };
+    (@field $a:tt $name:ident $out:tt ..link, $($rest:tt)*) => {
+        wire_struct!(@field $a $name $out interface: Option<String>,
+            relays: Option<Vec<String>>, $($rest)*);
     };
     (@field $a:tt $name:ident [$($out:tt)*]
         $(#[$fa:meta])* $f:ident: Option<$t:ty>, $($rest:tt)*) => {
@@ -66,19 +89,14 @@ wire_struct! {
     #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
     #[serde(deny_unknown_fields)]
     struct V4 {
-        lease_time: Option<Value>,
-        min_lease_time: Option<Value>,
-        max_lease_time: Option<Value>,
+        ..lease_times,
         renew_time: Option<Value>,
         rebind_time: Option<Value>,
-        offer_hold: Option<Value>,
-        decline_probation: Option<Value>,
+        ..holds,
         authoritative: Option<bool>,
         server_id: Option<String>,
         bootp_dynamic: Option<bool>,
-        next_server: Option<String>,
-        server_hostname: Option<String>,
-        boot_file_name: Option<String>,
+        ..boot,
         options: Option<Value>,
         reservations: Option<Vec<Reservation>>,
         subnets: Option<Vec<Subnet>>,
@@ -107,16 +125,11 @@ wire_struct! {
     struct Subnet {
         subnet: String,
         id: Option<u32>,
-        interface: Option<String>,
-        relays: Option<Vec<String>>,
-        lease_time: Option<Value>,
-        min_lease_time: Option<Value>,
-        max_lease_time: Option<Value>,
+        ..link,
+        ..lease_times,
         pools: Option<Vec<Value>>,
         excluded: Option<Vec<String>>,
-        next_server: Option<String>,
-        server_hostname: Option<String>,
-        boot_file_name: Option<String>,
+        ..boot,
         options: Option<Value>,
         reservations: Option<Vec<Reservation>>,
     }
@@ -134,9 +147,7 @@ wire_struct! {
         address: String,
         hostname: Option<String>,
         bootp: Option<bool>,
-        next_server: Option<String>,
-        server_hostname: Option<String>,
-        boot_file_name: Option<String>,
+        ..boot,
         options: Option<Value>,
     }
 }
@@ -147,14 +158,8 @@ wire_struct! {
     #[serde(deny_unknown_fields)]
     struct V6 {
         port: Option<u16>,
-        preferred_lifetime: Option<Value>,
-        valid_lifetime: Option<Value>,
-        renew_time: Option<Value>,
-        rebind_time: Option<Value>,
-        rapid_commit: Option<bool>,
-        preference: Option<Value>,
-        offer_hold: Option<Value>,
-        decline_probation: Option<Value>,
+        ..lifetimes,
+        ..holds,
         server_duid: Option<String>,
         server_unicast: Option<String>,
         options: Option<Value>,
@@ -171,8 +176,7 @@ wire_struct! {
     #[serde(deny_unknown_fields)]
     struct SharedNetwork6 {
         name: String,
-        interface: Option<String>,
-        relays: Option<Vec<String>>,
+        ..link,
         interface_ids: Option<Vec<String>>,
         options: Option<Value>,
         #[serde(default)]
@@ -187,15 +191,9 @@ wire_struct! {
     struct Subnet6 {
         subnet: String,
         id: Option<u32>,
-        interface: Option<String>,
-        relays: Option<Vec<String>>,
+        ..link,
         interface_ids: Option<Vec<String>>,
-        preferred_lifetime: Option<Value>,
-        valid_lifetime: Option<Value>,
-        renew_time: Option<Value>,
-        rebind_time: Option<Value>,
-        rapid_commit: Option<bool>,
-        preference: Option<Value>,
+        ..lifetimes,
         pools: Option<Vec<String>>,
         pd_pools: Option<Vec<PdPool>>,
         excluded: Option<Vec<String>>,
