@@ -15,8 +15,9 @@ use super::options::{parse_hex, string};
 use super::options4::{Level, OptionSet, parse_options};
 use super::path::{At, at, join};
 use super::shared::{
-    Links, agent_id, check_ids, check_pool_overlaps, check_shared_network, excluded_set, layout,
-    one_identifier, relay_list, shared_interface, subnet_id, subnet_interface,
+    Bounds, Links, Reserved, agent_id, check_ids, check_pool_overlaps, check_shared_network,
+    excluded_set, identifier, inside, layout, relay_list, shared_interface, subnet_id,
+    subnet_interface,
 };
 use super::times::{Leases, hold_times, lease_times, opt_seconds};
 use super::wire::{self, Value};
@@ -50,9 +51,7 @@ struct Built {
 pub(super) fn v4(w: wire::V4) -> Result<V4Config> {
     let leases = lease_times(
         "v4",
-        w.lease_time.as_ref(),
-        w.min_lease_time.as_ref(),
-        w.max_lease_time.as_ref(),
+        [&w.lease_time, &w.min_lease_time, &w.max_lease_time],
         None,
     )?;
     let renew_time = opt_seconds("v4.renew_time", w.renew_time.as_ref())?;
@@ -113,8 +112,8 @@ pub(super) fn v4(w: wire::V4) -> Result<V4Config> {
         },
         |path, sn, link| {
             check_shared_network(path, &sn.name, sn.subnets.is_empty(), &mut names)?;
-            let relays = relay_list(&join(path, "relays"), sn.relays.as_deref(), &[], unicast)?;
-            let interface = shared_interface(join(path, "interface"), sn.interface)?;
+            let relays = relay_list(path, sn.relays.as_deref(), &[], unicast)?;
+            let interface = shared_interface(path, sn.interface)?;
             let own = parse_options(&join(path, "options"), sn.options.as_ref(), Level::Wide)?;
             let scope = Scope {
                 link,
@@ -186,23 +185,12 @@ fn subnet(
     let id = subnet_id(path, w.id, position)?;
     let leases = lease_times(
         path,
-        w.lease_time.as_ref(),
-        w.min_lease_time.as_ref(),
-        w.max_lease_time.as_ref(),
+        [&w.lease_time, &w.min_lease_time, &w.max_lease_time],
         Some(parent),
     )?;
 
-    let relays = relay_list(
-        &join(path, "relays"),
-        w.relays.as_deref(),
-        &scope.relays,
-        unicast,
-    )?;
-    let interface = subnet_interface(
-        join(path, "interface"),
-        scope.interface.as_ref(),
-        w.interface,
-    )?;
+    let relays = relay_list(path, w.relays.as_deref(), &scope.relays, unicast)?;
+    let interface = subnet_interface(path, scope.interface.as_ref(), w.interface)?;
 
     // Network and broadcast addresses exist only up to /30 (RFC 3021 makes /31 all hosts).
     let edges = (net.prefix_len() <= 30).then(|| (net.network(), net.broadcast()));
@@ -224,13 +212,9 @@ fn subnet(
     for (i, v) in w.pools.unwrap_or_default().iter().enumerate() {
         let p = at(&join(path, "pools"), i);
         let (spec, spec_path, opts, own_boot) = pool_entry(&p, v)?;
-        let (first, last) = range(&spec_path, spec)?;
-        if !net.contains(&first) || !net.contains(&last) {
-            return Err(invalid(
-                spec_path,
-                format!("{first}-{last} is not inside subnet {net}"),
-            ));
-        }
+        let (first, last) = inside(&spec_path, range(&spec_path, spec)?, &net, |a| {
+            net.contains(&a)
+        })?;
         let own = parse_options(&join(&p, "options"), opts, Level::Narrow)?;
         pools.push(Pool4 {
             first,
@@ -251,11 +235,12 @@ fn subnet(
     let excluded: Vec<Ipv4Addr> = excluded.into_iter().collect();
 
     let wres = w.reservations.unwrap_or_default();
+    let list = join(path, "reservations");
     let mut reservations: Vec<Reservation4> = Vec::with_capacity(wres.len());
-    let mut by_key: HashMap<ReservationKey, usize> = HashMap::with_capacity(wres.len());
-    let mut by_addr: HashMap<Ipv4Addr, usize> = HashMap::with_capacity(wres.len());
+    let mut by_key = Reserved::new(&list, wres.len());
+    let mut by_addr = Reserved::new(&list, wres.len());
     for (i, r) in wres.into_iter().enumerate() {
-        let p = at(&join(path, "reservations"), i);
+        let p = at(&list, i);
         let address: Ipv4Addr = addr::parse(&join(&p, "address"), &r.address)?;
         let (scope_options, scope_boot) = pools
             .iter()
@@ -269,21 +254,8 @@ fn subnet(
             ));
         }
         not_an_edge(&join(&p, "address"), address, net, edges)?;
-        let rpath = |j: usize| at(&join(path, "reservations"), j);
-        if let Some(&j) = by_key.get(&res.key) {
-            return Err(invalid(
-                join(&p, name),
-                format!("{name} {text} is already reserved by {}", rpath(j)),
-            ));
-        }
-        if let Some(&j) = by_addr.get(&res.address) {
-            return Err(invalid(
-                join(&p, "address"),
-                format!("{} is already reserved by {}", res.address, rpath(j)),
-            ));
-        }
-        by_key.insert(res.key.clone(), i);
-        by_addr.insert(res.address, i);
+        by_key.once(i, res.key.clone(), name, &format_args!("{name} {text}"))?;
+        by_addr.once(i, res.address, "address", &res.address)?;
         reservations.push(res);
     }
 
@@ -364,6 +336,9 @@ fn pool_entry<'v>(
     }
 }
 
+/// A v4 reservation's identifier keys: the chaddr, option 61, or a relay agent sub-option.
+const ID_KEYS: [&str; 4] = ["hw_address", "client_id", "circuit_id", "remote_id"];
+
 /// A reservation's identifier, address, host name, options and boot fields, which go over
 /// `scope_options` and `scope_boot` (its pool's, its subnet's, or nothing for a global one).
 /// Where the address may lie is for the caller to check.
@@ -373,16 +348,8 @@ fn reservation(
     scope_options: &OptionSet,
     scope_boot: &BootFields,
 ) -> Result<(Reservation4, &'static str, String)> {
-    let (kname, ktext) = one_identifier(
-        path,
-        &[
-            ("hw_address", &r.hw_address),
-            ("client_id", &r.client_id),
-            ("circuit_id", &r.circuit_id),
-            ("remote_id", &r.remote_id),
-        ],
-    )?;
-    let key = reservation_key(&join(path, kname), kname, ktext)?;
+    let ids = [&r.hw_address, &r.client_id, &r.circuit_id, &r.remote_id];
+    let (key, kname, ktext) = identifier(path, ID_KEYS, ids, reservation_key)?;
     let address: Ipv4Addr = addr::parse(&join(path, "address"), &r.address)?;
     if let Some(h) = &r.hostname {
         let bad =
@@ -450,8 +417,8 @@ fn global_reservations(
     subnets: &[Subnet4],
 ) -> Result<Vec<Reservation4>> {
     let mut out: Vec<Reservation4> = Vec::with_capacity(list.len());
-    let mut by_key: HashMap<ReservationKey, usize> = HashMap::new();
-    let mut by_addr: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut by_key = Reserved::new("v4.reservations", 0);
+    let mut by_addr = Reserved::new("v4.reservations", 0);
     let subnet_addrs: HashMap<Ipv4Addr, usize> = subnets
         .iter()
         .enumerate()
@@ -471,24 +438,8 @@ fn global_reservations(
         };
         let edges = (s.net.prefix_len() <= 30).then(|| (s.net.network(), s.net.broadcast()));
         not_an_edge(&apath, address, s.net, edges)?;
-        if let Some(&j) = by_key.get(&res.key) {
-            return Err(invalid(
-                join(&p, name),
-                format!(
-                    "{name} {text} is already reserved by {}",
-                    at("v4.reservations", j)
-                ),
-            ));
-        }
-        if let Some(&j) = by_addr.get(&address) {
-            return Err(invalid(
-                apath,
-                format!(
-                    "{address} is already reserved by {}",
-                    at("v4.reservations", j)
-                ),
-            ));
-        }
+        by_key.once(i, res.key.clone(), name, &format_args!("{name} {text}"))?;
+        by_addr.once(i, address, "address", &address)?;
         if let Some(&si) = subnet_addrs.get(&address) {
             return Err(invalid(
                 apath,
@@ -498,8 +449,6 @@ fn global_reservations(
                 ),
             ));
         }
-        by_key.insert(res.key.clone(), i);
-        by_addr.insert(address, i);
         out.push(res);
     }
     Ok(out)
@@ -594,6 +543,12 @@ fn reservation_key(path: &str, kind: &str, text: &str) -> Result<ReservationKey>
     }
 }
 
+impl Bounds<Ipv4Addr> for Pool4 {
+    fn bounds(&self) -> (Ipv4Addr, Ipv4Addr) {
+        (self.first, self.last)
+    }
+}
+
 /// Rules that need every subnet: ids, overlaps, and one link per relay and per interface.
 fn check_subnets(subnets: &[Built]) -> Result<()> {
     check_ids(subnets.iter().map(|b| (b.subnet.id, b.path.as_str())))?;
@@ -614,12 +569,10 @@ fn check_subnets(subnets: &[Built]) -> Result<()> {
         }
     }
 
-    check_pool_overlaps(
-        subnets
-            .iter()
-            .map(|b| b.subnet.pools.iter().map(|p| (p.first, p.last))),
-        |s, p| at(&join(&subnets[s].path, "pools"), p),
-    )?;
+    let pools = subnets
+        .iter()
+        .map(|b| (b.path.as_str(), &b.subnet.pools[..]));
+    check_pool_overlaps(pools)?;
 
     let mut links = Links::new();
     for b in subnets {

@@ -17,8 +17,9 @@ use super::options::parse_hex;
 use super::options6::{OptionSet6, parse_options6};
 use super::path::{At, at, join};
 use super::shared::{
-    Links, agent_id, check_ids, check_pool_overlaps, check_shared_network, excluded_set, layout,
-    one_identifier, relay_list, shared_interface, subnet_id, subnet_interface,
+    Bounds, Links, Reserved, agent_id, check_ids, check_pool_overlaps, check_shared_network,
+    excluded_set, identifier, inside, layout, relay_list, shared_interface, subnet_id,
+    subnet_interface,
 };
 use super::times::{Lifetimes, hold_times, lifetimes};
 use super::wire::{self, Value};
@@ -91,14 +92,13 @@ pub(super) fn v6(w: wire::V6) -> Result<V6Config> {
     if port == 0 {
         return Err(invalid("v6.port", "must be 1..=65535, not 0"));
     }
-    let life = lifetimes(
-        "v6",
-        w.preferred_lifetime.as_ref(),
-        w.valid_lifetime.as_ref(),
-        w.renew_time.as_ref(),
-        w.rebind_time.as_ref(),
-        None,
-    )?;
+    let times = [
+        &w.preferred_lifetime,
+        &w.valid_lifetime,
+        &w.renew_time,
+        &w.rebind_time,
+    ];
+    let life = lifetimes("v6", times, None)?;
     let rapid_commit = w.rapid_commit.unwrap_or(false);
     let pref = preference("v6.preference", w.preference.as_ref())?;
     let (offer_hold, decline_probation) =
@@ -180,13 +180,9 @@ fn shared_scope(
     names: &mut HashMap<String, String>,
 ) -> Result<Scope> {
     check_shared_network(path, &sn.name, sn.subnets.is_empty(), names)?;
-    let relays = relay_list(&join(path, "relays"), sn.relays.as_deref(), &[], unicast6)?;
-    let interface = shared_interface(join(path, "interface"), sn.interface.clone())?;
-    let interface_ids = interface_id_list(
-        &join(path, "interface_ids"),
-        sn.interface_ids.as_deref(),
-        &[],
-    )?;
+    let relays = relay_list(path, sn.relays.as_deref(), &[], unicast6)?;
+    let interface = shared_interface(path, sn.interface.clone())?;
+    let interface_ids = interface_id_list(path, sn.interface_ids.as_deref(), &[])?;
     let own = parse_options6(&join(path, "options"), sn.options.as_ref())?;
     Ok(Scope {
         link,
@@ -197,16 +193,16 @@ fn shared_scope(
     })
 }
 
-/// `interface_ids` under `path` after the `inherited` ones, each with its key path; an id listed
+/// `parent.interface_ids` after the `inherited` ones, each with its key path; an id listed
 /// twice is refused.
 fn interface_id_list(
-    path: &str,
+    parent: &str,
     list: Option<&[String]>,
     inherited: &[At<Vec<u8>>],
 ) -> Result<Vec<At<Vec<u8>>>> {
     let mut out = inherited.to_vec();
     for (i, s) in list.unwrap_or_default().iter().enumerate() {
-        let p = at(path, i);
+        let p = at(&join(parent, "interface_ids"), i);
         let b = agent_id(s).ok_or_else(|| {
             invalid(
                 &p,
@@ -241,18 +237,12 @@ fn global_reservations(
         })
     };
     let mut out: Vec<Reservation6> = Vec::with_capacity(list.len());
-    let mut by_key: HashMap<V6Identifier, usize> = HashMap::with_capacity(list.len());
+    let mut by_key = Reserved::new("v6.reservations", list.len());
     for (i, r) in list.into_iter().enumerate() {
         let p = at("v6.reservations", i);
         // Its own options only: they go over those of whichever subnet the client is in.
-        let (res, text) = reservation(&p, r, None, &OptionSet6::new())?;
-        if let Some(&j) = by_key.get(&res.key) {
-            let name = res.key.key_name();
-            return Err(invalid(
-                join(&p, name),
-                format!("{name} {text} is already reserved by v6.reservations[{j}]"),
-            ));
-        }
+        let (res, name, text) = reservation(&p, r, None, &OptionSet6::new())?;
+        by_key.once(i, res.key.clone(), name, &format_args!("{name} {text}"))?;
         if let Some(a) = res.address
             && let Some(other) = in_subnets(&|r| r.address == Some(a))
         {
@@ -283,7 +273,6 @@ fn global_reservations(
                 ));
             }
         }
-        by_key.insert(res.key.clone(), i);
         out.push(res);
     }
     Ok(out)
@@ -301,36 +290,22 @@ fn subnet(
     let npath = join(path, "subnet");
     let net = cidr6(&npath, &w.subnet)?;
     let id = subnet_id(path, w.id, position)?;
-    let life = lifetimes(
-        path,
-        w.preferred_lifetime.as_ref(),
-        w.valid_lifetime.as_ref(),
-        w.renew_time.as_ref(),
-        w.rebind_time.as_ref(),
-        Some(parent),
-    )?;
+    let times = [
+        &w.preferred_lifetime,
+        &w.valid_lifetime,
+        &w.renew_time,
+        &w.rebind_time,
+    ];
+    let life = lifetimes(path, times, Some(parent))?;
     let (renew_time, rebind_time) = life.timers();
     let preference = match preference(&join(path, "preference"), w.preference.as_ref())? {
         Some(p) => Some(p),
         None => pref,
     };
 
-    let interface = subnet_interface(
-        join(path, "interface"),
-        scope.interface.as_ref(),
-        w.interface,
-    )?;
-    let relays = relay_list(
-        &join(path, "relays"),
-        w.relays.as_deref(),
-        &scope.relays,
-        unicast6,
-    )?;
-    let iids = interface_id_list(
-        &join(path, "interface_ids"),
-        w.interface_ids.as_deref(),
-        &scope.interface_ids,
-    )?;
+    let interface = subnet_interface(path, scope.interface.as_ref(), w.interface)?;
+    let relays = relay_list(path, w.relays.as_deref(), &scope.relays, unicast6)?;
+    let iids = interface_id_list(path, w.interface_ids.as_deref(), &scope.interface_ids)?;
 
     let own = parse_options6(&join(path, "options"), w.options.as_ref())?;
     let options = scope.options.merged(&own);
@@ -338,13 +313,7 @@ fn subnet(
     let mut pools = Vec::new();
     for (i, s) in w.pools.unwrap_or_default().iter().enumerate() {
         let p = at(&join(path, "pools"), i);
-        let (first, last) = range6(&p, s)?;
-        if !net.contains(&first) || !net.contains(&last) {
-            return Err(invalid(
-                p,
-                format!("{first}-{last} is not inside subnet {net}"),
-            ));
-        }
+        let (first, last) = inside(&p, range6(&p, s)?, &net, |a| net.contains(&a))?;
         pools.push(Pool6 { first, last });
     }
 
@@ -358,22 +327,13 @@ fn subnet(
     let excluded: Vec<Ipv6Addr> = excluded.into_iter().collect();
 
     let wres = w.reservations.unwrap_or_default();
+    let list = join(path, "reservations");
     let mut reservations: Vec<Reservation6> = Vec::with_capacity(wres.len());
-    let mut by_key: HashMap<V6Identifier, usize> = HashMap::with_capacity(wres.len());
+    let mut by_key = Reserved::new(&list, wres.len());
     for (i, r) in wres.into_iter().enumerate() {
-        let p = at(&join(path, "reservations"), i);
-        let (res, text) = reservation(&p, r, Some(net), &options)?;
-        if let Some(&j) = by_key.get(&res.key) {
-            let name = res.key.key_name();
-            return Err(invalid(
-                join(&p, name),
-                format!(
-                    "{name} {text} is already reserved by {}",
-                    at(&join(path, "reservations"), j)
-                ),
-            ));
-        }
-        by_key.insert(res.key.clone(), i);
+        let p = at(&list, i);
+        let (res, name, text) = reservation(&p, r, Some(net), &options)?;
+        by_key.once(i, res.key.clone(), name, &format_args!("{name} {text}"))?;
         reservations.push(res);
     }
 
@@ -474,23 +434,19 @@ fn pd_pool(path: &str, w: wire::PdPool) -> Result<PdPool6> {
     })
 }
 
-/// Builds one reservation; returns it with its identifier as written (for messages).
+/// A v6 reservation's identifier keys: the client's DUID, or what its relay adds (RFC 8415
+/// interface-id, RFC 4649 remote-id, RFC 4580 subscriber-id).
+const ID_KEYS: [&str; 4] = ["duid", "interface_id", "remote_id", "subscriber_id"];
+
+/// Builds one reservation; returns it with its identifier's key and text (for messages).
 fn reservation(
     path: &str,
     r: wire::Reservation6,
     net: Option<Ipv6Net>,
     subnet_options: &OptionSet6,
-) -> Result<(Reservation6, String)> {
-    let (kname, ktext) = one_identifier(
-        path,
-        &[
-            ("duid", &r.duid),
-            ("interface_id", &r.interface_id),
-            ("remote_id", &r.remote_id),
-            ("subscriber_id", &r.subscriber_id),
-        ],
-    )?;
-    let key = identifier(&join(path, kname), kname, ktext)?;
+) -> Result<(Reservation6, &'static str, String)> {
+    let ids = [&r.duid, &r.interface_id, &r.remote_id, &r.subscriber_id];
+    let (key, kname, ktext) = identifier(path, ID_KEYS, ids, v6_identifier)?;
     let address = match &r.address {
         None => None,
         Some(s) => {
@@ -520,11 +476,11 @@ fn reservation(
         prefix,
         options: subnet_options.merged(&own),
     };
-    Ok((res, ktext.to_owned()))
+    Ok((res, kname, ktext.to_owned()))
 }
 
 /// A reservation identifier as written in the YAML (see the module docs of `config`).
-fn identifier(path: &str, kind: &str, text: &str) -> Result<V6Identifier> {
+fn v6_identifier(path: &str, kind: &str, text: &str) -> Result<V6Identifier> {
     let agent = |t: &str, what: &str| {
         agent_id(t).ok_or_else(|| {
             invalid(
@@ -572,6 +528,12 @@ fn identifier(path: &str, kind: &str, text: &str) -> Result<V6Identifier> {
     }
 }
 
+impl Bounds<Ipv6Addr> for Pool6 {
+    fn bounds(&self) -> (Ipv6Addr, Ipv6Addr) {
+        (self.first, self.last)
+    }
+}
+
 /// Rules that need every subnet: ids, overlaps, and one subnet per relay, interface and
 /// interface-id, and each address or prefix reserved once.
 fn check_subnets(subnets: &[Built]) -> Result<()> {
@@ -591,12 +553,10 @@ fn check_subnets(subnets: &[Built]) -> Result<()> {
         .collect();
     check_prefix_overlaps(&prefixes)?;
 
-    check_pool_overlaps(
-        subnets
-            .iter()
-            .map(|b| b.subnet.pools.iter().map(|p| (p.first, p.last))),
-        |s, p| at(&join(&subnets[s].path, "pools"), p),
-    )?;
+    let pools = subnets
+        .iter()
+        .map(|b| (b.path.as_str(), &b.subnet.pools[..]));
+    check_pool_overlaps(pools)?;
 
     // A selector may repeat only within one link (a shared network's, copied to its subnets).
     let mut links = Links::new();

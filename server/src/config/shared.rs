@@ -34,16 +34,16 @@ pub(super) fn agent_id(text: &str) -> Option<Vec<u8>> {
     (1..=255).contains(&b.len()).then_some(b)
 }
 
-/// Parses a relay list after the `inherited` ones, refusing an address listed twice.
+/// Parses `parent.relays` after the `inherited` ones, refusing an address listed twice.
 pub(super) fn relay_list<A: Addr>(
-    path: &str,
+    parent: &str,
     list: Option<&[String]>,
     inherited: &[At<A>],
     unicast: fn(&str, &str) -> Result<A>,
 ) -> Result<Vec<At<A>>> {
     let mut out = inherited.to_vec();
     for (i, s) in list.unwrap_or_default().iter().enumerate() {
-        let p = at(path, i);
+        let p = at(&join(parent, "relays"), i);
         let r = unicast(&p, s)?;
         if let Some(other) = out.iter().find(|o| o.value == r) {
             return Err(invalid(
@@ -56,10 +56,11 @@ pub(super) fn relay_list<A: Addr>(
     Ok(out)
 }
 
-/// A shared network's `interface` at `path`, checked.
-pub(super) fn shared_interface(path: String, name: Option<String>) -> Result<Option<At<String>>> {
+/// A shared network's `parent.interface`, checked.
+pub(super) fn shared_interface(parent: &str, name: Option<String>) -> Result<Option<At<String>>> {
     match name {
         Some(name) => {
+            let path = join(parent, "interface");
             check_ifname(&path, &name)?;
             Ok(Some(At { value: name, path }))
         }
@@ -67,13 +68,14 @@ pub(super) fn shared_interface(path: String, name: Option<String>) -> Result<Opt
     }
 }
 
-/// A subnet's interface: its own `interface` at `path`, or the shared network's (`inherited`),
+/// A subnet's interface: its own `parent.interface`, or the shared network's (`inherited`),
 /// which it may repeat but not contradict.
 pub(super) fn subnet_interface(
-    path: String,
+    parent: &str,
     inherited: Option<&At<String>>,
     own: Option<String>,
 ) -> Result<Option<At<String>>> {
+    let path = join(parent, "interface");
     match (inherited, own) {
         (Some(shared), Some(own)) if shared.value != own => Err(invalid(
             path,
@@ -162,30 +164,82 @@ pub(super) fn subnet_id(path: &str, id: Option<u32>, position: usize) -> Result<
     }
 }
 
-/// The one identifier a reservation gives among `ids` (key and value as written), by key name
-/// and text.
-pub(super) fn one_identifier<'r>(
+/// The one identifier a reservation at `path` gives among its `keys` (`values` as written, in
+/// the same order), read by `parse(key path, key name, text)`; returned with its key name and
+/// text for messages.
+pub(super) fn identifier<'r, K, const N: usize>(
     path: &str,
-    ids: &[(&'static str, &'r Option<String>)],
-) -> Result<(&'static str, &'r str)> {
-    let given: Vec<(&'static str, &str)> = ids
-        .iter()
-        .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
+    keys: [&'static str; N],
+    values: [&'r Option<String>; N],
+    parse: impl FnOnce(&str, &str, &str) -> Result<K>,
+) -> Result<(K, &'static str, &'r str)> {
+    let given: Vec<(&'static str, &str)> = keys
+        .into_iter()
+        .zip(values)
+        .filter_map(|(k, v)| Some((k, v.as_deref()?)))
         .collect();
     match given.as_slice() {
-        [] => {
-            let names: Vec<&str> = ids.iter().map(|(k, _)| *k).collect();
-            Err(invalid(
-                path,
-                format!("needs an identifier: one of {}", names.join(", ")),
-            ))
-        }
-        [one] => Ok(*one),
+        [] => Err(invalid(
+            path,
+            format!("needs an identifier: one of {}", keys.join(", ")),
+        )),
+        [(name, text)] => Ok((parse(&join(path, name), name, text)?, name, text)),
         [a, b, ..] => Err(invalid(
             path,
             format!("has both {} and {}; give exactly one identifier", a.0, b.0),
         )),
     }
+}
+
+/// What the reservations of one list (`list`, e.g. `v4.subnets[0].reservations`) have reserved
+/// so far, each value with the index of the entry that holds it: a value reserved twice is
+/// refused at the later entry.
+pub(super) struct Reserved<'l, K> {
+    list: &'l str,
+    seen: HashMap<K, usize>,
+}
+
+impl<'l, K: Eq + Hash> Reserved<'l, K> {
+    pub(super) fn new(list: &'l str, capacity: usize) -> Self {
+        Reserved {
+            list,
+            seen: HashMap::with_capacity(capacity),
+        }
+    }
+
+    /// Records that entry `i` reserves `value`, written at its key `key` and shown as `shown`.
+    pub(super) fn once(
+        &mut self,
+        i: usize,
+        value: K,
+        key: &str,
+        shown: &dyn Display,
+    ) -> Result<()> {
+        if let Some(&j) = self.seen.get(&value) {
+            return Err(invalid(
+                join(&at(self.list, i), key),
+                format!("{shown} is already reserved by {}", at(self.list, j)),
+            ));
+        }
+        self.seen.insert(value, i);
+        Ok(())
+    }
+}
+
+/// Refuses a range at `path` that does not lie inside subnet `net`; passes it on otherwise.
+pub(super) fn inside<A: Addr>(
+    path: &str,
+    (first, last): (A, A),
+    net: &dyn Display,
+    contains: impl Fn(A) -> bool,
+) -> Result<(A, A)> {
+    if !contains(first) || !contains(last) {
+        return Err(invalid(
+            path,
+            format!("{first}-{last} is not inside subnet {net}"),
+        ));
+    }
+    Ok((first, last))
 }
 
 /// A subnet's `excluded` list (ranges inside `net`, as `range` reads them) expanded to single
@@ -237,26 +291,28 @@ pub(super) fn check_ids<'p>(ids: impl Iterator<Item = (u32, &'p str)>) -> Result
     Ok(())
 }
 
+/// An address pool's first and last address, for [`check_pool_overlaps`].
+pub(super) trait Bounds<A> {
+    fn bounds(&self) -> (A, A);
+}
+
 /// Refuses two overlapping pools, naming the later one in config order. `subnets` yields each
-/// subnet's pools as (first, last); `path(subnet, pool)` is a pool's key path.
-pub(super) fn check_pool_overlaps<A, P>(
-    subnets: impl Iterator<Item = P>,
-    path: impl Fn(usize, usize) -> String,
-) -> Result<()>
-where
-    A: Addr,
-    P: Iterator<Item = (A, A)>,
-{
+/// subnet's key path and pools; a pool's key path is `subnet.pools[k]`.
+pub(super) fn check_pool_overlaps<'s, A: Addr, P: Bounds<A> + 's>(
+    subnets: impl Iterator<Item = (&'s str, &'s [P])>,
+) -> Result<()> {
     // (first, last, subnet, pool), by first address; a pool overlapping any earlier one
     // overlaps the earlier one that reaches furthest.
-    let mut pools: Vec<(A, A, usize, usize)> = subnets
-        .enumerate()
-        .flat_map(|(s, pools)| {
-            pools
-                .enumerate()
-                .map(move |(p, (first, last))| (first, last, s, p))
-        })
-        .collect();
+    let mut paths: Vec<&str> = Vec::new();
+    let mut pools: Vec<(A, A, usize, usize)> = Vec::new();
+    for (s, (path, list)) in subnets.enumerate() {
+        paths.push(path);
+        pools.extend(list.iter().enumerate().map(|(p, pool)| {
+            let (first, last) = pool.bounds();
+            (first, last, s, p)
+        }));
+    }
+    let path = |s: usize, p: usize| at(&join(paths[s], "pools"), p);
     pools.sort_unstable();
     let mut reach: Option<(A, A, usize, usize)> = None;
     for cur in pools {

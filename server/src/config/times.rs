@@ -88,25 +88,23 @@ pub(super) struct Leases {
     pub(super) max: u32,
 }
 
-/// Resolves `lease_time`, `min_lease_time`, `max_lease_time` under `path`.
+/// Resolves `[lease_time, min_lease_time, max_lease_time]` under `path`.
 ///
 /// At the `v4` level min and max default to the lease time. A subnet that sets none of the three
 /// inherits all of them; otherwise what it does not set is inherited, with an inherited min or
 /// max widened to include the subnet's own lease time.
 pub(super) fn lease_times(
     path: &str,
-    lease: Option<&Value>,
-    min: Option<&Value>,
-    max: Option<&Value>,
+    [lease, min, max]: [&Option<Value>; 3],
     parent: Option<Leases>,
 ) -> Result<Leases> {
     let lpath = join(path, "lease_time");
     let minpath = join(path, "min_lease_time");
     let maxpath = join(path, "max_lease_time");
     let given = (
-        opt_seconds(&lpath, lease)?,
-        opt_seconds(&minpath, min)?,
-        opt_seconds(&maxpath, max)?,
+        opt_seconds(&lpath, lease.as_ref())?,
+        opt_seconds(&minpath, min.as_ref())?,
+        opt_seconds(&maxpath, max.as_ref())?,
     );
     let out = match parent {
         None => {
@@ -199,18 +197,16 @@ impl Lifetimes {
     }
 }
 
-/// Reads the four lifetime keys under `path`, over `parent` (None at `v6` level).
+/// Reads the four lifetime keys under `path` (`[preferred_lifetime, valid_lifetime,
+/// renew_time, rebind_time]`), over `parent` (None at `v6` level).
 pub(super) fn lifetimes(
     path: &str,
-    preferred: Option<&Value>,
-    valid: Option<&Value>,
-    renew: Option<&Value>,
-    rebind: Option<&Value>,
+    [preferred, valid, renew, rebind]: [&Option<Value>; 4],
     parent: Option<&Lifetimes>,
 ) -> Result<Lifetimes> {
-    let read = |key: &str, v: Option<&Value>| -> Result<Option<(u32, String)>> {
+    let read = |key: &str, v: &Option<Value>| -> Result<Option<(u32, String)>> {
         let p = join(path, key);
-        match opt_seconds(&p, v)? {
+        match opt_seconds(&p, v.as_ref())? {
             Some(0) => Err(invalid(p, "must be at least 1 second")),
             Some(t) => Ok(Some((t, p))),
             None => Ok(None),
