@@ -57,6 +57,8 @@ struct V6Parts {
 
 /// Where one family's sockets bind, and the names the startup message gives them.
 struct Bind {
+    /// No interface named: bind the loopback address only.
+    loopback: bool,
     device: Option<String>,
     /// The served interfaces (empty: loopback only, no interface named).
     names: Vec<String>,
@@ -70,9 +72,15 @@ impl Bind {
             _ => None,
         };
         Bind {
+            loopback: config.interfaces.is_empty(),
             device,
             names: infos.iter().map(|i| i.name.clone()).collect(),
         }
+    }
+
+    /// The family's `loopback` address when no interface is named, else `any`.
+    fn addr<A>(&self, loopback: A, any: A) -> A {
+        if self.loopback { loopback } else { any }
     }
 
     /// "ADDR:PORT" once, or once per served interface.
@@ -311,11 +319,7 @@ fn start_v4(
     names: Arc<Vec<(u32, String)>>,
     handles: &mut Vec<thread::JoinHandle<()>>,
 ) -> Result<(Arc<[WorkerStats]>, Vec<String>)> {
-    let addr = if config.interfaces.is_empty() {
-        Ipv4Addr::LOCALHOST
-    } else {
-        Ipv4Addr::UNSPECIFIED
-    };
+    let addr = bind.addr(Ipv4Addr::LOCALHOST, Ipv4Addr::UNSPECIFIED);
     let sockets = lessor_net::open_v4_group(&V4SocketConfig {
         bind: addr,
         port: config.port,
@@ -355,11 +359,7 @@ fn start_v6(
     v6: &V6Parts,
     handles: &mut Vec<thread::JoinHandle<()>>,
 ) -> Result<(Arc<[WorkerStats]>, Vec<String>)> {
-    let addr = if config.interfaces.is_empty() {
-        Ipv6Addr::LOCALHOST
-    } else {
-        Ipv6Addr::UNSPECIFIED
-    };
+    let addr = bind.addr(Ipv6Addr::LOCALHOST, Ipv6Addr::UNSPECIFIED);
     // Clients on a served link send to ff02::1:2; loopback carries no multicast.
     let multicast: Vec<u32> = chosen
         .iter()

@@ -305,20 +305,41 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         Value::deserialize(d)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Seq(items))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        items(seq).map(Value::Seq)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(Key(k)) = map.next_key()? {
-            entries.push((k, map.next_value()?));
-        }
-        Ok(Value::Map(entries))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        entries(map, |Key(k)| k).map(Value::Map)
     }
+}
+
+/// A sequence's items, in order (for a tree visitor's `visit_seq`).
+pub(super) fn items<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(
+    mut seq: A,
+) -> Result<Vec<T>, A::Error> {
+    let mut items = Vec::new();
+    while let Some(item) = seq.next_element()? {
+        items.push(item);
+    }
+    Ok(items)
+}
+
+/// A map's entries in document order, each key turned by `key` into what the tree keeps (for
+/// a tree visitor's `visit_map`).
+pub(super) fn entries<'de, K, O, V, A>(
+    mut map: A,
+    key: impl Fn(K) -> O,
+) -> Result<Vec<(O, V)>, A::Error>
+where
+    K: Deserialize<'de>,
+    V: Deserialize<'de>,
+    A: MapAccess<'de>,
+{
+    let mut entries = Vec::new();
+    while let Some(k) = map.next_key()? {
+        entries.push((key(k), map.next_value()?));
+    }
+    Ok(entries)
 }
 
 /// A map key: any scalar, as text (so `150:` and `"150":` are the same key).
