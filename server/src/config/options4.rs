@@ -20,8 +20,57 @@ pub(super) struct V4;
 impl Scheme for V4 {
     type Code = u8;
     type Addr = Ipv4Addr;
-    const NAMED: &'static [Named<u8>] = NAMED;
-    const SERVER_MANAGED: &'static [(u8, &'static str)] = SERVER_MANAGED;
+    const NAMED: &'static [Named<u8>] = &[
+        named("subnet_mask", 1, Kind::Ip),
+        named("time_offset", 2, Kind::I32),
+        named("routers", 3, Kind::Ips),
+        named("time_servers", 4, Kind::Ips),
+        named("name_servers", 5, Kind::Ips),
+        named("domain_name_servers", 6, Kind::Ips),
+        named("log_servers", 7, Kind::Ips),
+        named("lpr_servers", 9, Kind::Ips),
+        named("host_name", 12, Kind::Str),
+        named("domain_name", 15, Kind::Str),
+        named("root_path", 17, Kind::Str),
+        named("ip_forwarding", 19, Kind::Bool),
+        named("default_ip_ttl", 23, Kind::U8),
+        named("interface_mtu", 26, Kind::U16),
+        named("broadcast_address", 28, Kind::Ip),
+        named("static_routes", 33, Kind::Routes),
+        named("arp_cache_timeout", 35, Kind::U32),
+        named("nis_domain", 40, Kind::Str),
+        named("nis_servers", 41, Kind::Ips),
+        named("ntp_servers", 42, Kind::Ips),
+        named("vendor_encapsulated_options", 43, Kind::Hex),
+        named("netbios_name_servers", 44, Kind::Ips),
+        named("netbios_dd_servers", 45, Kind::Ips),
+        named("netbios_node_type", 46, Kind::U8),
+        named("netbios_scope", 47, Kind::Str),
+        named("tftp_server_name", 66, Kind::Str),
+        named("bootfile_name", 67, Kind::Str),
+        named("smtp_servers", 69, Kind::Ips),
+        named("tz_posix", 100, Kind::Str),
+        named("tz_database", 101, Kind::Str),
+        named("captive_portal", 114, Kind::Str),
+        named("domain_search", 119, Kind::Domains),
+        named("classless_static_routes", 121, Kind::ClasslessRoutes),
+    ];
+    const SERVER_MANAGED: &'static [(u8, &'static str)] = &[
+        (0, "pad"),
+        (50, "requested address"),
+        (51, "lease time; set lease_time"),
+        (52, "option overload"),
+        (53, "message type"),
+        (54, "server identifier; set v4.server_id"),
+        (55, "parameter request list"),
+        (57, "maximum message size"),
+        (58, "renewal time; set v4.renew_time"),
+        (59, "rebinding time; set v4.rebind_time"),
+        (61, "client identifier"),
+        (82, "relay agent information"),
+        (118, "subnet selection; echoed from the client, RFC 3011"),
+        (255, "end"),
+    ];
     const MAX_CODE: &'static str = "254";
     const OPTION: &'static str = "option";
     const EXAMPLE_CODE: &'static str = "150";
@@ -42,62 +91,6 @@ impl Scheme for V4 {
         }
     }
 }
-
-/// Options known by name. Any other code is reachable by number with a typed value.
-const NAMED: &[Named<u8>] = &[
-    named("subnet_mask", 1, Kind::Ip),
-    named("time_offset", 2, Kind::I32),
-    named("routers", 3, Kind::Ips),
-    named("time_servers", 4, Kind::Ips),
-    named("name_servers", 5, Kind::Ips),
-    named("domain_name_servers", 6, Kind::Ips),
-    named("log_servers", 7, Kind::Ips),
-    named("lpr_servers", 9, Kind::Ips),
-    named("host_name", 12, Kind::Str),
-    named("domain_name", 15, Kind::Str),
-    named("root_path", 17, Kind::Str),
-    named("ip_forwarding", 19, Kind::Bool),
-    named("default_ip_ttl", 23, Kind::U8),
-    named("interface_mtu", 26, Kind::U16),
-    named("broadcast_address", 28, Kind::Ip),
-    named("static_routes", 33, Kind::Routes),
-    named("arp_cache_timeout", 35, Kind::U32),
-    named("nis_domain", 40, Kind::Str),
-    named("nis_servers", 41, Kind::Ips),
-    named("ntp_servers", 42, Kind::Ips),
-    named("vendor_encapsulated_options", 43, Kind::Hex),
-    named("netbios_name_servers", 44, Kind::Ips),
-    named("netbios_dd_servers", 45, Kind::Ips),
-    named("netbios_node_type", 46, Kind::U8),
-    named("netbios_scope", 47, Kind::Str),
-    named("tftp_server_name", 66, Kind::Str),
-    named("bootfile_name", 67, Kind::Str),
-    named("smtp_servers", 69, Kind::Ips),
-    named("tz_posix", 100, Kind::Str),
-    named("tz_database", 101, Kind::Str),
-    named("captive_portal", 114, Kind::Str),
-    named("domain_search", 119, Kind::Domains),
-    named("classless_static_routes", 121, Kind::ClasslessRoutes),
-];
-
-/// Codes the server writes itself (or that only clients and relays send); a config may not set
-/// them. With the reason, or the key to use instead.
-const SERVER_MANAGED: &[(u8, &str)] = &[
-    (0, "pad"),
-    (50, "requested address"),
-    (51, "lease time; set lease_time"),
-    (52, "option overload"),
-    (53, "message type"),
-    (54, "server identifier; set v4.server_id"),
-    (55, "parameter request list"),
-    (57, "maximum message size"),
-    (58, "renewal time; set v4.renew_time"),
-    (59, "rebinding time; set v4.rebind_time"),
-    (61, "client identifier"),
-    (82, "relay agent information"),
-    (118, "subnet selection; echoed from the client, RFC 3011"),
-    (255, "end"),
-];
 
 /// The config name of option `code`, if it has one (for logs and messages).
 pub fn option_name(code: u8) -> Option<&'static str> {
@@ -134,8 +127,7 @@ pub(super) fn parse_options(
     })
 }
 
-/// The `options:` map that parses back to exactly `set`: by name where the payload decodes and
-/// re-encodes to the same bytes, otherwise by code as hex.
+/// The `options:` map that parses back to exactly `set`, as [`render`] writes it.
 pub(super) fn render_options(set: &OptionSet) -> Value {
     render::<V4>(set)
 }

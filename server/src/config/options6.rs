@@ -11,7 +11,7 @@ use super::error::{ConfigError, invalid};
 use super::options::{EncodedOptions, Kind, Named, Scheme, name_of, named, parse_map, render};
 use super::wire::Value;
 
-/// Encoded DHCPv6 options, sorted by code, at most one entry per code.
+/// Encoded DHCPv6 options: [`EncodedOptions`] with 16-bit codes.
 pub type OptionSet6 = EncodedOptions<u16>;
 
 /// DHCPv6 (RFC 8415).
@@ -20,8 +20,49 @@ pub(super) struct V6;
 impl Scheme for V6 {
     type Code = u16;
     type Addr = Ipv6Addr;
-    const NAMED: &'static [Named<u16>] = NAMED;
-    const SERVER_MANAGED: &'static [(u16, &'static str)] = SERVER_MANAGED;
+    const NAMED: &'static [Named<u16>] = &[
+        named("sip_server_domains", 21, Kind::Domains),
+        named("sip_servers", 22, Kind::Ips),
+        named("dns_servers", 23, Kind::Ips),
+        named("domain_search", 24, Kind::Domains),
+        named("nis_servers", 27, Kind::Ips),
+        named("nisp_servers", 28, Kind::Ips),
+        named("nis_domain", 29, Kind::Domains),
+        named("nisp_domain", 30, Kind::Domains),
+        named("sntp_servers", 31, Kind::Ips),
+        named("information_refresh_time", 32, Kind::U32),
+        named("posix_timezone", 41, Kind::Str),
+        named("tz_database", 42, Kind::Str),
+        named("ntp_servers", 56, Kind::Ntp),
+        named("bootfile_url", 59, Kind::Str),
+        named("aftr_name", 64, Kind::Domain),
+        named("captive_portal", 103, Kind::Str),
+    ];
+    const SERVER_MANAGED: &'static [(u16, &'static str)] = &[
+        (0, "reserved"),
+        (1, "client identifier"),
+        (2, "server identifier; set v6.server_duid"),
+        (3, "IA_NA"),
+        (4, "IA_TA"),
+        (5, "IA address"),
+        (6, "option request"),
+        (7, "preference; set preference"),
+        (8, "elapsed time"),
+        (9, "relay message"),
+        (11, "authentication"),
+        (12, "server unicast; set v6.server_unicast"),
+        (13, "status code"),
+        (14, "rapid commit; set rapid_commit"),
+        (18, "interface-id"),
+        (19, "reconfigure message"),
+        (20, "reconfigure accept"),
+        (25, "IA_PD"),
+        (26, "IA prefix"),
+        (37, "remote-id"),
+        (38, "subscriber-id"),
+        (67, "prefix exclude; set a pd_pool's excluded_prefix"),
+        (79, "client link-layer address"),
+    ];
     const MAX_CODE: &'static str = "65535";
     const OPTION: &'static str = "DHCPv6 option";
     const EXAMPLE_CODE: &'static str = "65000";
@@ -51,54 +92,6 @@ impl Scheme for V6 {
     }
 }
 
-/// Options known by name. Any other code is reachable by number with a typed value.
-const NAMED: &[Named<u16>] = &[
-    named("sip_server_domains", 21, Kind::Domains),
-    named("sip_servers", 22, Kind::Ips),
-    named("dns_servers", 23, Kind::Ips),
-    named("domain_search", 24, Kind::Domains),
-    named("nis_servers", 27, Kind::Ips),
-    named("nisp_servers", 28, Kind::Ips),
-    named("nis_domain", 29, Kind::Domains),
-    named("nisp_domain", 30, Kind::Domains),
-    named("sntp_servers", 31, Kind::Ips),
-    named("information_refresh_time", 32, Kind::U32),
-    named("posix_timezone", 41, Kind::Str),
-    named("tz_database", 42, Kind::Str),
-    named("ntp_servers", 56, Kind::Ntp),
-    named("bootfile_url", 59, Kind::Str),
-    named("aftr_name", 64, Kind::Domain),
-    named("captive_portal", 103, Kind::Str),
-];
-
-/// Codes the server writes itself (or that only clients and relays send); a config may not set
-/// them. With the reason, or the key to use instead.
-const SERVER_MANAGED: &[(u16, &str)] = &[
-    (0, "reserved"),
-    (1, "client identifier"),
-    (2, "server identifier; set v6.server_duid"),
-    (3, "IA_NA"),
-    (4, "IA_TA"),
-    (5, "IA address"),
-    (6, "option request"),
-    (7, "preference; set preference"),
-    (8, "elapsed time"),
-    (9, "relay message"),
-    (11, "authentication"),
-    (12, "server unicast; set v6.server_unicast"),
-    (13, "status code"),
-    (14, "rapid commit; set rapid_commit"),
-    (18, "interface-id"),
-    (19, "reconfigure message"),
-    (20, "reconfigure accept"),
-    (25, "IA_PD"),
-    (26, "IA prefix"),
-    (37, "remote-id"),
-    (38, "subscriber-id"),
-    (67, "prefix exclude; set a pd_pool's excluded_prefix"),
-    (79, "client link-layer address"),
-];
-
 /// The config name of DHCPv6 option `code`, if it has one (for logs and messages).
 pub fn option6_name(code: u16) -> Option<&'static str> {
     name_of::<V6>(code)
@@ -109,8 +102,7 @@ pub(super) fn parse_options6(path: &str, value: Option<&Value>) -> Result<Option
     parse_map::<V6>(path, value, |_, _| Ok(()))
 }
 
-/// The `options:` map that parses back to exactly `set`: by name where the payload decodes and
-/// re-encodes to the same bytes, otherwise by code as hex.
+/// `set` written back as a DHCPv6 `options:` map (see [`render`]).
 pub(super) fn render_options6(set: &OptionSet6) -> Value {
     render::<V6>(set)
 }
