@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::addr::{self, no_host_bits, range, unicast};
 use super::error::{ConfigError, invalid};
@@ -15,9 +15,9 @@ use super::options::{parse_hex, string};
 use super::options4::{Level, OptionSet, parse_options};
 use super::path::{At, at, join};
 use super::shared::{
-    Bounds, Links, Reserved, agent_id, check_ids, check_pool_overlaps, check_shared_network,
-    excluded_set, identifier, inside, layout, relay_list, shared_interface, subnet_id,
-    subnet_interface,
+    Bounds, Links, Reserved, agent_id, check_ids, check_pool_overlaps, check_prefix_overlaps,
+    check_shared_network, excluded_set, identifier, inside, layout, relay_list, shared_interface,
+    subnet_id, subnet_interface,
 };
 use super::times::{Leases, hold_times, lease_times, opt_seconds};
 use super::wire::{self, Value};
@@ -553,21 +553,11 @@ impl Bounds<Ipv4Addr> for Pool4 {
 fn check_subnets(subnets: &[Built]) -> Result<()> {
     check_ids(subnets.iter().map(|b| (b.subnet.id, b.path.as_str())))?;
 
-    let mut order: Vec<usize> = (0..subnets.len()).collect();
-    order.sort_by_key(|&i| {
-        let net = subnets[i].subnet.net;
-        (net.network(), net.prefix_len())
-    });
-    for pair in order.windows(2) {
-        let (a, b) = (pair[0].min(pair[1]), pair[0].max(pair[1]));
-        let (na, nb) = (subnets[a].subnet.net, subnets[b].subnet.net);
-        if na.contains(&nb.network()) || nb.contains(&na.network()) {
-            return Err(invalid(
-                join(&subnets[b].path, "subnet"),
-                format!("{nb} overlaps {na} ({})", join(&subnets[a].path, "subnet")),
-            ));
-        }
-    }
+    let nets: Vec<(IpNet, String)> = subnets
+        .iter()
+        .map(|b| (b.subnet.net.into(), join(&b.path, "subnet")))
+        .collect();
+    check_prefix_overlaps(&nets)?;
 
     let pools = subnets
         .iter()

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
-use ipnet::Ipv6Net;
+use ipnet::{IpNet, Ipv6Net};
 
 use super::addr::{cidr6, range6, unicast6};
 use super::error::{ConfigError, invalid};
@@ -17,9 +17,9 @@ use super::options::parse_hex;
 use super::options6::{OptionSet6, parse_options6};
 use super::path::{At, at, join};
 use super::shared::{
-    Bounds, Links, Reserved, agent_id, check_ids, check_pool_overlaps, check_shared_network,
-    excluded_set, identifier, inside, layout, relay_list, shared_interface, subnet_id,
-    subnet_interface,
+    Bounds, Links, Reserved, agent_id, check_ids, check_pool_overlaps, check_prefix_overlaps,
+    check_shared_network, excluded_set, identifier, inside, layout, relay_list, shared_interface,
+    subnet_id, subnet_interface,
 };
 use super::times::{Lifetimes, hold_times, lifetimes};
 use super::wire::{self, Value};
@@ -541,13 +541,13 @@ fn check_subnets(subnets: &[Built]) -> Result<()> {
 
     // Subnets, then delegation pools: neither may overlap another (a delegated prefix holding
     // on-link addresses would route them away from the link).
-    let prefixes: Vec<(Ipv6Net, String)> = subnets
+    let prefixes: Vec<(IpNet, String)> = subnets
         .iter()
-        .map(|b| (b.subnet.net, join(&b.path, "subnet")))
+        .map(|b| (b.subnet.net.into(), join(&b.path, "subnet")))
         .chain(subnets.iter().flat_map(|b| {
             b.subnet.pd_pools.iter().enumerate().map(|(k, p)| {
                 let path = at(&join(&b.path, "pd_pools"), k);
-                (p.prefix, join(&path, "prefix"))
+                (p.prefix.into(), join(&path, "prefix"))
             })
         }))
         .collect();
@@ -592,31 +592,6 @@ fn check_subnets(subnets: &[Built]) -> Result<()> {
                     return Err(invalid(xp, format!("{x} is already reserved by {other}")));
                 }
             }
-        }
-    }
-    Ok(())
-}
-
-/// Refuses two overlapping prefixes (one containing the other), naming the later one.
-fn check_prefix_overlaps(list: &[(Ipv6Net, String)]) -> Result<()> {
-    let mut order: Vec<usize> = (0..list.len()).collect();
-    order.sort_by_key(|&i| (list[i].0.network(), list[i].0.prefix_len()));
-    // Sorted by start then length: a prefix overlapping any earlier one overlaps the
-    // earlier one that reaches furthest.
-    let mut reach: Option<usize> = None;
-    for &i in &order {
-        if let Some(r) = reach {
-            let (nr, ni) = (list[r].0, list[i].0);
-            if nr.contains(&ni.network()) {
-                let (a, b) = (r.min(i), r.max(i));
-                return Err(invalid(
-                    list[b].1.as_str(),
-                    format!("{} overlaps {} ({})", list[b].0, list[a].0, list[a].1),
-                ));
-            }
-        }
-        if reach.is_none_or(|r| list[i].0.broadcast() > list[r].0.broadcast()) {
-            reach = Some(i);
         }
     }
     Ok(())

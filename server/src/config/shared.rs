@@ -6,6 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::hash::Hash;
 
+use ipnet::IpNet;
+
 use super::Link;
 use super::addr::Addr;
 use super::error::{ConfigError, invalid};
@@ -338,6 +340,32 @@ pub(super) fn check_pool_overlaps<'s, A: Addr, P: Bounds<A> + 's>(
         }
         if reach.is_none_or(|r| cur.1 > r.1) {
             reach = Some(cur);
+        }
+    }
+    Ok(())
+}
+
+/// Refuses two overlapping prefixes (one containing the other), naming the later one. `list`
+/// holds each prefix with its key path, in config order.
+pub(super) fn check_prefix_overlaps(list: &[(IpNet, String)]) -> Result<()> {
+    let mut order: Vec<usize> = (0..list.len()).collect();
+    order.sort_by_key(|&i| (list[i].0.network(), list[i].0.prefix_len()));
+    // Sorted by start then length: a prefix overlapping any earlier one overlaps the
+    // earlier one that reaches furthest.
+    let mut reach: Option<usize> = None;
+    for &i in &order {
+        if let Some(r) = reach {
+            let (nr, ni) = (list[r].0, list[i].0);
+            if nr.contains(&ni.network()) {
+                let (a, b) = (r.min(i), r.max(i));
+                return Err(invalid(
+                    list[b].1.as_str(),
+                    format!("{} overlaps {} ({})", list[b].0, list[a].0, list[a].1),
+                ));
+            }
+        }
+        if reach.is_none_or(|r| list[i].0.broadcast() > list[r].0.broadcast()) {
+            reach = Some(i);
         }
     }
     Ok(())

@@ -386,6 +386,7 @@ fn validation_errors_name_the_key() {
         ("v4: { subnets: [ { subnet: 10.0.0.1/24 } ] }".into(), "v4.subnets[0].subnet: 10.0.0.1/24 has host bits set (did you mean 10.0.0.0/24?)"),
         ("v4: { subnets: [ { subnet: 10.0.0.0/8 }, { subnet: 10.1.0.0/16 } ] }".into(), "v4.subnets[1].subnet: 10.1.0.0/16 overlaps 10.0.0.0/8 (v4.subnets[0].subnet)"),
         ("v4: { subnets: [ { subnet: 10.1.0.0/16 }, { subnet: 10.0.0.0/8 } ] }".into(), "v4.subnets[1].subnet: 10.0.0.0/8 overlaps 10.1.0.0/16 (v4.subnets[0].subnet)"),
+        ("v4: { subnets: [ { subnet: 10.0.0.0/24 }, { subnet: 10.0.1.0/24 }, { subnet: 10.0.0.0/16 } ] }".into(), "v4.subnets[2].subnet: 10.0.0.0/16 overlaps 10.0.0.0/24 (v4.subnets[0].subnet)"),
         ("v4:\n  subnets: [ { subnet: 10.0.0.0/24 } ]\n  shared_networks: [ { name: a, subnets: [ { subnet: 10.0.0.128/25 } ] } ]".into(), "v4.shared_networks[0].subnets[0].subnet: 10.0.0.128/25 overlaps 10.0.0.0/24 (v4.subnets[0].subnet)"),
         ("v4: { subnets: [ { subnet: 10.0.0.0/24, id: 2 }, { subnet: 10.0.1.0/24 } ] }".into(), "v4.subnets[1].id: id 2 is already used by v4.subnets[0]"),
         ("v4: { subnets: [ { subnet: 10.0.0.0/24, id: 0 } ] }".into(), "v4.subnets[0].id: must be at least 1"),
