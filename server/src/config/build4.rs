@@ -15,9 +15,8 @@ use super::options::{parse_hex, string};
 use super::options4::{Level, OptionSet, parse_options};
 use super::path::{At, at, join};
 use super::shared::{
-    Bounds, Links, Reserved, agent_id, check_ids, check_pool_overlaps, check_prefix_overlaps,
-    check_shared_network, excluded_set, identifier, inside, layout, relay_list, shared_interface,
-    subnet_id, subnet_interface,
+    Bounds, Links, Reserved, agent_id, check_placement, check_shared_network, excluded_set,
+    identifier, inside, layout, relay_list, shared_interface, subnet_id, subnet_interface,
 };
 use super::times::{Leases, hold_times, lease_times, opt_seconds};
 use super::wire::{self, Value};
@@ -551,18 +550,11 @@ impl Bounds<Ipv4Addr> for Pool4 {
 
 /// Rules that need every subnet: ids, overlaps, and one link per relay and per interface.
 fn check_subnets(subnets: &[Built]) -> Result<()> {
-    check_ids(subnets.iter().map(|b| (b.subnet.id, b.path.as_str())))?;
-
-    let nets: Vec<(IpNet, String)> = subnets
-        .iter()
-        .map(|b| (b.subnet.net.into(), join(&b.path, "subnet")))
-        .collect();
-    check_prefix_overlaps(&nets)?;
-
-    let pools = subnets
-        .iter()
-        .map(|b| (b.path.as_str(), &b.subnet.pools[..]));
-    check_pool_overlaps(pools)?;
+    let placed = subnets.iter().map(|b| {
+        let s = &b.subnet;
+        (b.path.as_str(), s.id, IpNet::from(s.net), &s.pools[..])
+    });
+    check_placement(placed, std::iter::empty())?;
 
     let mut links = Links::new();
     for b in subnets {

@@ -17,9 +17,8 @@ use super::options::parse_hex;
 use super::options6::{OptionSet6, parse_options6};
 use super::path::{At, at, join};
 use super::shared::{
-    Bounds, Links, Reserved, agent_id, check_ids, check_pool_overlaps, check_prefix_overlaps,
-    check_shared_network, excluded_set, identifier, inside, layout, relay_list, shared_interface,
-    subnet_id, subnet_interface,
+    Bounds, Links, Reserved, agent_id, check_placement, check_shared_network, excluded_set,
+    identifier, inside, layout, relay_list, shared_interface, subnet_id, subnet_interface,
 };
 use super::times::{Lifetimes, hold_times, lifetimes};
 use super::wire::{self, Value};
@@ -537,26 +536,19 @@ impl Bounds<Ipv6Addr> for Pool6 {
 /// Rules that need every subnet: ids, overlaps, and one subnet per relay, interface and
 /// interface-id, and each address or prefix reserved once.
 fn check_subnets(subnets: &[Built]) -> Result<()> {
-    check_ids(subnets.iter().map(|b| (b.subnet.id, b.path.as_str())))?;
-
-    // Subnets, then delegation pools: neither may overlap another (a delegated prefix holding
+    // Delegation pools may overlap neither a subnet nor each other (a delegated prefix holding
     // on-link addresses would route them away from the link).
-    let prefixes: Vec<(IpNet, String)> = subnets
-        .iter()
-        .map(|b| (b.subnet.net.into(), join(&b.path, "subnet")))
-        .chain(subnets.iter().flat_map(|b| {
-            b.subnet.pd_pools.iter().enumerate().map(|(k, p)| {
-                let path = at(&join(&b.path, "pd_pools"), k);
-                (p.prefix.into(), join(&path, "prefix"))
-            })
-        }))
-        .collect();
-    check_prefix_overlaps(&prefixes)?;
-
-    let pools = subnets
-        .iter()
-        .map(|b| (b.path.as_str(), &b.subnet.pools[..]));
-    check_pool_overlaps(pools)?;
+    let delegated = subnets.iter().flat_map(|b| {
+        b.subnet.pd_pools.iter().enumerate().map(|(k, p)| {
+            let path = at(&join(&b.path, "pd_pools"), k);
+            (IpNet::from(p.prefix), join(&path, "prefix"))
+        })
+    });
+    let placed = subnets.iter().map(|b| {
+        let s = &b.subnet;
+        (b.path.as_str(), s.id, IpNet::from(s.net), &s.pools[..])
+    });
+    check_placement(placed, delegated)?;
 
     // A selector may repeat only within one link (a shared network's, copied to its subnets).
     let mut links = Links::new();

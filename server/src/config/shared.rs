@@ -278,8 +278,25 @@ pub(super) fn excluded_set<A: Addr>(
     Ok(excluded)
 }
 
+/// The rules across a family's subnets that do not depend on the family: unique ids, no two
+/// prefixes overlapping (the subnets', then `more`), no two pools overlapping. `subnets` gives
+/// each subnet's key path, id, prefix and pools, in config order.
+pub(super) fn check_placement<'s, A: Addr, P: Bounds<A> + 's>(
+    subnets: impl Iterator<Item = (&'s str, u32, IpNet, &'s [P])> + Clone,
+    more: impl Iterator<Item = (IpNet, String)>,
+) -> Result<()> {
+    check_ids(subnets.clone().map(|(path, id, ..)| (id, path)))?;
+    let prefixes: Vec<(IpNet, String)> = subnets
+        .clone()
+        .map(|(path, _, net, _)| (net, join(path, "subnet")))
+        .chain(more)
+        .collect();
+    check_prefix_overlaps(&prefixes)?;
+    check_pool_overlaps(subnets.map(|(path, .., pools)| (path, pools)))
+}
+
 /// Refuses two subnets with one id, naming the later one. `ids`: each subnet's id and key path.
-pub(super) fn check_ids<'p>(ids: impl Iterator<Item = (u32, &'p str)>) -> Result<()> {
+fn check_ids<'p>(ids: impl Iterator<Item = (u32, &'p str)>) -> Result<()> {
     let mut seen: HashMap<u32, &str> = HashMap::new();
     for (id, path) in ids {
         if let Some(first) = seen.get(&id) {
@@ -300,7 +317,7 @@ pub(super) trait Bounds<A> {
 
 /// Refuses two overlapping pools, naming the later one in config order. `subnets` yields each
 /// subnet's key path and pools; a pool's key path is `subnet.pools[k]`.
-pub(super) fn check_pool_overlaps<'s, A: Addr, P: Bounds<A> + 's>(
+fn check_pool_overlaps<'s, A: Addr, P: Bounds<A> + 's>(
     subnets: impl Iterator<Item = (&'s str, &'s [P])>,
 ) -> Result<()> {
     // (first, last, subnet, pool), by first address; a pool overlapping any earlier one
@@ -347,7 +364,7 @@ pub(super) fn check_pool_overlaps<'s, A: Addr, P: Bounds<A> + 's>(
 
 /// Refuses two overlapping prefixes (one containing the other), naming the later one. `list`
 /// holds each prefix with its key path, in config order.
-pub(super) fn check_prefix_overlaps(list: &[(IpNet, String)]) -> Result<()> {
+fn check_prefix_overlaps(list: &[(IpNet, String)]) -> Result<()> {
     let mut order: Vec<usize> = (0..list.len()).collect();
     order.sort_by_key(|&i| (list[i].0.network(), list[i].0.prefix_len()));
     // Sorted by start then length: a prefix overlapping any earlier one overlaps the
