@@ -1,6 +1,7 @@
-//! The validation rules both families follow, written once over [`Addr`]: subnet ids, relay
-//! lists, address ranges, `excluded`, pool overlaps, shared networks, a reservation's one
-//! identifier, interface names and durations. `build4.rs` and `build6.rs` call them.
+//! The validation rules both families follow, written once over [`Addr`]: relay lists and
+//! interfaces, subnet placement (ids, overlapping prefixes and pools), `excluded`, shared
+//! networks, a reservation's one identifier and what a list has already reserved, interface
+//! names. `build4.rs` and `build6.rs` call them and keep only what differs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
