@@ -753,34 +753,10 @@ mod tests {
 
     use super::*;
     use crate::MAX_RECORD_LEN;
-    use crate::testing::FaultyFs;
+    use crate::testing::{FaultyFs, Rec};
 
-    #[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-    struct T {
-        key: u32,
-        version: u64,
-        pad: Vec<u8>,
-    }
-
-    impl Record for T {
-        type Key = u32;
-        fn key(&self) -> u32 {
-            self.key
-        }
-        fn version(&self) -> u64 {
-            self.version
-        }
-        fn keep(&self, _now: u64) -> bool {
-            true
-        }
-    }
-
-    fn t(key: u32, version: u64) -> T {
-        T {
-            key,
-            version,
-            pad: vec![1; 20],
-        }
+    fn t(key: u32, version: u64) -> Rec {
+        Rec::new(key, version).padded(20, 1)
     }
 
     fn files(fs: &FaultyFs, dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -804,23 +780,19 @@ mod tests {
         opts.segment_bytes = 256;
         let arc: Arc<dyn Fs> = Arc::new(fs.clone());
         append_with_options(arc.clone(), opts.clone(), (0..50).map(|i| t(i, 1))).unwrap();
-        compact_offline_with::<T>(&fs, &dir).unwrap();
+        compact_offline_with::<Rec>(&fs, &dir).unwrap();
         append_with_options(arc.clone(), opts.clone(), (50..60).map(|i| t(i, 1))).unwrap();
         // Reopened once, so the last segment is an empty one the next append reuses.
-        append_with_options(arc.clone(), opts.clone(), std::iter::empty::<T>()).unwrap();
+        append_with_options(arc.clone(), opts.clone(), std::iter::empty::<Rec>()).unwrap();
         let before = files(&fs, &dir);
-        let (live_before, _) = read_live_with::<T>(&fs, &dir).unwrap();
+        let (live_before, _) = read_live_with::<Rec>(&fs, &dir).unwrap();
 
-        let big = T {
-            key: 7,
-            version: 9,
-            pad: vec![0; MAX_RECORD_LEN],
-        };
+        let big = Rec::new(7, 9).padded(MAX_RECORD_LEN, 0);
         let recs = (100..400).map(|i| t(i, 1)).chain([big]);
         let err = append_with_options(arc.clone(), opts.clone(), recs).unwrap_err();
         assert!(matches!(err, Error::Encode(_)), "{err}");
         assert_eq!(files(&fs, &dir), before);
-        let (live_after, _) = read_live_with::<T>(&fs, &dir).unwrap();
+        let (live_after, _) = read_live_with::<Rec>(&fs, &dir).unwrap();
         assert_eq!(live_after.len(), live_before.len());
         assert!(verify_with(&fs, &dir).unwrap().is_clean());
     }

@@ -1067,43 +1067,14 @@ mod tests {
 
     use super::*;
     use crate::fs::{DirLock, FsFile};
-    use crate::testing::FaultyFs;
-
-    /// `live == false` is a tombstone.
-    #[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-    struct T {
-        key: u32,
-        version: u64,
-        live: bool,
-    }
-
-    impl Record for T {
-        type Key = u32;
-        fn key(&self) -> u32 {
-            self.key
-        }
-        fn version(&self) -> u64 {
-            self.version
-        }
-        fn keep(&self, _now: u64) -> bool {
-            self.live
-        }
-    }
+    use crate::testing::{FaultyFs, Rec as T};
 
     fn t(key: u32, version: u64) -> T {
-        T {
-            key,
-            version,
-            live: true,
-        }
+        T::new(key, version)
     }
 
     fn tomb(key: u32, version: u64) -> T {
-        T {
-            key,
-            version,
-            live: false,
-        }
+        T::tomb(key, version)
     }
 
     fn dir() -> PathBuf {
@@ -1417,8 +1388,8 @@ mod tests {
         }
     }
 
-    /// Frame length of a `T`: 8 + key 4 + version 8 + live 1.
-    const FRAME_LEN: usize = 8 + 4 + 8 + 1;
+    /// Frame length of an unpadded `T`: 8 + key 4 + version 8 + live 1 + pad length 8.
+    const FRAME_LEN: usize = 8 + 4 + 8 + 1 + 8;
 
     /// The fold replay used to do: every record of the snapshot, then of each segment in
     /// order, into one map (a record replaces its key's only if its version is higher);
@@ -1450,9 +1421,8 @@ mod tests {
     fn arb_t() -> impl proptest::strategy::Strategy<Value = T> {
         use proptest::prelude::*;
         (0..24u32, 0..12u64, prop::bool::weighted(0.7)).prop_map(|(key, version, live)| T {
-            key,
-            version,
             live,
+            ..T::new(key, version)
         })
     }
 

@@ -10,6 +10,8 @@
 //! A failed `sync_data` behaves like Linux's: the dirty pages are dropped and marked clean, so
 //! the data written since the last good sync is zeros in a crash image even if a later sync of
 //! the same file succeeds. A writer that retries fsync on the same file would be caught.
+//!
+//! [`Rec`] is a record type for tests that need one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -20,6 +22,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::fs::{DirLock, Fs, FsFile};
+
+mod rec;
+
+pub use rec::Rec;
 
 /// How many syncs to fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,46 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lessor_journal::testing::FaultyFs;
-use lessor_journal::{Journal, Options, Record, ReplayReport};
+use lessor_journal::{Journal, Options, ReplayReport};
 
-/// A test record: `live == false` is a tombstone.
-#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub(crate) struct Rec {
-    pub(crate) key: u32,
-    pub(crate) version: u64,
-    pub(crate) live: bool,
-    pub(crate) pad: Vec<u8>,
-}
+pub(crate) use lessor_journal::testing::Rec;
 
-impl Record for Rec {
-    type Key = u32;
-    fn key(&self) -> u32 {
-        self.key
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn keep(&self, _now: u64) -> bool {
-        self.live
-    }
-}
-
+/// A live record padded with `key % 7` bytes, so records differ in size.
 pub(crate) fn rec(key: u32, version: u64) -> Rec {
-    Rec {
-        key,
-        version,
-        live: true,
-        pad: vec![key as u8; (key % 7) as usize],
-    }
+    Rec::new(key, version).padded((key % 7) as usize, key as u8)
 }
 
 pub(crate) fn tomb(key: u32, version: u64) -> Rec {
-    Rec {
-        key,
-        version,
-        live: false,
-        pad: Vec::new(),
-    }
+    Rec::tomb(key, version)
 }
 
 /// The size of a record's frame on disk.

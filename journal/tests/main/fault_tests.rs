@@ -357,12 +357,7 @@ fn a_refused_record_stops_its_lane_short_of_it_and_only_its_lane() {
     let fs = FaultyFs::new();
     let (j, _, _) = open(&fs, opts(2));
     let (mut a, mut b) = (j.lane(0), j.lane(1));
-    let big = Rec {
-        key: 2,
-        version: 1,
-        live: true,
-        pad: vec![0; lessor_journal::MAX_RECORD_LEN],
-    };
+    let big = Rec::new(2, 1).padded(lessor_journal::MAX_RECORD_LEN, 0);
     let t1 = a.append(&rec(1, 1));
     assert_eq!(a.append(&big), Ticket(2));
     let t3 = a.append(&rec(3, 1));

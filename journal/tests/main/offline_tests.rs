@@ -68,12 +68,7 @@ fn offline_tools_on_disk() {
 #[test]
 fn append_offline_refuses_an_oversized_record_before_writing_any() {
     let tmp = tempfile::tempdir().unwrap();
-    let big = Rec {
-        key: 1,
-        version: 1,
-        live: true,
-        pad: vec![0; lessor_journal::MAX_RECORD_LEN],
-    };
+    let big = Rec::new(1, 1).padded(lessor_journal::MAX_RECORD_LEN, 0);
     let err = lessor_journal::append_offline(tmp.path(), vec![rec(0, 1), big]).unwrap_err();
     assert!(matches!(err, lessor_journal::Error::Encode(_)), "{err}");
     let (recs, _) = lessor_journal::read_live::<Rec>(tmp.path()).unwrap();
