@@ -433,30 +433,13 @@ impl<R: Record> Journal<R> {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        let c = &self.shared.counters;
-        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        Stats {
-            appended: l(&c.appended),
-            bytes: l(&c.bytes),
-            batches: l(&c.batches),
-            syncs: l(&c.syncs),
-            last_batch: l(&c.last_batch),
-            segments: l(&c.segments),
-            active_segment: l(&c.active_segment),
-            snapshot_seq: l(&c.snapshot_seq),
-            compactions: l(&c.compactions),
-            compaction_failures: l(&c.compaction_failures),
-            write_failures: l(&c.write_failures),
-            preallocated: l(&c.preallocated),
-            spares: l(&c.spares),
-            last_error: self
-                .shared
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-            health: self.health(),
-        }
+        let last_error = self
+            .shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.shared.counters.load(last_error, self.health())
     }
 
     /// Asks for a compaction now, in the background: the writer seals the active segment if

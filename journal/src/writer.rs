@@ -19,7 +19,7 @@ use crate::compact::CompactorMsg;
 use crate::error::{Error, Result};
 use crate::format::{self, SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::fs::{Fs, FsFile};
-use crate::journal::{Health, Options, SyncPolicy, ThreadHook};
+use crate::journal::{Health, Options, Stats, SyncPolicy, ThreadHook};
 use crate::spare::Spares;
 
 /// Starting room of a lane's queue and of the writer's spare: about 750 records. The buffers
@@ -104,23 +104,44 @@ impl LaneState {
     }
 }
 
-/// Counters behind [`Stats`](crate::Stats).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) appended: AtomicU64,
-    pub(crate) bytes: AtomicU64,
-    pub(crate) batches: AtomicU64,
-    pub(crate) syncs: AtomicU64,
-    pub(crate) last_batch: AtomicU64,
-    pub(crate) segments: AtomicU64,
-    pub(crate) active_segment: AtomicU64,
-    pub(crate) snapshot_seq: AtomicU64,
-    pub(crate) compactions: AtomicU64,
-    pub(crate) compaction_failures: AtomicU64,
-    pub(crate) write_failures: AtomicU64,
-    pub(crate) preallocated: AtomicU64,
-    pub(crate) spares: AtomicU64,
+/// Declares [`Counters`] from one list of names, each also a field of [`Stats`], and the
+/// load of them all into a `Stats`.
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        /// Counters behind [`Stats`].
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $(pub(crate) $name: AtomicU64,)*
+        }
+
+        impl Counters {
+            /// Every counter, loaded one by one (relaxed: the values are not one instant's).
+            pub(crate) fn load(&self, last_error: Option<String>, health: Health) -> Stats {
+                Stats {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                    last_error,
+                    health,
+                }
+            }
+        }
+    };
 }
+
+counters!(
+    appended,
+    bytes,
+    batches,
+    syncs,
+    last_batch,
+    segments,
+    active_segment,
+    snapshot_seq,
+    compactions,
+    compaction_failures,
+    write_failures,
+    preallocated,
+    spares,
+);
 
 /// State shared by the journal handle, its lanes, the writer and the compactor.
 #[derive(Debug)]
