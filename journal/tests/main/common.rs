@@ -1,12 +1,13 @@
 //! Shared fixtures: a record type, a model fold, and helpers.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lessor_journal::testing::FaultyFs;
-use lessor_journal::{Journal, Options, ReplayReport};
+use lessor_journal::{Journal, Lane, Options, ReplayReport, Ticket};
 
 pub(crate) use lessor_journal::testing::Rec;
 
@@ -73,6 +74,35 @@ pub(crate) fn open_with(
 
 pub(crate) fn open(fs: &FaultyFs, o: Options) -> (Journal<Rec>, BTreeMap<u32, Rec>, ReplayReport) {
     open_with(fs, o).expect("open")
+}
+
+/// Appends each of `recs` on `lane`, pushing it onto `all`; the last ticket of the lane.
+pub(crate) fn append_all(
+    lane: &mut Lane<Rec>,
+    all: &mut Vec<Rec>,
+    recs: impl IntoIterator<Item = Rec>,
+) -> Ticket {
+    for r in recs {
+        lane.append(&r);
+        all.push(r);
+    }
+    lane.last_ticket()
+}
+
+/// One record per key of `keys` (version 1), appended on `lane` and waited for.
+pub(crate) fn durable_records(lane: &mut Lane<Rec>, keys: Range<u32>) -> Vec<Rec> {
+    let mut recs = Vec::new();
+    let t = append_all(lane, &mut recs, keys.clone().map(|i| rec(i, 1)));
+    assert!(lane.wait_durable(t, LONG), "records {keys:?} not durable");
+    recs
+}
+
+/// Opens the journal in `fs` and asserts it replays the model of `all`; shuts it down.
+pub(crate) fn reopen_matches(fs: &FaultyFs, o: Options, all: &[Rec]) -> ReplayReport {
+    let (j, got, rep) = open(fs, o);
+    assert_eq!(got, model(all));
+    j.shutdown().unwrap();
+    rep
 }
 
 /// The live records of a filesystem image, read without opening for writing.

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 
-use lessor_journal::Ticket;
 use lessor_journal::testing::FaultyFs;
 
 use crate::common::*;
@@ -29,16 +28,14 @@ fn compaction_folds_drops_tombstones_and_deletes_covered_files() {
         let (ta, tb) = (a.last_ticket(), b.last_ticket());
         assert!(a.wait_durable(ta, LONG) && b.wait_durable(tb, LONG));
     }
-    let t = a.append(&rec(1000, 1));
-    all.push(rec(1000, 1));
+    let t = append_all(&mut a, &mut all, [rec(1000, 1)]);
     assert!(a.wait_durable(t, LONG));
     let segs_before = j.stats().segments;
     let rep = j.compact_blocking().unwrap();
     let snap = rep.snapshot.clone().expect("a snapshot");
     assert_eq!(rep.records_read, all.len() as u64);
     // One more append after the compaction lands in the new active segment.
-    let t = b.append(&rec(2000, 1));
-    all.push(rec(2000, 1));
+    let t = append_all(&mut b, &mut all, [rec(2000, 1)]);
     assert!(b.wait_durable(t, LONG));
     let st = j.stats();
     assert_eq!(st.compactions, 1);
@@ -58,14 +55,12 @@ fn compaction_folds_drops_tombstones_and_deletes_covered_files() {
     // Tombstones kept in the first snapshot (from its cut segment) are gone now, or still
     // dead: nothing resurrects.
     j.shutdown().unwrap();
-    let (j, got, r) = open(&fs, opts(2));
-    assert_eq!(got, model(&all));
+    let r = reopen_matches(&fs, opts(2), &all);
     assert_eq!(r.snapshot, rep2.snapshot);
-    j.shutdown().unwrap();
     // Nothing to do when nothing new was sealed.
     let (j, _, _) = open(&fs, opts(2));
     let again = j.compact_blocking().unwrap();
-    assert!(again.snapshot.is_none() || again.records_written == got.len() as u64);
+    assert!(again.snapshot.is_none() || again.records_written == model(&all).len() as u64);
     j.shutdown().unwrap();
 }
 
@@ -76,11 +71,7 @@ fn compaction_never_blocks_the_writer() {
     let (j, _, _) = open(&fs, opts(1));
     let mut lane = j.lane(0);
     let mut all = Vec::new();
-    let mut t = Ticket(0);
-    for i in 0..100 {
-        all.push(rec(i, 1));
-        t = lane.append(all.last().unwrap());
-    }
+    let mut t = append_all(&mut lane, &mut all, (0..100).map(|i| rec(i, 1)));
     assert!(lane.wait_durable(t, LONG));
     fs.block_writes("snapshot");
     j.compact_now();
@@ -107,10 +98,8 @@ fn compaction_never_blocks_the_writer() {
     fs.unblock();
     assert!(eventually(|| j.stats().compactions == 1));
     j.shutdown().unwrap();
-    let (j, got, rep) = open(&fs, opts(1));
+    let rep = reopen_matches(&fs, opts(1), &all);
     assert!(rep.snapshot.is_some());
-    assert_eq!(got, model(&all));
-    j.shutdown().unwrap();
 }
 
 /// Sealed bytes past `compact_bytes` start a compaction by themselves.
@@ -131,9 +120,7 @@ fn compaction_triggers_on_sealed_bytes() {
     }
     assert!(eventually(|| j.stats().compactions >= 1));
     j.shutdown().unwrap();
-    let (j, got, _) = open(&fs, o);
-    assert_eq!(got, model(&all));
-    j.shutdown().unwrap();
+    reopen_matches(&fs, o, &all);
 }
 
 /// Segments count as well as bytes: `compact_segments` sealed segments start a compaction
@@ -164,9 +151,7 @@ fn compaction_triggers_on_sealed_segments_and_their_disk_size() {
         // Not before: three segments of 512 bytes hold about 60 records of 21 bytes.
         assert!(i > 40, "{i} records before the first compaction");
         j.shutdown().unwrap();
-        let (j, got, _) = open(&fs, o);
-        assert_eq!(got, model(&all));
-        j.shutdown().unwrap();
+        reopen_matches(&fs, o, &all);
     }
 }
 
@@ -182,11 +167,7 @@ fn twenty_crash_restarts_add_no_segment() {
         let (j, got, _) = open(&fs, o.clone());
         assert_eq!(got, model(&all), "round {round}");
         let mut lane = j.lane(0);
-        let mut t = lessor_journal::Ticket(0);
-        for i in 0..5 {
-            all.push(rec(round * 10 + i, 1));
-            t = lane.append(all.last().unwrap());
-        }
+        let t = append_all(&mut lane, &mut all, (0..5).map(|i| rec(round * 10 + i, 1)));
         assert!(lane.wait_durable(t, LONG));
         // A crash (kill -9): what was written is on disk, nothing more happens.
         let img = fs.disk_image();
@@ -215,10 +196,7 @@ fn failed_compaction_loses_nothing() {
     let (j, _, _) = open(&fs, opts(1));
     let mut lane = j.lane(0);
     let mut all = Vec::new();
-    for i in 0..80 {
-        all.push(rec(i, 1));
-        lane.append(all.last().unwrap());
-    }
+    append_all(&mut lane, &mut all, (0..80).map(|i| rec(i, 1)));
     fs.short_next_write(3, Some("snapshot"));
     assert!(j.compact_blocking().is_err());
     assert_eq!(j.stats().compaction_failures, 1);
@@ -227,9 +205,7 @@ fn failed_compaction_loses_nothing() {
     let rep = j.compact_blocking().unwrap();
     assert!(rep.snapshot.is_some());
     j.shutdown().unwrap();
-    let (j, got, _) = open(&fs, opts(1));
-    assert_eq!(got, model(&all));
-    j.shutdown().unwrap();
+    reopen_matches(&fs, opts(1), &all);
 }
 
 /// A crash between the snapshot's rename and the deletion of what it covers: the leftovers
@@ -240,13 +216,9 @@ fn leftovers_of_an_interrupted_compaction_are_removed() {
     let (j, _, _) = open(&fs, opts(1));
     let mut lane = j.lane(0);
     let mut all = Vec::new();
-    for i in 0..80 {
-        all.push(rec(i, 1));
-        lane.append(all.last().unwrap());
-    }
+    let recs = (0..80).map(|i| rec(i, 1)).chain([rec(500, 1)]);
+    let t = append_all(&mut lane, &mut all, recs);
     // Keep copies of the segments the compaction will delete.
-    let t = lane.append(&rec(500, 1));
-    all.push(rec(500, 1));
     assert!(lane.wait_durable(t, LONG));
     let saved: Vec<(String, Vec<u8>)> = fs
         .file_names(&dir())

@@ -115,12 +115,7 @@ fn one_failed_fsync_does_not_lose_the_batch() {
     let (j, _, _) = open(&fs, opts(1));
     let mut lane = j.lane(0);
     fs.fail_syncs(SyncFault::Times(1), Some(".log"));
-    let recs: Vec<Rec> = (0..5).map(|i| rec(i, 1)).collect();
-    let mut last = Ticket(0);
-    for r in &recs {
-        last = lane.append(r);
-    }
-    assert!(lane.wait_durable(last, LONG));
+    let recs = durable_records(&mut lane, 0..5);
     assert_eq!(fs.failed_syncs(), 1);
     assert_eq!(live(&fs.crash_image()), model(&recs));
     j.shutdown().unwrap();
@@ -253,8 +248,7 @@ fn rotations_take_the_preallocated_spare() {
     let mut lane = j.lane(0);
     let mut recs = Vec::new();
     for i in 0..200u32 {
-        recs.push(rec(i, 1));
-        let t = lane.append(&rec(i, 1));
+        let t = append_all(&mut lane, &mut recs, [rec(i, 1)]);
         assert!(lane.wait_durable(t, LONG));
         // Give the spare thread its turn, as the time between rotations would: a spare is
         // ready once one more is made than started (the first segment's is not counted).

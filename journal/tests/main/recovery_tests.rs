@@ -20,12 +20,7 @@ fn journal_with(
     o.preallocate = preallocate;
     let (j, _, _) = open(fs, o);
     let mut lane = j.lane(0);
-    let recs: Vec<Rec> = (0..n).map(|i| rec(i, 1)).collect();
-    let mut last = Ticket(0);
-    for r in &recs {
-        last = lane.append(r);
-    }
-    assert!(lane.wait_durable(last, LONG));
+    let recs = durable_records(&mut lane, 0..n);
     (j, lane, recs)
 }
 
@@ -222,12 +217,7 @@ fn preallocated_segments_on_disk() {
     assert_eq!(cleared.len(), 1 << 16);
     assert!(cleared[end..].iter().all(|&b| b == 0));
     let mut lane = j.lane(0);
-    let more: Vec<Rec> = (10..20).map(|i| rec(i, 1)).collect();
-    let mut t = lessor_journal::Ticket(0);
-    for r in &more {
-        t = lane.append(r);
-    }
-    assert!(lane.wait_durable(t, LONG));
+    durable_records(&mut lane, 10..20);
     assert_eq!(j.stats().active_segment, 1);
     assert_eq!(j.stats().segments, 1);
     j.shutdown().unwrap();
@@ -576,15 +566,11 @@ fn damaged_snapshots() {
     let (j, _, _) = open(&fs, opts(1));
     let mut lane = j.lane(0);
     let mut all = Vec::new();
-    for i in 0..60 {
-        all.push(rec(i, 1));
-        lane.append(all.last().unwrap());
-    }
+    append_all(&mut lane, &mut all, (0..60).map(|i| rec(i, 1)));
     let rep = j.compact_blocking().unwrap();
     let snap = rep.snapshot.clone().unwrap();
     for i in 60..80 {
-        all.push(rec(i, 1));
-        let t = lane.append(all.last().unwrap());
+        let t = append_all(&mut lane, &mut all, [rec(i, 1)]);
         assert!(lane.wait_durable(t, LONG));
     }
     let active = j.stats().active_segment;

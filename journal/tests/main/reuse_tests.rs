@@ -1,7 +1,6 @@
 //! Restarts resume the last segment; empty segments left by older versions are removed on
 //! open, never at the cost of the chain.
 
-use lessor_journal::Ticket;
 use lessor_journal::testing::FaultyFs;
 
 use crate::common::*;
@@ -42,12 +41,7 @@ fn one_segment_with_records(fs: &FaultyFs, n: u32) -> Vec<Rec> {
     o.preallocate = false;
     let (j, _, _) = open(fs, o);
     let mut lane = j.lane(0);
-    let recs: Vec<Rec> = (0..n).map(|i| rec(i, 1)).collect();
-    let mut t = Ticket(0);
-    for r in &recs {
-        t = lane.append(r);
-    }
-    assert!(lane.wait_durable(t, LONG));
+    let recs = durable_records(&mut lane, 0..n);
     j.shutdown().unwrap();
     recs
 }
