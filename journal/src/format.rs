@@ -119,38 +119,49 @@ pub(crate) struct SegmentHeader {
     pub(crate) prev_len: u64,
 }
 
+/// A file header: `magic`, [`FORMAT_VERSION`], each of `fields`, then the crc32c of all that
+/// in the last 4 bytes (the layout of both segment and snapshot headers).
+fn encode_header<const N: usize>(magic: &[u8; 8], fields: &[u64]) -> [u8; N] {
+    let mut b = [0u8; N];
+    b[0..8].copy_from_slice(magic);
+    b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    for (i, f) in fields.iter().enumerate() {
+        b[12 + 8 * i..20 + 8 * i].copy_from_slice(&f.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&b[0..N - 4]);
+    b[N - 4..N].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Checks the length, magic, checksum and version of a `len`-byte header laid out as
+/// [`encode_header`] does; `what` names the kind of file in the error.
+fn check_header(b: &[u8], magic: &[u8; 8], len: usize, what: &str) -> Result<(), String> {
+    if b.len() < len {
+        return Err(format!("{what} header is {} bytes, needs {len}", b.len()));
+    }
+    if b[0..8] != *magic {
+        return Err(format!("not a journal {what} (bad magic)"));
+    }
+    if crc32c::crc32c(&b[0..len - 4]) != u32_at(b, len - 4) {
+        return Err(format!("{what} header checksum mismatch"));
+    }
+    let version = u32_at(b, 8);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "{what} format version {version}, this build reads {FORMAT_VERSION}"
+        ));
+    }
+    Ok(())
+}
+
 impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
-        let mut b = [0u8; SEGMENT_HEADER_LEN];
-        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[12..20].copy_from_slice(&self.seq.to_le_bytes());
-        b[20..28].copy_from_slice(&self.prev_len.to_le_bytes());
-        let crc = crc32c::crc32c(&b[0..28]);
-        b[28..32].copy_from_slice(&crc.to_le_bytes());
-        b
+        encode_header(&SEGMENT_MAGIC, &[self.seq, self.prev_len])
     }
 
     /// Parses the first bytes of a segment file; the error is the reason it is not a header.
     pub(crate) fn decode(b: &[u8]) -> Result<Self, String> {
-        if b.len() < SEGMENT_HEADER_LEN {
-            return Err(format!(
-                "segment header is {} bytes, needs {SEGMENT_HEADER_LEN}",
-                b.len()
-            ));
-        }
-        if b[0..8] != SEGMENT_MAGIC {
-            return Err("not a journal segment (bad magic)".into());
-        }
-        if crc32c::crc32c(&b[0..28]) != u32_at(b, 28) {
-            return Err("segment header checksum mismatch".into());
-        }
-        let version = u32_at(b, 8);
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "segment format version {version}, this build reads {FORMAT_VERSION}"
-            ));
-        }
+        check_header(b, &SEGMENT_MAGIC, SEGMENT_HEADER_LEN, "segment")?;
         Ok(SegmentHeader {
             seq: u64_at(b, 12),
             prev_len: u64_at(b, 20),
@@ -160,35 +171,12 @@ impl SegmentHeader {
 
 /// A snapshot header.
 pub(crate) fn encode_snapshot_header(cut: u64) -> [u8; SNAPSHOT_HEADER_LEN] {
-    let mut b = [0u8; SNAPSHOT_HEADER_LEN];
-    b[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
-    b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    b[12..20].copy_from_slice(&cut.to_le_bytes());
-    let crc = crc32c::crc32c(&b[0..20]);
-    b[20..24].copy_from_slice(&crc.to_le_bytes());
-    b
+    encode_header(&SNAPSHOT_MAGIC, &[cut])
 }
 
 /// Parses a snapshot header; returns its cut.
 pub(crate) fn decode_snapshot_header(b: &[u8]) -> Result<u64, String> {
-    if b.len() < SNAPSHOT_HEADER_LEN {
-        return Err(format!(
-            "snapshot header is {} bytes, needs {SNAPSHOT_HEADER_LEN}",
-            b.len()
-        ));
-    }
-    if b[0..8] != SNAPSHOT_MAGIC {
-        return Err("not a journal snapshot (bad magic)".into());
-    }
-    if crc32c::crc32c(&b[0..20]) != u32_at(b, 20) {
-        return Err("snapshot header checksum mismatch".into());
-    }
-    let version = u32_at(b, 8);
-    if version != FORMAT_VERSION {
-        return Err(format!(
-            "snapshot format version {version}, this build reads {FORMAT_VERSION}"
-        ));
-    }
+    check_header(b, &SNAPSHOT_MAGIC, SNAPSHOT_HEADER_LEN, "snapshot")?;
     Ok(u64_at(b, 12))
 }
 
@@ -493,6 +481,26 @@ mod tests {
         for i in 0..SEGMENT_HEADER_LEN {
             b[i] ^= 0x10;
             assert!(SegmentHeader::decode(&b).is_err(), "flip at {i} undetected");
+            b[i] ^= 0x10;
+        }
+    }
+
+    #[test]
+    fn snapshot_header_is_the_documented_bytes_and_detects_damage() {
+        let mut b = encode_snapshot_header(77);
+        let mut want = b"LSRJSNP\0".to_vec();
+        want.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        want.extend_from_slice(&77u64.to_le_bytes());
+        want.extend_from_slice(&crc32c::crc32c(&want).to_le_bytes());
+        assert_eq!(b.to_vec(), want);
+        assert_eq!(decode_snapshot_header(&b), Ok(77));
+        assert!(decode_snapshot_header(&b[..SNAPSHOT_HEADER_LEN - 1]).is_err());
+        for i in 0..SNAPSHOT_HEADER_LEN {
+            b[i] ^= 0x10;
+            assert!(
+                decode_snapshot_header(&b).is_err(),
+                "flip at {i} undetected"
+            );
             b[i] ^= 0x10;
         }
     }
