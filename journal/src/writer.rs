@@ -373,15 +373,7 @@ impl Writer {
                 .fs
                 .open_at(&path, end)
                 .map_err(|e| Error::io("resume segment", &path, e))?;
-            self.activate(
-                Active {
-                    file,
-                    seq,
-                    path,
-                    disk_len,
-                },
-                end,
-            );
+            self.activate(file, seq, path, disk_len, end);
             self.active_reused = true;
         } else {
             let path = format::segment_path(&self.dir, self.next_seq);
@@ -677,15 +669,7 @@ impl Writer {
         file.sync_data()?;
         self.fs.sync_dir(&self.dir)?;
         self.next_seq += 1;
-        self.activate(
-            Active {
-                file,
-                seq,
-                path,
-                disk_len,
-            },
-            SEGMENT_HEADER_LEN as u64,
-        );
+        self.activate(file, seq, path, disk_len, SEGMENT_HEADER_LEN as u64);
         self.shared
             .counters
             .segments
@@ -701,12 +685,26 @@ impl Writer {
 
     /// Makes `a`, whose records end (synced) at `synced_len`, the segment appended to, and
     /// has a spare made for the next one.
-    fn activate(&mut self, a: Active, synced_len: u64) {
+    /// Makes `file` (segment `seq`, `disk_len` bytes on disk) the active segment, durable up
+    /// to `synced_len`.
+    fn activate(
+        &mut self,
+        file: Box<dyn FsFile>,
+        seq: u64,
+        path: PathBuf,
+        disk_len: u64,
+        synced_len: u64,
+    ) {
         self.shared
             .counters
             .active_segment
-            .store(a.seq, Ordering::Relaxed);
-        self.active = Some(a);
+            .store(seq, Ordering::Relaxed);
+        self.active = Some(Active {
+            file,
+            seq,
+            path,
+            disk_len,
+        });
         self.synced_len = synced_len;
         self.written = 0;
         self.active_reused = false;
