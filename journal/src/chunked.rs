@@ -219,6 +219,19 @@ mod tests {
         (b, frames, end)
     }
 
+    /// Walks `w` to its first bad frame: how many good frames came before it, and its
+    /// offset; `None` if the walk ends without one.
+    fn first_bad(w: &mut Frames<'_>) -> Option<(usize, u64)> {
+        let mut n = 0;
+        loop {
+            match w.next().unwrap() {
+                Next::Frame { .. } => n += 1,
+                Next::End => return None,
+                Next::Bad { offset, .. } => return Some((n, offset)),
+            }
+        }
+    }
+
     fn put(bytes: &[u8]) -> (FaultyFs, PathBuf) {
         let fs = FaultyFs::new();
         let p = PathBuf::from("/f");
@@ -269,14 +282,8 @@ mod tests {
                 let (fs, p) = put(&b);
                 for chunk in [1, 7, 8, 9, 50, 4096] {
                     let mut w = Frames::new(&fs, &p, 5, end as u64, Some(0)).with_chunk(chunk);
-                    let mut n = 0;
-                    let bad = loop {
-                        match w.next().unwrap() {
-                            Next::Frame { .. } => n += 1,
-                            Next::End => panic!("{what} at frame {victim} not found"),
-                            Next::Bad { offset, .. } => break offset,
-                        }
-                    };
+                    let (n, bad) = first_bad(&mut w)
+                        .unwrap_or_else(|| panic!("{what} at frame {victim} not found"));
                     assert_eq!((n, bad), (victim, at as u64), "{what}, chunk {chunk}");
                     // The checksum of the whole region is still there for the caller.
                     assert_eq!(
@@ -296,14 +303,7 @@ mod tests {
         let (fs, p) = put(&bytes[..cut]);
         for chunk in [1, 64, CHUNK] {
             let mut w = Frames::new(&fs, &p, 5, end as u64, Some(0)).with_chunk(chunk);
-            let mut n = 0;
-            let bad = loop {
-                match w.next().unwrap() {
-                    Next::Frame { .. } => n += 1,
-                    Next::End => panic!("the short file read as whole"),
-                    Next::Bad { offset, .. } => break offset,
-                }
-            };
+            let (n, bad) = first_bad(&mut w).expect("the short file read as whole");
             assert_eq!((n, bad), (40, want[40].0), "chunk {chunk}");
             assert_eq!(
                 w.crc_to_end().unwrap(),
