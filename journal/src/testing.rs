@@ -346,6 +346,12 @@ impl FaultyFs {
         s.durable.remove(path);
     }
 
+    /// The bytes all files hold (each file once, however many names it has): what
+    /// [`FaultyFs::set_space_limit`] limits.
+    pub fn used_bytes(&self) -> u64 {
+        self.lock().used()
+    }
+
     /// The names of the files in `dir`, sorted.
     pub fn file_names(&self, dir: &Path) -> Vec<String> {
         let s = self.lock();

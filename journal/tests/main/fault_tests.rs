@@ -138,12 +138,7 @@ fn short_write_and_enospc_recover_in_a_new_segment() {
     // The retry after a short write succeeds by itself.
     assert!(lane.wait_durable(t, LONG));
 
-    let used: u64 = fs
-        .file_names(&dir())
-        .iter()
-        .map(|n| fs.read_file(&dir().join(n)).unwrap().len() as u64)
-        .sum();
-    fs.set_space_limit(Some(used + 10));
+    fs.set_space_limit(Some(fs.used_bytes() + 10));
     all.push(rec(3, 1));
     let t = lane_append(&mut lane, &all[2]);
     assert!(eventually(|| matches!(j.health(), Health::Failing { .. })));
