@@ -85,32 +85,51 @@ fn torn_tail_at_every_byte_offset_of_the_last_record() {
     }
 }
 
-/// Opens a journal on a real directory, appends `recs`, shuts it down: segment 1's path and
-/// the journal's counters at the end.
-fn write_on_disk(
-    o: &lessor_journal::Options,
-    recs: &[Rec],
-) -> (std::path::PathBuf, lessor_journal::Stats) {
+/// Ten records (keys `0..10`) written by a journal on a real directory, then shut down.
+struct OnDisk {
+    tmp: tempfile::TempDir,
+    o: lessor_journal::Options,
+    recs: Vec<Rec>,
+    /// Segment 1, which holds them.
+    seg_path: std::path::PathBuf,
+    /// The journal's counters just before its shutdown.
+    stats: lessor_journal::Stats,
+}
+
+fn ten_on_disk(segment_bytes: u64, preallocate: bool) -> OnDisk {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = lessor_journal::Options::new(tmp.path(), 1);
+    o.segment_bytes = segment_bytes;
+    o.preallocate = preallocate;
+    let recs: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
     let (j, _) = lessor_journal::Journal::<Rec>::open_dir(o.clone(), |_| {}).unwrap();
     let mut lane = j.lane(0);
-    for r in recs {
+    for r in &recs {
         lane.append(r);
     }
     let stats = j.stats();
     j.shutdown().unwrap();
-    (o.dir.join(format!("{:016}.log", 1)), stats)
+    let seg_path = o.dir.join(format!("{:016}.log", 1));
+    OnDisk {
+        tmp,
+        o,
+        recs,
+        seg_path,
+        stats,
+    }
 }
 
 /// The same on a real directory: cut the last segment at every offset inside its last record.
 #[test]
 fn torn_tail_on_disk() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut o = lessor_journal::Options::new(tmp.path(), 1);
-    o.segment_bytes = 1 << 20;
     // The file ends where the records do (preallocated segments: the next test).
-    o.preallocate = false;
-    let recs: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
-    let (seg_path, _) = write_on_disk(&o, &recs);
+    let OnDisk {
+        tmp,
+        o,
+        recs,
+        seg_path,
+        ..
+    } = ten_on_disk(1 << 20, false);
     let full = std::fs::read(&seg_path).unwrap();
     let last_len = frame_len(&recs[9]);
     let start = full.len() - last_len;
@@ -159,11 +178,13 @@ fn torn_tail_on_disk() {
 /// cut off at its start. Segments sealed with zeros left read as whole, and `verify` agrees.
 #[test]
 fn preallocated_segments_on_disk() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut o = lessor_journal::Options::new(tmp.path(), 1);
-    o.segment_bytes = 1 << 16;
-    let recs: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
-    let (seg_path, stats) = write_on_disk(&o, &recs);
+    let OnDisk {
+        tmp,
+        o,
+        recs,
+        seg_path,
+        stats,
+    } = ten_on_disk(1 << 16, true);
     assert_eq!(stats.preallocated, 1, "the first segment is preallocated");
     let full = std::fs::read(&seg_path).unwrap();
     assert_eq!(full.len(), 1 << 16);
@@ -488,11 +509,12 @@ fn a_damaged_header_on_the_last_segment_keeps_its_records() {
 /// zeros: the report counts the bytes of the torn record, and resyncing stops at the zeros.
 #[test]
 fn a_torn_tail_in_a_preallocated_segment_reports_its_own_bytes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut o = lessor_journal::Options::new(tmp.path(), 1);
-    o.segment_bytes = 64 << 20;
-    let recs: Vec<Rec> = (0..10).map(|i| rec(i, 1)).collect();
-    let (seg_path, _) = write_on_disk(&o, &recs);
+    let OnDisk {
+        tmp,
+        recs,
+        seg_path,
+        ..
+    } = ten_on_disk(64 << 20, true);
     let mut bytes = std::fs::read(&seg_path).unwrap();
     assert_eq!(bytes.len(), 64 << 20);
     let end = 32 + recs.iter().map(frame_len).sum::<usize>();
