@@ -68,6 +68,40 @@ pub(crate) trait Merge: Default + Send + 'static {
     fn merge(&mut self, o: &Self);
 }
 
+/// Declares a generator's latency histograms (nanoseconds) as `Hists`, a [`Merge`], and
+/// their percentiles for the report as `Latencies` (the same names).
+macro_rules! hists {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// Latency histograms in nanoseconds.
+        #[derive(Clone, Debug)]
+        struct Hists {
+            $($name: hdrhistogram::Histogram<u64>,)*
+        }
+        impl Default for Hists {
+            fn default() -> Self {
+                Hists { $($name: $crate::load_common::histogram(),)* }
+            }
+        }
+        impl $crate::load_common::Merge for Hists {
+            fn merge(&mut self, o: &Hists) {
+                // Same bounds everywhere: adding cannot fail.
+                $(let _ = self.$name.add(&o.$name);)*
+            }
+        }
+        /// Latency percentiles in microseconds.
+        #[derive(Debug, Serialize)]
+        struct Latencies {
+            $($(#[doc = $doc])* $name: $crate::load_common::Percentiles,)*
+        }
+        impl Latencies {
+            fn of(h: &Hists) -> Self {
+                Latencies { $($name: $crate::load_common::Percentiles::of(&h.$name),)* }
+            }
+        }
+    };
+}
+pub(crate) use hists;
+
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
 }
@@ -449,6 +483,8 @@ pub(crate) struct Link<S: BatchSocket> {
     pub(crate) to: S::To,
     rx: S::Rx,
     tx: S::Tx,
+    /// Datagrams received.
+    pub(crate) received: u64,
     /// Datagrams the kernel refused to send.
     pub(crate) send_errors: u64,
 }
@@ -470,15 +506,19 @@ impl<S: BatchSocket> Link<S> {
             to,
             rx,
             tx,
+            received: 0,
             send_errors: 0,
         })
     }
 
     /// Take the replies queued now, without blocking; returns how many.
     fn receive(&mut self) -> anyhow::Result<usize> {
-        self.sock
+        let got = self
+            .sock
             .recv(&mut self.rx, false)
-            .context("receiving replies")
+            .context("receiving replies")?;
+        self.received += got as u64;
+        Ok(got)
     }
 
     /// Reply `i` of those just received.
@@ -522,11 +562,12 @@ pub(crate) trait Exchange: Send + 'static {
     type Hists: Merge;
     type Sock: BatchSocket;
     fn link(&mut self) -> &mut Link<Self::Sock>;
-    /// Advance the clients the `got` replies just received answer (counting them).
-    fn on_replies(
+    /// Advance the client that reply `i` of those just received answers (or count it as
+    /// garbage, late, ...).
+    fn on_reply(
         &mut self,
         s: &mut Slots<Self::Phase, Self::State>,
-        got: usize,
+        i: usize,
         now: u64,
     ) -> anyhow::Result<()>;
     /// Start an exchange for the next idle client; `false` if every client is busy.
@@ -643,7 +684,9 @@ fn drive<E: Exchange>(
     loop {
         let got = w.ex.link().receive()?;
         let now = epoch.elapsed().as_nanos() as u64;
-        w.ex.on_replies(&mut w.slots, got, now)?;
+        for i in 0..got {
+            w.ex.on_reply(&mut w.slots, i, now)?;
+        }
         w.expire(now, false);
 
         let mut started = 0;
@@ -781,7 +824,7 @@ pub(crate) fn launch<E: Exchange>(
 }
 
 /// One second over all workers, beside the counters' difference.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct SecondFigures {
     /// Exchanges in flight at the end of the second.
     pub(crate) active: u64,
@@ -799,6 +842,64 @@ struct Pending<C> {
     active: u64,
     latency: Histogram<u64>,
     lag: u64,
+}
+
+/// How a generator names the figures of a [`Second`].
+#[derive(Debug)]
+pub(crate) struct SecondNames {
+    /// JSON keys of [`Second`]'s six counts, then of the latency's p50 and p99.
+    pub(crate) keys: [&'static str; 8],
+    /// The progress line's labels: completed, the two drops, refusals, the latency.
+    pub(crate) labels: [&'static str; 5],
+}
+
+/// One second of the run over all workers, as reported and printed.
+#[derive(Debug)]
+pub(crate) struct Second {
+    second: u64,
+    /// Exchanges started, second requests sent, exchanges completed, drops of the first and
+    /// of the second request, refusals.
+    counts: [u64; 6],
+    f: SecondFigures,
+    names: &'static SecondNames,
+}
+
+impl Second {
+    /// The progress line.
+    fn line(&self) -> String {
+        let [started, requests, done, drops1, drops2, refused] = self.counts;
+        let [l_done, l_drops1, l_drops2, l_refused, l_latency] = self.names.labels;
+        format!(
+            "[{:>4}s] offered {started:>7}/s  {l_done} {done:>7}/s  drops {l_drops1} {drops1} \
+             ({:.2}%) {l_drops2} {drops2} ({:.2}%)  {l_refused} {refused}  {l_latency}p50 \
+             {:.0}us p99 {:.0}us  in flight {}{}",
+            self.second,
+            pct(drops1, started),
+            pct(drops2, requests),
+            self.f.p50_us,
+            self.f.p99_us,
+            self.f.active,
+            lag_suffix(self.f.lag_max_us)
+        )
+    }
+}
+
+impl Serialize for Second {
+    fn serialize<Ser: serde::Serializer>(&self, ser: Ser) -> Result<Ser::Ok, Ser::Error> {
+        use serde::ser::SerializeStruct;
+        let k = &self.names.keys;
+        let mut st = ser.serialize_struct("Second", 11)?;
+        st.serialize_field("second", &self.second)?;
+        for (key, n) in k.iter().zip(&self.counts) {
+            st.serialize_field(key, n)?;
+        }
+        st.serialize_field("active", &self.f.active)?;
+        st.serialize_field(k[6], &self.f.p50_us)?;
+        st.serialize_field(k[7], &self.f.p99_us)?;
+        // Open loop: the generator's largest schedule lag in this second.
+        st.serialize_field("lag_max_us", &self.f.lag_max_us)?;
+        st.end()
+    }
 }
 
 /// What the workers did over the whole run.
@@ -899,6 +1000,88 @@ impl<E: Exchange> Running<E> {
             seconds: self.epoch.elapsed().as_secs_f64(),
         })
     }
+}
+
+impl<C, H> Totals<C, H> {
+    /// Open loop (`rate` > 0): how late each exchange started against its due time.
+    pub(crate) fn schedule_lag(&self, rate: u64) -> Option<Percentiles> {
+        (rate > 0).then(|| Percentiles::of(&self.lag))
+    }
+
+    /// Datagrams sent and received per second by the generator, over the whole run.
+    pub(crate) fn packets_per_s(&self, sent: u64, received: u64) -> f64 {
+        (sent + received) as f64 / self.seconds
+    }
+}
+
+/// A family's generator: its exchange and how it reports a run, which [`run`] drives.
+pub(crate) trait Load {
+    type Ex: Exchange;
+    type Report: Serialize;
+    /// The subcommand, naming the worker threads.
+    const NAME: &'static str;
+    const SECOND: &'static SecondNames;
+    /// The exchange of the worker sending from `port` over `link`.
+    fn exchange(&self, port: u16, link: Link<<Self::Ex as Exchange>::Sock>) -> Self::Ex;
+    /// Whether a third request of an exchange may await its reply (see
+    /// [`Plan::deadline_capacity`]).
+    fn three_phases(plan: &Plan) -> bool;
+    /// One second's counts in [`Second`]'s order, from the counters' difference.
+    fn second(d: &<Self::Ex as Exchange>::Counters) -> [u64; 6];
+    /// Exchanges completed, the CPU figures' denominator.
+    fn completed(c: &<Self::Ex as Exchange>::Counters) -> u64;
+    /// The report of a finished run; `cpu` is [`CpuMeter::per_exchange`]'s.
+    fn report(
+        &self,
+        plan: &Plan,
+        done: Totals<<Self::Ex as Exchange>::Counters, <Self::Ex as Exchange>::Hists>,
+        cpu: (f64, Option<f64>),
+        per_second: Vec<Second>,
+    ) -> Self::Report;
+    fn summary(r: &Self::Report) -> String;
+    /// Fails, once the report is out, if the run's correctness check did.
+    fn check(r: &Self::Report) -> anyhow::Result<()>;
+}
+
+/// Runs the load: one worker per socket opened on `local`:`local_port` and up, sending to
+/// `to`; prints the JSON report on stdout (progress and the summary on stderr).
+pub(crate) fn run<L: Load>(
+    load: &L,
+    args: &RunArgs,
+    plan: Plan,
+    local: <<L::Ex as Exchange>::Sock as BatchSocket>::Ip,
+    local_port: u16,
+    to: <<L::Ex as Exchange>::Sock as BatchSocket>::To,
+) -> anyhow::Result<()>
+where
+    <<L::Ex as Exchange>::Sock as BatchSocket>::To: Copy,
+{
+    // Sockets first, so a port in use fails before any thread starts.
+    let socks = open_workers::<<L::Ex as Exchange>::Sock>(local, local_port, args.workers)?;
+    let cpu = CpuMeter::start(args.server_pid)?;
+    let mut workers = Vec::with_capacity(args.workers);
+    for (w, (port, sock)) in socks.into_iter().enumerate() {
+        workers.push(Worker {
+            slots: Slots::new(w as u32, plan, L::three_phases(&plan)),
+            ex: load.exchange(port, Link::new(sock, to, args.batch)?),
+        });
+    }
+    let running = launch(L::NAME, workers, args.no_pin)?;
+    let per_second = running.seconds(
+        args.quiet,
+        |second, d, f| Second {
+            second,
+            counts: L::second(d),
+            f: *f,
+            names: L::SECOND,
+        },
+        Second::line,
+    );
+    let done = running.join()?;
+    let cpu = cpu.per_exchange(L::completed(&done.counters))?;
+    let report = load.report(&plan, done, cpu, per_second);
+    emit(&report, &L::summary(&report), args.json.as_deref())?;
+    L::check(&report)
 }
 
 /// Clock ticks per second of the times in /proc/PID/stat (`USER_HZ`, fixed at 100 by the

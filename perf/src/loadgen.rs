@@ -30,13 +30,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::bail;
 use clap::ValueEnum;
-use hdrhistogram::Histogram;
 use lessor_net::{SendMeta, V4Socket};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, CpuMeter, Drops, Exchange, Link, MAX_CLIENTS, Merge, Percentiles, Phase, RunArgs,
-    RunReport, SecondFigures, Slots, Worker, counters, drops, histogram, pct,
+    self, Drops, Exchange, Link, Load, MAX_CLIENTS, Percentiles, Phase, Plan, RunArgs, RunReport,
+    Second, SecondNames, Slots, Totals, counters, drops,
 };
 use crate::wire::{self, RequestKind, Template};
 
@@ -128,34 +127,11 @@ counters! { Counters {
     violations,
 } }
 
-/// Latency histograms in nanoseconds.
-#[derive(Debug, Clone)]
-struct Hists {
-    discover_offer: Histogram<u64>,
-    request_ack: Histogram<u64>,
-    dora: Histogram<u64>,
-    renew: Histogram<u64>,
-}
-
-impl Default for Hists {
-    fn default() -> Self {
-        Hists {
-            discover_offer: histogram(),
-            request_ack: histogram(),
-            dora: histogram(),
-            renew: histogram(),
-        }
-    }
-}
-
-impl Merge for Hists {
-    fn merge(&mut self, o: &Hists) {
-        // Same bounds everywhere: adding cannot fail.
-        let _ = self.discover_offer.add(&o.discover_offer);
-        let _ = self.request_ack.add(&o.request_ack);
-        let _ = self.dora.add(&o.dora);
-        let _ = self.renew.add(&o.renew);
-    }
+load_common::hists! {
+    discover_offer,
+    request_ack,
+    dora,
+    renew,
 }
 
 /// An address ACKed to a second client.
@@ -425,20 +401,15 @@ impl Exchange for Dora {
     type State = State4;
     type Counters = Counters;
     type Hists = Hists;
-
     type Sock = V4Socket;
 
     fn link(&mut self) -> &mut Link<V4Socket> {
         &mut self.link
     }
 
-    fn on_replies(&mut self, s: &mut Slots4, got: usize, now: u64) -> anyhow::Result<()> {
-        self.c.received += got as u64;
-        for i in 0..got {
-            let reply = wire::parse_reply(self.link.reply(i));
-            self.on_datagram(s, reply, now)?;
-        }
-        Ok(())
+    fn on_reply(&mut self, s: &mut Slots4, i: usize, now: u64) -> anyhow::Result<()> {
+        let reply = wire::parse_reply(self.link.reply(i));
+        self.on_datagram(s, reply, now)
     }
 
     /// Start a DORA for the next idle client.
@@ -464,6 +435,7 @@ impl Exchange for Dora {
 
     fn counters(&self) -> Counters {
         Counters {
+            received: self.link.received,
             send_errors: self.link.send_errors,
             ..self.c
         }
@@ -473,13 +445,6 @@ impl Exchange for Dora {
         self.h
     }
 }
-#[derive(Debug, Serialize)]
-struct Latencies {
-    discover_offer: Percentiles,
-    request_ack: Percentiles,
-    dora: Percentiles,
-    renew: Percentiles,
-}
 
 #[derive(Debug, Serialize)]
 struct Correctness {
@@ -487,41 +452,6 @@ struct Correctness {
     acks_outside_10_0_0_0_8: u64,
     violations: u64,
     examples: Vec<Violation>,
-}
-
-/// One second of the run, over all workers.
-#[derive(Debug, Serialize)]
-struct Second {
-    second: u64,
-    discovers: u64,
-    requests: u64,
-    doras: u64,
-    do_drops: u64,
-    ra_drops: u64,
-    naks: u64,
-    active: u64,
-    dora_p50_us: f64,
-    dora_p99_us: f64,
-    /// Open loop: the generator's largest schedule lag in this second.
-    lag_max_us: f64,
-}
-
-impl Second {
-    fn new(second: u64, d: &Counters, f: &SecondFigures) -> Self {
-        Second {
-            second,
-            discovers: d.discovers,
-            requests: d.requests,
-            doras: d.acks,
-            do_drops: d.do_drops,
-            ra_drops: d.ra_drops,
-            naks: d.naks,
-            active: f.active,
-            dora_p50_us: f.p50_us,
-            dora_p99_us: f.p99_us,
-            lag_max_us: f.lag_max_us,
-        }
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -565,23 +495,133 @@ struct LoadReport {
     per_second: Vec<Second>,
 }
 
-fn progress_line(s: &Second) -> String {
-    format!(
-        "[{:>4}s] offered {:>7}/s  dora {:>7}/s  drops DO {} ({:.2}%) RA {} ({:.2}%)  naks {}  \
-         dora p50 {:.0}us p99 {:.0}us  in flight {}{}",
-        s.second,
-        s.discovers,
-        s.doras,
-        s.do_drops,
-        pct(s.do_drops, s.discovers),
-        s.ra_drops,
-        pct(s.ra_drops, s.requests),
-        s.naks,
-        s.dora_p50_us,
-        s.dora_p99_us,
-        s.active,
-        load_common::lag_suffix(s.lag_max_us)
-    )
+/// The DHCPv4 generator of a run: what each worker's [`Dora`] is made of.
+struct Load4<'a> {
+    args: &'a LoadArgs,
+    server: SocketAddrV4,
+    owners: Arc<Owners>,
+}
+
+impl Load for Load4<'_> {
+    type Ex = Dora;
+    type Report = LoadReport;
+    const NAME: &'static str = "load";
+    const SECOND: &'static SecondNames = &SecondNames {
+        keys: [
+            "discovers",
+            "requests",
+            "doras",
+            "do_drops",
+            "ra_drops",
+            "naks",
+            "dora_p50_us",
+            "dora_p99_us",
+        ],
+        labels: ["dora", "DO", "RA", "naks", "dora "],
+    };
+
+    fn exchange(&self, _port: u16, link: Link<V4Socket>) -> Dora {
+        let local = self.args.local;
+        Dora {
+            link,
+            templates: [
+                RequestKind::Discover,
+                RequestKind::Select,
+                RequestKind::Renew,
+                RequestKind::Release,
+            ]
+            .map(|kind| Template::new(kind, local)),
+            c: Counters::default(),
+            h: Hists::default(),
+            owners: self.owners.clone(),
+        }
+    }
+
+    /// A RELEASE awaits no reply: only a renewal is a third phase.
+    fn three_phases(plan: &Plan) -> bool {
+        plan.renew_pct > 0
+    }
+
+    fn second(d: &Counters) -> [u64; 6] {
+        [
+            d.discovers,
+            d.requests,
+            d.acks,
+            d.do_drops,
+            d.ra_drops,
+            d.naks,
+        ]
+    }
+
+    fn completed(c: &Counters) -> u64 {
+        c.acks
+    }
+
+    fn report(
+        &self,
+        plan: &Plan,
+        done: Totals<Counters, Hists>,
+        (load_cpu_us_per_dora, server_cpu_us_per_dora): (f64, Option<f64>),
+        per_second: Vec<Second>,
+    ) -> LoadReport {
+        let (a, total) = (self.args, done.counters);
+        let sent = total.discovers + total.requests + total.renews + total.releases;
+        let examples = self
+            .owners
+            .examples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        LoadReport {
+            server: self.server,
+            mode: plan.mode(),
+            mix: a.mix,
+            run: RunReport::of(plan, a.run.duration, a.run.timeout_ms),
+            offered_per_s: total.discovers as f64 / a.run.duration,
+            achieved_dora_per_s: total.acks_in_window as f64 / a.run.duration,
+            discovers: total.discovers,
+            offers: total.offers,
+            discover_offer_drops: drops(total.do_drops, total.discovers),
+            requests: total.requests,
+            acks: total.acks,
+            naks: total.naks,
+            request_ack_drops: drops(total.ra_drops, total.requests),
+            renews: total.renews,
+            renew_acks: total.renew_acks,
+            renew_naks: total.renew_naks,
+            renew_drops: drops(total.renew_drops, total.renews),
+            releases: total.releases,
+            latency_us: Latencies::of(&done.hists),
+            schedule_lag_us: done.schedule_lag(a.run.rate),
+            packets_per_s: done.packets_per_s(sent, total.received),
+            load_cpu_us_per_dora,
+            server_cpu_us_per_dora,
+            correctness: Correctness {
+                acks_checked: total.acks_checked,
+                acks_outside_10_0_0_0_8: total.acks_unchecked,
+                violations: total.violations,
+                examples,
+            },
+            counters: total,
+            per_second,
+        }
+    }
+
+    fn summary(r: &LoadReport) -> String {
+        summary(r)
+    }
+
+    /// Fails if any address was ACKed to two clients.
+    fn check(r: &LoadReport) -> anyhow::Result<()> {
+        if r.correctness.violations > 0 {
+            bail!(
+                "{} ACKs gave an address already held by another client (first: {:?})",
+                r.correctness.violations,
+                r.correctness.examples.first()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Runs the load and prints the JSON report on stdout (progress and the summary on stderr).
@@ -594,97 +634,17 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         Mix::Mixed => None,
     })?;
     let server = SocketAddrV4::new(a.server, a.port);
-
-    // Sockets first, so a port in use fails before any thread starts.
-    let socks = load_common::open_workers::<V4Socket>(a.local, a.local_port, a.run.workers)?;
-
-    let owners = Arc::new(Owners::new());
-    let cpu = CpuMeter::start(a.run.server_pid)?;
-    let mut workers = Vec::with_capacity(a.run.workers);
-    for (w, (_, sock)) in socks.into_iter().enumerate() {
-        let id = w as u32;
-        let to = SendMeta {
-            dst: server,
-            ifindex: 0,
-            src: None,
-        };
-        let link = Link::new(sock, to, a.run.batch)?;
-        workers.push(Worker {
-            // A RELEASE awaits no reply: only a renewal is a third phase.
-            slots: Slots::new(id, plan, plan.renew_pct > 0),
-            ex: Dora {
-                link,
-                templates: [
-                    Template::new(RequestKind::Discover, a.local),
-                    Template::new(RequestKind::Select, a.local),
-                    Template::new(RequestKind::Renew, a.local),
-                    Template::new(RequestKind::Release, a.local),
-                ],
-                c: Counters::default(),
-                h: Hists::default(),
-                owners: owners.clone(),
-            },
-        });
-    }
-    let running = load_common::launch("load", workers, a.run.no_pin)?;
-    let per_second = running.seconds(a.run.quiet, Second::new, progress_line);
-    let done = running.join()?;
-    let (total, hists) = (done.counters, done.hists);
-    let sent = total.discovers + total.requests + total.renews + total.releases;
-    let (load_cpu_us_per_dora, server_cpu_us_per_dora) = cpu.per_exchange(total.acks)?;
-
-    let examples = owners
-        .examples
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let report = LoadReport {
+    let load = Load4 {
+        args: a,
         server,
-        mode: plan.mode(),
-        mix: a.mix,
-        run: RunReport::of(&plan, a.run.duration, a.run.timeout_ms),
-        offered_per_s: total.discovers as f64 / a.run.duration,
-        achieved_dora_per_s: total.acks_in_window as f64 / a.run.duration,
-        discovers: total.discovers,
-        offers: total.offers,
-        discover_offer_drops: drops(total.do_drops, total.discovers),
-        requests: total.requests,
-        acks: total.acks,
-        naks: total.naks,
-        request_ack_drops: drops(total.ra_drops, total.requests),
-        renews: total.renews,
-        renew_acks: total.renew_acks,
-        renew_naks: total.renew_naks,
-        renew_drops: drops(total.renew_drops, total.renews),
-        releases: total.releases,
-        latency_us: Latencies {
-            discover_offer: Percentiles::of(&hists.discover_offer),
-            request_ack: Percentiles::of(&hists.request_ack),
-            dora: Percentiles::of(&hists.dora),
-            renew: Percentiles::of(&hists.renew),
-        },
-        schedule_lag_us: (a.run.rate > 0).then(|| Percentiles::of(&done.lag)),
-        packets_per_s: (sent + total.received) as f64 / done.seconds,
-        load_cpu_us_per_dora,
-        server_cpu_us_per_dora,
-        correctness: Correctness {
-            acks_checked: total.acks_checked,
-            acks_outside_10_0_0_0_8: total.acks_unchecked,
-            violations: total.violations,
-            examples,
-        },
-        counters: total,
-        per_second,
+        owners: Arc::new(Owners::new()),
     };
-    load_common::emit(&report, &summary(&report), a.run.json.as_deref())?;
-    if report.correctness.violations > 0 {
-        bail!(
-            "{} ACKs gave an address already held by another client (first: {:?})",
-            report.correctness.violations,
-            report.correctness.examples.first()
-        );
-    }
-    Ok(())
+    let to = SendMeta {
+        dst: server,
+        ifindex: 0,
+        src: None,
+    };
+    load_common::run(&load, &a.run, plan, a.local, a.local_port, to)
 }
 
 fn summary(r: &LoadReport) -> String {

@@ -29,13 +29,12 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
-use hdrhistogram::Histogram;
 use lessor_net::{SendMeta6, V6Socket};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, CpuMeter, Drops, Exchange, Link, Merge, Percentiles, Phase, RunArgs, RunReport,
-    SecondFigures, Slots, Worker, counters, drops, histogram, pct,
+    self, Drops, Exchange, Link, Load, Percentiles, Phase, Plan, RunArgs, RunReport, Second,
+    SecondNames, Slots, Totals, counters, drops,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
 
@@ -199,37 +198,14 @@ counters! { Counters6 {
     violations,
 } }
 
-/// Latency histograms in nanoseconds.
-#[derive(Debug, Clone)]
-struct Hists {
-    solicit_advertise: Histogram<u64>,
-    request_reply: Histogram<u64>,
-    exchange: Histogram<u64>,
-    renew: Histogram<u64>,
-    release: Histogram<u64>,
-}
-
-impl Default for Hists {
-    fn default() -> Self {
-        Hists {
-            solicit_advertise: histogram(),
-            request_reply: histogram(),
-            exchange: histogram(),
-            renew: histogram(),
-            release: histogram(),
-        }
-    }
-}
-
-impl Merge for Hists {
-    fn merge(&mut self, o: &Hists) {
-        // Same bounds everywhere: adding cannot fail.
-        let _ = self.solicit_advertise.add(&o.solicit_advertise);
-        let _ = self.request_reply.add(&o.request_reply);
-        let _ = self.exchange.add(&o.exchange);
-        let _ = self.renew.add(&o.renew);
-        let _ = self.release.add(&o.release);
-    }
+load_common::hists! {
+    /// SOLICIT to ADVERTISE (or to the REPLY of a rapid commit).
+    solicit_advertise,
+    request_reply,
+    /// SOLICIT sent to the REPLY that completes the exchange.
+    exchange,
+    renew,
+    release,
 }
 
 /// A lease granted to a second client.
@@ -700,20 +676,15 @@ impl Exchange for Sarr {
     type State = State6;
     type Counters = Counters6;
     type Hists = Hists;
-
     type Sock = V6Socket;
 
     fn link(&mut self) -> &mut Link<V6Socket> {
         &mut self.link
     }
 
-    fn on_replies(&mut self, s: &mut Slots6, got: usize, now: u64) -> anyhow::Result<()> {
-        self.c.received += got as u64;
-        for i in 0..got {
-            let reply = wire6::parse_reply(self.link.reply(i), self.builder.relay());
-            self.on_datagram(s, reply, now)?;
-        }
-        Ok(())
+    fn on_reply(&mut self, s: &mut Slots6, i: usize, now: u64) -> anyhow::Result<()> {
+        let reply = wire6::parse_reply(self.link.reply(i), self.builder.relay());
+        self.on_datagram(s, reply, now)
     }
 
     /// Start a SOLICIT for the next idle client.
@@ -739,6 +710,7 @@ impl Exchange for Sarr {
 
     fn counters(&self) -> Counters6 {
         Counters6 {
+            received: self.link.received,
             send_errors: self.link.send_errors,
             ..self.c
         }
@@ -747,17 +719,6 @@ impl Exchange for Sarr {
     fn into_hists(self) -> Hists {
         self.h
     }
-}
-
-#[derive(Debug, Serialize)]
-struct Latencies6 {
-    /// SOLICIT to ADVERTISE (or to the REPLY of a rapid commit).
-    solicit_advertise: Percentiles,
-    request_reply: Percentiles,
-    /// SOLICIT sent to the REPLY that completes the exchange.
-    exchange: Percentiles,
-    renew: Percentiles,
-    release: Percentiles,
 }
 
 #[derive(Debug, Serialize)]
@@ -775,40 +736,6 @@ struct RelayReport {
     remote_id: Option<String>,
     subscriber_id: Option<String>,
     source_port_option: bool,
-}
-
-/// One second of the run, over all workers.
-#[derive(Debug, Serialize)]
-struct Second6 {
-    second: u64,
-    solicits: u64,
-    requests: u64,
-    completed: u64,
-    sa_drops: u64,
-    rr_drops: u64,
-    refused: u64,
-    active: u64,
-    exchange_p50_us: f64,
-    exchange_p99_us: f64,
-    lag_max_us: f64,
-}
-
-impl Second6 {
-    fn new(second: u64, d: &Counters6, f: &SecondFigures) -> Self {
-        Second6 {
-            second,
-            solicits: d.solicits,
-            requests: d.requests,
-            completed: d.replies + d.rapid_replies,
-            sa_drops: d.sa_drops,
-            rr_drops: d.rr_drops,
-            refused: d.refused + d.advertise_refused,
-            active: f.active,
-            exchange_p50_us: f.p50_us,
-            exchange_p99_us: f.p99_us,
-            lag_max_us: f.lag_max_us,
-        }
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -840,7 +767,7 @@ struct LoadReport6 {
     releases: u64,
     release_replies: u64,
     release_drops: Drops,
-    latency_us: Latencies6,
+    latency_us: Latencies,
     schedule_lag_us: Option<Percentiles>,
     packets_per_s: f64,
     /// The generator's own CPU time per completed exchange, microseconds.
@@ -850,26 +777,154 @@ struct LoadReport6 {
     server_cpu_us_per_exchange: Option<f64>,
     correctness: Correctness6,
     counters: Counters6,
-    per_second: Vec<Second6>,
+    per_second: Vec<Second>,
 }
 
-fn progress_line(s: &Second6) -> String {
-    format!(
-        "[{:>4}s] offered {:>7}/s  done {:>7}/s  drops SA {} ({:.2}%) RR {} ({:.2}%)  refused {}  \
-         p50 {:.0}us p99 {:.0}us  in flight {}{}",
-        s.second,
-        s.solicits,
-        s.completed,
-        s.sa_drops,
-        pct(s.sa_drops, s.solicits),
-        s.rr_drops,
-        pct(s.rr_drops, s.requests),
-        s.refused,
-        s.exchange_p50_us,
-        s.exchange_p99_us,
-        s.active,
-        load_common::lag_suffix(s.lag_max_us)
-    )
+/// The DHCPv6 generator of a run: what each worker's [`Sarr`] is made of.
+struct Load6<'a> {
+    args: &'a LoadArgs6,
+    server: SocketAddrV6,
+    interface_id: Option<IdPattern>,
+    remote_id: Option<(u32, IdPattern)>,
+    subscriber_id: Option<IdPattern>,
+    owners: Arc<Owners6>,
+}
+
+impl Load for Load6<'_> {
+    type Ex = Sarr;
+    type Report = LoadReport6;
+    const NAME: &'static str = "load6";
+    const SECOND: &'static SecondNames = &SecondNames {
+        keys: [
+            "solicits",
+            "requests",
+            "completed",
+            "sa_drops",
+            "rr_drops",
+            "refused",
+            "exchange_p50_us",
+            "exchange_p99_us",
+        ],
+        labels: ["done", "SA", "RR", "refused", ""],
+    };
+
+    fn exchange(&self, port: u16, link: Link<V6Socket>) -> Sarr {
+        let a = self.args;
+        let relay = Relay {
+            link_address: a.link_address,
+            interface_id: self.interface_id.clone(),
+            remote_id: self.remote_id.clone(),
+            subscriber_id: self.subscriber_id.clone(),
+            source_port: (!a.no_source_port).then_some(port),
+        };
+        Sarr {
+            ia: a.ia,
+            rapid_commit: a.rapid_commit,
+            link,
+            builder: Builder::new(relay),
+            servers: Vec::with_capacity(MAX_SERVERS),
+            c: Counters6::default(),
+            h: Hists::default(),
+            owners: self.owners.clone(),
+        }
+    }
+
+    /// A RELEASE awaits its REPLY too.
+    fn three_phases(plan: &Plan) -> bool {
+        plan.renew_pct > 0 || plan.release_pct > 0
+    }
+
+    fn second(d: &Counters6) -> [u64; 6] {
+        [
+            d.solicits,
+            d.requests,
+            d.replies + d.rapid_replies,
+            d.sa_drops,
+            d.rr_drops,
+            d.refused + d.advertise_refused,
+        ]
+    }
+
+    fn completed(c: &Counters6) -> u64 {
+        c.replies + c.rapid_replies
+    }
+
+    fn report(
+        &self,
+        plan: &Plan,
+        done: Totals<Counters6, Hists>,
+        (load_cpu_us_per_exchange, server_cpu_us_per_exchange): (f64, Option<f64>),
+        per_second: Vec<Second>,
+    ) -> LoadReport6 {
+        let (a, total) = (self.args, done.counters);
+        let sent = total.solicits + total.requests + total.renews + total.releases;
+        let examples = self
+            .owners
+            .examples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        LoadReport6 {
+            server: self.server,
+            mode: plan.mode(),
+            mix: a.mix,
+            ia: a.ia,
+            rapid_commit: a.rapid_commit,
+            relay: RelayReport {
+                link_address: a.link_address,
+                interface_id: a.interface_id.clone(),
+                remote_id: a.remote_id.clone(),
+                subscriber_id: a.subscriber_id.clone(),
+                source_port_option: !a.no_source_port,
+            },
+            run: RunReport::of(plan, a.run.duration, a.run.timeout_ms),
+            offered_per_s: total.solicits as f64 / a.run.duration,
+            achieved_per_s: total.completed_in_window as f64 / a.run.duration,
+            solicits: total.solicits,
+            advertises: total.advertises,
+            solicit_advertise_drops: drops(total.sa_drops, total.solicits),
+            requests: total.requests,
+            replies: total.replies,
+            rapid_replies: total.rapid_replies,
+            refused: total.refused + total.advertise_refused,
+            request_reply_drops: drops(total.rr_drops, total.requests),
+            renews: total.renews,
+            renew_replies: total.renew_replies,
+            renew_refused: total.renew_refused,
+            renew_drops: drops(total.renew_drops, total.renews),
+            releases: total.releases,
+            release_replies: total.release_replies,
+            release_drops: drops(total.release_drops, total.releases),
+            latency_us: Latencies::of(&done.hists),
+            schedule_lag_us: done.schedule_lag(a.run.rate),
+            packets_per_s: done.packets_per_s(sent, total.received),
+            load_cpu_us_per_exchange,
+            server_cpu_us_per_exchange,
+            correctness: Correctness6 {
+                leases_checked: total.leases_checked,
+                violations: total.violations,
+                examples,
+            },
+            counters: total,
+            per_second,
+        }
+    }
+
+    fn summary(r: &LoadReport6) -> String {
+        summary(r)
+    }
+
+    /// Fails if any lease was granted to two clients.
+    fn check(r: &LoadReport6) -> anyhow::Result<()> {
+        if r.correctness.violations > 0 {
+            bail!(
+                "{} leases granted while another client held them (first: {:?})",
+                r.correctness.violations,
+                r.correctness.examples.first()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `ENTERPRISE:ID` of --remote-id.
@@ -907,9 +962,6 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         .transpose()
         .map_err(|m| anyhow::anyhow!("--subscriber-id: {m}"))?;
     let server = SocketAddrV6::new(a.server, a.port, 0, 0);
-
-    let socks = load_common::open_workers::<V6Socket>(a.local, a.local_port, a.run.workers)?;
-
     // Sized for what a run of the expected length holds at most (every client used once), up
     // to a bound (see `Holders::new`).
     let expected = match a.run.rate {
@@ -922,109 +974,20 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         pd: Holders::new(if a.ia.pd() { expected } else { 0 }),
         examples: Mutex::new(Vec::new()),
     });
-    let cpu = CpuMeter::start(a.run.server_pid)?;
-    let mut workers = Vec::with_capacity(a.run.workers);
-    for (w, (port, sock)) in socks.into_iter().enumerate() {
-        let id = w as u32;
-        let relay = Relay {
-            link_address: a.link_address,
-            interface_id: interface_id.clone(),
-            remote_id: remote_id.clone(),
-            subscriber_id: subscriber_id.clone(),
-            source_port: (!a.no_source_port).then_some(port),
-        };
-        let to = SendMeta6 {
-            dst: server,
-            src: None,
-            ifindex: None,
-        };
-        let link = Link::new(sock, to, a.run.batch)?;
-        workers.push(Worker {
-            // A RELEASE awaits its REPLY too.
-            slots: Slots::new(id, plan, plan.renew_pct > 0 || plan.release_pct > 0),
-            ex: Sarr {
-                ia: a.ia,
-                rapid_commit: a.rapid_commit,
-                link,
-                builder: Builder::new(relay),
-                servers: Vec::with_capacity(MAX_SERVERS),
-                c: Counters6::default(),
-                h: Hists::default(),
-                owners: owners.clone(),
-            },
-        });
-    }
-    let running = load_common::launch("load6", workers, a.run.no_pin)?;
-    let per_second = running.seconds(a.run.quiet, Second6::new, progress_line);
-    let done = running.join()?;
-    let (total, hists) = (done.counters, done.hists);
-    let completed = total.replies + total.rapid_replies;
-    let sent = total.solicits + total.requests + total.renews + total.releases;
-    let (load_cpu_us_per_exchange, server_cpu_us_per_exchange) = cpu.per_exchange(completed)?;
-    let examples = owners
-        .examples
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let report = LoadReport6 {
+    let load = Load6 {
+        args: a,
         server,
-        mode: plan.mode(),
-        mix: a.mix,
-        ia: a.ia,
-        rapid_commit: a.rapid_commit,
-        relay: RelayReport {
-            link_address: a.link_address,
-            interface_id: a.interface_id.clone(),
-            remote_id: a.remote_id.clone(),
-            subscriber_id: a.subscriber_id.clone(),
-            source_port_option: !a.no_source_port,
-        },
-        run: RunReport::of(&plan, a.run.duration, a.run.timeout_ms),
-        offered_per_s: total.solicits as f64 / a.run.duration,
-        achieved_per_s: total.completed_in_window as f64 / a.run.duration,
-        solicits: total.solicits,
-        advertises: total.advertises,
-        solicit_advertise_drops: drops(total.sa_drops, total.solicits),
-        requests: total.requests,
-        replies: total.replies,
-        rapid_replies: total.rapid_replies,
-        refused: total.refused + total.advertise_refused,
-        request_reply_drops: drops(total.rr_drops, total.requests),
-        renews: total.renews,
-        renew_replies: total.renew_replies,
-        renew_refused: total.renew_refused,
-        renew_drops: drops(total.renew_drops, total.renews),
-        releases: total.releases,
-        release_replies: total.release_replies,
-        release_drops: drops(total.release_drops, total.releases),
-        latency_us: Latencies6 {
-            solicit_advertise: Percentiles::of(&hists.solicit_advertise),
-            request_reply: Percentiles::of(&hists.request_reply),
-            exchange: Percentiles::of(&hists.exchange),
-            renew: Percentiles::of(&hists.renew),
-            release: Percentiles::of(&hists.release),
-        },
-        schedule_lag_us: (a.run.rate > 0).then(|| Percentiles::of(&done.lag)),
-        packets_per_s: (sent + total.received) as f64 / done.seconds,
-        load_cpu_us_per_exchange,
-        server_cpu_us_per_exchange,
-        correctness: Correctness6 {
-            leases_checked: total.leases_checked,
-            violations: total.violations,
-            examples,
-        },
-        counters: total,
-        per_second,
+        interface_id,
+        remote_id,
+        subscriber_id,
+        owners,
     };
-    load_common::emit(&report, &summary(&report), a.run.json.as_deref())?;
-    if report.correctness.violations > 0 {
-        bail!(
-            "{} leases granted while another client held them (first: {:?})",
-            report.correctness.violations,
-            report.correctness.examples.first()
-        );
-    }
-    Ok(())
+    let to = SendMeta6 {
+        dst: server,
+        src: None,
+        ifindex: None,
+    };
+    load_common::run(&load, &a.run, plan, a.local, a.local_port, to)
 }
 
 fn summary(r: &LoadReport6) -> String {
