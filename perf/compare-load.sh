@@ -22,56 +22,27 @@ set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 cd "$(dirname "$0")/.."
 
+. perf/lib.sh
+
 seconds=10 runs=3 inflight=256 workers=1
 servers="lessor-group lessor-none kea"
 bin=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --seconds) seconds=$2; shift 2 ;;
-    --runs) runs=$2; shift 2 ;;
-    --inflight) inflight=$2; shift 2 ;;
-    --workers) workers=$2; shift 2 ;;
-    --servers) servers=$2; shift 2 ;;
-    --bin) bin=$(cd "$2" && pwd); shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
-if [ -z "$bin" ]; then
-  cargo build --release -q -p lessor-server -p lessor-perf
-  bin=$PWD/target/release
-fi
-work=$(mktemp -d /var/tmp/lessor-load.XXXXXX)
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+parse_args "seconds runs inflight workers servers bin" "$@"
+find_binaries
+make_work lessor-load
 cores=1; gen_pin=(taskset -c 0); [ "$workers" -gt 1 ] && cores=0-1 && gen_pin=(taskset -c 0-1)
 
 start() { # server
-  rm -rf "$work/state" "$work/kea"; mkdir -p "$work/state" "$work/kea" /run/kea
-  case "$1" in
-    lessor-*)
-      printf 'port: 6767\nstate_dir: %s\nworkers: %s\njournal: { sync: %s }\nv4:\n  lease_time: 4000\n  subnets:\n    - subnet: 10.0.0.0/8\n      relays: [127.0.0.1]\n      pools: ["10.0.0.1-10.255.255.254"]\n' \
-        "$work/state" "$workers" "${1#lessor-}" > "$work/lessor.yaml"
-      RUST_LOG=warn taskset -c "$cores" "$bin/lessor" --config "$work/lessor.yaml" > "$work/server.log" 2>&1 &
-      ;;
-    null)
-      taskset -c "$cores" "$bin/lessor-perf" null-responder --workers "$workers" > "$work/server.log" 2>&1 &
-      ;;
-    kea)
-      printf '{ "Dhcp4": { "interfaces-config": { "interfaces": [ "lo" ], "dhcp-socket-type": "udp" },
-  "lease-database": { "type": "memfile", "persist": true, "name": "%s/kea/leases4.csv" },
-  "multi-threading": { "enable-multi-threading": true, "thread-pool-size": 2, "packet-queue-size": 64 },
-  "valid-lifetime": 4000,
-  "subnet4": [ { "id": 1, "subnet": "10.0.0.0/8", "pools": [ { "pool": "10.0.0.1 - 10.255.255.254" } ],
-                 "relay": { "ip-addresses": [ "127.0.0.1" ] } } ] } }\n' "$work" > "$work/kea.json"
-      taskset -c "$cores" kea-dhcp4 -c "$work/kea.json" -p 6767 -P 6768 > "$work/server.log" 2>&1 &
-      ;;
-  esac
-  pid=$!
+  if [ "$1" = null ]; then
+    taskset -c "$cores" "$bin/lessor-perf" null-responder --workers "$workers" > "$work/server.log" 2>&1 &
+    pid=$!
+  else
+    start_server 4 "$1" "$cores"
+  fi
   sleep 2
   kill -0 "$pid" || { cat "$work/server.log" >&2; exit 1; }
 }
-stop() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }
+stop() { stop_server; }
 
 run() { # server, then load arguments; prints "dora/s drops% p50 p99 p99.9 cpu_us violations"
   local server=$1; shift
@@ -88,8 +59,6 @@ print(f'{j["achieved_dora_per_s"]:.0f} {drops:.3f} {d["p50"]:.0f} {d["p99"]:.0f}
       f'{j.get("server_cpu_us_per_dora") or 0:.1f} {j["correctness"]["violations"]}')
 PY
 }
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 printf "%-13s %-6s %3s %9s %7s %8s %8s %8s %7s %4s\n" server mode run DORA/s drop% p50us p99us p99.9us cpu_us viol
 declare -A max

@@ -15,49 +15,15 @@
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 runs=3 seconds=10 inflight=256 ia=both workers=1 servers="lessor kea" bin=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --runs) runs=$2; shift 2 ;;
-    --seconds) seconds=$2; shift 2 ;;
-    --inflight) inflight=$2; shift 2 ;;
-    --ia) ia=$2; shift 2 ;;
-    --workers) workers=$2; shift 2 ;;
-    --servers) servers=$2; shift 2 ;;
-    --bin) bin=$(cd "$2" && pwd); shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
-if [ -z "$bin" ]; then
-  cargo build --release -q -p lessor-server -p lessor-perf
-  bin=$PWD/target/release
-fi
+parse_args "runs seconds inflight ia workers servers bin" "$@"
+find_binaries
 cores=1; gen_pin=(taskset -c 0); [ "$workers" -gt 1 ] && cores=0-1 && gen_pin=(taskset -c 0-1)
-work=$(mktemp -d /var/tmp/lessor-load6.XXXXXX)
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+make_work lessor-load6
 
 start() { # lessor | kea
-  rm -rf "$work/state" "$work/kea"; mkdir -p "$work/state" "$work/kea" /run/kea
-  if [ "$1" = lessor ]; then
-    printf 'port: 6767\nstate_dir: %s\nworkers: %s\njournal: { sync: group }\nv6:\n  port: 6547\n  subnets:\n    - subnet: fd00:231::/64\n      relays: ["fd00:231::1", "::1"]\n      pools: ["fd00:231::1:0-fd00:231::ff:ffff"]\n      pd_pools: [ { prefix: "fd00:2300::/32", delegated_len: 56 } ]\n' \
-      "$work/state" "$workers" > "$work/lessor.yaml"
-    RUST_LOG=warn taskset -c "$cores" "$bin/lessor" --config "$work/lessor.yaml" > "$work/server.log" 2>&1 &
-  else
-    printf '{ "Dhcp6": { "data-directory": "%s/kea", "interfaces-config": { "interfaces": [ "lo/::1" ] },
-  "lease-database": { "type": "memfile", "persist": true, "name": "%s/kea/leases6.csv" },
-  "multi-threading": { "enable-multi-threading": true, "thread-pool-size": 2, "packet-queue-size": 64 },
-  "preferred-lifetime": 3000, "valid-lifetime": 4000,
-  "subnet6": [ { "id": 1, "subnet": "fd00:231::/64",
-                 "pools": [ { "pool": "fd00:231::1:0 - fd00:231::ff:ffff" } ],
-                 "pd-pools": [ { "prefix": "fd00:2300::", "prefix-len": 32, "delegated-len": 56 } ],
-                 "relay": { "ip-addresses": [ "fd00:231::1", "::1" ] } } ],
-  "loggers": [ { "name": "kea-dhcp6", "output_options": [ { "output": "%s/kea/kea.log" } ], "severity": "WARN" } ] } }\n' \
-      "$work" "$work" "$work" > "$work/kea6.json"
-    taskset -c "$cores" kea-dhcp6 -c "$work/kea6.json" -p 6547 -P 6548 > "$work/server.log" 2>&1 &
-  fi
-  pid=$!
+  if [ "$1" = lessor ]; then start_server 6 lessor-group "$cores"; else start_server 6 kea "$cores"; fi
   sleep 2
   kill -0 "$pid" || { cat "$work/server.log" >&2; exit 1; }
 }
@@ -70,7 +36,7 @@ for server in $servers; do
     start "$server"
     "${gen_pin[@]}" "$bin/lessor-perf" load6 --ia "$ia" --inflight "$inflight" --duration "$seconds" \
       --server-pid "$pid" --json "$work/out.json" --quiet > /dev/null 2>&1 || true
-    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+    stop_server
     line=$(python3 - "$work/out.json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -82,7 +48,7 @@ PY
     echo "${line%% *}" >> "$work/rates"
     printf "%-7s %3s %12s %8s %8s %10s %5s\n" "$server" "$r" $line
   done
-  med[$server]=$(sort -n "$work/rates" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+  med[$server]=$(median < "$work/rates")
   echo "$server: median ${med[$server]} exchanges/s"
 done
 if [ -n "${med[lessor]:-}" ] && [ -n "${med[kea]:-}" ]; then

@@ -18,6 +18,7 @@
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 
 rates="2000 4000 6000 8000 12000 16000 20000 25000"
 seconds=10
@@ -27,20 +28,15 @@ workers=1
 json=""
 family=4
 ia=na
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -6) family=6; shift ;;
-    -4) family=4; shift ;;
-    --ia) ia=$2; shift 2 ;;
-    --rates) rates=$2; shift 2 ;;
-    --seconds) seconds=$2; shift 2 ;;
-    --runs) runs=$2; shift 2 ;;
-    --servers) servers=$2; shift 2 ;;
-    --workers) workers=$2; shift 2 ;;
-    --json) json=$2; shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
+args=()
+for a in "$@"; do
+  case "$a" in
+    -6) family=6 ;;
+    -4) family=4 ;;
+    *) args+=("$a") ;;
   esac
 done
+parse_args "ia rates seconds runs servers workers json" "${args[@]}"
 
 case "$ia" in
   na) lease_type=address-only ;;
@@ -68,102 +64,15 @@ done
 case " $servers " in
   *" lessor-"*) cargo build --release -q -p lessor-server ;;
 esac
-lessor=$PWD/target/release/lessor
-
-work=$(mktemp -d /var/tmp/lessor-compare.XXXXXX)
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bin=$PWD/target/release
+make_work lessor-compare
 
 server_cores=1
 [ "$workers" -gt 1 ] && server_cores=0-1
 
-start_server() { # name
+start() { # name
   local name=$1
-  rm -rf "$work/state" "$work/kea"; mkdir -p "$work/state" "$work/kea"
-  case "$name" in
-    lessor-*)
-      local sync=${name#lessor-}
-      if [ "$family" = 6 ]; then
-        # The v6 section (server/src/config): subnet selected by perfdhcp's relay address ::1
-        # (and load6's default link-address fd00:231::1), pools large enough for every client
-        # of a 25k/s x 10 s run. port: v4 in test mode too, never 67.
-        cat > "$work/lessor.yaml" <<EOF
-port: 6767
-state_dir: $work/state
-workers: $workers
-journal: { sync: $sync }
-v6:
-  port: 6547
-  preferred_lifetime: 3000
-  valid_lifetime: 4000
-  subnets:
-    - subnet: fd00:231::/64
-      relays: ["fd00:231::1", "::1"]
-      pools: ["fd00:231::1:0-fd00:231::ff:ffff"]
-      pd_pools: [ { prefix: "fd00:2300::/32", delegated_len: 56 } ]
-EOF
-      else
-      cat > "$work/lessor.yaml" <<EOF
-port: 6767
-state_dir: $work/state
-workers: $workers
-journal: { sync: $sync }
-v4:
-  lease_time: 4000
-  subnets:
-    - subnet: 10.0.0.0/8
-      relays: [127.0.0.1]
-      pools: ["10.0.0.1-10.255.255.254"]
-EOF
-      fi
-      RUST_LOG=warn taskset -c "$server_cores" "$lessor" --config "$work/lessor.yaml" > "$work/server.log" 2>&1 &
-      server_pid=$!
-      ;;
-    kea)
-      mkdir -p /run/kea /var/run/kea
-      if [ "$family" = 6 ]; then
-        command -v kea-dhcp6 >/dev/null || { echo "kea-dhcp6 is missing (apt-get install kea-dhcp6-server)" >&2; exit 1; }
-        # Kea listens on loopback only by unicast address ("lo/::1": lo has no link-local
-        # address); its server DUID file goes to data-directory; -P 6548 sends every reply to
-        # perfdhcp's port (a RELAY-REPL otherwise goes to 547, unless the relay names its port
-        # in option 135 as load6 does). Same subnet and pools as lessor's above.
-        cat > "$work/kea.json" <<EOF
-{ "Dhcp6": {
-  "data-directory": "$work/kea",
-  "interfaces-config": { "interfaces": [ "lo/::1" ] },
-  "lease-database": { "type": "memfile", "persist": true, "name": "$work/kea/leases6.csv" },
-  "multi-threading": { "enable-multi-threading": true, "thread-pool-size": 2, "packet-queue-size": 64 },
-  "preferred-lifetime": 3000, "valid-lifetime": 4000,
-  "subnet6": [ { "id": 1, "subnet": "fd00:231::/64",
-                 "pools": [ { "pool": "fd00:231::1:0 - fd00:231::ff:ffff" } ],
-                 "pd-pools": [ { "prefix": "fd00:2300::", "prefix-len": 32, "delegated-len": 56 } ],
-                 "relay": { "ip-addresses": [ "fd00:231::1", "::1" ] } } ],
-  "loggers": [ { "name": "kea-dhcp6", "output_options": [ { "output": "$work/kea/kea.log" } ], "severity": "WARN" } ] } }
-EOF
-        taskset -c "$server_cores" kea-dhcp6 -c "$work/kea.json" -p 6547 -P 6548 > "$work/server.log" 2>&1 &
-        server_pid=$!
-      else
-      command -v kea-dhcp4 >/dev/null || { echo "kea-dhcp4 is missing (apt-get install kea-dhcp4-server)" >&2; exit 1; }
-      cat > "$work/kea.json" <<EOF
-{ "Dhcp4": {
-  "interfaces-config": { "interfaces": [ "lo" ], "dhcp-socket-type": "udp" },
-  "lease-database": { "type": "memfile", "persist": true, "name": "$work/kea/leases4.csv" },
-  "multi-threading": { "enable-multi-threading": true, "thread-pool-size": 2, "packet-queue-size": 64 },
-  "valid-lifetime": 4000,
-  "subnet4": [ { "id": 1, "subnet": "10.0.0.0/8",
-                 "pools": [ { "pool": "10.0.0.1 - 10.255.255.254" } ],
-                 "relay": { "ip-addresses": [ "127.0.0.1" ] } } ] } }
-EOF
-      taskset -c "$server_cores" kea-dhcp4 -c "$work/kea.json" -p 6767 -P 6768 > "$work/server.log" 2>&1 &
-      server_pid=$!
-      fi
-      ;;
-    *) echo "unknown server $name" >&2; exit 2 ;;
-  esac
+  start_server "$family" "$name" "$server_cores" lifetimes
   # Ready when a short perfdhcp run gets an answer.
   for _ in $(seq 1 50); do
     # (perfdhcp's exit status is 3 for such a short run even when it got its answer)
@@ -171,20 +80,14 @@ EOF
     # answer (microseconds); without it the probe saw no answer from kea-dhcp4 nor kea-dhcp6.
     "${perfdhcp_cmd[@]}" -R 10 -n 1 -W 200000 "$perfdhcp_dst" > "$work/probe.out" 2>&1 || true
     if grep -q "received packets: [1-9]" "$work/probe.out"; then return 0; fi
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+    kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
     sleep 0.2
   done
   echo "$name did not answer" >&2; cat "$work/server.log" >&2; exit 1
 }
 
-stop_server() {
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
-}
-
 cpu_ticks() { # utime + stime of the server, in clock ticks
-  awk '{ print $14 + $15 }' "/proc/$server_pid/stat"
+  awk '{ print $14 + $15 }' "/proc/$pid/stat"
 }
 
 hz=$(getconf CLK_TCK)
@@ -201,7 +104,7 @@ fi
 for server in $servers; do
   for rate in $rates; do
     for run in $(seq 1 "$runs"); do
-      start_server "$server"
+      start "$server"
       t0=$(cpu_ticks)
       out=$(taskset -c 0 "${perfdhcp_cmd[@]}" -R 10000000 -r "$rate" -p "$seconds" "$perfdhcp_dst" 2>&1 || true)
       t1=$(cpu_ticks)
