@@ -41,6 +41,9 @@ const SECOND_NS: u64 = 1_000_000_000;
 pub(crate) trait Tally: Copy + Default + Send + 'static {
     fn add(&mut self, o: &Self);
     fn minus(&self, o: &Self) -> Self;
+    /// With the counts the driver keeps: datagrams received, datagrams the kernel refused to
+    /// send, clients passed over because they were busy.
+    fn with_driver(self, received: u64, send_errors: u64, busy_skips: u64) -> Self;
 }
 
 /// Declares the counters a worker keeps, as a [`Tally`].
@@ -57,6 +60,9 @@ macro_rules! counters {
             }
             fn minus(&self, o: &$ty) -> $ty {
                 $ty { $($name: self.$name.saturating_sub(o.$name),)* }
+            }
+            fn with_driver(self, received: u64, send_errors: u64, busy_skips: u64) -> $ty {
+                $ty { received, send_errors, busy_skips, ..self }
             }
         }
     };
@@ -551,31 +557,72 @@ impl<S: BatchSocket> Link<S> {
     }
 }
 
-/// A family's side of a worker: its socket, its counters and histograms, and the exchange
-/// state machine over the clients' [`Slots`] (build the next request for a client, take a
-/// reply and move the client to its next phase). [`drive`] runs it.
-pub(crate) trait Exchange: Send + 'static {
+/// A family's exchange state machine over the clients' [`Slots`]: build the next request for
+/// a client, take a reply and move the client to its next phase. [`drive`] runs it inside an
+/// [`Ex`], which holds what every family's worker has.
+pub(crate) trait Exchange: Sized + Send + 'static {
     type Phase: Phase;
     /// The family's own state of a client.
     type State: Default + Send + 'static;
     type Counters: Tally;
     type Hists: Merge;
     type Sock: BatchSocket;
-    fn link(&mut self) -> &mut Link<Self::Sock>;
+    /// The phase in which an exchange starts.
+    const FIRST: Self::Phase;
     /// Advance the client that reply `i` of those just received answers (or count it as
     /// garbage, late, ...).
     fn on_reply(
-        &mut self,
+        x: &mut Ex<Self>,
         s: &mut Slots<Self::Phase, Self::State>,
         i: usize,
         now: u64,
     ) -> anyhow::Result<()>;
-    /// Start an exchange for the next idle client; `false` if every client is busy.
-    fn start(&mut self, s: &mut Slots<Self::Phase, Self::State>, now: u64) -> anyhow::Result<bool>;
+    /// Send the first request of client `l`'s exchange (it has just entered
+    /// [`Exchange::FIRST`]).
+    fn open(
+        x: &mut Ex<Self>,
+        s: &mut Slots<Self::Phase, Self::State>,
+        l: usize,
+        now: u64,
+    ) -> anyhow::Result<()>;
     /// Count the drop of an exchange that timed out in `phase` (the driver then ends it).
-    fn dropped(&mut self, phase: Self::Phase);
-    fn counters(&self) -> Self::Counters;
-    fn into_hists(self) -> Self::Hists;
+    fn dropped(x: &mut Ex<Self>, phase: Self::Phase);
+}
+
+/// A worker's exchange: its link, counters and histograms, and the family's part `f`.
+pub(crate) struct Ex<E: Exchange> {
+    pub(crate) link: Link<E::Sock>,
+    pub(crate) c: E::Counters,
+    pub(crate) h: E::Hists,
+    /// Clients passed over because they were still busy when their turn came again.
+    busy_skips: u64,
+    pub(crate) f: E,
+}
+
+impl<E: Exchange> std::fmt::Debug for Ex<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ex")
+            .field("link", &self.link)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Exchange> Ex<E> {
+    /// The counters so far, the driver's included.
+    fn counters(&self) -> E::Counters {
+        self.c
+            .with_driver(self.link.received, self.link.send_errors, self.busy_skips)
+    }
+
+    /// Start an exchange for the next idle client; `false` if every client is busy.
+    fn start(&mut self, s: &mut Slots<E::Phase, E::State>, now: u64) -> anyhow::Result<bool> {
+        let Some(l) = s.start(now, &mut self.busy_skips) else {
+            return Ok(false);
+        };
+        s.enter(l, E::FIRST, now);
+        E::open(self, s, l, now)?;
+        Ok(true)
+    }
 }
 
 /// A worker as [`drive`] runs it: a family's exchange over its clients. It owns its socket,
@@ -583,14 +630,14 @@ pub(crate) trait Exchange: Send + 'static {
 #[derive(Debug)]
 pub(crate) struct Worker<E: Exchange> {
     pub(crate) slots: Slots<E::Phase, E::State>,
-    pub(crate) ex: E,
+    pub(crate) ex: Ex<E>,
 }
 
 impl<E: Exchange> Worker<E> {
     /// Drop the exchanges whose deadline passed (all of them with `force`).
     fn expire(&mut self, now: u64, force: bool) {
         while let Some((l, phase)) = self.slots.next_expired(now, force) {
-            self.ex.dropped(phase);
+            E::dropped(&mut self.ex, phase);
             self.slots.finish(l);
         }
     }
@@ -667,7 +714,7 @@ fn drive<E: Exchange>(
     };
     let due = |k: u64| (offset + k as f64 * interval) as u64;
     let mut due_k: u64 = 0;
-    let per_round = <E::Sock as BatchSocket>::capacity(&w.ex.link().tx);
+    let per_round = <E::Sock as BatchSocket>::capacity(&w.ex.link.tx);
     let mut next_tick = SECOND_NS;
     let mut second = 1;
     // Largest schedule lag this second.
@@ -682,10 +729,10 @@ fn drive<E: Exchange>(
         lag,
     };
     loop {
-        let got = w.ex.link().receive()?;
+        let got = w.ex.link.receive()?;
         let now = epoch.elapsed().as_nanos() as u64;
         for i in 0..got {
-            w.ex.on_reply(&mut w.slots, i, now)?;
+            E::on_reply(&mut w.ex, &mut w.slots, i, now)?;
         }
         w.expire(now, false);
 
@@ -714,7 +761,7 @@ fn drive<E: Exchange>(
                 }
             }
         }
-        let sent = w.ex.link().flush()?;
+        let sent = w.ex.link.flush()?;
 
         if now >= next_tick {
             let _ = ticks.send(tick(&mut w, second, false, tick_lag));
@@ -743,13 +790,13 @@ fn drive<E: Exchange>(
                     (wake, precise) = (now, true);
                 }
             }
-            idle_until(w.ex.link().sock.fd(), now, wake, precise);
+            idle_until(w.ex.link.sock.fd(), now, wake, precise);
         }
     }
     w.expire(u64::MAX, true);
     // The last partial second, so the per-second series adds up to the totals.
     let _ = ticks.send(tick(&mut w, second, true, tick_lag));
-    Ok((w.ex.counters(), w.ex.into_hists(), w.slots.lag))
+    Ok((w.ex.counters(), w.ex.h, w.slots.lag))
 }
 
 /// What a worker hands back at the end: its counters, histograms and schedule lag.
@@ -842,6 +889,32 @@ struct Pending<C> {
     active: u64,
     latency: Histogram<u64>,
     lag: u64,
+}
+
+/// Violations a correctness check keeps for the report, at most [`MAX_EXAMPLES`].
+#[derive(Debug)]
+pub(crate) struct Examples<V>(std::sync::Mutex<Vec<V>>);
+
+/// Violations reported as examples.
+const MAX_EXAMPLES: usize = 20;
+
+impl<V: Clone> Examples<V> {
+    pub(crate) fn new() -> Self {
+        Examples(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// Keeps the violation `make` gives, unless enough are kept.
+    pub(crate) fn note(&self, make: impl FnOnce() -> V) {
+        let mut ex = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if ex.len() < MAX_EXAMPLES {
+            ex.push(make());
+        }
+    }
+
+    /// The violations kept.
+    pub(crate) fn all(&self) -> Vec<V> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// How a generator names the figures of a [`Second`].
@@ -1021,8 +1094,8 @@ pub(crate) trait Load {
     /// The subcommand, naming the worker threads.
     const NAME: &'static str;
     const SECOND: &'static SecondNames;
-    /// The exchange of the worker sending from `port` over `link`.
-    fn exchange(&self, port: u16, link: Link<<Self::Ex as Exchange>::Sock>) -> Self::Ex;
+    /// The family's part of the exchange of the worker sending from `port`.
+    fn exchange(&self, port: u16) -> Self::Ex;
     /// Whether a third request of an exchange may await its reply (see
     /// [`Plan::deadline_capacity`]).
     fn three_phases(plan: &Plan) -> bool;
@@ -1063,7 +1136,13 @@ where
     for (w, (port, sock)) in socks.into_iter().enumerate() {
         workers.push(Worker {
             slots: Slots::new(w as u32, plan, L::three_phases(&plan)),
-            ex: load.exchange(port, Link::new(sock, to, args.batch)?),
+            ex: Ex {
+                link: Link::new(sock, to, args.batch)?,
+                c: Default::default(),
+                h: Default::default(),
+                busy_skips: 0,
+                f: load.exchange(port),
+            },
         });
     }
     let running = launch(L::NAME, workers, args.no_pin)?;

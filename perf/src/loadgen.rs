@@ -25,7 +25,6 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::bail;
@@ -34,8 +33,8 @@ use lessor_net::{SendMeta, V4Socket};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, Drops, Exchange, Link, Load, MAX_CLIENTS, Percentiles, Phase, Plan, RunArgs, RunReport,
-    Second, SecondNames, Slots, Totals, counters, drops,
+    self, Drops, Ex, Examples, Exchange, Load, MAX_CLIENTS, Percentiles, Phase, Plan, RunArgs,
+    RunReport, Second, SecondNames, Slots, Totals, counters, drops,
 };
 use crate::wire::{self, RequestKind, Template};
 
@@ -147,17 +146,16 @@ struct Violation {
 #[derive(Debug)]
 struct Owners {
     slots: Box<[AtomicU32]>,
-    examples: Mutex<Vec<Violation>>,
+    examples: Examples<Violation>,
 }
 
 const CHECKED_NET: u32 = 0x0a00_0000;
-const MAX_EXAMPLES: usize = 20;
 
 impl Owners {
     fn new() -> Self {
         Owners {
             slots: (0..1u32 << 24).map(|_| AtomicU32::new(0)).collect(),
-            examples: Mutex::new(Vec::new()),
+            examples: Examples::new(),
         }
     }
 
@@ -181,14 +179,11 @@ impl Owners {
             Err(v) if v == client + 1 => {}
             Err(v) => {
                 c.violations += 1;
-                let mut ex = self.examples.lock().unwrap_or_else(|e| e.into_inner());
-                if ex.len() < MAX_EXAMPLES {
-                    ex.push(Violation {
-                        address: Ipv4Addr::from(addr),
-                        first_client: v - 1,
-                        second_client: client,
-                    });
-                }
+                self.examples.note(|| Violation {
+                    address: Ipv4Addr::from(addr),
+                    first_client: v - 1,
+                    second_client: client,
+                });
             }
         }
     }
@@ -238,22 +233,11 @@ struct State4 {
 
 type Slots4 = Slots<Phase4, State4>;
 
-/// The DHCPv4 exchange of one worker.
+/// The DHCPv4 part of one worker's exchange.
 struct Dora {
-    link: Link<V4Socket>,
     /// A template per request kind.
     templates: [Template; 4],
-    c: Counters,
-    h: Hists,
     owners: Arc<Owners>,
-}
-
-impl std::fmt::Debug for Dora {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dora")
-            .field("link", &self.link)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The xid of the client's current request: its sequence number, then its number.
@@ -261,7 +245,7 @@ fn xid(s: &mut Slots4, l: usize) -> u32 {
     (u32::from(s.get(l).seq) << 24) | s.number(l)
 }
 
-impl Dora {
+impl Ex<Dora> {
     /// Queue one request.
     fn queue(
         &mut self,
@@ -273,7 +257,7 @@ impl Dora {
         server_id: u32,
     ) -> anyhow::Result<()> {
         let bytes =
-            self.templates[template_index(kind)].fill(xid, client, ciaddr, requested, server_id);
+            self.f.templates[template_index(kind)].fill(xid, client, ciaddr, requested, server_id);
         self.link.queue(bytes)
     }
 
@@ -305,9 +289,9 @@ impl Dora {
             // give that to someone else).
             let old = std::mem::replace(&mut cl.st.bound, r.yiaddr);
             if old != 0 && old != r.yiaddr {
-                self.owners.release(old, client);
+                self.f.owners.release(old, client);
             }
-            self.owners.ack(r.yiaddr, client, &mut self.c);
+            self.f.owners.ack(r.yiaddr, client, &mut self.c);
         }
         let phase = cl.phase;
         if phase == Phase4::Idle || cl.seq != seq {
@@ -382,7 +366,7 @@ impl Dora {
             self.queue(RequestKind::Renew, xid, client, st.addr, 0, 0)?;
         } else if roll < s.plan.renew_pct.saturating_add(s.plan.release_pct) {
             // Cleared before the RELEASE leaves: from then on the server may give it away.
-            self.owners.release(st.addr, client);
+            self.f.owners.release(st.addr, client);
             s.get(l).st.bound = 0;
             s.next_seq(l);
             self.c.releases += 1;
@@ -402,47 +386,27 @@ impl Exchange for Dora {
     type Counters = Counters;
     type Hists = Hists;
     type Sock = V4Socket;
+    const FIRST: Phase4 = Phase4::Discovering;
 
-    fn link(&mut self) -> &mut Link<V4Socket> {
-        &mut self.link
+    fn on_reply(x: &mut Ex<Dora>, s: &mut Slots4, i: usize, now: u64) -> anyhow::Result<()> {
+        let reply = wire::parse_reply(x.link.reply(i));
+        x.on_datagram(s, reply, now)
     }
 
-    fn on_reply(&mut self, s: &mut Slots4, i: usize, now: u64) -> anyhow::Result<()> {
-        let reply = wire::parse_reply(self.link.reply(i));
-        self.on_datagram(s, reply, now)
-    }
-
-    /// Start a DORA for the next idle client.
-    fn start(&mut self, s: &mut Slots4, now: u64) -> anyhow::Result<bool> {
-        let Some(l) = s.start(now, &mut self.c.busy_skips) else {
-            return Ok(false);
-        };
-        s.enter(l, Phase4::Discovering, now);
-        self.c.discovers += 1;
+    /// Send the DISCOVER.
+    fn open(x: &mut Ex<Dora>, s: &mut Slots4, l: usize, _now: u64) -> anyhow::Result<()> {
+        x.c.discovers += 1;
         let xid = xid(s, l);
-        self.queue(RequestKind::Discover, xid, s.number(l), 0, 0, 0)?;
-        Ok(true)
+        x.queue(RequestKind::Discover, xid, s.number(l), 0, 0, 0)
     }
 
-    fn dropped(&mut self, phase: Phase4) {
+    fn dropped(x: &mut Ex<Dora>, phase: Phase4) {
         match phase {
-            Phase4::Discovering => self.c.do_drops += 1,
-            Phase4::Requesting => self.c.ra_drops += 1,
-            Phase4::Renewing => self.c.renew_drops += 1,
+            Phase4::Discovering => x.c.do_drops += 1,
+            Phase4::Requesting => x.c.ra_drops += 1,
+            Phase4::Renewing => x.c.renew_drops += 1,
             Phase4::Idle => {}
         }
-    }
-
-    fn counters(&self) -> Counters {
-        Counters {
-            received: self.link.received,
-            send_errors: self.link.send_errors,
-            ..self.c
-        }
-    }
-
-    fn into_hists(self) -> Hists {
-        self.h
     }
 }
 
@@ -520,10 +484,9 @@ impl Load for Load4<'_> {
         labels: ["dora", "DO", "RA", "naks", "dora "],
     };
 
-    fn exchange(&self, _port: u16, link: Link<V4Socket>) -> Dora {
+    fn exchange(&self, _port: u16) -> Dora {
         let local = self.args.local;
         Dora {
-            link,
             templates: [
                 RequestKind::Discover,
                 RequestKind::Select,
@@ -531,8 +494,6 @@ impl Load for Load4<'_> {
                 RequestKind::Release,
             ]
             .map(|kind| Template::new(kind, local)),
-            c: Counters::default(),
-            h: Hists::default(),
             owners: self.owners.clone(),
         }
     }
@@ -566,12 +527,6 @@ impl Load for Load4<'_> {
     ) -> LoadReport {
         let (a, total) = (self.args, done.counters);
         let sent = total.discovers + total.requests + total.renews + total.releases;
-        let examples = self
-            .owners
-            .examples
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         LoadReport {
             server: self.server,
             mode: plan.mode(),
@@ -600,7 +555,7 @@ impl Load for Load4<'_> {
                 acks_checked: total.acks_checked,
                 acks_outside_10_0_0_0_8: total.acks_unchecked,
                 violations: total.violations,
-                examples,
+                examples: self.owners.examples.all(),
             },
             counters: total,
             per_second,

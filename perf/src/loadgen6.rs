@@ -33,8 +33,8 @@ use lessor_net::{SendMeta6, V6Socket};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, Drops, Exchange, Link, Load, Percentiles, Phase, Plan, RunArgs, RunReport, Second,
-    SecondNames, Slots, Totals, counters, drops,
+    self, Drops, Ex, Examples, Exchange, Load, Percentiles, Phase, Plan, RunArgs, RunReport,
+    Second, SecondNames, Slots, Totals, counters, drops,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
 
@@ -303,10 +303,8 @@ impl Holders {
 struct Owners6 {
     na: Holders,
     pd: Holders,
-    examples: Mutex<Vec<Violation6>>,
+    examples: Examples<Violation6>,
 }
-
-const MAX_EXAMPLES: usize = 20;
 
 impl Owners6 {
     fn holders(&self, pd: bool) -> &Holders {
@@ -320,16 +318,13 @@ impl Owners6 {
         let prev = *self.holders(pd).shard(k).entry(k).or_insert(client + 1);
         if prev != client + 1 {
             c.violations += 1;
-            let mut ex = self.examples.lock().unwrap_or_else(|e| e.into_inner());
-            if ex.len() < MAX_EXAMPLES {
-                ex.push(Violation6 {
-                    kind: if pd { "prefix" } else { "address" },
-                    resource: Ipv6Addr::from(r),
-                    len,
-                    first_client: prev - 1,
-                    second_client: client,
-                });
-            }
+            self.examples.note(|| Violation6 {
+                kind: if pd { "prefix" } else { "address" },
+                resource: Ipv6Addr::from(r),
+                len,
+                first_client: prev - 1,
+                second_client: client,
+            });
         }
     }
 
@@ -376,27 +371,16 @@ struct State6 {
 
 type Slots6 = Slots<Phase6, State6>;
 
-/// The DHCPv6 exchange of one worker.
+/// The DHCPv6 part of one worker's exchange.
 struct Sarr {
     /// Which IAs every client asks for; whether SOLICITs carry Rapid Commit.
     ia: IaMode,
     rapid_commit: bool,
-    link: Link<V6Socket>,
     /// Writes each request into one reused buffer.
     builder: Builder,
     /// Server DUIDs seen, `servers[i].0[..servers[i].1]`.
     servers: Vec<([u8; MAX_DUID], u8)>,
-    c: Counters6,
-    h: Hists,
     owners: Arc<Owners6>,
-}
-
-impl std::fmt::Debug for Sarr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sarr")
-            .field("link", &self.link)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The transaction id of the client's current exchange: its sequence number, then the low 16
@@ -405,10 +389,10 @@ fn xid(s: &mut Slots6, l: usize) -> u32 {
     (u32::from(s.get(l).seq) << 16) | (s.number(l) & 0xffff)
 }
 
-impl Sarr {
+impl Ex<Sarr> {
     /// Queue the client's request of `kind` (the IA contents from its state).
     fn send(&mut self, s: &mut Slots6, l: usize, kind: Kind, now: u64) -> anyhow::Result<()> {
-        let ia = self.ia;
+        let ia = self.f.ia;
         let xid = xid(s, l);
         let client = s.number(l);
         let c = s.get(l);
@@ -422,15 +406,15 @@ impl Sarr {
             xid,
             client,
             elapsed_cs: ((now.saturating_sub(c.t_start)) / 10_000_000).min(0xffff) as u16,
-            rapid_commit: self.rapid_commit,
+            rapid_commit: self.f.rapid_commit,
             na: ia.na().then_some(na),
             pd: ia.pd().then_some(pd),
             server_id: (kind != Kind::Solicit).then(|| {
-                let (id, len) = &self.servers[server];
+                let (id, len) = &self.f.servers[server];
                 &id[..usize::from(*len)]
             }),
         };
-        self.link.queue(self.builder.build(&req))
+        self.link.queue(self.f.builder.build(&req))
     }
 
     fn count_status(&mut self, code: u16) {
@@ -446,7 +430,7 @@ impl Sarr {
     /// Does `r` grant every IA the run asks for? (A refusal's status code is counted: the
     /// IA's, else the message's, else "other" for an IA missing from the reply.)
     fn grant(&mut self, r: &wire6::Reply) -> bool {
-        let ia = self.ia;
+        let ia = self.f.ia;
         for (wanted, got) in [(ia.na(), &r.na), (ia.pd(), &r.pd)] {
             if wanted && !got.granted() {
                 let code = if !got.present {
@@ -473,16 +457,17 @@ impl Sarr {
             return false;
         }
         let known = self
+            .f
             .servers
             .iter()
             .position(|(s, len)| &s[..usize::from(*len)] == id);
         let i = match known {
             Some(i) => i,
-            None if self.servers.len() < MAX_SERVERS => {
+            None if self.f.servers.len() < MAX_SERVERS => {
                 let mut s = [0u8; MAX_DUID];
                 s[..id.len()].copy_from_slice(id);
-                self.servers.push((s, r.server_id_len));
-                self.servers.len() - 1
+                self.f.servers.push((s, r.server_id_len));
+                self.f.servers.len() - 1
             }
             None => return false,
         };
@@ -499,9 +484,10 @@ impl Sarr {
             if ia.granted() {
                 let old = std::mem::replace(held, ia.resource);
                 if old != 0 && old != ia.resource {
-                    self.owners.release(pd, old, client);
+                    self.f.owners.release(pd, old, client);
                 }
-                self.owners
+                self.f
+                    .owners
                     .grant(pd, ia.resource, ia.len, client, &mut self.c);
             } else if *held != 0
                 && ia.present
@@ -510,7 +496,7 @@ impl Sarr {
             {
                 // The server says the client no longer has it (RFC 8415 §18.3.4: NoBinding,
                 // or the lease given back with lifetimes 0): it may go to another client.
-                self.owners.release(pd, *held, client);
+                self.f.owners.release(pd, *held, client);
                 *held = 0;
             }
         }
@@ -524,7 +510,7 @@ impl Sarr {
         r: &wire6::Reply,
         now: u64,
     ) -> anyhow::Result<()> {
-        let ia = self.ia;
+        let ia = self.f.ia;
         let end_ns = s.plan.end_ns;
         let c = s.get(l);
         if (ia.na() && r.na.resource != c.st.na)
@@ -553,7 +539,7 @@ impl Sarr {
             let st = &mut s.get(l).st;
             for (pd, held) in [(false, &mut st.na_held), (true, &mut st.pd_held)] {
                 if *held != 0 {
-                    self.owners.release(pd, *held, client);
+                    self.f.owners.release(pd, *held, client);
                     *held = 0;
                 }
             }
@@ -619,7 +605,7 @@ impl Sarr {
                 self.c.requests += 1;
                 self.send(s, l, Kind::Request, now)?;
             }
-            (Phase6::Soliciting, wire6::REPLY) if self.rapid_commit => {
+            (Phase6::Soliciting, wire6::REPLY) if self.f.rapid_commit => {
                 self.h.solicit_advertise.saturating_record(took);
                 let st = &mut s.get(l).st;
                 match (self.grant(&r), self.note_server(st, &r)) {
@@ -677,47 +663,27 @@ impl Exchange for Sarr {
     type Counters = Counters6;
     type Hists = Hists;
     type Sock = V6Socket;
+    const FIRST: Phase6 = Phase6::Soliciting;
 
-    fn link(&mut self) -> &mut Link<V6Socket> {
-        &mut self.link
+    fn on_reply(x: &mut Ex<Sarr>, s: &mut Slots6, i: usize, now: u64) -> anyhow::Result<()> {
+        let reply = wire6::parse_reply(x.link.reply(i), x.f.builder.relay());
+        x.on_datagram(s, reply, now)
     }
 
-    fn on_reply(&mut self, s: &mut Slots6, i: usize, now: u64) -> anyhow::Result<()> {
-        let reply = wire6::parse_reply(self.link.reply(i), self.builder.relay());
-        self.on_datagram(s, reply, now)
+    /// Send the SOLICIT.
+    fn open(x: &mut Ex<Sarr>, s: &mut Slots6, l: usize, now: u64) -> anyhow::Result<()> {
+        x.c.solicits += 1;
+        x.send(s, l, Kind::Solicit, now)
     }
 
-    /// Start a SOLICIT for the next idle client.
-    fn start(&mut self, s: &mut Slots6, now: u64) -> anyhow::Result<bool> {
-        let Some(l) = s.start(now, &mut self.c.busy_skips) else {
-            return Ok(false);
-        };
-        s.enter(l, Phase6::Soliciting, now);
-        self.c.solicits += 1;
-        self.send(s, l, Kind::Solicit, now)?;
-        Ok(true)
-    }
-
-    fn dropped(&mut self, phase: Phase6) {
+    fn dropped(x: &mut Ex<Sarr>, phase: Phase6) {
         match phase {
-            Phase6::Soliciting => self.c.sa_drops += 1,
-            Phase6::Requesting => self.c.rr_drops += 1,
-            Phase6::Renewing => self.c.renew_drops += 1,
-            Phase6::Releasing => self.c.release_drops += 1,
+            Phase6::Soliciting => x.c.sa_drops += 1,
+            Phase6::Requesting => x.c.rr_drops += 1,
+            Phase6::Renewing => x.c.renew_drops += 1,
+            Phase6::Releasing => x.c.release_drops += 1,
             Phase6::Idle => {}
         }
-    }
-
-    fn counters(&self) -> Counters6 {
-        Counters6 {
-            received: self.link.received,
-            send_errors: self.link.send_errors,
-            ..self.c
-        }
-    }
-
-    fn into_hists(self) -> Hists {
-        self.h
     }
 }
 
@@ -808,7 +774,7 @@ impl Load for Load6<'_> {
         labels: ["done", "SA", "RR", "refused", ""],
     };
 
-    fn exchange(&self, port: u16, link: Link<V6Socket>) -> Sarr {
+    fn exchange(&self, port: u16) -> Sarr {
         let a = self.args;
         let relay = Relay {
             link_address: a.link_address,
@@ -820,11 +786,8 @@ impl Load for Load6<'_> {
         Sarr {
             ia: a.ia,
             rapid_commit: a.rapid_commit,
-            link,
             builder: Builder::new(relay),
             servers: Vec::with_capacity(MAX_SERVERS),
-            c: Counters6::default(),
-            h: Hists::default(),
             owners: self.owners.clone(),
         }
     }
@@ -858,12 +821,6 @@ impl Load for Load6<'_> {
     ) -> LoadReport6 {
         let (a, total) = (self.args, done.counters);
         let sent = total.solicits + total.requests + total.renews + total.releases;
-        let examples = self
-            .owners
-            .examples
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         LoadReport6 {
             server: self.server,
             mode: plan.mode(),
@@ -903,7 +860,7 @@ impl Load for Load6<'_> {
             correctness: Correctness6 {
                 leases_checked: total.leases_checked,
                 violations: total.violations,
-                examples,
+                examples: self.owners.examples.all(),
             },
             counters: total,
             per_second,
@@ -972,7 +929,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
     let owners = Arc::new(Owners6 {
         na: Holders::new(if a.ia.na() { expected } else { 0 }),
         pd: Holders::new(if a.ia.pd() { expected } else { 0 }),
-        examples: Mutex::new(Vec::new()),
+        examples: Examples::new(),
     });
     let load = Load6 {
         args: a,
@@ -1084,7 +1041,7 @@ mod tests {
         let o = Owners6 {
             na: Holders::new(16),
             pd: Holders::new(16),
-            examples: Mutex::new(Vec::new()),
+            examples: Examples::new(),
         };
         let mut c = Counters6::default();
         let a = 0xfd00_0231_u128 << 96 | 0x1000;
@@ -1100,7 +1057,7 @@ mod tests {
         o.release(false, a, 1);
         o.grant(false, a, 128, 4, &mut c);
         assert_eq!((c.violations, c.leases_checked), (2, 6));
-        let ex = o.examples.lock().expect("lock");
+        let ex = o.examples.all();
         assert_eq!((ex[0].first_client, ex[0].second_client), (1, 3));
     }
 
