@@ -38,12 +38,14 @@ const HIST_MAX_NS: u64 = 60_000_000_000;
 const SECOND_NS: u64 = 1_000_000_000;
 
 /// Counts that add up over workers and subtract between seconds.
-pub(crate) trait Tally: Copy + Default + Send + 'static {
+pub(crate) trait Tally: Copy + Default + Send + Serialize + 'static {
     fn add(&mut self, o: &Self);
     fn minus(&self, o: &Self) -> Self;
     /// With the counts the driver keeps: datagrams received, datagrams the kernel refused to
     /// send, clients passed over because they were busy.
     fn with_driver(self, received: u64, send_errors: u64, busy_skips: u64) -> Self;
+    /// Datagrams received.
+    fn received(&self) -> u64;
 }
 
 /// Declares the counters a worker keeps, as a [`Tally`].
@@ -64,6 +66,9 @@ macro_rules! counters {
             fn with_driver(self, received: u64, send_errors: u64, busy_skips: u64) -> $ty {
                 $ty { received, send_errors, busy_skips, ..self }
             }
+            fn received(&self) -> u64 {
+                self.received
+            }
         }
     };
 }
@@ -75,9 +80,10 @@ pub(crate) trait Merge: Default + Send + 'static {
 }
 
 /// Declares a generator's latency histograms (nanoseconds) as `Hists`, a [`Merge`], and
-/// their percentiles for the report as `Latencies` (the same names).
+/// their percentiles for the report as `Latencies` (the same names), each with its label in
+/// the summary (padded to `$width`).
 macro_rules! hists {
-    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+    ($width:literal; $($(#[doc = $doc:literal])* $name:ident $label:literal,)*) => {
         /// Latency histograms in nanoseconds.
         #[derive(Clone, Debug)]
         struct Hists {
@@ -102,6 +108,11 @@ macro_rules! hists {
         impl Latencies {
             fn of(h: &Hists) -> Self {
                 Latencies { $($name: $crate::load_common::Percentiles::of(&h.$name),)* }
+            }
+            /// Appends the summary's latency lines.
+            fn write(&self, s: &mut String) {
+                s.push_str("  latency (us):\n");
+                $($crate::load_common::latency_line(s, $label, $width, &self.$name);)*
             }
         }
     };
@@ -920,8 +931,9 @@ impl<V: Clone> Examples<V> {
 /// How a generator names the figures of a [`Second`].
 #[derive(Debug)]
 pub(crate) struct SecondNames {
-    /// JSON keys of [`Second`]'s six counts, then of the latency's p50 and p99.
-    pub(crate) keys: [&'static str; 8],
+    /// JSON keys of [`Second`]'s six counts, then of the latency's p50 and p99, separated
+    /// by spaces.
+    pub(crate) keys: &'static str,
     /// The progress line's labels: completed, the two drops, refusals, the latency.
     pub(crate) labels: [&'static str; 5],
 }
@@ -960,15 +972,16 @@ impl Second {
 impl Serialize for Second {
     fn serialize<Ser: serde::Serializer>(&self, ser: Ser) -> Result<Ser::Ok, Ser::Error> {
         use serde::ser::SerializeStruct;
-        let k = &self.names.keys;
+        let mut keys = self.names.keys.split_whitespace();
+        let mut key = || keys.next().unwrap_or("?");
         let mut st = ser.serialize_struct("Second", 11)?;
         st.serialize_field("second", &self.second)?;
-        for (key, n) in k.iter().zip(&self.counts) {
-            st.serialize_field(key, n)?;
+        for n in &self.counts {
+            st.serialize_field(key(), n)?;
         }
         st.serialize_field("active", &self.f.active)?;
-        st.serialize_field(k[6], &self.f.p50_us)?;
-        st.serialize_field(k[7], &self.f.p99_us)?;
+        st.serialize_field(key(), &self.f.p50_us)?;
+        st.serialize_field(key(), &self.f.p99_us)?;
         // Open loop: the generator's largest schedule lag in this second.
         st.serialize_field("lag_max_us", &self.f.lag_max_us)?;
         st.end()
@@ -1087,33 +1100,44 @@ impl<C, H> Totals<C, H> {
     }
 }
 
+/// A family's counters.
+type CountersOf<L> = <<L as Load>::Ex as Exchange>::Counters;
+
+/// A family's report.
+pub(crate) type ReportOf<L> =
+    Report<<L as Load>::Head, <L as Load>::Body, <L as Load>::Correctness, CountersOf<L>>;
+
 /// A family's generator: its exchange and how it reports a run, which [`run`] drives.
 pub(crate) trait Load {
     type Ex: Exchange;
-    type Report: Serialize;
+    /// What the report gives after the mode: the exchange's settings.
+    type Head: Serialize;
+    /// What it gives after `offered_per_s`: the exchange's figures, up to its latencies.
+    type Body: Serialize;
+    type Correctness: Serialize;
     /// The subcommand, naming the worker threads.
     const NAME: &'static str;
     const SECOND: &'static SecondNames;
+    /// The keys of [`CpuReport`]'s figures.
+    const CPU_KEYS: [&'static str; 2];
+    fn server(&self) -> SocketAddr;
     /// The family's part of the exchange of the worker sending from `port`.
     fn exchange(&self, port: u16) -> Self::Ex;
     /// Whether a third request of an exchange may await its reply (see
     /// [`Plan::deadline_capacity`]).
     fn three_phases(plan: &Plan) -> bool;
     /// One second's counts in [`Second`]'s order, from the counters' difference.
-    fn second(d: &<Self::Ex as Exchange>::Counters) -> [u64; 6];
+    fn second(d: &CountersOf<Self>) -> [u64; 6];
     /// Exchanges completed, the CPU figures' denominator.
-    fn completed(c: &<Self::Ex as Exchange>::Counters) -> u64;
-    /// The report of a finished run; `cpu` is [`CpuMeter::per_exchange`]'s.
-    fn report(
-        &self,
-        plan: &Plan,
-        done: Totals<<Self::Ex as Exchange>::Counters, <Self::Ex as Exchange>::Hists>,
-        cpu: (f64, Option<f64>),
-        per_second: Vec<Second>,
-    ) -> Self::Report;
-    fn summary(r: &Self::Report) -> String;
+    fn completed(c: &CountersOf<Self>) -> u64;
+    /// Requests sent.
+    fn sent(c: &CountersOf<Self>) -> u64;
+    fn head(&self) -> Self::Head;
+    fn body(&self, c: &CountersOf<Self>, h: &<Self::Ex as Exchange>::Hists) -> Self::Body;
+    fn correctness(&self, c: &CountersOf<Self>) -> Self::Correctness;
+    fn summary(r: &ReportOf<Self>) -> String;
     /// Fails, once the report is out, if the run's correctness check did.
-    fn check(r: &Self::Report) -> anyhow::Result<()>;
+    fn check(r: &ReportOf<Self>) -> anyhow::Result<()>;
 }
 
 /// Runs the load: one worker per socket opened on `local`:`local_port` and up, sending to
@@ -1157,8 +1181,26 @@ where
         Second::line,
     );
     let done = running.join()?;
-    let cpu = cpu.per_exchange(L::completed(&done.counters))?;
-    let report = load.report(&plan, done, cpu, per_second);
+    let total = done.counters;
+    let (own, server) = cpu.per_exchange(L::completed(&total))?;
+    let report = Report {
+        server: load.server(),
+        mode: plan.mode(),
+        head: load.head(),
+        run: RunReport::of(&plan, args.duration, args.timeout_ms),
+        offered_per_s: L::second(&total)[0] as f64 / args.duration,
+        body: load.body(&total, &done.hists),
+        schedule_lag_us: done.schedule_lag(args.rate),
+        packets_per_s: done.packets_per_s(L::sent(&total), total.received()),
+        cpu: CpuReport {
+            load: own,
+            server,
+            keys: L::CPU_KEYS,
+        },
+        correctness: load.correctness(&total),
+        counters: total,
+        per_second,
+    };
     emit(&report, &L::summary(&report), args.json.as_deref())?;
     L::check(&report)
 }
@@ -1306,6 +1348,52 @@ impl RunReport {
             Some(n) => format!("closed loop, {n} in flight"),
             None => format!("open loop, {}/s requested", self.rate_requested),
         }
+    }
+}
+
+/// A run's report: what every generator reports, around the family's `head`, `body` and
+/// `correctness`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report<H, B, K, C> {
+    pub(crate) server: SocketAddr,
+    pub(crate) mode: &'static str,
+    #[serde(flatten)]
+    pub(crate) head: H,
+    #[serde(flatten)]
+    pub(crate) run: RunReport,
+    /// Exchanges started per second of the sending window.
+    pub(crate) offered_per_s: f64,
+    #[serde(flatten)]
+    pub(crate) body: B,
+    /// Open loop: how late the generator started each exchange against the clock (its own
+    /// lag: large values mean it, not the server, fell behind), microseconds.
+    pub(crate) schedule_lag_us: Option<Percentiles>,
+    /// Datagrams sent and received per second by the generator, over the whole run.
+    pub(crate) packets_per_s: f64,
+    #[serde(flatten)]
+    pub(crate) cpu: CpuReport,
+    pub(crate) correctness: K,
+    pub(crate) counters: C,
+    pub(crate) per_second: Vec<Second>,
+}
+
+/// CPU time per completed exchange, microseconds: the generator's own (all threads), and with
+/// --server-pid the server's utime + stime over the run (renewals and releases included in
+/// the time); `keys` name them.
+#[derive(Debug)]
+pub(crate) struct CpuReport {
+    pub(crate) load: f64,
+    pub(crate) server: Option<f64>,
+    keys: [&'static str; 2],
+}
+
+impl Serialize for CpuReport {
+    fn serialize<Ser: serde::Serializer>(&self, ser: Ser) -> Result<Ser::Ok, Ser::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = ser.serialize_struct("CpuReport", 2)?;
+        st.serialize_field(self.keys[0], &self.load)?;
+        st.serialize_field(self.keys[1], &self.server)?;
+        st.end()
     }
 }
 

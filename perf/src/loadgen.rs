@@ -23,18 +23,18 @@
 //! while the first still holds it (it neither released it nor was ACKed another address since)
 //! is a violation, and the run fails.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use anyhow::bail;
+use anyhow::ensure;
 use clap::ValueEnum;
 use lessor_net::{SendMeta, V4Socket};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, Drops, Ex, Examples, Exchange, Load, MAX_CLIENTS, Percentiles, Phase, Plan, RunArgs,
-    RunReport, Second, SecondNames, Slots, Totals, counters, drops,
+    self, Drops, Ex, Examples, Exchange, Load, MAX_CLIENTS, Phase, Plan, ReportOf, RunArgs,
+    SecondNames, Slots, counters, drops,
 };
 use crate::wire::{self, RequestKind, Template};
 
@@ -126,11 +126,11 @@ counters! { Counters {
     violations,
 } }
 
-load_common::hists! {
-    discover_offer,
-    request_ack,
-    dora,
-    renew,
+load_common::hists! { 15;
+    discover_offer "DISCOVER-OFFER",
+    request_ack "REQUEST-ACK",
+    dora "DORA",
+    renew "RENEW",
 }
 
 /// An address ACKed to a second client.
@@ -410,23 +410,15 @@ impl Exchange for Dora {
     }
 }
 
+/// The settings of a `load` run, as reported.
 #[derive(Debug, Serialize)]
-struct Correctness {
-    acks_checked: u64,
-    acks_outside_10_0_0_0_8: u64,
-    violations: u64,
-    examples: Vec<Violation>,
+struct Head {
+    mix: Mix,
 }
 
+/// The DORA figures of a run, as reported.
 #[derive(Debug, Serialize)]
-struct LoadReport {
-    server: SocketAddrV4,
-    mode: &'static str,
-    mix: Mix,
-    #[serde(flatten)]
-    run: RunReport,
-    /// DORAs started per second of the sending window.
-    offered_per_s: f64,
+struct Body {
     /// DORAs completed (ACKed) within the sending window, per second of it.
     achieved_dora_per_s: f64,
     discovers: u64,
@@ -444,19 +436,14 @@ struct LoadReport {
     /// Latencies in microseconds: each two-way exchange, and the whole DORA from DISCOVER sent
     /// to ACK received.
     latency_us: Latencies,
-    /// Open loop: how late the generator sent each DISCOVER against the clock (its own lag:
-    /// large values mean it, not the server, fell behind), microseconds.
-    schedule_lag_us: Option<Percentiles>,
-    /// Datagrams sent and received per second by the generator, over the whole run.
-    packets_per_s: f64,
-    /// The generator's own CPU time (all threads) per completed DORA, microseconds.
-    load_cpu_us_per_dora: f64,
-    /// With --server-pid: the server's utime + stime over the run, per completed DORA (per
-    /// 4-way exchange, renewals and releases included in the time), microseconds.
-    server_cpu_us_per_dora: Option<f64>,
-    correctness: Correctness,
-    counters: Counters,
-    per_second: Vec<Second>,
+}
+
+#[derive(Debug, Serialize)]
+struct Correctness {
+    acks_checked: u64,
+    acks_outside_10_0_0_0_8: u64,
+    violations: u64,
+    examples: Vec<Violation>,
 }
 
 /// The DHCPv4 generator of a run: what each worker's [`Dora`] is made of.
@@ -468,21 +455,19 @@ struct Load4<'a> {
 
 impl Load for Load4<'_> {
     type Ex = Dora;
-    type Report = LoadReport;
+    type Head = Head;
+    type Body = Body;
+    type Correctness = Correctness;
     const NAME: &'static str = "load";
     const SECOND: &'static SecondNames = &SecondNames {
-        keys: [
-            "discovers",
-            "requests",
-            "doras",
-            "do_drops",
-            "ra_drops",
-            "naks",
-            "dora_p50_us",
-            "dora_p99_us",
-        ],
+        keys: "discovers requests doras do_drops ra_drops naks dora_p50_us dora_p99_us",
         labels: ["dora", "DO", "RA", "naks", "dora "],
     };
+    const CPU_KEYS: [&'static str; 2] = ["load_cpu_us_per_dora", "server_cpu_us_per_dora"];
+
+    fn server(&self) -> SocketAddr {
+        self.server.into()
+    }
 
     fn exchange(&self, _port: u16) -> Dora {
         let local = self.args.local;
@@ -518,63 +503,55 @@ impl Load for Load4<'_> {
         c.acks
     }
 
-    fn report(
-        &self,
-        plan: &Plan,
-        done: Totals<Counters, Hists>,
-        (load_cpu_us_per_dora, server_cpu_us_per_dora): (f64, Option<f64>),
-        per_second: Vec<Second>,
-    ) -> LoadReport {
-        let (a, total) = (self.args, done.counters);
-        let sent = total.discovers + total.requests + total.renews + total.releases;
-        LoadReport {
-            server: self.server,
-            mode: plan.mode(),
-            mix: a.mix,
-            run: RunReport::of(plan, a.run.duration, a.run.timeout_ms),
-            offered_per_s: total.discovers as f64 / a.run.duration,
-            achieved_dora_per_s: total.acks_in_window as f64 / a.run.duration,
-            discovers: total.discovers,
-            offers: total.offers,
-            discover_offer_drops: drops(total.do_drops, total.discovers),
-            requests: total.requests,
-            acks: total.acks,
-            naks: total.naks,
-            request_ack_drops: drops(total.ra_drops, total.requests),
-            renews: total.renews,
-            renew_acks: total.renew_acks,
-            renew_naks: total.renew_naks,
-            renew_drops: drops(total.renew_drops, total.renews),
-            releases: total.releases,
-            latency_us: Latencies::of(&done.hists),
-            schedule_lag_us: done.schedule_lag(a.run.rate),
-            packets_per_s: done.packets_per_s(sent, total.received),
-            load_cpu_us_per_dora,
-            server_cpu_us_per_dora,
-            correctness: Correctness {
-                acks_checked: total.acks_checked,
-                acks_outside_10_0_0_0_8: total.acks_unchecked,
-                violations: total.violations,
-                examples: self.owners.examples.all(),
-            },
-            counters: total,
-            per_second,
+    fn sent(c: &Counters) -> u64 {
+        c.discovers + c.requests + c.renews + c.releases
+    }
+
+    fn head(&self) -> Head {
+        Head { mix: self.args.mix }
+    }
+
+    fn body(&self, c: &Counters, h: &Hists) -> Body {
+        Body {
+            achieved_dora_per_s: c.acks_in_window as f64 / self.args.run.duration,
+            discovers: c.discovers,
+            offers: c.offers,
+            discover_offer_drops: drops(c.do_drops, c.discovers),
+            requests: c.requests,
+            acks: c.acks,
+            naks: c.naks,
+            request_ack_drops: drops(c.ra_drops, c.requests),
+            renews: c.renews,
+            renew_acks: c.renew_acks,
+            renew_naks: c.renew_naks,
+            renew_drops: drops(c.renew_drops, c.renews),
+            releases: c.releases,
+            latency_us: Latencies::of(h),
         }
     }
 
-    fn summary(r: &LoadReport) -> String {
+    fn correctness(&self, c: &Counters) -> Correctness {
+        Correctness {
+            acks_checked: c.acks_checked,
+            acks_outside_10_0_0_0_8: c.acks_unchecked,
+            violations: c.violations,
+            examples: self.owners.examples.all(),
+        }
+    }
+
+    fn summary(r: &ReportOf<Self>) -> String {
         summary(r)
     }
 
     /// Fails if any address was ACKed to two clients.
-    fn check(r: &LoadReport) -> anyhow::Result<()> {
-        if r.correctness.violations > 0 {
-            bail!(
-                "{} ACKs gave an address already held by another client (first: {:?})",
-                r.correctness.violations,
-                r.correctness.examples.first()
-            );
-        }
+    fn check(r: &ReportOf<Self>) -> anyhow::Result<()> {
+        let c = &r.correctness;
+        ensure!(
+            c.violations == 0,
+            "{} ACKs gave an address already held by another client (first: {:?})",
+            c.violations,
+            c.examples.first()
+        );
         Ok(())
     }
 }
@@ -602,51 +579,46 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
     load_common::run(&load, &a.run, plan, a.local, a.local_port, to)
 }
 
-fn summary(r: &LoadReport) -> String {
+fn summary(r: &ReportOf<Load4<'_>>) -> String {
     use std::fmt::Write;
+    let (b, c) = (&r.body, &r.counters);
     let mut s = String::new();
     let _ = writeln!(
         s,
         "load -> {}: {}, mix {:?}, {} worker(s), {:.1}s",
         r.server,
         r.run.mode(),
-        r.mix,
+        r.head.mix,
         r.run.workers,
         r.run.duration_s
     );
     let _ = writeln!(
         s,
         "  offered {:.0} DORA/s, achieved {:.0} DORA/s",
-        r.offered_per_s, r.achieved_dora_per_s
+        r.offered_per_s, b.achieved_dora_per_s
     );
     let _ = writeln!(
         s,
         "  DISCOVER-OFFER drops {} ({:.3}%), REQUEST-ACK drops {} ({:.3}%), NAKs {}",
-        r.discover_offer_drops.count,
-        r.discover_offer_drops.percent,
-        r.request_ack_drops.count,
-        r.request_ack_drops.percent,
-        r.naks
+        b.discover_offer_drops.count,
+        b.discover_offer_drops.percent,
+        b.request_ack_drops.count,
+        b.request_ack_drops.percent,
+        b.naks
     );
-    if r.renews > 0 || r.releases > 0 {
+    if b.renews > 0 || b.releases > 0 {
         let _ = writeln!(
             s,
             "  renewals {} (ACK {}, NAK {}, drops {} {:.3}%), releases {}",
-            r.renews,
-            r.renew_acks,
-            r.renew_naks,
-            r.renew_drops.count,
-            r.renew_drops.percent,
-            r.releases
+            b.renews,
+            b.renew_acks,
+            b.renew_naks,
+            b.renew_drops.count,
+            b.renew_drops.percent,
+            b.releases
         );
     }
-    let _ = writeln!(s, "  latency (us):");
-    let lat = &r.latency_us;
-    load_common::latency_line(&mut s, "DISCOVER-OFFER", 15, &lat.discover_offer);
-    load_common::latency_line(&mut s, "REQUEST-ACK", 15, &lat.request_ack);
-    load_common::latency_line(&mut s, "DORA", 15, &lat.dora);
-    load_common::latency_line(&mut s, "RENEW", 15, &lat.renew);
-    let c = &r.counters;
+    b.latency_us.write(&mut s);
     let (lag_p99_9, lag_max) = load_common::lag_tail(r.schedule_lag_us.as_ref());
     let _ = writeln!(
         s,
@@ -654,13 +626,7 @@ fn summary(r: &LoadReport) -> String {
          schedule lag p99.9 {lag_p99_9:.0}us max {lag_max:.0}us",
         c.late, c.unexpected, c.garbage, c.foreign, c.send_errors, c.busy_skips,
     );
-    load_common::cpu_line(
-        &mut s,
-        r.packets_per_s,
-        r.load_cpu_us_per_dora,
-        r.server_cpu_us_per_dora,
-        "DORA",
-    );
+    load_common::cpu_line(&mut s, r.packets_per_s, r.cpu.load, r.cpu.server, "DORA");
     let _ = writeln!(
         s,
         "  correctness: {} ACKs checked, {} outside 10.0.0.0/8, {} violations",

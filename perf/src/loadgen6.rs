@@ -24,17 +24,17 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::{Ipv6Addr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, ensure};
 use clap::ValueEnum;
 use lessor_net::{SendMeta6, V6Socket};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, Drops, Ex, Examples, Exchange, Load, Percentiles, Phase, Plan, RunArgs, RunReport,
-    Second, SecondNames, Slots, Totals, counters, drops,
+    self, Drops, Ex, Examples, Exchange, Load, Phase, Plan, ReportOf, RunArgs, SecondNames, Slots,
+    counters, drops,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
 
@@ -198,14 +198,14 @@ counters! { Counters6 {
     violations,
 } }
 
-load_common::hists! {
+load_common::hists! { 17;
     /// SOLICIT to ADVERTISE (or to the REPLY of a rapid commit).
-    solicit_advertise,
-    request_reply,
+    solicit_advertise "SOLICIT-ADVERTISE",
+    request_reply "REQUEST-REPLY",
     /// SOLICIT sent to the REPLY that completes the exchange.
-    exchange,
-    renew,
-    release,
+    exchange "exchange",
+    renew "RENEW",
+    release "RELEASE",
 }
 
 /// A lease granted to a second client.
@@ -687,11 +687,13 @@ impl Exchange for Sarr {
     }
 }
 
+/// The settings of a `load6` run, as reported.
 #[derive(Debug, Serialize)]
-struct Correctness6 {
-    leases_checked: u64,
-    violations: u64,
-    examples: Vec<Violation6>,
+struct Head {
+    mix: Mix6,
+    ia: IaMode,
+    rapid_commit: bool,
+    relay: RelayReport,
 }
 
 /// The relay's settings, as reported.
@@ -704,18 +706,9 @@ struct RelayReport {
     source_port_option: bool,
 }
 
+/// The exchange figures of a run, as reported.
 #[derive(Debug, Serialize)]
-struct LoadReport6 {
-    server: SocketAddrV6,
-    mode: &'static str,
-    mix: Mix6,
-    ia: IaMode,
-    rapid_commit: bool,
-    relay: RelayReport,
-    #[serde(flatten)]
-    run: RunReport,
-    /// Exchanges started per second of the sending window.
-    offered_per_s: f64,
+struct Body {
     /// Exchanges completed (every requested lease granted) within the window, per second.
     achieved_per_s: f64,
     solicits: u64,
@@ -734,16 +727,13 @@ struct LoadReport6 {
     release_replies: u64,
     release_drops: Drops,
     latency_us: Latencies,
-    schedule_lag_us: Option<Percentiles>,
-    packets_per_s: f64,
-    /// The generator's own CPU time per completed exchange, microseconds.
-    load_cpu_us_per_exchange: f64,
-    /// With --server-pid: the server's utime + stime per completed exchange (renewals and
-    /// releases included in the time), microseconds.
-    server_cpu_us_per_exchange: Option<f64>,
-    correctness: Correctness6,
-    counters: Counters6,
-    per_second: Vec<Second>,
+}
+
+#[derive(Debug, Serialize)]
+struct Correctness6 {
+    leases_checked: u64,
+    violations: u64,
+    examples: Vec<Violation6>,
 }
 
 /// The DHCPv6 generator of a run: what each worker's [`Sarr`] is made of.
@@ -758,21 +748,20 @@ struct Load6<'a> {
 
 impl Load for Load6<'_> {
     type Ex = Sarr;
-    type Report = LoadReport6;
+    type Head = Head;
+    type Body = Body;
+    type Correctness = Correctness6;
     const NAME: &'static str = "load6";
     const SECOND: &'static SecondNames = &SecondNames {
-        keys: [
-            "solicits",
-            "requests",
-            "completed",
-            "sa_drops",
-            "rr_drops",
-            "refused",
-            "exchange_p50_us",
-            "exchange_p99_us",
-        ],
+        keys: "solicits requests completed sa_drops rr_drops refused exchange_p50_us \
+               exchange_p99_us",
         labels: ["done", "SA", "RR", "refused", ""],
     };
+    const CPU_KEYS: [&'static str; 2] = ["load_cpu_us_per_exchange", "server_cpu_us_per_exchange"];
+
+    fn server(&self) -> SocketAddr {
+        self.server.into()
+    }
 
     fn exchange(&self, port: u16) -> Sarr {
         let a = self.args;
@@ -798,13 +787,10 @@ impl Load for Load6<'_> {
     }
 
     fn second(d: &Counters6) -> [u64; 6] {
+        let refused = d.refused + d.advertise_refused;
+        let done = d.replies + d.rapid_replies;
         [
-            d.solicits,
-            d.requests,
-            d.replies + d.rapid_replies,
-            d.sa_drops,
-            d.rr_drops,
-            d.refused + d.advertise_refused,
+            d.solicits, d.requests, done, d.sa_drops, d.rr_drops, refused,
         ]
     }
 
@@ -812,18 +798,13 @@ impl Load for Load6<'_> {
         c.replies + c.rapid_replies
     }
 
-    fn report(
-        &self,
-        plan: &Plan,
-        done: Totals<Counters6, Hists>,
-        (load_cpu_us_per_exchange, server_cpu_us_per_exchange): (f64, Option<f64>),
-        per_second: Vec<Second>,
-    ) -> LoadReport6 {
-        let (a, total) = (self.args, done.counters);
-        let sent = total.solicits + total.requests + total.renews + total.releases;
-        LoadReport6 {
-            server: self.server,
-            mode: plan.mode(),
+    fn sent(c: &Counters6) -> u64 {
+        c.solicits + c.requests + c.renews + c.releases
+    }
+
+    fn head(&self) -> Head {
+        let a = self.args;
+        Head {
             mix: a.mix,
             ia: a.ia,
             rapid_commit: a.rapid_commit,
@@ -834,52 +815,52 @@ impl Load for Load6<'_> {
                 subscriber_id: a.subscriber_id.clone(),
                 source_port_option: !a.no_source_port,
             },
-            run: RunReport::of(plan, a.run.duration, a.run.timeout_ms),
-            offered_per_s: total.solicits as f64 / a.run.duration,
-            achieved_per_s: total.completed_in_window as f64 / a.run.duration,
-            solicits: total.solicits,
-            advertises: total.advertises,
-            solicit_advertise_drops: drops(total.sa_drops, total.solicits),
-            requests: total.requests,
-            replies: total.replies,
-            rapid_replies: total.rapid_replies,
-            refused: total.refused + total.advertise_refused,
-            request_reply_drops: drops(total.rr_drops, total.requests),
-            renews: total.renews,
-            renew_replies: total.renew_replies,
-            renew_refused: total.renew_refused,
-            renew_drops: drops(total.renew_drops, total.renews),
-            releases: total.releases,
-            release_replies: total.release_replies,
-            release_drops: drops(total.release_drops, total.releases),
-            latency_us: Latencies::of(&done.hists),
-            schedule_lag_us: done.schedule_lag(a.run.rate),
-            packets_per_s: done.packets_per_s(sent, total.received),
-            load_cpu_us_per_exchange,
-            server_cpu_us_per_exchange,
-            correctness: Correctness6 {
-                leases_checked: total.leases_checked,
-                violations: total.violations,
-                examples: self.owners.examples.all(),
-            },
-            counters: total,
-            per_second,
         }
     }
 
-    fn summary(r: &LoadReport6) -> String {
+    fn body(&self, c: &Counters6, h: &Hists) -> Body {
+        Body {
+            achieved_per_s: c.completed_in_window as f64 / self.args.run.duration,
+            solicits: c.solicits,
+            advertises: c.advertises,
+            solicit_advertise_drops: drops(c.sa_drops, c.solicits),
+            requests: c.requests,
+            replies: c.replies,
+            rapid_replies: c.rapid_replies,
+            refused: c.refused + c.advertise_refused,
+            request_reply_drops: drops(c.rr_drops, c.requests),
+            renews: c.renews,
+            renew_replies: c.renew_replies,
+            renew_refused: c.renew_refused,
+            renew_drops: drops(c.renew_drops, c.renews),
+            releases: c.releases,
+            release_replies: c.release_replies,
+            release_drops: drops(c.release_drops, c.releases),
+            latency_us: Latencies::of(h),
+        }
+    }
+
+    fn correctness(&self, c: &Counters6) -> Correctness6 {
+        Correctness6 {
+            leases_checked: c.leases_checked,
+            violations: c.violations,
+            examples: self.owners.examples.all(),
+        }
+    }
+
+    fn summary(r: &ReportOf<Self>) -> String {
         summary(r)
     }
 
     /// Fails if any lease was granted to two clients.
-    fn check(r: &LoadReport6) -> anyhow::Result<()> {
-        if r.correctness.violations > 0 {
-            bail!(
-                "{} leases granted while another client held them (first: {:?})",
-                r.correctness.violations,
-                r.correctness.examples.first()
-            );
-        }
+    fn check(r: &ReportOf<Self>) -> anyhow::Result<()> {
+        let c = &r.correctness;
+        ensure!(
+            c.violations == 0,
+            "{} leases granted while another client held them (first: {:?})",
+            c.violations,
+            c.examples.first()
+        );
         Ok(())
     }
 }
@@ -947,62 +928,56 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
     load_common::run(&load, &a.run, plan, a.local, a.local_port, to)
 }
 
-fn summary(r: &LoadReport6) -> String {
+fn summary(r: &ReportOf<Load6<'_>>) -> String {
     use std::fmt::Write;
+    let (h, b, c) = (&r.head, &r.body, &r.counters);
     let mut s = String::new();
     let _ = writeln!(
         s,
         "load6 -> {}: {}, mix {:?}, IA {:?}{}, {} worker(s), {:.1}s",
         r.server,
         r.run.mode(),
-        r.mix,
-        r.ia,
-        if r.rapid_commit { ", rapid commit" } else { "" },
+        h.mix,
+        h.ia,
+        if h.rapid_commit { ", rapid commit" } else { "" },
         r.run.workers,
         r.run.duration_s
     );
     let _ = writeln!(
         s,
         "  offered {:.0}/s, achieved {:.0} exchanges/s ({} rapid)",
-        r.offered_per_s, r.achieved_per_s, r.rapid_replies
+        r.offered_per_s, b.achieved_per_s, b.rapid_replies
     );
-    let c = &r.counters;
     let _ = writeln!(
         s,
         "  SOLICIT-ADVERTISE drops {} ({:.3}%), REQUEST-REPLY drops {} ({:.3}%), refused {} \
          (NoAddrsAvail {}, NoPrefixAvail {}, other {})",
-        r.solicit_advertise_drops.count,
-        r.solicit_advertise_drops.percent,
-        r.request_reply_drops.count,
-        r.request_reply_drops.percent,
-        r.refused,
+        b.solicit_advertise_drops.count,
+        b.solicit_advertise_drops.percent,
+        b.request_reply_drops.count,
+        b.request_reply_drops.percent,
+        b.refused,
         c.no_addrs_avail,
         c.no_prefix_avail,
         c.other_status + c.no_binding + c.not_on_link,
     );
-    if r.renews > 0 || r.releases > 0 {
+    if b.renews > 0 || b.releases > 0 {
         let _ = writeln!(
             s,
             "  renewals {} (extended {}, refused {}, drops {} {:.3}%), releases {} (replies {}, \
              drops {} {:.3}%)",
-            r.renews,
-            r.renew_replies,
-            r.renew_refused,
-            r.renew_drops.count,
-            r.renew_drops.percent,
-            r.releases,
-            r.release_replies,
-            r.release_drops.count,
-            r.release_drops.percent
+            b.renews,
+            b.renew_replies,
+            b.renew_refused,
+            b.renew_drops.count,
+            b.renew_drops.percent,
+            b.releases,
+            b.release_replies,
+            b.release_drops.count,
+            b.release_drops.percent
         );
     }
-    let _ = writeln!(s, "  latency (us):");
-    let lat = &r.latency_us;
-    load_common::latency_line(&mut s, "SOLICIT-ADVERTISE", 17, &lat.solicit_advertise);
-    load_common::latency_line(&mut s, "REQUEST-REPLY", 17, &lat.request_reply);
-    load_common::latency_line(&mut s, "exchange", 17, &lat.exchange);
-    load_common::latency_line(&mut s, "RENEW", 17, &lat.renew);
-    load_common::latency_line(&mut s, "RELEASE", 17, &lat.release);
+    b.latency_us.write(&mut s);
     let (lag_p99_9, lag_max) = load_common::lag_tail(r.schedule_lag_us.as_ref());
     let _ = writeln!(
         s,
@@ -1020,8 +995,8 @@ fn summary(r: &LoadReport6) -> String {
     load_common::cpu_line(
         &mut s,
         r.packets_per_s,
-        r.load_cpu_us_per_exchange,
-        r.server_cpu_us_per_exchange,
+        r.cpu.load,
+        r.cpu.server,
         "exchange",
     );
     let _ = writeln!(
