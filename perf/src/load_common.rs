@@ -926,6 +926,15 @@ impl<V: Clone> Examples<V> {
     pub(crate) fn all(&self) -> Vec<V> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The report of a check that counted `checked` and found `violations`.
+    pub(crate) fn report<C>(&self, checked: C, violations: u64) -> Correctness<C, V> {
+        Correctness {
+            checked,
+            violations,
+            examples: self.all(),
+        }
+    }
 }
 
 /// How a generator names the figures of a [`Second`].
@@ -1104,8 +1113,12 @@ impl<C, H> Totals<C, H> {
 type CountersOf<L> = <<L as Load>::Ex as Exchange>::Counters;
 
 /// A family's report.
-pub(crate) type ReportOf<L> =
-    Report<<L as Load>::Head, <L as Load>::Body, <L as Load>::Correctness, CountersOf<L>>;
+pub(crate) type ReportOf<L> = Report<
+    <L as Load>::Head,
+    <L as Load>::Body,
+    Correctness<<L as Load>::Checked, <L as Load>::Violation>,
+    CountersOf<L>,
+>;
 
 /// A family's generator: its exchange and how it reports a run, which [`run`] drives.
 pub(crate) trait Load {
@@ -1114,9 +1127,13 @@ pub(crate) trait Load {
     type Head: Serialize;
     /// What it gives after `offered_per_s`: the exchange's figures, up to its latencies.
     type Body: Serialize;
-    type Correctness: Serialize;
+    /// What the correctness check counts, as reported.
+    type Checked: Serialize;
+    type Violation: Serialize + std::fmt::Debug;
     /// The subcommand, naming the worker threads.
     const NAME: &'static str;
+    /// What a violation of the correctness check is, in the error that ends a run.
+    const VIOLATION: &'static str;
     const SECOND: &'static SecondNames;
     /// The keys of [`CpuReport`]'s figures.
     const CPU_KEYS: [&'static str; 2];
@@ -1134,14 +1151,12 @@ pub(crate) trait Load {
     fn sent(c: &CountersOf<Self>) -> u64;
     fn head(&self) -> Self::Head;
     fn body(&self, c: &CountersOf<Self>, h: &<Self::Ex as Exchange>::Hists) -> Self::Body;
-    fn correctness(&self, c: &CountersOf<Self>) -> Self::Correctness;
-    fn summary(r: &ReportOf<Self>) -> String;
-    /// Fails, once the report is out, if the run's correctness check did.
-    fn check(r: &ReportOf<Self>) -> anyhow::Result<()>;
+    fn correctness(&self, c: &CountersOf<Self>) -> Correctness<Self::Checked, Self::Violation>;
 }
 
 /// Runs the load: one worker per socket opened on `local`:`local_port` and up, sending to
-/// `to`; prints the JSON report on stdout (progress and the summary on stderr).
+/// `to`; prints the JSON report on stdout (progress and the `summary` on stderr). Fails, after
+/// reporting, if the correctness check found a violation.
 pub(crate) fn run<L: Load>(
     load: &L,
     args: &RunArgs,
@@ -1149,6 +1164,7 @@ pub(crate) fn run<L: Load>(
     local: <<L::Ex as Exchange>::Sock as BatchSocket>::Ip,
     local_port: u16,
     to: <<L::Ex as Exchange>::Sock as BatchSocket>::To,
+    summary: fn(&ReportOf<L>) -> String,
 ) -> anyhow::Result<()>
 where
     <<L::Ex as Exchange>::Sock as BatchSocket>::To: Copy,
@@ -1201,8 +1217,16 @@ where
         counters: total,
         per_second,
     };
-    emit(&report, &L::summary(&report), args.json.as_deref())?;
-    L::check(&report)
+    emit(&report, &summary(&report), args.json.as_deref())?;
+    let c = &report.correctness;
+    ensure!(
+        c.violations == 0,
+        "{} {} (first: {:?})",
+        c.violations,
+        L::VIOLATION,
+        c.examples.first()
+    );
+    Ok(())
 }
 
 /// Clock ticks per second of the times in /proc/PID/stat (`USER_HZ`, fixed at 100 by the
@@ -1375,6 +1399,16 @@ pub(crate) struct Report<H, B, K, C> {
     pub(crate) correctness: K,
     pub(crate) counters: C,
     pub(crate) per_second: Vec<Second>,
+}
+
+/// The correctness check's part of a report: the family's counts, the violations and the
+/// first few of them.
+#[derive(Debug, Serialize)]
+pub(crate) struct Correctness<C, V> {
+    #[serde(flatten)]
+    pub(crate) checked: C,
+    pub(crate) violations: u64,
+    pub(crate) examples: Vec<V>,
 }
 
 /// CPU time per completed exchange, microseconds: the generator's own (all threads), and with

@@ -27,14 +27,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, ensure};
+use anyhow::Context;
 use clap::ValueEnum;
 use lessor_net::{SendMeta6, V6Socket};
 use serde::Serialize;
 
 use crate::load_common::{
-    self, Drops, Ex, Examples, Exchange, Load, Phase, Plan, ReportOf, RunArgs, SecondNames, Slots,
-    counters, drops,
+    self, Correctness, Drops, Ex, Examples, Exchange, Load, Phase, Plan, ReportOf, RunArgs,
+    SecondNames, Slots, counters, drops,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
 
@@ -729,11 +729,10 @@ struct Body {
     latency_us: Latencies,
 }
 
+/// What the correctness map counted, as reported.
 #[derive(Debug, Serialize)]
-struct Correctness6 {
+struct Checked {
     leases_checked: u64,
-    violations: u64,
-    examples: Vec<Violation6>,
 }
 
 /// The DHCPv6 generator of a run: what each worker's [`Sarr`] is made of.
@@ -750,8 +749,10 @@ impl Load for Load6<'_> {
     type Ex = Sarr;
     type Head = Head;
     type Body = Body;
-    type Correctness = Correctness6;
+    type Checked = Checked;
+    type Violation = Violation6;
     const NAME: &'static str = "load6";
+    const VIOLATION: &'static str = "leases granted while another client held them";
     const SECOND: &'static SecondNames = &SecondNames {
         keys: "solicits requests completed sa_drops rr_drops refused exchange_p50_us \
                exchange_p99_us",
@@ -840,28 +841,11 @@ impl Load for Load6<'_> {
         }
     }
 
-    fn correctness(&self, c: &Counters6) -> Correctness6 {
-        Correctness6 {
+    fn correctness(&self, c: &Counters6) -> Correctness<Checked, Violation6> {
+        let checked = Checked {
             leases_checked: c.leases_checked,
-            violations: c.violations,
-            examples: self.owners.examples.all(),
-        }
-    }
-
-    fn summary(r: &ReportOf<Self>) -> String {
-        summary(r)
-    }
-
-    /// Fails if any lease was granted to two clients.
-    fn check(r: &ReportOf<Self>) -> anyhow::Result<()> {
-        let c = &r.correctness;
-        ensure!(
-            c.violations == 0,
-            "{} leases granted while another client held them (first: {:?})",
-            c.violations,
-            c.examples.first()
-        );
-        Ok(())
+        };
+        self.owners.examples.report(checked, c.violations)
     }
 }
 
@@ -925,7 +909,7 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         src: None,
         ifindex: None,
     };
-    load_common::run(&load, &a.run, plan, a.local, a.local_port, to)
+    load_common::run(&load, &a.run, plan, a.local, a.local_port, to, summary)
 }
 
 fn summary(r: &ReportOf<Load6<'_>>) -> String {
@@ -1002,7 +986,7 @@ fn summary(r: &ReportOf<Load6<'_>>) -> String {
     let _ = writeln!(
         s,
         "  correctness: {} leases checked, {} violations",
-        r.correctness.leases_checked, r.correctness.violations
+        r.correctness.checked.leases_checked, r.correctness.violations
     );
     s
 }
