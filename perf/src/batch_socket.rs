@@ -41,12 +41,13 @@ pub(crate) trait BatchSocket: Send + Sized + 'static {
     fn send(&self, tx: &mut Self::Tx) -> lessor_net::Result<SendReport>;
 }
 
-/// Implements [`BatchSocket`] for one family's types; `$reply` makes the destination of a
-/// reply to a datagram from `src`.
+/// Implements [`BatchSocket`] for one family's types: `$open` opens a group from `$config`
+/// (its defaults but the address, port, workers and buffers), `$reply` makes the destination
+/// of a reply to a datagram from `src`.
 macro_rules! batch_socket {
     (
         $sock:ty, $ip:ty, $rx:ty, $tx:ty, $to:ty, $buf:expr,
-        open: |$cfg:ident| $open:expr,
+        open: $open:path, $config:ident,
         reply: |$src:ident| $reply:expr
     ) => {
         impl BatchSocket for $sock {
@@ -57,8 +58,14 @@ macro_rules! batch_socket {
             const NULL_BUF: usize = $buf;
 
             fn open_group(bind: $ip, port: u16, workers: usize) -> lessor_net::Result<Vec<Self>> {
-                let $cfg = (bind, port, workers, Some(SOCKET_BUFFER));
-                $open
+                $open(&$config {
+                    bind,
+                    port,
+                    workers,
+                    recv_buffer: Some(SOCKET_BUFFER),
+                    send_buffer: Some(SOCKET_BUFFER),
+                    ..$config::default()
+                })
             }
 
             fn batches(n: usize, buf: usize) -> lessor_net::Result<($rx, $tx)> {
@@ -105,47 +112,14 @@ macro_rules! batch_socket {
 
 // Any DHCPv4 request on Ethernet fits.
 batch_socket!(
-    V4Socket,
-    Ipv4Addr,
-    RecvBatch,
-    SendBatch,
-    SendMeta,
-    1500,
-    open: |c| lessor_net::open_v4_group(&V4SocketConfig {
-        bind: c.0,
-        port: c.1,
-        device: None,
-        workers: c.2,
-        recv_buffer: c.3,
-        send_buffer: c.3,
-    }),
-    reply: |src| SendMeta {
-        dst: src,
-        ifindex: 0,
-        src: None,
-    }
+    V4Socket, Ipv4Addr, RecvBatch, SendBatch, SendMeta, 1500,
+    open: lessor_net::open_v4_group, V4SocketConfig,
+    reply: |src| SendMeta { dst: src, ifindex: 0, src: None }
 );
 
 // A relayed request with several levels fits.
 batch_socket!(
-    V6Socket,
-    Ipv6Addr,
-    RecvBatch6,
-    SendBatch6,
-    SendMeta6,
-    2048,
-    open: |c| lessor_net::open_v6_group(&V6SocketConfig {
-        bind: c.0,
-        port: c.1,
-        device: None,
-        workers: c.2,
-        recv_buffer: c.3,
-        send_buffer: c.3,
-        multicast_ifindexes: Vec::new(),
-    }),
-    reply: |src| SendMeta6 {
-        dst: src,
-        src: None,
-        ifindex: None,
-    }
+    V6Socket, Ipv6Addr, RecvBatch6, SendBatch6, SendMeta6, 2048,
+    open: lessor_net::open_v6_group, V6SocketConfig,
+    reply: |src| SendMeta6 { dst: src, src: None, ifindex: None }
 );
