@@ -307,11 +307,7 @@ impl Plan {
         if self.renew_pct == 0 && self.release_pct == 0 {
             return 100;
         }
-        // xorshift64: cheap and good enough to pick a branch.
-        *rng ^= *rng << 13;
-        *rng ^= *rng >> 7;
-        *rng ^= *rng << 17;
-        (*rng % 100) as u8
+        (crate::wire::xorshift64(rng) % 100) as u8
     }
 }
 

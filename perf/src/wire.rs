@@ -8,28 +8,18 @@
 
 use std::net::Ipv4Addr;
 
+use lessor_net::wire::v4::field::{
+    CHADDR, CIADDR, GIADDR, HLEN, HOPS, HTYPE, MAGIC_NUMBER, OP, OPTIONS, SECS, SIADDR, SNAME, XID,
+    YIADDR,
+};
+
 /// Fixed BOOTP header up to the end of `file` (RFC 2131 Figure 1).
-pub(crate) const HEADER_LEN: usize = 236;
+const HEADER_LEN: usize = MAGIC_NUMBER.start;
 /// The options magic cookie (RFC 2131 §3).
 pub(crate) const MAGIC: [u8; 4] = [99, 130, 83, 99];
 /// The smallest BOOTP message (RFC 951 pads requests to 300 bytes; many relays and servers
 /// expect it), so the templates are padded to it.
 const MIN_LEN: usize = 300;
-
-/// Field offsets in the BOOTP header (RFC 2131 Figure 1).
-const OP: usize = 0;
-const HTYPE: usize = 1;
-const HLEN: usize = 2;
-const HOPS: usize = 3;
-const XID: usize = 4;
-const SECS: usize = 8;
-const CIADDR: usize = 12;
-const YIADDR: usize = 16;
-const SIADDR: usize = 20;
-const GIADDR: usize = 24;
-const CHADDR: usize = 28;
-const SNAME: usize = 44;
-const OPTIONS: usize = 240;
 
 /// BOOTREQUEST / BOOTREPLY.
 const BOOTREQUEST: u8 = 1;
@@ -92,13 +82,13 @@ pub(crate) struct Template {
 impl Template {
     /// A `kind` request relayed by `giaddr` (hops 1, as perfdhcp sends them).
     pub(crate) fn new(kind: RequestKind, giaddr: Ipv4Addr) -> Self {
-        let mut buf = vec![0u8; OPTIONS];
+        let mut buf = vec![0u8; OPTIONS.start];
         buf[OP] = BOOTREQUEST;
         buf[HTYPE] = 1; // Ethernet
         buf[HLEN] = 6;
         buf[HOPS] = 1;
-        buf[GIADDR..GIADDR + 4].copy_from_slice(&giaddr.octets());
-        buf[HEADER_LEN..OPTIONS].copy_from_slice(&MAGIC);
+        buf[GIADDR].copy_from_slice(&giaddr.octets());
+        buf[MAGIC_NUMBER].copy_from_slice(&MAGIC);
         let msg_type = match kind {
             RequestKind::Discover => DISCOVER,
             RequestKind::Select | RequestKind::Renew => REQUEST,
@@ -146,9 +136,9 @@ impl Template {
         server_id: u32,
     ) -> &[u8] {
         let mac = mac(client);
-        self.buf[XID..XID + 4].copy_from_slice(&xid.to_be_bytes());
-        self.buf[CIADDR..CIADDR + 4].copy_from_slice(&ciaddr.to_be_bytes());
-        self.buf[CHADDR..CHADDR + 6].copy_from_slice(&mac);
+        self.buf[XID].copy_from_slice(&xid.to_be_bytes());
+        self.buf[CIADDR].copy_from_slice(&ciaddr.to_be_bytes());
+        self.buf[CHADDR.start..CHADDR.start + 6].copy_from_slice(&mac);
         self.buf[self.client_id..self.client_id + 6].copy_from_slice(&mac);
         if let Some(o) = self.requested {
             self.buf[o..o + 4].copy_from_slice(&requested.to_be_bytes());
@@ -180,7 +170,33 @@ fn each_option<'a>(opts: &'a [u8], mut f: impl FnMut(u8, &'a [u8])) -> Option<()
     Some(())
 }
 
-fn ipv4_at(b: &[u8], at: usize) -> Option<u32> {
+/// xorshift64: advances a cheap generator, good enough to pick a branch or garble a packet.
+#[inline]
+pub(crate) fn xorshift64(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// `good` cut or padded (0xff) to `len` bytes, then a few bytes overwritten at random: what the
+/// readers' `garbage_never_panics` tests feed them.
+#[cfg(test)]
+pub(crate) fn garble(good: &[u8], len: usize, state: &mut u64) -> Vec<u8> {
+    let mut b = good.to_vec();
+    b.resize(len, 0xff);
+    for _ in 0..4 {
+        let r = xorshift64(state);
+        if !b.is_empty() {
+            let i = (r as usize) % b.len();
+            b[i] = (r >> 32) as u8;
+        }
+    }
+    b
+}
+
+/// The big-endian `u32` at `at`, if `b` holds it.
+pub(crate) fn be_u32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
@@ -202,12 +218,12 @@ pub(crate) struct Reply {
 /// Read a BOOTREPLY carrying a DHCP message type; `None` for anything else or anything
 /// malformed (short, wrong op or cookie, an option running past the end).
 pub(crate) fn parse_reply(b: &[u8]) -> Option<Reply> {
-    if b.len() < OPTIONS || b[OP] != BOOTREPLY || b[HEADER_LEN..OPTIONS] != MAGIC {
+    if b.len() < OPTIONS.start || b[OP] != BOOTREPLY || b[MAGIC_NUMBER] != MAGIC {
         return None;
     }
     let mut kind = 0;
     let mut server_id = 0;
-    each_option(&b[OPTIONS..], |code, v| match (code, v) {
+    each_option(&b[OPTIONS], |code, v| match (code, v) {
         (OPT_MESSAGE_TYPE, [t]) => kind = *t,
         (OPT_SERVER_ID, &[a, b, c, d]) => server_id = u32::from_be_bytes([a, b, c, d]),
         _ => {}
@@ -216,11 +232,11 @@ pub(crate) fn parse_reply(b: &[u8]) -> Option<Reply> {
         return None;
     }
     Some(Reply {
-        xid: ipv4_at(b, XID)?,
+        xid: be_u32(b, XID.start)?,
         kind,
-        yiaddr: ipv4_at(b, YIADDR)?,
+        yiaddr: be_u32(b, YIADDR.start)?,
         server_id,
-        mac: b.get(CHADDR..CHADDR + 6)?.try_into().ok()?,
+        mac: b.get(CHADDR.start..CHADDR.start + 6)?.try_into().ok()?,
     })
 }
 
@@ -244,17 +260,17 @@ impl Responder {
     /// load generator's clients), ciaddr in an ACK (RFC 2131 Table 3), and copies option 61
     /// (RFC 6842) and option 82 (RFC 3046 §2.2) when the request has them.
     pub(crate) fn answer(&self, req: &[u8], out: &mut [u8]) -> Option<usize> {
-        if req.len() < OPTIONS
+        if req.len() < OPTIONS.start
             || req[OP] != BOOTREQUEST
             || req[HLEN] > 16
-            || req[HEADER_LEN..OPTIONS] != MAGIC
+            || req[MAGIC_NUMBER] != MAGIC
         {
             return None;
         }
         let mut kind = 0;
         let mut client_id: Option<&[u8]> = None;
         let mut relay: Option<&[u8]> = None;
-        each_option(&req[OPTIONS..], |code, v| match (code, v) {
+        each_option(&req[OPTIONS], |code, v| match (code, v) {
             (OPT_MESSAGE_TYPE, [t]) => kind = *t,
             (OPT_CLIENT_ID, _) => client_id = Some(v),
             (OPT_RELAY_INFO, _) => relay = Some(v),
@@ -265,7 +281,7 @@ impl Responder {
             REQUEST => ACK,
             _ => return None,
         };
-        let need = OPTIONS
+        let need = OPTIONS.start
             + 3 // 53
             + 6 // 54
             + 6 // 51
@@ -275,19 +291,19 @@ impl Responder {
             + 1; // end
         let out = out.get_mut(..need)?;
         // xid, flags, ciaddr, giaddr and chaddr come from the request; the rest is set below.
-        out[..SNAME].copy_from_slice(&req[..SNAME]);
-        out[SNAME..HEADER_LEN].fill(0);
+        out[..SNAME.start].copy_from_slice(&req[..SNAME.start]);
+        out[SNAME.start..HEADER_LEN].fill(0);
         out[OP] = BOOTREPLY;
         out[HOPS] = 0;
-        out[SECS..SECS + 2].fill(0);
+        out[SECS].fill(0);
         if reply_type == OFFER {
-            out[CIADDR..CIADDR + 4].fill(0);
+            out[CIADDR].fill(0);
         }
-        let c = &req[CHADDR..CHADDR + 6];
-        out[YIADDR..YIADDR + 4].copy_from_slice(&[10, c[3], c[4], c[5]]);
-        out[SIADDR..SIADDR + 4].fill(0);
-        out[HEADER_LEN..OPTIONS].copy_from_slice(&MAGIC);
-        let mut w = OPTIONS;
+        let c = &req[CHADDR.start..CHADDR.start + 6];
+        out[YIADDR].copy_from_slice(&[10, c[3], c[4], c[5]]);
+        out[SIADDR].fill(0);
+        out[MAGIC_NUMBER].copy_from_slice(&MAGIC);
+        let mut w = OPTIONS.start;
         let mut put = |code: u8, value: &[u8]| {
             out[w] = code;
             // Lengths come from options read above (at most 255) or from constants.
@@ -385,7 +401,7 @@ mod tests {
         assert_eq!(r.yiaddr, u32::from(Ipv4Addr::new(10, 0x12, 0x34, 0x56)));
         assert_eq!(r.server_id, u32::from(Ipv4Addr::LOCALHOST));
         assert_eq!(r.mac, mac(0x0012_3456));
-        assert_eq!(&out[GIADDR..GIADDR + 4], &[127, 0, 0, 1]);
+        assert_eq!(&out[GIADDR], &[127, 0, 0, 1]);
 
         let mut q = Template::new(RequestKind::Renew, RELAY);
         let n = RESPONDER
@@ -393,7 +409,7 @@ mod tests {
             .expect("ack");
         let r = parse_reply(&out[..n]).expect("parses");
         assert_eq!((r.kind, r.xid, r.yiaddr), (ACK, 43, 0x0a00_0007));
-        assert_eq!(&out[CIADDR..CIADDR + 4], &[10, 0, 0, 7]);
+        assert_eq!(&out[CIADDR], &[10, 0, 0, 7]);
 
         let mut rel = Template::new(RequestKind::Release, RELAY);
         assert_eq!(RESPONDER.answer(rel.fill(1, 1, 1, 0, 1), &mut out), None);
@@ -409,7 +425,7 @@ mod tests {
         let mut out = [0u8; 1024];
         let n = RESPONDER.answer(&req, &mut out).expect("offer");
         let mut got = None;
-        each_option(&out[OPTIONS..n], |c, v| {
+        each_option(&out[OPTIONS.start..n], |c, v| {
             if c == OPT_RELAY_INFO {
                 got = Some(v.to_vec());
             }
@@ -426,18 +442,8 @@ mod tests {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for len in 0..good.len() + 8 {
             for _ in 0..64 {
-                let mut b = good.clone();
-                b.resize(len, 0xff);
-                // Flip a few bytes, mostly in the options, where lengths live.
-                for _ in 0..4 {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    if !b.is_empty() {
-                        let i = (state as usize) % b.len();
-                        b[i] = (state >> 32) as u8;
-                    }
-                }
+                // A few bytes flipped, mostly in the options, where lengths live.
+                let mut b = garble(&good, len, &mut state);
                 let _ = parse_reply(&b);
                 let _ = RESPONDER.answer(&b, &mut out);
                 let _ = RESPONDER.answer(&b, &mut out[..10]);
@@ -449,8 +455,8 @@ mod tests {
         }
         // An option whose length runs past the end.
         let mut b = good.clone();
-        b[OPTIONS + 1] = 250;
-        b.truncate(OPTIONS + 10);
+        b[OPTIONS.start + 1] = 250;
+        b.truncate(OPTIONS.start + 10);
         assert_eq!(RESPONDER.answer(&b, &mut out), None);
         b[0] = BOOTREPLY;
         assert_eq!(parse_reply(&b), None);

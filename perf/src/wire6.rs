@@ -13,7 +13,9 @@
 
 use std::net::Ipv6Addr;
 
-use crate::wire::mac;
+use lessor_net::wire::v6::field::{OPTION_CODE, OPTION_DATA, OPTION_LEN, OPTIONS, RELAY_OPTIONS};
+
+use crate::wire::{be_u32, mac};
 
 /// Client/server message types (RFC 8415 §7.3).
 pub(crate) const SOLICIT: u8 = 1;
@@ -53,9 +55,9 @@ pub(crate) const STATUS_NOT_ON_LINK: u16 = 4;
 pub(crate) const STATUS_NO_PREFIX_AVAIL: u16 = 6;
 
 /// msg-type, hop-count, link-address, peer-address (RFC 8415 §9).
-pub(crate) const RELAY_HEADER: usize = 34;
+pub(crate) const RELAY_HEADER: usize = RELAY_OPTIONS.start;
 /// msg-type and transaction-id (RFC 8415 §8).
-const MSG_HEADER: usize = 4;
+const MSG_HEADER: usize = OPTIONS.start;
 /// Relay nesting the responder unwraps (RFC 8415 §7.6 HOP_COUNT_LIMIT).
 pub(crate) const MAX_HOPS: usize = 8;
 /// The IAID of every IA the load generator sends.
@@ -374,19 +376,15 @@ impl Builder {
 /// Walk the options in `b`, calling `f(code, value)` for each; `None` when an option header or
 /// value runs past the end (a lying length), so the caller drops the whole message.
 fn each_option<'a>(b: &'a [u8], mut f: impl FnMut(u16, &'a [u8])) -> Option<()> {
-    let mut i = 0;
-    while i < b.len() {
-        let code = u16::from_be_bytes(b.get(i..i + 2)?.try_into().ok()?);
-        let len = usize::from(u16::from_be_bytes(b.get(i + 2..i + 4)?.try_into().ok()?));
-        let value = b.get(i + 4..i + 4 + len)?;
-        f(code, value);
-        i += 4 + len;
+    let mut rest = b;
+    while !rest.is_empty() {
+        let code = u16::from_be_bytes(rest.get(OPTION_CODE)?.try_into().ok()?);
+        let len = usize::from(u16::from_be_bytes(rest.get(OPTION_LEN)?.try_into().ok()?));
+        let (option, next) = rest.split_at_checked(OPTION_DATA.start + len)?;
+        f(code, &option[OPTION_DATA]);
+        rest = next;
     }
     Some(())
-}
-
-fn be_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 fn be_u128(b: &[u8], at: usize) -> Option<u128> {
@@ -775,6 +773,7 @@ impl Responder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::garble;
 
     fn relay() -> Relay {
         Relay {
@@ -1133,17 +1132,7 @@ mod tests {
         for good in [&req, &rep] {
             for len in 0..good.len() + 8 {
                 for _ in 0..32 {
-                    let mut b = good.clone();
-                    b.resize(len, 0xff);
-                    for _ in 0..4 {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        if !b.is_empty() {
-                            let i = (state as usize) % b.len();
-                            b[i] = (state >> 32) as u8;
-                        }
-                    }
+                    let b = garble(good, len, &mut state);
                     let _ = parse_reply(&b, &rel);
                     let _ = rsp.answer(&b, &mut out);
                     let _ = rsp.answer(&b, &mut out[..40]);
