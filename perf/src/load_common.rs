@@ -340,18 +340,21 @@ struct Deadline {
 }
 
 /// A client's phase in its family's exchange; `Default` is idle (between exchanges).
-pub(crate) trait Phase: Copy + Eq + Default + Send + 'static {}
+pub(crate) trait Phase: Copy + Eq + Default + Send + 'static {
+    /// What the family keeps of a client besides its phase.
+    type State: Copy + std::fmt::Debug + Default + Send + 'static;
+}
 
 /// One client of a worker: what the driver keeps of every client, and the family's own state.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Client<P, S> {
+pub(crate) struct Client<P: Phase> {
     pub(crate) phase: P,
     /// Sequence number of the client's current request (part of its transaction id).
     pub(crate) seq: u8,
     /// When the exchange started, and when its current phase did.
     pub(crate) t_start: u64,
     pub(crate) t_phase: u64,
-    pub(crate) st: S,
+    pub(crate) st: P::State,
 }
 
 /// A worker's clients and the driver's bookkeeping of them: deadlines, exchanges in flight,
@@ -360,10 +363,10 @@ pub(crate) struct Client<P, S> {
 /// Clients live in one `Vec` reserved up front and filled as they are first used (they are
 /// taken in turn from 0), so a run touches only the pages of the clients it uses.
 #[derive(Debug)]
-pub(crate) struct Slots<P, S> {
+pub(crate) struct Slots<P: Phase> {
     pub(crate) id: u32,
     pub(crate) plan: Plan,
-    clients: Vec<Client<P, S>>,
+    clients: Vec<Client<P>>,
     /// Clients this worker owns.
     count: u32,
     next_local: u32,
@@ -378,7 +381,7 @@ pub(crate) struct Slots<P, S> {
     lag: Histogram<u64>,
 }
 
-impl<P: Phase, S: Default> Slots<P, S> {
+impl<P: Phase> Slots<P> {
     /// Worker `id`'s clients; `phases` requests of an exchange may await a reply at once (see
     /// [`Plan::deadline_capacity`]).
     pub(crate) fn new(id: u32, plan: Plan, three_phases: bool) -> Self {
@@ -409,7 +412,7 @@ impl<P: Phase, S: Default> Slots<P, S> {
     }
 
     /// Local client `l` (one this worker owns), created idle if never used yet.
-    pub(crate) fn get(&mut self, l: usize) -> &mut Client<P, S> {
+    pub(crate) fn get(&mut self, l: usize) -> &mut Client<P> {
         while self.clients.len() <= l {
             self.clients.push(Client::default());
         }
@@ -569,8 +572,6 @@ impl<S: BatchSocket> Link<S> {
 /// [`Ex`], which holds what every family's worker has.
 pub(crate) trait Exchange: Sized + Send + 'static {
     type Phase: Phase;
-    /// The family's own state of a client.
-    type State: Default + Send + 'static;
     type Counters: Tally;
     type Hists: Merge;
     type Sock: BatchSocket;
@@ -580,18 +581,14 @@ pub(crate) trait Exchange: Sized + Send + 'static {
     /// garbage, late, ...).
     fn on_reply(
         x: &mut Ex<Self>,
-        s: &mut Slots<Self::Phase, Self::State>,
+        s: &mut Slots<Self::Phase>,
         i: usize,
         now: u64,
     ) -> anyhow::Result<()>;
     /// Send the first request of client `l`'s exchange (it has just entered
     /// [`Exchange::FIRST`]).
-    fn open(
-        x: &mut Ex<Self>,
-        s: &mut Slots<Self::Phase, Self::State>,
-        l: usize,
-        now: u64,
-    ) -> anyhow::Result<()>;
+    fn open(x: &mut Ex<Self>, s: &mut Slots<Self::Phase>, l: usize, now: u64)
+    -> anyhow::Result<()>;
     /// Count the drop of an exchange that timed out in `phase` (the driver then ends it).
     fn dropped(x: &mut Ex<Self>, phase: Self::Phase);
 }
@@ -622,7 +619,7 @@ impl<E: Exchange> Ex<E> {
     }
 
     /// Start an exchange for the next idle client; `false` if every client is busy.
-    fn start(&mut self, s: &mut Slots<E::Phase, E::State>, now: u64) -> anyhow::Result<bool> {
+    fn start(&mut self, s: &mut Slots<E::Phase>, now: u64) -> anyhow::Result<bool> {
         let Some(l) = s.start(now, &mut self.busy_skips) else {
             return Ok(false);
         };
@@ -636,7 +633,7 @@ impl<E: Exchange> Ex<E> {
 /// its clients and their state.
 #[derive(Debug)]
 pub(crate) struct Worker<E: Exchange> {
-    pub(crate) slots: Slots<E::Phase, E::State>,
+    pub(crate) slots: Slots<E::Phase>,
     pub(crate) ex: Ex<E>,
 }
 
@@ -1527,12 +1524,14 @@ mod tests {
         Idle,
         Busy,
     }
-    impl Phase for TestPhase {}
+    impl Phase for TestPhase {
+        type State = ();
+    }
 
     #[test]
     fn idle_clients_in_turn() {
         let plan = Plan::new(1, 3, 0, 1, 1.0, 1000).expect("valid");
-        let mut s: Slots<TestPhase, ()> = Slots::new(0, plan, false);
+        let mut s: Slots<TestPhase> = Slots::new(0, plan, false);
         s.get(2);
         s.get(1).phase = TestPhase::Busy;
         s.next_local = 1;
@@ -1542,7 +1541,7 @@ mod tests {
         assert_eq!(s.start(0, &mut skips), Some(2));
         assert_eq!(skips, 2);
         let plan = Plan::new(1, 2, 0, 1, 1.0, 1000).expect("valid");
-        let mut s: Slots<TestPhase, ()> = Slots::new(0, plan, false);
+        let mut s: Slots<TestPhase> = Slots::new(0, plan, false);
         s.get(0).phase = TestPhase::Busy;
         s.get(1).phase = TestPhase::Busy;
         assert_eq!(s.start(0, &mut skips), None);
@@ -1551,7 +1550,7 @@ mod tests {
     #[test]
     fn a_deadline_ends_only_the_current_phase() {
         let plan = Plan::new(1, 2, 0, 1, 1.0, 1).expect("valid");
-        let mut s: Slots<TestPhase, ()> = Slots::new(0, plan, false);
+        let mut s: Slots<TestPhase> = Slots::new(0, plan, false);
         let l = s.start(0, &mut 0).expect("idle");
         s.enter(l, TestPhase::Busy, 0);
         s.enter(l, TestPhase::Busy, 10);

@@ -217,7 +217,9 @@ enum Phase4 {
     Renewing,
 }
 
-impl Phase for Phase4 {}
+impl Phase for Phase4 {
+    type State = State4;
+}
 
 /// A client's DHCPv4 state.
 #[derive(Clone, Copy, Debug, Default)]
@@ -230,7 +232,7 @@ struct State4 {
     bound: u32,
 }
 
-type Slots4 = Slots<Phase4, State4>;
+type Slots4 = Slots<Phase4>;
 
 /// The DHCPv4 part of one worker's exchange.
 struct Dora {
@@ -381,7 +383,6 @@ impl Ex<Dora> {
 
 impl Exchange for Dora {
     type Phase = Phase4;
-    type State = State4;
     type Counters = Counters;
     type Hists = Hists;
     type Sock = V4Socket;

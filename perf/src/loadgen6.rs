@@ -353,7 +353,9 @@ enum Phase6 {
     Releasing,
 }
 
-impl Phase for Phase6 {}
+impl Phase for Phase6 {
+    type State = State6;
+}
 
 /// A client's DHCPv6 state.
 #[derive(Clone, Copy, Debug, Default)]
@@ -369,7 +371,7 @@ struct State6 {
     pd_held: u128,
 }
 
-type Slots6 = Slots<Phase6, State6>;
+type Slots6 = Slots<Phase6>;
 
 /// The DHCPv6 part of one worker's exchange.
 struct Sarr {
@@ -659,7 +661,6 @@ impl Ex<Sarr> {
 
 impl Exchange for Sarr {
     type Phase = Phase6;
-    type State = State6;
     type Counters = Counters6;
     type Hists = Hists;
     type Sock = V6Socket;
