@@ -8,9 +8,7 @@
 
 mod batch_socket;
 mod journal_gen;
-mod load_common;
-mod loadgen;
-mod loadgen6;
+mod load;
 mod mem;
 mod null_common;
 mod null_responder;
@@ -47,14 +45,14 @@ enum Command {
     ReplayBreakdown(replay::Target),
     /// DHCPv4 load as a relay on loopback (like perfdhcp, batched): DORAs open or closed
     /// loop, drops, latency percentiles, and a check that no address went to two clients.
-    Load(loadgen::LoadArgs),
+    Load(load::v4::LoadArgs),
     /// A stateless DHCPv4 server answering every DISCOVER and REQUEST: the ceiling a load
     /// generator and a real server can reach on this machine.
     NullResponder(null_responder::NullArgs),
     /// DHCPv6 load as one relay agent on loopback (like perfdhcp -6 -A 1, batched): SOLICIT,
     /// ADVERTISE, REQUEST, REPLY (or rapid commit), renew and release mixes, IA_NA and IA_PD,
     /// drops, latency percentiles, and a check that no address or prefix went to two clients.
-    Load6(loadgen6::LoadArgs6),
+    Load6(load::v6::LoadArgs),
     /// A stateless DHCPv6 server answering every relayed SOLICIT, REQUEST, RENEW and RELEASE:
     /// the ceiling `load6` and perfdhcp -6 can reach on this machine.
     NullResponder6(null_responder6::NullArgs6),
@@ -78,9 +76,9 @@ fn main() -> std::process::ExitCode {
         Command::JournalGen(a) => journal_gen::run(a),
         Command::Replay(t) => replay::replay(t),
         Command::ReplayBreakdown(t) => replay::breakdown(t),
-        Command::Load(a) => loadgen::run(a),
+        Command::Load(a) => load::v4::run(a),
         Command::NullResponder(a) => null_responder::run(a),
-        Command::Load6(a) => loadgen6::run(a),
+        Command::Load6(a) => load::v6::run(a),
         Command::NullResponder6(a) => null_responder6::run(a),
     };
     match res {

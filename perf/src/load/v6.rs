@@ -1,5 +1,5 @@
 //! `load6`: lessor's DHCPv6 load generator, one relay agent on loopback (like `perfdhcp -6 -A 1`,
-//! batched), built as `load` is (see [`crate::loadgen`]).
+//! batched), built as `load` is (see [`crate::load::v4`]).
 //!
 //! Every client message leaves in a RELAY-FORW (hop-count 0, the configured link-address, the
 //! client's link-local address as peer-address, optional Interface-ID, Remote-ID and
@@ -13,7 +13,7 @@
 //! REQUEST, RENEW and RELEASE) is kept once per worker in a small table, each client holding an
 //! index into it. Requests are written into one reused buffer; the loop allocates nothing per
 //! packet. The worker loop, the start of the workers and the per-second progress are
-//! [`crate::load_common`]'s; this module is the DHCPv6 exchange.
+//! [`crate::load`]'s; this module is the DHCPv6 exchange.
 //!
 //! Correctness: every address and every delegated prefix a REPLY grants (late replies
 //! included) is entered in a map resource -> client shared by the workers: a hash map per kind,
@@ -32,7 +32,7 @@ use clap::ValueEnum;
 use lessor_net::{SendMeta6, V6Socket};
 use serde::Serialize;
 
-use crate::load_common::{
+use crate::load::{
     self, Correctness, Drops, Ex, Examples, Exchange, Load, Phase, Plan, ReportOf, RunArgs,
     SecondNames, Slots, counters, drops,
 };
@@ -44,7 +44,7 @@ const MAX_SERVERS: usize = 16;
 /// What each client does after its SOLICIT-REQUEST exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub(crate) enum Mix6 {
+pub(crate) enum Mix {
     /// SOLICIT, ADVERTISE, REQUEST, REPLY, and nothing else.
     SolicitRequest,
     /// Then a RENEW (the server's DUID and the leases held) and its REPLY.
@@ -78,7 +78,7 @@ impl IaMode {
 
 /// `load6` arguments.
 #[derive(Debug, clap::Args)]
-pub(crate) struct LoadArgs6 {
+pub(crate) struct LoadArgs {
     /// The server's address.
     #[arg(long, default_value_t = Ipv6Addr::LOCALHOST)]
     server: Ipv6Addr,
@@ -117,13 +117,13 @@ pub(crate) struct LoadArgs6 {
     #[arg(long)]
     rapid_commit: bool,
     /// What each client does after its exchange.
-    #[arg(long, value_enum, default_value_t = Mix6::SolicitRequest)]
-    mix: Mix6,
+    #[arg(long, value_enum, default_value_t = Mix::SolicitRequest)]
+    mix: Mix,
     #[command(flatten)]
     run: RunArgs,
 }
 
-counters! { Counters6 {
+counters! { Counters {
     /// Datagrams received.
     received,
     /// Exchanges started (SOLICITs sent).
@@ -198,7 +198,7 @@ counters! { Counters6 {
     violations,
 } }
 
-load_common::hists! { 17;
+load::hists! { 17;
     /// SOLICIT to ADVERTISE (or to the REPLY of a rapid commit).
     solicit_advertise "SOLICIT-ADVERTISE",
     request_reply "REQUEST-REPLY",
@@ -210,7 +210,7 @@ load_common::hists! { 17;
 
 /// A lease granted to a second client.
 #[derive(Clone, Debug, Serialize)]
-struct Violation6 {
+struct Violation {
     /// "address" or "prefix".
     kind: &'static str,
     resource: Ipv6Addr,
@@ -300,25 +300,25 @@ impl Holders {
 
 /// The correctness map, shared by the workers: addresses and prefixes apart.
 #[derive(Debug)]
-struct Owners6 {
+struct Owners {
     na: Holders,
     pd: Holders,
-    examples: Examples<Violation6>,
+    examples: Examples<Violation>,
 }
 
-impl Owners6 {
+impl Owners {
     fn holders(&self, pd: bool) -> &Holders {
         if pd { &self.pd } else { &self.na }
     }
 
     /// `r` (length `len`) was granted to `client`.
-    fn grant(&self, pd: bool, r: u128, len: u8, client: u32, c: &mut Counters6) {
+    fn grant(&self, pd: bool, r: u128, len: u8, client: u32, c: &mut Counters) {
         c.leases_checked += 1;
         let k = Key::of(r);
         let prev = *self.holders(pd).shard(k).entry(k).or_insert(client + 1);
         if prev != client + 1 {
             c.violations += 1;
-            self.examples.note(|| Violation6 {
+            self.examples.note(|| Violation {
                 kind: if pd { "prefix" } else { "address" },
                 resource: Ipv6Addr::from(r),
                 len,
@@ -382,7 +382,7 @@ struct Sarr {
     builder: Builder,
     /// Server DUIDs seen, `servers[i].0[..servers[i].1]`.
     servers: Vec<([u8; MAX_DUID], u8)>,
-    owners: Arc<Owners6>,
+    owners: Arc<Owners>,
 }
 
 /// The transaction id of the client's current exchange: its sequence number, then the low 16
@@ -661,7 +661,7 @@ impl Ex<Sarr> {
 
 impl Exchange for Sarr {
     type Phase = Phase6;
-    type Counters = Counters6;
+    type Counters = Counters;
     type Hists = Hists;
     type Sock = V6Socket;
     const FIRST: Phase6 = Phase6::Soliciting;
@@ -691,7 +691,7 @@ impl Exchange for Sarr {
 /// The settings of a `load6` run, as reported.
 #[derive(Debug, Serialize)]
 struct Head {
-    mix: Mix6,
+    mix: Mix,
     ia: IaMode,
     rapid_commit: bool,
     relay: RelayReport,
@@ -707,7 +707,7 @@ struct RelayReport {
     source_port_option: bool,
 }
 
-/// The exchange figures of a run, as reported.
+/// SOLICIT-to-REPLY counts and latencies, as reported.
 #[derive(Debug, Serialize)]
 struct Body {
     /// Exchanges completed (every requested lease granted) within the window, per second.
@@ -730,28 +730,29 @@ struct Body {
     latency_us: Latencies,
 }
 
-/// What the correctness map counted, as reported.
+/// Leases (addresses and prefixes) entered in the correctness map.
 #[derive(Debug, Serialize)]
 struct Checked {
     leases_checked: u64,
 }
 
-/// The DHCPv6 generator of a run: what each worker's [`Sarr`] is made of.
-struct Load6<'a> {
-    args: &'a LoadArgs6,
+/// A `load6` run's generator: parses the relay's ids once, makes each worker's [`Sarr`] and
+/// reports the run.
+struct Generator<'a> {
+    args: &'a LoadArgs,
     server: SocketAddrV6,
     interface_id: Option<IdPattern>,
     remote_id: Option<(u32, IdPattern)>,
     subscriber_id: Option<IdPattern>,
-    owners: Arc<Owners6>,
+    owners: Arc<Owners>,
 }
 
-impl Load for Load6<'_> {
+impl Load for Generator<'_> {
     type Ex = Sarr;
     type Head = Head;
     type Body = Body;
     type Checked = Checked;
-    type Violation = Violation6;
+    type Violation = Violation;
     const NAME: &'static str = "load6";
     const VIOLATION: &'static str = "leases granted while another client held them";
     const SECOND: &'static SecondNames = &SecondNames {
@@ -788,7 +789,7 @@ impl Load for Load6<'_> {
         plan.renew_pct > 0 || plan.release_pct > 0
     }
 
-    fn second(d: &Counters6) -> [u64; 6] {
+    fn second(d: &Counters) -> [u64; 6] {
         let refused = d.refused + d.advertise_refused;
         let done = d.replies + d.rapid_replies;
         [
@@ -796,11 +797,11 @@ impl Load for Load6<'_> {
         ]
     }
 
-    fn completed(c: &Counters6) -> u64 {
+    fn completed(c: &Counters) -> u64 {
         c.replies + c.rapid_replies
     }
 
-    fn sent(c: &Counters6) -> u64 {
+    fn sent(c: &Counters) -> u64 {
         c.solicits + c.requests + c.renews + c.releases
     }
 
@@ -820,7 +821,7 @@ impl Load for Load6<'_> {
         }
     }
 
-    fn body(&self, c: &Counters6, h: &Hists) -> Body {
+    fn body(&self, c: &Counters, h: &Hists) -> Body {
         Body {
             achieved_per_s: c.completed_in_window as f64 / self.args.run.duration,
             solicits: c.solicits,
@@ -842,7 +843,7 @@ impl Load for Load6<'_> {
         }
     }
 
-    fn correctness(&self, c: &Counters6) -> Correctness<Checked, Violation6> {
+    fn correctness(&self, c: &Counters) -> Correctness<Checked, Violation> {
         let checked = Checked {
             leases_checked: c.leases_checked,
         };
@@ -864,12 +865,12 @@ fn parse_remote_id(s: &str) -> anyhow::Result<(u32, IdPattern)> {
 
 /// Runs the load and prints the JSON report on stdout (progress and the summary on stderr).
 /// Fails, after reporting, if any lease was granted to two clients.
-pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
+pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
     let plan = a.run.plan(match a.mix {
-        Mix6::SolicitRequest => Some((0, 0)),
-        Mix6::Renew => Some((100, 0)),
-        Mix6::Release => Some((0, 100)),
-        Mix6::Mixed => None,
+        Mix::SolicitRequest => Some((0, 0)),
+        Mix::Renew => Some((100, 0)),
+        Mix::Release => Some((0, 100)),
+        Mix::Mixed => None,
     })?;
     let interface_id = a
         .interface_id
@@ -892,12 +893,12 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         r => (r as f64 * a.run.duration) as usize,
     }
     .min(a.run.clients as usize);
-    let owners = Arc::new(Owners6 {
+    let owners = Arc::new(Owners {
         na: Holders::new(if a.ia.na() { expected } else { 0 }),
         pd: Holders::new(if a.ia.pd() { expected } else { 0 }),
         examples: Examples::new(),
     });
-    let load = Load6 {
+    let load = Generator {
         args: a,
         server,
         interface_id,
@@ -910,10 +911,10 @@ pub(crate) fn run(a: &LoadArgs6) -> anyhow::Result<()> {
         src: None,
         ifindex: None,
     };
-    load_common::run(&load, &a.run, plan, a.local, a.local_port, to, summary)
+    load::run(&load, &a.run, plan, a.local, a.local_port, to, summary)
 }
 
-fn summary(r: &ReportOf<Load6<'_>>) -> String {
+fn summary(r: &ReportOf<Generator<'_>>) -> String {
     use std::fmt::Write;
     let (h, b, c) = (&r.head, &r.body, &r.counters);
     let mut s = String::new();
@@ -963,7 +964,7 @@ fn summary(r: &ReportOf<Load6<'_>>) -> String {
         );
     }
     b.latency_us.write(&mut s);
-    let (lag_p99_9, lag_max) = load_common::lag_tail(r.schedule_lag_us.as_ref());
+    let (lag_p99_9, lag_max) = load::lag_tail(r.schedule_lag_us.as_ref());
     let _ = writeln!(
         s,
         "  late {}, unexpected {}, garbage {}, wrong DUID {}, interface-id missing {}, foreign {}, \
@@ -977,7 +978,7 @@ fn summary(r: &ReportOf<Load6<'_>>) -> String {
         c.send_errors,
         c.busy_skips,
     );
-    load_common::cpu_line(
+    load::cpu_line(
         &mut s,
         r.packets_per_s,
         r.cpu.load,
@@ -998,12 +999,12 @@ mod tests {
 
     #[test]
     fn owners_track_holders() {
-        let o = Owners6 {
+        let o = Owners {
             na: Holders::new(16),
             pd: Holders::new(16),
             examples: Examples::new(),
         };
-        let mut c = Counters6::default();
+        let mut c = Counters::default();
         let a = 0xfd00_0231_u128 << 96 | 0x1000;
         o.grant(false, a, 128, 1, &mut c);
         o.grant(false, a, 128, 1, &mut c); // a renewal

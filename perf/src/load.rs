@@ -1,5 +1,5 @@
-//! What `load` and `load6` share: the plan of a run, the worker loop, the per-second progress
-//! and the report's common parts.
+//! The load generators' driver, what `load` ([`v4`]) and `load6` ([`v6`]) share: the plan of
+//! a run, the worker loop, the per-second progress and the report's common parts.
 //!
 //! A generator supplies its protocol as an [`Exchange`] (take replies and move each client to
 //! its next phase, start an exchange, count a drop, send) over the clients' [`Slots`], which
@@ -7,7 +7,11 @@
 //! [`drive`] runs it on the clock (open loop) or at a fixed number
 //! in flight (closed loop) and sleeps in `poll` when there is nothing to do; [`launch`] starts
 //! the workers together, and [`Running::seconds`] folds their reports into one line per second.
-//! The JSON field names stay each generator's own: only the figures behind them are shared.
+//! [`run`] does all of it for a family's [`Load`] and reports the run in one [`Report`]; the
+//! JSON field names stay each generator's own: only the figures behind them are shared.
+
+pub(crate) mod v4;
+pub(crate) mod v6;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -56,7 +60,7 @@ macro_rules! counters {
         struct $ty {
             $($(#[doc = $doc])* $name: u64,)*
         }
-        impl $crate::load_common::Tally for $ty {
+        impl $crate::load::Tally for $ty {
             fn add(&mut self, o: &$ty) {
                 $(self.$name += o.$name;)*
             }
@@ -91,10 +95,10 @@ macro_rules! hists {
         }
         impl Default for Hists {
             fn default() -> Self {
-                Hists { $($name: $crate::load_common::histogram(),)* }
+                Hists { $($name: $crate::load::histogram(),)* }
             }
         }
-        impl $crate::load_common::Merge for Hists {
+        impl $crate::load::Merge for Hists {
             fn merge(&mut self, o: &Hists) {
                 // Same bounds everywhere: adding cannot fail.
                 $(let _ = self.$name.add(&o.$name);)*
@@ -103,16 +107,16 @@ macro_rules! hists {
         /// Latency percentiles in microseconds.
         #[derive(Debug, Serialize)]
         struct Latencies {
-            $($(#[doc = $doc])* $name: $crate::load_common::Percentiles,)*
+            $($(#[doc = $doc])* $name: $crate::load::Percentiles,)*
         }
         impl Latencies {
             fn of(h: &Hists) -> Self {
-                Latencies { $($name: $crate::load_common::Percentiles::of(&h.$name),)* }
+                Latencies { $($name: $crate::load::Percentiles::of(&h.$name),)* }
             }
             /// Appends the summary's latency lines.
             fn write(&self, s: &mut String) {
                 s.push_str("  latency (us):\n");
-                $($crate::load_common::latency_line(s, $label, $width, &self.$name);)*
+                $($crate::load::latency_line(s, $label, $width, &self.$name);)*
             }
         }
     };

@@ -10,7 +10,7 @@
 //! due send, timeout or reply; only a send due on the clock less than poll's millisecond away
 //! is spun, so in open loop above 1000/s per worker it keeps its core busy (give it a core of
 //! its own). That loop, the start of the workers and the per-second progress are
-//! [`crate::load_common`]'s, shared with `load6`; this module is the DHCPv4 exchange.
+//! [`crate::load`]'s, shared with `load6`; this module is the DHCPv4 exchange.
 //!
 //! Per-client state lives in the worker's [`Slots`], indexed by the client's number within its
 //! worker, and the xid carries that number (low 24 bits) and a per-client sequence number (high
@@ -31,7 +31,7 @@ use clap::ValueEnum;
 use lessor_net::{SendMeta, V4Socket};
 use serde::Serialize;
 
-use crate::load_common::{
+use crate::load::{
     self, Correctness, Drops, Ex, Examples, Exchange, Load, MAX_CLIENTS, Phase, Plan, ReportOf,
     RunArgs, SecondNames, Slots, counters, drops,
 };
@@ -125,7 +125,7 @@ counters! { Counters {
     violations,
 } }
 
-load_common::hists! { 15;
+load::hists! { 15;
     discover_offer "DISCOVER-OFFER",
     request_ack "REQUEST-ACK",
     dora "DORA",
@@ -438,21 +438,21 @@ struct Body {
     latency_us: Latencies,
 }
 
-/// What the correctness map counted, as reported.
+/// ACKs the correctness map checked, and those it does not cover.
 #[derive(Debug, Serialize)]
 struct Checked {
     acks_checked: u64,
     acks_outside_10_0_0_0_8: u64,
 }
 
-/// The DHCPv4 generator of a run: what each worker's [`Dora`] is made of.
-struct Load4<'a> {
+/// A `load` run's generator: makes each worker's [`Dora`] and reports the run.
+struct Generator<'a> {
     args: &'a LoadArgs,
     server: SocketAddrV4,
     owners: Arc<Owners>,
 }
 
-impl Load for Load4<'_> {
+impl Load for Generator<'_> {
     type Ex = Dora;
     type Head = Head;
     type Body = Body;
@@ -550,7 +550,7 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         Mix::Mixed => None,
     })?;
     let server = SocketAddrV4::new(a.server, a.port);
-    let load = Load4 {
+    let load = Generator {
         args: a,
         server,
         owners: Arc::new(Owners::new()),
@@ -560,10 +560,10 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         ifindex: 0,
         src: None,
     };
-    load_common::run(&load, &a.run, plan, a.local, a.local_port, to, summary)
+    load::run(&load, &a.run, plan, a.local, a.local_port, to, summary)
 }
 
-fn summary(r: &ReportOf<Load4<'_>>) -> String {
+fn summary(r: &ReportOf<Generator<'_>>) -> String {
     use std::fmt::Write;
     let (b, c) = (&r.body, &r.counters);
     let mut s = String::new();
@@ -603,14 +603,14 @@ fn summary(r: &ReportOf<Load4<'_>>) -> String {
         );
     }
     b.latency_us.write(&mut s);
-    let (lag_p99_9, lag_max) = load_common::lag_tail(r.schedule_lag_us.as_ref());
+    let (lag_p99_9, lag_max) = load::lag_tail(r.schedule_lag_us.as_ref());
     let _ = writeln!(
         s,
         "  late {}, unexpected {}, garbage {}, foreign {}, send errors {}, busy skips {}, \
          schedule lag p99.9 {lag_p99_9:.0}us max {lag_max:.0}us",
         c.late, c.unexpected, c.garbage, c.foreign, c.send_errors, c.busy_skips,
     );
-    load_common::cpu_line(&mut s, r.packets_per_s, r.cpu.load, r.cpu.server, "DORA");
+    load::cpu_line(&mut s, r.packets_per_s, r.cpu.load, r.cpu.server, "DORA");
     let _ = writeln!(
         s,
         "  correctness: {} ACKs checked, {} outside 10.0.0.0/8, {} violations",
