@@ -19,257 +19,19 @@
 use std::fmt;
 use std::io;
 use std::mem::size_of;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
-use crate::cmsg::CmsgBuf;
 use crate::error::{Error, Result};
-use crate::v4::{PKTINFO_SPACE, RECV_CMSG_SPACE, RecvMeta, SendMeta, V4Socket};
-use crate::v6::{PKTINFO6_SPACE, RECV6_CMSG_SPACE, RecvMeta6, SendMeta6, V6Socket};
+use crate::family::Family;
+use crate::v4::{RecvMeta, SendMeta, V4};
+use crate::v6::{RecvMeta6, SendMeta6, V6};
 
 /// Most datagrams one batch may hold: the kernel handles at most `UIO_MAXIOV` (1024) messages
 /// per `recvmmsg`/`sendmmsg` call and silently ignores the rest.
 pub const MAX_BATCH: usize = 1024;
-
-/// What differs between IPv4 and IPv6 in a batch: the socket address type, the packet-info
-/// control message, and the metadata the caller sees. Everything else is shared.
-pub(crate) trait Family {
-    /// `sockaddr_in` or `sockaddr_in6`: where a datagram came from or goes to.
-    type Addr: Copy;
-    /// The sender as the caller sees it (`SocketAddrV4`, `SocketAddrV6`).
-    type Src: Copy + fmt::Display;
-    /// Room for the control messages of one received datagram.
-    type RecvCmsg: Copy;
-    /// One packet-info control message for one sent datagram.
-    type SendCmsg: Copy;
-    /// How a datagram arrived.
-    type RecvMeta: Copy;
-    /// How to send a datagram.
-    type SendMeta: Copy;
-    /// The control message, for log lines.
-    const PKTINFO: &'static str;
-
-    fn blank_addr() -> Self::Addr;
-    fn blank_recv_cmsg() -> Self::RecvCmsg;
-    fn blank_send_cmsg() -> Self::SendCmsg;
-    fn blank_send_meta() -> Self::SendMeta;
-    /// The sender in `addr`, of which the kernel filled `namelen` bytes; `None` if it is not
-    /// this family's (impossible on a socket of the family; the datagram is then unanswerable).
-    fn source(addr: &Self::Addr, namelen: usize) -> Option<Self::Src>;
-    /// The metadata of a `len`-byte datagram from `src` whose control messages are the first
-    /// `control_len` bytes of `cmsg`; `None` without a packet-info message.
-    fn recv_meta(
-        len: usize,
-        src: Self::Src,
-        cmsg: &Self::RecvCmsg,
-        control_len: usize,
-    ) -> Option<Self::RecvMeta>;
-    /// The datagram length recorded in `meta`.
-    fn meta_len(meta: &Self::RecvMeta) -> usize;
-    /// Write `meta`'s destination into `addr` and, when it asks for an interface or a source,
-    /// a packet-info message into `cmsg`. `Some(true)` when `cmsg` is to be sent, `Some(false)`
-    /// when not, `None` when the kernel could not take `meta` (an interface index beyond
-    /// `c_int`).
-    fn encode(
-        meta: &Self::SendMeta,
-        addr: &mut Self::Addr,
-        cmsg: &mut Self::SendCmsg,
-    ) -> Option<bool>;
-    /// The error for a reply the kernel refused.
-    fn send_error(meta: &Self::SendMeta, source: io::Error) -> Error;
-    /// The error for a reply the kernel took only in part.
-    fn short_send(meta: &Self::SendMeta, sent: usize, len: usize) -> Error;
-}
-
-/// IPv4: `sockaddr_in`, `IP_PKTINFO`, [`RecvMeta`], [`SendMeta`].
-#[derive(Debug)]
-pub(crate) enum V4 {}
-
-impl Family for V4 {
-    type Addr = libc::sockaddr_in;
-    type Src = SocketAddrV4;
-    type RecvCmsg = CmsgBuf<RECV_CMSG_SPACE>;
-    type SendCmsg = CmsgBuf<PKTINFO_SPACE>;
-    type RecvMeta = RecvMeta;
-    type SendMeta = SendMeta;
-    const PKTINFO: &'static str = "IP_PKTINFO";
-
-    fn blank_addr() -> libc::sockaddr_in {
-        sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
-    }
-
-    fn blank_recv_cmsg() -> Self::RecvCmsg {
-        CmsgBuf::new()
-    }
-
-    fn blank_send_cmsg() -> Self::SendCmsg {
-        CmsgBuf::new()
-    }
-
-    fn blank_send_meta() -> SendMeta {
-        SendMeta {
-            dst: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-            ifindex: 0,
-            src: None,
-        }
-    }
-
-    #[inline]
-    fn source(addr: &libc::sockaddr_in, namelen: usize) -> Option<SocketAddrV4> {
-        if namelen < size_of::<libc::sockaddr_in>()
-            || addr.sin_family != libc::AF_INET as libc::sa_family_t
-        {
-            return None;
-        }
-        Some(SocketAddrV4::new(
-            Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
-            u16::from_be(addr.sin_port),
-        ))
-    }
-
-    #[inline]
-    fn recv_meta(
-        len: usize,
-        src: SocketAddrV4,
-        cmsg: &Self::RecvCmsg,
-        control_len: usize,
-    ) -> Option<RecvMeta> {
-        let info = cmsg.find_pktinfo(control_len)?;
-        Some(RecvMeta::new(len, src, &info))
-    }
-
-    #[inline]
-    fn meta_len(meta: &RecvMeta) -> usize {
-        meta.len
-    }
-
-    #[inline]
-    fn encode(
-        meta: &SendMeta,
-        addr: &mut libc::sockaddr_in,
-        cmsg: &mut Self::SendCmsg,
-    ) -> Option<bool> {
-        let ifindex = libc::c_int::try_from(meta.ifindex).ok()?;
-        *addr = sockaddr_in(meta.dst);
-        let pktinfo = ifindex != 0 || meta.src.is_some();
-        if pktinfo {
-            *cmsg = CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED));
-        }
-        Some(pktinfo)
-    }
-
-    fn send_error(meta: &SendMeta, source: io::Error) -> Error {
-        Error::Send {
-            dst: meta.dst,
-            ifindex: meta.ifindex,
-            source,
-        }
-    }
-
-    fn short_send(meta: &SendMeta, sent: usize, len: usize) -> Error {
-        Error::ShortSend {
-            dst: meta.dst,
-            sent,
-            len,
-        }
-    }
-}
-
-/// IPv6: `sockaddr_in6` (with the scope id), `IPV6_PKTINFO`, [`RecvMeta6`], [`SendMeta6`].
-#[derive(Debug)]
-pub(crate) enum V6 {}
-
-impl Family for V6 {
-    type Addr = libc::sockaddr_in6;
-    type Src = SocketAddrV6;
-    type RecvCmsg = CmsgBuf<RECV6_CMSG_SPACE>;
-    type SendCmsg = CmsgBuf<PKTINFO6_SPACE>;
-    type RecvMeta = RecvMeta6;
-    type SendMeta = SendMeta6;
-    const PKTINFO: &'static str = "IPV6_PKTINFO";
-
-    fn blank_addr() -> libc::sockaddr_in6 {
-        sockaddr_in6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0))
-    }
-
-    fn blank_recv_cmsg() -> Self::RecvCmsg {
-        CmsgBuf::new()
-    }
-
-    fn blank_send_cmsg() -> Self::SendCmsg {
-        CmsgBuf::new()
-    }
-
-    fn blank_send_meta() -> SendMeta6 {
-        SendMeta6 {
-            dst: SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0),
-            src: None,
-            ifindex: None,
-        }
-    }
-
-    #[inline]
-    fn source(addr: &libc::sockaddr_in6, namelen: usize) -> Option<SocketAddrV6> {
-        if namelen < size_of::<libc::sockaddr_in6>()
-            || addr.sin6_family != libc::AF_INET6 as libc::sa_family_t
-        {
-            return None;
-        }
-        Some(socket_addr_v6(addr))
-    }
-
-    #[inline]
-    fn recv_meta(
-        len: usize,
-        src: SocketAddrV6,
-        cmsg: &Self::RecvCmsg,
-        control_len: usize,
-    ) -> Option<RecvMeta6> {
-        let info = cmsg.find_pktinfo6(control_len)?;
-        Some(RecvMeta6::new(len, src, &info))
-    }
-
-    #[inline]
-    fn meta_len(meta: &RecvMeta6) -> usize {
-        meta.len
-    }
-
-    #[inline]
-    fn encode(
-        meta: &SendMeta6,
-        addr: &mut libc::sockaddr_in6,
-        cmsg: &mut Self::SendCmsg,
-    ) -> Option<bool> {
-        let ifindex = meta.ifindex.unwrap_or(0);
-        // The kernel's `in6_pktinfo` holds the index in an `int`.
-        libc::c_int::try_from(ifindex).ok()?;
-        *addr = sockaddr_in6(meta.dst);
-        let pktinfo = ifindex != 0 || meta.src.is_some();
-        if pktinfo {
-            *cmsg = CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED));
-        }
-        Some(pktinfo)
-    }
-
-    fn send_error(meta: &SendMeta6, source: io::Error) -> Error {
-        Error::Send6 {
-            dst: meta.dst,
-            ifindex: meta.ifindex.unwrap_or(0),
-            source,
-        }
-    }
-
-    fn short_send(meta: &SendMeta6, sent: usize, len: usize) -> Error {
-        Error::ShortSend6 {
-            dst: meta.dst,
-            sent,
-            len,
-        }
-    }
-}
 
 /// Check a batch shape and return the bytes its buffers take.
 fn batch_bytes(count: usize, buf_size: usize) -> Result<usize> {
@@ -297,41 +59,6 @@ fn empty_mmsghdr() -> libc::mmsghdr {
     unsafe { std::mem::zeroed() }
 }
 
-fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-/// The kernel's form of `addr`. The flow label and scope id are copied as they are, as std and
-/// socket2 convert them.
-pub(crate) fn sockaddr_in6(addr: SocketAddrV6) -> libc::sockaddr_in6 {
-    libc::sockaddr_in6 {
-        sin6_family: libc::AF_INET6 as libc::sa_family_t,
-        sin6_port: addr.port().to_be(),
-        sin6_flowinfo: addr.flowinfo(),
-        sin6_addr: libc::in6_addr {
-            s6_addr: addr.ip().octets(),
-        },
-        sin6_scope_id: addr.scope_id(),
-    }
-}
-
-/// The inverse of [`sockaddr_in6`].
-pub(crate) fn socket_addr_v6(addr: &libc::sockaddr_in6) -> SocketAddrV6 {
-    SocketAddrV6::new(
-        Ipv6Addr::from(addr.sin6_addr.s6_addr),
-        u16::from_be(addr.sin6_port),
-        addr.sin6_flowinfo,
-        addr.sin6_scope_id,
-    )
-}
-
 /// The drop counters of the socket a batch receives on.
 pub(crate) struct Drops<'a> {
     /// Datagrams longer than the buffer.
@@ -341,7 +68,7 @@ pub(crate) struct Drops<'a> {
 }
 
 /// The receive machinery behind [`RecvBatch`] and [`RecvBatch6`].
-struct RecvRing<F: Family> {
+pub struct RecvRing<F: Family> {
     buf_size: usize,
     /// `capacity` buffers of `buf_size` bytes, back to back.
     bufs: Box<[u8]>,
@@ -352,6 +79,15 @@ struct RecvRing<F: Family> {
     /// The datagrams of the last receive that are usable: slot and metadata. Capacity
     /// `capacity`, so pushing never reallocates.
     ready: Vec<(usize, F::RecvMeta)>,
+}
+
+impl<F: Family> fmt::Debug for RecvRing<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvRing")
+            .field("capacity", &self.capacity())
+            .field("buf_size", &self.buf_size)
+            .finish_non_exhaustive()
+    }
 }
 
 // SAFETY: the raw pointers in `iovs` and `hdrs` (what makes the type `!Send`) only ever point
@@ -411,8 +147,9 @@ impl<F: Family> RecvRing<F> {
         }
     }
 
-    /// `recvmmsg` on `fd` into this ring; see `V4Socket::recv_batch` for the contract.
-    fn recv(&mut self, fd: RawFd, drops: &Drops<'_>, wait: bool) -> Result<usize> {
+    /// `recvmmsg` on `fd` into this ring; see [`Socket::recv_batch`](crate::Socket::recv_batch)
+    /// for the contract.
+    pub(crate) fn recv(&mut self, fd: RawFd, drops: &Drops<'_>, wait: bool) -> Result<usize> {
         self.ready.clear();
         self.prepare();
         let flags = if wait {
@@ -458,20 +195,20 @@ impl<F: Family> RecvRing<F> {
             // `msg_controllen` is a `size_t` on glibc but a `socklen_t` on musl.
             #[allow(clippy::unnecessary_cast)]
             let control_len = h.msg_controllen as usize;
-            let Some(meta) = F::recv_meta(m.msg_len as usize, src, &self.cmsgs[i], control_len)
-            else {
+            let Some(info) = F::find_pktinfo(&self.cmsgs[i], control_len) else {
                 drops.no_pktinfo.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%src, "dropped datagram without {}", F::PKTINFO);
                 continue;
             };
-            self.ready.push((i, meta));
+            self.ready
+                .push((i, F::recv_meta(m.msg_len as usize, src, &info)));
         }
         Ok(self.ready.len())
     }
 }
 
 /// The send machinery behind [`SendBatch`] and [`SendBatch6`].
-struct SendRing<F: Family> {
+pub struct SendRing<F: Family> {
     buf_size: usize,
     /// Queued datagrams.
     len: usize,
@@ -485,6 +222,15 @@ struct SendRing<F: Family> {
     with_pktinfo: Box<[bool]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
+}
+
+impl<F: Family> fmt::Debug for SendRing<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendRing")
+            .field("capacity", &self.capacity())
+            .field("buf_size", &self.buf_size)
+            .finish_non_exhaustive()
+    }
 }
 
 // SAFETY: as for `RecvRing`: the raw pointers in `iovs` and `hdrs` point only into this ring's
@@ -560,8 +306,9 @@ impl<F: Family> SendRing<F> {
         }
     }
 
-    /// `sendmmsg` on `fd` of everything queued; see `V4Socket::send_batch` for the contract.
-    fn send(&mut self, fd: RawFd) -> Result<SendReport> {
+    /// `sendmmsg` on `fd` of everything queued; see
+    /// [`Socket::send_batch`](crate::Socket::send_batch) for the contract.
+    pub(crate) fn send(&mut self, fd: RawFd) -> Result<SendReport> {
         let mut report = SendReport::default();
         let n = self.len;
         if n == 0 {
@@ -627,7 +374,6 @@ impl<F: Family> SendRing<F> {
 macro_rules! batch_types {
     (
         family: $fam:ty,
-        socket: $Sock:ident,
         recv_meta: $Meta:ident,
         send_meta: $SMeta:ident,
         $(#[$rdoc:meta])*
@@ -637,7 +383,7 @@ macro_rules! batch_types {
     ) => {
         $(#[$rdoc])*
         pub struct $Recv {
-            ring: RecvRing<$fam>,
+            pub(crate) ring: RecvRing<$fam>,
         }
 
         impl $Recv {
@@ -697,7 +443,7 @@ macro_rules! batch_types {
 
         $(#[$sdoc])*
         pub struct $Send {
-            ring: SendRing<$fam>,
+            pub(crate) ring: SendRing<$fam>,
         }
 
         impl $Send {
@@ -739,16 +485,15 @@ macro_rules! batch_types {
             }
 
             #[doc = concat!(
-                "Queue a copy of `payload`, to be sent as `meta` says (like [`",
-                stringify!($Sock),
-                "::send`]: a packet-info control message when `meta` names an interface or a ",
-                "source).\n\n",
+                "Queue a copy of `payload`, to be sent as `meta` says (like ",
+                "[`Socket::send`](crate::Socket::send): a packet-info control message when ",
+                "`meta` names an interface or a source).\n\n",
                 "`false`, queueing nothing, when the batch [is full](Self::is_full), when ",
                 "`payload` is longer than [`buf_size`](Self::buf_size), or when the interface ",
                 "index is beyond what the kernel takes (`i32::MAX`). So a worker sends the batch ",
-                "and pushes again when it was full, and falls back to [`",
-                stringify!($Sock),
-                "::send`] (which reports the reason) when it still fails."
+                "and pushes again when it was full, and falls back to ",
+                "[`Socket::send`](crate::Socket::send) (which reports the reason) when it still ",
+                "fails."
             )]
             pub fn push(&mut self, payload: &[u8], meta: &$SMeta) -> bool {
                 self.ring.push(payload, meta)
@@ -769,34 +514,34 @@ macro_rules! batch_types {
 
 batch_types! {
     family: V4,
-    socket: V4Socket,
     recv_meta: RecvMeta,
     send_meta: SendMeta,
     /// Preallocated room for receiving up to `capacity` IPv4 datagrams of up to `buf_size`
-    /// bytes each in one [`V4Socket::recv_batch`]; what was received is read with
-    /// [`get`](Self::get) or [`iter`](Self::iter) until the next receive.
+    /// bytes each in one [`V4Socket::recv_batch`](crate::Socket::recv_batch); what was
+    /// received is read with [`get`](Self::get) or [`iter`](Self::iter) until the next receive.
     recv: RecvBatch,
     /// Preallocated room for up to `capacity` IPv4 replies of up to `buf_size` bytes each, each
-    /// with its own [`SendMeta`], sent together by [`V4Socket::send_batch`].
+    /// with its own [`SendMeta`], sent together by
+    /// [`V4Socket::send_batch`](crate::Socket::send_batch).
     send: SendBatch,
 }
 
 batch_types! {
     family: V6,
-    socket: V6Socket,
     recv_meta: RecvMeta6,
     send_meta: SendMeta6,
     /// Preallocated room for receiving up to `capacity` IPv6 datagrams of up to `buf_size`
-    /// bytes each in one [`V6Socket::recv_batch`]; what was received is read with
-    /// [`get`](Self::get) or [`iter`](Self::iter) until the next receive.
+    /// bytes each in one [`V6Socket::recv_batch`](crate::Socket::recv_batch); what was
+    /// received is read with [`get`](Self::get) or [`iter`](Self::iter) until the next receive.
     recv: RecvBatch6,
     /// Preallocated room for up to `capacity` IPv6 replies of up to `buf_size` bytes each, each
-    /// with its own [`SendMeta6`], sent together by [`V6Socket::send_batch`].
+    /// with its own [`SendMeta6`], sent together by
+    /// [`V6Socket::send_batch`](crate::Socket::send_batch).
     send: SendBatch6,
 }
 
-/// What `send_batch` ([`V4Socket::send_batch`], [`V6Socket::send_batch`]) did with the queued
-/// replies: `sent + failed` of them.
+/// What [`send_batch`](crate::Socket::send_batch) did with the queued replies: `sent + failed`
+/// of them.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct SendReport {
@@ -817,68 +562,10 @@ impl SendReport {
     }
 }
 
-impl V4Socket {
-    /// Receive up to `batch.capacity()` datagrams with one `recvmmsg(2)`; returns how many are
-    /// usable, to read with [`RecvBatch::get`] or [`RecvBatch::iter`].
-    ///
-    /// With `wait` it blocks for the first datagram, up to the socket's read timeout
-    /// ([`set_read_timeout`](Self::set_read_timeout)), then takes whatever else is queued
-    /// without waiting (`MSG_WAITFORONE`); without `wait` it never blocks (`MSG_DONTWAIT`).
-    /// `Ok(0)` on timeout, on an interrupting signal, when nothing is queued, and when every
-    /// datagram received was dropped. Like [`recv`](Self::recv) it drops datagrams longer than
-    /// the batch's buffers ([`truncated_drops`](Self::truncated_drops)) and those without an
-    /// AF_INET source; one without `IP_PKTINFO` is dropped and counted
-    /// ([`missing_pktinfo_drops`](Self::missing_pktinfo_drops)) rather than failing the batch.
-    pub fn recv_batch(&self, batch: &mut RecvBatch, wait: bool) -> Result<usize> {
-        let drops = Drops {
-            truncated: &self.truncated,
-            no_pktinfo: &self.no_pktinfo,
-        };
-        batch.ring.recv(self.sock.as_raw_fd(), &drops, wait)
-    }
-
-    /// Send every reply queued in `batch` with `sendmmsg(2)`, each with its own destination and
-    /// `IP_PKTINFO`, and empty the batch.
-    ///
-    /// The kernel may take only the first part of a batch (it stops at the first message it
-    /// refuses); the rest is sent again from there. A refused reply (`ENETUNREACH`, `ENODEV`,
-    /// `EMSGSIZE`, a firewall's `EPERM`, ...) is counted in the report and skipped, not fatal.
-    /// `Err` only when the socket itself is unusable (`EBADF`, `ENOTSOCK`, `EFAULT`); the batch
-    /// is emptied then too.
-    pub fn send_batch(&self, batch: &mut SendBatch) -> Result<SendReport> {
-        batch.ring.send(self.sock.as_raw_fd())
-    }
-}
-
-impl V6Socket {
-    /// Receive up to `batch.capacity()` datagrams with one `recvmmsg(2)`; returns how many are
-    /// usable, to read with [`RecvBatch6::get`] or [`RecvBatch6::iter`].
-    ///
-    /// As [`V4Socket::recv_batch`]: `wait` blocks for the first datagram up to the read timeout
-    /// (`MSG_WAITFORONE`), otherwise it never blocks; `Ok(0)` on timeout, interruption, nothing
-    /// queued, or everything dropped. Datagrams longer than the buffers are dropped
-    /// ([`truncated_drops`](Self::truncated_drops)), as are those without `IPV6_PKTINFO`
-    /// ([`missing_pktinfo_drops`](Self::missing_pktinfo_drops)). A multicast datagram is in
-    /// every socket's batch of the group; see [`V6Socket`].
-    pub fn recv_batch(&self, batch: &mut RecvBatch6, wait: bool) -> Result<usize> {
-        let drops = Drops {
-            truncated: &self.truncated,
-            no_pktinfo: &self.no_pktinfo,
-        };
-        batch.ring.recv(self.sock.as_raw_fd(), &drops, wait)
-    }
-
-    /// Send every reply queued in `batch` with `sendmmsg(2)`, each with its own destination
-    /// (scope id included) and `IPV6_PKTINFO`, and empty the batch. Failures are handled as in
-    /// [`V4Socket::send_batch`]: a refused reply is counted and skipped ([`Error::Send6`]),
-    /// `Err` only for an unusable socket.
-    pub fn send_batch(&self, batch: &mut SendBatch6) -> Result<SendReport> {
-        batch.ring.send(self.sock.as_raw_fd())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
     use super::*;
 
     #[test]

@@ -12,7 +12,7 @@ use std::mem::size_of;
 /// which takes `&cmsghdr` into it) require.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub(crate) struct CmsgBuf<const N: usize> {
+pub struct CmsgBuf<const N: usize> {
     _align: [libc::cmsghdr; 0],
     pub(crate) bytes: [u8; N],
 }
@@ -23,7 +23,7 @@ pub(crate) struct CmsgBuf<const N: usize> {
 /// Every bit pattern of `size_of::<Self>()` bytes must be a valid `Self` (plain integers and
 /// byte arrays, no references, no enums), so that reading one out of kernel-written bytes is
 /// sound.
-pub(crate) unsafe trait CmsgData: Copy {}
+pub unsafe trait CmsgData: Copy {}
 
 // SAFETY: `in_pktinfo` is three integers (`c_int`, two `in_addr` = `u32`).
 unsafe impl CmsgData for libc::in_pktinfo {}
@@ -41,6 +41,26 @@ pub(crate) const fn cmsg_len<T>() -> usize {
 pub(crate) const fn cmsg_space<T>() -> usize {
     // SAFETY: as for `cmsg_len`, CMSG_SPACE only computes.
     unsafe { libc::CMSG_SPACE(size_of::<T>() as libc::c_uint) as usize }
+}
+
+impl<const N: usize> std::fmt::Debug for CmsgBuf<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CmsgBuf")
+            .field("len", &N)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const N: usize> AsRef<[u8]> for CmsgBuf<N> {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl<const N: usize> AsMut<[u8]> for CmsgBuf<N> {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
 }
 
 // The batches point `msg_control` at a `CmsgBuf` itself: its bytes must start there.

@@ -36,11 +36,12 @@ mod arp;
 mod batch;
 mod cmsg;
 mod error;
+mod family;
 mod iface;
+mod socket;
 mod steer;
-mod udp;
-mod v4;
-mod v6;
+pub mod v4;
+pub mod v6;
 pub mod wire;
 
 pub use affinity::{
@@ -50,12 +51,14 @@ pub use affinity::{
 pub use arp::set_arp_entry;
 pub use batch::{MAX_BATCH, RecvBatch, RecvBatch6, SendBatch, SendBatch6, SendReport};
 pub use error::{Error, Result};
+pub use family::Family;
 pub use iface::{Interface, interface_index, interfaces};
+pub use socket::{DEFAULT_READ_TIMEOUT, Socket};
 pub use steer::{
     STEER_OFFSET, STEER6_STEPS, attach_steering, attach_steering6, steer_index, steer_index6,
 };
-pub use v4::{DEFAULT_READ_TIMEOUT, RecvMeta, SendMeta, V4Socket, V4SocketConfig, open_v4_group};
+pub use v4::{RecvMeta, SendMeta, V4, V4Socket, V4SocketConfig, open_v4_group};
 pub use v6::{
-    ALL_DHCP_RELAY_AGENTS_AND_SERVERS, RecvMeta6, SendMeta6, V6Socket, V6SocketConfig,
+    ALL_DHCP_RELAY_AGENTS_AND_SERVERS, RecvMeta6, SendMeta6, V6, V6Socket, V6SocketConfig,
     open_v6_group,
 };

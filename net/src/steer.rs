@@ -8,10 +8,9 @@ use std::os::fd::AsFd;
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::error::{Error, Result};
-use crate::v4::V4Socket;
-use crate::v6::V6Socket;
 use crate::wire::v4::field as v4f;
 use crate::wire::v6::field as v6f;
+use crate::{V4Socket, V6Socket};
 
 /// Offset, from the start of the UDP payload, of the word the program loads: `chaddr[2..6]`.
 pub const STEER_OFFSET: usize = v4f::CHADDR.start + 2;

@@ -7,31 +7,23 @@
 //! interface, the local address of that interface and the header destination; on send it pins
 //! the outgoing interface and the source address, per datagram, on an unbound-to-device socket.
 //!
-//! Each worker owns one socket of the group; the kernel spreads datagrams across the group by a
-//! hash of the 4-tuple, or by client with [`attach_steering`](crate::attach_steering). Sockets
-//! block with a short receive timeout rather than being nonblocking, so a worker needs no poller
-//! and still notices shutdown within [`DEFAULT_READ_TIMEOUT`]. Batched receive and send
-//! (`recvmmsg`, `sendmmsg`) go through [`RecvBatch`](crate::RecvBatch) and
-//! [`SendBatch`](crate::SendBatch).
+//! The group, the receive timeout and the batched receive and send are shared with IPv6 in
+//! [`Socket`](crate::Socket); this module is what IPv4 adds to it ([`V4`]): `SO_BROADCAST`,
+//! `IP_PKTINFO` and its control message, the metadata types and ARP entries through a socket.
 
 use std::io;
 use std::mem::{align_of, size_of};
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsFd;
 
-use nix::errno::Errno;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, setsockopt, sockopt};
-use socket2::{Domain, SockAddr, Socket};
+use nix::sys::socket::{ControlMessageOwned, SockaddrIn, setsockopt, sockopt};
+use socket2::{Domain, SockAddr};
 
+use crate::batch::{RecvBatch, RecvRing, SendBatch, SendRing};
 use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
 use crate::error::{Error, Result};
-use crate::udp::{self, GroupOpts, setup_err};
-
-/// Receive timeout every socket of a group starts with: how long a worker blocked in
-/// [`V4Socket::recv`] may take to notice that it should stop.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_millis(200);
+use crate::family::Family;
+use crate::socket::{GroupOpts, Socket, setup_err};
 
 /// Where a datagram came from and how it arrived (from `IP_PKTINFO`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,24 +98,13 @@ impl Default for V4SocketConfig {
     }
 }
 
-/// One `SO_REUSEPORT` UDP socket of a group, owned by one worker.
-///
-/// Options: `SO_REUSEADDR`, `SO_REUSEPORT`, `SO_BROADCAST`, `IP_PKTINFO`, close-on-exec, and
-/// blocking with a receive timeout ([`DEFAULT_READ_TIMEOUT`]) so that [`recv`](Self::recv)
-/// returns `Ok(None)` now and then and the worker can look at its shutdown flag.
-///
-/// `recv` and `send` take `&self` and keep their control-message space on the stack, so they
-/// neither allocate nor need a lock; the batched variants
-/// ([`recv_batch`](Self::recv_batch), [`send_batch`](Self::send_batch)) take a caller-owned,
-/// preallocated batch instead.
+/// The IPv4 family: `sockaddr_in`, `IP_PKTINFO`, [`RecvMeta`], [`SendMeta`].
 #[derive(Debug)]
-pub struct V4Socket {
-    pub(crate) sock: Socket,
-    /// Datagrams dropped because they did not fit the caller's buffer.
-    pub(crate) truncated: AtomicU64,
-    /// Datagrams [`recv_batch`](Self::recv_batch) dropped for want of `IP_PKTINFO`.
-    pub(crate) no_pktinfo: AtomicU64,
-}
+pub enum V4 {}
+
+/// One IPv4 socket of a group, owned by one worker; also SO_BROADCAST, so a reply may go to
+/// 255.255.255.255.
+pub type V4Socket = Socket<V4>;
 
 /// Open `cfg.workers` sockets bound to the same address and port (one `SO_REUSEPORT` group),
 /// one per worker.
@@ -132,208 +113,186 @@ pub struct V4Socket {
 /// held by a socket outside the group (another process, another user id, or a socket without
 /// `SO_REUSEPORT`) gives [`Error::Bind`] with `AddrInUse`.
 pub fn open_v4_group(cfg: &V4SocketConfig) -> Result<Vec<V4Socket>> {
-    group_opts(cfg).check()?;
-    let addr = SocketAddrV4::new(cfg.bind, cfg.port);
-    let group = (0..cfg.workers)
-        .map(|_| V4Socket::open(cfg, addr))
-        .collect::<Result<Vec<_>>>()?;
-    tracing::debug!(
-        %addr,
-        device = cfg.device.as_deref().unwrap_or("*"),
-        workers = cfg.workers,
-        "opened SO_REUSEPORT group"
-    );
-    Ok(group)
+    crate::socket::open_group(cfg)
 }
 
-/// The settings of `cfg` that every family's group takes.
-fn group_opts(cfg: &V4SocketConfig) -> GroupOpts<'_> {
-    GroupOpts {
-        workers: cfg.workers,
-        port: cfg.port,
-        device: cfg.device.as_ref(),
-        recv_buffer: cfg.recv_buffer,
-        send_buffer: cfg.send_buffer,
-    }
-}
+impl Family for V4 {
+    type Config = V4SocketConfig;
+    type Src = SocketAddrV4;
+    type RecvMeta = RecvMeta;
+    type SendMeta = SendMeta;
+    type RecvBatch = RecvBatch;
+    type SendBatch = SendBatch;
+    type NixAddr = SockaddrIn;
+    type Addr = libc::sockaddr_in;
+    type Info = libc::in_pktinfo;
+    type RecvCmsg = CmsgBuf<RECV_CMSG_SPACE>;
+    type SendCmsg = CmsgBuf<PKTINFO_SPACE>;
+    const DOMAIN: Domain = Domain::IPV4;
+    const ANY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    const PKTINFO: &'static str = "IP_PKTINFO";
+    const NOT_FAMILY: &'static str = "local address is not IPv4";
 
-impl V4Socket {
-    fn open(cfg: &V4SocketConfig, addr: SocketAddrV4) -> Result<Self> {
-        let setup = |what| setup_err(what, addr.into());
-        let sock = udp::open(Domain::IPV4, addr.into(), &group_opts(cfg), |sock| {
-            sock.set_broadcast(true)
-                .map_err(setup("set SO_BROADCAST"))?;
-            setsockopt(sock, sockopt::Ipv4PacketInfo, &true)
-                .map_err(|e| setup("set IP_PKTINFO")(e.into()))?;
-            Ok(())
-        })?;
-        Ok(Self {
-            sock,
-            truncated: AtomicU64::new(0),
-            no_pktinfo: AtomicU64::new(0),
-        })
-    }
-
-    /// Receive one datagram into `buf`.
-    ///
-    /// `Ok(None)` when the receive timeout expired or a signal interrupted the wait, and also
-    /// when a datagram was dropped because it was longer than `buf` (counted in
-    /// [`truncated_drops`](Self::truncated_drops)): a cut-off DHCP message must not be parsed.
-    pub fn recv(&self, buf: &mut [u8]) -> Result<Option<RecvMeta>> {
-        self.recv_with(buf, MsgFlags::empty())
-    }
-
-    /// Like [`V4Socket::recv`] but never waits: `Ok(None)` at once when nothing is queued.
-    /// Workers use it while replies wait for the journal, so they keep draining the socket.
-    pub fn try_recv(&self, buf: &mut [u8]) -> Result<Option<RecvMeta>> {
-        self.recv_with(buf, MsgFlags::MSG_DONTWAIT)
-    }
-
-    fn recv_with(&self, buf: &mut [u8], flags: MsgFlags) -> Result<Option<RecvMeta>> {
-        let mut cmsg = CmsgBuf::<RECV_CMSG_SPACE>::new();
-        let pktinfo = |c| match c {
-            ControlMessageOwned::Ipv4PacketInfo(info) => Some(info),
-            _ => None,
-        };
-        let received = udp::recv::<SockaddrIn, SocketAddrV4, _>(
-            &self.sock,
-            buf,
-            &mut cmsg.bytes,
-            flags,
-            &self.truncated,
-            pktinfo,
-        )?;
-        let Some((len, src, info)) = received else {
-            return Ok(None);
-        };
-        let Some(info) = info else {
-            return Err(Error::MissingPacketInfo { src });
-        };
-        Ok(Some(RecvMeta::new(len, src, &info)))
-    }
-
-    /// Send `buf` as one datagram as `meta` says. With `meta.ifindex == 0` and `meta.src ==
-    /// None` this is a plain `sendto`; otherwise an `IP_PKTINFO` control message carries the
-    /// interface and source address.
-    ///
-    /// nix's `sendmsg` would allocate its control buffer per call, so this goes through
-    /// socket2's `sendmsg` with the control message built on the stack.
-    pub fn send(&self, buf: &[u8], meta: &SendMeta) -> Result<()> {
-        let send_err = |source: io::Error| Error::Send {
-            dst: meta.dst,
-            ifindex: meta.ifindex,
-            source,
-        };
-        let ifindex = libc::c_int::try_from(meta.ifindex).map_err(|_| {
-            send_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "interface index out of range",
-            ))
-        })?;
-        let cmsg = (ifindex != 0 || meta.src.is_some())
-            .then(|| CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED)));
-        let cmsg = cmsg.as_ref().map(|c| &c.bytes[..]);
-        let sent = udp::send(&self.sock, buf, &SockAddr::from(meta.dst), cmsg).map_err(send_err)?;
-        if sent != buf.len() {
-            return Err(Error::ShortSend {
-                dst: meta.dst,
-                sent,
-                len: buf.len(),
-            });
+    fn group_opts(cfg: &V4SocketConfig) -> GroupOpts<'_> {
+        GroupOpts {
+            workers: cfg.workers,
+            port: cfg.port,
+            device: cfg.device.as_ref(),
+            recv_buffer: cfg.recv_buffer,
+            send_buffer: cfg.send_buffer,
         }
+    }
+
+    fn bind_addr(cfg: &V4SocketConfig) -> SocketAddrV4 {
+        SocketAddrV4::new(cfg.bind, cfg.port)
+    }
+
+    fn check(_: &V4SocketConfig) -> Result<()> {
         Ok(())
     }
 
-    /// The address and port this socket is bound to.
-    pub fn local_addr(&self) -> Result<SocketAddrV4> {
-        udp::local_addr(
-            &self.sock,
-            SockAddr::as_socket_ipv4,
-            "local address is not IPv4",
-        )
+    fn set_options(sock: &socket2::Socket, addr: SocketAddr) -> Result<()> {
+        let setup = |what| setup_err(what, addr);
+        sock.set_broadcast(true)
+            .map_err(setup("set SO_BROADCAST"))?;
+        setsockopt(sock, sockopt::Ipv4PacketInfo, &true)
+            .map_err(|e| setup("set IP_PKTINFO")(e.into()))
     }
 
-    /// Set how long [`recv`](Self::recv) blocks before returning `Ok(None)`; `None` blocks until
-    /// a datagram arrives. A zero duration is rejected (the kernel would read it as "forever").
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> Result<()> {
-        udp::set_read_timeout(&self.sock, d, || {
-            self.local_addr()
-                .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
-                .into()
-        })
+    fn after_bind(_: &socket2::Socket, _: &V4SocketConfig) -> Result<()> {
+        Ok(())
     }
 
-    /// Datagrams [`recv`](Self::recv), [`try_recv`](Self::try_recv) and
-    /// [`recv_batch`](Self::recv_batch) dropped because they were longer than the buffer.
-    pub fn truncated_drops(&self) -> u64 {
-        self.truncated.load(Ordering::Relaxed)
+    fn multicast_ifindexes(_: &V4SocketConfig) -> &[u32] {
+        &[]
     }
 
-    /// Datagrams [`recv_batch`](Self::recv_batch) dropped because they came without
-    /// `IP_PKTINFO` (where [`recv`](Self::recv) returns [`Error::MissingPacketInfo`]). Not
-    /// expected to move: every socket of a group asks for it.
-    pub fn missing_pktinfo_drops(&self) -> u64 {
-        self.no_pktinfo.load(Ordering::Relaxed)
+    fn local(addr: &SockAddr) -> Option<SocketAddrV4> {
+        addr.as_socket_ipv4()
     }
 
+    fn pktinfo(c: ControlMessageOwned) -> Option<libc::in_pktinfo> {
+        match c {
+            ControlMessageOwned::Ipv4PacketInfo(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn find_pktinfo(cmsg: &Self::RecvCmsg, len: usize) -> Option<libc::in_pktinfo> {
+        cmsg.find_pktinfo(len)
+    }
+
+    #[inline]
+    fn recv_meta(len: usize, src: SocketAddrV4, info: &libc::in_pktinfo) -> RecvMeta {
+        RecvMeta::new(len, src, info)
+    }
+
+    #[inline]
+    fn meta_len(meta: &RecvMeta) -> usize {
+        meta.len
+    }
+
+    fn missing_pktinfo(src: SocketAddrV4) -> Error {
+        Error::MissingPacketInfo { src }
+    }
+
+    fn blank_addr() -> libc::sockaddr_in {
+        sockaddr_in(Self::ANY)
+    }
+
+    fn blank_recv_cmsg() -> Self::RecvCmsg {
+        CmsgBuf::new()
+    }
+
+    fn blank_send_cmsg() -> Self::SendCmsg {
+        CmsgBuf::new()
+    }
+
+    fn blank_send_meta() -> SendMeta {
+        SendMeta {
+            dst: Self::ANY,
+            ifindex: 0,
+            src: None,
+        }
+    }
+
+    #[inline]
+    fn source(addr: &libc::sockaddr_in, namelen: usize) -> Option<SocketAddrV4> {
+        if namelen < size_of::<libc::sockaddr_in>()
+            || addr.sin_family != libc::AF_INET as libc::sa_family_t
+        {
+            return None;
+        }
+        Some(SocketAddrV4::new(
+            Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
+            u16::from_be(addr.sin_port),
+        ))
+    }
+
+    #[inline]
+    fn dst(meta: &SendMeta) -> SocketAddrV4 {
+        meta.dst
+    }
+
+    #[inline]
+    fn encode(
+        meta: &SendMeta,
+        addr: &mut libc::sockaddr_in,
+        cmsg: &mut Self::SendCmsg,
+    ) -> Option<bool> {
+        let ifindex = libc::c_int::try_from(meta.ifindex).ok()?;
+        *addr = sockaddr_in(meta.dst);
+        let pktinfo = ifindex != 0 || meta.src.is_some();
+        if pktinfo {
+            *cmsg = CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED));
+        }
+        Some(pktinfo)
+    }
+
+    fn send_error(meta: &SendMeta, source: io::Error) -> Error {
+        Error::Send {
+            dst: meta.dst,
+            ifindex: meta.ifindex,
+            source,
+        }
+    }
+
+    fn short_send(meta: &SendMeta, sent: usize, len: usize) -> Error {
+        Error::ShortSend {
+            dst: meta.dst,
+            sent,
+            len,
+        }
+    }
+
+    fn recv_ring(batch: &mut RecvBatch) -> &mut RecvRing<V4> {
+        &mut batch.ring
+    }
+
+    fn send_ring(batch: &mut SendBatch) -> &mut SendRing<V4> {
+        &mut batch.ring
+    }
+}
+
+impl Socket<V4> {
     /// [`set_arp_entry`](crate::set_arp_entry) through this socket instead of a fresh one: the
     /// same ioctl without a socket per reply. The entry goes into this socket's network
     /// namespace.
     pub fn set_arp_entry(&self, ifname: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
-        crate::arp::set_arp_entry_with(self.sock.as_fd(), ifname, ip, mac)
+        crate::arp::set_arp_entry_with(self.as_fd(), ifname, ip, mac)
     }
 }
 
-impl AsFd for V4Socket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
-    }
-}
-
-impl AsRawFd for V4Socket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
-    }
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Buffer {
-    Recv,
-    Send,
-}
-
-/// Set a socket buffer size, past the sysctl cap if allowed (`SO_*BUFFORCE` needs
-/// `CAP_NET_ADMIN`), and warn if the kernel granted less than asked.
-pub(crate) fn set_buffer(sock: &Socket, which: Buffer, size: usize) -> io::Result<()> {
-    let forced = match which {
-        Buffer::Recv => setsockopt(sock, sockopt::RcvBufForce, &size),
-        Buffer::Send => setsockopt(sock, sockopt::SndBufForce, &size),
-    };
-    match forced {
-        Ok(()) => {}
-        Err(Errno::EPERM) => match which {
-            Buffer::Recv => sock.set_recv_buffer_size(size)?,
-            Buffer::Send => sock.set_send_buffer_size(size)?,
+fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
         },
-        Err(e) => return Err(e.into()),
+        sin_zero: [0; 8],
     }
-    // Linux doubles the value for its bookkeeping and reports the doubled figure.
-    let granted = match which {
-        Buffer::Recv => sock.recv_buffer_size()?,
-        Buffer::Send => sock.send_buffer_size()?,
-    } / 2;
-    if granted < size {
-        let (name, sysctl) = match which {
-            Buffer::Recv => ("SO_RCVBUF", "net.core.rmem_max"),
-            Buffer::Send => ("SO_SNDBUF", "net.core.wmem_max"),
-        };
-        tracing::warn!(
-            requested = size,
-            granted,
-            "{name} capped by {sysctl}; raise it or run with CAP_NET_ADMIN"
-        );
-    }
-    Ok(())
 }
 
 pub(crate) const PKTINFO_SPACE: usize = cmsg_space::<libc::in_pktinfo>();

@@ -44,17 +44,16 @@
 
 use std::io;
 use std::mem::{align_of, size_of};
-use std::net::{Ipv6Addr, SocketAddrV6};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, setsockopt, sockopt};
-use socket2::{Domain, SockAddr, Socket};
+use nix::sys::socket::{ControlMessageOwned, SockaddrIn6, setsockopt, sockopt};
+use socket2::{Domain, SockAddr};
 
+use crate::batch::{RecvBatch6, RecvRing, SendBatch6, SendRing};
 use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
 use crate::error::{Error, Result};
-use crate::udp::{self, GroupOpts, setup_err};
+use crate::family::Family;
+use crate::socket::{GroupOpts, Socket, setup_err};
 
 /// All_DHCP_Relay_Agents_and_Servers, ff02::1:2 (RFC 8415 §7.1): where clients on the link send
 /// every request.
@@ -149,19 +148,16 @@ impl Default for V6SocketConfig {
     }
 }
 
-/// One `SO_REUSEPORT` IPv6 UDP socket of a group, owned by one worker.
+/// The IPv6 family: `sockaddr_in6` (with the scope id), `IPV6_PKTINFO`, [`RecvMeta6`],
+/// [`SendMeta6`].
+#[derive(Debug)]
+pub enum V6 {}
+
+/// One IPv6 socket of a group, owned by one worker.
 ///
-/// Options: `IPV6_V6ONLY`, `SO_REUSEADDR`, `SO_REUSEPORT`, `IPV6_RECVPKTINFO`,
-/// `IPV6_MULTICAST_ALL` off, membership of ff02::1:2 on the configured interfaces,
-/// close-on-exec, and blocking with a receive timeout
-/// ([`DEFAULT_READ_TIMEOUT`](crate::DEFAULT_READ_TIMEOUT)) so that
-/// [`recv`](Self::recv) returns `Ok(None)` now and then and the worker can look at its shutdown
-/// flag. Multicast datagrams reach every socket of the group ([below](#multicast)); unicast
-/// ones reach one.
-///
-/// `recv` and `send` take `&self` and keep their control-message space on the stack, so they
-/// neither allocate nor need a lock; the batched variants ([`recv_batch`](Self::recv_batch),
-/// [`send_batch`](Self::send_batch)) take a caller-owned, preallocated batch instead.
+/// Options besides the shared ones: `IPV6_V6ONLY`, `IPV6_RECVPKTINFO`, `IPV6_MULTICAST_ALL`
+/// off, and membership of ff02::1:2 on the configured interfaces. Multicast datagrams reach
+/// every socket of the group ([below](#multicast)); unicast ones reach one.
 ///
 /// # Multicast
 ///
@@ -169,14 +165,7 @@ impl Default for V6SocketConfig {
 /// must tell by [`RecvMeta6::dst`] that it is a shared copy and answer only the clients it owns.
 /// The sockets hear only the group they joined (`IPV6_MULTICAST_ALL` off), but the kernel does
 /// not filter by interface: check [`RecvMeta6::ifindex`], or set [`V6SocketConfig::device`].
-#[derive(Debug)]
-pub struct V6Socket {
-    pub(crate) sock: Socket,
-    /// Datagrams dropped because they did not fit the caller's buffer.
-    pub(crate) truncated: AtomicU64,
-    /// Datagrams [`recv_batch`](Self::recv_batch) dropped for want of `IPV6_PKTINFO`.
-    pub(crate) no_pktinfo: AtomicU64,
-}
+pub type V6Socket = Socket<V6>;
 
 /// Open `cfg.workers` IPv6 sockets bound to the same address and port (one `SO_REUSEPORT`
 /// group), one per worker, each joined to ff02::1:2 on every interface of
@@ -186,63 +175,74 @@ pub struct V6Socket {
 /// held by a socket outside the group gives [`Error::Bind`] with `AddrInUse`; an interface index
 /// that does not exist gives [`Error::JoinMulticast`] with `ENODEV`.
 pub fn open_v6_group(cfg: &V6SocketConfig) -> Result<Vec<V6Socket>> {
-    group_opts(cfg).check()?;
-    if !cfg.multicast_ifindexes.is_empty() && !cfg.bind.is_unspecified() {
-        return Err(Error::InvalidConfig(
-            "joining ff02::1:2 needs bind = `::`: a socket bound to a unicast address never \
-             receives multicast",
-        ));
-    }
-    if cfg.multicast_ifindexes.contains(&0) {
-        return Err(Error::InvalidConfig(
-            "multicast interface index 0 would let routing pick the link; name each interface",
-        ));
-    }
-    for (i, ifindex) in cfg.multicast_ifindexes.iter().enumerate() {
-        if cfg.multicast_ifindexes[..i].contains(ifindex) {
-            return Err(Error::InvalidConfig(
-                "multicast interface indexes must not repeat",
-            ));
+    crate::socket::open_group(cfg)
+}
+
+impl Family for V6 {
+    type Config = V6SocketConfig;
+    type Src = SocketAddrV6;
+    type RecvMeta = RecvMeta6;
+    type SendMeta = SendMeta6;
+    type RecvBatch = RecvBatch6;
+    type SendBatch = SendBatch6;
+    type NixAddr = SockaddrIn6;
+    type Addr = libc::sockaddr_in6;
+    type Info = libc::in6_pktinfo;
+    type RecvCmsg = CmsgBuf<RECV6_CMSG_SPACE>;
+    type SendCmsg = CmsgBuf<PKTINFO6_SPACE>;
+    const DOMAIN: Domain = Domain::IPV6;
+    const ANY: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0);
+    const PKTINFO: &'static str = "IPV6_PKTINFO";
+    const NOT_FAMILY: &'static str = "local address is not IPv6";
+
+    fn group_opts(cfg: &V6SocketConfig) -> GroupOpts<'_> {
+        GroupOpts {
+            workers: cfg.workers,
+            port: cfg.port,
+            device: cfg.device.as_ref(),
+            recv_buffer: cfg.recv_buffer,
+            send_buffer: cfg.send_buffer,
         }
     }
-    let addr = SocketAddrV6::new(cfg.bind, cfg.port, 0, 0);
-    let group = (0..cfg.workers)
-        .map(|_| V6Socket::open(cfg, addr))
-        .collect::<Result<Vec<_>>>()?;
-    tracing::debug!(
-        %addr,
-        device = cfg.device.as_deref().unwrap_or("*"),
-        workers = cfg.workers,
-        multicast_ifindexes = ?cfg.multicast_ifindexes,
-        "opened IPv6 SO_REUSEPORT group"
-    );
-    Ok(group)
-}
 
-/// The settings of `cfg` that every family's group takes.
-fn group_opts(cfg: &V6SocketConfig) -> GroupOpts<'_> {
-    GroupOpts {
-        workers: cfg.workers,
-        port: cfg.port,
-        device: cfg.device.as_ref(),
-        recv_buffer: cfg.recv_buffer,
-        send_buffer: cfg.send_buffer,
+    fn bind_addr(cfg: &V6SocketConfig) -> SocketAddrV6 {
+        SocketAddrV6::new(cfg.bind, cfg.port, 0, 0)
     }
-}
 
-impl V6Socket {
-    fn open(cfg: &V6SocketConfig, addr: SocketAddrV6) -> Result<Self> {
-        let setup = |what| setup_err(what, addr.into());
-        let sock = udp::open(Domain::IPV6, addr.into(), &group_opts(cfg), |sock| {
-            // Without it a socket bound to `::` would also take IPv4 datagrams (as v4-mapped
-            // addresses) on the same port, and collide with an IPv4 group there.
-            sock.set_only_v6(true).map_err(setup("set IPV6_V6ONLY"))?;
-            setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true)
-                .map_err(|e| setup("set IPV6_RECVPKTINFO")(e.into()))?;
-            sock.set_multicast_all_v6(false)
-                .map_err(setup("clear IPV6_MULTICAST_ALL"))?;
-            Ok(())
-        })?;
+    fn check(cfg: &V6SocketConfig) -> Result<()> {
+        if !cfg.multicast_ifindexes.is_empty() && !cfg.bind.is_unspecified() {
+            return Err(Error::InvalidConfig(
+                "joining ff02::1:2 needs bind = `::`: a socket bound to a unicast address never \
+                 receives multicast",
+            ));
+        }
+        if cfg.multicast_ifindexes.contains(&0) {
+            return Err(Error::InvalidConfig(
+                "multicast interface index 0 would let routing pick the link; name each interface",
+            ));
+        }
+        for (i, ifindex) in cfg.multicast_ifindexes.iter().enumerate() {
+            if cfg.multicast_ifindexes[..i].contains(ifindex) {
+                return Err(Error::InvalidConfig(
+                    "multicast interface indexes must not repeat",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn set_options(sock: &socket2::Socket, addr: SocketAddr) -> Result<()> {
+        let setup = |what| setup_err(what, addr);
+        // Without it a socket bound to `::` would also take IPv4 datagrams (as v4-mapped
+        // addresses) on the same port, and collide with an IPv4 group there.
+        sock.set_only_v6(true).map_err(setup("set IPV6_V6ONLY"))?;
+        setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true)
+            .map_err(|e| setup("set IPV6_RECVPKTINFO")(e.into()))?;
+        sock.set_multicast_all_v6(false)
+            .map_err(setup("clear IPV6_MULTICAST_ALL"))
+    }
+
+    fn after_bind(sock: &socket2::Socket, cfg: &V6SocketConfig) -> Result<()> {
         for &ifindex in &cfg.multicast_ifindexes {
             sock.join_multicast_v6(&ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ifindex)
                 .map_err(|source| Error::JoinMulticast {
@@ -251,122 +251,136 @@ impl V6Socket {
                     source,
                 })?;
         }
-        Ok(Self {
-            sock,
-            truncated: AtomicU64::new(0),
-            no_pktinfo: AtomicU64::new(0),
-        })
-    }
-
-    /// Receive one datagram into `buf`; `Ok(None)` in the cases
-    /// [`V4Socket::recv`](crate::V4Socket::recv) lists (timeout, signal, an oversized datagram
-    /// counted in [`truncated_drops`](Self::truncated_drops)).
-    pub fn recv(&self, buf: &mut [u8]) -> Result<Option<RecvMeta6>> {
-        self.recv_with(buf, MsgFlags::empty())
-    }
-
-    /// Like [`V6Socket::recv`] but never waits: `Ok(None)` at once when nothing is queued.
-    pub fn try_recv(&self, buf: &mut [u8]) -> Result<Option<RecvMeta6>> {
-        self.recv_with(buf, MsgFlags::MSG_DONTWAIT)
-    }
-
-    fn recv_with(&self, buf: &mut [u8], flags: MsgFlags) -> Result<Option<RecvMeta6>> {
-        let mut cmsg = CmsgBuf::<RECV6_CMSG_SPACE>::new();
-        let pktinfo = |c| match c {
-            ControlMessageOwned::Ipv6PacketInfo(info) => Some(info),
-            _ => None,
-        };
-        let received = udp::recv::<SockaddrIn6, SocketAddrV6, _>(
-            &self.sock,
-            buf,
-            &mut cmsg.bytes,
-            flags,
-            &self.truncated,
-            pktinfo,
-        )?;
-        let Some((len, src, info)) = received else {
-            return Ok(None);
-        };
-        let Some(info) = info else {
-            return Err(Error::MissingPacketInfo6 { src });
-        };
-        Ok(Some(RecvMeta6::new(len, src, &info)))
-    }
-
-    /// Send `buf` as one datagram as `meta` says. Without `meta.ifindex` and `meta.src` this is
-    /// a plain `sendto` (a link-local destination then leaves by its scope id); otherwise an
-    /// `IPV6_PKTINFO` control message carries the interface and source address.
-    ///
-    /// nix's `sendmsg` would allocate its control buffer per call, so this goes through
-    /// socket2's `sendmsg` with the control message built on the stack.
-    pub fn send(&self, buf: &[u8], meta: &SendMeta6) -> Result<()> {
-        let ifindex = meta.ifindex.unwrap_or(0);
-        let send_err = |source: io::Error| Error::Send6 {
-            dst: meta.dst,
-            ifindex,
-            source,
-        };
-        if libc::c_int::try_from(ifindex).is_err() {
-            return Err(send_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "interface index out of range",
-            )));
-        }
-        let cmsg = (ifindex != 0 || meta.src.is_some())
-            .then(|| CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED)));
-        let cmsg = cmsg.as_ref().map(|c| &c.bytes[..]);
-        let sent = udp::send(&self.sock, buf, &SockAddr::from(meta.dst), cmsg).map_err(send_err)?;
-        if sent != buf.len() {
-            return Err(Error::ShortSend6 {
-                dst: meta.dst,
-                sent,
-                len: buf.len(),
-            });
-        }
         Ok(())
     }
 
-    /// The address and port this socket is bound to.
-    pub fn local_addr(&self) -> Result<SocketAddrV6> {
-        udp::local_addr(
-            &self.sock,
-            SockAddr::as_socket_ipv6,
-            "local address is not IPv6",
-        )
+    fn multicast_ifindexes(cfg: &V6SocketConfig) -> &[u32] {
+        &cfg.multicast_ifindexes
     }
 
-    /// Set how long [`recv`](Self::recv) blocks, as
-    /// [`V4Socket::set_read_timeout`](crate::V4Socket::set_read_timeout) does.
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> Result<()> {
-        udp::set_read_timeout(&self.sock, d, || {
-            self.local_addr()
-                .unwrap_or(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0))
-                .into()
-        })
+    fn local(addr: &SockAddr) -> Option<SocketAddrV6> {
+        addr.as_socket_ipv6()
     }
 
-    /// Datagrams dropped for being longer than the buffer, by any receive call of this socket.
-    pub fn truncated_drops(&self) -> u64 {
-        self.truncated.load(Ordering::Relaxed)
+    fn pktinfo(c: ControlMessageOwned) -> Option<libc::in6_pktinfo> {
+        match c {
+            ControlMessageOwned::Ipv6PacketInfo(info) => Some(info),
+            _ => None,
+        }
     }
 
-    /// Datagrams [`recv_batch`](Self::recv_batch) dropped because they came without
-    /// `IPV6_PKTINFO` (where [`recv`](Self::recv) returns [`Error::MissingPacketInfo6`]). Not
-    /// expected to move: every socket of a group asks for it.
-    pub fn missing_pktinfo_drops(&self) -> u64 {
-        self.no_pktinfo.load(Ordering::Relaxed)
+    #[inline]
+    fn find_pktinfo(cmsg: &Self::RecvCmsg, len: usize) -> Option<libc::in6_pktinfo> {
+        cmsg.find_pktinfo6(len)
+    }
+
+    #[inline]
+    fn recv_meta(len: usize, src: SocketAddrV6, info: &libc::in6_pktinfo) -> RecvMeta6 {
+        RecvMeta6::new(len, src, info)
+    }
+
+    #[inline]
+    fn meta_len(meta: &RecvMeta6) -> usize {
+        meta.len
+    }
+
+    fn missing_pktinfo(src: SocketAddrV6) -> Error {
+        Error::MissingPacketInfo6 { src }
+    }
+
+    fn blank_addr() -> libc::sockaddr_in6 {
+        sockaddr_in6(Self::ANY)
+    }
+
+    fn blank_recv_cmsg() -> Self::RecvCmsg {
+        CmsgBuf::new()
+    }
+
+    fn blank_send_cmsg() -> Self::SendCmsg {
+        CmsgBuf::new()
+    }
+
+    fn blank_send_meta() -> SendMeta6 {
+        SendMeta6 {
+            dst: Self::ANY,
+            src: None,
+            ifindex: None,
+        }
+    }
+
+    #[inline]
+    fn source(addr: &libc::sockaddr_in6, namelen: usize) -> Option<SocketAddrV6> {
+        if namelen < size_of::<libc::sockaddr_in6>()
+            || addr.sin6_family != libc::AF_INET6 as libc::sa_family_t
+        {
+            return None;
+        }
+        Some(SocketAddrV6::new(
+            Ipv6Addr::from(addr.sin6_addr.s6_addr),
+            u16::from_be(addr.sin6_port),
+            addr.sin6_flowinfo,
+            addr.sin6_scope_id,
+        ))
+    }
+
+    #[inline]
+    fn dst(meta: &SendMeta6) -> SocketAddrV6 {
+        meta.dst
+    }
+
+    #[inline]
+    fn encode(
+        meta: &SendMeta6,
+        addr: &mut libc::sockaddr_in6,
+        cmsg: &mut Self::SendCmsg,
+    ) -> Option<bool> {
+        let ifindex = meta.ifindex.unwrap_or(0);
+        // The kernel's `in6_pktinfo` holds the index in an `int`.
+        libc::c_int::try_from(ifindex).ok()?;
+        *addr = sockaddr_in6(meta.dst);
+        let pktinfo = ifindex != 0 || meta.src.is_some();
+        if pktinfo {
+            *cmsg = CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED));
+        }
+        Some(pktinfo)
+    }
+
+    fn send_error(meta: &SendMeta6, source: io::Error) -> Error {
+        Error::Send6 {
+            dst: meta.dst,
+            ifindex: meta.ifindex.unwrap_or(0),
+            source,
+        }
+    }
+
+    fn short_send(meta: &SendMeta6, sent: usize, len: usize) -> Error {
+        Error::ShortSend6 {
+            dst: meta.dst,
+            sent,
+            len,
+        }
+    }
+
+    fn recv_ring(batch: &mut RecvBatch6) -> &mut RecvRing<V6> {
+        &mut batch.ring
+    }
+
+    fn send_ring(batch: &mut SendBatch6) -> &mut SendRing<V6> {
+        &mut batch.ring
     }
 }
 
-impl AsFd for V6Socket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
-    }
-}
-
-impl AsRawFd for V6Socket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
+/// The kernel's form of `addr`. The flow label and scope id are copied as they are, as std and
+/// socket2 convert them.
+fn sockaddr_in6(addr: SocketAddrV6) -> libc::sockaddr_in6 {
+    libc::sockaddr_in6 {
+        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+        sin6_port: addr.port().to_be(),
+        sin6_flowinfo: addr.flowinfo(),
+        sin6_addr: libc::in6_addr {
+            s6_addr: addr.ip().octets(),
+        },
+        sin6_scope_id: addr.scope_id(),
     }
 }
 

@@ -1,0 +1,150 @@
+//! What differs between the IPv4 and IPv6 sockets, as one trait: the code over it is written
+//! once ([`Socket`](crate::Socket), the batches) and instantiated per family, monomorphic.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use nix::sys::socket::{ControlMessageOwned, SockaddrLike};
+use socket2::{Domain, SockAddr};
+
+use crate::batch::{RecvRing, SendRing};
+use crate::cmsg::CmsgData;
+use crate::error::{Error, Result};
+use crate::socket::GroupOpts;
+
+mod sealed {
+    /// Keeps [`Family`](super::Family) to the two families this crate implements.
+    pub trait Sealed {}
+    impl Sealed for crate::v4::V4 {}
+    impl Sealed for crate::v6::V6 {}
+}
+
+/// An address family: [`V4`](crate::V4) or [`V6`](crate::V6). Sealed; its items are the
+/// crate's own business, so only the family's name is meant to be used outside it.
+///
+/// Each item is one point where the families differ: the address and configuration types,
+/// the socket options, the packet-info control message, the metadata the caller sees and the
+/// errors that name a destination. Everything else is written once over it.
+pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
+    /// How to open a group ([`V4SocketConfig`](crate::V4SocketConfig),
+    /// [`V6SocketConfig`](crate::V6SocketConfig)).
+    type Config: fmt::Debug;
+    /// A peer as the caller sees it (`SocketAddrV4`, `SocketAddrV6`).
+    type Src: Copy + fmt::Display + Into<SocketAddr> + Into<SockAddr> + From<Self::NixAddr>;
+    /// How a datagram arrived ([`RecvMeta`](crate::RecvMeta), [`RecvMeta6`](crate::RecvMeta6)).
+    type RecvMeta: Copy;
+    /// How to send a datagram ([`SendMeta`](crate::SendMeta), [`SendMeta6`](crate::SendMeta6)).
+    type SendMeta: Copy;
+    /// The family's receive batch ([`RecvBatch`](crate::RecvBatch),
+    /// [`RecvBatch6`](crate::RecvBatch6)).
+    type RecvBatch;
+    /// The family's send batch ([`SendBatch`](crate::SendBatch),
+    /// [`SendBatch6`](crate::SendBatch6)).
+    type SendBatch;
+
+    #[doc(hidden)]
+    /// nix's socket address, for `recvmsg`.
+    type NixAddr: SockaddrLike + Copy;
+    #[doc(hidden)]
+    /// `sockaddr_in` or `sockaddr_in6`, for the batches.
+    type Addr: Copy;
+    #[doc(hidden)]
+    /// The packet-info payload (`in_pktinfo`, `in6_pktinfo`).
+    type Info: CmsgData;
+    #[doc(hidden)]
+    /// Room for the control messages of one received datagram.
+    type RecvCmsg: Copy + AsMut<[u8]>;
+    #[doc(hidden)]
+    /// One packet-info control message for one sent datagram.
+    type SendCmsg: Copy + AsRef<[u8]>;
+
+    #[doc(hidden)]
+    /// `socket(2)`'s domain.
+    const DOMAIN: Domain;
+    #[doc(hidden)]
+    /// The unspecified address, port 0: the name of a socket whose own is unknown.
+    const ANY: Self::Src;
+    #[doc(hidden)]
+    /// The packet-info control message, for log lines.
+    const PKTINFO: &'static str;
+    #[doc(hidden)]
+    /// Error text for a bound address of the other family.
+    const NOT_FAMILY: &'static str;
+
+    #[doc(hidden)]
+    /// The settings of `cfg` every family takes.
+    fn group_opts(cfg: &Self::Config) -> GroupOpts<'_>;
+    #[doc(hidden)]
+    /// The address every socket of the group binds.
+    fn bind_addr(cfg: &Self::Config) -> Self::Src;
+    #[doc(hidden)]
+    /// Refuses what only this family cannot open.
+    fn check(cfg: &Self::Config) -> Result<()>;
+    #[doc(hidden)]
+    /// Sets the family's options on `sock`, before it is bound to `addr`.
+    fn set_options(sock: &socket2::Socket, addr: SocketAddr) -> Result<()>;
+    #[doc(hidden)]
+    /// What the family does to a bound socket (IPv6 joins its multicast group).
+    fn after_bind(sock: &socket2::Socket, cfg: &Self::Config) -> Result<()>;
+    #[doc(hidden)]
+    /// The multicast interfaces of `cfg`, for the log line.
+    fn multicast_ifindexes(cfg: &Self::Config) -> &[u32];
+    #[doc(hidden)]
+    /// The bound address, when it is of this family.
+    fn local(addr: &SockAddr) -> Option<Self::Src>;
+
+    #[doc(hidden)]
+    /// The packet info in `c`, if that is what it is.
+    fn pktinfo(c: ControlMessageOwned) -> Option<Self::Info>;
+    #[doc(hidden)]
+    /// The packet info among the first `len` bytes of `cmsg` (`msg_controllen` after a
+    /// receive), if there is a complete one.
+    fn find_pktinfo(cmsg: &Self::RecvCmsg, len: usize) -> Option<Self::Info>;
+    #[doc(hidden)]
+    /// The metadata of a `len`-byte datagram from `src` that arrived as `info` says.
+    fn recv_meta(len: usize, src: Self::Src, info: &Self::Info) -> Self::RecvMeta;
+    #[doc(hidden)]
+    /// The datagram length recorded in `meta`.
+    fn meta_len(meta: &Self::RecvMeta) -> usize;
+    #[doc(hidden)]
+    /// The error for a datagram that came without packet info.
+    fn missing_pktinfo(src: Self::Src) -> Error;
+
+    #[doc(hidden)]
+    fn blank_addr() -> Self::Addr;
+    #[doc(hidden)]
+    fn blank_recv_cmsg() -> Self::RecvCmsg;
+    #[doc(hidden)]
+    fn blank_send_cmsg() -> Self::SendCmsg;
+    #[doc(hidden)]
+    fn blank_send_meta() -> Self::SendMeta;
+    #[doc(hidden)]
+    /// The sender in `addr`, of which the kernel filled `namelen` bytes; `None` if it is not
+    /// this family's (impossible on a socket of the family; the datagram is then unanswerable).
+    fn source(addr: &Self::Addr, namelen: usize) -> Option<Self::Src>;
+    #[doc(hidden)]
+    /// Where `meta` sends to.
+    fn dst(meta: &Self::SendMeta) -> Self::Src;
+    #[doc(hidden)]
+    /// Write `meta`'s destination into `addr` and, when it asks for an interface or a source,
+    /// a packet-info message into `cmsg`. `Some(true)` when `cmsg` is to be sent, `Some(false)`
+    /// when not, `None` when the kernel could not take `meta` (an interface index beyond
+    /// `c_int`).
+    fn encode(
+        meta: &Self::SendMeta,
+        addr: &mut Self::Addr,
+        cmsg: &mut Self::SendCmsg,
+    ) -> Option<bool>;
+    #[doc(hidden)]
+    /// The error for a datagram the kernel refused.
+    fn send_error(meta: &Self::SendMeta, source: io::Error) -> Error;
+    #[doc(hidden)]
+    /// The error for a datagram the kernel took only in part.
+    fn short_send(meta: &Self::SendMeta, sent: usize, len: usize) -> Error;
+
+    #[doc(hidden)]
+    fn recv_ring(batch: &mut Self::RecvBatch) -> &mut RecvRing<Self>;
+    #[doc(hidden)]
+    fn send_ring(batch: &mut Self::SendBatch) -> &mut SendRing<Self>;
+}
