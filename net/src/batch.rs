@@ -23,7 +23,9 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
+use nix::sys::socket::SockaddrLike;
 
+use crate::cmsg::CmsgArea;
 use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::v4::{RecvMeta, SendMeta, V4};
@@ -59,6 +61,14 @@ fn empty_mmsghdr() -> libc::mmsghdr {
     unsafe { std::mem::zeroed() }
 }
 
+/// The sender in `addr`, of which the kernel filled `namelen` bytes; `None` if it is not of
+/// family `F` (impossible on a socket of the family; the datagram is then unanswerable).
+#[inline]
+fn source<F: Family>(addr: &F::NixAddr, namelen: usize) -> Option<F::Src> {
+    (namelen >= size_of::<F::NixAddr>() && addr.family() == Some(F::AF))
+        .then(|| F::Src::from(*addr))
+}
+
 /// The drop counters of the socket a batch receives on.
 pub(crate) struct Drops<'a> {
     /// Datagrams longer than the buffer.
@@ -73,7 +83,7 @@ pub struct RecvRing<F: Family> {
     /// `capacity` buffers of `buf_size` bytes, back to back.
     bufs: Box<[u8]>,
     iovs: Box<[libc::iovec]>,
-    addrs: Box<[F::Addr]>,
+    addrs: Box<[F::NixAddr]>,
     cmsgs: Box<[F::RecvCmsg]>,
     hdrs: Box<[libc::mmsghdr]>,
     /// The datagrams of the last receive that are usable: slot and metadata. Capacity
@@ -94,7 +104,7 @@ impl<F: Family> fmt::Debug for RecvRing<F> {
 // into this ring's own heap allocations; they are rewritten before every receive and
 // dereferenced only by the kernel during `recv`, which holds `&mut self`. Moving the ring to
 // another thread moves the allocations' owner with them and shares nothing. The other fields are
-// plain data (`F::Addr`, `F::RecvCmsg`, `F::RecvMeta` are `Copy` values without pointers).
+// plain data (`F::NixAddr`, `F::RecvCmsg`, `F::RecvMeta` are `Copy` values without pointers).
 unsafe impl<F: Family> Send for RecvRing<F> {}
 
 impl<F: Family> RecvRing<F> {
@@ -104,8 +114,8 @@ impl<F: Family> RecvRing<F> {
             buf_size,
             bufs: vec![0; bytes].into_boxed_slice(),
             iovs: vec![empty_iovec(); capacity].into_boxed_slice(),
-            addrs: vec![F::blank_addr(); capacity].into_boxed_slice(),
-            cmsgs: vec![F::blank_recv_cmsg(); capacity].into_boxed_slice(),
+            addrs: vec![F::NixAddr::from(F::ANY); capacity].into_boxed_slice(),
+            cmsgs: vec![F::RecvCmsg::default(); capacity].into_boxed_slice(),
             hdrs: vec![empty_mmsghdr(); capacity].into_boxed_slice(),
             ready: Vec::with_capacity(capacity),
         })
@@ -137,7 +147,7 @@ impl<F: Family> RecvRing<F> {
         for (i, m) in self.hdrs.iter_mut().enumerate() {
             let h = &mut m.msg_hdr;
             h.msg_name = addrs.wrapping_add(i).cast();
-            h.msg_namelen = size_of::<F::Addr>() as libc::socklen_t;
+            h.msg_namelen = size_of::<F::NixAddr>() as libc::socklen_t;
             h.msg_iov = iovs.wrapping_add(i);
             h.msg_iovlen = 1;
             h.msg_control = cmsgs.wrapping_add(i).cast();
@@ -158,7 +168,7 @@ impl<F: Family> RecvRing<F> {
             libc::MSG_DONTWAIT
         };
         let vlen = self.hdrs.len() as libc::c_uint;
-        // SAFETY: `prepare` pointed each of the `vlen` headers at its own `F::Addr`
+        // SAFETY: `prepare` pointed each of the `vlen` headers at its own `F::NixAddr`
         // (`msg_namelen` its size), its own one-entry `iovec` over `buf_size` bytes of `bufs`,
         // and its own cmsghdr-aligned control area (`msg_controllen` its size). All are heap
         // allocations owned by `self`, which is borrowed mutably for the call, so they stay put
@@ -182,7 +192,7 @@ impl<F: Family> RecvRing<F> {
         };
         for (i, m) in self.hdrs[..got].iter().enumerate() {
             let h = &m.msg_hdr;
-            let Some(src) = F::source(&self.addrs[i], h.msg_namelen as usize) else {
+            let Some(src) = source::<F>(&self.addrs[i], h.msg_namelen as usize) else {
                 // A datagram socket always reports a source of its own family; nothing to
                 // answer.
                 continue;
@@ -195,7 +205,8 @@ impl<F: Family> RecvRing<F> {
             // `msg_controllen` is a `size_t` on glibc but a `socklen_t` on musl.
             #[allow(clippy::unnecessary_cast)]
             let control_len = h.msg_controllen as usize;
-            let Some(info) = F::find_pktinfo(&self.cmsgs[i], control_len) else {
+            let (level, ty) = F::PKTINFO_CMSG;
+            let Some(info) = self.cmsgs[i].find_data::<F::Info>(control_len, level, ty) else {
                 drops.no_pktinfo.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%src, "dropped datagram without {}", F::PKTINFO);
                 continue;
@@ -216,7 +227,7 @@ pub struct SendRing<F: Family> {
     bufs: Box<[u8]>,
     lens: Box<[usize]>,
     metas: Box<[F::SendMeta]>,
-    addrs: Box<[F::Addr]>,
+    addrs: Box<[F::NixAddr]>,
     cmsgs: Box<[F::SendCmsg]>,
     /// Whether datagram `i` carries `cmsgs[i]` (packet info) or lets the kernel choose.
     with_pktinfo: Box<[bool]>,
@@ -247,8 +258,8 @@ impl<F: Family> SendRing<F> {
             bufs: vec![0; bytes].into_boxed_slice(),
             lens: vec![0; capacity].into_boxed_slice(),
             metas: vec![F::blank_send_meta(); capacity].into_boxed_slice(),
-            addrs: vec![F::blank_addr(); capacity].into_boxed_slice(),
-            cmsgs: vec![F::blank_send_cmsg(); capacity].into_boxed_slice(),
+            addrs: vec![F::NixAddr::from(F::ANY); capacity].into_boxed_slice(),
+            cmsgs: vec![F::SendCmsg::default(); capacity].into_boxed_slice(),
             with_pktinfo: vec![false; capacity].into_boxed_slice(),
             iovs: vec![empty_iovec(); capacity].into_boxed_slice(),
             hdrs: vec![empty_mmsghdr(); capacity].into_boxed_slice(),
@@ -291,7 +302,7 @@ impl<F: Family> SendRing<F> {
         for (i, m) in self.hdrs[..self.len].iter_mut().enumerate() {
             let h = &mut m.msg_hdr;
             h.msg_name = addrs.wrapping_add(i).cast();
-            h.msg_namelen = size_of::<F::Addr>() as libc::socklen_t;
+            h.msg_namelen = size_of::<F::NixAddr>() as libc::socklen_t;
             h.msg_iov = iovs.wrapping_add(i);
             h.msg_iovlen = 1;
             if self.with_pktinfo[i] {
@@ -322,7 +333,7 @@ impl<F: Family> SendRing<F> {
             }
             let rest = &mut self.hdrs[start..n];
             // SAFETY: `prepare` pointed each of the queued headers (`rest` is a tail of them) at
-            // its own `F::Addr` (`msg_namelen` its size), its own one-entry `iovec` over the
+            // its own `F::NixAddr` (`msg_namelen` its size), its own one-entry `iovec` over the
             // reply's `lens[i]` initialised bytes in `bufs`, and either its own complete,
             // cmsghdr-aligned packet-info message (`msg_controllen` the size of its `CmsgBuf`,
             // all of it initialised) or no control data (null, 0). All are heap allocations owned

@@ -51,6 +51,25 @@ impl<const N: usize> std::fmt::Debug for CmsgBuf<N> {
     }
 }
 
+/// A control-message area of some size: what the generic socket code asks of a [`CmsgBuf`].
+pub trait CmsgArea: Copy + Default + AsRef<[u8]> + AsMut<[u8]> {
+    /// [`CmsgBuf::find`].
+    fn find_data<T: CmsgData>(&self, len: usize, level: libc::c_int, ty: libc::c_int) -> Option<T>;
+}
+
+impl<const N: usize> CmsgArea for CmsgBuf<N> {
+    #[inline]
+    fn find_data<T: CmsgData>(&self, len: usize, level: libc::c_int, ty: libc::c_int) -> Option<T> {
+        self.find(len, level, ty)
+    }
+}
+
+impl<const N: usize> Default for CmsgBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<const N: usize> AsRef<[u8]> for CmsgBuf<N> {
     fn as_ref(&self) -> &[u8] {
         &self.bytes

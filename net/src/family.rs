@@ -5,11 +5,11 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use nix::sys::socket::{ControlMessageOwned, SockaddrLike};
+use nix::sys::socket::{AddressFamily, ControlMessageOwned, SockaddrLike};
 use socket2::{Domain, SockAddr};
 
 use crate::batch::{RecvRing, SendRing};
-use crate::cmsg::CmsgData;
+use crate::cmsg::{CmsgArea, CmsgData};
 use crate::error::{Error, Result};
 use crate::socket::GroupOpts;
 
@@ -44,24 +44,29 @@ pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
     type SendBatch;
 
     #[doc(hidden)]
-    /// nix's socket address, for `recvmsg`.
-    type NixAddr: SockaddrLike + Copy;
-    #[doc(hidden)]
-    /// `sockaddr_in` or `sockaddr_in6`, for the batches.
-    type Addr: Copy;
+    /// nix's socket address (`SockaddrIn`, `SockaddrIn6`), for `recvmsg` and the batches,
+    /// which hand it to the kernel as the `sockaddr_in` or `sockaddr_in6` it wraps
+    /// (`repr(transparent)`).
+    type NixAddr: SockaddrLike + Copy + From<Self::Src>;
     #[doc(hidden)]
     /// The packet-info payload (`in_pktinfo`, `in6_pktinfo`).
     type Info: CmsgData;
     #[doc(hidden)]
     /// Room for the control messages of one received datagram.
-    type RecvCmsg: Copy + AsMut<[u8]>;
+    type RecvCmsg: CmsgArea;
     #[doc(hidden)]
     /// One packet-info control message for one sent datagram.
-    type SendCmsg: Copy + AsRef<[u8]>;
+    type SendCmsg: CmsgArea;
 
     #[doc(hidden)]
     /// `socket(2)`'s domain.
     const DOMAIN: Domain;
+    #[doc(hidden)]
+    /// The family a received source address must have.
+    const AF: AddressFamily;
+    #[doc(hidden)]
+    /// `cmsg_level` and `cmsg_type` of the packet-info control message.
+    const PKTINFO_CMSG: (libc::c_int, libc::c_int);
     #[doc(hidden)]
     /// The unspecified address, port 0: the name of a socket whose own is unknown.
     const ANY: Self::Src;
@@ -98,10 +103,6 @@ pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
     /// The packet info in `c`, if that is what it is.
     fn pktinfo(c: ControlMessageOwned) -> Option<Self::Info>;
     #[doc(hidden)]
-    /// The packet info among the first `len` bytes of `cmsg` (`msg_controllen` after a
-    /// receive), if there is a complete one.
-    fn find_pktinfo(cmsg: &Self::RecvCmsg, len: usize) -> Option<Self::Info>;
-    #[doc(hidden)]
     /// The metadata of a `len`-byte datagram from `src` that arrived as `info` says.
     fn recv_meta(len: usize, src: Self::Src, info: &Self::Info) -> Self::RecvMeta;
     #[doc(hidden)]
@@ -112,17 +113,8 @@ pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
     fn missing_pktinfo(src: Self::Src) -> Error;
 
     #[doc(hidden)]
-    fn blank_addr() -> Self::Addr;
-    #[doc(hidden)]
-    fn blank_recv_cmsg() -> Self::RecvCmsg;
-    #[doc(hidden)]
-    fn blank_send_cmsg() -> Self::SendCmsg;
-    #[doc(hidden)]
+    /// A placeholder for the send batch's unused slots.
     fn blank_send_meta() -> Self::SendMeta;
-    #[doc(hidden)]
-    /// The sender in `addr`, of which the kernel filled `namelen` bytes; `None` if it is not
-    /// this family's (impossible on a socket of the family; the datagram is then unanswerable).
-    fn source(addr: &Self::Addr, namelen: usize) -> Option<Self::Src>;
     #[doc(hidden)]
     /// Where `meta` sends to.
     fn dst(meta: &Self::SendMeta) -> Self::Src;
@@ -133,7 +125,7 @@ pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
     /// `c_int`).
     fn encode(
         meta: &Self::SendMeta,
-        addr: &mut Self::Addr,
+        addr: &mut Self::NixAddr,
         cmsg: &mut Self::SendCmsg,
     ) -> Option<bool>;
     #[doc(hidden)]

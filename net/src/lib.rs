@@ -53,7 +53,7 @@ pub use batch::{MAX_BATCH, RecvBatch, RecvBatch6, SendBatch, SendBatch6, SendRep
 pub use error::{Error, Result};
 pub use family::Family;
 pub use iface::{Interface, interface_index, interfaces};
-pub use socket::{DEFAULT_READ_TIMEOUT, Socket};
+pub use socket::{DEFAULT_READ_TIMEOUT, Socket, open_group};
 pub use steer::{
     STEER_OFFSET, STEER6_STEPS, attach_steering, attach_steering6, steer_index, steer_index6,
 };

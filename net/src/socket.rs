@@ -59,6 +59,20 @@ impl GroupOpts<'_> {
     }
 }
 
+/// The [`GroupOpts`] of a family's configuration, whose fields of that name are alike.
+macro_rules! group_opts {
+    ($cfg:expr) => {
+        $crate::socket::GroupOpts {
+            workers: $cfg.workers,
+            port: $cfg.port,
+            device: $cfg.device.as_ref(),
+            recv_buffer: $cfg.recv_buffer,
+            send_buffer: $cfg.send_buffer,
+        }
+    };
+}
+pub(crate) use group_opts;
+
 /// The error for a failed setup step `what` of the socket for `addr`.
 pub(crate) fn setup_err(what: &'static str, addr: SocketAddr) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::SocketSetup { what, addr, source }
@@ -86,8 +100,9 @@ pub struct Socket<F: Family> {
 }
 
 /// Opens `cfg.workers` sockets bound to the same address and port (one `SO_REUSEPORT` group),
-/// one per worker; fails as a whole, closing the sockets opened before the one that failed.
-pub(crate) fn open_group<F: Family>(cfg: &F::Config) -> Result<Vec<Socket<F>>> {
+/// one per worker: [`open_v4_group`](crate::open_v4_group) or
+/// [`open_v6_group`](crate::open_v6_group), for code written over the family.
+pub fn open_group<F: Family>(cfg: &F::Config) -> Result<Vec<Socket<F>>> {
     let opts = F::group_opts(cfg);
     opts.check()?;
     F::check(cfg)?;
@@ -162,7 +177,7 @@ impl<F: Family> Socket<F> {
     }
 
     fn recv_with(&self, buf: &mut [u8], flags: MsgFlags) -> Result<Option<F::RecvMeta>> {
-        let mut cmsg = F::blank_recv_cmsg();
+        let mut cmsg = F::RecvCmsg::default();
         let mut iov = [IoSliceMut::new(buf)];
         let msg = match recvmsg::<F::NixAddr>(
             self.sock.as_raw_fd(),
@@ -202,8 +217,8 @@ impl<F: Family> Socket<F> {
     /// nix's `sendmsg` would allocate its control buffer per call, so this goes through
     /// socket2's `sendmsg` with the control message built on the stack.
     pub fn send(&self, buf: &[u8], meta: &F::SendMeta) -> Result<()> {
-        let mut addr = F::blank_addr();
-        let mut cmsg = F::blank_send_cmsg();
+        let mut addr = F::NixAddr::from(F::ANY);
+        let mut cmsg = F::SendCmsg::default();
         let Some(pktinfo) = F::encode(meta, &mut addr, &mut cmsg) else {
             return Err(F::send_error(
                 meta,

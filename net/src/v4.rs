@@ -8,7 +8,7 @@
 //! the outgoing interface and the source address, per datagram, on an unbound-to-device socket.
 //!
 //! The group, the receive timeout and the batched receive and send are shared with IPv6 in
-//! [`Socket`](crate::Socket); this module is what IPv4 adds to it ([`V4`]): `SO_BROADCAST`,
+//! [`Socket`]; this module is what IPv4 adds to it ([`V4`]): `SO_BROADCAST`,
 //! `IP_PKTINFO` and its control message, the metadata types and ARP entries through a socket.
 
 use std::io;
@@ -16,14 +16,14 @@ use std::mem::{align_of, size_of};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 
-use nix::sys::socket::{ControlMessageOwned, SockaddrIn, setsockopt, sockopt};
+use nix::sys::socket::{AddressFamily, ControlMessageOwned, SockaddrIn, setsockopt, sockopt};
 use socket2::{Domain, SockAddr};
 
 use crate::batch::{RecvBatch, RecvRing, SendBatch, SendRing};
 use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
 use crate::error::{Error, Result};
 use crate::family::Family;
-use crate::socket::{GroupOpts, Socket, setup_err};
+use crate::socket::{GroupOpts, Socket, group_opts, setup_err};
 
 /// Where a datagram came from and how it arrived (from `IP_PKTINFO`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,23 +124,18 @@ impl Family for V4 {
     type RecvBatch = RecvBatch;
     type SendBatch = SendBatch;
     type NixAddr = SockaddrIn;
-    type Addr = libc::sockaddr_in;
     type Info = libc::in_pktinfo;
     type RecvCmsg = CmsgBuf<RECV_CMSG_SPACE>;
     type SendCmsg = CmsgBuf<PKTINFO_SPACE>;
     const DOMAIN: Domain = Domain::IPV4;
     const ANY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    const AF: AddressFamily = AddressFamily::Inet;
+    const PKTINFO_CMSG: (libc::c_int, libc::c_int) = (libc::IPPROTO_IP, libc::IP_PKTINFO);
     const PKTINFO: &'static str = "IP_PKTINFO";
     const NOT_FAMILY: &'static str = "local address is not IPv4";
 
     fn group_opts(cfg: &V4SocketConfig) -> GroupOpts<'_> {
-        GroupOpts {
-            workers: cfg.workers,
-            port: cfg.port,
-            device: cfg.device.as_ref(),
-            recv_buffer: cfg.recv_buffer,
-            send_buffer: cfg.send_buffer,
-        }
+        group_opts!(cfg)
     }
 
     fn bind_addr(cfg: &V4SocketConfig) -> SocketAddrV4 {
@@ -179,11 +174,6 @@ impl Family for V4 {
     }
 
     #[inline]
-    fn find_pktinfo(cmsg: &Self::RecvCmsg, len: usize) -> Option<libc::in_pktinfo> {
-        cmsg.find_pktinfo(len)
-    }
-
-    #[inline]
     fn recv_meta(len: usize, src: SocketAddrV4, info: &libc::in_pktinfo) -> RecvMeta {
         RecvMeta::new(len, src, info)
     }
@@ -197,18 +187,6 @@ impl Family for V4 {
         Error::MissingPacketInfo { src }
     }
 
-    fn blank_addr() -> libc::sockaddr_in {
-        sockaddr_in(Self::ANY)
-    }
-
-    fn blank_recv_cmsg() -> Self::RecvCmsg {
-        CmsgBuf::new()
-    }
-
-    fn blank_send_cmsg() -> Self::SendCmsg {
-        CmsgBuf::new()
-    }
-
     fn blank_send_meta() -> SendMeta {
         SendMeta {
             dst: Self::ANY,
@@ -218,31 +196,14 @@ impl Family for V4 {
     }
 
     #[inline]
-    fn source(addr: &libc::sockaddr_in, namelen: usize) -> Option<SocketAddrV4> {
-        if namelen < size_of::<libc::sockaddr_in>()
-            || addr.sin_family != libc::AF_INET as libc::sa_family_t
-        {
-            return None;
-        }
-        Some(SocketAddrV4::new(
-            Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
-            u16::from_be(addr.sin_port),
-        ))
-    }
-
-    #[inline]
     fn dst(meta: &SendMeta) -> SocketAddrV4 {
         meta.dst
     }
 
     #[inline]
-    fn encode(
-        meta: &SendMeta,
-        addr: &mut libc::sockaddr_in,
-        cmsg: &mut Self::SendCmsg,
-    ) -> Option<bool> {
+    fn encode(meta: &SendMeta, addr: &mut SockaddrIn, cmsg: &mut Self::SendCmsg) -> Option<bool> {
         let ifindex = libc::c_int::try_from(meta.ifindex).ok()?;
-        *addr = sockaddr_in(meta.dst);
+        *addr = meta.dst.into();
         let pktinfo = ifindex != 0 || meta.src.is_some();
         if pktinfo {
             *cmsg = CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED));
@@ -284,17 +245,6 @@ impl Socket<V4> {
     }
 }
 
-fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
 pub(crate) const PKTINFO_SPACE: usize = cmsg_space::<libc::in_pktinfo>();
 const PKTINFO_LEN: usize = cmsg_len::<libc::in_pktinfo>();
 /// Where a control message's data starts, relative to its header (`CMSG_DATA - cmsg`).
@@ -308,6 +258,8 @@ const _: () = assert!(CMSG_DATA_OFFSET >= size_of::<libc::cmsghdr>());
 const _: () = assert!(CMSG_DATA_OFFSET.is_multiple_of(align_of::<libc::in_pktinfo>()));
 const _: () = assert!(PKTINFO_LEN <= PKTINFO_SPACE);
 
+// The tests read back through the same `find` the receive paths use.
+#[cfg(test)]
 impl<const N: usize> CmsgBuf<N> {
     /// The `IP_PKTINFO` among the first `len` bytes of control messages the kernel wrote here
     /// (`msg_controllen` after a receive), if there is a complete one.

@@ -46,14 +46,14 @@ use std::io;
 use std::mem::{align_of, size_of};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
-use nix::sys::socket::{ControlMessageOwned, SockaddrIn6, setsockopt, sockopt};
+use nix::sys::socket::{AddressFamily, ControlMessageOwned, SockaddrIn6, setsockopt, sockopt};
 use socket2::{Domain, SockAddr};
 
 use crate::batch::{RecvBatch6, RecvRing, SendBatch6, SendRing};
 use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
 use crate::error::{Error, Result};
 use crate::family::Family;
-use crate::socket::{GroupOpts, Socket, setup_err};
+use crate::socket::{GroupOpts, Socket, group_opts, setup_err};
 
 /// All_DHCP_Relay_Agents_and_Servers, ff02::1:2 (RFC 8415 §7.1): where clients on the link send
 /// every request.
@@ -186,23 +186,18 @@ impl Family for V6 {
     type RecvBatch = RecvBatch6;
     type SendBatch = SendBatch6;
     type NixAddr = SockaddrIn6;
-    type Addr = libc::sockaddr_in6;
     type Info = libc::in6_pktinfo;
     type RecvCmsg = CmsgBuf<RECV6_CMSG_SPACE>;
     type SendCmsg = CmsgBuf<PKTINFO6_SPACE>;
     const DOMAIN: Domain = Domain::IPV6;
     const ANY: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0);
+    const AF: AddressFamily = AddressFamily::Inet6;
+    const PKTINFO_CMSG: (libc::c_int, libc::c_int) = (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO);
     const PKTINFO: &'static str = "IPV6_PKTINFO";
     const NOT_FAMILY: &'static str = "local address is not IPv6";
 
     fn group_opts(cfg: &V6SocketConfig) -> GroupOpts<'_> {
-        GroupOpts {
-            workers: cfg.workers,
-            port: cfg.port,
-            device: cfg.device.as_ref(),
-            recv_buffer: cfg.recv_buffer,
-            send_buffer: cfg.send_buffer,
-        }
+        group_opts!(cfg)
     }
 
     fn bind_addr(cfg: &V6SocketConfig) -> SocketAddrV6 {
@@ -270,11 +265,6 @@ impl Family for V6 {
     }
 
     #[inline]
-    fn find_pktinfo(cmsg: &Self::RecvCmsg, len: usize) -> Option<libc::in6_pktinfo> {
-        cmsg.find_pktinfo6(len)
-    }
-
-    #[inline]
     fn recv_meta(len: usize, src: SocketAddrV6, info: &libc::in6_pktinfo) -> RecvMeta6 {
         RecvMeta6::new(len, src, info)
     }
@@ -288,18 +278,6 @@ impl Family for V6 {
         Error::MissingPacketInfo6 { src }
     }
 
-    fn blank_addr() -> libc::sockaddr_in6 {
-        sockaddr_in6(Self::ANY)
-    }
-
-    fn blank_recv_cmsg() -> Self::RecvCmsg {
-        CmsgBuf::new()
-    }
-
-    fn blank_send_cmsg() -> Self::SendCmsg {
-        CmsgBuf::new()
-    }
-
     fn blank_send_meta() -> SendMeta6 {
         SendMeta6 {
             dst: Self::ANY,
@@ -309,35 +287,16 @@ impl Family for V6 {
     }
 
     #[inline]
-    fn source(addr: &libc::sockaddr_in6, namelen: usize) -> Option<SocketAddrV6> {
-        if namelen < size_of::<libc::sockaddr_in6>()
-            || addr.sin6_family != libc::AF_INET6 as libc::sa_family_t
-        {
-            return None;
-        }
-        Some(SocketAddrV6::new(
-            Ipv6Addr::from(addr.sin6_addr.s6_addr),
-            u16::from_be(addr.sin6_port),
-            addr.sin6_flowinfo,
-            addr.sin6_scope_id,
-        ))
-    }
-
-    #[inline]
     fn dst(meta: &SendMeta6) -> SocketAddrV6 {
         meta.dst
     }
 
     #[inline]
-    fn encode(
-        meta: &SendMeta6,
-        addr: &mut libc::sockaddr_in6,
-        cmsg: &mut Self::SendCmsg,
-    ) -> Option<bool> {
+    fn encode(meta: &SendMeta6, addr: &mut SockaddrIn6, cmsg: &mut Self::SendCmsg) -> Option<bool> {
         let ifindex = meta.ifindex.unwrap_or(0);
         // The kernel's `in6_pktinfo` holds the index in an `int`.
         libc::c_int::try_from(ifindex).ok()?;
-        *addr = sockaddr_in6(meta.dst);
+        *addr = meta.dst.into();
         let pktinfo = ifindex != 0 || meta.src.is_some();
         if pktinfo {
             *cmsg = CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED));
@@ -370,20 +329,6 @@ impl Family for V6 {
     }
 }
 
-/// The kernel's form of `addr`. The flow label and scope id are copied as they are, as std and
-/// socket2 convert them.
-fn sockaddr_in6(addr: SocketAddrV6) -> libc::sockaddr_in6 {
-    libc::sockaddr_in6 {
-        sin6_family: libc::AF_INET6 as libc::sa_family_t,
-        sin6_port: addr.port().to_be(),
-        sin6_flowinfo: addr.flowinfo(),
-        sin6_addr: libc::in6_addr {
-            s6_addr: addr.ip().octets(),
-        },
-        sin6_scope_id: addr.scope_id(),
-    }
-}
-
 pub(crate) const PKTINFO6_SPACE: usize = cmsg_space::<libc::in6_pktinfo>();
 const PKTINFO6_LEN: usize = cmsg_len::<libc::in6_pktinfo>();
 /// Where a control message's data starts, relative to its header (`CMSG_DATA - cmsg`).
@@ -399,6 +344,8 @@ const _: () = assert!(CMSG_DATA_OFFSET.is_multiple_of(align_of::<libc::in6_pktin
 const _: () = assert!(PKTINFO6_LEN <= PKTINFO6_SPACE);
 const _: () = assert!(size_of::<libc::in6_pktinfo>() == 16 + size_of::<libc::c_uint>());
 
+// The tests read back through the same `find` the receive paths use.
+#[cfg(test)]
 impl<const N: usize> CmsgBuf<N> {
     /// The `IPV6_PKTINFO` among the first `len` bytes of control messages the kernel wrote here
     /// (`msg_controllen` after a receive), if there is a complete one.

@@ -6,76 +6,34 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use std::time::Duration;
 
 use lessor_net::{
-    RecvMeta, RecvMeta6, V4Socket, V4SocketConfig, V6Socket, V6SocketConfig, open_v4_group,
-    open_v6_group,
+    RecvMeta, RecvMeta6, Socket, V4, V4Socket, V4SocketConfig, V6, V6Socket, V6SocketConfig,
+    open_group,
 };
 
-/// What the shared helpers need of a socket family: its group, its config and its loopback.
-pub(crate) trait Family {
-    /// The group's socket.
-    type Socket;
-    /// The group's configuration.
-    type Config: Default + Debug;
-    /// What one receive reports.
-    type Meta;
+/// What the shared helpers add to a socket family: the loopback address its groups open on.
+pub(crate) trait Family: lessor_net::Family<Config: Default + Debug> {
     /// The loopback address groups are opened on.
     const LOOPBACK: IpAddr;
 
     /// Sets the address and port of `cfg` to the loopback address and `port`.
     fn bind(cfg: &mut Self::Config, port: u16);
-    /// Opens the group `cfg` describes.
-    fn open(cfg: &Self::Config) -> lessor_net::Result<Vec<Self::Socket>>;
-    /// Sets the socket's receive timeout.
-    fn set_read_timeout(s: &Self::Socket, d: Duration);
-    /// Receives one datagram.
-    fn recv(s: &Self::Socket, buf: &mut [u8]) -> lessor_net::Result<Option<Self::Meta>>;
 }
 
 /// IPv4 on 127.0.0.1.
-pub(crate) enum V4 {}
-
 impl Family for V4 {
-    type Socket = V4Socket;
-    type Config = V4SocketConfig;
-    type Meta = RecvMeta;
     const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn bind(cfg: &mut V4SocketConfig, port: u16) {
-        cfg.bind = Ipv4Addr::LOCALHOST;
-        cfg.port = port;
-    }
-    fn open(cfg: &V4SocketConfig) -> lessor_net::Result<Vec<V4Socket>> {
-        open_v4_group(cfg)
-    }
-    fn set_read_timeout(s: &V4Socket, d: Duration) {
-        s.set_read_timeout(Some(d)).expect("set read timeout");
-    }
-    fn recv(s: &V4Socket, buf: &mut [u8]) -> lessor_net::Result<Option<RecvMeta>> {
-        s.recv(buf)
+        (cfg.bind, cfg.port) = (Ipv4Addr::LOCALHOST, port);
     }
 }
 
 /// IPv6 on ::1.
-pub(crate) enum V6 {}
-
 impl Family for V6 {
-    type Socket = V6Socket;
-    type Config = V6SocketConfig;
-    type Meta = RecvMeta6;
     const LOOPBACK: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
     fn bind(cfg: &mut V6SocketConfig, port: u16) {
-        cfg.bind = Ipv6Addr::LOCALHOST;
-        cfg.port = port;
-    }
-    fn open(cfg: &V6SocketConfig) -> lessor_net::Result<Vec<V6Socket>> {
-        open_v6_group(cfg)
-    }
-    fn set_read_timeout(s: &V6Socket, d: Duration) {
-        s.set_read_timeout(Some(d)).expect("set read timeout");
-    }
-    fn recv(s: &V6Socket, buf: &mut [u8]) -> lessor_net::Result<Option<RecvMeta6>> {
-        s.recv(buf)
+        (cfg.bind, cfg.port) = (Ipv6Addr::LOCALHOST, port);
     }
 }
 
@@ -83,7 +41,7 @@ impl Family for V6 {
 /// socket to port 0, note the port, close it, open the group there; another process may take
 /// the port in between, so retry on `AddrInUse`. `adjust` edits the configuration first (bind
 /// and port are set after).
-pub(crate) fn loopback<F: Family>(adjust: impl Fn(&mut F::Config)) -> Vec<F::Socket> {
+pub(crate) fn loopback<F: Family>(adjust: impl Fn(&mut F::Config)) -> Vec<Socket<F>> {
     for _ in 0..20 {
         let port = UdpSocket::bind((F::LOOPBACK, 0))
             .and_then(|s| s.local_addr())
@@ -92,7 +50,7 @@ pub(crate) fn loopback<F: Family>(adjust: impl Fn(&mut F::Config)) -> Vec<F::Soc
         let mut cfg = F::Config::default();
         adjust(&mut cfg);
         F::bind(&mut cfg, port);
-        match F::open(&cfg) {
+        match open_group::<F>(&cfg) {
             Ok(group) => return group,
             Err(e) if e.io_error().map(|e| e.kind()) == Some(ErrorKind::AddrInUse) => continue,
             Err(e) => panic!("open group ({cfg:?}): {e}"),
@@ -128,13 +86,14 @@ pub(crate) fn loopback_group6(
 /// Wait for one datagram on any socket of `group`; which socket gets it is the kernel's choice.
 /// Returns the socket's position in the group and what it received. The overall wait is a
 /// liveness bound (about 10 s), not an assertion about timing.
-pub(crate) fn recv_any_of<F: Family>(group: &[F::Socket], buf: &mut [u8]) -> (usize, F::Meta) {
+pub(crate) fn recv_any_of<F: Family>(group: &[Socket<F>], buf: &mut [u8]) -> (usize, F::RecvMeta) {
     for s in group {
-        F::set_read_timeout(s, Duration::from_millis(20));
+        s.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("set read timeout");
     }
     for _ in 0..500 {
         for (k, s) in group.iter().enumerate() {
-            if let Some(meta) = F::recv(s, buf).expect("recv") {
+            if let Some(meta) = s.recv(buf).expect("recv") {
                 return (k, meta);
             }
         }
