@@ -140,3 +140,135 @@ pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
     #[doc(hidden)]
     fn send_ring(batch: &mut Self::SendBatch) -> &mut SendRing<Self>;
 }
+
+/// Declares a family's marker type and its [`Family`] impl: the types and constants given
+/// here, the accessors every family writes alike, and the module's own free functions
+/// `bind_addr`, `check`, `set_options`, `after_bind`, `multicast_ifindexes`, `missing_pktinfo`, `blank_send_meta`,
+/// `encode`, `send_error` and `short_send` for what differs in behaviour.
+macro_rules! family {
+    (
+        $(#[$doc:meta])*
+        $fam:ident: $name:literal {
+            config: $Config:ty,
+            src: $Src:ty = $any:expr,
+            nix_addr: $Nix:ty = $af:ident,
+            recv: $RecvMeta:ident, $RecvBatch:ty, $RecvCmsg:ty,
+            send: $SendMeta:ty, $SendBatch:ty, $SendCmsg:ty,
+            pktinfo: $Info:ty = ($level:ident, $ty:ident, $Variant:ident),
+            domain: $domain:ident,
+            local: $local:ident,
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub enum $fam {}
+
+        impl $crate::family::Family for $fam {
+            type Config = $Config;
+            type Src = $Src;
+            type RecvMeta = $RecvMeta;
+            type SendMeta = $SendMeta;
+            type RecvBatch = $RecvBatch;
+            type SendBatch = $SendBatch;
+            type NixAddr = $Nix;
+            type Info = $Info;
+            type RecvCmsg = $RecvCmsg;
+            type SendCmsg = $SendCmsg;
+            const DOMAIN: socket2::Domain = socket2::Domain::$domain;
+            const ANY: $Src = $any;
+            const AF: nix::sys::socket::AddressFamily = nix::sys::socket::AddressFamily::$af;
+            const PKTINFO_CMSG: (libc::c_int, libc::c_int) = (libc::$level, libc::$ty);
+            const PKTINFO: &'static str = stringify!($ty);
+            const NOT_FAMILY: &'static str = concat!("local address is not ", $name);
+
+            fn group_opts(cfg: &$Config) -> $crate::socket::GroupOpts<'_> {
+                $crate::socket::GroupOpts {
+                    workers: cfg.workers,
+                    port: cfg.port,
+                    device: cfg.device.as_ref(),
+                    recv_buffer: cfg.recv_buffer,
+                    send_buffer: cfg.send_buffer,
+                }
+            }
+
+            fn bind_addr(cfg: &$Config) -> $Src {
+                bind_addr(cfg)
+            }
+
+            fn check(cfg: &$Config) -> $crate::error::Result<()> {
+                check(cfg)
+            }
+
+            fn set_options(
+                sock: &socket2::Socket,
+                addr: std::net::SocketAddr,
+            ) -> $crate::error::Result<()> {
+                set_options(sock, addr)
+            }
+
+            fn after_bind(sock: &socket2::Socket, cfg: &$Config) -> $crate::error::Result<()> {
+                after_bind(sock, cfg)
+            }
+
+            fn multicast_ifindexes(cfg: &$Config) -> &[u32] {
+                multicast_ifindexes(cfg)
+            }
+
+            fn local(addr: &socket2::SockAddr) -> Option<$Src> {
+                addr.$local()
+            }
+
+            fn pktinfo(c: nix::sys::socket::ControlMessageOwned) -> Option<$Info> {
+                match c {
+                    nix::sys::socket::ControlMessageOwned::$Variant(info) => Some(info),
+                    _ => None,
+                }
+            }
+
+            #[inline]
+            fn recv_meta(len: usize, src: $Src, info: &$Info) -> $RecvMeta {
+                $RecvMeta::new(len, src, info)
+            }
+
+            #[inline]
+            fn meta_len(meta: &$RecvMeta) -> usize {
+                meta.len
+            }
+
+            fn missing_pktinfo(src: $Src) -> $crate::error::Error {
+                missing_pktinfo(src)
+            }
+
+            fn blank_send_meta() -> $SendMeta {
+                blank_send_meta()
+            }
+
+            #[inline]
+            fn dst(meta: &$SendMeta) -> $Src {
+                meta.dst
+            }
+
+            #[inline]
+            fn encode(meta: &$SendMeta, addr: &mut $Nix, cmsg: &mut $SendCmsg) -> Option<bool> {
+                encode(meta, addr, cmsg)
+            }
+
+            fn send_error(meta: &$SendMeta, source: std::io::Error) -> $crate::error::Error {
+                send_error(meta, source)
+            }
+
+            fn short_send(meta: &$SendMeta, sent: usize, len: usize) -> $crate::error::Error {
+                short_send(meta, sent, len)
+            }
+
+            fn recv_ring(batch: &mut $RecvBatch) -> &mut $crate::batch::RecvRing<$fam> {
+                &mut batch.ring
+            }
+
+            fn send_ring(batch: &mut $SendBatch) -> &mut $crate::batch::SendRing<$fam> {
+                &mut batch.ring
+            }
+        }
+    };
+}
+pub(crate) use family;

@@ -59,20 +59,6 @@ impl GroupOpts<'_> {
     }
 }
 
-/// The [`GroupOpts`] of a family's configuration, whose fields of that name are alike.
-macro_rules! group_opts {
-    ($cfg:expr) => {
-        $crate::socket::GroupOpts {
-            workers: $cfg.workers,
-            port: $cfg.port,
-            device: $cfg.device.as_ref(),
-            recv_buffer: $cfg.recv_buffer,
-            send_buffer: $cfg.send_buffer,
-        }
-    };
-}
-pub(crate) use group_opts;
-
 /// The error for a failed setup step `what` of the socket for `addr`.
 pub(crate) fn setup_err(what: &'static str, addr: SocketAddr) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::SocketSetup { what, addr, source }

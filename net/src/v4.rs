@@ -16,14 +16,14 @@ use std::mem::{align_of, size_of};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 
-use nix::sys::socket::{AddressFamily, ControlMessageOwned, SockaddrIn, setsockopt, sockopt};
-use socket2::{Domain, SockAddr};
+use nix::sys::socket::{SockaddrIn, setsockopt, sockopt};
 
-use crate::batch::{RecvBatch, RecvRing, SendBatch, SendRing};
+use crate::batch::{RecvBatch, SendBatch};
 use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
 use crate::error::{Error, Result};
 use crate::family::Family;
-use crate::socket::{GroupOpts, Socket, group_opts, setup_err};
+use crate::family::family;
+use crate::socket::{Socket, setup_err};
 
 /// Where a datagram came from and how it arrived (from `IP_PKTINFO`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,9 +98,19 @@ impl Default for V4SocketConfig {
     }
 }
 
-/// The IPv4 family: `sockaddr_in`, `IP_PKTINFO`, [`RecvMeta`], [`SendMeta`].
-#[derive(Debug)]
-pub enum V4 {}
+family! {
+    /// The IPv4 family: `sockaddr_in`, `IP_PKTINFO`, [`RecvMeta`], [`SendMeta`].
+    V4: "IPv4" {
+        config: V4SocketConfig,
+        src: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+        nix_addr: SockaddrIn = Inet,
+        recv: RecvMeta, RecvBatch, CmsgBuf<RECV_CMSG_SPACE>,
+        send: SendMeta, SendBatch, CmsgBuf<PKTINFO_SPACE>,
+        pktinfo: libc::in_pktinfo = (IPPROTO_IP, IP_PKTINFO, Ipv4PacketInfo),
+        domain: IPV4,
+        local: as_socket_ipv4,
+    }
+}
 
 /// One IPv4 socket of a group, owned by one worker; also SO_BROADCAST, so a reply may go to
 /// 255.255.255.255.
@@ -116,123 +126,68 @@ pub fn open_v4_group(cfg: &V4SocketConfig) -> Result<Vec<V4Socket>> {
     crate::socket::open_group(cfg)
 }
 
-impl Family for V4 {
-    type Config = V4SocketConfig;
-    type Src = SocketAddrV4;
-    type RecvMeta = RecvMeta;
-    type SendMeta = SendMeta;
-    type RecvBatch = RecvBatch;
-    type SendBatch = SendBatch;
-    type NixAddr = SockaddrIn;
-    type Info = libc::in_pktinfo;
-    type RecvCmsg = CmsgBuf<RECV_CMSG_SPACE>;
-    type SendCmsg = CmsgBuf<PKTINFO_SPACE>;
-    const DOMAIN: Domain = Domain::IPV4;
-    const ANY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
-    const AF: AddressFamily = AddressFamily::Inet;
-    const PKTINFO_CMSG: (libc::c_int, libc::c_int) = (libc::IPPROTO_IP, libc::IP_PKTINFO);
-    const PKTINFO: &'static str = "IP_PKTINFO";
-    const NOT_FAMILY: &'static str = "local address is not IPv4";
+fn bind_addr(cfg: &V4SocketConfig) -> SocketAddrV4 {
+    SocketAddrV4::new(cfg.bind, cfg.port)
+}
 
-    fn group_opts(cfg: &V4SocketConfig) -> GroupOpts<'_> {
-        group_opts!(cfg)
+fn check(_: &V4SocketConfig) -> Result<()> {
+    Ok(())
+}
+
+fn set_options(sock: &socket2::Socket, addr: SocketAddr) -> Result<()> {
+    let setup = |what| setup_err(what, addr);
+    sock.set_broadcast(true)
+        .map_err(setup("set SO_BROADCAST"))?;
+    setsockopt(sock, sockopt::Ipv4PacketInfo, &true).map_err(|e| setup("set IP_PKTINFO")(e.into()))
+}
+
+fn after_bind(_: &socket2::Socket, _: &V4SocketConfig) -> Result<()> {
+    Ok(())
+}
+
+fn multicast_ifindexes(_: &V4SocketConfig) -> &[u32] {
+    &[]
+}
+
+fn missing_pktinfo(src: SocketAddrV4) -> Error {
+    Error::MissingPacketInfo { src }
+}
+
+fn blank_send_meta() -> SendMeta {
+    SendMeta {
+        dst: V4::ANY,
+        ifindex: 0,
+        src: None,
     }
+}
 
-    fn bind_addr(cfg: &V4SocketConfig) -> SocketAddrV4 {
-        SocketAddrV4::new(cfg.bind, cfg.port)
+fn encode(
+    meta: &SendMeta,
+    addr: &mut SockaddrIn,
+    cmsg: &mut CmsgBuf<PKTINFO_SPACE>,
+) -> Option<bool> {
+    let ifindex = libc::c_int::try_from(meta.ifindex).ok()?;
+    *addr = meta.dst.into();
+    let pktinfo = ifindex != 0 || meta.src.is_some();
+    if pktinfo {
+        *cmsg = CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED));
     }
+    Some(pktinfo)
+}
 
-    fn check(_: &V4SocketConfig) -> Result<()> {
-        Ok(())
+fn send_error(meta: &SendMeta, source: io::Error) -> Error {
+    Error::Send {
+        dst: meta.dst,
+        ifindex: meta.ifindex,
+        source,
     }
+}
 
-    fn set_options(sock: &socket2::Socket, addr: SocketAddr) -> Result<()> {
-        let setup = |what| setup_err(what, addr);
-        sock.set_broadcast(true)
-            .map_err(setup("set SO_BROADCAST"))?;
-        setsockopt(sock, sockopt::Ipv4PacketInfo, &true)
-            .map_err(|e| setup("set IP_PKTINFO")(e.into()))
-    }
-
-    fn after_bind(_: &socket2::Socket, _: &V4SocketConfig) -> Result<()> {
-        Ok(())
-    }
-
-    fn multicast_ifindexes(_: &V4SocketConfig) -> &[u32] {
-        &[]
-    }
-
-    fn local(addr: &SockAddr) -> Option<SocketAddrV4> {
-        addr.as_socket_ipv4()
-    }
-
-    fn pktinfo(c: ControlMessageOwned) -> Option<libc::in_pktinfo> {
-        match c {
-            ControlMessageOwned::Ipv4PacketInfo(info) => Some(info),
-            _ => None,
-        }
-    }
-
-    #[inline]
-    fn recv_meta(len: usize, src: SocketAddrV4, info: &libc::in_pktinfo) -> RecvMeta {
-        RecvMeta::new(len, src, info)
-    }
-
-    #[inline]
-    fn meta_len(meta: &RecvMeta) -> usize {
-        meta.len
-    }
-
-    fn missing_pktinfo(src: SocketAddrV4) -> Error {
-        Error::MissingPacketInfo { src }
-    }
-
-    fn blank_send_meta() -> SendMeta {
-        SendMeta {
-            dst: Self::ANY,
-            ifindex: 0,
-            src: None,
-        }
-    }
-
-    #[inline]
-    fn dst(meta: &SendMeta) -> SocketAddrV4 {
-        meta.dst
-    }
-
-    #[inline]
-    fn encode(meta: &SendMeta, addr: &mut SockaddrIn, cmsg: &mut Self::SendCmsg) -> Option<bool> {
-        let ifindex = libc::c_int::try_from(meta.ifindex).ok()?;
-        *addr = meta.dst.into();
-        let pktinfo = ifindex != 0 || meta.src.is_some();
-        if pktinfo {
-            *cmsg = CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED));
-        }
-        Some(pktinfo)
-    }
-
-    fn send_error(meta: &SendMeta, source: io::Error) -> Error {
-        Error::Send {
-            dst: meta.dst,
-            ifindex: meta.ifindex,
-            source,
-        }
-    }
-
-    fn short_send(meta: &SendMeta, sent: usize, len: usize) -> Error {
-        Error::ShortSend {
-            dst: meta.dst,
-            sent,
-            len,
-        }
-    }
-
-    fn recv_ring(batch: &mut RecvBatch) -> &mut RecvRing<V4> {
-        &mut batch.ring
-    }
-
-    fn send_ring(batch: &mut SendBatch) -> &mut SendRing<V4> {
-        &mut batch.ring
+fn short_send(meta: &SendMeta, sent: usize, len: usize) -> Error {
+    Error::ShortSend {
+        dst: meta.dst,
+        sent,
+        len,
     }
 }
 

@@ -46,14 +46,14 @@ use std::io;
 use std::mem::{align_of, size_of};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
-use nix::sys::socket::{AddressFamily, ControlMessageOwned, SockaddrIn6, setsockopt, sockopt};
-use socket2::{Domain, SockAddr};
+use nix::sys::socket::{SockaddrIn6, setsockopt, sockopt};
 
-use crate::batch::{RecvBatch6, RecvRing, SendBatch6, SendRing};
+use crate::batch::{RecvBatch6, SendBatch6};
 use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
 use crate::error::{Error, Result};
 use crate::family::Family;
-use crate::socket::{GroupOpts, Socket, group_opts, setup_err};
+use crate::family::family;
+use crate::socket::{Socket, setup_err};
 
 /// All_DHCP_Relay_Agents_and_Servers, ff02::1:2 (RFC 8415 §7.1): where clients on the link send
 /// every request.
@@ -148,10 +148,20 @@ impl Default for V6SocketConfig {
     }
 }
 
-/// The IPv6 family: `sockaddr_in6` (with the scope id), `IPV6_PKTINFO`, [`RecvMeta6`],
-/// [`SendMeta6`].
-#[derive(Debug)]
-pub enum V6 {}
+family! {
+    /// The IPv6 family: `sockaddr_in6` (with the scope id), `IPV6_PKTINFO`, [`RecvMeta6`],
+    /// [`SendMeta6`].
+    V6: "IPv6" {
+        config: V6SocketConfig,
+        src: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0),
+        nix_addr: SockaddrIn6 = Inet6,
+        recv: RecvMeta6, RecvBatch6, CmsgBuf<RECV6_CMSG_SPACE>,
+        send: SendMeta6, SendBatch6, CmsgBuf<PKTINFO6_SPACE>,
+        pktinfo: libc::in6_pktinfo = (IPPROTO_IPV6, IPV6_PKTINFO, Ipv6PacketInfo),
+        domain: IPV6,
+        local: as_socket_ipv6,
+    }
+}
 
 /// One IPv6 socket of a group, owned by one worker.
 ///
@@ -178,154 +188,100 @@ pub fn open_v6_group(cfg: &V6SocketConfig) -> Result<Vec<V6Socket>> {
     crate::socket::open_group(cfg)
 }
 
-impl Family for V6 {
-    type Config = V6SocketConfig;
-    type Src = SocketAddrV6;
-    type RecvMeta = RecvMeta6;
-    type SendMeta = SendMeta6;
-    type RecvBatch = RecvBatch6;
-    type SendBatch = SendBatch6;
-    type NixAddr = SockaddrIn6;
-    type Info = libc::in6_pktinfo;
-    type RecvCmsg = CmsgBuf<RECV6_CMSG_SPACE>;
-    type SendCmsg = CmsgBuf<PKTINFO6_SPACE>;
-    const DOMAIN: Domain = Domain::IPV6;
-    const ANY: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0);
-    const AF: AddressFamily = AddressFamily::Inet6;
-    const PKTINFO_CMSG: (libc::c_int, libc::c_int) = (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO);
-    const PKTINFO: &'static str = "IPV6_PKTINFO";
-    const NOT_FAMILY: &'static str = "local address is not IPv6";
+fn bind_addr(cfg: &V6SocketConfig) -> SocketAddrV6 {
+    SocketAddrV6::new(cfg.bind, cfg.port, 0, 0)
+}
 
-    fn group_opts(cfg: &V6SocketConfig) -> GroupOpts<'_> {
-        group_opts!(cfg)
+fn check(cfg: &V6SocketConfig) -> Result<()> {
+    if !cfg.multicast_ifindexes.is_empty() && !cfg.bind.is_unspecified() {
+        return Err(Error::InvalidConfig(
+            "joining ff02::1:2 needs bind = `::`: a socket bound to a unicast address never \
+             receives multicast",
+        ));
     }
-
-    fn bind_addr(cfg: &V6SocketConfig) -> SocketAddrV6 {
-        SocketAddrV6::new(cfg.bind, cfg.port, 0, 0)
+    if cfg.multicast_ifindexes.contains(&0) {
+        return Err(Error::InvalidConfig(
+            "multicast interface index 0 would let routing pick the link; name each interface",
+        ));
     }
-
-    fn check(cfg: &V6SocketConfig) -> Result<()> {
-        if !cfg.multicast_ifindexes.is_empty() && !cfg.bind.is_unspecified() {
+    for (i, ifindex) in cfg.multicast_ifindexes.iter().enumerate() {
+        if cfg.multicast_ifindexes[..i].contains(ifindex) {
             return Err(Error::InvalidConfig(
-                "joining ff02::1:2 needs bind = `::`: a socket bound to a unicast address never \
-                 receives multicast",
+                "multicast interface indexes must not repeat",
             ));
         }
-        if cfg.multicast_ifindexes.contains(&0) {
-            return Err(Error::InvalidConfig(
-                "multicast interface index 0 would let routing pick the link; name each interface",
-            ));
-        }
-        for (i, ifindex) in cfg.multicast_ifindexes.iter().enumerate() {
-            if cfg.multicast_ifindexes[..i].contains(ifindex) {
-                return Err(Error::InvalidConfig(
-                    "multicast interface indexes must not repeat",
-                ));
-            }
-        }
-        Ok(())
     }
+    Ok(())
+}
 
-    fn set_options(sock: &socket2::Socket, addr: SocketAddr) -> Result<()> {
-        let setup = |what| setup_err(what, addr);
-        // Without it a socket bound to `::` would also take IPv4 datagrams (as v4-mapped
-        // addresses) on the same port, and collide with an IPv4 group there.
-        sock.set_only_v6(true).map_err(setup("set IPV6_V6ONLY"))?;
-        setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true)
-            .map_err(|e| setup("set IPV6_RECVPKTINFO")(e.into()))?;
-        sock.set_multicast_all_v6(false)
-            .map_err(setup("clear IPV6_MULTICAST_ALL"))
+fn set_options(sock: &socket2::Socket, addr: SocketAddr) -> Result<()> {
+    let setup = |what| setup_err(what, addr);
+    // Without it a socket bound to `::` would also take IPv4 datagrams (as v4-mapped
+    // addresses) on the same port, and collide with an IPv4 group there.
+    sock.set_only_v6(true).map_err(setup("set IPV6_V6ONLY"))?;
+    setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true)
+        .map_err(|e| setup("set IPV6_RECVPKTINFO")(e.into()))?;
+    sock.set_multicast_all_v6(false)
+        .map_err(setup("clear IPV6_MULTICAST_ALL"))
+}
+
+fn after_bind(sock: &socket2::Socket, cfg: &V6SocketConfig) -> Result<()> {
+    for &ifindex in &cfg.multicast_ifindexes {
+        sock.join_multicast_v6(&ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ifindex)
+            .map_err(|source| Error::JoinMulticast {
+                group: ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
+                ifindex,
+                source,
+            })?;
     }
+    Ok(())
+}
 
-    fn after_bind(sock: &socket2::Socket, cfg: &V6SocketConfig) -> Result<()> {
-        for &ifindex in &cfg.multicast_ifindexes {
-            sock.join_multicast_v6(&ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ifindex)
-                .map_err(|source| Error::JoinMulticast {
-                    group: ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
-                    ifindex,
-                    source,
-                })?;
-        }
-        Ok(())
+fn multicast_ifindexes(cfg: &V6SocketConfig) -> &[u32] {
+    &cfg.multicast_ifindexes
+}
+
+fn missing_pktinfo(src: SocketAddrV6) -> Error {
+    Error::MissingPacketInfo6 { src }
+}
+
+fn blank_send_meta() -> SendMeta6 {
+    SendMeta6 {
+        dst: V6::ANY,
+        src: None,
+        ifindex: None,
     }
+}
 
-    fn multicast_ifindexes(cfg: &V6SocketConfig) -> &[u32] {
-        &cfg.multicast_ifindexes
+fn encode(
+    meta: &SendMeta6,
+    addr: &mut SockaddrIn6,
+    cmsg: &mut CmsgBuf<PKTINFO6_SPACE>,
+) -> Option<bool> {
+    let ifindex = meta.ifindex.unwrap_or(0);
+    // The kernel's `in6_pktinfo` holds the index in an `int`.
+    libc::c_int::try_from(ifindex).ok()?;
+    *addr = meta.dst.into();
+    let pktinfo = ifindex != 0 || meta.src.is_some();
+    if pktinfo {
+        *cmsg = CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED));
     }
+    Some(pktinfo)
+}
 
-    fn local(addr: &SockAddr) -> Option<SocketAddrV6> {
-        addr.as_socket_ipv6()
+fn send_error(meta: &SendMeta6, source: io::Error) -> Error {
+    Error::Send6 {
+        dst: meta.dst,
+        ifindex: meta.ifindex.unwrap_or(0),
+        source,
     }
+}
 
-    fn pktinfo(c: ControlMessageOwned) -> Option<libc::in6_pktinfo> {
-        match c {
-            ControlMessageOwned::Ipv6PacketInfo(info) => Some(info),
-            _ => None,
-        }
-    }
-
-    #[inline]
-    fn recv_meta(len: usize, src: SocketAddrV6, info: &libc::in6_pktinfo) -> RecvMeta6 {
-        RecvMeta6::new(len, src, info)
-    }
-
-    #[inline]
-    fn meta_len(meta: &RecvMeta6) -> usize {
-        meta.len
-    }
-
-    fn missing_pktinfo(src: SocketAddrV6) -> Error {
-        Error::MissingPacketInfo6 { src }
-    }
-
-    fn blank_send_meta() -> SendMeta6 {
-        SendMeta6 {
-            dst: Self::ANY,
-            src: None,
-            ifindex: None,
-        }
-    }
-
-    #[inline]
-    fn dst(meta: &SendMeta6) -> SocketAddrV6 {
-        meta.dst
-    }
-
-    #[inline]
-    fn encode(meta: &SendMeta6, addr: &mut SockaddrIn6, cmsg: &mut Self::SendCmsg) -> Option<bool> {
-        let ifindex = meta.ifindex.unwrap_or(0);
-        // The kernel's `in6_pktinfo` holds the index in an `int`.
-        libc::c_int::try_from(ifindex).ok()?;
-        *addr = meta.dst.into();
-        let pktinfo = ifindex != 0 || meta.src.is_some();
-        if pktinfo {
-            *cmsg = CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED));
-        }
-        Some(pktinfo)
-    }
-
-    fn send_error(meta: &SendMeta6, source: io::Error) -> Error {
-        Error::Send6 {
-            dst: meta.dst,
-            ifindex: meta.ifindex.unwrap_or(0),
-            source,
-        }
-    }
-
-    fn short_send(meta: &SendMeta6, sent: usize, len: usize) -> Error {
-        Error::ShortSend6 {
-            dst: meta.dst,
-            sent,
-            len,
-        }
-    }
-
-    fn recv_ring(batch: &mut RecvBatch6) -> &mut RecvRing<V6> {
-        &mut batch.ring
-    }
-
-    fn send_ring(batch: &mut SendBatch6) -> &mut SendRing<V6> {
-        &mut batch.ring
+fn short_send(meta: &SendMeta6, sent: usize, len: usize) -> Error {
+    Error::ShortSend6 {
+        dst: meta.dst,
+        sent,
+        len,
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) trait Family: lessor_net::Family<Config: Default + Debug> {
 
     /// Sets the address and port of `cfg` to the loopback address and `port`.
     fn bind(cfg: &mut Self::Config, port: u16);
+    /// The settings of `cfg` every family has: sockets in the group, and the device.
+    fn workers_and_device(cfg: &mut Self::Config) -> (&mut usize, &mut Option<String>);
 }
 
 /// IPv4 on 127.0.0.1.
@@ -26,6 +28,9 @@ impl Family for V4 {
     fn bind(cfg: &mut V4SocketConfig, port: u16) {
         (cfg.bind, cfg.port) = (Ipv4Addr::LOCALHOST, port);
     }
+    fn workers_and_device(cfg: &mut V4SocketConfig) -> (&mut usize, &mut Option<String>) {
+        (&mut cfg.workers, &mut cfg.device)
+    }
 }
 
 /// IPv6 on ::1.
@@ -34,6 +39,9 @@ impl Family for V6 {
 
     fn bind(cfg: &mut V6SocketConfig, port: u16) {
         (cfg.bind, cfg.port) = (Ipv6Addr::LOCALHOST, port);
+    }
+    fn workers_and_device(cfg: &mut V6SocketConfig) -> (&mut usize, &mut Option<String>) {
+        (&mut cfg.workers, &mut cfg.device)
     }
 }
 

@@ -12,6 +12,7 @@ mod common;
 mod iface_tests;
 mod netns;
 mod netns_tests;
+mod socket_tests;
 mod steer_tests;
 mod v4_tests;
 mod v6_netns_tests;

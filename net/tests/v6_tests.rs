@@ -14,8 +14,7 @@ use lessor_net::{
 
 use crate::alloc_tests::{allocations, four_replies_sent_without_allocating};
 use crate::common::{
-    assert_names_missing_device, assert_unknown_interface, client6, expect_replies,
-    loopback_group6, recv_any6, v6,
+    assert_unknown_interface, client6, expect_replies, loopback_group6, recv_any6, v6,
 };
 
 fn one_socket() -> (V6Socket, SocketAddrV6) {
@@ -96,33 +95,6 @@ fn each_unicast_datagram_reaches_exactly_one_socket() {
         assert_eq!(s.try_recv(&mut buf).expect("try_recv"), None);
     }
     assert_eq!(per_socket[0] + per_socket[1], 16, "{per_socket:?}");
-}
-
-#[test]
-fn missing_device_is_named_in_the_error() {
-    let cfg = V6SocketConfig {
-        bind: Ipv6Addr::LOCALHOST,
-        port: 9,
-        device: Some("lessor-nodev0".to_owned()),
-        ..V6SocketConfig::default()
-    };
-    let err = open_v6_group(&cfg).unwrap_err();
-    assert_names_missing_device(&err);
-    assert!(err.to_string().contains("[::1]:9"), "{err}");
-}
-
-#[test]
-fn port_held_outside_the_group_is_addr_in_use() {
-    let holder = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).expect("bind holder");
-    let cfg = V6SocketConfig {
-        bind: Ipv6Addr::LOCALHOST,
-        port: holder.local_addr().expect("holder addr").port(),
-        workers: 2,
-        ..V6SocketConfig::default()
-    };
-    let err = open_v6_group(&cfg).unwrap_err();
-    assert!(matches!(err, Error::Bind { .. }), "{err:?}");
-    assert_eq!(err.io_error().map(|e| e.kind()), Some(ErrorKind::AddrInUse));
 }
 
 /// `IPV6_V6ONLY`: a group on `[::]` does not claim the IPv4 port of the same number. Here
