@@ -6,7 +6,7 @@
 //! `CMSG_*` macros itself. The builders for each family's packet-info message live beside their
 //! socket (`v4.rs`, `v6.rs`).
 
-use std::mem::size_of;
+use std::mem::{align_of, size_of};
 
 /// Control-message space aligned for `cmsghdr`, as the `CMSG_*` macros (and nix's iterator,
 /// which takes `&cmsghdr` into it) require.
@@ -22,13 +22,16 @@ pub struct CmsgBuf<const N: usize> {
 /// # Safety
 /// Every bit pattern of `size_of::<Self>()` bytes must be a valid `Self` (plain integers and
 /// byte arrays, no references, no enums), so that reading one out of kernel-written bytes is
-/// sound.
+/// sound; and `Self` must have no padding, so that writing one whole ([`CmsgBuf::one`])
+/// initialises every byte it covers.
 pub unsafe trait CmsgData: Copy {}
 
-// SAFETY: `in_pktinfo` is three integers (`c_int`, two `in_addr` = `u32`).
+// SAFETY: `in_pktinfo` is three integers (`c_int`, two `in_addr` = `u32`), no padding (asserted).
 unsafe impl CmsgData for libc::in_pktinfo {}
-// SAFETY: `in6_pktinfo` is an `in6_addr` (16 bytes) and a `c_uint`.
+const _: () = assert!(size_of::<libc::in_pktinfo>() == size_of::<libc::c_int>() + 8);
+// SAFETY: `in6_pktinfo` is an `in6_addr` (16 bytes) and a `c_uint`, no padding (asserted).
 unsafe impl CmsgData for libc::in6_pktinfo {}
+const _: () = assert!(size_of::<libc::in6_pktinfo>() == 16 + size_of::<libc::c_uint>());
 
 /// `CMSG_LEN(size_of::<T>())`: a header plus `T`, unpadded.
 pub(crate) const fn cmsg_len<T>() -> usize {
@@ -91,6 +94,36 @@ impl<const N: usize> CmsgBuf<N> {
             _align: [],
             bytes: [0; N],
         }
+    }
+
+    /// One control message of `level`/`ty` carrying `data`, for `sendmsg`. `N` must be
+    /// `cmsg_space::<T>()` (checked when compiled).
+    pub(crate) fn one<T: CmsgData>(level: libc::c_int, ty: libc::c_int, data: T) -> Self {
+        // Where the data starts, relative to the header (`CMSG_DATA - cmsg`): after a whole
+        // header, aligned for `T`, and the message inside the space.
+        let data_offset = const {
+            let offset = cmsg_len::<T>() - size_of::<T>();
+            assert!(N == cmsg_space::<T>() && cmsg_len::<T>() <= N);
+            assert!(offset >= size_of::<libc::cmsghdr>());
+            assert!(offset.is_multiple_of(align_of::<T>()));
+            offset
+        };
+        let mut buf = Self::new();
+        let base = buf.bytes.as_mut_ptr();
+        let hdr = base.cast::<libc::cmsghdr>();
+        // SAFETY: `bytes` is N = CMSG_SPACE(T) long and aligned for `cmsghdr` (the `_align`
+        // field), so a `cmsghdr` fits at its start, and a `T` at `data_offset`, which is inside
+        // the space and aligned for it (asserted above). The header is written field by field
+        // through raw pointers, so its padding (if any) keeps the zeroes of `new`; `T` has no
+        // padding (`CmsgData`), so writing it whole leaves every byte of the view handed to
+        // sendmsg initialised.
+        unsafe {
+            (&raw mut (*hdr).cmsg_len).write(cmsg_len::<T>() as _);
+            (&raw mut (*hdr).cmsg_level).write(level);
+            (&raw mut (*hdr).cmsg_type).write(ty);
+            base.add(data_offset).cast::<T>().write(data);
+        }
+        buf
     }
 
     /// The first complete control message of `level`/`ty` among the first `len` bytes of

@@ -15,6 +15,10 @@
 //! ([`set_arp_entry`]) so a reply can be unicast to a client that has no address yet, and pins
 //! worker threads to cores ([`pin_current_thread`]).
 //!
+//! Both families' sockets are one type, [`Socket`], generic over the sealed [`Family`]
+//! ([`V4`], [`V6`]); [`V4Socket`] and [`V6Socket`] name its two instances, and what only one
+//! family does is an inherent method of its instance (e.g. [`V4Socket::set_arp_entry`]).
+//!
 //! It is not a DHCP implementation: it knows ports and addresses, never leases, and of the
 //! messages only what steering reads (four bytes at a fixed offset for DHCPv4; for DHCPv6 the
 //! relay header, option headers and the DUID's last four bytes). It makes no decision about

@@ -151,7 +151,8 @@ impl<F: Family> Socket<F> {
     /// `Ok(None)` when the receive timeout expired or a signal interrupted the wait, and also
     /// when a datagram was dropped because it was longer than `buf` (counted in
     /// [`truncated_drops`](Self::truncated_drops)): a cut-off DHCP message must not be parsed.
-    /// A datagram without packet info is [`Error::MissingPacketInfo`] (or `...6`).
+    /// A datagram without packet info is an error ([`Error::MissingPacketInfo`],
+    /// [`Error::MissingPacketInfo6`]).
     pub fn recv(&self, buf: &mut [u8]) -> Result<Option<F::RecvMeta>> {
         self.recv_with(buf, MsgFlags::empty())
     }

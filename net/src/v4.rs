@@ -12,14 +12,13 @@
 //! `IP_PKTINFO` and its control message, the metadata types and ARP entries through a socket.
 
 use std::io;
-use std::mem::{align_of, size_of};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 
 use nix::sys::socket::{SockaddrIn, setsockopt, sockopt};
 
 use crate::batch::{RecvBatch, SendBatch};
-use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
+use crate::cmsg::{CmsgBuf, cmsg_space};
 use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::family::family;
@@ -201,17 +200,8 @@ impl Socket<V4> {
 }
 
 pub(crate) const PKTINFO_SPACE: usize = cmsg_space::<libc::in_pktinfo>();
-const PKTINFO_LEN: usize = cmsg_len::<libc::in_pktinfo>();
-/// Where a control message's data starts, relative to its header (`CMSG_DATA - cmsg`).
-const CMSG_DATA_OFFSET: usize = PKTINFO_LEN - size_of::<libc::in_pktinfo>();
 /// Receive room: one `IP_PKTINFO` is all a group socket asks for; twice that for slack.
 pub(crate) const RECV_CMSG_SPACE: usize = 2 * PKTINFO_SPACE;
-
-// The layout `CmsgBuf::pktinfo` writes by hand: a header, then the data at a properly aligned
-// offset, all inside the space CMSG_SPACE reserves.
-const _: () = assert!(CMSG_DATA_OFFSET >= size_of::<libc::cmsghdr>());
-const _: () = assert!(CMSG_DATA_OFFSET.is_multiple_of(align_of::<libc::in_pktinfo>()));
-const _: () = assert!(PKTINFO_LEN <= PKTINFO_SPACE);
 
 // The tests read back through the same `find` the receive paths use.
 #[cfg(test)]
@@ -227,29 +217,23 @@ impl CmsgBuf<PKTINFO_SPACE> {
     /// One `IP_PKTINFO` control message for `sendmsg`: out of interface `ifindex` (0: any)
     /// from source `spec_dst` (0.0.0.0: any). `ipi_addr` is ignored on send and left zero.
     pub(crate) fn pktinfo(ifindex: libc::c_int, spec_dst: Ipv4Addr) -> Self {
-        let mut buf = Self::new();
-        let base = buf.bytes.as_mut_ptr();
-        let hdr = base.cast::<libc::cmsghdr>();
-        // SAFETY: `bytes` is PKTINFO_SPACE long and aligned for `cmsghdr` (the `_align` field),
-        // so a `cmsghdr` fits at its start, and an `in_pktinfo` at CMSG_DATA_OFFSET, which is
-        // inside the space and aligned for it (const asserts above). Each field is written on
-        // its own through a raw pointer, so only that field's bytes change and the zeroed rest
-        // (padding included) stays initialised for the byte view handed to sendmsg.
-        unsafe {
-            (&raw mut (*hdr).cmsg_len).write(PKTINFO_LEN as _);
-            (&raw mut (*hdr).cmsg_level).write(libc::IPPROTO_IP);
-            (&raw mut (*hdr).cmsg_type).write(libc::IP_PKTINFO);
-            let info = base.add(CMSG_DATA_OFFSET).cast::<libc::in_pktinfo>();
-            (&raw mut (*info).ipi_ifindex).write(ifindex);
-            (&raw mut (*info).ipi_spec_dst.s_addr).write(u32::from(spec_dst).to_be());
-        }
-        buf
+        let info = libc::in_pktinfo {
+            ipi_ifindex: ifindex,
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(spec_dst).to_be(),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        Self::one(libc::IPPROTO_IP, libc::IP_PKTINFO, info)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmsg::cmsg_len;
+
+    const PKTINFO_LEN: usize = cmsg_len::<libc::in_pktinfo>();
 
     /// The hand-built control message must read back, through nix's own decoder path (the
     /// `CMSG_*` macros), as the pktinfo that was written.

@@ -43,13 +43,12 @@
 //! the request, which is what [`RecvMeta6::src`] holds.
 
 use std::io;
-use std::mem::{align_of, size_of};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use nix::sys::socket::{SockaddrIn6, setsockopt, sockopt};
 
 use crate::batch::{RecvBatch6, SendBatch6};
-use crate::cmsg::{CmsgBuf, cmsg_len, cmsg_space};
+use crate::cmsg::{CmsgBuf, cmsg_space};
 use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::family::family;
@@ -115,14 +114,13 @@ pub struct V6SocketConfig {
     pub bind: Ipv6Addr,
     /// UDP port (547 for a DHCPv6 server). Must not be 0: a group needs one known port.
     pub port: u16,
-    /// Interface to restrict the sockets to (`SO_BINDTODEVICE`), `None` for all.
+    /// As [`V4SocketConfig::device`](crate::V4SocketConfig::device).
     pub device: Option<String>,
-    /// Sockets in the group, one per worker; at least 1.
+    /// As [`V4SocketConfig::workers`](crate::V4SocketConfig::workers).
     pub workers: usize,
-    /// `SO_RCVBUF` in bytes, `None` for the system default. Forced past `net.core.rmem_max`
-    /// when the process may (`CAP_NET_ADMIN`); a warning is logged if the kernel grants less.
+    /// As [`V4SocketConfig::recv_buffer`](crate::V4SocketConfig::recv_buffer).
     pub recv_buffer: Option<usize>,
-    /// `SO_SNDBUF` in bytes, `None` for the system default; forced like `recv_buffer`.
+    /// As [`V4SocketConfig::send_buffer`](crate::V4SocketConfig::send_buffer).
     pub send_buffer: Option<usize>,
     /// Indexes of the interfaces on which every socket joins
     /// [`ff02::1:2`](ALL_DHCP_RELAY_AGENTS_AND_SERVERS) (e.g. from
@@ -286,19 +284,8 @@ fn short_send(meta: &SendMeta6, sent: usize, len: usize) -> Error {
 }
 
 pub(crate) const PKTINFO6_SPACE: usize = cmsg_space::<libc::in6_pktinfo>();
-const PKTINFO6_LEN: usize = cmsg_len::<libc::in6_pktinfo>();
-/// Where a control message's data starts, relative to its header (`CMSG_DATA - cmsg`).
-const CMSG_DATA_OFFSET: usize = PKTINFO6_LEN - size_of::<libc::in6_pktinfo>();
 /// Receive room: one `IPV6_PKTINFO` is all a group socket asks for; twice that for slack.
 pub(crate) const RECV6_CMSG_SPACE: usize = 2 * PKTINFO6_SPACE;
-
-// The layout `CmsgBuf::pktinfo6` writes by hand: a header, then the data at a properly aligned
-// offset, all inside the space CMSG_SPACE reserves; and an `in6_pktinfo` without padding, so
-// writing it whole initialises every byte.
-const _: () = assert!(CMSG_DATA_OFFSET >= size_of::<libc::cmsghdr>());
-const _: () = assert!(CMSG_DATA_OFFSET.is_multiple_of(align_of::<libc::in6_pktinfo>()));
-const _: () = assert!(PKTINFO6_LEN <= PKTINFO6_SPACE);
-const _: () = assert!(size_of::<libc::in6_pktinfo>() == 16 + size_of::<libc::c_uint>());
 
 // The tests read back through the same `find` the receive paths use.
 #[cfg(test)]
@@ -314,35 +301,22 @@ impl CmsgBuf<PKTINFO6_SPACE> {
     /// One `IPV6_PKTINFO` control message for `sendmsg`: out of interface `ifindex` (0: any)
     /// from source `src` (`::`: any).
     pub(crate) fn pktinfo6(ifindex: u32, src: Ipv6Addr) -> Self {
-        let mut buf = Self::new();
-        let base = buf.bytes.as_mut_ptr();
-        let hdr = base.cast::<libc::cmsghdr>();
-        // SAFETY: `bytes` is PKTINFO6_SPACE long and aligned for `cmsghdr` (the `_align` field),
-        // so a `cmsghdr` fits at its start, and an `in6_pktinfo` at CMSG_DATA_OFFSET, which is
-        // inside the space and aligned for it (const asserts above). The header is written field
-        // by field through raw pointers, so its padding (if any) keeps the zeroes of `new`; the
-        // `in6_pktinfo` has no padding (asserted), so writing it whole leaves every byte of the
-        // view handed to sendmsg initialised.
-        unsafe {
-            (&raw mut (*hdr).cmsg_len).write(PKTINFO6_LEN as _);
-            (&raw mut (*hdr).cmsg_level).write(libc::IPPROTO_IPV6);
-            (&raw mut (*hdr).cmsg_type).write(libc::IPV6_PKTINFO);
-            base.add(CMSG_DATA_OFFSET)
-                .cast::<libc::in6_pktinfo>()
-                .write(libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr {
-                        s6_addr: src.octets(),
-                    },
-                    ipi6_ifindex: ifindex,
-                });
-        }
-        buf
+        let info = libc::in6_pktinfo {
+            ipi6_addr: libc::in6_addr {
+                s6_addr: src.octets(),
+            },
+            ipi6_ifindex: ifindex,
+        };
+        Self::one(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmsg::cmsg_len;
+
+    const PKTINFO6_LEN: usize = cmsg_len::<libc::in6_pktinfo>();
 
     /// The hand-built control message must read back through libc's `CMSG_*` macros, the way
     /// the kernel walks it, as the pktinfo that was written.
