@@ -20,8 +20,9 @@ mod sealed {
     impl Sealed for crate::v6::V6 {}
 }
 
-/// An address family: [`V4`](crate::V4) or [`V6`](crate::V6). Sealed; its items are the
-/// crate's own business, so only the family's name is meant to be used outside it.
+/// An address family: [`V4`](crate::V4) or [`V6`](crate::V6). Sealed. Its documented
+/// associated types name the family's addresses, configuration, metadata and batches for code
+/// written over [`Socket`](crate::Socket); its hidden items are the crate's own.
 ///
 /// Each item is one point where the families differ: the address and configuration types,
 /// the socket options, the packet-info control message, the metadata the caller sees and the
