@@ -167,3 +167,32 @@ impl<const N: usize> CmsgBuf<N> {
         None
     }
 }
+
+/// Decodes `buf` with libc's `CMSG_*` macros, the way the kernel walks it, checking that it
+/// holds exactly one control message, of `level`/`ty` and `CMSG_LEN(size_of::<T>())` bytes, and
+/// returns its data: how the tests check a hand-built message.
+#[cfg(test)]
+pub(crate) fn decode_one<T: CmsgData, const N: usize>(
+    buf: &CmsgBuf<N>,
+    level: libc::c_int,
+    ty: libc::c_int,
+) -> T {
+    assert!(cmsg_len::<T>() <= N, "no room for one message");
+    // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+    let mut mhdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    mhdr.msg_control = buf.bytes.as_ptr().cast_mut().cast();
+    mhdr.msg_controllen = N as _;
+    // SAFETY: mhdr points at `buf`, which is borrowed for the whole block and aligned for
+    // `cmsghdr`; CMSG_FIRSTHDR returns its start only if a header fits in N bytes (null
+    // otherwise), and CMSG_NXTHDR only a header inside them. The data is read only after the
+    // first header's length was checked to be CMSG_LEN(T), which fits in N (asserted above),
+    // unaligned, and any bytes are a valid `T` (`CmsgData`).
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&mhdr);
+        assert!(!c.is_null());
+        assert_eq!(((*c).cmsg_level, (*c).cmsg_type), (level, ty));
+        assert_eq!((*c).cmsg_len as usize, cmsg_len::<T>());
+        assert!(libc::CMSG_NXTHDR(&mhdr, c).is_null());
+        libc::CMSG_DATA(c).cast::<T>().read_unaligned()
+    }
+}

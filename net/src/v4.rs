@@ -231,7 +231,7 @@ impl CmsgBuf<PKTINFO_SPACE> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmsg::cmsg_len;
+    use crate::cmsg::{cmsg_len, decode_one};
 
     const PKTINFO_LEN: usize = cmsg_len::<libc::in_pktinfo>();
 
@@ -240,30 +240,13 @@ mod tests {
     #[test]
     fn pktinfo_cmsg_matches_cmsg_macros() {
         let buf = CmsgBuf::pktinfo(7, Ipv4Addr::new(192, 0, 2, 1));
-        // Decode with libc's macros, the way the kernel walks it.
-        // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
-        let mut mhdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        mhdr.msg_control = buf.bytes.as_ptr().cast_mut().cast();
-        mhdr.msg_controllen = buf.bytes.len() as _;
-        // SAFETY: mhdr points at `buf`, which lives for the whole block and holds one complete,
-        // aligned control message of PKTINFO_SPACE bytes.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&mhdr);
-            assert!(!c.is_null());
-            assert_eq!((*c).cmsg_level, libc::IPPROTO_IP);
-            assert_eq!((*c).cmsg_type, libc::IP_PKTINFO);
-            assert_eq!((*c).cmsg_len as usize, PKTINFO_LEN);
-            let info = libc::CMSG_DATA(c)
-                .cast::<libc::in_pktinfo>()
-                .read_unaligned();
-            assert_eq!(info.ipi_ifindex, 7);
-            assert_eq!(
-                Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)),
-                Ipv4Addr::new(192, 0, 2, 1)
-            );
-            assert_eq!(info.ipi_addr.s_addr, 0);
-            assert!(libc::CMSG_NXTHDR(&mhdr, c).is_null());
-        }
+        let info: libc::in_pktinfo = decode_one(&buf, libc::IPPROTO_IP, libc::IP_PKTINFO);
+        assert_eq!(info.ipi_ifindex, 7);
+        assert_eq!(
+            Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)),
+            Ipv4Addr::new(192, 0, 2, 1)
+        );
+        assert_eq!(info.ipi_addr.s_addr, 0);
     }
 
     /// The receive-side parser finds what the send-side builder wrote, skips other control

@@ -314,7 +314,7 @@ impl CmsgBuf<PKTINFO6_SPACE> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmsg::cmsg_len;
+    use crate::cmsg::{cmsg_len, decode_one};
 
     const PKTINFO6_LEN: usize = cmsg_len::<libc::in6_pktinfo>();
 
@@ -324,25 +324,9 @@ mod tests {
     fn pktinfo6_cmsg_matches_cmsg_macros() {
         let src = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
         let buf = CmsgBuf::pktinfo6(7, src);
-        // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
-        let mut mhdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        mhdr.msg_control = buf.bytes.as_ptr().cast_mut().cast();
-        mhdr.msg_controllen = buf.bytes.len() as _;
-        // SAFETY: mhdr points at `buf`, which lives for the whole block and holds one complete,
-        // aligned control message of PKTINFO6_SPACE bytes.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&mhdr);
-            assert!(!c.is_null());
-            assert_eq!((*c).cmsg_level, libc::IPPROTO_IPV6);
-            assert_eq!((*c).cmsg_type, libc::IPV6_PKTINFO);
-            assert_eq!((*c).cmsg_len as usize, PKTINFO6_LEN);
-            let info = libc::CMSG_DATA(c)
-                .cast::<libc::in6_pktinfo>()
-                .read_unaligned();
-            assert_eq!(info.ipi6_ifindex, 7);
-            assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), src);
-            assert!(libc::CMSG_NXTHDR(&mhdr, c).is_null());
-        }
+        let info: libc::in6_pktinfo = decode_one(&buf, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO);
+        assert_eq!(info.ipi6_ifindex, 7);
+        assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), src);
     }
 
     /// The receive-side parser finds what the send-side builder wrote, ignores an IPv4
