@@ -1,29 +1,16 @@
 //! Engine operations on a /8 pool: offer+bind of new clients, renew, release, reclaim.
 
 mod common;
+#[path = "common/v4_engine.rs"]
+mod v4_engine;
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use common::NOW;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use lessor_engine::{
-    BindRequest, ClientKey, Engine, EngineConfig, HwAddr, LeaseInfo, OfferRequest, PoolId, PoolSpec,
-};
-
-fn engine(shards: usize) -> Engine {
-    Engine::new(EngineConfig {
-        shards,
-        pools: vec![PoolSpec {
-            first: Ipv4Addr::new(10, 0, 0, 1),
-            last: Ipv4Addr::new(10, 255, 255, 254),
-            excluded: vec![],
-        }],
-        offer_hold: 30,
-        decline_probation: 86400,
-    })
-    .unwrap()
-}
+use lessor_engine::{BindRequest, ClientKey, Engine, HwAddr, LeaseInfo, OfferRequest, PoolId};
+use v4_engine::slash8;
 
 fn client(n: u32) -> (ClientKey, HwAddr) {
     let mac = [
@@ -64,15 +51,15 @@ fn dora(e: &Engine, n: u32, events: &mut Vec<lessor_engine::LeaseEvent>) -> Ipv4
 
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine");
-    g.bench_function("new_8_pool_2_shards", |b| b.iter(|| black_box(engine(2))));
+    g.bench_function("new_8_pool_2_shards", |b| b.iter(|| black_box(slash8(2))));
 
-    let e = engine(1);
+    let e = slash8(1);
     let mut events = Vec::new();
     common::new_clients(&mut g, "offer_bind_new_client", &mut events, |n, ev| {
         dora(&e, n, ev)
     });
 
-    let e = engine(1);
+    let e = slash8(1);
     let clients: Vec<(ClientKey, HwAddr, Ipv4Addr)> = (0..100_000)
         .map(|i| {
             let a = dora(&e, i, &mut events);
@@ -104,7 +91,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("release_and_rebind", |b| {
         b.iter_batched(
             || {
-                let e = engine(1);
+                let e = slash8(1);
                 let mut ev = Vec::new();
                 let a = dora(&e, 1, &mut ev);
                 (e, a)
@@ -121,7 +108,7 @@ fn benches(c: &mut Criterion) {
 
     common::reclaim_10k_expired(
         &mut g,
-        || engine(1),
+        || slash8(1),
         |e, i, ev| {
             dora(e, i, ev);
         },

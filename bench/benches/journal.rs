@@ -4,16 +4,20 @@
 //! Journals go to a directory under `/var/tmp` (or `$LESSOR_BENCH_DIR`), not `/tmp`, which
 //! may be a tmpfs where `fdatasync` costs nothing.
 
+#[path = "common/v4_engine.rs"]
+mod v4_engine;
+
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lessor_engine::{ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseState, PoolSpec};
+use lessor_engine::{ClientKey, HwAddr, Lease, LeaseState};
 use lessor_journal::{Journal, Options, SyncPolicy, Ticket};
 use lessor_server::lease_record::{LeaseKey, LeaseRecord, LeaseRecordRef};
 use lessor_server::replay::restore_into;
+use v4_engine::slash8;
 
 /// Whether this run measures (`cargo bench`) rather than runs every bench once to see that it
 /// works (`cargo test --all-targets`, `cargo bench -- --test`): only then are fixtures big.
@@ -178,20 +182,6 @@ fn group_commit(c: &mut Criterion) {
     journal.shutdown().expect("closing the journal");
 }
 
-fn engine() -> Engine {
-    Engine::new(EngineConfig {
-        shards: 2,
-        pools: vec![PoolSpec {
-            first: Ipv4Addr::new(10, 0, 0, 1),
-            last: Ipv4Addr::new(10, 255, 255, 254),
-            excluded: vec![],
-        }],
-        offer_hold: 30,
-        decline_probation: 86400,
-    })
-    .expect("engine")
-}
-
 /// Replay's two halves: the fold of the files into the newest record per address
 /// (`read_live`, the same fold `Journal::open` does), and putting those into the engine.
 fn replay(c: &mut Criterion) {
@@ -212,7 +202,7 @@ fn replay(c: &mut Criterion) {
     let (recs, _) = lessor_journal::read_live::<LeaseRecord>(dir.path()).expect("replay");
     g.bench_function(BenchmarkId::new("restore_into_engine", n), |b| {
         b.iter_batched(
-            engine,
+            || slash8(2),
             |e| {
                 for r in &recs {
                     assert!(restore_into(&e, r));

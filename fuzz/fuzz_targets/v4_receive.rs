@@ -12,27 +12,17 @@ use lessor_server::config::Config;
 use lessor_server::v4::{self, Arrival, InterfaceInfo, Outcome, Scratch, V4Context};
 use libfuzzer_sys::fuzz_target;
 
-const CONFIG: &str = r#"
-port: 67
-v4:
-  bootp_dynamic: true
+/// The handler tests' config plus BOOTP and a global reservation.
+const CONFIG: &str = concat!(
+    include_str!("../../server/tests/fixtures/v4.yaml"),
+    "  bootp_dynamic: true
   next_server: 10.231.0.5
   server_hostname: boot.example.test
   boot_file_name: pxelinux.0
   reservations:
-    - { hw_address: "02:23:10:00:00:70", address: 10.232.0.70, boot_file_name: roamer.efi }
-  subnets:
-    - subnet: 10.231.0.0/24
-      pools: [ "10.231.0.100-10.231.0.110" ]
-      relays: [ 10.231.0.1 ]
-      options: { routers: [10.231.0.1], domain_name_servers: [10.231.0.1], domain_name: example.test }
-      reservations:
-        - { hw_address: "02:23:10:00:00:50", address: 10.231.0.50, hostname: printer }
-        - { circuit_id: "port7", address: 10.231.0.57 }
-    - subnet: 10.232.0.0/24
-      pools: [ "10.232.0.10-10.232.0.20" ]
-      interface: eth9
-"#;
+    - { hw_address: \"02:23:10:00:00:70\", address: 10.232.0.70, boot_file_name: roamer.efi }
+"
+);
 
 struct State {
     ctx: V4Context,

@@ -607,6 +607,11 @@ impl Lessor {
                 );
             }
         };
+        self.stopped(status)
+    }
+
+    /// Joins the output readers of an exited lessor and returns what it left behind.
+    fn stopped(&mut self, status: ExitStatus) -> Stopped {
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
@@ -767,14 +772,7 @@ impl Lessor {
         // Child::kill sends SIGKILL, to our own child by PID (`ip netns exec` execs in place).
         child.kill().expect("sending SIGKILL to lessor");
         let status = child.wait().expect("reaping lessor");
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        Stopped {
-            status,
-            stdout: self.stdout.text(),
-            stderr: self.stderr.text(),
-        }
+        self.stopped(status)
     }
 }
 
@@ -807,7 +805,17 @@ pub(crate) fn perfdhcp_report(out: &str) -> Report {
 impl Stopped {
     /// Asserts that lessor exited 0, and returns itself for the counter checks that follow.
     pub(crate) fn assert_success(&self) -> &Stopped {
-        assert!(self.status.success(), "lessor exited with {}", self.status);
+        self.assert_success_because("")
+    }
+
+    /// [`Stopped::assert_success`], with `hint` (what a failure likely means) in the message.
+    pub(crate) fn assert_success_because(&self, hint: &str) -> &Stopped {
+        assert!(
+            self.status.success(),
+            "lessor exited with {}{hint}:\n{}",
+            self.status,
+            self.stderr
+        );
         self
     }
 }

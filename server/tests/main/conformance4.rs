@@ -183,11 +183,7 @@ fn unknown_init_reboot_and_inform_without_ciaddr_get_no_answer_over_the_wire() {
         "siaddr, sname and file of the OFFER"
     );
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
     assert_eq!(stopped.counter("unknown_client"), 1, "{}", stopped.stdout);
     assert_eq!(
         stopped.counter("inform_without_ciaddr"),
@@ -219,11 +215,7 @@ fn a_dynamic_bootp_lease_survives_a_restart() {
         "{first} is not from the pool"
     );
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
 
     // Same state directory: the journal brings the infinite lease back.
     let lessor = Lessor::start(Some(&ns), &cfg, &[]);
@@ -249,9 +241,5 @@ fn a_dynamic_bootp_lease_survives_a_restart() {
     );
     assert_eq!(third, None, "the pool should be exhausted, got {third:?}");
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
 }

@@ -291,11 +291,7 @@ fn relayed_exhaustion_no_binding_unknown_links_and_deep_relays_follow_rfc_8415()
         }
     });
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
 
     let a = &seen.exhausted;
     assert_eq!(a.kind, ADVERTISE);
@@ -398,11 +394,7 @@ fn an_information_request_to_the_servers_unicast_address_is_dropped_and_counted(
         (unicast, multicast)
     });
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
     assert!(unicast.is_none(), "answered on unicast: {unicast:?}");
     let m = multicast.expect("the multicast Information-request is answered");
     assert_eq!(m.kind, REPLY);
@@ -433,11 +425,7 @@ fn a_v6_section_with_options_and_no_subnets_answers_information_requests() {
         (info, advertise)
     });
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
     // RFC 8415 §18.3.6.
     let info = info.expect("the Information-request is answered");
     assert_eq!(info.kind, REPLY);
@@ -491,11 +479,7 @@ fn a_shared_network_and_a_global_reservation_over_the_wire() {
         })
     });
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
     let addr = |i: usize| answers[i].address().expect("an address");
     // The first subnet's only address, then the second subnet, with its own lifetimes.
     assert_eq!(addr(0), "fd00:234::1000".parse::<Ipv6Addr>().expect("addr"));

@@ -560,13 +560,9 @@ fn crash_under_load_loses_no_acknowledged_lease() {
         // Restart on the same state: replay must bring back at least every ACKed lease.
         let lessor = Lessor::start(Some(&ns), &config, &[]);
         let replay = replay_line(&lessor);
-        let stopped = lessor.stop();
-        assert!(
-            stopped.status.success(),
-            "lessor after the crash exited with {}:\n{}",
-            stopped.status,
-            stopped.stderr
-        );
+        lessor
+            .stop()
+            .assert_success_because(" (restarted after the crash)");
         assert_eq!(replay.skipped, 0, "{}", replay.line);
         assert!(
             replay.live >= acked.len() as u64,
@@ -650,7 +646,7 @@ fn kill_9_restarts_leave_the_journal_bounded() {
         replay.live,
         replay.line
     );
-    assert!(lessor.stop().status.success());
+    lessor.stop().assert_success();
     eprintln!(
         "20 kill -9 restarts: {} leases live, one segment",
         replay.live
@@ -710,7 +706,7 @@ fn expiries_are_counted_once(v6: bool) {
     replay_line(&lessor);
     clients(1);
     let granted = Instant::now();
-    assert!(lessor.stop().status.success());
+    lessor.stop().assert_success();
     // The leases bound, exactly: what a restart replays (before any has expired). The restart
     // grants an hour, so no lease of the second run expires in the count however slow it is;
     // the replayed leases keep their 6 s.
@@ -732,7 +728,7 @@ fn expiries_are_counted_once(v6: bool) {
     // Then the sweep (RECLAIM_BUDGET a second) finds whatever the clients did not.
     thread::sleep(Duration::from_secs(bound / 4096 + 3));
     let stopped = lessor.stop();
-    assert!(stopped.status.success());
+    stopped.assert_success();
     assert_eq!(
         stopped.counter(counter),
         bound,
@@ -868,7 +864,7 @@ v4:
         lessor.crash();
     } else {
         let s = lessor.stop_with(signal);
-        assert!(s.status.success(), "lessor exited with {}", s.status);
+        s.assert_success();
     }
 
     let lessor = Lessor::start(Some(&net.server), &config, &[]);
@@ -1069,11 +1065,7 @@ fn import_kea_from_a_file_kea_wrote() {
     );
     let (_, acks) = sent_received(&out, "REQUEST-ACK");
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
     assert!(acks > 0, "lessor ACKed nothing:\n{out}\n{}", stopped.stdout);
     assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
     let leases = dump(&cfg, &state);
@@ -1286,12 +1278,7 @@ fn disk_full_withholds_acks_then_resumes() {
     let pid = lessor.pid();
     let stopped = lessor.stop();
     let (pcap, tshark_log) = cap.finish_with((full_acks + after) as usize);
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {} (journal not durable at shutdown?):\n{}",
-        stopped.status,
-        stopped.stderr
-    );
+    stopped.assert_success_because(" (journal not durable at shutdown?)");
     assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
     assert_eq!(stopped.counter("send_errors"), 0, "{}", stopped.stdout);
     assert!(
@@ -1387,7 +1374,7 @@ fn journal_tools_on_a_damaged_journal() {
             ],
         );
         assert!(sent_received(&out, "REQUEST-ACK").1 > 0, "{out}");
-        assert!(lessor.stop().status.success());
+        lessor.stop().assert_success();
         if run == 0 {
             let out = lessor_tool(&cfg, &["journal", "compact", "--state-dir", &pstr(&state)]);
             assert!(out.status.success(), "{}", text(&out.stderr));
@@ -1475,7 +1462,7 @@ fn journal_tools_on_a_damaged_journal() {
     // lessor starts and replays the rest: every lease but (at most) the damaged record's.
     let lessor = Lessor::start(Some(&ns), &config, &[]);
     let replay = replay_line(&lessor);
-    assert!(lessor.stop().status.success());
+    lessor.stop().assert_success();
     assert_eq!(replay.records, total_records as u64 - 1, "{}", replay.line);
     let after = dump(&cfg, &state);
     let lost: Vec<_> = before.keys().filter(|a| !after.contains_key(a)).collect();

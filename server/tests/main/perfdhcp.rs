@@ -119,11 +119,7 @@ fn run_family(v6: bool, args: &[&str]) -> (Report, String, Stopped) {
         );
     }
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
     assert_eq!(stopped.counter("send_errors"), 0, "{}", stopped.stdout);
     assert_eq!(stopped.counter("pool_exhausted"), 0, "{}", stopped.stdout);
     (report, out, stopped)

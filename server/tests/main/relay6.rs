@@ -202,11 +202,7 @@ fn remote_id_assignments_from_yaml_and_csv_and_a_sighup_reload_under_traffic() {
     );
 
     let stopped = lessor.stop();
-    assert!(
-        stopped.status.success(),
-        "lessor exited with {}",
-        stopped.status
-    );
+    stopped.assert_success();
     // One relay socket, one 4-tuple, 300-odd DUIDs: the steering program put each on the
     // worker that owns it (the kernel's hash alone would have put half on the wrong one).
     assert!(stopped.counter("v6_received") >= 304, "{}", stopped.stdout);

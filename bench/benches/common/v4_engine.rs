@@ -1,0 +1,22 @@
+//! The DHCPv4 engine that the `engine` and `journal` benches run on: one pool spanning 10/8.
+//!
+//! Apart from `common/mod.rs` because the DHCPv6 bench, which includes that, has no use for it.
+
+use std::net::Ipv4Addr;
+
+use lessor_engine::{Engine, EngineConfig, PoolSpec};
+
+/// An engine of `shards` shards over the one pool 10.0.0.1-10.255.255.254.
+pub(crate) fn slash8(shards: usize) -> Engine {
+    Engine::new(EngineConfig {
+        shards,
+        pools: vec![PoolSpec {
+            first: Ipv4Addr::new(10, 0, 0, 1),
+            last: Ipv4Addr::new(10, 255, 255, 254),
+            excluded: vec![],
+        }],
+        offer_hold: 30,
+        decline_probation: 86400,
+    })
+    .expect("the bench engine's config is valid")
+}
