@@ -443,32 +443,28 @@ mod tests {
     }
 
     fn v4_records_of_the_fixture() -> Vec<LeaseRecord> {
-        vec![
-            LeaseRecord {
-                version: 7,
-                event: 0,
-                key: LeaseKey::V4(0x0ae7_0064),
-                client: vec![1, 2, 0, 0, 0, 0, 1],
-                htype: 1,
-                hw: vec![2, 0, 0, 0, 0, 1],
-                hostname: Some("host1".into()),
-                state: 1,
-                starts: 1_800_000_000,
-                expires: 1_800_003_600,
-            },
-            LeaseRecord {
-                version: 9,
-                event: 2,
-                key: LeaseKey::V4(0x0ae7_0065),
-                client: vec![1, 2, 0, 0, 0, 0, 2],
-                htype: 1,
-                hw: vec![2, 0, 0, 0, 0, 2],
-                hostname: None,
-                state: 2,
-                starts: 1_800_000_100,
-                expires: 1_800_000_200,
-            },
+        // (version, event, n: client 1:2:0:0:0:0:n on 10.231.0.(99+n), hostname, state,
+        // starts, expires)
+        [
+            (7, 0, 1, Some("host1"), 1, 1_800_000_000, 1_800_003_600),
+            (9, 2, 2, None, 2, 1_800_000_100, 1_800_000_200),
         ]
+        .into_iter()
+        .map(
+            |(version, event, n, hostname, state, starts, expires)| LeaseRecord {
+                version,
+                event,
+                key: LeaseKey::V4(0x0ae7_0063 + u32::from(n)),
+                client: vec![1, 2, 0, 0, 0, 0, n],
+                htype: 1,
+                hw: vec![2, 0, 0, 0, 0, n],
+                hostname: hostname.map(Into::into),
+                state,
+                starts,
+                expires,
+            },
+        )
+        .collect()
     }
 
     /// A journal written before DHCPv6 (the fixture) replays to the same records, and
