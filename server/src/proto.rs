@@ -1,5 +1,5 @@
 //! What the DHCPv4 and DHCPv6 handlers share: the shape of a handler's result and of an
-//! interface learned at startup. Each family names its instance (`v4::Outcome`,
+//! interface learned at startup, and the look-up of the subnet containing an address. Each family names its instance (`v4::Outcome`,
 //! `v6::Outcome`, ...) with a type alias, so the handlers stay monomorphic.
 
 /// The result of handling one datagram: a reply of type `R`, or the reason `N` for none.
@@ -30,6 +30,63 @@ pub struct InterfaceInfo<A> {
     pub name: String,
     /// Its addresses of the family.
     pub addrs: Vec<A>,
+}
+
+/// A subnet prefix of one family, as [`SubnetIndex`] searches it.
+pub(crate) trait Prefix: Copy {
+    /// The family's address.
+    type Addr: Ord + Copy;
+    /// The prefix's first address.
+    fn network(&self) -> Self::Addr;
+    /// Whether `ip` lies in the prefix.
+    fn holds(&self, ip: Self::Addr) -> bool;
+}
+
+impl Prefix for ipnet::Ipv4Net {
+    type Addr = std::net::Ipv4Addr;
+    fn network(&self) -> Self::Addr {
+        ipnet::Ipv4Net::network(self)
+    }
+    fn holds(&self, ip: Self::Addr) -> bool {
+        self.contains(&ip)
+    }
+}
+
+impl Prefix for ipnet::Ipv6Net {
+    type Addr = std::net::Ipv6Addr;
+    fn network(&self) -> Self::Addr {
+        ipnet::Ipv6Net::network(self)
+    }
+    fn holds(&self, ip: Self::Addr) -> bool {
+        self.contains(&ip)
+    }
+}
+
+/// The configured subnets' indexes sorted by network address, for containment look-ups.
+///
+/// Subnets never overlap (the config refuses it), so the subnet containing an address, if
+/// any, is the last one whose network address is not above it.
+#[derive(Clone, Debug)]
+pub(crate) struct SubnetIndex(Vec<usize>);
+
+impl SubnetIndex {
+    /// Sorts the subnets `0..count`; `net(i)` is subnet `i`'s prefix.
+    pub(crate) fn new<P: Prefix>(count: usize, net: impl Fn(usize) -> P) -> Self {
+        let mut by_network: Vec<usize> = (0..count).collect();
+        by_network.sort_by_key(|&i| net(i).network());
+        SubnetIndex(by_network)
+    }
+
+    /// The subnet containing `ip`, if any; `net(i)` is subnet `i`'s prefix.
+    pub(crate) fn containing<P: Prefix>(
+        &self,
+        ip: P::Addr,
+        net: impl Fn(usize) -> P,
+    ) -> Option<usize> {
+        let pos = self.0.partition_point(|&i| net(i).network() <= ip);
+        let i = *self.0.get(pos.checked_sub(1)?)?;
+        net(i).holds(ip).then_some(i)
+    }
 }
 
 /// The reply in `o`; panics with the reason when there is none (tests of both families).

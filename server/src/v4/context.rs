@@ -12,6 +12,7 @@ use super::reply::ReplyKind;
 use crate::config::{
     BootFields, Config, OptionSet, Reservation4, ReservationKey, Subnet4, V4Config,
 };
+use crate::proto::SubnetIndex;
 
 /// Reservations of one kind, by identifier bytes: the (subnet, reservation) pairs, with
 /// [`GLOBAL`] for the subnet of a global reservation.
@@ -26,8 +27,7 @@ const GLOBAL: usize = usize::MAX;
 pub struct Context {
     pub(super) cfg: V4Config,
     test_mode: bool,
-    /// Subnet indexes sorted by network address, for containment look-ups.
-    by_network: Vec<usize>,
+    by_network: SubnetIndex,
     /// Candidate pools per link (all subnets of a shared network).
     pub(super) link_pools: Vec<Vec<PoolId>>,
     relay_subnet: HashMap<Ipv4Addr, usize>,
@@ -53,8 +53,7 @@ impl Context {
     /// Builds the look-up tables. `interfaces` are the interfaces the server listens on.
     pub fn new(config: &Config, interfaces: &[InterfaceInfo]) -> Self {
         let cfg = config.v4.clone();
-        let mut by_network: Vec<usize> = (0..cfg.subnets.len()).collect();
-        by_network.sort_by_key(|&i| cfg.subnets[i].net.network());
+        let by_network = SubnetIndex::new(cfg.subnets.len(), |i| cfg.subnets[i].net);
 
         // Engine pool ids are the configured pools numbered in file order.
         let mut next = 0u32;
@@ -167,11 +166,7 @@ impl Context {
 
     /// The subnet containing `ip`, if any.
     pub fn subnet_containing(&self, ip: Ipv4Addr) -> Option<usize> {
-        let pos = self
-            .by_network
-            .partition_point(|&i| self.cfg.subnets[i].net.network() <= ip);
-        let i = *self.by_network.get(pos.checked_sub(1)?)?;
-        self.cfg.subnets[i].net.contains(&ip).then_some(i)
+        self.by_network.containing(ip, |i| self.cfg.subnets[i].net)
     }
 
     /// Picks the client's subnet (RFC 3527 link selection, RFC 3011 subnet selection, the relay

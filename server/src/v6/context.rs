@@ -10,6 +10,7 @@ use lessor_engine::v6::{Resource, V6EngineConfig, V6PoolId, V6PoolSpec};
 use super::handler::{Arrival, InterfaceInfo, SERVER_PORT};
 use super::packet::Request;
 use crate::config::{Assignment, Assignments, Config, OptionSet6, V6Config, V6Identifier};
+use crate::proto::SubnetIndex;
 
 /// Reservations of one identifier kind, by the option payload bytes: (subnet, reservation).
 type ReservationIndex = HashMap<Box<[u8]>, Vec<(usize, usize)>>;
@@ -27,8 +28,7 @@ pub(super) struct Tables {
     pub(super) cfg: V6Config,
     pub(super) duid: Box<[u8]>,
     pub(super) test_mode: bool,
-    /// Subnet indexes sorted by network, for containment look-ups (subnets never overlap).
-    pub(super) by_network: Vec<usize>,
+    pub(super) by_network: SubnetIndex,
     /// By link: the address / delegation pools of every subnet on it, in config order (a
     /// shared network tries each subnet in turn).
     pub(super) na_pools: Vec<Vec<V6PoolId>>,
@@ -80,8 +80,7 @@ impl Context {
         assignments: Arc<Assignments>,
     ) -> Self {
         let cfg = config.v6.clone();
-        let mut by_network: Vec<usize> = (0..cfg.subnets.len()).collect();
-        by_network.sort_by_key(|&i| cfg.subnets[i].net.network());
+        let by_network = SubnetIndex::new(cfg.subnets.len(), |i| cfg.subnets[i].net);
 
         // Engine pool ids: each subnet's address pools, then its delegation pools, in order.
         let mut pools = Vec::new();
@@ -260,11 +259,7 @@ impl Context {
     /// The subnet containing `ip`, if any.
     pub fn subnet_containing(&self, ip: Ipv6Addr) -> Option<usize> {
         let t = &self.t;
-        let pos = t
-            .by_network
-            .partition_point(|&i| t.cfg.subnets[i].net.network() <= ip);
-        let i = *t.by_network.get(pos.checked_sub(1)?)?;
-        t.cfg.subnets[i].net.contains(&ip).then_some(i)
+        t.by_network.containing(ip, |i| t.cfg.subnets[i].net)
     }
 
     /// The client's subnet (its link). Relayed: the Interface-ID of the relay closest to the
