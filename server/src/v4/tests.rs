@@ -12,35 +12,8 @@ use super::*;
 use crate::config::Config;
 use crate::proto::{no_reply, reply};
 
-const YAML: &str = r#"
-port: 67
-v4:
-  lease_time: 3600
-  min_lease_time: 60
-  max_lease_time: 7200
-  subnets:
-    - subnet: 10.231.0.0/24
-      pools: [ "10.231.0.100-10.231.0.103" ]
-      relays: [ 10.231.0.1 ]
-      options: { routers: [10.231.0.1], domain_name_servers: [10.231.0.1], domain_name: example.test }
-      reservations:
-        - { hw_address: "02:23:10:00:00:50", address: 10.231.0.50, hostname: printer }
-        - { client_id: "01:02:23:10:00:00:51", address: 10.231.0.51 }
-        - { circuit_id: "port7", address: 10.231.0.57 }
-        - { remote_id: "0xcafe", address: 10.231.0.58 }
-    - subnet: 10.232.0.0/24
-      pools: [ "10.232.0.10-10.232.0.20" ]
-      interface: eth9
-      options: { routers: [10.232.0.1] }
-  shared_networks:
-    - name: campus
-      relays: [ 10.240.0.1 ]
-      subnets:
-        - subnet: 10.240.0.0/24
-          pools: [ "10.240.0.10-10.240.0.10" ]
-        - subnet: 10.241.0.0/24
-          pools: [ "10.241.0.10-10.241.0.11" ]
-"#;
+/// Relays, reservations of every kind, an interface subnet and a shared network.
+const YAML: &str = include_str!("../../tests/fixtures/v4.yaml");
 
 const RELAY: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 2);

@@ -111,7 +111,7 @@ impl Fixture {
 
     /// Sends `data` wrapped in one RELAY-FORW whose link-address is on subnet 1.
     fn relayed(&mut self, data: &[u8], now: u64) -> (Outcome, Option<Decoded>) {
-        let wrapped = relay(data, 0, a(RELAY_SRC), a("fe80::c1"), &[]);
+        let wrapped = relayed(data, "fe80::c1", &[]);
         self.raw(&wrapped, now)
     }
 
@@ -343,6 +343,23 @@ fn prefix_of(ia: &IAPD) -> Option<(Ipv6Addr, u8, u32, u32)> {
     })
 }
 
+/// The first delegated prefix in `m`.
+fn first_prefix(m: &v6::Message) -> Ipv6Addr {
+    prefix_of(pds(m)[0]).expect("an IA_PD with a prefix").0
+}
+
+/// OPTION_REMOTE_ID of enterprise 3561 (the Broadband Forum's) with `id`.
+fn remote_id_3561(id: &[u8]) -> Vec<u8> {
+    let mut value = 3561u32.to_be_bytes().to_vec();
+    value.extend_from_slice(id);
+    option(opt::REMOTE_ID, &value)
+}
+
+/// `inner` relayed by the first-hop relay at `RELAY_SRC` for the client at `peer`, with `opts`.
+fn relayed(inner: &[u8], peer: &str, opts: &[Vec<u8>]) -> Vec<u8> {
+    relay(inner, 0, a(RELAY_SRC), a(peer), opts)
+}
+
 /// The payload of an option dhcproto does not know.
 fn unknown(opts: &DhcpOptions, code: u16) -> Option<Vec<u8>> {
     opts.iter().find_map(|o| match o {
@@ -419,7 +436,7 @@ fn solicit_request_renew_rebind_release_straight_from_a_client() {
     assert!(r.needs_durable);
     let rep = rep.unwrap();
     assert_eq!(addr_of(nas(&rep.msg)[0]).unwrap().0, addr);
-    assert_eq!(prefix_of(pds(&rep.msg)[0]).unwrap().0, p);
+    assert_eq!(first_prefix(&rep.msg), p);
     assert!(
         rep.msg.opts().get(OptionCode::Preference).is_none(),
         "Preference is for ADVERTISE"
@@ -440,7 +457,7 @@ fn solicit_request_renew_rebind_release_straight_from_a_client() {
         let again = again.unwrap();
         assert_eq!(addr_of(nas(&again.msg)[0]).unwrap(), (addr, 1000, 2000));
         assert_eq!(nas(&again.msg)[0].t1, 500);
-        assert_eq!(prefix_of(pds(&again.msg)[0]).unwrap().0, p);
+        assert_eq!(first_prefix(&again.msg), p);
         assert!(
             f.events.iter().all(|e| e.kind == EventKind::Renewed),
             "{:?}",
@@ -660,20 +677,8 @@ fn relays_nest_up_to_32_layers_every_layer_is_answered_and_33_are_dropped() {
 #[test]
 fn remote_id_assignment_returns_the_configured_prefix() {
     let mut f = Fixture::new(YAML);
-    let remote = option(
-        opt::REMOTE_ID,
-        &[0, 0, 0x0d, 0xe9, b'C', b'U', b'S', b'T', b'1'],
-    );
     let c = Client::new(1).na(&[]).pd(&[1, 2]);
-    let fwd = |m: &[u8]| {
-        relay(
-            m,
-            0,
-            a(RELAY_SRC),
-            a("fe80::c1"),
-            std::slice::from_ref(&remote),
-        )
-    };
+    let fwd = |m: &[u8]| relayed(m, "fe80::c1", &[remote_id_3561(b"CUST1")]);
     let (_, adv) = f.raw(&fwd(&c.solicit()), NOW);
     let adv = adv.unwrap().msg;
     let got: Vec<_> = pds(&adv).iter().map(|ia| prefix_of(ia).unwrap()).collect();
@@ -682,30 +687,18 @@ fn remote_id_assignment_returns_the_configured_prefix() {
     assert_ne!(got[1].0, got[0].0);
     let (o, rep) = f.raw(&fwd(&c.request_from(&adv)), NOW);
     assert!(reply(o).needs_durable);
-    assert_eq!(
-        prefix_of(pds(&rep.unwrap().msg)[0]).unwrap().0,
-        a("2001:db8:f000:100::")
-    );
+    assert_eq!(first_prefix(&rep.unwrap().msg), a("2001:db8:f000:100::"));
     assert_eq!(f.events[0].lease.resource.addr, a("2001:db8:f000:100::"));
     assert_eq!(f.events[0].lease.resource.len, 56);
 
     // The same line id in the assignments file, for another customer: CUST2's /56.
-    let remote2 = option(
-        opt::REMOTE_ID,
-        &[0, 0, 0x0d, 0xe9, b'C', b'U', b'S', b'T', b'2'],
-    );
-    let m = relay(
+    let m = relayed(
         &Client::new(2).na(&[]).pd(&[1]).solicit(),
-        0,
-        a(RELAY_SRC),
-        a("fe80::c2"),
-        &[remote2],
+        "fe80::c2",
+        &[remote_id_3561(b"CUST2")],
     );
     let (_, adv) = f.raw(&m, NOW);
-    assert_eq!(
-        prefix_of(pds(&adv.unwrap().msg)[0]).unwrap().0,
-        a("2001:db8:f000:200::")
-    );
+    assert_eq!(first_prefix(&adv.unwrap().msg), a("2001:db8:f000:200::"));
 }
 
 #[test]
@@ -724,11 +717,9 @@ fn reservations_by_duid_and_interface_id_and_their_options() {
     );
 
     // Interface-id of the relay: its reservation, and the reservation's own DNS server.
-    let m = relay(
+    let m = relayed(
         &Client::new(4).solicit(),
-        0,
-        a(RELAY_SRC),
-        a("fe80::c4"),
+        "fe80::c4",
         &[option(opt::INTERFACE_ID, b"port9")],
     );
     let (_, adv) = f.raw(&m, NOW);
@@ -763,22 +754,13 @@ fn reservations_by_duid_and_interface_id_and_their_options() {
 fn a_reloaded_assignments_table_applies_to_the_next_packet() {
     let mut f = Fixture::new(YAML);
     let config = Config::from_yaml_str(YAML).unwrap();
-    let remote3 = option(
-        opt::REMOTE_ID,
-        &[0, 0, 0x0d, 0xe9, b'C', b'U', b'S', b'T', b'3'],
-    );
-    let m = relay(
+    let m = relayed(
         &Client::new(1).na(&[]).pd(&[1]).solicit(),
-        0,
-        a(RELAY_SRC),
-        a("fe80::c1"),
-        &[remote3],
+        "fe80::c1",
+        &[remote_id_3561(b"CUST3")],
     );
     let (_, adv) = f.raw(&m, NOW);
-    assert_ne!(
-        prefix_of(pds(&adv.unwrap().msg)[0]).unwrap().0,
-        a("2001:db8:f000:300::")
-    );
+    assert_ne!(first_prefix(&adv.unwrap().msg), a("2001:db8:f000:300::"));
     let table = Assignments::parse(
         "id,address,prefix\nremote-id-str:3561:CUST3,,2001:db8:f000:300::/56\n",
         &config.v6,
@@ -786,10 +768,7 @@ fn a_reloaded_assignments_table_applies_to_the_next_packet() {
     .unwrap();
     f.ctx = f.ctx.with_assignments(Arc::new(table));
     let (_, adv) = f.raw(&m, NOW);
-    assert_eq!(
-        prefix_of(pds(&adv.unwrap().msg)[0]).unwrap().0,
-        a("2001:db8:f000:300::")
-    );
+    assert_eq!(first_prefix(&adv.unwrap().msg), a("2001:db8:f000:300::"));
 }
 
 #[test]
@@ -1143,13 +1122,7 @@ fn test_mode_answers_relays_on_their_source_port() {
     ));
     let mut arr = relay_arrival();
     arr.src.set_port(40000);
-    let m = relay(
-        &Client::new(1).solicit(),
-        0,
-        a(RELAY_SRC),
-        a("fe80::c1"),
-        &[],
-    );
+    let m = relayed(&Client::new(1).solicit(), "fe80::c1", &[]);
     let r = reply(f.handle(&m, &arr, NOW));
     assert_eq!(r.dst.port(), 40000);
     // Unicast straight from a "client" is fine in test mode (tools send unicast).
@@ -1172,7 +1145,7 @@ fn owner_shard_follows_the_duid_through_relays() {
         let want = f.engine.owner(&duid(n));
         assert_eq!(owner_shard(&m, &f.engine), Some(want));
         let nested = relay(
-            &relay(&m, 0, a(RELAY_SRC), a("fe80::1"), &[]),
+            &relayed(&m, "fe80::1", &[]),
             1,
             a(RELAY_SRC),
             a("fe80::2"),
@@ -1197,7 +1170,7 @@ fn the_steering_program_picks_the_owner() {
         let engine = V6Engine::new(f.ctx.engine_config(workers)).unwrap();
         for n in 0..=255u8 {
             let m = Client::new(n).solicit();
-            let once = relay(&m, 0, a(RELAY_SRC), a("fe80::1"), &[option(18, b"eth0")]);
+            let once = relayed(&m, "fe80::1", &[option(18, b"eth0")]);
             let twice = relay(&once, 1, a(RELAY_SRC), a("fe80::2"), &[option(37, &[0; 8])]);
             for p in [&m, &once, &twice] {
                 assert_eq!(
@@ -1690,14 +1663,12 @@ fn global_reservations_hold_where_they_fit_and_their_options_always() {
     );
     // A reserved prefix inside the link's delegation pools is used; never handed to others.
     let m = f.lease(&Client::new(2).pd(&[1])).msg;
-    assert_eq!(prefix_of(pds(&m)[0]).unwrap().0, a("2001:db8:100:ab00::"));
+    assert_eq!(first_prefix(&m), a("2001:db8:100:ab00::"));
     // One outside them is not: a dynamic prefix.
-    let far = relay(
+    let far = relayed(
         &Client::new(4).pd(&[1]).solicit(),
-        0,
-        a(RELAY_SRC),
-        a("fe80::c4"),
-        &[option(opt::REMOTE_ID, b"\x00\x00\x0d\xe9FAR")],
+        "fe80::c4",
+        &[remote_id_3561(b"FAR")],
     );
     let m = f.raw(&far, NOW).1.unwrap().msg;
     let (p, len, _, _) = prefix_of(pds(&m)[0]).unwrap();
@@ -1718,7 +1689,7 @@ fn global_reservations_hold_where_they_fit_and_their_options_always() {
     for n in 10..40u8 {
         let m = f.lease(&Client::new(n).pd(&[1])).msg;
         assert_ne!(addr_of(nas(&m)[0]).unwrap().0, a("2001:db8:1::11"));
-        assert_ne!(prefix_of(pds(&m)[0]).unwrap().0, a("2001:db8:100:ab00::"));
+        assert_ne!(first_prefix(&m), a("2001:db8:100:ab00::"));
     }
 }
 
@@ -1771,14 +1742,12 @@ fn a_subscriber_id_reservation_holds_and_relay_options_are_not_echoed() {
     let mut f = Fixture::new(&yaml);
     // RFC 4580: the subscriber-id (option 38) names the customer; with a remote-id (RFC 4649)
     // and an interface-id beside it.
-    let m = relay(
+    let m = relayed(
         &Client::new(1).na(&[]).pd(&[1]).solicit(),
-        0,
-        a(RELAY_SRC),
-        a("fe80::c1"),
+        "fe80::c1",
         &[
             option(opt::SUBSCRIBER_ID, b"sub-42"),
-            option(opt::REMOTE_ID, b"\x00\x00\x0d\xe9NOBODY"),
+            remote_id_3561(b"NOBODY"),
             option(opt::INTERFACE_ID, b"port1"),
         ],
     );
@@ -1787,10 +1756,7 @@ fn a_subscriber_id_reservation_holds_and_relay_options_are_not_echoed() {
     // §19.3: only the Interface-ID is copied back).
     let adv = adv.unwrap();
     assert_eq!(adv.layers[0].interface_id.as_deref(), Some(&b"port1"[..]));
-    assert_eq!(
-        prefix_of(pds(&adv.msg)[0]).unwrap().0,
-        a("2001:db8:f000:4200::")
-    );
+    assert_eq!(first_prefix(&adv.msg), a("2001:db8:f000:4200::"));
 }
 
 /// A deliberate deviation (docs/CONFORMANCE.md): RFC 8415 §18.3.8 answers NoBinding for an
@@ -1828,13 +1794,13 @@ proptest! {
     fn arbitrary_options_never_panic(
         opts in proptest::collection::vec(any::<u8>(), 0..400),
         t in 1u8..14,
-        relayed in any::<bool>(),
+        via_relay in any::<bool>(),
     ) {
         let mut f = Fixture::new(YAML);
         let mut data = message(t, &[option(opt::CLIENTID, &duid(1))]);
         data.extend_from_slice(&opts);
-        if relayed {
-            data = relay(&data, 0, a(RELAY_SRC), a("fe80::1"), &[option(opt::INTERFACE_ID, b"x")]);
+        if via_relay {
+            data = relayed(&data, "fe80::1", &[option(opt::INTERFACE_ID, b"x")]);
         }
         if let Outcome::Reply(_) = f.handle(&data, &direct_arrival(), NOW) {
             let _ = unwrap(&f.out);
