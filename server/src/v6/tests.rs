@@ -115,6 +115,14 @@ impl Fixture {
         self.raw(&wrapped, now)
     }
 
+    /// The first prefix advertised to client `n` (one IA_NA, one IA_PD) relayed for
+    /// `fe80::c<n>` with the 3561 remote id `id`.
+    fn prefix_for_remote_id(&mut self, n: u8, id: &[u8]) -> Ipv6Addr {
+        let solicit = Client::new(n).na(&[]).pd(&[1]).solicit();
+        let m = relayed(&solicit, &format!("fe80::c{n}"), &[remote_id_3561(id)]);
+        first_prefix(&self.raw(&m, NOW).1.expect("an ADVERTISE").msg)
+    }
+
     /// Sends an already relay-wrapped datagram from the relay.
     fn raw(&mut self, data: &[u8], now: u64) -> (Outcome, Option<Decoded>) {
         let o = self.handle(data, &relay_arrival(), now);
@@ -692,13 +700,10 @@ fn remote_id_assignment_returns_the_configured_prefix() {
     assert_eq!(f.events[0].lease.resource.len, 56);
 
     // The same line id in the assignments file, for another customer: CUST2's /56.
-    let m = relayed(
-        &Client::new(2).na(&[]).pd(&[1]).solicit(),
-        "fe80::c2",
-        &[remote_id_3561(b"CUST2")],
+    assert_eq!(
+        f.prefix_for_remote_id(2, b"CUST2"),
+        a("2001:db8:f000:200::")
     );
-    let (_, adv) = f.raw(&m, NOW);
-    assert_eq!(first_prefix(&adv.unwrap().msg), a("2001:db8:f000:200::"));
 }
 
 #[test]
@@ -754,21 +759,20 @@ fn reservations_by_duid_and_interface_id_and_their_options() {
 fn a_reloaded_assignments_table_applies_to_the_next_packet() {
     let mut f = Fixture::new(YAML);
     let config = Config::from_yaml_str(YAML).unwrap();
-    let m = relayed(
-        &Client::new(1).na(&[]).pd(&[1]).solicit(),
-        "fe80::c1",
-        &[remote_id_3561(b"CUST3")],
+    assert_ne!(
+        f.prefix_for_remote_id(1, b"CUST3"),
+        a("2001:db8:f000:300::")
     );
-    let (_, adv) = f.raw(&m, NOW);
-    assert_ne!(first_prefix(&adv.unwrap().msg), a("2001:db8:f000:300::"));
     let table = Assignments::parse(
         "id,address,prefix\nremote-id-str:3561:CUST3,,2001:db8:f000:300::/56\n",
         &config.v6,
     )
     .unwrap();
     f.ctx = f.ctx.with_assignments(Arc::new(table));
-    let (_, adv) = f.raw(&m, NOW);
-    assert_eq!(first_prefix(&adv.unwrap().msg), a("2001:db8:f000:300::"));
+    assert_eq!(
+        f.prefix_for_remote_id(1, b"CUST3"),
+        a("2001:db8:f000:300::")
+    );
 }
 
 #[test]
