@@ -18,7 +18,7 @@ use crate::common::slot::{
     KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT, clamp,
 };
 use crate::grow::Slab;
-use crate::slots::{self, Arena, partition};
+use crate::slots::{self, Arena, InlineKey, partition, slot_impl};
 
 use crate::ident::{ClientKey, HostName, HwAddr};
 use crate::lease::{Lease, LeaseState, LeaseView, Time};
@@ -60,8 +60,8 @@ pub(crate) struct Slot {
     extra: u32,
     pub(crate) state: LeaseState,
     flags: u8,
-    /// `key[0]` is the key's length and `key[1..]` its bytes, unless `KEY_EXTRA`.
-    key: [u8; KEY_INLINE + 1],
+    /// The key, unless `KEY_EXTRA`.
+    key: InlineKey<{ KEY_INLINE + 1 }>,
 }
 
 impl Slot {
@@ -75,55 +75,58 @@ impl Slot {
             extra: next,
             state: LeaseState::Expired,
             flags: KIND_VACANT,
-            key: [0; KEY_INLINE + 1],
+            key: InlineKey::EMPTY,
         }
     }
 
     fn has_extra(&self) -> bool {
         self.flags & (HW_EXTRA | KEY_EXTRA | NAME_EXTRA) != 0
     }
-
-    fn set_place(&mut self, place: Place) {
-        let (kind, pool) = match place {
-            Place::Dynamic { pool, .. } => (KIND_DYNAMIC, pool.0),
-            Place::Fixed { pool: Some(pool) } => (KIND_FIXED_IN_POOL, pool.0),
-            Place::Fixed { pool: None } => (KIND_FIXED, 0),
-        };
-        self.flags = (self.flags & !KIND_MASK) | kind;
-        self.pool = pool;
-    }
 }
 
-impl slots::Slot for Slot {
+slot_impl! {
+    Slot;
+
     type Res = u32;
     type Place = Place;
     type Layout = Box<[u32]>;
     type Slab = Slab<Slot>;
+    type New<'a> = NewRecord<'a>;
     const INDEXED: u8 = INDEXED;
+    const BLOB_GUESS: usize = 16;
 
-    fn vacant(next: u32) -> Slot {
-        Slot::vacant(next)
-    }
-    fn flags(&self) -> u8 {
-        self.flags
-    }
-    fn flags_mut(&mut self) -> &mut u8 {
-        &mut self.flags
-    }
-    fn extra(&self) -> u32 {
-        self.extra
-    }
-    fn extra_mut(&mut self) -> &mut u32 {
-        &mut self.extra
+    fn build(rec: &NewRecord<'_>, arena: &mut Arena) -> Slot {
+        let mut slot = Slot::vacant(NONE);
+        slot.version = rec.version;
+        slot.addr = rec.addr;
+        slot.starts = clamp(rec.starts);
+        slot.expires = clamp(rec.expires);
+        slot.state = rec.state;
+        slot.set_place(rec.place);
+        let inline = InlineKey::new(rec.key);
+        match inline {
+            Some(key) => slot.key = key,
+            None => slot.flags |= KEY_EXTRA,
+        }
+        let hw = (spelled_hw(rec.key) != Some(rec.hw)).then_some(rec.hw);
+        if hw.is_some() {
+            slot.flags |= HW_EXTRA;
+        }
+        if rec.hostname.is_some() {
+            slot.flags |= NAME_EXTRA;
+        }
+        if slot.has_extra() {
+            slot.extra = push(
+                arena,
+                hw,
+                inline.is_none().then_some(rec.key),
+                rec.hostname.map(str::as_bytes),
+            );
+        }
+        slot
     }
     fn res(&self) -> u32 {
         self.addr
-    }
-    fn state(&self) -> LeaseState {
-        self.state
-    }
-    fn starts(&self) -> u32 {
-        self.starts
     }
 
     /// `layout` holds the first address of each pool, for the offsets of dynamic addresses.
@@ -142,7 +145,7 @@ impl slots::Slot for Slot {
 
     fn key<'a>(&'a self, arena: &'a Arena) -> &'a [u8] {
         if self.flags & KEY_EXTRA == 0 {
-            &self.key[1..1 + usize::from(self.key[0])]
+            self.key.get()
         } else {
             parts(arena, self.extra, self.flags).key.unwrap_or_default()
         }
@@ -231,7 +234,7 @@ fn push(arena: &mut Arena, hw: Option<HwAddr>, key: Option<&[u8]>, name: Option<
     arena.seal(start)
 }
 
-/// What [`Records::insert`] stores.
+/// What [`Records::insert`](slots::Records::insert) stores.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NewRecord<'a> {
     pub(crate) addr: u32,
@@ -317,49 +320,6 @@ impl Records {
         }
     }
 
-    /// Builds the slot of `rec` (writing its blob) in a vacant slot or a new one, indexed
-    /// nowhere yet.
-    fn alloc(&mut self, rec: &NewRecord<'_>) -> u32 {
-        let mut slot = Slot::vacant(NONE);
-        slot.version = rec.version;
-        slot.addr = rec.addr;
-        slot.starts = clamp(rec.starts);
-        slot.expires = clamp(rec.expires);
-        slot.state = rec.state;
-        slot.set_place(rec.place);
-        let long_key = rec.key.len() > KEY_INLINE;
-        if long_key {
-            slot.flags |= KEY_EXTRA;
-        } else {
-            slot.key[0] = rec.key.len() as u8;
-            slot.key[1..1 + rec.key.len()].copy_from_slice(rec.key);
-        }
-        let hw = (spelled_hw(rec.key) != Some(rec.hw)).then_some(rec.hw);
-        if hw.is_some() {
-            slot.flags |= HW_EXTRA;
-        }
-        if rec.hostname.is_some() {
-            slot.flags |= NAME_EXTRA;
-        }
-        if slot.has_extra() {
-            slot.extra = push(
-                &mut self.arena,
-                hw,
-                long_key.then_some(rec.key),
-                rec.hostname.map(str::as_bytes),
-            );
-        }
-        self.push_slot(slot)
-    }
-
-    /// Adds a record for `rec.addr`, which has none; not indexed by client.
-    pub(crate) fn insert(&mut self, rec: &NewRecord<'_>) -> u32 {
-        debug_assert!(self.find(rec.addr).is_none(), "insert over a record");
-        let idx = self.alloc(rec);
-        self.index_res(idx);
-        idx
-    }
-
     /// Records what the server knows about the client now: its hardware address, and its
     /// host name if it sent one (`None` keeps the one on record).
     pub(crate) fn set_info(&mut self, idx: u32, hw: HwAddr, hostname: Option<&str>) {
@@ -402,17 +362,6 @@ impl Records {
 
 /// Bulk loading, for [`Restorer`](crate::Restorer) (see [`Records::build`]).
 impl Records {
-    /// Reserves room for `n` more records (and a guess at their host names).
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.slots.reserve(n);
-        self.arena.bytes.reserve(n.saturating_mul(16));
-    }
-
-    /// Appends a record that no index knows yet (until [`Records::build`]).
-    pub(crate) fn push_unindexed(&mut self, rec: &NewRecord<'_>) -> u32 {
-        self.alloc(rec)
-    }
-
     /// Every record's address, ascending (an address twice if it has two records).
     pub(crate) fn addresses(&self) -> Vec<u32> {
         let mut all: Vec<u32> = self.iter().map(|i| self.slots[i as usize].addr).collect();

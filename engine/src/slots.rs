@@ -33,8 +33,15 @@ pub(crate) trait Slot: Copy + Debug {
     type Layout: Debug;
     /// The slab the slots live in.
     type Slab: Slots<Self>;
+    /// What [`Records::insert`] stores.
+    type New<'a>;
     /// The flag bit of a record that is its client's current one.
     const INDEXED: u8;
+    /// Arena bytes [`Records::reserve`] sets aside per record, a guess at its blob.
+    const BLOB_GUESS: usize;
+
+    /// The slot of `rec`, its blob (if any) written to `arena`.
+    fn build(rec: &Self::New<'_>, arena: &mut Arena) -> Self;
 
     /// A vacant slot, `next` in the free list.
     fn vacant(next: u32) -> Self;
@@ -73,6 +80,7 @@ pub(crate) trait Slots<T>:
 {
     fn len(&self) -> usize;
     fn push(&mut self, value: T);
+    fn reserve(&mut self, n: usize);
     fn iter<'a>(&'a self) -> impl Iterator<Item = &'a T> + 'a
     where
         T: 'a;
@@ -87,6 +95,9 @@ impl<T: Debug> Slots<T> for Vec<T> {
     }
     fn push(&mut self, value: T) {
         Vec::push(self, value);
+    }
+    fn reserve(&mut self, n: usize) {
+        Vec::reserve(self, n);
     }
     fn iter<'a>(&'a self) -> impl Iterator<Item = &'a T> + 'a
     where
@@ -108,6 +119,9 @@ impl<T: Debug> Slots<T> for Slab<T> {
     }
     fn push(&mut self, value: T) {
         Slab::push(self, value);
+    }
+    fn reserve(&mut self, n: usize) {
+        Slab::reserve(self, n);
     }
     fn iter<'a>(&'a self) -> impl Iterator<Item = &'a T> + 'a
     where
@@ -145,6 +159,74 @@ impl Arena {
         (start / UNIT) as u32
     }
 }
+
+/// A client key of up to `N - 1` bytes, kept in the slot: its length, then its bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InlineKey<const N: usize>([u8; N]);
+
+impl<const N: usize> InlineKey<N> {
+    pub(crate) const EMPTY: Self = InlineKey([0; N]);
+
+    /// `key`, if it fits.
+    pub(crate) fn new(key: &[u8]) -> Option<Self> {
+        (key.len() < N).then(|| {
+            let mut bytes = [0; N];
+            bytes[0] = key.len() as u8;
+            bytes[1..=key.len()].copy_from_slice(key);
+            InlineKey(bytes)
+        })
+    }
+
+    pub(crate) fn get(&self) -> &[u8] {
+        &self.0[1..=usize::from(self.0[0])]
+    }
+}
+
+/// Writes what both families' [`Slot`] impls share, given slots with the fields `flags`,
+/// `extra`, `state`, `starts` and `pool`: an inherent `set_place` and the trait's field
+/// accessors; `$items` are the family's own items of the trait.
+macro_rules! slot_impl {
+    ($slot:ident; $($items:item)*) => {
+        impl $slot {
+            fn set_place(&mut self, place: Place) {
+                let (kind, pool) = match place {
+                    Place::Dynamic { pool, .. } => (KIND_DYNAMIC, pool.0),
+                    Place::Fixed { pool: Some(pool) } => (KIND_FIXED_IN_POOL, pool.0),
+                    Place::Fixed { pool: None } => (KIND_FIXED, 0),
+                };
+                self.flags = (self.flags & !KIND_MASK) | kind;
+                self.pool = pool;
+            }
+        }
+
+        impl $crate::slots::Slot for $slot {
+            fn vacant(next: u32) -> $slot {
+                $slot::vacant(next)
+            }
+            fn flags(&self) -> u8 {
+                self.flags
+            }
+            fn flags_mut(&mut self) -> &mut u8 {
+                &mut self.flags
+            }
+            fn extra(&self) -> u32 {
+                self.extra
+            }
+            fn extra_mut(&mut self) -> &mut u32 {
+                &mut self.extra
+            }
+            fn state(&self) -> LeaseState {
+                self.state
+            }
+            fn starts(&self) -> u32 {
+                self.starts
+            }
+
+            $($items)*
+        }
+    };
+}
+pub(crate) use slot_impl;
 
 /// One shard's lease records and their two indexes.
 #[derive(Debug)]
@@ -257,6 +339,13 @@ impl<S: Slot> Records<S> {
             self.slots[idx as usize] = slot;
             idx
         }
+    }
+
+    /// Adds a record for `rec`'s resource, which has none; not indexed by client.
+    pub(crate) fn insert(&mut self, rec: &S::New<'_>) -> u32 {
+        let idx = self.push_unindexed(rec);
+        self.index_res(idx);
+        idx
     }
 
     /// Adds the record at `idx`, just pushed, to the resource index (its resource has no
@@ -379,6 +468,18 @@ impl<S: Slot> Records<S> {
 /// Bulk loading, for the restorers: records are appended unindexed, then
 /// [`Records::build`] indexes them all at once.
 impl<S: Slot> Records<S> {
+    /// Reserves room for `n` more records (and a guess at their blobs).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.slots.reserve(n);
+        self.arena.bytes.reserve(n.saturating_mul(S::BLOB_GUESS));
+    }
+
+    /// Appends a record that no index knows yet (until [`Records::build`]).
+    pub(crate) fn push_unindexed(&mut self, rec: &S::New<'_>) -> u32 {
+        let slot = S::build(rec, &mut self.arena);
+        self.push_slot(slot)
+    }
+
     /// Drops a record appended by `push_unindexed`, before [`Records::build`].
     pub(crate) fn drop_unindexed(&mut self, idx: u32) {
         self.release(idx);

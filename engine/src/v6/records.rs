@@ -14,7 +14,7 @@ use crate::common::slot::{
     KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT, clamp,
 };
 use crate::lease::{LeaseState, Time};
-use crate::slots::{self, Arena};
+use crate::slots::{self, Arena, InlineKey, slot_impl};
 
 use super::key::{IaKey, Resource};
 use super::lease::{V6Lease, V6LeaseView};
@@ -51,8 +51,8 @@ pub(crate) struct Slot {
     flags: u8,
     /// The resource's length.
     len: u8,
-    /// `key[0]` is the key's length and `key[1..]` its bytes, unless `KEY_EXTRA`.
-    key: [u8; KEY_INLINE + 1],
+    /// The key, unless `KEY_EXTRA`.
+    key: InlineKey<{ KEY_INLINE + 1 }>,
 }
 
 impl Slot {
@@ -70,7 +70,7 @@ impl Slot {
             state: LeaseState::Expired,
             flags: KIND_VACANT,
             len: 0,
-            key: [0; KEY_INLINE + 1],
+            key: InlineKey::EMPTY,
         }
     }
 
@@ -84,16 +84,6 @@ impl Slot {
             addr: Ipv6Addr::from(addr),
             len: self.len,
         }
-    }
-
-    fn set_place(&mut self, place: Place) {
-        let (kind, pool) = match place {
-            Place::Dynamic { pool, .. } => (KIND_DYNAMIC, pool.0),
-            Place::Fixed { pool: Some(pool) } => (KIND_FIXED_IN_POOL, pool.0),
-            Place::Fixed { pool: None } => (KIND_FIXED, 0),
-        };
-        self.flags = (self.flags & !KIND_MASK) | kind;
-        self.pool = pool;
     }
 }
 
@@ -122,36 +112,39 @@ impl List {
     }
 }
 
-impl slots::Slot for Slot {
+slot_impl! {
+    Slot;
+
     type Res = Resource;
     type Place = Place;
     type Layout = Box<[(u128, u32)]>;
     type Slab = Vec<Slot>;
+    type New<'a> = NewRecord<'a>;
     const INDEXED: u8 = INDEXED;
+    const BLOB_GUESS: usize = 0;
 
-    fn vacant(next: u32) -> Slot {
-        Slot::vacant(next)
-    }
-    fn flags(&self) -> u8 {
-        self.flags
-    }
-    fn flags_mut(&mut self) -> &mut u8 {
-        &mut self.flags
-    }
-    fn extra(&self) -> u32 {
-        self.extra
-    }
-    fn extra_mut(&mut self) -> &mut u32 {
-        &mut self.extra
+    fn build(rec: &NewRecord<'_>, arena: &mut Arena) -> Slot {
+        let mut slot = Slot::vacant(NONE);
+        let addr = u128::from(rec.res.addr);
+        slot.version = rec.version;
+        slot.addr = [(addr >> 64) as u64, addr as u64];
+        slot.len = rec.res.len;
+        slot.starts = clamp(rec.starts);
+        slot.preferred = rec.preferred;
+        slot.expires = clamp(rec.expires);
+        slot.state = rec.state;
+        slot.set_place(rec.place);
+        match InlineKey::new(rec.key) {
+            Some(key) => slot.key = key,
+            None => {
+                slot.flags |= KEY_EXTRA;
+                slot.extra = push_key(arena, rec.key);
+            }
+        }
+        slot
     }
     fn res(&self) -> Resource {
         self.resource()
-    }
-    fn state(&self) -> LeaseState {
-        self.state
-    }
-    fn starts(&self) -> u32 {
-        self.starts
     }
 
     /// `layout` holds `(first, shift)` of each pool, for the offsets of dynamic resources.
@@ -173,7 +166,7 @@ impl slots::Slot for Slot {
 
     fn key<'a>(&'a self, arena: &'a Arena) -> &'a [u8] {
         if self.flags & KEY_EXTRA == 0 {
-            &self.key[1..1 + usize::from(self.key[0])]
+            self.key.get()
         } else {
             long_key(arena, self.extra)
         }
@@ -206,7 +199,7 @@ fn push_key(arena: &mut Arena, key: &[u8]) -> u32 {
     arena.seal(start)
 }
 
-/// What [`Records::insert`] stores.
+/// What [`Records::insert`](slots::Records::insert) stores.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NewRecord<'a> {
     pub(crate) res: Resource,
@@ -273,36 +266,6 @@ impl Records {
         }
     }
 
-    /// Builds the slot of `rec` in a vacant slot or a new one, indexed nowhere yet.
-    fn alloc(&mut self, rec: &NewRecord<'_>) -> u32 {
-        let mut slot = Slot::vacant(NONE);
-        let addr = u128::from(rec.res.addr);
-        slot.version = rec.version;
-        slot.addr = [(addr >> 64) as u64, addr as u64];
-        slot.len = rec.res.len;
-        slot.starts = clamp(rec.starts);
-        slot.preferred = rec.preferred;
-        slot.expires = clamp(rec.expires);
-        slot.state = rec.state;
-        slot.set_place(rec.place);
-        if rec.key.len() > KEY_INLINE {
-            slot.flags |= KEY_EXTRA;
-            slot.extra = push_key(&mut self.arena, rec.key);
-        } else {
-            slot.key[0] = rec.key.len() as u8;
-            slot.key[1..1 + rec.key.len()].copy_from_slice(rec.key);
-        }
-        self.push_slot(slot)
-    }
-
-    /// Adds a record for `rec.res`, which has none; not indexed by IA.
-    pub(crate) fn insert(&mut self, rec: &NewRecord<'_>) -> u32 {
-        debug_assert!(self.find(rec.res).is_none(), "insert over a record");
-        let idx = self.alloc(rec);
-        self.index_res(idx);
-        idx
-    }
-
     /// Appends the record to the back of `list` (it must be in none).
     pub(crate) fn push_back(&mut self, list: &mut List, idx: u32) {
         debug_assert!(!self.slots[idx as usize].is_listed());
@@ -361,19 +324,6 @@ impl Records {
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.slots.capacity() * size_of::<Slot>() + self.table_bytes() + self.arena.bytes.capacity()
-    }
-}
-
-/// Bulk loading, for [`V6Restorer`](super::V6Restorer) (see [`Records::build`]).
-impl Records {
-    /// Reserves room for `n` more records.
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.slots.reserve(n);
-    }
-
-    /// Appends a record that no index knows yet (until [`Records::build`]).
-    pub(crate) fn push_unindexed(&mut self, rec: &NewRecord<'_>) -> u32 {
-        self.alloc(rec)
     }
 }
 
