@@ -586,3 +586,162 @@ impl<F: Family> Harness<F> {
         }
     }
 }
+
+/// Writes a family's [`Family`] impl and its property test: the associated types, the
+/// candidate pool lists, and every call that reads the same in both families, so that
+/// `proptests.rs` and `v6/proptests.rs` hold only what differs (setup, keys, offer, bind).
+///
+/// The invoking module provides `Setup` (with `shards`, `engine()`, `universe()` and
+/// `reservation(c)`), `setup()`, `key(c)`, `client_of(&key)` and `Place`.
+macro_rules! family {
+    (
+        $fam:ident, test $test:ident, cases $cases:expr;
+        $engine:ty, $res:ty, $pool:ident, $lease:ty, $event:ty, $view:ty, $stats:ty, $err:ty;
+        $($items:item)*
+    ) => {
+        impl $crate::model::Family for $fam {
+            type Setup = Setup;
+            type Engine = $engine;
+            type Res = $res;
+            type Pool = $pool;
+            type Lease = $lease;
+            type Event = $event;
+            type View = $view;
+            type Stats = $stats;
+            type BindError = $err;
+
+            const CLIENTS: u8 = 8;
+            const CANDIDATES: [&'static [$pool]; 5] = [
+                &[],
+                &[$pool(0)],
+                &[$pool(1)],
+                &[$pool(0), $pool(1)],
+                &[$pool(1), $pool(0)],
+            ];
+
+            fn setup() -> BoxedStrategy<Setup> {
+                setup().boxed()
+            }
+            fn shards(setup: &Setup) -> usize {
+                setup.shards
+            }
+            fn engine(setup: &Setup) -> $engine {
+                setup.engine()
+            }
+            fn universe(setup: &Setup) -> Vec<$res> {
+                setup.universe()
+            }
+            fn reservation(setup: &Setup, c: u8) -> Option<$res> {
+                setup.reservation(c)
+            }
+            fn client_of(lease: &$lease) -> u8 {
+                client_of(&lease.client)
+            }
+            fn spot(engine: &$engine, r: $res) -> $crate::model::Spot<$pool> {
+                let place = engine.pools().place(r.into());
+                $crate::model::Spot {
+                    pool: place.pool(),
+                    dynamic: matches!(place, Place::Dynamic { .. }),
+                }
+            }
+            fn lookup(engine: &$engine, shard: usize, c: u8) -> Option<$view> {
+                engine.lookup(shard, &key(c))
+            }
+            fn end(
+                e: &$engine,
+                shard: usize,
+                (c, r): (u8, $res),
+                decline: bool,
+                now: Time,
+                ev: &mut Vec<$event>,
+            ) -> bool {
+                match decline {
+                    false => e.release(shard, &key(c), r, now, ev),
+                    true => e.decline(shard, &key(c), r, now, ev),
+                }
+            }
+            fn reclaim(
+                e: &$engine,
+                shard: usize,
+                now: Time,
+                budget: usize,
+                ev: &mut Vec<$event>,
+            ) -> usize {
+                e.reclaim(shard, now, budget, ev)
+            }
+
+            fn check_invariants(engine: &$engine) {
+                engine.check_invariants();
+            }
+            fn check_causality(engine: &$engine) -> usize {
+                engine.check_causality()
+            }
+            fn trace(engine: &$engine) -> Vec<($res, u64)> {
+                engine.trace()
+            }
+            fn max_version(engine: &$engine) -> u64 {
+                engine.max_version()
+            }
+            fn advance_versions(engine: &$engine, floor: u64) {
+                engine.advance_versions(floor);
+            }
+            fn leases(engine: &$engine) -> Vec<$lease> {
+                engine.leases()
+            }
+            fn stats(engine: &$engine) -> Vec<$stats> {
+                engine.stats()
+            }
+            fn counts(s: &$stats) -> $crate::model::Counts<$pool> {
+                $crate::model::Counts {
+                    pool: s.pool,
+                    total: s.total.into(),
+                    free: s.free.into(),
+                    offered: s.offered.into(),
+                    bound: s.bound.into(),
+                    declined: s.declined.into(),
+                }
+            }
+            fn restore(engine: &$engine, shard: usize, lease: $lease) {
+                engine
+                    .restore(shard, lease.clone())
+                    .unwrap_or_else(|e| panic!("restore {lease:?}: {e}"));
+            }
+            fn restore_bulk<'a>(
+                engine: &$engine,
+                records: impl IntoIterator<Item = (usize, &'a $lease)>,
+            ) -> ($crate::replay::RestoreReport, u64) {
+                let mut restorer = engine.restorer(0);
+                let mut added = 0;
+                for (shard, lease) in records {
+                    // Owned and borrowed records alike.
+                    let done = match added % 2 {
+                        0 => restorer.add(shard, lease.clone()),
+                        _ => restorer.add_ref(shard, lease.into()),
+                    };
+                    done.unwrap();
+                    added += 1;
+                }
+                (restorer.finish(), added)
+            }
+
+            $($items)*
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: $cases, ..ProptestConfig::default() })]
+
+            #[test]
+            fn $test(
+                setup in <$fam as $crate::model::Family>::setup(),
+                ops in proptest::collection::vec(
+                    $crate::model::op(<$fam as $crate::model::Family>::CLIENTS),
+                    1..120,
+                ),
+                reorder in $crate::testkit::reorder(),
+            ) {
+                $crate::model::run::<$fam>(setup, &ops, &reorder);
+            }
+        }
+    };
+}
+pub(crate) use family;

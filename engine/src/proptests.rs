@@ -10,10 +10,8 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use crate::lease::Time;
-use crate::model::{Counts, Family, HOLD, PROBATION, Refusal, Spot, op, run};
+use crate::model::{HOLD, PROBATION, Refusal, family};
 use crate::pools::Place;
-use crate::replay::RestoreReport;
-use crate::testkit::reorder;
 use crate::{
     AllocError, BindError, BindRequest, ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseEvent,
     LeaseInfo, LeaseState, LeaseView, OfferRequest, PoolId, PoolSpec, PoolStats,
@@ -40,12 +38,16 @@ struct Setup {
 }
 
 impl Setup {
-    fn client_reservation(&self, c: u8) -> Option<Ipv4Addr> {
+    fn reservation(&self, c: u8) -> Option<Ipv4Addr> {
         match c {
             0 => Some(add(POOL_FIRST[0], self.reserved_off)),
             1 => Some(OUTSIDE_RESERVED),
             _ => None,
         }
+    }
+
+    fn engine(&self) -> Engine {
+        Engine::new(self.config()).unwrap()
     }
 
     fn config(&self) -> EngineConfig {
@@ -127,54 +129,12 @@ fn shard_of(c: u8, shards: usize) -> usize {
 /// The v4 family: IPv4 addresses, clients keyed by hardware address.
 struct V4;
 
-impl Family for V4 {
-    type Setup = Setup;
-    type Engine = Engine;
-    type Res = Ipv4Addr;
-    type Pool = PoolId;
-    type Lease = Lease;
-    type Event = LeaseEvent;
-    type View = LeaseView;
-    type Stats = PoolStats;
-    type BindError = BindError;
+family! {
+    V4, test engine_matches_model, cases 512;
+    Engine, Ipv4Addr, PoolId, Lease, LeaseEvent, LeaseView, PoolStats, BindError;
 
-    const CLIENTS: u8 = 8;
-    const CANDIDATES: [&'static [PoolId]; 5] = [
-        &[],
-        &[PoolId(0)],
-        &[PoolId(1)],
-        &[PoolId(0), PoolId(1)],
-        &[PoolId(1), PoolId(0)],
-    ];
-
-    fn setup() -> BoxedStrategy<Setup> {
-        setup().boxed()
-    }
-    fn shards(setup: &Setup) -> usize {
-        setup.shards
-    }
-    fn engine(setup: &Setup) -> Engine {
-        Engine::new(setup.config()).unwrap()
-    }
-    fn universe(setup: &Setup) -> Vec<Ipv4Addr> {
-        setup.universe()
-    }
-    fn reservation(setup: &Setup, c: u8) -> Option<Ipv4Addr> {
-        setup.client_reservation(c)
-    }
     fn shard(setup: &Setup, _: &Engine, c: u8) -> usize {
         shard_of(c, setup.shards)
-    }
-    fn client_of(lease: &Lease) -> u8 {
-        client_of(&lease.client)
-    }
-    fn spot(engine: &Engine, a: Ipv4Addr) -> Spot<PoolId> {
-        let place = engine.pools().place(u32::from(a));
-        let dynamic = matches!(place, Place::Dynamic { .. });
-        Spot {
-            pool: place.pool(),
-            dynamic,
-        }
     }
     fn serves(pool: PoolId, pools: &[PoolId], _: u8) -> bool {
         pools.contains(&pool)
@@ -189,9 +149,6 @@ impl Family for V4 {
 
     fn view(v: &LeaseView) -> (Ipv4Addr, LeaseState, Time) {
         (v.address, v.state, v.expires)
-    }
-    fn lookup(engine: &Engine, shard: usize, c: u8) -> Option<LeaseView> {
-        engine.lookup(shard, &key(c))
     }
     fn offer(
         engine: &Engine,
@@ -253,95 +210,5 @@ impl Family for V4 {
             starts: now,
             expires: now + u64::from(lease_time),
         }
-    }
-    fn end(
-        e: &Engine,
-        shard: usize,
-        (c, a): (u8, Ipv4Addr),
-        decline: bool,
-        now: Time,
-        ev: &mut Vec<LeaseEvent>,
-    ) -> bool {
-        match decline {
-            false => e.release(shard, &key(c), a, now, ev),
-            true => e.decline(shard, &key(c), a, now, ev),
-        }
-    }
-    fn reclaim(
-        e: &Engine,
-        shard: usize,
-        now: Time,
-        budget: usize,
-        ev: &mut Vec<LeaseEvent>,
-    ) -> usize {
-        e.reclaim(shard, now, budget, ev)
-    }
-
-    fn check_invariants(engine: &Engine) {
-        engine.check_invariants();
-    }
-    fn check_causality(engine: &Engine) -> usize {
-        engine.check_causality()
-    }
-    fn trace(engine: &Engine) -> Vec<(Ipv4Addr, u64)> {
-        engine.trace()
-    }
-    fn max_version(engine: &Engine) -> u64 {
-        engine.max_version()
-    }
-    fn advance_versions(engine: &Engine, floor: u64) {
-        engine.advance_versions(floor);
-    }
-    fn leases(engine: &Engine) -> Vec<Lease> {
-        engine.leases()
-    }
-    fn stats(engine: &Engine) -> Vec<PoolStats> {
-        engine.stats()
-    }
-    fn counts(s: &PoolStats) -> Counts<PoolId> {
-        Counts {
-            pool: s.pool,
-            total: s.total.into(),
-            free: s.free.into(),
-            offered: s.offered.into(),
-            bound: s.bound.into(),
-            declined: s.declined.into(),
-        }
-    }
-    fn restore(engine: &Engine, shard: usize, lease: Lease) {
-        engine
-            .restore(shard, lease.clone())
-            .unwrap_or_else(|e| panic!("restore {lease:?}: {e}"));
-    }
-    fn restore_bulk<'a>(
-        engine: &Engine,
-        records: impl IntoIterator<Item = (usize, &'a Lease)>,
-    ) -> (RestoreReport, u64) {
-        let mut restorer = engine.restorer(0);
-        let mut added = 0;
-        for (shard, lease) in records {
-            // Owned and borrowed records alike.
-            let done = if added % 2 == 0 {
-                restorer.add(shard, lease.clone())
-            } else {
-                restorer.add_ref(shard, lease.into())
-            };
-            done.unwrap();
-            added += 1;
-        }
-        (restorer.finish(), added)
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
-
-    #[test]
-    fn engine_matches_model(
-        setup in V4::setup(),
-        ops in proptest::collection::vec(op(V4::CLIENTS), 1..120),
-        reorder in reorder(),
-    ) {
-        run::<V4>(setup, &ops, &reorder);
     }
 }

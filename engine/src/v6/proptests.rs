@@ -12,9 +12,7 @@ use std::net::Ipv6Addr;
 use proptest::prelude::*;
 
 use crate::lease::{LeaseState, Time};
-use crate::model::{Counts, Family, HOLD, PROBATION, Refusal, Spot, op, run};
-use crate::replay::RestoreReport;
-use crate::testkit::reorder;
+use crate::model::{HOLD, PROBATION, Refusal, family};
 
 use super::engine::Tuning;
 use super::pools::Place;
@@ -179,62 +177,20 @@ fn key(ia: u8) -> IaKey {
     IaKey::new(&duid(ia % 4), 1, kind)
 }
 
-fn ia_of(key: &IaKey) -> u8 {
+fn client_of(key: &IaKey) -> u8 {
     key.duid()[9] + if key.kind() == IaKind::Pd { 4 } else { 0 }
 }
 
 /// The v6 family: IA_NA addresses and IA_PD prefixes, keyed by IA.
 struct V6;
 
-impl Family for V6 {
-    type Setup = Setup;
-    type Engine = V6Engine;
-    type Res = Resource;
-    type Pool = V6PoolId;
-    type Lease = V6Lease;
-    type Event = V6LeaseEvent;
-    type View = V6LeaseView;
-    type Stats = V6PoolStats;
-    type BindError = V6BindError;
+family! {
+    V6, test v6_engine_matches_model, cases 384;
+    V6Engine, Resource, V6PoolId, V6Lease, V6LeaseEvent, V6LeaseView, V6PoolStats, V6BindError;
 
-    const CLIENTS: u8 = 8;
-    const CANDIDATES: [&'static [V6PoolId]; 5] = [
-        &[],
-        &[V6PoolId(0)],
-        &[V6PoolId(1)],
-        &[V6PoolId(0), V6PoolId(1)],
-        &[V6PoolId(1), V6PoolId(0)],
-    ];
-
-    fn setup() -> BoxedStrategy<Setup> {
-        setup().boxed()
-    }
-    fn shards(setup: &Setup) -> usize {
-        setup.shards
-    }
-    fn engine(setup: &Setup) -> V6Engine {
-        setup.engine()
-    }
-    fn universe(setup: &Setup) -> Vec<Resource> {
-        setup.universe()
-    }
-    fn reservation(setup: &Setup, ia: u8) -> Option<Resource> {
-        setup.reservation(ia)
-    }
     /// The IA's client's shard, as the engine steers by DUID.
     fn shard(_: &Setup, engine: &V6Engine, ia: u8) -> usize {
         engine.owner(&duid(ia % 4))
-    }
-    fn client_of(lease: &V6Lease) -> u8 {
-        ia_of(&lease.client)
-    }
-    fn spot(engine: &V6Engine, r: Resource) -> Spot<V6PoolId> {
-        let place = engine.pools().place(r);
-        let dynamic = matches!(place, Place::Dynamic { .. });
-        Spot {
-            pool: place.pool(),
-            dynamic,
-        }
     }
     /// A candidate of the IA's kind: pool 0 is IA_NA, pool 1 IA_PD.
     fn serves(pool: V6PoolId, pools: &[V6PoolId], ia: u8) -> bool {
@@ -251,9 +207,6 @@ impl Family for V6 {
 
     fn view(v: &V6LeaseView) -> (Resource, LeaseState, Time) {
         (v.resource, v.state, v.expires)
-    }
-    fn lookup(engine: &V6Engine, shard: usize, ia: u8) -> Option<V6LeaseView> {
-        engine.lookup(shard, &key(ia))
     }
     /// Also checks the advertise's view: its pool, and Bound if the IA holds it, else an
     /// advertise with no preferred lifetime for the offer hold.
@@ -322,94 +275,5 @@ impl Family for V6 {
             preferred: preferred.min(valid),
             expires: now + u64::from(valid),
         }
-    }
-    fn end(
-        e: &V6Engine,
-        shard: usize,
-        (c, r): (u8, Resource),
-        decline: bool,
-        now: Time,
-        ev: &mut Vec<V6LeaseEvent>,
-    ) -> bool {
-        match decline {
-            false => e.release(shard, &key(c), r, now, ev),
-            true => e.decline(shard, &key(c), r, now, ev),
-        }
-    }
-    fn reclaim(
-        e: &V6Engine,
-        shard: usize,
-        now: Time,
-        budget: usize,
-        ev: &mut Vec<V6LeaseEvent>,
-    ) -> usize {
-        e.reclaim(shard, now, budget, ev)
-    }
-
-    fn check_invariants(engine: &V6Engine) {
-        engine.check_invariants();
-    }
-    fn check_causality(engine: &V6Engine) -> usize {
-        engine.check_causality()
-    }
-    fn trace(engine: &V6Engine) -> Vec<(Resource, u64)> {
-        engine.trace()
-    }
-    fn max_version(engine: &V6Engine) -> u64 {
-        engine.max_version()
-    }
-    fn advance_versions(engine: &V6Engine, floor: u64) {
-        engine.advance_versions(floor);
-    }
-    fn leases(engine: &V6Engine) -> Vec<V6Lease> {
-        engine.leases()
-    }
-    fn stats(engine: &V6Engine) -> Vec<V6PoolStats> {
-        engine.stats()
-    }
-    fn counts(s: &V6PoolStats) -> Counts<V6PoolId> {
-        Counts {
-            pool: s.pool,
-            total: s.total,
-            free: s.free,
-            offered: s.offered.into(),
-            bound: s.bound.into(),
-            declined: s.declined.into(),
-        }
-    }
-    fn restore(engine: &V6Engine, shard: usize, lease: V6Lease) {
-        engine
-            .restore(shard, lease.clone())
-            .unwrap_or_else(|e| panic!("restore {lease:?}: {e}"));
-    }
-    fn restore_bulk<'a>(
-        engine: &V6Engine,
-        records: impl IntoIterator<Item = (usize, &'a V6Lease)>,
-    ) -> (RestoreReport, u64) {
-        let mut restorer = engine.restorer(0);
-        let mut added = 0;
-        for (shard, lease) in records {
-            // Owned and borrowed records alike.
-            let done = match added % 2 {
-                0 => restorer.add(shard, lease.clone()),
-                _ => restorer.add_ref(shard, lease.into()),
-            };
-            done.unwrap();
-            added += 1;
-        }
-        (restorer.finish(), added)
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
-
-    #[test]
-    fn v6_engine_matches_model(
-        setup in V6::setup(),
-        ops in proptest::collection::vec(op(V6::CLIENTS), 1..120),
-        reorder in reorder(),
-    ) {
-        run::<V6>(setup, &ops, &reorder);
     }
 }
