@@ -8,6 +8,8 @@
 use std::fmt;
 use std::sync::MutexGuard;
 
+use crate::slots::{Records, Slot};
+
 /// What a restorer's `finish` reports ([`v4::Restorer`](crate::v4::Restorer),
 /// [`v6::Restorer`](crate::v6::Restorer)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,23 +28,35 @@ pub struct RestoreReport {
     pub bulk: bool,
 }
 
-/// A family's bulk `finish`: puts every record appended in bulk in place, given the highest
-/// version given to each shard; returns how many records it dropped as duplicates.
-pub(crate) type FinishBulk<S, P> = fn(&[u64], &mut [MutexGuard<'_, S>], &P) -> u64;
+/// What the shared replay code needs of a family's shard.
+pub(crate) trait BulkShard: Sized {
+    /// The engine's pools.
+    type Pools;
+    type Slot: Slot;
+    /// The shard's records and its version clock.
+    fn parts(&mut self) -> (&mut Records<Self::Slot>, &mut u64);
+    /// The family's bulk `finish`: puts every record appended in bulk in place and returns
+    /// how many it dropped as duplicates. It sets `moved[t * shards + s]` when shard `t`
+    /// took a resource from shard `s`'s initial block.
+    fn finish_bulk(
+        guards: &mut [MutexGuard<'_, Self>],
+        pools: &Self::Pools,
+        moved: &mut [bool],
+    ) -> u64;
+}
 
 /// A restorer of either family: every shard locked, from its start until it is finished or
 /// dropped.
-pub(crate) struct Replayer<'a, S, P> {
-    pub(crate) pools: &'a P,
+pub(crate) struct Replayer<'a, S: BulkShard> {
+    pub(crate) pools: &'a S::Pools,
     pub(crate) guards: Vec<MutexGuard<'a, S>>,
     /// In bulk (the engine was fresh): the highest version given to each shard.
     bulk: Option<Vec<u64>>,
     report: RestoreReport,
     finished: bool,
-    finish_bulk: FinishBulk<S, P>,
 }
 
-impl<S, P> fmt::Debug for Replayer<'_, S, P> {
+impl<S: BulkShard> fmt::Debug for Replayer<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Restorer")
             .field("shards", &self.guards.len())
@@ -51,22 +65,20 @@ impl<S, P> fmt::Debug for Replayer<'_, S, P> {
     }
 }
 
-impl<'a, S, P> Replayer<'a, S, P> {
+impl<'a, S: BulkShard> Replayer<'a, S> {
     /// A restorer over `guards`, in bulk if the engine is `fresh` (then each shard
-    /// `reserve`s room for its share of `expected` records).
+    /// reserves room for its share of `expected` records).
     pub(crate) fn new(
-        pools: &'a P,
+        pools: &'a S::Pools,
         mut guards: Vec<MutexGuard<'a, S>>,
         fresh: bool,
         expected: usize,
-        reserve: impl Fn(&mut S, usize),
-        finish_bulk: FinishBulk<S, P>,
     ) -> Self {
         let shards = guards.len();
         let bulk = fresh.then(|| {
             let share = expected.div_ceil(shards);
             for g in &mut guards {
-                reserve(g, share + share / 8);
+                g.parts().0.reserve(share + share / 8);
             }
             vec![0; shards]
         });
@@ -79,7 +91,6 @@ impl<'a, S, P> Replayer<'a, S, P> {
                 ..RestoreReport::default()
             },
             finished: false,
-            finish_bulk,
         }
     }
 
@@ -89,7 +100,12 @@ impl<'a, S, P> Replayer<'a, S, P> {
 
     /// In bulk: has `push` append a record of `version` to `shard`, unindexed. Panics if
     /// `shard` is out of range.
-    pub(crate) fn push(&mut self, shard: usize, version: u64, push: impl FnOnce(&mut S, &P)) {
+    pub(crate) fn push(
+        &mut self,
+        shard: usize,
+        version: u64,
+        push: impl FnOnce(&mut S, &S::Pools),
+    ) {
         assert!(shard < self.guards.len(), "shard {shard} out of range");
         let versions = self.bulk.as_mut().expect("only in bulk");
         versions[shard] = versions[shard].max(version);
@@ -100,7 +116,7 @@ impl<'a, S, P> Replayer<'a, S, P> {
     /// Not in bulk: counts what `restore` (the engine's one-record replay) did.
     pub(crate) fn one<E>(
         &mut self,
-        restore: impl FnOnce(&mut [MutexGuard<'a, S>], &P) -> Result<(), E>,
+        restore: impl FnOnce(&mut [MutexGuard<'a, S>], &S::Pools) -> Result<(), E>,
     ) -> Result<(), E> {
         let result = restore(&mut self.guards[..], self.pools);
         match result {
@@ -110,17 +126,61 @@ impl<'a, S, P> Replayer<'a, S, P> {
         result
     }
 
-    /// Puts every record in place (once); `len` counts a shard's records.
-    pub(crate) fn complete(&mut self, len: impl Fn(&S) -> usize) -> RestoreReport {
+    /// Puts every record in place (once).
+    pub(crate) fn complete(&mut self) -> RestoreReport {
         if !self.finished {
             self.finished = true;
             if let Some(versions) = self.bulk.take() {
-                let refused = (self.finish_bulk)(&versions, &mut self.guards, self.pools);
+                let count = self.guards.len();
+                let mut moved = vec![false; count * count];
+                let refused = S::finish_bulk(&mut self.guards, self.pools, &mut moved);
+                settle_clocks(&mut self.guards, &versions, &moved);
                 self.report.added -= refused;
                 self.report.refused += refused;
             }
-            self.report.records = self.guards.iter().map(|g| len(g) as u64).sum();
+            self.report.records = self
+                .guards
+                .iter_mut()
+                .map(|g| g.parts().0.len() as u64)
+                .sum();
         }
         self.report
+    }
+}
+
+/// A restorer dropped unfinished finishes.
+impl<S: BulkShard> Drop for Replayer<'_, S> {
+    fn drop(&mut self) {
+        self.complete();
+    }
+}
+
+/// Sets each shard's clock after a bulk finish: at least the highest version given to it,
+/// and at least the clock of every shard it took a resource from (`moved`, as
+/// [`BulkShard::finish_bulk`] marks it), as lending makes it (see the crate docs, "Versions
+/// and replay").
+fn settle_clocks<S: BulkShard>(guards: &mut [MutexGuard<'_, S>], versions: &[u64], moved: &[bool]) {
+    let count = guards.len();
+    let mut clocks: Vec<u64> = guards
+        .iter_mut()
+        .zip(versions)
+        .map(|(g, &v)| (*g.parts().1).max(v))
+        .collect();
+    loop {
+        let mut changed = false;
+        for t in 0..count {
+            for s in 0..count {
+                if moved[t * count + s] && clocks[t] < clocks[s] {
+                    clocks[t] = clocks[s];
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (g, clock) in guards.iter_mut().zip(clocks) {
+        *g.parts().1 = clock;
     }
 }

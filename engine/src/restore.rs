@@ -10,8 +10,8 @@ use crate::engine::Engine;
 use crate::error::BindError;
 use crate::lease::{Lease, LeaseRef, LeaseState};
 use crate::pools::{Place, PoolId, Pools};
-use crate::records::NewRecord;
-use crate::replay::{Replayer, RestoreReport};
+use crate::records::{NewRecord, Records};
+use crate::replay::{BulkShard, Replayer, RestoreReport};
 use crate::shard::{Counts, Shard, current_rank, is_held, tally};
 
 /// Replays lease records into an engine in bulk: [`Engine::restorer`].
@@ -19,7 +19,7 @@ use crate::shard::{Counts, Shard, current_rank, is_held, tally};
 /// It holds every shard's lock from [`Engine::restorer`] until [`Restorer::finish`] (or
 /// until it is dropped, which finishes too), so other calls on the engine wait for it.
 #[derive(Debug)]
-pub struct Restorer<'a>(Replayer<'a, Shard, Pools>);
+pub struct Restorer<'a>(Replayer<'a, Shard>);
 
 /// [`Engine::restore`]'s work: claims the address from whichever shard has it, then puts the
 /// record back in `shard`.
@@ -110,14 +110,7 @@ impl Engine {
                     free.remembered.is_empty() && free.clean == block
                 })
             });
-        Restorer(Replayer::new(
-            &self.pools,
-            guards,
-            fresh,
-            expected,
-            |g, n| g.records.reserve(n),
-            finish_bulk,
-        ))
+        Restorer(Replayer::new(&self.pools, guards, fresh, expected))
     }
 }
 
@@ -152,13 +145,7 @@ impl Restorer<'_> {
 
     /// Puts every record in place and releases the shards.
     pub fn finish(mut self) -> RestoreReport {
-        self.0.complete(|g| g.records.len())
-    }
-}
-
-impl Drop for Restorer<'_> {
-    fn drop(&mut self) {
-        self.0.complete(|g| g.records.len());
+        self.0.complete()
     }
 }
 
@@ -253,112 +240,95 @@ impl Cursor {
     }
 }
 
-/// The bulk `finish`: drops all but the newest record of each address, takes every address
-/// out of the free set of the block it started in, then indexes each shard. Returns how many
-/// records it dropped as duplicates.
-fn finish_bulk(versions: &[u64], guards: &mut [MutexGuard<'_, Shard>], pools: &Pools) -> u64 {
-    let count = guards.len();
-    let total: usize = guards.iter().map(|g| g.records.len()).sum();
-    let parallel = count > 1 && total >= PARALLEL_MIN;
+impl BulkShard for Shard {
+    type Pools = Pools;
+    type Slot = crate::records::Slot;
+    fn parts(&mut self) -> (&mut Records, &mut u64) {
+        (&mut self.records, &mut self.clock)
+    }
 
-    // 1. Each shard's addresses in order, merged: the addresses with more than one record,
-    // and each pool's claimed offsets block by block, ascending.
-    let sorted = each_shard(guards, parallel, |shard, _| shard.records.addresses());
-    let mut claimed = vec![vec![RoaringBitmap::new(); pools.len()]; count];
-    let mut moved = vec![false; count * count];
-    let mut twice = HashSet::new();
-    let mut pos = vec![0usize; count];
-    let mut cursor = Cursor::new(pools, count);
-    // Offsets claimed from one (owner, pool), ascending, not yet in `claimed`.
-    let mut run: (usize, usize, Vec<u32>) = (0, 0, Vec::new());
-    let flush = |run: &mut (usize, usize, Vec<u32>), claimed: &mut [Vec<RoaringBitmap>]| {
-        if !run.2.is_empty() {
-            let offsets = RoaringBitmap::from_sorted_iter(run.2.drain(..)).expect("ascending");
-            claimed[run.0][run.1] |= offsets;
+    /// The bulk `finish`: drops all but the newest record of each address, takes every address
+    /// out of the free set of the block it started in, then indexes each shard
+    /// ([`BulkShard::finish_bulk`]).
+    fn finish_bulk(guards: &mut [MutexGuard<'_, Self>], pools: &Pools, moved: &mut [bool]) -> u64 {
+        let count = guards.len();
+        let total: usize = guards.iter().map(|g| g.records.len()).sum();
+        let parallel = count > 1 && total >= PARALLEL_MIN;
+
+        // 1. Each shard's addresses in order, merged: the addresses with more than one record,
+        // and each pool's claimed offsets block by block, ascending.
+        let sorted = each_shard(guards, parallel, |shard, _| shard.records.addresses());
+        let mut claimed = vec![vec![RoaringBitmap::new(); pools.len()]; count];
+        let mut twice = HashSet::new();
+        let mut pos = vec![0usize; count];
+        let mut cursor = Cursor::new(pools, count);
+        // Offsets claimed from one (owner, pool), ascending, not yet in `claimed`.
+        let mut run: (usize, usize, Vec<u32>) = (0, 0, Vec::new());
+        let flush = |run: &mut (usize, usize, Vec<u32>), claimed: &mut [Vec<RoaringBitmap>]| {
+            if !run.2.is_empty() {
+                let offsets = RoaringBitmap::from_sorted_iter(run.2.drain(..)).expect("ascending");
+                claimed[run.0][run.1] |= offsets;
+            }
+        };
+        while let Some(addr) = (0..count)
+            .filter_map(|t| sorted[t].get(pos[t]).copied())
+            .min()
+        {
+            let located = cursor.locate(addr);
+            let mut records = 0;
+            for (t, p) in pos.iter_mut().enumerate() {
+                while sorted[t].get(*p) == Some(&addr) {
+                    *p += 1;
+                    records += 1;
+                    if let Some((_, _, owner)) = located {
+                        moved[t * count + owner] |= owner != t;
+                    }
+                }
+            }
+            if records > 1 {
+                twice.insert(addr);
+            }
+            if let Some((pool, off, owner)) = located {
+                if (owner, pool.index()) != (run.0, run.1) || run.2.len() >= 1 << 16 {
+                    flush(&mut run, &mut claimed);
+                    (run.0, run.1) = (owner, pool.index());
+                }
+                run.2.push(off);
+            }
         }
-    };
-    while let Some(addr) = (0..count)
-        .filter_map(|t| sorted[t].get(pos[t]).copied())
-        .min()
-    {
-        let located = cursor.locate(addr);
-        let mut records = 0;
-        for (t, p) in pos.iter_mut().enumerate() {
-            while sorted[t].get(*p) == Some(&addr) {
-                *p += 1;
-                records += 1;
-                if let Some((_, _, owner)) = located {
-                    moved[t * count + owner] |= owner != t;
+        flush(&mut run, &mut claimed);
+        drop(sorted);
+
+        // Rare: addresses with more than one record. The newest stays, as in the journal's fold.
+        let mut refused = 0;
+        if !twice.is_empty() {
+            let mut dups: Vec<(u32, u64, usize, u32)> = Vec::new();
+            for (t, g) in guards.iter().enumerate() {
+                for (addr, idx) in g.records.find_unindexed(&twice) {
+                    dups.push((addr, g.records.slot(idx).version, t, idx));
+                }
+            }
+            // By address, the newest last.
+            dups.sort_unstable();
+            for (i, &(addr, _, t, idx)) in dups.iter().enumerate() {
+                if dups.get(i + 1).is_some_and(|next| next.0 == addr) {
+                    guards[t].records.drop_unindexed(idx);
+                    refused += 1;
                 }
             }
         }
-        if records > 1 {
-            twice.insert(addr);
-        }
-        if let Some((pool, off, owner)) = located {
-            if (owner, pool.index()) != (run.0, run.1) || run.2.len() >= 1 << 16 {
-                flush(&mut run, &mut claimed);
-                (run.0, run.1) = (owner, pool.index());
-            }
-            run.2.push(off);
-        }
-    }
-    flush(&mut run, &mut claimed);
-    drop(sorted);
 
-    // Rare: addresses with more than one record. The newest stays, as in the journal's fold.
-    let mut refused = 0;
-    if !twice.is_empty() {
-        let mut dups: Vec<(u32, u64, usize, u32)> = Vec::new();
-        for (t, g) in guards.iter().enumerate() {
-            for (addr, idx) in g.records.find_unindexed(&twice) {
-                dups.push((addr, g.records.slot(idx).version, t, idx));
-            }
-        }
-        // By address, the newest last.
-        dups.sort_unstable();
-        for (i, &(addr, _, t, idx)) in dups.iter().enumerate() {
-            if dups.get(i + 1).is_some_and(|next| next.0 == addr) {
-                guards[t].records.drop_unindexed(idx);
-                refused += 1;
-            }
-        }
-    }
+        // 2. Each shard on its own.
+        let claimed: Vec<std::sync::Mutex<Vec<RoaringBitmap>>> =
+            claimed.into_iter().map(std::sync::Mutex::new).collect();
+        each_shard(guards, parallel, |shard, s| {
+            let claimed =
+                std::mem::take(&mut *claimed[s].lock().unwrap_or_else(|e| e.into_inner()));
+            finish_shard(shard, &claimed, pools);
+        });
 
-    // 2. Each shard on its own.
-    let claimed: Vec<std::sync::Mutex<Vec<RoaringBitmap>>> =
-        claimed.into_iter().map(std::sync::Mutex::new).collect();
-    each_shard(guards, parallel, |shard, s| {
-        let claimed = std::mem::take(&mut *claimed[s].lock().unwrap_or_else(|e| e.into_inner()));
-        finish_shard(shard, &claimed, pools);
-    });
-
-    // 3. Clocks.
-    let mut clocks: Vec<u64> = guards
-        .iter()
-        .zip(versions)
-        .map(|(g, &v)| g.clock.max(v))
-        .collect();
-    // A shard that took an address of another's block ends at least at that one's clock, as
-    // lending makes it (see the crate docs, "Versions and replay").
-    loop {
-        let mut changed = false;
-        for t in 0..count {
-            for s in 0..count {
-                if moved[t * count + s] && clocks[t] < clocks[s] {
-                    clocks[t] = clocks[s];
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
+        refused
     }
-    for (g, clock) in guards.iter_mut().zip(clocks) {
-        g.clock = clock;
-    }
-    refused
 }
 
 /// Indexes a shard's records, chooses each client's current one, and brings the shard's

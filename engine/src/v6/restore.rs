@@ -4,14 +4,14 @@ use std::hash::BuildHasher;
 use std::sync::MutexGuard;
 
 use crate::common::{self, Access};
-use crate::replay::{Replayer, RestoreReport};
+use crate::replay::{BulkShard, Replayer, RestoreReport};
 
 use super::engine::V6Engine;
 use super::error::V6BindError;
 use super::key::Resource;
 use super::lease::{V6Lease, V6LeaseRef};
 use super::pools::{Place, Pools};
-use super::records::NewRecord;
+use super::records::{NewRecord, Records};
 use super::shard::Shard;
 use super::space::Space;
 
@@ -23,7 +23,7 @@ pub type V6RestoreReport = RestoreReport;
 /// It holds every shard's lock from [`V6Engine::restorer`] until [`V6Restorer::finish`] (or
 /// until it is dropped, which finishes too), so other calls on the engine wait for it.
 #[derive(Debug)]
-pub struct V6Restorer<'a>(Replayer<'a, Shard, Pools>);
+pub struct V6Restorer<'a>(Replayer<'a, Shard>);
 
 /// [`V6Engine::restore`]'s work: claims the resource from whichever shard has it, then puts
 /// the record back in `shard`.
@@ -75,14 +75,7 @@ impl V6Engine {
                         == Space::new(layout.dense, layout.block(s, shards), &layout.excluded)
                 })
         });
-        V6Restorer(Replayer::new(
-            &self.pools,
-            guards,
-            fresh,
-            expected,
-            |g, n| g.records.reserve(n),
-            finish_bulk,
-        ))
+        V6Restorer(Replayer::new(&self.pools, guards, fresh, expected))
     }
 }
 
@@ -116,104 +109,80 @@ impl V6Restorer<'_> {
 
     /// Puts every record in place and releases the shards.
     pub fn finish(mut self) -> V6RestoreReport {
-        self.0.complete(|g| g.records.len())
+        self.0.complete()
     }
 }
 
-impl Drop for V6Restorer<'_> {
-    fn drop(&mut self) {
-        self.0.complete(|g| g.records.len());
+impl BulkShard for Shard {
+    type Pools = Pools;
+    type Slot = super::records::Slot;
+    fn parts(&mut self) -> (&mut Records, &mut u64) {
+        (&mut self.records, &mut self.clock)
     }
-}
 
-/// The bulk `finish`: keeps only the newest record of each resource, moves every dynamic
-/// resource from the shard whose initial block has it to the shard its record went to, then
-/// indexes each shard and rebuilds its counts, heap and lists. `versions` is the highest
-/// version given to each shard. Returns how many records it dropped as duplicates.
-fn finish_bulk(versions: &[u64], guards: &mut [MutexGuard<'_, Shard>], pools: &Pools) -> u64 {
-    let count = guards.len();
-    // 1. The fold. Every record as a 16-byte `(hash of its resource, shard, slab index)`,
-    // sorted by hash: records of one resource are neighbours, and a run of equal hashes
-    // (nearly always one record) is sorted out against the slots themselves.
-    let seed = hashbrown::DefaultHashBuilder::default();
-    let mut all: Vec<(u64, u32, u32)> =
-        Vec::with_capacity(guards.iter().map(|g| g.records.len()).sum());
-    for (s, g) in guards.iter().enumerate() {
-        all.extend(g.records.iter().map(|idx| {
-            let res = g.records.slot(idx).resource();
-            (
-                seed.hash_one((u128::from(res.addr), res.len)),
-                s as u32,
-                idx,
-            )
-        }));
-    }
-    all.sort_unstable();
-    let mut refused = 0;
-    let mut moved = vec![false; count * count];
-    let mut run: Vec<(Resource, std::cmp::Reverse<u64>, u32, u32)> = Vec::new();
-    let mut at = 0;
-    while at < all.len() {
-        let end = at + all[at..].partition_point(|e| e.0 == all[at].0);
-        run.clear();
-        run.extend(all[at..end].iter().map(|&(_, s, idx)| {
-            let slot = guards[s as usize].records.slot(idx);
-            (slot.resource(), std::cmp::Reverse(slot.version), s, idx)
-        }));
-        at = end;
-        // By resource, newest first: the first of each resource stays.
-        run.sort_unstable();
-        let mut last = None;
-        for &(res, _, s, idx) in &run {
-            let s = s as usize;
-            if last == Some(res) {
-                guards[s].records.drop_unindexed(idx);
-                refused += 1;
-                continue;
-            }
-            last = Some(res);
-            // 2. The resource moves to its record's shard.
-            if let Place::Dynamic { pool, off } = pools.place(res) {
-                let owner = pools.layout(pool).block_owner(off, count);
-                if owner != s {
-                    let given = guards[owner].parts[pool.index()].space.give(off);
-                    debug_assert!(given, "{res} not in its initial shard");
-                    guards[s].parts[pool.index()].space.receive_one(off);
-                    moved[s * count + owner] = true;
+    /// The bulk `finish`: keeps only the newest record of each resource, moves every dynamic
+    /// resource from the shard whose initial block has it to the shard its record went to, then
+    /// indexes each shard and rebuilds its counts, heap and lists ([`BulkShard::finish_bulk`]).
+    fn finish_bulk(guards: &mut [MutexGuard<'_, Self>], pools: &Pools, moved: &mut [bool]) -> u64 {
+        let count = guards.len();
+        // 1. The fold. Every record as a 16-byte `(hash of its resource, shard, slab index)`,
+        // sorted by hash: records of one resource are neighbours, and a run of equal hashes
+        // (nearly always one record) is sorted out against the slots themselves.
+        let seed = hashbrown::DefaultHashBuilder::default();
+        let mut all: Vec<(u64, u32, u32)> =
+            Vec::with_capacity(guards.iter().map(|g| g.records.len()).sum());
+        for (s, g) in guards.iter().enumerate() {
+            all.extend(g.records.iter().map(|idx| {
+                let res = g.records.slot(idx).resource();
+                (
+                    seed.hash_one((u128::from(res.addr), res.len)),
+                    s as u32,
+                    idx,
+                )
+            }));
+        }
+        all.sort_unstable();
+        let mut refused = 0;
+        let mut run: Vec<(Resource, std::cmp::Reverse<u64>, u32, u32)> = Vec::new();
+        let mut at = 0;
+        while at < all.len() {
+            let end = at + all[at..].partition_point(|e| e.0 == all[at].0);
+            run.clear();
+            run.extend(all[at..end].iter().map(|&(_, s, idx)| {
+                let slot = guards[s as usize].records.slot(idx);
+                (slot.resource(), std::cmp::Reverse(slot.version), s, idx)
+            }));
+            at = end;
+            // By resource, newest first: the first of each resource stays.
+            run.sort_unstable();
+            let mut last = None;
+            for &(res, _, s, idx) in &run {
+                let s = s as usize;
+                if last == Some(res) {
+                    guards[s].records.drop_unindexed(idx);
+                    refused += 1;
+                    continue;
+                }
+                last = Some(res);
+                // 2. The resource moves to its record's shard.
+                if let Place::Dynamic { pool, off } = pools.place(res) {
+                    let owner = pools.layout(pool).block_owner(off, count);
+                    if owner != s {
+                        let given = guards[owner].parts[pool.index()].space.give(off);
+                        debug_assert!(given, "{res} not in its initial shard");
+                        guards[s].parts[pool.index()].space.receive_one(off);
+                        moved[s * count + owner] = true;
+                    }
                 }
             }
         }
-    }
-    drop(all);
+        drop(all);
 
-    // 3. Each shard on its own.
-    for g in guards.iter_mut() {
-        g.finish_restore();
-    }
+        // 3. Each shard on its own.
+        for g in guards.iter_mut() {
+            g.finish_restore();
+        }
 
-    // 4. Clocks: a shard that took a resource of another's block ends at least at that
-    // one's clock, as lending makes it.
-    let mut clocks: Vec<u64> = guards
-        .iter()
-        .zip(versions)
-        .map(|(g, &v)| g.clock.max(v))
-        .collect();
-    loop {
-        let mut changed = false;
-        for t in 0..count {
-            for s in 0..count {
-                if moved[t * count + s] && clocks[t] < clocks[s] {
-                    clocks[t] = clocks[s];
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
+        refused
     }
-    for (g, clock) in guards.iter_mut().zip(clocks) {
-        g.clock = clock;
-    }
-    refused
 }
