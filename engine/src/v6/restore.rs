@@ -48,23 +48,12 @@ impl V6Engine {
     /// [`V6Restorer::add`] and puts them all in place at [`V6Restorer::finish`]. `expected`
     /// is how many records are coming (a hint: room is reserved for them).
     ///
-    /// The result is the one [`V6Engine::restore`] gives for the same records in any order:
-    /// give it the journal's fold or a snapshot. Of several records of one resource the one
-    /// with the highest version stays and the others are refused (the journal's own fold).
-    /// An IA keeps one current record per shard, its binding if it has one, else its record
-    /// with the highest version; quarantines that are not current stay, other records that
-    /// are not current are dropped and their resources are free. Each shard's clock ends at
-    /// least at the highest version given to it, and at least at the clock of every shard it
-    /// took a resource from.
-    ///
-    /// On a fresh engine (no records, every offset still in the shard [`V6Engine::new`] gave
-    /// it) `add` only appends the record to its shard, and `finish` folds, moves resources
-    /// to the shards their records went to, and indexes each shard in one pass. On an engine
-    /// that is not fresh, `add` does what [`V6Engine::restore`] does.
-    ///
-    /// It locks every shard until `finish` (every other call on the engine waits, and one
-    /// made by the thread that holds the restorer deadlocks): finish, then call
-    /// [`V6Engine::advance_versions`] and serve.
+    /// Its result, and its locking, are those of v4's
+    /// [`Engine::restorer`](crate::v4::Engine::restorer), with resources for addresses and
+    /// IAs for clients: the state [`V6Engine::restore`] gives for the same records in any
+    /// order. On a fresh engine (every offset still in the shard [`V6Engine::new`] gave it)
+    /// `finish` folds, moves resources to the shards their records went to, and indexes each
+    /// shard in one pass.
     pub fn restorer(&self, expected: usize) -> V6Restorer<'_> {
         let shards = self.shards.len();
         let guards: Vec<MutexGuard<'_, Shard>> = (0..shards).map(|s| self.lock(s)).collect();
@@ -81,12 +70,7 @@ impl V6Engine {
 
 impl V6Restorer<'_> {
     /// Takes one record for `shard` (the shard its IA's DUID is steered to,
-    /// [`V6Engine::owner`]). Panics if `shard` is out of range.
-    ///
-    /// In bulk (a fresh engine) it only appends the record and returns `Ok`: records of a
-    /// resource that has one at least as new are found by [`V6Restorer::finish`], which
-    /// drops them and counts them in [`V6RestoreReport::refused`]. Otherwise it does what
-    /// [`V6Engine::restore`] does, `Err(Taken)` included.
+    /// [`V6Engine::owner`]), as v4's [`Restorer::add`](crate::v4::Restorer::add) does.
     pub fn add(&mut self, shard: usize, lease: V6Lease) -> Result<(), V6BindError> {
         self.add_ref(shard, V6LeaseRef::from(&lease))
     }
