@@ -6,8 +6,9 @@
 //! (how it folds duplicates and moves addresses between shards).
 
 use std::fmt;
-use std::sync::MutexGuard;
+use std::sync::{Mutex, MutexGuard};
 
+use crate::common;
 use crate::slots::{Records, Slot};
 
 /// What a restorer's `finish` reports ([`v4::Restorer`](crate::v4::Restorer),
@@ -48,8 +49,8 @@ pub(crate) trait BulkShard: Sized {
 /// A restorer of either family: every shard locked, from its start until it is finished or
 /// dropped.
 pub(crate) struct Replayer<'a, S: BulkShard> {
-    pub(crate) pools: &'a S::Pools,
-    pub(crate) guards: Vec<MutexGuard<'a, S>>,
+    pools: &'a S::Pools,
+    guards: Vec<MutexGuard<'a, S>>,
     /// In bulk (the engine was fresh): the highest version given to each shard.
     bulk: Option<Vec<u64>>,
     report: RestoreReport,
@@ -66,14 +67,17 @@ impl<S: BulkShard> fmt::Debug for Replayer<'_, S> {
 }
 
 impl<'a, S: BulkShard> Replayer<'a, S> {
-    /// A restorer over `guards`, in bulk if the engine is `fresh` (then each shard
-    /// reserves room for its share of `expected` records).
+    /// A restorer holding every one of `shards` locked, in bulk if `fresh` says the engine
+    /// is fresh (then each shard reserves room for its share of `expected` records).
     pub(crate) fn new(
         pools: &'a S::Pools,
-        mut guards: Vec<MutexGuard<'a, S>>,
-        fresh: bool,
+        shards: &'a [Mutex<S>],
         expected: usize,
+        fresh: impl FnOnce(&[MutexGuard<'a, S>]) -> bool,
     ) -> Self {
+        let mut guards: Vec<MutexGuard<'a, S>> =
+            (0..shards.len()).map(|s| common::lock(shards, s)).collect();
+        let fresh = fresh(&guards);
         let shards = guards.len();
         let bulk = fresh.then(|| {
             let share = expected.div_ceil(shards);
@@ -113,11 +117,14 @@ impl<'a, S: BulkShard> Replayer<'a, S> {
         self.report.added += 1;
     }
 
-    /// Not in bulk: counts what `restore` (the engine's one-record replay) did.
+    /// Not in bulk: counts what `restore` (the engine's one-record replay into `shard`) did.
+    /// Panics if `shard` is out of range.
     pub(crate) fn one<E>(
         &mut self,
+        shard: usize,
         restore: impl FnOnce(&mut [MutexGuard<'a, S>], &S::Pools) -> Result<(), E>,
     ) -> Result<(), E> {
+        assert!(shard < self.guards.len(), "shard {shard} out of range");
         let result = restore(&mut self.guards[..], self.pools);
         match result {
             Ok(()) => self.report.added += 1,

@@ -100,17 +100,17 @@ impl Engine {
     /// # Ok::<(), lessor_engine::Error>(())
     /// ```
     pub fn restorer(&self, expected: usize) -> Restorer<'_> {
-        let shards = self.shards.len();
-        let guards: Vec<MutexGuard<'_, Shard>> = (0..shards).map(|s| self.lock(s)).collect();
-        let fresh = guards.iter().all(|g| g.records.is_empty())
-            && self.pools.iter().all(|(pool, _)| {
-                let blocks = self.pools.blocks(pool, shards);
-                guards.iter().zip(blocks).all(|(g, block)| {
-                    let free = &g.free[pool.index()];
-                    free.remembered.is_empty() && free.clean == block
+        let pools = &self.pools;
+        Restorer(Replayer::new(pools, &self.shards, expected, |guards| {
+            guards.iter().all(|g| g.records.is_empty())
+                && pools.iter().all(|(pool, _)| {
+                    let blocks = pools.blocks(pool, guards.len());
+                    guards.iter().zip(blocks).all(|(g, block)| {
+                        let free = &g.free[pool.index()];
+                        free.remembered.is_empty() && free.clean == block
+                    })
                 })
-            });
-        Restorer(Replayer::new(&self.pools, guards, fresh, expected))
+        }))
     }
 }
 
@@ -126,8 +126,9 @@ impl Restorer<'_> {
         if self.0.is_bulk() {
             return self.add_ref(shard, LeaseRef::from(&lease));
         }
-        self.0
-            .one(|guards, pools| restore_one(guards, pools, shard, &lease))
+        self.0.one(shard, |guards, pools| {
+            restore_one(guards, pools, shard, &lease)
+        })
     }
 
     /// [`Restorer::add`] for a borrowed record: in bulk it allocates nothing per record (the

@@ -55,16 +55,17 @@ impl V6Engine {
     /// `finish` folds, moves resources to the shards their records went to, and indexes each
     /// shard in one pass.
     pub fn restorer(&self, expected: usize) -> V6Restorer<'_> {
-        let shards = self.shards.len();
-        let guards: Vec<MutexGuard<'_, Shard>> = (0..shards).map(|s| self.lock(s)).collect();
-        let fresh = guards.iter().enumerate().all(|(s, g)| {
-            g.records.is_empty()
-                && self.pools.iter().all(|(pool, layout)| {
-                    g.parts[pool.index()].space
-                        == Space::new(layout.dense, layout.block(s, shards), &layout.excluded)
-                })
-        });
-        V6Restorer(Replayer::new(&self.pools, guards, fresh, expected))
+        let pools = &self.pools;
+        V6Restorer(Replayer::new(pools, &self.shards, expected, |guards| {
+            guards.iter().enumerate().all(|(s, g)| {
+                g.records.is_empty()
+                    && pools.iter().all(|(pool, layout)| {
+                        let block = layout.block(s, guards.len());
+                        g.parts[pool.index()].space
+                            == Space::new(layout.dense, block, &layout.excluded)
+                    })
+            })
+        }))
     }
 }
 
@@ -79,10 +80,9 @@ impl V6Restorer<'_> {
     /// (the record is copied into the shard's slab).
     pub fn add_ref(&mut self, shard: usize, lease: V6LeaseRef<'_>) -> Result<(), V6BindError> {
         if !self.0.is_bulk() {
-            assert!(shard < self.0.guards.len(), "shard {shard} out of range");
-            return self
-                .0
-                .one(|guards, pools| restore_one(guards, pools, shard, &lease));
+            return self.0.one(shard, |guards, pools| {
+                restore_one(guards, pools, shard, &lease)
+            });
         }
         self.0.push(shard, lease.version, |g, pools| {
             let place = pools.place(lease.resource);
