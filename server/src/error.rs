@@ -137,6 +137,14 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The control server could not start.
+    #[error("{what}")]
+    Control {
+        /// The step that failed, with the address.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Writing a tool's output failed.
     #[error("writing the output")]
     Output(#[source] std::io::Error),

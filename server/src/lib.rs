@@ -7,6 +7,7 @@
 //! only in `lessor-net`.
 
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod journal_cli;
 pub mod kea;

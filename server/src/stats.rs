@@ -83,7 +83,7 @@ impl WorkerStats {
 }
 
 /// Requests that got no reply, by reason, over all `workers`.
-fn drops(workers: &[WorkerStats]) -> BTreeMap<&'static str, u64> {
+pub(crate) fn drops(workers: &[WorkerStats]) -> BTreeMap<&'static str, u64> {
     let mut dropped: BTreeMap<&'static str, u64> = BTreeMap::new();
     for w in workers {
         let m = w.no_reply.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,462 @@
+//! The commands `POST /` runs: a table of Kea command names and their handlers.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::SystemTime;
+
+use lessor_engine::v6::{IaKind, Lease as Lease6};
+use lessor_engine::{Lease, LeaseState};
+
+use lessor_journal::Health;
+use serde_json::{Map, Value, json};
+
+use super::kea::{Answer, Args, Code, Request};
+use super::leases::{lease4, lease6, parse_hex, parse_v4, parse_v6, subnet_id};
+use super::{Live, Parts};
+use crate::config::Config;
+use crate::stats::WorkerStats;
+
+/// The family a command was sent for (`service`), or both when none was named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Service {
+    Dhcp4,
+    Dhcp6,
+    Both,
+}
+
+/// One command: its name and what runs it.
+type Handler = fn(&Parts, Service, &Args<'_>) -> Answer;
+
+/// Every command lessor answers, in the order `list-commands` gives them.
+const COMMANDS: &[(&str, Handler)] = &[
+    ("lease4-get", lease4_get),
+    ("lease4-get-all", lease4_get_all),
+    ("lease4-get-by-client-id", lease4_get_by_client_id),
+    ("lease4-get-by-hostname", lease4_get_by_hostname),
+    ("lease4-get-by-hw-address", lease4_get_by_hw_address),
+    ("lease4-get-page", lease4_get_page),
+    ("lease6-get", lease6_get),
+    ("lease6-get-all", lease6_get_all),
+    ("lease6-get-by-duid", lease6_get_by_duid),
+    ("lease6-get-by-hostname", lease6_get_by_hostname),
+    ("lease6-get-page", lease6_get_page),
+    ("list-commands", list_commands),
+    ("statistic-get", statistic_get),
+    ("statistic-get-all", statistic_get_all),
+    ("status-get", status_get),
+    ("version-get", version_get),
+];
+
+/// Runs `request` and returns Kea's answer list: one answer per named service, or one.
+pub(crate) fn run(live: &Live, request: &Request) -> Vec<Answer> {
+    let mut services = Vec::new();
+    for name in &request.service {
+        match name.as_str() {
+            "dhcp4" => services.push(Service::Dhcp4),
+            "dhcp6" => services.push(Service::Dhcp6),
+            other => {
+                return vec![Answer::error(format!(
+                    "lessor serves 'dhcp4' and 'dhcp6', not service '{other}'"
+                ))];
+            }
+        }
+    }
+    if services.is_empty() {
+        services.push(Service::Both);
+    }
+    let Some(&(_, handler)) = COMMANDS.iter().find(|(n, _)| *n == request.command) else {
+        let text = format!("'{}' command not supported.", request.command);
+        return services
+            .iter()
+            .map(|_| Answer::new(Code::Unsupported, text.clone()))
+            .collect();
+    };
+    let Some(parts) = live.parts() else {
+        let why = live.not_ready().unwrap_or("starting");
+        return vec![Answer::error(format!("lessor is not serving yet: {why}"))];
+    };
+    let args = match Args::of(request) {
+        Ok(a) => a,
+        Err(e) => return vec![e],
+    };
+    services.iter().map(|&s| handler(parts, s, &args)).collect()
+}
+
+fn list_commands(_: &Parts, _: Service, _: &Args<'_>) -> Answer {
+    let names: Vec<&str> = COMMANDS.iter().map(|(n, _)| *n).collect();
+    Answer::with(
+        Code::Success,
+        format!("{} commands", names.len()),
+        json!(names),
+    )
+}
+
+fn version_get(_: &Parts, _: Service, _: &Args<'_>) -> Answer {
+    let version = env!("CARGO_PKG_VERSION");
+    Answer::with(
+        Code::Success,
+        version,
+        json!({"extended": format!("lessor {version}")}),
+    )
+}
+
+fn status_get(parts: &Parts, _: Service, _: &Args<'_>) -> Answer {
+    let journal = match parts.journal_health() {
+        Health::Ok => json!({"health": "ok"}),
+        Health::Failing { error } => json!({"health": "failing", "error": error}),
+    };
+    Answer::with(
+        Code::Success,
+        "",
+        json!({
+            "pid": std::process::id(),
+            "uptime": parts.started.elapsed().as_secs(),
+            "journal": journal,
+            "workers": parts.stats.len(),
+            "dhcp6": parts.engine6.is_some(),
+        }),
+    )
+}
+
+/// Kea's statistics: `name: [[value, "YYYY-MM-DD HH:MM:SS.ffffff"]]`.
+fn statistics(parts: &Parts) -> Map<String, Value> {
+    let sum = |stats: &[WorkerStats], f: fn(&WorkerStats) -> &std::sync::atomic::AtomicU64| {
+        stats
+            .iter()
+            .map(|w| f(w).load(std::sync::atomic::Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let now = kea_time(SystemTime::now());
+    let mut out = Map::new();
+    let mut put = |name: &str, value: u64| {
+        out.insert(name.to_owned(), json!([[value, now]]));
+    };
+    put("pkt4-received", sum(&parts.stats, |w| &w.received));
+    put("pkt4-offer-sent", sum(&parts.stats, |w| &w.offers));
+    put("pkt4-ack-sent", sum(&parts.stats, |w| &w.acks));
+    put("pkt4-nak-sent", sum(&parts.stats, |w| &w.naks));
+    put("reclaimed-leases", sum(&parts.stats, |w| &w.expired));
+    if parts.engine6.is_some() {
+        put("pkt6-received", sum(&parts.stats6, |w| &w.received));
+        put("pkt6-advertise-sent", sum(&parts.stats6, |w| &w.advertises));
+        put("pkt6-reply-sent", sum(&parts.stats6, |w| &w.replies6));
+    }
+    out
+}
+
+/// A time as Kea's statistics print it, in UTC.
+fn kea_time(t: SystemTime) -> String {
+    // humantime's RFC 3339 with microseconds: "2026-12-06T21:30:00.123456Z".
+    let rfc = humantime::format_rfc3339_micros(t).to_string();
+    rfc.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
+fn statistic_get_all(parts: &Parts, _: Service, _: &Args<'_>) -> Answer {
+    let all = statistics(parts);
+    Answer::with(Code::Success, "", Value::Object(all))
+}
+
+fn statistic_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let name = match args.need_str("name") {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    let mut all = statistics(parts);
+    match all.remove(name) {
+        Some(v) => Answer::with(Code::Success, "", json!({ name: v })),
+        // Kea answers an unknown statistic with success and an empty map.
+        None => Answer::with(Code::Success, "", json!({})),
+    }
+}
+
+/// `n IPv4 lease(s) found.`, with result 3 (empty) when `n` is 0.
+fn found(family: &str, leases: Vec<Value>) -> Answer {
+    let n = leases.len();
+    let code = if n == 0 { Code::Empty } else { Code::Success };
+    Answer::with(
+        code,
+        format!("{n} {family} lease(s) found."),
+        json!({ "leases": leases }),
+    )
+}
+
+/// One lease, or result 3 when there is none.
+fn one(family: &str, lease: Option<Value>) -> Answer {
+    match lease {
+        Some(l) => Answer::with(Code::Success, format!("{family} lease found."), l),
+        None => Answer::new(Code::Empty, "Lease not found."),
+    }
+}
+
+/// The DHCPv4 leases Kea would list (every record but an offer's hold), by address.
+fn leases4(parts: &Parts) -> Vec<Lease> {
+    let mut all = parts.engine.leases();
+    all.retain(|l| l.state != LeaseState::Offered);
+    all
+}
+
+/// The DHCPv6 leases Kea would list, by resource.
+fn leases6(parts: &Parts) -> Vec<Lease6> {
+    let mut all = parts
+        .engine6
+        .as_ref()
+        .map(|e| e.leases())
+        .unwrap_or_default();
+    all.retain(|l| l.state != LeaseState::Offered);
+    all
+}
+
+/// A required identifier argument in Kea's hex (`01:02:ab`).
+fn hex_arg(args: &Args<'_>, key: &str) -> Result<Vec<u8>, Answer> {
+    let text = args.need_str(key)?;
+    parse_hex(text).ok_or_else(|| {
+        Answer::error(format!(
+            "'{key}' must be hex bytes such as 01:02:0a, not {text:?}"
+        ))
+    })
+}
+
+/// The `subnets` argument: which subnet ids to list (all when absent).
+fn subnet_filter(args: &Args<'_>) -> Result<Option<Vec<u64>>, Answer> {
+    args.uints("subnets", u64::from(u32::MAX))
+}
+
+fn in_subnets(config: &Config, addr: IpAddr, subnets: Option<&[u64]>) -> bool {
+    subnets.is_none_or(|ids| ids.contains(&u64::from(subnet_id(config, addr))))
+}
+
+fn lease4_get_all(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let subnets = match subnet_filter(args) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let listed = leases4(parts)
+        .iter()
+        .filter(|l| in_subnets(&parts.config, IpAddr::V4(l.address), subnets.as_deref()))
+        .map(|l| lease4(&parts.config, l))
+        .collect();
+    found("IPv4", listed)
+}
+
+fn lease6_get_all(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let subnets = match subnet_filter(args) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let listed = leases6(parts)
+        .iter()
+        .filter(|l| {
+            in_subnets(
+                &parts.config,
+                IpAddr::V6(l.resource.addr),
+                subnets.as_deref(),
+            )
+        })
+        .map(|l| lease6(&parts.config, l))
+        .collect();
+    found("IPv6", listed)
+}
+
+/// `lease4-get`: by `ip-address`, or by `identifier-type` (`hw-address`, `client-id`),
+/// `identifier` and `subnet-id`.
+fn lease4_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let config = &parts.config;
+    if let Some(text) = args.get("ip-address") {
+        let Some(addr) = text.as_str().and_then(parse_v4) else {
+            return Answer::error(format!("'ip-address' must be an IPv4 address, not {text}"));
+        };
+        let lease = leases4(parts).into_iter().find(|l| l.address == addr);
+        return one("IPv4", lease.map(|l| lease4(config, &l)));
+    }
+    let (kind, id, subnet) = match identifier(args) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let lease = leases4(parts).into_iter().find(|l| {
+        subnet_id(config, IpAddr::V4(l.address)) == subnet
+            && match kind {
+                "hw-address" => l.hw.bytes() == id.as_slice(),
+                _ => l.client.as_bytes().split_first() == Some((&1, id.as_slice())),
+            }
+    });
+    one("IPv4", lease.map(|l| lease4(config, &l)))
+}
+
+/// `identifier-type`, `identifier` and `subnet-id`, for a get by identifier.
+fn identifier<'a>(args: &Args<'a>) -> Result<(&'a str, Vec<u8>, u32), Answer> {
+    let kind = args.need_str("identifier-type")?;
+    if !matches!(kind, "hw-address" | "client-id" | "duid") {
+        return Err(Answer::error(format!(
+            "'identifier-type' must be hw-address, client-id or duid, not {kind:?}"
+        )));
+    }
+    let id = hex_arg(args, "identifier")?;
+    let subnet = args
+        .uint("subnet-id", u64::from(u32::MAX))?
+        .ok_or_else(|| Answer::error("missing 'subnet-id' argument"))?;
+    Ok((kind, id, subnet as u32))
+}
+
+/// `lease6-get`: by `ip-address` (and `type`), or by `identifier-type` `duid`, `identifier`,
+/// `iaid` and `subnet-id`.
+fn lease6_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let config = &parts.config;
+    let kind = match args.str("type") {
+        Ok(None | Some("IA_NA")) => IaKind::Na,
+        Ok(Some("IA_PD")) => IaKind::Pd,
+        Ok(Some(other)) => {
+            return Answer::error(format!("'type' must be IA_NA or IA_PD, not {other:?}"));
+        }
+        Err(e) => return e,
+    };
+    if let Some(text) = args.get("ip-address") {
+        let Some(addr) = text.as_str().and_then(parse_v6) else {
+            return Answer::error(format!("'ip-address' must be an IPv6 address, not {text}"));
+        };
+        let lease = leases6(parts)
+            .into_iter()
+            .find(|l| l.resource.addr == addr && l.client.kind() == kind);
+        return one("IPv6", lease.map(|l| lease6(config, &l)));
+    }
+    let (_, duid, subnet) = match identifier(args) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let iaid = match args.uint("iaid", u64::from(u32::MAX)) {
+        Ok(Some(i)) => i as u32,
+        Ok(None) => return Answer::error("missing 'iaid' argument"),
+        Err(e) => return e,
+    };
+    let lease = leases6(parts).into_iter().find(|l| {
+        l.client.kind() == kind
+            && l.client.iaid() == iaid
+            && l.client.duid() == duid.as_slice()
+            && subnet_id(config, IpAddr::V6(l.resource.addr)) == subnet
+    });
+    one("IPv6", lease.map(|l| lease6(config, &l)))
+}
+
+fn lease4_get_by_hw_address(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let hw = match hex_arg(args, "hw-address") {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let listed = leases4(parts)
+        .iter()
+        .filter(|l| l.hw.bytes() == hw.as_slice())
+        .map(|l| lease4(&parts.config, l))
+        .collect();
+    found("IPv4", listed)
+}
+
+fn lease4_get_by_client_id(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let id = match hex_arg(args, "client-id") {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let listed = leases4(parts)
+        .iter()
+        .filter(|l| l.client.as_bytes().split_first() == Some((&1, id.as_slice())))
+        .map(|l| lease4(&parts.config, l))
+        .collect();
+    found("IPv4", listed)
+}
+
+fn lease4_get_by_hostname(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let name = match args.need_str("hostname") {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    let listed = leases4(parts)
+        .iter()
+        .filter(|l| {
+            l.hostname
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(name))
+        })
+        .map(|l| lease4(&parts.config, l))
+        .collect();
+    found("IPv4", listed)
+}
+
+fn lease6_get_by_duid(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let duid = match hex_arg(args, "duid") {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let listed = leases6(parts)
+        .iter()
+        .filter(|l| l.client.duid() == duid.as_slice())
+        .map(|l| lease6(&parts.config, l))
+        .collect();
+    found("IPv6", listed)
+}
+
+fn lease6_get_by_hostname(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    // DHCPv6 leases carry no host name yet: a valid request finds none.
+    if let Err(e) = args.need_str("hostname") {
+        return e;
+    }
+    let _ = parts;
+    found("IPv6", Vec::new())
+}
+
+/// The most leases one page may ask for.
+const MAX_PAGE: u64 = 100_000;
+
+/// `from` (`"start"` or an address) and `limit` of a page.
+fn page<T: std::str::FromStr>(args: &Args<'_>) -> Result<(Option<T>, usize), Answer> {
+    let from = match args.need_str("from")? {
+        "start" => None,
+        text => Some(text.parse::<T>().map_err(|_| {
+            Answer::error(format!(
+                "'from' must be \"start\" or an address, not {text:?}"
+            ))
+        })?),
+    };
+    let limit = args
+        .uint("limit", MAX_PAGE)?
+        .ok_or_else(|| Answer::error("missing 'limit' argument"))?;
+    if limit == 0 {
+        return Err(Answer::error("'limit' must be at least 1"));
+    }
+    Ok((from, limit as usize))
+}
+
+/// A page: the leases after `from`, at most `limit`, with `count` as Kea gives it.
+fn paged(family: &str, leases: Vec<Value>) -> Answer {
+    let n = leases.len();
+    let code = if n == 0 { Code::Empty } else { Code::Success };
+    Answer::with(
+        code,
+        format!("{n} {family} lease(s) found."),
+        json!({ "leases": leases, "count": n }),
+    )
+}
+
+fn lease4_get_page(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let (from, limit) = match page::<Ipv4Addr>(args) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let listed = leases4(parts)
+        .iter()
+        .filter(|l| from.is_none_or(|f| l.address > f))
+        .take(limit)
+        .map(|l| lease4(&parts.config, l))
+        .collect();
+    paged("IPv4", listed)
+}
+
+fn lease6_get_page(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+    let (from, limit) = match page::<Ipv6Addr>(args) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let listed = leases6(parts)
+        .iter()
+        .filter(|l| from.is_none_or(|f| l.resource.addr > f))
+        .take(limit)
+        .map(|l| lease6(&parts.config, l))
+        .collect();
+    paged("IPv6", listed)
+}

@@ -1,0 +1,156 @@
+//! Leases as Kea's lease commands show them: `ip-address`, `hw-address`, `client-id`, `duid`,
+//! `iaid`, `type`, `prefix-len`, `subnet-id`, `valid-lft`, `cltt`, `hostname`, `state`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use lessor_engine::v6::{IaKind, Lease as Lease6};
+use lessor_engine::{Lease, LeaseState};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+
+/// Kea's lease state code: 0 assigned, 1 declined, 2 expired-reclaimed (a released lease is
+/// reclaimed at once in Kea, so it reads 2 as well).
+pub(crate) fn kea_state(state: LeaseState) -> u8 {
+    match state {
+        LeaseState::Offered | LeaseState::Bound => 0,
+        LeaseState::Declined => 1,
+        LeaseState::Released | LeaseState::Expired => 2,
+    }
+}
+
+/// The state as a word, for the REST reads and their `state=` filter.
+pub(crate) fn state_name(state: LeaseState) -> &'static str {
+    match state {
+        LeaseState::Offered => "offered",
+        LeaseState::Bound => "bound",
+        LeaseState::Released => "released",
+        LeaseState::Expired => "expired",
+        LeaseState::Declined => "declined",
+    }
+}
+
+/// Bytes as Kea writes identifiers: lower-case hex joined by colons.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Reads `01:02:ab` (or `0102ab`, or `01-02-ab`) back into bytes.
+pub(crate) fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let digits: String = s.chars().filter(|c| !matches!(c, ':' | '-')).collect();
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// The id of the configured subnet that holds `addr` (0 when none does, as Kea says of a
+/// lease outside every subnet).
+pub(crate) fn subnet_id(config: &Config, addr: IpAddr) -> u32 {
+    match addr {
+        IpAddr::V4(a) => config
+            .v4
+            .subnets
+            .iter()
+            .find(|s| s.net.contains(&a))
+            .map_or(0, |s| s.id),
+        IpAddr::V6(a) => config
+            .v6
+            .subnets
+            .iter()
+            .find(|s| s.net.contains(&a))
+            .map_or(0, |s| s.id),
+    }
+}
+
+/// The client identifier the lease's key holds, if the key is one (not a hardware address).
+fn client_id(lease: &Lease) -> Option<&[u8]> {
+    match lease.client.as_bytes() {
+        [1, id @ ..] => Some(id),
+        _ => None,
+    }
+}
+
+/// Seconds from `from` to `to`, saturating at both ends of a `u32`.
+fn span(from: u64, to: u64) -> u64 {
+    to.saturating_sub(from).min(u64::from(u32::MAX))
+}
+
+/// A DHCPv4 lease as Kea's `lease4-get` shows it.
+pub(crate) fn lease4(config: &Config, lease: &Lease) -> Value {
+    let mut v = json!({
+        "ip-address": lease.address.to_string(),
+        "hw-address": lease.hw.to_string(),
+        "subnet-id": subnet_id(config, IpAddr::V4(lease.address)),
+        "cltt": lease.starts,
+        "valid-lft": span(lease.starts, lease.expires),
+        "hostname": lease.hostname.as_deref().unwrap_or(""),
+        "fqdn-fwd": false,
+        "fqdn-rev": false,
+        "state": kea_state(lease.state),
+    });
+    if let Some(id) = client_id(lease) {
+        v["client-id"] = Value::String(hex(id));
+    }
+    v
+}
+
+/// A DHCPv6 lease as Kea's `lease6-get` shows it.
+pub(crate) fn lease6(config: &Config, lease: &Lease6) -> Value {
+    let key = &lease.client;
+    let mut v = json!({
+        "ip-address": lease.resource.addr.to_string(),
+        "type": match key.kind() { IaKind::Na => "IA_NA", IaKind::Pd => "IA_PD" },
+        "duid": hex(key.duid()),
+        "iaid": key.iaid(),
+        "subnet-id": subnet_id(config, IpAddr::V6(lease.resource.addr)),
+        "cltt": lease.starts,
+        "valid-lft": span(lease.starts, lease.expires),
+        "preferred-lft": lease.preferred,
+        "hostname": "",
+        "fqdn-fwd": false,
+        "fqdn-rev": false,
+        "state": kea_state(lease.state),
+    });
+    if key.kind() == IaKind::Pd {
+        v["prefix-len"] = Value::from(lease.resource.len);
+    }
+    v
+}
+
+/// Parses an address argument of the family asked for.
+pub(crate) fn parse_v4(s: &str) -> Option<Ipv4Addr> {
+    s.parse().ok()
+}
+
+/// Parses an IPv6 address argument.
+pub(crate) fn parse_v6(s: &str) -> Option<Ipv6Addr> {
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{hex, parse_hex};
+
+    #[test]
+    fn identifiers_round_trip_through_kea_hex() {
+        assert_eq!(hex(&[1, 0x0a, 0xff]), "01:0a:ff");
+        assert_eq!(hex(&[]), "");
+        assert_eq!(parse_hex("01:0a:FF"), Some(vec![1, 0x0a, 0xff]));
+        assert_eq!(parse_hex("010aff"), Some(vec![1, 0x0a, 0xff]));
+        assert_eq!(parse_hex("01-0a-ff"), Some(vec![1, 0x0a, 0xff]));
+        assert_eq!(parse_hex("1:0a"), None);
+        assert_eq!(parse_hex("zz"), None);
+        assert_eq!(parse_hex(""), None);
+    }
+}

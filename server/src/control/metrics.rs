@@ -1,0 +1,187 @@
+//! `GET /metrics`: the counters in Prometheus's text format (version 0.0.4).
+//!
+//! Each worker owns its counters; a scrape sums them, so the hot path never writes anything
+//! another core reads under a lock. Written by hand rather than with prometheus-client: that
+//! crate emits OpenMetrics only, whose `_total` naming Debian's `promtool check metrics`
+//! (2.42) rejects, and this format is a few lines. Names: docs/CONTROL.md, "Metrics".
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lessor_journal::Health;
+
+use super::Parts;
+use crate::stats::WorkerStats;
+
+/// A metric's type, as the `# TYPE` line gives it.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// A text exposition being written.
+#[derive(Debug, Default)]
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    /// Starts the family `name`, whose samples follow.
+    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    /// One sample of the family just started.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"");
+                escape(&mut self.out, v);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// A label value as the text format quotes it: backslash, double quote and newline escaped.
+fn escape(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A worker counter: the metric's family label and how to read it.
+type Counter = fn(&WorkerStats) -> &AtomicU64;
+
+fn sum(workers: &[WorkerStats], f: Counter) -> u64 {
+    workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+}
+
+/// The whole exposition.
+pub(crate) fn render(parts: &Parts) -> String {
+    let mut e = Exposition::default();
+    let mut families: Vec<(&str, &[WorkerStats])> = vec![("v4", &parts.stats)];
+    if parts.engine6.is_some() {
+        families.push(("v6", &parts.stats6));
+    }
+
+    e.family(
+        "lessor_build_info",
+        Kind::Gauge,
+        "The running build: always 1, with its version as a label.",
+    );
+    e.sample(
+        "lessor_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+
+    let per_family: [(&str, &str, Counter); 4] = [
+        (
+            "lessor_packets_received_total",
+            "Datagrams received.",
+            |w| &w.received,
+        ),
+        (
+            "lessor_steering_misses_total",
+            "Datagrams that reached a worker other than their client's owner.",
+            |w| &w.other_shard,
+        ),
+        (
+            "lessor_send_errors_total",
+            "Replies the kernel refused to send.",
+            |w| &w.send_errors,
+        ),
+        (
+            "lessor_leases_expired_total",
+            "Leases and decline quarantines that ended by expiry.",
+            |w| &w.expired,
+        ),
+    ];
+    for (name, help, f) in per_family {
+        e.family(name, Kind::Counter, help);
+        for &(family, workers) in &families {
+            e.sample(name, &[("family", family)], sum(workers, f));
+        }
+    }
+
+    let sent: [(&str, &str, Counter); 6] = [
+        ("v4", "offer", |w| &w.offers),
+        ("v4", "ack", |w| &w.acks),
+        ("v4", "nak", |w| &w.naks),
+        ("v4", "bootp", |w| &w.bootp),
+        ("v6", "advertise", |w| &w.advertises),
+        ("v6", "reply", |w| &w.replies6),
+    ];
+    let name = "lessor_packets_sent_total";
+    e.family(name, Kind::Counter, "Replies sent, by message type.");
+    for (family, kind, f) in sent {
+        if let Some(&(_, workers)) = families.iter().find(|(n, _)| *n == family) {
+            e.sample(name, &[("family", family), ("type", kind)], sum(workers, f));
+        }
+    }
+
+    let name = "lessor_packets_dropped_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Requests that got no reply, by reason.",
+    );
+    for &(family, workers) in &families {
+        e.sample(
+            name,
+            &[("family", family), ("reason", "overload")],
+            sum(workers, |w| &w.overload_drops),
+        );
+        for (label, n) in crate::stats::drops(workers) {
+            // DHCPv6's reasons carry a `v6_` prefix in the summary line; here the label says it.
+            let reason = label.strip_prefix("v6_").unwrap_or(label);
+            e.sample(name, &[("family", family), ("reason", reason)], n);
+        }
+    }
+
+    let name = "lessor_journal_healthy";
+    e.family(
+        name,
+        Kind::Gauge,
+        "1 while the journal's writes and syncs succeed, 0 while they fail.",
+    );
+    e.sample(name, &[], u8::from(parts.journal_health() == Health::Ok));
+    e.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Exposition, Kind};
+
+    #[test]
+    fn samples_quote_and_escape_label_values() {
+        let mut e = Exposition::default();
+        e.family("x_total", Kind::Counter, "An x.");
+        e.sample("x_total", &[("a", "q\"b\\n\nl")], 3);
+        e.sample("x_total", &[], 4);
+        assert_eq!(
+            e.out,
+            "# HELP x_total An x.\n# TYPE x_total counter\n\
+             x_total{a=\"q\\\"b\\\\n\\nl\"} 3\nx_total 4\n"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! The control server: Kea's command channel, health and readiness, on a tokio runtime of
+//! its own thread, never on a worker.
+//!
+//! It starts before the journal is replayed, so that `/ready` can say 503 while the server
+//! starts; [`Live::serve`] hands it the engines and counters once every socket is bound.
+//! Commands run on tokio's blocking pool: a listing walks the shards, and the workers only
+//! ever meet it as one more taker of a shard's lock, briefly. See docs/CONTROL.md.
+
+mod commands;
+mod http;
+mod kea;
+mod leases;
+mod metrics;
+mod rest;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::Instant;
+
+use lessor_engine::Engine;
+use lessor_engine::v6::V6Engine;
+use lessor_journal::Health;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::stats::WorkerStats;
+
+/// Where the control server listens and who may use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The TCP address.
+    pub listen: SocketAddr,
+    /// HTTP basic credentials, `(user, password)`; `None` lets anyone who reaches `listen` in.
+    pub credentials: Option<(String, String)>,
+}
+
+/// What the control server sees of the running server, filled in as it starts.
+#[derive(Debug)]
+pub struct Live {
+    started: Instant,
+    parts: OnceLock<Parts>,
+    stopping: AtomicBool,
+}
+
+/// The running server's engines and counters.
+pub struct Parts {
+    /// When the server started.
+    pub started: Instant,
+    /// The running configuration.
+    pub config: Arc<Config>,
+    /// The DHCPv4 engine.
+    pub engine: Arc<Engine>,
+    /// The DHCPv6 engine, when DHCPv6 is on.
+    pub engine6: Option<Arc<V6Engine>>,
+    /// The DHCPv4 workers' counters.
+    pub stats: Arc<[WorkerStats]>,
+    /// The DHCPv6 workers' counters (empty when DHCPv6 is off).
+    pub stats6: Arc<[WorkerStats]>,
+    /// Reads the journal's health.
+    pub health: Box<dyn Fn() -> Health + Send + Sync>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("workers", &self.stats.len())
+            .field("dhcp6", &self.engine6.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Parts {
+    fn journal_health(&self) -> Health {
+        (self.health)()
+    }
+}
+
+impl Live {
+    /// A server that is starting.
+    pub fn new() -> Arc<Live> {
+        Arc::new(Live {
+            started: Instant::now(),
+            parts: OnceLock::new(),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// The server is serving: every socket is bound and the journal replayed.
+    pub fn serve(&self, parts: Parts) {
+        let _ = self.parts.set(parts);
+    }
+
+    /// The server is shutting down: `/ready` says so.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn parts(&self) -> Option<&Parts> {
+        self.parts.get()
+    }
+
+    /// Why the server is not ready to serve, or `None` when it is.
+    fn not_ready(&self) -> Option<&'static str> {
+        if self.stopping.load(Ordering::Relaxed) {
+            Some("stopping")
+        } else if self.parts.get().is_none() {
+            Some("starting: loading the journal and binding sockets")
+        } else {
+            None
+        }
+    }
+
+    /// How long ago the server started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+}
+
+/// A running control server; dropping it stops it.
+#[derive(Debug)]
+pub struct Control {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Control {
+    /// Binds `settings.listen` (an error names the address) and serves on a thread of its own.
+    pub fn start(settings: &Settings, live: Arc<Live>) -> Result<Control> {
+        let listener = TcpListener::bind(settings.listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| Error::Control {
+                what: format!("binding the control server to {}", settings.listen),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Control {
+            what: "reading the control server's address".into(),
+            source,
+        })?;
+        let auth = settings
+            .credentials
+            .as_ref()
+            .map(|(u, p)| http::basic_auth(u, p));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(4)
+            .thread_name("lessor-control")
+            .build()
+            .map_err(|source| Error::Control {
+                what: "starting the control server's runtime".into(),
+                source,
+            })?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let router = http::router(live, auth);
+        let thread = thread::Builder::new()
+            .name("lessor-control".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!("control server: {e}");
+                            return;
+                        }
+                    };
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    });
+                    if let Err(e) = serve.await {
+                        tracing::error!("control server: {e}");
+                    }
+                });
+            })
+            .map_err(|source| Error::Control {
+                what: "starting the control server's thread".into(),
+                source,
+            })?;
+        Ok(Control {
+            addr,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on (the port is the kernel's choice when `listen` said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
