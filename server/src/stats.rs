@@ -1,10 +1,10 @@
 //! Counters of what the workers received, answered and dropped, read by other threads.
 //!
-//! The per-packet counters are relaxed atomics that only their worker writes; the rarely
-//! written no-reply reasons sit behind a mutex.
+//! Every counter is a relaxed atomic that only its worker writes; readers (the summary, the
+//! control server's scrape) sum them without taking anything a worker waits for.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::v4::{NoReply, ReplyKind};
@@ -39,8 +39,55 @@ pub struct WorkerStats {
     pub expired: AtomicU64,
     /// Replies dropped because too many were waiting for the journal (overload).
     pub overload_drops: AtomicU64,
-    /// Requests that got no reply, by reason (rarely written: a mutex is fine).
-    no_reply: Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests that got no reply, by reason.
+    no_reply: Reasons,
+}
+
+/// How many distinct no-reply reasons one worker can count; the handlers have about 40.
+const REASONS: usize = 64;
+
+/// Counters by reason label, each slot claimed by the first label counted in it. Only the
+/// owning worker claims slots and counts, so a claim never races another; readers see a slot
+/// once its label is set.
+#[derive(Debug)]
+struct Reasons {
+    slots: [(OnceLock<&'static str>, AtomicU64); REASONS],
+}
+
+impl Default for Reasons {
+    fn default() -> Self {
+        Reasons {
+            slots: std::array::from_fn(|_| (OnceLock::new(), AtomicU64::new(0))),
+        }
+    }
+}
+
+impl Reasons {
+    fn count(&self, label: &'static str) {
+        for (name, n) in &self.slots {
+            match name.get() {
+                Some(&l) if std::ptr::eq(l, label) || l == label => {}
+                Some(_) => continue,
+                None => {
+                    let _ = name.set(label);
+                }
+            }
+            n.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Every slot taken: more labels than the handlers have. Count it under the last.
+        self.slots[REASONS - 1].1.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self, label: &str) -> u64 {
+        self.iter().find(|(l, _)| *l == label).map_or(0, |(_, n)| n)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.slots
+            .iter()
+            .map_while(|(name, n)| Some((*name.get()?, n.load(Ordering::Relaxed))))
+    }
 }
 
 impl WorkerStats {
@@ -71,14 +118,12 @@ impl WorkerStats {
 
     /// Counts a request that got no reply, by the reason's label.
     pub fn no_reply_label(&self, label: &'static str) {
-        let mut m = self.no_reply.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(label).or_default() += 1;
+        self.no_reply.count(label);
     }
 
     /// How many requests got no reply for `label`.
     pub fn no_reply_count(&self, label: &str) -> u64 {
-        let m = self.no_reply.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(label).copied().unwrap_or(0)
+        self.no_reply.get(label)
     }
 }
 
@@ -86,8 +131,7 @@ impl WorkerStats {
 pub(crate) fn drops(workers: &[WorkerStats]) -> BTreeMap<&'static str, u64> {
     let mut dropped: BTreeMap<&'static str, u64> = BTreeMap::new();
     for w in workers {
-        let m = w.no_reply.lock().unwrap_or_else(|e| e.into_inner());
-        for (k, v) in m.iter() {
+        for (k, v) in w.no_reply.iter() {
             *dropped.entry(k).or_default() += v;
         }
     }
@@ -152,7 +196,26 @@ pub fn summary6(workers: &[WorkerStats]) -> String {
 mod tests {
     use std::sync::atomic::Ordering;
 
-    use super::{WorkerStats, summary, summary6};
+    use super::{REASONS, WorkerStats, summary, summary6};
+
+    #[test]
+    fn reasons_are_counted_apart_and_overflow_into_the_last_slot() {
+        let w = WorkerStats::default();
+        w.no_reply_label("a");
+        w.no_reply_label("b");
+        w.no_reply_label("a");
+        assert_eq!((w.no_reply_count("a"), w.no_reply_count("b")), (2, 1));
+        assert_eq!(w.no_reply_count("c"), 0);
+        let names: Vec<&'static str> = (0..REASONS)
+            .map(|i| &*Box::leak(format!("r{i}").into_boxed_str()))
+            .collect();
+        for name in &names {
+            w.no_reply_label(name);
+        }
+        // 2 slots were taken by a and b: the last 2 names share the last slot with its own.
+        assert_eq!(w.no_reply_count(names[REASONS - 3]), 3);
+        assert_eq!(w.no_reply_count(names[REASONS - 1]), 0);
+    }
 
     /// The summary lines keep their field names and order: operators and tests parse them.
     #[test]
