@@ -192,6 +192,42 @@ pub struct Stats {
     pub health: Health,
 }
 
+/// Reads a journal's health and counters from any thread: see [`Journal::monitor`].
+#[derive(Clone)]
+pub struct Monitor {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Monitor")
+            .field("health", &self.health())
+            .finish()
+    }
+}
+
+impl Monitor {
+    /// Whether writes and syncs currently succeed.
+    pub fn health(&self) -> Health {
+        self.shared
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        let last_error = self
+            .shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.shared.counters.load(last_error, self.health())
+    }
+}
+
 /// An open journal: the writer thread, the compactor thread and the lanes that feed them.
 ///
 /// Dropping it without [`Journal::shutdown`] still stops the threads after a last write and
@@ -424,22 +460,20 @@ impl<R: Record> Journal<R> {
 
     /// Whether writes and syncs currently succeed.
     pub fn health(&self) -> Health {
-        self.shared
-            .health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.monitor().health()
     }
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        let last_error = self
-            .shared
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        self.shared.counters.load(last_error, self.health())
+        self.monitor().stats()
+    }
+
+    /// A handle that reads [`Journal::health`] and [`Journal::stats`] from another thread,
+    /// for as long as it likes (it outlives the journal, reading its last values).
+    pub fn monitor(&self) -> Monitor {
+        Monitor {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Asks for a compaction now, in the background: the writer seals the active segment if

@@ -261,7 +261,7 @@ pub use error::{Error, Result};
 pub use format::MAX_RECORD_LEN;
 pub use fs::{DirLock, Fs, FsFile, RealFs};
 pub use journal::{
-    Doorbell, Health, Journal, Lane, MIN_SEGMENT_BYTES, Options, Recovery, Stats, SyncPolicy,
+    Doorbell, Health, Journal, Lane, MIN_SEGMENT_BYTES, Monitor, Options, Recovery, Stats, SyncPolicy,
     ThreadHook, Ticket,
 };
 pub use offline::{
