@@ -261,8 +261,8 @@ pub use error::{Error, Result};
 pub use format::MAX_RECORD_LEN;
 pub use fs::{DirLock, Fs, FsFile, RealFs};
 pub use journal::{
-    Doorbell, Health, Journal, Lane, MIN_SEGMENT_BYTES, Monitor, Options, Recovery, Stats, SyncPolicy,
-    ThreadHook, Ticket,
+    Doorbell, Health, Journal, Lane, MIN_SEGMENT_BYTES, Monitor, Options, Recovery, Stats,
+    SyncPolicy, ThreadHook, Ticket,
 };
 pub use offline::{
     FileCheck, FileKind, OfflineStats, Problem, RepairReport, SnapshotInfo, VerifyReport,

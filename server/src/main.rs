@@ -28,6 +28,9 @@ struct Cli {
     /// Override the number of worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Override where the control server listens (ADDRESS:PORT, port 0 for any), or `off`.
+    #[arg(long, value_name = "ADDRESS:PORT|off")]
+    control: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -118,10 +121,35 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 anyhow::ensure!(w >= 1, "--workers must be at least 1");
                 config.workers = Some(w);
             }
+            if let Some(c) = cli.control.as_deref() {
+                config.control = control_override(c, config.control.take())?;
+            }
             init_logging(config.log_level.as_deref());
             run(&config)
         }
     }
+}
+
+/// `--control`: `off`, or a new address for the control server (keeping its credentials).
+fn control_override(
+    arg: &str,
+    current: Option<lessor_server::config::ControlConfig>,
+) -> anyhow::Result<Option<lessor_server::config::ControlConfig>> {
+    if arg == "off" {
+        return Ok(None);
+    }
+    let listen = arg
+        .parse()
+        .with_context(|| format!("--control: must be ADDRESS:PORT or off, not {arg:?}"))?;
+    let c = lessor_server::config::ControlConfig {
+        listen,
+        ..current.unwrap_or_default()
+    };
+    anyhow::ensure!(
+        c.credentials.is_some() || c.listen.ip().is_loopback(),
+        "--control: {listen} is not a loopback address; set control.user and control.password"
+    );
+    Ok(Some(c))
 }
 
 fn journal_command(dir: &std::path::Path, config: &Config, cmd: JournalCmd) -> anyhow::Result<()> {
@@ -241,6 +269,9 @@ fn run(config: &Config) -> anyhow::Result<()> {
     };
     for l in server.listening6() {
         println!("lessor: DHCPv6 listening on {l}{mode6}");
+    }
+    if let Some(addr) = server.control_addr() {
+        println!("lessor: control on http://{addr}");
     }
     // SIGHUP reloads v6.assignments_file; leases and packets in flight are untouched.
     let reload = Arc::new(AtomicBool::new(false));

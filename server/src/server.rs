@@ -17,6 +17,7 @@ use lessor_journal::{Health, Journal, ReplayReport};
 use lessor_net::{Interface, V4SocketConfig, V6SocketConfig};
 
 use crate::config::Config;
+use crate::control::{Control, Live, Parts};
 use crate::error::{Error, Result};
 use crate::lease_record::LeaseRecord;
 use crate::replay::replay_journal;
@@ -34,6 +35,9 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// A running server: its workers and the flag that stops them.
 #[derive(Debug)]
 pub struct Server {
+    live: Arc<Live>,
+    /// Dropped after the workers stop, so that /ready says "stopping" until then.
+    control: Option<Control>,
     stop: Arc<AtomicBool>,
     workers: Vec<thread::JoinHandle<()>>,
     stats: Arc<[WorkerStats]>,
@@ -122,6 +126,9 @@ impl Server {
 
         // Replay before any socket opens: the engines must hold exactly what was acknowledged.
         let lock = lock_state_dir(&config.state_dir)?;
+        // Up before replay, so that /ready can say the server is starting.
+        let live = Live::new();
+        let control = start_control(config, &live)?;
         let v6 = if config.v6.enabled() {
             Some(build_v6(config, &chosen, workers)?)
         } else {
@@ -158,7 +165,18 @@ impl Server {
             Some(v6) => start_v6(config, &bind, &chosen, &shared, &journal, v6, &mut handles)?,
             None => (Arc::new([]) as Arc<[WorkerStats]>, Vec::new()),
         };
+        live.serve(Parts {
+            started: live.started(),
+            config: Arc::new(config.clone()),
+            engine: Arc::clone(&engine),
+            engine6: engine6.clone(),
+            stats: Arc::clone(&stats),
+            stats6: Arc::clone(&stats6),
+            journal: journal.monitor(),
+        });
         Ok(Server {
+            live,
+            control,
             stop: shared.stop,
             workers: handles,
             stats,
@@ -178,6 +196,11 @@ impl Server {
     /// Where the server listens, for the startup message.
     pub fn listening(&self) -> &[String] {
         &self.listen
+    }
+
+    /// Where the control server listens, when it is on.
+    pub fn control_addr(&self) -> Option<std::net::SocketAddr> {
+        self.control.as_ref().map(Control::local_addr)
     }
 
     /// Where the DHCPv6 workers listen (empty when DHCPv6 is off).
@@ -239,6 +262,7 @@ impl Server {
     /// Waits for the workers to stop, closes the journal (everything queued is written and
     /// synced) and returns the counter summary.
     pub fn join(mut self) -> Result<String> {
+        self.live.stop();
         for h in std::mem::take(&mut self.workers) {
             let _ = h.join();
         }
@@ -258,6 +282,15 @@ impl Server {
         }
         summary
     }
+}
+
+/// Starts the control server unless `control: off`.
+fn start_control(config: &Config, live: &Arc<Live>) -> Result<Option<Control>> {
+    config
+        .control
+        .as_ref()
+        .map(|c| Control::start(c, Arc::clone(live)))
+        .transpose()
 }
 
 /// The interfaces served: those `interfaces` names, or the loopback ones when it names none.

@@ -239,6 +239,8 @@ fn dhcp_through_a_whole_server_does_not_allocate_in_steady_state() {
 state_dir: {}
 workers: 1
 journal: {{ sync: group }}
+# The control server runs beside the workers; it must not make them allocate.
+control: {{ listen: "127.0.0.1:0" }}
 v4:
   lease_time: 4000
   # Boot fields and a global reservation are in the config too: a config that uses them

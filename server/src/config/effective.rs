@@ -48,6 +48,7 @@ fn to_wire(c: &Config) -> wire::Config {
             preallocate: Some(c.journal.preallocate),
             realtime_sync: Some(c.journal.realtime_sync),
         }),
+        control: Some(super::control::to_wire(c.control.as_ref())),
         v4: Some(v4(&c.v4)),
         // A config without DHCPv6 shows no v6 section, as it was written.
         v6: (c.v6 != V6Config::default()).then(|| v6(&c.v6)),

@@ -25,6 +25,7 @@ mod assignments;
 mod build;
 mod build4;
 mod build6;
+mod control;
 mod effective;
 mod error;
 mod examples;
@@ -45,6 +46,7 @@ mod tests;
 mod tests6;
 
 pub use assignments::{Assignment, Assignments};
+pub use control::{ControlConfig, DEFAULT_CONTROL};
 pub use error::ConfigError;
 pub use examples::{DEFAULT_LOOPBACK_YAML, EXAMPLE_FULL_YAML, EXAMPLE_V6_YAML};
 pub use options::EncodedOptions;
@@ -68,6 +70,8 @@ pub struct Config {
     pub log_level: Option<String>,
     /// Journal durability.
     pub journal: JournalConfig,
+    /// The control server; `None` when `control: off`.
+    pub control: Option<ControlConfig>,
     /// DHCPv4.
     pub v4: V4Config,
     /// DHCPv6.

@@ -66,6 +66,7 @@ wire_struct! {
         workers: Option<usize>,
         log_level: Option<String>,
         journal: Option<Journal>,
+        control: Option<Value>,
         v4: Option<V4>,
         v6: Option<V6>,
     }

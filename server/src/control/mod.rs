@@ -21,20 +21,11 @@ use std::time::Instant;
 
 use lessor_engine::Engine;
 use lessor_engine::v6::V6Engine;
-use lessor_journal::Health;
+use lessor_journal::{Health, Monitor};
 
-use crate::config::Config;
+use crate::config::{Config, ControlConfig};
 use crate::error::{Error, Result};
 use crate::stats::WorkerStats;
-
-/// Where the control server listens and who may use it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// The TCP address.
-    pub listen: SocketAddr,
-    /// HTTP basic credentials, `(user, password)`; `None` lets anyone who reaches `listen` in.
-    pub credentials: Option<(String, String)>,
-}
 
 /// What the control server sees of the running server, filled in as it starts.
 #[derive(Debug)]
@@ -58,8 +49,8 @@ pub struct Parts {
     pub stats: Arc<[WorkerStats]>,
     /// The DHCPv6 workers' counters (empty when DHCPv6 is off).
     pub stats6: Arc<[WorkerStats]>,
-    /// Reads the journal's health.
-    pub health: Box<dyn Fn() -> Health + Send + Sync>,
+    /// Reads the journal's health and counters.
+    pub journal: Monitor,
 }
 
 impl std::fmt::Debug for Parts {
@@ -73,7 +64,7 @@ impl std::fmt::Debug for Parts {
 
 impl Parts {
     fn journal_health(&self) -> Health {
-        (self.health)()
+        self.journal.health()
     }
 }
 
@@ -112,9 +103,9 @@ impl Live {
         }
     }
 
-    /// How long ago the server started.
-    pub fn uptime(&self) -> std::time::Duration {
-        self.started.elapsed()
+    /// When the server started.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 }
 
@@ -128,7 +119,7 @@ pub struct Control {
 
 impl Control {
     /// Binds `settings.listen` (an error names the address) and serves on a thread of its own.
-    pub fn start(settings: &Settings, live: Arc<Live>) -> Result<Control> {
+    pub fn start(settings: &ControlConfig, live: Arc<Live>) -> Result<Control> {
         let listener = TcpListener::bind(settings.listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|source| Error::Control {

@@ -457,6 +457,12 @@ impl Stream {
     }
 }
 
+/// Tests run many servers at once: each one's control server takes a port of the kernel's
+/// choice unless the test's config places it.
+fn any_control_port() -> Vec<String> {
+    vec!["--control".to_owned(), "127.0.0.1:0".to_owned()]
+}
+
 /// A running `lessor`, started on a config file in a temporary directory and stopped with
 /// SIGTERM on drop.
 #[derive(Debug)]
@@ -512,8 +518,11 @@ impl Lessor {
         fs::create_dir(&state).expect("creating the state directory");
         let config = config.replace("STATE_DIR", &state.display().to_string());
         let file = dir.path().join("lessor.yaml");
-        fs::write(&file, config).expect("writing the config");
+        fs::write(&file, &config).expect("writing the config");
         let mut full = vec!["--config".to_owned(), file.display().to_string()];
+        if !config.lines().any(|l| l.starts_with("control:")) {
+            full.extend(any_control_port());
+        }
         full.extend(args.iter().map(|&a| a.to_owned()));
         Self::spawn(ns, &full, dir)
     }
@@ -521,8 +530,18 @@ impl Lessor {
     /// Starts `lessor ARGS` without a config file (its embedded loopback default).
     pub(crate) fn start_default(ns: Option<&Ns>, args: &[&str]) -> Lessor {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
-        let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
-        Self::spawn(ns, &args, dir)
+        let mut full = any_control_port();
+        full.extend(args.iter().map(|&a| a.to_owned()));
+        Self::spawn(ns, &full, dir)
+    }
+
+    /// The control server's base URL (`http://127.0.0.1:PORT`), from the startup message.
+    pub(crate) fn control_url(&self) -> String {
+        let out = self.stdout();
+        out.lines()
+            .find_map(|l| l.strip_prefix("lessor: control on "))
+            .unwrap_or_else(|| panic!("lessor did not say where its control server is:\n{out}"))
+            .to_owned()
     }
 
     fn spawn(ns: Option<&Ns>, args: &[String], dir: tempfile::TempDir) -> Lessor {

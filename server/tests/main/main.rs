@@ -13,6 +13,7 @@ mod clients6;
 mod common;
 mod conformance4;
 mod conformance6;
+mod control;
 mod journal;
 mod perfdhcp;
 mod relay6;
