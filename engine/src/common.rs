@@ -91,6 +91,19 @@ pub(crate) enum Avail {
     Quarantined,
 }
 
+/// What a shard's `take_free` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Give {
+    /// The free address (resource) left this shard.
+    Given,
+    /// Quarantined here.
+    Quarantined,
+    /// Another client's offer or binding here.
+    Held,
+    /// This shard does not own it.
+    NotHere,
+}
+
 /// What a shard's `restore_claim` found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Claim {

@@ -1,22 +1,18 @@
-//! The sharded engine: per-request entry points, borrowing between shards, replay and stats.
+//! The DHCPv4 engine: [`Core`] over [`V4`], with DISCOVER's offer and REQUEST's bind.
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::{Mutex, MutexGuard};
 
-use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Tried};
-use crate::common;
+use crate::choose;
+use crate::common::{Avail, Give};
+use crate::engine_core::{Core, Family, Ops};
 use crate::error::{AllocError, BindError, Result};
 use crate::ident::ClientKey;
 use crate::lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseState, LeaseView, Time};
 use crate::pools::{EngineConfig, Place, PoolId, Pools};
-use crate::shard::{Avail, FreeSet, Shard, Term};
+use crate::shard::{FreeSet, Shard, Term};
 
 #[cfg(test)]
 mod tests;
-
-/// Most free addresses one borrow takes from a sibling.
-const BORROW_CHUNK: u64 = 64;
 
 /// A DISCOVER to answer with an OFFER.
 #[derive(Clone, Copy, Debug)]
@@ -68,30 +64,109 @@ pub struct PoolStats {
     pub declined: u64,
 }
 
-type Step = choose::Step<u32, PoolId, u32>;
+/// In-memory DHCPv4 lease state, sharded across worker cores: see [`Core`].
+pub type Engine = Core<V4>;
 
-/// In-memory DHCPv4 lease state, sharded across worker cores.
-///
-/// Worker `k` passes `shard = k` to every call; a call locks its own shard's mutex, and only
-/// briefly a sibling's (never two at once) when it must borrow an address. `Engine` is
-/// `Send + Sync`: share it as `Arc<Engine>`.
-///
-/// Every method that takes a `shard` panics if `shard >= self.shards()`.
-pub struct Engine {
-    pub(crate) pools: Pools,
-    offer_hold: u32,
-    decline_probation: u32,
-    pub(crate) shards: Box<[Mutex<Shard>]>,
+/// The DHCPv4 [`Family`]: IPv4 addresses, keyed by client key.
+#[derive(Debug)]
+pub enum V4 {}
+
+impl Family for V4 {
+    type Key = ClientKey;
+    type Addr = Ipv4Addr;
+    type Lease = Lease;
+    type Event = LeaseEvent;
+    type View = LeaseView;
+    type BindError = BindError;
+    type Stats = PoolStats;
 }
 
-impl fmt::Debug for Engine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Engine")
-            .field("shards", &self.shards.len())
-            .field("pools", &self.pools.len())
-            .field("offer_hold", &self.offer_hold)
-            .field("decline_probation", &self.decline_probation)
-            .finish_non_exhaustive()
+impl Ops for V4 {
+    const NAME: &'static str = "Engine";
+
+    type Shard = Shard;
+    type Pools = Pools;
+    type Pool = PoolId;
+    type Off = u32;
+    type Lent = roaring::RoaringBitmap;
+    type Sort = Ipv4Addr;
+
+    fn pools_len(pools: &Pools) -> usize {
+        pools.len()
+    }
+    fn dynamic(place: Place) -> Option<(PoolId, u32)> {
+        match place {
+            Place::Dynamic { pool, off } => Some((pool, off)),
+            Place::Fixed { .. } => None,
+        }
+    }
+    fn reclaim(g: &mut Shard, now: Time, budget: usize) -> usize {
+        g.reclaim(now, budget)
+    }
+    fn pending(g: &mut Shard) -> &mut Vec<LeaseEvent> {
+        &mut g.pending
+    }
+    fn take_free(pools: &Pools, g: &mut Shard, pool: PoolId, off: u32, now: Time) -> Give {
+        if g.take_free(pool, off, pools.addr(pool, off), now) {
+            Give::Given
+        } else {
+            Give::NotHere
+        }
+    }
+    fn receive_one(g: &mut Shard, pool: PoolId, off: u32) {
+        g.free[pool.index()].clean.insert(off);
+    }
+    fn free_len(g: &Shard, pool: PoolId) -> u128 {
+        u128::from(g.free_len(pool))
+    }
+    fn lend(
+        pools: &Pools,
+        g: &mut Shard,
+        pool: PoolId,
+        max: u64,
+    ) -> Option<roaring::RoaringBitmap> {
+        let first = pools.get(pool)?.first;
+        Some(g.lend(pool, first, max)).filter(|lent| !lent.is_empty())
+    }
+    fn receive(g: &mut Shard, pool: PoolId, lent: roaring::RoaringBitmap) {
+        g.free[pool.index()].clean |= lent;
+    }
+    fn release(g: &mut Shard, addr: Ipv4Addr, key: &ClientKey, now: Time) -> bool {
+        g.release(u32::from(addr), key, now)
+    }
+    fn decline(g: &mut Shard, addr: Ipv4Addr, key: &ClientKey, now: Time, until: Time) -> bool {
+        g.decline(u32::from(addr), key, now, until)
+    }
+    fn lookup(g: &Shard, key: &ClientKey) -> Option<LeaseView> {
+        g.lookup(key)
+    }
+    fn restore(core: &Engine, shard: usize, lease: Lease) -> Result<(), BindError> {
+        crate::restore::restore_one(&mut &core.shards[..], &core.pools, shard, &lease)
+    }
+    fn sort_key(lease: &Lease) -> Ipv4Addr {
+        lease.address
+    }
+    fn stats(pools: &Pools) -> Vec<PoolStats> {
+        pools
+            .iter()
+            .map(|(pool, layout)| PoolStats {
+                pool,
+                total: layout.total,
+                free: 0,
+                offered: 0,
+                bound: 0,
+                declined: 0,
+            })
+            .collect()
+    }
+    fn add_stats(g: &Shard, stats: &mut [PoolStats]) {
+        for (i, stat) in stats.iter_mut().enumerate() {
+            let counts = g.counts[i];
+            stat.free += g.free[i].len();
+            stat.offered += counts.offered;
+            stat.bound += counts.bound;
+            stat.declined += counts.declined;
+        }
     }
 }
 
@@ -121,42 +196,12 @@ impl Engine {
             decline_probation: cfg.decline_probation,
             shards: free
                 .into_iter()
-                .map(|free| Mutex::new(Shard::new(free)))
+                .map(|free| std::sync::Mutex::new(Shard::new(free)))
                 .collect(),
         };
         #[cfg(test)]
-        common::share_trace(&engine.shards, |g| &mut g.trace);
+        crate::common::share_trace(&engine.shards, |g| &mut g.trace);
         Ok(engine)
-    }
-
-    /// Number of shards.
-    pub fn shards(&self) -> usize {
-        self.shards.len()
-    }
-
-    pub(crate) fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
-        common::lock(&self.shards, shard)
-    }
-
-    fn siblings(&self, shard: usize) -> impl Iterator<Item = usize> {
-        common::siblings(self.shards.len(), shard)
-    }
-
-    /// Runs `f` on `shard` after its lazy reclaim, then hands out the shard's pending
-    /// events into `events`.
-    #[inline]
-    fn on_shard<R>(
-        &self,
-        shard: usize,
-        now: Time,
-        events: &mut Vec<LeaseEvent>,
-        f: impl FnOnce(&mut Shard) -> R,
-    ) -> R {
-        let mut g = self.lock(shard);
-        g.reclaim(now, LAZY_RECLAIM);
-        let r = f(&mut g);
-        events.append(&mut g.pending);
-        r
     }
 
     /// DISCOVER: chooses an address and holds it for the client (state Offered, expires
@@ -183,103 +228,19 @@ impl Engine {
         req: &OfferRequest<'_>,
         now: Time,
     ) -> Result<Ipv4Addr, AllocError> {
-        let mut tried = Tried::default();
-        loop {
-            let step = self.offer_step(&mut self.lock(shard), req, now, &tried);
-            match step {
-                Step::Done(addr) => return Ok(Ipv4Addr::from(addr)),
-                Step::Fetch {
-                    pool,
-                    off,
-                    reserved,
-                } => {
-                    if reserved {
-                        tried.reserved = true;
-                    } else {
-                        tried.requested = true;
-                    }
-                    self.fetch(shard, pool, off, now);
-                }
-                Step::Borrow => {
-                    if tried.borrows == MAX_BORROWS || !self.borrow(shard, req.pools, now) {
-                        return Err(AllocError::Exhausted);
-                    }
-                    tried.borrows += 1;
-                }
-            }
-        }
-    }
-
-    fn offer_step(&self, g: &mut Shard, req: &OfferRequest<'_>, now: Time, tried: &Tried) -> Step {
         let term = Term {
             state: LeaseState::Offered,
             starts: now,
             expires: now.saturating_add(u64::from(self.offer_hold)),
         };
-        choose::step(
-            &Offering {
-                engine: self,
-                req,
-                term,
-            },
-            g,
-            now,
-            tried,
-        )
-    }
-
-    /// Moves `off` of `pool` from whichever sibling has it free into `shard`'s free set.
-    fn fetch(&self, shard: usize, pool: PoolId, off: u32, now: Time) -> bool {
-        let addr = self.pools.addr(pool, off);
-        for sibling in self.siblings(shard) {
-            let mut g = self.lock(sibling);
-            if g.take_free(pool, off, addr, now) {
-                // Read under the lender's lock, after its last change to the address.
-                let clock = g.clock;
-                drop(g);
-                let mut g = self.lock(shard);
-                g.observe(clock);
-                g.free[pool.index()].clean.insert(off);
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Borrows a chunk of free addresses of the first candidate pool a sibling has any of,
-    /// from the sibling with the most.
-    fn borrow(&self, shard: usize, pools: &[PoolId], now: Time) -> bool {
-        for &pool in pools {
-            let Some(layout) = self.pools.get(pool) else {
-                continue;
-            };
-            let mut donors: Vec<(u64, usize)> = self
-                .siblings(shard)
-                .map(|s| {
-                    let mut g = self.lock(s);
-                    // The sibling's own expired records count as free; their events wait in
-                    // its pending list for its worker.
-                    g.reclaim(now, EXHAUSTED_RECLAIM);
-                    (g.free_len(pool), s)
-                })
-                .filter(|&(free, _)| free > 0)
-                .collect();
-            donors.sort_unstable_by(|a, b| b.cmp(a));
-            for (_, donor) in donors {
-                let mut g = self.lock(donor);
-                let lent = g.lend(pool, layout.first, BORROW_CHUNK);
-                // Read under the lender's lock, after its last change to the addresses.
-                let clock = g.clock;
-                drop(g);
-                if !lent.is_empty() {
-                    let mut g = self.lock(shard);
-                    g.observe(clock);
-                    g.free[pool.index()].clean |= lent;
-                    return true;
-                }
-            }
-        }
-        false
+        let offering = Offering {
+            engine: self,
+            req,
+            term,
+        };
+        self.choose(shard, &offering, now, |pool| self.pools.get(pool).is_some())
+            .map(Ipv4Addr::from)
+            .ok_or(AllocError::Exhausted)
     }
 
     /// REQUEST (or renewal): binds `req.address` to the client or extends its binding, and
@@ -302,174 +263,33 @@ impl Engine {
         if !req.reserved && !place.pool().is_some_and(|pool| req.pools.contains(&pool)) {
             return Err(BindError::NotInPool);
         }
-        let mut fetched = false;
-        loop {
-            let mut g = self.lock(shard);
-            g.reclaim(now, LAZY_RECLAIM);
-            let fixed = matches!(place, Place::Fixed { .. });
-            let result = match g.availability(addr, place, req.client, now) {
-                Avail::Own => Ok(()),
-                // A fixed address is somebody's reservation, and only theirs.
-                Avail::Free if fixed && !req.reserved => Err(BindError::Taken),
-                Avail::Free => Ok(()),
-                Avail::HeldByOther if fixed && req.reserved => Ok(()),
-                Avail::Elsewhere if !fetched => {
-                    drop(g);
-                    if let Place::Dynamic { pool, off } = place {
-                        self.fetch(shard, pool, off, now);
-                    }
-                    fetched = true;
-                    continue;
-                }
-                Avail::Elsewhere | Avail::HeldByOther | Avail::Quarantined => Err(BindError::Taken),
+        let fixed = matches!(place, Place::Fixed { .. });
+        let decide = |avail, _| match avail {
+            Avail::Own => Ok(()),
+            // A fixed address is somebody's reservation, and only theirs.
+            Avail::Free if fixed && !req.reserved => Err(BindError::Taken),
+            Avail::Free => Ok(()),
+            Avail::HeldByOther if fixed && req.reserved => Ok(()),
+            Avail::Elsewhere | Avail::HeldByOther | Avail::Quarantined => Err(BindError::Taken),
+        };
+        let commit = |g: &mut Shard| {
+            let term = Term {
+                state: LeaseState::Bound,
+                starts: now,
+                expires: now.saturating_add(u64::from(req.lease_time)),
             };
-            let result = result.map(|()| {
-                let term = Term {
-                    state: LeaseState::Bound,
-                    starts: now,
-                    expires: now.saturating_add(u64::from(req.lease_time)),
-                };
-                let (prior, idx) = g.hold(addr, place, req.client, req.info, term);
-                let kind = match prior {
-                    Some(LeaseState::Bound) => EventKind::Renewed,
-                    _ => EventKind::Bound,
-                };
-                let lease = g.records.lease(idx);
-                let view = g.records.view(idx);
-                g.emit(kind, lease);
-                view
-            });
-            events.append(&mut g.pending);
-            return result;
-        }
-    }
-
-    /// RELEASE: only if `address` is bound to `client`. The record stays, Released, so the
-    /// client gets the address back if it is still free. Returns whether it did anything.
-    pub fn release(
-        &self,
-        shard: usize,
-        client: &ClientKey,
-        address: Ipv4Addr,
-        now: Time,
-        events: &mut Vec<LeaseEvent>,
-    ) -> bool {
-        self.on_shard(shard, now, events, |g| {
-            g.release(u32::from(address), client, now)
-        })
-    }
-
-    /// DECLINE: only if `address` is offered or bound to `client`. The address is quarantined
-    /// until `now + decline_probation`; the client's next DISCOVER gets another address.
-    pub fn decline(
-        &self,
-        shard: usize,
-        client: &ClientKey,
-        address: Ipv4Addr,
-        now: Time,
-        events: &mut Vec<LeaseEvent>,
-    ) -> bool {
-        let until = now.saturating_add(u64::from(self.decline_probation));
-        self.on_shard(shard, now, events, |g| {
-            g.decline(u32::from(address), client, now, until)
-        })
-    }
-
-    /// The client's current record in this shard (any state, as last updated; a record whose
-    /// time has passed shows until something reclaims it), without allocating.
-    pub fn lookup(&self, shard: usize, client: &ClientKey) -> Option<LeaseView> {
-        self.lock(shard).lookup(client)
-    }
-
-    /// Ends up to `budget` records whose time has passed, earliest first: bindings become
-    /// Expired (the record stays for the client) with an Expired event; offers end silently;
-    /// quarantines end with an Expired event. Also hands out events pending from earlier
-    /// calls. Returns how many records it ended.
-    pub fn reclaim(
-        &self,
-        shard: usize,
-        now: Time,
-        budget: usize,
-        events: &mut Vec<LeaseEvent>,
-    ) -> usize {
-        let mut g = self.lock(shard);
-        let done = g.reclaim(now, budget);
-        events.append(&mut g.pending);
-        done
-    }
-
-    /// Replay support: puts a lease record back, taking its address out of whichever shard
-    /// holds it, and raises `shard`'s clock to at least `lease.version`. `shard` is the one
-    /// the client is steered to; `lease.pool` is recomputed from the current configuration.
-    ///
-    /// Give it the journal's fold (per address, the record with the highest
-    /// [`version`](Lease::version)) or a snapshot ([`Engine::leases`]), one record per
-    /// address, in any order: the result does not depend on the order. A record of an
-    /// address that already has one at least as new is refused with `Err(Taken)` (and an
-    /// older one is replaced), so duplicates do no harm either.
-    ///
-    /// A client keeps one current record per shard (its address remembered for it, or held):
-    /// of a client's records the current one is its binding if it has one, else the one with
-    /// the highest version. A quarantine that is not current stays (a quarantine outlives the
-    /// client moving on); any other record that is not current is dropped, its address free.
-    /// So the restored Bound and Declined records are exactly those of the engine that
-    /// emitted the journal, with the client index, free sets, counts and expiry heap to
-    /// match. Offers are not journaled, and Released and Expired memories may differ where
-    /// the journal no longer says which came last (the end of a quarantine is restored as a
-    /// memory of the address for its decliner).
-    ///
-    /// Restore before serving, then call [`Engine::advance_versions`] with the highest
-    /// version in the journal. It is safe alongside other calls but does not order itself
-    /// against them. At startup, [`Engine::restorer`] does the same for a whole journal much
-    /// faster.
-    pub fn restore(&self, shard: usize, lease: Lease) -> Result<(), BindError> {
-        crate::restore::restore_one(&mut &self.shards[..], &self.pools, shard, &lease)
-    }
-
-    /// Raises every shard's clock to at least `floor`, so that every later change gets a
-    /// version above `floor`. After replay the server calls it with the highest version in
-    /// the journal, so that new events outrank every record still in old segments, even of
-    /// addresses it did not restore.
-    pub fn advance_versions(&self, floor: u64) {
-        common::advance_versions(&self.shards, floor);
-    }
-
-    /// The highest version any shard has given a change (or been raised to), for tests and
-    /// diagnostics.
-    pub fn max_version(&self) -> u64 {
-        common::max_version(&self.shards)
-    }
-
-    /// Every lease record of every shard, sorted by address, for dumps and snapshots.
-    pub fn leases(&self) -> Vec<Lease> {
-        common::leases(&self.shards, |lease| lease.address)
-    }
-
-    /// Usage of every pool, in configuration order.
-    pub fn stats(&self) -> Vec<PoolStats> {
-        let mut stats: Vec<PoolStats> = self
-            .pools
-            .iter()
-            .map(|(pool, layout)| PoolStats {
-                pool,
-                total: layout.total,
-                free: 0,
-                offered: 0,
-                bound: 0,
-                declined: 0,
-            })
-            .collect();
-        for shard in 0..self.shards.len() {
-            let g = self.lock(shard);
-            for (i, stat) in stats.iter_mut().enumerate() {
-                let counts = g.counts[i];
-                stat.free += g.free[i].len();
-                stat.offered += counts.offered;
-                stat.bound += counts.bound;
-                stat.declined += counts.declined;
-            }
-        }
-        stats
+            let (prior, idx) = g.hold(addr, place, req.client, req.info, term);
+            let kind = match prior {
+                Some(LeaseState::Bound) => EventKind::Renewed,
+                _ => EventKind::Bound,
+            };
+            let lease = g.records.lease(idx);
+            let view = g.records.view(idx);
+            g.emit(kind, lease);
+            view
+        };
+        let avail = |g: &mut Shard| g.availability(addr, place, req.client, now);
+        self.bind_with(shard, place, now, events, avail, decide, commit)
     }
 }
 
@@ -501,10 +321,7 @@ impl choose::Offer for Offering<'_, '_> {
         self.engine.pools.place(addr)
     }
     fn dynamic(place: Place) -> Option<(PoolId, u32)> {
-        match place {
-            Place::Dynamic { pool, off } => Some((pool, off)),
-            Place::Fixed { .. } => None,
-        }
+        <V4 as Ops>::dynamic(place)
     }
     fn in_candidates(&self, place: Place) -> bool {
         matches!(place, Place::Dynamic { pool, .. } if self.req.pools.contains(&pool))

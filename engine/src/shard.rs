@@ -144,12 +144,6 @@ impl Shard {
         self.clock
     }
 
-    /// Called after taking addresses from a sibling whose clock was `sibling`, before any
-    /// change to them: every later change here is newer than every change the sibling made.
-    pub(crate) fn observe(&mut self, sibling: u64) {
-        self.clock = self.clock.max(sibling) + 1;
-    }
-
     pub(crate) fn lookup(&self, client: &ClientKey) -> Option<LeaseView> {
         self.records
             .client(client)

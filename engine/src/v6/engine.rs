@@ -1,11 +1,10 @@
-//! The sharded v6 engine: per-request entry points, borrowing between shards, replay and
-//! stats (v4's `engine.rs`, by IA and resource).
+//! The DHCPv6 engine: [`Core`] over [`V6`], with SOLICIT's advertise, REQUEST's bind and
+//! the owner shard of a DUID.
 
-use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
-use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Tried};
-use crate::common;
+use crate::choose;
+use crate::engine_core::{Core, Family, Ops};
 use crate::lease::{EventKind, LeaseState, Time};
 
 use super::error::{V6BindError, V6ConfigError};
@@ -13,10 +12,8 @@ use super::key::{IaKey, Resource};
 use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
 use super::pools::{Place, Pools, V6EngineConfig, V6PoolId};
 use super::shard::{Avail, Give, Part, Shard, Term};
-use super::space::{DENSE_MAX, Space};
+use super::space::{DENSE_MAX, Lent, Space};
 
-/// Most free resources one borrow takes from a sibling.
-const BORROW_CHUNK: u64 = 64;
 /// Remembered (Released/Expired) records a pool keeps per shard beyond its held ones.
 const REMEMBER_MIN: u64 = 4096;
 
@@ -85,31 +82,103 @@ impl Default for Tuning {
     }
 }
 
-/// What one locked pass of a solicit decided.
-type Step = choose::Step<V6LeaseView, V6PoolId, u128>;
+/// In-memory DHCPv6 lease state (IA_NA addresses and IA_PD prefixes), sharded like v4's:
+/// see [`Core`]. Worker `k` serves the IAs whose DUID it owns ([`V6Engine::owner`]).
+pub type V6Engine = Core<V6>;
 
-/// In-memory DHCPv6 lease state (IA_NA addresses and IA_PD prefixes), sharded across worker
-/// cores like v4's [`Engine`](crate::Engine).
-///
-/// Worker `k` passes `shard = k` to every call, for IAs whose DUID it owns
-/// ([`V6Engine::owner`]); a call locks its own shard's mutex, and only briefly a sibling's
-/// (never two at once) when it must borrow. `V6Engine` is `Send + Sync`: share it as
-/// `Arc<V6Engine>`. Every method that takes a `shard` panics if `shard >= self.shards()`.
-pub struct V6Engine {
-    pub(crate) pools: Pools,
-    offer_hold: u32,
-    decline_probation: u32,
-    pub(crate) shards: Box<[Mutex<Shard>]>,
+/// The DHCPv6 [`Family`]: IA_NA addresses and IA_PD prefixes, keyed by IA.
+#[derive(Debug)]
+pub enum V6 {}
+
+impl Family for V6 {
+    type Key = IaKey;
+    type Addr = Resource;
+    type Lease = V6Lease;
+    type Event = V6LeaseEvent;
+    type View = V6LeaseView;
+    type BindError = V6BindError;
+    type Stats = V6PoolStats;
 }
 
-impl fmt::Debug for V6Engine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("V6Engine")
-            .field("shards", &self.shards.len())
-            .field("pools", &self.pools.len())
-            .field("offer_hold", &self.offer_hold)
-            .field("decline_probation", &self.decline_probation)
-            .finish_non_exhaustive()
+impl Ops for V6 {
+    const NAME: &'static str = "V6Engine";
+
+    type Shard = Shard;
+    type Pools = Pools;
+    type Pool = V6PoolId;
+    type Off = u128;
+    type Lent = Lent;
+    type Sort = Resource;
+
+    fn pools_len(pools: &Pools) -> usize {
+        pools.len()
+    }
+    fn dynamic(place: Place) -> Option<(V6PoolId, u128)> {
+        match place {
+            Place::Dynamic { pool, off } => Some((pool, off)),
+            Place::Fixed { .. } => None,
+        }
+    }
+    fn reclaim(g: &mut Shard, now: Time, budget: usize) -> usize {
+        g.reclaim(now, budget)
+    }
+    fn settle(g: &mut Shard) {
+        g.settle();
+    }
+    fn pending(g: &mut Shard) -> &mut Vec<V6LeaseEvent> {
+        &mut g.pending
+    }
+    fn take_free(pools: &Pools, g: &mut Shard, pool: V6PoolId, off: u128, now: Time) -> Give {
+        g.take_free(pool, off, pools.layout(pool).resource(off), now)
+    }
+    fn receive_one(g: &mut Shard, pool: V6PoolId, off: u128) {
+        g.parts[pool.index()].space.receive_one(off);
+    }
+    fn free_len(g: &Shard, pool: V6PoolId) -> u128 {
+        g.free_len(pool)
+    }
+    fn lend(pools: &Pools, g: &mut Shard, pool: V6PoolId, max: u64) -> Option<Lent> {
+        Some(g.lend(pools, pool, max)).filter(|lent| !lent.is_empty())
+    }
+    fn receive(g: &mut Shard, pool: V6PoolId, lent: Lent) {
+        g.parts[pool.index()].space.receive(lent);
+    }
+    fn release(g: &mut Shard, res: Resource, key: &IaKey, now: Time) -> bool {
+        g.release(res, key, now)
+    }
+    fn decline(g: &mut Shard, res: Resource, key: &IaKey, now: Time, until: Time) -> bool {
+        g.decline(res, key, now, until)
+    }
+    fn lookup(g: &Shard, key: &IaKey) -> Option<V6LeaseView> {
+        g.lookup(key)
+    }
+    fn restore(core: &V6Engine, shard: usize, lease: V6Lease) -> Result<(), V6BindError> {
+        let lease = V6LeaseRef::from(&lease);
+        super::restore::restore_one(&mut &core.shards[..], &core.pools, shard, &lease)
+    }
+    fn sort_key(lease: &V6Lease) -> Resource {
+        lease.resource
+    }
+    fn stats(pools: &Pools) -> Vec<V6PoolStats> {
+        pools
+            .iter()
+            .map(|(pool, layout)| V6PoolStats {
+                pool,
+                total: layout.total,
+                free: 0,
+                offered: 0,
+                bound: 0,
+                declined: 0,
+            })
+            .collect()
+    }
+    fn add_stats(g: &Shard, stats: &mut [V6PoolStats]) {
+        for (stat, part) in stats.iter_mut().zip(g.parts.iter()) {
+            stat.free += part.free_len();
+            stat.offered += part.counts.offered;
+            stat.bound += part.counts.bound;
+            stat.declined += part.counts.declined;
+        }
     }
 }
 
@@ -153,13 +222,8 @@ impl V6Engine {
             shards,
         };
         #[cfg(test)]
-        common::share_trace(&engine.shards, |g| &mut g.trace);
+        crate::common::share_trace(&engine.shards, |g| &mut g.trace);
         Ok(engine)
-    }
-
-    /// Number of shards.
-    pub fn shards(&self) -> usize {
-        self.shards.len()
     }
 
     /// The shard that owns the leases of every IA of the client with this DUID: the server
@@ -175,32 +239,6 @@ impl V6Engine {
         (u64::from(word) % self.shards.len() as u64) as usize
     }
 
-    pub(crate) fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
-        common::lock(&self.shards, shard)
-    }
-
-    fn siblings(&self, shard: usize) -> impl Iterator<Item = usize> {
-        common::siblings(self.shards.len(), shard)
-    }
-
-    /// Runs `f` on `shard` after its lazy reclaim, then settles the shard and hands out its
-    /// pending events into `events`.
-    #[inline]
-    fn on_shard<R>(
-        &self,
-        shard: usize,
-        now: Time,
-        events: &mut Vec<V6LeaseEvent>,
-        f: impl FnOnce(&mut Shard) -> R,
-    ) -> R {
-        let mut g = self.lock(shard);
-        g.reclaim(now, LAZY_RECLAIM);
-        let r = f(&mut g);
-        g.settle();
-        events.append(&mut g.pending);
-        r
-    }
-
     /// Whether `pool` is a pool of `client`'s kind.
     fn fits(&self, pool: V6PoolId, client: &IaKey) -> bool {
         self.pools
@@ -211,143 +249,28 @@ impl V6Engine {
     /// SOLICIT: chooses a resource and holds it for the IA (state Offered, expires
     /// `now + offer_hold`). Not an event. `None` when every candidate pool is exhausted.
     ///
-    /// The choice, first that works: (1) the reservation, unless it is quarantined (a fixed
-    /// reserved resource is taken back from anyone else holding it in this shard); (2) the
-    /// IA's own record in a candidate pool, in any state but Declined; (3) the hint if it is
-    /// in a candidate pool and free (here or in a sibling); (4) a free resource of the
-    /// candidate pools in order (see `space.rs` for which), preferring resources nobody is
-    /// remembered for over those a Released/Expired record remembers. Only then are this
-    /// shard's expired records reclaimed and free resources borrowed from the sibling with
-    /// most.
-    ///
-    /// An IA that already holds an Offered or Bound resource it may use gets the same one
-    /// again (an advertise's hold is renewed; a binding is left as it is). Moving the IA to
-    /// a new resource ends its previous record; the events that produces (Released for an
-    /// abandoned binding, Expired for records found expired) are handed out by the next
-    /// `bind`/`release`/`decline`/`reclaim` on this shard, with the versions of the changes
-    /// they record.
+    /// The choice is v4's ([`Engine::offer`](crate::Engine::offer)) by IA and resource: the
+    /// reservation, the IA's own record, the hint, then a free resource of the candidate
+    /// pools in order (see `space.rs` for which). Events it makes wait for the next
+    /// `bind`/`release`/`decline`/`reclaim` on this shard.
     pub fn solicit(
         &self,
         shard: usize,
         req: &SolicitRequest<'_>,
         now: Time,
     ) -> Option<V6LeaseView> {
-        let mut tried = Tried::default();
-        loop {
-            let step = {
-                let mut g = self.lock(shard);
-                let step = self.solicit_step(&mut g, req, now, &tried);
-                g.settle();
-                step
-            };
-            match step {
-                Step::Done(view) => return Some(view),
-                Step::Fetch {
-                    pool,
-                    off,
-                    reserved,
-                } => {
-                    if reserved {
-                        tried.reserved = true;
-                    } else {
-                        tried.requested = true;
-                    }
-                    self.fetch(shard, pool, off, now);
-                }
-                Step::Borrow => {
-                    if tried.borrows == MAX_BORROWS || !self.borrow(shard, req, now) {
-                        return None;
-                    }
-                    tried.borrows += 1;
-                }
-            }
-        }
-    }
-
-    fn solicit_step(
-        &self,
-        g: &mut Shard,
-        req: &SolicitRequest<'_>,
-        now: Time,
-        tried: &Tried,
-    ) -> Step {
         let term = Term {
             state: LeaseState::Offered,
             starts: now,
             preferred: 0,
             expires: now.saturating_add(u64::from(self.offer_hold)),
         };
-        choose::step(
-            &Soliciting {
-                engine: self,
-                req,
-                term,
-            },
-            g,
-            now,
-            tried,
-        )
-    }
-
-    /// Moves `off` of `pool` from whichever sibling has it free into `shard`'s space; else
-    /// says what holds it in the sibling that owns it.
-    fn fetch(&self, shard: usize, pool: V6PoolId, off: u128, now: Time) -> Give {
-        let layout = self.pools.layout(pool);
-        let res = layout.resource(off);
-        for sibling in self.siblings(shard) {
-            let mut g = self.lock(sibling);
-            match g.take_free(pool, off, res, now) {
-                Give::Given => {
-                    // Read under the lender's lock, after its last change to the resource.
-                    let clock = g.clock;
-                    drop(g);
-                    let mut g = self.lock(shard);
-                    g.observe(clock);
-                    g.parts[pool.index()].space.receive_one(off);
-                    return Give::Given;
-                }
-                Give::NotHere => {}
-                held => return held,
-            }
-        }
-        Give::NotHere
-    }
-
-    /// Borrows a chunk of free resources of the first candidate pool a sibling has any of,
-    /// from the sibling with the most.
-    fn borrow(&self, shard: usize, req: &SolicitRequest<'_>, now: Time) -> bool {
-        for &pool in req.pools {
-            if !self.fits(pool, req.client) {
-                continue;
-            }
-            let mut donors: Vec<(u128, usize)> = self
-                .siblings(shard)
-                .map(|s| {
-                    let mut g = self.lock(s);
-                    // The sibling's own expired records count as free; their events wait in
-                    // its pending list for its worker.
-                    g.reclaim(now, EXHAUSTED_RECLAIM);
-                    g.settle();
-                    (g.free_len(pool), s)
-                })
-                .filter(|&(free, _)| free > 0)
-                .collect();
-            donors.sort_unstable_by(|a, b| b.cmp(a));
-            for (_, donor) in donors {
-                let mut g = self.lock(donor);
-                let lent = g.lend(&self.pools, pool, BORROW_CHUNK);
-                // Read under the lender's lock, after its last change to the resources.
-                let clock = g.clock;
-                drop(g);
-                if !lent.is_empty() {
-                    let mut g = self.lock(shard);
-                    g.observe(clock);
-                    g.parts[pool.index()].space.receive(lent);
-                    return true;
-                }
-            }
-        }
-        false
+        let soliciting = Soliciting {
+            engine: self,
+            req,
+            term,
+        };
+        self.choose(shard, &soliciting, now, |pool| self.fits(pool, req.client))
     }
 
     /// REQUEST, RENEW, REBIND (or rapid commit): binds `req.resource` to the IA or extends
@@ -381,165 +304,31 @@ impl V6Engine {
             // A fixed resource is somebody's static assignment, and only theirs.
             return Err(V6BindError::Taken);
         }
-        // What the sibling that owns the resource said, once asked.
-        let mut fetched = None;
-        loop {
-            let mut g = self.lock(shard);
-            g.reclaim(now, LAZY_RECLAIM);
-            let result = match g.availability(res, place, req.client, now) {
-                Avail::Own | Avail::Free => Ok(()),
-                Avail::HeldByOther if fixed && req.reserved => Ok(()),
-                Avail::Elsewhere if fetched.is_none() => {
-                    drop(g);
-                    fetched = Some(match place {
-                        Place::Dynamic { pool, off } => self.fetch(shard, pool, off, now),
-                        Place::Fixed { .. } => Give::NotHere,
-                    });
-                    continue;
-                }
-                Avail::Elsewhere if fetched == Some(Give::Quarantined) => {
-                    Err(V6BindError::Quarantined)
-                }
-                Avail::Quarantined => Err(V6BindError::Quarantined),
-                Avail::Elsewhere | Avail::HeldByOther => Err(V6BindError::Taken),
+        let decide = |avail, fetched| match avail {
+            Avail::Own | Avail::Free => Ok(()),
+            Avail::HeldByOther if fixed && req.reserved => Ok(()),
+            Avail::Elsewhere if fetched == Some(Give::Quarantined) => Err(V6BindError::Quarantined),
+            Avail::Quarantined => Err(V6BindError::Quarantined),
+            Avail::Elsewhere | Avail::HeldByOther => Err(V6BindError::Taken),
+        };
+        let commit = |g: &mut Shard| {
+            let term = Term {
+                state: LeaseState::Bound,
+                starts: now,
+                preferred: req.preferred.min(req.valid),
+                expires: now.saturating_add(u64::from(req.valid)),
             };
-            let result = result.map(|()| {
-                let term = Term {
-                    state: LeaseState::Bound,
-                    starts: now,
-                    preferred: req.preferred.min(req.valid),
-                    expires: now.saturating_add(u64::from(req.valid)),
-                };
-                let (prior, idx) = g.hold(res, place, req.client, term);
-                let kind = match prior {
-                    Some(LeaseState::Bound) => EventKind::Renewed,
-                    _ => EventKind::Bound,
-                };
-                let view = g.records.view(idx);
-                g.emit_current(kind, idx);
-                view
-            });
-            g.settle();
-            events.append(&mut g.pending);
-            return result;
-        }
-    }
-
-    /// RELEASE: only if `resource` is bound to `client`. The record stays, Released, so the
-    /// IA gets the resource back if it is still free. Returns whether it did anything.
-    pub fn release(
-        &self,
-        shard: usize,
-        client: &IaKey,
-        resource: Resource,
-        now: Time,
-        events: &mut Vec<V6LeaseEvent>,
-    ) -> bool {
-        self.on_shard(shard, now, events, |g| g.release(resource, client, now))
-    }
-
-    /// DECLINE: only if `resource` is advertised or bound to `client`. The resource is
-    /// quarantined until `now + decline_probation`; the IA's next SOLICIT gets another one.
-    pub fn decline(
-        &self,
-        shard: usize,
-        client: &IaKey,
-        resource: Resource,
-        now: Time,
-        events: &mut Vec<V6LeaseEvent>,
-    ) -> bool {
-        let until = now.saturating_add(u64::from(self.decline_probation));
-        self.on_shard(shard, now, events, |g| {
-            g.decline(resource, client, now, until)
-        })
-    }
-
-    /// The IA's current record in this shard (any state, as last updated; a record whose
-    /// time has passed shows until something reclaims it), without allocating.
-    pub fn lookup(&self, shard: usize, client: &IaKey) -> Option<V6LeaseView> {
-        self.lock(shard).lookup(client)
-    }
-
-    /// Ends up to `budget` records whose time has passed, earliest first: bindings become
-    /// Expired (the record stays for the IA) with an Expired event; advertises end silently;
-    /// quarantines end with an Expired event. Also hands out events pending from earlier
-    /// calls. Returns how many records it ended.
-    pub fn reclaim(
-        &self,
-        shard: usize,
-        now: Time,
-        budget: usize,
-        events: &mut Vec<V6LeaseEvent>,
-    ) -> usize {
-        let mut g = self.lock(shard);
-        let done = g.reclaim(now, budget);
-        g.settle();
-        events.append(&mut g.pending);
-        done
-    }
-
-    /// Replay support, one record at a time: puts a lease record back, taking its resource
-    /// out of whichever shard holds it, and raises `shard`'s clock to at least
-    /// `lease.version`. `shard` is the one the IA's DUID is steered to
-    /// ([`V6Engine::owner`]); `lease.pool` is recomputed from the current configuration.
-    ///
-    /// The rules are v4's ([`Engine::restore`](crate::Engine::restore)): give it the
-    /// journal's fold (per resource, the record with the highest version) or a snapshot, in
-    /// any order; a record of a resource that already has one at least as new is refused
-    /// with `Err(Taken)`. An IA keeps one current record per shard: its binding if it has
-    /// one, else its record with the highest version; a quarantine that is not current
-    /// stays, other records that are not current are dropped. At startup,
-    /// [`V6Engine::restorer`] does the same for a whole journal faster.
-    pub fn restore(&self, shard: usize, lease: V6Lease) -> Result<(), V6BindError> {
-        super::restore::restore_one(
-            &mut &self.shards[..],
-            &self.pools,
-            shard,
-            &V6LeaseRef::from(&lease),
-        )
-    }
-
-    /// Raises every shard's clock to at least `floor`, so that every later change gets a
-    /// version above `floor`. After replay the server calls it with the highest version in
-    /// the journal.
-    pub fn advance_versions(&self, floor: u64) {
-        common::advance_versions(&self.shards, floor);
-    }
-
-    /// The highest version any shard has given a change (or been raised to).
-    pub fn max_version(&self) -> u64 {
-        common::max_version(&self.shards)
-    }
-
-    /// Every lease record of every shard, sorted by resource, for dumps and snapshots.
-    pub fn leases(&self) -> Vec<V6Lease> {
-        common::leases(&self.shards, |lease| lease.resource)
-    }
-
-    /// Usage of every pool, in configuration order.
-    pub fn stats(&self) -> Vec<V6PoolStats> {
-        let mut stats: Vec<V6PoolStats> = self
-            .pools
-            .iter()
-            .map(|(pool, layout)| V6PoolStats {
-                pool,
-                total: layout.total,
-                free: 0,
-                offered: 0,
-                bound: 0,
-                declined: 0,
-            })
-            .collect();
-        for shard in 0..self.shards.len() {
-            let g = self.lock(shard);
-            for (stat, part) in stats.iter_mut().zip(g.parts.iter()) {
-                stat.free += part.free_len();
-                stat.offered += part.counts.offered;
-                stat.bound += part.counts.bound;
-                stat.declined += part.counts.declined;
-            }
-        }
-        stats
+            let (prior, idx) = g.hold(res, place, req.client, term);
+            let kind = match prior {
+                Some(LeaseState::Bound) => EventKind::Renewed,
+                _ => EventKind::Bound,
+            };
+            let view = g.records.view(idx);
+            g.emit_current(kind, idx);
+            view
+        };
+        let avail = |g: &mut Shard| g.availability(res, place, req.client, now);
+        self.bind_with(shard, place, now, events, avail, decide, commit)
     }
 }
 
@@ -571,10 +360,7 @@ impl choose::Offer for Soliciting<'_, '_> {
         self.engine.pools.place(res)
     }
     fn dynamic(place: Place) -> Option<(V6PoolId, u128)> {
-        match place {
-            Place::Dynamic { pool, off } => Some((pool, off)),
-            Place::Fixed { .. } => None,
-        }
+        <V6 as Ops>::dynamic(place)
     }
     fn in_candidates(&self, place: Place) -> bool {
         matches!(place, Place::Dynamic { pool, .. }

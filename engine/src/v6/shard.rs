@@ -33,7 +33,7 @@ use super::records::{List, NewRecord, Records, Slot};
 use super::space::{Lent, Space};
 use crate::slots::Slot as _;
 
-pub(crate) use crate::common::{Avail, Claim, Counts, current_rank, is_held};
+pub(crate) use crate::common::{Avail, Claim, Counts, Give, current_rank, is_held};
 
 /// A shard's share of one pool.
 #[derive(Debug)]
@@ -56,19 +56,6 @@ impl Part {
     pub(crate) fn free_len(&self) -> u128 {
         self.space.clean_len(self.records()) + u128::from(self.remembered.len)
     }
-}
-
-/// What [`Shard::take_free`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Give {
-    /// The free resource left this shard.
-    Given,
-    /// Quarantined here.
-    Quarantined,
-    /// Another IA's advertise or binding here.
-    Held,
-    /// This shard does not own it.
-    NotHere,
 }
 
 /// The state, start, preferred lifetime and end a record is given.
@@ -126,12 +113,6 @@ impl Shard {
     pub(crate) fn tick(&mut self) -> u64 {
         self.clock += 1;
         self.clock
-    }
-
-    /// Called after taking resources from a sibling whose clock was `sibling`, before any
-    /// change to them: every later change here is newer than every change the sibling made.
-    pub(crate) fn observe(&mut self, sibling: u64) {
-        self.clock = self.clock.max(sibling) + 1;
     }
 
     pub(crate) fn lookup(&self, client: &IaKey) -> Option<V6LeaseView> {

@@ -1,0 +1,422 @@
+//! The sharded engine, written once for both families: holding the shards, the offer loop
+//! over [`choose::step`], moving free addresses between shards, and the calls that are the
+//! same to the letter for v4 and v6.
+//!
+//! [`Core`] is generic over a [`Family`] and monomorphised: [`crate::v4::Engine`] is
+//! `Core<V4>` and [`crate::v6::Engine`] is `Core<V6>`. Each family's `engine.rs` implements
+//! [`Family`] and [`Ops`] and adds what only it has (v4's `offer`, v6's `solicit` and `owner`, each
+//! `new` and `bind`). The rules of sharding, lending and versions are in the crate docs.
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Step, Tried};
+use crate::common::{self, Avail, Give, Sharded};
+use crate::lease::Time;
+
+/// Most free addresses (resources) one borrow takes from a sibling.
+const BORROW_CHUNK: u64 = 64;
+
+/// What makes [`Core`] a v4 or a v6 engine, as its callers see it: the types its public
+/// methods take and give. Sealed: only v4 and v6 implement it.
+pub trait Family {
+    /// Who asks: a client key or an IA key.
+    type Key: ?Sized;
+    /// An address (resource) as the caller names it.
+    type Addr: Copy;
+    /// A full lease record.
+    type Lease;
+    /// A change for the journal.
+    type Event;
+    /// A lease as a lookup shows it, without allocating.
+    type View;
+    /// Why a bind or a restore was refused.
+    type BindError;
+    /// One pool's usage.
+    type Stats;
+}
+
+/// The rest of a [`Family`], inside the crate: its shards and pools, and the shard-side
+/// steps the shared code takes on them.
+pub(crate) trait Ops: Family + Sized {
+    /// The engine's name in `Debug`.
+    const NAME: &'static str;
+
+    type Shard: Sharded<Lease = Self::Lease>;
+    type Pools;
+    type Pool: Copy;
+    /// An offset in a pool.
+    type Off: Copy;
+    /// Free addresses a shard lends a sibling in one go.
+    type Lent;
+    /// What [`Core::leases`] sorts by.
+    type Sort: Ord;
+
+    fn pools_len(pools: &Self::Pools) -> usize;
+    /// The pool and offset of a dynamic place; `None` for a fixed one.
+    fn dynamic(place: <Self::Shard as Sharded>::Place) -> Option<(Self::Pool, Self::Off)>;
+
+    /// Ends up to `budget` of the shard's held records whose time has passed.
+    fn reclaim(g: &mut Self::Shard, now: Time, budget: usize) -> usize;
+    /// What a shard does after every call that may have changed it (v6 trims remembered
+    /// records).
+    fn settle(_: &mut Self::Shard) {}
+    /// Events made but not yet handed out.
+    fn pending(g: &mut Self::Shard) -> &mut Vec<Self::Event>;
+
+    /// Gives `off` of `pool` up for a sibling if it is free here; else says what holds it.
+    fn take_free(
+        pools: &Self::Pools,
+        g: &mut Self::Shard,
+        pool: Self::Pool,
+        off: Self::Off,
+        now: Time,
+    ) -> Give;
+    /// Takes in `off` of `pool`, which [`Ops::take_free`] took out of a sibling.
+    fn receive_one(g: &mut Self::Shard, pool: Self::Pool, off: Self::Off);
+    /// Free addresses the shard has in `pool`.
+    fn free_len(g: &Self::Shard, pool: Self::Pool) -> u128;
+    /// Gives up a chunk of `pool`'s free addresses, at most `max`, to a sibling; `None` if
+    /// it has none.
+    fn lend(
+        pools: &Self::Pools,
+        g: &mut Self::Shard,
+        pool: Self::Pool,
+        max: u64,
+    ) -> Option<Self::Lent>;
+    /// Takes in what [`Ops::lend`] gave.
+    fn receive(g: &mut Self::Shard, pool: Self::Pool, lent: Self::Lent);
+
+    fn release(g: &mut Self::Shard, addr: Self::Addr, key: &Self::Key, now: Time) -> bool;
+    fn decline(
+        g: &mut Self::Shard,
+        addr: Self::Addr,
+        key: &Self::Key,
+        now: Time,
+        until: Time,
+    ) -> bool;
+    fn lookup(g: &Self::Shard, key: &Self::Key) -> Option<Self::View>;
+    fn restore(core: &Core<Self>, shard: usize, lease: Self::Lease) -> Result<(), Self::BindError>;
+    fn sort_key(lease: &Self::Lease) -> Self::Sort;
+
+    /// Every pool's stats, counting nothing yet.
+    fn stats(pools: &Self::Pools) -> Vec<Self::Stats>;
+    /// Adds one shard's free and held counts to `stats`.
+    fn add_stats(g: &Self::Shard, stats: &mut [Self::Stats]);
+}
+
+/// The in-memory lease state of one family, sharded across worker cores.
+///
+/// Worker `k` passes `shard = k` to every call; a call locks its own shard's mutex, and only
+/// briefly a sibling's (never two at once) when it must borrow an address. It is
+/// `Send + Sync`: share it in an `Arc`. Every method that takes a `shard` panics if
+/// `shard >= self.shards()`.
+#[allow(private_bounds)] // `Ops` is the crate's own: callers see only `Family`.
+pub struct Core<F: Ops> {
+    pub(crate) pools: F::Pools,
+    pub(crate) offer_hold: u32,
+    pub(crate) decline_probation: u32,
+    pub(crate) shards: Box<[Mutex<F::Shard>]>,
+}
+
+#[allow(private_bounds)]
+impl<F: Ops> fmt::Debug for Core<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(F::NAME)
+            .field("shards", &self.shards.len())
+            .field("pools", &F::pools_len(&self.pools))
+            .field("offer_hold", &self.offer_hold)
+            .field("decline_probation", &self.decline_probation)
+            .finish_non_exhaustive()
+    }
+}
+
+#[allow(private_bounds)]
+impl<F: Ops> Core<F> {
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub(crate) fn lock(&self, shard: usize) -> MutexGuard<'_, F::Shard> {
+        common::lock(&self.shards, shard)
+    }
+
+    fn siblings(&self, shard: usize) -> impl Iterator<Item = usize> {
+        common::siblings(self.shards.len(), shard)
+    }
+
+    /// Runs `f` on `shard` after its lazy reclaim, then settles the shard and hands out its
+    /// pending events into `events`.
+    #[inline]
+    fn on_shard<R>(
+        &self,
+        shard: usize,
+        now: Time,
+        events: &mut Vec<F::Event>,
+        f: impl FnOnce(&mut F::Shard) -> R,
+    ) -> R {
+        let mut g = self.lock(shard);
+        F::reclaim(&mut g, now, LAZY_RECLAIM);
+        let r = f(&mut g);
+        F::settle(&mut g);
+        events.append(F::pending(&mut g));
+        r
+    }
+
+    /// Makes the choice of [`choose`] for `o` in `shard`, fetching and borrowing from
+    /// siblings as it asks; `None` when every candidate pool is exhausted. `usable` says
+    /// which of `o`'s pools the client may borrow in.
+    pub(crate) fn choose<O>(
+        &self,
+        shard: usize,
+        o: &O,
+        now: Time,
+        usable: impl Fn(F::Pool) -> bool,
+    ) -> Option<O::Done>
+    where
+        O: choose::Offer<Shard = F::Shard, Pool = F::Pool, Off = F::Off>,
+    {
+        let mut tried = Tried::default();
+        loop {
+            let step = {
+                let mut g = self.lock(shard);
+                let step = choose::step(o, &mut g, now, &tried);
+                F::settle(&mut g);
+                step
+            };
+            match step {
+                Step::Done(done) => return Some(done),
+                Step::Fetch {
+                    pool,
+                    off,
+                    reserved,
+                } => {
+                    if reserved {
+                        tried.reserved = true;
+                    } else {
+                        tried.requested = true;
+                    }
+                    self.fetch(shard, pool, off, now);
+                }
+                Step::Borrow => {
+                    if tried.borrows == MAX_BORROWS || !self.borrow(shard, o.pools(), &usable, now)
+                    {
+                        return None;
+                    }
+                    tried.borrows += 1;
+                }
+            }
+        }
+    }
+
+    /// Moves `off` of `pool` from whichever sibling has it free into `shard`; else says what
+    /// holds it in the sibling that owns it.
+    fn fetch(&self, shard: usize, pool: F::Pool, off: F::Off, now: Time) -> Give {
+        for sibling in self.siblings(shard) {
+            let mut g = self.lock(sibling);
+            match F::take_free(&self.pools, &mut g, pool, off, now) {
+                Give::Given => {
+                    // Read under the lender's lock, after its last change to the address.
+                    let clock = *g.clock();
+                    drop(g);
+                    let mut g = self.lock(shard);
+                    observe(&mut *g, clock);
+                    F::receive_one(&mut g, pool, off);
+                    return Give::Given;
+                }
+                Give::NotHere => {}
+                held => return held,
+            }
+        }
+        Give::NotHere
+    }
+
+    /// Borrows a chunk of free addresses of the first `usable` pool of `pools` a sibling has
+    /// any of, from the sibling with the most.
+    fn borrow(
+        &self,
+        shard: usize,
+        pools: &[F::Pool],
+        usable: impl Fn(F::Pool) -> bool,
+        now: Time,
+    ) -> bool {
+        for &pool in pools.iter().filter(|&&pool| usable(pool)) {
+            let mut donors: Vec<(u128, usize)> = self
+                .siblings(shard)
+                .map(|s| {
+                    let mut g = self.lock(s);
+                    // The sibling's own expired records count as free; their events wait in
+                    // its pending list for its worker.
+                    F::reclaim(&mut g, now, EXHAUSTED_RECLAIM);
+                    F::settle(&mut g);
+                    (F::free_len(&g, pool), s)
+                })
+                .filter(|&(free, _)| free > 0)
+                .collect();
+            donors.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, donor) in donors {
+                let mut g = self.lock(donor);
+                let lent = F::lend(&self.pools, &mut g, pool, BORROW_CHUNK);
+                // Read under the lender's lock, after its last change to the addresses.
+                let clock = *g.clock();
+                drop(g);
+                if let Some(lent) = lent {
+                    let mut g = self.lock(shard);
+                    observe(&mut *g, clock);
+                    F::receive(&mut g, pool, lent);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// A bind's loop: after the lazy reclaim, `decide` judges what `avail` says the address
+    /// at `place` is to the client (and, if a sibling owned it, what that sibling said), and
+    /// `commit` binds it if `decide` allowed. An address a sibling owns is fetched once
+    /// first. Hands out the shard's pending events into `events` either way.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bind_with<T, E>(
+        &self,
+        shard: usize,
+        place: <F::Shard as Sharded>::Place,
+        now: Time,
+        events: &mut Vec<F::Event>,
+        avail: impl Fn(&mut F::Shard) -> Avail,
+        decide: impl Fn(Avail, Option<Give>) -> Result<(), E>,
+        commit: impl FnOnce(&mut F::Shard) -> T,
+    ) -> Result<T, E> {
+        // What the sibling that owns the address said, once asked.
+        let mut fetched = None;
+        loop {
+            let mut g = self.lock(shard);
+            F::reclaim(&mut g, now, LAZY_RECLAIM);
+            let avail = avail(&mut g);
+            if avail == Avail::Elsewhere && fetched.is_none() {
+                drop(g);
+                fetched = Some(match F::dynamic(place) {
+                    Some((pool, off)) => self.fetch(shard, pool, off, now),
+                    None => Give::NotHere,
+                });
+                continue;
+            }
+            let result = decide(avail, fetched).map(|()| commit(&mut g));
+            F::settle(&mut g);
+            events.append(F::pending(&mut g));
+            return result;
+        }
+    }
+
+    /// RELEASE: only if `address` is bound to `client`. The record stays, Released, so the
+    /// client gets the address back if it is still free. Returns whether it did anything.
+    pub fn release(
+        &self,
+        shard: usize,
+        client: &F::Key,
+        address: F::Addr,
+        now: Time,
+        events: &mut Vec<F::Event>,
+    ) -> bool {
+        self.on_shard(shard, now, events, |g| F::release(g, address, client, now))
+    }
+
+    /// DECLINE: only if `address` is offered (advertised) or bound to `client`. The address
+    /// is quarantined until `now + decline_probation`; the client's next offer gets another.
+    pub fn decline(
+        &self,
+        shard: usize,
+        client: &F::Key,
+        address: F::Addr,
+        now: Time,
+        events: &mut Vec<F::Event>,
+    ) -> bool {
+        let until = now.saturating_add(u64::from(self.decline_probation));
+        self.on_shard(shard, now, events, |g| {
+            F::decline(g, address, client, now, until)
+        })
+    }
+
+    /// The client's current record in this shard (any state, as last updated; a record whose
+    /// time has passed shows until something reclaims it), without allocating.
+    pub fn lookup(&self, shard: usize, client: &F::Key) -> Option<F::View> {
+        F::lookup(&self.lock(shard), client)
+    }
+
+    /// Ends up to `budget` records whose time has passed, earliest first: bindings become
+    /// Expired (the record stays for the client) with an Expired event; offers end silently;
+    /// quarantines end with an Expired event. Also hands out events pending from earlier
+    /// calls. Returns how many records it ended.
+    pub fn reclaim(
+        &self,
+        shard: usize,
+        now: Time,
+        budget: usize,
+        events: &mut Vec<F::Event>,
+    ) -> usize {
+        let mut g = self.lock(shard);
+        let done = F::reclaim(&mut g, now, budget);
+        F::settle(&mut g);
+        events.append(F::pending(&mut g));
+        done
+    }
+
+    /// Replay support: puts a lease record back, taking its address out of whichever shard
+    /// holds it, and raises `shard`'s clock to at least the record's version. `shard` is the
+    /// one the client is steered to; the record's pool is recomputed from the current
+    /// configuration.
+    ///
+    /// Give it the journal's fold (per address, the record with the highest version) or a
+    /// snapshot ([`Core::leases`]), one record per address, in any order: the result does not
+    /// depend on the order. A record of an address that already has one at least as new is
+    /// refused with `Err(Taken)` (and an older one is replaced), so duplicates do no harm.
+    ///
+    /// A client keeps one current record per shard: its binding if it has one, else its
+    /// record with the highest version. A quarantine that is not current stays (it outlives
+    /// the client moving on); any other record that is not current is dropped, its address
+    /// free. So the restored Bound and Declined records are exactly those of the engine that
+    /// emitted the journal; offers are not journaled, and Released and Expired memories may
+    /// differ where the journal no longer says which came last.
+    ///
+    /// Restore before serving, then call [`Core::advance_versions`] with the highest version
+    /// in the journal. It is safe alongside other calls but does not order itself against
+    /// them. At startup, the engine's `restorer` does the same for a whole journal faster.
+    pub fn restore(&self, shard: usize, lease: F::Lease) -> Result<(), F::BindError> {
+        F::restore(self, shard, lease)
+    }
+
+    /// Raises every shard's clock to at least `floor`, so that every later change gets a
+    /// version above `floor`. After replay the server calls it with the highest version in
+    /// the journal, so that new events outrank every record still in old segments, even of
+    /// addresses it did not restore.
+    pub fn advance_versions(&self, floor: u64) {
+        common::advance_versions(&self.shards, floor);
+    }
+
+    /// The highest version any shard has given a change (or been raised to), for tests and
+    /// diagnostics.
+    pub fn max_version(&self) -> u64 {
+        common::max_version(&self.shards)
+    }
+
+    /// Every lease record of every shard, sorted by address, for dumps and snapshots.
+    pub fn leases(&self) -> Vec<F::Lease> {
+        common::leases(&self.shards, F::sort_key)
+    }
+
+    /// Usage of every pool, in configuration order.
+    pub fn stats(&self) -> Vec<F::Stats> {
+        let mut stats = F::stats(&self.pools);
+        for shard in 0..self.shards.len() {
+            F::add_stats(&self.lock(shard), &mut stats);
+        }
+        stats
+    }
+}
+
+/// Called after taking addresses from a sibling whose clock was `sibling`, before any change
+/// to them: every later change here is newer than every change the sibling made.
+pub(crate) fn observe<S: Sharded>(g: &mut S, sibling: u64) {
+    let clock = g.clock();
+    *clock = (*clock).max(sibling) + 1;
+}
