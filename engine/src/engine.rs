@@ -74,6 +74,7 @@ pub enum V4 {}
 impl Family for V4 {
     type Key = ClientKey;
     type Addr = Ipv4Addr;
+    const NAME: &'static str = "Engine";
     type Lease = Lease;
     type Event = LeaseEvent;
     type View = LeaseView;
@@ -82,14 +83,11 @@ impl Family for V4 {
 }
 
 impl Ops for V4 {
-    const NAME: &'static str = "Engine";
-
     type Shard = Shard;
     type Pools = Pools;
     type Pool = PoolId;
     type Off = u32;
     type Lent = roaring::RoaringBitmap;
-    type Sort = Ipv4Addr;
 
     fn pools_len(pools: &Pools) -> usize {
         pools.len()

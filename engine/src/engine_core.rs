@@ -20,10 +20,12 @@ const BORROW_CHUNK: u64 = 64;
 /// What makes [`Core`] a v4 or a v6 engine, as its callers see it: the types its public
 /// methods take and give. Sealed: only v4 and v6 implement it.
 pub trait Family {
+    /// The engine's name in `Debug`.
+    const NAME: &'static str;
     /// Who asks: a client key or an IA key.
     type Key: ?Sized;
     /// An address (resource) as the caller names it.
-    type Addr: Copy;
+    type Addr: Copy + Ord;
     /// A full lease record.
     type Lease;
     /// A change for the journal.
@@ -39,9 +41,6 @@ pub trait Family {
 /// The rest of a [`Family`], inside the crate: its shards and pools, and the shard-side
 /// steps the shared code takes on them.
 pub(crate) trait Ops: Family + Sized {
-    /// The engine's name in `Debug`.
-    const NAME: &'static str;
-
     type Shard: Sharded<Lease = Self::Lease>;
     type Pools;
     type Pool: Copy;
@@ -49,8 +48,6 @@ pub(crate) trait Ops: Family + Sized {
     type Off: Copy;
     /// Free addresses a shard lends a sibling in one go.
     type Lent;
-    /// What [`Core::leases`] sorts by.
-    type Sort: Ord;
 
     fn pools_len(pools: &Self::Pools) -> usize;
     /// The pool and offset of a dynamic place; `None` for a fixed one.
@@ -97,7 +94,8 @@ pub(crate) trait Ops: Family + Sized {
     ) -> bool;
     fn lookup(g: &Self::Shard, key: &Self::Key) -> Option<Self::View>;
     fn restore(core: &Core<Self>, shard: usize, lease: Self::Lease) -> Result<(), Self::BindError>;
-    fn sort_key(lease: &Self::Lease) -> Self::Sort;
+    /// What [`Core::leases`] sorts by: the record's address.
+    fn sort_key(lease: &Self::Lease) -> Self::Addr;
 
     /// Every pool's stats, counting nothing yet.
     fn stats(pools: &Self::Pools) -> Vec<Self::Stats>;

@@ -43,6 +43,19 @@ fn info(n: u8) -> LeaseInfo<'static> {
 
 const P0: &[PoolId] = &[PoolId(0)];
 
+/// The state of client `c`'s current record in `shard`.
+#[track_caller]
+fn state(e: &Engine, shard: usize, c: u8) -> LeaseState {
+    e.lookup(shard, &client(c)).unwrap().state
+}
+
+/// Checks that `a` holds the same records and counts as `b`.
+#[track_caller]
+fn assert_same(a: &Engine, b: &Engine) {
+    assert_eq!(a.leases(), b.leases());
+    assert_eq!(a.stats(), b.stats());
+}
+
 /// Test driver: one engine, a clock, the events so far.
 struct T {
     e: Engine,
@@ -55,6 +68,14 @@ impl T {
             e: engine(shards, pools),
             events: Vec::new(),
         }
+    }
+
+    /// One shard, pool `first..=last`, client 1 bound to `addr` at `T0`, its events taken.
+    fn bound(first: u8, last: u8, addr: Ipv4Addr) -> Self {
+        let mut t = Self::new(1, vec![pool(first, last, &[])]);
+        t.bind(0, 1, addr, T0).unwrap();
+        t.take_events();
+        t
     }
 
     fn offer_with(
@@ -144,6 +165,12 @@ impl T {
             .collect()
     }
 
+    /// Checks that the events since the last look are `want`.
+    #[track_caller]
+    fn expect_events(&mut self, want: &[(EventKind, Ipv4Addr, LeaseState)]) {
+        assert_eq!(self.take_events(), want);
+    }
+
     fn stats(&self) -> PoolStats {
         self.e.stats()[0]
     }
@@ -202,16 +229,13 @@ fn bind_emits_bound_and_renew_emits_renewed() {
         (v.state, v.starts, v.expires),
         (LeaseState::Bound, T0 + 1, T0 + 101)
     );
-    assert_eq!(t.take_events(), [(EventKind::Bound, a, LeaseState::Bound)]);
+    t.expect_events(&[(EventKind::Bound, a, LeaseState::Bound)]);
     let v = t.bind(0, 1, a, T0 + 50).unwrap();
     assert_eq!(v.expires, T0 + 150);
-    assert_eq!(
-        t.take_events(),
-        [(EventKind::Renewed, a, LeaseState::Bound)]
-    );
+    t.expect_events(&[(EventKind::Renewed, a, LeaseState::Bound)]);
     // A re-offer to a bound client leaves the binding alone.
     assert_eq!(t.offer(0, 1, T0 + 60), Ok(a));
-    assert_eq!(t.e.lookup(0, &client(1)).unwrap().state, LeaseState::Bound);
+    assert_eq!(state(&t.e, 0, 1), LeaseState::Bound);
     assert_eq!(t.stats().bound, 1);
 }
 
@@ -266,33 +290,23 @@ fn bind_refusals() {
 
 #[test]
 fn binding_a_new_address_releases_the_old_one() {
-    let mut t = T::new(1, vec![pool(10, 20, &[])]);
-    t.bind(0, 1, ip(12), T0).unwrap();
-    t.take_events();
+    let mut t = T::bound(10, 20, ip(12));
     t.bind(0, 1, ip(14), T0 + 1).unwrap();
-    assert_eq!(
-        t.take_events(),
-        [
-            (EventKind::Released, ip(12), LeaseState::Released),
-            (EventKind::Bound, ip(14), LeaseState::Bound)
-        ]
-    );
+    t.expect_events(&[
+        (EventKind::Released, ip(12), LeaseState::Released),
+        (EventKind::Bound, ip(14), LeaseState::Bound),
+    ]);
     assert_eq!(t.e.leases().len(), 1);
     assert_eq!(t.stats().free, 10);
 }
 
 #[test]
 fn affinity_after_release() {
-    let mut t = T::new(1, vec![pool(10, 20, &[])]);
-    t.bind(0, 1, ip(10), T0).unwrap();
-    t.take_events();
+    let mut t = T::bound(10, 20, ip(10));
     assert!(!t.release(0, 2, ip(10), T0), "not the owner");
     assert!(!t.release(0, 1, ip(11), T0), "not its address");
     assert!(t.release(0, 1, ip(10), T0 + 1));
-    assert_eq!(
-        t.take_events(),
-        [(EventKind::Released, ip(10), LeaseState::Released)]
-    );
+    t.expect_events(&[(EventKind::Released, ip(10), LeaseState::Released)]);
     assert!(!t.release(0, 1, ip(10), T0 + 2), "already released");
     assert_eq!(t.stats().free, 11);
     // Others get addresses nobody is remembered for first.
@@ -305,51 +319,32 @@ fn release_of_an_offer_does_nothing() {
     let mut t = T::new(1, vec![pool(10, 20, &[])]);
     let a = t.offer(0, 1, T0).unwrap();
     assert!(!t.release(0, 1, a, T0));
-    assert_eq!(
-        t.e.lookup(0, &client(1)).unwrap().state,
-        LeaseState::Offered
-    );
+    assert_eq!(state(&t.e, 0, 1), LeaseState::Offered);
 }
 
 #[test]
 fn affinity_after_expiry() {
-    let mut t = T::new(1, vec![pool(10, 20, &[])]);
-    t.bind(0, 1, ip(13), T0).unwrap();
-    t.take_events();
+    let mut t = T::bound(10, 20, ip(13));
     assert_eq!(t.reclaim(0, T0 + 99), 0);
     assert_eq!(t.reclaim(0, T0 + 100), 1);
-    assert_eq!(
-        t.take_events(),
-        [(EventKind::Expired, ip(13), LeaseState::Expired)]
-    );
-    assert_eq!(
-        t.e.lookup(0, &client(1)).unwrap().state,
-        LeaseState::Expired
-    );
+    t.expect_events(&[(EventKind::Expired, ip(13), LeaseState::Expired)]);
+    assert_eq!(state(&t.e, 0, 1), LeaseState::Expired);
     assert_eq!(t.stats().bound, 0);
     assert_eq!(t.offer(0, 1, T0 + 200), Ok(ip(13)));
     // Renewing after expiry is a new binding.
     t.bind(0, 1, ip(13), T0 + 201).unwrap();
-    assert_eq!(
-        t.take_events(),
-        [(EventKind::Bound, ip(13), LeaseState::Bound)]
-    );
+    t.expect_events(&[(EventKind::Bound, ip(13), LeaseState::Bound)]);
 }
 
 #[test]
 fn a_passed_lease_is_ended_on_touch_even_before_reclaim() {
-    let mut t = T::new(1, vec![pool(10, 10, &[])]);
-    t.bind(0, 1, ip(10), T0).unwrap();
-    t.take_events();
+    let mut t = T::bound(10, 10, ip(10));
     // Client 2 may take the address once client 1's lease has run out.
     t.bind(0, 2, ip(10), T0 + 100).unwrap();
-    assert_eq!(
-        t.take_events(),
-        [
-            (EventKind::Expired, ip(10), LeaseState::Expired),
-            (EventKind::Bound, ip(10), LeaseState::Bound)
-        ]
-    );
+    t.expect_events(&[
+        (EventKind::Expired, ip(10), LeaseState::Expired),
+        (EventKind::Bound, ip(10), LeaseState::Bound),
+    ]);
     assert_eq!(
         t.e.lookup(0, &client(1)),
         None,
@@ -432,23 +427,15 @@ fn exhaustion_counts_the_siblings_expired_records() {
         "only shard 0's events"
     );
     t.reclaim(1, T0 + 100);
-    assert_eq!(
-        t.take_events(),
-        [(EventKind::Expired, ip(11), LeaseState::Expired)]
-    );
+    t.expect_events(&[(EventKind::Expired, ip(11), LeaseState::Expired)]);
 }
 
 #[test]
 fn decline_quarantines_until_probation_ends() {
-    let mut t = T::new(1, vec![pool(10, 11, &[])]);
-    t.bind(0, 1, ip(10), T0).unwrap();
-    t.take_events();
+    let mut t = T::bound(10, 11, ip(10));
     assert!(!t.decline(0, 2, ip(10), T0), "not the owner");
     assert!(t.decline(0, 1, ip(10), T0 + 1));
-    assert_eq!(
-        t.take_events(),
-        [(EventKind::Declined, ip(10), LeaseState::Declined)]
-    );
+    t.expect_events(&[(EventKind::Declined, ip(10), LeaseState::Declined)]);
     let v = t.e.lookup(0, &client(1)).unwrap();
     assert_eq!(
         (v.state, v.expires),
@@ -483,10 +470,7 @@ fn decline_of_an_offer_quarantines_it_too() {
     let mut t = T::new(1, vec![pool(10, 20, &[])]);
     let a = t.offer(0, 1, T0).unwrap();
     assert!(t.decline(0, 1, a, T0));
-    assert_eq!(
-        t.take_events(),
-        [(EventKind::Declined, a, LeaseState::Declined)]
-    );
+    t.expect_events(&[(EventKind::Declined, a, LeaseState::Declined)]);
     assert_ne!(t.offer(0, 1, T0), Ok(a));
 }
 
@@ -533,10 +517,7 @@ fn a_reservation_is_taken_back_but_a_quarantine_respected() {
         "pending until the next call with events"
     );
     t.reclaim(0, T0);
-    assert_eq!(
-        t.take_events(),
-        [(EventKind::Released, ip(99), LeaseState::Released)]
-    );
+    t.expect_events(&[(EventKind::Released, ip(99), LeaseState::Released)]);
     assert_eq!(t.e.lookup(0, &client(1)), None);
     // Declined by its owner: a dynamic address meanwhile.
     assert!(t.decline(0, 2, ip(99), T0));
@@ -590,10 +571,7 @@ fn moving_to_another_pool_ends_the_old_binding() {
     assert_eq!(t.e.offer(0, &req, T0 + 1), Ok(ip(20)));
     t.e.check_invariants();
     t.reclaim(0, T0 + 1);
-    assert_eq!(
-        t.take_events(),
-        [(EventKind::Released, ip(10), LeaseState::Released)]
-    );
+    t.expect_events(&[(EventKind::Released, ip(10), LeaseState::Released)]);
     assert_eq!(t.e.stats()[0].free, 2);
 }
 
@@ -648,14 +626,8 @@ fn snapshot_restores_exactly() {
         }
         assert_eq!(fresh.leases(), snapshot);
         assert_eq!(fresh.stats(), t.e.stats());
-        assert_eq!(
-            fresh.lookup(1, &client(3)).unwrap().state,
-            LeaseState::Released
-        );
-        assert_eq!(
-            fresh.lookup(0, &client(4)).unwrap().state,
-            LeaseState::Offered
-        );
+        assert_eq!(state(&fresh, 1, 3), LeaseState::Released);
+        assert_eq!(state(&fresh, 0, 4), LeaseState::Offered);
     }
 }
 
@@ -859,7 +831,7 @@ fn replay_lifts_a_quarantine_and_keeps_the_new_binding() {
     let end = T0 + u64::from(PROBATION);
     t.bind(0, 1, ip(11), end - 10).unwrap();
     t.reclaim(0, end);
-    assert_eq!(t.e.lookup(0, &client(1)).unwrap().state, LeaseState::Bound);
+    assert_eq!(state(&t.e, 0, 1), LeaseState::Bound);
     let journal: Vec<Lease> = t.events.iter().map(|e| e.lease.clone()).collect();
     let folded = fold(&journal);
     for reverse in [false, true] {
@@ -868,8 +840,7 @@ fn replay_lifts_a_quarantine_and_keeps_the_new_binding() {
             records.reverse();
         }
         let fresh = restore_into(1, vec![pool(10, 11, &[])], &records, |_| 0);
-        assert_eq!(fresh.leases(), t.e.leases());
-        assert_eq!(fresh.stats(), t.e.stats());
+        assert_same(&fresh, &t.e);
     }
 }
 
@@ -1070,14 +1041,8 @@ fn bulk_restore_of_a_snapshot_is_exact() {
         assert_eq!(fresh.leases(), snapshot);
         assert_eq!(fresh.stats(), t.e.stats());
         assert_eq!(fresh.max_version(), t.e.max_version());
-        assert_eq!(
-            fresh.lookup(1, &client(3)).unwrap().state,
-            LeaseState::Released
-        );
-        assert_eq!(
-            fresh.lookup(0, &client(4)).unwrap().state,
-            LeaseState::Offered
-        );
+        assert_eq!(state(&fresh, 1, 3), LeaseState::Released);
+        assert_eq!(state(&fresh, 0, 4), LeaseState::Offered);
     }
 }
 
@@ -1149,8 +1114,7 @@ fn a_dropped_restorer_finishes() {
         }
     }
     fresh.check_invariants();
-    assert_eq!(fresh.leases(), t.e.leases());
-    assert_eq!(fresh.stats(), t.e.stats());
+    assert_same(&fresh, &t.e);
 }
 
 #[test]
@@ -1256,8 +1220,7 @@ fn a_large_bulk_restore_matches_one_by_one_and_then_serves() {
     let (bulk, report) = bulk_into(3, pools(), &records, shard_of);
     assert!(report.bulk);
     assert_eq!(report.records as usize, single.leases().len());
-    assert_eq!(bulk.leases(), single.leases());
-    assert_eq!(bulk.stats(), single.stats());
+    assert_same(&bulk, &single);
     assert_eq!(bulk.max_version(), single.max_version());
     for lease in &records {
         let shard = shard_of(&lease.client);

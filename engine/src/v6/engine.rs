@@ -12,7 +12,7 @@ use super::key::{IaKey, Resource};
 use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
 use super::pools::{Place, Pools, V6EngineConfig, V6PoolId};
 use super::shard::{Avail, Give, Part, Shard, Term};
-use super::space::{DENSE_MAX, Lent, Space};
+use super::space::{DENSE_MAX, Space};
 
 /// Remembered (Released/Expired) records a pool keeps per shard beyond its held ones.
 const REMEMBER_MIN: u64 = 4096;
@@ -93,6 +93,7 @@ pub enum V6 {}
 impl Family for V6 {
     type Key = IaKey;
     type Addr = Resource;
+    const NAME: &'static str = "V6Engine";
     type Lease = V6Lease;
     type Event = V6LeaseEvent;
     type View = V6LeaseView;
@@ -101,14 +102,11 @@ impl Family for V6 {
 }
 
 impl Ops for V6 {
-    const NAME: &'static str = "V6Engine";
-
     type Shard = Shard;
     type Pools = Pools;
     type Pool = V6PoolId;
     type Off = u128;
-    type Lent = Lent;
-    type Sort = Resource;
+    type Lent = super::space::Lent;
 
     fn pools_len(pools: &Pools) -> usize {
         pools.len()
@@ -137,10 +135,10 @@ impl Ops for V6 {
     fn free_len(g: &Shard, pool: V6PoolId) -> u128 {
         g.free_len(pool)
     }
-    fn lend(pools: &Pools, g: &mut Shard, pool: V6PoolId, max: u64) -> Option<Lent> {
+    fn lend(pools: &Pools, g: &mut Shard, pool: V6PoolId, max: u64) -> Option<Self::Lent> {
         Some(g.lend(pools, pool, max)).filter(|lent| !lent.is_empty())
     }
-    fn receive(g: &mut Shard, pool: V6PoolId, lent: Lent) {
+    fn receive(g: &mut Shard, pool: V6PoolId, lent: Self::Lent) {
         g.parts[pool.index()].space.receive(lent);
     }
     fn release(g: &mut Shard, res: Resource, key: &IaKey, now: Time) -> bool {
