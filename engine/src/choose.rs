@@ -13,7 +13,7 @@
 //! [`Engine::offer`]: crate::Engine::offer
 //! [`V6Engine::solicit`]: crate::v6::V6Engine::solicit
 
-use crate::common::Avail;
+use crate::common::{Avail, Sharded};
 use crate::lease::{LeaseState, Time};
 
 /// Expired records an operation reclaims on its way in: keeps expiry moving even if the
@@ -45,44 +45,43 @@ pub(crate) struct Tried {
     pub(crate) borrows: u32,
 }
 
+/// An address (as its `u32`) or a v6 resource, of `O`'s shard.
+type Res<O> = <<O as Offer>::Shard as Sharded>::Res;
+/// Where an address sits in `O`'s pools.
+type Place<O> = <<O as Offer>::Shard as Sharded>::Place;
+
 /// One request, with its family's shard and pools, as the choice sees it.
 pub(crate) trait Offer {
-    type Shard;
-    /// An address (as its `u32`) or a v6 resource.
-    type Res: Copy + PartialEq;
-    type Place: Copy;
+    type Shard: Sharded;
     type Pool: Copy;
     type Off: Copy;
     /// What the request returns.
     type Done;
 
     /// The client's reservation, if the server passed one.
-    fn reserved(&self) -> Option<Self::Res>;
+    fn reserved(&self) -> Option<Res<Self>>;
     /// The address (resource) the client asked for.
-    fn requested(&self) -> Option<Self::Res>;
+    fn requested(&self) -> Option<Res<Self>>;
     /// The candidate pools, in order of preference.
     fn pools(&self) -> &[Self::Pool];
-    fn place(&self, res: Self::Res) -> Self::Place;
+    fn place(&self, res: Res<Self>) -> Place<Self>;
     /// The pool and offset of a dynamic place; `None` for a fixed one.
-    fn dynamic(place: Self::Place) -> Option<(Self::Pool, Self::Off)>;
+    fn dynamic(place: Place<Self>) -> Option<(Self::Pool, Self::Off)>;
     /// Whether `place` is in a pool the client may have an address of.
-    fn in_candidates(&self, place: Self::Place) -> bool;
+    fn in_candidates(&self, place: Place<Self>) -> bool;
 
-    fn reclaim(g: &mut Self::Shard, now: Time, budget: usize) -> usize;
-    fn client_res(&self, g: &Self::Shard) -> Option<Self::Res>;
-    fn expire_if_due(g: &mut Self::Shard, res: Self::Res, now: Time);
-    fn state(g: &Self::Shard, res: Self::Res) -> Option<LeaseState>;
+    fn client_res(&self, g: &Self::Shard) -> Option<Res<Self>>;
     fn availability(
         &self,
         g: &mut Self::Shard,
-        res: Self::Res,
-        place: Self::Place,
+        res: Res<Self>,
+        place: Place<Self>,
         now: Time,
     ) -> Avail;
     /// Holds `res` for the client (an offer); what the request returns.
-    fn hold(&self, g: &mut Self::Shard, res: Self::Res, place: Self::Place) -> Self::Done;
+    fn hold(&self, g: &mut Self::Shard, res: Res<Self>, place: Place<Self>) -> Self::Done;
     /// What the request returns for `res`, the client's binding already.
-    fn own(&self, g: &Self::Shard, res: Self::Res) -> Self::Done;
+    fn own(&self, g: &Self::Shard, res: Res<Self>) -> Self::Done;
     /// Holds the next free dynamic address of `pool` for the client, if it has one.
     fn hold_next_free(&self, g: &mut Self::Shard, pool: Self::Pool) -> Option<Self::Done>;
 }
@@ -91,12 +90,10 @@ type StepOf<O> = Step<<O as Offer>::Done, <O as Offer>::Pool, <O as Offer>::Off>
 
 /// One try of the choice, under the lock of the request's shard `g`.
 pub(crate) fn step<O: Offer>(o: &O, g: &mut O::Shard, now: Time, tried: &Tried) -> StepOf<O> {
-    O::reclaim(g, now, LAZY_RECLAIM);
+    g.reclaim_due(now, LAZY_RECLAIM);
     // Offers `res` if the client may have it; an existing binding stays as it is.
-    let take = |g: &mut O::Shard, res: O::Res, place: O::Place, avail: Avail| match avail {
-        Avail::Own if O::state(g, res) == Some(LeaseState::Bound) => {
-            Some(Step::Done(o.own(g, res)))
-        }
+    let take = |g: &mut O::Shard, res: Res<O>, place: Place<O>, avail: Avail| match avail {
+        Avail::Own if g.state_of(res) == Some(LeaseState::Bound) => Some(Step::Done(o.own(g, res))),
         Avail::Own | Avail::Free => Some(Step::Done(o.hold(g, res, place))),
         _ => None,
     };
@@ -128,7 +125,7 @@ pub(crate) fn step<O: Offer>(o: &O, g: &mut O::Shard, now: Time, tried: &Tried) 
     // 2. The client's own record. An offer whose hold has passed is gone, whether or not
     // `reclaim` has reached it yet.
     if let Some(res) = o.client_res(g) {
-        O::expire_if_due(g, res, now);
+        g.expire_due(res, now);
     }
     if let Some(res) = o.client_res(g) {
         let place = o.place(res);
@@ -168,7 +165,7 @@ pub(crate) fn step<O: Offer>(o: &O, g: &mut O::Shard, now: Time, tried: &Tried) 
                 return Step::Done(done);
             }
         }
-        if round == 0 && O::reclaim(g, now, EXHAUSTED_RECLAIM) == 0 {
+        if round == 0 && g.reclaim_due(now, EXHAUSTED_RECLAIM) == 0 {
             break;
         }
     }

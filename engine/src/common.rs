@@ -137,12 +137,19 @@ pub(crate) trait Sharded {
     /// A record of the shard, as the engine hands it out.
     type Lease;
     /// What a record is of: an address (as its `u32`) or a resource.
-    type Res: Copy;
+    type Res: Copy + PartialEq;
     /// Where a record sits in the pools.
     type Place: Copy;
 
     /// The shard's Lamport clock: the last version it gave a change.
     fn clock(&mut self) -> &mut u64;
+
+    /// Ends up to `budget` held records whose time has passed, earliest first.
+    fn reclaim_due(&mut self, now: Time, budget: usize) -> usize;
+    /// Ends the record of `res` if it is held and its time has passed.
+    fn expire_due(&mut self, res: Self::Res, now: Time);
+    /// The state of the record of `res` here, if there is one.
+    fn state_of(&self, res: Self::Res) -> Option<LeaseState>;
 
     /// Appends every record of the shard to `out`.
     fn leases_into(&self, out: &mut Vec<Self::Lease>);

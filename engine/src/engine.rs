@@ -98,9 +98,6 @@ impl Ops for V4 {
             Place::Fixed { .. } => None,
         }
     }
-    fn reclaim(g: &mut Shard, now: Time, budget: usize) -> usize {
-        g.reclaim(now, budget)
-    }
     fn pending(g: &mut Shard) -> &mut Vec<LeaseEvent> {
         &mut g.pending
     }
@@ -300,8 +297,6 @@ struct Offering<'e, 'r> {
 
 impl choose::Offer for Offering<'_, '_> {
     type Shard = Shard;
-    type Res = u32;
-    type Place = Place;
     type Pool = PoolId;
     type Off = u32;
     type Done = u32;
@@ -324,17 +319,8 @@ impl choose::Offer for Offering<'_, '_> {
     fn in_candidates(&self, place: Place) -> bool {
         matches!(place, Place::Dynamic { pool, .. } if self.req.pools.contains(&pool))
     }
-    fn reclaim(g: &mut Shard, now: Time, budget: usize) -> usize {
-        g.reclaim(now, budget)
-    }
     fn client_res(&self, g: &Shard) -> Option<u32> {
         g.client_addr(self.req.client)
-    }
-    fn expire_if_due(g: &mut Shard, addr: u32, now: Time) {
-        g.expire_if_due(addr, now);
-    }
-    fn state(g: &Shard, addr: u32) -> Option<LeaseState> {
-        g.state(addr)
     }
     fn availability(&self, g: &mut Shard, addr: u32, place: Place, now: Time) -> Avail {
         g.availability(addr, place, self.req.client, now)

@@ -4,8 +4,9 @@
 //!
 //! [`Core`] is generic over a [`Family`] and monomorphised: [`crate::v4::Engine`] is
 //! `Core<V4>` and [`crate::v6::Engine`] is `Core<V6>`. Each family's `engine.rs` implements
-//! [`Family`] and [`Ops`] and adds what only it has (v4's `offer`, v6's `solicit` and `owner`, each
-//! `new` and `bind`). The rules of sharding, lending and versions are in the crate docs.
+//! [`Family`] and [`Ops`] and adds what only it has (v4's `offer`, v6's `solicit` and
+//! `owner`, each `new` and `bind`). The rules of sharding, lending and versions are in the
+//! crate docs.
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
@@ -53,8 +54,6 @@ pub(crate) trait Ops: Family + Sized {
     /// The pool and offset of a dynamic place; `None` for a fixed one.
     fn dynamic(place: <Self::Shard as Sharded>::Place) -> Option<(Self::Pool, Self::Off)>;
 
-    /// Ends up to `budget` of the shard's held records whose time has passed.
-    fn reclaim(g: &mut Self::Shard, now: Time, budget: usize) -> usize;
     /// What a shard does after every call that may have changed it (v6 trims remembered
     /// records).
     fn settle(_: &mut Self::Shard) {}
@@ -155,7 +154,7 @@ impl<F: Ops> Core<F> {
         f: impl FnOnce(&mut F::Shard) -> R,
     ) -> R {
         let mut g = self.lock(shard);
-        F::reclaim(&mut g, now, LAZY_RECLAIM);
+        g.reclaim_due(now, LAZY_RECLAIM);
         let r = f(&mut g);
         F::settle(&mut g);
         events.append(F::pending(&mut g));
@@ -246,7 +245,7 @@ impl<F: Ops> Core<F> {
                     let mut g = self.lock(s);
                     // The sibling's own expired records count as free; their events wait in
                     // its pending list for its worker.
-                    F::reclaim(&mut g, now, EXHAUSTED_RECLAIM);
+                    g.reclaim_due(now, EXHAUSTED_RECLAIM);
                     F::settle(&mut g);
                     (F::free_len(&g, pool), s)
                 })
@@ -289,7 +288,7 @@ impl<F: Ops> Core<F> {
         let mut fetched = None;
         loop {
             let mut g = self.lock(shard);
-            F::reclaim(&mut g, now, LAZY_RECLAIM);
+            g.reclaim_due(now, LAZY_RECLAIM);
             let avail = avail(&mut g);
             if avail == Avail::Elsewhere && fetched.is_none() {
                 drop(g);
@@ -353,7 +352,7 @@ impl<F: Ops> Core<F> {
         events: &mut Vec<F::Event>,
     ) -> usize {
         let mut g = self.lock(shard);
-        let done = F::reclaim(&mut g, now, budget);
+        let done = g.reclaim_due(now, budget);
         F::settle(&mut g);
         events.append(F::pending(&mut g));
         done

@@ -603,6 +603,18 @@ impl Sharded for Shard {
         &mut self.clock
     }
 
+    fn reclaim_due(&mut self, now: Time, budget: usize) -> usize {
+        self.reclaim(now, budget)
+    }
+
+    fn expire_due(&mut self, res: u32, now: Time) {
+        self.expire_if_due(res, now);
+    }
+
+    fn state_of(&self, res: u32) -> Option<LeaseState> {
+        self.state(res)
+    }
+
     fn leases_into(&self, out: &mut Vec<Lease>) {
         out.extend(self.records.iter().map(|idx| self.records.lease(idx)));
     }

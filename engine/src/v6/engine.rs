@@ -117,9 +117,6 @@ impl Ops for V6 {
             Place::Fixed { .. } => None,
         }
     }
-    fn reclaim(g: &mut Shard, now: Time, budget: usize) -> usize {
-        g.reclaim(now, budget)
-    }
     fn settle(g: &mut Shard) {
         g.settle();
     }
@@ -339,8 +336,6 @@ struct Soliciting<'e, 'r> {
 
 impl choose::Offer for Soliciting<'_, '_> {
     type Shard = Shard;
-    type Res = Resource;
-    type Place = Place;
     type Pool = V6PoolId;
     type Off = u128;
     type Done = V6LeaseView;
@@ -364,17 +359,8 @@ impl choose::Offer for Soliciting<'_, '_> {
         matches!(place, Place::Dynamic { pool, .. }
             if self.req.pools.contains(&pool) && self.engine.fits(pool, self.req.client))
     }
-    fn reclaim(g: &mut Shard, now: Time, budget: usize) -> usize {
-        g.reclaim(now, budget)
-    }
     fn client_res(&self, g: &Shard) -> Option<Resource> {
         g.client_res(self.req.client)
-    }
-    fn expire_if_due(g: &mut Shard, res: Resource, now: Time) {
-        g.expire_if_due(res, now);
-    }
-    fn state(g: &Shard, res: Resource) -> Option<LeaseState> {
-        g.state(res)
     }
     fn availability(&self, g: &mut Shard, res: Resource, place: Place, now: Time) -> Avail {
         g.availability(res, place, self.req.client, now)

@@ -648,6 +648,18 @@ impl Sharded for Shard {
         &mut self.clock
     }
 
+    fn reclaim_due(&mut self, now: Time, budget: usize) -> usize {
+        self.reclaim(now, budget)
+    }
+
+    fn expire_due(&mut self, res: Resource, now: Time) {
+        self.expire_if_due(res, now);
+    }
+
+    fn state_of(&self, res: Resource) -> Option<LeaseState> {
+        self.state(res)
+    }
+
     fn leases_into(&self, out: &mut Vec<V6Lease>) {
         out.extend(self.records.iter().map(|idx| self.records.lease(idx)));
     }
