@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use crate::choose;
 use crate::common::{Avail, Give};
-use crate::engine_core::{Core, Family, Ops};
+use crate::engine_core::{Core, Family, Ops, Sealed};
 use crate::error::{AllocError, BindError, Result};
 use crate::ident::ClientKey;
 use crate::lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseState, LeaseView, Time};
@@ -70,6 +70,8 @@ pub type Engine = Core<V4>;
 /// The DHCPv4 [`Family`]: IPv4 addresses, keyed by client key.
 #[derive(Debug)]
 pub enum V4 {}
+
+impl Sealed for V4 {}
 
 impl Family for V4 {
     type Key = ClientKey;

@@ -1,10 +1,10 @@
 //! The sharded engine, written once for both families: holding the shards, the offer loop
-//! over [`choose::step`], moving free addresses between shards, and the calls that are the
+//! over `choose::step`, moving free addresses between shards, and the calls that are the
 //! same to the letter for v4 and v6.
 //!
 //! [`Core`] is generic over a [`Family`] and monomorphised: [`crate::v4::Engine`] is
 //! `Core<V4>` and [`crate::v6::Engine`] is `Core<V6>`. Each family's `engine.rs` implements
-//! [`Family`] and [`Ops`] and adds what only it has (v4's `offer`, v6's `solicit` and
+//! [`Family`] and `Ops` and adds what only it has (v4's `offer`, v6's `solicit` and
 //! `owner`, each `new` and `bind`). The rules of sharding, lending and versions are in the
 //! crate docs.
 
@@ -18,9 +18,15 @@ use crate::lease::Time;
 /// Most free addresses (resources) one borrow takes from a sibling.
 const BORROW_CHUNK: u64 = 64;
 
+mod sealed {
+    /// Only the crate's own families are a [`super::Family`].
+    pub trait Sealed {}
+}
+pub(crate) use sealed::Sealed;
+
 /// What makes [`Core`] a v4 or a v6 engine, as its callers see it: the types its public
 /// methods take and give. Sealed: only v4 and v6 implement it.
-pub trait Family {
+pub trait Family: Sealed {
     /// The engine's name in `Debug`.
     const NAME: &'static str;
     /// Who asks: a client key or an IA key.

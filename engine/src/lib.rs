@@ -102,7 +102,7 @@
 mod choose;
 mod common;
 mod engine;
-mod engine_core;
+pub mod engine_core;
 mod error;
 mod grow;
 mod ident;

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use crate::choose;
-use crate::engine_core::{Core, Family, Ops};
+use crate::engine_core::{Core, Family, Ops, Sealed};
 use crate::lease::{EventKind, LeaseState, Time};
 
 use super::error::{V6BindError, V6ConfigError};
@@ -89,6 +89,8 @@ pub type V6Engine = Core<V6>;
 /// The DHCPv6 [`Family`]: IA_NA addresses and IA_PD prefixes, keyed by IA.
 #[derive(Debug)]
 pub enum V6 {}
+
+impl Sealed for V6 {}
 
 impl Family for V6 {
     type Key = IaKey;
