@@ -15,6 +15,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use crate::compact::{self, CompactReport, CompactorMsg};
 use crate::error::{Error, Result};
 use crate::fs::{DirLock, Fs, RealFs};
+use crate::histogram::HistogramSnapshot;
 use crate::replay::{self, Keep, ReplayReport};
 use crate::spare::{self, Spares};
 use crate::writer::{Ctl, Shared, Start, Writer};
@@ -207,6 +208,28 @@ impl fmt::Debug for Monitor {
 }
 
 impl Monitor {
+    /// How long the writer's `fdatasync`s took, in nanoseconds.
+    pub fn sync_nanos(&self) -> HistogramSnapshot {
+        self.shared.sync_nanos.snapshot()
+    }
+
+    /// Records per write batch.
+    pub fn batch_records(&self) -> HistogramSnapshot {
+        self.shared.batch_records.snapshot()
+    }
+
+    /// Per lane, the records it has handed over that are not durable yet.
+    pub fn backlog(&self) -> Vec<u64> {
+        self.shared
+            .lanes
+            .iter()
+            .map(|l| {
+                let queued = l.queued.load(Ordering::Relaxed);
+                queued.saturating_sub(l.durable.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
     /// Whether writes and syncs currently succeed.
     pub fn health(&self) -> Health {
         self.shared

@@ -248,6 +248,7 @@ mod compact;
 mod error;
 mod format;
 mod fs;
+mod histogram;
 mod journal;
 mod offline;
 mod replay;
@@ -260,6 +261,7 @@ pub use compact::CompactReport;
 pub use error::{Error, Result};
 pub use format::MAX_RECORD_LEN;
 pub use fs::{DirLock, Fs, FsFile, RealFs};
+pub use histogram::{Histogram, HistogramSnapshot};
 pub use journal::{
     Doorbell, Health, Journal, Lane, MIN_SEGMENT_BYTES, Monitor, Options, Recovery, Stats,
     SyncPolicy, ThreadHook, Ticket,

@@ -19,6 +19,7 @@ use crate::compact::CompactorMsg;
 use crate::error::{Error, Result};
 use crate::format::{self, SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::fs::{Fs, FsFile};
+use crate::histogram::Histogram;
 use crate::journal::{Health, Options, Stats, SyncPolicy, ThreadHook};
 use crate::spare::Spares;
 
@@ -143,11 +144,36 @@ counters!(
     spares,
 );
 
+/// Upper bounds of the sync duration histogram: 50 us to 1 s.
+static SYNC_NANOS: [u64; 14] = [
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+];
+
+/// Upper bounds of the batch size histogram, in records.
+static BATCH_RECORDS: [u64; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+
 /// State shared by the journal handle, its lanes, the writer and the compactor.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) lanes: Vec<LaneState>,
     pub(crate) counters: Counters,
+    /// How long each `fdatasync` of a batch took, in nanoseconds.
+    pub(crate) sync_nanos: Histogram,
+    /// Records per write batch.
+    pub(crate) batch_records: Histogram,
     pub(crate) health: Mutex<Health>,
     pub(crate) last_error: Mutex<Option<String>>,
     /// The writer thread, for waking it (set by the writer before it first sleeps).
@@ -169,6 +195,8 @@ impl Shared {
                 })
                 .collect(),
             counters: Counters::default(),
+            sync_nanos: Histogram::new(&SYNC_NANOS),
+            batch_records: Histogram::new(&BATCH_RECORDS),
             health: Mutex::new(Health::Ok),
             last_error: Mutex::new(None),
             writer: OnceLock::new(),
@@ -518,6 +546,7 @@ impl Writer {
                 .appended
                 .fetch_add(n, Ordering::Relaxed);
             self.shared.counters.last_batch.store(n, Ordering::Relaxed);
+            self.shared.batch_records.record(n);
         }
     }
 
@@ -597,8 +626,11 @@ impl Writer {
         if let Some((before, _)) = &self.around_sync {
             (before.0)();
         }
+        let started = Instant::now();
         let synced = a.file.sync_data();
         if synced.is_ok() {
+            let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.shared.sync_nanos.record(took);
             self.synced_len += self.unsynced.len() as u64;
             self.unsynced.clear();
             self.written = 0;

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use lessor_journal::Health;
+use lessor_journal::{Health, HistogramSnapshot, Monitor};
 
 use super::Parts;
 use crate::stats::WorkerStats;
@@ -18,6 +18,7 @@ use crate::stats::WorkerStats;
 enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// A text exposition being written.
@@ -32,6 +33,7 @@ impl Exposition {
         let kind = match kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         };
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
@@ -53,6 +55,21 @@ impl Exposition {
             self.out.push('}');
         }
         let _ = writeln!(self.out, " {value}");
+    }
+}
+
+impl Exposition {
+    /// A whole histogram family; `scale` divides bounds and sum into the exported unit.
+    fn histogram(&mut self, name: &str, help: &str, h: &HistogramSnapshot, scale: f64) {
+        self.family(name, Kind::Histogram, help);
+        let bucket = format!("{name}_bucket");
+        for &(bound, n) in &h.buckets {
+            let le = (bound as f64 / scale).to_string();
+            self.sample(&bucket, &[("le", &le)], n);
+        }
+        self.sample(&bucket, &[("le", "+Inf")], h.count);
+        self.sample(&format!("{name}_sum"), &[], h.sum as f64 / scale);
+        self.sample(&format!("{name}_count"), &[], h.count);
     }
 }
 
@@ -158,6 +175,8 @@ pub(crate) fn render(parts: &Parts) -> String {
         }
     }
 
+    journal(&mut e, &parts.journal);
+
     let name = "lessor_journal_healthy";
     e.family(
         name,
@@ -168,9 +187,94 @@ pub(crate) fn render(parts: &Parts) -> String {
     e.out
 }
 
+/// The journal's counters, backlog and histograms.
+fn journal(e: &mut Exposition, monitor: &Monitor) {
+    let s = monitor.stats();
+    let counters = [
+        (
+            "lessor_journal_records_total",
+            "Records written.",
+            s.appended,
+        ),
+        (
+            "lessor_journal_bytes_total",
+            "Record bytes written.",
+            s.bytes,
+        ),
+        ("lessor_journal_batches_total", "Write batches.", s.batches),
+        (
+            "lessor_journal_syncs_total",
+            "fdatasyncs of batches.",
+            s.syncs,
+        ),
+        (
+            "lessor_journal_sync_failures_total",
+            "Writes or syncs that failed (and were retried).",
+            s.write_failures,
+        ),
+        (
+            "lessor_journal_compactions_total",
+            "Compactions done.",
+            s.compactions,
+        ),
+        (
+            "lessor_journal_compaction_failures_total",
+            "Compactions that failed (and were retried).",
+            s.compaction_failures,
+        ),
+    ];
+    for (name, help, value) in counters {
+        e.family(name, Kind::Counter, help);
+        e.sample(name, &[], value);
+    }
+    let name = "lessor_journal_segments";
+    e.family(name, Kind::Gauge, "Segment files in the journal directory.");
+    e.sample(name, &[], s.segments);
+    let name = "lessor_journal_backlog_records";
+    e.family(
+        name,
+        Kind::Gauge,
+        "Records a lane (one per worker) handed over that are not durable yet.",
+    );
+    for (lane, n) in monitor.backlog().into_iter().enumerate() {
+        e.sample(name, &[("lane", &lane.to_string())], n);
+    }
+    e.histogram(
+        "lessor_journal_sync_duration_seconds",
+        "How long each fdatasync of a batch took.",
+        &monitor.sync_nanos(),
+        1e9,
+    );
+    e.histogram(
+        "lessor_journal_batch_records",
+        "Records per write batch.",
+        &monitor.batch_records(),
+        1.0,
+    );
+}
+
 #[cfg(test)]
 mod tests {
+    use lessor_journal::HistogramSnapshot;
+
     use super::{Exposition, Kind};
+
+    #[test]
+    fn histograms_are_cumulative_buckets_with_sum_and_count_in_base_units() {
+        let mut e = Exposition::default();
+        let h = HistogramSnapshot {
+            buckets: vec![(500_000, 2), (1_000_000, 3)],
+            count: 4,
+            sum: 3_000_000,
+        };
+        e.histogram("x_seconds", "An x.", &h, 1e9);
+        assert_eq!(
+            e.out,
+            "# HELP x_seconds An x.\n# TYPE x_seconds histogram\n\
+             x_seconds_bucket{le=\"0.0005\"} 2\nx_seconds_bucket{le=\"0.001\"} 3\n\
+             x_seconds_bucket{le=\"+Inf\"} 4\nx_seconds_sum 0.003\nx_seconds_count 4\n"
+        );
+    }
 
     #[test]
     fn samples_quote_and_escape_label_values() {

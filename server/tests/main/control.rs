@@ -176,6 +176,15 @@ fn kea_commands_rest_and_metrics_describe_what_perfdhcp_leased() {
         assert_eq!(status, 200);
         let ack_line = format!("lessor_packets_sent_total{{family=\"v4\",type=\"ack\"}} {acks}");
         assert!(metrics.contains(&ack_line), "no {ack_line:?} in\n{metrics}");
+        // Every ACK waited for its record's fdatasync (sync: group).
+        let value = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+        };
+        assert!(value("lessor_journal_records_total") >= acks, "{metrics}");
+        assert!(value("lessor_journal_sync_duration_seconds_count") > 0, "{metrics}");
         (acks, metrics)
     });
 
