@@ -20,6 +20,36 @@ impl<R, N> From<Result<R, N>> for Outcome<R, N> {
     }
 }
 
+/// Declares a family's `NoReply` (why no reply was sent, each reason with a stable counter
+/// label) and its `Outcome` over the `Reply` in scope. `Malformed(Malformed)` comes first and
+/// takes its label from the `Malformed` in scope. The stats count reasons by these labels, so
+/// a label never changes.
+macro_rules! no_reply_reasons {
+    ($($(#[$doc:meta])* $reason:ident => $label:literal,)*) => {
+        /// Why no reply was sent.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum NoReply {
+            /// The datagram failed validation.
+            Malformed(Malformed),
+            $($(#[$doc])* $reason,)*
+        }
+
+        impl NoReply {
+            /// A stable short name, used as a counter label.
+            pub fn label(self) -> &'static str {
+                match self {
+                    NoReply::Malformed(m) => m.label(),
+                    $(NoReply::$reason => $label,)*
+                }
+            }
+        }
+
+        /// The result of handling one datagram.
+        pub type Outcome = $crate::proto::Outcome<Reply, NoReply>;
+    };
+}
+pub(crate) use no_reply_reasons;
+
 /// An interface the server listens on, learned at startup, with its addresses `A` of one
 /// family.
 #[derive(Clone, Debug)]

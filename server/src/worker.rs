@@ -16,13 +16,13 @@ mod io;
 pub(crate) mod v4;
 pub(crate) mod v6;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lessor_engine::Time;
+use lessor_engine::v6::V6LeaseEvent;
+use lessor_engine::{EventKind, LeaseEvent, Time};
 use lessor_journal::{Doorbell, Lane, Ticket};
 
 pub(crate) use self::io::WorkerSocket;
@@ -76,6 +76,29 @@ pub(crate) enum Handled<W> {
     NoReply(&'static str),
 }
 
+/// A lease event as the worker journals it.
+pub(crate) trait LeaseChange {
+    /// The journal record of the event.
+    fn record(&self) -> LeaseRecordRef<'_>;
+    /// Whether the event ends a lease by expiry.
+    fn is_expiry(&self) -> bool;
+}
+
+macro_rules! lease_change {
+    ($($event:ty => $record:ident),* $(,)?) => {$(
+        impl LeaseChange for $event {
+            fn record(&self) -> LeaseRecordRef<'_> {
+                LeaseRecordRef::$record(self)
+            }
+            fn is_expiry(&self) -> bool {
+                self.kind == EventKind::Expired
+            }
+        }
+    )*};
+}
+
+lease_change!(LeaseEvent => from_event, V6LeaseEvent => from_v6_event);
+
 /// What the worker loop needs from one DHCP family.
 pub(crate) trait Family {
     /// "DHCPv4" or "DHCPv6", for logs.
@@ -85,7 +108,7 @@ pub(crate) trait Family {
     /// The family's socket.
     type Socket: WorkerSocket;
     /// A lease event of the family's engine.
-    type Event;
+    type Event: LeaseChange;
     /// Where a reply goes and what it is, kept while it waits for the journal.
     type To: Copy;
 
@@ -93,10 +116,6 @@ pub(crate) trait Family {
     fn between_batches(&mut self) {}
     /// Sweeps expired leases of `shard` into `events`.
     fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<Self::Event>);
-    /// The journal record of an event.
-    fn record(e: &Self::Event) -> LeaseRecordRef<'_>;
-    /// Whether the event ends a lease by expiry.
-    fn is_expiry(e: &Self::Event) -> bool;
     /// Whether worker `k` of `workers` answers this datagram (see [`Steered`]).
     fn steer(
         &self,
@@ -105,10 +124,6 @@ pub(crate) trait Family {
         k: usize,
         workers: usize,
     ) -> Steered;
-    /// The interface a datagram arrived on.
-    fn ifindex(meta: &<Self::Socket as WorkerSocket>::RecvMeta) -> u32;
-    /// Its sender, for logs.
-    fn source(meta: &<Self::Socket as WorkerSocket>::RecvMeta) -> SocketAddr;
     /// Whether handling `data` may write a lease (dropped while the journal is backlogged).
     fn writes_lease(&mut self, data: &[u8]) -> bool;
     /// Handles one request: the reply (if any) into `out`, lease events into `events`.
@@ -243,7 +258,7 @@ impl<F: Family> Worker<F> {
                 }
                 stats.received.fetch_add(1, Ordering::Relaxed);
                 if let Some(allowed) = &self.shared.allowed
-                    && !allowed.contains(&F::ifindex(&meta))
+                    && !allowed.contains(&F::Socket::ifindex(&meta))
                 {
                     continue;
                 }
@@ -270,7 +285,7 @@ impl<F: Family> Worker<F> {
                         }
                     },
                     Handled::NoReply(reason) => {
-                        tracing::debug!(worker = self.k, family = F::NAME, reason, src = %F::source(&meta), "no reply");
+                        tracing::debug!(worker = self.k, family = F::NAME, reason, src = %F::Socket::source(&meta), "no reply");
                         stats.no_reply_label(reason);
                     }
                 }
@@ -322,8 +337,8 @@ impl<F: Family> Worker<F> {
         let mut last = None;
         let mut expired = 0;
         for e in events.drain(..) {
-            expired += u64::from(F::is_expiry(&e));
-            last = Some(self.lane.append(&F::record(&e)));
+            expired += u64::from(e.is_expiry());
+            last = Some(self.lane.append(&e.record()));
         }
         if expired > 0 {
             self.stats[self.k]

@@ -6,13 +6,16 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use lessor_engine::{EngineConfig, PoolId, PoolSpec};
 
-use super::handler::{Arrival, CLIENT_PORT, Destination, InterfaceInfo, SERVER_PORT};
+use super::handler::{Arrival, CLIENT_PORT, Destination, SERVER_PORT};
 use super::packet::Request;
 use super::reply::ReplyKind;
 use crate::config::{
     BootFields, Config, OptionSet, Reservation4, ReservationKey, Subnet4, V4Config,
 };
 use crate::proto::SubnetIndex;
+
+/// An interface the server listens on, learned at startup, with its IPv4 addresses.
+pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv4Addr>;
 
 /// Reservations of one kind, by identifier bytes: the (subnet, reservation) pairs, with
 /// [`GLOBAL`] for the subnet of a global reservation.

@@ -65,63 +65,33 @@ pub struct Reply {
     pub needs_durable: bool,
 }
 
-/// Why no reply was sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NoReply {
-    /// The datagram failed validation.
-    Malformed(Malformed),
+crate::proto::no_reply_reasons! {
     /// No configured subnet matches the client's link.
-    NoSubnet,
+    NoSubnet => "no_subnet",
     /// The request names another server (option 54), or is a RELEASE/DECLINE for another.
-    NotForUs,
+    NotForUs => "not_for_us",
     /// Every pool of the link is exhausted.
-    PoolExhausted,
+    PoolExhausted => "pool_exhausted",
     /// Not authoritative, and the requested address is wrong for the client's network.
-    NotAuthoritative,
+    NotAuthoritative => "not_authoritative",
     /// A BOOTP client whose reservation does not allow BOOTP, or without a reservation while
     /// `bootp_dynamic` is off.
-    BootpUnknown,
+    BootpUnknown => "bootp_unknown",
     /// An INIT-REBOOT, RENEWING or REBINDING REQUEST from a client the server has no record
     /// of: it stays silent (RFC 2131 §4.3.2).
-    UnknownClient,
+    UnknownClient => "unknown_client",
     /// A DHCPINFORM without the client's address in ciaddr: there is nowhere to reply
     /// (RFC 2131 §4.4.3).
-    InformWithoutAddress,
+    InformWithoutAddress => "inform_without_ciaddr",
     /// The request lacks a field its message type needs (e.g. REQUEST without an address).
-    Incomplete,
+    Incomplete => "incomplete",
     /// A RELEASE was applied (no reply is ever sent).
-    Released,
+    Released => "released",
     /// A DECLINE was applied (no reply is ever sent).
-    Declined,
+    Declined => "declined",
     /// A RELEASE or DECLINE for an address the client does not hold.
-    NoSuchLease,
+    NoSuchLease => "no_such_lease",
 }
-
-impl NoReply {
-    /// A stable short name, used as a counter label.
-    pub fn label(self) -> &'static str {
-        match self {
-            NoReply::Malformed(m) => m.label(),
-            NoReply::NoSubnet => "no_subnet",
-            NoReply::NotForUs => "not_for_us",
-            NoReply::PoolExhausted => "pool_exhausted",
-            NoReply::NotAuthoritative => "not_authoritative",
-            NoReply::BootpUnknown => "bootp_unknown",
-            NoReply::UnknownClient => "unknown_client",
-            NoReply::InformWithoutAddress => "inform_without_ciaddr",
-            NoReply::Incomplete => "incomplete",
-            NoReply::Released => "released",
-            NoReply::Declined => "declined",
-            NoReply::NoSuchLease => "no_such_lease",
-        }
-    }
-}
-
-/// The result of handling one datagram.
-pub type Outcome = crate::proto::Outcome<Reply, NoReply>;
-
-/// An interface the server listens on, learned at startup, with its IPv4 addresses.
-pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv4Addr>;
 
 /// The value a worker hashes to pick the shard that owns a client: bytes 2..6 of the chaddr
 /// field (packet offset 30), which a classic BPF program on the reuseport group can read too.

@@ -7,12 +7,12 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
-pub use context::Context;
 /// The former name of [`Context`], kept for callers not yet moved to `v4::Context`.
 pub use context::Context as V4Context;
+pub use context::{Context, InterfaceInfo};
 pub use handler::{
-    Arrival, CLIENT_PORT, Destination, InterfaceInfo, NoReply, Outcome, Reply, SERVER_PORT,
-    Scratch, client_key, handle, owner_shard, steer_hash, writes_lease,
+    Arrival, CLIENT_PORT, Destination, NoReply, Outcome, Reply, SERVER_PORT, Scratch, client_key,
+    handle, owner_shard, steer_hash, writes_lease,
 };
 pub use packet::{Kind, Malformed};
 pub use reply::ReplyKind;

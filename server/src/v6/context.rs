@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use lessor_engine::v6::{Resource, V6EngineConfig, V6PoolId, V6PoolSpec};
 
-use super::handler::{Arrival, InterfaceInfo, SERVER_PORT};
+use super::handler::{Arrival, SERVER_PORT};
 use super::packet::Request;
 use crate::config::{Assignment, Assignments, Config, OptionSet6, V6Config, V6Identifier};
 use crate::proto::SubnetIndex;
+
+/// An interface the server listens on, learned at startup, with its IPv6 addresses.
+pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv6Addr>;
 
 /// Reservations of one identifier kind, by the option payload bytes: (subnet, reservation).
 type ReservationIndex = HashMap<Box<[u8]>, Vec<(usize, usize)>>;

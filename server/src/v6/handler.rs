@@ -49,58 +49,30 @@ pub struct Reply {
     pub no_subnet: bool,
 }
 
-/// Why no reply was sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NoReply {
-    /// The datagram failed validation.
-    Malformed(Malformed),
+crate::proto::no_reply_reasons! {
     /// A message that needs a Client Identifier has none (RFC 8415 §16).
-    NoClientId,
+    NoClientId => "v6_no_client_id",
     /// A REQUEST, RENEW, RELEASE or DECLINE without a Server Identifier (RFC 8415 §16).
-    NoServerId,
+    NoServerId => "v6_no_server_id",
     /// The Server Identifier is another server's.
-    NotForUs,
+    NotForUs => "v6_not_for_us",
     /// A SOLICIT, CONFIRM or REBIND carrying our own Server Identifier, which they must not
     /// carry (RFC 8415 §16.2, §16.5, §16.7).
-    ServerIdForbidden,
+    ServerIdForbidden => "v6_server_id_forbidden",
     /// An INFORMATION-REQUEST carrying IA options (RFC 8415 §16.12).
-    IaInInformationRequest,
+    IaInInformationRequest => "v6_ia_in_information_request",
     /// A SOLICIT, CONFIRM, REBIND or INFORMATION-REQUEST sent to a unicast address (RFC 8415
     /// §16).
-    Unicast,
+    Unicast => "v6_unicast",
     /// No configured subnet matches the client's link (a CONFIRM or REBIND, which the server
     /// cannot judge without one; SOLICIT, REQUEST and RENEW are answered per IA and counted
     /// under the same label).
-    NoSubnet,
+    NoSubnet => "v6_no_subnet",
     /// A CONFIRM listing no addresses (RFC 8415 §18.3.3: no reply).
-    NothingToConfirm,
+    NothingToConfirm => "v6_nothing_to_confirm",
     /// The reply would not fit DHCPv6's 16-bit lengths.
-    TooLarge,
+    TooLarge => "v6_too_large",
 }
-
-impl NoReply {
-    /// A stable short name, used as a counter label.
-    pub fn label(self) -> &'static str {
-        match self {
-            NoReply::Malformed(m) => m.label(),
-            NoReply::NoClientId => "v6_no_client_id",
-            NoReply::NoServerId => "v6_no_server_id",
-            NoReply::NotForUs => "v6_not_for_us",
-            NoReply::ServerIdForbidden => "v6_server_id_forbidden",
-            NoReply::IaInInformationRequest => "v6_ia_in_information_request",
-            NoReply::Unicast => "v6_unicast",
-            NoReply::NoSubnet => "v6_no_subnet",
-            NoReply::NothingToConfirm => "v6_nothing_to_confirm",
-            NoReply::TooLarge => "v6_too_large",
-        }
-    }
-}
-
-/// The result of handling one datagram.
-pub type Outcome = crate::proto::Outcome<Reply, NoReply>;
-
-/// An interface the server listens on, learned at startup, with its IPv6 addresses.
-pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv6Addr>;
 
 /// Whether handling `data` may write to the journal (REQUEST, RENEW, REBIND, RELEASE,
 /// DECLINE, or a SOLICIT with Rapid Commit): what a worker stops taking while its journal

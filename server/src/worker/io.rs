@@ -1,6 +1,7 @@
 //! A worker's socket IO, the same for both families: batched receive (waking for the journal's
 //! doorbell too) and batched send.
 
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -34,6 +35,10 @@ pub(crate) trait WorkerSocket: AsFd {
     fn received(rx: &Self::Rx) -> usize;
     /// The `i`th datagram of `rx` and where it came from.
     fn datagram(rx: &Self::Rx, i: usize) -> (&[u8], Self::RecvMeta);
+    /// The interface a datagram arrived on.
+    fn ifindex(meta: &Self::RecvMeta) -> u32;
+    /// Its sender, for logs.
+    fn source(meta: &Self::RecvMeta) -> SocketAddr;
     fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()>;
     fn recv_batch(&self, rx: &mut Self::Rx, wait: bool) -> lessor_net::Result<usize>;
     fn push(batch: &mut Self::Batch, out: &[u8], meta: &Self::Meta) -> bool;
@@ -60,6 +65,12 @@ macro_rules! worker_socket {
             }
             fn datagram(rx: &$rx, i: usize) -> (&[u8], $recv_meta) {
                 rx.get(i)
+            }
+            fn ifindex(meta: &$recv_meta) -> u32 {
+                meta.ifindex
+            }
+            fn source(meta: &$recv_meta) -> SocketAddr {
+                meta.src.into()
             }
             fn set_read_timeout(&self, d: Option<Duration>) -> lessor_net::Result<()> {
                 <$socket>::set_read_timeout(self, d)

@@ -1,13 +1,12 @@
 //! The DHCPv4 [`Family`]: steering by `chaddr`, the v4 handler, and RFC 2131 §4.1 routing.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use lessor_engine::{Engine, EventKind, LeaseEvent, Time};
+use lessor_engine::{Engine, LeaseEvent, Time};
 use lessor_net::{RecvMeta, SendMeta, V4Socket};
 
 use super::{Family, Handled, RECLAIM_BUDGET, Steered};
-use crate::lease_record::LeaseRecordRef;
 use crate::stats::WorkerStats;
 use crate::v4::{self, Arrival, Destination, Outcome, ReplyKind, V4Context};
 
@@ -32,14 +31,6 @@ impl Family for V4 {
         self.engine.reclaim(shard, now, RECLAIM_BUDGET, events);
     }
 
-    fn record(e: &LeaseEvent) -> LeaseRecordRef<'_> {
-        LeaseRecordRef::from_event(e)
-    }
-
-    fn is_expiry(e: &LeaseEvent) -> bool {
-        e.kind == EventKind::Expired
-    }
-
     fn steer(&self, data: &[u8], meta: &RecvMeta, k: usize, workers: usize) -> Steered {
         if workers <= 1 || v4::owner_shard(data, workers) == k {
             return Steered::Mine;
@@ -51,14 +42,6 @@ impl Family for V4 {
         } else {
             Steered::OtherShard
         }
-    }
-
-    fn ifindex(meta: &RecvMeta) -> u32 {
-        meta.ifindex
-    }
-
-    fn source(meta: &RecvMeta) -> SocketAddr {
-        SocketAddr::V4(meta.src)
     }
 
     fn writes_lease(&mut self, data: &[u8]) -> bool {

@@ -14,16 +14,14 @@
 //! ([`Assignments6`]): a worker picks the new table up between two batches, so every packet
 //! is answered from one table or the other, whole, and nothing is dropped.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use lessor_engine::Time;
 use lessor_engine::v6::{V6Engine, V6LeaseEvent};
-use lessor_engine::{EventKind, Time};
 use lessor_net::{RecvMeta6, SendMeta6, V6Socket};
 
 use super::{Family, Handled, RECLAIM_BUDGET, Steered};
-use crate::lease_record::LeaseRecordRef;
 use crate::stats::WorkerStats;
 use crate::v6::{self, Arrival, NoReply, Outcome, ReplyKind, V6Context};
 
@@ -99,14 +97,6 @@ impl Family for V6 {
         self.engine.reclaim(shard, now, RECLAIM_BUDGET, events);
     }
 
-    fn record(e: &V6LeaseEvent) -> LeaseRecordRef<'_> {
-        LeaseRecordRef::from_v6_event(e)
-    }
-
-    fn is_expiry(e: &V6LeaseEvent) -> bool {
-        e.kind == EventKind::Expired
-    }
-
     fn steer(&self, data: &[u8], meta: &RecvMeta6, k: usize, workers: usize) -> Steered {
         if workers <= 1 {
             return Steered::Mine;
@@ -121,14 +111,6 @@ impl Family for V6 {
         } else {
             Steered::Mine
         }
-    }
-
-    fn ifindex(meta: &RecvMeta6) -> u32 {
-        meta.ifindex
-    }
-
-    fn source(meta: &RecvMeta6) -> SocketAddr {
-        SocketAddr::V6(meta.src)
     }
 
     fn writes_lease(&mut self, data: &[u8]) -> bool {
