@@ -99,6 +99,22 @@ macro_rules! lease_change {
 
 lease_change!(LeaseEvent => from_event, V6LeaseEvent => from_v6_event);
 
+/// One received datagram, as [`Family::handle`] takes it.
+pub(crate) struct Datagram<'a, F: Family + ?Sized> {
+    pub(crate) data: &'a [u8],
+    pub(crate) meta: &'a <F::Socket as WorkerSocket>::RecvMeta,
+    pub(crate) now: Time,
+}
+
+/// Where [`Family::handle`] puts what it makes of a datagram.
+pub(crate) struct Output<'a, F: Family + ?Sized> {
+    /// The reply's bytes.
+    pub(crate) reply: &'a mut Vec<u8>,
+    /// Lease events, for the journal.
+    pub(crate) events: &'a mut Vec<F::Event>,
+    pub(crate) stats: &'a WorkerStats,
+}
+
 /// What the worker loop needs from one DHCP family.
 pub(crate) trait Family {
     /// "DHCPv4" or "DHCPv6", for logs.
@@ -126,17 +142,8 @@ pub(crate) trait Family {
     ) -> Steered;
     /// Whether handling `data` may write a lease (dropped while the journal is backlogged).
     fn writes_lease(&mut self, data: &[u8]) -> bool;
-    /// Handles one request: the reply (if any) into `out`, lease events into `events`.
-    #[allow(clippy::too_many_arguments)]
-    fn handle(
-        &mut self,
-        data: &[u8],
-        meta: &<Self::Socket as WorkerSocket>::RecvMeta,
-        now: Time,
-        out: &mut Vec<u8>,
-        events: &mut Vec<Self::Event>,
-        stats: &WorkerStats,
-    ) -> Handled<Self::To>;
+    /// Handles one request: the reply (if any) and lease events into `out`.
+    fn handle(&mut self, got: Datagram<'_, Self>, out: Output<'_, Self>) -> Handled<Self::To>;
     /// The send metadata of a reply.
     fn route(&self, socket: &Self::Socket, to: &Self::To) -> <Self::Socket as WorkerSocket>::Meta;
     /// Counts a reply sent.
@@ -266,9 +273,17 @@ impl<F: Family> Worker<F> {
                     stats.no_reply_label(JOURNAL_BACKLOG);
                     continue;
                 }
-                let handled = self
-                    .family
-                    .handle(data, &meta, now, &mut out, &mut events, stats);
+                let got = Datagram {
+                    data,
+                    meta: &meta,
+                    now,
+                };
+                let made = Output {
+                    reply: &mut out,
+                    events: &mut events,
+                    stats,
+                };
+                let handled = self.family.handle(got, made);
                 let ticket = self.persist(&mut events);
                 match handled {
                     Handled::Reply { to, needs_durable } => match ticket {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use lessor_engine::{Engine, LeaseEvent, Time};
 use lessor_net::{RecvMeta, SendMeta, V4Socket};
 
-use super::{Family, Handled, RECLAIM_BUDGET, Steered};
+use super::{Datagram, Family, Handled, Output, RECLAIM_BUDGET, Steered};
 use crate::stats::WorkerStats;
 use crate::v4::{self, Arrival, Destination, Outcome, ReplyKind, V4Context};
 
@@ -48,29 +48,21 @@ impl Family for V4 {
         v4::writes_lease(data, &mut self.scratch)
     }
 
-    fn handle(
-        &mut self,
-        data: &[u8],
-        meta: &RecvMeta,
-        now: Time,
-        out: &mut Vec<u8>,
-        events: &mut Vec<LeaseEvent>,
-        _stats: &WorkerStats,
-    ) -> Handled<Self::To> {
+    fn handle(&mut self, got: Datagram<'_, Self>, out: Output<'_, Self>) -> Handled<Self::To> {
         let arrival = Arrival {
-            src: meta.src,
-            ifindex: meta.ifindex,
-            local: meta.local,
+            src: got.meta.src,
+            ifindex: got.meta.ifindex,
+            local: got.meta.local,
         };
         match v4::handle(
             &self.ctx,
             &self.engine,
-            data,
+            got.data,
             &arrival,
-            now,
+            got.now,
             &mut self.scratch,
-            out,
-            events,
+            out.reply,
+            out.events,
         ) {
             Outcome::Reply(reply) => Handled::Reply {
                 to: (reply.dst, reply.src, reply.kind),

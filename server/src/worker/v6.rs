@@ -21,7 +21,7 @@ use lessor_engine::Time;
 use lessor_engine::v6::{V6Engine, V6LeaseEvent};
 use lessor_net::{RecvMeta6, SendMeta6, V6Socket};
 
-use super::{Family, Handled, RECLAIM_BUDGET, Steered};
+use super::{Datagram, Family, Handled, Output, RECLAIM_BUDGET, Steered};
 use crate::stats::WorkerStats;
 use crate::v6::{self, Arrival, NoReply, Outcome, ReplyKind, V6Context};
 
@@ -117,24 +117,19 @@ impl Family for V6 {
         v6::writes_lease(data)
     }
 
-    fn handle(
-        &mut self,
-        data: &[u8],
-        meta: &RecvMeta6,
-        now: Time,
-        out: &mut Vec<u8>,
-        events: &mut Vec<V6LeaseEvent>,
-        stats: &WorkerStats,
-    ) -> Handled<Self::To> {
+    fn handle(&mut self, got: Datagram<'_, Self>, out: Output<'_, Self>) -> Handled<Self::To> {
         let arrival = Arrival {
-            src: meta.src,
-            ifindex: meta.ifindex,
-            dst: meta.dst,
+            src: got.meta.src,
+            ifindex: got.meta.ifindex,
+            dst: got.meta.dst,
         };
-        match v6::handle(&self.ctx, &self.engine, data, &arrival, now, out, events) {
+        let (ctx, engine) = (&self.ctx, &self.engine);
+        match v6::handle(
+            ctx, engine, got.data, &arrival, got.now, out.reply, out.events,
+        ) {
             Outcome::Reply(reply) => {
                 if reply.no_subnet {
-                    stats.no_reply_label(NoReply::NoSubnet.label());
+                    out.stats.no_reply_label(NoReply::NoSubnet.label());
                 }
                 let send = SendMeta6 {
                     dst: reply.dst,
