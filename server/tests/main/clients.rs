@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::Count::{AtLeast, Exactly};
 use crate::common::{
     ClientLink, HookedClient, Lessor, Netns, SERVER_ADDR, in_range, read_records, record_line,
     run_logged, tempdir, tool, write_script,
@@ -275,7 +276,7 @@ fn pool_lease_from(
     assert_pool_lease(&rec, keys, &log);
     let stopped = lessor.stop();
     stopped.assert_success();
-    assert!(stopped.counter("acks") >= 1, "{}", stopped.stdout);
+    stopped.assert_counters(&[("acks", AtLeast(1))]);
     (rec, log, stopped)
 }
 
@@ -292,8 +293,7 @@ fn dhclient_gets_a_lease_with_router_and_dns() {
         "lease time; record {rec:?}"
     );
     assert!(log.contains(&format!("from {SERVER_ADDR}")), "{log}");
-    assert!(stopped.counter("offers") >= 1, "{}", stopped.stdout);
-    assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
+    stopped.assert_counters(&[("offers", AtLeast(1)), ("naks", Exactly(0))]);
 }
 
 #[test]
@@ -357,9 +357,11 @@ fn a_restarted_dhclient_keeps_its_address() {
     let stopped = lessor.stop();
     stopped.assert_success();
     // One DISCOVER-OFFER, then an ACK for each run.
-    assert!(stopped.counter("offers") >= 1, "{}", stopped.stdout);
-    assert!(stopped.counter("acks") >= 2, "{}", stopped.stdout);
-    assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
+    stopped.assert_counters(&[
+        ("offers", AtLeast(1)),
+        ("acks", AtLeast(2)),
+        ("naks", Exactly(0)),
+    ]);
 }
 
 #[test]
@@ -386,8 +388,7 @@ fn dhclient_renews_its_lease_in_place() {
     client.stop();
 
     let stopped = lessor.stop();
-    assert!(stopped.counter("acks") >= 2, "{}", stopped.stdout);
-    assert_eq!(stopped.counter("naks"), 0, "{}", stopped.stdout);
+    stopped.assert_counters(&[("acks", AtLeast(2)), ("naks", Exactly(0))]);
 }
 
 #[test]
@@ -417,8 +418,7 @@ fn a_released_address_goes_to_the_next_client() {
     );
 
     let stopped = lessor.stop();
-    assert_eq!(stopped.counter("released"), 1, "{}", stopped.stdout);
-    assert_eq!(stopped.counter("pool_exhausted"), 0, "{}", stopped.stdout);
+    stopped.assert_counters(&[("released", Exactly(1)), ("pool_exhausted", Exactly(0))]);
 }
 
 #[test]
@@ -444,7 +444,7 @@ fn two_clients_get_two_addresses() {
     dhclient.stop();
 
     let stopped = lessor.stop();
-    assert!(stopped.counter("acks") >= 2, "{}", stopped.stdout);
+    stopped.assert_counters(&[("acks", AtLeast(2))]);
 }
 
 #[test]

@@ -837,6 +837,31 @@ impl Stopped {
         );
         self
     }
+
+    /// Asserts each named counter of the shutdown summary against its expected [`Count`].
+    #[track_caller]
+    pub(crate) fn assert_counters(&self, want: &[(&str, Count)]) -> &Stopped {
+        for &(name, count) in want {
+            let got = self.counter(name);
+            let ok = match count {
+                Count::AtLeast(n) => got >= n,
+                Count::Exactly(n) => got == n,
+            };
+            assert!(
+                ok,
+                "counter {name} is {got}, want {count:?}:\n{}",
+                self.stdout
+            );
+        }
+        self
+    }
+}
+
+/// What [`Stopped::assert_counters`] expects of one counter.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Count {
+    AtLeast(u64),
+    Exactly(u64),
 }
 
 /// The shell line a hook script uses to record `vars` (shell expressions by name) in `out`.
