@@ -128,6 +128,17 @@ pub(crate) fn reply<R: std::fmt::Debug, N: std::fmt::Debug>(o: Outcome<R, N>) ->
     }
 }
 
+/// Asserts that `o` is no reply, for the reason `want` (tests of both families).
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_no_reply<R, N>(o: Outcome<R, N>, want: N)
+where
+    R: std::fmt::Debug,
+    N: std::fmt::Debug + PartialEq,
+{
+    assert_eq!(no_reply(o), want);
+}
+
 /// The reason in `o` there is no reply; panics when there is one (tests of both families).
 #[cfg(test)]
 pub(crate) fn no_reply<R: std::fmt::Debug, N: std::fmt::Debug>(o: Outcome<R, N>) -> N {

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::config::Config;
-use crate::proto::{no_reply, reply};
+use crate::proto::{assert_no_reply, reply};
 
 /// Relays, reservations of every kind, an interface subnet and a shared network.
 const YAML: &str = include_str!("../../tests/fixtures/v4.yaml");
@@ -233,7 +233,7 @@ fn two_clients_two_addresses_and_exhaustion() {
     }
     // Four pool addresses, four clients: the fifth gets nothing (shards lent their space).
     let (o, _) = f.send(&Pkt::relayed(5).kind(1), NOW);
-    assert_eq!(no_reply(o), NoReply::PoolExhausted);
+    assert_no_reply(o, NoReply::PoolExhausted);
 }
 
 #[test]
@@ -264,14 +264,14 @@ fn release_frees_but_keeps_affinity() {
     let mut rel = Pkt::relayed(1).kind(7).opt(54, &SERVER.octets());
     rel.ciaddr = ip;
     let (o, _) = f.send(&rel, NOW + 5);
-    assert_eq!(no_reply(o), NoReply::Released);
+    assert_no_reply(o, NoReply::Released);
     assert_eq!(f.events.last().unwrap().kind, EventKind::Released);
     // The same client comes back and gets the same address (affinity).
     assert_eq!(f.dora(Pkt::relayed(1)), ip);
     // A release by someone else for that address does nothing.
     let mut rel = Pkt::relayed(9).kind(7);
     rel.ciaddr = ip;
-    assert_eq!(no_reply(f.send(&rel, NOW + 6).0), NoReply::NoSuchLease);
+    assert_no_reply(f.send(&rel, NOW + 6).0, NoReply::NoSuchLease);
 }
 
 #[test]
@@ -282,7 +282,7 @@ fn decline_quarantines_the_address() {
         .kind(4)
         .opt(50, &ip.octets())
         .opt(54, &SERVER.octets());
-    assert_eq!(no_reply(f.send(&dec, NOW).0), NoReply::Declined);
+    assert_no_reply(f.send(&dec, NOW).0, NoReply::Declined);
     assert_eq!(f.events.last().unwrap().kind, EventKind::Declined);
     for i in 2..=4 {
         assert_ne!(
@@ -412,10 +412,10 @@ fn init_reboot_on_the_wrong_network_is_naked() {
         "lease_time: 3600\n",
         "lease_time: 3600\n  authoritative: false\n",
     ));
-    assert_eq!(no_reply(f.send(&req, NOW).0), NoReply::NotAuthoritative);
+    assert_no_reply(f.send(&req, NOW).0, NoReply::NotAuthoritative);
     // ... and for a client it does not know asking for an address on the right network.
     let req = Pkt::relayed(1).kind(3).opt(50, &[10, 231, 0, 101]);
-    assert_eq!(no_reply(f.send(&req, NOW).0), NoReply::UnknownClient);
+    assert_no_reply(f.send(&req, NOW).0, NoReply::UnknownClient);
 }
 
 #[test]
@@ -442,7 +442,7 @@ fn request_for_another_server_is_ignored() {
         .kind(3)
         .opt(50, &[10, 231, 0, 100])
         .opt(54, &[10, 9, 9, 9]);
-    assert_eq!(no_reply(f.send(&req, NOW).0), NoReply::NotForUs);
+    assert_no_reply(f.send(&req, NOW).0, NoReply::NotForUs);
     assert!(f.events.is_empty());
 }
 
@@ -493,7 +493,7 @@ fn bootp_only_for_reservations() {
     assert!(rep.opts().get(OptionCode::MessageType).is_none());
     assert!(f.out.len() >= 300, "BOOTP replies are at least 300 bytes");
     let stranger = Pkt::relayed(3).no_opt(53);
-    assert_eq!(no_reply(f.send(&stranger, NOW).0), NoReply::BootpUnknown);
+    assert_no_reply(f.send(&stranger, NOW).0, NoReply::BootpUnknown);
 }
 
 #[test]
@@ -524,7 +524,7 @@ fn direct_clients_are_served_by_their_interface_and_routed_per_rfc2131() {
     );
     // An interface with no subnet: nothing to offer.
     d.ifindex = 3;
-    assert_eq!(no_reply(f.send(&d, NOW).0), NoReply::NoSubnet);
+    assert_no_reply(f.send(&d, NOW).0, NoReply::NoSubnet);
 }
 
 #[test]
@@ -646,12 +646,12 @@ fn an_init_reboot_from_an_unknown_client_is_dropped_and_counted() {
     // Relayed, then direct on eth9's subnet: the address is right for the network, but the
     // server has no record of the client (RFC 2131 §4.3.2: it MUST remain silent).
     let (o, _) = f.send(&init_reboot(1, ip), NOW);
-    assert_eq!(no_reply(o), NoReply::UnknownClient);
+    assert_no_reply(o, NoReply::UnknownClient);
     assert_eq!(NoReply::UnknownClient.label(), "unknown_client");
     let mut direct = init_reboot(2, Ipv4Addr::new(10, 232, 0, 15));
     direct.giaddr = Ipv4Addr::UNSPECIFIED;
     direct.ifindex = 9;
-    assert_eq!(no_reply(f.send(&direct, NOW).0), NoReply::UnknownClient);
+    assert_no_reply(f.send(&direct, NOW).0, NoReply::UnknownClient);
     assert!(f.events.is_empty(), "nothing was bound");
     // The address stays free: another client is offered it when it asks.
     let (_, offer) = f.send(&Pkt::relayed(3).kind(1).opt(50, &ip.octets()), NOW);
@@ -667,11 +667,11 @@ fn renewing_and_rebinding_from_an_unknown_client_are_dropped() {
     renew.giaddr = Ipv4Addr::UNSPECIFIED;
     renew.ciaddr = ip;
     renew.ifindex = 77;
-    assert_eq!(no_reply(f.send(&renew, NOW).0), NoReply::UnknownClient);
+    assert_no_reply(f.send(&renew, NOW).0, NoReply::UnknownClient);
     // REBINDING: broadcast, reaching the server through the relay.
     let mut rebind = Pkt::relayed(1).kind(3);
     rebind.ciaddr = ip;
-    assert_eq!(no_reply(f.send(&rebind, NOW).0), NoReply::UnknownClient);
+    assert_no_reply(f.send(&rebind, NOW).0, NoReply::UnknownClient);
     assert!(f.events.is_empty(), "nothing was bound");
 }
 
@@ -700,7 +700,7 @@ fn an_init_reboot_for_an_address_other_than_the_record_is_naked() {
     let ip = f.dora(Pkt::relayed(1));
     let mut rel = Pkt::relayed(1).kind(7).opt(54, &SERVER.octets());
     rel.ciaddr = ip;
-    assert_eq!(no_reply(f.send(&rel, NOW + 5).0), NoReply::Released);
+    assert_no_reply(f.send(&rel, NOW + 5).0, NoReply::Released);
     // The record is Released now, still for `ip`: another address is wrong for this client.
     let other = if ip == Ipv4Addr::new(10, 231, 0, 103) {
         Ipv4Addr::new(10, 231, 0, 102)
@@ -746,7 +746,7 @@ fn an_inform_without_ciaddr_is_dropped_and_counted() {
     let mut f = Fixture::new(YAML);
     // Relayed and direct: ciaddr 0.0.0.0 leaves nowhere to reply (RFC 2131 §4.4.3).
     let (o, _) = f.send(&Pkt::relayed(1).kind(8), NOW);
-    assert_eq!(no_reply(o), NoReply::InformWithoutAddress);
+    assert_no_reply(o, NoReply::InformWithoutAddress);
     assert_eq!(
         NoReply::InformWithoutAddress.label(),
         "inform_without_ciaddr"
@@ -754,10 +754,7 @@ fn an_inform_without_ciaddr_is_dropped_and_counted() {
     let mut direct = Pkt::relayed(1).kind(8);
     direct.giaddr = Ipv4Addr::UNSPECIFIED;
     direct.ifindex = 9;
-    assert_eq!(
-        no_reply(f.send(&direct, NOW).0),
-        NoReply::InformWithoutAddress
-    );
+    assert_no_reply(f.send(&direct, NOW).0, NoReply::InformWithoutAddress);
 }
 
 #[test]
@@ -865,9 +862,9 @@ fn relay_suboptions_select_the_subnet_and_the_server_id_but_not_the_route() {
         ack.opts().get(OptionCode::ServerIdentifier),
         Some(&DhcpOption::ServerIdentifier(over))
     );
-    assert_eq!(
-        no_reply(f.send(&req.opt(54, &SERVER.octets()), NOW).0),
-        NoReply::NotForUs
+    assert_no_reply(
+        f.send(&req.opt(54, &SERVER.octets()), NOW).0,
+        NoReply::NotForUs,
     );
 }
 
@@ -882,7 +879,7 @@ fn a_request_from_an_unknown_link_is_naked_only_when_authoritative() {
         "lease_time: 3600\n",
         "lease_time: 3600\n  authoritative: false\n",
     ));
-    assert_eq!(no_reply(f.send(&p, NOW).0), NoReply::NoSubnet);
+    assert_no_reply(f.send(&p, NOW).0, NoReply::NoSubnet);
 }
 
 #[test]
@@ -891,7 +888,7 @@ fn a_selecting_request_without_a_requested_address_is_dropped() {
     // RFC 2131 Table 5: SELECTING MUST carry option 50; ciaddr is not used instead.
     let mut p = Pkt::relayed(1).kind(3).opt(54, &SERVER.octets());
     p.ciaddr = Ipv4Addr::new(10, 231, 0, 100);
-    assert_eq!(no_reply(f.send(&p, NOW).0), NoReply::Incomplete);
+    assert_no_reply(f.send(&p, NOW).0, NoReply::Incomplete);
     assert!(f.events.is_empty());
 }
 
@@ -982,7 +979,7 @@ fn bootp_dynamic_gives_a_pool_address_for_good() {
     assert_eq!(again.unwrap().yiaddr(), ip);
     // Off by default: only reservations are served.
     let mut f = Fixture::new(&BOOT_YAML.replace("  bootp_dynamic: true\n", ""));
-    assert_eq!(no_reply(f.send(&bootp, NOW).0), NoReply::BootpUnknown);
+    assert_no_reply(f.send(&bootp, NOW).0, NoReply::BootpUnknown);
 }
 
 const GLOBAL_YAML: &str = r#"

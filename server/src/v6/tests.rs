@@ -14,7 +14,7 @@ use super::packet::tests::{ia_na, ia_pd, iaaddr, iaprefix, message, option, rela
 use super::packet::{Options, msg, opt};
 use super::*;
 use crate::config::{Assignments, Config};
-use crate::proto::{no_reply, reply};
+use crate::proto::{assert_no_reply, no_reply, reply};
 
 const YAML: &str = r#"
 v6:
@@ -650,7 +650,7 @@ fn relays_nest_up_to_32_layers_every_layer_is_answered_and_33_are_dropped() {
         );
         let (o, adv) = f.raw(&m, NOW);
         if depth > 32 {
-            assert_eq!(no_reply(o), NoReply::Malformed(Malformed::TooManyHops));
+            assert_no_reply(o, NoReply::Malformed(Malformed::TooManyHops));
             assert_eq!(no_reply(o).label(), "v6_too_many_hops");
             continue;
         }
@@ -887,7 +887,7 @@ fn server_identifier_rules() {
     ));
     // No client identifier.
     let m = message(msg::SOLICIT, &[ia_na(1, &[])]);
-    assert_eq!(no_reply(f.relayed(&m, NOW).0), NoReply::NoClientId);
+    assert_no_reply(f.relayed(&m, NOW).0, NoReply::NoClientId);
     assert!(f.events.is_empty());
 }
 
@@ -898,10 +898,7 @@ fn unicast_is_refused_unless_the_server_offered_it() {
     uni.src = SocketAddrV6::new(a("2001:db8:1::100"), CLIENT_PORT, 0, 0);
     uni.dst = a("2001:db8:1::2");
     let c = Client::new(1);
-    assert_eq!(
-        no_reply(f.handle(&c.solicit(), &uni, NOW)),
-        NoReply::Unicast
-    );
+    assert_no_reply(f.handle(&c.solicit(), &uni, NOW), NoReply::Unicast);
     let mut o = c.base();
     o.push(option(opt::SERVERID, SERVER_DUID));
     o.push(ia_na(1, &[iaaddr(a("2001:db8:1::100"), 0, 0)]));
@@ -968,9 +965,9 @@ fn not_on_link_and_confirm() {
     assert_eq!(status(rep.unwrap().msg.opts()), Some(v6::Status::NotOnLink));
     let mut o = c.base();
     o.push(ia_na(1, &[]));
-    assert_eq!(
-        no_reply(f.relayed(&message(msg::CONFIRM, &o), NOW).0),
-        NoReply::NothingToConfirm
+    assert_no_reply(
+        f.relayed(&message(msg::CONFIRM, &o), NOW).0,
+        NoReply::NothingToConfirm,
     );
 }
 
@@ -1096,10 +1093,7 @@ fn information_request_gets_options_only() {
         "not in the ORO"
     );
     let m = message(msg::INFORMATION_REQUEST, &[ia_na(1, &[])]);
-    assert_eq!(
-        no_reply(f.direct(&m, NOW).0),
-        NoReply::IaInInformationRequest
-    );
+    assert_no_reply(f.direct(&m, NOW).0, NoReply::IaInInformationRequest);
 }
 
 #[test]
@@ -1192,9 +1186,9 @@ fn malformed_input_is_counted_not_fatal() {
     let mut f = Fixture::new(YAML);
     let mut m = Client::new(1).solicit();
     m.extend([0, 23, 0, 200, 1]);
-    assert_eq!(
-        no_reply(f.relayed(&m, NOW).0),
-        NoReply::Malformed(Malformed::OptionOverrun)
+    assert_no_reply(
+        f.relayed(&m, NOW).0,
+        NoReply::Malformed(Malformed::OptionOverrun),
     );
     assert_eq!(
         no_reply(f.relayed(&[msg::ADVERTISE, 0, 0, 0], NOW).0).label(),
@@ -1432,9 +1426,9 @@ fn request_renew_rebind_and_confirm_from_a_link_no_subnet_matches() {
     assert_eq!(status(&pds(&m)[0].opts), Some(v6::Status::NoBinding));
     // §18.3.5 and §18.3.3: the server cannot judge the addresses, so it stays silent.
     let (o, _) = send(&mut f, msg::REBIND, false);
-    assert_eq!(no_reply(o), NoReply::NoSubnet);
+    assert_no_reply(o, NoReply::NoSubnet);
     let (o, _) = send(&mut f, msg::CONFIRM, false);
-    assert_eq!(no_reply(o), NoReply::NoSubnet);
+    assert_no_reply(o, NoReply::NoSubnet);
     assert_eq!(NoReply::NoSubnet.label(), "v6_no_subnet");
     // RELEASE needs no link: NoBinding, as anywhere.
     let (o, m) = send(&mut f, msg::RELEASE, true);
