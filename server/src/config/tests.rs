@@ -69,12 +69,38 @@ pub(super) fn roundtrip(c: &Config) {
 }
 
 /// Checks that each document is refused with a message containing its expected text.
-pub(super) fn assert_errors(cases: &[(String, &str)]) {
+fn assert_errors(cases: &[(String, &str)]) {
     for (doc, want) in cases {
         let got = yaml_err(doc);
         assert!(
             got.contains(want),
             "document:\n{doc}\n got: {got}\nwant: {want}"
+        );
+    }
+}
+
+/// One case of a `testdata/errors*.yaml` list: a document and (part of) its refusal.
+#[derive(serde::Deserialize)]
+struct ErrorCase {
+    doc: String,
+    error: String,
+}
+
+/// Checks that each case of the list `file` holds (`text`) is refused with its message.
+///
+/// The lists are YAML so that each document reads as it would in a config file;
+/// a failure names the file and the case's index.
+pub(super) fn assert_error_cases(file: &str, text: &str) {
+    let cases: Vec<ErrorCase> =
+        serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert!(!cases.is_empty(), "{file}: no cases");
+    for (i, case) in cases.iter().enumerate() {
+        let got = yaml_err(&case.doc);
+        assert!(
+            got.contains(&case.error),
+            "{file} case {i}, document:\n{}\n got: {got}\nwant: {}",
+            case.doc,
+            case.error
         );
     }
 }
@@ -351,103 +377,7 @@ fn journal_modes() {
 /// One document per rule; each message must carry the exact key path.
 #[test]
 fn validation_errors_name_the_key() {
-    let sub = |body: &str| format!("v4:\n  subnets:\n    - subnet: 10.0.0.0/24\n{body}");
-    let cases: Vec<(String, &str)> = vec![
-        // Top level.
-        ("port: 0".into(), "port: must be 1..=65535, not 0"),
-        ("workers: 0".into(), "workers: must be at least 1"),
-        ("log_level: \"\"".into(), "log_level: must not be empty"),
-        ("state_dir: \"\"".into(), "state_dir: must not be empty"),
-        ("interfaces: [eth1, eth1]".into(), "interfaces[1]: eth1 is listed twice"),
-        ("interfaces: [\"a b\"]".into(), "interfaces[0]: \"a b\" is not an interface name"),
-        ("journal: { sync: fast }".into(), "journal.sync: unknown mode \"fast\", expected group, interval or none"),
-        ("journal: { sync: group, interval_ms: 5 }".into(), "journal.interval_ms: only applies with sync: interval"),
-        ("journal: { sync: interval, interval_ms: 0 }".into(), "journal.interval_ms: must be at least 1"),
-        ("journal: { max_backlog: 0 }".into(), "journal.max_backlog: must be at least 1"),
-        // Lease times.
-        ("v4: { lease_time: 0 }".into(), "v4.lease_time: must be at least 1 second"),
-        ("v4: { lease_time: 900, min_lease_time: 1200, max_lease_time: 600 }".into(), "v4.max_lease_time: max_lease_time 600 is less than min_lease_time 1200"),
-        ("v4: { min_lease_time: 7200 }".into(), "v4.min_lease_time: min_lease_time 7200 is greater than max_lease_time 3600"),
-        ("v4: { lease_time: 60, min_lease_time: 600, max_lease_time: 7200 }".into(), "v4.lease_time: lease_time 60 is below min_lease_time 600"),
-        ("v4: { lease_time: 9000, min_lease_time: 600, max_lease_time: 7200 }".into(), "v4.lease_time: lease_time 9000 is above max_lease_time 7200"),
-        ("v4: { renew_time: 2000, rebind_time: 1000 }".into(), "v4.renew_time: renew_time 2000 must be less than rebind_time 1000"),
-        ("v4: { renew_time: 1000, rebind_time: 1000 }".into(), "v4.renew_time: renew_time 1000 must be less than rebind_time 1000"),
-        ("v4: { rebind_time: 1h }".into(), "v4.rebind_time: rebind_time 3600 must be less than lease_time 3600"),
-        ("v4: { renew_time: 2h }".into(), "v4.renew_time: renew_time 7200 must be less than lease_time 3600"),
-        ("v4: { offer_hold: 0 }".into(), "v4.offer_hold: must be at least 1 second"),
-        ("v4: { server_id: 255.255.255.255 }".into(), "v4.server_id: 255.255.255.255 is not a unicast address"),
-        ("v4: { server_id: nope }".into(), "v4.server_id: \"nope\" is not an IPv4 address"),
-        (sub("      lease_time: 0"), "v4.subnets[0].lease_time: must be at least 1 second"),
-        ("v4:\n  rebind_time: 30m\n  subnets:\n    - subnet: 10.0.0.0/24\n      lease_time: 10m".into(), "v4.subnets[0].lease_time: lease_time 600 must be greater than v4.rebind_time 1800"),
-        (sub("      lease_time: 1h\n      min_lease_time: 2h"), "v4.subnets[0].min_lease_time: min_lease_time 7200 is greater than max_lease_time 3600"),
-        // Subnets.
-        ("v4: { subnets: [ { subnet: 10.0.0.0/33 } ] }".into(), "v4.subnets[0].subnet: \"10.0.0.0/33\" is not a CIDR subnet like 10.0.0.0/24"),
-        ("v4: { subnets: [ { subnet: 10.0.0.0 } ] }".into(), "v4.subnets[0].subnet: \"10.0.0.0\" is not a CIDR subnet"),
-        ("v4: { subnets: [ { subnet: 10.0.0.1/24 } ] }".into(), "v4.subnets[0].subnet: 10.0.0.1/24 has host bits set (did you mean 10.0.0.0/24?)"),
-        ("v4: { subnets: [ { subnet: 10.0.0.0/8 }, { subnet: 10.1.0.0/16 } ] }".into(), "v4.subnets[1].subnet: 10.1.0.0/16 overlaps 10.0.0.0/8 (v4.subnets[0].subnet)"),
-        ("v4: { subnets: [ { subnet: 10.1.0.0/16 }, { subnet: 10.0.0.0/8 } ] }".into(), "v4.subnets[1].subnet: 10.0.0.0/8 overlaps 10.1.0.0/16 (v4.subnets[0].subnet)"),
-        ("v4: { subnets: [ { subnet: 10.0.0.0/24 }, { subnet: 10.0.1.0/24 }, { subnet: 10.0.0.0/16 } ] }".into(), "v4.subnets[2].subnet: 10.0.0.0/16 overlaps 10.0.0.0/24 (v4.subnets[0].subnet)"),
-        ("v4:\n  subnets: [ { subnet: 10.0.0.0/24 } ]\n  shared_networks: [ { name: a, subnets: [ { subnet: 10.0.0.128/25 } ] } ]".into(), "v4.shared_networks[0].subnets[0].subnet: 10.0.0.128/25 overlaps 10.0.0.0/24 (v4.subnets[0].subnet)"),
-        ("v4: { subnets: [ { subnet: 10.0.0.0/24, id: 2 }, { subnet: 10.0.1.0/24 } ] }".into(), "v4.subnets[1].id: id 2 is already used by v4.subnets[0]"),
-        ("v4: { subnets: [ { subnet: 10.0.0.0/24, id: 0 } ] }".into(), "v4.subnets[0].id: must be at least 1"),
-        // Pools.
-        (sub("      pools: [\"10.0.0.9-10.0.0.5\"]"), "v4.subnets[0].pools[0]: start 10.0.0.9 is after end 10.0.0.5"),
-        (sub("      pools: [{ pool: \"10.0.0.9-10.0.0.5\" }]"), "v4.subnets[0].pools[0].pool: start 10.0.0.9 is after end 10.0.0.5"),
-        (sub("      pools: [\"10.0.0.10-10.0.0.20\", \"10.1.0.1-10.1.0.9\"]"), "v4.subnets[0].pools[1]: 10.1.0.1-10.1.0.9 is not inside subnet 10.0.0.0/24"),
-        (sub("      pools: [\"10.0.0.128/24\"]"), "v4.subnets[0].pools[0]: 10.0.0.128/24 has host bits set"),
-        (sub("      pools: [\"10.0.0.0/23\"]"), "v4.subnets[0].pools[0]: 10.0.0.0-10.0.1.255 is not inside subnet 10.0.0.0/24"),
-        (sub("      pools: [\"10.0.0.1-x\"]"), "v4.subnets[0].pools[0]: \"10.0.0.1-x\" is not a range \"FIRST-LAST\""),
-        (sub("      pools: [\"10.0.0.10-10.0.0.100\", \"10.0.0.50-10.0.0.60\"]"), "v4.subnets[0].pools[1]: 10.0.0.50-10.0.0.60 overlaps v4.subnets[0].pools[0] (10.0.0.10-10.0.0.100)"),
-        (sub("      pools: [\"10.0.0.50-10.0.0.60\", \"10.0.0.10-10.0.0.100\"]"), "v4.subnets[0].pools[1]: 10.0.0.10-10.0.0.100 overlaps v4.subnets[0].pools[0] (10.0.0.50-10.0.0.60)"),
-        (sub("      pools: [\"10.0.0.10-10.0.0.100\", \"10.0.0.200-10.0.0.210\", \"10.0.0.100\"]"), "v4.subnets[0].pools[2]: 10.0.0.100-10.0.0.100 overlaps v4.subnets[0].pools[0]"),
-        (sub("      pools: [{ pool: \"10.0.0.1-10.0.0.9\", opts: {} }]"), "v4.subnets[0].pools[0].opts: unknown key `opts`, expected pool, options, next_server, server_hostname or boot_file_name"),
-        (sub("      pools: [{ options: {} }]"), "v4.subnets[0].pools[0]: missing key `pool`"),
-        (sub("      pools: [5]"), "v4.subnets[0].pools[0]: expected \"FIRST-LAST\", a CIDR like \"10.0.0.0/25\", or { pool: ..., options: ... }, got the number 5"),
-        // Excluded.
-        (sub("      excluded: [10.1.0.5]"), "v4.subnets[0].excluded[0]: 10.1.0.5 is not inside subnet 10.0.0.0/24"),
-        (sub("      excluded: [\"10.0.0.9-10.0.0.1\"]"), "v4.subnets[0].excluded[0]: start 10.0.0.9 is after end 10.0.0.1"),
-        ("v4: { subnets: [ { subnet: 10.0.0.0/8, excluded: [\"10.0.0.0-10.1.0.0\"] } ] }".into(), "v4.subnets[0].excluded[0]: excluded addresses in this subnet would exceed 65536"),
-        // Relays and interfaces.
-        ("v4: { subnets: [ { subnet: 10.0.0.0/24, relays: [10.9.9.9] }, { subnet: 10.0.1.0/24, relays: [10.9.9.9] } ] }".into(), "v4.subnets[1].relays[0]: relay 10.9.9.9 is also listed at v4.subnets[0].relays[0]"),
-        (sub("      relays: [10.9.9.9, 10.9.9.9]"), "v4.subnets[0].relays[1]: relay 10.9.9.9 is already listed at v4.subnets[0].relays[0]"),
-        (sub("      relays: [0.0.0.0]"), "v4.subnets[0].relays[0]: 0.0.0.0 is not a unicast address"),
-        ("v4: { shared_networks: [ { name: a, relays: [10.9.9.9], subnets: [ { subnet: 10.0.0.0/24, relays: [10.9.9.9] } ] } ] }".into(), "v4.shared_networks[0].subnets[0].relays[0]: relay 10.9.9.9 is already listed at v4.shared_networks[0].relays[0]"),
-        ("v4:\n  subnets: [ { subnet: 10.0.0.0/24, relays: [10.9.9.9] } ]\n  shared_networks: [ { name: a, relays: [10.9.9.9], subnets: [ { subnet: 10.0.1.0/24 } ] } ]".into(), "v4.shared_networks[0].relays[0]: relay 10.9.9.9 is also listed at v4.subnets[0].relays[0]"),
-        ("v4: { subnets: [ { subnet: 10.0.0.0/24, interface: eth1 }, { subnet: 10.0.1.0/24, interface: eth1 } ] }".into(), "v4.subnets[1].interface: interface eth1 is also given at v4.subnets[0].interface"),
-        ("v4: { shared_networks: [ { name: a, interface: eth1, subnets: [ { subnet: 10.0.0.0/24, interface: eth2 } ] } ] }".into(), "v4.shared_networks[0].subnets[0].interface: eth2 conflicts with v4.shared_networks[0].interface (eth1)"),
-        // Shared networks.
-        ("v4: { shared_networks: [ { name: a, subnets: [] } ] }".into(), "v4.shared_networks[0].subnets: a shared network needs at least one subnet"),
-        ("v4: { shared_networks: [ { name: a, subnets: [ { subnet: 10.0.0.0/24 } ] }, { name: a, subnets: [ { subnet: 10.0.1.0/24 } ] } ] }".into(), "v4.shared_networks[1].name: \"a\" is already the name of v4.shared_networks[0]"),
-        ("v4: { shared_networks: [ { name: a, options: { broadcast_address: 10.0.0.255 }, subnets: [ { subnet: 10.0.0.0/24 } ] } ] }".into(), "v4.shared_networks[0].options.broadcast_address: option 28 (broadcast_address) is derived from each subnet"),
-        // Options.
-        ("v4: { options: { subnet_mask: 255.0.0.0 } }".into(), "v4.options.subnet_mask: option 1 (subnet_mask) is derived from each subnet"),
-        ("v4: { options: { \"1\": { ip: 255.0.0.0 } } }".into(), "v4.options.1: option 1 (subnet_mask) is derived"),
-        (sub("      options: { gateway: 10.0.0.1 }"), "v4.subnets[0].options.gateway: unknown option name `gateway`"),
-        ("v4: { options: { routers: [x] } }".into(), "v4.options.routers[0]: \"x\" is not an IPv4 address"),
-        (sub("      options: { interface_mtu: big }"), "v4.subnets[0].options.interface_mtu: expected an integer in 0..=65535, got the string \"big\""),
-        (sub("      options: { ip_forwarding: 1 }"), "v4.subnets[0].options.ip_forwarding: expected true or false, got the number 1"),
-        ("v4: { options: { \"300\": { u8: 1 } } }".into(), "v4.options.300: option code 300 is out of range 1..=254"),
-        ("v4: { options: { 51: { u32: 1 } } }".into(), "v4.options.51: option 51 (lease time; set lease_time) is managed by the server"),
-        ("v4: { options: { \"82\": { hex: \"01\" } } }".into(), "v4.options.82: option 82 (relay agent information) is managed by the server"),
-        ("v4: { options: { \"118\": { ip: 10.0.0.0 } } }".into(), "v4.options.118: option 118 (subnet selection; echoed from the client, RFC 3011) is managed by the server"),
-        ("v4: { options: [routers] }".into(), "v4.options: expected a map of option names (or codes) to values, got a list"),
-        (sub("      pools: [{ pool: 10.0.0.1-10.0.0.9, options: { routers: 5 } }]"), "v4.subnets[0].pools[0].options.routers: expected an IPv4 address, got the number 5"),
-        // Reservations.
-        (sub("      reservations: [ { address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[0]: needs an identifier: one of hw_address, client_id, circuit_id, remote_id"),
-        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", client_id: \"01:02\", address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[0]: has both hw_address and client_id; give exactly one identifier"),
-        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5 }, { hw_address: \"02-00-00-00-00-01\", address: 10.0.0.6 } ]"), "v4.subnets[0].reservations[1].hw_address: hw_address 02-00-00-00-00-01 is already reserved by v4.subnets[0].reservations[0]"),
-        (sub("      reservations: [ { circuit_id: ab, address: 10.0.0.5 }, { circuit_id: ab, address: 10.0.0.6 } ]"), "v4.subnets[0].reservations[1].circuit_id: circuit_id ab is already reserved by v4.subnets[0].reservations[0]"),
-        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5 }, { hw_address: \"02:00:00:00:00:02\", address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[1].address: 10.0.0.5 is already reserved by v4.subnets[0].reservations[0]"),
-        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.9.0.5 } ]"), "v4.subnets[0].reservations[0].address: 10.9.0.5 is not inside subnet 10.0.0.0/24"),
-        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.0 } ]"), "v4.subnets[0].reservations[0].address: 10.0.0.0 is the network address of 10.0.0.0/24"),
-        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.255 } ]"), "v4.subnets[0].reservations[0].address: 10.0.0.255 is the broadcast address of 10.0.0.0/24"),
-        (sub("      reservations: [ { hw_address: \"zz:00\", address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[0].hw_address: \"zz:00\" is not a hardware address"),
-        (sub("      reservations: [ { client_id: \"01\", address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[0].client_id: \"01\" is not a client id"),
-        (sub("      reservations: [ { remote_id: \"0xzz\", address: 10.0.0.5 } ]"), "v4.subnets[0].reservations[0].remote_id: \"0xzz\" is not a remote_id"),
-        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5, hostname: \"a b\" } ]"), "v4.subnets[0].reservations[0].hostname: \"a b\" is not a host name"),
-        (sub("      reservations: [ { hw_address: \"02:00:00:00:00:01\", address: 10.0.0.5, options: { bogus: 1 } } ]"), "v4.subnets[0].reservations[0].options.bogus: unknown option name `bogus`"),
-    ];
-    assert_errors(&cases);
+    assert_error_cases("errors4.yaml", include_str!("testdata/errors4.yaml"));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::tests::{assert_errors, roundtrip, yaml};
+use super::tests::{assert_error_cases, roundtrip, yaml};
 use super::*;
 
 /// The document from issue 5, verbatim.
@@ -231,79 +231,11 @@ fn lifetimes_inherit_and_timers_follow_the_preferred_lifetime() {
     roundtrip(&c);
 }
 
+/// One document per rule, shared networks and global reservations included; each
+/// message must carry the exact key path.
 #[test]
 fn validation_errors_name_the_key() {
-    let sub = |body: &str| format!("v6:\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n{body}");
-    let res = |r: &str| sub(&format!("      reservations: [ {r} ]"));
-    let cases: Vec<(String, &str)> = vec![
-        ("v6: { port: 0 }".into(), "v6.port: must be 1..=65535, not 0"),
-        ("v6: { preferred_lifetime: 0 }".into(), "v6.preferred_lifetime: must be at least 1 second"),
-        ("v6: { preferred_lifetime: 3h }".into(), "v6.preferred_lifetime: preferred_lifetime 10800 must not exceed valid_lifetime 7200"),
-        ("v6: { valid_lifetime: 10m }".into(), "v6.valid_lifetime: preferred_lifetime 3600 must not exceed valid_lifetime 600"),
-        ("v6: { renew_time: 1h }".into(), "v6.renew_time: renew_time 3600 must be less than rebind_time 2880 (80% of preferred_lifetime 3600 by default)"),
-        ("v6: { renew_time: 100, rebind_time: 100 }".into(), "v6.renew_time: renew_time 100 must be less than rebind_time 100"),
-        ("v6: { rebind_time: 20m }".into(), "v6.rebind_time: renew_time 1800 (50% of preferred_lifetime 3600 by default) must be less than rebind_time 1200"),
-        ("v6: { rebind_time: 2h, preferred_lifetime: 2h, valid_lifetime: 2h }".into(), "v6.rebind_time: rebind_time 7200 must be less than valid_lifetime 7200"),
-        ("v6: { offer_hold: 0 }".into(), "v6.offer_hold: must be at least 1 second"),
-        ("v6: { preference: 256 }".into(), "v6.preference: expected an integer in 0..=255, got 256"),
-        ("v6: { preference: high }".into(), "v6.preference: expected an integer in 0..=255, got the string \"high\""),
-        ("v6: { server_duid: \"00:01\" }".into(), "v6.server_duid: \"00:01\" is not a DUID in hex"),
-        ("v6: { server_unicast: \"ff02::1:2\" }".into(), "v6.server_unicast: ff02::1:2 is not a unicast address"),
-        ("v6: { server_unicast: 10.0.0.1 }".into(), "v6.server_unicast: \"10.0.0.1\" is not an IPv6 address"),
-        ("v6: { assignments_file: \"\" }".into(), "v6.assignments_file: must not be empty"),
-        ("v6: { options: { routers: [\"2001:db8::1\"] } }".into(), "v6.options.routers: unknown DHCPv6 option name `routers`"),
-        ("v6: { options: { \"14\": { hex: \"\" } } }".into(), "v6.options.14: option 14 (rapid commit; set rapid_commit) is managed"),
-        ("v6: { bogus: 1 }".into(), "v6.bogus: unknown field `bogus`"),
-        // Subnets.
-        ("v6: { subnets: [ { subnet: \"2001:db8::/129\" } ] }".into(), "v6.subnets[0].subnet: \"2001:db8::/129\" is not an IPv6 prefix"),
-        ("v6: { subnets: [ { subnet: 10.0.0.0/8 } ] }".into(), "v6.subnets[0].subnet: \"10.0.0.0/8\" is not an IPv6 prefix"),
-        ("v6: { subnets: [ { subnet: \"2001:db8::1/64\" } ] }".into(), "v6.subnets[0].subnet: 2001:db8::1/64 has host bits set (did you mean 2001:db8::/64?)"),
-        ("v6: { subnets: [ { subnet: \"2001:db8::/48\" }, { subnet: \"2001:db8:0:5::/64\" } ] }".into(), "v6.subnets[1].subnet: 2001:db8:0:5::/64 overlaps 2001:db8::/48 (v6.subnets[0].subnet)"),
-        ("v6: { subnets: [ { subnet: \"2001:db8:0:5::/64\" }, { subnet: \"2001:db8::/48\" } ] }".into(), "v6.subnets[1].subnet: 2001:db8::/48 overlaps 2001:db8:0:5::/64 (v6.subnets[0].subnet)"),
-        ("v6: { subnets: [ { subnet: \"2001:db8:1::/64\", id: 2 }, { subnet: \"2001:db8:2::/64\" } ] }".into(), "v6.subnets[1].id: id 2 is already used by v6.subnets[0]"),
-        (sub("      preferred_lifetime: 3h"), "v6.subnets[0].preferred_lifetime: preferred_lifetime 10800 must not exceed valid_lifetime 7200"),
-        ("v6:\n  renew_time: 1000\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n      preferred_lifetime: 1000".into(), "v6.renew_time: renew_time 1000 must be less than rebind_time 800"),
-        // Pools.
-        (sub("      pools: [\"2001:db8:1::9-2001:db8:1::5\"]"), "v6.subnets[0].pools[0]: start 2001:db8:1::9 is after end 2001:db8:1::5"),
-        (sub("      pools: [\"2001:db8:2::1-2001:db8:2::9\"]"), "v6.subnets[0].pools[0]: 2001:db8:2::1-2001:db8:2::9 is not inside subnet 2001:db8:1::/64"),
-        (sub("      pools: [\"2001:db8:1::1/120\"]"), "v6.subnets[0].pools[0]: 2001:db8:1::1/120 has host bits set"),
-        (sub("      pools: [\"2001:db8::/63\"]"), "v6.subnets[0].pools[0]: 2001:db8::-2001:db8:0:1:ffff:ffff:ffff:ffff is not inside subnet 2001:db8:1::/64"),
-        (sub("      pools: [\"2001:db8:1::1-x\"]"), "v6.subnets[0].pools[0]: \"2001:db8:1::1-x\" is not a range \"FIRST-LAST\" of IPv6 addresses"),
-        (sub("      pools: [\"2001:db8:1::/80\", \"2001:db8:1::100-2001:db8:1::200\"]"), "v6.subnets[0].pools[1]: 2001:db8:1::100-2001:db8:1::200 overlaps v6.subnets[0].pools[0] (2001:db8:1::-2001:db8:1::ffff:ffff:ffff)"),
-        (sub("      excluded: [\"2001:db8:2::1\"]"), "v6.subnets[0].excluded[0]: 2001:db8:2::1 is not inside subnet 2001:db8:1::/64"),
-        (sub("      excluded: [\"2001:db8:1::/100\"]"), "v6.subnets[0].excluded[0]: excluded addresses in this subnet would exceed 65536"),
-        // Prefix delegation pools.
-        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/36\", delegated_len: 56 } ]"), "v6.subnets[0].pd_pools[0].prefix: 2001:db8:100::/36 has host bits set"),
-        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 40 } ]"), "v6.subnets[0].pd_pools[0].delegated_len: delegated_len 40 is shorter than the pool's prefix 2001:db8:100::/48; it must be at least 48"),
-        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 129 } ]"), "v6.subnets[0].pd_pools[0].delegated_len: expected a prefix length in 1..=128, got the number 129"),
-        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\" } ]"), "missing field `delegated_len`"),
-        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 56, excluded_prefix: \"2001:db8:100::/56\" } ]"), "v6.subnets[0].pd_pools[0].excluded_prefix: 2001:db8:100::/56 must be longer than delegated_len 56"),
-        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 56, excluded_prefix: \"2001:db8:200::/64\" } ]"), "v6.subnets[0].pd_pools[0].excluded_prefix: 2001:db8:200::/64 is not inside the pool's prefix 2001:db8:100::/48"),
-        (sub("      pd_pools: [ { prefix: \"2001:db8:100::/48\", delegated_len: 56, excluded: [\"2001:db8:200::/56\"] } ]"), "v6.subnets[0].pd_pools[0].excluded[0]: 2001:db8:200::/56 is not inside the pool's prefix 2001:db8:100::/48"),
-        ("v6:\n  subnets:\n    - subnet: \"2001:db8:1::/64\"\n      pd_pools: [ { prefix: \"2001:db8:100::/40\", delegated_len: 56 } ]\n    - subnet: \"2001:db8:2::/64\"\n      pd_pools: [ { prefix: \"2001:db8:100:100::/56\", delegated_len: 60 } ]".into(), "v6.subnets[1].pd_pools[0].prefix: 2001:db8:100:100::/56 overlaps 2001:db8:100::/40 (v6.subnets[0].pd_pools[0].prefix)"),
-        (sub("      pd_pools: [ { prefix: \"2001:db8::/32\", delegated_len: 56 } ]"), "v6.subnets[0].pd_pools[0].prefix: 2001:db8::/32 overlaps 2001:db8:1::/64 (v6.subnets[0].subnet)"),
-        // Selection.
-        (sub("      relays: [\"2001:db8:9::1\", \"2001:db8:9::1\"]"), "v6.subnets[0].relays[1]: relay 2001:db8:9::1 is already listed at v6.subnets[0].relays[0]"),
-        ("v6: { subnets: [ { subnet: \"2001:db8:1::/64\", relays: [\"2001:db8:9::1\"] }, { subnet: \"2001:db8:2::/64\", relays: [\"2001:db8:9::1\"] } ] }".into(), "v6.subnets[1].relays[0]: relay 2001:db8:9::1 is also listed at v6.subnets[0].relays[0]"),
-        ("v6: { subnets: [ { subnet: \"2001:db8:1::/64\", interface_ids: [a] }, { subnet: \"2001:db8:2::/64\", interface_ids: [\"0x61\"] } ] }".into(), "v6.subnets[1].interface_ids[0]: this interface-id is also listed at v6.subnets[0].interface_ids[0]"),
-        ("v6: { subnets: [ { subnet: \"2001:db8:1::/64\", interface: eth1 }, { subnet: \"2001:db8:2::/64\", interface: eth1 } ] }".into(), "v6.subnets[1].interface: interface eth1 is also given at v6.subnets[0].interface"),
-        (sub("      interface_ids: [\"0xz\"]"), "v6.subnets[0].interface_ids[0]: \"0xz\" is not an interface-id"),
-        // Reservations.
-        (res("{ address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0]: needs an identifier: one of duid, interface_id, remote_id, subscriber_id"),
-        (res("{ duid: \"00:03:00:01:02:00\", remote_id: \"9:a\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0]: has both duid and remote_id"),
-        (res("{ duid: \"00:03:00:01:02:00\" }"), "v6.subnets[0].reservations[0]: reserves nothing: give an address, a prefix or both"),
-        (res("{ duid: \"00:03\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0].duid: \"00:03\" is not a DUID in hex"),
-        (res("{ remote_id: \"CUST1\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0].remote_id: \"CUST1\" is not a remote_id \"ENTERPRISE:ID\""),
-        (res("{ remote_id: \"x:CUST1\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0].remote_id: \"x:CUST1\" is not a remote_id"),
-        (res("{ subscriber_id: \"0x\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[0].subscriber_id: \"0x\" is not a subscriber_id"),
-        (res("{ duid: \"00:03:00:01:02:00\", address: \"2001:db8:2::5\" }"), "v6.subnets[0].reservations[0].address: 2001:db8:2::5 is not inside subnet 2001:db8:1::/64"),
-        (res("{ duid: \"00:03:00:01:02:00\", prefix: \"2001:db8:1:1::1/64\" }"), "v6.subnets[0].reservations[0].prefix: 2001:db8:1:1::1/64 has host bits set"),
-        (res("{ duid: \"00:03:00:01:02:00\", address: \"2001:db8:1::5\" }, { duid: \"00-03-00-01-02-00\", address: \"2001:db8:1::6\" }"), "v6.subnets[0].reservations[1].duid: duid 00-03-00-01-02-00 is already reserved by v6.subnets[0].reservations[0]"),
-        (res("{ duid: \"00:03:00:01:02:00\", address: \"2001:db8:1::5\" }, { duid: \"00:03:00:01:02:01\", address: \"2001:db8:1::5\" }"), "v6.subnets[0].reservations[1].address: 2001:db8:1::5 is already reserved by v6.subnets[0].reservations[0]"),
-        (res("{ remote_id: \"9:a\", prefix: \"2001:db8:100::/56\" }, { remote_id: \"9:b\", prefix: \"2001:db8:100::/56\" }"), "v6.subnets[0].reservations[1].prefix: 2001:db8:100::/56 is already reserved by v6.subnets[0].reservations[0]"),
-        (res("{ duid: \"00:03:00:01:02:00\", address: \"2001:db8:1::5\", options: { dns_servers: 5 } }"), "v6.subnets[0].reservations[0].options.dns_servers: expected an IPv6 address, got the number 5"),
-    ];
-    assert_errors(&cases);
+    assert_error_cases("errors6.yaml", include_str!("testdata/errors6.yaml"));
 }
 
 #[test]
@@ -419,35 +351,6 @@ fn global_reservations_keep_their_own_options_only() {
     assert_eq!(r[1].prefix, Some("2001:db8:f900::/56".parse().unwrap()));
     let text = c.effective_yaml();
     assert!(text.contains("remote_id: 3561:CUST9"), "{text}");
-}
-
-#[test]
-fn shared_network_and_global_reservation_errors_name_the_key() {
-    let shared = |body: &str| format!("v6:\n  shared_networks:\n{body}");
-    let net = "      subnets: [ { subnet: \"2001:db8:1::/64\" } ]\n";
-    let cases: Vec<(String, &str)> = vec![
-        (shared("    - { name: \"\", subnets: [ { subnet: \"2001:db8:1::/64\" } ] }\n"), "v6.shared_networks[0].name: must not be empty"),
-        (shared("    - { name: a }\n"), "v6.shared_networks[0].subnets: a shared network needs at least one subnet"),
-        (shared(&format!("    - name: a\n{net}    - name: a\n      subnets: [ {{ subnet: \"2001:db8:2::/64\" }} ]\n")), "v6.shared_networks[1].name: \"a\" is already the name of v6.shared_networks[0]"),
-        (shared(&format!("    - name: a\n      relays: [\"ff02::1\"]\n{net}")), "v6.shared_networks[0].relays[0]: ff02::1 is not a unicast address"),
-        (shared(&format!("    - name: a\n      interface_ids: [\"\"]\n{net}")), "v6.shared_networks[0].interface_ids[0]: \"\" is not an interface-id"),
-        (shared(&format!("    - name: a\n      options: {{ dns_servers: 5 }}\n{net}")), "v6.shared_networks[0].options.dns_servers: expected an IPv6 address"),
-        (shared(&format!("    - name: a\n      bogus: 1\n{net}")), "v6.shared_networks[0].bogus: unknown field `bogus`"),
-        (shared("    - name: a\n      interface: eth1\n      subnets: [ { subnet: \"2001:db8:1::/64\", interface: eth2 } ]\n"), "v6.shared_networks[0].subnets[0].interface: eth2 conflicts with v6.shared_networks[0].interface (eth1)"),
-        (shared("    - name: a\n      relays: [\"2001:db8::1\"]\n      subnets: [ { subnet: \"2001:db8:1::/64\", relays: [\"2001:db8::1\"] } ]\n"), "v6.shared_networks[0].subnets[0].relays[0]: relay 2001:db8::1 is already listed at v6.shared_networks[0].relays[0]"),
-        (format!("v6:\n  subnets: [ {{ subnet: \"2001:db8:9::/64\", relays: [\"2001:db8::1\"] }} ]\n  shared_networks:\n    - name: a\n      relays: [\"2001:db8::1\"]\n{net}"), "v6.shared_networks[0].relays[0]: relay 2001:db8::1 is also listed at v6.subnets[0].relays[0]"),
-        (shared(&format!("    - name: a\n{net}    - name: b\n      subnets: [ {{ subnet: \"2001:db8:1::/80\" }} ]\n")), "v6.shared_networks[1].subnets[0].subnet: 2001:db8:1::/80 overlaps 2001:db8:1::/64 (v6.shared_networks[0].subnets[0].subnet)"),
-        ("v6: { reservations: [ { duid: \"00:03:00:01\" } ] }".into(), "v6.reservations[0]: reserves nothing"),
-        ("v6: { reservations: [ { duid: \"zz\", address: \"2001:db8::5\" } ] }".into(), "v6.reservations[0].duid: \"zz\" is not a DUID in hex"),
-        ("v6: { reservations: [ { duid: \"00:03:00:01\", address: \"ff02::2\" } ] }".into(), "v6.reservations[0].address: ff02::2 is not a unicast address"),
-        ("v6: { reservations: [ { duid: \"00:03:00:01\", prefix: \"2001:db8::1/48\" } ] }".into(), "v6.reservations[0].prefix: 2001:db8::1/48 has host bits set"),
-        ("v6: { reservations: [ { duid: \"00:03:00:01\", address: \"2001:db8::5\", options: { dns_servers: 5 } } ] }".into(), "v6.reservations[0].options.dns_servers: expected an IPv6 address"),
-        ("v6: { reservations: [ { duid: \"00:03:00:01\", address: \"2001:db8::5\" }, { duid: \"00:03:00:01\", address: \"2001:db8::6\" } ] }".into(), "v6.reservations[1].duid: duid 00:03:00:01 is already reserved by v6.reservations[0]"),
-        ("v6: { reservations: [ { duid: \"00:03:00:01\", address: \"2001:db8::5\" }, { duid: \"00:03:00:02\", address: \"2001:db8::5\" } ] }".into(), "v6.reservations[1].address: 2001:db8::5 is already reserved by v6.reservations[0]"),
-        ("v6:\n  subnets: [ { subnet: \"2001:db8::/64\", reservations: [ { duid: \"00:03:00:01\", address: \"2001:db8::5\" } ] } ]\n  reservations: [ { duid: \"00:03:00:02\", address: \"2001:db8::5\" } ]\n".into(), "v6.reservations[0].address: 2001:db8::5 is already reserved by v6.subnets[0].reservations[0]"),
-        ("v6: { reservations: [ { duid: \"00:03:00:01\", address: \"2001:db8::5\", bogus: 1 } ] }".into(), "v6.reservations[0].bogus: unknown field `bogus`"),
-    ];
-    assert_errors(&cases);
 }
 
 #[test]
