@@ -90,7 +90,7 @@ struct ErrorCase {
 ///
 /// The lists are YAML so that each document reads as it would in a config file;
 /// a failure names the file and the case's index.
-pub(super) fn assert_error_cases(file: &str, text: &str) {
+fn assert_error_cases(file: &str, text: &str) {
     let cases: Vec<ErrorCase> =
         serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{file}: {e}"));
     assert!(!cases.is_empty(), "{file}: no cases");
@@ -374,10 +374,16 @@ fn journal_modes() {
     assert!(!j.preallocate && !j.realtime_sync);
 }
 
-/// One document per rule; each message must carry the exact key path.
+/// One document per rule, each family's from its own list; each message must carry the
+/// exact key path.
 #[test]
 fn validation_errors_name_the_key() {
-    assert_error_cases("errors4.yaml", include_str!("testdata/errors4.yaml"));
+    for (file, text) in [
+        ("errors4.yaml", include_str!("testdata/errors4.yaml")),
+        ("errors6.yaml", include_str!("testdata/errors6.yaml")),
+    ] {
+        assert_error_cases(file, text);
+    }
 }
 
 #[test]

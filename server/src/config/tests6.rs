@@ -2,7 +2,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::tests::{assert_error_cases, roundtrip, yaml};
+use super::tests::{roundtrip, yaml};
 use super::*;
 
 /// The document from issue 5, verbatim.
@@ -229,13 +229,6 @@ fn lifetimes_inherit_and_timers_follow_the_preferred_lifetime() {
         ]
     );
     roundtrip(&c);
-}
-
-/// One document per rule, shared networks and global reservations included; each
-/// message must carry the exact key path.
-#[test]
-fn validation_errors_name_the_key() {
-    assert_error_cases("errors6.yaml", include_str!("testdata/errors6.yaml"));
 }
 
 #[test]
