@@ -741,6 +741,41 @@ pub(super) fn render<S: Scheme>(set: &EncodedOptions<S::Code>) -> Value {
     Value::Map(entries)
 }
 
+/// Test helpers shared by both families' catalogue tests.
+#[cfg(test)]
+pub(super) mod testing {
+    use super::*;
+
+    /// The options map `yaml_value` encoded in scheme `S` at path `o`, or the error's text.
+    pub(in crate::config) fn enc<S: Scheme>(
+        yaml_value: &str,
+    ) -> Result<EncodedOptions<S::Code>, String> {
+        let v: Value = serde_saphyr::from_str(yaml_value).map_err(|e| e.to_string())?;
+        parse_map::<S>("o", Some(&v), |_, _| Ok(())).map_err(|e| e.to_string())
+    }
+
+    /// The payload of `code`, which must be the only option `yaml_value` sets.
+    pub(in crate::config) fn one<S: Scheme>(yaml_value: &str, code: S::Code) -> Vec<u8>
+    where
+        S::Code: fmt::Debug,
+    {
+        let set = enc::<S>(yaml_value).unwrap();
+        assert_eq!(set.len(), 1, "{set:?}");
+        set.get(code).unwrap().to_vec()
+    }
+
+    /// Checks that each map is refused with a message containing its expected text.
+    pub(in crate::config) fn assert_refused<S: Scheme>(cases: &[(&str, &str)])
+    where
+        S::Code: fmt::Debug,
+    {
+        for (yaml, want) in cases {
+            let got = enc::<S>(yaml).unwrap_err();
+            assert!(got.contains(want), "{yaml}\n got: {got}\nwant: {want}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,17 +134,15 @@ pub(super) fn render_options(set: &OptionSet) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use super::super::options::testing;
     use super::*;
 
     fn enc(yaml_value: &str) -> Result<OptionSet, String> {
-        let v: Value = serde_saphyr::from_str(yaml_value).map_err(|e| e.to_string())?;
-        parse_options("o", Some(&v), Level::Narrow).map_err(|e| e.to_string())
+        testing::enc::<V4>(yaml_value)
     }
 
     fn one(yaml_value: &str, code: u8) -> Vec<u8> {
-        let set = enc(yaml_value).unwrap();
-        assert_eq!(set.len(), 1, "{set:?}");
-        set.get(code).unwrap().to_vec()
+        testing::one::<V4>(yaml_value, code)
     }
 
     #[test]
@@ -327,10 +325,7 @@ mod tests {
             ),
             ("host_name: \"\"", "o.host_name: must not be empty"),
         ];
-        for (yaml, want) in cases {
-            let got = enc(yaml).unwrap_err();
-            assert!(got.contains(want), "{yaml}\n got: {got}\nwant: {want}");
-        }
+        testing::assert_refused::<V4>(&cases);
     }
 
     #[test]

@@ -110,17 +110,15 @@ pub(super) fn render_options6(set: &OptionSet6) -> Value {
 #[cfg(test)]
 mod tests {
     use super::super::options::decode_ntp;
+    use super::super::options::testing;
     use super::*;
 
     fn enc(yaml_value: &str) -> Result<OptionSet6, String> {
-        let v: Value = serde_saphyr::from_str(yaml_value).map_err(|e| e.to_string())?;
-        parse_options6("o", Some(&v)).map_err(|e| e.to_string())
+        testing::enc::<V6>(yaml_value)
     }
 
     fn one(yaml_value: &str, code: u16) -> Vec<u8> {
-        let set = enc(yaml_value).unwrap();
-        assert_eq!(set.len(), 1, "{set:?}");
-        set.get(code).unwrap().to_vec()
+        testing::one::<V6>(yaml_value, code)
     }
 
     fn a(s: &str) -> [u8; 16] {
@@ -230,10 +228,7 @@ mod tests {
                 "o.23: option 23 is already set by `dns_servers`",
             ),
         ];
-        for (yaml, want) in cases {
-            let got = enc(yaml).unwrap_err();
-            assert!(got.contains(want), "{yaml}\n got: {got}\nwant: {want}");
-        }
+        testing::assert_refused::<V6>(&cases);
     }
 
     #[test]

@@ -68,6 +68,15 @@ pub(super) fn roundtrip(c: &Config) {
     assert_eq!(&again, c, "effective YAML differs:\n{text}");
 }
 
+/// Checks that `c` reads back from its effective YAML and that the text holds each of `wants`.
+pub(super) fn assert_effective(c: &Config, wants: &[&str]) {
+    roundtrip(c);
+    let text = c.effective_yaml();
+    for want in wants {
+        assert!(text.contains(want), "{want} missing from\n{text}");
+    }
+}
+
 /// Checks that each document is refused with a message containing its expected text.
 fn assert_errors(cases: &[(String, &str)]) {
     for (doc, want) in cases {
@@ -594,19 +603,18 @@ fn effective_yaml_round_trips() {
          - { remote_id: \"port 7\", address: 10.0.0.9, bootp: false }\n      \
          options: { \"12\": { hex: \"ff:fe\" }, \"200\": { u16: [1, 2] } }\n",
     );
-    roundtrip(&c);
-    let text = c.effective_yaml();
     // Defaults are spelled out.
-    for want in [
-        "port: 67",
-        "offer_hold: 30s",
-        "decline_probation: 1day",
-        "sync: none",
-        "id: 1",
-        "bootp: true",
-    ] {
-        assert!(text.contains(want), "{want} missing from\n{text}");
-    }
+    assert_effective(
+        &c,
+        &[
+            "port: 67",
+            "offer_hold: 30s",
+            "decline_probation: 1day",
+            "sync: none",
+            "id: 1",
+            "bootp: true",
+        ],
+    );
 }
 
 #[test]
@@ -798,16 +806,15 @@ fn global_reservations_and_bootp_dynamic() {
                     subnets: [ { subnet: 10.0.0.0/24, next_server: 10.0.0.8, pools: [ { pool: 10.0.0.10-10.0.0.20, boot_file_name: p.0 } ] } ]\n";
     let from_json = Config::from_json_str(json).unwrap_or_else(|e| panic!("{}", e.report()));
     assert_eq!(from_json, yaml(yaml_doc), "YAML and JSON agree");
-    roundtrip(&from_json);
-    let text = from_json.effective_yaml();
-    for want in [
-        "bootp_dynamic: true",
-        "next_server: \"10.0.0.8\"",
-        "boot_file_name: p.0",
-        "boot_file_name: own.0",
-    ] {
-        assert!(text.contains(want), "{want} missing from\n{text}");
-    }
+    assert_effective(
+        &from_json,
+        &[
+            "bootp_dynamic: true",
+            "next_server: \"10.0.0.8\"",
+            "boot_file_name: p.0",
+            "boot_file_name: own.0",
+        ],
+    );
     // The default is spelled out.
     assert!(yaml("").effective_yaml().contains("bootp_dynamic: false"));
 
