@@ -741,39 +741,39 @@ pub(super) fn render<S: Scheme>(set: &EncodedOptions<S::Code>) -> Value {
     Value::Map(entries)
 }
 
-/// Test helpers shared by both families' catalogue tests.
+/// Test helpers shared by both families' catalogue tests, called as `V4::one(..)`.
 #[cfg(test)]
 pub(super) mod testing {
     use super::*;
 
-    /// The options map `yaml_value` encoded in scheme `S` at path `o`, or the error's text.
-    pub(in crate::config) fn enc<S: Scheme>(
-        yaml_value: &str,
-    ) -> Result<EncodedOptions<S::Code>, String> {
-        let v: Value = serde_saphyr::from_str(yaml_value).map_err(|e| e.to_string())?;
-        parse_map::<S>("o", Some(&v), |_, _| Ok(())).map_err(|e| e.to_string())
-    }
-
-    /// The payload of `code`, which must be the only option `yaml_value` sets.
-    pub(in crate::config) fn one<S: Scheme>(yaml_value: &str, code: S::Code) -> Vec<u8>
+    /// Encoding checks for any [`Scheme`].
+    pub(in crate::config) trait Encode: Scheme + Sized
     where
-        S::Code: fmt::Debug,
+        Self::Code: fmt::Debug,
     {
-        let set = enc::<S>(yaml_value).unwrap();
-        assert_eq!(set.len(), 1, "{set:?}");
-        set.get(code).unwrap().to_vec()
-    }
+        /// The options map `yaml_value` encoded at path `o`, or the error's text.
+        fn enc(yaml_value: &str) -> Result<EncodedOptions<Self::Code>, String> {
+            let v: Value = serde_saphyr::from_str(yaml_value).map_err(|e| e.to_string())?;
+            parse_map::<Self>("o", Some(&v), |_, _| Ok(())).map_err(|e| e.to_string())
+        }
 
-    /// Checks that each map is refused with a message containing its expected text.
-    pub(in crate::config) fn assert_refused<S: Scheme>(cases: &[(&str, &str)])
-    where
-        S::Code: fmt::Debug,
-    {
-        for (yaml, want) in cases {
-            let got = enc::<S>(yaml).unwrap_err();
-            assert!(got.contains(want), "{yaml}\n got: {got}\nwant: {want}");
+        /// The payload of `code`, which must be the only option `yaml_value` sets.
+        fn one(yaml_value: &str, code: Self::Code) -> Vec<u8> {
+            let set = Self::enc(yaml_value).unwrap();
+            assert_eq!(set.len(), 1, "{set:?}");
+            set.get(code).unwrap().to_vec()
+        }
+
+        /// Checks that each map is refused with a message containing its expected text.
+        fn assert_refused(cases: &[(&str, &str)]) {
+            for (yaml, want) in cases {
+                let got = Self::enc(yaml).unwrap_err();
+                assert!(got.contains(want), "{yaml}\n got: {got}\nwant: {want}");
+            }
         }
     }
+
+    impl<S: Scheme> Encode for S where S::Code: fmt::Debug {}
 }
 
 #[cfg(test)]

@@ -134,65 +134,57 @@ pub(super) fn render_options(set: &OptionSet) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::super::options::testing;
+    use super::super::options::testing::Encode as _;
     use super::*;
-
-    fn enc(yaml_value: &str) -> Result<OptionSet, String> {
-        testing::enc::<V4>(yaml_value)
-    }
-
-    fn one(yaml_value: &str, code: u8) -> Vec<u8> {
-        testing::one::<V4>(yaml_value, code)
-    }
 
     #[test]
     fn named_scalars_encode_big_endian() {
-        assert_eq!(one("time_offset: -3600", 2), (-3600i32).to_be_bytes());
-        assert_eq!(one("interface_mtu: 1500", 26), [0x05, 0xdc]);
-        assert_eq!(one("arp_cache_timeout: 70000", 35), [0, 1, 0x11, 0x70]);
-        assert_eq!(one("netbios_node_type: 8", 46), [8]);
-        assert_eq!(one("ip_forwarding: false", 19), [0]);
-        assert_eq!(one("domain_name: example.test", 15), b"example.test");
-        assert_eq!(one("subnet_mask: 255.255.255.0", 1), [255, 255, 255, 0]);
+        assert_eq!(V4::one("time_offset: -3600", 2), (-3600i32).to_be_bytes());
+        assert_eq!(V4::one("interface_mtu: 1500", 26), [0x05, 0xdc]);
+        assert_eq!(V4::one("arp_cache_timeout: 70000", 35), [0, 1, 0x11, 0x70]);
+        assert_eq!(V4::one("netbios_node_type: 8", 46), [8]);
+        assert_eq!(V4::one("ip_forwarding: false", 19), [0]);
+        assert_eq!(V4::one("domain_name: example.test", 15), b"example.test");
+        assert_eq!(V4::one("subnet_mask: 255.255.255.0", 1), [255, 255, 255, 0]);
         assert_eq!(
-            one("routers: [10.0.0.1, 10.0.0.2]", 3),
+            V4::one("routers: [10.0.0.1, 10.0.0.2]", 3),
             [10, 0, 0, 1, 10, 0, 0, 2]
         );
         // A single address is a list of one.
-        assert_eq!(one("ntp_servers: 10.0.0.9", 42), [10, 0, 0, 9]);
+        assert_eq!(V4::one("ntp_servers: 10.0.0.9", 42), [10, 0, 0, 9]);
         assert_eq!(
-            one("vendor_encapsulated_options: \"01:04:c0:a8:00:01\"", 43),
+            V4::one("vendor_encapsulated_options: \"01:04:c0:a8:00:01\"", 43),
             [1, 4, 0xc0, 0xa8, 0, 1]
         );
         assert_eq!(
-            one("static_routes: [\"192.168.5.0 via 10.0.0.1\"]", 33),
+            V4::one("static_routes: [\"192.168.5.0 via 10.0.0.1\"]", 33),
             [192, 168, 5, 0, 10, 0, 0, 1]
         );
     }
 
     #[test]
     fn by_code_typed_values() {
-        assert_eq!(one("\"150\": { ip: [10.0.0.5] }", 150), [10, 0, 0, 5]);
+        assert_eq!(V4::one("\"150\": { ip: [10.0.0.5] }", 150), [10, 0, 0, 5]);
         assert_eq!(
-            one("150: { ips: [1.2.3.4, 5.6.7.8] }", 150),
+            V4::one("150: { ips: [1.2.3.4, 5.6.7.8] }", 150),
             [1, 2, 3, 4, 5, 6, 7, 8]
         );
-        assert_eq!(one("\"200\": { u8: 1 }", 200), [1]);
-        assert_eq!(one("\"200\": { u16: [1, 2] }", 200), [0, 1, 0, 2]);
-        assert_eq!(one("\"200\": { u32: 1 }", 200), [0, 0, 0, 1]);
-        assert_eq!(one("\"200\": { i32: -1 }", 200), [0xff; 4]);
-        assert_eq!(one("\"200\": { bool: true }", 200), [1]);
-        assert_eq!(one("\"200\": { string: \"x y\" }", 200), b"x y");
-        assert_eq!(one("\"200\": { hex: \"0x01020a\" }", 200), [1, 2, 10]);
-        assert_eq!(one("\"200\": { hex: \"01-02-0a\" }", 200), [1, 2, 10]);
+        assert_eq!(V4::one("\"200\": { u8: 1 }", 200), [1]);
+        assert_eq!(V4::one("\"200\": { u16: [1, 2] }", 200), [0, 1, 0, 2]);
+        assert_eq!(V4::one("\"200\": { u32: 1 }", 200), [0, 0, 0, 1]);
+        assert_eq!(V4::one("\"200\": { i32: -1 }", 200), [0xff; 4]);
+        assert_eq!(V4::one("\"200\": { bool: true }", 200), [1]);
+        assert_eq!(V4::one("\"200\": { string: \"x y\" }", 200), b"x y");
+        assert_eq!(V4::one("\"200\": { hex: \"0x01020a\" }", 200), [1, 2, 10]);
+        assert_eq!(V4::one("\"200\": { hex: \"01-02-0a\" }", 200), [1, 2, 10]);
         // A known code by number is fine too.
-        assert_eq!(one("\"3\": { ip: 10.0.0.1 }", 3), [10, 0, 0, 1]);
+        assert_eq!(V4::one("\"3\": { ip: 10.0.0.1 }", 3), [10, 0, 0, 1]);
     }
 
     /// RFC 3397 §2's example names, without the compression pointer that example uses.
     #[test]
     fn domain_search_rfc3397() {
-        let got = one("domain_search: [eng.apple.com., marketing.apple.com]", 119);
+        let got = V4::one("domain_search: [eng.apple.com., marketing.apple.com]", 119);
         let want: &[u8] = b"\x03eng\x05apple\x03com\x00\x09marketing\x05apple\x03com\x00";
         assert_eq!(got, want);
         // The first name is byte for byte the RFC's.
@@ -219,7 +211,7 @@ mod tests {
             ("10.198.122.47/32", &[32, 10, 198, 122, 47]),
         ];
         for (dest, descriptor) in cases {
-            let got = one(
+            let got = V4::one(
                 &format!("classless_static_routes: [\"{dest} via 10.0.0.1\"]"),
                 121,
             );
@@ -227,7 +219,7 @@ mod tests {
             want.extend([10, 0, 0, 1]);
             assert_eq!(got, want, "{dest}");
         }
-        let two = one(
+        let two = V4::one(
             "classless_static_routes: [\"10.17.0.0/16 via 10.0.0.1\", \"default via 10.0.0.2\"]",
             121,
         );
@@ -325,7 +317,7 @@ mod tests {
             ),
             ("host_name: \"\"", "o.host_name: must not be empty"),
         ];
-        testing::assert_refused::<V4>(&cases);
+        V4::assert_refused(&cases);
     }
 
     #[test]
@@ -340,8 +332,8 @@ mod tests {
 
     #[test]
     fn merge_child_wins_per_code() {
-        let parent = enc("routers: 10.0.0.1\ndomain_name: a").unwrap();
-        let child = enc("domain_name: b\nntp_servers: 10.0.0.2").unwrap();
+        let parent = V4::enc("routers: 10.0.0.1\ndomain_name: a").unwrap();
+        let child = V4::enc("domain_name: b\nntp_servers: 10.0.0.2").unwrap();
         let m = parent.merged(&child);
         assert_eq!(m.get(3), Some(&[10, 0, 0, 1][..]));
         assert_eq!(m.get(15), Some(&b"b"[..]));
@@ -352,7 +344,7 @@ mod tests {
 
     #[test]
     fn render_parses_back_to_the_same_bytes() {
-        let set = enc(
+        let set = V4::enc(
             "routers: [10.0.0.1]\ntime_offset: -5\ndomain_search: [a.b, c.d]\n\
              classless_static_routes: [\"default via 10.0.0.1\", \"10.1.0.0/16 via 10.0.0.2\"]\n\
              static_routes: [\"10.9.0.0 via 10.0.0.1\"]\nip_forwarding: true\n\

@@ -110,16 +110,8 @@ pub(super) fn render_options6(set: &OptionSet6) -> Value {
 #[cfg(test)]
 mod tests {
     use super::super::options::decode_ntp;
-    use super::super::options::testing;
+    use super::super::options::testing::Encode as _;
     use super::*;
-
-    fn enc(yaml_value: &str) -> Result<OptionSet6, String> {
-        testing::enc::<V6>(yaml_value)
-    }
-
-    fn one(yaml_value: &str, code: u16) -> Vec<u8> {
-        testing::one::<V6>(yaml_value, code)
-    }
 
     fn a(s: &str) -> [u8; 16] {
         s.parse::<Ipv6Addr>().unwrap().octets()
@@ -127,23 +119,26 @@ mod tests {
 
     #[test]
     fn named_options_encode() {
-        assert_eq!(one("dns_servers: \"2001:db8::1\"", 23), a("2001:db8::1"));
-        let two = one("sntp_servers: [\"2001:db8::1\", \"2001:db8::2\"]", 31);
+        assert_eq!(
+            V6::one("dns_servers: \"2001:db8::1\"", 23),
+            a("2001:db8::1")
+        );
+        let two = V6::one("sntp_servers: [\"2001:db8::1\", \"2001:db8::2\"]", 31);
         assert_eq!(two, [a("2001:db8::1"), a("2001:db8::2")].concat());
         assert_eq!(
-            one("domain_search: [example.test]", 24),
+            V6::one("domain_search: [example.test]", 24),
             b"\x07example\x04test\x00"
         );
         assert_eq!(
-            one("information_refresh_time: 86400", 32),
+            V6::one("information_refresh_time: 86400", 32),
             86400u32.to_be_bytes()
         );
         assert_eq!(
-            one("aftr_name: aftr.example", 64),
+            V6::one("aftr_name: aftr.example", 64),
             b"\x04aftr\x07example\x00"
         );
         assert_eq!(
-            one("bootfile_url: \"tftp://[2001:db8::1]/x\"", 59),
+            V6::one("bootfile_url: \"tftp://[2001:db8::1]/x\"", 59),
             b"tftp://[2001:db8::1]/x"
         );
     }
@@ -151,7 +146,7 @@ mod tests {
     /// RFC 5908 §4: each server is a sub-option (code, length, value).
     #[test]
     fn ntp_servers_use_suboptions() {
-        let got = one(
+        let got = V6::one(
             "ntp_servers: [\"2001:db8::123\", \"ff05::101\", ntp.example]",
             56,
         );
@@ -171,13 +166,13 @@ mod tests {
     #[test]
     fn by_code_typed_values() {
         assert_eq!(
-            one("\"65000\": { ip: \"2001:db8::5\" }", 65000),
+            V6::one("\"65000\": { ip: \"2001:db8::5\" }", 65000),
             a("2001:db8::5")
         );
-        assert_eq!(one("\"300\": { u16: [1, 2] }", 300), [0, 1, 0, 2]);
-        assert_eq!(one("\"300\": { i32: -1 }", 300), [0xff; 4]);
-        assert_eq!(one("\"300\": { hex: \"0x0102\" }", 300), [1, 2]);
-        assert_eq!(one("\"300\": { string: x }", 300), b"x");
+        assert_eq!(V6::one("\"300\": { u16: [1, 2] }", 300), [0, 1, 0, 2]);
+        assert_eq!(V6::one("\"300\": { i32: -1 }", 300), [0xff; 4]);
+        assert_eq!(V6::one("\"300\": { hex: \"0x0102\" }", 300), [1, 2]);
+        assert_eq!(V6::one("\"300\": { string: x }", 300), b"x");
     }
 
     #[test]
@@ -228,12 +223,12 @@ mod tests {
                 "o.23: option 23 is already set by `dns_servers`",
             ),
         ];
-        testing::assert_refused::<V6>(&cases);
+        V6::assert_refused(&cases);
     }
 
     #[test]
     fn render_parses_back_to_the_same_bytes() {
-        let set = enc(
+        let set = V6::enc(
             "dns_servers: [\"2001:db8::1\"]\ndomain_search: [a.b, c.d]\n\
              ntp_servers: [\"2001:db8::123\", ntp.example]\ninformation_refresh_time: 3600\n\
              \"65000\": { u8: 7 }\n\"64\": { hex: \"01:02\" }",
