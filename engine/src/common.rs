@@ -9,8 +9,7 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::lease::{EventKind, LeaseState, Time};
-use crate::slots::{Records, Slot};
+use crate::lease::{LeaseState, Time};
 
 /// What both engines' record slabs share: the "none" index, the slot kinds in the low two
 /// bits of a slot's flags (each engine's own flags take the bits above them), the arena's
@@ -276,63 +275,6 @@ pub(crate) fn restore_one<S: Sharded>(
         }
         put(g);
     });
-    true
-}
-
-/// A shard as RELEASE and DECLINE see it: both families end a client's record alike.
-pub(crate) trait Ends {
-    type Slot: Slot;
-
-    fn records(&self) -> &Records<Self::Slot>;
-    fn expire_if_due(&mut self, res: <Self::Slot as Slot>::Res, now: Time);
-    /// Gives the record at `idx` a new state and times (under a new version), and hands out
-    /// a `kind` event of it.
-    fn end(&mut self, idx: u32, state: LeaseState, starts: Time, expires: Time, kind: EventKind);
-}
-
-/// RELEASE: the binding of `res` by the client whose key is `key` becomes Released
-/// (remembered for it). Returns whether there was one.
-pub(crate) fn release<S: Ends>(
-    g: &mut S,
-    res: <S::Slot as Slot>::Res,
-    key: &[u8],
-    now: Time,
-) -> bool {
-    g.expire_if_due(res, now);
-    let Some(idx) = g.records().find(res) else {
-        return false;
-    };
-    let slot = *g.records().slot(idx);
-    if g.records().key(idx) != key || slot.state() != LeaseState::Bound {
-        return false;
-    }
-    let starts = Time::from(slot.starts());
-    g.end(idx, LeaseState::Released, starts, now, EventKind::Released);
-    true
-}
-
-/// DECLINE: the offer or binding of `res` by the client whose key is `key` is quarantined
-/// until `until`. Returns whether there was one.
-pub(crate) fn decline<S: Ends>(
-    g: &mut S,
-    res: <S::Slot as Slot>::Res,
-    key: &[u8],
-    now: Time,
-    until: Time,
-) -> bool {
-    g.expire_if_due(res, now);
-    let Some(idx) = g.records().find(res) else {
-        return false;
-    };
-    if g.records().key(idx) != key
-        || !matches!(
-            g.records().slot(idx).state(),
-            LeaseState::Offered | LeaseState::Bound
-        )
-    {
-        return false;
-    }
-    g.end(idx, LeaseState::Declined, now, until, EventKind::Declined);
     true
 }
 

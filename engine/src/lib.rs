@@ -101,6 +101,7 @@
 
 mod choose;
 mod common;
+mod ends;
 mod engine;
 pub mod engine_core;
 mod error;

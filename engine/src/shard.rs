@@ -19,8 +19,9 @@ use std::net::Ipv4Addr;
 
 use roaring::RoaringBitmap;
 
+use crate::common::Sharded;
 use crate::common::slot::clamp;
-use crate::common::{self, Sharded};
+use crate::ends::{self, Ends as _};
 use crate::grow::MinHeap;
 use crate::ident::ClientKey;
 use crate::lease::{
@@ -28,7 +29,6 @@ use crate::lease::{
 };
 use crate::pools::{Place, PoolId};
 use crate::records::{NewRecord, Records, Slot};
-use crate::slots::Slot as _;
 
 pub(crate) use crate::common::{Avail, Claim, Counts, current_rank, is_held};
 
@@ -138,12 +138,6 @@ impl Shard {
         }
     }
 
-    /// The next version: every change to a record takes one.
-    fn tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
-    }
-
     pub(crate) fn lookup(&self, client: &ClientKey) -> Option<LeaseView> {
         self.records
             .client(client)
@@ -211,79 +205,12 @@ impl Shard {
         2 * self.held + 64 + self.records.slab_len() / REBUILD_STEP + 1
     }
 
-    /// Adds `rec` at its address, which has no record here, taking the address out of the free
-    /// sets if the record holds it, or marking it remembered if not.
-    pub(crate) fn insert(&mut self, rec: &NewRecord<'_>) -> u32 {
-        if let Place::Dynamic { pool, off } = rec.place {
-            let free = &mut self.free[pool.index()];
-            free.clean.remove(off);
-            if is_held(rec.state) {
-                free.remembered.remove(off);
-            } else {
-                free.remembered.insert(off);
-            }
-        }
-        let held = is_held(rec.state);
-        if held {
-            self.held += 1;
-            tally(&mut self.counts, rec.place, rec.state, true);
-        }
-        let idx = self.records.insert(rec);
-        if held {
-            self.push_expiry(clamp(rec.expires), rec.addr);
-        }
-        idx
-    }
-
     /// Drops the record at `addr` (and its client's index entry if it is the indexed one);
     /// a dynamic address becomes clean free. Returns the record's state, and the record as a
     /// lease if it was Bound or Declined (the callers that emit an event need it then).
     pub(crate) fn remove(&mut self, addr: u32) -> Option<(LeaseState, Option<Lease>)> {
         let idx = self.records.find(addr)?;
-        let state = self.records.slot(idx).state;
-        let place = self.records.place(idx);
-        let lease = matches!(state, LeaseState::Bound | LeaseState::Declined)
-            .then(|| self.records.lease(idx));
-        self.records.remove(idx);
-        if let Place::Dynamic { pool, off } = place {
-            let free = &mut self.free[pool.index()];
-            free.remembered.remove(off);
-            free.clean.insert(off);
-        }
-        if is_held(state) {
-            self.held -= 1;
-            tally(&mut self.counts, place, state, false);
-        }
-        Some((state, lease))
-    }
-
-    /// Moves the record at slab index `idx` to `term`, keeping free sets, counts and heap in
-    /// step.
-    fn set_term(&mut self, idx: u32, term: Term) {
-        let slot = self.records.slot(idx);
-        let (old, addr) = (slot.state, slot.addr);
-        let place = self.records.place(idx);
-        let version = self.tick();
-        self.records
-            .set_term(idx, term.state, term.starts, term.expires, version);
-        if is_held(old) {
-            self.held -= 1;
-            tally(&mut self.counts, place, old, false);
-        }
-        if let Place::Dynamic { pool, off } = place {
-            let free = &mut self.free[pool.index()];
-            free.clean.remove(off);
-            if is_held(term.state) {
-                free.remembered.remove(off);
-            } else {
-                free.remembered.insert(off);
-            }
-        }
-        if is_held(term.state) {
-            self.held += 1;
-            tally(&mut self.counts, place, term.state, true);
-            self.push_expiry(clamp(term.expires), addr);
-        }
+        Some(ends::Ends::remove_at(self, idx))
     }
 
     /// Queues the event of a change just made (`lease.version` is that change's tick).
@@ -296,79 +223,10 @@ impl Shard {
         self.pending.push(LeaseEvent { kind, lease });
     }
 
-    fn emit_current(&mut self, kind: EventKind, idx: u32) {
-        let lease = self.records.lease(idx);
-        self.emit(kind, lease);
-    }
-
-    /// Ends the held record at `addr` whose time has come.
-    fn expire(&mut self, addr: u32) {
-        let Some(idx) = self.records.find(addr) else {
-            return;
-        };
-        let slot = *self.records.slot(idx);
-        match slot.state {
-            // An offer ends silently: it was never journaled.
-            LeaseState::Offered => {
-                self.remove(addr);
-            }
-            // The record stays so the client gets the same address back if still free.
-            LeaseState::Bound => {
-                let term = Term {
-                    state: LeaseState::Expired,
-                    starts: Time::from(slot.starts),
-                    expires: Time::from(slot.expires),
-                };
-                self.set_term(idx, term);
-                self.emit_current(EventKind::Expired, idx);
-            }
-            // The quarantine ends; the journal hears of it so that replay lifts it too.
-            LeaseState::Declined => {
-                if let Some((_, Some(mut lease))) = self.remove(addr) {
-                    lease.state = LeaseState::Expired;
-                    lease.version = self.tick();
-                    self.emit(EventKind::Expired, lease);
-                }
-            }
-            LeaseState::Released | LeaseState::Expired => {}
-        }
-    }
-
-    /// Ends the record at `addr` if it is held and its time has passed. Every check of a
-    /// specific address goes through this, so a record whose time has passed never blocks
-    /// anyone, whether or not `reclaim` has reached it yet.
+    /// Ends the record at `addr` if it is held and its time has passed (see
+    /// [`ends::expire_if_due`]).
     pub(crate) fn expire_if_due(&mut self, addr: u32, now: Time) {
-        if self
-            .records
-            .get(addr)
-            .is_some_and(|slot| is_held(slot.state) && Time::from(slot.expires) <= now)
-        {
-            self.expire(addr);
-        }
-    }
-
-    /// Ends up to `budget` held records whose time has passed, earliest first.
-    pub(crate) fn reclaim(&mut self, now: Time, budget: usize) -> usize {
-        let mut done = 0;
-        while done < budget {
-            let Some((expires, addr)) = self.expiry.peek().map(expiry_parts) else {
-                break;
-            };
-            if Time::from(expires) > now {
-                break;
-            }
-            self.expiry.pop();
-            // Skip entries left behind by records that changed since.
-            if self
-                .records
-                .get(addr)
-                .is_some_and(|slot| is_held(slot.state) && slot.expires == expires)
-            {
-                self.expire(addr);
-                done += 1;
-            }
-        }
-        done
+        ends::expire_if_due(self, addr, now);
     }
 
     /// What `addr` (at `place`) is to `client` here.
@@ -379,26 +237,10 @@ impl Shard {
         client: &ClientKey,
         now: Time,
     ) -> Avail {
-        self.expire_if_due(addr, now);
-        match self.records.find(addr) {
-            Some(idx) => match self.records.slot(idx).state {
-                LeaseState::Offered | LeaseState::Bound
-                    if self.records.key(idx) == client.as_bytes() =>
-                {
-                    Avail::Own
-                }
-                LeaseState::Offered | LeaseState::Bound => Avail::HeldByOther,
-                LeaseState::Declined => Avail::Quarantined,
-                LeaseState::Released | LeaseState::Expired => Avail::Free,
-            },
-            None => match place {
-                Place::Dynamic { pool, off } if self.free[pool.index()].clean.contains(off) => {
-                    Avail::Free
-                }
-                Place::Dynamic { .. } => Avail::Elsewhere,
-                Place::Fixed { .. } => Avail::Free,
-            },
-        }
+        ends::availability(self, addr, client.as_bytes(), now, |g| match place {
+            Place::Dynamic { pool, off } => g.free[pool.index()].clean.contains(off),
+            Place::Fixed { .. } => true,
+        })
     }
 
     /// The next free offset in `pool`, if this shard has one.
@@ -406,10 +248,7 @@ impl Shard {
         self.free.get(pool.index()).and_then(FreeSet::next)
     }
 
-    /// Gives `addr` to `client` with `term` (Offered or Bound). The caller has checked that
-    /// the address is the client's own, free here, or a fixed address it may take. Returns
-    /// the state of the client's record at `addr` before, if it had one, and the record's
-    /// slab index.
+    /// Gives `addr` to `client` with `term` (Offered or Bound); see [`ends::hold`].
     pub(crate) fn hold(
         &mut self,
         addr: u32,
@@ -418,82 +257,27 @@ impl Shard {
         info: LeaseInfo<'_>,
         term: Term,
     ) -> (Option<LeaseState>, u32) {
-        // A client has one record per shard: moving to another address ends the old one.
-        if let Some(old) = self.client_addr(client)
-            && old != addr
-        {
-            self.abandon(old, term.starts);
-        }
-        let prior = match self.records.find(addr) {
-            Some(idx)
-                if self.records.key(idx) == client.as_bytes()
-                    && self.records.slot(idx).state != LeaseState::Declined =>
-            {
-                self.records.set_info(idx, info.hw, info.hostname);
-                Some((self.records.slot(idx).state, idx))
-            }
-            Some(_) => {
-                // Someone else's remembered address, or a fixed address taken back for the
-                // client it is reserved for.
-                self.evict(addr, term.starts);
-                None
-            }
-            None => None,
+        let own = |g: &mut Self, idx| g.records.set_info(idx, info.hw, info.hostname);
+        let new = |g: &mut Self, version| {
+            g.insert(&NewRecord {
+                addr,
+                place,
+                key: client.as_bytes(),
+                hw: info.hw,
+                hostname: info.hostname,
+                state: term.state,
+                starts: term.starts,
+                expires: term.expires,
+                version,
+            })
         };
-        let (prior, idx) = match prior {
-            Some((state, idx)) => {
-                self.set_term(idx, term);
-                (Some(state), idx)
-            }
-            None => {
-                let version = self.tick();
-                let idx = self.insert(&NewRecord {
-                    addr,
-                    place,
-                    key: client.as_bytes(),
-                    hw: info.hw,
-                    hostname: info.hostname,
-                    state: term.state,
-                    starts: term.starts,
-                    expires: term.expires,
-                    version,
-                });
-                (None, idx)
-            }
-        };
-        // The client's old record, if any, is gone from the index by now.
-        if !self.records.slot(idx).is_indexed() {
-            self.records.index(idx);
-        }
-        (prior, idx)
-    }
-
-    /// Ends a client's indexed record at `addr` because the client moved to another address.
-    /// A quarantine stays (only the index entry goes); a binding is released, with an event.
-    fn abandon(&mut self, addr: u32, now: Time) {
-        let Some(idx) = self.records.find(addr) else {
-            return;
-        };
-        if self.records.slot(idx).state == LeaseState::Declined {
-            self.records.unindex(idx);
-        } else {
-            self.evict(addr, now);
-        }
-    }
-
-    /// Drops the record at `addr`; a binding ends with a Released event.
-    fn evict(&mut self, addr: u32, now: Time) {
-        if let Some((LeaseState::Bound, Some(mut lease))) = self.remove(addr) {
-            lease.state = LeaseState::Released;
-            lease.expires = now;
-            lease.version = self.tick();
-            self.emit(EventKind::Released, lease);
-        }
+        let key = client.as_bytes();
+        ends::hold(self, (addr, key), (term, term.starts), own, new)
     }
 
     /// RELEASE: the client's binding at `addr` becomes Released (remembered for it).
     pub(crate) fn release(&mut self, addr: u32, client: &ClientKey, now: Time) -> bool {
-        common::release(self, addr, client.as_bytes(), now)
+        ends::release(self, addr, client.as_bytes(), now)
     }
 
     /// DECLINE: the client's offer or binding at `addr` is quarantined until `until`.
@@ -504,7 +288,7 @@ impl Shard {
         now: Time,
         until: Time,
     ) -> bool {
-        common::decline(self, addr, client.as_bytes(), now, until)
+        ends::decline(self, addr, client.as_bytes(), now, until)
     }
 
     /// Takes offset `off` of `pool` (address `addr`) out of this shard's free set for a
@@ -554,43 +338,11 @@ impl Shard {
     }
 
     /// Replay, in the target shard (which owns `addr` if it is dynamic, and has no record of
-    /// it): puts `lease` back. See [`Engine::restore`](crate::Engine::restore) for the rules.
+    /// it): puts `lease` back (see [`ends::restore_local`]).
     pub(crate) fn restore_local(&mut self, addr: u32, place: Place, lease: &Lease) {
-        debug_assert!(self.records.find(addr).is_none(), "restore over a record");
-        self.clock = self.clock.max(lease.version);
-        let rank = current_rank(lease.state, lease.version, addr);
-        let current = self.records.client(&lease.client).map(|idx| {
-            let slot = self.records.slot(idx);
-            (
-                idx,
-                slot.addr,
-                slot.state,
-                current_rank(slot.state, slot.version, slot.addr),
-            )
-        });
-        let indexed = match current {
-            None => true,
-            Some((_, _, _, cur_rank)) if cur_rank > rank => false,
-            Some((idx, cur, state, _)) => {
-                if state == LeaseState::Declined {
-                    // A quarantine outlives the client moving on.
-                    self.records.unindex(idx);
-                } else {
-                    // Superseded: the address is simply free.
-                    self.remove(cur);
-                }
-                true
-            }
-        };
-        if !indexed && lease.state != LeaseState::Declined {
-            // Superseded by the client's current record: the address is simply free (a
-            // dynamic one is already in this shard's clean set).
-            return;
-        }
-        let idx = self.insert(&NewRecord::of(lease, place));
-        if indexed {
-            self.records.index(idx);
-        }
+        let rec = NewRecord::of(lease, place);
+        let key = lease.client.as_bytes();
+        ends::restore_local(self, (addr, key), (lease.state, lease.version), &rec);
     }
 }
 
@@ -604,7 +356,7 @@ impl Sharded for Shard {
     }
 
     fn reclaim_due(&mut self, now: Time, budget: usize) -> usize {
-        self.reclaim(now, budget)
+        ends::reclaim(self, now, budget)
     }
 
     fn expire_due(&mut self, res: u32, now: Time) {
@@ -675,15 +427,95 @@ impl Shard {
     }
 }
 
-impl common::Ends for Shard {
+impl ends::Ends for Shard {
     type Slot = Slot;
+    type Term = Term;
+    type Heap = MinHeap;
 
     fn records(&self) -> &Records {
         &self.records
     }
-    fn expire_if_due(&mut self, addr: u32, now: Time) {
-        Shard::expire_if_due(self, addr, now);
+    fn records_mut(&mut self) -> &mut Records {
+        &mut self.records
     }
+    fn expiry(&mut self) -> &mut Self::Heap {
+        &mut self.expiry
+    }
+    fn entry_record(&self, at: u32) -> Option<u32> {
+        self.records.find(at)
+    }
+
+    /// Takes the address out of the free sets if the record holds it, or marks it
+    /// remembered if not.
+    fn insert(&mut self, rec: &NewRecord<'_>) -> u32 {
+        if let Place::Dynamic { pool, off } = rec.place {
+            let free = &mut self.free[pool.index()];
+            free.clean.remove(off);
+            if is_held(rec.state) {
+                free.remembered.remove(off);
+            } else {
+                free.remembered.insert(off);
+            }
+        }
+        let held = is_held(rec.state);
+        if held {
+            self.held += 1;
+            tally(&mut self.counts, rec.place, rec.state, true);
+        }
+        let idx = self.records.insert(rec);
+        if held {
+            self.push_expiry(clamp(rec.expires), rec.addr);
+        }
+        idx
+    }
+
+    /// A dynamic address becomes clean free.
+    fn remove_at(&mut self, idx: u32) -> (LeaseState, Option<Lease>) {
+        let state = self.records.slot(idx).state;
+        let place = self.records.place(idx);
+        let lease = matches!(state, LeaseState::Bound | LeaseState::Declined)
+            .then(|| self.records.lease(idx));
+        self.records.remove(idx);
+        if let Place::Dynamic { pool, off } = place {
+            let free = &mut self.free[pool.index()];
+            free.remembered.remove(off);
+            free.clean.insert(off);
+        }
+        if is_held(state) {
+            self.held -= 1;
+            tally(&mut self.counts, place, state, false);
+        }
+        (state, lease)
+    }
+
+    /// Keeps free sets, counts and heap in step.
+    fn set_term(&mut self, idx: u32, term: Term) {
+        let slot = self.records.slot(idx);
+        let (old, addr) = (slot.state, slot.addr);
+        let place = self.records.place(idx);
+        let version = ends::tick(self);
+        self.records
+            .set_term(idx, term.state, term.starts, term.expires, version);
+        if is_held(old) {
+            self.held -= 1;
+            tally(&mut self.counts, place, old, false);
+        }
+        if let Place::Dynamic { pool, off } = place {
+            let free = &mut self.free[pool.index()];
+            free.clean.remove(off);
+            if is_held(term.state) {
+                free.remembered.remove(off);
+            } else {
+                free.remembered.insert(off);
+            }
+        }
+        if is_held(term.state) {
+            self.held += 1;
+            tally(&mut self.counts, place, term.state, true);
+            self.push_expiry(clamp(term.expires), addr);
+        }
+    }
+
     fn end(&mut self, idx: u32, state: LeaseState, starts: Time, expires: Time, kind: EventKind) {
         let term = Term {
             state,
@@ -691,6 +523,20 @@ impl common::Ends for Shard {
             expires,
         };
         self.set_term(idx, term);
-        self.emit_current(kind, idx);
+        let lease = self.records.lease(idx);
+        self.emit(kind, lease);
+    }
+
+    fn emit_gone(
+        &mut self,
+        mut lease: Lease,
+        state: LeaseState,
+        at: Option<Time>,
+        kind: EventKind,
+    ) {
+        lease.state = state;
+        lease.expires = at.unwrap_or(lease.expires);
+        lease.version = ends::tick(self);
+        self.emit(kind, lease);
     }
 }

@@ -54,6 +54,10 @@ pub(crate) trait Slot: Copy + Debug {
     fn state(&self) -> LeaseState;
     /// When the record's current state began, as the slot keeps it.
     fn starts(&self) -> u32;
+    /// When the record's current state ends, as the slot keeps it.
+    fn expires(&self) -> u32;
+    /// The tick of the shard's clock at the record's last change.
+    fn version(&self) -> u64;
     fn place(&self, layout: &Self::Layout) -> Self::Place;
     /// The client key's bytes.
     fn key<'a>(&'a self, arena: &'a Arena) -> &'a [u8];
@@ -183,8 +187,8 @@ impl<const N: usize> InlineKey<N> {
 }
 
 /// Writes what both families' [`Slot`] impls share, given slots with the fields `flags`,
-/// `extra`, `state`, `starts` and `pool`: an inherent `set_place` and the trait's field
-/// accessors; `$items` are the family's own items of the trait.
+/// `extra`, `state`, `starts`, `expires`, `version` and `pool`: an inherent `set_place` and
+/// the trait's field accessors; `$items` are the family's own items of the trait.
 macro_rules! slot_impl {
     ($slot:ident; $($items:item)*) => {
         impl $slot {
@@ -220,6 +224,12 @@ macro_rules! slot_impl {
             }
             fn starts(&self) -> u32 {
                 self.starts
+            }
+            fn expires(&self) -> u32 {
+                self.expires
+            }
+            fn version(&self) -> u64 {
+                self.version
             }
 
             $($items)*

@@ -22,8 +22,9 @@ use std::hash::BuildHasher;
 
 use hashbrown::DefaultHashBuilder;
 
+use crate::common::Sharded;
 use crate::common::slot::clamp;
-use crate::common::{self, Sharded};
+use crate::ends::{self, Ends as _};
 use crate::lease::{EventKind, LeaseState, Time};
 
 use super::key::{IaKey, Resource};
@@ -109,12 +110,6 @@ impl Shard {
         }
     }
 
-    /// The next version: every change to a record takes one.
-    pub(crate) fn tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
-    }
-
     pub(crate) fn lookup(&self, client: &IaKey) -> Option<V6LeaseView> {
         self.records
             .client(client)
@@ -154,85 +149,10 @@ impl Shard {
         self.expiry = BinaryHeap::from(entries);
     }
 
-    /// Adds `rec` at its resource, which has no record here: a dynamic resource must be this
-    /// shard's. Never trims the remembered lists (replay puts records back in any order).
-    pub(crate) fn insert(&mut self, rec: &NewRecord<'_>) -> u32 {
-        let idx = self.records.insert(rec);
-        let held = is_held(rec.state);
-        if let Place::Dynamic { pool, off } = rec.place {
-            let part = &mut self.parts[pool.index()];
-            part.space.taken(off);
-            if held {
-                part.counts.tally(rec.state, true);
-            } else {
-                self.records.push_back(&mut part.remembered, idx);
-            }
-        }
-        if held {
-            self.held += 1;
-            self.push_expiry(clamp(rec.expires), idx);
-        }
-        idx
-    }
-
-    /// Drops the record (and its IA's index entry if it is the indexed one); a dynamic
-    /// resource becomes clean free. Returns the record's state, and the record as a lease if
-    /// it was Bound or Declined (the callers that emit an event need it then).
+    /// Drops the record (and its IA's index entry if it is the indexed one); see
+    /// [`Ends::remove_at`].
     pub(crate) fn remove(&mut self, idx: u32) -> (LeaseState, Option<V6Lease>) {
-        let slot = *self.records.slot(idx);
-        let place = self.records.place(idx);
-        let lease = matches!(slot.state, LeaseState::Bound | LeaseState::Declined)
-            .then(|| self.records.lease(idx));
-        if let Place::Dynamic { pool, off } = place {
-            let part = &mut self.parts[pool.index()];
-            if slot.is_listed() {
-                self.records.unlink(&mut part.remembered, idx);
-            }
-            part.counts.tally(slot.state, false);
-            self.records.remove(idx);
-            part.space.returned(off);
-        } else {
-            self.records.remove(idx);
-        }
-        if is_held(slot.state) {
-            self.held -= 1;
-        }
-        (slot.state, lease)
-    }
-
-    /// Moves the record at slab index `idx` to `term`, keeping spaces, lists, counts and heap
-    /// in step.
-    fn set_term(&mut self, idx: u32, term: Term) {
-        let slot = *self.records.slot(idx);
-        let place = self.records.place(idx);
-        let version = self.tick();
-        self.records.set_term(
-            idx,
-            term.state,
-            term.starts,
-            term.preferred,
-            term.expires,
-            version,
-        );
-        let (was, now) = (is_held(slot.state), is_held(term.state));
-        if was {
-            self.held -= 1;
-        }
-        if now {
-            self.held += 1;
-            self.push_expiry(clamp(term.expires), idx);
-        }
-        if let Place::Dynamic { pool, .. } = place {
-            let part = &mut self.parts[pool.index()];
-            part.counts.tally(slot.state, false);
-            part.counts.tally(term.state, true);
-            if now && slot.is_listed() {
-                self.records.unlink(&mut part.remembered, idx);
-            } else if !now && !slot.is_listed() {
-                self.records.push_back(&mut part.remembered, idx);
-                part.trim = true;
-            }
-        }
+        self.remove_at(idx)
     }
 
     /// Forgets the oldest remembered records of every pool that has more of them than the
@@ -278,69 +198,10 @@ impl Shard {
         self.emit(kind, lease);
     }
 
-    /// Ends the held record at `idx` whose time has come.
-    fn expire(&mut self, idx: u32) {
-        let slot = *self.records.slot(idx);
-        match slot.state {
-            // An advertise ends silently: it was never journaled.
-            LeaseState::Offered => {
-                self.remove(idx);
-            }
-            // The record stays so the IA gets the same resource back if still free.
-            LeaseState::Bound => {
-                let term = Term {
-                    state: LeaseState::Expired,
-                    starts: Time::from(slot.starts),
-                    preferred: 0,
-                    expires: Time::from(slot.expires),
-                };
-                self.set_term(idx, term);
-                self.emit_current(EventKind::Expired, idx);
-            }
-            // The quarantine ends; the journal hears of it so that replay lifts it too.
-            LeaseState::Declined => {
-                if let (_, Some(mut lease)) = self.remove(idx) {
-                    lease.state = LeaseState::Expired;
-                    lease.version = self.tick();
-                    self.emit(EventKind::Expired, lease);
-                }
-            }
-            LeaseState::Released | LeaseState::Expired => {}
-        }
-    }
-
-    /// Ends the record of `res` if it is held and its time has passed. Every check of a
-    /// specific resource goes through this, so a record whose time has passed never blocks
-    /// anyone, whether or not `reclaim` has reached it yet.
+    /// Ends the record of `res` if it is held and its time has passed (see
+    /// [`ends::expire_if_due`]).
     pub(crate) fn expire_if_due(&mut self, res: Resource, now: Time) {
-        if let Some(idx) = self.records.find(res) {
-            let slot = self.records.slot(idx);
-            if is_held(slot.state) && Time::from(slot.expires) <= now {
-                self.expire(idx);
-            }
-        }
-    }
-
-    /// Ends up to `budget` held records whose time has passed, earliest first.
-    pub(crate) fn reclaim(&mut self, now: Time, budget: usize) -> usize {
-        let mut done = 0;
-        while done < budget {
-            let Some(&Reverse((expires, idx))) = self.expiry.peek() else {
-                break;
-            };
-            if Time::from(expires) > now {
-                break;
-            }
-            self.expiry.pop();
-            // Skip entries left behind by records that changed since (a slot reused by a
-            // record with the same end is due all the same).
-            let slot = self.records.slot(idx);
-            if !slot.is_vacant() && is_held(slot.state) && slot.expires == expires {
-                self.expire(idx);
-                done += 1;
-            }
-        }
-        done
+        ends::expire_if_due(self, res, now);
     }
 
     /// What `res` (at `place`) is to `client` here.
@@ -351,26 +212,10 @@ impl Shard {
         client: &IaKey,
         now: Time,
     ) -> Avail {
-        self.expire_if_due(res, now);
-        match self.records.find(res) {
-            Some(idx) => match self.records.slot(idx).state {
-                LeaseState::Offered | LeaseState::Bound
-                    if self.records.key(idx) == client.as_bytes() =>
-                {
-                    Avail::Own
-                }
-                LeaseState::Offered | LeaseState::Bound => Avail::HeldByOther,
-                LeaseState::Declined => Avail::Quarantined,
-                LeaseState::Released | LeaseState::Expired => Avail::Free,
-            },
-            None => match place {
-                Place::Dynamic { pool, off } if self.parts[pool.index()].space.has_free(off) => {
-                    Avail::Free
-                }
-                Place::Dynamic { .. } => Avail::Elsewhere,
-                Place::Fixed { .. } => Avail::Free,
-            },
-        }
+        ends::availability(self, res, client.as_bytes(), now, |g| match place {
+            Place::Dynamic { pool, off } => g.parts[pool.index()].space.has_free(off),
+            Place::Fixed { .. } => true,
+        })
     }
 
     /// The target hash of `client` (sparse pools).
@@ -399,9 +244,7 @@ impl Shard {
         })
     }
 
-    /// Gives `res` to `client` with `term` (Offered or Bound). The caller has checked that
-    /// the resource is the IA's own, free here, or a fixed resource it may take. Returns the
-    /// state of the IA's record of `res` before, if it had one, and the record's slab index.
+    /// Gives `res` to `client` with `term` (Offered or Bound); see [`ends::hold`].
     pub(crate) fn hold(
         &mut self,
         res: Resource,
@@ -409,78 +252,25 @@ impl Shard {
         client: &IaKey,
         term: Term,
     ) -> (Option<LeaseState>, u32) {
-        // An IA has one record per shard: moving to another resource ends the old one.
-        if let Some(old) = self.records.client(client)
-            && self.records.slot(old).resource() != res
-        {
-            self.abandon(old, term.starts);
-        }
-        let prior = match self.records.find(res) {
-            Some(idx)
-                if self.records.key(idx) == client.as_bytes()
-                    && self.records.slot(idx).state != LeaseState::Declined =>
-            {
-                Some((self.records.slot(idx).state, idx))
-            }
-            Some(idx) => {
-                // Someone else's remembered resource, or a fixed resource taken back for the
-                // IA it is reserved for.
-                self.evict(idx, term.starts);
-                None
-            }
-            None => None,
+        let new = |g: &mut Self, version| {
+            g.insert(&NewRecord {
+                res,
+                place,
+                key: client.as_bytes(),
+                state: term.state,
+                starts: term.starts,
+                preferred: term.preferred,
+                expires: term.expires,
+                version,
+            })
         };
-        let (prior, idx) = match prior {
-            Some((state, idx)) => {
-                self.set_term(idx, term);
-                (Some(state), idx)
-            }
-            None => {
-                let version = self.tick();
-                let idx = self.insert(&NewRecord {
-                    res,
-                    place,
-                    key: client.as_bytes(),
-                    state: term.state,
-                    starts: term.starts,
-                    preferred: term.preferred,
-                    expires: term.expires,
-                    version,
-                });
-                (None, idx)
-            }
-        };
-        // The IA's old record, if any, is gone from the index by now.
-        if !self.records.slot(idx).is_indexed() {
-            self.records.index(idx);
-        }
-        (prior, idx)
-    }
-
-    /// Ends an IA's indexed record because the IA moved to another resource. A quarantine
-    /// stays (only the index entry goes); a binding is released, with an event.
-    fn abandon(&mut self, idx: u32, now: Time) {
-        if self.records.slot(idx).state == LeaseState::Declined {
-            self.records.unindex(idx);
-        } else {
-            self.evict(idx, now);
-        }
-    }
-
-    /// Drops the record; a binding ends with a Released event.
-    fn evict(&mut self, idx: u32, now: Time) {
-        if let (LeaseState::Bound, Some(mut lease)) = self.remove(idx) {
-            lease.state = LeaseState::Released;
-            lease.preferred = 0;
-            lease.expires = now;
-            lease.version = self.tick();
-            self.emit(EventKind::Released, lease);
-        }
+        let key = client.as_bytes();
+        ends::hold(self, (res, key), (term, term.starts), |_, _| {}, new)
     }
 
     /// RELEASE: the IA's binding of `res` becomes Released (remembered for it).
     pub(crate) fn release(&mut self, res: Resource, client: &IaKey, now: Time) -> bool {
-        common::release(self, res, client.as_bytes(), now)
+        ends::release(self, res, client.as_bytes(), now)
     }
 
     /// DECLINE: the IA's advertise or binding of `res` is quarantined until `until`.
@@ -491,7 +281,7 @@ impl Shard {
         now: Time,
         until: Time,
     ) -> bool {
-        common::decline(self, res, client.as_bytes(), now, until)
+        ends::decline(self, res, client.as_bytes(), now, until)
     }
 
     /// Gives offset `off` of `pool` (resource `res`) up for a sibling if it is free here (a
@@ -557,42 +347,11 @@ impl Shard {
     }
 
     /// Replay, in the target shard (which owns `res` if it is dynamic, and has no record of
-    /// it): puts `lease` back. See `V6Engine::restore` for the rules.
+    /// it): puts `lease` back (see [`ends::restore_local`]).
     pub(crate) fn restore_local(&mut self, res: Resource, place: Place, lease: &V6LeaseRef<'_>) {
-        debug_assert!(self.records.find(res).is_none(), "restore over a record");
-        self.clock = self.clock.max(lease.version);
-        let rank = current_rank(lease.state, lease.version, res);
-        let current = self.records.client(lease.client).map(|idx| {
-            let slot = self.records.slot(idx);
-            (
-                idx,
-                slot.state,
-                current_rank(slot.state, slot.version, slot.resource()),
-            )
-        });
-        let indexed = match current {
-            None => true,
-            Some((_, _, cur_rank)) if cur_rank > rank => false,
-            Some((idx, state, _)) => {
-                if state == LeaseState::Declined {
-                    // A quarantine outlives the IA moving on.
-                    self.records.unindex(idx);
-                } else {
-                    // Superseded: the resource is simply free.
-                    self.remove(idx);
-                }
-                true
-            }
-        };
-        if !indexed && lease.state != LeaseState::Declined {
-            // Superseded by the IA's current record: the resource is simply free (a dynamic
-            // one is this shard's already).
-            return;
-        }
-        let idx = self.insert(&NewRecord::of(lease, place));
-        if indexed {
-            self.records.index(idx);
-        }
+        let rec = NewRecord::of(lease, place);
+        let key = lease.client.as_bytes();
+        ends::restore_local(self, (res, key), (lease.state, lease.version), &rec);
     }
 }
 
@@ -649,7 +408,7 @@ impl Sharded for Shard {
     }
 
     fn reclaim_due(&mut self, now: Time, budget: usize) -> usize {
-        self.reclaim(now, budget)
+        ends::reclaim(self, now, budget)
     }
 
     fn expire_due(&mut self, res: Resource, now: Time) {
@@ -707,15 +466,105 @@ impl<'a> NewRecord<'a> {
     }
 }
 
-impl common::Ends for Shard {
+impl ends::Ends for Shard {
     type Slot = Slot;
+    type Term = Term;
+    type Heap = BinaryHeap<Reverse<(u32, u32)>>;
 
     fn records(&self) -> &Records {
         &self.records
     }
-    fn expire_if_due(&mut self, res: Resource, now: Time) {
-        Shard::expire_if_due(self, res, now);
+    fn records_mut(&mut self) -> &mut Records {
+        &mut self.records
     }
+    fn expiry(&mut self) -> &mut Self::Heap {
+        &mut self.expiry
+    }
+    fn entry_record(&self, at: u32) -> Option<u32> {
+        (!self.records.slot(at).is_vacant()).then_some(at)
+    }
+
+    /// Adds `rec` at its resource, which has no record here: a dynamic resource must be this
+    /// shard's. Never trims the remembered lists (replay puts records back in any order).
+    fn insert(&mut self, rec: &NewRecord<'_>) -> u32 {
+        let idx = self.records.insert(rec);
+        let held = is_held(rec.state);
+        if let Place::Dynamic { pool, off } = rec.place {
+            let part = &mut self.parts[pool.index()];
+            part.space.taken(off);
+            if held {
+                part.counts.tally(rec.state, true);
+            } else {
+                self.records.push_back(&mut part.remembered, idx);
+            }
+        }
+        if held {
+            self.held += 1;
+            self.push_expiry(clamp(rec.expires), idx);
+        }
+        idx
+    }
+
+    /// Drops the record (and its IA's index entry if it is the indexed one); a dynamic
+    /// resource becomes clean free. Returns the record's state, and the record as a lease if
+    /// it was Bound or Declined (the callers that emit an event need it then).
+    fn remove_at(&mut self, idx: u32) -> (LeaseState, Option<V6Lease>) {
+        let slot = *self.records.slot(idx);
+        let place = self.records.place(idx);
+        let lease = matches!(slot.state, LeaseState::Bound | LeaseState::Declined)
+            .then(|| self.records.lease(idx));
+        if let Place::Dynamic { pool, off } = place {
+            let part = &mut self.parts[pool.index()];
+            if slot.is_listed() {
+                self.records.unlink(&mut part.remembered, idx);
+            }
+            part.counts.tally(slot.state, false);
+            self.records.remove(idx);
+            part.space.returned(off);
+        } else {
+            self.records.remove(idx);
+        }
+        if is_held(slot.state) {
+            self.held -= 1;
+        }
+        (slot.state, lease)
+    }
+
+    /// Moves the record at slab index `idx` to `term`, keeping spaces, lists, counts and heap
+    /// in step.
+    fn set_term(&mut self, idx: u32, term: Term) {
+        let slot = *self.records.slot(idx);
+        let place = self.records.place(idx);
+        let version = ends::tick(self);
+        self.records.set_term(
+            idx,
+            term.state,
+            term.starts,
+            term.preferred,
+            term.expires,
+            version,
+        );
+        let (was, now) = (is_held(slot.state), is_held(term.state));
+        if was {
+            self.held -= 1;
+        }
+        if now {
+            self.held += 1;
+            self.push_expiry(clamp(term.expires), idx);
+        }
+        if let Place::Dynamic { pool, .. } = place {
+            let part = &mut self.parts[pool.index()];
+            part.counts.tally(slot.state, false);
+            part.counts.tally(term.state, true);
+            if now && slot.is_listed() {
+                self.records.unlink(&mut part.remembered, idx);
+            } else if !now && !slot.is_listed() {
+                self.records.push_back(&mut part.remembered, idx);
+                part.trim = true;
+            }
+        }
+    }
+
     fn end(&mut self, idx: u32, state: LeaseState, starts: Time, expires: Time, kind: EventKind) {
         let term = Term {
             state,
@@ -725,5 +574,20 @@ impl common::Ends for Shard {
         };
         self.set_term(idx, term);
         self.emit_current(kind, idx);
+    }
+
+    /// The lease's preferred lifetime ends too (a quarantine's is zero already).
+    fn emit_gone(
+        &mut self,
+        mut lease: V6Lease,
+        state: LeaseState,
+        at: Option<Time>,
+        kind: EventKind,
+    ) {
+        lease.state = state;
+        lease.preferred = 0;
+        lease.expires = at.unwrap_or(lease.expires);
+        lease.version = ends::tick(self);
+        self.emit(kind, lease);
     }
 }

@@ -1,0 +1,321 @@
+//! How a shard's record begins and ends, written once for both families over [`Ends`].
+//!
+//! The v4 and v6 shards keep their free space, counts and expiry heap differently, but give,
+//! expire, release, decline and put back a record by the same rules (see the module docs of
+//! `shard.rs` and `v6/shard.rs`). Those rules live here, generic over [`Ends`]: the shards
+//! call them with their own type, so each is monomorphised and the hot paths pay nothing.
+
+use crate::common::{Avail, Sharded, current_rank, is_held};
+use crate::lease::{EventKind, LeaseState, Time};
+use crate::slots::{Records, Slot};
+
+/// The resource a shard's records are of.
+pub(crate) type Res<S> = <<S as Ends>::Slot as Slot>::Res;
+
+/// A shard as the shared record rules see it: its records and the family's own steps.
+pub(crate) trait Ends: Sharded {
+    type Slot: Slot;
+    /// The state and times a record is given (v6 adds a preferred lifetime).
+    type Term: Copy;
+    /// The expiry heap's type.
+    type Heap: Expiry;
+
+    fn records(&self) -> &Records<Self::Slot>;
+    fn records_mut(&mut self) -> &mut Records<Self::Slot>;
+    /// Adds a record whose resource has none here, keeping free space, counts and heap in
+    /// step; returns its slab index.
+    fn insert(&mut self, rec: &<Self::Slot as Slot>::New<'_>) -> u32;
+    /// Drops the record at `idx`; returns its state, and the record as a lease if it was
+    /// Bound or Declined.
+    fn remove_at(&mut self, idx: u32) -> (LeaseState, Option<Self::Lease>);
+    /// Moves the record at `idx` to `term` under a new version.
+    fn set_term(&mut self, idx: u32, term: Self::Term);
+    /// Gives the record at `idx` a new state and times (under a new version), and hands out
+    /// a `kind` event of it.
+    fn end(&mut self, idx: u32, state: LeaseState, starts: Time, expires: Time, kind: EventKind);
+    /// Hands out a `kind` event of a removed record `lease`, now in `state` (and ending at
+    /// `at`, if given) under a new version.
+    fn emit_gone(
+        &mut self,
+        lease: Self::Lease,
+        state: LeaseState,
+        at: Option<Time>,
+        kind: EventKind,
+    );
+    /// The expiry heap.
+    fn expiry(&mut self) -> &mut Self::Heap;
+    /// The slab index of the live record an expiry entry's `at` names, if there is one.
+    fn entry_record(&self, at: u32) -> Option<u32>;
+}
+
+/// The next version of the shard's clock: every change to a record takes one.
+pub(crate) fn tick<S: Sharded>(g: &mut S) -> u64 {
+    let clock = g.clock();
+    *clock += 1;
+    *clock
+}
+
+/// Ends the held record at `idx` whose time has come.
+pub(crate) fn expire<S: Ends>(g: &mut S, idx: u32) {
+    let slot = *g.records().slot(idx);
+    match slot.state() {
+        // An offer ends silently: it was never journaled.
+        LeaseState::Offered => {
+            g.remove_at(idx);
+        }
+        // The record stays so the client gets the same resource back if still free.
+        LeaseState::Bound => {
+            let (starts, expires) = (Time::from(slot.starts()), Time::from(slot.expires()));
+            g.end(
+                idx,
+                LeaseState::Expired,
+                starts,
+                expires,
+                EventKind::Expired,
+            );
+        }
+        // The quarantine ends; the journal hears of it so that replay lifts it too.
+        LeaseState::Declined => {
+            if let (_, Some(lease)) = g.remove_at(idx) {
+                g.emit_gone(lease, LeaseState::Expired, None, EventKind::Expired);
+            }
+        }
+        LeaseState::Released | LeaseState::Expired => {}
+    }
+}
+
+/// Ends the record of `res` if it is held and its time has passed. Every check of a
+/// specific resource goes through this, so a record whose time has passed never blocks
+/// anyone, whether or not the shard's reclaim has reached it yet.
+pub(crate) fn expire_if_due<S: Ends>(g: &mut S, res: Res<S>, now: Time) {
+    if let Some(idx) = g.records().find(res) {
+        let slot = g.records().slot(idx);
+        if is_held(slot.state()) && Time::from(slot.expires()) <= now {
+            expire(g, idx);
+        }
+    }
+}
+
+/// What `res` is to the client whose key is `key` here; `free_here` says, when no record
+/// has it, whether the shard may give it (a fixed resource, or a dynamic one free here).
+pub(crate) fn availability<S: Ends>(
+    g: &mut S,
+    res: Res<S>,
+    key: &[u8],
+    now: Time,
+    free_here: impl FnOnce(&S) -> bool,
+) -> Avail {
+    expire_if_due(g, res, now);
+    let records = g.records();
+    match records.find(res) {
+        Some(idx) => match records.slot(idx).state() {
+            LeaseState::Offered | LeaseState::Bound if records.key(idx) == key => Avail::Own,
+            LeaseState::Offered | LeaseState::Bound => Avail::HeldByOther,
+            LeaseState::Declined => Avail::Quarantined,
+            LeaseState::Released | LeaseState::Expired => Avail::Free,
+        },
+        None if free_here(g) => Avail::Free,
+        None => Avail::Elsewhere,
+    }
+}
+
+/// Gives `res` to the client whose key is `key` with `term` (Offered or Bound, from
+/// `starts`). The caller has checked that the resource is the client's own, free here, or
+/// a fixed one it may take. `own` refreshes the client's record it keeps; `new` inserts a
+/// record under the version it is given. Returns the state of the client's record of `res`
+/// before, if it had one, and the record's slab index.
+pub(crate) fn hold<S: Ends>(
+    g: &mut S,
+    (res, key): (Res<S>, &[u8]),
+    (term, starts): (S::Term, Time),
+    own: impl FnOnce(&mut S, u32),
+    new: impl FnOnce(&mut S, u64) -> u32,
+) -> (Option<LeaseState>, u32) {
+    // A client has one record per shard: moving to another resource ends the old one.
+    if let Some(old) = g.records().client_bytes(key)
+        && g.records().slot(old).res() != res
+    {
+        abandon(g, old, starts);
+    }
+    let prior = match g.records().find(res) {
+        Some(idx)
+            if g.records().key(idx) == key
+                && g.records().slot(idx).state() != LeaseState::Declined =>
+        {
+            own(g, idx);
+            Some((g.records().slot(idx).state(), idx))
+        }
+        Some(idx) => {
+            // Someone else's remembered resource, or a fixed resource taken back for the
+            // client it is reserved for.
+            evict(g, idx, starts);
+            None
+        }
+        None => None,
+    };
+    let (prior, idx) = match prior {
+        Some((state, idx)) => {
+            g.set_term(idx, term);
+            (Some(state), idx)
+        }
+        None => {
+            let version = tick(g);
+            (None, new(g, version))
+        }
+    };
+    // The client's old record, if any, is gone from the index by now.
+    if !g.records().slot(idx).is_indexed() {
+        g.records_mut().index(idx);
+    }
+    (prior, idx)
+}
+
+/// Ends a client's indexed record because the client moved to another resource. A
+/// quarantine stays (only the index entry goes); a binding is released, with an event.
+fn abandon<S: Ends>(g: &mut S, idx: u32, now: Time) {
+    if g.records().slot(idx).state() == LeaseState::Declined {
+        g.records_mut().unindex(idx);
+    } else {
+        evict(g, idx, now);
+    }
+}
+
+/// Drops the record; a binding ends with a Released event.
+fn evict<S: Ends>(g: &mut S, idx: u32, now: Time) {
+    if let (LeaseState::Bound, Some(lease)) = g.remove_at(idx) {
+        g.emit_gone(lease, LeaseState::Released, Some(now), EventKind::Released);
+    }
+}
+
+/// RELEASE: the binding of `res` by the client whose key is `key` becomes Released
+/// (remembered for it). Returns whether there was one.
+pub(crate) fn release<S: Ends>(g: &mut S, res: Res<S>, key: &[u8], now: Time) -> bool {
+    expire_if_due(g, res, now);
+    let Some(idx) = g.records().find(res) else {
+        return false;
+    };
+    let slot = *g.records().slot(idx);
+    if g.records().key(idx) != key || slot.state() != LeaseState::Bound {
+        return false;
+    }
+    let starts = Time::from(slot.starts());
+    g.end(idx, LeaseState::Released, starts, now, EventKind::Released);
+    true
+}
+
+/// DECLINE: the offer or binding of `res` by the client whose key is `key` is quarantined
+/// until `until`. Returns whether there was one.
+pub(crate) fn decline<S: Ends>(g: &mut S, res: Res<S>, key: &[u8], now: Time, until: Time) -> bool {
+    expire_if_due(g, res, now);
+    let Some(idx) = g.records().find(res) else {
+        return false;
+    };
+    if g.records().key(idx) != key
+        || !matches!(
+            g.records().slot(idx).state(),
+            LeaseState::Offered | LeaseState::Bound
+        )
+    {
+        return false;
+    }
+    g.end(idx, LeaseState::Declined, now, until, EventKind::Declined);
+    true
+}
+
+/// Replay, in the target shard (which owns `res` if it is dynamic, and has no record of
+/// it): puts back the record `rec` of `res`, by the client whose key is `key`, in `state`
+/// at `version`. See [`Engine::restore`](crate::Engine::restore) for the rules.
+pub(crate) fn restore_local<S: Ends>(
+    g: &mut S,
+    (res, key): (Res<S>, &[u8]),
+    (state, version): (LeaseState, u64),
+    rec: &<S::Slot as Slot>::New<'_>,
+) where
+    Res<S>: Ord,
+{
+    debug_assert!(g.records().find(res).is_none(), "restore over a record");
+    let clock = g.clock();
+    *clock = (*clock).max(version);
+    let rank = current_rank(state, version, res);
+    let current = g.records().client_bytes(key).map(|idx| {
+        let slot = g.records().slot(idx);
+        let cur_rank = current_rank(slot.state(), slot.version(), slot.res());
+        (idx, slot.state(), cur_rank)
+    });
+    let indexed = match current {
+        None => true,
+        Some((_, _, cur_rank)) if cur_rank > rank => false,
+        Some((idx, cur_state, _)) => {
+            if cur_state == LeaseState::Declined {
+                // A quarantine outlives the client moving on.
+                g.records_mut().unindex(idx);
+            } else {
+                // Superseded: the resource is simply free.
+                g.remove_at(idx);
+            }
+            true
+        }
+    };
+    if !indexed && state != LeaseState::Declined {
+        // Superseded by the client's current record: the resource is simply free (a
+        // dynamic one is this shard's already).
+        return;
+    }
+    let idx = g.insert(rec);
+    if indexed {
+        g.records_mut().index(idx);
+    }
+}
+
+/// A shard's expiry heap, as [`reclaim`] sees it: `(expires, at)` of held records, earliest
+/// first, where `at` finds the record again (an address, or a slab index).
+pub(crate) trait Expiry {
+    fn peek_entry(&self) -> Option<(u32, u32)>;
+    fn pop_entry(&mut self);
+}
+
+/// The v4 heap: entries packed by [`expiry_entry`](crate::shard::expiry_entry).
+impl Expiry for crate::grow::MinHeap {
+    fn peek_entry(&self) -> Option<(u32, u32)> {
+        self.peek().map(crate::shard::expiry_parts)
+    }
+    fn pop_entry(&mut self) {
+        self.pop();
+    }
+}
+
+/// The v6 heap, by slab index.
+impl Expiry for std::collections::BinaryHeap<std::cmp::Reverse<(u32, u32)>> {
+    fn peek_entry(&self) -> Option<(u32, u32)> {
+        self.peek().map(|entry| entry.0)
+    }
+    fn pop_entry(&mut self) {
+        self.pop();
+    }
+}
+
+/// Ends up to `budget` held records whose time has passed, earliest first; returns how
+/// many it ended.
+pub(crate) fn reclaim<S: Ends>(g: &mut S, now: Time, budget: usize) -> usize {
+    let mut done = 0;
+    while done < budget {
+        let Some((expires, at)) = g.expiry().peek_entry() else {
+            break;
+        };
+        if Time::from(expires) > now {
+            break;
+        }
+        g.expiry().pop_entry();
+        // Skip entries left behind by records that changed since (a v6 slot reused by a
+        // record with the same end is due all the same).
+        let Some(idx) = g.entry_record(at) else {
+            continue;
+        };
+        let slot = g.records().slot(idx);
+        if is_held(slot.state()) && slot.expires() == expires {
+            expire(g, idx);
+            done += 1;
+        }
+    }
+    done
+}
