@@ -5,16 +5,20 @@
 //! `shard.rs` and `v6/shard.rs`). Those rules live here, generic over [`Ends`]: the shards
 //! call them with their own type, so each is monomorphised and the hot paths pay nothing.
 
-use crate::common::{Avail, Sharded, current_rank, is_held};
+use crate::common::{Avail, Claim, Sharded, current_rank, is_held};
 use crate::lease::{EventKind, LeaseState, Time};
 use crate::slots::{Records, Slot};
 
 /// The resource a shard's records are of.
 pub(crate) type Res<S> = <<S as Ends>::Slot as Slot>::Res;
+/// Where a shard's records sit in the pools.
+pub(crate) type Place<S> = <<S as Ends>::Slot as Slot>::Place;
 
 /// A shard as the shared record rules see it: its records and the family's own steps.
-pub(crate) trait Ends: Sharded {
+pub(crate) trait Ends {
     type Slot: Slot;
+    /// A record, as the engine hands it out.
+    type Lease;
     /// The state and times a record is given (v6 adds a preferred lifetime).
     type Term: Copy;
     /// The expiry heap's type.
@@ -22,6 +26,14 @@ pub(crate) trait Ends: Sharded {
 
     fn records(&self) -> &Records<Self::Slot>;
     fn records_mut(&mut self) -> &mut Records<Self::Slot>;
+    /// The record at `idx`, as a lease.
+    fn lease(&self, idx: u32) -> Self::Lease;
+    /// The shard's Lamport clock: the last version it gave a change.
+    fn clock_mut(&mut self) -> &mut u64;
+    /// [`Sharded::restore_claim`], for the family's free space.
+    fn claim(&mut self, res: Res<Self>, place: Place<Self>, version: u64, target: bool) -> Claim;
+    /// [`Sharded::receive_claimed`], for the family's free space.
+    fn receive(&mut self, place: Place<Self>);
     /// Adds a record whose resource has none here, keeping free space, counts and heap in
     /// step; returns its slab index.
     fn insert(&mut self, rec: &<Self::Slot as Slot>::New<'_>) -> u32;
@@ -48,9 +60,38 @@ pub(crate) trait Ends: Sharded {
     fn entry_record(&self, at: u32) -> Option<u32>;
 }
 
+/// What the engines' shared code sees of a shard is the same for both families.
+impl<S: Ends> Sharded for S {
+    type Lease = S::Lease;
+    type Res = Res<S>;
+    type Place = Place<S>;
+
+    fn clock(&mut self) -> &mut u64 {
+        self.clock_mut()
+    }
+    fn reclaim_due(&mut self, now: Time, budget: usize) -> usize {
+        reclaim(self, now, budget)
+    }
+    fn expire_due(&mut self, res: Res<S>, now: Time) {
+        expire_if_due(self, res, now);
+    }
+    fn state_of(&self, res: Res<S>) -> Option<LeaseState> {
+        self.records().get(res).map(Slot::state)
+    }
+    fn leases_into(&self, out: &mut Vec<S::Lease>) {
+        out.extend(self.records().iter().map(|idx| self.lease(idx)));
+    }
+    fn restore_claim(&mut self, res: Res<S>, place: Place<S>, version: u64, target: bool) -> Claim {
+        self.claim(res, place, version, target)
+    }
+    fn receive_claimed(&mut self, place: Place<S>) {
+        self.receive(place);
+    }
+}
+
 /// The next version of the shard's clock: every change to a record takes one.
-pub(crate) fn tick<S: Sharded>(g: &mut S) -> u64 {
-    let clock = g.clock();
+pub(crate) fn tick<S: Ends>(g: &mut S) -> u64 {
+    let clock = g.clock_mut();
     *clock += 1;
     *clock
 }
@@ -234,7 +275,7 @@ pub(crate) fn restore_local<S: Ends>(
     Res<S>: Ord,
 {
     debug_assert!(g.records().find(res).is_none(), "restore over a record");
-    let clock = g.clock();
+    let clock = g.clock_mut();
     *clock = (*clock).max(version);
     let rank = current_rank(state, version, res);
     let current = g.records().client_bytes(key).map(|idx| {

@@ -19,7 +19,6 @@ use std::net::Ipv4Addr;
 
 use roaring::RoaringBitmap;
 
-use crate::common::Sharded;
 use crate::common::slot::clamp;
 use crate::ends::{self, Ends as _};
 use crate::grow::MinHeap;
@@ -149,10 +148,6 @@ impl Shard {
         self.records
             .client(client)
             .map(|idx| self.records.slot(idx).addr)
-    }
-
-    pub(crate) fn state(&self, addr: u32) -> Option<LeaseState> {
-        self.records.get(addr).map(|slot| slot.state)
     }
 
     /// Lazy deletion leaves dead entries behind (a renewal pushes the new end and leaves the
@@ -346,56 +341,6 @@ impl Shard {
     }
 }
 
-impl Sharded for Shard {
-    type Lease = Lease;
-    type Res = u32;
-    type Place = Place;
-
-    fn clock(&mut self) -> &mut u64 {
-        &mut self.clock
-    }
-
-    fn reclaim_due(&mut self, now: Time, budget: usize) -> usize {
-        ends::reclaim(self, now, budget)
-    }
-
-    fn expire_due(&mut self, res: u32, now: Time) {
-        self.expire_if_due(res, now);
-    }
-
-    fn state_of(&self, res: u32) -> Option<LeaseState> {
-        self.state(res)
-    }
-
-    fn leases_into(&self, out: &mut Vec<Lease>) {
-        out.extend(self.records.iter().map(|idx| self.records.lease(idx)));
-    }
-
-    fn restore_claim(&mut self, addr: u32, place: Place, version: u64, target: bool) -> Claim {
-        if let Some(slot) = self.records.get(addr) {
-            if slot.version >= version {
-                return Claim::Newer;
-            }
-            // An older record of the address (the caller gave more than a journal's fold).
-            self.remove(addr);
-        }
-        match place {
-            Place::Dynamic { pool, off }
-                if !target && self.free[pool.index()].clean.remove(off) =>
-            {
-                Claim::Claimed { clock: self.clock }
-            }
-            _ => Claim::Absent,
-        }
-    }
-
-    fn receive_claimed(&mut self, place: Place) {
-        if let Place::Dynamic { pool, off } = place {
-            self.free[pool.index()].clean.insert(off);
-        }
-    }
-}
-
 impl<'a> NewRecord<'a> {
     /// The record of `lease` at `place`.
     pub(crate) fn of(lease: impl Into<LeaseRef<'a>>, place: Place) -> Self {
@@ -429,6 +374,7 @@ impl Shard {
 
 impl ends::Ends for Shard {
     type Slot = Slot;
+    type Lease = Lease;
     type Term = Term;
     type Heap = MinHeap;
 
@@ -438,6 +384,36 @@ impl ends::Ends for Shard {
     fn records_mut(&mut self) -> &mut Records {
         &mut self.records
     }
+    fn lease(&self, idx: u32) -> Lease {
+        self.records.lease(idx)
+    }
+    fn clock_mut(&mut self) -> &mut u64 {
+        &mut self.clock
+    }
+    fn claim(&mut self, addr: u32, place: Place, version: u64, target: bool) -> Claim {
+        if let Some(slot) = self.records.get(addr) {
+            if slot.version >= version {
+                return Claim::Newer;
+            }
+            // An older record of the address (the caller gave more than a journal's fold).
+            self.remove(addr);
+        }
+        match place {
+            Place::Dynamic { pool, off }
+                if !target && self.free[pool.index()].clean.remove(off) =>
+            {
+                Claim::Claimed { clock: self.clock }
+            }
+            _ => Claim::Absent,
+        }
+    }
+
+    fn receive(&mut self, place: Place) {
+        if let Place::Dynamic { pool, off } = place {
+            self.free[pool.index()].clean.insert(off);
+        }
+    }
+
     fn expiry(&mut self) -> &mut Self::Heap {
         &mut self.expiry
     }

@@ -22,7 +22,6 @@ use std::hash::BuildHasher;
 
 use hashbrown::DefaultHashBuilder;
 
-use crate::common::Sharded;
 use crate::common::slot::clamp;
 use crate::ends::{self, Ends as _};
 use crate::lease::{EventKind, LeaseState, Time};
@@ -121,12 +120,6 @@ impl Shard {
         self.records
             .client(client)
             .map(|idx| self.records.slot(idx).resource())
-    }
-
-    pub(crate) fn state(&self, res: Resource) -> Option<LeaseState> {
-        self.records
-            .find(res)
-            .map(|idx| self.records.slot(idx).state)
     }
 
     fn push_expiry(&mut self, expires: u32, idx: u32) {
@@ -398,54 +391,6 @@ impl Shard {
     }
 }
 
-impl Sharded for Shard {
-    type Lease = V6Lease;
-    type Res = Resource;
-    type Place = Place;
-
-    fn clock(&mut self) -> &mut u64 {
-        &mut self.clock
-    }
-
-    fn reclaim_due(&mut self, now: Time, budget: usize) -> usize {
-        ends::reclaim(self, now, budget)
-    }
-
-    fn expire_due(&mut self, res: Resource, now: Time) {
-        self.expire_if_due(res, now);
-    }
-
-    fn state_of(&self, res: Resource) -> Option<LeaseState> {
-        self.state(res)
-    }
-
-    fn leases_into(&self, out: &mut Vec<V6Lease>) {
-        out.extend(self.records.iter().map(|idx| self.records.lease(idx)));
-    }
-
-    fn restore_claim(&mut self, res: Resource, place: Place, version: u64, target: bool) -> Claim {
-        if let Some(idx) = self.records.find(res) {
-            if self.records.slot(idx).version >= version {
-                return Claim::Newer;
-            }
-            // An older record of the resource (the caller gave more than a journal's fold).
-            self.remove(idx);
-        }
-        match place {
-            Place::Dynamic { pool, off } if !target && self.parts[pool.index()].space.give(off) => {
-                Claim::Claimed { clock: self.clock }
-            }
-            _ => Claim::Absent,
-        }
-    }
-
-    fn receive_claimed(&mut self, place: Place) {
-        if let Place::Dynamic { pool, off } = place {
-            self.parts[pool.index()].space.receive_one(off);
-        }
-    }
-}
-
 impl<'a> NewRecord<'a> {
     /// The record of `lease` at `place`.
     pub(crate) fn of(lease: &V6LeaseRef<'a>, place: Place) -> Self {
@@ -468,6 +413,7 @@ impl<'a> NewRecord<'a> {
 
 impl ends::Ends for Shard {
     type Slot = Slot;
+    type Lease = V6Lease;
     type Term = Term;
     type Heap = BinaryHeap<Reverse<(u32, u32)>>;
 
@@ -477,6 +423,34 @@ impl ends::Ends for Shard {
     fn records_mut(&mut self) -> &mut Records {
         &mut self.records
     }
+    fn lease(&self, idx: u32) -> V6Lease {
+        self.records.lease(idx)
+    }
+    fn clock_mut(&mut self) -> &mut u64 {
+        &mut self.clock
+    }
+    fn claim(&mut self, res: Resource, place: Place, version: u64, target: bool) -> Claim {
+        if let Some(idx) = self.records.find(res) {
+            if self.records.slot(idx).version >= version {
+                return Claim::Newer;
+            }
+            // An older record of the resource (the caller gave more than a journal's fold).
+            self.remove(idx);
+        }
+        match place {
+            Place::Dynamic { pool, off } if !target && self.parts[pool.index()].space.give(off) => {
+                Claim::Claimed { clock: self.clock }
+            }
+            _ => Claim::Absent,
+        }
+    }
+
+    fn receive(&mut self, place: Place) {
+        if let Place::Dynamic { pool, off } = place {
+            self.parts[pool.index()].space.receive_one(off);
+        }
+    }
+
     fn expiry(&mut self) -> &mut Self::Heap {
         &mut self.expiry
     }
