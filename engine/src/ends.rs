@@ -30,10 +30,11 @@ pub(crate) trait Ends {
     fn lease(&self, idx: u32) -> Self::Lease;
     /// The shard's Lamport clock: the last version it gave a change.
     fn clock_mut(&mut self) -> &mut u64;
-    /// [`Sharded::restore_claim`], for the family's free space.
-    fn claim(&mut self, res: Res<Self>, place: Place<Self>, version: u64, target: bool) -> Claim;
-    /// [`Sharded::receive_claimed`], for the family's free space.
-    fn receive(&mut self, place: Place<Self>);
+    /// Replay: takes the free dynamic offset at `place` out of this shard's free space for
+    /// a sibling; returns whether it was free here.
+    fn give_free(&mut self, place: Place<Self>) -> bool;
+    /// Replay: takes in the dynamic offset at `place`, which a sibling gave up.
+    fn take_free_back(&mut self, place: Place<Self>);
     /// Adds a record whose resource has none here, keeping free space, counts and heap in
     /// step; returns its slab index.
     fn insert(&mut self, rec: &<Self::Slot as Slot>::New<'_>) -> u32;
@@ -60,6 +61,29 @@ pub(crate) trait Ends {
     fn entry_record(&self, at: u32) -> Option<u32>;
 }
 
+/// Writes the [`Ends`] items both shards implement alike, given a shard with the fields
+/// `records`, `clock` and `expiry`, inside its `impl Ends`.
+macro_rules! ends_fields {
+    () => {
+        fn records(&self) -> &Records {
+            &self.records
+        }
+        fn records_mut(&mut self) -> &mut Records {
+            &mut self.records
+        }
+        fn lease(&self, idx: u32) -> Self::Lease {
+            self.records.lease(idx)
+        }
+        fn clock_mut(&mut self) -> &mut u64 {
+            &mut self.clock
+        }
+        fn expiry(&mut self) -> &mut Self::Heap {
+            &mut self.expiry
+        }
+    };
+}
+pub(crate) use ends_fields;
+
 /// What the engines' shared code sees of a shard is the same for both families.
 impl<S: Ends> Sharded for S {
     type Lease = S::Lease;
@@ -82,10 +106,23 @@ impl<S: Ends> Sharded for S {
         out.extend(self.records().iter().map(|idx| self.lease(idx)));
     }
     fn restore_claim(&mut self, res: Res<S>, place: Place<S>, version: u64, target: bool) -> Claim {
-        self.claim(res, place, version, target)
+        if let Some(idx) = self.records().find(res) {
+            if self.records().slot(idx).version() >= version {
+                return Claim::Newer;
+            }
+            // An older record of the resource (the caller gave more than a journal's fold).
+            self.remove_at(idx);
+        }
+        if !target && self.give_free(place) {
+            Claim::Claimed {
+                clock: *self.clock_mut(),
+            }
+        } else {
+            Claim::Absent
+        }
     }
     fn receive_claimed(&mut self, place: Place<S>) {
-        self.receive(place);
+        self.take_free_back(place);
     }
 }
 

@@ -29,7 +29,7 @@ use crate::lease::{
 use crate::pools::{Place, PoolId};
 use crate::records::{NewRecord, Records, Slot};
 
-pub(crate) use crate::common::{Avail, Claim, Counts, current_rank, is_held};
+pub(crate) use crate::common::{Avail, Counts, current_rank, is_held};
 
 /// A shard's free offsets in one pool.
 #[derive(Debug, Default)]
@@ -378,44 +378,18 @@ impl ends::Ends for Shard {
     type Term = Term;
     type Heap = MinHeap;
 
-    fn records(&self) -> &Records {
-        &self.records
-    }
-    fn records_mut(&mut self) -> &mut Records {
-        &mut self.records
-    }
-    fn lease(&self, idx: u32) -> Lease {
-        self.records.lease(idx)
-    }
-    fn clock_mut(&mut self) -> &mut u64 {
-        &mut self.clock
-    }
-    fn claim(&mut self, addr: u32, place: Place, version: u64, target: bool) -> Claim {
-        if let Some(slot) = self.records.get(addr) {
-            if slot.version >= version {
-                return Claim::Newer;
-            }
-            // An older record of the address (the caller gave more than a journal's fold).
-            self.remove(addr);
-        }
-        match place {
-            Place::Dynamic { pool, off }
-                if !target && self.free[pool.index()].clean.remove(off) =>
-            {
-                Claim::Claimed { clock: self.clock }
-            }
-            _ => Claim::Absent,
-        }
-    }
+    ends::ends_fields!();
 
-    fn receive(&mut self, place: Place) {
+    fn give_free(&mut self, place: Place) -> bool {
+        match place {
+            Place::Dynamic { pool, off } => self.free[pool.index()].clean.remove(off),
+            Place::Fixed { .. } => false,
+        }
+    }
+    fn take_free_back(&mut self, place: Place) {
         if let Place::Dynamic { pool, off } = place {
             self.free[pool.index()].clean.insert(off);
         }
-    }
-
-    fn expiry(&mut self) -> &mut Self::Heap {
-        &mut self.expiry
     }
     fn entry_record(&self, at: u32) -> Option<u32> {
         self.records.find(at)

@@ -33,7 +33,7 @@ use super::records::{List, NewRecord, Records, Slot};
 use super::space::{Lent, Space};
 use crate::slots::Slot as _;
 
-pub(crate) use crate::common::{Avail, Claim, Counts, Give, current_rank, is_held};
+pub(crate) use crate::common::{Avail, Counts, Give, current_rank, is_held};
 
 /// A shard's share of one pool.
 #[derive(Debug)]
@@ -417,42 +417,18 @@ impl ends::Ends for Shard {
     type Term = Term;
     type Heap = BinaryHeap<Reverse<(u32, u32)>>;
 
-    fn records(&self) -> &Records {
-        &self.records
-    }
-    fn records_mut(&mut self) -> &mut Records {
-        &mut self.records
-    }
-    fn lease(&self, idx: u32) -> V6Lease {
-        self.records.lease(idx)
-    }
-    fn clock_mut(&mut self) -> &mut u64 {
-        &mut self.clock
-    }
-    fn claim(&mut self, res: Resource, place: Place, version: u64, target: bool) -> Claim {
-        if let Some(idx) = self.records.find(res) {
-            if self.records.slot(idx).version >= version {
-                return Claim::Newer;
-            }
-            // An older record of the resource (the caller gave more than a journal's fold).
-            self.remove(idx);
-        }
-        match place {
-            Place::Dynamic { pool, off } if !target && self.parts[pool.index()].space.give(off) => {
-                Claim::Claimed { clock: self.clock }
-            }
-            _ => Claim::Absent,
-        }
-    }
+    ends::ends_fields!();
 
-    fn receive(&mut self, place: Place) {
+    fn give_free(&mut self, place: Place) -> bool {
+        match place {
+            Place::Dynamic { pool, off } => self.parts[pool.index()].space.give(off),
+            Place::Fixed { .. } => false,
+        }
+    }
+    fn take_free_back(&mut self, place: Place) {
         if let Place::Dynamic { pool, off } = place {
             self.parts[pool.index()].space.receive_one(off);
         }
-    }
-
-    fn expiry(&mut self) -> &mut Self::Heap {
-        &mut self.expiry
     }
     fn entry_record(&self, at: u32) -> Option<u32> {
         (!self.records.slot(at).is_vacant()).then_some(at)
