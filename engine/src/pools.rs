@@ -1,26 +1,18 @@
 //! Pool configuration and its validated layout: which addresses are dynamic, and where.
 
-use std::fmt;
 use std::net::Ipv4Addr;
 
 use roaring::RoaringBitmap;
 
 use crate::error::{Error, Result};
 
-/// Index of a pool in [`EngineConfig::pools`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PoolId(pub u32);
+pub(crate) mod table;
 
-impl PoolId {
-    pub(crate) fn index(self) -> usize {
-        self.0 as usize
-    }
-}
+use table::{Id, Table};
 
-impl fmt::Display for PoolId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+table::pool_id! {
+    /// Index of a pool in [`EngineConfig::pools`].
+    PoolId
 }
 
 /// One dynamic pool: the inclusive range `first..=last` minus `excluded`.
@@ -83,21 +75,12 @@ impl Layout {
     }
 }
 
-/// The validated pools, with an index by first address for finding an address's pool.
-#[derive(Debug)]
-pub(crate) struct Pools {
-    layouts: Box<[Layout]>,
-    /// `(first, last, id)` sorted by `first`; ranges do not overlap.
-    sorted: Box<[(u32, u32, PoolId)]>,
-}
+/// The validated pools, indexed by address range.
+pub(crate) type Pools = Table<Layout, u32, PoolId>;
 
 impl Pools {
     pub(crate) fn new(specs: &[PoolSpec]) -> Result<Self> {
-        let id = |i: usize| {
-            u32::try_from(i)
-                .map(PoolId)
-                .map_err(|_| Error::TooManyPools(specs.len()))
-        };
+        let id = |i| PoolId::nth(i).ok_or(Error::TooManyPools(specs.len()));
         let mut layouts = Vec::with_capacity(specs.len());
         let mut sorted = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
@@ -125,41 +108,17 @@ impl Pools {
             });
             sorted.push((first, last, id(i)?));
         }
-        sorted.sort_unstable();
-        if let Some((first, second)) = crate::common::overlap(&sorted) {
-            return Err(Error::PoolsOverlap { first, second });
-        }
-        Ok(Self {
-            layouts: layouts.into(),
-            sorted: sorted.into(),
-        })
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.layouts.len()
-    }
-
-    /// The pools with their ids, in configuration order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (PoolId, &Layout)> {
-        // `new` checked that every index fits a u32.
-        (0u32..).map(PoolId).zip(self.layouts.iter())
-    }
-
-    pub(crate) fn get(&self, pool: PoolId) -> Option<&Layout> {
-        self.layouts.get(pool.index())
+        Self::build(layouts, sorted)
+            .map_err(|(first, second)| Error::PoolsOverlap { first, second })
     }
 
     /// Where `addr` sits: in which pool, and whether it is dynamic.
     pub(crate) fn place(&self, addr: u32) -> Place {
-        let i = self.sorted.partition_point(|&(first, _, _)| first <= addr);
-        let Some(&(first, last, pool)) = i.checked_sub(1).map(|i| &self.sorted[i]) else {
+        let Some((pool, first)) = self.find(addr) else {
             return Place::Fixed { pool: None };
         };
-        if addr > last {
-            return Place::Fixed { pool: None };
-        }
         let off = addr - first;
-        if self.layouts[pool.index()].excluded.contains(off) {
+        if self.layout(pool).excluded.contains(off) {
             Place::Fixed { pool: Some(pool) }
         } else {
             Place::Dynamic { pool, off }
@@ -168,12 +127,12 @@ impl Pools {
 
     /// The address at offset `off` of `pool`.
     pub(crate) fn addr(&self, pool: PoolId, off: u32) -> u32 {
-        self.layouts[pool.index()].first + off
+        self.layout(pool).first + off
     }
 
     /// `pool`'s dynamic offsets split into `shards` contiguous blocks.
     pub(crate) fn blocks(&self, pool: PoolId, shards: usize) -> Vec<RoaringBitmap> {
-        let layout = &self.layouts[pool.index()];
+        let layout = self.layout(pool);
         let size = layout.size();
         let shards = shards as u64;
         (0..shards)

@@ -5,26 +5,15 @@
 //! prefix (`(addr - prefix) >> (128 - delegated_len)`). Offsets are `u128`: a pool may hold up
 //! to 2^128 - 1 resources.
 
-use std::fmt;
 use std::net::Ipv6Addr;
 
 use super::error::V6ConfigError;
 use super::key::{IaKind, Resource};
+use crate::pools::table::{self, Id, Table};
 
-/// Index of a pool in [`V6EngineConfig::pools`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct V6PoolId(pub u32);
-
-impl V6PoolId {
-    pub(crate) fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
-impl fmt::Display for V6PoolId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+table::pool_id! {
+    /// Index of a pool in [`V6EngineConfig::pools`].
+    V6PoolId
 }
 
 /// One dynamic pool.
@@ -164,13 +153,8 @@ impl Layout {
     }
 }
 
-/// The validated pools, sorted by first address for finding a resource's pool.
-#[derive(Debug)]
-pub(crate) struct Pools {
-    layouts: Box<[Layout]>,
-    /// `(first, last, id)` sorted by `first`; ranges do not overlap.
-    sorted: Box<[(u128, u128, V6PoolId)]>,
-}
+/// The validated pools, indexed by the range of addresses they cover.
+pub(crate) type Pools = Table<Layout, u128, V6PoolId>;
 
 /// Sorts and merges inclusive intervals (overlapping or adjacent ones become one).
 fn merge(mut intervals: Vec<(u128, u128)>) -> Box<[(u128, u128)]> {
@@ -190,11 +174,7 @@ fn merge(mut intervals: Vec<(u128, u128)>) -> Box<[(u128, u128)]> {
 impl Pools {
     /// Validates `specs`; pools of at most `dense_max` offsets are dense.
     pub(crate) fn new(specs: &[V6PoolSpec], dense_max: u128) -> Result<Self, V6ConfigError> {
-        let id = |i: usize| {
-            u32::try_from(i)
-                .map(V6PoolId)
-                .map_err(|_| V6ConfigError::TooManyPools(specs.len()))
-        };
+        let id = |i| V6PoolId::nth(i).ok_or(V6ConfigError::TooManyPools(specs.len()));
         let mut layouts = Vec::with_capacity(specs.len());
         let mut sorted = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
@@ -282,45 +262,17 @@ impl Pools {
             });
             sorted.push((first, last, pool));
         }
-        sorted.sort_unstable();
-        if let Some((first, second)) = crate::common::overlap(&sorted) {
-            return Err(V6ConfigError::PoolsOverlap { first, second });
-        }
-        Ok(Self {
-            layouts: layouts.into(),
-            sorted: sorted.into(),
-        })
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.layouts.len()
-    }
-
-    /// The pools with their ids, in configuration order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (V6PoolId, &Layout)> {
-        // `new` checked that every index fits a u32.
-        (0u32..).map(V6PoolId).zip(self.layouts.iter())
-    }
-
-    pub(crate) fn get(&self, pool: V6PoolId) -> Option<&Layout> {
-        self.layouts.get(pool.index())
-    }
-
-    pub(crate) fn layout(&self, pool: V6PoolId) -> &Layout {
-        &self.layouts[pool.index()]
+        Self::build(layouts, sorted)
+            .map_err(|(first, second)| V6ConfigError::PoolsOverlap { first, second })
     }
 
     /// Where `res` sits: in which pool, and whether it is one of its dynamic resources.
     pub(crate) fn place(&self, res: Resource) -> Place {
         let addr = u128::from(res.addr);
-        let i = self.sorted.partition_point(|&(first, _, _)| first <= addr);
-        let Some(&(first, last, pool)) = i.checked_sub(1).map(|i| &self.sorted[i]) else {
+        let Some((pool, first)) = self.find(addr) else {
             return Place::Fixed { pool: None };
         };
-        if addr > last {
-            return Place::Fixed { pool: None };
-        }
-        let layout = &self.layouts[pool.index()];
+        let layout = self.layout(pool);
         let rel = addr - first;
         if res.len != layout.res_len || rel & low_mask(layout.shift) != 0 {
             return Place::Fixed { pool: Some(pool) };
@@ -335,7 +287,7 @@ impl Pools {
 
     /// The resource at offset `off` of `pool`.
     pub(crate) fn resource(&self, pool: V6PoolId, off: u128) -> Resource {
-        self.layouts[pool.index()].resource(off)
+        self.layout(pool).resource(off)
     }
 }
 

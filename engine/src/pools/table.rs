@@ -1,0 +1,92 @@
+//! The validated pools of either family: each pool's layout by id, and an index of the
+//! pools' ranges by first address for finding which pool holds an address.
+
+/// Declares a family's pool id: an index in its configuration's pool list.
+macro_rules! pool_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+
+        impl $name {
+            pub(crate) fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+
+        impl $crate::pools::table::Id for $name {
+            fn nth(i: usize) -> Option<Self> {
+                u32::try_from(i).ok().map(Self)
+            }
+            fn index(self) -> usize {
+                $name::index(self)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+pub(crate) use pool_id;
+
+/// A pool id, as [`Table`] sees it.
+pub(crate) trait Id: Copy + Ord {
+    /// The id of the `i`-th configured pool; `None` when `i` does not fit a `u32`.
+    fn nth(i: usize) -> Option<Self>;
+    /// Where the pool sits in its configuration's list.
+    fn index(self) -> usize;
+}
+
+/// The validated pools: layouts `L` in configuration order, ranges of addresses `A`.
+#[derive(Debug)]
+pub(crate) struct Table<L, A, I> {
+    layouts: Box<[L]>,
+    /// `(first, last, id)` sorted by `first`; ranges do not overlap.
+    sorted: Box<[(A, A, I)]>,
+}
+
+impl<L, A: Ord + Copy, I: Id> Table<L, A, I> {
+    /// Indexes `layouts` by their ranges `ranges` (`(first, last, id)`, any order).
+    ///
+    /// Refuses overlapping ranges with the ids of the first two found, lower id first.
+    pub(crate) fn build(layouts: Vec<L>, mut ranges: Vec<(A, A, I)>) -> Result<Self, (I, I)> {
+        ranges.sort_unstable();
+        if let Some(pair) = crate::common::overlap(&ranges) {
+            return Err(pair);
+        }
+        Ok(Self {
+            layouts: layouts.into(),
+            sorted: ranges.into(),
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.layouts.len()
+    }
+
+    /// The pools with their ids, in configuration order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (I, &L)> {
+        // `build`'s callers made every index an id.
+        (0..).map_while(I::nth).zip(self.layouts.iter())
+    }
+
+    pub(crate) fn get(&self, pool: I) -> Option<&L> {
+        self.layouts.get(pool.index())
+    }
+
+    /// `pool`'s layout; panics if `pool` is not one of the table's.
+    pub(crate) fn layout(&self, pool: I) -> &L {
+        &self.layouts[pool.index()]
+    }
+
+    /// The pool whose range holds `addr`, with that range's first address.
+    #[inline]
+    pub(crate) fn find(&self, addr: A) -> Option<(I, A)> {
+        let i = self.sorted.partition_point(|&(first, _, _)| first <= addr);
+        let &(first, last, pool) = self.sorted.get(i.checked_sub(1)?)?;
+        (addr <= last).then_some((pool, first))
+    }
+}
