@@ -40,23 +40,8 @@ pub struct EngineConfig {
     pub decline_probation: u32,
 }
 
-/// Where an address sits in the configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Place {
-    /// Handed out from bitmaps: `off` is its offset from its pool's first address.
-    Dynamic { pool: PoolId, off: u32 },
-    /// Never in a bitmap: excluded from pool `Some(_)`, or outside every pool.
-    Fixed { pool: Option<PoolId> },
-}
-
-impl Place {
-    pub(crate) fn pool(self) -> Option<PoolId> {
-        match self {
-            Place::Dynamic { pool, .. } => Some(pool),
-            Place::Fixed { pool } => pool,
-        }
-    }
-}
+/// Where an address sits: a dynamic one's offset is from its pool's first address.
+pub(crate) type Place = table::Place<PoolId, u32>;
 
 /// One validated pool.
 #[derive(Debug)]

@@ -32,6 +32,25 @@ macro_rules! pool_id {
 }
 pub(crate) use pool_id;
 
+/// Where an address (or resource) sits in the configuration, for pool ids `I` and offsets `O`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place<I, O> {
+    /// A dynamic one: `off` is its offset in pool `pool`.
+    Dynamic { pool: I, off: O },
+    /// Never handed out dynamically: in pool `Some(_)` but excluded (or, in v6, not one of
+    /// its resources), or outside every pool.
+    Fixed { pool: Option<I> },
+}
+
+impl<I: Copy, O> Place<I, O> {
+    pub(crate) fn pool(self) -> Option<I> {
+        match self {
+            Place::Dynamic { pool, .. } => Some(pool),
+            Place::Fixed { pool } => pool,
+        }
+    }
+}
+
 /// A pool id, as [`Table`] sees it.
 pub(crate) trait Id: Copy + Ord {
     /// The id of the `i`-th configured pool; `None` when `i` does not fit a `u32`.

@@ -64,24 +64,8 @@ pub struct V6EngineConfig {
     pub decline_probation: u32,
 }
 
-/// Where a resource sits in the configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Place {
-    /// A dynamic resource: `off` is its offset in its pool.
-    Dynamic { pool: V6PoolId, off: u128 },
-    /// Never handed out dynamically: inside pool `Some(_)` but excluded (or not one of its
-    /// resources: another prefix length, misaligned), or outside every pool.
-    Fixed { pool: Option<V6PoolId> },
-}
-
-impl Place {
-    pub(crate) fn pool(self) -> Option<V6PoolId> {
-        match self {
-            Place::Dynamic { pool, .. } => Some(pool),
-            Place::Fixed { pool } => pool,
-        }
-    }
-}
+/// Where a resource sits; one of another prefix length or misaligned is `Fixed`.
+pub(crate) type Place = table::Place<V6PoolId, u128>;
 
 /// The low `bits` bits set (all of them from 128 on).
 pub(crate) fn low_mask(bits: u32) -> u128 {
