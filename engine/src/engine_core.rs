@@ -18,6 +18,20 @@ use crate::lease::Time;
 /// Most free addresses (resources) one borrow takes from a sibling.
 const BORROW_CHUNK: u64 = 64;
 
+/// Everything an engine's `new` needs, for its family's pool specs `S`: the v4
+/// [`EngineConfig`](crate::EngineConfig) and the v6 [`EngineConfig`](crate::v6::EngineConfig).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config<S> {
+    /// Number of shards, normally one per worker core.
+    pub shards: usize,
+    /// The dynamic pools; a pool id is an index in this list. Pools must not overlap.
+    pub pools: Vec<S>,
+    /// Seconds an offer (v6: an advertise) holds its address or resource.
+    pub offer_hold: u32,
+    /// Seconds a declined address or resource stays quarantined.
+    pub decline_probation: u32,
+}
+
 mod sealed {
     /// Only the crate's own families are a [`super::Family`].
     pub trait Sealed {}

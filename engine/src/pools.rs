@@ -11,7 +11,7 @@ pub(crate) mod table;
 use table::{Id, Table};
 
 table::pool_id! {
-    /// Index of a pool in [`EngineConfig::pools`].
+    /// Index of a pool in an [`EngineConfig`]'s `pools`.
     PoolId
 }
 
@@ -28,17 +28,7 @@ pub struct PoolSpec {
 }
 
 /// Everything [`Engine::new`](crate::Engine::new) needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EngineConfig {
-    /// Number of shards, normally one per worker core.
-    pub shards: usize,
-    /// The dynamic pools; a [`PoolId`] is an index in this list. Pools must not overlap.
-    pub pools: Vec<PoolSpec>,
-    /// Seconds an OFFER holds its address.
-    pub offer_hold: u32,
-    /// Seconds a declined address stays quarantined.
-    pub decline_probation: u32,
-}
+pub type EngineConfig = crate::engine_core::Config<PoolSpec>;
 
 /// Where an address sits: a dynamic one's offset is from its pool's first address.
 pub(crate) type Place = table::Place<PoolId, u32>;

@@ -12,7 +12,7 @@ use super::key::{IaKind, Resource};
 use crate::pools::table::{self, Id, Table};
 
 table::pool_id! {
-    /// Index of a pool in [`V6EngineConfig::pools`].
+    /// Index of a pool in a [`V6EngineConfig`]'s `pools`.
     V6PoolId
 }
 
@@ -52,17 +52,7 @@ pub enum V6PoolSpec {
 }
 
 /// Everything [`V6Engine::new`](super::V6Engine::new) needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct V6EngineConfig {
-    /// Number of shards, normally one per worker core.
-    pub shards: usize,
-    /// The dynamic pools; a [`V6PoolId`] is an index in this list. Pools must not overlap.
-    pub pools: Vec<V6PoolSpec>,
-    /// Seconds an ADVERTISE holds its resource.
-    pub offer_hold: u32,
-    /// Seconds a declined resource stays quarantined.
-    pub decline_probation: u32,
-}
+pub type V6EngineConfig = crate::engine_core::Config<V6PoolSpec>;
 
 /// Where a resource sits; one of another prefix length or misaligned is `Fixed`.
 pub(crate) type Place = table::Place<V6PoolId, u128>;
