@@ -19,6 +19,8 @@ pub(crate) trait Family: lessor_net::Family<Config: Default + Debug> {
     fn bind(cfg: &mut Self::Config, port: u16);
     /// The settings of `cfg` every family has: sockets in the group, and the device.
     fn workers_and_device(cfg: &mut Self::Config) -> (&mut usize, &mut Option<String>);
+    /// The length and source address `meta` records.
+    fn len_and_src(meta: &Self::RecvMeta) -> (usize, SocketAddr);
 }
 
 /// IPv4 on 127.0.0.1.
@@ -31,6 +33,9 @@ impl Family for V4 {
     fn workers_and_device(cfg: &mut V4SocketConfig) -> (&mut usize, &mut Option<String>) {
         (&mut cfg.workers, &mut cfg.device)
     }
+    fn len_and_src(meta: &RecvMeta) -> (usize, SocketAddr) {
+        (meta.len, meta.src.into())
+    }
 }
 
 /// IPv6 on ::1.
@@ -42,6 +47,9 @@ impl Family for V6 {
     }
     fn workers_and_device(cfg: &mut V6SocketConfig) -> (&mut usize, &mut Option<String>) {
         (&mut cfg.workers, &mut cfg.device)
+    }
+    fn len_and_src(meta: &RecvMeta6) -> (usize, SocketAddr) {
+        (meta.len, meta.src.into())
     }
 }
 
@@ -117,6 +125,27 @@ pub(crate) fn recv_any(group: &[V4Socket], buf: &mut [u8]) -> (usize, RecvMeta) 
 /// [`recv_any_of`] for IPv6.
 pub(crate) fn recv_any6(group: &[V6Socket], buf: &mut [u8]) -> (usize, RecvMeta6) {
     recv_any_of::<V6>(group, buf)
+}
+
+/// A new client on the family's loopback sends `payload` to `group`; returns the client, the
+/// index of the socket that got the datagram and its metadata, checked for the payload, its
+/// length and the client's address.
+pub(crate) fn request_into<F: Family>(
+    group: &[Socket<F>],
+    payload: &[u8],
+) -> (UdpSocket, usize, F::RecvMeta) {
+    let server: SocketAddr = group[0].local_addr().expect("local_addr").into();
+    let cli = client((F::LOOPBACK, 0));
+    let cli_addr = cli.local_addr().expect("client addr");
+    cli.send_to(payload, server).expect("client send");
+
+    let mut buf = [0u8; 1500];
+    let (k, meta) = recv_any_of(group, &mut buf);
+    let (len, src) = F::len_and_src(&meta);
+    assert_eq!(&buf[..len], payload);
+    assert_eq!(len, payload.len());
+    assert_eq!(src, cli_addr);
+    (cli, k, meta)
 }
 
 /// A plain client socket with a generous receive timeout, so a lost reply fails the test

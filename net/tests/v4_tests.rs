@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use lessor_net::{Error, SendMeta, interface_index};
 
-use crate::common::{client, expect_replies, loopback_group, loopback_group_with, recv_any, v4};
+use crate::common::{
+    client, expect_replies, loopback_group, loopback_group_with, recv_any, request_into, v4,
+};
 
 /// One request into a two-socket group and one reply out, with the arrival metadata checked.
 fn roundtrip(device: Option<&str>) {
@@ -21,20 +23,13 @@ fn roundtrip(device: Option<&str>) {
     }
     let lo = interface_index("lo").expect("index of lo");
 
-    let cli = client((Ipv4Addr::LOCALHOST, 0));
-    let cli_addr = v4(cli.local_addr().expect("client addr"));
-    cli.send_to(b"discover", server).expect("client send");
-
-    let mut buf = [0u8; 1500];
-    let (k, meta) = recv_any(&group, &mut buf);
-    assert_eq!(&buf[..meta.len], b"discover");
-    assert_eq!(meta.len, 8);
-    assert_eq!(meta.src, cli_addr);
+    let (cli, k, meta) = request_into(&group, b"discover");
     assert_eq!(meta.ifindex, lo);
     assert_eq!(meta.local, Ipv4Addr::LOCALHOST);
     assert_eq!(meta.dst, Ipv4Addr::LOCALHOST);
 
     // The datagram went to exactly one socket of the group.
+    let mut buf = [0u8; 1500];
     for (j, s) in group.iter().enumerate() {
         s.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("set read timeout");

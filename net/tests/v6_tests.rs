@@ -14,7 +14,7 @@ use lessor_net::{
 
 use crate::alloc_tests::{allocations, four_replies_sent_without_allocating};
 use crate::common::{
-    assert_unknown_interface, client6, expect_replies, loopback_group6, recv_any6, v6,
+    assert_unknown_interface, client6, expect_replies, loopback_group6, recv_any6, request_into, v6,
 };
 
 fn one_socket() -> (V6Socket, SocketAddrV6) {
@@ -34,15 +34,7 @@ fn roundtrip(device: Option<&str>) {
     assert_eq!(server.ip(), &Ipv6Addr::LOCALHOST);
     assert_eq!(group[1].local_addr().expect("local_addr"), server);
 
-    let cli = client6();
-    let cli_addr = v6(cli.local_addr().expect("client addr"));
-    cli.send_to(b"solicit", server).expect("client send");
-
-    let mut buf = [0u8; 1500];
-    let (k, meta) = recv_any6(&group, &mut buf);
-    assert_eq!(&buf[..meta.len], b"solicit");
-    assert_eq!(meta.len, 7);
-    assert_eq!(meta.src, cli_addr);
+    let (cli, k, meta) = request_into(&group, b"solicit");
     assert_eq!(meta.dst, Ipv6Addr::LOCALHOST);
     assert!(!meta.dst.is_multicast());
     assert_eq!(meta.ifindex, lo());
