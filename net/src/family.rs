@@ -143,9 +143,9 @@ pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
 }
 
 /// Declares a family's marker type and its [`Family`] impl: the types and constants given
-/// here, the accessors every family writes alike, and the module's own free functions
-/// `bind_addr`, `check`, `set_options`, `after_bind`, `multicast_ifindexes`, `missing_pktinfo`, `blank_send_meta`,
-/// `encode`, `send_error` and `short_send` for what differs in behaviour.
+/// here, the accessors and errors every family writes alike, and the module's own free
+/// functions `bind_addr`, `check`, `set_options`, `after_bind`, `multicast_ifindexes`,
+/// `blank_send_meta`, `encode` and `send_ifindex` for what differs in behaviour.
 macro_rules! family {
     (
         $(#[$doc:meta])*
@@ -158,6 +158,7 @@ macro_rules! family {
             pktinfo: $Info:ty = ($level:ident, $ty:ident, $Variant:ident),
             domain: $domain:ident,
             local: $local:ident,
+            errors: $Missing:ident, $SendErr:ident, $Short:ident,
         }
     ) => {
         $(#[$doc])*
@@ -237,7 +238,7 @@ macro_rules! family {
             }
 
             fn missing_pktinfo(src: $Src) -> $crate::error::Error {
-                missing_pktinfo(src)
+                $crate::error::Error::$Missing { src }
             }
 
             fn blank_send_meta() -> $SendMeta {
@@ -255,11 +256,19 @@ macro_rules! family {
             }
 
             fn send_error(meta: &$SendMeta, source: std::io::Error) -> $crate::error::Error {
-                send_error(meta, source)
+                $crate::error::Error::$SendErr {
+                    dst: meta.dst,
+                    ifindex: send_ifindex(meta),
+                    source,
+                }
             }
 
             fn short_send(meta: &$SendMeta, sent: usize, len: usize) -> $crate::error::Error {
-                short_send(meta, sent, len)
+                $crate::error::Error::$Short {
+                    dst: meta.dst,
+                    sent,
+                    len,
+                }
             }
 
             fn recv_ring(batch: &mut $RecvBatch) -> &mut $crate::batch::RecvRing<$fam> {
@@ -273,3 +282,51 @@ macro_rules! family {
     };
 }
 pub(crate) use family;
+
+/// Declares a family's group configuration: its own address and port first, then the settings
+/// every family takes (documented here once), then any field only it has, and its `Default`.
+macro_rules! socket_config {
+    (
+        $(#[$doc:meta])*
+        $Config:ident {
+            $($(#[$hdoc:meta])* $head:ident: $Head:ty = $hdef:expr,)*
+        }
+        $(then {
+            $($(#[$tdoc:meta])* $tail:ident: $Tail:ty = $tdef:expr,)*
+        })?
+        $(#[$ddoc:meta])*
+        default;
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct $Config {
+            $($(#[$hdoc])* pub $head: $Head,)*
+            /// Interface to restrict the sockets to (`SO_BINDTODEVICE`), `None` for all.
+            pub device: Option<String>,
+            /// Sockets in the group, one per worker; at least 1.
+            pub workers: usize,
+            /// `SO_RCVBUF` in bytes, `None` for the system default. Forced past
+            /// `net.core.rmem_max` when the process may (`CAP_NET_ADMIN`); a warning is logged
+            /// if the kernel grants less.
+            pub recv_buffer: Option<usize>,
+            /// `SO_SNDBUF` in bytes, `None` for the system default; forced like `recv_buffer`.
+            pub send_buffer: Option<usize>,
+            $($($(#[$tdoc])* pub $tail: $Tail,)*)?
+        }
+
+        impl Default for $Config {
+            $(#[$ddoc])*
+            fn default() -> Self {
+                Self {
+                    $($head: $hdef,)*
+                    device: None,
+                    workers: 1,
+                    recv_buffer: None,
+                    send_buffer: None,
+                    $($($tail: $tdef,)*)?
+                }
+            }
+        }
+    };
+}
+pub(crate) use socket_config;

@@ -11,7 +11,6 @@
 //! [`Socket`]; this module is what IPv4 adds to it ([`V4`]): `SO_BROADCAST`,
 //! `IP_PKTINFO` and its control message, the metadata types and ARP entries through a socket.
 
-use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 
@@ -19,9 +18,9 @@ use nix::sys::socket::{SockaddrIn, setsockopt, sockopt};
 
 use crate::batch::{RecvBatch, SendBatch};
 use crate::cmsg::{CmsgBuf, cmsg_space};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::family::Family;
-use crate::family::family;
+use crate::family::{family, socket_config};
 use crate::socket::{Socket, setup_err};
 
 /// Where a datagram came from and how it arrived (from `IP_PKTINFO`).
@@ -65,36 +64,16 @@ pub struct SendMeta {
     pub src: Option<Ipv4Addr>,
 }
 
-/// How to open a group of worker sockets with [`open_v4_group`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct V4SocketConfig {
-    /// Address to bind: 0.0.0.0 to hear broadcasts, or a specific address such as 127.0.0.1.
-    pub bind: Ipv4Addr,
-    /// UDP port (67 for a DHCPv4 server). Must not be 0: a group needs one known port.
-    pub port: u16,
-    /// Interface to restrict the sockets to (`SO_BINDTODEVICE`), `None` for all.
-    pub device: Option<String>,
-    /// Sockets in the group, one per worker; at least 1.
-    pub workers: usize,
-    /// `SO_RCVBUF` in bytes, `None` for the system default. Forced past `net.core.rmem_max`
-    /// when the process may (`CAP_NET_ADMIN`); a warning is logged if the kernel grants less.
-    pub recv_buffer: Option<usize>,
-    /// `SO_SNDBUF` in bytes, `None` for the system default; forced like `recv_buffer`.
-    pub send_buffer: Option<usize>,
-}
-
-impl Default for V4SocketConfig {
-    /// The DHCPv4 server port on every interface, one worker, system buffer sizes.
-    fn default() -> Self {
-        Self {
-            bind: Ipv4Addr::UNSPECIFIED,
-            port: 67,
-            device: None,
-            workers: 1,
-            recv_buffer: None,
-            send_buffer: None,
-        }
+socket_config! {
+    /// How to open a group of worker sockets with [`open_v4_group`].
+    V4SocketConfig {
+        /// Address to bind: 0.0.0.0 to hear broadcasts, or a specific address such as 127.0.0.1.
+        bind: Ipv4Addr = Ipv4Addr::UNSPECIFIED,
+        /// UDP port (67 for a DHCPv4 server). Must not be 0: a group needs one known port.
+        port: u16 = 67,
     }
+    /// The DHCPv4 server port on every interface, one worker, system buffer sizes.
+    default;
 }
 
 family! {
@@ -108,6 +87,7 @@ family! {
         pktinfo: libc::in_pktinfo = (IPPROTO_IP, IP_PKTINFO, Ipv4PacketInfo),
         domain: IPV4,
         local: as_socket_ipv4,
+        errors: MissingPacketInfo, Send, ShortSend,
     }
 }
 
@@ -120,7 +100,7 @@ pub type V4Socket = Socket<V4>;
 ///
 /// Fails as a whole: a socket that cannot be set up closes the ones opened before it. A port
 /// held by a socket outside the group (another process, another user id, or a socket without
-/// `SO_REUSEPORT`) gives [`Error::Bind`] with `AddrInUse`.
+/// `SO_REUSEPORT`) gives [`Error::Bind`](crate::Error::Bind) with `AddrInUse`.
 pub fn open_v4_group(cfg: &V4SocketConfig) -> Result<Vec<V4Socket>> {
     crate::socket::open_group(cfg)
 }
@@ -148,10 +128,6 @@ fn multicast_ifindexes(_: &V4SocketConfig) -> &[u32] {
     &[]
 }
 
-fn missing_pktinfo(src: SocketAddrV4) -> Error {
-    Error::MissingPacketInfo { src }
-}
-
 fn blank_send_meta() -> SendMeta {
     SendMeta {
         dst: V4::ANY,
@@ -174,20 +150,9 @@ fn encode(
     Some(pktinfo)
 }
 
-fn send_error(meta: &SendMeta, source: io::Error) -> Error {
-    Error::Send {
-        dst: meta.dst,
-        ifindex: meta.ifindex,
-        source,
-    }
-}
-
-fn short_send(meta: &SendMeta, sent: usize, len: usize) -> Error {
-    Error::ShortSend {
-        dst: meta.dst,
-        sent,
-        len,
-    }
+/// The interface index `meta` asks for, 0 for any (as the send errors name it).
+fn send_ifindex(meta: &SendMeta) -> u32 {
+    meta.ifindex
 }
 
 impl Socket<V4> {
@@ -232,6 +197,7 @@ impl CmsgBuf<PKTINFO_SPACE> {
 mod tests {
     use super::*;
     use crate::cmsg::{cmsg_len, decode_one};
+    use crate::error::Error;
 
     const PKTINFO_LEN: usize = cmsg_len::<libc::in_pktinfo>();
 

@@ -42,7 +42,6 @@
 //! the group behaves as a plain unicast server: replies go to the source address and port of
 //! the request, which is what [`RecvMeta6::src`] holds.
 
-use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use nix::sys::socket::{SockaddrIn6, setsockopt, sockopt};
@@ -51,7 +50,7 @@ use crate::batch::{RecvBatch6, SendBatch6};
 use crate::cmsg::{CmsgBuf, cmsg_space};
 use crate::error::{Error, Result};
 use crate::family::Family;
-use crate::family::family;
+use crate::family::{family, socket_config};
 use crate::socket::{Socket, setup_err};
 
 /// All_DHCP_Relay_Agents_and_Servers, ff02::1:2 (RFC 8415 §7.1): where clients on the link send
@@ -106,44 +105,26 @@ pub struct SendMeta6 {
     pub ifindex: Option<u32>,
 }
 
-/// How to open a group of worker sockets with [`open_v6_group`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct V6SocketConfig {
-    /// Address to bind: `::` to hear multicast and every unicast address, or a specific address
-    /// such as ::1 (test mode; no multicast arrives then).
-    pub bind: Ipv6Addr,
-    /// UDP port (547 for a DHCPv6 server). Must not be 0: a group needs one known port.
-    pub port: u16,
-    /// As [`V4SocketConfig::device`](crate::V4SocketConfig::device).
-    pub device: Option<String>,
-    /// As [`V4SocketConfig::workers`](crate::V4SocketConfig::workers).
-    pub workers: usize,
-    /// As [`V4SocketConfig::recv_buffer`](crate::V4SocketConfig::recv_buffer).
-    pub recv_buffer: Option<usize>,
-    /// As [`V4SocketConfig::send_buffer`](crate::V4SocketConfig::send_buffer).
-    pub send_buffer: Option<usize>,
-    /// Indexes of the interfaces on which every socket joins
-    /// [`ff02::1:2`](ALL_DHCP_RELAY_AGENTS_AND_SERVERS) (e.g. from
-    /// [`interface_index`](crate::interface_index)). Empty: unicast only, as behind relays or in
-    /// test mode. Needs `bind` = `::`; no index may be 0 or repeated.
-    pub multicast_ifindexes: Vec<u32>,
-}
-
-impl Default for V6SocketConfig {
+socket_config! {
+    /// How to open a group of worker sockets with [`open_v6_group`].
+    V6SocketConfig {
+        /// Address to bind: `::` to hear multicast and every unicast address, or a specific
+        /// address such as ::1 (test mode; no multicast arrives then).
+        bind: Ipv6Addr = Ipv6Addr::UNSPECIFIED,
+        /// UDP port (547 for a DHCPv6 server). Must not be 0: a group needs one known port.
+        port: u16 = 547,
+    }
+    then {
+        /// Indexes of the interfaces on which every socket joins
+        /// [`ff02::1:2`](ALL_DHCP_RELAY_AGENTS_AND_SERVERS) (e.g. from
+        /// [`interface_index`](crate::interface_index)). Empty: unicast only, as behind relays or
+        /// in test mode. Needs `bind` = `::`; no index may be 0 or repeated.
+        multicast_ifindexes: Vec<u32> = Vec::new(),
+    }
     /// The DHCPv6 server port on every address, one worker, system buffer sizes, no multicast
     /// group joined (set [`multicast_ifindexes`](Self::multicast_ifindexes) to hear clients on
     /// the link).
-    fn default() -> Self {
-        Self {
-            bind: Ipv6Addr::UNSPECIFIED,
-            port: 547,
-            device: None,
-            workers: 1,
-            recv_buffer: None,
-            send_buffer: None,
-            multicast_ifindexes: Vec::new(),
-        }
-    }
+    default;
 }
 
 family! {
@@ -158,6 +139,7 @@ family! {
         pktinfo: libc::in6_pktinfo = (IPPROTO_IPV6, IPV6_PKTINFO, Ipv6PacketInfo),
         domain: IPV6,
         local: as_socket_ipv6,
+        errors: MissingPacketInfo6, Send6, ShortSend6,
     }
 }
 
@@ -239,10 +221,6 @@ fn multicast_ifindexes(cfg: &V6SocketConfig) -> &[u32] {
     &cfg.multicast_ifindexes
 }
 
-fn missing_pktinfo(src: SocketAddrV6) -> Error {
-    Error::MissingPacketInfo6 { src }
-}
-
 fn blank_send_meta() -> SendMeta6 {
     SendMeta6 {
         dst: V6::ANY,
@@ -256,7 +234,7 @@ fn encode(
     addr: &mut SockaddrIn6,
     cmsg: &mut CmsgBuf<PKTINFO6_SPACE>,
 ) -> Option<bool> {
-    let ifindex = meta.ifindex.unwrap_or(0);
+    let ifindex = send_ifindex(meta);
     // The kernel's `in6_pktinfo` holds the index in an `int`.
     libc::c_int::try_from(ifindex).ok()?;
     *addr = meta.dst.into();
@@ -267,20 +245,9 @@ fn encode(
     Some(pktinfo)
 }
 
-fn send_error(meta: &SendMeta6, source: io::Error) -> Error {
-    Error::Send6 {
-        dst: meta.dst,
-        ifindex: meta.ifindex.unwrap_or(0),
-        source,
-    }
-}
-
-fn short_send(meta: &SendMeta6, sent: usize, len: usize) -> Error {
-    Error::ShortSend6 {
-        dst: meta.dst,
-        sent,
-        len,
-    }
+/// The interface index `meta` asks for, 0 for any (as the send errors name it).
+fn send_ifindex(meta: &SendMeta6) -> u32 {
+    meta.ifindex.unwrap_or(0)
 }
 
 pub(crate) const PKTINFO6_SPACE: usize = cmsg_space::<libc::in6_pktinfo>();
