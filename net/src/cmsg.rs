@@ -46,6 +46,17 @@ pub(crate) const fn cmsg_space<T>() -> usize {
     unsafe { libc::CMSG_SPACE(size_of::<T>() as libc::c_uint) as usize }
 }
 
+// The tests read back through the same `find` the receive paths use.
+#[cfg(test)]
+impl<const N: usize> CmsgBuf<N> {
+    /// The packet info of family `F` among the first `len` bytes of control messages the kernel
+    /// wrote here (`msg_controllen` after a receive), if there is a complete one.
+    pub(crate) fn find_pktinfo<F: crate::Family>(&self, len: usize) -> Option<F::Info> {
+        let (level, ty) = F::PKTINFO_CMSG;
+        self.find(len, level, ty)
+    }
+}
+
 impl<const N: usize> std::fmt::Debug for CmsgBuf<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CmsgBuf")

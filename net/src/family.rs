@@ -142,8 +142,8 @@ pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
     fn send_ring(batch: &mut Self::SendBatch) -> &mut SendRing<Self>;
 }
 
-/// Declares a family's marker type and its [`Family`] impl: the types and constants given
-/// here, the accessors and errors every family writes alike, and the module's own free
+/// Declares a family's marker type, its socket type and group opener, and its [`Family`] impl:
+/// the types and constants given here, the accessors and errors every family writes alike, and the module's own free
 /// functions `bind_addr`, `check`, `set_options`, `after_bind`, `multicast_ifindexes`,
 /// `blank_send_meta`, `encode` and `send_ifindex` for what differs in behaviour.
 macro_rules! family {
@@ -160,10 +160,22 @@ macro_rules! family {
             local: $local:ident,
             errors: $Missing:ident, $SendErr:ident, $Short:ident,
         }
+        $(#[$sdoc:meta])*
+        socket: $Sock:ident,
+        $(#[$odoc:meta])*
+        open: $open:ident,
     ) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub enum $fam {}
+
+        $(#[$sdoc])*
+        pub type $Sock = $crate::socket::Socket<$fam>;
+
+        $(#[$odoc])*
+        pub fn $open(cfg: &$Config) -> $crate::error::Result<Vec<$Sock>> {
+            $crate::socket::open_group(cfg)
+        }
 
         impl $crate::family::Family for $fam {
             type Config = $Config;

@@ -89,20 +89,16 @@ family! {
         local: as_socket_ipv4,
         errors: MissingPacketInfo, Send, ShortSend,
     }
-}
-
-/// One IPv4 socket of a group, owned by one worker; also SO_BROADCAST, so a reply may go to
-/// 255.255.255.255.
-pub type V4Socket = Socket<V4>;
-
-/// Open `cfg.workers` sockets bound to the same address and port (one `SO_REUSEPORT` group),
-/// one per worker.
-///
-/// Fails as a whole: a socket that cannot be set up closes the ones opened before it. A port
-/// held by a socket outside the group (another process, another user id, or a socket without
-/// `SO_REUSEPORT`) gives [`Error::Bind`](crate::Error::Bind) with `AddrInUse`.
-pub fn open_v4_group(cfg: &V4SocketConfig) -> Result<Vec<V4Socket>> {
-    crate::socket::open_group(cfg)
+    /// One IPv4 socket of a group, owned by one worker; also SO_BROADCAST, so a reply may go to
+    /// 255.255.255.255.
+    socket: V4Socket,
+    /// Open `cfg.workers` sockets bound to the same address and port (one `SO_REUSEPORT` group),
+    /// one per worker.
+    ///
+    /// Fails as a whole: a socket that cannot be set up closes the ones opened before it. A port
+    /// held by a socket outside the group (another process, another user id, or a socket without
+    /// `SO_REUSEPORT`) gives [`Error::Bind`](crate::Error::Bind) with `AddrInUse`.
+    open: open_v4_group,
 }
 
 fn bind_addr(cfg: &V4SocketConfig) -> SocketAddrV4 {
@@ -168,16 +164,6 @@ pub(crate) const PKTINFO_SPACE: usize = cmsg_space::<libc::in_pktinfo>();
 /// Receive room: one `IP_PKTINFO` is all a group socket asks for; twice that for slack.
 pub(crate) const RECV_CMSG_SPACE: usize = 2 * PKTINFO_SPACE;
 
-// The tests read back through the same `find` the receive paths use.
-#[cfg(test)]
-impl<const N: usize> CmsgBuf<N> {
-    /// The `IP_PKTINFO` among the first `len` bytes of control messages the kernel wrote here
-    /// (`msg_controllen` after a receive), if there is a complete one.
-    pub(crate) fn find_pktinfo(&self, len: usize) -> Option<libc::in_pktinfo> {
-        self.find(len, libc::IPPROTO_IP, libc::IP_PKTINFO)
-    }
-}
-
 impl CmsgBuf<PKTINFO_SPACE> {
     /// One `IP_PKTINFO` control message for `sendmsg`: out of interface `ifindex` (0: any)
     /// from source `spec_dst` (0.0.0.0: any). `ipi_addr` is ignored on send and left zero.
@@ -220,18 +206,21 @@ mod tests {
     #[test]
     fn find_pktinfo_reads_back_and_checks_bounds() {
         let one = CmsgBuf::pktinfo(7, Ipv4Addr::new(192, 0, 2, 1));
-        let info = one.find_pktinfo(PKTINFO_SPACE).expect("pktinfo");
+        let info = one.find_pktinfo::<V4>(PKTINFO_SPACE).expect("pktinfo");
         assert_eq!(info.ipi_ifindex, 7);
         assert_eq!(
             info.ipi_spec_dst.s_addr,
             u32::from(Ipv4Addr::new(192, 0, 2, 1)).to_be()
         );
         assert!(
-            one.find_pktinfo(PKTINFO_LEN).is_some(),
+            one.find_pktinfo::<V4>(PKTINFO_LEN).is_some(),
             "the last message needs no padding"
         );
-        assert!(one.find_pktinfo(PKTINFO_LEN - 1).is_none(), "cut short");
-        assert!(one.find_pktinfo(0).is_none());
+        assert!(
+            one.find_pktinfo::<V4>(PKTINFO_LEN - 1).is_none(),
+            "cut short"
+        );
+        assert!(one.find_pktinfo::<V4>(0).is_none());
 
         // Two messages: something else first (here IP_TOS in a pktinfo-sized frame), then the
         // pktinfo.
@@ -241,10 +230,12 @@ mod tests {
         two.bytes[PKTINFO_SPACE..].copy_from_slice(&second.bytes);
         let ty = std::mem::offset_of!(libc::cmsghdr, cmsg_type);
         two.bytes[ty..ty + 4].copy_from_slice(&libc::IP_TOS.to_ne_bytes());
-        let info = two.find_pktinfo(RECV_CMSG_SPACE).expect("second message");
+        let info = two
+            .find_pktinfo::<V4>(RECV_CMSG_SPACE)
+            .expect("second message");
         assert_eq!(info.ipi_ifindex, 9);
         assert!(
-            two.find_pktinfo(PKTINFO_SPACE).is_none(),
+            two.find_pktinfo::<V4>(PKTINFO_SPACE).is_none(),
             "only the first message"
         );
     }

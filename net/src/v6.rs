@@ -51,7 +51,7 @@ use crate::cmsg::{CmsgBuf, cmsg_space};
 use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::family::{family, socket_config};
-use crate::socket::{Socket, setup_err};
+use crate::socket::setup_err;
 
 /// All_DHCP_Relay_Agents_and_Servers, ff02::1:2 (RFC 8415 §7.1): where clients on the link send
 /// every request.
@@ -141,31 +141,27 @@ family! {
         local: as_socket_ipv6,
         errors: MissingPacketInfo6, Send6, ShortSend6,
     }
-}
-
-/// One IPv6 socket of a group, owned by one worker.
-///
-/// Options besides the shared ones: `IPV6_V6ONLY`, `IPV6_RECVPKTINFO`, `IPV6_MULTICAST_ALL`
-/// off, and membership of ff02::1:2 on the configured interfaces. Multicast datagrams reach
-/// every socket of the group ([below](#multicast)); unicast ones reach one.
-///
-/// # Multicast
-///
-/// A datagram to ff02::1:2 is delivered to every socket of the group, not to one: each worker
-/// must tell by [`RecvMeta6::dst`] that it is a shared copy and answer only the clients it owns.
-/// The sockets hear only the group they joined (`IPV6_MULTICAST_ALL` off), but the kernel does
-/// not filter by interface: check [`RecvMeta6::ifindex`], or set [`V6SocketConfig::device`].
-pub type V6Socket = Socket<V6>;
-
-/// Open `cfg.workers` IPv6 sockets bound to the same address and port (one `SO_REUSEPORT`
-/// group), one per worker, each joined to ff02::1:2 on every interface of
-/// `cfg.multicast_ifindexes`.
-///
-/// Fails as a whole: a socket that cannot be set up closes the ones opened before it. A port
-/// held by a socket outside the group gives [`Error::Bind`] with `AddrInUse`; an interface index
-/// that does not exist gives [`Error::JoinMulticast`] with `ENODEV`.
-pub fn open_v6_group(cfg: &V6SocketConfig) -> Result<Vec<V6Socket>> {
-    crate::socket::open_group(cfg)
+    /// One IPv6 socket of a group, owned by one worker.
+    ///
+    /// Options besides the shared ones: `IPV6_V6ONLY`, `IPV6_RECVPKTINFO`, `IPV6_MULTICAST_ALL`
+    /// off, and membership of ff02::1:2 on the configured interfaces. Multicast datagrams reach
+    /// every socket of the group ([below](#multicast)); unicast ones reach one.
+    ///
+    /// # Multicast
+    ///
+    /// A datagram to ff02::1:2 is delivered to every socket of the group, not to one: each worker
+    /// must tell by [`RecvMeta6::dst`] that it is a shared copy and answer only the clients it owns.
+    /// The sockets hear only the group they joined (`IPV6_MULTICAST_ALL` off), but the kernel does
+    /// not filter by interface: check [`RecvMeta6::ifindex`], or set [`V6SocketConfig::device`].
+    socket: V6Socket,
+    /// Open `cfg.workers` IPv6 sockets bound to the same address and port (one `SO_REUSEPORT`
+    /// group), one per worker, each joined to ff02::1:2 on every interface of
+    /// `cfg.multicast_ifindexes`.
+    ///
+    /// Fails as a whole: a socket that cannot be set up closes the ones opened before it. A port
+    /// held by a socket outside the group gives [`Error::Bind`] with `AddrInUse`; an interface index
+    /// that does not exist gives [`Error::JoinMulticast`] with `ENODEV`.
+    open: open_v6_group,
 }
 
 fn bind_addr(cfg: &V6SocketConfig) -> SocketAddrV6 {
@@ -254,16 +250,6 @@ pub(crate) const PKTINFO6_SPACE: usize = cmsg_space::<libc::in6_pktinfo>();
 /// Receive room: one `IPV6_PKTINFO` is all a group socket asks for; twice that for slack.
 pub(crate) const RECV6_CMSG_SPACE: usize = 2 * PKTINFO6_SPACE;
 
-// The tests read back through the same `find` the receive paths use.
-#[cfg(test)]
-impl<const N: usize> CmsgBuf<N> {
-    /// The `IPV6_PKTINFO` among the first `len` bytes of control messages the kernel wrote here
-    /// (`msg_controllen` after a receive), if there is a complete one.
-    pub(crate) fn find_pktinfo6(&self, len: usize) -> Option<libc::in6_pktinfo> {
-        self.find(len, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
-    }
-}
-
 impl CmsgBuf<PKTINFO6_SPACE> {
     /// One `IPV6_PKTINFO` control message for `sendmsg`: out of interface `ifindex` (0: any)
     /// from source `src` (`::`: any).
@@ -301,14 +287,17 @@ mod tests {
     #[test]
     fn find_pktinfo6_reads_back_and_checks_bounds() {
         let one = CmsgBuf::pktinfo6(9, Ipv6Addr::LOCALHOST);
-        let info = one.find_pktinfo6(PKTINFO6_SPACE).expect("pktinfo");
+        let info = one.find_pktinfo::<V6>(PKTINFO6_SPACE).expect("pktinfo");
         assert_eq!(info.ipi6_ifindex, 9);
         assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), Ipv6Addr::LOCALHOST);
-        assert!(one.find_pktinfo6(PKTINFO6_LEN).is_some());
-        assert!(one.find_pktinfo6(PKTINFO6_LEN - 1).is_none(), "cut short");
-        assert!(one.find_pktinfo6(0).is_none());
+        assert!(one.find_pktinfo::<V6>(PKTINFO6_LEN).is_some());
         assert!(
-            one.find_pktinfo(PKTINFO6_SPACE).is_none(),
+            one.find_pktinfo::<V6>(PKTINFO6_LEN - 1).is_none(),
+            "cut short"
+        );
+        assert!(one.find_pktinfo::<V6>(0).is_none());
+        assert!(
+            one.find_pktinfo::<crate::V4>(PKTINFO6_SPACE).is_none(),
             "not an IP_PKTINFO"
         );
 
@@ -317,9 +306,11 @@ mod tests {
         let v4 = CmsgBuf::pktinfo(3, std::net::Ipv4Addr::LOCALHOST);
         two.bytes[..v4.bytes.len()].copy_from_slice(&v4.bytes);
         two.bytes[v4.bytes.len()..v4.bytes.len() + PKTINFO6_SPACE].copy_from_slice(&one.bytes);
-        let info = two.find_pktinfo6(RECV6_CMSG_SPACE).expect("second message");
+        let info = two
+            .find_pktinfo::<V6>(RECV6_CMSG_SPACE)
+            .expect("second message");
         assert_eq!(info.ipi6_ifindex, 9);
-        assert!(two.find_pktinfo6(v4.bytes.len()).is_none());
+        assert!(two.find_pktinfo::<V6>(v4.bytes.len()).is_none());
     }
 
     #[test]
