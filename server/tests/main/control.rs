@@ -78,18 +78,9 @@ fn kea_commands_rest_and_metrics_describe_what_perfdhcp_leased() {
     let lessor = Lessor::start(Some(&ns), CONFIG, &[]);
     let url = lessor.control_url();
     let mut cmd = ns.timed("perfdhcp");
-    cmd.args([
-        "-4",
-        "-g",
-        "single",
-        "-l",
-        "127.0.0.1",
-        "-N",
-        "6767",
-        "-L",
-        "6768",
-    ])
-    .args(["-r", "50", "-R", "40", "-n", "40", "-p", "10", "127.0.0.1"]);
+    // 40 new clients at 50/s, relayed from 127.0.0.1 (which selects subnet 7).
+    let relay = "-4 -g single -l 127.0.0.1 -N 6767 -L 6768 -r 50 -R 40 -n 40 -p 10 127.0.0.1";
+    cmd.args(relay.split(' '));
     let (status, out) = run_logged(&mut cmd, &lessor.dir().join("perfdhcp.log"));
     assert!(matches!(status.code(), Some(0 | 3)), "perfdhcp: {out}");
 
