@@ -138,14 +138,22 @@ pub(crate) fn drops(workers: &[WorkerStats]) -> BTreeMap<&'static str, u64> {
     dropped
 }
 
+/// Reads one counter of a worker.
+pub(crate) type Counter = fn(&WorkerStats) -> &AtomicU64;
+
 /// A counter and the name the summary line gives it.
-type Named = (&'static str, fn(&WorkerStats) -> &AtomicU64);
+type Named = (&'static str, Counter);
+
+/// One counter summed over all `workers`.
+pub(crate) fn total(workers: &[WorkerStats], f: Counter) -> u64 {
+    workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+}
 
 /// `name=total` for each counter over all `workers`, then each no-reply reason.
 fn line(workers: &[WorkerStats], counters: &[Named]) -> String {
     let mut s = String::new();
     for (name, f) in counters {
-        let total: u64 = workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum();
+        let total = total(workers, *f);
         if !s.is_empty() {
             s.push(' ');
         }

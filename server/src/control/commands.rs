@@ -10,10 +10,10 @@ use lessor_journal::Health;
 use serde_json::{Map, Value, json};
 
 use super::kea::{Answer, Args, Code, Request};
-use super::leases::{lease4, lease6, parse_hex, parse_v4, parse_v6, subnet_id};
+use super::leases::{lease4, lease6, parse_hex, subnet_id};
 use super::{Live, Parts};
 use crate::config::Config;
-use crate::stats::WorkerStats;
+use crate::stats::total;
 
 /// The family a command was sent for (`service`), or both when none was named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,26 +119,23 @@ fn status_get(parts: &Parts, _: Service, _: &Args<'_>) -> Answer {
 
 /// Kea's statistics: `name: [[value, "YYYY-MM-DD HH:MM:SS.ffffff"]]`.
 fn statistics(parts: &Parts) -> Map<String, Value> {
-    let sum = |stats: &[WorkerStats], f: fn(&WorkerStats) -> &std::sync::atomic::AtomicU64| {
-        stats
-            .iter()
-            .map(|w| f(w).load(std::sync::atomic::Ordering::Relaxed))
-            .sum::<u64>()
-    };
     let now = kea_time(SystemTime::now());
     let mut out = Map::new();
     let mut put = |name: &str, value: u64| {
         out.insert(name.to_owned(), json!([[value, now]]));
     };
-    put("pkt4-received", sum(&parts.stats, |w| &w.received));
-    put("pkt4-offer-sent", sum(&parts.stats, |w| &w.offers));
-    put("pkt4-ack-sent", sum(&parts.stats, |w| &w.acks));
-    put("pkt4-nak-sent", sum(&parts.stats, |w| &w.naks));
-    put("reclaimed-leases", sum(&parts.stats, |w| &w.expired));
+    put("pkt4-received", total(&parts.stats, |w| &w.received));
+    put("pkt4-offer-sent", total(&parts.stats, |w| &w.offers));
+    put("pkt4-ack-sent", total(&parts.stats, |w| &w.acks));
+    put("pkt4-nak-sent", total(&parts.stats, |w| &w.naks));
+    put("reclaimed-leases", total(&parts.stats, |w| &w.expired));
     if parts.engine6.is_some() {
-        put("pkt6-received", sum(&parts.stats6, |w| &w.received));
-        put("pkt6-advertise-sent", sum(&parts.stats6, |w| &w.advertises));
-        put("pkt6-reply-sent", sum(&parts.stats6, |w| &w.replies6));
+        put("pkt6-received", total(&parts.stats6, |w| &w.received));
+        put(
+            "pkt6-advertise-sent",
+            total(&parts.stats6, |w| &w.advertises),
+        );
+        put("pkt6-reply-sent", total(&parts.stats6, |w| &w.replies6));
     }
     out
 }
@@ -261,7 +258,7 @@ fn lease6_get_all(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
 fn lease4_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
     let config = &parts.config;
     if let Some(text) = args.get("ip-address") {
-        let Some(addr) = text.as_str().and_then(parse_v4) else {
+        let Some(addr) = text.as_str().and_then(|t| t.parse::<Ipv4Addr>().ok()) else {
             return Answer::error(format!("'ip-address' must be an IPv4 address, not {text}"));
         };
         let lease = leases4(parts).into_iter().find(|l| l.address == addr);
@@ -309,7 +306,7 @@ fn lease6_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         Err(e) => return e,
     };
     if let Some(text) = args.get("ip-address") {
-        let Some(addr) = text.as_str().and_then(parse_v6) else {
+        let Some(addr) = text.as_str().and_then(|t| t.parse::<Ipv6Addr>().ok()) else {
             return Answer::error(format!("'ip-address' must be an IPv6 address, not {text}"));
         };
         let lease = leases6(parts)
@@ -391,12 +388,11 @@ fn lease6_get_by_duid(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
     found("IPv6", listed)
 }
 
-fn lease6_get_by_hostname(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
+fn lease6_get_by_hostname(_: &Parts, _: Service, args: &Args<'_>) -> Answer {
     // DHCPv6 leases carry no host name yet: a valid request finds none.
     if let Err(e) = args.need_str("hostname") {
         return e;
     }
-    let _ = parts;
     found("IPv6", Vec::new())
 }
 
@@ -422,15 +418,14 @@ fn page<T: std::str::FromStr>(args: &Args<'_>) -> Result<(Option<T>, usize), Ans
     Ok((from, limit as usize))
 }
 
-/// A page: the leases after `from`, at most `limit`, with `count` as Kea gives it.
+/// A page: [`found`], with the `count` Kea adds to a page.
 fn paged(family: &str, leases: Vec<Value>) -> Answer {
     let n = leases.len();
-    let code = if n == 0 { Code::Empty } else { Code::Success };
-    Answer::with(
-        code,
-        format!("{n} {family} lease(s) found."),
-        json!({ "leases": leases, "count": n }),
-    )
+    let mut answer = found(family, leases);
+    if let Some(args) = answer.arguments.as_mut() {
+        args["count"] = Value::from(n);
+    }
+    answer
 }
 
 fn lease4_get_page(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {

@@ -1,7 +1,7 @@
 //! Leases as Kea's lease commands show them: `ip-address`, `hw-address`, `client-id`, `duid`,
 //! `iaid`, `type`, `prefix-len`, `subnet-id`, `valid-lft`, `cltt`, `hostname`, `state`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use lessor_engine::v6::{IaKind, Lease as Lease6};
 use lessor_engine::{Lease, LeaseState};
@@ -126,16 +126,6 @@ pub(crate) fn lease6(config: &Config, lease: &Lease6) -> Value {
         v["prefix-len"] = Value::from(lease.resource.len);
     }
     v
-}
-
-/// Parses an address argument of the family asked for.
-pub(crate) fn parse_v4(s: &str) -> Option<Ipv4Addr> {
-    s.parse().ok()
-}
-
-/// Parses an IPv6 address argument.
-pub(crate) fn parse_v6(s: &str) -> Option<Ipv6Addr> {
-    s.parse().ok()
 }
 
 #[cfg(test)]

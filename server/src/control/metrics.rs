@@ -6,12 +6,11 @@
 //! (2.42) rejects, and this format is a few lines. Names: docs/CONTROL.md, "Metrics".
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use lessor_journal::{Health, HistogramSnapshot, Monitor};
 
 use super::Parts;
-use crate::stats::WorkerStats;
+use crate::stats::{Counter, WorkerStats, total};
 
 /// A metric's type, as the `# TYPE` line gives it.
 #[derive(Clone, Copy, Debug)]
@@ -85,13 +84,6 @@ fn escape(out: &mut String, value: &str) {
     }
 }
 
-/// A worker counter: the metric's family label and how to read it.
-type Counter = fn(&WorkerStats) -> &AtomicU64;
-
-fn sum(workers: &[WorkerStats], f: Counter) -> u64 {
-    workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
-}
-
 /// The whole exposition.
 pub(crate) fn render(parts: &Parts) -> String {
     let mut e = Exposition::default();
@@ -136,7 +128,7 @@ pub(crate) fn render(parts: &Parts) -> String {
     for (name, help, f) in per_family {
         e.family(name, Kind::Counter, help);
         for &(family, workers) in &families {
-            e.sample(name, &[("family", family)], sum(workers, f));
+            e.sample(name, &[("family", family)], total(workers, f));
         }
     }
 
@@ -152,7 +144,11 @@ pub(crate) fn render(parts: &Parts) -> String {
     e.family(name, Kind::Counter, "Replies sent, by message type.");
     for (family, kind, f) in sent {
         if let Some(&(_, workers)) = families.iter().find(|(n, _)| *n == family) {
-            e.sample(name, &[("family", family), ("type", kind)], sum(workers, f));
+            e.sample(
+                name,
+                &[("family", family), ("type", kind)],
+                total(workers, f),
+            );
         }
     }
 
@@ -166,7 +162,7 @@ pub(crate) fn render(parts: &Parts) -> String {
         e.sample(
             name,
             &[("family", family), ("reason", "overload")],
-            sum(workers, |w| &w.overload_drops),
+            total(workers, |w| &w.overload_drops),
         );
         for (label, n) in crate::stats::drops(workers) {
             // DHCPv6's reasons carry a `v6_` prefix in the summary line; here the label says it.
