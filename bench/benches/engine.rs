@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use common::NOW;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use lessor_engine::{BindRequest, ClientKey, Engine, HwAddr, LeaseInfo, OfferRequest, PoolId};
+use lessor_engine::v4::{BindRequest, ClientKey, Engine, HwAddr, LeaseInfo, OfferRequest, PoolId};
 use v4_engine::slash8;
 
 fn client(n: u32) -> (ClientKey, HwAddr) {
@@ -26,7 +26,7 @@ fn client(n: u32) -> (ClientKey, HwAddr) {
 
 const POOLS: &[PoolId] = &[PoolId(0)];
 
-fn dora(e: &Engine, n: u32, events: &mut Vec<lessor_engine::LeaseEvent>) -> Ipv4Addr {
+fn dora(e: &Engine, n: u32, events: &mut Vec<lessor_engine::v4::LeaseEvent>) -> Ipv4Addr {
     let (key, hw) = client(n);
     let info = LeaseInfo { hw, hostname: None };
     let req = OfferRequest {

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lessor_engine::{ClientKey, HwAddr, Lease, LeaseState};
+use lessor_engine::LeaseState;
+use lessor_engine::v4::{ClientKey, HwAddr, Lease};
 use lessor_journal::{Journal, Options, SyncPolicy, Ticket};
 use lessor_server::lease_record::{LeaseKey, LeaseRecord, LeaseRecordRef};
 use lessor_server::replay::restore_into;

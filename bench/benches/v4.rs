@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lessor_bench::request;
-use lessor_engine::{Engine, LeaseEvent};
+use lessor_engine::v4::{Engine, LeaseEvent};
 use lessor_server::config::Config;
 use lessor_server::v4::{Arrival, Outcome, Scratch, V4Context, handle};
 

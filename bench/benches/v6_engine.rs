@@ -8,20 +8,20 @@ use std::hint::black_box;
 use common::NOW;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lessor_engine::v6::{
-    BindRequest6, IaKey, IaKind, Resource, SolicitRequest, V6Engine, V6EngineConfig, V6LeaseEvent,
-    V6PoolId, V6PoolSpec,
+    BindRequest, Engine, EngineConfig, IaKey, IaKind, LeaseEvent, PoolId, PoolSpec, Resource,
+    SolicitRequest,
 };
 
-fn engine(shards: usize) -> V6Engine {
-    V6Engine::new(V6EngineConfig {
+fn engine(shards: usize) -> Engine {
+    Engine::new(EngineConfig {
         shards,
         pools: vec![
-            V6PoolSpec::Na {
+            PoolSpec::Na {
                 first: "2001:db8::".parse().unwrap(),
                 last: "2001:db8::ffff:ffff:ffff:ffff".parse().unwrap(),
                 excluded: vec![],
             },
-            V6PoolSpec::Pd {
+            PoolSpec::Pd {
                 prefix: "2001:db9::".parse().unwrap(),
                 prefix_len: 32,
                 delegated_len: 56,
@@ -43,15 +43,10 @@ fn key(n: u32, kind: IaKind) -> IaKey {
     IaKey::new(&duid, 1, kind)
 }
 
-const NA: &[V6PoolId] = &[V6PoolId(0)];
-const PD: &[V6PoolId] = &[V6PoolId(1)];
+const NA: &[PoolId] = &[PoolId(0)];
+const PD: &[PoolId] = &[PoolId(1)];
 
-fn solicit_bind(
-    e: &V6Engine,
-    k: &IaKey,
-    pools: &[V6PoolId],
-    events: &mut Vec<V6LeaseEvent>,
-) -> Resource {
+fn solicit_bind(e: &Engine, k: &IaKey, pools: &[PoolId], events: &mut Vec<LeaseEvent>) -> Resource {
     let req = SolicitRequest {
         client: k,
         pools,
@@ -59,7 +54,7 @@ fn solicit_bind(
         hint: None,
     };
     let res = e.solicit(0, &req, NOW).unwrap().resource;
-    let bind = BindRequest6 {
+    let bind = BindRequest {
         client: k,
         resource: res,
         pools,
@@ -97,7 +92,7 @@ fn benches(c: &mut Criterion) {
             i = (i + 1) % ias.len();
             let (k, r) = &ias[i];
             events.clear();
-            let bind = BindRequest6 {
+            let bind = BindRequest {
                 client: k,
                 resource: *r,
                 pools: NA,

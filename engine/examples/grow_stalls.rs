@@ -12,7 +12,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use lessor_engine::{
+use lessor_engine::v4::{
     BindRequest, ClientKey, Engine, EngineConfig, HwAddr, LeaseInfo, OfferRequest, PoolId, PoolSpec,
 };
 

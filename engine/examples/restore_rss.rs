@@ -20,9 +20,8 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use lessor_engine::{
-    ClientKey, Engine, EngineConfig, HostName, HwAddr, Lease, LeaseState, PoolSpec,
-};
+use lessor_engine::LeaseState;
+use lessor_engine::v4::{ClientKey, Engine, EngineConfig, HostName, HwAddr, Lease, PoolSpec};
 
 const FIRST: u32 = 0x0a00_0001;
 const HOSTS: u64 = (1 << 24) - 2;

@@ -1,5 +1,5 @@
 //! The choice of what to offer a client, for both families: v4's [`Engine::offer`] and v6's
-//! [`V6Engine::solicit`] make it the same way, in four steps.
+//! [`v6::Engine::solicit`] make it the same way, in four steps.
 //!
 //! 1. The reservation, which is authoritative: the server decided it is this client's.
 //! 2. The client's own record: the same address (resource) again (RFC 2131 §4.3.1).
@@ -10,8 +10,8 @@
 //! fetched ([`Step::Fetch`]) and is tried again once; when nothing here is free, the caller
 //! borrows from a sibling ([`Step::Borrow`]) and tries again.
 //!
-//! [`Engine::offer`]: crate::Engine::offer
-//! [`V6Engine::solicit`]: crate::v6::V6Engine::solicit
+//! [`Engine::offer`]: crate::v4::Engine::offer
+//! [`v6::Engine::solicit`]: crate::v6::Engine::solicit
 
 use crate::common::{Avail, Sharded};
 use crate::lease::{LeaseState, Time};

@@ -302,7 +302,7 @@ pub(crate) fn decline<S: Ends>(g: &mut S, res: Res<S>, key: &[u8], now: Time, un
 
 /// Replay, in the target shard (which owns `res` if it is dynamic, and has no record of
 /// it): puts back the record `rec` of `res`, by the client whose key is `key`, in `state`
-/// at `version`. See [`Engine::restore`](crate::Engine::restore) for the rules.
+/// at `version`. See [`Engine::restore`](crate::v4::Engine::restore) for the rules.
 pub(crate) fn restore_local<S: Ends>(
     g: &mut S,
     (res, key): (Res<S>, &[u8]),

@@ -172,7 +172,7 @@ impl Engine {
     /// shard. A pool costs memory in proportion to its fragmentation, not its size.
     pub fn new(cfg: EngineConfig) -> Result<Engine> {
         if cfg.shards == 0 {
-            return Err(crate::Error::NoShards);
+            return Err(crate::v4::ConfigError::NoShards);
         }
         let pools = Pools::new(&cfg.pools)?;
         let mut free: Vec<Vec<FreeSet>> = (0..cfg.shards)

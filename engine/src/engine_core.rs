@@ -19,7 +19,7 @@ use crate::lease::Time;
 const BORROW_CHUNK: u64 = 64;
 
 /// Everything an engine's `new` needs, for its family's pool specs `S`: the v4
-/// [`EngineConfig`](crate::EngineConfig) and the v6 [`EngineConfig`](crate::v6::EngineConfig).
+/// [`EngineConfig`](crate::v4::EngineConfig) and the v6 [`EngineConfig`](crate::v6::EngineConfig).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config<S> {
     /// Number of shards, normally one per worker core.

@@ -4,13 +4,14 @@ use std::net::Ipv4Addr;
 
 use crate::pools::PoolId;
 
-/// `Result` with the engine's configuration [`Error`] as the default error.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// `Result` with the v4 engine's [`ConfigError`] as the default error.
+pub(crate) type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
-/// Why an [`EngineConfig`](crate::EngineConfig) was refused by [`Engine::new`](crate::Engine::new).
+/// Why an [`EngineConfig`](crate::v4::EngineConfig) was refused by
+/// [`Engine::new`](crate::v4::Engine::new).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ConfigError {
     /// `shards` was zero: the engine needs at least one shard.
     #[error("the engine needs at least one shard")]
     NoShards,
@@ -37,7 +38,7 @@ pub enum Error {
     TooManyPools(usize),
 }
 
-/// Why [`Engine::offer`](crate::Engine::offer) found no address.
+/// Why [`Engine::offer`](crate::v4::Engine::offer) found no address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AllocError {
     /// Every candidate pool is exhausted in every shard.
@@ -45,7 +46,7 @@ pub enum AllocError {
     Exhausted,
 }
 
-/// Why [`Engine::bind`](crate::Engine::bind) (or [`Engine::restore`](crate::Engine::restore))
+/// Why [`Engine::bind`](crate::v4::Engine::bind) (or [`Engine::restore`](crate::v4::Engine::restore))
 /// refused an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BindError {

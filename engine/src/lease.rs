@@ -27,7 +27,7 @@ pub enum LeaseState {
     Declined,
 }
 
-/// A full lease record, as [`Engine::leases`](crate::Engine::leases) and events carry it.
+/// A full lease record, as [`Engine::leases`](crate::v4::Engine::leases) and events carry it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
     /// The leased address.
@@ -55,7 +55,7 @@ pub struct Lease {
 }
 
 /// A [`Lease`] borrowed from wherever the caller keeps it, for
-/// [`Restorer::add_ref`](crate::Restorer::add_ref): replay without allocating.
+/// [`Restorer::add_ref`](crate::v4::Restorer::add_ref): replay without allocating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseRef<'a> {
     /// The leased address.
@@ -150,10 +150,10 @@ pub enum EventKind {
 /// Every change that must survive a restart (OFFERs are never events). The journal persists
 /// these, keeps per address only the record with the highest
 /// [`version`](Lease::version), and gives those back to
-/// [`Engine::restore`](crate::Engine::restore) on replay.
+/// [`Engine::restore`](crate::v4::Engine::restore) on replay.
 ///
 /// `lease.version` is stamped when the change is made, not when the event is handed out: an
-/// event that waits in its shard (see [`Engine::offer`](crate::Engine::offer)) keeps its place
+/// event that waits in its shard (see [`Engine::offer`](crate::v4::Engine::offer)) keeps its place
 /// in the address's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseEvent {

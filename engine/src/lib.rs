@@ -4,8 +4,8 @@
 //! Each family has its module, with the same names for the same things: [`v4`]
 //! ([`v4::Engine`], keyed by client key, holding IPv4 addresses) and [`v6`] ([`v6::Engine`],
 //! keyed by IA, holding IA_NA addresses and IA_PD prefixes). The rest of these docs speak of
-//! v4; they hold for v6 as they are, and [`v6`] lists where it differs. The v4 names are also
-//! re-exported at the crate root, as they were before [`v4`] existed.
+//! v4; they hold for v6 as they are, and [`v6`] lists where it differs. The crate root holds
+//! only what both families share: [`Time`], [`LeaseState`], [`EventKind`].
 //!
 //! It holds each pool's free addresses as roaring bitmaps of offsets, the lease records, a
 //! client index and an expiry heap, split into shards: worker `k` calls every method with
@@ -15,9 +15,9 @@
 //! one shard at any time (in its free set or one of its lease records), which is what keeps one
 //! address from being bound to two clients.
 //!
-//! Changes that must survive a restart come out as [`LeaseEvent`]s for the journal; OFFERs
-//! never do. [`Engine::restorer`] (in bulk, for startup), [`Engine::restore`] (one record at a
-//! time) and [`Engine::leases`] are the replay and snapshot side.
+//! Changes that must survive a restart come out as [`v4::LeaseEvent`]s for the journal; OFFERs
+//! never do. [`v4::Engine::restorer`] (in bulk, for startup), [`v4::Engine::restore`] (one record at a
+//! time) and [`v4::Engine::leases`] are the replay and snapshot side.
 //!
 //! # Memory
 //!
@@ -34,9 +34,9 @@
 //!
 //! Each worker hands its events to the journal writer through its own channel, so events
 //! of different shards reach the journal in no guaranteed order, and a shard hands out
-//! some events later than it makes them (see [`Engine::offer`]). Times cannot order them
+//! some events later than it makes them (see [`v4::Engine::offer`]). Times cannot order them
 //! either: they have one-second resolution. So every record carries a causal version,
-//! [`Lease::version`], from a Lamport clock per shard:
+//! [`v4::Lease::version`], from a Lamport clock per shard:
 //!
 //! - Every change to a record, under the shard's lock, does `clock += 1` and stamps the
 //!   record, and the event that records the change, with `clock`. An event waiting in its
@@ -53,16 +53,16 @@
 //! the lending, and `T` moves its clock above that before its first change to it; by
 //! induction along the chain of owners, every change to one address has a higher version
 //! than every change before it, in whichever shard. (Replay moves addresses too, but
-//! [`Engine::restore`] raises the target shard's clock to the restored version, and the
-//! server then calls [`Engine::advance_versions`] with the journal's highest version.) A
+//! [`v4::Engine::restore`] raises the target shard's clock to the restored version, and the
+//! server then calls [`v4::Engine::advance_versions`] with the journal's highest version.) A
 //! fixed address (a reservation outside the dynamic ranges) is never lent: the argument
 //! holds for it as long as one shard keeps its records, which steering by client does
 //! while the reservation stays with one client.
 //!
 //! So two records of one address never share a version, and the one with the highest
 //! version is the latest. The journal folds its records to that one per address, and
-//! [`Engine::restore`] puts the fold back in any order. Snapshot records
-//! ([`Engine::leases`]) carry the versions of their records' last changes, which are
+//! [`v4::Engine::restore`] puts the fold back in any order. Snapshot records
+//! ([`v4::Engine::leases`]) carry the versions of their records' last changes, which are
 //! older than every later change to the same address, so a snapshot folds with the
 //! segments after it the same way.
 //!
@@ -71,7 +71,8 @@
 //! times): the server passes those in.
 //!
 //! ```
-//! use lessor_engine::*;
+//! use lessor_engine::v4::*;
+//! use lessor_engine::{EventKind, LeaseState};
 //! use std::net::Ipv4Addr;
 //!
 //! let engine = Engine::new(EngineConfig {
@@ -96,7 +97,7 @@
 //! let lease = engine.bind(0, &req, now, &mut events).unwrap();
 //! assert_eq!(lease.state, LeaseState::Bound);
 //! assert_eq!(events[0].kind, EventKind::Bound);
-//! # Ok::<(), lessor_engine::Error>(())
+//! # Ok::<(), lessor_engine::v4::ConfigError>(())
 //! ```
 
 mod choose;
@@ -125,10 +126,4 @@ mod proptests;
 #[cfg(test)]
 mod testkit;
 
-pub use engine::{BindRequest, Engine, OfferRequest, PoolStats};
-pub use error::{AllocError, BindError, Error, Result};
-pub use ident::{ClientKey, HostName, HwAddr};
-pub use lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseState, LeaseView, Time};
-pub use pools::{EngineConfig, PoolId, PoolSpec};
-pub use replay::RestoreReport;
-pub use restore::Restorer;
+pub use lease::{EventKind, LeaseState, Time};

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use roaring::RoaringBitmap;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Result};
 
 pub(crate) mod table;
 
@@ -27,7 +27,7 @@ pub struct PoolSpec {
     pub excluded: Vec<Ipv4Addr>,
 }
 
-/// Everything [`Engine::new`](crate::Engine::new) needs.
+/// Everything [`Engine::new`](crate::v4::Engine::new) needs.
 pub type EngineConfig = crate::engine_core::Config<PoolSpec>;
 
 /// Where an address sits: a dynamic one's offset is from its pool's first address.
@@ -55,13 +55,13 @@ pub(crate) type Pools = Table<Layout, u32, PoolId>;
 
 impl Pools {
     pub(crate) fn new(specs: &[PoolSpec]) -> Result<Self> {
-        let id = |i| PoolId::nth(i).ok_or(Error::TooManyPools(specs.len()));
+        let id = |i| PoolId::nth(i).ok_or(ConfigError::TooManyPools(specs.len()));
         let mut layouts = Vec::with_capacity(specs.len());
         let mut sorted = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let (first, last) = (u32::from(spec.first), u32::from(spec.last));
             if first > last {
-                return Err(Error::PoolRange {
+                return Err(ConfigError::PoolRange {
                     pool: id(i)?,
                     first: spec.first,
                     last: spec.last,
@@ -84,7 +84,7 @@ impl Pools {
             sorted.push((first, last, id(i)?));
         }
         Self::build(layouts, sorted)
-            .map_err(|(first, second)| Error::PoolsOverlap { first, second })
+            .map_err(|(first, second)| ConfigError::PoolsOverlap { first, second })
     }
 
     /// Where `addr` sits: in which pool, and whether it is dynamic.
@@ -144,7 +144,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::PoolRange {
+                ConfigError::PoolRange {
                     pool: PoolId(0),
                     ..
                 }

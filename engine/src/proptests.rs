@@ -9,12 +9,13 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
+use crate::LeaseState;
 use crate::lease::Time;
 use crate::model::{HOLD, PROBATION, Refusal, family};
 use crate::pools::Place;
-use crate::{
+use crate::v4::{
     AllocError, BindError, BindRequest, ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseEvent,
-    LeaseInfo, LeaseState, LeaseView, OfferRequest, PoolId, PoolSpec, PoolStats,
+    LeaseInfo, LeaseView, OfferRequest, PoolId, PoolSpec, PoolStats,
 };
 
 const POOL_FIRST: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 1, 10)];

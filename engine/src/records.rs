@@ -360,7 +360,7 @@ impl Records {
     }
 }
 
-/// Bulk loading, for [`Restorer`](crate::Restorer) (see [`Records::build`]).
+/// Bulk loading, for [`Restorer`](crate::v4::Restorer) (see [`Records::build`]).
 impl Records {
     /// Every record's address, ascending (an address twice if it has two records).
     pub(crate) fn addresses(&self) -> Vec<u32> {

@@ -68,7 +68,7 @@ impl Engine {
     /// moment (below 65536 records, none).
     ///
     /// ```
-    /// # use lessor_engine::*;
+    /// # use lessor_engine::v4::*;
     /// # use std::net::Ipv4Addr;
     /// # let cfg = || EngineConfig {
     /// #     shards: 2,
@@ -97,7 +97,7 @@ impl Engine {
     /// assert_eq!((report.records, report.refused), (1, 0));
     /// engine.advance_versions(running.max_version());
     /// assert_eq!(engine.leases(), running.leases());
-    /// # Ok::<(), lessor_engine::Error>(())
+    /// # Ok::<(), lessor_engine::v4::ConfigError>(())
     /// ```
     pub fn restorer(&self, expected: usize) -> Restorer<'_> {
         let pools = &self.pools;
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn cursor_finds_pool_offset_and_block() {
-        let spec = |first: u32, last: u32| crate::PoolSpec {
+        let spec = |first: u32, last: u32| crate::v4::PoolSpec {
             first: first.into(),
             last: last.into(),
             excluded: vec![],

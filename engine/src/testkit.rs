@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use crate::lease::{EventKind, Lease, LeaseEvent, LeaseState, Time};
-use crate::v6::{Resource, V6Lease, V6LeaseEvent};
+use crate::v6::{self, Resource};
 
 /// A lease record as the journal sees it: what it is of, and its version.
 pub(crate) trait Journaled: Clone {
@@ -47,7 +47,7 @@ macro_rules! journaled {
 }
 
 journaled!(Lease, Ipv4Addr, address);
-journaled!(V6Lease, Resource, resource);
+journaled!(v6::Lease, Resource, resource);
 
 /// An event, for the record it carries.
 pub(crate) trait Event {
@@ -72,7 +72,7 @@ macro_rules! event {
 }
 
 event!(LeaseEvent, Lease);
-event!(V6LeaseEvent, V6Lease);
+event!(v6::LeaseEvent, v6::Lease);
 
 /// What the journal does before replay: per address (resource), the record with the highest
 /// version, in the order the winners appear in `records`. Panics on two records of one

@@ -1,10 +1,8 @@
-//! The DHCPv4 engine, under the names [`crate::v6`] gives the same things.
-//!
-//! The crate root re-exports these under their older names ([`crate::Engine`], ...), which
-//! stay until every caller uses the ones here.
+//! The DHCPv4 engine: IPv4 addresses keyed by client key, under the names [`crate::v6`]
+//! gives the same things.
 
 pub use crate::engine::{BindRequest, Engine, OfferRequest, PoolStats};
-pub use crate::error::{AllocError, BindError, Error as ConfigError};
+pub use crate::error::{AllocError, BindError, ConfigError};
 pub use crate::ident::{ClientKey, HostName, HwAddr};
 pub use crate::lease::{Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseView};
 pub use crate::pools::{EngineConfig, PoolId, PoolSpec};

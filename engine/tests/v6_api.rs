@@ -10,16 +10,16 @@ use lessor_engine::{EventKind, LeaseState};
 
 const NOW: u64 = 1_700_000_000;
 
-fn config(shards: usize) -> V6EngineConfig {
-    V6EngineConfig {
+fn config(shards: usize) -> EngineConfig {
+    EngineConfig {
         shards,
         pools: vec![
-            V6PoolSpec::Na {
+            PoolSpec::Na {
                 first: "2001:db8::1:0".parse().unwrap(),
                 last: "2001:db8::1:ff".parse().unwrap(),
                 excluded: vec!["2001:db8::1:7".parse().unwrap()],
             },
-            V6PoolSpec::Pd {
+            PoolSpec::Pd {
                 prefix: "2001:db8:100::".parse().unwrap(),
                 prefix_len: 40,
                 delegated_len: 48,
@@ -39,14 +39,14 @@ fn duid(n: u32) -> Vec<u8> {
 #[test]
 fn the_engine_is_send_and_sync() {
     fn shared<T: Send + Sync>() {}
-    shared::<V6Engine>();
-    shared::<V6LeaseEvent>();
+    shared::<Engine>();
+    shared::<LeaseEvent>();
 }
 
 #[test]
 fn concurrent_workers_exhaust_pools_exactly_and_replay_restores_them() {
     let shards = 4;
-    let engine = Arc::new(V6Engine::new(config(shards)).unwrap());
+    let engine = Arc::new(Engine::new(config(shards)).unwrap());
     // 400 clients for 255 addresses and 255 prefixes.
     let clients: Vec<u32> = (0..400).collect();
     let workers: Vec<_> = (0..shards)
@@ -61,7 +61,7 @@ fn concurrent_workers_exhaust_pools_exactly_and_replay_restores_them() {
                 let mut events = Vec::new();
                 let mut refused = 0;
                 for (round, n) in mine.iter().enumerate() {
-                    for (kind, pool) in [(IaKind::Na, V6PoolId(0)), (IaKind::Pd, V6PoolId(1))] {
+                    for (kind, pool) in [(IaKind::Na, PoolId(0)), (IaKind::Pd, PoolId(1))] {
                         let key = IaKey::new(&duid(*n), 1, kind);
                         let pools = [pool];
                         let req = SolicitRequest {
@@ -74,7 +74,7 @@ fn concurrent_workers_exhaust_pools_exactly_and_replay_restores_them() {
                             refused += 1;
                             continue;
                         };
-                        let bind = BindRequest6 {
+                        let bind = BindRequest {
                             client: &key,
                             resource: view.resource,
                             pools: &pools,
@@ -94,7 +94,7 @@ fn concurrent_workers_exhaust_pools_exactly_and_replay_restores_them() {
                                 refused += 1;
                                 continue;
                             };
-                            let bind = BindRequest6 {
+                            let bind = BindRequest {
                                 resource: again.resource,
                                 ..bind
                             };
@@ -116,7 +116,7 @@ fn concurrent_workers_exhaust_pools_exactly_and_replay_restores_them() {
 
     // Exactly the pools' sizes were bound, each resource once; the rest were refused.
     let leases = engine.leases();
-    let bound: Vec<&V6Lease> = leases
+    let bound: Vec<&Lease> = leases
         .iter()
         .filter(|l| l.state == LeaseState::Bound)
         .collect();
@@ -136,18 +136,18 @@ fn concurrent_workers_exhaust_pools_exactly_and_replay_restores_them() {
             .iter()
             .all(|(_, e)| matches!(e.kind, EventKind::Bound | EventKind::Released))
     );
-    let mut newest: HashMap<Resource, &V6Lease> = HashMap::new();
+    let mut newest: HashMap<Resource, &Lease> = HashMap::new();
     for (_, e) in &journal {
         let slot = newest.entry(e.lease.resource).or_insert(&e.lease);
         if e.lease.version > slot.version {
             *slot = &e.lease;
         }
     }
-    let fresh = V6Engine::new(config(shards)).unwrap();
+    let fresh = Engine::new(config(shards)).unwrap();
     let mut restorer = fresh.restorer(newest.len());
     for lease in newest.values() {
         let shard = fresh.owner(lease.client.duid());
-        restorer.add_ref(shard, V6LeaseRef::from(*lease)).unwrap();
+        restorer.add_ref(shard, LeaseRef::from(*lease)).unwrap();
     }
     let report = restorer.finish();
     assert!(report.bulk);

@@ -8,7 +8,7 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use dhcproto::{Decodable, Decoder};
-use lessor_engine::v6::{V6Engine, V6LeaseEvent};
+use lessor_engine::v6::{Engine, LeaseEvent};
 use lessor_server::config::{Assignments, Config};
 use lessor_server::v6::{self, Arrival, InterfaceInfo, Outcome, V6Context};
 use libfuzzer_sys::fuzz_target;
@@ -53,9 +53,9 @@ const SERVER_DUID: &[u8] = &[0, 2, 0, 0, 0, 9, 0x6c, 0x65, 0x73, 0x73];
 
 struct State {
     ctx: V6Context,
-    engine: V6Engine,
+    engine: Engine,
     out: Vec<u8>,
-    events: Vec<V6LeaseEvent>,
+    events: Vec<LeaseEvent>,
 }
 
 fn state() -> &'static Mutex<State> {
@@ -73,7 +73,7 @@ fn state() -> &'static Mutex<State> {
             addrs: vec!["fe80::9".parse().unwrap()],
         }];
         let ctx = V6Context::new(&config, SERVER_DUID, &ifaces, Arc::new(table));
-        let engine = V6Engine::new(ctx.engine_config(2)).expect("engine");
+        let engine = Engine::new(ctx.engine_config(2)).expect("engine");
         Mutex::new(State {
             ctx,
             engine,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use lessor_engine::Engine;
+use lessor_engine::v4::Engine;
 use lessor_journal::Record;
 use lessor_server::config::Config;
 use lessor_server::lease_record::{LeaseKey, LeaseRecord};

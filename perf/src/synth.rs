@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use anyhow::{Context, bail, ensure};
-use lessor_engine::ClientKey;
+use lessor_engine::v4::ClientKey;
 use lessor_server::lease_record::{LeaseKey, LeaseRecord};
 
 /// An IPv4 subnet `a.b.c.d/len`.

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use lessor_engine::ClientKey;
+use lessor_engine::v4::ClientKey;
 use lessor_engine::v6::IaKind;
 
 use crate::config::Config;
@@ -274,7 +274,7 @@ mod tests {
     use std::net::Ipv6Addr;
 
     use lessor_engine::LeaseState;
-    use lessor_engine::v6::{IaKey, Resource, V6Lease};
+    use lessor_engine::v6::{self, IaKey, Resource};
 
     use super::*;
 
@@ -284,7 +284,7 @@ mod tests {
     fn lease(n: u8, state: LeaseState, preferred: u32) -> LeaseRecord {
         let addr: Ipv6Addr = format!("2001:db8:1::1{n:02x}").parse().unwrap();
         let duid = [0, 3, 0, 1, 2, 0, 0, 0, 0, n];
-        let l = V6Lease {
+        let l = v6::Lease {
             resource: Resource::address(addr),
             pool: None,
             client: IaKey::new(&duid, 1, IaKind::Na),

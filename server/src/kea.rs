@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 
-use lessor_engine::ClientKey;
+use lessor_engine::v4::ClientKey;
 
 use crate::lease_record::{EVENT_IMPORTED, LeaseKey, LeaseRecord};
 

@@ -10,8 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use bincode::enc::Encoder;
 use bincode::error::EncodeError;
 use bincode::{Decode, Encode};
-use lessor_engine::v6::{IaKey, Resource, V6Lease, V6LeaseEvent};
-use lessor_engine::{ClientKey, EventKind, HwAddr, Lease, LeaseEvent, LeaseRef, LeaseState};
+use lessor_engine::v4::{ClientKey, HwAddr};
+use lessor_engine::v6::{IaKey, Resource};
+use lessor_engine::{EventKind, LeaseState, v4, v6};
 
 /// How long a released or expired lease is remembered for the client's affinity before
 /// compaction may forget it.
@@ -132,12 +133,12 @@ pub struct LeaseRecordRef<'a> {
 
 impl<'a> LeaseRecordRef<'a> {
     /// The view of a v4 engine event.
-    pub fn from_event(e: &'a LeaseEvent) -> Self {
+    pub fn from_event(e: &'a v4::LeaseEvent) -> Self {
         Self::from_lease(&e.lease, event_code(e.kind))
     }
 
     /// The view of a v4 lease as the engine holds it.
-    pub fn from_lease(l: &'a Lease, event: u8) -> Self {
+    pub fn from_lease(l: &'a v4::Lease, event: u8) -> Self {
         let (hw, hw_len) = hw_field(l.hw.bytes());
         LeaseRecordRef {
             version: l.version,
@@ -155,12 +156,12 @@ impl<'a> LeaseRecordRef<'a> {
     }
 
     /// The view of a v6 engine event.
-    pub fn from_v6_event(e: &'a V6LeaseEvent) -> Self {
+    pub fn from_v6_event(e: &'a v6::LeaseEvent) -> Self {
         Self::from_v6_lease(&e.lease, event_code(e.kind))
     }
 
     /// The view of a v6 lease as the engine holds it.
-    pub fn from_v6_lease(l: &'a V6Lease, event: u8) -> Self {
+    pub fn from_v6_lease(l: &'a v6::Lease, event: u8) -> Self {
         let (hw, hw_len) = hw_field(&l.preferred.to_be_bytes());
         LeaseRecordRef {
             version: l.version,
@@ -230,7 +231,7 @@ impl lessor_journal::EncodesAs<LeaseRecord> for LeaseRecordRef<'_> {}
 
 impl LeaseRecord {
     /// The record for a lease as the engine holds it.
-    pub fn from_lease(l: &Lease, event: u8) -> Self {
+    pub fn from_lease(l: &v4::Lease, event: u8) -> Self {
         LeaseRecordRef::from_lease(l, event).to_record()
     }
 
@@ -273,26 +274,26 @@ impl LeaseRecord {
     }
 
     /// The record for a v6 engine event.
-    pub fn from_v6_event(e: &V6LeaseEvent) -> Self {
+    pub fn from_v6_event(e: &v6::LeaseEvent) -> Self {
         LeaseRecordRef::from_v6_event(e).to_record()
     }
 
     /// The record for a v6 lease as the engine holds it.
-    pub fn from_v6_lease(l: &V6Lease, event: u8) -> Self {
+    pub fn from_v6_lease(l: &v6::Lease, event: u8) -> Self {
         LeaseRecordRef::from_v6_lease(l, event).to_record()
     }
 
-    /// The IA of a DHCPv6 record (whose DUID picks its shard, `V6Engine::owner`).
+    /// The IA of a DHCPv6 record (whose DUID picks its shard, `v6::Engine::owner`).
     pub fn v6_client(&self) -> Option<IaKey> {
         self.is_v6().then(|| IaKey::from_bytes(&self.client))?
     }
 
     /// The v6 engine lease a DHCPv6 record describes, or `None` for a v4 record or one with a
     /// field out of range (replay counts and skips it).
-    pub fn to_v6_lease(&self) -> Option<V6Lease> {
+    pub fn to_v6_lease(&self) -> Option<v6::Lease> {
         let resource = self.v6_resource().filter(|r| r.len <= 128)?;
         let preferred = u32::from_be_bytes(self.hw.as_slice().try_into().ok()?);
-        Some(V6Lease {
+        Some(v6::Lease {
             resource,
             pool: None,
             client: self.v6_client()?,
@@ -306,11 +307,11 @@ impl LeaseRecord {
 
     /// The engine lease this record describes, or `None` if a field is out of range (a record
     /// from a newer format, say) or it is a DHCPv6 record: replay counts and skips it.
-    pub fn to_lease(&self) -> Option<Lease> {
+    pub fn to_lease(&self) -> Option<v4::Lease> {
         if self.is_v6() {
             return None;
         }
-        Some(Lease {
+        Some(v4::Lease {
             address: self.ipv4(),
             pool: None,
             client: ClientKey::from_bytes(&self.client),
@@ -325,11 +326,11 @@ impl LeaseRecord {
 
     /// The engine lease this record describes, borrowed (replay allocates nothing per record),
     /// or `None` if a field is out of range or it is a DHCPv6 record.
-    pub fn to_lease_ref(&self) -> Option<LeaseRef<'_>> {
+    pub fn to_lease_ref(&self) -> Option<v4::LeaseRef<'_>> {
         if self.is_v6() {
             return None;
         }
-        Some(LeaseRef {
+        Some(v4::LeaseRef {
             address: self.ipv4(),
             client: &self.client,
             hw: HwAddr::new(self.htype, &self.hw)?,
@@ -383,8 +384,8 @@ mod tests {
     use lessor_journal::Record;
     use proptest::prelude::*;
 
-    fn lease(state: LeaseState) -> Lease {
-        Lease {
+    fn lease(state: LeaseState) -> v4::Lease {
+        v4::Lease {
             address: Ipv4Addr::new(10, 0, 0, 7),
             pool: None,
             client: ClientKey::client_id(&[1, 2, 3]),
@@ -520,7 +521,7 @@ mod tests {
             event in 0u8..6,
             (starts, expires, version) in (any::<u64>(), any::<u64>(), any::<u64>()),
         ) {
-            let l = Lease {
+            let l = v4::Lease {
                 address: Ipv4Addr::from(address),
                 pool: None,
                 client: ClientKey::from_bytes(&client),
@@ -548,7 +549,7 @@ mod tests {
             (starts, preferred, expires, version) in (any::<u64>(), any::<u32>(), any::<u64>(), any::<u64>()),
         ) {
             let kind = if len == 128 { IaKind::Na } else { IaKind::Pd };
-            let l = V6Lease {
+            let l = v6::Lease {
                 resource: Resource::prefix(Ipv6Addr::from(addr), len),
                 pool: None,
                 client: IaKey::new(&duid, iaid, kind),
@@ -565,9 +566,9 @@ mod tests {
         }
     }
 
-    fn v6_lease(state: LeaseState, len: u8) -> V6Lease {
+    fn v6_lease(state: LeaseState, len: u8) -> v6::Lease {
         let kind = if len == 128 { IaKind::Na } else { IaKind::Pd };
-        V6Lease {
+        v6::Lease {
             resource: Resource::prefix("2001:db8:100::".parse().unwrap(), len),
             pool: None,
             client: IaKey::new(&[0, 3, 0, 1, 2, 0, 0, 0, 0, 9], 0xdead_beef, kind),
@@ -596,7 +597,7 @@ mod tests {
                 l.resource.addr = Ipv6Addr::from(u128::from(l.resource.addr) + ((i as u128) << 80));
                 // Far enough ahead that replay keeps the released one too.
                 l.expires = 4_000_000_000;
-                let r = LeaseRecord::from_v6_event(&V6LeaseEvent {
+                let r = LeaseRecord::from_v6_event(&v6::LeaseEvent {
                     kind: EventKind::Bound,
                     lease: l.clone(),
                 });

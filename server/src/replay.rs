@@ -1,7 +1,5 @@
 //! Start-up replay: the journal's live records back into the (fresh) engines.
 
-use lessor_engine::Engine;
-use lessor_engine::v6::V6Engine;
 use lessor_journal::{Journal, ReplayReport};
 
 use crate::config::Config;
@@ -13,14 +11,14 @@ use crate::v4;
 /// Puts one replayed lease back into the engine, on the shard its client steers to, one at a
 /// time. False if the record could not be restored. Startup uses [`replay_journal`] (bulk);
 /// this stays for tools that compare the two.
-pub fn restore_into(engine: &Engine, rec: &LeaseRecord) -> bool {
+pub fn restore_into(engine: &lessor_engine::v4::Engine, rec: &LeaseRecord) -> bool {
     let Some(lease) = rec.to_lease() else {
         return false;
     };
     engine.restore(shard_of(engine, rec), lease).is_ok()
 }
 
-fn shard_of(engine: &Engine, rec: &LeaseRecord) -> usize {
+fn shard_of(engine: &lessor_engine::v4::Engine, rec: &LeaseRecord) -> usize {
     v4::steer_hash(&rec.chaddr_field()) as usize % engine.shards()
 }
 
@@ -29,8 +27,8 @@ fn shard_of(engine: &Engine, rec: &LeaseRecord) -> usize {
 /// replay report and the number of records that could not be restored.
 pub fn replay_journal(
     config: &Config,
-    engine: &Engine,
-    engine6: Option<&V6Engine>,
+    engine: &lessor_engine::v4::Engine,
+    engine6: Option<&lessor_engine::v6::Engine>,
     lanes: usize,
 ) -> Result<(Journal<LeaseRecord>, ReplayReport, u64)> {
     let dir = journal_dir(&config.state_dir);

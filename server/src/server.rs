@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread;
 
-use lessor_engine::Engine;
-use lessor_engine::v6::V6Engine;
 use lessor_journal::{Health, Journal, ReplayReport};
 use lessor_net::{Interface, V4SocketConfig, V6SocketConfig};
 
@@ -42,8 +40,8 @@ pub struct Server {
     workers: Vec<thread::JoinHandle<()>>,
     stats: Arc<[WorkerStats]>,
     stats6: Arc<[WorkerStats]>,
-    engine: Arc<Engine>,
-    engine6: Option<Arc<V6Engine>>,
+    engine: Arc<lessor_engine::v4::Engine>,
+    engine6: Option<Arc<lessor_engine::v6::Engine>>,
     ctx6: Option<Arc<Assignments6>>,
     listen: Vec<String>,
     listen6: Vec<String>,
@@ -56,7 +54,7 @@ pub struct Server {
 /// The DHCPv6 half before its sockets open.
 struct V6Parts {
     ctx: Arc<Assignments6>,
-    engine: Arc<V6Engine>,
+    engine: Arc<lessor_engine::v6::Engine>,
 }
 
 /// Where one family's sockets bind, and the names the startup message gives them.
@@ -116,13 +114,14 @@ impl Server {
             })
             .collect();
         let ctx = Arc::new(V4Context::new(config, &infos));
-        let engine =
-            Arc::new(
-                Engine::new(ctx.engine_config(workers)).map_err(|e| Error::Engine {
+        let engine = Arc::new(
+            lessor_engine::v4::Engine::new(ctx.engine_config(workers)).map_err(|e| {
+                Error::Engine {
                     family: "",
                     source: e.into(),
-                })?,
-            );
+                }
+            })?,
+        );
 
         // Replay before any socket opens: the engines must hold exactly what was acknowledged.
         let lock = lock_state_dir(&config.state_dir)?;
@@ -209,12 +208,12 @@ impl Server {
     }
 
     /// The lease engine.
-    pub fn engine(&self) -> &Engine {
+    pub fn engine(&self) -> &lessor_engine::v4::Engine {
         &self.engine
     }
 
     /// The DHCPv6 lease engine, when DHCPv6 is on.
-    pub fn engine6(&self) -> Option<&V6Engine> {
+    pub fn engine6(&self) -> Option<&lessor_engine::v6::Engine> {
         self.engine6.as_deref()
     }
 
@@ -330,10 +329,11 @@ fn build_v6(config: &Config, chosen: &[Interface], workers: usize) -> Result<V6P
         source: e.into(),
     })?;
     let ctx = V6Context::new(config, &duid, &infos6, Arc::new(table));
-    let engine = V6Engine::new(ctx.engine_config(workers)).map_err(|e| Error::Engine {
-        family: "DHCPv6 ",
-        source: e.into(),
-    })?;
+    let engine =
+        lessor_engine::v6::Engine::new(ctx.engine_config(workers)).map_err(|e| Error::Engine {
+            family: "DHCPv6 ",
+            source: e.into(),
+        })?;
     Ok(V6Parts {
         ctx: Arc::new(Assignments6::new(ctx)),
         engine: Arc::new(engine),
@@ -348,7 +348,7 @@ fn start_v4(
     shared: &Shared,
     journal: &Journal<LeaseRecord>,
     ctx: &Arc<V4Context>,
-    engine: &Arc<Engine>,
+    engine: &Arc<lessor_engine::v4::Engine>,
     names: Arc<Vec<(u32, String)>>,
     handles: &mut Vec<thread::JoinHandle<()>>,
 ) -> Result<(Arc<[WorkerStats]>, Vec<String>)> {

@@ -21,8 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lessor_engine::v6::V6LeaseEvent;
-use lessor_engine::{EventKind, LeaseEvent, Time};
+use lessor_engine::{EventKind, Time};
 use lessor_journal::{Doorbell, Lane, Ticket};
 
 pub(crate) use self::io::WorkerSocket;
@@ -97,7 +96,10 @@ macro_rules! lease_change {
     )*};
 }
 
-lease_change!(LeaseEvent => from_event, V6LeaseEvent => from_v6_event);
+lease_change!(
+    lessor_engine::v4::LeaseEvent => from_event,
+    lessor_engine::v6::LeaseEvent => from_v6_event
+);
 
 /// One received datagram, as [`Family::handle`] takes it.
 pub(crate) struct Datagram<'a, F: Family + ?Sized> {

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use lessor_engine::{Engine, EngineConfig, PoolSpec};
+use lessor_engine::v4::{Engine, EngineConfig, PoolSpec};
 
 /// An engine of `shards` shards over the one pool 10.0.0.1-10.255.255.254.
 pub(crate) fn slash8(shards: usize) -> Engine {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::testkit::fold;
-use crate::{AllocError, BindError, EngineConfig, HwAddr, PoolSpec};
+use crate::v4::{AllocError, BindError, EngineConfig, HwAddr, PoolSpec};
 
 const HOLD: u32 = 30;
 const PROBATION: u32 = 600;
@@ -192,11 +192,11 @@ fn config_errors() {
     };
     assert!(matches!(
         Engine::new(cfg(0, vec![pool(10, 20, &[])])),
-        Err(crate::Error::NoShards)
+        Err(crate::v4::ConfigError::NoShards)
     ));
     assert!(matches!(
         Engine::new(cfg(1, vec![pool(20, 10, &[])])),
-        Err(crate::Error::PoolRange { .. })
+        Err(crate::v4::ConfigError::PoolRange { .. })
     ));
     let err = Engine::new(cfg(1, vec![pool(10, 20, &[]), pool(20, 30, &[])])).unwrap_err();
     assert_eq!(err.to_string(), "pools 0 and 1 overlap");
@@ -1011,7 +1011,7 @@ fn bulk_into(
     pools: Vec<PoolSpec>,
     records: &[Lease],
     shard_of: impl Fn(&ClientKey) -> usize,
-) -> (Engine, crate::RestoreReport) {
+) -> (Engine, crate::v4::RestoreReport) {
     let fresh = engine(shards, pools);
     let mut restorer = fresh.restorer(records.len());
     for lease in records {

@@ -8,13 +8,13 @@ use roaring::RoaringBitmap;
 use crate::lease::LeaseState;
 use crate::slots::Slot as _;
 
-use super::engine::V6Engine;
+use super::engine::Engine;
 use super::key::{IaKey, Resource};
 use super::pools::{Place, Pools};
 use super::shard::{Counts, is_held};
 use super::space::Space;
 
-impl V6Engine {
+impl Engine {
     pub(crate) fn pools(&self) -> &Pools {
         &self.pools
     }

@@ -7,10 +7,10 @@ use crate::choose;
 use crate::engine_core::{Core, Family, Ops, Sealed};
 use crate::lease::{EventKind, LeaseState, Time};
 
-use super::error::{V6BindError, V6ConfigError};
+use super::error::{BindError, ConfigError};
 use super::key::{IaKey, Resource};
-use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
-use super::pools::{Place, Pools, V6EngineConfig, V6PoolId};
+use super::lease::{Lease, LeaseEvent, LeaseRef, LeaseView};
+use super::pools::{EngineConfig, Place, PoolId, Pools};
 use super::shard::{Avail, Give, Part, Shard, Term};
 use super::space::{DENSE_MAX, Space};
 
@@ -24,7 +24,7 @@ pub struct SolicitRequest<'a> {
     pub client: &'a IaKey,
     /// Pools the IA may get a resource from, in order of preference. Pools of another kind
     /// than the IA's are ignored.
-    pub pools: &'a [V6PoolId],
+    pub pools: &'a [PoolId],
     /// The IA's static assignment, if the server has one for it (authoritative).
     pub reserved: Option<Resource>,
     /// What the client asked for in its IA, if anything.
@@ -33,13 +33,13 @@ pub struct SolicitRequest<'a> {
 
 /// A REQUEST, RENEW or REBIND (or a SOLICIT with rapid commit) to bind or extend.
 #[derive(Clone, Copy, Debug)]
-pub struct BindRequest6<'a> {
+pub struct BindRequest<'a> {
     /// The IA that asks.
     pub client: &'a IaKey,
     /// The resource to bind.
     pub resource: Resource,
     /// Pools `resource` may come from (pools of another kind than the IA's are ignored).
-    pub pools: &'a [V6PoolId],
+    pub pools: &'a [PoolId],
     /// `resource` is this IA's static assignment.
     pub reserved: bool,
     /// Preferred lifetime in seconds (at most `valid` is kept).
@@ -51,9 +51,9 @@ pub struct BindRequest6<'a> {
 /// Usage of one pool across all shards. `free + offered + bound + declined == total`
 /// (Released and Expired resources are free).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct V6PoolStats {
+pub struct PoolStats {
     /// The pool.
-    pub pool: V6PoolId,
+    pub pool: PoolId,
     /// Dynamic resources: the range minus excluded ones (a /64 of addresses has 2^64).
     pub total: u128,
     /// Free in some shard (including Released/Expired ones remembered for an IA).
@@ -83,8 +83,8 @@ impl Default for Tuning {
 }
 
 /// In-memory DHCPv6 lease state (IA_NA addresses and IA_PD prefixes), sharded like v4's:
-/// see [`Core`]. Worker `k` serves the IAs whose DUID it owns ([`V6Engine::owner`]).
-pub type V6Engine = Core<V6>;
+/// see [`Core`]. Worker `k` serves the IAs whose DUID it owns ([`Engine::owner`]).
+pub type Engine = Core<V6>;
 
 /// The DHCPv6 [`Family`]: IA_NA addresses and IA_PD prefixes, keyed by IA.
 #[derive(Debug)]
@@ -95,25 +95,25 @@ impl Sealed for V6 {}
 impl Family for V6 {
     type Key = IaKey;
     type Addr = Resource;
-    const NAME: &'static str = "V6Engine";
-    type Lease = V6Lease;
-    type Event = V6LeaseEvent;
-    type View = V6LeaseView;
-    type BindError = V6BindError;
-    type Stats = V6PoolStats;
+    const NAME: &'static str = "Engine";
+    type Lease = Lease;
+    type Event = LeaseEvent;
+    type View = LeaseView;
+    type BindError = BindError;
+    type Stats = PoolStats;
 }
 
 impl Ops for V6 {
     type Shard = Shard;
     type Pools = Pools;
-    type Pool = V6PoolId;
+    type Pool = PoolId;
     type Off = u128;
     type Lent = super::space::Lent;
 
     fn pools_len(pools: &Pools) -> usize {
         pools.len()
     }
-    fn dynamic(place: Place) -> Option<(V6PoolId, u128)> {
+    fn dynamic(place: Place) -> Option<(PoolId, u128)> {
         match place {
             Place::Dynamic { pool, off } => Some((pool, off)),
             Place::Fixed { .. } => None,
@@ -122,22 +122,22 @@ impl Ops for V6 {
     fn settle(g: &mut Shard) {
         g.settle();
     }
-    fn pending(g: &mut Shard) -> &mut Vec<V6LeaseEvent> {
+    fn pending(g: &mut Shard) -> &mut Vec<LeaseEvent> {
         &mut g.pending
     }
-    fn take_free(pools: &Pools, g: &mut Shard, pool: V6PoolId, off: u128, now: Time) -> Give {
+    fn take_free(pools: &Pools, g: &mut Shard, pool: PoolId, off: u128, now: Time) -> Give {
         g.take_free(pool, off, pools.layout(pool).resource(off), now)
     }
-    fn receive_one(g: &mut Shard, pool: V6PoolId, off: u128) {
+    fn receive_one(g: &mut Shard, pool: PoolId, off: u128) {
         g.parts[pool.index()].space.receive_one(off);
     }
-    fn free_len(g: &Shard, pool: V6PoolId) -> u128 {
+    fn free_len(g: &Shard, pool: PoolId) -> u128 {
         g.free_len(pool)
     }
-    fn lend(pools: &Pools, g: &mut Shard, pool: V6PoolId, max: u64) -> Option<Self::Lent> {
+    fn lend(pools: &Pools, g: &mut Shard, pool: PoolId, max: u64) -> Option<Self::Lent> {
         Some(g.lend(pools, pool, max)).filter(|lent| !lent.is_empty())
     }
-    fn receive(g: &mut Shard, pool: V6PoolId, lent: Self::Lent) {
+    fn receive(g: &mut Shard, pool: PoolId, lent: Self::Lent) {
         g.parts[pool.index()].space.receive(lent);
     }
     fn release(g: &mut Shard, res: Resource, key: &IaKey, now: Time) -> bool {
@@ -146,20 +146,20 @@ impl Ops for V6 {
     fn decline(g: &mut Shard, res: Resource, key: &IaKey, now: Time, until: Time) -> bool {
         g.decline(res, key, now, until)
     }
-    fn lookup(g: &Shard, key: &IaKey) -> Option<V6LeaseView> {
+    fn lookup(g: &Shard, key: &IaKey) -> Option<LeaseView> {
         g.lookup(key)
     }
-    fn restore(core: &V6Engine, shard: usize, lease: V6Lease) -> Result<(), V6BindError> {
-        let lease = V6LeaseRef::from(&lease);
+    fn restore(core: &Engine, shard: usize, lease: Lease) -> Result<(), BindError> {
+        let lease = LeaseRef::from(&lease);
         super::restore::restore_one(&mut &core.shards[..], &core.pools, shard, &lease)
     }
-    fn sort_key(lease: &V6Lease) -> Resource {
+    fn sort_key(lease: &Lease) -> Resource {
         lease.resource
     }
-    fn stats(pools: &Pools) -> Vec<V6PoolStats> {
+    fn stats(pools: &Pools) -> Vec<PoolStats> {
         pools
             .iter()
-            .map(|(pool, layout)| V6PoolStats {
+            .map(|(pool, layout)| PoolStats {
                 pool,
                 total: layout.total,
                 free: 0,
@@ -169,7 +169,7 @@ impl Ops for V6 {
             })
             .collect()
     }
-    fn add_stats(g: &Shard, stats: &mut [V6PoolStats]) {
+    fn add_stats(g: &Shard, stats: &mut [PoolStats]) {
         for (stat, part) in stats.iter_mut().zip(g.parts.iter()) {
             stat.free += part.free_len();
             stat.offered += part.counts.offered;
@@ -179,19 +179,16 @@ impl Ops for V6 {
     }
 }
 
-impl V6Engine {
+impl Engine {
     /// Validates `cfg` and splits each pool's offsets into one contiguous block per shard.
     /// A pool costs memory in proportion to its leases and fragmentation, not its size.
-    pub fn new(cfg: V6EngineConfig) -> Result<V6Engine, V6ConfigError> {
+    pub fn new(cfg: EngineConfig) -> Result<Engine, ConfigError> {
         Self::with_tuning(cfg, Tuning::default())
     }
 
-    pub(crate) fn with_tuning(
-        cfg: V6EngineConfig,
-        tuning: Tuning,
-    ) -> Result<V6Engine, V6ConfigError> {
+    pub(crate) fn with_tuning(cfg: EngineConfig, tuning: Tuning) -> Result<Engine, ConfigError> {
         if cfg.shards == 0 {
-            return Err(V6ConfigError::NoShards);
+            return Err(ConfigError::NoShards);
         }
         let pools = Pools::new(&cfg.pools, tuning.dense_max)?;
         let shards: Box<[Mutex<Shard>]> = (0..cfg.shards)
@@ -212,7 +209,7 @@ impl V6Engine {
                 Mutex::new(Shard::new(parts, &pools, tuning.remember_min))
             })
             .collect();
-        let engine = V6Engine {
+        let engine = Engine {
             pools,
             offer_hold: cfg.offer_hold,
             decline_probation: cfg.decline_probation,
@@ -237,7 +234,7 @@ impl V6Engine {
     }
 
     /// Whether `pool` is a pool of `client`'s kind.
-    fn fits(&self, pool: V6PoolId, client: &IaKey) -> bool {
+    fn fits(&self, pool: PoolId, client: &IaKey) -> bool {
         self.pools
             .get(pool)
             .is_some_and(|l| l.kind == client.kind())
@@ -246,16 +243,11 @@ impl V6Engine {
     /// SOLICIT: chooses a resource and holds it for the IA (state Offered, expires
     /// `now + offer_hold`). Not an event. `None` when every candidate pool is exhausted.
     ///
-    /// The choice is v4's ([`Engine::offer`](crate::Engine::offer)) by IA and resource: the
+    /// The choice is v4's ([`Engine::offer`](crate::v4::Engine::offer)) by IA and resource: the
     /// reservation, the IA's own record, the hint, then a free resource of the candidate
     /// pools in order (see `space.rs` for which). Events it makes wait for the next
     /// `bind`/`release`/`decline`/`reclaim` on this shard.
-    pub fn solicit(
-        &self,
-        shard: usize,
-        req: &SolicitRequest<'_>,
-        now: Time,
-    ) -> Option<V6LeaseView> {
+    pub fn solicit(&self, shard: usize, req: &SolicitRequest<'_>, now: Time) -> Option<LeaseView> {
         let term = Term {
             state: LeaseState::Offered,
             starts: now,
@@ -277,16 +269,16 @@ impl V6Engine {
     /// It succeeds if the resource is the IA's own (any record of the IA but a quarantine),
     /// free in a candidate pool here or in a sibling, or the IA's reservation. An IA binding
     /// a new resource gives up its previous record (a previous binding ends with a Released
-    /// event). Errors: [`V6BindError::NotInPool`] (in no candidate pool and not reserved),
-    /// [`V6BindError::Quarantined`], [`V6BindError::Taken`] (another IA's, or somebody's
+    /// event). Errors: [`BindError::NotInPool`] (in no candidate pool and not reserved),
+    /// [`BindError::Quarantined`], [`BindError::Taken`] (another IA's, or somebody's
     /// static assignment).
     pub fn bind(
         &self,
         shard: usize,
-        req: &BindRequest6<'_>,
+        req: &BindRequest<'_>,
         now: Time,
-        events: &mut Vec<V6LeaseEvent>,
-    ) -> Result<V6LeaseView, V6BindError> {
+        events: &mut Vec<LeaseEvent>,
+    ) -> Result<LeaseView, BindError> {
         let res = req.resource;
         let place = self.pools.place(res);
         if !req.reserved
@@ -294,19 +286,19 @@ impl V6Engine {
                 .pool()
                 .is_some_and(|pool| req.pools.contains(&pool) && self.fits(pool, req.client))
         {
-            return Err(V6BindError::NotInPool);
+            return Err(BindError::NotInPool);
         }
         let fixed = matches!(place, Place::Fixed { .. });
         if fixed && !req.reserved {
             // A fixed resource is somebody's static assignment, and only theirs.
-            return Err(V6BindError::Taken);
+            return Err(BindError::Taken);
         }
         let decide = |avail, fetched| match avail {
             Avail::Own | Avail::Free => Ok(()),
             Avail::HeldByOther if fixed && req.reserved => Ok(()),
-            Avail::Elsewhere if fetched == Some(Give::Quarantined) => Err(V6BindError::Quarantined),
-            Avail::Quarantined => Err(V6BindError::Quarantined),
-            Avail::Elsewhere | Avail::HeldByOther => Err(V6BindError::Taken),
+            Avail::Elsewhere if fetched == Some(Give::Quarantined) => Err(BindError::Quarantined),
+            Avail::Quarantined => Err(BindError::Quarantined),
+            Avail::Elsewhere | Avail::HeldByOther => Err(BindError::Taken),
         };
         let commit = |g: &mut Shard| {
             let term = Term {
@@ -331,16 +323,16 @@ impl V6Engine {
 
 /// A solicit, as [`choose::step`] sees it.
 struct Soliciting<'e, 'r> {
-    engine: &'e V6Engine,
+    engine: &'e Engine,
     req: &'r SolicitRequest<'r>,
     term: Term,
 }
 
 impl choose::Offer for Soliciting<'_, '_> {
     type Shard = Shard;
-    type Pool = V6PoolId;
+    type Pool = PoolId;
     type Off = u128;
-    type Done = V6LeaseView;
+    type Done = LeaseView;
 
     fn reserved(&self) -> Option<Resource> {
         self.req.reserved
@@ -348,13 +340,13 @@ impl choose::Offer for Soliciting<'_, '_> {
     fn requested(&self) -> Option<Resource> {
         self.req.hint
     }
-    fn pools(&self) -> &[V6PoolId] {
+    fn pools(&self) -> &[PoolId] {
         self.req.pools
     }
     fn place(&self, res: Resource) -> Place {
         self.engine.pools.place(res)
     }
-    fn dynamic(place: Place) -> Option<(V6PoolId, u128)> {
+    fn dynamic(place: Place) -> Option<(PoolId, u128)> {
         <V6 as Ops>::dynamic(place)
     }
     fn in_candidates(&self, place: Place) -> bool {
@@ -367,15 +359,15 @@ impl choose::Offer for Soliciting<'_, '_> {
     fn availability(&self, g: &mut Shard, res: Resource, place: Place, now: Time) -> Avail {
         g.availability(res, place, self.req.client, now)
     }
-    fn hold(&self, g: &mut Shard, res: Resource, place: Place) -> V6LeaseView {
+    fn hold(&self, g: &mut Shard, res: Resource, place: Place) -> LeaseView {
         let (_, idx) = g.hold(res, place, self.req.client, self.term);
         g.records.view(idx)
     }
-    fn own(&self, g: &Shard, res: Resource) -> V6LeaseView {
+    fn own(&self, g: &Shard, res: Resource) -> LeaseView {
         let idx = g.records.find(res).expect("the client's own record");
         g.records.view(idx)
     }
-    fn hold_next_free(&self, g: &mut Shard, pool: V6PoolId) -> Option<V6LeaseView> {
+    fn hold_next_free(&self, g: &mut Shard, pool: PoolId) -> Option<LeaseView> {
         if !self.engine.fits(pool, self.req.client) {
             return None;
         }

@@ -2,13 +2,13 @@
 
 use std::net::Ipv6Addr;
 
-use super::pools::V6PoolId;
+use super::pools::PoolId;
 
-/// Why a [`V6EngineConfig`](super::V6EngineConfig) was refused by
-/// [`V6Engine::new`](super::V6Engine::new).
+/// Why an [`EngineConfig`](super::EngineConfig) was refused by
+/// [`Engine::new`](super::Engine::new).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum V6ConfigError {
+pub enum ConfigError {
     /// `shards` was zero: the engine needs at least one shard.
     #[error("the engine needs at least one shard")]
     NoShards,
@@ -16,7 +16,7 @@ pub enum V6ConfigError {
     #[error("pool {pool}: first address {first} is after last address {last}")]
     PoolRange {
         /// The pool at fault.
-        pool: V6PoolId,
+        pool: PoolId,
         /// Its first address.
         first: Ipv6Addr,
         /// Its last address.
@@ -27,7 +27,7 @@ pub enum V6ConfigError {
     #[error("pool {pool}: {prefix}/{prefix_len} cannot be delegated in /{delegated_len}s")]
     PoolPrefix {
         /// The pool at fault.
-        pool: V6PoolId,
+        pool: PoolId,
         /// Its prefix.
         prefix: Ipv6Addr,
         /// Its prefix length.
@@ -38,27 +38,27 @@ pub enum V6ConfigError {
     /// A pool of 2^128 resources (the whole address space as one range): offsets would not
     /// fit.
     #[error("pool {0} has 2^128 resources")]
-    PoolTooLarge(V6PoolId),
+    PoolTooLarge(PoolId),
     /// Two pools share at least one address.
     #[error("pools {first} and {second} overlap")]
     PoolsOverlap {
         /// The lower-numbered pool.
-        first: V6PoolId,
+        first: PoolId,
         /// The higher-numbered pool.
-        second: V6PoolId,
+        second: PoolId,
     },
-    /// More pools than a [`V6PoolId`] can number.
+    /// More pools than a [`PoolId`] can number.
     #[error("{0} pools is more than a pool id can number")]
     TooManyPools(usize),
 }
 
-/// Why [`V6Engine::bind`](super::V6Engine::bind) (or a restore) refused a resource.
+/// Why [`Engine::bind`](super::Engine::bind) (or a restore) refused a resource.
 ///
 /// For RENEW/REBIND the server maps `NotInPool` to NotOnLink (or lifetimes 0) and the others
 /// to NoBinding: the resource is not this IA's to extend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum V6BindError {
+pub enum BindError {
     /// Another IA's advertise or lease holds the resource, or it is a static assignment
     /// (excluded from or outside every pool) that is not this IA's.
     #[error("resource is held by another IA")]

@@ -3,17 +3,17 @@
 use crate::lease::{EventKind, LeaseState, Time};
 
 use super::key::{IaKey, Resource};
-use super::pools::V6PoolId;
+use super::pools::PoolId;
 
-/// A full v6 lease record, as [`V6Engine::leases`](super::V6Engine::leases) and events carry
+/// A full v6 lease record, as [`Engine::leases`](super::Engine::leases) and events carry
 /// it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct V6Lease {
+pub struct Lease {
     /// The leased address or prefix.
     pub resource: Resource,
     /// The pool whose range holds `resource`; `None` for a static assignment outside every
     /// pool.
-    pub pool: Option<V6PoolId>,
+    pub pool: Option<PoolId>,
     /// Who holds (or held) it.
     pub client: IaKey,
     /// Where the lease is in its life (`Offered`: held by an ADVERTISE).
@@ -30,29 +30,29 @@ pub struct V6Lease {
     pub version: u64,
 }
 
-/// A [`V6Lease`] borrowed from wherever the caller keeps it, for
-/// [`V6Restorer::add_ref`](super::V6Restorer::add_ref). The pool is recomputed on restore.
+/// A [`Lease`] borrowed from wherever the caller keeps it, for
+/// [`Restorer::add_ref`](super::Restorer::add_ref). The pool is recomputed on restore.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct V6LeaseRef<'a> {
+pub struct LeaseRef<'a> {
     /// The leased address or prefix.
     pub resource: Resource,
     /// Who holds (or held) it.
     pub client: &'a IaKey,
     /// Where the lease is in its life.
     pub state: LeaseState,
-    /// See [`V6Lease::starts`].
+    /// See [`Lease::starts`].
     pub starts: Time,
-    /// See [`V6Lease::preferred`].
+    /// See [`Lease::preferred`].
     pub preferred: u32,
-    /// See [`V6Lease::expires`].
+    /// See [`Lease::expires`].
     pub expires: Time,
-    /// See [`V6Lease::version`].
+    /// See [`Lease::version`].
     pub version: u64,
 }
 
-impl<'a> From<&'a V6Lease> for V6LeaseRef<'a> {
-    fn from(lease: &'a V6Lease) -> Self {
-        V6LeaseRef {
+impl<'a> From<&'a Lease> for LeaseRef<'a> {
+    fn from(lease: &'a Lease) -> Self {
+        LeaseRef {
             resource: lease.resource,
             client: &lease.client,
             state: lease.state,
@@ -64,10 +64,10 @@ impl<'a> From<&'a V6Lease> for V6LeaseRef<'a> {
     }
 }
 
-impl V6LeaseRef<'_> {
+impl LeaseRef<'_> {
     /// The owned lease (`pool` is left `None`: the engine recomputes it on restore).
-    pub fn to_lease(&self) -> V6Lease {
-        V6Lease {
+    pub fn to_lease(&self) -> Lease {
+        Lease {
             resource: self.resource,
             pool: None,
             client: self.client.clone(),
@@ -82,27 +82,27 @@ impl V6LeaseRef<'_> {
 
 /// Copyable summary of a lease for the hot path (no allocation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct V6LeaseView {
+pub struct LeaseView {
     /// The leased address or prefix.
     pub resource: Resource,
-    /// See [`V6Lease::pool`].
-    pub pool: Option<V6PoolId>,
+    /// See [`Lease::pool`].
+    pub pool: Option<PoolId>,
     /// Where the lease is in its life.
     pub state: LeaseState,
     /// When the current state began.
     pub starts: Time,
-    /// See [`V6Lease::preferred`].
+    /// See [`Lease::preferred`].
     pub preferred: u32,
-    /// When the current state ends (see [`V6Lease::expires`]).
+    /// When the current state ends (see [`Lease::expires`]).
     pub expires: Time,
 }
 
 /// Every change that must survive a restart (ADVERTISE holds never are). The journal keeps per
-/// resource only the record with the highest [`version`](V6Lease::version).
+/// resource only the record with the highest [`version`](Lease::version).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct V6LeaseEvent {
+pub struct LeaseEvent {
     /// What happened (the same kinds as v4).
     pub kind: EventKind,
     /// The lease as it is after the change.
-    pub lease: V6Lease,
+    pub lease: Lease,
 }

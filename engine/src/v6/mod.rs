@@ -1,6 +1,6 @@
 //! The DHCPv6 lease engine: IA_NA addresses and IA_PD prefixes, sharded like v4's.
 //!
-//! Same design and rules as the v4 [`Engine`](crate::Engine) (read the crate docs first:
+//! Same design and rules as the v4 [`Engine`](crate::v4::Engine) (read the crate docs first:
 //! sharding, borrowing, Lamport versions and replay), keyed by [`IaKey`] (DUID + IAID + IA
 //! kind) instead of a client key, and by [`Resource`] (an address, or a prefix) instead of an
 //! IPv4 address. An IA holds one resource at a time. What differs:
@@ -12,12 +12,12 @@
 //!   keep the "One owner" invariant (docs/ARCHITECTURE.md) the v4 way: every offset is
 //!   owned by exactly one shard, and shards lend each other free ones, one lock at a time.
 //! - **Static assignments** are passed in per request (`reserved`), as in v4. One inside a
-//!   pool must be excluded from the pool ([`V6PoolSpec`]'s `excluded`), which is what keeps
+//!   pool must be excluded from the pool ([`PoolSpec`]'s `excluded`), which is what keeps
 //!   the engine from handing it out dynamically.
 //! - **Remembered records are capped** per pool and shard (the oldest Released/Expired ones
 //!   beyond the larger of a few thousand and the pool's held records are forgotten): in a
 //!   pool that never runs out nothing else would ever reclaim them.
-//! - **Owner shard by DUID** ([`V6Engine::owner`]): every IA of a client lives in one shard,
+//! - **Owner shard by DUID** ([`Engine::owner`]): every IA of a client lives in one shard,
 //!   so a message with several IAs is handled by one worker.
 //!
 //! As in v4, a static resource outside every pool is never lent: it stays unique across
@@ -38,15 +38,15 @@
 //! use lessor_engine::v6::*;
 //! use lessor_engine::{EventKind, LeaseState};
 //!
-//! let engine = V6Engine::new(V6EngineConfig {
+//! let engine = Engine::new(EngineConfig {
 //!     shards: 2,
 //!     pools: vec![
-//!         V6PoolSpec::Na {
+//!         PoolSpec::Na {
 //!             first: "2001:db8::".parse().unwrap(),
 //!             last: "2001:db8::ffff:ffff:ffff:ffff".parse().unwrap(),
 //!             excluded: vec![],
 //!         },
-//!         V6PoolSpec::Pd {
+//!         PoolSpec::Pd {
 //!             prefix: "2001:db8:100::".parse().unwrap(),
 //!             prefix_len: 40,
 //!             delegated_len: 56,
@@ -61,13 +61,13 @@
 //! let na = IaKey::new(&duid, 1, IaKind::Na);
 //! let now = 1_700_000_000;
 //! let advertised = engine
-//!     .solicit(shard, &SolicitRequest { client: &na, pools: &[V6PoolId(0)], reserved: None, hint: None }, now)
+//!     .solicit(shard, &SolicitRequest { client: &na, pools: &[PoolId(0)], reserved: None, hint: None }, now)
 //!     .expect("a /64 is not exhausted");
 //! let mut events = Vec::new();
-//! let req = BindRequest6 {
+//! let req = BindRequest {
 //!     client: &na,
 //!     resource: advertised.resource,
-//!     pools: &[V6PoolId(0)],
+//!     pools: &[PoolId(0)],
 //!     reserved: false,
 //!     preferred: 1800,
 //!     valid: 3600,
@@ -78,10 +78,10 @@
 //!
 //! let pd = IaKey::new(&duid, 1, IaKind::Pd);
 //! let prefix = engine
-//!     .solicit(shard, &SolicitRequest { client: &pd, pools: &[V6PoolId(1)], reserved: None, hint: None }, now)
+//!     .solicit(shard, &SolicitRequest { client: &pd, pools: &[PoolId(1)], reserved: None, hint: None }, now)
 //!     .unwrap();
 //! assert_eq!(prefix.resource.len, 56);
-//! # Ok::<(), V6ConfigError>(())
+//! # Ok::<(), ConfigError>(())
 //! ```
 
 mod engine;
@@ -101,20 +101,10 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{
-    BindRequest6 as BindRequest, SolicitRequest, V6Engine as Engine, V6PoolStats as PoolStats,
-};
-pub use error::{V6BindError as BindError, V6ConfigError as ConfigError};
+pub use crate::replay::RestoreReport;
+pub use engine::{BindRequest, Engine, PoolStats, SolicitRequest};
+pub use error::{BindError, ConfigError};
 pub use key::{IaKey, IaKind, Resource};
-pub use lease::{
-    V6Lease as Lease, V6LeaseEvent as LeaseEvent, V6LeaseRef as LeaseRef, V6LeaseView as LeaseView,
-};
-pub use pools::{V6EngineConfig as EngineConfig, V6PoolId as PoolId, V6PoolSpec as PoolSpec};
-pub use restore::{V6RestoreReport as RestoreReport, V6Restorer as Restorer};
-
-// The older, suffixed names of the same types, kept until every caller uses the ones above.
-pub use engine::{BindRequest6, V6Engine, V6PoolStats};
-pub use error::{V6BindError, V6ConfigError};
-pub use lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
-pub use pools::{V6EngineConfig, V6PoolId, V6PoolSpec};
-pub use restore::{V6RestoreReport, V6Restorer};
+pub use lease::{Lease, LeaseEvent, LeaseRef, LeaseView};
+pub use pools::{EngineConfig, PoolId, PoolSpec};
+pub use restore::Restorer;

@@ -7,13 +7,13 @@
 
 use std::net::Ipv6Addr;
 
-use super::error::V6ConfigError;
+use super::error::ConfigError;
 use super::key::{IaKind, Resource};
 use crate::pools::table::{self, Id, Table};
 
 table::pool_id! {
-    /// Index of a pool in a [`V6EngineConfig`]'s `pools`.
-    V6PoolId
+    /// Index of a pool in an [`EngineConfig`]'s `pools`.
+    PoolId
 }
 
 /// One dynamic pool.
@@ -24,9 +24,9 @@ table::pool_id! {
 /// so a reserved /60 inside a pool of /56s removes the /56 around it). A reserved resource
 /// that is not a dynamic one (excluded, or of another length) can only be bound by the IA it
 /// is reserved for ([`SolicitRequest::reserved`](super::SolicitRequest::reserved),
-/// [`BindRequest6::reserved`](super::BindRequest6::reserved)).
+/// [`BindRequest::reserved`](super::BindRequest::reserved)).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum V6PoolSpec {
+pub enum PoolSpec {
     /// IA_NA: the inclusive range `first..=last` (any size, up to a whole /64 or more), minus
     /// `excluded` (addresses outside the range are ignored).
     Na {
@@ -51,11 +51,11 @@ pub enum V6PoolSpec {
     },
 }
 
-/// Everything [`V6Engine::new`](super::V6Engine::new) needs.
-pub type V6EngineConfig = crate::engine_core::Config<V6PoolSpec>;
+/// Everything [`Engine::new`](super::Engine::new) needs.
+pub type EngineConfig = crate::engine_core::Config<PoolSpec>;
 
 /// Where a resource sits; one of another prefix length or misaligned is `Fixed`.
-pub(crate) type Place = table::Place<V6PoolId, u128>;
+pub(crate) type Place = table::Place<PoolId, u128>;
 
 /// The low `bits` bits set (all of them from 128 on).
 pub(crate) fn low_mask(bits: u32) -> u128 {
@@ -128,7 +128,7 @@ impl Layout {
 }
 
 /// The validated pools, indexed by the range of addresses they cover.
-pub(crate) type Pools = Table<Layout, u128, V6PoolId>;
+pub(crate) type Pools = Table<Layout, u128, PoolId>;
 
 /// Sorts and merges inclusive intervals (overlapping or adjacent ones become one).
 fn merge(mut intervals: Vec<(u128, u128)>) -> Box<[(u128, u128)]> {
@@ -147,21 +147,21 @@ fn merge(mut intervals: Vec<(u128, u128)>) -> Box<[(u128, u128)]> {
 
 impl Pools {
     /// Validates `specs`; pools of at most `dense_max` offsets are dense.
-    pub(crate) fn new(specs: &[V6PoolSpec], dense_max: u128) -> Result<Self, V6ConfigError> {
-        let id = |i| V6PoolId::nth(i).ok_or(V6ConfigError::TooManyPools(specs.len()));
+    pub(crate) fn new(specs: &[PoolSpec], dense_max: u128) -> Result<Self, ConfigError> {
+        let id = |i| PoolId::nth(i).ok_or(ConfigError::TooManyPools(specs.len()));
         let mut layouts = Vec::with_capacity(specs.len());
         let mut sorted = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let pool = id(i)?;
             let layout = match spec {
-                V6PoolSpec::Na {
+                PoolSpec::Na {
                     first,
                     last,
                     excluded,
                 } => {
                     let (lo, hi) = (u128::from(*first), u128::from(*last));
                     if lo > hi {
-                        return Err(V6ConfigError::PoolRange {
+                        return Err(ConfigError::PoolRange {
                             pool,
                             first: *first,
                             last: *last,
@@ -169,7 +169,7 @@ impl Pools {
                     }
                     let size = (hi - lo)
                         .checked_add(1)
-                        .ok_or(V6ConfigError::PoolTooLarge(pool))?;
+                        .ok_or(ConfigError::PoolTooLarge(pool))?;
                     let excluded = excluded
                         .iter()
                         .map(|&a| u128::from(a))
@@ -178,7 +178,7 @@ impl Pools {
                         .collect();
                     (IaKind::Na, lo, hi, 0, 128, size, merge(excluded))
                 }
-                V6PoolSpec::Pd {
+                PoolSpec::Pd {
                     prefix,
                     prefix_len,
                     delegated_len,
@@ -188,7 +188,7 @@ impl Pools {
                     let base = u128::from(*prefix);
                     let host = low_mask(128u32.saturating_sub(p));
                     if p > d || d > 128 || base & host != 0 {
-                        return Err(V6ConfigError::PoolPrefix {
+                        return Err(ConfigError::PoolPrefix {
                             pool,
                             prefix: *prefix,
                             prefix_len: *prefix_len,
@@ -196,7 +196,7 @@ impl Pools {
                         });
                     }
                     if d - p >= 128 {
-                        return Err(V6ConfigError::PoolTooLarge(pool));
+                        return Err(ConfigError::PoolTooLarge(pool));
                     }
                     let (lo, hi, shift) = (base, base | host, 128 - d);
                     // A /0 delegated whole has one offset: everything shifts to 0.
@@ -237,7 +237,7 @@ impl Pools {
             sorted.push((first, last, pool));
         }
         Self::build(layouts, sorted)
-            .map_err(|(first, second)| V6ConfigError::PoolsOverlap { first, second })
+            .map_err(|(first, second)| ConfigError::PoolsOverlap { first, second })
     }
 
     /// Where `res` sits: in which pool, and whether it is one of its dynamic resources.
@@ -260,7 +260,7 @@ impl Pools {
     }
 
     /// The resource at offset `off` of `pool`.
-    pub(crate) fn resource(&self, pool: V6PoolId, off: u128) -> Resource {
+    pub(crate) fn resource(&self, pool: PoolId, off: u128) -> Resource {
         self.layout(pool).resource(off)
     }
 }
@@ -273,16 +273,16 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn na(first: &str, last: &str, excluded: &[&str]) -> V6PoolSpec {
-        V6PoolSpec::Na {
+    fn na(first: &str, last: &str, excluded: &[&str]) -> PoolSpec {
+        PoolSpec::Na {
             first: a(first),
             last: a(last),
             excluded: excluded.iter().map(|e| a(e)).collect(),
         }
     }
 
-    fn pd(prefix: &str, prefix_len: u8, delegated_len: u8, excluded: &[(&str, u8)]) -> V6PoolSpec {
-        V6PoolSpec::Pd {
+    fn pd(prefix: &str, prefix_len: u8, delegated_len: u8, excluded: &[(&str, u8)]) -> PoolSpec {
+        PoolSpec::Pd {
             prefix: a(prefix),
             prefix_len,
             delegated_len,
@@ -296,8 +296,8 @@ mod tests {
         assert!(
             matches!(
                 err,
-                V6ConfigError::PoolRange {
-                    pool: V6PoolId(0),
+                ConfigError::PoolRange {
+                    pool: PoolId(0),
                     ..
                 }
             ),
@@ -312,8 +312,8 @@ mod tests {
             assert!(
                 matches!(
                     err,
-                    V6ConfigError::PoolPrefix {
-                        pool: V6PoolId(1),
+                    ConfigError::PoolPrefix {
+                        pool: PoolId(1),
                         ..
                     }
                 ),
@@ -325,10 +325,10 @@ mod tests {
             0,
         )
         .unwrap_err();
-        assert!(matches!(err, V6ConfigError::PoolTooLarge(V6PoolId(0))));
+        assert!(matches!(err, ConfigError::PoolTooLarge(PoolId(0))));
         assert!(matches!(
             Pools::new(&[pd("::", 0, 128, &[])], 0).unwrap_err(),
-            V6ConfigError::PoolTooLarge(_)
+            ConfigError::PoolTooLarge(_)
         ));
         let err = Pools::new(
             &[
@@ -360,14 +360,14 @@ mod tests {
         assert_eq!(
             place("2001:db8::10"),
             Place::Dynamic {
-                pool: V6PoolId(0),
+                pool: PoolId(0),
                 off: 0
             }
         );
         assert_eq!(
             place("2001:db8::12"),
             Place::Fixed {
-                pool: Some(V6PoolId(0))
+                pool: Some(PoolId(0))
             }
         );
         assert_eq!(place("2001:db8::21"), Place::Fixed { pool: None });
@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(
             place("2001:db8:1::ffff:ffff:ffff:ffff"),
             Place::Dynamic {
-                pool: V6PoolId(1),
+                pool: PoolId(1),
                 off: u128::from(u64::MAX)
             }
         );
@@ -383,10 +383,10 @@ mod tests {
         assert_eq!(
             pools.place(Resource::prefix(a("2001:db8::10"), 124)),
             Place::Fixed {
-                pool: Some(V6PoolId(0))
+                pool: Some(PoolId(0))
             }
         );
-        let (l0, l1) = (pools.layout(V6PoolId(0)), pools.layout(V6PoolId(1)));
+        let (l0, l1) = (pools.layout(PoolId(0)), pools.layout(PoolId(1)));
         assert_eq!((l0.size, l0.total, l0.dense), (17, 16, true));
         assert_eq!((l1.size, l1.dense), (1 << 64, false));
         assert_eq!(l1.resource(5), Resource::address(a("2001:db8:1::5")));
@@ -408,7 +408,7 @@ mod tests {
             1 << 20,
         )
         .unwrap();
-        let layout = pools.layout(V6PoolId(0));
+        let layout = pools.layout(PoolId(0));
         // /60 removes /56 number 3; the /52 removes 16 of them (0x10..=0x1f).
         assert_eq!(&*layout.excluded, &[(3, 3), (0x10, 0x1f)]);
         assert_eq!((layout.size, layout.total), (256, 256 - 17));
@@ -416,26 +416,26 @@ mod tests {
         assert_eq!(
             place("2001:db8:0:200::", 56),
             Place::Dynamic {
-                pool: V6PoolId(0),
+                pool: PoolId(0),
                 off: 2
             }
         );
         assert_eq!(
             place("2001:db8:0:300::", 56),
             Place::Fixed {
-                pool: Some(V6PoolId(0))
+                pool: Some(PoolId(0))
             }
         );
         assert_eq!(
             place("2001:db8:0:280::", 56),
             Place::Fixed {
-                pool: Some(V6PoolId(0))
+                pool: Some(PoolId(0))
             }
         );
         assert_eq!(
             place("2001:db8:0:200::", 64),
             Place::Fixed {
-                pool: Some(V6PoolId(0))
+                pool: Some(PoolId(0))
             }
         );
         assert_eq!(place("2001:db8:1::", 56), Place::Fixed { pool: None });
@@ -447,15 +447,15 @@ mod tests {
         let huge = Pools::new(&[pd("2001:db8::", 32, 64, &[]), pd("::", 0, 0, &[])], 0);
         assert!(huge.is_err(), "::/0 overlaps everything");
         let huge = Pools::new(&[pd("2001::", 16, 128, &[("2001::", 17)])], 0).unwrap();
-        let layout = huge.layout(V6PoolId(0));
+        let layout = huge.layout(PoolId(0));
         assert_eq!(layout.size, 1 << 112);
         assert_eq!(layout.total, 1 << 111);
         let whole = Pools::new(&[pd("::", 0, 0, &[])], 0).unwrap();
-        assert_eq!(whole.layout(V6PoolId(0)).size, 1);
+        assert_eq!(whole.layout(PoolId(0)).size, 1);
         assert_eq!(
             whole.place(Resource::prefix(Ipv6Addr::UNSPECIFIED, 0)),
             Place::Dynamic {
-                pool: V6PoolId(0),
+                pool: PoolId(0),
                 off: 0
             }
         );
@@ -464,7 +464,7 @@ mod tests {
     #[test]
     fn blocks_partition_the_offsets() {
         let pools = Pools::new(&[na("::1", "::a", &[])], 0).unwrap();
-        let layout = pools.layout(V6PoolId(0));
+        let layout = pools.layout(PoolId(0));
         for shards in 1..=12 {
             let mut next = 0;
             for s in 0..shards {
@@ -478,7 +478,7 @@ mod tests {
             assert_eq!(next, 10);
         }
         let pools = Pools::new(&[pd("2001::", 16, 127, &[])], 0).unwrap();
-        let layout = pools.layout(V6PoolId(0));
+        let layout = pools.layout(PoolId(0));
         let (lo, hi) = layout.block(2, 3);
         assert_eq!(hi, 1 << 111);
         assert_eq!(layout.block_owner(lo, 3), 2);

@@ -70,7 +70,7 @@ impl Setup {
         }
     }
 
-    fn config(&self) -> V6EngineConfig {
+    fn config(&self) -> EngineConfig {
         let mut na_excluded: Vec<Ipv6Addr> =
             self.na_excluded.iter().map(|&o| na_res(o).addr).collect();
         na_excluded.push(na_res(self.na_reserved).addr);
@@ -80,15 +80,15 @@ impl Setup {
             .map(|&(o, two)| (pd_res(o).addr, if two { PD_LEN - 1 } else { PD_LEN }))
             .collect();
         pd_excluded.push((pd_res(self.pd_reserved).addr, PD_LEN));
-        V6EngineConfig {
+        EngineConfig {
             shards: self.shards,
             pools: vec![
-                V6PoolSpec::Na {
+                PoolSpec::Na {
                     first: Ipv6Addr::from(NA_FIRST),
                     last: Ipv6Addr::from(NA_FIRST + u128::from(self.na_size) - 1),
                     excluded: na_excluded,
                 },
-                V6PoolSpec::Pd {
+                PoolSpec::Pd {
                     prefix: Ipv6Addr::from(PD_FIRST),
                     prefix_len: PD_LEN - self.pd_bits as u8,
                     delegated_len: PD_LEN,
@@ -107,8 +107,8 @@ impl Setup {
         }
     }
 
-    fn engine(&self) -> V6Engine {
-        V6Engine::with_tuning(self.config(), self.tuning()).unwrap()
+    fn engine(&self) -> Engine {
+        Engine::with_tuning(self.config(), self.tuning()).unwrap()
     }
 
     /// Every resource the operations pick from: both pools, the static ones outside them,
@@ -186,35 +186,35 @@ struct V6;
 
 family! {
     V6, test v6_engine_matches_model, cases 384;
-    V6Engine, Resource, V6PoolId, V6Lease, V6LeaseEvent, V6LeaseView, V6PoolStats, V6BindError;
+    Engine, Resource, PoolId, Lease, LeaseEvent, LeaseView, PoolStats, BindError;
 
     /// The IA's client's shard, as the engine steers by DUID.
-    fn shard(_: &Setup, engine: &V6Engine, ia: u8) -> usize {
+    fn shard(_: &Setup, engine: &Engine, ia: u8) -> usize {
         engine.owner(&duid(ia % 4))
     }
     /// A candidate of the IA's kind: pool 0 is IA_NA, pool 1 IA_PD.
-    fn serves(pool: V6PoolId, pools: &[V6PoolId], ia: u8) -> bool {
+    fn serves(pool: PoolId, pools: &[PoolId], ia: u8) -> bool {
         let kind = if pool.0 == 0 { IaKind::Na } else { IaKind::Pd };
         pools.contains(&pool) && kind == key(ia).kind()
     }
-    fn refusal(why: Refusal) -> V6BindError {
+    fn refusal(why: Refusal) -> BindError {
         match why {
-            Refusal::NotInPool => V6BindError::NotInPool,
-            Refusal::Quarantined => V6BindError::Quarantined,
-            Refusal::Fixed | Refusal::HeldByOther => V6BindError::Taken,
+            Refusal::NotInPool => BindError::NotInPool,
+            Refusal::Quarantined => BindError::Quarantined,
+            Refusal::Fixed | Refusal::HeldByOther => BindError::Taken,
         }
     }
 
-    fn view(v: &V6LeaseView) -> (Resource, LeaseState, Time) {
+    fn view(v: &LeaseView) -> (Resource, LeaseState, Time) {
         (v.resource, v.state, v.expires)
     }
     /// Also checks the advertise's view: its pool, and Bound if the IA holds it, else an
     /// advertise with no preferred lifetime for the offer hold.
     fn offer(
-        engine: &V6Engine,
+        engine: &Engine,
         shard: usize,
         ia: u8,
-        pools: &[V6PoolId],
+        pools: &[PoolId],
         reserved: Option<Resource>,
         hint: Option<Resource>,
         now: Time,
@@ -239,17 +239,17 @@ family! {
         Some(v.resource)
     }
     fn bind(
-        engine: &V6Engine,
+        engine: &Engine,
         shard: usize,
         ia: u8,
         resource: Resource,
-        pools: &[V6PoolId],
+        pools: &[PoolId],
         reserved: bool,
         (valid, preferred): (u32, u32),
         now: Time,
-        events: &mut Vec<V6LeaseEvent>,
-    ) -> Result<V6LeaseView, V6BindError> {
-        let req = BindRequest6 {
+        events: &mut Vec<LeaseEvent>,
+    ) -> Result<LeaseView, BindError> {
+        let req = BindRequest {
             client: &key(ia),
             resource,
             pools,
@@ -262,12 +262,12 @@ family! {
     /// The preferred lifetime is capped at the valid one.
     fn bound_view(
         resource: Resource,
-        pool: Option<V6PoolId>,
+        pool: Option<PoolId>,
         now: Time,
         valid: u32,
         preferred: u32,
-    ) -> V6LeaseView {
-        V6LeaseView {
+    ) -> LeaseView {
+        LeaseView {
             resource,
             pool,
             state: LeaseState::Bound,

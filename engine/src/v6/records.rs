@@ -17,8 +17,8 @@ use crate::lease::{LeaseState, Time};
 use crate::slots::{self, Arena, InlineKey, slot_impl};
 
 use super::key::{IaKey, Resource};
-use super::lease::{V6Lease, V6LeaseView};
-use super::pools::{Place, V6PoolId};
+use super::lease::{Lease, LeaseView};
+use super::pools::{Place, PoolId};
 
 /// Key bytes a slot holds inline (longer keys go to the arena).
 pub(crate) const KEY_INLINE: usize = 24;
@@ -153,12 +153,12 @@ slot_impl! {
             KIND_DYNAMIC => {
                 let (first, shift) = layout[self.pool as usize];
                 Place::Dynamic {
-                    pool: V6PoolId(self.pool),
+                    pool: PoolId(self.pool),
                     off: (u128::from(self.resource().addr) - first) >> shift,
                 }
             }
             KIND_FIXED_IN_POOL => Place::Fixed {
-                pool: Some(V6PoolId(self.pool)),
+                pool: Some(PoolId(self.pool)),
             },
             _ => Place::Fixed { pool: None },
         }
@@ -239,9 +239,9 @@ impl Records {
         slot.version = version;
     }
 
-    pub(crate) fn lease(&self, idx: u32) -> V6Lease {
+    pub(crate) fn lease(&self, idx: u32) -> Lease {
         let slot = &self.slots[idx as usize];
-        V6Lease {
+        Lease {
             resource: slot.resource(),
             pool: self.place(idx).pool(),
             // Only ever written from an `IaKey`'s bytes.
@@ -254,9 +254,9 @@ impl Records {
         }
     }
 
-    pub(crate) fn view(&self, idx: u32) -> V6LeaseView {
+    pub(crate) fn view(&self, idx: u32) -> LeaseView {
         let slot = &self.slots[idx as usize];
-        V6LeaseView {
+        LeaseView {
             resource: slot.resource(),
             pool: self.place(idx).pool(),
             state: slot.state,

@@ -1,4 +1,4 @@
-//! v6 replay: [`V6Engine::restore`] one record at a time, and [`V6Engine::restorer`] in bulk.
+//! v6 replay: [`Engine::restore`] one record at a time, and [`Engine::restorer`] in bulk.
 
 use std::hash::BuildHasher;
 use std::sync::MutexGuard;
@@ -6,57 +6,54 @@ use std::sync::MutexGuard;
 use crate::common::{self, Access};
 use crate::replay::{BulkShard, Replayer, RestoreReport};
 
-use super::engine::V6Engine;
-use super::error::V6BindError;
+use super::engine::Engine;
+use super::error::BindError;
 use super::key::Resource;
-use super::lease::{V6Lease, V6LeaseRef};
+use super::lease::{Lease, LeaseRef};
 use super::pools::{Place, Pools};
 use super::records::{NewRecord, Records};
 use super::shard::Shard;
 use super::space::Space;
 
-/// What [`V6Restorer::finish`] reports: the same as v4's.
-pub type V6RestoreReport = RestoreReport;
-
-/// Replays lease records into a [`V6Engine`]: [`V6Engine::restorer`].
+/// Replays lease records into an [`Engine`]: [`Engine::restorer`].
 ///
-/// It holds every shard's lock from [`V6Engine::restorer`] until [`V6Restorer::finish`] (or
+/// It holds every shard's lock from [`Engine::restorer`] until [`Restorer::finish`] (or
 /// until it is dropped, which finishes too), so other calls on the engine wait for it.
 #[derive(Debug)]
-pub struct V6Restorer<'a>(Replayer<'a, Shard>);
+pub struct Restorer<'a>(Replayer<'a, Shard>);
 
-/// [`V6Engine::restore`]'s work: claims the resource from whichever shard has it, then puts
+/// [`Engine::restore`]'s work: claims the resource from whichever shard has it, then puts
 /// the record back in `shard`.
 pub(crate) fn restore_one(
     shards: &mut (impl Access<Shard> + ?Sized),
     pools: &Pools,
     shard: usize,
-    lease: &V6LeaseRef<'_>,
-) -> Result<(), V6BindError> {
+    lease: &LeaseRef<'_>,
+) -> Result<(), BindError> {
     let res = lease.resource;
     let place = pools.place(res);
     let claim = (res, place, lease.version);
     if common::restore_one(shards, shard, claim, |g| g.restore_local(res, place, lease)) {
         Ok(())
     } else {
-        Err(V6BindError::Taken)
+        Err(BindError::Taken)
     }
 }
 
-impl V6Engine {
-    /// Replay in bulk: a [`V6Restorer`] that takes the journal's records one by one with
-    /// [`V6Restorer::add`] and puts them all in place at [`V6Restorer::finish`]. `expected`
+impl Engine {
+    /// Replay in bulk: a [`Restorer`] that takes the journal's records one by one with
+    /// [`Restorer::add`] and puts them all in place at [`Restorer::finish`]. `expected`
     /// is how many records are coming (a hint: room is reserved for them).
     ///
     /// Its result, and its locking, are those of v4's
     /// [`Engine::restorer`](crate::v4::Engine::restorer), with resources for addresses and
-    /// IAs for clients: the state [`V6Engine::restore`] gives for the same records in any
-    /// order. On a fresh engine (every offset still in the shard [`V6Engine::new`] gave it)
+    /// IAs for clients: the state [`Engine::restore`] gives for the same records in any
+    /// order. On a fresh engine (every offset still in the shard [`Engine::new`] gave it)
     /// `finish` folds, moves resources to the shards their records went to, and indexes each
     /// shard in one pass.
-    pub fn restorer(&self, expected: usize) -> V6Restorer<'_> {
+    pub fn restorer(&self, expected: usize) -> Restorer<'_> {
         let pools = &self.pools;
-        V6Restorer(Replayer::new(pools, &self.shards, expected, |guards| {
+        Restorer(Replayer::new(pools, &self.shards, expected, |guards| {
             guards.iter().enumerate().all(|(s, g)| {
                 g.records.is_empty()
                     && pools.iter().all(|(pool, layout)| {
@@ -69,16 +66,16 @@ impl V6Engine {
     }
 }
 
-impl V6Restorer<'_> {
+impl Restorer<'_> {
     /// Takes one record for `shard` (the shard its IA's DUID is steered to,
-    /// [`V6Engine::owner`]), as v4's [`Restorer::add`](crate::v4::Restorer::add) does.
-    pub fn add(&mut self, shard: usize, lease: V6Lease) -> Result<(), V6BindError> {
-        self.add_ref(shard, V6LeaseRef::from(&lease))
+    /// [`Engine::owner`]), as v4's [`Restorer::add`](crate::v4::Restorer::add) does.
+    pub fn add(&mut self, shard: usize, lease: Lease) -> Result<(), BindError> {
+        self.add_ref(shard, LeaseRef::from(&lease))
     }
 
-    /// [`V6Restorer::add`] for a borrowed record: in bulk it allocates nothing per record
+    /// [`Restorer::add`] for a borrowed record: in bulk it allocates nothing per record
     /// (the record is copied into the shard's slab).
-    pub fn add_ref(&mut self, shard: usize, lease: V6LeaseRef<'_>) -> Result<(), V6BindError> {
+    pub fn add_ref(&mut self, shard: usize, lease: LeaseRef<'_>) -> Result<(), BindError> {
         if !self.0.is_bulk() {
             return self.0.one(shard, |guards, pools| {
                 restore_one(guards, pools, shard, &lease)
@@ -92,7 +89,7 @@ impl V6Restorer<'_> {
     }
 
     /// Puts every record in place and releases the shards.
-    pub fn finish(mut self) -> V6RestoreReport {
+    pub fn finish(mut self) -> RestoreReport {
         self.0.complete()
     }
 }

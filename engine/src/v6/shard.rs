@@ -1,7 +1,7 @@
 //! One v6 shard: its share of each pool, its lease records, IA index and expiry heap, and the
 //! state transitions that keep them consistent (v4's `shard.rs`, by resource).
 //!
-//! Bookkeeping rules every method keeps (checked by `V6Engine::check_invariants` in tests):
+//! Bookkeeping rules every method keeps (checked by `Engine::check_invariants` in tests):
 //! - Every dynamic offset is owned by exactly one shard: free in its [`Space`], or the
 //!   offset of one of its records. A record of a dynamic resource is in its shard's space
 //!   (dense: not in the clean bitmap; sparse: inside the owned intervals).
@@ -27,8 +27,8 @@ use crate::ends::{self, Ends as _};
 use crate::lease::{EventKind, LeaseState, Time};
 
 use super::key::{IaKey, Resource};
-use super::lease::{V6Lease, V6LeaseEvent, V6LeaseRef, V6LeaseView};
-use super::pools::{Place, Pools, V6PoolId};
+use super::lease::{Lease, LeaseEvent, LeaseRef, LeaseView};
+use super::pools::{Place, PoolId, Pools};
 use super::records::{List, NewRecord, Records, Slot};
 use super::space::{Lent, Space};
 use crate::slots::Slot as _;
@@ -79,7 +79,7 @@ pub(crate) struct Shard {
     pub(crate) held: usize,
     /// Events from work done by calls that take no event vector (SOLICIT's bookkeeping, a
     /// sibling's borrowing), handed out by the next call that does.
-    pub(crate) pending: Vec<V6LeaseEvent>,
+    pub(crate) pending: Vec<LeaseEvent>,
     /// The shard's Lamport clock: the last version it gave a change.
     pub(crate) clock: u64,
     /// Seeds the IA keys' targets in sparse pools.
@@ -109,7 +109,7 @@ impl Shard {
         }
     }
 
-    pub(crate) fn lookup(&self, client: &IaKey) -> Option<V6LeaseView> {
+    pub(crate) fn lookup(&self, client: &IaKey) -> Option<LeaseView> {
         self.records
             .client(client)
             .map(|idx| self.records.view(idx))
@@ -144,7 +144,7 @@ impl Shard {
 
     /// Drops the record (and its IA's index entry if it is the indexed one); see
     /// [`Ends::remove_at`].
-    pub(crate) fn remove(&mut self, idx: u32) -> (LeaseState, Option<V6Lease>) {
+    pub(crate) fn remove(&mut self, idx: u32) -> (LeaseState, Option<Lease>) {
         self.remove_at(idx)
     }
 
@@ -177,13 +177,13 @@ impl Shard {
     }
 
     /// Queues the event of a change just made (`lease.version` is that change's tick).
-    pub(crate) fn emit(&mut self, kind: EventKind, lease: V6Lease) {
+    pub(crate) fn emit(&mut self, kind: EventKind, lease: Lease) {
         #[cfg(test)]
         self.trace
             .lock()
             .unwrap()
             .push((lease.resource, lease.version));
-        self.pending.push(V6LeaseEvent { kind, lease });
+        self.pending.push(LeaseEvent { kind, lease });
     }
 
     pub(crate) fn emit_current(&mut self, kind: EventKind, idx: u32) {
@@ -220,7 +220,7 @@ impl Shard {
 
     /// A free offset of `pool` for `client`, if this shard has one: a clean one if it can
     /// (see `space.rs`), else the oldest remembered one.
-    pub(crate) fn next_free(&self, pools: &Pools, pool: V6PoolId, client: &IaKey) -> Option<u128> {
+    pub(crate) fn next_free(&self, pools: &Pools, pool: PoolId, client: &IaKey) -> Option<u128> {
         let part = self.parts.get(pool.index())?;
         let layout = pools.layout(pool);
         let records = &self.records;
@@ -279,13 +279,7 @@ impl Shard {
 
     /// Gives offset `off` of `pool` (resource `res`) up for a sibling if it is free here (a
     /// remembered IA loses its claim to it); else says what holds it here.
-    pub(crate) fn take_free(
-        &mut self,
-        pool: V6PoolId,
-        off: u128,
-        res: Resource,
-        now: Time,
-    ) -> Give {
+    pub(crate) fn take_free(&mut self, pool: PoolId, off: u128, res: Resource, now: Time) -> Give {
         if pool.index() >= self.parts.len() {
             return Give::NotHere;
         }
@@ -305,14 +299,14 @@ impl Shard {
     }
 
     /// Free resources this shard has in `pool`.
-    pub(crate) fn free_len(&self, pool: V6PoolId) -> u128 {
+    pub(crate) fn free_len(&self, pool: PoolId) -> u128 {
         self.parts.get(pool.index()).map_or(0, Part::free_len)
     }
 
     /// Gives up a chunk of `pool`'s free offsets to a sibling: half of them, at most `max`,
     /// at least one. Clean ones go first; remembered ones only if needed, oldest first,
     /// dropping their records.
-    pub(crate) fn lend(&mut self, pools: &Pools, pool: V6PoolId, max: u64) -> Lent {
+    pub(crate) fn lend(&mut self, pools: &Pools, pool: PoolId, max: u64) -> Lent {
         let layout = pools.layout(pool);
         let part = &self.parts[pool.index()];
         let records_n = part.records();
@@ -341,7 +335,7 @@ impl Shard {
 
     /// Replay, in the target shard (which owns `res` if it is dynamic, and has no record of
     /// it): puts `lease` back (see [`ends::restore_local`]).
-    pub(crate) fn restore_local(&mut self, res: Resource, place: Place, lease: &V6LeaseRef<'_>) {
+    pub(crate) fn restore_local(&mut self, res: Resource, place: Place, lease: &LeaseRef<'_>) {
         let rec = NewRecord::of(lease, place);
         let key = lease.client.as_bytes();
         ends::restore_local(self, (res, key), (lease.state, lease.version), &rec);
@@ -360,7 +354,7 @@ impl Shard {
             |slot| current_rank(slot.state, slot.version, slot.resource()),
             |slot| slot.state == LeaseState::Declined,
         );
-        let mut remembered: Vec<(u64, u32, V6PoolId)> = Vec::new();
+        let mut remembered: Vec<(u64, u32, PoolId)> = Vec::new();
         let mut heap = Vec::new();
         let mut held = 0;
         for idx in self.records.iter() {
@@ -393,7 +387,7 @@ impl Shard {
 
 impl<'a> NewRecord<'a> {
     /// The record of `lease` at `place`.
-    pub(crate) fn of(lease: &V6LeaseRef<'a>, place: Place) -> Self {
+    pub(crate) fn of(lease: &LeaseRef<'a>, place: Place) -> Self {
         NewRecord {
             res: lease.resource,
             place,
@@ -413,7 +407,7 @@ impl<'a> NewRecord<'a> {
 
 impl ends::Ends for Shard {
     type Slot = Slot;
-    type Lease = V6Lease;
+    type Lease = Lease;
     type Term = Term;
     type Heap = BinaryHeap<Reverse<(u32, u32)>>;
 
@@ -458,7 +452,7 @@ impl ends::Ends for Shard {
     /// Drops the record (and its IA's index entry if it is the indexed one); a dynamic
     /// resource becomes clean free. Returns the record's state, and the record as a lease if
     /// it was Bound or Declined (the callers that emit an event need it then).
-    fn remove_at(&mut self, idx: u32) -> (LeaseState, Option<V6Lease>) {
+    fn remove_at(&mut self, idx: u32) -> (LeaseState, Option<Lease>) {
         let slot = *self.records.slot(idx);
         let place = self.records.place(idx);
         let lease = matches!(slot.state, LeaseState::Bound | LeaseState::Declined)
@@ -529,7 +523,7 @@ impl ends::Ends for Shard {
     /// The lease's preferred lifetime ends too (a quarantine's is zero already).
     fn emit_gone(
         &mut self,
-        mut lease: V6Lease,
+        mut lease: Lease,
         state: LeaseState,
         at: Option<Time>,
         kind: EventKind,

@@ -16,16 +16,16 @@ fn ip(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
 
-fn na_pool(first: &str, last: &str, excluded: &[&str]) -> V6PoolSpec {
-    V6PoolSpec::Na {
+fn na_pool(first: &str, last: &str, excluded: &[&str]) -> PoolSpec {
+    PoolSpec::Na {
         first: ip(first),
         last: ip(last),
         excluded: excluded.iter().map(|e| ip(e)).collect(),
     }
 }
 
-fn pd_pool(prefix: &str, prefix_len: u8, delegated_len: u8, excluded: &[(&str, u8)]) -> V6PoolSpec {
-    V6PoolSpec::Pd {
+fn pd_pool(prefix: &str, prefix_len: u8, delegated_len: u8, excluded: &[(&str, u8)]) -> PoolSpec {
+    PoolSpec::Pd {
         prefix: ip(prefix),
         prefix_len,
         delegated_len,
@@ -33,8 +33,8 @@ fn pd_pool(prefix: &str, prefix_len: u8, delegated_len: u8, excluded: &[(&str, u
     }
 }
 
-fn config(shards: usize, pools: Vec<V6PoolSpec>) -> V6EngineConfig {
-    V6EngineConfig {
+fn config(shards: usize, pools: Vec<PoolSpec>) -> EngineConfig {
+    EngineConfig {
         shards,
         pools,
         offer_hold: HOLD,
@@ -59,25 +59,25 @@ fn addr(s: &str) -> Resource {
     Resource::address(ip(s))
 }
 
-const P0: &[V6PoolId] = &[V6PoolId(0)];
-const P1: &[V6PoolId] = &[V6PoolId(1)];
+const P0: &[PoolId] = &[PoolId(0)];
+const P1: &[PoolId] = &[PoolId(1)];
 
 /// Test driver: one engine and the events so far.
 struct T {
-    e: V6Engine,
-    events: Vec<V6LeaseEvent>,
+    e: Engine,
+    events: Vec<LeaseEvent>,
     /// Check every invariant after every call.
     check: bool,
 }
 
 impl T {
-    fn new(shards: usize, pools: Vec<V6PoolSpec>) -> Self {
+    fn new(shards: usize, pools: Vec<PoolSpec>) -> Self {
         Self::tuned(shards, pools, Tuning::default())
     }
 
-    fn tuned(shards: usize, pools: Vec<V6PoolSpec>, tuning: Tuning) -> Self {
+    fn tuned(shards: usize, pools: Vec<PoolSpec>, tuning: Tuning) -> Self {
         Self {
-            e: V6Engine::with_tuning(config(shards, pools), tuning).unwrap(),
+            e: Engine::with_tuning(config(shards, pools), tuning).unwrap(),
             events: Vec::new(),
             check: true,
         }
@@ -90,11 +90,11 @@ impl T {
     fn solicit_with(
         &self,
         key: &IaKey,
-        pools: &[V6PoolId],
+        pools: &[PoolId],
         reserved: Option<Resource>,
         hint: Option<Resource>,
         now: Time,
-    ) -> Option<V6LeaseView> {
+    ) -> Option<LeaseView> {
         let req = SolicitRequest {
             client: key,
             pools,
@@ -106,7 +106,7 @@ impl T {
         r
     }
 
-    fn solicit(&self, key: &IaKey, pools: &[V6PoolId], now: Time) -> Option<Resource> {
+    fn solicit(&self, key: &IaKey, pools: &[PoolId], now: Time) -> Option<Resource> {
         self.solicit_with(key, pools, None, None, now)
             .map(|v| v.resource)
     }
@@ -115,11 +115,11 @@ impl T {
         &mut self,
         key: &IaKey,
         res: Resource,
-        pools: &[V6PoolId],
+        pools: &[PoolId],
         reserved: bool,
         now: Time,
-    ) -> Result<V6LeaseView, V6BindError> {
-        let req = BindRequest6 {
+    ) -> Result<LeaseView, BindError> {
+        let req = BindRequest {
             client: key,
             resource: res,
             pools,
@@ -137,9 +137,9 @@ impl T {
         &mut self,
         key: &IaKey,
         res: Resource,
-        pools: &[V6PoolId],
+        pools: &[PoolId],
         now: Time,
-    ) -> Result<V6LeaseView, V6BindError> {
+    ) -> Result<LeaseView, BindError> {
         self.bind_with(key, res, pools, false, now)
     }
 
@@ -178,8 +178,8 @@ impl T {
     }
 
     /// A fresh engine with this one's snapshot restored, one by one.
-    fn restored(&self, shards: usize, pools: Vec<V6PoolSpec>) -> V6Engine {
-        let fresh = V6Engine::new(config(shards, pools)).unwrap();
+    fn restored(&self, shards: usize, pools: Vec<PoolSpec>) -> Engine {
+        let fresh = Engine::new(config(shards, pools)).unwrap();
         let mut restorer = fresh.restorer(0);
         for lease in self.e.leases() {
             let shard = fresh.owner(lease.client.duid());
@@ -191,7 +191,7 @@ impl T {
     }
 }
 
-fn small() -> Vec<V6PoolSpec> {
+fn small() -> Vec<PoolSpec> {
     vec![
         na_pool("2001:db8::10", "2001:db8::19", &["2001:db8::15"]),
         pd_pool("2001:db8:100::", 48, 56, &[("2001:db8:100:300::", 60)]),
@@ -249,7 +249,7 @@ fn ia_keys_of_one_duid_are_independent() {
     assert_eq!(t.solicit(&prefix, P0, T0), None);
     let p = t.solicit(&prefix, P1, T0).unwrap();
     assert_eq!(p, Resource::prefix(ip("2001:db8:100::"), 56));
-    assert_eq!(t.bind(&prefix, a1, P0, T0), Err(V6BindError::NotInPool));
+    assert_eq!(t.bind(&prefix, a1, P0, T0), Err(BindError::NotInPool));
     t.bind(&prefix, p, P1, T0).unwrap();
     assert_eq!(t.e.lookup(t.shard(&prefix), &prefix).unwrap().resource, p);
 }
@@ -314,8 +314,8 @@ fn decline_quarantines_until_probation_ends() {
         t.last_event(),
         (EventKind::Declined, LeaseState::Declined, a)
     );
-    assert_eq!(t.bind(&na(3), a, P0, T0 + 2), Err(V6BindError::Quarantined));
-    assert_eq!(t.bind(&c, a, P0, T0 + 2), Err(V6BindError::Quarantined));
+    assert_eq!(t.bind(&na(3), a, P0, T0 + 2), Err(BindError::Quarantined));
+    assert_eq!(t.bind(&c, a, P0, T0 + 2), Err(BindError::Quarantined));
     // The decliner moves on to the other address; the quarantine stays.
     let b = t.solicit(&c, P0, T0 + 3).unwrap();
     assert_ne!(a, b);
@@ -333,9 +333,9 @@ fn static_assignments_inside_and_outside_pools() {
     let inside = addr("2001:db8::15");
     let outside = addr("2001:db8:ffff::1");
     let v = t.solicit_with(&owner, P0, Some(inside), None, T0).unwrap();
-    assert_eq!((v.resource, v.pool), (inside, Some(V6PoolId(0))));
+    assert_eq!((v.resource, v.pool), (inside, Some(PoolId(0))));
     t.bind_with(&owner, inside, P0, true, T0).unwrap();
-    assert_eq!(t.bind(&other, inside, P0, T0), Err(V6BindError::Taken));
+    assert_eq!(t.bind(&other, inside, P0, T0), Err(BindError::Taken));
     // Nobody else gets it dynamically either, even when the pool runs dry.
     for n in 10..30 {
         if let Some(a) = t.solicit(&na(n), P0, T0) {
@@ -347,12 +347,12 @@ fn static_assignments_inside_and_outside_pools() {
         .unwrap();
     assert_eq!((v.resource, v.pool), (outside, None));
     t.bind_with(&other, outside, &[], true, T0).unwrap();
-    assert_eq!(t.bind(&owner, outside, P0, T0), Err(V6BindError::NotInPool));
+    assert_eq!(t.bind(&owner, outside, P0, T0), Err(BindError::NotInPool));
     // A static prefix that is not one of the pool's /56s.
     let p60 = Resource::prefix(ip("2001:db8:100:300::"), 60);
     let v = t.solicit_with(&pd(1), P1, Some(p60), None, T0).unwrap();
-    assert_eq!((v.resource, v.pool), (p60, Some(V6PoolId(1))));
-    assert_eq!(t.bind(&pd(2), p60, P1, T0), Err(V6BindError::Taken));
+    assert_eq!((v.resource, v.pool), (p60, Some(PoolId(1))));
+    assert_eq!(t.bind(&pd(2), p60, P1, T0), Err(BindError::Taken));
 }
 
 #[test]
@@ -372,7 +372,7 @@ fn hints_are_honoured_even_from_a_sibling() {
     let got = t
         .solicit_with(&na(10), P0, None, Some(addr("2001:db8:1::1")), T0)
         .unwrap();
-    assert!(got.pool == Some(V6PoolId(0)));
+    assert!(got.pool == Some(PoolId(0)));
     // Binding an address another shard owns moves it.
     let c = na(20);
     let last = t.solicit(&c, P0, T0).unwrap();
@@ -398,7 +398,7 @@ fn advertises_end_silently_and_bindings_expire_with_events() {
 }
 
 /// A /64 of addresses (one excluded) and a /32 split into /56s.
-fn huge_pools() -> Vec<V6PoolSpec> {
+fn huge_pools() -> Vec<PoolSpec> {
     vec![
         na_pool(
             "2001:db8::",
@@ -489,8 +489,8 @@ fn a_sparse_pool_forgets_its_oldest_memories_beyond_the_cap() {
 
 #[test]
 fn owner_is_a_fixed_function_of_the_duid() {
-    let e = V6Engine::new(config(3, small())).unwrap();
-    let f = V6Engine::new(config(3, vec![])).unwrap();
+    let e = Engine::new(config(3, small())).unwrap();
+    let f = Engine::new(config(3, vec![])).unwrap();
     let mut counts = [0; 3];
     for n in 0..3000 {
         let s = e.owner(&duid(n));
@@ -499,7 +499,7 @@ fn owner_is_a_fixed_function_of_the_duid() {
     }
     assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
     // The last four bytes, big-endian, modulo the shards: what the steering program reads.
-    let g = V6Engine::new(config(5, vec![])).unwrap();
+    let g = Engine::new(config(5, vec![])).unwrap();
     assert_eq!(
         g.owner(&[0, 1, 0, 1, 9, 9, 9, 9, 0, 0x42, 0, 0, 1, 7]),
         0x0107 % 5
@@ -511,10 +511,10 @@ fn owner_is_a_fixed_function_of_the_duid() {
     // Shorter DUIDs are zero-padded in front.
     assert_eq!(g.owner(&[1, 3]), 0x0103 % 5);
     assert_eq!(g.owner(&[]), 0);
-    assert_eq!(V6Engine::new(config(1, vec![])).unwrap().owner(&[]), 0);
+    assert_eq!(Engine::new(config(1, vec![])).unwrap().owner(&[]), 0);
     assert!(matches!(
-        V6Engine::new(config(0, vec![])),
-        Err(V6ConfigError::NoShards)
+        Engine::new(config(0, vec![])),
+        Err(ConfigError::NoShards)
     ));
 }
 

@@ -3,8 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::SystemTime;
 
-use lessor_engine::v6::{IaKind, Lease as Lease6};
-use lessor_engine::{Lease, LeaseState};
+use lessor_engine::v6::IaKind;
+use lessor_engine::{LeaseState, v4, v6};
 
 use lessor_journal::Health;
 use serde_json::{Map, Value, json};
@@ -185,14 +185,14 @@ fn one(family: &str, lease: Option<Value>) -> Answer {
 }
 
 /// The DHCPv4 leases Kea would list (every record but an offer's hold), by address.
-fn leases4(parts: &Parts) -> Vec<Lease> {
+fn leases4(parts: &Parts) -> Vec<v4::Lease> {
     let mut all = parts.engine.leases();
     all.retain(|l| l.state != LeaseState::Offered);
     all
 }
 
 /// The DHCPv6 leases Kea would list, by resource.
-fn leases6(parts: &Parts) -> Vec<Lease6> {
+fn leases6(parts: &Parts) -> Vec<v6::Lease> {
     let mut all = parts
         .engine6
         .as_ref()

@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
-use lessor_engine::v6::{IaKind, Lease as Lease6};
-use lessor_engine::{Lease, LeaseState};
+use lessor_engine::v6::IaKind;
+use lessor_engine::{LeaseState, v4, v6};
 use serde_json::{Value, json};
 
 use crate::config::Config;
@@ -74,7 +74,7 @@ pub(crate) fn subnet_id(config: &Config, addr: IpAddr) -> u32 {
 }
 
 /// The client identifier the lease's key holds, if the key is one (not a hardware address).
-fn client_id(lease: &Lease) -> Option<&[u8]> {
+fn client_id(lease: &v4::Lease) -> Option<&[u8]> {
     match lease.client.as_bytes() {
         [1, id @ ..] => Some(id),
         _ => None,
@@ -87,7 +87,7 @@ fn span(from: u64, to: u64) -> u64 {
 }
 
 /// A DHCPv4 lease as Kea's `lease4-get` shows it.
-pub(crate) fn lease4(config: &Config, lease: &Lease) -> Value {
+pub(crate) fn lease4(config: &Config, lease: &v4::Lease) -> Value {
     let mut v = json!({
         "ip-address": lease.address.to_string(),
         "hw-address": lease.hw.to_string(),
@@ -106,7 +106,7 @@ pub(crate) fn lease4(config: &Config, lease: &Lease) -> Value {
 }
 
 /// A DHCPv6 lease as Kea's `lease6-get` shows it.
-pub(crate) fn lease6(config: &Config, lease: &Lease6) -> Value {
+pub(crate) fn lease6(config: &Config, lease: &v6::Lease) -> Value {
     let key = &lease.client;
     let mut v = json!({
         "ip-address": lease.resource.addr.to_string(),

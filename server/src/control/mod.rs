@@ -19,8 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Instant;
 
-use lessor_engine::Engine;
-use lessor_engine::v6::V6Engine;
+use lessor_engine::{v4, v6};
 use lessor_journal::{Health, Monitor};
 
 use crate::config::{Config, ControlConfig};
@@ -42,9 +41,9 @@ pub struct Parts {
     /// The running configuration.
     pub config: Arc<Config>,
     /// The DHCPv4 engine.
-    pub engine: Arc<Engine>,
+    pub engine: Arc<v4::Engine>,
     /// The DHCPv6 engine, when DHCPv6 is on.
-    pub engine6: Option<Arc<V6Engine>>,
+    pub engine6: Option<Arc<v6::Engine>>,
     /// The DHCPv4 workers' counters.
     pub stats: Arc<[WorkerStats]>,
     /// The DHCPv6 workers' counters (empty when DHCPv6 is off).

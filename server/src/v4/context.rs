@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use lessor_engine::{EngineConfig, PoolId, PoolSpec};
+use lessor_engine::v4::{EngineConfig, PoolId, PoolSpec};
 
 use super::handler::{Arrival, CLIENT_PORT, Destination, SERVER_PORT};
 use super::packet::Request;

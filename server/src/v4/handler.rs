@@ -2,8 +2,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use lessor_engine::{
-    BindError, BindRequest, ClientKey, Engine, HwAddr, LeaseEvent, LeaseInfo, OfferRequest, Time,
+use lessor_engine::Time;
+use lessor_engine::v4::{
+    BindError, BindRequest, ClientKey, Engine, HwAddr, LeaseEvent, LeaseInfo, OfferRequest,
 };
 
 use super::context::{Context, Found};

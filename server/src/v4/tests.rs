@@ -5,7 +5,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use dhcproto::v4::{self, DhcpOption, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder};
-use lessor_engine::{Engine, EventKind, LeaseEvent};
+use lessor_engine::EventKind;
+use lessor_engine::v4::{Engine, LeaseEvent};
 use proptest::prelude::*;
 
 use super::*;

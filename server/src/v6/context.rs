@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
-use lessor_engine::v6::{Resource, V6EngineConfig, V6PoolId, V6PoolSpec};
+use lessor_engine::v6::{EngineConfig, PoolId, PoolSpec, Resource};
 
 use super::handler::{Arrival, SERVER_PORT};
 use super::packet::Request;
@@ -18,7 +18,7 @@ pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv6Addr>;
 /// Reservations of one identifier kind, by the option payload bytes: (subnet, reservation).
 type ReservationIndex = HashMap<Box<[u8]>, Vec<(usize, usize)>>;
 
-/// What a pool is, by [`V6PoolId`].
+/// What a pool is, by [`PoolId`].
 #[derive(Debug)]
 pub(super) struct PoolInfo {
     /// The OPTION_PD_EXCLUDE payload (RFC 6603 §4.2) for every prefix of this pool.
@@ -34,11 +34,11 @@ pub(super) struct Tables {
     pub(super) by_network: SubnetIndex,
     /// By link: the address / delegation pools of every subnet on it, in config order (a
     /// shared network tries each subnet in turn).
-    pub(super) na_pools: Vec<Vec<V6PoolId>>,
-    pub(super) pd_pools: Vec<Vec<V6PoolId>>,
+    pub(super) na_pools: Vec<Vec<PoolId>>,
+    pub(super) pd_pools: Vec<Vec<PoolId>>,
     /// By subnet: its own address / delegation pools.
-    pub(super) subnet_na_pools: Vec<Vec<V6PoolId>>,
-    pub(super) subnet_pd_pools: Vec<Vec<V6PoolId>>,
+    pub(super) subnet_na_pools: Vec<Vec<PoolId>>,
+    pub(super) subnet_pd_pools: Vec<Vec<PoolId>>,
     pub(super) pools: Vec<PoolInfo>,
     pub(super) relay_subnet: HashMap<Ipv6Addr, usize>,
     pub(super) iid_subnet: HashMap<Box<[u8]>, usize>,
@@ -92,12 +92,12 @@ impl Context {
         for s in &cfg.subnets {
             let mut na = Vec::new();
             for _ in &s.pools {
-                na.push(V6PoolId(pools.len() as u32));
+                na.push(PoolId(pools.len() as u32));
                 pools.push(PoolInfo { pd_exclude: None });
             }
             let mut pd = Vec::new();
             for p in &s.pd_pools {
-                pd.push(V6PoolId(pools.len() as u32));
+                pd.push(PoolId(pools.len() as u32));
                 pools.push(PoolInfo {
                     pd_exclude: p
                         .excluded_prefix
@@ -108,7 +108,7 @@ impl Context {
             pd_pools.push(pd);
         }
         // By link: the pools of its subnets, in order.
-        let by_link = |per_subnet: &[Vec<V6PoolId>]| -> Vec<Vec<V6PoolId>> {
+        let by_link = |per_subnet: &[Vec<PoolId>]| -> Vec<Vec<PoolId>> {
             cfg.links
                 .iter()
                 .map(|l| {
@@ -186,7 +186,7 @@ impl Context {
     /// The engine layout for this config: one engine pool per configured pool (each subnet's
     /// address pools, then its delegation pools). Excluded addresses and prefixes, and every
     /// reserved or assigned resource inside a pool, are kept out of the dynamic free sets.
-    pub fn engine_config(&self, shards: usize) -> V6EngineConfig {
+    pub fn engine_config(&self, shards: usize) -> EngineConfig {
         let cfg = &self.t.cfg;
         let assigned: Vec<&Assignment> = self.assignments.iter().collect();
         let mut specs = Vec::new();
@@ -202,7 +202,7 @@ impl Context {
                     .chain(assigned.iter().filter_map(|a| a.address))
                     .filter(|a| range.contains(a))
                     .collect();
-                specs.push(V6PoolSpec::Na {
+                specs.push(PoolSpec::Na {
                     first: p.first,
                     last: p.last,
                     excluded,
@@ -228,7 +228,7 @@ impl Context {
                     .filter(overlaps)
                     .map(|x| (x.network(), x.prefix_len()))
                     .collect();
-                specs.push(V6PoolSpec::Pd {
+                specs.push(PoolSpec::Pd {
                     prefix: p.prefix.network(),
                     prefix_len: p.prefix.prefix_len(),
                     delegated_len: p.delegated_len,
@@ -236,7 +236,7 @@ impl Context {
                 });
             }
         }
-        V6EngineConfig {
+        EngineConfig {
             shards,
             pools: specs,
             offer_hold: cfg.offer_hold,

@@ -4,7 +4,7 @@
 use std::net::{Ipv6Addr, SocketAddrV6};
 
 use lessor_engine::Time;
-use lessor_engine::v6::{V6Engine, V6LeaseEvent};
+use lessor_engine::v6::{Engine, LeaseEvent};
 
 use super::context::{Context, Static, Tables};
 use super::packet::{self, Kind, Malformed, Request, opt};
@@ -89,7 +89,7 @@ pub fn writes_lease(data: &[u8]) -> bool {
 /// its DUID, through any relay layers; `None` when it has none (a stateless
 /// INFORMATION-REQUEST, or a datagram that will be dropped as malformed), which any worker
 /// may answer.
-pub fn owner_shard(data: &[u8], engine: &V6Engine) -> Option<usize> {
+pub fn owner_shard(data: &[u8], engine: &Engine) -> Option<usize> {
     packet::client_duid(data).map(|d| engine.owner(d))
 }
 
@@ -98,12 +98,12 @@ pub fn owner_shard(data: &[u8], engine: &V6Engine) -> Option<usize> {
 /// pushes lease events into `events`.
 pub fn handle(
     ctx: &Context,
-    engine: &V6Engine,
+    engine: &Engine,
     data: &[u8],
     arrival: &Arrival,
     now: Time,
     out: &mut Vec<u8>,
-    events: &mut Vec<V6LeaseEvent>,
+    events: &mut Vec<LeaseEvent>,
 ) -> Outcome {
     let req = match packet::parse(data) {
         Ok(r) => r,
@@ -130,13 +130,13 @@ pub fn handle(
 pub(super) struct Handling<'h, 'r> {
     pub(super) ctx: &'h Context,
     pub(super) t: &'h Tables,
-    pub(super) engine: &'h V6Engine,
+    pub(super) engine: &'h Engine,
     pub(super) req: &'h Request<'r>,
     pub(super) duid: &'r [u8],
     pub(super) arrival: &'h Arrival,
     pub(super) now: Time,
     pub(super) out: &'h mut Vec<u8>,
-    pub(super) events: &'h mut Vec<V6LeaseEvent>,
+    pub(super) events: &'h mut Vec<LeaseEvent>,
     pub(super) shard: usize,
     /// A binding was made or extended: the reply waits for the journal.
     pub(super) bound: bool,

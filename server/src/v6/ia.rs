@@ -4,9 +4,7 @@
 use std::net::Ipv6Addr;
 
 use lessor_engine::LeaseState;
-use lessor_engine::v6::{
-    BindRequest6, IaKey, IaKind, Resource, SolicitRequest, V6BindError, V6PoolId,
-};
+use lessor_engine::v6::{BindError, BindRequest, IaKey, IaKind, PoolId, Resource, SolicitRequest};
 
 use super::context::{Static, Tables};
 use super::handler::{Handling, NoReply, Reply};
@@ -17,7 +15,7 @@ use crate::config::Subnet6;
 /// The resources of one IA kind in a subnet, and the client's static one.
 struct Candidates<'c> {
     kind: IaKind,
-    pools: &'c [V6PoolId],
+    pools: &'c [PoolId],
     reserved: Option<Resource>,
 }
 
@@ -154,9 +152,9 @@ impl<'h> Handling<'h, '_> {
         c: &Candidates<'_>,
         resource: Resource,
         s: usize,
-    ) -> Result<Resource, V6BindError> {
+    ) -> Result<Resource, BindError> {
         let sub = self.subnet(self.home(s, c.kind, resource));
-        let req = BindRequest6 {
+        let req = BindRequest {
             client: key,
             resource,
             pools: c.pools,
@@ -328,7 +326,7 @@ impl<'h> Handling<'h, '_> {
                 let result = h.bind(&key, &c, target, s);
                 if !rebind
                     && current.is_some()
-                    && matches!(result, Err(V6BindError::Taken | V6BindError::Quarantined))
+                    && matches!(result, Err(BindError::Taken | BindError::Quarantined))
                 {
                     write_ia(enc, ia, 0, 0, |e| e.status(Status::NoBinding));
                     return;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use dhcproto::v6::{self, DhcpOption, DhcpOptions, IANA, IAPD, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder};
 use lessor_engine::EventKind;
-use lessor_engine::v6::{V6Engine, V6LeaseEvent};
+use lessor_engine::v6::{Engine, LeaseEvent};
 use proptest::prelude::*;
 
 use super::packet::tests::{ia_na, ia_pd, iaaddr, iaprefix, message, option, relay};
@@ -59,9 +59,9 @@ fn duid(n: u8) -> Vec<u8> {
 
 struct Fixture {
     ctx: Context,
-    engine: V6Engine,
+    engine: Engine,
     out: Vec<u8>,
-    events: Vec<V6LeaseEvent>,
+    events: Vec<LeaseEvent>,
 }
 
 /// The relay agent the tests' relayed requests come from, with its link-address on subnet 1.
@@ -82,7 +82,7 @@ impl Fixture {
             addrs: vec![a("fe80::9")],
         }];
         let ctx = Context::new(&config, SERVER_DUID, &ifaces, Arc::new(assignments));
-        let engine = V6Engine::new(ctx.engine_config(2)).unwrap();
+        let engine = Engine::new(ctx.engine_config(2)).unwrap();
         Fixture {
             ctx,
             engine,
@@ -1165,7 +1165,7 @@ fn owner_shard_follows_the_duid_through_relays() {
 fn the_steering_program_picks_the_owner() {
     let f = Fixture::new(YAML);
     for workers in 1..=6 {
-        let engine = V6Engine::new(f.ctx.engine_config(workers)).unwrap();
+        let engine = Engine::new(f.ctx.engine_config(workers)).unwrap();
         for n in 0..=255u8 {
             let m = Client::new(n).solicit();
             let once = relayed(&m, "fe80::1", &[option(18, b"eth0")]);

@@ -3,7 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use lessor_engine::{Engine, LeaseEvent, Time};
+use lessor_engine::Time;
+use lessor_engine::v4::{Engine, LeaseEvent};
 use lessor_net::{RecvMeta, SendMeta, V4Socket};
 
 use super::{Datagram, Family, Handled, Output, RECLAIM_BUDGET, Steered};

@@ -3,7 +3,7 @@
 //! Steering: a DHCPv6 client is known by its DUID, which sits at no fixed offset (often inside
 //! relay layers). The group's classic BPF program walks the relay layers and options to it
 //! (`lessor_net::attach_steering6`) and hands the datagram to the worker of the shard that
-//! owns it ([`V6Engine::owner`]), so one relay's clients spread over the workers. A datagram
+//! owns it ([`Engine::owner`]), so one relay's clients spread over the workers. A datagram
 //! the program cannot place goes where the kernel's 4-tuple hash puts it; that worker handles
 //! the client on its owner's shard anyway, under the shard's mutex (counted as
 //! `v6_other_shard`): the cost is a lock another core touched last, not a wrong answer.
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lessor_engine::Time;
-use lessor_engine::v6::{V6Engine, V6LeaseEvent};
+use lessor_engine::v6::{Engine, LeaseEvent};
 use lessor_net::{RecvMeta6, SendMeta6, V6Socket};
 
 use super::{Datagram, Family, Handled, Output, RECLAIM_BUDGET, Steered};
@@ -61,7 +61,7 @@ impl Assignments6 {
 /// A DHCPv6 worker's view of the server.
 #[derive(Debug)]
 pub(crate) struct V6 {
-    pub(crate) engine: Arc<V6Engine>,
+    pub(crate) engine: Arc<Engine>,
     assignments: Arc<Assignments6>,
     /// The context in use, and the [`Assignments6::generation`] it came from.
     ctx: Arc<V6Context>,
@@ -69,7 +69,7 @@ pub(crate) struct V6 {
 }
 
 impl V6 {
-    pub(crate) fn new(engine: Arc<V6Engine>, assignments: Arc<Assignments6>) -> V6 {
+    pub(crate) fn new(engine: Arc<Engine>, assignments: Arc<Assignments6>) -> V6 {
         V6 {
             engine,
             ctx: assignments.current(),
@@ -83,7 +83,7 @@ impl Family for V6 {
     const NAME: &'static str = "DHCPv6";
     const TAG: &'static str = "v6";
     type Socket = V6Socket;
-    type Event = V6LeaseEvent;
+    type Event = LeaseEvent;
     type To = (SendMeta6, ReplyKind);
 
     fn between_batches(&mut self) {
@@ -93,7 +93,7 @@ impl Family for V6 {
         }
     }
 
-    fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<V6LeaseEvent>) {
+    fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<LeaseEvent>) {
         self.engine.reclaim(shard, now, RECLAIM_BUDGET, events);
     }
 
