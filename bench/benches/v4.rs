@@ -7,7 +7,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lessor_bench::request;
 use lessor_engine::v4::{Engine, LeaseEvent};
 use lessor_server::config::Config;
-use lessor_server::v4::{Arrival, Outcome, Scratch, V4Context, handle};
+use lessor_server::v4::{Arrival, Context, Outcome, Scratch, handle};
 
 const CONFIG: &str = r#"
 port: 67
@@ -23,7 +23,7 @@ const NOW: u64 = 1_800_000_000;
 
 /// The handler's per-worker state: its context, engine and buffers, as a worker holds them.
 struct Worker {
-    ctx: V4Context,
+    ctx: Context,
     engine: Engine,
     arrival: Arrival,
     scratch: Scratch,
@@ -55,7 +55,7 @@ impl Worker {
 
 fn benches(c: &mut Criterion) {
     let config = Config::from_yaml_str(CONFIG).unwrap();
-    let ctx = V4Context::new(&config, &[]);
+    let ctx = Context::new(&config, &[]);
     let engine = Engine::new(ctx.engine_config(1)).unwrap();
     let mut w = Worker {
         ctx,

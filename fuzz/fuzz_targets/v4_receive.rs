@@ -9,7 +9,7 @@ use std::sync::{Mutex, OnceLock};
 use dhcproto::{Decodable, Decoder};
 use lessor_engine::v4::Engine;
 use lessor_server::config::Config;
-use lessor_server::v4::{self, Arrival, InterfaceInfo, Outcome, Scratch, V4Context};
+use lessor_server::v4::{self, Arrival, InterfaceInfo, Outcome, Scratch};
 use libfuzzer_sys::fuzz_target;
 
 /// The handler tests' config plus BOOTP and a global reservation.
@@ -25,7 +25,7 @@ const CONFIG: &str = concat!(
 );
 
 struct State {
-    ctx: V4Context,
+    ctx: v4::Context,
     engine: Engine,
     scratch: Scratch,
     out: Vec<u8>,
@@ -41,7 +41,7 @@ fn state() -> &'static Mutex<State> {
             name: "eth9".into(),
             addrs: vec![Ipv4Addr::new(10, 232, 0, 1)],
         }];
-        let ctx = V4Context::new(&config, &ifaces);
+        let ctx = v4::Context::new(&config, &ifaces);
         let engine = Engine::new(ctx.engine_config(2)).expect("engine");
         Mutex::new(State {
             ctx,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use dhcproto::{Decodable, Decoder};
 use lessor_engine::v6::{Engine, LeaseEvent};
 use lessor_server::config::{Assignments, Config};
-use lessor_server::v6::{self, Arrival, InterfaceInfo, Outcome, V6Context};
+use lessor_server::v6::{self, Arrival, InterfaceInfo, Outcome};
 use libfuzzer_sys::fuzz_target;
 
 const CONFIG: &str = r#"
@@ -52,7 +52,7 @@ v6:
 const SERVER_DUID: &[u8] = &[0, 2, 0, 0, 0, 9, 0x6c, 0x65, 0x73, 0x73];
 
 struct State {
-    ctx: V6Context,
+    ctx: v6::Context,
     engine: Engine,
     out: Vec<u8>,
     events: Vec<LeaseEvent>,
@@ -72,7 +72,7 @@ fn state() -> &'static Mutex<State> {
             name: "eth9".into(),
             addrs: vec!["fe80::9".parse().unwrap()],
         }];
-        let ctx = V6Context::new(&config, SERVER_DUID, &ifaces, Arc::new(table));
+        let ctx = v6::Context::new(&config, SERVER_DUID, &ifaces, Arc::new(table));
         let engine = Engine::new(ctx.engine_config(2)).expect("engine");
         Mutex::new(State {
             ctx,

@@ -43,7 +43,7 @@ const _: () = assert!(
 /// that went away do not pile up. Needs `CAP_NET_ADMIN`; any failure is an [`Error::Arp`] (or
 /// [`Error::InterfaceName`] for a name the kernel cannot hold) and the caller should broadcast
 /// instead. Opens a socket per call; a worker should prefer
-/// [`V4Socket::set_arp_entry`](crate::V4Socket::set_arp_entry).
+/// [`v4::Socket::set_arp_entry`](crate::v4::Socket::set_arp_entry).
 pub fn set_arp_entry(ifname: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
     check_ifname(ifname)?;
     let sock = Socket::new(Domain::IPV4, Type::DGRAM, None).map_err(|source| Error::Arp {

@@ -1,7 +1,7 @@
 //! Batched receive and send (`recvmmsg`, `sendmmsg`): one system call for many datagrams.
 //!
-//! A worker owns one receive batch and one send batch ([`RecvBatch`] and [`SendBatch`] for
-//! IPv4, [`RecvBatch6`] and [`SendBatch6`] for IPv6), made once at startup; every buffer,
+//! A worker owns one receive batch and one send batch ([`v4::RecvBatch`](crate::v4::RecvBatch) and
+//! [`v4::SendBatch`](crate::v4::SendBatch), and their v6 namesakes), made once at startup; every buffer,
 //! address, `iovec`, control-message area and `mmsghdr` they need is allocated then, so
 //! `recv_batch` and `send_batch` allocate nothing. The `mmsghdr` array points into the batch's
 //! own heap buffers; those pointers are rewritten just before each call (so they never go stale
@@ -28,8 +28,6 @@ use nix::sys::socket::SockaddrLike;
 use crate::cmsg::CmsgArea;
 use crate::error::{Error, Result};
 use crate::family::Family;
-use crate::v4::{RecvMeta, SendMeta, V4};
-use crate::v6::{RecvMeta6, SendMeta6, V6};
 
 /// Most datagrams one batch may hold: the kernel handles at most `UIO_MAXIOV` (1024) messages
 /// per `recvmmsg`/`sendmmsg` call and silently ignores the rest.
@@ -77,7 +75,7 @@ pub(crate) struct Drops<'a> {
     pub(crate) no_pktinfo: &'a AtomicU64,
 }
 
-/// The receive machinery behind [`RecvBatch`] and [`RecvBatch6`].
+/// The receive machinery behind each family's `RecvBatch`.
 pub struct RecvRing<F: Family> {
     buf_size: usize,
     /// `capacity` buffers of `buf_size` bytes, back to back.
@@ -218,7 +216,7 @@ impl<F: Family> RecvRing<F> {
     }
 }
 
-/// The send machinery behind [`SendBatch`] and [`SendBatch6`].
+/// The send machinery behind each family's `SendBatch`.
 pub struct SendRing<F: Family> {
     buf_size: usize,
     /// Queued datagrams.
@@ -394,17 +392,17 @@ macro_rules! batch_types {
     ) => {
         $(#[$rdoc])*
         pub struct $Recv {
-            pub(crate) ring: RecvRing<$fam>,
+            pub(crate) ring: $crate::batch::RecvRing<$fam>,
         }
 
         impl $Recv {
-            /// Room for `capacity` datagrams (1 to [`MAX_BATCH`]) of up to `buf_size` bytes
+            /// Room for `capacity` datagrams (1 to [`MAX_BATCH`](crate::MAX_BATCH)) of up to `buf_size` bytes
             /// each. A datagram longer than `buf_size` is dropped and counted, never cut: size it
             /// for the largest datagram the server accepts (e.g. 1500 for DHCP on Ethernet, or
             /// 65507).
-            pub fn new(capacity: usize, buf_size: usize) -> Result<Self> {
+            pub fn new(capacity: usize, buf_size: usize) -> $crate::error::Result<Self> {
                 Ok(Self {
-                    ring: RecvRing::new(capacity, buf_size)?,
+                    ring: $crate::batch::RecvRing::new(capacity, buf_size)?,
                 })
             }
 
@@ -442,8 +440,8 @@ macro_rules! batch_types {
             }
         }
 
-        impl fmt::Debug for $Recv {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Debug for $Recv {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($Recv))
                     .field("capacity", &self.capacity())
                     .field("buf_size", &self.buf_size())
@@ -454,14 +452,14 @@ macro_rules! batch_types {
 
         $(#[$sdoc])*
         pub struct $Send {
-            pub(crate) ring: SendRing<$fam>,
+            pub(crate) ring: $crate::batch::SendRing<$fam>,
         }
 
         impl $Send {
-            /// Room for `capacity` replies (1 to [`MAX_BATCH`]) of up to `buf_size` bytes each.
-            pub fn new(capacity: usize, buf_size: usize) -> Result<Self> {
+            /// Room for `capacity` replies (1 to [`MAX_BATCH`](crate::MAX_BATCH)) of up to `buf_size` bytes each.
+            pub fn new(capacity: usize, buf_size: usize) -> $crate::error::Result<Self> {
                 Ok(Self {
-                    ring: SendRing::new(capacity, buf_size)?,
+                    ring: $crate::batch::SendRing::new(capacity, buf_size)?,
                 })
             }
 
@@ -511,8 +509,8 @@ macro_rules! batch_types {
             }
         }
 
-        impl fmt::Debug for $Send {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Debug for $Send {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($Send))
                     .field("capacity", &self.capacity())
                     .field("buf_size", &self.buf_size())
@@ -523,32 +521,42 @@ macro_rules! batch_types {
     };
 }
 
-batch_types! {
-    family: V4,
-    recv_meta: RecvMeta,
-    send_meta: SendMeta,
-    /// Preallocated room for receiving up to `capacity` IPv4 datagrams of up to `buf_size`
-    /// bytes each in one [`V4Socket::recv_batch`](crate::Socket::recv_batch); what was
-    /// received is read with [`get`](Self::get) or [`iter`](Self::iter) until the next receive.
-    recv: RecvBatch,
-    /// Preallocated room for up to `capacity` IPv4 replies of up to `buf_size` bytes each, each
-    /// with its own [`SendMeta`], sent together by
-    /// [`V4Socket::send_batch`](crate::Socket::send_batch).
-    send: SendBatch,
+/// The IPv4 batch types, re-exported by [`crate::v4`].
+pub(crate) mod v4 {
+    use crate::v4::{RecvMeta, SendMeta, V4};
+
+    batch_types! {
+        family: V4,
+        recv_meta: RecvMeta,
+        send_meta: SendMeta,
+        /// Preallocated room for receiving up to `capacity` IPv4 datagrams of up to `buf_size`
+        /// bytes each in one [`Socket::recv_batch`](crate::Socket::recv_batch); what was
+        /// received is read with [`get`](Self::get) or [`iter`](Self::iter) until the next receive.
+        recv: RecvBatch,
+        /// Preallocated room for up to `capacity` IPv4 replies of up to `buf_size` bytes each, each
+        /// with its own [`SendMeta`], sent together by
+        /// [`Socket::send_batch`](crate::Socket::send_batch).
+        send: SendBatch,
+    }
 }
 
-batch_types! {
-    family: V6,
-    recv_meta: RecvMeta6,
-    send_meta: SendMeta6,
-    /// Preallocated room for receiving up to `capacity` IPv6 datagrams of up to `buf_size`
-    /// bytes each in one [`V6Socket::recv_batch`](crate::Socket::recv_batch); what was
-    /// received is read with [`get`](Self::get) or [`iter`](Self::iter) until the next receive.
-    recv: RecvBatch6,
-    /// Preallocated room for up to `capacity` IPv6 replies of up to `buf_size` bytes each, each
-    /// with its own [`SendMeta6`], sent together by
-    /// [`V6Socket::send_batch`](crate::Socket::send_batch).
-    send: SendBatch6,
+/// The IPv6 batch types, re-exported by [`crate::v6`].
+pub(crate) mod v6 {
+    use crate::v6::{RecvMeta, SendMeta, V6};
+
+    batch_types! {
+        family: V6,
+        recv_meta: RecvMeta,
+        send_meta: SendMeta,
+        /// Preallocated room for receiving up to `capacity` IPv6 datagrams of up to `buf_size`
+        /// bytes each in one [`Socket::recv_batch`](crate::Socket::recv_batch); what was
+        /// received is read with [`get`](Self::get) or [`iter`](Self::iter) until the next receive.
+        recv: RecvBatch,
+        /// Preallocated room for up to `capacity` IPv6 replies of up to `buf_size` bytes each, each
+        /// with its own [`SendMeta`], sent together by
+        /// [`Socket::send_batch`](crate::Socket::send_batch).
+        send: SendBatch,
+    }
 }
 
 /// What [`send_batch`](crate::Socket::send_batch) did with the queued replies: `sent + failed`
@@ -578,6 +586,7 @@ mod tests {
     use std::net::{Ipv4Addr, SocketAddrV4};
 
     use super::*;
+    use crate::v4::{RecvBatch, SendBatch, SendMeta};
 
     #[test]
     fn batch_shapes() {

@@ -11,7 +11,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A [`V4SocketConfig`](crate::V4SocketConfig) or [`V6SocketConfig`](crate::V6SocketConfig)
+    /// A [`v4::SocketConfig`](crate::v4::SocketConfig) or [`v6::SocketConfig`](crate::v6::SocketConfig)
     /// that cannot be opened as given, or a batch shape or timeout out of range.
     #[error("invalid socket configuration: {0}")]
     InvalidConfig(&'static str),

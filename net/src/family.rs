@@ -20,7 +20,7 @@ mod sealed {
     impl Sealed for crate::v6::V6 {}
 }
 
-/// An address family: [`V4`](crate::V4) or [`V6`](crate::V6). Sealed. Its documented
+/// An address family: [`V4`](crate::v4::V4) or [`V6`](crate::v6::V6). Sealed. Its documented
 /// associated types name the family's addresses, configuration, metadata and batches for code
 /// written over [`Socket`](crate::Socket); its hidden items are the crate's own.
 ///
@@ -28,20 +28,20 @@ mod sealed {
 /// the socket options, the packet-info control message, the metadata the caller sees and the
 /// errors that name a destination. Everything else is written once over it.
 pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
-    /// How to open a group ([`V4SocketConfig`](crate::V4SocketConfig),
-    /// [`V6SocketConfig`](crate::V6SocketConfig)).
+    /// How to open a group ([`v4::SocketConfig`](crate::v4::SocketConfig),
+    /// [`v6::SocketConfig`](crate::v6::SocketConfig)).
     type Config: fmt::Debug;
     /// A peer as the caller sees it (`SocketAddrV4`, `SocketAddrV6`).
     type Src: Copy + fmt::Display + Into<SocketAddr> + Into<SockAddr> + From<Self::NixAddr>;
-    /// How a datagram arrived ([`RecvMeta`](crate::RecvMeta), [`RecvMeta6`](crate::RecvMeta6)).
+    /// How a datagram arrived ([`v4::RecvMeta`](crate::v4::RecvMeta), [`v6::RecvMeta`](crate::v6::RecvMeta)).
     type RecvMeta: Copy;
-    /// How to send a datagram ([`SendMeta`](crate::SendMeta), [`SendMeta6`](crate::SendMeta6)).
+    /// How to send a datagram ([`v4::SendMeta`](crate::v4::SendMeta), [`v6::SendMeta`](crate::v6::SendMeta)).
     type SendMeta: Copy;
-    /// The family's receive batch ([`RecvBatch`](crate::RecvBatch),
-    /// [`RecvBatch6`](crate::RecvBatch6)).
+    /// The family's receive batch ([`v4::RecvBatch`](crate::v4::RecvBatch),
+    /// [`v6::RecvBatch`](crate::v6::RecvBatch)).
     type RecvBatch;
-    /// The family's send batch ([`SendBatch`](crate::SendBatch),
-    /// [`SendBatch6`](crate::SendBatch6)).
+    /// The family's send batch ([`v4::SendBatch`](crate::v4::SendBatch),
+    /// [`v6::SendBatch`](crate::v6::SendBatch)).
     type SendBatch;
 
     #[doc(hidden)]

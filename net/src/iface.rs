@@ -15,7 +15,7 @@ pub(crate) const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
 pub struct Interface {
     /// Kernel name, e.g. "eth0"; addresses on labels such as "eth0:1" are listed under "eth0".
     pub name: String,
-    /// Interface index, as in [`RecvMeta::ifindex`](crate::RecvMeta::ifindex).
+    /// Interface index, as in [`RecvMeta::ifindex`](crate::v4::RecvMeta::ifindex).
     pub index: u32,
     /// IPv4 addresses with their prefix lengths, in the kernel's order (the primary first).
     pub v4: Vec<(Ipv4Addr, u8)>,
@@ -93,7 +93,7 @@ pub fn interfaces() -> Result<Vec<Interface>> {
     Ok(out)
 }
 
-/// The index of the interface called `name`, e.g. to fill [`SendMeta::ifindex`](crate::SendMeta)
+/// The index of the interface called `name`, e.g. to fill [`SendMeta::ifindex`](crate::v4::SendMeta)
 /// for an interface named in the configuration.
 pub fn interface_index(name: &str) -> Result<u32> {
     check_ifname(name)?;

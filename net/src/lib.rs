@@ -1,29 +1,30 @@
 //! lessor-net: the sockets under lessor's DHCP workers, and the few kernel calls that route a
 //! reply.
 //!
-//! It opens one `SO_REUSEPORT` group of IPv4 UDP sockets, one socket per worker
-//! ([`open_v4_group`]), and can have the kernel steer each datagram to the worker that owns its
+//! Each family has its module with the same names for the same things, [`v4`] and [`v6`]. It
+//! opens one `SO_REUSEPORT` group of IPv4 UDP sockets, one socket per worker
+//! ([`v4::open_group`]), and can have the kernel steer each datagram to the worker that owns its
 //! client with a classic BPF program on the group ([`attach_steering`], [`steer_index`]). It
 //! receives datagrams together with where they arrived (`IP_PKTINFO`: interface, local address,
-//! header destination; [`RecvMeta`]) and sends replies out of a chosen interface from a chosen
-//! source address ([`SendMeta`]), one at a time or many per system call ([`RecvBatch`],
-//! [`SendBatch`]: `recvmmsg`, `sendmmsg`). It does the same for IPv6 ([`open_v6_group`],
-//! `IPV6_PKTINFO`, [`RecvMeta6`], [`SendMeta6`], [`RecvBatch6`], [`SendBatch6`]), where every
-//! socket of a group also joins the DHCPv6 multicast group ff02::1:2 on the interfaces it
-//! serves, and the steering program walks relay layers to the client's DUID
-//! ([`attach_steering6`], [`steer_index6`]). It lists the host's interfaces ([`interfaces`]), installs ARP entries
-//! ([`set_arp_entry`]) so a reply can be unicast to a client that has no address yet, and pins
-//! worker threads to cores ([`pin_current_thread`]).
+//! header destination; [`v4::RecvMeta`]) and sends replies out of a chosen interface from a
+//! chosen source address ([`v4::SendMeta`]), one at a time or many per system call
+//! ([`v4::RecvBatch`], [`v4::SendBatch`]: `recvmmsg`, `sendmmsg`). [`v6`] does the same for
+//! IPv6 with `IPV6_PKTINFO`, where every socket of a group also joins the DHCPv6 multicast
+//! group ff02::1:2 on the interfaces it serves, and the steering program walks relay layers to
+//! the client's DUID ([`attach_steering6`], [`steer_index6`]). It lists the host's interfaces
+//! ([`interfaces`]), installs ARP entries ([`set_arp_entry`]) so a reply can be unicast to a
+//! client that has no address yet, and pins worker threads to cores ([`pin_current_thread`]).
 //!
 //! Both families' sockets are one type, [`Socket`], generic over the sealed [`Family`]
-//! ([`V4`], [`V6`]); [`V4Socket`] and [`V6Socket`] name its two instances, and what only one
-//! family does is an inherent method of its instance (e.g. [`V4Socket::set_arp_entry`]).
+//! ([`v4::V4`], [`v6::V6`]); [`v4::Socket`] and [`v6::Socket`] name its two instances, and what
+//! only one family does is an inherent method of its instance (e.g.
+//! [`v4::Socket::set_arp_entry`]).
 //!
 //! It is not a DHCP implementation: it knows ports and addresses, never leases, and of the
 //! messages only what steering reads (four bytes at a fixed offset for DHCPv4; for DHCPv6 the
 //! relay header, option headers and the DUID's last four bytes). It makes no decision about
-//! where a reply should go; the server does that and hands over a [`SendMeta`]
-//! or [`SendMeta6`]. The receive and send paths, batched or not, do not allocate.
+//! where a reply should go; the server does that and hands over a [`v4::SendMeta`]
+//! or [`v6::SendMeta`]. The receive and send paths, batched or not, do not allocate.
 //!
 //! Linux only. `unsafe` is confined to the kernel interfaces that nix and socket2 do not wrap
 //! without allocating (the `IP_PKTINFO` and `IPV6_PKTINFO` control messages,
@@ -53,16 +54,11 @@ pub use affinity::{
     set_current_thread_nice, set_current_thread_realtime,
 };
 pub use arp::set_arp_entry;
-pub use batch::{MAX_BATCH, RecvBatch, RecvBatch6, SendBatch, SendBatch6, SendReport};
+pub use batch::{MAX_BATCH, SendReport};
 pub use error::{Error, Result};
 pub use family::Family;
 pub use iface::{Interface, interface_index, interfaces};
 pub use socket::{DEFAULT_READ_TIMEOUT, Socket, open_group};
 pub use steer::{
     STEER_OFFSET, STEER6_STEPS, attach_steering, attach_steering6, steer_index, steer_index6,
-};
-pub use v4::{RecvMeta, SendMeta, V4, V4Socket, V4SocketConfig, open_v4_group};
-pub use v6::{
-    ALL_DHCP_RELAY_AGENTS_AND_SERVERS, RecvMeta6, SendMeta6, V6, V6Socket, V6SocketConfig,
-    open_v6_group,
 };

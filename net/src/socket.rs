@@ -64,8 +64,8 @@ pub(crate) fn setup_err(what: &'static str, addr: SocketAddr) -> impl FnOnce(io:
     move |source| Error::SocketSetup { what, addr, source }
 }
 
-/// One `SO_REUSEPORT` UDP socket of a group, owned by one worker; [`V4Socket`](crate::V4Socket)
-/// or [`V6Socket`](crate::V6Socket).
+/// One `SO_REUSEPORT` UDP socket of a group, owned by one worker; [`v4::Socket`](crate::v4::Socket)
+/// or [`v6::Socket`](crate::v6::Socket).
 ///
 /// Options: `SO_REUSEADDR`, `SO_REUSEPORT`, the family's own (see [`crate::v4`],
 /// [`crate::v6`]), close-on-exec, and blocking with a receive timeout
@@ -86,8 +86,8 @@ pub struct Socket<F: Family> {
 }
 
 /// Opens `cfg.workers` sockets bound to the same address and port (one `SO_REUSEPORT` group),
-/// one per worker: [`open_v4_group`](crate::open_v4_group) or
-/// [`open_v6_group`](crate::open_v6_group), for code written over the family.
+/// one per worker: [`v4::open_group`](crate::v4::open_group) or
+/// [`v6::open_group`](crate::v6::open_group), for code written over the family.
 pub fn open_group<F: Family>(cfg: &F::Config) -> Result<Vec<Socket<F>>> {
     let opts = F::group_opts(cfg);
     opts.check()?;

@@ -10,7 +10,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 use crate::error::{Error, Result};
 use crate::wire::v4::field as v4f;
 use crate::wire::v6::field as v6f;
-use crate::{V4Socket, V6Socket};
+use crate::{v4, v6};
 
 /// Offset, from the start of the UDP payload, of the word the program loads: `chaddr[2..6]`.
 pub const STEER_OFFSET: usize = v4f::CHADDR.start + 2;
@@ -40,7 +40,7 @@ fn steering_program(n: u32) -> [libc::sock_filter; 3] {
 ///
 /// Call it once, after every socket of the group is bound (the program is built for the group's
 /// size). Attaching to a group that has a program replaces it. `group` must be one whole group
-/// as [`open_v4_group`](crate::open_v4_group) returned it; a group of one socket gets the
+/// as [`v4::open_group`](crate::v4::open_group) returned it; a group of one socket gets the
 /// program too, harmlessly. Fails with [`Error::Steering`] if the kernel refuses.
 ///
 /// The server shards leases by client: shard `k = u32::from_be_bytes(chaddr[2..6]) % n`, where
@@ -77,10 +77,10 @@ fn steering_program(n: u32) -> [libc::sock_filter; 3] {
 ///   *every* socket of the group. Each worker must keep only the broadcasts it owns
 ///   ([`steer_index`] on the payload equals the worker's index) and ignore the rest.
 /// - Socket index = order of joining the group = order of `bind`, which is the order of the
-///   vector [`open_v4_group`](crate::open_v4_group) returns. Closing one socket moves the last
+///   vector [`v4::open_group`](crate::v4::open_group) returns. Closing one socket moves the last
 ///   one into its place, so the group must be closed as a whole, never one socket at a time
 ///   while the others serve.
-pub fn attach_steering(group: &[V4Socket]) -> Result<()> {
+pub fn attach_steering(group: &[v4::Socket]) -> Result<()> {
     let n = group_size(group.len())?;
     attach(&group[0], group.len(), &mut steering_program(n))
 }
@@ -329,7 +329,7 @@ fn steering_program6(n: u32) -> Vec<libc::sock_filter> {
 /// socket of its 4-tuple hash when it is `None`.
 ///
 /// The same rules as [`attach_steering`] apply: once, after every socket is bound, to one
-/// whole group from [`open_v6_group`](crate::open_v6_group); multicast skips it.
+/// whole group from [`v6::open_group`](crate::v6::open_group); multicast skips it.
 ///
 /// The server shards DHCPv6 clients by DUID: shard `k = u32::from_be_bytes(last 4 bytes of
 /// the DUID) % n`. For DUID-LLT and DUID-LL those are the last four bytes of the link-layer
@@ -358,7 +358,7 @@ fn steering_program6(n: u32) -> Vec<libc::sock_filter> {
 /// that runs past the end) makes the program return an index no socket has, and the kernel
 /// then uses its 4-tuple hash. The worker that gets such a datagram still finds the owner from
 /// the DUID (the server's rule, not the kernel's choice, decides whose shard it is).
-pub fn attach_steering6(group: &[V6Socket]) -> Result<()> {
+pub fn attach_steering6(group: &[v6::Socket]) -> Result<()> {
     let n = group_size(group.len())?;
     attach(&group[0], group.len(), &mut steering_program6(n))
 }

@@ -8,7 +8,7 @@
 //! the outgoing interface and the source address, per datagram, on an unbound-to-device socket.
 //!
 //! The group, the receive timeout and the batched receive and send are shared with IPv6 in
-//! [`Socket`]; this module is what IPv4 adds to it ([`V4`]): `SO_BROADCAST`,
+//! [`crate::Socket`]; this module is what IPv4 adds to it ([`V4`]): `SO_BROADCAST`,
 //! `IP_PKTINFO` and its control message, the metadata types and ARP entries through a socket.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -16,17 +16,17 @@ use std::os::fd::AsFd;
 
 use nix::sys::socket::{SockaddrIn, setsockopt, sockopt};
 
-use crate::batch::{RecvBatch, SendBatch};
+pub use crate::batch::v4::{RecvBatch, SendBatch};
 use crate::cmsg::{CmsgBuf, cmsg_space};
 use crate::error::Result;
 use crate::family::Family;
 use crate::family::{family, socket_config};
-use crate::socket::{Socket, setup_err};
+use crate::socket::setup_err;
 
 /// Where a datagram came from and how it arrived (from `IP_PKTINFO`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecvMeta {
-    /// Bytes of the datagram, at the start of the buffer given to [`V4Socket::recv`].
+    /// Bytes of the datagram, at the start of the buffer given to [`Socket::recv`].
     pub len: usize,
     /// The sender's address and port.
     pub src: SocketAddrV4,
@@ -65,8 +65,8 @@ pub struct SendMeta {
 }
 
 socket_config! {
-    /// How to open a group of worker sockets with [`open_v4_group`].
-    V4SocketConfig {
+    /// How to open a group of worker sockets with [`open_group`].
+    SocketConfig {
         /// Address to bind: 0.0.0.0 to hear broadcasts, or a specific address such as 127.0.0.1.
         bind: Ipv4Addr = Ipv4Addr::UNSPECIFIED,
         /// UDP port (67 for a DHCPv4 server). Must not be 0: a group needs one known port.
@@ -79,7 +79,7 @@ socket_config! {
 family! {
     /// The IPv4 family: `sockaddr_in`, `IP_PKTINFO`, [`RecvMeta`], [`SendMeta`].
     V4: "IPv4" {
-        config: V4SocketConfig,
+        config: SocketConfig,
         src: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
         nix_addr: SockaddrIn = Inet,
         recv: RecvMeta, RecvBatch, CmsgBuf<RECV_CMSG_SPACE>,
@@ -91,21 +91,21 @@ family! {
     }
     /// One IPv4 socket of a group, owned by one worker; also SO_BROADCAST, so a reply may go to
     /// 255.255.255.255.
-    socket: V4Socket,
+    socket: Socket,
     /// Open `cfg.workers` sockets bound to the same address and port (one `SO_REUSEPORT` group),
     /// one per worker.
     ///
     /// Fails as a whole: a socket that cannot be set up closes the ones opened before it. A port
     /// held by a socket outside the group (another process, another user id, or a socket without
     /// `SO_REUSEPORT`) gives [`Error::Bind`](crate::Error::Bind) with `AddrInUse`.
-    open: open_v4_group,
+    open: open_group,
 }
 
-fn bind_addr(cfg: &V4SocketConfig) -> SocketAddrV4 {
+fn bind_addr(cfg: &SocketConfig) -> SocketAddrV4 {
     SocketAddrV4::new(cfg.bind, cfg.port)
 }
 
-fn check(_: &V4SocketConfig) -> Result<()> {
+fn check(_: &SocketConfig) -> Result<()> {
     Ok(())
 }
 
@@ -116,11 +116,11 @@ fn set_options(sock: &socket2::Socket, addr: SocketAddr) -> Result<()> {
     setsockopt(sock, sockopt::Ipv4PacketInfo, &true).map_err(|e| setup("set IP_PKTINFO")(e.into()))
 }
 
-fn after_bind(_: &socket2::Socket, _: &V4SocketConfig) -> Result<()> {
+fn after_bind(_: &socket2::Socket, _: &SocketConfig) -> Result<()> {
     Ok(())
 }
 
-fn multicast_ifindexes(_: &V4SocketConfig) -> &[u32] {
+fn multicast_ifindexes(_: &SocketConfig) -> &[u32] {
     &[]
 }
 
@@ -151,7 +151,7 @@ fn send_ifindex(meta: &SendMeta) -> u32 {
     meta.ifindex
 }
 
-impl Socket<V4> {
+impl Socket {
     /// [`set_arp_entry`](crate::set_arp_entry) through this socket instead of a fresh one: the
     /// same ioctl without a socket per reply. The entry goes into this socket's network
     /// namespace.
@@ -242,20 +242,20 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        let zero_workers = V4SocketConfig {
+        let zero_workers = SocketConfig {
             workers: 0,
-            ..V4SocketConfig::default()
+            ..SocketConfig::default()
         };
         assert!(matches!(
-            open_v4_group(&zero_workers),
+            open_group(&zero_workers),
             Err(Error::InvalidConfig(_))
         ));
-        let zero_port = V4SocketConfig {
+        let zero_port = SocketConfig {
             port: 0,
-            ..V4SocketConfig::default()
+            ..SocketConfig::default()
         };
         assert!(matches!(
-            open_v4_group(&zero_port),
+            open_group(&zero_port),
             Err(Error::InvalidConfig(_))
         ));
     }

@@ -7,9 +7,9 @@
 //! whether it was multicast or unicast, and answers a direct client by unicast to the
 //! link-local source, through that same interface (RFC 8415 §18.3.10). `IPV6_RECVPKTINFO`
 //! reports the arrival interface and the header destination; the sender's `sockaddr_in6`
-//! carries the scope id (the interface index) of a link-local source, so [`RecvMeta6::src`] can
+//! carries the scope id (the interface index) of a link-local source, so [`RecvMeta::src`] can
 //! be used as a reply destination as it is; an `IPV6_PKTINFO` control message on send pins the
-//! source address and the outgoing interface per datagram ([`SendMeta6`]).
+//! source address and the outgoing interface per datagram ([`SendMeta`]).
 //!
 //! # Multicast and the `SO_REUSEPORT` group
 //!
@@ -18,9 +18,9 @@
 //! [`attach_steering6`](crate::attach_steering6) put its program on the group. A *multicast* datagram skips that
 //! selection: like an IPv4 broadcast it is copied to every socket of the group that matches
 //! it, so every worker sees every request sent to ff02::1:2. Every socket joins the group (on
-//! each interface of [`V6SocketConfig::multicast_ifindexes`]), so that the group keeps working
+//! each interface of [`SocketConfig::multicast_ifindexes`]), so that the group keeps working
 //! whichever sockets exist. The server must answer such a request once: each worker recognises
-//! it by [`RecvMeta6::dst`] being multicast and keeps only the requests whose client it owns
+//! it by [`RecvMeta::dst`] being multicast and keeps only the requests whose client it owns
 //! (for example by the engine's shard for the client's DUID), dropping the other copies
 //! silently.
 //!
@@ -29,8 +29,8 @@
 //! would also receive datagrams to any group anything on the host joined (ff02::1 all-nodes
 //! included). What remains: a datagram to ff02::1:2 that arrives on an interface where
 //! *something else* joined ff02::1:2 (a relay agent on the same host) also reaches the group.
-//! The server checks [`RecvMeta6::ifindex`] against the interfaces it serves, or sets
-//! [`V6SocketConfig::device`].
+//! The server checks [`RecvMeta::ifindex`] against the interfaces it serves, or sets
+//! [`SocketConfig::device`].
 //!
 //! A DHCPv6 server never sends multicast (its replies go to a client's link-local address or a
 //! relay's address, both unicast), so the multicast hop limit and loopback keep the kernel's
@@ -40,13 +40,13 @@
 //!
 //! Bound to a unicast address such as ::1 on a port other than 547, with no multicast groups,
 //! the group behaves as a plain unicast server: replies go to the source address and port of
-//! the request, which is what [`RecvMeta6::src`] holds.
+//! the request, which is what [`RecvMeta::src`] holds.
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use nix::sys::socket::{SockaddrIn6, setsockopt, sockopt};
 
-use crate::batch::{RecvBatch6, SendBatch6};
+pub use crate::batch::v6::{RecvBatch, SendBatch};
 use crate::cmsg::{CmsgBuf, cmsg_space};
 use crate::error::{Error, Result};
 use crate::family::Family;
@@ -59,8 +59,8 @@ pub const ALL_DHCP_RELAY_AGENTS_AND_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0,
 
 /// Where a datagram came from and how it arrived (from `IPV6_PKTINFO`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecvMeta6 {
-    /// Bytes of the datagram, at the start of the buffer given to [`V6Socket::recv`].
+pub struct RecvMeta {
+    /// Bytes of the datagram, at the start of the buffer given to [`Socket::recv`].
     pub len: usize,
     /// The sender's address and port. For a link-local sender the scope id is the arrival
     /// interface, so this is a usable reply destination as it is.
@@ -73,7 +73,7 @@ pub struct RecvMeta6 {
     pub ifindex: u32,
 }
 
-impl RecvMeta6 {
+impl RecvMeta {
     /// The metadata of a `len`-byte datagram from `src` that arrived as `info` says.
     pub(crate) fn new(len: usize, src: SocketAddrV6, info: &libc::in6_pktinfo) -> Self {
         Self {
@@ -92,7 +92,7 @@ impl RecvMeta6 {
 /// interface or `None` to let the kernel pick one. For a relay, `dst: meta.src` and `src:
 /// Some(meta.dst)` (the address the relay sent to).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SendMeta6 {
+pub struct SendMeta {
     /// Destination address and port. A link-local destination needs its scope id (the
     /// interface index) unless `ifindex` is given; when both are, they must agree (the kernel
     /// says `EINVAL` otherwise).
@@ -106,8 +106,8 @@ pub struct SendMeta6 {
 }
 
 socket_config! {
-    /// How to open a group of worker sockets with [`open_v6_group`].
-    V6SocketConfig {
+    /// How to open a group of worker sockets with [`open_group`].
+    SocketConfig {
         /// Address to bind: `::` to hear multicast and every unicast address, or a specific
         /// address such as ::1 (test mode; no multicast arrives then).
         bind: Ipv6Addr = Ipv6Addr::UNSPECIFIED,
@@ -128,14 +128,14 @@ socket_config! {
 }
 
 family! {
-    /// The IPv6 family: `sockaddr_in6` (with the scope id), `IPV6_PKTINFO`, [`RecvMeta6`],
-    /// [`SendMeta6`].
+    /// The IPv6 family: `sockaddr_in6` (with the scope id), `IPV6_PKTINFO`, [`RecvMeta`],
+    /// [`SendMeta`].
     V6: "IPv6" {
-        config: V6SocketConfig,
+        config: SocketConfig,
         src: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0),
         nix_addr: SockaddrIn6 = Inet6,
-        recv: RecvMeta6, RecvBatch6, CmsgBuf<RECV6_CMSG_SPACE>,
-        send: SendMeta6, SendBatch6, CmsgBuf<PKTINFO6_SPACE>,
+        recv: RecvMeta, RecvBatch, CmsgBuf<RECV6_CMSG_SPACE>,
+        send: SendMeta, SendBatch, CmsgBuf<PKTINFO6_SPACE>,
         pktinfo: libc::in6_pktinfo = (IPPROTO_IPV6, IPV6_PKTINFO, Ipv6PacketInfo),
         domain: IPV6,
         local: as_socket_ipv6,
@@ -150,10 +150,10 @@ family! {
     /// # Multicast
     ///
     /// A datagram to ff02::1:2 is delivered to every socket of the group, not to one: each worker
-    /// must tell by [`RecvMeta6::dst`] that it is a shared copy and answer only the clients it owns.
+    /// must tell by [`RecvMeta::dst`] that it is a shared copy and answer only the clients it owns.
     /// The sockets hear only the group they joined (`IPV6_MULTICAST_ALL` off), but the kernel does
-    /// not filter by interface: check [`RecvMeta6::ifindex`], or set [`V6SocketConfig::device`].
-    socket: V6Socket,
+    /// not filter by interface: check [`RecvMeta::ifindex`], or set [`SocketConfig::device`].
+    socket: Socket,
     /// Open `cfg.workers` IPv6 sockets bound to the same address and port (one `SO_REUSEPORT`
     /// group), one per worker, each joined to ff02::1:2 on every interface of
     /// `cfg.multicast_ifindexes`.
@@ -161,14 +161,14 @@ family! {
     /// Fails as a whole: a socket that cannot be set up closes the ones opened before it. A port
     /// held by a socket outside the group gives [`Error::Bind`] with `AddrInUse`; an interface index
     /// that does not exist gives [`Error::JoinMulticast`] with `ENODEV`.
-    open: open_v6_group,
+    open: open_group,
 }
 
-fn bind_addr(cfg: &V6SocketConfig) -> SocketAddrV6 {
+fn bind_addr(cfg: &SocketConfig) -> SocketAddrV6 {
     SocketAddrV6::new(cfg.bind, cfg.port, 0, 0)
 }
 
-fn check(cfg: &V6SocketConfig) -> Result<()> {
+fn check(cfg: &SocketConfig) -> Result<()> {
     if !cfg.multicast_ifindexes.is_empty() && !cfg.bind.is_unspecified() {
         return Err(Error::InvalidConfig(
             "joining ff02::1:2 needs bind = `::`: a socket bound to a unicast address never \
@@ -201,7 +201,7 @@ fn set_options(sock: &socket2::Socket, addr: SocketAddr) -> Result<()> {
         .map_err(setup("clear IPV6_MULTICAST_ALL"))
 }
 
-fn after_bind(sock: &socket2::Socket, cfg: &V6SocketConfig) -> Result<()> {
+fn after_bind(sock: &socket2::Socket, cfg: &SocketConfig) -> Result<()> {
     for &ifindex in &cfg.multicast_ifindexes {
         sock.join_multicast_v6(&ALL_DHCP_RELAY_AGENTS_AND_SERVERS, ifindex)
             .map_err(|source| Error::JoinMulticast {
@@ -213,12 +213,12 @@ fn after_bind(sock: &socket2::Socket, cfg: &V6SocketConfig) -> Result<()> {
     Ok(())
 }
 
-fn multicast_ifindexes(cfg: &V6SocketConfig) -> &[u32] {
+fn multicast_ifindexes(cfg: &SocketConfig) -> &[u32] {
     &cfg.multicast_ifindexes
 }
 
-fn blank_send_meta() -> SendMeta6 {
-    SendMeta6 {
+fn blank_send_meta() -> SendMeta {
+    SendMeta {
         dst: V6::ANY,
         src: None,
         ifindex: None,
@@ -226,7 +226,7 @@ fn blank_send_meta() -> SendMeta6 {
 }
 
 fn encode(
-    meta: &SendMeta6,
+    meta: &SendMeta,
     addr: &mut SockaddrIn6,
     cmsg: &mut CmsgBuf<PKTINFO6_SPACE>,
 ) -> Option<bool> {
@@ -242,7 +242,7 @@ fn encode(
 }
 
 /// The interface index `meta` asks for, 0 for any (as the send errors name it).
-fn send_ifindex(meta: &SendMeta6) -> u32 {
+fn send_ifindex(meta: &SendMeta) -> u32 {
     meta.ifindex.unwrap_or(0)
 }
 
@@ -297,7 +297,7 @@ mod tests {
         );
         assert!(one.find_pktinfo::<V6>(0).is_none());
         assert!(
-            one.find_pktinfo::<crate::V4>(PKTINFO6_SPACE).is_none(),
+            one.find_pktinfo::<crate::v4::V4>(PKTINFO6_SPACE).is_none(),
             "not an IP_PKTINFO"
         );
 
@@ -322,7 +322,7 @@ mod tests {
             ipi6_ifindex: 4,
         };
         let src = SocketAddrV6::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2), 546, 0, 4);
-        let meta = RecvMeta6::new(10, src, &info);
+        let meta = RecvMeta::new(10, src, &info);
         assert_eq!(meta.dst, ALL_DHCP_RELAY_AGENTS_AND_SERVERS);
         assert_eq!((meta.len, meta.src, meta.ifindex), (10, src, 4));
         assert_eq!(ALL_DHCP_RELAY_AGENTS_AND_SERVERS.to_string(), "ff02::1:2");
@@ -331,35 +331,35 @@ mod tests {
     #[test]
     fn config_errors() {
         let bad = [
-            V6SocketConfig {
+            SocketConfig {
                 workers: 0,
-                ..V6SocketConfig::default()
+                ..SocketConfig::default()
             },
-            V6SocketConfig {
+            SocketConfig {
                 port: 0,
-                ..V6SocketConfig::default()
+                ..SocketConfig::default()
             },
-            V6SocketConfig {
+            SocketConfig {
                 device: Some(String::new()),
-                ..V6SocketConfig::default()
+                ..SocketConfig::default()
             },
-            V6SocketConfig {
+            SocketConfig {
                 bind: Ipv6Addr::LOCALHOST,
                 multicast_ifindexes: vec![1],
-                ..V6SocketConfig::default()
+                ..SocketConfig::default()
             },
-            V6SocketConfig {
+            SocketConfig {
                 multicast_ifindexes: vec![0],
-                ..V6SocketConfig::default()
+                ..SocketConfig::default()
             },
-            V6SocketConfig {
+            SocketConfig {
                 multicast_ifindexes: vec![1, 2, 1],
-                ..V6SocketConfig::default()
+                ..SocketConfig::default()
             },
         ];
         for cfg in bad {
             assert!(
-                matches!(open_v6_group(&cfg), Err(Error::InvalidConfig(_))),
+                matches!(open_group(&cfg), Err(Error::InvalidConfig(_))),
                 "{cfg:?}"
             );
         }

@@ -5,7 +5,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use lessor_net::{RecvBatch, SendBatch, SendMeta, interface_index};
+use lessor_net::interface_index;
+use lessor_net::v4::{RecvBatch, SendBatch, SendMeta};
 
 use crate::common::{client, loopback_group, recv_any};
 

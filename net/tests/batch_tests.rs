@@ -5,7 +5,8 @@ use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
-use lessor_net::{RecvBatch, SendBatch, SendMeta, V4Socket, interface_index};
+use lessor_net::interface_index;
+use lessor_net::v4::{RecvBatch, SendBatch, SendMeta, Socket};
 
 use crate::common::{assert_unknown_interface, client, expect_replies, loopback_group, v4};
 
@@ -16,7 +17,7 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(50));
 }
 
-fn one_socket() -> (V4Socket, SocketAddrV4) {
+fn one_socket() -> (Socket, SocketAddrV4) {
     let mut group = loopback_group(1, None);
     let sock = group.pop().expect("one socket");
     let addr = sock.local_addr().expect("local_addr");

@@ -5,10 +5,7 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::time::Duration;
 
-use lessor_net::{
-    RecvMeta, RecvMeta6, Socket, V4, V4Socket, V4SocketConfig, V6, V6Socket, V6SocketConfig,
-    open_group,
-};
+use lessor_net::{Socket, open_group, v4, v6};
 
 /// What the shared helpers add to a socket family: the loopback address its groups open on.
 pub(crate) trait Family: lessor_net::Family<Config: Default + Debug> {
@@ -24,31 +21,31 @@ pub(crate) trait Family: lessor_net::Family<Config: Default + Debug> {
 }
 
 /// IPv4 on 127.0.0.1.
-impl Family for V4 {
+impl Family for v4::V4 {
     const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-    fn bind(cfg: &mut V4SocketConfig, port: u16) {
+    fn bind(cfg: &mut v4::SocketConfig, port: u16) {
         (cfg.bind, cfg.port) = (Ipv4Addr::LOCALHOST, port);
     }
-    fn workers_and_device(cfg: &mut V4SocketConfig) -> (&mut usize, &mut Option<String>) {
+    fn workers_and_device(cfg: &mut v4::SocketConfig) -> (&mut usize, &mut Option<String>) {
         (&mut cfg.workers, &mut cfg.device)
     }
-    fn len_and_src(meta: &RecvMeta) -> (usize, SocketAddr) {
+    fn len_and_src(meta: &v4::RecvMeta) -> (usize, SocketAddr) {
         (meta.len, meta.src.into())
     }
 }
 
 /// IPv6 on ::1.
-impl Family for V6 {
+impl Family for v6::V6 {
     const LOOPBACK: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
-    fn bind(cfg: &mut V6SocketConfig, port: u16) {
+    fn bind(cfg: &mut v6::SocketConfig, port: u16) {
         (cfg.bind, cfg.port) = (Ipv6Addr::LOCALHOST, port);
     }
-    fn workers_and_device(cfg: &mut V6SocketConfig) -> (&mut usize, &mut Option<String>) {
+    fn workers_and_device(cfg: &mut v6::SocketConfig) -> (&mut usize, &mut Option<String>) {
         (&mut cfg.workers, &mut cfg.device)
     }
-    fn len_and_src(meta: &RecvMeta6) -> (usize, SocketAddr) {
+    fn len_and_src(meta: &v6::RecvMeta) -> (usize, SocketAddr) {
         (meta.len, meta.src.into())
     }
 }
@@ -76,7 +73,7 @@ pub(crate) fn loopback<F: Family>(adjust: impl Fn(&mut F::Config)) -> Vec<Socket
 }
 
 /// [`loopback`] for IPv4 with `workers` sockets bound to `device`.
-pub(crate) fn loopback_group(workers: usize, device: Option<&str>) -> Vec<V4Socket> {
+pub(crate) fn loopback_group(workers: usize, device: Option<&str>) -> Vec<v4::Socket> {
     loopback_group_with(|cfg| {
         cfg.workers = workers;
         cfg.device = device.map(str::to_owned);
@@ -84,16 +81,16 @@ pub(crate) fn loopback_group(workers: usize, device: Option<&str>) -> Vec<V4Sock
 }
 
 /// [`loopback`] for IPv4.
-pub(crate) fn loopback_group_with(adjust: impl Fn(&mut V4SocketConfig)) -> Vec<V4Socket> {
-    loopback::<V4>(adjust)
+pub(crate) fn loopback_group_with(adjust: impl Fn(&mut v4::SocketConfig)) -> Vec<v4::Socket> {
+    loopback::<v4::V4>(adjust)
 }
 
 /// [`loopback`] for IPv6 with `workers` sockets.
 pub(crate) fn loopback_group6(
     workers: usize,
-    adjust: impl Fn(&mut V6SocketConfig),
-) -> Vec<V6Socket> {
-    loopback::<V6>(|cfg| {
+    adjust: impl Fn(&mut v6::SocketConfig),
+) -> Vec<v6::Socket> {
+    loopback::<v6::V6>(|cfg| {
         cfg.workers = workers;
         adjust(cfg);
     })
@@ -118,13 +115,13 @@ pub(crate) fn recv_any_of<F: Family>(group: &[Socket<F>], buf: &mut [u8]) -> (us
 }
 
 /// [`recv_any_of`] for IPv4.
-pub(crate) fn recv_any(group: &[V4Socket], buf: &mut [u8]) -> (usize, RecvMeta) {
-    recv_any_of::<V4>(group, buf)
+pub(crate) fn recv_any(group: &[v4::Socket], buf: &mut [u8]) -> (usize, v4::RecvMeta) {
+    recv_any_of::<v4::V4>(group, buf)
 }
 
 /// [`recv_any_of`] for IPv6.
-pub(crate) fn recv_any6(group: &[V6Socket], buf: &mut [u8]) -> (usize, RecvMeta6) {
-    recv_any_of::<V6>(group, buf)
+pub(crate) fn recv_any6(group: &[v6::Socket], buf: &mut [u8]) -> (usize, v6::RecvMeta) {
+    recv_any_of::<v6::V6>(group, buf)
 }
 
 /// A new client on the family's loopback sends `payload` to `group`; returns the client, the

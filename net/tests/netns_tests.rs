@@ -4,11 +4,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
-use lessor_net::{
-    Error, Interface, SendMeta, V4Socket, V4SocketConfig, interface_index, interfaces,
-    open_v4_group, set_arp_entry,
-};
-use socket2::{Domain, Protocol, Socket, Type};
+use lessor_net::v4::{SendMeta, Socket, SocketConfig, open_group};
+use lessor_net::{Error, Interface, interface_index, interfaces, set_arp_entry};
+use socket2::{Domain, Protocol, Type};
 
 use crate::common::recv_any;
 use crate::netns::{Netns, veth_pair};
@@ -72,9 +70,9 @@ fn arp_entry_on_veth_reads_back() {
         );
 
         // Replacing through a worker socket (the hot-path variant) overwrites the entry.
-        let group = open_v4_group(&V4SocketConfig {
+        let group = open_group(&SocketConfig {
             port: 6767,
-            ..V4SocketConfig::default()
+            ..SocketConfig::default()
         })
         .expect("open group");
         group[0]
@@ -121,9 +119,9 @@ fn link(tag: &str, client_arp: bool) -> Link {
 }
 
 /// The server's worker group: every interface (no SO_BINDTODEVICE), the DHCP server port.
-fn server_group(link: &Link) -> Vec<V4Socket> {
+fn server_group(link: &Link) -> Vec<Socket> {
     link.server.run(|| {
-        open_v4_group(&V4SocketConfig {
+        open_group(&SocketConfig {
             bind: Ipv4Addr::UNSPECIFIED,
             port: 67,
             device: None,
@@ -139,7 +137,8 @@ fn server_group(link: &Link) -> Vec<V4Socket> {
 /// bound to `v1` as DHCP clients do (there is no route for 255.255.255.255 otherwise).
 fn client_socket(link: &Link) -> UdpSocket {
     link.client.run(|| {
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+        let s =
+            socket2::Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
         s.set_broadcast(true).expect("SO_BROADCAST");
         s.bind_device(Some(b"v1")).expect("SO_BINDTODEVICE v1");
         s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into())

@@ -4,7 +4,7 @@
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 
-use lessor_net::{Error, V4, V6, open_group};
+use lessor_net::{Error, open_group, v4, v6};
 
 use crate::common::{Family, assert_names_missing_device};
 
@@ -22,8 +22,8 @@ fn missing_device<F: Family>() {
 
 #[test]
 fn missing_device_is_named_in_the_error() {
-    missing_device::<V4>();
-    missing_device::<V6>();
+    missing_device::<v4::V4>();
+    missing_device::<v6::V6>();
 }
 
 /// A port held by a plain socket outside the group: the group's bind fails with `AddrInUse`.
@@ -39,6 +39,6 @@ fn port_held_outside_the_group<F: Family>() {
 
 #[test]
 fn port_held_outside_the_group_is_addr_in_use() {
-    port_held_outside_the_group::<V4>();
-    port_held_outside_the_group::<V6>();
+    port_held_outside_the_group::<v4::V4>();
+    port_held_outside_the_group::<v6::V6>();
 }

@@ -6,16 +6,15 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-use lessor_net::{
-    RecvBatch, STEER_OFFSET, V4Socket, V4SocketConfig, attach_steering, open_v4_group, steer_index,
-};
+use lessor_net::v4::{RecvBatch, Socket, SocketConfig, open_group};
+use lessor_net::{STEER_OFFSET, attach_steering, steer_index};
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::common::{client, loopback_group_with};
 use crate::netns::Netns;
 
 /// A group of `n` on 127.0.0.1 with room for a test's worth of queued datagrams.
-fn group(n: usize) -> Vec<V4Socket> {
+fn group(n: usize) -> Vec<Socket> {
     loopback_group_with(|cfg| {
         cfg.workers = n;
         cfg.recv_buffer = Some(1 << 20);
@@ -24,7 +23,7 @@ fn group(n: usize) -> Vec<V4Socket> {
 
 /// Attach an arbitrary classic BPF program to the group of `sock`, as `attach_steering` does
 /// with its own.
-fn attach_program(sock: &V4Socket, program: &mut [libc::sock_filter]) {
+fn attach_program(sock: &Socket, program: &mut [libc::sock_filter]) {
     let fprog = libc::sock_fprog {
         len: program.len() as libc::c_ushort,
         filter: program.as_mut_ptr(),
@@ -44,7 +43,7 @@ fn insn(code: u32, k: u32) -> libc::sock_filter {
 /// Everything the group receives until `want` datagrams have arrived (or about 10 s passed),
 /// then whatever else arrives within a short grace period (to catch duplicates): the socket
 /// index and the payload of each.
-fn drain(group: &[V4Socket], want: usize) -> Vec<(usize, Vec<u8>)> {
+fn drain(group: &[Socket], want: usize) -> Vec<(usize, Vec<u8>)> {
     let mut batch = RecvBatch::new(64, 2048).expect("batch");
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -205,11 +204,11 @@ fn attach_steering_needs_a_group() {
 fn broadcast_reaches_every_socket_of_a_steered_group() {
     let ns = Netns::new("steer-bcast");
     ns.run(|| {
-        let group = open_v4_group(&V4SocketConfig {
+        let group = open_group(&SocketConfig {
             bind: Ipv4Addr::UNSPECIFIED,
             port: 67,
             workers: 4,
-            ..V4SocketConfig::default()
+            ..SocketConfig::default()
         })
         .expect("open group");
         attach_steering(&group).expect("attach_steering");

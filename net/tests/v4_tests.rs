@@ -3,7 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use lessor_net::{Error, SendMeta, interface_index};
+use lessor_net::v4::SendMeta;
+use lessor_net::{Error, interface_index};
 
 use crate::common::{
     client, expect_replies, loopback_group, loopback_group_with, recv_any, request_into, v4,

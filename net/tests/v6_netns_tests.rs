@@ -2,21 +2,22 @@
 //! link sends from its link-local address to ff02::1:2 port 547, every socket of the server's
 //! group receives it with the multicast destination and the arrival interface, and a reply
 //! sent to the client's link-local address (with its scope id) arrives from the source address
-//! `SendMeta6` asked for. Needs root and iproute2; fails saying so without them.
+//! `SendMeta` asked for. Needs root and iproute2; fails saying so without them.
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lessor_net::{
-    ALL_DHCP_RELAY_AGENTS_AND_SERVERS, RecvBatch6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig,
-    interface_index, open_v6_group,
+use lessor_net::interface_index;
+use lessor_net::v6::{
+    ALL_DHCP_RELAY_AGENTS_AND_SERVERS, RecvBatch, SendBatch, SendMeta, Socket, SocketConfig,
+    open_group,
 };
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, Type};
 
 use crate::netns::{Netns, veth_pair};
 
-/// A unique-local address on the server's interface, to prove that `SendMeta6::src` is used (a
+/// A unique-local address on the server's interface, to prove that `SendMeta::src` is used (a
 /// reply to a link-local address would otherwise come from the link-local address).
 const SERVER_ULA: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 1);
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
@@ -106,12 +107,12 @@ fn link6(tag: &str) -> Link6 {
 }
 
 /// The server's group: `[::]:547`, two workers, ff02::1:2 joined on `v0`.
-fn server_group(link: &Link6) -> Vec<V6Socket> {
+fn server_group(link: &Link6) -> Vec<Socket> {
     let group = link.server.run(|| {
-        open_v6_group(&V6SocketConfig {
+        open_group(&SocketConfig {
             multicast_ifindexes: vec![link.v0],
             workers: 2,
-            ..V6SocketConfig::default()
+            ..SocketConfig::default()
         })
         .expect("open server group")
     });
@@ -125,7 +126,8 @@ fn server_group(link: &Link6) -> Vec<V6Socket> {
 /// A DHCPv6 client's socket: its link-local address on `v1`, port 546.
 fn client_socket(link: &Link6) -> UdpSocket {
     link.client.run(|| {
-        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+        let s =
+            socket2::Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
         s.bind(&SocketAddrV6::new(link.client_ll, 546, 0, link.v1).into())
             .expect("bind client to its link-local address");
         s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -169,7 +171,7 @@ fn multicast_request_reaches_every_socket_and_link_local_reply_reaches_the_clien
 
     // RFC 8415 §18.3.10: unicast to the client's link-local source, through the arrival
     // interface, here from the server's link-local address.
-    let reply = SendMeta6 {
+    let reply = SendMeta {
         dst: meta.src,
         src: Some(link.server_ll),
         ifindex: Some(meta.ifindex),
@@ -183,9 +185,9 @@ fn multicast_request_reaches_every_socket_and_link_local_reply_reaches_the_clien
         SocketAddrV6::new(link.server_ll, 547, 0, link.v1).into()
     );
 
-    // The source comes from SendMeta6 (the kernel alone would pick the link-local address for
+    // The source comes from SendMeta (the kernel alone would pick the link-local address for
     // a link-local destination); the scope id alone picks the interface.
-    let from_ula = SendMeta6 {
+    let from_ula = SendMeta {
         dst: meta.src,
         src: Some(SERVER_ULA),
         ifindex: None,
@@ -197,14 +199,14 @@ fn multicast_request_reaches_every_socket_and_link_local_reply_reaches_the_clien
     assert_eq!(&got[..n], b"reply");
     assert_eq!(from, SocketAddrV6::new(SERVER_ULA, 547, 0, 0).into());
 
-    // The same through the batches: a multicast request in a RecvBatch6, two replies in one
+    // The same through the batches: a multicast request in a RecvBatch, two replies in one
     // sendmmsg.
     cli.send_to(
         b"request",
         on_link(&link, ALL_DHCP_RELAY_AGENTS_AND_SERVERS),
     )
     .expect("client sends to ff02::1:2");
-    let mut rx = RecvBatch6::new(8, 1500).expect("recv batch");
+    let mut rx = RecvBatch::new(8, 1500).expect("recv batch");
     for (k, s) in group.iter().enumerate() {
         assert_eq!(
             s.recv_batch(&mut rx, true).expect("recv_batch"),
@@ -217,7 +219,7 @@ fn multicast_request_reaches_every_socket_and_link_local_reply_reaches_the_clien
         assert_eq!(meta.ifindex, link.v0);
         assert_eq!(meta.src, client_seen_by_server);
     }
-    let mut tx = SendBatch6::new(8, 1500).expect("send batch");
+    let mut tx = SendBatch::new(8, 1500).expect("send batch");
     assert!(tx.push(b"reply 1", &reply));
     assert!(tx.push(b"reply 2", &from_ula));
     let report = group[0].send_batch(&mut tx).expect("send_batch");
@@ -233,7 +235,7 @@ fn multicast_request_reaches_every_socket_and_link_local_reply_reaches_the_clien
 
     // A link-local destination whose scope id contradicts the interface asked for is refused,
     // not sent out of either.
-    let contradiction = SendMeta6 {
+    let contradiction = SendMeta {
         ifindex: Some(1), // lo
         ..reply
     };
@@ -253,7 +255,8 @@ fn group_hears_only_the_dhcp_multicast_group() {
     let link = link6("mcall6");
     let group = server_group(&link);
     let witness = link.server.run(|| {
-        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+        let s =
+            socket2::Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
         s.set_only_v6(true).expect("V6ONLY");
         // SO_REUSEADDR on both sides lets it share [::]:547 with the group without joining
         // the SO_REUSEPORT group.

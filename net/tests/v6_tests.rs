@@ -7,17 +7,15 @@ use std::io::ErrorKind;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::time::Duration;
 
-use lessor_net::{
-    Error, RecvBatch6, SendBatch6, SendMeta6, V6Socket, V6SocketConfig, attach_steering6,
-    interface_index, open_v6_group, steer_index6,
-};
+use lessor_net::v6::{RecvBatch, SendBatch, SendMeta, Socket, SocketConfig, open_group};
+use lessor_net::{Error, attach_steering6, interface_index, steer_index6};
 
 use crate::alloc_tests::{allocations, four_replies_sent_without_allocating};
 use crate::common::{
     assert_unknown_interface, client6, expect_replies, loopback_group6, recv_any6, request_into, v6,
 };
 
-fn one_socket() -> (V6Socket, SocketAddrV6) {
+fn one_socket() -> (Socket, SocketAddrV6) {
     let sock = loopback_group6(1, |_| {}).pop().expect("one socket");
     let addr = sock.local_addr().expect("local_addr");
     (sock, addr)
@@ -43,7 +41,7 @@ fn roundtrip(device: Option<&str>) {
     group[k]
         .send(
             b"advertise",
-            &SendMeta6 {
+            &SendMeta {
                 dst: meta.src,
                 src: Some(meta.dst),
                 ifindex: Some(meta.ifindex),
@@ -100,10 +98,10 @@ fn v6_group_on_any_leaves_the_ipv4_port_alone() {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         let port = holder.local_addr().expect("holder addr").port();
-        let group = match open_v6_group(&V6SocketConfig {
+        let group = match open_group(&SocketConfig {
             port,
             workers: 2,
-            ..V6SocketConfig::default()
+            ..SocketConfig::default()
         }) {
             Ok(group) => group,
             // Someone else's IPv6 socket may hold this port number: try another. Without
@@ -139,14 +137,14 @@ fn send_meta_reaches_the_kernel() {
         (None, Some(0)),
         (None, None),
     ] {
-        let meta = SendMeta6 { dst, src, ifindex };
+        let meta = SendMeta { dst, src, ifindex };
         sock.send(b"reply", &meta).expect("send");
         let (n, from) = cli.recv_from(&mut got).expect("client receives");
         assert_eq!(&got[..n], b"reply");
         assert_eq!(v6(from), server, "{meta:?}");
     }
 
-    let not_ours = SendMeta6 {
+    let not_ours = SendMeta {
         dst,
         src: Some("2001:db8::1".parse().expect("addr")),
         ifindex: None,
@@ -161,7 +159,7 @@ fn send_meta_reaches_the_kernel() {
         Some(libc::EINVAL)
     );
 
-    let no_such_interface = SendMeta6 {
+    let no_such_interface = SendMeta {
         dst,
         src: None,
         ifindex: Some(999_999),
@@ -182,7 +180,7 @@ fn send_meta_reaches_the_kernel() {
         Some(libc::ENODEV)
     );
 
-    let huge = SendMeta6 {
+    let huge = SendMeta {
         dst,
         src: None,
         ifindex: Some(u32::MAX),
@@ -225,8 +223,8 @@ fn recv_timeout_try_recv_and_oversized_datagrams() {
     assert_eq!(sock.missing_pktinfo_drops(), 0);
 }
 
-/// Many datagrams in, many replies out: `recvmmsg` into a `RecvBatch6`, each with its
-/// metadata; `sendmmsg` from a `SendBatch6`, each reply to its own client, with and without
+/// Many datagrams in, many replies out: `recvmmsg` into a `RecvBatch`, each with its
+/// metadata; `sendmmsg` from a `SendBatch`, each reply to its own client, with and without
 /// packet info.
 #[test]
 fn batch_round_trip_of_many_datagrams() {
@@ -240,8 +238,8 @@ fn batch_round_trip_of_many_datagrams() {
         .iter()
         .map(|c| v6(c.local_addr().expect("client addr")))
         .collect();
-    let mut rx = RecvBatch6::new(32, 1500).expect("recv batch");
-    let mut tx = SendBatch6::new(32, 1500).expect("send batch");
+    let mut rx = RecvBatch::new(32, 1500).expect("recv batch");
+    let mut tx = SendBatch::new(32, 1500).expect("send batch");
     assert_eq!((rx.capacity(), rx.buf_size(), rx.len()), (32, 1500, 0));
     assert_eq!((tx.capacity(), tx.buf_size(), tx.len()), (32, 1500, 0));
 
@@ -267,7 +265,7 @@ fn batch_round_trip_of_many_datagrams() {
             assert_eq!(meta.src, addrs[i], "{text}");
             assert_eq!(meta.dst, Ipv6Addr::LOCALHOST);
             assert_eq!(meta.ifindex, lo());
-            let reply = SendMeta6 {
+            let reply = SendMeta {
                 dst: meta.src,
                 src: i.is_multiple_of(2).then_some(meta.dst),
                 ifindex: i.is_multiple_of(3).then_some(meta.ifindex),
@@ -315,7 +313,7 @@ fn recv_batch6_drops_and_counts_oversized_datagrams() {
     cli.send_to(&[7u8; 16], server).expect("send"); // exactly the buffer: fits
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let mut batch = RecvBatch6::new(8, 16).expect("batch");
+    let mut batch = RecvBatch::new(8, 16).expect("batch");
     let mut got = Vec::new();
     while got.len() < 2 {
         assert!(sock.recv_batch(&mut batch, true).expect("recv_batch") > 0);
@@ -331,27 +329,27 @@ fn send_batch6_skips_refused_replies_and_sends_the_rest() {
     let (sock, server) = one_socket();
     let cli = client6();
     let dst = v6(cli.local_addr().expect("client addr"));
-    let plain = SendMeta6 {
+    let plain = SendMeta {
         dst,
         src: None,
         ifindex: None,
     };
-    let no_such_interface = SendMeta6 {
+    let no_such_interface = SendMeta {
         ifindex: Some(999_999),
         ..plain
     };
-    let not_ours = SendMeta6 {
+    let not_ours = SendMeta {
         src: Some("2001:db8::1".parse().expect("addr")),
         ..plain
     };
-    let mut batch = SendBatch6::new(8, 64).expect("batch");
+    let mut batch = SendBatch::new(8, 64).expect("batch");
     assert!(batch.push(b"first", &plain));
     assert!(batch.push(b"no route", &no_such_interface));
     assert!(batch.push(b"second", &plain));
     assert!(batch.push(b"not our address", &not_ours));
     assert!(batch.push(b"third", &plain));
     assert!(!batch.push(&[0u8; 65], &plain), "longer than a slot");
-    let huge = SendMeta6 {
+    let huge = SendMeta {
         ifindex: Some(u32::MAX),
         ..plain
     };
@@ -375,17 +373,17 @@ fn v6_paths_do_not_allocate() {
     let lo = lo();
     let cli = client6();
     let cli_addr = v6(cli.local_addr().expect("client addr"));
-    let mut rx = RecvBatch6::new(16, 1500).expect("recv batch");
-    let mut tx = SendBatch6::new(16, 1500).expect("send batch");
+    let mut rx = RecvBatch::new(16, 1500).expect("recv batch");
+    let mut tx = SendBatch::new(16, 1500).expect("send batch");
     let mut buf = [0u8; 1500];
     let mut got = [0u8; 64];
     let metas = [
-        SendMeta6 {
+        SendMeta {
             dst: cli_addr,
             src: Some(Ipv6Addr::LOCALHOST),
             ifindex: Some(lo),
         },
-        SendMeta6 {
+        SendMeta {
             dst: cli_addr,
             src: None,
             ifindex: None,

@@ -4,10 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd};
 
-use lessor_net::{
-    RecvBatch, RecvBatch6, SendBatch, SendBatch6, SendMeta, SendMeta6, SendReport, V4Socket,
-    V4SocketConfig, V6Socket, V6SocketConfig,
-};
+use lessor_net::{SendReport, v4, v6};
 
 /// Socket buffers asked for (forced past rmem_max/wmem_max when running as root): a burst of
 /// datagrams must not overflow a receive queue.
@@ -46,64 +43,63 @@ pub(crate) trait BatchSocket: Send + Sized + 'static {
 /// of a reply to a datagram from `src`.
 macro_rules! batch_socket {
     (
-        $sock:ty, $ip:ty, $rx:ty, $tx:ty, $to:ty, $buf:expr,
-        open: $open:path, $config:ident,
+        $fam:ident, $ip:ty, $buf:expr,
         reply: |$src:ident| $reply:expr
     ) => {
-        impl BatchSocket for $sock {
+        impl BatchSocket for $fam::Socket {
             type Ip = $ip;
-            type Rx = $rx;
-            type Tx = $tx;
-            type To = $to;
+            type Rx = $fam::RecvBatch;
+            type Tx = $fam::SendBatch;
+            type To = $fam::SendMeta;
             const NULL_BUF: usize = $buf;
 
             fn open_group(bind: $ip, port: u16, workers: usize) -> lessor_net::Result<Vec<Self>> {
-                $open(&$config {
+                $fam::open_group(&$fam::SocketConfig {
                     bind,
                     port,
                     workers,
                     recv_buffer: Some(SOCKET_BUFFER),
                     send_buffer: Some(SOCKET_BUFFER),
-                    ..$config::default()
+                    ..$fam::SocketConfig::default()
                 })
             }
 
-            fn batches(n: usize, buf: usize) -> lessor_net::Result<($rx, $tx)> {
-                Ok((<$rx>::new(n, buf)?, <$tx>::new(n, buf)?))
+            fn batches(n: usize, buf: usize) -> lessor_net::Result<(Self::Rx, Self::Tx)> {
+                Ok(($fam::RecvBatch::new(n, buf)?, $fam::SendBatch::new(n, buf)?))
             }
 
             fn fd(&self) -> BorrowedFd<'_> {
                 self.as_fd()
             }
 
-            fn recv(&self, rx: &mut $rx, wait: bool) -> lessor_net::Result<usize> {
+            fn recv(&self, rx: &mut Self::Rx, wait: bool) -> lessor_net::Result<usize> {
                 self.recv_batch(rx, wait)
             }
 
-            fn datagram(rx: &$rx, i: usize) -> &[u8] {
+            fn datagram(rx: &Self::Rx, i: usize) -> &[u8] {
                 rx.get(i).0
             }
 
-            fn received(rx: &$rx) -> impl Iterator<Item = (&[u8], $to)> {
+            fn received(rx: &Self::Rx) -> impl Iterator<Item = (&[u8], Self::To)> {
                 rx.iter().map(|(data, meta)| {
                     let $src = meta.src;
                     (data, $reply)
                 })
             }
 
-            fn push(tx: &mut $tx, datagram: &[u8], to: &$to) -> bool {
+            fn push(tx: &mut Self::Tx, datagram: &[u8], to: &Self::To) -> bool {
                 tx.push(datagram, to)
             }
 
-            fn capacity(tx: &$tx) -> usize {
+            fn capacity(tx: &Self::Tx) -> usize {
                 tx.capacity()
             }
 
-            fn is_empty(tx: &$tx) -> bool {
+            fn is_empty(tx: &Self::Tx) -> bool {
                 tx.is_empty()
             }
 
-            fn send(&self, tx: &mut $tx) -> lessor_net::Result<SendReport> {
+            fn send(&self, tx: &mut Self::Tx) -> lessor_net::Result<SendReport> {
                 self.send_batch(tx)
             }
         }
@@ -112,14 +108,12 @@ macro_rules! batch_socket {
 
 // Any DHCPv4 request on Ethernet fits.
 batch_socket!(
-    V4Socket, Ipv4Addr, RecvBatch, SendBatch, SendMeta, 1500,
-    open: lessor_net::open_v4_group, V4SocketConfig,
-    reply: |src| SendMeta { dst: src, ifindex: 0, src: None }
+    v4, Ipv4Addr, 1500,
+    reply: |src| v4::SendMeta { dst: src, ifindex: 0, src: None }
 );
 
 // A relayed request with several levels fits.
 batch_socket!(
-    V6Socket, Ipv6Addr, RecvBatch6, SendBatch6, SendMeta6, 2048,
-    open: lessor_net::open_v6_group, V6SocketConfig,
-    reply: |src| SendMeta6 { dst: src, src: None, ifindex: None }
+    v6, Ipv6Addr, 2048,
+    reply: |src| v6::SendMeta { dst: src, src: None, ifindex: None }
 );

@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use anyhow::Context;
-use lessor_net::V4Socket;
+use lessor_net::v4::Socket;
 
 use crate::batch_socket::BatchSocket;
 use crate::null_common::{self, NullRunArgs};
@@ -38,7 +38,7 @@ pub(crate) struct NullArgs {
 /// Runs the responder; with `--duration`, prints a JSON report on stdout at the end.
 pub(crate) fn run(a: &NullArgs) -> anyhow::Result<()> {
     a.run.check()?;
-    let socks = V4Socket::open_group(a.bind, a.port, a.run.workers)
+    let socks = Socket::open_group(a.bind, a.port, a.run.workers)
         .with_context(|| format!("listening on {}", SocketAddr::new(a.bind.into(), a.port)))?;
     // Like lessor: the kernel hands client n's requests to worker n % workers.
     lessor_net::attach_steering(&socks).context("attaching the steering program")?;

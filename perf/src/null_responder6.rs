@@ -13,7 +13,7 @@
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use anyhow::{Context, ensure};
-use lessor_net::V6Socket;
+use lessor_net::v6::Socket;
 
 use crate::batch_socket::BatchSocket;
 use crate::null_common::{self, NullRunArgs};
@@ -87,7 +87,7 @@ pub(crate) fn run(a: &NullArgs6) -> anyhow::Result<()> {
         valid: a.valid,
         rapid_commit: !a.no_rapid_commit,
     };
-    let socks = V6Socket::open_group(a.bind, a.port, a.run.workers)
+    let socks = Socket::open_group(a.bind, a.port, a.run.workers)
         .with_context(|| format!("listening on {}", SocketAddr::new(a.bind.into(), a.port)))?;
     // Like lessor: the kernel hands each client's requests to the worker of its DUID.
     lessor_net::attach_steering6(&socks).context("attaching the DHCPv6 steering program")?;

@@ -14,7 +14,6 @@ use lessor_server::lease_record::{LeaseKey, LeaseRecord};
 use lessor_server::now;
 use lessor_server::replay::restore_into;
 use lessor_server::state_dir::{journal_dir, lock_state_dir};
-use lessor_server::v4::V4Context;
 use serde::Serialize;
 
 use crate::mem::{self, Rss};
@@ -51,7 +50,7 @@ impl Target {
 /// The engine the server builds for `config`: no interfaces (they only pick subnets for
 /// directly connected clients, which replay does not need).
 fn engine_for(config: &Config, workers: usize) -> anyhow::Result<Engine> {
-    let ctx = V4Context::new(config, &[]);
+    let ctx = lessor_server::v4::Context::new(config, &[]);
     Engine::new(ctx.engine_config(workers)).context("building the lease engine")
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::thread;
 
 use lessor_journal::{Health, Journal, ReplayReport};
-use lessor_net::{Interface, V4SocketConfig, V6SocketConfig};
+use lessor_net::Interface;
 
 use crate::config::Config;
 use crate::control::{Control, Live, Parts};
@@ -21,8 +21,8 @@ use crate::lease_record::LeaseRecord;
 use crate::replay::replay_journal;
 use crate::state_dir::lock_state_dir;
 use crate::stats::{self, WorkerStats};
-use crate::v4::{InterfaceInfo, V4Context};
-use crate::v6::{self, V6Context};
+use crate::v4::{self, InterfaceInfo};
+use crate::v6;
 use crate::worker::v4::V4;
 use crate::worker::v6::{Assignments6, V6};
 use crate::worker::{self, Family, Shared};
@@ -113,7 +113,7 @@ impl Server {
                 addrs: i.v4.iter().map(|(a, _)| *a).collect(),
             })
             .collect();
-        let ctx = Arc::new(V4Context::new(config, &infos));
+        let ctx = Arc::new(v4::Context::new(config, &infos));
         let engine = Arc::new(
             lessor_engine::v4::Engine::new(ctx.engine_config(workers)).map_err(|e| {
                 Error::Engine {
@@ -328,7 +328,7 @@ fn build_v6(config: &Config, chosen: &[Interface], workers: usize) -> Result<V6P
         what: "loading",
         source: e.into(),
     })?;
-    let ctx = V6Context::new(config, &duid, &infos6, Arc::new(table));
+    let ctx = v6::Context::new(config, &duid, &infos6, Arc::new(table));
     let engine =
         lessor_engine::v6::Engine::new(ctx.engine_config(workers)).map_err(|e| Error::Engine {
             family: "DHCPv6 ",
@@ -347,13 +347,13 @@ fn start_v4(
     bind: &Bind,
     shared: &Shared,
     journal: &Journal<LeaseRecord>,
-    ctx: &Arc<V4Context>,
+    ctx: &Arc<v4::Context>,
     engine: &Arc<lessor_engine::v4::Engine>,
     names: Arc<Vec<(u32, String)>>,
     handles: &mut Vec<thread::JoinHandle<()>>,
 ) -> Result<(Arc<[WorkerStats]>, Vec<String>)> {
     let addr = bind.addr(Ipv4Addr::LOCALHOST, Ipv4Addr::UNSPECIFIED);
-    let sockets = lessor_net::open_v4_group(&V4SocketConfig {
+    let sockets = lessor_net::v4::open_group(&lessor_net::v4::SocketConfig {
         bind: addr,
         port: config.port,
         device: bind.device.clone(),
@@ -399,7 +399,7 @@ fn start_v6(
         .filter(|i| !i.is_loopback)
         .map(|i| i.index)
         .collect();
-    let sockets = lessor_net::open_v6_group(&V6SocketConfig {
+    let sockets = lessor_net::v6::open_group(&lessor_net::v6::SocketConfig {
         bind: addr,
         port: config.v6.port,
         device: bind.device.clone(),

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use clap::ValueEnum;
-use lessor_net::{SendMeta, V4Socket};
+use lessor_net::v4::{SendMeta, Socket};
 use serde::Serialize;
 
 use crate::load::{
@@ -385,7 +385,7 @@ impl Exchange for Dora {
     type Phase = Phase4;
     type Counters = Counters;
     type Hists = Hists;
-    type Sock = V4Socket;
+    type Sock = Socket;
     const FIRST: Phase4 = Phase4::Discovering;
 
     fn on_reply(x: &mut Ex<Dora>, s: &mut Slots4, i: usize, now: u64) -> anyhow::Result<()> {

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::ValueEnum;
-use lessor_net::{SendMeta6, V6Socket};
+use lessor_net::v6::{SendMeta, Socket};
 use serde::Serialize;
 
 use crate::load::{
@@ -663,7 +663,7 @@ impl Exchange for Sarr {
     type Phase = Phase6;
     type Counters = Counters;
     type Hists = Hists;
-    type Sock = V6Socket;
+    type Sock = Socket;
     const FIRST: Phase6 = Phase6::Soliciting;
 
     fn on_reply(x: &mut Ex<Sarr>, s: &mut Slots6, i: usize, now: u64) -> anyhow::Result<()> {
@@ -906,7 +906,7 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         subscriber_id,
         owners,
     };
-    let to = SendMeta6 {
+    let to = SendMeta {
         dst: server,
         src: None,
         ifindex: None,

@@ -7,8 +7,6 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
-/// The former name of [`Context`], kept for callers not yet moved to `v4::Context`.
-pub use context::Context as V4Context;
 pub use context::{Context, InterfaceInfo};
 pub use handler::{
     Arrival, CLIENT_PORT, Destination, NoReply, Outcome, Reply, SERVER_PORT, Scratch, client_key,

@@ -15,8 +15,6 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
-/// The former name of [`Context`], kept for callers not yet moved to `v6::Context`.
-pub use context::Context as V6Context;
 pub use context::{Context, InterfaceInfo};
 pub use duid::{DUID_FILE, duid_llt, duid_uuid, format_duid, load_or_create_duid, server_duid};
 pub use handler::{

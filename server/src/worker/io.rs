@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lessor_journal::{Doorbell, Ticket};
-use lessor_net::{RecvBatch, RecvMeta, SendBatch, SendMeta, V4Socket};
+use lessor_net::{v4, v6};
 use nix::poll::{PollFd, PollFlags, poll};
 
 use crate::stats::WorkerStats;
@@ -94,13 +94,19 @@ macro_rules! worker_socket {
     };
 }
 
-worker_socket!(V4Socket, RecvBatch, SendBatch, RecvMeta, SendMeta);
 worker_socket!(
-    lessor_net::V6Socket,
-    lessor_net::RecvBatch6,
-    lessor_net::SendBatch6,
-    lessor_net::RecvMeta6,
-    lessor_net::SendMeta6
+    v4::Socket,
+    v4::RecvBatch,
+    v4::SendBatch,
+    v4::RecvMeta,
+    v4::SendMeta
+);
+worker_socket!(
+    v6::Socket,
+    v6::RecvBatch,
+    v6::SendBatch,
+    v6::RecvMeta,
+    v6::SendMeta
 );
 
 /// Sets the receive timeout a worker's blocking receives use: [`IDLE_POLL`].
@@ -234,7 +240,7 @@ mod tests {
 
     use lessor_journal::testing::FaultyFs;
     use lessor_journal::{Journal, Options, Ticket};
-    use lessor_net::{RecvBatch, V4SocketConfig};
+    use lessor_net::v4;
 
     use super::{Received, receive};
     use crate::lease_record::{LeaseKey, LeaseRecord};
@@ -272,15 +278,15 @@ mod tests {
             .and_then(|s| s.local_addr())
             .unwrap()
             .port();
-        let socket = lessor_net::open_v4_group(&V4SocketConfig {
+        let socket = v4::open_group(&v4::SocketConfig {
             bind: Ipv4Addr::LOCALHOST,
             port,
-            ..V4SocketConfig::default()
+            ..v4::SocketConfig::default()
         })
         .unwrap()
         .remove(0);
         super::set_idle_timeout(&socket, 0);
-        let mut rx = RecvBatch::new(4, super::RECV_BUF).unwrap();
+        let mut rx = v4::RecvBatch::new(4, super::RECV_BUF).unwrap();
 
         // The writer stalls on the segment: the ticket cannot become durable yet.
         fs.block_writes(".log");

@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use lessor_engine::Time;
 use lessor_engine::v4::{Engine, LeaseEvent};
-use lessor_net::{RecvMeta, SendMeta, V4Socket};
+use lessor_net::v4::{RecvMeta, SendMeta, Socket};
 
 use super::{Datagram, Family, Handled, Output, RECLAIM_BUDGET, Steered};
 use crate::stats::WorkerStats;
-use crate::v4::{self, Arrival, Destination, Outcome, ReplyKind, V4Context};
+use crate::v4::{self, Arrival, Destination, Outcome, ReplyKind};
 
 /// A DHCPv4 worker's view of the server.
 #[derive(Debug)]
 pub(crate) struct V4 {
-    pub(crate) ctx: Arc<V4Context>,
+    pub(crate) ctx: Arc<v4::Context>,
     pub(crate) engine: Arc<Engine>,
     /// Index and name of each served interface, for ARP entries.
     pub(crate) names: Arc<Vec<(u32, String)>>,
@@ -24,7 +24,7 @@ pub(crate) struct V4 {
 impl Family for V4 {
     const NAME: &'static str = "DHCPv4";
     const TAG: &'static str = "v4";
-    type Socket = V4Socket;
+    type Socket = Socket;
     type Event = LeaseEvent;
     type To = (Destination, Ipv4Addr, ReplyKind);
 
@@ -75,7 +75,7 @@ impl Family for V4 {
 
     /// A unicast to a client that has no address yet needs an ARP entry first; without one
     /// (no privilege, unknown interface) the reply is broadcast.
-    fn route(&self, socket: &V4Socket, &(dst, src, _): &Self::To) -> SendMeta {
+    fn route(&self, socket: &Socket, &(dst, src, _): &Self::To) -> SendMeta {
         let src = (!src.is_unspecified() && !src.is_broadcast()).then_some(src);
         match dst {
             Destination::Unicast(to) => SendMeta {

@@ -10,7 +10,7 @@
 //! Multicast (clients on a served link) reaches every socket of the group; only the owner's
 //! worker answers it, so each request gets one reply.
 //!
-//! The static assignments behind [`V6Context`] can be reloaded while workers run
+//! The static assignments behind [`v6::Context`] can be reloaded while workers run
 //! ([`Assignments6`]): a worker picks the new table up between two batches, so every packet
 //! is answered from one table or the other, whole, and nothing is dropped.
 
@@ -19,22 +19,22 @@ use std::sync::{Arc, Mutex};
 
 use lessor_engine::Time;
 use lessor_engine::v6::{Engine, LeaseEvent};
-use lessor_net::{RecvMeta6, SendMeta6, V6Socket};
+use lessor_net::v6::{RecvMeta, SendMeta, Socket};
 
 use super::{Datagram, Family, Handled, Output, RECLAIM_BUDGET, Steered};
 use crate::stats::WorkerStats;
-use crate::v6::{self, Arrival, NoReply, Outcome, ReplyKind, V6Context};
+use crate::v6::{self, Arrival, NoReply, Outcome, ReplyKind};
 
 /// The DHCPv6 context the workers read, swappable while they run (SIGHUP reloads the
 /// assignments file into a new one).
 #[derive(Debug)]
 pub(crate) struct Assignments6 {
     generation: AtomicU64,
-    current: Mutex<Arc<V6Context>>,
+    current: Mutex<Arc<v6::Context>>,
 }
 
 impl Assignments6 {
-    pub(crate) fn new(ctx: V6Context) -> Self {
+    pub(crate) fn new(ctx: v6::Context) -> Self {
         Assignments6 {
             generation: AtomicU64::new(0),
             current: Mutex::new(Arc::new(ctx)),
@@ -42,12 +42,12 @@ impl Assignments6 {
     }
 
     /// The context in use.
-    pub(crate) fn current(&self) -> Arc<V6Context> {
+    pub(crate) fn current(&self) -> Arc<v6::Context> {
         Arc::clone(&self.current.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Makes `ctx` the context every worker uses from its next batch on.
-    pub(crate) fn replace(&self, ctx: V6Context) {
+    pub(crate) fn replace(&self, ctx: v6::Context) {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(ctx);
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -64,7 +64,7 @@ pub(crate) struct V6 {
     pub(crate) engine: Arc<Engine>,
     assignments: Arc<Assignments6>,
     /// The context in use, and the [`Assignments6::generation`] it came from.
-    ctx: Arc<V6Context>,
+    ctx: Arc<v6::Context>,
     generation: u64,
 }
 
@@ -82,9 +82,9 @@ impl V6 {
 impl Family for V6 {
     const NAME: &'static str = "DHCPv6";
     const TAG: &'static str = "v6";
-    type Socket = V6Socket;
+    type Socket = Socket;
     type Event = LeaseEvent;
-    type To = (SendMeta6, ReplyKind);
+    type To = (SendMeta, ReplyKind);
 
     fn between_batches(&mut self) {
         if self.assignments.generation() != self.generation {
@@ -97,7 +97,7 @@ impl Family for V6 {
         self.engine.reclaim(shard, now, RECLAIM_BUDGET, events);
     }
 
-    fn steer(&self, data: &[u8], meta: &RecvMeta6, k: usize, workers: usize) -> Steered {
+    fn steer(&self, data: &[u8], meta: &RecvMeta, k: usize, workers: usize) -> Steered {
         if workers <= 1 {
             return Steered::Mine;
         }
@@ -131,7 +131,7 @@ impl Family for V6 {
                 if reply.no_subnet {
                     out.stats.no_reply_label(NoReply::NoSubnet.label());
                 }
-                let send = SendMeta6 {
+                let send = SendMeta {
                     dst: reply.dst,
                     src: reply.src,
                     ifindex: (reply.ifindex != 0).then_some(reply.ifindex),
@@ -145,7 +145,7 @@ impl Family for V6 {
         }
     }
 
-    fn route(&self, _socket: &V6Socket, &(meta, _): &Self::To) -> SendMeta6 {
+    fn route(&self, _socket: &Socket, &(meta, _): &Self::To) -> SendMeta {
         meta
     }
 
