@@ -15,6 +15,7 @@
 
 use crate::common::{Avail, Sharded};
 use crate::lease::{LeaseState, Time};
+use crate::pools::table;
 
 /// Expired records an operation reclaims on its way in: keeps expiry moving even if the
 /// caller's `reclaim` timer lags, at a bounded cost.
@@ -48,11 +49,11 @@ pub(crate) struct Tried {
 /// An address (as its `u32`) or a v6 resource, of `O`'s shard.
 type Res<O> = <<O as Offer>::Shard as Sharded>::Res;
 /// Where an address sits in `O`'s pools.
-type Place<O> = <<O as Offer>::Shard as Sharded>::Place;
+type Place<O> = table::Place<<O as Offer>::Pool, <O as Offer>::Off>;
 
 /// One request, with its family's shard and pools, as the choice sees it.
 pub(crate) trait Offer {
-    type Shard: Sharded;
+    type Shard: Sharded<Place = table::Place<Self::Pool, Self::Off>>;
     type Pool: Copy;
     type Off: Copy;
     /// What the request returns.
@@ -65,8 +66,6 @@ pub(crate) trait Offer {
     /// The candidate pools, in order of preference.
     fn pools(&self) -> &[Self::Pool];
     fn place(&self, res: Res<Self>) -> Place<Self>;
-    /// The pool and offset of a dynamic place; `None` for a fixed one.
-    fn dynamic(place: Place<Self>) -> Option<(Self::Pool, Self::Off)>;
     /// Whether `place` is in a pool the client may have an address of.
     fn in_candidates(&self, place: Place<Self>) -> bool;
 
@@ -104,9 +103,9 @@ pub(crate) fn step<O: Offer>(o: &O, g: &mut O::Shard, now: Time, tried: &Tried) 
         let avail = match o.availability(g, reserved, place, now) {
             // Only a fixed address can be taken back; a dynamic one (a reservation the
             // server forgot to exclude) follows the ownership rules like any other.
-            Avail::HeldByOther if O::dynamic(place).is_none() => Avail::Free,
+            Avail::HeldByOther if place.dynamic().is_none() => Avail::Free,
             Avail::Elsewhere if !tried.reserved => {
-                if let Some((pool, off)) = O::dynamic(place) {
+                if let Some((pool, off)) = place.dynamic() {
                     return Step::Fetch {
                         pool,
                         off,
@@ -144,7 +143,7 @@ pub(crate) fn step<O: Offer>(o: &O, g: &mut O::Shard, now: Time, tried: &Tried) 
             let avail = o.availability(g, requested, place, now);
             if avail == Avail::Elsewhere
                 && !tried.requested
-                && let Some((pool, off)) = O::dynamic(place)
+                && let Some((pool, off)) = place.dynamic()
             {
                 return Step::Fetch {
                     pool,

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use crate::choose;
 use crate::common::{Avail, Give};
-use crate::engine_core::{Core, Family, Ops, Sealed};
+use crate::engine_core::{Core, Ops, family};
 use crate::error::{AllocError, BindError, Result};
 use crate::ident::ClientKey;
 use crate::lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseState, LeaseView, Time};
@@ -46,59 +46,25 @@ pub struct BindRequest<'a> {
     pub info: LeaseInfo<'a>,
 }
 
-/// Usage of one pool across all shards. `free + offered + bound + declined == total`
-/// (Released and Expired addresses are free).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolStats {
-    /// The pool.
-    pub pool: PoolId,
-    /// Dynamic addresses: the range minus excluded addresses.
-    pub total: u64,
-    /// Free in some shard (including Released/Expired ones remembered for a client).
-    pub free: u64,
-    /// Held by an OFFER.
-    pub offered: u64,
-    /// Bound.
-    pub bound: u64,
-    /// Quarantined after a DECLINE.
-    pub declined: u64,
-}
+/// Usage of one IPv4 pool, counted in `u64`: a [`PoolStats`](crate::engine_core::PoolStats).
+pub type PoolStats = crate::engine_core::PoolStats<PoolId, u64>;
 
 /// In-memory DHCPv4 lease state, sharded across worker cores: see [`Core`].
 pub type Engine = Core<V4>;
 
-/// The DHCPv4 [`Family`]: IPv4 addresses, keyed by client key.
-#[derive(Debug)]
-pub enum V4 {}
-
-impl Sealed for V4 {}
-
-impl Family for V4 {
-    type Key = ClientKey;
-    type Addr = Ipv4Addr;
-    const NAME: &'static str = "Engine";
-    type Lease = Lease;
-    type Event = LeaseEvent;
-    type View = LeaseView;
-    type BindError = BindError;
-    type Stats = PoolStats;
+family! {
+    /// The DHCPv4 [`Family`](crate::engine_core::Family): IPv4 addresses, keyed by client key.
+    V4 { key: ClientKey, addr: Ipv4Addr, count: u64 }
 }
 
 impl Ops for V4 {
     type Shard = Shard;
     type Pools = Pools;
-    type Pool = PoolId;
     type Off = u32;
     type Lent = roaring::RoaringBitmap;
 
     fn pools_len(pools: &Pools) -> usize {
         pools.len()
-    }
-    fn dynamic(place: Place) -> Option<(PoolId, u32)> {
-        match place {
-            Place::Dynamic { pool, off } => Some((pool, off)),
-            Place::Fixed { .. } => None,
-        }
     }
     fn pending(g: &mut Shard) -> &mut Vec<LeaseEvent> {
         &mut g.pending
@@ -143,18 +109,8 @@ impl Ops for V4 {
     fn sort_key(lease: &Lease) -> Ipv4Addr {
         lease.address
     }
-    fn stats(pools: &Pools) -> Vec<PoolStats> {
-        pools
-            .iter()
-            .map(|(pool, layout)| PoolStats {
-                pool,
-                total: layout.total,
-                free: 0,
-                offered: 0,
-                bound: 0,
-                declined: 0,
-            })
-            .collect()
+    fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u64)> {
+        pools.iter().map(|(pool, layout)| (pool, layout.total))
     }
     fn add_stats(g: &Shard, stats: &mut [PoolStats]) {
         for (i, stat) in stats.iter_mut().enumerate() {
@@ -314,9 +270,6 @@ impl choose::Offer for Offering<'_, '_> {
     }
     fn place(&self, addr: u32) -> Place {
         self.engine.pools.place(addr)
-    }
-    fn dynamic(place: Place) -> Option<(PoolId, u32)> {
-        <V4 as Ops>::dynamic(place)
     }
     fn in_candidates(&self, place: Place) -> bool {
         matches!(place, Place::Dynamic { pool, .. } if self.req.pools.contains(&pool))

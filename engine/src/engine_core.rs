@@ -14,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Step, Tried};
 use crate::common::{self, Avail, Give, Sharded};
 use crate::lease::Time;
+use crate::pools::table;
 
 /// Most free addresses (resources) one borrow takes from a sibling.
 const BORROW_CHUNK: u64 = 64;
@@ -55,24 +56,66 @@ pub trait Family: Sealed {
     type View;
     /// Why a bind or a restore was refused.
     type BindError;
-    /// One pool's usage.
-    type Stats;
+    /// A pool's number in the configuration.
+    type Pool: Copy;
+    /// A count of a pool's addresses: `u64` for v4, `u128` for v6 (a /64 has 2^64).
+    type Count: Copy + Default;
 }
+
+/// Usage of one pool across all shards, for either family. `free + offered + bound +
+/// declined == total` (Released and Expired addresses or resources are free).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats<P, N> {
+    /// The pool.
+    pub pool: P,
+    /// Dynamic addresses (resources): the range minus excluded ones.
+    pub total: N,
+    /// Free in some shard (including Released/Expired ones remembered for a client).
+    pub free: N,
+    /// Held by an offer (v6: an advertise).
+    pub offered: u64,
+    /// Bound.
+    pub bound: u64,
+    /// Quarantined after a DECLINE.
+    pub declined: u64,
+}
+
+/// Declares a family's marker type and its [`Family`] impl, over the names its module
+/// defines alike (`Lease`, `LeaseEvent`, `LeaseView`, `BindError`, `PoolId`).
+macro_rules! family {
+    ($(#[$doc:meta])* $fam:ident { key: $key:ty, addr: $addr:ty, count: $count:ty }) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub enum $fam {}
+
+        impl $crate::engine_core::Sealed for $fam {}
+
+        impl $crate::engine_core::Family for $fam {
+            const NAME: &'static str = "Engine";
+            type Key = $key;
+            type Addr = $addr;
+            type Lease = Lease;
+            type Event = LeaseEvent;
+            type View = LeaseView;
+            type BindError = BindError;
+            type Pool = PoolId;
+            type Count = $count;
+        }
+    };
+}
+pub(crate) use family;
 
 /// The rest of a [`Family`], inside the crate: its shards and pools, and the shard-side
 /// steps the shared code takes on them.
 pub(crate) trait Ops: Family + Sized {
-    type Shard: Sharded<Lease = Self::Lease>;
+    type Shard: Sharded<Lease = Self::Lease, Place = table::Place<Self::Pool, Self::Off>>;
     type Pools;
-    type Pool: Copy;
     /// An offset in a pool.
     type Off: Copy;
     /// Free addresses a shard lends a sibling in one go.
     type Lent;
 
     fn pools_len(pools: &Self::Pools) -> usize;
-    /// The pool and offset of a dynamic place; `None` for a fixed one.
-    fn dynamic(place: <Self::Shard as Sharded>::Place) -> Option<(Self::Pool, Self::Off)>;
 
     /// What a shard does after every call that may have changed it (v6 trims remembered
     /// records).
@@ -116,10 +159,10 @@ pub(crate) trait Ops: Family + Sized {
     /// What [`Core::leases`] sorts by: the record's address.
     fn sort_key(lease: &Self::Lease) -> Self::Addr;
 
-    /// Every pool's stats, counting nothing yet.
-    fn stats(pools: &Self::Pools) -> Vec<Self::Stats>;
+    /// Every pool and its number of dynamic addresses, in configuration order.
+    fn totals(pools: &Self::Pools) -> impl Iterator<Item = (Self::Pool, Self::Count)>;
     /// Adds one shard's free and held counts to `stats`.
-    fn add_stats(g: &Self::Shard, stats: &mut [Self::Stats]);
+    fn add_stats(g: &Self::Shard, stats: &mut [PoolStats<Self::Pool, Self::Count>]);
 }
 
 /// The in-memory lease state of one family, sharded across worker cores.
@@ -312,7 +355,7 @@ impl<F: Ops> Core<F> {
             let avail = avail(&mut g);
             if avail == Avail::Elsewhere && fetched.is_none() {
                 drop(g);
-                fetched = Some(match F::dynamic(place) {
+                fetched = Some(match place.dynamic() {
                     Some((pool, off)) => self.fetch(shard, pool, off, now),
                     None => Give::NotHere,
                 });
@@ -422,8 +465,17 @@ impl<F: Ops> Core<F> {
     }
 
     /// Usage of every pool, in configuration order.
-    pub fn stats(&self) -> Vec<F::Stats> {
-        let mut stats = F::stats(&self.pools);
+    pub fn stats(&self) -> Vec<PoolStats<F::Pool, F::Count>> {
+        let mut stats: Vec<_> = F::totals(&self.pools)
+            .map(|(pool, total)| PoolStats {
+                pool,
+                total,
+                free: F::Count::default(),
+                offered: 0,
+                bound: 0,
+                declined: 0,
+            })
+            .collect();
         for shard in 0..self.shards.len() {
             F::add_stats(&self.lock(shard), &mut stats);
         }

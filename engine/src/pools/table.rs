@@ -43,6 +43,14 @@ pub(crate) enum Place<I, O> {
 }
 
 impl<I: Copy, O> Place<I, O> {
+    /// The pool and offset of a dynamic place; `None` for a fixed one.
+    pub(crate) fn dynamic(self) -> Option<(I, O)> {
+        match self {
+            Place::Dynamic { pool, off } => Some((pool, off)),
+            Place::Fixed { .. } => None,
+        }
+    }
+
     pub(crate) fn pool(self) -> Option<I> {
         match self {
             Place::Dynamic { pool, .. } => Some(pool),

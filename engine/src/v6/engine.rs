@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use crate::choose;
-use crate::engine_core::{Core, Family, Ops, Sealed};
+use crate::engine_core::{Core, Ops, family};
 use crate::lease::{EventKind, LeaseState, Time};
 
 use super::error::{BindError, ConfigError};
@@ -48,23 +48,8 @@ pub struct BindRequest<'a> {
     pub valid: u32,
 }
 
-/// Usage of one pool across all shards. `free + offered + bound + declined == total`
-/// (Released and Expired resources are free).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolStats {
-    /// The pool.
-    pub pool: PoolId,
-    /// Dynamic resources: the range minus excluded ones (a /64 of addresses has 2^64).
-    pub total: u128,
-    /// Free in some shard (including Released/Expired ones remembered for an IA).
-    pub free: u128,
-    /// Held by an ADVERTISE.
-    pub offered: u64,
-    /// Bound.
-    pub bound: u64,
-    /// Quarantined after a DECLINE.
-    pub declined: u64,
-}
+/// Usage of one IA_NA or IA_PD pool, counted in `u128` (a /64 has 2^64 addresses).
+pub type PoolStats = crate::engine_core::PoolStats<PoolId, u128>;
 
 /// Knobs the tests turn: which pools are dense, how many remembered records a pool keeps.
 #[derive(Clone, Copy, Debug)]
@@ -86,38 +71,19 @@ impl Default for Tuning {
 /// see [`Core`]. Worker `k` serves the IAs whose DUID it owns ([`Engine::owner`]).
 pub type Engine = Core<V6>;
 
-/// The DHCPv6 [`Family`]: IA_NA addresses and IA_PD prefixes, keyed by IA.
-#[derive(Debug)]
-pub enum V6 {}
-
-impl Sealed for V6 {}
-
-impl Family for V6 {
-    type Key = IaKey;
-    type Addr = Resource;
-    const NAME: &'static str = "Engine";
-    type Lease = Lease;
-    type Event = LeaseEvent;
-    type View = LeaseView;
-    type BindError = BindError;
-    type Stats = PoolStats;
+family! {
+    /// The DHCPv6 [`Family`](crate::engine_core::Family): IA_NA addresses and IA_PD prefixes, keyed by IA.
+    V6 { key: IaKey, addr: Resource, count: u128 }
 }
 
 impl Ops for V6 {
     type Shard = Shard;
     type Pools = Pools;
-    type Pool = PoolId;
     type Off = u128;
     type Lent = super::space::Lent;
 
     fn pools_len(pools: &Pools) -> usize {
         pools.len()
-    }
-    fn dynamic(place: Place) -> Option<(PoolId, u128)> {
-        match place {
-            Place::Dynamic { pool, off } => Some((pool, off)),
-            Place::Fixed { .. } => None,
-        }
     }
     fn settle(g: &mut Shard) {
         g.settle();
@@ -156,18 +122,8 @@ impl Ops for V6 {
     fn sort_key(lease: &Lease) -> Resource {
         lease.resource
     }
-    fn stats(pools: &Pools) -> Vec<PoolStats> {
-        pools
-            .iter()
-            .map(|(pool, layout)| PoolStats {
-                pool,
-                total: layout.total,
-                free: 0,
-                offered: 0,
-                bound: 0,
-                declined: 0,
-            })
-            .collect()
+    fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u128)> {
+        pools.iter().map(|(pool, layout)| (pool, layout.total))
     }
     fn add_stats(g: &Shard, stats: &mut [PoolStats]) {
         for (stat, part) in stats.iter_mut().zip(g.parts.iter()) {
@@ -345,9 +301,6 @@ impl choose::Offer for Soliciting<'_, '_> {
     }
     fn place(&self, res: Resource) -> Place {
         self.engine.pools.place(res)
-    }
-    fn dynamic(place: Place) -> Option<(PoolId, u128)> {
-        <V6 as Ops>::dynamic(place)
     }
     fn in_candidates(&self, place: Place) -> bool {
         matches!(place, Place::Dynamic { pool, .. }

@@ -4,52 +4,28 @@ use std::net::Ipv6Addr;
 
 use super::pools::PoolId;
 
-/// Why an [`EngineConfig`](super::EngineConfig) was refused by
-/// [`Engine::new`](super::Engine::new).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// `shards` was zero: the engine needs at least one shard.
-    #[error("the engine needs at least one shard")]
-    NoShards,
-    /// An IA_NA pool's first address is after its last address.
-    #[error("pool {pool}: first address {first} is after last address {last}")]
-    PoolRange {
-        /// The pool at fault.
-        pool: PoolId,
-        /// Its first address.
-        first: Ipv6Addr,
-        /// Its last address.
-        last: Ipv6Addr,
-    },
-    /// An IA_PD pool's lengths are not `prefix_len <= delegated_len <= 128`, or its prefix
-    /// has bits set beyond `prefix_len`.
-    #[error("pool {pool}: {prefix}/{prefix_len} cannot be delegated in /{delegated_len}s")]
-    PoolPrefix {
-        /// The pool at fault.
-        pool: PoolId,
-        /// Its prefix.
-        prefix: Ipv6Addr,
-        /// Its prefix length.
-        prefix_len: u8,
-        /// Its delegated length.
-        delegated_len: u8,
-    },
-    /// A pool of 2^128 resources (the whole address space as one range): offsets would not
-    /// fit.
-    #[error("pool {0} has 2^128 resources")]
-    PoolTooLarge(PoolId),
-    /// Two pools share at least one address.
-    #[error("pools {first} and {second} overlap")]
-    PoolsOverlap {
-        /// The lower-numbered pool.
-        first: PoolId,
-        /// The higher-numbered pool.
-        second: PoolId,
-    },
-    /// More pools than a [`PoolId`] can number.
-    #[error("{0} pools is more than a pool id can number")]
-    TooManyPools(usize),
+crate::error::config_error! {
+    /// Why an [`EngineConfig`](super::EngineConfig) was refused by
+    /// [`Engine::new`](super::Engine::new). `PoolRange` is about an IA_NA pool.
+    pool: PoolId, addr: Ipv6Addr, {
+        /// An IA_PD pool's lengths are not `prefix_len <= delegated_len <= 128`, or its prefix
+        /// has bits set beyond `prefix_len`.
+        #[error("pool {pool}: {prefix}/{prefix_len} cannot be delegated in /{delegated_len}s")]
+        PoolPrefix {
+            /// The pool at fault.
+            pool: PoolId,
+            /// Its prefix.
+            prefix: Ipv6Addr,
+            /// Its prefix length.
+            prefix_len: u8,
+            /// Its delegated length.
+            delegated_len: u8,
+        },
+        /// A pool of 2^128 resources (the whole address space as one range): offsets would not
+        /// fit.
+        #[error("pool {0} has 2^128 resources")]
+        PoolTooLarge(PoolId),
+    }
 }
 
 /// Why [`Engine::bind`](super::Engine::bind) (or a restore) refused a resource.
