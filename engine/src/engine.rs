@@ -112,6 +112,10 @@ impl Ops for V4 {
     fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u64)> {
         pools.iter().map(|(pool, layout)| (pool, layout.total))
     }
+    #[cfg(test)]
+    fn trace(g: &mut Shard) -> &mut crate::common::Trace<Ipv4Addr> {
+        &mut g.trace
+    }
     fn add_stats(g: &Shard, stats: &mut [PoolStats]) {
         for (i, stat) in stats.iter_mut().enumerate() {
             let counts = g.counts[i];
@@ -153,7 +157,7 @@ impl Engine {
                 .collect(),
         };
         #[cfg(test)]
-        crate::common::share_trace(&engine.shards, |g| &mut g.trace);
+        engine.share_trace();
         Ok(engine)
     }
 
@@ -296,22 +300,6 @@ impl choose::Offer for Offering<'_, '_> {
 
 #[cfg(test)]
 impl Engine {
-    pub(crate) fn pools(&self) -> &Pools {
-        &self.pools
-    }
-
-    /// Every event of every shard as it was made: `(address, version)` in the real order of
-    /// the changes (each is logged under its shard's lock), which hand-out order is not.
-    pub(crate) fn trace(&self) -> Vec<(Ipv4Addr, u64)> {
-        self.lock(0).trace.lock().unwrap().clone()
-    }
-
-    /// Checks the rule replay rests on: for every address, the versions of its events
-    /// strictly increase in the real order of the changes. Returns how many events it saw.
-    pub(crate) fn check_causality(&self) -> usize {
-        crate::testkit::check_causality(&self.trace())
-    }
-
     /// Checks every bookkeeping rule across all shards; panics on the first broken one.
     pub(crate) fn check_invariants(&self) {
         use crate::shard::{Counts, is_held};

@@ -161,6 +161,9 @@ pub(crate) trait Ops: Family + Sized {
 
     /// Every pool and its number of dynamic addresses, in configuration order.
     fn totals(pools: &Self::Pools) -> impl Iterator<Item = (Self::Pool, Self::Count)>;
+    /// The shard's [`Trace`](common::Trace) of every event as it is made.
+    #[cfg(test)]
+    fn trace(g: &mut Self::Shard) -> &mut common::Trace<Self::Addr>;
     /// Adds one shard's free and held counts to `stats`.
     fn add_stats(g: &Self::Shard, stats: &mut [PoolStats<Self::Pool, Self::Count>]);
 }
@@ -480,6 +483,34 @@ impl<F: Ops> Core<F> {
             F::add_stats(&self.lock(shard), &mut stats);
         }
         stats
+    }
+}
+
+#[cfg(test)]
+#[allow(private_bounds)]
+impl<F: Ops> Core<F> {
+    pub(crate) fn pools(&self) -> &F::Pools {
+        &self.pools
+    }
+
+    /// Gives every shard the same trace; each family's `new` calls it last.
+    pub(crate) fn share_trace(&self) {
+        common::share_trace(&self.shards, F::trace);
+    }
+
+    /// Every event of every shard as it was made: `(address, version)` in the real order of
+    /// the changes (each is logged under its shard's lock), which hand-out order is not.
+    pub(crate) fn trace(&self) -> Vec<(F::Addr, u64)> {
+        F::trace(&mut self.lock(0)).lock().unwrap().clone()
+    }
+
+    /// Checks the rule replay rests on: for every address, the versions of its events
+    /// strictly increase in the real order of the changes. Returns how many events it saw.
+    pub(crate) fn check_causality(&self) -> usize
+    where
+        F::Addr: std::hash::Hash + fmt::Display,
+    {
+        crate::testkit::check_causality(&self.trace())
     }
 }
 

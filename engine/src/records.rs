@@ -131,16 +131,7 @@ slot_impl! {
 
     /// `layout` holds the first address of each pool, for the offsets of dynamic addresses.
     fn place(&self, firsts: &Box<[u32]>) -> Place {
-        match self.flags & KIND_MASK {
-            KIND_DYNAMIC => Place::Dynamic {
-                pool: PoolId(self.pool),
-                off: self.addr - firsts[self.pool as usize],
-            },
-            KIND_FIXED_IN_POOL => Place::Fixed {
-                pool: Some(PoolId(self.pool)),
-            },
-            _ => Place::Fixed { pool: None },
-        }
+        self.place_with(|| self.addr - firsts[self.pool as usize])
     }
 
     fn key<'a>(&'a self, arena: &'a Arena) -> &'a [u8] {

@@ -187,8 +187,9 @@ impl<const N: usize> InlineKey<N> {
 }
 
 /// Writes what both families' [`Slot`] impls share, given slots with the fields `flags`,
-/// `extra`, `state`, `starts`, `expires`, `version` and `pool`: an inherent `set_place` and
-/// the trait's field accessors; `$items` are the family's own items of the trait.
+/// `extra`, `state`, `starts`, `expires`, `version` and `pool`: the inherent `set_place` and
+/// its inverse `place_with`, and the trait's field accessors; `$items` are the family's own
+/// items of the trait.
 macro_rules! slot_impl {
     ($slot:ident; $($items:item)*) => {
         impl $slot {
@@ -200,6 +201,22 @@ macro_rules! slot_impl {
                 };
                 self.flags = (self.flags & !KIND_MASK) | kind;
                 self.pool = pool;
+            }
+
+            /// The place [`set_place`](Self::set_place) stored; `off` gives a dynamic one's
+            /// offset in its pool.
+            fn place_with<O>(&self, off: impl FnOnce() -> O) -> $crate::pools::table::Place<PoolId, O> {
+                use $crate::pools::table::Place;
+                match self.flags & KIND_MASK {
+                    KIND_DYNAMIC => Place::Dynamic {
+                        pool: PoolId(self.pool),
+                        off: off(),
+                    },
+                    KIND_FIXED_IN_POOL => Place::Fixed {
+                        pool: Some(PoolId(self.pool)),
+                    },
+                    _ => Place::Fixed { pool: None },
+                }
             }
         }
 

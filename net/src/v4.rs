@@ -70,7 +70,7 @@ socket_config! {
         /// Address to bind: 0.0.0.0 to hear broadcasts, or a specific address such as 127.0.0.1.
         bind: Ipv4Addr = Ipv4Addr::UNSPECIFIED,
         /// UDP port (67 for a DHCPv4 server). Must not be 0: a group needs one known port.
-        port: u16 = 67,
+        port: u16 = crate::wire::v4::SERVER_PORT,
     }
     /// The DHCPv4 server port on every interface, one worker, system buffer sizes.
     default;

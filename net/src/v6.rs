@@ -112,7 +112,7 @@ socket_config! {
         /// address such as ::1 (test mode; no multicast arrives then).
         bind: Ipv6Addr = Ipv6Addr::UNSPECIFIED,
         /// UDP port (547 for a DHCPv6 server). Must not be 0: a group needs one known port.
-        port: u16 = 547,
+        port: u16 = crate::wire::v6::SERVER_PORT,
     }
     then {
         /// Indexes of the interfaces on which every socket joins

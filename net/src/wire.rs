@@ -12,6 +12,11 @@ pub type Rest = core::ops::RangeFrom<usize>;
 
 /// DHCPv4 (BOOTP) wire layout.
 pub mod v4 {
+    /// The DHCP server port (RFC 2131 §4.1).
+    pub const SERVER_PORT: u16 = 67;
+    /// The DHCP client port (RFC 2131 §4.1).
+    pub const CLIENT_PORT: u16 = 68;
+
     /// The fixed BOOTP header (RFC 2131 Figure 1) and the options that follow the magic cookie.
     pub mod field {
         use crate::wire::{Field, Rest};
@@ -53,6 +58,11 @@ pub mod v4 {
 
 /// DHCPv6 wire layout (RFC 8415 §8, §9, §21.1).
 pub mod v6 {
+    /// The DHCPv6 server and relay port (RFC 8415 §7.2).
+    pub const SERVER_PORT: u16 = 547;
+    /// The DHCPv6 client port (RFC 8415 §7.2).
+    pub const CLIENT_PORT: u16 = 546;
+
     /// The client/server message header, the relay message header and the option header.
     pub mod field {
         use crate::wire::{Field, Rest};

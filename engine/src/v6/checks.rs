@@ -1,5 +1,4 @@
-//! Test-only: every bookkeeping rule of the v6 engine, checked across all shards, and the
-//! causality log.
+//! Test-only: every bookkeeping rule of the v6 engine, checked across all shards.
 
 use std::collections::HashSet;
 
@@ -9,28 +8,12 @@ use crate::lease::LeaseState;
 use crate::slots::Slot as _;
 
 use super::engine::Engine;
-use super::key::{IaKey, Resource};
-use super::pools::{Place, Pools};
+use super::key::IaKey;
+use super::pools::Place;
 use super::shard::{Counts, is_held};
 use super::space::Space;
 
 impl Engine {
-    pub(crate) fn pools(&self) -> &Pools {
-        &self.pools
-    }
-
-    /// Every event of every shard as it was made: `(resource, version)` in the real order of
-    /// the changes.
-    pub(crate) fn trace(&self) -> Vec<(Resource, u64)> {
-        self.lock(0).trace.lock().unwrap().clone()
-    }
-
-    /// For every resource, the versions of its events strictly increase in the real order of
-    /// the changes. Returns how many events it saw.
-    pub(crate) fn check_causality(&self) -> usize {
-        crate::testkit::check_causality(&self.trace())
-    }
-
     /// Checks every bookkeeping rule across all shards; panics on the first broken one.
     pub(crate) fn check_invariants(&self) {
         let pools = &self.pools;

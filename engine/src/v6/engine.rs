@@ -125,6 +125,10 @@ impl Ops for V6 {
     fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u128)> {
         pools.iter().map(|(pool, layout)| (pool, layout.total))
     }
+    #[cfg(test)]
+    fn trace(g: &mut Shard) -> &mut crate::common::Trace<Resource> {
+        &mut g.trace
+    }
     fn add_stats(g: &Shard, stats: &mut [PoolStats]) {
         for (stat, part) in stats.iter_mut().zip(g.parts.iter()) {
             stat.free += part.free_len();
@@ -172,7 +176,7 @@ impl Engine {
             shards,
         };
         #[cfg(test)]
-        crate::common::share_trace(&engine.shards, |g| &mut g.trace);
+        engine.share_trace();
         Ok(engine)
     }
 

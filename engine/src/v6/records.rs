@@ -149,19 +149,10 @@ slot_impl! {
 
     /// `layout` holds `(first, shift)` of each pool, for the offsets of dynamic resources.
     fn place(&self, layout: &Box<[(u128, u32)]>) -> Place {
-        match self.flags & KIND_MASK {
-            KIND_DYNAMIC => {
-                let (first, shift) = layout[self.pool as usize];
-                Place::Dynamic {
-                    pool: PoolId(self.pool),
-                    off: (u128::from(self.resource().addr) - first) >> shift,
-                }
-            }
-            KIND_FIXED_IN_POOL => Place::Fixed {
-                pool: Some(PoolId(self.pool)),
-            },
-            _ => Place::Fixed { pool: None },
-        }
+        self.place_with(|| {
+            let (first, shift) = layout[self.pool as usize];
+            (u128::from(self.resource().addr) - first) >> shift
+        })
     }
 
     fn key<'a>(&'a self, arena: &'a Arena) -> &'a [u8] {

@@ -12,10 +12,7 @@ use super::packet::{self, Kind, Malformed, Request};
 use super::reply::{Encoder, ReplyKind};
 use crate::config::{BootFields, OptionSet};
 
-/// The DHCP server port (RFC 2131 §4.1).
-pub const SERVER_PORT: u16 = 67;
-/// The DHCP client port (RFC 2131 §4.1).
-pub const CLIENT_PORT: u16 = 68;
+pub use lessor_net::wire::v4::{CLIENT_PORT, SERVER_PORT};
 
 /// How a request reached the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,10 +10,7 @@ use super::context::{Context, Static, Tables};
 use super::packet::{self, Kind, Malformed, Request, opt};
 use super::reply::{Encoder, ReplyKind, Status};
 
-/// The DHCPv6 server and relay port (RFC 8415 §7.2).
-pub const SERVER_PORT: u16 = 547;
-/// The DHCPv6 client port (RFC 8415 §7.2).
-pub const CLIENT_PORT: u16 = 546;
+pub use lessor_net::wire::v6::{CLIENT_PORT, SERVER_PORT};
 
 /// How a datagram reached the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
