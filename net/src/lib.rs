@@ -4,14 +4,14 @@
 //! Each family has its module with the same names for the same things, [`v4`] and [`v6`]. It
 //! opens one `SO_REUSEPORT` group of IPv4 UDP sockets, one socket per worker
 //! ([`v4::open_group`]), and can have the kernel steer each datagram to the worker that owns its
-//! client with a classic BPF program on the group ([`attach_steering`], [`steer_index`]). It
+//! client with a classic BPF program on the group ([`v4::attach_steering`], [`v4::steer_index`]). It
 //! receives datagrams together with where they arrived (`IP_PKTINFO`: interface, local address,
 //! header destination; [`v4::RecvMeta`]) and sends replies out of a chosen interface from a
 //! chosen source address ([`v4::SendMeta`]), one at a time or many per system call
 //! ([`v4::RecvBatch`], [`v4::SendBatch`]: `recvmmsg`, `sendmmsg`). [`v6`] does the same for
 //! IPv6 with `IPV6_PKTINFO`, where every socket of a group also joins the DHCPv6 multicast
 //! group ff02::1:2 on the interfaces it serves, and the steering program walks relay layers to
-//! the client's DUID ([`attach_steering6`], [`steer_index6`]). It lists the host's interfaces
+//! the client's DUID ([`v6::attach_steering`], [`v6::steer_index`]). It lists the host's interfaces
 //! ([`interfaces`]), installs ARP entries ([`set_arp_entry`]) so a reply can be unicast to a
 //! client that has no address yet, and pins worker threads to cores ([`pin_current_thread`]).
 //!
@@ -59,6 +59,3 @@ pub use error::{Error, Result};
 pub use family::Family;
 pub use iface::{Interface, interface_index, interfaces};
 pub use socket::{DEFAULT_READ_TIMEOUT, Socket, open_group};
-pub use steer::{
-    STEER_OFFSET, STEER6_STEPS, attach_steering, attach_steering6, steer_index, steer_index6,
-};

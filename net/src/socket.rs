@@ -1,8 +1,8 @@
 //! One UDP socket of a `SO_REUSEPORT` group, written once for both families.
 //!
 //! Each worker owns one socket of the group; the kernel spreads datagrams across the group by a
-//! hash of the 4-tuple, or by client with [`attach_steering`](crate::attach_steering) and
-//! [`attach_steering6`](crate::attach_steering6). Sockets block with a short receive timeout
+//! hash of the 4-tuple, or by client with [`v4::attach_steering`](crate::v4::attach_steering) and
+//! [`v6::attach_steering`](crate::v6::attach_steering). Sockets block with a short receive timeout
 //! rather than being nonblocking, so a worker needs no poller and still notices shutdown within
 //! [`DEFAULT_READ_TIMEOUT`]. Every socket asks for the family's packet-info control message
 //! (`IP_PKTINFO`, `IPV6_PKTINFO`): on receive it says where a datagram arrived, on send it pins

@@ -22,6 +22,7 @@ use crate::error::Result;
 use crate::family::Family;
 use crate::family::{family, socket_config};
 use crate::socket::setup_err;
+pub use crate::steer::v4::{STEER_OFFSET, attach_steering, steer_index};
 
 /// Where a datagram came from and how it arrived (from `IP_PKTINFO`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

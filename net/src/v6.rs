@@ -15,7 +15,7 @@
 //!
 //! Each worker owns one socket of the group, as for IPv4, and the kernel spreads *unicast*
 //! datagrams over the group by a hash of the 4-tuple, or by the client's DUID once
-//! [`attach_steering6`](crate::attach_steering6) put its program on the group. A *multicast* datagram skips that
+//! [`attach_steering`] put its program on the group. A *multicast* datagram skips that
 //! selection: like an IPv4 broadcast it is copied to every socket of the group that matches
 //! it, so every worker sees every request sent to ff02::1:2. Every socket joins the group (on
 //! each interface of [`SocketConfig::multicast_ifindexes`]), so that the group keeps working
@@ -52,6 +52,7 @@ use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::family::{family, socket_config};
 use crate::socket::setup_err;
+pub use crate::steer::v6::{STEER_STEPS, attach_steering, steer_index};
 
 /// All_DHCP_Relay_Agents_and_Servers, ff02::1:2 (RFC 8415 §7.1): where clients on the link send
 /// every request.

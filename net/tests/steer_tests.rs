@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-use lessor_net::v4::{RecvBatch, Socket, SocketConfig, open_group};
-use lessor_net::{STEER_OFFSET, attach_steering, steer_index};
+use lessor_net::v4::{
+    RecvBatch, STEER_OFFSET, Socket, SocketConfig, attach_steering, open_group, steer_index,
+};
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::common::{client, loopback_group_with};

@@ -7,8 +7,10 @@ use std::io::ErrorKind;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::time::Duration;
 
-use lessor_net::v6::{RecvBatch, SendBatch, SendMeta, Socket, SocketConfig, open_group};
-use lessor_net::{Error, attach_steering6, interface_index, steer_index6};
+use lessor_net::v6::{
+    RecvBatch, SendBatch, SendMeta, Socket, SocketConfig, attach_steering, open_group, steer_index,
+};
+use lessor_net::{Error, interface_index};
 
 use crate::alloc_tests::{allocations, four_replies_sent_without_allocating};
 use crate::common::{
@@ -458,13 +460,13 @@ fn solicit_id(p: &[u8]) -> u32 {
 }
 
 /// One relay, one 4-tuple: without a program the kernel puts every datagram on one socket.
-/// With [`attach_steering6`] each lands on the socket [`steer_index6`] names for its DUID, and
+/// With [`attach_steering`] each lands on the socket [`steer_index`] names for its DUID, and
 /// the datagrams without one still arrive, once each, where the 4-tuple hash puts them.
 #[test]
 fn v6_steering_spreads_one_relay_by_duid() {
     const N: usize = 4;
     let group = loopback_group6(N, |cfg| cfg.recv_buffer = Some(1 << 20));
-    attach_steering6(&group).expect("attach_steering6");
+    attach_steering(&group).expect("attach_steering");
     let server = group[0].local_addr().expect("local_addr");
     let relay = client6();
     let mut seed = 0x2545_f491_u32;
@@ -491,7 +493,7 @@ fn v6_steering_spreads_one_relay_by_duid() {
                     Some(p),
                     "datagram {id} arrived once, intact"
                 );
-                match steer_index6(p, N) {
+                match steer_index(p, N) {
                     Some(want) => assert_eq!(k, want, "datagram {id}"),
                     None => {
                         assert_eq!(id % 8, 7, "datagram {id} has a DUID to steer by");

@@ -41,7 +41,7 @@ pub(crate) fn run(a: &NullArgs) -> anyhow::Result<()> {
     let socks = Socket::open_group(a.bind, a.port, a.run.workers)
         .with_context(|| format!("listening on {}", SocketAddr::new(a.bind.into(), a.port)))?;
     // Like lessor: the kernel hands client n's requests to worker n % workers.
-    lessor_net::attach_steering(&socks).context("attaching the steering program")?;
+    lessor_net::v4::attach_steering(&socks).context("attaching the steering program")?;
     let responder = Responder {
         server_id: a.server_id,
         lease_time: a.lease_time,

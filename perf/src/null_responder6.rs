@@ -7,7 +7,7 @@
 //! each reply goes to the request's source address and port. Workers are one `SO_REUSEPORT`
 //! group, each pinned to a core and receiving and sending in batches (`recvmmsg`, `sendmmsg`),
 //! as in `null-responder`, and steered like lessor's: the group's classic BPF program hands
-//! each datagram to the worker of its client's DUID (`lessor_net::attach_steering6`), so one
+//! each datagram to the worker of its client's DUID (`lessor_net::v6::attach_steering`), so one
 //! relay's clients spread over the workers.
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -90,7 +90,7 @@ pub(crate) fn run(a: &NullArgs6) -> anyhow::Result<()> {
     let socks = Socket::open_group(a.bind, a.port, a.run.workers)
         .with_context(|| format!("listening on {}", SocketAddr::new(a.bind.into(), a.port)))?;
     // Like lessor: the kernel hands each client's requests to the worker of its DUID.
-    lessor_net::attach_steering6(&socks).context("attaching the DHCPv6 steering program")?;
+    lessor_net::v6::attach_steering(&socks).context("attaching the DHCPv6 steering program")?;
     null_common::run(
         &a.run,
         "null-responder6",

@@ -47,7 +47,7 @@ const OPT_END: u8 = 255;
 
 /// The hardware address of client `n` (`n < 2^24`): locally administered, unicast, and the
 /// client number big-endian in bytes 2..6. Bytes 2..6 are what the server's kernel steering
-/// reads (`lessor_net::STEER_OFFSET`), so client `n` lands on server worker `n % workers`; the
+/// reads (`lessor_net::v4::STEER_OFFSET`), so client `n` lands on server worker `n % workers`; the
 /// null responder derives yiaddr 10.b3.b4.b5 from the last three.
 pub(crate) fn mac(n: u32) -> [u8; 6] {
     let b = n.to_be_bytes();

@@ -368,7 +368,7 @@ fn start_v4(
     if shared.workers > 1 {
         // The kernel hands each datagram to the worker whose shard owns its client ("owner
         // answers"), so a worker rarely touches another shard.
-        lessor_net::attach_steering(&sockets)
+        lessor_net::v4::attach_steering(&sockets)
             .map_err(Error::net("attaching the steering program"))?;
     }
     let family = || V4 {
@@ -415,7 +415,7 @@ fn start_v6(
     if shared.workers > 1 {
         // By the client's DUID, through relay layers: one relay's clients spread over the
         // workers that own them instead of all landing on one by 4-tuple.
-        lessor_net::attach_steering6(&sockets)
+        lessor_net::v6::attach_steering(&sockets)
             .map_err(Error::net("attaching the DHCPv6 steering program"))?;
     }
     let family = || V6::new(Arc::clone(&v6.engine), Arc::clone(&v6.ctx));

@@ -1158,7 +1158,7 @@ fn owner_shard_follows_the_duid_through_relays() {
     );
 }
 
-/// The kernel's steering program (`lessor_net::attach_steering6`, mirrored by `steer_index6`)
+/// The kernel's steering program (`lessor_net::v6::attach_steering`, mirrored by `steer_index6`)
 /// picks the worker the server's own rule names, for clients sent direct and through relays
 /// that add options of their own, with any number of workers.
 #[test]
@@ -1172,7 +1172,7 @@ fn the_steering_program_picks_the_owner() {
             let twice = relay(&once, 1, a(RELAY_SRC), a("fe80::2"), &[option(37, &[0; 8])]);
             for p in [&m, &once, &twice] {
                 assert_eq!(
-                    lessor_net::steer_index6(p, workers),
+                    lessor_net::v6::steer_index(p, workers),
                     owner_shard(p, &engine),
                     "client {n}, {workers} workers"
                 );

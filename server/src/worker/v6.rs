@@ -2,7 +2,7 @@
 //!
 //! Steering: a DHCPv6 client is known by its DUID, which sits at no fixed offset (often inside
 //! relay layers). The group's classic BPF program walks the relay layers and options to it
-//! (`lessor_net::attach_steering6`) and hands the datagram to the worker of the shard that
+//! (`lessor_net::v6::attach_steering`) and hands the datagram to the worker of the shard that
 //! owns it ([`Engine::owner`]), so one relay's clients spread over the workers. A datagram
 //! the program cannot place goes where the kernel's 4-tuple hash puts it; that worker handles
 //! the client on its owner's shard anyway, under the shard's mutex (counted as
