@@ -15,6 +15,8 @@ use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Step, Tr
 use crate::common::{self, Avail, Give, Sharded};
 use crate::lease::Time;
 use crate::pools::table;
+pub use crate::replay::Restorer;
+use crate::replay::{BulkShard, Replayer};
 
 /// Most free addresses (resources) one borrow takes from a sibling.
 const BORROW_CHUNK: u64 = 64;
@@ -108,7 +110,8 @@ pub(crate) use family;
 /// The rest of a [`Family`], inside the crate: its shards and pools, and the shard-side
 /// steps the shared code takes on them.
 pub(crate) trait Ops: Family + Sized {
-    type Shard: Sharded<Lease = Self::Lease, Place = table::Place<Self::Pool, Self::Off>>;
+    type Shard: Sharded<Lease = Self::Lease, Place = table::Place<Self::Pool, Self::Off>>
+        + BulkShard<Pools = Self::Pools>;
     type Pools;
     /// An offset in a pool.
     type Off: Copy;
@@ -465,6 +468,68 @@ impl<F: Ops> Core<F> {
     /// Every lease record of every shard, sorted by address, for dumps and snapshots.
     pub fn leases(&self) -> Vec<F::Lease> {
         common::leases(&self.shards, F::sort_key)
+    }
+
+    /// Replay in bulk: a [`Restorer`] that takes the journal's records one by one with its
+    /// `add` (v4's [`add`](crate::v4::Restorer::add), v6's by IA and resource) and puts them
+    /// all in place at [`Restorer::finish`]. `expected` is how many records are coming (a
+    /// hint: room is reserved for them).
+    ///
+    /// The result is the one [`Core::restore`] gives for the same records in any order:
+    /// give it the journal's fold or a snapshot, one record per address. Of several records of
+    /// one address, the one with the highest version stays and the others are refused (or
+    /// replaced): the journal's own fold. A client keeps one current record per shard, its
+    /// binding if it has one, else its record with the highest version; quarantines that are
+    /// not current stay, other records that are not current are dropped and their addresses
+    /// are free. Each shard's clock ends at least at the highest version given to it, and at
+    /// least at the clock of every shard it took an address from.
+    ///
+    /// On a fresh engine (no records, every address still in the shard `new` gave it) it
+    /// does not look anything up per record: `add` appends the record to its shard, and
+    /// `finish` folds, moves addresses to the shards their records went to and indexes each
+    /// shard in one pass (v4 ordered by hash bucket, taking the claimed addresses out of the
+    /// free sets as one difference per shard and pool, on scoped threads in parallel). On an
+    /// engine that is not fresh, `add` does what [`Core::restore`] does.
+    ///
+    /// It locks every shard until `finish`, so every other call on the engine waits for it
+    /// (and one made by the thread that holds the restorer deadlocks): finish, then call
+    /// [`Core::advance_versions`] and serve. `finish` uses up to one thread per shard for a
+    /// moment (below 65536 records, none).
+    ///
+    /// ```
+    /// # use lessor_engine::v4::*;
+    /// # use std::net::Ipv4Addr;
+    /// # let cfg = || EngineConfig {
+    /// #     shards: 2,
+    /// #     pools: vec![PoolSpec {
+    /// #         first: Ipv4Addr::new(10, 0, 0, 10),
+    /// #         last: Ipv4Addr::new(10, 0, 0, 200),
+    /// #         excluded: vec![],
+    /// #     }],
+    /// #     offer_hold: 30,
+    /// #     decline_probation: 3600,
+    /// # };
+    /// # let running = Engine::new(cfg())?;
+    /// # let client = ClientKey::hardware(1, &[2, 0, 0, 0, 0, 1]);
+    /// # let info = LeaseInfo { hw: HwAddr::new(1, &[2, 0, 0, 0, 0, 1]).unwrap(), hostname: Some("pc") };
+    /// # let req = BindRequest { client: &client, address: Ipv4Addr::new(10, 0, 0, 10), pools: &[PoolId(0)], reserved: false, lease_time: 3600, info };
+    /// # running.bind(0, &req, 1_700_000_000, &mut Vec::new()).unwrap();
+    /// // What the journal's replay hands over: per address the newest record, and the shard
+    /// // each record's client is steered to.
+    /// let journal: Vec<(usize, Lease)> = running.leases().into_iter().map(|l| (0, l)).collect();
+    /// let engine = Engine::new(cfg())?;
+    /// let mut restorer = engine.restorer(journal.len());
+    /// for (shard, lease) in journal {
+    ///     restorer.add(shard, lease).unwrap();
+    /// }
+    /// let report = restorer.finish();
+    /// assert_eq!((report.records, report.refused), (1, 0));
+    /// engine.advance_versions(running.max_version());
+    /// assert_eq!(engine.leases(), running.leases());
+    /// # Ok::<(), lessor_engine::v4::ConfigError>(())
+    /// ```
+    pub fn restorer(&self, expected: usize) -> Restorer<'_, F> {
+        Restorer(Replayer::new(&self.pools, &self.shards, expected))
     }
 
     /// Usage of every pool, in configuration order.

@@ -9,7 +9,8 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::common;
-use crate::slots::{Records, Slot};
+use crate::ends::Ends;
+use crate::engine_core::Ops;
 
 /// What a restorer's `finish` reports ([`v4::Restorer`](crate::v4::Restorer),
 /// [`v6::Restorer`](crate::v6::Restorer)).
@@ -30,12 +31,12 @@ pub struct RestoreReport {
 }
 
 /// What the shared replay code needs of a family's shard.
-pub(crate) trait BulkShard: Sized {
+pub(crate) trait BulkShard: Ends + Sized {
     /// The engine's pools.
     type Pools;
-    type Slot: Slot;
-    /// The shard's records and its version clock.
-    fn parts(&mut self) -> (&mut Records<Self::Slot>, &mut u64);
+    /// Whether the engine is as `new` left it (no records, every address still in the shard
+    /// it started in), so that replay can go in bulk.
+    fn fresh(guards: &[MutexGuard<'_, Self>], pools: &Self::Pools) -> bool;
     /// The family's bulk `finish`: puts every record appended in bulk in place and returns
     /// how many it dropped as duplicates. It sets `moved[t * shards + s]` when shard `t`
     /// took a resource from shard `s`'s initial block.
@@ -44,6 +45,21 @@ pub(crate) trait BulkShard: Sized {
         pools: &Self::Pools,
         moved: &mut [bool],
     ) -> u64;
+}
+
+/// Replays lease records into an engine in bulk: see [`Core::restorer`](crate::engine_core::Core::restorer). It holds every
+/// shard's lock until [`Restorer::finish`] (or until it is dropped, which finishes too), so
+/// other calls on the engine wait for it. Each family adds `add` and `add_ref`.
+#[derive(Debug)]
+#[allow(private_bounds)]
+pub struct Restorer<'a, F: Ops>(pub(crate) Replayer<'a, F::Shard>);
+
+#[allow(private_bounds)]
+impl<F: Ops> Restorer<'_, F> {
+    /// Puts every record in place and releases the shards.
+    pub fn finish(mut self) -> RestoreReport {
+        self.0.complete()
+    }
 }
 
 /// A restorer of either family: every shard locked, from its start until it is finished or
@@ -69,20 +85,15 @@ impl<S: BulkShard> fmt::Debug for Replayer<'_, S> {
 impl<'a, S: BulkShard> Replayer<'a, S> {
     /// A restorer holding every one of `shards` locked, in bulk if `fresh` says the engine
     /// is fresh (then each shard reserves room for its share of `expected` records).
-    pub(crate) fn new(
-        pools: &'a S::Pools,
-        shards: &'a [Mutex<S>],
-        expected: usize,
-        fresh: impl FnOnce(&[MutexGuard<'a, S>]) -> bool,
-    ) -> Self {
+    pub(crate) fn new(pools: &'a S::Pools, shards: &'a [Mutex<S>], expected: usize) -> Self {
         let mut guards: Vec<MutexGuard<'a, S>> =
             (0..shards.len()).map(|s| common::lock(shards, s)).collect();
-        let fresh = fresh(&guards);
+        let fresh = S::fresh(&guards, pools);
         let shards = guards.len();
         let bulk = fresh.then(|| {
             let share = expected.div_ceil(shards);
             for g in &mut guards {
-                g.parts().0.reserve(share + share / 8);
+                g.records_mut().reserve(share + share / 8);
             }
             vec![0; shards]
         });
@@ -148,7 +159,7 @@ impl<'a, S: BulkShard> Replayer<'a, S> {
             self.report.records = self
                 .guards
                 .iter_mut()
-                .map(|g| g.parts().0.len() as u64)
+                .map(|g| g.records_mut().len() as u64)
                 .sum();
         }
         self.report
@@ -171,7 +182,7 @@ fn settle_clocks<S: BulkShard>(guards: &mut [MutexGuard<'_, S>], versions: &[u64
     let mut clocks: Vec<u64> = guards
         .iter_mut()
         .zip(versions)
-        .map(|(g, &v)| (*g.parts().1).max(v))
+        .map(|(g, &v)| (*g.clock_mut()).max(v))
         .collect();
     loop {
         let mut changed = false;
@@ -188,6 +199,6 @@ fn settle_clocks<S: BulkShard>(guards: &mut [MutexGuard<'_, S>], versions: &[u64
         }
     }
     for (g, clock) in guards.iter_mut().zip(clocks) {
-        *g.parts().1 = clock;
+        *g.clock_mut() = clock;
     }
 }

@@ -6,20 +6,15 @@ use std::sync::MutexGuard;
 use roaring::RoaringBitmap;
 
 use crate::common::{self, Access};
-use crate::engine::Engine;
 use crate::error::BindError;
 use crate::lease::{Lease, LeaseRef, LeaseState};
 use crate::pools::{Place, PoolId, Pools};
-use crate::records::{NewRecord, Records};
-use crate::replay::{BulkShard, Replayer, RestoreReport};
+use crate::records::NewRecord;
+use crate::replay::BulkShard;
 use crate::shard::{Counts, Shard, current_rank, is_held, tally};
 
-/// Replays lease records into an engine in bulk: [`Engine::restorer`].
-///
-/// It holds every shard's lock from [`Engine::restorer`] until [`Restorer::finish`] (or
-/// until it is dropped, which finishes too), so other calls on the engine wait for it.
-#[derive(Debug)]
-pub struct Restorer<'a>(Replayer<'a, Shard>);
+/// The v4 engine's bulk replay, from [`Engine::restorer`](crate::engine_core::Core::restorer).
+pub type Restorer<'a> = crate::replay::Restorer<'a, crate::engine::V4>;
 
 /// [`Engine::restore`]'s work: claims the address from whichever shard has it, then puts the
 /// record back in `shard`.
@@ -41,87 +36,14 @@ pub(crate) fn restore_one(
     }
 }
 
-impl Engine {
-    /// Replay in bulk: a [`Restorer`] that takes the journal's records one by one with
-    /// [`Restorer::add`] and puts them all in place at [`Restorer::finish`]. `expected` is how
-    /// many records are coming (a hint: room is reserved for them).
-    ///
-    /// The result is the one [`Engine::restore`] gives for the same records in any order:
-    /// give it the journal's fold or a snapshot, one record per address. Of several records of
-    /// one address, the one with the highest version stays and the others are refused (or
-    /// replaced): the journal's own fold. A client keeps one current record per shard, its
-    /// binding if it has one, else its record with the highest version; quarantines that are
-    /// not current stay, other records that are not current are dropped and their addresses
-    /// are free. Each shard's clock ends at least at the highest version given to it, and at
-    /// least at the clock of every shard it took an address from.
-    ///
-    /// On a fresh engine (no records, every address still in the shard [`Engine::new`] gave
-    /// it) it does not look anything up per record: `add` appends the record to its shard,
-    /// and `finish` builds each shard's indexes in one pass, ordered by hash bucket, takes
-    /// the claimed addresses out of the free sets as one difference per shard and pool, and
-    /// does the shards in parallel on scoped threads. On an engine that is not fresh, `add`
-    /// does what [`Engine::restore`] does.
-    ///
-    /// It locks every shard until `finish`, so every other call on the engine waits for it
-    /// (and one made by the thread that holds the restorer deadlocks): finish, then call
-    /// [`Engine::advance_versions`] and serve. `finish` uses up to one thread per shard for a
-    /// moment (below 65536 records, none).
-    ///
-    /// ```
-    /// # use lessor_engine::v4::*;
-    /// # use std::net::Ipv4Addr;
-    /// # let cfg = || EngineConfig {
-    /// #     shards: 2,
-    /// #     pools: vec![PoolSpec {
-    /// #         first: Ipv4Addr::new(10, 0, 0, 10),
-    /// #         last: Ipv4Addr::new(10, 0, 0, 200),
-    /// #         excluded: vec![],
-    /// #     }],
-    /// #     offer_hold: 30,
-    /// #     decline_probation: 3600,
-    /// # };
-    /// # let running = Engine::new(cfg())?;
-    /// # let client = ClientKey::hardware(1, &[2, 0, 0, 0, 0, 1]);
-    /// # let info = LeaseInfo { hw: HwAddr::new(1, &[2, 0, 0, 0, 0, 1]).unwrap(), hostname: Some("pc") };
-    /// # let req = BindRequest { client: &client, address: Ipv4Addr::new(10, 0, 0, 10), pools: &[PoolId(0)], reserved: false, lease_time: 3600, info };
-    /// # running.bind(0, &req, 1_700_000_000, &mut Vec::new()).unwrap();
-    /// // What the journal's replay hands over: per address the newest record, and the shard
-    /// // each record's client is steered to.
-    /// let journal: Vec<(usize, Lease)> = running.leases().into_iter().map(|l| (0, l)).collect();
-    /// let engine = Engine::new(cfg())?;
-    /// let mut restorer = engine.restorer(journal.len());
-    /// for (shard, lease) in journal {
-    ///     restorer.add(shard, lease).unwrap();
-    /// }
-    /// let report = restorer.finish();
-    /// assert_eq!((report.records, report.refused), (1, 0));
-    /// engine.advance_versions(running.max_version());
-    /// assert_eq!(engine.leases(), running.leases());
-    /// # Ok::<(), lessor_engine::v4::ConfigError>(())
-    /// ```
-    pub fn restorer(&self, expected: usize) -> Restorer<'_> {
-        let pools = &self.pools;
-        Restorer(Replayer::new(pools, &self.shards, expected, |guards| {
-            guards.iter().all(|g| g.records.is_empty())
-                && pools.iter().all(|(pool, _)| {
-                    let blocks = pools.blocks(pool, guards.len());
-                    guards.iter().zip(blocks).all(|(g, block)| {
-                        let free = &g.free[pool.index()];
-                        free.remembered.is_empty() && free.clean == block
-                    })
-                })
-        }))
-    }
-}
-
 impl Restorer<'_> {
     /// Takes one record for `shard` (the shard its client is steered to). Panics if `shard`
     /// is out of range.
     ///
     /// In bulk (a fresh engine) it only appends the record, and returns `Ok`: records of an
     /// address that already had one at least as new are found by [`Restorer::finish`], which
-    /// drops them and counts them in [`RestoreReport::refused`]. Otherwise it does what
-    /// [`Engine::restore`] does, `Err(Taken)` included.
+    /// drops them and counts them in [`RestoreReport::refused`](crate::v4::RestoreReport::refused). Otherwise it does what
+    /// [`Engine::restore`](crate::v4::Engine::restore) does, `Err(Taken)` included.
     pub fn add(&mut self, shard: usize, lease: Lease) -> Result<(), BindError> {
         if self.0.is_bulk() {
             return self.add_ref(shard, LeaseRef::from(&lease));
@@ -142,11 +64,6 @@ impl Restorer<'_> {
             g.records.push_unindexed(&NewRecord::of(lease, place));
         });
         Ok(())
-    }
-
-    /// Puts every record in place and releases the shards.
-    pub fn finish(mut self) -> RestoreReport {
-        self.0.complete()
     }
 }
 
@@ -243,9 +160,16 @@ impl Cursor {
 
 impl BulkShard for Shard {
     type Pools = Pools;
-    type Slot = crate::records::Slot;
-    fn parts(&mut self) -> (&mut Records, &mut u64) {
-        (&mut self.records, &mut self.clock)
+    /// No records, and every pool's free set exactly the block [`Engine::new`](crate::v4::Engine::new) gave it.
+    fn fresh(guards: &[MutexGuard<'_, Self>], pools: &Pools) -> bool {
+        guards.iter().all(|g| g.records.is_empty())
+            && pools.iter().all(|(pool, _)| {
+                let blocks = pools.blocks(pool, guards.len());
+                guards.iter().zip(blocks).all(|(g, block)| {
+                    let free = &g.free[pool.index()];
+                    free.remembered.is_empty() && free.clean == block
+                })
+            })
     }
 
     /// The bulk `finish`: drops all but the newest record of each address, takes every address

@@ -4,23 +4,19 @@ use std::hash::BuildHasher;
 use std::sync::MutexGuard;
 
 use crate::common::{self, Access};
-use crate::replay::{BulkShard, Replayer, RestoreReport};
+use crate::replay::BulkShard;
 
-use super::engine::Engine;
 use super::error::BindError;
 use super::key::Resource;
 use super::lease::{Lease, LeaseRef};
 use super::pools::{Place, Pools};
-use super::records::{NewRecord, Records};
+use super::records::NewRecord;
 use super::shard::Shard;
 use super::space::Space;
 
-/// Replays lease records into an [`Engine`]: [`Engine::restorer`].
-///
-/// It holds every shard's lock from [`Engine::restorer`] until [`Restorer::finish`] (or
-/// until it is dropped, which finishes too), so other calls on the engine wait for it.
-#[derive(Debug)]
-pub struct Restorer<'a>(Replayer<'a, Shard>);
+/// The v6 engine's bulk replay, by IA and resource, from
+/// [`Engine::restorer`](crate::engine_core::Core::restorer).
+pub type Restorer<'a> = crate::replay::Restorer<'a, super::engine::V6>;
 
 /// [`Engine::restore`]'s work: claims the resource from whichever shard has it, then puts
 /// the record back in `shard`.
@@ -40,35 +36,9 @@ pub(crate) fn restore_one(
     }
 }
 
-impl Engine {
-    /// Replay in bulk: a [`Restorer`] that takes the journal's records one by one with
-    /// [`Restorer::add`] and puts them all in place at [`Restorer::finish`]. `expected`
-    /// is how many records are coming (a hint: room is reserved for them).
-    ///
-    /// Its result, and its locking, are those of v4's
-    /// [`Engine::restorer`](crate::v4::Engine::restorer), with resources for addresses and
-    /// IAs for clients: the state [`Engine::restore`] gives for the same records in any
-    /// order. On a fresh engine (every offset still in the shard [`Engine::new`] gave it)
-    /// `finish` folds, moves resources to the shards their records went to, and indexes each
-    /// shard in one pass.
-    pub fn restorer(&self, expected: usize) -> Restorer<'_> {
-        let pools = &self.pools;
-        Restorer(Replayer::new(pools, &self.shards, expected, |guards| {
-            guards.iter().enumerate().all(|(s, g)| {
-                g.records.is_empty()
-                    && pools.iter().all(|(pool, layout)| {
-                        let block = layout.block(s, guards.len());
-                        g.parts[pool.index()].space
-                            == Space::new(layout.dense, block, &layout.excluded)
-                    })
-            })
-        }))
-    }
-}
-
 impl Restorer<'_> {
     /// Takes one record for `shard` (the shard its IA's DUID is steered to,
-    /// [`Engine::owner`]), as v4's [`Restorer::add`](crate::v4::Restorer::add) does.
+    /// [`Engine::owner`](crate::v6::Engine::owner)), as v4's [`Restorer::add`](crate::v4::Restorer::add) does.
     pub fn add(&mut self, shard: usize, lease: Lease) -> Result<(), BindError> {
         self.add_ref(shard, LeaseRef::from(&lease))
     }
@@ -87,18 +57,19 @@ impl Restorer<'_> {
         });
         Ok(())
     }
-
-    /// Puts every record in place and releases the shards.
-    pub fn finish(mut self) -> RestoreReport {
-        self.0.complete()
-    }
 }
 
 impl BulkShard for Shard {
     type Pools = Pools;
-    type Slot = super::records::Slot;
-    fn parts(&mut self) -> (&mut Records, &mut u64) {
-        (&mut self.records, &mut self.clock)
+    /// No records, and every pool's space exactly the block [`Engine::new`](crate::v6::Engine::new) gave the shard.
+    fn fresh(guards: &[MutexGuard<'_, Self>], pools: &Pools) -> bool {
+        guards.iter().enumerate().all(|(s, g)| {
+            g.records.is_empty()
+                && pools.iter().all(|(pool, layout)| {
+                    let block = layout.block(s, guards.len());
+                    g.parts[pool.index()].space == Space::new(layout.dense, block, &layout.excluded)
+                })
+        })
     }
 
     /// The bulk `finish`: keeps only the newest record of each resource, moves every dynamic
