@@ -59,12 +59,20 @@ pub(crate) trait Ends {
     fn expiry(&mut self) -> &mut Self::Heap;
     /// The slab index of the live record an expiry entry's `at` names, if there is one.
     fn entry_record(&self, at: u32) -> Option<u32>;
+    /// Queues the event of a change just made (`lease.version` is that change's tick).
+    fn emit(&mut self, kind: EventKind, lease: Self::Lease);
 }
 
 /// Writes the [`Ends`] items both shards implement alike, given a shard with the fields
-/// `records`, `clock` and `expiry`, inside its `impl Ends`.
+/// `records`, `clock`, `expiry`, `pending` and (in tests) `trace`, inside its `impl Ends`;
+/// `$res` is the lease's field the trace logs.
 macro_rules! ends_fields {
-    () => {
+    ($res:ident) => {
+        fn emit(&mut self, kind: EventKind, lease: Lease) {
+            #[cfg(test)]
+            self.trace.lock().unwrap().push((lease.$res, lease.version));
+            self.pending.push(LeaseEvent { kind, lease });
+        }
         fn records(&self) -> &Records {
             &self.records
         }

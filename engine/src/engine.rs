@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 
 use crate::choose;
+use crate::ends::Ends as _;
 use crate::common::{Avail, Give};
 use crate::engine_core::{Core, Ops, family};
 use crate::error::{AllocError, BindError, Result};

@@ -208,16 +208,6 @@ impl Shard {
         Some(ends::Ends::remove_at(self, idx))
     }
 
-    /// Queues the event of a change just made (`lease.version` is that change's tick).
-    pub(crate) fn emit(&mut self, kind: EventKind, lease: Lease) {
-        #[cfg(test)]
-        self.trace
-            .lock()
-            .unwrap()
-            .push((lease.address, lease.version));
-        self.pending.push(LeaseEvent { kind, lease });
-    }
-
     /// Ends the record at `addr` if it is held and its time has passed (see
     /// [`ends::expire_if_due`]).
     pub(crate) fn expire_if_due(&mut self, addr: u32, now: Time) {
@@ -378,7 +368,7 @@ impl ends::Ends for Shard {
     type Term = Term;
     type Heap = MinHeap;
 
-    ends::ends_fields!();
+    ends::ends_fields!(address);
 
     fn give_free(&mut self, place: Place) -> bool {
         match place {

@@ -176,16 +176,6 @@ impl Shard {
         }
     }
 
-    /// Queues the event of a change just made (`lease.version` is that change's tick).
-    pub(crate) fn emit(&mut self, kind: EventKind, lease: Lease) {
-        #[cfg(test)]
-        self.trace
-            .lock()
-            .unwrap()
-            .push((lease.resource, lease.version));
-        self.pending.push(LeaseEvent { kind, lease });
-    }
-
     pub(crate) fn emit_current(&mut self, kind: EventKind, idx: u32) {
         let lease = self.records.lease(idx);
         self.emit(kind, lease);
@@ -411,7 +401,7 @@ impl ends::Ends for Shard {
     type Term = Term;
     type Heap = BinaryHeap<Reverse<(u32, u32)>>;
 
-    ends::ends_fields!();
+    ends::ends_fields!(resource);
 
     fn give_free(&mut self, place: Place) -> bool {
         match place {
