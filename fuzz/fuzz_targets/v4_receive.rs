@@ -36,32 +36,16 @@ fn state() -> &'static Mutex<State> {
     static S: OnceLock<Mutex<State>> = OnceLock::new();
     S.get_or_init(|| {
         let config = Config::from_yaml_str(CONFIG).expect("fuzz config");
-        let ifaces = [InterfaceInfo {
-            index: 9,
-            name: "eth9".into(),
-            addrs: vec![Ipv4Addr::new(10, 232, 0, 1)],
-        }];
+        let ifaces = [InterfaceInfo { index: 9, name: "eth9".into(), addrs: vec![Ipv4Addr::new(10, 232, 0, 1)] }];
         let ctx = v4::Context::new(&config, &ifaces);
         let engine = Engine::new(ctx.engine_config(2)).expect("engine");
-        Mutex::new(State {
-            ctx,
-            engine,
-            scratch: Scratch::default(),
-            out: Vec::new(),
-            events: Vec::new(),
-        })
+        Mutex::new(State { ctx, engine, scratch: Scratch::default(), out: Vec::new(), events: Vec::new() })
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let mut s = state().lock().unwrap_or_else(|e| e.into_inner());
-    let State {
-        ctx,
-        engine,
-        scratch,
-        out,
-        events,
-    } = &mut *s;
+    let State { ctx, engine, scratch, out, events } = &mut *s;
     // The first byte picks the arrival interface and moves the clock, so expiry runs too.
     let (sel, pkt) = data.split_first().map_or((0, data), |(a, b)| (*a, b));
     let arrival = Arrival {
