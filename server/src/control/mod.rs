@@ -139,6 +139,7 @@ impl Control {
             .enable_time()
             .max_blocking_threads(4)
             .thread_name("lessor-control")
+            .on_thread_start(lower_priority)
             .build()
             .map_err(|source| Error::Control {
                 what: "starting the control server's runtime".into(),
@@ -149,6 +150,7 @@ impl Control {
         let thread = thread::Builder::new()
             .name("lessor-control".into())
             .spawn(move || {
+                lower_priority();
                 runtime.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => l,
@@ -179,6 +181,14 @@ impl Control {
     /// The address it listens on (the port is the kernel's choice when `listen` said 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+}
+
+/// Runs the calling control thread at the journal's background nice value: a listing or a
+/// scrape then takes a worker's core mostly while the worker waits, and DHCP keeps its rate.
+fn lower_priority() {
+    if let Err(e) = lessor_net::set_current_thread_nice(crate::state_dir::BACKGROUND_NICE) {
+        tracing::warn!(error = %e, "cannot lower the control server's priority");
     }
 }
 
