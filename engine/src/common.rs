@@ -167,6 +167,12 @@ pub(crate) trait Sharded {
     /// Replay, in the target shard: takes in the dynamic address at `place`, which
     /// [`Sharded::restore_claim`] took out of a sibling.
     fn receive_claimed(&mut self, place: Self::Place);
+
+    /// The control API: drops the record of `res` (not an offer's hold) and hands out a
+    /// tombstone of it; returns the record it dropped.
+    fn forget(&mut self, res: Self::Res) -> Option<Self::Lease>;
+    /// The resources of the records `which` picks by resource and state (never offers).
+    fn select(&self, which: &mut dyn FnMut(Self::Res, LeaseState) -> bool) -> Vec<Self::Res>;
 }
 
 /// Locks one shard.

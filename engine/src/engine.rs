@@ -46,6 +46,15 @@ pub struct BindRequest<'a> {
     pub info: LeaseInfo<'a>,
 }
 
+/// What [`Core::put`] gives a DHCPv4 lease besides its client and address.
+#[derive(Clone, Copy, Debug)]
+pub struct Grant<'a> {
+    /// Lease time in seconds.
+    pub lease_time: u32,
+    /// What the server knows about the client.
+    pub info: LeaseInfo<'a>,
+}
+
 /// Usage of one pool across all shards. `free + offered + bound + declined == total`
 /// (Released and Expired addresses are free).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +91,7 @@ impl Family for V4 {
     type View = LeaseView;
     type BindError = BindError;
     type Stats = PoolStats;
+    type Grant<'a> = Grant<'a>;
 }
 
 impl Ops for V4 {
@@ -142,6 +152,41 @@ impl Ops for V4 {
     }
     fn sort_key(lease: &Lease) -> Ipv4Addr {
         lease.address
+    }
+    fn place(pools: &Pools, addr: Ipv4Addr) -> Place {
+        pools.place(u32::from(addr))
+    }
+    fn res(addr: Ipv4Addr) -> u32 {
+        u32::from(addr)
+    }
+    fn addr(res: u32) -> Ipv4Addr {
+        Ipv4Addr::from(res)
+    }
+    fn avail(g: &mut Shard, addr: Ipv4Addr, place: Place, key: &ClientKey, now: Time) -> Avail {
+        g.availability(u32::from(addr), place, key, now)
+    }
+    fn grant(
+        g: &mut Shard,
+        addr: Ipv4Addr,
+        place: Place,
+        key: &ClientKey,
+        grant: Grant<'_>,
+        now: Time,
+    ) -> LeaseView {
+        let term = Term {
+            state: LeaseState::Bound,
+            starts: now,
+            expires: now.saturating_add(u64::from(grant.lease_time)),
+        };
+        let (prior, idx) = g.hold(u32::from(addr), place, key, grant.info, term);
+        let kind = match prior {
+            Some(LeaseState::Bound) => EventKind::Renewed,
+            _ => EventKind::Bound,
+        };
+        let lease = g.records.lease(idx);
+        let view = g.records.view(idx);
+        g.emit(kind, lease);
+        view
     }
     fn stats(pools: &Pools) -> Vec<PoolStats> {
         pools
@@ -269,22 +314,11 @@ impl Engine {
             Avail::HeldByOther if fixed && req.reserved => Ok(()),
             Avail::Elsewhere | Avail::HeldByOther | Avail::Quarantined => Err(BindError::Taken),
         };
-        let commit = |g: &mut Shard| {
-            let term = Term {
-                state: LeaseState::Bound,
-                starts: now,
-                expires: now.saturating_add(u64::from(req.lease_time)),
-            };
-            let (prior, idx) = g.hold(addr, place, req.client, req.info, term);
-            let kind = match prior {
-                Some(LeaseState::Bound) => EventKind::Renewed,
-                _ => EventKind::Bound,
-            };
-            let lease = g.records.lease(idx);
-            let view = g.records.view(idx);
-            g.emit(kind, lease);
-            view
+        let grant = Grant {
+            lease_time: req.lease_time,
+            info: req.info,
         };
+        let commit = |g: &mut Shard| V4::grant(g, req.address, place, req.client, grant, now);
         let avail = |g: &mut Shard| g.availability(addr, place, req.client, now);
         self.bind_with(shard, place, now, events, avail, decide, commit)
     }

@@ -57,6 +57,9 @@ pub trait Family: Sealed {
     type BindError;
     /// One pool's usage.
     type Stats;
+    /// What [`Core::put`] gives a lease besides its client and address: v4's
+    /// [`Grant`](crate::v4::Grant), v6's [`Grant`](crate::v6::Grant).
+    type Grant<'a>: Copy;
 }
 
 /// The rest of a [`Family`], inside the crate: its shards and pools, and the shard-side
@@ -115,6 +118,30 @@ pub(crate) trait Ops: Family + Sized {
     fn restore(core: &Core<Self>, shard: usize, lease: Self::Lease) -> Result<(), Self::BindError>;
     /// What [`Core::leases`] sorts by: the record's address.
     fn sort_key(lease: &Self::Lease) -> Self::Addr;
+
+    /// Where `addr` sits in the pools.
+    fn place(pools: &Self::Pools, addr: Self::Addr) -> <Self::Shard as Sharded>::Place;
+    /// The shard's name for `addr`, and back.
+    fn res(addr: Self::Addr) -> <Self::Shard as Sharded>::Res;
+    fn addr(res: <Self::Shard as Sharded>::Res) -> Self::Addr;
+    /// What `addr` at `place` is to `key` in this shard.
+    fn avail(
+        g: &mut Self::Shard,
+        addr: Self::Addr,
+        place: <Self::Shard as Sharded>::Place,
+        key: &Self::Key,
+        now: Time,
+    ) -> Avail;
+    /// Binds `addr` at `place` to `key` from `now` as `grant` says (the caller has checked
+    /// [`Ops::avail`]) and queues its Bound or Renewed event.
+    fn grant(
+        g: &mut Self::Shard,
+        addr: Self::Addr,
+        place: <Self::Shard as Sharded>::Place,
+        key: &Self::Key,
+        grant: Self::Grant<'_>,
+        now: Time,
+    ) -> Self::View;
 
     /// Every pool's stats, counting nothing yet.
     fn stats(pools: &Self::Pools) -> Vec<Self::Stats>;

@@ -99,6 +99,7 @@
 //! # Ok::<(), lessor_engine::Error>(())
 //! ```
 
+mod admin;
 mod choose;
 mod common;
 mod ends;
@@ -125,6 +126,7 @@ mod proptests;
 #[cfg(test)]
 mod testkit;
 
+pub use admin::PutError;
 pub use engine::{BindRequest, Engine, OfferRequest, PoolStats};
 pub use error::{AllocError, BindError, Error, Result};
 pub use ident::{ClientKey, HostName, HwAddr};

@@ -3,7 +3,8 @@
 //! The crate root re-exports these under their older names ([`crate::Engine`], ...), which
 //! stay until every caller uses the ones here.
 
-pub use crate::engine::{BindRequest, Engine, OfferRequest, PoolStats};
+pub use crate::admin::PutError;
+pub use crate::engine::{BindRequest, Engine, Grant, OfferRequest, PoolStats};
 pub use crate::error::{AllocError, BindError, Error as ConfigError};
 pub use crate::ident::{ClientKey, HostName, HwAddr};
 pub use crate::lease::{Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseView};

@@ -48,6 +48,15 @@ pub struct BindRequest6<'a> {
     pub valid: u32,
 }
 
+/// What [`Core::put`] gives a DHCPv6 lease besides its IA and resource.
+#[derive(Clone, Copy, Debug)]
+pub struct Grant {
+    /// Preferred lifetime in seconds (at most `valid` is kept).
+    pub preferred: u32,
+    /// Valid lifetime in seconds.
+    pub valid: u32,
+}
+
 /// Usage of one pool across all shards. `free + offered + bound + declined == total`
 /// (Released and Expired resources are free).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +110,7 @@ impl Family for V6 {
     type View = V6LeaseView;
     type BindError = V6BindError;
     type Stats = V6PoolStats;
+    type Grant<'a> = Grant;
 }
 
 impl Ops for V6 {
@@ -155,6 +165,41 @@ impl Ops for V6 {
     }
     fn sort_key(lease: &V6Lease) -> Resource {
         lease.resource
+    }
+    fn place(pools: &Pools, res: Resource) -> Place {
+        pools.place(res)
+    }
+    fn res(res: Resource) -> Resource {
+        res
+    }
+    fn addr(res: Resource) -> Resource {
+        res
+    }
+    fn avail(g: &mut Shard, res: Resource, place: Place, key: &IaKey, now: Time) -> Avail {
+        g.availability(res, place, key, now)
+    }
+    fn grant(
+        g: &mut Shard,
+        res: Resource,
+        place: Place,
+        key: &IaKey,
+        grant: Grant,
+        now: Time,
+    ) -> V6LeaseView {
+        let term = Term {
+            state: LeaseState::Bound,
+            starts: now,
+            preferred: grant.preferred.min(grant.valid),
+            expires: now.saturating_add(u64::from(grant.valid)),
+        };
+        let (prior, idx) = g.hold(res, place, key, term);
+        let kind = match prior {
+            Some(LeaseState::Bound) => EventKind::Renewed,
+            _ => EventKind::Bound,
+        };
+        let view = g.records.view(idx);
+        g.emit_current(kind, idx);
+        view
     }
     fn stats(pools: &Pools) -> Vec<V6PoolStats> {
         pools
@@ -308,22 +353,11 @@ impl V6Engine {
             Avail::Quarantined => Err(V6BindError::Quarantined),
             Avail::Elsewhere | Avail::HeldByOther => Err(V6BindError::Taken),
         };
-        let commit = |g: &mut Shard| {
-            let term = Term {
-                state: LeaseState::Bound,
-                starts: now,
-                preferred: req.preferred.min(req.valid),
-                expires: now.saturating_add(u64::from(req.valid)),
-            };
-            let (prior, idx) = g.hold(res, place, req.client, term);
-            let kind = match prior {
-                Some(LeaseState::Bound) => EventKind::Renewed,
-                _ => EventKind::Bound,
-            };
-            let view = g.records.view(idx);
-            g.emit_current(kind, idx);
-            view
+        let grant = Grant {
+            preferred: req.preferred,
+            valid: req.valid,
         };
+        let commit = |g: &mut Shard| V6::grant(g, res, place, req.client, grant, now);
         let avail = |g: &mut Shard| g.availability(res, place, req.client, now);
         self.bind_with(shard, place, now, events, avail, decide, commit)
     }

@@ -101,8 +101,10 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+pub use crate::admin::PutError;
 pub use engine::{
-    BindRequest6 as BindRequest, SolicitRequest, V6Engine as Engine, V6PoolStats as PoolStats,
+    BindRequest6 as BindRequest, Grant, SolicitRequest, V6Engine as Engine,
+    V6PoolStats as PoolStats,
 };
 pub use error::{V6BindError as BindError, V6ConfigError as ConfigError};
 pub use key::{IaKey, IaKind, Resource};
