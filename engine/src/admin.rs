@@ -73,6 +73,13 @@ impl<F: Ops> Core<F> {
         )
     }
 
+    /// The record of `addr` in whichever shard has one (any state, as last updated), looked
+    /// up one shard at a time.
+    pub fn get(&self, addr: F::Addr) -> Option<F::Lease> {
+        let res = F::res(addr);
+        (0..self.shards()).find_map(|shard| self.lock(shard).lease_of(res))
+    }
+
     /// Deletes the record of `addr` (bound, declined, released or expired; an offer's hold
     /// is not a lease) from whichever shard has it, with a tombstone event into `events`.
     /// Returns the record, or `None` if there was none.

@@ -171,6 +171,8 @@ pub(crate) trait Sharded {
     /// The control API: drops the record of `res` (not an offer's hold) and hands out a
     /// tombstone of it; returns the record it dropped.
     fn forget(&mut self, res: Self::Res) -> Option<Self::Lease>;
+    /// The record of `res` here, if there is one.
+    fn lease_of(&self, res: Self::Res) -> Option<Self::Lease>;
     /// The resources of the records `which` picks by resource and state (never offers).
     fn select(&self, which: &mut dyn FnMut(Self::Res, LeaseState) -> bool) -> Vec<Self::Res>;
 }

@@ -127,6 +127,9 @@ impl<S: Ends> Sharded for S {
     fn forget(&mut self, res: Res<S>) -> Option<S::Lease> {
         forget(self, res)
     }
+    fn lease_of(&self, res: Res<S>) -> Option<S::Lease> {
+        self.records().find(res).map(|idx| self.lease(idx))
+    }
     fn select(&self, which: &mut dyn FnMut(Res<S>, LeaseState) -> bool) -> Vec<Res<S>> {
         let records = self.records();
         records

@@ -7,8 +7,8 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use lessor_engine::Engine;
@@ -134,8 +134,9 @@ impl Server {
         } else {
             None
         };
-        // A lane per worker thread: the DHCPv4 workers', then the DHCPv6 workers'.
-        let lanes = if v6.is_some() { 2 * workers } else { workers };
+        // A lane per worker thread: the DHCPv4 workers', then the DHCPv6 workers'; the last
+        // one is the control server's lease writes'.
+        let lanes = if v6.is_some() { 2 * workers } else { workers } + 1;
         let engine6 = v6.as_ref().map(|p| Arc::clone(&p.engine));
         let (journal, replay, skipped) =
             replay_journal(config, &engine, engine6.as_deref(), lanes)?;
@@ -173,6 +174,7 @@ impl Server {
             stats: Arc::clone(&stats),
             stats6: Arc::clone(&stats6),
             journal: journal.monitor(),
+            lane: Mutex::new(journal.lane(lanes - 1)),
         });
         Ok(Server {
             live,

@@ -164,7 +164,9 @@ fn a_removed_lease_is_gone_and_its_address_offered_again() {
     e.put(0, &key(1), ip(15), grant(1, 600, None), NOW, &mut events)
         .unwrap();
     events.clear();
+    assert_eq!(e.get(ip(15)).map(|l| l.state), Some(LeaseState::Bound));
     let gone = e.remove(ip(15), NOW, &mut events).expect("the lease");
+    assert_eq!(e.get(ip(15)), None);
     assert_eq!((gone.address, gone.state), (ip(15), LeaseState::Bound));
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Released);

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::kea::{Answer, Args, Code, Request};
 use super::leases::{lease4, lease6, parse_hex, subnet_id};
-use super::{Live, Parts};
+use super::{Live, Parts, writes};
 use crate::config::Config;
 use crate::stats::total;
 
@@ -28,17 +28,26 @@ type Handler = fn(&Parts, Service, &Args<'_>) -> Answer;
 
 /// Every command lessor answers, in the order `list-commands` gives them.
 const COMMANDS: &[(&str, Handler)] = &[
+    ("lease4-add", writes::lease4_add),
+    ("lease4-del", writes::lease4_del),
     ("lease4-get", lease4_get),
     ("lease4-get-all", lease4_get_all),
     ("lease4-get-by-client-id", lease4_get_by_client_id),
     ("lease4-get-by-hostname", lease4_get_by_hostname),
     ("lease4-get-by-hw-address", lease4_get_by_hw_address),
     ("lease4-get-page", lease4_get_page),
+    ("lease4-update", writes::lease4_update),
+    ("lease4-wipe", writes::lease4_wipe),
+    ("lease6-add", writes::lease6_add),
+    ("lease6-del", writes::lease6_del),
     ("lease6-get", lease6_get),
     ("lease6-get-all", lease6_get_all),
     ("lease6-get-by-duid", lease6_get_by_duid),
     ("lease6-get-by-hostname", lease6_get_by_hostname),
     ("lease6-get-page", lease6_get_page),
+    ("lease6-update", writes::lease6_update),
+    ("lease6-wipe", writes::lease6_wipe),
+    ("leases-reclaim", writes::leases_reclaim),
     ("list-commands", list_commands),
     ("statistic-get", statistic_get),
     ("statistic-get-all", statistic_get_all),

@@ -27,6 +27,8 @@ pub(crate) enum Code {
     Unsupported = 2,
     /// The command worked and found nothing (Kea's "empty").
     Empty = 3,
+    /// The change conflicts with the server's state (another client's lease).
+    Conflict = 4,
 }
 
 /// One answer, as Kea puts it in the list it returns.

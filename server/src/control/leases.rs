@@ -7,6 +7,7 @@ use lessor_engine::v6::{IaKind, Lease as Lease6};
 use lessor_engine::{Lease, LeaseState};
 use serde_json::{Value, json};
 
+use super::kea::{Answer, Args};
 use crate::config::Config;
 
 /// Kea's lease state code: 0 assigned, 1 declined, 2 expired-reclaimed (a released lease is
@@ -54,8 +55,8 @@ pub(crate) fn parse_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The id of the configured subnet that holds `addr` (0 when none does, as Kea says of a
-/// lease outside every subnet).
+/// The id of the configured subnet that holds `addr`, or whose prefix delegation pools hold
+/// it (0 when none does, as Kea says of a lease outside every subnet).
 pub(crate) fn subnet_id(config: &Config, addr: IpAddr) -> u32 {
     match addr {
         IpAddr::V4(a) => config
@@ -68,9 +69,21 @@ pub(crate) fn subnet_id(config: &Config, addr: IpAddr) -> u32 {
             .v6
             .subnets
             .iter()
-            .find(|s| s.net.contains(&a))
+            .find(|s| s.net.contains(&a) || s.pd_pools.iter().any(|p| p.prefix.contains(&a)))
             .map_or(0, |s| s.id),
     }
+}
+
+/// An optional identifier argument in Kea's hex (`01:02:ab`).
+pub(crate) fn hex_opt(args: &Args<'_>, key: &str) -> Result<Option<Vec<u8>>, Answer> {
+    let Some(text) = args.str(key)? else {
+        return Ok(None);
+    };
+    parse_hex(text).map(Some).ok_or_else(|| {
+        Answer::error(format!(
+            "'{key}' must be hex bytes such as 01:02:0a, not {text:?}"
+        ))
+    })
 }
 
 /// The client identifier the lease's key holds, if the key is one (not a hardware address).

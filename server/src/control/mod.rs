@@ -12,19 +12,21 @@ mod kea;
 mod leases;
 mod metrics;
 mod rest;
+mod writes;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Instant;
 
 use lessor_engine::Engine;
 use lessor_engine::v6::V6Engine;
-use lessor_journal::{Health, Monitor};
+use lessor_journal::{Health, Lane, Monitor};
 
 use crate::config::{Config, ControlConfig};
 use crate::error::{Error, Result};
+use crate::lease_record::LeaseRecord;
 use crate::stats::WorkerStats;
 
 /// What the control server sees of the running server, filled in as it starts.
@@ -51,6 +53,8 @@ pub struct Parts {
     pub stats6: Arc<[WorkerStats]>,
     /// Reads the journal's health and counters.
     pub journal: Monitor,
+    /// The journal lane of the control server's lease writes; no worker touches it.
+    pub lane: Mutex<Lane<LeaseRecord>>,
 }
 
 impl std::fmt::Debug for Parts {
