@@ -495,3 +495,229 @@ v4:
         lessor.stop().assert_success();
     }
 }
+
+/// Kea's `lease6-*` writes: a relayed rapid-commit SOLICIT (this test is the relay, link
+/// address ::1) gets the address added for its IA, a deleted address goes to the next IA
+/// hinting at it, and adds, updates and deletes survive a crash.
+mod writes6 {
+    use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
+    use std::path::Path;
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::{command, result};
+    use crate::common::{Lessor, Ns, tempdir, unique};
+
+    fn config(state: &Path) -> String {
+        format!(
+            r#"port: 6767
+state_dir: {}
+workers: 2
+control: {{ listen: "127.0.0.1:0", user: ops, password: s3cret }}
+v6:
+  port: 6767
+  rapid_commit: true
+  preferred_lifetime: 1800
+  valid_lifetime: 3600
+  subnets:
+    - id: 9
+      subnet: fd00:234::/64
+      relays: [ "::1" ]
+      pools: [ "fd00:234::1000-fd00:234::10ff" ]
+      pd_pools: [ {{ prefix: "fd00:2340::/48", delegated_len: 56 }} ]
+"#,
+            state.display()
+        )
+    }
+
+    /// Client `n`'s DUID-LL.
+    fn duid(n: u8) -> Vec<u8> {
+        vec![0, 3, 0, 1, 2, 0x34, 0, 0, 0, n]
+    }
+
+    fn duid_text(n: u8) -> String {
+        format!("00:03:00:01:02:34:00:00:00:{n:02x}")
+    }
+
+    fn put_option(out: &mut Vec<u8>, code: u16, payload: &[u8]) {
+        out.extend_from_slice(&code.to_be_bytes());
+        out.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+
+    /// A RELAY-FORW around a rapid-commit SOLICIT from client `n` for IA_NA 1, hinting at
+    /// `hint`.
+    fn solicit(n: u8, hint: Option<Ipv6Addr>) -> Vec<u8> {
+        let mut inner = vec![1u8, 0, 0x61, n];
+        put_option(&mut inner, 1, &duid(n));
+        put_option(&mut inner, 14, &[]);
+        put_option(&mut inner, 8, &[0, 0]);
+        let mut ia = 1u32.to_be_bytes().to_vec();
+        ia.extend_from_slice(&[0; 8]);
+        if let Some(h) = hint {
+            let mut addr = h.octets().to_vec();
+            addr.extend_from_slice(&[0; 8]);
+            put_option(&mut ia, 5, &addr);
+        }
+        put_option(&mut inner, 3, &ia);
+        let mut msg = vec![12u8, 0];
+        msg.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        let peer: Ipv6Addr = format!("fe80::{n:x}").parse().unwrap();
+        msg.extend_from_slice(&peer.octets());
+        put_option(&mut msg, 9, &inner);
+        msg
+    }
+
+    fn options(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
+        let mut out = Vec::new();
+        while buf.len() >= 4 {
+            let code = u16::from_be_bytes([buf[0], buf[1]]);
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            out.push((code, &buf[4..4 + len]));
+            buf = &buf[4 + len..];
+        }
+        out
+    }
+
+    /// The address the REPLY to client `n`'s SOLICIT binds.
+    fn bound(sock: &UdpSocket, n: u8, hint: Option<Ipv6Addr>) -> Ipv6Addr {
+        let server = SocketAddrV6::new(Ipv6Addr::LOCALHOST, 6767, 0, 0);
+        sock.send_to(&solicit(n, hint), server).expect("sending");
+        let mut buf = [0u8; 1500];
+        let len = sock.recv(&mut buf).expect("a RELAY-REPL");
+        let relay = options(&buf[34..len]);
+        let inner = relay
+            .iter()
+            .find(|(c, _)| *c == 9)
+            .expect("relay-message")
+            .1;
+        assert_eq!(inner[0], 7, "a REPLY: {inner:?}");
+        let opts = options(&inner[4..]);
+        let ia = opts.iter().find(|(c, _)| *c == 3).expect("an IA_NA").1;
+        let addr = options(&ia[12..]).into_iter().find(|(c, _)| *c == 5);
+        let addr = addr
+            .unwrap_or_else(|| panic!("no address in the IA_NA: {ia:?}"))
+            .1;
+        Ipv6Addr::from(<[u8; 16]>::try_from(&addr[..16]).unwrap())
+    }
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    /// Every lease as `(ip-address, type, duid, valid-lft)`.
+    fn all(url: &str) -> Vec<(String, String, String, u64)> {
+        let listed = command(url, json!({"command": "lease6-get-all"}));
+        let leases = listed["arguments"]["leases"].as_array().cloned();
+        let mut out: Vec<_> = leases
+            .unwrap_or_default()
+            .iter()
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().unwrap().to_owned();
+                (
+                    s("ip-address"),
+                    s("type"),
+                    s("duid"),
+                    l["valid-lft"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn cmd(url: &str, name: &str, args: Value) -> Value {
+        command(
+            url,
+            json!({"command": name, "service": ["dhcp6"], "arguments": args}),
+        )
+    }
+
+    #[test]
+    fn kea_lease6_writes_reach_a_relayed_client_and_survive_a_crash() {
+        let ns = Ns::new(format!("lwr6-{}", unique()));
+        let dir = tempdir();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("creating the state directory");
+        let cfg = config(&state);
+        let lessor = Lessor::start(Some(&ns), &cfg, &[]);
+        let url = lessor.control_url();
+
+        let before = ns.run_in(move || {
+            let sock = UdpSocket::bind("[::1]:0").expect("binding the relay's socket");
+            sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let na = |n: u8| json!({"ip-address": "fd00:234::1050", "duid": duid_text(n), "iaid": 1, "subnet-id": 9});
+            let added = cmd(&url, "lease6-add", na(1));
+            assert_eq!((result(&added), added["text"].as_str()), (0, Some("Lease for address fd00:234::1050, subnet-id 9 added.")), "{added}");
+            assert_eq!(bound(&sock, 1, None), a("fd00:234::1050"));
+            let twice = cmd(&url, "lease6-add", na(2));
+            assert_eq!((result(&twice), twice["text"].as_str()), (4, Some("IPv6 lease already exists.")), "{twice}");
+            assert_ne!(bound(&sock, 2, Some(a("fd00:234::1050"))), a("fd00:234::1050"));
+            let typed = cmd(&url, "lease6-add", json!({"ip-address": "fd00:234::1051", "duid": duid_text(3), "iaid": "one"}));
+            assert!(typed["text"].as_str().unwrap().contains("'iaid'"), "{typed}");
+
+            // A delegated prefix, in subnet 9 by its pd_pools.
+            let pd = json!({"ip-address": "fd00:2340:0:100::", "type": "IA_PD", "prefix-len": 56,
+                "duid": duid_text(4), "iaid": 2});
+            let added = cmd(&url, "lease6-add", pd);
+            assert_eq!((result(&added), added["text"].as_str()), (0, Some("Lease for prefix fd00:2340:0:100::/56, subnet-id 9 added.")), "{added}");
+            let got = cmd(&url, "lease6-get", json!({"ip-address": "fd00:2340:0:100::", "type": "IA_PD"}));
+            assert_eq!((got["arguments"]["prefix-len"].as_u64(), got["arguments"]["subnet-id"].as_u64()), (Some(56), Some(9)), "{got}");
+            let mut upd = na(1);
+            upd["valid-lft"] = json!(9000);
+            let upd = cmd(&url, "lease6-update", upd);
+            assert_eq!((result(&upd), upd["text"].as_str()), (0, Some("IPv6 lease updated.")), "{upd}");
+            let got = cmd(&url, "lease6-get", json!({"ip-address": "fd00:234::1050"}));
+            assert_eq!(got["arguments"]["valid-lft"].as_u64(), Some(9000), "{got}");
+
+            // Deleted: client 5, hinting at it, gets it.
+            let del = cmd(&url, "lease6-del", json!({"ip-address": "fd00:234::1050"}));
+            assert_eq!((result(&del), del["text"].as_str()), (0, Some("IPv6 lease deleted.")), "{del}");
+            assert_eq!(bound(&sock, 5, Some(a("fd00:234::1050"))), a("fd00:234::1050"));
+            // Added and deleted by DUID: gone after the crash too.
+            let other = json!({"ip-address": "fd00:234::1060", "duid": duid_text(6), "iaid": 1});
+            assert_eq!(result(&cmd(&url, "lease6-add", other)), 0);
+            let del = cmd(&url, "lease6-del", json!({"identifier-type": "duid", "identifier": duid_text(6), "iaid": 1, "subnet-id": 9}));
+            assert_eq!(result(&del), 0, "{del}");
+            let leases = all(&url);
+            // Client 2's own binding from above is there too.
+            leases.into_iter().filter(|l| l.2 != duid_text(2)).collect::<Vec<_>>()
+        });
+        // Sorted as text.
+        let want = vec![
+            (
+                "fd00:2340:0:100::".to_owned(),
+                "IA_PD".to_owned(),
+                duid_text(4),
+                3600,
+            ),
+            (
+                "fd00:234::1050".to_owned(),
+                "IA_NA".to_owned(),
+                duid_text(5),
+                3600,
+            ),
+        ];
+        assert_eq!(before, want);
+
+        lessor.crash();
+        let lessor = Lessor::start(Some(&ns), &cfg, &[]);
+        let url = lessor.control_url();
+        ns.run_in(move || {
+            let after: Vec<_> = all(&url)
+                .into_iter()
+                .filter(|l| l.2 != duid_text(2))
+                .collect();
+            assert_eq!(after, want, "after the crash");
+            let wipe = cmd(&url, "lease6-wipe", json!({"subnet-id": 9}));
+            assert_eq!(
+                (result(&wipe), wipe["text"].as_str()),
+                (0, Some("Deleted 3 IPv6 lease(s) from subnet(s) 9")),
+                "{wipe}"
+            );
+            assert!(all(&url).is_empty());
+        });
+        lessor.stop().assert_success();
+    }
+}
