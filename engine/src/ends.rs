@@ -105,6 +105,21 @@ impl<S: Ends> Sharded for S {
     fn leases_into(&self, out: &mut Vec<S::Lease>) {
         out.extend(self.records().iter().map(|idx| self.lease(idx)));
     }
+    fn leases_chunk(&self, from: usize, max: usize, out: &mut Vec<S::Lease>) -> Option<usize> {
+        let records = self.records();
+        let end = records.slab_len();
+        let mut taken = 0;
+        for idx in from..end {
+            if taken == max {
+                return Some(idx);
+            }
+            if records.live_slot(idx as u32).is_some() {
+                out.push(self.lease(idx as u32));
+                taken += 1;
+            }
+        }
+        None
+    }
     fn restore_claim(&mut self, res: Res<S>, place: Place<S>, version: u64, target: bool) -> Claim {
         if let Some(idx) = self.records().find(res) {
             if self.records().slot(idx).version() >= version {

@@ -71,6 +71,10 @@ pub struct PoolStats {
     pub bound: u64,
     /// Quarantined after a DECLINE.
     pub declined: u64,
+    /// Released records remembered for their client (free, and counted in `free` too).
+    pub released: u64,
+    /// Expired records remembered for their client (free, and counted in `free` too).
+    pub expired: u64,
 }
 
 /// In-memory DHCPv4 lease state, sharded across worker cores: see [`Core`].
@@ -198,6 +202,8 @@ impl Ops for V4 {
                 offered: 0,
                 bound: 0,
                 declined: 0,
+                released: 0,
+                expired: 0,
             })
             .collect()
     }
@@ -208,6 +214,8 @@ impl Ops for V4 {
             stat.offered += counts.offered;
             stat.bound += counts.bound;
             stat.declined += counts.declined;
+            stat.released += counts.released;
+            stat.expired += counts.expired;
         }
     }
 }
@@ -446,13 +454,9 @@ impl Engine {
                     continue;
                 };
                 let c = &mut counts[pool.index()];
-                match slot.state {
-                    LeaseState::Offered => c.offered += 1,
-                    LeaseState::Bound => c.bound += 1,
-                    LeaseState::Declined => c.declined += 1,
-                    LeaseState::Released | LeaseState::Expired => {
-                        remembered[pool.index()].insert(off);
-                    }
+                c.tally(slot.state, true);
+                if !is_held(slot.state) {
+                    remembered[pool.index()].insert(off);
                 }
                 if is_held(slot.state) {
                     own(pool, off, "held record");

@@ -9,6 +9,7 @@
 //! crate docs.
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Step, Tried};
@@ -446,6 +447,28 @@ impl<F: Ops> Core<F> {
     /// Every lease record of every shard, sorted by address, for dumps and snapshots.
     pub fn leases(&self) -> Vec<F::Lease> {
         common::leases(&self.shards, F::sort_key)
+    }
+
+    /// Calls `visit` with every lease record of every shard, shard by shard, taking each
+    /// shard's lock for at most `chunk` records at a time (and never while `visit` runs).
+    ///
+    /// Not a snapshot: a record that changes during the walk may be seen as it was or as
+    /// it is, and one that moves within its shard's slab may be seen twice or not at all.
+    /// Records come in no particular order. `visit` stops the walk by returning `Break`.
+    pub fn visit_leases(&self, chunk: usize, mut visit: impl FnMut(F::Lease) -> ControlFlow<()>) {
+        let chunk = chunk.max(1);
+        let mut buf = Vec::with_capacity(chunk);
+        for shard in 0..self.shards.len() {
+            let mut from = Some(0);
+            while let Some(start) = from {
+                from = self.lock(shard).leases_chunk(start, chunk, &mut buf);
+                for lease in buf.drain(..) {
+                    if visit(lease).is_break() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Usage of every pool, in configuration order.

@@ -73,6 +73,10 @@ pub struct V6PoolStats {
     pub bound: u64,
     /// Quarantined after a DECLINE.
     pub declined: u64,
+    /// Released records remembered for their client (free, and counted in `free` too).
+    pub released: u64,
+    /// Expired records remembered for their client (free, and counted in `free` too).
+    pub expired: u64,
 }
 
 /// Knobs the tests turn: which pools are dense, how many remembered records a pool keeps.
@@ -211,6 +215,8 @@ impl Ops for V6 {
                 offered: 0,
                 bound: 0,
                 declined: 0,
+                released: 0,
+                expired: 0,
             })
             .collect()
     }
@@ -220,6 +226,8 @@ impl Ops for V6 {
             stat.offered += part.counts.offered;
             stat.bound += part.counts.bound;
             stat.declined += part.counts.declined;
+            stat.released += part.counts.released;
+            stat.expired += part.counts.expired;
         }
     }
 }
