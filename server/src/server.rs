@@ -147,6 +147,7 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             allowed: (config.interfaces.len() > 1).then(|| infos.iter().map(|i| i.index).collect()),
             max_backlog: config.journal.max_backlog,
+            disabled: live.dhcp_disabled(),
         };
         let bind = Bind::new(config, &infos);
         let names: Arc<Vec<(u32, String)>> =

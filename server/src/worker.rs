@@ -43,6 +43,12 @@ pub(crate) const MAX_PENDING: usize = 8192;
 
 /// The counter of requests dropped because the journal's backlog was full.
 pub(crate) const JOURNAL_BACKLOG: &str = "journal_backlog";
+/// Allocation failure reasons: every pool of the client's link was exhausted, or no subnet
+/// matched its link.
+pub(crate) const ALLOC_POOL_EXHAUSTED: &str = "pool_exhausted";
+pub(crate) const ALLOC_NO_SUBNET: &str = "no_subnet";
+/// The counter of requests dropped while DHCP was disabled.
+pub(crate) const DISABLED: &str = "disabled";
 
 /// The current time as the engine counts it.
 pub fn now() -> Time {
@@ -163,6 +169,8 @@ pub(crate) struct Shared {
     pub(crate) allowed: Option<Vec<u32>>,
     /// `journal.max_backlog`.
     pub(crate) max_backlog: u64,
+    /// Set while DHCP is disabled (`dhcp-disable`): every request is dropped.
+    pub(crate) disabled: Arc<AtomicBool>,
 }
 
 /// Starts worker `k` of family `F` on its own thread.
@@ -249,7 +257,10 @@ impl<F: Family> Worker<F> {
             ) else {
                 continue;
             };
+            let start = Instant::now();
             let now = now();
+            let disabled = self.shared.disabled.load(Ordering::Relaxed);
+            let mut handled_here = 0;
             // "Oldest dropped first" for the journal: while this lane holds more than
             // max_backlog records that are not durable (a slow or full disk), requests that
             // would add more are dropped and counted; the rest is still answered.
@@ -269,6 +280,10 @@ impl<F: Family> Worker<F> {
                 {
                     continue;
                 }
+                if disabled {
+                    stats.no_reply_label(DISABLED);
+                    continue;
+                }
                 if backlogged && self.family.writes_lease(data) {
                     stats.no_reply_label(JOURNAL_BACKLOG);
                     continue;
@@ -284,6 +299,7 @@ impl<F: Family> Worker<F> {
                     stats,
                 };
                 let handled = self.family.handle(got, made);
+                handled_here += 1;
                 let ticket = self.persist(&mut events);
                 match handled {
                     Handled::Reply { to, needs_durable } => match ticket {
@@ -304,6 +320,10 @@ impl<F: Family> Worker<F> {
                         stats.no_reply_label(reason);
                     }
                 }
+            }
+            if handled_here > 0 {
+                let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                stats.durations.record(took, handled_here);
             }
             send_all(&self.socket, self.k, &mut tx, stats);
             if !pending.is_empty() {

@@ -35,6 +35,8 @@ pub(crate) enum Code {
 #[derive(Debug, Serialize)]
 pub(crate) struct Answer {
     pub(crate) result: u8,
+    /// Omitted when empty, as Kea omits it from `status-get`, `list-commands` and statistics.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub(crate) text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) arguments: Option<Value>,

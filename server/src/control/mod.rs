@@ -7,11 +7,13 @@
 //! ever meet it as one more taker of a shard's lock, briefly. See docs/CONTROL.md.
 
 mod commands;
+mod dhcp;
 mod http;
 mod kea;
 mod leases;
 mod metrics;
 mod rest;
+mod usage;
 mod writes;
 
 use std::net::{SocketAddr, TcpListener};
@@ -35,6 +37,7 @@ pub struct Live {
     started: Instant,
     parts: OnceLock<Parts>,
     stopping: AtomicBool,
+    dhcp: dhcp::Switch,
 }
 
 /// The running server's engines and counters.
@@ -79,6 +82,7 @@ impl Live {
             started: Instant::now(),
             parts: OnceLock::new(),
             stopping: AtomicBool::new(false),
+            dhcp: dhcp::Switch::default(),
         })
     }
 
@@ -92,6 +96,11 @@ impl Live {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
+    /// The flag the workers read: set while DHCP is disabled (`dhcp-disable`).
+    pub fn dhcp_disabled(&self) -> Arc<AtomicBool> {
+        self.dhcp.flag()
+    }
+
     fn parts(&self) -> Option<&Parts> {
         self.parts.get()
     }
@@ -102,6 +111,8 @@ impl Live {
             Some("stopping")
         } else if self.parts.get().is_none() {
             Some("starting: loading the journal and binding sockets")
+        } else if self.dhcp.is_disabled() {
+            Some("DHCP is disabled (dhcp-disable)")
         } else {
             None
         }

@@ -47,6 +47,8 @@ pub struct Reply {
     /// No configured subnet matches the client's link: the reply only says so, per IA
     /// (counted as [`NoReply::NoSubnet`] too).
     pub no_subnet: bool,
+    /// IAs answered NoAddrsAvail or NoPrefixAvail because no pool had a free one.
+    pub exhausted: u16,
 }
 
 crate::proto::no_reply_reasons! {
@@ -123,6 +125,7 @@ pub fn handle(
         shard: engine.owner(duid),
         bound: false,
         no_subnet: false,
+        exhausted: 0,
     };
     h.run().into()
 }
@@ -142,6 +145,8 @@ pub(super) struct Handling<'h, 'r> {
     pub(super) bound: bool,
     /// The reply says only that no subnet matches the client's link.
     pub(super) no_subnet: bool,
+    /// IAs that got no address or prefix because their pools were exhausted.
+    pub(super) exhausted: u16,
 }
 
 impl<'h, 'r> Handling<'h, 'r> {
@@ -274,6 +279,7 @@ impl<'h, 'r> Handling<'h, 'r> {
             src: Some(self.arrival.dst).filter(|a| !a.is_multicast() && !a.is_unspecified()),
             needs_durable: self.bound,
             no_subnet: self.no_subnet,
+            exhausted: self.exhausted,
         })
     }
 

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use lessor_engine::{Engine, LeaseEvent, Time};
 use lessor_net::{RecvMeta, SendMeta, V4Socket};
 
-use super::{Datagram, Family, Handled, Output, RECLAIM_BUDGET, Steered};
+use super::{
+    ALLOC_NO_SUBNET, ALLOC_POOL_EXHAUSTED, Datagram, Family, Handled, Output, RECLAIM_BUDGET,
+    Steered,
+};
 use crate::stats::WorkerStats;
 use crate::v4::{self, Arrival, Destination, Outcome, ReplyKind, V4Context};
 
@@ -68,7 +71,14 @@ impl Family for V4 {
                 to: (reply.dst, reply.src, reply.kind),
                 needs_durable: reply.needs_durable,
             },
-            Outcome::NoReply(why) => Handled::NoReply(why.label()),
+            Outcome::NoReply(why) => {
+                match why {
+                    v4::NoReply::PoolExhausted => out.stats.allocation_failed(ALLOC_POOL_EXHAUSTED),
+                    v4::NoReply::NoSubnet => out.stats.allocation_failed(ALLOC_NO_SUBNET),
+                    _ => {}
+                }
+                Handled::NoReply(why.label())
+            }
         }
     }
 

@@ -21,7 +21,10 @@ use lessor_engine::Time;
 use lessor_engine::v6::{V6Engine, V6LeaseEvent};
 use lessor_net::{RecvMeta6, SendMeta6, V6Socket};
 
-use super::{Datagram, Family, Handled, Output, RECLAIM_BUDGET, Steered};
+use super::{
+    ALLOC_NO_SUBNET, ALLOC_POOL_EXHAUSTED, Datagram, Family, Handled, Output, RECLAIM_BUDGET,
+    Steered,
+};
 use crate::stats::WorkerStats;
 use crate::v6::{self, Arrival, NoReply, Outcome, ReplyKind, V6Context};
 
@@ -130,6 +133,10 @@ impl Family for V6 {
             Outcome::Reply(reply) => {
                 if reply.no_subnet {
                     out.stats.no_reply_label(NoReply::NoSubnet.label());
+                    out.stats.allocation_failed(ALLOC_NO_SUBNET);
+                }
+                for _ in 0..reply.exhausted {
+                    out.stats.allocation_failed(ALLOC_POOL_EXHAUSTED);
                 }
                 let send = SendMeta6 {
                     dst: reply.dst,
