@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 use crate::common::{Lessor, Ns, heavy_turn, run_logged, tool, unique};
 
-const USER: &str = "ops";
-const PASSWORD: &str = "s3cret";
+pub(crate) const USER: &str = "ops";
+pub(crate) const PASSWORD: &str = "s3cret";
 
 /// perfdhcp relays from 127.0.0.1; the control server asks for credentials.
-const CONFIG: &str = r#"port: 6767
+pub(crate) const CONFIG: &str = r#"port: 6767
 state_dir: STATE_DIR
 workers: 2
 control: { listen: "127.0.0.1:0", user: ops, password: s3cret }
@@ -28,7 +28,7 @@ v4:
 "#;
 
 /// One HTTP/1.1 exchange: `(status, body)`.
-fn http(url: &str, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, String) {
+pub(crate) fn http(url: &str, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, String) {
     let addr = url.strip_prefix("http://").expect("an http:// URL");
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -57,7 +57,7 @@ fn http(url: &str, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, S
 }
 
 /// Sends a Kea command and returns its one answer.
-fn command(url: &str, cmd: Value) -> Value {
+pub(crate) fn command(url: &str, cmd: Value) -> Value {
     let (status, body) = http(url, "POST", "/", true, cmd.to_string().as_bytes());
     assert_eq!(status, 200, "{cmd}: {body}");
     let answers: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
@@ -65,7 +65,7 @@ fn command(url: &str, cmd: Value) -> Value {
     answers[0].clone()
 }
 
-fn result(answer: &Value) -> u64 {
+pub(crate) fn result(answer: &Value) -> u64 {
     answer["result"]
         .as_u64()
         .unwrap_or_else(|| panic!("{answer}"))
@@ -175,6 +175,20 @@ fn kea_commands_rest_and_metrics_describe_what_perfdhcp_leased() {
                 .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
         };
         assert!(value("lessor_journal_records_total") >= acks, "{metrics}");
+        // Utilisation: one bound record per ACK, in the subnet's CIDR, of a 65534-address pool.
+        let subnet = r#"family="v4",subnet="10.233.0.0/16",subnet_id="7",kind="address""#;
+        assert_eq!(value(&format!("lessor_leases{{{subnet},state=\"bound\"}}")), acks, "{metrics}");
+        assert_eq!(value(&format!("lessor_leases{{{subnet},state=\"expired\"}}")), 0, "{metrics}");
+        assert_eq!(value(&format!("lessor_pool_size{{{subnet}}}")), 65534, "{metrics}");
+        // Every request handled was timed; none failed to get an address.
+        let received = value(r#"lessor_packets_received_total{family="v4"}"#);
+        assert_eq!(value(r#"lessor_request_duration_seconds_count{family="v4"}"#), received, "{metrics}");
+        let exhausted = r#"lessor_allocation_failures_total{family="v4",reason="pool_exhausted"}"#;
+        assert_eq!(value(exhausted), 0, "{metrics}");
+        // kea-exporter's utilisation: the same numbers under Kea's statistic names.
+        let stats = command(&url2, json!({"command": "statistic-get-all"}));
+        assert_eq!(stats["arguments"]["subnet[7].assigned-addresses"][0][0], acks, "{stats}");
+        assert_eq!(stats["arguments"]["subnet[7].total-addresses"][0][0], 65534, "{stats}");
         assert!(value("lessor_journal_sync_duration_seconds_count") > 0, "{metrics}");
         (acks, metrics)
     });
