@@ -197,7 +197,7 @@ pub(crate) fn render(parts: &Parts) -> String {
     e.family(
         name,
         Kind::Counter,
-        "Requests (v6: IAs) no address or prefix could be given to, by reason.",
+        "Requests (v6: IAs) that got no address or prefix, by reason.",
     );
     for &(family, workers) in &families {
         let mut failed = crate::stats::allocation_failures(workers);

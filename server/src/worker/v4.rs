@@ -67,10 +67,15 @@ impl Family for V4 {
             out.reply,
             out.events,
         ) {
-            Outcome::Reply(reply) => Handled::Reply {
-                to: (reply.dst, reply.src, reply.kind),
-                needs_durable: reply.needs_durable,
-            },
+            Outcome::Reply(reply) => {
+                if let Some(why) = reply.refused {
+                    out.stats.allocation_failed(why);
+                }
+                Handled::Reply {
+                    to: (reply.dst, reply.src, reply.kind),
+                    needs_durable: reply.needs_durable,
+                }
+            }
             Outcome::NoReply(why) => {
                 match why {
                     v4::NoReply::PoolExhausted => out.stats.allocation_failed(ALLOC_POOL_EXHAUSTED),
