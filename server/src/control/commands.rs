@@ -372,7 +372,10 @@ fn lease4_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         let Some(addr) = text.as_str().and_then(|t| t.parse::<Ipv4Addr>().ok()) else {
             return Answer::error(format!("'ip-address' must be an IPv4 address, not {text}"));
         };
-        let lease = leases4(parts, 1, |l| l.address == addr).pop();
+        let lease = parts
+            .engine
+            .get(addr)
+            .filter(|l| l.state != LeaseState::Offered);
         return one("IPv4", lease.map(|l| lease4(config, &l)));
     }
     let (kind, id, subnet) = match identifier(args) {

@@ -103,8 +103,9 @@ pub(crate) fn list(parts: &Parts, query: &Query) -> Result<Value, Bad> {
 pub(crate) fn get(parts: &Parts, addr: IpAddr) -> Option<Value> {
     let config = &parts.config;
     match addr {
-        IpAddr::V4(a) => select4(parts, 1, |l| l.address == a)
-            .pop()
+        IpAddr::V4(a) => parts
+            .engine
+            .get(a)
             .map(|l| native(lease4(config, &l), "v4", l.state, l.expires)),
         IpAddr::V6(a) => select6(parts, 1, |l| l.resource.addr == a)
             .pop()
