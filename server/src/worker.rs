@@ -31,6 +31,7 @@ use self::io::{
 };
 use crate::error::{Error, Result};
 use crate::lease_record::{LeaseRecord, LeaseRecordRef};
+use crate::reload::{Running, Swap};
 use crate::stats::WorkerStats;
 use crate::waiting::WaitQueue;
 
@@ -134,8 +135,10 @@ pub(crate) trait Family {
     /// Where a reply goes and what it is, kept while it waits for the journal.
     type To: Copy;
 
-    /// Called before each batch (DHCPv6 picks up reloaded assignments here).
+    /// Called before each batch.
     fn between_batches(&mut self) {}
+    /// Takes the context and engine of a new running configuration (a reload).
+    fn refresh(&mut self, running: &Running);
     /// Sweeps expired leases of `shard` into `events`.
     fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<Self::Event>);
     /// Whether worker `k` of `workers` answers this datagram (see [`Steered`]).
@@ -171,6 +174,8 @@ pub(crate) struct Shared {
     pub(crate) max_backlog: u64,
     /// Set while DHCP is disabled (`dhcp-disable`): every request is dropped.
     pub(crate) disabled: Arc<AtomicBool>,
+    /// The running configuration, which a reload replaces.
+    pub(crate) swap: Arc<Swap>,
 }
 
 /// Starts worker `k` of family `F` on its own thread.
@@ -239,7 +244,16 @@ impl<F: Family> Worker<F> {
         let mut pending: WaitQueue<F::To> = WaitQueue::new(MAX_PENDING, MAX_REPLY);
         let mut last_reclaim = Instant::now();
         set_idle_timeout(&self.socket, self.k);
+        // No generation yet: the first batch looks at the gate, in case a pause began
+        // before this worker started.
+        let mut generation = u64::MAX;
         while !self.shared.stop.load(Ordering::Relaxed) {
+            // A reload: one atomic load per batch; the rest only when it moved.
+            if self.shared.swap.generation() != generation {
+                self.reload(&mut events);
+                generation = self.shared.swap.generation();
+                self.family.refresh(&self.shared.swap.current());
+            }
             self.family.between_batches();
             if last_reclaim.elapsed() >= RECLAIM_EVERY {
                 last_reclaim = Instant::now();
@@ -347,6 +361,16 @@ impl<F: Family> Worker<F> {
             }
             self.flush(&mut pending, &mut tx, stats);
         }
+    }
+
+    /// Waits at the reload's gate if it is closed, after journaling this shard's pending
+    /// events, so that the engine copied while the workers wait holds them all.
+    fn reload(&mut self, events: &mut Vec<F::Event>) {
+        let swap = Arc::clone(&self.shared.swap);
+        swap.pass(|| {
+            self.family.reclaim(self.k, now(), events);
+            self.persist(events);
+        });
     }
 
     /// Sends every waiting reply whose lease is now durable, oldest first.

@@ -9,6 +9,7 @@ use lessor_engine::{Lease, LeaseState};
 use lessor_journal::Health;
 use serde_json::{Map, Value, json};
 
+use super::config;
 use super::kea::{Answer, Args, Code, Request};
 use super::leases::{lease4, lease6, parse_hex, select4, select6, subnet_id};
 use super::usage::{self, Kind};
@@ -29,6 +30,12 @@ type Handler = fn(&Parts, Service, &Args<'_>) -> Answer;
 
 /// Every command lessor answers, in the order `list-commands` gives them.
 const COMMANDS: &[(&str, Handler)] = &[
+    ("config-get", config::config_get),
+    ("config-hash-get", config::config_hash_get),
+    ("config-reload", config::config_reload),
+    ("config-set", config::config_set),
+    ("config-test", config::config_test),
+    ("config-write", config::config_write),
     ("lease4-add", writes::lease4_add),
     ("lease4-del", writes::lease4_del),
     ("lease4-get", lease4_get),
@@ -91,6 +98,9 @@ pub(crate) fn run(live: &Live, request: &Request) -> Vec<Answer> {
             .map(|_| Answer::new(Code::Unsupported, text.clone()))
             .collect();
     }
+    // A reload replaces the engines only while no other command runs, and this one then
+    // reads the new ones: a lease write never lands in an engine being replaced.
+    let _quiet = (!request.command.starts_with("config-")).then(|| live.command());
     let Some(parts) = live.parts() else {
         let why = live.not_ready().unwrap_or("starting");
         return vec![Answer::error(format!("lessor is not serving yet: {why}"))];
@@ -102,8 +112,8 @@ pub(crate) fn run(live: &Live, request: &Request) -> Vec<Answer> {
     services
         .iter()
         .map(|&s| match (plain, live_cmd) {
-            (Some(&(_, handler)), _) => handler(parts, s, &args),
-            (None, Some(&(_, handler))) => handler(live, parts, s, &args),
+            (Some(&(_, handler)), _) => handler(&parts, s, &args),
+            (None, Some(&(_, handler))) => handler(live, &parts, s, &args),
             (None, None) => unreachable!("checked above"),
         })
         .collect()
@@ -143,14 +153,12 @@ fn status_get(live: &Live, parts: &Parts, _: Service, _: &Args<'_>) -> Answer {
     if parts.engine6.is_some() {
         workers["dhcp6"] = Value::from(parts.stats6.len());
     }
-    Answer::with(
+    let mut status = Answer::with(
         Code::Success,
         "",
         json!({
             "pid": std::process::id(),
             "uptime": uptime,
-            // Seconds since the configuration was loaded: at start, until reloads exist.
-            "reload": uptime,
             "multi-threading-enabled": true,
             "thread-pool-size": parts.stats.len() + parts.stats6.len(),
             // Every socket is bound before the server serves (and answers this).
@@ -159,7 +167,14 @@ fn status_get(live: &Live, parts: &Parts, _: Service, _: &Args<'_>) -> Answer {
             "workers": workers,
             "journal": journal,
         }),
-    )
+    );
+    // `reload` (Kea's: seconds since the configuration was loaded) and `last-reload`.
+    if let (Some(Value::Object(s)), Value::Object(r)) =
+        (status.arguments.as_mut(), config::reload_status(parts))
+    {
+        s.extend(r);
+    }
+    status
 }
 
 /// `dhcp-disable`: the workers drop every request until `dhcp-enable`, or for `max-period`

@@ -227,6 +227,7 @@ pub(crate) fn render(parts: &Parts) -> String {
     );
 
     leases(&mut e, parts);
+    reloads(&mut e, parts);
     journal(&mut e, &parts.journal);
 
     let name = "lessor_journal_healthy";
@@ -278,6 +279,22 @@ fn leases(e: &mut Exposition, parts: &Parts) {
         // A /64 of addresses is 2^64: exact in f64 as the text format reads it.
         e.sample(name, &labels, u.total as f64);
     }
+}
+
+/// Configuration reloads by result, and when the last one succeeded.
+fn reloads(e: &mut Exposition, parts: &Parts) {
+    let (ok, failed, last) = parts.reload.counts();
+    let name = "lessor_config_reloads_total";
+    e.family(name, Kind::Counter, "Configuration reloads, by result.");
+    e.sample(name, &[("result", "success")], ok);
+    e.sample(name, &[("result", "failure")], failed);
+    let name = "lessor_config_last_reload_success_timestamp_seconds";
+    e.family(
+        name,
+        Kind::Gauge,
+        "When the configuration was last loaded successfully (the start, until a reload).",
+    );
+    e.sample(name, &[], last);
 }
 
 /// The journal's counters, backlog and histograms.

@@ -7,6 +7,7 @@
 //! ever meet it as one more taker of a shard's lock, briefly. See docs/CONTROL.md.
 
 mod commands;
+mod config;
 mod dhcp;
 mod http;
 mod kea;
@@ -18,7 +19,7 @@ mod writes;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::Instant;
 
@@ -35,12 +36,17 @@ use crate::stats::WorkerStats;
 #[derive(Debug)]
 pub struct Live {
     started: Instant,
-    parts: OnceLock<Parts>,
+    /// Replaced whole at each reload, so that a command sees one generation throughout.
+    parts: RwLock<Option<Arc<Parts>>>,
+    /// Held (shared) by every command but the `config-*` ones, and exclusively by a reload
+    /// while it swaps the engines: a lease write never lands in an engine being replaced.
+    commands: RwLock<()>,
     stopping: AtomicBool,
     dhcp: dhcp::Switch,
 }
 
 /// The running server's engines and counters.
+#[derive(Clone)]
 pub struct Parts {
     /// When the server started.
     pub started: Instant,
@@ -57,7 +63,9 @@ pub struct Parts {
     /// Reads the journal's health and counters.
     pub journal: Monitor,
     /// The journal lane of the control server's lease writes; no worker touches it.
-    pub lane: Mutex<Lane<LeaseRecord>>,
+    pub lane: Arc<Mutex<Lane<LeaseRecord>>>,
+    /// Makes reloads, and says how the last one went.
+    pub reload: Arc<crate::reload::Reloader>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -80,7 +88,8 @@ impl Live {
     pub fn new() -> Arc<Live> {
         Arc::new(Live {
             started: Instant::now(),
-            parts: OnceLock::new(),
+            parts: RwLock::new(None),
+            commands: RwLock::new(()),
             stopping: AtomicBool::new(false),
             dhcp: dhcp::Switch::default(),
         })
@@ -88,7 +97,31 @@ impl Live {
 
     /// The server is serving: every socket is bound and the journal replayed.
     pub fn serve(&self, parts: Parts) {
-        let _ = self.parts.set(parts);
+        *self.parts.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(parts));
+    }
+
+    /// A reload installed `running`: commands from now on read its config and engines.
+    pub(crate) fn follow(&self, running: &crate::reload::Running) {
+        let mut slot = self.parts.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = slot.as_ref() {
+            let mut parts = Parts::clone(old);
+            parts.config = Arc::clone(&running.config);
+            parts.engine = Arc::clone(&running.engine);
+            parts.engine6 = running.v6.as_ref().map(|(_, e)| Arc::clone(e));
+            *slot = Some(Arc::new(parts));
+        }
+    }
+
+    /// Taken by a command while it runs (see `commands`).
+    fn command(&self) -> RwLockReadGuard<'_, ()> {
+        self.commands.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Taken by a reload while it replaces the engines: no command runs meanwhile.
+    pub(crate) fn quiet(&self) -> RwLockWriteGuard<'_, ()> {
+        self.commands
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The server is shutting down: `/ready` says so.
@@ -101,15 +134,18 @@ impl Live {
         self.dhcp.flag()
     }
 
-    fn parts(&self) -> Option<&Parts> {
-        self.parts.get()
+    fn parts(&self) -> Option<Arc<Parts>> {
+        self.parts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Why the server is not ready to serve, or `None` when it is.
     fn not_ready(&self) -> Option<&'static str> {
         if self.stopping.load(Ordering::Relaxed) {
             Some("stopping")
-        } else if self.parts.get().is_none() {
+        } else if self.parts().is_none() {
             Some("starting: loading the journal and binding sockets")
         } else if self.dhcp.is_disabled() {
             Some("DHCP is disabled (dhcp-disable)")

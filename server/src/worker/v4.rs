@@ -10,6 +10,7 @@ use super::{
     ALLOC_NO_SUBNET, ALLOC_POOL_EXHAUSTED, Datagram, Family, Handled, Output, RECLAIM_BUDGET,
     Steered,
 };
+use crate::reload::Running;
 use crate::stats::WorkerStats;
 use crate::v4::{self, Arrival, Destination, Outcome, ReplyKind, V4Context};
 
@@ -29,6 +30,11 @@ impl Family for V4 {
     type Socket = V4Socket;
     type Event = LeaseEvent;
     type To = (Destination, Ipv4Addr, ReplyKind);
+
+    fn refresh(&mut self, running: &Running) {
+        self.ctx = Arc::clone(&running.v4);
+        self.engine = Arc::clone(&running.engine);
+    }
 
     fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<LeaseEvent>) {
         self.engine.reclaim(shard, now, RECLAIM_BUDGET, events);

@@ -3,100 +3,53 @@
 //! Steering: a DHCPv6 client is known by its DUID, which sits at no fixed offset (often inside
 //! relay layers). The group's classic BPF program walks the relay layers and options to it
 //! (`lessor_net::attach_steering6`) and hands the datagram to the worker of the shard that
-//! owns it ([`V6Engine::owner`]), so one relay's clients spread over the workers. A datagram
+//! owns it ([`Engine::owner`]), so one relay's clients spread over the workers. A datagram
 //! the program cannot place goes where the kernel's 4-tuple hash puts it; that worker handles
 //! the client on its owner's shard anyway, under the shard's mutex (counted as
 //! `v6_other_shard`): the cost is a lock another core touched last, not a wrong answer.
 //! Multicast (clients on a served link) reaches every socket of the group; only the owner's
 //! worker answers it, so each request gets one reply.
 //!
-//! The static assignments behind [`V6Context`] can be reloaded while workers run
-//! ([`Assignments6`]): a worker picks the new table up between two batches, so every packet
-//! is answered from one table or the other, whole, and nothing is dropped.
+//! The context (with the static assignments file) and the engine are swapped by a reload
+//! between two batches (`crate::reload`), so every packet is answered from one configuration
+//! or the other, whole.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lessor_engine::Time;
-use lessor_engine::v6::{V6Engine, V6LeaseEvent};
+use lessor_engine::v6::{Engine, LeaseEvent};
 use lessor_net::{RecvMeta6, SendMeta6, V6Socket};
 
 use super::{
     ALLOC_NO_SUBNET, ALLOC_POOL_EXHAUSTED, Datagram, Family, Handled, Output, RECLAIM_BUDGET,
     Steered,
 };
+use crate::reload::Running;
 use crate::stats::WorkerStats;
 use crate::v6::{self, Arrival, NoReply, Outcome, ReplyKind, V6Context};
-
-/// The DHCPv6 context the workers read, swappable while they run (SIGHUP reloads the
-/// assignments file into a new one).
-#[derive(Debug)]
-pub(crate) struct Assignments6 {
-    generation: AtomicU64,
-    current: Mutex<Arc<V6Context>>,
-}
-
-impl Assignments6 {
-    pub(crate) fn new(ctx: V6Context) -> Self {
-        Assignments6 {
-            generation: AtomicU64::new(0),
-            current: Mutex::new(Arc::new(ctx)),
-        }
-    }
-
-    /// The context in use.
-    pub(crate) fn current(&self) -> Arc<V6Context> {
-        Arc::clone(&self.current.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Makes `ctx` the context every worker uses from its next batch on.
-    pub(crate) fn replace(&self, ctx: V6Context) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(ctx);
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// How many times the context was replaced.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-}
 
 /// A DHCPv6 worker's view of the server.
 #[derive(Debug)]
 pub(crate) struct V6 {
-    pub(crate) engine: Arc<V6Engine>,
-    assignments: Arc<Assignments6>,
-    /// The context in use, and the [`Assignments6::generation`] it came from.
-    ctx: Arc<V6Context>,
-    generation: u64,
-}
-
-impl V6 {
-    pub(crate) fn new(engine: Arc<V6Engine>, assignments: Arc<Assignments6>) -> V6 {
-        V6 {
-            engine,
-            ctx: assignments.current(),
-            generation: assignments.generation(),
-            assignments,
-        }
-    }
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) ctx: Arc<V6Context>,
 }
 
 impl Family for V6 {
     const NAME: &'static str = "DHCPv6";
     const TAG: &'static str = "v6";
     type Socket = V6Socket;
-    type Event = V6LeaseEvent;
+    type Event = LeaseEvent;
     type To = (SendMeta6, ReplyKind);
 
-    fn between_batches(&mut self) {
-        if self.assignments.generation() != self.generation {
-            self.generation = self.assignments.generation();
-            self.ctx = self.assignments.current();
+    fn refresh(&mut self, running: &Running) {
+        if let Some((ctx, engine)) = &running.v6 {
+            self.ctx = Arc::clone(ctx);
+            self.engine = Arc::clone(engine);
         }
     }
 
-    fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<V6LeaseEvent>) {
+    fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<LeaseEvent>) {
         self.engine.reclaim(shard, now, RECLAIM_BUDGET, events);
     }
 

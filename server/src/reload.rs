@@ -1,0 +1,730 @@
+//! Reload without restart: a new configuration built and checked off the hot path, then
+//! swapped in at the workers' batch boundary. See docs/RELOAD.md.
+//!
+//! [`Swap`] is the one cell the workers read: a generation number they load once per batch,
+//! and the [`Running`] set (config, each family's context and engine) behind a mutex that
+//! only a worker that saw the generation move takes. [`Reloader`] makes a new `Running`: it
+//! parses and validates the document, refuses keys that cannot change live
+//! ([`FIXED_KEYS`]), builds the contexts and, only when the pools' layout changed, new
+//! engines. Without new engines the swap is a publish: no worker waits. With them the
+//! workers stop at a batch boundary ([`Gate`]), every lease of the old engine is restored
+//! into the new one, and they go on with it. A lease whose address lies in no pool any more
+//! and is reserved by nobody stays where it is until it expires ([`is_orphan4`]): the engine
+//! keeps it at a fixed place, so it is never offered and a renewal is refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lessor_engine::LeaseState;
+use lessor_engine::v4::{ClientKey, Engine, HwAddr, Lease};
+use lessor_engine::v6::{Engine as Engine6, Lease as Lease6};
+
+use crate::config::{Config, ControlConfig, ReservationKey};
+use crate::control::Live;
+use crate::lease_record::LeaseRecord;
+use crate::v4::{self, InterfaceInfo, V4Context};
+use crate::v6::{self, V6Context};
+
+/// How long a reload that rebuilds the engines waits for every worker to reach a batch
+/// boundary before it gives up (an idle worker gets there within its receive timeout).
+const PAUSE_WAIT: Duration = Duration::from_secs(3);
+
+/// What the workers run on: one generation of the configuration.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) config: Arc<Config>,
+    pub(crate) v4: Arc<V4Context>,
+    pub(crate) engine: Arc<Engine>,
+    /// DHCPv6's context and engine, when it is on.
+    pub(crate) v6: Option<(Arc<V6Context>, Arc<Engine6>)>,
+}
+
+/// The cell workers read the running configuration from, and the gate that pauses them.
+#[derive(Debug)]
+pub(crate) struct Swap {
+    generation: AtomicU64,
+    current: Mutex<Arc<Running>>,
+    gate: Gate,
+}
+
+/// Stops every worker at a batch boundary while the engines are rebuilt.
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    moved: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// A pause is asked for.
+    closed: bool,
+    /// Workers waiting at the gate.
+    arrived: usize,
+    /// Bumped at each opening, so a waiting worker knows it may go.
+    openings: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Swap {
+    pub(crate) fn new(running: Running) -> Arc<Swap> {
+        Arc::new(Swap {
+            generation: AtomicU64::new(0),
+            current: Mutex::new(Arc::new(running)),
+            gate: Gate::default(),
+        })
+    }
+
+    /// Moves whenever the running set changes or a pause begins: a worker loads it once per
+    /// batch and does anything else only when it moved.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The running set.
+    pub(crate) fn current(&self) -> Arc<Running> {
+        Arc::clone(&lock(&self.current))
+    }
+
+    fn publish(&self, running: Running) {
+        *lock(&self.current) = Arc::new(running);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Called by a worker whose generation moved: if a pause is asked for, runs `before`
+    /// (the worker hands out its shard's pending events) and waits until the gate opens.
+    pub(crate) fn pass(&self, before: impl FnOnce()) {
+        if !lock(&self.gate.state).closed {
+            return;
+        }
+        before();
+        let mut s = lock(&self.gate.state);
+        if !s.closed {
+            return;
+        }
+        let opening = s.openings;
+        s.arrived += 1;
+        self.gate.moved.notify_all();
+        while s.openings == opening {
+            s = self.gate.moved.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Closes the gate and waits until `workers` workers wait at it; false after
+    /// [`PAUSE_WAIT`] (the gate is then open again).
+    fn pause(&self, workers: usize) -> bool {
+        let mut s = lock(&self.gate.state);
+        s.closed = true;
+        s.arrived = 0;
+        self.generation.fetch_add(1, Ordering::Release);
+        let deadline = Instant::now() + PAUSE_WAIT;
+        while s.arrived < workers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                drop(s);
+                self.resume();
+                return false;
+            }
+            s = self
+                .gate
+                .moved
+                .wait_timeout(s, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn resume(&self) {
+        let mut s = lock(&self.gate.state);
+        s.closed = false;
+        s.arrived = 0;
+        s.openings += 1;
+        self.generation.fetch_add(1, Ordering::Release);
+        self.gate.moved.notify_all();
+    }
+}
+
+/// Keys that only a restart changes, with how each is read from a config.
+pub const FIXED_KEYS: &[&str] = &[
+    "interfaces",
+    "port",
+    "state_dir",
+    "workers",
+    "log_level",
+    "journal",
+    "control",
+    "v6.port",
+    "v6.server_duid",
+    "v6 (turning DHCPv6 on or off)",
+];
+
+/// The first key of [`FIXED_KEYS`] that differs between `running` and `new`.
+pub fn fixed_key_changed(running: &Config, new: &Config) -> Option<&'static str> {
+    let same = [
+        running.interfaces == new.interfaces,
+        running.port == new.port,
+        running.state_dir == new.state_dir,
+        running.workers == new.workers,
+        running.log_level == new.log_level,
+        running.journal == new.journal,
+        running.control == new.control,
+        running.v6.port == new.v6.port,
+        running.v6.server_duid == new.v6.server_duid,
+        running.v6.enabled() == new.v6.enabled(),
+    ];
+    same.iter().position(|s| !s).map(|i| FIXED_KEYS[i])
+}
+
+/// What the command line changed in the file's config; a reload of the file changes it the
+/// same way, so that the file's own values do not count as a change.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+    /// `--control`, as it resolved at startup.
+    pub control: Option<Option<ControlConfig>>,
+}
+
+impl Overrides {
+    /// Applies the command line to a config read from the file.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(p) = self.port {
+            config.port = p;
+        }
+        if let Some(w) = self.workers {
+            config.workers = Some(w);
+        }
+        if let Some(c) = &self.control {
+            config.control.clone_from(c);
+        }
+    }
+}
+
+/// What a change of configuration does to the leases, as `config-test` and
+/// `lessor check-config --against` report it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Impact {
+    /// Subnets (by CIDR) the new config has and the running one has not.
+    pub added: Vec<String>,
+    /// Subnets (by CIDR) the running config has and the new one has not.
+    pub removed: Vec<String>,
+    /// Bound leases whose address is in no pool of the new config and reserved by nobody,
+    /// per subnet (its CIDR, or "none" when no subnet holds it any more).
+    pub orphaned: BTreeMap<String, u64>,
+    /// Reservations of the new config whose address a bound lease of another client holds.
+    pub held: Vec<String>,
+    /// Whether the engines are rebuilt (the workers pause); else the new config is only
+    /// published.
+    pub rebuild: bool,
+}
+
+impl Impact {
+    /// Leases orphaned in all.
+    pub fn orphans(&self) -> u64 {
+        self.orphaned.values().sum()
+    }
+
+    /// The report as JSON, for `config-test`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "subnets-added": self.added,
+            "subnets-removed": self.removed,
+            "leases-orphaned": self.orphaned,
+            "reservations-held-by-another-client": self.held,
+            "pause": self.rebuild,
+        })
+    }
+
+    /// The report as lines of text, for `lessor check-config`.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        out += &format!("subnets added: {}\n", list(&self.added));
+        out += &format!("subnets removed: {}\n", list(&self.removed));
+        if self.orphaned.is_empty() {
+            out += "leases orphaned: none\n";
+        }
+        for (subnet, n) in &self.orphaned {
+            out += &format!("leases orphaned in {subnet}: {n}\n");
+        }
+        out += &format!(
+            "reservations held by another client: {}\n",
+            list(&self.held)
+        );
+        out
+    }
+}
+
+/// Whether `addr` is in a pool of `c`'s DHCPv4 subnets (not excluded).
+fn in_pool4(c: &Config, addr: Ipv4Addr) -> bool {
+    c.v4.subnets.iter().any(|s| {
+        s.net.contains(&addr)
+            && !s.excluded.contains(&addr)
+            && s.pools.iter().any(|p| (p.first..=p.last).contains(&addr))
+    })
+}
+
+/// The DHCPv4 reservations of `c`, subnet and global.
+fn reservations4(c: &Config) -> impl Iterator<Item = &crate::config::Reservation4> {
+    c.v4.subnets
+        .iter()
+        .flat_map(|s| s.reservations.iter())
+        .chain(&c.v4.reservations)
+}
+
+/// Whether a bound DHCPv4 lease is orphaned under `c`: its address is in no pool and no
+/// reservation names it.
+pub fn is_orphan4(c: &Config, lease: &Lease) -> bool {
+    lease.state == LeaseState::Bound
+        && !in_pool4(c, lease.address)
+        && !reservations4(c).any(|r| r.address == lease.address)
+}
+
+/// Whether a bound DHCPv6 lease is orphaned under `c` and `assigned` (the assignments
+/// file): its address or prefix is in no pool and nothing reserves or assigns it.
+pub fn is_orphan6(c: &Config, assigned: &crate::config::Assignments, lease: &Lease6) -> bool {
+    if lease.state != LeaseState::Bound {
+        return false;
+    }
+    let r = lease.resource;
+    let in_pool = c.v6.subnets.iter().any(|s| {
+        if r.len == 128 {
+            !s.excluded.contains(&r.addr)
+                && s.pools.iter().any(|p| (p.first..=p.last).contains(&r.addr))
+        } else {
+            s.pd_pools.iter().any(|p| {
+                p.prefix.contains(&r.addr)
+                    && r.len == p.delegated_len
+                    && !p.excluded.iter().any(|x| x.contains(&r.addr))
+            })
+        }
+    });
+    let named = |a: Option<Ipv6Addr>, p: Option<ipnet::Ipv6Net>| {
+        if r.len == 128 {
+            a == Some(r.addr)
+        } else {
+            p.is_some_and(|p| p.network() == r.addr && p.prefix_len() == r.len)
+        }
+    };
+    let reserved =
+        c.v6.subnets
+            .iter()
+            .flat_map(|s| s.reservations.iter())
+            .chain(&c.v6.reservations)
+            .any(|x| named(x.address, x.prefix))
+            || assigned.iter().any(|x| named(x.address, x.prefix));
+    !in_pool && !reserved
+}
+
+/// Whether DHCPv4 reservation key `key` names the holder of `lease`; `None` when the lease
+/// does not say (circuit and remote ids are not kept with a lease).
+fn reserved_for(key: &ReservationKey, lease: &Lease) -> Option<bool> {
+    match key {
+        ReservationKey::HwAddress(mac) => Some(
+            HwAddr::new(lease.hw.htype(), mac).is_some_and(|h| h == lease.hw)
+                || lease.client == ClientKey::hardware(lease.hw.htype(), mac),
+        ),
+        ReservationKey::ClientId(id) => Some(lease.client == ClientKey::client_id(id)),
+        ReservationKey::CircuitId(_) | ReservationKey::RemoteId(_) => None,
+    }
+}
+
+/// The subnet (CIDR) of `addr` in `new`, else in `old`, else "none".
+fn subnet_label(old: Option<&Config>, new: &Config, addr: IpAddr) -> String {
+    let find = |c: &Config| match addr {
+        IpAddr::V4(a) => {
+            c.v4.subnets
+                .iter()
+                .find(|s| s.net.contains(&a))
+                .map(|s| s.net.to_string())
+        }
+        IpAddr::V6(a) => {
+            c.v6.subnets
+                .iter()
+                .find(|s| s.net.contains(&a))
+                .map(|s| s.net.to_string())
+        }
+    };
+    find(new)
+        .or_else(|| old.and_then(find))
+        .unwrap_or_else(|| "none".to_owned())
+}
+
+/// What replacing `old` (`None`: unknown) by `new` does to `leases` and `leases6`.
+pub fn impact(
+    old: Option<&Config>,
+    new: &Config,
+    assigned: &crate::config::Assignments,
+    leases: &[Lease],
+    leases6: &[Lease6],
+) -> Impact {
+    let mut out = Impact::default();
+    if let Some(old) = old {
+        let nets = |c: &Config| -> BTreeSet<String> {
+            c.v4.subnets
+                .iter()
+                .map(|s| s.net.to_string())
+                .chain(c.v6.subnets.iter().map(|s| s.net.to_string()))
+                .collect()
+        };
+        let (was, is) = (nets(old), nets(new));
+        out.added = is.difference(&was).cloned().collect();
+        out.removed = was.difference(&is).cloned().collect();
+    }
+    for l in leases.iter().filter(|l| is_orphan4(new, l)) {
+        *out.orphaned
+            .entry(subnet_label(old, new, IpAddr::V4(l.address)))
+            .or_default() += 1;
+    }
+    for l in leases6.iter().filter(|l| is_orphan6(new, assigned, l)) {
+        *out.orphaned
+            .entry(subnet_label(old, new, IpAddr::V6(l.resource.addr)))
+            .or_default() += 1;
+    }
+    for r in reservations4(new) {
+        let holder = leases
+            .iter()
+            .find(|l| l.address == r.address && l.state == LeaseState::Bound);
+        if let Some(l) = holder {
+            match reserved_for(&r.key, l) {
+                Some(true) => {}
+                Some(false) => out.held.push(format!("{} ({:?})", r.address, r.key)),
+                None => out.held.push(format!(
+                    "{} ({:?}; bound, holder not comparable)",
+                    r.address, r.key
+                )),
+            }
+        }
+    }
+    out
+}
+
+/// How the last reload went, for `status-get`.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// When the last reload (successful or not) finished.
+    pub at: Option<Instant>,
+    /// Its error, `None` when it succeeded.
+    pub error: Option<String>,
+    /// How long the workers paused for it, when it rebuilt the engines.
+    pub pause: Option<Duration>,
+    /// Leases it left orphaned.
+    pub orphaned: u64,
+}
+
+/// What a successful reload did.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// What it changes in the leases.
+    pub impact: Impact,
+    /// How long the workers paused (`None`: no pause, the config was published).
+    pub pause: Option<Duration>,
+    /// DHCPv6 assignments now loaded (`None` when DHCPv6 is off).
+    pub assignments: Option<usize>,
+}
+
+/// What the reloader needs of the server that does not come from the config.
+#[derive(Debug)]
+pub(crate) struct Host {
+    pub(crate) infos: Vec<InterfaceInfo>,
+    pub(crate) infos6: Vec<v6::InterfaceInfo>,
+    /// Worker threads in all (both families): how many the gate waits for.
+    pub(crate) threads: usize,
+    /// Shards per engine.
+    pub(crate) shards: usize,
+}
+
+/// Makes and applies reloads, one at a time (SIGHUP, `config-reload`, `config-set`).
+#[derive(Debug)]
+pub struct Reloader {
+    /// Held for the whole of a reload: reloads never overlap.
+    busy: Mutex<()>,
+    swap: Arc<Swap>,
+    host: Host,
+    live: Weak<Live>,
+    source: Mutex<Option<(PathBuf, Overrides)>>,
+    status: Mutex<Status>,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    /// Seconds since the epoch of the last successful reload (of the start until then).
+    last_success: AtomicU64,
+}
+
+/// The new running set a reload would install, built off the hot path.
+struct Plan {
+    running: Running,
+    /// New engines to fill from the old ones (v4, v6).
+    fresh: (Option<Engine>, Option<Engine6>),
+    impact: Impact,
+    assignments: Option<usize>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Reloader {
+    pub(crate) fn new(swap: Arc<Swap>, host: Host, live: &Arc<Live>) -> Reloader {
+        Reloader {
+            busy: Mutex::new(()),
+            swap,
+            host,
+            live: Arc::downgrade(live),
+            source: Mutex::new(None),
+            status: Mutex::new(Status::default()),
+            successes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_success: AtomicU64::new(unix_now()),
+        }
+    }
+
+    /// Where `config-reload` and SIGHUP read the config from, and what the command line
+    /// changes in it.
+    pub fn set_source(&self, path: PathBuf, overrides: Overrides) {
+        *lock(&self.source) = Some((path, overrides));
+    }
+
+    /// The file reloads read, if any.
+    pub fn source(&self) -> Option<PathBuf> {
+        lock(&self.source).as_ref().map(|(p, _)| p.clone())
+    }
+
+    /// The running configuration.
+    pub fn running(&self) -> Arc<Config> {
+        Arc::clone(&self.swap.current().config)
+    }
+
+    /// The engines in use.
+    pub fn engines(&self) -> (Arc<Engine>, Option<Arc<Engine6>>) {
+        let r = self.swap.current();
+        (
+            Arc::clone(&r.engine),
+            r.v6.as_ref().map(|(_, e)| Arc::clone(e)),
+        )
+    }
+
+    /// How the last reload went.
+    pub fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    /// Reloads that succeeded and failed so far, and when the last success was (seconds since
+    /// the epoch; the start until one succeeds).
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.successes.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+            self.last_success.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Re-reads the file given on the command line (SIGHUP, `config-reload`).
+    pub fn reload_file(&self) -> Result<Outcome, String> {
+        self.apply(|| {
+            let Some((path, overrides)) = lock(&self.source).clone() else {
+                return Err(
+                    "no configuration file to reload: lessor runs on its built-in \
+                            default (start it with --config FILE)"
+                        .to_owned(),
+                );
+            };
+            let mut c = Config::from_file(&path).map_err(|e| e.to_string())?;
+            overrides.apply(&mut c);
+            Ok(c)
+        })
+    }
+
+    /// Makes the config `load` gives the running one (`config-set`); a failure to load
+    /// counts as a failed reload.
+    pub fn set(&self, load: impl FnOnce() -> Result<Config, String>) -> Result<Outcome, String> {
+        self.apply(load)
+    }
+
+    /// Says what making `config` the running one would do, changing nothing (`config-test`).
+    pub fn test(&self, config: &Config) -> Result<Impact, String> {
+        let _one = lock(&self.busy);
+        self.plan(config.clone()).map(|p| p.impact)
+    }
+
+    /// Loads, plans and commits one reload; records how it went either way.
+    fn apply(&self, load: impl FnOnce() -> Result<Config, String>) -> Result<Outcome, String> {
+        let _one = lock(&self.busy);
+        let result = load()
+            .and_then(|c| self.plan(c))
+            .and_then(|p| self.commit(p));
+        let mut status = lock(&self.status);
+        status.at = Some(Instant::now());
+        match &result {
+            Ok(o) => {
+                self.successes.fetch_add(1, Ordering::Relaxed);
+                self.last_success.store(unix_now(), Ordering::Relaxed);
+                status.error = None;
+                status.pause = o.pause;
+                status.orphaned = o.impact.orphans();
+                tracing::info!(
+                    pause_us = o.pause.map(|p| p.as_micros() as u64),
+                    orphaned = o.impact.orphans(),
+                    added = ?o.impact.added,
+                    removed = ?o.impact.removed,
+                    "configuration reloaded"
+                );
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                status.error = Some(e.clone());
+                tracing::error!(error = %e, "configuration not reloaded; the running one stays");
+            }
+        }
+        result
+    }
+
+    /// Checks `config` against the running one and builds what would replace it.
+    fn plan(&self, config: Config) -> Result<Plan, String> {
+        let now = self.swap.current();
+        if let Some(key) = fixed_key_changed(&now.config, &config) {
+            return Err(format!(
+                "{key}: cannot change while lessor runs; restart to change it"
+            ));
+        }
+        let v4 = Arc::new(V4Context::new(&config, &self.host.infos));
+        let layout4 = v4.engine_config(self.host.shards);
+        let fresh4 = if layout4 == now.v4.engine_config(self.host.shards) {
+            None
+        } else {
+            Some(Engine::new(layout4).map_err(|e| format!("v4: {e}"))?)
+        };
+        let (mut v6, mut fresh6, mut assignments) = (None, None, None);
+        let mut table = crate::config::Assignments::default();
+        if let Some((ctx6, engine6)) = &now.v6 {
+            table = config
+                .load_assignments()
+                .map_err(|e| format!("v6.assignments_file: {e}"))?;
+            assignments = Some(table.len());
+            let duid = v6::server_duid(&config).map_err(|e| format!("v6.server_duid: {e}"))?;
+            let ctx = V6Context::new(&config, &duid, &self.host.infos6, Arc::new(table.clone()));
+            let layout6 = ctx.engine_config(self.host.shards);
+            if layout6 != ctx6.engine_config(self.host.shards) {
+                fresh6 = Some(Engine6::new(layout6).map_err(|e| format!("v6: {e}"))?);
+            }
+            v6 = Some((Arc::new(ctx), Arc::clone(engine6)));
+        }
+        let leases = now.engine.leases();
+        let leases6 = now.v6.as_ref().map(|(_, e)| e.leases()).unwrap_or_default();
+        let mut impact = impact(Some(&now.config), &config, &table, &leases, &leases6);
+        impact.rebuild = fresh4.is_some() || fresh6.is_some();
+        Ok(Plan {
+            running: Running {
+                config: Arc::new(config),
+                v4,
+                engine: Arc::clone(&now.engine),
+                v6,
+            },
+            fresh: (fresh4, fresh6),
+            impact,
+            assignments,
+        })
+    }
+
+    /// Installs `plan`: a publish, or (new engines) a pause in which every lease moves over.
+    fn commit(&self, plan: Plan) -> Result<Outcome, String> {
+        let Plan {
+            mut running,
+            fresh,
+            impact,
+            assignments,
+        } = plan;
+        let mut pause = None;
+        if let (None, None) = fresh {
+            self.swap.publish(running);
+        } else {
+            let started = Instant::now();
+            if !self.swap.pause(self.host.threads) {
+                return Err(format!(
+                    "the workers did not reach a batch boundary within {PAUSE_WAIT:?}; \
+                     nothing changed"
+                ));
+            }
+            let old = self.swap.current();
+            let (fresh4, fresh6) = fresh;
+            if let Some(new) = fresh4 {
+                move_leases4(&old.engine, &new);
+                running.engine = Arc::new(new);
+            }
+            if let (Some(new), Some((ctx, engine))) = (fresh6, running.v6.as_mut()) {
+                move_leases6(engine, &new);
+                *engine = Arc::new(new);
+                let _ = ctx;
+            }
+            self.swap.publish(running);
+            self.swap.resume();
+            let took = started.elapsed();
+            tracing::info!(
+                pause_us = took.as_micros() as u64,
+                "the workers paused while the pools were rebuilt"
+            );
+            pause = Some(took);
+        }
+        if let Some(live) = self.live.upgrade() {
+            live.follow(&self.swap.current());
+        }
+        Ok(Outcome {
+            impact,
+            pause,
+            assignments,
+        })
+    }
+}
+
+/// Copies every record of `old` into `new` (fresh), on the shard its client steers to, and
+/// raises `new`'s versions to `old`'s.
+fn move_leases4(old: &Engine, new: &Engine) {
+    let leases = old.leases();
+    let mut r = new.restorer(leases.len());
+    let mut refused = 0u64;
+    for l in leases {
+        let rec = LeaseRecord::from_lease(&l, 0);
+        let shard = v4::steer_hash(&rec.chaddr_field()) as usize % new.shards();
+        refused += u64::from(r.add(shard, l).is_err());
+    }
+    refused += r.finish().refused;
+    new.advance_versions(old.max_version());
+    if refused > 0 {
+        tracing::warn!(refused, "DHCPv4 records not carried over by the reload");
+    }
+}
+
+/// [`move_leases4`] for DHCPv6.
+fn move_leases6(old: &Engine6, new: &Engine6) {
+    let leases = old.leases();
+    let mut r = new.restorer(leases.len());
+    let mut refused = 0u64;
+    for l in leases {
+        let shard = new.owner(l.client.duid());
+        refused += u64::from(r.add(shard, l).is_err());
+    }
+    refused += r.finish().refused;
+    new.advance_versions(old.max_version());
+    if refused > 0 {
+        tracing::warn!(refused, "DHCPv6 records not carried over by the reload");
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use lessor_engine::v4::{BindError, ClientKey, Engine, HwAddr, LeaseInfo, OfferRequest, PoolId};
+use lessor_engine::{BindRequest, LeaseState};
+
+use super::{Running, Swap, fixed_key_changed, impact, is_orphan4, move_leases4};
+use crate::config::{Assignments, Config};
+use crate::v4::V4Context;
+
+fn config(pools: &str, extra: &str) -> Config {
+    Config::from_yaml_str(&format!(
+        "port: 6767\nstate_dir: /tmp/x\nv4:\n  lease_time: 60\n  subnets:\n    - subnet: 10.0.0.0/24\n      pools: [{pools}]\n{extra}"
+    ))
+    .unwrap()
+}
+
+fn engine(c: &Config) -> (V4Context, Engine) {
+    let ctx = V4Context::new(c, &[]);
+    let e = Engine::new(ctx.engine_config(2)).unwrap();
+    (ctx, e)
+}
+
+fn mac(n: u8) -> (ClientKey, HwAddr) {
+    let m = [2, 0, 0, 0, 0, n];
+    (ClientKey::hardware(1, &m), HwAddr::new(1, &m).unwrap())
+}
+
+fn bind(e: &Engine, n: u8, addr: [u8; 4], pools: &[PoolId], now: u64) -> Result<(), BindError> {
+    let (client, hw) = mac(n);
+    let req = BindRequest {
+        client: &client,
+        address: Ipv4Addr::from(addr),
+        pools,
+        reserved: false,
+        lease_time: 60,
+        info: LeaseInfo { hw, hostname: None },
+    };
+    e.bind(0, &req, now, &mut Vec::new()).map(|_| ())
+}
+
+#[test]
+fn a_key_that_needs_a_restart_is_named() {
+    let c = config("\"10.0.0.10-10.0.0.20\"", "");
+    let mut d = c.clone();
+    d.port = 6768;
+    assert_eq!(fixed_key_changed(&c, &d), Some("port"));
+    let mut d = c.clone();
+    d.state_dir = "/tmp/y".into();
+    assert_eq!(fixed_key_changed(&c, &d), Some("state_dir"));
+    let d = config("\"10.0.0.10-10.0.0.30\"", "");
+    assert_eq!(fixed_key_changed(&c, &d), None);
+}
+
+#[test]
+fn a_shrunk_pool_orphans_the_leases_outside_it_and_keeps_them() {
+    let now = 1_000;
+    let old = config("\"10.0.0.10-10.0.0.20\"", "");
+    let (_, e) = engine(&old);
+    bind(&e, 1, [10, 0, 0, 12], &[PoolId(0)], now).unwrap();
+    bind(&e, 2, [10, 0, 0, 18], &[PoolId(0)], now).unwrap();
+
+    let new = config("\"10.0.0.10-10.0.0.15\"", "");
+    let report = impact(Some(&old), &new, &Assignments::default(), &e.leases(), &[]);
+    assert_eq!(report.orphans(), 1);
+    assert_eq!(report.orphaned.get("10.0.0.0/24"), Some(&1));
+
+    let (_, fresh) = engine(&new);
+    move_leases4(&e, &fresh);
+    let leases = fresh.leases();
+    assert_eq!(leases.len(), 2, "both leases carried over: {leases:?}");
+    let orphan = leases
+        .iter()
+        .find(|l| l.address == Ipv4Addr::new(10, 0, 0, 18));
+    let orphan = orphan.expect("the lease outside the pool is kept");
+    assert!(is_orphan4(&new, orphan));
+    assert_eq!(orphan.pool, None);
+    assert!(fresh.max_version() >= e.max_version());
+
+    // Never offered again: six clients take the six pool addresses, a seventh gets none.
+    for n in 10..17u8 {
+        let (client, hw) = mac(n);
+        let got = fresh.offer(
+            0,
+            &OfferRequest {
+                client: &client,
+                pools: &[PoolId(0)],
+                reserved: None,
+                requested: Some(Ipv4Addr::new(10, 0, 0, 18)),
+                info: LeaseInfo { hw, hostname: None },
+            },
+            now,
+        );
+        assert_ne!(got.ok(), Some(Ipv4Addr::new(10, 0, 0, 18)));
+    }
+    // Not extended: the renewal is refused.
+    assert_eq!(
+        bind(&fresh, 2, [10, 0, 0, 18], &[PoolId(0)], now + 1),
+        Err(BindError::NotInPool)
+    );
+    // It ends at its expiry.
+    fresh.reclaim(0, now + 120, 100, &mut Vec::new());
+    fresh.reclaim(1, now + 120, 100, &mut Vec::new());
+    let after = fresh.leases();
+    assert!(
+        after
+            .iter()
+            .all(|l| l.address != Ipv4Addr::new(10, 0, 0, 18) || l.state != LeaseState::Bound),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn added_and_removed_subnets_are_reported_by_cidr() {
+    let old = config("\"10.0.0.10-10.0.0.20\"", "");
+    let new = Config::from_yaml_str(
+        "port: 6767\nstate_dir: /tmp/x\nv4:\n  subnets:\n    - subnet: 10.1.0.0/24\n      pools: [\"10.1.0.10-10.1.0.20\"]\n",
+    )
+    .unwrap();
+    let r = impact(Some(&old), &new, &Assignments::default(), &[], &[]);
+    assert_eq!(r.added, ["10.1.0.0/24"]);
+    assert_eq!(r.removed, ["10.0.0.0/24"]);
+}
+
+#[test]
+fn a_reservation_on_another_clients_lease_is_reported() {
+    let old = config("\"10.0.0.10-10.0.0.20\"", "");
+    let (_, e) = engine(&old);
+    bind(&e, 1, [10, 0, 0, 12], &[PoolId(0)], 1_000).unwrap();
+    let new = config(
+        "\"10.0.0.10-10.0.0.20\"",
+        "      reservations:\n        - hw_address: 02:00:00:00:00:09\n          address: 10.0.0.12\n",
+    );
+    let r = impact(Some(&old), &new, &Assignments::default(), &e.leases(), &[]);
+    assert_eq!(r.held.len(), 1, "{r:?}");
+    assert!(r.held[0].starts_with("10.0.0.12"));
+    // The holder's own reservation is not reported.
+    let own = config(
+        "\"10.0.0.10-10.0.0.20\"",
+        "      reservations:\n        - hw_address: 02:00:00:00:00:01\n          address: 10.0.0.12\n",
+    );
+    let r = impact(Some(&old), &own, &Assignments::default(), &e.leases(), &[]);
+    assert!(r.held.is_empty(), "{r:?}");
+}
+
+#[test]
+fn the_gate_holds_every_worker_until_it_opens() {
+    let c = config("\"10.0.0.10-10.0.0.20\"", "");
+    let (ctx, e) = engine(&c);
+    let swap = Swap::new(Running {
+        config: Arc::new(c),
+        v4: Arc::new(ctx),
+        engine: Arc::new(e),
+        v6: None,
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let inside = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (swap, stop, inside) = (Arc::clone(&swap), Arc::clone(&stop), Arc::clone(&inside));
+            thread::spawn(move || {
+                let mut seen = u64::MAX;
+                while !stop.load(Ordering::Relaxed) {
+                    if swap.generation() != seen {
+                        swap.pass(|| {});
+                        seen = swap.generation();
+                    }
+                    // Work between batch boundaries: must never overlap the pause.
+                    inside.store(true, Ordering::SeqCst);
+                    thread::yield_now();
+                    inside.store(false, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    assert!(swap.pause(2), "both workers reach the gate");
+    for _ in 0..1000 {
+        assert!(!inside.load(Ordering::SeqCst), "a worker ran while paused");
+    }
+    swap.resume();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    // With a worker missing, the pause gives up and opens the gate again.
+    assert!(!swap.pause(1));
+}
