@@ -40,10 +40,16 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Run,
-    /// Validate a configuration file and print the effective configuration.
+    /// Validate a configuration file and print the effective configuration; with --against,
+    /// say what it would do to the leases of a state directory instead.
     CheckConfig {
         /// The file to check (defaults to --config).
         file: Option<PathBuf>,
+        /// A state directory whose journal to read (read-only): print the leases the new file
+        /// would orphan per subnet, reservations another client holds, and the subnets added
+        /// and removed (against --config, the running file, when given).
+        #[arg(long, value_name = "STATE_DIR")]
+        against: Option<PathBuf>,
     },
     /// Inspect and maintain the lease journal (the tools that write need the server stopped).
     Journal {
@@ -99,12 +105,24 @@ fn main() -> std::process::ExitCode {
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Some(Command::CheckConfig { file }) => {
+        Some(Command::CheckConfig { file, against }) => {
+            let running = match (&file, &cli.config, &against) {
+                (Some(_), Some(r), Some(_)) => Some(load(Some(r))?),
+                _ => None,
+            };
             let path = file
                 .or(cli.config)
                 .context("check-config needs a FILE (or --config)")?;
             let config = load(Some(&path))?;
-            print!("{}", config.effective_yaml());
+            match against {
+                None => print!("{}", config.effective_yaml()),
+                Some(dir) => {
+                    let impact =
+                        lessor_server::reload::check_against(&dir, running.as_ref(), &config)
+                            .map_err(anyhow::Error::msg)?;
+                    print!("{}", impact.to_text());
+                }
+            }
             eprintln!("lessor: {} is valid", path.display());
             Ok(())
         }

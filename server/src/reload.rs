@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lessor_engine::LeaseState;
 use lessor_engine::v4::{ClientKey, Engine, HwAddr, Lease};
 use lessor_engine::v6::{Engine as Engine6, Lease as Lease6};
+use lessor_engine::{LeaseState, Time};
 
 use crate::config::{Config, ControlConfig, ReservationKey};
 use crate::control::Live;
@@ -225,6 +225,8 @@ pub struct Impact {
     /// Whether the engines are rebuilt (the workers pause); else the new config is only
     /// published.
     pub rebuild: bool,
+    /// Whether the running config was known, so that `added` and `removed` mean something.
+    pub compared: bool,
 }
 
 impl Impact {
@@ -254,8 +256,12 @@ impl Impact {
                 v.join(", ")
             }
         };
-        out += &format!("subnets added: {}\n", list(&self.added));
-        out += &format!("subnets removed: {}\n", list(&self.removed));
+        if self.compared {
+            out += &format!("subnets added: {}\n", list(&self.added));
+            out += &format!("subnets removed: {}\n", list(&self.removed));
+        } else {
+            out += "subnets added and removed: unknown (give --config the running file)\n";
+        }
         if self.orphaned.is_empty() {
             out += "leases orphaned: none\n";
         }
@@ -365,15 +371,18 @@ fn subnet_label(old: Option<&Config>, new: &Config, addr: IpAddr) -> String {
         .unwrap_or_else(|| "none".to_owned())
 }
 
-/// What replacing `old` (`None`: unknown) by `new` does to `leases` and `leases6`.
+/// What replacing `old` (`None`: unknown) by `new` does to those of `leases` and `leases6`
+/// that are bound at `now`.
 pub fn impact(
     old: Option<&Config>,
     new: &Config,
     assigned: &crate::config::Assignments,
-    leases: &[Lease],
-    leases6: &[Lease6],
+    (leases, leases6): (&[Lease], &[Lease6]),
+    now: Time,
 ) -> Impact {
     let mut out = Impact::default();
+    let leases: Vec<&Lease> = leases.iter().filter(|l| l.expires > now).collect();
+    let leases6: Vec<&Lease6> = leases6.iter().filter(|l| l.expires > now).collect();
     if let Some(old) = old {
         let nets = |c: &Config| -> BTreeSet<String> {
             c.v4.subnets
@@ -385,6 +394,7 @@ pub fn impact(
         let (was, is) = (nets(old), nets(new));
         out.added = is.difference(&was).cloned().collect();
         out.removed = was.difference(&is).cloned().collect();
+        out.compared = true;
     }
     for l in leases.iter().filter(|l| is_orphan4(new, l)) {
         *out.orphaned
@@ -627,7 +637,13 @@ impl Reloader {
         }
         let leases = now.engine.leases();
         let leases6 = now.v6.as_ref().map(|(_, e)| e.leases()).unwrap_or_default();
-        let mut impact = impact(Some(&now.config), &config, &table, &leases, &leases6);
+        let mut impact = impact(
+            Some(&now.config),
+            &config,
+            &table,
+            (&leases, &leases6),
+            crate::worker::now(),
+        );
         impact.rebuild = fresh4.is_some() || fresh6.is_some();
         Ok(Plan {
             running: Running {
@@ -724,6 +740,37 @@ fn move_leases6(old: &Engine6, new: &Engine6) {
     if refused > 0 {
         tracing::warn!(refused, "DHCPv6 records not carried over by the reload");
     }
+}
+
+/// `lessor check-config FILE --against STATE_DIR`: what making `new` the running config
+/// would do to the leases in the journal of `state_dir`, read without writing; `old` is the
+/// running config when known (for the subnets added and removed).
+pub fn check_against(
+    state_dir: &std::path::Path,
+    old: Option<&Config>,
+    new: &Config,
+) -> Result<Impact, String> {
+    let dir = crate::state_dir::journal_dir(state_dir);
+    if !dir.is_dir() {
+        return Err(format!("--against: no journal in {}", dir.display()));
+    }
+    let (records, _) = lessor_journal::read_live::<LeaseRecord>(&dir)
+        .map_err(|e| format!("reading the journal in {}: {e}", dir.display()))?;
+    let leases: Vec<Lease> = records.iter().filter_map(LeaseRecord::to_lease).collect();
+    let leases6: Vec<Lease6> = records
+        .iter()
+        .filter_map(LeaseRecord::to_v6_lease)
+        .collect();
+    let assigned = new
+        .load_assignments()
+        .map_err(|e| format!("v6.assignments_file: {e}"))?;
+    Ok(impact(
+        old,
+        new,
+        &assigned,
+        (&leases, &leases6),
+        crate::worker::now(),
+    ))
 }
 
 #[cfg(test)]

@@ -248,12 +248,6 @@ impl<F: Family> Worker<F> {
         // before this worker started.
         let mut generation = u64::MAX;
         while !self.shared.stop.load(Ordering::Relaxed) {
-            // A reload: one atomic load per batch; the rest only when it moved.
-            if self.shared.swap.generation() != generation {
-                self.reload(&mut events);
-                generation = self.shared.swap.generation();
-                self.family.refresh(&self.shared.swap.current());
-            }
             self.family.between_batches();
             if last_reclaim.elapsed() >= RECLAIM_EVERY {
                 last_reclaim = Instant::now();
@@ -261,14 +255,22 @@ impl<F: Family> Worker<F> {
                 self.persist(&mut events);
             }
             self.flush(&mut pending, &mut tx, stats);
-            let Received::Datagrams(_) = receive(
+            let received = receive(
                 &self.socket,
                 &mut rx,
                 &self.doorbell,
                 pending.oldest(),
                 IDLE_POLL,
                 self.k,
-            ) else {
+            );
+            // A reload, checked after the wait so that the batch just received already
+            // sees it: one atomic load per batch; the rest only when it moved.
+            if self.shared.swap.generation() != generation {
+                self.reload(&mut events);
+                generation = self.shared.swap.generation();
+                self.family.refresh(&self.shared.swap.current());
+            }
+            let Received::Datagrams(_) = received else {
                 continue;
             };
             let start = Instant::now();

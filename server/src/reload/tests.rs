@@ -63,7 +63,13 @@ fn a_shrunk_pool_orphans_the_leases_outside_it_and_keeps_them() {
     bind(&e, 2, [10, 0, 0, 18], &[PoolId(0)], now).unwrap();
 
     let new = config("\"10.0.0.10-10.0.0.15\"", "");
-    let report = impact(Some(&old), &new, &Assignments::default(), &e.leases(), &[]);
+    let report = impact(
+        Some(&old),
+        &new,
+        &Assignments::default(),
+        (&e.leases(), &[]),
+        0,
+    );
     assert_eq!(report.orphans(), 1);
     assert_eq!(report.orphaned.get("10.0.0.0/24"), Some(&1));
 
@@ -119,7 +125,7 @@ fn added_and_removed_subnets_are_reported_by_cidr() {
         "port: 6767\nstate_dir: /tmp/x\nv4:\n  subnets:\n    - subnet: 10.1.0.0/24\n      pools: [\"10.1.0.10-10.1.0.20\"]\n",
     )
     .unwrap();
-    let r = impact(Some(&old), &new, &Assignments::default(), &[], &[]);
+    let r = impact(Some(&old), &new, &Assignments::default(), (&[], &[]), 0);
     assert_eq!(r.added, ["10.1.0.0/24"]);
     assert_eq!(r.removed, ["10.0.0.0/24"]);
 }
@@ -133,7 +139,13 @@ fn a_reservation_on_another_clients_lease_is_reported() {
         "\"10.0.0.10-10.0.0.20\"",
         "      reservations:\n        - hw_address: 02:00:00:00:00:09\n          address: 10.0.0.12\n",
     );
-    let r = impact(Some(&old), &new, &Assignments::default(), &e.leases(), &[]);
+    let r = impact(
+        Some(&old),
+        &new,
+        &Assignments::default(),
+        (&e.leases(), &[]),
+        0,
+    );
     assert_eq!(r.held.len(), 1, "{r:?}");
     assert!(r.held[0].starts_with("10.0.0.12"));
     // The holder's own reservation is not reported.
@@ -141,7 +153,13 @@ fn a_reservation_on_another_clients_lease_is_reported() {
         "\"10.0.0.10-10.0.0.20\"",
         "      reservations:\n        - hw_address: 02:00:00:00:00:01\n          address: 10.0.0.12\n",
     );
-    let r = impact(Some(&old), &own, &Assignments::default(), &e.leases(), &[]);
+    let r = impact(
+        Some(&old),
+        &own,
+        &Assignments::default(),
+        (&e.leases(), &[]),
+        0,
+    );
     assert!(r.held.is_empty(), "{r:?}");
 }
 

@@ -18,3 +18,4 @@ mod control_ops;
 mod journal;
 mod perfdhcp;
 mod relay6;
+mod reload;
