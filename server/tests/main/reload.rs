@@ -16,7 +16,10 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder};
 use serde_json::{Value, json};
 
-use crate::common::{LESSOR, Lessor, Ns, heavy_turn, perfdhcp_report, unique, wait_until};
+use crate::clients::Dhclient;
+use crate::common::{
+    LESSOR, Lessor, Ns, SERVER_ADDR, heavy_turn, perfdhcp_report, unique, wait_until,
+};
 use crate::control::{command, http, result};
 
 const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6767);
@@ -389,5 +392,50 @@ fn check_config_against_a_state_dir_says_what_a_change_would_orphan() {
         stdout.contains("reservations held by another client: none\n"),
         "{stdout}"
     );
+    lessor.stop().assert_success();
+}
+
+#[test]
+fn dhclient_sees_the_router_a_reload_sets() {
+    let net = crate::common::Netns::new();
+    let server_if = net.server_if.clone();
+    let text = |router: &str| {
+        format!(
+            r#"interfaces: [{server_if}]
+port: 67
+state_dir: STATE_DIR
+workers: 2
+control: {{ listen: "127.0.0.1:0", user: ops, password: s3cret }}
+v4:
+  lease_time: 3600
+  subnets:
+    - subnet: 10.231.0.0/24
+      pools: [ "10.231.0.100-10.231.0.199" ]
+      options: {{ routers: [{router}] }}
+"#
+        )
+    };
+    let lessor = Lessor::start(Some(&net.server), &text(SERVER_ADDR), &[]);
+    let dir = crate::common::tempdir();
+    let client = Dhclient::new(net.client(), dir.path());
+    let (rec, log) = client.obtain();
+    assert_eq!(rec["new_routers"], SERVER_ADDR, "{rec:?}\n{log}");
+    let address = rec["new_ip_address"].clone();
+    client.stop();
+
+    let state = lessor.dir().join("state").display().to_string();
+    let file = lessor.dir().join("lessor.yaml");
+    fs::write(&file, text("10.231.0.254").replace("STATE_DIR", &state)).unwrap();
+    let url = lessor.control_url();
+    let a = net
+        .server
+        .run_in(move || command(&url, json!({"command": "config-reload"})));
+    assert_eq!(result(&a), 0, "{a}");
+
+    // dhclient starts again from its lease file: INIT-REBOOT, answered with the new router.
+    let (rec, log) = client.obtain();
+    assert_eq!(rec["new_routers"], "10.231.0.254", "{rec:?}\n{log}");
+    assert_eq!(rec["new_ip_address"], address, "the lease survives the reload");
+    client.stop();
     lessor.stop().assert_success();
 }
