@@ -9,10 +9,10 @@
 //! engines. Without new engines the swap is a publish: no worker waits. With them the
 //! workers stop at a batch boundary ([`Gate`]), every lease of the old engine is restored
 //! into the new one, and they go on with it. A lease whose address lies in no pool any more
-//! and is reserved by nobody stays where it is until it expires ([`is_orphan4`]): the engine
+//! and is reserved by nobody stays where it is until it expires ([`Orphans`]): the engine
 //! keeps it at a fixed place, so it is never offered and a renewal is refused.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -276,13 +276,70 @@ impl Impact {
     }
 }
 
-/// Whether `addr` is in a pool of `c`'s DHCPv4 subnets (not excluded).
-fn in_pool4(c: &Config, addr: Ipv4Addr) -> bool {
-    c.v4.subnets.iter().any(|s| {
-        s.net.contains(&addr)
-            && !s.excluded.contains(&addr)
-            && s.pools.iter().any(|p| (p.first..=p.last).contains(&addr))
-    })
+/// Tells orphans from leases a config still serves: a bound lease whose address (prefix) is
+/// in no pool of the config, and that no reservation or assignment names.
+#[derive(Debug)]
+pub struct Orphans<'c> {
+    config: &'c Config,
+    reserved: HashSet<Ipv4Addr>,
+    reserved6: HashSet<(Ipv6Addr, u8)>,
+}
+
+impl<'c> Orphans<'c> {
+    /// The rules of `config`, with `assigned` (its assignments file).
+    pub fn new(config: &'c Config, assigned: &crate::config::Assignments) -> Orphans<'c> {
+        let reserved = reservations4(config).map(|r| r.address).collect();
+        let named = |a: Option<Ipv6Addr>, p: Option<ipnet::Ipv6Net>| {
+            a.map(|a| (a, 128))
+                .into_iter()
+                .chain(p.map(|p| (p.network(), p.prefix_len())))
+        };
+        let reserved6 = config
+            .v6
+            .subnets
+            .iter()
+            .flat_map(|s| s.reservations.iter())
+            .chain(&config.v6.reservations)
+            .flat_map(|r| named(r.address, r.prefix))
+            .chain(assigned.iter().flat_map(|a| named(a.address, a.prefix)))
+            .collect();
+        Orphans {
+            config,
+            reserved,
+            reserved6,
+        }
+    }
+
+    /// Whether a DHCPv4 lease is an orphan.
+    pub fn v4(&self, lease: &Lease) -> bool {
+        let a = lease.address;
+        lease.state == LeaseState::Bound
+            && !self.reserved.contains(&a)
+            && !self.config.v4.subnets.iter().any(|s| {
+                s.net.contains(&a)
+                    && !s.excluded.contains(&a)
+                    && s.pools.iter().any(|p| (p.first..=p.last).contains(&a))
+            })
+    }
+
+    /// Whether a DHCPv6 lease is an orphan.
+    pub fn v6(&self, lease: &Lease6) -> bool {
+        let r = lease.resource;
+        lease.state == LeaseState::Bound
+            && !self.reserved6.contains(&(r.addr, r.len))
+            && !self.config.v6.subnets.iter().any(|s| {
+                if r.len == 128 {
+                    !s.excluded.contains(&r.addr)
+                        && s.pools.iter().any(|p| (p.first..=p.last).contains(&r.addr))
+                } else {
+                    s.pd_pools.iter().any(|p| {
+                        p.prefix.contains(&r.addr)
+                            && r.len == p.delegated_len
+                            && !p.excluded.iter().any(|x| x.contains(&r.addr))
+                    })
+                }
+            })
+    }
 }
 
 /// The DHCPv4 reservations of `c`, subnet and global.
@@ -291,50 +348,6 @@ fn reservations4(c: &Config) -> impl Iterator<Item = &crate::config::Reservation
         .iter()
         .flat_map(|s| s.reservations.iter())
         .chain(&c.v4.reservations)
-}
-
-/// Whether a bound DHCPv4 lease is orphaned under `c`: its address is in no pool and no
-/// reservation names it.
-pub fn is_orphan4(c: &Config, lease: &Lease) -> bool {
-    lease.state == LeaseState::Bound
-        && !in_pool4(c, lease.address)
-        && !reservations4(c).any(|r| r.address == lease.address)
-}
-
-/// Whether a bound DHCPv6 lease is orphaned under `c` and `assigned` (the assignments
-/// file): its address or prefix is in no pool and nothing reserves or assigns it.
-pub fn is_orphan6(c: &Config, assigned: &crate::config::Assignments, lease: &Lease6) -> bool {
-    if lease.state != LeaseState::Bound {
-        return false;
-    }
-    let r = lease.resource;
-    let in_pool = c.v6.subnets.iter().any(|s| {
-        if r.len == 128 {
-            !s.excluded.contains(&r.addr)
-                && s.pools.iter().any(|p| (p.first..=p.last).contains(&r.addr))
-        } else {
-            s.pd_pools.iter().any(|p| {
-                p.prefix.contains(&r.addr)
-                    && r.len == p.delegated_len
-                    && !p.excluded.iter().any(|x| x.contains(&r.addr))
-            })
-        }
-    });
-    let named = |a: Option<Ipv6Addr>, p: Option<ipnet::Ipv6Net>| {
-        if r.len == 128 {
-            a == Some(r.addr)
-        } else {
-            p.is_some_and(|p| p.network() == r.addr && p.prefix_len() == r.len)
-        }
-    };
-    let reserved =
-        c.v6.subnets
-            .iter()
-            .flat_map(|s| s.reservations.iter())
-            .chain(&c.v6.reservations)
-            .any(|x| named(x.address, x.prefix))
-            || assigned.iter().any(|x| named(x.address, x.prefix));
-    !in_pool && !reserved
 }
 
 /// Whether DHCPv4 reservation key `key` names the holder of `lease`; `None` when the lease
@@ -371,6 +384,30 @@ fn subnet_label(old: Option<&Config>, new: &Config, addr: IpAddr) -> String {
         .unwrap_or_else(|| "none".to_owned())
 }
 
+/// Orphans found so far, per subnet label.
+type Tally = BTreeMap<String, u64>;
+
+/// Counts `addr` as an orphan in `tally`.
+fn tally(tally: &mut Tally, old: Option<&Config>, new: &Config, addr: IpAddr) {
+    *tally.entry(subnet_label(old, new, addr)).or_default() += 1;
+}
+
+/// Subnets (by CIDR) in `new` and not in `old`, and in `old` and not in `new`.
+fn subnets_changed(old: &Config, new: &Config) -> (Vec<String>, Vec<String>) {
+    let nets = |c: &Config| -> BTreeSet<String> {
+        c.v4.subnets
+            .iter()
+            .map(|s| s.net.to_string())
+            .chain(c.v6.subnets.iter().map(|s| s.net.to_string()))
+            .collect()
+    };
+    let (was, is) = (nets(old), nets(new));
+    (
+        is.difference(&was).cloned().collect(),
+        was.difference(&is).cloned().collect(),
+    )
+}
+
 /// What replacing `old` (`None`: unknown) by `new` does to those of `leases` and `leases6`
 /// that are bound at `now`.
 pub fn impact(
@@ -381,36 +418,25 @@ pub fn impact(
     now: Time,
 ) -> Impact {
     let mut out = Impact::default();
-    let leases: Vec<&Lease> = leases.iter().filter(|l| l.expires > now).collect();
-    let leases6: Vec<&Lease6> = leases6.iter().filter(|l| l.expires > now).collect();
     if let Some(old) = old {
-        let nets = |c: &Config| -> BTreeSet<String> {
-            c.v4.subnets
-                .iter()
-                .map(|s| s.net.to_string())
-                .chain(c.v6.subnets.iter().map(|s| s.net.to_string()))
-                .collect()
-        };
-        let (was, is) = (nets(old), nets(new));
-        out.added = is.difference(&was).cloned().collect();
-        out.removed = was.difference(&is).cloned().collect();
+        (out.added, out.removed) = subnets_changed(old, new);
         out.compared = true;
     }
-    for l in leases.iter().filter(|l| is_orphan4(new, l)) {
-        *out.orphaned
-            .entry(subnet_label(old, new, IpAddr::V4(l.address)))
-            .or_default() += 1;
+    let orphans = Orphans::new(new, assigned);
+    let mut bound = HashMap::new();
+    for l in leases.iter().filter(|l| l.expires > now) {
+        if orphans.v4(l) {
+            tally(&mut out.orphaned, old, new, IpAddr::V4(l.address));
+        }
+        if l.state == LeaseState::Bound {
+            bound.insert(l.address, l);
+        }
     }
-    for l in leases6.iter().filter(|l| is_orphan6(new, assigned, l)) {
-        *out.orphaned
-            .entry(subnet_label(old, new, IpAddr::V6(l.resource.addr)))
-            .or_default() += 1;
+    for l in leases6.iter().filter(|l| l.expires > now && orphans.v6(l)) {
+        tally(&mut out.orphaned, old, new, IpAddr::V6(l.resource.addr));
     }
     for r in reservations4(new) {
-        let holder = leases
-            .iter()
-            .find(|l| l.address == r.address && l.state == LeaseState::Bound);
-        if let Some(l) = holder {
+        if let Some(l) = bound.get(&r.address) {
             match reserved_for(&r.key, l) {
                 Some(true) => {}
                 Some(false) => out.held.push(format!("{} ({:?})", r.address, r.key)),
@@ -570,14 +596,14 @@ impl Reloader {
     /// Says what making `config` the running one would do, changing nothing (`config-test`).
     pub fn test(&self, config: &Config) -> Result<Impact, String> {
         let _one = lock(&self.busy);
-        self.plan(config.clone()).map(|p| p.impact)
+        self.plan(config.clone(), true).map(|p| p.impact)
     }
 
     /// Loads, plans and commits one reload; records how it went either way.
     fn apply(&self, load: impl FnOnce() -> Result<Config, String>) -> Result<Outcome, String> {
         let _one = lock(&self.busy);
         let result = load()
-            .and_then(|c| self.plan(c))
+            .and_then(|c| self.plan(c, false))
             .and_then(|p| self.commit(p));
         let mut status = lock(&self.status);
         status.at = Some(Instant::now());
@@ -605,8 +631,10 @@ impl Reloader {
         result
     }
 
-    /// Checks `config` against the running one and builds what would replace it.
-    fn plan(&self, config: Config) -> Result<Plan, String> {
+    /// Checks `config` against the running one and builds what would replace it. With
+    /// `leases` the impact looks at every lease (`config-test`); a reload counts the orphans
+    /// while it moves the leases instead, and reads none when the pools stay as they are.
+    fn plan(&self, config: Config, leases: bool) -> Result<Plan, String> {
         let now = self.swap.current();
         if let Some(key) = fixed_key_changed(&now.config, &config) {
             return Err(format!(
@@ -635,8 +663,13 @@ impl Reloader {
             }
             v6 = Some((Arc::new(ctx), Arc::clone(engine6)));
         }
-        let leases = now.engine.leases();
-        let leases6 = now.v6.as_ref().map(|(_, e)| e.leases()).unwrap_or_default();
+        let (leases, leases6) = match leases {
+            true => (
+                now.engine.leases(),
+                now.v6.as_ref().map(|(_, e)| e.leases()).unwrap_or_default(),
+            ),
+            false => Default::default(),
+        };
         let mut impact = impact(
             Some(&now.config),
             &config,
@@ -663,7 +696,7 @@ impl Reloader {
         let Plan {
             mut running,
             fresh,
-            impact,
+            mut impact,
             assignments,
         } = plan;
         let mut pause = None;
@@ -679,14 +712,30 @@ impl Reloader {
             }
             let old = self.swap.current();
             let (fresh4, fresh6) = fresh;
+            let config = Arc::clone(&running.config);
+            let empty = Arc::default();
+            let assigned = running.v6.as_ref().map_or(&empty, |(c, _)| c.assignments());
+            let orphans = Orphans::new(&config, assigned);
+            let now = crate::worker::now();
+            let orphaned = &mut impact.orphaned;
+            let label = |addr| subnet_label(Some(&old.config), &config, addr);
             if let Some(new) = fresh4 {
-                move_leases4(&old.engine, &new);
+                move_leases4(&old.engine, &new, |l| {
+                    if l.expires > now && orphans.v4(l) {
+                        *orphaned.entry(label(IpAddr::V4(l.address))).or_default() += 1;
+                    }
+                });
                 running.engine = Arc::new(new);
             }
-            if let (Some(new), Some((ctx, engine))) = (fresh6, running.v6.as_mut()) {
-                move_leases6(engine, &new);
+            if let (Some(new), Some((_, engine))) = (fresh6, running.v6.as_mut()) {
+                move_leases6(engine, &new, |l| {
+                    if l.expires > now && orphans.v6(l) {
+                        *orphaned
+                            .entry(label(IpAddr::V6(l.resource.addr)))
+                            .or_default() += 1;
+                    }
+                });
                 *engine = Arc::new(new);
-                let _ = ctx;
             }
             self.swap.publish(running);
             self.swap.resume();
@@ -708,13 +757,14 @@ impl Reloader {
     }
 }
 
-/// Copies every record of `old` into `new` (fresh), on the shard its client steers to, and
-/// raises `new`'s versions to `old`'s.
-fn move_leases4(old: &Engine, new: &Engine) {
+/// Copies every record of `old` into `new` (fresh), on the shard its client steers to,
+/// showing each to `seen` first, and raises `new`'s versions to `old`'s.
+fn move_leases4(old: &Engine, new: &Engine, mut seen: impl FnMut(&Lease)) {
     let leases = old.leases();
     let mut r = new.restorer(leases.len());
     let mut refused = 0u64;
     for l in leases {
+        seen(&l);
         let rec = LeaseRecord::from_lease(&l, 0);
         let shard = v4::steer_hash(&rec.chaddr_field()) as usize % new.shards();
         refused += u64::from(r.add(shard, l).is_err());
@@ -727,11 +777,12 @@ fn move_leases4(old: &Engine, new: &Engine) {
 }
 
 /// [`move_leases4`] for DHCPv6.
-fn move_leases6(old: &Engine6, new: &Engine6) {
+fn move_leases6(old: &Engine6, new: &Engine6, mut seen: impl FnMut(&Lease6)) {
     let leases = old.leases();
     let mut r = new.restorer(leases.len());
     let mut refused = 0u64;
     for l in leases {
+        seen(&l);
         let shard = new.owner(l.client.duid());
         refused += u64::from(r.add(shard, l).is_err());
     }

@@ -6,7 +6,7 @@ use std::thread;
 use lessor_engine::v4::{BindError, ClientKey, Engine, HwAddr, LeaseInfo, OfferRequest, PoolId};
 use lessor_engine::{BindRequest, LeaseState};
 
-use super::{Running, Swap, fixed_key_changed, impact, is_orphan4, move_leases4};
+use super::{Orphans, Running, Swap, fixed_key_changed, impact, move_leases4};
 use crate::config::{Assignments, Config};
 use crate::v4::V4Context;
 
@@ -74,14 +74,16 @@ fn a_shrunk_pool_orphans_the_leases_outside_it_and_keeps_them() {
     assert_eq!(report.orphaned.get("10.0.0.0/24"), Some(&1));
 
     let (_, fresh) = engine(&new);
-    move_leases4(&e, &fresh);
+    let mut seen = 0;
+    move_leases4(&e, &fresh, |_| seen += 1);
+    assert_eq!(seen, 2);
     let leases = fresh.leases();
     assert_eq!(leases.len(), 2, "both leases carried over: {leases:?}");
     let orphan = leases
         .iter()
         .find(|l| l.address == Ipv4Addr::new(10, 0, 0, 18));
     let orphan = orphan.expect("the lease outside the pool is kept");
-    assert!(is_orphan4(&new, orphan));
+    assert!(Orphans::new(&new, &Assignments::default()).v4(orphan));
     assert_eq!(orphan.pool, None);
     assert!(fresh.max_version() >= e.max_version());
 

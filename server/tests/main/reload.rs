@@ -435,7 +435,10 @@ v4:
     // dhclient starts again from its lease file: INIT-REBOOT, answered with the new router.
     let (rec, log) = client.obtain();
     assert_eq!(rec["new_routers"], "10.231.0.254", "{rec:?}\n{log}");
-    assert_eq!(rec["new_ip_address"], address, "the lease survives the reload");
+    assert_eq!(
+        rec["new_ip_address"], address,
+        "the lease survives the reload"
+    );
     client.stop();
     lessor.stop().assert_success();
 }
