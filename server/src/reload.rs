@@ -710,6 +710,7 @@ impl Reloader {
                      nothing changed"
                 ));
             }
+            let gathered = started.elapsed();
             let old = self.swap.current();
             let (fresh4, fresh6) = fresh;
             let config = Arc::clone(&running.config);
@@ -742,6 +743,7 @@ impl Reloader {
             let took = started.elapsed();
             tracing::info!(
                 pause_us = took.as_micros() as u64,
+                reaching_the_gate_us = gathered.as_micros() as u64,
                 "the workers paused while the pools were rebuilt"
             );
             pause = Some(took);

@@ -207,3 +207,70 @@ fn the_gate_holds_every_worker_until_it_opens() {
     // With a worker missing, the pause gives up and opens the gate again.
     assert!(!swap.pause(1));
 }
+
+fn config6(pool: &str) -> Config {
+    Config::from_yaml_str(&format!(
+        "port: 6767\nstate_dir: /tmp/x\nv6:\n  subnets:\n    - subnet: \"fd00:1::/64\"\n      pools: [\"{pool}\"]\n"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_shrunk_v6_pool_keeps_its_orphans_and_counts_them() {
+    use lessor_engine::v6::{Engine as Engine6, IaKey, IaKind, Lease as Lease6, Resource};
+
+    use super::move_leases6;
+    use crate::v6::V6Context;
+
+    let build = |c: &Config| {
+        let ctx = V6Context::new(c, &[0, 3, 0, 1, 2, 0, 0, 0, 0, 1], &[], Arc::default());
+        Engine6::new(ctx.engine_config(2)).unwrap()
+    };
+    let old = config6("fd00:1::10-fd00:1::20");
+    let e = build(&old);
+    let lease = |last: u16, n: u8| Lease6 {
+        resource: Resource::address(std::net::Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, last)),
+        pool: None,
+        client: IaKey::new(&[0, 3, 0, 1, 2, 0, 0, 0, 0, n], 1, IaKind::Na),
+        state: LeaseState::Bound,
+        starts: 1_000,
+        preferred: 30,
+        expires: 2_000,
+        version: u64::from(n),
+    };
+    for (last, n) in [(0x12, 1), (0x1a, 2)] {
+        let l = lease(last, n);
+        e.restore(e.owner(l.client.duid()), l).unwrap();
+    }
+    let new = config6("fd00:1::10-fd00:1::15");
+    let fresh = build(&new);
+    let orphans = Orphans::new(&new, &Assignments::default());
+    let mut counted = 0;
+    move_leases6(&e, &fresh, |l| counted += u32::from(orphans.v6(l)));
+    assert_eq!(counted, 1);
+    let moved = fresh.leases();
+    assert_eq!(moved.len(), 2, "{moved:?}");
+    let orphan = moved.iter().find(|l| l.resource.addr.segments()[7] == 0x1a);
+    assert_eq!(
+        orphan.map(|l| l.pool),
+        Some(None),
+        "kept outside every pool"
+    );
+    let r = impact(
+        Some(&old),
+        &new,
+        &Assignments::default(),
+        (&[], &e.leases()),
+        1_500,
+    );
+    assert_eq!(r.orphaned.get("fd00:1::/64"), Some(&1), "{r:?}");
+    // Past its expiry it is not a lease any more: nothing to report.
+    let r = impact(
+        Some(&old),
+        &new,
+        &Assignments::default(),
+        (&[], &e.leases()),
+        2_000,
+    );
+    assert!(r.orphaned.is_empty(), "{r:?}");
+}

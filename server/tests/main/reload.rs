@@ -319,7 +319,13 @@ fn a_pool_shrunk_under_load_loses_no_acked_lease_and_counts_the_orphans() {
         "ACKed leases missing from the engine: {lost:?}"
     );
     assert!(journal.len() > before.len(), "the load bound nothing");
-    lessor.stop().assert_success();
+    let stopped = lessor.stop();
+    stopped.assert_success();
+    let log = stopped
+        .stderr
+        .lines()
+        .find(|l| l.contains("pools were rebuilt"));
+    eprintln!("{}", log.expect("the pause is logged"));
 }
 
 /// Bound addresses in `lessor journal dump` of `state` (read while lessor runs).
