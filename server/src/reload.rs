@@ -1,13 +1,13 @@
 //! Reload without restart: a new configuration built and checked off the hot path, then
 //! swapped in at the workers' batch boundary. See docs/RELOAD.md.
 //!
-//! [`Swap`] is the one cell the workers read: a generation number they load once per batch,
-//! and the [`Running`] set (config, each family's context and engine) behind a mutex that
+//! `Swap` is the one cell the workers read: a generation number they load once per batch,
+//! and the `Running` set (config, each family's context and engine) behind a mutex that
 //! only a worker that saw the generation move takes. [`Reloader`] makes a new `Running`: it
 //! parses and validates the document, refuses keys that cannot change live
 //! ([`FIXED_KEYS`]), builds the contexts and, only when the pools' layout changed, new
 //! engines. Without new engines the swap is a publish: no worker waits. With them the
-//! workers stop at a batch boundary ([`Gate`]), every lease of the old engine is restored
+//! workers stop at a batch boundary (`Gate`), every lease of the old engine is restored
 //! into the new one, and they go on with it. A lease whose address lies in no pool any more
 //! and is reserved by nobody stays where it is until it expires ([`Orphans`]): the engine
 //! keeps it at a fixed place, so it is never offered and a renewal is refused.
@@ -151,35 +151,51 @@ impl Swap {
     }
 }
 
-/// Keys that only a restart changes, with how each is read from a config.
-pub const FIXED_KEYS: &[&str] = &[
-    "interfaces",
-    "port",
-    "state_dir",
-    "workers",
-    "log_level",
-    "journal",
-    "control",
-    "v6.port",
-    "v6.server_duid",
-    "v6 (turning DHCPv6 on or off)",
+/// Whether two configs agree on one key that only a restart changes.
+type Same = fn(&Config, &Config) -> bool;
+
+/// The keys that only a restart changes (sockets, threads, the journal, the control server),
+/// each with its comparison.
+pub const FIXED_KEYS: &[(&str, Same)] = &[
+    ("interfaces", |a, b| a.interfaces == b.interfaces),
+    ("port", |a, b| a.port == b.port),
+    ("state_dir", |a, b| a.state_dir == b.state_dir),
+    ("workers", |a, b| a.workers == b.workers),
+    ("log_level", |a, b| a.log_level == b.log_level),
+    ("journal.sync", |a, b| a.journal.sync == b.journal.sync),
+    ("journal.max_backlog", |a, b| {
+        a.journal.max_backlog == b.journal.max_backlog
+    }),
+    ("journal.preallocate", |a, b| {
+        a.journal.preallocate == b.journal.preallocate
+    }),
+    ("journal.realtime_sync", |a, b| {
+        a.journal.realtime_sync == b.journal.realtime_sync
+    }),
+    ("control (on or off)", |a, b| {
+        a.control.is_some() == b.control.is_some()
+    }),
+    ("control.listen", |a, b| {
+        a.control.as_ref().map(|c| c.listen) == b.control.as_ref().map(|c| c.listen)
+    }),
+    ("control.user / control.password", |a, b| {
+        a.control == b.control
+    }),
+    ("v6.port", |a, b| a.v6.port == b.v6.port),
+    ("v6.server_duid", |a, b| {
+        a.v6.server_duid == b.v6.server_duid
+    }),
+    ("v6 (turning DHCPv6 on or off)", |a, b| {
+        a.v6.enabled() == b.v6.enabled()
+    }),
 ];
 
 /// The first key of [`FIXED_KEYS`] that differs between `running` and `new`.
 pub fn fixed_key_changed(running: &Config, new: &Config) -> Option<&'static str> {
-    let same = [
-        running.interfaces == new.interfaces,
-        running.port == new.port,
-        running.state_dir == new.state_dir,
-        running.workers == new.workers,
-        running.log_level == new.log_level,
-        running.journal == new.journal,
-        running.control == new.control,
-        running.v6.port == new.v6.port,
-        running.v6.server_duid == new.v6.server_duid,
-        running.v6.enabled() == new.v6.enabled(),
-    ];
-    same.iter().position(|s| !s).map(|i| FIXED_KEYS[i])
+    FIXED_KEYS
+        .iter()
+        .find(|(_, same)| !same(running, new))
+        .map(|&(key, _)| key)
 }
 
 /// What the command line changed in the file's config; a reload of the file changes it the

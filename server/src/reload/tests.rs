@@ -50,6 +50,12 @@ fn a_key_that_needs_a_restart_is_named() {
     let mut d = c.clone();
     d.state_dir = "/tmp/y".into();
     assert_eq!(fixed_key_changed(&c, &d), Some("state_dir"));
+    let mut d = c.clone();
+    d.journal.max_backlog += 1;
+    assert_eq!(fixed_key_changed(&c, &d), Some("journal.max_backlog"));
+    let mut d = c.clone();
+    d.control = None;
+    assert_eq!(fixed_key_changed(&c, &d), Some("control (on or off)"));
     let d = config("\"10.0.0.10-10.0.0.30\"", "");
     assert_eq!(fixed_key_changed(&c, &d), None);
 }
