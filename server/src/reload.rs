@@ -716,9 +716,19 @@ impl Reloader {
             assignments,
         } = plan;
         let mut pause = None;
+        let live = self.live.upgrade();
+        let follow = |live: &Option<Arc<Live>>| {
+            if let Some(live) = live {
+                live.follow(&self.swap.current());
+            }
+        };
         if let (None, None) = fresh {
             self.swap.publish(running);
+            follow(&live);
         } else {
+            // No control command runs while the engines change hands: a lease write lands
+            // in the old engine before the move, or in the new one after.
+            let _quiet = live.as_ref().map(|l| l.quiet());
             let started = Instant::now();
             if !self.swap.pause(self.host.threads) {
                 return Err(format!(
@@ -763,9 +773,7 @@ impl Reloader {
                 "the workers paused while the pools were rebuilt"
             );
             pause = Some(took);
-        }
-        if let Some(live) = self.live.upgrade() {
-            live.follow(&self.swap.current());
+            follow(&live);
         }
         Ok(Outcome {
             impact,
