@@ -477,6 +477,8 @@ pub struct Status {
     pub pause: Option<Duration>,
     /// Leases it left orphaned.
     pub orphaned: u64,
+    /// The same, per subnet (its CIDR, or "none").
+    pub orphaned_by_subnet: BTreeMap<String, u64>,
 }
 
 /// What a successful reload did.
@@ -630,6 +632,7 @@ impl Reloader {
                 status.error = None;
                 status.pause = o.pause;
                 status.orphaned = o.impact.orphans();
+                status.orphaned_by_subnet.clone_from(&o.impact.orphaned);
                 tracing::info!(
                     pause_us = o.pause.map(|p| p.as_micros() as u64),
                     orphaned = o.impact.orphans(),

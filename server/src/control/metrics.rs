@@ -295,6 +295,15 @@ fn reloads(e: &mut Exposition, parts: &Parts) {
         "When the configuration was last loaded successfully (the start, until a reload).",
     );
     e.sample(name, &[], last);
+    let name = "lessor_config_reload_orphaned_leases";
+    e.family(
+        name,
+        Kind::Gauge,
+        "Bound leases the last successful reload left outside every pool, by subnet.",
+    );
+    for (subnet, n) in parts.reload.status().orphaned_by_subnet {
+        e.sample(name, &[("subnet", &subnet)], n);
+    }
 }
 
 /// The journal's counters, backlog and histograms.

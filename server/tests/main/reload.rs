@@ -286,6 +286,11 @@ fn a_pool_shrunk_under_load_loses_no_acked_lease_and_counts_the_orphans() {
         );
         let status = last_reload(&url);
         assert_eq!(status["leases-orphaned"], 9, "{status}");
+        let (_, metrics) = http(&url, "GET", "/metrics", false, b"");
+        assert!(
+            metrics.contains("lessor_config_reload_orphaned_leases{subnet=\"10.241.0.0/24\"} 9"),
+            "{metrics}"
+        );
         (orphans, pause, before)
     });
     assert_eq!(orphans, 9, "nine of ten leases lie outside the new pool");
