@@ -46,12 +46,15 @@ pub(crate) fn is_held(state: LeaseState) -> bool {
     )
 }
 
-/// Held records of dynamic addresses (resources) in one pool and shard, for stats.
+/// Records of dynamic addresses (resources) in one pool and shard, by state, for stats.
+/// Released and Expired ones are free (remembered for their client) but still counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Counts {
     pub(crate) offered: u64,
     pub(crate) bound: u64,
     pub(crate) declined: u64,
+    pub(crate) released: u64,
+    pub(crate) expired: u64,
 }
 
 impl Counts {
@@ -59,13 +62,14 @@ impl Counts {
         self.offered + self.bound + self.declined
     }
 
-    /// Counts a record in `state` in (`up`) or out; Released and Expired ones are free.
+    /// Counts a record in `state` in (`up`) or out.
     pub(crate) fn tally(&mut self, state: LeaseState, up: bool) {
         let n = match state {
             LeaseState::Offered => &mut self.offered,
             LeaseState::Bound => &mut self.bound,
             LeaseState::Declined => &mut self.declined,
-            LeaseState::Released | LeaseState::Expired => return,
+            LeaseState::Released => &mut self.released,
+            LeaseState::Expired => &mut self.expired,
         };
         if up {
             *n += 1;
@@ -152,6 +156,9 @@ pub(crate) trait Sharded {
 
     /// Appends every record of the shard to `out`.
     fn leases_into(&self, out: &mut Vec<Self::Lease>);
+    /// Appends up to `max` records to `out`, walking the slab from index `from`; returns
+    /// where the next chunk starts, or `None` once the walk has reached the end.
+    fn leases_chunk(&self, from: usize, max: usize, out: &mut Vec<Self::Lease>) -> Option<usize>;
 
     /// Replay, in every shard in turn: drops a record of `res` here older than `version`
     /// (refusing if one is not older), and, unless this is the `target` shard, takes the
@@ -167,6 +174,14 @@ pub(crate) trait Sharded {
     /// Replay, in the target shard: takes in the dynamic address at `place`, which
     /// [`Sharded::restore_claim`] took out of a sibling.
     fn receive_claimed(&mut self, place: Self::Place);
+
+    /// The control API: drops the record of `res` (not an offer's hold) and hands out a
+    /// tombstone of it; returns the record it dropped.
+    fn forget(&mut self, res: Self::Res) -> Option<Self::Lease>;
+    /// The record of `res` here, if there is one.
+    fn lease_of(&self, res: Self::Res) -> Option<Self::Lease>;
+    /// The resources of the records `which` picks by resource and state (never offers).
+    fn select(&self, which: &mut dyn FnMut(Self::Res, LeaseState) -> bool) -> Vec<Self::Res>;
 }
 
 /// Locks one shard.

@@ -18,7 +18,7 @@ pub(crate) type Place<S> = <<S as Ends>::Slot as Slot>::Place;
 pub(crate) trait Ends {
     type Slot: Slot;
     /// A record, as the engine hands it out.
-    type Lease;
+    type Lease: Clone;
     /// The state and times a record is given (v6 adds a preferred lifetime).
     type Term: Copy;
     /// The expiry heap's type.
@@ -113,6 +113,21 @@ impl<S: Ends> Sharded for S {
     fn leases_into(&self, out: &mut Vec<S::Lease>) {
         out.extend(self.records().iter().map(|idx| self.lease(idx)));
     }
+    fn leases_chunk(&self, from: usize, max: usize, out: &mut Vec<S::Lease>) -> Option<usize> {
+        let records = self.records();
+        let end = records.slab_len();
+        let mut taken = 0;
+        for idx in from..end {
+            if taken == max {
+                return Some(idx);
+            }
+            if records.live_slot(idx as u32).is_some() {
+                out.push(self.lease(idx as u32));
+                taken += 1;
+            }
+        }
+        None
+    }
     fn restore_claim(&mut self, res: Res<S>, place: Place<S>, version: u64, target: bool) -> Claim {
         if let Some(idx) = self.records().find(res) {
             if self.records().slot(idx).version() >= version {
@@ -132,6 +147,44 @@ impl<S: Ends> Sharded for S {
     fn receive_claimed(&mut self, place: Place<S>) {
         self.take_free_back(place);
     }
+    fn forget(&mut self, res: Res<S>) -> Option<S::Lease> {
+        forget(self, res)
+    }
+    fn lease_of(&self, res: Res<S>) -> Option<S::Lease> {
+        self.records().find(res).map(|idx| self.lease(idx))
+    }
+    fn select(&self, which: &mut dyn FnMut(Res<S>, LeaseState) -> bool) -> Vec<Res<S>> {
+        let records = self.records();
+        records
+            .iter()
+            .map(|idx| records.slot(idx))
+            .filter(|slot| slot.state() != LeaseState::Offered && which(slot.res(), slot.state()))
+            .map(Slot::res)
+            .collect()
+    }
+}
+
+/// The time a tombstone ends at: the epoch, so that the journal's `keep` drops the key on
+/// replay and compaction as it drops a record long over.
+pub(crate) const TOMBSTONE_END: Time = 0;
+
+/// Drops the record of `res` unless it is an offer's hold (never journaled, so nothing to
+/// take back), and hands out a Released event of it that ended at [`TOMBSTONE_END`]: the
+/// journal forgets the address, so replay restores no record of it. Returns the record.
+pub(crate) fn forget<S: Ends>(g: &mut S, res: Res<S>) -> Option<S::Lease> {
+    let idx = g.records().find(res)?;
+    if g.records().slot(idx).state() == LeaseState::Offered {
+        return None;
+    }
+    let lease = g.lease(idx);
+    g.remove_at(idx);
+    g.emit_gone(
+        lease.clone(),
+        LeaseState::Released,
+        Some(TOMBSTONE_END),
+        EventKind::Released,
+    );
+    Some(lease)
 }
 
 /// The next version of the shard's clock: every change to a record takes one.

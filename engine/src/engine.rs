@@ -3,8 +3,8 @@
 use std::net::Ipv4Addr;
 
 use crate::choose;
-use crate::ends::Ends as _;
 use crate::common::{Avail, Give};
+use crate::ends::Ends as _;
 use crate::engine_core::{Core, Ops, family};
 use crate::error::{AllocError, BindError, Result};
 use crate::ident::ClientKey;
@@ -47,6 +47,15 @@ pub struct BindRequest<'a> {
     pub info: LeaseInfo<'a>,
 }
 
+/// What [`Core::put`] gives a DHCPv4 lease besides its client and address.
+#[derive(Clone, Copy, Debug)]
+pub struct Grant<'a> {
+    /// Lease time in seconds.
+    pub lease_time: u32,
+    /// What the server knows about the client.
+    pub info: LeaseInfo<'a>,
+}
+
 /// Usage of one IPv4 pool, counted in `u64`: a [`PoolStats`](crate::engine_core::PoolStats).
 pub type PoolStats = crate::engine_core::PoolStats<PoolId, u64>;
 
@@ -55,7 +64,7 @@ pub type Engine = Core<V4>;
 
 family! {
     /// The DHCPv4 [`Family`](crate::engine_core::Family): IPv4 addresses, keyed by client key.
-    V4 { key: ClientKey, addr: Ipv4Addr, count: u64 }
+    V4 { key: ClientKey, addr: Ipv4Addr, count: u64, grant<'a>: Grant<'a> }
 }
 
 impl Ops for V4 {
@@ -110,6 +119,41 @@ impl Ops for V4 {
     fn sort_key(lease: &Lease) -> Ipv4Addr {
         lease.address
     }
+    fn place(pools: &Pools, addr: Ipv4Addr) -> Place {
+        pools.place(u32::from(addr))
+    }
+    fn res(addr: Ipv4Addr) -> u32 {
+        u32::from(addr)
+    }
+    fn addr(res: u32) -> Ipv4Addr {
+        Ipv4Addr::from(res)
+    }
+    fn avail(g: &mut Shard, addr: Ipv4Addr, place: Place, key: &ClientKey, now: Time) -> Avail {
+        g.availability(u32::from(addr), place, key, now)
+    }
+    fn grant(
+        g: &mut Shard,
+        addr: Ipv4Addr,
+        place: Place,
+        key: &ClientKey,
+        grant: Grant<'_>,
+        now: Time,
+    ) -> LeaseView {
+        let term = Term {
+            state: LeaseState::Bound,
+            starts: now,
+            expires: now.saturating_add(u64::from(grant.lease_time)),
+        };
+        let (prior, idx) = g.hold(u32::from(addr), place, key, grant.info, term);
+        let kind = match prior {
+            Some(LeaseState::Bound) => EventKind::Renewed,
+            _ => EventKind::Bound,
+        };
+        let lease = g.records.lease(idx);
+        let view = g.records.view(idx);
+        g.emit(kind, lease);
+        view
+    }
     fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u64)> {
         pools.iter().map(|(pool, layout)| (pool, layout.total))
     }
@@ -124,6 +168,8 @@ impl Ops for V4 {
             stat.offered += counts.offered;
             stat.bound += counts.bound;
             stat.declined += counts.declined;
+            stat.released += counts.released;
+            stat.expired += counts.expired;
         }
     }
 }
@@ -230,22 +276,11 @@ impl Engine {
             Avail::HeldByOther if fixed && req.reserved => Ok(()),
             Avail::Elsewhere | Avail::HeldByOther | Avail::Quarantined => Err(BindError::Taken),
         };
-        let commit = |g: &mut Shard| {
-            let term = Term {
-                state: LeaseState::Bound,
-                starts: now,
-                expires: now.saturating_add(u64::from(req.lease_time)),
-            };
-            let (prior, idx) = g.hold(addr, place, req.client, req.info, term);
-            let kind = match prior {
-                Some(LeaseState::Bound) => EventKind::Renewed,
-                _ => EventKind::Bound,
-            };
-            let lease = g.records.lease(idx);
-            let view = g.records.view(idx);
-            g.emit(kind, lease);
-            view
+        let grant = Grant {
+            lease_time: req.lease_time,
+            info: req.info,
         };
+        let commit = |g: &mut Shard| V4::grant(g, req.address, place, req.client, grant, now);
         let avail = |g: &mut Shard| g.availability(addr, place, req.client, now);
         self.bind_with(shard, place, now, events, avail, decide, commit)
     }
@@ -354,13 +389,9 @@ impl Engine {
                     continue;
                 };
                 let c = &mut counts[pool.index()];
-                match slot.state {
-                    LeaseState::Offered => c.offered += 1,
-                    LeaseState::Bound => c.bound += 1,
-                    LeaseState::Declined => c.declined += 1,
-                    LeaseState::Released | LeaseState::Expired => {
-                        remembered[pool.index()].insert(off);
-                    }
+                c.tally(slot.state, true);
+                if !is_held(slot.state) {
+                    remembered[pool.index()].insert(off);
                 }
                 if is_held(slot.state) {
                     own(pool, off, "held record");

@@ -9,6 +9,7 @@
 //! crate docs.
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Step, Tried};
@@ -62,6 +63,9 @@ pub trait Family: Sealed {
     type Pool: Copy;
     /// A count of a pool's addresses: `u64` for v4, `u128` for v6 (a /64 has 2^64).
     type Count: Copy + Default;
+    /// What [`Core::put`] gives a lease besides its client and address: v4's
+    /// [`Grant`](crate::v4::Grant), v6's [`Grant`](crate::v6::Grant).
+    type Grant<'a>: Copy;
 }
 
 /// Usage of one pool across all shards, for either family. `free + offered + bound +
@@ -80,12 +84,19 @@ pub struct PoolStats<P, N> {
     pub bound: u64,
     /// Quarantined after a DECLINE.
     pub declined: u64,
+    /// Released records remembered for their client (free, and counted in `free` too).
+    pub released: u64,
+    /// Expired records remembered for their client (free, and counted in `free` too).
+    pub expired: u64,
 }
 
 /// Declares a family's marker type and its [`Family`] impl, over the names its module
 /// defines alike (`Lease`, `LeaseEvent`, `LeaseView`, `BindError`, `PoolId`).
 macro_rules! family {
-    ($(#[$doc:meta])* $fam:ident { key: $key:ty, addr: $addr:ty, count: $count:ty }) => {
+    (
+        $(#[$doc:meta])*
+        $fam:ident { key: $key:ty, addr: $addr:ty, count: $count:ty, grant<$l:lifetime>: $grant:ty }
+    ) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub enum $fam {}
@@ -102,6 +113,7 @@ macro_rules! family {
             type BindError = BindError;
             type Pool = PoolId;
             type Count = $count;
+            type Grant<$l> = $grant;
         }
     };
 }
@@ -161,6 +173,30 @@ pub(crate) trait Ops: Family + Sized {
     fn restore(core: &Core<Self>, shard: usize, lease: Self::Lease) -> Result<(), Self::BindError>;
     /// What [`Core::leases`] sorts by: the record's address.
     fn sort_key(lease: &Self::Lease) -> Self::Addr;
+
+    /// Where `addr` sits in the pools.
+    fn place(pools: &Self::Pools, addr: Self::Addr) -> <Self::Shard as Sharded>::Place;
+    /// The shard's name for `addr`, and back.
+    fn res(addr: Self::Addr) -> <Self::Shard as Sharded>::Res;
+    fn addr(res: <Self::Shard as Sharded>::Res) -> Self::Addr;
+    /// What `addr` at `place` is to `key` in this shard.
+    fn avail(
+        g: &mut Self::Shard,
+        addr: Self::Addr,
+        place: <Self::Shard as Sharded>::Place,
+        key: &Self::Key,
+        now: Time,
+    ) -> Avail;
+    /// Binds `addr` at `place` to `key` from `now` as `grant` says (the caller has checked
+    /// [`Ops::avail`]) and queues its Bound or Renewed event.
+    fn grant(
+        g: &mut Self::Shard,
+        addr: Self::Addr,
+        place: <Self::Shard as Sharded>::Place,
+        key: &Self::Key,
+        grant: Self::Grant<'_>,
+        now: Time,
+    ) -> Self::View;
 
     /// Every pool and its number of dynamic addresses, in configuration order.
     fn totals(pools: &Self::Pools) -> impl Iterator<Item = (Self::Pool, Self::Count)>;
@@ -532,6 +568,28 @@ impl<F: Ops> Core<F> {
         Restorer(Replayer::new(&self.pools, &self.shards, expected))
     }
 
+    /// Calls `visit` with every lease record of every shard, shard by shard, taking each
+    /// shard's lock for at most `chunk` records at a time (and never while `visit` runs).
+    ///
+    /// Not a snapshot: a record that changes during the walk may be seen as it was or as
+    /// it is, and one that moves within its shard's slab may be seen twice or not at all.
+    /// Records come in no particular order. `visit` stops the walk by returning `Break`.
+    pub fn visit_leases(&self, chunk: usize, mut visit: impl FnMut(F::Lease) -> ControlFlow<()>) {
+        let chunk = chunk.max(1);
+        let mut buf = Vec::with_capacity(chunk);
+        for shard in 0..self.shards.len() {
+            let mut from = Some(0);
+            while let Some(start) = from {
+                from = self.lock(shard).leases_chunk(start, chunk, &mut buf);
+                for lease in buf.drain(..) {
+                    if visit(lease).is_break() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     /// Usage of every pool, in configuration order.
     pub fn stats(&self) -> Vec<PoolStats<F::Pool, F::Count>> {
         let mut stats: Vec<_> = F::totals(&self.pools)
@@ -542,6 +600,8 @@ impl<F: Ops> Core<F> {
                 offered: 0,
                 bound: 0,
                 declined: 0,
+                released: 0,
+                expired: 0,
             })
             .collect();
         for shard in 0..self.shards.len() {

@@ -100,6 +100,7 @@
 //! # Ok::<(), lessor_engine::v4::ConfigError>(())
 //! ```
 
+mod admin;
 mod choose;
 mod common;
 mod ends;
@@ -126,4 +127,5 @@ mod proptests;
 #[cfg(test)]
 mod testkit;
 
+pub use admin::PutError;
 pub use lease::{EventKind, LeaseState, Time};

@@ -279,9 +279,9 @@ fn finish_shard(shard: &mut Shard, claimed: &[RoaringBitmap], pools: &Pools) {
     for idx in records.iter() {
         let slot = records.slot(idx);
         let place = records.place(idx);
+        tally(&mut counts, place, slot.state, true);
         if is_held(slot.state) {
             held += 1;
-            tally(&mut counts, place, slot.state, true);
             heap.push(crate::shard::expiry_entry(slot.expires, slot.addr));
         } else if let Place::Dynamic { pool, off } = place {
             remembered[pool.index()].push(off);

@@ -400,8 +400,8 @@ impl ends::Ends for Shard {
         let held = is_held(rec.state);
         if held {
             self.held += 1;
-            tally(&mut self.counts, rec.place, rec.state, true);
         }
+        tally(&mut self.counts, rec.place, rec.state, true);
         let idx = self.records.insert(rec);
         if held {
             self.push_expiry(clamp(rec.expires), rec.addr);
@@ -423,8 +423,8 @@ impl ends::Ends for Shard {
         }
         if is_held(state) {
             self.held -= 1;
-            tally(&mut self.counts, place, state, false);
         }
+        tally(&mut self.counts, place, state, false);
         (state, lease)
     }
 
@@ -438,8 +438,9 @@ impl ends::Ends for Shard {
             .set_term(idx, term.state, term.starts, term.expires, version);
         if is_held(old) {
             self.held -= 1;
-            tally(&mut self.counts, place, old, false);
         }
+        tally(&mut self.counts, place, old, false);
+        tally(&mut self.counts, place, term.state, true);
         if let Place::Dynamic { pool, off } = place {
             let free = &mut self.free[pool.index()];
             free.clean.remove(off);
@@ -451,7 +452,6 @@ impl ends::Ends for Shard {
         }
         if is_held(term.state) {
             self.held += 1;
-            tally(&mut self.counts, place, term.state, true);
             self.push_expiry(clamp(term.expires), addr);
         }
     }

@@ -39,9 +39,15 @@ impl Histogram {
 
     /// Counts one observation of `value`.
     pub fn record(&self, value: u64) {
+        self.record_n(value, 1);
+    }
+
+    /// Counts `n` observations of `value` at once (a batch of requests that took as long).
+    pub fn record_n(&self, value: u64, n: u64) {
         let i = self.bounds.partition_point(|&b| b < value);
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.counts[i].fetch_add(n, Ordering::Relaxed);
+        self.sum
+            .fetch_add(value.saturating_mul(n), Ordering::Relaxed);
     }
 
     /// The counts so far.

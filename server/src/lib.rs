@@ -13,6 +13,7 @@ pub mod journal_cli;
 pub mod kea;
 pub mod lease_record;
 pub(crate) mod proto;
+pub mod reload;
 pub mod replay;
 pub mod server;
 pub mod state_dir;

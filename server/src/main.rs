@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lessor_server::Server;
 use lessor_server::config::Config;
+use lessor_server::reload::Overrides;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -39,10 +40,16 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Run,
-    /// Validate a configuration file and print the effective configuration.
+    /// Validate a configuration file and print the effective configuration; with --against,
+    /// say what it would do to the leases of a state directory instead.
     CheckConfig {
         /// The file to check (defaults to --config).
         file: Option<PathBuf>,
+        /// A state directory whose journal to read (read-only): print the leases the new file
+        /// would orphan per subnet, reservations another client holds, and the subnets added
+        /// and removed (against --config, the running file, when given).
+        #[arg(long, value_name = "STATE_DIR")]
+        against: Option<PathBuf>,
     },
     /// Inspect and maintain the lease journal (the tools that write need the server stopped).
     Journal {
@@ -98,12 +105,24 @@ fn main() -> std::process::ExitCode {
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Some(Command::CheckConfig { file }) => {
+        Some(Command::CheckConfig { file, against }) => {
+            let running = match (&file, &cli.config, &against) {
+                (Some(_), Some(r), Some(_)) => Some(load(Some(r))?),
+                _ => None,
+            };
             let path = file
                 .or(cli.config)
                 .context("check-config needs a FILE (or --config)")?;
             let config = load(Some(&path))?;
-            print!("{}", config.effective_yaml());
+            match against {
+                None => print!("{}", config.effective_yaml()),
+                Some(dir) => {
+                    let impact =
+                        lessor_server::reload::check_against(&dir, running.as_ref(), &config)
+                            .map_err(anyhow::Error::msg)?;
+                    print!("{}", impact.to_text());
+                }
+            }
             eprintln!("lessor: {} is valid", path.display());
             Ok(())
         }
@@ -114,18 +133,23 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         None | Some(Command::Run) => {
             let mut config = load(cli.config.as_ref())?;
-            if let Some(p) = cli.port {
-                config.port = p;
-            }
             if let Some(w) = cli.workers {
                 anyhow::ensure!(w >= 1, "--workers must be at least 1");
-                config.workers = Some(w);
             }
-            if let Some(c) = cli.control.as_deref() {
-                config.control = control_override(c, config.control.take())?;
-            }
+            let control = cli
+                .control
+                .as_deref()
+                .map(|c| control_override(c, config.control.clone()))
+                .transpose()?;
+            // A reload of the file changes it as the command line did at the start.
+            let overrides = Overrides {
+                port: cli.port,
+                workers: cli.workers,
+                control,
+            };
+            overrides.apply(&mut config);
             init_logging(config.log_level.as_deref());
-            run(&config)
+            run(&config, cli.config.map(|p| (p, overrides)))
         }
     }
 }
@@ -240,7 +264,9 @@ fn init_logging(level: Option<&str>) {
         .init();
 }
 
-fn run(config: &Config) -> anyhow::Result<()> {
+/// Runs the server until SIGINT or SIGTERM; `source` is the config file and what the command
+/// line changed in it, which SIGHUP and `config-reload` read again.
+fn run(config: &Config, source: Option<(PathBuf, Overrides)>) -> anyhow::Result<()> {
     // No transparent huge pages for the server: mimalloc asks for them, and the first touch
     // of each 2 MiB page (a growing slab, a new hash table) can then take milliseconds while
     // a shard lock is held. Measured on the project VM (docs/PERFORMANCE.md): DORA p99 at
@@ -249,6 +275,9 @@ fn run(config: &Config) -> anyhow::Result<()> {
         tracing::debug!(error = %e, "could not turn transparent huge pages off");
     }
     let server = Server::start(config)?;
+    if let Some((path, overrides)) = source {
+        server.reloader().set_source(path, overrides);
+    }
     let stop = server.stop_flag();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))
@@ -273,7 +302,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
     if let Some(addr) = server.control_addr() {
         println!("lessor: control on http://{addr}");
     }
-    // SIGHUP reloads v6.assignments_file; leases and packets in flight are untouched.
+    // SIGHUP reloads the config file (and v6.assignments_file); see docs/RELOAD.md.
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing the SIGHUP handler")?;
@@ -301,17 +330,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
             tracing::info!("{} journal={}", server.summary(), health_word(&health));
         }
         if reload.swap(false, Ordering::Relaxed) {
-            match server.reload_assignments(config) {
-                Ok(Some(n)) => {
-                    tracing::info!(assignments = n, "reloaded v6.assignments_file");
-                    println!("lessor: reloaded v6.assignments_file: {n} assignment(s)");
-                }
-                Ok(None) => tracing::info!("SIGHUP: nothing to reload (DHCPv6 is off)"),
-                Err(e) => tracing::error!(
-                    error = format!("{e:#}"),
-                    "SIGHUP: the assignments file was not reloaded; the previous one stays in use"
-                ),
-            }
+            sighup(&server);
         }
         let now = server.journal_health();
         if now != health {
@@ -331,6 +350,25 @@ fn run(config: &Config) -> anyhow::Result<()> {
     let summary = server.join()?;
     println!("lessor: {summary} journal={}", health_word(&health));
     Ok(())
+}
+
+/// SIGHUP: reloads the config file; on error the running config stays (logged, counted).
+fn sighup(server: &Server) {
+    match server.reloader().reload_file() {
+        Ok(o) => {
+            let pause = o.pause.map_or("no pause".to_owned(), |p| {
+                format!("workers paused {:.3} ms", p.as_secs_f64() * 1e3)
+            });
+            println!(
+                "lessor: reloaded the configuration ({pause}, {} lease(s) orphaned)",
+                o.impact.orphans()
+            );
+            if let Some(n) = o.assignments {
+                println!("lessor: reloaded v6.assignments_file: {n} assignment(s)");
+            }
+        }
+        Err(e) => println!("lessor: SIGHUP: configuration not reloaded: {e}"),
+    }
 }
 
 /// How often the counter summary and the journal's health are logged while running.

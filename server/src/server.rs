@@ -7,8 +7,8 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use lessor_journal::{Health, Journal, ReplayReport};
@@ -18,13 +18,14 @@ use crate::config::Config;
 use crate::control::{Control, Live, Parts};
 use crate::error::{Error, Result};
 use crate::lease_record::LeaseRecord;
+use crate::reload::{Host, Reloader, Running, Swap};
 use crate::replay::replay_journal;
 use crate::state_dir::lock_state_dir;
 use crate::stats::{self, WorkerStats};
 use crate::v4::{self, InterfaceInfo};
 use crate::v6;
 use crate::worker::v4::V4;
-use crate::worker::v6::{Assignments6, V6};
+use crate::worker::v6::V6;
 use crate::worker::{self, Family, Shared};
 
 /// Kernel socket buffers asked for, each way: room for a burst while a worker is busy.
@@ -40,9 +41,9 @@ pub struct Server {
     workers: Vec<thread::JoinHandle<()>>,
     stats: Arc<[WorkerStats]>,
     stats6: Arc<[WorkerStats]>,
-    engine: Arc<lessor_engine::v4::Engine>,
-    engine6: Option<Arc<lessor_engine::v6::Engine>>,
-    ctx6: Option<Arc<Assignments6>>,
+    /// DHCPv6 is on.
+    dhcp6: bool,
+    reload: Arc<Reloader>,
     listen: Vec<String>,
     listen6: Vec<String>,
     journal: Journal<LeaseRecord>,
@@ -53,8 +54,9 @@ pub struct Server {
 
 /// The DHCPv6 half before its sockets open.
 struct V6Parts {
-    ctx: Arc<Assignments6>,
+    ctx: Arc<v6::Context>,
     engine: Arc<lessor_engine::v6::Engine>,
+    infos: Vec<v6::InterfaceInfo>,
 }
 
 /// Where one family's sockets bind, and the names the startup message gives them.
@@ -133,19 +135,40 @@ impl Server {
         } else {
             None
         };
-        // A lane per worker thread: the DHCPv4 workers', then the DHCPv6 workers'.
-        let lanes = if v6.is_some() { 2 * workers } else { workers };
+        // A lane per worker thread: the DHCPv4 workers', then the DHCPv6 workers'; the last
+        // one is the control server's lease writes'.
+        let lanes = if v6.is_some() { 2 * workers } else { workers } + 1;
         let engine6 = v6.as_ref().map(|p| Arc::clone(&p.engine));
         let (journal, replay, skipped) =
             replay_journal(config, &engine, engine6.as_deref(), lanes)?;
 
+        let swap = Swap::new(Running {
+            config: Arc::new(config.clone()),
+            v4: Arc::clone(&ctx),
+            engine: Arc::clone(&engine),
+            v6: v6
+                .as_ref()
+                .map(|p| (Arc::clone(&p.ctx), Arc::clone(&p.engine))),
+        });
         let shared = Shared {
             workers,
             cores: lessor_net::available_cores(),
             stop: Arc::new(AtomicBool::new(false)),
             allowed: (config.interfaces.len() > 1).then(|| infos.iter().map(|i| i.index).collect()),
             max_backlog: config.journal.max_backlog,
+            disabled: live.dhcp_disabled(),
+            swap: Arc::clone(&swap),
         };
+        let reload = Arc::new(Reloader::new(
+            swap,
+            Host {
+                infos: infos.clone(),
+                infos6: v6.as_ref().map(|p| p.infos.clone()).unwrap_or_default(),
+                threads: lanes - 1,
+                shards: workers,
+            },
+            &live,
+        ));
         let bind = Bind::new(config, &infos);
         let names: Arc<Vec<(u32, String)>> =
             Arc::new(infos.iter().map(|i| (i.index, i.name.clone())).collect());
@@ -172,6 +195,8 @@ impl Server {
             stats: Arc::clone(&stats),
             stats6: Arc::clone(&stats6),
             journal: journal.monitor(),
+            lane: Arc::new(Mutex::new(journal.lane(lanes - 1))),
+            reload: Arc::clone(&reload),
         });
         Ok(Server {
             live,
@@ -180,9 +205,8 @@ impl Server {
             workers: handles,
             stats,
             stats6,
-            engine,
-            engine6,
-            ctx6: v6.map(|p| p.ctx),
+            dhcp6: engine6.is_some(),
+            reload,
             listen,
             listen6,
             journal,
@@ -207,30 +231,19 @@ impl Server {
         &self.listen6
     }
 
-    /// The lease engine.
-    pub fn engine(&self) -> &lessor_engine::v4::Engine {
-        &self.engine
+    /// The lease engine in use (a reload that changes the pools replaces it).
+    pub fn engine(&self) -> Arc<lessor_engine::v4::Engine> {
+        self.reload.engines().0
     }
 
-    /// The DHCPv6 lease engine, when DHCPv6 is on.
-    pub fn engine6(&self) -> Option<&lessor_engine::v6::Engine> {
-        self.engine6.as_deref()
+    /// The DHCPv6 lease engine in use, when DHCPv6 is on.
+    pub fn engine6(&self) -> Option<Arc<lessor_engine::v6::Engine>> {
+        self.reload.engines().1
     }
 
-    /// Reloads `v6.assignments_file` into a new DHCPv6 context (the workers switch between
-    /// two batches; no lease or packet is lost). On error the old table stays in use.
-    /// Returns the number of assignments now loaded; `Ok(None)` when DHCPv6 is off.
-    pub fn reload_assignments(&self, config: &Config) -> Result<Option<usize>> {
-        let Some(ctx6) = &self.ctx6 else {
-            return Ok(None);
-        };
-        let table = config.load_assignments().map_err(|e| Error::Assignments {
-            what: "reloading",
-            source: e.into(),
-        })?;
-        let n = table.len();
-        ctx6.replace(ctx6.current().with_assignments(Arc::new(table)));
-        Ok(Some(n))
+    /// Makes and applies reloads of the configuration (SIGHUP, the `config-*` commands).
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reload
     }
 
     /// Per-worker counters.
@@ -275,7 +288,7 @@ impl Server {
     /// The counter summary so far (what [`Server::join`] returns at the end).
     pub fn summary(&self) -> String {
         let mut summary = stats::summary(&self.stats);
-        if self.engine6.is_some() {
+        if self.dhcp6 {
             summary.push(' ');
             summary.push_str(&stats::summary6(&self.stats6));
         }
@@ -335,8 +348,9 @@ fn build_v6(config: &Config, chosen: &[Interface], workers: usize) -> Result<V6P
             source: e.into(),
         })?;
     Ok(V6Parts {
-        ctx: Arc::new(Assignments6::new(ctx)),
+        ctx: Arc::new(ctx),
         engine: Arc::new(engine),
+        infos: infos6,
     })
 }
 
@@ -418,7 +432,10 @@ fn start_v6(
         lessor_net::v6::attach_steering(&sockets)
             .map_err(Error::net("attaching the DHCPv6 steering program"))?;
     }
-    let family = || V6::new(Arc::clone(&v6.engine), Arc::clone(&v6.ctx));
+    let family = || V6 {
+        engine: Arc::clone(&v6.engine),
+        ctx: Arc::clone(&v6.ctx),
+    };
     let stats = spawn_workers(sockets, shared.workers, family, journal, shared, handles)?;
     Ok((stats, bind.listening(&format!("[{addr}]"), config.v6.port)))
 }

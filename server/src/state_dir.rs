@@ -76,8 +76,9 @@ pub fn journal_options(config: &Config, lanes: usize) -> lessor_journal::Options
     o
 }
 
-/// The nice value of the journal's compaction and preallocation threads.
-const BACKGROUND_NICE: i32 = 10;
+/// The nice value of the journal's compaction and preallocation threads and of the control
+/// server's threads.
+pub(crate) const BACKGROUND_NICE: i32 = 10;
 
 /// The writer's real-time priority while it waits in `fdatasync`: the lowest, since all it
 /// must beat is the normal class.

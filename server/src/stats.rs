@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use lessor_journal::{Histogram, HistogramSnapshot};
+
 use crate::v4::{NoReply, ReplyKind};
 
 /// Counters for one worker. Only that worker writes them (relaxed atomics, so readers on
@@ -41,6 +43,63 @@ pub struct WorkerStats {
     pub overload_drops: AtomicU64,
     /// Requests that got no reply, by reason.
     no_reply: Reasons,
+    /// Requests no address or prefix could be given to, by reason.
+    alloc_failures: Reasons,
+    /// How long requests took, from their batch's receive to their reply queued.
+    pub durations: Durations,
+}
+
+/// Upper bounds of [`WorkerStats::durations`], in nanoseconds: 10 µs to 1 s.
+static DURATION_NANOS: [u64; 14] = [
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    100_000_000,
+    250_000_000,
+    1_000_000_000,
+];
+
+/// A worker's request duration histogram, in nanoseconds.
+#[derive(Debug)]
+pub struct Durations(Histogram);
+
+impl Default for Durations {
+    fn default() -> Self {
+        Durations(Histogram::new(&DURATION_NANOS))
+    }
+}
+
+impl Durations {
+    /// Counts `n` requests that each took `nanos`.
+    pub fn record(&self, nanos: u64, n: u64) {
+        self.0.record_n(nanos, n);
+    }
+}
+
+/// The request duration histogram over all `workers` (buckets summed).
+pub(crate) fn durations(workers: &[WorkerStats]) -> HistogramSnapshot {
+    let mut all = HistogramSnapshot {
+        buckets: DURATION_NANOS.iter().map(|&b| (b, 0)).collect(),
+        count: 0,
+        sum: 0,
+    };
+    for w in workers {
+        let s = w.durations.0.snapshot();
+        for (total, (_, n)) in all.buckets.iter_mut().zip(s.buckets) {
+            total.1 += n;
+        }
+        all.count += s.count;
+        all.sum += s.sum;
+    }
+    all
 }
 
 /// How many distinct no-reply reasons one worker can count; the handlers have about 40.
@@ -121,6 +180,11 @@ impl WorkerStats {
         self.no_reply.count(label);
     }
 
+    /// Counts a request that no address or prefix could be given to, by reason.
+    pub fn allocation_failed(&self, label: &'static str) {
+        self.alloc_failures.count(label);
+    }
+
     /// How many requests got no reply for `label`.
     pub fn no_reply_count(&self, label: &str) -> u64 {
         self.no_reply.get(label)
@@ -136,6 +200,17 @@ pub(crate) fn drops(workers: &[WorkerStats]) -> BTreeMap<&'static str, u64> {
         }
     }
     dropped
+}
+
+/// Allocation failures by reason, over all `workers`.
+pub(crate) fn allocation_failures(workers: &[WorkerStats]) -> BTreeMap<&'static str, u64> {
+    let mut failed: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for w in workers {
+        for (k, v) in w.alloc_failures.iter() {
+            *failed.entry(k).or_default() += v;
+        }
+    }
+    failed
 }
 
 /// Reads one counter of a worker.
@@ -204,7 +279,7 @@ pub fn summary6(workers: &[WorkerStats]) -> String {
 mod tests {
     use std::sync::atomic::Ordering;
 
-    use super::{REASONS, WorkerStats, summary, summary6};
+    use super::{REASONS, WorkerStats, allocation_failures, durations, summary, summary6};
 
     #[test]
     fn reasons_are_counted_apart_and_overflow_into_the_last_slot() {
@@ -223,6 +298,24 @@ mod tests {
         // 2 slots were taken by a and b: the last 2 names share the last slot with its own.
         assert_eq!(w.no_reply_count(names[REASONS - 3]), 3);
         assert_eq!(w.no_reply_count(names[REASONS - 1]), 0);
+    }
+
+    #[test]
+    fn durations_sum_over_workers_bucket_by_bucket() {
+        let w = [WorkerStats::default(), WorkerStats::default()];
+        w[0].durations.record(20_000, 3);
+        w[1].durations.record(20_000, 1);
+        w[1].durations.record(2_000_000_000, 2);
+        let h = durations(&w);
+        assert_eq!(h.count, 6);
+        assert_eq!(h.sum, 4 * 20_000 + 2 * 2_000_000_000);
+        // 20 µs is in the 25 µs bucket and every one above it; 2 s only in +Inf.
+        assert_eq!(h.buckets[0], (10_000, 0));
+        assert_eq!(h.buckets[1], (25_000, 4));
+        assert_eq!(h.buckets.last(), Some(&(1_000_000_000, 4)));
+        w[0].allocation_failed("pool_exhausted");
+        w[1].allocation_failed("pool_exhausted");
+        assert_eq!(allocation_failures(&w).get("pool_exhausted"), Some(&2));
     }
 
     /// The summary lines keep their field names and order: operators and tests parse them.

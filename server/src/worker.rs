@@ -30,6 +30,7 @@ use self::io::{
 };
 use crate::error::{Error, Result};
 use crate::lease_record::{LeaseRecord, LeaseRecordRef};
+use crate::reload::{Running, Swap};
 use crate::stats::WorkerStats;
 use crate::waiting::WaitQueue;
 
@@ -42,6 +43,12 @@ pub(crate) const MAX_PENDING: usize = 8192;
 
 /// The counter of requests dropped because the journal's backlog was full.
 pub(crate) const JOURNAL_BACKLOG: &str = "journal_backlog";
+/// Allocation failure reasons: every pool of the client's link was exhausted, or no subnet
+/// matched its link.
+pub(crate) const ALLOC_POOL_EXHAUSTED: &str = "pool_exhausted";
+pub(crate) const ALLOC_NO_SUBNET: &str = "no_subnet";
+/// The counter of requests dropped while DHCP was disabled.
+pub(crate) const DISABLED: &str = "disabled";
 
 /// The current time as the engine counts it.
 pub fn now() -> Time {
@@ -130,8 +137,10 @@ pub(crate) trait Family {
     /// Where a reply goes and what it is, kept while it waits for the journal.
     type To: Copy;
 
-    /// Called before each batch (DHCPv6 picks up reloaded assignments here).
+    /// Called before each batch.
     fn between_batches(&mut self) {}
+    /// Takes the context and engine of a new running configuration (a reload).
+    fn refresh(&mut self, running: &Running);
     /// Sweeps expired leases of `shard` into `events`.
     fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<Self::Event>);
     /// Whether worker `k` of `workers` answers this datagram (see [`Steered`]).
@@ -165,6 +174,10 @@ pub(crate) struct Shared {
     pub(crate) allowed: Option<Vec<u32>>,
     /// `journal.max_backlog`.
     pub(crate) max_backlog: u64,
+    /// Set while DHCP is disabled (`dhcp-disable`): every request is dropped.
+    pub(crate) disabled: Arc<AtomicBool>,
+    /// The running configuration, which a reload replaces.
+    pub(crate) swap: Arc<Swap>,
 }
 
 /// Starts worker `k` of family `F` on its own thread.
@@ -233,6 +246,9 @@ impl<F: Family> Worker<F> {
         let mut pending: WaitQueue<F::To> = WaitQueue::new(MAX_PENDING, MAX_REPLY);
         let mut last_reclaim = Instant::now();
         set_idle_timeout(&self.socket, self.k);
+        // No generation yet: the first batch looks at the gate, in case a pause began
+        // before this worker started.
+        let mut generation = u64::MAX;
         while !self.shared.stop.load(Ordering::Relaxed) {
             self.family.between_batches();
             if last_reclaim.elapsed() >= RECLAIM_EVERY {
@@ -241,17 +257,28 @@ impl<F: Family> Worker<F> {
                 self.persist(&mut events);
             }
             self.flush(&mut pending, &mut tx, stats);
-            let Received::Datagrams(_) = receive(
+            let received = receive(
                 &self.socket,
                 &mut rx,
                 &self.doorbell,
                 pending.oldest(),
                 IDLE_POLL,
                 self.k,
-            ) else {
+            );
+            // A reload, checked after the wait so that the batch just received already
+            // sees it: one atomic load per batch; the rest only when it moved.
+            if self.shared.swap.generation() != generation {
+                self.reload(&mut events);
+                generation = self.shared.swap.generation();
+                self.family.refresh(&self.shared.swap.current());
+            }
+            let Received::Datagrams(_) = received else {
                 continue;
             };
+            let start = Instant::now();
             let now = now();
+            let disabled = self.shared.disabled.load(Ordering::Relaxed);
+            let mut handled_here = 0;
             // "Oldest dropped first" for the journal: while this lane holds more than
             // max_backlog records that are not durable (a slow or full disk), requests that
             // would add more are dropped and counted; the rest is still answered.
@@ -271,6 +298,10 @@ impl<F: Family> Worker<F> {
                 {
                     continue;
                 }
+                if disabled {
+                    stats.no_reply_label(DISABLED);
+                    continue;
+                }
                 if backlogged && self.family.writes_lease(data) {
                     stats.no_reply_label(JOURNAL_BACKLOG);
                     continue;
@@ -286,6 +317,7 @@ impl<F: Family> Worker<F> {
                     stats,
                 };
                 let handled = self.family.handle(got, made);
+                handled_here += 1;
                 let ticket = self.persist(&mut events);
                 match handled {
                     Handled::Reply { to, needs_durable } => match ticket {
@@ -306,6 +338,10 @@ impl<F: Family> Worker<F> {
                         stats.no_reply_label(reason);
                     }
                 }
+            }
+            if handled_here > 0 {
+                let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                stats.durations.record(took, handled_here);
             }
             send_all(&self.socket, self.k, &mut tx, stats);
             if !pending.is_empty() {
@@ -329,6 +365,16 @@ impl<F: Family> Worker<F> {
             }
             self.flush(&mut pending, &mut tx, stats);
         }
+    }
+
+    /// Waits at the reload's gate if it is closed, after journaling this shard's pending
+    /// events, so that the engine copied while the workers wait holds them all.
+    fn reload(&mut self, events: &mut Vec<F::Event>) {
+        let swap = Arc::clone(&self.shared.swap);
+        swap.pass(|| {
+            self.family.reclaim(self.k, now(), events);
+            self.persist(events);
+        });
     }
 
     /// Sends every waiting reply whose lease is now durable, oldest first.

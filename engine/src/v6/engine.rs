@@ -48,6 +48,15 @@ pub struct BindRequest<'a> {
     pub valid: u32,
 }
 
+/// What [`Core::put`] gives a DHCPv6 lease besides its IA and resource.
+#[derive(Clone, Copy, Debug)]
+pub struct Grant {
+    /// Preferred lifetime in seconds (at most `valid` is kept).
+    pub preferred: u32,
+    /// Valid lifetime in seconds.
+    pub valid: u32,
+}
+
 /// Usage of one IA_NA or IA_PD pool, counted in `u128` (a /64 has 2^64 addresses).
 pub type PoolStats = crate::engine_core::PoolStats<PoolId, u128>;
 
@@ -73,7 +82,7 @@ pub type Engine = Core<V6>;
 
 family! {
     /// The DHCPv6 [`Family`](crate::engine_core::Family): IA_NA addresses and IA_PD prefixes, keyed by IA.
-    V6 { key: IaKey, addr: Resource, count: u128 }
+    V6 { key: IaKey, addr: Resource, count: u128, grant<'a>: Grant }
 }
 
 impl Ops for V6 {
@@ -122,6 +131,41 @@ impl Ops for V6 {
     fn sort_key(lease: &Lease) -> Resource {
         lease.resource
     }
+    fn place(pools: &Pools, res: Resource) -> Place {
+        pools.place(res)
+    }
+    fn res(res: Resource) -> Resource {
+        res
+    }
+    fn addr(res: Resource) -> Resource {
+        res
+    }
+    fn avail(g: &mut Shard, res: Resource, place: Place, key: &IaKey, now: Time) -> Avail {
+        g.availability(res, place, key, now)
+    }
+    fn grant(
+        g: &mut Shard,
+        res: Resource,
+        place: Place,
+        key: &IaKey,
+        grant: Grant,
+        now: Time,
+    ) -> LeaseView {
+        let term = Term {
+            state: LeaseState::Bound,
+            starts: now,
+            preferred: grant.preferred.min(grant.valid),
+            expires: now.saturating_add(u64::from(grant.valid)),
+        };
+        let (prior, idx) = g.hold(res, place, key, term);
+        let kind = match prior {
+            Some(LeaseState::Bound) => EventKind::Renewed,
+            _ => EventKind::Bound,
+        };
+        let view = g.records.view(idx);
+        g.emit_current(kind, idx);
+        view
+    }
     fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u128)> {
         pools.iter().map(|(pool, layout)| (pool, layout.total))
     }
@@ -135,6 +179,8 @@ impl Ops for V6 {
             stat.offered += part.counts.offered;
             stat.bound += part.counts.bound;
             stat.declined += part.counts.declined;
+            stat.released += part.counts.released;
+            stat.expired += part.counts.expired;
         }
     }
 }
@@ -185,8 +231,8 @@ impl Engine {
     /// big-endian number (zero-padded in front when the DUID is shorter), modulo `shards()`.
     /// For DUID-LLT and DUID-LL those are the end of the link-layer address, the bytes DHCPv4
     /// steers by. A fixed function, simple enough for a classic BPF program on the socket
-    /// group to compute (`lessor_net::attach_steering6`), so the kernel hands each datagram to
-    /// the owner's worker, and the same DUID has the same owner across restarts.
+    /// group to compute (`lessor_net::v6::attach_steering`), so the kernel hands each
+    /// datagram to the owner's worker, and the same DUID has the same owner across restarts.
     pub fn owner(&self, duid: &[u8]) -> usize {
         let tail = &duid[duid.len().saturating_sub(4)..];
         let word = tail.iter().fold(0u32, |w, &b| (w << 8) | u32::from(b));
@@ -260,22 +306,11 @@ impl Engine {
             Avail::Quarantined => Err(BindError::Quarantined),
             Avail::Elsewhere | Avail::HeldByOther => Err(BindError::Taken),
         };
-        let commit = |g: &mut Shard| {
-            let term = Term {
-                state: LeaseState::Bound,
-                starts: now,
-                preferred: req.preferred.min(req.valid),
-                expires: now.saturating_add(u64::from(req.valid)),
-            };
-            let (prior, idx) = g.hold(res, place, req.client, term);
-            let kind = match prior {
-                Some(LeaseState::Bound) => EventKind::Renewed,
-                _ => EventKind::Bound,
-            };
-            let view = g.records.view(idx);
-            g.emit_current(kind, idx);
-            view
+        let grant = Grant {
+            preferred: req.preferred,
+            valid: req.valid,
         };
+        let commit = |g: &mut Shard| V6::grant(g, res, place, req.client, grant, now);
         let avail = |g: &mut Shard| g.availability(res, place, req.client, now);
         self.bind_with(shard, place, now, events, avail, decide, commit)
     }

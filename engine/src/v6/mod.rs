@@ -101,8 +101,9 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+pub use crate::admin::PutError;
 pub use crate::replay::RestoreReport;
-pub use engine::{BindRequest, Engine, PoolStats, SolicitRequest};
+pub use engine::{BindRequest, Engine, Grant, PoolStats, SolicitRequest};
 pub use error::{BindError, ConfigError};
 pub use key::{IaKey, IaKind, Resource};
 pub use lease::{Lease, LeaseEvent, LeaseRef, LeaseView};

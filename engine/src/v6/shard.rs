@@ -357,9 +357,8 @@ impl Shard {
             if let Place::Dynamic { pool, off } = place {
                 let part = &mut self.parts[pool.index()];
                 part.space.taken(off);
-                if is_held(slot.state) {
-                    part.counts.tally(slot.state, true);
-                } else {
+                part.counts.tally(slot.state, true);
+                if !is_held(slot.state) {
                     remembered.push((slot.version, idx, pool));
                 }
             }
@@ -426,9 +425,8 @@ impl ends::Ends for Shard {
         if let Place::Dynamic { pool, off } = rec.place {
             let part = &mut self.parts[pool.index()];
             part.space.taken(off);
-            if held {
-                part.counts.tally(rec.state, true);
-            } else {
+            part.counts.tally(rec.state, true);
+            if !held {
                 self.records.push_back(&mut part.remembered, idx);
             }
         }

@@ -29,6 +29,12 @@ pub(super) fn effective_yaml(c: &Config) -> String {
     )
 }
 
+pub(super) fn effective_json(c: &Config) -> serde_json::Value {
+    serde_json::to_value(to_wire(c)).unwrap_or_else(
+        |e| serde_json::json!({"error": format!("cannot render the effective configuration: {e}")}),
+    )
+}
+
 fn to_wire(c: &Config) -> wire::Config {
     let sync = c.journal.sync.name();
     let interval_ms = match c.journal.sync {

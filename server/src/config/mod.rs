@@ -193,6 +193,13 @@ impl Config {
     pub fn effective_yaml(&self) -> String {
         effective::effective_yaml(self)
     }
+
+    /// The effective configuration as a JSON document of the same schema (what `config-get`
+    /// answers, before redaction); [`Config::from_json_str`] reads it back to an equal
+    /// `Config`.
+    pub fn effective_json(&self) -> serde_json::Value {
+        effective::effective_json(self)
+    }
 }
 
 fn parse_yaml(text: &str, name: Option<&str>) -> Result<wire::Config, ConfigError> {

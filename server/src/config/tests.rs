@@ -66,6 +66,11 @@ pub(super) fn roundtrip(c: &Config) {
     let again = Config::from_yaml_str(&text)
         .unwrap_or_else(|e| panic!("effective YAML does not parse: {}\n{text}", e.report()));
     assert_eq!(&again, c, "effective YAML differs:\n{text}");
+    // The same document as JSON (config-get, config-set) reads back as `c` too.
+    let json = c.effective_json().to_string();
+    let again = Config::from_json_str(&json)
+        .unwrap_or_else(|e| panic!("effective JSON does not parse: {}\n{json}", e.report()));
+    assert_eq!(&again, c, "effective JSON differs:\n{json}");
 }
 
 /// Checks that `c` reads back from its effective YAML and that the text holds each of `wants`.

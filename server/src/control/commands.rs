@@ -1,7 +1,7 @@
 //! The commands `POST /` runs: a table of Kea command names and their handlers.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use lessor_engine::v6::IaKind;
 use lessor_engine::{LeaseState, v4, v6};
@@ -9,9 +9,11 @@ use lessor_engine::{LeaseState, v4, v6};
 use lessor_journal::Health;
 use serde_json::{Map, Value, json};
 
+use super::config;
 use super::kea::{Answer, Args, Code, Request};
-use super::leases::{lease4, lease6, parse_hex, subnet_id};
-use super::{Live, Parts};
+use super::leases::{lease4, lease6, parse_hex, select4, select6, subnet_id};
+use super::usage::{self, Kind};
+use super::{Live, Parts, writes};
 use crate::config::Config;
 use crate::stats::total;
 
@@ -28,22 +30,46 @@ type Handler = fn(&Parts, Service, &Args<'_>) -> Answer;
 
 /// Every command lessor answers, in the order `list-commands` gives them.
 const COMMANDS: &[(&str, Handler)] = &[
+    ("config-get", config::config_get),
+    ("config-hash-get", config::config_hash_get),
+    ("config-reload", config::config_reload),
+    ("config-set", config::config_set),
+    ("config-test", config::config_test),
+    ("config-write", config::config_write),
+    ("lease4-add", writes::lease4_add),
+    ("lease4-del", writes::lease4_del),
     ("lease4-get", lease4_get),
     ("lease4-get-all", lease4_get_all),
     ("lease4-get-by-client-id", lease4_get_by_client_id),
     ("lease4-get-by-hostname", lease4_get_by_hostname),
     ("lease4-get-by-hw-address", lease4_get_by_hw_address),
     ("lease4-get-page", lease4_get_page),
+    ("lease4-update", writes::lease4_update),
+    ("lease4-wipe", writes::lease4_wipe),
+    ("lease6-add", writes::lease6_add),
+    ("lease6-del", writes::lease6_del),
     ("lease6-get", lease6_get),
     ("lease6-get-all", lease6_get_all),
     ("lease6-get-by-duid", lease6_get_by_duid),
     ("lease6-get-by-hostname", lease6_get_by_hostname),
     ("lease6-get-page", lease6_get_page),
+    ("lease6-update", writes::lease6_update),
+    ("lease6-wipe", writes::lease6_wipe),
+    ("leases-reclaim", writes::leases_reclaim),
     ("list-commands", list_commands),
     ("statistic-get", statistic_get),
     ("statistic-get-all", statistic_get_all),
-    ("status-get", status_get),
     ("version-get", version_get),
+];
+
+/// Commands that need more of the server than its [`Parts`]: the DHCP switch.
+type LiveHandler = fn(&Live, &Parts, Service, &Args<'_>) -> Answer;
+
+/// The commands that take [`Live`], listed with [`COMMANDS`].
+const LIVE_COMMANDS: &[(&str, LiveHandler)] = &[
+    ("dhcp-disable", dhcp_disable),
+    ("dhcp-enable", dhcp_enable),
+    ("status-get", status_get),
 ];
 
 /// Runs `request` and returns Kea's answer list: one answer per named service, or one.
@@ -63,13 +89,18 @@ pub(crate) fn run(live: &Live, request: &Request) -> Vec<Answer> {
     if services.is_empty() {
         services.push(Service::Both);
     }
-    let Some(&(_, handler)) = COMMANDS.iter().find(|(n, _)| *n == request.command) else {
+    let plain = COMMANDS.iter().find(|(n, _)| *n == request.command);
+    let live_cmd = LIVE_COMMANDS.iter().find(|(n, _)| *n == request.command);
+    if plain.is_none() && live_cmd.is_none() {
         let text = format!("'{}' command not supported.", request.command);
         return services
             .iter()
             .map(|_| Answer::new(Code::Unsupported, text.clone()))
             .collect();
-    };
+    }
+    // A reload replaces the engines only while no other command runs, and this one then
+    // reads the new ones: a lease write never lands in an engine being replaced.
+    let _quiet = (!request.command.starts_with("config-")).then(|| live.command());
     let Some(parts) = live.parts() else {
         let why = live.not_ready().unwrap_or("starting");
         return vec![Answer::error(format!("lessor is not serving yet: {why}"))];
@@ -78,16 +109,22 @@ pub(crate) fn run(live: &Live, request: &Request) -> Vec<Answer> {
         Ok(a) => a,
         Err(e) => return vec![e],
     };
-    services.iter().map(|&s| handler(parts, s, &args)).collect()
+    services
+        .iter()
+        .map(|&s| match (plain, live_cmd) {
+            (Some(&(_, handler)), _) => handler(&parts, s, &args),
+            (None, Some(&(_, handler))) => handler(live, &parts, s, &args),
+            (None, None) => unreachable!("checked above"),
+        })
+        .collect()
 }
 
 fn list_commands(_: &Parts, _: Service, _: &Args<'_>) -> Answer {
-    let names: Vec<&str> = COMMANDS.iter().map(|(n, _)| *n).collect();
-    Answer::with(
-        Code::Success,
-        format!("{} commands", names.len()),
-        json!(names),
-    )
+    let mut names: Vec<&str> = COMMANDS.iter().map(|(n, _)| *n).collect();
+    names.extend(LIVE_COMMANDS.iter().map(|(n, _)| *n));
+    names.sort_unstable();
+    // Kea's answer carries no text.
+    Answer::with(Code::Success, "", json!(names))
 }
 
 fn version_get(_: &Parts, _: Service, _: &Args<'_>) -> Answer {
@@ -99,35 +136,105 @@ fn version_get(_: &Parts, _: Service, _: &Args<'_>) -> Answer {
     )
 }
 
-fn status_get(parts: &Parts, _: Service, _: &Args<'_>) -> Answer {
+/// Kea's `status-get` (`pid`, `uptime`, `reload`, `multi-threading-enabled`, `sockets`), with
+/// what lessor adds: its workers, the journal's health and the DHCP switch.
+fn status_get(live: &Live, parts: &Parts, _: Service, _: &Args<'_>) -> Answer {
     let journal = match parts.journal_health() {
         Health::Ok => json!({"health": "ok"}),
         Health::Failing { error } => json!({"health": "failing", "error": error}),
     };
-    Answer::with(
+    let uptime = parts.started.elapsed().as_secs();
+    let disabled = live.dhcp.is_disabled();
+    let mut dhcp = json!({"disabled-by-user": disabled, "globally-disabled": disabled});
+    if let Some(left) = live.dhcp.remaining() {
+        dhcp["enable-in"] = Value::from(left);
+    }
+    let mut workers = json!({"dhcp4": parts.stats.len()});
+    if parts.engine6.is_some() {
+        workers["dhcp6"] = Value::from(parts.stats6.len());
+    }
+    let mut status = Answer::with(
         Code::Success,
         "",
         json!({
             "pid": std::process::id(),
-            "uptime": parts.started.elapsed().as_secs(),
+            "uptime": uptime,
+            "multi-threading-enabled": true,
+            "thread-pool-size": parts.stats.len() + parts.stats6.len(),
+            // Every socket is bound before the server serves (and answers this).
+            "sockets": {"status": "ready"},
+            "dhcp-state": dhcp,
+            "workers": workers,
             "journal": journal,
-            "workers": parts.stats.len(),
-            "dhcp6": parts.engine6.is_some(),
         }),
-    )
+    );
+    // `reload` (Kea's: seconds since the configuration was loaded) and `last-reload`.
+    if let (Some(Value::Object(s)), Value::Object(r)) =
+        (status.arguments.as_mut(), config::reload_status(parts))
+    {
+        s.extend(r);
+    }
+    status
 }
 
-/// Kea's statistics: `name: [[value, "YYYY-MM-DD HH:MM:SS.ffffff"]]`.
+/// `dhcp-disable`: the workers drop every request until `dhcp-enable`, or for `max-period`
+/// seconds. Kea's `origin` is accepted and ignored. Both families stop together.
+fn dhcp_disable(live: &Live, _: &Parts, service: Service, args: &Args<'_>) -> Answer {
+    let period = match args.uint("max-period", u64::from(u32::MAX)) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    if period == Some(0) {
+        return Answer::error("'max-period' must be at least 1");
+    }
+    if let Some(origin) = args.get("origin")
+        && !(origin.is_string() || origin.is_u64())
+    {
+        return Answer::error(format!(
+            "'origin' must be a string or an integer, not {origin}"
+        ));
+    }
+    live.dhcp.disable(period.map(Duration::from_secs));
+    let what = match service {
+        Service::Dhcp4 => "DHCPv4 service",
+        Service::Dhcp6 => "DHCPv6 service",
+        Service::Both => "DHCP service",
+    };
+    let text = match period {
+        Some(p) => format!("{what} disabled for {p} seconds"),
+        None => format!("{what} disabled"),
+    };
+    tracing::warn!("{text} (dhcp-disable): every request is dropped");
+    Answer::new(Code::Success, text)
+}
+
+/// `dhcp-enable`: serves again.
+fn dhcp_enable(live: &Live, _: &Parts, _: Service, _: &Args<'_>) -> Answer {
+    live.dhcp.enable();
+    tracing::info!("DHCP service enabled (dhcp-enable)");
+    Answer::new(Code::Success, "DHCP service successfully enabled")
+}
+
+/// Kea's statistics: `name: [[value, "YYYY-MM-DD HH:MM:SS.ffffff"]]`, global and per subnet
+/// (`subnet[ID].…`, which kea-exporter reads).
 fn statistics(parts: &Parts) -> Map<String, Value> {
     let now = kea_time(SystemTime::now());
     let mut out = Map::new();
     let mut put = |name: &str, value: u64| {
         out.insert(name.to_owned(), json!([[value, now]]));
     };
+    let dropped = |workers| crate::stats::drops(workers).values().sum::<u64>();
+    let failed = |workers| {
+        crate::stats::allocation_failures(workers)
+            .values()
+            .sum::<u64>()
+    };
     put("pkt4-received", total(&parts.stats, |w| &w.received));
     put("pkt4-offer-sent", total(&parts.stats, |w| &w.offers));
     put("pkt4-ack-sent", total(&parts.stats, |w| &w.acks));
     put("pkt4-nak-sent", total(&parts.stats, |w| &w.naks));
+    put("pkt4-receive-drop", dropped(&parts.stats));
+    put("v4-allocation-fail", failed(&parts.stats));
     put("reclaimed-leases", total(&parts.stats, |w| &w.expired));
     if parts.engine6.is_some() {
         put("pkt6-received", total(&parts.stats6, |w| &w.received));
@@ -136,7 +243,33 @@ fn statistics(parts: &Parts) -> Map<String, Value> {
             total(&parts.stats6, |w| &w.advertises),
         );
         put("pkt6-reply-sent", total(&parts.stats6, |w| &w.replies6));
+        put("pkt6-receive-drop", dropped(&parts.stats6));
+        put("v6-allocation-fail", failed(&parts.stats6));
     }
+    // Kea keeps these in int64: a /64 of addresses saturates.
+    let big = |n: u128| u64::try_from(n).unwrap_or(u64::MAX).min(i64::MAX as u64);
+    let mut declined = 0;
+    for u in usage::usage(parts) {
+        let id = u.id;
+        declined += u.declined;
+        match (u.family, u.kind) {
+            ("v4", _) => {
+                put(&format!("subnet[{id}].total-addresses"), big(u.total));
+                put(&format!("subnet[{id}].assigned-addresses"), u.bound);
+                put(&format!("subnet[{id}].declined-addresses"), u.declined);
+            }
+            (_, Kind::Address) => {
+                put(&format!("subnet[{id}].total-nas"), big(u.total));
+                put(&format!("subnet[{id}].assigned-nas"), u.bound);
+                put(&format!("subnet[{id}].declined-addresses"), u.declined);
+            }
+            (_, Kind::Prefix) => {
+                put(&format!("subnet[{id}].total-pds"), big(u.total));
+                put(&format!("subnet[{id}].assigned-pds"), u.bound);
+            }
+        }
+    }
+    put("declined-addresses", declined);
     out
 }
 
@@ -184,22 +317,23 @@ fn one(family: &str, lease: Option<Value>) -> Answer {
     }
 }
 
-/// The DHCPv4 leases Kea would list (every record but an offer's hold), by address.
-fn leases4(parts: &Parts) -> Vec<v4::Lease> {
-    let mut all = parts.engine.leases();
-    all.retain(|l| l.state != LeaseState::Offered);
-    all
+/// The first `limit` DHCPv4 leases Kea would list (every record but an offer's hold) that
+/// `keep` selects, by address.
+fn leases4(
+    parts: &Parts,
+    limit: usize,
+    mut keep: impl FnMut(&v4::Lease) -> bool,
+) -> Vec<v4::Lease> {
+    select4(parts, limit, |l| l.state != LeaseState::Offered && keep(l))
 }
 
-/// The DHCPv6 leases Kea would list, by resource.
-fn leases6(parts: &Parts) -> Vec<v6::Lease> {
-    let mut all = parts
-        .engine6
-        .as_ref()
-        .map(|e| e.leases())
-        .unwrap_or_default();
-    all.retain(|l| l.state != LeaseState::Offered);
-    all
+/// The first `limit` DHCPv6 leases Kea would list that `keep` selects, by resource.
+fn leases6(
+    parts: &Parts,
+    limit: usize,
+    mut keep: impl FnMut(&v6::Lease) -> bool,
+) -> Vec<v6::Lease> {
+    select6(parts, limit, |l| l.state != LeaseState::Offered && keep(l))
 }
 
 /// A required identifier argument in Kea's hex (`01:02:ab`).
@@ -226,11 +360,12 @@ fn lease4_get_all(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         Ok(s) => s,
         Err(e) => return e,
     };
-    let listed = leases4(parts)
-        .iter()
-        .filter(|l| in_subnets(&parts.config, IpAddr::V4(l.address), subnets.as_deref()))
-        .map(|l| lease4(&parts.config, l))
-        .collect();
+    let listed = leases4(parts, usize::MAX, |l| {
+        in_subnets(&parts.config, IpAddr::V4(l.address), subnets.as_deref())
+    })
+    .iter()
+    .map(|l| lease4(&parts.config, l))
+    .collect();
     found("IPv4", listed)
 }
 
@@ -239,17 +374,16 @@ fn lease6_get_all(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         Ok(s) => s,
         Err(e) => return e,
     };
-    let listed = leases6(parts)
-        .iter()
-        .filter(|l| {
-            in_subnets(
-                &parts.config,
-                IpAddr::V6(l.resource.addr),
-                subnets.as_deref(),
-            )
-        })
-        .map(|l| lease6(&parts.config, l))
-        .collect();
+    let listed = leases6(parts, usize::MAX, |l| {
+        in_subnets(
+            &parts.config,
+            IpAddr::V6(l.resource.addr),
+            subnets.as_deref(),
+        )
+    })
+    .iter()
+    .map(|l| lease6(&parts.config, l))
+    .collect();
     found("IPv6", listed)
 }
 
@@ -261,20 +395,24 @@ fn lease4_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         let Some(addr) = text.as_str().and_then(|t| t.parse::<Ipv4Addr>().ok()) else {
             return Answer::error(format!("'ip-address' must be an IPv4 address, not {text}"));
         };
-        let lease = leases4(parts).into_iter().find(|l| l.address == addr);
+        let lease = parts
+            .engine
+            .get(addr)
+            .filter(|l| l.state != LeaseState::Offered);
         return one("IPv4", lease.map(|l| lease4(config, &l)));
     }
     let (kind, id, subnet) = match identifier(args) {
         Ok(x) => x,
         Err(e) => return e,
     };
-    let lease = leases4(parts).into_iter().find(|l| {
+    let lease = leases4(parts, 1, |l| {
         subnet_id(config, IpAddr::V4(l.address)) == subnet
             && match kind {
                 "hw-address" => l.hw.bytes() == id.as_slice(),
                 _ => l.client.as_bytes().split_first() == Some((&1, id.as_slice())),
             }
-    });
+    })
+    .pop();
     one("IPv4", lease.map(|l| lease4(config, &l)))
 }
 
@@ -309,9 +447,10 @@ fn lease6_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         let Some(addr) = text.as_str().and_then(|t| t.parse::<Ipv6Addr>().ok()) else {
             return Answer::error(format!("'ip-address' must be an IPv6 address, not {text}"));
         };
-        let lease = leases6(parts)
-            .into_iter()
-            .find(|l| l.resource.addr == addr && l.client.kind() == kind);
+        let lease = leases6(parts, 1, |l| {
+            l.resource.addr == addr && l.client.kind() == kind
+        })
+        .pop();
         return one("IPv6", lease.map(|l| lease6(config, &l)));
     }
     let (_, duid, subnet) = match identifier(args) {
@@ -323,12 +462,13 @@ fn lease6_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         Ok(None) => return Answer::error("missing 'iaid' argument"),
         Err(e) => return e,
     };
-    let lease = leases6(parts).into_iter().find(|l| {
+    let lease = leases6(parts, 1, |l| {
         l.client.kind() == kind
             && l.client.iaid() == iaid
             && l.client.duid() == duid.as_slice()
             && subnet_id(config, IpAddr::V6(l.resource.addr)) == subnet
-    });
+    })
+    .pop();
     one("IPv6", lease.map(|l| lease6(config, &l)))
 }
 
@@ -337,9 +477,8 @@ fn lease4_get_by_hw_address(parts: &Parts, _: Service, args: &Args<'_>) -> Answe
         Ok(h) => h,
         Err(e) => return e,
     };
-    let listed = leases4(parts)
+    let listed = leases4(parts, usize::MAX, |l| l.hw.bytes() == hw.as_slice())
         .iter()
-        .filter(|l| l.hw.bytes() == hw.as_slice())
         .map(|l| lease4(&parts.config, l))
         .collect();
     found("IPv4", listed)
@@ -350,11 +489,12 @@ fn lease4_get_by_client_id(parts: &Parts, _: Service, args: &Args<'_>) -> Answer
         Ok(h) => h,
         Err(e) => return e,
     };
-    let listed = leases4(parts)
-        .iter()
-        .filter(|l| l.client.as_bytes().split_first() == Some((&1, id.as_slice())))
-        .map(|l| lease4(&parts.config, l))
-        .collect();
+    let listed = leases4(parts, usize::MAX, |l| {
+        l.client.as_bytes().split_first() == Some((&1, id.as_slice()))
+    })
+    .iter()
+    .map(|l| lease4(&parts.config, l))
+    .collect();
     found("IPv4", listed)
 }
 
@@ -363,15 +503,14 @@ fn lease4_get_by_hostname(parts: &Parts, _: Service, args: &Args<'_>) -> Answer 
         Ok(n) => n,
         Err(e) => return e,
     };
-    let listed = leases4(parts)
-        .iter()
-        .filter(|l| {
-            l.hostname
-                .as_deref()
-                .is_some_and(|h| h.eq_ignore_ascii_case(name))
-        })
-        .map(|l| lease4(&parts.config, l))
-        .collect();
+    let listed = leases4(parts, usize::MAX, |l| {
+        l.hostname
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(name))
+    })
+    .iter()
+    .map(|l| lease4(&parts.config, l))
+    .collect();
     found("IPv4", listed)
 }
 
@@ -380,9 +519,8 @@ fn lease6_get_by_duid(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         Ok(h) => h,
         Err(e) => return e,
     };
-    let listed = leases6(parts)
+    let listed = leases6(parts, usize::MAX, |l| l.client.duid() == duid.as_slice())
         .iter()
-        .filter(|l| l.client.duid() == duid.as_slice())
         .map(|l| lease6(&parts.config, l))
         .collect();
     found("IPv6", listed)
@@ -433,10 +571,8 @@ fn lease4_get_page(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         Ok(p) => p,
         Err(e) => return e,
     };
-    let listed = leases4(parts)
+    let listed = leases4(parts, limit, |l| from.is_none_or(|f| l.address > f))
         .iter()
-        .filter(|l| from.is_none_or(|f| l.address > f))
-        .take(limit)
         .map(|l| lease4(&parts.config, l))
         .collect();
     paged("IPv4", listed)
@@ -447,10 +583,8 @@ fn lease6_get_page(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         Ok(p) => p,
         Err(e) => return e,
     };
-    let listed = leases6(parts)
+    let listed = leases6(parts, limit, |l| from.is_none_or(|f| l.resource.addr > f))
         .iter()
-        .filter(|l| from.is_none_or(|f| l.resource.addr > f))
-        .take(limit)
         .map(|l| lease6(&parts.config, l))
         .collect();
     paged("IPv6", listed)

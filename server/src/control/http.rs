@@ -103,7 +103,7 @@ async fn metrics(State(live): State<Arc<Live>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        super::metrics::render(parts),
+        super::metrics::render(&parts),
     )
         .into_response()
 }
@@ -132,7 +132,7 @@ async fn leases_list(
     };
     let work = move || match live.parts() {
         None => starting(&live),
-        Some(parts) => match rest::list(parts, &query) {
+        Some(parts) => match rest::list(&parts, &query) {
             Ok(v) => axum::Json(v).into_response(),
             Err(text) => bad_request(text),
         },
@@ -146,7 +146,7 @@ async fn lease_one(State(live): State<Arc<Live>>, Path(address): Path<String>) -
     };
     let work = move || match live.parts() {
         None => starting(&live),
-        Some(parts) => match rest::get(parts, addr) {
+        Some(parts) => match rest::get(&parts, addr) {
             Some(v) => axum::Json(v).into_response(),
             None => (
                 StatusCode::NOT_FOUND,

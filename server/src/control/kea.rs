@@ -27,12 +27,16 @@ pub(crate) enum Code {
     Unsupported = 2,
     /// The command worked and found nothing (Kea's "empty").
     Empty = 3,
+    /// The change conflicts with the server's state (another client's lease).
+    Conflict = 4,
 }
 
 /// One answer, as Kea puts it in the list it returns.
 #[derive(Debug, Serialize)]
 pub(crate) struct Answer {
     pub(crate) result: u8,
+    /// Omitted when empty, as Kea omits it from `status-get`, `list-commands` and statistics.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub(crate) text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) arguments: Option<Value>,

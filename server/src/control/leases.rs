@@ -2,12 +2,75 @@
 //! `iaid`, `type`, `prefix-len`, `subnet-id`, `valid-lft`, `cltt`, `hostname`, `state`.
 
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 
 use lessor_engine::v6::IaKind;
 use lessor_engine::{LeaseState, v4, v6};
 use serde_json::{Value, json};
 
+use super::kea::{Answer, Args};
 use crate::config::Config;
+
+/// Records a listing copies under one shard lock at a time.
+pub(crate) const CHUNK: usize = 1024;
+
+/// Of the records `walk` visits, the first `limit` by `key` that `keep` selects, in order.
+///
+/// `walk` is an engine's chunked visit, so no shard stays locked for long; memory stays
+/// within about twice `limit` however many records there are.
+pub(crate) fn first_by<L, K: Ord>(
+    walk: impl FnOnce(&mut dyn FnMut(L) -> ControlFlow<()>),
+    key: impl Fn(&L) -> K,
+    mut keep: impl FnMut(&L) -> bool,
+    limit: usize,
+) -> Vec<L> {
+    let mut out = Vec::new();
+    let mut visit = |l: L| {
+        if keep(&l) {
+            out.push(l);
+            if limit < usize::MAX / 2 && out.len() >= 2 * limit.max(CHUNK) {
+                out.select_nth_unstable_by_key(limit, &key);
+                out.truncate(limit);
+            }
+        }
+        ControlFlow::Continue(())
+    };
+    walk(&mut visit);
+    out.sort_unstable_by_key(&key);
+    out.truncate(limit);
+    out
+}
+
+/// The first `limit` DHCPv4 records by address that `keep` selects, walked in chunks.
+pub(crate) fn select4(
+    parts: &super::Parts,
+    limit: usize,
+    keep: impl FnMut(&v4::Lease) -> bool,
+) -> Vec<v4::Lease> {
+    first_by(
+        |v| parts.engine.visit_leases(CHUNK, v),
+        |l| l.address,
+        keep,
+        limit,
+    )
+}
+
+/// The first `limit` DHCPv6 records by resource that `keep` selects, walked in chunks.
+pub(crate) fn select6(
+    parts: &super::Parts,
+    limit: usize,
+    keep: impl FnMut(&v6::Lease) -> bool,
+) -> Vec<v6::Lease> {
+    let Some(engine) = &parts.engine6 else {
+        return Vec::new();
+    };
+    first_by(
+        |v| engine.visit_leases(CHUNK, v),
+        |l| l.resource,
+        keep,
+        limit,
+    )
+}
 
 /// Kea's lease state code: 0 assigned, 1 declined, 2 expired-reclaimed (a released lease is
 /// reclaimed at once in Kea, so it reads 2 as well).
@@ -54,8 +117,8 @@ pub(crate) fn parse_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The id of the configured subnet that holds `addr` (0 when none does, as Kea says of a
-/// lease outside every subnet).
+/// The id of the configured subnet that holds `addr`, or whose prefix delegation pools hold
+/// it (0 when none does, as Kea says of a lease outside every subnet).
 pub(crate) fn subnet_id(config: &Config, addr: IpAddr) -> u32 {
     match addr {
         IpAddr::V4(a) => config
@@ -68,9 +131,21 @@ pub(crate) fn subnet_id(config: &Config, addr: IpAddr) -> u32 {
             .v6
             .subnets
             .iter()
-            .find(|s| s.net.contains(&a))
+            .find(|s| s.net.contains(&a) || s.pd_pools.iter().any(|p| p.prefix.contains(&a)))
             .map_or(0, |s| s.id),
     }
+}
+
+/// An optional identifier argument in Kea's hex (`01:02:ab`).
+pub(crate) fn hex_opt(args: &Args<'_>, key: &str) -> Result<Option<Vec<u8>>, Answer> {
+    let Some(text) = args.str(key)? else {
+        return Ok(None);
+    };
+    parse_hex(text).map(Some).ok_or_else(|| {
+        Answer::error(format!(
+            "'{key}' must be hex bytes such as 01:02:0a, not {text:?}"
+        ))
+    })
 }
 
 /// The client identifier the lease's key holds, if the key is one (not a hardware address).
@@ -130,7 +205,23 @@ pub(crate) fn lease6(config: &Config, lease: &v6::Lease) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::{hex, parse_hex};
+    use std::ops::ControlFlow;
+
+    use super::{first_by, hex, parse_hex};
+
+    #[test]
+    fn first_by_keeps_the_lowest_keys_selected_whatever_the_walk_order() {
+        let walk = |v: &mut dyn FnMut(u32) -> ControlFlow<()>| {
+            // Every number below 10_000 once, in a scrambled order.
+            for i in 0..10_000u32 {
+                let _ = v(i.wrapping_mul(7919) % 10_000);
+            }
+        };
+        let got = first_by(walk, |&n| n, |n| n % 2 == 1 && *n > 100, 5);
+        assert_eq!(got, vec![101, 103, 105, 107, 109]);
+        let all = first_by(walk, |&n| n, |_| true, usize::MAX);
+        assert_eq!(all, (0..10_000).collect::<Vec<_>>());
+    }
 
     #[test]
     fn identifiers_round_trip_through_kea_hex() {

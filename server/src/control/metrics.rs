@@ -9,8 +9,9 @@ use std::fmt::Write as _;
 
 use lessor_journal::{Health, HistogramSnapshot, Monitor};
 
-use super::Parts;
+use super::{Parts, usage};
 use crate::stats::{Counter, WorkerStats, total};
+use crate::worker::{ALLOC_NO_SUBNET, ALLOC_POOL_EXHAUSTED};
 
 /// A metric's type, as the `# TYPE` line gives it.
 #[derive(Clone, Copy, Debug)]
@@ -58,17 +59,38 @@ impl Exposition {
 }
 
 impl Exposition {
-    /// A whole histogram family; `scale` divides bounds and sum into the exported unit.
+    /// A whole histogram family without labels; `scale` divides bounds and sum into the
+    /// exported unit.
     fn histogram(&mut self, name: &str, help: &str, h: &HistogramSnapshot, scale: f64) {
+        self.histograms(name, help, &[(&[], h)], scale);
+    }
+
+    /// A histogram family with one series per label set.
+    fn histograms(
+        &mut self,
+        name: &str,
+        help: &str,
+        series: &[(&[(&str, &str)], &HistogramSnapshot)],
+        scale: f64,
+    ) {
         self.family(name, Kind::Histogram, help);
         let bucket = format!("{name}_bucket");
-        for &(bound, n) in &h.buckets {
-            let le = (bound as f64 / scale).to_string();
-            self.sample(&bucket, &[("le", &le)], n);
+        for &(labels, h) in series {
+            for &(bound, n) in &h.buckets {
+                let le = (bound as f64 / scale).to_string();
+                let with_le: Vec<(&str, &str)> = labels
+                    .iter()
+                    .copied()
+                    .chain([("le", le.as_str())])
+                    .collect();
+                self.sample(&bucket, &with_le, n);
+            }
+            let with_le: Vec<(&str, &str)> =
+                labels.iter().copied().chain([("le", "+Inf")]).collect();
+            self.sample(&bucket, &with_le, h.count);
+            self.sample(&format!("{name}_sum"), labels, h.sum as f64 / scale);
+            self.sample(&format!("{name}_count"), labels, h.count);
         }
-        self.sample(&bucket, &[("le", "+Inf")], h.count);
-        self.sample(&format!("{name}_sum"), &[], h.sum as f64 / scale);
-        self.sample(&format!("{name}_count"), &[], h.count);
     }
 }
 
@@ -171,6 +193,41 @@ pub(crate) fn render(parts: &Parts) -> String {
         }
     }
 
+    let name = "lessor_allocation_failures_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Requests (v6: IAs) that got no address or prefix, by reason.",
+    );
+    for &(family, workers) in &families {
+        let mut failed = crate::stats::allocation_failures(workers);
+        for reason in [ALLOC_POOL_EXHAUSTED, ALLOC_NO_SUBNET] {
+            failed.entry(reason).or_default();
+        }
+        for (reason, n) in failed {
+            e.sample(name, &[("family", family), ("reason", reason)], n);
+        }
+    }
+
+    let durations: Vec<(&str, HistogramSnapshot)> = families
+        .iter()
+        .map(|&(family, workers)| (family, crate::stats::durations(workers)))
+        .collect();
+    let labels: Vec<[(&str, &str); 1]> = durations.iter().map(|(f, _)| [("family", *f)]).collect();
+    let series: Vec<(&[(&str, &str)], &HistogramSnapshot)> = labels
+        .iter()
+        .zip(&durations)
+        .map(|(l, (_, h))| (&l[..], h))
+        .collect();
+    e.histograms(
+        "lessor_request_duration_seconds",
+        "Time from a request's batch being received to its reply being queued.",
+        &series,
+        1e9,
+    );
+
+    leases(&mut e, parts);
+    reloads(&mut e, parts);
     journal(&mut e, &parts.journal);
 
     let name = "lessor_journal_healthy";
@@ -181,6 +238,72 @@ pub(crate) fn render(parts: &Parts) -> String {
     );
     e.sample(name, &[], u8::from(parts.journal_health() == Health::Ok));
     e.out
+}
+
+/// `lessor_leases` and `lessor_pool_size`, by subnet (its CIDR and id) and kind.
+fn leases(e: &mut Exposition, parts: &Parts) {
+    let usage = usage::usage(parts);
+    let name = "lessor_leases";
+    e.family(
+        name,
+        Kind::Gauge,
+        "Lease records of dynamic pools, by subnet, kind and state.",
+    );
+    for u in &usage {
+        let id = u.id.to_string();
+        for (state, n) in u.states() {
+            let labels = [
+                ("family", u.family),
+                ("subnet", u.cidr.as_str()),
+                ("subnet_id", id.as_str()),
+                ("kind", u.kind.label()),
+                ("state", state),
+            ];
+            e.sample(name, &labels, n);
+        }
+    }
+    let name = "lessor_pool_size";
+    e.family(
+        name,
+        Kind::Gauge,
+        "Dynamic addresses (prefixes) in a subnet's pools, by kind.",
+    );
+    for u in &usage {
+        let id = u.id.to_string();
+        let labels = [
+            ("family", u.family),
+            ("subnet", u.cidr.as_str()),
+            ("subnet_id", id.as_str()),
+            ("kind", u.kind.label()),
+        ];
+        // A /64 of addresses is 2^64: exact in f64 as the text format reads it.
+        e.sample(name, &labels, u.total as f64);
+    }
+}
+
+/// Configuration reloads by result, and when the last one succeeded.
+fn reloads(e: &mut Exposition, parts: &Parts) {
+    let (ok, failed, last) = parts.reload.counts();
+    let name = "lessor_config_reloads_total";
+    e.family(name, Kind::Counter, "Configuration reloads, by result.");
+    e.sample(name, &[("result", "success")], ok);
+    e.sample(name, &[("result", "failure")], failed);
+    let name = "lessor_config_last_reload_success_timestamp_seconds";
+    e.family(
+        name,
+        Kind::Gauge,
+        "When the configuration was last loaded successfully (the start, until a reload).",
+    );
+    e.sample(name, &[], last);
+    let name = "lessor_config_reload_orphaned_leases";
+    e.family(
+        name,
+        Kind::Gauge,
+        "Bound leases the last successful reload left outside every pool, by subnet.",
+    );
+    for (subnet, n) in parts.reload.status().orphaned_by_subnet {
+        e.sample(name, &[("subnet", &subnet)], n);
+    }
 }
 
 /// The journal's counters, backlog and histograms.

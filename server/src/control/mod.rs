@@ -7,34 +7,45 @@
 //! ever meet it as one more taker of a shard's lock, briefly. See docs/CONTROL.md.
 
 mod commands;
+mod config;
+mod dhcp;
 mod http;
 mod kea;
 mod leases;
 mod metrics;
 mod rest;
+mod usage;
+mod writes;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::Instant;
 
 use lessor_engine::{v4, v6};
-use lessor_journal::{Health, Monitor};
+use lessor_journal::{Health, Lane, Monitor};
 
 use crate::config::{Config, ControlConfig};
 use crate::error::{Error, Result};
+use crate::lease_record::LeaseRecord;
 use crate::stats::WorkerStats;
 
 /// What the control server sees of the running server, filled in as it starts.
 #[derive(Debug)]
 pub struct Live {
     started: Instant,
-    parts: OnceLock<Parts>,
+    /// Replaced whole at each reload, so that a command sees one generation throughout.
+    parts: RwLock<Option<Arc<Parts>>>,
+    /// Held (shared) by every command but the `config-*` ones, and exclusively by a reload
+    /// while it swaps the engines: a lease write never lands in an engine being replaced.
+    commands: RwLock<()>,
     stopping: AtomicBool,
+    dhcp: dhcp::Switch,
 }
 
 /// The running server's engines and counters.
+#[derive(Clone)]
 pub struct Parts {
     /// When the server started.
     pub started: Instant,
@@ -50,6 +61,10 @@ pub struct Parts {
     pub stats6: Arc<[WorkerStats]>,
     /// Reads the journal's health and counters.
     pub journal: Monitor,
+    /// The journal lane of the control server's lease writes; no worker touches it.
+    pub lane: Arc<Mutex<Lane<LeaseRecord>>>,
+    /// Makes reloads, and says how the last one went.
+    pub reload: Arc<crate::reload::Reloader>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -72,14 +87,40 @@ impl Live {
     pub fn new() -> Arc<Live> {
         Arc::new(Live {
             started: Instant::now(),
-            parts: OnceLock::new(),
+            parts: RwLock::new(None),
+            commands: RwLock::new(()),
             stopping: AtomicBool::new(false),
+            dhcp: dhcp::Switch::default(),
         })
     }
 
     /// The server is serving: every socket is bound and the journal replayed.
     pub fn serve(&self, parts: Parts) {
-        let _ = self.parts.set(parts);
+        *self.parts.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(parts));
+    }
+
+    /// A reload installed `running`: commands from now on read its config and engines.
+    pub(crate) fn follow(&self, running: &crate::reload::Running) {
+        let mut slot = self.parts.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = slot.as_ref() {
+            let mut parts = Parts::clone(old);
+            parts.config = Arc::clone(&running.config);
+            parts.engine = Arc::clone(&running.engine);
+            parts.engine6 = running.v6.as_ref().map(|(_, e)| Arc::clone(e));
+            *slot = Some(Arc::new(parts));
+        }
+    }
+
+    /// Taken by a command while it runs (see `commands`).
+    fn command(&self) -> RwLockReadGuard<'_, ()> {
+        self.commands.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Taken by a reload while it replaces the engines: no command runs meanwhile.
+    pub(crate) fn quiet(&self) -> RwLockWriteGuard<'_, ()> {
+        self.commands
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The server is shutting down: `/ready` says so.
@@ -87,16 +128,26 @@ impl Live {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
-    fn parts(&self) -> Option<&Parts> {
-        self.parts.get()
+    /// The flag the workers read: set while DHCP is disabled (`dhcp-disable`).
+    pub fn dhcp_disabled(&self) -> Arc<AtomicBool> {
+        self.dhcp.flag()
+    }
+
+    fn parts(&self) -> Option<Arc<Parts>> {
+        self.parts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Why the server is not ready to serve, or `None` when it is.
     fn not_ready(&self) -> Option<&'static str> {
         if self.stopping.load(Ordering::Relaxed) {
             Some("stopping")
-        } else if self.parts.get().is_none() {
+        } else if self.parts().is_none() {
             Some("starting: loading the journal and binding sockets")
+        } else if self.dhcp.is_disabled() {
+            Some("DHCP is disabled (dhcp-disable)")
         } else {
             None
         }
@@ -138,6 +189,7 @@ impl Control {
             .enable_time()
             .max_blocking_threads(4)
             .thread_name("lessor-control")
+            .on_thread_start(lower_priority)
             .build()
             .map_err(|source| Error::Control {
                 what: "starting the control server's runtime".into(),
@@ -148,6 +200,7 @@ impl Control {
         let thread = thread::Builder::new()
             .name("lessor-control".into())
             .spawn(move || {
+                lower_priority();
                 runtime.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => l,
@@ -178,6 +231,14 @@ impl Control {
     /// The address it listens on (the port is the kernel's choice when `listen` said 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+}
+
+/// Runs the calling control thread at the journal's background nice value: a listing or a
+/// scrape then takes a worker's core mostly while the worker waits, and DHCP keeps its rate.
+fn lower_priority() {
+    if let Err(e) = lessor_net::set_current_thread_nice(crate::state_dir::BACKGROUND_NICE) {
+        tracing::warn!(error = %e, "cannot lower the control server's priority");
     }
 }
 

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Parts;
-use super::leases::{lease4, lease6, parse_hex, state_name, subnet_id};
+use lessor_engine::v6::Lease as Lease6;
+
+use super::leases::{lease4, lease6, parse_hex, select4, select6, state_name, subnet_id};
 
 /// The most leases one request returns; ask again with `from` for more.
 const MAX_LIMIT: usize = 100_000;
@@ -74,30 +76,24 @@ pub(crate) fn list(parts: &Parts, query: &Query) -> Result<Value, Bad> {
     };
     let mut out = Vec::new();
     if v4 && duid.is_none() {
-        for l in parts.engine.leases() {
-            if out.len() == limit {
-                break;
-            }
-            let keep = common(IpAddr::V4(l.address), l.state, l.hostname.as_deref())
+        let keep = |l: &lessor_engine::v4::Lease| {
+            common(IpAddr::V4(l.address), l.state, l.hostname.as_deref())
                 && hw.as_deref().is_none_or(|h| l.hw.bytes() == h)
                 && client_id
                     .as_deref()
-                    .is_none_or(|id| l.client.as_bytes().split_first() == Some((&1, id)));
-            if keep {
-                out.push(native(lease4(config, &l), "v4", l.state, l.expires));
-            }
+                    .is_none_or(|id| l.client.as_bytes().split_first() == Some((&1, id)))
+        };
+        for l in select4(parts, limit, keep) {
+            out.push(native(lease4(config, &l), "v4", l.state, l.expires));
         }
     }
-    if v6 && hw.is_none() && client_id.is_none() {
-        for l in parts.engine6.iter().flat_map(|e| e.leases()) {
-            if out.len() == limit {
-                break;
-            }
-            let keep = common(IpAddr::V6(l.resource.addr), l.state, None)
-                && duid.as_deref().is_none_or(|d| l.client.duid() == d);
-            if keep {
-                out.push(native(lease6(config, &l), "v6", l.state, l.expires));
-            }
+    if v6 && hw.is_none() && client_id.is_none() && out.len() < limit {
+        let keep = |l: &Lease6| {
+            common(IpAddr::V6(l.resource.addr), l.state, None)
+                && duid.as_deref().is_none_or(|d| l.client.duid() == d)
+        };
+        for l in select6(parts, limit - out.len(), keep) {
+            out.push(native(lease6(config, &l), "v6", l.state, l.expires));
         }
     }
     Ok(json!({ "leases": out }))
@@ -109,15 +105,10 @@ pub(crate) fn get(parts: &Parts, addr: IpAddr) -> Option<Value> {
     match addr {
         IpAddr::V4(a) => parts
             .engine
-            .leases()
-            .into_iter()
-            .find(|l| l.address == a)
+            .get(a)
             .map(|l| native(lease4(config, &l), "v4", l.state, l.expires)),
-        IpAddr::V6(a) => parts
-            .engine6
-            .iter()
-            .flat_map(|e| e.leases())
-            .find(|l| l.resource.addr == a)
+        IpAddr::V6(a) => select6(parts, 1, |l| l.resource.addr == a)
+            .pop()
             .map(|l| native(lease6(config, &l), "v6", l.state, l.expires)),
     }
 }

@@ -61,6 +61,9 @@ pub struct Reply {
     /// The reply binds or extends a lease: it may leave only once the events pushed while
     /// handling this request are durable (durable ACK).
     pub needs_durable: bool,
+    /// A NAK because the address asked for could not be bound: why (`address_taken`: another
+    /// client holds it; `not_in_pool`), counted as an allocation failure.
+    pub refused: Option<&'static str>,
 }
 
 crate::proto::no_reply_reasons! {
@@ -309,7 +312,16 @@ impl Handling<'_, '_> {
                 res,
                 needs_durable: true,
             })),
-            Err(BindError::Taken | BindError::NotInPool) => self.nak(ours),
+            Err(e) => {
+                let why = match e {
+                    BindError::Taken => "address_taken",
+                    BindError::NotInPool => "not_in_pool",
+                };
+                self.nak(ours).map(|r| Reply {
+                    refused: Some(why),
+                    ..r
+                })
+            }
         }
     }
 
@@ -460,6 +472,7 @@ impl Handling<'_, '_> {
                 .route(req, self.arrival, ReplyKind::Nak, Ipv4Addr::UNSPECIFIED),
             src: self.arrival.local,
             needs_durable: false,
+            refused: None,
         })
     }
 
@@ -530,6 +543,7 @@ impl Handling<'_, '_> {
             dst: ctx.route(req, self.arrival, g.kind, g.yiaddr),
             src: self.arrival.local,
             needs_durable: g.needs_durable,
+            refused: None,
         }
     }
 }

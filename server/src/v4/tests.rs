@@ -403,6 +403,10 @@ fn init_reboot_on_the_wrong_network_is_naked() {
     let (o, nak) = f.send(&req, NOW);
     let r = reply(o);
     assert_eq!(r.kind, ReplyKind::Nak);
+    assert_eq!(
+        r.refused, None,
+        "a client that moved is no allocation failure"
+    );
     let nak = nak.unwrap();
     assert_eq!(msg_type(&nak), MessageType::Nak);
     assert_eq!(nak.yiaddr(), Ipv4Addr::UNSPECIFIED);
@@ -455,8 +459,13 @@ fn request_for_an_address_held_by_another_is_naked() {
         .kind(3)
         .opt(50, &ip.octets())
         .opt(54, &SERVER.octets());
-    let (_, nak) = f.send(&req, NOW);
+    let (o, nak) = f.send(&req, NOW);
     assert_eq!(msg_type(&nak.unwrap()), MessageType::Nak);
+    assert_eq!(
+        reply(o).refused,
+        Some("address_taken"),
+        "an allocation failure"
+    );
 }
 
 #[test]

@@ -44,6 +44,8 @@ pub struct Reply {
     /// No configured subnet matches the client's link: the reply only says so, per IA
     /// (counted as [`NoReply::NoSubnet`] too).
     pub no_subnet: bool,
+    /// IAs answered NoAddrsAvail or NoPrefixAvail because no pool had a free one.
+    pub exhausted: u16,
 }
 
 crate::proto::no_reply_reasons! {
@@ -120,6 +122,7 @@ pub fn handle(
         shard: engine.owner(duid),
         bound: false,
         no_subnet: false,
+        exhausted: 0,
     };
     h.run().into()
 }
@@ -139,6 +142,8 @@ pub(super) struct Handling<'h, 'r> {
     pub(super) bound: bool,
     /// The reply says only that no subnet matches the client's link.
     pub(super) no_subnet: bool,
+    /// IAs that got no address or prefix because their pools were exhausted.
+    pub(super) exhausted: u16,
 }
 
 impl<'h, 'r> Handling<'h, 'r> {
@@ -271,6 +276,7 @@ impl<'h, 'r> Handling<'h, 'r> {
             src: Some(self.arrival.dst).filter(|a| !a.is_multicast() && !a.is_unspecified()),
             needs_durable: self.bound,
             no_subnet: self.no_subnet,
+            exhausted: self.exhausted,
         })
     }
 

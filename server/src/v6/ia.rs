@@ -243,7 +243,10 @@ impl<'h> Handling<'h, '_> {
                 // RFC 8415 §18.3.9: an IA we cannot serve comes back with NoAddrsAvail
                 // (NoPrefixAvail for IA_PD) inside it, even when no IA is served, and the
                 // requested options still go with it.
-                None => write_ia(enc, ia, 0, 0, |e| e.status(unavailable(c.kind))),
+                None => {
+                    h.exhausted = h.exhausted.saturating_add(1);
+                    write_ia(enc, ia, 0, 0, |e| e.status(unavailable(c.kind)));
+                }
             }
         });
         if rapid {
@@ -290,7 +293,10 @@ impl<'h> Handling<'h, '_> {
                 };
                 match got {
                     Some(r) => h.write_granted(enc, ia, s, r),
-                    None => write_ia(enc, ia, 0, 0, |e| e.status(unavailable(c.kind))),
+                    None => {
+                        h.exhausted = h.exhausted.saturating_add(1);
+                        write_ia(enc, ia, 0, 0, |e| e.status(unavailable(c.kind)));
+                    }
                 }
             },
         );

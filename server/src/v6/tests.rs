@@ -520,6 +520,7 @@ fn exhaustion_gives_no_addrs_avail_and_no_prefix_avail() {
     // and the options the ORO asks for still come (not RFC 3315's bare status-only ADVERTISE).
     let (o, adv) = f.relayed(&Client::new(5).solicit(), NOW);
     assert!(!reply(o).needs_durable);
+    assert_eq!(reply(o).exhausted, 1, "counted as an allocation failure");
     let m = adv.unwrap().msg;
     assert_eq!(m.msg_type(), MessageType::Advertise);
     assert_eq!(status(m.opts()), None, "the status is per IA");
@@ -533,7 +534,8 @@ fn exhaustion_gives_no_addrs_avail_and_no_prefix_avail() {
     // Both kinds, neither left: each IA says why, in the ADVERTISE and in the REPLY to a
     // REQUEST (RFC 8415 §18.3.2).
     let c = Client::new(5).pd(&[1]);
-    let (_, adv) = f.relayed(&c.solicit(), NOW);
+    let (o, adv) = f.relayed(&c.solicit(), NOW);
+    assert_eq!(reply(o).exhausted, 2);
     let m = adv.unwrap().msg;
     assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoAddrsAvail));
     assert_eq!(status(&pds(&m)[0].opts), Some(v6::Status::NoPrefixAvail));
@@ -544,6 +546,7 @@ fn exhaustion_gives_no_addrs_avail_and_no_prefix_avail() {
     o.push(ia_pd(1, &[]));
     let (r, rep) = f.relayed(&message(msg::REQUEST, &o), NOW);
     assert!(!reply(r).needs_durable);
+    assert_eq!(reply(r).exhausted, 2);
     let m = rep.unwrap().msg;
     assert_eq!(status(m.opts()), None);
     assert_eq!(status(&nas(&m)[0].opts), Some(v6::Status::NoAddrsAvail));
@@ -1158,9 +1161,9 @@ fn owner_shard_follows_the_duid_through_relays() {
     );
 }
 
-/// The kernel's steering program (`lessor_net::v6::attach_steering`, mirrored by `steer_index6`)
-/// picks the worker the server's own rule names, for clients sent direct and through relays
-/// that add options of their own, with any number of workers.
+/// The kernel's steering program (`lessor_net::v6::attach_steering`, mirrored by its
+/// `steer_index`) picks the worker the server's own rule names, for clients sent direct and
+/// through relays that add options of their own, with any number of workers.
 #[test]
 fn the_steering_program_picks_the_owner() {
     let f = Fixture::new(YAML);

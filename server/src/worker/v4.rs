@@ -7,7 +7,11 @@ use lessor_engine::Time;
 use lessor_engine::v4::{Engine, LeaseEvent};
 use lessor_net::v4::{RecvMeta, SendMeta, Socket};
 
-use super::{Datagram, Family, Handled, Output, RECLAIM_BUDGET, Steered};
+use super::{
+    ALLOC_NO_SUBNET, ALLOC_POOL_EXHAUSTED, Datagram, Family, Handled, Output, RECLAIM_BUDGET,
+    Steered,
+};
+use crate::reload::Running;
 use crate::stats::WorkerStats;
 use crate::v4::{self, Arrival, Destination, Outcome, ReplyKind};
 
@@ -27,6 +31,11 @@ impl Family for V4 {
     type Socket = Socket;
     type Event = LeaseEvent;
     type To = (Destination, Ipv4Addr, ReplyKind);
+
+    fn refresh(&mut self, running: &Running) {
+        self.ctx = Arc::clone(&running.v4);
+        self.engine = Arc::clone(&running.engine);
+    }
 
     fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<LeaseEvent>) {
         self.engine.reclaim(shard, now, RECLAIM_BUDGET, events);
@@ -65,11 +74,23 @@ impl Family for V4 {
             out.reply,
             out.events,
         ) {
-            Outcome::Reply(reply) => Handled::Reply {
-                to: (reply.dst, reply.src, reply.kind),
-                needs_durable: reply.needs_durable,
-            },
-            Outcome::NoReply(why) => Handled::NoReply(why.label()),
+            Outcome::Reply(reply) => {
+                if let Some(why) = reply.refused {
+                    out.stats.allocation_failed(why);
+                }
+                Handled::Reply {
+                    to: (reply.dst, reply.src, reply.kind),
+                    needs_durable: reply.needs_durable,
+                }
+            }
+            Outcome::NoReply(why) => {
+                match why {
+                    v4::NoReply::PoolExhausted => out.stats.allocation_failed(ALLOC_POOL_EXHAUSTED),
+                    v4::NoReply::NoSubnet => out.stats.allocation_failed(ALLOC_NO_SUBNET),
+                    _ => {}
+                }
+                Handled::NoReply(why.label())
+            }
         }
     }
 

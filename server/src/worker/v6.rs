@@ -10,73 +10,29 @@
 //! Multicast (clients on a served link) reaches every socket of the group; only the owner's
 //! worker answers it, so each request gets one reply.
 //!
-//! The static assignments behind [`v6::Context`] can be reloaded while workers run
-//! ([`Assignments6`]): a worker picks the new table up between two batches, so every packet
-//! is answered from one table or the other, whole, and nothing is dropped.
+//! The context (with the static assignments file) and the engine are swapped by a reload
+//! between two batches (`crate::reload`), so every packet is answered from one configuration
+//! or the other, whole.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lessor_engine::Time;
 use lessor_engine::v6::{Engine, LeaseEvent};
 use lessor_net::v6::{RecvMeta, SendMeta, Socket};
 
-use super::{Datagram, Family, Handled, Output, RECLAIM_BUDGET, Steered};
+use super::{
+    ALLOC_NO_SUBNET, ALLOC_POOL_EXHAUSTED, Datagram, Family, Handled, Output, RECLAIM_BUDGET,
+    Steered,
+};
+use crate::reload::Running;
 use crate::stats::WorkerStats;
 use crate::v6::{self, Arrival, NoReply, Outcome, ReplyKind};
-
-/// The DHCPv6 context the workers read, swappable while they run (SIGHUP reloads the
-/// assignments file into a new one).
-#[derive(Debug)]
-pub(crate) struct Assignments6 {
-    generation: AtomicU64,
-    current: Mutex<Arc<v6::Context>>,
-}
-
-impl Assignments6 {
-    pub(crate) fn new(ctx: v6::Context) -> Self {
-        Assignments6 {
-            generation: AtomicU64::new(0),
-            current: Mutex::new(Arc::new(ctx)),
-        }
-    }
-
-    /// The context in use.
-    pub(crate) fn current(&self) -> Arc<v6::Context> {
-        Arc::clone(&self.current.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Makes `ctx` the context every worker uses from its next batch on.
-    pub(crate) fn replace(&self, ctx: v6::Context) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(ctx);
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// How many times the context was replaced.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-}
 
 /// A DHCPv6 worker's view of the server.
 #[derive(Debug)]
 pub(crate) struct V6 {
     pub(crate) engine: Arc<Engine>,
-    assignments: Arc<Assignments6>,
-    /// The context in use, and the [`Assignments6::generation`] it came from.
-    ctx: Arc<v6::Context>,
-    generation: u64,
-}
-
-impl V6 {
-    pub(crate) fn new(engine: Arc<Engine>, assignments: Arc<Assignments6>) -> V6 {
-        V6 {
-            engine,
-            ctx: assignments.current(),
-            generation: assignments.generation(),
-            assignments,
-        }
-    }
+    pub(crate) ctx: Arc<v6::Context>,
 }
 
 impl Family for V6 {
@@ -86,10 +42,10 @@ impl Family for V6 {
     type Event = LeaseEvent;
     type To = (SendMeta, ReplyKind);
 
-    fn between_batches(&mut self) {
-        if self.assignments.generation() != self.generation {
-            self.generation = self.assignments.generation();
-            self.ctx = self.assignments.current();
+    fn refresh(&mut self, running: &Running) {
+        if let Some((ctx, engine)) = &running.v6 {
+            self.ctx = Arc::clone(ctx);
+            self.engine = Arc::clone(engine);
         }
     }
 
@@ -130,6 +86,10 @@ impl Family for V6 {
             Outcome::Reply(reply) => {
                 if reply.no_subnet {
                     out.stats.no_reply_label(NoReply::NoSubnet.label());
+                    out.stats.allocation_failed(ALLOC_NO_SUBNET);
+                }
+                for _ in 0..reply.exhausted {
+                    out.stats.allocation_failed(ALLOC_POOL_EXHAUSTED);
                 }
                 let send = SendMeta {
                     dst: reply.dst,

@@ -83,7 +83,7 @@ impl<'a> Dhclient<'a> {
         }
     }
 
-    fn new(link: &'a ClientLink, dir: &Path) -> Dhclient<'a> {
+    pub(crate) fn new(link: &'a ClientLink, dir: &Path) -> Dhclient<'a> {
         let me = Dhclient::bare(link, dir, "dhclient", "-4");
         let ip = tool("ip");
         let record = record_line(
@@ -158,7 +158,7 @@ impl<'a> Dhclient<'a> {
 
     /// Gets a lease (`dhclient -1`: one attempt, then it daemonises to keep the lease) and
     /// returns the hook record of the binding and dhclient's log.
-    fn obtain(&self) -> (BTreeMap<String, String>, String) {
+    pub(crate) fn obtain(&self) -> (BTreeMap<String, String>, String) {
         let before = self.records().len();
         let log = self.run(&["-1"], "obtaining a lease");
         let rec = self.records()[before..]

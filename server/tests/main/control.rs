@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 use crate::common::{Lessor, Ns, heavy_turn, run_logged, tool, unique};
 
-const USER: &str = "ops";
-const PASSWORD: &str = "s3cret";
+pub(crate) const USER: &str = "ops";
+pub(crate) const PASSWORD: &str = "s3cret";
 
 /// perfdhcp relays from 127.0.0.1; the control server asks for credentials.
-const CONFIG: &str = r#"port: 6767
+pub(crate) const CONFIG: &str = r#"port: 6767
 state_dir: STATE_DIR
 workers: 2
 control: { listen: "127.0.0.1:0", user: ops, password: s3cret }
@@ -28,7 +28,7 @@ v4:
 "#;
 
 /// One HTTP/1.1 exchange: `(status, body)`.
-fn http(url: &str, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, String) {
+pub(crate) fn http(url: &str, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, String) {
     let addr = url.strip_prefix("http://").expect("an http:// URL");
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -57,7 +57,7 @@ fn http(url: &str, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, S
 }
 
 /// Sends a Kea command and returns its one answer.
-fn command(url: &str, cmd: Value) -> Value {
+pub(crate) fn command(url: &str, cmd: Value) -> Value {
     let (status, body) = http(url, "POST", "/", true, cmd.to_string().as_bytes());
     assert_eq!(status, 200, "{cmd}: {body}");
     let answers: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
@@ -65,7 +65,7 @@ fn command(url: &str, cmd: Value) -> Value {
     answers[0].clone()
 }
 
-fn result(answer: &Value) -> u64 {
+pub(crate) fn result(answer: &Value) -> u64 {
     answer["result"]
         .as_u64()
         .unwrap_or_else(|| panic!("{answer}"))
@@ -175,6 +175,20 @@ fn kea_commands_rest_and_metrics_describe_what_perfdhcp_leased() {
                 .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
         };
         assert!(value("lessor_journal_records_total") >= acks, "{metrics}");
+        // Utilisation: one bound record per ACK, in the subnet's CIDR, of a 65534-address pool.
+        let subnet = r#"family="v4",subnet="10.233.0.0/16",subnet_id="7",kind="address""#;
+        assert_eq!(value(&format!("lessor_leases{{{subnet},state=\"bound\"}}")), acks, "{metrics}");
+        assert_eq!(value(&format!("lessor_leases{{{subnet},state=\"expired\"}}")), 0, "{metrics}");
+        assert_eq!(value(&format!("lessor_pool_size{{{subnet}}}")), 65534, "{metrics}");
+        // Every request handled was timed; none failed to get an address.
+        let received = value(r#"lessor_packets_received_total{family="v4"}"#);
+        assert_eq!(value(r#"lessor_request_duration_seconds_count{family="v4"}"#), received, "{metrics}");
+        let exhausted = r#"lessor_allocation_failures_total{family="v4",reason="pool_exhausted"}"#;
+        assert_eq!(value(exhausted), 0, "{metrics}");
+        // kea-exporter's utilisation: the same numbers under Kea's statistic names.
+        let stats = command(&url2, json!({"command": "statistic-get-all"}));
+        assert_eq!(stats["arguments"]["subnet[7].assigned-addresses"][0][0], acks, "{stats}");
+        assert_eq!(stats["arguments"]["subnet[7].total-addresses"][0][0], 65534, "{stats}");
         assert!(value("lessor_journal_sync_duration_seconds_count") > 0, "{metrics}");
         (acks, metrics)
     });
@@ -222,4 +236,502 @@ fn kea_commands_rest_and_metrics_describe_what_perfdhcp_leased() {
         acks
     );
     lessor.stop().assert_success();
+}
+
+/// Kea's `lease4-*` writes against a running lessor: a crafted relayed client (giaddr
+/// 127.0.0.1) gets what was added, a deleted address goes to another client, conflicts are
+/// refused, and adds, updates and deletes survive a crash (each answer came only once its
+/// change was durable).
+mod writes4 {
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::path::Path;
+    use std::time::Duration;
+
+    use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
+    use dhcproto::{Decodable, Decoder};
+    use serde_json::{Value, json};
+
+    use super::{command, result};
+    use crate::common::{Lessor, Ns, tempdir, unique};
+
+    /// A two-worker server on port 6767 whose subnet 7 is reached through relay 127.0.0.1,
+    /// its state in `state`.
+    fn config(state: &Path) -> String {
+        format!(
+            r#"port: 6767
+state_dir: {}
+workers: 2
+control: {{ listen: "127.0.0.1:0", user: ops, password: s3cret }}
+v4:
+  lease_time: 3600
+  subnets:
+    - id: 7
+      subnet: 10.233.0.0/16
+      pools: [ "10.233.0.10-10.233.0.200" ]
+      relays: [ 127.0.0.1 ]
+"#,
+            state.display()
+        )
+    }
+
+    fn mac(n: u8) -> String {
+        format!("02:44:00:00:00:{n:02x}")
+    }
+
+    fn ip(last: u8) -> String {
+        format!("10.233.0.{last}")
+    }
+
+    /// A relayed DISCOVER (1) or REQUEST (3) from client `n`, asking for `requested`.
+    fn packet(n: u8, kind: u8, requested: Option<Ipv4Addr>, server: Option<Ipv4Addr>) -> Vec<u8> {
+        let mut b = vec![0u8; 236];
+        b[..4].copy_from_slice(&[1, 1, 6, 1]); // BOOTREQUEST, Ethernet, hlen 6, one hop
+        b[4..8].copy_from_slice(&[0x77, 0x72, n, kind]);
+        b[24..28].copy_from_slice(&Ipv4Addr::LOCALHOST.octets());
+        b[28..34].copy_from_slice(&[2, 0x44, 0, 0, 0, n]);
+        b.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
+        for (code, addr) in [(50u8, requested), (54, server)] {
+            if let Some(a) = addr {
+                b.extend_from_slice(&[code, 4]);
+                b.extend_from_slice(&a.octets());
+            }
+        }
+        b.push(255);
+        b
+    }
+
+    fn ask(sock: &UdpSocket, pkt: &[u8]) -> Option<Message> {
+        sock.send_to(pkt, "127.0.0.1:6767")
+            .expect("sending to lessor");
+        let mut buf = [0u8; 1500];
+        let n = sock.recv(&mut buf).ok()?;
+        Some(Message::decode(&mut Decoder::new(&buf[..n])).expect("lessor's reply decodes"))
+    }
+
+    fn kind(m: &Message) -> Option<MessageType> {
+        match m.opts().get(OptionCode::MessageType) {
+            Some(DhcpOption::MessageType(t)) => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// What lessor offers client `n` when it asks for `requested`.
+    fn offered(sock: &UdpSocket, n: u8, requested: Option<&str>) -> Ipv4Addr {
+        let req = requested.map(|r| r.parse().expect("an address"));
+        let offer = ask(sock, &packet(n, 1, req, None)).expect("an OFFER");
+        assert_eq!(kind(&offer), Some(MessageType::Offer));
+        offer.yiaddr()
+    }
+
+    /// DISCOVER then REQUEST for client `n`; returns the ACKed address.
+    fn dora(sock: &UdpSocket, n: u8, requested: Option<&str>) -> Ipv4Addr {
+        let ip = offered(sock, n, requested);
+        let server = Ipv4Addr::new(127, 0, 0, 1);
+        let ack = ask(sock, &packet(n, 3, Some(ip), Some(server))).expect("an ACK");
+        assert_eq!((kind(&ack), ack.yiaddr()), (Some(MessageType::Ack), ip));
+        ip
+    }
+
+    fn relay_socket() -> UdpSocket {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("binding the relay's socket");
+        sock.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        sock
+    }
+
+    fn add(url: &str, n: u8, last: u8, extra: Value) -> Value {
+        let mut args = json!({"ip-address": ip(last), "hw-address": mac(n), "subnet-id": 7});
+        args.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        command(url, json!({"command": "lease4-add", "arguments": args}))
+    }
+
+    fn get(url: &str, last: u8) -> Value {
+        command(
+            url,
+            json!({"command": "lease4-get", "arguments": {"ip-address": ip(last)}}),
+        )
+    }
+
+    /// Every lease as `(ip-address, hw-address, valid-lft, hostname)`.
+    fn all(url: &str) -> Vec<(String, String, u64, String)> {
+        let listed = command(url, json!({"command": "lease4-get-all"}));
+        let leases = listed["arguments"]["leases"].as_array().cloned();
+        let mut out: Vec<_> = leases
+            .unwrap_or_default()
+            .iter()
+            .map(|l| {
+                (
+                    l["ip-address"].as_str().unwrap().to_owned(),
+                    l["hw-address"].as_str().unwrap().to_owned(),
+                    l["valid-lft"].as_u64().unwrap(),
+                    l["hostname"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn kea_lease4_writes_reach_a_client_and_survive_a_crash() {
+        let ns = Ns::new(format!("lwr4-{}", unique()));
+        let dir = tempdir();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("creating the state directory");
+        let cfg = config(&state);
+        let lessor = Lessor::start(Some(&ns), &cfg, &[]);
+        let url = lessor.control_url();
+
+        let before = ns.run_in(move || {
+            // Added for client 1, which then gets exactly that address and keeps the name.
+            let added = add(&url, 1, 150, json!({"valid-lft": 1800, "hostname": "printer"}));
+            assert_eq!(result(&added), 0, "{added}");
+            assert_eq!(added["text"], "Lease for address 10.233.0.150, subnet-id 7 added.");
+            let got = get(&url, 150);
+            assert_eq!((got["arguments"]["valid-lft"].as_u64(), &got["arguments"]["hostname"]), (Some(1800), &json!("printer")), "{got}");
+            let sock = relay_socket();
+            assert_eq!(dora(&sock, 1, None).to_string(), ip(150));
+            assert_eq!(get(&url, 150)["arguments"]["hostname"], "printer");
+
+            // The address is client 1's: another add, and another client asking, are refused.
+            let twice = add(&url, 2, 150, json!({}));
+            assert_eq!((result(&twice), twice["text"].as_str()), (4, Some("IPv4 lease already exists.")), "{twice}");
+            assert_ne!(offered(&sock, 2, Some(&ip(150))).to_string(), ip(150));
+            // Arguments of the wrong type or value are named.
+            let typed = add(&url, 2, 151, json!({"valid-lft": "long"}));
+            assert_eq!(result(&typed), 1, "{typed}");
+            assert!(typed["text"].as_str().unwrap().contains("'valid-lft'"), "{typed}");
+            let outside = add(&url, 2, 5, json!({}));
+            assert_eq!(result(&outside), 1, "{outside}");
+            let wrong_subnet = add(&url, 2, 151, json!({"subnet-id": 8}));
+            assert!(wrong_subnet["text"].as_str().unwrap().contains("'subnet-id'"), "{wrong_subnet}");
+
+            // Deleted: the address goes to the next client that asks for it.
+            let del = command(&url, json!({"command": "lease4-del", "arguments": {"ip-address": ip(150)}}));
+            assert_eq!((result(&del), del["text"].as_str()), (0, Some("IPv4 lease deleted.")), "{del}");
+            assert_eq!(result(&get(&url, 150)), 3);
+            let again = command(&url, json!({"command": "lease4-del", "arguments": {"ip-address": ip(150)}}));
+            assert_eq!(result(&again), 3, "{again}");
+            // (Client 2 would get its own offer back first: client 8 asks.)
+            assert_eq!(offered(&sock, 8, Some(&ip(150))).to_string(), ip(150));
+            // Offered to client 8 now: an add is refused as Kea refuses a busy address.
+            let busy = add(&url, 3, 150, json!({}));
+            assert_eq!(result(&busy), 4, "{busy}");
+            assert!(busy["text"].as_str().unwrap().starts_with("ResourceBusy"), "{busy}");
+            assert_eq!(dora(&sock, 8, Some(&ip(150))).to_string(), ip(150));
+
+            // Update: valid-lft and hostname change; a missing lease is not found unless
+            // force-create.
+            assert_eq!(result(&add(&url, 3, 160, json!({"valid-lft": 600}))), 0);
+            let upd = command(&url, json!({"command": "lease4-update", "arguments": {
+                "ip-address": ip(160), "hw-address": mac(3), "valid-lft": 7200, "hostname": "renamed"}}));
+            assert_eq!((result(&upd), upd["text"].as_str()), (0, Some("IPv4 lease updated.")), "{upd}");
+            let got = get(&url, 160)["arguments"].clone();
+            assert_eq!((got["valid-lft"].as_u64(), got["hostname"].as_str()), (Some(7200), Some("renamed")), "{got}");
+            let missing = json!({"ip-address": ip(170), "hw-address": mac(4)});
+            let upd = command(&url, json!({"command": "lease4-update", "arguments": missing}));
+            assert_eq!(result(&upd), 3, "{upd}");
+            let mut forced = missing.clone();
+            forced["force-create"] = json!(true);
+            let upd = command(&url, json!({"command": "lease4-update", "arguments": forced}));
+            assert_eq!((result(&upd), upd["text"].as_str()), (0, Some("IPv4 lease added.")), "{upd}");
+            let bad = command(&url, json!({"command": "lease4-update", "arguments": {
+                "ip-address": ip(170), "hw-address": mac(4), "force-create": "yes"}}));
+            assert!(bad["text"].as_str().unwrap().contains("'force-create'"), "{bad}");
+
+            // Added then deleted: gone after the crash too.
+            assert_eq!(result(&add(&url, 5, 180, json!({}))), 0);
+            let del = command(&url, json!({"command": "lease4-del", "arguments": {
+                "identifier-type": "hw-address", "identifier": mac(5), "subnet-id": 7}}));
+            assert_eq!(result(&del), 0, "{del}");
+            all(&url)
+        });
+        let want = vec![
+            (ip(150), mac(8), 3600, String::new()),
+            (ip(160), mac(3), 7200, "renamed".to_owned()),
+            (ip(170), mac(4), 3600, String::new()),
+        ];
+        assert_eq!(before, want);
+
+        // SIGKILL: no shutdown sync. Every answer above waited for its fdatasync.
+        lessor.crash();
+        let lessor = Lessor::start(Some(&ns), &cfg, &[]);
+        let url = lessor.control_url();
+        ns.run_in(move || {
+            assert_eq!(all(&url), want, "after the crash");
+            // Client 1 lost its lease to the delete: it does not get .150 back.
+            let sock = relay_socket();
+            assert_ne!(offered(&sock, 1, Some(&ip(150))).to_string(), ip(150));
+
+            // Reclaim: a lease whose time has passed ends (state 2), and with `remove` goes.
+            assert_eq!(result(&add(&url, 6, 190, json!({"valid-lft": 1}))), 0);
+            std::thread::sleep(Duration::from_millis(2100));
+            let rec = command(
+                &url,
+                json!({"command": "leases-reclaim", "arguments": {"remove": false}}),
+            );
+            assert_eq!(
+                (result(&rec), rec["text"].as_str()),
+                (0, Some("Reclamation of expired leases is complete.")),
+                "{rec}"
+            );
+            assert_eq!(get(&url, 190)["arguments"]["state"], 2);
+            let rec = command(
+                &url,
+                json!({"command": "leases-reclaim", "arguments": {"remove": true}}),
+            );
+            assert_eq!(result(&rec), 0, "{rec}");
+            assert_eq!(result(&get(&url, 190)), 3);
+            let rec = command(&url, json!({"command": "leases-reclaim", "arguments": {}}));
+            assert!(rec["text"].as_str().unwrap().contains("'remove'"), "{rec}");
+
+            // Wipe: one subnet, then nothing left; an unknown subnet is an error.
+            let bad = command(
+                &url,
+                json!({"command": "lease4-wipe", "arguments": {"subnet-id": 99}}),
+            );
+            assert_eq!(result(&bad), 1, "{bad}");
+            let wipe = command(
+                &url,
+                json!({"command": "lease4-wipe", "arguments": {"subnet-id": 7}}),
+            );
+            assert_eq!(
+                (result(&wipe), wipe["text"].as_str()),
+                (0, Some("Deleted 3 IPv4 lease(s) from subnet(s) 7")),
+                "{wipe}"
+            );
+            assert!(all(&url).is_empty());
+            let wipe = command(&url, json!({"command": "lease4-wipe"}));
+            assert_eq!(result(&wipe), 3, "{wipe}");
+        });
+        lessor.stop().assert_success();
+    }
+}
+
+/// Kea's `lease6-*` writes: a relayed rapid-commit SOLICIT (this test is the relay, link
+/// address ::1) gets the address added for its IA, a deleted address goes to the next IA
+/// hinting at it, and adds, updates and deletes survive a crash.
+mod writes6 {
+    use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
+    use std::path::Path;
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::{command, result};
+    use crate::common::{Lessor, Ns, tempdir, unique};
+
+    fn config(state: &Path) -> String {
+        format!(
+            r#"port: 6767
+state_dir: {}
+workers: 2
+control: {{ listen: "127.0.0.1:0", user: ops, password: s3cret }}
+v6:
+  port: 6767
+  rapid_commit: true
+  preferred_lifetime: 1800
+  valid_lifetime: 3600
+  subnets:
+    - id: 9
+      subnet: fd00:234::/64
+      relays: [ "::1" ]
+      pools: [ "fd00:234::1000-fd00:234::10ff" ]
+      pd_pools: [ {{ prefix: "fd00:2340::/48", delegated_len: 56 }} ]
+"#,
+            state.display()
+        )
+    }
+
+    /// Client `n`'s DUID-LL.
+    fn duid(n: u8) -> Vec<u8> {
+        vec![0, 3, 0, 1, 2, 0x34, 0, 0, 0, n]
+    }
+
+    fn duid_text(n: u8) -> String {
+        format!("00:03:00:01:02:34:00:00:00:{n:02x}")
+    }
+
+    fn put_option(out: &mut Vec<u8>, code: u16, payload: &[u8]) {
+        out.extend_from_slice(&code.to_be_bytes());
+        out.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+
+    /// A RELAY-FORW around a rapid-commit SOLICIT from client `n` for IA_NA 1, hinting at
+    /// `hint`.
+    fn solicit(n: u8, hint: Option<Ipv6Addr>) -> Vec<u8> {
+        let mut inner = vec![1u8, 0, 0x61, n];
+        put_option(&mut inner, 1, &duid(n));
+        put_option(&mut inner, 14, &[]);
+        put_option(&mut inner, 8, &[0, 0]);
+        let mut ia = 1u32.to_be_bytes().to_vec();
+        ia.extend_from_slice(&[0; 8]);
+        if let Some(h) = hint {
+            let mut addr = h.octets().to_vec();
+            addr.extend_from_slice(&[0; 8]);
+            put_option(&mut ia, 5, &addr);
+        }
+        put_option(&mut inner, 3, &ia);
+        let mut msg = vec![12u8, 0];
+        msg.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        let peer: Ipv6Addr = format!("fe80::{n:x}").parse().unwrap();
+        msg.extend_from_slice(&peer.octets());
+        put_option(&mut msg, 9, &inner);
+        msg
+    }
+
+    fn options(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
+        let mut out = Vec::new();
+        while buf.len() >= 4 {
+            let code = u16::from_be_bytes([buf[0], buf[1]]);
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            out.push((code, &buf[4..4 + len]));
+            buf = &buf[4 + len..];
+        }
+        out
+    }
+
+    /// The address the REPLY to client `n`'s SOLICIT binds.
+    fn bound(sock: &UdpSocket, n: u8, hint: Option<Ipv6Addr>) -> Ipv6Addr {
+        let server = SocketAddrV6::new(Ipv6Addr::LOCALHOST, 6767, 0, 0);
+        sock.send_to(&solicit(n, hint), server).expect("sending");
+        let mut buf = [0u8; 1500];
+        let len = sock.recv(&mut buf).expect("a RELAY-REPL");
+        let relay = options(&buf[34..len]);
+        let inner = relay
+            .iter()
+            .find(|(c, _)| *c == 9)
+            .expect("relay-message")
+            .1;
+        assert_eq!(inner[0], 7, "a REPLY: {inner:?}");
+        let opts = options(&inner[4..]);
+        let ia = opts.iter().find(|(c, _)| *c == 3).expect("an IA_NA").1;
+        let addr = options(&ia[12..]).into_iter().find(|(c, _)| *c == 5);
+        let addr = addr
+            .unwrap_or_else(|| panic!("no address in the IA_NA: {ia:?}"))
+            .1;
+        Ipv6Addr::from(<[u8; 16]>::try_from(&addr[..16]).unwrap())
+    }
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    /// Every lease as `(ip-address, type, duid, valid-lft)`.
+    fn all(url: &str) -> Vec<(String, String, String, u64)> {
+        let listed = command(url, json!({"command": "lease6-get-all"}));
+        let leases = listed["arguments"]["leases"].as_array().cloned();
+        let mut out: Vec<_> = leases
+            .unwrap_or_default()
+            .iter()
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().unwrap().to_owned();
+                (
+                    s("ip-address"),
+                    s("type"),
+                    s("duid"),
+                    l["valid-lft"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn cmd(url: &str, name: &str, args: Value) -> Value {
+        command(
+            url,
+            json!({"command": name, "service": ["dhcp6"], "arguments": args}),
+        )
+    }
+
+    #[test]
+    fn kea_lease6_writes_reach_a_relayed_client_and_survive_a_crash() {
+        let ns = Ns::new(format!("lwr6-{}", unique()));
+        let dir = tempdir();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("creating the state directory");
+        let cfg = config(&state);
+        let lessor = Lessor::start(Some(&ns), &cfg, &[]);
+        let url = lessor.control_url();
+
+        let before = ns.run_in(move || {
+            let sock = UdpSocket::bind("[::1]:0").expect("binding the relay's socket");
+            sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let na = |n: u8| json!({"ip-address": "fd00:234::1050", "duid": duid_text(n), "iaid": 1, "subnet-id": 9});
+            let added = cmd(&url, "lease6-add", na(1));
+            assert_eq!((result(&added), added["text"].as_str()), (0, Some("Lease for address fd00:234::1050, subnet-id 9 added.")), "{added}");
+            assert_eq!(bound(&sock, 1, None), a("fd00:234::1050"));
+            let twice = cmd(&url, "lease6-add", na(2));
+            assert_eq!((result(&twice), twice["text"].as_str()), (4, Some("IPv6 lease already exists.")), "{twice}");
+            assert_ne!(bound(&sock, 2, Some(a("fd00:234::1050"))), a("fd00:234::1050"));
+            let typed = cmd(&url, "lease6-add", json!({"ip-address": "fd00:234::1051", "duid": duid_text(3), "iaid": "one"}));
+            assert!(typed["text"].as_str().unwrap().contains("'iaid'"), "{typed}");
+
+            // A delegated prefix, in subnet 9 by its pd_pools.
+            let pd = json!({"ip-address": "fd00:2340:0:100::", "type": "IA_PD", "prefix-len": 56,
+                "duid": duid_text(4), "iaid": 2});
+            let added = cmd(&url, "lease6-add", pd);
+            assert_eq!((result(&added), added["text"].as_str()), (0, Some("Lease for prefix fd00:2340:0:100::/56, subnet-id 9 added.")), "{added}");
+            let got = cmd(&url, "lease6-get", json!({"ip-address": "fd00:2340:0:100::", "type": "IA_PD"}));
+            assert_eq!((got["arguments"]["prefix-len"].as_u64(), got["arguments"]["subnet-id"].as_u64()), (Some(56), Some(9)), "{got}");
+            let mut upd = na(1);
+            upd["valid-lft"] = json!(9000);
+            let upd = cmd(&url, "lease6-update", upd);
+            assert_eq!((result(&upd), upd["text"].as_str()), (0, Some("IPv6 lease updated.")), "{upd}");
+            let got = cmd(&url, "lease6-get", json!({"ip-address": "fd00:234::1050"}));
+            assert_eq!(got["arguments"]["valid-lft"].as_u64(), Some(9000), "{got}");
+
+            // Deleted: client 5, hinting at it, gets it.
+            let del = cmd(&url, "lease6-del", json!({"ip-address": "fd00:234::1050"}));
+            assert_eq!((result(&del), del["text"].as_str()), (0, Some("IPv6 lease deleted.")), "{del}");
+            assert_eq!(bound(&sock, 5, Some(a("fd00:234::1050"))), a("fd00:234::1050"));
+            // Added and deleted by DUID: gone after the crash too.
+            let other = json!({"ip-address": "fd00:234::1060", "duid": duid_text(6), "iaid": 1});
+            assert_eq!(result(&cmd(&url, "lease6-add", other)), 0);
+            let del = cmd(&url, "lease6-del", json!({"identifier-type": "duid", "identifier": duid_text(6), "iaid": 1, "subnet-id": 9}));
+            assert_eq!(result(&del), 0, "{del}");
+            let leases = all(&url);
+            // Client 2's own binding from above is there too.
+            leases.into_iter().filter(|l| l.2 != duid_text(2)).collect::<Vec<_>>()
+        });
+        // Sorted as text.
+        let want = vec![
+            (
+                "fd00:2340:0:100::".to_owned(),
+                "IA_PD".to_owned(),
+                duid_text(4),
+                3600,
+            ),
+            (
+                "fd00:234::1050".to_owned(),
+                "IA_NA".to_owned(),
+                duid_text(5),
+                3600,
+            ),
+        ];
+        assert_eq!(before, want);
+
+        lessor.crash();
+        let lessor = Lessor::start(Some(&ns), &cfg, &[]);
+        let url = lessor.control_url();
+        ns.run_in(move || {
+            let after: Vec<_> = all(&url)
+                .into_iter()
+                .filter(|l| l.2 != duid_text(2))
+                .collect();
+            assert_eq!(after, want, "after the crash");
+            let wipe = cmd(&url, "lease6-wipe", json!({"subnet-id": 9}));
+            assert_eq!(
+                (result(&wipe), wipe["text"].as_str()),
+                (0, Some("Deleted 3 IPv6 lease(s) from subnet(s) 9")),
+                "{wipe}"
+            );
+            assert!(all(&url).is_empty());
+        });
+        lessor.stop().assert_success();
+    }
 }

@@ -14,6 +14,8 @@ mod common;
 mod conformance4;
 mod conformance6;
 mod control;
+mod control_ops;
 mod journal;
 mod perfdhcp;
 mod relay6;
+mod reload;

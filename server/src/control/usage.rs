@@ -1,0 +1,188 @@
+//! Pool usage by subnet: the engines' per-pool counts, summed over each subnet's pools.
+//!
+//! What `lessor_leases`, `lessor_pool_size` and Kea's `subnet[ID].…` statistics show. Engine
+//! pool ids follow the configuration (see `v4::Context` and `v6::Context`): DHCPv4 numbers
+//! every subnet's pools in file order; DHCPv6 numbers each subnet's address pools, then its
+//! delegation pools, subnet by subnet.
+
+use super::Parts;
+use crate::config::Config;
+
+/// What a subnet hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Address,
+    Prefix,
+}
+
+impl Kind {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Kind::Address => "address",
+            Kind::Prefix => "prefix",
+        }
+    }
+}
+
+/// One subnet's pools of one kind, summed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// "v4" or "v6".
+    pub(crate) family: &'static str,
+    /// The subnet's `id` from the config.
+    pub(crate) id: u32,
+    /// The subnet's CIDR, its identity.
+    pub(crate) cidr: String,
+    pub(crate) kind: Kind,
+    /// Dynamic addresses (prefixes) in its pools.
+    pub(crate) total: u128,
+    pub(crate) offered: u64,
+    pub(crate) bound: u64,
+    pub(crate) declined: u64,
+    pub(crate) released: u64,
+    pub(crate) expired: u64,
+}
+
+impl Usage {
+    fn new(family: &'static str, id: u32, cidr: String, kind: Kind) -> Usage {
+        Usage {
+            family,
+            id,
+            cidr,
+            kind,
+            total: 0,
+            offered: 0,
+            bound: 0,
+            declined: 0,
+            released: 0,
+            expired: 0,
+        }
+    }
+
+    /// Records by state, as `lessor_leases` labels them.
+    pub(crate) fn states(&self) -> [(&'static str, u64); 5] {
+        [
+            ("bound", self.bound),
+            ("offered", self.offered),
+            ("declined", self.declined),
+            ("released", self.released),
+            ("expired", self.expired),
+        ]
+    }
+}
+
+/// The subnet (index) of each DHCPv4 engine pool, and of each DHCPv6 one with its kind.
+fn owners(config: &Config) -> (Vec<usize>, Vec<(usize, Kind)>) {
+    let v4 = (config.v4.subnets.iter().enumerate())
+        .flat_map(|(i, s)| s.pools.iter().map(move |_| i))
+        .collect();
+    let v6 = (config.v6.subnets.iter().enumerate())
+        .flat_map(|(i, s)| {
+            let na = s.pools.iter().map(move |_| (i, Kind::Address));
+            na.chain(s.pd_pools.iter().map(move |_| (i, Kind::Prefix)))
+        })
+        .collect();
+    (v4, v6)
+}
+
+/// Every subnet's usage: the v4 subnets (kind address), then each v6 subnet's addresses
+/// and prefixes.
+pub(crate) fn usage(parts: &Parts) -> Vec<Usage> {
+    let config = &parts.config;
+    let (owners4, owners6) = owners(config);
+    let mut out: Vec<Usage> = (config.v4.subnets.iter())
+        .map(|s| Usage::new("v4", s.id, s.net.to_string(), Kind::Address))
+        .collect();
+    for (pool, stat) in parts.engine.stats().iter().enumerate() {
+        let Some(&subnet) = owners4.get(pool) else {
+            continue;
+        };
+        let u = &mut out[subnet];
+        u.total += u128::from(stat.total);
+        u.offered += stat.offered;
+        u.bound += stat.bound;
+        u.declined += stat.declined;
+        u.released += stat.released;
+        u.expired += stat.expired;
+    }
+    let Some(engine6) = &parts.engine6 else {
+        return out;
+    };
+    let first6 = out.len();
+    for s in &config.v6.subnets {
+        for kind in [Kind::Address, Kind::Prefix] {
+            out.push(Usage::new("v6", s.id, s.net.to_string(), kind));
+        }
+    }
+    for (pool, stat) in engine6.stats().iter().enumerate() {
+        let Some(&(subnet, kind)) = owners6.get(pool) else {
+            continue;
+        };
+        let u = &mut out[first6 + 2 * subnet + usize::from(kind == Kind::Prefix)];
+        u.total = u.total.saturating_add(stat.total);
+        u.offered += stat.offered;
+        u.bound += stat.bound;
+        u.declined += stat.declined;
+        u.released += stat.released;
+        u.expired += stat.expired;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use lessor_engine::v6::PoolSpec;
+
+    use crate::config::{Assignments, Config};
+    use crate::v4;
+    use crate::v6;
+
+    use super::{Kind, owners};
+
+    const CONFIG: &str = r#"
+v4:
+  subnets:
+    - subnet: 10.0.0.0/24
+      pools: [ "10.0.0.10-10.0.0.20", "10.0.0.30-10.0.0.40" ]
+    - subnet: 10.0.1.0/24
+      pools: [ "10.0.1.10-10.0.1.20" ]
+v6:
+  subnets:
+    - subnet: 2001:db8:1::/64
+      pools: [ "2001:db8:1::100-2001:db8:1::1ff" ]
+      pd_pools: [ { prefix: "2001:db8:100::/40", delegated_len: 56 } ]
+    - subnet: 2001:db8:2::/64
+      pools: [ "2001:db8:2::100-2001:db8:2::1ff" ]
+"#;
+
+    /// The numbering here is the contexts': each engine pool lies in the subnet it is
+    /// mapped to, and is of its kind.
+    #[test]
+    fn pool_ids_map_to_the_subnets_the_contexts_built_them_from() {
+        let config = Config::from_yaml_str(CONFIG).unwrap();
+        let (o4, o6) = owners(&config);
+        let e4 = v4::Context::new(&config, &[]).engine_config(1);
+        assert_eq!(o4, vec![0, 0, 1]);
+        assert_eq!(o4.len(), e4.pools.len());
+        for (pool, &subnet) in e4.pools.iter().zip(&o4) {
+            assert!(config.v4.subnets[subnet].net.contains(&pool.first));
+        }
+        let ctx6 = v6::Context::new(&config, &[0, 1], &[], Arc::new(Assignments::default()));
+        let e6 = ctx6.engine_config(1);
+        assert_eq!(
+            o6,
+            vec![(0, Kind::Address), (0, Kind::Prefix), (1, Kind::Address)]
+        );
+        assert_eq!(o6.len(), e6.pools.len());
+        for (pool, &(subnet, kind)) in e6.pools.iter().zip(&o6) {
+            let net = &config.v6.subnets[subnet].net;
+            match (pool, kind) {
+                (PoolSpec::Na { first, .. }, Kind::Address) => assert!(net.contains(first)),
+                (PoolSpec::Pd { .. }, Kind::Prefix) => {}
+                other => panic!("pool of the wrong kind: {other:?}"),
+            }
+        }
+    }
+}
