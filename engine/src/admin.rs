@@ -62,15 +62,7 @@ impl<F: Ops> Core<F> {
             }
             (Avail::Elsewhere | Avail::HeldByOther, _) => Err(PutError::Taken),
         };
-        self.bind_with(
-            shard,
-            place,
-            now,
-            events,
-            |g| F::avail(g, addr, place, key, now),
-            decide,
-            |g| F::grant(g, addr, place, key, grant, now),
-        )
+        self.bind_with(shard, key, addr, place, grant, now, events, decide)
     }
 
     /// The record of `addr` in whichever shard has one (any state, as last updated), looked

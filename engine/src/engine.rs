@@ -280,9 +280,16 @@ impl Engine {
             lease_time: req.lease_time,
             info: req.info,
         };
-        let commit = |g: &mut Shard| V4::grant(g, req.address, place, req.client, grant, now);
-        let avail = |g: &mut Shard| g.availability(addr, place, req.client, now);
-        self.bind_with(shard, place, now, events, avail, decide, commit)
+        self.bind_with(
+            shard,
+            req.client,
+            req.address,
+            place,
+            grant,
+            now,
+            events,
+            decide,
+        )
     }
 }
 

@@ -374,27 +374,28 @@ impl<F: Ops> Core<F> {
         false
     }
 
-    /// A bind's loop: after the lazy reclaim, `decide` judges what `avail` says the address
-    /// at `place` is to the client (and, if a sibling owned it, what that sibling said), and
-    /// `commit` binds it if `decide` allowed. An address a sibling owns is fetched once
-    /// first. Hands out the shard's pending events into `events` either way.
+    /// A bind's loop: after the lazy reclaim, `decide` judges what `addr` at `place` is to
+    /// `key` ([`Ops::avail`]; and, if a sibling owned it, what that sibling said), and
+    /// [`Ops::grant`] binds it as `grant` says if `decide` allowed. An address a sibling owns
+    /// is fetched once first. Hands out the shard's pending events into `events` either way.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn bind_with<T, E>(
+    pub(crate) fn bind_with<E>(
         &self,
         shard: usize,
+        key: &F::Key,
+        addr: F::Addr,
         place: <F::Shard as Sharded>::Place,
+        grant: F::Grant<'_>,
         now: Time,
         events: &mut Vec<F::Event>,
-        avail: impl Fn(&mut F::Shard) -> Avail,
         decide: impl Fn(Avail, Option<Give>) -> Result<(), E>,
-        commit: impl FnOnce(&mut F::Shard) -> T,
-    ) -> Result<T, E> {
+    ) -> Result<F::View, E> {
         // What the sibling that owns the address said, once asked.
         let mut fetched = None;
         loop {
             let mut g = self.lock(shard);
             g.reclaim_due(now, LAZY_RECLAIM);
-            let avail = avail(&mut g);
+            let avail = F::avail(&mut g, addr, place, key, now);
             if avail == Avail::Elsewhere && fetched.is_none() {
                 drop(g);
                 fetched = Some(match place.dynamic() {
@@ -403,7 +404,8 @@ impl<F: Ops> Core<F> {
                 });
                 continue;
             }
-            let result = decide(avail, fetched).map(|()| commit(&mut g));
+            let result =
+                decide(avail, fetched).map(|()| F::grant(&mut g, addr, place, key, grant, now));
             F::settle(&mut g);
             events.append(F::pending(&mut g));
             return result;

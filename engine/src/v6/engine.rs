@@ -310,9 +310,7 @@ impl Engine {
             preferred: req.preferred,
             valid: req.valid,
         };
-        let commit = |g: &mut Shard| V6::grant(g, res, place, req.client, grant, now);
-        let avail = |g: &mut Shard| g.availability(res, place, req.client, now);
-        self.bind_with(shard, place, now, events, avail, decide, commit)
+        self.bind_with(shard, req.client, res, place, grant, now, events, decide)
     }
 }
 
