@@ -272,7 +272,7 @@ pub fn merge(file: &Config, store: &Store) -> Result<Config, MergeError> {
     }
     let mut doc = file.effective_json();
     // Where each run-time reservation went: its key path in the document.
-    let mut placed: Vec<(String, Family, usize)> = Vec::new();
+    let mut placed: Vec<Placed> = Vec::new();
     for (i, h) in store.v4.iter().enumerate() {
         let at = place(&mut doc, "v4", h.subnet_id, h.wire()).ok_or_else(|| MergeError {
             host: Some((Family::V4, i)),
@@ -280,7 +280,7 @@ pub fn merge(file: &Config, store: &Store) -> Result<Config, MergeError> {
             reason: format!("IPv4 subnet with ID of '{}' is not configured", h.subnet_id),
             conflict: false,
         })?;
-        placed.push((at, Family::V4, i));
+        placed.push((at, Family::V4, i, h.label()));
     }
     for (i, h) in store.v6.iter().enumerate() {
         let wire = h.wire().map_err(|(argument, reason)| MergeError {
@@ -295,10 +295,14 @@ pub fn merge(file: &Config, store: &Store) -> Result<Config, MergeError> {
             reason: format!("IPv6 subnet with ID of '{}' is not configured", h.subnet_id),
             conflict: false,
         })?;
-        placed.push((at, Family::V6, i));
+        placed.push((at, Family::V6, i, h.label()));
     }
     Config::from_json_str(&doc.to_string()).map_err(|e| explain(&e, &placed))
 }
+
+/// A run-time reservation in the merged document: its key path, family, index in the
+/// store and label.
+type Placed = (String, Family, usize, String);
 
 /// Appends `wire` to the reservations of `family`'s subnet `id` in `doc` (0: the global
 /// list); returns its key path, or `None` when no subnet has that id.
@@ -365,32 +369,37 @@ fn argument(wire_key: &str, family: Family) -> &'static str {
 
 /// A build error of the merged document, told in terms of the run-time reservation at
 /// fault when it is one (its key path means nothing to whoever added it).
-fn explain(e: &ConfigError, placed: &[(String, Family, usize)]) -> MergeError {
+fn explain(e: &ConfigError, placed: &[Placed]) -> MergeError {
     let ConfigError::Invalid { path, reason, .. } = e else {
         return MergeError::other(e.to_string());
     };
     let mut reason = reason.clone();
     // Another run-time reservation named in the reason is named by its identity.
-    for (at, _, _) in placed.iter().rev() {
-        reason = reason.replace(at.as_str(), "another run-time reservation");
+    for (at, _, _, label) in placed.iter().rev() {
+        reason = reason.replace(at.as_str(), &format!("the run-time reservation {label}"));
     }
-    for key in ["hw_address", "client_id", "circuit_id", "address", "prefix"] {
-        let kea = argument(key, Family::V4);
-        reason = reason.replace(&format!("{key} "), &format!("{kea} "));
-    }
+    // The identifier keys as Kea names them; a word at a time, so no other word changes.
+    reason = reason
+        .split(' ')
+        .map(|w| match w {
+            "hw_address" | "client_id" | "circuit_id" => argument(w, Family::V4),
+            _ => w,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     let conflict = reason.contains("is already reserved");
     if conflict {
         // Name where the other one is written.
         reason = file_note(&reason);
     }
-    let own = placed.iter().find(|(at, _, _)| {
+    let own = placed.iter().find(|(at, ..)| {
         path == at
             || path
                 .strip_prefix(at.as_str())
                 .is_some_and(|r| r.starts_with('.'))
     });
     match own {
-        Some((at, family, i)) => {
+        Some((at, family, i, _)) => {
             let key = path
                 .strip_prefix(at.as_str())
                 .and_then(|r| r.strip_prefix('.'));

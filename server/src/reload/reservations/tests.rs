@@ -160,6 +160,11 @@ fn a_conflict_with_the_file_or_another_run_time_reservation_names_both() {
     assert_eq!(e.argument, Some("hw-address"));
     assert!(
         e.reason
+            .starts_with("hw-address 02:00:00:00:00:01 is already"),
+        "{e:?}"
+    );
+    assert!(
+        e.reason
             .contains("v4.subnets[0].reservations[0] in the configuration file"),
         "{e:?}"
     );
@@ -186,7 +191,11 @@ fn a_conflict_with_the_file_or_another_run_time_reservation_names_both() {
     .unwrap_err();
     assert!(e.conflict, "{e:?}");
     assert_eq!(e.host, Some((Family::V4, 1)));
-    assert!(e.reason.contains("another run-time reservation"), "{e:?}");
+    assert!(
+        e.reason
+            .ends_with("by the run-time reservation (subnet-id 7, hw-address 02:00:00:00:00:02)"),
+        "{e:?}"
+    );
     // As a reload or the start reports it: the store's file and the entry.
     let store = Store {
         v4: vec![mac(2), mac(2)],
