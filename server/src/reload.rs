@@ -556,7 +556,8 @@ fn move_leases6(old: &Engine6, new: &Engine6, mut seen: impl FnMut(&Lease6)) {
 
 /// `lessor check-config FILE --against STATE_DIR`: what making `new` the running config
 /// would do to the leases in the journal of `state_dir`, read without writing; `old` is the
-/// running config when known (for the subnets added and removed).
+/// running config when known (for the subnets added and removed). Both get the run-time
+/// reservations of `state_dir`, as the server would merge them.
 pub fn check_against(
     state_dir: &std::path::Path,
     old: Option<&Config>,
@@ -566,6 +567,13 @@ pub fn check_against(
     if !dir.is_dir() {
         return Err(format!("--against: no journal in {}", dir.display()));
     }
+    let store = Store::load(state_dir)?;
+    let merge = |c: &Config| {
+        reservations::merge(c, &store).map_err(|e| e.in_file(&Store::path(state_dir), &store))
+    };
+    let new = &merge(new)?;
+    let old = old.map(merge).transpose()?;
+    let old = old.as_ref();
     let (records, _) = lessor_journal::read_live::<LeaseRecord>(&dir)
         .map_err(|e| format!("reading the journal in {}: {e}", dir.display()))?;
     let leases: Vec<Lease> = records.iter().filter_map(LeaseRecord::to_lease).collect();

@@ -170,7 +170,7 @@ v4:
             );
             assert_eq!((result(&a), text(&a)), (0, "Host added."), "{a}");
             let sock = relay_socket();
-            assert_eq!(offered(&sock, 2, Some(&ip(150))).as_str() != ip(150), true);
+            assert_ne!(offered(&sock, 2, Some(&ip(150))), ip(150));
             assert_eq!(dora(&sock, 1), ip(150));
 
             // Kea's shape, by identifier and by address.
