@@ -313,6 +313,17 @@ v4:
             assert!(text(&r).contains("reservations.json: run-time reservation v4[1]"), "{r}");
             assert!(text(&r).contains("v4.subnets[0].reservations[1] in the configuration file"), "{r}");
             assert_eq!(all(&url).len(), 4);
+            // config-get shows the configuration as given, without them; config-set of it
+            // keeps them.
+            let doc = command(&url, json!({"command": "config-get"}))["arguments"].clone();
+            let listed = &doc["lessor"]["v4"]["subnets"][0]["reservations"];
+            assert_eq!(listed.as_array().map(Vec::len), Some(1), "{doc}");
+            let set = command(&url, json!({"command": "config-set", "arguments": doc}));
+            assert_eq!(result(&set), 0, "{set}");
+            assert_eq!(all(&url).len(), 4);
+            // Outside every pool: published without a pause, served at once.
+            assert_eq!(result(&add(&url, host(10, 230))), 0);
+            assert_eq!(dora(&sock, 10), ip(230));
 
             // Deleted: the next client to ask for the address may have it, and the client
             // whose it was gets a dynamic one.
