@@ -37,9 +37,9 @@ mod swap;
 
 use impact::subnet_label;
 pub use impact::{Impact, Orphans, impact};
+use reservations::{MergeError, Store};
 use swap::{PAUSE_WAIT, lock};
 pub(crate) use swap::{Running, Swap};
-use reservations::{MergeError, Store};
 
 /// Whether two configs agree on one key that only a restart changes.
 type Same = fn(&Config, &Config) -> bool;
