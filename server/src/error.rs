@@ -126,6 +126,10 @@ pub enum Error {
         /// Why.
         source: BoxError,
     },
+    /// The run-time reservations (`STATE_DIR/reservations.json`) cannot be read or do not
+    /// fit the configuration; the message names the file and the entry.
+    #[error("{0}")]
+    Reservations(String),
     /// A worker's journal doorbell could not be created.
     #[error("creating a worker's journal doorbell")]
     Doorbell(#[source] std::io::Error),

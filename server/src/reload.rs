@@ -11,6 +11,9 @@
 //! into the new one, and they go on with it. A lease whose address lies in no pool any more
 //! and is reserved by nobody stays where it is until it expires ([`Orphans`]): the engine
 //! keeps it at a fixed place, so it is never offered and a renewal is refused.
+//!
+//! Reservations added at run time ([`reservations`]) are merged into every configuration a
+//! reload makes, and a change to them is one more reload.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -29,10 +32,12 @@ use crate::v4::{self, InterfaceInfo};
 use crate::v6;
 
 mod impact;
+pub mod reservations;
 mod swap;
 
 use impact::subnet_label;
 pub use impact::{Impact, Orphans, impact};
+use reservations::{MergeError, Store};
 use swap::{PAUSE_WAIT, lock};
 pub(crate) use swap::{Running, Swap};
 
@@ -156,6 +161,10 @@ pub struct Reloader {
     host: Host,
     live: Weak<Live>,
     source: Mutex<Option<(PathBuf, Overrides)>>,
+    /// The configuration as given (file, `config-set`), without the run-time reservations.
+    given: Mutex<Arc<Config>>,
+    /// The run-time reservations, as on disk.
+    store: Mutex<Store>,
     status: Mutex<Status>,
     successes: AtomicU64,
     failures: AtomicU64,
@@ -179,13 +188,22 @@ fn unix_now() -> u64 {
 }
 
 impl Reloader {
-    pub(crate) fn new(swap: Arc<Swap>, host: Host, live: &Arc<Live>) -> Reloader {
+    /// A reloader of `swap`, whose running config is `given` with `store` merged in.
+    pub(crate) fn new(
+        swap: Arc<Swap>,
+        host: Host,
+        live: &Arc<Live>,
+        given: Config,
+        store: Store,
+    ) -> Reloader {
         Reloader {
             busy: Mutex::new(()),
             swap,
             host,
             live: Arc::downgrade(live),
             source: Mutex::new(None),
+            given: Mutex::new(Arc::new(given)),
+            store: Mutex::new(store),
             status: Mutex::new(Status::default()),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -204,9 +222,68 @@ impl Reloader {
         lock(&self.source).as_ref().map(|(p, _)| p.clone())
     }
 
-    /// The running configuration.
+    /// The running configuration as given (the file or `config-set`): what `config-get`
+    /// shows and `config-write` writes, without the run-time reservations.
     pub fn running(&self) -> Arc<Config> {
-        Arc::clone(&self.swap.current().config)
+        Arc::clone(&lock(&self.given))
+    }
+
+    /// The configuration served (run-time reservations merged in), and the run-time
+    /// reservations.
+    pub fn reservations(&self) -> (Arc<Config>, Store) {
+        let _one = lock(&self.busy);
+        (
+            Arc::clone(&self.swap.current().config),
+            lock(&self.store).clone(),
+        )
+    }
+
+    /// Changes the run-time reservations with `edit` and makes the result live: checked by
+    /// building the whole configuration with them, written durably to the state directory,
+    /// then swapped in as a reload is. On any error nothing changes.
+    pub fn edit_reservations(
+        &self,
+        edit: impl FnOnce(&mut Store) -> Result<(), MergeError>,
+    ) -> Result<Outcome, MergeError> {
+        let _one = lock(&self.busy);
+        let old = lock(&self.store).clone();
+        let mut new = old.clone();
+        edit(&mut new)?;
+        let given = Arc::clone(&lock(&self.given));
+        let merged = reservations::merge(&given, &new)?;
+        let fail = |e: String| MergeError {
+            host: None,
+            argument: None,
+            reason: e,
+            conflict: false,
+        };
+        let plan = self.plan(merged, false).map_err(fail)?;
+        let dir = &given.state_dir;
+        new.save(dir).map_err(|e| {
+            fail(format!(
+                "writing {}: {e}; nothing changed",
+                Store::path(dir).display()
+            ))
+        })?;
+        match self.commit(plan) {
+            Ok(o) => {
+                let (v4, v6) = (new.v4.len(), new.v6.len());
+                *lock(&self.store) = new;
+                tracing::info!(
+                    v4,
+                    v6,
+                    pause_us = o.pause.map(|p| p.as_micros() as u64),
+                    "run-time reservations changed"
+                );
+                Ok(o)
+            }
+            Err(e) => {
+                if let Err(w) = old.save(dir) {
+                    tracing::error!(error = %w, "cannot put the run-time reservations back");
+                }
+                Err(fail(e))
+            }
+        }
     }
 
     /// The engines in use.
@@ -258,15 +335,26 @@ impl Reloader {
     /// Says what making `config` the running one would do, changing nothing (`config-test`).
     pub fn test(&self, config: &Config) -> Result<Impact, String> {
         let _one = lock(&self.busy);
-        self.plan(config.clone(), true).map(|p| p.impact)
+        let merged = self.merged(config)?;
+        self.plan(merged, true).map(|p| p.impact)
+    }
+
+    /// `given` with the run-time reservations merged in; an error names the store's file.
+    fn merged(&self, given: &Config) -> Result<Config, String> {
+        let store = lock(&self.store);
+        reservations::merge(given, &store)
+            .map_err(|e| e.in_file(&Store::path(&given.state_dir), &store))
     }
 
     /// Loads, plans and commits one reload; records how it went either way.
     fn apply(&self, load: impl FnOnce() -> Result<Config, String>) -> Result<Outcome, String> {
         let _one = lock(&self.busy);
-        let result = load()
-            .and_then(|c| self.plan(c, false))
-            .and_then(|p| self.commit(p));
+        let result = load().and_then(|given| {
+            let plan = self.plan(self.merged(&given)?, false)?;
+            let outcome = self.commit(plan)?;
+            *lock(&self.given) = Arc::new(given);
+            Ok(outcome)
+        });
         let mut status = lock(&self.status);
         status.at = Some(Instant::now());
         match &result {
@@ -468,7 +556,8 @@ fn move_leases6(old: &Engine6, new: &Engine6, mut seen: impl FnMut(&Lease6)) {
 
 /// `lessor check-config FILE --against STATE_DIR`: what making `new` the running config
 /// would do to the leases in the journal of `state_dir`, read without writing; `old` is the
-/// running config when known (for the subnets added and removed).
+/// running config when known (for the subnets added and removed). Both get the run-time
+/// reservations of `state_dir`, as the server would merge them.
 pub fn check_against(
     state_dir: &std::path::Path,
     old: Option<&Config>,
@@ -478,6 +567,13 @@ pub fn check_against(
     if !dir.is_dir() {
         return Err(format!("--against: no journal in {}", dir.display()));
     }
+    let store = Store::load(state_dir)?;
+    let merge = |c: &Config| {
+        reservations::merge(c, &store).map_err(|e| e.in_file(&Store::path(state_dir), &store))
+    };
+    let new = &merge(new)?;
+    let old = old.map(merge).transpose()?;
+    let old = old.as_ref();
     let (records, _) = lessor_journal::read_live::<LeaseRecord>(&dir)
         .map_err(|e| format!("reading the journal in {}: {e}", dir.display()))?;
     let leases: Vec<Lease> = records.iter().filter_map(LeaseRecord::to_lease).collect();

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::control::{Control, Live, Parts};
 use crate::error::{Error, Result};
 use crate::lease_record::LeaseRecord;
+use crate::reload::reservations::{self, Store};
 use crate::reload::{Host, Reloader, Running, Swap};
 use crate::replay::replay_journal;
 use crate::state_dir::lock_state_dir;
@@ -101,8 +102,14 @@ impl Bind {
 }
 
 impl Server {
-    /// Opens the sockets and starts the workers.
-    pub fn start(config: &Config) -> Result<Server> {
+    /// Opens the sockets and starts the workers, serving `given` with the run-time
+    /// reservations of its state directory merged in.
+    pub fn start(given: &Config) -> Result<Server> {
+        let lock = lock_state_dir(&given.state_dir)?;
+        let store = Store::load(&given.state_dir).map_err(Error::Reservations)?;
+        let merged = reservations::merge(given, &store)
+            .map_err(|e| Error::Reservations(e.in_file(&Store::path(&given.state_dir), &store)))?;
+        let config = &merged;
         let workers = config
             .workers
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
@@ -126,7 +133,6 @@ impl Server {
         );
 
         // Replay before any socket opens: the engines must hold exactly what was acknowledged.
-        let lock = lock_state_dir(&config.state_dir)?;
         // Up before replay, so that /ready can say the server is starting.
         let live = Live::new();
         let control = start_control(config, &live)?;
@@ -168,6 +174,8 @@ impl Server {
                 shards: workers,
             },
             &live,
+            given.clone(),
+            store,
         ));
         let bind = Bind::new(config, &infos);
         let names: Arc<Vec<(u32, String)>> =

@@ -13,7 +13,7 @@ use super::config;
 use super::kea::{Answer, Args, Code, Request};
 use super::leases::{lease4, lease6, parse_hex, select4, select6, subnet_id};
 use super::usage::{self, Kind};
-use super::{Live, Parts, writes};
+use super::{Live, Parts, reservations, writes};
 use crate::config::Config;
 use crate::stats::total;
 
@@ -57,6 +57,10 @@ const COMMANDS: &[(&str, Handler)] = &[
     ("lease6-wipe", writes::lease6_wipe),
     ("leases-reclaim", writes::leases_reclaim),
     ("list-commands", list_commands),
+    ("reservation-add", reservations::reservation_add),
+    ("reservation-del", reservations::reservation_del),
+    ("reservation-get", reservations::reservation_get),
+    ("reservation-get-all", reservations::reservation_get_all),
     ("statistic-get", statistic_get),
     ("statistic-get-all", statistic_get_all),
     ("version-get", version_get),
@@ -99,8 +103,12 @@ pub(crate) fn run(live: &Live, request: &Request) -> Vec<Answer> {
             .collect();
     }
     // A reload replaces the engines only while no other command runs, and this one then
-    // reads the new ones: a lease write never lands in an engine being replaced.
-    let _quiet = (!request.command.starts_with("config-")).then(|| live.command());
+    // reads the new ones: a lease write never lands in an engine being replaced. The
+    // `config-*` and `reservation-*` commands reload, or read only the configuration.
+    let reloads = ["config-", "reservation-"]
+        .iter()
+        .any(|p| request.command.starts_with(p));
+    let _quiet = (!reloads).then(|| live.command());
     let Some(parts) = live.parts() else {
         let why = live.not_ready().unwrap_or("starting");
         return vec![Answer::error(format!("lessor is not serving yet: {why}"))];

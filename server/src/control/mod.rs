@@ -13,6 +13,7 @@ mod http;
 mod kea;
 mod leases;
 mod metrics;
+mod reservations;
 mod rest;
 mod usage;
 mod writes;

@@ -18,6 +18,7 @@ pub(super) const PAUSE_WAIT: Duration = Duration::from_secs(3);
 /// What the workers run on: one generation of the configuration.
 #[derive(Debug)]
 pub(crate) struct Running {
+    /// The configuration served: the one given, with the run-time reservations merged in.
     pub(crate) config: Arc<Config>,
     pub(crate) v4: Arc<v4::Context>,
     pub(crate) engine: Arc<Engine>,

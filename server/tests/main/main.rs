@@ -19,3 +19,4 @@ mod journal;
 mod perfdhcp;
 mod relay6;
 mod reload;
+mod reservations;
