@@ -14,7 +14,7 @@ use super::shared::check_ifname;
 use super::wire;
 use super::{Config, JournalConfig, SyncMode};
 
-pub(super) const DEFAULT_PORT: u16 = 67;
+pub(super) const DEFAULT_PORT: u16 = lessor_net::wire::v4::SERVER_PORT;
 
 pub(super) const DEFAULT_STATE_DIR: &str = "/var/lib/lessor";
 

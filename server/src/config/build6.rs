@@ -24,7 +24,7 @@ use super::times::{Lifetimes, hold_times, lifetimes};
 use super::wire::{self, Value};
 use super::{PdPool6, Pool6, Reservation6, Subnet6, V6Config, V6Identifier};
 
-pub(super) const DEFAULT_PORT6: u16 = 547;
+pub(super) const DEFAULT_PORT6: u16 = lessor_net::wire::v6::SERVER_PORT;
 /// RFC 8415 §11.1: a DUID is at most 128 octets plus its 2-octet type.
 pub(super) const MAX_DUID_LEN: usize = 130;
 
