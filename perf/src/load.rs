@@ -152,6 +152,11 @@ pub(crate) struct RunArgs {
     /// `load6`), taken in turn and reused after the last one; at most 2^24.
     #[arg(long, default_value_t = 10_000_000)]
     pub(crate) clients: u32,
+    /// Start no more than this many exchanges (over all workers), even before --duration
+    /// ends: fills a server with a known number of leases (the report's rates still divide
+    /// by --duration: fill with it, measure without it).
+    #[arg(long)]
+    pub(crate) stop_after: Option<u64>,
     /// With --mix mixed: percent of clients that renew after their exchange.
     #[arg(long, default_value_t = 30)]
     pub(crate) renew_pct: u8,
@@ -198,6 +203,10 @@ impl RunArgs {
             self.timeout_ms,
         )?
         .with_mix(fixed.unwrap_or((self.renew_pct, self.release_pct)))
+        .map(|plan| Plan {
+            stop_after: self.stop_after,
+            ..plan
+        })
     }
 }
 
@@ -216,6 +225,8 @@ pub(crate) struct Plan {
     /// Percent of clients that renew, and that release, after their exchange.
     pub(crate) renew_pct: u8,
     pub(crate) release_pct: u8,
+    /// --stop-after: most exchanges to start over all workers.
+    pub(crate) stop_after: Option<u64>,
 }
 
 impl Plan {
@@ -255,6 +266,7 @@ impl Plan {
             timeout_ns: timeout_ms * 1_000_000,
             renew_pct: 0,
             release_pct: 0,
+            stop_after: None,
         })
     }
 
@@ -279,6 +291,14 @@ impl Plan {
     /// How many clients worker `id` owns (client `n` belongs to worker `n % workers`).
     pub(crate) fn local_clients(&self, id: u32) -> u32 {
         (self.clients - id).div_ceil(self.workers)
+    }
+
+    /// Worker `id`'s share of --stop-after; no limit without it.
+    pub(crate) fn quota(&self, id: u32) -> u64 {
+        self.stop_after.map_or(u64::MAX, |n| {
+            let workers = u64::from(self.workers);
+            n / workers + u64::from(u64::from(id) < n % workers)
+        })
     }
 
     /// Worker `id`'s share of --inflight in closed loop; no limit in open loop.
@@ -717,8 +737,10 @@ fn drive<E: Exchange>(
     let epoch = *start.epoch.get().context("no start time")?;
     let plan = w.slots.plan;
     let id = w.slots.id;
-    let end = plan.end_ns;
-    let drain_end = end + 3 * plan.timeout_ns + 10_000_000;
+    let mut end = plan.end_ns;
+    let mut drain_end = end + 3 * plan.timeout_ns + 10_000_000;
+    // Exchanges this worker may still start (--stop-after).
+    let mut quota = plan.quota(id);
     // Open loop: this worker's k-th exchange is due at offset + k * interval.
     let (interval, offset) = if plan.rate > 0 {
         let iv = 1e9 * f64::from(plan.workers) / plan.rate as f64;
@@ -755,6 +777,7 @@ fn drive<E: Exchange>(
             if plan.rate == 0 {
                 while w.slots.active < w.slots.max_active
                     && started < per_round
+                    && (started as u64) < quota
                     && w.ex.start(&mut w.slots, now)?
                 {
                     started += 1;
@@ -762,7 +785,7 @@ fn drive<E: Exchange>(
             } else {
                 loop {
                     let due = due(due_k);
-                    if due > now || started >= per_round {
+                    if due > now || started >= per_round || started as u64 >= quota {
                         break;
                     }
                     w.slots.lag.saturating_record(now - due);
@@ -774,6 +797,12 @@ fn drive<E: Exchange>(
                     }
                 }
             }
+        }
+        quota -= started as u64;
+        if quota == 0 && now < end {
+            // --stop-after reached: the sending window ends now.
+            end = now;
+            drain_end = end + 3 * plan.timeout_ns + 10_000_000;
         }
         let sent = w.ex.link.flush()?;
 
@@ -1163,6 +1192,18 @@ mod tests {
         assert_eq!((0..3).map(|w| plan.local_clients(w)).sum::<u32>(), 100);
         assert!(plan.with_mix((60, 50)).is_err());
         assert!(Plan::new(3, 100, 0, 2, 1.0, 1000).is_err());
+    }
+
+    #[test]
+    fn stop_after_is_shared_out() {
+        let plan = Plan::new(3, 100, 0, 10, 1.0, 1000).expect("valid");
+        assert_eq!(plan.quota(1), u64::MAX);
+        let plan = Plan {
+            stop_after: Some(10),
+            ..plan
+        };
+        let shares: Vec<u64> = (0..3).map(|w| plan.quota(w)).collect();
+        assert_eq!(shares, [4, 3, 3]);
     }
 
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

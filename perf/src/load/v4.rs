@@ -70,6 +70,10 @@ pub(crate) struct LoadArgs {
     /// What each client does after its DORA.
     #[arg(long, value_enum, default_value_t = Mix::Dora)]
     mix: Mix,
+    /// Client `n` of the run has the MAC and client id of client `n + FIRST_CLIENT`: a run
+    /// after one that filled the server (--stop-after) asks with new clients.
+    #[arg(long, default_value_t = 0)]
+    first_client: u32,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -239,6 +243,8 @@ struct Dora {
     /// A template per request kind.
     templates: [Template; 4],
     owners: Arc<Owners>,
+    /// --first-client: added to a client's number to make its identity.
+    first: u32,
 }
 
 /// The xid of the client's current request: its sequence number, then its number.
@@ -257,8 +263,13 @@ impl Ex<Dora> {
         requested: u32,
         server_id: u32,
     ) -> anyhow::Result<()> {
-        let bytes =
-            self.f.templates[template_index(kind)].fill(xid, client, ciaddr, requested, server_id);
+        let bytes = self.f.templates[template_index(kind)].fill(
+            xid,
+            client + self.f.first,
+            ciaddr,
+            requested,
+            server_id,
+        );
         self.link.queue(bytes)
     }
 
@@ -278,7 +289,7 @@ impl Ex<Dora> {
             self.c.foreign += 1;
             return Ok(());
         };
-        if r.mac != wire::mac(client) {
+        if r.mac != wire::mac(client + self.f.first) {
             self.c.garbage += 1;
             return Ok(());
         }
@@ -481,6 +492,7 @@ impl Load for Generator<'_> {
             ]
             .map(|kind| Template::new(kind, local)),
             owners: self.owners.clone(),
+            first: self.args.first_client,
         }
     }
 
@@ -549,6 +561,10 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         Mix::Release => Some((0, 100)),
         Mix::Mixed => None,
     })?;
+    anyhow::ensure!(
+        u64::from(a.first_client) + u64::from(a.run.clients) <= u64::from(MAX_CLIENTS),
+        "--first-client + --clients must not exceed 2^24 (16777216)"
+    );
     let server = SocketAddrV4::new(a.server, a.port);
     let load = Generator {
         args: a,
