@@ -111,6 +111,8 @@ pub(crate) fn run<R: Record>(
                             .min(c.segments.load(Ordering::Relaxed)),
                         Ordering::Relaxed,
                     );
+                    // Followers behind the cut now need a snapshot.
+                    shared.stream.forget_through(report.cut);
                     tracing::info!(?report, "journal compacted");
                 }
                 for r in replies.drain(..) {

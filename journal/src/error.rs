@@ -87,6 +87,27 @@ pub enum Error {
     #[error("journal compaction failed: {0}")]
     Compaction(String),
 
+    /// A stream follower asked for frames a compaction has removed (or synced before this
+    /// run): it must start again from a snapshot (`Source::snapshot`).
+    #[error(
+        "journal stream position {requested} is gone (oldest reachable {oldest}): take a snapshot"
+    )]
+    Compacted {
+        /// The sequence asked for.
+        requested: u64,
+        /// The first sequence still reachable.
+        oldest: u64,
+    },
+
+    /// A stream follower asked for a sequence past the next one to be synced.
+    #[error("journal stream position {requested} is ahead of the stream (next {next})")]
+    StreamPosition {
+        /// The sequence asked for.
+        requested: u64,
+        /// The sequence the next synced frame gets.
+        next: u64,
+    },
+
     /// A background thread of the journal panicked (a bug).
     #[error("journal {0} thread panicked")]
     ThreadPanicked(&'static str),

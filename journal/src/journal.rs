@@ -264,6 +264,8 @@ pub struct Journal<R: Record> {
     writer: Option<JoinHandle<Result<()>>>,
     compactor: Option<JoinHandle<()>>,
     dir: PathBuf,
+    /// The filesystem, for stream followers reading segments.
+    pub(crate) fs: Arc<dyn Fs>,
     /// Held until the journal is dropped (`None` only after `shutdown_keeping_lock`).
     lock: Option<Box<dyn DirLock>>,
     /// The segment the writer started in and the offset it started appending at.
@@ -429,6 +431,7 @@ impl<R: Record> Journal<R> {
                 writer: Some(writer),
                 compactor: Some(compactor),
                 dir,
+                fs,
                 lock: Some(lock),
                 started_at,
                 record: PhantomData,
@@ -440,6 +443,10 @@ impl<R: Record> Journal<R> {
     /// [`Journal::open`] on the real filesystem.
     pub fn open_dir(opts: Options, f: impl FnMut(R)) -> Result<(Journal<R>, ReplayReport)> {
         Self::open(opts, Arc::new(RealFs), f)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The journal directory.

@@ -253,6 +253,7 @@ mod journal;
 mod offline;
 mod replay;
 mod spare;
+pub mod stream;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod writer;

@@ -180,6 +180,8 @@ pub(crate) struct Shared {
     writer: OnceLock<Thread>,
     /// The writer is about to sleep or sleeps: the next append wakes it.
     writer_idle: AtomicBool,
+    /// Where the frames synced in this run are, for stream followers.
+    pub(crate) stream: crate::stream::StreamLog,
 }
 
 impl Shared {
@@ -201,6 +203,7 @@ impl Shared {
             last_error: Mutex::new(None),
             writer: OnceLock::new(),
             writer_idle: AtomicBool::new(false),
+            stream: crate::stream::StreamLog::default(),
         }
     }
 
@@ -623,6 +626,7 @@ impl Writer {
 
     fn sync(&mut self) -> io::Result<()> {
         let a = self.active.as_mut().expect("active segment");
+        let (segment, from, records) = (a.seq, self.synced_len, self.unsynced_records);
         if let Some((before, _)) = &self.around_sync {
             (before.0)();
         }
@@ -637,6 +641,9 @@ impl Writer {
             self.unsynced_records = 0;
             self.last_sync = Instant::now();
             self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .stream
+                .publish(segment, from, self.synced_len, records);
             // Still inside the hooks: a writer that has just left the real-time class can be
             // preempted by the worker it shares a core with, and the publish would then wait
             // for the scheduler's next slot (a tick, 3.3 ms at HZ 300) while the replies it

@@ -8,3 +8,4 @@ mod prop_tests;
 mod recovery_tests;
 mod reuse_tests;
 mod roundtrip_tests;
+mod stream_tests;

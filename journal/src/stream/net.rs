@@ -1,0 +1,490 @@
+//! The durable stream over TCP (tokio): a sender that pushes a journal's frames to a peer
+//! and a receiver that applies them to a [`Replica`] and acknowledges what it has synced.
+//!
+//! One connection per stream, opened by the sender. The sender greets (`Hello`: node,
+//! epoch), the receiver answers with the [`Position`] it holds durable, and the sender goes
+//! on from there: from `seq + 1` if that is its own stream and still in its files, else with
+//! a snapshot first. Reading the journal runs on tokio's blocking pool, never on a journal
+//! thread. A broken connection is retried by the sender, which resumes from the receiver's
+//! position: what was sent and not acknowledged is sent again, and the replica skips what it
+//! had already applied.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::wire::{self, Msg};
+use super::{Position, Replica, Source, StreamError};
+use crate::Record;
+
+/// How long a peer may take to greet or answer a greeting.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+/// How often the receiver looks at its journal's watermark while frames await the disk.
+const ACK_POLL: Duration = Duration::from_millis(1);
+
+/// Aborts a task when dropped: a session's helper task ends with the session, also when the
+/// session's own task is aborted.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads one message; `Ok(None)` at a clean end of the connection (between messages).
+pub async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<Msg>, StreamError> {
+    let mut h = [0u8; wire::HEADER_LEN];
+    match s.read_exact(&mut h[..1]).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    s.read_exact(&mut h[1..]).await?;
+    let (_, len) = wire::decode_header(&h)?;
+    let mut rest = vec![0u8; len + wire::TRAILER_LEN];
+    s.read_exact(&mut rest).await?;
+    Ok(Some(wire::decode(&h, &rest)?))
+}
+
+/// Writes one message.
+pub async fn write_msg<S: AsyncWrite + Unpin>(s: &mut S, m: &Msg) -> Result<(), StreamError> {
+    let mut out = Vec::new();
+    wire::encode(m, &mut out);
+    s.write_all(&out).await?;
+    Ok(())
+}
+
+/// Who streams and how.
+#[derive(Clone, Debug)]
+pub struct SenderOptions {
+    /// This node's name (1 to 255 bytes).
+    pub node: String,
+    /// Its fencing epoch.
+    pub epoch: u64,
+    /// Frame bytes per message, at most [`wire::MAX_BATCH`].
+    pub max_batch: usize,
+    /// The pause before reconnecting after a failure.
+    pub retry: Duration,
+}
+
+impl SenderOptions {
+    /// Defaults for `node` in `epoch`: 256 KiB batches, 200 ms between attempts.
+    pub fn new(node: impl Into<String>, epoch: u64) -> Self {
+        SenderOptions {
+            node: node.into(),
+            epoch,
+            max_batch: 256 << 10,
+            retry: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What a sender has done, readable while it runs.
+#[derive(Debug, Default)]
+pub struct SenderStatus {
+    /// The last sequence the peer acknowledged as synced.
+    pub acked: AtomicU64,
+    /// The last sequence sent.
+    pub sent: AtomicU64,
+    /// Whether a session is up.
+    pub connected: AtomicBool,
+    /// Sessions started.
+    pub sessions: AtomicU64,
+    /// Snapshots sent.
+    pub snapshots: AtomicU64,
+    /// Why the last session ended.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl SenderStatus {
+    fn set_error(&self, e: &StreamError) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    /// Why the last session ended, if one did.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Streams `source` to the receiver at `addr` until the task is dropped or aborted,
+/// reconnecting after each failure (the reason is in [`SenderStatus::last_error`]).
+pub async fn run_sender<R: Record>(
+    source: Source<R>,
+    addr: SocketAddr,
+    opts: SenderOptions,
+    status: Arc<SenderStatus>,
+) {
+    loop {
+        let res = send_session(&source, addr, &opts, &status).await;
+        status.connected.store(false, Ordering::SeqCst);
+        if let Err(e) = res {
+            tracing::warn!(peer = %addr, error = %e, "journal stream session ended");
+            status.set_error(&e);
+        }
+        tokio::time::sleep(opts.retry).await;
+    }
+}
+
+/// One connection: greeting, snapshot if needed, then the tail until something fails.
+pub async fn send_session<R: Record>(
+    source: &Source<R>,
+    addr: SocketAddr,
+    opts: &SenderOptions,
+    status: &SenderStatus,
+) -> Result<(), StreamError> {
+    let s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let (mut rd, mut wr) = s.into_split();
+    write_msg(
+        &mut wr,
+        &Msg::Hello {
+            node: opts.node.clone(),
+            epoch: opts.epoch,
+        },
+    )
+    .await?;
+    let pos = match tokio::time::timeout(HANDSHAKE, read_msg(&mut rd)).await {
+        Err(_) => return Err(StreamError::Protocol("no answer to the greeting".into())),
+        Ok(Ok(Some(Msg::Position { node, epoch, seq }))) => Position { node, epoch, seq },
+        Ok(Ok(Some(Msg::Refused { reason }))) => return Err(StreamError::Refused(reason)),
+        Ok(Ok(Some(m))) => {
+            return Err(StreamError::Protocol(format!(
+                "expected a position, got {}",
+                kind(&m)
+            )));
+        }
+        Ok(Ok(None)) => return Err(StreamError::Protocol("closed during the greeting".into())),
+        Ok(Err(e)) => return Err(e),
+    };
+    status.sessions.fetch_add(1, Ordering::Relaxed);
+    status.connected.store(true, Ordering::SeqCst);
+    let ours = pos.node.as_deref() == Some(opts.node.as_str()) && pos.epoch == opts.epoch;
+    let start = if ours { pos.seq } else { 0 };
+    status.acked.store(start, Ordering::SeqCst);
+    let resume = ours.then(|| source.follow(pos.seq + 1).ok()).flatten();
+    let mut follower = match resume {
+        Some(f) => f,
+        None => {
+            let src = source.clone();
+            let snap = tokio::task::spawn_blocking(move || src.snapshot())
+                .await
+                .map_err(|e| StreamError::Protocol(format!("snapshot task: {e}")))??;
+            send_snapshot(&mut wr, opts, &snap.records, snap.position).await?;
+            status.snapshots.fetch_add(1, Ordering::Relaxed);
+            source.follow(snap.position + 1)?
+        }
+    };
+
+    let max = opts.max_batch.clamp(1, wire::MAX_BATCH);
+    let epoch = opts.epoch;
+    let acks = {
+        let status_acked = Arc::new(AtomicU64::new(start));
+        let a = status_acked.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match read_msg(&mut rd).await? {
+                    Some(Msg::Ack { epoch: e, seq }) if e == epoch => {
+                        a.fetch_max(seq, Ordering::SeqCst);
+                    }
+                    Some(Msg::Refused { reason }) => return Err(StreamError::Refused(reason)),
+                    Some(m) => {
+                        return Err(StreamError::Protocol(format!(
+                            "expected an ack, got {}",
+                            kind(&m)
+                        )));
+                    }
+                    None => return Err(StreamError::Protocol("peer closed the stream".into())),
+                }
+            }
+        });
+        (task, status_acked)
+    };
+    let (task, acked) = acks;
+    let mut task = AbortOnDrop(task);
+    let res = loop {
+        status
+            .acked
+            .store(acked.load(Ordering::SeqCst), Ordering::SeqCst);
+        if task.0.is_finished() {
+            break match (&mut task.0).await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) => Ok(()),
+                Err(e) => Err(StreamError::Protocol(format!("ack task: {e}"))),
+            };
+        }
+        let (f, next) = tokio::task::spawn_blocking(move || {
+            let r = follower.next_batch(max, Duration::from_millis(100));
+            (follower, r)
+        })
+        .await
+        .map_err(|e| StreamError::Protocol(format!("stream reader task: {e}")))?;
+        follower = f;
+        let batch = match next {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(e) => break Err(e.into()),
+        };
+        let last = batch.first + batch.count - 1;
+        let m = Msg::Frames {
+            epoch,
+            first: batch.first,
+            count: u32::try_from(batch.count).unwrap_or(u32::MAX),
+            frames: batch.frames,
+        };
+        if let Err(e) = write_msg(&mut wr, &m).await {
+            break Err(e);
+        }
+        status.sent.store(last, Ordering::SeqCst);
+    };
+    drop(task);
+    res
+}
+
+async fn send_snapshot<R: Record, W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    opts: &SenderOptions,
+    records: &[R],
+    position: u64,
+) -> Result<(), StreamError> {
+    write_msg(
+        wr,
+        &Msg::SnapshotBegin {
+            epoch: opts.epoch,
+            position,
+        },
+    )
+    .await?;
+    let max = opts.max_batch.clamp(1, wire::MAX_BATCH);
+    let mut frames = Vec::new();
+    let mut count = 0u32;
+    for r in records {
+        crate::format::encode_frame(&mut frames, r).map_err(StreamError::Protocol)?;
+        count += 1;
+        if frames.len() >= max {
+            let m = Msg::SnapshotRecords {
+                count,
+                frames: std::mem::take(&mut frames),
+            };
+            write_msg(wr, &m).await?;
+            count = 0;
+        }
+    }
+    if count > 0 {
+        write_msg(wr, &Msg::SnapshotRecords { count, frames }).await?;
+    }
+    write_msg(
+        wr,
+        &Msg::SnapshotEnd {
+            records: records.len() as u64,
+        },
+    )
+    .await
+}
+
+fn kind(m: &Msg) -> &'static str {
+    match m {
+        Msg::Hello { .. } => "a greeting",
+        Msg::Position { .. } => "a position",
+        Msg::Frames { .. } => "frames",
+        Msg::SnapshotBegin { .. } => "a snapshot begin",
+        Msg::SnapshotRecords { .. } => "snapshot records",
+        Msg::SnapshotEnd { .. } => "a snapshot end",
+        Msg::Ack { .. } => "an ack",
+        Msg::Refused { .. } => "a refusal",
+    }
+}
+
+/// What a receiver has done, readable while it runs.
+#[derive(Debug, Default)]
+pub struct ReceiverStatus {
+    /// The epoch followed.
+    pub epoch: AtomicU64,
+    /// The last sequence synced (acknowledged).
+    pub acked: AtomicU64,
+    /// Frames appended, duplicates skipped, snapshots taken (from [`Replica::stats`]).
+    pub frames: AtomicU64,
+    /// Duplicates skipped.
+    pub duplicates: AtomicU64,
+    /// Snapshots taken.
+    pub snapshots: AtomicU64,
+    /// Sessions accepted.
+    pub sessions: AtomicU64,
+    /// Why the last session ended.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl ReceiverStatus {
+    /// Why the last session ended, if one did.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn update<R: Record>(&self, r: &mut Replica<R>) {
+        let p = r.position();
+        let s = r.stats();
+        self.epoch.store(p.epoch, Ordering::SeqCst);
+        self.acked.store(p.seq, Ordering::SeqCst);
+        self.frames.store(s.frames, Ordering::SeqCst);
+        self.duplicates.store(s.duplicates, Ordering::SeqCst);
+        self.snapshots.store(s.snapshots, Ordering::SeqCst);
+    }
+}
+
+/// Accepts senders on `listener` one at a time and applies their streams to `replica`, until
+/// the task is dropped or aborted. A refused or broken session is logged, recorded in
+/// [`ReceiverStatus::last_error`], and the next connection is accepted.
+pub async fn run_receiver<R: Record>(
+    listener: TcpListener,
+    mut replica: Replica<R>,
+    status: Arc<ReceiverStatus>,
+) {
+    loop {
+        let s = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "journal stream accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        status.sessions.fetch_add(1, Ordering::Relaxed);
+        let res = receive_session(s, &mut replica, &status).await;
+        replica.abort_snapshot();
+        status.update(&mut replica);
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "journal stream session ended");
+            *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
+}
+
+/// One sender's session: greeting, then messages applied in order, acks as the journal
+/// syncs. A refusal is sent to the sender before the error is returned.
+pub async fn receive_session<R: Record>(
+    s: TcpStream,
+    replica: &mut Replica<R>,
+    status: &ReceiverStatus,
+) -> Result<(), StreamError> {
+    s.set_nodelay(true)?;
+    let (mut rd, mut wr) = s.into_split();
+    let (node, epoch) = match tokio::time::timeout(HANDSHAKE, read_msg(&mut rd)).await {
+        Err(_) => return Err(StreamError::Protocol("no greeting".into())),
+        Ok(Ok(Some(Msg::Hello { node, epoch }))) => (node, epoch),
+        Ok(Ok(Some(m))) => {
+            let e = StreamError::Protocol(format!("expected a greeting, got {}", kind(&m)));
+            return refuse(&mut wr, e).await;
+        }
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => return refuse(&mut wr, e).await,
+    };
+    if let Err(e) = replica.check_sender(&node, epoch) {
+        return refuse(&mut wr, e).await;
+    }
+    let p = replica.position();
+    write_msg(
+        &mut wr,
+        &Msg::Position {
+            node: p.node,
+            epoch: p.epoch,
+            seq: p.seq,
+        },
+    )
+    .await?;
+    let mut last_ack = p.seq;
+
+    // Reading is not cancel-safe: it runs in its own task and hands whole messages over.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let reader = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            let m = read_msg(&mut rd).await;
+            let end = !matches!(m, Ok(Some(_)));
+            if tx.send(m).await.is_err() || end {
+                return;
+            }
+        }
+    }));
+    let res = loop {
+        let wait = if replica.has_pending() {
+            ACK_POLL
+        } else {
+            Duration::from_secs(1)
+        };
+        let applied = match tokio::time::timeout(wait, rx.recv()).await {
+            Err(_) => Ok(()),
+            Ok(None | Some(Ok(None))) => break Ok(()),
+            Ok(Some(Err(e))) => break Err(e),
+            Ok(Some(Ok(Some(m)))) => {
+                if matches!(m, Msg::SnapshotBegin { .. }) {
+                    last_ack = 0;
+                }
+                apply(replica, &node, epoch, m)
+            }
+        };
+        if let Err(e) = applied {
+            break Err(e);
+        }
+        let acked = replica.poll();
+        status.update(replica);
+        if acked > last_ack && !replica.has_receiving() {
+            last_ack = acked;
+            if let Err(e) = write_msg(&mut wr, &Msg::Ack { epoch, seq: acked }).await {
+                break Err(e);
+            }
+        }
+    };
+    drop(reader);
+    match res {
+        Err(e @ (StreamError::Io(_) | StreamError::Refused(_))) => Err(e),
+        Err(e) => refuse(&mut wr, e).await,
+        Ok(()) => Ok(()),
+    }
+}
+
+fn apply<R: Record>(
+    replica: &mut Replica<R>,
+    node: &str,
+    epoch: u64,
+    m: Msg,
+) -> Result<(), StreamError> {
+    match m {
+        Msg::Frames {
+            epoch: e,
+            first,
+            count,
+            frames,
+        } => replica.apply(node, e, first, u64::from(count), &frames),
+        Msg::SnapshotBegin { epoch: e, position } => replica.snapshot_begin(node, e, position),
+        Msg::SnapshotRecords { count, frames } => {
+            replica.snapshot_records(u64::from(count), &frames)
+        }
+        Msg::SnapshotEnd { records } => replica.snapshot_end(records),
+        Msg::Refused { reason } => Err(StreamError::Refused(reason)),
+        m => Err(StreamError::Protocol(format!(
+            "unexpected {} from the sender (epoch {epoch})",
+            kind(&m)
+        ))),
+    }
+}
+
+async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, e: StreamError) -> Result<(), StreamError> {
+    let _ = write_msg(
+        wr,
+        &Msg::Refused {
+            reason: e.to_string(),
+        },
+    )
+    .await;
+    Err(e)
+}

@@ -1,0 +1,336 @@
+//! The receiving side: a journal that applies another journal's stream, in order.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::format;
+use crate::{Lane, Record, Ticket};
+
+/// Why a stream was refused or broke off.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The stream's epoch is older than the one this replica follows: a fenced sender.
+    #[error("stale epoch {got} from node {node:?}: this replica follows epoch {have}")]
+    StaleEpoch {
+        /// The sending node.
+        node: String,
+        /// The epoch followed.
+        have: u64,
+        /// The epoch received.
+        got: u64,
+    },
+    /// Frames skip sequences this replica has not applied.
+    #[error("gap in the stream: expected sequence {expected}, got {got}")]
+    Gap {
+        /// The next sequence this replica needs.
+        expected: u64,
+        /// The first sequence received.
+        got: u64,
+    },
+    /// A received frame is damaged (length, checksum, or payload not a record).
+    #[error("corrupt frame at sequence {seq} (byte {offset} of its batch): {reason}")]
+    Corrupt {
+        /// The sequence of the bad frame (for snapshot records: its index in the snapshot).
+        seq: u64,
+        /// Its offset in the received batch.
+        offset: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Frames of a stream (node, epoch) this replica has no base for: it needs a snapshot.
+    #[error("frames of node {node:?} epoch {epoch} without a snapshot of that stream first")]
+    NeedsSnapshot {
+        /// The sending node.
+        node: String,
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// The peer broke the protocol (a message out of place, counts that do not add up).
+    #[error("stream protocol: {0}")]
+    Protocol(String),
+    /// A message did not decode.
+    #[error(transparent)]
+    Malformed(#[from] super::wire::Malformed),
+    /// The peer refused the stream.
+    #[error("refused by the peer: {0}")]
+    Refused(String),
+    /// The connection failed.
+    #[error("stream connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The local journal failed (reading the stream or a snapshot).
+    #[error(transparent)]
+    Journal(#[from] crate::Error),
+}
+
+/// What a replica holds durable: every frame of `node`'s stream in `epoch` up to `seq`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The node followed (`None` before the first snapshot).
+    pub node: Option<String>,
+    /// The epoch followed.
+    pub epoch: u64,
+    /// The last sequence synced.
+    pub seq: u64,
+}
+
+/// Counters of a replica.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaStats {
+    /// Stream frames appended.
+    pub frames: u64,
+    /// Stream frames received again (sequence already applied) and skipped.
+    pub duplicates: u64,
+    /// Snapshots taken.
+    pub snapshots: u64,
+    /// Records appended from snapshots.
+    pub snapshot_records: u64,
+}
+
+/// A snapshot being received.
+#[derive(Debug)]
+struct Receiving {
+    position: u64,
+    records: u64,
+}
+
+/// Applies a stream of frames to a journal through one of its lanes, in order, and reports
+/// what it has made durable (its ack). Frames are checked (checksum, record type) before any
+/// of a batch is appended; a gap or a stale epoch is refused with a [`StreamError`].
+pub struct Replica<R: Record> {
+    lane: Lane<R>,
+    node: Option<String>,
+    epoch: u64,
+    /// The last sequence appended (durable or not).
+    applied: u64,
+    /// The last sequence durable.
+    acked: u64,
+    /// Tickets still to become durable and the sequence each completes.
+    pending: VecDeque<(Ticket, u64)>,
+    receiving: Option<Receiving>,
+    stats: ReplicaStats,
+}
+
+impl<R: Record> std::fmt::Debug for Replica<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("node", &self.node)
+            .field("epoch", &self.epoch)
+            .field("applied", &self.applied)
+            .field("acked", &self.acked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Record> Replica<R> {
+    /// A replica writing through `lane`, following nothing yet: the first stream it gets
+    /// starts with a snapshot.
+    pub fn new(lane: Lane<R>) -> Self {
+        Replica {
+            lane,
+            node: None,
+            epoch: 0,
+            applied: 0,
+            acked: 0,
+            pending: VecDeque::new(),
+            receiving: None,
+            stats: ReplicaStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ReplicaStats {
+        self.stats
+    }
+
+    /// What this replica holds durable (its ack), after taking in the lane's watermark.
+    pub fn position(&mut self) -> Position {
+        self.poll();
+        Position {
+            node: self.node.clone(),
+            epoch: self.epoch,
+            seq: self.acked,
+        }
+    }
+
+    /// Takes in the lane's watermark; returns the last sequence durable.
+    pub fn poll(&mut self) -> u64 {
+        let durable = self.lane.durable();
+        while let Some(&(t, seq)) = self.pending.front()
+            && t <= durable
+        {
+            self.acked = seq;
+            self.pending.pop_front();
+        }
+        self.acked
+    }
+
+    /// Whether a snapshot is being received (its records are not acknowledged before its
+    /// end).
+    pub fn has_receiving(&self) -> bool {
+        self.receiving.is_some()
+    }
+
+    /// Whether appended frames are still waiting for the disk.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Waits up to `timeout` for everything appended to be durable; returns the last
+    /// sequence durable.
+    pub fn wait_durable(&mut self, timeout: Duration) -> u64 {
+        if let Some(&(t, _)) = self.pending.back() {
+            self.lane.wait_durable(t, timeout);
+        }
+        self.poll()
+    }
+
+    /// Checks a sender's greeting: refuses an epoch older than the one followed.
+    pub fn check_sender(&self, node: &str, epoch: u64) -> Result<(), StreamError> {
+        if epoch < self.epoch {
+            return Err(StreamError::StaleEpoch {
+                node: node.into(),
+                have: self.epoch,
+                got: epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies frames `first..first + count` of `node`'s stream in `epoch`. Frames already
+    /// applied are skipped (counted in [`ReplicaStats::duplicates`]).
+    pub fn apply(
+        &mut self,
+        node: &str,
+        epoch: u64,
+        first: u64,
+        count: u64,
+        frames: &[u8],
+    ) -> Result<(), StreamError> {
+        self.check_sender(node, epoch)?;
+        if self.receiving.is_some() {
+            return Err(StreamError::Protocol(
+                "frames inside a snapshot (before its end)".into(),
+            ));
+        }
+        if self.node.as_deref() != Some(node) || self.epoch != epoch {
+            return Err(StreamError::NeedsSnapshot {
+                node: node.into(),
+                epoch,
+            });
+        }
+        if first == 0 || first > self.applied + 1 {
+            return Err(StreamError::Gap {
+                expected: self.applied + 1,
+                got: first,
+            });
+        }
+        let recs = decode_all::<R>(frames, count, first)?;
+        let mut last = None;
+        for (i, r) in recs.iter().enumerate() {
+            let seq = first + i as u64;
+            if seq <= self.applied {
+                self.stats.duplicates += 1;
+                continue;
+            }
+            last = Some((self.lane.append(r), seq));
+            self.applied = seq;
+            self.stats.frames += 1;
+        }
+        if let Some(l) = last {
+            self.pending.push_back(l);
+        }
+        Ok(())
+    }
+
+    /// Starts taking a snapshot of `node`'s stream in `epoch`, current to `position`: from
+    /// now on this replica follows that stream.
+    pub fn snapshot_begin(
+        &mut self,
+        node: &str,
+        epoch: u64,
+        position: u64,
+    ) -> Result<(), StreamError> {
+        self.check_sender(node, epoch)?;
+        self.node = Some(node.into());
+        self.epoch = epoch;
+        self.applied = 0;
+        self.acked = 0;
+        self.pending.clear();
+        self.receiving = Some(Receiving {
+            position,
+            records: 0,
+        });
+        Ok(())
+    }
+
+    /// Appends `count` snapshot records (one frame each).
+    pub fn snapshot_records(&mut self, count: u64, frames: &[u8]) -> Result<(), StreamError> {
+        let Some(rx) = self.receiving.as_mut() else {
+            return Err(StreamError::Protocol(
+                "snapshot records without a snapshot begun".into(),
+            ));
+        };
+        let recs = decode_all::<R>(frames, count, rx.records)?;
+        rx.records += count;
+        for r in &recs {
+            self.lane.append(r);
+        }
+        self.stats.snapshot_records += count;
+        Ok(())
+    }
+
+    /// Ends a snapshot that held `records` records: once they are durable, this replica
+    /// acknowledges its position.
+    pub fn snapshot_end(&mut self, records: u64) -> Result<(), StreamError> {
+        let Some(rx) = self.receiving.take() else {
+            return Err(StreamError::Protocol(
+                "snapshot end without a snapshot begun".into(),
+            ));
+        };
+        if rx.records != records {
+            // Not usable: the next greeting starts a snapshot again.
+            self.node = None;
+            return Err(StreamError::Protocol(format!(
+                "snapshot ended after {} records, the sender says {records}",
+                rx.records
+            )));
+        }
+        self.applied = rx.position;
+        self.pending
+            .push_back((self.lane.last_ticket(), rx.position));
+        self.stats.snapshots += 1;
+        Ok(())
+    }
+
+    /// A broken connection during a snapshot leaves it unusable: forget it.
+    pub fn abort_snapshot(&mut self) {
+        if self.receiving.take().is_some() {
+            self.node = None;
+        }
+    }
+}
+
+/// Decodes `count` frames; sequence numbers in errors start at `first`.
+fn decode_all<R: Record>(frames: &[u8], count: u64, first: u64) -> Result<Vec<R>, StreamError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < frames.len() {
+        let seq = first + out.len() as u64;
+        let corrupt = |reason: String| StreamError::Corrupt {
+            seq,
+            offset: at,
+            reason,
+        };
+        let (p, q) = format::frame_at(frames, at, frames.len()).map_err(corrupt)?;
+        out.push(format::decode_payload::<R>(&frames[p..q]).map_err(corrupt)?);
+        at = q;
+    }
+    if out.len() as u64 != count {
+        return Err(StreamError::Protocol(format!(
+            "batch says {count} frames, holds {}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}

@@ -1,0 +1,497 @@
+//! The durable stream: followers, the replica, and the TCP transport on loopback.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use lessor_journal::stream::net::{self, ReceiverStatus, SenderOptions, SenderStatus};
+use lessor_journal::stream::{Replica, StreamError};
+use lessor_journal::{Error, Journal, Options, read_live};
+
+use crate::common::{LONG, rec, tomb};
+use lessor_journal::testing::Rec;
+
+fn open(dir: &Path, segment_bytes: u64) -> Journal<Rec> {
+    let mut o = Options::new(dir, 2);
+    o.segment_bytes = segment_bytes;
+    o.compact_bytes = u64::MAX;
+    o.compact_segments = u64::MAX;
+    o.preallocate = false;
+    Journal::open_dir(o, |_| {}).unwrap().0
+}
+
+fn codec() -> impl bincode::config::Config {
+    bincode::config::standard().with_fixed_int_encoding()
+}
+
+/// The records in back-to-back frames.
+fn decode_frames(frames: &[u8]) -> Vec<Rec> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < frames.len() {
+        let len = u32::from_le_bytes(frames[at..at + 4].try_into().unwrap()) as usize;
+        let p = &frames[at + 8..at + 8 + len];
+        out.push(bincode::decode_from_slice(p, codec()).unwrap().0);
+        at += 8 + len;
+    }
+    out
+}
+
+fn frame(r: &Rec) -> Vec<u8> {
+    let p = bincode::encode_to_vec(r, codec()).unwrap();
+    let mut f = (p.len() as u32).to_le_bytes().to_vec();
+    f.extend_from_slice(&crc32c::crc32c(&p).to_le_bytes());
+    f.extend_from_slice(&p);
+    f
+}
+
+/// Appends `n` records (keys `base..base + n`, a tombstone every 10th) over both lanes and
+/// waits until all are durable.
+fn fill(lanes: &mut [lessor_journal::Lane<Rec>], base: u32, n: u32, v: u64) {
+    let mut last = vec![None; lanes.len()];
+    for k in base..base + n {
+        let i = k as usize % lanes.len();
+        let r = if k % 10 == 9 { tomb(k, v) } else { rec(k, v) };
+        last[i] = Some(lanes[i].append(&r));
+    }
+    for (l, t) in lanes.iter().zip(last) {
+        if let Some(t) = t {
+            assert!(l.wait_durable(t, LONG), "lane {} not durable", l.index());
+        }
+    }
+}
+
+fn sorted(dir: &Path) -> Vec<Rec> {
+    let mut v = read_live::<Rec>(dir).unwrap().0;
+    v.sort_by_key(|r| r.key);
+    v
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LONG;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_follower_reads_every_synced_frame_once_in_order() {
+    let d = tempfile::tempdir().unwrap();
+    let j = open(d.path(), 4096);
+    let src = j.stream();
+    let mut f = src.follow(1).unwrap();
+    let mut lanes = vec![j.lane(0), j.lane(1)];
+    let mut got = Vec::new();
+    for round in 0..20u32 {
+        fill(&mut lanes, round * 100, 100, 1);
+        while let Some(b) = f.next_batch(700, Duration::ZERO).unwrap() {
+            assert_eq!(b.first, got.len() as u64 + 1, "batches follow each other");
+            let recs = decode_frames(&b.frames);
+            assert_eq!(recs.len() as u64, b.count);
+            got.extend(recs);
+        }
+    }
+    assert_eq!(src.position(), 2000);
+    assert_eq!(got.len(), 2000, "every frame once");
+    let mut keys: Vec<u32> = got.iter().map(|r| r.key).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, (0..2000).collect::<Vec<_>>());
+    // A follower may start anywhere reachable and sees the same frames from there.
+    let mut g = src.follow(1234).unwrap();
+    let b = g.next_batch(1 << 20, Duration::ZERO).unwrap().unwrap();
+    assert_eq!(b.first, 1234);
+    assert_eq!(decode_frames(&b.frames)[0], got[1233]);
+    assert!(matches!(
+        src.follow(2002),
+        Err(Error::StreamPosition {
+            requested: 2002,
+            next: 2001
+        })
+    ));
+    // Nothing more synced: a wait ends empty.
+    assert!(
+        f.next_batch(100, Duration::from_millis(20))
+            .unwrap()
+            .is_none()
+    );
+    drop(lanes);
+    j.shutdown().unwrap();
+}
+
+#[test]
+fn a_follower_that_stops_reading_never_holds_up_the_lanes() {
+    let d = tempfile::tempdir().unwrap();
+    let j = open(d.path(), 64 << 10);
+    let src = j.stream();
+    let mut idle = src.follow(1).unwrap();
+    let mut lanes = vec![j.lane(0), j.lane(1)];
+    let started = Instant::now();
+    for round in 0..50u32 {
+        fill(&mut lanes, round * 200, 200, 1);
+    }
+    assert!(started.elapsed() < LONG);
+    assert_eq!(src.position(), 10_000);
+    // It is only behind: everything is still there for it.
+    let mut n = 0;
+    while let Some(b) = idle.next_batch(1 << 20, Duration::ZERO).unwrap() {
+        n += b.count;
+    }
+    assert_eq!(n, 10_000);
+    drop(lanes);
+    j.shutdown().unwrap();
+}
+
+#[test]
+fn compaction_sends_a_behind_follower_to_a_snapshot() {
+    let d = tempfile::tempdir().unwrap();
+    let j = open(d.path(), 1024);
+    let src = j.stream();
+    let mut f = src.follow(1).unwrap();
+    let mut lanes = vec![j.lane(0), j.lane(1)];
+    fill(&mut lanes, 0, 300, 1);
+    j.compact_blocking().unwrap();
+    let e = f.next_batch(1 << 20, Duration::ZERO).unwrap_err();
+    assert!(
+        matches!(e, Error::Compacted { requested: 1, oldest } if oldest > 1),
+        "{e}"
+    );
+    let snap = src.snapshot().unwrap();
+    assert_eq!(snap.position, 300);
+    let mut recs = snap.records;
+    recs.sort_by_key(|r| r.key);
+    drop(lanes);
+    j.shutdown().unwrap();
+    assert_eq!(recs, sorted(d.path()));
+    assert_eq!(recs.len(), 270, "tombstones and their keys are not in it");
+}
+
+#[test]
+fn a_damaged_synced_frame_is_reported_with_file_and_offset() {
+    let d = tempfile::tempdir().unwrap();
+    let j = open(d.path(), 1 << 20);
+    let src = j.stream();
+    // One lane, so that the frames are in key order.
+    let mut lanes = vec![j.lane(0)];
+    fill(&mut lanes, 0, 10, 1);
+    let seg = d.path().join(format!("{:016}.log", 1));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let off = 32 + frame(&rec(0, 1)).len() + frame(&rec(1, 1)).len() + 10;
+    bytes[off] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let mut f = src.follow(1).unwrap();
+    match f.next_batch(1 << 20, Duration::ZERO) {
+        Err(Error::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, seg);
+            assert_eq!(offset as usize, off - 10, "the damaged frame's start");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    drop(lanes);
+    j.shutdown().unwrap();
+}
+
+#[test]
+fn the_replica_refuses_gaps_stale_epochs_and_corrupt_frames() {
+    let d = tempfile::tempdir().unwrap();
+    let j = open(d.path(), 1 << 20);
+    let mut r = Replica::new(j.lane(0));
+    let frames: Vec<u8> = (0..3).flat_map(|k| frame(&rec(k, 1))).collect();
+    // Frames before any snapshot of that stream.
+    assert!(matches!(
+        r.apply("a", 5, 1, 3, &frames),
+        Err(StreamError::NeedsSnapshot { epoch: 5, .. })
+    ));
+    r.snapshot_begin("a", 5, 0).unwrap();
+    r.snapshot_end(0).unwrap();
+    r.apply("a", 5, 1, 3, &frames).unwrap();
+    // A gap.
+    let e = r.apply("a", 5, 5, 3, &frames).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StreamError::Gap {
+                expected: 4,
+                got: 5
+            }
+        ),
+        "{e}"
+    );
+    // A stale epoch.
+    let e = r.apply("a", 4, 4, 3, &frames).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StreamError::StaleEpoch {
+                have: 5,
+                got: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(r.check_sender("b", 4).is_err());
+    // A damaged third frame: nothing of the batch is applied, the error names it.
+    let mut bad = frames.clone();
+    let third = frame(&rec(0, 1)).len() + frame(&rec(1, 1)).len();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let e = r.apply("a", 5, 4, 3, &bad).unwrap_err();
+    assert!(
+        matches!(&e, StreamError::Corrupt { seq: 6, offset, .. } if *offset == third),
+        "{e}"
+    );
+    // A count that does not match.
+    assert!(matches!(
+        r.apply("a", 5, 4, 2, &frames),
+        Err(StreamError::Protocol(_))
+    ));
+    // Resent frames are skipped.
+    r.apply("a", 5, 2, 3, &frames).unwrap();
+    let s = r.stats();
+    assert_eq!((s.frames, s.duplicates), (4, 2));
+    assert_eq!(r.wait_durable(LONG), 4);
+    assert_eq!(r.position().seq, 4);
+    drop(r);
+    j.shutdown().unwrap();
+}
+
+/// A receiver for journal `dir` on a loopback port.
+fn receiver(
+    rt: &tokio::runtime::Runtime,
+    j: &Journal<Rec>,
+) -> (SocketAddr, Arc<ReceiverStatus>, tokio::task::JoinHandle<()>) {
+    let l = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    let status = Arc::new(ReceiverStatus::default());
+    let task = rt.spawn(net::run_receiver(
+        l,
+        Replica::new(j.lane(0)),
+        status.clone(),
+    ));
+    (addr, status, task)
+}
+
+fn sender(
+    rt: &tokio::runtime::Runtime,
+    j: &Journal<Rec>,
+    addr: SocketAddr,
+    epoch: u64,
+) -> (Arc<SenderStatus>, tokio::task::JoinHandle<()>) {
+    let status = Arc::new(SenderStatus::default());
+    let mut o = SenderOptions::new("a", epoch);
+    o.max_batch = 2048;
+    o.retry = Duration::from_millis(20);
+    let task = rt.spawn(net::run_sender(j.stream(), addr, o, status.clone()));
+    (status, task)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_journal_streamed_over_tcp_replays_the_same() {
+    let rt = runtime();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(da.path(), 8192), open(db.path(), 8192));
+    let (addr, rx, rtask) = receiver(&rt, &b);
+    let (tx, stask) = sender(&rt, &a, addr, 1);
+    // The first contact is a snapshot (of nothing yet): every record then goes as a frame.
+    wait_for("the first snapshot", || {
+        rx.snapshots.load(Ordering::SeqCst) == 1
+    });
+    let mut lanes = vec![a.lane(0), a.lane(1)];
+    for v in 1..=3 {
+        fill(&mut lanes, 0, 1500, v);
+    }
+    let pos = a.stream().position();
+    assert_eq!(pos, 4500);
+    wait_for("the receiver's ack", || {
+        tx.acked.load(Ordering::SeqCst) == pos
+    });
+    assert_eq!(rx.acked.load(Ordering::SeqCst), pos);
+    assert_eq!(
+        rx.frames.load(Ordering::SeqCst),
+        pos,
+        "each frame applied once"
+    );
+    assert_eq!(rx.snapshots.load(Ordering::SeqCst), 1, "the first contact");
+    stask.abort();
+    rtask.abort();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    drop(lanes);
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    let want = sorted(da.path());
+    assert_eq!(want.len(), 1350);
+    assert_eq!(sorted(db.path()), want);
+}
+
+#[test]
+fn a_killed_sender_resumes_from_the_last_ack_without_loss_or_duplicates() {
+    let rt = runtime();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(da.path(), 8192), open(db.path(), 8192));
+    let (addr, rx, rtask) = receiver(&rt, &b);
+    let mut lanes = vec![a.lane(0), a.lane(1)];
+    let (tx, stask) = sender(&rt, &a, addr, 7);
+    wait_for("the first snapshot", || {
+        rx.snapshots.load(Ordering::SeqCst) == 1
+    });
+    // Kill it mid-stream, while records keep coming.
+    for chunk in 0..10 {
+        fill(&mut lanes, chunk * 100, 100, 1);
+        if chunk == 4 {
+            wait_for("part of the stream", || {
+                tx.acked.load(Ordering::SeqCst) >= 100
+            });
+            stask.abort();
+        }
+    }
+    let killed_at = tx.acked.load(Ordering::SeqCst);
+    assert!(killed_at < 1000, "killed before the end");
+    fill(&mut lanes, 1000, 1000, 1);
+    let (tx2, stask2) = sender(&rt, &a, addr, 7);
+    let pos = a.stream().position();
+    wait_for("the resumed stream's ack", || {
+        tx2.acked.load(Ordering::SeqCst) == pos
+    });
+    assert!(tx2.acked.load(Ordering::SeqCst) > killed_at);
+    assert_eq!(
+        tx2.snapshots.load(Ordering::SeqCst),
+        0,
+        "resumed, not resynced"
+    );
+    assert_eq!(rx.snapshots.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        rx.frames.load(Ordering::SeqCst),
+        pos,
+        "nothing applied twice or lost"
+    );
+    assert!(rx.sessions.load(Ordering::SeqCst) >= 2);
+    stask2.abort();
+    rtask.abort();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    drop(lanes);
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    assert_eq!(sorted(db.path()), sorted(da.path()));
+}
+
+#[test]
+fn a_receiver_behind_a_compaction_gets_a_snapshot_then_the_tail() {
+    let rt = runtime();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(da.path(), 2048), open(db.path(), 2048));
+    let (addr, rx, rtask) = receiver(&rt, &b);
+    let mut lanes = vec![a.lane(0), a.lane(1)];
+    fill(&mut lanes, 0, 200, 1);
+    let (tx, stask) = sender(&rt, &a, addr, 3);
+    wait_for("the first ack", || tx.acked.load(Ordering::SeqCst) == 200);
+    stask.abort();
+    // While it is away: updates, deletions, and a compaction of everything sealed.
+    fill(&mut lanes, 0, 400, 2);
+    a.compact_blocking().unwrap();
+    assert!(
+        a.stream().oldest() > 201,
+        "the receiver's next frame is gone"
+    );
+    fill(&mut lanes, 400, 50, 3);
+    let (tx2, stask2) = sender(&rt, &a, addr, 3);
+    let pos = a.stream().position();
+    wait_for("the ack after the snapshot", || {
+        tx2.acked.load(Ordering::SeqCst) == pos
+    });
+    assert_eq!(tx2.snapshots.load(Ordering::SeqCst), 1);
+    assert_eq!(rx.snapshots.load(Ordering::SeqCst), 2);
+    stask2.abort();
+    rtask.abort();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    drop(lanes);
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    assert_eq!(sorted(db.path()), sorted(da.path()));
+}
+
+#[test]
+fn a_sender_with_a_stale_epoch_is_refused() {
+    let rt = runtime();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(da.path(), 8192), open(db.path(), 8192));
+    let (addr, rx, rtask) = receiver(&rt, &b);
+    let mut lanes = vec![a.lane(0), a.lane(1)];
+    fill(&mut lanes, 0, 20, 1);
+    let (tx, stask) = sender(&rt, &a, addr, 9);
+    wait_for("the ack", || tx.acked.load(Ordering::SeqCst) == 20);
+    stask.abort();
+    let (old, otask) = sender(&rt, &a, addr, 8);
+    wait_for("the refusal", || old.last_error().is_some());
+    let e = old.last_error().unwrap();
+    assert!(e.contains("stale epoch 8") && e.contains("epoch 9"), "{e}");
+    assert_eq!(old.sessions.load(Ordering::SeqCst), 0, "never streamed");
+    assert!(rx.last_error().unwrap().contains("stale epoch 8"));
+    assert_eq!(rx.epoch.load(Ordering::SeqCst), 9);
+    otask.abort();
+    rtask.abort();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    drop(lanes);
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+}
+
+#[test]
+fn a_peer_that_stops_reading_never_holds_up_the_lanes() {
+    let rt = runtime();
+    let da = tempfile::tempdir().unwrap();
+    let a = open(da.path(), 1 << 20);
+    // Accepts, answers the greeting, then reads nothing more.
+    let l = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    let stuck = rt.spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let _hello = net::read_msg(&mut s).await.unwrap();
+        let p = lessor_journal::stream::wire::Msg::Position {
+            node: None,
+            epoch: 0,
+            seq: 0,
+        };
+        net::write_msg(&mut s, &p).await.unwrap();
+        tokio::time::sleep(LONG).await;
+        drop(s);
+    });
+    let (tx, stask) = sender(&rt, &a, addr, 1);
+    let mut lanes = vec![a.lane(0), a.lane(1)];
+    let big = |k: u32| rec(k, 1).padded(1000, 7);
+    for round in 0..40u32 {
+        let mut last = [None, None];
+        for k in round * 500..(round + 1) * 500 {
+            last[k as usize % 2] = Some(lanes[k as usize % 2].append(&big(k)));
+        }
+        for (l, t) in lanes.iter().zip(last) {
+            assert!(l.wait_durable(t.unwrap(), Duration::from_secs(10)));
+        }
+    }
+    let pos = a.stream().position();
+    assert_eq!(pos, 20_000);
+    assert!(
+        tx.sent.load(Ordering::SeqCst) < pos,
+        "the peer's socket filled up and only the sender waits"
+    );
+    assert_eq!(tx.acked.load(Ordering::SeqCst), 0);
+    stask.abort();
+    stuck.abort();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    drop(lanes);
+    a.shutdown().unwrap();
+}
