@@ -4,7 +4,8 @@
 //! It knows nothing of DHCP: it stores values of a [`Record`] type it is given, each with a
 //! key and a version, and replays the newest record per key. It is not a database (no
 //! queries, no indexes: the caller keeps its state in memory and uses the journal to get it
-//! back after a restart) and not a replicated log.
+//! back after a restart) and not a consensus log: it can stream the frames it has synced to a
+//! peer that applies them ([`stream`], docs/JOURNAL.md), and leaves who leads to the caller.
 //!
 //! # How it is used
 //!

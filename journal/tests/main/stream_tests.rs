@@ -18,7 +18,6 @@ fn open(dir: &Path, segment_bytes: u64) -> Journal<Rec> {
     o.segment_bytes = segment_bytes;
     o.compact_bytes = u64::MAX;
     o.compact_segments = u64::MAX;
-    o.preallocate = false;
     Journal::open_dir(o, |_| {}).unwrap().0
 }
 
