@@ -588,6 +588,10 @@ impl<R> fmt::Debug for Lane<R> {
 }
 
 impl<R> Lane<R> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     fn durable_raw(&self) -> u64 {
         self.shared.lanes[self.k].durable.load(Ordering::Acquire)
     }

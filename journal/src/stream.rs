@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ pub(crate) struct StreamLog {
     cv: Condvar,
     /// Followers inside a wait: without any, a publish makes no futex call.
     waiters: AtomicUsize,
+    /// The last sequence synced, readable without the lock.
+    synced: AtomicU64,
 }
 
 impl Default for StreamLog {
@@ -70,6 +72,7 @@ impl Default for StreamLog {
             }),
             cv: Condvar::new(),
             waiters: AtomicUsize::new(0),
+            synced: AtomicU64::new(0),
         }
     }
 }
@@ -89,6 +92,7 @@ impl StreamLog {
             let first = s.next;
             s.next += records;
             let next = s.next;
+            self.synced.store(next - 1, Ordering::Release);
             match s.spans.back_mut() {
                 Some(last) if last.segment == segment && last.end == from => {
                     last.end = to;
@@ -113,6 +117,11 @@ impl StreamLog {
         }
     }
 
+    /// The last sequence synced (an atomic: no lock).
+    pub(crate) fn synced(&self) -> u64 {
+        self.synced.load(Ordering::Acquire)
+    }
+
     /// The first sequence still reachable and the next one to be synced.
     fn bounds(&self) -> (u64, u64) {
         let s = self.lock();
@@ -125,6 +134,16 @@ impl StreamLog {
         while s.spans.front().is_some_and(|f| f.segment <= segment) {
             s.spans.pop_front();
         }
+    }
+}
+
+impl<R> crate::Lane<R> {
+    /// The journal's stream position (the last sequence synced), read without a lock. With
+    /// [`SyncPolicy::Group`](crate::SyncPolicy::Group), once a ticket of this lane is
+    /// durable its record has a sequence at most this: a reply that must wait for a peer's
+    /// ack waits for this position.
+    pub fn stream_position(&self) -> u64 {
+        self.shared().stream.synced()
     }
 }
 
@@ -195,7 +214,7 @@ pub struct Batch {
 impl<R> Source<R> {
     /// The sequence of the last frame synced (0 if none yet in this run).
     pub fn position(&self) -> u64 {
-        self.shared.stream.bounds().1 - 1
+        self.shared.stream.synced()
     }
 
     /// The first sequence a follower may start at; anything before it takes a snapshot.

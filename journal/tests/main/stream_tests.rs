@@ -86,6 +86,8 @@ fn a_follower_reads_every_synced_frame_once_in_order() {
     let mut got = Vec::new();
     for round in 0..20u32 {
         fill(&mut lanes, round * 100, 100, 1);
+        // Both lanes' records are durable, so the stream has them all.
+        assert_eq!(lanes[0].stream_position(), u64::from(round + 1) * 100);
         while let Some(b) = f.next_batch(700, Duration::ZERO).unwrap() {
             assert_eq!(b.first, got.len() as u64 + 1, "batches follow each other");
             let recs = decode_frames(&b.frames);
