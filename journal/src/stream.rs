@@ -27,7 +27,7 @@ pub mod net;
 mod replica;
 pub mod wire;
 
-pub use replica::{Position, Replica, ReplicaStats, StreamError};
+pub use replica::{POSITION_FILE, Position, Replica, ReplicaStats, StreamError};
 
 /// Spans kept in memory: one per segment written in this run; the oldest are forgotten first
 /// (their frames are then only reachable through a snapshot).

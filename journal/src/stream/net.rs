@@ -362,6 +362,7 @@ pub async fn run_receiver<R: Record>(
         status.sessions.fetch_add(1, Ordering::Relaxed);
         let res = receive_session(s, &mut replica, &status).await;
         replica.abort_snapshot();
+        replica.save_position();
         status.update(&mut replica);
         if let Err(e) = res {
             tracing::warn!(error = %e, "journal stream session ended");
@@ -416,7 +417,7 @@ pub async fn receive_session<R: Record>(
         }
     }));
     let res = loop {
-        let wait = if replica.has_pending() {
+        let wait = if replica.has_pending() || replica.save_due() {
             ACK_POLL
         } else {
             Duration::from_secs(1)

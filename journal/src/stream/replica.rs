@@ -1,10 +1,128 @@
 //! The receiving side: a journal that applies another journal's stream, in order.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::format;
-use crate::{Lane, Record, Ticket};
+use crate::fs::Fs;
+use crate::{Journal, Lane, Record, Ticket, format};
+
+/// The file, in the replica's journal directory, that keeps its position across restarts.
+pub const POSITION_FILE: &str = "stream-position";
+const POSITION_MAGIC: [u8; 8] = *b"LSRJPOS\0";
+const POSITION_VERSION: u32 = 1;
+/// The shortest time between two writes of the position file.
+const POSITION_EVERY: Duration = Duration::from_millis(50);
+
+/// Where a replica keeps its position, and what it last wrote there.
+struct PositionStore {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    written: Position,
+    at: Option<Instant>,
+}
+
+impl PositionStore {
+    fn path(&self) -> PathBuf {
+        self.dir.join(POSITION_FILE)
+    }
+
+    /// Writes `p` (durable already) as a whole new file: temporary, synced, renamed, the
+    /// directory synced. A failure is logged: the position on disk only stays older, which
+    /// costs frames sent again, never frames lost.
+    fn write(&mut self, p: &Position) {
+        let tmp = self.dir.join(format!("{POSITION_FILE}.tmp"));
+        let bytes = encode_position(p);
+        let res = (|| {
+            let mut f = self.fs.create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_data()?;
+            drop(f);
+            self.fs.rename(&tmp, &self.path())?;
+            self.fs.sync_dir(&self.dir)
+        })();
+        self.at = Some(Instant::now());
+        match res {
+            Ok(()) => self.written = p.clone(),
+            Err(e) => {
+                tracing::warn!(file = %self.path().display(), error = %e, "journal stream: cannot write the replica position");
+            }
+        }
+    }
+}
+
+fn encode_position(p: &Position) -> Vec<u8> {
+    let mut b = POSITION_MAGIC.to_vec();
+    b.extend_from_slice(&POSITION_VERSION.to_le_bytes());
+    b.extend_from_slice(&p.epoch.to_le_bytes());
+    b.extend_from_slice(&p.seq.to_le_bytes());
+    let node = p.node.as_deref().unwrap_or("").as_bytes();
+    let node = &node[..node.len().min(super::wire::MAX_NODE)];
+    b.push(node.len() as u8);
+    b.extend_from_slice(node);
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Parses a position file; the error says why it is not one.
+fn decode_position(b: &[u8]) -> Result<Position, String> {
+    if b.len() < 8 + 4 + 8 + 8 + 1 + 4 {
+        return Err(format!("{} bytes, too short", b.len()));
+    }
+    let (body, crc) = b.split_at(b.len() - 4);
+    if crc32c::crc32c(body).to_le_bytes() != crc {
+        return Err("checksum mismatch".into());
+    }
+    if body[..8] != POSITION_MAGIC {
+        return Err("bad magic".into());
+    }
+    let u = |at: usize, n: usize| {
+        body[at..at + n]
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+    };
+    let version = u(8, 4);
+    if version != u64::from(POSITION_VERSION) {
+        return Err(format!(
+            "version {version}, this build reads {POSITION_VERSION}"
+        ));
+    }
+    let (epoch, seq, len) = (u(12, 8), u(20, 8), body[28] as usize);
+    let node = body
+        .get(29..)
+        .filter(|n| n.len() == len)
+        .ok_or("node length mismatch")?;
+    let node = std::str::from_utf8(node).map_err(|_| "node is not UTF-8")?;
+    Ok(Position {
+        node: (!node.is_empty()).then(|| node.to_owned()),
+        epoch,
+        seq,
+    })
+}
+
+/// Reads the position file in `dir`: `None` if there is none, or (logged) if it is damaged:
+/// the replica then starts with a snapshot.
+fn read_position(fs: &dyn Fs, dir: &Path) -> Option<Position> {
+    let path = dir.join(POSITION_FILE);
+    let bytes = match fs.read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "journal stream: cannot read the replica position; a snapshot will be taken");
+            return None;
+        }
+    };
+    match decode_position(&bytes) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "journal stream: the replica position is damaged; a snapshot will be taken");
+            None
+        }
+    }
+}
 
 /// Why a stream was refused or broke off.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +227,7 @@ pub struct Replica<R: Record> {
     pending: VecDeque<(Ticket, u64)>,
     receiving: Option<Receiving>,
     stats: ReplicaStats,
+    store: Option<PositionStore>,
 }
 
 impl<R: Record> std::fmt::Debug for Replica<R> {
@@ -135,6 +254,62 @@ impl<R: Record> Replica<R> {
             pending: VecDeque::new(),
             receiving: None,
             stats: ReplicaStats::default(),
+            store: None,
+        }
+    }
+
+    /// A replica writing through lane `lane` of `journal` that keeps its position in the
+    /// journal's directory ([`POSITION_FILE`], written at most every 50 ms, only with what is
+    /// durable): after a restart it resumes from there instead of taking a snapshot.
+    pub fn open(journal: &Journal<R>, lane: usize) -> crate::Result<Self> {
+        let mut r = Replica::new(journal.try_lane(lane)?);
+        let fs = journal.fs.clone();
+        let written = read_position(&*fs, journal.dir()).unwrap_or_default();
+        r.node = written.node.clone();
+        r.epoch = written.epoch;
+        r.applied = written.seq;
+        r.acked = written.seq;
+        r.store = Some(PositionStore {
+            fs,
+            dir: journal.dir().to_path_buf(),
+            written,
+            at: None,
+        });
+        Ok(r)
+    }
+
+    /// Writes the position file now if it is behind (with [`Replica::open`]; a receiver
+    /// calls it when a session ends).
+    pub fn save_position(&mut self) {
+        self.poll();
+        self.persist(true);
+    }
+
+    /// Whether the position file is behind what is durable (a receiver keeps polling until
+    /// it is written).
+    pub fn save_due(&self) -> bool {
+        self.receiving.is_none()
+            && self.store.as_ref().is_some_and(|st| {
+                st.written.seq != self.acked
+                    || st.written.epoch != self.epoch
+                    || st.written.node != self.node
+            })
+    }
+
+    fn persist(&mut self, now: bool) {
+        if self.receiving.is_some() {
+            return;
+        }
+        let p = Position {
+            node: self.node.clone(),
+            epoch: self.epoch,
+            seq: self.acked,
+        };
+        if let Some(st) = self.store.as_mut()
+            && st.written != p
+            && (now || st.at.is_none_or(|t| t.elapsed() >= POSITION_EVERY))
+        {
+            st.write(&p);
         }
     }
 
@@ -162,6 +337,7 @@ impl<R: Record> Replica<R> {
             self.acked = seq;
             self.pending.pop_front();
         }
+        self.persist(false);
         self.acked
     }
 
@@ -333,4 +509,32 @@ fn decode_all<R: Record>(frames: &[u8], count: u64, first: u64) -> Result<Vec<R>
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_file_roundtrips_and_damage_is_refused() {
+        let p = Position {
+            node: Some("a".into()),
+            epoch: 7,
+            seq: 42,
+        };
+        let b = encode_position(&p);
+        assert_eq!(decode_position(&b).unwrap(), p);
+        assert_eq!(
+            decode_position(&encode_position(&Position::default())).unwrap(),
+            Position::default()
+        );
+        for i in 0..b.len() * 8 {
+            let mut d = b.clone();
+            d[i / 8] ^= 1 << (i % 8);
+            assert!(decode_position(&d).is_err(), "bit {i}");
+        }
+        for n in 0..b.len() {
+            assert!(decode_position(&b[..n]).is_err(), "cut at {n}");
+        }
+    }
 }

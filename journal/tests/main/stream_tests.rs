@@ -496,3 +496,62 @@ fn a_peer_that_stops_reading_never_holds_up_the_lanes() {
     drop(lanes);
     a.shutdown().unwrap();
 }
+
+#[test]
+fn a_restarted_receiver_resumes_from_its_saved_position() {
+    let rt = runtime();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(da.path(), 8192);
+    let b = open(db.path(), 8192);
+    let l = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    let rx = Arc::new(ReceiverStatus::default());
+    let rtask = rt.spawn(net::run_receiver(
+        l,
+        Replica::open(&b, 0).unwrap(),
+        rx.clone(),
+    ));
+    let (tx, stask) = sender(&rt, &a, addr, 4);
+    wait_for("the first snapshot", || {
+        rx.snapshots.load(Ordering::SeqCst) == 1
+    });
+    let mut lanes = vec![a.lane(0), a.lane(1)];
+    fill(&mut lanes, 0, 500, 1);
+    wait_for("the ack", || tx.acked.load(Ordering::SeqCst) == 500);
+    // Time for the position file to catch up (written at most every 50 ms).
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
+    // The receiver goes away, journal and all, while the sender keeps going.
+    rtask.abort();
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+    b.shutdown().unwrap();
+    fill(&mut lanes, 500, 500, 1);
+    let b = open(db.path(), 8192);
+    let l = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
+    let replica = Replica::open(&b, 0).unwrap();
+    let rx2 = Arc::new(ReceiverStatus::default());
+    let rtask2 = rt.spawn(net::run_receiver(l, replica, rx2.clone()));
+    let pos = a.stream().position();
+    wait_for("the ack after the restart", || {
+        rx2.acked.load(Ordering::SeqCst) == pos
+    });
+    assert_eq!(
+        rx2.snapshots.load(Ordering::SeqCst),
+        0,
+        "resumed, not resynced"
+    );
+    assert_eq!(tx.snapshots.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        rx2.frames.load(Ordering::SeqCst),
+        500,
+        "only the tail was sent"
+    );
+    stask.abort();
+    rtask2.abort();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    drop(lanes);
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    assert_eq!(sorted(db.path()), sorted(da.path()));
+}
