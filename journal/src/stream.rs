@@ -307,7 +307,7 @@ impl Follower {
             _ => self.locate(&span, &path)?,
         };
         let want = usize::try_from(span.end - start).unwrap_or(usize::MAX);
-        let mut buf = self.read(&path, span.segment, start, want.min(max_bytes.max(1)))?;
+        let mut buf = self.read(&path, span.segment, start, want.min(max_bytes.max(FRAME_HEADER_LEN)))?;
         // A first frame longer than `max_bytes`: read exactly it.
         if let Some(len) = format::frame_len_at(&buf, 0)
             && buf.len() < FRAME_HEADER_LEN + len

@@ -555,3 +555,49 @@ fn a_restarted_receiver_resumes_from_its_saved_position() {
     b.shutdown().unwrap();
     assert_eq!(sorted(db.path()), sorted(da.path()));
 }
+
+/// After failed syncs and short writes the writer rewrites the unsynced bytes into a new
+/// segment: the stream must hold each record exactly once, in order, from wherever it landed.
+#[test]
+fn the_stream_survives_failed_syncs_and_short_writes() {
+    use crate::common::{durable_records, opts};
+    use lessor_journal::testing::{FaultyFs, SyncFault};
+
+    let fs = FaultyFs::new();
+    let (j, _, _) = crate::common::open(&fs, opts(1));
+    let src = j.stream();
+    let mut lane = j.lane(0);
+    let mut all = durable_records(&mut lane, 0..20);
+    fs.fail_syncs(SyncFault::Times(1), Some(".log"));
+    all.extend(durable_records(&mut lane, 20..40));
+    assert_eq!(fs.failed_syncs(), 1);
+    fs.short_next_write(5, Some(".log"));
+    all.extend(durable_records(&mut lane, 40..60));
+    // A full disk: nothing is durable until space is freed, then all of it.
+    fs.set_space_limit(Some(fs.used_bytes() + 10));
+    let t = crate::common::append_all(&mut lane, &mut all, (60..80).map(|k| rec(k, 1)));
+    assert!(!lane.wait_durable(t, Duration::from_millis(200)));
+    assert!(src.position() < 80);
+    fs.set_space_limit(None);
+    assert!(lane.wait_durable(t, LONG));
+    assert_eq!(src.position(), 80);
+    let mut f = src.follow(1).unwrap();
+    let mut got = Vec::new();
+    while let Some(b) = f.next_batch(100, Duration::ZERO).unwrap() {
+        assert_eq!(b.first, got.len() as u64 + 1);
+        got.extend(decode_frames(&b.frames));
+    }
+    assert_eq!(got, all, "every record once, in the order synced");
+    // A follower that starts in the middle finds its place in whichever segment it is.
+    for from in [1, 19, 20, 21, 39, 40, 41, 61, 80] {
+        let mut g = src.follow(from).unwrap();
+        let b = g.next_batch(1, Duration::ZERO).unwrap().unwrap();
+        assert_eq!(
+            decode_frames(&b.frames)[0],
+            all[from as usize - 1],
+            "from {from}"
+        );
+    }
+    drop(lane);
+    j.shutdown().unwrap();
+}
