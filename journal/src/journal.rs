@@ -666,29 +666,15 @@ impl<R: Record> Lane<R> {
 
     /// Blocks until `t` is durable or `timeout` has passed; returns whether it is durable.
     pub fn wait_durable(&self, t: Ticket, timeout: Duration) -> bool {
-        if self.durable_raw() >= t.0 {
-            return true;
+        wait_lane(&self.shared, self.k, t, timeout)
+    }
+
+    /// A handle that waits for this lane's tickets from another thread.
+    pub fn waiter(&self) -> DurableWaiter {
+        DurableWaiter {
+            shared: Arc::clone(&self.shared),
+            k: self.k,
         }
-        let deadline = Instant::now() + timeout;
-        let lane = &self.shared.lanes[self.k];
-        let mut g = lane.lock.lock().unwrap_or_else(|p| p.into_inner());
-        lane.waiters.fetch_add(1, Ordering::SeqCst);
-        let durable = loop {
-            if lane.durable.load(Ordering::SeqCst) >= t.0 {
-                break true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break false;
-            }
-            g = lane
-                .cv
-                .wait_timeout(g, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        };
-        lane.waiters.fetch_sub(1, Ordering::SeqCst);
-        durable
     }
 
     /// This lane's [`Doorbell`] (an eventfd, created on first use).
@@ -702,6 +688,56 @@ impl<R: Record> Lane<R> {
             shared: Arc::clone(&self.shared),
             k: self.k,
         })
+    }
+}
+
+/// Blocks until ticket `t` of lane `k` is durable or `timeout` has passed.
+fn wait_lane(shared: &Shared, k: usize, t: Ticket, timeout: Duration) -> bool {
+    if shared.lanes[k].durable.load(Ordering::Acquire) >= t.0 {
+        return true;
+    }
+    let deadline = Instant::now() + timeout;
+    let lane = &shared.lanes[k];
+    let mut g = lane.lock.lock().unwrap_or_else(|p| p.into_inner());
+    lane.waiters.fetch_add(1, Ordering::SeqCst);
+    let durable = loop {
+        if lane.durable.load(Ordering::SeqCst) >= t.0 {
+            break true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break false;
+        }
+        g = lane
+            .cv
+            .wait_timeout(g, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    };
+    lane.waiters.fetch_sub(1, Ordering::SeqCst);
+    durable
+}
+
+/// Waits for a lane's tickets to become durable from a thread other than the lane's owner
+/// (from [`Lane::waiter`]): a stream replica acknowledges from its network task this way.
+#[derive(Clone)]
+pub struct DurableWaiter {
+    shared: Arc<Shared>,
+    k: usize,
+}
+
+impl fmt::Debug for DurableWaiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableWaiter")
+            .field("lane", &self.k)
+            .finish()
+    }
+}
+
+impl DurableWaiter {
+    /// [`Lane::wait_durable`] for the lane this came from.
+    pub fn wait_durable(&self, t: Ticket, timeout: Duration) -> bool {
+        wait_lane(&self.shared, self.k, t, timeout)
     }
 }
 

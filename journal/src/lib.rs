@@ -265,8 +265,8 @@ pub use format::MAX_RECORD_LEN;
 pub use fs::{DirLock, Fs, FsFile, RealFs};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use journal::{
-    Doorbell, Health, Journal, Lane, MIN_SEGMENT_BYTES, Monitor, Options, Recovery, Stats,
-    SyncPolicy, ThreadHook, Ticket,
+    Doorbell, DurableWaiter, Health, Journal, Lane, MIN_SEGMENT_BYTES, Monitor, Options, Recovery,
+    Stats, SyncPolicy, ThreadHook, Ticket,
 };
 pub use offline::{
     FileCheck, FileKind, OfflineStats, Problem, RepairReport, SnapshotInfo, VerifyReport,

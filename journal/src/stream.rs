@@ -30,8 +30,9 @@ pub mod wire;
 pub use replica::{POSITION_FILE, Position, Replica, ReplicaStats, StreamError};
 
 /// Spans kept in memory: one per segment written in this run; the oldest are forgotten first
-/// (their frames are then only reachable through a snapshot).
-const MAX_SPANS: usize = 1 << 16;
+/// (their frames are then only reachable through a snapshot). Allocated once, at open: the
+/// writer's publish never allocates.
+const MAX_SPANS: usize = 1024;
 
 /// The frames of one segment synced in this run: bytes `start..end`, stream sequences
 /// `first..next`.
@@ -67,7 +68,7 @@ impl Default for StreamLog {
     fn default() -> Self {
         StreamLog {
             inner: Mutex::new(Spans {
-                spans: VecDeque::new(),
+                spans: VecDeque::with_capacity(MAX_SPANS),
                 next: 1,
             }),
             cv: Condvar::new(),
@@ -99,6 +100,9 @@ impl StreamLog {
                     last.next = next;
                 }
                 _ => {
+                    if s.spans.len() == MAX_SPANS {
+                        s.spans.pop_front();
+                    }
                     s.spans.push_back(Span {
                         segment,
                         start: from,
@@ -106,9 +110,6 @@ impl StreamLog {
                         first,
                         next,
                     });
-                    if s.spans.len() > MAX_SPANS {
-                        s.spans.pop_front();
-                    }
                 }
             }
         }
@@ -307,7 +308,12 @@ impl Follower {
             _ => self.locate(&span, &path)?,
         };
         let want = usize::try_from(span.end - start).unwrap_or(usize::MAX);
-        let mut buf = self.read(&path, span.segment, start, want.min(max_bytes.max(FRAME_HEADER_LEN)))?;
+        let mut buf = self.read(
+            &path,
+            span.segment,
+            start,
+            want.min(max_bytes.max(FRAME_HEADER_LEN)),
+        )?;
         // A first frame longer than `max_bytes`: read exactly it.
         if let Some(len) = format::frame_len_at(&buf, 0)
             && buf.len() < FRAME_HEADER_LEN + len

@@ -17,14 +17,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::replica::POSITION_EVERY;
 use super::wire::{self, Msg};
 use super::{Position, Replica, Source, StreamError};
 use crate::Record;
 
 /// How long a peer may take to greet or answer a greeting.
 const HANDSHAKE: Duration = Duration::from_secs(10);
-/// How often the receiver looks at its journal's watermark while frames await the disk.
-const ACK_POLL: Duration = Duration::from_millis(1);
 
 /// Aborts a task when dropped: a session's helper task ends with the session, also when the
 /// session's own task is aborted.
@@ -416,17 +415,47 @@ pub async fn receive_session<R: Record>(
             }
         }
     }));
+    // Waits for the disk on the blocking pool: one wait outstanding, for the last frame
+    // pending when it started (it ends by itself within a second).
+    let waiter = replica.waiter();
+    let mut waiting: Option<tokio::task::JoinHandle<bool>> = None;
     let res = loop {
-        let wait = if replica.has_pending() || replica.save_due() {
-            ACK_POLL
-        } else {
-            Duration::from_secs(1)
+        let acked = replica.poll();
+        status.update(replica);
+        if acked > last_ack && !replica.has_receiving() {
+            last_ack = acked;
+            if let Err(e) = write_msg(&mut wr, &Msg::Ack { epoch, seq: acked }).await {
+                break Err(e);
+            }
+        }
+        if waiting.is_none()
+            && let Some(t) = replica.last_pending()
+        {
+            let w = waiter.clone();
+            waiting = Some(tokio::task::spawn_blocking(move || {
+                w.wait_durable(t, Duration::from_secs(1))
+            }));
+        }
+        let save = replica.save_due();
+        // Sleep until a message comes, the wait for the disk ends, or the position file is due.
+        let (got, synced) = tokio::select! {
+            m = rx.recv() => (Some(m), false),
+            _ = async {
+                match waiting.as_mut() {
+                    Some(h) => h.await.unwrap_or(false),
+                    None => std::future::pending().await,
+                }
+            }, if waiting.is_some() => (None, true),
+            () = tokio::time::sleep(POSITION_EVERY), if save => (None, false),
         };
-        let applied = match tokio::time::timeout(wait, rx.recv()).await {
-            Err(_) => Ok(()),
-            Ok(None | Some(Ok(None))) => break Ok(()),
-            Ok(Some(Err(e))) => break Err(e),
-            Ok(Some(Ok(Some(m)))) => {
+        if synced {
+            waiting = None;
+        }
+        let applied = match got {
+            None => Ok(()),
+            Some(None | Some(Ok(None))) => break Ok(()),
+            Some(Some(Err(e))) => break Err(e),
+            Some(Some(Ok(Some(m)))) => {
                 if matches!(m, Msg::SnapshotBegin { .. }) {
                     last_ack = 0;
                 }
@@ -435,14 +464,6 @@ pub async fn receive_session<R: Record>(
         };
         if let Err(e) = applied {
             break Err(e);
-        }
-        let acked = replica.poll();
-        status.update(replica);
-        if acked > last_ack && !replica.has_receiving() {
-            last_ack = acked;
-            if let Err(e) = write_msg(&mut wr, &Msg::Ack { epoch, seq: acked }).await {
-                break Err(e);
-            }
         }
     };
     drop(reader);

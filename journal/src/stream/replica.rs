@@ -13,7 +13,7 @@ pub const POSITION_FILE: &str = "stream-position";
 const POSITION_MAGIC: [u8; 8] = *b"LSRJPOS\0";
 const POSITION_VERSION: u32 = 1;
 /// The shortest time between two writes of the position file.
-const POSITION_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const POSITION_EVERY: Duration = Duration::from_millis(50);
 
 /// Where a replica keeps its position, and what it last wrote there.
 struct PositionStore {
@@ -345,6 +345,16 @@ impl<R: Record> Replica<R> {
     /// end).
     pub fn has_receiving(&self) -> bool {
         self.receiving.is_some()
+    }
+
+    /// A handle that waits, on another thread, for what is pending to become durable.
+    pub fn waiter(&self) -> crate::DurableWaiter {
+        self.lane.waiter()
+    }
+
+    /// The ticket of the last frame still waiting for the disk.
+    pub fn last_pending(&self) -> Option<Ticket> {
+        self.pending.back().map(|&(t, _)| t)
     }
 
     /// Whether appended frames are still waiting for the disk.
