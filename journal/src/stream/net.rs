@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,6 +24,11 @@ use crate::Record;
 
 /// How long a peer may take to greet or answer a greeting.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// A sender that has sent nothing for this long sends a `Ping`.
+const PING_EVERY: Duration = Duration::from_secs(1);
+/// A peer silent for this long (no frames, pings or acks) is taken for dead and the session
+/// ends: a sender that lost power leaves no FIN, and the receiver must be free for the next.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Aborts a task when dropped: a session's helper task ends with the session, also when the
 /// session's own task is aborted.
@@ -50,12 +55,17 @@ pub async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<Msg>, St
     Ok(Some(wire::decode(&h, &rest)?))
 }
 
-/// Writes one message.
+/// Writes one message; a peer that takes none of it for [`IDLE_TIMEOUT`] ends the session.
 pub async fn write_msg<S: AsyncWrite + Unpin>(s: &mut S, m: &Msg) -> Result<(), StreamError> {
     let mut out = Vec::new();
     wire::encode(m, &mut out);
-    s.write_all(&out).await?;
-    Ok(())
+    match tokio::time::timeout(IDLE_TIMEOUT, s.write_all(&out)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(StreamError::Protocol(format!(
+            "the peer read nothing for {} s",
+            IDLE_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// Who streams and how.
@@ -185,14 +195,20 @@ pub async fn send_session<R: Record>(
 
     let max = opts.max_batch.clamp(1, wire::MAX_BATCH);
     let epoch = opts.epoch;
+    // When the receiver was last heard from, in milliseconds since `base`.
+    let base = Instant::now();
+    let heard = Arc::new(AtomicU64::new(0));
+    let mut last_sent = Instant::now();
     let acks = {
         let status_acked = Arc::new(AtomicU64::new(start));
         let a = status_acked.clone();
+        let heard = heard.clone();
         let task = tokio::spawn(async move {
             loop {
                 match read_msg(&mut rd).await? {
                     Some(Msg::Ack { epoch: e, seq }) if e == epoch => {
                         a.fetch_max(seq, Ordering::SeqCst);
+                        heard.store(millis(base), Ordering::SeqCst);
                     }
                     Some(Msg::Refused { reason }) => return Err(StreamError::Refused(reason)),
                     Some(m) => {
@@ -227,9 +243,27 @@ pub async fn send_session<R: Record>(
         .await
         .map_err(|e| StreamError::Protocol(format!("stream reader task: {e}")))?;
         follower = f;
+        let silent = millis(base).saturating_sub(heard.load(Ordering::SeqCst));
+        if silent > millis_of(IDLE_TIMEOUT) {
+            break Err(StreamError::Protocol(format!(
+                "receiver silent for {silent} ms"
+            )));
+        }
         let batch = match next {
             Ok(Some(b)) => b,
-            Ok(None) => continue,
+            Ok(None) => {
+                if last_sent.elapsed() >= PING_EVERY {
+                    let ping = Msg::Ping {
+                        epoch,
+                        position: source.position(),
+                    };
+                    if let Err(e) = write_msg(&mut wr, &ping).await {
+                        break Err(e);
+                    }
+                    last_sent = Instant::now();
+                }
+                continue;
+            }
             Err(e) => break Err(e.into()),
         };
         let last = batch.first + batch.count - 1;
@@ -242,6 +276,7 @@ pub async fn send_session<R: Record>(
         if let Err(e) = write_msg(&mut wr, &m).await {
             break Err(e);
         }
+        last_sent = Instant::now();
         status.sent.store(last, Ordering::SeqCst);
     };
     drop(task);
@@ -289,6 +324,14 @@ async fn send_snapshot<R: Record, W: AsyncWrite + Unpin>(
     .await
 }
 
+fn millis(base: Instant) -> u64 {
+    millis_of(base.elapsed())
+}
+
+fn millis_of(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn kind(m: &Msg) -> &'static str {
     match m {
         Msg::Hello { .. } => "a greeting",
@@ -298,6 +341,7 @@ fn kind(m: &Msg) -> &'static str {
         Msg::SnapshotRecords { .. } => "snapshot records",
         Msg::SnapshotEnd { .. } => "a snapshot end",
         Msg::Ack { .. } => "an ack",
+        Msg::Ping { .. } => "a ping",
         Msg::Refused { .. } => "a refusal",
     }
 }
@@ -418,6 +462,7 @@ pub async fn receive_session<R: Record>(
     // Waits for the disk on the blocking pool: one wait outstanding, for the last frame
     // pending when it started (it ends by itself within a second).
     let waiter = replica.waiter();
+    let mut heard = Instant::now();
     let mut waiting: Option<tokio::task::JoinHandle<bool>> = None;
     let res = loop {
         let acked = replica.poll();
@@ -437,9 +482,19 @@ pub async fn receive_session<R: Record>(
             }));
         }
         let save = replica.save_due();
-        // Sleep until a message comes, the wait for the disk ends, or the position file is due.
+        // Sleep until a message comes, the wait for the disk ends, the position file is due,
+        // or the sender has been silent too long.
         let (got, synced) = tokio::select! {
-            m = rx.recv() => (Some(m), false),
+            m = rx.recv() => {
+                heard = Instant::now();
+                (Some(m), false)
+            }
+            () = tokio::time::sleep_until((heard + IDLE_TIMEOUT).into()) => {
+                break Err(StreamError::Protocol(format!(
+                    "sender silent for {} ms",
+                    millis(heard)
+                )));
+            }
             _ = async {
                 match waiting.as_mut() {
                     Some(h) => h.await.unwrap_or(false),
@@ -455,6 +510,16 @@ pub async fn receive_session<R: Record>(
             None => Ok(()),
             Some(None | Some(Ok(None))) => break Ok(()),
             Some(Some(Err(e))) => break Err(e),
+            Some(Some(Ok(Some(Msg::Ping { .. })))) => {
+                // Answer with what is held, even if no more than before: the sender's sign of
+                // life from this side.
+                let seq = if replica.has_receiving() {
+                    0
+                } else {
+                    replica.poll()
+                };
+                write_msg(&mut wr, &Msg::Ack { epoch, seq }).await
+            }
             Some(Some(Ok(Some(m)))) => {
                 if matches!(m, Msg::SnapshotBegin { .. }) {
                     last_ack = 0;

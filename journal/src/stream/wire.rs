@@ -29,6 +29,7 @@ const SNAPSHOT_RECORDS: u8 = 5;
 const SNAPSHOT_END: u8 = 6;
 const ACK: u8 = 7;
 const REFUSED: u8 = 8;
+const PING: u8 = 9;
 
 /// One message of the stream protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +86,14 @@ pub enum Msg {
         epoch: u64,
         /// The last sequence synced.
         seq: u64,
+    },
+    /// Sender to receiver when it has sent nothing for a while: it is alive, and how far its
+    /// stream is (the receiver answers with an `Ack` of what it holds).
+    Ping {
+        /// The sender's epoch.
+        epoch: u64,
+        /// The sender's last synced sequence.
+        position: u64,
     },
     /// Either way: the peer refuses the stream, and why; the connection closes.
     Refused {
@@ -151,6 +160,11 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
             out.extend_from_slice(&seq.to_le_bytes());
             ACK
         }
+        Msg::Ping { epoch, position } => {
+            out.extend_from_slice(&epoch.to_le_bytes());
+            out.extend_from_slice(&position.to_le_bytes());
+            PING
+        }
         Msg::Refused { reason } => {
             let r = reason.as_bytes();
             out.extend_from_slice(&r[..r.len().min(4096)]);
@@ -173,7 +187,7 @@ fn put_node(out: &mut Vec<u8>, node: &str) {
 /// The kind and body length a header announces; the body length is bounded by [`MAX_BODY`].
 pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<(u8, usize), Malformed> {
     let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
-    if !(HELLO..=REFUSED).contains(&h[0]) {
+    if !(HELLO..=PING).contains(&h[0]) {
         return bad(format!("unknown message kind {}", h[0]));
     }
     if len > MAX_BODY {
@@ -312,6 +326,10 @@ pub fn decode(header: &[u8; HEADER_LEN], rest: &[u8]) -> Result<Msg, Malformed> 
             epoch: b.u64("epoch")?,
             seq: b.u64("seq")?,
         },
+        PING => Msg::Ping {
+            epoch: b.u64("epoch")?,
+            position: b.u64("position")?,
+        },
         _ => Msg::Refused {
             reason: String::from_utf8_lossy(&b.rest()).into_owned(),
         },
@@ -376,6 +394,10 @@ mod tests {
         });
         roundtrip(Msg::SnapshotEnd { records: 1 });
         roundtrip(Msg::Ack { epoch: 1, seq: 2 });
+        roundtrip(Msg::Ping {
+            epoch: 1,
+            position: 2,
+        });
         roundtrip(Msg::Refused {
             reason: "no".into(),
         });

@@ -490,6 +490,13 @@ fn a_peer_that_stops_reading_never_holds_up_the_lanes() {
         "the peer's socket filled up and only the sender waits"
     );
     assert_eq!(tx.acked.load(Ordering::SeqCst), 0);
+    // And the sender gives the stuck peer up rather than wait on it for ever.
+    wait_for("the sender to give up", || tx.last_error().is_some());
+    let e = tx.last_error().unwrap();
+    assert!(
+        e.contains("read nothing") || e.contains("receiver silent"),
+        "{e}"
+    );
     stask.abort();
     stuck.abort();
     rt.shutdown_timeout(Duration::from_secs(5));
@@ -600,4 +607,52 @@ fn the_stream_survives_failed_syncs_and_short_writes() {
     }
     drop(lane);
     j.shutdown().unwrap();
+}
+
+/// A sender that greets and then says nothing (as one that lost power leaves its connection)
+/// does not keep the receiver from the next sender.
+#[test]
+fn a_silent_sender_is_dropped_and_the_next_one_served() {
+    let rt = runtime();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(da.path(), 8192), open(db.path(), 8192));
+    let (addr, rx, rtask) = receiver(&rt, &b);
+    let silent = rt.block_on(async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let hello = lessor_journal::stream::wire::Msg::Hello {
+            node: "x".into(),
+            epoch: 1,
+        };
+        net::write_msg(&mut s, &hello).await.unwrap();
+        let p = net::read_msg(&mut s).await.unwrap();
+        assert!(matches!(
+            p,
+            Some(lessor_journal::stream::wire::Msg::Position { .. })
+        ));
+        s
+    });
+    let started = Instant::now();
+    let mut lanes = vec![a.lane(0), a.lane(1)];
+    fill(&mut lanes, 0, 100, 1);
+    let (tx, stask) = sender(&rt, &a, addr, 2);
+    wait_for("the live sender's ack", || {
+        tx.acked.load(Ordering::SeqCst) == 100
+    });
+    assert!(
+        started.elapsed() >= net::IDLE_TIMEOUT,
+        "served after the silent one"
+    );
+    assert!(
+        rx.last_error().unwrap().contains("sender silent"),
+        "{:?}",
+        rx.last_error()
+    );
+    drop(silent);
+    stask.abort();
+    rtask.abort();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    drop(lanes);
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    assert_eq!(sorted(db.path()), sorted(da.path()));
 }
