@@ -267,6 +267,35 @@ impl<R: Record> Source<R> {
             }
         }
     }
+
+    /// [`Source::snapshot`] without holding the records: each live record goes to `emit` as
+    /// it is read. They reflect every frame up to any [`Source::position`] read before the
+    /// call. A read that starts over after a compaction hands some records on again (versions
+    /// make that harmless); `emit` failing ends the read with its error.
+    pub fn snapshot_each(&self, mut emit: impl FnMut(R) -> Result<()>) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            let mut emit_failed = false;
+            let res = crate::replay::replay::<R>(
+                &*self.fs,
+                &self.dir,
+                crate::Recovery::TolerateTornTail,
+                None,
+                crate::replay::Keep::now(),
+                |r| emit(r).inspect_err(|_| emit_failed = true),
+            );
+            match res {
+                Ok(_) => return Ok(()),
+                Err(e @ (Error::MissingSegment { .. } | Error::Io { .. }))
+                    if !emit_failed && tries < 5 =>
+                {
+                    tracing::debug!(error = %e, "journal stream snapshot raced a compaction; reading again");
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// A reader of the durable stream from some sequence on (see [`Source::follow`]).

@@ -183,13 +183,10 @@ pub async fn send_session<R: Record>(
     let mut follower = match resume {
         Some(f) => f,
         None => {
-            let src = source.clone();
-            let snap = tokio::task::spawn_blocking(move || src.snapshot())
-                .await
-                .map_err(|e| StreamError::Protocol(format!("snapshot task: {e}")))??;
-            send_snapshot(&mut wr, opts, &snap.records, snap.position).await?;
+            let position = source.position();
+            send_snapshot(&mut wr, source, opts, position).await?;
             status.snapshots.fetch_add(1, Ordering::Relaxed);
-            source.follow(snap.position + 1)?
+            source.follow(position + 1)?
         }
     };
 
@@ -283,45 +280,52 @@ pub async fn send_session<R: Record>(
     res
 }
 
+/// Sends a snapshot current to `position` (read before): records are read on the blocking
+/// pool and handed over in batches of frames through a small channel, never all in memory.
 async fn send_snapshot<R: Record, W: AsyncWrite + Unpin>(
     wr: &mut W,
+    source: &Source<R>,
     opts: &SenderOptions,
-    records: &[R],
     position: u64,
 ) -> Result<(), StreamError> {
-    write_msg(
-        wr,
-        &Msg::SnapshotBegin {
-            epoch: opts.epoch,
-            position,
-        },
-    )
-    .await?;
+    let begin = Msg::SnapshotBegin {
+        epoch: opts.epoch,
+        position,
+    };
+    write_msg(wr, &begin).await?;
     let max = opts.max_batch.clamp(1, wire::MAX_BATCH);
-    let mut frames = Vec::new();
-    let mut count = 0u32;
-    for r in records {
-        crate::format::encode_frame(&mut frames, r).map_err(StreamError::Protocol)?;
-        count += 1;
-        if frames.len() >= max {
-            let m = Msg::SnapshotRecords {
-                count,
-                frames: std::mem::take(&mut frames),
-            };
-            write_msg(wr, &m).await?;
-            count = 0;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u32, Vec<u8>)>(4);
+    let src = source.clone();
+    let dir = source.dir.clone();
+    let mut reader = AbortOnDrop(tokio::task::spawn_blocking(move || {
+        let (mut frames, mut count) = (Vec::new(), 0u32);
+        let closed = || {
+            let e = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+            crate::Error::io("send the snapshot of", &dir, e)
+        };
+        src.snapshot_each(|r| {
+            crate::format::encode_frame(&mut frames, &r).map_err(crate::Error::Encode)?;
+            count += 1;
+            if frames.len() >= max {
+                let batch = (std::mem::take(&mut count), std::mem::take(&mut frames));
+                tx.blocking_send(batch).map_err(|_| closed())?;
+            }
+            Ok(())
+        })?;
+        if count > 0 {
+            tx.blocking_send((count, frames)).map_err(|_| closed())?;
         }
-    }
-    if count > 0 {
+        Ok::<(), crate::Error>(())
+    }));
+    let mut records = 0u64;
+    while let Some((count, frames)) = rx.recv().await {
+        records += u64::from(count);
         write_msg(wr, &Msg::SnapshotRecords { count, frames }).await?;
     }
-    write_msg(
-        wr,
-        &Msg::SnapshotEnd {
-            records: records.len() as u64,
-        },
-    )
-    .await
+    (&mut reader.0)
+        .await
+        .map_err(|e| StreamError::Protocol(format!("snapshot task: {e}")))??;
+    write_msg(wr, &Msg::SnapshotEnd { records }).await
 }
 
 fn millis(base: Instant) -> u64 {
