@@ -297,4 +297,11 @@ pub trait Record: bincode::Encode + bincode::Decode<()> + Clone + Send + 'static
     /// Whether compaction and replay keep this record when it is the newest for its key, at
     /// unix time `now` (false = a tombstone, or no longer needed).
     fn keep(&self, now: u64) -> bool;
+    /// A record that deletes `key` at `version` (one that [`Record::keep`] drops), if this
+    /// type has one. A stream [`Replica`](stream::Replica) uses it to delete the keys a
+    /// snapshot no longer holds; without it they stay until they expire.
+    fn tombstone(key: &Self::Key, version: u64) -> Option<Self> {
+        let _ = (key, version);
+        None
+    }
 }

@@ -203,13 +203,17 @@ pub struct ReplicaStats {
     pub snapshots: u64,
     /// Records appended from snapshots.
     pub snapshot_records: u64,
+    /// Keys deleted after a snapshot because it did not hold them.
+    pub snapshot_deletions: u64,
 }
 
 /// A snapshot being received.
 #[derive(Debug)]
-struct Receiving {
+struct Receiving<K> {
     position: u64,
     records: u64,
+    /// The snapshot's keys, when the replica can look at its own journal ([`Replica::open`]).
+    keys: Option<std::collections::HashSet<K>>,
 }
 
 /// Applies a stream of frames to a journal through one of its lanes, in order, and reports
@@ -225,7 +229,7 @@ pub struct Replica<R: Record> {
     acked: u64,
     /// Tickets still to become durable and the sequence each completes.
     pending: VecDeque<(Ticket, u64)>,
-    receiving: Option<Receiving>,
+    receiving: Option<Receiving<R::Key>>,
     stats: ReplicaStats,
     store: Option<PositionStore>,
 }
@@ -446,6 +450,10 @@ impl<R: Record> Replica<R> {
         self.receiving = Some(Receiving {
             position,
             records: 0,
+            keys: self
+                .store
+                .as_ref()
+                .map(|_| std::collections::HashSet::new()),
         });
         Ok(())
     }
@@ -460,6 +468,9 @@ impl<R: Record> Replica<R> {
         let recs = decode_all::<R>(frames, count, rx.records)?;
         rx.records += count;
         for r in &recs {
+            if let Some(keys) = rx.keys.as_mut() {
+                keys.insert(r.key());
+            }
             self.lane.append(r);
         }
         self.stats.snapshot_records += count;
@@ -482,10 +493,43 @@ impl<R: Record> Replica<R> {
                 rx.records
             )));
         }
+        if let Some(keys) = &rx.keys {
+            self.delete_all_but(keys)?;
+        }
         self.applied = rx.position;
         self.pending
             .push_back((self.lane.last_ticket(), rx.position));
         self.stats.snapshots += 1;
+        Ok(())
+    }
+
+    /// After a snapshot: deletes every live key of this replica's journal that the snapshot
+    /// does not hold (deleted on the sender while this replica was behind), with a tombstone
+    /// one version above its record ([`Record::tombstone`]; a type without tombstones keeps
+    /// them). Waits for what is appended so far to be durable, then reads the journal.
+    fn delete_all_but(
+        &mut self,
+        keys: &std::collections::HashSet<R::Key>,
+    ) -> Result<(), StreamError> {
+        let Some(st) = self.store.as_ref() else {
+            return Ok(());
+        };
+        let (fs, dir) = (st.fs.clone(), st.dir.clone());
+        let last = self.lane.last_ticket();
+        if !self.lane.wait_durable(last, Duration::from_secs(60)) {
+            return Err(StreamError::Protocol(
+                "the snapshot's records did not become durable in 60 s".into(),
+            ));
+        }
+        let (live, _) = crate::offline::read_live_with::<R>(&*fs, &dir)?;
+        for r in live {
+            if !keys.contains(&r.key())
+                && let Some(t) = R::tombstone(&r.key(), r.version().saturating_add(1))
+            {
+                self.lane.append(&t);
+                self.stats.snapshot_deletions += 1;
+            }
+        }
         Ok(())
     }
 

@@ -57,4 +57,7 @@ impl Record for Rec {
     fn keep(&self, _now: u64) -> bool {
         self.live
     }
+    fn tombstone(key: &u32, version: u64) -> Option<Self> {
+        Some(Rec::tomb(*key, version))
+    }
 }
