@@ -673,7 +673,10 @@ fn append_with_options<R: Record>(
     recs: impl IntoIterator<Item = R>,
 ) -> Result<u64> {
     let dir = opts.dir.clone();
+    // No background compaction: a failed append takes back its segments, and a snapshot
+    // folded from them would outlive that.
     opts.compact_bytes = u64::MAX;
+    opts.compact_segments = u64::MAX;
     // Durable means written until the end, where shutdown syncs everything: success is only
     // reported after that.
     opts.sync = SyncPolicy::None;
