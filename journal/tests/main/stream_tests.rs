@@ -794,3 +794,61 @@ mod property {
         }
     }
 }
+
+#[test]
+fn a_reopened_replica_still_refuses_the_epochs_it_has_passed() {
+    let d = tempfile::tempdir().unwrap();
+    let j = open(d.path(), 8192);
+    let mut r = Replica::open(&j, 0).unwrap();
+    assert_eq!(r.position(), lessor_journal::stream::Position::default());
+    r.snapshot_begin("a", 9, 0).unwrap();
+    r.snapshot_end(0).unwrap();
+    let frames: Vec<u8> = (0..3).flat_map(|k| frame(&rec(k, 1))).collect();
+    r.apply("a", 9, 1, 3, &frames).unwrap();
+    assert_eq!(r.wait_durable(LONG), 3);
+    r.save_position();
+    drop(r);
+    j.shutdown().unwrap();
+
+    let j = open(d.path(), 8192);
+    let mut r = Replica::open(&j, 0).unwrap();
+    let p = r.position();
+    assert_eq!((p.node.as_deref(), p.epoch, p.seq), (Some("a"), 9, 3));
+    let e = r.check_sender("a", 8).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StreamError::StaleEpoch {
+                have: 9,
+                got: 8,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // It goes on where it stopped.
+    let more = frame(&rec(3, 1));
+    assert!(matches!(
+        r.apply("a", 9, 5, 1, &more),
+        Err(StreamError::Gap {
+            expected: 4,
+            got: 5
+        })
+    ));
+    r.apply("a", 9, 4, 1, &more).unwrap();
+    assert_eq!(r.wait_durable(LONG), 4);
+    // A damaged position file is no position: the next sender starts with a snapshot.
+    r.save_position();
+    drop(r);
+    j.shutdown().unwrap();
+    let pos = d.path().join(lessor_journal::stream::POSITION_FILE);
+    let mut b = std::fs::read(&pos).unwrap();
+    b[10] ^= 1;
+    std::fs::write(&pos, &b).unwrap();
+    let j = open(d.path(), 8192);
+    let mut r = Replica::open(&j, 0).unwrap();
+    assert_eq!(r.position(), lessor_journal::stream::Position::default());
+    drop(r);
+    j.shutdown().unwrap();
+    assert_eq!(sorted(d.path()).len(), 4);
+}
