@@ -6,7 +6,7 @@
 //! from the segment files on its own thread, so a slow or stopped consumer never holds up
 //! the writer or a lane: it only falls behind. A follower whose position was compacted away
 //! gets [`Error::Compacted`] and starts again from a [`StreamSnapshot`]. [`Replica`] applies
-//! a stream to another journal; with the `stream` feature, [`net`] carries it over TCP. The
+//! a stream to another journal; with the `stream` feature, `net` carries it over TCP. The
 //! wire format and the rules are in docs/JOURNAL.md, "Streaming to a peer".
 
 use std::collections::VecDeque;
