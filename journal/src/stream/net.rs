@@ -363,6 +363,8 @@ pub struct ReceiverStatus {
     pub duplicates: AtomicU64,
     /// Snapshots taken.
     pub snapshots: AtomicU64,
+    /// Keys deleted after snapshots that lacked them.
+    pub deletions: AtomicU64,
     /// Sessions accepted.
     pub sessions: AtomicU64,
     /// Why the last session ended.
@@ -386,6 +388,7 @@ impl ReceiverStatus {
         self.frames.store(s.frames, Ordering::SeqCst);
         self.duplicates.store(s.duplicates, Ordering::SeqCst);
         self.snapshots.store(s.snapshots, Ordering::SeqCst);
+        self.deletions.store(s.snapshot_deletions, Ordering::SeqCst);
     }
 }
 

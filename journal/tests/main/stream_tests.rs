@@ -430,6 +430,8 @@ fn a_receiver_behind_a_compaction_gets_a_snapshot_then_the_tail() {
     });
     assert_eq!(tx2.snapshots.load(Ordering::SeqCst), 1);
     assert_eq!(rx.snapshots.load(Ordering::SeqCst), 2);
+    // Keys 0..50 it held live, but for the five it had as tombstones already.
+    assert_eq!(rx.deletions.load(Ordering::SeqCst), 45);
     stask2.abort();
     rtask.abort();
     rt.shutdown_timeout(Duration::from_secs(5));
