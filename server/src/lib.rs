@@ -9,6 +9,7 @@
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod ha;
 pub mod journal_cli;
 pub mod kea;
 pub mod lease_record;

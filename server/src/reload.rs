@@ -71,6 +71,7 @@ pub const FIXED_KEYS: &[(&str, Same)] = &[
     ("control.user / control.password", |a, b| {
         a.control == b.control
     }),
+    ("ha", |a, b| a.ha == b.ha),
     ("v6.port", |a, b| a.v6.port == b.v6.port),
     ("v6.server_duid", |a, b| {
         a.v6.server_duid == b.v6.server_duid

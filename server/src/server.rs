@@ -48,6 +48,8 @@ pub struct Server {
     listen: Vec<String>,
     listen6: Vec<String>,
     journal: Journal<LeaseRecord>,
+    /// Stopped after the workers, so that the partner never takes over while they answer.
+    ha: Option<crate::ha::Agent>,
     replay: ReplayReport,
     skipped: u64,
     _lock: File,
@@ -135,6 +137,12 @@ impl Server {
         // Replay before any socket opens: the engines must hold exactly what was acknowledged.
         // Up before replay, so that /ready can say the server is starting.
         let live = Live::new();
+        // Held back from the first datagram: only the leader answers.
+        let ha = config
+            .ha
+            .as_ref()
+            .map(|c| crate::ha::Agent::start(c, Arc::clone(&live)))
+            .transpose()?;
         let control = start_control(config, &live)?;
         let v6 = if config.v6.enabled() {
             Some(build_v6(config, &chosen, workers)?)
@@ -205,6 +213,7 @@ impl Server {
             journal: journal.monitor(),
             lane: Arc::new(Mutex::new(journal.lane(lanes - 1))),
             reload: Arc::clone(&reload),
+            ha: ha.as_ref().map(crate::ha::Agent::status),
         });
         Ok(Server {
             live,
@@ -218,6 +227,7 @@ impl Server {
             listen,
             listen6,
             journal,
+            ha,
             replay,
             skipped,
             _lock: lock,
@@ -286,6 +296,7 @@ impl Server {
         for h in std::mem::take(&mut self.workers) {
             let _ = h.join();
         }
+        drop(self.ha.take());
         let summary = self.summary();
         self.journal
             .shutdown()

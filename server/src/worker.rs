@@ -17,7 +17,7 @@ pub(crate) mod v4;
 pub(crate) mod v6;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -47,8 +47,6 @@ pub(crate) const JOURNAL_BACKLOG: &str = "journal_backlog";
 /// matched its link.
 pub(crate) const ALLOC_POOL_EXHAUSTED: &str = "pool_exhausted";
 pub(crate) const ALLOC_NO_SUBNET: &str = "no_subnet";
-/// The counter of requests dropped while DHCP was disabled.
-pub(crate) const DISABLED: &str = "disabled";
 
 /// The current time as the engine counts it.
 pub fn now() -> Time {
@@ -174,8 +172,9 @@ pub(crate) struct Shared {
     pub(crate) allowed: Option<Vec<u32>>,
     /// `journal.max_backlog`.
     pub(crate) max_backlog: u64,
-    /// Set while DHCP is disabled (`dhcp-disable`): every request is dropped.
-    pub(crate) disabled: Arc<AtomicBool>,
+    /// Not 0 while DHCP is disabled (`dhcp-disable`, or held by HA): every request is dropped,
+    /// counted under `control::drop_reason` of the value.
+    pub(crate) disabled: Arc<AtomicU8>,
     /// The running configuration, which a reload replaces.
     pub(crate) swap: Arc<Swap>,
 }
@@ -298,8 +297,8 @@ impl<F: Family> Worker<F> {
                 {
                     continue;
                 }
-                if disabled {
-                    stats.no_reply_label(DISABLED);
+                if disabled != 0 {
+                    stats.no_reply_label(crate::control::drop_reason(disabled));
                     continue;
                 }
                 if backlogged && self.family.writes_lease(data) {

@@ -60,6 +60,7 @@ pub(super) fn build(w: wire::Config) -> Result<Config> {
         log_level: w.log_level,
         journal: journal(w.journal.unwrap_or_default())?,
         control: super::control::control(w.control)?,
+        ha: super::ha::ha(w.ha)?,
         v4: v4(w.v4.unwrap_or_default())?,
         v6: v6(w.v6.unwrap_or_default())?,
     })

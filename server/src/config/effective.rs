@@ -55,6 +55,7 @@ fn to_wire(c: &Config) -> wire::Config {
             realtime_sync: Some(c.journal.realtime_sync),
         }),
         control: Some(super::control::to_wire(c.control.as_ref())),
+        ha: c.ha.as_ref().map(super::ha::to_wire),
         v4: Some(v4(&c.v4)),
         // A config without DHCPv6 shows no v6 section, as it was written.
         v6: (c.v6 != V6Config::default()).then(|| v6(&c.v6)),

@@ -29,6 +29,7 @@ mod control;
 mod effective;
 mod error;
 mod examples;
+mod ha;
 mod locate;
 mod options;
 mod options4;
@@ -49,6 +50,7 @@ pub use assignments::{Assignment, Assignments};
 pub use control::{ControlConfig, DEFAULT_CONTROL};
 pub use error::ConfigError;
 pub use examples::{DEFAULT_LOOPBACK_YAML, EXAMPLE_FULL_YAML, EXAMPLE_V6_YAML};
+pub use ha::{HaConfig, HaMode, HaPeer};
 pub use options::EncodedOptions;
 pub use options4::{OptionSet, option_name};
 pub use options6::{OptionSet6, option6_name};
@@ -72,6 +74,8 @@ pub struct Config {
     pub journal: JournalConfig,
     /// The control server; `None` when `control: off`.
     pub control: Option<ControlConfig>,
+    /// High availability; `None` when the server runs alone.
+    pub ha: Option<HaConfig>,
     /// DHCPv4.
     pub v4: V4Config,
     /// DHCPv6.

@@ -67,6 +67,7 @@ wire_struct! {
         log_level: Option<String>,
         journal: Option<Journal>,
         control: Option<Value>,
+        ha: Option<Ha>,
         v4: Option<V4>,
         v6: Option<V6>,
     }
@@ -82,6 +83,32 @@ wire_struct! {
         max_backlog: Option<u64>,
         preallocate: Option<bool>,
         realtime_sync: Option<bool>,
+    }
+}
+
+wire_struct! {
+    /// `ha:`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ha {
+        mode: Option<String>,
+        node: Option<String>,
+        cluster: Option<String>,
+        peers: Option<Vec<HaPeer>>,
+        etcd: Option<Vec<String>>,
+        sync: Option<bool>,
+        mclt: Option<Value>,
+        lease_ttl: Option<Value>,
+    }
+}
+
+wire_struct! {
+    /// `ha.peers[i]`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct HaPeer {
+        name: String,
+        url: String,
     }
 }
 

@@ -153,7 +153,8 @@ fn status_get(live: &Live, parts: &Parts, _: Service, _: &Args<'_>) -> Answer {
     };
     let uptime = parts.started.elapsed().as_secs();
     let disabled = live.dhcp.is_disabled();
-    let mut dhcp = json!({"disabled-by-user": disabled, "globally-disabled": disabled});
+    let held = live.dhcp.hold().is_some();
+    let mut dhcp = json!({"disabled-by-user": disabled, "globally-disabled": disabled || held});
     if let Some(left) = live.dhcp.remaining() {
         dhcp["enable-in"] = Value::from(left);
     }
@@ -176,6 +177,9 @@ fn status_get(live: &Live, parts: &Parts, _: Service, _: &Args<'_>) -> Answer {
             "journal": journal,
         }),
     );
+    if let (Some(Value::Object(s)), Some(ha)) = (status.arguments.as_mut(), &parts.ha) {
+        s.insert("ha".into(), ha.json());
+    }
     // `reload` (Kea's: seconds since the configuration was loaded) and `last-reload`.
     if let (Some(Value::Object(s)), Value::Object(r)) =
         (status.arguments.as_mut(), config::reload_status(parts))

@@ -1,18 +1,44 @@
-//! `dhcp-disable` and `dhcp-enable`: the switch every worker reads once per batch.
+//! `dhcp-disable` and `dhcp-enable`, and the HA agent's hold: the switch every worker reads
+//! once per batch.
 //!
-//! While it is set the workers drop every request (counted as `disabled`) and `/ready`
+//! While it is set the workers drop every request (counted by [`drop_reason`]) and `/ready`
 //! answers 503. A disable with `max-period` re-enables itself after that many seconds,
-//! unless another disable or an enable came in between.
+//! unless another disable or an enable came in between. The HA hold (a standby, or a fenced
+//! server) is apart from the operator's switch: `dhcp-enable` does not lift it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The flag's value while DHCP is served.
+const SERVING: u8 = 0;
+/// The flag's value while the operator has DHCP disabled.
+const DISABLED: u8 = 1;
+
+/// Why the HA agent holds DHCP back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Another server holds the leader key: this one waits.
+    Standby = 2,
+    /// This server cannot prove its etcd lease is alive: it must not answer.
+    Fenced = 3,
+}
+
+/// The drop counter's label for the flag's value `code` (not [`SERVING`]).
+pub(crate) fn drop_reason(code: u8) -> &'static str {
+    match code {
+        c if c == Hold::Standby as u8 => "ha_standby",
+        c if c == Hold::Fenced as u8 => "ha_fenced",
+        _ => "disabled",
+    }
+}
+
 /// The DHCP service switch: the flag the workers read and when it was last flipped.
 #[derive(Debug, Default)]
 pub(crate) struct Switch {
-    disabled: Arc<AtomicBool>,
+    /// [`SERVING`], [`DISABLED`] or a [`Hold`]: why the workers drop, if they do.
+    flag: Arc<AtomicU8>,
     state: Arc<Mutex<State>>,
 }
 
@@ -22,37 +48,70 @@ struct State {
     generation: u64,
     /// When a disable with `max-period` ends.
     until: Option<Instant>,
+    /// The operator disabled DHCP.
+    disabled: bool,
+    /// The HA agent holds DHCP back.
+    hold: Option<Hold>,
+}
+
+impl State {
+    /// Sets the workers' flag from the operator's switch and the HA hold (the hold first).
+    fn publish(&self, flag: &AtomicU8) {
+        let code = match (self.hold, self.disabled) {
+            (Some(h), _) => h as u8,
+            (None, true) => DISABLED,
+            (None, false) => SERVING,
+        };
+        flag.store(code, Ordering::Relaxed);
+    }
 }
 
 impl Switch {
-    /// The flag the workers read.
-    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.disabled)
+    /// The flag the workers read: 0 while serving, else the code [`drop_reason`] names.
+    pub(crate) fn flag(&self) -> Arc<AtomicU8> {
+        Arc::clone(&self.flag)
     }
 
-    /// Whether DHCP is disabled now.
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the operator has DHCP disabled now.
     pub(crate) fn is_disabled(&self) -> bool {
-        self.disabled.load(Ordering::Relaxed)
+        self.lock().disabled
+    }
+
+    /// The HA agent's hold, if any.
+    pub(crate) fn hold(&self) -> Option<Hold> {
+        self.lock().hold
+    }
+
+    /// Sets or lifts the HA agent's hold.
+    pub(crate) fn set_hold(&self, hold: Option<Hold>) {
+        let mut state = self.lock();
+        state.hold = hold;
+        state.publish(&self.flag);
     }
 
     /// Seconds until a disable with `max-period` ends by itself, if one is running.
     pub(crate) fn remaining(&self) -> Option<u64> {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let until = state.until.filter(|_| self.is_disabled())?;
+        let state = self.lock();
+        let until = state.until.filter(|_| state.disabled)?;
         Some(until.saturating_duration_since(Instant::now()).as_secs())
     }
 
     /// Disables DHCP, for `max_period` at most when given.
     pub(crate) fn disable(&self, max_period: Option<Duration>) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         state.generation += 1;
         state.until = max_period.map(|p| Instant::now() + p);
-        self.disabled.store(true, Ordering::Relaxed);
+        state.disabled = true;
+        state.publish(&self.flag);
         let Some(period) = max_period else {
             return;
         };
         let mine = state.generation;
-        let (flag, shared) = (Arc::clone(&self.disabled), Arc::clone(&self.state));
+        let (flag, shared) = (Arc::clone(&self.flag), Arc::clone(&self.state));
         let spawned = thread::Builder::new()
             .name("lessor-dhcp-enable".into())
             .spawn(move || {
@@ -60,7 +119,8 @@ impl Switch {
                 let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
                 if state.generation == mine {
                     state.until = None;
-                    flag.store(false, Ordering::Relaxed);
+                    state.disabled = false;
+                    state.publish(&flag);
                     tracing::info!("DHCP service enabled again: max-period has passed");
                 }
             });
@@ -68,16 +128,18 @@ impl Switch {
             // Without the timer the disable would last until an enable: refuse it instead.
             tracing::error!("cannot start the max-period timer ({e}): DHCP stays enabled");
             state.until = None;
-            self.disabled.store(false, Ordering::Relaxed);
+            state.disabled = false;
+            state.publish(&self.flag);
         }
     }
 
     /// Enables DHCP again.
     pub(crate) fn enable(&self) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         state.generation += 1;
         state.until = None;
-        self.disabled.store(false, Ordering::Relaxed);
+        state.disabled = false;
+        state.publish(&self.flag);
     }
 }
 
@@ -85,13 +147,15 @@ impl Switch {
 mod tests {
     use std::time::Duration;
 
-    use super::Switch;
+    use std::sync::atomic::Ordering;
+
+    use super::{Hold, Switch, drop_reason};
 
     #[test]
     fn max_period_re_enables_unless_a_later_command_came() {
         let s = Switch::default();
         s.disable(Some(Duration::from_millis(50)));
-        assert!(s.is_disabled() && s.flag().load(std::sync::atomic::Ordering::Relaxed));
+        assert!(s.is_disabled() && s.flag().load(Ordering::Relaxed) != 0);
         assert_eq!(s.remaining(), Some(0));
         std::thread::sleep(Duration::from_millis(300));
         assert!(!s.is_disabled(), "max-period re-enables");
@@ -107,5 +171,26 @@ mod tests {
         );
         s.enable();
         assert!(!s.is_disabled());
+    }
+
+    #[test]
+    fn the_ha_hold_outlasts_an_enable_and_names_its_drops() {
+        let s = Switch::default();
+        s.set_hold(Some(Hold::Standby));
+        s.enable();
+        let code = s.flag().load(Ordering::Relaxed);
+        assert_eq!(
+            drop_reason(code),
+            "ha_standby",
+            "dhcp-enable does not lift a hold"
+        );
+        assert!(!s.is_disabled());
+        s.disable(None);
+        s.set_hold(Some(Hold::Fenced));
+        assert_eq!(drop_reason(s.flag().load(Ordering::Relaxed)), "ha_fenced");
+        s.set_hold(None);
+        assert_eq!(drop_reason(s.flag().load(Ordering::Relaxed)), "disabled");
+        s.enable();
+        assert_eq!(s.flag().load(Ordering::Relaxed), 0);
     }
 }

@@ -229,6 +229,9 @@ pub(crate) fn render(parts: &Parts) -> String {
     leases(&mut e, parts);
     reloads(&mut e, parts);
     journal(&mut e, &parts.journal);
+    if let Some(ha) = &parts.ha {
+        self::ha(&mut e, ha);
+    }
 
     let name = "lessor_journal_healthy";
     e.family(
@@ -238,6 +241,37 @@ pub(crate) fn render(parts: &Parts) -> String {
     );
     e.sample(name, &[], u8::from(parts.journal_health() == Health::Ok));
     e.out
+}
+
+/// The `lessor_ha_*` families, when `ha` is set.
+fn ha(e: &mut Exposition, status: &crate::ha::Status) {
+    let name = "lessor_ha_role";
+    e.family(
+        name,
+        Kind::Gauge,
+        "1 for this server's HA role, 0 for the others.",
+    );
+    let role = status.role();
+    for r in crate::ha::Role::ALL {
+        e.sample(name, &[("role", r.name())], u8::from(r == role));
+    }
+    let name = "lessor_ha_epoch";
+    e.family(
+        name,
+        Kind::Gauge,
+        "The leader key's etcd creation revision: the leading term's fencing token.",
+    );
+    e.sample(name, &[], status.epoch());
+    let name = "lessor_ha_transitions_total";
+    e.family(name, Kind::Counter, "HA role changes since start.");
+    e.sample(name, &[], status.transitions());
+    let name = "lessor_ha_etcd_keepalive_failures_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "etcd lease keepalives that failed or timed out.",
+    );
+    e.sample(name, &[], status.keepalive_failures());
 }
 
 /// `lessor_leases` and `lessor_pool_size`, by subnet (its CIDR and id) and kind.

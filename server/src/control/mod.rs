@@ -18,8 +18,10 @@ mod rest;
 mod usage;
 mod writes;
 
+pub(crate) use dhcp::{Hold, drop_reason};
+
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::Instant;
@@ -66,6 +68,8 @@ pub struct Parts {
     pub lane: Arc<Mutex<Lane<LeaseRecord>>>,
     /// Makes reloads, and says how the last one went.
     pub reload: Arc<crate::reload::Reloader>,
+    /// The HA agent's state, when `ha` is set.
+    pub ha: Option<Arc<crate::ha::Status>>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -129,9 +133,14 @@ impl Live {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
-    /// The flag the workers read: set while DHCP is disabled (`dhcp-disable`).
-    pub fn dhcp_disabled(&self) -> Arc<AtomicBool> {
+    /// The flag the workers read: not 0 while DHCP is disabled (`dhcp-disable`) or held.
+    pub fn dhcp_disabled(&self) -> Arc<AtomicU8> {
         self.dhcp.flag()
+    }
+
+    /// Holds DHCP back for the HA agent, or lets it go (`dhcp-enable` does not lift a hold).
+    pub(crate) fn hold_dhcp(&self, hold: Option<Hold>) {
+        self.dhcp.set_hold(hold);
     }
 
     fn parts(&self) -> Option<Arc<Parts>> {
@@ -147,6 +156,11 @@ impl Live {
             Some("stopping")
         } else if self.parts().is_none() {
             Some("starting: loading the journal and binding sockets")
+        } else if let Some(hold) = self.dhcp.hold() {
+            Some(match hold {
+                Hold::Standby => "HA standby: another server holds the leader key",
+                Hold::Fenced => "HA fenced: this server cannot show its etcd lease is alive",
+            })
         } else if self.dhcp.is_disabled() {
             Some("DHCP is disabled (dhcp-disable)")
         } else {

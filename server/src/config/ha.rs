@@ -1,0 +1,361 @@
+//! `ha:`: high availability, a pair of servers sharing one etcd cluster (docs/HA.md).
+
+use super::error::{ConfigError, invalid};
+use super::path::at;
+use super::times::opt_seconds;
+use super::wire::{self, Value};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Default of `ha.lease_ttl`, in seconds.
+pub(super) const DEFAULT_LEASE_TTL: u32 = 5;
+/// Default of `ha.mclt`, in seconds.
+pub(super) const DEFAULT_MCLT: u32 = 3600;
+/// Default of `ha.cluster`.
+pub(super) const DEFAULT_CLUSTER: &str = "default";
+/// Bounds of `ha.lease_ttl`: below 2 seconds a scheduling hiccup fences a healthy server.
+const LEASE_TTL_BOUNDS: (u32, u32) = (2, 300);
+
+/// `ha:` when it is set; without it the server runs alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaConfig {
+    /// How the servers share the work.
+    pub mode: HaMode,
+    /// This server's name: one of `peers`.
+    pub node: String,
+    /// The name under `/lessor/` that this pair's keys live in, so clusters can share an etcd.
+    pub cluster: String,
+    /// Every server of the pair, this one included.
+    pub peers: Vec<HaPeer>,
+    /// The etcd client URLs.
+    pub etcd: Vec<String>,
+    /// A binding reply waits for the partner's acknowledgement.
+    pub sync: bool,
+    /// Maximum client lead time, in seconds.
+    pub mclt: u32,
+    /// The TTL of this server's etcd lease, in seconds.
+    pub lease_ttl: u32,
+}
+
+/// `ha.mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HaMode {
+    /// One server answers; the other waits to take the leader key.
+    HotStandby,
+}
+
+impl HaMode {
+    /// The name the config file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            HaMode::HotStandby => "hot-standby",
+        }
+    }
+}
+
+/// One `ha.peers[i]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaPeer {
+    /// The server's name.
+    pub name: String,
+    /// Where its partner reaches it.
+    pub url: String,
+}
+
+/// Builds `ha` from its wire form, naming the key of any error.
+pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
+    let Some(w) = w else { return Ok(None) };
+    let mode = match w.mode.as_deref() {
+        None => {
+            return Err(invalid(
+                "ha.mode",
+                "missing (hot-standby or load-balancing)",
+            ));
+        }
+        Some("hot-standby") => HaMode::HotStandby,
+        Some("load-balancing") => {
+            return Err(invalid(
+                "ha.mode",
+                "load-balancing is not supported yet (use hot-standby)",
+            ));
+        }
+        Some(other) => {
+            return Err(invalid(
+                "ha.mode",
+                format!("unknown mode {other:?}, expected hot-standby or load-balancing"),
+            ));
+        }
+    };
+    let node = w
+        .node
+        .ok_or_else(|| invalid("ha.node", "missing: this server's name among ha.peers"))?;
+    check_name("ha.node", &node)?;
+    let cluster = w.cluster.unwrap_or_else(|| DEFAULT_CLUSTER.to_owned());
+    check_name("ha.cluster", &cluster)?;
+    let mut peers: Vec<HaPeer> = Vec::new();
+    for (i, p) in w.peers.unwrap_or_default().into_iter().enumerate() {
+        let path = at("ha.peers", i);
+        check_name(&format!("{path}.name"), &p.name)?;
+        if peers.iter().any(|q| q.name == p.name) {
+            return Err(invalid(
+                format!("{path}.name"),
+                format!("{:?} is listed twice", p.name),
+            ));
+        }
+        check_url(&format!("{path}.url"), &p.url, &["http", "https"])?;
+        peers.push(HaPeer {
+            name: p.name,
+            url: p.url,
+        });
+    }
+    if !peers.iter().any(|p| p.name == node) {
+        return Err(invalid(
+            "ha.node",
+            format!("{node:?} is not one of the names in ha.peers"),
+        ));
+    }
+    if peers.len() < 2 {
+        return Err(invalid(
+            "ha.peers",
+            "must list at least two servers (this one and its partner)",
+        ));
+    }
+    let etcd = w.etcd.unwrap_or_default();
+    if etcd.is_empty() {
+        return Err(invalid(
+            "ha.etcd",
+            "must list at least one etcd client URL (http://HOST:PORT)",
+        ));
+    }
+    for (i, url) in etcd.iter().enumerate() {
+        check_url(&at("ha.etcd", i), url, &["http"])?;
+    }
+    let lease_ttl = opt_seconds("ha.lease_ttl", w.lease_ttl.as_ref())?.unwrap_or(DEFAULT_LEASE_TTL);
+    let (lo, hi) = LEASE_TTL_BOUNDS;
+    if !(lo..=hi).contains(&lease_ttl) {
+        return Err(invalid(
+            "ha.lease_ttl",
+            format!("must be {lo} to {hi} seconds, not {lease_ttl}"),
+        ));
+    }
+    let mclt = opt_seconds("ha.mclt", w.mclt.as_ref())?.unwrap_or(DEFAULT_MCLT);
+    Ok(Some(HaConfig {
+        mode,
+        node,
+        cluster,
+        peers,
+        etcd,
+        sync: w.sync.unwrap_or(true),
+        mclt,
+        lease_ttl,
+    }))
+}
+
+/// A name that goes into an etcd key: not empty, no `/`, no spaces or control characters.
+fn check_name(path: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(invalid(path, "must not be empty"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            path,
+            format!("{name:?} must not contain {c:?} (it is part of an etcd key)"),
+        ));
+    }
+    Ok(())
+}
+
+/// `SCHEME://HOST:PORT[/]`, with one of `schemes`.
+fn check_url(path: &str, url: &str, schemes: &[&str]) -> Result<()> {
+    let wanted = schemes.join(" or ");
+    let bad = |why: &str| {
+        invalid(
+            path,
+            format!(
+                "{url:?} is not a {wanted} URL such as {}://127.0.0.1:2379 ({why})",
+                schemes[0]
+            ),
+        )
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
+    if !schemes.contains(&scheme) {
+        return Err(bad(&format!("scheme {scheme:?}")));
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = authority.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || host.contains(['/', '@', '?', '#', '[', ']']) {
+        return Err(bad("bad host"));
+    }
+    if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(bad("bad host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(bad("bad port")),
+    }
+}
+
+/// `ha` as the effective config writes it back.
+pub(super) fn to_wire(c: &HaConfig) -> wire::Ha {
+    wire::Ha {
+        mode: Some(c.mode.name().to_owned()),
+        node: Some(c.node.clone()),
+        cluster: Some(c.cluster.clone()),
+        peers: Some(
+            c.peers
+                .iter()
+                .map(|p| wire::HaPeer {
+                    name: p.name.clone(),
+                    url: p.url.clone(),
+                })
+                .collect(),
+        ),
+        etcd: Some(c.etcd.clone()),
+        sync: Some(c.sync),
+        mclt: Some(Value::Int(c.mclt.into())),
+        lease_ttl: Some(Value::Int(c.lease_ttl.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, HaMode};
+
+    /// A valid `ha` section with the keys of `set` replaced or added (`KEY: VALUE` each).
+    fn with(set: &str) -> String {
+        let mut keys = vec![
+            ("mode", "hot-standby".to_owned()),
+            ("node", "a".to_owned()),
+            ("etcd", "[\"http://127.0.0.1:2379\"]".to_owned()),
+            (
+                "peers",
+                "[{name: a, url: \"http://10.0.0.1:8067\"}, {name: b, url: \"http://10.0.0.2:8067\"}]"
+                    .to_owned(),
+            ),
+        ];
+        for (k, v) in set.split(";").filter_map(|kv| kv.split_once(": ")) {
+            match keys.iter_mut().find(|(key, _)| *key == k.trim()) {
+                Some(slot) => slot.1 = v.to_owned(),
+                None => keys.push((k.trim(), v.to_owned())),
+            }
+        }
+        let body: Vec<String> = keys.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        format!("ha: {{{}}}", body.join(", "))
+    }
+
+    fn error(yaml: &str) -> String {
+        Config::from_yaml_str(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_ha_section_means_no_ha_and_defaults_fill_the_rest() {
+        assert_eq!(Config::from_yaml_str("{}").unwrap().ha, None);
+        let ha = Config::from_yaml_str(&with("")).unwrap().ha.unwrap();
+        assert_eq!(ha.mode, HaMode::HotStandby);
+        assert_eq!((ha.node.as_str(), ha.cluster.as_str()), ("a", "default"));
+        assert_eq!((ha.lease_ttl, ha.mclt, ha.sync), (5, 3600, true));
+        let ha = Config::from_yaml_str(&with("lease_ttl: 3s; mclt: 10m; sync: false"))
+            .unwrap()
+            .ha
+            .unwrap();
+        assert_eq!((ha.lease_ttl, ha.mclt, ha.sync), (3, 600, false));
+    }
+
+    #[test]
+    fn the_effective_config_reads_back_to_the_same_ha() {
+        let c = Config::from_yaml_str(&with("cluster: lab; lease_ttl: 3")).unwrap();
+        let back = Config::from_yaml_str(&c.effective_yaml()).unwrap();
+        assert_eq!(back.ha, c.ha);
+        let json = Config::from_json_str(&c.effective_json().to_string()).unwrap();
+        assert_eq!(json.ha, c.ha);
+    }
+
+    #[test]
+    fn bad_ha_keys_are_named() {
+        let cases = [
+            (
+                "ha: {node: a}",
+                "ha.mode: missing (hot-standby or load-balancing)",
+            ),
+            (
+                "ha: {mode: load-balancing}",
+                "ha.mode: load-balancing is not supported yet (use hot-standby)",
+            ),
+            (
+                "ha: {mode: active}",
+                "ha.mode: unknown mode \"active\", expected hot-standby or load-balancing",
+            ),
+            (
+                "ha: {mode: hot-standby}",
+                "ha.node: missing: this server's name among ha.peers",
+            ),
+        ];
+        for (yaml, want) in cases {
+            assert_eq!(error(yaml), want, "{yaml}");
+        }
+        let bad = [
+            (
+                &with("node: c") as &str,
+                "ha.node: \"c\" is not one of the names in ha.peers",
+            ),
+            (
+                &with("node: \"a/b\""),
+                "ha.node: \"a/b\" must not contain '/' (it is part of an etcd key)",
+            ),
+            (&with("cluster: \"\""), "ha.cluster: must not be empty"),
+            (
+                &with("etcd: []"),
+                "ha.etcd: must list at least one etcd client URL (http://HOST:PORT)",
+            ),
+            (
+                &with("etcd: [\"127.0.0.1:2379\"]"),
+                "ha.etcd[0]: \"127.0.0.1:2379\" is not a http URL such as http://127.0.0.1:2379 (no scheme)",
+            ),
+            (
+                &with("etcd: [\"https://e:2379\"]"),
+                "ha.etcd[0]: \"https://e:2379\" is not a http URL such as http://127.0.0.1:2379 (scheme \"https\")",
+            ),
+            (
+                &with("etcd: [\"http://e:0\"]"),
+                "ha.etcd[0]: \"http://e:0\" is not a http URL such as http://127.0.0.1:2379 (bad port)",
+            ),
+            (
+                &with("lease_ttl: 1"),
+                "ha.lease_ttl: must be 2 to 300 seconds, not 1",
+            ),
+            (
+                &with("lease_ttl: 1h"),
+                "ha.lease_ttl: must be 2 to 300 seconds, not 3600",
+            ),
+            (
+                &with("mclt: soon"),
+                "ha.mclt: \"soon\" is not a duration (expected number at 0); write seconds or \
+                 e.g. \"1h\", \"30m\", \"90s\"",
+            ),
+            (
+                &with("peers: [{name: a, url: \"http://x:1\"}]"),
+                "ha.peers: must list at least two servers (this one and its partner)",
+            ),
+            (
+                &with("peers: [{name: a, url: \"http://x:1\"}, {name: a, url: \"http://y:1\"}]"),
+                "ha.peers[1].name: \"a\" is listed twice",
+            ),
+            (
+                &with("peers: [{name: a, url: \"http://x:1\"}, {name: b, url: \"ftp://y:1\"}]"),
+                "ha.peers[1].url: \"ftp://y:1\" is not a http or https URL such as \
+                 http://127.0.0.1:2379 (scheme \"ftp\")",
+            ),
+        ];
+        for (yaml, want) in bad {
+            assert_eq!(error(yaml), want, "{yaml}");
+        }
+        assert!(error("ha: {mode: hot-standby, leader: a}").contains("leader"));
+    }
+}

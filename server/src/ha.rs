@@ -1,0 +1,428 @@
+//! High availability on etcd, part 1: membership, the leader key and self-fencing (docs/HA.md).
+//!
+//! The agent runs on a tokio runtime of its own thread, never on a worker. It holds an etcd
+//! lease (TTL `ha.lease_ttl`) kept alive every sixth of the TTL, registers
+//! `/lessor/<cluster>/members/<node>` under it, and competes for `/lessor/<cluster>/leader` with
+//! a create-if-absent transaction under the same lease. The leader key's creation revision is
+//! the epoch (the fencing token). Only the leader answers DHCP; a server whose last successful
+//! keepalive is older than two thirds of the TTL fences itself (stops answering) before etcd can
+//! expire its lease and hand the key to its partner.
+
+mod status;
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
+    TxnOp, TxnOpResponse,
+};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+
+pub use status::{Role, Status};
+
+use crate::config::HaConfig;
+use crate::control::{Hold, Live};
+use crate::error::{Error, Result};
+
+/// How often each etcd endpoint's health is probed for `status-get`.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// A running HA agent; dropping it gives up the leader key (when held) and stops it.
+#[derive(Debug)]
+pub struct Agent {
+    status: Arc<Status>,
+    stop: Option<watch::Sender<bool>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Starts the agent for `config`; DHCP stays held back (fenced) until it leads.
+    pub fn start(config: &HaConfig, live: Arc<Live>) -> Result<Agent> {
+        let status = Arc::new(Status::new(config));
+        live.hold_dhcp(Some(Hold::Fenced));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .thread_name("lessor-ha")
+            .build()
+            .map_err(|source| Error::Control {
+                what: "starting the HA agent's runtime".into(),
+                source,
+            })?;
+        let (tx, rx) = watch::channel(false);
+        let agent = Run {
+            keys: Keys::new(config),
+            config: config.clone(),
+            status: Arc::clone(&status),
+            live,
+        };
+        let thread = thread::Builder::new()
+            .name("lessor-ha".into())
+            .spawn(move || runtime.block_on(agent.run(rx)))
+            .map_err(|source| Error::Control {
+                what: "starting the HA agent's thread".into(),
+                source,
+            })?;
+        Ok(Agent {
+            status,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// What the agent knows, for `status-get` and `/metrics`.
+    pub fn status(&self) -> Arc<Status> {
+        Arc::clone(&self.status)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The etcd keys of one server in one cluster.
+#[derive(Debug)]
+struct Keys {
+    leader: String,
+    member: String,
+}
+
+impl Keys {
+    fn new(c: &HaConfig) -> Keys {
+        Keys {
+            leader: format!("/lessor/{}/leader", c.cluster),
+            member: format!("/lessor/{}/members/{}", c.cluster, c.node),
+        }
+    }
+}
+
+/// The agent's loop and what it changes.
+struct Run {
+    keys: Keys,
+    config: HaConfig,
+    status: Arc<Status>,
+    live: Arc<Live>,
+}
+
+/// The timings derived from the lease TTL.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    /// Between keepalives and leader checks; also the bound of each etcd call.
+    tick: Duration,
+    /// A server fences itself when its last successful keepalive was sent this long ago: a
+    /// third of the TTL before etcd could expire the lease.
+    fence_after: Duration,
+}
+
+impl Timing {
+    fn new(ttl_secs: u32) -> Timing {
+        let ttl = Duration::from_secs(ttl_secs.into());
+        Timing {
+            tick: ttl / 6,
+            fence_after: ttl * 2 / 3,
+        }
+    }
+}
+
+/// The leader key as one transaction saw it.
+#[derive(Debug)]
+struct Seen {
+    leader: String,
+    epoch: u64,
+    /// It is held under this server's lease.
+    mine: bool,
+}
+
+/// Why a session with etcd ended.
+enum End {
+    Stop,
+    Fenced(String),
+}
+
+impl Run {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let timing = Timing::new(self.config.lease_ttl);
+        let options = ConnectOptions::new()
+            .with_connect_timeout(timing.tick)
+            .with_timeout(timing.tick)
+            .with_require_leader(true);
+        tokio::spawn(probe(
+            self.config.etcd.clone(),
+            options.clone(),
+            Arc::clone(&self.status),
+        ));
+        // The channel connects lazily: this fails only on a malformed URL, which the config
+        // already refused.
+        let mut client = match Client::connect(&self.config.etcd, Some(options)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "HA: cannot set up the etcd client; DHCP stays off");
+                let _ = stop.changed().await;
+                return;
+            }
+        };
+        loop {
+            match self.session(&mut client, timing, &mut stop).await {
+                End::Stop => return,
+                End::Fenced(why) => {
+                    self.enter(Role::Fenced, None);
+                    tracing::warn!(node = %self.config.node, "HA: fenced: {why}");
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = sleep(timing.tick) => {}
+            }
+        }
+    }
+
+    /// One etcd lease: grant it, register, then keep it alive and compete for the leader key
+    /// until it can no longer be shown alive or the agent stops.
+    async fn session(
+        &self,
+        client: &mut Client,
+        timing: Timing,
+        stop: &mut watch::Receiver<bool>,
+    ) -> End {
+        let ttl = i64::from(self.config.lease_ttl);
+        let granted_at = Instant::now();
+        let lease = match timeout(timing.tick, client.lease_grant(ttl, None)).await {
+            Ok(Ok(l)) => l.id(),
+            Ok(Err(e)) => return End::Fenced(format!("granting a lease: {e}")),
+            Err(_) => return End::Fenced("granting a lease: timed out".into()),
+        };
+        let url = self
+            .config
+            .peers
+            .iter()
+            .find(|p| p.name == self.config.node)
+            .map_or("", |p| p.url.as_str());
+        let member = serde_json::json!({"url": url}).to_string();
+        let put = client.put(
+            self.keys.member.as_str(),
+            member,
+            Some(PutOptions::new().with_lease(lease)),
+        );
+        match timeout(timing.tick, put).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return End::Fenced(format!("registering membership: {e}")),
+            Err(_) => return End::Fenced("registering membership: timed out".into()),
+        }
+        let mut last_ok = granted_at;
+        let mut keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
+        loop {
+            let deadline = last_ok + timing.fence_after;
+            let outcome = tokio::select! {
+                biased;
+                () = sleep_until(deadline) => {
+                    return End::Fenced(format!(
+                        "no keepalive succeeded for {:?}",
+                        timing.fence_after
+                    ));
+                }
+                _ = stop.changed() => {
+                    self.resign(client, lease, timing).await;
+                    return End::Stop;
+                }
+                outcome = self.step(client, lease, timing, &mut keeper) => outcome,
+            };
+            let (alive, seen) = match outcome {
+                Err(why) => return End::Fenced(why),
+                Ok(o) => o,
+            };
+            if let Some(sent) = alive {
+                last_ok = sent;
+            }
+            // Lead only while the lease is certainly alive.
+            if Instant::now() >= last_ok + timing.fence_after {
+                continue;
+            }
+            if let Some(seen) = seen {
+                let role = if seen.mine {
+                    Role::Leader
+                } else {
+                    Role::Standby
+                };
+                self.enter(role, Some((seen.leader, seen.epoch)));
+            }
+        }
+    }
+
+    /// One tick: wait, renew the lease, look at the leader key (taking it when free). Returns
+    /// when the successful keepalive was sent, and the leader key when the transaction
+    /// answered; `Err` when etcd says the lease is gone.
+    async fn step(
+        &self,
+        client: &mut Client,
+        lease: i64,
+        timing: Timing,
+        keeper: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    ) -> std::result::Result<(Option<Instant>, Option<Seen>), String> {
+        sleep(timing.tick).await;
+        let sent = Instant::now();
+        let alive = match timeout(timing.tick, keep_alive(client, lease, keeper)).await {
+            Ok(Ok(ttl)) if ttl > 0 => Some(sent),
+            Ok(Ok(_)) => return Err("etcd says the lease has expired".into()),
+            Ok(Err(e)) => {
+                self.status.keepalive_failed();
+                tracing::debug!(error = %e, "HA: keepalive failed");
+                *keeper = None;
+                None
+            }
+            Err(_) => {
+                self.status.keepalive_failed();
+                *keeper = None;
+                None
+            }
+        };
+        let seen = match timeout(
+            timing.tick,
+            campaign(client, &self.keys, &self.config, lease),
+        )
+        .await
+        {
+            Ok(Ok(seen)) => seen,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "HA: leader transaction failed");
+                None
+            }
+            Err(_) => None,
+        };
+        Ok((alive, seen))
+    }
+
+    /// Records `role` and holds DHCP back unless it leads.
+    fn enter(&self, role: Role, seen: Option<(String, u64)>) {
+        let hold = match role {
+            Role::Leader => None,
+            Role::Standby => Some(Hold::Standby),
+            Role::Fenced => Some(Hold::Fenced),
+        };
+        // Hold first, release last: a server never answers in a role it has not entered.
+        if hold.is_some() {
+            self.live.hold_dhcp(hold);
+        }
+        let epoch = seen.as_ref().map(|s| s.1);
+        if self.status.set(role, seen) {
+            tracing::info!(node = %self.config.node, role = role.name(), epoch, "HA: role changed");
+        }
+        if hold.is_none() {
+            self.live.hold_dhcp(None);
+        }
+    }
+
+    /// Gives the lease back at shutdown, so the partner takes the leader key at once.
+    async fn resign(&self, client: &mut Client, lease: i64, timing: Timing) {
+        self.live.hold_dhcp(Some(Hold::Fenced));
+        let _ = timeout(timing.tick, client.lease_revoke(lease)).await;
+    }
+}
+
+/// Sends one keepalive on the open stream (opening it when needed) and returns the TTL etcd
+/// answered.
+async fn keep_alive(
+    client: &mut Client,
+    lease: i64,
+    keeper: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+) -> std::result::Result<i64, etcd_client::Error> {
+    if keeper.is_none() {
+        *keeper = Some(client.lease_keep_alive(lease).await?);
+    }
+    let Some((k, stream)) = keeper.as_mut() else {
+        return Err(etcd_client::Error::LeaseKeepAliveError("no stream".into()));
+    };
+    k.keep_alive().await?;
+    match stream.message().await? {
+        Some(r) => Ok(r.ttl()),
+        None => Err(etcd_client::Error::LeaseKeepAliveError(
+            "the keepalive stream ended".into(),
+        )),
+    }
+}
+
+/// Takes the leader key under `lease` if nobody holds it, else reads who does.
+async fn campaign(
+    client: &mut Client,
+    keys: &Keys,
+    config: &HaConfig,
+    lease: i64,
+) -> std::result::Result<Option<Seen>, etcd_client::Error> {
+    let key = keys.leader.as_str();
+    let txn = Txn::new()
+        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key,
+            config.node.as_str(),
+            Some(PutOptions::new().with_lease(lease)),
+        )])
+        .or_else([TxnOp::get(key, None)]);
+    let response = client.txn(txn).await?;
+    if response.succeeded() {
+        let epoch = response.header().map_or(0, |h| h.revision());
+        return Ok(Some(Seen {
+            leader: config.node.clone(),
+            epoch: u64::try_from(epoch).unwrap_or(0),
+            mine: true,
+        }));
+    }
+    for op in response.op_responses() {
+        if let TxnOpResponse::Get(get) = op
+            && let Some(kv) = get.kvs().first()
+        {
+            return Ok(Some(Seen {
+                leader: String::from_utf8_lossy(kv.value()).into_owned(),
+                epoch: u64::try_from(kv.create_revision()).unwrap_or(0),
+                mine: kv.lease() == lease,
+            }));
+        }
+    }
+    // The key expired between the compare and the read: look again next tick.
+    Ok(None)
+}
+
+/// Probes each etcd endpoint on its own every [`PROBE_EVERY`], for `status-get`.
+async fn probe(endpoints: Vec<String>, options: ConnectOptions, status: Arc<Status>) {
+    let mut clients = Vec::with_capacity(endpoints.len());
+    for url in &endpoints {
+        clients.push(Client::connect([url], Some(options.clone())).await);
+    }
+    loop {
+        for (i, client) in clients.iter_mut().enumerate() {
+            let health = match client {
+                Err(e) => Err(e.to_string()),
+                Ok(c) => match timeout(PROBE_EVERY / 2, c.status()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("timed out".to_owned()),
+                },
+            };
+            status.set_endpoint(i, health);
+        }
+        sleep(PROBE_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timing;
+    use std::time::Duration;
+
+    #[test]
+    fn a_server_fences_itself_a_third_of_the_ttl_before_its_lease_can_expire() {
+        let t = Timing::new(3);
+        assert_eq!(t.tick, Duration::from_millis(500));
+        assert_eq!(t.fence_after, Duration::from_secs(2));
+        // A keepalive sent just before the fence deadline still answers before the lease ends.
+        assert!(t.fence_after + t.tick < Duration::from_secs(3));
+    }
+}
