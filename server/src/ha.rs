@@ -171,8 +171,12 @@ impl Run {
                 return;
             }
         };
+        let mut previous = None;
         loop {
-            match self.session(&mut client, timing, &mut stop).await {
+            match self
+                .session(&mut client, timing, &mut stop, &mut previous)
+                .await
+            {
                 End::Stop => return,
                 End::Fenced(why) => {
                     self.enter(Role::Fenced, None);
@@ -193,6 +197,7 @@ impl Run {
         client: &mut Client,
         timing: Timing,
         stop: &mut watch::Receiver<bool>,
+        previous: &mut Option<i64>,
     ) -> End {
         let ttl = i64::from(self.config.lease_ttl);
         let granted_at = Instant::now();
@@ -201,6 +206,11 @@ impl Run {
             Ok(Err(e)) => return End::Fenced(format!("granting a lease: {e}")),
             Err(_) => return End::Fenced("granting a lease: timed out".into()),
         };
+        // A lease this server gave up on may still hold the leader key: let it go now
+        // rather than waiting out its TTL.
+        if let Some(old) = previous.replace(lease) {
+            let _ = timeout(timing.tick, client.lease_revoke(old)).await;
+        }
         let url = self
             .config
             .peers

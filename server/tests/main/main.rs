@@ -15,6 +15,7 @@ mod conformance4;
 mod conformance6;
 mod control;
 mod control_ops;
+mod ha;
 mod journal;
 mod perfdhcp;
 mod relay6;
