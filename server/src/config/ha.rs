@@ -269,6 +269,19 @@ mod tests {
     }
 
     #[test]
+    fn the_full_example_runs_hot_standby() {
+        let ha = Config::from_yaml_str(crate::config::EXAMPLE_FULL_YAML)
+            .unwrap()
+            .ha
+            .unwrap();
+        assert_eq!(
+            (ha.node.as_str(), ha.peers.len(), ha.etcd.len()),
+            ("dhcp1", 2, 3)
+        );
+        assert_eq!((ha.lease_ttl, ha.mclt), (5, 3600));
+    }
+
+    #[test]
     fn the_effective_config_reads_back_to_the_same_ha() {
         let c = Config::from_yaml_str(&with("cluster: lab; lease_ttl: 3")).unwrap();
         let back = Config::from_yaml_str(&c.effective_yaml()).unwrap();
