@@ -138,11 +138,9 @@ impl Server {
         // Up before replay, so that /ready can say the server is starting.
         let live = Live::new();
         // Held back from the first datagram: only the leader answers.
-        let ha = config
-            .ha
-            .as_ref()
-            .map(|c| crate::ha::Agent::start(c, Arc::clone(&live)))
-            .transpose()?;
+        if config.ha.is_some() {
+            live.hold_dhcp(Some(crate::control::Hold::Fenced));
+        }
         let control = start_control(config, &live)?;
         let v6 = if config.v6.enabled() {
             Some(build_v6(config, &chosen, workers)?)
@@ -203,6 +201,12 @@ impl Server {
             Some(v6) => start_v6(config, &bind, &chosen, &shared, &journal, v6, &mut handles)?,
             None => (Arc::new([]) as Arc<[WorkerStats]>, Vec::new()),
         };
+        // Only now, able to answer, does this server compete for the leader key.
+        let ha = config
+            .ha
+            .as_ref()
+            .map(|c| crate::ha::Agent::start(c, Arc::clone(&live)))
+            .transpose()?;
         live.serve(Parts {
             started: live.started(),
             config: Arc::new(config.clone()),

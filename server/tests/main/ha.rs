@@ -200,6 +200,17 @@ fn hot_standby_fails_over_on_a_crash_and_fences_without_etcd() {
     assert_eq!(standby["leader"], "a", "{standby}");
     assert_eq!(standby["epoch"], first["epoch"], "both see the same term");
     assert_eq!(ready(&b), 503, "a standby is not ready");
+    let healthy = ha(&a);
+    assert_eq!(
+        healthy["keepalive-failures"], 0,
+        "a healthy etcd renews: {healthy}"
+    );
+    assert!(
+        healthy["etcd"]
+            .as_array()
+            .is_some_and(|e| e.len() == 3 && e.iter().all(|e| e["healthy"] == true)),
+        "every etcd member is probed healthy: {healthy}"
+    );
     answers(ports[0], 1);
     assert!(!offers(ports[1], 2), "the standby does not answer");
 
