@@ -168,38 +168,38 @@ fn check_name(path: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `SCHEME://HOST:PORT[/]`, with one of `schemes`.
-fn check_url(path: &str, url: &str, schemes: &[&str]) -> Result<()> {
-    let wanted = schemes.join(" or ");
-    let bad = |why: &str| {
+/// `SCHEME://HOST:PORT[/]`, with one of `schemes` and nothing else (no path, user or query).
+fn check_url(path: &str, text: &str, schemes: &[&str]) -> Result<()> {
+    let bad = |why: String| {
         invalid(
             path,
             format!(
-                "{url:?} is not a {wanted} URL such as {}://127.0.0.1:2379 ({why})",
+                "{text:?} is not a {} URL such as {}://127.0.0.1:2379 ({why})",
+                schemes.join(" or "),
                 schemes[0]
             ),
         )
     };
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
-    if !schemes.contains(&scheme) {
-        return Err(bad(&format!("scheme {scheme:?}")));
+    let url = url::Url::parse(text).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => bad("no scheme".into()),
+        e => bad(e.to_string()),
+    })?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(bad(format!("scheme {:?}", url.scheme())));
     }
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = authority.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() || host.contains(['/', '@', '?', '#', '[', ']']) {
-        return Err(bad("bad host"));
+    if url.host().is_none() {
+        return Err(bad("no host".into()));
     }
-    if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
-        return Err(bad("bad host"));
+    if url.port_or_known_default().is_none_or(|p| p == 0) {
+        return Err(bad("no port".into()));
     }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => Err(bad("bad port")),
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("user names go nowhere".into()));
     }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("a path, query or fragment".into()));
+    }
+    Ok(())
 }
 
 /// `ha` as the effective config writes it back.
@@ -337,7 +337,7 @@ mod tests {
             ),
             (
                 &with("etcd: [\"http://e:0\"]"),
-                "ha.etcd[0]: \"http://e:0\" is not a http URL such as http://127.0.0.1:2379 (bad port)",
+                "ha.etcd[0]: \"http://e:0\" is not a http URL such as http://127.0.0.1:2379 (no port)",
             ),
             (
                 &with("lease_ttl: 1"),
