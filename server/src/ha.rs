@@ -149,6 +149,25 @@ enum End {
     Fenced(String),
 }
 
+/// One etcd client per endpoint, used one at a time: a member that fails or hangs is left for
+/// the next at once, where a balanced channel would keep sending it a share of the calls.
+struct Members {
+    clients: Vec<Client>,
+    current: usize,
+}
+
+impl Members {
+    /// The client of the member in use (clones share its connection).
+    fn client(&self) -> Client {
+        self.clients[self.current].clone()
+    }
+
+    /// Moves on to the next member.
+    fn next(&mut self) {
+        self.current = (self.current + 1) % self.clients.len();
+    }
+}
+
 impl Run {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let timing = Timing::new(self.config.lease_ttl);
@@ -161,20 +180,28 @@ impl Run {
             options.clone(),
             Arc::clone(&self.status),
         ));
-        // The channel connects lazily: this fails only on a malformed URL, which the config
-        // already refused.
-        let mut client = match Client::connect(&self.config.etcd, Some(options)).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "HA: cannot set up the etcd client; DHCP stays off");
-                let _ = stop.changed().await;
-                return;
+        let mut clients = Vec::with_capacity(self.config.etcd.len());
+        for url in &self.config.etcd {
+            // The channel connects lazily: this fails only on a malformed URL, which the
+            // config already refused.
+            match Client::connect([url], Some(options.clone())).await {
+                Ok(c) => clients.push(c),
+                Err(e) => tracing::error!(error = %e, url, "HA: cannot set up an etcd client"),
             }
+        }
+        if clients.is_empty() {
+            tracing::error!("HA: no usable etcd endpoint; DHCP stays off");
+            let _ = stop.changed().await;
+            return;
+        }
+        let mut members = Members {
+            clients,
+            current: 0,
         };
         let mut previous = None;
         loop {
             match self
-                .session(&mut client, timing, &mut stop, &mut previous)
+                .session(&mut members, timing, &mut stop, &mut previous)
                 .await
             {
                 End::Stop => return,
@@ -194,17 +221,20 @@ impl Run {
     /// until it can no longer be shown alive or the agent stops.
     async fn session(
         &self,
-        client: &mut Client,
+        members: &mut Members,
         timing: Timing,
         stop: &mut watch::Receiver<bool>,
         previous: &mut Option<i64>,
     ) -> End {
         let ttl = i64::from(self.config.lease_ttl);
+        let mut client = members.client();
         let granted_at = Instant::now();
         let lease = match timeout(timing.tick, client.lease_grant(ttl, None)).await {
             Ok(Ok(l)) => l.id(),
-            Ok(Err(e)) => return End::Fenced(format!("granting a lease: {e}")),
-            Err(_) => return End::Fenced("granting a lease: timed out".into()),
+            failed => {
+                members.next();
+                return End::Fenced(format!("granting a lease: {}", why(failed)));
+            }
         };
         // A lease this server gave up on may still hold the leader key: let it go now
         // rather than waiting out its TTL.
@@ -223,13 +253,13 @@ impl Run {
             member,
             Some(PutOptions::new().with_lease(lease)),
         );
-        match timeout(timing.tick, put).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return End::Fenced(format!("registering membership: {e}")),
-            Err(_) => return End::Fenced("registering membership: timed out".into()),
+        if let failed @ (Ok(Err(_)) | Err(_)) = timeout(timing.tick, put).await {
+            members.next();
+            return End::Fenced(format!("registering membership: {}", why(failed)));
         }
         let mut last_ok = granted_at;
         let mut keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
+        let mut retry = false;
         loop {
             let deadline = last_ok + timing.fence_after;
             let outcome = tokio::select! {
@@ -241,15 +271,17 @@ impl Run {
                     ));
                 }
                 _ = stop.changed() => {
-                    self.resign(client, lease, timing).await;
+                    self.resign(&mut members.client(), lease, timing).await;
                     return End::Stop;
                 }
-                outcome = self.step(client, lease, timing, &mut keeper) => outcome,
+                outcome = self.step(members, lease, timing, &mut keeper, retry) => outcome,
             };
             let (alive, seen) = match outcome {
                 Err(why) => return End::Fenced(why),
                 Ok(o) => o,
             };
+            // A failed call moved to the next member: try it at once.
+            retry = alive.is_none() || seen.is_none();
             if let Some(sent) = alive {
                 last_ok = sent;
             }
@@ -268,46 +300,51 @@ impl Run {
         }
     }
 
-    /// One tick: wait, renew the lease, look at the leader key (taking it when free). Returns
-    /// when the successful keepalive was sent, and the leader key when the transaction
-    /// answered; `Err` when etcd says the lease is gone.
+    /// One tick: wait (unless `retry`), then renew the lease and look at the leader key
+    /// (taking it when free), both at once on the member in use; a failure moves on to the
+    /// next member. Returns when the successful keepalive was sent, and the leader key when
+    /// the transaction answered; `Err` when etcd says the lease is gone.
     async fn step(
         &self,
-        client: &mut Client,
+        members: &mut Members,
         lease: i64,
         timing: Timing,
         keeper: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+        retry: bool,
     ) -> std::result::Result<(Option<Instant>, Option<Seen>), String> {
-        sleep(timing.tick).await;
+        if !retry {
+            sleep(timing.tick).await;
+        }
+        let (mut renew, mut look) = (members.client(), members.client());
         let sent = Instant::now();
-        let alive = match timeout(timing.tick, keep_alive(client, lease, keeper)).await {
+        let (renewed, looked) = tokio::join!(
+            timeout(timing.tick, keep_alive(&mut renew, lease, keeper)),
+            timeout(
+                timing.tick,
+                campaign(&mut look, &self.keys, &self.config, lease)
+            ),
+        );
+        let alive = match renewed {
             Ok(Ok(ttl)) if ttl > 0 => Some(sent),
             Ok(Ok(_)) => return Err("etcd says the lease has expired".into()),
-            Ok(Err(e)) => {
+            failed => {
                 self.status.keepalive_failed();
-                tracing::debug!(error = %e, "HA: keepalive failed");
-                *keeper = None;
-                None
-            }
-            Err(_) => {
-                self.status.keepalive_failed();
+                tracing::debug!("HA: keepalive failed: {}", why(failed));
                 *keeper = None;
                 None
             }
         };
-        let seen = match timeout(
-            timing.tick,
-            campaign(client, &self.keys, &self.config, lease),
-        )
-        .await
-        {
+        let seen = match looked {
             Ok(Ok(seen)) => seen,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "HA: leader transaction failed");
+            failed => {
+                tracing::debug!("HA: leader transaction failed: {}", why(failed));
                 None
             }
-            Err(_) => None,
         };
+        if alive.is_none() || seen.is_none() {
+            *keeper = None;
+            members.next();
+        }
         Ok((alive, seen))
     }
 
@@ -335,6 +372,20 @@ impl Run {
     async fn resign(&self, client: &mut Client, lease: i64, timing: Timing) {
         self.live.hold_dhcp(Some(Hold::Fenced));
         let _ = timeout(timing.tick, client.lease_revoke(lease)).await;
+    }
+}
+
+/// Why a bounded etcd call failed, for the log.
+fn why<T>(
+    failed: std::result::Result<
+        std::result::Result<T, etcd_client::Error>,
+        tokio::time::error::Elapsed,
+    >,
+) -> String {
+    match failed {
+        Ok(Ok(_)) => "no error".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
     }
 }
 
