@@ -269,6 +269,18 @@ mod tests {
     }
 
     #[test]
+    fn changing_ha_needs_a_restart() {
+        let a = Config::from_yaml_str(&with("")).unwrap();
+        let b = Config::from_yaml_str(&with("lease_ttl: 3")).unwrap();
+        let changed: Vec<&str> = crate::reload::FIXED_KEYS
+            .iter()
+            .filter(|(_, same)| !same(&a, &b))
+            .map(|(key, _)| *key)
+            .collect();
+        assert_eq!(changed, ["ha"]);
+    }
+
+    #[test]
     fn the_full_example_runs_hot_standby() {
         let ha = Config::from_yaml_str(crate::config::EXAMPLE_FULL_YAML)
             .unwrap()
