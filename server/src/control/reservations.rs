@@ -318,30 +318,32 @@ fn selector(args: &Args<'_>) -> Result<(u32, Selector), Answer> {
 /// The reservations of subnet `id` (0: the global ones), or Kea's error when no subnet has
 /// that id.
 fn subnet4(config: &Config, id: u32) -> Result<&[Reservation4], Answer> {
-    if id == 0 {
-        return Ok(&config.v4.reservations);
-    }
-    config
-        .v4
-        .subnets
-        .iter()
-        .find(|s| s.id == id)
-        .map(|s| s.reservations.as_slice())
-        .ok_or_else(|| not_configured(Family::V4, id))
+    let subnets = config.v4.subnets.iter();
+    let of = subnets.map(|s| (s.id, s.reservations.as_slice()));
+    in_subnet(Family::V4, id, &config.v4.reservations, of)
 }
 
 /// [`subnet4`] for DHCPv6.
 fn subnet6(config: &Config, id: u32) -> Result<&[Reservation6], Answer> {
+    let subnets = config.v6.subnets.iter();
+    let of = subnets.map(|s| (s.id, s.reservations.as_slice()));
+    in_subnet(Family::V6, id, &config.v6.reservations, of)
+}
+
+/// `global` for `id` 0, else the reservations `subnets` (id, reservations) give for `id`.
+fn in_subnet<'c, R>(
+    family: Family,
+    id: u32,
+    global: &'c [R],
+    mut subnets: impl Iterator<Item = (u32, &'c [R])>,
+) -> Result<&'c [R], Answer> {
     if id == 0 {
-        return Ok(&config.v6.reservations);
+        return Ok(global);
     }
-    config
-        .v6
-        .subnets
-        .iter()
-        .find(|s| s.id == id)
-        .map(|s| s.reservations.as_slice())
-        .ok_or_else(|| not_configured(Family::V6, id))
+    subnets
+        .find(|&(s, _)| s == id)
+        .map(|(_, r)| r)
+        .ok_or_else(|| not_configured(family, id))
 }
 
 fn not_configured(family: Family, id: u32) -> Answer {

@@ -143,6 +143,44 @@ fn holds(state: LeaseState) -> bool {
     matches!(state, LeaseState::Bound | LeaseState::Declined)
 }
 
+/// What an update of `key`'s lease does with the record `found` (its state and client):
+/// `Ok(true)` when another client's lease, or a quarantine, must go first; with no lease
+/// and no `force`, Kea's "no such lease" answer naming `addr`.
+fn replaces<K: PartialEq>(
+    found: Option<(LeaseState, &K)>,
+    key: &K,
+    force: Option<bool>,
+    addr: impl std::fmt::Display,
+) -> Result<bool, Answer> {
+    match found {
+        None if !force.unwrap_or(false) => Err(Answer::new(
+            Code::Empty,
+            format!("failed to update the lease with address {addr} - no such lease"),
+        )),
+        None => Ok(false),
+        Some((state, client)) => {
+            Ok(holds(state) && (client != key || state == LeaseState::Declined))
+        }
+    }
+}
+
+/// Kea's answer to an update: the lease was `updated`, or added where there was none.
+fn updated(family: &str, updated: bool) -> Answer {
+    let what = if updated { "updated" } else { "added" };
+    Answer::new(Code::Success, format!("{family} lease {what}."))
+}
+
+/// `done` once `events` are durable, unless the put itself failed (`put`).
+fn settled<E: LeaseChange>(
+    parts: &Parts,
+    events: &[E],
+    put: Result<(), Answer>,
+    done: Answer,
+) -> Answer {
+    let answer = durable(parts, events, done);
+    put.err().unwrap_or(answer)
+}
+
 /// A DHCPv4 lease as `lease4-add` and `lease4-update` give it.
 struct Put4 {
     addr: Ipv4Addr,
@@ -235,8 +273,7 @@ pub(crate) fn lease4_add(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
             lease.addr, lease.subnet
         ),
     );
-    let answer = durable(parts, &events, done);
-    put.err().unwrap_or(answer)
+    settled(parts, &events, put, done)
 }
 
 /// `lease4-update`: replaces the address's lease (result 3 if it has none, unless
@@ -253,30 +290,16 @@ pub(crate) fn lease4_update(parts: &Parts, _: Service, args: &Args<'_>) -> Answe
         .engine
         .get(lease.addr)
         .filter(|l| l.state != LeaseState::Offered);
-    match &existing {
-        None if !force.unwrap_or(false) => {
-            return Answer::new(
-                Code::Empty,
-                format!(
-                    "failed to update the lease with address {} - no such lease",
-                    lease.addr
-                ),
-            );
-        }
-        // Another client's lease, or a quarantine, is replaced: it goes first.
-        Some(l) if holds(l.state) && (l.client != lease.key || l.state == LeaseState::Declined) => {
+    let found = existing.as_ref().map(|l| (l.state, &l.client));
+    match replaces(found, &lease.key, force, lease.addr) {
+        Ok(true) => {
             parts.engine.remove(lease.addr, now, &mut events);
         }
-        _ => {}
+        Ok(false) => {}
+        Err(e) => return e,
     }
     let put = lease.put(parts, &mut events);
-    let text = if existing.is_some() {
-        "IPv4 lease updated."
-    } else {
-        "IPv4 lease added."
-    };
-    let answer = durable(parts, &events, Answer::new(Code::Success, text));
-    put.err().unwrap_or(answer)
+    settled(parts, &events, put, updated("IPv4", existing.is_some()))
 }
 
 /// The address of the DHCPv4 lease `identifier-type` (`hw-address`, `client-id`),
@@ -465,8 +488,7 @@ pub(crate) fn lease6_add(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
             lease.subnet
         ),
     );
-    let answer = durable(parts, &events, done);
-    put.err().unwrap_or(answer)
+    settled(parts, &events, put, done)
 }
 
 /// `lease6-update`: replaces the resource's lease (result 3 if it has none, unless
@@ -483,29 +505,16 @@ pub(crate) fn lease6_update(parts: &Parts, _: Service, args: &Args<'_>) -> Answe
     let existing = engine
         .get(lease.res)
         .filter(|l| l.state != LeaseState::Offered);
-    match &existing {
-        None if !force.unwrap_or(false) => {
-            return Answer::new(
-                Code::Empty,
-                format!(
-                    "failed to update the lease with address {} - no such lease",
-                    lease.text()
-                ),
-            );
-        }
-        Some(l) if holds(l.state) && (l.client != lease.key || l.state == LeaseState::Declined) => {
+    let found = existing.as_ref().map(|l| (l.state, &l.client));
+    match replaces(found, &lease.key, force, lease.text()) {
+        Ok(true) => {
             engine.remove(lease.res, now, &mut events);
         }
-        _ => {}
+        Ok(false) => {}
+        Err(e) => return e,
     }
     let put = lease.put(engine, &mut events);
-    let text = if existing.is_some() {
-        "IPv6 lease updated."
-    } else {
-        "IPv6 lease added."
-    };
-    let answer = durable(parts, &events, Answer::new(Code::Success, text));
-    put.err().unwrap_or(answer)
+    settled(parts, &events, put, updated("IPv6", existing.is_some()))
 }
 
 /// The resource of the DHCPv6 lease `args` name: `ip-address` (with `type`, and

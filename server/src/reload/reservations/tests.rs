@@ -1,6 +1,6 @@
 use std::net::Ipv4Addr;
 
-use super::{FILE, Family, Host4, Host6, Store, merge};
+use super::{FILE, Family, Host4, Host6, MergeError, Store, merge};
 use crate::config::{Config, ReservationKey};
 
 const CONFIG: &str = r#"
@@ -33,6 +33,18 @@ fn mac(n: u8) -> Host4 {
         ip_address: format!("10.0.0.{}", 100 + n),
         hostname: Some(format!("host{n}")),
     }
+}
+
+/// The file's configuration merged with a store of only `v4` and `v6`.
+fn merged(v4: Vec<Host4>, v6: Vec<Host6>) -> Result<Config, MergeError> {
+    merge(
+        &config(),
+        &Store {
+            v4,
+            v6,
+            ..Store::default()
+        },
+    )
 }
 
 fn duid(n: u8) -> Host6 {
@@ -86,10 +98,7 @@ fn a_corrupt_store_is_an_error_naming_the_file() {
 
 #[test]
 fn merged_reservations_are_the_configs_own() {
-    let mut store = Store::default();
-    store.v4.push(mac(2));
-    store.v6.push(duid(3));
-    let c = merge(&config(), &store).unwrap();
+    let c = merged(vec![mac(2)], vec![duid(3)]).unwrap();
     let r = &c.v4.subnets[0].reservations;
     assert_eq!(r.len(), 2);
     assert_eq!(r[1].key, ReservationKey::HwAddress(vec![2, 0, 0, 0, 0, 2]));
@@ -104,11 +113,9 @@ fn merged_reservations_are_the_configs_own() {
 
 #[test]
 fn a_bad_run_time_reservation_names_its_argument() {
-    let mut store = Store::default();
     let mut h = mac(2);
     h.ip_address = "10.9.9.9".into();
-    store.v4.push(h);
-    let e = merge(&config(), &store).unwrap_err();
+    let e = merged(vec![h], vec![]).unwrap_err();
     assert_eq!(
         (e.host, e.argument),
         (Some((Family::V4, 0)), Some("ip-address"))
@@ -117,14 +124,7 @@ fn a_bad_run_time_reservation_names_its_argument() {
 
     let mut h = mac(2);
     h.subnet_id = 8;
-    let e = merge(
-        &config(),
-        &Store {
-            v4: vec![h],
-            ..Store::default()
-        },
-    )
-    .unwrap_err();
+    let e = merged(vec![h], vec![]).unwrap_err();
     assert_eq!(
         e.to_string(),
         "'subnet-id': IPv4 subnet with ID of '8' is not configured"
@@ -132,14 +132,7 @@ fn a_bad_run_time_reservation_names_its_argument() {
 
     let mut h = duid(3);
     h.ip_addresses.push("fd00::4".into());
-    let e = merge(
-        &config(),
-        &Store {
-            v6: vec![h],
-            ..Store::default()
-        },
-    )
-    .unwrap_err();
+    let e = merged(vec![], vec![h]).unwrap_err();
     assert_eq!(e.argument, Some("ip-addresses"));
 }
 
@@ -148,14 +141,7 @@ fn a_conflict_with_the_file_or_another_run_time_reservation_names_both() {
     // The file's MAC again.
     let mut h = mac(1);
     h.ip_address = "10.0.0.50".into();
-    let e = merge(
-        &config(),
-        &Store {
-            v4: vec![h],
-            ..Store::default()
-        },
-    )
-    .unwrap_err();
+    let e = merged(vec![h], vec![]).unwrap_err();
     assert!(e.conflict, "{e:?}");
     assert_eq!(e.argument, Some("hw-address"));
     assert!(
@@ -171,24 +157,10 @@ fn a_conflict_with_the_file_or_another_run_time_reservation_names_both() {
     // The file's address again.
     let mut h = mac(3);
     h.ip_address = "10.0.0.5".into();
-    let e = merge(
-        &config(),
-        &Store {
-            v4: vec![h],
-            ..Store::default()
-        },
-    )
-    .unwrap_err();
+    let e = merged(vec![h], vec![]).unwrap_err();
     assert!(e.conflict && e.argument == Some("ip-address"), "{e:?}");
     // Two run-time ones.
-    let e = merge(
-        &config(),
-        &Store {
-            v4: vec![mac(2), mac(2)],
-            ..Store::default()
-        },
-    )
-    .unwrap_err();
+    let e = merged(vec![mac(2), mac(2)], vec![]).unwrap_err();
     assert!(e.conflict, "{e:?}");
     assert_eq!(e.host, Some((Family::V4, 1)));
     assert!(
