@@ -353,6 +353,24 @@ fn not_configured(family: Family, id: u32) -> Answer {
     ))
 }
 
+/// The reservation of subnet `subnet` (0: the global ones) that `sel` names.
+fn find4<'c>(
+    config: &'c Config,
+    subnet: u32,
+    sel: &Selector,
+) -> Result<Option<&'c Reservation4>, Answer> {
+    Ok(subnet4(config, subnet)?.iter().find(|r| matches4(r, sel)))
+}
+
+/// [`find4`] for DHCPv6.
+fn find6<'c>(
+    config: &'c Config,
+    subnet: u32,
+    sel: &Selector,
+) -> Result<Option<&'c Reservation6>, Answer> {
+    Ok(subnet6(config, subnet)?.iter().find(|r| matches6(r, sel)))
+}
+
 fn matches4(r: &Reservation4, sel: &Selector) -> bool {
     match (sel, &r.key) {
         (Selector::Address(a), _) => *a == IpAddr::V4(r.address),
@@ -446,16 +464,8 @@ pub(crate) fn reservation_get(parts: &Parts, service: Service, args: &Args<'_>) 
     };
     let (config, store) = parts.reload.reservations();
     let found = match family(service, args) {
-        Family::V4 => subnet4(&config, subnet).map(|list| {
-            list.iter()
-                .find(|r| matches4(r, &sel))
-                .map(|r| show4(r, subnet))
-        }),
-        Family::V6 => subnet6(&config, subnet).map(|list| {
-            list.iter()
-                .find(|r| matches6(r, &sel))
-                .map(|r| show6(r, subnet, &store))
-        }),
+        Family::V4 => find4(&config, subnet, &sel).map(|r| r.map(|r| show4(r, subnet))),
+        Family::V6 => find6(&config, subnet, &sel).map(|r| r.map(|r| show6(r, subnet, &store))),
     };
     match found {
         Err(e) => e,
@@ -511,8 +521,8 @@ pub(crate) fn reservation_del(parts: &Parts, service: Service, args: &Args<'_>) 
     // The reservation served, then whether it is a run-time one: by address (v4) or DUID
     // (v6), each unique in its subnet.
     let found = match family(service, args) {
-        Family::V4 => subnet4(&config, subnet).map(|list| {
-            list.iter().find(|r| matches4(r, &sel)).map(|r| {
+        Family::V4 => find4(&config, subnet, &sel).map(|found| {
+            found.map(|r| {
                 let a = r.address.to_string();
                 let stored = store
                     .v4
@@ -521,8 +531,8 @@ pub(crate) fn reservation_del(parts: &Parts, service: Service, args: &Args<'_>) 
                 (Family::V4, a, stored)
             })
         }),
-        Family::V6 => subnet6(&config, subnet).map(|list| {
-            list.iter().find(|r| matches6(r, &sel)).map(|r| {
+        Family::V6 => find6(&config, subnet, &sel).map(|found| {
+            found.map(|r| {
                 let duid = match &r.key {
                     V6Identifier::Duid(b) => hex(b),
                     _ => String::new(),

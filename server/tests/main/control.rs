@@ -1,14 +1,13 @@
 //! The control server against real clients: its own HTTP, Debian's kea-shell and promtool, with
 //! leases made by perfdhcp.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::common::{Lessor, Ns, heavy_turn, run_logged, tool, unique};
+use crate::kea_client::{command, http, result};
 
 pub(crate) const USER: &str = "ops";
 pub(crate) const PASSWORD: &str = "s3cret";
@@ -26,50 +25,6 @@ v4:
       pools: [ "10.233.0.1-10.233.255.254" ]
       relays: [ 127.0.0.1 ]
 "#;
-
-/// One HTTP/1.1 exchange: `(status, body)`.
-pub(crate) fn http(url: &str, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, String) {
-    let addr = url.strip_prefix("http://").expect("an http:// URL");
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if auth {
-        // RFC 7617: base64("ops:s3cret").
-        req.push_str("Authorization: Basic b3BzOnMzY3JldA==\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    // A server may answer (413) before it has read a large body; a failed write is fine then.
-    let _ = s.write_all(body);
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("reading the answer");
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {out:?}"));
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (status, body)
-}
-
-/// Sends a Kea command and returns its one answer.
-pub(crate) fn command(url: &str, cmd: Value) -> Value {
-    let (status, body) = http(url, "POST", "/", true, cmd.to_string().as_bytes());
-    assert_eq!(status, 200, "{cmd}: {body}");
-    let answers: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    assert_eq!(answers.as_array().map(Vec::len), Some(1), "{body}");
-    answers[0].clone()
-}
-
-pub(crate) fn result(answer: &Value) -> u64 {
-    answer["result"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{answer}"))
-}
 
 #[test]
 fn kea_commands_rest_and_metrics_describe_what_perfdhcp_leased() {
@@ -243,100 +198,19 @@ fn kea_commands_rest_and_metrics_describe_what_perfdhcp_leased() {
 /// refused, and adds, updates and deletes survive a crash (each answer came only once its
 /// change was durable).
 mod writes4 {
-    use std::net::{Ipv4Addr, UdpSocket};
-    use std::path::Path;
     use std::time::Duration;
 
-    use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
-    use dhcproto::{Decodable, Decoder};
     use serde_json::{Value, json};
 
-    use super::{command, result};
-    use crate::common::{Lessor, Ns, tempdir, unique};
+    use crate::common::{Lessor, Ns, unique};
+    use crate::kea_client::v4::{Relay, ip};
+    use crate::kea_client::{command, config4, listed, result, state_dir, string};
 
-    /// A two-worker server on port 6767 whose subnet 7 is reached through relay 127.0.0.1,
-    /// its state in `state`.
-    fn config(state: &Path) -> String {
-        format!(
-            r#"port: 6767
-state_dir: {}
-workers: 2
-control: {{ listen: "127.0.0.1:0", user: ops, password: s3cret }}
-v4:
-  lease_time: 3600
-  subnets:
-    - id: 7
-      subnet: 10.233.0.0/16
-      pools: [ "10.233.0.10-10.233.0.200" ]
-      relays: [ 127.0.0.1 ]
-"#,
-            state.display()
-        )
-    }
+    /// This test's clients' MAC addresses: 02:44:00:00:00:`n`.
+    const TAG: u8 = 0x44;
 
     fn mac(n: u8) -> String {
-        format!("02:44:00:00:00:{n:02x}")
-    }
-
-    fn ip(last: u8) -> String {
-        format!("10.233.0.{last}")
-    }
-
-    /// A relayed DISCOVER (1) or REQUEST (3) from client `n`, asking for `requested`.
-    fn packet(n: u8, kind: u8, requested: Option<Ipv4Addr>, server: Option<Ipv4Addr>) -> Vec<u8> {
-        let mut b = vec![0u8; 236];
-        b[..4].copy_from_slice(&[1, 1, 6, 1]); // BOOTREQUEST, Ethernet, hlen 6, one hop
-        b[4..8].copy_from_slice(&[0x77, 0x72, n, kind]);
-        b[24..28].copy_from_slice(&Ipv4Addr::LOCALHOST.octets());
-        b[28..34].copy_from_slice(&[2, 0x44, 0, 0, 0, n]);
-        b.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
-        for (code, addr) in [(50u8, requested), (54, server)] {
-            if let Some(a) = addr {
-                b.extend_from_slice(&[code, 4]);
-                b.extend_from_slice(&a.octets());
-            }
-        }
-        b.push(255);
-        b
-    }
-
-    fn ask(sock: &UdpSocket, pkt: &[u8]) -> Option<Message> {
-        sock.send_to(pkt, "127.0.0.1:6767")
-            .expect("sending to lessor");
-        let mut buf = [0u8; 1500];
-        let n = sock.recv(&mut buf).ok()?;
-        Some(Message::decode(&mut Decoder::new(&buf[..n])).expect("lessor's reply decodes"))
-    }
-
-    fn kind(m: &Message) -> Option<MessageType> {
-        match m.opts().get(OptionCode::MessageType) {
-            Some(DhcpOption::MessageType(t)) => Some(*t),
-            _ => None,
-        }
-    }
-
-    /// What lessor offers client `n` when it asks for `requested`.
-    fn offered(sock: &UdpSocket, n: u8, requested: Option<&str>) -> Ipv4Addr {
-        let req = requested.map(|r| r.parse().expect("an address"));
-        let offer = ask(sock, &packet(n, 1, req, None)).expect("an OFFER");
-        assert_eq!(kind(&offer), Some(MessageType::Offer));
-        offer.yiaddr()
-    }
-
-    /// DISCOVER then REQUEST for client `n`; returns the ACKed address.
-    fn dora(sock: &UdpSocket, n: u8, requested: Option<&str>) -> Ipv4Addr {
-        let ip = offered(sock, n, requested);
-        let server = Ipv4Addr::new(127, 0, 0, 1);
-        let ack = ask(sock, &packet(n, 3, Some(ip), Some(server))).expect("an ACK");
-        assert_eq!((kind(&ack), ack.yiaddr()), (Some(MessageType::Ack), ip));
-        ip
-    }
-
-    fn relay_socket() -> UdpSocket {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("binding the relay's socket");
-        sock.set_read_timeout(Some(Duration::from_secs(2)))
-            .expect("timeout");
-        sock
+        crate::kea_client::v4::mac(TAG, n)
     }
 
     fn add(url: &str, n: u8, last: u8, extra: Value) -> Value {
@@ -356,31 +230,19 @@ v4:
 
     /// Every lease as `(ip-address, hw-address, valid-lft, hostname)`.
     fn all(url: &str) -> Vec<(String, String, u64, String)> {
-        let listed = command(url, json!({"command": "lease4-get-all"}));
-        let leases = listed["arguments"]["leases"].as_array().cloned();
-        let mut out: Vec<_> = leases
-            .unwrap_or_default()
-            .iter()
-            .map(|l| {
-                (
-                    l["ip-address"].as_str().unwrap().to_owned(),
-                    l["hw-address"].as_str().unwrap().to_owned(),
-                    l["valid-lft"].as_u64().unwrap(),
-                    l["hostname"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
-        out.sort();
-        out
+        let answer = command(url, json!({"command": "lease4-get-all"}));
+        listed(&answer, "leases", |l| {
+            let s = |k: &str| string(l, k);
+            let lft = l["valid-lft"].as_u64().unwrap();
+            (s("ip-address"), s("hw-address"), lft, s("hostname"))
+        })
     }
 
     #[test]
     fn kea_lease4_writes_reach_a_client_and_survive_a_crash() {
         let ns = Ns::new(format!("lwr4-{}", unique()));
-        let dir = tempdir();
-        let state = dir.path().join("state");
-        std::fs::create_dir(&state).expect("creating the state directory");
-        let cfg = config(&state);
+        let (_dir, state) = state_dir();
+        let cfg = config4(&state, "");
         let lessor = Lessor::start(Some(&ns), &cfg, &[]);
         let url = lessor.control_url();
 
@@ -391,14 +253,14 @@ v4:
             assert_eq!(added["text"], "Lease for address 10.233.0.150, subnet-id 7 added.");
             let got = get(&url, 150);
             assert_eq!((got["arguments"]["valid-lft"].as_u64(), &got["arguments"]["hostname"]), (Some(1800), &json!("printer")), "{got}");
-            let sock = relay_socket();
-            assert_eq!(dora(&sock, 1, None).to_string(), ip(150));
+            let relay = Relay::new(TAG);
+            assert_eq!(relay.dora(1, None).to_string(), ip(150));
             assert_eq!(get(&url, 150)["arguments"]["hostname"], "printer");
 
             // The address is client 1's: another add, and another client asking, are refused.
             let twice = add(&url, 2, 150, json!({}));
             assert_eq!((result(&twice), twice["text"].as_str()), (4, Some("IPv4 lease already exists.")), "{twice}");
-            assert_ne!(offered(&sock, 2, Some(&ip(150))).to_string(), ip(150));
+            assert_ne!(relay.offered(2, Some(&ip(150))).to_string(), ip(150));
             // Arguments of the wrong type or value are named.
             let typed = add(&url, 2, 151, json!({"valid-lft": "long"}));
             assert_eq!(result(&typed), 1, "{typed}");
@@ -415,12 +277,12 @@ v4:
             let again = command(&url, json!({"command": "lease4-del", "arguments": {"ip-address": ip(150)}}));
             assert_eq!(result(&again), 3, "{again}");
             // (Client 2 would get its own offer back first: client 8 asks.)
-            assert_eq!(offered(&sock, 8, Some(&ip(150))).to_string(), ip(150));
+            assert_eq!(relay.offered(8, Some(&ip(150))).to_string(), ip(150));
             // Offered to client 8 now: an add is refused as Kea refuses a busy address.
             let busy = add(&url, 3, 150, json!({}));
             assert_eq!(result(&busy), 4, "{busy}");
             assert!(busy["text"].as_str().unwrap().starts_with("ResourceBusy"), "{busy}");
-            assert_eq!(dora(&sock, 8, Some(&ip(150))).to_string(), ip(150));
+            assert_eq!(relay.dora(8, Some(&ip(150))).to_string(), ip(150));
 
             // Update: valid-lft and hostname change; a missing lease is not found unless
             // force-create.
@@ -462,8 +324,8 @@ v4:
         ns.run_in(move || {
             assert_eq!(all(&url), want, "after the crash");
             // Client 1 lost its lease to the delete: it does not get .150 back.
-            let sock = relay_socket();
-            assert_ne!(offered(&sock, 1, Some(&ip(150))).to_string(), ip(150));
+            let relay = Relay::new(TAG);
+            assert_ne!(relay.offered(1, Some(&ip(150))).to_string(), ip(150));
 
             // Reclaim: a lease whose time has passed ends (state 2), and with `remove` goes.
             assert_eq!(result(&add(&url, 6, 190, json!({"valid-lft": 1}))), 0);
@@ -514,106 +376,19 @@ v4:
 /// address ::1) gets the address added for its IA, a deleted address goes to the next IA
 /// hinting at it, and adds, updates and deletes survive a crash.
 mod writes6 {
-    use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
-    use std::path::Path;
-    use std::time::Duration;
+    use std::net::Ipv6Addr;
 
-    use serde_json::{Value, json};
+    use serde_json::json;
 
-    use super::{command, result};
-    use crate::common::{Lessor, Ns, tempdir, unique};
+    use crate::common::{Lessor, Ns, unique};
+    use crate::kea_client::v6::Relay;
+    use crate::kea_client::{command, command6 as cmd, config6, listed, result, state_dir, string};
 
-    fn config(state: &Path) -> String {
-        format!(
-            r#"port: 6767
-state_dir: {}
-workers: 2
-control: {{ listen: "127.0.0.1:0", user: ops, password: s3cret }}
-v6:
-  port: 6767
-  rapid_commit: true
-  preferred_lifetime: 1800
-  valid_lifetime: 3600
-  subnets:
-    - id: 9
-      subnet: fd00:234::/64
-      relays: [ "::1" ]
-      pools: [ "fd00:234::1000-fd00:234::10ff" ]
-      pd_pools: [ {{ prefix: "fd00:2340::/48", delegated_len: 56 }} ]
-"#,
-            state.display()
-        )
-    }
-
-    /// Client `n`'s DUID-LL.
-    fn duid(n: u8) -> Vec<u8> {
-        vec![0, 3, 0, 1, 2, 0x34, 0, 0, 0, n]
-    }
+    /// This test's clients' DUIDs: 00:03:00:01:02:34:00:00:00:`n`.
+    const TAG: u8 = 0x34;
 
     fn duid_text(n: u8) -> String {
-        format!("00:03:00:01:02:34:00:00:00:{n:02x}")
-    }
-
-    fn put_option(out: &mut Vec<u8>, code: u16, payload: &[u8]) {
-        out.extend_from_slice(&code.to_be_bytes());
-        out.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
-        out.extend_from_slice(payload);
-    }
-
-    /// A RELAY-FORW around a rapid-commit SOLICIT from client `n` for IA_NA 1, hinting at
-    /// `hint`.
-    fn solicit(n: u8, hint: Option<Ipv6Addr>) -> Vec<u8> {
-        let mut inner = vec![1u8, 0, 0x61, n];
-        put_option(&mut inner, 1, &duid(n));
-        put_option(&mut inner, 14, &[]);
-        put_option(&mut inner, 8, &[0, 0]);
-        let mut ia = 1u32.to_be_bytes().to_vec();
-        ia.extend_from_slice(&[0; 8]);
-        if let Some(h) = hint {
-            let mut addr = h.octets().to_vec();
-            addr.extend_from_slice(&[0; 8]);
-            put_option(&mut ia, 5, &addr);
-        }
-        put_option(&mut inner, 3, &ia);
-        let mut msg = vec![12u8, 0];
-        msg.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
-        let peer: Ipv6Addr = format!("fe80::{n:x}").parse().unwrap();
-        msg.extend_from_slice(&peer.octets());
-        put_option(&mut msg, 9, &inner);
-        msg
-    }
-
-    fn options(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
-        let mut out = Vec::new();
-        while buf.len() >= 4 {
-            let code = u16::from_be_bytes([buf[0], buf[1]]);
-            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-            out.push((code, &buf[4..4 + len]));
-            buf = &buf[4 + len..];
-        }
-        out
-    }
-
-    /// The address the REPLY to client `n`'s SOLICIT binds.
-    fn bound(sock: &UdpSocket, n: u8, hint: Option<Ipv6Addr>) -> Ipv6Addr {
-        let server = SocketAddrV6::new(Ipv6Addr::LOCALHOST, 6767, 0, 0);
-        sock.send_to(&solicit(n, hint), server).expect("sending");
-        let mut buf = [0u8; 1500];
-        let len = sock.recv(&mut buf).expect("a RELAY-REPL");
-        let relay = options(&buf[34..len]);
-        let inner = relay
-            .iter()
-            .find(|(c, _)| *c == 9)
-            .expect("relay-message")
-            .1;
-        assert_eq!(inner[0], 7, "a REPLY: {inner:?}");
-        let opts = options(&inner[4..]);
-        let ia = opts.iter().find(|(c, _)| *c == 3).expect("an IA_NA").1;
-        let addr = options(&ia[12..]).into_iter().find(|(c, _)| *c == 5);
-        let addr = addr
-            .unwrap_or_else(|| panic!("no address in the IA_NA: {ia:?}"))
-            .1;
-        Ipv6Addr::from(<[u8; 16]>::try_from(&addr[..16]).unwrap())
+        crate::kea_client::v6::duid_text(TAG, n)
     }
 
     fn a(s: &str) -> Ipv6Addr {
@@ -622,52 +397,35 @@ v6:
 
     /// Every lease as `(ip-address, type, duid, valid-lft)`.
     fn all(url: &str) -> Vec<(String, String, String, u64)> {
-        let listed = command(url, json!({"command": "lease6-get-all"}));
-        let leases = listed["arguments"]["leases"].as_array().cloned();
-        let mut out: Vec<_> = leases
-            .unwrap_or_default()
-            .iter()
-            .map(|l| {
-                let s = |k: &str| l[k].as_str().unwrap().to_owned();
-                (
-                    s("ip-address"),
-                    s("type"),
-                    s("duid"),
-                    l["valid-lft"].as_u64().unwrap(),
-                )
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    fn cmd(url: &str, name: &str, args: Value) -> Value {
-        command(
-            url,
-            json!({"command": name, "service": ["dhcp6"], "arguments": args}),
-        )
+        let answer = command(url, json!({"command": "lease6-get-all"}));
+        listed(&answer, "leases", |l| {
+            let s = |k: &str| string(l, k);
+            (
+                s("ip-address"),
+                s("type"),
+                s("duid"),
+                l["valid-lft"].as_u64().unwrap(),
+            )
+        })
     }
 
     #[test]
     fn kea_lease6_writes_reach_a_relayed_client_and_survive_a_crash() {
         let ns = Ns::new(format!("lwr6-{}", unique()));
-        let dir = tempdir();
-        let state = dir.path().join("state");
-        std::fs::create_dir(&state).expect("creating the state directory");
-        let cfg = config(&state);
+        let (_dir, state) = state_dir();
+        let cfg = config6(&state, 0x234);
         let lessor = Lessor::start(Some(&ns), &cfg, &[]);
         let url = lessor.control_url();
 
         let before = ns.run_in(move || {
-            let sock = UdpSocket::bind("[::1]:0").expect("binding the relay's socket");
-            sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let relay = Relay::new(TAG);
             let na = |n: u8| json!({"ip-address": "fd00:234::1050", "duid": duid_text(n), "iaid": 1, "subnet-id": 9});
             let added = cmd(&url, "lease6-add", na(1));
             assert_eq!((result(&added), added["text"].as_str()), (0, Some("Lease for address fd00:234::1050, subnet-id 9 added.")), "{added}");
-            assert_eq!(bound(&sock, 1, None), a("fd00:234::1050"));
+            assert_eq!(relay.address(1, None), a("fd00:234::1050"));
             let twice = cmd(&url, "lease6-add", na(2));
             assert_eq!((result(&twice), twice["text"].as_str()), (4, Some("IPv6 lease already exists.")), "{twice}");
-            assert_ne!(bound(&sock, 2, Some(a("fd00:234::1050"))), a("fd00:234::1050"));
+            assert_ne!(relay.address(2, Some(a("fd00:234::1050"))), a("fd00:234::1050"));
             let typed = cmd(&url, "lease6-add", json!({"ip-address": "fd00:234::1051", "duid": duid_text(3), "iaid": "one"}));
             assert!(typed["text"].as_str().unwrap().contains("'iaid'"), "{typed}");
 
@@ -688,7 +446,7 @@ v6:
             // Deleted: client 5, hinting at it, gets it.
             let del = cmd(&url, "lease6-del", json!({"ip-address": "fd00:234::1050"}));
             assert_eq!((result(&del), del["text"].as_str()), (0, Some("IPv6 lease deleted.")), "{del}");
-            assert_eq!(bound(&sock, 5, Some(a("fd00:234::1050"))), a("fd00:234::1050"));
+            assert_eq!(relay.address(5, Some(a("fd00:234::1050"))), a("fd00:234::1050"));
             // Added and deleted by DUID: gone after the crash too.
             let other = json!({"ip-address": "fd00:234::1060", "duid": duid_text(6), "iaid": 1});
             assert_eq!(result(&cmd(&url, "lease6-add", other)), 0);

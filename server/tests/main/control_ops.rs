@@ -16,7 +16,8 @@ use crate::common::{
     LESSOR, Lessor, Ns, heavy_turn, perfdhcp_report, run_logged, spawn_logged, tempdir, tool,
     unique, wait_until,
 };
-use crate::control::{CONFIG, command, http, result};
+use crate::control::CONFIG;
+use crate::kea_client::{command, http, result};
 
 /// The control server's address inside each test's own namespace.
 const CONTROL: &str = "http://127.0.0.1:8067";

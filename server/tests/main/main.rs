@@ -17,6 +17,7 @@ mod control;
 mod control_ops;
 mod ha;
 mod journal;
+mod kea_client;
 mod perfdhcp;
 mod relay6;
 mod reload;

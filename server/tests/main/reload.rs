@@ -20,7 +20,7 @@ use crate::clients::Dhclient;
 use crate::common::{
     LESSOR, Lessor, Ns, SERVER_ADDR, heavy_turn, perfdhcp_report, unique, wait_until,
 };
-use crate::control::{command, http, result};
+use crate::kea_client::{command, http, result};
 
 const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6767);
 
