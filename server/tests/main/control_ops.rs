@@ -17,7 +17,7 @@ use crate::common::{
     unique, wait_until,
 };
 use crate::control::CONFIG;
-use crate::kea_client::{command, http, result};
+use crate::kea_client::{command, http, result, state_dir};
 
 /// The control server's address inside each test's own namespace.
 const CONTROL: &str = "http://127.0.0.1:8067";
@@ -63,9 +63,7 @@ fn kea_lease_file(path: &Path, n: u32) {
 fn ready_is_503_while_a_large_journal_replays_and_200_after() {
     let _turn = heavy_turn();
     let ns = Ns::new(format!("lrdy-{}", unique()));
-    let dir = tempdir();
-    let state = dir.path().join("state");
-    fs::create_dir(&state).unwrap();
+    let (dir, state) = state_dir();
     let config = format!(
         r#"port: 6767
 state_dir: {}

@@ -191,6 +191,11 @@ pub(crate) mod v4 {
             b
         }
 
+        /// The reply to client `n`'s DISCOVER, if one comes before the socket's timeout.
+        pub(crate) fn offer(&self, n: u8) -> Option<Message> {
+            self.ask(n, 1, None)
+        }
+
         fn ask(&self, n: u8, kind: u8, requested: Option<Ipv4Addr>) -> Option<Message> {
             let pkt = self.packet(n, kind, requested);
             self.sock

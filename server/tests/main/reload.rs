@@ -7,32 +7,26 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
-use dhcproto::{Decodable, Decoder};
+use dhcproto::v4::{DhcpOption, OptionCode};
 use serde_json::{Value, json};
 
 use crate::clients::Dhclient;
 use crate::common::{
     LESSOR, Lessor, Ns, SERVER_ADDR, heavy_turn, perfdhcp_report, unique, wait_until,
 };
+use crate::kea_client::v4::Relay;
 use crate::kea_client::{command, http, result};
-
-const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6767);
 
 /// Subnet 10.241.0.0/24 through relay 127.0.0.1 with `pool` and router `router`; subnet
 /// 10.242.0.0/16 through relay 127.0.0.2; the control server asks for credentials.
 fn config(state: &str, router: &str, pool: &str) -> String {
-    format!(
-        r#"port: 6767
-state_dir: {state}
-workers: 2
-control: {{ listen: "127.0.0.1:0", user: ops, password: s3cret }}
-v4:
+    let v4 = format!(
+        r#"v4:
   lease_time: 3600
   subnets:
     - id: 5
@@ -45,66 +39,22 @@ v4:
       relays: [ 127.0.0.2 ]
       pools: [ "10.242.0.1-10.242.255.254" ]
 "#
-    )
+    );
+    crate::kea_client::config(Path::new(state), &v4)
 }
 
 const POOL: &str = "10.241.0.10-10.241.0.200";
 
-/// A relayed DISCOVER (`kind` 1) or REQUEST (3) of client `mac_last` with options `opts`.
-fn request(mac_last: u8, kind: u8, opts: &[(u8, &[u8])]) -> Vec<u8> {
-    let mut b = vec![0u8; 236];
-    b[0] = 1;
-    b[1] = 1;
-    b[2] = 6;
-    b[3] = 1;
-    b[4..8].copy_from_slice(&[0x52, 0x4c, 0, mac_last]);
-    b[24..28].copy_from_slice(&Ipv4Addr::LOCALHOST.octets());
-    b[28..34].copy_from_slice(&[2, 0x52, 0x4c, 0, 0, mac_last]);
-    b.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
-    for (code, v) in opts {
-        b.push(*code);
-        b.push(u8::try_from(v.len()).expect("short option"));
-        b.extend_from_slice(v);
-    }
-    b.push(255);
-    b
-}
+/// This test's clients' MAC addresses: 02:52:00:00:00:`n`.
+const TAG: u8 = 0x52;
 
-/// Sends `pkt` from a relay socket and returns the answer, if one comes within a second.
-fn ask(pkt: &[u8]) -> Option<Message> {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("binding the relay's socket");
-    sock.set_read_timeout(Some(Duration::from_secs(1)))
-        .expect("timeout");
-    sock.send_to(pkt, SERVER).expect("sending to lessor");
-    let mut buf = [0u8; 1500];
-    let n = sock.recv(&mut buf).ok()?;
-    Some(Message::decode(&mut Decoder::new(&buf[..n])).expect("lessor's reply decodes"))
-}
-
-/// The routers option of the OFFER client `mac_last` gets.
-fn offered_router(mac_last: u8) -> Option<Ipv4Addr> {
-    let offer = ask(&request(mac_last, 1, &[]))?;
+/// The routers option of the OFFER client `n` gets.
+fn offered_router(n: u8) -> Option<Ipv4Addr> {
+    let offer = Relay::new(TAG).offer(n)?;
     match offer.opts().get(OptionCode::Router) {
         Some(DhcpOption::Router(r)) => r.first().copied(),
         _ => None,
     }
-}
-
-/// DISCOVER and REQUEST for client `mac_last`: the address ACKed.
-fn dora(mac_last: u8) -> Ipv4Addr {
-    let offer = ask(&request(mac_last, 1, &[])).expect("an OFFER");
-    let ip = offer.yiaddr();
-    let Some(DhcpOption::ServerIdentifier(id)) = offer.opts().get(OptionCode::ServerIdentifier)
-    else {
-        panic!("no server identifier in {offer:?}");
-    };
-    let req = request(mac_last, 3, &[(50, &ip.octets()), (54, &id.octets())]);
-    let ack = ask(&req).expect("an ACK");
-    assert_eq!(
-        ack.opts().get(OptionCode::MessageType),
-        Some(&DhcpOption::MessageType(MessageType::Ack))
-    );
-    ip
 }
 
 fn hash(url: &str) -> String {
@@ -263,8 +213,9 @@ fn a_pool_shrunk_under_load_loses_no_acked_lease_and_counts_the_orphans() {
     let (orphans, pause, before) = ns.run_in(move || {
         // Leases of the first subnet across its pool: ten clients.
         let mut before = BTreeSet::new();
+        let relay = Relay::new(TAG);
         for n in 1..=10 {
-            before.insert(dora(n));
+            before.insert(relay.dora(n, None));
         }
         std::thread::sleep(Duration::from_secs(2));
         let mut doc = command(&url, json!({"command": "config-get"}))["arguments"].clone();
@@ -279,7 +230,7 @@ fn a_pool_shrunk_under_load_loses_no_acked_lease_and_counts_the_orphans() {
         let after = bound(&url);
         assert!(before.is_subset(&after), "{before:?} not all in {after:?}");
         // An orphan is never offered again: a new client of the first subnet gets nothing.
-        let offer = ask(&request(99, 1, &[]));
+        let offer = relay.offer(99);
         assert!(
             offer.is_none(),
             "offered {offer:?} from a one-address pool in use"
@@ -359,7 +310,10 @@ fn check_config_against_a_state_dir_says_what_a_change_would_orphan() {
     let ns = Ns::new(format!("lrc-{}", unique()));
     let lessor = Lessor::start(Some(&ns), &config("STATE_DIR", "10.241.0.1", POOL), &[]);
     let dir = lessor.dir().to_owned();
-    let got: Vec<Ipv4Addr> = ns.run_in(|| (1..=3).map(dora).collect());
+    let got: Vec<Ipv4Addr> = ns.run_in(|| {
+        let relay = Relay::new(TAG);
+        (1..=3).map(|n| relay.dora(n, None)).collect()
+    });
     assert_eq!(got.len(), 3);
     let state = dir.join("state");
     let keep = got.iter().min().unwrap();
