@@ -277,22 +277,21 @@ fn ha(e: &mut Exposition, status: &crate::ha::Status) {
 /// `lessor_leases` and `lessor_pool_size`, by subnet (its CIDR and id) and kind.
 fn leases(e: &mut Exposition, parts: &Parts) {
     let usage = usage::usage(parts);
+    let ids: Vec<String> = usage.iter().map(|u| u.id.to_string()).collect();
+    let subnets: Vec<_> = usage
+        .iter()
+        .zip(&ids)
+        .map(|(u, id)| subnet_labels(u, id))
+        .collect();
     let name = "lessor_leases";
     e.family(
         name,
         Kind::Gauge,
         "Lease records of dynamic pools, by subnet, kind and state.",
     );
-    for u in &usage {
-        let id = u.id.to_string();
+    for (u, &[family, subnet, subnet_id, kind]) in usage.iter().zip(&subnets) {
         for (state, n) in u.states() {
-            let labels = [
-                ("family", u.family),
-                ("subnet", u.cidr.as_str()),
-                ("subnet_id", id.as_str()),
-                ("kind", u.kind.label()),
-                ("state", state),
-            ];
+            let labels = [family, subnet, subnet_id, kind, ("state", state)];
             e.sample(name, &labels, n);
         }
     }
@@ -302,17 +301,20 @@ fn leases(e: &mut Exposition, parts: &Parts) {
         Kind::Gauge,
         "Dynamic addresses (prefixes) in a subnet's pools, by kind.",
     );
-    for u in &usage {
-        let id = u.id.to_string();
-        let labels = [
-            ("family", u.family),
-            ("subnet", u.cidr.as_str()),
-            ("subnet_id", id.as_str()),
-            ("kind", u.kind.label()),
-        ];
-        // A /64 of addresses is 2^64: exact in f64 as the text format reads it.
-        e.sample(name, &labels, u.total as f64);
+    // A /64 of addresses is 2^64: exact in f64 as the text format reads it.
+    for (u, labels) in usage.iter().zip(&subnets) {
+        e.sample(name, labels, u.total as f64);
     }
+}
+
+/// The labels naming `u`'s subnet (its id as text, `id`) and kind.
+fn subnet_labels<'u>(u: &'u usage::Usage, id: &'u str) -> [(&'static str, &'u str); 4] {
+    [
+        ("family", u.family),
+        ("subnet", u.cidr.as_str()),
+        ("subnet_id", id),
+        ("kind", u.kind.label()),
+    ]
 }
 
 /// Configuration reloads by result, and when the last one succeeded.
