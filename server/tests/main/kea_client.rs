@@ -165,6 +165,7 @@ pub(crate) mod v4 {
     }
 
     impl Relay {
+        /// A relay for `tag`'s clients on a new loopback socket (3-second read timeout).
         pub(crate) fn new(tag: u8) -> Relay {
             let sock = UdpSocket::bind("127.0.0.1:0").expect("binding the relay's socket");
             sock.set_read_timeout(Some(Duration::from_secs(3)))
@@ -276,6 +277,7 @@ pub(crate) mod v6 {
     }
 
     impl Relay {
+        /// A relay for `tag`'s clients on a new loopback socket (3-second read timeout).
         pub(crate) fn new(tag: u8) -> Relay {
             let sock = UdpSocket::bind("[::1]:0").expect("binding the relay's socket");
             sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
