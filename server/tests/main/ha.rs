@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{Lessor, require_root, spawn_logged, tempdir, tool, unique, wait_until};
-use crate::control::http;
+use crate::kea_client::http;
 
 /// Generous: a takeover needs the old lease's TTL (3 s) plus a few ticks.
 const ROLE_DEADLINE: Duration = Duration::from_secs(30);
