@@ -10,7 +10,9 @@
 //! workers stop at a batch boundary (`Gate`), every lease of the old engine is restored
 //! into the new one, and they go on with it. A lease whose address lies in no pool any more
 //! and is reserved by nobody stays where it is until it expires ([`Orphans`]): the engine
-//! keeps it at a fixed place, so it is never offered and a renewal is refused.
+//! keeps it at a fixed place, so it is never offered and a renewal is refused. The reloader
+//! keeps the orphans' addresses ([`Orphan`]) and looks each up at a scrape, so
+//! `lessor_leases{state="orphaned"}` counts those still bound.
 //!
 //! Reservations added at run time ([`reservations`]) are merged into every configuration a
 //! reload makes, and a change to them is one more reload.
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lessor_engine::v4::{Engine, Lease};
-use lessor_engine::v6::{Engine as Engine6, Lease as Lease6};
+use lessor_engine::v6::{Engine as Engine6, Lease as Lease6, Resource};
 
 use crate::config::{Config, ControlConfig};
 use crate::control::Live;
@@ -131,6 +133,17 @@ pub struct Status {
     pub orphaned_by_subnet: BTreeMap<String, u64>,
 }
 
+/// A lease a reload left outside every pool, tracked until it ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Orphan {
+    /// Its address, or its prefix's first address.
+    pub addr: IpAddr,
+    /// The prefix length of a DHCPv6 prefix; 128 for a DHCPv6 address, 32 for DHCPv4.
+    pub len: u8,
+    /// The subnet (CIDR) it was in, or "none"; the subnet may be gone.
+    pub subnet: String,
+}
+
 /// What a successful reload did.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -167,6 +180,8 @@ pub struct Reloader {
     /// The run-time reservations, as on disk.
     store: Mutex<Store>,
     status: Mutex<Status>,
+    /// The leases reloads orphaned that may still be bound: few, pruned at each look.
+    orphans: Mutex<Vec<Orphan>>,
     successes: AtomicU64,
     failures: AtomicU64,
     /// Seconds since the epoch of the last successful reload (of the start until then).
@@ -206,6 +221,7 @@ impl Reloader {
             given: Mutex::new(Arc::new(given)),
             store: Mutex::new(store),
             status: Mutex::new(Status::default()),
+            orphans: Mutex::new(Vec::new()),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_success: AtomicU64::new(unix_now()),
@@ -299,6 +315,27 @@ impl Reloader {
     /// How the last reload went.
     pub fn status(&self) -> Status {
         lock(&self.status).clone()
+    }
+
+    /// The orphans still bound at `now` in the running engines and still outside every pool
+    /// of the running config; forgets the others (ended, deleted, or in a pool again).
+    pub fn orphans(&self, now: lessor_engine::Time) -> Vec<Orphan> {
+        let mut tracked = lock(&self.orphans);
+        if tracked.is_empty() {
+            return Vec::new();
+        }
+        let r = self.swap.current();
+        let empty = Arc::default();
+        let assigned = r.v6.as_ref().map_or(&empty, |(c, _)| c.assignments());
+        let rules = Orphans::new(&r.config, assigned);
+        tracked.retain(|o| match o.addr {
+            IpAddr::V4(a) => (r.engine.get(a)).is_some_and(|l| l.expires > now && rules.v4(&l)),
+            IpAddr::V6(addr) => r.v6.as_ref().is_some_and(|(_, e)| {
+                (e.get(Resource { addr, len: o.len }))
+                    .is_some_and(|l| l.expires > now && rules.v6(&l))
+            }),
+        });
+        tracked.clone()
     }
 
     /// Reloads that succeeded and failed so far, and when the last success was (seconds since
@@ -481,26 +518,36 @@ impl Reloader {
             let orphans = Orphans::new(&config, assigned);
             let now = crate::worker::now();
             let orphaned = &mut impact.orphaned;
-            let label = |addr| subnet_label(Some(&old.config), &config, addr);
+            // Held until the new engines are in: a scrape never checks the set against the
+            // wrong ones. A rebuilt family's orphans are all seen again as its leases move.
+            let mut tracked = lock(&self.orphans);
+            let mut found = Vec::new();
+            let mut seen = |addr, len| {
+                let subnet = subnet_label(Some(&old.config), &config, addr);
+                *orphaned.entry(subnet.clone()).or_default() += 1;
+                found.push(Orphan { addr, len, subnet });
+            };
             if let Some(new) = fresh4 {
                 move_leases4(&old.engine, &new, |l| {
                     if l.expires > now && orphans.v4(l) {
-                        *orphaned.entry(label(IpAddr::V4(l.address))).or_default() += 1;
+                        seen(IpAddr::V4(l.address), 32);
                     }
                 });
                 running.engine = Arc::new(new);
+                tracked.retain(|o| o.addr.is_ipv6());
             }
             if let (Some(new), Some((_, engine))) = (fresh6, running.v6.as_mut()) {
                 move_leases6(engine, &new, |l| {
                     if l.expires > now && orphans.v6(l) {
-                        *orphaned
-                            .entry(label(IpAddr::V6(l.resource.addr)))
-                            .or_default() += 1;
+                        seen(IpAddr::V6(l.resource.addr), l.resource.len);
                     }
                 });
                 *engine = Arc::new(new);
+                tracked.retain(|o| o.addr.is_ipv4());
             }
+            tracked.append(&mut found);
             self.swap.publish(running);
+            drop(tracked);
             self.swap.resume();
             let took = started.elapsed();
             tracing::info!(

@@ -39,6 +39,11 @@ pub struct WorkerStats {
     /// Leases (and decline quarantines) that ended by expiry, each counted once, whether the
     /// periodic sweep or a request found it.
     pub expired: AtomicU64,
+    /// Addresses bound or extended: a DHCPv4 ACK (or BOOTP reply) that binds, each IA_NA
+    /// address of a DHCPv6 REPLY.
+    pub allocated: AtomicU64,
+    /// DHCPv6 prefixes bound or extended, each IA_PD prefix of a REPLY.
+    pub allocated_prefixes: AtomicU64,
     /// Replies dropped because too many were waiting for the journal (overload).
     pub overload_drops: AtomicU64,
     /// Requests that got no reply, by reason.

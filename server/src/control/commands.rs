@@ -262,7 +262,7 @@ fn statistics(parts: &Parts) -> Map<String, Value> {
     let big = |n: u128| u64::try_from(n).unwrap_or(u64::MAX).min(i64::MAX as u64);
     let mut declined = 0;
     for u in usage::usage(parts) {
-        let id = u.id;
+        let Some(id) = u.id else { continue };
         declined += u.declined;
         match (u.family, u.kind) {
             ("v4", _) => {

@@ -209,6 +209,21 @@ pub(crate) fn render(parts: &Parts) -> String {
         }
     }
 
+    let name = "lessor_allocations_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Addresses (v6: also prefixes) bound or extended by a reply, by kind.",
+    );
+    for &(family, workers) in &families {
+        let address = total(workers, |w| &w.allocated);
+        e.sample(name, &[("family", family), ("kind", "address")], address);
+        if family == "v6" {
+            let prefix = total(workers, |w| &w.allocated_prefixes);
+            e.sample(name, &[("family", family), ("kind", "prefix")], prefix);
+        }
+    }
+
     let durations: Vec<(&str, HistogramSnapshot)> = families
         .iter()
         .map(|&(family, workers)| (family, crate::stats::durations(workers)))
@@ -277,7 +292,12 @@ fn ha(e: &mut Exposition, status: &crate::ha::Status) {
 /// `lessor_leases` and `lessor_pool_size`, by subnet (its CIDR and id) and kind.
 fn leases(e: &mut Exposition, parts: &Parts) {
     let usage = usage::usage(parts);
-    let ids: Vec<String> = usage.iter().map(|u| u.id.to_string()).collect();
+    // A subnet a reload removed keeps its orphans; without an id its label is empty (absent).
+    let ids: Vec<String> = usage
+        .iter()
+        .map(|u| u.id.map(|i| i.to_string()))
+        .map(Option::unwrap_or_default)
+        .collect();
     let subnets: Vec<_> = usage
         .iter()
         .zip(&ids)
@@ -302,7 +322,7 @@ fn leases(e: &mut Exposition, parts: &Parts) {
         "Dynamic addresses (prefixes) in a subnet's pools, by kind.",
     );
     // A /64 of addresses is 2^64: exact in f64 as the text format reads it.
-    for (u, labels) in usage.iter().zip(&subnets) {
+    for (u, labels) in usage.iter().zip(&subnets).filter(|(u, _)| u.id.is_some()) {
         e.sample(name, labels, u.total as f64);
     }
 }
@@ -331,15 +351,6 @@ fn reloads(e: &mut Exposition, parts: &Parts) {
         "When the configuration was last loaded successfully (the start, until a reload).",
     );
     e.sample(name, &[], last);
-    let name = "lessor_config_reload_orphaned_leases";
-    e.family(
-        name,
-        Kind::Gauge,
-        "Bound leases the last successful reload left outside every pool, by subnet.",
-    );
-    for (subnet, n) in parts.reload.status().orphaned_by_subnet {
-        e.sample(name, &[("subnet", &subnet)], n);
-    }
 }
 
 /// The journal's counters, backlog and histograms.

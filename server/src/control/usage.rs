@@ -1,9 +1,13 @@
 //! Pool usage by subnet: the engines' per-pool counts, summed over each subnet's pools.
 //!
-//! What `lessor_leases`, `lessor_pool_size` and Kea's `subnet[ID].…` statistics show. Engine
+//! What `lessor_leases`, `lessor_pool_size` and Kea's `subnet[ID].…` statistics show; the
+//! orphans reloads left ([`Reloader::orphans`](crate::reload::Reloader::orphans)) are
+//! counted in the subnet they were in. Engine
 //! pool ids follow the configuration (see `v4::Context` and `v6::Context`): DHCPv4 numbers
 //! every subnet's pools in file order; DHCPv6 numbers each subnet's address pools, then its
 //! delegation pools, subnet by subnet.
+
+use std::net::IpAddr;
 
 use super::Parts;
 use crate::config::Config;
@@ -29,8 +33,9 @@ impl Kind {
 pub(crate) struct Usage {
     /// "v4" or "v6".
     pub(crate) family: &'static str,
-    /// The subnet's `id` from the config.
-    pub(crate) id: u32,
+    /// The subnet's `id` from the config; `None` for a subnet a reload removed, which only
+    /// orphans name.
+    pub(crate) id: Option<u32>,
     /// The subnet's CIDR, its identity.
     pub(crate) cidr: String,
     pub(crate) kind: Kind,
@@ -41,10 +46,12 @@ pub(crate) struct Usage {
     pub(crate) declined: u64,
     pub(crate) released: u64,
     pub(crate) expired: u64,
+    /// Bound leases a reload left outside every pool.
+    pub(crate) orphaned: u64,
 }
 
 impl Usage {
-    fn new(family: &'static str, id: u32, cidr: String, kind: Kind) -> Usage {
+    fn new(family: &'static str, id: Option<u32>, cidr: String, kind: Kind) -> Usage {
         Usage {
             family,
             id,
@@ -56,17 +63,19 @@ impl Usage {
             declined: 0,
             released: 0,
             expired: 0,
+            orphaned: 0,
         }
     }
 
     /// Records by state, as `lessor_leases` labels them.
-    pub(crate) fn states(&self) -> [(&'static str, u64); 5] {
+    pub(crate) fn states(&self) -> [(&'static str, u64); 6] {
         [
             ("bound", self.bound),
             ("offered", self.offered),
             ("declined", self.declined),
             ("released", self.released),
             ("expired", self.expired),
+            ("orphaned", self.orphaned),
         ]
     }
 }
@@ -86,12 +95,32 @@ fn owners(config: &Config) -> (Vec<usize>, Vec<(usize, Kind)>) {
 }
 
 /// Every subnet's usage: the v4 subnets (kind address), then each v6 subnet's addresses
-/// and prefixes.
+/// and prefixes, then any removed subnet that still has orphans.
 pub(crate) fn usage(parts: &Parts) -> Vec<Usage> {
+    let mut out = pools(parts);
+    for o in parts.reload.orphans(crate::worker::now()) {
+        let (family, kind) = match o.addr {
+            IpAddr::V4(_) => ("v4", Kind::Address),
+            IpAddr::V6(_) if o.len == 128 => ("v6", Kind::Address),
+            IpAddr::V6(_) => ("v6", Kind::Prefix),
+        };
+        let at =
+            (out.iter()).position(|u| u.family == family && u.kind == kind && u.cidr == o.subnet);
+        let at = at.unwrap_or_else(|| {
+            out.push(Usage::new(family, None, o.subnet, kind));
+            out.len() - 1
+        });
+        out[at].orphaned += 1;
+    }
+    out
+}
+
+/// The usage of the configured subnets' pools.
+fn pools(parts: &Parts) -> Vec<Usage> {
     let config = &parts.config;
     let (owners4, owners6) = owners(config);
     let mut out: Vec<Usage> = (config.v4.subnets.iter())
-        .map(|s| Usage::new("v4", s.id, s.net.to_string(), Kind::Address))
+        .map(|s| Usage::new("v4", Some(s.id), s.net.to_string(), Kind::Address))
         .collect();
     for (pool, stat) in parts.engine.stats().iter().enumerate() {
         let Some(&subnet) = owners4.get(pool) else {
@@ -111,7 +140,7 @@ pub(crate) fn usage(parts: &Parts) -> Vec<Usage> {
     let first6 = out.len();
     for s in &config.v6.subnets {
         for kind in [Kind::Address, Kind::Prefix] {
-            out.push(Usage::new("v6", s.id, s.net.to_string(), kind));
+            out.push(Usage::new("v6", Some(s.id), s.net.to_string(), kind));
         }
     }
     for (pool, stat) in engine6.stats().iter().enumerate() {

@@ -46,6 +46,8 @@ pub struct Reply {
     pub no_subnet: bool,
     /// IAs answered NoAddrsAvail or NoPrefixAvail because no pool had a free one.
     pub exhausted: u16,
+    /// Addresses and prefixes the reply binds or extends (IA_NA, IA_PD).
+    pub granted: [u16; 2],
 }
 
 crate::proto::no_reply_reasons! {
@@ -123,6 +125,7 @@ pub fn handle(
         bound: false,
         no_subnet: false,
         exhausted: 0,
+        granted: [0; 2],
     };
     h.run().into()
 }
@@ -144,6 +147,8 @@ pub(super) struct Handling<'h, 'r> {
     pub(super) no_subnet: bool,
     /// IAs that got no address or prefix because their pools were exhausted.
     pub(super) exhausted: u16,
+    /// Addresses and prefixes bound or extended so far (IA_NA, IA_PD).
+    pub(super) granted: [u16; 2],
 }
 
 impl<'h, 'r> Handling<'h, 'r> {
@@ -277,6 +282,7 @@ impl<'h, 'r> Handling<'h, 'r> {
             needs_durable: self.bound,
             no_subnet: self.no_subnet,
             exhausted: self.exhausted,
+            granted: self.granted,
         })
     }
 

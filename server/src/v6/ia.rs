@@ -164,6 +164,8 @@ impl<'h> Handling<'h, '_> {
         };
         let view = self.engine.bind(self.shard, &req, self.now, self.events)?;
         self.bound = true;
+        let n = &mut self.granted[usize::from(c.kind == IaKind::Pd)];
+        *n = n.saturating_add(1);
         Ok(view.resource)
     }
 

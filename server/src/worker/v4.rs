@@ -2,6 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use lessor_engine::Time;
 use lessor_engine::v4::{Engine, LeaseEvent};
@@ -77,6 +78,9 @@ impl Family for V4 {
             Outcome::Reply(reply) => {
                 if let Some(why) = reply.refused {
                     out.stats.allocation_failed(why);
+                }
+                if reply.needs_durable {
+                    out.stats.allocated.fetch_add(1, Ordering::Relaxed);
                 }
                 Handled::Reply {
                     to: (reply.dst, reply.src, reply.kind),

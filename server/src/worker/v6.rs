@@ -15,6 +15,7 @@
 //! or the other, whole.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use lessor_engine::Time;
 use lessor_engine::v6::{Engine, LeaseEvent};
@@ -91,6 +92,11 @@ impl Family for V6 {
                 for _ in 0..reply.exhausted {
                     out.stats.allocation_failed(ALLOC_POOL_EXHAUSTED);
                 }
+                let [na, pd] = reply.granted.map(u64::from);
+                out.stats.allocated.fetch_add(na, Ordering::Relaxed);
+                out.stats
+                    .allocated_prefixes
+                    .fetch_add(pd, Ordering::Relaxed);
                 let send = SendMeta {
                     dst: reply.dst,
                     src: reply.src,
