@@ -511,6 +511,16 @@ fn several_ias_get_distinct_resources() {
 }
 
 #[test]
+fn a_reply_counts_each_address_and_prefix_it_binds() {
+    let mut f = Fixture::new(YAML);
+    let c = Client::new(1).na(&[1, 2]).pd(&[10]);
+    let (o, adv) = f.relayed(&c.solicit(), NOW);
+    assert_eq!(reply(o).granted, [0, 0], "an ADVERTISE binds nothing");
+    let (o, _) = f.relayed(&c.request_from(&adv.unwrap().msg), NOW);
+    assert_eq!(reply(o).granted, [2, 1]);
+}
+
+#[test]
 fn exhaustion_gives_no_addrs_avail_and_no_prefix_avail() {
     let mut f = Fixture::new(YAML);
     for i in 1..=4 {

@@ -237,7 +237,7 @@ fn a_pool_shrunk_under_load_loses_no_acked_lease_and_counts_the_orphans() {
         );
         let status = last_reload(&url);
         assert_eq!(status["leases-orphaned"], 9, "{status}");
-        assert_eq!(orphaned_gauge(&url), Some(9));
+        assert_eq!(orphaned_gauge(&url, "5"), Some(9));
         (orphans, pause, before)
     });
     assert_eq!(orphans, 9, "nine of ten leases lie outside the new pool");
@@ -271,18 +271,44 @@ fn a_pool_shrunk_under_load_loses_no_acked_lease_and_counts_the_orphans() {
         "ACKed leases missing from the engine: {lost:?}"
     );
     assert!(journal.len() > before.len(), "the load bound nothing");
-    // The gauge is live: deleting the orphans (all but the one address left in the pool)
-    // takes it to 0.
+    // The gauge is live: deleting orphans lowers it, a reload that puts the pool back takes
+    // it to 0, and removing the subnet orphans its leases under its CIDR, without an id.
     let url = lessor.control_url();
     ns.run_in(move || {
-        for addr in before.iter().skip(1) {
+        for (i, addr) in before.iter().skip(1).take(4).enumerate() {
             let del =
                 json!({"command": "lease4-del", "arguments": {"ip-address": addr.to_string()}});
             let a = command(&url, del);
             assert_eq!(result(&a), 0, "{addr}: {a}");
-            let left = 9 - before.iter().skip(1).take_while(|a| *a <= addr).count() as u64;
-            assert_eq!(orphaned_gauge(&url), Some(left), "after deleting {addr}");
+            assert_eq!(
+                orphaned_gauge(&url, "5"),
+                Some(8 - i as u64),
+                "after deleting {addr}"
+            );
         }
+        let mut doc = command(&url, json!({"command": "config-get"}))["arguments"].clone();
+        doc["lessor"]["v4"]["subnets"][0]["pools"] = json!([POOL]);
+        let a = command(
+            &url,
+            json!({"command": "config-set", "arguments": doc.clone()}),
+        );
+        assert_eq!(result(&a), 0, "{a}");
+        assert_eq!(
+            orphaned_gauge(&url, "5"),
+            Some(0),
+            "the pool covers them again"
+        );
+        doc["lessor"]["v4"]["subnets"]
+            .as_array_mut()
+            .unwrap()
+            .remove(0);
+        let a = command(&url, json!({"command": "config-set", "arguments": doc}));
+        assert_eq!(result(&a), 0, "{a}");
+        assert_eq!(
+            orphaned_gauge(&url, ""),
+            Some(6),
+            "the removed subnet's six leases"
+        );
     });
     let stopped = lessor.stop();
     stopped.assert_success();
@@ -293,14 +319,17 @@ fn a_pool_shrunk_under_load_loses_no_acked_lease_and_counts_the_orphans() {
     eprintln!("{}", log.expect("the pause is logged"));
 }
 
-/// The first subnet's `lessor_leases{state="orphaned"}`, if scraped.
-fn orphaned_gauge(url: &str) -> Option<u64> {
+/// The first subnet's `lessor_leases{state="orphaned"}` (its `subnet_id` as given), if
+/// scraped.
+fn orphaned_gauge(url: &str, id: &str) -> Option<u64> {
     let (_, metrics) = http(url, "GET", "/metrics", false, b"");
-    let series = "lessor_leases{family=\"v4\",subnet=\"10.241.0.0/24\",subnet_id=\"5\",\
-                  kind=\"address\",state=\"orphaned\"} ";
+    let series = format!(
+        "lessor_leases{{family=\"v4\",subnet=\"10.241.0.0/24\",subnet_id=\"{id}\",\
+         kind=\"address\",state=\"orphaned\"}} "
+    );
     let n = metrics
         .lines()
-        .find_map(|l| l.strip_prefix(series)?.parse().ok());
+        .find_map(|l| l.strip_prefix(series.as_str())?.parse().ok());
     if n.is_none() {
         eprintln!("no {series:?} in\n{metrics}");
     }
