@@ -39,11 +39,11 @@ pub struct WorkerStats {
     /// Leases (and decline quarantines) that ended by expiry, each counted once, whether the
     /// periodic sweep or a request found it.
     pub expired: AtomicU64,
-    /// Addresses bound or extended: a DHCPv4 ACK (or BOOTP reply) that binds, each IA_NA
-    /// address of a DHCPv6 REPLY.
-    pub allocated: AtomicU64,
+    /// Addresses bound (`[0]`) or extended (`[1]`), as [`ALLOCATION_TYPES`] labels them: a
+    /// DHCPv4 ACK (or BOOTP reply) that binds, each IA_NA address of a DHCPv6 REPLY.
+    pub allocated: [AtomicU64; 2],
     /// DHCPv6 prefixes bound or extended, each IA_PD prefix of a REPLY.
-    pub allocated_prefixes: AtomicU64,
+    pub allocated_prefixes: [AtomicU64; 2],
     /// Replies dropped because too many were waiting for the journal (overload).
     pub overload_drops: AtomicU64,
     /// Requests that got no reply, by reason.
@@ -53,6 +53,9 @@ pub struct WorkerStats {
     /// How long requests took, from their batch's receive to their reply queued.
     pub durations: Durations,
 }
+
+/// The `type` label of [`WorkerStats::allocated`]'s slots.
+pub(crate) const ALLOCATION_TYPES: [&str; 2] = ["new", "renew"];
 
 /// Upper bounds of [`WorkerStats::durations`], in nanoseconds: 10 µs to 1 s.
 static DURATION_NANOS: [u64; 14] = [

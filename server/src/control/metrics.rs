@@ -6,6 +6,7 @@
 //! (2.42) rejects, and this format is a few lines. Names: docs/CONTROL.md, "Metrics".
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lessor_journal::{Health, HistogramSnapshot, Monitor};
 
@@ -213,14 +214,24 @@ pub(crate) fn render(parts: &Parts) -> String {
     e.family(
         name,
         Kind::Counter,
-        "Addresses (v6: also prefixes) bound or extended by a reply, by kind.",
+        "Addresses (v6: also prefixes) bound (new) or extended (renew) by a reply.",
     );
+    type Slots = fn(&WorkerStats) -> &[AtomicU64; 2];
     for &(family, workers) in &families {
-        let address = total(workers, |w| &w.allocated);
-        e.sample(name, &[("family", family), ("kind", "address")], address);
-        if family == "v6" {
-            let prefix = total(workers, |w| &w.allocated_prefixes);
-            e.sample(name, &[("family", family), ("kind", "prefix")], prefix);
+        let kinds: &[(&str, Slots)] = match family {
+            "v4" => &[("address", |w| &w.allocated)],
+            _ => &[
+                ("address", |w| &w.allocated),
+                ("prefix", |w| &w.allocated_prefixes),
+            ],
+        };
+        for &(kind, slots) in kinds {
+            for (i, ty) in crate::stats::ALLOCATION_TYPES.into_iter().enumerate() {
+                let n: u64 = (workers.iter())
+                    .map(|w| slots(w)[i].load(Ordering::Relaxed))
+                    .sum();
+                e.sample(name, &[("family", family), ("kind", kind), ("type", ty)], n);
+            }
         }
     }
 

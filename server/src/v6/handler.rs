@@ -46,8 +46,9 @@ pub struct Reply {
     pub no_subnet: bool,
     /// IAs answered NoAddrsAvail or NoPrefixAvail because no pool had a free one.
     pub exhausted: u16,
-    /// Addresses and prefixes the reply binds or extends (IA_NA, IA_PD).
-    pub granted: [u16; 2],
+    /// Addresses and prefixes the reply binds or extends: `[IA_NA, IA_PD]`, each
+    /// `[bound, extended]`.
+    pub granted: [[u16; 2]; 2],
 }
 
 crate::proto::no_reply_reasons! {
@@ -125,7 +126,7 @@ pub fn handle(
         bound: false,
         no_subnet: false,
         exhausted: 0,
-        granted: [0; 2],
+        granted: [[0; 2]; 2],
     };
     h.run().into()
 }
@@ -147,8 +148,8 @@ pub(super) struct Handling<'h, 'r> {
     pub(super) no_subnet: bool,
     /// IAs that got no address or prefix because their pools were exhausted.
     pub(super) exhausted: u16,
-    /// Addresses and prefixes bound or extended so far (IA_NA, IA_PD).
-    pub(super) granted: [u16; 2],
+    /// Addresses and prefixes bound or extended so far, as [`Reply::granted`].
+    pub(super) granted: [[u16; 2]; 2],
 }
 
 impl<'h, 'r> Handling<'h, 'r> {

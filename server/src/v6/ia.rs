@@ -3,8 +3,8 @@
 
 use std::net::Ipv6Addr;
 
-use lessor_engine::LeaseState;
 use lessor_engine::v6::{BindError, BindRequest, IaKey, IaKind, PoolId, Resource, SolicitRequest};
+use lessor_engine::{EventKind, LeaseState};
 
 use super::context::{Static, Tables};
 use super::handler::{Handling, NoReply, Reply};
@@ -164,7 +164,8 @@ impl<'h> Handling<'h, '_> {
         };
         let view = self.engine.bind(self.shard, &req, self.now, self.events)?;
         self.bound = true;
-        let n = &mut self.granted[usize::from(c.kind == IaKind::Pd)];
+        let renewed = (self.events.last()).is_some_and(|e| e.kind == EventKind::Renewed);
+        let n = &mut self.granted[usize::from(c.kind == IaKind::Pd)][usize::from(renewed)];
         *n = n.saturating_add(1);
         Ok(view.resource)
     }

@@ -515,9 +515,15 @@ fn a_reply_counts_each_address_and_prefix_it_binds() {
     let mut f = Fixture::new(YAML);
     let c = Client::new(1).na(&[1, 2]).pd(&[10]);
     let (o, adv) = f.relayed(&c.solicit(), NOW);
-    assert_eq!(reply(o).granted, [0, 0], "an ADVERTISE binds nothing");
-    let (o, _) = f.relayed(&c.request_from(&adv.unwrap().msg), NOW);
-    assert_eq!(reply(o).granted, [2, 1]);
+    assert_eq!(reply(o).granted, [[0; 2]; 2], "an ADVERTISE binds nothing");
+    let (o, rep) = f.relayed(&c.request_from(&adv.unwrap().msg), NOW);
+    assert_eq!(
+        reply(o).granted,
+        [[2, 0], [1, 0]],
+        "bound: [[addresses], [prefixes]]"
+    );
+    let (o, _) = f.relayed(&c.echo(msg::RENEW, &rep.unwrap().msg), NOW + 500);
+    assert_eq!(reply(o).granted, [[0, 2], [0, 1]], "extended");
 }
 
 #[test]

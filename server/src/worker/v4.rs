@@ -4,8 +4,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use lessor_engine::Time;
 use lessor_engine::v4::{Engine, LeaseEvent};
+use lessor_engine::{EventKind, Time};
 use lessor_net::v4::{RecvMeta, SendMeta, Socket};
 
 use super::{
@@ -80,7 +80,9 @@ impl Family for V4 {
                     out.stats.allocation_failed(why);
                 }
                 if reply.needs_durable {
-                    out.stats.allocated.fetch_add(1, Ordering::Relaxed);
+                    // One request binds one lease: its event says whether it was extended.
+                    let renewed = out.events.iter().any(|e| e.kind == EventKind::Renewed);
+                    out.stats.allocated[usize::from(renewed)].fetch_add(1, Ordering::Relaxed);
                 }
                 Handled::Reply {
                     to: (reply.dst, reply.src, reply.kind),

@@ -92,11 +92,12 @@ impl Family for V6 {
                 for _ in 0..reply.exhausted {
                     out.stats.allocation_failed(ALLOC_POOL_EXHAUSTED);
                 }
-                let [na, pd] = reply.granted.map(u64::from);
-                out.stats.allocated.fetch_add(na, Ordering::Relaxed);
-                out.stats
-                    .allocated_prefixes
-                    .fetch_add(pd, Ordering::Relaxed);
+                let kinds = [&out.stats.allocated, &out.stats.allocated_prefixes];
+                for (counters, granted) in kinds.into_iter().zip(reply.granted) {
+                    for (n, g) in counters.iter().zip(granted) {
+                        n.fetch_add(u64::from(g), Ordering::Relaxed);
+                    }
+                }
                 let send = SendMeta {
                     dst: reply.dst,
                     src: reply.src,

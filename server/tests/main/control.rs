@@ -122,7 +122,7 @@ fn kea_commands_rest_and_metrics_describe_what_perfdhcp_leased() {
         assert_eq!(status, 200);
         let ack_line = format!("lessor_packets_sent_total{{family=\"v4\",type=\"ack\"}} {acks}");
         assert!(metrics.contains(&ack_line), "no {ack_line:?} in\n{metrics}");
-        let granted = format!("lessor_allocations_total{{family=\"v4\",kind=\"address\"}} {acks}");
+        let granted = format!("lessor_allocations_total{{family=\"v4\",kind=\"address\",type=\"new\"}} {acks}");
         assert!(metrics.contains(&granted), "no {granted:?} in\n{metrics}");
         // Every ACK waited for its record's fdatasync (sync: group).
         let value = |name: &str| -> u64 {

@@ -217,6 +217,12 @@ fn a_pool_shrunk_under_load_loses_no_acked_lease_and_counts_the_orphans() {
         for n in 1..=10 {
             before.insert(relay.dora(n, None));
         }
+        // A bound client that asks again extends its lease: counted as a renewal (the load
+        // only makes new ones).
+        assert!(before.contains(&relay.dora(1, None)));
+        let (_, metrics) = http(&url, "GET", "/metrics", false, b"");
+        let renewed = "lessor_allocations_total{family=\"v4\",kind=\"address\",type=\"renew\"} 1";
+        assert!(metrics.contains(renewed), "no {renewed:?} in\n{metrics}");
         std::thread::sleep(Duration::from_secs(2));
         let mut doc = command(&url, json!({"command": "config-get"}))["arguments"].clone();
         // Only the first address given out stays in the pool.
