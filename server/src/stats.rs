@@ -55,7 +55,7 @@ pub struct WorkerStats {
 }
 
 /// The `type` label of [`WorkerStats::allocated`]'s slots.
-pub(crate) const ALLOCATION_TYPES: [&str; 2] = ["new", "renew"];
+pub const ALLOCATION_TYPES: [&str; 2] = ["new", "renew"];
 
 /// Upper bounds of [`WorkerStats::durations`], in nanoseconds: 10 µs to 1 s.
 static DURATION_NANOS: [u64; 14] = [

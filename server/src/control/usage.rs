@@ -2,10 +2,9 @@
 //!
 //! What `lessor_leases`, `lessor_pool_size` and Kea's `subnet[ID].…` statistics show; the
 //! orphans reloads left ([`Reloader::orphans`](crate::reload::Reloader::orphans)) are
-//! counted in the subnet they were in. Engine
-//! pool ids follow the configuration (see `v4::Context` and `v6::Context`): DHCPv4 numbers
-//! every subnet's pools in file order; DHCPv6 numbers each subnet's address pools, then its
-//! delegation pools, subnet by subnet.
+//! counted in the subnet they were in. Engine pool ids follow the configuration (see
+//! `v4::Context` and `v6::Context`): DHCPv4 numbers every subnet's pools in file order;
+//! DHCPv6 numbers each subnet's address pools, then its delegation pools, subnet by subnet.
 
 use std::net::IpAddr;
 
