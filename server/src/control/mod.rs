@@ -249,10 +249,14 @@ impl Control {
     }
 }
 
-/// Runs the calling control thread at the journal's background nice value: a listing or a
-/// scrape then takes a worker's core mostly while the worker waits, and DHCP keeps its rate.
+/// The control threads' nice value: the lowest priority, so that a listing of every lease
+/// takes a worker's core almost only while the worker waits (docs/PERFORMANCE.md, "The
+/// control API's cost"). A scrape is small and still answers within milliseconds.
+const CONTROL_NICE: i32 = 19;
+
+/// Runs the calling control thread at [`CONTROL_NICE`].
 fn lower_priority() {
-    if let Err(e) = lessor_net::set_current_thread_nice(crate::state_dir::BACKGROUND_NICE) {
+    if let Err(e) = lessor_net::set_current_thread_nice(CONTROL_NICE) {
         tracing::warn!(error = %e, "cannot lower the control server's priority");
     }
 }
