@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lessor_journal::stream::net::{self, ReceiverStatus, SenderOptions, SenderStatus};
 use lessor_journal::stream::{Replica, StreamError};
-use lessor_journal::{Error, Journal, Options, read_live};
+use lessor_journal::{Error, Journal, Lane, Options, read_live};
 
 use crate::common::{LONG, rec, tomb};
 use lessor_journal::testing::Rec;
@@ -48,7 +48,7 @@ fn frame(r: &Rec) -> Vec<u8> {
 
 /// Appends `n` records (keys `base..base + n`, a tombstone every 10th) over both lanes and
 /// waits until all are durable.
-fn fill(lanes: &mut [lessor_journal::Lane<Rec>], base: u32, n: u32, v: u64) {
+fn fill(lanes: &mut [Lane<Rec>], base: u32, n: u32, v: u64) {
     let mut last = vec![None; lanes.len()];
     for k in base..base + n {
         let i = k as usize % lanes.len();
@@ -259,22 +259,23 @@ fn the_replica_refuses_gaps_stale_epochs_and_corrupt_frames() {
     j.shutdown().unwrap();
 }
 
-/// A receiver for journal `dir` on a loopback port.
-fn receiver(
-    rt: &tokio::runtime::Runtime,
-    j: &Journal<Rec>,
-) -> (SocketAddr, Arc<ReceiverStatus>, tokio::task::JoinHandle<()>) {
+/// A listener on a free loopback port, and its address.
+fn listener(rt: &tokio::runtime::Runtime) -> (tokio::net::TcpListener, SocketAddr) {
     let l = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = l.local_addr().unwrap();
-    let status = Arc::new(ReceiverStatus::default());
-    let task = rt.spawn(net::run_receiver(
-        l,
-        Replica::new(j.lane(0)),
-        status.clone(),
-    ));
-    (addr, status, task)
+    (l, addr)
+}
+
+/// Sleeps `ms` milliseconds on the runtime, so that its tasks run meanwhile.
+fn pause(rt: &tokio::runtime::Runtime, ms: u64) {
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(ms)).await });
+}
+
+/// Waits until counter `c` reads `n`.
+fn wait_count(what: &str, c: &AtomicU64, n: u64) {
+    wait_for(what, || c.load(Ordering::SeqCst) == n);
 }
 
 fn sender(
@@ -299,172 +300,227 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// How a [`Pair`]'s receiver builds its replica.
+#[derive(Clone, Copy)]
+enum Receiver {
+    /// `Replica::new` on a lane of `b`: it cannot read `b` back.
+    Bare,
+    /// `Replica::open` on `b`: it reads its saved position and deletes what a snapshot lacks.
+    Opened,
+}
+
+/// Journal `a` streamed to journal `b` on loopback: the runtime, both journals in temporary
+/// directories, `a`'s two lanes, and a receiver for `b`; [`Pair::finish`] tears it all down.
+struct Pair {
+    rt: tokio::runtime::Runtime,
+    da: tempfile::TempDir,
+    db: tempfile::TempDir,
+    segment_bytes: u64,
+    a: Journal<Rec>,
+    /// `None` only between [`Pair::stop_receiver`] and [`Pair::start_receiver`].
+    b: Option<Journal<Rec>>,
+    lanes: Vec<Lane<Rec>>,
+    addr: SocketAddr,
+    rx: Arc<ReceiverStatus>,
+    /// Every task spawned for the pair, aborted by [`Pair::finish`].
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Pair {
+    fn new(segment_bytes: u64, kind: Receiver) -> Pair {
+        let rt = runtime();
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (
+            open(da.path(), segment_bytes),
+            open(db.path(), segment_bytes),
+        );
+        let (l, addr) = listener(&rt);
+        let replica = match kind {
+            Receiver::Bare => Replica::new(b.lane(0)),
+            Receiver::Opened => Replica::open(&b, 0).unwrap(),
+        };
+        let rx = Arc::new(ReceiverStatus::default());
+        let rtask = rt.spawn(net::run_receiver(l, replica, rx.clone()));
+        let lanes = vec![a.lane(0), a.lane(1)];
+        Pair {
+            rt,
+            da,
+            db,
+            segment_bytes,
+            a,
+            b: Some(b),
+            lanes,
+            addr,
+            rx,
+            tasks: vec![rtask.abort_handle()],
+        }
+    }
+
+    /// Starts a sender of `a` with `epoch`; the handle stops it early.
+    fn sender(&mut self, epoch: u64) -> (Arc<SenderStatus>, tokio::task::AbortHandle) {
+        let (status, task) = sender(&self.rt, &self.a, self.addr, epoch);
+        self.tasks.push(task.abort_handle());
+        (status, task.abort_handle())
+    }
+
+    /// Appends as [`fill`] does over `a`'s lanes.
+    fn fill(&mut self, base: u32, n: u32, v: u64) {
+        fill(&mut self.lanes, base, n, v);
+    }
+
+    /// `a`'s stream position.
+    fn position(&self) -> u64 {
+        self.a.stream().position()
+    }
+
+    /// Stops the receiver and shuts `b` down, as a peer that goes away.
+    fn stop_receiver(&mut self) {
+        self.tasks[0].abort();
+        pause(&self.rt, 100);
+        self.b.take().unwrap().shutdown().unwrap();
+    }
+
+    /// Reopens `b` and serves it on the same address from its saved position.
+    fn start_receiver(&mut self) -> Arc<ReceiverStatus> {
+        let b = open(self.db.path(), self.segment_bytes);
+        let l = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind(self.addr))
+            .unwrap();
+        let replica = Replica::open(&b, 0).unwrap();
+        let rx = Arc::new(ReceiverStatus::default());
+        let task = self.rt.spawn(net::run_receiver(l, replica, rx.clone()));
+        self.tasks.push(task.abort_handle());
+        self.b = Some(b);
+        rx
+    }
+
+    /// Stops every task and both journals, asserts that `b` replays as `a` does, and returns
+    /// that replay.
+    fn finish(self) -> Vec<Rec> {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.rt.shutdown_timeout(Duration::from_secs(5));
+        drop(self.lanes);
+        self.a.shutdown().unwrap();
+        self.b.unwrap().shutdown().unwrap();
+        let want = sorted(self.da.path());
+        assert_eq!(sorted(self.db.path()), want, "b replays as a does");
+        want
+    }
+}
+
 #[test]
 fn a_journal_streamed_over_tcp_replays_the_same() {
-    let rt = runtime();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, b) = (open(da.path(), 8192), open(db.path(), 8192));
-    let (addr, rx, rtask) = receiver(&rt, &b);
-    let (tx, stask) = sender(&rt, &a, addr, 1);
+    let mut p = Pair::new(8192, Receiver::Bare);
+    let (tx, _) = p.sender(1);
     // The first contact is a snapshot (of nothing yet): every record then goes as a frame.
-    wait_for("the first snapshot", || {
-        rx.snapshots.load(Ordering::SeqCst) == 1
-    });
-    let mut lanes = vec![a.lane(0), a.lane(1)];
+    wait_count("the first snapshot", &p.rx.snapshots, 1);
     for v in 1..=3 {
-        fill(&mut lanes, 0, 1500, v);
+        p.fill(0, 1500, v);
     }
-    let pos = a.stream().position();
+    let pos = p.position();
     assert_eq!(pos, 4500);
-    wait_for("the receiver's ack", || {
-        tx.acked.load(Ordering::SeqCst) == pos
-    });
-    assert_eq!(rx.acked.load(Ordering::SeqCst), pos);
+    wait_count("the receiver's ack", &tx.acked, pos);
+    assert_eq!(p.rx.acked.load(Ordering::SeqCst), pos);
     assert_eq!(
-        rx.frames.load(Ordering::SeqCst),
+        p.rx.frames.load(Ordering::SeqCst),
         pos,
         "each frame applied once"
     );
-    assert_eq!(rx.snapshots.load(Ordering::SeqCst), 1, "the first contact");
-    stask.abort();
-    rtask.abort();
-    rt.shutdown_timeout(Duration::from_secs(5));
-    drop(lanes);
-    a.shutdown().unwrap();
-    b.shutdown().unwrap();
-    let want = sorted(da.path());
-    assert_eq!(want.len(), 1350);
-    assert_eq!(sorted(db.path()), want);
+    assert_eq!(
+        p.rx.snapshots.load(Ordering::SeqCst),
+        1,
+        "the first contact"
+    );
+    assert_eq!(p.finish().len(), 1350);
 }
 
 #[test]
 fn a_killed_sender_resumes_from_the_last_ack_without_loss_or_duplicates() {
-    let rt = runtime();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, b) = (open(da.path(), 8192), open(db.path(), 8192));
-    let (addr, rx, rtask) = receiver(&rt, &b);
-    let mut lanes = vec![a.lane(0), a.lane(1)];
-    let (tx, stask) = sender(&rt, &a, addr, 7);
-    wait_for("the first snapshot", || {
-        rx.snapshots.load(Ordering::SeqCst) == 1
-    });
+    let mut p = Pair::new(8192, Receiver::Bare);
+    let (tx, first) = p.sender(7);
+    wait_count("the first snapshot", &p.rx.snapshots, 1);
     // Kill it mid-stream, while records keep coming.
     for chunk in 0..10 {
-        fill(&mut lanes, chunk * 100, 100, 1);
+        p.fill(chunk * 100, 100, 1);
         if chunk == 4 {
             wait_for("part of the stream", || {
                 tx.acked.load(Ordering::SeqCst) >= 100
             });
-            stask.abort();
+            first.abort();
         }
     }
     let killed_at = tx.acked.load(Ordering::SeqCst);
     assert!(killed_at < 1000, "killed before the end");
-    fill(&mut lanes, 1000, 1000, 1);
-    let (tx2, stask2) = sender(&rt, &a, addr, 7);
-    let pos = a.stream().position();
-    wait_for("the resumed stream's ack", || {
-        tx2.acked.load(Ordering::SeqCst) == pos
-    });
+    p.fill(1000, 1000, 1);
+    let (tx2, _) = p.sender(7);
+    let pos = p.position();
+    wait_count("the resumed stream's ack", &tx2.acked, pos);
     assert!(tx2.acked.load(Ordering::SeqCst) > killed_at);
     assert_eq!(
         tx2.snapshots.load(Ordering::SeqCst),
         0,
         "resumed, not resynced"
     );
-    assert_eq!(rx.snapshots.load(Ordering::SeqCst), 1);
+    assert_eq!(p.rx.snapshots.load(Ordering::SeqCst), 1);
     assert_eq!(
-        rx.frames.load(Ordering::SeqCst),
+        p.rx.frames.load(Ordering::SeqCst),
         pos,
         "nothing applied twice or lost"
     );
-    assert!(rx.sessions.load(Ordering::SeqCst) >= 2);
-    stask2.abort();
-    rtask.abort();
-    rt.shutdown_timeout(Duration::from_secs(5));
-    drop(lanes);
-    a.shutdown().unwrap();
-    b.shutdown().unwrap();
-    assert_eq!(sorted(db.path()), sorted(da.path()));
+    assert!(p.rx.sessions.load(Ordering::SeqCst) >= 2);
+    p.finish();
 }
 
 #[test]
 fn a_receiver_behind_a_compaction_gets_a_snapshot_then_the_tail() {
-    let rt = runtime();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, b) = (open(da.path(), 2048), open(db.path(), 2048));
     // A replica that can read its own journal, so that it deletes what the snapshot lacks.
-    let l = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = l.local_addr().unwrap();
-    let rx = Arc::new(ReceiverStatus::default());
-    let rtask = rt.spawn(net::run_receiver(
-        l,
-        Replica::open(&b, 0).unwrap(),
-        rx.clone(),
-    ));
-    let mut lanes = vec![a.lane(0), a.lane(1)];
-    fill(&mut lanes, 0, 200, 1);
-    let (tx, stask) = sender(&rt, &a, addr, 3);
-    wait_for("the first ack", || tx.acked.load(Ordering::SeqCst) == 200);
-    stask.abort();
+    let mut p = Pair::new(2048, Receiver::Opened);
+    p.fill(0, 200, 1);
+    let (tx, first) = p.sender(3);
+    wait_count("the first ack", &tx.acked, 200);
+    first.abort();
     // While it is away: updates, deletions, and a compaction of everything sealed.
-    fill(&mut lanes, 0, 400, 2);
+    p.fill(0, 400, 2);
     // Keys the receiver holds live, deleted while it is away; the compaction then drops the
     // deletions, so the snapshot simply lacks the keys.
     for k in 0..50 {
-        lanes[0].append(&tomb(k, 5));
+        p.lanes[0].append(&tomb(k, 5));
     }
-    assert!(lanes[0].wait_durable(lanes[0].last_ticket(), LONG));
-    a.compact_blocking().unwrap();
+    assert!(p.lanes[0].wait_durable(p.lanes[0].last_ticket(), LONG));
+    p.a.compact_blocking().unwrap();
     assert!(
-        a.stream().oldest() > 201,
+        p.a.stream().oldest() > 201,
         "the receiver's next frame is gone"
     );
-    fill(&mut lanes, 400, 50, 3);
-    let (tx2, stask2) = sender(&rt, &a, addr, 3);
-    let pos = a.stream().position();
-    wait_for("the ack after the snapshot", || {
-        tx2.acked.load(Ordering::SeqCst) == pos
-    });
+    p.fill(400, 50, 3);
+    let (tx2, _) = p.sender(3);
+    let pos = p.position();
+    wait_count("the ack after the snapshot", &tx2.acked, pos);
     assert_eq!(tx2.snapshots.load(Ordering::SeqCst), 1);
-    assert_eq!(rx.snapshots.load(Ordering::SeqCst), 2);
+    assert_eq!(p.rx.snapshots.load(Ordering::SeqCst), 2);
     // Keys 0..50 it held live, but for the five it had as tombstones already.
-    assert_eq!(rx.deletions.load(Ordering::SeqCst), 45);
-    stask2.abort();
-    rtask.abort();
-    rt.shutdown_timeout(Duration::from_secs(5));
-    drop(lanes);
-    a.shutdown().unwrap();
-    b.shutdown().unwrap();
-    assert_eq!(sorted(db.path()), sorted(da.path()));
+    assert_eq!(p.rx.deletions.load(Ordering::SeqCst), 45);
+    p.finish();
 }
 
 #[test]
 fn a_sender_with_a_stale_epoch_is_refused() {
-    let rt = runtime();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, b) = (open(da.path(), 8192), open(db.path(), 8192));
-    let (addr, rx, rtask) = receiver(&rt, &b);
-    let mut lanes = vec![a.lane(0), a.lane(1)];
-    fill(&mut lanes, 0, 20, 1);
-    let (tx, stask) = sender(&rt, &a, addr, 9);
-    wait_for("the ack", || tx.acked.load(Ordering::SeqCst) == 20);
-    stask.abort();
-    let (old, otask) = sender(&rt, &a, addr, 8);
+    let mut p = Pair::new(8192, Receiver::Bare);
+    p.fill(0, 20, 1);
+    let (tx, first) = p.sender(9);
+    wait_count("the ack", &tx.acked, 20);
+    first.abort();
+    let (old, _) = p.sender(8);
     wait_for("the refusal", || old.last_error().is_some());
     let e = old.last_error().unwrap();
     assert!(e.contains("stale epoch 8") && e.contains("epoch 9"), "{e}");
     assert_eq!(old.sessions.load(Ordering::SeqCst), 0, "never streamed");
-    assert!(rx.last_error().unwrap().contains("stale epoch 8"));
-    assert_eq!(rx.epoch.load(Ordering::SeqCst), 9);
-    otask.abort();
-    rtask.abort();
-    rt.shutdown_timeout(Duration::from_secs(5));
-    drop(lanes);
-    a.shutdown().unwrap();
-    b.shutdown().unwrap();
+    assert!(p.rx.last_error().unwrap().contains("stale epoch 8"));
+    assert_eq!(p.rx.epoch.load(Ordering::SeqCst), 9);
+    p.finish();
 }
 
 #[test]
@@ -473,10 +529,7 @@ fn a_peer_that_stops_reading_never_holds_up_the_lanes() {
     let da = tempfile::tempdir().unwrap();
     let a = open(da.path(), 1 << 20);
     // Accepts, answers the greeting, then reads nothing more.
-    let l = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = l.local_addr().unwrap();
+    let (l, addr) = listener(&rt);
     let stuck = rt.spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
         let _hello = net::read_msg(&mut s).await.unwrap();
@@ -524,43 +577,19 @@ fn a_peer_that_stops_reading_never_holds_up_the_lanes() {
 
 #[test]
 fn a_restarted_receiver_resumes_from_its_saved_position() {
-    let rt = runtime();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = open(da.path(), 8192);
-    let b = open(db.path(), 8192);
-    let l = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = l.local_addr().unwrap();
-    let rx = Arc::new(ReceiverStatus::default());
-    let rtask = rt.spawn(net::run_receiver(
-        l,
-        Replica::open(&b, 0).unwrap(),
-        rx.clone(),
-    ));
-    let (tx, stask) = sender(&rt, &a, addr, 4);
-    wait_for("the first snapshot", || {
-        rx.snapshots.load(Ordering::SeqCst) == 1
-    });
-    let mut lanes = vec![a.lane(0), a.lane(1)];
-    fill(&mut lanes, 0, 500, 1);
-    wait_for("the ack", || tx.acked.load(Ordering::SeqCst) == 500);
+    let mut p = Pair::new(8192, Receiver::Opened);
+    let (tx, _) = p.sender(4);
+    wait_count("the first snapshot", &p.rx.snapshots, 1);
+    p.fill(0, 500, 1);
+    wait_count("the ack", &tx.acked, 500);
     // Time for the position file to catch up (written at most every 50 ms).
-    rt.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
+    pause(&p.rt, 200);
     // The receiver goes away, journal and all, while the sender keeps going.
-    rtask.abort();
-    rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
-    b.shutdown().unwrap();
-    fill(&mut lanes, 500, 500, 1);
-    let b = open(db.path(), 8192);
-    let l = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
-    let replica = Replica::open(&b, 0).unwrap();
-    let rx2 = Arc::new(ReceiverStatus::default());
-    let rtask2 = rt.spawn(net::run_receiver(l, replica, rx2.clone()));
-    let pos = a.stream().position();
-    wait_for("the ack after the restart", || {
-        rx2.acked.load(Ordering::SeqCst) == pos
-    });
+    p.stop_receiver();
+    p.fill(500, 500, 1);
+    let rx2 = p.start_receiver();
+    let pos = p.position();
+    wait_count("the ack after the restart", &rx2.acked, pos);
     assert_eq!(
         rx2.snapshots.load(Ordering::SeqCst),
         0,
@@ -572,13 +601,7 @@ fn a_restarted_receiver_resumes_from_its_saved_position() {
         500,
         "only the tail was sent"
     );
-    stask.abort();
-    rtask2.abort();
-    rt.shutdown_timeout(Duration::from_secs(5));
-    drop(lanes);
-    a.shutdown().unwrap();
-    b.shutdown().unwrap();
-    assert_eq!(sorted(db.path()), sorted(da.path()));
+    p.finish();
 }
 
 /// After failed syncs and short writes the writer rewrites the unsynced bytes into a new
@@ -631,11 +654,9 @@ fn the_stream_survives_failed_syncs_and_short_writes() {
 /// does not keep the receiver from the next sender.
 #[test]
 fn a_silent_sender_is_dropped_and_the_next_one_served() {
-    let rt = runtime();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, b) = (open(da.path(), 8192), open(db.path(), 8192));
-    let (addr, rx, rtask) = receiver(&rt, &b);
-    let silent = rt.block_on(async {
+    let mut p = Pair::new(8192, Receiver::Bare);
+    let addr = p.addr;
+    let silent = p.rt.block_on(async {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let hello = lessor_journal::stream::wire::Msg::Hello {
             node: "x".into(),
@@ -650,29 +671,20 @@ fn a_silent_sender_is_dropped_and_the_next_one_served() {
         s
     });
     let started = Instant::now();
-    let mut lanes = vec![a.lane(0), a.lane(1)];
-    fill(&mut lanes, 0, 100, 1);
-    let (tx, stask) = sender(&rt, &a, addr, 2);
-    wait_for("the live sender's ack", || {
-        tx.acked.load(Ordering::SeqCst) == 100
-    });
+    p.fill(0, 100, 1);
+    let (tx, _) = p.sender(2);
+    wait_count("the live sender's ack", &tx.acked, 100);
     assert!(
         started.elapsed() >= net::IDLE_TIMEOUT,
         "served after the silent one"
     );
     assert!(
-        rx.last_error().unwrap().contains("sender silent"),
+        p.rx.last_error().unwrap().contains("sender silent"),
         "{:?}",
-        rx.last_error()
+        p.rx.last_error()
     );
     drop(silent);
-    stask.abort();
-    rtask.abort();
-    rt.shutdown_timeout(Duration::from_secs(5));
-    drop(lanes);
-    a.shutdown().unwrap();
-    b.shutdown().unwrap();
-    assert_eq!(sorted(db.path()), sorted(da.path()));
+    p.finish();
 }
 
 mod property {
