@@ -368,6 +368,15 @@ impl Pair {
         fill(&mut self.lanes, base, n, v);
     }
 
+    /// Appends records `0..n`, streams them with a sender of `epoch` until all are acked, and
+    /// stops that sender.
+    fn stream_then_stop(&mut self, n: u32, epoch: u64) {
+        self.fill(0, n, 1);
+        let (tx, task) = self.sender(epoch);
+        wait_count("the first ack", &tx.acked, u64::from(n));
+        task.abort();
+    }
+
     /// `a`'s stream position.
     fn position(&self) -> u64 {
         self.a.stream().position()
@@ -478,10 +487,7 @@ fn a_killed_sender_resumes_from_the_last_ack_without_loss_or_duplicates() {
 fn a_receiver_behind_a_compaction_gets_a_snapshot_then_the_tail() {
     // A replica that can read its own journal, so that it deletes what the snapshot lacks.
     let mut p = Pair::new(2048, Receiver::Opened);
-    p.fill(0, 200, 1);
-    let (tx, first) = p.sender(3);
-    wait_count("the first ack", &tx.acked, 200);
-    first.abort();
+    p.stream_then_stop(200, 3);
     // While it is away: updates, deletions, and a compaction of everything sealed.
     p.fill(0, 400, 2);
     // Keys the receiver holds live, deleted while it is away; the compaction then drops the
@@ -509,10 +515,7 @@ fn a_receiver_behind_a_compaction_gets_a_snapshot_then_the_tail() {
 #[test]
 fn a_sender_with_a_stale_epoch_is_refused() {
     let mut p = Pair::new(8192, Receiver::Bare);
-    p.fill(0, 20, 1);
-    let (tx, first) = p.sender(9);
-    wait_count("the ack", &tx.acked, 20);
-    first.abort();
+    p.stream_then_stop(20, 9);
     let (old, _) = p.sender(8);
     wait_for("the refusal", || old.last_error().is_some());
     let e = old.last_error().unwrap();
