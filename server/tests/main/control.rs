@@ -1,13 +1,10 @@
 //! The control server against real clients: its own HTTP, Debian's kea-shell and promtool, with
 //! leases made by perfdhcp.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use serde_json::{Value, json};
 
 use crate::common::{Lessor, Ns, heavy_turn, run_logged, tool, unique};
-use crate::kea_client::{command, http, result};
+use crate::kea_client::{command, http, promtool_check, result};
 
 pub(crate) const USER: &str = "ops";
 pub(crate) const PASSWORD: &str = "s3cret";
@@ -151,26 +148,7 @@ fn kea_commands_rest_and_metrics_describe_what_perfdhcp_leased() {
     });
 
     // promtool (Debian's prometheus) finds nothing to complain about.
-    let mut promtool = std::process::Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting promtool");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{metrics}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&metrics);
 
     // kea-shell (Debian's python3-kea-connector) speaks to lessor as to Kea's control agent.
     let port = url.rsplit(':').next().unwrap();

@@ -3,15 +3,14 @@
 //! the leader key with a higher epoch and answers; when etcd stops answering the leader fences
 //! itself, and takes its role back once etcd is back.
 
-use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::common::{Lessor, require_root, spawn_logged, tempdir, tool, unique, wait_until};
-use crate::kea_client::http;
+use crate::kea_client::{http, promtool_check};
 
 /// Generous: a takeover needs the old lease's TTL (3 s) plus a few ticks.
 const ROLE_DEADLINE: Duration = Duration::from_secs(30);
@@ -282,23 +281,7 @@ fn hot_standby_fails_over_on_a_crash_and_fences_without_etcd() {
     let text = http(&b.control_url(), "GET", "/metrics", false, b"").1;
     assert!(text.contains("lessor_ha_role{role=\"leader\"} 1"), "{text}");
     assert!(text.contains("lessor_ha_transitions_total"), "{text}");
-    let mut promtool = Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting promtool");
-    let mut stdin = promtool.stdin.take().expect("piped stdin");
-    stdin.write_all(text.as_bytes()).expect("feeding promtool");
-    drop(stdin);
-    let out = promtool.wait_with_output().expect("running promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&text);
     let stopped = b.stop();
     stopped.assert_success();
     assert!(stopped.counter("ha_standby") >= 1, "{}", stopped.stdout);

@@ -5,11 +5,12 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::tempdir;
+use crate::common::{tempdir, tool};
 
 /// One HTTP/1.1 exchange: `(status, body)`.
 pub(crate) fn http(url: &str, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, String) {
@@ -345,4 +346,27 @@ pub(crate) mod v6 {
             (addr.to_string(), format!("{net}/{}", prefix[8]))
         }
     }
+}
+
+/// Asserts that `promtool check metrics` (Debian's prometheus) finds nothing wrong in `metrics`.
+pub(crate) fn promtool_check(metrics: &str) {
+    let mut promtool = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting promtool");
+    let mut stdin = promtool.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(metrics.as_bytes())
+        .expect("feeding promtool");
+    drop(stdin);
+    let out = promtool.wait_with_output().expect("running promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
