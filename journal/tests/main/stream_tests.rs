@@ -21,6 +21,13 @@ fn open(dir: &Path, segment_bytes: u64) -> Journal<Rec> {
     Journal::open_dir(o, |_| {}).unwrap().0
 }
 
+/// A journal as [`open`] makes it, in a new temporary directory.
+fn temp_journal(segment_bytes: u64) -> (tempfile::TempDir, Journal<Rec>) {
+    let d = tempfile::tempdir().unwrap();
+    let j = open(d.path(), segment_bytes);
+    (d, j)
+}
+
 fn codec() -> impl bincode::config::Config {
     bincode::config::standard().with_fixed_int_encoding()
 }
@@ -78,8 +85,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn a_follower_reads_every_synced_frame_once_in_order() {
-    let d = tempfile::tempdir().unwrap();
-    let j = open(d.path(), 4096);
+    let (_d, j) = temp_journal(4096);
     let src = j.stream();
     let mut f = src.follow(1).unwrap();
     let mut lanes = vec![j.lane(0), j.lane(1)];
@@ -124,8 +130,7 @@ fn a_follower_reads_every_synced_frame_once_in_order() {
 
 #[test]
 fn a_follower_that_stops_reading_never_holds_up_the_lanes() {
-    let d = tempfile::tempdir().unwrap();
-    let j = open(d.path(), 64 << 10);
+    let (_d, j) = temp_journal(64 << 10);
     let src = j.stream();
     let mut idle = src.follow(1).unwrap();
     let mut lanes = vec![j.lane(0), j.lane(1)];
@@ -147,8 +152,7 @@ fn a_follower_that_stops_reading_never_holds_up_the_lanes() {
 
 #[test]
 fn compaction_sends_a_behind_follower_to_a_snapshot() {
-    let d = tempfile::tempdir().unwrap();
-    let j = open(d.path(), 1024);
+    let (d, j) = temp_journal(1024);
     let src = j.stream();
     let mut f = src.follow(1).unwrap();
     let mut lanes = vec![j.lane(0), j.lane(1)];
@@ -171,8 +175,7 @@ fn compaction_sends_a_behind_follower_to_a_snapshot() {
 
 #[test]
 fn a_damaged_synced_frame_is_reported_with_file_and_offset() {
-    let d = tempfile::tempdir().unwrap();
-    let j = open(d.path(), 1 << 20);
+    let (d, j) = temp_journal(1 << 20);
     let src = j.stream();
     // One lane, so that the frames are in key order.
     let mut lanes = vec![j.lane(0)];
@@ -196,8 +199,7 @@ fn a_damaged_synced_frame_is_reported_with_file_and_offset() {
 
 #[test]
 fn the_replica_refuses_gaps_stale_epochs_and_corrupt_frames() {
-    let d = tempfile::tempdir().unwrap();
-    let j = open(d.path(), 1 << 20);
+    let (_d, j) = temp_journal(1 << 20);
     let mut r = Replica::new(j.lane(0));
     let frames: Vec<u8> = (0..3).flat_map(|k| frame(&rec(k, 1))).collect();
     // Frames before any snapshot of that stream.
@@ -814,8 +816,7 @@ mod property {
 
 #[test]
 fn a_reopened_replica_still_refuses_the_epochs_it_has_passed() {
-    let d = tempfile::tempdir().unwrap();
-    let j = open(d.path(), 8192);
+    let (d, j) = temp_journal(8192);
     let mut r = Replica::open(&j, 0).unwrap();
     assert_eq!(r.position(), lessor_journal::stream::Position::default());
     r.snapshot_begin("a", 9, 0).unwrap();
