@@ -417,15 +417,26 @@ fn lease4_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         Ok(x) => x,
         Err(e) => return e,
     };
-    let lease = leases4(parts, 1, |l| {
-        subnet_id(config, IpAddr::V4(l.address)) == subnet
+    let lease = lease4_by_identifier(parts, kind, &id, subnet);
+    one("IPv4", lease.map(|l| lease4(config, &l)))
+}
+
+/// The DHCPv4 lease Kea would list whose `identifier-type` `kind` (`hw-address`, else
+/// `client-id`) is `id`, in subnet `subnet`; found by the chunked walk.
+pub(crate) fn lease4_by_identifier(
+    parts: &Parts,
+    kind: &str,
+    id: &[u8],
+    subnet: u32,
+) -> Option<v4::Lease> {
+    leases4(parts, 1, |l| {
+        subnet_id(&parts.config, IpAddr::V4(l.address)) == subnet
             && match kind {
-                "hw-address" => l.hw.bytes() == id.as_slice(),
-                _ => l.client.as_bytes().split_first() == Some((&1, id.as_slice())),
+                "hw-address" => l.hw.bytes() == id,
+                _ => l.client.as_bytes().split_first() == Some((&1, id)),
             }
     })
-    .pop();
-    one("IPv4", lease.map(|l| lease4(config, &l)))
+    .pop()
 }
 
 /// `identifier-type`, `identifier` and `subnet-id`, for a get by identifier.
@@ -459,11 +470,10 @@ fn lease6_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         let Some(addr) = text.as_str().and_then(|t| t.parse::<Ipv6Addr>().ok()) else {
             return Answer::error(format!("'ip-address' must be an IPv6 address, not {text}"));
         };
-        let lease = leases6(parts, 1, |l| {
-            l.resource.addr == addr && l.client.kind() == kind
-        })
-        .pop();
-        return one("IPv6", lease.map(|l| lease6(config, &l)));
+        return one(
+            "IPv6",
+            lease6_at(parts, kind, addr).map(|l| lease6(config, &l)),
+        );
     }
     let (_, duid, subnet) = match identifier(args) {
         Ok(x) => x,
@@ -474,14 +484,33 @@ fn lease6_get(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
         Ok(None) => return Answer::error("missing 'iaid' argument"),
         Err(e) => return e,
     };
-    let lease = leases6(parts, 1, |l| {
+    let lease = lease6_by_identifier(parts, kind, &duid, iaid, subnet);
+    one("IPv6", lease.map(|l| lease6(config, &l)))
+}
+
+/// The DHCPv6 lease Kea would list of `kind` at `addr`; found by the chunked walk.
+pub(crate) fn lease6_at(parts: &Parts, kind: IaKind, addr: Ipv6Addr) -> Option<v6::Lease> {
+    leases6(parts, 1, |l| {
+        l.resource.addr == addr && l.client.kind() == kind
+    })
+    .pop()
+}
+
+/// The DHCPv6 lease Kea would list of `kind`, `duid` and `iaid` in subnet `subnet`.
+pub(crate) fn lease6_by_identifier(
+    parts: &Parts,
+    kind: IaKind,
+    duid: &[u8],
+    iaid: u32,
+    subnet: u32,
+) -> Option<v6::Lease> {
+    leases6(parts, 1, |l| {
         l.client.kind() == kind
             && l.client.iaid() == iaid
-            && l.client.duid() == duid.as_slice()
-            && subnet_id(config, IpAddr::V6(l.resource.addr)) == subnet
+            && l.client.duid() == duid
+            && subnet_id(&parts.config, IpAddr::V6(l.resource.addr)) == subnet
     })
-    .pop();
-    one("IPv6", lease.map(|l| lease6(config, &l)))
+    .pop()
 }
 
 fn lease4_get_by_hw_address(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {

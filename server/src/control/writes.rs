@@ -17,7 +17,7 @@ use lessor_engine::v6::{self, IaKey, IaKind, Resource};
 use serde_json::Value;
 
 use super::Parts;
-use super::commands::Service;
+use super::commands::{Service, lease4_by_identifier, lease6_at, lease6_by_identifier};
 use super::kea::{Answer, Args, Code};
 use super::leases::{hex_opt, subnet_id};
 use crate::worker::{LeaseChange, now};
@@ -315,15 +315,7 @@ fn find4(parts: &Parts, args: &Args<'_>) -> Result<Option<Ipv4Addr>, Answer> {
     let subnet = args
         .uint("subnet-id", u64::from(u32::MAX))?
         .ok_or_else(|| Answer::error("missing 'subnet-id' argument"))?;
-    let found = parts.engine.leases().into_iter().find(|l| {
-        l.state != LeaseState::Offered
-            && u64::from(subnet_id(&parts.config, IpAddr::V4(l.address))) == subnet
-            && match kind {
-                "hw-address" => l.hw.bytes() == id.as_slice(),
-                _ => l.client.as_bytes().split_first() == Some((&1, id.as_slice())),
-            }
-    });
-    Ok(found.map(|l| l.address))
+    Ok(lease4_by_identifier(parts, kind, &id, subnet as u32).map(|l| l.address))
 }
 
 /// `lease4-del`: by `ip-address`, or by identifier as `lease4-get` finds it.
@@ -520,21 +512,11 @@ pub(crate) fn lease6_update(parts: &Parts, _: Service, args: &Args<'_>) -> Answe
 /// The resource of the DHCPv6 lease `args` name: `ip-address` (with `type`, and
 /// `prefix-len` or a look-up for a prefix), or `identifier-type` `duid`, `identifier`,
 /// `iaid` and `subnet-id`.
-fn find6(parts: &Parts, engine: &v6::Engine, args: &Args<'_>) -> Result<Option<Resource>, Answer> {
+fn find6(parts: &Parts, args: &Args<'_>) -> Result<Option<Resource>, Answer> {
     let kind = ia_kind(args)?;
-    let listed = || {
-        engine
-            .leases()
-            .into_iter()
-            .filter(|l| l.state != LeaseState::Offered)
-    };
     if args.get("ip-address").is_some() {
         let (addr, res) = resource(args, kind)?;
-        return Ok(res.or_else(|| {
-            listed()
-                .find(|l| l.resource.addr == addr && l.client.kind() == kind)
-                .map(|l| l.resource)
-        }));
+        return Ok(res.or_else(|| lease6_at(parts, kind, addr).map(|l| l.resource)));
     }
     let id_kind = args.need_str("identifier-type")?;
     if id_kind != "duid" {
@@ -549,18 +531,13 @@ fn find6(parts: &Parts, engine: &v6::Engine, args: &Args<'_>) -> Result<Option<R
     let subnet = args
         .uint("subnet-id", u64::from(u32::MAX))?
         .ok_or_else(|| Answer::error("missing 'subnet-id' argument"))?;
-    let found = listed().find(|l| {
-        l.client.kind() == kind
-            && u64::from(l.client.iaid()) == iaid
-            && l.client.duid() == duid.as_slice()
-            && u64::from(subnet_id(&parts.config, IpAddr::V6(l.resource.addr))) == subnet
-    });
+    let found = lease6_by_identifier(parts, kind, &duid, iaid as u32, subnet as u32);
     Ok(found.map(|l| l.resource))
 }
 
 /// `lease6-del`: by `ip-address` (and `type`), or by DUID as `lease6-get` finds it.
 pub(crate) fn lease6_del(parts: &Parts, _: Service, args: &Args<'_>) -> Answer {
-    let found = engine6(parts).and_then(|e| Ok((e, find6(parts, e, args)?)));
+    let found = engine6(parts).and_then(|e| Ok((e, find6(parts, args)?)));
     let (engine, res) = match found {
         Ok((e, Some(r))) => (e, r),
         Ok((_, None)) => return Answer::new(Code::Empty, "IPv6 lease not found."),
