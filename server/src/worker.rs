@@ -266,9 +266,12 @@ impl<F: Family> Worker<F> {
             );
             // A reload, checked after the wait so that the batch just received already
             // sees it: one atomic load per batch; the rest only when it moved.
-            if self.shared.swap.generation() != generation {
+            // The generation is read once: a pause that begins after the gate was passed
+            // moves it again, so the next batch stops at the gate instead of missing it.
+            let seen = self.shared.swap.generation();
+            if seen != generation {
                 self.reload(&mut events);
-                generation = self.shared.swap.generation();
+                generation = seen;
                 self.family.refresh(&self.shared.swap.current());
             }
             let Received::Datagrams(_) = received else {
