@@ -141,7 +141,7 @@ pub(crate) fn config6(state: &Path, net: u16) -> String {
     config(state, &v6)
 }
 
-/// DHCPv4 clients 02:`tag`:00:00:00:`n` behind relay 127.0.0.1.
+/// DHCPv4 clients 02:`tag`:00:00:00:`n` behind a relay (127.0.0.1 unless told).
 pub(crate) mod v4 {
     use std::net::{Ipv4Addr, UdpSocket};
     use std::time::Duration;
@@ -159,19 +159,26 @@ pub(crate) mod v4 {
         format!("10.233.0.{last}")
     }
 
-    /// The relay's socket and its clients' `tag`.
+    /// The relay's socket, its address (the giaddr) and its clients' `tag`.
     pub(crate) struct Relay {
         sock: UdpSocket,
+        giaddr: Ipv4Addr,
         tag: u8,
     }
 
     impl Relay {
-        /// A relay for `tag`'s clients on a new loopback socket (3-second read timeout).
+        /// A relay 127.0.0.1 for `tag`'s clients on a new loopback socket (3-second read
+        /// timeout).
         pub(crate) fn new(tag: u8) -> Relay {
-            let sock = UdpSocket::bind("127.0.0.1:0").expect("binding the relay's socket");
+            Relay::at(Ipv4Addr::LOCALHOST, tag)
+        }
+
+        /// [`Relay::new`] with relay address `giaddr`, a loopback address it binds to.
+        pub(crate) fn at(giaddr: Ipv4Addr, tag: u8) -> Relay {
+            let sock = UdpSocket::bind((giaddr, 0)).expect("binding the relay's socket");
             sock.set_read_timeout(Some(Duration::from_secs(3)))
                 .expect("timeout");
-            Relay { sock, tag }
+            Relay { sock, giaddr, tag }
         }
 
         /// A relayed DISCOVER (1) or REQUEST (3, to server 127.0.0.1) from client `n`.
@@ -179,7 +186,7 @@ pub(crate) mod v4 {
             let mut b = vec![0u8; 236];
             b[..4].copy_from_slice(&[1, 1, 6, 1]); // BOOTREQUEST, Ethernet, hlen 6, one hop
             b[4..8].copy_from_slice(&[0x72, self.tag, n, kind]);
-            b[24..28].copy_from_slice(&Ipv4Addr::LOCALHOST.octets());
+            b[24..28].copy_from_slice(&self.giaddr.octets());
             b[28..34].copy_from_slice(&[2, self.tag, 0, 0, 0, n]);
             b.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
             if let Some(a) = requested {
