@@ -47,18 +47,36 @@ const HIST_MAX_NS: u64 = 60_000_000_000;
 /// Nanoseconds per second, the progress lines' period.
 const SECOND_NS: u64 = 1_000_000_000;
 
-/// Counts that add up over workers and subtract between seconds.
+/// The counts the driver keeps for every family, whatever its exchange.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DriverCounts {
+    /// Datagrams received.
+    pub(crate) received: u64,
+    /// Datagrams the kernel refused to send.
+    pub(crate) send_errors: u64,
+    /// Clients passed over because they were still busy when their turn came again.
+    pub(crate) busy_skips: u64,
+    /// Datagrams that are not a well-formed reply for one of our clients.
+    pub(crate) garbage: u64,
+    /// Replies naming a client of another worker or beyond --clients.
+    pub(crate) foreign: u64,
+}
+
+/// Counts that add up over workers and subtract between seconds, and the latency histograms
+/// that go with them.
 pub(crate) trait Tally: Copy + Default + Send + Serialize + 'static {
+    /// The family's latency histograms, kept beside its counts.
+    type Hists: Merge;
     fn add(&mut self, o: &Self);
     fn minus(&self, o: &Self) -> Self;
-    /// With the counts the driver keeps: datagrams received, datagrams the kernel refused to
-    /// send, clients passed over because they were busy.
-    fn with_driver(self, received: u64, send_errors: u64, busy_skips: u64) -> Self;
+    /// With the counts the driver keeps.
+    fn with_driver(self, d: DriverCounts) -> Self;
     /// Datagrams received.
     fn received(&self) -> u64;
 }
 
-/// Declares the counters a worker keeps, as a [`Tally`].
+/// Declares the counters a worker keeps, as a [`Tally`] whose histograms are the `Hists` that
+/// [`hists!`] declares beside it. They include the [`DriverCounts`] by name.
 macro_rules! counters {
     ($ty:ident { $($(#[doc = $doc:literal])* $name:ident,)* }) => {
         /// Event counts of one worker, or summed over workers.
@@ -67,14 +85,16 @@ macro_rules! counters {
             $($(#[doc = $doc])* $name: u64,)*
         }
         impl $crate::load::Tally for $ty {
+            type Hists = Hists;
             fn add(&mut self, o: &$ty) {
                 $(self.$name += o.$name;)*
             }
             fn minus(&self, o: &$ty) -> $ty {
                 $ty { $($name: self.$name.saturating_sub(o.$name),)* }
             }
-            fn with_driver(self, received: u64, send_errors: u64, busy_skips: u64) -> $ty {
-                $ty { received, send_errors, busy_skips, ..self }
+            fn with_driver(self, d: $crate::load::DriverCounts) -> $ty {
+                let $crate::load::DriverCounts { received, send_errors, busy_skips, garbage, foreign } = d;
+                $ty { received, send_errors, busy_skips, garbage, foreign, ..self }
             }
             fn received(&self) -> u64 {
                 self.received
@@ -132,6 +152,46 @@ pub(crate) use hists;
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
 }
+
+/// Declares a generator's `--mix` values as `Mix`: the exchange alone (`$alone`, the family's
+/// name for it), then a renewal, a release, or either by the percents (`mixed`); each family
+/// documents the first three in its own terms. `Mix::fixed` gives [`RunArgs::plan`] the
+/// percents the value fixes.
+macro_rules! mix {
+    (
+        $(#[doc = $alone_doc:literal])* $alone:ident,
+        $(#[doc = $renew_doc:literal])* Renew,
+        $(#[doc = $release_doc:literal])* Release,
+    ) => {
+        /// What each client does after its exchange.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub(crate) enum Mix {
+            $(#[doc = $alone_doc])*
+            $alone,
+            $(#[doc = $renew_doc])*
+            Renew,
+            $(#[doc = $release_doc])*
+            Release,
+            /// Renew with --renew-pct, release with --release-pct, else nothing.
+            Mixed,
+        }
+
+        impl Mix {
+            /// The percents of clients renewing and releasing this value fixes; `None` for
+            /// `mixed` (the arguments give them).
+            fn fixed(self) -> Option<(u8, u8)> {
+                match self {
+                    Mix::$alone => Some((0, 0)),
+                    Mix::Renew => Some((100, 0)),
+                    Mix::Release => Some((0, 100)),
+                    Mix::Mixed => None,
+                }
+            }
+        }
+    };
+}
+pub(crate) use mix;
 
 /// The arguments both generators take alike.
 #[derive(Debug, clap::Args)]
@@ -369,22 +429,39 @@ struct Deadline {
     seq: u8,
 }
 
-/// A client's phase in its family's exchange; `Default` is idle (between exchanges).
-pub(crate) trait Phase: Copy + Eq + Default + Send + 'static {
-    /// What the family keeps of a client besides its phase.
-    type State: Copy + std::fmt::Debug + Default + Send + 'static;
+/// What the driver waits for from a client. Both families' exchanges go through the same
+/// steps: an opening request (DISCOVER, SOLICIT), the request taking the offer, then perhaps
+/// a renewal or a release.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Between exchanges.
+    #[default]
+    Idle,
+    /// An answer to the opening request (OFFER; ADVERTISE or a rapid REPLY).
+    Opening,
+    /// An answer to the request that takes the offer.
+    Requesting,
+    /// An answer to a renewal.
+    Renewing,
+    /// The answer to a release (DHCPv6's; a DHCPv4 RELEASE has none).
+    Releasing,
 }
+
+/// What a family keeps of a client besides what [`Client`] holds.
+pub(crate) trait State: Copy + std::fmt::Debug + Default + Send + 'static {}
+
+impl<T: Copy + std::fmt::Debug + Default + Send + 'static> State for T {}
 
 /// One client of a worker: what the driver keeps of every client, and the family's own state.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Client<P: Phase> {
-    pub(crate) phase: P,
+pub(crate) struct Client<S> {
+    pub(crate) phase: Phase,
     /// Sequence number of the client's current request (part of its transaction id).
     pub(crate) seq: u8,
     /// When the exchange started, and when its current phase did.
     pub(crate) t_start: u64,
     pub(crate) t_phase: u64,
-    pub(crate) st: P::State,
+    pub(crate) st: S,
 }
 
 /// A worker's clients and the driver's bookkeeping of them: deadlines, exchanges in flight,
@@ -393,10 +470,10 @@ pub(crate) struct Client<P: Phase> {
 /// Clients live in one `Vec` reserved up front and filled as they are first used (they are
 /// taken in turn from 0), so a run touches only the pages of the clients it uses.
 #[derive(Debug)]
-pub(crate) struct Slots<P: Phase> {
+pub(crate) struct Slots<S: State> {
     pub(crate) id: u32,
     pub(crate) plan: Plan,
-    clients: Vec<Client<P>>,
+    clients: Vec<Client<S>>,
     /// Clients this worker owns.
     count: u32,
     next_local: u32,
@@ -411,7 +488,7 @@ pub(crate) struct Slots<P: Phase> {
     lag: Histogram<u64>,
 }
 
-impl<P: Phase> Slots<P> {
+impl<S: State> Slots<S> {
     /// Worker `id`'s clients; `phases` requests of an exchange may await a reply at once (see
     /// [`Plan::deadline_capacity`]).
     pub(crate) fn new(id: u32, plan: Plan, three_phases: bool) -> Self {
@@ -442,7 +519,7 @@ impl<P: Phase> Slots<P> {
     }
 
     /// Local client `l` (one this worker owns), created idle if never used yet.
-    pub(crate) fn get(&mut self, l: usize) -> &mut Client<P> {
+    pub(crate) fn get(&mut self, l: usize) -> &mut Client<S> {
         while self.clients.len() <= l {
             self.clients.push(Client::default());
         }
@@ -461,7 +538,7 @@ impl<P: Phase> Slots<P> {
                 self.next_local + 1
             };
             let c = self.get(l);
-            if c.phase == P::default() {
+            if c.phase == Phase::Idle {
                 c.t_start = now;
                 self.active += 1;
                 return Some(l);
@@ -479,7 +556,7 @@ impl<P: Phase> Slots<P> {
     }
 
     /// The client sends its next request and waits for its reply in `phase` until the timeout.
-    pub(crate) fn enter(&mut self, l: usize, phase: P, now: u64) {
+    pub(crate) fn enter(&mut self, l: usize, phase: Phase, now: u64) {
         let seq = self.next_seq(l);
         let c = &mut self.clients[l];
         c.phase = phase;
@@ -493,20 +570,15 @@ impl<P: Phase> Slots<P> {
 
     /// The client's exchange ended: it is idle again.
     pub(crate) fn finish(&mut self, l: usize) {
-        self.clients[l].phase = P::default();
+        self.clients[l].phase = Phase::Idle;
         self.active -= 1;
-    }
-
-    /// An exchange completed `took` nanoseconds after it started (for the progress lines).
-    pub(crate) fn completed(&mut self, took: u64) {
-        self.tick.saturating_record(took);
     }
 
     /// Pops the deadlines that passed by `now` (all of them with `force`) and returns the
     /// first client, with its phase, whose current exchange one of them ends; `None` once no
     /// more are due. A client's exchange is current while its sequence number and phase start
     /// are the deadline's and it is not idle.
-    pub(crate) fn next_expired(&mut self, now: u64, force: bool) -> Option<(usize, P)> {
+    pub(crate) fn next_expired(&mut self, now: u64, force: bool) -> Option<(usize, Phase)> {
         while let Some(&d) = self.deadlines.front() {
             if d.at > now && !force {
                 break;
@@ -514,7 +586,7 @@ impl<P: Phase> Slots<P> {
             self.deadlines.pop_front();
             let l = d.local as usize;
             let c = &self.clients[l];
-            if c.seq == d.seq && c.t_phase + self.plan.timeout_ns == d.at && c.phase != P::default()
+            if c.seq == d.seq && c.t_phase + self.plan.timeout_ns == d.at && c.phase != Phase::Idle
             {
                 return Some((l, c.phase));
             }
@@ -601,37 +673,62 @@ impl<S: BatchSocket> Link<S> {
 /// a client, take a reply and move the client to its next phase. [`drive`] runs it inside an
 /// [`Ex`], which holds what every family's worker has.
 pub(crate) trait Exchange: Sized + Send + 'static {
-    type Phase: Phase;
+    type State: State;
     type Counters: Tally;
-    type Hists: Merge;
     type Sock: BatchSocket;
-    /// The phase in which an exchange starts.
-    const FIRST: Self::Phase;
-    /// Advance the client that reply `i` of those just received answers (or count it as
-    /// garbage, late, ...).
+    /// A reply as the family reads it.
+    type Reply;
+    /// Reads a datagram: the number of the client it answers, and the reply; `None` for
+    /// garbage (malformed, or not one of our clients' identities).
+    fn parse(&self, datagram: &[u8]) -> Option<(u32, Self::Reply)>;
+    /// Advance local client `l` with reply `r` (or count it as late, unexpected, ...).
     fn on_reply(
         x: &mut Ex<Self>,
-        s: &mut Slots<Self::Phase>,
-        i: usize,
+        s: &mut Slots<Self::State>,
+        l: usize,
+        r: Self::Reply,
         now: u64,
     ) -> anyhow::Result<()>;
     /// Send the first request of client `l`'s exchange (it has just entered
-    /// [`Exchange::FIRST`]).
-    fn open(x: &mut Ex<Self>, s: &mut Slots<Self::Phase>, l: usize, now: u64)
+    /// [`Phase::Opening`]).
+    fn open(x: &mut Ex<Self>, s: &mut Slots<Self::State>, l: usize, now: u64)
     -> anyhow::Result<()>;
     /// Count the drop of an exchange that timed out in `phase` (the driver then ends it).
-    fn dropped(x: &mut Ex<Self>, phase: Self::Phase);
+    fn dropped(x: &mut Ex<Self>, phase: Phase);
+    /// Whether the server answers a release (DHCPv6 does; a DHCPv4 RELEASE has no reply).
+    const RELEASE_ANSWERED: bool;
+    /// Send client `l`'s renewal (it has just entered [`Phase::Renewing`]).
+    fn renew(
+        x: &mut Ex<Self>,
+        s: &mut Slots<Self::State>,
+        l: usize,
+        now: u64,
+    ) -> anyhow::Result<()>;
+    /// Give up client `l`'s leases and send its release (it has just entered
+    /// [`Phase::Releasing`], or, with no answer to await, taken its next sequence number).
+    fn release(
+        x: &mut Ex<Self>,
+        s: &mut Slots<Self::State>,
+        l: usize,
+        now: u64,
+    ) -> anyhow::Result<()>;
 }
 
 /// A worker's exchange: its link, counters and histograms, and the family's part `f`.
 pub(crate) struct Ex<E: Exchange> {
     pub(crate) link: Link<E::Sock>,
     pub(crate) c: E::Counters,
-    pub(crate) h: E::Hists,
+    pub(crate) h: HistsOf<E>,
     /// Clients passed over because they were still busy when their turn came again.
     busy_skips: u64,
+    /// Datagrams that are no reply to one of our clients, and replies to another worker's.
+    garbage: u64,
+    foreign: u64,
     pub(crate) f: E,
 }
+
+/// An exchange's latency histograms.
+pub(crate) type HistsOf<E> = <<E as Exchange>::Counters as Tally>::Hists;
 
 impl<E: Exchange> std::fmt::Debug for Ex<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -644,16 +741,64 @@ impl<E: Exchange> std::fmt::Debug for Ex<E> {
 impl<E: Exchange> Ex<E> {
     /// The counters so far, the driver's included.
     fn counters(&self) -> E::Counters {
-        self.c
-            .with_driver(self.link.received, self.link.send_errors, self.busy_skips)
+        self.c.with_driver(DriverCounts {
+            received: self.link.received,
+            send_errors: self.link.send_errors,
+            busy_skips: self.busy_skips,
+            garbage: self.garbage,
+            foreign: self.foreign,
+        })
+    }
+
+    /// Take reply `i` of those just received: to its client's exchange, if it is a reply
+    /// for a client of this worker.
+    fn take(&mut self, s: &mut Slots<E::State>, i: usize, now: u64) -> anyhow::Result<()> {
+        let Some((client, r)) = self.f.parse(self.link.reply(i)) else {
+            self.garbage += 1;
+            return Ok(());
+        };
+        let Some(l) = s.local(client) else {
+            self.foreign += 1;
+            return Ok(());
+        };
+        E::on_reply(self, s, l, r, now)
+    }
+
+    /// Client `l`'s exchange completed at `now`: records its latency, then renews, releases
+    /// or rests as the plan's roll says.
+    pub(crate) fn completed(
+        &mut self,
+        s: &mut Slots<E::State>,
+        l: usize,
+        now: u64,
+    ) -> anyhow::Result<u64> {
+        let took = now.saturating_sub(s.get(l).t_start);
+        s.tick.saturating_record(took);
+        let roll = s.plan.roll(&mut s.rng);
+        if roll < s.plan.renew_pct {
+            s.enter(l, Phase::Renewing, now);
+            E::renew(self, s, l, now)?;
+        } else if roll < s.plan.renew_pct.saturating_add(s.plan.release_pct) {
+            if E::RELEASE_ANSWERED {
+                s.enter(l, Phase::Releasing, now);
+                E::release(self, s, l, now)?;
+            } else {
+                s.next_seq(l);
+                E::release(self, s, l, now)?;
+                s.finish(l);
+            }
+        } else {
+            s.finish(l);
+        }
+        Ok(took)
     }
 
     /// Start an exchange for the next idle client; `false` if every client is busy.
-    fn start(&mut self, s: &mut Slots<E::Phase>, now: u64) -> anyhow::Result<bool> {
+    fn start(&mut self, s: &mut Slots<E::State>, now: u64) -> anyhow::Result<bool> {
         let Some(l) = s.start(now, &mut self.busy_skips) else {
             return Ok(false);
         };
-        s.enter(l, E::FIRST, now);
+        s.enter(l, Phase::Opening, now);
         E::open(self, s, l, now)?;
         Ok(true)
     }
@@ -663,7 +808,7 @@ impl<E: Exchange> Ex<E> {
 /// its clients and their state.
 #[derive(Debug)]
 pub(crate) struct Worker<E: Exchange> {
-    pub(crate) slots: Slots<E::Phase>,
+    pub(crate) slots: Slots<E::State>,
     pub(crate) ex: Ex<E>,
 }
 
@@ -768,7 +913,7 @@ fn drive<E: Exchange>(
         let got = w.ex.link.receive()?;
         let now = epoch.elapsed().as_nanos() as u64;
         for i in 0..got {
-            E::on_reply(&mut w.ex, &mut w.slots, i, now)?;
+            w.ex.take(&mut w.slots, i, now)?;
         }
         w.expire(now, false);
 
@@ -843,11 +988,7 @@ fn drive<E: Exchange>(
 }
 
 /// What a worker hands back at the end: its counters, histograms and schedule lag.
-type Finished<E> = anyhow::Result<(
-    <E as Exchange>::Counters,
-    <E as Exchange>::Hists,
-    Histogram<u64>,
-)>;
+type Finished<E> = anyhow::Result<(<E as Exchange>::Counters, HistsOf<E>, Histogram<u64>)>;
 
 /// Where the workers wait until all are ready, so that the clock starts for all at once
 /// (after sockets, arrays and pinning are done).
@@ -1013,9 +1154,9 @@ impl<E: Exchange> Running<E> {
     }
 
     /// Waits for the workers and adds up what they did.
-    pub(crate) fn join(self) -> anyhow::Result<Totals<E::Counters, E::Hists>> {
+    pub(crate) fn join(self) -> anyhow::Result<Totals<E::Counters, HistsOf<E>>> {
         let mut counters = E::Counters::default();
-        let mut hists = E::Hists::default();
+        let mut hists = HistsOf::<E>::default();
         let mut lag = histogram();
         for h in self.handles {
             let (c, hs, l) = h
@@ -1044,6 +1185,12 @@ impl<C, H> Totals<C, H> {
     pub(crate) fn packets_per_s(&self, sent: u64, received: u64) -> f64 {
         (sent + received) as f64 / self.seconds
     }
+}
+
+/// Whether a third request of `E`'s exchanges may await its reply (see
+/// [`Plan::deadline_capacity`]): a renewal, or a release that is answered.
+fn three_phases<E: Exchange>(plan: &Plan) -> bool {
+    plan.renew_pct > 0 || (E::RELEASE_ANSWERED && plan.release_pct > 0)
 }
 
 /// A family's counters.
@@ -1077,9 +1224,6 @@ pub(crate) trait Load {
     fn server(&self) -> SocketAddr;
     /// The family's part of the exchange of the worker sending from `port`.
     fn exchange(&self, port: u16) -> Self::Ex;
-    /// Whether a third request of an exchange may await its reply (see
-    /// [`Plan::deadline_capacity`]).
-    fn three_phases(plan: &Plan) -> bool;
     /// One second's counts in [`Second`]'s order, from the counters' difference.
     fn second(d: &CountersOf<Self>) -> [u64; 6];
     /// Exchanges completed, the CPU figures' denominator.
@@ -1087,7 +1231,7 @@ pub(crate) trait Load {
     /// Requests sent.
     fn sent(c: &CountersOf<Self>) -> u64;
     fn head(&self) -> Self::Head;
-    fn body(&self, c: &CountersOf<Self>, h: &<Self::Ex as Exchange>::Hists) -> Self::Body;
+    fn body(&self, c: &CountersOf<Self>, h: &HistsOf<Self::Ex>) -> Self::Body;
     fn correctness(&self, c: &CountersOf<Self>) -> Correctness<Self::Checked, Self::Violation>;
 }
 
@@ -1112,12 +1256,14 @@ where
     let mut workers = Vec::with_capacity(args.workers);
     for (w, (port, sock)) in socks.into_iter().enumerate() {
         workers.push(Worker {
-            slots: Slots::new(w as u32, plan, L::three_phases(&plan)),
+            slots: Slots::new(w as u32, plan, three_phases::<L::Ex>(&plan)),
             ex: Ex {
                 link: Link::new(sock, to, args.batch)?,
                 c: Default::default(),
                 h: Default::default(),
                 busy_skips: 0,
+                garbage: 0,
+                foreign: 0,
                 f: load.exchange(port),
             },
         });
@@ -1206,22 +1352,12 @@ mod tests {
         assert_eq!(shares, [4, 3, 3]);
     }
 
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-    enum TestPhase {
-        #[default]
-        Idle,
-        Busy,
-    }
-    impl Phase for TestPhase {
-        type State = ();
-    }
-
     #[test]
     fn idle_clients_in_turn() {
         let plan = Plan::new(1, 3, 0, 1, 1.0, 1000).expect("valid");
-        let mut s: Slots<TestPhase> = Slots::new(0, plan, false);
+        let mut s: Slots<()> = Slots::new(0, plan, false);
         s.get(2);
-        s.get(1).phase = TestPhase::Busy;
+        s.get(1).phase = Phase::Opening;
         s.next_local = 1;
         let mut skips = 0;
         assert_eq!(s.start(0, &mut skips), Some(2));
@@ -1229,21 +1365,21 @@ mod tests {
         assert_eq!(s.start(0, &mut skips), Some(2));
         assert_eq!(skips, 2);
         let plan = Plan::new(1, 2, 0, 1, 1.0, 1000).expect("valid");
-        let mut s: Slots<TestPhase> = Slots::new(0, plan, false);
-        s.get(0).phase = TestPhase::Busy;
-        s.get(1).phase = TestPhase::Busy;
+        let mut s: Slots<()> = Slots::new(0, plan, false);
+        s.get(0).phase = Phase::Opening;
+        s.get(1).phase = Phase::Opening;
         assert_eq!(s.start(0, &mut skips), None);
     }
 
     #[test]
     fn a_deadline_ends_only_the_current_phase() {
         let plan = Plan::new(1, 2, 0, 1, 1.0, 1).expect("valid");
-        let mut s: Slots<TestPhase> = Slots::new(0, plan, false);
+        let mut s: Slots<()> = Slots::new(0, plan, false);
         let l = s.start(0, &mut 0).expect("idle");
-        s.enter(l, TestPhase::Busy, 0);
-        s.enter(l, TestPhase::Busy, 10);
+        s.enter(l, Phase::Opening, 0);
+        s.enter(l, Phase::Opening, 10);
         assert_eq!(s.next_expired(1_000_000, false), None);
-        assert_eq!(s.next_expired(1_000_010, false), Some((l, TestPhase::Busy)));
+        assert_eq!(s.next_expired(1_000_010, false), Some((l, Phase::Opening)));
         s.finish(l);
         assert_eq!(s.active, 0);
     }

@@ -27,28 +27,22 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use clap::ValueEnum;
 use lessor_net::v4::{SendMeta, Socket};
 use serde::Serialize;
 
 use crate::load::{
-    self, Correctness, Drops, Ex, Examples, Exchange, Load, MAX_CLIENTS, Phase, Plan, ReportOf,
-    RunArgs, SecondNames, Slots, counters, drops,
+    self, Correctness, Drops, Ex, Examples, Exchange, Load, MAX_CLIENTS, Phase, ReportOf, RunArgs,
+    SecondNames, Slots, counters, drops,
 };
 use crate::wire::{self, RequestKind, Template};
 
-/// What each new client does after its DORA.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Mix {
+load::mix! {
     /// DISCOVER, OFFER, REQUEST, ACK, and nothing else.
     Dora,
     /// Then a RENEWING REQUEST (ciaddr set, no server id) and its ACK.
     Renew,
     /// Then a RELEASE (no reply).
     Release,
-    /// Renew with --renew-pct, release with --release-pct, else nothing.
-    Mixed,
 }
 
 /// `load` arguments.
@@ -208,23 +202,6 @@ fn template_index(kind: RequestKind) -> usize {
     }
 }
 
-/// What the driver waits for from a client.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Phase4 {
-    #[default]
-    Idle,
-    /// An OFFER to its DISCOVER.
-    Discovering,
-    /// An ACK or NAK to its SELECTING REQUEST.
-    Requesting,
-    /// An ACK or NAK to its RENEWING REQUEST.
-    Renewing,
-}
-
-impl Phase for Phase4 {
-    type State = State4;
-}
-
 /// A client's DHCPv4 state.
 #[derive(Clone, Copy, Debug, Default)]
 struct State4 {
@@ -236,7 +213,7 @@ struct State4 {
     bound: u32,
 }
 
-type Slots4 = Slots<Phase4>;
+type Slots4 = Slots<State4>;
 
 /// The DHCPv4 part of one worker's exchange.
 struct Dora {
@@ -272,27 +249,31 @@ impl Ex<Dora> {
         );
         self.link.queue(bytes)
     }
+}
 
-    fn on_datagram(
-        &mut self,
+impl Exchange for Dora {
+    type State = State4;
+    type Counters = Counters;
+    type Sock = Socket;
+    type Reply = wire::Reply;
+
+    /// The xid's low 24 bits name the client; a chaddr not that client's is garbage.
+    fn parse(&self, datagram: &[u8]) -> Option<(u32, wire::Reply)> {
+        let r = wire::parse_reply(datagram)?;
+        let client = r.xid & (MAX_CLIENTS - 1);
+        (r.mac == wire::mac(client + self.first)).then_some((client, r))
+    }
+
+    /// Advance local client `l` with `r`: an OFFER makes the REQUEST, an ACK ends the DORA.
+    fn on_reply(
+        x: &mut Ex<Dora>,
         s: &mut Slots4,
-        r: Option<wire::Reply>,
+        l: usize,
+        r: wire::Reply,
         now: u64,
     ) -> anyhow::Result<()> {
-        let Some(r) = r else {
-            self.c.garbage += 1;
-            return Ok(());
-        };
-        let client = r.xid & (MAX_CLIENTS - 1);
+        let client = s.number(l);
         let seq = (r.xid >> 24) as u8;
-        let Some(l) = s.local(client) else {
-            self.c.foreign += 1;
-            return Ok(());
-        };
-        if r.mac != wire::mac(client + self.f.first) {
-            self.c.garbage += 1;
-            return Ok(());
-        }
         let end_ns = s.plan.end_ns;
         let cl = s.get(l);
         if r.kind == wire::ACK && r.yiaddr != 0 {
@@ -301,107 +282,62 @@ impl Ex<Dora> {
             // give that to someone else).
             let old = std::mem::replace(&mut cl.st.bound, r.yiaddr);
             if old != 0 && old != r.yiaddr {
-                self.f.owners.release(old, client);
+                x.f.owners.release(old, client);
             }
-            self.f.owners.ack(r.yiaddr, client, &mut self.c);
+            x.f.owners.ack(r.yiaddr, client, &mut x.c);
         }
         let phase = cl.phase;
-        if phase == Phase4::Idle || cl.seq != seq {
-            self.c.late += 1;
+        if phase == Phase::Idle || cl.seq != seq {
+            x.c.late += 1;
             return Ok(());
         }
         let took = now.saturating_sub(cl.t_phase);
         match (phase, r.kind) {
-            (Phase4::Discovering, wire::OFFER) => {
-                self.c.offers += 1;
-                self.h.discover_offer.saturating_record(took);
+            (Phase::Opening, wire::OFFER) => {
+                x.c.offers += 1;
+                x.h.discover_offer.saturating_record(took);
                 let server_id = if r.server_id == 0 {
                     // No option 54: name the server we sent to, as a client would.
-                    u32::from(*self.link.to.dst.ip())
+                    u32::from(*x.link.to.dst.ip())
                 } else {
                     r.server_id
                 };
                 cl.st.addr = r.yiaddr;
                 cl.st.server = server_id;
-                s.enter(l, Phase4::Requesting, now);
-                self.c.requests += 1;
+                s.enter(l, Phase::Requesting, now);
+                x.c.requests += 1;
                 let xid = xid(s, l);
-                self.queue(RequestKind::Select, xid, client, 0, r.yiaddr, server_id)?;
+                x.queue(RequestKind::Select, xid, client, 0, r.yiaddr, server_id)?;
             }
-            (Phase4::Requesting, wire::ACK) => {
-                self.c.acks += 1;
+            (Phase::Requesting, wire::ACK) => {
+                x.c.acks += 1;
                 if now < end_ns {
-                    self.c.acks_in_window += 1;
+                    x.c.acks_in_window += 1;
                 }
                 if r.yiaddr != cl.st.addr {
-                    self.c.ack_other_address += 1;
+                    x.c.ack_other_address += 1;
                     cl.st.addr = r.yiaddr;
                 }
-                self.h.request_ack.saturating_record(took);
-                let dora = now.saturating_sub(cl.t_start);
-                self.h.dora.saturating_record(dora);
-                s.completed(dora);
-                self.after_dora(s, l, client, now)?;
+                x.h.request_ack.saturating_record(took);
+                let dora = x.completed(s, l, now)?;
+                x.h.dora.saturating_record(dora);
             }
-            (Phase4::Requesting, wire::NAK) => {
-                self.c.naks += 1;
+            (Phase::Requesting, wire::NAK) => {
+                x.c.naks += 1;
                 s.finish(l);
             }
-            (Phase4::Renewing, wire::ACK) => {
-                self.c.renew_acks += 1;
-                self.h.renew.saturating_record(took);
+            (Phase::Renewing, wire::ACK) => {
+                x.c.renew_acks += 1;
+                x.h.renew.saturating_record(took);
                 s.finish(l);
             }
-            (Phase4::Renewing, wire::NAK) => {
-                self.c.renew_naks += 1;
+            (Phase::Renewing, wire::NAK) => {
+                x.c.renew_naks += 1;
                 s.finish(l);
             }
-            _ => self.c.unexpected += 1,
+            _ => x.c.unexpected += 1,
         }
         Ok(())
-    }
-
-    /// The client is bound: renew, release or rest, as the mix says.
-    fn after_dora(
-        &mut self,
-        s: &mut Slots4,
-        l: usize,
-        client: u32,
-        now: u64,
-    ) -> anyhow::Result<()> {
-        let roll = s.plan.roll(&mut s.rng);
-        let st = s.get(l).st;
-        if roll < s.plan.renew_pct {
-            s.enter(l, Phase4::Renewing, now);
-            self.c.renews += 1;
-            let xid = xid(s, l);
-            self.queue(RequestKind::Renew, xid, client, st.addr, 0, 0)?;
-        } else if roll < s.plan.renew_pct.saturating_add(s.plan.release_pct) {
-            // Cleared before the RELEASE leaves: from then on the server may give it away.
-            self.f.owners.release(st.addr, client);
-            s.get(l).st.bound = 0;
-            s.next_seq(l);
-            self.c.releases += 1;
-            let xid = xid(s, l);
-            self.queue(RequestKind::Release, xid, client, st.addr, 0, st.server)?;
-            s.finish(l);
-        } else {
-            s.finish(l);
-        }
-        Ok(())
-    }
-}
-
-impl Exchange for Dora {
-    type Phase = Phase4;
-    type Counters = Counters;
-    type Hists = Hists;
-    type Sock = Socket;
-    const FIRST: Phase4 = Phase4::Discovering;
-
-    fn on_reply(x: &mut Ex<Dora>, s: &mut Slots4, i: usize, now: u64) -> anyhow::Result<()> {
-        let reply = wire::parse_reply(x.link.reply(i));
-        x.on_datagram(s, reply, now)
     }
 
     /// Send the DISCOVER.
@@ -411,12 +347,34 @@ impl Exchange for Dora {
         x.queue(RequestKind::Discover, xid, s.number(l), 0, 0, 0)
     }
 
-    fn dropped(x: &mut Ex<Dora>, phase: Phase4) {
+    /// Renew the address ACKed: a RENEWING REQUEST.
+    fn renew(x: &mut Ex<Dora>, s: &mut Slots4, l: usize, _now: u64) -> anyhow::Result<()> {
+        x.c.renews += 1;
+        let xid = xid(s, l);
+        let addr = s.get(l).st.addr;
+        x.queue(RequestKind::Renew, xid, s.number(l), addr, 0, 0)
+    }
+
+    const RELEASE_ANSWERED: bool = false;
+
+    fn release(x: &mut Ex<Dora>, s: &mut Slots4, l: usize, _now: u64) -> anyhow::Result<()> {
+        let client = s.number(l);
+        let st = s.get(l).st;
+        // Cleared before the RELEASE leaves: from then on the server may give it away.
+        x.f.owners.release(st.addr, client);
+        s.get(l).st.bound = 0;
+        x.c.releases += 1;
+        let xid = xid(s, l);
+        x.queue(RequestKind::Release, xid, client, st.addr, 0, st.server)
+    }
+
+    fn dropped(x: &mut Ex<Dora>, phase: Phase) {
         match phase {
-            Phase4::Discovering => x.c.do_drops += 1,
-            Phase4::Requesting => x.c.ra_drops += 1,
-            Phase4::Renewing => x.c.renew_drops += 1,
-            Phase4::Idle => {}
+            Phase::Opening => x.c.do_drops += 1,
+            Phase::Requesting => x.c.ra_drops += 1,
+            Phase::Renewing => x.c.renew_drops += 1,
+            // A RELEASE awaits no reply: it never enters that phase.
+            Phase::Idle | Phase::Releasing => {}
         }
     }
 }
@@ -496,11 +454,6 @@ impl Load for Generator<'_> {
         }
     }
 
-    /// A RELEASE awaits no reply: only a renewal is a third phase.
-    fn three_phases(plan: &Plan) -> bool {
-        plan.renew_pct > 0
-    }
-
     fn second(d: &Counters) -> [u64; 6] {
         [
             d.discovers,
@@ -555,12 +508,7 @@ impl Load for Generator<'_> {
 /// Runs the load and prints the JSON report on stdout (progress and the summary on stderr).
 /// Fails, after reporting, if any address was ACKed to two clients.
 pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
-    let plan = a.run.plan(match a.mix {
-        Mix::Dora => Some((0, 0)),
-        Mix::Renew => Some((100, 0)),
-        Mix::Release => Some((0, 100)),
-        Mix::Mixed => None,
-    })?;
+    let plan = a.run.plan(a.mix.fixed())?;
     anyhow::ensure!(
         u64::from(a.first_client) + u64::from(a.run.clients) <= u64::from(MAX_CLIENTS),
         "--first-client + --clients must not exceed 2^24 (16777216)"

@@ -33,26 +33,21 @@ use lessor_net::v6::{SendMeta, Socket};
 use serde::Serialize;
 
 use crate::load::{
-    self, Correctness, Drops, Ex, Examples, Exchange, Load, Phase, Plan, ReportOf, RunArgs,
-    SecondNames, Slots, counters, drops,
+    self, Correctness, Drops, Ex, Examples, Exchange, Load, Phase, ReportOf, RunArgs, SecondNames,
+    Slots, counters, drops,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
 
 /// Distinct server DUIDs a worker remembers (one per server answering; more is an error).
 const MAX_SERVERS: usize = 16;
 
-/// What each client does after its SOLICIT-REQUEST exchange.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Mix {
+load::mix! {
     /// SOLICIT, ADVERTISE, REQUEST, REPLY, and nothing else.
     SolicitRequest,
     /// Then a RENEW (the server's DUID and the leases held) and its REPLY.
     Renew,
     /// Then a RELEASE and its REPLY.
     Release,
-    /// Renew with --renew-pct, release with --release-pct, else nothing.
-    Mixed,
 }
 
 /// Which IAs every client asks for.
@@ -338,25 +333,6 @@ impl Owners {
     }
 }
 
-/// What the driver waits for from a client.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Phase6 {
-    #[default]
-    Idle,
-    /// An ADVERTISE (or, with Rapid Commit, a REPLY) to its SOLICIT.
-    Soliciting,
-    /// The REPLY to its REQUEST.
-    Requesting,
-    /// The REPLY to its RENEW.
-    Renewing,
-    /// The REPLY to its RELEASE.
-    Releasing,
-}
-
-impl Phase for Phase6 {
-    type State = State6;
-}
-
 /// A client's DHCPv6 state.
 #[derive(Clone, Copy, Debug, Default)]
 struct State6 {
@@ -371,7 +347,7 @@ struct State6 {
     pd_held: u128,
 }
 
-type Slots6 = Slots<Phase6>;
+type Slots6 = Slots<State6>;
 
 /// The DHCPv6 part of one worker's exchange.
 struct Sarr {
@@ -504,8 +480,8 @@ impl Ex<Sarr> {
         }
     }
 
-    /// The exchange completed with `r`'s leases: record, then renew, release or rest.
-    fn completed(
+    /// The exchange completed with `r`'s leases: record them, then renew, release or rest.
+    fn granted(
         &mut self,
         s: &mut Slots6,
         l: usize,
@@ -526,149 +502,120 @@ impl Ex<Sarr> {
         if now < end_ns {
             self.c.completed_in_window += 1;
         }
-        let took = now.saturating_sub(c.t_start);
+        let took = self.completed(s, l, now)?;
         self.h.exchange.saturating_record(took);
-        s.completed(took);
-
-        let roll = s.plan.roll(&mut s.rng);
-        if roll < s.plan.renew_pct {
-            s.enter(l, Phase6::Renewing, now);
-            self.c.renews += 1;
-            self.send(s, l, Kind::Renew, now)?;
-        } else if roll < s.plan.renew_pct.saturating_add(s.plan.release_pct) {
-            // Cleared before the RELEASE leaves: from then on the server may give them away.
-            let client = s.number(l);
-            let st = &mut s.get(l).st;
-            for (pd, held) in [(false, &mut st.na_held), (true, &mut st.pd_held)] {
-                if *held != 0 {
-                    self.f.owners.release(pd, *held, client);
-                    *held = 0;
-                }
-            }
-            s.enter(l, Phase6::Releasing, now);
-            self.c.releases += 1;
-            self.send(s, l, Kind::Release, now)?;
-        } else {
-            s.finish(l);
-        }
         Ok(())
     }
+}
 
-    fn on_datagram(
-        &mut self,
+impl Exchange for Sarr {
+    type State = State6;
+    type Counters = Counters;
+    type Sock = Socket;
+    type Reply = wire6::Reply;
+
+    /// The peer-address the server echoes names the client.
+    fn parse(&self, datagram: &[u8]) -> Option<(u32, wire6::Reply)> {
+        wire6::parse_reply(datagram, self.builder.relay()).map(|r| (r.client, r))
+    }
+
+    /// Advance local client `l` with `r`: an ADVERTISE makes the REQUEST, a REPLY ends the
+    /// exchange (or the renewal or release after it).
+    fn on_reply(
+        x: &mut Ex<Sarr>,
         s: &mut Slots6,
-        r: Option<wire6::Reply>,
+        l: usize,
+        r: wire6::Reply,
         now: u64,
     ) -> anyhow::Result<()> {
-        let Some(r) = r else {
-            self.c.garbage += 1;
-            return Ok(());
-        };
         let client = r.client;
-        let Some(l) = s.local(client) else {
-            self.c.foreign += 1;
-            return Ok(());
-        };
         if !r.duid_ok {
-            self.c.wrong_duid += 1;
+            x.c.wrong_duid += 1;
             return Ok(());
         }
         if !r.interface_id_ok {
-            self.c.interface_id_missing += 1;
+            x.c.interface_id_missing += 1;
         }
         if r.kind == wire6::REPLY {
-            self.check_leases(&mut s.get(l).st, client, &r);
+            x.check_leases(&mut s.get(l).st, client, &r);
         }
         let phase = s.get(l).phase;
-        if phase == Phase6::Idle || r.xid != xid(s, l) {
-            self.c.late += 1;
+        if phase == Phase::Idle || r.xid != xid(s, l) {
+            x.c.late += 1;
             return Ok(());
         }
         let took = now.saturating_sub(s.get(l).t_phase);
         match (phase, r.kind) {
-            (Phase6::Soliciting, wire6::ADVERTISE) => {
-                self.c.advertises += 1;
-                self.h.solicit_advertise.saturating_record(took);
-                if !self.grant(&r) {
-                    self.c.advertise_refused += 1;
+            (Phase::Opening, wire6::ADVERTISE) => {
+                x.c.advertises += 1;
+                x.h.solicit_advertise.saturating_record(took);
+                if !x.grant(&r) {
+                    x.c.advertise_refused += 1;
                     s.finish(l);
                     return Ok(());
                 }
                 let st = &mut s.get(l).st;
-                if !self.note_server(st, &r) {
-                    self.c.bad_server_id += 1;
+                if !x.note_server(st, &r) {
+                    x.c.bad_server_id += 1;
                     s.finish(l);
                     return Ok(());
                 }
                 st.na = r.na.resource;
                 st.pd = r.pd.resource;
                 st.pd_len = r.pd.len;
-                s.enter(l, Phase6::Requesting, now);
-                self.c.requests += 1;
-                self.send(s, l, Kind::Request, now)?;
+                s.enter(l, Phase::Requesting, now);
+                x.c.requests += 1;
+                x.send(s, l, Kind::Request, now)?;
             }
-            (Phase6::Soliciting, wire6::REPLY) if self.f.rapid_commit => {
-                self.h.solicit_advertise.saturating_record(took);
+            (Phase::Opening, wire6::REPLY) if x.f.rapid_commit => {
+                x.h.solicit_advertise.saturating_record(took);
                 let st = &mut s.get(l).st;
-                match (self.grant(&r), self.note_server(st, &r)) {
+                match (x.grant(&r), x.note_server(st, &r)) {
                     (true, true) => {
-                        self.c.rapid_replies += 1;
+                        x.c.rapid_replies += 1;
                         // Nothing was advertised: the granted leases are what was asked for.
                         st.na = r.na.resource;
                         st.pd = r.pd.resource;
                         st.pd_len = r.pd.len;
-                        self.completed(s, l, &r, now)?;
+                        x.granted(s, l, &r, now)?;
                     }
                     (true, false) => {
-                        self.c.bad_server_id += 1;
+                        x.c.bad_server_id += 1;
                         s.finish(l);
                     }
                     (false, _) => {
-                        self.c.refused += 1;
+                        x.c.refused += 1;
                         s.finish(l);
                     }
                 }
             }
-            (Phase6::Requesting, wire6::REPLY) => {
-                self.h.request_reply.saturating_record(took);
-                if self.grant(&r) {
-                    self.c.replies += 1;
-                    self.completed(s, l, &r, now)?;
+            (Phase::Requesting, wire6::REPLY) => {
+                x.h.request_reply.saturating_record(took);
+                if x.grant(&r) {
+                    x.c.replies += 1;
+                    x.granted(s, l, &r, now)?;
                 } else {
-                    self.c.refused += 1;
+                    x.c.refused += 1;
                     s.finish(l);
                 }
             }
-            (Phase6::Renewing, wire6::REPLY) => {
-                self.h.renew.saturating_record(took);
-                if self.grant(&r) {
-                    self.c.renew_replies += 1;
+            (Phase::Renewing, wire6::REPLY) => {
+                x.h.renew.saturating_record(took);
+                if x.grant(&r) {
+                    x.c.renew_replies += 1;
                 } else {
-                    self.c.renew_refused += 1;
+                    x.c.renew_refused += 1;
                 }
                 s.finish(l);
             }
-            (Phase6::Releasing, wire6::REPLY) => {
-                self.h.release.saturating_record(took);
-                self.c.release_replies += 1;
+            (Phase::Releasing, wire6::REPLY) => {
+                x.h.release.saturating_record(took);
+                x.c.release_replies += 1;
                 s.finish(l);
             }
-            _ => self.c.unexpected += 1,
+            _ => x.c.unexpected += 1,
         }
         Ok(())
-    }
-}
-
-impl Exchange for Sarr {
-    type Phase = Phase6;
-    type Counters = Counters;
-    type Hists = Hists;
-    type Sock = Socket;
-    const FIRST: Phase6 = Phase6::Soliciting;
-
-    fn on_reply(x: &mut Ex<Sarr>, s: &mut Slots6, i: usize, now: u64) -> anyhow::Result<()> {
-        let reply = wire6::parse_reply(x.link.reply(i), x.f.builder.relay());
-        x.on_datagram(s, reply, now)
     }
 
     /// Send the SOLICIT.
@@ -677,13 +624,35 @@ impl Exchange for Sarr {
         x.send(s, l, Kind::Solicit, now)
     }
 
-    fn dropped(x: &mut Ex<Sarr>, phase: Phase6) {
+    /// Renew the leases granted: a RENEW naming them.
+    fn renew(x: &mut Ex<Sarr>, s: &mut Slots6, l: usize, now: u64) -> anyhow::Result<()> {
+        x.c.renews += 1;
+        x.send(s, l, Kind::Renew, now)
+    }
+
+    const RELEASE_ANSWERED: bool = true;
+
+    fn release(x: &mut Ex<Sarr>, s: &mut Slots6, l: usize, now: u64) -> anyhow::Result<()> {
+        // Cleared before the RELEASE leaves: from then on the server may give them away.
+        let client = s.number(l);
+        let st = &mut s.get(l).st;
+        for (pd, held) in [(false, &mut st.na_held), (true, &mut st.pd_held)] {
+            if *held != 0 {
+                x.f.owners.release(pd, *held, client);
+                *held = 0;
+            }
+        }
+        x.c.releases += 1;
+        x.send(s, l, Kind::Release, now)
+    }
+
+    fn dropped(x: &mut Ex<Sarr>, phase: Phase) {
         match phase {
-            Phase6::Soliciting => x.c.sa_drops += 1,
-            Phase6::Requesting => x.c.rr_drops += 1,
-            Phase6::Renewing => x.c.renew_drops += 1,
-            Phase6::Releasing => x.c.release_drops += 1,
-            Phase6::Idle => {}
+            Phase::Opening => x.c.sa_drops += 1,
+            Phase::Requesting => x.c.rr_drops += 1,
+            Phase::Renewing => x.c.renew_drops += 1,
+            Phase::Releasing => x.c.release_drops += 1,
+            Phase::Idle => {}
         }
     }
 }
@@ -784,11 +753,6 @@ impl Load for Generator<'_> {
         }
     }
 
-    /// A RELEASE awaits its REPLY too.
-    fn three_phases(plan: &Plan) -> bool {
-        plan.renew_pct > 0 || plan.release_pct > 0
-    }
-
     fn second(d: &Counters) -> [u64; 6] {
         let refused = d.refused + d.advertise_refused;
         let done = d.replies + d.rapid_replies;
@@ -866,12 +830,7 @@ fn parse_remote_id(s: &str) -> anyhow::Result<(u32, IdPattern)> {
 /// Runs the load and prints the JSON report on stdout (progress and the summary on stderr).
 /// Fails, after reporting, if any lease was granted to two clients.
 pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
-    let plan = a.run.plan(match a.mix {
-        Mix::SolicitRequest => Some((0, 0)),
-        Mix::Renew => Some((100, 0)),
-        Mix::Release => Some((0, 100)),
-        Mix::Mixed => None,
-    })?;
+    let plan = a.run.plan(a.mix.fixed())?;
     let interface_id = a
         .interface_id
         .as_deref()
