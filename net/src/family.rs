@@ -143,18 +143,17 @@ pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
 }
 
 /// Declares a family's marker type, its socket type and group opener, and its [`Family`] impl:
-/// the types and constants given here, the accessors and errors every family writes alike, and the module's own free
-/// functions `bind_addr`, `check`, `set_options`, `after_bind`, `multicast_ifindexes`,
-/// `blank_send_meta`, `encode` and `send_ifindex` for what differs in behaviour.
+/// the types and constants given here, the accessors, encoding and errors every family writes
+/// alike, and the module's own items for what differs: the types `SocketConfig`, `RecvMeta`,
+/// `RecvBatch`, `SendMeta` and `SendBatch`, the control message sizes `RECV_CMSG_SPACE` and
+/// `PKTINFO_SPACE`, and the functions `bind_addr`, `check`, `set_options`, `after_bind`,
+/// `multicast_ifindexes`, `blank_send_meta`, `send_ifindex` and `send_pktinfo`.
 macro_rules! family {
     (
         $(#[$doc:meta])*
         $fam:ident: $name:literal {
-            config: $Config:ty,
             src: $Src:ty = $any:expr,
             nix_addr: $Nix:ty = $af:ident,
-            recv: $RecvMeta:ident, $RecvBatch:ty, $RecvCmsg:ty,
-            send: $SendMeta:ty, $SendBatch:ty, $SendCmsg:ty,
             pktinfo: $Info:ty = ($level:ident, $ty:ident, $Variant:ident),
             domain: $domain:ident,
             local: $local:ident,
@@ -173,21 +172,21 @@ macro_rules! family {
         pub type $Sock = $crate::socket::Socket<$fam>;
 
         $(#[$odoc])*
-        pub fn $open(cfg: &$Config) -> $crate::error::Result<Vec<$Sock>> {
+        pub fn $open(cfg: &SocketConfig) -> $crate::error::Result<Vec<$Sock>> {
             $crate::socket::open_group(cfg)
         }
 
         impl $crate::family::Family for $fam {
-            type Config = $Config;
+            type Config = SocketConfig;
             type Src = $Src;
-            type RecvMeta = $RecvMeta;
-            type SendMeta = $SendMeta;
-            type RecvBatch = $RecvBatch;
-            type SendBatch = $SendBatch;
+            type RecvMeta = RecvMeta;
+            type SendMeta = SendMeta;
+            type RecvBatch = RecvBatch;
+            type SendBatch = SendBatch;
             type NixAddr = $Nix;
             type Info = $Info;
-            type RecvCmsg = $RecvCmsg;
-            type SendCmsg = $SendCmsg;
+            type RecvCmsg = $crate::cmsg::CmsgBuf<RECV_CMSG_SPACE>;
+            type SendCmsg = $crate::cmsg::CmsgBuf<PKTINFO_SPACE>;
             const DOMAIN: socket2::Domain = socket2::Domain::$domain;
             const ANY: $Src = $any;
             const AF: nix::sys::socket::AddressFamily = nix::sys::socket::AddressFamily::$af;
@@ -195,7 +194,7 @@ macro_rules! family {
             const PKTINFO: &'static str = stringify!($ty);
             const NOT_FAMILY: &'static str = concat!("local address is not ", $name);
 
-            fn group_opts(cfg: &$Config) -> $crate::socket::GroupOpts<'_> {
+            fn group_opts(cfg: &SocketConfig) -> $crate::socket::GroupOpts<'_> {
                 $crate::socket::GroupOpts {
                     workers: cfg.workers,
                     port: cfg.port,
@@ -205,11 +204,11 @@ macro_rules! family {
                 }
             }
 
-            fn bind_addr(cfg: &$Config) -> $Src {
+            fn bind_addr(cfg: &SocketConfig) -> $Src {
                 bind_addr(cfg)
             }
 
-            fn check(cfg: &$Config) -> $crate::error::Result<()> {
+            fn check(cfg: &SocketConfig) -> $crate::error::Result<()> {
                 check(cfg)
             }
 
@@ -220,11 +219,11 @@ macro_rules! family {
                 set_options(sock, addr)
             }
 
-            fn after_bind(sock: &socket2::Socket, cfg: &$Config) -> $crate::error::Result<()> {
+            fn after_bind(sock: &socket2::Socket, cfg: &SocketConfig) -> $crate::error::Result<()> {
                 after_bind(sock, cfg)
             }
 
-            fn multicast_ifindexes(cfg: &$Config) -> &[u32] {
+            fn multicast_ifindexes(cfg: &SocketConfig) -> &[u32] {
                 multicast_ifindexes(cfg)
             }
 
@@ -240,12 +239,12 @@ macro_rules! family {
             }
 
             #[inline]
-            fn recv_meta(len: usize, src: $Src, info: &$Info) -> $RecvMeta {
-                $RecvMeta::new(len, src, info)
+            fn recv_meta(len: usize, src: $Src, info: &$Info) -> RecvMeta {
+                RecvMeta::new(len, src, info)
             }
 
             #[inline]
-            fn meta_len(meta: &$RecvMeta) -> usize {
+            fn meta_len(meta: &RecvMeta) -> usize {
                 meta.len
             }
 
@@ -253,21 +252,33 @@ macro_rules! family {
                 $crate::error::Error::$Missing { src }
             }
 
-            fn blank_send_meta() -> $SendMeta {
+            fn blank_send_meta() -> SendMeta {
                 blank_send_meta()
             }
 
             #[inline]
-            fn dst(meta: &$SendMeta) -> $Src {
+            fn dst(meta: &SendMeta) -> $Src {
                 meta.dst
             }
 
             #[inline]
-            fn encode(meta: &$SendMeta, addr: &mut $Nix, cmsg: &mut $SendCmsg) -> Option<bool> {
-                encode(meta, addr, cmsg)
+            fn encode(
+                meta: &SendMeta,
+                addr: &mut $Nix,
+                cmsg: &mut $crate::cmsg::CmsgBuf<PKTINFO_SPACE>,
+            ) -> Option<bool> {
+                let ifindex = send_ifindex(meta);
+                // Both kernels' pktinfo structs hold the index in an `int`.
+                libc::c_int::try_from(ifindex).ok()?;
+                *addr = meta.dst.into();
+                let pktinfo = ifindex != 0 || meta.src.is_some();
+                if pktinfo {
+                    *cmsg = send_pktinfo(ifindex, meta.src.unwrap_or(*Self::ANY.ip()));
+                }
+                Some(pktinfo)
             }
 
-            fn send_error(meta: &$SendMeta, source: std::io::Error) -> $crate::error::Error {
+            fn send_error(meta: &SendMeta, source: std::io::Error) -> $crate::error::Error {
                 $crate::error::Error::$SendErr {
                     dst: meta.dst,
                     ifindex: send_ifindex(meta),
@@ -275,7 +286,7 @@ macro_rules! family {
                 }
             }
 
-            fn short_send(meta: &$SendMeta, sent: usize, len: usize) -> $crate::error::Error {
+            fn short_send(meta: &SendMeta, sent: usize, len: usize) -> $crate::error::Error {
                 $crate::error::Error::$Short {
                     dst: meta.dst,
                     sent,
@@ -283,11 +294,11 @@ macro_rules! family {
                 }
             }
 
-            fn recv_ring(batch: &mut $RecvBatch) -> &mut $crate::batch::RecvRing<$fam> {
+            fn recv_ring(batch: &mut RecvBatch) -> &mut $crate::batch::RecvRing<$fam> {
                 &mut batch.ring
             }
 
-            fn send_ring(batch: &mut $SendBatch) -> &mut $crate::batch::SendRing<$fam> {
+            fn send_ring(batch: &mut SendBatch) -> &mut $crate::batch::SendRing<$fam> {
                 &mut batch.ring
             }
         }
@@ -342,3 +353,89 @@ macro_rules! socket_config {
     };
 }
 pub(crate) use socket_config;
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+
+    use super::Family;
+    use crate::cmsg::{CmsgBuf, cmsg_len, decode_one};
+    use crate::v4::{self, V4};
+    use crate::v6::{self, V6};
+
+    /// `F::encode` of `meta`: whether it asked for a control message, and then the packet info
+    /// as read back through libc's `CMSG_*` macros (the way the kernel walks it) and as the
+    /// receive side's parser finds it (which refuses it cut short, or as the family `O`'s);
+    /// `None` if it refused.
+    fn encoded<F, O, const N: usize>(meta: &F::SendMeta) -> Option<(bool, Option<[F::Info; 2]>)>
+    where
+        F: Family<SendCmsg = CmsgBuf<N>>,
+        O: Family,
+    {
+        let mut addr = F::NixAddr::from(F::ANY);
+        let mut cmsg = CmsgBuf::<N>::new();
+        let pktinfo = F::encode(meta, &mut addr, &mut cmsg)?;
+        if !pktinfo {
+            return Some((false, None));
+        }
+        let (level, ty) = F::PKTINFO_CMSG;
+        let info: F::Info = decode_one(&cmsg, level, ty);
+        let found = cmsg.find_pktinfo::<F>(N).expect("the parser finds it");
+        let len = cmsg_len::<F::Info>();
+        assert!(
+            cmsg.find_pktinfo::<F>(len).is_some(),
+            "the last message needs no padding"
+        );
+        assert!(cmsg.find_pktinfo::<F>(len - 1).is_none(), "cut short");
+        assert!(cmsg.find_pktinfo::<F>(0).is_none());
+        assert!(cmsg.find_pktinfo::<O>(N).is_none(), "the other family's");
+        Some((true, Some([info, found])))
+    }
+
+    #[test]
+    fn encode_writes_the_pktinfo_asked_for() {
+        let src = Ipv4Addr::new(192, 0, 2, 1);
+        let meta = v4::SendMeta {
+            dst: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 9), 68),
+            ifindex: 7,
+            src: Some(src),
+        };
+        let (on, info) = encoded::<V4, V6, _>(&meta).expect("encodes");
+        assert!(on);
+        for info in info.expect("a pktinfo") {
+            assert_eq!(info.ipi_ifindex, 7);
+            assert_eq!(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)), src);
+            assert_eq!(info.ipi_addr.s_addr, 0, "ignored on send, left zero");
+        }
+        let plain = v4::SendMeta {
+            ifindex: 0,
+            src: None,
+            ..meta
+        };
+        assert!(!encoded::<V4, V6, _>(&plain).expect("encodes").0);
+        let huge = v4::SendMeta {
+            ifindex: u32::MAX,
+            ..meta
+        };
+        assert!(encoded::<V4, V6, _>(&huge).is_none(), "no int holds it");
+
+        let src = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+        let meta = v6::SendMeta {
+            dst: SocketAddrV6::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2), 546, 0, 0),
+            src: Some(src),
+            ifindex: Some(7),
+        };
+        let (on, info) = encoded::<V6, V4, _>(&meta).expect("encodes");
+        assert!(on);
+        for info in info.expect("a pktinfo") {
+            assert_eq!(info.ipi6_ifindex, 7);
+            assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), src);
+        }
+        let plain = v6::SendMeta {
+            src: None,
+            ifindex: None,
+            ..meta
+        };
+        assert!(!encoded::<V6, V4, _>(&plain).expect("encodes").0);
+    }
+}

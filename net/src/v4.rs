@@ -80,11 +80,8 @@ socket_config! {
 family! {
     /// The IPv4 family: `sockaddr_in`, `IP_PKTINFO`, [`RecvMeta`], [`SendMeta`].
     V4: "IPv4" {
-        config: SocketConfig,
         src: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
         nix_addr: SockaddrIn = Inet,
-        recv: RecvMeta, RecvBatch, CmsgBuf<RECV_CMSG_SPACE>,
-        send: SendMeta, SendBatch, CmsgBuf<PKTINFO_SPACE>,
         pktinfo: libc::in_pktinfo = (IPPROTO_IP, IP_PKTINFO, Ipv4PacketInfo),
         domain: IPV4,
         local: as_socket_ipv4,
@@ -133,20 +130,6 @@ fn blank_send_meta() -> SendMeta {
     }
 }
 
-fn encode(
-    meta: &SendMeta,
-    addr: &mut SockaddrIn,
-    cmsg: &mut CmsgBuf<PKTINFO_SPACE>,
-) -> Option<bool> {
-    let ifindex = libc::c_int::try_from(meta.ifindex).ok()?;
-    *addr = meta.dst.into();
-    let pktinfo = ifindex != 0 || meta.src.is_some();
-    if pktinfo {
-        *cmsg = CmsgBuf::pktinfo(ifindex, meta.src.unwrap_or(Ipv4Addr::UNSPECIFIED));
-    }
-    Some(pktinfo)
-}
-
 /// The interface index `meta` asks for, 0 for any (as the send errors name it).
 fn send_ifindex(meta: &SendMeta) -> u32 {
     meta.ifindex
@@ -165,69 +148,35 @@ pub(crate) const PKTINFO_SPACE: usize = cmsg_space::<libc::in_pktinfo>();
 /// Receive room: one `IP_PKTINFO` is all a group socket asks for; twice that for slack.
 pub(crate) const RECV_CMSG_SPACE: usize = 2 * PKTINFO_SPACE;
 
-impl CmsgBuf<PKTINFO_SPACE> {
-    /// One `IP_PKTINFO` control message for `sendmsg`: out of interface `ifindex` (0: any)
-    /// from source `spec_dst` (0.0.0.0: any). `ipi_addr` is ignored on send and left zero.
-    pub(crate) fn pktinfo(ifindex: libc::c_int, spec_dst: Ipv4Addr) -> Self {
-        let info = libc::in_pktinfo {
-            ipi_ifindex: ifindex,
-            ipi_spec_dst: libc::in_addr {
-                s_addr: u32::from(spec_dst).to_be(),
-            },
-            ipi_addr: libc::in_addr { s_addr: 0 },
-        };
-        Self::one(libc::IPPROTO_IP, libc::IP_PKTINFO, info)
-    }
+/// One `IP_PKTINFO` control message for `sendmsg`: out of interface `ifindex` (0: any; it fits
+/// an `int`, as `encode` checked) from source `spec_dst` (0.0.0.0: any). `ipi_addr` is ignored
+/// on send and left zero.
+pub(crate) fn send_pktinfo(ifindex: u32, spec_dst: Ipv4Addr) -> CmsgBuf<PKTINFO_SPACE> {
+    let info = libc::in_pktinfo {
+        ipi_ifindex: libc::c_int::try_from(ifindex).unwrap_or(0),
+        ipi_spec_dst: libc::in_addr {
+            s_addr: u32::from(spec_dst).to_be(),
+        },
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    };
+    CmsgBuf::one(libc::IPPROTO_IP, libc::IP_PKTINFO, info)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmsg::{cmsg_len, decode_one};
     use crate::error::Error;
 
-    const PKTINFO_LEN: usize = cmsg_len::<libc::in_pktinfo>();
-
-    /// The hand-built control message must read back, through nix's own decoder path (the
-    /// `CMSG_*` macros), as the pktinfo that was written.
+    /// The receive-side parser skips another control message before the pktinfo (the
+    /// bounds of one message are checked for both families in `family`).
     #[test]
-    fn pktinfo_cmsg_matches_cmsg_macros() {
-        let buf = CmsgBuf::pktinfo(7, Ipv4Addr::new(192, 0, 2, 1));
-        let info: libc::in_pktinfo = decode_one(&buf, libc::IPPROTO_IP, libc::IP_PKTINFO);
-        assert_eq!(info.ipi_ifindex, 7);
-        assert_eq!(
-            Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)),
-            Ipv4Addr::new(192, 0, 2, 1)
-        );
-        assert_eq!(info.ipi_addr.s_addr, 0);
-    }
-
-    /// The receive-side parser finds what the send-side builder wrote, skips other control
-    /// messages, and refuses a message cut short.
-    #[test]
-    fn find_pktinfo_reads_back_and_checks_bounds() {
-        let one = CmsgBuf::pktinfo(7, Ipv4Addr::new(192, 0, 2, 1));
-        let info = one.find_pktinfo::<V4>(PKTINFO_SPACE).expect("pktinfo");
-        assert_eq!(info.ipi_ifindex, 7);
-        assert_eq!(
-            info.ipi_spec_dst.s_addr,
-            u32::from(Ipv4Addr::new(192, 0, 2, 1)).to_be()
-        );
-        assert!(
-            one.find_pktinfo::<V4>(PKTINFO_LEN).is_some(),
-            "the last message needs no padding"
-        );
-        assert!(
-            one.find_pktinfo::<V4>(PKTINFO_LEN - 1).is_none(),
-            "cut short"
-        );
-        assert!(one.find_pktinfo::<V4>(0).is_none());
-
+    fn find_pktinfo_skips_other_messages() {
+        let one = send_pktinfo(7, Ipv4Addr::new(192, 0, 2, 1));
         // Two messages: something else first (here IP_TOS in a pktinfo-sized frame), then the
         // pktinfo.
         let mut two = CmsgBuf::<RECV_CMSG_SPACE>::new();
         two.bytes[..PKTINFO_SPACE].copy_from_slice(&one.bytes);
-        let second = CmsgBuf::pktinfo(9, Ipv4Addr::new(198, 51, 100, 1));
+        let second = send_pktinfo(9, Ipv4Addr::new(198, 51, 100, 1));
         two.bytes[PKTINFO_SPACE..].copy_from_slice(&second.bytes);
         let ty = std::mem::offset_of!(libc::cmsghdr, cmsg_type);
         two.bytes[ty..ty + 4].copy_from_slice(&libc::IP_TOS.to_ne_bytes());

@@ -132,11 +132,8 @@ family! {
     /// The IPv6 family: `sockaddr_in6` (with the scope id), `IPV6_PKTINFO`, [`RecvMeta`],
     /// [`SendMeta`].
     V6: "IPv6" {
-        config: SocketConfig,
         src: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0),
         nix_addr: SockaddrIn6 = Inet6,
-        recv: RecvMeta, RecvBatch, CmsgBuf<RECV6_CMSG_SPACE>,
-        send: SendMeta, SendBatch, CmsgBuf<PKTINFO6_SPACE>,
         pktinfo: libc::in6_pktinfo = (IPPROTO_IPV6, IPV6_PKTINFO, Ipv6PacketInfo),
         domain: IPV6,
         local: as_socket_ipv6,
@@ -226,89 +223,43 @@ fn blank_send_meta() -> SendMeta {
     }
 }
 
-fn encode(
-    meta: &SendMeta,
-    addr: &mut SockaddrIn6,
-    cmsg: &mut CmsgBuf<PKTINFO6_SPACE>,
-) -> Option<bool> {
-    let ifindex = send_ifindex(meta);
-    // The kernel's `in6_pktinfo` holds the index in an `int`.
-    libc::c_int::try_from(ifindex).ok()?;
-    *addr = meta.dst.into();
-    let pktinfo = ifindex != 0 || meta.src.is_some();
-    if pktinfo {
-        *cmsg = CmsgBuf::pktinfo6(ifindex, meta.src.unwrap_or(Ipv6Addr::UNSPECIFIED));
-    }
-    Some(pktinfo)
-}
-
 /// The interface index `meta` asks for, 0 for any (as the send errors name it).
 fn send_ifindex(meta: &SendMeta) -> u32 {
     meta.ifindex.unwrap_or(0)
 }
 
-pub(crate) const PKTINFO6_SPACE: usize = cmsg_space::<libc::in6_pktinfo>();
+pub(crate) const PKTINFO_SPACE: usize = cmsg_space::<libc::in6_pktinfo>();
 /// Receive room: one `IPV6_PKTINFO` is all a group socket asks for; twice that for slack.
-pub(crate) const RECV6_CMSG_SPACE: usize = 2 * PKTINFO6_SPACE;
+pub(crate) const RECV_CMSG_SPACE: usize = 2 * PKTINFO_SPACE;
 
-impl CmsgBuf<PKTINFO6_SPACE> {
-    /// One `IPV6_PKTINFO` control message for `sendmsg`: out of interface `ifindex` (0: any)
-    /// from source `src` (`::`: any).
-    pub(crate) fn pktinfo6(ifindex: u32, src: Ipv6Addr) -> Self {
-        let info = libc::in6_pktinfo {
-            ipi6_addr: libc::in6_addr {
-                s6_addr: src.octets(),
-            },
-            ipi6_ifindex: ifindex,
-        };
-        Self::one(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)
-    }
+/// One `IPV6_PKTINFO` control message for `sendmsg`: out of interface `ifindex` (0: any) from
+/// source `src` (`::`: any).
+pub(crate) fn send_pktinfo(ifindex: u32, src: Ipv6Addr) -> CmsgBuf<PKTINFO_SPACE> {
+    let info = libc::in6_pktinfo {
+        ipi6_addr: libc::in6_addr {
+            s6_addr: src.octets(),
+        },
+        ipi6_ifindex: ifindex,
+    };
+    CmsgBuf::one(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmsg::{cmsg_len, decode_one};
 
-    const PKTINFO6_LEN: usize = cmsg_len::<libc::in6_pktinfo>();
-
-    /// The hand-built control message must read back through libc's `CMSG_*` macros, the way
-    /// the kernel walks it, as the pktinfo that was written.
+    /// The receive-side parser passes over an IPv4 pktinfo before the IPv6 one (the bounds
+    /// of one message are checked for both families in `family`).
     #[test]
-    fn pktinfo6_cmsg_matches_cmsg_macros() {
-        let src = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
-        let buf = CmsgBuf::pktinfo6(7, src);
-        let info: libc::in6_pktinfo = decode_one(&buf, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO);
-        assert_eq!(info.ipi6_ifindex, 7);
-        assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), src);
-    }
-
-    /// The receive-side parser finds what the send-side builder wrote, ignores an IPv4
-    /// pktinfo, and refuses a message cut short.
-    #[test]
-    fn find_pktinfo6_reads_back_and_checks_bounds() {
-        let one = CmsgBuf::pktinfo6(9, Ipv6Addr::LOCALHOST);
-        let info = one.find_pktinfo::<V6>(PKTINFO6_SPACE).expect("pktinfo");
-        assert_eq!(info.ipi6_ifindex, 9);
-        assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), Ipv6Addr::LOCALHOST);
-        assert!(one.find_pktinfo::<V6>(PKTINFO6_LEN).is_some());
-        assert!(
-            one.find_pktinfo::<V6>(PKTINFO6_LEN - 1).is_none(),
-            "cut short"
-        );
-        assert!(one.find_pktinfo::<V6>(0).is_none());
-        assert!(
-            one.find_pktinfo::<crate::v4::V4>(PKTINFO6_SPACE).is_none(),
-            "not an IP_PKTINFO"
-        );
-
+    fn find_pktinfo_skips_an_ipv4_pktinfo() {
+        let one = send_pktinfo(9, Ipv6Addr::LOCALHOST);
         // Two messages: an IPv4 pktinfo (same type number space, other level) first.
-        let mut two = CmsgBuf::<RECV6_CMSG_SPACE>::new();
-        let v4 = CmsgBuf::pktinfo(3, std::net::Ipv4Addr::LOCALHOST);
+        let mut two = CmsgBuf::<RECV_CMSG_SPACE>::new();
+        let v4 = crate::v4::send_pktinfo(3, std::net::Ipv4Addr::LOCALHOST);
         two.bytes[..v4.bytes.len()].copy_from_slice(&v4.bytes);
-        two.bytes[v4.bytes.len()..v4.bytes.len() + PKTINFO6_SPACE].copy_from_slice(&one.bytes);
+        two.bytes[v4.bytes.len()..v4.bytes.len() + PKTINFO_SPACE].copy_from_slice(&one.bytes);
         let info = two
-            .find_pktinfo::<V6>(RECV6_CMSG_SPACE)
+            .find_pktinfo::<V6>(RECV_CMSG_SPACE)
             .expect("second message");
         assert_eq!(info.ipi6_ifindex, 9);
         assert!(two.find_pktinfo::<V6>(v4.bytes.len()).is_none());
