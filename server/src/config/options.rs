@@ -764,6 +764,19 @@ pub(super) mod testing {
             set.get(code).unwrap().to_vec()
         }
 
+        /// Checks that `yaml_value` renders ([`render`]) to a map with `keys` in that order (the
+        /// codes it cannot write by name as numbers), which encodes back to the same bytes.
+        fn assert_renders_back(yaml_value: &str, keys: &[&str]) {
+            let set = Self::enc(yaml_value).unwrap();
+            let Value::Map(rendered) = render::<Self>(&set) else {
+                panic!("not a map")
+            };
+            let got: Vec<_> = rendered.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(got, keys);
+            let again = parse_map::<Self>("o", Some(&Value::Map(rendered)), |_, _| Ok(()));
+            assert_eq!(again.unwrap(), set);
+        }
+
         /// Checks that each map is refused with a message containing its expected text.
         fn assert_refused(cases: &[(&str, &str)]) {
             for (yaml, want) in cases {

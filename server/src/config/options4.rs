@@ -344,21 +344,13 @@ mod tests {
 
     #[test]
     fn render_parses_back_to_the_same_bytes() {
-        let set = V4::enc(
+        // 26 with MTU 16 and 12 with invalid UTF-8 cannot be written by name.
+        V4::assert_renders_back(
             "routers: [10.0.0.1]\ntime_offset: -5\ndomain_search: [a.b, c.d]\n\
              classless_static_routes: [\"default via 10.0.0.1\", \"10.1.0.0/16 via 10.0.0.2\"]\n\
              static_routes: [\"10.9.0.0 via 10.0.0.1\"]\nip_forwarding: true\n\
              \"150\": { ip: 10.0.0.5 }\n\"26\": { hex: \"00:10\" }\n\"12\": { hex: \"ff\" }",
-        )
-        .unwrap();
-        let Value::Map(rendered) = render_options(&set) else {
-            panic!()
-        };
-        let keys: Vec<_> = rendered.iter().map(|(k, _)| k.as_str()).collect();
-        // 26 with MTU 16 and 12 with invalid UTF-8 cannot be written by name.
-        assert_eq!(
-            keys,
-            [
+            &[
                 "time_offset",
                 "routers",
                 "12",
@@ -367,10 +359,11 @@ mod tests {
                 "static_routes",
                 "domain_search",
                 "classless_static_routes",
-                "150"
-            ]
+                "150",
+            ],
         );
-        let again = parse_options("o", Some(&Value::Map(rendered)), Level::Narrow).unwrap();
-        assert_eq!(again, set);
+        let set = V4::enc("routers: [10.0.0.1]\n\"26\": { hex: \"00:10\" }").unwrap();
+        let again = parse_options("o", Some(&render_options(&set)), Level::Narrow).unwrap();
+        assert_eq!(again, set, "through the family's own functions");
     }
 }
