@@ -1,9 +1,11 @@
 //! The load generators' driver, what `load` ([`v4`]) and `load6` ([`v6`]) share: the plan of
 //! a run, the worker loop, the per-second progress and the report's common parts.
 //!
-//! A generator supplies its protocol as an [`Exchange`] (take replies and move each client to
-//! its next phase, start an exchange, count a drop, send) over the clients' [`Slots`], which
-//! keep what every family's client has (phase, sequence number, times) and the deadlines;
+//! A generator supplies its protocol as an [`Exchange`] (read a reply, move its client to the
+//! next [`Phase`], send the opening request, a renewal or a release, count a drop) over the
+//! clients' [`Slots`], which keep what every family's client has (phase, sequence number,
+//! times) and the deadlines. The driver routes each reply to its client (counting garbage and
+//! other workers' replies), and after a completed exchange rolls renew, release or rest;
 //! [`drive`] runs it on the clock (open loop) or at a fixed number
 //! in flight (closed loop) and sleeps in `poll` when there is nothing to do; [`launch`] starts
 //! the workers together, and [`Running::seconds`] folds their reports into one line per second.
@@ -669,9 +671,10 @@ impl<S: BatchSocket> Link<S> {
     }
 }
 
-/// A family's exchange state machine over the clients' [`Slots`]: build the next request for
-/// a client, take a reply and move the client to its next phase. [`drive`] runs it inside an
-/// [`Ex`], which holds what every family's worker has.
+/// A family's exchange state machine over the clients' [`Slots`]: read a reply and move its
+/// client to the next [`Phase`], build each request. [`drive`] runs it inside an [`Ex`], which
+/// holds what every family's worker has; [`Ex::completed`] takes a client on after its
+/// exchange.
 pub(crate) trait Exchange: Sized + Send + 'static {
     type State: State;
     type Counters: Tally;
