@@ -62,6 +62,12 @@ pub(crate) struct DriverCounts {
     pub(crate) garbage: u64,
     /// Replies naming a client of another worker or beyond --clients.
     pub(crate) foreign: u64,
+    /// Exchanges started (opening requests sent), renewals and releases sent.
+    pub(crate) opened: u64,
+    pub(crate) renewals: u64,
+    pub(crate) releases: u64,
+    /// Exchanges that timed out, by the [`Phase`] they were in.
+    pub(crate) drops: [u64; 5],
 }
 
 /// Counts that add up over workers and subtract between seconds, and the latency histograms
@@ -78,9 +84,19 @@ pub(crate) trait Tally: Copy + Default + Send + Serialize + 'static {
 }
 
 /// Declares the counters a worker keeps, as a [`Tally`] whose histograms are the `Hists` that
-/// [`hists!`] declares beside it. They include the [`DriverCounts`] by name.
+/// [`hists!`] declares beside it. They include the first five [`DriverCounts`] by name; the
+/// `driver` part names the fields that hold the others (the drops by phase, for the phases the
+/// family's exchange has).
 macro_rules! counters {
-    ($ty:ident { $($(#[doc = $doc:literal])* $name:ident,)* }) => {
+    (
+        $ty:ident { $($(#[doc = $doc:literal])* $name:ident,)* }
+        driver {
+            opened: $opened:ident,
+            renewals: $renewals:ident,
+            releases: $releases:ident,
+            drops: { $($phase:ident: $drops:ident,)* },
+        }
+    ) => {
         /// Event counts of one worker, or summed over workers.
         #[derive(Clone, Copy, Debug, Default, Serialize)]
         struct $ty {
@@ -95,8 +111,18 @@ macro_rules! counters {
                 $ty { $($name: self.$name.saturating_sub(o.$name),)* }
             }
             fn with_driver(self, d: $crate::load::DriverCounts) -> $ty {
-                let $crate::load::DriverCounts { received, send_errors, busy_skips, garbage, foreign } = d;
-                $ty { received, send_errors, busy_skips, garbage, foreign, ..self }
+                $ty {
+                    received: d.received,
+                    send_errors: d.send_errors,
+                    busy_skips: d.busy_skips,
+                    garbage: d.garbage,
+                    foreign: d.foreign,
+                    $opened: d.opened,
+                    $renewals: d.renewals,
+                    $releases: d.releases,
+                    $($drops: d.drops[$crate::load::Phase::$phase as usize],)*
+                    ..self
+                }
             }
             fn received(&self) -> u64 {
                 self.received
@@ -696,8 +722,6 @@ pub(crate) trait Exchange: Sized + Send + 'static {
     /// [`Phase::Opening`]).
     fn open(x: &mut Ex<Self>, s: &mut Slots<Self::State>, l: usize, now: u64)
     -> anyhow::Result<()>;
-    /// Count the drop of an exchange that timed out in `phase` (the driver then ends it).
-    fn dropped(x: &mut Ex<Self>, phase: Phase);
     /// Whether the server answers a release (DHCPv6 does; a DHCPv4 RELEASE has no reply).
     const RELEASE_ANSWERED: bool;
     /// Send client `l`'s renewal (it has just entered [`Phase::Renewing`]).
@@ -722,11 +746,8 @@ pub(crate) struct Ex<E: Exchange> {
     pub(crate) link: Link<E::Sock>,
     pub(crate) c: E::Counters,
     pub(crate) h: HistsOf<E>,
-    /// Clients passed over because they were still busy when their turn came again.
-    busy_skips: u64,
-    /// Datagrams that are no reply to one of our clients, and replies to another worker's.
-    garbage: u64,
-    foreign: u64,
+    /// What the driver counts besides the link's figures.
+    d: DriverCounts,
     pub(crate) f: E,
 }
 
@@ -747,9 +768,7 @@ impl<E: Exchange> Ex<E> {
         self.c.with_driver(DriverCounts {
             received: self.link.received,
             send_errors: self.link.send_errors,
-            busy_skips: self.busy_skips,
-            garbage: self.garbage,
-            foreign: self.foreign,
+            ..self.d
         })
     }
 
@@ -757,11 +776,11 @@ impl<E: Exchange> Ex<E> {
     /// for a client of this worker.
     fn take(&mut self, s: &mut Slots<E::State>, i: usize, now: u64) -> anyhow::Result<()> {
         let Some((client, r)) = self.f.parse(self.link.reply(i)) else {
-            self.garbage += 1;
+            self.d.garbage += 1;
             return Ok(());
         };
         let Some(l) = s.local(client) else {
-            self.foreign += 1;
+            self.d.foreign += 1;
             return Ok(());
         };
         E::on_reply(self, s, l, r, now)
@@ -780,8 +799,10 @@ impl<E: Exchange> Ex<E> {
         let roll = s.plan.roll(&mut s.rng);
         if roll < s.plan.renew_pct {
             s.enter(l, Phase::Renewing, now);
+            self.d.renewals += 1;
             E::renew(self, s, l, now)?;
         } else if roll < s.plan.renew_pct.saturating_add(s.plan.release_pct) {
+            self.d.releases += 1;
             if E::RELEASE_ANSWERED {
                 s.enter(l, Phase::Releasing, now);
                 E::release(self, s, l, now)?;
@@ -798,10 +819,11 @@ impl<E: Exchange> Ex<E> {
 
     /// Start an exchange for the next idle client; `false` if every client is busy.
     fn start(&mut self, s: &mut Slots<E::State>, now: u64) -> anyhow::Result<bool> {
-        let Some(l) = s.start(now, &mut self.busy_skips) else {
+        let Some(l) = s.start(now, &mut self.d.busy_skips) else {
             return Ok(false);
         };
         s.enter(l, Phase::Opening, now);
+        self.d.opened += 1;
         E::open(self, s, l, now)?;
         Ok(true)
     }
@@ -819,7 +841,7 @@ impl<E: Exchange> Worker<E> {
     /// Drop the exchanges whose deadline passed (all of them with `force`).
     fn expire(&mut self, now: u64, force: bool) {
         while let Some((l, phase)) = self.slots.next_expired(now, force) {
-            E::dropped(&mut self.ex, phase);
+            self.ex.d.drops[phase as usize] += 1;
             self.slots.finish(l);
         }
     }
@@ -1264,9 +1286,7 @@ where
                 link: Link::new(sock, to, args.batch)?,
                 c: Default::default(),
                 h: Default::default(),
-                busy_skips: 0,
-                garbage: 0,
-                foreign: 0,
+                d: DriverCounts::default(),
                 f: load.exchange(port),
             },
         });
@@ -1372,6 +1392,61 @@ mod tests {
         s.get(0).phase = Phase::Opening;
         s.get(1).phase = Phase::Opening;
         assert_eq!(s.start(0, &mut skips), None);
+    }
+
+    crate::load::hists! { 1; only "x", }
+    counters! { TestCounters {
+        received, send_errors, busy_skips, garbage, foreign,
+        opens, renews, releases, first_drops, release_drops,
+        /// A count of the family's own.
+        own,
+    } driver {
+        opened: opens,
+        renewals: renews,
+        releases: releases,
+        drops: { Opening: first_drops, Releasing: release_drops, },
+    } }
+
+    #[test]
+    fn driver_counts_land_in_the_fields_the_family_names() {
+        let mut drops = [0; 5];
+        drops[Phase::Opening as usize] = 6;
+        drops[Phase::Requesting as usize] = 60;
+        drops[Phase::Releasing as usize] = 7;
+        let d = DriverCounts {
+            received: 1,
+            send_errors: 2,
+            busy_skips: 3,
+            garbage: 4,
+            foreign: 5,
+            opened: 8,
+            renewals: 9,
+            releases: 10,
+            drops,
+        };
+        let c = TestCounters {
+            own: 11,
+            ..Default::default()
+        }
+        .with_driver(d);
+        let got = [
+            c.received,
+            c.send_errors,
+            c.busy_skips,
+            c.garbage,
+            c.foreign,
+            c.first_drops,
+            c.release_drops,
+            c.opens,
+            c.renews,
+            c.releases,
+            c.own,
+        ];
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        // The histograms that go with them: an empty one prints no latency line.
+        let mut text = String::new();
+        Latencies::of(&Hists::default()).write(&mut text);
+        assert_eq!(text, "  latency (us):\n");
     }
 
     #[test]

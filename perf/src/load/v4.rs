@@ -121,6 +121,11 @@ counters! { Counters {
     acks_unchecked,
     /// ACKs of an address held by another client.
     violations,
+} driver {
+    opened: discovers,
+    renewals: renews,
+    releases: releases,
+    drops: { Opening: do_drops, Requesting: ra_drops, Renewing: renew_drops, },
 } }
 
 load::hists! { 15;
@@ -342,14 +347,12 @@ impl Exchange for Dora {
 
     /// Send the DISCOVER.
     fn open(x: &mut Ex<Dora>, s: &mut Slots4, l: usize, _now: u64) -> anyhow::Result<()> {
-        x.c.discovers += 1;
         let xid = xid(s, l);
         x.queue(RequestKind::Discover, xid, s.number(l), 0, 0, 0)
     }
 
     /// Renew the address ACKed: a RENEWING REQUEST.
     fn renew(x: &mut Ex<Dora>, s: &mut Slots4, l: usize, _now: u64) -> anyhow::Result<()> {
-        x.c.renews += 1;
         let xid = xid(s, l);
         let addr = s.get(l).st.addr;
         x.queue(RequestKind::Renew, xid, s.number(l), addr, 0, 0)
@@ -363,19 +366,8 @@ impl Exchange for Dora {
         // Cleared before the RELEASE leaves: from then on the server may give it away.
         x.f.owners.release(st.addr, client);
         s.get(l).st.bound = 0;
-        x.c.releases += 1;
         let xid = xid(s, l);
         x.queue(RequestKind::Release, xid, client, st.addr, 0, st.server)
-    }
-
-    fn dropped(x: &mut Ex<Dora>, phase: Phase) {
-        match phase {
-            Phase::Opening => x.c.do_drops += 1,
-            Phase::Requesting => x.c.ra_drops += 1,
-            Phase::Renewing => x.c.renew_drops += 1,
-            // A RELEASE awaits no reply: it never enters that phase.
-            Phase::Idle | Phase::Releasing => {}
-        }
     }
 }
 

@@ -191,6 +191,16 @@ counters! { Counters {
     leases_checked,
     /// Leases granted while another client held them.
     violations,
+} driver {
+    opened: solicits,
+    renewals: renews,
+    releases: releases,
+    drops: {
+        Opening: sa_drops,
+        Requesting: rr_drops,
+        Renewing: renew_drops,
+        Releasing: release_drops,
+    },
 } }
 
 load::hists! { 17;
@@ -620,13 +630,11 @@ impl Exchange for Sarr {
 
     /// Send the SOLICIT.
     fn open(x: &mut Ex<Sarr>, s: &mut Slots6, l: usize, now: u64) -> anyhow::Result<()> {
-        x.c.solicits += 1;
         x.send(s, l, Kind::Solicit, now)
     }
 
     /// Renew the leases granted: a RENEW naming them.
     fn renew(x: &mut Ex<Sarr>, s: &mut Slots6, l: usize, now: u64) -> anyhow::Result<()> {
-        x.c.renews += 1;
         x.send(s, l, Kind::Renew, now)
     }
 
@@ -642,18 +650,7 @@ impl Exchange for Sarr {
                 *held = 0;
             }
         }
-        x.c.releases += 1;
         x.send(s, l, Kind::Release, now)
-    }
-
-    fn dropped(x: &mut Ex<Sarr>, phase: Phase) {
-        match phase {
-            Phase::Opening => x.c.sa_drops += 1,
-            Phase::Requesting => x.c.rr_drops += 1,
-            Phase::Renewing => x.c.renew_drops += 1,
-            Phase::Releasing => x.c.release_drops += 1,
-            Phase::Idle => {}
-        }
     }
 }
 
