@@ -718,27 +718,29 @@ pub(crate) trait Exchange: Sized + Send + 'static {
         r: Self::Reply,
         now: u64,
     ) -> anyhow::Result<()>;
-    /// Send the first request of client `l`'s exchange (it has just entered
-    /// [`Phase::Opening`]).
-    fn open(x: &mut Ex<Self>, s: &mut Slots<Self::State>, l: usize, now: u64)
-    -> anyhow::Result<()>;
     /// Whether the server answers a release (DHCPv6 does; a DHCPv4 RELEASE has no reply).
     const RELEASE_ANSWERED: bool;
-    /// Send client `l`'s renewal (it has just entered [`Phase::Renewing`]).
-    fn renew(
+    /// Send the request of `step` for client `l`, which the driver has just moved to the
+    /// step's phase (or, for a release that awaits no answer, to its next sequence number).
+    fn request(
         x: &mut Ex<Self>,
         s: &mut Slots<Self::State>,
         l: usize,
+        step: Step,
         now: u64,
     ) -> anyhow::Result<()>;
-    /// Give up client `l`'s leases and send its release (it has just entered
-    /// [`Phase::Releasing`], or, with no answer to await, taken its next sequence number).
-    fn release(
-        x: &mut Ex<Self>,
-        s: &mut Slots<Self::State>,
-        l: usize,
-        now: u64,
-    ) -> anyhow::Result<()>;
+}
+
+/// A request the driver decides to send; the family's exchange sends the others (a request
+/// taking an offer) as replies come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The opening request of an exchange (DISCOVER, SOLICIT).
+    Open,
+    /// A renewal of what the exchange got.
+    Renew,
+    /// A release of it: the family gives its leases up first.
+    Release,
 }
 
 /// A worker's exchange: its link, counters and histograms, and the family's part `f`.
@@ -800,15 +802,15 @@ impl<E: Exchange> Ex<E> {
         if roll < s.plan.renew_pct {
             s.enter(l, Phase::Renewing, now);
             self.d.renewals += 1;
-            E::renew(self, s, l, now)?;
+            E::request(self, s, l, Step::Renew, now)?;
         } else if roll < s.plan.renew_pct.saturating_add(s.plan.release_pct) {
             self.d.releases += 1;
             if E::RELEASE_ANSWERED {
                 s.enter(l, Phase::Releasing, now);
-                E::release(self, s, l, now)?;
+                E::request(self, s, l, Step::Release, now)?;
             } else {
                 s.next_seq(l);
-                E::release(self, s, l, now)?;
+                E::request(self, s, l, Step::Release, now)?;
                 s.finish(l);
             }
         } else {
@@ -824,7 +826,7 @@ impl<E: Exchange> Ex<E> {
         };
         s.enter(l, Phase::Opening, now);
         self.d.opened += 1;
-        E::open(self, s, l, now)?;
+        E::request(self, s, l, Step::Open, now)?;
         Ok(true)
     }
 }

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use crate::load::{
     self, Correctness, Drops, Ex, Examples, Exchange, Load, MAX_CLIENTS, Phase, ReportOf, RunArgs,
-    SecondNames, Slots, counters, drops,
+    SecondNames, Slots, Step, counters, drops,
 };
 use crate::wire::{self, RequestKind, Template};
 
@@ -345,29 +345,29 @@ impl Exchange for Dora {
         Ok(())
     }
 
-    /// Send the DISCOVER.
-    fn open(x: &mut Ex<Dora>, s: &mut Slots4, l: usize, _now: u64) -> anyhow::Result<()> {
-        let xid = xid(s, l);
-        x.queue(RequestKind::Discover, xid, s.number(l), 0, 0, 0)
-    }
-
-    /// Renew the address ACKed: a RENEWING REQUEST.
-    fn renew(x: &mut Ex<Dora>, s: &mut Slots4, l: usize, _now: u64) -> anyhow::Result<()> {
-        let xid = xid(s, l);
-        let addr = s.get(l).st.addr;
-        x.queue(RequestKind::Renew, xid, s.number(l), addr, 0, 0)
-    }
-
     const RELEASE_ANSWERED: bool = false;
 
-    fn release(x: &mut Ex<Dora>, s: &mut Slots4, l: usize, _now: u64) -> anyhow::Result<()> {
+    /// A DISCOVER; a RENEWING REQUEST for the address ACKed; a RELEASE of it.
+    fn request(
+        x: &mut Ex<Dora>,
+        s: &mut Slots4,
+        l: usize,
+        step: Step,
+        _now: u64,
+    ) -> anyhow::Result<()> {
         let client = s.number(l);
-        let st = s.get(l).st;
-        // Cleared before the RELEASE leaves: from then on the server may give it away.
-        x.f.owners.release(st.addr, client);
-        s.get(l).st.bound = 0;
         let xid = xid(s, l);
-        x.queue(RequestKind::Release, xid, client, st.addr, 0, st.server)
+        let st = s.get(l).st;
+        match step {
+            Step::Open => x.queue(RequestKind::Discover, xid, client, 0, 0, 0),
+            Step::Renew => x.queue(RequestKind::Renew, xid, client, st.addr, 0, 0),
+            Step::Release => {
+                // Cleared before the RELEASE leaves: from then on the server may give it away.
+                x.f.owners.release(st.addr, client);
+                s.get(l).st.bound = 0;
+                x.queue(RequestKind::Release, xid, client, st.addr, 0, st.server)
+            }
+        }
     }
 }
 

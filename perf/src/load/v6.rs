@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use crate::load::{
     self, Correctness, Drops, Ex, Examples, Exchange, Load, Phase, ReportOf, RunArgs, SecondNames,
-    Slots, counters, drops,
+    Slots, Step, counters, drops,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
 
@@ -628,29 +628,33 @@ impl Exchange for Sarr {
         Ok(())
     }
 
-    /// Send the SOLICIT.
-    fn open(x: &mut Ex<Sarr>, s: &mut Slots6, l: usize, now: u64) -> anyhow::Result<()> {
-        x.send(s, l, Kind::Solicit, now)
-    }
-
-    /// Renew the leases granted: a RENEW naming them.
-    fn renew(x: &mut Ex<Sarr>, s: &mut Slots6, l: usize, now: u64) -> anyhow::Result<()> {
-        x.send(s, l, Kind::Renew, now)
-    }
-
     const RELEASE_ANSWERED: bool = true;
 
-    fn release(x: &mut Ex<Sarr>, s: &mut Slots6, l: usize, now: u64) -> anyhow::Result<()> {
-        // Cleared before the RELEASE leaves: from then on the server may give them away.
-        let client = s.number(l);
-        let st = &mut s.get(l).st;
-        for (pd, held) in [(false, &mut st.na_held), (true, &mut st.pd_held)] {
-            if *held != 0 {
-                x.f.owners.release(pd, *held, client);
-                *held = 0;
+    /// A SOLICIT; a RENEW naming the leases granted; a RELEASE of them.
+    fn request(
+        x: &mut Ex<Sarr>,
+        s: &mut Slots6,
+        l: usize,
+        step: Step,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        let kind = match step {
+            Step::Open => Kind::Solicit,
+            Step::Renew => Kind::Renew,
+            Step::Release => {
+                // Cleared before the RELEASE leaves: from then on the server may give them away.
+                let client = s.number(l);
+                let st = &mut s.get(l).st;
+                for (pd, held) in [(false, &mut st.na_held), (true, &mut st.pd_held)] {
+                    if *held != 0 {
+                        x.f.owners.release(pd, *held, client);
+                        *held = 0;
+                    }
+                }
+                Kind::Release
             }
-        }
-        x.send(s, l, Kind::Release, now)
+        };
+        x.send(s, l, kind, now)
     }
 }
 
