@@ -7,7 +7,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lessor_bench::request;
 use lessor_engine::v4::{Engine, LeaseEvent};
 use lessor_server::config::Config;
-use lessor_server::v4::{Arrival, Context, Outcome, Scratch, handle};
+use lessor_server::v4::{Arrival, Context, Outcome, Received, Scratch, handle};
 
 const CONFIG: &str = r#"
 port: 67
@@ -34,12 +34,15 @@ struct Worker {
 impl Worker {
     /// Handles `pkt` arriving at `now`; the reply, if any, is in `out`.
     fn handle(&mut self, pkt: &[u8], now: u64) -> Outcome {
+        let got = Received {
+            data: pkt,
+            arrival: self.arrival,
+            now,
+        };
         handle(
             &self.ctx,
             &self.engine,
-            pkt,
-            &self.arrival,
-            now,
+            got,
             &mut self.scratch,
             &mut self.out,
             &mut self.events,

@@ -170,7 +170,8 @@ fuzz_target!(|data: &[u8]| {
             "client_duid disagrees with parse"
         );
     }
-    if let Outcome::Reply(reply) = v6::handle(ctx, engine, pkt, &arrival, now, out, events) {
+    let got = v6::Received { data: pkt, arrival, now };
+    if let Outcome::Reply(reply) = v6::handle(ctx, engine, got, out, events) {
         let r = parsed.expect("a reply to a datagram that failed validation");
         let (layers, inner) = unwrap(out);
         assert_eq!(layers, r.hops().len(), "one RELAY-REPL per relay hop");

@@ -20,6 +20,18 @@ impl<R, N> From<Result<R, N>> for Outcome<R, N> {
     }
 }
 
+/// A datagram as a handler takes it: its bytes, how it reached the server (the family's
+/// `Arrival`, `A`) and when. Each family names its instance `Received`.
+#[derive(Clone, Copy, Debug)]
+pub struct Received<'a, A> {
+    /// The datagram's bytes.
+    pub data: &'a [u8],
+    /// How it reached the server.
+    pub arrival: A,
+    /// When it was received.
+    pub now: lessor_engine::Time,
+}
+
 /// Declares a family's `NoReply` (why no reply was sent, each reason with a stable counter
 /// label) and its `Outcome` over the `Reply` in scope. `Malformed(Malformed)` comes first and
 /// takes its label from the `Malformed` in scope. The stats count reasons by these labels, so

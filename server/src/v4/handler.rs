@@ -25,6 +25,9 @@ pub struct Arrival {
     pub local: Ipv4Addr,
 }
 
+/// A datagram as [`handle`] takes it.
+pub type Received<'a> = crate::proto::Received<'a, Arrival>;
+
 /// Where a reply goes (RFC 2131 §4.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -142,17 +145,15 @@ pub fn writes_lease(data: &[u8], scratch: &mut Scratch) -> bool {
 
 /// Handles one datagram: validates it, applies it to the engine shard that owns the client,
 /// writes any reply into `out` and pushes lease events into `events`.
-#[allow(clippy::too_many_arguments)]
 pub fn handle(
     ctx: &Context,
     engine: &Engine,
-    data: &[u8],
-    arrival: &Arrival,
-    now: Time,
+    got: Received<'_>,
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
     events: &mut Vec<LeaseEvent>,
 ) -> Outcome {
+    let Received { data, arrival, now } = got;
     let req = match packet::parse(data, &mut scratch.joined) {
         Ok(r) => r,
         Err(m) => return Outcome::NoReply(NoReply::Malformed(m)),
@@ -161,7 +162,7 @@ pub fn handle(
         ctx,
         engine,
         req: &req,
-        arrival,
+        arrival: &arrival,
         now,
         out,
         events,

@@ -9,8 +9,8 @@ mod tests;
 
 pub use context::{Context, InterfaceInfo};
 pub use handler::{
-    Arrival, CLIENT_PORT, Destination, NoReply, Outcome, Reply, SERVER_PORT, Scratch, client_key,
-    handle, owner_shard, steer_hash, writes_lease,
+    Arrival, CLIENT_PORT, Destination, NoReply, Outcome, Received, Reply, SERVER_PORT, Scratch,
+    client_key, handle, owner_shard, steer_hash, writes_lease,
 };
 pub use packet::{Kind, Malformed};
 pub use reply::ReplyKind;

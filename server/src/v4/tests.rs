@@ -60,12 +60,15 @@ impl Fixture {
             local: SERVER,
         };
         let bytes = pkt.encode();
+        let got = Received {
+            data: &bytes,
+            arrival,
+            now,
+        };
         let o = handle(
             &self.ctx,
             &self.engine,
-            &bytes,
-            &arrival,
-            now,
+            got,
             &mut self.scratch,
             &mut self.out,
             &mut self.events,
@@ -624,12 +627,15 @@ fn malformed_input_is_counted_not_fatal() {
         ifindex: 1,
         local: SERVER,
     };
+    let got = Received {
+        data: &bad,
+        arrival,
+        now: NOW,
+    };
     let o = handle(
         &f.ctx,
         &f.engine,
-        &bad,
-        &arrival,
-        NOW,
+        got,
         &mut f.scratch,
         &mut f.out,
         &mut f.events,
@@ -1087,7 +1093,8 @@ proptest! {
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
         let mut f = Fixture::new(YAML);
         let arrival = Arrival { src: SocketAddrV4::new(RELAY, 67), ifindex: 9, local: SERVER };
-        let _ = handle(&f.ctx, &f.engine, &data, &arrival, NOW, &mut f.scratch, &mut f.out, &mut f.events);
+        let got = Received { data: &data, arrival, now: NOW };
+        let _ = handle(&f.ctx, &f.engine, got, &mut f.scratch, &mut f.out, &mut f.events);
     }
 
     /// Valid headers with arbitrary option bytes: decoded, never a panic, and every reply is a
@@ -1099,7 +1106,8 @@ proptest! {
         data.pop();
         data.extend_from_slice(&opts);
         let arrival = Arrival { src: SocketAddrV4::new(RELAY, 67), ifindex: 9, local: SERVER };
-        if let Outcome::Reply(_) = handle(&f.ctx, &f.engine, &data, &arrival, NOW, &mut f.scratch, &mut f.out, &mut f.events) {
+        let got = Received { data: &data, arrival, now: NOW };
+        if let Outcome::Reply(_) = handle(&f.ctx, &f.engine, got, &mut f.scratch, &mut f.out, &mut f.events) {
             prop_assert!(v4::Message::decode(&mut Decoder::new(&f.out)).is_ok());
         }
     }

@@ -24,6 +24,9 @@ pub struct Arrival {
     pub dst: Ipv6Addr,
 }
 
+/// A datagram as [`handle`] takes it.
+pub type Received<'a> = crate::proto::Received<'a, Arrival>;
+
 /// A reply written into the caller's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -101,12 +104,11 @@ pub fn owner_shard(data: &[u8], engine: &Engine) -> Option<usize> {
 pub fn handle(
     ctx: &Context,
     engine: &Engine,
-    data: &[u8],
-    arrival: &Arrival,
-    now: Time,
+    got: Received<'_>,
     out: &mut Vec<u8>,
     events: &mut Vec<LeaseEvent>,
 ) -> Outcome {
+    let Received { data, arrival, now } = got;
     let req = match packet::parse(data) {
         Ok(r) => r,
         Err(m) => return Outcome::NoReply(NoReply::Malformed(m)),
@@ -118,7 +120,7 @@ pub fn handle(
         engine,
         req: &req,
         duid,
-        arrival,
+        arrival: &arrival,
         now,
         out,
         events,

@@ -18,7 +18,8 @@ mod tests;
 pub use context::{Context, InterfaceInfo};
 pub use duid::{DUID_FILE, duid_llt, duid_uuid, format_duid, load_or_create_duid, server_duid};
 pub use handler::{
-    Arrival, CLIENT_PORT, NoReply, Outcome, Reply, SERVER_PORT, handle, owner_shard, writes_lease,
+    Arrival, CLIENT_PORT, NoReply, Outcome, Received, Reply, SERVER_PORT, handle, owner_shard,
+    writes_lease,
 };
 pub use packet::{
     Hop, Ia, IaEntry, IaType, Kind, MAX_IAS, MAX_RELAY_LAYERS, Malformed, Request, client_duid,

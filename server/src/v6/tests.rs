@@ -92,12 +92,15 @@ impl Fixture {
     }
 
     fn handle(&mut self, data: &[u8], arrival: &Arrival, now: u64) -> Outcome {
+        let got = Received {
+            data,
+            arrival: *arrival,
+            now,
+        };
         handle(
             &self.ctx,
             &self.engine,
-            data,
-            arrival,
-            now,
+            got,
             &mut self.out,
             &mut self.events,
         )

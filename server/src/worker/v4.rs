@@ -65,12 +65,15 @@ impl Family for V4 {
             ifindex: got.meta.ifindex,
             local: got.meta.local,
         };
+        let got = v4::Received {
+            data: got.data,
+            arrival,
+            now: got.now,
+        };
         match v4::handle(
             &self.ctx,
             &self.engine,
-            got.data,
-            &arrival,
-            got.now,
+            got,
             &mut self.scratch,
             out.reply,
             out.events,

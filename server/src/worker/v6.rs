@@ -80,10 +80,12 @@ impl Family for V6 {
             ifindex: got.meta.ifindex,
             dst: got.meta.dst,
         };
-        let (ctx, engine) = (&self.ctx, &self.engine);
-        match v6::handle(
-            ctx, engine, got.data, &arrival, got.now, out.reply, out.events,
-        ) {
+        let got = v6::Received {
+            data: got.data,
+            arrival,
+            now: got.now,
+        };
+        match v6::handle(&self.ctx, &self.engine, got, out.reply, out.events) {
             Outcome::Reply(reply) => {
                 if reply.no_subnet {
                     out.stats.no_reply_label(NoReply::NoSubnet.label());
