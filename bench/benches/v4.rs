@@ -34,15 +34,10 @@ struct Worker {
 impl Worker {
     /// Handles `pkt` arriving at `now`; the reply, if any, is in `out`.
     fn handle(&mut self, pkt: &[u8], now: u64) -> Outcome {
-        let got = Received {
-            data: pkt,
-            arrival: self.arrival,
-            now,
-        };
         handle(
             &self.ctx,
             &self.engine,
-            got,
+            Received::new(pkt, self.arrival, now),
             &mut self.scratch,
             &mut self.out,
             &mut self.events,

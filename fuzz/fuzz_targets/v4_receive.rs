@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let now = 1_800_000_000 + u64::from(sel) * 97;
     engine.reclaim(0, now, 64, events);
-    let got = v4::Received { data: pkt, arrival, now };
+    let got = v4::Received::new(pkt, arrival, now);
     if let Outcome::Reply(_) = v4::handle(ctx, engine, got, scratch, out, events) {
         let msg = dhcproto::v4::Message::decode(&mut Decoder::new(out));
         assert!(msg.is_ok(), "reply does not decode: {msg:?}");

@@ -170,7 +170,7 @@ fuzz_target!(|data: &[u8]| {
             "client_duid disagrees with parse"
         );
     }
-    let got = v6::Received { data: pkt, arrival, now };
+    let got = v6::Received::new(pkt, arrival, now);
     if let Outcome::Reply(reply) = v6::handle(ctx, engine, got, out, events) {
         let r = parsed.expect("a reply to a datagram that failed validation");
         let (layers, inner) = unwrap(out);

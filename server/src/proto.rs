@@ -32,6 +32,13 @@ pub struct Received<'a, A> {
     pub now: lessor_engine::Time,
 }
 
+impl<'a, A> Received<'a, A> {
+    /// `data`, which arrived as `arrival` says at `now`.
+    pub fn new(data: &'a [u8], arrival: A, now: lessor_engine::Time) -> Self {
+        Received { data, arrival, now }
+    }
+}
+
 /// Declares a family's `NoReply` (why no reply was sent, each reason with a stable counter
 /// label) and its `Outcome` over the `Reply` in scope. `Malformed(Malformed)` comes first and
 /// takes its label from the `Malformed` in scope. The stats count reasons by these labels, so

@@ -60,15 +60,10 @@ impl Fixture {
             local: SERVER,
         };
         let bytes = pkt.encode();
-        let got = Received {
-            data: &bytes,
-            arrival,
-            now,
-        };
         let o = handle(
             &self.ctx,
             &self.engine,
-            got,
+            Received::new(&bytes, arrival, now),
             &mut self.scratch,
             &mut self.out,
             &mut self.events,
@@ -627,15 +622,10 @@ fn malformed_input_is_counted_not_fatal() {
         ifindex: 1,
         local: SERVER,
     };
-    let got = Received {
-        data: &bad,
-        arrival,
-        now: NOW,
-    };
     let o = handle(
         &f.ctx,
         &f.engine,
-        got,
+        Received::new(&bad, arrival, NOW),
         &mut f.scratch,
         &mut f.out,
         &mut f.events,
@@ -1093,7 +1083,7 @@ proptest! {
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
         let mut f = Fixture::new(YAML);
         let arrival = Arrival { src: SocketAddrV4::new(RELAY, 67), ifindex: 9, local: SERVER };
-        let got = Received { data: &data, arrival, now: NOW };
+        let got = Received::new(&data, arrival, NOW);
         let _ = handle(&f.ctx, &f.engine, got, &mut f.scratch, &mut f.out, &mut f.events);
     }
 
@@ -1106,7 +1096,7 @@ proptest! {
         data.pop();
         data.extend_from_slice(&opts);
         let arrival = Arrival { src: SocketAddrV4::new(RELAY, 67), ifindex: 9, local: SERVER };
-        let got = Received { data: &data, arrival, now: NOW };
+        let got = Received::new(&data, arrival, NOW);
         if let Outcome::Reply(_) = handle(&f.ctx, &f.engine, got, &mut f.scratch, &mut f.out, &mut f.events) {
             prop_assert!(v4::Message::decode(&mut Decoder::new(&f.out)).is_ok());
         }

@@ -92,15 +92,10 @@ impl Fixture {
     }
 
     fn handle(&mut self, data: &[u8], arrival: &Arrival, now: u64) -> Outcome {
-        let got = Received {
-            data,
-            arrival: *arrival,
-            now,
-        };
         handle(
             &self.ctx,
             &self.engine,
-            got,
+            Received::new(data, *arrival, now),
             &mut self.out,
             &mut self.events,
         )

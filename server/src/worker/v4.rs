@@ -65,11 +65,7 @@ impl Family for V4 {
             ifindex: got.meta.ifindex,
             local: got.meta.local,
         };
-        let got = v4::Received {
-            data: got.data,
-            arrival,
-            now: got.now,
-        };
+        let got = v4::Received::new(got.data, arrival, got.now);
         match v4::handle(
             &self.ctx,
             &self.engine,

@@ -80,12 +80,9 @@ impl Family for V6 {
             ifindex: got.meta.ifindex,
             dst: got.meta.dst,
         };
-        let got = v6::Received {
-            data: got.data,
-            arrival,
-            now: got.now,
-        };
-        match v6::handle(&self.ctx, &self.engine, got, out.reply, out.events) {
+        let (ctx, engine) = (&self.ctx, &self.engine);
+        let got = v6::Received::new(got.data, arrival, got.now);
+        match v6::handle(ctx, engine, got, out.reply, out.events) {
             Outcome::Reply(reply) => {
                 if reply.no_subnet {
                     out.stats.no_reply_label(NoReply::NoSubnet.label());
