@@ -1,6 +1,7 @@
-//! What the DHCPv4 and DHCPv6 handlers share: the shape of a handler's result and of an
-//! interface learned at startup, and the look-up of the subnet containing an address. Each family names its instance (`v4::Outcome`,
-//! `v6::Outcome`, ...) with a type alias, so the handlers stay monomorphic.
+//! What the DHCPv4 and DHCPv6 handlers share: the shape of the datagram a handler takes, of its
+//! result and of an interface learned at startup, and the look-up of the subnet containing an
+//! address. Each family names its instance (`v4::Received`, `v4::Outcome`, `v6::Outcome`, ...)
+//! with a type alias, so the handlers stay monomorphic.
 
 /// The result of handling one datagram: a reply of type `R`, or the reason `N` for none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
