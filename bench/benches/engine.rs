@@ -42,8 +42,10 @@ fn dora(e: &Engine, n: u32, events: &mut Vec<lessor_engine::v4::LeaseEvent>) -> 
         address: addr,
         pools: POOLS,
         reserved: false,
-        lease_time: 3600,
-        info,
+        grant: lessor_engine::v4::Grant {
+            lease_time: 3600,
+            info,
+        },
     };
     e.bind(0, &bind, NOW, events).unwrap();
     addr
@@ -78,10 +80,12 @@ fn benches(c: &mut Criterion) {
                 address: *a,
                 pools: POOLS,
                 reserved: false,
-                lease_time: 3600,
-                info: LeaseInfo {
-                    hw: *hw,
-                    hostname: None,
+                grant: lessor_engine::v4::Grant {
+                    lease_time: 3600,
+                    info: LeaseInfo {
+                        hw: *hw,
+                        hostname: None,
+                    },
                 },
             };
             black_box(e.bind(0, &bind, NOW + 10, &mut events).unwrap())

@@ -51,16 +51,19 @@ fn solicit_bind(e: &Engine, k: &IaKey, pools: &[PoolId], events: &mut Vec<LeaseE
         client: k,
         pools,
         reserved: None,
-        hint: None,
+        requested: None,
+        info: (),
     };
     let res = e.solicit(0, &req, NOW).unwrap().resource;
     let bind = BindRequest {
         client: k,
-        resource: res,
+        address: res,
         pools,
         reserved: false,
-        preferred: 1800,
-        valid: 3600,
+        grant: lessor_engine::v6::Grant {
+            preferred: 1800,
+            valid: 3600,
+        },
     };
     e.bind(0, &bind, NOW, events).unwrap();
     res
@@ -94,11 +97,13 @@ fn benches(c: &mut Criterion) {
             events.clear();
             let bind = BindRequest {
                 client: k,
-                resource: *r,
+                address: *r,
                 pools: NA,
                 reserved: false,
-                preferred: 1800,
-                valid: 3600,
+                grant: lessor_engine::v6::Grant {
+                    preferred: 1800,
+                    valid: 3600,
+                },
             };
             black_box(e.bind(0, &bind, NOW + 10, &mut events).unwrap())
         })

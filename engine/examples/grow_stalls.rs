@@ -72,8 +72,10 @@ fn main() {
                     address: addr,
                     pools: &pools,
                     reserved: false,
-                    lease_time: 3600,
-                    info,
+                    grant: lessor_engine::v4::Grant {
+                        lease_time: 3600,
+                        info,
+                    },
                 },
                 now,
                 &mut events,

@@ -7,6 +7,7 @@
 
 use crate::common::{Avail, Claim, Sharded, current_rank, is_held};
 use crate::lease::{EventKind, LeaseState, Time};
+use crate::pools::table;
 use crate::slots::{Records, Slot};
 
 /// The resource a shard's records are of.
@@ -16,9 +17,17 @@ pub(crate) type Place<S> = <<S as Ends>::Slot as Slot>::Place;
 
 /// A shard as the shared record rules see it: its records and the family's own steps.
 pub(crate) trait Ends {
-    type Slot: Slot;
+    type Slot: Slot<Place = table::Place<Self::Pool, Self::Off>>;
+    /// A pool's id.
+    type Pool: Copy;
+    /// An offset in a pool.
+    type Off: Copy;
     /// A record, as the engine hands it out.
     type Lease: Clone;
+    /// A record as a lookup shows it, without allocating.
+    type View;
+    /// A change for the journal.
+    type Event;
     /// The state and times a record is given (v6 adds a preferred lifetime).
     type Term: Copy;
     /// The expiry heap's type.
@@ -28,13 +37,19 @@ pub(crate) trait Ends {
     fn records_mut(&mut self) -> &mut Records<Self::Slot>;
     /// The record at `idx`, as a lease.
     fn lease(&self, idx: u32) -> Self::Lease;
+    /// The record at `idx`, as a view.
+    fn view(&self, idx: u32) -> Self::View;
     /// The shard's Lamport clock: the last version it gave a change.
     fn clock_mut(&mut self) -> &mut u64;
-    /// Replay: takes the free dynamic offset at `place` out of this shard's free space for
-    /// a sibling; returns whether it was free here.
-    fn give_free(&mut self, place: Place<Self>) -> bool;
-    /// Replay: takes in the dynamic offset at `place`, which a sibling gave up.
-    fn take_free_back(&mut self, place: Place<Self>);
+    /// Events made but not yet handed out.
+    fn pending(&mut self) -> &mut Vec<Self::Event>;
+    /// Whether offset `off` of `pool`, which no record here has, is free here.
+    fn free_here(&self, pool: Self::Pool, off: Self::Off) -> bool;
+    /// Takes the free offset `off` of `pool` out of this shard's free space for a sibling;
+    /// returns whether it was free here.
+    fn give_off(&mut self, pool: Self::Pool, off: Self::Off) -> bool;
+    /// Takes in offset `off` of `pool`, which a sibling gave up.
+    fn receive_off(&mut self, pool: Self::Pool, off: Self::Off);
     /// Adds a record whose resource has none here, keeping free space, counts and heap in
     /// step; returns its slab index.
     fn insert(&mut self, rec: &<Self::Slot as Slot>::New<'_>) -> u32;
@@ -43,18 +58,11 @@ pub(crate) trait Ends {
     fn remove_at(&mut self, idx: u32) -> (LeaseState, Option<Self::Lease>);
     /// Moves the record at `idx` to `term` under a new version.
     fn set_term(&mut self, idx: u32, term: Self::Term);
-    /// Gives the record at `idx` a new state and times (under a new version), and hands out
-    /// a `kind` event of it.
-    fn end(&mut self, idx: u32, state: LeaseState, starts: Time, expires: Time, kind: EventKind);
-    /// Hands out a `kind` event of a removed record `lease`, now in `state` (and ending at
-    /// `at`, if given) under a new version.
-    fn emit_gone(
-        &mut self,
-        lease: Self::Lease,
-        state: LeaseState,
-        at: Option<Time>,
-        kind: EventKind,
-    );
+    /// The term of a record that ends: `state` from `starts` to `expires`.
+    fn term(state: LeaseState, starts: Time, expires: Time) -> Self::Term;
+    /// Marks `lease`, a record just dropped, as ended in `state` (at `at`, if given) under
+    /// `version`.
+    fn close(lease: &mut Self::Lease, state: LeaseState, at: Option<Time>, version: u64);
     /// The expiry heap.
     fn expiry(&mut self) -> &mut Self::Heap;
     /// The slab index of the live record an expiry entry's `at` names, if there is one.
@@ -68,6 +76,12 @@ pub(crate) trait Ends {
 /// `$res` is the lease's field the trace logs.
 macro_rules! ends_fields {
     ($res:ident) => {
+        type Lease = Lease;
+        type View = LeaseView;
+        type Event = LeaseEvent;
+        type Term = Term;
+        type Pool = PoolId;
+
         fn emit(&mut self, kind: EventKind, lease: Lease) {
             #[cfg(test)]
             self.trace.lock().unwrap().push((lease.$res, lease.version));
@@ -81,6 +95,12 @@ macro_rules! ends_fields {
         }
         fn lease(&self, idx: u32) -> Self::Lease {
             self.records.lease(idx)
+        }
+        fn view(&self, idx: u32) -> Self::View {
+            self.records.view(idx)
+        }
+        fn pending(&mut self) -> &mut Vec<LeaseEvent> {
+            &mut self.pending
         }
         fn clock_mut(&mut self) -> &mut u64 {
             &mut self.clock
@@ -136,7 +156,11 @@ impl<S: Ends> Sharded for S {
             // An older record of the resource (the caller gave more than a journal's fold).
             self.remove_at(idx);
         }
-        if !target && self.give_free(place) {
+        let given = !target
+            && place
+                .dynamic()
+                .is_some_and(|(pool, off)| self.give_off(pool, off));
+        if given {
             Claim::Claimed {
                 clock: *self.clock_mut(),
             }
@@ -145,7 +169,9 @@ impl<S: Ends> Sharded for S {
         }
     }
     fn receive_claimed(&mut self, place: Place<S>) {
-        self.take_free_back(place);
+        if let Some((pool, off)) = place.dynamic() {
+            self.receive_off(pool, off);
+        }
     }
     fn forget(&mut self, res: Res<S>) -> Option<S::Lease> {
         forget(self, res)
@@ -178,13 +204,42 @@ pub(crate) fn forget<S: Ends>(g: &mut S, res: Res<S>) -> Option<S::Lease> {
     }
     let lease = g.lease(idx);
     g.remove_at(idx);
-    g.emit_gone(
+    emit_gone(
+        g,
         lease.clone(),
         LeaseState::Released,
         Some(TOMBSTONE_END),
         EventKind::Released,
     );
     Some(lease)
+}
+
+/// Gives the record at `idx` a new state and times (under a new version), and hands out a
+/// `kind` event of it.
+pub(crate) fn end<S: Ends>(
+    g: &mut S,
+    idx: u32,
+    state: LeaseState,
+    (starts, expires): (Time, Time),
+    kind: EventKind,
+) {
+    g.set_term(idx, S::term(state, starts, expires));
+    let lease = g.lease(idx);
+    g.emit(kind, lease);
+}
+
+/// Hands out a `kind` event of a removed record `lease`, now in `state` (and ending at `at`,
+/// if given) under a new version.
+fn emit_gone<S: Ends>(
+    g: &mut S,
+    mut lease: S::Lease,
+    state: LeaseState,
+    at: Option<Time>,
+    kind: EventKind,
+) {
+    let version = tick(g);
+    S::close(&mut lease, state, at, version);
+    g.emit(kind, lease);
 }
 
 /// The next version of the shard's clock: every change to a record takes one.
@@ -204,19 +259,13 @@ pub(crate) fn expire<S: Ends>(g: &mut S, idx: u32) {
         }
         // The record stays so the client gets the same resource back if still free.
         LeaseState::Bound => {
-            let (starts, expires) = (Time::from(slot.starts()), Time::from(slot.expires()));
-            g.end(
-                idx,
-                LeaseState::Expired,
-                starts,
-                expires,
-                EventKind::Expired,
-            );
+            let times = (Time::from(slot.starts()), Time::from(slot.expires()));
+            end(g, idx, LeaseState::Expired, times, EventKind::Expired);
         }
         // The quarantine ends; the journal hears of it so that replay lifts it too.
         LeaseState::Declined => {
             if let (_, Some(lease)) = g.remove_at(idx) {
-                g.emit_gone(lease, LeaseState::Expired, None, EventKind::Expired);
+                emit_gone(g, lease, LeaseState::Expired, None, EventKind::Expired);
             }
         }
         LeaseState::Released | LeaseState::Expired => {}
@@ -235,14 +284,13 @@ pub(crate) fn expire_if_due<S: Ends>(g: &mut S, res: Res<S>, now: Time) {
     }
 }
 
-/// What `res` is to the client whose key is `key` here; `free_here` says, when no record
-/// has it, whether the shard may give it (a fixed resource, or a dynamic one free here).
+/// What `res` at `place` is to the client whose key is `key` here. With no record of it,
+/// the shard may give a fixed one, or a dynamic one free here.
 pub(crate) fn availability<S: Ends>(
     g: &mut S,
-    res: Res<S>,
+    (res, place): (Res<S>, Place<S>),
     key: &[u8],
     now: Time,
-    free_here: impl FnOnce(&S) -> bool,
 ) -> Avail {
     expire_if_due(g, res, now);
     let records = g.records();
@@ -253,7 +301,12 @@ pub(crate) fn availability<S: Ends>(
             LeaseState::Declined => Avail::Quarantined,
             LeaseState::Released | LeaseState::Expired => Avail::Free,
         },
-        None if free_here(g) => Avail::Free,
+        None if place
+            .dynamic()
+            .is_none_or(|(pool, off)| g.free_here(pool, off)) =>
+        {
+            Avail::Free
+        }
         None => Avail::Elsewhere,
     }
 }
@@ -322,7 +375,13 @@ fn abandon<S: Ends>(g: &mut S, idx: u32, now: Time) {
 /// Drops the record; a binding ends with a Released event.
 fn evict<S: Ends>(g: &mut S, idx: u32, now: Time) {
     if let (LeaseState::Bound, Some(lease)) = g.remove_at(idx) {
-        g.emit_gone(lease, LeaseState::Released, Some(now), EventKind::Released);
+        emit_gone(
+            g,
+            lease,
+            LeaseState::Released,
+            Some(now),
+            EventKind::Released,
+        );
     }
 }
 
@@ -337,8 +396,8 @@ pub(crate) fn release<S: Ends>(g: &mut S, res: Res<S>, key: &[u8], now: Time) ->
     if g.records().key(idx) != key || slot.state() != LeaseState::Bound {
         return false;
     }
-    let starts = Time::from(slot.starts());
-    g.end(idx, LeaseState::Released, starts, now, EventKind::Released);
+    let times = (Time::from(slot.starts()), now);
+    end(g, idx, LeaseState::Released, times, EventKind::Released);
     true
 }
 
@@ -357,7 +416,13 @@ pub(crate) fn decline<S: Ends>(g: &mut S, res: Res<S>, key: &[u8], now: Time, un
     {
         return false;
     }
-    g.end(idx, LeaseState::Declined, now, until, EventKind::Declined);
+    end(
+        g,
+        idx,
+        LeaseState::Declined,
+        (now, until),
+        EventKind::Declined,
+    );
     true
 }
 

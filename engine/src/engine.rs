@@ -2,13 +2,12 @@
 
 use std::net::Ipv4Addr;
 
-use crate::choose;
-use crate::common::{Avail, Give};
+use crate::common::{Counts, Give};
 use crate::ends::Ends as _;
-use crate::engine_core::{Core, Ops, family};
+use crate::engine_core::{Core, Ops, Refused, family};
 use crate::error::{AllocError, BindError, Result};
 use crate::ident::ClientKey;
-use crate::lease::{EventKind, Lease, LeaseEvent, LeaseInfo, LeaseState, LeaseView, Time};
+use crate::lease::{Lease, LeaseEvent, LeaseInfo, LeaseState, LeaseView, Time};
 use crate::pools::{EngineConfig, Place, PoolId, Pools};
 use crate::shard::{FreeSet, Shard, Term};
 
@@ -16,38 +15,12 @@ use crate::shard::{FreeSet, Shard, Term};
 mod tests;
 
 /// A DISCOVER to answer with an OFFER.
-#[derive(Clone, Copy, Debug)]
-pub struct OfferRequest<'a> {
-    /// Who asks.
-    pub client: &'a ClientKey,
-    /// Pools the client may get an address from, in order of preference.
-    pub pools: &'a [PoolId],
-    /// The client's reservation, if the server has one for it (authoritative).
-    pub reserved: Option<Ipv4Addr>,
-    /// The address the client asked for (option 50).
-    pub requested: Option<Ipv4Addr>,
-    /// What the server knows about the client.
-    pub info: LeaseInfo<'a>,
-}
+pub type OfferRequest<'a> = crate::engine_core::OfferRequest<'a, V4>;
 
 /// A REQUEST (selecting, init-reboot, renewing or rebinding) to bind or extend.
-#[derive(Clone, Copy, Debug)]
-pub struct BindRequest<'a> {
-    /// Who asks.
-    pub client: &'a ClientKey,
-    /// The address to bind.
-    pub address: Ipv4Addr,
-    /// Pools `address` may come from.
-    pub pools: &'a [PoolId],
-    /// `address` is this client's reservation.
-    pub reserved: bool,
-    /// Lease time in seconds.
-    pub lease_time: u32,
-    /// What the server knows about the client.
-    pub info: LeaseInfo<'a>,
-}
+pub type BindRequest<'a> = crate::engine_core::BindRequest<'a, V4>;
 
-/// What [`Core::put`] gives a DHCPv4 lease besides its client and address.
+/// What a DHCPv4 binding is given besides its client and address.
 #[derive(Clone, Copy, Debug)]
 pub struct Grant<'a> {
     /// Lease time in seconds.
@@ -64,7 +37,10 @@ pub type Engine = Core<V4>;
 
 family! {
     /// The DHCPv4 [`Family`](crate::engine_core::Family): IPv4 addresses, keyed by client key.
-    V4 { key: ClientKey, addr: Ipv4Addr, count: u64, grant<'a>: Grant<'a> }
+    V4 {
+        key: ClientKey, addr: Ipv4Addr, count: u64,
+        grant<'a>: Grant<'a>, info: LeaseInfo<'a>
+    }
 }
 
 impl Ops for V4 {
@@ -72,12 +48,11 @@ impl Ops for V4 {
     type Pools = Pools;
     type Off = u32;
     type Lent = roaring::RoaringBitmap;
+    type Offered = Ipv4Addr;
+    const FIXED_NEEDS_RESERVED: bool = false;
 
     fn pools_len(pools: &Pools) -> usize {
         pools.len()
-    }
-    fn pending(g: &mut Shard) -> &mut Vec<LeaseEvent> {
-        &mut g.pending
     }
     fn take_free(pools: &Pools, g: &mut Shard, pool: PoolId, off: u32, now: Time) -> Give {
         if g.take_free(pool, off, pools.addr(pool, off), now) {
@@ -85,9 +60,6 @@ impl Ops for V4 {
         } else {
             Give::NotHere
         }
-    }
-    fn receive_one(g: &mut Shard, pool: PoolId, off: u32) {
-        g.free[pool.index()].clean.insert(off);
     }
     fn free_len(g: &Shard, pool: PoolId) -> u128 {
         u128::from(g.free_len(pool))
@@ -104,20 +76,18 @@ impl Ops for V4 {
     fn receive(g: &mut Shard, pool: PoolId, lent: roaring::RoaringBitmap) {
         g.free[pool.index()].clean |= lent;
     }
-    fn release(g: &mut Shard, addr: Ipv4Addr, key: &ClientKey, now: Time) -> bool {
-        g.release(u32::from(addr), key, now)
-    }
-    fn decline(g: &mut Shard, addr: Ipv4Addr, key: &ClientKey, now: Time, until: Time) -> bool {
-        g.decline(u32::from(addr), key, now, until)
-    }
-    fn lookup(g: &Shard, key: &ClientKey) -> Option<LeaseView> {
-        g.lookup(key)
-    }
     fn restore(core: &Engine, shard: usize, lease: Lease) -> Result<(), BindError> {
         crate::restore::restore_one(&mut &core.shards[..], &core.pools, shard, &lease)
     }
     fn sort_key(lease: &Lease) -> Ipv4Addr {
         lease.address
+    }
+    /// A quarantined address is refused as taken.
+    fn refused(why: Refused) -> BindError {
+        match why {
+            Refused::NotInPool => BindError::NotInPool,
+            Refused::Quarantined | Refused::Taken => BindError::Taken,
+        }
     }
     fn place(pools: &Pools, addr: Ipv4Addr) -> Place {
         pools.place(u32::from(addr))
@@ -128,31 +98,33 @@ impl Ops for V4 {
     fn addr(res: u32) -> Ipv4Addr {
         Ipv4Addr::from(res)
     }
-    fn avail(g: &mut Shard, addr: Ipv4Addr, place: Place, key: &ClientKey, now: Time) -> Avail {
-        g.availability(u32::from(addr), place, key, now)
+    fn res_at(pools: &Pools, pool: PoolId, off: u32) -> u32 {
+        pools.addr(pool, off)
     }
-    fn grant(
+    fn key(key: &ClientKey) -> &[u8] {
+        key.as_bytes()
+    }
+    fn fits(pools: &Pools, pool: PoolId, _: &ClientKey) -> bool {
+        pools.get(pool).is_some()
+    }
+    fn next_free(_: &Pools, g: &Shard, pool: PoolId, _: &ClientKey) -> Option<u32> {
+        g.next_free(pool)
+    }
+    fn hold(
         g: &mut Shard,
-        addr: Ipv4Addr,
-        place: Place,
+        (addr, place): (u32, Place),
         key: &ClientKey,
-        grant: Grant<'_>,
-        now: Time,
-    ) -> LeaseView {
-        let term = Term {
-            state: LeaseState::Bound,
-            starts: now,
-            expires: now.saturating_add(u64::from(grant.lease_time)),
-        };
-        let (prior, idx) = g.hold(u32::from(addr), place, key, grant.info, term);
-        let kind = match prior {
-            Some(LeaseState::Bound) => EventKind::Renewed,
-            _ => EventKind::Bound,
-        };
-        let lease = g.records.lease(idx);
-        let view = g.records.view(idx);
-        g.emit(kind, lease);
-        view
+        info: LeaseInfo<'_>,
+        term: Term,
+    ) -> (Option<LeaseState>, u32) {
+        g.hold(addr, place, key, info, term)
+    }
+    fn offered(g: &Shard, idx: u32) -> Ipv4Addr {
+        Ipv4Addr::from(g.records.slot(idx).addr)
+    }
+    fn bound<'a>(grant: Self::Grant<'a>, now: Time) -> (Term, Self::Info<'a>) {
+        let expires = now.saturating_add(u64::from(grant.lease_time));
+        (Shard::term(LeaseState::Bound, now, expires), grant.info)
     }
     fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u64)> {
         pools.iter().map(|(pool, layout)| (pool, layout.total))
@@ -161,16 +133,8 @@ impl Ops for V4 {
     fn trace(g: &mut Shard) -> &mut crate::common::Trace<Ipv4Addr> {
         &mut g.trace
     }
-    fn add_stats(g: &Shard, stats: &mut [PoolStats]) {
-        for (i, stat) in stats.iter_mut().enumerate() {
-            let counts = g.counts[i];
-            stat.free += g.free[i].len();
-            stat.offered += counts.offered;
-            stat.bound += counts.bound;
-            stat.declined += counts.declined;
-            stat.released += counts.released;
-            stat.expired += counts.expired;
-        }
+    fn usage(g: &Shard, index: usize) -> (u64, Counts) {
+        (g.free[index].len(), g.counts[index])
     }
 }
 
@@ -194,18 +158,9 @@ impl Engine {
                 });
             }
         }
-        let engine = Engine {
-            pools,
-            offer_hold: cfg.offer_hold,
-            decline_probation: cfg.decline_probation,
-            shards: free
-                .into_iter()
-                .map(|free| std::sync::Mutex::new(Shard::new(free)))
-                .collect(),
-        };
-        #[cfg(test)]
-        engine.share_trace();
-        Ok(engine)
+        Ok(Self::assemble(&cfg, pools, |s| {
+            Shard::new(std::mem::take(&mut free[s]))
+        }))
     }
 
     /// DISCOVER: chooses an address and holds it for the client (state Offered, expires
@@ -232,19 +187,7 @@ impl Engine {
         req: &OfferRequest<'_>,
         now: Time,
     ) -> Result<Ipv4Addr, AllocError> {
-        let term = Term {
-            state: LeaseState::Offered,
-            starts: now,
-            expires: now.saturating_add(u64::from(self.offer_hold)),
-        };
-        let offering = Offering {
-            engine: self,
-            req,
-            term,
-        };
-        self.choose(shard, &offering, now, |pool| self.pools.get(pool).is_some())
-            .map(Ipv4Addr::from)
-            .ok_or(AllocError::Exhausted)
+        self.offer_one(shard, req, now).ok_or(AllocError::Exhausted)
     }
 
     /// REQUEST (or renewal): binds `req.address` to the client or extends its binding, and
@@ -262,82 +205,7 @@ impl Engine {
         now: Time,
         events: &mut Vec<LeaseEvent>,
     ) -> Result<LeaseView, BindError> {
-        let addr = u32::from(req.address);
-        let place = self.pools.place(addr);
-        if !req.reserved && !place.pool().is_some_and(|pool| req.pools.contains(&pool)) {
-            return Err(BindError::NotInPool);
-        }
-        let fixed = matches!(place, Place::Fixed { .. });
-        let decide = |avail, _| match avail {
-            Avail::Own => Ok(()),
-            // A fixed address is somebody's reservation, and only theirs.
-            Avail::Free if fixed && !req.reserved => Err(BindError::Taken),
-            Avail::Free => Ok(()),
-            Avail::HeldByOther if fixed && req.reserved => Ok(()),
-            Avail::Elsewhere | Avail::HeldByOther | Avail::Quarantined => Err(BindError::Taken),
-        };
-        let grant = Grant {
-            lease_time: req.lease_time,
-            info: req.info,
-        };
-        self.bind_with(
-            shard,
-            req.client,
-            req.address,
-            place,
-            grant,
-            now,
-            events,
-            decide,
-        )
-    }
-}
-
-/// An offer, as [`choose::step`] sees it.
-struct Offering<'e, 'r> {
-    engine: &'e Engine,
-    req: &'r OfferRequest<'r>,
-    term: Term,
-}
-
-impl choose::Offer for Offering<'_, '_> {
-    type Shard = Shard;
-    type Pool = PoolId;
-    type Off = u32;
-    type Done = u32;
-
-    fn reserved(&self) -> Option<u32> {
-        self.req.reserved.map(u32::from)
-    }
-    fn requested(&self) -> Option<u32> {
-        self.req.requested.map(u32::from)
-    }
-    fn pools(&self) -> &[PoolId] {
-        self.req.pools
-    }
-    fn place(&self, addr: u32) -> Place {
-        self.engine.pools.place(addr)
-    }
-    fn in_candidates(&self, place: Place) -> bool {
-        matches!(place, Place::Dynamic { pool, .. } if self.req.pools.contains(&pool))
-    }
-    fn client_res(&self, g: &Shard) -> Option<u32> {
-        g.client_addr(self.req.client)
-    }
-    fn availability(&self, g: &mut Shard, addr: u32, place: Place, now: Time) -> Avail {
-        g.availability(addr, place, self.req.client, now)
-    }
-    fn hold(&self, g: &mut Shard, addr: u32, place: Place) -> u32 {
-        g.hold(addr, place, self.req.client, self.req.info, self.term);
-        addr
-    }
-    fn own(&self, _: &Shard, addr: u32) -> u32 {
-        addr
-    }
-    fn hold_next_free(&self, g: &mut Shard, pool: PoolId) -> Option<u32> {
-        let off = g.next_free(pool)?;
-        let addr = self.engine.pools.addr(pool, off);
-        Some(self.hold(g, addr, Place::Dynamic { pool, off }))
+        self.bind_one(shard, req, now, events)
     }
 }
 
@@ -383,7 +251,11 @@ impl Engine {
                 }
                 if slot.is_indexed() {
                     let key = ClientKey::from_bytes(g.records.key(idx));
-                    assert_eq!(g.records.client(&key), Some(idx), "index of {addr}");
+                    assert_eq!(
+                        g.records.client_bytes(key.as_bytes()),
+                        Some(idx),
+                        "index of {addr}"
+                    );
                 }
                 if is_held(slot.state) {
                     held += 1;

@@ -13,8 +13,9 @@ use std::ops::ControlFlow;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Step, Tried};
-use crate::common::{self, Avail, Give, Sharded};
-use crate::lease::Time;
+use crate::common::{self, Avail, Counts, Give, Sharded};
+use crate::ends::{self, Ends};
+use crate::lease::{EventKind, LeaseState, Time};
 use crate::pools::table;
 pub use crate::replay::Restorer;
 use crate::replay::{BulkShard, Replayer};
@@ -44,13 +45,13 @@ pub(crate) use sealed::Sealed;
 
 /// What makes [`Core`] a v4 or a v6 engine, as its callers see it: the types its public
 /// methods take and give. Sealed: only v4 and v6 implement it.
-pub trait Family: Sealed {
+pub trait Family: Sealed + Copy + fmt::Debug {
     /// The engine's name in `Debug`.
     const NAME: &'static str;
     /// Who asks: a client key or an IA key.
-    type Key: ?Sized;
+    type Key: ?Sized + fmt::Debug;
     /// An address (resource) as the caller names it.
-    type Addr: Copy + Ord;
+    type Addr: Copy + Ord + fmt::Debug;
     /// A full lease record.
     type Lease;
     /// A change for the journal.
@@ -60,12 +61,50 @@ pub trait Family: Sealed {
     /// Why a bind or a restore was refused.
     type BindError;
     /// A pool's number in the configuration.
-    type Pool: Copy;
+    type Pool: Copy + PartialEq + fmt::Debug;
     /// A count of a pool's addresses: `u64` for v4, `u128` for v6 (a /64 has 2^64).
-    type Count: Copy + Default;
-    /// What [`Core::put`] gives a lease besides its client and address: v4's
+    type Count: Copy + Default + std::ops::AddAssign;
+    /// What a bind gives a lease besides its client and address: v4's
     /// [`Grant`](crate::v4::Grant), v6's [`Grant`](crate::v6::Grant).
-    type Grant<'a>: Copy;
+    type Grant<'a>: Copy + fmt::Debug;
+    /// What an offer records of the client besides its key: v4's
+    /// [`LeaseInfo`](crate::v4::LeaseInfo); nothing in v6.
+    type Info<'a>: Copy + fmt::Debug;
+}
+
+/// A request for an offer (v4: DISCOVER; v6: SOLICIT, or a REQUEST for an IA with no lease
+/// yet): [`v4::OfferRequest`](crate::v4::OfferRequest), [`v6::SolicitRequest`](crate::v6::SolicitRequest).
+#[derive(Clone, Copy, Debug)]
+pub struct OfferRequest<'a, F: Family> {
+    /// Who asks.
+    pub client: &'a F::Key,
+    /// Pools the client may get an address (resource) from, in order of preference. In v6,
+    /// pools of another kind than the IA's are ignored.
+    pub pools: &'a [F::Pool],
+    /// The client's reservation (static assignment), if the server has one for it
+    /// (authoritative).
+    pub reserved: Option<F::Addr>,
+    /// What the client asked for (v4: option 50; v6: the IA's hint), if anything.
+    pub requested: Option<F::Addr>,
+    /// What the server knows about the client.
+    pub info: F::Info<'a>,
+}
+
+/// A request to bind or extend (v4: REQUEST; v6: REQUEST, RENEW, REBIND or a rapid commit):
+/// [`v4::BindRequest`](crate::v4::BindRequest), [`v6::BindRequest`](crate::v6::BindRequest).
+#[derive(Clone, Copy, Debug)]
+pub struct BindRequest<'a, F: Family> {
+    /// Who asks.
+    pub client: &'a F::Key,
+    /// The address (v6: resource) to bind.
+    pub address: F::Addr,
+    /// Pools `address` may come from (in v6, pools of another kind than the IA's are
+    /// ignored).
+    pub pools: &'a [F::Pool],
+    /// `address` is this client's reservation (static assignment).
+    pub reserved: bool,
+    /// The lease's times, and what the server knows about the client.
+    pub grant: F::Grant<'a>,
 }
 
 /// Usage of one pool across all shards, for either family. `free + offered + bound +
@@ -95,10 +134,13 @@ pub struct PoolStats<P, N> {
 macro_rules! family {
     (
         $(#[$doc:meta])*
-        $fam:ident { key: $key:ty, addr: $addr:ty, count: $count:ty, grant<$l:lifetime>: $grant:ty }
+        $fam:ident {
+            key: $key:ty, addr: $addr:ty, count: $count:ty,
+            grant<$l:lifetime>: $grant:ty, info: $info:ty
+        }
     ) => {
         $(#[$doc])*
-        #[derive(Debug)]
+        #[derive(Clone, Copy, Debug)]
         pub enum $fam {}
 
         impl $crate::engine_core::Sealed for $fam {}
@@ -114,21 +156,50 @@ macro_rules! family {
             type Pool = PoolId;
             type Count = $count;
             type Grant<$l> = $grant;
+            type Info<$l> = $info;
         }
     };
 }
 pub(crate) use family;
 
+/// Why a bind is refused, before each family names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// In no candidate pool, and not the client's reservation.
+    NotInPool,
+    /// Quarantined after a DECLINE.
+    Quarantined,
+    /// Another client's, or somebody's reservation.
+    Taken,
+}
+
+/// A family's shard, as [`Core`] sees it.
+type Place<F> = table::Place<<F as Family>::Pool, <F as Ops>::Off>;
+/// A family's shard's name for an address (resource).
+type Res<F> = <<F as Ops>::Shard as Sharded>::Res;
+/// The state and times a family's record is given.
+type Term<F> = <<F as Ops>::Shard as Ends>::Term;
+
 /// The rest of a [`Family`], inside the crate: its shards and pools, and the shard-side
 /// steps the shared code takes on them.
 pub(crate) trait Ops: Family + Sized {
-    type Shard: Sharded<Lease = Self::Lease, Place = table::Place<Self::Pool, Self::Off>>
-        + BulkShard<Pools = Self::Pools>;
+    type Shard: Ends<
+            Lease = Self::Lease,
+            View = Self::View,
+            Event = Self::Event,
+            Pool = Self::Pool,
+            Off = Self::Off,
+        > + BulkShard<Pools = Self::Pools>;
     type Pools;
     /// An offset in a pool.
     type Off: Copy;
     /// Free addresses a shard lends a sibling in one go.
     type Lent;
+    /// What an offer returns: v4 the address, v6 the record's view.
+    type Offered;
+    /// Whether a fixed address (resource) may be bound only as the client's reservation,
+    /// even by a client that holds it (v6), or also renewed by its holder (v4).
+    const FIXED_NEEDS_RESERVED: bool;
 
     fn pools_len(pools: &Self::Pools) -> usize;
 
@@ -136,7 +207,9 @@ pub(crate) trait Ops: Family + Sized {
     /// records).
     fn settle(_: &mut Self::Shard) {}
     /// Events made but not yet handed out.
-    fn pending(g: &mut Self::Shard) -> &mut Vec<Self::Event>;
+    fn pending(g: &mut Self::Shard) -> &mut Vec<Self::Event> {
+        g.pending()
+    }
 
     /// Gives `off` of `pool` up for a sibling if it is free here; else says what holds it.
     fn take_free(
@@ -146,8 +219,6 @@ pub(crate) trait Ops: Family + Sized {
         off: Self::Off,
         now: Time,
     ) -> Give;
-    /// Takes in `off` of `pool`, which [`Ops::take_free`] took out of a sibling.
-    fn receive_one(g: &mut Self::Shard, pool: Self::Pool, off: Self::Off);
     /// Free addresses the shard has in `pool`.
     fn free_len(g: &Self::Shard, pool: Self::Pool) -> u128;
     /// Gives up a chunk of `pool`'s free addresses, at most `max`, to a sibling; `None` if
@@ -161,50 +232,52 @@ pub(crate) trait Ops: Family + Sized {
     /// Takes in what [`Ops::lend`] gave.
     fn receive(g: &mut Self::Shard, pool: Self::Pool, lent: Self::Lent);
 
-    fn release(g: &mut Self::Shard, addr: Self::Addr, key: &Self::Key, now: Time) -> bool;
-    fn decline(
-        g: &mut Self::Shard,
-        addr: Self::Addr,
-        key: &Self::Key,
-        now: Time,
-        until: Time,
-    ) -> bool;
-    fn lookup(g: &Self::Shard, key: &Self::Key) -> Option<Self::View>;
     fn restore(core: &Core<Self>, shard: usize, lease: Self::Lease) -> Result<(), Self::BindError>;
     /// What [`Core::leases`] sorts by: the record's address.
     fn sort_key(lease: &Self::Lease) -> Self::Addr;
+    /// The family's name for why a bind is refused.
+    fn refused(why: Refused) -> Self::BindError;
 
     /// Where `addr` sits in the pools.
-    fn place(pools: &Self::Pools, addr: Self::Addr) -> <Self::Shard as Sharded>::Place;
+    fn place(pools: &Self::Pools, addr: Self::Addr) -> Place<Self>;
     /// The shard's name for `addr`, and back.
-    fn res(addr: Self::Addr) -> <Self::Shard as Sharded>::Res;
-    fn addr(res: <Self::Shard as Sharded>::Res) -> Self::Addr;
-    /// What `addr` at `place` is to `key` in this shard.
-    fn avail(
-        g: &mut Self::Shard,
-        addr: Self::Addr,
-        place: <Self::Shard as Sharded>::Place,
+    fn res(addr: Self::Addr) -> Res<Self>;
+    fn addr(res: Res<Self>) -> Self::Addr;
+    /// The address at `off` of `pool`.
+    fn res_at(pools: &Self::Pools, pool: Self::Pool, off: Self::Off) -> Res<Self>;
+    /// The key's bytes, as the records keep them.
+    fn key(key: &Self::Key) -> &[u8];
+    /// Whether `pool` is one of the configuration's and may serve `key` (v6: of its kind).
+    fn fits(pools: &Self::Pools, pool: Self::Pool, key: &Self::Key) -> bool;
+    /// A free offset of `pool` for `key` in this shard, if it has one.
+    fn next_free(
+        pools: &Self::Pools,
+        g: &Self::Shard,
+        pool: Self::Pool,
         key: &Self::Key,
-        now: Time,
-    ) -> Avail;
-    /// Binds `addr` at `place` to `key` from `now` as `grant` says (the caller has checked
-    /// [`Ops::avail`]) and queues its Bound or Renewed event.
-    fn grant(
+    ) -> Option<Self::Off>;
+    /// Gives `res` at `place` to `key` with `term` (Offered or Bound), keeping `info`; see
+    /// [`ends::hold`]. Returns the state of the client's record of `res` before, and the
+    /// record's slab index.
+    fn hold(
         g: &mut Self::Shard,
-        addr: Self::Addr,
-        place: <Self::Shard as Sharded>::Place,
+        at: (Res<Self>, Place<Self>),
         key: &Self::Key,
-        grant: Self::Grant<'_>,
-        now: Time,
-    ) -> Self::View;
+        info: Self::Info<'_>,
+        term: Term<Self>,
+    ) -> (Option<LeaseState>, u32);
+    /// What an offer of the record at `idx` returns.
+    fn offered(g: &Self::Shard, idx: u32) -> Self::Offered;
+    /// The term and client details of a binding from `now` as `grant` says.
+    fn bound<'a>(grant: Self::Grant<'a>, now: Time) -> (Term<Self>, Self::Info<'a>);
 
     /// Every pool and its number of dynamic addresses, in configuration order.
     fn totals(pools: &Self::Pools) -> impl Iterator<Item = (Self::Pool, Self::Count)>;
     /// The shard's [`Trace`](common::Trace) of every event as it is made.
     #[cfg(test)]
     fn trace(g: &mut Self::Shard) -> &mut common::Trace<Self::Addr>;
-    /// Adds one shard's free and held counts to `stats`.
-    fn add_stats(g: &Self::Shard, stats: &mut [PoolStats<Self::Pool, Self::Count>]);
+    /// The shard's free addresses in the pool at `index`, and its records' counts there.
+    fn usage(g: &Self::Shard, index: usize) -> (Self::Count, Counts);
 }
 
 /// The in-memory lease state of one family, sharded across worker cores.
@@ -262,7 +335,7 @@ impl<F: Ops> Core<F> {
         g.reclaim_due(now, LAZY_RECLAIM);
         let r = f(&mut g);
         F::settle(&mut g);
-        events.append(F::pending(&mut g));
+        events.append(g.pending());
         r
     }
 
@@ -324,7 +397,7 @@ impl<F: Ops> Core<F> {
                     drop(g);
                     let mut g = self.lock(shard);
                     observe(&mut *g, clock);
-                    F::receive_one(&mut g, pool, off);
+                    g.receive_off(pool, off);
                     return Give::Given;
                 }
                 Give::NotHere => {}
@@ -374,28 +447,108 @@ impl<F: Ops> Core<F> {
         false
     }
 
+    /// Validates `cfg`'s shard count and puts the engine together from its validated
+    /// `pools` and `new_shard`'s shard `s`.
+    pub(crate) fn assemble<S>(
+        cfg: &Config<S>,
+        pools: F::Pools,
+        new_shard: impl FnMut(usize) -> F::Shard,
+    ) -> Self {
+        let engine = Core {
+            pools,
+            offer_hold: cfg.offer_hold,
+            decline_probation: cfg.decline_probation,
+            shards: (0..cfg.shards).map(new_shard).map(Mutex::new).collect(),
+        };
+        #[cfg(test)]
+        engine.share_trace();
+        engine
+    }
+
+    /// The offer of `req` in `shard` (see [`choose`]); `None` when every candidate pool is
+    /// exhausted. v4's [`offer`](crate::v4::Engine::offer) and v6's
+    /// [`solicit`](crate::v6::Engine::solicit).
+    pub(crate) fn offer_one(
+        &self,
+        shard: usize,
+        req: &OfferRequest<'_, F>,
+        now: Time,
+    ) -> Option<F::Offered> {
+        let expires = now.saturating_add(u64::from(self.offer_hold));
+        let offering = Offering {
+            engine: self,
+            req,
+            term: F::Shard::term(LeaseState::Offered, now, expires),
+        };
+        self.choose(shard, &offering, now, |pool| {
+            F::fits(&self.pools, pool, req.client)
+        })
+    }
+
+    /// A bind of `req` (see [`Engine::bind`](crate::v4::Engine::bind)): after the lazy
+    /// reclaim, judges what the address is to the client (fetching it once first if a
+    /// sibling owns it) and binds it if it may. Hands out the shard's pending events into
+    /// `events` either way.
+    pub(crate) fn bind_one(
+        &self,
+        shard: usize,
+        req: &BindRequest<'_, F>,
+        now: Time,
+        events: &mut Vec<F::Event>,
+    ) -> Result<F::View, F::BindError> {
+        let place = F::place(&self.pools, req.address);
+        let in_pool = place.pool().is_some_and(|pool| {
+            req.pools.contains(&pool) && F::fits(&self.pools, pool, req.client)
+        });
+        if !req.reserved && !in_pool {
+            return Err(F::refused(Refused::NotInPool));
+        }
+        let fixed = place.dynamic().is_none();
+        if fixed && !req.reserved && F::FIXED_NEEDS_RESERVED {
+            return Err(F::refused(Refused::Taken));
+        }
+        let decide = |avail, fetched| {
+            let refused = match avail {
+                Avail::Own => None,
+                // A fixed address is somebody's reservation, and only theirs.
+                Avail::Free if fixed && !req.reserved => Some(Refused::Taken),
+                Avail::Free => None,
+                Avail::HeldByOther if fixed && req.reserved => None,
+                Avail::Elsewhere if fetched == Some(Give::Quarantined) => {
+                    Some(Refused::Quarantined)
+                }
+                Avail::Quarantined => Some(Refused::Quarantined),
+                Avail::Elsewhere | Avail::HeldByOther => Some(Refused::Taken),
+            };
+            refused.map_or(Ok(()), |why| Err(F::refused(why)))
+        };
+        let (client, address, grant) = (req.client, req.address, req.grant);
+        self.bind_with(shard, client, address, place, grant, now, events, decide)
+    }
+
     /// A bind's loop: after the lazy reclaim, `decide` judges what `addr` at `place` is to
-    /// `key` ([`Ops::avail`]; and, if a sibling owned it, what that sibling said), and
-    /// [`Ops::grant`] binds it as `grant` says if `decide` allowed. An address a sibling owns
-    /// is fetched once first. Hands out the shard's pending events into `events` either way.
+    /// `key` (and, if a sibling owned it, what that sibling said), and the address is bound
+    /// as `grant` says if `decide` allowed. An address a sibling owns is fetched once first.
+    /// Hands out the shard's pending events into `events` either way.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn bind_with<E>(
         &self,
         shard: usize,
         key: &F::Key,
         addr: F::Addr,
-        place: <F::Shard as Sharded>::Place,
+        place: Place<F>,
         grant: F::Grant<'_>,
         now: Time,
         events: &mut Vec<F::Event>,
         decide: impl Fn(Avail, Option<Give>) -> Result<(), E>,
     ) -> Result<F::View, E> {
+        let res = F::res(addr);
         // What the sibling that owns the address said, once asked.
         let mut fetched = None;
         loop {
             let mut g = self.lock(shard);
             g.reclaim_due(now, LAZY_RECLAIM);
-            let avail = F::avail(&mut g, addr, place, key, now);
+            let avail = ends::availability(&mut *g, (res, place), F::key(key), now);
             if avail == Avail::Elsewhere && fetched.is_none() {
                 drop(g);
                 fetched = Some(match place.dynamic() {
@@ -404,14 +557,13 @@ impl<F: Ops> Core<F> {
                 });
                 continue;
             }
-            let result =
-                decide(avail, fetched).map(|()| F::grant(&mut g, addr, place, key, grant, now));
+            let result = decide(avail, fetched)
+                .map(|()| grant_to::<F>(&mut g, (res, place), key, grant, now));
             F::settle(&mut g);
-            events.append(F::pending(&mut g));
+            events.append(g.pending());
             return result;
         }
     }
-
     /// RELEASE: only if `address` is bound to `client`. The record stays, Released, so the
     /// client gets the address back if it is still free. Returns whether it did anything.
     pub fn release(
@@ -422,7 +574,9 @@ impl<F: Ops> Core<F> {
         now: Time,
         events: &mut Vec<F::Event>,
     ) -> bool {
-        self.on_shard(shard, now, events, |g| F::release(g, address, client, now))
+        self.on_shard(shard, now, events, |g| {
+            ends::release(g, F::res(address), F::key(client), now)
+        })
     }
 
     /// DECLINE: only if `address` is offered (advertised) or bound to `client`. The address
@@ -437,14 +591,16 @@ impl<F: Ops> Core<F> {
     ) -> bool {
         let until = now.saturating_add(u64::from(self.decline_probation));
         self.on_shard(shard, now, events, |g| {
-            F::decline(g, address, client, now, until)
+            ends::decline(g, F::res(address), F::key(client), now, until)
         })
     }
 
     /// The client's current record in this shard (any state, as last updated; a record whose
     /// time has passed shows until something reclaims it), without allocating.
     pub fn lookup(&self, shard: usize, client: &F::Key) -> Option<F::View> {
-        F::lookup(&self.lock(shard), client)
+        let g = self.lock(shard);
+        let idx = g.records().client_bytes(F::key(client))?;
+        Some(g.view(idx))
     }
 
     /// Ends up to `budget` records whose time has passed, earliest first: bindings become
@@ -461,7 +617,7 @@ impl<F: Ops> Core<F> {
         let mut g = self.lock(shard);
         let done = g.reclaim_due(now, budget);
         F::settle(&mut g);
-        events.append(F::pending(&mut g));
+        events.append(g.pending());
         done
     }
 
@@ -550,7 +706,7 @@ impl<F: Ops> Core<F> {
     /// # let running = Engine::new(cfg())?;
     /// # let client = ClientKey::hardware(1, &[2, 0, 0, 0, 0, 1]);
     /// # let info = LeaseInfo { hw: HwAddr::new(1, &[2, 0, 0, 0, 0, 1]).unwrap(), hostname: Some("pc") };
-    /// # let req = BindRequest { client: &client, address: Ipv4Addr::new(10, 0, 0, 10), pools: &[PoolId(0)], reserved: false, lease_time: 3600, info };
+    /// # let req = BindRequest { client: &client, address: Ipv4Addr::new(10, 0, 0, 10), pools: &[PoolId(0)], reserved: false, grant: Grant { lease_time: 3600, info } };
     /// # running.bind(0, &req, 1_700_000_000, &mut Vec::new()).unwrap();
     /// // What the journal's replay hands over: per address the newest record, and the shard
     /// // each record's client is steered to.
@@ -607,7 +763,16 @@ impl<F: Ops> Core<F> {
             })
             .collect();
         for shard in 0..self.shards.len() {
-            F::add_stats(&self.lock(shard), &mut stats);
+            let g = self.lock(shard);
+            for (i, stat) in stats.iter_mut().enumerate() {
+                let (free, counts) = F::usage(&g, i);
+                stat.free += free;
+                stat.offered += counts.offered;
+                stat.bound += counts.bound;
+                stat.declined += counts.declined;
+                stat.released += counts.released;
+                stat.expired += counts.expired;
+            }
         }
         stats
     }
@@ -638,6 +803,82 @@ impl<F: Ops> Core<F> {
         F::Addr: std::hash::Hash + fmt::Display,
     {
         crate::testkit::check_causality(&self.trace())
+    }
+}
+
+/// Binds `res` at `place` to `key` from `now` as `grant` says (the caller has checked that
+/// it may) and queues its Bound or Renewed event.
+fn grant_to<F: Ops>(
+    g: &mut F::Shard,
+    at: (Res<F>, Place<F>),
+    key: &F::Key,
+    grant: F::Grant<'_>,
+    now: Time,
+) -> F::View {
+    let (term, info) = F::bound(grant, now);
+    let (prior, idx) = F::hold(g, at, key, info, term);
+    let kind = match prior {
+        Some(LeaseState::Bound) => EventKind::Renewed,
+        _ => EventKind::Bound,
+    };
+    let view = g.view(idx);
+    let lease = g.lease(idx);
+    g.emit(kind, lease);
+    view
+}
+
+/// An offer, as [`choose::step`] sees it.
+struct Offering<'e, 'r, 'q, F: Ops> {
+    engine: &'e Core<F>,
+    req: &'r OfferRequest<'q, F>,
+    term: Term<F>,
+}
+
+impl<F: Ops> choose::Offer for Offering<'_, '_, '_, F> {
+    type Shard = F::Shard;
+    type Pool = F::Pool;
+    type Off = F::Off;
+    type Done = F::Offered;
+
+    fn reserved(&self) -> Option<Res<F>> {
+        self.req.reserved.map(F::res)
+    }
+    fn requested(&self) -> Option<Res<F>> {
+        self.req.requested.map(F::res)
+    }
+    fn pools(&self) -> &[F::Pool] {
+        self.req.pools
+    }
+    fn place(&self, res: Res<F>) -> Place<F> {
+        F::place(&self.engine.pools, F::addr(res))
+    }
+    fn in_candidates(&self, place: Place<F>) -> bool {
+        matches!(place, table::Place::Dynamic { pool, .. }
+            if self.req.pools.contains(&pool) && F::fits(&self.engine.pools, pool, self.req.client))
+    }
+    fn client_res(&self, g: &F::Shard) -> Option<Res<F>> {
+        let idx = g.records().client_bytes(F::key(self.req.client))?;
+        Some(crate::slots::Slot::res(g.records().slot(idx)))
+    }
+    fn availability(&self, g: &mut F::Shard, res: Res<F>, place: Place<F>, now: Time) -> Avail {
+        ends::availability(g, (res, place), F::key(self.req.client), now)
+    }
+    fn hold(&self, g: &mut F::Shard, res: Res<F>, place: Place<F>) -> F::Offered {
+        let (_, idx) = F::hold(g, (res, place), self.req.client, self.req.info, self.term);
+        F::offered(g, idx)
+    }
+    fn own(&self, g: &F::Shard, res: Res<F>) -> F::Offered {
+        let idx = g.records().find(res).expect("the client's own record");
+        F::offered(g, idx)
+    }
+    fn hold_next_free(&self, g: &mut F::Shard, pool: F::Pool) -> Option<F::Offered> {
+        let pools = &self.engine.pools;
+        if !F::fits(pools, pool, self.req.client) {
+            return None;
+        }
+        let off = F::next_free(pools, g, pool, self.req.client)?;
+        let res = F::res_at(pools, pool, off);
+        Some(self.hold(g, res, table::Place::Dynamic { pool, off }))
     }
 }
 

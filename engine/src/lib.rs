@@ -93,7 +93,7 @@
 //!     .offer(0, &OfferRequest { client: &client, pools: &pools, reserved: None, requested: None, info }, now)
 //!     .unwrap();
 //! let mut events = Vec::new();
-//! let req = BindRequest { client: &client, address: offered, pools: &pools, reserved: false, lease_time: 3600, info };
+//! let req = BindRequest { client: &client, address: offered, pools: &pools, reserved: false, grant: Grant { lease_time: 3600, info } };
 //! let lease = engine.bind(0, &req, now, &mut events).unwrap();
 //! assert_eq!(lease.state, LeaseState::Bound);
 //! assert_eq!(events[0].kind, EventKind::Bound);

@@ -192,8 +192,7 @@ family! {
             address,
             pools,
             reserved,
-            lease_time,
-            info: info(c),
+            grant: crate::v4::Grant { lease_time, info: info(c) },
         };
         engine.bind(shard, &req, now, events)
     }

@@ -243,11 +243,6 @@ pub(crate) struct NewRecord<'a> {
 pub(crate) type Records = slots::Records<Slot>;
 
 impl Records {
-    /// The client's current record.
-    pub(crate) fn client(&self, key: &ClientKey) -> Option<u32> {
-        self.client_bytes(key.as_bytes())
-    }
-
     pub(crate) fn hw(&self, idx: u32) -> HwAddr {
         let slot = &self.slots[idx as usize];
         if slot.flags & HW_EXTRA != 0 {
@@ -413,7 +408,7 @@ mod tests {
         }
         r.check();
         for (i, key) in keys.iter().enumerate().step_by(3) {
-            let idx = r.client(&ClientKey::from_bytes(key)).unwrap();
+            let idx = r.client_bytes(key).unwrap();
             assert_eq!(r.slot(idx).addr, i as u32 * 7);
             r.remove(idx);
         }
@@ -421,7 +416,7 @@ mod tests {
         for (i, key) in keys.iter().enumerate() {
             let found = r.find(i as u32 * 7);
             assert_eq!(found.is_some(), i % 3 != 0);
-            assert_eq!(r.client(&ClientKey::from_bytes(key)), found);
+            assert_eq!(r.client_bytes(key), found);
         }
     }
 
@@ -466,7 +461,7 @@ mod tests {
             assert_eq!(lease.hw, *hw);
             assert_eq!(lease.hostname.as_deref(), *name);
             assert_eq!((lease.starts, lease.expires), (10, u64::from(u32::MAX)));
-            assert_eq!(r.client(&lease.client), Some(idxs[n]));
+            assert_eq!(r.client_bytes(lease.client.as_bytes()), Some(idxs[n]));
         }
         // Changing the host name and hardware address, again and again: the arena is
         // compacted on the way and nothing is lost.

@@ -29,7 +29,7 @@ use crate::lease::{
 use crate::pools::{Place, PoolId};
 use crate::records::{NewRecord, Records, Slot};
 
-pub(crate) use crate::common::{Avail, Counts, current_rank, is_held};
+pub(crate) use crate::common::{Counts, current_rank, is_held};
 
 /// A shard's free offsets in one pool.
 #[derive(Debug, Default)]
@@ -137,19 +137,6 @@ impl Shard {
         }
     }
 
-    pub(crate) fn lookup(&self, client: &ClientKey) -> Option<LeaseView> {
-        self.records
-            .client(client)
-            .map(|idx| self.records.view(idx))
-    }
-
-    /// The address of the client's current record.
-    pub(crate) fn client_addr(&self, client: &ClientKey) -> Option<u32> {
-        self.records
-            .client(client)
-            .map(|idx| self.records.slot(idx).addr)
-    }
-
     /// Lazy deletion leaves dead entries behind (a renewal pushes the new end and leaves the
     /// old one). Once they outnumber the live ones a pruned heap is built beside this one
     /// from the held records, [`REBUILD_STEP`] slab slots per push, and replaces it when
@@ -208,26 +195,6 @@ impl Shard {
         Some(ends::Ends::remove_at(self, idx))
     }
 
-    /// Ends the record at `addr` if it is held and its time has passed (see
-    /// [`ends::expire_if_due`]).
-    pub(crate) fn expire_if_due(&mut self, addr: u32, now: Time) {
-        ends::expire_if_due(self, addr, now);
-    }
-
-    /// What `addr` (at `place`) is to `client` here.
-    pub(crate) fn availability(
-        &mut self,
-        addr: u32,
-        place: Place,
-        client: &ClientKey,
-        now: Time,
-    ) -> Avail {
-        ends::availability(self, addr, client.as_bytes(), now, |g| match place {
-            Place::Dynamic { pool, off } => g.free[pool.index()].clean.contains(off),
-            Place::Fixed { .. } => true,
-        })
-    }
-
     /// The next free offset in `pool`, if this shard has one.
     pub(crate) fn next_free(&self, pool: PoolId) -> Option<u32> {
         self.free.get(pool.index()).and_then(FreeSet::next)
@@ -260,26 +227,10 @@ impl Shard {
         ends::hold(self, (addr, key), (term, term.starts), own, new)
     }
 
-    /// RELEASE: the client's binding at `addr` becomes Released (remembered for it).
-    pub(crate) fn release(&mut self, addr: u32, client: &ClientKey, now: Time) -> bool {
-        ends::release(self, addr, client.as_bytes(), now)
-    }
-
-    /// DECLINE: the client's offer or binding at `addr` is quarantined until `until`.
-    pub(crate) fn decline(
-        &mut self,
-        addr: u32,
-        client: &ClientKey,
-        now: Time,
-        until: Time,
-    ) -> bool {
-        ends::decline(self, addr, client.as_bytes(), now, until)
-    }
-
     /// Takes offset `off` of `pool` (address `addr`) out of this shard's free set for a
     /// sibling; a remembered client loses its claim to it.
     pub(crate) fn take_free(&mut self, pool: PoolId, off: u32, addr: u32, now: Time) -> bool {
-        self.expire_if_due(addr, now);
+        ends::expire_if_due(self, addr, now);
         let Some(free) = self.free.get_mut(pool.index()) else {
             return false;
         };
@@ -364,22 +315,19 @@ impl Shard {
 
 impl ends::Ends for Shard {
     type Slot = Slot;
-    type Lease = Lease;
-    type Term = Term;
+    type Off = u32;
     type Heap = MinHeap;
 
     ends::ends_fields!(address);
 
-    fn give_free(&mut self, place: Place) -> bool {
-        match place {
-            Place::Dynamic { pool, off } => self.free[pool.index()].clean.remove(off),
-            Place::Fixed { .. } => false,
-        }
+    fn free_here(&self, pool: PoolId, off: u32) -> bool {
+        self.free[pool.index()].clean.contains(off)
     }
-    fn take_free_back(&mut self, place: Place) {
-        if let Place::Dynamic { pool, off } = place {
-            self.free[pool.index()].clean.insert(off);
-        }
+    fn give_off(&mut self, pool: PoolId, off: u32) -> bool {
+        self.free[pool.index()].clean.remove(off)
+    }
+    fn receive_off(&mut self, pool: PoolId, off: u32) {
+        self.free[pool.index()].clean.insert(off);
     }
     fn entry_record(&self, at: u32) -> Option<u32> {
         self.records.find(at)
@@ -456,27 +404,17 @@ impl ends::Ends for Shard {
         }
     }
 
-    fn end(&mut self, idx: u32, state: LeaseState, starts: Time, expires: Time, kind: EventKind) {
-        let term = Term {
+    fn term(state: LeaseState, starts: Time, expires: Time) -> Term {
+        Term {
             state,
             starts,
             expires,
-        };
-        self.set_term(idx, term);
-        let lease = self.records.lease(idx);
-        self.emit(kind, lease);
+        }
     }
 
-    fn emit_gone(
-        &mut self,
-        mut lease: Lease,
-        state: LeaseState,
-        at: Option<Time>,
-        kind: EventKind,
-    ) {
+    fn close(lease: &mut Lease, state: LeaseState, at: Option<Time>, version: u64) {
         lease.state = state;
         lease.expires = at.unwrap_or(lease.expires);
-        lease.version = ends::tick(self);
-        self.emit(kind, lease);
+        lease.version = version;
     }
 }

@@ -68,7 +68,8 @@ fn concurrent_workers_exhaust_pools_exactly_and_replay_restores_them() {
                             client: &key,
                             pools: &pools,
                             reserved: None,
-                            hint: None,
+                            requested: None,
+                            info: (),
                         };
                         let Some(view) = engine.solicit(k, &req, NOW) else {
                             refused += 1;
@@ -76,11 +77,13 @@ fn concurrent_workers_exhaust_pools_exactly_and_replay_restores_them() {
                         };
                         let bind = BindRequest {
                             client: &key,
-                            resource: view.resource,
+                            address: view.resource,
                             pools: &pools,
                             reserved: false,
-                            preferred: 300,
-                            valid: 600,
+                            grant: lessor_engine::v6::Grant {
+                                preferred: 300,
+                                valid: 600,
+                            },
                         };
                         engine.bind(k, &bind, NOW, &mut events).unwrap();
                         // Every third IA releases and comes back. Its resource is free in
@@ -95,7 +98,7 @@ fn concurrent_workers_exhaust_pools_exactly_and_replay_restores_them() {
                                 continue;
                             };
                             let bind = BindRequest {
-                                resource: again.resource,
+                                address: again.resource,
                                 ..bind
                             };
                             engine.bind(k, &bind, NOW + 2, &mut events).unwrap();

@@ -146,8 +146,10 @@ fn a_put_is_refused_for_another_clients_address_and_outside_the_pools() {
         address: ip(30),
         pools: &[PoolId(0)],
         reserved: false,
-        lease_time: 600,
-        info: grant(4, 600, None).info,
+        grant: crate::v4::Grant {
+            lease_time: 600,
+            info: grant(4, 600, None).info,
+        },
     };
     e.bind(0, &req, NOW, &mut ev).unwrap();
     assert!(e.decline(0, &key(4), ip(30), NOW, &mut ev));
@@ -307,7 +309,8 @@ fn v6_puts_addresses_and_prefixes_and_removes_them() {
         client: &na,
         pools: &[v6::PoolId(0)],
         reserved: None,
-        hint: None,
+        requested: None,
+        info: (),
     };
     assert_eq!(e.solicit(shard, &solicit, NOW).unwrap().resource, addr);
     // Another IA is refused it; outside the pools is refused.

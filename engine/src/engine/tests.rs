@@ -3,6 +3,7 @@
 use std::ops::ControlFlow;
 
 use super::*;
+use crate::lease::EventKind;
 use crate::testkit::fold;
 use crate::v4::{AllocError, BindError, EngineConfig, HwAddr, PoolSpec};
 
@@ -119,8 +120,10 @@ impl T {
             address: addr,
             pools: P0,
             reserved,
-            lease_time: 100,
-            info: info(c),
+            grant: Grant {
+                lease_time: 100,
+                info: info(c),
+            },
         };
         let r = self.e.bind(shard, &req, now, &mut self.events);
         self.e.check_invariants();
@@ -250,14 +253,16 @@ fn hostname_is_kept_when_not_sent_again() {
         address: ip(10),
         pools: P0,
         reserved: false,
-        lease_time: 100,
-        info: LeaseInfo {
-            hw: info(1).hw,
-            hostname: Some("printer"),
+        grant: Grant {
+            lease_time: 100,
+            info: LeaseInfo {
+                hw: info(1).hw,
+                hostname: Some("printer"),
+            },
         },
     };
     t.e.bind(0, &req, T0, &mut t.events).unwrap();
-    req.info.hostname = None;
+    req.grant.info.hostname = None;
     t.e.bind(0, &req, T0 + 1, &mut t.events).unwrap();
     assert_eq!(t.e.leases()[0].hostname.as_deref(), Some("printer"));
 }
@@ -279,8 +284,10 @@ fn bind_refusals() {
         address: ip(12),
         pools: &[PoolId(7)],
         reserved: false,
-        lease_time: 100,
-        info: info(2),
+        grant: Grant {
+            lease_time: 100,
+            info: info(2),
+        },
     };
     assert_eq!(
         t.e.bind(0, &req, T0, &mut t.events),
@@ -911,8 +918,10 @@ fn restore_raises_its_shards_clock() {
         address: ip(10),
         pools: P0,
         reserved: false,
-        lease_time: 100,
-        info: info(1),
+        grant: Grant {
+            lease_time: 100,
+            info: info(1),
+        },
     };
     fresh.bind(1, &req, T0 + 1, &mut events).unwrap();
     assert_eq!(events[0].kind, EventKind::Renewed);
@@ -949,8 +958,10 @@ fn concurrent_workers_never_share_an_address() {
                         address,
                         pools: P0,
                         reserved: false,
-                        lease_time: 20,
-                        info: info(c),
+                        grant: Grant {
+                            lease_time: 20,
+                            info: info(c),
+                        },
                     };
                     if e.bind(usize::from(w), &req, now, &mut events).is_ok() {
                         bound += 1;
@@ -1156,8 +1167,10 @@ fn restore_clamps_times_to_u32() {
         address: ip(11),
         pools: P0,
         reserved: false,
-        lease_time: u32::MAX,
-        info: info(2),
+        grant: Grant {
+            lease_time: u32::MAX,
+            info: info(2),
+        },
     };
     let view = t.e.bind(0, &req, T0, &mut events).unwrap();
     assert_eq!(view.expires, u64::from(u32::MAX));
@@ -1250,8 +1263,10 @@ fn a_large_bulk_restore_matches_one_by_one_and_then_serves() {
         address: bound.address,
         pools: &[PoolId(0)],
         reserved: false,
-        lease_time: 100,
-        info: info(1),
+        grant: Grant {
+            lease_time: 100,
+            info: info(1),
+        },
     };
     bulk.bind(shard, &req, T0 + 50, &mut events).unwrap();
     assert_eq!(events.last().unwrap().kind, EventKind::Renewed);

@@ -1,54 +1,27 @@
 //! The DHCPv6 engine: [`Core`] over [`V6`], with SOLICIT's advertise, REQUEST's bind and
 //! the owner shard of a DUID.
 
-use std::sync::Mutex;
-
-use crate::choose;
-use crate::engine_core::{Core, Ops, family};
-use crate::lease::{EventKind, LeaseState, Time};
+use crate::common::Counts;
+use crate::engine_core::{Core, Ops, Refused, family};
+use crate::lease::{LeaseState, Time};
 
 use super::error::{BindError, ConfigError};
 use super::key::{IaKey, Resource};
 use super::lease::{Lease, LeaseEvent, LeaseRef, LeaseView};
 use super::pools::{EngineConfig, Place, PoolId, Pools};
-use super::shard::{Avail, Give, Part, Shard, Term};
+use super::shard::{Give, Part, Shard, Term};
 use super::space::{DENSE_MAX, Space};
 
 /// Remembered (Released/Expired) records a pool keeps per shard beyond its held ones.
 const REMEMBER_MIN: u64 = 4096;
 
 /// A SOLICIT (or a REQUEST for an IA with no lease yet) to answer with an ADVERTISE.
-#[derive(Clone, Copy, Debug)]
-pub struct SolicitRequest<'a> {
-    /// The IA that asks.
-    pub client: &'a IaKey,
-    /// Pools the IA may get a resource from, in order of preference. Pools of another kind
-    /// than the IA's are ignored.
-    pub pools: &'a [PoolId],
-    /// The IA's static assignment, if the server has one for it (authoritative).
-    pub reserved: Option<Resource>,
-    /// What the client asked for in its IA, if anything.
-    pub hint: Option<Resource>,
-}
+pub type SolicitRequest<'a> = crate::engine_core::OfferRequest<'a, V6>;
 
 /// A REQUEST, RENEW or REBIND (or a SOLICIT with rapid commit) to bind or extend.
-#[derive(Clone, Copy, Debug)]
-pub struct BindRequest<'a> {
-    /// The IA that asks.
-    pub client: &'a IaKey,
-    /// The resource to bind.
-    pub resource: Resource,
-    /// Pools `resource` may come from (pools of another kind than the IA's are ignored).
-    pub pools: &'a [PoolId],
-    /// `resource` is this IA's static assignment.
-    pub reserved: bool,
-    /// Preferred lifetime in seconds (at most `valid` is kept).
-    pub preferred: u32,
-    /// Valid lifetime in seconds.
-    pub valid: u32,
-}
+pub type BindRequest<'a> = crate::engine_core::BindRequest<'a, V6>;
 
-/// What [`Core::put`] gives a DHCPv6 lease besides its IA and resource.
+/// What a DHCPv6 binding is given besides its IA and resource.
 #[derive(Clone, Copy, Debug)]
 pub struct Grant {
     /// Preferred lifetime in seconds (at most `valid` is kept).
@@ -82,7 +55,10 @@ pub type Engine = Core<V6>;
 
 family! {
     /// The DHCPv6 [`Family`](crate::engine_core::Family): IA_NA addresses and IA_PD prefixes, keyed by IA.
-    V6 { key: IaKey, addr: Resource, count: u128, grant<'a>: Grant }
+    V6 {
+        key: IaKey, addr: Resource, count: u128,
+        grant<'a>: Grant, info: ()
+    }
 }
 
 impl Ops for V6 {
@@ -90,6 +66,8 @@ impl Ops for V6 {
     type Pools = Pools;
     type Off = u128;
     type Lent = super::space::Lent;
+    type Offered = LeaseView;
+    const FIXED_NEEDS_RESERVED: bool = true;
 
     fn pools_len(pools: &Pools) -> usize {
         pools.len()
@@ -97,14 +75,8 @@ impl Ops for V6 {
     fn settle(g: &mut Shard) {
         g.settle();
     }
-    fn pending(g: &mut Shard) -> &mut Vec<LeaseEvent> {
-        &mut g.pending
-    }
     fn take_free(pools: &Pools, g: &mut Shard, pool: PoolId, off: u128, now: Time) -> Give {
         g.take_free(pool, off, pools.layout(pool).resource(off), now)
-    }
-    fn receive_one(g: &mut Shard, pool: PoolId, off: u128) {
-        g.parts[pool.index()].space.receive_one(off);
     }
     fn free_len(g: &Shard, pool: PoolId) -> u128 {
         g.free_len(pool)
@@ -115,21 +87,19 @@ impl Ops for V6 {
     fn receive(g: &mut Shard, pool: PoolId, lent: Self::Lent) {
         g.parts[pool.index()].space.receive(lent);
     }
-    fn release(g: &mut Shard, res: Resource, key: &IaKey, now: Time) -> bool {
-        g.release(res, key, now)
-    }
-    fn decline(g: &mut Shard, res: Resource, key: &IaKey, now: Time, until: Time) -> bool {
-        g.decline(res, key, now, until)
-    }
-    fn lookup(g: &Shard, key: &IaKey) -> Option<LeaseView> {
-        g.lookup(key)
-    }
     fn restore(core: &Engine, shard: usize, lease: Lease) -> Result<(), BindError> {
         let lease = LeaseRef::from(&lease);
         super::restore::restore_one(&mut &core.shards[..], &core.pools, shard, &lease)
     }
     fn sort_key(lease: &Lease) -> Resource {
         lease.resource
+    }
+    fn refused(why: Refused) -> BindError {
+        match why {
+            Refused::NotInPool => BindError::NotInPool,
+            Refused::Quarantined => BindError::Quarantined,
+            Refused::Taken => BindError::Taken,
+        }
     }
     fn place(pools: &Pools, res: Resource) -> Place {
         pools.place(res)
@@ -140,31 +110,39 @@ impl Ops for V6 {
     fn addr(res: Resource) -> Resource {
         res
     }
-    fn avail(g: &mut Shard, res: Resource, place: Place, key: &IaKey, now: Time) -> Avail {
-        g.availability(res, place, key, now)
+    fn res_at(pools: &Pools, pool: PoolId, off: u128) -> Resource {
+        pools.resource(pool, off)
     }
-    fn grant(
+    fn key(key: &IaKey) -> &[u8] {
+        key.as_bytes()
+    }
+    /// Pools serve IAs of their kind only.
+    fn fits(pools: &Pools, pool: PoolId, key: &IaKey) -> bool {
+        pools.get(pool).is_some_and(|l| l.kind == key.kind())
+    }
+    fn next_free(pools: &Pools, g: &Shard, pool: PoolId, key: &IaKey) -> Option<u128> {
+        g.next_free(pools, pool, key)
+    }
+    fn hold(
         g: &mut Shard,
-        res: Resource,
-        place: Place,
+        (res, place): (Resource, Place),
         key: &IaKey,
-        grant: Grant,
-        now: Time,
-    ) -> LeaseView {
+        (): (),
+        term: Term,
+    ) -> (Option<LeaseState>, u32) {
+        g.hold(res, place, key, term)
+    }
+    fn offered(g: &Shard, idx: u32) -> LeaseView {
+        g.records.view(idx)
+    }
+    fn bound<'a>(grant: Self::Grant<'a>, now: Time) -> (Term, Self::Info<'a>) {
         let term = Term {
             state: LeaseState::Bound,
             starts: now,
             preferred: grant.preferred.min(grant.valid),
             expires: now.saturating_add(u64::from(grant.valid)),
         };
-        let (prior, idx) = g.hold(res, place, key, term);
-        let kind = match prior {
-            Some(LeaseState::Bound) => EventKind::Renewed,
-            _ => EventKind::Bound,
-        };
-        let view = g.records.view(idx);
-        g.emit_current(kind, idx);
-        view
+        (term, ())
     }
     fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u128)> {
         pools.iter().map(|(pool, layout)| (pool, layout.total))
@@ -173,15 +151,9 @@ impl Ops for V6 {
     fn trace(g: &mut Shard) -> &mut crate::common::Trace<Resource> {
         &mut g.trace
     }
-    fn add_stats(g: &Shard, stats: &mut [PoolStats]) {
-        for (stat, part) in stats.iter_mut().zip(g.parts.iter()) {
-            stat.free += part.free_len();
-            stat.offered += part.counts.offered;
-            stat.bound += part.counts.bound;
-            stat.declined += part.counts.declined;
-            stat.released += part.counts.released;
-            stat.expired += part.counts.expired;
-        }
+    fn usage(g: &Shard, index: usize) -> (u128, Counts) {
+        let part = &g.parts[index];
+        (part.free_len(), part.counts)
     }
 }
 
@@ -197,33 +169,24 @@ impl Engine {
             return Err(ConfigError::NoShards);
         }
         let pools = Pools::new(&cfg.pools, tuning.dense_max)?;
-        let shards: Box<[Mutex<Shard>]> = (0..cfg.shards)
-            .map(|s| {
-                let parts = pools
-                    .iter()
-                    .map(|(_, layout)| Part {
-                        space: Space::new(
-                            layout.dense,
-                            layout.block(s, cfg.shards),
-                            &layout.excluded,
-                        ),
-                        remembered: Default::default(),
-                        counts: Default::default(),
-                        trim: false,
-                    })
-                    .collect();
-                Mutex::new(Shard::new(parts, &pools, tuning.remember_min))
-            })
-            .collect();
-        let engine = Engine {
-            pools,
-            offer_hold: cfg.offer_hold,
-            decline_probation: cfg.decline_probation,
-            shards,
+        let parts = |s| {
+            pools
+                .iter()
+                .map(|(_, layout)| Part {
+                    space: Space::new(layout.dense, layout.block(s, cfg.shards), &layout.excluded),
+                    remembered: Default::default(),
+                    counts: Default::default(),
+                    trim: false,
+                })
+                .collect()
         };
-        #[cfg(test)]
-        engine.share_trace();
-        Ok(engine)
+        let shards: Vec<Shard> = (0..cfg.shards)
+            .map(|s| Shard::new(parts(s), &pools, tuning.remember_min))
+            .collect();
+        let mut shards = shards.into_iter();
+        Ok(Self::assemble(&cfg, pools, |_| {
+            shards.next().expect("one shard each")
+        }))
     }
 
     /// The shard that owns the leases of every IA of the client with this DUID: the server
@@ -239,36 +202,18 @@ impl Engine {
         (u64::from(word) % self.shards.len() as u64) as usize
     }
 
-    /// Whether `pool` is a pool of `client`'s kind.
-    fn fits(&self, pool: PoolId, client: &IaKey) -> bool {
-        self.pools
-            .get(pool)
-            .is_some_and(|l| l.kind == client.kind())
-    }
-
     /// SOLICIT: chooses a resource and holds it for the IA (state Offered, expires
     /// `now + offer_hold`). Not an event. `None` when every candidate pool is exhausted.
     ///
     /// The choice is v4's ([`Engine::offer`](crate::v4::Engine::offer)) by IA and resource: the
-    /// reservation, the IA's own record, the hint, then a free resource of the candidate
-    /// pools in order (see `space.rs` for which). Events it makes wait for the next
+    /// reservation, the IA's own record, the hint (`requested`), then a free resource of the
+    /// candidate pools in order (see `space.rs` for which). Events it makes wait for the next
     /// `bind`/`release`/`decline`/`reclaim` on this shard.
     pub fn solicit(&self, shard: usize, req: &SolicitRequest<'_>, now: Time) -> Option<LeaseView> {
-        let term = Term {
-            state: LeaseState::Offered,
-            starts: now,
-            preferred: 0,
-            expires: now.saturating_add(u64::from(self.offer_hold)),
-        };
-        let soliciting = Soliciting {
-            engine: self,
-            req,
-            term,
-        };
-        self.choose(shard, &soliciting, now, |pool| self.fits(pool, req.client))
+        self.offer_one(shard, req, now)
     }
 
-    /// REQUEST, RENEW, REBIND (or rapid commit): binds `req.resource` to the IA or extends
+    /// REQUEST, RENEW, REBIND (or rapid commit): binds `req.address` to the IA or extends
     /// its binding, and pushes a Bound or Renewed event (after any pending events of this
     /// shard) into `events`, which it never clears.
     ///
@@ -277,7 +222,7 @@ impl Engine {
     /// a new resource gives up its previous record (a previous binding ends with a Released
     /// event). Errors: [`BindError::NotInPool`] (in no candidate pool and not reserved),
     /// [`BindError::Quarantined`], [`BindError::Taken`] (another IA's, or somebody's
-    /// static assignment).
+    /// static assignment, even one the IA holds).
     pub fn bind(
         &self,
         shard: usize,
@@ -285,84 +230,6 @@ impl Engine {
         now: Time,
         events: &mut Vec<LeaseEvent>,
     ) -> Result<LeaseView, BindError> {
-        let res = req.resource;
-        let place = self.pools.place(res);
-        if !req.reserved
-            && !place
-                .pool()
-                .is_some_and(|pool| req.pools.contains(&pool) && self.fits(pool, req.client))
-        {
-            return Err(BindError::NotInPool);
-        }
-        let fixed = matches!(place, Place::Fixed { .. });
-        if fixed && !req.reserved {
-            // A fixed resource is somebody's static assignment, and only theirs.
-            return Err(BindError::Taken);
-        }
-        let decide = |avail, fetched| match avail {
-            Avail::Own | Avail::Free => Ok(()),
-            Avail::HeldByOther if fixed && req.reserved => Ok(()),
-            Avail::Elsewhere if fetched == Some(Give::Quarantined) => Err(BindError::Quarantined),
-            Avail::Quarantined => Err(BindError::Quarantined),
-            Avail::Elsewhere | Avail::HeldByOther => Err(BindError::Taken),
-        };
-        let grant = Grant {
-            preferred: req.preferred,
-            valid: req.valid,
-        };
-        self.bind_with(shard, req.client, res, place, grant, now, events, decide)
-    }
-}
-
-/// A solicit, as [`choose::step`] sees it.
-struct Soliciting<'e, 'r> {
-    engine: &'e Engine,
-    req: &'r SolicitRequest<'r>,
-    term: Term,
-}
-
-impl choose::Offer for Soliciting<'_, '_> {
-    type Shard = Shard;
-    type Pool = PoolId;
-    type Off = u128;
-    type Done = LeaseView;
-
-    fn reserved(&self) -> Option<Resource> {
-        self.req.reserved
-    }
-    fn requested(&self) -> Option<Resource> {
-        self.req.hint
-    }
-    fn pools(&self) -> &[PoolId] {
-        self.req.pools
-    }
-    fn place(&self, res: Resource) -> Place {
-        self.engine.pools.place(res)
-    }
-    fn in_candidates(&self, place: Place) -> bool {
-        matches!(place, Place::Dynamic { pool, .. }
-            if self.req.pools.contains(&pool) && self.engine.fits(pool, self.req.client))
-    }
-    fn client_res(&self, g: &Shard) -> Option<Resource> {
-        g.client_res(self.req.client)
-    }
-    fn availability(&self, g: &mut Shard, res: Resource, place: Place, now: Time) -> Avail {
-        g.availability(res, place, self.req.client, now)
-    }
-    fn hold(&self, g: &mut Shard, res: Resource, place: Place) -> LeaseView {
-        let (_, idx) = g.hold(res, place, self.req.client, self.term);
-        g.records.view(idx)
-    }
-    fn own(&self, g: &Shard, res: Resource) -> LeaseView {
-        let idx = g.records.find(res).expect("the client's own record");
-        g.records.view(idx)
-    }
-    fn hold_next_free(&self, g: &mut Shard, pool: PoolId) -> Option<LeaseView> {
-        if !self.engine.fits(pool, self.req.client) {
-            return None;
-        }
-        let off = g.next_free(&self.engine.pools, pool, self.req.client)?;
-        let res = self.engine.pools.resource(pool, off);
-        Some(self.hold(g, res, Place::Dynamic { pool, off }))
+        self.bind_one(shard, req, now, events)
     }
 }

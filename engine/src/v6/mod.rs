@@ -61,16 +61,15 @@
 //! let na = IaKey::new(&duid, 1, IaKind::Na);
 //! let now = 1_700_000_000;
 //! let advertised = engine
-//!     .solicit(shard, &SolicitRequest { client: &na, pools: &[PoolId(0)], reserved: None, hint: None }, now)
+//!     .solicit(shard, &SolicitRequest { client: &na, pools: &[PoolId(0)], reserved: None, requested: None, info: () }, now)
 //!     .expect("a /64 is not exhausted");
 //! let mut events = Vec::new();
 //! let req = BindRequest {
 //!     client: &na,
-//!     resource: advertised.resource,
+//!     address: advertised.resource,
 //!     pools: &[PoolId(0)],
 //!     reserved: false,
-//!     preferred: 1800,
-//!     valid: 3600,
+//!     grant: Grant { preferred: 1800, valid: 3600 },
 //! };
 //! let lease = engine.bind(shard, &req, now, &mut events).unwrap();
 //! assert_eq!(lease.state, LeaseState::Bound);
@@ -78,7 +77,7 @@
 //!
 //! let pd = IaKey::new(&duid, 1, IaKind::Pd);
 //! let prefix = engine
-//!     .solicit(shard, &SolicitRequest { client: &pd, pools: &[PoolId(1)], reserved: None, hint: None }, now)
+//!     .solicit(shard, &SolicitRequest { client: &pd, pools: &[PoolId(1)], reserved: None, requested: None, info: () }, now)
 //!     .unwrap();
 //! assert_eq!(prefix.resource.len, 56);
 //! # Ok::<(), ConfigError>(())

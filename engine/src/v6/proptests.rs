@@ -224,7 +224,8 @@ family! {
             client: &key(ia),
             pools,
             reserved,
-            hint,
+            requested: hint,
+            info: (),
         };
         let v = engine.solicit(shard, &req, now)?;
         assert_eq!(v.pool, engine.pools().place(v.resource).pool());
@@ -251,11 +252,10 @@ family! {
     ) -> Result<LeaseView, BindError> {
         let req = BindRequest {
             client: &key(ia),
-            resource,
+            address: resource,
             pools,
             reserved,
-            preferred,
-            valid,
+            grant: Grant { preferred, valid },
         };
         engine.bind(shard, &req, now, events)
     }

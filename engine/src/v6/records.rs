@@ -207,11 +207,6 @@ pub(crate) struct NewRecord<'a> {
 pub(crate) type Records = slots::Records<Slot>;
 
 impl Records {
-    /// The IA's current record.
-    pub(crate) fn client(&self, key: &IaKey) -> Option<u32> {
-        self.client_bytes(key.as_bytes())
-    }
-
     /// Sets the record's state, times and version.
     pub(crate) fn set_term(
         &mut self,
@@ -362,7 +357,7 @@ mod tests {
         r.check();
         assert_eq!(r.list(&list).len(), 2500);
         for (i, key) in keys.iter().enumerate().step_by(3) {
-            let idx = r.client(key).unwrap();
+            let idx = r.client_bytes(key.as_bytes()).unwrap();
             let lease = r.lease(idx);
             assert_eq!(&lease.client, key);
             assert_eq!(lease.expires, u64::from(u32::MAX));
@@ -395,7 +390,7 @@ mod tests {
         );
         r.check();
         for (i, key) in keys.iter().enumerate() {
-            assert_eq!(r.client(key).is_some(), i % 3 != 0);
+            assert_eq!(r.client_bytes(key.as_bytes()).is_some(), i % 3 != 0);
         }
     }
 }

@@ -33,7 +33,7 @@ use super::records::{List, NewRecord, Records, Slot};
 use super::space::{Lent, Space};
 use crate::slots::Slot as _;
 
-pub(crate) use crate::common::{Avail, Counts, Give, current_rank, is_held};
+pub(crate) use crate::common::{Counts, Give, current_rank, is_held};
 
 /// A shard's share of one pool.
 #[derive(Debug)]
@@ -109,19 +109,6 @@ impl Shard {
         }
     }
 
-    pub(crate) fn lookup(&self, client: &IaKey) -> Option<LeaseView> {
-        self.records
-            .client(client)
-            .map(|idx| self.records.view(idx))
-    }
-
-    /// The resource of the IA's current record.
-    pub(crate) fn client_res(&self, client: &IaKey) -> Option<Resource> {
-        self.records
-            .client(client)
-            .map(|idx| self.records.slot(idx).resource())
-    }
-
     fn push_expiry(&mut self, expires: u32, idx: u32) {
         self.expiry.push(Reverse((expires, idx)));
         // Lazy deletion leaves dead entries behind; rebuilding once they outnumber the live
@@ -176,31 +163,6 @@ impl Shard {
         }
     }
 
-    pub(crate) fn emit_current(&mut self, kind: EventKind, idx: u32) {
-        let lease = self.records.lease(idx);
-        self.emit(kind, lease);
-    }
-
-    /// Ends the record of `res` if it is held and its time has passed (see
-    /// [`ends::expire_if_due`]).
-    pub(crate) fn expire_if_due(&mut self, res: Resource, now: Time) {
-        ends::expire_if_due(self, res, now);
-    }
-
-    /// What `res` (at `place`) is to `client` here.
-    pub(crate) fn availability(
-        &mut self,
-        res: Resource,
-        place: Place,
-        client: &IaKey,
-        now: Time,
-    ) -> Avail {
-        ends::availability(self, res, client.as_bytes(), now, |g| match place {
-            Place::Dynamic { pool, off } => g.parts[pool.index()].space.has_free(off),
-            Place::Fixed { .. } => true,
-        })
-    }
-
     /// The target hash of `client` (sparse pools).
     fn target(&self, client: &IaKey) -> u128 {
         let h = self.hasher.hash_one(client.as_bytes());
@@ -251,29 +213,13 @@ impl Shard {
         ends::hold(self, (res, key), (term, term.starts), |_, _| {}, new)
     }
 
-    /// RELEASE: the IA's binding of `res` becomes Released (remembered for it).
-    pub(crate) fn release(&mut self, res: Resource, client: &IaKey, now: Time) -> bool {
-        ends::release(self, res, client.as_bytes(), now)
-    }
-
-    /// DECLINE: the IA's advertise or binding of `res` is quarantined until `until`.
-    pub(crate) fn decline(
-        &mut self,
-        res: Resource,
-        client: &IaKey,
-        now: Time,
-        until: Time,
-    ) -> bool {
-        ends::decline(self, res, client.as_bytes(), now, until)
-    }
-
     /// Gives offset `off` of `pool` (resource `res`) up for a sibling if it is free here (a
     /// remembered IA loses its claim to it); else says what holds it here.
     pub(crate) fn take_free(&mut self, pool: PoolId, off: u128, res: Resource, now: Time) -> Give {
         if pool.index() >= self.parts.len() {
             return Give::NotHere;
         }
-        self.expire_if_due(res, now);
+        ends::expire_if_due(self, res, now);
         let given = match self.records.find(res) {
             None => self.parts[pool.index()].space.give(off),
             Some(idx) => match self.records.slot(idx).state {
@@ -396,22 +342,19 @@ impl<'a> NewRecord<'a> {
 
 impl ends::Ends for Shard {
     type Slot = Slot;
-    type Lease = Lease;
-    type Term = Term;
+    type Off = u128;
     type Heap = BinaryHeap<Reverse<(u32, u32)>>;
 
     ends::ends_fields!(resource);
 
-    fn give_free(&mut self, place: Place) -> bool {
-        match place {
-            Place::Dynamic { pool, off } => self.parts[pool.index()].space.give(off),
-            Place::Fixed { .. } => false,
-        }
+    fn free_here(&self, pool: PoolId, off: u128) -> bool {
+        self.parts[pool.index()].space.has_free(off)
     }
-    fn take_free_back(&mut self, place: Place) {
-        if let Place::Dynamic { pool, off } = place {
-            self.parts[pool.index()].space.receive_one(off);
-        }
+    fn give_off(&mut self, pool: PoolId, off: u128) -> bool {
+        self.parts[pool.index()].space.give(off)
+    }
+    fn receive_off(&mut self, pool: PoolId, off: u128) {
+        self.parts[pool.index()].space.receive_one(off);
     }
     fn entry_record(&self, at: u32) -> Option<u32> {
         (!self.records.slot(at).is_vacant()).then_some(at)
@@ -497,29 +440,21 @@ impl ends::Ends for Shard {
         }
     }
 
-    fn end(&mut self, idx: u32, state: LeaseState, starts: Time, expires: Time, kind: EventKind) {
-        let term = Term {
+    /// An ended record has no preferred lifetime left.
+    fn term(state: LeaseState, starts: Time, expires: Time) -> Term {
+        Term {
             state,
             starts,
             preferred: 0,
             expires,
-        };
-        self.set_term(idx, term);
-        self.emit_current(kind, idx);
+        }
     }
 
     /// The lease's preferred lifetime ends too (a quarantine's is zero already).
-    fn emit_gone(
-        &mut self,
-        mut lease: Lease,
-        state: LeaseState,
-        at: Option<Time>,
-        kind: EventKind,
-    ) {
-        lease.state = state;
+    fn close(lease: &mut Lease, state: LeaseState, at: Option<Time>, version: u64) {
         lease.preferred = 0;
+        lease.state = state;
         lease.expires = at.unwrap_or(lease.expires);
-        lease.version = ends::tick(self);
-        self.emit(kind, lease);
+        lease.version = version;
     }
 }

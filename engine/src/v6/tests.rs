@@ -99,7 +99,8 @@ impl T {
             client: key,
             pools,
             reserved,
-            hint,
+            requested: hint,
+            info: (),
         };
         let r = self.e.solicit(self.shard(key), &req, now);
         self.check();
@@ -121,11 +122,13 @@ impl T {
     ) -> Result<LeaseView, BindError> {
         let req = BindRequest {
             client: key,
-            resource: res,
+            address: res,
             pools,
             reserved,
-            preferred: 50,
-            valid: 100,
+            grant: Grant {
+                preferred: 50,
+                valid: 100,
+            },
         };
         let shard = self.shard(key);
         let r = self.e.bind(shard, &req, now, &mut self.events);

@@ -37,8 +37,10 @@ fn bind(e: &Engine, n: u8, addr: [u8; 4], pools: &[PoolId], now: u64) -> Result<
         address: Ipv4Addr::from(addr),
         pools,
         reserved: false,
-        lease_time: 60,
-        info: LeaseInfo { hw, hostname: None },
+        grant: lessor_engine::v4::Grant {
+            lease_time: 60,
+            info: LeaseInfo { hw, hostname: None },
+        },
     };
     e.bind(0, &req, now, &mut Vec::new()).map(|_| ())
 }

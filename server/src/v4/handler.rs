@@ -301,8 +301,10 @@ impl Handling<'_, '_> {
             address: addr,
             pools: &self.ctx.link_pools[link],
             reserved: reserved.is_some(),
-            lease_time,
-            info: lease_info(req, res),
+            grant: lessor_engine::v4::Grant {
+                lease_time,
+                info: lease_info(req, res),
+            },
         };
         match self.engine.bind(self.shard, &bind, self.now, self.events) {
             Ok(_) => Ok(self.reply(Grant {
@@ -420,8 +422,10 @@ impl Handling<'_, '_> {
             address,
             pools,
             reserved,
-            lease_time: u32::MAX,
-            info: lease_info(req, res),
+            grant: lessor_engine::v4::Grant {
+                lease_time: u32::MAX,
+                info: lease_info(req, res),
+            },
         };
         self.engine
             .bind(self.shard, &bind, self.now, self.events)

@@ -156,11 +156,13 @@ impl<'h> Handling<'h, '_> {
         let sub = self.subnet(self.home(s, c.kind, resource));
         let req = BindRequest {
             client: key,
-            resource,
+            address: resource,
             pools: c.pools,
             reserved: c.reserved == Some(resource),
-            preferred: sub.preferred_lifetime,
-            valid: sub.valid_lifetime,
+            grant: lessor_engine::v6::Grant {
+                preferred: sub.preferred_lifetime,
+                valid: sub.valid_lifetime,
+            },
         };
         let view = self.engine.bind(self.shard, &req, self.now, self.events)?;
         self.bound = true;
@@ -185,7 +187,8 @@ impl<'h> Handling<'h, '_> {
                 client: key,
                 pools: c.pools,
                 reserved: c.reserved,
-                hint,
+                requested: hint,
+                info: (),
             };
             self.engine.solicit(self.shard, &sr, self.now)?
         } else {
@@ -213,7 +216,8 @@ impl<'h> Handling<'h, '_> {
                     client: key,
                     pools,
                     reserved: c.reserved,
-                    hint,
+                    requested: hint,
+                    info: (),
                 };
                 found = self.engine.solicit(self.shard, &sr, self.now);
                 if found.is_some() {
