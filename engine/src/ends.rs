@@ -8,7 +8,7 @@
 use crate::common::{Avail, Claim, Sharded, current_rank, is_held};
 use crate::lease::{EventKind, LeaseState, Time};
 use crate::pools::table;
-use crate::slots::{Records, Slot};
+use crate::slots::{New, Records, Slot};
 
 /// The resource a shard's records are of.
 pub(crate) type Res<S> = <<S as Ends>::Slot as Slot>::Res;
@@ -32,6 +32,8 @@ pub(crate) trait Ends {
     type Term: Copy;
     /// The expiry heap's type.
     type Heap: Expiry;
+    /// A pool's free space in the shard.
+    type Free: Free<Self::Off>;
 
     fn records(&self) -> &Records<Self::Slot>;
     fn records_mut(&mut self) -> &mut Records<Self::Slot>;
@@ -43,16 +45,11 @@ pub(crate) trait Ends {
     fn clock_mut(&mut self) -> &mut u64;
     /// Events made but not yet handed out.
     fn pending(&mut self) -> &mut Vec<Self::Event>;
-    /// Whether offset `off` of `pool`, which no record here has, is free here.
-    fn free_here(&self, pool: Self::Pool, off: Self::Off) -> bool;
-    /// Takes the free offset `off` of `pool` out of this shard's free space for a sibling;
-    /// returns whether it was free here.
-    fn give_off(&mut self, pool: Self::Pool, off: Self::Off) -> bool;
-    /// Takes in offset `off` of `pool`, which a sibling gave up.
-    fn receive_off(&mut self, pool: Self::Pool, off: Self::Off);
+    /// The shard's free space in `pool`.
+    fn free(&mut self, pool: Self::Pool) -> &mut Self::Free;
     /// Adds a record whose resource has none here, keeping free space, counts and heap in
     /// step; returns its slab index.
-    fn insert(&mut self, rec: &<Self::Slot as Slot>::New<'_>) -> u32;
+    fn insert(&mut self, rec: &crate::slots::New<'_, Self::Slot>) -> u32;
     /// Drops the record at `idx`; returns its state, and the record as a lease if it was
     /// Bound or Declined.
     fn remove_at(&mut self, idx: u32) -> (LeaseState, Option<Self::Lease>);
@@ -60,6 +57,8 @@ pub(crate) trait Ends {
     fn set_term(&mut self, idx: u32, term: Self::Term);
     /// The term of a record that ends: `state` from `starts` to `expires`.
     fn term(state: LeaseState, starts: Time, expires: Time) -> Self::Term;
+    /// The state, start and end of `term`.
+    fn times(term: Self::Term) -> (LeaseState, Time, Time);
     /// Marks `lease`, a record just dropped, as ended in `state` (at `at`, if given) under
     /// `version`.
     fn close(lease: &mut Self::Lease, state: LeaseState, at: Option<Time>, version: u64);
@@ -69,22 +68,63 @@ pub(crate) trait Ends {
     fn entry_record(&self, at: u32) -> Option<u32>;
     /// Queues the event of a change just made (`lease.version` is that change's tick).
     fn emit(&mut self, kind: EventKind, lease: Self::Lease);
+    /// Replay, in the target shard (which owns `res` if it is dynamic, and has no record of
+    /// it): puts `lease` back (see [`restore_local`]).
+    fn restore_local(&mut self, at: (Res<Self>, Place<Self>), lease: &Self::Lease);
+    /// The log of every event as it is made, which every shard of an engine shares.
+    #[cfg(test)]
+    fn trace(&mut self) -> &mut crate::common::Trace<Res<Self>>;
+}
+
+/// A pool's free offsets in one shard, as the shared code sees them: v4's bitmap of clean
+/// ones, v6's `Space`.
+pub(crate) trait Free<O> {
+    /// Whether `off`, which no record in this shard has, is free in it.
+    fn has(&self, off: O) -> bool;
+    /// Gives up `off` (free, no record here) to a sibling; returns whether it was here.
+    fn give(&mut self, off: O) -> bool;
+    /// Takes in `off`, which a sibling gave up.
+    fn take_back(&mut self, off: O);
+}
+
+impl Free<u32> for roaring::RoaringBitmap {
+    fn has(&self, off: u32) -> bool {
+        self.contains(off)
+    }
+    fn give(&mut self, off: u32) -> bool {
+        self.remove(off)
+    }
+    fn take_back(&mut self, off: u32) {
+        self.insert(off);
+    }
 }
 
 /// Writes the [`Ends`] items both shards implement alike, given a shard with the fields
 /// `records`, `clock`, `expiry`, `pending` and (in tests) `trace`, inside its `impl Ends`;
-/// `$res` is the lease's field the trace logs.
+/// `$res` is the lease's field the trace logs, `$off`, `$heap` and `$free` the types of
+/// offsets, expiry heap and free space, and `$space` finds a pool's free space in `$g`.
 macro_rules! ends_fields {
-    ($res:ident) => {
+    ($res:ident; $off:ty, $heap:ty, $free:ty; |$g:ident, $pool:ident| $space:expr) => {
+        type Slot = Slot;
+        type Off = $off;
+        type Heap = $heap;
+        type Free = $free;
         type Lease = Lease;
         type View = LeaseView;
         type Event = LeaseEvent;
         type Term = Term;
         type Pool = PoolId;
 
+        #[cfg(test)]
+        fn trace(&mut self) -> &mut crate::common::Trace<crate::ends::Res<Self>> {
+            &mut self.trace
+        }
         fn emit(&mut self, kind: EventKind, lease: Lease) {
             #[cfg(test)]
-            self.trace.lock().unwrap().push((lease.$res, lease.version));
+            self.trace
+                .lock()
+                .unwrap()
+                .push((lease.$res.into(), lease.version));
             self.pending.push(LeaseEvent { kind, lease });
         }
         fn records(&self) -> &Records {
@@ -101,6 +141,10 @@ macro_rules! ends_fields {
         }
         fn pending(&mut self) -> &mut Vec<LeaseEvent> {
             &mut self.pending
+        }
+        fn free(&mut self, $pool: PoolId) -> &mut $free {
+            let $g = self;
+            $space
         }
         fn clock_mut(&mut self) -> &mut u64 {
             &mut self.clock
@@ -159,7 +203,7 @@ impl<S: Ends> Sharded for S {
         let given = !target
             && place
                 .dynamic()
-                .is_some_and(|(pool, off)| self.give_off(pool, off));
+                .is_some_and(|(pool, off)| self.free(pool).give(off));
         if given {
             Claim::Claimed {
                 clock: *self.clock_mut(),
@@ -170,7 +214,7 @@ impl<S: Ends> Sharded for S {
     }
     fn receive_claimed(&mut self, place: Place<S>) {
         if let Some((pool, off)) = place.dynamic() {
-            self.receive_off(pool, off);
+            self.free(pool).take_back(off);
         }
     }
     fn forget(&mut self, res: Res<S>) -> Option<S::Lease> {
@@ -293,36 +337,34 @@ pub(crate) fn availability<S: Ends>(
     now: Time,
 ) -> Avail {
     expire_if_due(g, res, now);
+    let Some(idx) = g.records().find(res) else {
+        return match place.dynamic() {
+            Some((pool, off)) if !g.free(pool).has(off) => Avail::Elsewhere,
+            _ => Avail::Free,
+        };
+    };
     let records = g.records();
-    match records.find(res) {
-        Some(idx) => match records.slot(idx).state() {
-            LeaseState::Offered | LeaseState::Bound if records.key(idx) == key => Avail::Own,
-            LeaseState::Offered | LeaseState::Bound => Avail::HeldByOther,
-            LeaseState::Declined => Avail::Quarantined,
-            LeaseState::Released | LeaseState::Expired => Avail::Free,
-        },
-        None if place
-            .dynamic()
-            .is_none_or(|(pool, off)| g.free_here(pool, off)) =>
-        {
-            Avail::Free
-        }
-        None => Avail::Elsewhere,
+    match records.slot(idx).state() {
+        LeaseState::Offered | LeaseState::Bound if records.key(idx) == key => Avail::Own,
+        LeaseState::Offered | LeaseState::Bound => Avail::HeldByOther,
+        LeaseState::Declined => Avail::Quarantined,
+        LeaseState::Released | LeaseState::Expired => Avail::Free,
     }
 }
 
-/// Gives `res` to the client whose key is `key` with `term` (Offered or Bound, from
-/// `starts`). The caller has checked that the resource is the client's own, free here, or
-/// a fixed one it may take. `own` refreshes the client's record it keeps; `new` inserts a
-/// record under the version it is given. Returns the state of the client's record of `res`
-/// before, if it had one, and the record's slab index.
-pub(crate) fn hold<S: Ends>(
+/// Gives `res` at `place` to the client whose key is `key` with `term` (Offered or Bound).
+/// The caller has checked that the resource is the client's own, free here, or a fixed one
+/// it may take. `own` refreshes the client's record it keeps; a new record keeps `more`.
+/// Returns the state of the client's record of `res` before, if it had one, and the
+/// record's slab index.
+pub(crate) fn hold<'a, S: Ends>(
     g: &mut S,
-    (res, key): (Res<S>, &[u8]),
-    (term, starts): (S::Term, Time),
+    (res, place, key): (Res<S>, Place<S>, &'a [u8]),
+    term: S::Term,
+    more: <S::Slot as Slot>::More<'a>,
     own: impl FnOnce(&mut S, u32),
-    new: impl FnOnce(&mut S, u64) -> u32,
 ) -> (Option<LeaseState>, u32) {
+    let (state, starts, expires) = S::times(term);
     // A client has one record per shard: moving to another resource ends the old one.
     if let Some(old) = g.records().client_bytes(key)
         && g.records().slot(old).res() != res
@@ -352,7 +394,17 @@ pub(crate) fn hold<S: Ends>(
         }
         None => {
             let version = tick(g);
-            (None, new(g, version))
+            let rec = New {
+                res,
+                place,
+                key,
+                state,
+                starts,
+                expires,
+                version,
+                more,
+            };
+            (None, g.insert(&rec))
         }
     };
     // The client's old record, if any, is gone from the index by now.
@@ -433,7 +485,7 @@ pub(crate) fn restore_local<S: Ends>(
     g: &mut S,
     (res, key): (Res<S>, &[u8]),
     (state, version): (LeaseState, u64),
-    rec: &<S::Slot as Slot>::New<'_>,
+    rec: &crate::slots::New<'_, S::Slot>,
 ) where
     Res<S>: Ord,
 {

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use crate::common::{Counts, Give};
-use crate::ends::Ends as _;
+use crate::ends::{self, Ends as _};
 use crate::engine_core::{Core, Ops, Refused, family};
 use crate::error::{AllocError, BindError, Result};
 use crate::ident::ClientKey;
@@ -76,9 +76,6 @@ impl Ops for V4 {
     fn receive(g: &mut Shard, pool: PoolId, lent: roaring::RoaringBitmap) {
         g.free[pool.index()].clean |= lent;
     }
-    fn restore(core: &Engine, shard: usize, lease: Lease) -> Result<(), BindError> {
-        crate::restore::restore_one(&mut &core.shards[..], &core.pools, shard, &lease)
-    }
     fn sort_key(lease: &Lease) -> Ipv4Addr {
         lease.address
     }
@@ -117,7 +114,8 @@ impl Ops for V4 {
         info: LeaseInfo<'_>,
         term: Term,
     ) -> (Option<LeaseState>, u32) {
-        g.hold(addr, place, key, info, term)
+        let own = |g: &mut Shard, idx| g.records.set_info(idx, info.hw, info.hostname);
+        ends::hold(g, (addr, place, key.as_bytes()), term, info, own)
     }
     fn offered(g: &Shard, idx: u32) -> Ipv4Addr {
         Ipv4Addr::from(g.records.slot(idx).addr)
@@ -128,10 +126,6 @@ impl Ops for V4 {
     }
     fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u64)> {
         pools.iter().map(|(pool, layout)| (pool, layout.total))
-    }
-    #[cfg(test)]
-    fn trace(g: &mut Shard) -> &mut crate::common::Trace<Ipv4Addr> {
-        &mut g.trace
     }
     fn usage(g: &Shard, index: usize) -> (u64, Counts) {
         (g.free[index].len(), g.counts[index])
@@ -189,24 +183,6 @@ impl Engine {
     ) -> Result<Ipv4Addr, AllocError> {
         self.offer_one(shard, req, now).ok_or(AllocError::Exhausted)
     }
-
-    /// REQUEST (or renewal): binds `req.address` to the client or extends its binding, and
-    /// pushes a Bound or Renewed event (after any pending events of this shard) into `events`,
-    /// which it never clears.
-    ///
-    /// It succeeds if the address is the client's own (any record of the client but a
-    /// quarantine), free in a candidate pool here or in a sibling, or the client's
-    /// reservation. A client binding a new address gives up its previous record (a previous
-    /// binding ends with a Released event).
-    pub fn bind(
-        &self,
-        shard: usize,
-        req: &BindRequest<'_>,
-        now: Time,
-        events: &mut Vec<LeaseEvent>,
-    ) -> Result<LeaseView, BindError> {
-        self.bind_one(shard, req, now, events)
-    }
 }
 
 #[cfg(test)]
@@ -239,9 +215,9 @@ impl Engine {
                 let addr = g.addr_of(idx);
                 let place = g.records.place(idx);
                 assert!(
-                    slot.version <= g.clock,
+                    slot.head.version <= g.clock,
                     "{addr} has version {} above its shard's clock {}",
-                    slot.version,
+                    slot.head.version,
                     g.clock
                 );
                 assert!(addresses.insert(addr), "{addr} has two records");
@@ -260,7 +236,7 @@ impl Engine {
                 if is_held(slot.state) {
                     held += 1;
                     assert!(
-                        heap.contains(&(slot.expires, slot.addr)),
+                        heap.contains(&(slot.head.expires, slot.addr)),
                         "{addr} not in heap"
                     );
                 }

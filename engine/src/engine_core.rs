@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Step, Tried};
 use crate::common::{self, Avail, Counts, Give, Sharded};
-use crate::ends::{self, Ends};
+use crate::ends::{self, Ends, Free as _};
 use crate::lease::{EventKind, LeaseState, Time};
 use crate::pools::table;
 pub use crate::replay::Restorer;
@@ -232,7 +232,6 @@ pub(crate) trait Ops: Family + Sized {
     /// Takes in what [`Ops::lend`] gave.
     fn receive(g: &mut Self::Shard, pool: Self::Pool, lent: Self::Lent);
 
-    fn restore(core: &Core<Self>, shard: usize, lease: Self::Lease) -> Result<(), Self::BindError>;
     /// What [`Core::leases`] sorts by: the record's address.
     fn sort_key(lease: &Self::Lease) -> Self::Addr;
     /// The family's name for why a bind is refused.
@@ -273,9 +272,6 @@ pub(crate) trait Ops: Family + Sized {
 
     /// Every pool and its number of dynamic addresses, in configuration order.
     fn totals(pools: &Self::Pools) -> impl Iterator<Item = (Self::Pool, Self::Count)>;
-    /// The shard's [`Trace`](common::Trace) of every event as it is made.
-    #[cfg(test)]
-    fn trace(g: &mut Self::Shard) -> &mut common::Trace<Self::Addr>;
     /// The shard's free addresses in the pool at `index`, and its records' counts there.
     fn usage(g: &Self::Shard, index: usize) -> (Self::Count, Counts);
 }
@@ -397,7 +393,7 @@ impl<F: Ops> Core<F> {
                     drop(g);
                     let mut g = self.lock(shard);
                     observe(&mut *g, clock);
-                    g.receive_off(pool, off);
+                    g.free(pool).take_back(off);
                     return Give::Given;
                 }
                 Give::NotHere => {}
@@ -485,11 +481,18 @@ impl<F: Ops> Core<F> {
         })
     }
 
-    /// A bind of `req` (see [`Engine::bind`](crate::v4::Engine::bind)): after the lazy
-    /// reclaim, judges what the address is to the client (fetching it once first if a
-    /// sibling owns it) and binds it if it may. Hands out the shard's pending events into
-    /// `events` either way.
-    pub(crate) fn bind_one(
+    /// REQUEST (v6 also RENEW, REBIND or a rapid commit): binds `req.address` to the client
+    /// or extends its binding, and pushes a Bound or Renewed event (after any pending events
+    /// of this shard) into `events`, which it never clears.
+    ///
+    /// It succeeds if the address is the client's own (any record of the client but a
+    /// quarantine), free in a candidate pool here or in a sibling, or the client's
+    /// reservation. A client binding a new address gives up its previous record (a previous
+    /// binding ends with a Released event). Refused as `NotInPool` when in no candidate pool
+    /// (v6: of the IA's kind) and not reserved; as `Taken` when another client's, or
+    /// somebody's reservation (v6: even one the IA holds); as v6's `Quarantined` (v4's
+    /// `Taken`) after a DECLINE.
+    pub fn bind(
         &self,
         shard: usize,
         req: &BindRequest<'_, F>,
@@ -642,7 +645,10 @@ impl<F: Ops> Core<F> {
     /// in the journal. It is safe alongside other calls but does not order itself against
     /// them. At startup, the engine's `restorer` does the same for a whole journal faster.
     pub fn restore(&self, shard: usize, lease: F::Lease) -> Result<(), F::BindError> {
-        F::restore(self, shard, lease)
+        match crate::replay::restore_one(&mut &self.shards[..], &self.pools, shard, &lease) {
+            true => Ok(()),
+            false => Err(F::refused(Refused::Taken)),
+        }
     }
 
     /// Raises every shard's clock to at least `floor`, so that every later change gets a
@@ -787,13 +793,17 @@ impl<F: Ops> Core<F> {
 
     /// Gives every shard the same trace; each family's `new` calls it last.
     pub(crate) fn share_trace(&self) {
-        common::share_trace(&self.shards, F::trace);
+        common::share_trace(&self.shards, F::Shard::trace);
     }
 
     /// Every event of every shard as it was made: `(address, version)` in the real order of
     /// the changes (each is logged under its shard's lock), which hand-out order is not.
     pub(crate) fn trace(&self) -> Vec<(F::Addr, u64)> {
-        F::trace(&mut self.lock(0)).lock().unwrap().clone()
+        let trace = self.lock(0).trace().lock().unwrap().clone();
+        trace
+            .into_iter()
+            .map(|(res, v)| (F::addr(res), v))
+            .collect()
     }
 
     /// Checks the rule replay rests on: for every address, the versions of its events

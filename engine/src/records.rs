@@ -15,13 +15,13 @@
 use std::net::Ipv4Addr;
 
 use crate::common::slot::{
-    KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT, clamp,
+    KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT,
 };
 use crate::grow::Slab;
-use crate::slots::{self, Arena, InlineKey, partition, slot_impl};
+use crate::slots::{self, Arena, Head, InlineKey, get_part, partition, put_part, slot_impl};
 
 use crate::ident::{ClientKey, HostName, HwAddr};
-use crate::lease::{Lease, LeaseState, LeaseView, Time};
+use crate::lease::{Lease, LeaseInfo, LeaseState, LeaseView, Time};
 use crate::pools::{Place, PoolId};
 
 /// Key bytes a slot holds inline (longer keys go to the arena).
@@ -48,16 +48,9 @@ fn spelled_hw(key: &[u8]) -> Option<HwAddr> {
 /// One lease record (48 bytes).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Slot {
-    /// The tick of the shard's clock at the record's last change.
-    pub(crate) version: u64,
+    /// The version, times, pool (of a dynamic or excluded address) and blob.
+    pub(crate) head: Head,
     pub(crate) addr: u32,
-    pub(crate) starts: u32,
-    pub(crate) expires: u32,
-    /// The pool of a dynamic or excluded address.
-    pool: u32,
-    /// The blob's offset in the arena in [`UNIT`]s, or [`NONE`]; the next vacant slot for a
-    /// vacant one.
-    extra: u32,
     pub(crate) state: LeaseState,
     flags: u8,
     /// The key, unless `KEY_EXTRA`.
@@ -65,62 +58,43 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn vacant(next: u32) -> Slot {
-        Slot {
-            version: 0,
-            addr: 0,
-            starts: 0,
-            expires: 0,
-            pool: 0,
-            extra: next,
-            state: LeaseState::Expired,
-            flags: KIND_VACANT,
-            key: InlineKey::EMPTY,
-        }
-    }
-
     fn has_extra(&self) -> bool {
         self.flags & (HW_EXTRA | KEY_EXTRA | NAME_EXTRA) != 0
     }
 }
 
 slot_impl! {
-    Slot;
+    Slot { addr: 0 };
 
     type Res = u32;
     type Place = Place;
     type Layout = Box<[u32]>;
     type Slab = Slab<Slot>;
-    type New<'a> = NewRecord<'a>;
+    type More<'a> = LeaseInfo<'a>;
     const INDEXED: u8 = INDEXED;
     const BLOB_GUESS: usize = 16;
 
-    fn build(rec: &NewRecord<'_>, arena: &mut Arena) -> Slot {
-        let mut slot = Slot::vacant(NONE);
-        slot.version = rec.version;
-        slot.addr = rec.addr;
-        slot.starts = clamp(rec.starts);
-        slot.expires = clamp(rec.expires);
-        slot.state = rec.state;
-        slot.set_place(rec.place);
+    fn build(mut slot: Slot, rec: &NewRecord<'_>, arena: &mut Arena) -> Slot {
+        let LeaseInfo { hw, hostname } = rec.more;
+        slot.addr = rec.res;
         let inline = InlineKey::new(rec.key);
         match inline {
             Some(key) => slot.key = key,
             None => slot.flags |= KEY_EXTRA,
         }
-        let hw = (spelled_hw(rec.key) != Some(rec.hw)).then_some(rec.hw);
+        let hw = (spelled_hw(rec.key) != Some(hw)).then_some(hw);
         if hw.is_some() {
             slot.flags |= HW_EXTRA;
         }
-        if rec.hostname.is_some() {
+        if hostname.is_some() {
             slot.flags |= NAME_EXTRA;
         }
         if slot.has_extra() {
-            slot.extra = push(
+            slot.head.extra = push(
                 arena,
                 hw,
                 inline.is_none().then_some(rec.key),
-                rec.hostname.map(str::as_bytes),
+                hostname.map(str::as_bytes),
             );
         }
         slot
@@ -131,20 +105,20 @@ slot_impl! {
 
     /// `layout` holds the first address of each pool, for the offsets of dynamic addresses.
     fn place(&self, firsts: &Box<[u32]>) -> Place {
-        self.place_with(|| self.addr - firsts[self.pool as usize])
+        self.place_with(|| self.addr - firsts[self.head.pool as usize])
     }
 
     fn key<'a>(&'a self, arena: &'a Arena) -> &'a [u8] {
         if self.flags & KEY_EXTRA == 0 {
             self.key.get()
         } else {
-            parts(arena, self.extra, self.flags).key.unwrap_or_default()
+            parts(arena, self.head.extra, self.flags).key.unwrap_or_default()
         }
     }
 
     fn blob_len(&self, arena: &Arena) -> Option<usize> {
         self.has_extra()
-            .then(|| parts(arena, self.extra, self.flags).len)
+            .then(|| parts(arena, self.head.extra, self.flags).len)
     }
 }
 
@@ -156,28 +130,6 @@ struct Parts<'a> {
     name: Option<&'a [u8]>,
     /// Bytes the blob takes, padding included.
     len: usize,
-}
-
-fn put_len(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-fn get_len(bytes: &[u8], at: &mut usize) -> usize {
-    let mut n = 0usize;
-    let mut shift = 0;
-    loop {
-        let b = bytes[*at];
-        *at += 1;
-        n |= usize::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return n;
-        }
-        shift += 7;
-    }
 }
 
 /// The parts of the blob at `off` of a slot with `flags`.
@@ -192,52 +144,30 @@ fn parts(arena: &Arena, off: u32, flags: u8) -> Parts<'_> {
         at += 2 + len;
     }
     if flags & KEY_EXTRA != 0 {
-        let len = get_len(b, &mut at);
-        parts.key = Some(&b[at..at + len]);
-        at += len;
+        parts.key = Some(get_part(b, &mut at));
     }
     if flags & NAME_EXTRA != 0 {
-        let len = get_len(b, &mut at);
-        parts.name = Some(&b[at..at + len]);
-        at += len;
+        parts.name = Some(get_part(b, &mut at));
     }
-    parts.len = (at - start).next_multiple_of(UNIT);
+    parts.len = Arena::blob_len(off, at);
     parts
 }
 
 /// Appends a blob of the given parts; returns its offset in units.
 fn push(arena: &mut Arena, hw: Option<HwAddr>, key: Option<&[u8]>, name: Option<&[u8]>) -> u32 {
-    let start = arena.bytes.len();
-    if let Some(hw) = hw {
-        arena
-            .bytes
-            .extend_from_slice(&[hw.htype(), hw.bytes().len() as u8]);
-        arena.bytes.extend_from_slice(hw.bytes());
-    }
-    if let Some(key) = key {
-        put_len(&mut arena.bytes, key.len());
-        arena.bytes.extend_from_slice(key);
-    }
-    if let Some(name) = name {
-        put_len(&mut arena.bytes, name.len());
-        arena.bytes.extend_from_slice(name);
-    }
-    arena.seal(start)
+    arena.push(|out| {
+        if let Some(hw) = hw {
+            out.extend_from_slice(&[hw.htype(), hw.bytes().len() as u8]);
+            out.extend_from_slice(hw.bytes());
+        }
+        key.into_iter()
+            .chain(name)
+            .for_each(|part| put_part(out, part));
+    })
 }
 
 /// What [`Records::insert`](slots::Records::insert) stores.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct NewRecord<'a> {
-    pub(crate) addr: u32,
-    pub(crate) place: Place,
-    pub(crate) key: &'a [u8],
-    pub(crate) hw: HwAddr,
-    pub(crate) hostname: Option<&'a str>,
-    pub(crate) state: LeaseState,
-    pub(crate) starts: Time,
-    pub(crate) expires: Time,
-    pub(crate) version: u64,
-}
+pub(crate) type NewRecord<'a> = slots::New<'a, Slot>;
 
 /// One shard's v4 lease records and their two indexes.
 pub(crate) type Records = slots::Records<Slot>;
@@ -246,7 +176,7 @@ impl Records {
     pub(crate) fn hw(&self, idx: u32) -> HwAddr {
         let slot = &self.slots[idx as usize];
         if slot.flags & HW_EXTRA != 0 {
-            parts(&self.arena, slot.extra, slot.flags)
+            parts(&self.arena, slot.head.extra, slot.flags)
                 .hw
                 .unwrap_or_default()
         } else {
@@ -259,25 +189,9 @@ impl Records {
         if slot.flags & NAME_EXTRA == 0 {
             return None;
         }
-        let name = parts(&self.arena, slot.extra, slot.flags).name?;
+        let name = parts(&self.arena, slot.head.extra, slot.flags).name?;
         // Only ever written from a `&str`.
         std::str::from_utf8(name).ok()
-    }
-
-    /// Sets the record's state, times and version.
-    pub(crate) fn set_term(
-        &mut self,
-        idx: u32,
-        state: LeaseState,
-        starts: Time,
-        expires: Time,
-        version: u64,
-    ) {
-        let slot = self.slot_mut(idx);
-        slot.state = state;
-        slot.starts = clamp(starts);
-        slot.expires = clamp(expires);
-        slot.version = version;
     }
 
     pub(crate) fn lease(&self, idx: u32) -> Lease {
@@ -289,9 +203,9 @@ impl Records {
             hw: self.hw(idx),
             hostname: self.hostname(idx).map(HostName::new),
             state: slot.state,
-            starts: Time::from(slot.starts),
-            expires: Time::from(slot.expires),
-            version: slot.version,
+            starts: Time::from(slot.head.starts),
+            expires: Time::from(slot.head.expires),
+            version: slot.head.version,
         }
     }
 
@@ -301,8 +215,8 @@ impl Records {
             address: Ipv4Addr::from(slot.addr),
             pool: self.place(idx).pool(),
             state: slot.state,
-            starts: Time::from(slot.starts),
-            expires: Time::from(slot.expires),
+            starts: Time::from(slot.head.starts),
+            expires: Time::from(slot.head.expires),
         }
     }
 
@@ -320,7 +234,7 @@ impl Records {
         let hw_extra = (spelled_hw(key.as_bytes()) != Some(hw)).then_some(hw);
         let long_key = slot.flags & KEY_EXTRA != 0;
         if slot.has_extra() {
-            self.arena.garbage += parts(&self.arena, slot.extra, slot.flags).len;
+            self.arena.garbage += parts(&self.arena, slot.head.extra, slot.flags).len;
         }
         let mut flags = slot.flags & !(HW_EXTRA | NAME_EXTRA);
         if hw_extra.is_some() {
@@ -341,7 +255,7 @@ impl Records {
         };
         let slot = self.slot_mut(idx);
         slot.flags = flags;
-        slot.extra = extra;
+        slot.head.extra = extra;
         self.maybe_compact();
     }
 }
@@ -379,17 +293,8 @@ mod tests {
     }
 
     fn rec<'a>(addr: u32, key: &'a [u8], hw: HwAddr, hostname: Option<&'a str>) -> NewRecord<'a> {
-        NewRecord {
-            addr,
-            place: Place::Fixed { pool: None },
-            key,
-            hw,
-            hostname,
-            state: LeaseState::Bound,
-            starts: 10,
-            expires: u64::MAX,
-            version: 7,
-        }
+        let info = LeaseInfo { hw, hostname };
+        NewRecord::bound(addr, Place::Fixed { pool: None }, key, info)
     }
 
     #[test]

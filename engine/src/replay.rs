@@ -8,8 +8,8 @@
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::common;
-use crate::ends::Ends;
+use crate::common::{self, Access};
+use crate::ends::{Ends, Place, Res};
 use crate::engine_core::Ops;
 
 /// What a restorer's `finish` reports ([`v4::Restorer`](crate::v4::Restorer),
@@ -45,6 +45,23 @@ pub(crate) trait BulkShard: Ends + Sized {
         pools: &Self::Pools,
         moved: &mut [bool],
     ) -> u64;
+    /// `lease`'s resource, where it sits in `pools`, and its version.
+    fn locate(pools: &Self::Pools, lease: &Self::Lease) -> (Res<Self>, Place<Self>, u64);
+}
+
+/// One record's replay into `shard`: claims its resource from whichever shard has it, then
+/// puts the record back (see [`Core::restore`](crate::engine_core::Core::restore)). Returns
+/// `false`, having put nothing back, if a record of it at least as new is there already.
+pub(crate) fn restore_one<S: BulkShard>(
+    shards: &mut (impl Access<S> + ?Sized),
+    pools: &S::Pools,
+    shard: usize,
+    lease: &S::Lease,
+) -> bool {
+    let (res, place, version) = S::locate(pools, lease);
+    common::restore_one(shards, shard, (res, place, version), |g| {
+        g.restore_local((res, place), lease);
+    })
 }
 
 /// Replays lease records into an engine in bulk: see [`Core::restorer`](crate::engine_core::Core::restorer). It holds every

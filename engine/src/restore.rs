@@ -5,7 +5,6 @@ use std::sync::MutexGuard;
 
 use roaring::RoaringBitmap;
 
-use crate::common::{self, Access};
 use crate::error::BindError;
 use crate::lease::{Lease, LeaseRef, LeaseState};
 use crate::pools::{Place, PoolId, Pools};
@@ -15,26 +14,6 @@ use crate::shard::{Counts, Shard, current_rank, is_held, tally};
 
 /// The v4 engine's bulk replay, from [`Engine::restorer`](crate::engine_core::Core::restorer).
 pub type Restorer<'a> = crate::replay::Restorer<'a, crate::engine::V4>;
-
-/// [`Engine::restore`]'s work: claims the address from whichever shard has it, then puts the
-/// record back in `shard`.
-pub(crate) fn restore_one(
-    shards: &mut (impl Access<Shard> + ?Sized),
-    pools: &Pools,
-    shard: usize,
-    lease: &Lease,
-) -> Result<(), BindError> {
-    let addr = u32::from(lease.address);
-    let place = pools.place(addr);
-    let claim = (addr, place, lease.version);
-    if common::restore_one(shards, shard, claim, |g| {
-        g.restore_local(addr, place, lease)
-    }) {
-        Ok(())
-    } else {
-        Err(BindError::Taken)
-    }
-}
 
 impl Restorer<'_> {
     /// Takes one record for `shard` (the shard its client is steered to). Panics if `shard`
@@ -49,7 +28,8 @@ impl Restorer<'_> {
             return self.add_ref(shard, LeaseRef::from(&lease));
         }
         self.0.one(shard, |guards, pools| {
-            restore_one(guards, pools, shard, &lease)
+            let done = crate::replay::restore_one(guards, pools, shard, &lease);
+            done.then_some(()).ok_or(BindError::Taken)
         })
     }
 
@@ -230,7 +210,7 @@ impl BulkShard for Shard {
             let mut dups: Vec<(u32, u64, usize, u32)> = Vec::new();
             for (t, g) in guards.iter().enumerate() {
                 for (addr, idx) in g.records.find_unindexed(&twice) {
-                    dups.push((addr, g.records.slot(idx).version, t, idx));
+                    dups.push((addr, g.records.slot(idx).head.version, t, idx));
                 }
             }
             // By address, the newest last.
@@ -254,6 +234,11 @@ impl BulkShard for Shard {
 
         refused
     }
+
+    fn locate(pools: &Pools, lease: &Lease) -> (u32, Place, u64) {
+        let addr = u32::from(lease.address);
+        (addr, pools.place(addr), lease.version)
+    }
 }
 
 /// Indexes a shard's records, chooses each client's current one, and brings the shard's
@@ -262,7 +247,7 @@ impl BulkShard for Shard {
 /// addresses as remembered.
 fn finish_shard(shard: &mut Shard, claimed: &[RoaringBitmap], pools: &Pools) {
     let dropped = shard.records.build(
-        |slot| current_rank(slot.state, slot.version, slot.addr),
+        |slot| current_rank(slot.state, slot.head.version, slot.addr),
         |slot| slot.state == LeaseState::Declined,
     );
     let mut freed: Vec<Vec<u32>> = vec![Vec::new(); pools.len()];
@@ -282,7 +267,7 @@ fn finish_shard(shard: &mut Shard, claimed: &[RoaringBitmap], pools: &Pools) {
         tally(&mut counts, place, slot.state, true);
         if is_held(slot.state) {
             held += 1;
-            heap.push(crate::shard::expiry_entry(slot.expires, slot.addr));
+            heap.push(crate::shard::expiry_entry(slot.head.expires, slot.addr));
         } else if let Place::Dynamic { pool, off } = place {
             remembered[pool.index()].push(off);
         }

@@ -20,9 +20,8 @@ use std::net::Ipv4Addr;
 use roaring::RoaringBitmap;
 
 use crate::common::slot::clamp;
-use crate::ends::{self, Ends as _};
+use crate::ends;
 use crate::grow::MinHeap;
-use crate::ident::ClientKey;
 use crate::lease::{
     EventKind, Lease, LeaseEvent, LeaseInfo, LeaseRef, LeaseState, LeaseView, Time,
 };
@@ -115,7 +114,7 @@ pub(crate) struct Shard {
     /// Test-only log of every event as it is made, shared by all shards of an engine: the
     /// real order of changes, which hand-out order is not.
     #[cfg(test)]
-    pub(crate) trace: crate::common::Trace<Ipv4Addr>,
+    pub(crate) trace: crate::common::Trace<u32>,
 }
 
 impl Shard {
@@ -153,7 +152,9 @@ impl Shard {
                     if let Some(slot) = self.records.live_slot(idx as u32)
                         && is_held(slot.state)
                     {
-                        rebuild.heap.push(expiry_entry(slot.expires, slot.addr));
+                        rebuild
+                            .heap
+                            .push(expiry_entry(slot.head.expires, slot.addr));
                     }
                 }
                 rebuild.cursor = end;
@@ -198,33 +199,6 @@ impl Shard {
     /// The next free offset in `pool`, if this shard has one.
     pub(crate) fn next_free(&self, pool: PoolId) -> Option<u32> {
         self.free.get(pool.index()).and_then(FreeSet::next)
-    }
-
-    /// Gives `addr` to `client` with `term` (Offered or Bound); see [`ends::hold`].
-    pub(crate) fn hold(
-        &mut self,
-        addr: u32,
-        place: Place,
-        client: &ClientKey,
-        info: LeaseInfo<'_>,
-        term: Term,
-    ) -> (Option<LeaseState>, u32) {
-        let own = |g: &mut Self, idx| g.records.set_info(idx, info.hw, info.hostname);
-        let new = |g: &mut Self, version| {
-            g.insert(&NewRecord {
-                addr,
-                place,
-                key: client.as_bytes(),
-                hw: info.hw,
-                hostname: info.hostname,
-                state: term.state,
-                starts: term.starts,
-                expires: term.expires,
-                version,
-            })
-        };
-        let key = client.as_bytes();
-        ends::hold(self, (addr, key), (term, term.starts), own, new)
     }
 
     /// Takes offset `off` of `pool` (address `addr`) out of this shard's free set for a
@@ -272,14 +246,6 @@ impl Shard {
         }
         lent
     }
-
-    /// Replay, in the target shard (which owns `addr` if it is dynamic, and has no record of
-    /// it): puts `lease` back (see [`ends::restore_local`]).
-    pub(crate) fn restore_local(&mut self, addr: u32, place: Place, lease: &Lease) {
-        let rec = NewRecord::of(lease, place);
-        let key = lease.client.as_bytes();
-        ends::restore_local(self, (addr, key), (lease.state, lease.version), &rec);
-    }
 }
 
 impl<'a> NewRecord<'a> {
@@ -287,15 +253,17 @@ impl<'a> NewRecord<'a> {
     pub(crate) fn of(lease: impl Into<LeaseRef<'a>>, place: Place) -> Self {
         let lease = lease.into();
         NewRecord {
-            addr: u32::from(lease.address),
+            res: u32::from(lease.address),
             place,
             key: lease.client,
-            hw: lease.hw,
-            hostname: lease.hostname,
             state: lease.state,
             starts: lease.starts,
             expires: lease.expires,
             version: lease.version,
+            more: LeaseInfo {
+                hw: lease.hw,
+                hostname: lease.hostname,
+            },
         }
     }
 }
@@ -314,21 +282,8 @@ impl Shard {
 }
 
 impl ends::Ends for Shard {
-    type Slot = Slot;
-    type Off = u32;
-    type Heap = MinHeap;
+    ends::ends_fields!(address; u32, MinHeap, RoaringBitmap; |g, pool| &mut g.free[pool.index()].clean);
 
-    ends::ends_fields!(address);
-
-    fn free_here(&self, pool: PoolId, off: u32) -> bool {
-        self.free[pool.index()].clean.contains(off)
-    }
-    fn give_off(&mut self, pool: PoolId, off: u32) -> bool {
-        self.free[pool.index()].clean.remove(off)
-    }
-    fn receive_off(&mut self, pool: PoolId, off: u32) {
-        self.free[pool.index()].clean.insert(off);
-    }
     fn entry_record(&self, at: u32) -> Option<u32> {
         self.records.find(at)
     }
@@ -352,7 +307,7 @@ impl ends::Ends for Shard {
         tally(&mut self.counts, rec.place, rec.state, true);
         let idx = self.records.insert(rec);
         if held {
-            self.push_expiry(clamp(rec.expires), rec.addr);
+            self.push_expiry(clamp(rec.expires), rec.res);
         }
         idx
     }
@@ -382,8 +337,8 @@ impl ends::Ends for Shard {
         let (old, addr) = (slot.state, slot.addr);
         let place = self.records.place(idx);
         let version = ends::tick(self);
-        self.records
-            .set_term(idx, term.state, term.starts, term.expires, version);
+        let times = (term.starts, term.expires);
+        self.records.set_term(idx, term.state, times, version);
         if is_held(old) {
             self.held -= 1;
         }
@@ -412,9 +367,19 @@ impl ends::Ends for Shard {
         }
     }
 
+    fn times(term: Term) -> (LeaseState, Time, Time) {
+        (term.state, term.starts, term.expires)
+    }
+
     fn close(lease: &mut Lease, state: LeaseState, at: Option<Time>, version: u64) {
         lease.state = state;
         lease.expires = at.unwrap_or(lease.expires);
         lease.version = version;
+    }
+
+    fn restore_local(&mut self, (addr, place): (u32, Place), lease: &Lease) {
+        let rec = NewRecord::of(lease, place);
+        let key = lease.client.as_bytes();
+        ends::restore_local(self, (addr, key), (lease.state, lease.version), &rec);
     }
 }

@@ -19,9 +19,9 @@ use std::ops::{Index, IndexMut};
 
 use hashbrown::DefaultHashBuilder;
 
-use crate::common::slot::{COMPACT_MIN, KIND_MASK, KIND_VACANT, NONE, UNIT};
+use crate::common::slot::{COMPACT_MIN, KIND_MASK, KIND_VACANT, NONE, UNIT, clamp};
 use crate::grow::{IndexTable, Slab};
-use crate::lease::LeaseState;
+use crate::lease::{LeaseState, Time};
 
 /// A family's record slot, as the shared record code sees it.
 pub(crate) trait Slot: Copy + Debug {
@@ -33,31 +33,45 @@ pub(crate) trait Slot: Copy + Debug {
     type Layout: Debug;
     /// The slab the slots live in.
     type Slab: Slots<Self>;
-    /// What [`Records::insert`] stores.
-    type New<'a>;
+    /// What a [`New`] record holds that only the family keeps.
+    type More<'a>: Copy;
     /// The flag bit of a record that is its client's current one.
     const INDEXED: u8;
     /// Arena bytes [`Records::reserve`] sets aside per record, a guess at its blob.
     const BLOB_GUESS: usize;
 
-    /// The slot of `rec`, its blob (if any) written to `arena`.
-    fn build(rec: &Self::New<'_>, arena: &mut Arena) -> Self;
+    /// The slot of `rec`, whose [`Head`] and state are set already, its blob (if any)
+    /// written to `arena`.
+    fn build(slot: Self, rec: &New<'_, Self>, arena: &mut Arena) -> Self;
 
     /// A vacant slot, `next` in the free list.
     fn vacant(next: u32) -> Self;
+    fn head(&self) -> &Head;
+    fn head_mut(&mut self) -> &mut Head;
     fn flags(&self) -> u8;
     fn flags_mut(&mut self) -> &mut u8;
-    /// The blob's offset in the arena in [`UNIT`]s; the next vacant slot for a vacant one.
-    fn extra(&self) -> u32;
-    fn extra_mut(&mut self) -> &mut u32;
-    fn res(&self) -> Self::Res;
     fn state(&self) -> LeaseState;
+    fn state_mut(&mut self) -> &mut LeaseState;
+    /// Stores `place`: its kind in the flags, its pool in the head.
+    fn set_place(&mut self, place: Self::Place);
+    fn res(&self) -> Self::Res;
+
+    /// The blob's offset in the arena in [`UNIT`]s; the next vacant slot for a vacant one.
+    fn extra(&self) -> u32 {
+        self.head().extra
+    }
     /// When the record's current state began, as the slot keeps it.
-    fn starts(&self) -> u32;
+    fn starts(&self) -> u32 {
+        self.head().starts
+    }
     /// When the record's current state ends, as the slot keeps it.
-    fn expires(&self) -> u32;
+    fn expires(&self) -> u32 {
+        self.head().expires
+    }
     /// The tick of the shard's clock at the record's last change.
-    fn version(&self) -> u64;
+    fn version(&self) -> u64 {
+        self.head().version
+    }
     fn place(&self, layout: &Self::Layout) -> Self::Place;
     /// The client key's bytes.
     fn key<'a>(&'a self, arena: &'a Arena) -> &'a [u8];
@@ -151,8 +165,20 @@ pub(crate) struct Arena {
 }
 
 impl Arena {
+    /// Appends the blob `write` writes, padded to a whole unit; returns its offset in units.
+    pub(crate) fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> u32 {
+        let start = self.bytes.len();
+        write(&mut self.bytes);
+        self.seal(start)
+    }
+
+    /// Bytes a blob at `off` whose parts end before byte `end` takes, padding included.
+    pub(crate) fn blob_len(off: u32, end: usize) -> usize {
+        (end - off as usize * UNIT).next_multiple_of(UNIT)
+    }
+
     /// Pads the blob started at byte `start` to a whole unit; returns its offset in units.
-    pub(crate) fn seal(&mut self, start: usize) -> u32 {
+    fn seal(&mut self, start: usize) -> u32 {
         debug_assert_eq!(start % UNIT, 0);
         self.bytes
             .resize(self.bytes.len().next_multiple_of(UNIT), 0);
@@ -161,6 +187,113 @@ impl Arena {
             "a shard holds more than 16 GiB of host names and long client keys"
         );
         (start / UNIT) as u32
+    }
+}
+
+/// What every slot holds first, in either family (24 bytes, no padding).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Head {
+    /// The tick of the shard's clock at the record's last change.
+    pub(crate) version: u64,
+    pub(crate) starts: u32,
+    pub(crate) expires: u32,
+    /// The pool of a dynamic or in-pool fixed address (resource).
+    pub(crate) pool: u32,
+    /// The blob's offset in the arena in [`UNIT`]s, or [`NONE`]; the next vacant slot for a
+    /// vacant one.
+    pub(crate) extra: u32,
+}
+
+impl Head {
+    pub(crate) const fn vacant(next: u32) -> Head {
+        Head {
+            version: 0,
+            starts: 0,
+            expires: 0,
+            pool: 0,
+            extra: next,
+        }
+    }
+
+    /// Sets the times of the record's current state, and its version.
+    pub(crate) fn stamp(&mut self, starts: Time, expires: Time, version: u64) {
+        self.starts = clamp(starts);
+        self.expires = clamp(expires);
+        self.version = version;
+    }
+}
+
+/// What [`Records::insert`] stores: a record of `res` at `place` for the client whose key
+/// is `key`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct New<'a, S: Slot> {
+    pub(crate) res: S::Res,
+    pub(crate) place: S::Place,
+    pub(crate) key: &'a [u8],
+    pub(crate) state: LeaseState,
+    pub(crate) starts: Time,
+    pub(crate) expires: Time,
+    pub(crate) version: u64,
+    /// What only the family keeps (v4: the client's hardware address and host name; v6: the
+    /// preferred lifetime).
+    pub(crate) more: S::More<'a>,
+}
+
+impl<S: Slot> New<'_, S> {
+    /// Its slot: the head, state and place set, then the family's part.
+    fn slot(&self, arena: &mut Arena) -> S {
+        let mut slot = S::vacant(NONE);
+        slot.head_mut()
+            .stamp(self.starts, self.expires, self.version);
+        *slot.state_mut() = self.state;
+        slot.set_place(self.place);
+        S::build(slot, self, arena)
+    }
+}
+
+/// Appends `part` to a blob, its length in front (LEB128).
+pub(crate) fn put_part(out: &mut Vec<u8>, part: &[u8]) {
+    let mut n = part.len();
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(part);
+}
+
+/// The part [`put_part`] wrote at byte `*at` of `bytes`; moves `*at` past it.
+pub(crate) fn get_part<'a>(bytes: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let mut n = 0usize;
+    let mut shift = 0;
+    loop {
+        let b = bytes[*at];
+        *at += 1;
+        n |= usize::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    let part = &bytes[*at..*at + n];
+    *at += n;
+    part
+}
+
+#[cfg(test)]
+impl<'a, S: Slot> New<'a, S> {
+    /// A binding from 10 to the end of time at version 7, for the records' tests.
+    pub(crate) fn bound(res: S::Res, place: S::Place, key: &'a [u8], more: S::More<'a>) -> Self {
+        New {
+            res,
+            place,
+            key,
+            state: LeaseState::Bound,
+            starts: 10,
+            expires: u64::MAX,
+            version: 7,
+            more,
+        }
     }
 }
 
@@ -186,34 +319,23 @@ impl<const N: usize> InlineKey<N> {
     }
 }
 
-/// Writes what both families' [`Slot`] impls share, given slots with the fields `flags`,
-/// `extra`, `state`, `starts`, `expires`, `version` and `pool`: the inherent `set_place` and
-/// its inverse `place_with`, and the trait's field accessors; `$items` are the family's own
-/// items of the trait.
+/// Writes what both families' [`Slot`] impls share, given slots with the fields `head`,
+/// `flags`, `state` and `key` (and the family's own `$field`s, blank in a vacant slot as
+/// `$blank`): the inverse of `set_place`, `place_with`, and the trait's field accessors;
+/// `$items` are the family's own items of the trait.
 macro_rules! slot_impl {
-    ($slot:ident; $($items:item)*) => {
+    ($slot:ident { $($field:ident: $blank:expr),* }; $($items:item)*) => {
         impl $slot {
-            fn set_place(&mut self, place: Place) {
-                let (kind, pool) = match place {
-                    Place::Dynamic { pool, .. } => (KIND_DYNAMIC, pool.0),
-                    Place::Fixed { pool: Some(pool) } => (KIND_FIXED_IN_POOL, pool.0),
-                    Place::Fixed { pool: None } => (KIND_FIXED, 0),
-                };
-                self.flags = (self.flags & !KIND_MASK) | kind;
-                self.pool = pool;
-            }
-
-            /// The place [`set_place`](Self::set_place) stored; `off` gives a dynamic one's
-            /// offset in its pool.
+            /// The place `set_place` stored; `off` gives a dynamic one's offset in its pool.
             fn place_with<O>(&self, off: impl FnOnce() -> O) -> $crate::pools::table::Place<PoolId, O> {
                 use $crate::pools::table::Place;
                 match self.flags & KIND_MASK {
                     KIND_DYNAMIC => Place::Dynamic {
-                        pool: PoolId(self.pool),
+                        pool: PoolId(self.head.pool),
                         off: off(),
                     },
                     KIND_FIXED_IN_POOL => Place::Fixed {
-                        pool: Some(PoolId(self.pool)),
+                        pool: Some(PoolId(self.head.pool)),
                     },
                     _ => Place::Fixed { pool: None },
                 }
@@ -222,7 +344,19 @@ macro_rules! slot_impl {
 
         impl $crate::slots::Slot for $slot {
             fn vacant(next: u32) -> $slot {
-                $slot::vacant(next)
+                $slot {
+                    head: Head::vacant(next),
+                    state: LeaseState::Expired,
+                    flags: KIND_VACANT,
+                    key: InlineKey::EMPTY,
+                    $($field: $blank),*
+                }
+            }
+            fn head(&self) -> &Head {
+                &self.head
+            }
+            fn head_mut(&mut self) -> &mut Head {
+                &mut self.head
             }
             fn flags(&self) -> u8 {
                 self.flags
@@ -230,23 +364,20 @@ macro_rules! slot_impl {
             fn flags_mut(&mut self) -> &mut u8 {
                 &mut self.flags
             }
-            fn extra(&self) -> u32 {
-                self.extra
-            }
-            fn extra_mut(&mut self) -> &mut u32 {
-                &mut self.extra
-            }
             fn state(&self) -> LeaseState {
                 self.state
             }
-            fn starts(&self) -> u32 {
-                self.starts
+            fn state_mut(&mut self) -> &mut LeaseState {
+                &mut self.state
             }
-            fn expires(&self) -> u32 {
-                self.expires
-            }
-            fn version(&self) -> u64 {
-                self.version
+            fn set_place(&mut self, place: Place) {
+                let (kind, pool) = match place {
+                    Place::Dynamic { pool, .. } => (KIND_DYNAMIC, pool.0),
+                    Place::Fixed { pool: Some(pool) } => (KIND_FIXED_IN_POOL, pool.0),
+                    Place::Fixed { pool: None } => (KIND_FIXED, 0),
+                };
+                self.flags = (self.flags & !KIND_MASK) | kind;
+                self.head.pool = pool;
             }
 
             $($items)*
@@ -369,7 +500,7 @@ impl<S: Slot> Records<S> {
     }
 
     /// Adds a record for `rec`'s resource, which has none; not indexed by client.
-    pub(crate) fn insert(&mut self, rec: &S::New<'_>) -> u32 {
+    pub(crate) fn insert(&mut self, rec: &New<'_, S>) -> u32 {
         let idx = self.push_unindexed(rec);
         self.index_res(idx);
         idx
@@ -384,6 +515,20 @@ impl<S: Slot> Records<S> {
         self.by_res.insert(table_hash(hasher, res), idx, |i| {
             table_hash(hasher, slots[i as usize].res())
         });
+    }
+
+    /// Gives the record a new state, the times of it and a new version.
+    pub(crate) fn set_term(
+        &mut self,
+        idx: u32,
+        state: LeaseState,
+        (starts, expires): (Time, Time),
+        version: u64,
+    ) -> &mut S {
+        let slot = self.slot_mut(idx);
+        *slot.state_mut() = state;
+        slot.head_mut().stamp(starts, expires, version);
+        slot
     }
 
     /// Makes the record its client's current one. The client must have none.
@@ -442,7 +587,7 @@ impl<S: Slot> Records<S> {
                 continue;
             };
             let start = slot.extra() as usize * UNIT;
-            *slot.extra_mut() = (bytes.len() / UNIT) as u32;
+            slot.head_mut().extra = (bytes.len() / UNIT) as u32;
             bytes.extend_from_slice(&arena.bytes[start..start + len]);
         }
         self.arena = Arena { bytes, garbage: 0 };
@@ -502,8 +647,8 @@ impl<S: Slot> Records<S> {
     }
 
     /// Appends a record that no index knows yet (until [`Records::build`]).
-    pub(crate) fn push_unindexed(&mut self, rec: &S::New<'_>) -> u32 {
-        let slot = S::build(rec, &mut self.arena);
+    pub(crate) fn push_unindexed(&mut self, rec: &New<'_, S>) -> u32 {
+        let slot = rec.slot(&mut self.arena);
         self.push_slot(slot)
     }
 

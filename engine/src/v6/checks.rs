@@ -35,7 +35,7 @@ impl Engine {
                 let res = slot.resource();
                 let place = g.records.place(idx);
                 assert!(
-                    slot.version <= g.clock,
+                    slot.head.version <= g.clock,
                     "{res} has a version above its clock"
                 );
                 assert!(resources.insert(res), "{res} has two records");
@@ -49,7 +49,10 @@ impl Engine {
                 }
                 if is_held(slot.state) {
                     held += 1;
-                    assert!(heap.contains(&(slot.expires, idx)), "{res} not in heap");
+                    assert!(
+                        heap.contains(&(slot.head.expires, idx)),
+                        "{res} not in heap"
+                    );
                 }
                 let Place::Dynamic { pool, off } = place else {
                     assert!(!slot.is_listed(), "{res}: fixed record listed");

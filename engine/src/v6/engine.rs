@@ -2,12 +2,13 @@
 //! the owner shard of a DUID.
 
 use crate::common::Counts;
+use crate::ends;
 use crate::engine_core::{Core, Ops, Refused, family};
 use crate::lease::{LeaseState, Time};
 
 use super::error::{BindError, ConfigError};
 use super::key::{IaKey, Resource};
-use super::lease::{Lease, LeaseEvent, LeaseRef, LeaseView};
+use super::lease::{Lease, LeaseEvent, LeaseView};
 use super::pools::{EngineConfig, Place, PoolId, Pools};
 use super::shard::{Give, Part, Shard, Term};
 use super::space::{DENSE_MAX, Space};
@@ -87,10 +88,6 @@ impl Ops for V6 {
     fn receive(g: &mut Shard, pool: PoolId, lent: Self::Lent) {
         g.parts[pool.index()].space.receive(lent);
     }
-    fn restore(core: &Engine, shard: usize, lease: Lease) -> Result<(), BindError> {
-        let lease = LeaseRef::from(&lease);
-        super::restore::restore_one(&mut &core.shards[..], &core.pools, shard, &lease)
-    }
     fn sort_key(lease: &Lease) -> Resource {
         lease.resource
     }
@@ -130,7 +127,13 @@ impl Ops for V6 {
         (): (),
         term: Term,
     ) -> (Option<LeaseState>, u32) {
-        g.hold(res, place, key, term)
+        ends::hold(
+            g,
+            (res, place, key.as_bytes()),
+            term,
+            term.preferred,
+            |_, _| {},
+        )
     }
     fn offered(g: &Shard, idx: u32) -> LeaseView {
         g.records.view(idx)
@@ -146,10 +149,6 @@ impl Ops for V6 {
     }
     fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u128)> {
         pools.iter().map(|(pool, layout)| (pool, layout.total))
-    }
-    #[cfg(test)]
-    fn trace(g: &mut Shard) -> &mut crate::common::Trace<Resource> {
-        &mut g.trace
     }
     fn usage(g: &Shard, index: usize) -> (u128, Counts) {
         let part = &g.parts[index];
@@ -211,25 +210,5 @@ impl Engine {
     /// `bind`/`release`/`decline`/`reclaim` on this shard.
     pub fn solicit(&self, shard: usize, req: &SolicitRequest<'_>, now: Time) -> Option<LeaseView> {
         self.offer_one(shard, req, now)
-    }
-
-    /// REQUEST, RENEW, REBIND (or rapid commit): binds `req.address` to the IA or extends
-    /// its binding, and pushes a Bound or Renewed event (after any pending events of this
-    /// shard) into `events`, which it never clears.
-    ///
-    /// It succeeds if the resource is the IA's own (any record of the IA but a quarantine),
-    /// free in a candidate pool here or in a sibling, or the IA's reservation. An IA binding
-    /// a new resource gives up its previous record (a previous binding ends with a Released
-    /// event). Errors: [`BindError::NotInPool`] (in no candidate pool and not reserved),
-    /// [`BindError::Quarantined`], [`BindError::Taken`] (another IA's, or somebody's
-    /// static assignment, even one the IA holds).
-    pub fn bind(
-        &self,
-        shard: usize,
-        req: &BindRequest<'_>,
-        now: Time,
-        events: &mut Vec<LeaseEvent>,
-    ) -> Result<LeaseView, BindError> {
-        self.bind_one(shard, req, now, events)
     }
 }

@@ -11,10 +11,10 @@
 use std::net::Ipv6Addr;
 
 use crate::common::slot::{
-    KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT, clamp,
+    KIND_DYNAMIC, KIND_FIXED, KIND_FIXED_IN_POOL, KIND_MASK, KIND_VACANT, NONE, UNIT,
 };
 use crate::lease::{LeaseState, Time};
-use crate::slots::{self, Arena, InlineKey, slot_impl};
+use crate::slots::{self, Arena, Head, InlineKey, get_part, put_part, slot_impl};
 
 use super::key::{IaKey, Resource};
 use super::lease::{Lease, LeaseView};
@@ -33,17 +33,11 @@ const LISTED: u8 = 1 << 4;
 /// One lease record (80 bytes).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Slot {
-    /// The tick of the shard's clock at the record's last change.
-    pub(crate) version: u64,
+    /// The version, times, pool (of a dynamic or in-pool fixed resource) and the key's blob.
+    pub(crate) head: Head,
     /// The resource's address, as two halves (a `u128` would align the slot to 16).
     addr: [u64; 2],
-    pub(crate) starts: u32,
-    pub(crate) expires: u32,
     pub(crate) preferred: u32,
-    /// The pool of a dynamic or in-pool fixed resource.
-    pool: u32,
-    /// The key's blob in the arena in [`UNIT`]s; the next vacant slot for a vacant one.
-    extra: u32,
     /// Neighbours in the remembered list.
     prev: u32,
     next: u32,
@@ -56,24 +50,6 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn vacant(next: u32) -> Slot {
-        Slot {
-            version: 0,
-            addr: [0; 2],
-            starts: 0,
-            expires: 0,
-            preferred: 0,
-            pool: 0,
-            extra: next,
-            prev: NONE,
-            next: NONE,
-            state: LeaseState::Expired,
-            flags: KIND_VACANT,
-            len: 0,
-            key: InlineKey::EMPTY,
-        }
-    }
-
     pub(crate) fn is_listed(&self) -> bool {
         self.flags & LISTED != 0
     }
@@ -113,32 +89,27 @@ impl List {
 }
 
 slot_impl! {
-    Slot;
+    Slot { addr: [0; 2], preferred: 0, prev: NONE, next: NONE, len: 0 };
 
     type Res = Resource;
     type Place = Place;
     type Layout = Box<[(u128, u32)]>;
     type Slab = Vec<Slot>;
-    type New<'a> = NewRecord<'a>;
+    type More<'a> = u32;
     const INDEXED: u8 = INDEXED;
     const BLOB_GUESS: usize = 0;
 
-    fn build(rec: &NewRecord<'_>, arena: &mut Arena) -> Slot {
-        let mut slot = Slot::vacant(NONE);
+    /// `rec.more` is the preferred lifetime.
+    fn build(mut slot: Slot, rec: &NewRecord<'_>, arena: &mut Arena) -> Slot {
         let addr = u128::from(rec.res.addr);
-        slot.version = rec.version;
         slot.addr = [(addr >> 64) as u64, addr as u64];
         slot.len = rec.res.len;
-        slot.starts = clamp(rec.starts);
-        slot.preferred = rec.preferred;
-        slot.expires = clamp(rec.expires);
-        slot.state = rec.state;
-        slot.set_place(rec.place);
+        slot.preferred = rec.more;
         match InlineKey::new(rec.key) {
             Some(key) => slot.key = key,
             None => {
                 slot.flags |= KEY_EXTRA;
-                slot.extra = push_key(arena, rec.key);
+                slot.head.extra = arena.push(|out| put_part(out, rec.key));
             }
         }
         slot
@@ -150,7 +121,7 @@ slot_impl! {
     /// `layout` holds `(first, shift)` of each pool, for the offsets of dynamic resources.
     fn place(&self, layout: &Box<[(u128, u32)]>) -> Place {
         self.place_with(|| {
-            let (first, shift) = layout[self.pool as usize];
+            let (first, shift) = layout[self.head.pool as usize];
             (u128::from(self.resource().addr) - first) >> shift
         })
     }
@@ -159,13 +130,13 @@ slot_impl! {
         if self.flags & KEY_EXTRA == 0 {
             self.key.get()
         } else {
-            long_key(arena, self.extra)
+            long_key(arena, self.head.extra).0
         }
     }
 
     fn blob_len(&self, arena: &Arena) -> Option<usize> {
         (self.flags & KEY_EXTRA != 0)
-            .then(|| (4 + long_key(arena, self.extra).len()).next_multiple_of(UNIT))
+            .then(|| Arena::blob_len(self.head.extra, long_key(arena, self.head.extra).1))
     }
 
     fn removable(&self) -> bool {
@@ -173,58 +144,20 @@ slot_impl! {
     }
 }
 
-/// The long key whose blob is at `off`: its length as 4 bytes, then its bytes.
-fn long_key(arena: &Arena, off: u32) -> &[u8] {
-    let at = off as usize * UNIT;
-    let b = &arena.bytes;
-    let len = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
-    &b[at + 4..at + 4 + len]
+/// The long key whose blob is at `off`, and the byte after it.
+fn long_key(arena: &Arena, off: u32) -> (&[u8], usize) {
+    let mut at = off as usize * UNIT;
+    (get_part(&arena.bytes, &mut at), at)
 }
 
-/// Appends a long key's blob; returns its offset in units.
-fn push_key(arena: &mut Arena, key: &[u8]) -> u32 {
-    let start = arena.bytes.len();
-    let len = u32::try_from(key.len()).expect("an IA key longer than 4 GiB");
-    arena.bytes.extend_from_slice(&len.to_le_bytes());
-    arena.bytes.extend_from_slice(key);
-    arena.seal(start)
-}
-
-/// What [`Records::insert`](slots::Records::insert) stores.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct NewRecord<'a> {
-    pub(crate) res: Resource,
-    pub(crate) place: Place,
-    pub(crate) key: &'a [u8],
-    pub(crate) state: LeaseState,
-    pub(crate) starts: Time,
-    pub(crate) preferred: u32,
-    pub(crate) expires: Time,
-    pub(crate) version: u64,
-}
+/// What [`Records::insert`](slots::Records::insert) stores: `more` is the preferred
+/// lifetime.
+pub(crate) type NewRecord<'a> = slots::New<'a, Slot>;
 
 /// One shard's v6 lease records and their two indexes.
 pub(crate) type Records = slots::Records<Slot>;
 
 impl Records {
-    /// Sets the record's state, times and version.
-    pub(crate) fn set_term(
-        &mut self,
-        idx: u32,
-        state: LeaseState,
-        starts: Time,
-        preferred: u32,
-        expires: Time,
-        version: u64,
-    ) {
-        let slot = self.slot_mut(idx);
-        slot.state = state;
-        slot.starts = clamp(starts);
-        slot.preferred = preferred;
-        slot.expires = clamp(expires);
-        slot.version = version;
-    }
-
     pub(crate) fn lease(&self, idx: u32) -> Lease {
         let slot = &self.slots[idx as usize];
         Lease {
@@ -233,10 +166,10 @@ impl Records {
             // Only ever written from an `IaKey`'s bytes.
             client: IaKey::from_bytes(self.key(idx)).expect("a record's key is valid"),
             state: slot.state,
-            starts: Time::from(slot.starts),
+            starts: Time::from(slot.head.starts),
             preferred: slot.preferred,
-            expires: Time::from(slot.expires),
-            version: slot.version,
+            expires: Time::from(slot.head.expires),
+            version: slot.head.version,
         }
     }
 
@@ -246,9 +179,9 @@ impl Records {
             resource: slot.resource(),
             pool: self.place(idx).pool(),
             state: slot.state,
-            starts: Time::from(slot.starts),
+            starts: Time::from(slot.head.starts),
             preferred: slot.preferred,
-            expires: Time::from(slot.expires),
+            expires: Time::from(slot.head.expires),
         }
     }
 
@@ -325,16 +258,8 @@ mod tests {
     }
 
     fn rec(n: u32, key: &[u8]) -> NewRecord<'_> {
-        NewRecord {
-            res: Resource::address(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(n))),
-            place: Place::Fixed { pool: None },
-            key,
-            state: LeaseState::Bound,
-            starts: 10,
-            preferred: 5,
-            expires: u64::MAX,
-            version: 7,
-        }
+        let res = Resource::address(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(n)));
+        NewRecord::bound(res, Place::Fixed { pool: None }, key, 5)
     }
 
     #[test]

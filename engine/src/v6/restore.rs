@@ -3,7 +3,7 @@
 use std::hash::BuildHasher;
 use std::sync::MutexGuard;
 
-use crate::common::{self, Access};
+use crate::ends::Free as _;
 use crate::replay::BulkShard;
 
 use super::error::BindError;
@@ -18,24 +18,6 @@ use super::space::Space;
 /// [`Engine::restorer`](crate::engine_core::Core::restorer).
 pub type Restorer<'a> = crate::replay::Restorer<'a, super::engine::V6>;
 
-/// [`Engine::restore`]'s work: claims the resource from whichever shard has it, then puts
-/// the record back in `shard`.
-pub(crate) fn restore_one(
-    shards: &mut (impl Access<Shard> + ?Sized),
-    pools: &Pools,
-    shard: usize,
-    lease: &LeaseRef<'_>,
-) -> Result<(), BindError> {
-    let res = lease.resource;
-    let place = pools.place(res);
-    let claim = (res, place, lease.version);
-    if common::restore_one(shards, shard, claim, |g| g.restore_local(res, place, lease)) {
-        Ok(())
-    } else {
-        Err(BindError::Taken)
-    }
-}
-
 impl Restorer<'_> {
     /// Takes one record for `shard` (the shard its IA's DUID is steered to,
     /// [`Engine::owner`](crate::v6::Engine::owner)), as v4's [`Restorer::add`](crate::v4::Restorer::add) does.
@@ -47,8 +29,10 @@ impl Restorer<'_> {
     /// (the record is copied into the shard's slab).
     pub fn add_ref(&mut self, shard: usize, lease: LeaseRef<'_>) -> Result<(), BindError> {
         if !self.0.is_bulk() {
+            let lease = lease.to_lease();
             return self.0.one(shard, |guards, pools| {
-                restore_one(guards, pools, shard, &lease)
+                let done = crate::replay::restore_one(guards, pools, shard, &lease);
+                done.then_some(()).ok_or(BindError::Taken)
             });
         }
         self.0.push(shard, lease.version, |g, pools| {
@@ -102,7 +86,12 @@ impl BulkShard for Shard {
             run.clear();
             run.extend(all[at..end].iter().map(|&(_, s, idx)| {
                 let slot = guards[s as usize].records.slot(idx);
-                (slot.resource(), std::cmp::Reverse(slot.version), s, idx)
+                (
+                    slot.resource(),
+                    std::cmp::Reverse(slot.head.version),
+                    s,
+                    idx,
+                )
             }));
             at = end;
             // By resource, newest first: the first of each resource stays.
@@ -122,7 +111,7 @@ impl BulkShard for Shard {
                     if owner != s {
                         let given = guards[owner].parts[pool.index()].space.give(off);
                         debug_assert!(given, "{res} not in its initial shard");
-                        guards[s].parts[pool.index()].space.receive_one(off);
+                        guards[s].parts[pool.index()].space.take_back(off);
                         moved[s * count + owner] = true;
                     }
                 }
@@ -136,5 +125,9 @@ impl BulkShard for Shard {
         }
 
         refused
+    }
+
+    fn locate(pools: &Pools, lease: &Lease) -> (Resource, Place, u64) {
+        (lease.resource, pools.place(lease.resource), lease.version)
     }
 }

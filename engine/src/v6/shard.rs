@@ -23,7 +23,7 @@ use std::hash::BuildHasher;
 use hashbrown::DefaultHashBuilder;
 
 use crate::common::slot::clamp;
-use crate::ends::{self, Ends as _};
+use crate::ends::{self, Ends as _, Free as _};
 use crate::lease::{EventKind, LeaseState, Time};
 
 use super::key::{IaKey, Resource};
@@ -124,7 +124,7 @@ impl Shard {
         entries.clear();
         entries.extend(self.records.iter().filter_map(|idx| {
             let slot = self.records.slot(idx);
-            is_held(slot.state).then_some(Reverse((slot.expires, idx)))
+            is_held(slot.state).then_some(Reverse((slot.head.expires, idx)))
         }));
         self.expiry = BinaryHeap::from(entries);
     }
@@ -189,30 +189,6 @@ impl Shard {
         })
     }
 
-    /// Gives `res` to `client` with `term` (Offered or Bound); see [`ends::hold`].
-    pub(crate) fn hold(
-        &mut self,
-        res: Resource,
-        place: Place,
-        client: &IaKey,
-        term: Term,
-    ) -> (Option<LeaseState>, u32) {
-        let new = |g: &mut Self, version| {
-            g.insert(&NewRecord {
-                res,
-                place,
-                key: client.as_bytes(),
-                state: term.state,
-                starts: term.starts,
-                preferred: term.preferred,
-                expires: term.expires,
-                version,
-            })
-        };
-        let key = client.as_bytes();
-        ends::hold(self, (res, key), (term, term.starts), |_, _| {}, new)
-    }
-
     /// Gives offset `off` of `pool` (resource `res`) up for a sibling if it is free here (a
     /// remembered IA loses its claim to it); else says what holds it here.
     pub(crate) fn take_free(&mut self, pool: PoolId, off: u128, res: Resource, now: Time) -> Give {
@@ -268,14 +244,6 @@ impl Shard {
         }
         lent
     }
-
-    /// Replay, in the target shard (which owns `res` if it is dynamic, and has no record of
-    /// it): puts `lease` back (see [`ends::restore_local`]).
-    pub(crate) fn restore_local(&mut self, res: Resource, place: Place, lease: &LeaseRef<'_>) {
-        let rec = NewRecord::of(lease, place);
-        let key = lease.client.as_bytes();
-        ends::restore_local(self, (res, key), (lease.state, lease.version), &rec);
-    }
 }
 
 /// Bulk replay, for the restorer.
@@ -287,7 +255,7 @@ impl Shard {
         // The resources of records it drops stay this shard's, free: nothing marked them
         // taken yet.
         self.records.build(
-            |slot| current_rank(slot.state, slot.version, slot.resource()),
+            |slot| current_rank(slot.state, slot.head.version, slot.resource()),
             |slot| slot.state == LeaseState::Declined,
         );
         let mut remembered: Vec<(u64, u32, PoolId)> = Vec::new();
@@ -298,14 +266,14 @@ impl Shard {
             let place = self.records.place(idx);
             if is_held(slot.state) {
                 held += 1;
-                heap.push(Reverse((slot.expires, idx)));
+                heap.push(Reverse((slot.head.expires, idx)));
             }
             if let Place::Dynamic { pool, off } = place {
                 let part = &mut self.parts[pool.index()];
                 part.space.taken(off);
                 part.counts.tally(slot.state, true);
                 if !is_held(slot.state) {
-                    remembered.push((slot.version, idx, pool));
+                    remembered.push((slot.head.version, idx, pool));
                 }
             }
         }
@@ -329,33 +297,20 @@ impl<'a> NewRecord<'a> {
             key: lease.client.as_bytes(),
             state: lease.state,
             starts: lease.starts,
-            preferred: if lease.state == LeaseState::Bound {
+            expires: lease.expires,
+            version: lease.version,
+            more: if lease.state == LeaseState::Bound {
                 lease.preferred
             } else {
                 0
             },
-            expires: lease.expires,
-            version: lease.version,
         }
     }
 }
 
 impl ends::Ends for Shard {
-    type Slot = Slot;
-    type Off = u128;
-    type Heap = BinaryHeap<Reverse<(u32, u32)>>;
+    ends::ends_fields!(resource; u128, BinaryHeap<Reverse<(u32, u32)>>, Space; |g, pool| &mut g.parts[pool.index()].space);
 
-    ends::ends_fields!(resource);
-
-    fn free_here(&self, pool: PoolId, off: u128) -> bool {
-        self.parts[pool.index()].space.has_free(off)
-    }
-    fn give_off(&mut self, pool: PoolId, off: u128) -> bool {
-        self.parts[pool.index()].space.give(off)
-    }
-    fn receive_off(&mut self, pool: PoolId, off: u128) {
-        self.parts[pool.index()].space.receive_one(off);
-    }
     fn entry_record(&self, at: u32) -> Option<u32> {
         (!self.records.slot(at).is_vacant()).then_some(at)
     }
@@ -411,14 +366,10 @@ impl ends::Ends for Shard {
         let slot = *self.records.slot(idx);
         let place = self.records.place(idx);
         let version = ends::tick(self);
-        self.records.set_term(
-            idx,
-            term.state,
-            term.starts,
-            term.preferred,
-            term.expires,
-            version,
-        );
+        let times = (term.starts, term.expires);
+        self.records
+            .set_term(idx, term.state, times, version)
+            .preferred = term.preferred;
         let (was, now) = (is_held(slot.state), is_held(term.state));
         if was {
             self.held -= 1;
@@ -450,11 +401,26 @@ impl ends::Ends for Shard {
         }
     }
 
+    fn times(term: Term) -> (LeaseState, Time, Time) {
+        (term.state, term.starts, term.expires)
+    }
+
     /// The lease's preferred lifetime ends too (a quarantine's is zero already).
     fn close(lease: &mut Lease, state: LeaseState, at: Option<Time>, version: u64) {
         lease.preferred = 0;
         lease.state = state;
         lease.expires = at.unwrap_or(lease.expires);
         lease.version = version;
+    }
+
+    fn restore_local(&mut self, (res, place): (Resource, Place), lease: &Lease) {
+        let lease = LeaseRef::from(lease);
+        let rec = NewRecord::of(&lease, place);
+        ends::restore_local(
+            self,
+            (res, lease.client.as_bytes()),
+            (lease.state, lease.version),
+            &rec,
+        );
     }
 }

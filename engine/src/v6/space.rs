@@ -35,6 +35,8 @@ use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 
+use crate::ends::Free;
+
 /// Pools of at most this many offsets are dense.
 pub(crate) const DENSE_MAX: u128 = 1 << 20;
 
@@ -221,15 +223,6 @@ impl Space {
         }
     }
 
-    /// Whether `off`, which has no record in this shard, is free in it (rather than owned by
-    /// a sibling or excluded).
-    pub(crate) fn has_free(&self, off: u128) -> bool {
-        match self {
-            Space::Dense { clean } => u32::try_from(off).is_ok_and(|o| clean.contains(o)),
-            Space::Sparse { owned, .. } => owned.contains(off),
-        }
-    }
-
     /// A record now holds or remembers `off` (which this shard owns).
     pub(crate) fn taken(&mut self, off: u128) {
         match self {
@@ -250,14 +243,6 @@ impl Space {
         }
     }
 
-    /// Gives up `off` (free, no record here) to a sibling. Returns whether this shard had it.
-    pub(crate) fn give(&mut self, off: u128) -> bool {
-        match self {
-            Space::Dense { clean } => u32::try_from(off).is_ok_and(|o| clean.remove(o)),
-            Space::Sparse { owned, .. } => owned.remove(off, off),
-        }
-    }
-
     /// Takes offsets a sibling gave up.
     pub(crate) fn receive(&mut self, lent: Lent) {
         match (self, lent) {
@@ -268,16 +253,6 @@ impl Space {
                 }
             }
             _ => unreachable!("a pool is dense in every shard or in none"),
-        }
-    }
-
-    /// Takes one offset a sibling gave up.
-    pub(crate) fn receive_one(&mut self, off: u128) {
-        match self {
-            Space::Dense { clean } => {
-                clean.insert(off as u32);
-            }
-            Space::Sparse { owned, .. } => owned.insert(off, off),
         }
     }
 
@@ -368,6 +343,30 @@ impl Space {
     }
 }
 
+impl Free<u128> for Space {
+    /// Rather than owned by a sibling or excluded.
+    fn has(&self, off: u128) -> bool {
+        match self {
+            Space::Dense { clean } => u32::try_from(off).is_ok_and(|o| clean.contains(o)),
+            Space::Sparse { owned, .. } => owned.contains(off),
+        }
+    }
+    fn give(&mut self, off: u128) -> bool {
+        match self {
+            Space::Dense { clean } => u32::try_from(off).is_ok_and(|o| clean.remove(o)),
+            Space::Sparse { owned, .. } => owned.remove(off, off),
+        }
+    }
+    fn take_back(&mut self, off: u128) {
+        match self {
+            Space::Dense { clean } => {
+                clean.insert(off as u32);
+            }
+            Space::Sparse { owned, .. } => owned.insert(off, off),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,13 +413,13 @@ mod tests {
         let lent = s.lend_clean(3, 4, taken);
         let Lent::Sparse(runs) = &lent else { panic!() };
         assert_eq!(runs, &[((1 << 64) - 4, (1 << 64) - 2)]);
-        assert!(!s.has_free((1 << 64) - 3));
+        assert!(!s.has((1 << 64) - 3));
         assert!(s.give(11));
         assert!(!s.give(11));
         let mut other = Space::new(false, (0, 0), &[]);
         assert_eq!(other.pick(0, 0, |_| false), None);
         other.receive(lent);
-        other.receive_one(11);
+        other.take_back(11);
         assert_eq!(other.clean_len(0), 4);
         assert_eq!(other.pick(0, 0, |_| false), Some(11));
 
@@ -434,7 +433,7 @@ mod tests {
         assert_eq!(s.clean_len(0), 5);
         assert_eq!(s.pick(99, 0, |_| false), Some(6));
         s.taken(6);
-        assert!(!s.has_free(6));
+        assert!(!s.has(6));
         let Lent::Dense(lent) = s.lend_clean(2, 0, |_| false) else {
             panic!()
         };
