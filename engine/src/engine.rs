@@ -70,7 +70,7 @@ impl Ops for V4 {
         pool: PoolId,
         max: u64,
     ) -> Option<roaring::RoaringBitmap> {
-        let first = pools.get(pool)?.first;
+        let first = pools.get(pool).map(|_| pools.range(pool).0)?;
         Some(g.lend(pool, first, max)).filter(|lent| !lent.is_empty())
     }
     fn receive(g: &mut Shard, pool: PoolId, lent: roaring::RoaringBitmap) {
@@ -143,10 +143,10 @@ impl Engine {
         let mut free: Vec<Vec<FreeSet>> = (0..cfg.shards)
             .map(|_| Vec::with_capacity(pools.len()))
             .collect();
-        for (pool, layout) in pools.iter() {
+        for (pool, _) in pools.iter() {
             for (shard, block) in pools.blocks(pool, cfg.shards).into_iter().enumerate() {
                 free[shard].push(FreeSet {
-                    first: layout.first,
+                    first: pools.range(pool).0,
                     clean: block,
                     remembered: Default::default(),
                 });
@@ -261,7 +261,8 @@ impl Engine {
                 assert_eq!(free.remembered, remembered[pool.index()], "remembered set");
                 for off in free.clean.iter().chain(free.remembered.iter()) {
                     assert!(!layout.excluded.contains(off), "excluded offset {off} free");
-                    assert!(u64::from(off) <= u64::from(layout.last - layout.first));
+                    let (first, last) = self.pools.range(pool);
+                    assert!(u64::from(off) <= u64::from(last - first));
                     own(pool, off, "free");
                 }
             }

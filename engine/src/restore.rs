@@ -95,7 +95,10 @@ impl Cursor {
     fn new(pools: &Pools, shards: usize) -> Self {
         let mut ranges: Vec<(u32, u32, PoolId)> = pools
             .iter()
-            .map(|(pool, layout)| (layout.first, layout.last, pool))
+            .map(|(pool, _)| {
+                let (first, last) = pools.range(pool);
+                (first, last, pool)
+            })
             .collect();
         ranges.sort_unstable();
         Self {

@@ -71,6 +71,8 @@ pub(crate) trait Id: Copy + Ord {
 #[derive(Debug)]
 pub(crate) struct Table<L, A, I> {
     layouts: Box<[L]>,
+    /// `(first, last)` of each pool's range, in configuration order.
+    ranges: Box<[(A, A)]>,
     /// `(first, last, id)` sorted by `first`; ranges do not overlap.
     sorted: Box<[(A, A, I)]>,
 }
@@ -80,12 +82,18 @@ impl<L, A: Ord + Copy, I: Id> Table<L, A, I> {
     ///
     /// Refuses overlapping ranges with the ids of the first two found, lower id first.
     pub(crate) fn build(layouts: Vec<L>, mut ranges: Vec<(A, A, I)>) -> Result<Self, (I, I)> {
+        let mut by_id: Vec<_> = ranges
+            .iter()
+            .map(|&(first, last, id)| (id, (first, last)))
+            .collect();
+        by_id.sort_unstable_by_key(|&(id, _)| id);
         ranges.sort_unstable();
         if let Some(pair) = crate::common::overlap(&ranges) {
             return Err(pair);
         }
         Ok(Self {
             layouts: layouts.into(),
+            ranges: by_id.into_iter().map(|(_, range)| range).collect(),
             sorted: ranges.into(),
         })
     }
@@ -104,6 +112,11 @@ impl<L, A: Ord + Copy, I: Id> Table<L, A, I> {
         self.layouts.get(pool.index())
     }
 
+    /// `(first, last)` of `pool`'s range; panics if `pool` is not one of the table's.
+    pub(crate) fn range(&self, pool: I) -> (A, A) {
+        self.ranges[pool.index()]
+    }
+
     /// `pool`'s layout; panics if `pool` is not one of the table's.
     pub(crate) fn layout(&self, pool: I) -> &L {
         &self.layouts[pool.index()]
@@ -115,5 +128,45 @@ impl<L, A: Ord + Copy, I: Id> Table<L, A, I> {
         let i = self.sorted.partition_point(|&(first, _, _)| first <= addr);
         let &(first, last, pool) = self.sorted.get(i.checked_sub(1)?)?;
         (addr <= last).then_some((pool, first))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use crate::engine_core::Config;
+
+    fn config<S>(pools: Vec<S>) -> Config<S> {
+        Config {
+            shards: 1,
+            pools,
+            offer_hold: 30,
+            decline_probation: 60,
+        }
+    }
+
+    #[test]
+    fn both_families_refuse_a_range_that_ends_before_it_starts_naming_the_pool() {
+        let v4 = |first, last| crate::v4::PoolSpec {
+            first: Ipv4Addr::new(10, 0, 0, first),
+            last: Ipv4Addr::new(10, 0, 0, last),
+            excluded: vec![],
+        };
+        let err = crate::v4::Engine::new(config(vec![v4(1, 2), v4(9, 3)])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pool 1: first address 10.0.0.9 is after last address 10.0.0.3"
+        );
+        let v6 = |first, last| crate::v6::PoolSpec::Na {
+            first: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, first),
+            last: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last),
+            excluded: vec![],
+        };
+        let err = crate::v6::Engine::new(config(vec![v6(9, 3)])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pool 0: first address 2001:db8::9 is after last address 2001:db8::3"
+        );
     }
 }
