@@ -6,9 +6,19 @@
 //! call them with their own type, so each is monomorphised and the hot paths pay nothing.
 
 use crate::common::{Avail, Claim, Sharded, current_rank, is_held};
+use crate::engine_core::Family;
 use crate::lease::{EventKind, LeaseState, Time};
 use crate::pools::table;
 use crate::slots::{New, Records, Slot};
+
+/// A shard's record, as the engine hands it out.
+pub(crate) type Lease<S> = <<S as Ends>::Fam as Family>::Lease;
+/// A shard's record as a lookup shows it.
+pub(crate) type View<S> = <<S as Ends>::Fam as Family>::View;
+/// A change a shard makes, for the journal.
+pub(crate) type Event<S> = <<S as Ends>::Fam as Family>::Event;
+/// A pool's id in a shard's family.
+pub(crate) type FamPool<S> = <<S as Ends>::Fam as Family>::Pool;
 
 /// The resource a shard's records are of.
 pub(crate) type Res<S> = <<S as Ends>::Slot as Slot>::Res;
@@ -17,17 +27,11 @@ pub(crate) type Place<S> = <<S as Ends>::Slot as Slot>::Place;
 
 /// A shard as the shared record rules see it: its records and the family's own steps.
 pub(crate) trait Ends {
-    type Slot: Slot<Place = table::Place<Self::Pool, Self::Off>>;
-    /// A pool's id.
-    type Pool: Copy;
+    /// The family the shard is of.
+    type Fam: Family<Lease: Clone>;
+    type Slot: Slot<Place = table::Place<FamPool<Self>, Self::Off>>;
     /// An offset in a pool.
     type Off: Copy;
-    /// A record, as the engine hands it out.
-    type Lease: Clone;
-    /// A record as a lookup shows it, without allocating.
-    type View;
-    /// A change for the journal.
-    type Event;
     /// The state and times a record is given (v6 adds a preferred lifetime).
     type Term: Copy;
     /// The expiry heap's type.
@@ -38,21 +42,21 @@ pub(crate) trait Ends {
     fn records(&self) -> &Records<Self::Slot>;
     fn records_mut(&mut self) -> &mut Records<Self::Slot>;
     /// The record at `idx`, as a lease.
-    fn lease(&self, idx: u32) -> Self::Lease;
+    fn lease(&self, idx: u32) -> Lease<Self>;
     /// The record at `idx`, as a view.
-    fn view(&self, idx: u32) -> Self::View;
+    fn view(&self, idx: u32) -> View<Self>;
     /// The shard's Lamport clock: the last version it gave a change.
     fn clock_mut(&mut self) -> &mut u64;
     /// Events made but not yet handed out.
-    fn pending(&mut self) -> &mut Vec<Self::Event>;
+    fn pending(&mut self) -> &mut Vec<Event<Self>>;
     /// The shard's free space in `pool`.
-    fn free(&mut self, pool: Self::Pool) -> &mut Self::Free;
+    fn free(&mut self, pool: FamPool<Self>) -> &mut Self::Free;
     /// Adds a record whose resource has none here, keeping free space, counts and heap in
     /// step; returns its slab index.
     fn insert(&mut self, rec: &crate::slots::New<'_, Self::Slot>) -> u32;
     /// Drops the record at `idx`; returns its state, and the record as a lease if it was
     /// Bound or Declined.
-    fn remove_at(&mut self, idx: u32) -> (LeaseState, Option<Self::Lease>);
+    fn remove_at(&mut self, idx: u32) -> (LeaseState, Option<Lease<Self>>);
     /// Moves the record at `idx` to `term` under a new version.
     fn set_term(&mut self, idx: u32, term: Self::Term);
     /// The term of a record that ends: `state` from `starts` to `expires`.
@@ -61,16 +65,16 @@ pub(crate) trait Ends {
     fn times(term: Self::Term) -> (LeaseState, Time, Time);
     /// Marks `lease`, a record just dropped, as ended in `state` (at `at`, if given) under
     /// `version`.
-    fn close(lease: &mut Self::Lease, state: LeaseState, at: Option<Time>, version: u64);
+    fn close(lease: &mut Lease<Self>, state: LeaseState, at: Option<Time>, version: u64);
     /// The expiry heap.
     fn expiry(&mut self) -> &mut Self::Heap;
     /// The slab index of the live record an expiry entry's `at` names, if there is one.
     fn entry_record(&self, at: u32) -> Option<u32>;
     /// Queues the event of a change just made (`lease.version` is that change's tick).
-    fn emit(&mut self, kind: EventKind, lease: Self::Lease);
+    fn emit(&mut self, kind: EventKind, lease: Lease<Self>);
     /// Replay, in the target shard (which owns `res` if it is dynamic, and has no record of
     /// it): puts `lease` back (see [`restore_local`]).
-    fn restore_local(&mut self, at: (Res<Self>, Place<Self>), lease: &Self::Lease);
+    fn restore_local(&mut self, at: (Res<Self>, Place<Self>), lease: &Lease<Self>);
     /// The log of every event as it is made, which every shard of an engine shares.
     #[cfg(test)]
     fn trace(&mut self) -> &mut crate::common::Trace<Res<Self>>;
@@ -104,16 +108,13 @@ impl Free<u32> for roaring::RoaringBitmap {
 /// `$res` is the lease's field the trace logs, `$off`, `$heap` and `$free` the types of
 /// offsets, expiry heap and free space, and `$space` finds a pool's free space in `$g`.
 macro_rules! ends_fields {
-    ($res:ident; $off:ty, $heap:ty, $free:ty; |$g:ident, $pool:ident| $space:expr) => {
+    ($fam:ty, $res:ident; $off:ty, $heap:ty, $free:ty; |$g:ident, $pool:ident| $space:expr) => {
+        type Fam = $fam;
         type Slot = Slot;
         type Off = $off;
         type Heap = $heap;
         type Free = $free;
-        type Lease = Lease;
-        type View = LeaseView;
-        type Event = LeaseEvent;
         type Term = Term;
-        type Pool = PoolId;
 
         #[cfg(test)]
         fn trace(&mut self) -> &mut crate::common::Trace<crate::ends::Res<Self>> {
@@ -133,10 +134,10 @@ macro_rules! ends_fields {
         fn records_mut(&mut self) -> &mut Records {
             &mut self.records
         }
-        fn lease(&self, idx: u32) -> Self::Lease {
+        fn lease(&self, idx: u32) -> Lease {
             self.records.lease(idx)
         }
-        fn view(&self, idx: u32) -> Self::View {
+        fn view(&self, idx: u32) -> LeaseView {
             self.records.view(idx)
         }
         fn pending(&mut self) -> &mut Vec<LeaseEvent> {
@@ -158,7 +159,7 @@ pub(crate) use ends_fields;
 
 /// What the engines' shared code sees of a shard is the same for both families.
 impl<S: Ends> Sharded for S {
-    type Lease = S::Lease;
+    type Lease = Lease<S>;
     type Res = Res<S>;
     type Place = Place<S>;
 
@@ -174,10 +175,10 @@ impl<S: Ends> Sharded for S {
     fn state_of(&self, res: Res<S>) -> Option<LeaseState> {
         self.records().get(res).map(Slot::state)
     }
-    fn leases_into(&self, out: &mut Vec<S::Lease>) {
+    fn leases_into(&self, out: &mut Vec<Lease<S>>) {
         out.extend(self.records().iter().map(|idx| self.lease(idx)));
     }
-    fn leases_chunk(&self, from: usize, max: usize, out: &mut Vec<S::Lease>) -> Option<usize> {
+    fn leases_chunk(&self, from: usize, max: usize, out: &mut Vec<Lease<S>>) -> Option<usize> {
         let records = self.records();
         let end = records.slab_len();
         let mut taken = 0;
@@ -217,10 +218,10 @@ impl<S: Ends> Sharded for S {
             self.free(pool).take_back(off);
         }
     }
-    fn forget(&mut self, res: Res<S>) -> Option<S::Lease> {
+    fn forget(&mut self, res: Res<S>) -> Option<Lease<S>> {
         forget(self, res)
     }
-    fn lease_of(&self, res: Res<S>) -> Option<S::Lease> {
+    fn lease_of(&self, res: Res<S>) -> Option<Lease<S>> {
         self.records().find(res).map(|idx| self.lease(idx))
     }
     fn select(&self, which: &mut dyn FnMut(Res<S>, LeaseState) -> bool) -> Vec<Res<S>> {
@@ -241,7 +242,7 @@ pub(crate) const TOMBSTONE_END: Time = 0;
 /// Drops the record of `res` unless it is an offer's hold (never journaled, so nothing to
 /// take back), and hands out a Released event of it that ended at [`TOMBSTONE_END`]: the
 /// journal forgets the address, so replay restores no record of it. Returns the record.
-pub(crate) fn forget<S: Ends>(g: &mut S, res: Res<S>) -> Option<S::Lease> {
+pub(crate) fn forget<S: Ends>(g: &mut S, res: Res<S>) -> Option<Lease<S>> {
     let idx = g.records().find(res)?;
     if g.records().slot(idx).state() == LeaseState::Offered {
         return None;
@@ -276,7 +277,7 @@ pub(crate) fn end<S: Ends>(
 /// if given) under a new version.
 fn emit_gone<S: Ends>(
     g: &mut S,
-    mut lease: S::Lease,
+    mut lease: Lease<S>,
     state: LeaseState,
     at: Option<Time>,
     kind: EventKind,

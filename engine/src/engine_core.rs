@@ -45,7 +45,7 @@ pub(crate) use sealed::Sealed;
 
 /// What makes [`Core`] a v4 or a v6 engine, as its callers see it: the types its public
 /// methods take and give. Sealed: only v4 and v6 implement it.
-pub trait Family: Sealed + Copy + fmt::Debug {
+pub trait Family: Sealed + Copy + fmt::Debug + 'static {
     /// The engine's name in `Debug`.
     const NAME: &'static str;
     /// Who asks: a client key or an IA key.
@@ -183,13 +183,7 @@ type Term<F> = <<F as Ops>::Shard as Ends>::Term;
 /// The rest of a [`Family`], inside the crate: its shards and pools, and the shard-side
 /// steps the shared code takes on them.
 pub(crate) trait Ops: Family + Sized {
-    type Shard: Ends<
-            Lease = Self::Lease,
-            View = Self::View,
-            Event = Self::Event,
-            Pool = Self::Pool,
-            Off = Self::Off,
-        > + BulkShard<Pools = Self::Pools>;
+    type Shard: Ends<Fam = Self, Off = Self::Off> + BulkShard<Pools = Self::Pools>;
     type Pools;
     /// An offset in a pool.
     type Off: Copy;
@@ -567,6 +561,7 @@ impl<F: Ops> Core<F> {
             return result;
         }
     }
+
     /// RELEASE: only if `address` is bound to `client`. The record stays, Released, so the
     /// client gets the address back if it is still free. Returns whether it did anything.
     pub fn release(

@@ -28,6 +28,7 @@ use std::fmt::Debug;
 
 use proptest::prelude::*;
 
+use crate::engine_core::{BindRequest, Core, OfferRequest, Ops};
 use crate::lease::{LeaseState, Time};
 use crate::replay::RestoreReport;
 use crate::testkit::{Event, Journaled, Reorder, check_versions, fold};
@@ -56,6 +57,29 @@ pub(crate) enum Refusal {
     HeldByOther,
 }
 
+/// What a lease view shows, for either family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Seen<R, P> {
+    pub(crate) res: R,
+    pub(crate) pool: Option<P>,
+    pub(crate) state: LeaseState,
+    pub(crate) starts: Time,
+    pub(crate) expires: Time,
+    /// The preferred lifetime, where the family has one.
+    pub(crate) preferred: Option<u32>,
+}
+
+/// Usage of one pool of family `F`.
+pub(crate) type Stats<F> = crate::engine_core::PoolStats<
+    <F as crate::engine_core::Family>::Pool,
+    <F as crate::engine_core::Family>::Count,
+>;
+
+/// What an offer of family `F` records of the client.
+pub(crate) type Info<'a, F> = <F as crate::engine_core::Family>::Info<'a>;
+/// What a bind of family `F` gives.
+pub(crate) type Grant<'a, F> = <F as crate::engine_core::Family>::Grant<'a>;
+
 /// A pool's counts, widened to one type for both families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Counts<P> {
@@ -69,16 +93,19 @@ pub(crate) struct Counts<P> {
 
 /// What the generic test needs of a family: its setup, its engine's calls, and the checks
 /// only it has (run inside its calls).
-pub(crate) trait Family {
+pub(crate) trait Family:
+    Ops<
+        Key: Sized,
+        Addr: std::hash::Hash + std::fmt::Display,
+        Pool: Eq + 'static,
+        Lease: Journaled<Res = Self::Addr> + PartialEq + Debug,
+        Event: Event<Lease = Self::Lease>,
+        View: Copy + PartialEq + Debug,
+        BindError: Copy + PartialEq + Debug,
+        Count: Into<u128> + PartialEq + Debug,
+    >
+{
     type Setup: Clone + Debug;
-    type Engine;
-    type Res: Copy + Ord + std::hash::Hash + Debug + std::fmt::Display;
-    type Pool: Copy + Eq + Debug + 'static;
-    type Lease: Journaled<Res = Self::Res> + PartialEq + Debug;
-    type Event: Event<Lease = Self::Lease>;
-    type View: Copy + PartialEq + Debug;
-    type Stats: PartialEq + Debug;
-    type BindError: Copy + PartialEq + Debug;
 
     const CLIENTS: u8;
     /// The candidate pool lists an operation picks from.
@@ -86,85 +113,66 @@ pub(crate) trait Family {
 
     fn setup() -> BoxedStrategy<Self::Setup>;
     fn shards(setup: &Self::Setup) -> usize;
-    fn engine(setup: &Self::Setup) -> Self::Engine;
+    fn engine(setup: &Self::Setup) -> Core<Self>;
     /// Every resource the operations pick from.
-    fn universe(setup: &Self::Setup) -> Vec<Self::Res>;
-    fn reservation(setup: &Self::Setup, c: u8) -> Option<Self::Res>;
+    fn universe(setup: &Self::Setup) -> Vec<Self::Addr>;
+    fn reservation(setup: &Self::Setup, c: u8) -> Option<Self::Addr>;
     /// The shard client `c` always reaches, as the server's steering guarantees.
-    fn shard(setup: &Self::Setup, engine: &Self::Engine, c: u8) -> usize;
+    fn shard(setup: &Self::Setup, engine: &Core<Self>, c: u8) -> usize;
     fn client_of(lease: &Self::Lease) -> u8;
-    fn spot(engine: &Self::Engine, r: Self::Res) -> Spot<Self::Pool>;
+    fn spot(engine: &Core<Self>, r: Self::Addr) -> Spot<Self::Pool>;
     /// Whether `pool` may serve client `c` when `pools` are its candidates.
     fn serves(pool: Self::Pool, pools: &[Self::Pool], c: u8) -> bool;
     fn refusal(why: Refusal) -> Self::BindError;
 
-    /// The view's resource, state and end.
-    fn view(v: &Self::View) -> (Self::Res, LeaseState, Time);
-    fn lookup(engine: &Self::Engine, shard: usize, c: u8) -> Option<Self::View>;
-    /// Offers client `c` a resource; `bound` is what the model says it holds, for the
-    /// family's checks of the offer.
-    #[allow(clippy::too_many_arguments)]
-    fn offer(
-        engine: &Self::Engine,
-        shard: usize,
-        c: u8,
-        pools: &[Self::Pool],
-        reserved: Option<Self::Res>,
-        requested: Option<Self::Res>,
+    /// What a view shows.
+    fn view(v: &Self::View) -> Seen<Self::Addr, Self::Pool>;
+    fn lookup(engine: &Core<Self>, shard: usize, c: u8) -> Option<Self::View>;
+    /// Client `c`'s key.
+    fn client(c: u8) -> Self::Key;
+    /// What an offer to client `c` records of it.
+    fn info<'a>(c: u8) -> Info<'a, Self>;
+    /// What a bind by client `c` gives: `times` is `(lease_time, preferred)`, the latter
+    /// where the family has it.
+    fn grant<'a>(c: u8, times: (u32, u32)) -> Grant<'a, Self>;
+    /// The resource of what an offer returned, after the family's own checks of it (`bound`
+    /// is what the model says the client holds).
+    fn check_offer(
+        engine: &Core<Self>,
+        offered: Self::Offered,
+        bound: Option<Self::Addr>,
         now: Time,
-        bound: Option<Self::Res>,
-    ) -> Option<Self::Res>;
-    /// Binds `r` to `c`; `times` is `(lease_time, preferred)`, the latter where the family has it.
-    #[allow(clippy::too_many_arguments)]
-    fn bind(
-        engine: &Self::Engine,
-        shard: usize,
-        c: u8,
-        r: Self::Res,
-        pools: &[Self::Pool],
-        reserved: bool,
-        times: (u32, u32),
-        now: Time,
-        events: &mut Vec<Self::Event>,
-    ) -> Result<Self::View, Self::BindError>;
-    /// The view a successful bind returns.
-    fn bound_view(
-        r: Self::Res,
-        pool: Option<Self::Pool>,
-        now: Time,
-        lease_time: u32,
-        preferred: u32,
-    ) -> Self::View;
+    ) -> Self::Addr;
     /// RELEASE (or DECLINE, if `decline`) of `r` by client `c`: whether it did something.
     fn end(
-        e: &Self::Engine,
+        e: &Core<Self>,
         shard: usize,
-        held: (u8, Self::Res),
+        held: (u8, Self::Addr),
         decline: bool,
         now: Time,
         ev: &mut Vec<Self::Event>,
     ) -> bool;
     fn reclaim(
-        e: &Self::Engine,
+        e: &Core<Self>,
         shard: usize,
         now: Time,
         budget: usize,
         ev: &mut Vec<Self::Event>,
     ) -> usize;
 
-    fn check_invariants(engine: &Self::Engine);
-    fn check_causality(engine: &Self::Engine) -> usize;
-    fn trace(engine: &Self::Engine) -> Vec<(Self::Res, u64)>;
-    fn max_version(engine: &Self::Engine) -> u64;
-    fn advance_versions(engine: &Self::Engine, floor: u64);
-    fn leases(engine: &Self::Engine) -> Vec<Self::Lease>;
-    fn stats(engine: &Self::Engine) -> Vec<Self::Stats>;
-    fn counts(stats: &Self::Stats) -> Counts<Self::Pool>;
+    fn check_invariants(engine: &Core<Self>);
+    fn check_causality(engine: &Core<Self>) -> usize;
+    fn trace(engine: &Core<Self>) -> Vec<(Self::Addr, u64)>;
+    fn max_version(engine: &Core<Self>) -> u64;
+    fn advance_versions(engine: &Core<Self>, floor: u64);
+    fn leases(engine: &Core<Self>) -> Vec<Self::Lease>;
+    fn stats(engine: &Core<Self>) -> Vec<Stats<Self>>;
+    fn counts(stats: &Stats<Self>) -> Counts<Self::Pool>;
     /// Restores one record; panics if the engine refuses it.
-    fn restore(engine: &Self::Engine, shard: usize, lease: Self::Lease);
+    fn restore(engine: &Core<Self>, shard: usize, lease: Self::Lease);
     /// Restores `records` through the restorer, owned and borrowed alternately.
     fn restore_bulk<'a>(
-        engine: &Self::Engine,
+        engine: &Core<Self>,
         records: impl IntoIterator<Item = (usize, &'a Self::Lease)>,
     ) -> (RestoreReport, u64)
     where
@@ -245,9 +253,9 @@ type Model<R> = crate::testkit::Model<R>;
 
 struct Harness<F: Family> {
     setup: F::Setup,
-    universe: Vec<F::Res>,
-    engine: F::Engine,
-    model: Model<F::Res>,
+    universe: Vec<F::Addr>,
+    engine: Core<F>,
+    model: Model<F::Addr>,
     /// Every event in hand-out order, with the shard that handed it out.
     events: Vec<(usize, F::Event)>,
 }
@@ -279,7 +287,7 @@ impl<F: Family> Harness<F> {
     fn with_events<R>(
         &mut self,
         shard: usize,
-        call: impl FnOnce(&F::Engine, &mut Vec<F::Event>) -> R,
+        call: impl FnOnce(&Core<F>, &mut Vec<F::Event>) -> R,
     ) -> R {
         let mut out = Vec::new();
         let r = call(&self.engine, &mut out);
@@ -287,15 +295,15 @@ impl<F: Family> Harness<F> {
         r
     }
 
-    fn resolve(&self, c: u8, pick: Pick) -> F::Res {
+    fn resolve(&self, c: u8, pick: Pick) -> F::Addr {
         match pick {
             Pick::Current => F::lookup(&self.engine, self.shard(c), c)
-                .map_or(self.universe[0], |v| F::view(&v).0),
+                .map_or(self.universe[0], |v| F::view(&v).res),
             Pick::Any(i) => self.universe[i % self.universe.len()],
         }
     }
 
-    fn dynamic_in(&self, r: F::Res, pools: &[F::Pool], c: u8) -> bool {
+    fn dynamic_in(&self, r: F::Addr, pools: &[F::Pool], c: u8) -> bool {
         let spot = F::spot(&self.engine, r);
         spot.dynamic && spot.pool.is_some_and(|p| F::serves(p, pools, c))
     }
@@ -359,14 +367,14 @@ impl<F: Family> Harness<F> {
         let before = F::lookup(&self.engine, shard, c);
         let remembered = before
             .map(|v| F::view(&v))
-            .filter(|&(_, state, expires)| {
-                matches!(state, LeaseState::Released | LeaseState::Expired)
-                    || (state == LeaseState::Bound && expires <= now)
+            .filter(|seen| {
+                matches!(seen.state, LeaseState::Released | LeaseState::Expired)
+                    || (seen.state == LeaseState::Bound && seen.expires <= now)
             })
-            .map(|(r, ..)| r);
-        let own = |r: Option<F::Res>| r.filter(|&r| self.dynamic_in(r, pools, c));
+            .map(|seen| seen.res);
+        let own = |r: Option<F::Addr>| r.filter(|&r| self.dynamic_in(r, pools, c));
         // What the engine must offer, if the model can tell; else the set it may offer from.
-        let must: Option<F::Res> = reserved
+        let must: Option<F::Addr> = reserved
             .filter(|&r| !m.quarantined(r))
             .or_else(|| own(m.bound_to(c)))
             .or_else(|| own(m.offered_to(c)))
@@ -374,7 +382,7 @@ impl<F: Family> Harness<F> {
             .or_else(|| {
                 requested.filter(|&r| self.dynamic_in(r, pools, c) && m.available_to(r, c))
             });
-        let may: BTreeSet<F::Res> = self
+        let may: BTreeSet<F::Addr> = self
             .universe
             .iter()
             .copied()
@@ -382,16 +390,18 @@ impl<F: Family> Harness<F> {
             .collect();
 
         let bound = m.bound_to(c);
-        let got = F::offer(
-            &self.engine,
-            shard,
-            c,
+        let key = F::client(c);
+        let req = OfferRequest {
+            client: &key,
             pools,
             reserved,
             requested,
-            now,
-            bound,
-        );
+            info: F::info(c),
+        };
+        let got = self
+            .engine
+            .offer_one(shard, &req, now)
+            .map(|o| F::check_offer(&self.engine, o, bound, now));
         match (got, must) {
             (Some(r), Some(expected)) => assert_eq!(r, expected, "offer to {c}"),
             (Some(r), None) => assert!(may.contains(&r), "offer of {r} to {c}: may {may:?}"),
@@ -434,7 +444,15 @@ impl<F: Family> Harness<F> {
         let expected = refusal.map_or(Ok(()), |why| Err(F::refusal(why)));
         let shard = self.shard(c);
         let got = self.with_events(shard, |e, ev| {
-            F::bind(e, shard, c, r, pools, reserved, times, now, ev)
+            let key = F::client(c);
+            let req = BindRequest {
+                client: &key,
+                address: r,
+                pools,
+                reserved,
+                grant: F::grant(c, times),
+            };
+            e.bind(shard, &req, now, ev)
         });
         assert_eq!(
             got.map(|_| ()),
@@ -444,10 +462,15 @@ impl<F: Family> Harness<F> {
         if let Ok(view) = got {
             let (lease_time, preferred) = times;
             let expires = now + u64::from(lease_time);
-            assert_eq!(
-                view,
-                F::bound_view(r, spot.pool, now, lease_time, preferred)
-            );
+            let seen = Seen {
+                res: r,
+                pool: spot.pool,
+                state: LeaseState::Bound,
+                starts: now,
+                expires,
+                preferred: F::view(&view).preferred.map(|_| preferred.min(lease_time)),
+            };
+            assert_eq!(F::view(&view), seen);
             self.model
                 .bound(&self.events, shard, (c, r), renew, expires, F::client_of);
         }
@@ -492,7 +515,7 @@ impl<F: Family> Harness<F> {
 
     /// A fresh engine with `records` restored, each into its client's shard, one by one
     /// or through the restorer; its invariants hold.
-    fn replay<'a>(&self, records: impl IntoIterator<Item = &'a F::Lease>, bulk: bool) -> F::Engine
+    fn replay<'a>(&self, records: impl IntoIterator<Item = &'a F::Lease>, bulk: bool) -> Core<F>
     where
         F::Lease: 'a,
     {
@@ -512,7 +535,7 @@ impl<F: Family> Harness<F> {
         engine
     }
 
-    fn lookups(&self, engine: &F::Engine) -> Vec<Option<F::View>> {
+    fn lookups(&self, engine: &Core<F>) -> Vec<Option<F::View>> {
         (0..F::CLIENTS)
             .map(|c| F::lookup(engine, self.shard(c), c))
             .collect()
@@ -542,13 +565,13 @@ impl<F: Family> Harness<F> {
         // restore if its newer record was an offer, which is not kept.)
         assert_eq!(self.lookups(&restored[0]), self.lookups(&restored[1]));
 
-        let holds = |e: &F::Engine| {
+        let holds = |e: &Core<F>| {
             F::leases(e)
                 .into_iter()
                 .filter(|l| matches!(l.state(), LeaseState::Bound | LeaseState::Declined))
                 .collect::<Vec<_>>()
         };
-        let usage = |e: &F::Engine| {
+        let usage = |e: &Core<F>| {
             F::stats(e)
                 .iter()
                 .map(F::counts)
@@ -589,34 +612,27 @@ impl<F: Family> Harness<F> {
 
 /// Writes a family's [`Family`] impl and its property test: the associated types, the
 /// candidate pool lists, and every call that reads the same in both families, so that
-/// `proptests.rs` and `v6/proptests.rs` hold only what differs (setup, keys, offer, bind).
+/// `proptests.rs` and `v6/proptests.rs` hold only what differs (setup, keys, what a view
+/// and an offer show).
 ///
-/// The invoking module provides `Setup` (with `shards`, `engine()`, `universe()` and
-/// `reservation(c)`), `setup()`, `key(c)`, `client_of(&key)` and `Place`.
+/// `$fam` is the engine's family; the invoking module provides `Setup` (with `shards`,
+/// `engine()`, `universe()` and `reservation(c)`), `setup()`, `key(c)`, `client_of(&key)`,
+/// `Engine`, `PoolId` and `Place`.
 macro_rules! family {
     (
-        $fam:ident, test $test:ident, cases $cases:expr;
-        $engine:ty, $res:ty, $pool:ident, $lease:ty, $event:ty, $view:ty, $stats:ty, $err:ty;
+        $fam:ty, test $test:ident, cases $cases:expr;
         $($items:item)*
     ) => {
         impl $crate::model::Family for $fam {
             type Setup = Setup;
-            type Engine = $engine;
-            type Res = $res;
-            type Pool = $pool;
-            type Lease = $lease;
-            type Event = $event;
-            type View = $view;
-            type Stats = $stats;
-            type BindError = $err;
 
             const CLIENTS: u8 = 8;
-            const CANDIDATES: [&'static [$pool]; 5] = [
+            const CANDIDATES: [&'static [PoolId]; 5] = [
                 &[],
-                &[$pool(0)],
-                &[$pool(1)],
-                &[$pool(0), $pool(1)],
-                &[$pool(1), $pool(0)],
+                &[PoolId(0)],
+                &[PoolId(1)],
+                &[PoolId(0), PoolId(1)],
+                &[PoolId(1), PoolId(0)],
             ];
 
             fn setup() -> BoxedStrategy<Setup> {
@@ -625,35 +641,38 @@ macro_rules! family {
             fn shards(setup: &Setup) -> usize {
                 setup.shards
             }
-            fn engine(setup: &Setup) -> $engine {
+            fn engine(setup: &Setup) -> Engine {
                 setup.engine()
             }
-            fn universe(setup: &Setup) -> Vec<$res> {
+            fn universe(setup: &Setup) -> Vec<Self::Addr> {
                 setup.universe()
             }
-            fn reservation(setup: &Setup, c: u8) -> Option<$res> {
+            fn reservation(setup: &Setup, c: u8) -> Option<Self::Addr> {
                 setup.reservation(c)
             }
-            fn client_of(lease: &$lease) -> u8 {
+            fn client_of(lease: &Self::Lease) -> u8 {
                 client_of(&lease.client)
             }
-            fn spot(engine: &$engine, r: $res) -> $crate::model::Spot<$pool> {
+            fn spot(engine: &Engine, r: Self::Addr) -> $crate::model::Spot<PoolId> {
                 let place = engine.pools().place(r.into());
                 $crate::model::Spot {
                     pool: place.pool(),
                     dynamic: matches!(place, Place::Dynamic { .. }),
                 }
             }
-            fn lookup(engine: &$engine, shard: usize, c: u8) -> Option<$view> {
+            fn client(c: u8) -> Self::Key {
+                key(c)
+            }
+            fn lookup(engine: &Engine, shard: usize, c: u8) -> Option<Self::View> {
                 engine.lookup(shard, &key(c))
             }
             fn end(
-                e: &$engine,
+                e: &Engine,
                 shard: usize,
-                (c, r): (u8, $res),
+                (c, r): (u8, Self::Addr),
                 decline: bool,
                 now: Time,
-                ev: &mut Vec<$event>,
+                ev: &mut Vec<Self::Event>,
             ) -> bool {
                 match decline {
                     false => e.release(shard, &key(c), r, now, ev),
@@ -661,37 +680,37 @@ macro_rules! family {
                 }
             }
             fn reclaim(
-                e: &$engine,
+                e: &Engine,
                 shard: usize,
                 now: Time,
                 budget: usize,
-                ev: &mut Vec<$event>,
+                ev: &mut Vec<Self::Event>,
             ) -> usize {
                 e.reclaim(shard, now, budget, ev)
             }
 
-            fn check_invariants(engine: &$engine) {
+            fn check_invariants(engine: &Engine) {
                 engine.check_invariants();
             }
-            fn check_causality(engine: &$engine) -> usize {
+            fn check_causality(engine: &Engine) -> usize {
                 engine.check_causality()
             }
-            fn trace(engine: &$engine) -> Vec<($res, u64)> {
+            fn trace(engine: &Engine) -> Vec<(Self::Addr, u64)> {
                 engine.trace()
             }
-            fn max_version(engine: &$engine) -> u64 {
+            fn max_version(engine: &Engine) -> u64 {
                 engine.max_version()
             }
-            fn advance_versions(engine: &$engine, floor: u64) {
+            fn advance_versions(engine: &Engine, floor: u64) {
                 engine.advance_versions(floor);
             }
-            fn leases(engine: &$engine) -> Vec<$lease> {
+            fn leases(engine: &Engine) -> Vec<Self::Lease> {
                 engine.leases()
             }
-            fn stats(engine: &$engine) -> Vec<$stats> {
+            fn stats(engine: &Engine) -> Vec<$crate::model::Stats<Self>> {
                 engine.stats()
             }
-            fn counts(s: &$stats) -> $crate::model::Counts<$pool> {
+            fn counts(s: &$crate::model::Stats<Self>) -> $crate::model::Counts<PoolId> {
                 $crate::model::Counts {
                     pool: s.pool,
                     total: s.total.into(),
@@ -701,14 +720,14 @@ macro_rules! family {
                     declined: s.declined.into(),
                 }
             }
-            fn restore(engine: &$engine, shard: usize, lease: $lease) {
+            fn restore(engine: &Engine, shard: usize, lease: Self::Lease) {
                 engine
                     .restore(shard, lease.clone())
                     .unwrap_or_else(|e| panic!("restore {lease:?}: {e}"));
             }
             fn restore_bulk<'a>(
-                engine: &$engine,
-                records: impl IntoIterator<Item = (usize, &'a $lease)>,
+                engine: &Engine,
+                records: impl IntoIterator<Item = (usize, &'a Self::Lease)>,
             ) -> ($crate::replay::RestoreReport, u64) {
                 let mut restorer = engine.restorer(0);
                 let mut added = 0;

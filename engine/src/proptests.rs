@@ -9,13 +9,11 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
-use crate::LeaseState;
 use crate::lease::Time;
-use crate::model::{HOLD, PROBATION, Refusal, family};
+use crate::model::{Grant, HOLD, Info, PROBATION, Refusal, Seen, family};
 use crate::pools::Place;
 use crate::v4::{
-    AllocError, BindError, BindRequest, ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseEvent,
-    LeaseInfo, LeaseView, OfferRequest, PoolId, PoolSpec, PoolStats,
+    BindError, ClientKey, Engine, EngineConfig, HwAddr, LeaseInfo, LeaseView, PoolId, PoolSpec,
 };
 
 const POOL_FIRST: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 1, 10)];
@@ -29,7 +27,7 @@ fn add(a: Ipv4Addr, n: u32) -> Ipv4Addr {
 }
 
 #[derive(Clone, Debug)]
-struct Setup {
+pub(crate) struct Setup {
     shards: usize,
     sizes: [u32; 2],
     /// Offsets excluded from each pool (beyond its size are ignored by the engine).
@@ -127,12 +125,8 @@ fn shard_of(c: u8, shards: usize) -> usize {
     (h.finish() % shards as u64) as usize
 }
 
-/// The v4 family: IPv4 addresses, clients keyed by hardware address.
-struct V4;
-
 family! {
-    V4, test engine_matches_model, cases 512;
-    Engine, Ipv4Addr, PoolId, Lease, LeaseEvent, LeaseView, PoolStats, BindError;
+    crate::engine::V4, test engine_matches_model, cases 512;
 
     fn shard(setup: &Setup, _: &Engine, c: u8) -> usize {
         shard_of(c, setup.shards)
@@ -148,67 +142,26 @@ family! {
         }
     }
 
-    fn view(v: &LeaseView) -> (Ipv4Addr, LeaseState, Time) {
-        (v.address, v.state, v.expires)
+    fn view(v: &LeaseView) -> Seen<Ipv4Addr, PoolId> {
+        Seen {
+            res: v.address,
+            pool: v.pool,
+            state: v.state,
+            starts: v.starts,
+            expires: v.expires,
+            preferred: None,
+        }
     }
-    fn offer(
-        engine: &Engine,
-        shard: usize,
-        c: u8,
-        pools: &[PoolId],
-        reserved: Option<Ipv4Addr>,
-        requested: Option<Ipv4Addr>,
-        now: Time,
-        _: Option<Ipv4Addr>,
-    ) -> Option<Ipv4Addr> {
-        let req = OfferRequest {
-            client: &key(c),
-            pools,
-            reserved,
-            requested,
+    fn info<'a>(c: u8) -> Info<'a, crate::engine::V4> {
+        info(c)
+    }
+    fn grant<'a>(c: u8, (lease_time, _): (u32, u32)) -> Grant<'a, crate::engine::V4> {
+        crate::v4::Grant {
+            lease_time,
             info: info(c),
-        };
-        match engine.offer(shard, &req, now) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                assert!(matches!(e, AllocError::Exhausted), "offer to {c}: {e}");
-                None
-            }
         }
     }
-    fn bind(
-        engine: &Engine,
-        shard: usize,
-        c: u8,
-        address: Ipv4Addr,
-        pools: &[PoolId],
-        reserved: bool,
-        (lease_time, _): (u32, u32),
-        now: Time,
-        events: &mut Vec<LeaseEvent>,
-    ) -> Result<LeaseView, BindError> {
-        let req = BindRequest {
-            client: &key(c),
-            address,
-            pools,
-            reserved,
-            grant: crate::v4::Grant { lease_time, info: info(c) },
-        };
-        engine.bind(shard, &req, now, events)
-    }
-    fn bound_view(
-        address: Ipv4Addr,
-        pool: Option<PoolId>,
-        now: Time,
-        lease_time: u32,
-        _: u32,
-    ) -> LeaseView {
-        LeaseView {
-            address,
-            pool,
-            state: LeaseState::Bound,
-            starts: now,
-            expires: now + u64::from(lease_time),
-        }
+    fn check_offer(_: &Engine, address: Ipv4Addr, _: Option<Ipv4Addr>, _: Time) -> Ipv4Addr {
+        address
     }
 }

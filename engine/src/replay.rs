@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::common::{self, Access};
-use crate::ends::{Ends, Place, Res};
+use crate::ends::{Ends, Lease, Place, Res};
 use crate::engine_core::Ops;
 
 /// What a restorer's `finish` reports ([`v4::Restorer`](crate::v4::Restorer),
@@ -46,7 +46,7 @@ pub(crate) trait BulkShard: Ends + Sized {
         moved: &mut [bool],
     ) -> u64;
     /// `lease`'s resource, where it sits in `pools`, and its version.
-    fn locate(pools: &Self::Pools, lease: &Self::Lease) -> (Res<Self>, Place<Self>, u64);
+    fn locate(pools: &Self::Pools, lease: &Lease<Self>) -> (Res<Self>, Place<Self>, u64);
 }
 
 /// One record's replay into `shard`: claims its resource from whichever shard has it, then
@@ -56,7 +56,7 @@ pub(crate) fn restore_one<S: BulkShard>(
     shards: &mut (impl Access<S> + ?Sized),
     pools: &S::Pools,
     shard: usize,
-    lease: &S::Lease,
+    lease: &Lease<S>,
 ) -> bool {
     let (res, place, version) = S::locate(pools, lease);
     common::restore_one(shards, shard, (res, place, version), |g| {

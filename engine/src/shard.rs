@@ -282,7 +282,7 @@ impl Shard {
 }
 
 impl ends::Ends for Shard {
-    ends::ends_fields!(address; u32, MinHeap, RoaringBitmap; |g, pool| &mut g.free[pool.index()].clean);
+    ends::ends_fields!(crate::engine::V4, address; u32, MinHeap, RoaringBitmap; |g, pool| &mut g.free[pool.index()].clean);
 
     fn entry_record(&self, at: u32) -> Option<u32> {
         self.records.find(at)

@@ -12,7 +12,7 @@ use std::net::Ipv6Addr;
 use proptest::prelude::*;
 
 use crate::lease::{LeaseState, Time};
-use crate::model::{HOLD, PROBATION, Refusal, family};
+use crate::model::{self, HOLD, Info, PROBATION, Refusal, Seen, family};
 
 use super::engine::Tuning;
 use super::pools::Place;
@@ -37,7 +37,7 @@ fn pd_res(off: u32) -> Resource {
 }
 
 #[derive(Clone, Debug)]
-struct Setup {
+pub(crate) struct Setup {
     shards: usize,
     na_size: u32,
     /// The PD pool has `1 << pd_bits` prefixes.
@@ -181,12 +181,8 @@ fn client_of(key: &IaKey) -> u8 {
     key.duid()[9] + if key.kind() == IaKind::Pd { 4 } else { 0 }
 }
 
-/// The v6 family: IA_NA addresses and IA_PD prefixes, keyed by IA.
-struct V6;
-
 family! {
-    V6, test v6_engine_matches_model, cases 384;
-    Engine, Resource, PoolId, Lease, LeaseEvent, LeaseView, PoolStats, BindError;
+    super::engine::V6, test v6_engine_matches_model, cases 384;
 
     /// The IA's client's shard, as the engine steers by DUID.
     fn shard(_: &Setup, engine: &Engine, ia: u8) -> usize {
@@ -205,29 +201,23 @@ family! {
         }
     }
 
-    fn view(v: &LeaseView) -> (Resource, LeaseState, Time) {
-        (v.resource, v.state, v.expires)
+    fn view(v: &LeaseView) -> Seen<Resource, PoolId> {
+        Seen {
+            res: v.resource,
+            pool: v.pool,
+            state: v.state,
+            starts: v.starts,
+            expires: v.expires,
+            preferred: Some(v.preferred),
+        }
     }
-    /// Also checks the advertise's view: its pool, and Bound if the IA holds it, else an
+    fn info<'a>(_: u8) -> Info<'a, super::engine::V6> {}
+    fn grant<'a>(_: u8, (valid, preferred): (u32, u32)) -> model::Grant<'a, super::engine::V6> {
+        Grant { preferred, valid }
+    }
+    /// Checks the advertise's view: its pool, and Bound if the IA holds it, else an
     /// advertise with no preferred lifetime for the offer hold.
-    fn offer(
-        engine: &Engine,
-        shard: usize,
-        ia: u8,
-        pools: &[PoolId],
-        reserved: Option<Resource>,
-        hint: Option<Resource>,
-        now: Time,
-        bound: Option<Resource>,
-    ) -> Option<Resource> {
-        let req = SolicitRequest {
-            client: &key(ia),
-            pools,
-            reserved,
-            requested: hint,
-            info: (),
-        };
-        let v = engine.solicit(shard, &req, now)?;
+    fn check_offer(engine: &Engine, v: LeaseView, bound: Option<Resource>, now: Time) -> Resource {
         assert_eq!(v.pool, engine.pools().place(v.resource).pool());
         if bound == Some(v.resource) {
             assert_eq!(v.state, LeaseState::Bound);
@@ -237,43 +227,6 @@ family! {
                 (LeaseState::Offered, 0, now + u64::from(HOLD))
             );
         }
-        Some(v.resource)
-    }
-    fn bind(
-        engine: &Engine,
-        shard: usize,
-        ia: u8,
-        resource: Resource,
-        pools: &[PoolId],
-        reserved: bool,
-        (valid, preferred): (u32, u32),
-        now: Time,
-        events: &mut Vec<LeaseEvent>,
-    ) -> Result<LeaseView, BindError> {
-        let req = BindRequest {
-            client: &key(ia),
-            address: resource,
-            pools,
-            reserved,
-            grant: Grant { preferred, valid },
-        };
-        engine.bind(shard, &req, now, events)
-    }
-    /// The preferred lifetime is capped at the valid one.
-    fn bound_view(
-        resource: Resource,
-        pool: Option<PoolId>,
-        now: Time,
-        valid: u32,
-        preferred: u32,
-    ) -> LeaseView {
-        LeaseView {
-            resource,
-            pool,
-            state: LeaseState::Bound,
-            starts: now,
-            preferred: preferred.min(valid),
-            expires: now + u64::from(valid),
-        }
+        v.resource
     }
 }

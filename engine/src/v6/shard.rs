@@ -309,7 +309,7 @@ impl<'a> NewRecord<'a> {
 }
 
 impl ends::Ends for Shard {
-    ends::ends_fields!(resource; u128, BinaryHeap<Reverse<(u32, u32)>>, Space; |g, pool| &mut g.parts[pool.index()].space);
+    ends::ends_fields!(super::engine::V6, resource; u128, BinaryHeap<Reverse<(u32, u32)>>, Space; |g, pool| &mut g.parts[pool.index()].space);
 
     fn entry_record(&self, at: u32) -> Option<u32> {
         (!self.records.slot(at).is_vacant()).then_some(at)
