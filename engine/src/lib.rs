@@ -114,6 +114,7 @@ mod lease;
 mod pools;
 mod records;
 mod replay;
+mod requests;
 mod restore;
 mod shard;
 mod slots;

@@ -23,8 +23,8 @@ table::pool_id! {
 /// IA_PD reservation as an `excluded` prefix (it removes every delegated prefix it overlaps,
 /// so a reserved /60 inside a pool of /56s removes the /56 around it). A reserved resource
 /// that is not a dynamic one (excluded, or of another length) can only be bound by the IA it
-/// is reserved for ([`SolicitRequest::reserved`](super::SolicitRequest::reserved),
-/// [`BindRequest::reserved`](super::BindRequest::reserved)).
+/// is reserved for ([`SolicitRequest::reserved`](crate::engine_core::OfferRequest::reserved),
+/// [`BindRequest::reserved`](crate::engine_core::BindRequest::reserved)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PoolSpec {
     /// IA_NA: the inclusive range `first..=last` (any size, up to a whole /64 or more), minus
