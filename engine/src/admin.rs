@@ -10,8 +10,16 @@ use crate::common::{Avail, Give, Sharded};
 use crate::engine_core::{Core, Ops};
 use crate::lease::{LeaseState, Time};
 
+mod overlay;
+mod reserve;
+mod v4;
+
 #[cfg(test)]
 mod tests;
+
+pub(crate) use overlay::Overlay;
+pub(crate) use reserve::{Exclude, Spec, exclusion_changes, set_kind};
+pub use reserve::{Exclusions, MAX_CHANGES, ReserveError};
 
 /// Records a wipe drops under one lock of a shard.
 const WIPE_CHUNK: usize = 256;

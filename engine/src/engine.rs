@@ -125,7 +125,11 @@ impl Ops for V4 {
         (Shard::term(LeaseState::Bound, now, expires), grant.info)
     }
     fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u64)> {
-        pools.iter().map(|(pool, layout)| (pool, layout.total))
+        let total =
+            |pool: PoolId, total: u64| total.saturating_add_signed(pools.overlay.delta(pool.0));
+        pools
+            .iter()
+            .map(move |(pool, layout)| (pool, total(pool, layout.total)))
     }
     fn usage(g: &Shard, index: usize) -> (u64, Counts) {
         (g.free[index].len(), g.counts[index])
@@ -260,17 +264,18 @@ impl Engine {
                 assert!(free.clean.is_disjoint(&free.remembered));
                 assert_eq!(free.remembered, remembered[pool.index()], "remembered set");
                 for off in free.clean.iter().chain(free.remembered.iter()) {
-                    assert!(!layout.excluded.contains(off), "excluded offset {off} free");
                     let (first, last) = self.pools.range(pool);
+                    let place = self.pools.place(first + off);
+                    assert!(place.dynamic().is_some(), "excluded offset {off} free");
                     assert!(u64::from(off) <= u64::from(last - first));
                     own(pool, off, "free");
                 }
             }
         }
-        for (pool, layout) in self.pools.iter() {
+        for (pool, total) in V4::totals(&self.pools) {
             assert_eq!(
                 owned[pool.index()].len(),
-                layout.total,
+                total,
                 "pool {pool} lost addresses"
             );
         }

@@ -128,5 +128,5 @@ mod proptests;
 #[cfg(test)]
 mod testkit;
 
-pub use admin::PutError;
+pub use admin::{Exclusions, MAX_CHANGES, PutError, ReserveError};
 pub use lease::{EventKind, LeaseState, Time};

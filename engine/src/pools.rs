@@ -80,7 +80,9 @@ impl Pools {
             return Place::Fixed { pool: None };
         };
         let off = addr - first;
-        if self.layout(pool).excluded.contains(off) {
+        let excluded = (self.overlay.get(pool.0, u128::from(off)))
+            .unwrap_or_else(|| self.layout(pool).excluded.contains(off));
+        if excluded {
             Place::Fixed { pool: Some(pool) }
         } else {
             Place::Dynamic { pool, off }

@@ -75,6 +75,8 @@ pub(crate) struct Table<L, A, I> {
     ranges: Box<[(A, A)]>,
     /// `(first, last, id)` sorted by `first`; ranges do not overlap.
     sorted: Box<[(A, A, I)]>,
+    /// Offsets excluded, or no longer excluded, since the layouts were built.
+    pub(crate) overlay: crate::admin::Overlay,
 }
 
 impl<L, A: Ord + Copy, I: Id> Table<L, A, I> {
@@ -95,6 +97,7 @@ impl<L, A: Ord + Copy, I: Id> Table<L, A, I> {
             layouts: layouts.into(),
             ranges: by_id.into_iter().map(|(_, range)| range).collect(),
             sorted: ranges.into(),
+            overlay: Default::default(),
         })
     }
 

@@ -7,11 +7,12 @@ use roaring::RoaringBitmap;
 use crate::lease::LeaseState;
 use crate::slots::Slot as _;
 
-use super::engine::Engine;
+use super::engine::{Engine, V6};
 use super::key::IaKey;
 use super::pools::Place;
 use super::shard::{Counts, is_held};
 use super::space::Space;
+use crate::engine_core::Ops as _;
 
 impl Engine {
     /// Checks every bookkeeping rule across all shards; panics on the first broken one.
@@ -81,7 +82,8 @@ impl Engine {
                     Space::Dense { clean } => {
                         for off in clean.iter() {
                             let off = u128::from(off);
-                            assert!(!layout.is_excluded(off), "excluded {off} free");
+                            let place = pools.place(layout.resource(off));
+                            assert!(place.dynamic().is_some(), "excluded {off} free");
                             assert!(off < layout.size);
                             assert!(!offs.contains(&off), "{off} free and with a record");
                         }
@@ -101,8 +103,16 @@ impl Engine {
                             assert!(hi < layout.size);
                             len += hi - lo + 1;
                             let i = layout.excluded.partition_point(|&(_, ehi)| ehi < lo);
+                            // Unless the exclusion was lifted at run time.
+                            let lifted = |(elo, ehi): (u128, u128)| {
+                                (elo.max(lo)..=ehi.min(hi))
+                                    .all(|o| pools.overlay.get(pool.0, o) == Some(false))
+                            };
                             assert!(
-                                layout.excluded.get(i).is_none_or(|&(elo, _)| elo > hi),
+                                layout
+                                    .excluded
+                                    .get(i)
+                                    .is_none_or(|&(elo, ehi)| elo > hi || lifted((elo, ehi))),
                                 "owned {lo}..={hi} meets an exclusion"
                             );
                             sparse_owned[pool.index()].push((lo, hi));
@@ -113,11 +123,12 @@ impl Engine {
                 }
             }
         }
+        let totals: Vec<u128> = V6::totals(pools).map(|(_, total)| total).collect();
         for (pool, layout) in pools.iter() {
             if layout.dense {
                 assert_eq!(
                     u128::from(dense_owned[pool.index()].len()),
-                    layout.total,
+                    totals[pool.index()],
                     "pool {pool} lost offsets"
                 );
             } else {
@@ -127,7 +138,7 @@ impl Engine {
                     assert!(w[0].1 < w[1].0, "pool {pool}: {:?} owned by two shards", w);
                 }
                 let len: u128 = all.iter().map(|&(lo, hi)| hi - lo + 1).sum();
-                assert_eq!(len, layout.total, "pool {pool} lost offsets");
+                assert_eq!(len, totals[pool.index()], "pool {pool} lost offsets");
             }
         }
         for stat in self.stats() {

@@ -148,7 +148,10 @@ impl Ops for V6 {
         (term, ())
     }
     fn totals(pools: &Pools) -> impl Iterator<Item = (PoolId, u128)> {
-        pools.iter().map(|(pool, layout)| (pool, layout.total))
+        let delta = |pool: PoolId| i128::from(pools.overlay.delta(pool.0));
+        pools
+            .iter()
+            .map(move |(pool, layout)| (pool, layout.total.saturating_add_signed(delta(pool))))
     }
     fn usage(g: &Shard, index: usize) -> (u128, Counts) {
         let part = &g.parts[index];

@@ -85,6 +85,7 @@
 
 mod engine;
 mod error;
+mod exclude;
 mod key;
 mod lease;
 mod pools;

@@ -252,7 +252,7 @@ impl Pools {
             return Place::Fixed { pool: Some(pool) };
         }
         let off = rel >> layout.shift;
-        if layout.is_excluded(off) {
+        if (self.overlay.get(pool.0, off)).unwrap_or_else(|| layout.is_excluded(off)) {
             Place::Fixed { pool: Some(pool) }
         } else {
             Place::Dynamic { pool, off }

@@ -1,0 +1,539 @@
+//! Reserving and unreserving addresses (resources) inside the pools of a running engine,
+//! for both families: never handed out dynamically, a holder keeps its record, a journal
+//! replayed afterwards gives the same leases.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::testkit::fold;
+use crate::v4::{
+    BindError, BindRequest, ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseEvent, LeaseInfo,
+    OfferRequest, PoolId, PoolSpec,
+};
+use crate::v6::{self, IaKey, IaKind, Resource};
+use crate::{Exclusions, LeaseState, Time};
+
+const NOW: Time = 1_700_000_000;
+
+fn config4(excluded: &[Ipv4Addr]) -> EngineConfig {
+    EngineConfig {
+        shards: 2,
+        pools: vec![PoolSpec {
+            first: ip(10),
+            last: ip(29),
+            excluded: excluded.to_vec(),
+        }],
+        offer_hold: 30,
+        decline_probation: 3600,
+    }
+}
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, last)
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, n]
+}
+
+fn key(n: u8) -> ClientKey {
+    ClientKey::hardware(1, &mac(n))
+}
+
+fn info(n: &[u8; 6]) -> LeaseInfo<'static> {
+    LeaseInfo {
+        hw: HwAddr::new(1, n).unwrap(),
+        hostname: None,
+    }
+}
+
+/// Client `n` binds `addr` in `shard` for `secs`, as its reservation or not.
+fn bind(
+    e: &Engine,
+    shard: usize,
+    n: u8,
+    addr: Ipv4Addr,
+    reserved: bool,
+    secs: u32,
+    events: &mut Vec<LeaseEvent>,
+) -> Result<Ipv4Addr, BindError> {
+    let client = key(n);
+    let req = BindRequest {
+        client: &client,
+        address: addr,
+        pools: &[PoolId(0)],
+        reserved,
+        lease_time: secs,
+        info: info(&mac(n)),
+    };
+    e.bind(shard, &req, NOW, events).map(|v| v.address)
+}
+
+fn offer(
+    e: &Engine,
+    n: u8,
+    reserved: Option<Ipv4Addr>,
+    requested: Option<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    let client = key(n);
+    let req = OfferRequest {
+        client: &client,
+        pools: &[PoolId(0)],
+        reserved,
+        requested,
+        info: info(&mac(n)),
+    };
+    e.offer(usize::from(n % 2), &req, NOW).ok()
+}
+
+/// Offers to new clients (200 on) until the pool is exhausted: every address still free.
+fn offer_all(e: &Engine) -> Vec<Ipv4Addr> {
+    let got: Vec<Ipv4Addr> = (200..=255).map_while(|n| offer(e, n, None, None)).collect();
+    assert!(got.len() < 56, "the pool was never exhausted");
+    got
+}
+
+#[test]
+fn v4_a_reserved_free_address_is_only_its_reservations() {
+    let e = Engine::new(config4(&[])).unwrap();
+    assert_eq!(e.reserve(ip(15)), Ok(true));
+    assert_eq!(e.reserve(ip(15)), Ok(false), "fixed already");
+    assert_eq!(e.reserve(ip(99)), Ok(false), "in no pool");
+    e.check_invariants();
+    assert_eq!(e.stats()[0].total, 19);
+    let mut events = Vec::new();
+    for shard in 0..2 {
+        let got = bind(&e, shard, 1, ip(15), false, 600, &mut events);
+        assert_eq!(got, Err(BindError::Taken), "shard {shard}");
+    }
+    assert_ne!(offer(&e, 1, None, Some(ip(15))), Some(ip(15)));
+    let free = offer_all(&e);
+    assert_eq!(free.len(), 18, "{free:?}");
+    assert!(!free.contains(&ip(15)));
+    // The client it is reserved for gets it.
+    assert_eq!(offer(&e, 3, Some(ip(15)), None), Some(ip(15)));
+    assert_eq!(bind(&e, 1, 3, ip(15), true, 600, &mut events), Ok(ip(15)));
+    e.check_invariants();
+}
+
+#[test]
+fn v4_a_reserved_address_stays_with_its_holder_and_is_not_freed_when_that_ends() {
+    let e = Engine::new(config4(&[])).unwrap();
+    let mut events = Vec::new();
+    // 12: bound; 13: bound for 10 s; 20: bound, released later; 22: released already; 24:
+    // quarantined; 26: offered.
+    for (n, addr, secs) in [
+        (1, 12, 600),
+        (2, 13, 10),
+        (3, 20, 600),
+        (4, 22, 600),
+        (5, 24, 600),
+    ] {
+        bind(
+            &e,
+            usize::from(n % 2),
+            n,
+            ip(addr),
+            false,
+            secs,
+            &mut events,
+        )
+        .unwrap();
+    }
+    assert!(e.release(0, &key(4), ip(22), NOW, &mut events));
+    assert!(e.decline(1, &key(5), ip(24), NOW, &mut events));
+    assert_eq!(offer(&e, 6, None, Some(ip(26))), Some(ip(26)));
+    for addr in [12, 13, 20, 22, 24, 26] {
+        assert_eq!(e.reserve(ip(addr)), Ok(true), "{addr}");
+    }
+    e.check_invariants();
+    let state = |a| e.get(ip(a)).map(|l| (l.state, l.client));
+    assert_eq!(state(12), Some((LeaseState::Bound, key(1))));
+    assert_eq!(state(24), Some((LeaseState::Declined, key(5))));
+    assert_eq!(state(26), None, "the offer ended");
+    assert_eq!(
+        bind(&e, 0, 6, ip(26), false, 600, &mut events),
+        Err(BindError::Taken)
+    );
+    // The holder renews; then its bindings end.
+    assert_eq!(bind(&e, 1, 1, ip(12), false, 600, &mut events), Ok(ip(12)));
+    assert!(e.release(1, &key(3), ip(20), NOW, &mut events));
+    e.reclaim(0, NOW + 20, 100, &mut events);
+    e.reclaim(1, NOW + 20, 100, &mut events);
+    assert_eq!(state(13).map(|s| s.0), Some(LeaseState::Expired));
+    e.check_invariants();
+    let free = offer_all(&e);
+    assert_eq!(free.len(), 14, "{free:?}");
+    for addr in [12, 13, 20, 22, 24, 26] {
+        assert!(!free.contains(&ip(addr)), "{addr} handed out");
+    }
+    e.check_invariants();
+}
+
+#[test]
+fn v4_an_unreserved_address_is_handed_out_again() {
+    // 11 is excluded by the configuration, 15 at run time; both come back.
+    let e = Engine::new(config4(&[ip(11)])).unwrap();
+    let mut events = Vec::new();
+    assert_eq!(e.reserve(ip(15)), Ok(true));
+    assert_eq!(e.reserve(ip(16)), Ok(true));
+    // 16's client binds it as its reservation, then the reservation goes.
+    assert_eq!(bind(&e, 0, 7, ip(16), true, 600, &mut events), Ok(ip(16)));
+    for addr in [11, 15, 16] {
+        assert_eq!(e.unreserve(ip(addr)), Ok(true), "{addr}");
+    }
+    assert_eq!(e.unreserve(ip(15)), Ok(false), "dynamic already");
+    assert_eq!(e.unreserve(ip(99)), Ok(false), "in no pool");
+    e.check_invariants();
+    assert_eq!(e.stats()[0].total, 20);
+    assert_eq!(e.stats()[0].bound, 1);
+    // 16 stays its client's, now a dynamic lease it renews.
+    assert_eq!(bind(&e, 0, 7, ip(16), false, 600, &mut events), Ok(ip(16)));
+    let free = offer_all(&e);
+    assert_eq!(free.len(), 19, "{free:?}");
+    assert!(free.contains(&ip(11)) && free.contains(&ip(15)));
+    assert!(!free.contains(&ip(16)));
+    e.check_invariants();
+    // Once released, it is free for anyone.
+    assert!(e.release(0, &key(7), ip(16), NOW, &mut events));
+    assert_eq!(offer(&e, 150, None, Some(ip(16))), Some(ip(16)));
+    e.check_invariants();
+}
+
+#[test]
+fn v4_a_journal_replayed_after_reservations_gives_the_same_leases() {
+    let e = Engine::new(config4(&[ip(11)])).unwrap();
+    let mut events = Vec::new();
+    for n in 1..=6 {
+        bind(
+            &e,
+            usize::from(n % 2),
+            n,
+            ip(10 + 2 * n),
+            false,
+            600,
+            &mut events,
+        )
+        .unwrap();
+    }
+    assert_eq!(e.reserve(ip(14)), Ok(true));
+    assert_eq!(e.reserve(ip(19)), Ok(true));
+    assert_eq!(e.unreserve(ip(11)), Ok(true));
+    assert!(e.release(0, &key(2), ip(14), NOW, &mut events));
+    assert_eq!(bind(&e, 1, 9, ip(19), true, 600, &mut events), Ok(ip(19)));
+    // In the shard that remembers 14 for client 2 (another shard's would not see that).
+    assert_eq!(bind(&e, 0, 10, ip(14), true, 600, &mut events), Ok(ip(14)));
+    assert_eq!(bind(&e, 0, 8, ip(11), false, 600, &mut events), Ok(ip(11)));
+    e.check_invariants();
+    e.check_causality();
+    // A restart builds the engine from the configuration that now excludes 14 and 19.
+    let fresh = Engine::new(config4(&[ip(14), ip(19)])).unwrap();
+    let records: Vec<Lease> = events.into_iter().map(|ev| ev.lease).collect();
+    for lease in fold(&records) {
+        let shard = usize::from(lease.client.as_bytes()[7] % 2);
+        fresh.restore(shard, lease).unwrap();
+    }
+    fresh.check_invariants();
+    let bound = |e: &Engine| -> Vec<(Ipv4Addr, ClientKey)> {
+        let leases = e.leases().into_iter();
+        leases
+            .filter(|l| l.state == LeaseState::Bound)
+            .map(|l| (l.address, l.client))
+            .collect()
+    };
+    assert_eq!(bound(&fresh), bound(&e));
+    assert_eq!(fresh.stats(), e.stats());
+}
+
+#[test]
+fn v4_exclusion_changes_are_the_excluded_addresses_that_differ() {
+    let old = config4(&[ip(11), ip(12), ip(99)]);
+    let new = config4(&[ip(13), ip(12), ip(11), ip(12)]);
+    let want = Exclusions {
+        reserve: vec![ip(13)],
+        unreserve: vec![],
+    };
+    assert_eq!(old.exclusion_changes(&new), Some(want));
+    let back = new.exclusion_changes(&old).unwrap();
+    assert_eq!((back.reserve, back.unreserve), (vec![], vec![ip(13)]));
+    assert!(old.exclusion_changes(&old).unwrap().is_empty());
+    let mut grown = config4(&[]);
+    grown.pools[0].last = ip(30);
+    assert_eq!(old.exclusion_changes(&grown), None);
+    let mut shards = config4(&[]);
+    shards.shards = 3;
+    assert_eq!(old.exclusion_changes(&shards), None);
+    let many: Vec<Ipv4Addr> = (0..=300u32)
+        .map(|i| Ipv4Addr::from(u32::from(ip(10)) + i))
+        .collect();
+    let mut big = config4(&many);
+    big.pools[0].last = Ipv4Addr::new(10, 0, 1, 255);
+    let mut base = config4(&[]);
+    base.pools[0].last = big.pools[0].last;
+    assert_eq!(base.exclusion_changes(&big), None, "too many at once");
+}
+
+const SPARSE_FIRST: &str = "2001:db8:1::";
+
+fn a6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn config6(excluded_na: &[&str]) -> v6::EngineConfig {
+    v6::EngineConfig {
+        shards: 2,
+        pools: vec![
+            v6::PoolSpec::Na {
+                first: a6("2001:db8::100"),
+                last: a6("2001:db8::10f"),
+                excluded: excluded_na.iter().map(|s| a6(s)).collect(),
+            },
+            // 2^24 addresses: a sparse pool.
+            v6::PoolSpec::Na {
+                first: a6(SPARSE_FIRST),
+                last: a6("2001:db8:1::ff:ffff"),
+                excluded: vec![],
+            },
+            v6::PoolSpec::Pd {
+                prefix: a6("2001:db8:100::"),
+                prefix_len: 52,
+                delegated_len: 56,
+                excluded: vec![],
+            },
+        ],
+        offer_hold: 30,
+        decline_probation: 3600,
+    }
+}
+
+fn ia(n: u8, kind: IaKind) -> (IaKey, usize) {
+    let duid = [0, 3, 0, 1, 2, 0, 0, 0, 0, n];
+    let key = IaKey::new(&duid, 1, kind);
+    (key, usize::from(n % 2))
+}
+
+fn na(s: &str) -> Resource {
+    Resource::address(a6(s))
+}
+
+const POOLS: [v6::PoolId; 3] = [v6::PoolId(0), v6::PoolId(1), v6::PoolId(2)];
+
+fn bind6(
+    e: &v6::Engine,
+    n: u8,
+    res: Resource,
+    reserved: bool,
+    events: &mut Vec<v6::LeaseEvent>,
+) -> Result<Resource, v6::BindError> {
+    let kind = if res.len == 128 {
+        IaKind::Na
+    } else {
+        IaKind::Pd
+    };
+    let (client, shard) = ia(n, kind);
+    let req = v6::BindRequest {
+        client: &client,
+        resource: res,
+        pools: &POOLS,
+        reserved,
+        preferred: 300,
+        valid: 600,
+    };
+    e.bind(shard, &req, NOW, events).map(|v| v.resource)
+}
+
+fn solicit(
+    e: &v6::Engine,
+    n: u8,
+    pools: &[v6::PoolId],
+    reserved: Option<Resource>,
+    hint: Option<Resource>,
+) -> Option<Resource> {
+    let kind = if pools == [v6::PoolId(2)] {
+        IaKind::Pd
+    } else {
+        IaKind::Na
+    };
+    let (client, shard) = ia(n, kind);
+    let req = v6::SolicitRequest {
+        client: &client,
+        pools,
+        reserved,
+        hint,
+    };
+    e.solicit(shard, &req, NOW).map(|v| v.resource)
+}
+
+/// Solicits for new IAs (200 on) in `pool` until it is exhausted.
+fn solicit_all(e: &v6::Engine, pool: v6::PoolId) -> Vec<Resource> {
+    let got: Vec<Resource> = (200..=255)
+        .map_while(|n| solicit(e, n, &[pool], None, None))
+        .collect();
+    assert!(got.len() < 56, "the pool was never exhausted");
+    got
+}
+
+#[test]
+fn v6_reserved_addresses_and_prefixes_are_only_their_reservations() {
+    let e = v6::Engine::new(config6(&[])).unwrap();
+    let dense = na("2001:db8::105");
+    let sparse = na("2001:db8:1::77");
+    let prefix = Resource::prefix(a6("2001:db8:100:300::"), 56);
+    for res in [dense, sparse, prefix] {
+        assert_eq!(e.reserve(res), Ok(true), "{res}");
+    }
+    let misaligned = Resource::prefix(a6("2001:db8:100:380::"), 57);
+    assert_eq!(e.reserve(misaligned), Ok(false));
+    e.check_invariants();
+    let totals: Vec<u128> = e.stats().iter().map(|s| s.total).collect();
+    assert_eq!(totals, [15, (1 << 24) - 1, 15]);
+    let mut events = Vec::new();
+    for (n, res) in [(2, dense), (12, sparse), (22, prefix)] {
+        assert_eq!(
+            bind6(&e, 1, res, false, &mut events),
+            Err(v6::BindError::Taken),
+            "{res}"
+        );
+        let pool = [v6::PoolId(u32::from(n / 10))];
+        assert_ne!(solicit(&e, n, &pool, None, Some(res)), Some(res), "{res}");
+    }
+    let free = solicit_all(&e, v6::PoolId(0));
+    assert_eq!(free.len(), 14, "{free:?}");
+    assert!(!free.contains(&dense));
+    let free = solicit_all(&e, v6::PoolId(2));
+    assert_eq!(free.len(), 14, "{free:?}");
+    assert!(!free.contains(&prefix));
+    // The IAs they are reserved for get them.
+    assert_eq!(
+        solicit(&e, 4, &POOLS[..2], Some(sparse), None),
+        Some(sparse)
+    );
+    for res in [dense, sparse, prefix] {
+        assert_eq!(bind6(&e, 4, res, true, &mut events), Ok(res), "{res}");
+    }
+    e.check_invariants();
+}
+
+#[test]
+fn v6_a_reserved_resource_stays_with_its_holder_then_is_freed_for_nobody() {
+    let e = v6::Engine::new(config6(&[])).unwrap();
+    let mut events = Vec::new();
+    let dense = na("2001:db8::103");
+    let sparse = na("2001:db8:1::1234");
+    let prefix = Resource::prefix(a6("2001:db8:100:500::"), 56);
+    for (n, res) in [(1, dense), (2, sparse), (3, prefix)] {
+        bind6(&e, n, res, false, &mut events).unwrap();
+    }
+    for res in [dense, sparse, prefix] {
+        assert_eq!(e.reserve(res), Ok(true), "{res}");
+    }
+    e.check_invariants();
+    for (n, res) in [(1, dense), (2, sparse), (3, prefix)] {
+        assert_eq!(
+            e.get(res).map(|l| l.state),
+            Some(LeaseState::Bound),
+            "{res}"
+        );
+        let kind = if res.len == 128 {
+            IaKind::Na
+        } else {
+            IaKind::Pd
+        };
+        let (client, shard) = ia(n, kind);
+        assert!(e.release(shard, &client, res, NOW, &mut events), "{res}");
+    }
+    e.check_invariants();
+    for res in [dense, sparse, prefix] {
+        assert_eq!(
+            bind6(&e, 9, res, false, &mut events),
+            Err(v6::BindError::Taken),
+            "{res}"
+        );
+    }
+    assert_ne!(
+        solicit(&e, 10, &POOLS[1..2], None, Some(sparse)),
+        Some(sparse)
+    );
+    assert!(!solicit_all(&e, v6::PoolId(0)).contains(&dense));
+    assert!(!solicit_all(&e, v6::PoolId(2)).contains(&prefix));
+    e.check_invariants();
+}
+
+#[test]
+fn v6_unreserved_resources_are_handed_out_again_and_replay_agrees() {
+    let excluded = "2001:db8::101";
+    let e = v6::Engine::new(config6(&[excluded])).unwrap();
+    let mut events = Vec::new();
+    let sparse = na("2001:db8:1::99");
+    let prefix = Resource::prefix(a6("2001:db8:100:700::"), 56);
+    for res in [sparse, prefix] {
+        assert_eq!(e.reserve(res), Ok(true));
+        assert_eq!(bind6(&e, 5, res, true, &mut events), Ok(res));
+    }
+    for res in [na(excluded), sparse, prefix] {
+        assert_eq!(e.unreserve(res), Ok(true), "{res}");
+        assert_eq!(e.unreserve(res), Ok(false), "{res}");
+    }
+    e.check_invariants();
+    let totals: Vec<u128> = e.stats().iter().map(|s| s.total).collect();
+    assert_eq!(totals, [16, 1 << 24, 16]);
+    // The bindings stay their IA's, dynamic now; once released anyone may have them.
+    assert_eq!(bind6(&e, 5, sparse, false, &mut events), Ok(sparse));
+    assert_eq!(
+        bind6(&e, 6, sparse, false, &mut events),
+        Err(v6::BindError::Taken)
+    );
+    let (client, shard) = ia(5, IaKind::Pd);
+    assert!(e.release(shard, &client, prefix, NOW, &mut events));
+    assert_eq!(bind6(&e, 6, prefix, false, &mut events), Ok(prefix));
+    assert_eq!(
+        solicit(&e, 7, &POOLS[..1], None, Some(na(excluded))),
+        Some(na(excluded))
+    );
+    e.check_invariants();
+    // A restart builds the engine from the configuration, which excludes none of them now.
+    let fresh = v6::Engine::new(config6(&[])).unwrap();
+    let records: Vec<v6::Lease> = events.into_iter().map(|ev| ev.lease).collect();
+    for lease in fold(&records) {
+        let shard = usize::from(lease.client.duid()[9] % 2);
+        fresh.restore(shard, lease).unwrap();
+    }
+    fresh.check_invariants();
+    let bound = |e: &v6::Engine| -> Vec<(Resource, IaKey)> {
+        let leases = e.leases().into_iter();
+        leases
+            .filter(|l| l.state == LeaseState::Bound)
+            .map(|l| (l.resource, l.client))
+            .collect()
+    };
+    assert_eq!(bound(&fresh), bound(&e));
+    assert_eq!(bound(&e).len(), 2);
+}
+
+#[test]
+fn v6_exclusion_changes_count_each_delegated_prefix() {
+    let mut old = config6(&[]);
+    let mut new = config6(&["2001:db8::102"]);
+    if let v6::PoolSpec::Pd { excluded, .. } = &mut new.pools[2] {
+        excluded.push((a6("2001:db8:100:300::"), 60));
+        excluded.push((a6("2001:db8:100:800::"), 54));
+        excluded.push((a6("2001:db8:200::"), 56));
+    }
+    let changes = old.exclusion_changes(&new).unwrap();
+    let p = |s: &str| Resource::prefix(a6(s), 56);
+    assert_eq!(
+        changes.reserve,
+        [
+            na("2001:db8::102"),
+            p("2001:db8:100:300::"),
+            p("2001:db8:100:800::"),
+            p("2001:db8:100:900::"),
+            p("2001:db8:100:a00::"),
+            p("2001:db8:100:b00::"),
+        ]
+    );
+    assert!(changes.unreserve.is_empty());
+    if let v6::PoolSpec::Pd { delegated_len, .. } = &mut old.pools[2] {
+        *delegated_len = 60;
+    }
+    assert_eq!(old.exclusion_changes(&new), None);
+}
