@@ -18,12 +18,14 @@
 //! reload makes, and a change to them is one more reload.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lessor_engine::Exclusions;
+use lessor_engine::engine_core::Config as EngineConfig;
 use lessor_engine::v4::{Engine, Lease};
 use lessor_engine::v6::{Engine as Engine6, Lease as Lease6, Resource};
 
@@ -193,8 +195,40 @@ struct Plan {
     running: Running,
     /// New engines to fill from the old ones (v4, v6).
     fresh: (Option<Engine>, Option<Engine6>),
+    /// What the engines kept change at run time: addresses their pools now exclude (a
+    /// reservation added inside a pool), or no longer do.
+    exclusions: (Exclusions<Ipv4Addr>, Exclusions<Resource>),
     impact: Impact,
     assignments: Option<usize>,
+}
+
+/// No exclusion changes.
+fn unchanged<A>() -> Exclusions<A> {
+    Exclusions {
+        reserve: Vec::new(),
+        unreserve: Vec::new(),
+    }
+}
+
+/// The layout `new` asks of `engine`, built from `old`: kept as it is (`None`), with the
+/// exclusions it can change at run time, or `Some` fresh engine.
+fn relayout<S, A, E>(
+    old: &EngineConfig<S>,
+    new: EngineConfig<S>,
+    room: usize,
+    changes: impl Fn(&EngineConfig<S>, &EngineConfig<S>) -> Option<Exclusions<A>>,
+    build: impl FnOnce(EngineConfig<S>) -> Result<E, String>,
+) -> Result<(Option<E>, Exclusions<A>), String>
+where
+    S: PartialEq,
+{
+    if *old == new {
+        return Ok((None, unchanged()));
+    }
+    match changes(old, &new).filter(|c| c.len() <= room) {
+        Some(c) => Ok((None, c)),
+        None => build(new).map(|e| (Some(e), unchanged())),
+    }
 }
 
 fn unix_now() -> u64 {
@@ -431,13 +465,15 @@ impl Reloader {
             ));
         }
         let v4 = Arc::new(v4::Context::new(&config, &self.host.infos));
-        let layout4 = v4.engine_config(self.host.shards);
-        let fresh4 = if layout4 == now.v4.engine_config(self.host.shards) {
-            None
-        } else {
-            Some(Engine::new(layout4).map_err(|e| format!("v4: {e}"))?)
-        };
+        let (fresh4, exclusions4) = relayout(
+            &now.v4.engine_config(self.host.shards),
+            v4.engine_config(self.host.shards),
+            now.engine.exclusion_room(),
+            lessor_engine::v4::EngineConfig::exclusion_changes,
+            |layout| Engine::new(layout).map_err(|e| format!("v4: {e}")),
+        )?;
         let (mut v6, mut fresh6, mut assignments) = (None, None, None);
+        let mut exclusions6 = unchanged();
         let mut table = crate::config::Assignments::default();
         if let Some((ctx6, engine6)) = &now.v6 {
             table = config
@@ -446,10 +482,13 @@ impl Reloader {
             assignments = Some(table.len());
             let duid = v6::server_duid(&config).map_err(|e| format!("v6.server_duid: {e}"))?;
             let ctx = v6::Context::new(&config, &duid, &self.host.infos6, Arc::new(table.clone()));
-            let layout6 = ctx.engine_config(self.host.shards);
-            if layout6 != ctx6.engine_config(self.host.shards) {
-                fresh6 = Some(Engine6::new(layout6).map_err(|e| format!("v6: {e}"))?);
-            }
+            (fresh6, exclusions6) = relayout(
+                &ctx6.engine_config(self.host.shards),
+                ctx.engine_config(self.host.shards),
+                engine6.exclusion_room(),
+                lessor_engine::v6::EngineConfig::exclusion_changes,
+                |layout| Engine6::new(layout).map_err(|e| format!("v6: {e}")),
+            )?;
             v6 = Some((Arc::new(ctx), Arc::clone(engine6)));
         }
         let (leases, leases6) = match leases {
@@ -475,6 +514,7 @@ impl Reloader {
                 v6,
             },
             fresh: (fresh4, fresh6),
+            exclusions: (exclusions4, exclusions6),
             impact,
             assignments,
         })
@@ -485,9 +525,13 @@ impl Reloader {
         let Plan {
             mut running,
             fresh,
+            exclusions,
             mut impact,
             assignments,
         } = plan;
+        // Addresses newly reserved inside a pool leave the engines kept before the new tables
+        // are published (no client is offered one in between); freed ones come back after.
+        exclude(&running, &exclusions)?;
         let mut pause = None;
         let live = self.live.upgrade();
         let follow = |live: &Option<Arc<Live>>| {
@@ -558,11 +602,66 @@ impl Reloader {
             pause = Some(took);
             follow(&live);
         }
+        include(&self.swap.current(), &exclusions);
         Ok(Outcome {
             impact,
             pause,
             assignments,
         })
+    }
+}
+
+/// Takes the addresses `exclusions` newly reserves out of `running`'s engines; on an error
+/// puts back those it took.
+fn exclude(
+    running: &Running,
+    (v4, v6): &(Exclusions<Ipv4Addr>, Exclusions<Resource>),
+) -> Result<(), String> {
+    let engine6 = running.v6.as_ref().map(|(_, e)| e);
+    let (mut done4, mut done6) = (Vec::new(), Vec::new());
+    let mut take = || -> Result<(), lessor_engine::ReserveError> {
+        for &a in &v4.reserve {
+            if running.engine.reserve(a)? {
+                done4.push(a);
+            }
+        }
+        for (&r, e) in v6.reserve.iter().filter_map(|r| Some((r, engine6?))) {
+            if e.reserve(r)? {
+                done6.push(r);
+            }
+        }
+        Ok(())
+    };
+    take().map_err(|e| {
+        for a in done4 {
+            let _ = running.engine.unreserve(a);
+        }
+        for (r, e) in done6.into_iter().filter_map(|r| Some((r, engine6?))) {
+            let _ = e.unreserve(r);
+        }
+        format!("{e}; nothing changed")
+    })
+}
+
+/// Puts the addresses `exclusions` no longer reserves back into the pools of `running`'s
+/// engines (taken from the swap: a rebuild replaced only the other family's).
+fn include(running: &Running, (v4, v6): &(Exclusions<Ipv4Addr>, Exclusions<Resource>)) {
+    let failed = (v4.unreserve.iter())
+        .filter(|&&a| running.engine.unreserve(a).is_err())
+        .count()
+        + (v6.unreserve.iter())
+            .filter(|&&r| {
+                running
+                    .v6
+                    .as_ref()
+                    .is_some_and(|(_, e)| e.unreserve(r).is_err())
+            })
+            .count();
+    if failed > 0 {
+        tracing::warn!(
+            failed,
+            "addresses no longer reserved stay out of their pools until the next rebuild"
+        );
     }
 }
 

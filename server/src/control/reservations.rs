@@ -14,6 +14,7 @@ use super::commands::Service;
 use super::kea::{Answer, Args, Code, Request};
 use super::leases::{hex, parse_hex};
 use crate::config::{Config, Reservation4, Reservation6, ReservationKey, V6Identifier};
+use crate::reload::Outcome;
 use crate::reload::reservations::{Host4, Host6, MergeError, Store};
 
 /// Which family a command is about.
@@ -273,8 +274,15 @@ pub(crate) fn reservation_add(parts: &Parts, service: Service, args: &Args<'_>) 
     match added {
         Err(e) => e,
         Ok(Err(e)) => refused(&e),
-        Ok(Ok(_)) => Answer::new(Code::Success, "Host added."),
+        Ok(Ok(o)) => changed("Host added.", &o),
     }
+}
+
+/// A write's success: `pause-seconds` says how long the workers paused for it (`null`:
+/// they did not; only a change to a pool's layout beyond its exclusions would pause them).
+fn changed(text: &str, o: &Outcome) -> Answer {
+    let pause = o.pause.map(|p| p.as_secs_f64());
+    Answer::with(Code::Success, text, json!({ "pause-seconds": pause }))
 }
 
 /// What `reservation-get` and `-del` select: an address or an identifier, in a subnet.
@@ -563,7 +571,7 @@ pub(crate) fn reservation_del(parts: &Parts, service: Service, args: &Args<'_>) 
         Ok(())
     });
     match deleted {
-        Ok(_) => Answer::new(Code::Success, "Host deleted."),
+        Ok(o) => changed("Host deleted.", &o),
         Err(e) => refused(&e),
     }
 }

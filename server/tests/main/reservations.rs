@@ -7,7 +7,7 @@ mod v4 {
 
     use serde_json::{Value, json};
 
-    use crate::common::{Lessor, Ns, unique};
+    use crate::common::{Lessor, Ns, heavy_turn, unique};
     use crate::kea_client::v4::{Relay, ip};
     use crate::kea_client::{command, config4, listed, result, state_dir, string, text};
 
@@ -244,14 +244,117 @@ mod v4 {
         });
         lessor.stop().assert_success();
     }
+
+    /// The leases bound now: `(ip-address, hw-address)`.
+    fn bound(url: &str) -> Vec<(String, String)> {
+        let a = command(url, json!({"command": "lease4-get-all"}));
+        let mut out: Vec<(String, String)> = (a["arguments"]["leases"].as_array().into_iter())
+            .flatten()
+            .filter(|l| l["state"] == 0)
+            .map(|l| (string(l, "ip-address"), string(l, "hw-address")))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_reservation_inside_the_pool_is_added_and_deleted_under_load_without_a_pause() {
+        let _turn = heavy_turn();
+        let ns = Ns::new(format!("resin4-{}", unique()));
+        let (dir, state) = state_dir();
+        let lessor = Lessor::start(Some(&ns), &config(&state, ""), &[]);
+        let url = lessor.control_url();
+
+        // A configuration that only adds a reservation inside the pool (.199, client 5) is
+        // published: no pause.
+        let set_url = url.clone();
+        ns.run_in(move || {
+            let url = set_url;
+            let mut doc = command(&url, json!({"command": "config-get"}))["arguments"].clone();
+            let listed = &mut doc["lessor"]["v4"]["subnets"][0]["reservations"];
+            listed
+                .as_array_mut()
+                .expect("the file's reservations")
+                .push(json!({"hw_address": mac(5), "address": ip(199)}));
+            let a = command(&url, json!({"command": "config-set", "arguments": doc}));
+            assert_eq!(result(&a), 0, "{a}");
+            assert_eq!(a["arguments"]["pause"], false, "{a}");
+            assert_eq!(a["arguments"]["pause-seconds"], Value::Null, "{a}");
+            let status = command(&url, json!({"command": "status-get"}));
+            let last = &status["arguments"]["last-reload"];
+            assert_eq!(last["pause-seconds"], Value::Null, "{status}");
+            assert_eq!(last["result"], "success", "{status}");
+        });
+
+        // perfdhcp's 400 clients, relayed from 127.0.0.1 too, ask for far more than the
+        // pool's 191 addresses: every dynamic one is taken.
+        let perf_log = dir.path().join("perfdhcp.log");
+        let mut perf = ns.timed("perfdhcp");
+        perf.args(
+            "-4 -g single -l 127.0.0.1 -N 6767 -L 6769 -r 300 -R 400 -n 800 -p 8 127.0.0.1"
+                .split(' '),
+        );
+        let mut perf = crate::common::spawn_logged(&mut perf, &perf_log);
+        let load_url = url.clone();
+        ns.run_in(move || {
+            let url = load_url;
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            // The last address of the pool, reserved while the load runs: no pause.
+            let a = add(&url, host(1, 200));
+            assert_eq!((result(&a), text(&a)), (0, "Host added."), "{a}");
+            assert_eq!(a["arguments"]["pause-seconds"], Value::Null, "{a}");
+            let relay = Relay::new(TAG);
+            assert_eq!(relay.dora(1, None).to_string(), ip(200));
+        });
+        let status = perf.wait().expect("waiting for perfdhcp");
+        let out = std::fs::read_to_string(&perf_log).unwrap_or_default();
+        assert!(
+            status.success() || status.code() == Some(3),
+            "perfdhcp: {status}\n{out}"
+        );
+
+        ns.run_in(move || {
+            let leases = bound(&url);
+            // The reserved clients hold theirs; the load took every other address.
+            assert!(leases.contains(&(ip(200), mac(1))), "{leases:?}");
+            let relay = Relay::new(TAG);
+            assert_eq!(relay.dora(5, None).to_string(), ip(199));
+            let leases = bound(&url);
+            let dynamic = leases
+                .iter()
+                .filter(|(_, hw)| *hw != mac(1) && *hw != mac(5));
+            assert!(dynamic.count() >= 150, "the load bound few: {leases:?}");
+            assert_eq!(leases.iter().filter(|(a, _)| *a == ip(200)).count(), 1);
+            assert_eq!(leases.iter().filter(|(a, _)| *a == ip(199)).count(), 1);
+
+            // Deleted, with no pause: once its lease goes, the address is anyone's.
+            let del = command(
+                &url,
+                json!({"command": "reservation-del", "service": ["dhcp4"],
+                "arguments": {"subnet-id": 7, "ip-address": ip(200)}}),
+            );
+            assert_eq!((result(&del), text(&del)), (0, "Host deleted."), "{del}");
+            assert_eq!(del["arguments"]["pause-seconds"], Value::Null, "{del}");
+            let gone = command(
+                &url,
+                json!({"command": "lease4-del",
+                "arguments": {"ip-address": ip(200)}}),
+            );
+            assert_eq!(result(&gone), 0, "{gone}");
+            assert_eq!(relay.offered(3, Some(&ip(200))).to_string(), ip(200));
+        });
+        lessor.stop().assert_success();
+    }
 }
 
 mod v6 {
-    use serde_json::json;
+    use std::net::Ipv6Addr;
 
-    use crate::common::{Lessor, Ns, unique};
+    use serde_json::{Value, json};
+
+    use crate::common::{Lessor, Ns, heavy_turn, unique};
     use crate::kea_client::v6::Relay;
-    use crate::kea_client::{command, command6 as cmd, config6, result, state_dir, text};
+    use crate::kea_client::{command, command6 as cmd, config6, result, state_dir, string, text};
 
     /// This test's clients' DUIDs: 00:03:00:01:02:35:00:00:00:`n`.
     const TAG: u8 = 0x35;
@@ -311,6 +414,70 @@ mod v6 {
             assert_eq!((result(&del), text(&del)), (0, "Host deleted."), "{del}");
             let listed = cmd(&url, "reservation-get-all", json!({"subnet-id": 9}));
             assert_eq!((result(&listed), text(&listed)), (3, "0 IPv6 host(s) found."));
+        });
+        lessor.stop().assert_success();
+    }
+
+    #[test]
+    fn an_address_reserved_inside_the_pool_under_load_is_added_and_deleted_without_a_pause() {
+        let _turn = heavy_turn();
+        let ns = Ns::new(format!("resin6-{}", unique()));
+        let (dir, state) = state_dir();
+        let lessor = Lessor::start(Some(&ns), &config6(&state, 0x236), &[]);
+        let url = lessor.control_url();
+        let reserved: Ipv6Addr = "fd00:236::10ff".parse().unwrap();
+        // perfdhcp's 600 clients, relayed from ::1, ask for more than the pool's 256.
+        let perf_log = dir.path().join("perfdhcp.log");
+        let mut perf = ns.timed("perfdhcp");
+        perf.args("-6 -A 1 -l ::1 -N 6767 -L 6769 -r 300 -R 600 -n 900 -p 8 ::1".split(' '));
+        let mut perf = crate::common::spawn_logged(&mut perf, &perf_log);
+        let load_url = url.clone();
+        ns.run_in(move || {
+            let url = load_url;
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let reservation = json!({"subnet-id": 9, "duid": duid_text(1),
+                "ip-addresses": [reserved.to_string()]});
+            let a = cmd(&url, "reservation-add", json!({"reservation": reservation}));
+            assert_eq!((result(&a), text(&a)), (0, "Host added."), "{a}");
+            assert_eq!(a["arguments"]["pause-seconds"], Value::Null, "{a}");
+            assert_eq!(Relay::new(TAG).address(1, None), reserved);
+        });
+        let status = perf.wait().expect("waiting for perfdhcp");
+        let out = std::fs::read_to_string(&perf_log).unwrap_or_default();
+        assert!(
+            status.success() || status.code() == Some(3),
+            "perfdhcp: {status}\n{out}"
+        );
+        ns.run_in(move || {
+            let all = cmd(&url, "lease6-get-all", json!({}));
+            let leases: Vec<(String, String)> = (all["arguments"]["leases"].as_array())
+                .into_iter()
+                .flatten()
+                .filter(|l| l["state"] == 0)
+                .map(|l| (string(l, "ip-address"), string(l, "duid")))
+                .collect();
+            let at = |a: &Ipv6Addr| leases.iter().filter(|l| l.0 == a.to_string()).count();
+            assert_eq!(at(&reserved), 1, "{leases:?}");
+            assert!(
+                leases.contains(&(reserved.to_string(), duid_text(1))),
+                "{leases:?}"
+            );
+            assert!(leases.len() >= 200, "the load bound few: {}", leases.len());
+
+            let del = cmd(
+                &url,
+                "reservation-del",
+                json!({"subnet-id": 9, "ip-address": reserved.to_string()}),
+            );
+            assert_eq!((result(&del), text(&del)), (0, "Host deleted."), "{del}");
+            assert_eq!(del["arguments"]["pause-seconds"], Value::Null, "{del}");
+            let gone = cmd(
+                &url,
+                "lease6-del",
+                json!({"ip-address": reserved.to_string()}),
+            );
+            assert_eq!(result(&gone), 0, "{gone}");
+            assert_eq!(Relay::new(TAG).address(3, Some(reserved)), reserved);
         });
         lessor.stop().assert_success();
     }
