@@ -5,8 +5,10 @@
 //! and the `Running` set (config, each family's context and engine) behind a mutex that
 //! only a worker that saw the generation move takes. [`Reloader`] makes a new `Running`: it
 //! parses and validates the document, refuses keys that cannot change live
-//! ([`FIXED_KEYS`]), builds the contexts and, only when the pools' layout changed, new
-//! engines. Without new engines the swap is a publish: no worker waits. With them the
+//! ([`FIXED_KEYS`]), builds the contexts and, only when the pools' layout changed beyond
+//! what they exclude, new engines. Without new engines the swap is a publish: no worker
+//! waits; addresses a new reservation takes out of a pool leave the running engines first
+//! (`Engine::reserve`), those it gives back return after (`Engine::unreserve`). With them the
 //! workers stop at a batch boundary (`Gate`), every lease of the old engine is restored
 //! into the new one, and they go on with it. A lease whose address lies in no pool any more
 //! and is reserved by nobody stays where it is until it expires ([`Orphans`]): the engine
