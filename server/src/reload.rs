@@ -533,7 +533,6 @@ impl Reloader {
         } = plan;
         // Addresses newly reserved inside a pool leave the engines kept before the new tables
         // are published (no client is offered one in between); freed ones come back after.
-        exclude(&running, &exclusions)?;
         let mut pause = None;
         let live = self.live.upgrade();
         let follow = |live: &Option<Arc<Live>>| {
@@ -542,6 +541,7 @@ impl Reloader {
             }
         };
         if let (None, None) = fresh {
+            exclude(&running, &exclusions)?;
             self.swap.publish(running);
             follow(&live);
         } else {
@@ -554,6 +554,10 @@ impl Reloader {
                     "the workers did not reach a batch boundary within {PAUSE_WAIT:?}; \
                      nothing changed"
                 ));
+            }
+            if let Err(e) = exclude(&running, &exclusions) {
+                self.swap.resume();
+                return Err(e);
             }
             let gathered = started.elapsed();
             let old = self.swap.current();

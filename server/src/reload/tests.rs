@@ -8,7 +8,7 @@ use lessor_engine::v4::{
     BindError, BindRequest, ClientKey, Engine, HwAddr, LeaseInfo, OfferRequest, PoolId,
 };
 
-use super::{Orphans, Running, Swap, fixed_key_changed, impact, move_leases4};
+use super::{Orphans, Running, Swap, fixed_key_changed, impact, move_leases4, relayout};
 use crate::config::{Assignments, Config};
 use crate::v4;
 
@@ -283,4 +283,36 @@ fn a_shrunk_v6_pool_keeps_its_orphans_and_counts_them() {
         2_000,
     );
     assert!(r.orphaned.is_empty(), "{r:?}");
+}
+
+#[test]
+fn a_reservation_inside_a_pool_is_an_exclusion_change_unless_the_engine_is_full() {
+    let plain = config("\"10.0.0.10-10.0.0.50\"", "");
+    let reserved = config(
+        "\"10.0.0.10-10.0.0.50\"",
+        "      reservations:\n        - { hw_address: \"02:00:00:00:00:09\", address: 10.0.0.20 }\n",
+    );
+    let (old, new) = (
+        v4::Context::new(&plain, &[]).engine_config(2),
+        v4::Context::new(&reserved, &[]).engine_config(2),
+    );
+    let build = |layout| Engine::new(layout).map_err(|e| e.to_string());
+    let changes = lessor_engine::v4::EngineConfig::exclusion_changes;
+    let (fresh, c) = relayout(&old, new.clone(), 512, changes, build).unwrap();
+    assert!(fresh.is_none(), "no new engine");
+    assert_eq!(c.reserve, [Ipv4Addr::new(10, 0, 0, 20)]);
+    let (fresh, c) = relayout(&new, old.clone(), 512, changes, build).unwrap();
+    assert!(fresh.is_none());
+    assert_eq!(c.unreserve, [Ipv4Addr::new(10, 0, 0, 20)]);
+    // No room left in the running engine, or a pool that changes: a new engine.
+    let (fresh, c) = relayout(&old, new, 0, changes, build).unwrap();
+    assert!(fresh.is_some() && c.is_empty());
+    let grown = config("\"10.0.0.10-10.0.0.60\"", "");
+    let grown = v4::Context::new(&grown, &[]).engine_config(2);
+    assert!(
+        relayout(&old, grown, 512, changes, build)
+            .unwrap()
+            .0
+            .is_some()
+    );
 }
