@@ -85,8 +85,19 @@ impl Overlay {
         }
     }
 
+    /// Keys offset `off` of pool `pool`, as it is now, so that a [`Overlay::set`] of it
+    /// cannot fail.
+    pub(crate) fn prepare(&self, pool: u32, off: u128) -> Result<(), ReserveError> {
+        self.change(pool, off, None)
+    }
+
     /// Excludes (`exclude`) or includes a dynamic offset that is the other now.
     pub(crate) fn set(&self, pool: u32, off: u128, exclude: bool) -> Result<(), ReserveError> {
+        self.change(pool, off, Some(exclude))
+    }
+
+    /// [`Overlay::set`], or with `None` only keys the entry.
+    fn change(&self, pool: u32, off: u128, exclude: Option<bool>) -> Result<(), ReserveError> {
         let _one = self.write.lock().unwrap_or_else(PoisonError::into_inner);
         let entries = self
             .entries
@@ -103,16 +114,21 @@ impl Overlay {
                     e.hi.store((off >> 64) as u64, Ordering::Relaxed);
                     e.lo.store(off as u64, Ordering::Relaxed);
                     // The key is visible to whoever sees the state.
-                    let state = if exclude { EXCLUDED } else { INCLUDED };
+                    let state = match exclude {
+                        None => SAME,
+                        Some(true) => EXCLUDED,
+                        Some(false) => INCLUDED,
+                    };
                     e.state.store(state, Ordering::Release);
                     self.keyed.fetch_add(1, Ordering::Release);
                     return Ok(());
                 }
                 state if e.is(pool, off) => {
                     let next = match (state, exclude) {
-                        (INCLUDED, true) | (EXCLUDED, false) => SAME,
-                        (_, true) => EXCLUDED,
-                        (_, false) => INCLUDED,
+                        (_, None) => state,
+                        (INCLUDED, Some(true)) | (EXCLUDED, Some(false)) => SAME,
+                        (_, Some(true)) => EXCLUDED,
+                        (_, Some(false)) => INCLUDED,
                     };
                     e.state.store(next, Ordering::Release);
                     return Ok(());
@@ -183,5 +199,9 @@ mod tests {
             assert_eq!(o.get(0, off * 7919), want, "{off}");
         }
         assert_eq!(o.get(0, 3), None);
+        // Keyed already: preparing it is no change.
+        o.prepare(0, 7919).unwrap();
+        assert_eq!(o.get(0, 7919), None);
+        assert_eq!(o.prepare(0, 4), Err(ReserveError::Full));
     }
 }

@@ -104,7 +104,11 @@ impl<F: Exclude> Core<F> {
             return Ok(false);
         }
         let (p, o) = F::key(pool, off);
-        F::overlay(&self.pools).set(p, o, false)?;
+        let overlay = F::overlay(&self.pools);
+        overlay.prepare(p, o)?;
+        // The records first, the look-ups after: a fixed address's memory (a Released or
+        // Expired record) is free to no client, while a dynamic one's is free to any client
+        // of its shard, which would own the address out of nothing.
         let keeper = (0..self.shards())
             .filter_map(|s| F::rank(&self.lock(s), addr).map(|rank| (rank, s)))
             .max()
@@ -118,6 +122,7 @@ impl<F: Exclude> Core<F> {
             }
             F::settle(&mut g);
         }
+        overlay.set(p, o, false)?;
         Ok(true)
     }
 

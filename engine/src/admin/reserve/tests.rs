@@ -537,3 +537,122 @@ fn v6_exclusion_changes_count_each_delegated_prefix() {
     }
     assert_eq!(old.exclusion_changes(&new), None);
 }
+
+/// The shards that have `a` (a record of it, or free) and whether one has it free, seen
+/// with every shard locked at once (the engine's calls lock one at a time).
+fn owners(e: &Engine, a: Ipv4Addr) -> (Vec<String>, bool) {
+    let guards: Vec<_> = (0..e.shards()).map(|shard| e.lock(shard)).collect();
+    let off = u32::from(a) - u32::from(ip(10));
+    let (mut holders, mut free) = (Vec::new(), false);
+    for (shard, g) in guards.iter().enumerate() {
+        let record = g
+            .records
+            .find(u32::from(a))
+            .map(|idx| g.records.slot(idx).state);
+        let here = g.free[0].clean.contains(off) || g.free[0].remembered.contains(off);
+        if record.is_some() || here {
+            holders.push(format!("shard {shard}: {record:?}, free: {here}"));
+        }
+        free |= here;
+    }
+    (holders, free)
+}
+
+#[test]
+fn v4_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cfg = EngineConfig {
+        shards: 4,
+        ..config4(&[])
+    };
+    let e = Engine::new(cfg).unwrap();
+    let stop = AtomicBool::new(false);
+    let rounds = std::sync::atomic::AtomicU64::new(0);
+    // One clock for every shard, as the server's: seconds go by as the toggles do.
+    let clock = std::sync::atomic::AtomicU64::new(NOW);
+    let toggled = [ip(11), ip(15), ip(22), ip(28)];
+    std::thread::scope(|s| {
+        for shard in 0..4u8 {
+            let (e, stop, rounds, clock) = (&e, &stop, &rounds, &clock);
+            s.spawn(move || {
+                let mut events = Vec::new();
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    rounds.fetch_add(1, Ordering::Relaxed);
+                    // 12 clients a shard for 20 addresses: shards borrow and fetch.
+                    let n = shard * 12 + (round % 12) as u8;
+                    let client = key(n);
+                    let now = clock.load(Ordering::Relaxed);
+                    let req = OfferRequest {
+                        client: &client,
+                        pools: &[PoolId(0)],
+                        reserved: None,
+                        requested: Some(toggled[(round % 4) as usize]),
+                        info: info(&mac(n)),
+                    };
+                    let Ok(addr) = e.offer(usize::from(shard), &req, now) else {
+                        e.reclaim(usize::from(shard), now + 40, 64, &mut events);
+                        continue;
+                    };
+                    let bind = BindRequest {
+                        client: &client,
+                        address: addr,
+                        pools: &[PoolId(0)],
+                        reserved: false,
+                        lease_time: 5,
+                        info: info(&mac(n)),
+                    };
+                    if e.bind(usize::from(shard), &bind, now, &mut events).is_ok()
+                        && round.is_multiple_of(3)
+                    {
+                        e.release(usize::from(shard), &client, addr, now, &mut events);
+                    }
+                    events.clear();
+                }
+            });
+        }
+        /// Stops the shards' threads however this one ends (an assertion failing too).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = Stop(&stop);
+        let mut i = 0usize;
+        // Until the shards have done some work, and an even number of passes at least.
+        while i < 2000 || rounds.load(Ordering::Relaxed) < 10_000 || !i.is_multiple_of(8) {
+            let a = toggled[i % 4];
+            if (i / 4).is_multiple_of(2) {
+                assert_eq!(e.reserve(a), Ok(true), "{a}");
+            } else {
+                assert_eq!(e.unreserve(a), Ok(true), "{a}");
+            }
+            for (k, &b) in toggled.iter().enumerate() {
+                let reserved = (i / 4).is_multiple_of(2) && k <= i % 4;
+                let (holders, free) = owners(&e, b);
+                // One owner at most (none for an instant while a shard lends it); a reserved
+                // address is free nowhere.
+                assert!(holders.len() <= 1, "{i}: {b} has two owners: {holders:?}");
+                assert!(
+                    !(reserved && free),
+                    "{i}: {b} free while reserved: {holders:?}"
+                );
+            }
+            i += 1;
+            if i.is_multiple_of(8) {
+                clock.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::yield_now();
+        }
+    });
+    e.check_invariants();
+    // The last pass put every one back.
+    assert_eq!(e.stats()[0].total, 20);
+    for a in toggled {
+        assert_eq!(e.reserve(a), Ok(true));
+    }
+    e.check_invariants();
+    assert_eq!(e.stats()[0].total, 16);
+}
