@@ -656,3 +656,119 @@ fn v4_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
     e.check_invariants();
     assert_eq!(e.stats()[0].total, 16);
 }
+
+/// [`owners`] for the first pool of a v6 engine (dense).
+fn owners6(e: &v6::Engine, res: Resource) -> (Vec<String>, bool) {
+    let guards: Vec<_> = (0..e.shards()).map(|shard| e.lock(shard)).collect();
+    let off = u128::from(res.addr) - u128::from(a6("2001:db8::100"));
+    let (mut holders, mut free) = (Vec::new(), false);
+    for (shard, g) in guards.iter().enumerate() {
+        let record = g.records.find(res).map(|idx| g.records.slot(idx).state);
+        let here = record.is_none() && g.parts[0].space.has_free(off)
+            || record.is_some_and(|s| !crate::common::is_held(s))
+                && g.records
+                    .find(res)
+                    .is_some_and(|idx| g.records.place(idx).dynamic().is_some());
+        if record.is_some() || here {
+            holders.push(format!("shard {shard}: {record:?}, free: {here}"));
+        }
+        free |= here;
+    }
+    (holders, free)
+}
+
+#[test]
+fn v6_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut cfg = config6(&[]);
+    cfg.shards = 4;
+    if let v6::PoolSpec::Na { last, .. } = &mut cfg.pools[0] {
+        *last = a6("2001:db8::113");
+    }
+    let e = v6::Engine::new(cfg).unwrap();
+    let (stop, rounds, clock) = (
+        AtomicBool::new(false),
+        AtomicU64::new(0),
+        AtomicU64::new(NOW),
+    );
+    let toggled = [
+        "2001:db8::101",
+        "2001:db8::105",
+        "2001:db8::10c",
+        "2001:db8::112",
+    ]
+    .map(na);
+    std::thread::scope(|s| {
+        for shard in 0..4u8 {
+            let (e, stop, rounds, clock) = (&e, &stop, &rounds, &clock);
+            s.spawn(move || {
+                let mut events = Vec::new();
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    rounds.fetch_add(1, Ordering::Relaxed);
+                    // 12 IAs a shard for 20 addresses: shards borrow and fetch.
+                    let duid = [0, 3, 0, 1, 2, 0, 0, 0, shard, (round % 12) as u8];
+                    let client = IaKey::new(&duid, 1, IaKind::Na);
+                    let now = clock.load(Ordering::Relaxed);
+                    let req = v6::SolicitRequest {
+                        client: &client,
+                        pools: &POOLS[..1],
+                        reserved: None,
+                        hint: Some(toggled[(round % 4) as usize]),
+                    };
+                    let shard = usize::from(shard);
+                    let Some(got) = e.solicit(shard, &req, now) else {
+                        e.reclaim(shard, now + 40, 64, &mut events);
+                        continue;
+                    };
+                    let bind = v6::BindRequest {
+                        client: &client,
+                        resource: got.resource,
+                        pools: &POOLS[..1],
+                        reserved: false,
+                        preferred: 3,
+                        valid: 5,
+                    };
+                    if e.bind(shard, &bind, now, &mut events).is_ok() && round.is_multiple_of(3) {
+                        e.release(shard, &client, got.resource, now, &mut events);
+                    }
+                    events.clear();
+                }
+            });
+        }
+        /// Stops the shards' threads however this one ends (an assertion failing too).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = Stop(&stop);
+        let mut i = 0usize;
+        while i < 2000 || rounds.load(Ordering::Relaxed) < 10_000 || !i.is_multiple_of(8) {
+            let a = toggled[i % 4];
+            if (i / 4).is_multiple_of(2) {
+                assert_eq!(e.reserve(a), Ok(true), "{a}");
+            } else {
+                assert_eq!(e.unreserve(a), Ok(true), "{a}");
+            }
+            for (k, &b) in toggled.iter().enumerate() {
+                let reserved = (i / 4).is_multiple_of(2) && k <= i % 4;
+                let (holders, free) = owners6(&e, b);
+                assert!(holders.len() <= 1, "{i}: {b} has two owners: {holders:?}");
+                assert!(
+                    !(reserved && free),
+                    "{i}: {b} free while reserved: {holders:?}"
+                );
+            }
+            i += 1;
+            if i.is_multiple_of(8) {
+                clock.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::yield_now();
+        }
+    });
+    e.check_invariants();
+    assert_eq!(e.stats()[0].total, 20);
+}
