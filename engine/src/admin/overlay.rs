@@ -46,12 +46,20 @@ impl Entry {
 }
 
 /// The run-time exclusions of one engine's pools, keyed by pool index and offset.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Overlay {
     /// Entries keyed so far: zero until the first change.
     keyed: AtomicUsize,
     entries: OnceLock<Box<[Entry]>>,
     write: Mutex<()>,
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay")
+            .field("keyed", &self.keyed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 fn slot(pool: u32, off: u128) -> usize {
