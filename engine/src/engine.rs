@@ -259,7 +259,7 @@ impl Engine {
             assert_eq!(g.held, held, "held count");
             assert!(g.expiry.len() <= g.expiry_bound(), "expiry heap not pruned");
             assert_eq!(&*g.counts, &counts[..], "counts of shard {shard}");
-            for (pool, layout) in self.pools.iter() {
+            for (pool, _) in self.pools.iter() {
                 let free = &g.free[pool.index()];
                 assert!(free.clean.is_disjoint(&free.remembered));
                 assert_eq!(free.remembered, remembered[pool.index()], "remembered set");

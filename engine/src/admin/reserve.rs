@@ -39,7 +39,7 @@ pub(crate) trait Exclude: Ops {
     /// The pool and offset of `addr` if it is one of a pool's resources, excluded or not.
     fn slot_of(pools: &Self::Pools, addr: Self::Addr) -> Option<(Self::Pool, Self::Off)>;
     /// The overlay's key of offset `off` of `pool`.
-    fn key(pool: Self::Pool, off: Self::Off) -> (u32, u128);
+    fn overlay_key(pool: Self::Pool, off: Self::Off) -> (u32, u128);
     /// In one shard, offset `off` of `pool` (`addr`), which was dynamic, stops being: free,
     /// it leaves the shard; an offer of it ends; any other record stays, at a fixed place.
     /// Returns whether the shard had it.
@@ -72,7 +72,7 @@ impl<F: Exclude> Core<F> {
         let Some((pool, off)) = F::place(&self.pools, addr).dynamic() else {
             return Ok(false);
         };
-        let (p, o) = F::key(pool, off);
+        let (p, o) = F::overlay_key(pool, off);
         F::overlay(&self.pools).set(p, o, true)?;
         // Every dynamic offset is one shard's, free or under a record, but for the instant
         // a lend or a fetch carries it from one to another: look until it is found.
@@ -103,7 +103,7 @@ impl<F: Exclude> Core<F> {
         if F::place(&self.pools, addr).dynamic().is_some() {
             return Ok(false);
         }
-        let (p, o) = F::key(pool, off);
+        let (p, o) = F::overlay_key(pool, off);
         let overlay = F::overlay(&self.pools);
         overlay.prepare(p, o)?;
         // The records first, the look-ups after: a fixed address's memory (a Released or

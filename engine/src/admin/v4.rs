@@ -20,7 +20,7 @@ impl Exclude for V4 {
         let addr = u32::from(addr);
         pools.find(addr).map(|(pool, first)| (pool, addr - first))
     }
-    fn key(pool: PoolId, off: u32) -> (u32, u128) {
+    fn overlay_key(pool: PoolId, off: u32) -> (u32, u128) {
         (pool.0, u128::from(off))
     }
     fn exclude(g: &mut Shard, addr: Ipv4Addr, pool: PoolId, off: u32) -> bool {
@@ -64,7 +64,7 @@ impl Exclude for V4 {
     fn rank(g: &Shard, addr: Ipv4Addr) -> Option<(bool, u64)> {
         let idx = g.records.find(u32::from(addr))?;
         let slot = g.records.slot(idx);
-        Some((is_held(slot.state), slot.version))
+        Some((is_held(slot.state), slot.head.version))
     }
     fn drop_fixed(g: &mut Shard, addr: Ipv4Addr) {
         if let Some(idx) = g.records.find(u32::from(addr))

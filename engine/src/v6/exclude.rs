@@ -6,7 +6,7 @@ use std::net::Ipv6Addr;
 
 use crate::admin::{Exclude, Exclusions, Overlay, Spec, set_kind};
 use crate::common::slot::{KIND_DYNAMIC, KIND_FIXED_IN_POOL};
-use crate::ends::Ends as _;
+use crate::ends::{Ends as _, Free as _};
 use crate::lease::LeaseState;
 
 use super::engine::V6;
@@ -26,7 +26,7 @@ impl Exclude for V6 {
         (res.len == layout.res_len && rel & low_mask(layout.shift) == 0)
             .then(|| (pool, rel >> layout.shift))
     }
-    fn key(pool: PoolId, off: u128) -> (u32, u128) {
+    fn overlay_key(pool: PoolId, off: u128) -> (u32, u128) {
         (pool.0, off)
     }
     fn exclude(g: &mut Shard, res: Resource, pool: PoolId, off: u128) -> bool {
@@ -57,7 +57,7 @@ impl Exclude for V6 {
     fn include(g: &mut Shard, res: Resource, pool: PoolId, off: u128) {
         let p = pool.index();
         let Some(idx) = g.records.find(res) else {
-            g.parts[p].space.receive_one(off);
+            g.parts[p].space.take_back(off);
             return;
         };
         if g.records.place(idx) != (Place::Fixed { pool: Some(pool) }) {
@@ -66,7 +66,7 @@ impl Exclude for V6 {
         set_kind(g.records.slot_mut(idx), KIND_DYNAMIC);
         let state = g.records.slot(idx).state;
         let part = &mut g.parts[p];
-        part.space.receive_one(off);
+        part.space.take_back(off);
         part.space.taken(off);
         part.counts.tally(state, true);
         if !is_held(state) {
@@ -77,7 +77,7 @@ impl Exclude for V6 {
     fn rank(g: &Shard, res: Resource) -> Option<(bool, u64)> {
         let idx = g.records.find(res)?;
         let slot = g.records.slot(idx);
-        Some((is_held(slot.state), slot.version))
+        Some((is_held(slot.state), slot.head.version))
     }
     fn drop_fixed(g: &mut Shard, res: Resource) {
         if let Some(idx) = g.records.find(res)

@@ -62,8 +62,10 @@ fn bind(
         address: addr,
         pools: &[PoolId(0)],
         reserved,
-        lease_time: secs,
-        info: info(&mac(n)),
+        grant: crate::v4::Grant {
+            lease_time: secs,
+            info: info(&mac(n)),
+        },
     };
     e.bind(shard, &req, NOW, events).map(|v| v.address)
 }
@@ -332,11 +334,13 @@ fn bind6(
     let (client, shard) = ia(n, kind);
     let req = v6::BindRequest {
         client: &client,
-        resource: res,
+        address: res,
         pools: &POOLS,
         reserved,
-        preferred: 300,
-        valid: 600,
+        grant: v6::Grant {
+            preferred: 300,
+            valid: 600,
+        },
     };
     e.bind(shard, &req, NOW, events).map(|v| v.resource)
 }
@@ -358,7 +362,8 @@ fn solicit(
         client: &client,
         pools,
         reserved,
-        hint,
+        requested: hint,
+        info: (),
     };
     e.solicit(shard, &req, NOW).map(|v| v.resource)
 }
@@ -600,8 +605,10 @@ fn v4_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
                         address: addr,
                         pools: &[PoolId(0)],
                         reserved: false,
-                        lease_time: 5,
-                        info: info(&mac(n)),
+                        grant: crate::v4::Grant {
+                            lease_time: 5,
+                            info: info(&mac(n)),
+                        },
                     };
                     if e.bind(usize::from(shard), &bind, now, &mut events).is_ok()
                         && round.is_multiple_of(3)
@@ -664,7 +671,7 @@ fn owners6(e: &v6::Engine, res: Resource) -> (Vec<String>, bool) {
     let (mut holders, mut free) = (Vec::new(), false);
     for (shard, g) in guards.iter().enumerate() {
         let record = g.records.find(res).map(|idx| g.records.slot(idx).state);
-        let here = record.is_none() && g.parts[0].space.has_free(off)
+        let here = record.is_none() && crate::ends::Free::has(&g.parts[0].space, off)
             || record.is_some_and(|s| !crate::common::is_held(s))
                 && g.records
                     .find(res)
@@ -715,7 +722,8 @@ fn v6_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
                         client: &client,
                         pools: &POOLS[..1],
                         reserved: None,
-                        hint: Some(toggled[(round % 4) as usize]),
+                        requested: Some(toggled[(round % 4) as usize]),
+                        info: (),
                     };
                     let shard = usize::from(shard);
                     let Some(got) = e.solicit(shard, &req, now) else {
@@ -724,11 +732,13 @@ fn v6_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
                     };
                     let bind = v6::BindRequest {
                         client: &client,
-                        resource: got.resource,
+                        address: got.resource,
                         pools: &POOLS[..1],
                         reserved: false,
-                        preferred: 3,
-                        valid: 5,
+                        grant: v6::Grant {
+                            preferred: 3,
+                            valid: 5,
+                        },
                     };
                     if e.bind(shard, &bind, now, &mut events).is_ok() && round.is_multiple_of(3) {
                         e.release(shard, &client, got.resource, now, &mut events);
