@@ -26,8 +26,11 @@ pub(crate) const EXHAUSTED_RECLAIM: usize = 1024;
 pub(crate) const MAX_BORROWS: u32 = 8;
 
 /// What one try of the choice, under the shard's lock, came to.
-pub(crate) enum Step<D, P, O> {
+pub(crate) enum Step<D, P, O, R> {
     Done(D),
+    /// The reservation is a fixed address free here: ask the siblings whether one of them
+    /// holds it ([`Core::fixed_elsewhere`](crate::engine_core::Core)), then try again.
+    Probe(R),
     /// Fetch this dynamic address from whichever sibling has it free, then try again.
     Fetch {
         pool: P,
@@ -42,6 +45,8 @@ pub(crate) enum Step<D, P, O> {
 #[derive(Default)]
 pub(crate) struct Tried {
     pub(crate) reserved: bool,
+    /// A sibling holds the fixed reserved address: the client waits for it.
+    pub(crate) reserved_held: bool,
     pub(crate) requested: bool,
     pub(crate) borrows: u32,
 }
@@ -69,6 +74,8 @@ pub(crate) trait Offer {
     /// Whether `place` is in a pool the client may have an address of.
     fn in_candidates(&self, place: Place<Self>) -> bool;
 
+    /// The client's key, as the records keep it.
+    fn key(&self) -> &[u8];
     fn client_res(&self, g: &Self::Shard) -> Option<Res<Self>>;
     fn availability(
         &self,
@@ -85,7 +92,7 @@ pub(crate) trait Offer {
     fn hold_next_free(&self, g: &mut Self::Shard, pool: Self::Pool) -> Option<Self::Done>;
 }
 
-type StepOf<O> = Step<<O as Offer>::Done, <O as Offer>::Pool, <O as Offer>::Off>;
+type StepOf<O> = Step<<O as Offer>::Done, <O as Offer>::Pool, <O as Offer>::Off, Res<O>>;
 
 /// One try of the choice, under the lock of the request's shard `g`.
 pub(crate) fn step<O: Offer>(o: &O, g: &mut O::Shard, now: Time, tried: &Tried) -> StepOf<O> {
@@ -97,13 +104,16 @@ pub(crate) fn step<O: Offer>(o: &O, g: &mut O::Shard, now: Time, tried: &Tried) 
         _ => None,
     };
 
-    // 1. The reservation.
-    if let Some(reserved) = o.reserved() {
+    // 1. The reservation. A fixed one that another client holds (bound, or quarantined) in
+    // this shard or a sibling stays theirs until it ends; the client gets another address
+    // meanwhile. A dynamic one (a reservation the server forgot to exclude) follows the
+    // ownership rules like any other.
+    if let Some(reserved) = o.reserved().filter(|_| !tried.reserved_held) {
         let place = o.place(reserved);
         let avail = match o.availability(g, reserved, place, now) {
-            // Only a fixed address can be taken back; a dynamic one (a reservation the
-            // server forgot to exclude) follows the ownership rules like any other.
-            Avail::HeldByOther if place.dynamic().is_none() => Avail::Free,
+            Avail::Free if place.dynamic().is_none() && !tried.reserved => {
+                return Step::Probe(reserved);
+            }
             Avail::Elsewhere if !tried.reserved => {
                 if let Some((pool, off)) = place.dynamic() {
                     return Step::Fetch {

@@ -347,9 +347,32 @@ pub(crate) fn availability<S: Ends>(
     let records = g.records();
     match records.slot(idx).state() {
         LeaseState::Offered | LeaseState::Bound if records.key(idx) == key => Avail::Own,
+        // Only a reserved client may take a fixed address: another client's offer of it
+        // does not hold it against that client (docs/RELOAD.md, "Reservations in use").
+        LeaseState::Offered if place.dynamic().is_none() => Avail::Free,
         LeaseState::Offered | LeaseState::Bound => Avail::HeldByOther,
         LeaseState::Declined => Avail::Quarantined,
         LeaseState::Released | LeaseState::Expired => Avail::Free,
+    }
+}
+
+/// Whether this shard, a sibling of the one where the client whose key is `key` is to get
+/// fixed `res` as its reservation, holds it: a binding or a quarantine does, whoever's it
+/// is. Otherwise the record of it here goes (another client's offer, an ended record), so
+/// that the address has one record, in the client's shard.
+pub(crate) fn holds_fixed<S: Ends>(g: &mut S, res: Res<S>, key: &[u8], now: Time) -> bool {
+    expire_if_due(g, res, now);
+    let Some(idx) = g.records().find(res) else {
+        return false;
+    };
+    let records = g.records();
+    match records.slot(idx).state() {
+        LeaseState::Offered if records.key(idx) == key => true,
+        LeaseState::Bound | LeaseState::Declined => true,
+        LeaseState::Offered | LeaseState::Released | LeaseState::Expired => {
+            g.remove_at(idx);
+            false
+        }
     }
 }
 

@@ -49,7 +49,6 @@ impl Ops for V4 {
     type Off = u32;
     type Lent = roaring::RoaringBitmap;
     type Offered = Ipv4Addr;
-    const FIXED_NEEDS_RESERVED: bool = false;
 
     fn pools_len(pools: &Pools) -> usize {
         pools.len()
@@ -164,8 +163,8 @@ impl Engine {
     /// DISCOVER: chooses an address and holds it for the client (state Offered, expires
     /// `now + offer_hold`). Not an event.
     ///
-    /// The choice, first that works: (1) the reservation, unless it is quarantined (a fixed
-    /// reserved address is taken back from anyone else holding it in this shard); (2) the
+    /// The choice, first that works: (1) the reservation, unless another client's binding
+    /// or a quarantine holds it, in any shard (docs/RELOAD.md, "Reservations in use"); (2) the
     /// client's own record in a candidate pool, in any state but Declined; (3) the requested
     /// address if in a candidate pool and free (here or in a sibling); (4) the next free
     /// address of the candidate pools in order, preferring addresses nobody is remembered for

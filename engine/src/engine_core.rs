@@ -147,9 +147,6 @@ pub(crate) trait Ops: Family + Sized {
     type Lent;
     /// What an offer returns: v4 the address, v6 the record's view.
     type Offered;
-    /// Whether a fixed address (resource) may be bound only as the client's reservation,
-    /// even by a client that holds it (v6), or also renewed by its holder (v4).
-    const FIXED_NEEDS_RESERVED: bool;
 
     fn pools_len(pools: &Self::Pools) -> usize;
 
@@ -238,6 +235,9 @@ pub struct Core<F: Ops> {
     pub(crate) offer_hold: u32,
     pub(crate) decline_probation: u32,
     pub(crate) shards: Box<[Mutex<F::Shard>]>,
+    /// Taken by a request that gives a client a fixed address no record of its shard holds,
+    /// from asking the siblings until the record is made: two shards never both give one.
+    claims: Mutex<()>,
 }
 
 #[allow(private_bounds)]
@@ -299,6 +299,7 @@ impl<F: Ops> Core<F> {
         O: choose::Offer<Shard = F::Shard, Pool = F::Pool, Off = F::Off>,
     {
         let mut tried = Tried::default();
+        let mut _claim = None;
         loop {
             let step = {
                 let mut g = self.lock(shard);
@@ -308,6 +309,11 @@ impl<F: Ops> Core<F> {
             };
             match step {
                 Step::Done(done) => return Some(done),
+                Step::Probe(res) => {
+                    _claim = Some(self.claim_fixed());
+                    tried.reserved = true;
+                    tried.reserved_held = self.fixed_elsewhere(shard, res, o.key(), now);
+                }
                 Step::Fetch {
                     pool,
                     off,
@@ -329,6 +335,30 @@ impl<F: Ops> Core<F> {
                 }
             }
         }
+    }
+
+    /// The claim a request holds while it gives a fixed address out (see `claims`). Taken
+    /// with no shard locked.
+    pub(crate) fn claim_fixed(&self) -> MutexGuard<'_, ()> {
+        self.claims.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a sibling of `shard` holds fixed `res` ([`ends::holds_fixed`]), asked one at
+    /// a time; if none does, `shard` observes their clocks, so that the record it makes
+    /// next is newer than any a sibling kept of `res`.
+    pub(crate) fn fixed_elsewhere(&self, shard: usize, res: Res<F>, key: &[u8], now: Time) -> bool {
+        let mut clock = 0;
+        for sibling in self.siblings(shard) {
+            let mut g = self.lock(sibling);
+            let held = ends::holds_fixed(&mut *g, res, key, now);
+            F::settle(&mut g);
+            if held {
+                return true;
+            }
+            clock = clock.max(*g.clock());
+        }
+        observe(&mut *self.lock(shard), clock);
+        false
     }
 
     /// Moves `off` of `pool` from whichever sibling has it free into `shard`; else says what
@@ -405,6 +435,7 @@ impl<F: Ops> Core<F> {
             offer_hold: cfg.offer_hold,
             decline_probation: cfg.decline_probation,
             shards: (0..cfg.shards).map(new_shard).map(Mutex::new).collect(),
+            claims: Mutex::new(()),
         };
         #[cfg(test)]
         engine.share_trace();

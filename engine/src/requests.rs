@@ -83,11 +83,12 @@ impl<F: Ops> Core<F> {
     ///
     /// It succeeds if the address is the client's own (any record of the client but a
     /// quarantine), free in a candidate pool here or in a sibling, or the client's
-    /// reservation. A client binding a new address gives up its previous record (a previous
-    /// binding ends with a Released event). Refused as `NotInPool` when in no candidate pool
-    /// (v6: of the IA's kind) and not reserved; as `Taken` when another client's, or
-    /// somebody's reservation (v6: even one the IA holds); as v6's `Quarantined` (v4's
-    /// `Taken`) after a DECLINE.
+    /// reservation, unless another client's binding holds it in any shard (docs/RELOAD.md,
+    /// "Reservations in use"). A client binding a new address gives up its previous record
+    /// (a previous binding ends with a Released event). Refused as `NotInPool` when in no
+    /// candidate pool (v6: of the IA's kind) and not reserved; as `Taken` when another
+    /// client's, or somebody's reservation (even one the client holds); as v6's
+    /// `Quarantined` (v4's `Taken`) after a DECLINE.
     pub fn bind(
         &self,
         shard: usize,
@@ -103,16 +104,14 @@ impl<F: Ops> Core<F> {
             return Err(F::refused(Refused::NotInPool));
         }
         let fixed = place.dynamic().is_none();
-        if fixed && !req.reserved && F::FIXED_NEEDS_RESERVED {
+        // A fixed address is somebody's reservation, and only theirs: even its holder's
+        // renewal is refused once it is reserved for another client.
+        if fixed && !req.reserved {
             return Err(F::refused(Refused::Taken));
         }
         let decide = |avail, fetched| {
             let refused = match avail {
-                Avail::Own => None,
-                // A fixed address is somebody's reservation, and only theirs.
-                Avail::Free if fixed && !req.reserved => Some(Refused::Taken),
-                Avail::Free => None,
-                Avail::HeldByOther if fixed && req.reserved => None,
+                Avail::Own | Avail::Free => None,
                 Avail::Elsewhere if fetched == Some(Give::Quarantined) => {
                     Some(Refused::Quarantined)
                 }
@@ -122,12 +121,24 @@ impl<F: Ops> Core<F> {
             refused.map_or(Ok(()), |why| Err(F::refused(why)))
         };
         let (client, address, grant) = (req.client, req.address, req.grant);
-        self.bind_with(shard, client, address, place, grant, now, events, decide)
+        let probe = fixed && req.reserved;
+        self.bind_with(
+            shard,
+            client,
+            address,
+            (place, probe),
+            grant,
+            now,
+            events,
+            decide,
+        )
     }
 
     /// A bind's loop: after the lazy reclaim, `decide` judges what `addr` at `place` is to
     /// `key` (and, if a sibling owned it, what that sibling said), and the address is bound
-    /// as `grant` says if `decide` allowed. An address a sibling owns is fetched once first.
+    /// as `grant` says if `decide` allowed. An address a sibling owns is fetched once first;
+    /// with `probe` (a fixed address, the client's reservation) one free here is
+    /// `HeldByOther` if a sibling holds it ([`Core::fixed_elsewhere`]).
     /// Hands out the shard's pending events into `events` either way.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn bind_with<E>(
@@ -135,7 +146,7 @@ impl<F: Ops> Core<F> {
         shard: usize,
         key: &F::Key,
         addr: F::Addr,
-        place: Place<F>,
+        (place, probe): (Place<F>, bool),
         grant: F::Grant<'_>,
         now: Time,
         events: &mut Vec<F::Event>,
@@ -144,10 +155,25 @@ impl<F: Ops> Core<F> {
         let res = F::res(addr);
         // What the sibling that owns the address said, once asked.
         let mut fetched = None;
+        // Whether a sibling holds the fixed address, once asked; the claim is held until
+        // the bind is made, so that no other probe can answer in between.
+        let (mut probed, mut _claim) = (None, None);
         loop {
             let mut g = self.lock(shard);
             g.reclaim_due(now, LAZY_RECLAIM);
-            let avail = ends::availability(&mut *g, (res, place), F::key(key), now);
+            let mut avail = ends::availability(&mut *g, (res, place), F::key(key), now);
+            if probe && avail == Avail::Free {
+                match probed {
+                    None => {
+                        drop(g);
+                        _claim = Some(self.claim_fixed());
+                        probed = Some(self.fixed_elsewhere(shard, res, F::key(key), now));
+                        continue;
+                    }
+                    Some(true) => avail = Avail::HeldByOther,
+                    Some(false) => {}
+                }
+            }
             if avail == Avail::Elsewhere && fetched.is_none() {
                 drop(g);
                 fetched = Some(match place.dynamic() {
@@ -214,6 +240,9 @@ impl<F: Ops> choose::Offer for Offering<'_, '_, '_, F> {
     fn in_candidates(&self, place: Place<F>) -> bool {
         matches!(place, table::Place::Dynamic { pool, .. }
             if self.req.pools.contains(&pool) && F::fits(&self.engine.pools, pool, self.req.client))
+    }
+    fn key(&self) -> &[u8] {
+        F::key(self.req.client)
     }
     fn client_res(&self, g: &F::Shard) -> Option<Res<F>> {
         let idx = g.records().client_bytes(F::key(self.req.client))?;

@@ -514,20 +514,65 @@ fn reservations_are_never_handed_out_dynamically() {
 }
 
 #[test]
-fn a_reservation_is_taken_back_but_a_quarantine_respected() {
+fn a_reserved_address_in_use_waits_for_its_holder_in_any_shard() {
+    for holder_shard in [0, 1] {
+        let mut t = T::new(2, vec![pool(10, 20, &[])]);
+        // Client 1 has the fixed address .99 (the reservation moved to client 2 since).
+        t.bind_with(holder_shard, 1, ip(99), true, T0).unwrap();
+        t.take_events();
+        // Client 2, on shard 1, gets another address while client 1 holds it, whichever
+        // shard that is in; its REQUEST for .99 is refused.
+        let other = t.offer_with(1, 2, Some(ip(99)), None, T0).unwrap();
+        assert_ne!(other, ip(99), "holder on shard {holder_shard}");
+        assert_eq!(
+            t.bind_with(1, 2, ip(99), true, T0),
+            Err(BindError::Taken),
+            "holder on shard {holder_shard}"
+        );
+        // Client 1 may not renew an address reserved for another client (outside the pool).
+        assert_eq!(
+            t.bind(holder_shard, 1, ip(99), T0 + 1),
+            Err(BindError::NotInPool)
+        );
+        // Once its lease ends, client 2 gets it.
+        assert!(t.release(holder_shard, 1, ip(99), T0 + 2));
+        assert_eq!(t.offer_with(1, 2, Some(ip(99)), None, T0 + 3), Ok(ip(99)));
+        let v = t.bind_with(1, 2, ip(99), true, T0 + 3).unwrap();
+        assert_eq!(v.address, ip(99));
+        let held: Vec<_> =
+            t.e.leases()
+                .into_iter()
+                .filter(|l| l.address == ip(99) && l.state == LeaseState::Bound)
+                .map(|l| l.client)
+                .collect();
+        assert_eq!(held, [client(2)], "holder on shard {holder_shard}");
+    }
+}
+
+#[test]
+fn an_offer_of_a_reserved_address_ends_for_its_reserved_client_in_any_shard() {
+    for holder_shard in [0, 1] {
+        let mut t = T::new(2, vec![pool(10, 20, &[])]);
+        // Client 1 was offered .99 (reserved for it then); the reservation is client 2's now.
+        assert_eq!(
+            t.offer_with(holder_shard, 1, Some(ip(99)), None, T0),
+            Ok(ip(99))
+        );
+        assert_eq!(t.offer_with(1, 2, Some(ip(99)), None, T0), Ok(ip(99)));
+        t.bind_with(1, 2, ip(99), true, T0).unwrap();
+        assert_eq!(
+            t.bind(holder_shard, 1, ip(99), T0),
+            Err(BindError::NotInPool),
+            "holder on shard {holder_shard}"
+        );
+    }
+}
+
+#[test]
+fn a_quarantined_reservation_is_respected() {
     let mut t = T::new(1, vec![pool(10, 20, &[])]);
-    // Client 1 has the fixed address .99 (the reservation moved to client 2 since).
-    t.bind_with(0, 1, ip(99), true, T0).unwrap();
-    t.take_events();
     assert_eq!(t.offer_with(0, 2, Some(ip(99)), None, T0), Ok(ip(99)));
-    assert_eq!(
-        t.take_events(),
-        [],
-        "pending until the next call with events"
-    );
-    t.reclaim(0, T0);
-    t.expect_events(&[(EventKind::Released, ip(99), LeaseState::Released)]);
-    assert_eq!(t.e.lookup(0, &client(1)), None);
+    t.bind_with(0, 2, ip(99), true, T0).unwrap();
     // Declined by its owner: a dynamic address meanwhile.
     assert!(t.decline(0, 2, ip(99), T0));
     assert_eq!(t.offer_with(0, 2, Some(ip(99)), None, T0 + 1), Ok(ip(10)));

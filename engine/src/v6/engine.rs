@@ -68,7 +68,6 @@ impl Ops for V6 {
     type Off = u128;
     type Lent = super::space::Lent;
     type Offered = LeaseView;
-    const FIXED_NEEDS_RESERVED: bool = true;
 
     fn pools_len(pools: &Pools) -> usize {
         pools.len()

@@ -156,8 +156,11 @@ fn v4_a_reserved_address_stays_with_its_holder_and_is_not_freed_when_that_ends()
         bind(&e, 0, 6, ip(26), false, 600, &mut events),
         Err(BindError::Taken)
     );
-    // The holder renews; then its bindings end.
-    assert_eq!(bind(&e, 1, 1, ip(12), false, 600, &mut events), Ok(ip(12)));
+    // The holder may not renew an address reserved for another client; its bindings end.
+    assert_eq!(
+        bind(&e, 1, 1, ip(12), false, 600, &mut events),
+        Err(BindError::Taken)
+    );
     assert!(e.release(1, &key(3), ip(20), NOW, &mut events));
     e.reclaim(0, NOW + 20, 100, &mut events);
     e.reclaim(1, NOW + 20, 100, &mut events);
