@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use lessor_engine::Time;
+use lessor_engine::{LeaseState, Time};
 use lessor_engine::v4::{
     BindError, BindRequest, ClientKey, Engine, HwAddr, LeaseEvent, LeaseInfo, OfferRequest,
 };
@@ -290,10 +290,14 @@ impl Handling<'_, '_> {
                 return self.nak(ours);
             }
         }
-        if reserved.is_some_and(|r| r != addr) {
-            // A reserved client must use its reservation.
+        if let Some(r) = reserved.filter(|&r| r != addr)
+            && !self.reservation_held_by_other(r, &client)
+        {
+            // A reserved client must use its reservation, unless another client still holds
+            // it (docs/RELOAD.md, "Reservations in use"): then an address of the pools.
             return self.nak(ours);
         }
+        let reserved = reserved.filter(|&r| r == addr);
         let s = &self.ctx.cfg.subnets[addr_subnet];
         let lease_time = self.ctx.lease_time(s, req.lease_time);
         let bind = BindRequest {
@@ -444,6 +448,17 @@ impl Handling<'_, '_> {
             res,
             needs_durable: true,
         }))
+    }
+
+    /// Whether another client's binding or quarantine holds `reserved`, the reservation of
+    /// the client whose key is `client`. Looks in every shard: only asked when a reserved
+    /// client requests another address.
+    fn reservation_held_by_other(&self, reserved: Ipv4Addr, client: &ClientKey) -> bool {
+        self.engine.get(reserved).is_some_and(|l| {
+            matches!(l.state, LeaseState::Bound | LeaseState::Declined)
+                && l.expires > self.now
+                && l.client != *client
+        })
     }
 
     fn nak(&mut self, server_id: Ipv4Addr) -> Result<Reply, NoReply> {

@@ -215,6 +215,12 @@ pub(crate) mod v4 {
             Some(Message::decode(&mut Decoder::new(&buf[..len])).expect("lessor's reply decodes"))
         }
 
+        /// Lessor's answer to client `n`'s REQUEST for `ip` (an ACK or a NAK), if one comes.
+        pub(crate) fn request(&self, n: u8, ip: Ipv4Addr) -> Option<(MessageType, Ipv4Addr)> {
+            let reply = self.ask(n, 3, Some(ip))?;
+            Some((kind(&reply)?, reply.yiaddr()))
+        }
+
         /// What lessor offers client `n` when it asks for `requested`.
         pub(crate) fn offered(&self, n: u8, requested: Option<&str>) -> Ipv4Addr {
             let req = requested.map(|r| r.parse().expect("an address"));

@@ -5,6 +5,7 @@
 mod v4 {
     use std::path::Path;
 
+    use dhcproto::v4::MessageType;
     use serde_json::{Value, json};
 
     use crate::common::{Lessor, Ns, heavy_turn, unique};
@@ -55,6 +56,52 @@ mod v4 {
         listed(&a, "hosts", |h| {
             format!("{} {}", string(h, "hw-address"), string(h, "ip-address"))
         })
+    }
+
+    /// The shard (of this test's two workers) client `n` is steered to.
+    fn shard(n: u8) -> u32 {
+        let mut chaddr = [0u8; 16];
+        chaddr[..6].copy_from_slice(&[2, TAG, 0, 0, 0, n]);
+        lessor_server::v4::steer_hash(&chaddr) % 2
+    }
+
+    #[test]
+    fn a_reservation_on_an_address_in_use_waits_for_its_holder_in_either_shard() {
+        let ns = Ns::new(format!("resv4h-{}", unique()));
+        let (_dir, state) = state_dir();
+        let lessor = Lessor::start(Some(&ns), &config(&state, ""), &[]);
+        let url = lessor.control_url();
+        ns.run_in(move || {
+            let relay = Relay::new(TAG);
+            let holder = 20;
+            // One reserved client steered to the holder's shard, one to the other.
+            let same = (21..60).find(|&n| shard(n) == shard(holder)).unwrap();
+            let other = (21..60).find(|&n| shard(n) != shard(holder)).unwrap();
+            for (round, reserved) in [other, same].into_iter().enumerate() {
+                let held = relay.dora(holder, None);
+                let last = held.octets()[3];
+                let a = add(&url, host(reserved, last));
+                assert_eq!(result(&a), 0, "{a}");
+                // The holder keeps it: the reserved client gets another address meanwhile.
+                let got = relay.dora(reserved, None);
+                assert_ne!(got, held, "round {round}: {held} given twice");
+                // The holder may not renew it: a NAK, and it moves on.
+                let renew = relay.request(holder, held).map(|(k, _)| k);
+                assert_eq!(renew, Some(MessageType::Nak), "round {round}");
+                let moved = relay.dora(holder, None);
+                assert_ne!(moved, held, "round {round}");
+                // Its move ended its lease there: the address goes to the reserved client.
+                assert_eq!(relay.dora(reserved, None), held, "round {round}");
+                let a = command(
+                    &url,
+                    json!({"command": "reservation-del", "service": ["dhcp4"], "arguments": {
+                        "subnet-id": 7, "identifier-type": "hw-address",
+                        "identifier": mac(reserved)}}),
+                );
+                assert_eq!(result(&a), 0, "{a}");
+            }
+        });
+        lessor.stop().assert_success();
     }
 
     #[test]
