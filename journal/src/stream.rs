@@ -22,11 +22,14 @@ use crate::fs::Fs;
 use crate::writer::Shared;
 use crate::{Journal, Record};
 
+mod gate;
 #[cfg(feature = "stream")]
 pub mod net;
 mod replica;
 pub mod wire;
 
+pub(crate) use gate::GateState;
+pub use gate::PeerGate;
 pub use replica::{POSITION_FILE, Position, Replica, ReplicaStats, StreamError};
 
 /// Spans kept in memory: one per segment written in this run; the oldest are forgotten first

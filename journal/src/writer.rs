@@ -85,7 +85,7 @@ impl LaneState {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn publish(&self, ticket: u64) {
+    pub(crate) fn publish(&self, ticket: u64) {
         // SeqCst on both sides: a waiter announces itself (`waiters`, `armed`) and then reads
         // the watermark, the writer stores the watermark and then reads the announcements,
         // so at least one of the two sees the other and no waiter sleeps through a publish.
@@ -182,6 +182,8 @@ pub(crate) struct Shared {
     writer_idle: AtomicBool,
     /// Where the frames synced in this run are, for stream followers.
     pub(crate) stream: crate::stream::StreamLog,
+    /// Holds the lanes' watermarks to what a synchronous partner acknowledged, once made.
+    pub(crate) gate: OnceLock<crate::stream::GateState>,
 }
 
 impl Shared {
@@ -204,6 +206,7 @@ impl Shared {
             writer: OnceLock::new(),
             writer_idle: AtomicBool::new(false),
             stream: crate::stream::StreamLog::default(),
+            gate: OnceLock::new(),
         }
     }
 
@@ -796,7 +799,13 @@ impl Writer {
         self.shared.set_health(Health::Failing { error: msg });
     }
 
+    /// Publishes each lane's new durable watermark; the lanes of a peer gate go through it,
+    /// tagged with the stream sequence their frames end at (the frames not synced yet get
+    /// theirs in order when they are).
     fn publish(&mut self) {
+        let gate = self.shared.gate.get();
+        let gated = gate.map_or(0, crate::stream::GateState::gated);
+        let mut moved = false;
         for k in 0..self.received.len() {
             let mut t = self.received[k];
             if let Some(p) = self.poisoned[k] {
@@ -804,8 +813,16 @@ impl Writer {
             }
             if t > self.published[k] {
                 self.published[k] = t;
-                self.shared.lanes[k].publish(t);
+                if k < gated {
+                    moved = true;
+                } else {
+                    self.shared.lanes[k].publish(t);
+                }
             }
+        }
+        if moved && let Some(g) = gate {
+            let seq = self.shared.stream.synced() + self.unsynced_records;
+            g.push(seq, &self.published[..gated], &self.shared.lanes);
         }
     }
 

@@ -380,7 +380,9 @@ impl ReceiverStatus {
             .clone()
     }
 
-    fn update<R: Record>(&self, r: &mut Replica<R>) {
+    /// Takes in `r`'s position and counters (a receiver loop of the caller's calls it after
+    /// each session).
+    pub fn update<R: Record>(&self, r: &mut Replica<R>) {
         let p = r.position();
         let s = r.stats();
         self.epoch.store(p.epoch, Ordering::SeqCst);

@@ -870,3 +870,49 @@ fn a_reopened_replica_still_refuses_the_epochs_it_has_passed() {
     j.shutdown().unwrap();
     assert_eq!(sorted(d.path()).len(), 4);
 }
+
+#[test]
+fn a_gated_lane_becomes_durable_only_once_the_partner_acks_its_frames() {
+    let (_d, j) = temp_journal(1 << 20);
+    // Lane 0 waits for the partner; lane 1 (a replica's) never does.
+    let gate = j.peer_gate(1);
+    let (mut a, mut b) = (j.lane(0), j.lane(1));
+    let open = a.append(&rec(1, 1));
+    assert!(a.wait_durable(open, LONG), "an open gate waits for nobody");
+
+    gate.wait_for_peer(true);
+    let first = a.append(&rec(2, 1));
+    let theirs = b.append(&rec(3, 1));
+    assert!(b.wait_durable(theirs, LONG), "an ungated lane does not wait");
+    let source = j.stream();
+    wait_for("the frame of key 2 to sync", || source.position() >= 2);
+    assert!(
+        !a.wait_durable(first, Duration::from_millis(300)),
+        "synced but not acknowledged: not durable"
+    );
+    let at = gate.oldest_waiting().expect("a sync waits for the partner");
+    gate.ack(at - 1);
+    assert!(!a.wait_durable(first, Duration::from_millis(100)), "an ack below it");
+    gate.ack(at);
+    assert!(a.wait_durable(first, LONG), "acknowledged: durable");
+    assert_eq!(gate.acked(), at);
+    assert_eq!(gate.oldest_waiting(), None);
+
+    // Far more syncs than the ring holds: the last ack releases them all.
+    let mut last = first;
+    for k in 0..600 {
+        last = a.append(&rec(100 + k, 1));
+        wait_for("a sync", || source.position() >= u64::from(k) + 4);
+    }
+    assert!(a.durable() < last, "nothing released without acks");
+    gate.ack(source.position());
+    assert!(a.wait_durable(last, LONG));
+
+    // The partner is gone: going on alone releases what waits.
+    let alone = a.append(&rec(9, 1));
+    wait_for("its sync", || gate.oldest_waiting().is_some());
+    gate.wait_for_peer(false);
+    assert!(a.wait_durable(alone, Duration::ZERO));
+    let after = a.append(&rec(10, 1));
+    assert!(a.wait_durable(after, LONG), "alone, nothing waits");
+}
