@@ -37,6 +37,24 @@ pub struct HaConfig {
     pub lease_ttl: u32,
 }
 
+impl HaConfig {
+    /// This server's own entry of `peers`.
+    pub fn me(&self) -> Option<&HaPeer> {
+        self.peers.iter().find(|p| p.name == self.node)
+    }
+
+    /// The partner: the first of `peers` that is not this server.
+    pub fn partner(&self) -> Option<&HaPeer> {
+        self.peers.iter().find(|p| p.name != self.node)
+    }
+
+    /// Where this server receives the partner's journal stream and where it sends its own,
+    /// when both are set: the journal is streamed only then.
+    pub fn stream(&self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+        Some((self.me()?.stream?, self.partner()?.stream?))
+    }
+}
+
 /// `ha.mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HaMode {
@@ -60,6 +78,9 @@ pub struct HaPeer {
     pub name: String,
     /// Where its partner reaches it.
     pub url: String,
+    /// Where it receives its partner's journal stream (`IP:PORT`); without it on both
+    /// servers the journal is not streamed.
+    pub stream: Option<std::net::SocketAddr>,
 }
 
 /// Builds `ha` from its wire form, naming the key of any error.
@@ -103,9 +124,23 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
             ));
         }
         check_url(&format!("{path}.url"), &p.url, &["http", "https"])?;
+        let stream = p
+            .stream
+            .as_deref()
+            .map(|s| check_stream(&format!("{path}.stream"), s))
+            .transpose()?;
+        if let Some(addr) = stream
+            && let Some(twin) = peers.iter().position(|q| q.stream == Some(addr))
+        {
+            return Err(invalid(
+                format!("{path}.stream"),
+                format!("{addr} is already ha.peers[{twin}].stream"),
+            ));
+        }
         peers.push(HaPeer {
             name: p.name,
             url: p.url,
+            stream,
         });
     }
     if !peers.iter().any(|p| p.name == node) {
@@ -168,6 +203,20 @@ fn check_name(path: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `IP:PORT` (a port other than 0) where a server receives its partner's journal stream.
+fn check_stream(path: &str, text: &str) -> Result<std::net::SocketAddr> {
+    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+        invalid(
+            path,
+            format!("{text:?} is not an IP:PORT address such as 10.0.0.1:8068 or [fd00::1]:8068"),
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(invalid(path, format!("{text:?} needs a port other than 0")));
+    }
+    Ok(addr)
+}
+
 /// `SCHEME://HOST:PORT[/]`, with one of `schemes` and nothing else (no path, user or query).
 fn check_url(path: &str, text: &str, schemes: &[&str]) -> Result<()> {
     let bad = |why: String| {
@@ -214,6 +263,7 @@ pub(super) fn to_wire(c: &HaConfig) -> wire::Ha {
                 .map(|p| wire::HaPeer {
                     name: p.name.clone(),
                     url: p.url.clone(),
+                    stream: p.stream.map(|a| a.to_string()),
                 })
                 .collect(),
         ),
@@ -295,7 +345,13 @@ mod tests {
 
     #[test]
     fn the_effective_config_reads_back_to_the_same_ha() {
-        let c = Config::from_yaml_str(&with("cluster: lab; lease_ttl: 3")).unwrap();
+        let c = Config::from_yaml_str(&with(
+            "cluster: lab; lease_ttl: 3; peers: [{name: a, url: \"http://x:1\", stream: \"10.0.0.1:8068\"}, \
+             {name: b, url: \"http://y:1\", stream: \"[fd00::2]:8068\"}]",
+        ))
+        .unwrap();
+        let peers = &c.ha.as_ref().unwrap().peers;
+        assert_eq!(peers[1].stream, Some("[fd00::2]:8068".parse().unwrap()));
         let back = Config::from_yaml_str(&c.effective_yaml()).unwrap();
         assert_eq!(back.ha, c.ha);
         let json = Config::from_json_str(&c.effective_json().to_string()).unwrap();
@@ -376,6 +432,25 @@ mod tests {
                 &with("peers: [{name: a, url: \"http://x:1\"}, {name: b, url: \"ftp://y:1\"}]"),
                 "ha.peers[1].url: \"ftp://y:1\" is not a http or https URL such as \
                  http://127.0.0.1:2379 (scheme \"ftp\")",
+            ),
+            (
+                &with(
+                    "peers: [{name: a, url: \"http://x:1\", stream: \"x:1\"}, {name: b, url: \"http://y:1\"}]",
+                ),
+                "ha.peers[0].stream: \"x:1\" is not an IP:PORT address such as 10.0.0.1:8068 or \
+                 [fd00::1]:8068",
+            ),
+            (
+                &with(
+                    "peers: [{name: a, url: \"http://x:1\", stream: \"10.0.0.1:0\"}, {name: b, url: \"http://y:1\"}]",
+                ),
+                "ha.peers[0].stream: \"10.0.0.1:0\" needs a port other than 0",
+            ),
+            (
+                &with(
+                    "peers: [{name: a, url: \"http://x:1\", stream: \"10.0.0.1:9\"}, {name: b, url: \"http://y:1\", stream: \"10.0.0.1:9\"}]",
+                ),
+                "ha.peers[1].stream: 10.0.0.1:9 is already ha.peers[0].stream",
             ),
         ];
         for (yaml, want) in bad {

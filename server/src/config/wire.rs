@@ -109,6 +109,7 @@ wire_struct! {
     struct HaPeer {
         name: String,
         url: String,
+        stream: Option<String>,
     }
 }
 
