@@ -1,4 +1,5 @@
-//! High availability on etcd, part 1: membership, the leader key and self-fencing (docs/HA.md).
+//! High availability on etcd: membership, the leader key, self-fencing, and the journal
+//! streamed to the partner (docs/HA.md).
 //!
 //! The agent runs on a tokio runtime of its own thread, never on a worker. It holds an etcd
 //! lease (TTL `ha.lease_ttl`) kept alive every sixth of the TTL, registers
@@ -6,9 +7,13 @@
 //! a create-if-absent transaction under the same lease. The leader key's creation revision is
 //! the epoch (the fencing token). Only the leader answers DHCP; a server whose last successful
 //! keepalive is older than two thirds of the TTL fences itself (stops answering) before etcd can
-//! expire its lease and hand the key to its partner.
+//! expire its lease and hand the key to its partner. With `stream` addresses the leader
+//! streams its journal to the standby, and a new leader replays it before it answers
+//! ([`stream`]).
 
 mod status;
+mod stream;
+mod takeover;
 
 use std::sync::Arc;
 use std::thread;
@@ -21,7 +26,9 @@ use etcd_client::{
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-pub use status::{Role, Status};
+pub use status::{Role, Status, StreamState};
+pub use stream::Replication;
+use stream::Stream;
 
 use crate::config::HaConfig;
 use crate::control::{Hold, Live};
@@ -39,9 +46,17 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts the agent for `config`; DHCP stays held back (fenced) until it leads.
-    pub fn start(config: &HaConfig, live: Arc<Live>) -> Result<Agent> {
+    /// Starts the agent for `config`, streaming the journal when `replication` is given;
+    /// DHCP stays held back (fenced) until it leads.
+    pub fn start(
+        config: &HaConfig,
+        live: Arc<Live>,
+        replication: Option<Replication>,
+    ) -> Result<Agent> {
         let status = Arc::new(Status::new(config));
+        if replication.is_some() {
+            status.stream.set_state(StreamState::Receiving);
+        }
         live.hold_dhcp(Some(Hold::Fenced));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -58,10 +73,11 @@ impl Agent {
             config: config.clone(),
             status: Arc::clone(&status),
             live,
+            stream: None,
         };
         let thread = thread::Builder::new()
             .name("lessor-ha".into())
-            .spawn(move || runtime.block_on(agent.run(rx)))
+            .spawn(move || runtime.block_on(agent.run(rx, replication)))
             .map_err(|source| Error::Control {
                 what: "starting the HA agent's thread".into(),
                 source,
@@ -112,6 +128,8 @@ struct Run {
     config: HaConfig,
     status: Arc<Status>,
     live: Arc<Live>,
+    /// The journal stream, when both peers have a `stream` address.
+    stream: Option<Arc<Stream>>,
 }
 
 /// The timings derived from the lease TTL.
@@ -169,7 +187,13 @@ impl Members {
 }
 
 impl Run {
-    async fn run(self, mut stop: watch::Receiver<bool>) {
+    async fn run(mut self, mut stop: watch::Receiver<bool>, replication: Option<Replication>) {
+        if let Some(r) = replication {
+            match Stream::start(r, &self.config, Arc::clone(&self.status)) {
+                Ok(s) => self.stream = Some(s),
+                Err(e) => tracing::error!(error = %e, "HA: cannot start the journal stream"),
+            }
+        }
         let timing = Timing::new(self.config.lease_ttl);
         let options = ConnectOptions::new()
             .with_connect_timeout(timing.tick)
@@ -295,6 +319,19 @@ impl Run {
                 } else {
                     Role::Standby
                 };
+                if role == Role::Leader
+                    && self.status.role() != Role::Leader
+                    && let Some(stream) = &self.stream
+                {
+                    // Not one answer before the partner's records are in the engines.
+                    if let Err(why) = stream.take_over(seen.epoch).await {
+                        tracing::error!(node = %self.config.node, "HA: cannot take over yet: {why}");
+                        continue;
+                    }
+                    if Instant::now() >= last_ok + timing.fence_after {
+                        continue;
+                    }
+                }
                 self.enter(role, Some((seen.leader, seen.epoch)));
             }
         }
@@ -358,6 +395,11 @@ impl Run {
         // Hold first, release last: a server never answers in a role it has not entered.
         if hold.is_some() {
             self.live.hold_dhcp(hold);
+        }
+        if hold.is_some()
+            && let Some(stream) = &self.stream
+        {
+            stream.follow();
         }
         let epoch = seen.as_ref().map(|s| s.1);
         if self.status.set(role, seen) {

@@ -150,9 +150,15 @@ impl Server {
         // A lane per worker thread: the DHCPv4 workers', then the DHCPv6 workers'; the last
         // one is the control server's lease writes'.
         let lanes = if v6.is_some() { 2 * workers } else { workers } + 1;
+        // With the HA journal stream, one more after those: the partner's stream's replica.
+        let streaming = config.ha.as_ref().and_then(crate::config::HaConfig::stream);
         let engine6 = v6.as_ref().map(|p| Arc::clone(&p.engine));
-        let (journal, replay, skipped) =
-            replay_journal(config, &engine, engine6.as_deref(), lanes)?;
+        let (journal, replay, skipped) = replay_journal(
+            config,
+            &engine,
+            engine6.as_deref(),
+            lanes + usize::from(streaming.is_some()),
+        )?;
 
         let swap = Swap::new(Running {
             config: Arc::new(config.clone()),
@@ -202,10 +208,13 @@ impl Server {
             None => (Arc::new([]) as Arc<[WorkerStats]>, Vec::new()),
         };
         // Only now, able to answer, does this server compete for the leader key.
+        let replication = streaming
+            .map(|addrs| replication(&journal, lanes, &reload, addrs))
+            .transpose()?;
         let ha = config
             .ha
             .as_ref()
-            .map(|c| crate::ha::Agent::start(c, Arc::clone(&live)))
+            .map(|c| crate::ha::Agent::start(c, Arc::clone(&live), replication))
             .transpose()?;
         live.serve(Parts {
             started: live.started(),
@@ -317,6 +326,30 @@ impl Server {
         }
         summary
     }
+}
+
+/// The HA journal stream's parts: the replica on lane `lanes` (after every worker's and the
+/// control server's, which the peer gate holds in `ha.sync` mode) and the bound listener.
+fn replication(
+    journal: &Journal<LeaseRecord>,
+    lanes: usize,
+    reload: &Arc<Reloader>,
+    (listen, partner): (std::net::SocketAddr, std::net::SocketAddr),
+) -> Result<crate::ha::Replication> {
+    let replica = lessor_journal::stream::Replica::open(journal, lanes)
+        .map_err(Error::journal("opening the HA replica"))?;
+    let listener = std::net::TcpListener::bind(listen).map_err(|source| Error::Control {
+        what: format!("binding ha.peers[].stream of this node ({listen}): {source}"),
+        source,
+    })?;
+    Ok(crate::ha::Replication {
+        source: journal.stream(),
+        replica,
+        gate: journal.peer_gate(lanes),
+        reload: Arc::clone(reload),
+        listener,
+        partner,
+    })
 }
 
 /// Starts the control server unless `control: off`.

@@ -79,6 +79,8 @@ pub struct SenderOptions {
     pub max_batch: usize,
     /// The pause before reconnecting after a failure.
     pub retry: Duration,
+    /// A gate the peer's acks are handed to as they arrive (a synchronous partner).
+    pub gate: Option<super::PeerGate>,
 }
 
 impl SenderOptions {
@@ -89,6 +91,7 @@ impl SenderOptions {
             epoch,
             max_batch: 256 << 10,
             retry: Duration::from_millis(200),
+            gate: None,
         }
     }
 }
@@ -200,11 +203,15 @@ pub async fn send_session<R: Record>(
         let status_acked = Arc::new(AtomicU64::new(start));
         let a = status_acked.clone();
         let heard = heard.clone();
+        let gate = opts.gate.clone();
         let task = tokio::spawn(async move {
             loop {
                 match read_msg(&mut rd).await? {
                     Some(Msg::Ack { epoch: e, seq }) if e == epoch => {
                         a.fetch_max(seq, Ordering::SeqCst);
+                        if let Some(g) = &gate {
+                            g.ack(seq);
+                        }
                         heard.store(millis(base), Ordering::SeqCst);
                     }
                     Some(Msg::Refused { reason }) => return Err(StreamError::Refused(reason)),

@@ -883,7 +883,10 @@ fn a_gated_lane_becomes_durable_only_once_the_partner_acks_its_frames() {
     gate.wait_for_peer(true);
     let first = a.append(&rec(2, 1));
     let theirs = b.append(&rec(3, 1));
-    assert!(b.wait_durable(theirs, LONG), "an ungated lane does not wait");
+    assert!(
+        b.wait_durable(theirs, LONG),
+        "an ungated lane does not wait"
+    );
     let source = j.stream();
     wait_for("the frame of key 2 to sync", || source.position() >= 2);
     assert!(
@@ -892,7 +895,10 @@ fn a_gated_lane_becomes_durable_only_once_the_partner_acks_its_frames() {
     );
     let at = gate.oldest_waiting().expect("a sync waits for the partner");
     gate.ack(at - 1);
-    assert!(!a.wait_durable(first, Duration::from_millis(100)), "an ack below it");
+    assert!(
+        !a.wait_durable(first, Duration::from_millis(100)),
+        "an ack below it"
+    );
     gate.ack(at);
     assert!(a.wait_durable(first, LONG), "acknowledged: durable");
     assert_eq!(gate.acked(), at);

@@ -298,6 +298,52 @@ fn ha(e: &mut Exposition, status: &crate::ha::Status) {
         "etcd lease keepalives that failed or timed out.",
     );
     e.sample(name, &[], status.keepalive_failures());
+    let stream = &status.stream;
+    let name = "lessor_ha_stream_state";
+    e.family(
+        name,
+        Kind::Gauge,
+        "1 for the journal stream's state on this server, 0 for the others.",
+    );
+    let state = stream.state();
+    for s in crate::ha::StreamState::ALL {
+        e.sample(name, &[("state", s.name())], u8::from(s == state));
+    }
+    let name = "lessor_ha_stream_waiting_for_partner";
+    e.family(
+        name,
+        Kind::Gauge,
+        "1 while binding replies wait for the partner's ack (ha.sync and the partner in sync).",
+    );
+    e.sample(name, &[], u8::from(stream.waiting()));
+    let name = "lessor_ha_stream_acked_sequence";
+    e.family(
+        name,
+        Kind::Gauge,
+        "The last journal stream sequence the partner acknowledged as synced.",
+    );
+    e.sample(name, &[], stream.acked());
+    let name = "lessor_ha_stream_lag_records";
+    e.family(
+        name,
+        Kind::Gauge,
+        "Records synced by this leader and not yet acknowledged by the partner.",
+    );
+    e.sample(name, &[], stream.lag());
+    let name = "lessor_ha_stream_received_sequence";
+    e.family(
+        name,
+        Kind::Gauge,
+        "The last sequence of the partner's stream this server's replica has synced.",
+    );
+    e.sample(name, &[], stream.received());
+    let name = "lessor_ha_stream_alone_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Times this leader went on without its partner (unreachable or stuck).",
+    );
+    e.sample(name, &[], stream.alone());
 }
 
 /// `lessor_leases` and `lessor_pool_size`, by subnet (its CIDR and id) and kind.

@@ -1,6 +1,6 @@
 //! What the HA agent knows, shared with `status-get` and `/metrics`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Value, json};
@@ -32,6 +32,210 @@ impl Role {
     }
 }
 
+/// The journal stream's state on this server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamState {
+    /// No `stream` address on both peers: the journal is not streamed.
+    Off,
+    /// Not leading: it applies the leader's stream to its replica.
+    Receiving,
+    /// Leading; no session with the partner yet in this term, or it dropped.
+    Connecting,
+    /// Leading; the partner is connected and catching up.
+    CatchingUp,
+    /// Leading; the partner has synced what this server synced when the session began.
+    InSync,
+    /// Leading; the partner has been unreachable or stuck for `lease_ttl`: replies do not
+    /// wait for it until it is in sync again.
+    Alone,
+}
+
+impl StreamState {
+    /// Every state, in the order `/metrics` lists them.
+    pub const ALL: [StreamState; 6] = [
+        StreamState::Off,
+        StreamState::Receiving,
+        StreamState::Connecting,
+        StreamState::CatchingUp,
+        StreamState::InSync,
+        StreamState::Alone,
+    ];
+
+    /// The state's name in `status-get` and in the `state` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamState::Off => "off",
+            StreamState::Receiving => "receiving",
+            StreamState::Connecting => "connecting",
+            StreamState::CatchingUp => "catching-up",
+            StreamState::InSync => "in-sync",
+            StreamState::Alone => "alone",
+        }
+    }
+}
+
+/// The journal stream's counters, shared with `status-get` and `/metrics`.
+#[derive(Debug)]
+pub struct StreamStatus {
+    partner: Option<String>,
+    sync: bool,
+    state: AtomicU8,
+    epoch: AtomicU64,
+    position: AtomicU64,
+    acked: AtomicU64,
+    waiting: AtomicBool,
+    alone: AtomicU64,
+    replayed: AtomicU64,
+    received_epoch: AtomicU64,
+    received_seq: AtomicU64,
+    received_frames: AtomicU64,
+    received_snapshots: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl StreamStatus {
+    fn new(c: &HaConfig) -> StreamStatus {
+        StreamStatus {
+            partner: c.partner().map(|p| p.name.clone()),
+            sync: c.sync,
+            state: AtomicU8::new(0),
+            epoch: AtomicU64::new(0),
+            position: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            alone: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            received_epoch: AtomicU64::new(0),
+            received_seq: AtomicU64::new(0),
+            received_frames: AtomicU64::new(0),
+            received_snapshots: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> StreamState {
+        let i = usize::from(self.state.load(Ordering::Relaxed));
+        StreamState::ALL.get(i).copied().unwrap_or(StreamState::Off)
+    }
+
+    pub(crate) fn set_state(&self, s: StreamState) {
+        let i = StreamState::ALL.iter().position(|x| *x == s).unwrap_or(0);
+        self.state
+            .store(u8::try_from(i).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The term this server last streamed in (0 before it led).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_epoch(&self, e: u64) {
+        self.epoch.store(e, Ordering::Relaxed);
+    }
+
+    /// The last sequence this server's journal synced in this run.
+    pub fn position(&self) -> u64 {
+        self.position.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_position(&self, p: u64) {
+        self.position.store(p, Ordering::Relaxed);
+    }
+
+    /// The last sequence the partner acknowledged as synced.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_acked(&self, a: u64) {
+        self.acked.store(a, Ordering::Relaxed);
+    }
+
+    /// Records synced here and not yet acknowledged by the partner (0 while not leading).
+    pub fn lag(&self) -> u64 {
+        if self.state() == StreamState::Receiving || self.state() == StreamState::Off {
+            return 0;
+        }
+        self.position().saturating_sub(self.acked())
+    }
+
+    /// Whether binding replies wait for the partner's ack.
+    pub fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_waiting(&self, w: bool) {
+        self.waiting.store(w, Ordering::Relaxed);
+    }
+
+    /// Times this server went on alone.
+    pub fn alone(&self) -> u64 {
+        self.alone.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn went_alone(&self) {
+        self.alone.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_replayed(&self, n: u64) {
+        self.replayed.store(n, Ordering::Relaxed);
+    }
+
+    /// The last sequence of the partner's stream this server's replica has synced.
+    pub fn received(&self) -> u64 {
+        self.received_seq.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_received(&self, r: &lessor_journal::stream::net::ReceiverStatus) {
+        let copy = |to: &AtomicU64, from: &AtomicU64| {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        copy(&self.received_epoch, &r.epoch);
+        copy(&self.received_seq, &r.acked);
+        copy(&self.received_frames, &r.frames);
+        copy(&self.received_snapshots, &r.snapshots);
+        if let Some(e) = r.last_error() {
+            self.set_error(format!("receiving: {e}"));
+        }
+    }
+
+    pub(crate) fn set_error(&self, e: String) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(e);
+    }
+
+    /// The `stream` object of `status-get`'s `ha`.
+    fn json(&self) -> Value {
+        let error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        json!({
+            "state": self.state().name(),
+            "partner": self.partner,
+            "sync": self.sync,
+            "waiting-for-partner": self.waiting(),
+            "epoch": self.epoch(),
+            "position": self.position(),
+            "acked": self.acked(),
+            "lag": self.lag(),
+            "alone": self.alone(),
+            "replayed-at-takeover": self.replayed.load(Ordering::Relaxed),
+            "received": {
+                "epoch": self.received_epoch.load(Ordering::Relaxed),
+                "seq": self.received(),
+                "frames": self.received_frames.load(Ordering::Relaxed),
+                "snapshots": self.received_snapshots.load(Ordering::Relaxed),
+            },
+            "last-error": error,
+        })
+    }
+}
+
 /// One etcd endpoint's health as last probed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Endpoint {
@@ -50,6 +254,8 @@ pub struct Status {
     state: Mutex<Snapshot>,
     transitions: AtomicU64,
     keepalive_failures: AtomicU64,
+    /// The journal stream between the pair.
+    pub stream: StreamStatus,
 }
 
 #[derive(Debug)]
@@ -84,6 +290,7 @@ impl Status {
             }),
             transitions: AtomicU64::new(0),
             keepalive_failures: AtomicU64::new(0),
+            stream: StreamStatus::new(c),
         }
     }
 
@@ -159,6 +366,7 @@ impl Status {
             "transitions": self.transitions(),
             "keepalive-failures": self.keepalive_failures(),
             "etcd": etcd,
+            "stream": self.stream.json(),
         })
     }
 }

@@ -123,7 +123,26 @@ impl Drop for Etcd {
 
 /// The config of server `node` of the pair, answering DHCP on `port`.
 fn config(node: &str, port: u16, cluster: &str, etcd: &Etcd) -> String {
+    config_with(node, port, cluster, etcd, None)
+}
+
+/// [`config`], streaming the journal between the pair when `stream` gives the two servers'
+/// stream ports and whether replies wait for the partner (`ha.sync`).
+fn config_with(
+    node: &str,
+    port: u16,
+    cluster: &str,
+    etcd: &Etcd,
+    stream: Option<([u16; 2], bool)>,
+) -> String {
+    // A loaded machine (the test's own relays and etcd on two cores) can miss a keepalive:
+    // the streaming tests give the leader more slack so that it keeps its role.
+    let ttl = if stream.is_some() { 5 } else { 3 };
     let endpoints: Vec<String> = etcd.clients.iter().map(|c| format!("{c:?}")).collect();
+    let (streams, sync) = match stream {
+        Some((p, sync)) => (p.map(|p| format!(", stream: \"127.0.0.1:{p}\"")), sync),
+        None => ([String::new(), String::new()], true),
+    };
     format!(
         r#"port: {port}
 state_dir: STATE_DIR
@@ -131,20 +150,23 @@ workers: 1
 v4:
   lease_time: 3600
   subnets:
-    - subnet: 10.234.0.0/24
+    - subnet: 10.234.0.0/16
       relays: [ 127.0.0.1 ]
-      pools: [ "10.234.0.10-10.234.0.200" ]
+      pools: [ "10.234.0.10-10.234.250.200" ]
 ha:
   mode: hot-standby
   node: {node}
   cluster: {cluster}
-  lease_ttl: 3
+  lease_ttl: {ttl}
+  sync: {sync}
   etcd: [ {} ]
   peers:
-    - {{ name: a, url: "http://127.0.0.1:1" }}
-    - {{ name: b, url: "http://127.0.0.1:2" }}
+    - {{ name: a, url: "http://127.0.0.1:1"{} }}
+    - {{ name: b, url: "http://127.0.0.1:2"{} }}
 "#,
-        endpoints.join(", ")
+        endpoints.join(", "),
+        streams[0],
+        streams[1],
     )
 }
 
@@ -286,4 +308,228 @@ fn hot_standby_fails_over_on_a_crash_and_fences_without_etcd() {
     stopped.assert_success();
     assert!(stopped.counter("ha_standby") >= 1, "{}", stopped.stdout);
     assert!(stopped.counter("ha_fenced") >= 1, "{}", stopped.stdout);
+}
+
+/// A relay on loopback for clients 02:`tag`:`hi`:`lo`:00:00, each of which does a whole DORA
+/// with one server.
+struct Clients {
+    sock: UdpSocket,
+    tag: u8,
+}
+
+impl Clients {
+    fn new(tag: u8) -> Clients {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("binding the relay's socket");
+        sock.set_read_timeout(Some(Duration::from_millis(1500)))
+            .expect("timeout");
+        Clients { sock, tag }
+    }
+
+    fn mac(&self, n: u16) -> String {
+        let [hi, lo] = n.to_be_bytes();
+        format!("02:{:02x}:{hi:02x}:{lo:02x}:00:00", self.tag)
+    }
+
+    /// A relayed DISCOVER (1) or REQUEST (3) of client `n`.
+    fn packet(&self, n: u16, kind: u8, requested: Option<(Ipv4Addr, Ipv4Addr)>) -> Vec<u8> {
+        let [hi, lo] = n.to_be_bytes();
+        let mut b = vec![0u8; 236];
+        b[..4].copy_from_slice(&[1, 1, 6, 1]);
+        b[4..8].copy_from_slice(&[self.tag, hi, lo, kind]);
+        b[24..28].copy_from_slice(&Ipv4Addr::LOCALHOST.octets());
+        b[28..34].copy_from_slice(&[2, self.tag, hi, lo, 0, 0]);
+        b.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
+        if let Some((addr, server)) = requested {
+            b.extend_from_slice(&[50, 4]);
+            b.extend_from_slice(&addr.octets());
+            b.extend_from_slice(&[54, 4]);
+            b.extend_from_slice(&server.octets());
+        }
+        b.push(255);
+        b
+    }
+
+    /// Sends and waits for the reply of the same xid: its message type, `yiaddr` and server
+    /// identifier.
+    fn ask(&self, port: u16, pkt: &[u8]) -> Option<(u8, Ipv4Addr, Ipv4Addr)> {
+        self.sock
+            .send_to(pkt, SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+            .expect("sending to lessor");
+        let mut buf = [0u8; 1500];
+        loop {
+            let n = self.sock.recv(&mut buf).ok()?;
+            if n < 240 || buf[4..8] != pkt[4..8] {
+                continue;
+            }
+            let (mut kind, mut server) = (0, Ipv4Addr::UNSPECIFIED);
+            let mut at = 240;
+            while at + 1 < n && buf[at] != 255 {
+                let (code, len) = (buf[at], usize::from(buf[at + 1]));
+                let value = buf.get(at + 2..at + 2 + len)?;
+                match (code, len) {
+                    (53, 1) => kind = value[0],
+                    (54, 4) => server = Ipv4Addr::new(value[0], value[1], value[2], value[3]),
+                    _ => {}
+                }
+                at += 2 + len;
+            }
+            let yiaddr = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
+            return Some((kind, yiaddr, server));
+        }
+    }
+
+    /// DISCOVER, then REQUEST what was offered: the address ACKed to client `n`, if one was.
+    fn dora(&self, port: u16, n: u16) -> Option<Ipv4Addr> {
+        let (kind, offered, server) = self.ask(port, &self.packet(n, 1, None))?;
+        if kind != 2 {
+            return None;
+        }
+        let req = self.packet(n, 3, Some((offered, server)));
+        match self.ask(port, &req)? {
+            (5, acked, _) if acked == offered => Some(acked),
+            _ => None,
+        }
+    }
+}
+
+/// Every bound lease of `lessor` as address -> hardware address.
+fn bound(lessor: &Lessor) -> std::collections::BTreeMap<Ipv4Addr, String> {
+    let cmd = json!({"command": "lease4-get-all"}).to_string();
+    let (status, body) = http(&lessor.control_url(), "POST", "/", false, cmd.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let answers: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let leases = answers[0]["arguments"]["leases"].as_array().cloned();
+    leases
+        .unwrap_or_default()
+        .iter()
+        .filter(|l| l["state"] == 0)
+        .map(|l| {
+            let ip = l["ip-address"].as_str().expect("an address").parse();
+            let hw = l["hw-address"].as_str().expect("a hardware address");
+            (ip.expect("an IPv4 address"), hw.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_synced_standby_takes_over_every_lease_the_active_acked() {
+    require_root();
+    let etcd = Etcd::start();
+    let cluster = unique();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .expect("a free UDP port")
+                .port()
+        })
+        .collect();
+    let streams = free_ports(2);
+    let streams = [streams[0], streams[1]];
+    let cfg =
+        |node: &str, port: u16| config_with(node, port, &cluster, &etcd, Some((streams, true)));
+    let a = Lessor::start(None, &cfg("a", ports[0]), &[]);
+    wait_role(&a, "leader");
+    let b = Lessor::start(None, &cfg("b", ports[1]), &[]);
+    wait_role(&b, "standby");
+    let synced = wait_until(ROLE_DEADLINE, "the standby to be in sync", || {
+        let ha = ha(&a);
+        (ha["stream"]["state"] == "in-sync" && ha["stream"]["waiting-for-partner"] == true)
+            .then_some(ha)
+    });
+    assert_eq!(synced["stream"]["partner"], "b", "{synced}");
+    let before = ha(&b);
+
+    // Four relays load the active with DORAs; it is killed -9 in the middle of them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let relays: Vec<_> = (1..=4u8)
+        .map(|tag| {
+            let (stop, acks) = (stop.clone(), acks.clone());
+            let port = ports[0];
+            std::thread::spawn(move || {
+                let clients = Clients::new(tag);
+                for n in 1..=2000u16 {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Some(ip) = clients.dora(port, n) {
+                        acks.lock().unwrap().push((ip, clients.mac(n), tag, n));
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until(ROLE_DEADLINE, "400 ACKs from the active", || {
+        (acks.lock().unwrap().len() >= 400).then_some(())
+    });
+    let during = ha(&b);
+    let dead = a.crash();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        (during["role"].as_str(), &during["transitions"]),
+        (Some("standby"), &before["transitions"]),
+        "the pair kept its roles under load: {during}"
+    );
+    for r in relays {
+        r.join().expect("a relay thread");
+    }
+    let acked = acks.lock().unwrap().clone();
+    let mut owners = std::collections::BTreeMap::new();
+    for (ip, mac, _, _) in &acked {
+        let other = owners.insert(*ip, mac.clone());
+        assert!(
+            other.as_ref().is_none_or(|o| o == mac),
+            "{ip} was ACKed to {mac} and {other:?}"
+        );
+    }
+
+    let leader = wait_role(&b, "leader");
+    let held = bound(&b);
+    eprintln!(
+        "{} ACKs before the crash, {} leases bound in the new leader",
+        acked.len(),
+        held.len()
+    );
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|(ip, mac, _, _)| held.get(ip) != Some(mac))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} leases ACKed by the dead active are not bound in the new one, e.g. {:?}\n{}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)],
+        dead.stderr
+    );
+    assert!(
+        leader["stream"]["replayed-at-takeover"].as_u64() >= Some(acked.len() as u64),
+        "{} ACKs: {leader}",
+        acked.len()
+    );
+
+    // Clients come back to the new leader: each keeps its address, and a new client gets
+    // none of theirs.
+    answers(ports[1], 7);
+    for (ip, mac, tag, n) in acked.iter().rev().take(20) {
+        let clients = Clients::new(*tag);
+        assert_eq!(clients.dora(ports[1], *n), Some(*ip), "client {mac}");
+    }
+    let newcomer = Clients::new(9)
+        .dora(ports[1], 1)
+        .expect("an ACK for a new client");
+    assert!(
+        !owners.contains_key(&newcomer),
+        "{newcomer} is bound to {:?} already",
+        owners.get(&newcomer)
+    );
+    let text = http(&b.control_url(), "GET", "/metrics", false, b"").1;
+    assert!(
+        text.contains("lessor_ha_stream_state{state=\"connecting\"} 1")
+            || text.contains("lessor_ha_stream_state{state=\"alone\"} 1"),
+        "the partner is dead: {text}"
+    );
+    promtool_check(&text);
+    b.stop().assert_success();
 }

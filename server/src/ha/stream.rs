@@ -1,0 +1,359 @@
+//! The journal streamed between the pair (docs/HA.md, "Replication"): the leader sends, the
+//! standby keeps a replica in its own journal, and a takeover replays it before serving.
+//!
+//! Everything here runs on the HA agent's runtime. The leader's sender follows its journal
+//! under the leading term's epoch; a monitor task reads the sender's acks every
+//! [`MONITOR_EVERY`], hands them to the journal's [`PeerGate`] and decides whether binding
+//! replies wait for the partner (`ha.sync`, only while the partner is in sync) or the leader
+//! goes on alone (the partner unreachable for `ha.lease_ttl`, or its acks stalled that long).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use lessor_journal::stream::net::{self, ReceiverStatus, SenderOptions, SenderStatus};
+use lessor_journal::stream::{PeerGate, Replica, Source};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, timeout};
+
+use super::status::{Status, StreamState};
+use crate::lease_record::LeaseRecord;
+use crate::reload::Reloader;
+
+/// How often the monitor looks at the sender's acks.
+const MONITOR_EVERY: Duration = Duration::from_millis(50);
+/// The longest a takeover waits for the replica's last frames to become durable.
+const QUIET_WITHIN: Duration = Duration::from_secs(5);
+
+/// What the agent needs to stream the journal, keep a replica, and take over.
+pub struct Replication {
+    /// This server's journal stream.
+    pub source: Source<LeaseRecord>,
+    /// The replica of the partner's stream, on a lane of this server's journal.
+    pub replica: Replica<LeaseRecord>,
+    /// The gate of the lanes whose binding replies wait for the partner in `sync` mode.
+    pub gate: PeerGate,
+    /// Where the running engines are (a takeover replays into them).
+    pub reload: Arc<Reloader>,
+    /// Where this server receives the partner's stream.
+    pub listener: std::net::TcpListener,
+    /// Where the partner receives this server's stream.
+    pub partner: SocketAddr,
+}
+
+impl std::fmt::Debug for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replication")
+            .field("partner", &self.partner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The running stream: the receiver's switch, the sender while this server leads, and what
+/// the monitor decides.
+pub(super) struct Stream {
+    node: String,
+    sync: bool,
+    /// The partner counts as gone after this long unreachable or silent.
+    partner_timeout: Duration,
+    source: Source<LeaseRecord>,
+    gate: PeerGate,
+    reload: Arc<Reloader>,
+    partner: SocketAddr,
+    status: Arc<Status>,
+    /// The receiver accepts sessions while this is true (never while this server leads).
+    allow: watch::Sender<bool>,
+    /// The receiver says it has stopped and its frames are durable.
+    quiet: watch::Receiver<bool>,
+    receiver: Arc<ReceiverStatus>,
+    sending: Mutex<Option<Sending>>,
+}
+
+/// The sender of one term and what the monitor knows of it.
+struct Sending {
+    task: JoinHandle<()>,
+    status: Arc<SenderStatus>,
+    /// Sessions seen, and the position the current one must reach to be in sync.
+    sessions: u64,
+    target: u64,
+    state: StreamState,
+    /// When the partner was last connected and in sync (or the term began).
+    last_good: Instant,
+    /// The last ack and when it moved.
+    acked: u64,
+    acked_at: Instant,
+    /// Binding replies wait for the partner: it was in sync and is not taken for gone.
+    waiting: bool,
+    /// The term it sends in.
+    epoch: u64,
+}
+
+impl Stream {
+    /// Starts the receiver (accepting nothing until [`Stream::follow`]) and the monitor on
+    /// the current runtime.
+    pub(super) fn start(
+        r: Replication,
+        config: &crate::config::HaConfig,
+        status: Arc<Status>,
+    ) -> std::io::Result<Arc<Stream>> {
+        r.listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(r.listener)?;
+        let (allow, allow_rx) = watch::channel(false);
+        let (quiet_tx, quiet) = watch::channel(true);
+        let receiver = Arc::new(ReceiverStatus::default());
+        tokio::spawn(receive(
+            listener,
+            r.replica,
+            Arc::clone(&receiver),
+            allow_rx,
+            quiet_tx,
+        ));
+        let stream = Arc::new(Stream {
+            node: config.node.clone(),
+            sync: config.sync,
+            partner_timeout: Duration::from_secs(config.lease_ttl.into()),
+            source: r.source,
+            gate: r.gate,
+            reload: r.reload,
+            partner: r.partner,
+            status,
+            allow,
+            quiet,
+            receiver,
+            sending: Mutex::new(None),
+        });
+        tokio::spawn(monitor(Arc::clone(&stream)));
+        Ok(stream)
+    }
+
+    fn sending(&self) -> std::sync::MutexGuard<'_, Option<Sending>> {
+        self.sending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Not leading: stop sending, hold every later binding reply until the partner acks it
+    /// (so a server that lost the lead sends no reply its successor may not know), and
+    /// follow the leader's stream.
+    pub(super) fn follow(&self) {
+        if let Some(s) = self.sending().take() {
+            s.task.abort();
+        }
+        if self.sync {
+            self.gate.wait_for_peer(true);
+        }
+        self.status.stream.set_state(StreamState::Receiving);
+        self.allow.send_if_modified(|a| !std::mem::replace(a, true));
+    }
+
+    /// About to lead in term `epoch`: stops the receiver, waits until what it appended is
+    /// durable, replays the journal into the engines (the same fold as at startup), and
+    /// starts sending. DHCP stays held back throughout; an error leaves it held.
+    pub(super) async fn take_over(&self, epoch: u64) -> Result<(), String> {
+        if self
+            .sending()
+            .as_ref()
+            .is_some_and(|s| s.epoch == epoch && !s.task.is_finished())
+        {
+            return Ok(());
+        }
+        self.allow.send_replace(false);
+        let mut quiet = self.quiet.clone();
+        match timeout(QUIET_WITHIN, quiet.wait_for(|q| *q)).await {
+            Ok(Ok(_)) => {}
+            _ => return Err("the replica did not stop in time".into()),
+        }
+        let source = self.source.clone();
+        let reload = Arc::clone(&self.reload);
+        let replayed =
+            tokio::task::spawn_blocking(move || super::takeover::replay(&source, &reload))
+                .await
+                .map_err(|e| format!("the replay task failed: {e}"))??;
+        tracing::info!(
+            epoch,
+            records = replayed.records,
+            restored = replayed.restored,
+            "HA: journal replayed into the engines before serving"
+        );
+        self.status.stream.set_replayed(replayed.records);
+        let status = Arc::new(SenderStatus::default());
+        let task = tokio::spawn(net::run_sender(
+            self.source.clone(),
+            self.partner,
+            SenderOptions {
+                gate: Some(self.gate.clone()),
+                ..SenderOptions::new(self.node.clone(), epoch)
+            },
+            Arc::clone(&status),
+        ));
+        let now = Instant::now();
+        let old = self.sending().replace(Sending {
+            task,
+            status,
+            sessions: 0,
+            target: 0,
+            state: StreamState::Connecting,
+            last_good: now,
+            acked: 0,
+            acked_at: now,
+            waiting: false,
+            epoch,
+        });
+        if let Some(old) = old {
+            old.task.abort();
+        }
+        self.status.stream.set_epoch(epoch);
+        self.status.stream.set_state(StreamState::Connecting);
+        Ok(())
+    }
+
+    /// One look at the sender: feeds its acks to the gate and decides whether binding
+    /// replies wait for the partner.
+    fn check(&self) {
+        let position = self.source.position();
+        self.status.stream.set_position(position);
+        self.status.stream.set_received(&self.receiver);
+        let mut guard = self.sending();
+        let Some(s) = guard.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let acked = s.status.acked.load(Ordering::SeqCst);
+        let connected = s.status.connected.load(Ordering::SeqCst);
+        let sessions = s.status.sessions.load(Ordering::SeqCst);
+        if acked != s.acked {
+            s.acked = acked;
+            s.acked_at = now;
+        }
+        self.gate.ack(acked);
+        self.status.stream.set_acked(acked);
+        if sessions != s.sessions && connected {
+            // A new session catches up to where the journal was when it began.
+            s.sessions = sessions;
+            s.target = position;
+        }
+        let caught_up = connected && acked >= s.target;
+        // Acks behind the gate's oldest waiting sync, and not moving: the partner is stuck.
+        let stalled = self
+            .gate
+            .oldest_waiting()
+            .is_some_and(|seq| seq > acked && now - s.acked_at > self.partner_timeout);
+        let next = if caught_up && !stalled {
+            s.last_good = now;
+            StreamState::InSync
+        } else if s.state == StreamState::Alone
+            || stalled
+            || now - s.last_good > self.partner_timeout
+        {
+            StreamState::Alone
+        } else if connected {
+            StreamState::CatchingUp
+        } else {
+            StreamState::Connecting
+        };
+        if next != s.state {
+            match next {
+                StreamState::Alone => {
+                    let why = s
+                        .status
+                        .last_error()
+                        .unwrap_or_else(|| "its acks stalled".into());
+                    tracing::warn!(
+                        partner = %self.partner,
+                        error = %why,
+                        "HA: the partner is gone; serving alone, replies no longer wait for it"
+                    );
+                    self.status.stream.went_alone();
+                }
+                StreamState::InSync => {
+                    tracing::info!(partner = %self.partner, acked, "HA: the partner is in sync");
+                }
+                _ => {}
+            }
+            s.state = next;
+            self.status.stream.set_state(next);
+        }
+        if let Some(e) = s.status.last_error() {
+            self.status.stream.set_error(e);
+        }
+        // Replies wait for the partner while it is in sync, and after it drops until it is
+        // taken for gone; before it first catches up in a term, they do not.
+        match next {
+            StreamState::InSync => s.waiting = true,
+            StreamState::Alone => s.waiting = false,
+            _ => {}
+        }
+        let wait = self.sync && s.waiting;
+        if self.gate.waiting() != wait {
+            self.gate.wait_for_peer(wait);
+        }
+        self.status.stream.set_waiting(wait);
+    }
+}
+
+/// Looks at the sender every [`MONITOR_EVERY`].
+async fn monitor(stream: Arc<Stream>) {
+    loop {
+        stream.check();
+        sleep(MONITOR_EVERY).await;
+    }
+}
+
+/// Applies the partner's stream to `replica` while `allow` says so; when it turns false,
+/// ends the session, waits until what was appended is durable, and says so on `quiet`.
+async fn receive(
+    listener: tokio::net::TcpListener,
+    mut replica: Replica<LeaseRecord>,
+    status: Arc<ReceiverStatus>,
+    mut allow: watch::Receiver<bool>,
+    quiet: watch::Sender<bool>,
+) {
+    loop {
+        if !*allow.borrow_and_update() {
+            quiet.send_replace(true);
+            // Refuse at once whoever calls while this server leads (a fenced old leader).
+            tokio::select! {
+                a = listener.accept() => drop(a),
+                c = allow.changed() => if c.is_err() { return },
+            }
+            continue;
+        }
+        quiet.send_replace(false);
+        let s = tokio::select! {
+            a = listener.accept() => a,
+            c = allow.changed() => {
+                if c.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let s = match s {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "HA: journal stream accept failed");
+                sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        status.sessions.fetch_add(1, Ordering::Relaxed);
+        let res = tokio::select! {
+            r = net::receive_session(s, &mut replica, &status) => Some(r),
+            _ = allow.wait_for(|a| !*a) => None,
+        };
+        replica.abort_snapshot();
+        if let Some(t) = replica.last_pending() {
+            let w = replica.waiter();
+            let _ = tokio::task::spawn_blocking(move || w.wait_durable(t, QUIET_WITHIN)).await;
+        }
+        replica.save_position();
+        status.update(&mut replica);
+        if let Some(Err(e)) = res {
+            tracing::warn!(error = %e, "HA: journal stream from the partner ended");
+            *status
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+        }
+    }
+}
