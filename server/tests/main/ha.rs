@@ -533,3 +533,82 @@ fn a_synced_standby_takes_over_every_lease_the_active_acked() {
     promtool_check(&text);
     b.stop().assert_success();
 }
+
+#[test]
+fn a_synced_leader_holds_acks_for_a_hung_partner_then_goes_on_alone() {
+    require_root();
+    let etcd = Etcd::start();
+    let cluster = unique();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .expect("a free UDP port")
+                .port()
+        })
+        .collect();
+    let streams = free_ports(2);
+    let streams = [streams[0], streams[1]];
+    let cfg =
+        |node: &str, port: u16| config_with(node, port, &cluster, &etcd, Some((streams, true)));
+    let a = Lessor::start(None, &cfg("a", ports[0]), &[]);
+    wait_role(&a, "leader");
+    let b = Lessor::start(None, &cfg("b", ports[1]), &[]);
+    wait_role(&b, "standby");
+    let in_sync = || {
+        wait_until(ROLE_DEADLINE, "the standby to be in sync", || {
+            let ha = ha(&a);
+            (ha["stream"]["state"] == "in-sync" && ha["stream"]["waiting-for-partner"] == true)
+                .then_some(ha)
+        })
+    };
+    in_sync();
+    let clients = Clients::new(5);
+    assert!(
+        clients.dora(ports[0], 1).is_some(),
+        "in sync, the leader ACKs"
+    );
+
+    // The standby hangs: its acks stop, and so do the leader's ACKs (OFFERs still go out).
+    let signal = |sig: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([sig, &b.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill {sig} of the standby");
+    };
+    signal("-STOP");
+    assert_eq!(
+        clients.dora(ports[0], 2),
+        None,
+        "an ACK went out unacknowledged"
+    );
+    let alone = wait_until(ROLE_DEADLINE, "the leader to go on alone", || {
+        let ha = ha(&a);
+        (ha["stream"]["state"] == "alone").then_some(ha)
+    });
+    assert_eq!(alone["stream"]["waiting-for-partner"], false, "{alone}");
+    assert_eq!(alone["stream"]["alone"], 1, "{alone}");
+    assert!(
+        clients.dora(ports[0], 3).is_some(),
+        "alone, the leader ACKs"
+    );
+    let text = http(&a.control_url(), "GET", "/metrics", false, b"").1;
+    assert!(text.contains("lessor_ha_stream_alone_total 1"), "{text}");
+    assert!(
+        text.contains("lessor_ha_stream_state{state=\"alone\"} 1"),
+        "{text}"
+    );
+    promtool_check(&text);
+
+    // Back: it catches up, and replies wait for it again.
+    signal("-CONT");
+    let back = in_sync();
+    assert_eq!(back["stream"]["lag"], 0, "{back}");
+    assert!(
+        clients.dora(ports[0], 4).is_some(),
+        "in sync again, the leader ACKs"
+    );
+    let held = bound(&a);
+    assert_eq!(held.len(), 4, "clients 1 to 4 are bound: {held:?}");
+}
