@@ -323,13 +323,15 @@ impl Run {
                     && self.status.role() != Role::Leader
                     && let Some(stream) = &self.stream
                 {
-                    // Not one answer before the partner's records are in the engines.
-                    if let Err(why) = stream.take_over(seen.epoch).await {
-                        tracing::error!(node = %self.config.node, "HA: cannot take over yet: {why}");
-                        continue;
-                    }
-                    if Instant::now() >= last_ok + timing.fence_after {
-                        continue;
+                    // Not one answer before the partner's records are in the engines; the
+                    // lease is renewed meanwhile.
+                    match stream.taken_over(seen.epoch) {
+                        None => continue,
+                        Some(Err(why)) => {
+                            tracing::error!(node = %self.config.node, "HA: cannot take over yet: {why}");
+                            continue;
+                        }
+                        Some(Ok(())) => {}
                     }
                 }
                 self.enter(role, Some((seen.leader, seen.epoch)));

@@ -109,6 +109,9 @@ pub struct SenderStatus {
     pub sessions: AtomicU64,
     /// Snapshots sent.
     pub snapshots: AtomicU64,
+    /// Acks received, of every session (a session that has had one has seen the receiver
+    /// take in its snapshot, if it sent one).
+    pub acks: Arc<AtomicU64>,
     /// Why the last session ended.
     pub last_error: Mutex<Option<String>>,
 }
@@ -204,11 +207,13 @@ pub async fn send_session<R: Record>(
         let a = status_acked.clone();
         let heard = heard.clone();
         let gate = opts.gate.clone();
+        let acks = status.acks.clone();
         let task = tokio::spawn(async move {
             loop {
                 match read_msg(&mut rd).await? {
                     Some(Msg::Ack { epoch: e, seq }) if e == epoch => {
                         a.fetch_max(seq, Ordering::SeqCst);
+                        acks.fetch_add(1, Ordering::SeqCst);
                         if let Some(g) = &gate {
                             g.ack(seq);
                         }

@@ -69,15 +69,32 @@ pub(super) struct Stream {
     quiet: watch::Receiver<bool>,
     receiver: Arc<ReceiverStatus>,
     sending: Mutex<Option<Sending>>,
+    /// When the partner was last in sync, if replies were waiting for it when this server
+    /// last stopped leading: a new term goes on waiting (for at most `partner_timeout`) while
+    /// the partner catches up, instead of answering unprotected.
+    carried: Mutex<Option<Instant>>,
+    /// The takeover under way or done for the current term.
+    taking: Mutex<Option<Taking>>,
+}
+
+/// A takeover running on its own task, so that the agent keeps renewing its etcd lease
+/// meanwhile.
+struct Taking {
+    epoch: u64,
+    task: JoinHandle<()>,
+    /// Set when it ends.
+    outcome: Arc<Mutex<Option<Result<(), String>>>>,
 }
 
 /// The sender of one term and what the monitor knows of it.
 struct Sending {
     task: JoinHandle<()>,
     status: Arc<SenderStatus>,
-    /// Sessions seen, and the position the current one must reach to be in sync.
+    /// Sessions seen, the position the current one must reach to be in sync, and the acks
+    /// heard before it began.
     sessions: u64,
     target: u64,
+    acks: u64,
     state: StreamState,
     /// When the partner was last connected and in sync (or the term began).
     last_good: Instant,
@@ -123,6 +140,8 @@ impl Stream {
             quiet,
             receiver,
             sending: Mutex::new(None),
+            carried: Mutex::new(None),
+            taking: Mutex::new(None),
         });
         tokio::spawn(monitor(Arc::clone(&stream)));
         Ok(stream)
@@ -136,8 +155,13 @@ impl Stream {
     /// (so a server that lost the lead sends no reply its successor may not know), and
     /// follow the leader's stream.
     pub(super) fn follow(&self) {
+        if let Some(t) = lock(&self.taking).take() {
+            t.task.abort();
+        }
         if let Some(s) = self.sending().take() {
             s.task.abort();
+            *self.carried.lock().unwrap_or_else(PoisonError::into_inner) =
+                s.waiting.then_some(s.last_good);
         }
         if self.sync {
             self.gate.wait_for_peer(true);
@@ -146,10 +170,40 @@ impl Stream {
         self.allow.send_if_modified(|a| !std::mem::replace(a, true));
     }
 
+    /// Whether this server is ready to lead in term `epoch`: `None` while the takeover runs
+    /// (it starts it if needed), then its outcome. A failed one is started again at the
+    /// next call.
+    pub(super) fn taken_over(self: &Arc<Self>, epoch: u64) -> Option<Result<(), String>> {
+        let mut taking = lock(&self.taking);
+        if let Some(t) = taking.as_ref()
+            && t.epoch == epoch
+        {
+            let outcome = lock(&t.outcome).clone();
+            if let Some(Err(_)) = outcome {
+                *taking = None;
+            }
+            return outcome;
+        }
+        let outcome = Arc::new(Mutex::new(None));
+        let (me, out) = (Arc::clone(self), Arc::clone(&outcome));
+        let task = tokio::spawn(async move {
+            let r = me.take_over(epoch).await;
+            *lock(&out) = Some(r);
+        });
+        if let Some(old) = taking.replace(Taking {
+            epoch,
+            task,
+            outcome,
+        }) {
+            old.task.abort();
+        }
+        None
+    }
+
     /// About to lead in term `epoch`: stops the receiver, waits until what it appended is
     /// durable, replays the journal into the engines (the same fold as at startup), and
     /// starts sending. DHCP stays held back throughout; an error leaves it held.
-    pub(super) async fn take_over(&self, epoch: u64) -> Result<(), String> {
+    async fn take_over(&self, epoch: u64) -> Result<(), String> {
         if self
             .sending()
             .as_ref()
@@ -187,16 +241,23 @@ impl Stream {
             Arc::clone(&status),
         ));
         let now = Instant::now();
+        let carried = self
+            .carried
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .filter(|t| now - *t < self.partner_timeout);
         let old = self.sending().replace(Sending {
             task,
             status,
             sessions: 0,
             target: 0,
+            acks: 0,
             state: StreamState::Connecting,
-            last_good: now,
+            last_good: carried.unwrap_or(now),
             acked: 0,
             acked_at: now,
-            waiting: false,
+            waiting: carried.is_some(),
             epoch,
         });
         if let Some(old) = old {
@@ -227,12 +288,15 @@ impl Stream {
         }
         self.gate.ack(acked);
         self.status.stream.set_acked(acked);
+        let acks = s.status.acks.load(Ordering::SeqCst);
         if sessions != s.sessions && connected {
-            // A new session catches up to where the journal was when it began.
+            // A new session catches up to where the journal was when it began, and has
+            // heard an ack (after its snapshot, if it sent one).
             s.sessions = sessions;
             s.target = position;
+            s.acks = acks;
         }
-        let caught_up = connected && acked >= s.target;
+        let caught_up = connected && acks > s.acks && acked >= s.target;
         // Acks behind the gate's oldest waiting sync, and not moving: the partner is stuck.
         let stalled = self
             .gate
@@ -264,6 +328,9 @@ impl Stream {
                         "HA: the partner is gone; serving alone, replies no longer wait for it"
                     );
                     self.status.stream.went_alone();
+                    // Back in sync only once it has acked, anew, all that it missed.
+                    s.target = position;
+                    s.acks = acks;
                 }
                 StreamState::InSync => {
                     tracing::info!(partner = %self.partner, acked, "HA: the partner is in sync");
@@ -289,6 +356,10 @@ impl Stream {
         }
         self.status.stream.set_waiting(wait);
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Looks at the sender every [`MONITOR_EVERY`].
@@ -329,7 +400,10 @@ async fn receive(
             }
         };
         let s = match s {
-            Ok((s, _)) => s,
+            Ok((s, peer)) => {
+                tracing::info!(%peer, "HA: receiving the partner's journal stream");
+                s
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "HA: journal stream accept failed");
                 sleep(Duration::from_millis(100)).await;
@@ -348,6 +422,12 @@ async fn receive(
         }
         replica.save_position();
         status.update(&mut replica);
+        if res.is_none() {
+            tracing::info!("HA: stopped receiving the partner's journal stream");
+        }
+        if let Some(Ok(())) = res {
+            tracing::info!("HA: the partner closed its journal stream");
+        }
         if let Some(Err(e)) = res {
             tracing::warn!(error = %e, "HA: journal stream from the partner ended");
             *status
