@@ -85,13 +85,20 @@ run() { # MODE N: one run; prints "dora/s drops% p50 p99 p99.9 cpu_us violations
   RUST_LOG=warn taskset -c 1 "$bin/lessor" --config "$work/$node.yaml" > "$work/$node.log" 2>&1 &
   pid=$!
   if [ "$mode" != single ]; then
-    wait_for 18067 "ha['role']" leader
+    local ok=true
+    wait_for 18067 "ha['role']" leader || ok=false
     mkdir -p "$work/b"
     config b 6777 18077 "$sync" "bench-$$-$mode-$n" > "$work/b.yaml"
     RUST_LOG=warn taskset -c 0 "$bin/lessor" --config "$work/b.yaml" > "$work/b.log" 2>&1 &
     standby=$!
-    wait_for 18077 "ha['role']" standby
-    wait_for 18067 "ha['stream']['state']" in-sync
+    $ok && wait_for 18077 "ha['role']" standby || ok=false
+    $ok && wait_for 18067 "ha['stream']['state']" in-sync || ok=false
+    if ! $ok; then
+      kill "$standby" 2>/dev/null || true; wait "$standby" 2>/dev/null || true; standby=""
+      stop_server
+      echo "0 100 0 0 0 0 0 not-in-sync -"
+      return
+    fi
   else
     sleep 2
   fi

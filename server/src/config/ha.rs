@@ -341,6 +341,11 @@ mod tests {
             ("dhcp1", 2, 3)
         );
         assert_eq!((ha.lease_ttl, ha.mclt), (5, 3600));
+        let (listen, partner) = ha.stream().expect("both peers stream");
+        assert_eq!(
+            (listen.to_string(), partner.to_string()),
+            ("10.231.0.1:8068".into(), "10.231.0.2:8068".into())
+        );
     }
 
     #[test]
