@@ -542,8 +542,18 @@ impl Reloader {
         };
         if let (None, None) = fresh {
             exclude(&running, &exclusions)?;
-            self.swap.publish(running);
+            let generation = self.swap.publish(running);
             follow(&live);
+            // A worker still in a batch begun on the old tables could give an address
+            // given back as a reservation: wait until every worker has left them.
+            let gives_back =
+                !exclusions.0.unreserve.is_empty() || !exclusions.1.unreserve.is_empty();
+            if gives_back && !self.swap.settle(generation) {
+                tracing::warn!(
+                    "a worker did not take the new tables within {PAUSE_WAIT:?}; \
+                         addresses no longer reserved go back to the pools anyway"
+                );
+            }
         } else {
             // No control command runs while the engines change hands: a lease write lands
             // in the old engine before the move, or in the new one after.

@@ -160,14 +160,17 @@ impl Server {
             lanes + usize::from(streaming.is_some()),
         )?;
 
-        let swap = Swap::new(Running {
-            config: Arc::new(config.clone()),
-            v4: Arc::clone(&ctx),
-            engine: Arc::clone(&engine),
-            v6: v6
-                .as_ref()
-                .map(|p| (Arc::clone(&p.ctx), Arc::clone(&p.engine))),
-        });
+        let swap = Swap::new(
+            Running {
+                config: Arc::new(config.clone()),
+                v4: Arc::clone(&ctx),
+                engine: Arc::clone(&engine),
+                v6: v6
+                    .as_ref()
+                    .map(|p| (Arc::clone(&p.ctx), Arc::clone(&p.engine))),
+            },
+            lanes - 1,
+        );
         let shared = Shared {
             workers,
             cores: lessor_net::available_cores(),

@@ -273,6 +273,7 @@ impl<F: Family> Worker<F> {
                 self.reload(&mut events);
                 generation = seen;
                 self.family.refresh(&self.shared.swap.current());
+                self.shared.swap.took(self.lane.index(), seen);
             }
             let Received::Datagrams(_) = received else {
                 continue;

@@ -32,6 +32,9 @@ pub(crate) struct Swap {
     generation: AtomicU64,
     current: Mutex<Arc<Running>>,
     gate: Gate,
+    /// The generation each worker (by its journal lane) last took; written only when the
+    /// generation moved.
+    taken: Box<[AtomicU64]>,
 }
 
 /// Stops every worker at a batch boundary while the engines are rebuilt.
@@ -56,12 +59,40 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Swap {
-    pub(crate) fn new(running: Running) -> Arc<Swap> {
+    /// The cell for `workers` worker threads (lanes `0..workers`).
+    pub(crate) fn new(running: Running, workers: usize) -> Arc<Swap> {
         Arc::new(Swap {
             generation: AtomicU64::new(0),
             current: Mutex::new(Arc::new(running)),
             gate: Gate::default(),
+            taken: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         })
+    }
+
+    /// Worker `lane` runs on generation `generation` now (it finished every batch it had
+    /// begun on an earlier one).
+    pub(crate) fn took(&self, lane: usize, generation: u64) {
+        if let Some(t) = self.taken.get(lane) {
+            t.store(generation, Ordering::Release);
+        }
+    }
+
+    /// Waits until every worker has taken generation `generation` or a later one, so that
+    /// none still answers with the tables it replaced; false after [`PAUSE_WAIT`] (an idle
+    /// worker looks at least once per receive timeout).
+    pub(super) fn settle(&self, generation: u64) -> bool {
+        let deadline = Instant::now() + PAUSE_WAIT;
+        while self
+            .taken
+            .iter()
+            .any(|t| t.load(Ordering::Acquire) < generation)
+        {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 
     /// Moves whenever the running set changes or a pause begins: a worker loads it once per
@@ -75,9 +106,10 @@ impl Swap {
         Arc::clone(&lock(&self.current))
     }
 
-    pub(super) fn publish(&self, running: Running) {
+    /// Makes `running` the running set; returns its generation (see [`Swap::settle`]).
+    pub(super) fn publish(&self, running: Running) -> u64 {
         *lock(&self.current) = Arc::new(running);
-        self.generation.fetch_add(1, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::Release) + 1
     }
 
     /// Called by a worker whose generation moved: if a pause is asked for, runs `before`

@@ -176,15 +176,47 @@ fn a_reservation_on_another_clients_lease_is_reported() {
 }
 
 #[test]
+fn a_publish_settles_once_every_worker_took_it() {
+    let c = config("\"10.0.0.10-10.0.0.20\"", "");
+    let (ctx, e) = engine(&c);
+    let (ctx, e) = (Arc::new(ctx), Arc::new(e));
+    let running = || Running {
+        config: Arc::new(c.clone()),
+        v4: Arc::clone(&ctx),
+        engine: Arc::clone(&e),
+        v6: None,
+    };
+    let swap = Swap::new(running(), 2);
+    let g = swap.publish(running());
+    swap.took(0, g);
+    let late = {
+        let swap = Arc::clone(&swap);
+        thread::spawn(move || {
+            thread::sleep(std::time::Duration::from_millis(50));
+            swap.took(1, g);
+        })
+    };
+    assert!(swap.settle(g), "both workers took generation {g}");
+    late.join().unwrap();
+    // A worker that never takes the next one: settle gives up.
+    let next = swap.publish(running());
+    swap.took(0, next);
+    assert!(!swap.settle(next));
+}
+
+#[test]
 fn the_gate_holds_every_worker_until_it_opens() {
     let c = config("\"10.0.0.10-10.0.0.20\"", "");
     let (ctx, e) = engine(&c);
-    let swap = Swap::new(Running {
-        config: Arc::new(c),
-        v4: Arc::new(ctx),
-        engine: Arc::new(e),
-        v6: None,
-    });
+    let swap = Swap::new(
+        Running {
+            config: Arc::new(c),
+            v4: Arc::new(ctx),
+            engine: Arc::new(e),
+            v6: None,
+        },
+        0,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let inside = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..2)

@@ -2,10 +2,10 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use lessor_engine::{LeaseState, Time};
 use lessor_engine::v4::{
     BindError, BindRequest, ClientKey, Engine, HwAddr, LeaseEvent, LeaseInfo, OfferRequest,
 };
+use lessor_engine::{LeaseState, Time};
 
 use super::context::{Context, Found};
 use super::packet::{self, Kind, Malformed, Request};
