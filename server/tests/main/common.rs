@@ -715,6 +715,18 @@ pub(crate) fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
 }
 
+/// Waits for a perfdhcp started with [`spawn_logged`] into `log` and returns its output;
+/// fails the test unless it exited 0 or 3 (3: some exchanges were not answered in time).
+pub(crate) fn finish_perfdhcp(mut perf: Child, log: &Path) -> String {
+    let status = perf.wait().expect("waiting for perfdhcp");
+    let out = fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        status.success() || status.code() == Some(3),
+        "perfdhcp: {status}\n{out}"
+    );
+    out
+}
+
 /// Writes an executable shell script.
 pub(crate) fn write_script(path: &Path, body: &str) {
     fs::write(path, body).expect("writing a script");

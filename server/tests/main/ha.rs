@@ -418,10 +418,9 @@ fn bound(lessor: &Lessor) -> std::collections::BTreeMap<Ipv4Addr, String> {
         .collect()
 }
 
-#[test]
-fn a_synced_standby_takes_over_every_lease_the_active_acked() {
-    require_root();
-    let etcd = Etcd::start();
+/// Leader `a` and standby `b` of a new cluster on two free DHCP ports, the journal streamed
+/// with `sync: true`; returned once each has its role, with their ports.
+fn synced_pair(etcd: &Etcd) -> (Lessor, Lessor, [u16; 2]) {
     let cluster = unique();
     let ports: Vec<u16> = (0..2)
         .map(|_| {
@@ -434,16 +433,29 @@ fn a_synced_standby_takes_over_every_lease_the_active_acked() {
     let streams = free_ports(2);
     let streams = [streams[0], streams[1]];
     let cfg =
-        |node: &str, port: u16| config_with(node, port, &cluster, &etcd, Some((streams, true)));
+        |node: &str, port: u16| config_with(node, port, &cluster, etcd, Some((streams, true)));
     let a = Lessor::start(None, &cfg("a", ports[0]), &[]);
     wait_role(&a, "leader");
     let b = Lessor::start(None, &cfg("b", ports[1]), &[]);
     wait_role(&b, "standby");
-    let synced = wait_until(ROLE_DEADLINE, "the standby to be in sync", || {
-        let ha = ha(&a);
+    (a, b, [ports[0], ports[1]])
+}
+
+/// Waits until `a`'s partner is in sync and `a`'s replies wait for it; `a`'s HA status.
+fn wait_in_sync(a: &Lessor) -> Value {
+    wait_until(ROLE_DEADLINE, "the standby to be in sync", || {
+        let ha = ha(a);
         (ha["stream"]["state"] == "in-sync" && ha["stream"]["waiting-for-partner"] == true)
             .then_some(ha)
-    });
+    })
+}
+
+#[test]
+fn a_synced_standby_takes_over_every_lease_the_active_acked() {
+    require_root();
+    let etcd = Etcd::start();
+    let (a, b, ports) = synced_pair(&etcd);
+    let synced = wait_in_sync(&a);
     assert_eq!(synced["stream"]["partner"], "b", "{synced}");
     let before = ha(&b);
 
@@ -545,30 +557,8 @@ fn a_synced_standby_takes_over_every_lease_the_active_acked() {
 fn a_synced_leader_holds_acks_for_a_hung_partner_then_goes_on_alone() {
     require_root();
     let etcd = Etcd::start();
-    let cluster = unique();
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .expect("a free UDP port")
-                .port()
-        })
-        .collect();
-    let streams = free_ports(2);
-    let streams = [streams[0], streams[1]];
-    let cfg =
-        |node: &str, port: u16| config_with(node, port, &cluster, &etcd, Some((streams, true)));
-    let a = Lessor::start(None, &cfg("a", ports[0]), &[]);
-    wait_role(&a, "leader");
-    let b = Lessor::start(None, &cfg("b", ports[1]), &[]);
-    wait_role(&b, "standby");
-    let in_sync = || {
-        wait_until(ROLE_DEADLINE, "the standby to be in sync", || {
-            let ha = ha(&a);
-            (ha["stream"]["state"] == "in-sync" && ha["stream"]["waiting-for-partner"] == true)
-                .then_some(ha)
-        })
-    };
+    let (a, b, ports) = synced_pair(&etcd);
+    let in_sync = || wait_in_sync(&a);
     in_sync();
     let clients = Clients::new(5);
     assert!(

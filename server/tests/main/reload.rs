@@ -285,13 +285,7 @@ fn a_pool_shrunk_under_load_loses_no_acked_lease_and_counts_the_orphans() {
         "pool shrink under load: workers paused {:.3} ms",
         pause * 1e3
     );
-    let mut perf = perf;
-    let status = perf.wait().expect("waiting for perfdhcp");
-    let out = fs::read_to_string(&perf_log).unwrap_or_default();
-    assert!(
-        status.success() || status.code() == Some(3),
-        "perfdhcp: {status}\n{out}"
-    );
+    let out = crate::common::finish_perfdhcp(perf, &perf_log);
     let report = perfdhcp_report(&out);
     let acked = report
         .get("REQUEST-ACK")

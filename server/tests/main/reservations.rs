@@ -341,7 +341,7 @@ mod v4 {
             "-4 -g single -l 127.0.0.1 -N 6767 -L 6769 -r 300 -R 400 -n 800 -p 8 127.0.0.1"
                 .split(' '),
         );
-        let mut perf = crate::common::spawn_logged(&mut perf, &perf_log);
+        let perf = crate::common::spawn_logged(&mut perf, &perf_log);
         let load_url = url.clone();
         ns.run_in(move || {
             let url = load_url;
@@ -353,12 +353,7 @@ mod v4 {
             let relay = Relay::new(TAG);
             assert_eq!(relay.dora(1, None).to_string(), ip(200));
         });
-        let status = perf.wait().expect("waiting for perfdhcp");
-        let out = std::fs::read_to_string(&perf_log).unwrap_or_default();
-        assert!(
-            status.success() || status.code() == Some(3),
-            "perfdhcp: {status}\n{out}"
-        );
+        crate::common::finish_perfdhcp(perf, &perf_log);
 
         ns.run_in(move || {
             let leases = bound(&url);
@@ -477,7 +472,7 @@ mod v6 {
         let perf_log = dir.path().join("perfdhcp.log");
         let mut perf = ns.timed("perfdhcp");
         perf.args("-6 -A 1 -l ::1 -N 6767 -L 6769 -r 300 -R 600 -n 900 -p 8 ::1".split(' '));
-        let mut perf = crate::common::spawn_logged(&mut perf, &perf_log);
+        let perf = crate::common::spawn_logged(&mut perf, &perf_log);
         let load_url = url.clone();
         ns.run_in(move || {
             let url = load_url;
@@ -489,12 +484,7 @@ mod v6 {
             assert_eq!(a["arguments"]["pause-seconds"], Value::Null, "{a}");
             assert_eq!(Relay::new(TAG).address(1, None), reserved);
         });
-        let status = perf.wait().expect("waiting for perfdhcp");
-        let out = std::fs::read_to_string(&perf_log).unwrap_or_default();
-        assert!(
-            status.success() || status.code() == Some(3),
-            "perfdhcp: {status}\n{out}"
-        );
+        crate::common::finish_perfdhcp(perf, &perf_log);
         ns.run_in(move || {
             let all = cmd(&url, "lease6-get-all", json!({}));
             let leases: Vec<(String, String)> = (all["arguments"]["leases"].as_array())
