@@ -118,51 +118,21 @@ impl Spec for PoolSpec {
     }
 
     /// An IA_PD exclusion takes out every delegated prefix it overlaps, as
-    /// [`Pools::new`](super::pools::Pools) does.
+    /// [`Pools::new`](super::pools::Pools) does (from the same [`PoolSpec::shape`]); `None`
+    /// for a spec that pool would refuse.
     fn excluded_set(&self, max_each: usize) -> Option<BTreeSet<Resource>> {
-        match self {
-            PoolSpec::Na {
-                first,
-                last,
-                excluded,
-            } => {
-                let range = first..=last;
-                Some(
-                    (excluded.iter().filter(|a| range.contains(a)))
-                        .map(|&a| Resource::address(a))
-                        .collect(),
-                )
+        let (_, first, _, shift, len, _, excluded) = self.shape(PoolId(0)).ok()?;
+        let mut out = BTreeSet::new();
+        for (a, b) in excluded {
+            if b - a >= max_each as u128 {
+                return None;
             }
-            PoolSpec::Pd {
-                prefix,
-                prefix_len,
-                delegated_len,
-                excluded,
-            } => {
-                let shift = 128u32.checked_sub(u32::from(*delegated_len))?;
-                let lo = u128::from(*prefix);
-                let hi = lo | low_mask(128u32.saturating_sub(u32::from(*prefix_len)));
-                let mut out = BTreeSet::new();
-                for &(addr, len) in excluded {
-                    let mask = low_mask(128u32.saturating_sub(u32::from(len)));
-                    let net = u128::from(addr) & !mask;
-                    let (a, b) = (net.max(lo), (net | mask).min(hi));
-                    if a > b {
-                        continue;
-                    }
-                    let (first, last) =
-                        ((a - lo).checked_shr(shift)?, (b - lo).checked_shr(shift)?);
-                    if last - first >= max_each as u128 {
-                        return None;
-                    }
-                    out.extend((first..=last).map(|off| Resource {
-                        addr: Ipv6Addr::from(lo + (off << shift)),
-                        len: *delegated_len,
-                    }));
-                }
-                Some(out)
-            }
+            out.extend((a..=b).map(|off| Resource {
+                addr: Ipv6Addr::from(first + (off << shift)),
+                len,
+            }));
         }
+        Some(out)
     }
 }
 

@@ -145,6 +145,84 @@ fn merge(mut intervals: Vec<(u128, u128)>) -> Box<[(u128, u128)]> {
     out.into()
 }
 
+/// A pool's kind, first and last address, shift, resource length and size (as in [`Layout`]),
+/// and the offsets each of its exclusions that meets it takes out (inclusive, unmerged).
+pub(crate) type Shape = (IaKind, u128, u128, u32, u8, u128, Vec<(u128, u128)>);
+
+impl PoolSpec {
+    /// Validates this spec, the `pool`th, into its [`Shape`].
+    pub(crate) fn shape(&self, pool: PoolId) -> Result<Shape, ConfigError> {
+        match self {
+            PoolSpec::Na {
+                first,
+                last,
+                excluded,
+            } => {
+                let (lo, hi) = (u128::from(*first), u128::from(*last));
+                if lo > hi {
+                    return Err(ConfigError::PoolRange {
+                        pool,
+                        first: *first,
+                        last: *last,
+                    });
+                }
+                let size = (hi - lo)
+                    .checked_add(1)
+                    .ok_or(ConfigError::PoolTooLarge(pool))?;
+                let excluded = excluded
+                    .iter()
+                    .map(|&a| u128::from(a))
+                    .filter(|a| (lo..=hi).contains(a))
+                    .map(|a| (a - lo, a - lo))
+                    .collect();
+                Ok((IaKind::Na, lo, hi, 0, 128, size, excluded))
+            }
+            PoolSpec::Pd {
+                prefix,
+                prefix_len,
+                delegated_len,
+                excluded,
+            } => {
+                let (p, d) = (u32::from(*prefix_len), u32::from(*delegated_len));
+                let base = u128::from(*prefix);
+                let host = low_mask(128u32.saturating_sub(p));
+                if p > d || d > 128 || base & host != 0 {
+                    return Err(ConfigError::PoolPrefix {
+                        pool,
+                        prefix: *prefix,
+                        prefix_len: *prefix_len,
+                        delegated_len: *delegated_len,
+                    });
+                }
+                if d - p >= 128 {
+                    return Err(ConfigError::PoolTooLarge(pool));
+                }
+                let (lo, hi, shift) = (base, base | host, 128 - d);
+                // A /0 delegated whole has one offset: everything shifts to 0.
+                let shr = |x: u128| x.checked_shr(shift).unwrap_or(0);
+                let excluded = excluded
+                    .iter()
+                    .filter_map(|&(addr, len)| {
+                        let mask = low_mask(128u32.saturating_sub(u32::from(len)));
+                        let net = u128::from(addr) & !mask;
+                        let (a, b) = (net.max(lo), (net | mask).min(hi));
+                        (a <= b).then(|| (shr(a - lo), shr(b - lo)))
+                    })
+                    .collect();
+                Ok((
+                    IaKind::Pd,
+                    lo,
+                    hi,
+                    shift % 128,
+                    *delegated_len,
+                    1u128 << (d - p),
+                    excluded,
+                ))
+            }
+        }
+    }
+}
+
 impl Pools {
     /// Validates `specs`; pools of at most `dense_max` offsets are dense.
     pub(crate) fn new(specs: &[PoolSpec], dense_max: u128) -> Result<Self, ConfigError> {
@@ -153,75 +231,8 @@ impl Pools {
         let mut sorted = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let pool = id(i)?;
-            let layout = match spec {
-                PoolSpec::Na {
-                    first,
-                    last,
-                    excluded,
-                } => {
-                    let (lo, hi) = (u128::from(*first), u128::from(*last));
-                    if lo > hi {
-                        return Err(ConfigError::PoolRange {
-                            pool,
-                            first: *first,
-                            last: *last,
-                        });
-                    }
-                    let size = (hi - lo)
-                        .checked_add(1)
-                        .ok_or(ConfigError::PoolTooLarge(pool))?;
-                    let excluded = excluded
-                        .iter()
-                        .map(|&a| u128::from(a))
-                        .filter(|a| (lo..=hi).contains(a))
-                        .map(|a| (a - lo, a - lo))
-                        .collect();
-                    (IaKind::Na, lo, hi, 0, 128, size, merge(excluded))
-                }
-                PoolSpec::Pd {
-                    prefix,
-                    prefix_len,
-                    delegated_len,
-                    excluded,
-                } => {
-                    let (p, d) = (u32::from(*prefix_len), u32::from(*delegated_len));
-                    let base = u128::from(*prefix);
-                    let host = low_mask(128u32.saturating_sub(p));
-                    if p > d || d > 128 || base & host != 0 {
-                        return Err(ConfigError::PoolPrefix {
-                            pool,
-                            prefix: *prefix,
-                            prefix_len: *prefix_len,
-                            delegated_len: *delegated_len,
-                        });
-                    }
-                    if d - p >= 128 {
-                        return Err(ConfigError::PoolTooLarge(pool));
-                    }
-                    let (lo, hi, shift) = (base, base | host, 128 - d);
-                    // A /0 delegated whole has one offset: everything shifts to 0.
-                    let shr = |x: u128| x.checked_shr(shift).unwrap_or(0);
-                    let excluded = excluded
-                        .iter()
-                        .filter_map(|&(addr, len)| {
-                            let mask = low_mask(128u32.saturating_sub(u32::from(len)));
-                            let net = u128::from(addr) & !mask;
-                            let (a, b) = (net.max(lo), (net | mask).min(hi));
-                            (a <= b).then(|| (shr(a - lo), shr(b - lo)))
-                        })
-                        .collect();
-                    (
-                        IaKind::Pd,
-                        lo,
-                        hi,
-                        shift % 128,
-                        *delegated_len,
-                        1u128 << (d - p),
-                        merge(excluded),
-                    )
-                }
-            };
-            let (kind, first, last, shift, res_len, size, excluded) = layout;
+            let (kind, first, last, shift, res_len, size, excluded) = spec.shape(pool)?;
+            let excluded = merge(excluded);
             let gone: u128 = excluded.iter().map(|&(lo, hi)| hi - lo + 1).sum();
             layouts.push(Layout {
                 kind,
