@@ -2,8 +2,11 @@
 //! for both families: never handed out dynamically, a holder keeps its record, a journal
 //! replayed afterwards gives the same leases.
 
+use std::fmt::Display;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::admin::Exclude;
+use crate::engine_core::Core;
 use crate::testkit::fold;
 use crate::v4::{
     BindError, BindRequest, ClientKey, Engine, EngineConfig, HwAddr, Lease, LeaseEvent, LeaseInfo,
@@ -566,58 +569,41 @@ fn owners(e: &Engine, a: Ipv4Addr) -> (Vec<String>, bool) {
     (holders, free)
 }
 
-#[test]
-fn v4_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let cfg = EngineConfig {
-        shards: 4,
-        ..config4(&[])
-    };
-    let e = Engine::new(cfg).unwrap();
-    let stop = AtomicBool::new(false);
-    let rounds = std::sync::atomic::AtomicU64::new(0);
+/// Four shards' threads each call `step(shard, round, now, requested, events)` (`requested`
+/// one of `toggled`, `events` cleared after) while this one reserves `toggled` one by one and
+/// unreserves them again, over and over: after each toggle, by `owners`, each has one owner
+/// at most (none for an instant while a shard lends it) and a reserved one is free nowhere.
+/// Ends with every one unreserved.
+fn reserve_while_shards_step<F: Exclude, V>(
+    e: &Core<F>,
+    toggled: [F::Addr; 4],
+    step: impl Fn(u8, u64, Time, F::Addr, &mut Vec<V>) + Sync,
+    owners: impl Fn(F::Addr) -> (Vec<String>, bool),
+) where
+    Core<F>: Sync,
+    F::Addr: Display + Send,
+{
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let (stop, rounds) = (AtomicBool::new(false), AtomicU64::new(0));
     // One clock for every shard, as the server's: seconds go by as the toggles do.
-    let clock = std::sync::atomic::AtomicU64::new(NOW);
-    let toggled = [ip(11), ip(15), ip(22), ip(28)];
+    let clock = AtomicU64::new(NOW);
     std::thread::scope(|s| {
         for shard in 0..4u8 {
-            let (e, stop, rounds, clock) = (&e, &stop, &rounds, &clock);
+            let (stop, rounds, clock, step) = (&stop, &rounds, &clock, &step);
             s.spawn(move || {
                 let mut events = Vec::new();
                 let mut round = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     round += 1;
                     rounds.fetch_add(1, Ordering::Relaxed);
-                    // 12 clients a shard for 20 addresses: shards borrow and fetch.
-                    let n = shard * 12 + (round % 12) as u8;
-                    let client = key(n);
                     let now = clock.load(Ordering::Relaxed);
-                    let req = OfferRequest {
-                        client: &client,
-                        pools: &[PoolId(0)],
-                        reserved: None,
-                        requested: Some(toggled[(round % 4) as usize]),
-                        info: info(&mac(n)),
-                    };
-                    let Ok(addr) = e.offer(usize::from(shard), &req, now) else {
-                        e.reclaim(usize::from(shard), now + 40, 64, &mut events);
-                        continue;
-                    };
-                    let bind = BindRequest {
-                        client: &client,
-                        address: addr,
-                        pools: &[PoolId(0)],
-                        reserved: false,
-                        grant: crate::v4::Grant {
-                            lease_time: 5,
-                            info: info(&mac(n)),
-                        },
-                    };
-                    if e.bind(usize::from(shard), &bind, now, &mut events).is_ok()
-                        && round.is_multiple_of(3)
-                    {
-                        e.release(usize::from(shard), &client, addr, now, &mut events);
-                    }
+                    step(
+                        shard,
+                        round,
+                        now,
+                        toggled[(round % 4) as usize],
+                        &mut events,
+                    );
                     events.clear();
                 }
             });
@@ -641,9 +627,7 @@ fn v4_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
             }
             for (k, &b) in toggled.iter().enumerate() {
                 let reserved = (i / 4).is_multiple_of(2) && k <= i % 4;
-                let (holders, free) = owners(&e, b);
-                // One owner at most (none for an instant while a shard lends it); a reserved
-                // address is free nowhere.
+                let (holders, free) = owners(b);
                 assert!(holders.len() <= 1, "{i}: {b} has two owners: {holders:?}");
                 assert!(
                     !(reserved && free),
@@ -657,6 +641,47 @@ fn v4_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
             std::thread::yield_now();
         }
     });
+}
+
+#[test]
+fn v4_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
+    let cfg = EngineConfig {
+        shards: 4,
+        ..config4(&[])
+    };
+    let e = Engine::new(cfg).unwrap();
+    let toggled = [ip(11), ip(15), ip(22), ip(28)];
+    let step = |shard: u8, round: u64, now, requested, events: &mut Vec<_>| {
+        // 12 clients a shard for 20 addresses: shards borrow and fetch.
+        let n = shard * 12 + (round % 12) as u8;
+        let client = key(n);
+        let req = OfferRequest {
+            client: &client,
+            pools: &[PoolId(0)],
+            reserved: None,
+            requested: Some(requested),
+            info: info(&mac(n)),
+        };
+        let shard = usize::from(shard);
+        let Ok(addr) = e.offer(shard, &req, now) else {
+            e.reclaim(shard, now + 40, 64, events);
+            return;
+        };
+        let bind = BindRequest {
+            client: &client,
+            address: addr,
+            pools: &[PoolId(0)],
+            reserved: false,
+            grant: crate::v4::Grant {
+                lease_time: 5,
+                info: info(&mac(n)),
+            },
+        };
+        if e.bind(shard, &bind, now, events).is_ok() && round.is_multiple_of(3) {
+            e.release(shard, &client, addr, now, events);
+        }
+    };
+    reserve_while_shards_step(&e, toggled, step, |a| owners(&e, a));
     e.check_invariants();
     // The last pass put every one back.
     assert_eq!(e.stats()[0].total, 20);
@@ -689,18 +714,12 @@ fn owners6(e: &v6::Engine, res: Resource) -> (Vec<String>, bool) {
 
 #[test]
 fn v6_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let mut cfg = config6(&[]);
     cfg.shards = 4;
     if let v6::PoolSpec::Na { last, .. } = &mut cfg.pools[0] {
         *last = a6("2001:db8::113");
     }
     let e = v6::Engine::new(cfg).unwrap();
-    let (stop, rounds, clock) = (
-        AtomicBool::new(false),
-        AtomicU64::new(0),
-        AtomicU64::new(NOW),
-    );
     let toggled = [
         "2001:db8::101",
         "2001:db8::105",
@@ -708,80 +727,37 @@ fn v6_reserving_while_every_shard_allocates_and_lends_keeps_the_books() {
         "2001:db8::112",
     ]
     .map(na);
-    std::thread::scope(|s| {
-        for shard in 0..4u8 {
-            let (e, stop, rounds, clock) = (&e, &stop, &rounds, &clock);
-            s.spawn(move || {
-                let mut events = Vec::new();
-                let mut round = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    round += 1;
-                    rounds.fetch_add(1, Ordering::Relaxed);
-                    // 12 IAs a shard for 20 addresses: shards borrow and fetch.
-                    let duid = [0, 3, 0, 1, 2, 0, 0, 0, shard, (round % 12) as u8];
-                    let client = IaKey::new(&duid, 1, IaKind::Na);
-                    let now = clock.load(Ordering::Relaxed);
-                    let req = v6::SolicitRequest {
-                        client: &client,
-                        pools: &POOLS[..1],
-                        reserved: None,
-                        requested: Some(toggled[(round % 4) as usize]),
-                        info: (),
-                    };
-                    let shard = usize::from(shard);
-                    let Some(got) = e.solicit(shard, &req, now) else {
-                        e.reclaim(shard, now + 40, 64, &mut events);
-                        continue;
-                    };
-                    let bind = v6::BindRequest {
-                        client: &client,
-                        address: got.resource,
-                        pools: &POOLS[..1],
-                        reserved: false,
-                        grant: v6::Grant {
-                            preferred: 3,
-                            valid: 5,
-                        },
-                    };
-                    if e.bind(shard, &bind, now, &mut events).is_ok() && round.is_multiple_of(3) {
-                        e.release(shard, &client, got.resource, now, &mut events);
-                    }
-                    events.clear();
-                }
-            });
+    let step = |shard: u8, round: u64, now, requested, events: &mut Vec<_>| {
+        // 12 IAs a shard for 20 addresses: shards borrow and fetch.
+        let duid = [0, 3, 0, 1, 2, 0, 0, 0, shard, (round % 12) as u8];
+        let client = IaKey::new(&duid, 1, IaKind::Na);
+        let req = v6::SolicitRequest {
+            client: &client,
+            pools: &POOLS[..1],
+            reserved: None,
+            requested: Some(requested),
+            info: (),
+        };
+        let shard = usize::from(shard);
+        let Some(got) = e.solicit(shard, &req, now) else {
+            e.reclaim(shard, now + 40, 64, events);
+            return;
+        };
+        let bind = v6::BindRequest {
+            client: &client,
+            address: got.resource,
+            pools: &POOLS[..1],
+            reserved: false,
+            grant: v6::Grant {
+                preferred: 3,
+                valid: 5,
+            },
+        };
+        if e.bind(shard, &bind, now, events).is_ok() && round.is_multiple_of(3) {
+            e.release(shard, &client, got.resource, now, events);
         }
-        /// Stops the shards' threads however this one ends (an assertion failing too).
-        struct Stop<'a>(&'a AtomicBool);
-        impl Drop for Stop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::Relaxed);
-            }
-        }
-        let _stop = Stop(&stop);
-        let mut i = 0usize;
-        while i < 2000 || rounds.load(Ordering::Relaxed) < 10_000 || !i.is_multiple_of(8) {
-            let a = toggled[i % 4];
-            if (i / 4).is_multiple_of(2) {
-                assert_eq!(e.reserve(a), Ok(true), "{a}");
-            } else {
-                assert_eq!(e.unreserve(a), Ok(true), "{a}");
-            }
-            for (k, &b) in toggled.iter().enumerate() {
-                let reserved = (i / 4).is_multiple_of(2) && k <= i % 4;
-                let (holders, free) = owners6(&e, b);
-                assert!(holders.len() <= 1, "{i}: {b} has two owners: {holders:?}");
-                assert!(
-                    !(reserved && free),
-                    "{i}: {b} free while reserved: {holders:?}"
-                );
-            }
-            i += 1;
-            if i.is_multiple_of(8) {
-                clock.fetch_add(1, Ordering::Relaxed);
-            }
-            std::thread::yield_now();
-        }
-    });
+    };
+    reserve_while_shards_step(&e, toggled, step, |a| owners6(&e, a));
     e.check_invariants();
     assert_eq!(e.stats()[0].total, 20);
 }
