@@ -25,6 +25,16 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// Two free UDP ports on loopback, for two servers' DHCPv4 sockets.
+fn free_udp_ports() -> [u16; 2] {
+    [0, 1].map(|_| {
+        UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port()
+    })
+}
+
 /// A three-member etcd cluster on loopback, killed (and its data removed) on drop.
 struct Etcd {
     members: Vec<Child>,
@@ -236,14 +246,7 @@ fn hot_standby_fails_over_on_a_crash_and_fences_without_etcd() {
     require_root();
     let etcd = Etcd::start();
     let cluster = unique();
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .expect("a free UDP port")
-                .port()
-        })
-        .collect();
+    let ports = free_udp_ports();
     let a = Lessor::start(None, &config("a", ports[0], &cluster, &etcd), &[]);
     let first = wait_role(&a, "leader");
     assert_eq!(first["leader"], "a", "{first}");
@@ -422,14 +425,7 @@ fn bound(lessor: &Lessor) -> std::collections::BTreeMap<Ipv4Addr, String> {
 /// with `sync: true`; returned once each has its role, with their ports.
 fn synced_pair(etcd: &Etcd) -> (Lessor, Lessor, [u16; 2]) {
     let cluster = unique();
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .expect("a free UDP port")
-                .port()
-        })
-        .collect();
+    let ports = free_udp_ports();
     let streams = free_ports(2);
     let streams = [streams[0], streams[1]];
     let cfg =
@@ -438,7 +434,7 @@ fn synced_pair(etcd: &Etcd) -> (Lessor, Lessor, [u16; 2]) {
     wait_role(&a, "leader");
     let b = Lessor::start(None, &cfg("b", ports[1]), &[]);
     wait_role(&b, "standby");
-    (a, b, [ports[0], ports[1]])
+    (a, b, ports)
 }
 
 /// Waits until `a`'s partner is in sync and `a`'s replies wait for it; `a`'s HA status.
