@@ -406,6 +406,37 @@ mod v6 {
     }
 
     #[test]
+    fn a_reservation_on_an_address_in_use_waits_for_its_holder() {
+        let ns = Ns::new(format!("resv6h-{}", unique()));
+        let (_dir, state) = state_dir();
+        let lessor = Lessor::start(Some(&ns), &config6(&state, 0x235), &[]);
+        let url = lessor.control_url();
+        ns.run_in(move || {
+            let relay = Relay::new(TAG);
+            let holder = 20;
+            for reserved in [21, 22] {
+                let held = relay.address(holder, None);
+                let reservation = json!({"subnet-id": 9, "duid": duid_text(reserved),
+                    "ip-addresses": [held.to_string()]});
+                let a = cmd(&url, "reservation-add", json!({"reservation": reservation}));
+                assert_eq!(result(&a), 0, "{a}");
+                // The holder keeps it; the reserved client gets another address meanwhile.
+                let got = relay.address(reserved, None);
+                assert_ne!(got, held, "client {reserved}: {held} given twice");
+                // The holder asks again: it moves to another address, which frees its own.
+                let moved = relay.address(holder, Some(held));
+                assert_ne!(moved, held, "client {reserved}");
+                assert_eq!(relay.address(reserved, None), held, "client {reserved}");
+                let del = json!({"subnet-id": 9, "identifier-type": "duid",
+                    "identifier": duid_text(reserved)});
+                let a = cmd(&url, "reservation-del", del);
+                assert_eq!(result(&a), 0, "{a}");
+            }
+        });
+        lessor.stop().assert_success();
+    }
+
+    #[test]
     fn a_duid_reserved_at_run_time_gets_its_address_and_prefix() {
         let ns = Ns::new(format!("resv6-{}", unique()));
         let (_dir, state) = state_dir();
