@@ -178,6 +178,7 @@ impl Server {
             allowed: (config.interfaces.len() > 1).then(|| infos.iter().map(|i| i.index).collect()),
             max_backlog: config.journal.max_backlog,
             disabled: live.dhcp_disabled(),
+            holds: live.dhcp_holds(),
             swap: Arc::clone(&swap),
         };
         let reload = Arc::new(Reloader::new(

@@ -63,6 +63,13 @@ impl<D> WaitQueue<D> {
         false
     }
 
+    /// Drops every waiting reply (their leases stay recorded) and returns how many.
+    pub(crate) fn clear(&mut self) -> usize {
+        let n = self.queue.len();
+        self.spare.extend(self.queue.drain(..).map(|w| w.buf));
+        n
+    }
+
     /// Hands every reply whose ticket is at most `durable` to `send`, oldest first.
     pub(crate) fn release(&mut self, durable: Ticket, mut send: impl FnMut(&[u8], &D)) {
         while self.queue.front().is_some_and(|w| w.ticket <= durable) {
@@ -98,5 +105,10 @@ mod tests {
         assert_eq!(q.spare.len(), 4);
         q.push(Ticket(10), b"e", 'e');
         assert_eq!(q.spare.len(), 3);
+        q.push(Ticket(11), b"f", 'f');
+        assert_eq!(q.clear(), 2);
+        assert!(q.is_empty());
+        q.release(Ticket(99), |_, dst| panic!("{dst} was dropped"));
+        assert_eq!(q.spare.len(), 4, "the buffers are kept");
     }
 }

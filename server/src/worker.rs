@@ -17,7 +17,7 @@ pub(crate) mod v4;
 pub(crate) mod v6;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,6 +43,8 @@ pub(crate) const MAX_PENDING: usize = 8192;
 
 /// The counter of requests dropped because the journal's backlog was full.
 pub(crate) const JOURNAL_BACKLOG: &str = "journal_backlog";
+/// The counter of replies dropped because the server stopped leading while they waited.
+pub(crate) const LOST_LEAD: &str = "ha_lost_lead";
 /// Allocation failure reasons: every pool of the client's link was exhausted, or no subnet
 /// matched its link.
 pub(crate) const ALLOC_POOL_EXHAUSTED: &str = "pool_exhausted";
@@ -175,6 +177,8 @@ pub(crate) struct Shared {
     /// Not 0 while DHCP is disabled (`dhcp-disable`, or held by HA): every request is dropped,
     /// counted under `control::drop_reason` of the value.
     pub(crate) disabled: Arc<AtomicU8>,
+    /// How many times an HA hold began: a reply that waited across one never leaves.
+    pub(crate) holds: Arc<AtomicU64>,
     /// The running configuration, which a reload replaces.
     pub(crate) swap: Arc<Swap>,
 }
@@ -248,6 +252,7 @@ impl<F: Family> Worker<F> {
         // No generation yet: the first batch looks at the gate, in case a pause began
         // before this worker started.
         let mut generation = u64::MAX;
+        let mut holds = self.shared.holds.load(Ordering::SeqCst);
         while !self.shared.stop.load(Ordering::Relaxed) {
             self.family.between_batches();
             if last_reclaim.elapsed() >= RECLAIM_EVERY {
@@ -255,7 +260,7 @@ impl<F: Family> Worker<F> {
                 self.family.reclaim(self.k, now(), &mut events);
                 self.persist(&mut events);
             }
-            self.flush(&mut pending, &mut tx, stats);
+            self.flush(&mut pending, &mut tx, stats, &mut holds);
             let received = receive(
                 &self.socket,
                 &mut rx,
@@ -366,7 +371,7 @@ impl<F: Family> Worker<F> {
             {
                 break;
             }
-            self.flush(&mut pending, &mut tx, stats);
+            self.flush(&mut pending, &mut tx, stats, &mut holds);
         }
     }
 
@@ -380,17 +385,30 @@ impl<F: Family> Worker<F> {
         });
     }
 
-    /// Sends every waiting reply whose lease is now durable, oldest first.
+    /// Sends every waiting reply whose lease is now durable, oldest first; drops them all
+    /// instead if an HA hold began since `holds` was read (docs/HA.md, "Losing the lead").
     fn flush(
         &self,
         pending: &mut WaitQueue<F::To>,
         tx: &mut <F::Socket as WorkerSocket>::Batch,
         stats: &WorkerStats,
+        holds: &mut u64,
     ) {
         if pending.is_empty() {
             return;
         }
-        pending.release(self.lane.durable(), |buf, to| {
+        let durable = self.lane.durable();
+        // Read after the watermark: a release made once the hold began shows it here.
+        let now_holds = self.shared.holds.load(Ordering::SeqCst);
+        if now_holds != *holds {
+            *holds = now_holds;
+            let dropped = pending.clear();
+            for _ in 0..dropped {
+                stats.no_reply_label(LOST_LEAD);
+            }
+            return;
+        }
+        pending.release(durable, |buf, to| {
             self.queue(tx, buf, to, stats);
             F::replied(stats, to);
         });

@@ -6,7 +6,7 @@
 //! unless another disable or an enable came in between. The HA hold (a standby, or a fenced
 //! server) is apart from the operator's switch: `dhcp-enable` does not lift it.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -39,6 +39,9 @@ pub(crate) fn drop_reason(code: u8) -> &'static str {
 pub(crate) struct Switch {
     /// [`SERVING`], [`DISABLED`] or a [`Hold`]: why the workers drop, if they do.
     flag: Arc<AtomicU8>,
+    /// How many times an HA hold began (the server stopped leading): a worker drops every
+    /// reply still waiting from before (docs/HA.md, "Losing the lead").
+    holds: Arc<AtomicU64>,
     state: Arc<Mutex<State>>,
 }
 
@@ -86,11 +89,20 @@ impl Switch {
         self.lock().hold
     }
 
+    /// The count of HA holds begun, which the workers read.
+    pub(crate) fn holds(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.holds)
+    }
+
     /// Sets or lifts the HA agent's hold.
     pub(crate) fn set_hold(&self, hold: Option<Hold>) {
         let mut state = self.lock();
+        let begins = state.hold.is_none() && hold.is_some();
         state.hold = hold;
         state.publish(&self.flag);
+        if begins {
+            self.holds.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     /// Seconds until a disable with `max-period` ends by itself, if one is running.

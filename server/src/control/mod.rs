@@ -21,7 +21,7 @@ mod writes;
 pub(crate) use dhcp::{Hold, drop_reason};
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::Instant;
@@ -136,6 +136,11 @@ impl Live {
     /// The flag the workers read: not 0 while DHCP is disabled (`dhcp-disable`) or held.
     pub fn dhcp_disabled(&self) -> Arc<AtomicU8> {
         self.dhcp.flag()
+    }
+
+    /// The count the workers read of HA holds begun: each one drops the replies waiting.
+    pub fn dhcp_holds(&self) -> Arc<AtomicU64> {
+        self.dhcp.holds()
     }
 
     /// Holds DHCP back for the HA agent, or lets it go (`dhcp-enable` does not lift a hold).
