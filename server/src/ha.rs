@@ -111,6 +111,8 @@ impl Drop for Agent {
 struct Keys {
     leader: String,
     member: String,
+    /// Put by every new leader: its etcd version counts the terms (docs/HA.md, "Terms").
+    term: String,
 }
 
 impl Keys {
@@ -118,6 +120,7 @@ impl Keys {
         Keys {
             leader: format!("/lessor/{}/leader", c.cluster),
             member: format!("/lessor/{}/members/{}", c.cluster, c.node),
+            term: format!("/lessor/{}/term", c.cluster),
         }
     }
 }
@@ -157,6 +160,8 @@ impl Timing {
 struct Seen {
     leader: String,
     epoch: u64,
+    /// How many terms the cluster has had, this one included.
+    term: u64,
     /// It is held under this server's lease.
     mine: bool,
 }
@@ -325,7 +330,7 @@ impl Run {
                 {
                     // Not one answer before the partner's records are in the engines; the
                     // lease is renewed meanwhile.
-                    match stream.taken_over(seen.epoch) {
+                    match stream.taken_over(seen.epoch, seen.term) {
                         None => continue,
                         Some(Err(why)) => {
                             tracing::error!(node = %self.config.node, "HA: cannot take over yet: {why}");
@@ -455,44 +460,54 @@ async fn keep_alive(
     }
 }
 
-/// Takes the leader key under `lease` if nobody holds it, else reads who does.
+/// Takes the leader key under `lease` if nobody holds it (counting a new term), else reads
+/// who does; either way reads the term count.
 async fn campaign(
     client: &mut Client,
     keys: &Keys,
     config: &HaConfig,
     lease: i64,
 ) -> std::result::Result<Option<Seen>, etcd_client::Error> {
-    let key = keys.leader.as_str();
+    let (key, term) = (keys.leader.as_str(), keys.term.as_str());
+    let node = config.node.as_str();
     let txn = Txn::new()
         .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(
-            key,
-            config.node.as_str(),
-            Some(PutOptions::new().with_lease(lease)),
-        )])
-        .or_else([TxnOp::get(key, None)]);
+        .and_then([
+            TxnOp::put(key, node, Some(PutOptions::new().with_lease(lease))),
+            TxnOp::put(term, node, None),
+            TxnOp::get(term, None),
+        ])
+        .or_else([TxnOp::get(key, None), TxnOp::get(term, None)]);
     let response = client.txn(txn).await?;
+    let mut gets = response
+        .op_responses()
+        .into_iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().cloned()),
+            _ => None,
+        });
+    let count = |kv: Option<etcd_client::KeyValue>| {
+        kv.map_or(0, |kv| u64::try_from(kv.version()).unwrap_or(0))
+    };
     if response.succeeded() {
         let epoch = response.header().map_or(0, |h| h.revision());
         return Ok(Some(Seen {
             leader: config.node.clone(),
             epoch: u64::try_from(epoch).unwrap_or(0),
+            term: count(gets.next().flatten()),
             mine: true,
         }));
     }
-    for op in response.op_responses() {
-        if let TxnOpResponse::Get(get) = op
-            && let Some(kv) = get.kvs().first()
-        {
-            return Ok(Some(Seen {
-                leader: String::from_utf8_lossy(kv.value()).into_owned(),
-                epoch: u64::try_from(kv.create_revision()).unwrap_or(0),
-                mine: kv.lease() == lease,
-            }));
-        }
-    }
     // The key expired between the compare and the read: look again next tick.
-    Ok(None)
+    let Some(Some(kv)) = gets.next() else {
+        return Ok(None);
+    };
+    Ok(Some(Seen {
+        leader: String::from_utf8_lossy(kv.value()).into_owned(),
+        epoch: u64::try_from(kv.create_revision()).unwrap_or(0),
+        term: count(gets.next().flatten()),
+        mine: kv.lease() == lease,
+    }))
 }
 
 /// Probes each etcd endpoint on its own every [`PROBE_EVERY`], for `status-get`.

@@ -170,10 +170,14 @@ impl Stream {
         self.allow.send_if_modified(|a| !std::mem::replace(a, true));
     }
 
-    /// Whether this server is ready to lead in term `epoch`: `None` while the takeover runs
-    /// (it starts it if needed), then its outcome. A failed one is started again at the
-    /// next call.
-    pub(super) fn taken_over(self: &Arc<Self>, epoch: u64) -> Option<Result<(), String>> {
+    /// Whether this server is ready to lead in the term of `epoch`, the cluster's `term`th:
+    /// `None` while the takeover runs (it starts it if needed), then its outcome. A failed
+    /// one is started again at the next call.
+    pub(super) fn taken_over(
+        self: &Arc<Self>,
+        epoch: u64,
+        term: u64,
+    ) -> Option<Result<(), String>> {
         let mut taking = lock(&self.taking);
         if let Some(t) = taking.as_ref()
             && t.epoch == epoch
@@ -187,7 +191,7 @@ impl Stream {
         let outcome = Arc::new(Mutex::new(None));
         let (me, out) = (Arc::clone(self), Arc::clone(&outcome));
         let task = tokio::spawn(async move {
-            let r = me.take_over(epoch).await;
+            let r = me.take_over(epoch, term).await;
             *lock(&out) = Some(r);
         });
         if let Some(old) = taking.replace(Taking {
@@ -200,10 +204,11 @@ impl Stream {
         None
     }
 
-    /// About to lead in term `epoch`: stops the receiver, waits until what it appended is
-    /// durable, replays the journal into the engines (the same fold as at startup), and
-    /// starts sending. DHCP stays held back throughout; an error leaves it held.
-    async fn take_over(&self, epoch: u64) -> Result<(), String> {
+    /// About to lead in term `epoch` (the `term`th): stops the receiver, waits until what it
+    /// appended is durable, replays the journal into the engines (the same fold as at
+    /// startup) and raises their versions into the term, and starts sending. DHCP stays held
+    /// back throughout; an error leaves it held.
+    async fn take_over(&self, epoch: u64, term: u64) -> Result<(), String> {
         if self
             .sending()
             .as_ref()
@@ -220,11 +225,12 @@ impl Stream {
         let source = self.source.clone();
         let reload = Arc::clone(&self.reload);
         let replayed =
-            tokio::task::spawn_blocking(move || super::takeover::replay(&source, &reload))
+            tokio::task::spawn_blocking(move || super::takeover::replay(&source, &reload, term))
                 .await
                 .map_err(|e| format!("the replay task failed: {e}"))??;
         tracing::info!(
             epoch,
+            term,
             records = replayed.records,
             restored = replayed.restored,
             "HA: journal replayed into the engines before serving"
