@@ -144,6 +144,17 @@ impl Ns {
     /// Runs `f` on a thread that has entered this namespace (`setns`), so sockets it opens
     /// live there; the calling thread stays where it is. Panics in `f` fail the test.
     pub(crate) fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn_in(f)
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// Starts `f` on a thread that has entered this namespace, as [`Ns::run_in`] does, without
+    /// waiting for it.
+    pub(crate) fn spawn_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> thread::JoinHandle<T> {
         let path = format!("/var/run/netns/{}", self.name);
         thread::spawn(move || {
             let file = fs::File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
@@ -151,8 +162,6 @@ impl Ns {
                 .unwrap_or_else(|e| panic!("entering {path}: {e}"));
             f()
         })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
     }
 
     /// PIDs of the processes running in this namespace.

@@ -9,11 +9,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Lessor, require_root, spawn_logged, tempdir, tool, unique, wait_until};
+use crate::common::{Lessor, Ns, require_root, spawn_logged, tempdir, tool, unique, wait_until};
 use crate::kea_client::{http, promtool_check};
+
+mod partition;
 
 /// Generous: a takeover needs the old lease's TTL (3 s) plus a few ticks.
 const ROLE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A relay's giaddr that the pair's subnet accepts besides loopback ([`partition`]).
+const RELAY: Ipv4Addr = Ipv4Addr::new(10, 236, 9, 1);
 
 /// Free TCP ports on loopback, as the kernel hands them out.
 fn free_ports(n: usize) -> Vec<u16> {
@@ -35,35 +40,51 @@ fn free_udp_ports() -> [u16; 2] {
     })
 }
 
-/// A three-member etcd cluster on loopback, killed (and its data removed) on drop.
+/// A three-member etcd cluster, killed (and its data removed) on drop.
 struct Etcd {
     members: Vec<Child>,
+    /// Its client URLs, as seen from where it runs.
     clients: Vec<String>,
+    /// The namespace it runs in, if not the test's own.
+    ns: Option<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Etcd {
+    /// On loopback, on free ports.
     fn start() -> Etcd {
+        Self::launch(None, "127.0.0.1", &free_ports(6))
+    }
+
+    /// In `ns`, serving clients on every address of the namespace (ports 2379, 2381, 2383).
+    fn start_in(ns: &Ns) -> Etcd {
+        let ports: Vec<u16> = (2379..2385).collect();
+        Self::launch(Some(ns), "0.0.0.0", &ports)
+    }
+
+    /// Member `i` serves clients on `host:ports[2i]` and its peers on loopback `ports[2i+1]`.
+    fn launch(ns: Option<&Ns>, host: &str, ports: &[u16]) -> Etcd {
         let dir = tempdir();
-        let ports = free_ports(6);
         let peer = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
-        let clients: Vec<String> = (0..3)
-            .map(|i| format!("http://127.0.0.1:{}", ports[2 * i]))
-            .collect();
+        let client = |i: usize, host: &str| format!("http://{host}:{}", ports[2 * i]);
         let initial: Vec<String> = (0..3).map(|i| format!("e{i}={}", peer(i))).collect();
         let mut etcd = Etcd {
             members: Vec::new(),
-            clients,
+            clients: (0..3).map(|i| client(i, "127.0.0.1")).collect(),
+            ns: ns.map(|ns| ns.name().to_owned()),
             _dir: dir,
         };
         let token = unique();
         for i in 0..3 {
             let data = etcd._dir.path().join(format!("e{i}"));
-            let mut cmd = Command::new(tool("etcd"));
+            let mut cmd = match ns {
+                Some(ns) => ns.cmd(tool("etcd")),
+                None => Command::new(tool("etcd")),
+            };
             cmd.args(["--name", &format!("e{i}")])
                 .arg("--data-dir")
                 .arg(&data)
-                .args(["--listen-client-urls", &etcd.clients[i]])
+                .args(["--listen-client-urls", &client(i, host)])
                 .args(["--advertise-client-urls", &etcd.clients[i]])
                 .args(["--listen-peer-urls", &peer(i)])
                 .args(["--initial-advertise-peer-urls", &peer(i)])
@@ -73,11 +94,8 @@ impl Etcd {
             let log = etcd._dir.path().join(format!("e{i}.log"));
             etcd.members.push(spawn_logged(&mut cmd, &log));
         }
-        let endpoints = etcd.clients.join(",");
         wait_until(ROLE_DEADLINE, "the etcd cluster to be healthy", || {
-            Command::new(tool("etcdctl"))
-                .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &endpoints, "endpoint", "health"])
+            etcd.etcdctl(&["endpoint", "health"])
                 .output()
                 .ok()
                 .filter(|o| o.status.success())
@@ -85,12 +103,26 @@ impl Etcd {
         etcd
     }
 
+    /// `etcdctl ARGS` against every member, run where the cluster runs.
+    fn etcdctl(&self, args: &[&str]) -> Command {
+        let mut cmd = match &self.ns {
+            Some(ns) => {
+                let mut c = Command::new(tool("ip"));
+                c.args(["netns", "exec", ns]).arg(tool("etcdctl"));
+                c
+            }
+            None => Command::new(tool("etcdctl")),
+        };
+        cmd.env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.clients.join(",")])
+            .args(args);
+        cmd
+    }
+
     /// The index of a member that is not etcd's raft leader.
     fn follower(&self) -> usize {
-        let out = Command::new(tool("etcdctl"))
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &self.clients.join(","), "endpoint", "status"])
-            .args(["-w", "json"])
+        let out = self
+            .etcdctl(&["endpoint", "status", "-w", "json"])
             .output()
             .expect("running etcdctl endpoint status");
         let status: Value = serde_json::from_slice(&out.stdout)
@@ -133,17 +165,18 @@ impl Drop for Etcd {
 
 /// The config of server `node` of the pair, answering DHCP on `port`.
 fn config(node: &str, port: u16, cluster: &str, etcd: &Etcd) -> String {
-    config_with(node, port, cluster, etcd, None)
+    config_with(node, port, cluster, &etcd.clients, None)
 }
 
-/// [`config`], streaming the journal between the pair when `stream` gives the two servers'
-/// stream ports and whether replies wait for the partner (`ha.sync`).
+/// [`config`] with etcd at `endpoints`, streaming the journal between the pair when `stream`
+/// gives the two servers' stream addresses and whether replies wait for the partner
+/// (`ha.sync`).
 fn config_with(
     node: &str,
     port: u16,
     cluster: &str,
-    etcd: &Etcd,
-    stream: Option<([u16; 2], bool)>,
+    endpoints: &[String],
+    stream: Option<([String; 2], bool)>,
 ) -> String {
     // A loaded machine (the test's own relays and etcd on two cores) can miss a keepalive:
     // the streaming tests give the leader more slack so that it keeps its role.
@@ -155,9 +188,9 @@ fn config_with(
     } else {
         ""
     };
-    let endpoints: Vec<String> = etcd.clients.iter().map(|c| format!("{c:?}")).collect();
+    let endpoints: Vec<String> = endpoints.iter().map(|c| format!("{c:?}")).collect();
     let (streams, sync) = match stream {
-        Some((p, sync)) => (p.map(|p| format!(", stream: \"127.0.0.1:{p}\"")), sync),
+        Some((p, sync)) => (p.map(|p| format!(", stream: {p:?}")), sync),
         None => ([String::new(), String::new()], true),
     };
     format!(
@@ -168,7 +201,7 @@ workers: 1
   lease_time: 3600
   subnets:
     - subnet: 10.234.0.0/16
-      relays: [ 127.0.0.1 ]
+      relays: [ 127.0.0.1, {RELAY} ]
       pools: [ "10.234.0.10-10.234.250.200" ]
 ha:
   mode: hot-standby
@@ -189,8 +222,13 @@ ha:
 
 /// `status-get`'s `ha` object.
 fn ha(lessor: &Lessor) -> Value {
+    ha_at(&lessor.control_url())
+}
+
+/// `status-get`'s `ha` object from the control server at `url`.
+fn ha_at(url: &str) -> Value {
     let cmd = json!({"command": "status-get"}).to_string();
-    let (status, body) = http(&lessor.control_url(), "POST", "/", false, cmd.as_bytes());
+    let (status, body) = http(url, "POST", "/", false, cmd.as_bytes());
     assert_eq!(status, 200, "{body}");
     let answers: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     answers[0]["arguments"]["ha"].clone()
@@ -198,10 +236,16 @@ fn ha(lessor: &Lessor) -> Value {
 
 /// Waits until `lessor` reports `role`, and returns its `ha` object then.
 fn wait_role(lessor: &Lessor, role: &str) -> Value {
-    wait_until(ROLE_DEADLINE, &format!("role {role}"), || {
-        let ha = ha(lessor);
-        (ha["role"] == role).then_some(ha)
-    })
+    wait_ha(
+        &format!("role {role}"),
+        || ha(lessor),
+        |ha| ha["role"] == role,
+    )
+}
+
+/// Waits until the `ha` object that `get` reads passes `done`, and returns it.
+fn wait_ha(what: &str, get: impl Fn() -> Value, done: impl Fn(&Value) -> bool) -> Value {
+    wait_until(ROLE_DEADLINE, what, || Some(get()).filter(&done))
 }
 
 /// Whether a relayed DISCOVER to `port` gets an OFFER within a second.
@@ -320,19 +364,37 @@ fn hot_standby_fails_over_on_a_crash_and_fences_without_etcd() {
     assert!(stopped.counter("ha_fenced") >= 1, "{}", stopped.stdout);
 }
 
-/// A relay on loopback for clients 02:`tag`:`hi`:`lo`:00:00, each of which does a whole DORA
-/// with one server.
+/// A relay for clients 02:`tag`:`hi`:`lo`:00:00, each of which does a whole DORA with one
+/// server. On loopback with [`Clients::new`]; [`Clients::via`] relays as `giaddr` from any
+/// address of the namespace it runs in.
 struct Clients {
     sock: UdpSocket,
     tag: u8,
+    giaddr: Ipv4Addr,
+    /// The ACKs that came after their client gave up waiting: address and client.
+    late: std::cell::RefCell<Vec<(Ipv4Addr, String)>>,
 }
 
 impl Clients {
     fn new(tag: u8) -> Clients {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("binding the relay's socket");
+        Self::via(tag, Ipv4Addr::LOCALHOST)
+    }
+
+    fn via(tag: u8, giaddr: Ipv4Addr) -> Clients {
+        let bind = if giaddr.is_loopback() {
+            Ipv4Addr::LOCALHOST
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        };
+        let sock = UdpSocket::bind((bind, 0)).expect("binding the relay's socket");
         sock.set_read_timeout(Some(Duration::from_millis(1500)))
             .expect("timeout");
-        Clients { sock, tag }
+        Clients {
+            sock,
+            tag,
+            giaddr,
+            late: Default::default(),
+        }
     }
 
     fn mac(&self, n: u16) -> String {
@@ -346,7 +408,7 @@ impl Clients {
         let mut b = vec![0u8; 236];
         b[..4].copy_from_slice(&[1, 1, 6, 1]);
         b[4..8].copy_from_slice(&[self.tag, hi, lo, kind]);
-        b[24..28].copy_from_slice(&Ipv4Addr::LOCALHOST.octets());
+        b[24..28].copy_from_slice(&self.giaddr.octets());
         b[28..34].copy_from_slice(&[2, self.tag, hi, lo, 0, 0]);
         b.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
         if let Some((addr, server)) = requested {
@@ -359,16 +421,16 @@ impl Clients {
         b
     }
 
-    /// Sends and waits for the reply of the same xid: its message type, `yiaddr` and server
-    /// identifier.
-    fn ask(&self, port: u16, pkt: &[u8]) -> Option<(u8, Ipv4Addr, Ipv4Addr)> {
-        self.sock
-            .send_to(pkt, SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-            .expect("sending to lessor");
+    /// Sends to every one of `servers` and waits for the reply of the same xid: its message
+    /// type, `yiaddr` and server identifier. An ACK of another xid goes to `late`.
+    fn ask(&self, servers: &[SocketAddrV4], pkt: &[u8]) -> Option<(u8, Ipv4Addr, Ipv4Addr)> {
+        for server in servers {
+            self.sock.send_to(pkt, server).expect("sending to lessor");
+        }
         let mut buf = [0u8; 1500];
         loop {
             let n = self.sock.recv(&mut buf).ok()?;
-            if n < 240 || buf[4..8] != pkt[4..8] {
+            if n < 240 {
                 continue;
             }
             let (mut kind, mut server) = (0, Ipv4Addr::UNSPECIFIED);
@@ -384,19 +446,32 @@ impl Clients {
                 at += 2 + len;
             }
             let yiaddr = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
-            return Some((kind, yiaddr, server));
+            if buf[4..8] == pkt[4..8] {
+                return Some((kind, yiaddr, server));
+            }
+            if kind == 5 {
+                let n = u16::from_be_bytes([buf[5], buf[6]]);
+                self.late.borrow_mut().push((yiaddr, self.mac(n)));
+            }
         }
     }
 
     /// DISCOVER, then REQUEST what was offered: the address ACKed to client `n`, if one was.
     fn dora(&self, port: u16, n: u16) -> Option<Ipv4Addr> {
-        let (kind, offered, server) = self.ask(port, &self.packet(n, 1, None))?;
+        self.dora_via(&[SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)], n)
+            .map(|(ip, _)| ip)
+    }
+
+    /// [`Clients::dora`] through every one of `servers` (as a relay with several server
+    /// addresses does): the address ACKed and the server that ACKed it.
+    fn dora_via(&self, servers: &[SocketAddrV4], n: u16) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        let (kind, offered, server) = self.ask(servers, &self.packet(n, 1, None))?;
         if kind != 2 {
             return None;
         }
         let req = self.packet(n, 3, Some((offered, server)));
-        match self.ask(port, &req)? {
-            (5, acked, _) if acked == offered => Some(acked),
+        match self.ask(servers, &req)? {
+            (5, acked, by) if acked == offered => Some((acked, by)),
             _ => None,
         }
     }
@@ -404,8 +479,13 @@ impl Clients {
 
 /// Every bound lease of `lessor` as address -> hardware address.
 fn bound(lessor: &Lessor) -> std::collections::BTreeMap<Ipv4Addr, String> {
+    bound_at(&lessor.control_url())
+}
+
+/// [`bound`] of the control server at `url`.
+fn bound_at(url: &str) -> std::collections::BTreeMap<Ipv4Addr, String> {
     let cmd = json!({"command": "lease4-get-all"}).to_string();
-    let (status, body) = http(&lessor.control_url(), "POST", "/", false, cmd.as_bytes());
+    let (status, body) = http(url, "POST", "/", false, cmd.as_bytes());
     assert_eq!(status, 200, "{body}");
     let answers: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let leases = answers[0]["arguments"]["leases"].as_array().cloned();
@@ -427,9 +507,16 @@ fn synced_pair(etcd: &Etcd) -> (Lessor, Lessor, [u16; 2]) {
     let cluster = unique();
     let ports = free_udp_ports();
     let streams = free_ports(2);
-    let streams = [streams[0], streams[1]];
-    let cfg =
-        |node: &str, port: u16| config_with(node, port, &cluster, etcd, Some((streams, true)));
+    let streams = [0, 1].map(|i| format!("127.0.0.1:{}", streams[i]));
+    let cfg = |node: &str, port: u16| {
+        config_with(
+            node,
+            port,
+            &cluster,
+            &etcd.clients,
+            Some((streams.clone(), true)),
+        )
+    };
     let a = Lessor::start(None, &cfg("a", ports[0]), &[]);
     wait_role(&a, "leader");
     let b = Lessor::start(None, &cfg("b", ports[1]), &[]);
@@ -439,11 +526,12 @@ fn synced_pair(etcd: &Etcd) -> (Lessor, Lessor, [u16; 2]) {
 
 /// Waits until `a`'s partner is in sync and `a`'s replies wait for it; `a`'s HA status.
 fn wait_in_sync(a: &Lessor) -> Value {
-    wait_until(ROLE_DEADLINE, "the standby to be in sync", || {
-        let ha = ha(a);
-        (ha["stream"]["state"] == "in-sync" && ha["stream"]["waiting-for-partner"] == true)
-            .then_some(ha)
-    })
+    wait_ha("the standby to be in sync", || ha(a), in_sync)
+}
+
+/// Whether the leader whose `ha` object this is has its partner in sync and waits for it.
+fn in_sync(ha: &Value) -> bool {
+    ha["stream"]["state"] == "in-sync" && ha["stream"]["waiting-for-partner"] == true
 }
 
 #[test]
@@ -578,10 +666,11 @@ fn a_synced_leader_holds_acks_for_a_hung_partner_then_goes_on_alone() {
         None,
         "an ACK went out unacknowledged"
     );
-    let alone = wait_until(ROLE_DEADLINE, "the leader to go on alone", || {
-        let ha = ha(&a);
-        (ha["stream"]["state"] == "alone").then_some(ha)
-    });
+    let alone = wait_ha(
+        "the leader to go on alone",
+        || ha(&a),
+        |ha| ha["stream"]["state"] == "alone",
+    );
     assert_eq!(alone["stream"]["waiting-for-partner"], false, "{alone}");
     assert_eq!(alone["stream"]["alone"], 1, "{alone}");
     assert!(

@@ -1,0 +1,303 @@
+//! Partitions and a restart (docs/HA.md): etcd, the two servers and a relay each in a network
+//! namespace of its own, joined by veth pairs that the test takes down and brings back.
+//!
+//! ```text
+//!            etcd (3 members)
+//!       10.236.1.1   10.236.2.1
+//!          |  ae        |  be
+//!   a 10.236.1.2     b 10.236.2.2
+//!     10.236.3.1 ab-ba 10.236.3.2      (the journal stream)
+//!     10.236.4.2     10.236.5.2
+//!          |  ca        |  cb
+//!       10.236.4.1   10.236.5.1
+//!            relay (giaddr 10.236.9.1)
+//! ```
+//!
+//! The relay sends every client's DISCOVER and REQUEST to both servers, as a relay with two
+//! server addresses does, and keeps every ACK it hears.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde_json::Value;
+
+use super::{Clients, Etcd, RELAY, ROLE_DEADLINE, bound_at, config_with, ha_at, in_sync, wait_ha};
+use crate::common::{Lessor, Ns, ip, require_root, tempdir, unique, wait_until};
+
+/// Both servers' DHCP port: test mode, so replies go back to the relay's source port.
+const PORT: u16 = 6767;
+
+/// The namespaces, by index.
+const E: usize = 0;
+const A: usize = 1;
+const B: usize = 2;
+const C: usize = 3;
+
+/// The veth pairs: the name of one end (the other end is named backwards), its namespace and
+/// address, the other's namespace and address; each a /30.
+const LINKS: [(&str, usize, &str, usize, &str); 5] = [
+    ("ea", E, "10.236.1.1", A, "10.236.1.2"),
+    ("eb", E, "10.236.2.1", B, "10.236.2.2"),
+    ("ab", A, "10.236.3.1", B, "10.236.3.2"),
+    ("ca", C, "10.236.4.1", A, "10.236.4.2"),
+    ("cb", C, "10.236.5.1", B, "10.236.5.2"),
+];
+
+/// Where the relay sends: a's and b's addresses on their links to it.
+const SERVERS: [SocketAddrV4; 2] = [
+    SocketAddrV4::new(Ipv4Addr::new(10, 236, 4, 2), PORT),
+    SocketAddrV4::new(Ipv4Addr::new(10, 236, 5, 2), PORT),
+];
+
+/// The four namespaces and their links, removed on drop.
+struct Site {
+    ns: [Ns; 4],
+}
+
+impl Site {
+    fn new() -> Site {
+        require_root();
+        let id = unique();
+        let ns = ["e", "a", "b", "c"].map(|r| Ns::new(format!("lha{r}-{id}")));
+        for (name, x, x_addr, y, y_addr) in LINKS {
+            let back: String = name.chars().rev().collect();
+            let (xn, yn) = (ns[x].name(), ns[y].name());
+            ip(&[
+                "link", "add", name, "netns", xn, "type", "veth", "peer", "name", &back, "netns",
+                yn,
+            ]);
+            for (n, dev, addr) in [(xn, name, x_addr), (yn, back.as_str(), y_addr)] {
+                ip(&["-n", n, "addr", "add", &format!("{addr}/30"), "dev", dev]);
+                ip(&["-n", n, "link", "set", dev, "up"]);
+            }
+        }
+        Site { ns }
+    }
+
+    /// Takes namespace `at`'s end `dev` of a link down (`up` false) or brings it back.
+    fn set(&self, at: usize, dev: &str, up: bool) {
+        let state = if up { "up" } else { "down" };
+        ip(&["-n", self.ns[at].name(), "link", "set", dev, state]);
+    }
+
+    /// The `ha` status of server `l`, which runs in namespace `at`.
+    fn ha(&self, at: usize, l: &Lessor) -> Value {
+        let url = l.control_url();
+        self.ns[at].run_in(move || ha_at(&url))
+    }
+
+    /// Waits until the `ha` status of `l` (in namespace `at`) passes `done`.
+    fn wait(&self, at: usize, l: &Lessor, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        wait_ha(what, || self.ha(at, l), done)
+    }
+
+    /// Every bound lease of `l` (in namespace `at`), address to client.
+    fn bound(&self, at: usize, l: &Lessor) -> BTreeMap<Ipv4Addr, String> {
+        let url = l.control_url();
+        self.ns[at].run_in(move || bound_at(&url))
+    }
+}
+
+/// A test of `ha["role"]`.
+fn role(want: &'static str) -> impl Fn(&Value) -> bool {
+    move |ha| ha["role"] == want
+}
+
+/// An ACK the relay heard: the address, the client it went to, the server that sent it
+/// (unspecified for a late one) and the test's step then.
+type Ack = (Ipv4Addr, String, Ipv4Addr, usize);
+
+/// Two relay threads in the relay's namespace, each running new clients' DORAs through both
+/// servers until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    step: Arc<AtomicUsize>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(relay: &Ns) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let step = Arc::new(AtomicUsize::new(0));
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let threads = (1..=2u8)
+            .map(|tag| {
+                let (stop, step, acks) = (Arc::clone(&stop), Arc::clone(&step), Arc::clone(&acks));
+                relay.spawn_in(move || {
+                    let clients = Clients::via(tag, RELAY);
+                    for n in 1..=u16::MAX {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let now = step.load(Ordering::SeqCst);
+                        if let Some((ip, by)) = clients.dora_via(&SERVERS, n) {
+                            acks.lock().unwrap().push((ip, clients.mac(n), by, now));
+                        }
+                    }
+                    let late = clients.late.take().into_iter();
+                    let now = step.load(Ordering::SeqCst);
+                    acks.lock()
+                        .unwrap()
+                        .extend(late.map(|(ip, mac)| (ip, mac, Ipv4Addr::UNSPECIFIED, now)));
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            step,
+            acks,
+            threads,
+        }
+    }
+
+    /// Marks the ACKs from here on as the test's step `n`.
+    fn step(&self, n: usize) {
+        self.step.store(n, Ordering::SeqCst);
+    }
+
+    /// Waits until `more` ACKs have come after those heard so far.
+    fn wait_more(&self, more: usize, what: &str) {
+        let goal = self.acks.lock().unwrap().len() + more;
+        wait_until(ROLE_DEADLINE, what, || {
+            (self.acks.lock().unwrap().len() >= goal).then_some(())
+        });
+    }
+
+    /// Stops the clients; every ACK heard, late ones included.
+    fn finish(self) -> Vec<Ack> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().expect("a relay thread");
+        }
+        Arc::try_unwrap(self.acks)
+            .expect("the relays are done")
+            .into_inner()
+            .unwrap()
+    }
+}
+
+/// Each ACKed address with its one client; fails if an address was ACKed to two.
+fn owners(acks: &[Ack]) -> BTreeMap<Ipv4Addr, String> {
+    let mut owners: BTreeMap<Ipv4Addr, &Ack> = BTreeMap::new();
+    for ack in acks {
+        let other = owners.insert(ack.0, ack);
+        assert!(
+            other.is_none_or(|o| o.1 == ack.1),
+            "ACKed to two clients (address, client, server, step): {ack:?} and {other:?}"
+        );
+    }
+    owners
+        .into_iter()
+        .map(|(ip, a)| (ip, a.1.clone()))
+        .collect()
+}
+
+/// Fails unless `held` binds every address of `owners` to its client.
+fn holds_all(held: &BTreeMap<Ipv4Addr, String>, owners: &BTreeMap<Ipv4Addr, String>, who: &str) {
+    let lost: Vec<_> = owners
+        .iter()
+        .filter(|(ip, mac)| held.get(ip) != Some(mac))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} ACKed leases are not bound in {who}, e.g. {:?}",
+        lost.len(),
+        owners.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+#[test]
+fn partitions_and_a_restart_give_no_address_twice_and_lose_no_acked_lease() {
+    let site = Site::new();
+    let etcd = Etcd::start_in(&site.ns[E]);
+    let cluster = unique();
+    let state = tempdir();
+    let streams = ["10.236.3.1:8068", "10.236.3.2:8068"].map(str::to_owned);
+    let config = |node: &str, etcd_at: &str| {
+        let dir = state.path().join(node);
+        std::fs::create_dir_all(&dir).expect("creating a state directory");
+        let endpoints: Vec<String> = etcd
+            .clients
+            .iter()
+            .map(|c| c.replace("127.0.0.1", etcd_at))
+            .collect();
+        let config = config_with(
+            node,
+            PORT,
+            &cluster,
+            &endpoints,
+            Some((streams.clone(), true)),
+        );
+        // The link from the relay: `ac` in a, `bc` in b.
+        format!("interfaces: [ {node}c ]\n{config}")
+            .replace("STATE_DIR", &dir.display().to_string())
+    };
+    let start = |at: usize, node: &str, etcd_at: &str| {
+        Lessor::start(Some(&site.ns[at]), &config(node, etcd_at), &[])
+    };
+    let a = start(A, "a", "10.236.1.1");
+    site.wait(A, &a, "a to lead", role("leader"));
+    let b = start(B, "b", "10.236.2.1");
+    site.wait(B, &b, "b to stand by", role("standby"));
+    let synced = site.wait(A, &a, "b to be in sync", in_sync);
+    let load = Load::start(&site.ns[C]);
+    load.wait_more(50, "ACKs from a");
+
+    // The servers lose each other but not etcd: a holds its ACKs for lease_ttl, then goes on
+    // alone; b cannot lead while a's lease holds the key.
+    load.step(1);
+    site.set(A, "ab", false);
+    let alone = site.wait(A, &a, "a to go on alone", |h| {
+        h["stream"]["state"] == "alone"
+    });
+    load.wait_more(20, "ACKs from a alone");
+    let standby = site.ha(B, &b);
+    assert_eq!(
+        (&alone["role"], &alone["transitions"]),
+        (&synced["role"], &synced["transitions"]),
+        "a kept leading: {alone}"
+    );
+    assert_eq!(standby["role"], "standby", "{standby}");
+    site.set(A, "ab", true);
+    site.wait(A, &a, "b to catch up", in_sync);
+
+    // a loses etcd: it fences itself, then b takes the key in a later term.
+    load.step(2);
+    site.set(A, "ae", false);
+    site.wait(A, &a, "a to fence itself", role("fenced"));
+    let took = site.wait(B, &b, "b to lead", role("leader"));
+    assert!(took["epoch"].as_u64() > synced["epoch"].as_u64(), "{took}");
+    load.wait_more(50, "ACKs from b");
+    site.set(A, "ae", true);
+    site.wait(A, &a, "a to stand by", role("standby"));
+    site.wait(B, &b, "a to catch up", in_sync);
+
+    // b crashes under load and comes back on its own state: a leads, b resyncs.
+    load.step(3);
+    let crashed = b.crash();
+    site.wait(A, &a, "a to lead again", role("leader"));
+    load.wait_more(50, "ACKs from a after b's crash");
+    let b = start(B, "b", "10.236.2.1");
+    load.step(4);
+    site.wait(B, &b, "the restarted b to stand by", role("standby"));
+    load.wait_more(20, "ACKs from a with b back");
+    let acks = load.finish();
+    eprintln!("b before its crash:\n{}", crashed.stderr);
+    let owners = owners(&acks);
+    site.wait(A, &a, "the restarted b to catch up", |h| {
+        in_sync(h) && h["stream"]["lag"] == 0
+    });
+    eprintln!("{} ACKs, {} addresses", acks.len(), owners.len());
+    holds_all(&site.bound(A, &a), &owners, "a");
+
+    // a stops: b leads with every lease either server ACKed, before and after its restart.
+    a.stop().assert_success();
+    site.wait(B, &b, "b to lead after a stopped", role("leader"));
+    holds_all(&site.bound(B, &b), &owners, "b");
+    b.stop().assert_success();
+}
