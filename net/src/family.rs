@@ -142,53 +142,94 @@ pub trait Family: sealed::Sealed + Sized + fmt::Debug + Send + Sync + 'static {
     fn send_ring(batch: &mut Self::SendBatch) -> &mut SendRing<Self>;
 }
 
-/// Declares a family's marker type, its socket type and group opener, and its [`Family`] impl:
-/// the types and constants given here, the accessors, encoding and errors every family writes
-/// alike, and the module's own items for what differs: the types `SocketConfig`, `RecvMeta`,
-/// `RecvBatch`, `SendMeta` and `SendBatch`, the control message sizes `RECV_CMSG_SPACE` and
-/// `PKTINFO_SPACE`, and the functions `bind_addr`, `check`, `set_options`, `after_bind`,
-/// `multicast_ifindexes`, `blank_send_meta`, `send_ifindex` and `send_pktinfo`.
+/// Declares a family's marker type, its socket type and group opener, and its [`Family`] impl,
+/// in the family's module: `family! { V4, socket, open, }`, each name after the doc paragraphs
+/// only that family adds to the shared ones written here.
+///
+/// What differs between the families and is not code (types, constants, error variants) is
+/// the rows of `@facts` below, one per family. The impl takes the rest from the module's own
+/// items: the types `SocketConfig`, `RecvMeta`, `RecvBatch`, `SendMeta` and `SendBatch`, the
+/// control message sizes `RECV_CMSG_SPACE` and `PKTINFO_SPACE`, and the functions
+/// `bind_addr`, `check`, `set_options`, `after_bind`, `multicast_ifindexes`,
+/// `blank_send_meta`, `send_ifindex` and `send_pktinfo`.
 macro_rules! family {
     (
         $(#[$doc:meta])*
+        $fam:ident,
+        $(#[$sdoc:meta])*
+        socket,
+        $(#[$odoc:meta])*
+        open,
+    ) => {
+        $crate::family::family! { @facts $fam [$(#[$doc])*] [$(#[$sdoc])*] [$(#[$odoc])*] }
+    };
+
+    // One row per family: its name; its peer address type, the arguments that make the
+    // unspecified one, and the C struct it is; nix's address type and family, socket2's domain
+    // and the `SockAddr` accessor; the packet-info struct, its control message level and type
+    // and nix's variant for it; the errors for a missing packet info, a refused and a short send.
+    (@facts V4 $($docs:tt)*) => { $crate::family::family! { @declare $($docs)* V4: "IPv4" {
+        src: SocketAddrV4 = (std::net::Ipv4Addr::UNSPECIFIED, 0), "sockaddr_in",
+        addr: SockaddrIn, Inet, IPV4, as_socket_ipv4,
+        pktinfo: in_pktinfo = (IPPROTO_IP, IP_PKTINFO, Ipv4PacketInfo),
+        errors: MissingPacketInfo, Send, ShortSend,
+    } } };
+    (@facts V6 $($docs:tt)*) => { $crate::family::family! { @declare $($docs)* V6: "IPv6" {
+        src: SocketAddrV6 = (std::net::Ipv6Addr::UNSPECIFIED, 0, 0, 0), "sockaddr_in6",
+        addr: SockaddrIn6, Inet6, IPV6, as_socket_ipv6,
+        pktinfo: in6_pktinfo = (IPPROTO_IPV6, IPV6_PKTINFO, Ipv6PacketInfo),
+        errors: MissingPacketInfo6, Send6, ShortSend6,
+    } } };
+
+    (
+        @declare [$(#[$doc:meta])*] [$(#[$sdoc:meta])*] [$(#[$odoc:meta])*]
         $fam:ident: $name:literal {
-            src: $Src:ty = $any:expr,
-            nix_addr: $Nix:ty = $af:ident,
-            pktinfo: $Info:ty = ($level:ident, $ty:ident, $Variant:ident),
-            domain: $domain:ident,
-            local: $local:ident,
+            src: $Src:ident = $any:tt, $sockaddr:literal,
+            addr: $Nix:ident, $af:ident, $domain:ident, $local:ident,
+            pktinfo: $Info:ident = ($level:ident, $ty:ident, $Variant:ident),
             errors: $Missing:ident, $SendErr:ident, $Short:ident,
         }
-        $(#[$sdoc:meta])*
-        socket: $Sock:ident,
-        $(#[$odoc:meta])*
-        open: $open:ident,
     ) => {
+        #[doc = concat!(
+            "The ", $name, " family: `", $sockaddr, "`, `", stringify!($ty), "`, [`RecvMeta`], ",
+            "[`SendMeta`]."
+        )]
         $(#[$doc])*
         #[derive(Debug)]
         pub enum $fam {}
 
+        #[doc = concat!(
+            "One ", $name, " [`Socket`](crate::Socket) of a group, owned by one worker.\n\n"
+        )]
         $(#[$sdoc])*
-        pub type $Sock = $crate::socket::Socket<$fam>;
+        pub type Socket = $crate::socket::Socket<$fam>;
 
+        #[doc = concat!(
+            "Open `cfg.workers` ", $name, " sockets bound to the same address and port (one ",
+            "`SO_REUSEPORT` group), one per worker.\n\n",
+            "Fails as a whole: a socket that cannot be set up closes the ones opened before it. ",
+            "A port held by a socket outside the group (another process, another user id, or a ",
+            "socket without `SO_REUSEPORT`) gives [`Error::Bind`](crate::Error::Bind) with ",
+            "`AddrInUse`.\n\n"
+        )]
         $(#[$odoc])*
-        pub fn $open(cfg: &SocketConfig) -> $crate::error::Result<Vec<$Sock>> {
+        pub fn open_group(cfg: &SocketConfig) -> $crate::error::Result<Vec<Socket>> {
             $crate::socket::open_group(cfg)
         }
 
         impl $crate::family::Family for $fam {
             type Config = SocketConfig;
-            type Src = $Src;
+            type Src = std::net::$Src;
             type RecvMeta = RecvMeta;
             type SendMeta = SendMeta;
             type RecvBatch = RecvBatch;
             type SendBatch = SendBatch;
-            type NixAddr = $Nix;
-            type Info = $Info;
+            type NixAddr = nix::sys::socket::$Nix;
+            type Info = libc::$Info;
             type RecvCmsg = $crate::cmsg::CmsgBuf<RECV_CMSG_SPACE>;
             type SendCmsg = $crate::cmsg::CmsgBuf<PKTINFO_SPACE>;
             const DOMAIN: socket2::Domain = socket2::Domain::$domain;
-            const ANY: $Src = $any;
+            const ANY: Self::Src = std::net::$Src::new $any;
             const AF: nix::sys::socket::AddressFamily = nix::sys::socket::AddressFamily::$af;
             const PKTINFO_CMSG: (libc::c_int, libc::c_int) = (libc::$level, libc::$ty);
             const PKTINFO: &'static str = stringify!($ty);
@@ -204,7 +245,7 @@ macro_rules! family {
                 }
             }
 
-            fn bind_addr(cfg: &SocketConfig) -> $Src {
+            fn bind_addr(cfg: &SocketConfig) -> Self::Src {
                 bind_addr(cfg)
             }
 
@@ -227,11 +268,11 @@ macro_rules! family {
                 multicast_ifindexes(cfg)
             }
 
-            fn local(addr: &socket2::SockAddr) -> Option<$Src> {
+            fn local(addr: &socket2::SockAddr) -> Option<Self::Src> {
                 addr.$local()
             }
 
-            fn pktinfo(c: nix::sys::socket::ControlMessageOwned) -> Option<$Info> {
+            fn pktinfo(c: nix::sys::socket::ControlMessageOwned) -> Option<Self::Info> {
                 match c {
                     nix::sys::socket::ControlMessageOwned::$Variant(info) => Some(info),
                     _ => None,
@@ -239,7 +280,7 @@ macro_rules! family {
             }
 
             #[inline]
-            fn recv_meta(len: usize, src: $Src, info: &$Info) -> RecvMeta {
+            fn recv_meta(len: usize, src: Self::Src, info: &Self::Info) -> RecvMeta {
                 RecvMeta::new(len, src, info)
             }
 
@@ -248,7 +289,7 @@ macro_rules! family {
                 meta.len
             }
 
-            fn missing_pktinfo(src: $Src) -> $crate::error::Error {
+            fn missing_pktinfo(src: Self::Src) -> $crate::error::Error {
                 $crate::error::Error::$Missing { src }
             }
 
@@ -257,14 +298,14 @@ macro_rules! family {
             }
 
             #[inline]
-            fn dst(meta: &SendMeta) -> $Src {
+            fn dst(meta: &SendMeta) -> Self::Src {
                 meta.dst
             }
 
             #[inline]
             fn encode(
                 meta: &SendMeta,
-                addr: &mut $Nix,
+                addr: &mut Self::NixAddr,
                 cmsg: &mut $crate::cmsg::CmsgBuf<PKTINFO_SPACE>,
             ) -> Option<bool> {
                 let ifindex = send_ifindex(meta);

@@ -14,7 +14,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 
-use nix::sys::socket::{SockaddrIn, setsockopt, sockopt};
+use nix::sys::socket::{setsockopt, sockopt};
 
 pub use crate::batch::v4::{RecvBatch, SendBatch};
 use crate::cmsg::{CmsgBuf, cmsg_space};
@@ -78,25 +78,10 @@ socket_config! {
 }
 
 family! {
-    /// The IPv4 family: `sockaddr_in`, `IP_PKTINFO`, [`RecvMeta`], [`SendMeta`].
-    V4: "IPv4" {
-        src: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-        nix_addr: SockaddrIn = Inet,
-        pktinfo: libc::in_pktinfo = (IPPROTO_IP, IP_PKTINFO, Ipv4PacketInfo),
-        domain: IPV4,
-        local: as_socket_ipv4,
-        errors: MissingPacketInfo, Send, ShortSend,
-    }
-    /// One IPv4 socket of a group, owned by one worker; also SO_BROADCAST, so a reply may go to
-    /// 255.255.255.255.
-    socket: Socket,
-    /// Open `cfg.workers` sockets bound to the same address and port (one `SO_REUSEPORT` group),
-    /// one per worker.
-    ///
-    /// Fails as a whole: a socket that cannot be set up closes the ones opened before it. A port
-    /// held by a socket outside the group (another process, another user id, or a socket without
-    /// `SO_REUSEPORT`) gives [`Error::Bind`](crate::Error::Bind) with `AddrInUse`.
-    open: open_group,
+    V4,
+    /// Also `SO_BROADCAST`, so a reply may go to 255.255.255.255.
+    socket,
+    open,
 }
 
 fn bind_addr(cfg: &SocketConfig) -> SocketAddrV4 {

@@ -44,7 +44,7 @@
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
-use nix::sys::socket::{SockaddrIn6, setsockopt, sockopt};
+use nix::sys::socket::{setsockopt, sockopt};
 
 pub use crate::batch::v6::{RecvBatch, SendBatch};
 use crate::cmsg::{CmsgBuf, cmsg_space};
@@ -129,18 +129,8 @@ socket_config! {
 }
 
 family! {
-    /// The IPv6 family: `sockaddr_in6` (with the scope id), `IPV6_PKTINFO`, [`RecvMeta`],
-    /// [`SendMeta`].
-    V6: "IPv6" {
-        src: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0),
-        nix_addr: SockaddrIn6 = Inet6,
-        pktinfo: libc::in6_pktinfo = (IPPROTO_IPV6, IPV6_PKTINFO, Ipv6PacketInfo),
-        domain: IPV6,
-        local: as_socket_ipv6,
-        errors: MissingPacketInfo6, Send6, ShortSend6,
-    }
-    /// One IPv6 socket of a group, owned by one worker.
-    ///
+    /// Its peer addresses carry the scope id of a link-local address.
+    V6,
     /// Options besides the shared ones: `IPV6_V6ONLY`, `IPV6_RECVPKTINFO`, `IPV6_MULTICAST_ALL`
     /// off, and membership of ff02::1:2 on the configured interfaces. Multicast datagrams reach
     /// every socket of the group ([below](#multicast)); unicast ones reach one.
@@ -151,15 +141,10 @@ family! {
     /// must tell by [`RecvMeta::dst`] that it is a shared copy and answer only the clients it owns.
     /// The sockets hear only the group they joined (`IPV6_MULTICAST_ALL` off), but the kernel does
     /// not filter by interface: check [`RecvMeta::ifindex`], or set [`SocketConfig::device`].
-    socket: Socket,
-    /// Open `cfg.workers` IPv6 sockets bound to the same address and port (one `SO_REUSEPORT`
-    /// group), one per worker, each joined to ff02::1:2 on every interface of
-    /// `cfg.multicast_ifindexes`.
-    ///
-    /// Fails as a whole: a socket that cannot be set up closes the ones opened before it. A port
-    /// held by a socket outside the group gives [`Error::Bind`] with `AddrInUse`; an interface index
-    /// that does not exist gives [`Error::JoinMulticast`] with `ENODEV`.
-    open: open_group,
+    socket,
+    /// Each socket joins ff02::1:2 on every interface of `cfg.multicast_ifindexes`; an interface
+    /// index that does not exist gives [`Error::JoinMulticast`] with `ENODEV`.
+    open,
 }
 
 fn bind_addr(cfg: &SocketConfig) -> SocketAddrV6 {
