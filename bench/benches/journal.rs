@@ -4,21 +4,20 @@
 //! Journals go to a directory under `/var/tmp` (or `$LESSOR_BENCH_DIR`), not `/tmp`, which
 //! may be a tmpfs where `fdatasync` costs nothing.
 
-#[path = "common/v4_engine.rs"]
-mod v4_engine;
+mod common;
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::{NOW, slash8};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lessor_engine::LeaseState;
 use lessor_engine::v4::{ClientKey, HwAddr, Lease};
 use lessor_journal::{Journal, Options, SyncPolicy, Ticket};
 use lessor_server::lease_record::{LeaseKey, LeaseRecord, LeaseRecordRef};
 use lessor_server::replay::restore_into;
-use v4_engine::slash8;
 
 /// Whether this run measures (`cargo bench`) rather than runs every bench once to see that it
 /// works (`cargo test --all-targets`, `cargo bench -- --test`): only then are fixtures big.
@@ -43,8 +42,6 @@ fn disk_dir() -> tempfile::TempDir {
         .tempdir_in(base)
         .expect("creating a journal directory")
 }
-
-const NOW: u64 = 1_800_000_000;
 
 /// The record a binding of client `n` makes: an 8-byte client key, a 6-byte MAC, and a host
 /// name for three clients in four (about 85 bytes framed, as in a real journal).
