@@ -177,12 +177,19 @@ pub(crate) fn v6(addr: SocketAddr) -> SocketAddrV6 {
 
 /// The client `cli` receives `wants`, in order, each from `server`.
 pub(crate) fn expect_replies(cli: &UdpSocket, wants: &[&[u8]], server: SocketAddr) {
-    let mut buf = [0u8; 64];
     for want in wants {
-        let (n, from) = cli.recv_from(&mut buf).expect("client receives");
-        assert_eq!(&buf[..n], *want);
-        assert_eq!(from, server);
+        assert_eq!(expect_datagram(cli, want), server);
     }
+}
+
+/// `sock`'s next datagram, which must be `want`; where it came from.
+pub(crate) fn expect_datagram(sock: &UdpSocket, want: &[u8]) -> SocketAddr {
+    let mut buf = [0u8; 1500];
+    let (n, from) = sock
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no datagram b\"{}\": {e}", want.escape_ascii()));
+    assert_eq!(&buf[..n], want);
+    from
 }
 
 /// `err` is the failure to bind to the device `lessor-nodev0`, which does not exist: a

@@ -2,9 +2,13 @@
 //! test panics), and a way to run code inside it.
 
 use std::fs::File;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
+use std::time::Duration;
 
+use lessor_net::interface_index;
 use nix::sched::{CloneFlags, setns};
+use socket2::{Domain, Protocol, Type};
 
 /// What these tests need, repeated in every failure message so a CI log says what is missing.
 const NEEDS: &str =
@@ -85,6 +89,26 @@ impl Netns {
             }
         })
     }
+
+    /// A UDP socket made inside the namespace: `prepare` sets its options, then it is bound to
+    /// `addr` and given a 10 s receive timeout, so that a datagram that never comes fails the
+    /// test instead of hanging it.
+    pub(crate) fn udp_socket(
+        &self,
+        addr: SocketAddr,
+        prepare: impl FnOnce(&socket2::Socket) + Send,
+    ) -> UdpSocket {
+        self.run(|| {
+            let domain = Domain::for_address(addr);
+            let s = socket2::Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+            prepare(&s);
+            s.bind(&addr.into())
+                .unwrap_or_else(|e| panic!("bind {addr} in {}: {e}", self.name));
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("receive timeout");
+            UdpSocket::from(s)
+        })
+    }
 }
 
 impl Drop for Netns {
@@ -120,9 +144,22 @@ fn ip(args: &[&str]) {
     );
 }
 
-/// Two fresh namespaces, `{tag}-s` (the server's, returned first) and `{tag}-c`, joined by a
-/// veth pair: `v0` in the server's, `v1` in the client's, both down and without addresses.
-pub(crate) fn veth_pair(tag: &str) -> (Netns, Netns) {
+/// Two fresh namespaces joined by a veth pair, both ends up: `v0` in the server's (`{tag}-s`),
+/// `v1` in the client's (`{tag}-c`).
+pub(crate) struct VethLink {
+    // Field order is drop order: the client namespace goes first, then the server's (and with
+    // it the veth pair).
+    pub(crate) client: Netns,
+    pub(crate) server: Netns,
+    /// `v0`'s index, in the server namespace.
+    pub(crate) v0: u32,
+    /// `v1`'s index, in the client namespace.
+    pub(crate) v1: u32,
+}
+
+/// A [`VethLink`] tagged `tag`; `configure(server, client)` sets what must be set while the
+/// ends are still down (addresses, options). Returns once both ends report UP.
+pub(crate) fn veth_link(tag: &str, configure: impl FnOnce(&Netns, &Netns)) -> VethLink {
     let server = Netns::new(&format!("{tag}-s"));
     let client = Netns::new(&format!("{tag}-c"));
     server.ip(&[
@@ -137,5 +174,17 @@ pub(crate) fn veth_pair(tag: &str) -> (Netns, Netns) {
         "netns",
         client.name(),
     ]);
-    (server, client)
+    configure(&server, &client);
+    server.ip(&["link", "set", "v0", "up"]);
+    client.ip(&["link", "set", "v1", "up"]);
+    server.wait_up("v0");
+    client.wait_up("v1");
+    let v0 = server.run(|| interface_index("v0")).expect("index of v0");
+    let v1 = client.run(|| interface_index("v1")).expect("index of v1");
+    VethLink {
+        client,
+        server,
+        v0,
+        v1,
+    }
 }

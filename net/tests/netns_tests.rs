@@ -5,11 +5,10 @@
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
 use lessor_net::v4::{SendMeta, Socket, SocketConfig, open_group};
-use lessor_net::{Error, Interface, interface_index, interfaces, set_arp_entry};
-use socket2::{Domain, Protocol, Type};
+use lessor_net::{Error, Interface, interfaces, set_arp_entry};
 
-use crate::common::recv_any;
-use crate::netns::{Netns, veth_pair};
+use crate::common::{expect_replies, recv_any};
+use crate::netns::{Netns, VethLink, veth_link};
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 1, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 1, 2);
@@ -97,29 +96,18 @@ fn arp_entry_on_veth_reads_back() {
 /// A server namespace with `v0` (10.99.1.1/24) and a client namespace with its peer `v1`
 /// (10.99.1.2/24). Neither has a route beyond its /24, so a limited broadcast leaves the server
 /// only through the interface `SendMeta::ifindex` names.
-struct Link {
-    // Field order is drop order: the client namespace goes first, then the server's (and with
-    // it the veth pair).
-    client: Netns,
-    server: Netns,
-}
-
-fn link(tag: &str, client_arp: bool) -> Link {
-    let (server, client) = veth_pair(tag);
-    server.ip(&["addr", "add", "10.99.1.1/24", "dev", "v0"]);
-    server.ip(&["link", "set", "v0", "up"]);
-    client.ip(&["addr", "add", "10.99.1.2/24", "dev", "v1"]);
-    if !client_arp {
-        client.ip(&["link", "set", "v1", "arp", "off"]);
-    }
-    client.ip(&["link", "set", "v1", "up"]);
-    server.wait_up("v0");
-    client.wait_up("v1");
-    Link { client, server }
+fn link(tag: &str, client_arp: bool) -> VethLink {
+    veth_link(tag, |server, client| {
+        server.ip(&["addr", "add", "10.99.1.1/24", "dev", "v0"]);
+        client.ip(&["addr", "add", "10.99.1.2/24", "dev", "v1"]);
+        if !client_arp {
+            client.ip(&["link", "set", "v1", "arp", "off"]);
+        }
+    })
 }
 
 /// The server's worker group: every interface (no SO_BINDTODEVICE), the DHCP server port.
-fn server_group(link: &Link) -> Vec<Socket> {
+fn server_group(link: &VethLink) -> Vec<Socket> {
     link.server.run(|| {
         open_group(&SocketConfig {
             bind: Ipv4Addr::UNSPECIFIED,
@@ -135,17 +123,11 @@ fn server_group(link: &Link) -> Vec<Socket> {
 
 /// A client socket on 0.0.0.0:68 that may send broadcasts, made inside the client namespace and
 /// bound to `v1` as DHCP clients do (there is no route for 255.255.255.255 otherwise).
-fn client_socket(link: &Link) -> UdpSocket {
-    link.client.run(|| {
-        let s =
-            socket2::Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+fn client_socket(link: &VethLink) -> UdpSocket {
+    let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+    link.client.udp_socket(addr.into(), |s| {
         s.set_broadcast(true).expect("SO_BROADCAST");
         s.bind_device(Some(b"v1")).expect("SO_BINDTODEVICE v1");
-        s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into())
-            .expect("bind client");
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .expect("client timeout");
-        UdpSocket::from(s)
     })
 }
 
@@ -153,10 +135,7 @@ fn client_socket(link: &Link) -> UdpSocket {
 fn broadcast_request_and_broadcast_reply_over_veth() {
     let link = link("bcast", true);
     let group = server_group(&link);
-    let v0 = link
-        .server
-        .run(|| interface_index("v0"))
-        .expect("index of v0");
+    let v0 = link.v0;
     let cli = client_socket(&link);
 
     let ifaces = link.server.run(interfaces).expect("interfaces");
@@ -190,12 +169,7 @@ fn broadcast_request_and_broadcast_reply_over_veth() {
             },
         )
         .expect("broadcast reply");
-    let mut got = [0u8; 64];
-    let (n, from) = cli
-        .recv_from(&mut got)
-        .expect("client receives the broadcast reply");
-    assert_eq!(&got[..n], b"offer");
-    assert_eq!(from, SocketAddrV4::new(SERVER_IP, 67).into());
+    expect_replies(&cli, &[b"offer"], SocketAddrV4::new(SERVER_IP, 67).into());
 }
 
 /// RFC 2131 §4.1 unicast to yiaddr at chaddr: the client answers no ARP (`arp off`, like a
@@ -205,10 +179,7 @@ fn broadcast_request_and_broadcast_reply_over_veth() {
 fn unicast_reply_through_arp_entry_over_veth() {
     let link = link("ucast", false);
     let group = server_group(&link);
-    let v0 = link
-        .server
-        .run(|| interface_index("v0"))
-        .expect("index of v0");
+    let v0 = link.v0;
     let client_mac = link
         .client
         .run(|| find_iface(&interfaces().expect("interfaces"), "v1").mac)
@@ -228,10 +199,5 @@ fn unicast_reply_through_arp_entry_over_veth() {
             },
         )
         .expect("unicast reply");
-    let mut got = [0u8; 64];
-    let (n, from) = cli
-        .recv_from(&mut got)
-        .expect("client receives the unicast reply");
-    assert_eq!(&got[..n], b"ack");
-    assert_eq!(from, SocketAddrV4::new(SERVER_IP, 67).into());
+    expect_replies(&cli, &[b"ack"], SocketAddrV4::new(SERVER_IP, 67).into());
 }

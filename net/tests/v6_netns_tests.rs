@@ -4,18 +4,17 @@
 //! sent to the client's link-local address (with its scope id) arrives from the source address
 //! `SendMeta` asked for. Needs root and iproute2; fails saying so without them.
 
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lessor_net::interface_index;
 use lessor_net::v6::{
     ALL_DHCP_RELAY_AGENTS_AND_SERVERS, RecvBatch, SendBatch, SendMeta, Socket, SocketConfig,
     open_group,
 };
-use socket2::{Domain, Protocol, Type};
 
-use crate::netns::{Netns, veth_pair};
+use crate::common::{expect_datagram, expect_replies};
+use crate::netns::{Netns, VethLink, veth_link};
 
 /// A unique-local address on the server's interface, to prove that `SendMeta::src` is used (a
 /// reply to a link-local address would otherwise come from the link-local address).
@@ -84,18 +83,18 @@ fn link_local(ns: &Netns, dev: &str) -> Ipv6Addr {
 }
 
 fn link6(tag: &str) -> Link6 {
-    let (server, client) = veth_pair(tag);
-    no_dad(&server, "v0");
-    no_dad(&client, "v1");
-    server.ip(&["addr", "add", "fd00:99::1/64", "dev", "v0", "nodad"]);
-    server.ip(&["link", "set", "v0", "up"]);
-    client.ip(&["link", "set", "v1", "up"]);
-    server.wait_up("v0");
-    client.wait_up("v1");
+    let VethLink {
+        client,
+        server,
+        v0,
+        v1,
+    } = veth_link(tag, |server, client| {
+        no_dad(server, "v0");
+        no_dad(client, "v1");
+        server.ip(&["addr", "add", "fd00:99::1/64", "dev", "v0", "nodad"]);
+    });
     let server_ll = link_local(&server, "v0");
     let client_ll = link_local(&client, "v1");
-    let v0 = server.run(|| interface_index("v0")).expect("index of v0");
-    let v1 = client.run(|| interface_index("v1")).expect("index of v1");
     Link6 {
         client,
         server,
@@ -125,15 +124,8 @@ fn server_group(link: &Link6) -> Vec<Socket> {
 
 /// A DHCPv6 client's socket: its link-local address on `v1`, port 546.
 fn client_socket(link: &Link6) -> UdpSocket {
-    link.client.run(|| {
-        let s =
-            socket2::Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
-        s.bind(&SocketAddrV6::new(link.client_ll, 546, 0, link.v1).into())
-            .expect("bind client to its link-local address");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("client timeout");
-        UdpSocket::from(s)
-    })
+    let addr = SocketAddrV6::new(link.client_ll, 546, 0, link.v1);
+    link.client.udp_socket(addr.into(), |_| {})
 }
 
 /// The client's view of a multicast group on its link.
@@ -177,13 +169,8 @@ fn multicast_request_reaches_every_socket_and_link_local_reply_reaches_the_clien
         ifindex: Some(meta.ifindex),
     };
     group[1].send(b"advertise", &reply).expect("reply");
-    let mut got = [0u8; 64];
-    let (n, from) = cli.recv_from(&mut got).expect("client receives the reply");
-    assert_eq!(&got[..n], b"advertise");
-    assert_eq!(
-        from,
-        SocketAddrV6::new(link.server_ll, 547, 0, link.v1).into()
-    );
+    let server_ll = SocketAddrV6::new(link.server_ll, 547, 0, link.v1);
+    expect_replies(&cli, &[b"advertise"], server_ll.into());
 
     // The source comes from SendMeta (the kernel alone would pick the link-local address for
     // a link-local destination); the scope id alone picks the interface.
@@ -195,9 +182,8 @@ fn multicast_request_reaches_every_socket_and_link_local_reply_reaches_the_clien
     group[0]
         .send(b"reply", &from_ula)
         .expect("reply from the ULA");
-    let (n, from) = cli.recv_from(&mut got).expect("client receives the reply");
-    assert_eq!(&got[..n], b"reply");
-    assert_eq!(from, SocketAddrV6::new(SERVER_ULA, 547, 0, 0).into());
+    let server_ula = SocketAddrV6::new(SERVER_ULA, 547, 0, 0);
+    expect_replies(&cli, &[b"reply"], server_ula.into());
 
     // The same through the batches: a multicast request in a RecvBatch, two replies in one
     // sendmmsg.
@@ -224,14 +210,8 @@ fn multicast_request_reaches_every_socket_and_link_local_reply_reaches_the_clien
     assert!(tx.push(b"reply 2", &from_ula));
     let report = group[0].send_batch(&mut tx).expect("send_batch");
     assert_eq!((report.sent, report.failed), (2, 0), "{report:?}");
-    for (want, src) in [(&b"reply 1"[..], link.server_ll), (b"reply 2", SERVER_ULA)] {
-        let (n, from) = cli.recv_from(&mut got).expect("client receives");
-        assert_eq!(&got[..n], want);
-        let SocketAddr::V6(from) = from else {
-            panic!("expected IPv6, got {from}")
-        };
-        assert_eq!((*from.ip(), from.port()), (src, 547));
-    }
+    assert_eq!(expect_datagram(&cli, b"reply 1"), server_ll.into());
+    assert_eq!(expect_datagram(&cli, b"reply 2"), server_ula.into());
 
     // A link-local destination whose scope id contradicts the interface asked for is refused,
     // not sent out of either.
@@ -254,28 +234,19 @@ fn multicast_request_reaches_every_socket_and_link_local_reply_reaches_the_clien
 fn group_hears_only_the_dhcp_multicast_group() {
     let link = link6("mcall6");
     let group = server_group(&link);
-    let witness = link.server.run(|| {
-        let s =
-            socket2::Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+    let any = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 547, 0, 0);
+    let witness = link.server.udp_socket(any.into(), |s| {
         s.set_only_v6(true).expect("V6ONLY");
         // SO_REUSEADDR on both sides lets it share [::]:547 with the group without joining
         // the SO_REUSEPORT group.
         s.set_reuse_address(true).expect("SO_REUSEADDR");
-        s.bind(&SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 547, 0, 0).into())
-            .expect("bind witness");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        UdpSocket::from(s)
     });
     let cli = client_socket(&link);
 
     cli.send_to(b"to all nodes", on_link(&link, ALL_NODES))
         .expect("client sends to ff02::1");
-    let mut got = [0u8; 64];
-    let (n, _) = witness
-        .recv_from(&mut got)
-        .expect("the all-nodes datagram arrives at the witness");
-    assert_eq!(&got[..n], b"to all nodes");
+    // The all-nodes datagram arrives at the witness.
+    expect_datagram(&witness, b"to all nodes");
 
     cli.send_to(
         b"to servers",
