@@ -1,7 +1,7 @@
 //! A family's UDP socket with its batches, as the load generators and the null responders use
 //! it: the one place that names `lessor_net`'s v4 and v6 socket and batch types.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use lessor_net::{SendReport, v4, v6};
@@ -33,6 +33,8 @@ pub(crate) trait BatchSocket: Send + Sized + 'static {
     /// The datagrams received, each with its sender as the reply's destination.
     fn received(rx: &Self::Rx) -> impl Iterator<Item = (&[u8], Self::To)>;
     fn push(tx: &mut Self::Tx, datagram: &[u8], to: &Self::To) -> bool;
+    /// The address a datagram sent with `to` goes to.
+    fn dst(to: &Self::To) -> SocketAddr;
     fn capacity(tx: &Self::Tx) -> usize;
     fn is_empty(tx: &Self::Tx) -> bool;
     fn send(&self, tx: &mut Self::Tx) -> lessor_net::Result<SendReport>;
@@ -89,6 +91,10 @@ macro_rules! batch_socket {
 
             fn push(tx: &mut Self::Tx, datagram: &[u8], to: &Self::To) -> bool {
                 tx.push(datagram, to)
+            }
+
+            fn dst(to: &Self::To) -> SocketAddr {
+                to.dst.into()
             }
 
             fn capacity(tx: &Self::Tx) -> usize {

@@ -2,15 +2,17 @@
 //! a run, the worker loop, the per-second progress and the report's common parts.
 //!
 //! A generator supplies its protocol as an [`Exchange`] (read a reply, move its client to the
-//! next [`Phase`], send the opening request, a renewal or a release, count a drop) over the
-//! clients' [`Slots`], which keep what every family's client has (phase, sequence number,
-//! times) and the deadlines. The driver routes each reply to its client (counting garbage and
-//! other workers' replies), and after a completed exchange rolls renew, release or rest;
-//! [`drive`] runs it on the clock (open loop) or at a fixed number
-//! in flight (closed loop) and sleeps in `poll` when there is nothing to do; [`launch`] starts
-//! the workers together, and [`Running::seconds`] folds their reports into one line per second.
+//! next [`Phase`], send the opening request, a renewal or a release) over the clients'
+//! [`Slots`], which keep what every family's client has (phase, sequence number, times) and
+//! the deadlines; it sees one client at a time as an [`At`]. The driver routes each reply to
+//! its client (counting garbage, other workers' replies, late and unexpected ones), times the
+//! answers of each phase and counts its drops, and after a completed exchange rolls renew,
+//! release or rest; [`drive`] runs it on the clock (open loop) or at a fixed number in flight
+//! (closed loop) and sleeps in `poll` when there is nothing to do; [`launch`] starts the
+//! workers together, and [`Running::seconds`] folds their reports into one line per second.
 //! [`run`] does all of it for a family's [`Load`] and reports the run in one [`Report`]; the
-//! JSON field names stay each generator's own: only the figures behind them are shared.
+//! JSON field names stay each generator's own ([`Names`]): only the figures behind them are
+//! shared.
 
 mod report;
 pub(crate) mod v4;
@@ -33,8 +35,8 @@ use serde::Serialize;
 use crate::batch_socket::BatchSocket;
 use report::us;
 pub(crate) use report::{
-    Correctness, CpuMeter, CpuReport, Drops, Examples, Percentiles, Report, RunReport, Second,
-    SecondNames, cpu_line, drops, emit, lag_tail, latency_line,
+    Achieved, Correctness, CpuMeter, CpuReport, Drops, Examples, Percentiles, Report, RunReport,
+    Second, SecondNames, cpu_line, drops, emit, lag_tail, latency_line,
 };
 
 /// Clients are numbered in 24 bits (the v4 xid's low bits, chaddr bytes 3..6, the v4
@@ -62,10 +64,18 @@ pub(crate) struct DriverCounts {
     pub(crate) garbage: u64,
     /// Replies naming a client of another worker or beyond --clients.
     pub(crate) foreign: u64,
-    /// Exchanges started (opening requests sent), renewals and releases sent.
+    /// Replies to an exchange that had already timed out or ended.
+    pub(crate) late: u64,
+    /// Replies the client's phase did not expect.
+    pub(crate) unexpected: u64,
+    /// Exchanges started (opening requests sent), requests taking an offer, renewals and
+    /// releases sent.
     pub(crate) opened: u64,
+    pub(crate) requests: u64,
     pub(crate) renewals: u64,
     pub(crate) releases: u64,
+    /// Exchanges completed while new ones were still starting (the achieved rate's numerator).
+    pub(crate) in_window: u64,
     /// Exchanges that timed out, by the [`Phase`] they were in.
     pub(crate) drops: [u64; 5],
 }
@@ -81,12 +91,18 @@ pub(crate) trait Tally: Copy + Default + Send + Serialize + 'static {
     fn with_driver(self, d: DriverCounts) -> Self;
     /// Datagrams received.
     fn received(&self) -> u64;
+    /// Requests sent.
+    fn sent(&self) -> u64;
+    /// Exchanges completed within the sending window.
+    fn in_window(&self) -> u64;
+    /// Whether the family counts drops in `phase`, that is, awaits answers in it.
+    fn awaits(phase: Phase) -> bool;
 }
 
 /// Declares the counters a worker keeps, as a [`Tally`] whose histograms are the `Hists` that
-/// [`hists!`] declares beside it. They include the first five [`DriverCounts`] by name; the
-/// `driver` part names the fields that hold the others (the drops by phase, for the phases the
-/// family's exchange has).
+/// [`hists!`] declares beside it. They include [`DriverCounts`]' `received` to `unexpected`
+/// and `requests` by name; the `driver` part names the fields that hold the others (the drops
+/// by phase, for the phases the family's exchange has).
 macro_rules! counters {
     (
         $ty:ident { $($(#[doc = $doc:literal])* $name:ident,)* }
@@ -94,6 +110,7 @@ macro_rules! counters {
             opened: $opened:ident,
             renewals: $renewals:ident,
             releases: $releases:ident,
+            in_window: $in_window:ident,
             drops: { $($phase:ident: $drops:ident,)* },
         }
     ) => {
@@ -117,15 +134,28 @@ macro_rules! counters {
                     busy_skips: d.busy_skips,
                     garbage: d.garbage,
                     foreign: d.foreign,
+                    late: d.late,
+                    unexpected: d.unexpected,
+                    requests: d.requests,
                     $opened: d.opened,
                     $renewals: d.renewals,
                     $releases: d.releases,
+                    $in_window: d.in_window,
                     $($drops: d.drops[$crate::load::Phase::$phase as usize],)*
                     ..self
                 }
             }
             fn received(&self) -> u64 {
                 self.received
+            }
+            fn sent(&self) -> u64 {
+                self.$opened + self.requests + self.$renewals + self.$releases
+            }
+            fn in_window(&self) -> u64 {
+                self.$in_window
+            }
+            fn awaits(phase: $crate::load::Phase) -> bool {
+                matches!(phase, $($crate::load::Phase::$phase)|*)
             }
         }
     };
@@ -134,14 +164,23 @@ pub(crate) use counters;
 
 /// A worker's latency histograms, added up at the end.
 pub(crate) trait Merge: Default + Send + 'static {
+    /// Their percentiles, as reported.
+    type Latencies: Serialize;
     fn merge(&mut self, o: &Self);
+    fn latencies(&self) -> Self::Latencies;
+    /// The histogram of the answers awaited in `phase`, if the family keeps one.
+    fn phase(&mut self, phase: Phase) -> Option<&mut Histogram<u64>>;
 }
 
 /// Declares a generator's latency histograms (nanoseconds) as `Hists`, a [`Merge`], and
 /// their percentiles for the report as `Latencies` (the same names), each with its label in
-/// the summary (padded to `$width`).
+/// the summary (padded to `$width`); `for` names the [`Phase`] whose answers one times (the
+/// driver records them, see [`Answer::Timed`]).
 macro_rules! hists {
-    ($width:literal; $($(#[doc = $doc:literal])* $name:ident $label:literal,)*) => {
+    (
+        $width:literal;
+        $($(#[doc = $doc:literal])* $name:ident $label:literal $(for $phase:ident)?,)*
+    ) => {
         /// Latency histograms in nanoseconds.
         #[derive(Clone, Debug)]
         struct Hists {
@@ -153,9 +192,22 @@ macro_rules! hists {
             }
         }
         impl $crate::load::Merge for Hists {
+            type Latencies = Latencies;
             fn merge(&mut self, o: &Hists) {
                 // Same bounds everywhere: adding cannot fail.
                 $(let _ = self.$name.add(&o.$name);)*
+            }
+            fn latencies(&self) -> Latencies {
+                Latencies { $($name: $crate::load::Percentiles::of(&self.$name),)* }
+            }
+            fn phase(
+                &mut self,
+                phase: $crate::load::Phase,
+            ) -> Option<&mut hdrhistogram::Histogram<u64>> {
+                match phase {
+                    $($($crate::load::Phase::$phase => Some(&mut self.$name),)?)*
+                    _ => None,
+                }
             }
         }
         /// Latency percentiles in microseconds.
@@ -164,9 +216,6 @@ macro_rules! hists {
             $($(#[doc = $doc])* $name: $crate::load::Percentiles,)*
         }
         impl Latencies {
-            fn of(h: &Hists) -> Self {
-                Latencies { $($name: $crate::load::Percentiles::of(&h.$name),)* }
-            }
             /// Appends the summary's latency lines.
             fn write(&self, s: &mut String) {
                 s.push_str("  latency (us):\n");
@@ -699,36 +748,51 @@ impl<S: BatchSocket> Link<S> {
 
 /// A family's exchange state machine over the clients' [`Slots`]: read a reply and move its
 /// client to the next [`Phase`], build each request. [`drive`] runs it inside an [`Ex`], which
-/// holds what every family's worker has; [`Ex::completed`] takes a client on after its
-/// exchange.
+/// holds what every family's worker has, and hands it one client at a time as an [`At`].
 pub(crate) trait Exchange: Sized + Send + 'static {
     type State: State;
+    /// The counters, whose drops by phase name the phases the exchange awaits answers in.
     type Counters: Tally;
-    type Sock: BatchSocket;
-    /// A reply as the family reads it.
-    type Reply;
+    type Reply: Reply;
     /// Reads a datagram: the number of the client it answers, and the reply; `None` for
     /// garbage (malformed, or not one of our clients' identities).
     fn parse(&self, datagram: &[u8]) -> Option<(u32, Self::Reply)>;
-    /// Advance local client `l` with reply `r` (or count it as late, unexpected, ...).
-    fn on_reply(
-        x: &mut Ex<Self>,
-        s: &mut Slots<Self::State>,
-        l: usize,
-        r: Self::Reply,
-        now: u64,
-    ) -> anyhow::Result<()>;
-    /// Whether the server answers a release (DHCPv6 does; a DHCPv4 RELEASE has no reply).
-    const RELEASE_ANSWERED: bool;
-    /// Send the request of `step` for client `l`, which the driver has just moved to the
-    /// step's phase (or, for a release that awaits no answer, to its next sequence number).
-    fn request(
-        x: &mut Ex<Self>,
-        s: &mut Slots<Self::State>,
-        l: usize,
-        step: Step,
-        now: u64,
-    ) -> anyhow::Result<()>;
+    /// The transaction id of client `number`'s request with sequence number `seq`.
+    fn xid(number: u32, seq: u8) -> u32;
+    /// Takes in what `r` says whatever the client awaits (a lease the server granted counts
+    /// even in a late reply); `false` drops the reply there, the family having counted why.
+    fn heard(at: &mut At<'_, Self>, r: &Self::Reply) -> bool;
+    /// Advance the client with `r`, a reply to the request it awaits.
+    fn on_reply(at: &mut At<'_, Self>, r: Self::Reply) -> anyhow::Result<Answer>;
+    /// Send the request of `step`: the driver has just moved the client to the step's phase
+    /// (or, for a release that awaits no answer, to its next sequence number).
+    fn request(at: &mut At<'_, Self>, step: Step) -> anyhow::Result<()>;
+}
+
+/// What a reply to the request a client awaits was, as its family took it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// The answer of the client's phase, timed in the phase's histogram (see [`hists!`]).
+    Timed,
+    /// An answer whose latency is not kept (a DHCPv4 NAK).
+    Untimed,
+    /// A reply the phase does not expect, counted as such.
+    Unexpected,
+}
+
+/// A reply as a family reads it, and the socket it comes on.
+pub(crate) trait Reply {
+    type Sock: BatchSocket;
+    /// The transaction id of the request it answers.
+    fn xid(&self) -> u32;
+}
+
+/// An exchange's socket.
+type SockOf<E> = <<E as Exchange>::Reply as Reply>::Sock;
+
+/// Whether the server answers `E`'s releases (DHCPv6 does; a DHCPv4 RELEASE has no reply).
+fn release_answered<E: Exchange>() -> bool {
+    E::Counters::awaits(Phase::Releasing)
 }
 
 /// A request the driver decides to send; the family's exchange sends the others (a request
@@ -745,7 +809,7 @@ pub(crate) enum Step {
 
 /// A worker's exchange: its link, counters and histograms, and the family's part `f`.
 pub(crate) struct Ex<E: Exchange> {
-    pub(crate) link: Link<E::Sock>,
+    pub(crate) link: Link<SockOf<E>>,
     pub(crate) c: E::Counters,
     pub(crate) h: HistsOf<E>,
     /// What the driver counts besides the link's figures.
@@ -785,38 +849,26 @@ impl<E: Exchange> Ex<E> {
             self.d.foreign += 1;
             return Ok(());
         };
-        E::on_reply(self, s, l, r, now)
-    }
-
-    /// Client `l`'s exchange completed at `now`: records its latency, then renews, releases
-    /// or rests as the plan's roll says.
-    pub(crate) fn completed(
-        &mut self,
-        s: &mut Slots<E::State>,
-        l: usize,
-        now: u64,
-    ) -> anyhow::Result<u64> {
-        let took = now.saturating_sub(s.get(l).t_start);
-        s.tick.saturating_record(took);
-        let roll = s.plan.roll(&mut s.rng);
-        if roll < s.plan.renew_pct {
-            s.enter(l, Phase::Renewing, now);
-            self.d.renewals += 1;
-            E::request(self, s, l, Step::Renew, now)?;
-        } else if roll < s.plan.renew_pct.saturating_add(s.plan.release_pct) {
-            self.d.releases += 1;
-            if E::RELEASE_ANSWERED {
-                s.enter(l, Phase::Releasing, now);
-                E::request(self, s, l, Step::Release, now)?;
-            } else {
-                s.next_seq(l);
-                E::request(self, s, l, Step::Release, now)?;
-                s.finish(l);
-            }
-        } else {
-            s.finish(l);
+        let mut at = At { x: self, s, l, now };
+        if !E::heard(&mut at, &r) {
+            return Ok(());
         }
-        Ok(took)
+        let phase = at.client().phase;
+        if phase == Phase::Idle || r.xid() != at.xid() {
+            at.x.d.late += 1;
+            return Ok(());
+        }
+        let took = at.now.saturating_sub(at.client().t_phase);
+        match E::on_reply(&mut at, r)? {
+            Answer::Timed => {
+                if let Some(h) = at.x.h.phase(phase) {
+                    h.saturating_record(took);
+                }
+            }
+            Answer::Untimed => {}
+            Answer::Unexpected => at.x.d.unexpected += 1,
+        }
+        Ok(())
     }
 
     /// Start an exchange for the next idle client; `false` if every client is busy.
@@ -824,10 +876,106 @@ impl<E: Exchange> Ex<E> {
         let Some(l) = s.start(now, &mut self.d.busy_skips) else {
             return Ok(false);
         };
-        s.enter(l, Phase::Opening, now);
         self.d.opened += 1;
-        E::request(self, s, l, Step::Open, now)?;
+        At { x: self, s, l, now }.enter(Phase::Opening, Step::Open)?;
         Ok(true)
+    }
+}
+
+/// One client of a worker at one moment, as the family's [`Exchange`] sees it: the worker's
+/// exchange `x` and clients `s`, which client, and the time. What every family does to a
+/// client (number its request, take an offer, finish, complete) is said here once.
+pub(crate) struct At<'a, E: Exchange> {
+    pub(crate) x: &'a mut Ex<E>,
+    pub(crate) s: &'a mut Slots<E::State>,
+    /// The client's index in `s`.
+    l: usize,
+    pub(crate) now: u64,
+}
+
+impl<E: Exchange> std::fmt::Debug for At<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("At")
+            .field("l", &self.l)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Exchange> At<'_, E> {
+    /// The client's number in the run.
+    pub(crate) fn number(&self) -> u32 {
+        self.s.number(self.l)
+    }
+
+    /// The client, as the driver and the family keep it.
+    pub(crate) fn client(&mut self) -> &mut Client<E::State> {
+        self.s.get(self.l)
+    }
+
+    /// The family's state of the client.
+    pub(crate) fn state(&mut self) -> &mut E::State {
+        &mut self.s.get(self.l).st
+    }
+
+    /// The worker's exchange and the client, borrowed together.
+    pub(crate) fn split(&mut self) -> (&mut Ex<E>, &mut Client<E::State>) {
+        (&mut *self.x, self.s.get(self.l))
+    }
+
+    /// The transaction id of the client's current request.
+    pub(crate) fn xid(&mut self) -> u32 {
+        E::xid(self.number(), self.client().seq)
+    }
+
+    /// The phase the client is in.
+    pub(crate) fn phase(&mut self) -> Phase {
+        self.client().phase
+    }
+
+    /// The client takes the offer: it awaits the answer to the request the family sends next.
+    pub(crate) fn take_offer(&mut self) {
+        self.s.enter(self.l, Phase::Requesting, self.now);
+        self.x.d.requests += 1;
+    }
+
+    /// The client's exchange, renewal or release ended: it is idle again.
+    pub(crate) fn finish(&mut self) {
+        self.s.finish(self.l);
+    }
+
+    /// The client's exchange completed: records its latency (and returns it), then renews,
+    /// releases or rests as the plan's roll says.
+    pub(crate) fn completed(&mut self) -> anyhow::Result<u64> {
+        let plan = self.s.plan;
+        let took = self.now.saturating_sub(self.client().t_start);
+        self.s.tick.saturating_record(took);
+        if self.now < plan.end_ns {
+            self.x.d.in_window += 1;
+        }
+        let roll = plan.roll(&mut self.s.rng);
+        if roll < plan.renew_pct {
+            self.x.d.renewals += 1;
+            self.enter(Phase::Renewing, Step::Renew)?;
+        } else if roll < plan.renew_pct.saturating_add(plan.release_pct) {
+            self.x.d.releases += 1;
+            if release_answered::<E>() {
+                self.enter(Phase::Releasing, Step::Release)?;
+            } else {
+                self.s.next_seq(self.l);
+                E::request(self, Step::Release)?;
+                self.finish();
+            }
+        } else {
+            self.finish();
+        }
+        Ok(took)
+    }
+
+    /// The client sends the request of `step` and awaits its answer in `phase`.
+    fn enter(&mut self, phase: Phase, step: Step) -> anyhow::Result<()> {
+        self.s.enter(self.l, phase, self.now);
+        E::request(self, step)
     }
 }
 
@@ -922,7 +1070,7 @@ fn drive<E: Exchange>(
     };
     let due = |k: u64| (offset + k as f64 * interval) as u64;
     let mut due_k: u64 = 0;
-    let per_round = <E::Sock as BatchSocket>::capacity(&w.ex.link.tx);
+    let per_round = <SockOf<E> as BatchSocket>::capacity(&w.ex.link.tx);
     let mut next_tick = SECOND_NS;
     let mut second = 1;
     // Largest schedule lag this second.
@@ -1217,7 +1365,7 @@ impl<C, H> Totals<C, H> {
 /// Whether a third request of `E`'s exchanges may await its reply (see
 /// [`Plan::deadline_capacity`]): a renewal, or a release that is answered.
 fn three_phases<E: Exchange>(plan: &Plan) -> bool {
-    plan.renew_pct > 0 || (E::RELEASE_ANSWERED && plan.release_pct > 0)
+    plan.renew_pct > 0 || (release_answered::<E>() && plan.release_pct > 0)
 }
 
 /// A family's counters.
@@ -1225,60 +1373,89 @@ type CountersOf<L> = <<L as Load>::Ex as Exchange>::Counters;
 
 /// A family's report.
 pub(crate) type ReportOf<L> = Report<
-    <L as Load>::Head,
-    <L as Load>::Body,
-    Correctness<<L as Load>::Checked, <L as Load>::Violation>,
+    <<L as Load>::Parts as Parts>::Head,
+    <<L as Load>::Parts as Parts>::Body,
+    Correctness<<<L as Load>::Parts as Parts>::Checked, <<L as Load>::Parts as Parts>::Violation>,
     CountersOf<L>,
+    <HistsOf<<L as Load>::Ex> as Merge>::Latencies,
 >;
+
+/// The family's own parts of a [`Report`], as a tuple `(Head, Body, Checked, Violation)`: what
+/// the report gives after the mode (the exchange's settings) and after the achieved rate (its
+/// counts), what the correctness check counts, and a violation of it.
+pub(crate) trait Parts {
+    type Head: Serialize;
+    type Body: Serialize;
+    type Checked: Serialize;
+    type Violation: Serialize + std::fmt::Debug;
+}
+
+impl<H, B, K, V> Parts for (H, B, K, V)
+where
+    H: Serialize,
+    B: Serialize,
+    K: Serialize,
+    V: Serialize + std::fmt::Debug,
+{
+    type Head = H;
+    type Body = B;
+    type Checked = K;
+    type Violation = V;
+}
+
+/// How a generator names itself and its figures.
+#[derive(Debug)]
+pub(crate) struct Names {
+    /// The subcommand, naming the worker threads.
+    pub(crate) command: &'static str,
+    /// What a violation of the correctness check is, in the error that ends a run.
+    pub(crate) violation: &'static str,
+    /// The key of the achieved rate (exchanges completed within the sending window, per
+    /// second of it).
+    pub(crate) achieved: &'static str,
+    /// What an exchange is called in the summary and the CPU figures' keys.
+    pub(crate) unit: &'static str,
+    /// The per-second figures' keys and labels.
+    pub(crate) second: SecondNames,
+}
 
 /// A family's generator: its exchange and how it reports a run, which [`run`] drives.
 pub(crate) trait Load {
     type Ex: Exchange;
-    /// What the report gives after the mode: the exchange's settings.
-    type Head: Serialize;
-    /// What it gives after `offered_per_s`: the exchange's figures, up to its latencies.
-    type Body: Serialize;
-    /// What the correctness check counts, as reported.
-    type Checked: Serialize;
-    type Violation: Serialize + std::fmt::Debug;
-    /// The subcommand, naming the worker threads.
-    const NAME: &'static str;
-    /// What a violation of the correctness check is, in the error that ends a run.
-    const VIOLATION: &'static str;
-    const SECOND: &'static SecondNames;
-    /// The keys of [`CpuReport`]'s figures.
-    const CPU_KEYS: [&'static str; 2];
-    fn server(&self) -> SocketAddr;
+    type Parts: Parts;
     /// The family's part of the exchange of the worker sending from `port`.
     fn exchange(&self, port: u16) -> Self::Ex;
     /// One second's counts in [`Second`]'s order, from the counters' difference.
     fn second(d: &CountersOf<Self>) -> [u64; 6];
     /// Exchanges completed, the CPU figures' denominator.
     fn completed(c: &CountersOf<Self>) -> u64;
-    /// Requests sent.
-    fn sent(c: &CountersOf<Self>) -> u64;
-    fn head(&self) -> Self::Head;
-    fn body(&self, c: &CountersOf<Self>, h: &HistsOf<Self::Ex>) -> Self::Body;
-    fn correctness(&self, c: &CountersOf<Self>) -> Correctness<Self::Checked, Self::Violation>;
+    fn head(&self) -> <Self::Parts as Parts>::Head;
+    fn body(&self, c: &CountersOf<Self>) -> <Self::Parts as Parts>::Body;
+    fn correctness(
+        &self,
+        c: &CountersOf<Self>,
+    ) -> Correctness<<Self::Parts as Parts>::Checked, <Self::Parts as Parts>::Violation>;
+    /// The report in a few lines for people.
+    fn summary(r: &ReportOf<Self>) -> String;
 }
 
 /// Runs the load: one worker per socket opened on `local`:`local_port` and up, sending to
-/// `to`; prints the JSON report on stdout (progress and the `summary` on stderr). Fails, after
-/// reporting, if the correctness check found a violation.
+/// `to`; prints the JSON report, named by `names`, on stdout (progress and the summary on
+/// stderr). Fails, after reporting, if the correctness check found a violation.
 pub(crate) fn run<L: Load>(
     load: &L,
+    names: &'static Names,
     args: &RunArgs,
     plan: Plan,
-    local: <<L::Ex as Exchange>::Sock as BatchSocket>::Ip,
+    local: <SockOf<L::Ex> as BatchSocket>::Ip,
     local_port: u16,
-    to: <<L::Ex as Exchange>::Sock as BatchSocket>::To,
-    summary: fn(&ReportOf<L>) -> String,
+    to: <SockOf<L::Ex> as BatchSocket>::To,
 ) -> anyhow::Result<()>
 where
-    <<L::Ex as Exchange>::Sock as BatchSocket>::To: Copy,
+    <SockOf<L::Ex> as BatchSocket>::To: Copy,
 {
     // Sockets first, so a port in use fails before any thread starts.
-    let socks = open_workers::<<L::Ex as Exchange>::Sock>(local, local_port, args.workers)?;
+    let socks = open_workers::<SockOf<L::Ex>>(local, local_port, args.workers)?;
     let cpu = CpuMeter::start(args.server_pid)?;
     let mut workers = Vec::with_capacity(args.workers);
     for (w, (port, sock)) in socks.into_iter().enumerate() {
@@ -1293,14 +1470,14 @@ where
             },
         });
     }
-    let running = launch(L::NAME, workers, args.no_pin)?;
+    let running = launch(names.command, workers, args.no_pin)?;
     let per_second = running.seconds(
         args.quiet,
         |second, d, f| Second {
             second,
             counts: L::second(d),
             f: *f,
-            names: L::SECOND,
+            names: &names.second,
         },
         Second::line,
     );
@@ -1308,30 +1485,35 @@ where
     let total = done.counters;
     let (own, server) = cpu.per_exchange(L::completed(&total))?;
     let report = Report {
-        server: load.server(),
+        server: <SockOf<L::Ex> as BatchSocket>::dst(&to),
         mode: plan.mode(),
         head: load.head(),
         run: RunReport::of(&plan, args.duration, args.timeout_ms),
         offered_per_s: L::second(&total)[0] as f64 / args.duration,
-        body: load.body(&total, &done.hists),
+        achieved: Achieved {
+            per_s: total.in_window() as f64 / args.duration,
+            key: names.achieved,
+        },
+        body: load.body(&total),
+        latency_us: done.hists.latencies(),
         schedule_lag_us: done.schedule_lag(args.rate),
-        packets_per_s: done.packets_per_s(L::sent(&total), total.received()),
+        packets_per_s: done.packets_per_s(total.sent(), total.received()),
         cpu: CpuReport {
             load: own,
             server,
-            keys: L::CPU_KEYS,
+            unit: names.unit,
         },
         correctness: load.correctness(&total),
         counters: total,
         per_second,
     };
-    emit(&report, &summary(&report), args.json.as_deref())?;
+    emit(&report, &L::summary(&report), args.json.as_deref())?;
     let c = &report.correctness;
     ensure!(
         c.violations == 0,
         "{} {} (first: {:?})",
         c.violations,
-        L::VIOLATION,
+        names.violation,
         c.examples.first()
     );
     Ok(())
@@ -1396,16 +1578,17 @@ mod tests {
         assert_eq!(s.start(0, &mut skips), None);
     }
 
-    crate::load::hists! { 1; only "x", }
+    crate::load::hists! { 1; only "x" for Opening, }
     counters! { TestCounters {
-        received, send_errors, busy_skips, garbage, foreign,
-        opens, renews, releases, first_drops, release_drops,
+        received, send_errors, busy_skips, garbage, foreign, late, unexpected, requests,
+        opens, renews, releases, done_in_window, first_drops, release_drops,
         /// A count of the family's own.
         own,
     } driver {
         opened: opens,
         renewals: renews,
         releases: releases,
+        in_window: done_in_window,
         drops: { Opening: first_drops, Releasing: release_drops, },
     } }
 
@@ -1424,6 +1607,10 @@ mod tests {
             opened: 8,
             renewals: 9,
             releases: 10,
+            late: 12,
+            unexpected: 13,
+            requests: 14,
+            in_window: 15,
             drops,
         };
         let c = TestCounters {
@@ -1443,12 +1630,27 @@ mod tests {
             c.renews,
             c.releases,
             c.own,
+            c.late,
+            c.unexpected,
+            c.requests,
+            c.in_window(),
         ];
-        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
-        // The histograms that go with them: an empty one prints no latency line.
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        // Opening requests, requests taking an offer, renewals and releases.
+        assert_eq!(c.sent(), 8 + 14 + 9 + 10);
+        // The phases it counts drops in are those it awaits answers in.
+        let awaited =
+            [Phase::Opening, Phase::Requesting, Phase::Releasing].map(TestCounters::awaits);
+        assert_eq!(awaited, [true, false, true]);
+        // The histograms that go with them: an empty one prints no latency line; the phase
+        // named times its answers.
         let mut text = String::new();
-        Latencies::of(&Hists::default()).write(&mut text);
+        Hists::default().latencies().write(&mut text);
         assert_eq!(text, "  latency (us):\n");
+        let mut h = Hists::default();
+        assert!(h.phase(Phase::Requesting).is_none());
+        h.phase(Phase::Opening).expect("timed").saturating_record(5);
+        assert_eq!(h.only.len(), 1);
     }
 
     #[test]

@@ -254,7 +254,7 @@ impl RunReport {
 /// A run's report: what every generator reports, around the family's `head`, `body` and
 /// `correctness`.
 #[derive(Debug, Serialize)]
-pub(crate) struct Report<H, B, K, C> {
+pub(crate) struct Report<H, B, K, C, L> {
     pub(crate) server: SocketAddr,
     pub(crate) mode: &'static str,
     #[serde(flatten)]
@@ -264,7 +264,12 @@ pub(crate) struct Report<H, B, K, C> {
     /// Exchanges started per second of the sending window.
     pub(crate) offered_per_s: f64,
     #[serde(flatten)]
+    pub(crate) achieved: Achieved,
+    #[serde(flatten)]
     pub(crate) body: B,
+    /// Latencies in microseconds: each two-way exchange, and the whole exchange from its first
+    /// request sent to the reply that completes it.
+    pub(crate) latency_us: L,
     /// Open loop: how late the generator started each exchange against the clock (its own
     /// lag: large values mean it, not the server, fell behind), microseconds.
     pub(crate) schedule_lag_us: Option<Percentiles>,
@@ -287,23 +292,42 @@ pub(crate) struct Correctness<C, V> {
     pub(crate) examples: Vec<V>,
 }
 
+/// Exchanges completed within the sending window, per second of it; `key` names it.
+#[derive(Debug)]
+pub(crate) struct Achieved {
+    pub(crate) per_s: f64,
+    pub(crate) key: &'static str,
+}
+
+impl Serialize for Achieved {
+    fn serialize<Ser: serde::Serializer>(&self, ser: Ser) -> Result<Ser::Ok, Ser::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = ser.serialize_struct("Achieved", 1)?;
+        st.serialize_field(self.key, &self.per_s)?;
+        st.end()
+    }
+}
+
 /// CPU time per completed exchange, microseconds: the generator's own (all threads), and with
 /// --server-pid the server's utime + stime over the run (renewals and releases included in
-/// the time); `keys` name them.
+/// the time), keyed `load_cpu_us_per_UNIT` and `server_cpu_us_per_UNIT` (`unit` in lower
+/// case).
 #[derive(Debug)]
 pub(crate) struct CpuReport {
     pub(crate) load: f64,
     pub(crate) server: Option<f64>,
-    pub(super) keys: [&'static str; 2],
+    /// What an exchange is called (`DORA`, `exchange`).
+    pub(crate) unit: &'static str,
 }
 
 impl Serialize for CpuReport {
     fn serialize<Ser: serde::Serializer>(&self, ser: Ser) -> Result<Ser::Ok, Ser::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = ser.serialize_struct("CpuReport", 2)?;
-        st.serialize_field(self.keys[0], &self.load)?;
-        st.serialize_field(self.keys[1], &self.server)?;
-        st.end()
+        use serde::ser::SerializeMap;
+        let unit = self.unit.to_lowercase();
+        let mut m = ser.serialize_map(Some(2))?;
+        m.serialize_entry(&format!("load_cpu_us_per_{unit}"), &self.load)?;
+        m.serialize_entry(&format!("server_cpu_us_per_{unit}"), &self.server)?;
+        m.end()
     }
 }
 
@@ -334,23 +358,18 @@ pub(crate) fn lag_tail(lag: Option<&Percentiles>) -> (f64, f64) {
     lag.map_or((0.0, 0.0), |p| (p.p99_9, p.max))
 }
 
-/// Appends a summary's CPU line: packets and CPU per `unit` of the generator, and of the
+/// Appends a summary's CPU line: packets and CPU per exchange of the generator, and of the
 /// server when known.
-pub(crate) fn cpu_line(
-    s: &mut String,
-    packets_per_s: f64,
-    load_cpu: f64,
-    server_cpu: Option<f64>,
-    unit: &str,
-) {
+pub(crate) fn cpu_line(s: &mut String, packets_per_s: f64, cpu: &CpuReport) {
     use std::fmt::Write;
+    let (load, unit) = (cpu.load, cpu.unit);
     let _ = write!(
         s,
-        "  generator: {packets_per_s:.0} packets/s, {load_cpu:.2}us CPU per {unit}"
+        "  generator: {packets_per_s:.0} packets/s, {load:.2}us CPU per {unit}"
     );
-    match server_cpu {
-        Some(cpu) => {
-            let _ = writeln!(s, "; server: {cpu:.2}us CPU per {unit}");
+    match cpu.server {
+        Some(server) => {
+            let _ = writeln!(s, "; server: {server:.2}us CPU per {unit}");
         }
         None => s.push('\n'),
     }

@@ -12,10 +12,10 @@
 //! its own). That loop, the start of the workers and the per-second progress are
 //! [`crate::load`]'s, shared with `load6`; this module is the DHCPv4 exchange.
 //!
-//! Per-client state lives in the worker's [`Slots`], indexed by the client's number within its
-//! worker, and the xid carries that number (low 24 bits) and a per-client sequence number (high
-//! 8 bits), so a reply finds its client without a lookup and a late reply to an earlier
-//! exchange is told apart from the current one. Packets are templates patched in place; the
+//! Per-client state lives in the worker's [`Slots`](crate::load::Slots), indexed by the
+//! client's number within its worker, and the xid carries that number (low 24 bits) and a
+//! per-client sequence number (high 8 bits), so a reply finds its client without a lookup and a
+//! late reply to an earlier exchange is told apart from the current one. Packets are templates patched in place; the
 //! loop allocates nothing per packet.
 //!
 //! Correctness: every ACK's address is entered in a map address -> client shared by the
@@ -23,7 +23,7 @@
 //! while the first still holds it (it neither released it nor was ACKed another address since)
 //! is a violation, and the run fails.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -31,8 +31,8 @@ use lessor_net::v4::{SendMeta, Socket};
 use serde::Serialize;
 
 use crate::load::{
-    self, Correctness, Drops, Ex, Examples, Exchange, Load, MAX_CLIENTS, Phase, ReportOf, RunArgs,
-    SecondNames, Slots, Step, counters, drops,
+    self, Answer, At, Correctness, Drops, Examples, Exchange, Load, MAX_CLIENTS, Names, Phase,
+    ReportOf, RunArgs, SecondNames, Step, counters, drops,
 };
 use crate::wire::{self, RequestKind, Template};
 
@@ -125,15 +125,28 @@ counters! { Counters {
     opened: discovers,
     renewals: renews,
     releases: releases,
+    in_window: acks_in_window,
     drops: { Opening: do_drops, Requesting: ra_drops, Renewing: renew_drops, },
 } }
 
 load::hists! { 15;
-    discover_offer "DISCOVER-OFFER",
-    request_ack "REQUEST-ACK",
+    discover_offer "DISCOVER-OFFER" for Opening,
+    request_ack "REQUEST-ACK" for Requesting,
     dora "DORA",
-    renew "RENEW",
+    renew "RENEW" for Renewing,
 }
+
+/// How `load` names itself and its figures.
+const NAMES: Names = Names {
+    command: "load",
+    violation: "ACKs gave an address already held by another client",
+    achieved: "achieved_dora_per_s",
+    unit: "DORA",
+    second: SecondNames {
+        keys: "discovers requests doras do_drops ra_drops naks dora_p50_us dora_p99_us",
+        labels: ["dora", "DO", "RA", "naks", "dora "],
+    },
+};
 
 /// An address ACKed to a second client.
 #[derive(Clone, Debug, Serialize)]
@@ -218,7 +231,14 @@ struct State4 {
     bound: u32,
 }
 
-type Slots4 = Slots<State4>;
+/// DHCPv4 replies come on a DHCPv4 socket.
+impl load::Reply for wire::Reply {
+    type Sock = Socket;
+
+    fn xid(&self) -> u32 {
+        self.xid
+    }
+}
 
 /// The DHCPv4 part of one worker's exchange.
 struct Dora {
@@ -229,37 +249,32 @@ struct Dora {
     first: u32,
 }
 
-/// The xid of the client's current request: its sequence number, then its number.
-fn xid(s: &mut Slots4, l: usize) -> u32 {
-    (u32::from(s.get(l).seq) << 24) | s.number(l)
-}
-
-impl Ex<Dora> {
-    /// Queue one request.
+impl At<'_, Dora> {
+    /// Queue the client's request of `kind`.
     fn queue(
         &mut self,
         kind: RequestKind,
-        xid: u32,
-        client: u32,
         ciaddr: u32,
         requested: u32,
         server_id: u32,
     ) -> anyhow::Result<()> {
-        let bytes = self.f.templates[template_index(kind)].fill(
+        let client = self.number();
+        let xid = self.xid();
+        let f = &mut self.x.f;
+        let bytes = f.templates[template_index(kind)].fill(
             xid,
-            client + self.f.first,
+            client + f.first,
             ciaddr,
             requested,
             server_id,
         );
-        self.link.queue(bytes)
+        self.x.link.queue(bytes)
     }
 }
 
 impl Exchange for Dora {
     type State = State4;
     type Counters = Counters;
-    type Sock = Socket;
     type Reply = wire::Reply;
 
     /// The xid's low 24 bits name the client; a chaddr not that client's is garbage.
@@ -269,103 +284,84 @@ impl Exchange for Dora {
         (r.mac == wire::mac(client + self.first)).then_some((client, r))
     }
 
-    /// Advance local client `l` with `r`: an OFFER makes the REQUEST, an ACK ends the DORA.
-    fn on_reply(
-        x: &mut Ex<Dora>,
-        s: &mut Slots4,
-        l: usize,
-        r: wire::Reply,
-        now: u64,
-    ) -> anyhow::Result<()> {
-        let client = s.number(l);
-        let seq = (r.xid >> 24) as u8;
-        let end_ns = s.plan.end_ns;
-        let cl = s.get(l);
+    /// The sequence number, then the client's number.
+    fn xid(number: u32, seq: u8) -> u32 {
+        (u32::from(seq) << 24) | number
+    }
+
+    /// Every ACK counts for correctness, late ones included: the server did bind. A client
+    /// moved to another address no longer holds its old one (a server may then give that to
+    /// someone else).
+    fn heard(at: &mut At<'_, Dora>, r: &wire::Reply) -> bool {
         if r.kind == wire::ACK && r.yiaddr != 0 {
-            // Every ACK counts for correctness, late ones included: the server did bind. A
-            // client moved to another address no longer holds its old one (a server may then
-            // give that to someone else).
-            let old = std::mem::replace(&mut cl.st.bound, r.yiaddr);
+            let client = at.number();
+            let old = std::mem::replace(&mut at.state().bound, r.yiaddr);
             if old != 0 && old != r.yiaddr {
-                x.f.owners.release(old, client);
+                at.x.f.owners.release(old, client);
             }
-            x.f.owners.ack(r.yiaddr, client, &mut x.c);
+            at.x.f.owners.ack(r.yiaddr, client, &mut at.x.c);
         }
-        let phase = cl.phase;
-        if phase == Phase::Idle || cl.seq != seq {
-            x.c.late += 1;
-            return Ok(());
-        }
-        let took = now.saturating_sub(cl.t_phase);
-        match (phase, r.kind) {
+        true
+    }
+
+    /// An OFFER makes the REQUEST, an ACK ends the DORA.
+    fn on_reply(at: &mut At<'_, Dora>, r: wire::Reply) -> anyhow::Result<Answer> {
+        Ok(match (at.phase(), r.kind) {
             (Phase::Opening, wire::OFFER) => {
-                x.c.offers += 1;
-                x.h.discover_offer.saturating_record(took);
+                at.x.c.offers += 1;
                 let server_id = if r.server_id == 0 {
                     // No option 54: name the server we sent to, as a client would.
-                    u32::from(*x.link.to.dst.ip())
+                    u32::from(*at.x.link.to.dst.ip())
                 } else {
                     r.server_id
                 };
-                cl.st.addr = r.yiaddr;
-                cl.st.server = server_id;
-                s.enter(l, Phase::Requesting, now);
-                x.c.requests += 1;
-                let xid = xid(s, l);
-                x.queue(RequestKind::Select, xid, client, 0, r.yiaddr, server_id)?;
+                let st = at.state();
+                st.addr = r.yiaddr;
+                st.server = server_id;
+                at.take_offer();
+                at.queue(RequestKind::Select, 0, r.yiaddr, server_id)?;
+                Answer::Timed
             }
             (Phase::Requesting, wire::ACK) => {
-                x.c.acks += 1;
-                if now < end_ns {
-                    x.c.acks_in_window += 1;
+                at.x.c.acks += 1;
+                if r.yiaddr != at.state().addr {
+                    at.x.c.ack_other_address += 1;
+                    at.state().addr = r.yiaddr;
                 }
-                if r.yiaddr != cl.st.addr {
-                    x.c.ack_other_address += 1;
-                    cl.st.addr = r.yiaddr;
-                }
-                x.h.request_ack.saturating_record(took);
-                let dora = x.completed(s, l, now)?;
-                x.h.dora.saturating_record(dora);
+                let dora = at.completed()?;
+                at.x.h.dora.saturating_record(dora);
+                Answer::Timed
             }
             (Phase::Requesting, wire::NAK) => {
-                x.c.naks += 1;
-                s.finish(l);
+                at.x.c.naks += 1;
+                at.finish();
+                Answer::Untimed
             }
             (Phase::Renewing, wire::ACK) => {
-                x.c.renew_acks += 1;
-                x.h.renew.saturating_record(took);
-                s.finish(l);
+                at.x.c.renew_acks += 1;
+                at.finish();
+                Answer::Timed
             }
             (Phase::Renewing, wire::NAK) => {
-                x.c.renew_naks += 1;
-                s.finish(l);
+                at.x.c.renew_naks += 1;
+                at.finish();
+                Answer::Untimed
             }
-            _ => x.c.unexpected += 1,
-        }
-        Ok(())
+            _ => Answer::Unexpected,
+        })
     }
 
-    const RELEASE_ANSWERED: bool = false;
-
     /// A DISCOVER; a RENEWING REQUEST for the address ACKed; a RELEASE of it.
-    fn request(
-        x: &mut Ex<Dora>,
-        s: &mut Slots4,
-        l: usize,
-        step: Step,
-        _now: u64,
-    ) -> anyhow::Result<()> {
-        let client = s.number(l);
-        let xid = xid(s, l);
-        let st = s.get(l).st;
+    fn request(at: &mut At<'_, Dora>, step: Step) -> anyhow::Result<()> {
+        let st = *at.state();
         match step {
-            Step::Open => x.queue(RequestKind::Discover, xid, client, 0, 0, 0),
-            Step::Renew => x.queue(RequestKind::Renew, xid, client, st.addr, 0, 0),
+            Step::Open => at.queue(RequestKind::Discover, 0, 0, 0),
+            Step::Renew => at.queue(RequestKind::Renew, st.addr, 0, 0),
             Step::Release => {
                 // Cleared before the RELEASE leaves: from then on the server may give it away.
-                x.f.owners.release(st.addr, client);
-                s.get(l).st.bound = 0;
-                x.queue(RequestKind::Release, xid, client, st.addr, 0, st.server)
+                at.x.f.owners.release(st.addr, at.number());
+                at.state().bound = 0;
+                at.queue(RequestKind::Release, st.addr, 0, st.server)
             }
         }
     }
@@ -377,11 +373,9 @@ struct Head {
     mix: Mix,
 }
 
-/// The DORA figures of a run, as reported.
+/// The DORA counts of a run, as reported.
 #[derive(Debug, Serialize)]
 struct Body {
-    /// DORAs completed (ACKed) within the sending window, per second of it.
-    achieved_dora_per_s: f64,
     discovers: u64,
     offers: u64,
     discover_offer_drops: Drops,
@@ -394,9 +388,6 @@ struct Body {
     renew_naks: u64,
     renew_drops: Drops,
     releases: u64,
-    /// Latencies in microseconds: each two-way exchange, and the whole DORA from DISCOVER sent
-    /// to ACK received.
-    latency_us: Latencies,
 }
 
 /// ACKs the correctness map checked, and those it does not cover.
@@ -409,27 +400,12 @@ struct Checked {
 /// A `load` run's generator: makes each worker's [`Dora`] and reports the run.
 struct Generator<'a> {
     args: &'a LoadArgs,
-    server: SocketAddrV4,
     owners: Arc<Owners>,
 }
 
 impl Load for Generator<'_> {
     type Ex = Dora;
-    type Head = Head;
-    type Body = Body;
-    type Checked = Checked;
-    type Violation = Violation;
-    const NAME: &'static str = "load";
-    const VIOLATION: &'static str = "ACKs gave an address already held by another client";
-    const SECOND: &'static SecondNames = &SecondNames {
-        keys: "discovers requests doras do_drops ra_drops naks dora_p50_us dora_p99_us",
-        labels: ["dora", "DO", "RA", "naks", "dora "],
-    };
-    const CPU_KEYS: [&'static str; 2] = ["load_cpu_us_per_dora", "server_cpu_us_per_dora"];
-
-    fn server(&self) -> SocketAddr {
-        self.server.into()
-    }
+    type Parts = (Head, Body, Checked, Violation);
 
     fn exchange(&self, _port: u16) -> Dora {
         let local = self.args.local;
@@ -461,17 +437,12 @@ impl Load for Generator<'_> {
         c.acks
     }
 
-    fn sent(c: &Counters) -> u64 {
-        c.discovers + c.requests + c.renews + c.releases
-    }
-
     fn head(&self) -> Head {
         Head { mix: self.args.mix }
     }
 
-    fn body(&self, c: &Counters, h: &Hists) -> Body {
+    fn body(&self, c: &Counters) -> Body {
         Body {
-            achieved_dora_per_s: c.acks_in_window as f64 / self.args.run.duration,
             discovers: c.discovers,
             offers: c.offers,
             discover_offer_drops: drops(c.do_drops, c.discovers),
@@ -484,7 +455,6 @@ impl Load for Generator<'_> {
             renew_naks: c.renew_naks,
             renew_drops: drops(c.renew_drops, c.renews),
             releases: c.releases,
-            latency_us: Latencies::of(h),
         }
     }
 
@@ -494,6 +464,64 @@ impl Load for Generator<'_> {
             acks_outside_10_0_0_0_8: c.acks_unchecked,
         };
         self.owners.examples.report(checked, c.violations)
+    }
+
+    fn summary(r: &ReportOf<Self>) -> String {
+        use std::fmt::Write;
+        let (b, c) = (&r.body, &r.counters);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "load -> {}: {}, mix {:?}, {} worker(s), {:.1}s",
+            r.server,
+            r.run.mode(),
+            r.head.mix,
+            r.run.workers,
+            r.run.duration_s
+        );
+        let _ = writeln!(
+            s,
+            "  offered {:.0} DORA/s, achieved {:.0} DORA/s",
+            r.offered_per_s, r.achieved.per_s
+        );
+        let _ = writeln!(
+            s,
+            "  DISCOVER-OFFER drops {} ({:.3}%), REQUEST-ACK drops {} ({:.3}%), NAKs {}",
+            b.discover_offer_drops.count,
+            b.discover_offer_drops.percent,
+            b.request_ack_drops.count,
+            b.request_ack_drops.percent,
+            b.naks
+        );
+        if b.renews > 0 || b.releases > 0 {
+            let _ = writeln!(
+                s,
+                "  renewals {} (ACK {}, NAK {}, drops {} {:.3}%), releases {}",
+                b.renews,
+                b.renew_acks,
+                b.renew_naks,
+                b.renew_drops.count,
+                b.renew_drops.percent,
+                b.releases
+            );
+        }
+        r.latency_us.write(&mut s);
+        let (lag_p99_9, lag_max) = load::lag_tail(r.schedule_lag_us.as_ref());
+        let _ = writeln!(
+            s,
+            "  late {}, unexpected {}, garbage {}, foreign {}, send errors {}, busy skips {}, \
+             schedule lag p99.9 {lag_p99_9:.0}us max {lag_max:.0}us",
+            c.late, c.unexpected, c.garbage, c.foreign, c.send_errors, c.busy_skips,
+        );
+        load::cpu_line(&mut s, r.packets_per_s, &r.cpu);
+        let _ = writeln!(
+            s,
+            "  correctness: {} ACKs checked, {} outside 10.0.0.0/8, {} violations",
+            r.correctness.checked.acks_checked,
+            r.correctness.checked.acks_outside_10_0_0_0_8,
+            r.correctness.violations
+        );
+        s
     }
 }
 
@@ -505,74 +533,14 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         u64::from(a.first_client) + u64::from(a.run.clients) <= u64::from(MAX_CLIENTS),
         "--first-client + --clients must not exceed 2^24 (16777216)"
     );
-    let server = SocketAddrV4::new(a.server, a.port);
     let load = Generator {
         args: a,
-        server,
         owners: Arc::new(Owners::new()),
     };
     let to = SendMeta {
-        dst: server,
+        dst: SocketAddrV4::new(a.server, a.port),
         ifindex: 0,
         src: None,
     };
-    load::run(&load, &a.run, plan, a.local, a.local_port, to, summary)
-}
-
-fn summary(r: &ReportOf<Generator<'_>>) -> String {
-    use std::fmt::Write;
-    let (b, c) = (&r.body, &r.counters);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "load -> {}: {}, mix {:?}, {} worker(s), {:.1}s",
-        r.server,
-        r.run.mode(),
-        r.head.mix,
-        r.run.workers,
-        r.run.duration_s
-    );
-    let _ = writeln!(
-        s,
-        "  offered {:.0} DORA/s, achieved {:.0} DORA/s",
-        r.offered_per_s, b.achieved_dora_per_s
-    );
-    let _ = writeln!(
-        s,
-        "  DISCOVER-OFFER drops {} ({:.3}%), REQUEST-ACK drops {} ({:.3}%), NAKs {}",
-        b.discover_offer_drops.count,
-        b.discover_offer_drops.percent,
-        b.request_ack_drops.count,
-        b.request_ack_drops.percent,
-        b.naks
-    );
-    if b.renews > 0 || b.releases > 0 {
-        let _ = writeln!(
-            s,
-            "  renewals {} (ACK {}, NAK {}, drops {} {:.3}%), releases {}",
-            b.renews,
-            b.renew_acks,
-            b.renew_naks,
-            b.renew_drops.count,
-            b.renew_drops.percent,
-            b.releases
-        );
-    }
-    b.latency_us.write(&mut s);
-    let (lag_p99_9, lag_max) = load::lag_tail(r.schedule_lag_us.as_ref());
-    let _ = writeln!(
-        s,
-        "  late {}, unexpected {}, garbage {}, foreign {}, send errors {}, busy skips {}, \
-         schedule lag p99.9 {lag_p99_9:.0}us max {lag_max:.0}us",
-        c.late, c.unexpected, c.garbage, c.foreign, c.send_errors, c.busy_skips,
-    );
-    load::cpu_line(&mut s, r.packets_per_s, r.cpu.load, r.cpu.server, "DORA");
-    let _ = writeln!(
-        s,
-        "  correctness: {} ACKs checked, {} outside 10.0.0.0/8, {} violations",
-        r.correctness.checked.acks_checked,
-        r.correctness.checked.acks_outside_10_0_0_0_8,
-        r.correctness.violations
-    );
-    s
+    load::run(&load, &NAMES, &a.run, plan, a.local, a.local_port, to)
 }

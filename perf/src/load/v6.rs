@@ -7,12 +7,13 @@
 //! with a RELAY-REPL to the source address and port. An exchange is SOLICIT, ADVERTISE,
 //! REQUEST, REPLY (or SOLICIT with Rapid Commit, REPLY), optionally followed by a RENEW or a
 //! RELEASE and its REPLY. Each worker owns one socket (its own port), the clients `n` with
-//! `n % workers == k` and all their state, in its [`Slots`] indexed by `n / workers`. A reply finds its client by the peer-address the server echoes (it encodes `n`),
-//! and the 24-bit transaction id carries a per-client sequence number in its high byte, so a
-//! late reply to an earlier exchange is told from the current one. The server's DUID (needed in
-//! REQUEST, RENEW and RELEASE) is kept once per worker in a small table, each client holding an
-//! index into it. Requests are written into one reused buffer; the loop allocates nothing per
-//! packet. The worker loop, the start of the workers and the per-second progress are
+//! `n % workers == k` and all their state, in its [`Slots`](crate::load::Slots) indexed by
+//! `n / workers`. A reply finds its client by the peer-address the server echoes (it encodes
+//! `n`), and the 24-bit transaction id carries a per-client sequence number in its high byte,
+//! so a late reply to an earlier exchange is told from the current one. The server's DUID
+//! (needed in REQUEST, RENEW and RELEASE) is kept once per worker in a small table, each client
+//! holding an index into it. Requests are written into one reused buffer; the loop allocates
+//! nothing per packet. The worker loop, the start of the workers and the per-second progress are
 //! [`crate::load`]'s; this module is the DHCPv6 exchange.
 //!
 //! Correctness: every address and every delegated prefix a REPLY grants (late replies
@@ -24,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddrV6};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -33,8 +34,8 @@ use lessor_net::v6::{SendMeta, Socket};
 use serde::Serialize;
 
 use crate::load::{
-    self, Correctness, Drops, Ex, Examples, Exchange, Load, Phase, ReportOf, RunArgs, SecondNames,
-    Slots, Step, counters, drops,
+    self, Answer, At, Correctness, Drops, Ex, Examples, Exchange, Load, Names, Phase, ReportOf,
+    RunArgs, SecondNames, Step, counters, drops,
 };
 use crate::wire6::{self, Builder, IdPattern, Kind, MAX_DUID, Relay, Request};
 
@@ -195,6 +196,7 @@ counters! { Counters {
     opened: solicits,
     renewals: renews,
     releases: releases,
+    in_window: completed_in_window,
     drops: {
         Opening: sa_drops,
         Requesting: rr_drops,
@@ -205,13 +207,26 @@ counters! { Counters {
 
 load::hists! { 17;
     /// SOLICIT to ADVERTISE (or to the REPLY of a rapid commit).
-    solicit_advertise "SOLICIT-ADVERTISE",
-    request_reply "REQUEST-REPLY",
+    solicit_advertise "SOLICIT-ADVERTISE" for Opening,
+    request_reply "REQUEST-REPLY" for Requesting,
     /// SOLICIT sent to the REPLY that completes the exchange.
     exchange "exchange",
-    renew "RENEW",
-    release "RELEASE",
+    renew "RENEW" for Renewing,
+    release "RELEASE" for Releasing,
 }
+
+/// How `load6` names itself and its figures.
+const NAMES: Names = Names {
+    command: "load6",
+    violation: "leases granted while another client held them",
+    achieved: "achieved_per_s",
+    unit: "exchange",
+    second: SecondNames {
+        keys: "solicits requests completed sa_drops rr_drops refused exchange_p50_us \
+               exchange_p99_us",
+        labels: ["done", "SA", "RR", "refused", ""],
+    },
+};
 
 /// A lease granted to a second client.
 #[derive(Clone, Debug, Serialize)]
@@ -357,7 +372,23 @@ struct State6 {
     pd_held: u128,
 }
 
-type Slots6 = Slots<State6>;
+impl State6 {
+    /// Takes the address and prefix `r` advertises or grants as the client's.
+    fn take(&mut self, r: &wire6::Reply) {
+        self.na = r.na.resource;
+        self.pd = r.pd.resource;
+        self.pd_len = r.pd.len;
+    }
+}
+
+/// DHCPv6 replies come on a DHCPv6 socket.
+impl load::Reply for wire6::Reply {
+    type Sock = Socket;
+
+    fn xid(&self) -> u32 {
+        self.xid
+    }
+}
 
 /// The DHCPv6 part of one worker's exchange.
 struct Sarr {
@@ -371,19 +402,15 @@ struct Sarr {
     owners: Arc<Owners>,
 }
 
-/// The transaction id of the client's current exchange: its sequence number, then the low 16
-/// bits of its number.
-fn xid(s: &mut Slots6, l: usize) -> u32 {
-    (u32::from(s.get(l).seq) << 16) | (s.number(l) & 0xffff)
-}
-
-impl Ex<Sarr> {
+impl At<'_, Sarr> {
     /// Queue the client's request of `kind` (the IA contents from its state).
-    fn send(&mut self, s: &mut Slots6, l: usize, kind: Kind, now: u64) -> anyhow::Result<()> {
-        let ia = self.f.ia;
-        let xid = xid(s, l);
-        let client = s.number(l);
-        let c = s.get(l);
+    fn send(&mut self, kind: Kind) -> anyhow::Result<()> {
+        let xid = self.xid();
+        let client = self.number();
+        let now = self.now;
+        let (x, c) = self.split();
+        let f = &mut x.f;
+        let ia = f.ia;
         let (na, pd) = match kind {
             Kind::Solicit => (0, (0, 0)),
             _ => (c.st.na, (c.st.pd, c.st.pd_len)),
@@ -394,17 +421,34 @@ impl Ex<Sarr> {
             xid,
             client,
             elapsed_cs: ((now.saturating_sub(c.t_start)) / 10_000_000).min(0xffff) as u16,
-            rapid_commit: self.f.rapid_commit,
+            rapid_commit: f.rapid_commit,
             na: ia.na().then_some(na),
             pd: ia.pd().then_some(pd),
             server_id: (kind != Kind::Solicit).then(|| {
-                let (id, len) = &self.f.servers[server];
+                let (id, len) = &f.servers[server];
                 &id[..usize::from(*len)]
             }),
         };
-        self.link.queue(self.f.builder.build(&req))
+        x.link.queue(f.builder.build(&req))
     }
 
+    /// The exchange completed with `r`'s leases: record them, then renew, release or rest.
+    fn granted(&mut self, r: &wire6::Reply) -> anyhow::Result<()> {
+        let ia = self.x.f.ia;
+        let st = self.state();
+        let other = (ia.na() && r.na.resource != st.na)
+            || (ia.pd() && (r.pd.resource, r.pd.len) != (st.pd, st.pd_len));
+        st.take(r);
+        if other {
+            self.x.c.reply_other_resource += 1;
+        }
+        let took = self.completed()?;
+        self.x.h.exchange.saturating_record(took);
+        Ok(())
+    }
+}
+
+impl Ex<Sarr> {
     fn count_status(&mut self, code: u16) {
         match code {
             wire6::STATUS_NO_ADDRS_AVAIL => self.c.no_addrs_avail += 1,
@@ -489,39 +533,11 @@ impl Ex<Sarr> {
             }
         }
     }
-
-    /// The exchange completed with `r`'s leases: record them, then renew, release or rest.
-    fn granted(
-        &mut self,
-        s: &mut Slots6,
-        l: usize,
-        r: &wire6::Reply,
-        now: u64,
-    ) -> anyhow::Result<()> {
-        let ia = self.f.ia;
-        let end_ns = s.plan.end_ns;
-        let c = s.get(l);
-        if (ia.na() && r.na.resource != c.st.na)
-            || (ia.pd() && (r.pd.resource, r.pd.len) != (c.st.pd, c.st.pd_len))
-        {
-            self.c.reply_other_resource += 1;
-        }
-        c.st.na = r.na.resource;
-        c.st.pd = r.pd.resource;
-        c.st.pd_len = r.pd.len;
-        if now < end_ns {
-            self.c.completed_in_window += 1;
-        }
-        let took = self.completed(s, l, now)?;
-        self.h.exchange.saturating_record(took);
-        Ok(())
-    }
 }
 
 impl Exchange for Sarr {
     type State = State6;
     type Counters = Counters;
-    type Sock = Socket;
     type Reply = wire6::Reply;
 
     /// The peer-address the server echoes names the client.
@@ -529,123 +545,105 @@ impl Exchange for Sarr {
         wire6::parse_reply(datagram, self.builder.relay()).map(|r| (r.client, r))
     }
 
-    /// Advance local client `l` with `r`: an ADVERTISE makes the REQUEST, a REPLY ends the
-    /// exchange (or the renewal or release after it).
-    fn on_reply(
-        x: &mut Ex<Sarr>,
-        s: &mut Slots6,
-        l: usize,
-        r: wire6::Reply,
-        now: u64,
-    ) -> anyhow::Result<()> {
-        let client = r.client;
+    /// The sequence number, then the low 16 bits of the client's number.
+    fn xid(number: u32, seq: u8) -> u32 {
+        (u32::from(seq) << 16) | (number & 0xffff)
+    }
+
+    /// A reply for another DUID is dropped; the leases of every REPLY count for correctness,
+    /// late ones included.
+    fn heard(at: &mut At<'_, Sarr>, r: &wire6::Reply) -> bool {
         if !r.duid_ok {
-            x.c.wrong_duid += 1;
-            return Ok(());
+            at.x.c.wrong_duid += 1;
+            return false;
         }
         if !r.interface_id_ok {
-            x.c.interface_id_missing += 1;
+            at.x.c.interface_id_missing += 1;
         }
         if r.kind == wire6::REPLY {
-            x.check_leases(&mut s.get(l).st, client, &r);
+            let (x, c) = at.split();
+            x.check_leases(&mut c.st, r.client, r);
         }
-        let phase = s.get(l).phase;
-        if phase == Phase::Idle || r.xid != xid(s, l) {
-            x.c.late += 1;
-            return Ok(());
-        }
-        let took = now.saturating_sub(s.get(l).t_phase);
-        match (phase, r.kind) {
+        true
+    }
+
+    /// An ADVERTISE makes the REQUEST, a REPLY ends the exchange (or the renewal or release
+    /// after it).
+    fn on_reply(at: &mut At<'_, Sarr>, r: wire6::Reply) -> anyhow::Result<Answer> {
+        match (at.phase(), r.kind) {
             (Phase::Opening, wire6::ADVERTISE) => {
-                x.c.advertises += 1;
-                x.h.solicit_advertise.saturating_record(took);
-                if !x.grant(&r) {
-                    x.c.advertise_refused += 1;
-                    s.finish(l);
-                    return Ok(());
+                at.x.c.advertises += 1;
+                if !at.x.grant(&r) {
+                    at.x.c.advertise_refused += 1;
+                    at.finish();
+                    return Ok(Answer::Timed);
                 }
-                let st = &mut s.get(l).st;
-                if !x.note_server(st, &r) {
+                let (x, c) = at.split();
+                if !x.note_server(&mut c.st, &r) {
                     x.c.bad_server_id += 1;
-                    s.finish(l);
-                    return Ok(());
+                    at.finish();
+                    return Ok(Answer::Timed);
                 }
-                st.na = r.na.resource;
-                st.pd = r.pd.resource;
-                st.pd_len = r.pd.len;
-                s.enter(l, Phase::Requesting, now);
-                x.c.requests += 1;
-                x.send(s, l, Kind::Request, now)?;
+                c.st.take(&r);
+                at.take_offer();
+                at.send(Kind::Request)?;
             }
-            (Phase::Opening, wire6::REPLY) if x.f.rapid_commit => {
-                x.h.solicit_advertise.saturating_record(took);
-                let st = &mut s.get(l).st;
-                match (x.grant(&r), x.note_server(st, &r)) {
+            (Phase::Opening, wire6::REPLY) if at.x.f.rapid_commit => {
+                let (x, c) = at.split();
+                match (x.grant(&r), x.note_server(&mut c.st, &r)) {
                     (true, true) => {
                         x.c.rapid_replies += 1;
                         // Nothing was advertised: the granted leases are what was asked for.
-                        st.na = r.na.resource;
-                        st.pd = r.pd.resource;
-                        st.pd_len = r.pd.len;
-                        x.granted(s, l, &r, now)?;
+                        c.st.take(&r);
+                        at.granted(&r)?;
                     }
                     (true, false) => {
                         x.c.bad_server_id += 1;
-                        s.finish(l);
+                        at.finish();
                     }
                     (false, _) => {
                         x.c.refused += 1;
-                        s.finish(l);
+                        at.finish();
                     }
                 }
             }
             (Phase::Requesting, wire6::REPLY) => {
-                x.h.request_reply.saturating_record(took);
-                if x.grant(&r) {
-                    x.c.replies += 1;
-                    x.granted(s, l, &r, now)?;
+                if at.x.grant(&r) {
+                    at.x.c.replies += 1;
+                    at.granted(&r)?;
                 } else {
-                    x.c.refused += 1;
-                    s.finish(l);
+                    at.x.c.refused += 1;
+                    at.finish();
                 }
             }
             (Phase::Renewing, wire6::REPLY) => {
-                x.h.renew.saturating_record(took);
-                if x.grant(&r) {
-                    x.c.renew_replies += 1;
+                if at.x.grant(&r) {
+                    at.x.c.renew_replies += 1;
                 } else {
-                    x.c.renew_refused += 1;
+                    at.x.c.renew_refused += 1;
                 }
-                s.finish(l);
+                at.finish();
             }
             (Phase::Releasing, wire6::REPLY) => {
-                x.h.release.saturating_record(took);
-                x.c.release_replies += 1;
-                s.finish(l);
+                at.x.c.release_replies += 1;
+                at.finish();
             }
-            _ => x.c.unexpected += 1,
+            _ => return Ok(Answer::Unexpected),
         }
-        Ok(())
+        // Every answer is timed, refusals included.
+        Ok(Answer::Timed)
     }
 
-    const RELEASE_ANSWERED: bool = true;
-
     /// A SOLICIT; a RENEW naming the leases granted; a RELEASE of them.
-    fn request(
-        x: &mut Ex<Sarr>,
-        s: &mut Slots6,
-        l: usize,
-        step: Step,
-        now: u64,
-    ) -> anyhow::Result<()> {
+    fn request(at: &mut At<'_, Sarr>, step: Step) -> anyhow::Result<()> {
         let kind = match step {
             Step::Open => Kind::Solicit,
             Step::Renew => Kind::Renew,
             Step::Release => {
                 // Cleared before the RELEASE leaves: from then on the server may give them away.
-                let client = s.number(l);
-                let st = &mut s.get(l).st;
-                for (pd, held) in [(false, &mut st.na_held), (true, &mut st.pd_held)] {
+                let client = at.number();
+                let (x, c) = at.split();
+                for (pd, held) in [(false, &mut c.st.na_held), (true, &mut c.st.pd_held)] {
                     if *held != 0 {
                         x.f.owners.release(pd, *held, client);
                         *held = 0;
@@ -654,7 +652,7 @@ impl Exchange for Sarr {
                 Kind::Release
             }
         };
-        x.send(s, l, kind, now)
+        at.send(kind)
     }
 }
 
@@ -677,11 +675,9 @@ struct RelayReport {
     source_port_option: bool,
 }
 
-/// SOLICIT-to-REPLY counts and latencies, as reported.
+/// SOLICIT-to-REPLY counts, as reported.
 #[derive(Debug, Serialize)]
 struct Body {
-    /// Exchanges completed (every requested lease granted) within the window, per second.
-    achieved_per_s: f64,
     solicits: u64,
     advertises: u64,
     solicit_advertise_drops: Drops,
@@ -697,7 +693,6 @@ struct Body {
     releases: u64,
     release_replies: u64,
     release_drops: Drops,
-    latency_us: Latencies,
 }
 
 /// Leases (addresses and prefixes) entered in the correctness map.
@@ -710,7 +705,6 @@ struct Checked {
 /// reports the run.
 struct Generator<'a> {
     args: &'a LoadArgs,
-    server: SocketAddrV6,
     interface_id: Option<IdPattern>,
     remote_id: Option<(u32, IdPattern)>,
     subscriber_id: Option<IdPattern>,
@@ -719,22 +713,7 @@ struct Generator<'a> {
 
 impl Load for Generator<'_> {
     type Ex = Sarr;
-    type Head = Head;
-    type Body = Body;
-    type Checked = Checked;
-    type Violation = Violation;
-    const NAME: &'static str = "load6";
-    const VIOLATION: &'static str = "leases granted while another client held them";
-    const SECOND: &'static SecondNames = &SecondNames {
-        keys: "solicits requests completed sa_drops rr_drops refused exchange_p50_us \
-               exchange_p99_us",
-        labels: ["done", "SA", "RR", "refused", ""],
-    };
-    const CPU_KEYS: [&'static str; 2] = ["load_cpu_us_per_exchange", "server_cpu_us_per_exchange"];
-
-    fn server(&self) -> SocketAddr {
-        self.server.into()
-    }
+    type Parts = (Head, Body, Checked, Violation);
 
     fn exchange(&self, port: u16) -> Sarr {
         let a = self.args;
@@ -766,10 +745,6 @@ impl Load for Generator<'_> {
         c.replies + c.rapid_replies
     }
 
-    fn sent(c: &Counters) -> u64 {
-        c.solicits + c.requests + c.renews + c.releases
-    }
-
     fn head(&self) -> Head {
         let a = self.args;
         Head {
@@ -786,9 +761,8 @@ impl Load for Generator<'_> {
         }
     }
 
-    fn body(&self, c: &Counters, h: &Hists) -> Body {
+    fn body(&self, c: &Counters) -> Body {
         Body {
-            achieved_per_s: c.completed_in_window as f64 / self.args.run.duration,
             solicits: c.solicits,
             advertises: c.advertises,
             solicit_advertise_drops: drops(c.sa_drops, c.solicits),
@@ -804,7 +778,6 @@ impl Load for Generator<'_> {
             releases: c.releases,
             release_replies: c.release_replies,
             release_drops: drops(c.release_drops, c.releases),
-            latency_us: Latencies::of(h),
         }
     }
 
@@ -813,6 +786,79 @@ impl Load for Generator<'_> {
             leases_checked: c.leases_checked,
         };
         self.owners.examples.report(checked, c.violations)
+    }
+
+    fn summary(r: &ReportOf<Self>) -> String {
+        use std::fmt::Write;
+        let (h, b, c) = (&r.head, &r.body, &r.counters);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "load6 -> {}: {}, mix {:?}, IA {:?}{}, {} worker(s), {:.1}s",
+            r.server,
+            r.run.mode(),
+            h.mix,
+            h.ia,
+            if h.rapid_commit { ", rapid commit" } else { "" },
+            r.run.workers,
+            r.run.duration_s
+        );
+        let _ = writeln!(
+            s,
+            "  offered {:.0}/s, achieved {:.0} exchanges/s ({} rapid)",
+            r.offered_per_s, r.achieved.per_s, b.rapid_replies
+        );
+        let _ = writeln!(
+            s,
+            "  SOLICIT-ADVERTISE drops {} ({:.3}%), REQUEST-REPLY drops {} ({:.3}%), refused {} \
+             (NoAddrsAvail {}, NoPrefixAvail {}, other {})",
+            b.solicit_advertise_drops.count,
+            b.solicit_advertise_drops.percent,
+            b.request_reply_drops.count,
+            b.request_reply_drops.percent,
+            b.refused,
+            c.no_addrs_avail,
+            c.no_prefix_avail,
+            c.other_status + c.no_binding + c.not_on_link,
+        );
+        if b.renews > 0 || b.releases > 0 {
+            let _ = writeln!(
+                s,
+                "  renewals {} (extended {}, refused {}, drops {} {:.3}%), releases {} (replies {}, \
+                 drops {} {:.3}%)",
+                b.renews,
+                b.renew_replies,
+                b.renew_refused,
+                b.renew_drops.count,
+                b.renew_drops.percent,
+                b.releases,
+                b.release_replies,
+                b.release_drops.count,
+                b.release_drops.percent
+            );
+        }
+        r.latency_us.write(&mut s);
+        let (lag_p99_9, lag_max) = load::lag_tail(r.schedule_lag_us.as_ref());
+        let _ = writeln!(
+            s,
+            "  late {}, unexpected {}, garbage {}, wrong DUID {}, interface-id missing {}, foreign {}, \
+             send errors {}, busy skips {}, schedule lag p99.9 {lag_p99_9:.0}us max {lag_max:.0}us",
+            c.late,
+            c.unexpected,
+            c.garbage,
+            c.wrong_duid,
+            c.interface_id_missing,
+            c.foreign,
+            c.send_errors,
+            c.busy_skips,
+        );
+        load::cpu_line(&mut s, r.packets_per_s, &r.cpu);
+        let _ = writeln!(
+            s,
+            "  correctness: {} leases checked, {} violations",
+            r.correctness.checked.leases_checked, r.correctness.violations
+        );
+        s
     }
 }
 
@@ -845,7 +891,6 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         .map(IdPattern::parse)
         .transpose()
         .map_err(|m| anyhow::anyhow!("--subscriber-id: {m}"))?;
-    let server = SocketAddrV6::new(a.server, a.port, 0, 0);
     // Sized for what a run of the expected length holds at most (every client used once), up
     // to a bound (see `Holders::new`).
     let expected = match a.run.rate {
@@ -860,97 +905,17 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
     });
     let load = Generator {
         args: a,
-        server,
         interface_id,
         remote_id,
         subscriber_id,
         owners,
     };
     let to = SendMeta {
-        dst: server,
+        dst: SocketAddrV6::new(a.server, a.port, 0, 0),
         src: None,
         ifindex: None,
     };
-    load::run(&load, &a.run, plan, a.local, a.local_port, to, summary)
-}
-
-fn summary(r: &ReportOf<Generator<'_>>) -> String {
-    use std::fmt::Write;
-    let (h, b, c) = (&r.head, &r.body, &r.counters);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "load6 -> {}: {}, mix {:?}, IA {:?}{}, {} worker(s), {:.1}s",
-        r.server,
-        r.run.mode(),
-        h.mix,
-        h.ia,
-        if h.rapid_commit { ", rapid commit" } else { "" },
-        r.run.workers,
-        r.run.duration_s
-    );
-    let _ = writeln!(
-        s,
-        "  offered {:.0}/s, achieved {:.0} exchanges/s ({} rapid)",
-        r.offered_per_s, b.achieved_per_s, b.rapid_replies
-    );
-    let _ = writeln!(
-        s,
-        "  SOLICIT-ADVERTISE drops {} ({:.3}%), REQUEST-REPLY drops {} ({:.3}%), refused {} \
-         (NoAddrsAvail {}, NoPrefixAvail {}, other {})",
-        b.solicit_advertise_drops.count,
-        b.solicit_advertise_drops.percent,
-        b.request_reply_drops.count,
-        b.request_reply_drops.percent,
-        b.refused,
-        c.no_addrs_avail,
-        c.no_prefix_avail,
-        c.other_status + c.no_binding + c.not_on_link,
-    );
-    if b.renews > 0 || b.releases > 0 {
-        let _ = writeln!(
-            s,
-            "  renewals {} (extended {}, refused {}, drops {} {:.3}%), releases {} (replies {}, \
-             drops {} {:.3}%)",
-            b.renews,
-            b.renew_replies,
-            b.renew_refused,
-            b.renew_drops.count,
-            b.renew_drops.percent,
-            b.releases,
-            b.release_replies,
-            b.release_drops.count,
-            b.release_drops.percent
-        );
-    }
-    b.latency_us.write(&mut s);
-    let (lag_p99_9, lag_max) = load::lag_tail(r.schedule_lag_us.as_ref());
-    let _ = writeln!(
-        s,
-        "  late {}, unexpected {}, garbage {}, wrong DUID {}, interface-id missing {}, foreign {}, \
-         send errors {}, busy skips {}, schedule lag p99.9 {lag_p99_9:.0}us max {lag_max:.0}us",
-        c.late,
-        c.unexpected,
-        c.garbage,
-        c.wrong_duid,
-        c.interface_id_missing,
-        c.foreign,
-        c.send_errors,
-        c.busy_skips,
-    );
-    load::cpu_line(
-        &mut s,
-        r.packets_per_s,
-        r.cpu.load,
-        r.cpu.server,
-        "exchange",
-    );
-    let _ = writeln!(
-        s,
-        "  correctness: {} leases checked, {} violations",
-        r.correctness.checked.leases_checked, r.correctness.violations
-    );
-    s
+    load::run(&load, &NAMES, &a.run, plan, a.local, a.local_port, to)
 }
 
 #[cfg(test)]
