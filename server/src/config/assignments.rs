@@ -13,7 +13,7 @@ use ipnet::Ipv6Net;
 
 use super::build6::MAX_DUID_LEN;
 use super::error::ConfigError;
-use super::options::parse_hex;
+use super::hex::parse_hex;
 use super::{V6Config, V6Identifier};
 
 /// What one client is assigned.

@@ -11,7 +11,8 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::addr::{self, no_host_bits, range, unicast};
 use super::error::{ConfigError, invalid};
-use super::options::{parse_hex, string};
+use super::hex::parse_hex;
+use super::options::string;
 use super::options4::{Level, OptionSet, parse_options};
 use super::path::{At, at, join};
 use super::shared::{

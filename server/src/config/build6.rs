@@ -13,7 +13,7 @@ use ipnet::{IpNet, Ipv6Net};
 
 use super::addr::{cidr6, range6, unicast6};
 use super::error::{ConfigError, invalid};
-use super::options::parse_hex;
+use super::hex::parse_hex;
 use super::options6::{OptionSet6, parse_options6};
 use super::path::{At, at, join};
 use super::shared::{

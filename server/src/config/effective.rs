@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::addr::fold_ranges;
-use super::options::format_hex;
+use super::hex::format_hex;
 use super::options4::{OptionSet, render_options};
 use super::options6::{OptionSet6, render_options6};
 use super::shared::agent_id;

@@ -30,6 +30,7 @@ mod effective;
 mod error;
 mod examples;
 mod ha;
+mod hex;
 mod locate;
 mod options;
 mod options4;

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use super::Link;
 use super::addr::Addr;
 use super::error::{ConfigError, invalid};
-use super::options::parse_hex;
+use super::hex::parse_hex;
 use super::path::{At, at, join};
 
 /// Upper bound on a subnet's expanded `excluded` list; bigger holes belong in the pool bounds.

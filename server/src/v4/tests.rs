@@ -834,13 +834,9 @@ fn subnet_selection_is_echoed_in_every_reply() {
     assert_eq!(nak.opts().get(OptionCode::SubnetSelection), want);
     // Not sent to a client that did not send it.
     let (_, offer) = f.send(&Pkt::relayed(2).kind(1), NOW);
-    assert!(
-        offer
-            .unwrap()
-            .opts()
-            .get(OptionCode::SubnetSelection)
-            .is_none()
-    );
+    let offer = offer.expect("an OFFER");
+    let echoed = offer.opts().get(OptionCode::SubnetSelection);
+    assert!(echoed.is_none(), "{echoed:?}");
 }
 
 #[test]
