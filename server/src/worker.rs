@@ -255,7 +255,11 @@ impl<F: Family> Worker<F> {
         let mut holds = self.shared.holds.load(Ordering::SeqCst);
         while !self.shared.stop.load(Ordering::Relaxed) {
             self.family.between_batches();
-            if last_reclaim.elapsed() >= RECLAIM_EVERY {
+            // A server that does not lead sweeps nothing: its engines are stale, and an
+            // expiry of its own could outrank the leader's renewal of the same lease.
+            if last_reclaim.elapsed() >= RECLAIM_EVERY
+                && !crate::control::ha_held(self.shared.disabled.load(Ordering::Relaxed))
+            {
                 last_reclaim = Instant::now();
                 self.family.reclaim(self.k, now(), &mut events);
                 self.persist(&mut events);
@@ -379,8 +383,11 @@ impl<F: Family> Worker<F> {
     /// events, so that the engine copied while the workers wait holds them all.
     fn reload(&mut self, events: &mut Vec<F::Event>) {
         let swap = Arc::clone(&self.shared.swap);
+        let held = crate::control::ha_held(self.shared.disabled.load(Ordering::Relaxed));
         swap.pass(|| {
-            self.family.reclaim(self.k, now(), events);
+            if !held {
+                self.family.reclaim(self.k, now(), events);
+            }
             self.persist(events);
         });
     }

@@ -25,6 +25,12 @@ pub(crate) enum Hold {
     Fenced = 3,
 }
 
+/// Whether the flag's value `code` is an HA hold: this server does not lead, so its engines
+/// are stale and must write nothing of their own (docs/HA.md, "Standing by").
+pub(crate) fn ha_held(code: u8) -> bool {
+    code == Hold::Standby as u8 || code == Hold::Fenced as u8
+}
+
 /// The drop counter's label for the flag's value `code` (not [`SERVING`]).
 pub(crate) fn drop_reason(code: u8) -> &'static str {
     match code {

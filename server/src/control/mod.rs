@@ -18,7 +18,7 @@ mod rest;
 mod usage;
 mod writes;
 
-pub(crate) use dhcp::{Hold, drop_reason};
+pub(crate) use dhcp::{Hold, drop_reason, ha_held};
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};

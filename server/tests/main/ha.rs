@@ -501,26 +501,33 @@ fn bound_at(url: &str) -> std::collections::BTreeMap<Ipv4Addr, String> {
         .collect()
 }
 
-/// Leader `a` and standby `b` of a new cluster on two free DHCP ports, the journal streamed
-/// with `sync: true`; returned once each has its role, with their ports.
-fn synced_pair(etcd: &Etcd) -> (Lessor, Lessor, [u16; 2]) {
+/// The configs of servers `a` and `b` of a new cluster on two free DHCP ports, the journal
+/// streamed with `sync: true`; with their ports.
+fn synced_configs(etcd: &Etcd) -> ([String; 2], [u16; 2]) {
     let cluster = unique();
     let ports = free_udp_ports();
     let streams = free_ports(2);
     let streams = [0, 1].map(|i| format!("127.0.0.1:{}", streams[i]));
-    let cfg = |node: &str, port: u16| {
-        config_with(
-            node,
-            port,
-            &cluster,
-            &etcd.clients,
-            Some((streams.clone(), true)),
-        )
-    };
-    let a = Lessor::start(None, &cfg("a", ports[0]), &[]);
+    let configs = [("a", ports[0]), ("b", ports[1])].map(|(node, port)| {
+        let stream = Some((streams.clone(), true));
+        config_with(node, port, &cluster, &etcd.clients, stream)
+    });
+    (configs, ports)
+}
+
+/// Starts leader `a`, then standby `b`, each once it has its role.
+fn start_pair(configs: &[String; 2]) -> (Lessor, Lessor) {
+    let a = Lessor::start(None, &configs[0], &[]);
     wait_role(&a, "leader");
-    let b = Lessor::start(None, &cfg("b", ports[1]), &[]);
+    let b = Lessor::start(None, &configs[1], &[]);
     wait_role(&b, "standby");
+    (a, b)
+}
+
+/// [`start_pair`] of [`synced_configs`], with the ports.
+fn synced_pair(etcd: &Etcd) -> (Lessor, Lessor, [u16; 2]) {
+    let (configs, ports) = synced_configs(etcd);
+    let (a, b) = start_pair(&configs);
     (a, b, ports)
 }
 
@@ -695,4 +702,46 @@ fn a_synced_leader_holds_acks_for_a_hung_partner_then_goes_on_alone() {
     );
     let held = bound(&a);
     assert_eq!(held.len(), 4, "clients 1 to 4 are bound: {held:?}");
+}
+
+#[test]
+fn a_standby_sweeps_no_lease_of_its_stale_engine() {
+    require_root();
+    let etcd = Etcd::start();
+    let state = tempdir();
+    let (configs, ports) = synced_configs(&etcd);
+    // Short leases, and b's state kept across its restart.
+    let configs = [0, 1].map(|i| {
+        let dir = state.path().join(i.to_string());
+        std::fs::create_dir(&dir).expect("a state directory");
+        configs[i]
+            .replace("lease_time: 3600", "lease_time: 2")
+            .replace("STATE_DIR", &dir.display().to_string())
+    });
+    let (a, b) = start_pair(&configs);
+    wait_in_sync(&a);
+    let clients = Clients::new(6);
+    for n in 1..=20 {
+        assert!(clients.dora(ports[0], n).is_some(), "client {n}");
+    }
+    wait_ha(
+        "b to have every lease",
+        || ha(&a),
+        |h| in_sync(h) && h["stream"]["lag"] == 0,
+    );
+
+    // Restarted on its state, b holds the 20 leases in its engines; they run out there while
+    // it stands by. The leader sweeps them; b must not: an expiry of its own could outrank a
+    // renewal the leader made meanwhile (docs/HA.md, "Standing by").
+    b.stop().assert_success();
+    let b = Lessor::start(None, &configs[1], &[]);
+    let replayed = b.stdout_line("leases live");
+    assert!(replayed.contains("20 leases live"), "{replayed}");
+    wait_role(&b, "standby");
+    std::thread::sleep(Duration::from_secs(5));
+    let stopped = b.stop();
+    stopped.assert_success();
+    assert_eq!(stopped.counter("expired"), 0, "{}", stopped.stdout);
+    let leader = a.stop();
+    assert_eq!(leader.counter("expired"), 20, "{}", leader.stdout);
 }
