@@ -170,6 +170,8 @@ struct Seen {
 enum End {
     Stop,
     Fenced(String),
+    /// This server gave the lead to the primary and revoked its lease.
+    HandedOver,
 }
 
 /// One etcd client per endpoint, used one at a time: a member that fails or hangs is left for
@@ -237,6 +239,16 @@ impl Run {
                 End::Fenced(why) => {
                     self.enter(Role::Fenced, None);
                     tracing::warn!(node = %self.config.node, "HA: fenced: {why}");
+                }
+                End::HandedOver => {
+                    self.enter(Role::Standby, None);
+                    self.live.drop_waiting_replies();
+                    // Give the primary a few of its ticks to take the key before this
+                    // server's next campaign.
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        () = sleep(timing.tick * 3) => {}
+                    }
                 }
             }
             tokio::select! {
@@ -340,8 +352,42 @@ impl Run {
                     }
                 }
                 self.enter(role, Some((seen.leader, seen.epoch)));
+                if role == Role::Leader && self.hand_over(members, lease, timing).await {
+                    return End::HandedOver;
+                }
             }
         }
+    }
+
+    /// A leader whose partner is the primary, up and holding all this server synced, gives
+    /// the lead back (docs/HA.md, "Roles"): it stops answering, waits up to a tick for the
+    /// replies waiting to be acknowledged and sent, then revokes its lease so that the
+    /// primary takes the key at its next tick. Returns whether it did; if the partner fell
+    /// behind meanwhile it answers again and keeps the lead.
+    async fn hand_over(&self, members: &mut Members, lease: i64, timing: Timing) -> bool {
+        let Some(stream) = &self.stream else {
+            return false;
+        };
+        let to_primary = self
+            .config
+            .primary()
+            .is_some_and(|p| p.name != self.config.node);
+        if !to_primary || !stream.partner_in_sync() {
+            return false;
+        }
+        tracing::info!(node = %self.config.node, "HA: handing the lead back to the primary");
+        self.live.hold_dhcp_for_handover();
+        let deadline = Instant::now() + timing.tick;
+        while !stream.partner_has_all() {
+            if Instant::now() >= deadline {
+                tracing::warn!(node = %self.config.node, "HA: the primary fell behind; keeping the lead");
+                self.live.hold_dhcp(None);
+                return false;
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+        let _ = timeout(timing.tick, members.client().lease_revoke(lease)).await;
+        true
     }
 
     /// One tick: wait (unless `retry`), then renew the lease and look at the leader key

@@ -48,6 +48,13 @@ impl HaConfig {
         self.peers.iter().find(|p| p.name != self.node)
     }
 
+    /// The peer that leads whenever it is up and in sync (`role: primary`), if one is named.
+    pub fn primary(&self) -> Option<&HaPeer> {
+        self.peers
+            .iter()
+            .find(|p| p.role == Some(PeerRole::Primary))
+    }
+
     /// Where this server receives the partner's journal stream and where it sends its own,
     /// when both are set: the journal is streamed only then.
     pub fn stream(&self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
@@ -81,6 +88,27 @@ pub struct HaPeer {
     /// Where it receives its partner's journal stream (`IP:PORT`); without it on both
     /// servers the journal is not streamed.
     pub stream: Option<std::net::SocketAddr>,
+    /// Its role in hot-standby, if roles are named (then both peers have one).
+    pub role: Option<PeerRole>,
+}
+
+/// `ha.peers[].role`: which server leads when both can (docs/HA.md, "Roles").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerRole {
+    /// Leads whenever it is up and its partner's journal is in it.
+    Primary,
+    /// Leads only while the primary cannot, and hands the lead back.
+    Standby,
+}
+
+impl PeerRole {
+    /// The name the config file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerRole::Primary => "primary",
+            PeerRole::Standby => "standby",
+        }
+    }
 }
 
 /// Builds `ha` from its wire form, naming the key of any error.
@@ -137,12 +165,25 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
                 format!("{addr} is already ha.peers[{twin}].stream"),
             ));
         }
+        let role = match p.role.as_deref() {
+            None => None,
+            Some("primary") => Some(PeerRole::Primary),
+            Some("standby") => Some(PeerRole::Standby),
+            Some(other) => {
+                return Err(invalid(
+                    format!("{path}.role"),
+                    format!("unknown role {other:?}, expected primary or standby"),
+                ));
+            }
+        };
         peers.push(HaPeer {
             name: p.name,
             url: p.url,
             stream,
+            role,
         });
     }
+    check_roles(&peers)?;
     if !peers.iter().any(|p| p.name == node) {
         return Err(invalid(
             "ha.node",
@@ -184,6 +225,31 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
         mclt,
         lease_ttl,
     }))
+}
+
+/// Roles: none at all, or one each with exactly one primary.
+fn check_roles(peers: &[HaPeer]) -> Result<()> {
+    let named = peers.iter().filter(|p| p.role.is_some()).count();
+    if named == 0 {
+        return Ok(());
+    }
+    if let Some(i) = peers.iter().position(|p| p.role.is_none()) {
+        return Err(invalid(
+            format!("{}.role", at("ha.peers", i)),
+            "missing: when one peer has a role, every peer needs one",
+        ));
+    }
+    let primaries = peers
+        .iter()
+        .filter(|p| p.role == Some(PeerRole::Primary))
+        .count();
+    if primaries != 1 {
+        return Err(invalid(
+            "ha.peers",
+            format!("needs exactly one peer with role: primary, not {primaries}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A name that goes into an etcd key: not empty, no `/`, no spaces or control characters.
@@ -264,6 +330,7 @@ pub(super) fn to_wire(c: &HaConfig) -> wire::Ha {
                     name: p.name.clone(),
                     url: p.url.clone(),
                     stream: p.stream.map(|a| a.to_string()),
+                    role: p.role.map(|r| r.name().to_owned()),
                 })
                 .collect(),
         ),
@@ -351,16 +418,54 @@ mod tests {
     #[test]
     fn the_effective_config_reads_back_to_the_same_ha() {
         let c = Config::from_yaml_str(&with(
-            "cluster: lab; lease_ttl: 3; peers: [{name: a, url: \"http://x:1\", stream: \"10.0.0.1:8068\"}, \
-             {name: b, url: \"http://y:1\", stream: \"[fd00::2]:8068\"}]",
+            "cluster: lab; lease_ttl: 3; peers: [{name: a, url: \"http://x:1\", stream: \"10.0.0.1:8068\", role: standby}, \
+             {name: b, url: \"http://y:1\", stream: \"[fd00::2]:8068\", role: primary}, \
+             {name: c, url: \"http://z:1\", role: standby}]",
         ))
         .unwrap();
         let peers = &c.ha.as_ref().unwrap().peers;
         assert_eq!(peers[1].stream, Some("[fd00::2]:8068".parse().unwrap()));
+        let primary = c.ha.as_ref().unwrap().primary().map(|p| p.name.as_str());
+        assert_eq!(primary, Some("b"));
         let back = Config::from_yaml_str(&c.effective_yaml()).unwrap();
         assert_eq!(back.ha, c.ha);
         let json = Config::from_json_str(&c.effective_json().to_string()).unwrap();
         assert_eq!(json.ha, c.ha);
+    }
+
+    #[test]
+    fn roles_are_all_or_none_with_one_primary() {
+        let peers = |a: &str, b: &str| {
+            with(&format!(
+                "peers: [{{name: a, url: \"http://x:1\"{a}}}, {{name: b, url: \"http://y:1\"{b}}}]"
+            ))
+        };
+        let none = Config::from_yaml_str(&peers("", "")).unwrap().ha.unwrap();
+        assert_eq!(none.primary(), None);
+        let roles = Config::from_yaml_str(&peers(", role: standby", ", role: primary"));
+        let roles = roles.unwrap().ha.unwrap();
+        assert_eq!(roles.primary().map(|p| p.name.as_str()), Some("b"));
+        let cases = [
+            (
+                peers(", role: primary", ""),
+                "ha.peers[1].role: missing: when one peer has a role, every peer needs one",
+            ),
+            (
+                peers(", role: primary", ", role: primary"),
+                "ha.peers: needs exactly one peer with role: primary, not 2",
+            ),
+            (
+                peers(", role: standby", ", role: standby"),
+                "ha.peers: needs exactly one peer with role: primary, not 0",
+            ),
+            (
+                peers(", role: active", ", role: primary"),
+                "ha.peers[0].role: unknown role \"active\", expected primary or standby",
+            ),
+        ];
+        for (yaml, want) in cases {
+            assert_eq!(error(&yaml), want, "{yaml}");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub use assignments::{Assignment, Assignments};
 pub use control::{ControlConfig, DEFAULT_CONTROL};
 pub use error::ConfigError;
 pub use examples::{DEFAULT_LOOPBACK_YAML, EXAMPLE_FULL_YAML, EXAMPLE_V6_YAML};
-pub use ha::{HaConfig, HaMode, HaPeer};
+pub use ha::{HaConfig, HaMode, HaPeer, PeerRole};
 pub use options::EncodedOptions;
 pub use options4::{OptionSet, option_name};
 pub use options6::{OptionSet6, option6_name};

@@ -110,6 +110,7 @@ wire_struct! {
         name: String,
         url: String,
         stream: Option<String>,
+        role: Option<String>,
     }
 }
 

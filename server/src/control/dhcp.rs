@@ -111,6 +111,19 @@ impl Switch {
         }
     }
 
+    /// Holds DHCP back as a standby does, but lets the replies already waiting go out: the
+    /// leader hands the lead over to a partner that acknowledges all of them first.
+    pub(crate) fn hold_for_handover(&self) {
+        let mut state = self.lock();
+        state.hold = Some(Hold::Standby);
+        state.publish(&self.flag);
+    }
+
+    /// Makes the workers drop every reply still waiting, as a hold that begins does.
+    pub(crate) fn drop_waiting(&self) {
+        self.holds.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Seconds until a disable with `max-period` ends by itself, if one is running.
     pub(crate) fn remaining(&self) -> Option<u64> {
         let state = self.lock();

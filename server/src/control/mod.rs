@@ -143,6 +143,17 @@ impl Live {
         self.dhcp.holds()
     }
 
+    /// Holds DHCP back while the leader hands the lead over, keeping the replies waiting.
+    pub(crate) fn hold_dhcp_for_handover(&self) {
+        self.dhcp.hold_for_handover();
+    }
+
+    /// Drops the replies still waiting once the lead is handed over: a lease bound after
+    /// the partner's last ack may be unknown to it.
+    pub(crate) fn drop_waiting_replies(&self) {
+        self.dhcp.drop_waiting();
+    }
+
     /// Holds DHCP back for the HA agent, or lets it go (`dhcp-enable` does not lift a hold).
     pub(crate) fn hold_dhcp(&self, hold: Option<Hold>) {
         self.dhcp.set_hold(hold);

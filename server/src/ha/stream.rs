@@ -274,6 +274,22 @@ impl Stream {
         Ok(())
     }
 
+    /// Whether the partner is in sync: a leader may begin to hand it the lead.
+    pub(super) fn partner_in_sync(&self) -> bool {
+        self.sending()
+            .as_ref()
+            .is_some_and(|s| s.state == StreamState::InSync)
+    }
+
+    /// Whether the partner is in sync and has acknowledged all that this server synced, so
+    /// that no reply waits for it: a leader that stopped answering may hand it the lead.
+    pub(super) fn partner_has_all(&self) -> bool {
+        let position = self.source.position();
+        self.partner_in_sync()
+            && self.gate.acked() >= position
+            && self.gate.oldest_waiting().is_none()
+    }
+
     /// One look at the sender: feeds its acks to the gate and decides whether binding
     /// replies wait for the partner.
     fn check(&self) {

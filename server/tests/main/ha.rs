@@ -3,8 +3,12 @@
 //! the leader key with a higher epoch and answers; when etcd stops answering the leader fences
 //! itself, and takes its role back once etcd is back.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -477,6 +481,120 @@ impl Clients {
     }
 }
 
+/// An ACK the relay heard: the address, the client it went to, the server that sent it
+/// (unspecified for a late one) and the test's step then.
+type Ack = (Ipv4Addr, String, Ipv4Addr, usize);
+
+/// Two relay threads (in namespace `ns`, or the test's own), each running new clients' DORAs
+/// through both servers until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    step: Arc<AtomicUsize>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(ns: Option<&Ns>, giaddr: Ipv4Addr, servers: [SocketAddrV4; 2]) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let step = Arc::new(AtomicUsize::new(0));
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let threads = (1..=2u8)
+            .map(|tag| {
+                let (stop, step, acks) = (Arc::clone(&stop), Arc::clone(&step), Arc::clone(&acks));
+                let relay = move || {
+                    let clients = Clients::via(tag, giaddr);
+                    for n in 1..=u16::MAX {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let now = step.load(Ordering::SeqCst);
+                        if let Some((ip, by)) = clients.dora_via(&servers, n) {
+                            acks.lock().unwrap().push((ip, clients.mac(n), by, now));
+                        }
+                    }
+                    let late = clients.late.take().into_iter();
+                    let now = step.load(Ordering::SeqCst);
+                    acks.lock()
+                        .unwrap()
+                        .extend(late.map(|(ip, mac)| (ip, mac, Ipv4Addr::UNSPECIFIED, now)));
+                };
+                match ns {
+                    Some(ns) => ns.spawn_in(relay),
+                    None => std::thread::spawn(relay),
+                }
+            })
+            .collect();
+        Load {
+            stop,
+            step,
+            acks,
+            threads,
+        }
+    }
+
+    /// Marks the ACKs from here on as the test's step `n`.
+    fn step(&self, n: usize) {
+        self.step.store(n, Ordering::SeqCst);
+    }
+
+    /// Waits until `more` ACKs have come after those heard so far.
+    fn wait_more(&self, more: usize, what: &str) {
+        let goal = self.acks.lock().unwrap().len() + more;
+        wait_until(ROLE_DEADLINE, what, || {
+            (self.acks.lock().unwrap().len() >= goal).then_some(())
+        });
+    }
+
+    /// Stops the clients; every ACK heard, late ones included.
+    fn finish(self) -> Vec<Ack> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().expect("a relay thread");
+        }
+        Arc::try_unwrap(self.acks)
+            .expect("the relays are done")
+            .into_inner()
+            .unwrap()
+    }
+}
+
+/// Each ACKed address with its one client; fails if an address was ACKed to two.
+fn owners(acks: &[Ack]) -> BTreeMap<Ipv4Addr, String> {
+    let mut owners: BTreeMap<Ipv4Addr, &Ack> = BTreeMap::new();
+    for ack in acks {
+        let other = owners.insert(ack.0, ack);
+        assert!(
+            other.is_none_or(|o| o.1 == ack.1),
+            "ACKed to two clients (address, client, server, step): {ack:?} and {other:?}"
+        );
+    }
+    owners
+        .into_iter()
+        .map(|(ip, a)| (ip, a.1.clone()))
+        .collect()
+}
+
+/// Fails unless `held` binds every address of `owners` to its client.
+fn holds_all(held: &BTreeMap<Ipv4Addr, String>, owners: &BTreeMap<Ipv4Addr, String>, who: &str) {
+    let lost: Vec<_> = owners
+        .iter()
+        .filter(|(ip, mac)| held.get(ip) != Some(mac))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} ACKed leases are not bound in {who}, e.g. {:?}",
+        lost.len(),
+        owners.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+/// A test of `ha["role"]`.
+fn role(want: &'static str) -> impl Fn(&Value) -> bool {
+    move |ha| ha["role"] == want
+}
+
 /// Every bound lease of `lessor` as address -> hardware address.
 fn bound(lessor: &Lessor) -> std::collections::BTreeMap<Ipv4Addr, String> {
     bound_at(&lessor.control_url())
@@ -744,4 +862,65 @@ fn a_standby_sweeps_no_lease_of_its_stale_engine() {
     assert_eq!(stopped.counter("expired"), 0, "{}", stopped.stdout);
     let leader = a.stop();
     assert_eq!(leader.counter("expired"), 20, "{}", leader.stdout);
+}
+
+#[test]
+fn a_returning_primary_resyncs_and_takes_the_lead_back() {
+    require_root();
+    let etcd = Etcd::start();
+    let state = tempdir();
+    let (configs, ports) = synced_configs(&etcd);
+    // a is the primary, b the standby; both keep their state across a restart.
+    let configs = [0, 1].map(|i| {
+        let dir = state.path().join(i.to_string());
+        std::fs::create_dir(&dir).expect("a state directory");
+        configs[i]
+            .replace("{ name: a,", "{ name: a, role: primary,")
+            .replace("{ name: b,", "{ name: b, role: standby,")
+            .replace("STATE_DIR", &dir.display().to_string())
+    });
+    let servers = ports.map(|p| SocketAddrV4::new(Ipv4Addr::LOCALHOST, p));
+    let b = Lessor::start(None, &configs[1], &[]);
+    wait_role(&b, "leader");
+    let load = Load::start(None, Ipv4Addr::LOCALHOST, servers);
+    load.wait_more(50, "ACKs from b alone");
+
+    // The primary comes up: it catches up from b, which then hands it the lead.
+    let a = Lessor::start(None, &configs[0], &[]);
+    let first = wait_role(&a, "leader");
+    assert_eq!(first["leader"], "a", "{first}");
+    wait_role(&b, "standby");
+    load.wait_more(50, "ACKs from the primary");
+
+    // It crashes, b takes over; restarted on its state it resyncs and leads again.
+    load.step(1);
+    a.crash();
+    wait_role(&b, "leader");
+    load.wait_more(50, "ACKs from b after the crash");
+    let a = Lessor::start(None, &configs[0], &[]);
+    let back = wait_role(&a, "leader");
+    assert!(back["epoch"].as_u64() > first["epoch"].as_u64(), "{back}");
+    wait_ha(
+        "b to stand by for a",
+        || ha(&b),
+        |h| h["role"] == "standby" && h["leader"] == "a",
+    );
+    load.step(2);
+    load.wait_more(50, "ACKs from the primary back");
+    let acks = load.finish();
+    let owners = owners(&acks);
+    eprintln!("{} ACKs, {} addresses", acks.len(), owners.len());
+    holds_all(&bound(&a), &owners, "the primary");
+
+    // b, in sync, holds them all too: it leads with every one once a stops.
+    wait_ha(
+        "b in sync",
+        || ha(&a),
+        |h| in_sync(h) && h["stream"]["lag"] == 0,
+    );
+    a.stop().assert_success();
+    wait_role(&b, "leader");
+    holds_all(&bound(&b), &owners, "the standby");
+    let stopped = b.stop();
+    stopped.assert_success();
 }

@@ -18,14 +18,13 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use serde_json::Value;
 
-use super::{Clients, Etcd, RELAY, ROLE_DEADLINE, bound_at, config_with, ha_at, in_sync, wait_ha};
-use crate::common::{Lessor, Ns, ip, require_root, tempdir, unique, wait_until};
+use super::{
+    Etcd, Load, RELAY, bound_at, config_with, ha_at, holds_all, in_sync, owners, role, wait_ha,
+};
+use crate::common::{Lessor, Ns, ip, require_root, tempdir, unique};
 
 /// Both servers' DHCP port: test mode, so replies go back to the relay's source port.
 const PORT: u16 = 6767;
@@ -101,116 +100,6 @@ impl Site {
     }
 }
 
-/// A test of `ha["role"]`.
-fn role(want: &'static str) -> impl Fn(&Value) -> bool {
-    move |ha| ha["role"] == want
-}
-
-/// An ACK the relay heard: the address, the client it went to, the server that sent it
-/// (unspecified for a late one) and the test's step then.
-type Ack = (Ipv4Addr, String, Ipv4Addr, usize);
-
-/// Two relay threads in the relay's namespace, each running new clients' DORAs through both
-/// servers until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    step: Arc<AtomicUsize>,
-    acks: Arc<Mutex<Vec<Ack>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(relay: &Ns) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let step = Arc::new(AtomicUsize::new(0));
-        let acks = Arc::new(Mutex::new(Vec::new()));
-        let threads = (1..=2u8)
-            .map(|tag| {
-                let (stop, step, acks) = (Arc::clone(&stop), Arc::clone(&step), Arc::clone(&acks));
-                relay.spawn_in(move || {
-                    let clients = Clients::via(tag, RELAY);
-                    for n in 1..=u16::MAX {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let now = step.load(Ordering::SeqCst);
-                        if let Some((ip, by)) = clients.dora_via(&SERVERS, n) {
-                            acks.lock().unwrap().push((ip, clients.mac(n), by, now));
-                        }
-                    }
-                    let late = clients.late.take().into_iter();
-                    let now = step.load(Ordering::SeqCst);
-                    acks.lock()
-                        .unwrap()
-                        .extend(late.map(|(ip, mac)| (ip, mac, Ipv4Addr::UNSPECIFIED, now)));
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            step,
-            acks,
-            threads,
-        }
-    }
-
-    /// Marks the ACKs from here on as the test's step `n`.
-    fn step(&self, n: usize) {
-        self.step.store(n, Ordering::SeqCst);
-    }
-
-    /// Waits until `more` ACKs have come after those heard so far.
-    fn wait_more(&self, more: usize, what: &str) {
-        let goal = self.acks.lock().unwrap().len() + more;
-        wait_until(ROLE_DEADLINE, what, || {
-            (self.acks.lock().unwrap().len() >= goal).then_some(())
-        });
-    }
-
-    /// Stops the clients; every ACK heard, late ones included.
-    fn finish(self) -> Vec<Ack> {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
-            t.join().expect("a relay thread");
-        }
-        Arc::try_unwrap(self.acks)
-            .expect("the relays are done")
-            .into_inner()
-            .unwrap()
-    }
-}
-
-/// Each ACKed address with its one client; fails if an address was ACKed to two.
-fn owners(acks: &[Ack]) -> BTreeMap<Ipv4Addr, String> {
-    let mut owners: BTreeMap<Ipv4Addr, &Ack> = BTreeMap::new();
-    for ack in acks {
-        let other = owners.insert(ack.0, ack);
-        assert!(
-            other.is_none_or(|o| o.1 == ack.1),
-            "ACKed to two clients (address, client, server, step): {ack:?} and {other:?}"
-        );
-    }
-    owners
-        .into_iter()
-        .map(|(ip, a)| (ip, a.1.clone()))
-        .collect()
-}
-
-/// Fails unless `held` binds every address of `owners` to its client.
-fn holds_all(held: &BTreeMap<Ipv4Addr, String>, owners: &BTreeMap<Ipv4Addr, String>, who: &str) {
-    let lost: Vec<_> = owners
-        .iter()
-        .filter(|(ip, mac)| held.get(ip) != Some(mac))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} ACKed leases are not bound in {who}, e.g. {:?}",
-        lost.len(),
-        owners.len(),
-        &lost[..lost.len().min(5)]
-    );
-}
-
 #[test]
 fn partitions_and_a_restart_give_no_address_twice_and_lose_no_acked_lease() {
     let site = Site::new();
@@ -245,7 +134,7 @@ fn partitions_and_a_restart_give_no_address_twice_and_lose_no_acked_lease() {
     let b = start(B, "b", "10.236.2.1");
     site.wait(B, &b, "b to stand by", role("standby"));
     let synced = site.wait(A, &a, "b to be in sync", in_sync);
-    let load = Load::start(&site.ns[C]);
+    let load = Load::start(Some(&site.ns[C]), RELAY, SERVERS);
     load.wait_more(50, "ACKs from a");
 
     // The servers lose each other but not etcd: a holds its ACKs for lease_ttl, then goes on
