@@ -17,6 +17,7 @@ use crate::common::{Lessor, Ns, require_root, spawn_logged, tempdir, tool, uniqu
 use crate::kea_client::{http, promtool_check};
 
 mod partition;
+mod v6;
 
 /// Generous: a takeover needs the old lease's TTL (3 s) plus a few ticks.
 const ROLE_DEADLINE: Duration = Duration::from_secs(30);

@@ -284,18 +284,25 @@ pub(crate) mod v6 {
             .1
     }
 
-    /// The relay's socket and its clients' `tag`.
+    /// The relay's socket, its clients' `tag` and the server's port on loopback.
     pub(crate) struct Relay {
         sock: UdpSocket,
         tag: u8,
+        port: u16,
     }
 
     impl Relay {
-        /// A relay for `tag`'s clients on a new loopback socket (3-second read timeout).
+        /// A relay for `tag`'s clients on a new loopback socket (3-second read timeout), to
+        /// a server on port 6767.
         pub(crate) fn new(tag: u8) -> Relay {
+            Self::to(tag, 6767)
+        }
+
+        /// [`Relay::new`] to a server on `port`.
+        pub(crate) fn to(tag: u8, port: u16) -> Relay {
             let sock = UdpSocket::bind("[::1]:0").expect("binding the relay's socket");
             sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-            Relay { sock, tag }
+            Relay { sock, tag, port }
         }
 
         /// A RELAY-FORW around a rapid-commit SOLICIT from client `n` for IA_NA 1, hinting
@@ -328,7 +335,7 @@ pub(crate) mod v6 {
 
         /// The options of the REPLY to client `n`'s SOLICIT.
         fn reply(&self, n: u8, hint: Option<Ipv6Addr>, pd: bool) -> Vec<(u16, Vec<u8>)> {
-            let server = SocketAddrV6::new(Ipv6Addr::LOCALHOST, 6767, 0, 0);
+            let server = SocketAddrV6::new(Ipv6Addr::LOCALHOST, self.port, 0, 0);
             let msg = self.solicit(n, hint, pd);
             self.sock.send_to(&msg, server).expect("sending");
             let mut buf = [0u8; 1500];
