@@ -7,6 +7,9 @@
 //! doorbell: it never sees the gate. The batches waiting are a ring allocated when the gate
 //! is made; when it is full the newest entry absorbs the next (its tickets then wait for the
 //! later sequence), so a partner far behind costs latency, never memory.
+//!
+//! A gate with a slack of `n` (asynchronous replication with a bounded lag) releases a sync
+//! once the partner's ack is at most `n` sequences behind its end instead of at it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,6 +35,8 @@ struct Inner {
     /// Tickets wait for the partner's ack; when false they are published as they sync.
     waiting: bool,
     acked: u64,
+    /// How far behind a sync's end the partner's ack may be when the sync is released.
+    slack: u64,
     /// `RING` entries of `1 + gated` numbers: the sequence a sync ends at, then each gated
     /// lane's ticket at its end.
     ring: Vec<u64>,
@@ -69,8 +74,8 @@ impl GateState {
         let at = slot * width;
         g.ring[at] = seq;
         g.ring[at + 1..at + width].copy_from_slice(tickets);
-        let acked = g.acked;
-        release(&mut g, width, acked, lanes);
+        let upto = g.acked.saturating_add(g.slack);
+        release(&mut g, width, upto, lanes);
     }
 }
 
@@ -127,6 +132,7 @@ impl<R: Record> Journal<R> {
                 inner: Mutex::new(Inner {
                     waiting: false,
                     acked: 0,
+                    slack: 0,
                     ring: vec![0; RING * (1 + gated)],
                     head: 0,
                     len: 0,
@@ -159,6 +165,16 @@ impl PeerGate {
         }
     }
 
+    /// Lets a sync go once the partner's ack is at most `slack` sequences behind its end
+    /// (0, the default: once the ack reaches it).
+    pub fn set_slack(&self, slack: u64) {
+        let st = self.state();
+        let mut g = st.lock();
+        g.slack = slack;
+        let upto = g.acked.saturating_add(slack);
+        release(&mut g, 1 + st.gated, upto, &self.shared.lanes);
+    }
+
     /// Whether tickets wait for the partner.
     pub fn waiting(&self) -> bool {
         self.state().lock().waiting
@@ -174,7 +190,8 @@ impl PeerGate {
         }
         g.acked = seq;
         st.acked.store(seq, Ordering::Relaxed);
-        release(&mut g, 1 + st.gated, seq, &self.shared.lanes);
+        let upto = seq.saturating_add(g.slack);
+        release(&mut g, 1 + st.gated, upto, &self.shared.lanes);
     }
 
     /// The partner's last ack.

@@ -922,3 +922,33 @@ fn a_gated_lane_becomes_durable_only_once_the_partner_acks_its_frames() {
     let after = a.append(&rec(10, 1));
     assert!(a.wait_durable(after, LONG), "alone, nothing waits");
 }
+
+#[test]
+fn a_gate_with_slack_releases_a_sync_once_the_ack_is_that_close() {
+    let (_d, j) = temp_journal(1 << 20);
+    let gate = j.peer_gate(1);
+    gate.set_slack(2);
+    gate.wait_for_peer(true);
+    let mut a = j.lane(0);
+    let source = j.stream();
+    // Unacknowledged, the first two syncs are within the slack; the third is not.
+    let mut tickets = Vec::new();
+    for k in 1..=3u32 {
+        tickets.push(a.append(&rec(k, 1)));
+        wait_for("its sync", || source.position() >= u64::from(k));
+    }
+    assert!(a.wait_durable(tickets[1], LONG), "2 behind: released");
+    assert!(
+        !a.wait_durable(tickets[2], Duration::from_millis(300)),
+        "3 behind the partner: held"
+    );
+    gate.ack(1);
+    assert!(a.wait_durable(tickets[2], LONG), "2 behind again: released");
+    // A smaller slack holds what comes next until the ack is that close.
+    gate.set_slack(0);
+    let next = a.append(&rec(4, 1));
+    wait_for("its sync", || source.position() >= 4);
+    assert!(!a.wait_durable(next, Duration::from_millis(300)));
+    gate.ack(4);
+    assert!(a.wait_durable(next, LONG));
+}

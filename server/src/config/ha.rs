@@ -9,6 +9,8 @@ type Result<T> = std::result::Result<T, ConfigError>;
 
 /// Default of `ha.lease_ttl`, in seconds.
 pub(super) const DEFAULT_LEASE_TTL: u32 = 5;
+/// Default of `ha.max_lag`, in records.
+pub(super) const DEFAULT_MAX_LAG: u64 = 10_000;
 /// Default of `ha.mclt`, in seconds.
 pub(super) const DEFAULT_MCLT: u32 = 3600;
 /// Default of `ha.cluster`.
@@ -31,6 +33,9 @@ pub struct HaConfig {
     pub etcd: Vec<String>,
     /// A binding reply waits for the partner's acknowledgement.
     pub sync: bool,
+    /// Without `sync`: a binding reply waits while the partner's ack is more than this many
+    /// records behind the reply's own (unused with `sync`).
+    pub max_lag: u64,
     /// Maximum client lead time, in seconds.
     pub mclt: u32,
     /// The TTL of this server's etcd lease, in seconds.
@@ -215,13 +220,25 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
         ));
     }
     let mclt = opt_seconds("ha.mclt", w.mclt.as_ref())?.unwrap_or(DEFAULT_MCLT);
+    let sync = w.sync.unwrap_or(true);
+    let max_lag = match w.max_lag {
+        Some(0) => {
+            return Err(invalid(
+                "ha.max_lag",
+                "must be at least 1 (or use sync: true)",
+            ));
+        }
+        Some(n) => n,
+        None => DEFAULT_MAX_LAG,
+    };
     Ok(Some(HaConfig {
         mode,
         node,
         cluster,
         peers,
         etcd,
-        sync: w.sync.unwrap_or(true),
+        sync,
+        max_lag,
         mclt,
         lease_ttl,
     }))
@@ -336,6 +353,7 @@ pub(super) fn to_wire(c: &HaConfig) -> wire::Ha {
         ),
         etcd: Some(c.etcd.clone()),
         sync: Some(c.sync),
+        max_lag: Some(c.max_lag),
         mclt: Some(Value::Int(c.mclt.into())),
         lease_ttl: Some(Value::Int(c.lease_ttl.into())),
     }
@@ -383,6 +401,13 @@ mod tests {
             .ha
             .unwrap();
         assert_eq!((ha.lease_ttl, ha.mclt, ha.sync), (3, 600, false));
+        assert_eq!(ha.max_lag, 10_000);
+        let ha = Config::from_yaml_str(&with("sync: false; max_lag: 50"));
+        let ha = ha.unwrap().ha.unwrap();
+        assert_eq!(ha.max_lag, 50);
+        let back = Config::from_yaml_str(&with("sync: false; max_lag: 50")).unwrap();
+        let again = Config::from_yaml_str(&back.effective_yaml()).unwrap();
+        assert_eq!(again.ha, back.ha);
     }
 
     #[test]
@@ -520,6 +545,10 @@ mod tests {
             (
                 &with("lease_ttl: 1"),
                 "ha.lease_ttl: must be 2 to 300 seconds, not 1",
+            ),
+            (
+                &with("sync: false; max_lag: 0"),
+                "ha.max_lag: must be at least 1 (or use sync: true)",
             ),
             (
                 &with("lease_ttl: 1h"),

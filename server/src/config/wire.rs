@@ -97,6 +97,7 @@ wire_struct! {
         peers: Option<Vec<HaPeer>>,
         etcd: Option<Vec<String>>,
         sync: Option<bool>,
+        max_lag: Option<u64>,
         mclt: Option<Value>,
         lease_ttl: Option<Value>,
     }

@@ -79,6 +79,8 @@ impl StreamState {
 pub struct StreamStatus {
     partner: Option<String>,
     sync: bool,
+    /// `ha.max_lag` when not `sync`.
+    max_lag: Option<u64>,
     state: AtomicU8,
     epoch: AtomicU64,
     position: AtomicU64,
@@ -98,6 +100,7 @@ impl StreamStatus {
         StreamStatus {
             partner: c.partner().map(|p| p.name.clone()),
             sync: c.sync,
+            max_lag: (!c.sync).then_some(c.max_lag),
             state: AtomicU8::new(0),
             epoch: AtomicU64::new(0),
             position: AtomicU64::new(0),
@@ -218,6 +221,7 @@ impl StreamStatus {
             "state": self.state().name(),
             "partner": self.partner,
             "sync": self.sync,
+            "max-lag": self.max_lag,
             "waiting-for-partner": self.waiting(),
             "epoch": self.epoch(),
             "position": self.position(),

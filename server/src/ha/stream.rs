@@ -4,8 +4,9 @@
 //! Everything here runs on the HA agent's runtime. The leader's sender follows its journal
 //! under the leading term's epoch; a monitor task reads the sender's acks every
 //! [`MONITOR_EVERY`], hands them to the journal's [`PeerGate`] and decides whether binding
-//! replies wait for the partner (`ha.sync`, only while the partner is in sync) or the leader
-//! goes on alone (the partner unreachable for `ha.lease_ttl`, or its acks stalled that long).
+//! replies wait for the partner (only while it is in sync: for its ack with `ha.sync`, else
+//! while it is more than `ha.max_lag` records behind) or the leader goes on alone (the
+//! partner unreachable for `ha.lease_ttl`, or its acks stalled that long).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -33,7 +34,7 @@ pub struct Replication {
     pub source: Source<LeaseRecord>,
     /// The replica of the partner's stream, on a lane of this server's journal.
     pub replica: Replica<LeaseRecord>,
-    /// The gate of the lanes whose binding replies wait for the partner in `sync` mode.
+    /// The gate of the lanes whose binding replies wait for the partner.
     pub gate: PeerGate,
     /// Where the running engines are (a takeover replays into them).
     pub reload: Arc<Reloader>,
@@ -55,7 +56,6 @@ impl std::fmt::Debug for Replication {
 /// the monitor decides.
 pub(super) struct Stream {
     node: String,
-    sync: bool,
     /// The partner counts as gone after this long unreachable or silent.
     partner_timeout: Duration,
     source: Source<LeaseRecord>,
@@ -116,6 +116,10 @@ impl Stream {
         status: Arc<Status>,
     ) -> std::io::Result<Arc<Stream>> {
         r.listener.set_nonblocking(true)?;
+        if !config.sync {
+            // Asynchronous: a reply waits only while the partner is that far behind it.
+            r.gate.set_slack(config.max_lag);
+        }
         let listener = tokio::net::TcpListener::from_std(r.listener)?;
         let (allow, allow_rx) = watch::channel(false);
         let (quiet_tx, quiet) = watch::channel(true);
@@ -129,7 +133,6 @@ impl Stream {
         ));
         let stream = Arc::new(Stream {
             node: config.node.clone(),
-            sync: config.sync,
             partner_timeout: Duration::from_secs(config.lease_ttl.into()),
             source: r.source,
             gate: r.gate,
@@ -163,9 +166,7 @@ impl Stream {
             *self.carried.lock().unwrap_or_else(PoisonError::into_inner) =
                 s.waiting.then_some(s.last_good);
         }
-        if self.sync {
-            self.gate.wait_for_peer(true);
-        }
+        self.gate.wait_for_peer(true);
         self.status.stream.set_state(StreamState::Receiving);
         self.allow.send_if_modified(|a| !std::mem::replace(a, true));
     }
@@ -372,7 +373,7 @@ impl Stream {
             StreamState::Alone => s.waiting = false,
             _ => {}
         }
-        let wait = self.sync && s.waiting;
+        let wait = s.waiting;
         if self.gate.waiting() != wait {
             self.gate.wait_for_peer(wait);
         }

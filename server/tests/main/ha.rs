@@ -925,3 +925,45 @@ fn a_returning_primary_resyncs_and_takes_the_lead_back() {
     let stopped = b.stop();
     stopped.assert_success();
 }
+
+#[test]
+fn an_async_leader_holds_acks_past_its_lag_bound_then_goes_on_alone() {
+    require_root();
+    let etcd = Etcd::start();
+    let (configs, ports) = synced_configs(&etcd);
+    let configs = configs.map(|c| c.replace("sync: true", "sync: false\n  max_lag: 4"));
+    let (a, b) = start_pair(&configs);
+    let synced = wait_in_sync(&a);
+    assert_eq!(synced["stream"]["max-lag"], 4, "{synced}");
+    let clients = Clients::new(8);
+    assert!(clients.dora(ports[0], 1).is_some(), "in sync, a ACKs");
+
+    // The standby hangs: the leader goes on ACKing until it is four records ahead of the
+    // standby's last ack, then holds its ACKs until it goes on alone.
+    let signal = |sig: &str| {
+        let sent = Command::new("kill")
+            .args([sig, &b.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill {sig} of the standby");
+    };
+    signal("-STOP");
+    let ahead = (2..=20).take_while(|&n| clients.dora(ports[0], n).is_some());
+    let ahead = ahead.count();
+    assert!(
+        (1..=4).contains(&ahead),
+        "{ahead} DORAs ACKed past a hung standby with max_lag 4"
+    );
+    wait_ha(
+        "a to go on alone",
+        || ha(&a),
+        |h| h["stream"]["state"] == "alone",
+    );
+    assert!(clients.dora(ports[0], 30).is_some(), "alone, a ACKs");
+    signal("-CONT");
+    wait_in_sync(&a);
+    assert!(
+        clients.dora(ports[0], 31).is_some(),
+        "in sync again, a ACKs"
+    );
+}
