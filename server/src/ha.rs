@@ -351,7 +351,7 @@ impl Run {
                         Some(Ok(())) => {}
                     }
                 }
-                self.enter(role, Some((seen.leader, seen.epoch)));
+                self.enter(role, Some((seen.leader, seen.epoch, seen.term)));
                 if role == Role::Leader && self.hand_over(members, lease, timing).await {
                     return End::HandedOver;
                 }
@@ -439,7 +439,7 @@ impl Run {
     }
 
     /// Records `role` and holds DHCP back unless it leads.
-    fn enter(&self, role: Role, seen: Option<(String, u64)>) {
+    fn enter(&self, role: Role, seen: Option<(String, u64, u64)>) {
         let hold = match role {
             Role::Leader => None,
             Role::Standby => Some(Hold::Standby),
@@ -454,9 +454,9 @@ impl Run {
         {
             stream.follow();
         }
-        let epoch = seen.as_ref().map(|s| s.1);
+        let (epoch, term) = (seen.as_ref().map(|s| s.1), seen.as_ref().map(|s| s.2));
         if self.status.set(role, seen) {
-            tracing::info!(node = %self.config.node, role = role.name(), epoch, "HA: role changed");
+            tracing::info!(node = %self.config.node, role = role.name(), epoch, term, "HA: role changed");
         }
         if hold.is_none() {
             self.live.hold_dhcp(None);

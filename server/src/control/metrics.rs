@@ -288,6 +288,13 @@ fn ha(e: &mut Exposition, status: &crate::ha::Status) {
         "The leader key's etcd creation revision: the leading term's fencing token.",
     );
     e.sample(name, &[], status.epoch());
+    let name = "lessor_ha_term";
+    e.family(
+        name,
+        Kind::Gauge,
+        "The cluster's term count from etcd: the high bits of the term's lease versions.",
+    );
+    e.sample(name, &[], status.term());
     let name = "lessor_ha_transitions_total";
     e.family(name, Kind::Counter, "HA role changes since start.");
     e.sample(name, &[], status.transitions());

@@ -267,6 +267,8 @@ struct Snapshot {
     role: Role,
     /// The leader key's creation revision as last seen: the leading term's fencing token.
     epoch: u64,
+    /// The cluster's term count as last seen (docs/HA.md, "Terms").
+    term: u64,
     leader: Option<String>,
     endpoints: Vec<Endpoint>,
 }
@@ -282,6 +284,7 @@ impl Status {
             state: Mutex::new(Snapshot {
                 role: Role::Fenced,
                 epoch: 0,
+                term: 0,
                 leader: None,
                 endpoints: c
                     .etcd
@@ -312,6 +315,11 @@ impl Status {
         self.lock().epoch
     }
 
+    /// The cluster's term count as last seen (0 before any).
+    pub fn term(&self) -> u64 {
+        self.lock().term
+    }
+
     /// Role changes since start.
     pub fn transitions(&self) -> u64 {
         self.transitions.load(Ordering::Relaxed)
@@ -326,12 +334,13 @@ impl Status {
         self.keepalive_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records `role`, and the leader and epoch when known; true when the role changed.
-    pub(crate) fn set(&self, role: Role, seen: Option<(String, u64)>) -> bool {
+    /// Records `role`, and the leader, epoch and term when known; true when the role changed.
+    pub(crate) fn set(&self, role: Role, seen: Option<(String, u64, u64)>) -> bool {
         let mut s = self.lock();
-        if let Some((leader, epoch)) = seen {
+        if let Some((leader, epoch, term)) = seen {
             s.leader = Some(leader);
             s.epoch = epoch;
+            s.term = term;
         }
         let changed = s.role != role;
         if changed {
@@ -365,6 +374,7 @@ impl Status {
             "cluster": self.cluster,
             "role": s.role.name(),
             "epoch": s.epoch,
+            "term": s.term,
             "leader": s.leader,
             "lease-ttl": self.lease_ttl,
             "transitions": self.transitions(),

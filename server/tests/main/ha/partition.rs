@@ -161,6 +161,7 @@ fn partitions_and_a_restart_give_no_address_twice_and_lose_no_acked_lease() {
     site.wait(A, &a, "a to fence itself", role("fenced"));
     let took = site.wait(B, &b, "b to lead", role("leader"));
     assert!(took["epoch"].as_u64() > synced["epoch"].as_u64(), "{took}");
+    assert!(took["term"].as_u64() > synced["term"].as_u64(), "{took}");
     load.wait_more(50, "ACKs from b");
     site.set(A, "ae", true);
     site.wait(A, &a, "a to stand by", role("standby"));
