@@ -8,6 +8,10 @@
 //! thread. A broken connection is retried by the sender, which resumes from the receiver's
 //! position: what was sent and not acknowledged is sent again, and the replica skips what it
 //! had already applied.
+//!
+//! With a [`StreamKey`] on both ends every message after the greeting is tagged
+//! ([`wire`]'s module docs); a key on one end only, or a tag that does not verify, ends the
+//! session with a [`Refused`](Msg::Refused) and an [`AuthError`](wire::AuthError) on both.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::replica::POSITION_EVERY;
-use super::wire::{self, Msg};
+use super::wire::{self, End, Msg, Nonce, StreamKey, Tagger};
 use super::{Position, Replica, Source, StreamError};
 use crate::Record;
 
@@ -40,8 +44,23 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Reads one message; `Ok(None)` at a clean end of the connection (between messages).
-pub async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<Msg>, StreamError> {
+/// Reads one message, checked by `tagger` on an authenticated connection; `Ok(None)` at a
+/// clean end of the connection (between messages).
+pub async fn read_msg<S: AsyncRead + Unpin>(
+    s: &mut S,
+    tagger: Option<&mut Tagger>,
+) -> Result<Option<Msg>, StreamError> {
+    let Some((h, rest)) = read_raw(s).await? else {
+        return Ok(None);
+    };
+    Ok(Some(wire::decode(&h, &rest, tagger)?))
+}
+
+/// Reads one message's header and the rest (body and trailer) undecoded; `Ok(None)` at a
+/// clean end of the connection.
+pub async fn read_raw<S: AsyncRead + Unpin>(
+    s: &mut S,
+) -> Result<Option<([u8; wire::HEADER_LEN], Vec<u8>)>, StreamError> {
     let mut h = [0u8; wire::HEADER_LEN];
     match s.read_exact(&mut h[..1]).await {
         Ok(_) => {}
@@ -49,16 +68,20 @@ pub async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<Msg>, St
         Err(e) => return Err(e.into()),
     }
     s.read_exact(&mut h[1..]).await?;
-    let (_, len) = wire::decode_header(&h)?;
-    let mut rest = vec![0u8; len + wire::TRAILER_LEN];
+    let mut rest = vec![0u8; wire::decode_header(&h)?.rest()];
     s.read_exact(&mut rest).await?;
-    Ok(Some(wire::decode(&h, &rest)?))
+    Ok(Some((h, rest)))
 }
 
-/// Writes one message; a peer that takes none of it for [`IDLE_TIMEOUT`] ends the session.
-pub async fn write_msg<S: AsyncWrite + Unpin>(s: &mut S, m: &Msg) -> Result<(), StreamError> {
+/// Writes one message, tagged by `tagger` on an authenticated connection; a peer that takes
+/// none of it for [`IDLE_TIMEOUT`] ends the session.
+pub async fn write_msg<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    m: &Msg,
+    tagger: Option<&mut Tagger>,
+) -> Result<(), StreamError> {
     let mut out = Vec::new();
-    wire::encode(m, &mut out);
+    wire::encode(m, &mut out, tagger);
     match tokio::time::timeout(IDLE_TIMEOUT, s.write_all(&out)).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(StreamError::Protocol(format!(
@@ -81,6 +104,8 @@ pub struct SenderOptions {
     pub retry: Duration,
     /// A gate the peer's acks are handed to as they arrive (a synchronous partner).
     pub gate: Option<super::PeerGate>,
+    /// The pre-shared stream key; the receiver must have the same, or none if this is none.
+    pub key: Option<StreamKey>,
 }
 
 impl SenderOptions {
@@ -92,6 +117,7 @@ impl SenderOptions {
             max_batch: 256 << 10,
             retry: Duration::from_millis(200),
             gate: None,
+            key: None,
         }
     }
 }
@@ -159,27 +185,7 @@ pub async fn send_session<R: Record>(
     let s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     let (mut rd, mut wr) = s.into_split();
-    write_msg(
-        &mut wr,
-        &Msg::Hello {
-            node: opts.node.clone(),
-            epoch: opts.epoch,
-        },
-    )
-    .await?;
-    let pos = match tokio::time::timeout(HANDSHAKE, read_msg(&mut rd)).await {
-        Err(_) => return Err(StreamError::Protocol("no answer to the greeting".into())),
-        Ok(Ok(Some(Msg::Position { node, epoch, seq }))) => Position { node, epoch, seq },
-        Ok(Ok(Some(Msg::Refused { reason }))) => return Err(StreamError::Refused(reason)),
-        Ok(Ok(Some(m))) => {
-            return Err(StreamError::Protocol(format!(
-                "expected a position, got {}",
-                kind(&m)
-            )));
-        }
-        Ok(Ok(None)) => return Err(StreamError::Protocol("closed during the greeting".into())),
-        Ok(Err(e)) => return Err(e),
-    };
+    let (pos, mut send, mut recv) = greet(&mut rd, &mut wr, opts).await?;
     status.sessions.fetch_add(1, Ordering::Relaxed);
     status.connected.store(true, Ordering::SeqCst);
     let ours = pos.node.as_deref() == Some(opts.node.as_str()) && pos.epoch == opts.epoch;
@@ -190,7 +196,7 @@ pub async fn send_session<R: Record>(
         Some(f) => f,
         None => {
             let position = source.position();
-            send_snapshot(&mut wr, source, opts, position).await?;
+            send_snapshot(&mut wr, send.as_mut(), source, opts, position).await?;
             status.snapshots.fetch_add(1, Ordering::Relaxed);
             source.follow(position + 1)?
         }
@@ -210,7 +216,7 @@ pub async fn send_session<R: Record>(
         let acks = status.acks.clone();
         let task = tokio::spawn(async move {
             loop {
-                match read_msg(&mut rd).await? {
+                match read_msg(&mut rd, recv.as_mut()).await? {
                     Some(Msg::Ack { epoch: e, seq }) if e == epoch => {
                         a.fetch_max(seq, Ordering::SeqCst);
                         acks.fetch_add(1, Ordering::SeqCst);
@@ -223,7 +229,7 @@ pub async fn send_session<R: Record>(
                     Some(m) => {
                         return Err(StreamError::Protocol(format!(
                             "expected an ack, got {}",
-                            kind(&m)
+                            m.name()
                         )));
                     }
                     None => return Err(StreamError::Protocol("peer closed the stream".into())),
@@ -266,7 +272,7 @@ pub async fn send_session<R: Record>(
                         epoch,
                         position: source.position(),
                     };
-                    if let Err(e) = write_msg(&mut wr, &ping).await {
+                    if let Err(e) = write_msg(&mut wr, &ping, send.as_mut()).await {
                         break Err(e);
                     }
                     last_sent = Instant::now();
@@ -282,20 +288,76 @@ pub async fn send_session<R: Record>(
             count: u32::try_from(batch.count).unwrap_or(u32::MAX),
             frames: batch.frames,
         };
-        if let Err(e) = write_msg(&mut wr, &m).await {
+        if let Err(e) = write_msg(&mut wr, &m, send.as_mut()).await {
             break Err(e);
         }
         last_sent = Instant::now();
         status.sent.store(last, Ordering::SeqCst);
     };
     drop(task);
-    res
+    match res {
+        // The receiver sent something that does not decode or verify: tell it.
+        Err(e @ (StreamError::Auth(_) | StreamError::Malformed(_))) => refuse(&mut wr, e).await,
+        res => res,
+    }
+}
+
+/// Greets the receiver and reads its answer: the position it holds and, if both ends have
+/// a key, the connection's taggers (what this end sends, what it receives). A refusal
+/// of this end's own (the keys disagree) is sent to the receiver before it is returned.
+pub async fn greet<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    opts: &SenderOptions,
+) -> Result<(Position, Option<Tagger>, Option<Tagger>), StreamError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let nonce = nonce();
+    let hello = Msg::Hello {
+        node: opts.node.clone(),
+        epoch: opts.epoch,
+        nonce,
+        authenticated: opts.key.is_some(),
+    };
+    write_msg(wr, &hello, None).await?;
+    let (h, rest) = match tokio::time::timeout(HANDSHAKE, read_raw(rd)).await {
+        Err(_) => return Err(StreamError::Protocol("no answer to the greeting".into())),
+        Ok(Ok(Some(raw))) => raw,
+        Ok(Ok(None)) => return Err(StreamError::Protocol("closed during the greeting".into())),
+        Ok(Err(e)) => return Err(e),
+    };
+    let greeting = (opts.node.as_str(), opts.epoch, &nonce);
+    match wire::decode_answer(&h, &rest, opts.key.as_ref(), greeting) {
+        Ok((
+            Msg::Position {
+                node, epoch, seq, ..
+            },
+            taggers,
+        )) => {
+            let (send, recv) = taggers.unzip();
+            Ok((Position { node, epoch, seq }, send, recv))
+        }
+        Ok((Msg::Refused { reason }, _)) => Err(StreamError::Refused(reason)),
+        Ok((m, _)) => Err(StreamError::Protocol(format!(
+            "expected a position, got {}",
+            m.name()
+        ))),
+        Err(e) => refuse(wr, e.into()).await,
+    }
+}
+
+/// A fresh random nonce for one connection.
+fn nonce() -> Nonce {
+    rand::random()
 }
 
 /// Sends a snapshot current to `position` (read before): records are read on the blocking
 /// pool and handed over in batches of frames through a small channel, never all in memory.
 async fn send_snapshot<R: Record, W: AsyncWrite + Unpin>(
     wr: &mut W,
+    mut tagger: Option<&mut Tagger>,
     source: &Source<R>,
     opts: &SenderOptions,
     position: u64,
@@ -304,7 +366,7 @@ async fn send_snapshot<R: Record, W: AsyncWrite + Unpin>(
         epoch: opts.epoch,
         position,
     };
-    write_msg(wr, &begin).await?;
+    write_msg(wr, &begin, tagger.as_deref_mut()).await?;
     let max = opts.max_batch.clamp(1, wire::MAX_BATCH);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(u32, Vec<u8>)>(4);
     let src = source.clone();
@@ -332,12 +394,13 @@ async fn send_snapshot<R: Record, W: AsyncWrite + Unpin>(
     let mut records = 0u64;
     while let Some((count, frames)) = rx.recv().await {
         records += u64::from(count);
-        write_msg(wr, &Msg::SnapshotRecords { count, frames }).await?;
+        let m = Msg::SnapshotRecords { count, frames };
+        write_msg(wr, &m, tagger.as_deref_mut()).await?;
     }
     (&mut reader.0)
         .await
         .map_err(|e| StreamError::Protocol(format!("snapshot task: {e}")))??;
-    write_msg(wr, &Msg::SnapshotEnd { records }).await
+    write_msg(wr, &Msg::SnapshotEnd { records }, tagger).await
 }
 
 fn millis(base: Instant) -> u64 {
@@ -346,20 +409,6 @@ fn millis(base: Instant) -> u64 {
 
 fn millis_of(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn kind(m: &Msg) -> &'static str {
-    match m {
-        Msg::Hello { .. } => "a greeting",
-        Msg::Position { .. } => "a position",
-        Msg::Frames { .. } => "frames",
-        Msg::SnapshotBegin { .. } => "a snapshot begin",
-        Msg::SnapshotRecords { .. } => "snapshot records",
-        Msg::SnapshotEnd { .. } => "a snapshot end",
-        Msg::Ack { .. } => "an ack",
-        Msg::Ping { .. } => "a ping",
-        Msg::Refused { .. } => "a refusal",
-    }
 }
 
 /// What a receiver has done, readable while it runs.
@@ -407,12 +456,14 @@ impl ReceiverStatus {
 }
 
 /// Accepts senders on `listener` one at a time and applies their streams to `replica`, until
-/// the task is dropped or aborted. A refused or broken session is logged, recorded in
-/// [`ReceiverStatus::last_error`], and the next connection is accepted.
+/// the task is dropped or aborted; with `key`, only senders with the same key. A refused or
+/// broken session is logged, recorded in [`ReceiverStatus::last_error`], and the next
+/// connection is accepted.
 pub async fn run_receiver<R: Record>(
     listener: TcpListener,
     mut replica: Replica<R>,
     status: Arc<ReceiverStatus>,
+    key: Option<StreamKey>,
 ) {
     loop {
         let s = match listener.accept().await {
@@ -424,7 +475,7 @@ pub async fn run_receiver<R: Record>(
             }
         };
         status.sessions.fetch_add(1, Ordering::Relaxed);
-        let res = receive_session(s, &mut replica, &status).await;
+        let res = receive_session(s, &mut replica, &status, key.as_ref()).await;
         replica.abort_snapshot();
         replica.save_position();
         status.update(&mut replica);
@@ -436,44 +487,71 @@ pub async fn run_receiver<R: Record>(
 }
 
 /// One sender's session: greeting, then messages applied in order, acks as the journal
-/// syncs. A refusal is sent to the sender before the error is returned.
+/// syncs; with `key`, every message after the greeting checked. A refusal is sent to the
+/// sender before the error is returned.
 pub async fn receive_session<R: Record>(
     s: TcpStream,
     replica: &mut Replica<R>,
     status: &ReceiverStatus,
+    key: Option<&StreamKey>,
 ) -> Result<(), StreamError> {
     s.set_nodelay(true)?;
     let (mut rd, mut wr) = s.into_split();
-    let (node, epoch) = match tokio::time::timeout(HANDSHAKE, read_msg(&mut rd)).await {
+    let greeting = tokio::time::timeout(HANDSHAKE, read_msg(&mut rd, None)).await;
+    let (node, epoch, theirs, authenticated) = match greeting {
         Err(_) => return Err(StreamError::Protocol("no greeting".into())),
-        Ok(Ok(Some(Msg::Hello { node, epoch }))) => (node, epoch),
+        Ok(Ok(Some(Msg::Hello {
+            node,
+            epoch,
+            nonce,
+            authenticated,
+        }))) => (node, epoch, nonce, authenticated),
         Ok(Ok(Some(m))) => {
-            let e = StreamError::Protocol(format!("expected a greeting, got {}", kind(&m)));
+            let e = StreamError::Protocol(format!("expected a greeting, got {}", m.name()));
             return refuse(&mut wr, e).await;
         }
         Ok(Ok(None)) => return Ok(()),
         Ok(Err(e)) => return refuse(&mut wr, e).await,
     };
+    let nonce = nonce();
+    let key = match wire::agree(key, authenticated) {
+        Ok(k) => k,
+        Err(e) => {
+            // Say which end has a key, and nothing of the replica, so that the sender names
+            // the problem too; then refuse.
+            let empty = Msg::Position {
+                node: None,
+                epoch: 0,
+                seq: 0,
+                nonce,
+                authenticated: key.is_some(),
+            };
+            write_msg(&mut wr, &empty, None).await?;
+            return refuse(&mut wr, e.into()).await;
+        }
+    };
     if let Err(e) = replica.check_sender(&node, epoch) {
         return refuse(&mut wr, e).await;
     }
+    let (mut send, mut recv) = key
+        .map(|k| wire::session(k, &node, epoch, [&theirs, &nonce], End::Receiver))
+        .unzip();
     let p = replica.position();
-    write_msg(
-        &mut wr,
-        &Msg::Position {
-            node: p.node,
-            epoch: p.epoch,
-            seq: p.seq,
-        },
-    )
-    .await?;
+    let position = Msg::Position {
+        node: p.node,
+        epoch: p.epoch,
+        seq: p.seq,
+        nonce,
+        authenticated: key.is_some(),
+    };
+    write_msg(&mut wr, &position, send.as_mut()).await?;
     let mut last_ack = p.seq;
 
     // Reading is not cancel-safe: it runs in its own task and hands whole messages over.
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let reader = AbortOnDrop(tokio::spawn(async move {
         loop {
-            let m = read_msg(&mut rd).await;
+            let m = read_msg(&mut rd, recv.as_mut()).await;
             let end = !matches!(m, Ok(Some(_)));
             if tx.send(m).await.is_err() || end {
                 return;
@@ -490,7 +568,8 @@ pub async fn receive_session<R: Record>(
         status.update(replica);
         if acked > last_ack && !replica.has_receiving() {
             last_ack = acked;
-            if let Err(e) = write_msg(&mut wr, &Msg::Ack { epoch, seq: acked }).await {
+            let ack = Msg::Ack { epoch, seq: acked };
+            if let Err(e) = write_msg(&mut wr, &ack, send.as_mut()).await {
                 break Err(e);
             }
         }
@@ -539,7 +618,7 @@ pub async fn receive_session<R: Record>(
                 } else {
                     replica.poll()
                 };
-                write_msg(&mut wr, &Msg::Ack { epoch, seq }).await
+                write_msg(&mut wr, &Msg::Ack { epoch, seq }, send.as_mut()).await
             }
             Some(Some(Ok(Some(m)))) => {
                 if matches!(m, Msg::SnapshotBegin { .. }) {
@@ -581,18 +660,15 @@ fn apply<R: Record>(
         Msg::Refused { reason } => Err(StreamError::Refused(reason)),
         m => Err(StreamError::Protocol(format!(
             "unexpected {} from the sender (epoch {epoch})",
-            kind(&m)
+            m.name()
         ))),
     }
 }
 
-async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, e: StreamError) -> Result<(), StreamError> {
-    let _ = write_msg(
-        wr,
-        &Msg::Refused {
-            reason: e.to_string(),
-        },
-    )
-    .await;
+/// Sends the peer a refusal naming `e` (a failure to send is of no account: the session ends
+/// anyway), and returns `e`.
+async fn refuse<W: AsyncWrite + Unpin, T>(wr: &mut W, e: StreamError) -> Result<T, StreamError> {
+    let reason = e.to_string();
+    let _ = write_msg(wr, &Msg::Refused { reason }, None).await;
     Err(e)
 }

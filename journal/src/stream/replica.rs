@@ -170,6 +170,9 @@ pub enum StreamError {
     /// A message did not decode.
     #[error(transparent)]
     Malformed(#[from] super::wire::Malformed),
+    /// The stream key: on one end only, or a message whose tag does not verify.
+    #[error(transparent)]
+    Auth(#[from] super::wire::AuthError),
     /// The peer refused the stream.
     #[error("refused by the peer: {0}")]
     Refused(String),
@@ -179,6 +182,15 @@ pub enum StreamError {
     /// The local journal failed (reading the stream or a snapshot).
     #[error(transparent)]
     Journal(#[from] crate::Error),
+}
+
+impl From<super::wire::DecodeError> for StreamError {
+    fn from(e: super::wire::DecodeError) -> Self {
+        match e {
+            super::wire::DecodeError::Malformed(m) => StreamError::Malformed(m),
+            super::wire::DecodeError::Auth(a) => StreamError::Auth(a),
+        }
+    }
 }
 
 /// What a replica holds durable: every frame of `node`'s stream in `epoch` up to `seq`.

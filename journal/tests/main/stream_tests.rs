@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lessor_journal::stream::net::{self, ReceiverStatus, SenderOptions, SenderStatus};
+use lessor_journal::stream::wire::{self, Msg, NONCE_LEN, StreamKey};
 use lessor_journal::stream::{Replica, StreamError};
 use lessor_journal::{Error, Journal, Lane, Options, read_live};
 
@@ -287,11 +288,22 @@ fn sender(
     epoch: u64,
 ) -> (Arc<SenderStatus>, tokio::task::JoinHandle<()>) {
     let status = Arc::new(SenderStatus::default());
+    let task = rt.spawn(net::run_sender(
+        j.stream(),
+        addr,
+        sender_options(epoch, None),
+        status.clone(),
+    ));
+    (status, task)
+}
+
+/// Node `a` in `epoch`, with `key`: small batches, quick retries.
+fn sender_options(epoch: u64, key: Option<&StreamKey>) -> SenderOptions {
     let mut o = SenderOptions::new("a", epoch);
     o.max_batch = 2048;
     o.retry = Duration::from_millis(20);
-    let task = rt.spawn(net::run_sender(j.stream(), addr, o, status.clone()));
-    (status, task)
+    o.key = key.cloned();
+    o
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -324,12 +336,19 @@ struct Pair {
     lanes: Vec<Lane<Rec>>,
     addr: SocketAddr,
     rx: Arc<ReceiverStatus>,
+    /// The receiver's stream key, and that of [`Pair::sender`]'s senders.
+    key: Option<StreamKey>,
     /// Every task spawned for the pair, aborted by [`Pair::finish`].
     tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl Pair {
     fn new(segment_bytes: u64, kind: Receiver) -> Pair {
+        Pair::keyed(segment_bytes, kind, None)
+    }
+
+    /// [`Pair::new`] with a receiver that has `key`.
+    fn keyed(segment_bytes: u64, kind: Receiver, key: Option<StreamKey>) -> Pair {
         let rt = runtime();
         let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (a, b) = (
@@ -342,7 +361,7 @@ impl Pair {
             Receiver::Opened => Replica::open(&b, 0).unwrap(),
         };
         let rx = Arc::new(ReceiverStatus::default());
-        let rtask = rt.spawn(net::run_receiver(l, replica, rx.clone()));
+        let rtask = rt.spawn(net::run_receiver(l, replica, rx.clone(), key.clone()));
         let lanes = vec![a.lane(0), a.lane(1)];
         Pair {
             rt,
@@ -354,13 +373,30 @@ impl Pair {
             lanes,
             addr,
             rx,
+            key,
             tasks: vec![rtask.abort_handle()],
         }
     }
 
-    /// Starts a sender of `a` with `epoch`; the handle stops it early.
+    /// Starts a sender of `a` with `epoch` and the receiver's key; the handle stops it early.
     fn sender(&mut self, epoch: u64) -> (Arc<SenderStatus>, tokio::task::AbortHandle) {
-        let (status, task) = sender(&self.rt, &self.a, self.addr, epoch);
+        self.sender_keyed(epoch, self.key.clone())
+    }
+
+    /// [`Pair::sender`] with `key`.
+    fn sender_keyed(
+        &mut self,
+        epoch: u64,
+        key: Option<StreamKey>,
+    ) -> (Arc<SenderStatus>, tokio::task::AbortHandle) {
+        let status = Arc::new(SenderStatus::default());
+        let o = sender_options(epoch, key.as_ref());
+        let task = self.rt.spawn(net::run_sender(
+            self.a.stream(),
+            self.addr,
+            o,
+            status.clone(),
+        ));
         self.tasks.push(task.abort_handle());
         (status, task.abort_handle())
     }
@@ -400,7 +436,10 @@ impl Pair {
             .unwrap();
         let replica = Replica::open(&b, 0).unwrap();
         let rx = Arc::new(ReceiverStatus::default());
-        let task = self.rt.spawn(net::run_receiver(l, replica, rx.clone()));
+        let key = self.key.clone();
+        let task = self
+            .rt
+            .spawn(net::run_receiver(l, replica, rx.clone(), key));
         self.tasks.push(task.abort_handle());
         self.b = Some(b);
         rx
@@ -409,6 +448,13 @@ impl Pair {
     /// Stops every task and both journals, asserts that `b` replays as `a` does, and returns
     /// that replay.
     fn finish(self) -> Vec<Rec> {
+        let (a, b) = self.stop();
+        assert_eq!(b, a, "b replays as a does");
+        a
+    }
+
+    /// Stops every task and both journals, and returns what each replays.
+    fn stop(self) -> (Vec<Rec>, Vec<Rec>) {
         for t in &self.tasks {
             t.abort();
         }
@@ -416,9 +462,7 @@ impl Pair {
         drop(self.lanes);
         self.a.shutdown().unwrap();
         self.b.unwrap().shutdown().unwrap();
-        let want = sorted(self.da.path());
-        assert_eq!(sorted(self.db.path()), want, "b replays as a does");
-        want
+        (sorted(self.da.path()), sorted(self.db.path()))
     }
 }
 
@@ -537,13 +581,15 @@ fn a_peer_that_stops_reading_never_holds_up_the_lanes() {
     let (l, addr) = listener(&rt);
     let stuck = rt.spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
-        let _hello = net::read_msg(&mut s).await.unwrap();
-        let p = lessor_journal::stream::wire::Msg::Position {
+        let _hello = net::read_msg(&mut s, None).await.unwrap();
+        let p = Msg::Position {
             node: None,
             epoch: 0,
             seq: 0,
+            nonce: [0; NONCE_LEN],
+            authenticated: false,
         };
-        net::write_msg(&mut s, &p).await.unwrap();
+        net::write_msg(&mut s, &p, None).await.unwrap();
         tokio::time::sleep(LONG).await;
         drop(s);
     });
@@ -663,16 +709,15 @@ fn a_silent_sender_is_dropped_and_the_next_one_served() {
     let addr = p.addr;
     let silent = p.rt.block_on(async {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let hello = lessor_journal::stream::wire::Msg::Hello {
+        let hello = Msg::Hello {
             node: "x".into(),
             epoch: 1,
+            nonce: [0; NONCE_LEN],
+            authenticated: false,
         };
-        net::write_msg(&mut s, &hello).await.unwrap();
-        let p = net::read_msg(&mut s).await.unwrap();
-        assert!(matches!(
-            p,
-            Some(lessor_journal::stream::wire::Msg::Position { .. })
-        ));
+        net::write_msg(&mut s, &hello, None).await.unwrap();
+        let p = net::read_msg(&mut s, None).await.unwrap();
+        assert!(matches!(p, Some(Msg::Position { .. })));
         s
     });
     let started = Instant::now();
@@ -690,6 +735,277 @@ fn a_silent_sender_is_dropped_and_the_next_one_served() {
     );
     drop(silent);
     p.finish();
+}
+
+/// A stream key: 32 bytes of `b`.
+fn key(b: u8) -> StreamKey {
+    StreamKey::new(&[b; 32]).unwrap()
+}
+
+#[test]
+fn a_stream_with_the_same_key_on_both_ends_streams_and_acks() {
+    let mut p = Pair::keyed(8192, Receiver::Bare, Some(key(1)));
+    let (tx, first) = p.sender(3);
+    wait_count("the first snapshot", &p.rx.snapshots, 1);
+    p.fill(0, 1000, 1);
+    wait_for("part of the stream", || {
+        tx.acked.load(Ordering::SeqCst) >= 100
+    });
+    // A new session (new nonces, new session key) resumes where the last one was acked.
+    first.abort();
+    p.fill(1000, 1000, 1);
+    let (tx2, _) = p.sender(3);
+    let pos = p.position();
+    wait_count("the resumed stream's ack", &tx2.acked, pos);
+    assert_eq!(tx2.snapshots.load(Ordering::SeqCst), 0, "resumed");
+    assert_eq!(p.rx.frames.load(Ordering::SeqCst), pos, "each frame once");
+    assert_eq!(tx2.last_error(), None);
+    p.finish();
+}
+
+#[test]
+fn a_key_on_one_end_only_or_different_keys_are_refused_on_both() {
+    let cases = [
+        (
+            Some(key(1)),
+            None,
+            "the partner has no stream key",
+            "this server has no stream key",
+        ),
+        (
+            None,
+            Some(key(1)),
+            "this server has no stream key",
+            "the partner has no stream key",
+        ),
+        (
+            Some(key(1)),
+            Some(key(2)),
+            "stream key mismatch or tampered message",
+            "refused by the peer: stream key mismatch or tampered message",
+        ),
+    ];
+    for (sender_key, receiver_key, sender_says, receiver_says) in cases {
+        let mut p = Pair::keyed(8192, Receiver::Bare, receiver_key);
+        p.fill(0, 10, 1);
+        let (tx, _) = p.sender_keyed(1, sender_key);
+        wait_for("the refusal", || {
+            tx.last_error().is_some() && p.rx.last_error().is_some()
+        });
+        let (ours, theirs) = (tx.last_error().unwrap(), p.rx.last_error().unwrap());
+        assert!(ours.contains(sender_says), "sender: {ours}");
+        assert!(theirs.contains(receiver_says), "receiver: {theirs}");
+        assert_eq!(tx.sessions.load(Ordering::SeqCst), 0, "never streamed");
+        let (a, b) = p.stop();
+        assert_eq!((a.len(), b.len()), (9, 0), "nothing reached b");
+    }
+}
+
+/// Connects to the receiver at `addr` as sender `a` in `epoch` with `key`, and greets it:
+/// both halves of the connection and its taggers (what it sends, what it receives).
+async fn connect_as_sender(
+    addr: SocketAddr,
+    epoch: u64,
+    key: &StreamKey,
+) -> (
+    tokio::net::tcp::OwnedReadHalf,
+    tokio::net::tcp::OwnedWriteHalf,
+    wire::Tagger,
+    wire::Tagger,
+) {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let o = sender_options(epoch, Some(key));
+    let (_, send, recv) = net::greet(&mut rd, &mut wr, &o).await.unwrap();
+    (rd, wr, send.unwrap(), recv.unwrap())
+}
+
+/// `m`, tagged by `tagger`.
+fn sealed(m: &Msg, tagger: &mut wire::Tagger) -> Vec<u8> {
+    let mut out = Vec::new();
+    wire::encode(m, &mut out, Some(tagger));
+    out
+}
+
+/// Reads until the peer refuses (skipping its other messages), and returns why.
+async fn refusal<R: tokio::io::AsyncRead + Unpin>(rd: &mut R, recv: &mut wire::Tagger) -> String {
+    loop {
+        match net::read_msg(rd, Some(&mut *recv)).await.unwrap() {
+            Some(Msg::Refused { reason }) => return reason,
+            Some(_) => {}
+            None => panic!("closed without a refusal"),
+        }
+    }
+}
+
+/// An empty snapshot in `epoch`, as a sender begins.
+fn empty_snapshot(epoch: u64) -> [Msg; 2] {
+    [
+        Msg::SnapshotBegin { epoch, position: 0 },
+        Msg::SnapshotEnd { records: 0 },
+    ]
+}
+
+#[test]
+fn a_flipped_byte_in_a_frames_body_is_refused_and_nothing_applied() {
+    use tokio::io::AsyncWriteExt;
+
+    let p = Pair::keyed(8192, Receiver::Bare, Some(key(1)));
+    let frames = |first: u32| Msg::Frames {
+        epoch: 4,
+        first: u64::from(first),
+        count: 1,
+        frames: frame(&rec(first, 1)),
+    };
+    for flip in [true, false] {
+        let reason = p.rt.block_on(async {
+            let (mut rd, mut wr, mut send, mut recv) = connect_as_sender(p.addr, 4, &key(1)).await;
+            for m in empty_snapshot(4) {
+                wr.write_all(&sealed(&m, &mut send)).await.unwrap();
+            }
+            let mut out = sealed(&frames(1), &mut send);
+            if flip {
+                // The frame's last payload byte, just before the tag.
+                let at = out.len() - wire::TAG_LEN - 1;
+                out[at] ^= 0x20;
+            }
+            wr.write_all(&out).await.unwrap();
+            if !flip {
+                return None;
+            }
+            Some(refusal(&mut rd, &mut recv).await)
+        });
+        if let Some(reason) = reason {
+            assert!(
+                reason.contains("frames") && reason.contains("tag does not verify"),
+                "{reason}"
+            );
+            wait_for("the receiver's error", || p.rx.last_error().is_some());
+            assert_eq!(p.rx.frames.load(Ordering::SeqCst), 0, "nothing applied");
+        }
+    }
+    // Unchanged, the same frames are taken.
+    wait_count("the frame unchanged", &p.rx.frames, 1);
+    let (_, b) = p.stop();
+    assert_eq!(b, vec![rec(1, 1)]);
+}
+
+#[test]
+fn a_message_replayed_from_another_session_is_refused() {
+    use tokio::io::AsyncWriteExt;
+
+    let p = Pair::keyed(8192, Receiver::Bare, Some(key(1)));
+    let first = Msg::Frames {
+        epoch: 4,
+        first: 1,
+        count: 1,
+        frames: frame(&rec(1, 1)),
+    };
+    let recorded = p.rt.block_on(async {
+        let (_rd, mut wr, mut send, _) = connect_as_sender(p.addr, 4, &key(1)).await;
+        let mut sent = Vec::new();
+        for m in empty_snapshot(4).iter().chain([&first]) {
+            let out = sealed(m, &mut send);
+            wr.write_all(&out).await.unwrap();
+            sent.push(out);
+        }
+        sent
+    });
+    wait_count("the first session's frame", &p.rx.frames, 1);
+    // The next session, its greeting genuine, then the first session's frames again.
+    let reason = p.rt.block_on(async {
+        let (mut rd, mut wr, _, mut recv) = connect_as_sender(p.addr, 4, &key(1)).await;
+        wr.write_all(&recorded[2]).await.unwrap();
+        refusal(&mut rd, &mut recv).await
+    });
+    assert_eq!(reason, "stream key mismatch or tampered message");
+    let stats = (
+        p.rx.frames.load(Ordering::SeqCst),
+        p.rx.duplicates.load(Ordering::SeqCst),
+        p.rx.snapshots.load(Ordering::SeqCst),
+    );
+    assert_eq!(stats, (1, 0, 1), "not even taken as a duplicate");
+    p.stop();
+}
+
+#[test]
+fn an_ack_forged_without_the_key_is_refused_by_the_sender() {
+    use tokio::io::AsyncWriteExt;
+
+    let (_da, a) = temp_journal(1 << 20);
+    let gate = a.peer_gate(2);
+    let rt = runtime();
+    let (l, addr) = listener(&rt);
+    let status = Arc::new(SenderStatus::default());
+    let mut o = sender_options(6, Some(&key(1)));
+    o.gate = Some(gate.clone());
+    let stask = rt.spawn(net::run_sender(a.stream(), addr, o, status.clone()));
+    let forged = Msg::Ack {
+        epoch: 6,
+        seq: 1000,
+    };
+    // A receiver with the key greets the sender genuinely; then come, in a session each, an
+    // untagged ack, one tagged under another key, and a genuine one.
+    for (i, want) in ["an ack without a tag", "replayed an ack", ""]
+        .into_iter()
+        .enumerate()
+    {
+        rt.block_on(async {
+            let (s, _) = l.accept().await.unwrap();
+            let (mut rd, mut wr) = s.into_split();
+            let Some(Msg::Hello {
+                node, epoch, nonce, ..
+            }) = net::read_msg(&mut rd, None).await.unwrap()
+            else {
+                panic!("no greeting")
+            };
+            let theirs = [9; NONCE_LEN];
+            let end = wire::End::Receiver;
+            let (mut send, mut recv) = wire::session(&key(1), &node, epoch, [&nonce, &theirs], end);
+            let position = Msg::Position {
+                node: None,
+                epoch: 0,
+                seq: 0,
+                nonce: theirs,
+                authenticated: true,
+            };
+            wr.write_all(&sealed(&position, &mut send)).await.unwrap();
+            while !matches!(
+                net::read_msg(&mut rd, Some(&mut recv)).await.unwrap(),
+                Some(Msg::SnapshotEnd { .. })
+            ) {}
+            let out = match i {
+                0 => {
+                    let mut out = Vec::new();
+                    wire::encode(&forged, &mut out, None);
+                    out
+                }
+                1 => {
+                    let mut other = wire::session(&key(2), &node, epoch, [&nonce, &theirs], end).0;
+                    sealed(&position, &mut other);
+                    sealed(&forged, &mut other)
+                }
+                _ => sealed(&Msg::Ack { epoch: 6, seq: 0 }, &mut send),
+            };
+            wr.write_all(&out).await.unwrap();
+            if want.is_empty() {
+                return;
+            }
+            let reason = refusal(&mut rd, &mut recv).await;
+            assert!(reason.contains(want), "{reason}");
+        });
+        if !want.is_empty() {
+            wait_for("the sender's error", || {
+                status.last_error().is_some_and(|e| e.contains(want))
+            });
+            assert_eq!(status.acks.load(Ordering::SeqCst), 0, "no ack taken");
+            assert_eq!(gate.acked(), 0, "nothing released");
+        }
+    }
+    wait_count("the genuine ack", &status.acks, 1);
+    stask.abort();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    a.shutdown().unwrap();
 }
 
 mod property {

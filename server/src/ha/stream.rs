@@ -435,7 +435,7 @@ async fn receive(
         };
         status.sessions.fetch_add(1, Ordering::Relaxed);
         let res = tokio::select! {
-            r = net::receive_session(s, &mut replica, &status) => Some(r),
+            r = net::receive_session(s, &mut replica, &status, None) => Some(r),
             _ = allow.wait_for(|a| !*a) => None,
         };
         replica.abort_snapshot();
