@@ -15,6 +15,17 @@ pub const EXAMPLE_FULL_YAML: &str = include_str!("../../../examples/full.yaml");
 /// static prefixes by remote-id.
 pub const EXAMPLE_V6_YAML: &str = include_str!("../../../examples/v6.yaml");
 
+/// [`EXAMPLE_FULL_YAML`] with its `ha.stream_key_file` in a new key file (0600), which
+/// lives as long as the handle.
+#[cfg(test)]
+pub(super) fn full_example() -> (tempfile::NamedTempFile, String) {
+    let key = tempfile::NamedTempFile::new().expect("a temporary key file");
+    std::fs::write(key.path(), [b'k'; 32]).expect("writing the key file");
+    let path = format!("{:?}", key.path().display().to_string());
+    let text = EXAMPLE_FULL_YAML.replace("/etc/lessor/stream.key", &path);
+    (key, text)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

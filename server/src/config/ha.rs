@@ -1,5 +1,9 @@
 //! `ha:`: high availability, a pair of servers sharing one etcd cluster (docs/HA.md).
 
+use std::path::PathBuf;
+
+use lessor_journal::stream::wire::{MIN_KEY_LEN, StreamKey};
+
 use super::error::{ConfigError, invalid};
 use super::path::at;
 use super::times::opt_seconds;
@@ -40,6 +44,11 @@ pub struct HaConfig {
     pub mclt: u32,
     /// The TTL of this server's etcd lease, in seconds.
     pub lease_ttl: u32,
+    /// `ha.stream_key_file`: where the journal stream's pre-shared key is.
+    pub stream_key_file: Option<PathBuf>,
+    /// The key read from `stream_key_file` when the config was loaded (docs/HA.md, "Stream
+    /// key"); the effective config writes back the file, never the key.
+    pub stream_key: Option<StreamKey>,
 }
 
 impl HaConfig {
@@ -231,6 +240,7 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
         Some(n) => n,
         None => DEFAULT_MAX_LAG,
     };
+    let stream_key = w.stream_key_file.as_deref().map(stream_key).transpose()?;
     Ok(Some(HaConfig {
         mode,
         node,
@@ -241,7 +251,43 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
         max_lag,
         mclt,
         lease_ttl,
+        stream_key_file: w.stream_key_file.map(PathBuf::from),
+        stream_key,
     }))
+}
+
+/// Reads `ha.stream_key_file`: the file's bytes, a trailing newline trimmed. Refused if it
+/// cannot be read, group or others may read it, or it holds fewer than [`MIN_KEY_LEN`] bytes.
+fn stream_key(path: &str) -> Result<StreamKey> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    const KEY: &str = "ha.stream_key_file";
+    let cannot = |e: std::io::Error| invalid(KEY, format!("cannot read {path:?}: {e}"));
+    let mut f = std::fs::File::open(path).map_err(cannot)?;
+    let mode = f.metadata().map_err(cannot)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(invalid(
+            KEY,
+            format!("{path:?} may be read by group or others (mode {mode:03o}): chmod 600 it"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(cannot)?;
+    let key = match bytes.strip_suffix(b"\n") {
+        Some(b) => b.strip_suffix(b"\r").unwrap_or(b),
+        None => &bytes,
+    };
+    StreamKey::new(key).ok_or_else(|| {
+        invalid(
+            KEY,
+            format!(
+                "{path:?} holds {} bytes, a stream key needs at least {MIN_KEY_LEN} \
+                 (head -c 48 /dev/urandom | base64 > FILE makes one)",
+                key.len()
+            ),
+        )
+    })
 }
 
 /// Roles: none at all, or one each with exactly one primary.
@@ -356,11 +402,17 @@ pub(super) fn to_wire(c: &HaConfig) -> wire::Ha {
         max_lag: Some(c.max_lag),
         mclt: Some(Value::Int(c.mclt.into())),
         lease_ttl: Some(Value::Int(c.lease_ttl.into())),
+        stream_key_file: c
+            .stream_key_file
+            .as_ref()
+            .map(|f| f.to_string_lossy().into_owned()),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use lessor_journal::stream::wire::{MIN_KEY_LEN, StreamKey};
+
     use crate::config::{Config, HaMode};
 
     /// A valid `ha` section with the keys of `set` replaced or added (`KEY: VALUE` each).
@@ -424,10 +476,8 @@ mod tests {
 
     #[test]
     fn the_full_example_runs_hot_standby() {
-        let ha = Config::from_yaml_str(crate::config::EXAMPLE_FULL_YAML)
-            .unwrap()
-            .ha
-            .unwrap();
+        let (_key, full) = crate::config::examples::full_example();
+        let ha = Config::from_yaml_str(&full).unwrap().ha.unwrap();
         assert_eq!(
             (ha.node.as_str(), ha.peers.len(), ha.etcd.len()),
             ("dhcp1", 2, 3)
@@ -456,6 +506,79 @@ mod tests {
         assert_eq!(back.ha, c.ha);
         let json = Config::from_json_str(&c.effective_json().to_string()).unwrap();
         assert_eq!(json.ha, c.ha);
+    }
+
+    /// A key file holding `text`, with `mode`.
+    fn key_file(text: &[u8], mode: u32) -> tempfile::NamedTempFile {
+        use std::os::unix::fs::PermissionsExt as _;
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        f
+    }
+
+    fn with_key(path: &std::path::Path) -> String {
+        with(&format!(
+            "stream_key_file: {:?}",
+            path.display().to_string()
+        ))
+    }
+
+    #[test]
+    fn the_stream_key_is_read_at_load_and_only_its_file_written_back() {
+        let text = "an operator's secret of forty bytes......";
+        let f = key_file(format!("{text}\n").as_bytes(), 0o600);
+        let c = Config::from_yaml_str(&with_key(f.path())).unwrap();
+        let ha = c.ha.as_ref().unwrap();
+        assert_eq!(ha.stream_key_file.as_deref(), Some(f.path()));
+        assert_eq!(
+            ha.stream_key,
+            StreamKey::new(text.as_bytes()),
+            "newline trimmed"
+        );
+        let shown = [
+            format!("{c:?}"),
+            c.effective_yaml(),
+            c.effective_json().to_string(),
+        ];
+        for s in &shown {
+            assert!(!s.contains("secret"), "{s}");
+        }
+        assert!(shown[1].contains(&f.path().display().to_string()));
+        let back = Config::from_yaml_str(&c.effective_yaml()).unwrap();
+        assert_eq!(back.ha, c.ha);
+        // Without the file's key: no key.
+        let none = Config::from_yaml_str(&with("")).unwrap().ha.unwrap();
+        assert_eq!((none.stream_key_file, none.stream_key), (None, None));
+    }
+
+    #[test]
+    fn a_stream_key_file_that_is_missing_short_or_open_to_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let missing = dir.path().join("none");
+        let short = key_file(&[b'k'; MIN_KEY_LEN - 1], 0o600);
+        let open = key_file(&[b'k'; MIN_KEY_LEN], 0o640);
+        let cases = [
+            (missing.as_path(), "cannot read"),
+            (dir.path(), "Is a directory"),
+            (
+                short.path(),
+                "holds 31 bytes, a stream key needs at least 32",
+            ),
+            (
+                open.path(),
+                "may be read by group or others (mode 640): chmod 600 it",
+            ),
+        ];
+        for (path, want) in cases {
+            let e = error(&with_key(path));
+            assert!(e.starts_with("ha.stream_key_file: "), "{e}");
+            assert!(e.contains(want), "{path:?}: {e}");
+        }
+        let ok = key_file(&[b'k'; MIN_KEY_LEN], 0o400);
+        assert!(Config::from_yaml_str(&with_key(ok.path())).is_ok());
     }
 
     #[test]

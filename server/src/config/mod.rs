@@ -155,6 +155,17 @@ impl Config {
         } else {
             parse_yaml(&text, Some(&path.display().to_string()))
         };
+        // The stream key is read while the config is built: a relative path is resolved
+        // first, as `v6.assignments_file` is after.
+        let wire = wire.map(|mut w| {
+            if let Some(f) = w.ha.as_mut().and_then(|h| h.stream_key_file.as_mut())
+                && Path::new(f).is_relative()
+                && let Some(dir) = path.parent()
+            {
+                *f = dir.join(&*f).to_string_lossy().into_owned();
+            }
+            w
+        });
         let mut config = wire.and_then(build::build).map_err(|e| e.with_file(path))?;
         if let Some(f) = &mut config.v6.assignments_file
             && f.is_relative()

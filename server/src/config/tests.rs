@@ -191,17 +191,19 @@ fn issue_example_parses_to_expected_values() {
 fn json_parses_to_the_same_config() {
     assert_eq!(Config::from_json_str(ISSUE_JSON).unwrap(), yaml(ISSUE_YAML));
     // The full example, converted mechanically to JSON.
-    let value: serde_json::Value = serde_saphyr::from_str(EXAMPLE_FULL_YAML).unwrap();
+    let (_key, full) = examples::full_example();
+    let value: serde_json::Value = serde_saphyr::from_str(&full).unwrap();
     let json = serde_json::to_string_pretty(&value).unwrap();
     assert_eq!(
         Config::from_json_str(&json).unwrap_or_else(|e| panic!("{e}\n{json}")),
-        yaml(EXAMPLE_FULL_YAML)
+        yaml(&full)
     );
 }
 
 #[test]
 fn full_example_parses_and_uses_every_feature() {
-    let c = yaml(EXAMPLE_FULL_YAML);
+    let (_key, full) = examples::full_example();
+    let c = yaml(&full);
     assert_eq!(c.interfaces, ["eth1", "eth2"]);
     assert_eq!(c.log_level.as_deref(), Some("info"));
     assert_eq!(c.journal.sync, SyncMode::Interval { interval_ms: 10 });
@@ -596,7 +598,8 @@ fn per_subnet_lease_times() {
 
 #[test]
 fn effective_yaml_round_trips() {
-    for doc in [ISSUE_YAML, EXAMPLE_FULL_YAML, DEFAULT_LOOPBACK_YAML, ""] {
+    let (_key, full) = examples::full_example();
+    for doc in [ISSUE_YAML, &full, DEFAULT_LOOPBACK_YAML, ""] {
         roundtrip(&yaml(doc));
     }
     let c = yaml(

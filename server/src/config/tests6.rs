@@ -96,7 +96,8 @@ fn v4_only_configs_have_v6_off_and_unchanged_output() {
 
 #[test]
 fn full_example_v6_section() {
-    let c = yaml(EXAMPLE_FULL_YAML);
+    let (_key, full) = examples::full_example();
+    let c = yaml(&full);
     let v = &c.v6;
     assert_eq!((v.preferred_lifetime, v.valid_lifetime), (3600, 7200));
     assert_eq!((v.renew_time, v.rebind_time), (Some(1800), Some(2880)));

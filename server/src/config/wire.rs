@@ -100,6 +100,7 @@ wire_struct! {
         max_lag: Option<u64>,
         mclt: Option<Value>,
         lease_ttl: Option<Value>,
+        stream_key_file: Option<String>,
     }
 }
 

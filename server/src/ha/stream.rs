@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use lessor_journal::stream::net::{self, ReceiverStatus, SenderOptions, SenderStatus};
+use lessor_journal::stream::wire::StreamKey;
 use lessor_journal::stream::{PeerGate, Replica, Source};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -62,6 +63,8 @@ pub(super) struct Stream {
     gate: PeerGate,
     reload: Arc<Reloader>,
     partner: SocketAddr,
+    /// `ha.stream_key_file`'s key: both directions of the stream are authenticated with it.
+    key: Option<StreamKey>,
     status: Arc<Status>,
     /// The receiver accepts sessions while this is true (never while this server leads).
     allow: watch::Sender<bool>,
@@ -130,6 +133,7 @@ impl Stream {
             Arc::clone(&receiver),
             allow_rx,
             quiet_tx,
+            config.stream_key.clone(),
         ));
         let stream = Arc::new(Stream {
             node: config.node.clone(),
@@ -138,6 +142,7 @@ impl Stream {
             gate: r.gate,
             reload: r.reload,
             partner: r.partner,
+            key: config.stream_key.clone(),
             status,
             allow,
             quiet,
@@ -243,6 +248,7 @@ impl Stream {
             self.partner,
             SenderOptions {
                 gate: Some(self.gate.clone()),
+                key: self.key.clone(),
                 ..SenderOptions::new(self.node.clone(), epoch)
             },
             Arc::clone(&status),
@@ -394,13 +400,15 @@ async fn monitor(stream: Arc<Stream>) {
 }
 
 /// Applies the partner's stream to `replica` while `allow` says so; when it turns false,
-/// ends the session, waits until what was appended is durable, and says so on `quiet`.
+/// ends the session, waits until what was appended is durable, and says so on `quiet`. With
+/// `key`, only a partner with the same key is taken.
 async fn receive(
     listener: tokio::net::TcpListener,
     mut replica: Replica<LeaseRecord>,
     status: Arc<ReceiverStatus>,
     mut allow: watch::Receiver<bool>,
     quiet: watch::Sender<bool>,
+    key: Option<StreamKey>,
 ) {
     loop {
         if !*allow.borrow_and_update() {
@@ -435,7 +443,7 @@ async fn receive(
         };
         status.sessions.fetch_add(1, Ordering::Relaxed);
         let res = tokio::select! {
-            r = net::receive_session(s, &mut replica, &status, None) => Some(r),
+            r = net::receive_session(s, &mut replica, &status, key.as_ref()) => Some(r),
             _ = allow.wait_for(|a| !*a) => None,
         };
         replica.abort_snapshot();

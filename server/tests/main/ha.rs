@@ -620,16 +620,29 @@ fn bound_at(url: &str) -> std::collections::BTreeMap<Ipv4Addr, String> {
         .collect()
 }
 
+/// A stream key file for a pair: 0600, 64 characters of `c` and a newline; removed on drop.
+fn stream_key(c: char) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().expect("a key file");
+    std::fs::write(f.path(), format!("{}\n", c.to_string().repeat(64))).expect("the key");
+    f
+}
+
 /// The configs of servers `a` and `b` of a new cluster on two free DHCP ports, the journal
-/// streamed with `sync: true`; with their ports.
-fn synced_configs(etcd: &Etcd) -> ([String; 2], [u16; 2]) {
+/// streamed with `sync: true` and authenticated with the key in `key`; with their ports.
+fn synced_configs(etcd: &Etcd, key: &std::path::Path) -> ([String; 2], [u16; 2]) {
     let cluster = unique();
     let ports = free_udp_ports();
     let streams = free_ports(2);
     let streams = [0, 1].map(|i| format!("127.0.0.1:{}", streams[i]));
     let configs = [("a", ports[0]), ("b", ports[1])].map(|(node, port)| {
         let stream = Some((streams.clone(), true));
-        config_with(node, port, &cluster, &etcd.clients, stream)
+        config_with(node, port, &cluster, &etcd.clients, stream).replace(
+            "\nha:\n",
+            &format!(
+                "\nha:\n  stream_key_file: {:?}\n",
+                key.display().to_string()
+            ),
+        )
     });
     (configs, ports)
 }
@@ -644,8 +657,8 @@ fn start_pair(configs: &[String; 2]) -> (Lessor, Lessor) {
 }
 
 /// [`start_pair`] of [`synced_configs`], with the ports.
-fn synced_pair(etcd: &Etcd) -> (Lessor, Lessor, [u16; 2]) {
-    let (configs, ports) = synced_configs(etcd);
+fn synced_pair(etcd: &Etcd, key: &std::path::Path) -> (Lessor, Lessor, [u16; 2]) {
+    let (configs, ports) = synced_configs(etcd, key);
     let (a, b) = start_pair(&configs);
     (a, b, ports)
 }
@@ -664,7 +677,8 @@ fn in_sync(ha: &Value) -> bool {
 fn a_synced_standby_takes_over_every_lease_the_active_acked() {
     require_root();
     let etcd = Etcd::start();
-    let (a, b, ports) = synced_pair(&etcd);
+    let key = stream_key('k');
+    let (a, b, ports) = synced_pair(&etcd, key.path());
     let synced = wait_in_sync(&a);
     assert_eq!(synced["stream"]["partner"], "b", "{synced}");
     let before = ha(&b);
@@ -767,7 +781,8 @@ fn a_synced_standby_takes_over_every_lease_the_active_acked() {
 fn a_synced_leader_holds_acks_for_a_hung_partner_then_goes_on_alone() {
     require_root();
     let etcd = Etcd::start();
-    let (a, b, ports) = synced_pair(&etcd);
+    let key = stream_key('k');
+    let (a, b, ports) = synced_pair(&etcd, key.path());
     let in_sync = || wait_in_sync(&a);
     in_sync();
     let clients = Clients::new(5);
@@ -828,7 +843,8 @@ fn a_standby_sweeps_no_lease_of_its_stale_engine() {
     require_root();
     let etcd = Etcd::start();
     let state = tempdir();
-    let (configs, ports) = synced_configs(&etcd);
+    let key = stream_key('k');
+    let (configs, ports) = synced_configs(&etcd, key.path());
     // Short leases, and b's state kept across its restart.
     let configs = [0, 1].map(|i| {
         let dir = state.path().join(i.to_string());
@@ -870,7 +886,8 @@ fn a_returning_primary_resyncs_and_takes_the_lead_back() {
     require_root();
     let etcd = Etcd::start();
     let state = tempdir();
-    let (configs, ports) = synced_configs(&etcd);
+    let key = stream_key('k');
+    let (configs, ports) = synced_configs(&etcd, key.path());
     // a is the primary, b the standby; both keep their state across a restart.
     let configs = [0, 1].map(|i| {
         let dir = state.path().join(i.to_string());
@@ -930,7 +947,8 @@ fn a_returning_primary_resyncs_and_takes_the_lead_back() {
 fn an_async_leader_holds_acks_past_its_lag_bound_then_goes_on_alone() {
     require_root();
     let etcd = Etcd::start();
-    let (configs, ports) = synced_configs(&etcd);
+    let key = stream_key('k');
+    let (configs, ports) = synced_configs(&etcd, key.path());
     let configs = configs.map(|c| c.replace("sync: true", "sync: false\n  max_lag: 4"));
     let (a, b) = start_pair(&configs);
     let synced = wait_in_sync(&a);
@@ -966,4 +984,32 @@ fn an_async_leader_holds_acks_past_its_lag_bound_then_goes_on_alone() {
         clients.dora(ports[0], 31).is_some(),
         "in sync again, a ACKs"
     );
+}
+
+#[test]
+fn a_standby_with_another_stream_key_is_refused() {
+    require_root();
+    let etcd = Etcd::start();
+    let (key, other) = (stream_key('k'), stream_key('x'));
+    let (mut configs, _) = synced_configs(&etcd, key.path());
+    let path = |f: &tempfile::NamedTempFile| format!("{:?}", f.path().display().to_string());
+    configs[1] = configs[1].replace(&path(&key), &path(&other));
+    let (a, b) = start_pair(&configs);
+    let synced = std::cell::Cell::new(false);
+    let alone = wait_ha(
+        "the leader to go on alone",
+        || ha(&a),
+        |h| {
+            synced.set(synced.get() || h["stream"]["state"] == "in-sync");
+            h["stream"]["state"] == "alone"
+        },
+    );
+    assert!(!synced.get(), "the standby was in sync: {alone}");
+    assert_eq!(alone["stream"]["acked"], 0, "{alone}");
+    let error = alone["stream"]["last-error"].as_str().unwrap_or_default();
+    assert!(error.contains("stream key mismatch"), "{alone}");
+    let standby = ha(&b);
+    let theirs = standby["stream"]["last-error"].as_str().unwrap_or_default();
+    assert!(theirs.contains("stream key mismatch"), "{standby}");
+    assert_eq!(standby["stream"]["received"]["snapshots"], 0, "{standby}");
 }

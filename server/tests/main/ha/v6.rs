@@ -6,7 +6,7 @@ use std::net::UdpSocket;
 
 use serde_json::json;
 
-use super::{Etcd, start_pair, synced_configs, wait_in_sync, wait_role};
+use super::{Etcd, start_pair, stream_key, synced_configs, wait_in_sync, wait_role};
 use crate::common::require_root;
 use crate::kea_client::v6::{Relay, duid_text};
 use crate::kea_client::{command, string};
@@ -36,7 +36,8 @@ fn bound6(url: &str) -> BTreeSet<(String, String, String)> {
 fn a_synced_standby_takes_over_every_dhcpv6_lease_the_active_granted() {
     require_root();
     let etcd = Etcd::start();
-    let (configs, _) = synced_configs(&etcd);
+    let key = stream_key('k');
+    let (configs, _) = synced_configs(&etcd, key.path());
     let ports = [0, 1].map(|_| {
         UdpSocket::bind("[::1]:0")
             .and_then(|s| s.local_addr())
