@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# DHCPv4 DORA/s of one lessor alone, of a hot-standby pair with `ha.sync: true`, and of the
-# pair with `ha.sync: false`, in the same run (docs/HA.md): a three-member etcd on loopback,
-# the leader loaded by `lessor-perf load` as a relay, the standby receiving its journal.
+# DHCPv4 DORA/s of one lessor alone, of a hot-standby pair with `ha.sync: true` (`sync`, and
+# `keyed`: the same with `ha.stream_key_file`, every stream message tagged), and of the pair
+# with `ha.sync: false`, in the same run (docs/HA.md): a three-member etcd on loopback, the
+# leader loaded by `lessor-perf load` as a relay, the standby receiving its journal.
 #
-#   perf/ha-pair.sh [--seconds 10] [--runs 3] [--inflight 256] [--modes "single sync async"]
-#                   [--bin DIR]
+#   perf/ha-pair.sh [--seconds 10] [--runs 3] [--inflight 256]
+#                   [--modes "single sync keyed async"] [--bin DIR]
 #
 # Every run starts fresh servers with empty states (and a cluster name of its own in the one
 # etcd). The leader is pinned to core 1; the standby, etcd and the generator share core 0 (a
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 . perf/lib.sh
 
 seconds=10 runs=3 inflight=256 workers=1
-modes="single sync async"
+modes="single sync keyed async"
 bin=""
 parse_args "seconds runs inflight modes bin" "$@"
 command -v etcd >/dev/null || { echo "etcd is missing (apt-get install etcd-server)" >&2; exit 1; }
@@ -48,12 +49,14 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 
-# config NODE PORT CONTROL SYNC CLUSTER: server NODE of the pair (NODE "single": no ha).
+# config NODE PORT CONTROL SYNC CLUSTER [KEY]: server NODE of the pair (NODE "single": no
+# ha), with the stream key file KEY if given.
 config() {
   printf 'port: %s\nstate_dir: %s\nworkers: 1\ncontrol: { listen: "127.0.0.1:%s" }\n' "$2" "$work/$1" "$3"
   printf 'v4:\n  lease_time: 4000\n  subnets:\n    - subnet: 10.0.0.0/8\n      relays: [127.0.0.1]\n      pools: ["10.0.0.1-10.255.255.254"]\n'
   [ "$1" = single ] && return
   printf 'ha:\n  mode: hot-standby\n  node: %s\n  cluster: %s\n  sync: %s\n' "$1" "$5" "$4"
+  [ -n "${6:-}" ] && printf '  stream_key_file: "%s"\n' "$6"
   printf '  etcd: [ "http://127.0.0.1:23791", "http://127.0.0.1:23792", "http://127.0.0.1:23793" ]\n'
   printf '  peers:\n    - { name: a, url: "http://127.0.0.1:18067", stream: "127.0.0.1:18068" }\n'
   printf '    - { name: b, url: "http://127.0.0.1:18077", stream: "127.0.0.1:18078" }\n'
@@ -75,20 +78,25 @@ wait_for() { # CONTROL EXPR VALUE: waits up to 30 s for EXPR to print VALUE
 }
 
 run() { # MODE N: one run; prints "dora/s drops% p50 p99 p99.9 cpu_us violations state lag"
-  local mode=$1 n=$2 sync=true state="-" lag="-"
+  local mode=$1 n=$2 sync=true state="-" lag="-" key=""
   [ "$mode" = async ] && sync=false
+  if [ "$mode" = keyed ]; then
+    key="$work/stream.key"
+    head -c 48 /dev/urandom | base64 > "$key"
+    chmod 600 "$key"
+  fi
   rm -rf "$work/a" "$work/b" "$work/single"
   local node=a
   [ "$mode" = single ] && node=single
   mkdir -p "$work/$node"
-  config "$node" 6767 18067 "$sync" "bench-$$-$mode-$n" > "$work/$node.yaml"
+  config "$node" 6767 18067 "$sync" "bench-$$-$mode-$n" "$key" > "$work/$node.yaml"
   RUST_LOG=warn taskset -c 1 "$bin/lessor" --config "$work/$node.yaml" > "$work/$node.log" 2>&1 &
   pid=$!
   if [ "$mode" != single ]; then
     local ok=true
     wait_for 18067 "ha['role']" leader || ok=false
     mkdir -p "$work/b"
-    config b 6777 18077 "$sync" "bench-$$-$mode-$n" > "$work/b.yaml"
+    config b 6777 18077 "$sync" "bench-$$-$mode-$n" "$key" > "$work/b.yaml"
     RUST_LOG=warn taskset -c 0 "$bin/lessor" --config "$work/b.yaml" > "$work/b.log" 2>&1 &
     standby=$!
     $ok && wait_for 18077 "ha['role']" standby || ok=false
