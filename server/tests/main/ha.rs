@@ -647,6 +647,20 @@ fn synced_configs(etcd: &Etcd, key: &std::path::Path) -> ([String; 2], [u16; 2])
     (configs, ports)
 }
 
+/// `configs` edited by `edit`, each server's state in a directory of its own under `state`,
+/// so that a restart finds it.
+fn kept_state(
+    configs: &[String; 2],
+    state: &std::path::Path,
+    edit: impl Fn(&str) -> String,
+) -> [String; 2] {
+    [0, 1].map(|i| {
+        let dir = state.join(i.to_string());
+        std::fs::create_dir(&dir).expect("a state directory");
+        edit(&configs[i]).replace("STATE_DIR", &dir.display().to_string())
+    })
+}
+
 /// Starts leader `a`, then standby `b`, each once it has its role.
 fn start_pair(configs: &[String; 2]) -> (Lessor, Lessor) {
     let a = Lessor::start(None, &configs[0], &[]);
@@ -846,12 +860,8 @@ fn a_standby_sweeps_no_lease_of_its_stale_engine() {
     let key = stream_key('k');
     let (configs, ports) = synced_configs(&etcd, key.path());
     // Short leases, and b's state kept across its restart.
-    let configs = [0, 1].map(|i| {
-        let dir = state.path().join(i.to_string());
-        std::fs::create_dir(&dir).expect("a state directory");
-        configs[i]
-            .replace("lease_time: 3600", "lease_time: 2")
-            .replace("STATE_DIR", &dir.display().to_string())
+    let configs = kept_state(&configs, state.path(), |c| {
+        c.replace("lease_time: 3600", "lease_time: 2")
     });
     let (a, b) = start_pair(&configs);
     wait_in_sync(&a);
@@ -889,13 +899,9 @@ fn a_returning_primary_resyncs_and_takes_the_lead_back() {
     let key = stream_key('k');
     let (configs, ports) = synced_configs(&etcd, key.path());
     // a is the primary, b the standby; both keep their state across a restart.
-    let configs = [0, 1].map(|i| {
-        let dir = state.path().join(i.to_string());
-        std::fs::create_dir(&dir).expect("a state directory");
-        configs[i]
-            .replace("{ name: a,", "{ name: a, role: primary,")
+    let configs = kept_state(&configs, state.path(), |c| {
+        c.replace("{ name: a,", "{ name: a, role: primary,")
             .replace("{ name: b,", "{ name: b, role: standby,")
-            .replace("STATE_DIR", &dir.display().to_string())
     });
     let servers = ports.map(|p| SocketAddrV4::new(Ipv4Addr::LOCALHOST, p));
     let b = Lessor::start(None, &configs[1], &[]);
