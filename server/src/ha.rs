@@ -20,8 +20,8 @@ use std::thread;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
-    TxnOp, TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, LeaseKeepAliveStream,
+    LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -30,7 +30,7 @@ pub use status::{Role, Status, StreamState};
 pub use stream::Replication;
 use stream::Stream;
 
-use crate::config::HaConfig;
+use crate::config::{EtcdTls, HaConfig};
 use crate::control::{Hold, Live};
 use crate::error::{Error, Result};
 
@@ -202,10 +202,13 @@ impl Run {
             }
         }
         let timing = Timing::new(self.config.lease_ttl);
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(timing.tick)
             .with_timeout(timing.tick)
             .with_require_leader(true);
+        if let Some(tls) = &self.config.etcd_tls {
+            options = options.with_tls(tls_options(tls));
+        }
         tokio::spawn(probe(
             self.config.etcd.clone(),
             options.clone(),
@@ -467,6 +470,16 @@ impl Run {
     async fn resign(&self, client: &mut Client, lease: i64, timing: Timing) {
         self.live.hold_dhcp(Some(Hold::Fenced));
         let _ = timeout(timing.tick, client.lease_revoke(lease)).await;
+    }
+}
+
+/// The TLS of every etcd client, session and probe alike: trust `ca` alone, and show the
+/// client identity when there is one.
+fn tls_options(tls: &EtcdTls) -> TlsOptions {
+    let options = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca.pem));
+    match &tls.identity {
+        Some((cert, key)) => options.identity(Identity::from_pem(&cert.pem, &key.pem)),
+        None => options,
     }
 }
 

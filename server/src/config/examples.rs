@@ -15,15 +15,28 @@ pub const EXAMPLE_FULL_YAML: &str = include_str!("../../../examples/full.yaml");
 /// static prefixes by remote-id.
 pub const EXAMPLE_V6_YAML: &str = include_str!("../../../examples/v6.yaml");
 
-/// [`EXAMPLE_FULL_YAML`] with its `ha.stream_key_file` in a new key file (0600), which
-/// lives as long as the handle.
+/// [`EXAMPLE_FULL_YAML`] with its `ha.stream_key_file` and `ha.etcd_tls` files in a new
+/// folder, which lives as long as the handle: a key (0600) and stand-in PEM files.
 #[cfg(test)]
-pub(super) fn full_example() -> (tempfile::NamedTempFile, String) {
-    let key = tempfile::NamedTempFile::new().expect("a temporary key file");
-    std::fs::write(key.path(), [b'k'; 32]).expect("writing the key file");
-    let path = format!("{:?}", key.path().display().to_string());
-    let text = EXAMPLE_FULL_YAML.replace("/etc/lessor/stream.key", &path);
-    (key, text)
+pub(super) fn full_example() -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let pem = |label: &str| format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n");
+    let files = [
+        ("stream.key", [b'k'; 32].to_vec()),
+        ("etcd-ca.pem", pem("CERTIFICATE").into_bytes()),
+        ("etcd-client.pem", pem("CERTIFICATE").into_bytes()),
+        ("etcd-client.key", pem("PRIVATE KEY").into_bytes()),
+    ];
+    let mut text = EXAMPLE_FULL_YAML.to_owned();
+    for (name, bytes) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("writing an example's file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+        let quoted = format!("{:?}", path.display().to_string());
+        text = text.replace(&format!("/etc/lessor/{name}"), &quoted);
+    }
+    (dir, text)
 }
 
 #[cfg(test)]

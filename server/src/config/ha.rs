@@ -1,8 +1,11 @@
 //! `ha:`: high availability, a pair of servers sharing one etcd cluster (docs/HA.md).
 
+use std::fmt;
 use std::path::PathBuf;
 
 use lessor_journal::stream::wire::{MIN_KEY_LEN, StreamKey};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::error::{ConfigError, invalid};
 use super::path::at;
@@ -33,8 +36,10 @@ pub struct HaConfig {
     pub cluster: String,
     /// Every server of the pair, this one included.
     pub peers: Vec<HaPeer>,
-    /// The etcd client URLs.
+    /// The etcd client URLs, all `http://` or all `https://`.
     pub etcd: Vec<String>,
+    /// How the etcd clients speak TLS: set exactly when `etcd` is `https://`.
+    pub etcd_tls: Option<EtcdTls>,
     /// A binding reply waits for the partner's acknowledgement.
     pub sync: bool,
     /// Without `sync`: a binding reply waits while the partner's ack is more than this many
@@ -73,6 +78,33 @@ impl HaConfig {
     /// when both are set: the journal is streamed only then.
     pub fn stream(&self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
         Some((self.me()?.stream?, self.partner()?.stream?))
+    }
+}
+
+/// `ha.etcd_tls`: what the etcd clients trust and which certificate they show (docs/HA.md,
+/// "etcd over TLS").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// `ca`: the CA certificates that the etcd members' certificates must chain to.
+    pub ca: PemFile,
+    /// `cert` and `key`: this server's client certificate (chain) and its private key, for an
+    /// etcd run with `--client-cert-auth`.
+    pub identity: Option<(PemFile, PemFile)>,
+}
+
+/// A PEM file read when the config was loaded; the effective config writes back its path.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// What it held then.
+    pub pem: Vec<u8>,
+}
+
+/// The path and the size: a private key is not for logs.
+impl fmt::Debug for PemFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PemFile({:?}, {} bytes)", self.path, self.pem.len())
     }
 }
 
@@ -217,9 +249,23 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
             "must list at least one etcd client URL (http://HOST:PORT)",
         ));
     }
+    let mut scheme = String::new();
     for (i, url) in etcd.iter().enumerate() {
-        check_url(&at("ha.etcd", i), url, &["http"])?;
+        let this = check_url(&at("ha.etcd", i), url, &["http", "https"])?;
+        if i == 0 {
+            scheme = this.scheme().to_owned();
+        } else if this.scheme() != scheme {
+            return Err(invalid(
+                at("ha.etcd", i),
+                format!(
+                    "{url:?} is {}:// where ha.etcd[0] is {scheme}://: every endpoint takes \
+                     the same scheme",
+                    this.scheme()
+                ),
+            ));
+        }
     }
+    let etcd_tls = etcd_tls(w.etcd_tls, scheme == "https")?;
     let lease_ttl = opt_seconds("ha.lease_ttl", w.lease_ttl.as_ref())?.unwrap_or(DEFAULT_LEASE_TTL);
     let (lo, hi) = LEASE_TTL_BOUNDS;
     if !(lo..=hi).contains(&lease_ttl) {
@@ -247,6 +293,7 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
         cluster,
         peers,
         etcd,
+        etcd_tls,
         sync,
         max_lag,
         mclt,
@@ -259,21 +306,8 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
 /// Reads `ha.stream_key_file`: the file's bytes, a trailing newline trimmed. Refused if it
 /// cannot be read, group or others may read it, or it holds fewer than [`MIN_KEY_LEN`] bytes.
 fn stream_key(path: &str) -> Result<StreamKey> {
-    use std::io::Read as _;
-    use std::os::unix::fs::PermissionsExt as _;
-
     const KEY: &str = "ha.stream_key_file";
-    let cannot = |e: std::io::Error| invalid(KEY, format!("cannot read {path:?}: {e}"));
-    let mut f = std::fs::File::open(path).map_err(cannot)?;
-    let mode = f.metadata().map_err(cannot)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(invalid(
-            KEY,
-            format!("{path:?} may be read by group or others (mode {mode:03o}): chmod 600 it"),
-        ));
-    }
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).map_err(cannot)?;
+    let bytes = read(KEY, path, true)?;
     let key = match bytes.strip_suffix(b"\n") {
         Some(b) => b.strip_suffix(b"\r").unwrap_or(b),
         None => &bytes,
@@ -288,6 +322,112 @@ fn stream_key(path: &str) -> Result<StreamKey> {
             ),
         )
     })
+}
+
+/// Builds `ha.etcd_tls`, which `https` endpoints need and `http://` ones refuse, reading
+/// its files.
+fn etcd_tls(w: Option<wire::EtcdTls>, https: bool) -> Result<Option<EtcdTls>> {
+    let w = match (w, https) {
+        (None, false) => return Ok(None),
+        (Some(_), false) => {
+            return Err(invalid(
+                "ha.etcd_tls",
+                "set, but ha.etcd is http://: use https:// endpoints or leave it out",
+            ));
+        }
+        (None, true) => {
+            return Err(invalid(
+                "ha.etcd_tls",
+                "missing: https:// endpoints need at least ha.etcd_tls.ca",
+            ));
+        }
+        (Some(w), true) => w,
+    };
+    let ca = w.ca.ok_or_else(|| {
+        invalid(
+            "ha.etcd_tls.ca",
+            "missing: the PEM file of the CA that signed the etcd members' certificates",
+        )
+    })?;
+    let ca = pem_file("ha.etcd_tls.ca", ca, Pem::Certificates)?;
+    let identity = match (w.cert, w.key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((
+            pem_file("ha.etcd_tls.cert", cert, Pem::Certificates)?,
+            pem_file("ha.etcd_tls.key", key, Pem::PrivateKey)?,
+        )),
+        (Some(_), None) => {
+            return Err(invalid(
+                "ha.etcd_tls.key",
+                "missing: ha.etcd_tls.cert needs its private key",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "ha.etcd_tls.cert",
+                "missing: ha.etcd_tls.key needs its certificate",
+            ));
+        }
+    };
+    Ok(Some(EtcdTls { ca, identity }))
+}
+
+/// What a [`PemFile`] must hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pem {
+    /// At least one `CERTIFICATE`.
+    Certificates,
+    /// A private key (PKCS #8, PKCS #1 or SEC1), in a file only its owner may read.
+    PrivateKey,
+}
+
+/// Reads config key `key`'s PEM file at `path`, refused unless it holds `what`.
+fn pem_file(key: &str, path: String, what: Pem) -> Result<PemFile> {
+    let pem = read(key, &path, what == Pem::PrivateKey)?;
+    let refused = |why: String| invalid(key, format!("{path:?} {why}"));
+    match what {
+        Pem::Certificates => {
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| refused(format!("is not PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(refused(
+                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+                ));
+            }
+        }
+        Pem::PrivateKey => {
+            PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                refused(format!(
+                    "holds no PEM private key (-----BEGIN PRIVATE KEY-----): {e}"
+                ))
+            })?;
+        }
+    }
+    Ok(PemFile {
+        path: path.into(),
+        pem,
+    })
+}
+
+/// Reads the file at `path` that config key `key` names. A `secret` is refused when group or
+/// others may read it.
+fn read(key: &str, path: &str, secret: bool) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let cannot = |e: std::io::Error| invalid(key, format!("cannot read {path:?}: {e}"));
+    let mut f = std::fs::File::open(path).map_err(cannot)?;
+    let mode = f.metadata().map_err(cannot)?.permissions().mode() & 0o777;
+    if secret && mode & 0o077 != 0 {
+        return Err(invalid(
+            key,
+            format!("{path:?} may be read by group or others (mode {mode:03o}): chmod 600 it"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(cannot)?;
+    Ok(bytes)
 }
 
 /// Roles: none at all, or one each with exactly one primary.
@@ -347,7 +487,7 @@ fn check_stream(path: &str, text: &str) -> Result<std::net::SocketAddr> {
 }
 
 /// `SCHEME://HOST:PORT[/]`, with one of `schemes` and nothing else (no path, user or query).
-fn check_url(path: &str, text: &str, schemes: &[&str]) -> Result<()> {
+fn check_url(path: &str, text: &str, schemes: &[&str]) -> Result<url::Url> {
     let bad = |why: String| {
         invalid(
             path,
@@ -377,7 +517,7 @@ fn check_url(path: &str, text: &str, schemes: &[&str]) -> Result<()> {
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
         return Err(bad("a path, query or fragment".into()));
     }
-    Ok(())
+    Ok(url)
 }
 
 /// `ha` as the effective config writes it back.
@@ -398,6 +538,14 @@ pub(super) fn to_wire(c: &HaConfig) -> wire::Ha {
                 .collect(),
         ),
         etcd: Some(c.etcd.clone()),
+        etcd_tls: c.etcd_tls.as_ref().map(|t| {
+            let path = |f: &PemFile| Some(f.path.to_string_lossy().into_owned());
+            wire::EtcdTls {
+                ca: path(&t.ca),
+                cert: t.identity.as_ref().and_then(|(cert, _)| path(cert)),
+                key: t.identity.as_ref().and_then(|(_, key)| path(key)),
+            }
+        }),
         sync: Some(c.sync),
         max_lag: Some(c.max_lag),
         mclt: Some(Value::Int(c.mclt.into())),
@@ -476,12 +624,15 @@ mod tests {
 
     #[test]
     fn the_full_example_runs_hot_standby() {
-        let (_key, full) = crate::config::examples::full_example();
+        let (_files, full) = crate::config::examples::full_example();
         let ha = Config::from_yaml_str(&full).unwrap().ha.unwrap();
         assert_eq!(
             (ha.node.as_str(), ha.peers.len(), ha.etcd.len()),
             ("dhcp1", 2, 3)
         );
+        let tls = ha.etcd_tls.as_ref().expect("https endpoints with etcd_tls");
+        assert!(tls.ca.path.ends_with("etcd-ca.pem"), "{tls:?}");
+        assert!(tls.identity.is_some(), "{tls:?}");
         assert_eq!((ha.lease_ttl, ha.mclt), (5, 3600));
         let (listen, partner) = ha.stream().expect("both peers stream");
         assert_eq!(
@@ -581,6 +732,182 @@ mod tests {
         assert!(Config::from_yaml_str(&with_key(ok.path())).is_ok());
     }
 
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nAwQF\n-----END PRIVATE KEY-----\n";
+
+    /// Stand-ins for a CA, a client certificate and its key (0600), in a new folder.
+    fn tls_files() -> (tempfile::TempDir, [std::path::PathBuf; 3]) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let files =
+            [("ca.pem", CERT), ("client.pem", CERT), ("client.key", KEY)].map(|(name, text)| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, text).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                path
+            });
+        (dir, files)
+    }
+
+    /// [`with`] over `https` endpoints, with `ha.etcd_tls` `tls` (`{ca: ..}`) and `set`.
+    fn with_tls(tls: &str, set: &str) -> String {
+        with(&format!(
+            "etcd: [\"https://127.0.0.1:2379\", \"https://127.0.0.2:2379\"]; etcd_tls: {tls}; {set}"
+        ))
+    }
+
+    /// `ha.etcd_tls` naming `ca`, `cert` and `key` (each left out when `None`).
+    fn tls(
+        ca: Option<&std::path::Path>,
+        cert: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+    ) -> String {
+        let keys: Vec<String> = [("ca", ca), ("cert", cert), ("key", key)]
+            .into_iter()
+            .filter_map(|(k, p)| Some(format!("{k}: {:?}", p?.display().to_string())))
+            .collect();
+        format!("{{{}}}", keys.join(", "))
+    }
+
+    #[test]
+    fn etcd_tls_files_are_read_at_load_and_only_their_paths_written_back() {
+        let (_dir, [ca, cert, key]) = tls_files();
+        let c = Config::from_yaml_str(&with_tls(&tls(Some(&ca), Some(&cert), Some(&key)), ""));
+        let c = c.unwrap();
+        let t = c.ha.as_ref().unwrap().etcd_tls.clone().unwrap();
+        assert_eq!(
+            (t.ca.path.as_path(), t.ca.pem.as_slice()),
+            (ca.as_path(), CERT.as_bytes())
+        );
+        let (client, private) = t.identity.clone().unwrap();
+        assert_eq!((client.path, private.path), (cert.clone(), key.clone()));
+        assert_eq!(private.pem, KEY.as_bytes());
+        let shown = [
+            format!("{c:?}"),
+            c.effective_yaml(),
+            c.effective_json().to_string(),
+        ];
+        for s in &shown {
+            assert!(!s.contains("AwQF") && !s.contains("AAEC"), "{s}");
+        }
+        for f in [&ca, &cert, &key] {
+            assert!(shown[1].contains(&f.display().to_string()), "{}", shown[1]);
+        }
+        let back = Config::from_yaml_str(&c.effective_yaml()).unwrap();
+        assert_eq!(back.ha, c.ha);
+        let json = Config::from_json_str(&c.effective_json().to_string()).unwrap();
+        assert_eq!(json.ha, c.ha);
+        // A CA alone: the server shows no certificate.
+        let ca_only = Config::from_yaml_str(&with_tls(&tls(Some(&ca), None, None), ""));
+        assert_eq!(
+            ca_only.unwrap().ha.unwrap().etcd_tls.unwrap().identity,
+            None
+        );
+        // Plain http: no TLS.
+        assert_eq!(
+            Config::from_yaml_str(&with(""))
+                .unwrap()
+                .ha
+                .unwrap()
+                .etcd_tls,
+            None
+        );
+    }
+
+    #[test]
+    fn etcd_tls_paths_are_relative_to_the_config_file() {
+        let (dir, _) = tls_files();
+        let stream_key = dir.path().join("stream.key");
+        std::fs::copy(key_file(&[b'k'; MIN_KEY_LEN], 0o600).path(), &stream_key).unwrap();
+        let [ca, cert, private] = ["ca.pem", "client.pem", "client.key"].map(std::path::Path::new);
+        let yaml = with_tls(
+            &tls(Some(ca), Some(cert), Some(private)),
+            "stream_key_file: stream.key",
+        );
+        std::fs::write(dir.path().join("lessor.yaml"), yaml).unwrap();
+        let c = Config::from_file(&dir.path().join("lessor.yaml")).unwrap();
+        let ha = c.ha.unwrap();
+        let t = ha.etcd_tls.unwrap();
+        let (cert, key_file) = t.identity.unwrap();
+        assert_eq!(t.ca.path, dir.path().join("ca.pem"));
+        assert_eq!(cert.path, dir.path().join("client.pem"));
+        assert_eq!(key_file.path, dir.path().join("client.key"));
+        assert_eq!(ha.stream_key_file, Some(stream_key));
+    }
+
+    #[test]
+    fn etcd_tls_goes_with_https_endpoints_and_readable_pem_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (dir, files) = tls_files();
+        let [ca, cert, key] = files.each_ref().map(|p| Some(p.as_path()));
+        let missing = dir.path().join("none");
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "just text\n").unwrap();
+        let open_key = dir.path().join("open.key");
+        std::fs::write(&open_key, KEY).unwrap();
+        std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\nAAEC\n").unwrap();
+        let [missing, not_pem, open_key, broken] =
+            [&missing, &not_pem, &open_key, &broken].map(|p| Some(p.as_path()));
+        let mixed = with(&format!(
+            "etcd: [\"https://e:2379\", \"http://f:2379\"]; etcd_tls: {}",
+            tls(ca, None, None)
+        ));
+        let cases = [
+            (
+                mixed,
+                "ha.etcd[1]: \"http://f:2379\" is http:// where ha.etcd[0] is https://: every \
+                 endpoint takes the same scheme",
+            ),
+            (
+                with("etcd: [\"https://e:2379\"]"),
+                "ha.etcd_tls: missing: https:// endpoints need at least ha.etcd_tls.ca",
+            ),
+            (
+                with(&format!("etcd_tls: {}", tls(ca, None, None))),
+                "ha.etcd_tls: set, but ha.etcd is http://: use https:// endpoints or leave it out",
+            ),
+            (
+                with_tls(&tls(None, cert, key), ""),
+                "ha.etcd_tls.ca: missing: the PEM file of the CA that signed the etcd members' \
+                 certificates",
+            ),
+            (
+                with_tls(&tls(ca, cert, None), ""),
+                "ha.etcd_tls.key: missing: ha.etcd_tls.cert needs its private key",
+            ),
+            (
+                with_tls(&tls(ca, None, key), ""),
+                "ha.etcd_tls.cert: missing: ha.etcd_tls.key needs its certificate",
+            ),
+        ];
+        for (yaml, want) in cases {
+            assert_eq!(error(&yaml), want, "{yaml}");
+        }
+        let cannot = format!(
+            "cannot read {:?}",
+            dir.path().join("none").display().to_string()
+        );
+        let open = "may be read by group or others (mode 640): chmod 600 it";
+        let no_cert = "holds no PEM certificate";
+        let cases: [(&str, [Option<&std::path::Path>; 3], &str); 8] = [
+            ("ca", [missing, cert, key], &cannot),
+            ("ca", [not_pem, cert, key], no_cert),
+            ("ca", [broken, cert, key], "is not PEM: missing section end"),
+            ("cert", [ca, missing, key], "cannot read"),
+            ("cert", [ca, key, key], no_cert),
+            ("key", [ca, cert, missing], "cannot read"),
+            ("key", [ca, cert, cert], "holds no PEM private key"),
+            ("key", [ca, cert, open_key], open),
+        ];
+        for (bad, [ca, cert, key], want) in cases {
+            let e = error(&with_tls(&tls(ca, cert, key), ""));
+            let named = format!("ha.etcd_tls.{bad}: ");
+            assert!(e.starts_with(&named) && e.contains(want), "{e}");
+        }
+    }
+
     #[test]
     fn roles_are_all_or_none_with_one_primary() {
         let peers = |a: &str, b: &str| {
@@ -655,15 +982,18 @@ mod tests {
             ),
             (
                 &with("etcd: [\"127.0.0.1:2379\"]"),
-                "ha.etcd[0]: \"127.0.0.1:2379\" is not a http URL such as http://127.0.0.1:2379 (no scheme)",
+                "ha.etcd[0]: \"127.0.0.1:2379\" is not a http or https URL such as \
+                 http://127.0.0.1:2379 (no scheme)",
             ),
             (
-                &with("etcd: [\"https://e:2379\"]"),
-                "ha.etcd[0]: \"https://e:2379\" is not a http URL such as http://127.0.0.1:2379 (scheme \"https\")",
+                &with("etcd: [\"unix://e:2379\"]"),
+                "ha.etcd[0]: \"unix://e:2379\" is not a http or https URL such as \
+                 http://127.0.0.1:2379 (scheme \"unix\")",
             ),
             (
                 &with("etcd: [\"http://e:0\"]"),
-                "ha.etcd[0]: \"http://e:0\" is not a http URL such as http://127.0.0.1:2379 (no port)",
+                "ha.etcd[0]: \"http://e:0\" is not a http or https URL such as \
+                 http://127.0.0.1:2379 (no port)",
             ),
             (
                 &with("lease_ttl: 1"),

@@ -51,7 +51,7 @@ pub use assignments::{Assignment, Assignments};
 pub use control::{ControlConfig, DEFAULT_CONTROL};
 pub use error::ConfigError;
 pub use examples::{DEFAULT_LOOPBACK_YAML, EXAMPLE_FULL_YAML, EXAMPLE_V6_YAML};
-pub use ha::{HaConfig, HaMode, HaPeer, PeerRole};
+pub use ha::{EtcdTls, HaConfig, HaMode, HaPeer, PeerRole, PemFile};
 pub use options::EncodedOptions;
 pub use options4::{OptionSet, option_name};
 pub use options6::{OptionSet6, option6_name};
@@ -155,14 +155,15 @@ impl Config {
         } else {
             parse_yaml(&text, Some(&path.display().to_string()))
         };
-        // The stream key is read while the config is built: a relative path is resolved
-        // first, as `v6.assignments_file` is after.
+        // The stream key and the etcd TLS files are read while the config is built: a
+        // relative path is resolved first, as `v6.assignments_file` is after.
         let wire = wire.map(|mut w| {
-            if let Some(f) = w.ha.as_mut().and_then(|h| h.stream_key_file.as_mut())
-                && Path::new(f).is_relative()
+            if let Some(ha) = w.ha.as_mut()
                 && let Some(dir) = path.parent()
             {
-                *f = dir.join(&*f).to_string_lossy().into_owned();
+                for f in ha.paths_mut().filter(|f| Path::new(f).is_relative()) {
+                    *f = dir.join(&*f).to_string_lossy().into_owned();
+                }
             }
             w
         });

@@ -96,11 +96,32 @@ wire_struct! {
         cluster: Option<String>,
         peers: Option<Vec<HaPeer>>,
         etcd: Option<Vec<String>>,
+        etcd_tls: Option<EtcdTls>,
         sync: Option<bool>,
         max_lag: Option<u64>,
         mclt: Option<Value>,
         lease_ttl: Option<Value>,
         stream_key_file: Option<String>,
+    }
+}
+
+impl Ha {
+    /// The file paths a relative value of which is resolved against the config file's folder.
+    pub(super) fn paths_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        let tls = self.etcd_tls.as_mut().into_iter();
+        let tls = tls.flat_map(|t| [&mut t.ca, &mut t.cert, &mut t.key]);
+        self.stream_key_file.iter_mut().chain(tls.flatten())
+    }
+}
+
+wire_struct! {
+    /// `ha.etcd_tls`
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct EtcdTls {
+        ca: Option<String>,
+        cert: Option<String>,
+        key: Option<String>,
     }
 }
 

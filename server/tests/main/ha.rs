@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Lessor, Ns, require_root, spawn_logged, tempdir, tool, unique, wait_until};
+use crate::common::{
+    Lessor, Ns, require_root, run_logged, spawn_logged, tempdir, tool, unique, wait_until,
+};
 use crate::kea_client::{http, promtool_check};
 
 mod partition;
@@ -21,6 +23,9 @@ mod v6;
 
 /// Generous: a takeover needs the old lease's TTL (3 s) plus a few ticks.
 const ROLE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What rustls says when etcd refuses the handshake (etcd 3.4 sends `BadCertificate`).
+const TLS_ALERT: &str = "received fatal alert";
 
 /// A relay's giaddr that the pair's subnet accepts besides loopback ([`partition`]).
 const RELAY: Ipv4Addr = Ipv4Addr::new(10, 236, 9, 1);
@@ -52,36 +57,49 @@ struct Etcd {
     clients: Vec<String>,
     /// The namespace it runs in, if not the test's own.
     ns: Option<String>,
-    _dir: tempfile::TempDir,
+    /// Its clients speak TLS, with the certificates of [`make_pki`] in `dir`.
+    tls: bool,
+    dir: tempfile::TempDir,
 }
 
 impl Etcd {
     /// On loopback, on free ports.
     fn start() -> Etcd {
-        Self::launch(None, "127.0.0.1", &free_ports(6))
+        Self::launch(None, "127.0.0.1", &free_ports(6), false)
+    }
+
+    /// On loopback, on free ports, its clients on `https` with client certificates required
+    /// ([`make_pki`]; its peers stay on `http`).
+    fn start_tls() -> Etcd {
+        Self::launch(None, "127.0.0.1", &free_ports(6), true)
     }
 
     /// In `ns`, serving clients on every address of the namespace (ports 2379, 2381, 2383).
     fn start_in(ns: &Ns) -> Etcd {
         let ports: Vec<u16> = (2379..2385).collect();
-        Self::launch(Some(ns), "0.0.0.0", &ports)
+        Self::launch(Some(ns), "0.0.0.0", &ports, false)
     }
 
     /// Member `i` serves clients on `host:ports[2i]` and its peers on loopback `ports[2i+1]`.
-    fn launch(ns: Option<&Ns>, host: &str, ports: &[u16]) -> Etcd {
+    fn launch(ns: Option<&Ns>, host: &str, ports: &[u16], tls: bool) -> Etcd {
         let dir = tempdir();
+        let scheme = if tls { "https" } else { "http" };
         let peer = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
-        let client = |i: usize, host: &str| format!("http://{host}:{}", ports[2 * i]);
+        let client = |i: usize, host: &str| format!("{scheme}://{host}:{}", ports[2 * i]);
         let initial: Vec<String> = (0..3).map(|i| format!("e{i}={}", peer(i))).collect();
+        if tls {
+            make_pki(dir.path());
+        }
         let mut etcd = Etcd {
             members: Vec::new(),
             clients: (0..3).map(|i| client(i, "127.0.0.1")).collect(),
             ns: ns.map(|ns| ns.name().to_owned()),
-            _dir: dir,
+            tls,
+            dir,
         };
         let token = unique();
         for i in 0..3 {
-            let data = etcd._dir.path().join(format!("e{i}"));
+            let data = etcd.dir.path().join(format!("e{i}"));
             let mut cmd = match ns {
                 Some(ns) => ns.cmd(tool("etcd")),
                 None => Command::new(tool("etcd")),
@@ -96,7 +114,17 @@ impl Etcd {
                 .args(["--initial-cluster", &initial.join(",")])
                 .args(["--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", &token]);
-            let log = etcd._dir.path().join(format!("e{i}.log"));
+            if tls {
+                let pem = |name: &str| etcd.dir.path().join(name);
+                cmd.arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(pem("ca.pem"))
+                    .arg("--cert-file")
+                    .arg(pem("server.pem"))
+                    .arg("--key-file")
+                    .arg(pem("server.key"));
+            }
+            let log = etcd.dir.path().join(format!("e{i}.log"));
             etcd.members.push(spawn_logged(&mut cmd, &log));
         }
         wait_until(ROLE_DEADLINE, "the etcd cluster to be healthy", || {
@@ -119,9 +147,30 @@ impl Etcd {
             None => Command::new(tool("etcdctl")),
         };
         cmd.env("ETCDCTL_API", "3")
-            .args(["--endpoints", &self.clients.join(",")])
-            .args(args);
+            .args(["--endpoints", &self.clients.join(",")]);
+        if self.tls {
+            let pem = |name: &str| self.dir.path().join(name);
+            cmd.arg("--cacert")
+                .arg(pem("ca.pem"))
+                .arg("--cert")
+                .arg(pem("client.pem"))
+                .arg("--key")
+                .arg(pem("client.key"));
+        }
+        cmd.args(args);
         cmd
+    }
+
+    /// `ha.etcd_tls` for a server that trusts this cluster's CA and shows the client
+    /// certificate `client` of [`make_pki`] (`client` or `stranger`).
+    fn etcd_tls(&self, client: &str) -> String {
+        let pem = |name: String| format!("{:?}", self.dir.path().join(name).display().to_string());
+        format!(
+            "{{ ca: {}, cert: {}, key: {} }}",
+            pem("ca.pem".into()),
+            pem(format!("{client}.pem")),
+            pem(format!("{client}.key"))
+        )
     }
 
     /// The index of a member that is not etcd's raft leader.
@@ -165,6 +214,78 @@ impl Drop for Etcd {
             let _ = m.kill();
             let _ = m.wait();
         }
+    }
+}
+
+/// Writes into `dir`, with the `openssl` CLI: a CA (`ca.pem`); the etcd members' certificate
+/// and key (`server.pem`, `server.key`, for IP 127.0.0.1); a client's (`client.pem`,
+/// `client.key`) signed by that CA; and a stranger's (`stranger.pem`, `stranger.key`), signed
+/// by a CA of its own. Keys are EC P-256 and 0600.
+fn make_pki(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let mut cmd = Command::new(tool("openssl"));
+        let (status, log) = run_logged(cmd.current_dir(dir).args(args), &dir.join("openssl.log"));
+        assert!(status.success(), "openssl {args:?}: {log}");
+    };
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["ca", "stranger-ca"] {
+        let subject = format!("/CN=lessor test {ca}");
+        let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+        let args = [
+            "-x509", "-days", "2", "-subj", &subject, "-keyout", &key, "-out", &pem,
+        ];
+        openssl(&[&["req"], &new_key[..], &args[..]].concat());
+    }
+    let uses = [
+        (
+            "server",
+            "ca",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+        ),
+        ("client", "ca", "extendedKeyUsage=clientAuth\n"),
+        ("stranger", "stranger-ca", "extendedKeyUsage=clientAuth\n"),
+    ];
+    for (name, ca, extensions) in uses {
+        let (key, csr, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(dir.join(&ext), extensions).expect("writing the extensions");
+        let subject = format!("/CN=lessor test {name}");
+        openssl(
+            &[
+                &["req"],
+                &new_key[..],
+                &["-subj", &subject, "-keyout", &key, "-out", &csr],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-extfile",
+            &ext,
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(dir.join(&key), mode).expect("chmod 600");
     }
 }
 
@@ -367,6 +488,79 @@ fn hot_standby_fails_over_on_a_crash_and_fences_without_etcd() {
     stopped.assert_success();
     assert!(stopped.counter("ha_standby") >= 1, "{}", stopped.stdout);
     assert!(stopped.counter("ha_fenced") >= 1, "{}", stopped.stdout);
+}
+
+#[test]
+fn a_pair_runs_on_etcd_over_tls_and_a_stranger_certificate_stays_fenced() {
+    require_root();
+    let etcd = Etcd::start_tls();
+    let tls_config = |node: &str, port: u16, cluster: &str, client: &str| {
+        config(node, port, cluster, &etcd).replace(
+            "\nha:\n",
+            &format!("\nha:\n  etcd_tls: {}\n", etcd.etcd_tls(client)),
+        )
+    };
+    let cluster = unique();
+    let ports = free_udp_ports();
+    let a = Lessor::start(None, &tls_config("a", ports[0], &cluster, "client"), &[]);
+    let first = wait_role(&a, "leader");
+    assert_eq!(first["leader"], "a", "{first}");
+    let b = Lessor::start(None, &tls_config("b", ports[1], &cluster, "client"), &[]);
+    let standby = wait_role(&b, "standby");
+    assert_eq!(standby["leader"], "a", "{standby}");
+    answers(ports[0], 1);
+    assert!(!offers(ports[1], 2), "the standby does not answer");
+    let healthy = wait_ha(
+        "every etcd member to be probed healthy",
+        || ha(&a),
+        |h| {
+            h["etcd"]
+                .as_array()
+                .is_some_and(|e| e.len() == 3 && e.iter().all(|e| e["healthy"] == true))
+        },
+    );
+    assert!(
+        healthy["etcd"][0]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://")),
+        "{healthy}"
+    );
+
+    // A certificate of another CA: etcd refuses the handshake, so the server never leads,
+    // not even in a cluster of its own.
+    let port = free_udp_ports()[0];
+    let c = Lessor::start(None, &tls_config("a", port, &unique(), "stranger"), &[]);
+    let refused = wait_ha(
+        "an etcd member's probe to name the refused handshake",
+        || ha(&c),
+        |h| {
+            let probes = h["etcd"].as_array().cloned().unwrap_or_default();
+            probes.iter().any(|e| {
+                e["error"]
+                    .as_str()
+                    .is_some_and(|why| why.contains(TLS_ALERT))
+            })
+        },
+    );
+    assert!(
+        refused["etcd"]
+            .as_array()
+            .is_some_and(|e| e.iter().all(|e| e["healthy"] == false)),
+        "{refused}"
+    );
+    // A lease TTL on, it has still not led.
+    std::thread::sleep(Duration::from_secs(3));
+    let fenced = ha(&c);
+    assert_eq!(fenced["role"], "fenced", "{fenced}");
+    assert_eq!(fenced["transitions"], 0, "it never led: {fenced}");
+    assert!(!offers(port, 3), "a fenced server does not answer");
+    let log = c.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("HA: fenced: granting a lease") && l.contains(TLS_ALERT)),
+        "the log says why: {log}"
+    );
+    assert_eq!(ha(&a)["role"], "leader", "the pair goes on");
 }
 
 /// A relay for clients 02:`tag`:`hi`:`lo`:00:00, each of which does a whole DORA with one
