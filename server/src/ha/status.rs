@@ -81,6 +81,8 @@ pub struct StreamStatus {
     sync: bool,
     /// `ha.max_lag` when not `sync`.
     max_lag: Option<u64>,
+    /// The stream is authenticated (`ha.stream_key_file`).
+    keyed: bool,
     state: AtomicU8,
     epoch: AtomicU64,
     position: AtomicU64,
@@ -101,6 +103,7 @@ impl StreamStatus {
             partner: c.partner().map(|p| p.name.clone()),
             sync: c.sync,
             max_lag: (!c.sync).then_some(c.max_lag),
+            keyed: c.stream_key.is_some(),
             state: AtomicU8::new(0),
             epoch: AtomicU64::new(0),
             position: AtomicU64::new(0),
@@ -222,6 +225,7 @@ impl StreamStatus {
             "partner": self.partner,
             "sync": self.sync,
             "max-lag": self.max_lag,
+            "keyed": self.keyed,
             "waiting-for-partner": self.waiting(),
             "epoch": self.epoch(),
             "position": self.position(),

@@ -889,6 +889,7 @@ fn a_synced_standby_takes_over_every_lease_the_active_acked() {
     let (a, b, ports) = synced_pair(&etcd, key.path());
     let synced = wait_in_sync(&a);
     assert_eq!(synced["stream"]["partner"], "b", "{synced}");
+    assert_eq!(synced["stream"]["keyed"], true, "{synced}");
     let before = ha(&b);
 
     // Four relays load the active with DORAs; it is killed -9 in the middle of them.

@@ -134,6 +134,7 @@ fn partitions_and_a_restart_give_no_address_twice_and_lose_no_acked_lease() {
     let b = start(B, "b", "10.236.2.1");
     site.wait(B, &b, "b to stand by", role("standby"));
     let synced = site.wait(A, &a, "b to be in sync", in_sync);
+    assert_eq!(synced["stream"]["keyed"], false, "{synced}");
     let load = Load::start(Some(&site.ns[C]), RELAY, SERVERS);
     load.wait_more(50, "ACKs from a");
 
