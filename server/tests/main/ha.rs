@@ -841,18 +841,21 @@ fn synced_configs(etcd: &Etcd, key: &std::path::Path) -> ([String; 2], [u16; 2])
     (configs, ports)
 }
 
-/// `configs` edited by `edit`, each server's state in a directory of its own under `state`,
-/// so that a restart finds it.
-fn kept_state(
-    configs: &[String; 2],
+/// [`synced_configs`] edited by `edit`, each server's state in a directory of its own under
+/// `state`, so that a restart finds it.
+fn kept_configs(
+    etcd: &Etcd,
+    key: &std::path::Path,
     state: &std::path::Path,
     edit: impl Fn(&str) -> String,
-) -> [String; 2] {
-    [0, 1].map(|i| {
+) -> ([String; 2], [u16; 2]) {
+    let (configs, ports) = synced_configs(etcd, key);
+    let configs = [0, 1].map(|i| {
         let dir = state.join(i.to_string());
         std::fs::create_dir(&dir).expect("a state directory");
         edit(&configs[i]).replace("STATE_DIR", &dir.display().to_string())
-    })
+    });
+    (configs, ports)
 }
 
 /// Starts leader `a`, then standby `b`, each once it has its role.
@@ -1053,9 +1056,8 @@ fn a_standby_sweeps_no_lease_of_its_stale_engine() {
     let etcd = Etcd::start();
     let state = tempdir();
     let key = stream_key('k');
-    let (configs, ports) = synced_configs(&etcd, key.path());
     // Short leases, and b's state kept across its restart.
-    let configs = kept_state(&configs, state.path(), |c| {
+    let (configs, ports) = kept_configs(&etcd, key.path(), state.path(), |c| {
         c.replace("lease_time: 3600", "lease_time: 2")
     });
     let (a, b) = start_pair(&configs);
@@ -1092,9 +1094,8 @@ fn a_returning_primary_resyncs_and_takes_the_lead_back() {
     let etcd = Etcd::start();
     let state = tempdir();
     let key = stream_key('k');
-    let (configs, ports) = synced_configs(&etcd, key.path());
     // a is the primary, b the standby; both keep their state across a restart.
-    let configs = kept_state(&configs, state.path(), |c| {
+    let (configs, ports) = kept_configs(&etcd, key.path(), state.path(), |c| {
         c.replace("{ name: a,", "{ name: a, role: primary,")
             .replace("{ name: b,", "{ name: b, role: standby,")
     });
