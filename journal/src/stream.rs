@@ -65,6 +65,8 @@ pub(crate) struct StreamLog {
     waiters: AtomicUsize,
     /// The last sequence synced, readable without the lock.
     synced: AtomicU64,
+    /// This run's id, random and never 0 ([`Source::run`]).
+    run: u64,
 }
 
 impl Default for StreamLog {
@@ -77,6 +79,7 @@ impl Default for StreamLog {
             cv: Condvar::new(),
             waiters: AtomicUsize::new(0),
             synced: AtomicU64::new(0),
+            run: rand::random::<u64>().max(1),
         }
     }
 }
@@ -175,6 +178,7 @@ impl<R> std::fmt::Debug for Source<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Source")
             .field("dir", &self.dir)
+            .field("run", &self.run())
             .field("position", &self.position())
             .finish()
     }
@@ -216,6 +220,13 @@ pub struct Batch {
 }
 
 impl<R> Source<R> {
+    /// This run of the journal: a random id chosen when it opened, never 0. Sequences count
+    /// within a run, so a receiver that holds this run's frames up to some sequence can go
+    /// on from there under any later epoch (docs/JOURNAL.md, "Positions").
+    pub fn run(&self) -> u64 {
+        self.shared.stream.run
+    }
+
     /// The sequence of the last frame synced (0 if none yet in this run).
     pub fn position(&self) -> u64 {
         self.shared.stream.synced()

@@ -2,9 +2,10 @@
 //! and a receiver that applies them to a [`Replica`] and acknowledges what it has synced.
 //!
 //! One connection per stream, opened by the sender. The sender greets (`Hello`: node,
-//! epoch), the receiver answers with the [`Position`] it holds durable, and the sender goes
-//! on from there: from `seq + 1` if that is its own stream and still in its files, else with
-//! a snapshot first. Reading the journal runs on tokio's blocking pool, never on a journal
+//! epoch, journal run), the receiver answers with the [`Position`] it holds durable, and the
+//! sender goes on from there: from `seq + 1` if that is its own run (under this epoch or an
+//! older one: a new term of the same leader resumes) and still in its files, else with a
+//! snapshot first. Reading the journal runs on tokio's blocking pool, never on a journal
 //! thread. A broken connection is retried by the sender, which resumes from the receiver's
 //! position: what was sent and not acknowledged is sent again, and the replica skips what it
 //! had already applied.
@@ -185,10 +186,14 @@ pub async fn send_session<R: Record>(
     let s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     let (mut rd, mut wr) = s.into_split();
-    let (pos, mut send, mut recv) = greet(&mut rd, &mut wr, opts).await?;
+    let run = source.run();
+    let (pos, mut send, mut recv) = greet(&mut rd, &mut wr, opts, run).await?;
     status.sessions.fetch_add(1, Ordering::Relaxed);
     status.connected.store(true, Ordering::SeqCst);
-    let ours = pos.node.as_deref() == Some(opts.node.as_str()) && pos.epoch == opts.epoch;
+    // Sequences count per run, so any epoch of this run up to ours goes on from `seq + 1`.
+    let ours = pos.node.as_deref() == Some(opts.node.as_str())
+        && pos.run == run
+        && pos.epoch <= opts.epoch;
     let start = if ours { pos.seq } else { 0 };
     status.acked.store(start, Ordering::SeqCst);
     let resume = ours.then(|| source.follow(pos.seq + 1).ok()).flatten();
@@ -302,13 +307,15 @@ pub async fn send_session<R: Record>(
     }
 }
 
-/// Greets the receiver and reads its answer: the position it holds and, if both ends have
-/// a key, the connection's taggers (what this end sends, what it receives). A refusal
-/// of this end's own (the keys disagree) is sent to the receiver before it is returned.
+/// Greets the receiver as journal run `run` ([`Source::run`]) and reads its answer: the
+/// position it holds and, if both ends have a key, the connection's taggers (what this end
+/// sends, what it receives). A refusal of this end's own (the keys disagree) is sent to the
+/// receiver before it is returned.
 pub async fn greet<R, W>(
     rd: &mut R,
     wr: &mut W,
     opts: &SenderOptions,
+    run: u64,
 ) -> Result<(Position, Option<Tagger>, Option<Tagger>), StreamError>
 where
     R: AsyncRead + Unpin,
@@ -318,6 +325,7 @@ where
     let hello = Msg::Hello {
         node: opts.node.clone(),
         epoch: opts.epoch,
+        run,
         nonce,
         authenticated: opts.key.is_some(),
     };
@@ -328,16 +336,26 @@ where
         Ok(Ok(None)) => return Err(StreamError::Protocol("closed during the greeting".into())),
         Ok(Err(e)) => return Err(e),
     };
-    let greeting = (opts.node.as_str(), opts.epoch, &nonce);
+    let greeting = (opts.node.as_str(), opts.epoch, run, &nonce);
     match wire::decode_answer(&h, &rest, opts.key.as_ref(), greeting) {
         Ok((
             Msg::Position {
-                node, epoch, seq, ..
+                node,
+                epoch,
+                run,
+                seq,
+                ..
             },
             taggers,
         )) => {
             let (send, recv) = taggers.unzip();
-            Ok((Position { node, epoch, seq }, send, recv))
+            let p = Position {
+                node,
+                epoch,
+                run,
+                seq,
+            };
+            Ok((p, send, recv))
         }
         Ok((Msg::Refused { reason }, _)) => Err(StreamError::Refused(reason)),
         Ok((m, _)) => Err(StreamError::Protocol(format!(
@@ -498,14 +516,15 @@ pub async fn receive_session<R: Record>(
     s.set_nodelay(true)?;
     let (mut rd, mut wr) = s.into_split();
     let greeting = tokio::time::timeout(HANDSHAKE, read_msg(&mut rd, None)).await;
-    let (node, epoch, theirs, authenticated) = match greeting {
+    let (node, epoch, run, theirs, authenticated) = match greeting {
         Err(_) => return Err(StreamError::Protocol("no greeting".into())),
         Ok(Ok(Some(Msg::Hello {
             node,
             epoch,
+            run,
             nonce,
             authenticated,
-        }))) => (node, epoch, nonce, authenticated),
+        }))) => (node, epoch, run, nonce, authenticated),
         Ok(Ok(Some(m))) => {
             let e = StreamError::Protocol(format!("expected a greeting, got {}", m.name()));
             return refuse(&mut wr, e).await;
@@ -522,6 +541,7 @@ pub async fn receive_session<R: Record>(
             let empty = Msg::Position {
                 node: None,
                 epoch: 0,
+                run: 0,
                 seq: 0,
                 nonce,
                 authenticated: key.is_some(),
@@ -530,16 +550,17 @@ pub async fn receive_session<R: Record>(
             return refuse(&mut wr, e.into()).await;
         }
     };
-    if let Err(e) = replica.check_sender(&node, epoch) {
+    if let Err(e) = replica.accept_sender(&node, run, epoch) {
         return refuse(&mut wr, e).await;
     }
     let (mut send, mut recv) = key
-        .map(|k| wire::session(k, &node, epoch, [&theirs, &nonce], End::Receiver))
+        .map(|k| wire::session(k, (&node, epoch, run), [&theirs, &nonce], End::Receiver))
         .unzip();
     let p = replica.position();
     let position = Msg::Position {
         node: p.node,
         epoch: p.epoch,
+        run: p.run,
         seq: p.seq,
         nonce,
         authenticated: key.is_some(),
@@ -624,7 +645,7 @@ pub async fn receive_session<R: Record>(
                 if matches!(m, Msg::SnapshotBegin { .. }) {
                     last_ack = 0;
                 }
-                apply(replica, &node, epoch, m)
+                apply(replica, (&node, epoch, run), m)
             }
         };
         if let Err(e) = applied {
@@ -639,10 +660,11 @@ pub async fn receive_session<R: Record>(
     }
 }
 
+/// Applies message `m` of the session that `node`'s greeting in `epoch` from journal `run`
+/// began.
 fn apply<R: Record>(
     replica: &mut Replica<R>,
-    node: &str,
-    epoch: u64,
+    (node, epoch, run): (&str, u64, u64),
     m: Msg,
 ) -> Result<(), StreamError> {
     match m {
@@ -652,7 +674,7 @@ fn apply<R: Record>(
             count,
             frames,
         } => replica.apply(node, e, first, u64::from(count), &frames),
-        Msg::SnapshotBegin { epoch: e, position } => replica.snapshot_begin(node, e, position),
+        Msg::SnapshotBegin { epoch: e, position } => replica.snapshot_begin(node, run, e, position),
         Msg::SnapshotRecords { count, frames } => {
             replica.snapshot_records(u64::from(count), &frames)
         }

@@ -11,7 +11,8 @@ use crate::{Journal, Lane, Record, Ticket, format};
 /// The file, in the replica's journal directory, that keeps its position across restarts.
 pub const POSITION_FILE: &str = "stream-position";
 const POSITION_MAGIC: [u8; 8] = *b"LSRJPOS\0";
-const POSITION_VERSION: u32 = 1;
+/// Version 2 adds the run; a version-1 file reads as run 0, unknown (docs/JOURNAL.md).
+const POSITION_VERSION: u32 = 2;
 /// The shortest time between two writes of the position file.
 pub(crate) const POSITION_EVERY: Duration = Duration::from_millis(50);
 
@@ -56,6 +57,7 @@ fn encode_position(p: &Position) -> Vec<u8> {
     let mut b = POSITION_MAGIC.to_vec();
     b.extend_from_slice(&POSITION_VERSION.to_le_bytes());
     b.extend_from_slice(&p.epoch.to_le_bytes());
+    b.extend_from_slice(&p.run.to_le_bytes());
     b.extend_from_slice(&p.seq.to_le_bytes());
     let node = p.node.as_deref().unwrap_or("").as_bytes();
     let node = &node[..node.len().min(super::wire::MAX_NODE)];
@@ -66,7 +68,7 @@ fn encode_position(p: &Position) -> Vec<u8> {
     b
 }
 
-/// Parses a position file; the error says why it is not one.
+/// Parses a position file, of version 1 (no run: 0) or 2; the error says why it is not one.
 fn decode_position(b: &[u8]) -> Result<Position, String> {
     if b.len() < 8 + 4 + 8 + 8 + 1 + 4 {
         return Err(format!("{} bytes, too short", b.len()));
@@ -79,26 +81,29 @@ fn decode_position(b: &[u8]) -> Result<Position, String> {
         return Err("bad magic".into());
     }
     let u = |at: usize, n: usize| {
-        body[at..at + n]
-            .iter()
-            .rev()
-            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+        body.get(at..at + n)
+            .ok_or_else(|| format!("{} bytes, too short", b.len()))
+            .map(|s| {
+                s.iter()
+                    .rev()
+                    .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+            })
     };
-    let version = u(8, 4);
-    if version != u64::from(POSITION_VERSION) {
-        return Err(format!(
-            "version {version}, this build reads {POSITION_VERSION}"
-        ));
-    }
-    let (epoch, seq, len) = (u(12, 8), u(20, 8), body[28] as usize);
+    let (epoch, run, seq, at) = match u(8, 4)? {
+        1 => (u(12, 8)?, 0, u(20, 8)?, 28),
+        2 => (u(12, 8)?, u(20, 8)?, u(28, 8)?, 36),
+        v => return Err(format!("version {v}, this build reads 1 and 2")),
+    };
+    let len = u(at, 1)? as usize;
     let node = body
-        .get(29..)
+        .get(at + 1..)
         .filter(|n| n.len() == len)
         .ok_or("node length mismatch")?;
     let node = std::str::from_utf8(node).map_err(|_| "node is not UTF-8")?;
     Ok(Position {
         node: (!node.is_empty()).then(|| node.to_owned()),
         epoch,
+        run,
         seq,
     })
 }
@@ -193,13 +198,16 @@ impl From<super::wire::DecodeError> for StreamError {
     }
 }
 
-/// What a replica holds durable: every frame of `node`'s stream in `epoch` up to `seq`.
+/// What a replica holds durable: every frame of `node`'s stream in `epoch` up to `seq`, all
+/// of journal run `run`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Position {
     /// The node followed (`None` before the first snapshot).
     pub node: Option<String>,
     /// The epoch followed.
     pub epoch: u64,
+    /// The sender's journal run those frames are of (0: unknown).
+    pub run: u64,
     /// The last sequence synced.
     pub seq: u64,
 }
@@ -235,6 +243,7 @@ pub struct Replica<R: Record> {
     lane: Lane<R>,
     node: Option<String>,
     epoch: u64,
+    run: u64,
     /// The last sequence appended (durable or not).
     applied: u64,
     /// The last sequence durable.
@@ -251,6 +260,7 @@ impl<R: Record> std::fmt::Debug for Replica<R> {
         f.debug_struct("Replica")
             .field("node", &self.node)
             .field("epoch", &self.epoch)
+            .field("run", &self.run)
             .field("applied", &self.applied)
             .field("acked", &self.acked)
             .finish_non_exhaustive()
@@ -265,6 +275,7 @@ impl<R: Record> Replica<R> {
             lane,
             node: None,
             epoch: 0,
+            run: 0,
             applied: 0,
             acked: 0,
             pending: VecDeque::new(),
@@ -283,6 +294,7 @@ impl<R: Record> Replica<R> {
         let written = read_position(&*fs, journal.dir()).unwrap_or_default();
         r.node = written.node.clone();
         r.epoch = written.epoch;
+        r.run = written.run;
         r.applied = written.seq;
         r.acked = written.seq;
         r.store = Some(PositionStore {
@@ -308,19 +320,26 @@ impl<R: Record> Replica<R> {
             && self.store.as_ref().is_some_and(|st| {
                 st.written.seq != self.acked
                     || st.written.epoch != self.epoch
+                    || st.written.run != self.run
                     || st.written.node != self.node
             })
+    }
+
+    /// What it holds durable, as last polled.
+    fn current(&self) -> Position {
+        Position {
+            node: self.node.clone(),
+            epoch: self.epoch,
+            run: self.run,
+            seq: self.acked,
+        }
     }
 
     fn persist(&mut self, now: bool) {
         if self.receiving.is_some() {
             return;
         }
-        let p = Position {
-            node: self.node.clone(),
-            epoch: self.epoch,
-            seq: self.acked,
-        };
+        let p = self.current();
         if let Some(st) = self.store.as_mut()
             && st.written != p
             && (now || st.at.is_none_or(|t| t.elapsed() >= POSITION_EVERY))
@@ -337,11 +356,7 @@ impl<R: Record> Replica<R> {
     /// What this replica holds durable (its ack), after taking in the lane's watermark.
     pub fn position(&mut self) -> Position {
         self.poll();
-        Position {
-            node: self.node.clone(),
-            epoch: self.epoch,
-            seq: self.acked,
-        }
+        self.current()
     }
 
     /// Takes in the lane's watermark; returns the last sequence durable.
@@ -399,6 +414,23 @@ impl<R: Record> Replica<R> {
         Ok(())
     }
 
+    /// Takes a sender's greeting: [`Replica::check_sender`], then, if it is the node
+    /// followed, of the same journal `run` and under a higher epoch, follows that stream on
+    /// under `epoch`, its sequence kept: the sender's new term resumes instead of sending a
+    /// snapshot (its frames must still come from `applied + 1`).
+    pub fn accept_sender(&mut self, node: &str, run: u64, epoch: u64) -> Result<(), StreamError> {
+        self.check_sender(node, epoch)?;
+        if self.receiving.is_none()
+            && run != 0
+            && self.run == run
+            && self.node.as_deref() == Some(node)
+            && epoch > self.epoch
+        {
+            self.epoch = epoch;
+        }
+        Ok(())
+    }
+
     /// Applies frames `first..first + count` of `node`'s stream in `epoch`. Frames already
     /// applied are skipped (counted in [`ReplicaStats::duplicates`]).
     pub fn apply(
@@ -445,17 +477,19 @@ impl<R: Record> Replica<R> {
         Ok(())
     }
 
-    /// Starts taking a snapshot of `node`'s stream in `epoch`, current to `position`: from
-    /// now on this replica follows that stream.
+    /// Starts taking a snapshot of `node`'s stream in `epoch` from journal `run`, current to
+    /// `position`: from now on this replica follows that stream.
     pub fn snapshot_begin(
         &mut self,
         node: &str,
+        run: u64,
         epoch: u64,
         position: u64,
     ) -> Result<(), StreamError> {
         self.check_sender(node, epoch)?;
         self.node = Some(node.into());
         self.epoch = epoch;
+        self.run = run;
         self.applied = 0;
         self.acked = 0;
         self.pending.clear();
@@ -586,6 +620,7 @@ mod tests {
         let p = Position {
             node: Some("a".into()),
             epoch: 7,
+            run: 0x1122_3344_5566_7788,
             seq: 42,
         };
         let b = encode_position(&p);
@@ -602,5 +637,27 @@ mod tests {
         for n in 0..b.len() {
             assert!(decode_position(&b[..n]).is_err(), "cut at {n}");
         }
+    }
+
+    #[test]
+    fn a_version_1_position_file_reads_with_the_run_unknown() {
+        let mut b = POSITION_MAGIC.to_vec();
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&7u64.to_le_bytes());
+        b.extend_from_slice(&42u64.to_le_bytes());
+        b.extend_from_slice(b"\x01a");
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        let p = Position {
+            node: Some("a".into()),
+            epoch: 7,
+            run: 0,
+            seq: 42,
+        };
+        assert_eq!(decode_position(&b).unwrap(), p);
+        let v3 = [&b[..8], &3u32.to_le_bytes(), &b[12..b.len() - 4]].concat();
+        let crc = crc32c::crc32c(&v3);
+        let e = decode_position(&[&v3[..], &crc.to_le_bytes()].concat()).unwrap_err();
+        assert_eq!(e, "version 3, this build reads 1 and 2");
     }
 }

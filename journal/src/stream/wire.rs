@@ -61,12 +61,14 @@ pub type Nonce = [u8; NONCE_LEN];
 /// One message of the stream protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
-    /// Sender to receiver, first: who streams, under which epoch.
+    /// Sender to receiver, first: who streams, under which epoch, from which journal run.
     Hello {
         /// The sending node.
         node: String,
         /// Its fencing epoch.
         epoch: u64,
+        /// Its journal's run ([`Source::run`](super::Source::run)), never 0.
+        run: u64,
         /// The sender's nonce for this connection.
         nonce: Nonce,
         /// The sender has a stream key.
@@ -78,6 +80,8 @@ pub enum Msg {
         node: Option<String>,
         /// That stream's epoch.
         epoch: u64,
+        /// That stream's journal run (0: unknown, e.g. a position saved by an older build).
+        run: u64,
         /// The last sequence it has synced.
         seq: u64,
         /// The receiver's nonce for this connection.
@@ -294,13 +298,12 @@ impl std::fmt::Debug for Tagger {
     }
 }
 
-/// The taggers of `end` of the connection that `node`'s greeting in `epoch` began: what it
-/// sends, what it receives. The session key is HMAC-SHA256(`key`, "lessor stream v2" |
-/// node | epoch | the sender's nonce | the receiver's nonce).
+/// The taggers of `end` of the connection that `node`'s greeting in `epoch` from journal
+/// `run` began: what it sends, what it receives. The session key is HMAC-SHA256(`key`,
+/// "lessor stream v2" | node | epoch | run | the sender's nonce | the receiver's nonce).
 pub fn session(
     key: &StreamKey,
-    node: &str,
-    epoch: u64,
+    (node, epoch, run): (&str, u64, u64),
     nonces: [&Nonce; 2],
     end: End,
 ) -> (Tagger, Tagger) {
@@ -310,6 +313,7 @@ pub fn session(
     m.update(&[node.len() as u8]);
     m.update(node);
     m.update(&epoch.to_le_bytes());
+    m.update(&run.to_le_bytes());
     m.update(nonces[0]);
     m.update(nonces[1]);
     let mac = hmac(&m.finalize().into_bytes());
@@ -379,12 +383,14 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>, tagger: Option<&mut Tagger>) {
         Msg::Hello {
             node,
             epoch,
+            run,
             nonce,
             authenticated,
         } => {
             out.extend_from_slice(&MAGIC);
             out.extend_from_slice(&VERSION.to_le_bytes());
             out.extend_from_slice(&epoch.to_le_bytes());
+            out.extend_from_slice(&run.to_le_bytes());
             put_node(out, node);
             out.extend_from_slice(nonce);
             out.push(flags(*authenticated));
@@ -392,11 +398,13 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>, tagger: Option<&mut Tagger>) {
         Msg::Position {
             node,
             epoch,
+            run,
             seq,
             nonce,
             authenticated,
         } => {
             out.extend_from_slice(&epoch.to_le_bytes());
+            out.extend_from_slice(&run.to_le_bytes());
             out.extend_from_slice(&seq.to_le_bytes());
             put_node(out, node.as_deref().unwrap_or(""));
             out.extend_from_slice(nonce);
@@ -598,7 +606,7 @@ pub fn decode(
     Ok(parse(h.kind, body)?)
 }
 
-/// The receiver's answer to a greeting (`node`, `epoch`, `nonce`), as the sender with `key`
+/// The receiver's answer to a greeting (`node`, `epoch`, `run`, `nonce`), as the sender with `key`
 /// takes it: a `Position` (tagged, if both ends have a key: the taggers of the connection
 /// come with it, derived from the nonce inside) or a `Refused`. A `Position` that says the
 /// two ends disagree on having a key is an [`AuthError`].
@@ -606,7 +614,7 @@ pub fn decode_answer(
     header: &[u8; HEADER_LEN],
     rest: &[u8],
     key: Option<&StreamKey>,
-    (node, epoch, nonce): (&str, u64, &Nonce),
+    (node, epoch, run, nonce): (&str, u64, u64, &Nonce),
 ) -> Result<(Msg, Option<(Tagger, Tagger)>), DecodeError> {
     let (h, body) = split(header, rest)?;
     if h.kind != POSITION || !h.tagged {
@@ -628,7 +636,8 @@ pub fn decode_answer(
     let Msg::Position { nonce: theirs, .. } = parse(POSITION, body)? else {
         return Err(Malformed("not a position".into()).into());
     };
-    let (send, mut recv) = session(key, node, epoch, [nonce, &theirs], End::Sender);
+    let greeting = (node, epoch, run);
+    let (send, mut recv) = session(key, greeting, [nonce, &theirs], End::Sender);
     let m = decode(header, rest, Some(&mut recv))?;
     if let Msg::Position {
         authenticated: false,
@@ -668,6 +677,10 @@ fn parse(kind: u8, body: &[u8]) -> Result<Msg, Malformed> {
                 ));
             }
             let epoch = b.u64("epoch")?;
+            let run = b.u64("run")?;
+            if run == 0 {
+                return bad("`run` is 0");
+            }
             let node = b.node()?;
             if node.is_empty() {
                 return bad("`node` is empty");
@@ -675,17 +688,20 @@ fn parse(kind: u8, body: &[u8]) -> Result<Msg, Malformed> {
             Msg::Hello {
                 node,
                 epoch,
+                run,
                 nonce: b.nonce()?,
                 authenticated: b.authenticated()?,
             }
         }
         POSITION => {
             let epoch = b.u64("epoch")?;
+            let run = b.u64("run")?;
             let seq = b.u64("seq")?;
             let node = b.node()?;
             Msg::Position {
                 node: (!node.is_empty()).then_some(node),
                 epoch,
+                run,
                 seq,
                 nonce: b.nonce()?,
                 authenticated: b.authenticated()?,
@@ -770,12 +786,14 @@ mod tests {
             Msg::Hello {
                 node: "a".into(),
                 epoch: 7,
+                run: 0x0102_0304_0506_0708,
                 nonce: [3; NONCE_LEN],
                 authenticated: true,
             },
             Msg::Position {
                 node: Some("b".into()),
                 epoch: 7,
+                run: 11,
                 seq: 9,
                 nonce: [4; NONCE_LEN],
                 authenticated: false,
@@ -783,6 +801,7 @@ mod tests {
             Msg::Position {
                 node: None,
                 epoch: 0,
+                run: 0,
                 seq: 0,
                 nonce: [0; NONCE_LEN],
                 authenticated: true,
@@ -840,6 +859,7 @@ mod tests {
         let hello = Msg::Hello {
             node: "a".into(),
             epoch: 1,
+            run: 1,
             nonce: [0; NONCE_LEN],
             authenticated: false,
         };
@@ -860,7 +880,7 @@ mod tests {
     fn connection(key: &[u8], ns: u8, nr: u8) -> [(Tagger, Tagger); 2] {
         let key = StreamKey::new(key).unwrap();
         let nonces = [&[ns; NONCE_LEN], &[nr; NONCE_LEN]];
-        [End::Sender, End::Receiver].map(|end| session(&key, "a", 7, nonces, end))
+        [End::Sender, End::Receiver].map(|end| session(&key, ("a", 7, 3), nonces, end))
     }
 
     fn sealed(m: &Msg, tagger: &mut Tagger) -> Vec<u8> {
@@ -905,10 +925,14 @@ mod tests {
         let [(mut s_send, mut s_recv), (mut r_send, mut r_recv)] = connection(&KEY, 1, 2);
         let first = sealed(&ack(1), &mut r_send);
         let second = sealed(&ack(2), &mut r_send);
-        // Another key, or another connection's nonces: the first message does not verify.
+        // Another key, another connection's nonces, or a greeting of another journal run:
+        // the first message does not verify.
         let [(_, mut other_key), _] = connection(&[8; MIN_KEY_LEN], 1, 2);
         let [(_, mut other_nonce), _] = connection(&KEY, 1, 3);
-        for t in [&mut other_key, &mut other_nonce] {
+        let nonces = [&[1; NONCE_LEN], &[2; NONCE_LEN]];
+        let key = StreamKey::new(&KEY).unwrap();
+        let (_, mut other_run) = session(&key, ("a", 7, 4), nonces, End::Sender);
+        for t in [&mut other_key, &mut other_nonce, &mut other_run] {
             assert_eq!(open(&first, t), Err(AuthError::Mismatch.into()));
         }
         // Reordered: the second before the first.
@@ -946,10 +970,11 @@ mod tests {
         );
         let (ns, nr) = ([1; NONCE_LEN], [2; NONCE_LEN]);
         let both = agree(kr.as_ref(), ks.is_some()).ok().flatten();
-        let mut tagger = both.map(|k| session(k, "a", 7, [&ns, &nr], End::Receiver).0);
+        let mut tagger = both.map(|k| session(k, ("a", 7, 3), [&ns, &nr], End::Receiver).0);
         let position = Msg::Position {
             node: Some("a".into()),
             epoch: 7,
+            run: 3,
             seq: 5,
             nonce: nr,
             authenticated: kr.is_some(),
@@ -960,7 +985,7 @@ mod tests {
             &header(&out),
             &out[HEADER_LEN..],
             ks.as_ref(),
-            ("a", 7, &ns),
+            ("a", 7, 3, &ns),
         )?;
         assert_eq!(m, position);
         assert_eq!(taggers.is_some(), both.is_some());

@@ -208,7 +208,7 @@ fn the_replica_refuses_gaps_stale_epochs_and_corrupt_frames() {
         r.apply("a", 5, 1, 3, &frames),
         Err(StreamError::NeedsSnapshot { epoch: 5, .. })
     ));
-    r.snapshot_begin("a", 5, 0).unwrap();
+    r.snapshot_begin("a", 1, 5, 0).unwrap();
     r.snapshot_end(0).unwrap();
     r.apply("a", 5, 1, 3, &frames).unwrap();
     // A gap.
@@ -258,6 +258,53 @@ fn the_replica_refuses_gaps_stale_epochs_and_corrupt_frames() {
     assert_eq!((s.frames, s.duplicates), (4, 2));
     assert_eq!(r.wait_durable(LONG), 4);
     assert_eq!(r.position().seq, 4);
+    drop(r);
+    j.shutdown().unwrap();
+}
+
+#[test]
+fn the_replica_continues_a_stream_under_a_new_epoch_only_for_its_node_and_run() {
+    let (_d, j) = temp_journal(1 << 20);
+    let mut r = Replica::new(j.lane(0));
+    let (two, third): (Vec<u8>, Vec<u8>) = (
+        (0..2).flat_map(|k| frame(&rec(k, 1))).collect(),
+        frame(&rec(2, 1)),
+    );
+    r.snapshot_begin("a", 7, 5, 0).unwrap();
+    r.snapshot_end(0).unwrap();
+    r.apply("a", 5, 1, 2, &two).unwrap();
+    // Another node, or another run of `a`'s journal: the frames need a snapshot.
+    for (node, run) in [("b", 7), ("a", 8)] {
+        r.accept_sender(node, run, 6).unwrap();
+        assert!(matches!(
+            r.apply(node, 6, 3, 1, &third),
+            Err(StreamError::NeedsSnapshot { epoch: 6, .. })
+        ));
+        assert_eq!(r.position().epoch, 5);
+    }
+    // The same run in a higher epoch goes on where it was: gaps are still refused.
+    r.accept_sender("a", 7, 6).unwrap();
+    let p = r.position();
+    assert_eq!((p.node.as_deref(), p.epoch, p.run), (Some("a"), 6, 7));
+    assert!(matches!(
+        r.apply("a", 6, 4, 1, &third),
+        Err(StreamError::Gap {
+            expected: 3,
+            got: 4
+        })
+    ));
+    r.apply("a", 6, 3, 1, &third).unwrap();
+    // The epoch it left is stale.
+    assert!(matches!(
+        r.accept_sender("a", 7, 5),
+        Err(StreamError::StaleEpoch {
+            have: 6,
+            got: 5,
+            ..
+        })
+    ));
+    assert_eq!(r.wait_durable(LONG), 3);
+    assert_eq!(r.stats().snapshots, 1);
     drop(r);
     j.shutdown().unwrap();
 }
@@ -330,7 +377,8 @@ struct Pair {
     da: tempfile::TempDir,
     db: tempfile::TempDir,
     segment_bytes: u64,
-    a: Journal<Rec>,
+    /// `None` only inside [`Pair::reopen_a`].
+    a: Option<Journal<Rec>>,
     /// `None` only between [`Pair::stop_receiver`] and [`Pair::start_receiver`].
     b: Option<Journal<Rec>>,
     lanes: Vec<Lane<Rec>>,
@@ -368,7 +416,7 @@ impl Pair {
             da,
             db,
             segment_bytes,
-            a,
+            a: Some(a),
             b: Some(b),
             lanes,
             addr,
@@ -392,13 +440,26 @@ impl Pair {
         let status = Arc::new(SenderStatus::default());
         let o = sender_options(epoch, key.as_ref());
         let task = self.rt.spawn(net::run_sender(
-            self.a.stream(),
+            self.a().stream(),
             self.addr,
             o,
             status.clone(),
         ));
         self.tasks.push(task.abort_handle());
         (status, task.abort_handle())
+    }
+
+    fn a(&self) -> &Journal<Rec> {
+        self.a.as_ref().unwrap()
+    }
+
+    /// Shuts `a` down and opens it again: a new run of its journal, its stream from 1.
+    fn reopen_a(&mut self) {
+        self.lanes.clear();
+        self.a.take().unwrap().shutdown().unwrap();
+        let a = open(self.da.path(), self.segment_bytes);
+        self.lanes = vec![a.lane(0), a.lane(1)];
+        self.a = Some(a);
     }
 
     /// Appends as [`fill`] does over `a`'s lanes.
@@ -417,7 +478,7 @@ impl Pair {
 
     /// `a`'s stream position.
     fn position(&self) -> u64 {
-        self.a.stream().position()
+        self.a().stream().position()
     }
 
     /// Stops the receiver and shuts `b` down, as a peer that goes away.
@@ -460,7 +521,7 @@ impl Pair {
         }
         self.rt.shutdown_timeout(Duration::from_secs(5));
         drop(self.lanes);
-        self.a.shutdown().unwrap();
+        self.a.unwrap().shutdown().unwrap();
         self.b.unwrap().shutdown().unwrap();
         (sorted(self.da.path()), sorted(self.db.path()))
     }
@@ -542,9 +603,9 @@ fn a_receiver_behind_a_compaction_gets_a_snapshot_then_the_tail() {
         p.lanes[0].append(&tomb(k, 5));
     }
     assert!(p.lanes[0].wait_durable(p.lanes[0].last_ticket(), LONG));
-    p.a.compact_blocking().unwrap();
+    p.a().compact_blocking().unwrap();
     assert!(
-        p.a.stream().oldest() > 201,
+        p.a().stream().oldest() > 201,
         "the receiver's next frame is gone"
     );
     p.fill(400, 50, 3);
@@ -585,6 +646,7 @@ fn a_peer_that_stops_reading_never_holds_up_the_lanes() {
         let p = Msg::Position {
             node: None,
             epoch: 0,
+            run: 0,
             seq: 0,
             nonce: [0; NONCE_LEN],
             authenticated: false,
@@ -655,6 +717,112 @@ fn a_restarted_receiver_resumes_from_its_saved_position() {
     p.finish();
 }
 
+/// A leader fenced and elected again without a restart streams the same journal run under
+/// a higher epoch: the receiver continues that stream, with no snapshot.
+#[test]
+fn a_new_term_of_the_same_run_resumes_without_a_snapshot() {
+    let mut p = Pair::new(8192, Receiver::Bare);
+    let (tx, first) = p.sender(3);
+    wait_count("the first snapshot", &p.rx.snapshots, 1);
+    p.fill(0, 500, 1);
+    wait_count("the first term's ack", &tx.acked, 500);
+    first.abort();
+    // Fenced, then leading again; its journal went on meanwhile.
+    p.fill(500, 500, 1);
+    let (tx2, second) = p.sender(4);
+    let pos = p.position();
+    wait_count("the new term's ack", &tx2.acked, pos);
+    assert_eq!(
+        tx2.snapshots.load(Ordering::SeqCst),
+        0,
+        "resumed, not resynced"
+    );
+    assert_eq!(p.rx.snapshots.load(Ordering::SeqCst), 1);
+    assert_eq!(p.rx.frames.load(Ordering::SeqCst), pos, "every frame once");
+    assert_eq!(p.rx.duplicates.load(Ordering::SeqCst), 0);
+    second.abort();
+    // The term it left is stale now.
+    let (old, _) = p.sender(3);
+    wait_for("the refusal", || old.last_error().is_some());
+    let e = old.last_error().unwrap();
+    assert!(e.contains("stale epoch 3") && e.contains("epoch 4"), "{e}");
+    assert_eq!(p.rx.epoch.load(Ordering::SeqCst), 4);
+    p.finish();
+}
+
+/// The position file keeps the run: a receiver restarted between two terms of the same run
+/// still resumes.
+#[test]
+fn a_restarted_receiver_resumes_a_new_term_of_the_run_it_saved() {
+    let mut p = Pair::new(8192, Receiver::Opened);
+    p.stream_then_stop(300, 3);
+    // Time for the position file to catch up (written at most every 50 ms).
+    pause(&p.rt, 200);
+    p.stop_receiver();
+    p.fill(300, 300, 1);
+    let rx2 = p.start_receiver();
+    let (tx2, _) = p.sender(5);
+    let pos = p.position();
+    wait_count("the new term's ack", &tx2.acked, pos);
+    assert_eq!(tx2.snapshots.load(Ordering::SeqCst), 0, "resumed");
+    assert_eq!(rx2.snapshots.load(Ordering::SeqCst), 0);
+    assert_eq!(rx2.frames.load(Ordering::SeqCst), 300, "only the tail");
+    assert_eq!(rx2.epoch.load(Ordering::SeqCst), 5);
+    p.finish();
+}
+
+/// A reopened journal numbers its stream from 1 again: a receiver of its last run takes a
+/// snapshot, even where its `seq + 1` is a sequence of the new run.
+#[test]
+fn a_reopened_journal_under_a_higher_epoch_sends_a_snapshot() {
+    let mut p = Pair::new(8192, Receiver::Bare);
+    p.stream_then_stop(100, 3);
+    let run = p.a().stream().run();
+    p.reopen_a();
+    assert_ne!(p.a().stream().run(), run, "a new run");
+    p.fill(1000, 300, 2);
+    assert_eq!(p.position(), 300, "past the receiver's 100");
+    let (tx2, _) = p.sender(4);
+    wait_count("the ack after the snapshot", &tx2.acked, 300);
+    assert_eq!(tx2.snapshots.load(Ordering::SeqCst), 1);
+    assert_eq!(p.rx.snapshots.load(Ordering::SeqCst), 2);
+    assert_eq!(p.finish().len(), 360);
+}
+
+/// A position file of version 1 (no run) is still a position (its epoch is followed), but
+/// the run is unknown: the next session takes a snapshot, even in the same epoch.
+#[test]
+fn a_position_file_of_version_1_leads_to_a_snapshot() {
+    let mut p = Pair::new(8192, Receiver::Opened);
+    p.stream_then_stop(100, 3);
+    pause(&p.rt, 200);
+    p.stop_receiver();
+    // Written again as the last version did: magic, version, epoch, seq, node, crc32c.
+    let path = p.db.path().join(lessor_journal::stream::POSITION_FILE);
+    let v2 = std::fs::read(&path).unwrap();
+    assert_eq!(v2[8..12], 2u32.to_le_bytes());
+    let mut v1 = [
+        &v2[..8],
+        &1u32.to_le_bytes(),
+        &v2[12..20],
+        &v2[28..v2.len() - 4],
+    ]
+    .concat();
+    v1.extend_from_slice(&crc32c::crc32c(&v1).to_le_bytes());
+    std::fs::write(&path, &v1).unwrap();
+    let rx2 = p.start_receiver();
+    let (stale, stale_task) = p.sender(2);
+    wait_for("the refusal", || stale.last_error().is_some());
+    let e = stale.last_error().unwrap();
+    assert!(e.contains("stale epoch 2") && e.contains("epoch 3"), "{e}");
+    stale_task.abort();
+    let (tx2, _) = p.sender(3);
+    wait_count("the ack after the snapshot", &tx2.acked, 100);
+    assert_eq!(tx2.snapshots.load(Ordering::SeqCst), 1, "the run unknown");
+    assert_eq!(rx2.snapshots.load(Ordering::SeqCst), 1);
+    p.finish();
+}
+
 /// After failed syncs and short writes the writer rewrites the unsynced bytes into a new
 /// segment: the stream must hold each record exactly once, in order, from wherever it landed.
 #[test]
@@ -712,6 +880,7 @@ fn a_silent_sender_is_dropped_and_the_next_one_served() {
         let hello = Msg::Hello {
             node: "x".into(),
             epoch: 1,
+            run: 1,
             nonce: [0; NONCE_LEN],
             authenticated: false,
         };
@@ -816,7 +985,7 @@ async fn connect_as_sender(
     let s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut rd, mut wr) = s.into_split();
     let o = sender_options(epoch, Some(key));
-    let (_, send, recv) = net::greet(&mut rd, &mut wr, &o).await.unwrap();
+    let (_, send, recv) = net::greet(&mut rd, &mut wr, &o, 1).await.unwrap();
     (rd, wr, send.unwrap(), recv.unwrap())
 }
 
@@ -954,17 +1123,23 @@ fn an_ack_forged_without_the_key_is_refused_by_the_sender() {
             let (s, _) = l.accept().await.unwrap();
             let (mut rd, mut wr) = s.into_split();
             let Some(Msg::Hello {
-                node, epoch, nonce, ..
+                node,
+                epoch,
+                run,
+                nonce,
+                ..
             }) = net::read_msg(&mut rd, None).await.unwrap()
             else {
                 panic!("no greeting")
             };
             let theirs = [9; NONCE_LEN];
             let end = wire::End::Receiver;
-            let (mut send, mut recv) = wire::session(&key(1), &node, epoch, [&nonce, &theirs], end);
+            let greeting = (node.as_str(), epoch, run);
+            let (mut send, mut recv) = wire::session(&key(1), greeting, [&nonce, &theirs], end);
             let position = Msg::Position {
                 node: None,
                 epoch: 0,
+                run: 0,
                 seq: 0,
                 nonce: theirs,
                 authenticated: true,
@@ -981,7 +1156,7 @@ fn an_ack_forged_without_the_key_is_refused_by_the_sender() {
                     out
                 }
                 1 => {
-                    let mut other = wire::session(&key(2), &node, epoch, [&nonce, &theirs], end).0;
+                    let mut other = wire::session(&key(2), greeting, [&nonce, &theirs], end).0;
                     sealed(&position, &mut other);
                     sealed(&forged, &mut other)
                 }
@@ -1135,7 +1310,7 @@ fn a_reopened_replica_still_refuses_the_epochs_it_has_passed() {
     let (d, j) = temp_journal(8192);
     let mut r = Replica::open(&j, 0).unwrap();
     assert_eq!(r.position(), lessor_journal::stream::Position::default());
-    r.snapshot_begin("a", 9, 0).unwrap();
+    r.snapshot_begin("a", 1, 9, 0).unwrap();
     r.snapshot_end(0).unwrap();
     let frames: Vec<u8> = (0..3).flat_map(|k| frame(&rec(k, 1))).collect();
     r.apply("a", 9, 1, 3, &frames).unwrap();
