@@ -462,6 +462,18 @@ impl Pair {
         self.a = Some(a);
     }
 
+    /// Starts a sender of `a` in `epoch` and waits until it is refused as older than the
+    /// `have` the receiver follows; stops it and returns its status.
+    fn refused_as_stale(&mut self, epoch: u64, have: u64) -> Arc<SenderStatus> {
+        let (old, task) = self.sender(epoch);
+        wait_for("the refusal", || old.last_error().is_some());
+        task.abort();
+        let e = old.last_error().unwrap();
+        let (got, followed) = (format!("stale epoch {epoch}"), format!("epoch {have}"));
+        assert!(e.contains(&got) && e.contains(&followed), "{e}");
+        old
+    }
+
     /// Appends as [`fill`] does over `a`'s lanes.
     fn fill(&mut self, base: u32, n: u32, v: u64) {
         fill(&mut self.lanes, base, n, v);
@@ -623,10 +635,7 @@ fn a_receiver_behind_a_compaction_gets_a_snapshot_then_the_tail() {
 fn a_sender_with_a_stale_epoch_is_refused() {
     let mut p = Pair::new(8192, Receiver::Bare);
     p.stream_then_stop(20, 9);
-    let (old, _) = p.sender(8);
-    wait_for("the refusal", || old.last_error().is_some());
-    let e = old.last_error().unwrap();
-    assert!(e.contains("stale epoch 8") && e.contains("epoch 9"), "{e}");
+    let old = p.refused_as_stale(8, 9);
     assert_eq!(old.sessions.load(Ordering::SeqCst), 0, "never streamed");
     assert!(p.rx.last_error().unwrap().contains("stale epoch 8"));
     assert_eq!(p.rx.epoch.load(Ordering::SeqCst), 9);
@@ -742,10 +751,7 @@ fn a_new_term_of_the_same_run_resumes_without_a_snapshot() {
     assert_eq!(p.rx.duplicates.load(Ordering::SeqCst), 0);
     second.abort();
     // The term it left is stale now.
-    let (old, _) = p.sender(3);
-    wait_for("the refusal", || old.last_error().is_some());
-    let e = old.last_error().unwrap();
-    assert!(e.contains("stale epoch 3") && e.contains("epoch 4"), "{e}");
+    p.refused_as_stale(3, 4);
     assert_eq!(p.rx.epoch.load(Ordering::SeqCst), 4);
     p.finish();
 }
@@ -811,11 +817,7 @@ fn a_position_file_of_version_1_leads_to_a_snapshot() {
     v1.extend_from_slice(&crc32c::crc32c(&v1).to_le_bytes());
     std::fs::write(&path, &v1).unwrap();
     let rx2 = p.start_receiver();
-    let (stale, stale_task) = p.sender(2);
-    wait_for("the refusal", || stale.last_error().is_some());
-    let e = stale.last_error().unwrap();
-    assert!(e.contains("stale epoch 2") && e.contains("epoch 3"), "{e}");
-    stale_task.abort();
+    p.refused_as_stale(2, 3);
     let (tx2, _) = p.sender(3);
     wait_count("the ack after the snapshot", &tx2.acked, 100);
     assert_eq!(tx2.snapshots.load(Ordering::SeqCst), 1, "the run unknown");
