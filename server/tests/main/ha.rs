@@ -1145,6 +1145,48 @@ fn a_returning_primary_resyncs_and_takes_the_lead_back() {
     stopped.assert_success();
 }
 
+/// A leader fenced by an etcd outage and elected again, without a restart, streams the same
+/// journal run in its new term: the standby goes on from its position, with no snapshot.
+#[test]
+fn a_leader_elected_again_resumes_its_stream_without_a_snapshot() {
+    require_root();
+    let etcd = Etcd::start();
+    let key = stream_key('k');
+    let (configs, ports) = synced_configs(&etcd, key.path());
+    // a is the primary: once etcd is back, it leads again.
+    let configs = configs.map(|c| {
+        c.replace("{ name: a,", "{ name: a, role: primary,")
+            .replace("{ name: b,", "{ name: b, role: standby,")
+    });
+    let (a, b) = start_pair(&configs);
+    let first = wait_in_sync(&a);
+    answers(ports[0], 1);
+    let before = ha(&b);
+    assert_eq!(before["stream"]["received"]["snapshots"], 1, "{before}");
+
+    // etcd stops: a fences itself. When it resumes, b may lead for a moment, until it hands
+    // the lead back to the primary; either way b still holds a's journal run, and a's new
+    // term goes on from b's position.
+    etcd.signal("STOP");
+    wait_role(&a, "fenced");
+    etcd.signal("CONT");
+    let back = wait_role(&a, "leader");
+    assert!(back["epoch"].as_u64() > first["epoch"].as_u64(), "{back}");
+    wait_in_sync(&a);
+    answers(ports[0], 2);
+    let after = wait_ha(
+        "b to hold a's new lease",
+        || ha(&b),
+        |h| h["stream"]["received"]["epoch"] == back["epoch"],
+    );
+    assert_eq!(
+        after["stream"]["received"]["snapshots"], 1,
+        "resumed, not resynced: {after}"
+    );
+    a.stop().assert_success();
+    b.stop().assert_success();
+}
+
 #[test]
 fn an_async_leader_holds_acks_past_its_lag_bound_then_goes_on_alone() {
     require_root();
