@@ -74,6 +74,15 @@ impl HaConfig {
             .find(|p| p.role == Some(PeerRole::Primary))
     }
 
+    /// The scopes of `load-balancing`, one per peer in `peers` order, as [`crate::scope`]
+    /// numbers them; `None` in hot-standby.
+    pub fn scopes(&self) -> Option<[&str; 2]> {
+        match (self.mode, self.peers.as_slice()) {
+            (HaMode::LoadBalancing, [a, b]) => Some([a.name.as_str(), b.name.as_str()]),
+            _ => None,
+        }
+    }
+
     /// Where this server receives the partner's journal stream and where it sends its own,
     /// when both are set: the journal is streamed only then.
     pub fn stream(&self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
@@ -113,6 +122,9 @@ impl fmt::Debug for PemFile {
 pub enum HaMode {
     /// One server answers; the other waits to take the leader key.
     HotStandby,
+    /// Both answer, each the clients of its own scope (RFC 3074 buckets) from its own half
+    /// of every pool; a survivor takes its partner's scope (docs/HA.md, "Load balancing").
+    LoadBalancing,
 }
 
 impl HaMode {
@@ -120,6 +132,7 @@ impl HaMode {
     pub fn name(self) -> &'static str {
         match self {
             HaMode::HotStandby => "hot-standby",
+            HaMode::LoadBalancing => "load-balancing",
         }
     }
 }
@@ -168,12 +181,7 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
             ));
         }
         Some("hot-standby") => HaMode::HotStandby,
-        Some("load-balancing") => {
-            return Err(invalid(
-                "ha.mode",
-                "load-balancing is not supported yet (use hot-standby)",
-            ));
-        }
+        Some("load-balancing") => HaMode::LoadBalancing,
         Some(other) => {
             return Err(invalid(
                 "ha.mode",
@@ -230,6 +238,9 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
         });
     }
     check_roles(&peers)?;
+    if mode == HaMode::LoadBalancing {
+        check_balanced(&peers)?;
+    }
     if !peers.iter().any(|p| p.name == node) {
         return Err(invalid(
             "ha.node",
@@ -301,6 +312,36 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
         stream_key_file: w.stream_key_file.map(PathBuf::from),
         stream_key,
     }))
+}
+
+/// Load balancing takes two peers that stream to each other, and no roles: each leads its
+/// own scope.
+fn check_balanced(peers: &[HaPeer]) -> Result<()> {
+    if peers.len() != 2 {
+        return Err(invalid(
+            "ha.peers",
+            format!(
+                "load-balancing takes exactly two servers, not {}",
+                peers.len()
+            ),
+        ));
+    }
+    for (i, p) in peers.iter().enumerate() {
+        let path = at("ha.peers", i);
+        if p.role.is_some() {
+            return Err(invalid(
+                format!("{path}.role"),
+                "roles are for hot-standby: in load-balancing each server leads its own scope",
+            ));
+        }
+        if p.stream.is_none() {
+            return Err(invalid(
+                format!("{path}.stream"),
+                "missing: in load-balancing each server streams its journal to the other",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads `ha.stream_key_file`: the file's bytes, a trailing newline trimmed. Refused if it
@@ -909,6 +950,49 @@ mod tests {
     }
 
     #[test]
+    fn load_balancing_takes_two_streaming_peers_without_roles() {
+        let peers = |a: &str, b: &str| {
+            with(&format!(
+                "mode: load-balancing; peers: [{{name: a, url: \"http://x:1\"{a}}}, \
+                 {{name: b, url: \"http://y:1\"{b}}}]"
+            ))
+        };
+        let (sa, sb) = (", stream: \"10.0.0.1:8068\"", ", stream: \"10.0.0.2:8068\"");
+        let ha = Config::from_yaml_str(&peers(sa, sb)).unwrap().ha.unwrap();
+        assert_eq!(ha.mode, HaMode::LoadBalancing);
+        assert_eq!(ha.scopes(), Some(["a", "b"]));
+        let hot = Config::from_yaml_str(&with("")).unwrap().ha.unwrap();
+        assert_eq!(hot.scopes(), None);
+        let cases = [
+            (
+                peers(sa, ""),
+                "ha.peers[1].stream: missing: in load-balancing each server streams its \
+                 journal to the other"
+                    .to_owned(),
+            ),
+            (
+                peers(
+                    &format!("{sa}, role: primary"),
+                    &format!("{sb}, role: standby"),
+                ),
+                "ha.peers[0].role: roles are for hot-standby: in load-balancing each server \
+                 leads its own scope"
+                    .to_owned(),
+            ),
+            (
+                with(&format!(
+                    "mode: load-balancing; peers: [{{name: a, url: \"http://x:1\"{sa}}}, \
+                     {{name: b, url: \"http://y:1\"{sb}}}, {{name: c, url: \"http://z:1\"}}]"
+                )),
+                "ha.peers: load-balancing takes exactly two servers, not 3".to_owned(),
+            ),
+        ];
+        for (yaml, want) in cases {
+            assert_eq!(error(&yaml), want, "{yaml}");
+        }
+    }
+
+    #[test]
     fn roles_are_all_or_none_with_one_primary() {
         let peers = |a: &str, b: &str| {
             with(&format!(
@@ -952,7 +1036,7 @@ mod tests {
             ),
             (
                 "ha: {mode: load-balancing}",
-                "ha.mode: load-balancing is not supported yet (use hot-standby)",
+                "ha.node: missing: this server's name among ha.peers",
             ),
             (
                 "ha: {mode: active}",
