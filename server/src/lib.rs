@@ -16,6 +16,7 @@ pub mod lease_record;
 pub(crate) mod proto;
 pub mod reload;
 pub mod replay;
+pub mod scope;
 pub mod server;
 pub mod state_dir;
 pub mod stats;

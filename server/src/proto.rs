@@ -31,12 +31,29 @@ pub struct Received<'a, A> {
     pub arrival: A,
     /// When it was received.
     pub now: lessor_engine::Time,
+    /// The load-balancing scopes the server answers now (bit `s` for scope `s`, see
+    /// [`crate::scope`]); ignored outside load-balancing.
+    pub scopes: u8,
 }
 
 impl<'a, A> Received<'a, A> {
-    /// `data`, which arrived as `arrival` says at `now`.
+    /// `data`, which arrived as `arrival` says at `now`, for a server that answers every
+    /// scope.
     pub fn new(data: &'a [u8], arrival: A, now: lessor_engine::Time) -> Self {
-        Received { data, arrival, now }
+        Received {
+            data,
+            arrival,
+            now,
+            scopes: crate::scope::ALL,
+        }
+    }
+
+    /// The same datagram, for a server that answers the scopes in `mask`.
+    pub fn serving(self, mask: u8) -> Self {
+        Received {
+            scopes: mask,
+            ..self
+        }
     }
 }
 

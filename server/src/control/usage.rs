@@ -2,11 +2,13 @@
 //!
 //! What `lessor_leases`, `lessor_pool_size` and Kea's `subnet[ID].…` statistics show; the
 //! orphans reloads left ([`Reloader::orphans`](crate::reload::Reloader::orphans)) are
-//! counted in the subnet they were in. Engine pool ids follow the configuration (see
-//! `v4::Context` and `v6::Context`): DHCPv4 numbers every subnet's pools in file order;
-//! DHCPv6 numbers each subnet's address pools, then its delegation pools, subnet by subnet.
+//! counted in the subnet they were in. Engine pool ids map to subnets through the layout the
+//! contexts number them by (`v4::Context::engine_config`, `v6::Context::engine_config`: a
+//! configured pool may be two engine pools, in load-balancing).
 
 use std::net::IpAddr;
+
+use lessor_engine::v6::IaKind;
 
 use super::Parts;
 use crate::config::Config;
@@ -81,13 +83,13 @@ impl Usage {
 
 /// The subnet (index) of each DHCPv4 engine pool, and of each DHCPv6 one with its kind.
 fn owners(config: &Config) -> (Vec<usize>, Vec<(usize, Kind)>) {
-    let v4 = (config.v4.subnets.iter().enumerate())
-        .flat_map(|(i, s)| s.pools.iter().map(move |_| i))
+    let v4 = (crate::v4::layout(config).parts().iter())
+        .map(|p| p.subnet)
         .collect();
-    let v6 = (config.v6.subnets.iter().enumerate())
-        .flat_map(|(i, s)| {
-            let na = s.pools.iter().map(move |_| (i, Kind::Address));
-            na.chain(s.pd_pools.iter().map(move |_| (i, Kind::Prefix)))
+    let v6 = (crate::v6::layout(config).parts().iter())
+        .map(|p| match p.kind {
+            IaKind::Na => (p.subnet, Kind::Address),
+            IaKind::Pd => (p.subnet, Kind::Prefix),
         })
         .collect();
     (v4, v6)
@@ -161,13 +163,17 @@ fn pools(parts: &Parts) -> Vec<Usage> {
 mod tests {
     use std::sync::Arc;
 
-    use lessor_engine::v6::PoolSpec;
+    use lessor_engine::v4::PoolId as V4Pool;
+    use lessor_engine::v6::{IaKind, PoolId as V6Pool, PoolSpec};
 
     use crate::config::{Assignments, Config};
     use crate::v4;
     use crate::v6;
 
     use super::{Kind, owners};
+
+    const A: Kind = Kind::Address;
+    const P: Kind = Kind::Prefix;
 
     const CONFIG: &str = r#"
 v4:
@@ -186,30 +192,48 @@ v6:
 "#;
 
     /// The numbering here is the contexts': each engine pool lies in the subnet it is
-    /// mapped to, and is of its kind.
+    /// mapped to, and is of its kind; in load-balancing each configured pool is two.
     #[test]
     fn pool_ids_map_to_the_subnets_the_contexts_built_them_from() {
-        let config = Config::from_yaml_str(CONFIG).unwrap();
-        let (o4, o6) = owners(&config);
-        let e4 = v4::Context::new(&config, &[]).engine_config(1);
-        assert_eq!(o4, vec![0, 0, 1]);
-        assert_eq!(o4.len(), e4.pools.len());
-        for (pool, &subnet) in e4.pools.iter().zip(&o4) {
-            assert!(config.v4.subnets[subnet].net.contains(&pool.first));
-        }
-        let ctx6 = v6::Context::new(&config, &[0, 1], &[], Arc::new(Assignments::default()));
-        let e6 = ctx6.engine_config(1);
-        assert_eq!(
-            o6,
-            vec![(0, Kind::Address), (0, Kind::Prefix), (1, Kind::Address)]
-        );
-        assert_eq!(o6.len(), e6.pools.len());
-        for (pool, &(subnet, kind)) in e6.pools.iter().zip(&o6) {
-            let net = &config.v6.subnets[subnet].net;
-            match (pool, kind) {
-                (PoolSpec::Na { first, .. }, Kind::Address) => assert!(net.contains(first)),
-                (PoolSpec::Pd { .. }, Kind::Prefix) => {}
-                other => panic!("pool of the wrong kind: {other:?}"),
+        let balanced = format!("{CONFIG}{}", crate::scope::BALANCED_HA);
+        let cases = [
+            (CONFIG, vec![0, 0, 1], vec![(0, A), (0, P), (1, A)]),
+            (
+                balanced.as_str(),
+                vec![0, 0, 0, 0, 1, 1],
+                vec![(0, A), (0, A), (0, P), (0, P), (1, A), (1, A)],
+            ),
+        ];
+        for (yaml, want4, want6) in cases {
+            let config = Config::from_yaml_str(yaml).unwrap();
+            let (o4, o6) = owners(&config);
+            let ctx4 = v4::Context::new(&config, &[]);
+            let e4 = ctx4.engine_config(1);
+            assert_eq!(o4, want4);
+            assert_eq!(o4.len(), e4.pools.len());
+            for (i, (pool, &subnet)) in e4.pools.iter().zip(&o4).enumerate() {
+                assert!(config.v4.subnets[subnet].net.contains(&pool.first));
+                assert!(config.v4.subnets[subnet].net.contains(&pool.last));
+                assert_eq!(ctx4.pool_subnet(V4Pool(i as u32)), Some(subnet));
+            }
+            let ctx6 = v6::Context::new(&config, &[0, 1], &[], Arc::new(Assignments::default()));
+            let e6 = ctx6.engine_config(1);
+            assert_eq!(o6, want6);
+            assert_eq!(o6.len(), e6.pools.len());
+            for (i, (pool, &(subnet, kind))) in e6.pools.iter().zip(&o6).enumerate() {
+                let s = &config.v6.subnets[subnet];
+                let ia = match (pool, kind) {
+                    (PoolSpec::Na { first, last, .. }, Kind::Address) => {
+                        assert!(s.net.contains(first) && s.net.contains(last));
+                        IaKind::Na
+                    }
+                    (PoolSpec::Pd { prefix, .. }, Kind::Prefix) => {
+                        assert!(s.pd_pools.iter().any(|p| p.prefix.contains(prefix)));
+                        IaKind::Pd
+                    }
+                    other => panic!("pool of the wrong kind: {other:?}"),
+                };
+                assert_eq!(ctx6.pool_subnet(V6Pool(i as u32)), Some((subnet, ia)));
             }
         }
     }

@@ -13,6 +13,7 @@ use crate::config::{
     BootFields, Config, OptionSet, Reservation4, ReservationKey, Subnet4, V4Config,
 };
 use crate::proto::SubnetIndex;
+use crate::scope::{self, Layout, Whole};
 
 /// An interface the server listens on, learned at startup, with its IPv4 addresses.
 pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv4Addr>;
@@ -20,6 +21,26 @@ pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv4Addr>;
 /// Reservations of one kind, by identifier bytes: the (subnet, reservation) pairs, with
 /// [`GLOBAL`] for the subnet of a global reservation.
 type ReservationIndex = HashMap<Box<[u8]>, Vec<(usize, usize)>>;
+
+/// The engine pools of `config`'s DHCPv4 pools, numbered as [`Context::engine_config`] does.
+pub(crate) fn layout(config: &Config) -> Layout<()> {
+    let pools = (config.v4.subnets.iter().enumerate()).flat_map(|(subnet, s)| {
+        s.pools.iter().enumerate().map(move |(pool, p)| Whole {
+            subnet,
+            pool,
+            kind: (),
+            first: u32::from(p.first).into(),
+            last: u32::from(p.last).into(),
+            unit_bits: 0,
+        })
+    });
+    Layout::new(scope::balanced(config), pools)
+}
+
+/// The address a [`Layout`] value stands for.
+fn addr(x: u128) -> Ipv4Addr {
+    Ipv4Addr::from(x as u32)
+}
 
 /// The subnet index a global reservation (`v4.reservations`) is filed under.
 const GLOBAL: usize = usize::MAX;
@@ -31,8 +52,12 @@ pub struct Context {
     pub(super) cfg: V4Config,
     test_mode: bool,
     by_network: SubnetIndex,
-    /// Candidate pools per link (all subnets of a shared network).
-    pub(super) link_pools: Vec<Vec<PoolId>>,
+    /// The engine pools: the configured pools in file order, each split in place (lower
+    /// half, then upper) in load-balancing.
+    layout: Layout<()>,
+    /// By scope, the candidate pools per link (all subnets of a shared network): the scope's
+    /// halves in load-balancing, else the same list for both scopes.
+    pub(super) link_pools: [Vec<Vec<PoolId>>; 2],
     relay_subnet: HashMap<Ipv4Addr, usize>,
     iface_subnet: HashMap<u32, usize>,
     by_hw: ReservationIndex,
@@ -58,31 +83,8 @@ impl Context {
         let cfg = config.v4.clone();
         let by_network = SubnetIndex::new(cfg.subnets.len(), |i| cfg.subnets[i].net);
 
-        // Engine pool ids are the configured pools numbered in file order.
-        let mut next = 0u32;
-        let subnet_pools: Vec<Vec<PoolId>> = cfg
-            .subnets
-            .iter()
-            .map(|s| {
-                s.pools
-                    .iter()
-                    .map(|_| {
-                        next += 1;
-                        PoolId(next - 1)
-                    })
-                    .collect()
-            })
-            .collect();
-        let link_pools = cfg
-            .links
-            .iter()
-            .map(|l| {
-                l.subnets
-                    .iter()
-                    .flat_map(|&s| subnet_pools[s].iter().copied())
-                    .collect()
-            })
-            .collect();
+        let layout = layout(config);
+        let link_pools = layout.by_link(cfg.subnets.len(), &cfg.links, (), PoolId);
 
         let mut relay_subnet = HashMap::new();
         let mut iface_subnet = HashMap::new();
@@ -118,6 +120,7 @@ impl Context {
             test_mode: config.port != SERVER_PORT,
             cfg,
             by_network,
+            layout,
             link_pools,
             relay_subnet,
             iface_subnet,
@@ -128,30 +131,28 @@ impl Context {
         }
     }
 
-    /// The engine layout for this config: one engine pool per configured pool, in order.
-    /// Reserved and excluded addresses are kept out of the dynamic free sets.
+    /// The engine layout for this config: one engine pool per configured pool, in file
+    /// order, or in load-balancing two, its lower half then its upper (`crate::scope`).
+    /// Reserved and excluded addresses are kept out of the dynamic free sets of the half they
+    /// fall in.
     pub fn engine_config(&self, shards: usize) -> EngineConfig {
-        let pools = self
-            .cfg
-            .subnets
-            .iter()
-            .flat_map(|s| {
-                s.pools.iter().map(move |p| {
-                    let inside = |a: &Ipv4Addr| (p.first..=p.last).contains(a);
-                    let excluded = s
-                        .excluded
-                        .iter()
-                        .copied()
-                        .chain(s.reservations.iter().map(|r| r.address))
-                        .chain(self.cfg.reservations.iter().map(|r| r.address))
-                        .filter(inside)
-                        .collect();
-                    PoolSpec {
-                        first: p.first,
-                        last: p.last,
-                        excluded,
-                    }
-                })
+        let pools = (self.layout.parts().iter())
+            .map(|part| {
+                let s = &self.cfg.subnets[part.subnet];
+                let (first, last) = (addr(part.first), addr(part.last));
+                let excluded = s
+                    .excluded
+                    .iter()
+                    .copied()
+                    .chain(s.reservations.iter().map(|r| r.address))
+                    .chain(self.cfg.reservations.iter().map(|r| r.address))
+                    .filter(|a| (first..=last).contains(a))
+                    .collect();
+                PoolSpec {
+                    first,
+                    last,
+                    excluded,
+                }
             })
             .collect();
         EngineConfig {
@@ -165,6 +166,23 @@ impl Context {
     /// The v4 configuration this context was built from.
     pub fn config(&self) -> &V4Config {
         &self.cfg
+    }
+
+    /// Whether the config runs load-balancing: pools split and clients answered by scope.
+    pub fn balanced(&self) -> bool {
+        self.layout.balanced()
+    }
+
+    /// The load-balancing scope of the pool half holding `ip`; `None` outside every pool, and
+    /// outside load-balancing.
+    pub fn scope_of(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.layout.scope_of((), u32::from(ip).into())
+    }
+
+    /// The subnet (index into [`V4Config::subnets`]) of engine pool `pool`.
+    pub fn pool_subnet(&self, pool: PoolId) -> Option<usize> {
+        let part = self.layout.parts().get(pool.0 as usize)?;
+        Some(part.subnet)
     }
 
     /// The subnet containing `ip`, if any.
@@ -241,7 +259,7 @@ impl Context {
     }
 
     /// The options and boot fields of the pool holding `ip`, else of `subnet`.
-    pub(super) fn scope_of(&self, subnet: usize, ip: Ipv4Addr) -> (&OptionSet, &BootFields) {
+    pub(super) fn pool_options(&self, subnet: usize, ip: Ipv4Addr) -> (&OptionSet, &BootFields) {
         let s = &self.cfg.subnets[subnet];
         s.pools
             .iter()

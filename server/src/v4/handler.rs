@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use lessor_engine::v4::{
-    BindError, BindRequest, ClientKey, Engine, HwAddr, LeaseEvent, LeaseInfo, OfferRequest,
+    BindError, BindRequest, ClientKey, Engine, HwAddr, LeaseEvent, LeaseInfo, OfferRequest, PoolId,
 };
 use lessor_engine::{LeaseState, Time};
 
@@ -95,6 +95,9 @@ crate::proto::no_reply_reasons! {
     Declined => "declined",
     /// A RELEASE or DECLINE for an address the client does not hold.
     NoSuchLease => "no_such_lease",
+    /// In load-balancing, a client of the partner's scope while this server does not serve
+    /// it: the partner answers (see [`crate::scope`]).
+    HaPartnerScope => "ha_partner_scope",
 }
 
 /// The value a worker hashes to pick the shard that owns a client: bytes 2..6 of the chaddr
@@ -153,10 +156,19 @@ pub fn handle(
     out: &mut Vec<u8>,
     events: &mut Vec<LeaseEvent>,
 ) -> Outcome {
-    let Received { data, arrival, now } = got;
+    let Received {
+        data,
+        arrival,
+        now,
+        scopes,
+    } = got;
     let req = match packet::parse(data, &mut scratch.joined) {
         Ok(r) => r,
         Err(m) => return Outcome::NoReply(NoReply::Malformed(m)),
+    };
+    let client = || crate::scope::of_v4(req.client_id, req.chaddr);
+    let Some(scope) = crate::scope::admit(ctx.balanced(), scopes, client) else {
+        return Outcome::NoReply(NoReply::HaPartnerScope);
     };
     let mut h = Handling {
         ctx,
@@ -167,6 +179,7 @@ pub fn handle(
         out,
         events,
         shard: owner_shard(data, engine.shards()),
+        scope,
     };
     h.run().into()
 }
@@ -180,6 +193,8 @@ struct Handling<'h, 'r> {
     out: &'h mut Vec<u8>,
     events: &'h mut Vec<LeaseEvent>,
     shard: usize,
+    /// The client's load-balancing scope: its candidate pools are the scope's.
+    scope: usize,
 }
 
 /// What a positive reply carries.
@@ -192,7 +207,7 @@ struct Grant<'c> {
     needs_durable: bool,
 }
 
-impl Handling<'_, '_> {
+impl<'h> Handling<'h, '_> {
     fn run(&mut self) -> Result<Reply, NoReply> {
         let subnet = self.ctx.select_subnet(self.req, self.arrival);
         match self.req.kind {
@@ -209,13 +224,19 @@ impl Handling<'_, '_> {
         self.ctx.cfg.subnets[subnet].link
     }
 
+    /// The pools the client may be given an address of on `link`: its scope's.
+    fn pools(&self, link: usize) -> &'h [PoolId] {
+        let ctx: &'h Context = self.ctx;
+        &ctx.link_pools[self.scope][link]
+    }
+
     fn discover(&mut self, subnet: usize) -> Result<Reply, NoReply> {
         let link = self.link_of(subnet);
         let res = self.ctx.reservation(subnet, self.req);
         let client = client_key(self.req);
         let offer = OfferRequest {
             client: &client,
-            pools: &self.ctx.link_pools[link],
+            pools: self.pools(link),
             reserved: res.and_then(|f| f.address),
             requested: self.req.requested_ip,
             info: lease_info(self.req, res),
@@ -303,7 +324,7 @@ impl Handling<'_, '_> {
         let bind = BindRequest {
             client: &client,
             address: addr,
-            pools: &self.ctx.link_pools[link],
+            pools: self.pools(link),
             reserved: reserved.is_some(),
             grant: lessor_engine::v4::Grant {
                 lease_time,
@@ -401,7 +422,7 @@ impl Handling<'_, '_> {
             return Err(NoReply::BootpUnknown);
         }
         let client = client_key(req);
-        let pools = &self.ctx.link_pools[link];
+        let pools = self.pools(link);
         let (address, reserved) = match res.and_then(|f| f.address) {
             Some(a) => (a, true),
             None if self.ctx.cfg.bootp_dynamic => {
@@ -506,7 +527,7 @@ impl Handling<'_, '_> {
         } else {
             Ipv4Addr::UNSPECIFIED
         };
-        let (scope_options, scope_boot) = ctx.scope_of(g.subnet, g.yiaddr);
+        let (scope_options, scope_boot) = ctx.pool_options(g.subnet, g.yiaddr);
         // A subnet's reservation holds its effective options; a global one only its own,
         // which go over the scope's.
         let (top, options) = match g.res {

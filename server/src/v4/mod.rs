@@ -7,6 +7,7 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use context::layout;
 pub use context::{Context, InterfaceInfo};
 pub use handler::{
     Arrival, CLIENT_PORT, Destination, NoReply, Outcome, Received, Reply, SERVER_PORT, Scratch,

@@ -1,6 +1,8 @@
 //! Sans-IO scenarios for the DHCPv4 handler: requests in, replies decoded by dhcproto's owned
 //! decoder (an implementation independent of ours).
 
+mod balanced;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use dhcproto::v4::{self, DhcpOption, MessageType, OptionCode};
@@ -26,6 +28,8 @@ struct Fixture {
     scratch: Scratch,
     out: Vec<u8>,
     events: Vec<LeaseEvent>,
+    /// The load-balancing scopes served (`crate::scope`).
+    scopes: u8,
 }
 
 impl Fixture {
@@ -44,6 +48,7 @@ impl Fixture {
             scratch: Scratch::default(),
             out: Vec::new(),
             events: Vec::new(),
+            scopes: crate::scope::ALL,
         }
     }
 
@@ -63,7 +68,7 @@ impl Fixture {
         let o = handle(
             &self.ctx,
             &self.engine,
-            Received::new(&bytes, arrival, now),
+            Received::new(&bytes, arrival, now).serving(self.scopes),
             &mut self.scratch,
             &mut self.out,
             &mut self.events,

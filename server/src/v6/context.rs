@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
-use lessor_engine::v6::{EngineConfig, PoolId, PoolSpec, Resource};
+use lessor_engine::v6::{EngineConfig, IaKind, PoolId, PoolSpec, Resource};
 
 use super::handler::{Arrival, SERVER_PORT};
 use super::packet::Request;
 use crate::config::{Assignment, Assignments, Config, OptionSet6, V6Config, V6Identifier};
 use crate::proto::SubnetIndex;
+use crate::scope::{self, Layout, Whole};
 
 /// An interface the server listens on, learned at startup, with its IPv6 addresses.
 pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv6Addr>;
@@ -32,13 +33,18 @@ pub(super) struct Tables {
     pub(super) duid: Box<[u8]>,
     pub(super) test_mode: bool,
     pub(super) by_network: SubnetIndex,
-    /// By link: the address / delegation pools of every subnet on it, in config order (a
-    /// shared network tries each subnet in turn).
-    pub(super) na_pools: Vec<Vec<PoolId>>,
-    pub(super) pd_pools: Vec<Vec<PoolId>>,
-    /// By subnet: its own address / delegation pools.
-    pub(super) subnet_na_pools: Vec<Vec<PoolId>>,
-    pub(super) subnet_pd_pools: Vec<Vec<PoolId>>,
+    /// The engine pools: each subnet's address pools, then its delegation pools, each split
+    /// in place (lower half, then upper) in load-balancing.
+    pub(super) layout: Layout<IaKind>,
+    /// By scope, then by link: the address / delegation pools of every subnet on it serving
+    /// the scope, in config order (a shared network tries each subnet in turn). The same
+    /// lists for both scopes outside load-balancing.
+    pub(super) na_pools: [Vec<Vec<PoolId>>; 2],
+    pub(super) pd_pools: [Vec<Vec<PoolId>>; 2],
+    /// By scope, then by subnet: its own address / delegation pools serving the scope.
+    pub(super) subnet_na_pools: [Vec<Vec<PoolId>>; 2],
+    pub(super) subnet_pd_pools: [Vec<Vec<PoolId>>; 2],
+    /// By engine pool id.
     pub(super) pools: Vec<PoolInfo>,
     pub(super) relay_subnet: HashMap<Ipv6Addr, usize>,
     pub(super) iid_subnet: HashMap<Box<[u8]>, usize>,
@@ -85,42 +91,24 @@ impl Context {
         let cfg = config.v6.clone();
         let by_network = SubnetIndex::new(cfg.subnets.len(), |i| cfg.subnets[i].net);
 
-        // Engine pool ids: each subnet's address pools, then its delegation pools, in order.
-        let mut pools = Vec::new();
-        let mut na_pools = Vec::new();
-        let mut pd_pools = Vec::new();
-        for s in &cfg.subnets {
-            let mut na = Vec::new();
-            for _ in &s.pools {
-                na.push(PoolId(pools.len() as u32));
-                pools.push(PoolInfo { pd_exclude: None });
-            }
-            let mut pd = Vec::new();
-            for p in &s.pd_pools {
-                pd.push(PoolId(pools.len() as u32));
-                pools.push(PoolInfo {
-                    pd_exclude: p
-                        .excluded_prefix
-                        .map(|x| pd_exclude(x.network(), x.prefix_len(), p.delegated_len)),
-                });
-            }
-            na_pools.push(na);
-            pd_pools.push(pd);
-        }
-        // By link: the pools of its subnets, in order.
-        let by_link = |per_subnet: &[Vec<PoolId>]| -> Vec<Vec<PoolId>> {
-            cfg.links
-                .iter()
-                .map(|l| {
-                    l.subnets
-                        .iter()
-                        .flat_map(|&s| per_subnet[s].iter().copied())
-                        .collect()
-                })
-                .collect()
-        };
-        let (subnet_na_pools, subnet_pd_pools) = (na_pools, pd_pools);
-        let (na_pools, pd_pools) = (by_link(&subnet_na_pools), by_link(&subnet_pd_pools));
+        let layout = layout(config);
+        let pools = (layout.parts().iter())
+            .map(|part| {
+                let pd = (part.kind == IaKind::Pd)
+                    .then(|| &cfg.subnets[part.subnet].pd_pools[part.pool]);
+                PoolInfo {
+                    pd_exclude: pd.and_then(|p| {
+                        let x = p.excluded_prefix?;
+                        Some(pd_exclude(x.network(), x.prefix_len(), p.delegated_len))
+                    }),
+                }
+            })
+            .collect();
+        let n = cfg.subnets.len();
+        let subnet_na_pools = layout.by_subnet(n, IaKind::Na, PoolId);
+        let subnet_pd_pools = layout.by_subnet(n, IaKind::Pd, PoolId);
+        let na_pools = layout.by_link(n, &cfg.links, IaKind::Na, PoolId);
+        let pd_pools = layout.by_link(n, &cfg.links, IaKind::Pd, PoolId);
         let mut global_reservations: [HashMap<Box<[u8]>, usize>; 4] = Default::default();
         for (i, r) in cfg.reservations.iter().enumerate() {
             global_reservations[kind_index(&r.key)]
@@ -160,6 +148,7 @@ impl Context {
                 cfg,
                 duid: server_duid.into(),
                 by_network,
+                layout,
                 na_pools,
                 pd_pools,
                 subnet_na_pools,
@@ -184,15 +173,17 @@ impl Context {
     }
 
     /// The engine layout for this config: one engine pool per configured pool (each subnet's
-    /// address pools, then its delegation pools). Excluded addresses and prefixes, and every
+    /// address pools, then its delegation pools), split in place in load-balancing as
+    /// [`crate::v4::Context::engine_config`] says. Excluded addresses and prefixes, and every
     /// reserved or assigned resource inside a pool, are kept out of the dynamic free sets.
     pub fn engine_config(&self, shards: usize) -> EngineConfig {
         let cfg = &self.t.cfg;
         let assigned: Vec<&Assignment> = self.assignments.iter().collect();
         let mut specs = Vec::new();
-        for s in &cfg.subnets {
-            for p in &s.pools {
-                let range = p.first..=p.last;
+        for part in self.t.layout.parts() {
+            let s = &cfg.subnets[part.subnet];
+            let (first, last) = (Ipv6Addr::from(part.first), Ipv6Addr::from(part.last));
+            if part.kind == IaKind::Na {
                 let excluded = s
                     .excluded
                     .iter()
@@ -200,17 +191,19 @@ impl Context {
                     .chain(s.reservations.iter().filter_map(|r| r.address))
                     .chain(cfg.reservations.iter().filter_map(|r| r.address))
                     .chain(assigned.iter().filter_map(|a| a.address))
-                    .filter(|a| range.contains(a))
+                    .filter(|a| (first..=last).contains(a))
                     .collect();
                 specs.push(PoolSpec::Na {
-                    first: p.first,
-                    last: p.last,
+                    first,
+                    last,
                     excluded,
                 });
-            }
-            for p in &s.pd_pools {
+            } else {
+                let p = &s.pd_pools[part.pool];
+                // The half is a prefix: its length is the count of bits its span leaves.
+                let prefix_len = (part.last - part.first).leading_zeros() as u8;
                 let overlaps = |x: &ipnet::Ipv6Net| {
-                    p.prefix.contains(&x.network()) || x.contains(&p.prefix.network())
+                    (first..=last).contains(&x.network()) || x.contains(&first)
                 };
                 let excluded = p
                     .excluded
@@ -229,8 +222,8 @@ impl Context {
                     .map(|x| (x.network(), x.prefix_len()))
                     .collect();
                 specs.push(PoolSpec::Pd {
-                    prefix: p.prefix.network(),
-                    prefix_len: p.prefix.prefix_len(),
+                    prefix: first,
+                    prefix_len,
                     delegated_len: p.delegated_len,
                     excluded,
                 });
@@ -247,6 +240,25 @@ impl Context {
     /// The v6 configuration this context was built from.
     pub fn config(&self) -> &V6Config {
         &self.t.cfg
+    }
+
+    /// Whether the config runs load-balancing (see [`crate::v4::Context::balanced`]).
+    pub fn balanced(&self) -> bool {
+        self.t.layout.balanced()
+    }
+
+    /// The load-balancing scope of the pool half holding `addr`: an address of an address
+    /// pool when `len` is 128, else a delegated prefix. `None` outside every pool, and outside
+    /// load-balancing.
+    pub fn scope_of(&self, addr: Ipv6Addr, len: u8) -> Option<usize> {
+        let kind = if len == 128 { IaKind::Na } else { IaKind::Pd };
+        self.t.layout.scope_of(kind, addr.into())
+    }
+
+    /// The subnet (index into [`V6Config::subnets`]) and kind of engine pool `pool`.
+    pub fn pool_subnet(&self, pool: PoolId) -> Option<(usize, IaKind)> {
+        let part = self.t.layout.parts().get(pool.0 as usize)?;
+        Some((part.subnet, part.kind))
     }
 
     /// The server DUID sent as the Server Identifier.
@@ -375,6 +387,30 @@ impl Context {
                 own_options: None,
             })
     }
+}
+
+/// The engine pools of `config`'s DHCPv6 pools, numbered as [`Context::engine_config`] does.
+pub(crate) fn layout(config: &Config) -> Layout<IaKind> {
+    let pools = (config.v6.subnets.iter().enumerate()).flat_map(|(subnet, s)| {
+        let na = s.pools.iter().enumerate().map(move |(pool, p)| Whole {
+            subnet,
+            pool,
+            kind: IaKind::Na,
+            first: p.first.into(),
+            last: p.last.into(),
+            unit_bits: 0,
+        });
+        let pd = s.pd_pools.iter().enumerate().map(move |(pool, p)| Whole {
+            subnet,
+            pool,
+            kind: IaKind::Pd,
+            first: p.prefix.network().into(),
+            last: p.prefix.broadcast().into(),
+            unit_bits: 128 - u32::from(p.delegated_len),
+        });
+        na.chain(pd)
+    });
+    Layout::new(scope::balanced(config), pools)
 }
 
 fn kind_index(id: &V6Identifier) -> usize {

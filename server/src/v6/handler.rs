@@ -77,6 +77,8 @@ crate::proto::no_reply_reasons! {
     NothingToConfirm => "v6_nothing_to_confirm",
     /// The reply would not fit DHCPv6's 16-bit lengths.
     TooLarge => "v6_too_large",
+    /// As DHCPv4's [`crate::v4::NoReply::HaPartnerScope`], the client hashed by its DUID.
+    HaPartnerScope => "ha_partner_scope",
 }
 
 /// Whether handling `data` may write to the journal (REQUEST, RENEW, REBIND, RELEASE,
@@ -108,12 +110,21 @@ pub fn handle(
     out: &mut Vec<u8>,
     events: &mut Vec<LeaseEvent>,
 ) -> Outcome {
-    let Received { data, arrival, now } = got;
+    let Received {
+        data,
+        arrival,
+        now,
+        scopes,
+    } = got;
     let req = match packet::parse(data) {
         Ok(r) => r,
         Err(m) => return Outcome::NoReply(NoReply::Malformed(m)),
     };
     let duid = req.client_id.unwrap_or_default();
+    let Some(scope) = crate::scope::admit(ctx.balanced(), scopes, || crate::scope::of_duid(duid))
+    else {
+        return Outcome::NoReply(NoReply::HaPartnerScope);
+    };
     let mut h = Handling {
         ctx,
         t: &ctx.t,
@@ -125,6 +136,7 @@ pub fn handle(
         out,
         events,
         shard: engine.owner(duid),
+        scope,
         bound: false,
         no_subnet: false,
         exhausted: 0,
@@ -144,6 +156,8 @@ pub(super) struct Handling<'h, 'r> {
     pub(super) out: &'h mut Vec<u8>,
     pub(super) events: &'h mut Vec<LeaseEvent>,
     pub(super) shard: usize,
+    /// The client's load-balancing scope: its candidate pools are the scope's.
+    pub(super) scope: usize,
     /// A binding was made or extended: the reply waits for the journal.
     pub(super) bound: bool,
     /// The reply says only that no subnet matches the client's link.

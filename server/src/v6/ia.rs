@@ -97,8 +97,8 @@ impl<'h> Handling<'h, '_> {
             IaKind::Pd => st.prefix,
         });
         let pools = match kind {
-            IaKind::Na => &t.na_pools[self.subnet(s).link],
-            IaKind::Pd => &t.pd_pools[self.subnet(s).link],
+            IaKind::Na => &t.na_pools[self.scope][self.subnet(s).link],
+            IaKind::Pd => &t.pd_pools[self.scope][self.subnet(s).link],
         };
         Candidates {
             kind,
@@ -209,8 +209,8 @@ impl<'h> Handling<'h, '_> {
             let mut found = None;
             for m in order {
                 let pools = match c.kind {
-                    IaKind::Na => &t.subnet_na_pools[m],
-                    IaKind::Pd => &t.subnet_pd_pools[m],
+                    IaKind::Na => &t.subnet_na_pools[self.scope][m],
+                    IaKind::Pd => &t.subnet_pd_pools[self.scope][m],
                 };
                 let sr = SolicitRequest {
                     client: key,

@@ -15,6 +15,7 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use context::layout;
 pub use context::{Context, InterfaceInfo};
 pub use duid::{DUID_FILE, duid_llt, duid_uuid, format_duid, load_or_create_duid, server_duid};
 pub use handler::{

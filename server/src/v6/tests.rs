@@ -1,6 +1,8 @@
 //! Sans-IO scenarios for the DHCPv6 handler: requests in, replies unwrapped from their relay
 //! layers here and decoded by dhcproto's owned decoder (an implementation independent of ours).
 
+mod balanced;
+
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::sync::Arc;
 
@@ -62,6 +64,8 @@ struct Fixture {
     engine: Engine,
     out: Vec<u8>,
     events: Vec<LeaseEvent>,
+    /// The load-balancing scopes served (`crate::scope`).
+    scopes: u8,
 }
 
 /// The relay agent the tests' relayed requests come from, with its link-address on subnet 1.
@@ -88,6 +92,7 @@ impl Fixture {
             engine,
             out: Vec::new(),
             events: Vec::new(),
+            scopes: crate::scope::ALL,
         }
     }
 
@@ -95,7 +100,7 @@ impl Fixture {
         handle(
             &self.ctx,
             &self.engine,
-            Received::new(data, *arrival, now),
+            Received::new(data, *arrival, now).serving(self.scopes),
             &mut self.out,
             &mut self.events,
         )
