@@ -179,6 +179,7 @@ impl Server {
             max_backlog: config.journal.max_backlog,
             disabled: live.dhcp_disabled(),
             holds: live.dhcp_holds(),
+            scopes: live.dhcp_scopes(),
             swap: Arc::clone(&swap),
         };
         let reload = Arc::new(Reloader::new(

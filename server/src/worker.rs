@@ -31,6 +31,7 @@ use self::io::{
 use crate::error::{Error, Result};
 use crate::lease_record::{LeaseRecord, LeaseRecordRef};
 use crate::reload::{Running, Swap};
+use crate::scope;
 use crate::stats::WorkerStats;
 use crate::waiting::WaitQueue;
 
@@ -88,10 +89,12 @@ pub(crate) trait LeaseChange {
     fn record(&self) -> LeaseRecordRef<'_>;
     /// Whether the event ends a lease by expiry.
     fn is_expiry(&self) -> bool;
+    /// The load-balancing scope of the lease's client.
+    fn scope(&self) -> usize;
 }
 
 macro_rules! lease_change {
-    ($($event:ty => $record:ident),* $(,)?) => {$(
+    ($($event:ty => $record:ident, $scope:ident),* $(,)?) => {$(
         impl LeaseChange for $event {
             fn record(&self) -> LeaseRecordRef<'_> {
                 LeaseRecordRef::$record(self)
@@ -99,20 +102,37 @@ macro_rules! lease_change {
             fn is_expiry(&self) -> bool {
                 self.kind == EventKind::Expired
             }
+            fn scope(&self) -> usize {
+                scope::$scope(&self.lease.client)
+            }
         }
     )*};
 }
 
 lease_change!(
-    lessor_engine::v4::LeaseEvent => from_event,
-    lessor_engine::v6::LeaseEvent => from_v6_event
+    lessor_engine::v4::LeaseEvent => from_event, of_client,
+    lessor_engine::v6::LeaseEvent => from_v6_event, of_ia,
 );
+
+/// Drops from `events` those of clients of a scope `scopes` does not serve, in load-balancing
+/// (`balanced`). A request's lazy reclaim, or the sweep, may expire the partner's records in
+/// this server's engines: they are stale (the partner answers those clients), and a
+/// journaled expiry could outrank the partner's renewal at a later takeover, as in
+/// docs/HA.md, "Standing by". By client rather than by pool: a reservation may lie in the
+/// other scope's half, or outside every pool, and its binding is still this server's.
+fn drop_unserved<E: LeaseChange>(events: &mut Vec<E>, balanced: bool, scopes: u8) {
+    if balanced && scopes != scope::ALL {
+        events.retain(|e| scope::serves(scopes, e.scope()));
+    }
+}
 
 /// One received datagram, as [`Family::handle`] takes it.
 pub(crate) struct Datagram<'a, F: Family + ?Sized> {
     pub(crate) data: &'a [u8],
     pub(crate) meta: &'a <F::Socket as WorkerSocket>::RecvMeta,
     pub(crate) now: Time,
+    /// The load-balancing scopes served in this batch.
+    pub(crate) scopes: u8,
 }
 
 /// Where [`Family::handle`] puts what it makes of a datagram.
@@ -141,6 +161,8 @@ pub(crate) trait Family {
     fn between_batches(&mut self) {}
     /// Takes the context and engine of a new running configuration (a reload).
     fn refresh(&mut self, running: &Running);
+    /// Whether the running configuration is in load-balancing.
+    fn balanced(&self) -> bool;
     /// Sweeps expired leases of `shard` into `events`.
     fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<Self::Event>);
     /// Whether worker `k` of `workers` answers this datagram (see [`Steered`]).
@@ -179,6 +201,8 @@ pub(crate) struct Shared {
     pub(crate) disabled: Arc<AtomicU8>,
     /// How many times an HA hold began: a reply that waited across one never leaves.
     pub(crate) holds: Arc<AtomicU64>,
+    /// The load-balancing scopes answered (`crate::scope`), read once per batch.
+    pub(crate) scopes: Arc<AtomicU8>,
     /// The running configuration, which a reload replaces.
     pub(crate) swap: Arc<Swap>,
 }
@@ -262,6 +286,7 @@ impl<F: Family> Worker<F> {
             {
                 last_reclaim = Instant::now();
                 self.family.reclaim(self.k, now(), &mut events);
+                self.keep_served(&mut events, self.shared.scopes.load(Ordering::Relaxed));
                 self.persist(&mut events);
             }
             self.flush(&mut pending, &mut tx, stats, &mut holds);
@@ -290,6 +315,8 @@ impl<F: Family> Worker<F> {
             let start = Instant::now();
             let now = now();
             let disabled = self.shared.disabled.load(Ordering::Relaxed);
+            // The same mask admits a request and filters its events.
+            let scopes = self.shared.scopes.load(Ordering::Relaxed);
             let mut handled_here = 0;
             // "Oldest dropped first" for the journal: while this lane holds more than
             // max_backlog records that are not durable (a slow or full disk), requests that
@@ -322,6 +349,7 @@ impl<F: Family> Worker<F> {
                     data,
                     meta: &meta,
                     now,
+                    scopes,
                 };
                 let made = Output {
                     reply: &mut out,
@@ -330,6 +358,7 @@ impl<F: Family> Worker<F> {
                 };
                 let handled = self.family.handle(got, made);
                 handled_here += 1;
+                self.keep_served(&mut events, scopes);
                 let ticket = self.persist(&mut events);
                 match handled {
                     Handled::Reply { to, needs_durable } => match ticket {
@@ -384,9 +413,11 @@ impl<F: Family> Worker<F> {
     fn reload(&mut self, events: &mut Vec<F::Event>) {
         let swap = Arc::clone(&self.shared.swap);
         let held = crate::control::ha_held(self.shared.disabled.load(Ordering::Relaxed));
+        let scopes = self.shared.scopes.load(Ordering::Relaxed);
         swap.pass(|| {
             if !held {
                 self.family.reclaim(self.k, now(), events);
+                self.keep_served(events, scopes);
             }
             self.persist(events);
         });
@@ -422,6 +453,11 @@ impl<F: Family> Worker<F> {
         send_all(&self.socket, self.k, tx, stats);
     }
 
+    /// Drops the events of clients of a scope not in `scopes` (see [`drop_unserved`]).
+    fn keep_served(&self, events: &mut Vec<F::Event>, scopes: u8) {
+        drop_unserved(events, self.family.balanced(), scopes);
+    }
+
     /// Journals `events` (draining it) and returns the last ticket. Every expiry passes here
     /// once, whether the sweep or a request found it, so this is where it is counted.
     fn persist(&mut self, events: &mut Vec<F::Event>) -> Option<Ticket> {
@@ -450,5 +486,96 @@ impl<F: Family> Worker<F> {
     ) {
         let meta = self.family.route(&self.socket, to);
         queue(&self.socket, self.k, tx, out, &meta, stats);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use lessor_engine::v4::{ClientKey, HwAddr, Lease, LeaseEvent};
+    use lessor_engine::v6::{self, IaKey, IaKind, Resource};
+    use lessor_engine::{EventKind, LeaseState};
+
+    use super::{LeaseChange, drop_unserved};
+    use crate::scope;
+
+    /// An expiry of the client with hardware address `mac`, in pool 0 whatever its scope (a
+    /// reservation may lie in the other half).
+    fn expiry(mac: [u8; 6]) -> LeaseEvent {
+        LeaseEvent {
+            kind: EventKind::Expired,
+            lease: Lease {
+                address: Ipv4Addr::new(10, 0, 0, mac[5]),
+                pool: Some(lessor_engine::v4::PoolId(0)),
+                client: ClientKey::hardware(1, &mac),
+                hw: HwAddr::new(1, &mac).unwrap(),
+                hostname: None,
+                state: LeaseState::Expired,
+                starts: 1,
+                expires: 1,
+                version: 1,
+            },
+        }
+    }
+
+    fn ia_expiry(duid: &[u8]) -> v6::LeaseEvent {
+        v6::LeaseEvent {
+            kind: EventKind::Expired,
+            lease: v6::Lease {
+                resource: Resource::address("2001:db8::1".parse().unwrap()),
+                pool: Some(v6::PoolId(0)),
+                client: IaKey::new(duid, 1, IaKind::Na),
+                state: LeaseState::Expired,
+                starts: 1,
+                preferred: 0,
+                expires: 1,
+                version: 1,
+            },
+        }
+    }
+
+    /// `events` filtered as a worker does, by the scopes of what is left.
+    fn kept<E: LeaseChange + Clone>(events: &[E], balanced: bool, scopes: u8) -> Vec<usize> {
+        let mut events = events.to_vec();
+        drop_unserved(&mut events, balanced, scopes);
+        events.iter().map(LeaseChange::scope).collect()
+    }
+
+    #[test]
+    fn expiries_of_an_unserved_scope_are_not_journaled() {
+        let macs: Vec<[u8; 6]> = (0..16).map(|n| [2, 0, 0, 0, 0, n]).collect();
+        let events: Vec<LeaseEvent> = macs.iter().map(|&m| expiry(m)).collect();
+        let scopes: Vec<usize> = macs.iter().map(|m| scope::of_v4(None, m)).collect();
+        assert!(scopes.contains(&0) && scopes.contains(&1), "{scopes:?}");
+        let only = |s: usize| {
+            scopes
+                .iter()
+                .copied()
+                .filter(|&x| x == s)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kept(&events, true, 0b01), only(0));
+        assert_eq!(kept(&events, true, 0b10), only(1));
+        assert_eq!(kept(&events, true, scope::ALL), scopes);
+        assert_eq!(
+            kept(&events, false, 0b01),
+            scopes,
+            "outside load-balancing, all"
+        );
+
+        let duids: Vec<[u8; 3]> = (0..16).map(|n| [0, 4, n]).collect();
+        let events: Vec<v6::LeaseEvent> = duids.iter().map(|d| ia_expiry(d)).collect();
+        let scopes: Vec<usize> = duids.iter().map(|d| scope::of_duid(d)).collect();
+        assert!(scopes.contains(&0) && scopes.contains(&1), "{scopes:?}");
+        let only = |s: usize| {
+            scopes
+                .iter()
+                .copied()
+                .filter(|&x| x == s)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kept(&events, true, 0b10), only(1));
+        assert_eq!(kept(&events, false, 0b10), scopes);
     }
 }

@@ -4,7 +4,8 @@
 //! While it is set the workers drop every request (counted by [`drop_reason`]) and `/ready`
 //! answers 503. A disable with `max-period` re-enables itself after that many seconds,
 //! unless another disable or an enable came in between. The HA hold (a standby, or a fenced
-//! server) is apart from the operator's switch: `dhcp-enable` does not lift it.
+//! server) is apart from the operator's switch: `dhcp-enable` does not lift it. So are the
+//! load-balancing scopes the agent has this server answer ([`crate::scope`]).
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -48,7 +49,19 @@ pub(crate) struct Switch {
     /// How many times an HA hold began (the server stopped leading): a worker drops every
     /// reply still waiting from before (docs/HA.md, "Losing the lead").
     holds: Arc<AtomicU64>,
+    /// The load-balancing scopes the workers answer.
+    scopes: Scopes,
     state: Arc<Mutex<State>>,
+}
+
+/// The mask of load-balancing scopes served: every scope until the HA agent says otherwise.
+#[derive(Debug)]
+struct Scopes(Arc<AtomicU8>);
+
+impl Default for Scopes {
+    fn default() -> Self {
+        Scopes(Arc::new(AtomicU8::new(crate::scope::ALL)))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +111,16 @@ impl Switch {
     /// The count of HA holds begun, which the workers read.
     pub(crate) fn holds(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.holds)
+    }
+
+    /// The mask of load-balancing scopes the workers answer, which they read once per batch.
+    pub(crate) fn scopes(&self) -> Arc<AtomicU8> {
+        Arc::clone(&self.scopes.0)
+    }
+
+    /// Has the workers answer the load-balancing scopes in `mask` from their next batch on.
+    pub(crate) fn set_scopes(&self, mask: u8) {
+        self.scopes.0.store(mask, Ordering::Relaxed);
     }
 
     /// Sets or lifts the HA agent's hold.
@@ -202,6 +225,26 @@ mod tests {
         );
         s.enable();
         assert!(!s.is_disabled());
+    }
+
+    #[test]
+    fn every_scope_is_served_until_the_agent_says_otherwise() {
+        let s = Switch::default();
+        let seen = s.scopes();
+        assert_eq!(seen.load(Ordering::Relaxed), crate::scope::ALL);
+        s.set_scopes(0b10);
+        assert_eq!(
+            seen.load(Ordering::Relaxed),
+            0b10,
+            "the workers' copy follows"
+        );
+        s.disable(None);
+        s.enable();
+        assert_eq!(
+            seen.load(Ordering::Relaxed),
+            0b10,
+            "dhcp-enable leaves the scopes"
+        );
     }
 
     #[test]

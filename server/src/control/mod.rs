@@ -143,6 +143,19 @@ impl Live {
         self.dhcp.holds()
     }
 
+    /// The mask the workers read of the load-balancing scopes they answer (bit `s` for scope
+    /// `s`, see [`crate::scope`]): every scope until [`Live::set_dhcp_scopes`].
+    pub fn dhcp_scopes(&self) -> Arc<AtomicU8> {
+        self.dhcp.scopes()
+    }
+
+    /// Has the workers answer the load-balancing scopes in `mask` (the HA agent, at a takeover
+    /// or hand-back); each worker sees it from its next batch on. Ignored outside
+    /// load-balancing.
+    pub fn set_dhcp_scopes(&self, mask: u8) {
+        self.dhcp.set_scopes(mask);
+    }
+
     /// Holds DHCP back while the leader hands the lead over, keeping the replies waiting.
     pub(crate) fn hold_dhcp_for_handover(&self) {
         self.dhcp.hold_for_handover();

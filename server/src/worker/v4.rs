@@ -38,6 +38,10 @@ impl Family for V4 {
         self.engine = Arc::clone(&running.engine);
     }
 
+    fn balanced(&self) -> bool {
+        self.ctx.balanced()
+    }
+
     fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<LeaseEvent>) {
         self.engine.reclaim(shard, now, RECLAIM_BUDGET, events);
     }
@@ -65,7 +69,7 @@ impl Family for V4 {
             ifindex: got.meta.ifindex,
             local: got.meta.local,
         };
-        let got = v4::Received::new(got.data, arrival, got.now);
+        let got = v4::Received::new(got.data, arrival, got.now).serving(got.scopes);
         match v4::handle(
             &self.ctx,
             &self.engine,

@@ -50,6 +50,10 @@ impl Family for V6 {
         }
     }
 
+    fn balanced(&self) -> bool {
+        self.ctx.balanced()
+    }
+
     fn reclaim(&self, shard: usize, now: Time, events: &mut Vec<LeaseEvent>) {
         self.engine.reclaim(shard, now, RECLAIM_BUDGET, events);
     }
@@ -81,7 +85,7 @@ impl Family for V6 {
             dst: got.meta.dst,
         };
         let (ctx, engine) = (&self.ctx, &self.engine);
-        let got = v6::Received::new(got.data, arrival, got.now);
+        let got = v6::Received::new(got.data, arrival, got.now).serving(got.scopes);
         match v6::handle(ctx, engine, got, out.reply, out.events) {
             Outcome::Reply(reply) => {
                 if reply.no_subnet {
