@@ -60,7 +60,7 @@ pub fn serves(mask: u8, scope: usize) -> bool {
 }
 
 /// The scope of a DHCPv4 client: by its client identifier (option 61) when it sent one, else
-/// by its hardware address (`chaddr`, `hlen` bytes), as RFC 3074 §3 hashes them.
+/// by its hardware address (`chaddr`, `hlen` bytes): the key ISC dhcpd and Kea hash.
 pub fn of_v4(client_id: Option<&[u8]>, chaddr: &[u8]) -> usize {
     of_bucket(bucket(client_id.unwrap_or(chaddr)))
 }
@@ -117,30 +117,33 @@ pub(crate) fn halves(first: u128, last: u128, unit_bits: u32) -> [Option<(u128, 
     [Some((first, lower_last)), Some((lower_last + 1, last))]
 }
 
-/// A configured pool as [`Layout::new`] takes it: its place, its kind `K` (DHCPv6: address
-/// or delegation pool) and its values, in units of `2^unit_bits`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Whole<K> {
-    pub(crate) subnet: usize,
-    /// Its index among its subnet's pools of its kind.
-    pub(crate) pool: usize,
-    pub(crate) kind: K,
-    pub(crate) first: u128,
-    pub(crate) last: u128,
-    pub(crate) unit_bits: u32,
-}
-
 /// One engine pool: a configured pool, or in load-balancing one half of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Part<K> {
+    /// The subnet's index in its family's config.
     pub(crate) subnet: usize,
     /// The configured pool's index among its subnet's pools of its kind.
     pub(crate) pool: usize,
+    /// The family's kind of pool (DHCPv6: address or delegation pool).
     pub(crate) kind: K,
-    /// 0 outside load-balancing.
-    pub(crate) scope: usize,
-    pub(crate) first: u128,
-    pub(crate) last: u128,
+    /// 0 outside load-balancing; asked through the [`Layout`].
+    scope: usize,
+    /// Its first and last values: addresses as integers (a delegation pool's, the first and
+    /// last address of its prefixes).
+    pub(crate) span: (u128, u128),
+}
+
+impl<K> Part<K> {
+    /// Pool `pool` of `subnet`, whole (scope 0 until [`Layout::new`] splits it).
+    pub(crate) fn whole(subnet: usize, pool: usize, kind: K, first: u128, last: u128) -> Self {
+        Part {
+            subnet,
+            pool,
+            kind,
+            scope: 0,
+            span: (first, last),
+        }
+    }
 }
 
 /// The engine pools of one family, in engine id order: the configured pools in the order
@@ -152,27 +155,25 @@ pub(crate) struct Layout<K> {
 }
 
 impl<K: Copy + PartialEq> Layout<K> {
-    /// The layout of `pools`; split when `balanced`.
-    pub(crate) fn new(balanced: bool, pools: impl IntoIterator<Item = Whole<K>>) -> Self {
+    /// The layout of the configured pools, each [`Part::whole`] with the bits of its unit
+    /// (see [`halves`]); split when `balanced`.
+    pub(crate) fn new(balanced: bool, pools: impl IntoIterator<Item = (Part<K>, u32)>) -> Self {
         let mut parts = Vec::new();
-        for w in pools {
+        for (whole, unit_bits) in pools {
+            let (first, last) = whole.span;
             let split = if balanced {
-                halves(w.first, w.last, w.unit_bits)
+                halves(first, last, unit_bits)
             } else {
-                [Some((w.first, w.last)), None]
+                [Some(whole.span), None]
             };
             for (scope, half) in split.into_iter().enumerate() {
-                let Some((first, last)) = half else {
-                    continue;
-                };
-                parts.push(Part {
-                    subnet: w.subnet,
-                    pool: w.pool,
-                    kind: w.kind,
-                    scope,
-                    first,
-                    last,
-                });
+                if let Some(span) = half {
+                    parts.push(Part {
+                        scope,
+                        span,
+                        ..whole
+                    });
+                }
             }
         }
         Layout { balanced, parts }
@@ -191,7 +192,8 @@ impl<K: Copy + PartialEq> Layout<K> {
     /// The scope of the engine pool of `kind` holding `x`: `None` outside load-balancing and
     /// outside every pool.
     pub(crate) fn scope_of(&self, kind: K, x: u128) -> Option<usize> {
-        let part = (self.parts.iter()).find(|p| p.kind == kind && (p.first..=p.last).contains(&x));
+        let part =
+            (self.parts.iter()).find(|p| p.kind == kind && (p.span.0..=p.span.1).contains(&x));
         part.filter(|_| self.balanced).map(|p| p.scope)
     }
 

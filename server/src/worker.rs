@@ -535,47 +535,34 @@ mod tests {
         }
     }
 
-    /// `events` filtered as a worker does, by the scopes of what is left.
-    fn kept<E: LeaseChange + Clone>(events: &[E], balanced: bool, scopes: u8) -> Vec<usize> {
-        let mut events = events.to_vec();
-        drop_unserved(&mut events, balanced, scopes);
-        events.iter().map(LeaseChange::scope).collect()
+    /// Checks the filter over `events` (of both scopes) for every mask, in and outside
+    /// load-balancing.
+    fn filters<E: LeaseChange + Clone>(events: Vec<E>) {
+        let scopes: Vec<usize> = events.iter().map(LeaseChange::scope).collect();
+        assert!(scopes.contains(&0) && scopes.contains(&1), "{scopes:?}");
+        for (balanced, mask) in [
+            (true, 0b01),
+            (true, 0b10),
+            (true, scope::ALL),
+            (false, 0b01),
+        ] {
+            let mut kept = events.clone();
+            drop_unserved(&mut kept, balanced, mask);
+            let want: Vec<usize> = (scopes.iter().copied())
+                .filter(|&s| !balanced || scope::serves(mask, s))
+                .collect();
+            let got: Vec<usize> = kept.iter().map(LeaseChange::scope).collect();
+            assert_eq!(got, want, "balanced {balanced}, mask {mask:#04b}");
+        }
     }
 
     #[test]
     fn expiries_of_an_unserved_scope_are_not_journaled() {
-        let macs: Vec<[u8; 6]> = (0..16).map(|n| [2, 0, 0, 0, 0, n]).collect();
-        let events: Vec<LeaseEvent> = macs.iter().map(|&m| expiry(m)).collect();
-        let scopes: Vec<usize> = macs.iter().map(|m| scope::of_v4(None, m)).collect();
-        assert!(scopes.contains(&0) && scopes.contains(&1), "{scopes:?}");
-        let only = |s: usize| {
-            scopes
-                .iter()
-                .copied()
-                .filter(|&x| x == s)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(kept(&events, true, 0b01), only(0));
-        assert_eq!(kept(&events, true, 0b10), only(1));
-        assert_eq!(kept(&events, true, scope::ALL), scopes);
-        assert_eq!(
-            kept(&events, false, 0b01),
-            scopes,
-            "outside load-balancing, all"
-        );
-
-        let duids: Vec<[u8; 3]> = (0..16).map(|n| [0, 4, n]).collect();
-        let events: Vec<v6::LeaseEvent> = duids.iter().map(|d| ia_expiry(d)).collect();
-        let scopes: Vec<usize> = duids.iter().map(|d| scope::of_duid(d)).collect();
-        assert!(scopes.contains(&0) && scopes.contains(&1), "{scopes:?}");
-        let only = |s: usize| {
-            scopes
-                .iter()
-                .copied()
-                .filter(|&x| x == s)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(kept(&events, true, 0b10), only(1));
-        assert_eq!(kept(&events, false, 0b10), scopes);
+        filters((0..16).map(|n| expiry([2, 0, 0, 0, 0, n])).collect());
+        filters((0..16).map(|n| ia_expiry(&[0, 4, n])).collect());
+        // The scope is the client's, as the request's was hashed.
+        let mac = [2, 0, 0, 0, 0, 9];
+        assert_eq!(expiry(mac).scope(), scope::of_v4(None, &mac));
+        assert_eq!(ia_expiry(&mac).scope(), scope::of_duid(&mac));
     }
 }

@@ -13,7 +13,7 @@ use crate::config::{
     BootFields, Config, OptionSet, Reservation4, ReservationKey, Subnet4, V4Config,
 };
 use crate::proto::SubnetIndex;
-use crate::scope::{self, Layout, Whole};
+use crate::scope::{self, Layout, Part};
 
 /// An interface the server listens on, learned at startup, with its IPv4 addresses.
 pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv4Addr>;
@@ -25,13 +25,9 @@ type ReservationIndex = HashMap<Box<[u8]>, Vec<(usize, usize)>>;
 /// The engine pools of `config`'s DHCPv4 pools, numbered as [`Context::engine_config`] does.
 pub(crate) fn layout(config: &Config) -> Layout<()> {
     let pools = (config.v4.subnets.iter().enumerate()).flat_map(|(subnet, s)| {
-        s.pools.iter().enumerate().map(move |(pool, p)| Whole {
-            subnet,
-            pool,
-            kind: (),
-            first: u32::from(p.first).into(),
-            last: u32::from(p.last).into(),
-            unit_bits: 0,
+        s.pools.iter().enumerate().map(move |(pool, p)| {
+            let (first, last) = (u32::from(p.first), u32::from(p.last));
+            (Part::whole(subnet, pool, (), first.into(), last.into()), 0)
         })
     });
     Layout::new(scope::balanced(config), pools)
@@ -139,7 +135,7 @@ impl Context {
         let pools = (self.layout.parts().iter())
             .map(|part| {
                 let s = &self.cfg.subnets[part.subnet];
-                let (first, last) = (addr(part.first), addr(part.last));
+                let (first, last) = (addr(part.span.0), addr(part.span.1));
                 let excluded = s
                     .excluded
                     .iter()

@@ -156,18 +156,13 @@ pub fn handle(
     out: &mut Vec<u8>,
     events: &mut Vec<LeaseEvent>,
 ) -> Outcome {
-    let Received {
-        data,
-        arrival,
-        now,
-        scopes,
-    } = got;
+    let (data, arrival, now) = (got.data, got.arrival, got.now);
     let req = match packet::parse(data, &mut scratch.joined) {
         Ok(r) => r,
         Err(m) => return Outcome::NoReply(NoReply::Malformed(m)),
     };
     let client = || crate::scope::of_v4(req.client_id, req.chaddr);
-    let Some(scope) = crate::scope::admit(ctx.balanced(), scopes, client) else {
+    let Some(scope) = crate::scope::admit(ctx.balanced(), got.scopes, client) else {
         return Outcome::NoReply(NoReply::HaPartnerScope);
     };
     let mut h = Handling {

@@ -11,7 +11,7 @@ use super::handler::{Arrival, SERVER_PORT};
 use super::packet::Request;
 use crate::config::{Assignment, Assignments, Config, OptionSet6, V6Config, V6Identifier};
 use crate::proto::SubnetIndex;
-use crate::scope::{self, Layout, Whole};
+use crate::scope::{self, Layout, Part};
 
 /// An interface the server listens on, learned at startup, with its IPv6 addresses.
 pub type InterfaceInfo = crate::proto::InterfaceInfo<Ipv6Addr>;
@@ -182,7 +182,7 @@ impl Context {
         let mut specs = Vec::new();
         for part in self.t.layout.parts() {
             let s = &cfg.subnets[part.subnet];
-            let (first, last) = (Ipv6Addr::from(part.first), Ipv6Addr::from(part.last));
+            let (first, last) = (Ipv6Addr::from(part.span.0), Ipv6Addr::from(part.span.1));
             if part.kind == IaKind::Na {
                 let excluded = s
                     .excluded
@@ -201,7 +201,7 @@ impl Context {
             } else {
                 let p = &s.pd_pools[part.pool];
                 // The half is a prefix: its length is the count of bits its span leaves.
-                let prefix_len = (part.last - part.first).leading_zeros() as u8;
+                let prefix_len = (part.span.1 - part.span.0).leading_zeros() as u8;
                 let overlaps = |x: &ipnet::Ipv6Net| {
                     (first..=last).contains(&x.network()) || x.contains(&first)
                 };
@@ -392,21 +392,20 @@ impl Context {
 /// The engine pools of `config`'s DHCPv6 pools, numbered as [`Context::engine_config`] does.
 pub(crate) fn layout(config: &Config) -> Layout<IaKind> {
     let pools = (config.v6.subnets.iter().enumerate()).flat_map(|(subnet, s)| {
-        let na = s.pools.iter().enumerate().map(move |(pool, p)| Whole {
-            subnet,
-            pool,
-            kind: IaKind::Na,
-            first: p.first.into(),
-            last: p.last.into(),
-            unit_bits: 0,
+        let na = (s.pools.iter().enumerate()).map(move |(pool, p)| {
+            (
+                Part::whole(subnet, pool, IaKind::Na, p.first.into(), p.last.into()),
+                0,
+            )
         });
-        let pd = s.pd_pools.iter().enumerate().map(move |(pool, p)| Whole {
-            subnet,
-            pool,
-            kind: IaKind::Pd,
-            first: p.prefix.network().into(),
-            last: p.prefix.broadcast().into(),
-            unit_bits: 128 - u32::from(p.delegated_len),
+        // A delegation pool counts in delegated prefixes: units of 2^(128 - delegated_len).
+        let pd = s.pd_pools.iter().enumerate().map(move |(pool, p)| {
+            let (first, last) = (p.prefix.network().into(), p.prefix.broadcast().into());
+            let unit_bits = 128 - u32::from(p.delegated_len);
+            (
+                Part::whole(subnet, pool, IaKind::Pd, first, last),
+                unit_bits,
+            )
         });
         na.chain(pd)
     });

@@ -110,19 +110,14 @@ pub fn handle(
     out: &mut Vec<u8>,
     events: &mut Vec<LeaseEvent>,
 ) -> Outcome {
-    let Received {
-        data,
-        arrival,
-        now,
-        scopes,
-    } = got;
+    let (data, arrival, now) = (got.data, got.arrival, got.now);
     let req = match packet::parse(data) {
         Ok(r) => r,
         Err(m) => return Outcome::NoReply(NoReply::Malformed(m)),
     };
     let duid = req.client_id.unwrap_or_default();
-    let Some(scope) = crate::scope::admit(ctx.balanced(), scopes, || crate::scope::of_duid(duid))
-    else {
+    let client = || crate::scope::of_duid(duid);
+    let Some(scope) = crate::scope::admit(ctx.balanced(), got.scopes, client) else {
         return Outcome::NoReply(NoReply::HaPartnerScope);
     };
     let mut h = Handling {
