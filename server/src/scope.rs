@@ -5,7 +5,7 @@
 //! client's identifier hashes into one of 256 buckets (RFC 3074, [`bucket`]): buckets 0..=127
 //! are scope 0, served by the first of `ha.peers`, and 128..=255 scope 1, the second's. Every
 //! configured pool is split into two engine pools, its lower half scope 0's and its upper half
-//! scope 1's ([`halves`]), and a client is given addresses only from its own scope's halves:
+//! scope 1's (`halves`), and a client is given addresses only from its own scope's halves:
 //! the two servers never hand out the same free address, and a survivor that serves both
 //! scopes keeps each client in its half, so no client changes address when its scope goes
 //! back. Which scopes a server answers now is a mask (bit `s` for scope `s`) that the HA agent
@@ -41,7 +41,7 @@ const MIX: [u8; 256] = [
     216, 131, 89, 21, 28, 133, 37, 153, 149, 80, 170, 68, 6, 169, 234, 151, //
 ];
 
-/// The RFC 3074 bucket of a client identifier: a Pearson hash over [`MIX`], seeded with the
+/// The RFC 3074 bucket of a client identifier: a Pearson hash over the mixing table, seeded with the
 /// key's length (modulo 256) and taken over the key from its last byte to its first (§6).
 pub fn bucket(key: &[u8]) -> u8 {
     key.iter()
