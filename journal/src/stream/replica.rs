@@ -219,6 +219,9 @@ pub struct ReplicaStats {
     pub frames: u64,
     /// Stream frames received again (sequence already applied) and skipped.
     pub duplicates: u64,
+    /// Records not appended because [`Replica::skip_records`] says this journal wrote them
+    /// (frames and snapshot records).
+    pub skipped: u64,
     /// Snapshots taken.
     pub snapshots: u64,
     /// Records appended from snapshots.
@@ -253,7 +256,12 @@ pub struct Replica<R: Record> {
     receiving: Option<Receiving<R::Key>>,
     stats: ReplicaStats,
     store: Option<PositionStore>,
+    /// Records not to append: this journal's own, sent back by a sender that streams it all.
+    skip: Option<Skip<R>>,
 }
+
+/// A test of the records a replica does not append ([`Replica::skip_records`]).
+type Skip<R> = Box<dyn Fn(&R) -> bool + Send>;
 
 impl<R: Record> std::fmt::Debug for Replica<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -282,7 +290,19 @@ impl<R: Record> Replica<R> {
             receiving: None,
             stats: ReplicaStats::default(),
             store: None,
+            skip: None,
         }
+    }
+
+    /// Skips the records `skip` picks instead of appending them, their sequences still
+    /// acknowledged: two journals that stream to each other send every frame back, the
+    /// other's replica included, and each must keep only what the other wrote.
+    pub fn skip_records(&mut self, skip: impl Fn(&R) -> bool + Send + 'static) {
+        self.skip = Some(Box::new(skip));
+    }
+
+    fn skips(&self, r: &R) -> bool {
+        self.skip.as_ref().is_some_and(|skip| skip(r))
     }
 
     /// A replica writing through lane `lane` of `journal` that keeps its position in the
@@ -460,6 +480,7 @@ impl<R: Record> Replica<R> {
             });
         }
         let recs = decode_all::<R>(frames, count, first)?;
+        let before = self.applied;
         let mut last = None;
         for (i, r) in recs.iter().enumerate() {
             let seq = first + i as u64;
@@ -467,12 +488,21 @@ impl<R: Record> Replica<R> {
                 self.stats.duplicates += 1;
                 continue;
             }
-            last = Some((self.lane.append(r), seq));
             self.applied = seq;
+            if self.skips(r) {
+                self.stats.skipped += 1;
+                continue;
+            }
+            last = Some(self.lane.append(r));
             self.stats.frames += 1;
         }
-        if let Some(l) = last {
-            self.pending.push_back(l);
+        // A skipped frame is acknowledged with what was appended before it.
+        if self.applied > before {
+            match (last, self.pending.back_mut()) {
+                (Some(t), _) => self.pending.push_back((t, self.applied)),
+                (None, Some(back)) => back.1 = self.applied,
+                (None, None) => self.acked = self.applied,
+            }
         }
         Ok(())
     }
@@ -516,6 +546,10 @@ impl<R: Record> Replica<R> {
         for r in &recs {
             if let Some(keys) = rx.keys.as_mut() {
                 keys.insert(r.key());
+            }
+            if self.skip.as_ref().is_some_and(|skip| skip(r)) {
+                self.stats.skipped += 1;
+                continue;
             }
             self.lane.append(r);
         }

@@ -309,6 +309,36 @@ fn the_replica_continues_a_stream_under_a_new_epoch_only_for_its_node_and_run() 
     j.shutdown().unwrap();
 }
 
+#[test]
+fn a_replica_skips_its_own_records_sent_back_and_still_acknowledges_them() {
+    let (d, j) = temp_journal(1 << 20);
+    let mut r = Replica::new(j.lane(0));
+    // This journal's own records are the odd versions; the sender streams them back.
+    r.skip_records(|rec: &Rec| rec.version % 2 == 1);
+    r.snapshot_begin("a", 1, 5, 0).unwrap();
+    let snap: Vec<u8> = [rec(100, 2), rec(101, 3)].iter().flat_map(frame).collect();
+    r.snapshot_records(2, &snap).unwrap();
+    r.snapshot_end(2).unwrap();
+    // A batch that ends with a skipped frame, then one of skipped frames only.
+    let mixed: Vec<u8> = [rec(0, 2), rec(1, 3), rec(2, 4), rec(3, 5)]
+        .iter()
+        .flat_map(frame)
+        .collect();
+    r.apply("a", 5, 1, 4, &mixed).unwrap();
+    let own: Vec<u8> = [rec(4, 7), rec(5, 9)].iter().flat_map(frame).collect();
+    r.apply("a", 5, 5, 2, &own).unwrap();
+    let s = r.stats();
+    assert_eq!((s.frames, s.skipped, s.snapshot_records), (2, 5, 2));
+    assert_eq!(r.wait_durable(LONG), 6, "every sequence acknowledged");
+    // Resent, they are duplicates, not skipped twice.
+    r.apply("a", 5, 5, 2, &own).unwrap();
+    assert_eq!(r.stats().duplicates, 2);
+    drop(r);
+    j.shutdown().unwrap();
+    let keys: Vec<u32> = sorted(d.path()).iter().map(|r| r.key).collect();
+    assert_eq!(keys, [0, 2, 100], "only the sender's records are appended");
+}
+
 /// A listener on a free loopback port, and its address.
 fn listener(rt: &tokio::runtime::Runtime) -> (tokio::net::TcpListener, SocketAddr) {
     let l = rt
