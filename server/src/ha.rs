@@ -11,11 +11,13 @@
 //! streams its journal to the standby, and a new leader replays it before it answers
 //! ([`stream`]).
 
+mod balance;
 mod status;
 mod stream;
 mod takeover;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -26,13 +28,21 @@ use etcd_client::{
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-pub use status::{Role, Status, StreamState};
+use balance::{ScopeKeys, Scopes};
+pub use status::{Role, ScopeView, Status, StreamState};
 pub use stream::Replication;
 use stream::Stream;
 
 use crate::config::{EtcdTls, HaConfig};
 use crate::control::{Hold, Live};
 use crate::error::{Error, Result};
+
+/// The name of the server that wrote a change of `version`, if one of `config`'s peers did
+/// in an HA term (docs/HA.md, "Terms").
+pub fn written_by(config: &HaConfig, version: u64) -> Option<&str> {
+    let peer = config.peers.get(takeover::writer(version)?)?;
+    Some(peer.name.as_str())
+}
 
 /// How often each etcd endpoint's health is probed for `status-get`.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -58,6 +68,10 @@ impl Agent {
             status.stream.set_state(StreamState::Receiving);
         }
         live.hold_dhcp(Some(Hold::Fenced));
+        if config.scopes().is_some() {
+            // Load balancing: no scope is answered before it is taken over.
+            live.set_dhcp_scopes(0);
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -70,6 +84,9 @@ impl Agent {
         let (tx, rx) = watch::channel(false);
         let agent = Run {
             keys: Keys::new(config),
+            scope_keys: ScopeKeys::new(config),
+            served: AtomicU8::new(0),
+            started: Instant::now(),
             config: config.clone(),
             status: Arc::clone(&status),
             live,
@@ -128,6 +145,12 @@ impl Keys {
 /// The agent's loop and what it changes.
 struct Run {
     keys: Keys,
+    /// The scopes' keys in load-balancing; `None` in hot-standby.
+    scope_keys: Option<ScopeKeys>,
+    /// Load balancing: the scopes served (bit `i`: scope `i`), as the workers were told.
+    served: AtomicU8,
+    /// When the agent started: it covers a partner's scope only a TTL later.
+    started: Instant,
     config: HaConfig,
     status: Arc<Status>,
     live: Arc<Live>,
@@ -164,6 +187,13 @@ struct Seen {
     term: u64,
     /// It is held under this server's lease.
     mine: bool,
+}
+
+/// What one tick's transaction saw: the leader key, or both scopes' keys.
+#[derive(Debug)]
+enum Looked {
+    Leader(Seen),
+    Scopes(Scopes),
 }
 
 /// Why a session with etcd ended.
@@ -333,6 +363,14 @@ impl Run {
             if Instant::now() >= last_ok + timing.fence_after {
                 continue;
             }
+            let seen = match seen {
+                Some(Looked::Scopes(scopes)) => {
+                    self.balance(scopes, members, lease, timing).await;
+                    continue;
+                }
+                Some(Looked::Leader(seen)) => Some(seen),
+                None => None,
+            };
             if let Some(seen) = seen {
                 let role = if seen.mine {
                     Role::Leader
@@ -345,7 +383,7 @@ impl Run {
                 {
                     // Not one answer before the partner's records are in the engines; the
                     // lease is renewed meanwhile.
-                    match stream.taken_over(seen.epoch, seen.term) {
+                    match stream.taken_over(seen.epoch, seen.term, None) {
                         None => continue,
                         Some(Err(why)) => {
                             tracing::error!(node = %self.config.node, "HA: cannot take over yet: {why}");
@@ -404,18 +442,30 @@ impl Run {
         timing: Timing,
         keeper: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
         retry: bool,
-    ) -> std::result::Result<(Option<Instant>, Option<Seen>), String> {
+    ) -> std::result::Result<(Option<Instant>, Option<Looked>), String> {
         if !retry {
             sleep(timing.tick).await;
         }
         let (mut renew, mut look) = (members.client(), members.client());
         let sent = Instant::now();
+        let ttl = Duration::from_secs(self.config.lease_ttl.into());
+        let look = async {
+            match &self.scope_keys {
+                None => campaign(&mut look, &self.keys, &self.config, lease)
+                    .await
+                    .map(|s| s.map(Looked::Leader)),
+                Some(keys) => {
+                    let (term, node) = (self.keys.term.as_str(), self.config.node.as_str());
+                    let may_cover = self.started.elapsed() >= ttl;
+                    balance::campaign(&mut look, keys, term, node, lease, may_cover)
+                        .await
+                        .map(|s| s.map(Looked::Scopes))
+                }
+            }
+        };
         let (renewed, looked) = tokio::join!(
             timeout(timing.tick, keep_alive(&mut renew, lease, keeper)),
-            timeout(
-                timing.tick,
-                campaign(&mut look, &self.keys, &self.config, lease)
-            ),
+            timeout(timing.tick, look),
         );
         let alive = match renewed {
             Ok(Ok(ttl)) if ttl > 0 => Some(sent),
@@ -451,6 +501,11 @@ impl Run {
         // Hold first, release last: a server never answers in a role it has not entered.
         if hold.is_some() {
             self.live.hold_dhcp(hold);
+        }
+        if hold.is_some() && self.scope_keys.is_some() {
+            self.served.store(0, Ordering::SeqCst);
+            self.live.set_dhcp_scopes(0);
+            self.status.set_scopes(Default::default(), 0);
         }
         if hold.is_some()
             && let Some(stream) = &self.stream

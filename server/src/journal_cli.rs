@@ -110,7 +110,7 @@ pub fn dump(
         writeln!(
             out,
             "address,hw_address,client_id,hostname,state,starts_at,expires_at,subnet,type,iaid,\
-             valid_lifetime,preferred_lifetime"
+             valid_lifetime,preferred_lifetime,written_by"
         )
         .map_err(Error::Output)?;
     }
@@ -156,6 +156,11 @@ pub fn dump(
             rfc3339(r.expires),
             subnet_of(r),
         );
+        // The HA peer that wrote the record (docs/HA.md, "Terms"), when one did.
+        let by = config
+            .ha
+            .as_ref()
+            .and_then(|ha| crate::ha::written_by(ha, r.version));
         match format {
             DumpFormat::Jsonl => {
                 let mut v = serde_json::json!({
@@ -170,6 +175,9 @@ pub fn dump(
                     v["valid_lifetime"] = valid.into();
                     v["preferred_lifetime"] = preferred.into();
                 }
+                if let Some(by) = by {
+                    v["written_by"] = by.into();
+                }
                 writeln!(out, "{v}").map_err(Error::Output)?;
             }
             DumpFormat::Csv => {
@@ -179,8 +187,9 @@ pub fn dump(
                 writeln!(
                     out,
                     "{addr},{hw},{cid},{},{state},{starts},{expires},{subnet},{kind},{iaid},\
-                     {valid},{preferred}",
-                    csv_field(&host)
+                     {valid},{preferred},{}",
+                    csv_field(&host),
+                    by.unwrap_or_default()
                 )
                 .map_err(Error::Output)?;
             }
@@ -299,10 +308,15 @@ mod tests {
 
     /// Writes `recs` into a fresh state directory's journal and dumps it.
     fn dumped(recs: Vec<LeaseRecord>, format: DumpFormat) -> String {
+        dumped_with(recs, format, YAML)
+    }
+
+    /// [`dumped`] under the config `yaml`.
+    fn dumped_with(recs: Vec<LeaseRecord>, format: DumpFormat, yaml: &str) -> String {
         let state = tempfile::tempdir().unwrap();
         let dir = journal_for_writing(state.path()).unwrap();
         lessor_journal::append_offline(&dir, recs).unwrap();
-        let config = Config::from_yaml_str(YAML).unwrap();
+        let config = Config::from_yaml_str(yaml).unwrap();
         let mut out = Vec::new();
         dump(state.path(), &config, format, &mut out).unwrap();
         String::from_utf8(out).unwrap()
@@ -335,5 +349,32 @@ mod tests {
         assert_eq!(col("valid_lifetime"), "7200");
         assert_eq!(col("preferred_lifetime"), "3600");
         assert_eq!(col("type"), "ia_na");
+    }
+
+    #[test]
+    fn a_dump_names_the_ha_peer_that_wrote_each_lease() {
+        let ha = format!(
+            "{YAML}ha:\n  mode: hot-standby\n  node: a\n  etcd: [\"http://127.0.0.1:2379\"]\n  \
+             peers: [{{name: a, url: \"http://x:1\"}}, {{name: b, url: \"http://y:1\"}}]\n"
+        );
+        // Term 0 (before HA), then term 3 as peer 1 (b), then term 4 as peer 0 (a).
+        let mut recs = vec![
+            lease(1, LeaseState::Bound, 3600),
+            lease(2, LeaseState::Bound, 3600),
+            lease(3, LeaseState::Bound, 3600),
+        ];
+        recs[1].version = 3 << 44 | 1 << 40 | 7;
+        recs[2].version = 4 << 44 | 2;
+        let text = dumped_with(recs.clone(), DumpFormat::Jsonl, &ha);
+        let by: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["written_by"].clone())
+            .collect();
+        assert_eq!(by, [serde_json::Value::Null, "b".into(), "a".into()]);
+        let csv = dumped_with(recs.clone(), DumpFormat::Csv, &ha);
+        let last: Vec<&str> = csv.lines().map(|l| l.rsplit(',').next().unwrap()).collect();
+        assert_eq!(last, ["written_by", "", "b", "a"]);
+        let plain = dumped(recs, DumpFormat::Jsonl);
+        assert!(!plain.contains("written_by"), "no ha: {plain}");
     }
 }

@@ -339,6 +339,14 @@ impl Reloader {
         }
     }
 
+    /// Waits until every worker has finished the batches it began before this call (an idle
+    /// one within its receive timeout): what it read then, such as the load-balancing
+    /// scopes, it no longer uses. False after a few seconds.
+    pub(crate) fn workers_past_batch(&self) -> bool {
+        let generation = self.swap.nudge();
+        self.swap.settle(generation)
+    }
+
     /// The engines in use.
     pub fn engines(&self) -> (Arc<Engine>, Option<Arc<Engine6>>) {
         let r = self.swap.current();

@@ -68,8 +68,14 @@ pub fn of_v4(client_id: Option<&[u8]>, chaddr: &[u8]) -> usize {
 /// The scope of the DHCPv4 client whose engine key is `key` (what [`of_v4`] gives from the
 /// request the key was made of).
 pub fn of_client(key: &ClientKey) -> usize {
+    of_client_bytes(key.as_bytes())
+}
+
+/// [`of_client`] of a key's bytes, as [`ClientKey::as_bytes`] gives them (and the journal's
+/// records keep them).
+pub fn of_client_bytes(key: &[u8]) -> usize {
     // The key's layout: tag 1 and the client identifier, or tag 0, htype and chaddr.
-    match key.as_bytes() {
+    match key {
         [1, id @ ..] => of_v4(Some(id), &[]),
         [_, _, chaddr @ ..] => of_v4(None, chaddr),
         short => of_v4(None, short),

@@ -170,6 +170,10 @@ impl PeerRole {
     }
 }
 
+/// The most servers `ha.peers` may list: a lease version names the one that wrote it in 4
+/// bits (docs/HA.md, "Terms").
+const MAX_PEERS: usize = 16;
+
 /// Builds `ha` from its wire form, naming the key of any error.
 pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
     let Some(w) = w else { return Ok(None) };
@@ -251,6 +255,15 @@ pub(super) fn ha(w: Option<wire::Ha>) -> Result<Option<HaConfig>> {
         return Err(invalid(
             "ha.peers",
             "must list at least two servers (this one and its partner)",
+        ));
+    }
+    if peers.len() > MAX_PEERS {
+        return Err(invalid(
+            "ha.peers",
+            format!(
+                "lists {} servers; a version names its writer among {MAX_PEERS} at most",
+                peers.len()
+            ),
         ));
     }
     let etcd = w.etcd.unwrap_or_default();

@@ -1,5 +1,6 @@
 //! Leases as Kea's lease commands show them: `ip-address`, `hw-address`, `client-id`, `duid`,
-//! `iaid`, `type`, `prefix-len`, `subnet-id`, `valid-lft`, `cltt`, `hostname`, `state`.
+//! `iaid`, `type`, `prefix-len`, `subnet-id`, `valid-lft`, `cltt`, `hostname`, `state`; with
+//! `ha`, `written-by`: the peer that wrote the lease's last change.
 
 use std::net::IpAddr;
 use std::ops::ControlFlow;
@@ -177,7 +178,19 @@ pub(crate) fn lease4(config: &Config, lease: &v4::Lease) -> Value {
     if let Some(id) = client_id(lease) {
         v["client-id"] = Value::String(hex(id));
     }
+    written_by(config, lease.version, &mut v);
     v
+}
+
+/// Adds `written-by`: the HA peer that wrote the lease's last change, when one did.
+fn written_by(config: &Config, version: u64, v: &mut Value) {
+    if let Some(node) = config
+        .ha
+        .as_ref()
+        .and_then(|ha| crate::ha::written_by(ha, version))
+    {
+        v["written-by"] = Value::String(node.to_owned());
+    }
 }
 
 /// A DHCPv6 lease as Kea's `lease6-get` shows it.
@@ -200,6 +213,7 @@ pub(crate) fn lease6(config: &Config, lease: &v6::Lease) -> Value {
     if key.kind() == IaKind::Pd {
         v["prefix-len"] = Value::from(lease.resource.len);
     }
+    written_by(config, lease.version, &mut v);
     v
 }
 

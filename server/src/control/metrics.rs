@@ -295,6 +295,17 @@ fn ha(e: &mut Exposition, status: &crate::ha::Status) {
         "The cluster's term count from etcd: the high bits of the term's lease versions.",
     );
     e.sample(name, &[], status.term());
+    if let Some(scopes) = status.scopes() {
+        let name = "lessor_ha_scope_served";
+        e.family(
+            name,
+            Kind::Gauge,
+            "Load balancing: 1 for each scope whose clients this server answers now.",
+        );
+        for v in &scopes {
+            e.sample(name, &[("scope", v.name.as_str())], u8::from(v.served));
+        }
+    }
     let name = "lessor_ha_transitions_total";
     e.family(name, Kind::Counter, "HA role changes since start.");
     e.sample(name, &[], status.transitions());

@@ -152,7 +152,7 @@ impl Live {
     /// Has the workers answer the load-balancing scopes in `mask` (the HA agent, at a takeover
     /// or hand-back); each worker sees it from its next batch on. Ignored outside
     /// load-balancing.
-    pub fn set_dhcp_scopes(&self, mask: u8) {
+    pub(crate) fn set_dhcp_scopes(&self, mask: u8) {
         self.dhcp.set_scopes(mask);
     }
 

@@ -275,6 +275,21 @@ struct Snapshot {
     term: u64,
     leader: Option<String>,
     endpoints: Vec<Endpoint>,
+    /// In load-balancing, each scope as last seen (docs/HA.md, "Load balancing").
+    scopes: Option<[ScopeView; 2]>,
+}
+
+/// One scope of `load-balancing`, as the agent last saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScopeView {
+    /// The scope's name: the peer whose scope it is.
+    pub name: String,
+    /// The server whose etcd lease holds the scope's key, if one does.
+    pub holder: Option<String>,
+    /// The key's creation revision: the holder's fencing token for it.
+    pub epoch: u64,
+    /// This server answers the scope's clients now.
+    pub served: bool,
 }
 
 impl Status {
@@ -298,6 +313,12 @@ impl Status {
                         health: None,
                     })
                     .collect(),
+                scopes: c.scopes().map(|names| {
+                    names.map(|n| ScopeView {
+                        name: n.to_owned(),
+                        ..ScopeView::default()
+                    })
+                }),
             }),
             transitions: AtomicU64::new(0),
             keepalive_failures: AtomicU64::new(0),
@@ -354,6 +375,22 @@ impl Status {
         changed
     }
 
+    /// The scopes of `load-balancing` as last seen; `None` in hot-standby.
+    pub fn scopes(&self) -> Option<[ScopeView; 2]> {
+        self.lock().scopes.clone()
+    }
+
+    /// Records what the agent saw of the scopes, and which it serves.
+    pub(crate) fn set_scopes(&self, seen: [(Option<String>, u64); 2], served: u8) {
+        if let Some(scopes) = self.lock().scopes.as_mut() {
+            for (i, (view, (holder, epoch))) in scopes.iter_mut().zip(seen).enumerate() {
+                view.holder = holder;
+                view.epoch = epoch;
+                view.served = served & (1 << i) != 0;
+            }
+        }
+    }
+
     pub(crate) fn set_endpoint(&self, i: usize, health: Result<(), String>) {
         if let Some(e) = self.lock().endpoints.get_mut(i) {
             e.health = Some(health);
@@ -372,6 +409,14 @@ impl Status {
                 Some(Err(why)) => json!({"url": e.url, "healthy": false, "error": why}),
             })
             .collect();
+        let scopes = s.scopes.as_ref().map(|scopes| {
+            scopes
+                .iter()
+                .map(|v| {
+                    json!({"name": v.name, "holder": v.holder, "epoch": v.epoch, "served": v.served})
+                })
+                .collect::<Vec<_>>()
+        });
         json!({
             "mode": self.mode,
             "node": self.node,
@@ -385,6 +430,7 @@ impl Status {
             "keepalive-failures": self.keepalive_failures(),
             "etcd": etcd,
             "stream": self.stream.json(),
+            "scopes": scopes,
         })
     }
 }

@@ -57,6 +57,8 @@ impl std::fmt::Debug for Replication {
 /// the monitor decides.
 pub(super) struct Stream {
     node: String,
+    /// This server's index in `ha.peers`: its changes carry it (docs/HA.md, "Terms").
+    peer: usize,
     /// The partner counts as gone after this long unreachable or silent.
     partner_timeout: Duration,
     source: Source<LeaseRecord>,
@@ -76,8 +78,14 @@ pub(super) struct Stream {
     /// last stopped leading: a new term goes on waiting (for at most `partner_timeout`) while
     /// the partner catches up, instead of answering unprotected.
     carried: Mutex<Option<Instant>>,
-    /// The takeover under way or done for the current term.
-    taking: Mutex<Option<Taking>>,
+    /// The takeover under way or done for the current term, per scope (one slot in
+    /// hot-standby).
+    taking: Mutex<[Option<Taking>; 2]>,
+    /// Load balancing: the receiver runs while this server leads, and a takeover folds
+    /// only its scope's records and keeps the sender that runs for the other.
+    balanced: bool,
+    /// One takeover at a time: each stops the receiver while it reads the journal.
+    folding: tokio::sync::Mutex<()>,
 }
 
 /// A takeover running on its own task, so that the agent keeps renewing its etcd lease
@@ -114,7 +122,7 @@ impl Stream {
     /// Starts the receiver (accepting nothing until [`Stream::follow`]) and the monitor on
     /// the current runtime.
     pub(super) fn start(
-        r: Replication,
+        mut r: Replication,
         config: &crate::config::HaConfig,
         status: Arc<Status>,
     ) -> std::io::Result<Arc<Stream>> {
@@ -122,6 +130,17 @@ impl Stream {
         if !config.sync {
             // Asynchronous: a reply waits only while the partner is that far behind it.
             r.gate.set_slack(config.max_lag);
+        }
+        let peer = config
+            .peers
+            .iter()
+            .position(|p| p.name == config.node)
+            .unwrap_or(0);
+        if config.scopes().is_some() {
+            // Both stream all their journal: what comes back of this server's own is not
+            // appended again (docs/HA.md, "Load balancing").
+            r.replica
+                .skip_records(move |rec| super::takeover::writer(rec.version) == Some(peer));
         }
         let listener = tokio::net::TcpListener::from_std(r.listener)?;
         let (allow, allow_rx) = watch::channel(false);
@@ -137,6 +156,7 @@ impl Stream {
         ));
         let stream = Arc::new(Stream {
             node: config.node.clone(),
+            peer,
             partner_timeout: Duration::from_secs(config.lease_ttl.into()),
             source: r.source,
             gate: r.gate,
@@ -149,7 +169,9 @@ impl Stream {
             receiver,
             sending: Mutex::new(None),
             carried: Mutex::new(None),
-            taking: Mutex::new(None),
+            taking: Mutex::new([None, None]),
+            balanced: config.scopes().is_some(),
+            folding: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(monitor(Arc::clone(&stream)));
         Ok(stream)
@@ -163,7 +185,7 @@ impl Stream {
     /// (so a server that lost the lead sends no reply its successor may not know), and
     /// follow the leader's stream.
     pub(super) fn follow(&self) {
-        if let Some(t) = lock(&self.taking).take() {
+        for t in lock(&self.taking).iter_mut().filter_map(Option::take) {
             t.task.abort();
         }
         if let Some(s) = self.sending().take() {
@@ -176,15 +198,17 @@ impl Stream {
         self.allow.send_if_modified(|a| !std::mem::replace(a, true));
     }
 
-    /// Whether this server is ready to lead in the term of `epoch`, the cluster's `term`th:
-    /// `None` while the takeover runs (it starts it if needed), then its outcome. A failed
-    /// one is started again at the next call.
+    /// Whether this server is ready to lead in the term of `epoch`, the cluster's `term`th
+    /// (of `scope`'s key in load-balancing): `None` while the takeover runs (it starts it if
+    /// needed), then its outcome. A failed one is started again at the next call.
     pub(super) fn taken_over(
         self: &Arc<Self>,
         epoch: u64,
         term: u64,
+        scope: Option<usize>,
     ) -> Option<Result<(), String>> {
-        let mut taking = lock(&self.taking);
+        let mut slots = lock(&self.taking);
+        let taking = &mut slots[scope.unwrap_or(0)];
         if let Some(t) = taking.as_ref()
             && t.epoch == epoch
         {
@@ -197,7 +221,7 @@ impl Stream {
         let outcome = Arc::new(Mutex::new(None));
         let (me, out) = (Arc::clone(self), Arc::clone(&outcome));
         let task = tokio::spawn(async move {
-            let r = me.take_over(epoch, term).await;
+            let r = me.take_over(epoch, term, scope).await;
             *lock(&out) = Some(r);
         });
         if let Some(old) = taking.replace(Taking {
@@ -214,34 +238,55 @@ impl Stream {
     /// appended is durable, replays the journal into the engines (the same fold as at
     /// startup) and raises their versions into the term, and starts sending. DHCP stays held
     /// back throughout; an error leaves it held.
-    async fn take_over(&self, epoch: u64, term: u64) -> Result<(), String> {
-        if self
-            .sending()
-            .as_ref()
-            .is_some_and(|s| s.epoch == epoch && !s.task.is_finished())
-        {
+    ///
+    /// In load-balancing (`scope` given) it folds only that scope's records, lets the
+    /// receiver go on afterwards, and keeps the sender already running for the other scope.
+    async fn take_over(&self, epoch: u64, term: u64, scope: Option<usize>) -> Result<(), String> {
+        // The sender running, and the epoch it sends in.
+        let sending = || {
+            self.sending()
+                .as_ref()
+                .filter(|s| !s.task.is_finished())
+                .map(|s| s.epoch)
+        };
+        if scope.is_none() && sending() == Some(epoch) {
             return Ok(());
         }
+        let _one = self.folding.lock().await;
         self.allow.send_replace(false);
         let mut quiet = self.quiet.clone();
-        match timeout(QUIET_WITHIN, quiet.wait_for(|q| *q)).await {
-            Ok(Ok(_)) => {}
-            _ => return Err("the replica did not stop in time".into()),
+        let stopped = matches!(
+            timeout(QUIET_WITHIN, quiet.wait_for(|q| *q)).await,
+            Ok(Ok(_))
+        );
+        let replayed = if stopped {
+            let (source, peer) = (self.source.clone(), self.peer);
+            let reload = Arc::clone(&self.reload);
+            tokio::task::spawn_blocking(move || {
+                super::takeover::replay(&source, &reload, term, peer, scope)
+            })
+            .await
+            .map_err(|e| format!("the replay task failed: {e}"))
+            .and_then(|r| r)
+        } else {
+            Err("the replica did not stop in time".into())
+        };
+        if self.balanced {
+            self.allow.send_replace(true);
         }
-        let source = self.source.clone();
-        let reload = Arc::clone(&self.reload);
-        let replayed =
-            tokio::task::spawn_blocking(move || super::takeover::replay(&source, &reload, term))
-                .await
-                .map_err(|e| format!("the replay task failed: {e}"))??;
+        let replayed = replayed?;
         tracing::info!(
             epoch,
             term,
+            scope,
             records = replayed.records,
             restored = replayed.restored,
             "HA: journal replayed into the engines before serving"
         );
         self.status.stream.set_replayed(replayed.records);
+        if self.balanced && sending().is_some() {
+            return Ok(());
+        }
         let status = Arc::new(SenderStatus::default());
         let task = tokio::spawn(net::run_sender(
             self.source.clone(),
@@ -295,6 +340,29 @@ impl Stream {
         self.partner_in_sync()
             && self.gate.acked() >= position
             && self.gate.oldest_waiting().is_none()
+    }
+
+    /// Load balancing, handing a scope back once the workers stopped answering it: waits
+    /// until they finished every batch begun before, then until the partner, in sync, has
+    /// acknowledged all that this server synced by then. False if that takes over `within`:
+    /// the scope is kept.
+    pub(super) async fn partner_has_scope(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let reload = Arc::clone(&self.reload);
+        let past = tokio::task::spawn_blocking(move || reload.workers_past_batch()).await;
+        if !matches!(past, Ok(true)) {
+            return false;
+        }
+        // The last batches' records reach the journal's next group commit.
+        sleep(MONITOR_EVERY).await;
+        let target = self.source.position();
+        while !(self.partner_in_sync() && self.gate.acked() >= target) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// One look at the sender: feeds its acks to the gate and decides whether binding

@@ -101,6 +101,12 @@ impl Swap {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Moves the generation with the running set unchanged, so that [`Swap::settle`] tells
+    /// when every worker has finished the batches it began before; returns the generation.
+    pub(super) fn nudge(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::Release) + 1
+    }
+
     /// The running set.
     pub(crate) fn current(&self) -> Arc<Running> {
         Arc::clone(&lock(&self.current))
