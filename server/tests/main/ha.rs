@@ -18,6 +18,7 @@ use crate::common::{
 };
 use crate::kea_client::{http, promtool_check};
 
+mod balance;
 mod partition;
 mod v6;
 
