@@ -35,7 +35,7 @@ fn scope_of(mac: &str) -> usize {
 }
 
 /// Which scopes a server's `ha` object says it serves.
-fn served(ha: &Value) -> [bool; 2] {
+pub(super) fn served(ha: &Value) -> [bool; 2] {
     [0, 1].map(|i| ha["scopes"][i]["served"] == true)
 }
 
@@ -45,7 +45,10 @@ fn wait_serving(lessor: &Lessor, want: [bool; 2], what: &str) -> Value {
 }
 
 /// The ACKs that went to clients of `scope`, as address -> client.
-fn of_scope(owners: &BTreeMap<Ipv4Addr, String>, scope: usize) -> BTreeMap<Ipv4Addr, String> {
+pub(super) fn of_scope(
+    owners: &BTreeMap<Ipv4Addr, String>,
+    scope: usize,
+) -> BTreeMap<Ipv4Addr, String> {
     owners
         .iter()
         .filter(|(_, mac)| scope_of(mac) == scope)

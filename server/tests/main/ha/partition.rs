@@ -21,6 +21,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde_json::Value;
 
+use super::balance::{of_scope, served};
 use super::{
     Etcd, Load, RELAY, bound_at, config_with, ha_at, holds_all, in_sync, owners, role, wait_ha,
 };
@@ -189,6 +190,88 @@ fn partitions_and_a_restart_give_no_address_twice_and_lose_no_acked_lease() {
     // a stops: b leads with every lease either server ACKed, before and after its restart.
     a.stop().assert_success();
     site.wait(B, &b, "b to lead after a stopped", role("leader"));
+    holds_all(&site.bound(B, &b), &owners, "b");
+    b.stop().assert_success();
+}
+
+/// The load-balancing pair through the same partitions: cut off from each other both go on
+/// with their own scope; cut off from etcd, a fences itself and b covers its scope until a
+/// is back, caught up, and handed it.
+#[test]
+fn a_balanced_pair_keeps_its_scopes_apart_through_partitions() {
+    let site = Site::new();
+    let etcd = Etcd::start_in(&site.ns[E]);
+    let cluster = unique();
+    let state = tempdir();
+    let streams = ["10.236.3.1:8068", "10.236.3.2:8068"].map(str::to_owned);
+    let start = |at: usize, node: &str, etcd_at: &str| {
+        let dir = state.path().join(node);
+        std::fs::create_dir_all(&dir).expect("creating a state directory");
+        let endpoints: Vec<String> = etcd
+            .clients
+            .iter()
+            .map(|c| c.replace("127.0.0.1", etcd_at))
+            .collect();
+        let config = config_with(
+            node,
+            PORT,
+            &cluster,
+            &endpoints,
+            Some((streams.clone(), true)),
+        );
+        let config = format!("interfaces: [ {node}c ]\n{config}")
+            .replace("STATE_DIR", &dir.display().to_string())
+            .replace("mode: hot-standby", "mode: load-balancing");
+        Lessor::start(Some(&site.ns[at]), &config, &[])
+    };
+    let a = start(A, "a", "10.236.1.1");
+    let b = start(B, "b", "10.236.2.1");
+    let serving = |at: usize, l: &Lessor, want: [bool; 2], what: &str| {
+        site.wait(at, l, what, |h| served(h) == want)
+    };
+    serving(A, &a, [true, false], "a to serve its scope");
+    serving(B, &b, [false, true], "b to serve its scope");
+    site.wait(A, &a, "b in sync with a", in_sync);
+    site.wait(B, &b, "a in sync with b", in_sync);
+    let load = Load::start(Some(&site.ns[C]), RELAY, SERVERS);
+    load.wait_more(100, "ACKs from both");
+
+    // Apart, each goes on alone with its own scope: neither covers the other's.
+    load.step(1);
+    site.set(A, "ab", false);
+    for (at, l) in [(A, &a), (B, &b)] {
+        site.wait(at, l, "going on alone", |h| h["stream"]["state"] == "alone");
+    }
+    load.wait_more(50, "ACKs while apart");
+    assert_eq!(served(&site.ha(A, &a)), [true, false]);
+    assert_eq!(served(&site.ha(B, &b)), [false, true]);
+    site.set(A, "ab", true);
+    site.wait(A, &a, "b to catch up", in_sync);
+    site.wait(B, &b, "a to catch up", in_sync);
+
+    // a loses etcd: it fences, b covers a's scope; back, a catches up and gets it back.
+    load.step(2);
+    site.set(A, "ae", false);
+    serving(A, &a, [false, false], "a to fence itself");
+    serving(B, &b, [true, true], "b to cover a's scope");
+    load.wait_more(50, "ACKs from b alone");
+    site.set(A, "ae", true);
+    load.step(3);
+    serving(A, &a, [true, false], "a to get its scope back");
+    serving(B, &b, [false, true], "b to hand it back");
+    load.wait_more(50, "ACKs from both again");
+    let acks = load.finish();
+    let owners = owners(&acks);
+    eprintln!("{} ACKs, {} addresses", acks.len(), owners.len());
+    holds_all(&site.bound(A, &a), &of_scope(&owners, 0), "a, its scope");
+    holds_all(&site.bound(B, &b), &of_scope(&owners, 1), "b, its scope");
+
+    // a stops: b covers it with every lease either server ACKed.
+    site.wait(A, &a, "b to have all of a's", |h| {
+        in_sync(h) && h["stream"]["lag"] == 0
+    });
+    a.stop().assert_success();
+    serving(B, &b, [true, true], "b to cover a after it stopped");
     holds_all(&site.bound(B, &b), &owners, "b");
     b.stop().assert_success();
 }
