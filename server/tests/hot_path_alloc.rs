@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use lessor_server::Server;
 use lessor_server::config::Config;
+use lessor_server::v4::{self, Arrival, NoReply, Outcome, Received, Scratch};
 
 // Passes every call to the system allocator until a profiler starts; then it counts.
 #[global_allocator]
@@ -223,6 +224,94 @@ fn allocations<T>(sites: &Path, f: impl FnOnce() -> T) -> (T, u64) {
     (out, n)
 }
 
+/// A load-balancing config (docs/HA.md): the pool split in two scopes.
+const BALANCED: &str = r#"
+v4:
+  subnets:
+    - subnet: 10.0.0.0/8
+      relays: [127.0.0.1]
+      pools: ["10.0.0.1-10.255.255.254"]
+ha:
+  mode: load-balancing
+  node: a
+  etcd: [ "http://127.0.0.1:2379" ]
+  peers:
+    - { name: a, url: "http://127.0.0.1:1", stream: "127.0.0.1:8068" }
+    - { name: b, url: "http://127.0.0.1:2", stream: "127.0.0.1:8069" }
+"#;
+
+/// The DHCPv4 handler of [`BALANCED`] answering scope 0 only, and what it reuses.
+struct Balanced {
+    ctx: v4::Context,
+    engine: lessor_engine::v4::Engine,
+    scratch: Scratch,
+    out: Vec<u8>,
+    events: Vec<lessor_engine::v4::LeaseEvent>,
+}
+
+impl Balanced {
+    fn new() -> Balanced {
+        let ctx = v4::Context::new(&Config::from_yaml_str(BALANCED).unwrap(), &[]);
+        let engine = lessor_engine::v4::Engine::new(ctx.engine_config(1)).unwrap();
+        Balanced {
+            ctx,
+            engine,
+            scratch: Scratch::default(),
+            out: Vec::with_capacity(1500),
+            events: Vec::with_capacity(16),
+        }
+    }
+
+    /// One datagram through the handler, serving scope 0 only: the reply's message type,
+    /// or `None` when it belongs to the partner's scope.
+    fn handle(&mut self, data: &[u8]) -> Option<u8> {
+        let arrival = Arrival {
+            src: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 67),
+            ifindex: 1,
+            local: Ipv4Addr::LOCALHOST,
+        };
+        let got = Received::new(data, arrival, lessor_server::now()).serving(0b01);
+        let (ctx, engine) = (&self.ctx, &self.engine);
+        let outcome = v4::handle(
+            ctx,
+            engine,
+            got,
+            &mut self.scratch,
+            &mut self.out,
+            &mut self.events,
+        );
+        self.events.clear();
+        match outcome {
+            Outcome::Reply(_) => Some(reply_kind(&self.out)),
+            Outcome::NoReply(NoReply::HaPartnerScope) => None,
+            Outcome::NoReply(why) => panic!("no reply: {}", why.label()),
+        }
+    }
+
+    /// Every client's DORA (those of scope 0 answered): (ACKs, clients of the partner).
+    fn doras(&mut self, p: &mut Packets) -> (u32, u32) {
+        let (mut acks, mut partner) = (0, 0);
+        for n in 0..CLIENTS as usize {
+            match self.handle(&p.discovers[n]) {
+                None => {
+                    partner += 1;
+                    continue;
+                }
+                Some(2) => {}
+                Some(k) => panic!("an OFFER, not message type {k}"),
+            }
+            let (r, base) = &mut p.requests[n];
+            r.truncate(*base);
+            r.extend_from_slice(&[50, 4]);
+            r.extend_from_slice(&self.out[16..20]);
+            r.extend_from_slice(&[54, 4, 127, 0, 0, 1, 255]);
+            assert_eq!(self.handle(&p.requests[n].0), Some(5), "client {n}");
+            acks += 1;
+        }
+        (acks, partner)
+    }
+}
+
 #[test]
 fn dhcp_through_a_whole_server_does_not_allocate_in_steady_state() {
     let state = tempfile::tempdir().unwrap();
@@ -332,6 +421,35 @@ v6:
         allocated,
         0,
         "the DHCPv6 hot path allocated; the call sites are in {} (dhat's viewer, or the \"tb\" counts)",
+        sites.display()
+    );
+
+    // Load balancing: the scope of each client and its scope's pools, through the handler
+    // (a whole server in load-balancing runs the HA agent, whose etcd client allocates by
+    // nature, beside the workers).
+    let mut balanced = Balanced::new();
+    // Warm-up as above: the expiry heap's first pruning rebuild happens in it.
+    balanced.doras(&mut packets);
+    let (acks, partner) = balanced.doras(&mut packets);
+    assert!(
+        acks > CLIENTS / 3 && partner > CLIENTS / 3,
+        "{acks} ACKs, {partner} not ours"
+    );
+    let sites = tmp.join("hot-path-balanced-dhat.json");
+    let (counted, allocated) = allocations(&sites, || {
+        (0..ROUNDS)
+            .map(|_| balanced.doras(&mut packets))
+            .fold((0, 0), |(a, p), (x, y)| (a + x, p + y))
+    });
+    assert_eq!(counted, (ROUNDS * acks, ROUNDS * partner));
+    eprintln!(
+        "load balancing: {allocated} allocations in {} DORAs",
+        ROUNDS * CLIENTS
+    );
+    assert_eq!(
+        allocated,
+        0,
+        "the load-balancing path allocated; the call sites are in {}",
         sites.display()
     );
 }
