@@ -70,7 +70,16 @@ impl<F: Ops> Core<F> {
             }
             (Avail::Elsewhere | Avail::HeldByOther, _) => Err(PutError::Taken),
         };
-        self.bind_with(shard, key, addr, (place, false), grant, now, events, decide)
+        self.bind_with(
+            shard,
+            key,
+            addr,
+            (place, false, false),
+            grant,
+            now,
+            events,
+            decide,
+        )
     }
 
     /// The record of `addr` in whichever shard has one (any state, as last updated), looked

@@ -10,6 +10,9 @@
 //! fetched ([`Step::Fetch`]) and is tried again once; when nothing here is free, the caller
 //! borrows from a sibling ([`Step::Borrow`]) and tries again.
 //!
+//! A free address of a pool that waits (the [crate docs](crate#a-pool-that-waits)) is taken
+//! by no step and never borrowed: its `availability` says `HeldByOther`.
+//!
 //! [`Engine::offer`]: crate::v4::Engine::offer
 //! [`v6::Engine::solicit`]: crate::v6::Engine::solicit
 

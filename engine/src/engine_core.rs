@@ -10,10 +10,11 @@
 
 use std::fmt;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::choose::{self, EXHAUSTED_RECLAIM, LAZY_RECLAIM, MAX_BORROWS, Step, Tried};
-use crate::common::{self, Counts, Give, Sharded};
+use crate::common::{self, Avail, Counts, Give, Sharded};
 use crate::ends::{self, Ends, Free as _};
 use crate::lease::{LeaseState, Time};
 use crate::pools::table;
@@ -138,7 +139,7 @@ pub(crate) type Term<F> = <<F as Ops>::Shard as Ends>::Term;
 
 /// The rest of a [`Family`], inside the crate: its shards and pools, and the shard-side
 /// steps the shared code takes on them.
-pub(crate) trait Ops: Family + Sized {
+pub(crate) trait Ops: Family<Pool: table::Id> + Sized {
     type Shard: Ends<Fam = Self, Off = Self::Off> + BulkShard<Pools = Self::Pools>;
     type Pools;
     /// An offset in a pool.
@@ -238,6 +239,8 @@ pub struct Core<F: Ops> {
     /// Taken by a request that gives a client a fixed address no record of its shard holds,
     /// from asking the siblings until the record is made: two shards never both give one.
     claims: Mutex<()>,
+    /// Per pool, whether it waits ([`Core::set_waiting`]); read without a lock.
+    waiting: Box<[AtomicBool]>,
 }
 
 #[allow(private_bounds)]
@@ -261,6 +264,35 @@ impl<F: Ops> Core<F> {
 
     pub(crate) fn lock(&self, shard: usize) -> MutexGuard<'_, F::Shard> {
         common::lock(&self.shards, shard)
+    }
+
+    /// Makes `pool` wait (`true`), or stop waiting: while it waits, no free address
+    /// (resource) of it goes to a client, while its clients' own offers and bindings go on
+    /// (see the [crate docs](crate#a-pool-that-waits)). A pool out of range is ignored.
+    pub fn set_waiting(&self, pool: F::Pool, waiting: bool) {
+        if let Some(flag) = self.waiting.get(table::Id::index(pool)) {
+            flag.store(waiting, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `pool` waits ([`Core::set_waiting`]); `false` for a pool out of range.
+    #[inline]
+    pub fn is_waiting(&self, pool: F::Pool) -> bool {
+        self.waiting
+            .get(table::Id::index(pool))
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+
+    /// What `avail`, of an address (resource) at `place`, is to a client given its pool's
+    /// wait: one free here or in a sibling is not to be had while the pool waits.
+    #[inline]
+    pub(crate) fn gate(&self, place: Place<F>, avail: Avail) -> Avail {
+        match (avail, place.dynamic()) {
+            (Avail::Free | Avail::Elsewhere, Some((pool, _))) if self.is_waiting(pool) => {
+                Avail::HeldByOther
+            }
+            _ => avail,
+        }
     }
 
     fn siblings(&self, shard: usize) -> impl Iterator<Item = usize> {
@@ -431,6 +463,9 @@ impl<F: Ops> Core<F> {
         new_shard: impl FnMut(usize) -> F::Shard,
     ) -> Self {
         let engine = Core {
+            waiting: (0..F::pools_len(&pools))
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             pools,
             offer_hold: cfg.offer_hold,
             decline_probation: cfg.decline_probation,

@@ -66,6 +66,17 @@
 //! older than every later change to the same address, so a snapshot folds with the
 //! segments after it the same way.
 //!
+//! # A pool that waits
+//!
+//! A server that takes over its load-balancing partner's scope without the partner's last
+//! leases (docs/HA.md, "Load balancing") must not give out that scope's free addresses for
+//! an MCLT, as dhcpd waits. [`v4::Engine::set_waiting`] marks a pool so: while it waits,
+//! no free address (resource) of it is offered, taken as requested, borrowed or bound by a
+//! client's request (a bind of one is refused as taken), while a client's own offer or
+//! binding there is offered and renewed as before (its Released or Expired record is free,
+//! so it waits too). Fixed addresses, expiry, release, decline, replay and the operator's
+//! writes are as they are. The flag is one atomic per pool, read without a lock.
+//!
 //! It is not a server: it does no IO, reads no clock (time is a [`Time`] parameter), knows no
 //! wire format and decides no policy (which pools a client may use, its reservation, lease
 //! times): the server passes those in.

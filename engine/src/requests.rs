@@ -73,7 +73,7 @@ impl<F: Ops> Core<F> {
             term: F::Shard::term(LeaseState::Offered, now, expires),
         };
         self.choose(shard, &offering, now, |pool| {
-            F::fits(&self.pools, pool, req.client)
+            F::fits(&self.pools, pool, req.client) && !self.is_waiting(pool)
         })
     }
 
@@ -87,8 +87,9 @@ impl<F: Ops> Core<F> {
     /// "Reservations in use"). A client binding a new address gives up its previous record
     /// (a previous binding ends with a Released event). Refused as `NotInPool` when in no
     /// candidate pool (v6: of the IA's kind) and not reserved; as `Taken` when another
-    /// client's, or somebody's reservation (even one the client holds); as v6's
-    /// `Quarantined` (v4's `Taken`) after a DECLINE.
+    /// client's, or somebody's reservation (even one the client holds), or free in a pool
+    /// that waits ([`Core::set_waiting`]); as v6's `Quarantined` (v4's `Taken`) after a
+    /// DECLINE.
     pub fn bind(
         &self,
         shard: usize,
@@ -126,7 +127,7 @@ impl<F: Ops> Core<F> {
             shard,
             client,
             address,
-            (place, probe),
+            (place, probe, true),
             grant,
             now,
             events,
@@ -138,15 +139,16 @@ impl<F: Ops> Core<F> {
     /// `key` (and, if a sibling owned it, what that sibling said), and the address is bound
     /// as `grant` says if `decide` allowed. An address a sibling owns is fetched once first;
     /// with `probe` (a fixed address, the client's reservation) one free here is
-    /// `HeldByOther` if a sibling holds it ([`Core::fixed_elsewhere`]).
-    /// Hands out the shard's pending events into `events` either way.
+    /// `HeldByOther` if a sibling holds it ([`Core::fixed_elsewhere`]); with `gated` (a
+    /// client's request, not the operator's) one free in a pool that waits is `HeldByOther`
+    /// too, and not fetched. Hands out the shard's pending events into `events` either way.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn bind_with<E>(
         &self,
         shard: usize,
         key: &F::Key,
         addr: F::Addr,
-        (place, probe): (Place<F>, bool),
+        (place, probe, gated): (Place<F>, bool, bool),
         grant: F::Grant<'_>,
         now: Time,
         events: &mut Vec<F::Event>,
@@ -162,6 +164,9 @@ impl<F: Ops> Core<F> {
             let mut g = self.lock(shard);
             g.reclaim_due(now, LAZY_RECLAIM);
             let mut avail = ends::availability(&mut *g, (res, place), F::key(key), now);
+            if gated {
+                avail = self.gate(place, avail);
+            }
             if probe && avail == Avail::Free {
                 match probed {
                     None => {
@@ -249,7 +254,8 @@ impl<F: Ops> choose::Offer for Offering<'_, '_, '_, F> {
         Some(crate::slots::Slot::res(g.records().slot(idx)))
     }
     fn availability(&self, g: &mut F::Shard, res: Res<F>, place: Place<F>, now: Time) -> Avail {
-        ends::availability(g, (res, place), F::key(self.req.client), now)
+        let avail = ends::availability(g, (res, place), F::key(self.req.client), now);
+        self.engine.gate(place, avail)
     }
     fn hold(&self, g: &mut F::Shard, res: Res<F>, place: Place<F>) -> F::Offered {
         let (_, idx) = F::hold(g, (res, place), self.req.client, self.req.info, self.term);
@@ -261,7 +267,7 @@ impl<F: Ops> choose::Offer for Offering<'_, '_, '_, F> {
     }
     fn hold_next_free(&self, g: &mut F::Shard, pool: F::Pool) -> Option<F::Offered> {
         let pools = &self.engine.pools;
-        if !F::fits(pools, pool, self.req.client) {
+        if !F::fits(pools, pool, self.req.client) || self.engine.is_waiting(pool) {
             return None;
         }
         let off = F::next_free(pools, g, pool, self.req.client)?;

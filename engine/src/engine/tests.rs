@@ -63,6 +63,8 @@ fn assert_same(a: &Engine, b: &Engine) {
 struct T {
     e: Engine,
     events: Vec<LeaseEvent>,
+    /// The candidate pools of every offer and bind.
+    pools: &'static [PoolId],
 }
 
 impl T {
@@ -70,6 +72,7 @@ impl T {
         Self {
             e: engine(shards, pools),
             events: Vec::new(),
+            pools: P0,
         }
     }
 
@@ -92,7 +95,7 @@ impl T {
         let key = client(c);
         let req = OfferRequest {
             client: &key,
-            pools: P0,
+            pools: self.pools,
             reserved,
             requested,
             info: info(c),
@@ -118,7 +121,7 @@ impl T {
         let req = BindRequest {
             client: &key,
             address: addr,
-            pools: P0,
+            pools: self.pools,
             reserved,
             grant: Grant {
                 lease_time: 100,
@@ -403,6 +406,51 @@ fn borrows_from_a_sibling_when_its_own_block_is_empty() {
     assert_eq!(t.offer(0, 5, T0), Err(AllocError::Exhausted));
     assert_eq!(t.offer(1, 6, T0), Err(AllocError::Exhausted));
     assert_eq!(t.stats().free, 0);
+}
+
+#[test]
+fn a_pool_that_waits_gives_out_no_free_address_but_keeps_its_clients() {
+    let (a, b) = (PoolId(0), PoolId(1));
+    let mut t = T::new(1, vec![pool(10, 19, &[]), pool(20, 29, &[])]);
+    t.pools = &[PoolId(0), PoolId(1)];
+    // Before A waits: client 1 is bound in it, client 2 offered, client 3 bound then gone.
+    t.bind(0, 1, ip(10), T0).unwrap();
+    assert_eq!(t.offer(0, 2, T0), Ok(ip(11)));
+    t.bind(0, 3, ip(12), T0).unwrap();
+    assert!(t.release(0, 3, ip(12), T0));
+    t.e.set_waiting(a, true);
+    assert!(t.e.is_waiting(a) && !t.e.is_waiting(b));
+    // New clients get B, even asking for a free address of A, and cannot bind one.
+    assert_eq!(t.offer(0, 4, T0), Ok(ip(20)));
+    assert_eq!(t.offer_with(0, 5, None, Some(ip(13)), T0), Ok(ip(21)));
+    assert_eq!(t.bind(0, 6, ip(13), T0), Err(BindError::Taken));
+    // An offer or binding in A is the client's own still; a released record is not.
+    assert_eq!(t.offer(0, 1, T0 + 1), Ok(ip(10)));
+    assert_eq!(t.bind(0, 1, ip(10), T0 + 1).unwrap().address, ip(10));
+    assert_eq!(t.bind(0, 2, ip(11), T0 + 1).unwrap().address, ip(11));
+    assert_eq!(t.offer(0, 3, T0 + 1), Ok(ip(22)));
+    assert_eq!(t.bind(0, 3, ip(12), T0 + 1), Err(BindError::Taken));
+    // A pool out of range is ignored.
+    t.e.set_waiting(PoolId(7), true);
+    assert!(!t.e.is_waiting(PoolId(7)));
+    t.e.set_waiting(a, false);
+    assert_eq!(t.offer(0, 7, T0 + 2), Ok(ip(12)));
+    assert_eq!(t.bind(0, 6, ip(14), T0 + 2).unwrap().address, ip(14));
+}
+
+#[test]
+fn a_pool_that_waits_is_neither_borrowed_nor_fetched() {
+    // With two shards, A's free addresses (.12, .13) and B's (.22, .23) are all shard 1's.
+    let mut t = T::new(2, vec![pool(10, 13, &[10, 11]), pool(20, 23, &[20, 21])]);
+    t.pools = &[PoolId(0), PoolId(1)];
+    t.e.set_waiting(PoolId(0), true);
+    let got = t.offer_with(0, 1, None, Some(ip(13)), T0).unwrap();
+    assert!([ip(22), ip(23)].contains(&got), "{got} is not B's");
+    assert_eq!(t.bind(0, 2, ip(13), T0), Err(BindError::Taken));
+    assert_eq!(t.e.lock(1).free_len(PoolId(0)), 2, "A was lent");
+    t.e.set_waiting(PoolId(0), false);
+    let got = t.offer(0, 3, T0).unwrap();
+    assert!([ip(12), ip(13)].contains(&got), "{got} is not A's");
 }
 
 #[test]

@@ -382,6 +382,65 @@ fn hints_are_honoured_even_from_a_sibling() {
     t.bind(&c, last, P0, T0).unwrap();
 }
 
+/// Both IA_NA pools of the waiting tests, A then B.
+const AB: &[PoolId] = &[PoolId(0), PoolId(1)];
+
+#[test]
+fn a_waiting_pool_renews_its_ias_and_gives_out_nothing_free() {
+    let a = na_pool("2001:db8::10", "2001:db8::1f", &[]);
+    let mut t = T::new(1, vec![a, na_pool("2001:db8::20", "2001:db8::2f", &[])]);
+    let (kept, advertised) = (na(1), na(2));
+    let own = t.solicit(&kept, AB, T0).unwrap();
+    t.bind(&kept, own, AB, T0).unwrap();
+    let held = t.solicit(&advertised, AB, T0).unwrap();
+    t.e.set_waiting(PoolId(0), true);
+    assert!(t.e.is_waiting(PoolId(0)) && !t.e.is_waiting(PoolId(9)));
+    // Neither a solicit, its hint nor a bind takes a free address of A.
+    let hint = Some(addr("2001:db8::12"));
+    let v = t.solicit_with(&na(3), AB, None, hint, T0).unwrap();
+    assert_eq!(
+        (v.resource, v.pool),
+        (addr("2001:db8::20"), Some(PoolId(1)))
+    );
+    let refused = t.bind(&na(4), addr("2001:db8::12"), AB, T0);
+    assert_eq!(refused, Err(BindError::Taken));
+    // The IAs with an advertise or a binding in A keep them.
+    assert_eq!(t.solicit(&kept, AB, T0 + 1), Some(own));
+    t.bind(&kept, own, AB, T0 + 1).unwrap();
+    assert_eq!(t.last_event(), (EventKind::Renewed, LeaseState::Bound, own));
+    t.bind(&advertised, held, AB, T0 + 1).unwrap();
+    assert_eq!(t.last_event(), (EventKind::Bound, LeaseState::Bound, held));
+    t.e.set_waiting(PoolId(0), false);
+    assert_eq!(t.solicit(&na(5), AB, T0 + 2), Some(addr("2001:db8::12")));
+}
+
+#[test]
+fn no_sibling_lends_or_hands_over_a_waiting_pools_resource() {
+    // Of two shards, the second owns all that is free: A's ::1e-::1f, B's ::2e-::2f.
+    let a = na_pool(
+        "2001:db8::1c",
+        "2001:db8::1f",
+        &["2001:db8::1c", "2001:db8::1d"],
+    );
+    let b = na_pool(
+        "2001:db8::2c",
+        "2001:db8::2f",
+        &["2001:db8::2c", "2001:db8::2d"],
+    );
+    let mut t = T::new(2, vec![a, b]);
+    let ia = na(0);
+    assert_eq!(t.shard(&ia), 0);
+    t.e.set_waiting(PoolId(0), true);
+    let v = t.solicit_with(&ia, AB, None, Some(addr("2001:db8::1f")), T0);
+    assert_eq!(v.and_then(|v| v.pool), Some(PoolId(1)));
+    let refused = t.bind(&na(2), addr("2001:db8::1e"), AB, T0);
+    assert_eq!(refused, Err(BindError::Taken));
+    assert_eq!(t.e.lock(1).free_len(PoolId(0)), 2, "A's resources moved");
+    t.e.set_waiting(PoolId(0), false);
+    let v = t.solicit_with(&na(4), AB, None, None, T0);
+    assert_eq!(v.and_then(|v| v.pool), Some(PoolId(0)));
+}
+
 #[test]
 fn advertises_end_silently_and_bindings_expire_with_events() {
     let mut t = T::new(1, small());
