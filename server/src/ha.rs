@@ -44,6 +44,11 @@ pub fn written_by(config: &HaConfig, version: u64) -> Option<&str> {
     Some(peer.name.as_str())
 }
 
+/// `m` locked, whether or not a holder panicked.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How often each etcd endpoint's health is probed for `status-get`.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 
@@ -87,6 +92,7 @@ impl Agent {
             scope_keys: ScopeKeys::new(config),
             served: AtomicU8::new(0),
             started: Instant::now(),
+            waiting: std::sync::Mutex::new([None, None]),
             config: config.clone(),
             status: Arc::clone(&status),
             live,
@@ -151,6 +157,8 @@ struct Run {
     served: AtomicU8,
     /// When the agent started: it covers a partner's scope only a TTL later.
     started: Instant,
+    /// Load balancing with `sync: false`: until when each scope's pools wait (`mclt`).
+    waiting: std::sync::Mutex<[Option<Instant>; 2]>,
     config: HaConfig,
     status: Arc<Status>,
     live: Arc<Live>,
@@ -504,6 +512,9 @@ impl Run {
         }
         if hold.is_some() && self.scope_keys.is_some() {
             self.served.store(0, Ordering::SeqCst);
+            for s in 0..2 {
+                self.stop_waiting(s);
+            }
             self.live.set_dhcp_scopes(0);
             self.status.set_scopes(Default::default(), 0);
         }

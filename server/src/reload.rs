@@ -347,6 +347,21 @@ impl Reloader {
         self.swap.settle(generation)
     }
 
+    /// Load balancing: makes the running engines' pools of `scope` give no free address
+    /// (`waiting`) or give them again (docs/HA.md, "Load balancing", `mclt`). Engines a
+    /// reload builds start giving: the HA agent sets it again every tick while it lasts.
+    pub(crate) fn set_waiting(&self, scope: usize, waiting: bool) {
+        let r = self.swap.current();
+        for pool in r.v4.pools_of_scope(scope) {
+            r.engine.set_waiting(pool, waiting);
+        }
+        if let Some((ctx, engine)) = &r.v6 {
+            for pool in ctx.pools_of_scope(scope) {
+                engine.set_waiting(pool, waiting);
+            }
+        }
+    }
+
     /// The engines in use.
     pub fn engines(&self) -> (Arc<Engine>, Option<Arc<Engine6>>) {
         let r = self.swap.current();

@@ -21,6 +21,36 @@ use crate::config::{Config, Link};
 /// partner is away.
 pub const ALL: u8 = 0b11;
 
+/// Bit `WAITING + s` of the mask: scope `s`'s own pools give no free address (the
+/// partner's last leases may be unknown here: `ha.mclt` after a takeover with `ha.sync:
+/// false`), so its clients' candidate lists go on with the other scope's pools.
+const WAITING: u8 = 2;
+
+/// `mask` with scope `scope`'s pools waiting (or not).
+pub fn with_waiting(mask: u8, scope: usize, waiting: bool) -> u8 {
+    let bit = 1 << (WAITING as usize + scope);
+    if waiting { mask | bit } else { mask & !bit }
+}
+
+/// Whether scope `scope`'s own pools wait in `mask` (see [`with_waiting`]).
+pub fn waits(mask: u8, scope: usize) -> bool {
+    mask & (1 << (WAITING as usize + scope)) != 0
+}
+
+/// The four candidate lists of a context from the two of [`Layout::by_link`] or
+/// [`Layout::by_subnet`], indexed as [`admit`] answers: scope 0's, scope 1's, then each
+/// scope's followed by the other's, for a scope whose pools wait.
+pub(crate) fn widen<P: Copy>([a, b]: [Vec<Vec<P>>; 2]) -> [Vec<Vec<P>>; 4] {
+    let join = |x: &[Vec<P>], y: &[Vec<P>]| -> Vec<Vec<P>> {
+        x.iter()
+            .zip(y)
+            .map(|(x, y)| x.iter().chain(y).copied().collect())
+            .collect()
+    };
+    let (ab, ba) = (join(&a, &b), join(&b, &a));
+    [a, b, ab, ba]
+}
+
 /// RFC 3074 §6: the mixing table, a permutation of 0..=255 in pseudo-random order.
 const MIX: [u8; 256] = [
     251, 175, 119, 215, 81, 14, 79, 191, 103, 49, 181, 143, 186, 157, 0, 232, //
@@ -93,14 +123,16 @@ pub fn of_ia(key: &IaKey) -> usize {
     of_duid(key.duid())
 }
 
-/// The scope a request is answered in: its client's (`client()`, asked only in
-/// load-balancing), or 0 outside load-balancing; `None` when `mask` does not serve the
+/// Which of a context's candidate lists ([`widen`]) a request takes its pools from: its
+/// client's scope (`client()`, asked only in load-balancing), or that plus 2 while the
+/// scope's pools wait; 0 outside load-balancing. `None` when `mask` does not serve the
 /// client's scope, which the partner answers.
 pub(crate) fn admit(balanced: bool, mask: u8, client: impl FnOnce() -> usize) -> Option<usize> {
     if !balanced {
         return Some(0);
     }
-    Some(client()).filter(|&s| serves(mask, s))
+    let s = Some(client()).filter(|&s| serves(mask, s))?;
+    Some(s + 2 * usize::from(waits(mask, s)))
 }
 
 /// Whether `config` runs load-balancing: scopes, split pools and the mask all apply.
@@ -185,6 +217,13 @@ impl<K: Copy + PartialEq> Layout<K> {
         Layout { balanced, parts }
     }
 
+    /// The ids of the engine pools of `scope` (none outside load-balancing).
+    pub(crate) fn pools_of(&self, scope: usize) -> impl Iterator<Item = u32> + '_ {
+        (self.parts.iter().enumerate())
+            .filter(move |(_, p)| self.balanced && p.scope == scope)
+            .map(|(i, _)| i as u32)
+    }
+
     /// Whether the pools are split.
     pub(crate) fn balanced(&self) -> bool {
         self.balanced
@@ -260,6 +299,24 @@ ha:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_waiting_scope_takes_its_widened_lists() {
+        let mask = with_waiting(ALL, 1, true);
+        assert!(waits(mask, 1) && !waits(mask, 0));
+        assert_eq!(admit(true, mask, || 0), Some(0));
+        assert_eq!(admit(true, mask, || 1), Some(3));
+        assert_eq!(admit(true, with_waiting(mask, 1, false), || 1), Some(1));
+        assert_eq!(admit(false, mask, || 1), Some(0), "outside load-balancing");
+        assert_eq!(
+            admit(true, with_waiting(0b01, 1, true), || 1),
+            None,
+            "not served"
+        );
+        let lists = widen([vec![vec![1], vec![]], vec![vec![2], vec![3]]]);
+        assert_eq!(lists[2], [vec![1, 2], vec![3]]);
+        assert_eq!(lists[3], [vec![2, 1], vec![3]]);
+    }
 
     #[test]
     fn the_mixing_table_is_a_permutation() {

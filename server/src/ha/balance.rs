@@ -11,13 +11,16 @@
 //! partner has acknowledged every lease it wrote until then, deletes the key (which the
 //! partner takes at its next tick) and drops the replies still waiting.
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use std::sync::atomic::Ordering;
-use tokio::time::timeout;
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use tokio::time::{Instant, timeout};
 
 use super::status::Role;
-use super::{Members, Run, Seen, Timing};
+use super::{Members, Run, Seen, Timing, lock};
 use crate::config::HaConfig;
+use crate::scope;
 
 /// The etcd keys of load balancing.
 #[derive(Debug)]
@@ -181,7 +184,12 @@ impl Run {
                     None => Some(Ok(())),
                 };
                 match ready {
-                    Some(Ok(())) => served |= bit,
+                    Some(Ok(())) => {
+                        served |= bit;
+                        if !scopes.partner_up {
+                            self.start_waiting(i);
+                        }
+                    }
                     Some(Err(why)) => {
                         tracing::error!(node = %self.config.node, scope = i, "HA: cannot take the scope over yet: {why}");
                     }
@@ -191,8 +199,10 @@ impl Run {
             } else if !seen.mine && served & bit != 0 {
                 served &= !bit;
                 lost = true;
+                self.stop_waiting(i);
             }
         }
+        self.go_on_waiting();
         if served == 0 && pending {
             // Stay as held (fenced at start) while the takeover runs: standing by would
             // abort it.
@@ -210,10 +220,11 @@ impl Run {
         // every lease of it this server wrote, then give up its key.
         tracing::info!(node = %self.config.node, "HA: handing the partner's scope back");
         let keep = served & !(1 << partner);
-        self.live.set_dhcp_scopes(keep);
+        self.stop_waiting(partner);
+        self.live.set_dhcp_scopes(self.mask(keep));
         if !stream.partner_has_scope(timing.tick * 2).await {
             tracing::warn!(node = %self.config.node, "HA: the partner fell behind; keeping its scope");
-            self.live.set_dhcp_scopes(served);
+            self.live.set_dhcp_scopes(self.mask(served));
             return;
         }
         let key = keys.scopes[partner].as_str();
@@ -225,7 +236,57 @@ impl Run {
             // journal keeps it (docs/HA.md, "Losing the lead").
             self.serve(keep, &scopes, true);
         } else {
-            self.live.set_dhcp_scopes(served);
+            self.live.set_dhcp_scopes(self.mask(served));
+        }
+    }
+
+    /// The mask the workers read: the scopes `served`, and those whose pools wait.
+    fn mask(&self, served: u8) -> u8 {
+        let until = *lock(&self.waiting);
+        (0..2).fold(served, |m, s| scope::with_waiting(m, s, until[s].is_some()))
+    }
+
+    /// With `ha.sync: false`, scope `s` was just taken over from a partner that is gone:
+    /// its last leases may be unknown here, so for `ha.mclt` the scope's pools give no free
+    /// address, and its clients get the other scope's instead (docs/HA.md, "Load
+    /// balancing"). The pools wait before the workers are told to look further.
+    fn start_waiting(&self, s: usize) {
+        let Some(stream) = self.stream.as_ref().filter(|_| !self.config.sync) else {
+            return;
+        };
+        if self.config.mclt == 0 {
+            return;
+        }
+        stream.set_waiting(s, true);
+        let until = Instant::now() + Duration::from_secs(self.config.mclt.into());
+        lock(&self.waiting)[s] = Some(until);
+        tracing::info!(node = %self.config.node, scope = s, mclt = self.config.mclt, "HA: the scope's free addresses wait out the mclt");
+    }
+
+    /// Ends scope `s`'s wait: the workers stop looking further first, then its pools give
+    /// free addresses again.
+    pub(super) fn stop_waiting(&self, s: usize) {
+        if lock(&self.waiting)[s].take().is_none() {
+            return;
+        }
+        self.live
+            .set_dhcp_scopes(self.mask(self.served.load(Ordering::SeqCst)));
+        if let Some(stream) = &self.stream {
+            stream.set_waiting(s, false);
+        }
+        tracing::info!(node = %self.config.node, scope = s, "HA: the scope's free addresses are given again");
+    }
+
+    /// Each tick: ends the waits whose `mclt` has run out, and sets the others again in
+    /// the engines (a reload may have built new ones).
+    fn go_on_waiting(&self) {
+        let until = *lock(&self.waiting);
+        for (s, until) in until.into_iter().enumerate() {
+            match (until, &self.stream) {
+                (Some(t), _) if Instant::now() >= t => self.stop_waiting(s),
+                (Some(_), Some(stream)) => stream.set_waiting(s, true),
+                _ => {}
+            }
         }
     }
 
@@ -241,19 +302,19 @@ impl Run {
         };
         // Narrow first, widen last: a server never answers a scope it has not taken.
         if before & !served != 0 {
-            self.live.set_dhcp_scopes(served);
+            self.live.set_dhcp_scopes(self.mask(served));
             if lost {
                 self.live.drop_waiting_replies();
             }
         }
         let mine = &scopes.seen[self.scope_keys.as_ref().map_or(0, |k| k.mine)];
         self.enter(role, Some((mine.leader.clone(), mine.epoch, mine.term)));
-        self.live.set_dhcp_scopes(served);
+        self.live.set_dhcp_scopes(self.mask(served));
         let view = scopes
             .seen
             .each_ref()
             .map(|s| ((!s.leader.is_empty()).then(|| s.leader.clone()), s.epoch));
-        self.status.set_scopes(view, served);
+        self.status.set_scopes(view, self.mask(served));
         if before != served {
             tracing::info!(node = %self.config.node, served, "HA: scopes served changed");
         }

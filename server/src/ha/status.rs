@@ -290,6 +290,9 @@ pub struct ScopeView {
     pub epoch: u64,
     /// This server answers the scope's clients now.
     pub served: bool,
+    /// Its pools give no free address for now: taken over from a partner that is gone,
+    /// with `ha.sync: false`, less than `ha.mclt` ago.
+    pub waiting: bool,
 }
 
 impl Status {
@@ -380,13 +383,15 @@ impl Status {
         self.lock().scopes.clone()
     }
 
-    /// Records what the agent saw of the scopes, and which it serves.
-    pub(crate) fn set_scopes(&self, seen: [(Option<String>, u64); 2], served: u8) {
+    /// Records what the agent saw of the scopes, and which it serves and which wait, as the
+    /// workers' `mask` says ([`crate::scope`]).
+    pub(crate) fn set_scopes(&self, seen: [(Option<String>, u64); 2], mask: u8) {
         if let Some(scopes) = self.lock().scopes.as_mut() {
             for (i, (view, (holder, epoch))) in scopes.iter_mut().zip(seen).enumerate() {
                 view.holder = holder;
                 view.epoch = epoch;
-                view.served = served & (1 << i) != 0;
+                view.served = crate::scope::serves(mask, i);
+                view.waiting = crate::scope::waits(mask, i);
             }
         }
     }
@@ -413,7 +418,8 @@ impl Status {
             scopes
                 .iter()
                 .map(|v| {
-                    json!({"name": v.name, "holder": v.holder, "epoch": v.epoch, "served": v.served})
+                    json!({"name": v.name, "holder": v.holder, "epoch": v.epoch, "served": v.served,
+                        "waiting": v.waiting})
                 })
                 .collect::<Vec<_>>()
         });

@@ -342,6 +342,12 @@ impl Stream {
             && self.gate.oldest_waiting().is_none()
     }
 
+    /// Load balancing: makes the pools of `scope` give no free address, or give them again
+    /// ([`Reloader::set_waiting`]).
+    pub(super) fn set_waiting(&self, scope: usize, waiting: bool) {
+        self.reload.set_waiting(scope, waiting);
+    }
+
     /// Load balancing, handing a scope back once the workers stopped answering it: waits
     /// until they finished every batch begun before, then until the partner, in sync, has
     /// acknowledged all that this server synced by then. False if that takes over `within`:

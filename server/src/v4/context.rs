@@ -52,8 +52,9 @@ pub struct Context {
     /// half, then upper) in load-balancing.
     layout: Layout<()>,
     /// By scope, the candidate pools per link (all subnets of a shared network): the scope's
-    /// halves in load-balancing, else the same list for both scopes.
-    pub(super) link_pools: [Vec<Vec<PoolId>>; 2],
+    /// halves in load-balancing, else the same list for both scopes; then the lists of a
+    /// scope whose pools wait ([`scope::widen`]).
+    pub(super) link_pools: [Vec<Vec<PoolId>>; 4],
     relay_subnet: HashMap<Ipv4Addr, usize>,
     iface_subnet: HashMap<u32, usize>,
     by_hw: ReservationIndex,
@@ -80,7 +81,7 @@ impl Context {
         let by_network = SubnetIndex::new(cfg.subnets.len(), |i| cfg.subnets[i].net);
 
         let layout = layout(config);
-        let link_pools = layout.by_link(cfg.subnets.len(), &cfg.links, (), PoolId);
+        let link_pools = scope::widen(layout.by_link(cfg.subnets.len(), &cfg.links, (), PoolId));
 
         let mut relay_subnet = HashMap::new();
         let mut iface_subnet = HashMap::new();
@@ -162,6 +163,11 @@ impl Context {
     /// The v4 configuration this context was built from.
     pub fn config(&self) -> &V4Config {
         &self.cfg
+    }
+
+    /// The engine pools of load-balancing scope `scope` (none outside load-balancing).
+    pub fn pools_of_scope(&self, scope: usize) -> impl Iterator<Item = PoolId> + '_ {
+        self.layout.pools_of(scope).map(PoolId)
     }
 
     /// Whether the config runs load-balancing: pools split and clients answered by scope.

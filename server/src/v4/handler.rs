@@ -188,7 +188,8 @@ struct Handling<'h, 'r> {
     out: &'h mut Vec<u8>,
     events: &'h mut Vec<LeaseEvent>,
     shard: usize,
-    /// The client's load-balancing scope: its candidate pools are the scope's.
+    /// Which candidate lists the client's are (its load-balancing scope, see
+    /// [`crate::scope::admit`]).
     scope: usize,
 }
 

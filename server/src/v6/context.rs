@@ -38,12 +38,13 @@ pub(super) struct Tables {
     pub(super) layout: Layout<IaKind>,
     /// By scope, then by link: the address / delegation pools of every subnet on it serving
     /// the scope, in config order (a shared network tries each subnet in turn). The same
-    /// lists for both scopes outside load-balancing.
-    pub(super) na_pools: [Vec<Vec<PoolId>>; 2],
-    pub(super) pd_pools: [Vec<Vec<PoolId>>; 2],
+    /// lists for both scopes outside load-balancing; then the lists of a scope whose pools
+    /// wait ([`scope::widen`]).
+    pub(super) na_pools: [Vec<Vec<PoolId>>; 4],
+    pub(super) pd_pools: [Vec<Vec<PoolId>>; 4],
     /// By scope, then by subnet: its own address / delegation pools serving the scope.
-    pub(super) subnet_na_pools: [Vec<Vec<PoolId>>; 2],
-    pub(super) subnet_pd_pools: [Vec<Vec<PoolId>>; 2],
+    pub(super) subnet_na_pools: [Vec<Vec<PoolId>>; 4],
+    pub(super) subnet_pd_pools: [Vec<Vec<PoolId>>; 4],
     /// By engine pool id.
     pub(super) pools: Vec<PoolInfo>,
     pub(super) relay_subnet: HashMap<Ipv6Addr, usize>,
@@ -105,10 +106,10 @@ impl Context {
             })
             .collect();
         let n = cfg.subnets.len();
-        let subnet_na_pools = layout.by_subnet(n, IaKind::Na, PoolId);
-        let subnet_pd_pools = layout.by_subnet(n, IaKind::Pd, PoolId);
-        let na_pools = layout.by_link(n, &cfg.links, IaKind::Na, PoolId);
-        let pd_pools = layout.by_link(n, &cfg.links, IaKind::Pd, PoolId);
+        let subnet_na_pools = scope::widen(layout.by_subnet(n, IaKind::Na, PoolId));
+        let subnet_pd_pools = scope::widen(layout.by_subnet(n, IaKind::Pd, PoolId));
+        let na_pools = scope::widen(layout.by_link(n, &cfg.links, IaKind::Na, PoolId));
+        let pd_pools = scope::widen(layout.by_link(n, &cfg.links, IaKind::Pd, PoolId));
         let mut global_reservations: [HashMap<Box<[u8]>, usize>; 4] = Default::default();
         for (i, r) in cfg.reservations.iter().enumerate() {
             global_reservations[kind_index(&r.key)]
@@ -240,6 +241,11 @@ impl Context {
     /// The v6 configuration this context was built from.
     pub fn config(&self) -> &V6Config {
         &self.t.cfg
+    }
+
+    /// The engine pools of load-balancing scope `scope` (none outside load-balancing).
+    pub fn pools_of_scope(&self, scope: usize) -> impl Iterator<Item = PoolId> + '_ {
+        self.t.layout.pools_of(scope).map(PoolId)
     }
 
     /// Whether the config runs load-balancing (see [`crate::v4::Context::balanced`]).

@@ -151,7 +151,8 @@ pub(super) struct Handling<'h, 'r> {
     pub(super) out: &'h mut Vec<u8>,
     pub(super) events: &'h mut Vec<LeaseEvent>,
     pub(super) shard: usize,
-    /// The client's load-balancing scope: its candidate pools are the scope's.
+    /// Which candidate lists the client's are (its load-balancing scope, see
+    /// [`crate::scope::admit`]).
     pub(super) scope: usize,
     /// A binding was made or extended: the reply waits for the journal.
     pub(super) bound: bool,

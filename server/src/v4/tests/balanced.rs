@@ -75,7 +75,12 @@ fn each_pool_splits_in_place_with_its_exclusions_and_reservations() {
     .map(|(f, l, x)| (ip(f), ip(l), x));
     assert_eq!(pools(&e), want);
     let p = |ids: &[u32]| vec![ids.iter().map(|&i| PoolId(i)).collect::<Vec<_>>()];
-    assert_eq!(ctx.link_pools, [p(&[0, 2, 4]), p(&[1, 3])]);
+    assert_eq!(ctx.link_pools[..2], [p(&[0, 2, 4]), p(&[1, 3])]);
+    // A scope whose pools wait goes on with the other's.
+    assert_eq!(
+        ctx.link_pools[2..],
+        [p(&[0, 2, 4, 1, 3]), p(&[1, 3, 0, 2, 4])]
+    );
 
     let edges = [
         ("10.0.0.9", None),
@@ -104,7 +109,7 @@ fn without_load_balancing_nothing_splits() {
         (ip("10.0.0.10"), ip("10.0.0.19"))
     );
     let all = vec![vec![PoolId(0), PoolId(1), PoolId(2)]];
-    assert_eq!(ctx.link_pools, [all.clone(), all]);
+    assert_eq!(ctx.link_pools[..2], [all.clone(), all]);
     assert_eq!(ctx.scope_of(ip("10.0.0.15")), None);
 }
 

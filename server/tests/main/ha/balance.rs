@@ -9,7 +9,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde_json::{Value, json};
 
 use super::{
-    Etcd, Load, ROLE_DEADLINE, bound, ha, holds_all, kept_configs, owners, stream_key, wait_ha,
+    Clients, Etcd, Load, ROLE_DEADLINE, bound, ha, holds_all, kept_configs, owners, stream_key,
+    wait_ha,
 };
 use crate::common::{Lessor, require_root, tempdir, wait_until};
 use crate::kea_client::command;
@@ -172,4 +173,82 @@ fn both_serve_their_scope_a_survivor_takes_the_other_and_gives_it_back() {
     }
     assert!(checked > 300, "{checked} leases' writers checked");
     b.stop().assert_success();
+}
+
+/// With `sync: false`, a survivor covering its dead partner's scope gives none of the scope's
+/// free addresses for `mclt`: it renews the leases it knows there and gives the scope's new
+/// clients addresses of its own half; after `mclt`, the scope's own again.
+#[test]
+fn an_async_survivor_waits_out_the_mclt_before_giving_the_partners_free_addresses() {
+    require_root();
+    let etcd = Etcd::start();
+    let state = tempdir();
+    let key = stream_key('k');
+    let (configs, ports) = kept_configs(&etcd, key.path(), state.path(), |c| {
+        c.replace("mode: hot-standby", "mode: load-balancing")
+            .replace("  sync: true", "  sync: false\n  mclt: 8s")
+    });
+    let a = Lessor::start(None, &configs[0], &[]);
+    let b = Lessor::start(None, &configs[1], &[]);
+    wait_serving(&a, [true, false], "a serving its own scope");
+    wait_serving(&b, [false, true], "b serving its own scope");
+
+    // Each client asks the server of its scope.
+    let clients = Clients::new(0x51);
+    let scope = |n: u16| scope_of(&clients.mac(n));
+    let mut acked = BTreeMap::new();
+    for n in 1..=60 {
+        let ip = clients.dora(ports[scope(n)], n).expect("an ACK");
+        assert_eq!(half_of(ip), scope(n), "client {n}: {ip}");
+        acked.insert(n, ip);
+    }
+    wait_until(ROLE_DEADLINE, "b's stream acknowledged", || {
+        (ha(&b)["stream"]["lag"] == 0).then_some(())
+    });
+
+    // b dies: a covers its scope, whose pools wait.
+    b.crash();
+    let covering = wait_serving(&a, [true, true], "a covering b's scope");
+    assert_eq!(covering["scopes"][1]["waiting"], true, "{covering}");
+    assert_eq!(covering["scopes"][0]["waiting"], false, "{covering}");
+    let known: Vec<u16> = (1..=60).filter(|&n| scope(n) == 1).collect();
+    assert!(known.len() > 10, "{} clients of b's scope", known.len());
+    for &n in &known {
+        let again = clients.dora(ports[0], n);
+        assert_eq!(again, Some(acked[&n]), "client {n} of b's keeps its lease");
+    }
+    let fresh: Vec<u16> = (61..=200).filter(|&n| scope(n) == 1).take(20).collect();
+    for &n in &fresh {
+        let ip = clients.dora(ports[0], n).expect("an ACK");
+        assert_eq!(
+            half_of(ip),
+            0,
+            "new client {n} of b's scope while waiting: {ip}"
+        );
+        acked.insert(n, ip);
+    }
+
+    // The mclt runs out: the scope's own half again.
+    let after = wait_ha(
+        "the wait to end",
+        || ha(&a),
+        |h| h["scopes"][1]["waiting"] == false,
+    );
+    assert_eq!(served(&after), [true, true], "{after}");
+    for n in (201..=400).filter(|&n| scope(n) == 1).take(20) {
+        let ip = clients.dora(ports[0], n).expect("an ACK");
+        assert_eq!(
+            half_of(ip),
+            1,
+            "new client {n} of b's scope after the mclt: {ip}"
+        );
+        acked.insert(n, ip);
+    }
+    let distinct: std::collections::BTreeSet<_> = acked.values().collect();
+    assert_eq!(
+        distinct.len(),
+        acked.len(),
+        "an address ACKed to two clients"
+    );
+    a.stop().assert_success();
 }
