@@ -20,6 +20,7 @@ use crate::kea_client::{http, promtool_check};
 
 mod balance;
 mod partition;
+mod perfdhcp;
 mod v6;
 
 /// Generous: a takeover needs the old lease's TTL (3 s) plus a few ticks.

@@ -65,7 +65,7 @@ fn config_file(dir: &Path, config: &str) -> PathBuf {
 
 /// A process of ours running in the background, stopped by a signal (by PID) when the test is
 /// done with it, and killed on drop if it still runs (a failing test).
-struct Bg {
+pub(crate) struct Bg {
     what: String,
     child: Option<Child>,
     log: PathBuf,
@@ -73,7 +73,7 @@ struct Bg {
 
 impl Bg {
     /// Starts `cmd` with its output going to `log`.
-    fn spawn(what: &str, cmd: &mut Command, log: &Path) -> Bg {
+    pub(crate) fn spawn(what: &str, cmd: &mut Command, log: &Path) -> Bg {
         Bg {
             what: what.to_owned(),
             child: Some(spawn_logged(cmd, log)),
@@ -86,7 +86,7 @@ impl Bg {
     }
 
     /// Fails the test (with the log) if the process has exited.
-    fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         let child = self.child.as_mut().expect("running");
         if let Ok(Some(status)) = child.try_wait() {
             self.child = None;
@@ -111,7 +111,7 @@ impl Bg {
     }
 
     /// Sends SIG`signal` and waits for the exit; returns the status and the log.
-    fn stop(mut self, signal: &str) -> (ExitStatus, String) {
+    pub(crate) fn stop(mut self, signal: &str) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
@@ -151,6 +151,12 @@ impl Drop for Bg {
 /// `timed`: under `timeout` (a run with `-n`/`-p` that ends by itself), else plain (a run that
 /// is stopped with SIGINT).
 fn perfdhcp(ns: &Ns, timed: bool, args: &[&str]) -> Command {
+    perfdhcp_to(ns, timed, 6767, args)
+}
+
+/// [`perfdhcp`] to the server on `port`.
+pub(crate) fn perfdhcp_to(ns: &Ns, timed: bool, port: u16, args: &[&str]) -> Command {
+    let port = port.to_string();
     let mut c = if timed {
         ns.timed("perfdhcp")
     } else {
@@ -161,7 +167,7 @@ fn perfdhcp(ns: &Ns, timed: bool, args: &[&str]) -> Command {
         "-l",
         "127.0.0.1",
         "-N",
-        "6767",
+        &port,
         "-L",
         "6768",
         "-g",
@@ -375,14 +381,14 @@ fn dhcp_proto() -> &'static str {
 
 /// tshark capturing on the namespace's loopback every datagram sent to perfdhcp's port 6768
 /// (the server's replies), into a pcapng file.
-struct Capture {
+pub(crate) struct Capture {
     bg: Bg,
     file: PathBuf,
 }
 
 impl Capture {
     /// Starts tshark and waits until it captures.
-    fn start(ns: &Ns, dir: &Path, name: &str) -> Capture {
+    pub(crate) fn start(ns: &Ns, dir: &Path, name: &str) -> Capture {
         let file = dir.join(format!("{name}.pcapng"));
         let mut cmd = ns.cmd(tool("tshark"));
         // A 64 MiB capture buffer (dumpcap's default is 2): with other tests loading both cores,
@@ -417,7 +423,7 @@ impl Capture {
 
     /// Stops tshark (SIGINT: it finishes the file) and returns the file and tshark's log
     /// (which ends with the packets it captured and dropped).
-    fn finish(self) -> (PathBuf, String) {
+    pub(crate) fn finish(self) -> (PathBuf, String) {
         let (_, log) = self.bg.stop("INT");
         assert!(
             self.file.is_file(),
@@ -451,7 +457,7 @@ fn read_acks(pcap: &Path) -> std::process::Output {
 }
 
 /// Every DHCPACK in `pcap`: (your address, client MAC), in capture order.
-fn captured_acks(pcap: &Path) -> Vec<(Ipv4Addr, String)> {
+pub(crate) fn captured_acks(pcap: &Path) -> Vec<(Ipv4Addr, String)> {
     let out = read_acks(pcap);
     assert!(
         out.status.success(),
@@ -480,7 +486,11 @@ fn captured_acks(pcap: &Path) -> Vec<(Ipv4Addr, String)> {
 
 /// Adds `acks` to `bound` (address -> MAC), failing if an address was ACKed to two MACs
 /// (the one-owner invariant: nothing in these tests releases a lease or lets one expire).
-fn merge_acks(bound: &mut BTreeMap<Ipv4Addr, String>, acks: &[(Ipv4Addr, String)], whence: &str) {
+pub(crate) fn merge_acks(
+    bound: &mut BTreeMap<Ipv4Addr, String>,
+    acks: &[(Ipv4Addr, String)],
+    whence: &str,
+) {
     for (addr, mac) in acks {
         if let Some(prev) = bound.insert(*addr, mac.clone()) {
             assert_eq!(
