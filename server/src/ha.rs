@@ -603,17 +603,7 @@ async fn campaign(
             TxnOp::get(term, None),
         ])
         .or_else([TxnOp::get(key, None), TxnOp::get(term, None)]);
-    let response = client.txn(txn).await?;
-    let mut gets = response
-        .op_responses()
-        .into_iter()
-        .filter_map(|op| match op {
-            TxnOpResponse::Get(get) => Some(get.kvs().first().cloned()),
-            _ => None,
-        });
-    let count = |kv: Option<etcd_client::KeyValue>| {
-        kv.map_or(0, |kv| u64::try_from(kv.version()).unwrap_or(0))
-    };
+    let (response, mut gets) = run(client, txn).await?;
     if response.succeeded() {
         let epoch = response.header().map_or(0, |h| h.revision());
         return Ok(Some(Seen {
@@ -633,6 +623,33 @@ async fn campaign(
         term: count(gets.next().flatten()),
         mine: kv.lease() == lease,
     }))
+}
+
+/// Runs `txn`; its response, and what each of its `get`s read (the first key, if any), in
+/// order.
+async fn run(
+    client: &mut Client,
+    txn: Txn,
+) -> std::result::Result<
+    (
+        etcd_client::TxnResponse,
+        std::vec::IntoIter<Option<etcd_client::KeyValue>>,
+    ),
+    etcd_client::Error,
+> {
+    let response = client.txn(txn).await?;
+    let gets: Vec<_> = (response.op_responses().into_iter())
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().cloned()),
+            _ => None,
+        })
+        .collect();
+    Ok((response, gets.into_iter()))
+}
+
+/// How many times the key read was put (0 when absent): the term count.
+fn count(kv: Option<etcd_client::KeyValue>) -> u64 {
+    kv.map_or(0, |kv| u64::try_from(kv.version()).unwrap_or(0))
 }
 
 /// Probes each etcd endpoint on its own every [`PROBE_EVERY`], for `status-get`.

@@ -231,13 +231,9 @@ v4:
     - subnet: 10.0.0.0/8
       relays: [127.0.0.1]
       pools: ["10.0.0.1-10.255.255.254"]
-ha:
-  mode: load-balancing
-  node: a
-  etcd: [ "http://127.0.0.1:2379" ]
-  peers:
-    - { name: a, url: "http://127.0.0.1:1", stream: "127.0.0.1:8068" }
-    - { name: b, url: "http://127.0.0.1:2", stream: "127.0.0.1:8069" }
+ha: { mode: load-balancing, node: a, etcd: [ "http://127.0.0.1:2379" ], peers: [
+  { name: a, url: "http://127.0.0.1:1", stream: "127.0.0.1:8068" },
+  { name: b, url: "http://127.0.0.1:2", stream: "127.0.0.1:8069" } ] }
 "#;
 
 /// The DHCPv4 handler of [`BALANCED`] answering scope 0 only, and what it reuses.

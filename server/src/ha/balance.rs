@@ -14,11 +14,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use tokio::time::{Instant, timeout};
 
 use super::status::Role;
-use super::{Members, Run, Seen, Timing, lock};
+use super::{Members, Run, Seen, Timing, count, lock};
 use crate::config::HaConfig;
 use crate::scope;
 
@@ -95,17 +95,7 @@ pub(super) async fn campaign(
                 TxnOp::get(term_key, None),
                 TxnOp::get(keys.partner.as_str(), None),
             ]);
-        let response = client.txn(txn).await?;
-        let mut gets = response
-            .op_responses()
-            .into_iter()
-            .filter_map(|op| match op {
-                TxnOpResponse::Get(get) => Some(get.kvs().first().cloned()),
-                _ => None,
-            });
-        let count = |kv: Option<etcd_client::KeyValue>| {
-            kv.map_or(0, |kv| u64::try_from(kv.version()).unwrap_or(0))
-        };
+        let (response, mut gets) = super::run(client, txn).await?;
         if response.succeeded() {
             let epoch = response.header().map_or(0, |h| h.revision());
             if i != keys.mine {

@@ -9,8 +9,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde_json::{Value, json};
 
 use super::{
-    Clients, Etcd, Load, ROLE_DEADLINE, bound, ha, holds_all, kept_configs, owners, stream_key,
-    wait_ha,
+    Clients, Etcd, Load, ROLE_DEADLINE, bound, ha, holds_all, in_sync, kept_configs, owners,
+    stream_key, wait_ha,
 };
 use crate::common::{Lessor, require_root, tempdir, wait_until};
 use crate::kea_client::command;
@@ -71,21 +71,38 @@ fn written_by(lessor: &Lessor) -> BTreeMap<Ipv4Addr, String> {
         .collect()
 }
 
+/// A load-balancing pair of a new cluster, its config edited by `edit`, each server's state
+/// under `state`: started, and each serving its own scope. With the DHCP ports and the
+/// configs (to start a server again).
+fn start_balanced(
+    etcd: &Etcd,
+    key: &std::path::Path,
+    state: &std::path::Path,
+    edit: impl Fn(&str) -> String,
+) -> (Lessor, Lessor, [u16; 2], [String; 2]) {
+    let (configs, ports) = kept_configs(etcd, key, state, |c| {
+        edit(&c.replace("mode: hot-standby", "mode: load-balancing"))
+    });
+    let a = Lessor::start(None, &configs[0], &[]);
+    let b = Lessor::start(None, &configs[1], &[]);
+    let first = wait_serving(&a, [true, false], "a serving its own scope");
+    wait_serving(&b, [false, true], "b serving its own scope");
+    assert_eq!(first["scopes"][1]["holder"], "b", "{first}");
+    // Binding replies wait for the partner only once it is in sync (docs/HA.md).
+    for l in [&a, &b] {
+        wait_ha("the partner in sync", || ha(l), in_sync);
+    }
+    (a, b, ports, configs)
+}
+
 #[test]
 fn both_serve_their_scope_a_survivor_takes_the_other_and_gives_it_back() {
     require_root();
     let etcd = Etcd::start();
     let state = tempdir();
     let key = stream_key('k');
-    let (configs, ports) = kept_configs(&etcd, key.path(), state.path(), |c| {
-        c.replace("mode: hot-standby", "mode: load-balancing")
-    });
+    let (a, b, ports, configs) = start_balanced(&etcd, key.path(), state.path(), str::to_owned);
     let servers = ports.map(|p| SocketAddrV4::new(Ipv4Addr::LOCALHOST, p));
-    let a = Lessor::start(None, &configs[0], &[]);
-    let b = Lessor::start(None, &configs[1], &[]);
-    let first = wait_serving(&a, [true, false], "a serving its own scope");
-    wait_serving(&b, [false, true], "b serving its own scope");
-    assert_eq!(first["scopes"][1]["holder"], "b", "{first}");
 
     // Relays send every client's DORA to both servers: each client gets its one answer
     // from the server of its scope, from that scope's half of the pool.
@@ -184,14 +201,9 @@ fn an_async_survivor_waits_out_the_mclt_before_giving_the_partners_free_addresse
     let etcd = Etcd::start();
     let state = tempdir();
     let key = stream_key('k');
-    let (configs, ports) = kept_configs(&etcd, key.path(), state.path(), |c| {
-        c.replace("mode: hot-standby", "mode: load-balancing")
-            .replace("  sync: true", "  sync: false\n  mclt: 8s")
+    let (a, b, ports, _) = start_balanced(&etcd, key.path(), state.path(), |c| {
+        c.replace("  sync: true", "  sync: false\n  mclt: 8s")
     });
-    let a = Lessor::start(None, &configs[0], &[]);
-    let b = Lessor::start(None, &configs[1], &[]);
-    wait_serving(&a, [true, false], "a serving its own scope");
-    wait_serving(&b, [false, true], "b serving its own scope");
 
     // Each client asks the server of its scope.
     let clients = Clients::new(0x51);

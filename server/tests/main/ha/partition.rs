@@ -94,6 +94,30 @@ impl Site {
         wait_ha(what, || self.ha(at, l), done)
     }
 
+    /// Starts server `node` in namespace `at` with its state under `state`: the synced pair's
+    /// config of cluster `cluster` (edited by `edit`), reaching etcd at `etcd_at` and its
+    /// relay through `{node}c`.
+    fn start(
+        &self,
+        at: usize,
+        node: &str,
+        (etcd, etcd_at, cluster): (&Etcd, &str, &str),
+        state: &std::path::Path,
+        edit: impl Fn(String) -> String,
+    ) -> Lessor {
+        let dir = state.join(node);
+        std::fs::create_dir_all(&dir).expect("creating a state directory");
+        let endpoints: Vec<String> = (etcd.clients.iter())
+            .map(|c| c.replace("127.0.0.1", etcd_at))
+            .collect();
+        let streams = ["10.236.3.1:8068", "10.236.3.2:8068"].map(str::to_owned);
+        let config = config_with(node, PORT, cluster, &endpoints, Some((streams, true)));
+        // The link from the relay: `ac` in a, `bc` in b.
+        let config = format!("interfaces: [ {node}c ]\n{config}")
+            .replace("STATE_DIR", &dir.display().to_string());
+        Lessor::start(Some(&self.ns[at]), &edit(config), &[])
+    }
+
     /// Every bound lease of `l` (in namespace `at`), address to client.
     fn bound(&self, at: usize, l: &Lessor) -> BTreeMap<Ipv4Addr, String> {
         let url = l.control_url();
@@ -107,28 +131,8 @@ fn partitions_and_a_restart_give_no_address_twice_and_lose_no_acked_lease() {
     let etcd = Etcd::start_in(&site.ns[E]);
     let cluster = unique();
     let state = tempdir();
-    let streams = ["10.236.3.1:8068", "10.236.3.2:8068"].map(str::to_owned);
-    let config = |node: &str, etcd_at: &str| {
-        let dir = state.path().join(node);
-        std::fs::create_dir_all(&dir).expect("creating a state directory");
-        let endpoints: Vec<String> = etcd
-            .clients
-            .iter()
-            .map(|c| c.replace("127.0.0.1", etcd_at))
-            .collect();
-        let config = config_with(
-            node,
-            PORT,
-            &cluster,
-            &endpoints,
-            Some((streams.clone(), true)),
-        );
-        // The link from the relay: `ac` in a, `bc` in b.
-        format!("interfaces: [ {node}c ]\n{config}")
-            .replace("STATE_DIR", &dir.display().to_string())
-    };
     let start = |at: usize, node: &str, etcd_at: &str| {
-        Lessor::start(Some(&site.ns[at]), &config(node, etcd_at), &[])
+        site.start(at, node, (&etcd, etcd_at, &cluster), state.path(), |c| c)
     };
     let a = start(A, "a", "10.236.1.1");
     site.wait(A, &a, "a to lead", role("leader"));
@@ -203,26 +207,9 @@ fn a_balanced_pair_keeps_its_scopes_apart_through_partitions() {
     let etcd = Etcd::start_in(&site.ns[E]);
     let cluster = unique();
     let state = tempdir();
-    let streams = ["10.236.3.1:8068", "10.236.3.2:8068"].map(str::to_owned);
     let start = |at: usize, node: &str, etcd_at: &str| {
-        let dir = state.path().join(node);
-        std::fs::create_dir_all(&dir).expect("creating a state directory");
-        let endpoints: Vec<String> = etcd
-            .clients
-            .iter()
-            .map(|c| c.replace("127.0.0.1", etcd_at))
-            .collect();
-        let config = config_with(
-            node,
-            PORT,
-            &cluster,
-            &endpoints,
-            Some((streams.clone(), true)),
-        );
-        let config = format!("interfaces: [ {node}c ]\n{config}")
-            .replace("STATE_DIR", &dir.display().to_string())
-            .replace("mode: hot-standby", "mode: load-balancing");
-        Lessor::start(Some(&site.ns[at]), &config, &[])
+        let balanced = |c: String| c.replace("mode: hot-standby", "mode: load-balancing");
+        site.start(at, node, (&etcd, etcd_at, &cluster), state.path(), balanced)
     };
     let a = start(A, "a", "10.236.1.1");
     let b = start(B, "b", "10.236.2.1");

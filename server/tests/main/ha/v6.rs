@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::balance::served;
 use super::{
-    Etcd, ha, kept_configs, start_pair, stream_key, synced_configs, wait_ha, wait_in_sync,
+    Etcd, ha, in_sync, kept_configs, start_pair, stream_key, synced_configs, wait_ha, wait_in_sync,
     wait_role,
 };
 use crate::common::require_root;
@@ -118,6 +118,7 @@ fn a_balanced_pair_splits_dhcpv6_clients_and_a_survivor_keeps_them_all() {
     let b = Lessor::start(None, &configs[1], &[]);
     for (l, want) in [(&a, [true, false]), (&b, [false, true])] {
         wait_ha("its own scope", || ha(l), |h| served(h) == want);
+        wait_ha("the partner in sync", || ha(l), in_sync);
     }
     let scope_of = |n: u8| scope::of_duid(&[0, 3, 0, 1, 2, TAG, 0, 0, 0, n]);
     let relays = ports.map(|p| Relay::to(TAG, p));
