@@ -24,6 +24,13 @@ const CONFIG: &str = concat!(
 "
 );
 
+/// The same config in HA load balancing: pools split by scope, clients answered by the mask.
+const BALANCED: &str =
+    "ha: { mode: load-balancing, node: a, etcd: [ \"http://127.0.0.1:2379\" ], peers: [
+  { name: a, url: \"http://127.0.0.1:1\", stream: \"127.0.0.1:8068\" },
+  { name: b, url: \"http://127.0.0.1:2\", stream: \"127.0.0.1:8069\" } ] }
+";
+
 struct State {
     ctx: v4::Context,
     engine: Engine,
@@ -32,22 +39,47 @@ struct State {
     events: Vec<lessor_engine::v4::LeaseEvent>,
 }
 
-fn state() -> &'static Mutex<State> {
-    static S: OnceLock<Mutex<State>> = OnceLock::new();
-    S.get_or_init(|| {
-        let config = Config::from_yaml_str(CONFIG).expect("fuzz config");
-        let ifaces = [InterfaceInfo { index: 9, name: "eth9".into(), addrs: vec![Ipv4Addr::new(10, 232, 0, 1)] }];
+/// The engine and context of `CONFIG`, or with `balanced` of `CONFIG` in load balancing.
+fn state(balanced: bool) -> &'static Mutex<State> {
+    static S: [OnceLock<Mutex<State>>; 2] = [OnceLock::new(), OnceLock::new()];
+    S[usize::from(balanced)].get_or_init(|| {
+        let yaml = if balanced {
+            format!("{CONFIG}{BALANCED}")
+        } else {
+            CONFIG.to_owned()
+        };
+        let config = Config::from_yaml_str(&yaml).expect("fuzz config");
+        let ifaces = [InterfaceInfo {
+            index: 9,
+            name: "eth9".into(),
+            addrs: vec![Ipv4Addr::new(10, 232, 0, 1)],
+        }];
         let ctx = v4::Context::new(&config, &ifaces);
         let engine = Engine::new(ctx.engine_config(2)).expect("engine");
-        Mutex::new(State { ctx, engine, scratch: Scratch::default(), out: Vec::new(), events: Vec::new() })
+        Mutex::new(State {
+            ctx,
+            engine,
+            scratch: Scratch::default(),
+            out: Vec::new(),
+            events: Vec::new(),
+        })
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut s = state().lock().unwrap_or_else(|e| e.into_inner());
-    let State { ctx, engine, scratch, out, events } = &mut *s;
-    // The first byte picks the arrival interface and moves the clock, so expiry runs too.
+    // The first byte picks the arrival interface and moves the clock, so expiry runs too; its
+    // bit 1 load balancing, and bits 2-5 the scope mask then.
     let (sel, pkt) = data.split_first().map_or((0, data), |(a, b)| (*a, b));
+    let mut s = state(sel & 2 != 0)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let State {
+        ctx,
+        engine,
+        scratch,
+        out,
+        events,
+    } = &mut *s;
     let arrival = Arrival {
         src: SocketAddrV4::new(Ipv4Addr::new(10, 231, 0, 1), 67),
         ifindex: if sel & 1 == 0 { 9 } else { 1 },
@@ -55,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let now = 1_800_000_000 + u64::from(sel) * 97;
     engine.reclaim(0, now, 64, events);
-    let got = v4::Received::new(pkt, arrival, now);
+    let got = v4::Received::new(pkt, arrival, now).serving((sel >> 2) & 0b1111);
     if let Outcome::Reply(_) = v4::handle(ctx, engine, got, scratch, out, events) {
         let msg = dhcproto::v4::Message::decode(&mut Decoder::new(out));
         assert!(msg.is_ok(), "reply does not decode: {msg:?}");
