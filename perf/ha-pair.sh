@@ -2,10 +2,12 @@
 # DHCPv4 DORA/s of one lessor alone, of a hot-standby pair with `ha.sync: true` (`sync`, and
 # `keyed`: the same with `ha.stream_key_file`, every stream message tagged), and of the pair
 # with `ha.sync: false`, in the same run (docs/HA.md): a three-member etcd on loopback, the
-# leader loaded by `lessor-perf load` as a relay, the standby receiving its journal.
+# leader loaded by `lessor-perf load` as a relay, the standby receiving its journal. Mode
+# `balanced`: a load-balancing pair with `sync: true`, server a loaded with the clients of
+# its own scope only (`lessor-perf load --scope 0`), b serving nothing but its stream.
 #
 #   perf/ha-pair.sh [--seconds 10] [--runs 3] [--inflight 256]
-#                   [--modes "single sync keyed async"] [--bin DIR]
+#                   [--modes "single sync keyed async balanced"] [--bin DIR]
 #
 # Every run starts fresh servers with empty states (and a cluster name of its own in the one
 # etcd). The leader is pinned to core 1; the standby, etcd and the generator share core 0 (a
@@ -49,13 +51,13 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 
-# config NODE PORT CONTROL SYNC CLUSTER [KEY]: server NODE of the pair (NODE "single": no
-# ha), with the stream key file KEY if given.
+# config NODE PORT CONTROL SYNC CLUSTER [KEY] [MODE]: server NODE of the pair (NODE "single":
+# no ha), with the stream key file KEY if given, in ha.mode MODE (default hot-standby).
 config() {
   printf 'port: %s\nstate_dir: %s\nworkers: 1\ncontrol: { listen: "127.0.0.1:%s" }\n' "$2" "$work/$1" "$3"
   printf 'v4:\n  lease_time: 4000\n  subnets:\n    - subnet: 10.0.0.0/8\n      relays: [127.0.0.1]\n      pools: ["10.0.0.1-10.255.255.254"]\n'
   [ "$1" = single ] && return
-  printf 'ha:\n  mode: hot-standby\n  node: %s\n  cluster: %s\n  sync: %s\n' "$1" "$5" "$4"
+  printf 'ha:\n  mode: %s\n  node: %s\n  cluster: %s\n  sync: %s\n' "${7:-hot-standby}" "$1" "$5" "$4"
   [ -n "${6:-}" ] && printf '  stream_key_file: "%s"\n' "$6"
   printf '  etcd: [ "http://127.0.0.1:23791", "http://127.0.0.1:23792", "http://127.0.0.1:23793" ]\n'
   printf '  peers:\n    - { name: a, url: "http://127.0.0.1:18067", stream: "127.0.0.1:18068" }\n'
@@ -78,8 +80,11 @@ wait_for() { # CONTROL EXPR VALUE: waits up to 30 s for EXPR to print VALUE
 }
 
 run() { # MODE N: one run; prints "dora/s drops% p50 p99 p99.9 cpu_us violations state lag"
-  local mode=$1 n=$2 sync=true state="-" lag="-" key=""
+  local mode=$1 n=$2 sync=true state="-" lag="-" key="" ha_mode=hot-standby scope=()
   [ "$mode" = async ] && sync=false
+  if [ "$mode" = balanced ]; then
+    ha_mode=load-balancing scope=(--scope 0)
+  fi
   if [ "$mode" = keyed ]; then
     key="$work/stream.key"
     head -c 48 /dev/urandom | base64 > "$key"
@@ -89,17 +94,23 @@ run() { # MODE N: one run; prints "dora/s drops% p50 p99 p99.9 cpu_us violations
   local node=a
   [ "$mode" = single ] && node=single
   mkdir -p "$work/$node"
-  config "$node" 6767 18067 "$sync" "bench-$$-$mode-$n" "$key" > "$work/$node.yaml"
+  config "$node" 6767 18067 "$sync" "bench-$$-$mode-$n" "$key" "$ha_mode" > "$work/$node.yaml"
   RUST_LOG=warn taskset -c 1 "$bin/lessor" --config "$work/$node.yaml" > "$work/$node.log" 2>&1 &
   pid=$!
   if [ "$mode" != single ]; then
     local ok=true
-    wait_for 18067 "ha['role']" leader || ok=false
+    # A balanced pair starts together: each takes its own scope.
+    [ "$mode" = balanced ] || wait_for 18067 "ha['role']" leader || ok=false
     mkdir -p "$work/b"
-    config b 6777 18077 "$sync" "bench-$$-$mode-$n" "$key" > "$work/b.yaml"
+    config b 6777 18077 "$sync" "bench-$$-$mode-$n" "$key" "$ha_mode" > "$work/b.yaml"
     RUST_LOG=warn taskset -c 0 "$bin/lessor" --config "$work/b.yaml" > "$work/b.log" 2>&1 &
     standby=$!
-    $ok && wait_for 18077 "ha['role']" standby || ok=false
+    if [ "$mode" = balanced ]; then
+      $ok && wait_for 18067 "[s['served'] for s in ha['scopes']]" "[True, False]" || ok=false
+      $ok && wait_for 18077 "[s['served'] for s in ha['scopes']]" "[False, True]" || ok=false
+    else
+      $ok && wait_for 18077 "ha['role']" standby || ok=false
+    fi
     $ok && wait_for 18067 "ha['stream']['state']" in-sync || ok=false
     if ! $ok; then
       kill "$standby" 2>/dev/null || true; wait "$standby" 2>/dev/null || true; standby=""
@@ -110,7 +121,7 @@ run() { # MODE N: one run; prints "dora/s drops% p50 p99 p99.9 cpu_us violations
   else
     sleep 2
   fi
-  taskset -c 0 "$bin/lessor-perf" load --duration "$seconds" --inflight "$inflight" \
+  taskset -c 0 "$bin/lessor-perf" load --duration "$seconds" --inflight "$inflight" "${scope[@]}" \
     --server-pid "$pid" --json "$work/out.json" --quiet > /dev/null 2>&1 || true
   if [ "$mode" != single ]; then
     state=$(ha_field 18067 "ha['stream']['state']")

@@ -364,6 +364,16 @@ pub(crate) struct Plan {
     pub(crate) release_pct: u8,
     /// --stop-after: most exchanges to start over all workers.
     pub(crate) stop_after: Option<u64>,
+    /// Only the clients this keeps are started (DHCPv4 --scope).
+    pub(crate) keep: Option<Keep>,
+}
+
+/// Which clients a run starts: those whose number (plus `first`) `test` keeps for `arg`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Keep {
+    pub(crate) test: fn(u32, u8) -> bool,
+    pub(crate) arg: u8,
+    pub(crate) first: u32,
 }
 
 impl Plan {
@@ -404,6 +414,7 @@ impl Plan {
             renew_pct: 0,
             release_pct: 0,
             stop_after: None,
+            keep: None,
         })
     }
 
@@ -614,6 +625,11 @@ impl<S: State> Slots<S> {
             } else {
                 self.next_local + 1
             };
+            if let Some(k) = self.plan.keep
+                && !(k.test)(self.number(l) + k.first, k.arg)
+            {
+                continue;
+            }
             let c = self.get(l);
             if c.phase == Phase::Idle {
                 c.t_start = now;
@@ -1576,6 +1592,35 @@ mod tests {
         s.get(0).phase = Phase::Opening;
         s.get(1).phase = Phase::Opening;
         assert_eq!(s.start(0, &mut skips), None);
+    }
+
+    #[test]
+    fn only_the_clients_kept_are_started() {
+        let odd = |n: u32, parity: u8| n % 2 == u32::from(parity);
+        let plan = Plan {
+            keep: Some(Keep {
+                test: odd,
+                arg: 1,
+                first: 10,
+            }),
+            ..Plan::new(1, 6, 0, 1, 1.0, 1000).expect("valid")
+        };
+        let mut s: Slots<()> = Slots::new(0, plan, false);
+        let mut skips = 0;
+        // Numbers 0..6 are clients 10..16 of the run: 11, 13 and 15 are odd.
+        let mut started = Vec::new();
+        for _ in 0..4 {
+            let l = s.start(0, &mut skips);
+            if let Some(l) = l {
+                s.get(l).phase = Phase::Opening;
+            }
+            started.push(l);
+        }
+        assert_eq!(started, [Some(1), Some(3), Some(5), None]);
+        assert_eq!(
+            skips, 3,
+            "the busy ones passed over; the others are not counted"
+        );
     }
 
     crate::load::hists! { 1; only "x" for Opening, }

@@ -68,6 +68,10 @@ pub(crate) struct LoadArgs {
     /// after one that filled the server (--stop-after) asks with new clients.
     #[arg(long, default_value_t = 0)]
     first_client: u32,
+    /// HA load balancing: start only the clients of this scope (0 or 1), by RFC 3074's
+    /// bucket of their client identifier, as lessor's `ha.mode: load-balancing` splits them.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    scope: Option<u8>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -525,10 +529,27 @@ impl Load for Generator<'_> {
     }
 }
 
+/// Whether client `n` (its client identifier: type 1 and its MAC) is of load-balancing scope
+/// `scope`.
+fn in_scope(n: u32, scope: u8) -> bool {
+    let mac = wire::mac(n);
+    let mut id = [1u8; 7];
+    id[1..].copy_from_slice(&mac);
+    lessor_server::scope::of_v4(Some(&id), &mac) == usize::from(scope)
+}
+
 /// Runs the load and prints the JSON report on stdout (progress and the summary on stderr).
 /// Fails, after reporting, if any address was ACKed to two clients.
 pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
-    let plan = a.run.plan(a.mix.fixed())?;
+    let keep = a.scope.map(|arg| load::Keep {
+        test: in_scope,
+        arg,
+        first: a.first_client,
+    });
+    let plan = load::Plan {
+        keep,
+        ..a.run.plan(a.mix.fixed())?
+    };
     anyhow::ensure!(
         u64::from(a.first_client) + u64::from(a.run.clients) <= u64::from(MAX_CLIENTS),
         "--first-client + --clients must not exceed 2^24 (16777216)"
@@ -543,4 +564,19 @@ pub(crate) fn run(a: &LoadArgs) -> anyhow::Result<()> {
         src: None,
     };
     load::run(&load, &NAMES, &a.run, plan, a.local, a.local_port, to)
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::in_scope;
+
+    #[test]
+    fn each_client_is_in_one_scope_and_the_scopes_are_about_even() {
+        let zero = (0..10_000).filter(|&n| in_scope(n, 0)).count();
+        assert!((0..10_000).all(|n| in_scope(n, 0) != in_scope(n, 1)));
+        assert!(
+            (4_500..=5_500).contains(&zero),
+            "{zero} of 10,000 in scope 0"
+        );
+    }
 }
