@@ -37,10 +37,10 @@ use crate::config::{EtcdTls, HaConfig};
 use crate::control::{Hold, Live};
 use crate::error::{Error, Result};
 
-/// The name of the server that wrote a change of `version`, if one of `config`'s peers did
-/// in an HA term (docs/HA.md, "Terms").
-pub fn written_by(config: &HaConfig, version: u64) -> Option<&str> {
-    let peer = config.peers.get(takeover::writer(version)?)?;
+/// The name of the server that wrote a change of `version`, if one of the peers of
+/// `config`'s `ha` did in an HA term (docs/HA.md, "Terms").
+pub fn written_by(config: &crate::config::Config, version: u64) -> Option<&str> {
+    let peer = config.ha.as_ref()?.peers.get(takeover::writer(version)?)?;
     Some(peer.name.as_str())
 }
 

@@ -157,10 +157,7 @@ pub fn dump(
             subnet_of(r),
         );
         // The HA peer that wrote the record (docs/HA.md, "Terms"), when one did.
-        let by = config
-            .ha
-            .as_ref()
-            .and_then(|ha| crate::ha::written_by(ha, r.version));
+        let by = crate::ha::written_by(config, r.version);
         match format {
             DumpFormat::Jsonl => {
                 let mut v = serde_json::json!({

@@ -286,8 +286,7 @@ impl<F: Family> Worker<F> {
             {
                 last_reclaim = Instant::now();
                 self.family.reclaim(self.k, now(), &mut events);
-                self.keep_served(&mut events, self.shared.scopes.load(Ordering::Relaxed));
-                self.persist(&mut events);
+                self.persist(&mut events, self.shared.scopes.load(Ordering::Relaxed));
             }
             self.flush(&mut pending, &mut tx, stats, &mut holds);
             let received = receive(
@@ -358,8 +357,7 @@ impl<F: Family> Worker<F> {
                 };
                 let handled = self.family.handle(got, made);
                 handled_here += 1;
-                self.keep_served(&mut events, scopes);
-                let ticket = self.persist(&mut events);
+                let ticket = self.persist(&mut events, scopes);
                 match handled {
                     Handled::Reply { to, needs_durable } => match ticket {
                         // Durable ACK: a reply that binds waits until its lease is durable.
@@ -417,9 +415,8 @@ impl<F: Family> Worker<F> {
         swap.pass(|| {
             if !held {
                 self.family.reclaim(self.k, now(), events);
-                self.keep_served(events, scopes);
             }
-            self.persist(events);
+            self.persist(events, scopes);
         });
     }
 
@@ -453,14 +450,11 @@ impl<F: Family> Worker<F> {
         send_all(&self.socket, self.k, tx, stats);
     }
 
-    /// Drops the events of clients of a scope not in `scopes` (see [`drop_unserved`]).
-    fn keep_served(&self, events: &mut Vec<F::Event>, scopes: u8) {
+    /// Journals `events` (draining it), but for those of clients of a scope not in `scopes`
+    /// ([`drop_unserved`]), and returns the last ticket. Every expiry passes here once,
+    /// whether the sweep or a request found it, so this is where it is counted.
+    fn persist(&mut self, events: &mut Vec<F::Event>, scopes: u8) -> Option<Ticket> {
         drop_unserved(events, self.family.balanced(), scopes);
-    }
-
-    /// Journals `events` (draining it) and returns the last ticket. Every expiry passes here
-    /// once, whether the sweep or a request found it, so this is where it is counted.
-    fn persist(&mut self, events: &mut Vec<F::Event>) -> Option<Ticket> {
         let mut last = None;
         let mut expired = 0;
         for e in events.drain(..) {

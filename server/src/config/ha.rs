@@ -62,6 +62,14 @@ impl HaConfig {
         self.peers.iter().find(|p| p.name == self.node)
     }
 
+    /// This server's index in `peers` (0 if absent, which the config refuses).
+    pub fn my_index(&self) -> usize {
+        self.peers
+            .iter()
+            .position(|p| p.name == self.node)
+            .unwrap_or(0)
+    }
+
     /// The partner: the first of `peers` that is not this server.
     pub fn partner(&self) -> Option<&HaPeer> {
         self.peers.iter().find(|p| p.name != self.node)

@@ -184,11 +184,7 @@ pub(crate) fn lease4(config: &Config, lease: &v4::Lease) -> Value {
 
 /// Adds `written-by`: the HA peer that wrote the lease's last change, when one did.
 fn written_by(config: &Config, version: u64, v: &mut Value) {
-    if let Some(node) = config
-        .ha
-        .as_ref()
-        .and_then(|ha| crate::ha::written_by(ha, version))
-    {
+    if let Some(node) = crate::ha::written_by(config, version) {
         v["written-by"] = Value::String(node.to_owned());
     }
 }

@@ -37,7 +37,7 @@ impl ScopeKeys {
     /// The keys of `c`'s scopes, if it balances.
     pub(super) fn new(c: &HaConfig) -> Option<ScopeKeys> {
         let names = c.scopes()?;
-        let mine = names.iter().position(|n| *n == c.node)?;
+        let mine = c.my_index();
         Some(ScopeKeys {
             scopes: names.map(|n| format!("/lessor/{}/scopes/{n}", c.cluster)),
             partner: format!("/lessor/{}/members/{}", c.cluster, names[1 - mine]),

@@ -131,11 +131,7 @@ impl Stream {
             // Asynchronous: a reply waits only while the partner is that far behind it.
             r.gate.set_slack(config.max_lag);
         }
-        let peer = config
-            .peers
-            .iter()
-            .position(|p| p.name == config.node)
-            .unwrap_or(0);
+        let peer = config.my_index();
         if config.scopes().is_some() {
             // Both stream all their journal: what comes back of this server's own is not
             // appended again (docs/HA.md, "Load balancing").

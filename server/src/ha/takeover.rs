@@ -33,17 +33,21 @@ const TERM_SHIFT: u32 = 44;
 /// `ha.peers`): a term's changes count from `term << TERM_SHIFT | peer << PEER_SHIFT`.
 const PEER_SHIFT: u32 = 40;
 
+/// The peer bits of `v`, shifted down.
+fn peer_of(v: u64) -> u64 {
+    (v >> PEER_SHIFT) & ((1 << (TERM_SHIFT - PEER_SHIFT)) - 1)
+}
+
 /// The lowest version of the cluster's `term`th term (terms past 2^20 share the last) for
 /// changes `peer` writes.
 pub(super) fn term_floor(term: u64, peer: usize) -> u64 {
-    let peer = (peer as u64) & ((1 << (TERM_SHIFT - PEER_SHIFT)) - 1);
+    let peer = peer_of((peer as u64) << PEER_SHIFT);
     term.min((1 << (64 - TERM_SHIFT)) - 1) << TERM_SHIFT | peer << PEER_SHIFT
 }
 
 /// The lowest version at least `v` whose peer bits name `peer`: this server's next change
 /// says it wrote it even if a record it restored came from a later term than it knew.
 fn at_peer(v: u64, peer: usize) -> u64 {
-    let peer_of = |v: u64| (v >> PEER_SHIFT) & ((1 << (TERM_SHIFT - PEER_SHIFT)) - 1);
     if peer_of(v) == peer as u64 {
         return v;
     }
@@ -58,8 +62,7 @@ fn at_peer(v: u64, peer: usize) -> u64 {
 /// The index in `ha.peers` of the server that wrote a change of `version`, if it was written
 /// in an HA term (term 0 is a server without `ha`, or before it first led).
 pub(super) fn writer(version: u64) -> Option<usize> {
-    let peer = (version >> PEER_SHIFT) & ((1 << (TERM_SHIFT - PEER_SHIFT)) - 1);
-    (version >> TERM_SHIFT > 0).then_some(peer as usize)
+    (version >> TERM_SHIFT > 0).then_some(peer_of(version) as usize)
 }
 
 /// Reads the journal's live records (newest per key) and restores each into the engine of
